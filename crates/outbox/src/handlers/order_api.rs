@@ -1,0 +1,95 @@
+//! `POST /orders` and `GET /orders/{order_id}`: the order service's HTTP API.
+
+use aws_lambda_events::apigw::{ApiGatewayV2httpRequest, ApiGatewayV2httpResponse};
+use http::{Method, StatusCode};
+use lambda_runtime::{Error, LambdaEvent};
+use serde::Serialize;
+
+use super::http::{body_bytes, header, json, parse_json, route, with_header, ApiError};
+use crate::domain::{Order, OrderRequest, TraceContext};
+use crate::service::{self, Placed};
+use crate::store::OrderStore;
+
+pub async fn handle<S: OrderStore>(
+    store: &S,
+    event: LambdaEvent<ApiGatewayV2httpRequest>,
+) -> Result<ApiGatewayV2httpResponse, Error> {
+    let trace = event.context.xray_trace_id.clone();
+    Ok(respond(store, &event.payload, trace)
+        .await
+        .unwrap_or_else(ApiError::into_response))
+}
+
+/// The whole API without the Lambda context: what tests and local tools call.
+pub async fn respond<S: OrderStore>(
+    store: &S,
+    req: &ApiGatewayV2httpRequest,
+    xray_trace_id: Option<String>,
+) -> Result<ApiGatewayV2httpResponse, ApiError> {
+    match route(req) {
+        (Method::POST, path) if path == ["orders"] => post_order(store, req, xray_trace_id).await,
+        (_, path) if path == ["orders"] => Err(ApiError::method_not_allowed("POST")),
+        (Method::GET, path) if path.len() == 2 && path[0] == "orders" => {
+            let view = service::get_order(store, path[1]).await?;
+            Ok(json(StatusCode::OK, &view))
+        }
+        (_, path) if path.len() == 2 && path[0] == "orders" => {
+            Err(ApiError::method_not_allowed("GET"))
+        }
+        _ => Err(ApiError::not_found()),
+    }
+}
+
+/// The 201 body: the order without its line items and internal fingerprint.
+#[derive(Serialize)]
+struct Created<'a> {
+    order_id: &'a str,
+    customer_id: &'a str,
+    currency: &'a str,
+    total_cents: i64,
+    points: i64,
+    created_at: &'a str,
+}
+
+impl<'a> From<&'a Order> for Created<'a> {
+    fn from(o: &'a Order) -> Self {
+        Self {
+            order_id: &o.order_id,
+            customer_id: &o.customer_id,
+            currency: &o.currency,
+            total_cents: o.total_cents,
+            points: o.points,
+            created_at: &o.created_at,
+        }
+    }
+}
+
+async fn post_order<S: OrderStore>(
+    store: &S,
+    req: &ApiGatewayV2httpRequest,
+    xray_trace_id: Option<String>,
+) -> Result<ApiGatewayV2httpResponse, ApiError> {
+    let bytes = body_bytes(req)?;
+    let request: OrderRequest = parse_json(&req.headers, &bytes)?;
+    let key = header(&req.headers, "idempotency-key")?;
+    let traceparent = header(&req.headers, "traceparent")?.map(str::to_owned);
+    let trace = TraceContext::new(traceparent, xray_trace_id);
+    let placed = service::place_order(store, request, key, trace).await?;
+    let order = placed.order();
+    tracing::info!(
+        order_id = %order.order_id,
+        customer_id = %order.customer_id,
+        replayed = matches!(placed, Placed::Replayed(_)),
+        "order placed"
+    );
+    let location = format!("/orders/{}", order.order_id);
+    let response = with_header(
+        json(StatusCode::CREATED, &Created::from(order)),
+        "location",
+        &location,
+    );
+    Ok(match (&placed, key) {
+        (Placed::Replayed(_), Some(_)) => with_header(response, "idempotent-replayed", "true"),
+        _ => response,
+    })
+}

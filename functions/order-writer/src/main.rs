@@ -1,0 +1,14 @@
+//! order-writer: `POST /orders` and `GET /orders/{order_id}` behind an API Gateway HTTP API.
+
+use lambda_runtime::{run, service_fn, Error};
+use outbox::config;
+use outbox::handlers::order_api;
+use outbox::store::dynamodb::DynamoOrderStore;
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    config::init_tracing();
+    let table = config::required(config::ORDERS_TABLE)?;
+    let store = DynamoOrderStore::new(config::dynamodb_client().await, table);
+    run(service_fn(|event| order_api::handle(&store, event))).await
+}

@@ -1,0 +1,36 @@
+//! outbox-sweeper: on a schedule, applies outbox events still pending after a grace period.
+
+use lambda_runtime::{run, service_fn, Error};
+use outbox::config;
+use outbox::handlers::sweeper;
+use outbox::service::RewardsService;
+use outbox::store::dynamodb::{DynamoOrderStore, DynamoRewardsStore};
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    config::init_tracing();
+    let client = config::dynamodb_client().await;
+    let service = RewardsService {
+        rewards: DynamoRewardsStore::new(client.clone(), config::required(config::REWARDS_TABLE)?),
+        outbox: DynamoOrderStore::new(client, config::required(config::ORDERS_TABLE)?),
+        retention_seconds: config::number(
+            config::OUTBOX_RETENTION_SECONDS,
+            config::DEFAULT_RETENTION_SECONDS,
+            |s| *s >= 0,
+        )?,
+    };
+    let grace = config::number(
+        config::SWEEPER_GRACE_SECONDS,
+        config::DEFAULT_GRACE_SECONDS,
+        |g| *g >= 0,
+    )?;
+    let limit = config::number(
+        config::SWEEPER_BATCH_LIMIT,
+        config::DEFAULT_SWEEP_LIMIT,
+        |l| *l >= 1,
+    )?;
+    run(service_fn(|event| {
+        sweeper::handle(&service, grace, limit, event)
+    }))
+    .await
+}

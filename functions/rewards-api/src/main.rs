@@ -1,0 +1,14 @@
+//! rewards-api: `GET /customers/{customer_id}/rewards`.
+
+use lambda_runtime::{run, service_fn, Error};
+use outbox::config;
+use outbox::handlers::rewards_api;
+use outbox::store::dynamodb::DynamoRewardsStore;
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    config::init_tracing();
+    let client = config::dynamodb_client().await;
+    let store = DynamoRewardsStore::new(client, config::required(config::REWARDS_TABLE)?);
+    run(service_fn(|event| rewards_api::handle(&store, event))).await
+}

@@ -1,0 +1,31 @@
+//! stream-consumer: applies outbox events from the orders table's stream to the rewards ledger.
+
+use lambda_runtime::{run, service_fn, Error};
+use outbox::config;
+use outbox::handlers::stream;
+use outbox::service::RewardsService;
+use outbox::store::dynamodb::{DynamoOrderStore, DynamoRewardsStore};
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    config::init_tracing();
+    let client = config::dynamodb_client().await;
+    let service = RewardsService {
+        rewards: DynamoRewardsStore::new(client.clone(), config::required(config::REWARDS_TABLE)?),
+        outbox: DynamoOrderStore::new(client, config::required(config::ORDERS_TABLE)?),
+        retention_seconds: config::number(
+            config::OUTBOX_RETENTION_SECONDS,
+            config::DEFAULT_RETENTION_SECONDS,
+            |s| *s >= 0,
+        )?,
+    };
+    let concurrency = config::number(
+        config::CONSUMER_CONCURRENCY,
+        config::DEFAULT_CONCURRENCY,
+        |c| *c >= 1,
+    )?;
+    run(service_fn(|event| {
+        stream::handle(&service, concurrency, event)
+    }))
+    .await
+}
