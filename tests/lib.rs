@@ -1,1 +1,188 @@
+//! Test support: API Gateway requests as the HTTP API sends them, calls through the real Lambda
+//! handlers, and reads of what the tables hold. The server is devkit's local DynamoDB.
 
+use std::collections::HashMap;
+
+use aws_lambda_events::apigw::{ApiGatewayV2httpRequest, ApiGatewayV2httpResponse};
+use aws_lambda_events::encodings::Body;
+use aws_sdk_dynamodb::types::AttributeValue;
+pub use devkit::Stack;
+use lambda_runtime::{Context, LambdaEvent};
+use outbox::handlers::{order_api, rewards_api};
+use outbox::schema::{self, rewards};
+use serde_json::{json, Value};
+
+pub type Item = HashMap<String, AttributeValue>;
+
+pub async fn stack() -> Stack {
+    Stack::start().await.expect("local DynamoDB with the template's tables")
+}
+
+/// A payload v2 request as API Gateway builds it (default stage).
+pub fn request(method: &str, path: &str, body: Option<&str>, headers: &[(&str, &str)]) -> ApiGatewayV2httpRequest {
+    let headers: serde_json::Map<String, Value> = headers
+        .iter()
+        .map(|(k, v)| (k.to_ascii_lowercase(), json!(v)))
+        .collect();
+    let (path_only, query) = path.split_once('?').unwrap_or((path, ""));
+    let query_params: serde_json::Map<String, Value> = query
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .filter_map(|p| p.split_once('='))
+        .map(|(k, v)| (k.to_owned(), json!(v)))
+        .collect();
+    let mut event = json!({
+        "version": "2.0",
+        "routeKey": "$default",
+        "rawPath": path_only,
+        "rawQueryString": query,
+        "headers": headers,
+        "requestContext": {
+            "accountId": "123456789012",
+            "apiId": "local",
+            "domainName": "localhost",
+            "requestId": "test",
+            "stage": "$default",
+            "time": "26/Nov/2026:00:00:00 +0000",
+            "timeEpoch": 0,
+            "http": { "method": method, "path": path_only, "protocol": "HTTP/1.1", "sourceIp": "127.0.0.1", "userAgent": "test" }
+        },
+        "isBase64Encoded": false
+    });
+    if !query_params.is_empty() {
+        event["queryStringParameters"] = Value::Object(query_params);
+    }
+    if let Some(body) = body {
+        event["body"] = json!(body);
+    }
+    serde_json::from_value(event).expect("a valid API Gateway v2 request")
+}
+
+pub fn post_order(body: &str, headers: &[(&str, &str)]) -> ApiGatewayV2httpRequest {
+    let mut all = vec![("content-type", "application/json")];
+    all.extend_from_slice(headers);
+    request("POST", "/orders", Some(body), &all)
+}
+
+pub fn order_body(customer: &str, items: &[(&str, i64, i64)]) -> String {
+    let items: Vec<Value> = items
+        .iter()
+        .map(|(sku, q, p)| json!({"sku": sku, "quantity": q, "unit_price_cents": p}))
+        .collect();
+    json!({"customer_id": customer, "currency": "USD", "items": items}).to_string()
+}
+
+/// A response, with its JSON body parsed.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: i64,
+    pub headers: http::HeaderMap,
+    pub json: Value,
+}
+
+impl Reply {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+    pub fn error_code(&self) -> &str {
+        self.json["error"]["code"].as_str().unwrap_or_default()
+    }
+}
+
+pub fn reply(response: ApiGatewayV2httpResponse) -> Reply {
+    let text = match response.body {
+        Some(Body::Text(t)) => t,
+        Some(Body::Binary(b)) => String::from_utf8(b).expect("utf-8 body"),
+        _ => String::new(),
+    };
+    Reply {
+        status: response.status_code,
+        headers: response.headers,
+        json: serde_json::from_str(&text).unwrap_or(Value::Null),
+    }
+}
+
+/// Through the order-writer's real Lambda handler.
+pub async fn call_orders(stack: &Stack, req: ApiGatewayV2httpRequest) -> Reply {
+    let response = order_api::handle(&stack.orders, LambdaEvent::new(req, Context::default()))
+        .await
+        .expect("the handler answers every request");
+    reply(response)
+}
+
+/// Through the rewards-api's real Lambda handler.
+pub async fn call_rewards(stack: &Stack, req: ApiGatewayV2httpRequest) -> Reply {
+    let response = rewards_api::handle(&stack.rewards, LambdaEvent::new(req, Context::default()))
+        .await
+        .expect("the handler answers every request");
+    reply(response)
+}
+
+pub async fn place(stack: &Stack, customer: &str, items: &[(&str, i64, i64)]) -> Reply {
+    let r = call_orders(stack, post_order(&order_body(customer, items), &[])).await;
+    assert_eq!(r.status, 201, "{:?}", r.json);
+    r
+}
+
+/// Every item of a table (a test-sized scan).
+pub async fn scan(stack: &Stack, table: &str) -> Vec<Item> {
+    let mut items = Vec::new();
+    let mut start = None;
+    loop {
+        let out = stack
+            .dynamo
+            .client
+            .scan()
+            .table_name(table)
+            .consistent_read(true)
+            .set_exclusive_start_key(start)
+            .send()
+            .await
+            .expect("scan");
+        items.extend(out.items.unwrap_or_default());
+        start = out.last_evaluated_key;
+        if start.is_none() {
+            return items;
+        }
+    }
+}
+
+pub fn s<'a>(item: &'a Item, name: &str) -> Option<&'a str> {
+    item.get(name).and_then(|v| v.as_s().ok()).map(String::as_str)
+}
+
+pub fn n(item: &Item, name: &str) -> Option<i64> {
+    item.get(name).and_then(|v| v.as_n().ok()).and_then(|v| v.parse().ok())
+}
+
+/// Items of the orders table by entity: (orders, outbox events).
+pub async fn orders_and_events(stack: &Stack) -> (Vec<Item>, Vec<Item>) {
+    let all = scan(stack, &stack.tables.orders).await;
+    let of = |e: &str| {
+        all.iter()
+            .filter(|i| s(i, schema::ENTITY) == Some(e))
+            .cloned()
+            .collect::<Vec<_>>()
+    };
+    (of(schema::ENTITY_ORDER), of(schema::ENTITY_OUTBOX_EVENT))
+}
+
+/// A customer's balance and number of ledger entries, read from the rewards table.
+pub async fn balance(stack: &Stack, customer: &str) -> (i64, usize) {
+    let pk = rewards::customer_pk(customer);
+    let items: Vec<Item> = scan(stack, &stack.tables.rewards)
+        .await
+        .into_iter()
+        .filter(|i| s(i, schema::PK) == Some(pk.as_str()))
+        .collect();
+    let points = items
+        .iter()
+        .find(|i| s(i, schema::SK) == Some(rewards::BALANCE_SK))
+        .and_then(|i| n(i, schema::POINTS))
+        .unwrap_or(0);
+    let ledger = items
+        .iter()
+        .filter(|i| s(i, schema::SK).is_some_and(|k| k.starts_with(rewards::LEDGER_SK_PREFIX)))
+        .count();
+    (points, ledger)
+}

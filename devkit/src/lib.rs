@@ -1,1 +1,17 @@
-pub fn x() {}
+//! Local development kit: everything that runs the project on one machine and never ships in a
+//! Lambda binary. The embedded DynamoDB ([`local`]), the tables and stream settings read from
+//! `template.yaml` ([`template`]), the stream reader ([`stream`]) and the local event source
+//! mapping ([`trigger`]) that `sam local` lacks.
+
+pub mod filter;
+pub mod local;
+pub mod stack;
+pub mod stream;
+pub mod template;
+pub mod trigger;
+
+pub use local::{LocalDynamo, Tables};
+pub use stack::Stack;
+pub use stream::StreamClient;
+pub use template::Template;
+pub use trigger::{Invoke, Trigger, TriggerStats};

@@ -64,10 +64,15 @@ pub fn number<T: std::str::FromStr>(
 /// standard AWS sources (`AWS_REGION`, `AWS_ENDPOINT_URL`, `AWS_ENDPOINT_URL_DYNAMODB`,
 /// `AWS_MAX_ATTEMPTS`, ...), so the same binary talks to AWS or to a local DynamoDB.
 pub async fn dynamodb_client() -> Client {
-    let shared = aws_config::defaults(BehaviorVersion::latest())
+    client_from(&sdk_defaults().load().await)
+}
+
+/// The project's SDK settings: retries with backoff for transient errors, and timeouts that turn
+/// a lost response into a retry instead of a hung invocation. Local tools start from the same.
+pub fn sdk_defaults() -> aws_config::ConfigLoader {
+    aws_config::defaults(BehaviorVersion::latest())
         // Adaptive retry also slows down under sustained throttling instead of hammering.
         .retry_config(RetryConfig::adaptive().with_max_attempts(4))
-        // A lost response is retried after the attempt timeout instead of hanging the invocation.
         .timeout_config(
             TimeoutConfig::builder()
                 .connect_timeout(Duration::from_secs(2))
@@ -75,9 +80,6 @@ pub async fn dynamodb_client() -> Client {
                 .operation_timeout(Duration::from_secs(10))
                 .build(),
         )
-        .load()
-        .await;
-    client_from(&shared)
 }
 
 /// A client for an already-loaded configuration, with this project's retry rules added.

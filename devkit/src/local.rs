@@ -1,0 +1,257 @@
+//! The project's local DynamoDB: dynoxide embedded in-process on a free port, or whatever server
+//! `AWS_ENDPOINT_URL` / `AWS_ENDPOINT_URL_DYNAMODB` names (DynamoDB Local, another emulator, AWS).
+
+use std::net::SocketAddr;
+
+use anyhow::{anyhow, bail, Context, Result};
+use aws_config::{Region, SdkConfig};
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection,
+    ProjectionType, ScalarAttributeType, StreamSpecification, StreamViewType,
+    TimeToLiveSpecification,
+};
+use aws_sdk_dynamodb::Client;
+use serde_json::Value as Json;
+
+use crate::template::{TableSpec, Template};
+
+pub const ORDERS_TABLE_ID: &str = "OrdersTable";
+pub const REWARDS_TABLE_ID: &str = "RewardsTable";
+const LOCAL_REGION: &str = "us-east-1";
+
+/// A running DynamoDB and a client for it.
+pub struct LocalDynamo {
+    pub endpoint: String,
+    pub sdk_config: SdkConfig,
+    /// The project's client (its retry rules included), pointed at this server.
+    pub client: Client,
+    db: Option<dynoxide::Database>,
+    server: Option<tokio::task::JoinHandle<()>>,
+}
+
+/// The tables of one run: their names and the orders table's stream.
+#[derive(Debug, Clone)]
+pub struct Tables {
+    pub orders: String,
+    pub rewards: String,
+    pub orders_stream_arn: String,
+}
+
+fn external_endpoint() -> Option<String> {
+    ["AWS_ENDPOINT_URL_DYNAMODB", "AWS_ENDPOINT_URL"]
+        .iter()
+        .find_map(|v| std::env::var(v).ok().filter(|s| !s.trim().is_empty()))
+}
+
+impl LocalDynamo {
+    /// The server named by `AWS_ENDPOINT_URL` if set, else an embedded dynoxide.
+    pub async fn start() -> Result<Self> {
+        match external_endpoint() {
+            Some(endpoint) => Self::external(endpoint).await,
+            None => Self::embedded("127.0.0.1:0".parse()?).await,
+        }
+    }
+
+    /// An in-memory dynoxide served on `addr` (port 0: a free port).
+    pub async fn embedded(addr: SocketAddr) -> Result<Self> {
+        let db = dynoxide::Database::memory().map_err(|e| anyhow!("dynoxide: {e}"))?;
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("binding {addr}"))?;
+        let endpoint = format!("http://{}", listener.local_addr()?);
+        let server = tokio::spawn(dynoxide::server::serve_on(listener, db.clone()));
+        let sdk_config = local_sdk_config(&endpoint).await;
+        Ok(Self {
+            client: outbox::config::client_from(&sdk_config),
+            endpoint,
+            sdk_config,
+            db: Some(db),
+            server: Some(server),
+        })
+    }
+
+    async fn external(endpoint: String) -> Result<Self> {
+        // Region and credentials come from the usual AWS sources; the endpoint from the env.
+        let sdk_config = outbox::config::sdk_defaults().load().await;
+        Ok(Self {
+            client: outbox::config::client_from(&sdk_config),
+            endpoint,
+            sdk_config,
+            db: None,
+            server: None,
+        })
+    }
+
+    pub fn is_embedded(&self) -> bool {
+        self.db.is_some()
+    }
+
+    /// A client of the same configuration whose requests go to `endpoint` instead (a proxy).
+    pub async fn client_via(&self, endpoint: &str) -> Client {
+        let config = self.sdk_config.to_builder().endpoint_url(endpoint).build();
+        outbox::config::client_from(&config)
+    }
+
+    /// Runs dynoxide's TTL sweep now: deletes expired items and emits their REMOVE records with
+    /// the TTL service identity, as DynamoDB does some time after expiry.
+    pub async fn sweep_ttl(&self) -> Result<usize> {
+        let Some(db) = self.db.clone() else {
+            bail!("TTL sweeps can only be forced on the embedded dynoxide");
+        };
+        tokio::task::spawn_blocking(move || db.sweep_ttl())
+            .await?
+            .map_err(|e| anyhow!("sweep_ttl: {e}"))
+    }
+
+    /// Creates the template's tables. With `suffix`, names get it appended, so runs that share
+    /// one server (AWS_ENDPOINT_URL) do not see each other's items.
+    pub async fn create_tables(&self, template: &Template, suffix: &str) -> Result<Tables> {
+        let orders = template.table(ORDERS_TABLE_ID)?;
+        let rewards = template.table(REWARDS_TABLE_ID)?;
+        let orders_name = format!("{}{suffix}", orders.name);
+        let rewards_name = format!("{}{suffix}", rewards.name);
+        create_table(&self.client, &orders, &orders_name).await?;
+        create_table(&self.client, &rewards, &rewards_name).await?;
+        let described = self
+            .client
+            .describe_table()
+            .table_name(&orders_name)
+            .send()
+            .await
+            .context("DescribeTable")?;
+        let orders_stream_arn = described
+            .table
+            .and_then(|t| t.latest_stream_arn)
+            .ok_or_else(|| anyhow!("{orders_name} has no stream"))?;
+        Ok(Tables {
+            orders: orders_name,
+            rewards: rewards_name,
+            orders_stream_arn,
+        })
+    }
+}
+
+impl Drop for LocalDynamo {
+    fn drop(&mut self) {
+        if let Some(server) = self.server.take() {
+            server.abort();
+        }
+    }
+}
+
+/// Static credentials and a fixed region: the embedded server checks that requests are signed,
+/// not by whom.
+async fn local_sdk_config(endpoint: &str) -> SdkConfig {
+    let credentials = aws_sdk_dynamodb::config::Credentials::new("local", "local", None, None, "devkit");
+    outbox::config::sdk_defaults()
+        .region(Region::new(LOCAL_REGION))
+        .credentials_provider(credentials)
+        .endpoint_url(endpoint)
+        .load()
+        .await
+}
+
+/// CreateTable (and UpdateTimeToLive) from the template's table properties. An existing table of
+/// the same name is left as it is.
+pub async fn create_table(client: &Client, spec: &TableSpec, name: &str) -> Result<()> {
+    let p = &spec.properties;
+    let mut request = client
+        .create_table()
+        .table_name(name)
+        .billing_mode(BillingMode::PayPerRequest);
+    for def in array(p, "AttributeDefinitions") {
+        request = request.attribute_definitions(
+            AttributeDefinition::builder()
+                .attribute_name(text(def, "AttributeName")?)
+                .attribute_type(ScalarAttributeType::from(text(def, "AttributeType")?))
+                .build()?,
+        );
+    }
+    request = request.set_key_schema(Some(key_schema(p)?));
+    for gsi in array(p, "GlobalSecondaryIndexes") {
+        let projection = gsi.get("Projection");
+        let projection_type = projection
+            .and_then(|pr| pr.get("ProjectionType"))
+            .and_then(Json::as_str)
+            .unwrap_or("ALL");
+        let mut pb = Projection::builder().projection_type(ProjectionType::from(projection_type));
+        for attr in projection.map(|pr| array(pr, "NonKeyAttributes")).unwrap_or_default() {
+            pb = pb.non_key_attributes(attr.as_str().unwrap_or_default());
+        }
+        request = request.global_secondary_indexes(
+            GlobalSecondaryIndex::builder()
+                .index_name(text(gsi, "IndexName")?)
+                .set_key_schema(Some(key_schema(gsi)?))
+                .projection(pb.build())
+                .build()?,
+        );
+    }
+    if let Some(view) = p
+        .get("StreamSpecification")
+        .and_then(|s| s.get("StreamViewType"))
+        .and_then(Json::as_str)
+    {
+        request = request.stream_specification(
+            StreamSpecification::builder()
+                .stream_enabled(true)
+                .stream_view_type(StreamViewType::from(view))
+                .build()?,
+        );
+    }
+    match request.send().await {
+        Ok(_) => {}
+        Err(e) if e.as_service_error().is_some_and(|e| e.is_resource_in_use_exception()) => {
+            return Ok(());
+        }
+        Err(e) => {
+            return Err(anyhow!(
+                "CreateTable {name}: {}",
+                aws_sdk_dynamodb::error::DisplayErrorContext(e)
+            ))
+        }
+    }
+    if let Some(ttl) = p.get("TimeToLiveSpecification") {
+        if ttl.get("Enabled").and_then(Json::as_bool) == Some(true) {
+            client
+                .update_time_to_live()
+                .table_name(name)
+                .time_to_live_specification(
+                    TimeToLiveSpecification::builder()
+                        .attribute_name(text(ttl, "AttributeName")?)
+                        .enabled(true)
+                        .build()?,
+                )
+                .send()
+                .await
+                .map_err(|e| {
+                    anyhow!("UpdateTimeToLive {name}: {}", aws_sdk_dynamodb::error::DisplayErrorContext(e))
+                })?;
+        }
+    }
+    Ok(())
+}
+
+fn key_schema(p: &Json) -> Result<Vec<KeySchemaElement>> {
+    array(p, "KeySchema")
+        .into_iter()
+        .map(|k| {
+            Ok(KeySchemaElement::builder()
+                .attribute_name(text(k, "AttributeName")?)
+                .key_type(KeyType::from(text(k, "KeyType")?))
+                .build()?)
+        })
+        .collect()
+}
+
+fn array<'a>(v: &'a Json, key: &str) -> Vec<&'a Json> {
+    v.get(key)
+        .and_then(Json::as_array)
+        .map(|a| a.iter().collect())
+        .unwrap_or_default()
+}
+
+fn text<'a>(v: &'a Json, key: &str) -> Result<&'a str> {
+    v.get(key)
+        .and_then(Json::as_str)
+        .ok_or_else(|| anyhow!("template table property {key} is missing"))
+}

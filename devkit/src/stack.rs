@@ -1,0 +1,130 @@
+//! The whole system on one machine: a local DynamoDB with the template's tables, the stores and
+//! services the functions use, and the stream wiring between them.
+
+use anyhow::{Context as _, Result};
+use aws_lambda_events::dynamodb::{Event, EventRecord};
+use aws_lambda_events::streams::DynamoDbEventResponse;
+use outbox::handlers::stream::process_batch;
+use outbox::service::RewardsService;
+use outbox::store::dynamodb::{DynamoOrderStore, DynamoRewardsStore};
+use outbox::store::{OutboxStore, RewardsStore};
+
+use crate::local::{LocalDynamo, Tables};
+use crate::stream::StreamClient;
+use crate::template::Template;
+use crate::trigger::{Invoke, Trigger};
+
+pub const CONSUMER_FUNCTION: &str = "StreamConsumerFunction";
+
+pub type Service = RewardsService<DynamoRewardsStore, DynamoOrderStore>;
+
+pub struct Stack {
+    pub dynamo: LocalDynamo,
+    pub template: Template,
+    pub tables: Tables,
+    pub orders: DynamoOrderStore,
+    pub rewards: DynamoRewardsStore,
+    pub stream: StreamClient,
+}
+
+impl Stack {
+    /// The embedded dynoxide (or `AWS_ENDPOINT_URL`'s server) with fresh tables.
+    pub async fn start() -> Result<Self> {
+        Self::on(LocalDynamo::start().await?).await
+    }
+
+    /// Fresh tables on `dynamo`. On a shared server the names get a unique suffix.
+    pub async fn on(dynamo: LocalDynamo) -> Result<Self> {
+        let template = Template::load_default()?;
+        let suffix = if dynamo.is_embedded() {
+            String::new()
+        } else {
+            format!("-{}", &uuid::Uuid::new_v4().simple().to_string()[..8])
+        };
+        let tables = dynamo.create_tables(&template, &suffix).await?;
+        let stream = StreamClient::new(&dynamo.endpoint, &dynamo.sdk_config)?;
+        Ok(Self {
+            orders: DynamoOrderStore::new(dynamo.client.clone(), &tables.orders),
+            rewards: DynamoRewardsStore::new(dynamo.client.clone(), &tables.rewards),
+            dynamo,
+            template,
+            tables,
+            stream,
+        })
+    }
+
+    /// The consumer's service as the function builds it, with the template's retention.
+    pub fn service(&self) -> Service {
+        self.service_with_retention(self.retention_seconds())
+    }
+
+    pub fn service_with_retention(&self, retention_seconds: i64) -> Service {
+        RewardsService {
+            rewards: self.rewards.clone(),
+            outbox: self.orders.clone(),
+            retention_seconds,
+        }
+    }
+
+    pub fn retention_seconds(&self) -> i64 {
+        self.template
+            .parameter("OutboxRetentionSeconds")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(outbox::config::DEFAULT_RETENTION_SECONDS)
+    }
+
+    /// A local event source mapping for the stream consumer, with the template's settings.
+    pub fn trigger<I: Invoke>(&self, invoker: I) -> Result<Trigger<I>> {
+        let source = self
+            .template
+            .stream_source(CONSUMER_FUNCTION)
+            .context("reading the consumer's event source from template.yaml")?;
+        Ok(Trigger::new(
+            source,
+            self.stream.clone(),
+            &self.tables.orders_stream_arn,
+            invoker,
+        ))
+    }
+
+    /// Every record in the orders table's stream so far, unfiltered, in stream order.
+    pub async fn stream_records(&self) -> Result<Vec<EventRecord>> {
+        let mut all = Vec::new();
+        for shard in self.stream.shard_ids(&self.tables.orders_stream_arn).await? {
+            let mut after: Option<String> = None;
+            loop {
+                let page = self
+                    .stream
+                    .read(&self.tables.orders_stream_arn, &shard, after.as_deref(), 1000)
+                    .await?;
+                let Some(last) = page.last() else { break };
+                after = Some(last.sequence_number.clone());
+                for record in &page {
+                    all.push(record.to_event_record()?);
+                }
+            }
+        }
+        Ok(all)
+    }
+}
+
+/// The stream consumer's handler, invoked in process with a batch.
+pub fn in_process<R, O>(
+    service: RewardsService<R, O>,
+    concurrency: usize,
+) -> impl Invoke
+where
+    R: RewardsStore + Clone + 'static,
+    O: OutboxStore + Clone + 'static,
+{
+    move |event: Event| {
+        let service = service.clone();
+        async move {
+            Ok::<DynamoDbEventResponse, String>(
+                process_batch(&service, concurrency, &event.records)
+                    .await
+                    .response(),
+            )
+        }
+    }
+}

@@ -1,0 +1,215 @@
+//! Reads a table's stream with the DynamoDB Streams API (DescribeStream, GetShardIterator,
+//! GetRecords) and hands records over in the exact shape Lambda delivers them.
+//!
+//! The API is called as signed JSON over HTTP rather than through the Streams SDK: GetRecords
+//! returns records that are already Lambda's `Records[]` entries but for `eventSourceARN`, so
+//! passing them through keeps every field (the SDK's types would drop what they do not model, and
+//! read dynoxide's `userIdentity` as empty).
+
+use std::time::SystemTime;
+
+use anyhow::{anyhow, bail, Context, Result};
+use aws_config::SdkConfig;
+use aws_credential_types::provider::ProvideCredentials;
+use aws_lambda_events::dynamodb::EventRecord;
+use aws_sigv4::http_request::{sign, SignableBody, SignableRequest, SigningSettings};
+use aws_sigv4::sign::v4;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use serde_json::{json, Value as Json};
+
+type Https = hyper_rustls::HttpsConnector<HttpConnector>;
+
+#[derive(Clone)]
+pub struct StreamClient {
+    http: Client<Https, Full<Bytes>>,
+    endpoint: String,
+    config: SdkConfig,
+}
+
+/// One record as read from the stream: its sequence number and its Lambda-shaped JSON.
+#[derive(Debug, Clone)]
+pub struct RawRecord {
+    pub sequence_number: String,
+    pub json: Json,
+}
+
+impl RawRecord {
+    pub fn to_event_record(&self) -> Result<EventRecord> {
+        serde_json::from_value(self.json.clone()).context("stream record is not a Lambda record")
+    }
+
+    /// Seconds since the epoch at which DynamoDB wrote the record.
+    pub fn created_at(&self) -> f64 {
+        self.json["dynamodb"]["ApproximateCreationDateTime"]
+            .as_f64()
+            .unwrap_or(0.0)
+    }
+}
+
+impl StreamClient {
+    pub fn new(endpoint: &str, config: &SdkConfig) -> Result<Self> {
+        let https = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_native_roots()
+            .context("loading TLS roots")?
+            .https_or_http()
+            .enable_http1()
+            .build();
+        Ok(Self {
+            http: Client::builder(TokioExecutor::new()).build(https),
+            endpoint: streams_endpoint(endpoint),
+            config: config.clone(),
+        })
+    }
+
+    async fn call(&self, operation: &str, body: Json) -> Result<Json> {
+        let body = Bytes::from(serde_json::to_vec(&body)?);
+        let mut request = http::Request::post(format!("{}/", self.endpoint))
+            .header("content-type", "application/x-amz-json-1.0")
+            .header("x-amz-target", format!("DynamoDBStreams_20120810.{operation}"))
+            .header("host", authority(&self.endpoint)?)
+            .body(Full::new(body.clone()))?;
+        self.sign(&mut request, &body).await?;
+        let response = self.http.request(request).await.context(operation.to_owned())?;
+        let status = response.status();
+        let bytes = response.into_body().collect().await?.to_bytes();
+        if !status.is_success() {
+            bail!("{operation}: {status}: {}", String::from_utf8_lossy(&bytes));
+        }
+        Ok(serde_json::from_slice(&bytes)?)
+    }
+
+    async fn sign(&self, request: &mut http::Request<Full<Bytes>>, body: &[u8]) -> Result<()> {
+        let provider = self
+            .config
+            .credentials_provider()
+            .ok_or_else(|| anyhow!("no AWS credentials configured"))?;
+        let identity = provider.provide_credentials().await?.into();
+        let region = self.config.region().map(|r| r.to_string()).unwrap_or_else(|| "us-east-1".into());
+        let params = v4::SigningParams::builder()
+            .identity(&identity)
+            .region(&region)
+            .name("dynamodb")
+            .time(SystemTime::now())
+            .settings(SigningSettings::default())
+            .build()?
+            .into();
+        let headers: Vec<(String, String)> = request
+            .headers()
+            .iter()
+            .map(|(k, v)| (k.as_str().to_owned(), v.to_str().unwrap_or_default().to_owned()))
+            .collect();
+        let signable = SignableRequest::new(
+            "POST",
+            request.uri().to_string(),
+            headers.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+            SignableBody::Bytes(body),
+        )?;
+        let (instructions, _) = sign(signable, &params)?.into_parts();
+        instructions.apply_to_request_http1x(request);
+        Ok(())
+    }
+
+    pub async fn shard_ids(&self, stream_arn: &str) -> Result<Vec<String>> {
+        let mut shards = Vec::new();
+        let mut start: Option<String> = None;
+        loop {
+            let mut body = json!({ "StreamArn": stream_arn });
+            if let Some(s) = &start {
+                body["ExclusiveStartShardId"] = json!(s);
+            }
+            let out = self.call("DescribeStream", body).await?;
+            let description = &out["StreamDescription"];
+            for shard in description["Shards"].as_array().into_iter().flatten() {
+                if let Some(id) = shard["ShardId"].as_str() {
+                    shards.push(id.to_owned());
+                }
+            }
+            match description["LastEvaluatedShardId"].as_str() {
+                Some(last) => start = Some(last.to_owned()),
+                None => return Ok(shards),
+            }
+        }
+    }
+
+    /// Up to `limit` records after `after` (from the start of the shard when `None`).
+    ///
+    /// The iterator is opened afresh on every call: a held iterator that reached the end of a
+    /// shard does not see later records on every server, and Lambda's poller also resumes from
+    /// its checkpoint.
+    pub async fn read(
+        &self,
+        stream_arn: &str,
+        shard_id: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<RawRecord>> {
+        let mut body = json!({ "StreamArn": stream_arn, "ShardId": shard_id });
+        match after {
+            Some(seq) => {
+                body["ShardIteratorType"] = json!("AFTER_SEQUENCE_NUMBER");
+                body["SequenceNumber"] = json!(seq);
+            }
+            None => body["ShardIteratorType"] = json!("TRIM_HORIZON"),
+        }
+        let iterator = self.call("GetShardIterator", body).await?;
+        let Some(iterator) = iterator["ShardIterator"].as_str() else {
+            return Ok(Vec::new());
+        };
+        let out = self
+            .call(
+                "GetRecords",
+                json!({ "ShardIterator": iterator, "Limit": limit.clamp(1, 1000) }),
+            )
+            .await?;
+        out["Records"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|r| lambda_shape(r, stream_arn))
+            .collect()
+    }
+}
+
+/// A GetRecords record as Lambda delivers it: plus `eventSourceARN`, and `userIdentity` with
+/// Lambda's lower-case keys (AWS's GetRecords capitalises them).
+fn lambda_shape(record: &Json, stream_arn: &str) -> Result<RawRecord> {
+    let mut json = record.clone();
+    json["eventSourceARN"] = json!(stream_arn);
+    if let Some(identity) = record.get("userIdentity").and_then(Json::as_object) {
+        let field = |lower: &str, upper: &str| {
+            identity.get(lower).or_else(|| identity.get(upper)).cloned().unwrap_or(Json::Null)
+        };
+        json["userIdentity"] = json!({
+            "type": field("type", "Type"),
+            "principalId": field("principalId", "PrincipalId"),
+        });
+    }
+    let sequence_number = json["dynamodb"]["SequenceNumber"]
+        .as_str()
+        .ok_or_else(|| anyhow!("stream record without a sequence number"))?
+        .to_owned();
+    Ok(RawRecord {
+        sequence_number,
+        json,
+    })
+}
+
+/// On AWS the Streams API has its own host; emulators serve both APIs on one endpoint.
+fn streams_endpoint(endpoint: &str) -> String {
+    let endpoint = endpoint.trim_end_matches('/');
+    match endpoint.strip_prefix("https://dynamodb.") {
+        Some(rest) if rest.ends_with(".amazonaws.com") => format!("https://streams.dynamodb.{rest}"),
+        _ => endpoint.to_owned(),
+    }
+}
+
+fn authority(endpoint: &str) -> Result<String> {
+    let uri: http::Uri = endpoint.parse()?;
+    uri.authority()
+        .map(|a| a.to_string())
+        .ok_or_else(|| anyhow!("endpoint {endpoint} has no host"))
+}

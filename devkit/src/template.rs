@@ -1,0 +1,259 @@
+//! Reads `template.yaml`, the one source of truth for the tables and for the stream event source,
+//! so local tables and the local stream trigger match what `sam deploy` creates.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{anyhow, bail, Context, Result};
+use serde_json::Value as Json;
+use serde_yaml::Value;
+
+/// The parts of `template.yaml` that local tools need, with `!Ref` and `!Sub` resolved against
+/// the parameter defaults.
+#[derive(Debug, Clone)]
+pub struct Template {
+    root: Value,
+    parameters: BTreeMap<String, String>,
+}
+
+/// A table as declared in the template, in DynamoDB's own JSON shape.
+#[derive(Debug, Clone)]
+pub struct TableSpec {
+    pub logical_id: String,
+    pub name: String,
+    pub properties: Json,
+}
+
+/// The stream consumer's event source mapping settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StreamSource {
+    pub table_logical_id: String,
+    pub batch_size: usize,
+    pub maximum_retry_attempts: i64,
+    pub bisect_on_function_error: bool,
+    pub maximum_record_age_seconds: i64,
+    pub filter_patterns: Vec<Json>,
+    pub report_batch_item_failures: bool,
+}
+
+/// The project's `template.yaml`, found from the crate at build time or from the current folder.
+pub fn default_path() -> PathBuf {
+    let from_crate = Path::new(env!("CARGO_MANIFEST_DIR")).join("../template.yaml");
+    if from_crate.exists() {
+        from_crate
+    } else {
+        PathBuf::from("template.yaml")
+    }
+}
+
+impl Template {
+    pub fn load_default() -> Result<Self> {
+        Self::load(&default_path())
+    }
+
+    pub fn load(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading {}", path.display()))?;
+        Self::parse(&text)
+    }
+
+    pub fn parse(text: &str) -> Result<Self> {
+        let root: Value = serde_yaml::from_str(text).context("template.yaml is not YAML")?;
+        let mut parameters = BTreeMap::new();
+        if let Some(Value::Mapping(params)) = root.get("Parameters") {
+            for (name, spec) in params {
+                let name = name.as_str().unwrap_or_default().to_owned();
+                if let Some(default) = spec.get("Default") {
+                    parameters.insert(name, scalar(default).unwrap_or_default());
+                }
+            }
+        }
+        Ok(Self { root, parameters })
+    }
+
+    pub fn parameter(&self, name: &str) -> Option<&str> {
+        self.parameters.get(name).map(String::as_str)
+    }
+
+    fn resource(&self, logical_id: &str) -> Result<&Value> {
+        self.root
+            .get("Resources")
+            .and_then(|r| r.get(logical_id))
+            .ok_or_else(|| anyhow!("template.yaml has no resource {logical_id}"))
+    }
+
+    /// Every `AWS::DynamoDB::Table`, as `CreateTable`-shaped JSON.
+    pub fn tables(&self) -> Result<Vec<TableSpec>> {
+        let Some(Value::Mapping(resources)) = self.root.get("Resources") else {
+            bail!("template.yaml has no Resources");
+        };
+        let mut tables = Vec::new();
+        for (id, resource) in resources {
+            if resource.get("Type").and_then(Value::as_str) != Some("AWS::DynamoDB::Table") {
+                continue;
+            }
+            let logical_id = id.as_str().unwrap_or_default().to_owned();
+            let properties = self.resolve(resource.get("Properties").unwrap_or(&Value::Null))?;
+            let name = properties
+                .get("TableName")
+                .and_then(Json::as_str)
+                .unwrap_or(&logical_id)
+                .to_owned();
+            tables.push(TableSpec {
+                logical_id,
+                name,
+                properties,
+            });
+        }
+        Ok(tables)
+    }
+
+    pub fn table(&self, logical_id: &str) -> Result<TableSpec> {
+        self.tables()?
+            .into_iter()
+            .find(|t| t.logical_id == logical_id)
+            .ok_or_else(|| anyhow!("template.yaml has no table {logical_id}"))
+    }
+
+    /// The DynamoDB event source of a function (the first one it has).
+    pub fn stream_source(&self, function: &str) -> Result<StreamSource> {
+        let events = self
+            .resource(function)?
+            .get("Properties")
+            .and_then(|p| p.get("Events"))
+            .and_then(Value::as_mapping)
+            .ok_or_else(|| anyhow!("{function} has no Events"))?;
+        let source = events
+            .values()
+            .find(|e| e.get("Type").and_then(Value::as_str) == Some("DynamoDB"))
+            .ok_or_else(|| anyhow!("{function} has no DynamoDB event source"))?;
+        let raw = source.get("Properties").cloned().unwrap_or(Value::Null);
+        let table_logical_id = match raw.get("Stream") {
+            Some(Value::Tagged(t)) => t
+                .value
+                .as_str()
+                .and_then(|s| s.split('.').next())
+                .unwrap_or_default()
+                .to_owned(),
+            _ => bail!("{function}: Stream must be !GetAtt <Table>.StreamArn"),
+        };
+        let props = self.resolve(&raw)?;
+        let number = |key: &str, default: i64| -> Result<i64> {
+            match props.get(key) {
+                None => Ok(default),
+                Some(v) => json_i64(v).ok_or_else(|| anyhow!("{function}: {key} is not a number")),
+            }
+        };
+        let filter_patterns = props
+            .get("FilterCriteria")
+            .and_then(|f| f.get("Filters"))
+            .and_then(Json::as_array)
+            .map(|filters| {
+                filters
+                    .iter()
+                    .map(|f| {
+                        let text = f.get("Pattern").and_then(Json::as_str).unwrap_or("{}");
+                        serde_json::from_str(text).context("FilterCriteria pattern is not JSON")
+                    })
+                    .collect::<Result<Vec<_>>>()
+            })
+            .transpose()?
+            .unwrap_or_default();
+        let report_batch_item_failures = props
+            .get("FunctionResponseTypes")
+            .and_then(Json::as_array)
+            .is_some_and(|t| t.iter().any(|v| v == "ReportBatchItemFailures"));
+        Ok(StreamSource {
+            table_logical_id,
+            batch_size: usize::try_from(number("BatchSize", 100)?)?,
+            // Lambda's default for streams is "retry until the record expires".
+            maximum_retry_attempts: number("MaximumRetryAttempts", -1)?,
+            bisect_on_function_error: props
+                .get("BisectBatchOnFunctionError")
+                .and_then(Json::as_bool)
+                .unwrap_or(false),
+            maximum_record_age_seconds: number("MaximumRecordAgeInSeconds", -1)?,
+            filter_patterns,
+            report_batch_item_failures,
+        })
+    }
+
+    /// A function's environment variables, resolved; for local runs of the functions.
+    pub fn function_environment(&self, function: &str) -> Result<BTreeMap<String, Json>> {
+        let vars = self
+            .resource(function)?
+            .get("Properties")
+            .and_then(|p| p.get("Environment"))
+            .and_then(|e| e.get("Variables"))
+            .map(|v| self.resolve(v))
+            .transpose()?
+            .unwrap_or(Json::Null);
+        Ok(vars
+            .as_object()
+            .map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+            .unwrap_or_default())
+    }
+
+    /// YAML with CloudFormation short-form tags → JSON: `!Ref` of a parameter becomes its
+    /// default, `!Ref` of a table its table name, `!Sub` is substituted, other tags stay tags.
+    fn resolve(&self, value: &Value) -> Result<Json> {
+        Ok(match value {
+            Value::Null => Json::Null,
+            Value::Bool(b) => Json::Bool(*b),
+            Value::Number(n) => serde_json::to_value(n)?,
+            Value::String(s) => Json::String(s.clone()),
+            Value::Sequence(seq) => {
+                Json::Array(seq.iter().map(|v| self.resolve(v)).collect::<Result<_>>()?)
+            }
+            Value::Mapping(map) => {
+                let mut out = serde_json::Map::new();
+                for (k, v) in map {
+                    out.insert(scalar(k).unwrap_or_default(), self.resolve(v)?);
+                }
+                Json::Object(out)
+            }
+            Value::Tagged(tagged) => {
+                let arg = tagged.value.as_str().unwrap_or_default();
+                match tagged.tag.to_string().as_str() {
+                    "!Ref" => self.reference(arg),
+                    "!Sub" => Json::String(self.substitute(arg)),
+                    other => Json::String(format!("{other} {arg}")),
+                }
+            }
+        })
+    }
+
+    fn reference(&self, name: &str) -> Json {
+        if let Some(value) = self.parameters.get(name) {
+            return value
+                .parse::<i64>()
+                .map(Json::from)
+                .unwrap_or_else(|_| Json::String(value.clone()));
+        }
+        match self.table(name) {
+            Ok(table) => Json::String(table.name),
+            Err(_) => Json::String(name.to_owned()),
+        }
+    }
+
+    fn substitute(&self, text: &str) -> String {
+        let mut out = text.to_owned();
+        for (name, value) in &self.parameters {
+            out = out.replace(&format!("${{{name}}}"), value);
+        }
+        out
+    }
+}
+
+fn scalar(v: &Value) -> Option<String> {
+    match v {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        Value::Bool(b) => Some(b.to_string()),
+        _ => None,
+    }
+}
+
+fn json_i64(v: &Json) -> Option<i64> {
+    v.as_i64().or_else(|| v.as_str().and_then(|s| s.parse().ok()))
+}
