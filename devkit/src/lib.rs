@@ -3,8 +3,11 @@
 //! `template.yaml` ([`template`]), the stream reader ([`stream`]) and the local event source
 //! mapping ([`trigger`]) that `sam local` lacks.
 
+pub mod demo;
 pub mod filter;
+pub mod invoke;
 pub mod local;
+pub mod samples;
 pub mod stack;
 pub mod stream;
 pub mod template;

@@ -82,6 +82,11 @@ impl LocalDynamo {
         })
     }
 
+    /// The embedded database itself, for TTL sweeps on a schedule.
+    pub fn database(&self) -> Option<dynoxide::Database> {
+        self.db.clone()
+    }
+
     pub fn is_embedded(&self) -> bool {
         self.db.is_some()
     }

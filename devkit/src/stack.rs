@@ -35,13 +35,23 @@ impl Stack {
 
     /// Fresh tables on `dynamo`. On a shared server the names get a unique suffix.
     pub async fn on(dynamo: LocalDynamo) -> Result<Self> {
-        let template = Template::load_default()?;
         let suffix = if dynamo.is_embedded() {
             String::new()
         } else {
             format!("-{}", &uuid::Uuid::new_v4().simple().to_string()[..8])
         };
-        let tables = dynamo.create_tables(&template, &suffix).await?;
+        Self::with_suffix(dynamo, &suffix).await
+    }
+
+    /// The template's tables under their own names, created if they are missing (the tables of
+    /// `make ddb`, or of a deployed stage).
+    pub async fn on_existing(dynamo: LocalDynamo) -> Result<Self> {
+        Self::with_suffix(dynamo, "").await
+    }
+
+    async fn with_suffix(dynamo: LocalDynamo, suffix: &str) -> Result<Self> {
+        let template = Template::load_default()?;
+        let tables = dynamo.create_tables(&template, suffix).await?;
         let stream = StreamClient::new(&dynamo.endpoint, &dynamo.sdk_config)?;
         Ok(Self {
             orders: DynamoOrderStore::new(dynamo.client.clone(), &tables.orders),

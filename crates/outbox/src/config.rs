@@ -92,8 +92,11 @@ pub fn client_from(shared: &aws_config::SdkConfig) -> Client {
 
 /// JSON logs with ids and outcomes; request bodies are never logged.
 pub fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // The SDK logs every 4xx as a warning; a failed condition is an expected outcome here, and
+    // this code logs the failures that matter itself.
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new("info,aws_smithy_runtime=error,aws_sdk_dynamodb=error")
+    });
     let _ = tracing_subscriber::fmt()
         .json()
         .with_env_filter(filter)

@@ -37,12 +37,11 @@ pub async fn place_order<S: OrderStore>(
     let order_id = match idempotency_key {
         Some(key) => {
             validate_idempotency_key(key)?;
-            let name = format!("{}\u{0}{key}", request.customer_id);
-            Uuid::new_v5(&IDEMPOTENT_ORDER_NS, name.as_bytes())
+            idempotent_order_id(&request.customer_id, key)
         }
-        None => Uuid::new_v4(),
+        None => Uuid::new_v4().to_string(),
     };
-    let new = request.into_new_order(order_id.to_string(), Timestamp::now(), trace)?;
+    let new = request.into_new_order(order_id, Timestamp::now(), trace)?;
     match store.put_order(&new).await? {
         PutOutcome::Created => Ok(Placed::Created(new.order)),
         PutOutcome::Exists(existing) if existing.request_hash == new.order.request_hash => {
@@ -50,6 +49,12 @@ pub async fn place_order<S: OrderStore>(
         }
         PutOutcome::Exists(_) => Err(OrderError::IdempotencyConflict),
     }
+}
+
+/// The order id an idempotency key stands for: keys are scoped to the customer.
+pub fn idempotent_order_id(customer_id: &str, key: &str) -> String {
+    let name = format!("{customer_id}\u{0}{key}");
+    Uuid::new_v5(&IDEMPOTENT_ORDER_NS, name.as_bytes()).to_string()
 }
 
 pub async fn get_order<S: OrderStore>(store: &S, order_id: &str) -> Result<OrderView, OrderError> {

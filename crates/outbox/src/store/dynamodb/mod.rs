@@ -12,11 +12,11 @@ mod orders;
 mod retry;
 mod rewards;
 
-pub use orders::DynamoOrderStore;
+pub use orders::{order_item, outbox_item, DynamoOrderStore};
 pub use retry::TransientCancellation;
 pub use rewards::DynamoRewardsStore;
 
-pub(crate) type Item = HashMap<String, AttributeValue>;
+pub type Item = HashMap<String, AttributeValue>;
 
 /// Error codes that mean "try again later" rather than "this request is wrong".
 const TRANSIENT_CODES: &[&str] = &[

@@ -58,7 +58,7 @@ impl DynamoOrderStore {
     }
 }
 
-pub(crate) fn order_item(order: &Order) -> Result<Item, StoreError> {
+pub fn order_item(order: &Order) -> Result<Item, StoreError> {
     let mut item = encode(order)?;
     item.insert(schema::PK.into(), s(keys::order_pk(&order.order_id)));
     item.insert(schema::SK.into(), s(keys::ORDER_SK));
@@ -69,7 +69,7 @@ pub(crate) fn order_item(order: &Order) -> Result<Item, StoreError> {
 /// The envelope's own fields at the top level (the stream filter and the consumer read them
 /// there), plus the keys, the status and the sparse pending-index keys. No `expires_at`: only a
 /// processed event may expire.
-pub(crate) fn outbox_item(event: &EventEnvelope) -> Result<Item, StoreError> {
+pub fn outbox_item(event: &EventEnvelope) -> Result<Item, StoreError> {
     let mut item = encode(event)?;
     item.insert(schema::PK.into(), s(keys::order_pk(&event.aggregate_id)));
     item.insert(schema::SK.into(), s(keys::outbox_sk(&event.event_id)));

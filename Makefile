@@ -1,0 +1,64 @@
+# Transactional outbox on DynamoDB: the commands a user reaches for.
+# Everything runs from a fresh clone; tools that are missing go into .tools/ (see scripts/install-tools.sh).
+
+SHELL := /bin/bash
+TOOLS := $(CURDIR)/.tools/venv/bin
+export PATH := $(TOOLS):$(PATH)
+# sam and cargo-lambda run offline here; they only need a region and no instance metadata look-ups.
+export AWS_DEFAULT_REGION ?= us-east-1
+export AWS_EC2_METADATA_DISABLED := true
+export SAM_CLI_TELEMETRY := 0
+
+DEVKIT := cargo run --quiet -p devkit --
+ORDERS ?= 10000
+LISTEN ?= 127.0.0.1:8000
+
+.PHONY: help setup tools build deploy demo local ddb trigger test test-external lint fmt events chaos bench clean
+
+help: ## This list
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
+
+setup: tools ## Install the project-local tools (sam, cargo-lambda, zig) and the arm64 target
+	rustup target add aarch64-unknown-linux-gnu
+
+tools:
+	@bash scripts/install-tools.sh
+
+build: setup ## sam build: the three arm64 Lambda binaries via cargo-lambda
+	sam build
+
+deploy: build ## sam deploy --guided (first time) with samconfig.toml's defaults
+	sam deploy --guided
+
+demo: ## The main job, locally: embedded DynamoDB, orders in, stream out, balances printed
+	$(DEVKIT) demo
+
+local: demo ## Same as demo
+
+ddb: ## Serve the embedded DynamoDB with the template's tables on $(LISTEN), stream trigger on
+	$(DEVKIT) ddb --listen $(LISTEN) --trigger
+
+trigger: ## The local stream trigger against AWS_ENDPOINT_URL (drain once; FOLLOW=1 to keep polling)
+	$(DEVKIT) trigger $(if $(FOLLOW),--follow) $(if $(INVOKE_URL),--invoke-url $(INVOKE_URL))
+
+test: ## All tests, on the embedded DynamoDB (or on AWS_ENDPOINT_URL's server when set)
+	cargo test --workspace
+
+test-external: ## All tests on AWS_ENDPOINT_URL's server (TTL sweeps can only be forced on the embedded one)
+	@test -n "$$AWS_ENDPOINT_URL" || { echo "set AWS_ENDPOINT_URL"; exit 2; }
+	cargo test --workspace -- --skip real_ttl
+
+lint: tools ## cargo fmt --check, clippy -D warnings, sam validate --lint
+	cargo fmt --all -- --check
+	cargo clippy --workspace --all-targets -- -D warnings
+	sam validate --lint
+
+fmt: ## Format the code
+	cargo fmt --all
+
+events: ## Regenerate the sample events in events/ from the code
+	$(DEVKIT) events
+
+clean: ## Remove build output
+	cargo clean
+	rm -rf .aws-sam .local

@@ -1,0 +1,150 @@
+//! `devkit`: run the project on one machine. See `devkit --help`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+use devkit::stack::{in_process, Stack};
+use devkit::{samples, LocalDynamo, Template};
+
+#[derive(Parser)]
+#[command(about = "Local tools for the DynamoDB outbox: embedded DynamoDB, stream trigger, demo, samples")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Place orders, run the stream into the consumer, print balances (the README's main job).
+    Demo {
+        #[arg(long, default_value_t = 30)]
+        orders: usize,
+        #[arg(long, default_value_t = 5)]
+        customers: usize,
+        #[arg(long, default_value_t = 7)]
+        seed: u64,
+        #[arg(long, default_value_t = outbox::config::DEFAULT_CONCURRENCY)]
+        concurrency: usize,
+    },
+    /// Serve the embedded DynamoDB with the template's tables, for `sam local invoke`, the AWS
+    /// CLI and any SDK; optionally with real-time TTL sweeps and the stream trigger running.
+    Ddb {
+        #[arg(long, default_value = "127.0.0.1:8000")]
+        listen: SocketAddr,
+        /// Run a TTL sweep this often (seconds); 0 turns sweeps off.
+        #[arg(long, default_value_t = 60)]
+        ttl_every: u64,
+        /// Also run the stream trigger, delivering outbox events to the consumer in process.
+        #[arg(long)]
+        trigger: bool,
+    },
+    /// The local event source mapping, against the server in AWS_ENDPOINT_URL (e.g. `make ddb`).
+    Trigger {
+        /// Keep polling instead of draining once.
+        #[arg(long)]
+        follow: bool,
+        /// Invoke the consumer over the Lambda Invoke API (e.g. `cargo lambda watch`'s
+        /// http://127.0.0.1:9000/2015-03-31/functions/stream-consumer/invocations) instead of in process.
+        #[arg(long)]
+        invoke_url: Option<String>,
+        /// Append on-failure destination messages to this file.
+        #[arg(long, default_value = ".local/stream-failures.jsonl")]
+        on_failure_file: PathBuf,
+    },
+    /// Regenerate the sample events in events/ from the code.
+    Events,
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    outbox::config::init_tracing();
+    match Cli::parse().command {
+        Command::Demo { orders, customers, seed, concurrency } => {
+            devkit::demo::run(devkit::demo::DemoOptions { orders, customers, seed, concurrency }).await
+        }
+        Command::Ddb { listen, ttl_every, trigger } => ddb(listen, ttl_every, trigger).await,
+        Command::Trigger { follow, invoke_url, on_failure_file } => {
+            run_trigger(follow, invoke_url, on_failure_file).await
+        }
+        Command::Events => {
+            let root = devkit::template::default_path()
+                .parent()
+                .map(PathBuf::from)
+                .unwrap_or_default();
+            for path in samples::write_all(&root, &Template::load_default()?)? {
+                println!("wrote {path}");
+            }
+            Ok(())
+        }
+    }
+}
+
+async fn ddb(listen: SocketAddr, ttl_every: u64, with_trigger: bool) -> Result<()> {
+    let dynamo = LocalDynamo::embedded(listen).await?;
+    let stack = Stack::on(dynamo).await?;
+    println!("DynamoDB (embedded dynoxide) listening on {}", stack.dynamo.endpoint);
+    println!("tables: {} (stream {}), {}", stack.tables.orders, stack.tables.orders_stream_arn, stack.tables.rewards);
+    println!("use it with: AWS_ENDPOINT_URL={} AWS_REGION=us-east-1 AWS_ACCESS_KEY_ID=local AWS_SECRET_ACCESS_KEY=local", stack.dynamo.endpoint);
+    println!("from sam local (Docker): sam local invoke <Function> -e events/... --env-vars events/env.json");
+    if ttl_every > 0 {
+        let db = stack.dynamo.database();
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(Duration::from_secs(ttl_every));
+            loop {
+                every.tick().await;
+                if let Some(db) = &db {
+                    let db = db.clone();
+                    match tokio::task::spawn_blocking(move || db.sweep_ttl()).await {
+                        Ok(Ok(n)) if n > 0 => tracing::info!(deleted = n, "TTL sweep"),
+                        Ok(Err(e)) => tracing::warn!(error = %e, "TTL sweep failed"),
+                        _ => {}
+                    }
+                }
+            }
+        });
+    }
+    let stop = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    if with_trigger {
+        println!("stream trigger: delivering outbox events to the stream consumer in process");
+        let mut trigger = stack.trigger(in_process(stack.service(), outbox::config::DEFAULT_CONCURRENCY))?
+            .with_on_failure_file(".local/stream-failures.jsonl".into());
+        trigger.follow(Duration::from_millis(500), stop).await?;
+    } else {
+        stop.await;
+    }
+    Ok(())
+}
+
+async fn run_trigger(follow: bool, invoke_url: Option<String>, on_failure_file: PathBuf) -> Result<()> {
+    let dynamo = LocalDynamo::start().await?;
+    anyhow::ensure!(!dynamo.is_embedded(), "set AWS_ENDPOINT_URL to the DynamoDB to read (for example the one `make ddb` serves)");
+    let stack = Stack::on_existing(dynamo).await?;
+    let stop = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    match invoke_url {
+        Some(url) => {
+            let mut trigger = stack.trigger(devkit::invoke::LambdaInvokeApi::new(&url)?)?.with_on_failure_file(on_failure_file);
+            drive(&mut trigger, follow, stop).await
+        }
+        None => {
+            let mut trigger = stack.trigger(in_process(stack.service(), outbox::config::DEFAULT_CONCURRENCY))?.with_on_failure_file(on_failure_file);
+            drive(&mut trigger, follow, stop).await
+        }
+    }
+}
+
+async fn drive<I: devkit::Invoke>(trigger: &mut devkit::Trigger<I>, follow: bool, stop: impl std::future::Future<Output = ()>) -> Result<()> {
+    if follow {
+        trigger.follow(Duration::from_millis(500), stop).await.context("stream trigger")?;
+    } else {
+        trigger.drain().await?;
+    }
+    println!("{:?}", trigger.stats);
+    Ok(())
+}

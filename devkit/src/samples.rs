@@ -1,0 +1,247 @@
+//! The sample events in `events/`, generated from the real types so they cannot drift from the
+//! code: `make events` rewrites them, and a test handles every file.
+
+use std::path::Path;
+
+use anyhow::Result;
+use base64::Engine;
+use outbox::domain::{EventEnvelope, OrderRequest, Timestamp};
+use outbox::store::dynamodb::{order_item, outbox_item, Item};
+use serde_json::{json, Value as Json};
+
+use crate::template::Template;
+
+/// Fixed ids and times, so regenerating the samples gives the same files.
+const WHEN: i64 = 1_790_000_000;
+const STREAM_ARN: &str = "arn:aws:dynamodb:us-east-1:123456789012:table/outbox-dev-orders/stream/2026-11-26T00:00:00.000";
+/// The key of the idempotent sample: the order it creates is the one `get-order.json` reads.
+pub const SAMPLE_IDEMPOTENCY_KEY: &str = "sample-checkout-0001";
+
+pub struct Sample {
+    pub path: &'static str,
+    pub json: Json,
+}
+
+fn http(method: &str, path: &str, route: &str, body: Option<Json>, headers: Json, base64: bool) -> Json {
+    let mut headers = headers;
+    headers["content-type"] = json!("application/json");
+    headers["user-agent"] = json!("curl/8.5.0");
+    let mut event = json!({
+        "version": "2.0",
+        "routeKey": route,
+        "rawPath": path,
+        "rawQueryString": "",
+        "headers": headers,
+        "requestContext": {
+            "accountId": "123456789012",
+            "apiId": "sample",
+            "domainName": "sample.execute-api.us-east-1.amazonaws.com",
+            "domainPrefix": "sample",
+            "requestId": "sample-request",
+            "routeKey": route,
+            "stage": "$default",
+            "time": "26/Nov/2026:00:00:00 +0000",
+            "timeEpoch": WHEN * 1000,
+            "http": { "method": method, "path": path, "protocol": "HTTP/1.1", "sourceIp": "203.0.113.7", "userAgent": "curl/8.5.0" }
+        },
+        "isBase64Encoded": base64
+    });
+    if let Some(body) = body {
+        let text = body.to_string();
+        event["body"] = if base64 {
+            json!(base64::engine::general_purpose::STANDARD.encode(text))
+        } else {
+            json!(text)
+        };
+    }
+    event
+}
+
+fn order(customer: &str, items: &[(&str, i64, i64)]) -> Json {
+    json!({
+        "customer_id": customer,
+        "currency": "USD",
+        "items": items.iter().map(|(sku, q, p)| json!({"sku": sku, "quantity": q, "unit_price_cents": p})).collect::<Vec<_>>()
+    })
+}
+
+/// An outbox event as the order-writer would write it, with fixed ids.
+fn event(n: u32, customer: &str, cents: i64) -> Result<(Item, EventEnvelope)> {
+    let request: OrderRequest = serde_json::from_value(order(customer, &[("SKU-1", 1, cents)]))?;
+    let when = Timestamp::from_unix_seconds(WHEN + i64::from(n)).expect("a valid time");
+    let mut new = request.into_new_order(format!("00000000-0000-4000-8000-{n:012}"), when, None)?;
+    new.event.event_id = format!("10000000-0000-4000-8000-{n:012}");
+    Ok((outbox_item(&new.event)?, new.event))
+}
+
+fn image(item: Item) -> Result<Json> {
+    let item: serde_dynamo::Item = item.into();
+    Ok(serde_json::to_value(item)?)
+}
+
+fn record(seq: u64, name: &str, keys: Json, new_image: Option<Json>, ttl: bool) -> Json {
+    let mut dynamodb = json!({
+        "ApproximateCreationDateTime": WHEN + seq as i64,
+        "Keys": keys,
+        "SequenceNumber": format!("{:021}", 100_000_000_000_000_000_000u128 + seq as u128),
+        "SizeBytes": 512,
+        "StreamViewType": "NEW_IMAGE"
+    });
+    if let Some(image) = new_image {
+        dynamodb["NewImage"] = image;
+    }
+    let mut r = json!({
+        "eventID": format!("sample-{seq}"),
+        "eventName": name,
+        "eventVersion": "1.1",
+        "eventSource": "aws:dynamodb",
+        "awsRegion": "us-east-1",
+        "dynamodb": dynamodb,
+        "eventSourceARN": STREAM_ARN
+    });
+    if ttl {
+        r["userIdentity"] = json!({"type": "Service", "principalId": "dynamodb.amazonaws.com"});
+    }
+    r
+}
+
+fn keys_of(image: &Json) -> Json {
+    json!({"pk": image["pk"], "sk": image["sk"]})
+}
+
+fn insert(seq: u64, item: Item) -> Result<Json> {
+    let image = image(item)?;
+    Ok(record(seq, "INSERT", keys_of(&image), Some(image), false))
+}
+
+pub fn samples(template: &Template) -> Result<Vec<Sample>> {
+    let mut out = Vec::new();
+    let mut add = |path, json| out.push(Sample { path, json });
+
+    let place = order("c-1", &[("A-1", 2, 1250), ("B-7", 1, 499)]);
+    add("events/order-writer/place-order.json", http("POST", "/orders", "POST /orders", Some(place.clone()), json!({}), false));
+    add("events/order-writer/place-order-base64.json", http("POST", "/orders", "POST /orders", Some(place.clone()), json!({}), true));
+    add(
+        "events/order-writer/idempotent-replay.json",
+        http("POST", "/orders", "POST /orders", Some(order("c-1", &[("A-1", 1, 2000)])), json!({"idempotency-key": SAMPLE_IDEMPOTENCY_KEY}), false),
+    );
+    add(
+        "events/order-writer/invalid-order.json",
+        http("POST", "/orders", "POST /orders", Some(json!({"customer_id": "c-1", "currency": "usd", "items": [{"sku": "A-1", "quantity": 0, "unit_price_cents": 100}]})), json!({}), false),
+    );
+    add("events/order-writer/malformed-json.json", {
+        let mut e = http("POST", "/orders", "POST /orders", None, json!({}), false);
+        e["body"] = json!("{\"customer_id\": \"c-1\", ");
+        e
+    });
+    let replay_id = outbox::service::idempotent_order_id("c-1", SAMPLE_IDEMPOTENCY_KEY);
+    add(
+        "events/order-writer/get-order.json",
+        http("GET", &format!("/orders/{replay_id}"), "GET /orders/{order_id}", None, json!({}), false),
+    );
+    add("events/order-writer/unknown-route.json", http("DELETE", "/orders", "$default", None, json!({}), false));
+    add(
+        "events/rewards-api/get-rewards.json",
+        http("GET", "/customers/c-1/rewards", "GET /customers/{customer_id}/rewards", None, json!({}), false),
+    );
+
+    let (e1, _) = event(1, "c-1", 2999)?;
+    let (e2, _) = event(2, "c-2", 10_000)?;
+    let (e3, env3) = event(3, "c-1", 150)?;
+    add(
+        "events/stream-consumer/outbox-insert-batch.json",
+        json!({"Records": [insert(1, e1.clone())?, insert(2, e2.clone())?, insert(3, e3.clone())?]}),
+    );
+    add(
+        "events/stream-consumer/duplicate-batch.json",
+        json!({"Records": [insert(1, e1.clone())?, insert(1, e1.clone())?, insert(2, e2.clone())?, insert(2, e2.clone())?]}),
+    );
+    let processed = {
+        let mut item = e3.clone();
+        item.insert("status".into(), outbox_attr("PROCESSED"));
+        item.remove("pending_pk");
+        item.remove("pending_sk");
+        item.insert("expires_at".into(), aws_sdk_dynamodb::types::AttributeValue::N((WHEN + 604_800).to_string()));
+        image(item)?
+    };
+    let removed_keys = keys_of(&processed);
+    add(
+        "events/stream-consumer/ttl-remove.json",
+        json!({"Records": [record(10, "REMOVE", removed_keys.clone(), None, true)]}),
+    );
+    let (o4, _) = {
+        let request: OrderRequest = serde_json::from_value(order("c-3", &[("SKU-9", 3, 700)]))?;
+        let when = Timestamp::from_unix_seconds(WHEN + 4).expect("a valid time");
+        let mut new = request.into_new_order("00000000-0000-4000-8000-000000000004".into(), when, None)?;
+        new.event.event_id = "10000000-0000-4000-8000-000000000004".into();
+        (order_item(&new.order)?, outbox_item(&new.event)?)
+    };
+    let (e4, _) = event(4, "c-3", 2100)?;
+    add(
+        "events/stream-consumer/mixed-batch.json",
+        json!({"Records": [
+            insert(4, o4)?,
+            insert(5, e4)?,
+            record(6, "MODIFY", keys_of(&processed), Some(processed.clone()), false),
+            record(7, "REMOVE", removed_keys, None, true),
+        ]}),
+    );
+    let poison = {
+        let (mut item, _) = event(8, "c-4", 500)?;
+        item.insert("schema_version".into(), aws_sdk_dynamodb::types::AttributeValue::N("99".into()));
+        item
+    };
+    let (e9, _) = event(9, "c-5", 800)?;
+    add(
+        "events/stream-consumer/poison-record.json",
+        json!({"Records": [insert(8, poison)?, insert(9, e9)?]}),
+    );
+    let _ = env3;
+    add(
+        "events/outbox-sweeper/scheduled.json",
+        json!({
+            "version": "0", "id": "sample-schedule", "detail-type": "Scheduled Event",
+            "source": "aws.scheduler", "account": "123456789012", "time": "2026-11-26T00:00:00Z",
+            "region": "us-east-1", "resources": [], "detail": {}
+        }),
+    );
+    add("events/env.json", env_vars(template)?);
+    Ok(out)
+}
+
+fn outbox_attr(s: &str) -> aws_sdk_dynamodb::types::AttributeValue {
+    aws_sdk_dynamodb::types::AttributeValue::S(s.into())
+}
+
+/// `sam local invoke --env-vars events/env.json`: the template's variables with local table
+/// names, and the endpoint of `make ddb` as seen from inside SAM's Docker container.
+fn env_vars(template: &Template) -> Result<Json> {
+    let mut functions = serde_json::Map::new();
+    for function in ["OrderWriterFunction", "StreamConsumerFunction", "RewardsApiFunction", "OutboxSweeperFunction"] {
+        let mut vars: serde_json::Map<String, Json> = template
+            .function_environment(function)?
+            .into_iter()
+            .map(|(k, v)| (k, json!(v.as_str().map(str::to_owned).unwrap_or_else(|| v.to_string()))))
+            .collect();
+        vars.insert("AWS_ENDPOINT_URL".into(), json!("http://host.docker.internal:8000"));
+        vars.insert("AWS_ACCESS_KEY_ID".into(), json!("local"));
+        vars.insert("AWS_SECRET_ACCESS_KEY".into(), json!("local"));
+        vars.insert("AWS_REGION".into(), json!("us-east-1"));
+        functions.insert(function.into(), Json::Object(vars));
+    }
+    Ok(Json::Object(functions))
+}
+
+/// Writes every sample under `root`.
+pub fn write_all(root: &Path, template: &Template) -> Result<Vec<String>> {
+    let mut written = Vec::new();
+    for sample in samples(template)? {
+        let path = root.join(sample.path);
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        std::fs::write(&path, serde_json::to_string_pretty(&sample.json)? + "\n")?;
+        written.push(sample.path.to_owned());
+    }
+    Ok(written)
+}
