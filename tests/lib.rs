@@ -15,11 +15,18 @@ use serde_json::{json, Value};
 pub type Item = HashMap<String, AttributeValue>;
 
 pub async fn stack() -> Stack {
-    Stack::start().await.expect("local DynamoDB with the template's tables")
+    Stack::start()
+        .await
+        .expect("local DynamoDB with the template's tables")
 }
 
 /// A payload v2 request as API Gateway builds it (default stage).
-pub fn request(method: &str, path: &str, body: Option<&str>, headers: &[(&str, &str)]) -> ApiGatewayV2httpRequest {
+pub fn request(
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+    headers: &[(&str, &str)],
+) -> ApiGatewayV2httpRequest {
     let headers: serde_json::Map<String, Value> = headers
         .iter()
         .map(|(k, v)| (k.to_ascii_lowercase(), json!(v)))
@@ -148,11 +155,15 @@ pub async fn scan(stack: &Stack, table: &str) -> Vec<Item> {
 }
 
 pub fn s<'a>(item: &'a Item, name: &str) -> Option<&'a str> {
-    item.get(name).and_then(|v| v.as_s().ok()).map(String::as_str)
+    item.get(name)
+        .and_then(|v| v.as_s().ok())
+        .map(String::as_str)
 }
 
 pub fn n(item: &Item, name: &str) -> Option<i64> {
-    item.get(name).and_then(|v| v.as_n().ok()).and_then(|v| v.parse().ok())
+    item.get(name)
+        .and_then(|v| v.as_n().ok())
+        .and_then(|v| v.parse().ok())
 }
 
 /// Items of the orders table by entity: (orders, outbox events).

@@ -16,7 +16,10 @@ async fn a_valid_order_writes_one_order_and_one_pending_outbox_event() {
     assert_eq!(r.json["total_cents"], 2599);
     assert_eq!(r.json["points"], 25);
     let order_id = r.json["order_id"].as_str().unwrap();
-    assert_eq!(r.header("location"), Some(format!("/orders/{order_id}").as_str()));
+    assert_eq!(
+        r.header("location"),
+        Some(format!("/orders/{order_id}").as_str())
+    );
 
     let (orders, events) = orders_and_events(&stack).await;
     assert_eq!((orders.len(), events.len()), (1, 1));
@@ -26,8 +29,14 @@ async fn a_valid_order_writes_one_order_and_one_pending_outbox_event() {
     assert_eq!(s(event, "aggregate_type"), Some("Order"));
     assert_eq!(s(event, "aggregate_id"), Some(order_id));
     assert_eq!(s(event, schema::STATUS), Some(schema::STATUS_PENDING));
-    assert!(event.get(schema::EXPIRES_AT).is_none(), "a pending event must never expire");
-    assert!(event.get(schema::PENDING_PK).is_some(), "pending events are in the sweeper's index");
+    assert!(
+        event.get(schema::EXPIRES_AT).is_none(),
+        "a pending event must never expire"
+    );
+    assert!(
+        event.get(schema::PENDING_PK).is_some(),
+        "pending events are in the sweeper's index"
+    );
     let payload = event["payload"].as_m().unwrap();
     assert_eq!(payload["order_id"].as_s().unwrap(), order_id);
     assert_eq!(payload["customer_id"].as_s().unwrap(), "c-1");
@@ -39,7 +48,14 @@ async fn a_valid_order_writes_one_order_and_one_pending_outbox_event() {
 async fn the_trace_context_travels_in_the_event() {
     let stack = stack().await;
     let traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
-    let r = call_orders(&stack, post_order(&order_body("c-1", &[("A", 1, 100)]), &[("traceparent", traceparent)])).await;
+    let r = call_orders(
+        &stack,
+        post_order(
+            &order_body("c-1", &[("A", 1, 100)]),
+            &[("traceparent", traceparent)],
+        ),
+    )
+    .await;
     assert_eq!(r.status, 201);
     let (_, events) = orders_and_events(&stack).await;
     let trace = events[0]["trace_context"].as_m().unwrap();
@@ -60,8 +76,18 @@ async fn a_failing_outbox_put_leaves_no_order_behind() {
         .client
         .put_item()
         .table_name(&stack.tables.orders)
-        .item(schema::PK, aws_sdk_dynamodb::types::AttributeValue::S(schema::orders::order_pk(&new.event.aggregate_id)))
-        .item(schema::SK, aws_sdk_dynamodb::types::AttributeValue::S(schema::orders::outbox_sk(&new.event.event_id)))
+        .item(
+            schema::PK,
+            aws_sdk_dynamodb::types::AttributeValue::S(schema::orders::order_pk(
+                &new.event.aggregate_id,
+            )),
+        )
+        .item(
+            schema::SK,
+            aws_sdk_dynamodb::types::AttributeValue::S(schema::orders::outbox_sk(
+                &new.event.event_id,
+            )),
+        )
         .send()
         .await
         .unwrap();
@@ -69,8 +95,16 @@ async fn a_failing_outbox_put_leaves_no_order_behind() {
     let err = stack.orders.put_order(&new).await.unwrap_err();
     assert!(err.to_string().contains("ConditionalCheckFailed"), "{err}");
     let (orders, _) = orders_and_events(&stack).await;
-    assert!(orders.is_empty(), "the order must not exist without its event");
-    assert!(stack.orders.get_order(&new.order.order_id).await.unwrap().is_none());
+    assert!(
+        orders.is_empty(),
+        "the order must not exist without its event"
+    );
+    assert!(stack
+        .orders
+        .get_order(&new.order.order_id)
+        .await
+        .unwrap()
+        .is_none());
 }
 
 #[tokio::test]
@@ -82,19 +116,34 @@ async fn an_idempotency_key_replays_the_original_order() {
     let second = call_orders(&stack, post_order(&body, &key)).await;
 
     assert_eq!((first.status, second.status), (201, 201));
-    assert_eq!(first.json, second.json, "the replay returns the original order");
+    assert_eq!(
+        first.json, second.json,
+        "the replay returns the original order"
+    );
     assert_eq!(first.header("idempotent-replayed"), None);
     assert_eq!(second.header("idempotent-replayed"), Some("true"));
     let (orders, events) = orders_and_events(&stack).await;
-    assert_eq!((orders.len(), events.len()), (1, 1), "no second write, no second event");
+    assert_eq!(
+        (orders.len(), events.len()),
+        (1, 1),
+        "no second write, no second event"
+    );
 }
 
 #[tokio::test]
 async fn an_idempotency_key_reused_with_another_body_is_a_conflict() {
     let stack = stack().await;
     let key = [("idempotency-key", "checkout-1")];
-    let first = call_orders(&stack, post_order(&order_body("c-1", &[("A-1", 1, 1000)]), &key)).await;
-    let other = call_orders(&stack, post_order(&order_body("c-1", &[("A-1", 2, 1000)]), &key)).await;
+    let first = call_orders(
+        &stack,
+        post_order(&order_body("c-1", &[("A-1", 1, 1000)]), &key),
+    )
+    .await;
+    let other = call_orders(
+        &stack,
+        post_order(&order_body("c-1", &[("A-1", 2, 1000)]), &key),
+    )
+    .await;
     assert_eq!(first.status, 201);
     assert_eq!(other.status, 409);
     assert_eq!(other.error_code(), "idempotency_conflict");
@@ -106,8 +155,16 @@ async fn an_idempotency_key_reused_with_another_body_is_a_conflict() {
 async fn the_same_key_from_two_customers_makes_two_orders() {
     let stack = stack().await;
     let key = [("idempotency-key", "k-1")];
-    let a = call_orders(&stack, post_order(&order_body("c-1", &[("A", 1, 100)]), &key)).await;
-    let b = call_orders(&stack, post_order(&order_body("c-2", &[("A", 1, 100)]), &key)).await;
+    let a = call_orders(
+        &stack,
+        post_order(&order_body("c-1", &[("A", 1, 100)]), &key),
+    )
+    .await;
+    let b = call_orders(
+        &stack,
+        post_order(&order_body("c-2", &[("A", 1, 100)]), &key),
+    )
+    .await;
     assert_eq!((a.status, b.status), (201, 201));
     assert_ne!(a.json["order_id"], b.json["order_id"]);
 }
@@ -131,7 +188,11 @@ async fn concurrent_requests_with_one_key_create_one_order() {
         let stack = stack.clone();
         let body = body.clone();
         tokio::spawn(async move {
-            call_orders(&stack, post_order(&body, &[("idempotency-key", "same-click")])).await
+            call_orders(
+                &stack,
+                post_order(&body, &[("idempotency-key", "same-click")]),
+            )
+            .await
         })
     });
     let replies: Vec<Reply> = futures::future::join_all(calls)
@@ -139,11 +200,19 @@ async fn concurrent_requests_with_one_key_create_one_order() {
         .into_iter()
         .map(Result::unwrap)
         .collect();
-    let ids: std::collections::BTreeSet<String> =
-        replies.iter().map(|r| r.json["order_id"].to_string()).collect();
+    let ids: std::collections::BTreeSet<String> = replies
+        .iter()
+        .map(|r| r.json["order_id"].to_string())
+        .collect();
     assert!(replies.iter().all(|r| r.status == 201), "{replies:?}");
     assert_eq!(ids.len(), 1, "every caller sees the one order");
-    assert_eq!(replies.iter().filter(|r| r.header("idempotent-replayed").is_none()).count(), 1);
+    assert_eq!(
+        replies
+            .iter()
+            .filter(|r| r.header("idempotent-replayed").is_none())
+            .count(),
+        1
+    );
     let (orders, events) = orders_and_events(&stack).await;
     assert_eq!((orders.len(), events.len()), (1, 1));
 }
@@ -169,33 +238,100 @@ async fn every_validation_rule_answers_400_with_the_field_and_writes_nothing() {
     let many_items: Vec<_> = (0..101).map(|_| item.clone()).collect();
     let cases = vec![
         (with("customer_id", json!("")), "invalid_id", "customer_id"),
-        (with("customer_id", json!("x".repeat(65))), "invalid_id", "customer_id"),
-        (with("customer_id", json!("c 1")), "invalid_id", "customer_id"),
-        (with("customer_id", json!("c/1")), "invalid_id", "customer_id"),
-        (with("customer_id", json!("ｃ-1")), "invalid_id", "customer_id"),
-        (with("currency", json!("usd")), "invalid_currency", "currency"),
-        (with("currency", json!("US")), "invalid_currency", "currency"),
-        (with("currency", json!("USDT")), "invalid_currency", "currency"),
+        (
+            with("customer_id", json!("x".repeat(65))),
+            "invalid_id",
+            "customer_id",
+        ),
+        (
+            with("customer_id", json!("c 1")),
+            "invalid_id",
+            "customer_id",
+        ),
+        (
+            with("customer_id", json!("c/1")),
+            "invalid_id",
+            "customer_id",
+        ),
+        (
+            with("customer_id", json!("ｃ-1")),
+            "invalid_id",
+            "customer_id",
+        ),
+        (
+            with("currency", json!("usd")),
+            "invalid_currency",
+            "currency",
+        ),
+        (
+            with("currency", json!("US")),
+            "invalid_currency",
+            "currency",
+        ),
+        (
+            with("currency", json!("USDT")),
+            "invalid_currency",
+            "currency",
+        ),
         (with("items", json!([])), "invalid_items", "items"),
         (with("items", json!(many_items)), "invalid_items", "items"),
         (with("items.0.sku", json!("")), "invalid_id", "items[0].sku"),
-        (with("items.0.quantity", json!(0)), "invalid_quantity", "items[0].quantity"),
-        (with("items.0.quantity", json!(-3)), "invalid_quantity", "items[0].quantity"),
-        (with("items.0.quantity", json!(1_000_001)), "invalid_quantity", "items[0].quantity"),
-        (with("items.0.unit_price_cents", json!(-1)), "invalid_price", "items[0].unit_price_cents"),
-        (with("items.0.unit_price_cents", json!(9_007_199_254_740_992_i64)), "invalid_price", "items[0].unit_price_cents"),
         (
-            with("items", json!([
-                {"sku": "A", "quantity": 1_000_000, "unit_price_cents": 9_007_199_254_740_i64},
-                {"sku": "B", "quantity": 1_000_000, "unit_price_cents": 9_007_199_254_740_i64}
-            ])),
+            with("items.0.quantity", json!(0)),
+            "invalid_quantity",
+            "items[0].quantity",
+        ),
+        (
+            with("items.0.quantity", json!(-3)),
+            "invalid_quantity",
+            "items[0].quantity",
+        ),
+        (
+            with("items.0.quantity", json!(1_000_001)),
+            "invalid_quantity",
+            "items[0].quantity",
+        ),
+        (
+            with("items.0.unit_price_cents", json!(-1)),
+            "invalid_price",
+            "items[0].unit_price_cents",
+        ),
+        (
+            with("items.0.unit_price_cents", json!(9_007_199_254_740_992_i64)),
+            "invalid_price",
+            "items[0].unit_price_cents",
+        ),
+        (
+            with(
+                "items",
+                json!([
+                    {"sku": "A", "quantity": 1_000_000, "unit_price_cents": 9_007_199_254_740_i64},
+                    {"sku": "B", "quantity": 1_000_000, "unit_price_cents": 9_007_199_254_740_i64}
+                ]),
+            ),
             "total_too_large",
             "items",
         ),
-        (with("items.0.quantity", json!("1")), "invalid_field", "items[0].quantity"),
-        (with("items.0.quantity", json!(1.5)), "invalid_field", "items[0].quantity"),
-        (with("items.0.unit_price_cents", json!(1e30)), "invalid_field", "items[0].unit_price_cents"),
-        (with("customer_id", json!(7)), "invalid_field", "customer_id"),
+        (
+            with("items.0.quantity", json!("1")),
+            "invalid_field",
+            "items[0].quantity",
+        ),
+        (
+            with("items.0.quantity", json!(1.5)),
+            "invalid_field",
+            "items[0].quantity",
+        ),
+        (
+            with("items.0.unit_price_cents", json!(1e30)),
+            "invalid_field",
+            "items[0].unit_price_cents",
+        ),
+        (
+            with("customer_id", json!(7)),
+            "invalid_field",
+            "customer_id",
+        ),
         (with("extra", json!(1)), "invalid_field", "."),
     ];
     for (body, code, field) in cases {
@@ -205,7 +341,9 @@ async fn every_validation_rule_answers_400_with_the_field_and_writes_nothing() {
         if field != "." {
             assert_eq!(r.json["error"]["field"], field, "{body}");
         }
-        assert!(r.json["error"]["message"].as_str().is_some_and(|m| !m.is_empty()));
+        assert!(r.json["error"]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty()));
     }
     let (orders, events) = orders_and_events(&stack).await;
     assert_eq!((orders.len(), events.len()), (0, 0));
@@ -225,12 +363,30 @@ async fn malformed_bodies_are_4xx_and_write_nothing() {
         ("\"order\"", 400),
         ("{}", 400),
         (r#"{"customer_id":"c-1"}"#, 400),
-        (r#"{"customer_id":"c-1","currency":"USD","items":[{"sku":"A","quantity":1}]}"#, 400),
-        (r#"{"customer_id":"c-1","currency":"USD","items":[]} trailing"#, 400),
-        (r#"{"customer_id":"c-1","customer_id":"c-2","currency":"USD","items":[{"sku":"A","quantity":1,"unit_price_cents":1}]}"#, 400),
-        (r#"{"customer_id":"c-1","currency":"USD","items":[{"sku":"A","quantity":99999999999999999999999,"unit_price_cents":1}]}"#, 400),
-        (r#"{"customer_id":"c-1","currency":"USD","items":{"sku":"A"}}"#, 400),
-        (r#"{"customer_id":"\ud800","currency":"USD","items":[]}"#, 400),
+        (
+            r#"{"customer_id":"c-1","currency":"USD","items":[{"sku":"A","quantity":1}]}"#,
+            400,
+        ),
+        (
+            r#"{"customer_id":"c-1","currency":"USD","items":[]} trailing"#,
+            400,
+        ),
+        (
+            r#"{"customer_id":"c-1","customer_id":"c-2","currency":"USD","items":[{"sku":"A","quantity":1,"unit_price_cents":1}]}"#,
+            400,
+        ),
+        (
+            r#"{"customer_id":"c-1","currency":"USD","items":[{"sku":"A","quantity":99999999999999999999999,"unit_price_cents":1}]}"#,
+            400,
+        ),
+        (
+            r#"{"customer_id":"c-1","currency":"USD","items":{"sku":"A"}}"#,
+            400,
+        ),
+        (
+            r#"{"customer_id":"\ud800","currency":"USD","items":[]}"#,
+            400,
+        ),
         (deep.as_str(), 400),
         (huge.as_str(), 413),
     ];
@@ -239,7 +395,16 @@ async fn malformed_bodies_are_4xx_and_write_nothing() {
         assert_eq!(r.status, status, "{:.80}: {:?}", body, r.json);
         assert!(r.json["error"]["code"].is_string());
     }
-    let r = call_orders(&stack, request("POST", "/orders", Some("customer_id=c-1"), &[("content-type", "application/x-www-form-urlencoded")])).await;
+    let r = call_orders(
+        &stack,
+        request(
+            "POST",
+            "/orders",
+            Some("customer_id=c-1"),
+            &[("content-type", "application/x-www-form-urlencoded")],
+        ),
+    )
+    .await;
     assert_eq!(r.status, 415);
     let (orders, events) = orders_and_events(&stack).await;
     assert_eq!((orders.len(), events.len()), (0, 0));
@@ -249,7 +414,8 @@ async fn malformed_bodies_are_4xx_and_write_nothing() {
 async fn a_base64_body_is_decoded() {
     use base64::Engine;
     let stack = stack().await;
-    let body = base64::engine::general_purpose::STANDARD.encode(order_body("c-9", &[("A", 2, 150)]));
+    let body =
+        base64::engine::general_purpose::STANDARD.encode(order_body("c-9", &[("A", 2, 150)]));
     let mut req = post_order(&body, &[]);
     req.is_base64_encoded = true;
     let r = call_orders(&stack, req).await;
@@ -265,7 +431,16 @@ async fn unknown_routes_and_methods() {
     let r = call_orders(&stack, request("DELETE", "/orders", None, &[])).await;
     assert_eq!(r.status, 405);
     assert_eq!(r.header("allow"), Some("POST"));
-    let r = call_orders(&stack, request("PUT", "/orders/6f1c1c8e-2b0f-4b8e-9d0b-1a2b3c4d5e6f", None, &[])).await;
+    let r = call_orders(
+        &stack,
+        request(
+            "PUT",
+            "/orders/6f1c1c8e-2b0f-4b8e-9d0b-1a2b3c4d5e6f",
+            None,
+            &[],
+        ),
+    )
+    .await;
     assert_eq!(r.status, 405);
 }
 
@@ -282,7 +457,16 @@ async fn get_order_shows_the_order_and_its_pending_event() {
     assert_eq!(r.json["items"][0]["sku"], "A-1");
     assert_eq!(r.json["outbox_pending"], true);
 
-    let unknown = call_orders(&stack, request("GET", "/orders/6f1c1c8e-2b0f-4b8e-9d0b-1a2b3c4d5e6f", None, &[])).await;
+    let unknown = call_orders(
+        &stack,
+        request(
+            "GET",
+            "/orders/6f1c1c8e-2b0f-4b8e-9d0b-1a2b3c4d5e6f",
+            None,
+            &[],
+        ),
+    )
+    .await;
     assert_eq!(unknown.status, 404);
     let bad = call_orders(&stack, request("GET", "/orders/not-a-uuid", None, &[])).await;
     assert_eq!(bad.status, 400);
@@ -327,5 +511,8 @@ fn a_missing_table_variable_fails_with_a_clear_message() {
     let message = outbox::config::required("OUTBOX_TEST_NEVER_SET_TABLE")
         .unwrap_err()
         .to_string();
-    assert!(message.contains("OUTBOX_TEST_NEVER_SET_TABLE is not set"), "{message}");
+    assert!(
+        message.contains("OUTBOX_TEST_NEVER_SET_TABLE is not set"),
+        "{message}"
+    );
 }

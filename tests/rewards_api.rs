@@ -7,7 +7,12 @@ async fn rewarded(stack: &Stack, orders: &[(&str, i64)]) {
     for (customer, cents) in orders {
         place(stack, customer, &[("SKU", 1, *cents)]).await;
     }
-    stack.trigger(in_process(stack.service(), 4)).unwrap().drain().await.unwrap();
+    stack
+        .trigger(in_process(stack.service(), 4))
+        .unwrap()
+        .drain()
+        .await
+        .unwrap();
 }
 
 fn get(path: &str) -> aws_lambda_events::apigw::ApiGatewayV2httpRequest {
@@ -18,7 +23,11 @@ fn get(path: &str) -> aws_lambda_events::apigw::ApiGatewayV2httpRequest {
 async fn a_customer_sees_points_and_ledger_newest_first_across_pages() {
     let stack = stack().await;
     let amounts = [100, 200, 300, 400, 500];
-    rewarded(&stack, &amounts.iter().map(|a| ("c-1", *a)).collect::<Vec<_>>()).await;
+    rewarded(
+        &stack,
+        &amounts.iter().map(|a| ("c-1", *a)).collect::<Vec<_>>(),
+    )
+    .await;
 
     let mut seen = Vec::new();
     let mut next: Option<String> = None;
@@ -51,7 +60,10 @@ async fn an_unknown_customer_has_zero_points_and_an_empty_ledger() {
     let stack = stack().await;
     let r = call_rewards(&stack, get("/customers/nobody/rewards")).await;
     assert_eq!(r.status, 200);
-    assert_eq!(r.json, serde_json::json!({"customer_id": "nobody", "points": 0, "ledger": [], "next": null}));
+    assert_eq!(
+        r.json,
+        serde_json::json!({"customer_id": "nobody", "points": 0, "ledger": [], "next": null})
+    );
 }
 
 #[tokio::test]
@@ -68,7 +80,12 @@ async fn bad_ids_limits_cursors_and_routes_are_refused() {
         ("/orders", 404, "not_found"),
     ] {
         let r = call_rewards(&stack, get(path)).await;
-        assert_eq!((r.status, r.error_code()), (status, code), "{path}: {:?}", r.json);
+        assert_eq!(
+            (r.status, r.error_code()),
+            (status, code),
+            "{path}: {:?}",
+            r.json
+        );
     }
     let r = call_rewards(&stack, request("POST", "/customers/c-1/rewards", None, &[])).await;
     assert_eq!(r.status, 405);

@@ -15,7 +15,8 @@ fn root() -> PathBuf {
 
 fn read<T: serde::de::DeserializeOwned>(path: &str) -> T {
     let text = std::fs::read_to_string(root().join(path)).unwrap_or_else(|e| panic!("{path}: {e}"));
-    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{path} is not the handler's input type: {e}"))
+    serde_json::from_str(&text)
+        .unwrap_or_else(|e| panic!("{path} is not the handler's input type: {e}"))
 }
 
 fn all_files(dir: &Path, out: &mut Vec<String>) {
@@ -24,7 +25,12 @@ fn all_files(dir: &Path, out: &mut Vec<String>) {
         if path.is_dir() {
             all_files(&path, out);
         } else {
-            out.push(path.strip_prefix(root()).unwrap().to_string_lossy().into_owned());
+            out.push(
+                path.strip_prefix(root())
+                    .unwrap()
+                    .to_string_lossy()
+                    .into_owned(),
+            );
         }
     }
 }
@@ -44,7 +50,13 @@ const HTTP: &[(&str, i64)] = &[
 
 /// (file, applied, duplicates, ignored, reported failures)
 const STREAM: &[(&str, usize, usize, usize, usize)] = &[
-    ("events/stream-consumer/outbox-insert-batch.json", 3, 0, 0, 0),
+    (
+        "events/stream-consumer/outbox-insert-batch.json",
+        3,
+        0,
+        0,
+        0,
+    ),
     ("events/stream-consumer/duplicate-batch.json", 0, 4, 0, 0),
     ("events/stream-consumer/ttl-remove.json", 0, 0, 1, 0),
     ("events/stream-consumer/mixed-batch.json", 1, 0, 3, 0),
@@ -69,12 +81,26 @@ async fn every_sample_event_deserializes_and_is_handled() {
     let service = stack.service();
     for (path, applied, duplicates, ignored, failures) in STREAM {
         let event: Event = read(path);
-        let response = stream::handle(&service, 4, LambdaEvent::new(event.clone(), Context::default())).await.unwrap();
+        let response = stream::handle(
+            &service,
+            4,
+            LambdaEvent::new(event.clone(), Context::default()),
+        )
+        .await
+        .unwrap();
         assert_eq!(response.batch_item_failures.len(), *failures, "{path}");
         // Counted again (a replay) to see what each record came to.
         let outcome = stream::process_batch(&service, 4, &event.records).await;
-        let first_time = (outcome.applied + outcome.duplicates, outcome.ignored, outcome.failures.len());
-        assert_eq!(first_time, (applied + duplicates, *ignored, *failures), "{path}");
+        let first_time = (
+            outcome.applied + outcome.duplicates,
+            outcome.ignored,
+            outcome.failures.len(),
+        );
+        assert_eq!(
+            first_time,
+            (applied + duplicates, *ignored, *failures),
+            "{path}"
+        );
     }
     // The samples' balances: c-1 got 29 + 1, c-2 100, c-3 21, c-5 8; c-4's event is poison.
     assert_eq!(balance(&stack, "c-2").await, (100, 1));
@@ -83,17 +109,35 @@ async fn every_sample_event_deserializes_and_is_handled() {
     assert_eq!(balance(&stack, "c-5").await, (8, 1));
 
     let scheduled: serde_json::Value = read(OTHER[0]);
-    let report = sweeper::handle(&service, 0, 100, LambdaEvent::new(scheduled, Context::default())).await.unwrap();
-    assert_eq!(report.failed, 0, "the orders placed above are swept without failure: {report:?}");
+    let report = sweeper::handle(
+        &service,
+        0,
+        100,
+        LambdaEvent::new(scheduled, Context::default()),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        report.failed, 0,
+        "the orders placed above are swept without failure: {report:?}"
+    );
 }
 
 #[test]
 fn the_env_vars_file_covers_every_function_variable_of_the_template() {
     let env: serde_json::Value = read(OTHER[1]);
     let template = devkit::Template::load_default().unwrap();
-    for function in ["OrderWriterFunction", "StreamConsumerFunction", "RewardsApiFunction", "OutboxSweeperFunction"] {
+    for function in [
+        "OrderWriterFunction",
+        "StreamConsumerFunction",
+        "RewardsApiFunction",
+        "OutboxSweeperFunction",
+    ] {
         for (name, _) in template.function_environment(function).unwrap() {
-            assert!(env[function][&name].is_string(), "{function}.{name} missing from events/env.json");
+            assert!(
+                env[function][&name].is_string(),
+                "{function}.{name} missing from events/env.json"
+            );
         }
     }
 }
@@ -102,13 +146,25 @@ fn the_env_vars_file_covers_every_function_variable_of_the_template() {
 fn every_file_in_events_is_covered_and_matches_what_make_events_generates() {
     let mut files = Vec::new();
     all_files(&root().join("events"), &mut files);
-    let covered: Vec<&str> = HTTP.iter().map(|h| h.0).chain(STREAM.iter().map(|s| s.0)).chain(OTHER.iter().copied()).collect();
+    let covered: Vec<&str> = HTTP
+        .iter()
+        .map(|h| h.0)
+        .chain(STREAM.iter().map(|s| s.0))
+        .chain(OTHER.iter().copied())
+        .collect();
     for file in &files {
-        assert!(covered.contains(&file.as_str()), "{file} is not handled by any test");
+        assert!(
+            covered.contains(&file.as_str()),
+            "{file} is not handled by any test"
+        );
     }
     let template = devkit::Template::load_default().unwrap();
     for sample in devkit::samples::samples(&template).unwrap() {
         let on_disk: serde_json::Value = read(sample.path);
-        assert_eq!(on_disk, sample.json, "{} is stale: run `make events`", sample.path);
+        assert_eq!(
+            on_disk, sample.json,
+            "{} is stale: run `make events`",
+            sample.path
+        );
     }
 }

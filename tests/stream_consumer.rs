@@ -37,11 +37,18 @@ async fn place_orders(stack: &Stack, orders: &[(&str, i64)]) -> HashMap<String, 
     expected
 }
 
-async fn assert_balances(stack: &Stack, expected: &HashMap<String, i64>, orders_per_customer: &HashMap<String, usize>) {
+async fn assert_balances(
+    stack: &Stack,
+    expected: &HashMap<String, i64>,
+    orders_per_customer: &HashMap<String, usize>,
+) {
     for (customer, points) in expected {
         let (balance, ledger) = balance(stack, customer).await;
         assert_eq!(balance, *points, "balance of {customer}");
-        assert_eq!(ledger, orders_per_customer[customer], "ledger entries of {customer}");
+        assert_eq!(
+            ledger, orders_per_customer[customer],
+            "ledger entries of {customer}"
+        );
     }
 }
 
@@ -66,12 +73,22 @@ const ORDERS: &[(&str, i64)] = &[
 async fn orders_placed_end_up_as_exactly_the_expected_balances() {
     let stack = stack().await;
     let expected = place_orders(&stack, ORDERS).await;
-    let mut trigger = stack.trigger(in_process(stack.service(), CONCURRENCY)).unwrap();
+    let mut trigger = stack
+        .trigger(in_process(stack.service(), CONCURRENCY))
+        .unwrap();
     let stats = trigger.drain().await.unwrap().clone();
 
-    assert_eq!(stats.records_delivered, ORDERS.len(), "only outbox inserts reach the consumer");
+    assert_eq!(
+        stats.records_delivered,
+        ORDERS.len(),
+        "only outbox inserts reach the consumer"
+    );
     // The order items' INSERTs, and the MODIFYs of the consumer's own processed marks.
-    assert_eq!(stats.filtered_out, 2 * ORDERS.len(), "only outbox inserts pass the filter");
+    assert_eq!(
+        stats.filtered_out,
+        2 * ORDERS.len(),
+        "only outbox inserts pass the filter"
+    );
     assert_balances(&stack, &expected, &count(ORDERS)).await;
 
     let (_, events) = orders_and_events(&stack).await;
@@ -79,10 +96,19 @@ async fn orders_placed_end_up_as_exactly_the_expected_balances() {
     let now = Timestamp::now().unix_seconds();
     for event in &events {
         assert_eq!(s(event, schema::STATUS), Some(schema::STATUS_PROCESSED));
-        assert!(matches!(event.get(schema::EXPIRES_AT), Some(AttributeValue::N(_))), "expires_at is a Number");
+        assert!(
+            matches!(event.get(schema::EXPIRES_AT), Some(AttributeValue::N(_))),
+            "expires_at is a Number"
+        );
         let expires = n(event, schema::EXPIRES_AT).unwrap();
-        assert!((now + retention - 60..=now + retention).contains(&expires), "expires_at {expires} not within the retention window");
-        assert!(event.get(schema::PENDING_PK).is_none(), "processed events leave the pending index");
+        assert!(
+            (now + retention - 60..=now + retention).contains(&expires),
+            "expires_at {expires} not within the retention window"
+        );
+        assert!(
+            event.get(schema::PENDING_PK).is_none(),
+            "processed events leave the pending index"
+        );
     }
     // The consumer's own MODIFY records are in the stream now; they are filtered out too.
     let stats = trigger.drain().await.unwrap();
@@ -98,10 +124,16 @@ async fn a_batch_delivered_two_and_three_times_applies_once() {
     let service = stack.service();
 
     let first = process_batch(&service, CONCURRENCY, &batch).await;
-    assert_eq!((first.applied, first.duplicates, first.failures.len()), (ORDERS.len(), 0, 0));
+    assert_eq!(
+        (first.applied, first.duplicates, first.failures.len()),
+        (ORDERS.len(), 0, 0)
+    );
     for _ in 0..2 {
         let again = process_batch(&service, CONCURRENCY, &batch).await;
-        assert_eq!((again.applied, again.duplicates, again.failures.len()), (0, ORDERS.len(), 0));
+        assert_eq!(
+            (again.applied, again.duplicates, again.failures.len()),
+            (0, ORDERS.len(), 0)
+        );
     }
     assert_balances(&stack, &expected, &count(ORDERS)).await;
 }
@@ -117,8 +149,15 @@ async fn two_consumers_racing_on_one_batch_apply_it_once() {
         process_batch(&a, CONCURRENCY, &batch),
         process_batch(&b, CONCURRENCY, &batch)
     );
-    assert!(x.failures.is_empty() && y.failures.is_empty(), "{x:?} {y:?}");
-    assert_eq!(x.applied + y.applied, ORDERS.len(), "each event applied by exactly one consumer");
+    assert!(
+        x.failures.is_empty() && y.failures.is_empty(),
+        "{x:?} {y:?}"
+    );
+    assert_eq!(
+        x.applied + y.applied,
+        ORDERS.len(),
+        "each event applied by exactly one consumer"
+    );
     assert_eq!(x.duplicates + y.duplicates, ORDERS.len());
     assert_balances(&stack, &expected, &count(ORDERS)).await;
 }
@@ -128,10 +167,21 @@ async fn two_consumers_racing_on_one_batch_apply_it_once() {
 struct CrashBeforeMark(DynamoOrderStore);
 
 impl OutboxStore for CrashBeforeMark {
-    async fn mark_processed(&self, _: &EventEnvelope, _: Timestamp, _: Timestamp) -> Result<(), StoreError> {
-        Err(StoreError::Unavailable("process crashed before marking the event".into()))
+    async fn mark_processed(
+        &self,
+        _: &EventEnvelope,
+        _: Timestamp,
+        _: Timestamp,
+    ) -> Result<(), StoreError> {
+        Err(StoreError::Unavailable(
+            "process crashed before marking the event".into(),
+        ))
     }
-    async fn pending_events(&self, before: Timestamp, limit: usize) -> Result<Vec<Result<EventEnvelope, StoreError>>, StoreError> {
+    async fn pending_events(
+        &self,
+        before: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<Result<EventEnvelope, StoreError>>, StoreError> {
         self.0.pending_events(before, limit).await
     }
 }
@@ -148,47 +198,103 @@ async fn a_crash_between_the_reward_and_the_mark_is_repaired_by_redelivery() {
     };
 
     let first = process_batch(&crashing, CONCURRENCY, &batch).await;
-    assert_eq!(first.failures.len(), 1, "the record is reported so Lambda redelivers it");
-    assert_eq!(balance(&stack, "c-1").await, (42, 1), "the reward committed before the crash");
+    assert_eq!(
+        first.failures.len(),
+        1,
+        "the record is reported so Lambda redelivers it"
+    );
+    assert_eq!(
+        balance(&stack, "c-1").await,
+        (42, 1),
+        "the reward committed before the crash"
+    );
     let (_, events) = orders_and_events(&stack).await;
     assert_eq!(s(&events[0], schema::STATUS), Some(schema::STATUS_PENDING));
-    assert!(events[0].get(schema::EXPIRES_AT).is_none(), "not marked: must not expire");
+    assert!(
+        !events[0].contains_key(schema::EXPIRES_AT),
+        "not marked: must not expire"
+    );
 
     let redelivery = process_batch(&stack.service(), CONCURRENCY, &batch).await;
-    assert_eq!((redelivery.applied, redelivery.duplicates, redelivery.failures.len()), (0, 1, 0));
-    assert_eq!(balance(&stack, "c-1").await, (42, 1), "one ledger entry, points added once");
+    assert_eq!(
+        (
+            redelivery.applied,
+            redelivery.duplicates,
+            redelivery.failures.len()
+        ),
+        (0, 1, 0)
+    );
+    assert_eq!(
+        balance(&stack, "c-1").await,
+        (42, 1),
+        "one ledger entry, points added once"
+    );
     let (_, events) = orders_and_events(&stack).await;
-    assert_eq!(s(&events[0], schema::STATUS), Some(schema::STATUS_PROCESSED));
+    assert_eq!(
+        s(&events[0], schema::STATUS),
+        Some(schema::STATUS_PROCESSED)
+    );
     assert!(n(&events[0], schema::EXPIRES_AT).is_some());
 }
 
 /// Writes an outbox item that no consumer can apply, as a buggy or newer writer might.
-async fn put_poison(stack: &Stack, customer: &str, event_id: &str, tweak: impl FnOnce(&mut HashMap<String, AttributeValue>)) {
+async fn put_poison(
+    stack: &Stack,
+    customer: &str,
+    event_id: &str,
+    tweak: impl FnOnce(&mut HashMap<String, AttributeValue>),
+) {
     let order_id = uuid::Uuid::new_v4().to_string();
     let mut payload = HashMap::new();
     payload.insert("order_id".to_owned(), AttributeValue::S(order_id.clone()));
-    payload.insert("customer_id".to_owned(), AttributeValue::S(customer.to_owned()));
+    payload.insert(
+        "customer_id".to_owned(),
+        AttributeValue::S(customer.to_owned()),
+    );
     payload.insert("currency".to_owned(), AttributeValue::S("USD".into()));
     payload.insert("total_cents".to_owned(), AttributeValue::N("100".into()));
     payload.insert("points".to_owned(), AttributeValue::N("1".into()));
     let mut item: HashMap<String, AttributeValue> = [
-        (schema::PK, AttributeValue::S(schema::orders::order_pk(&order_id))),
-        (schema::SK, AttributeValue::S(schema::orders::outbox_sk(event_id))),
-        (schema::ENTITY, AttributeValue::S(schema::ENTITY_OUTBOX_EVENT.into())),
-        (schema::STATUS, AttributeValue::S(schema::STATUS_PENDING.into())),
+        (
+            schema::PK,
+            AttributeValue::S(schema::orders::order_pk(&order_id)),
+        ),
+        (
+            schema::SK,
+            AttributeValue::S(schema::orders::outbox_sk(event_id)),
+        ),
+        (
+            schema::ENTITY,
+            AttributeValue::S(schema::ENTITY_OUTBOX_EVENT.into()),
+        ),
+        (
+            schema::STATUS,
+            AttributeValue::S(schema::STATUS_PENDING.into()),
+        ),
         ("event_id", AttributeValue::S(event_id.into())),
         ("event_type", AttributeValue::S("OrderPlaced".into())),
         ("schema_version", AttributeValue::N("1".into())),
         ("aggregate_type", AttributeValue::S("Order".into())),
         ("aggregate_id", AttributeValue::S(order_id.clone())),
-        ("occurred_at", AttributeValue::S(Timestamp::now().to_string())),
+        (
+            "occurred_at",
+            AttributeValue::S(Timestamp::now().to_string()),
+        ),
         ("payload", AttributeValue::M(payload)),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v))
     .collect();
     tweak(&mut item);
-    stack.dynamo.client.put_item().table_name(&stack.tables.orders).set_item(Some(item)).send().await.unwrap();
+    stack
+        .dynamo
+        .client
+        .put_item()
+        .table_name(&stack.tables.orders)
+        .set_item(Some(item))
+        .send()
+        .await
+        .unwrap();
 }
 
 fn sequence_of(batch: &[EventRecord], event_id: &str) -> String {
@@ -203,9 +309,17 @@ fn event_id_of(order: &Reply, batch: &[EventRecord]) -> String {
     let order_id = order.json["order_id"].as_str().unwrap();
     batch
         .iter()
-        .find_map(|r| match (r.change.new_image.get("aggregate_id"), r.change.new_image.get("event_id")) {
-            (Some(serde_dynamo::AttributeValue::S(a)), Some(serde_dynamo::AttributeValue::S(e))) if a == order_id => Some(e.clone()),
-            _ => None,
+        .find_map(|r| {
+            match (
+                r.change.new_image.get("aggregate_id"),
+                r.change.new_image.get("event_id"),
+            ) {
+                (
+                    Some(serde_dynamo::AttributeValue::S(a)),
+                    Some(serde_dynamo::AttributeValue::S(e)),
+                ) if a == order_id => Some(e.clone()),
+                _ => None,
+            }
         })
         .unwrap()
 }
@@ -221,7 +335,9 @@ async fn a_poison_record_is_reported_and_holds_back_only_its_own_customer() {
     let b = place(&stack, "c-1", &[("B", 1, 2_000)]).await;
     let c = place(&stack, "c-2", &[("C", 1, 3_000)]).await;
     put_poison(&stack, "c-3", "poison-negative", |i| {
-        let Some(AttributeValue::M(p)) = i.get_mut("payload") else { unreachable!() };
+        let Some(AttributeValue::M(p)) = i.get_mut("payload") else {
+            unreachable!()
+        };
         p.insert("points".into(), AttributeValue::N("-5".into()));
     })
     .await;
@@ -241,15 +357,36 @@ async fn a_poison_record_is_reported_and_holds_back_only_its_own_customer() {
         sequence_of(&batch, "poison-negative"),
         sequence_of(&batch, "poison-garbage"),
     ];
-    assert_eq!(outcome.failures, expected_failures, "the poison records, and c-1's order held back behind its poison");
-    assert_eq!((outcome.failed, outcome.held_back, outcome.applied), (3, 1, 3));
-    assert_eq!(balance(&stack, "c-1").await, (10, 1), "only the order before the poison");
-    assert_eq!(balance(&stack, "c-2").await, (35, 2), "another customer is not blocked");
-    assert_eq!(balance(&stack, "c-3").await, (0, 0), "negative points are never applied");
+    assert_eq!(
+        outcome.failures, expected_failures,
+        "the poison records, and c-1's order held back behind its poison"
+    );
+    assert_eq!(
+        (outcome.failed, outcome.held_back, outcome.applied),
+        (3, 1, 3)
+    );
+    assert_eq!(
+        balance(&stack, "c-1").await,
+        (10, 1),
+        "only the order before the poison"
+    );
+    assert_eq!(
+        balance(&stack, "c-2").await,
+        (35, 2),
+        "another customer is not blocked"
+    );
+    assert_eq!(
+        balance(&stack, "c-3").await,
+        (0, 0),
+        "negative points are never applied"
+    );
     let _ = (a, c, d);
 
     // Lambda retries from the lowest reported sequence number; the replay applies nothing twice.
-    let from = batch.iter().position(|r| r.change.sequence_number.as_deref() == Some(&expected_failures[0])).unwrap();
+    let from = batch
+        .iter()
+        .position(|r| r.change.sequence_number.as_deref() == Some(&expected_failures[0]))
+        .unwrap();
     let retry = process_batch(&stack.service(), CONCURRENCY, &batch[from..]).await;
     assert_eq!(retry.failures, expected_failures);
     assert_eq!(balance(&stack, "c-2").await, (35, 2));
@@ -266,27 +403,50 @@ async fn modify_and_remove_records_are_ignored_including_real_ttl_deletions() {
     let expected = place_orders(&stack, &[("c-1", 700), ("c-2", 300)]).await;
     // Retention 0: processed events expire at once, so the sweep below deletes them.
     let service = stack.service_with_retention(0);
-    let mut trigger = stack.trigger(in_process(service.clone(), CONCURRENCY)).unwrap();
+    let mut trigger = stack
+        .trigger(in_process(service.clone(), CONCURRENCY))
+        .unwrap();
     trigger.drain().await.unwrap();
     tokio::time::sleep(std::time::Duration::from_millis(1_100)).await;
     let deleted = stack.dynamo.sweep_ttl().await.unwrap();
     assert_eq!(deleted, 2, "both processed events expired");
     let (orders, events) = orders_and_events(&stack).await;
-    assert_eq!((orders.len(), events.len()), (2, 0), "orders stay, processed events are gone");
+    assert_eq!(
+        (orders.len(), events.len()),
+        (2, 0),
+        "orders stay, processed events are gone"
+    );
 
     let records = stack.stream_records().await.unwrap();
-    let removes: Vec<_> = records.iter().filter(|r| r.event_name == "REMOVE").cloned().collect();
-    let modifies: Vec<_> = records.iter().filter(|r| r.event_name == "MODIFY").cloned().collect();
+    let removes: Vec<_> = records
+        .iter()
+        .filter(|r| r.event_name == "REMOVE")
+        .cloned()
+        .collect();
+    let modifies: Vec<_> = records
+        .iter()
+        .filter(|r| r.event_name == "MODIFY")
+        .cloned()
+        .collect();
     assert_eq!((removes.len(), modifies.len()), (2, 2));
     for r in &removes {
-        let who = r.user_identity.as_ref().expect("TTL deletions carry a user identity");
-        assert_eq!((who.type_.as_str(), who.principal_id.as_str()), ("Service", "dynamodb.amazonaws.com"));
+        let who = r
+            .user_identity
+            .as_ref()
+            .expect("TTL deletions carry a user identity");
+        assert_eq!(
+            (who.type_.as_str(), who.principal_id.as_str()),
+            ("Service", "dynamodb.amazonaws.com")
+        );
     }
 
     // Even delivered without the filter, they change nothing.
     let unfiltered: Vec<_> = removes.iter().chain(&modifies).cloned().collect();
     let outcome = process_batch(&service, CONCURRENCY, &unfiltered).await;
-    assert_eq!((outcome.ignored, outcome.applied, outcome.failures.len()), (4, 0, 0));
+    assert_eq!(
+        (outcome.ignored, outcome.applied, outcome.failures.len()),
+        (4, 0, 0)
+    );
     assert_balances(&stack, &expected, &count(&[("c-1", 0), ("c-2", 0)])).await;
 
     // And the template's filter keeps them from the function altogether.

@@ -15,7 +15,11 @@ use serde_json::json;
 fn recording<I: Invoke + 'static>(inner: I, log: Arc<Mutex<Vec<Vec<String>>>>) -> impl Invoke {
     let inner = Arc::new(inner);
     move |event: Event| {
-        let seqs = event.records.iter().filter_map(|r| r.change.sequence_number.clone()).collect();
+        let seqs = event
+            .records
+            .iter()
+            .filter_map(|r| r.change.sequence_number.clone())
+            .collect();
         log.lock().unwrap().push(seqs);
         let inner = inner.clone();
         async move { inner.invoke(event).await }
@@ -26,16 +30,29 @@ fn recording<I: Invoke + 'static>(inner: I, log: Arc<Mutex<Vec<Vec<String>>>>) -
 fn the_template_and_the_code_agree_on_keys_and_filters() {
     let template = devkit::Template::load_default().unwrap();
     let orders = template.table("OrdersTable").unwrap().properties;
-    let keys: Vec<&str> = orders["KeySchema"].as_array().unwrap().iter().map(|k| k["AttributeName"].as_str().unwrap()).collect();
+    let keys: Vec<&str> = orders["KeySchema"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["AttributeName"].as_str().unwrap())
+        .collect();
     assert_eq!(keys, [schema::PK, schema::SK]);
-    assert_eq!(orders["TimeToLiveSpecification"]["AttributeName"], schema::EXPIRES_AT);
+    assert_eq!(
+        orders["TimeToLiveSpecification"]["AttributeName"],
+        schema::EXPIRES_AT
+    );
     assert_eq!(orders["StreamSpecification"]["StreamViewType"], "NEW_IMAGE");
     let gsi = &orders["GlobalSecondaryIndexes"][0];
     assert_eq!(gsi["IndexName"], schema::PENDING_INDEX);
     assert_eq!(gsi["KeySchema"][0]["AttributeName"], schema::PENDING_PK);
     assert_eq!(gsi["KeySchema"][1]["AttributeName"], schema::PENDING_SK);
     let rewards = template.table("RewardsTable").unwrap().properties;
-    let keys: Vec<&str> = rewards["KeySchema"].as_array().unwrap().iter().map(|k| k["AttributeName"].as_str().unwrap()).collect();
+    let keys: Vec<&str> = rewards["KeySchema"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["AttributeName"].as_str().unwrap())
+        .collect();
     assert_eq!(keys, [schema::PK, schema::SK]);
 
     let source = template.stream_source(CONSUMER_FUNCTION).unwrap();
@@ -44,7 +61,9 @@ fn the_template_and_the_code_agree_on_keys_and_filters() {
     assert!(source.maximum_retry_attempts >= 0, "retries must be finite");
     assert_eq!(
         source.filter_patterns,
-        vec![json!({"eventName": ["INSERT"], "dynamodb": {"NewImage": {schema::ENTITY: {"S": [schema::ENTITY_OUTBOX_EVENT]}}}})]
+        vec![
+            json!({"eventName": ["INSERT"], "dynamodb": {"NewImage": {schema::ENTITY: {"S": [schema::ENTITY_OUTBOX_EVENT]}}}})
+        ]
     );
 }
 
@@ -55,17 +74,26 @@ async fn the_checkpoint_moves_on_and_a_new_mapping_starts_from_the_horizon() {
         place(&stack, &format!("c-{i}"), &[("A", 1, 100)]).await;
     }
     let log = Arc::new(Mutex::new(Vec::new()));
-    let mut trigger = stack.trigger(recording(in_process(stack.service(), 4), log.clone())).unwrap();
+    let mut trigger = stack
+        .trigger(recording(in_process(stack.service(), 4), log.clone()))
+        .unwrap();
     trigger.source.batch_size = 2;
     trigger.drain().await.unwrap();
     let sizes: Vec<usize> = log.lock().unwrap().iter().map(Vec::len).collect();
-    assert_eq!(sizes, vec![2, 2, 1], "batches of at most BatchSize matching records");
+    assert_eq!(
+        sizes,
+        vec![2, 2, 1],
+        "batches of at most BatchSize matching records"
+    );
 
     for i in 5..8 {
         place(&stack, &format!("c-{i}"), &[("A", 1, 100)]).await;
     }
     trigger.drain().await.unwrap();
-    assert_eq!(trigger.stats.records_delivered, 8, "only the new records after the checkpoint");
+    assert_eq!(
+        trigger.stats.records_delivered, 8,
+        "only the new records after the checkpoint"
+    );
 
     // A second mapping (a new checkpoint) replays the stream: every event is a duplicate.
     let mut fresh = stack.trigger(in_process(stack.service(), 4)).unwrap();
@@ -91,7 +119,10 @@ async fn a_partial_failure_is_retried_from_the_lowest_reported_record() {
             let real = real.clone();
             let failures_left = failures_left.clone();
             async move {
-                let third = event.records.get(2).and_then(|r| r.change.sequence_number.clone());
+                let third = event
+                    .records
+                    .get(2)
+                    .and_then(|r| r.change.sequence_number.clone());
                 let mut left = failures_left.lock().unwrap().to_owned();
                 let fail_now = third.is_some() && left > 0;
                 if fail_now {
@@ -101,7 +132,8 @@ async fn a_partial_failure_is_retried_from_the_lowest_reported_record() {
                     first_two.records.truncate(2);
                     real.invoke(first_two).await?;
                     let mut response = DynamoDbEventResponse::default();
-                    let mut failure = aws_lambda_events::streams::DynamoDbBatchItemFailure::default();
+                    let mut failure =
+                        aws_lambda_events::streams::DynamoDbBatchItemFailure::default();
                     failure.item_identifier = third;
                     response.batch_item_failures.push(failure);
                     return Ok(response);
@@ -117,7 +149,11 @@ async fn a_partial_failure_is_retried_from_the_lowest_reported_record() {
     let batches = log.lock().unwrap().clone();
     assert_eq!(batches.len(), 2, "{batches:?}");
     assert_eq!(batches[0].len(), 4);
-    assert_eq!(batches[1], batches[0][2..].to_vec(), "the retry starts at the failed record");
+    assert_eq!(
+        batches[1],
+        batches[0][2..].to_vec(),
+        "the retry starts at the failed record"
+    );
     assert_eq!(trigger.stats.retries, 1);
     assert!(trigger.on_failure.is_empty());
     for i in 0..4 {
@@ -136,12 +172,30 @@ async fn a_record_that_always_fails_goes_to_the_on_failure_destination_after_the
         .client
         .put_item()
         .table_name(&stack.tables.orders)
-        .item(schema::PK, aws_sdk_dynamodb::types::AttributeValue::S(schema::orders::order_pk(&order_id)))
-        .item(schema::SK, aws_sdk_dynamodb::types::AttributeValue::S(schema::orders::outbox_sk("bad")))
-        .item(schema::ENTITY, aws_sdk_dynamodb::types::AttributeValue::S(schema::ENTITY_OUTBOX_EVENT.into()))
-        .item("event_id", aws_sdk_dynamodb::types::AttributeValue::S("bad".into()))
-        .item("schema_version", aws_sdk_dynamodb::types::AttributeValue::N("2".into()))
-        .item("event_type", aws_sdk_dynamodb::types::AttributeValue::S("OrderPlaced".into()))
+        .item(
+            schema::PK,
+            aws_sdk_dynamodb::types::AttributeValue::S(schema::orders::order_pk(&order_id)),
+        )
+        .item(
+            schema::SK,
+            aws_sdk_dynamodb::types::AttributeValue::S(schema::orders::outbox_sk("bad")),
+        )
+        .item(
+            schema::ENTITY,
+            aws_sdk_dynamodb::types::AttributeValue::S(schema::ENTITY_OUTBOX_EVENT.into()),
+        )
+        .item(
+            "event_id",
+            aws_sdk_dynamodb::types::AttributeValue::S("bad".into()),
+        )
+        .item(
+            "schema_version",
+            aws_sdk_dynamodb::types::AttributeValue::N("2".into()),
+        )
+        .item(
+            "event_type",
+            aws_sdk_dynamodb::types::AttributeValue::S("OrderPlaced".into()),
+        )
         .send()
         .await
         .unwrap();
@@ -166,11 +220,25 @@ async fn a_record_that_always_fails_goes_to_the_on_failure_destination_after_the
         .and_then(|r| r.change.sequence_number.clone())
         .unwrap();
     assert_eq!(info["startSequenceNumber"], bad_seq);
-    assert_eq!(trigger.on_failure[0]["requestContext"]["condition"], "RetryAttemptsExhausted");
-    assert_eq!(std::fs::read_to_string(&dlq_file).unwrap().lines().count(), 1);
+    assert_eq!(
+        trigger.on_failure[0]["requestContext"]["condition"],
+        "RetryAttemptsExhausted"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&dlq_file).unwrap().lines().count(),
+        1
+    );
     let _ = std::fs::remove_file(dlq_file);
-    assert_eq!(balance(&stack, "c-1").await, (1, 1), "the record before it was applied");
-    assert_eq!(balance(&stack, "c-2").await, (2, 1), "another customer's record was applied");
+    assert_eq!(
+        balance(&stack, "c-1").await,
+        (1, 1),
+        "the record before it was applied"
+    );
+    assert_eq!(
+        balance(&stack, "c-2").await,
+        (2, 1),
+        "another customer's record was applied"
+    );
 
     // The mapping has moved past the batch: new orders flow again.
     place(&stack, "c-3", &[("C", 1, 300)]).await;
@@ -197,7 +265,11 @@ async fn a_function_error_bisects_the_batch_down_to_the_bad_record() {
         let real = real.clone();
         let crash_on = crash_on.clone();
         async move {
-            if event.records.iter().any(|r| r.change.sequence_number.as_deref() == Some(&crash_on)) {
+            if event
+                .records
+                .iter()
+                .any(|r| r.change.sequence_number.as_deref() == Some(&crash_on))
+            {
                 return Err("function crashed".to_owned());
             }
             real.invoke(event).await
@@ -208,9 +280,15 @@ async fn a_function_error_bisects_the_batch_down_to_the_bad_record() {
 
     assert!(trigger.stats.bisections >= 3, "{:?}", trigger.stats);
     assert_eq!(trigger.on_failure.len(), 1);
-    assert_eq!(trigger.on_failure[0]["DDBStreamBatchInfo"]["batchSize"], 1, "bisected down to the one record");
+    assert_eq!(
+        trigger.on_failure[0]["DDBStreamBatchInfo"]["batchSize"], 1,
+        "bisected down to the one record"
+    );
     for i in 0..8 {
         let expected = if i == 5 { (0, 0) } else { (i + 1, 1) };
-        assert_eq!(balance(&stack, &format!("c-{i}")).await, (expected.0 as i64, expected.1 as usize));
+        assert_eq!(
+            balance(&stack, &format!("c-{i}")).await,
+            (expected.0 as i64, expected.1 as usize)
+        );
     }
 }

@@ -24,7 +24,12 @@ struct Customer {
     expected_points: i64,
 }
 
-pub fn api_request(method: &str, path: &str, body: Option<String>, headers: &[(&str, &str)]) -> Result<ApiGatewayV2httpRequest> {
+pub fn api_request(
+    method: &str,
+    path: &str,
+    body: Option<String>,
+    headers: &[(&str, &str)],
+) -> Result<ApiGatewayV2httpRequest> {
     let mut h = serde_json::Map::new();
     h.insert("content-type".into(), json!("application/json"));
     for (k, v) in headers {
@@ -39,8 +44,19 @@ pub fn api_request(method: &str, path: &str, body: Option<String>, headers: &[(&
 
 pub async fn run(opts: DemoOptions) -> Result<()> {
     let stack = Stack::start().await?;
-    println!("local DynamoDB: {} ({})", stack.dynamo.endpoint, if stack.dynamo.is_embedded() { "embedded dynoxide" } else { "from AWS_ENDPOINT_URL" });
-    println!("tables from template.yaml: {} (stream {}), {}\n", stack.tables.orders, stack.tables.orders_stream_arn, stack.tables.rewards);
+    println!(
+        "local DynamoDB: {} ({})",
+        stack.dynamo.endpoint,
+        if stack.dynamo.is_embedded() {
+            "embedded dynoxide"
+        } else {
+            "from AWS_ENDPOINT_URL"
+        }
+    );
+    println!(
+        "tables from template.yaml: {} (stream {}), {}\n",
+        stack.tables.orders, stack.tables.orders_stream_arn, stack.tables.rewards
+    );
 
     // 1. The order service: POST /orders through the order-writer's handler. Every third order
     //    is sent twice with the same Idempotency-Key, as a client retrying after a timeout would.
@@ -57,7 +73,12 @@ pub async fn run(opts: DemoOptions) -> Result<()> {
         let key = format!("demo-{}-{i}", opts.seed);
         let sends = if i % 3 == 0 { 2 } else { 1 };
         for _ in 0..sends {
-            let req = api_request("POST", "/orders", Some(body.clone()), &[("idempotency-key", &key)])?;
+            let req = api_request(
+                "POST",
+                "/orders",
+                Some(body.clone()),
+                &[("idempotency-key", &key)],
+            )?;
             let response = order_api::respond(&stack.orders, &req, None).await;
             let response = response.unwrap_or_else(|e| e.into_response());
             let replay = response.headers.contains_key("idempotent-replayed");
@@ -79,7 +100,10 @@ pub async fn run(opts: DemoOptions) -> Result<()> {
     println!("outbox: {pending_before} events pending\n");
 
     // 2. The stream: the local event source mapping delivers outbox INSERTs to the consumer.
-    let mut trigger = stack.trigger(in_process(stack.service_with_retention(0), opts.concurrency))?;
+    let mut trigger = stack.trigger(in_process(
+        stack.service_with_retention(0),
+        opts.concurrency,
+    ))?;
     let stats = trigger.drain().await?.clone();
     println!(
         "stream → stream-consumer: {} records read, {} filtered out by FilterCriteria, {} delivered in {} invocations",
@@ -87,19 +111,33 @@ pub async fn run(opts: DemoOptions) -> Result<()> {
     );
 
     // 3. At-least-once delivery: replay the whole stream into the consumer a second time.
-    let mut replay = stack.trigger(in_process(stack.service_with_retention(0), opts.concurrency))?;
+    let mut replay = stack.trigger(in_process(
+        stack.service_with_retention(0),
+        opts.concurrency,
+    ))?;
     let replay_stats = replay.drain().await?.clone();
     let duplicates = replay_stats.records_delivered;
     println!("redelivery of the whole stream: {duplicates} events delivered again, all recognised as duplicates by the ledger\n");
 
     // 4. Balances, as the rewards API returns them.
-    println!("{:<14} {:>6} {:>10} {:>10} {:>8}  check", "customer", "orders", "expected", "balance", "ledger");
+    println!(
+        "{:<14} {:>6} {:>10} {:>10} {:>8}  check",
+        "customer", "orders", "expected", "balance", "ledger"
+    );
     let mut all_ok = true;
     for (id, c) in &customers {
         let page = outbox::service::rewards_of(&stack.rewards, id, Some(100), None).await?;
         let ok = page.points == c.expected_points && page.entries.len() == c.orders;
         all_ok &= ok;
-        println!("{:<14} {:>6} {:>10} {:>10} {:>8}  {}", id, c.orders, c.expected_points, page.points, page.entries.len(), if ok { "ok" } else { "MISMATCH" });
+        println!(
+            "{:<14} {:>6} {:>10} {:>10} {:>8}  {}",
+            id,
+            c.orders,
+            c.expected_points,
+            page.points,
+            page.entries.len(),
+            if ok { "ok" } else { "MISMATCH" }
+        );
     }
     let pending_after = count_pending(&stack).await?;
     println!("\noutbox: {pending_after} events pending after the consumer");
@@ -126,5 +164,9 @@ pub async fn run(opts: DemoOptions) -> Result<()> {
 async fn count_pending(stack: &Stack) -> Result<usize> {
     use outbox::store::OutboxStore;
     let far_future = outbox::domain::Timestamp::now().plus_seconds(3600);
-    Ok(stack.orders.pending_events(far_future, usize::MAX).await?.len())
+    Ok(stack
+        .orders
+        .pending_events(far_future, usize::MAX)
+        .await?
+        .len())
 }

@@ -31,7 +31,11 @@ impl LambdaInvokeApi {
             .header("content-type", "application/json")
             .body(Full::new(Bytes::from(body)))
             .map_err(|e| e.to_string())?;
-        let response = self.http.request(request).await.map_err(|e| format!("invoke: {e}"))?;
+        let response = self
+            .http
+            .request(request)
+            .await
+            .map_err(|e| format!("invoke: {e}"))?;
         let function_error = response.headers().contains_key("x-amz-function-error");
         let status = response.status();
         let bytes = response

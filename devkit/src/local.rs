@@ -147,7 +147,8 @@ impl Drop for LocalDynamo {
 /// Static credentials and a fixed region: the embedded server checks that requests are signed,
 /// not by whom.
 async fn local_sdk_config(endpoint: &str) -> SdkConfig {
-    let credentials = aws_sdk_dynamodb::config::Credentials::new("local", "local", None, None, "devkit");
+    let credentials =
+        aws_sdk_dynamodb::config::Credentials::new("local", "local", None, None, "devkit");
     outbox::config::sdk_defaults()
         .region(Region::new(LOCAL_REGION))
         .credentials_provider(credentials)
@@ -180,7 +181,10 @@ pub async fn create_table(client: &Client, spec: &TableSpec, name: &str) -> Resu
             .and_then(Json::as_str)
             .unwrap_or("ALL");
         let mut pb = Projection::builder().projection_type(ProjectionType::from(projection_type));
-        for attr in projection.map(|pr| array(pr, "NonKeyAttributes")).unwrap_or_default() {
+        for attr in projection
+            .map(|pr| array(pr, "NonKeyAttributes"))
+            .unwrap_or_default()
+        {
             pb = pb.non_key_attributes(attr.as_str().unwrap_or_default());
         }
         request = request.global_secondary_indexes(
@@ -205,7 +209,10 @@ pub async fn create_table(client: &Client, spec: &TableSpec, name: &str) -> Resu
     }
     match request.send().await {
         Ok(_) => {}
-        Err(e) if e.as_service_error().is_some_and(|e| e.is_resource_in_use_exception()) => {
+        Err(e)
+            if e.as_service_error()
+                .is_some_and(|e| e.is_resource_in_use_exception()) =>
+        {
             return Ok(());
         }
         Err(e) => {
@@ -229,7 +236,10 @@ pub async fn create_table(client: &Client, spec: &TableSpec, name: &str) -> Resu
                 .send()
                 .await
                 .map_err(|e| {
-                    anyhow!("UpdateTimeToLive {name}: {}", aws_sdk_dynamodb::error::DisplayErrorContext(e))
+                    anyhow!(
+                        "UpdateTimeToLive {name}: {}",
+                        aws_sdk_dynamodb::error::DisplayErrorContext(e)
+                    )
                 })?;
         }
     }

@@ -10,7 +10,9 @@ use devkit::stack::{in_process, Stack};
 use devkit::{samples, LocalDynamo, Template};
 
 #[derive(Parser)]
-#[command(about = "Local tools for the DynamoDB outbox: embedded DynamoDB, stream trigger, demo, samples")]
+#[command(
+    about = "Local tools for the DynamoDB outbox: embedded DynamoDB, stream trigger, demo, samples"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -62,13 +64,30 @@ enum Command {
 async fn main() -> Result<()> {
     outbox::config::init_tracing();
     match Cli::parse().command {
-        Command::Demo { orders, customers, seed, concurrency } => {
-            devkit::demo::run(devkit::demo::DemoOptions { orders, customers, seed, concurrency }).await
+        Command::Demo {
+            orders,
+            customers,
+            seed,
+            concurrency,
+        } => {
+            devkit::demo::run(devkit::demo::DemoOptions {
+                orders,
+                customers,
+                seed,
+                concurrency,
+            })
+            .await
         }
-        Command::Ddb { listen, ttl_every, trigger } => ddb(listen, ttl_every, trigger).await,
-        Command::Trigger { follow, invoke_url, on_failure_file } => {
-            run_trigger(follow, invoke_url, on_failure_file).await
-        }
+        Command::Ddb {
+            listen,
+            ttl_every,
+            trigger,
+        } => ddb(listen, ttl_every, trigger).await,
+        Command::Trigger {
+            follow,
+            invoke_url,
+            on_failure_file,
+        } => run_trigger(follow, invoke_url, on_failure_file).await,
         Command::Events => {
             let root = devkit::template::default_path()
                 .parent()
@@ -85,8 +104,14 @@ async fn main() -> Result<()> {
 async fn ddb(listen: SocketAddr, ttl_every: u64, with_trigger: bool) -> Result<()> {
     let dynamo = LocalDynamo::embedded(listen).await?;
     let stack = Stack::on(dynamo).await?;
-    println!("DynamoDB (embedded dynoxide) listening on {}", stack.dynamo.endpoint);
-    println!("tables: {} (stream {}), {}", stack.tables.orders, stack.tables.orders_stream_arn, stack.tables.rewards);
+    println!(
+        "DynamoDB (embedded dynoxide) listening on {}",
+        stack.dynamo.endpoint
+    );
+    println!(
+        "tables: {} (stream {}), {}",
+        stack.tables.orders, stack.tables.orders_stream_arn, stack.tables.rewards
+    );
     println!("use it with: AWS_ENDPOINT_URL={} AWS_REGION=us-east-1 AWS_ACCESS_KEY_ID=local AWS_SECRET_ACCESS_KEY=local", stack.dynamo.endpoint);
     println!("from sam local (Docker): sam local invoke <Function> -e events/... --env-vars events/env.json");
     if ttl_every > 0 {
@@ -111,7 +136,11 @@ async fn ddb(listen: SocketAddr, ttl_every: u64, with_trigger: bool) -> Result<(
     };
     if with_trigger {
         println!("stream trigger: delivering outbox events to the stream consumer in process");
-        let mut trigger = stack.trigger(in_process(stack.service(), outbox::config::DEFAULT_CONCURRENCY))?
+        let mut trigger = stack
+            .trigger(in_process(
+                stack.service(),
+                outbox::config::DEFAULT_CONCURRENCY,
+            ))?
             .with_on_failure_file(".local/stream-failures.jsonl".into());
         trigger.follow(Duration::from_millis(500), stop).await?;
     } else {
@@ -120,28 +149,49 @@ async fn ddb(listen: SocketAddr, ttl_every: u64, with_trigger: bool) -> Result<(
     Ok(())
 }
 
-async fn run_trigger(follow: bool, invoke_url: Option<String>, on_failure_file: PathBuf) -> Result<()> {
+async fn run_trigger(
+    follow: bool,
+    invoke_url: Option<String>,
+    on_failure_file: PathBuf,
+) -> Result<()> {
     let dynamo = LocalDynamo::start().await?;
-    anyhow::ensure!(!dynamo.is_embedded(), "set AWS_ENDPOINT_URL to the DynamoDB to read (for example the one `make ddb` serves)");
+    anyhow::ensure!(
+        !dynamo.is_embedded(),
+        "set AWS_ENDPOINT_URL to the DynamoDB to read (for example the one `make ddb` serves)"
+    );
     let stack = Stack::on_existing(dynamo).await?;
     let stop = async {
         let _ = tokio::signal::ctrl_c().await;
     };
     match invoke_url {
         Some(url) => {
-            let mut trigger = stack.trigger(devkit::invoke::LambdaInvokeApi::new(&url)?)?.with_on_failure_file(on_failure_file);
+            let mut trigger = stack
+                .trigger(devkit::invoke::LambdaInvokeApi::new(&url)?)?
+                .with_on_failure_file(on_failure_file);
             drive(&mut trigger, follow, stop).await
         }
         None => {
-            let mut trigger = stack.trigger(in_process(stack.service(), outbox::config::DEFAULT_CONCURRENCY))?.with_on_failure_file(on_failure_file);
+            let mut trigger = stack
+                .trigger(in_process(
+                    stack.service(),
+                    outbox::config::DEFAULT_CONCURRENCY,
+                ))?
+                .with_on_failure_file(on_failure_file);
             drive(&mut trigger, follow, stop).await
         }
     }
 }
 
-async fn drive<I: devkit::Invoke>(trigger: &mut devkit::Trigger<I>, follow: bool, stop: impl std::future::Future<Output = ()>) -> Result<()> {
+async fn drive<I: devkit::Invoke>(
+    trigger: &mut devkit::Trigger<I>,
+    follow: bool,
+    stop: impl std::future::Future<Output = ()>,
+) -> Result<()> {
     if follow {
-        trigger.follow(Duration::from_millis(500), stop).await.context("stream trigger")?;
+        trigger
+            .follow(Duration::from_millis(500), stop)
+            .await
+            .context("stream trigger")?;
     } else {
         trigger.drain().await?;
     }

@@ -22,7 +22,14 @@ pub struct Sample {
     pub json: Json,
 }
 
-fn http(method: &str, path: &str, route: &str, body: Option<Json>, headers: Json, base64: bool) -> Json {
+fn http(
+    method: &str,
+    path: &str,
+    route: &str,
+    body: Option<Json>,
+    headers: Json,
+    base64: bool,
+) -> Json {
     let mut headers = headers;
     headers["content-type"] = json!("application/json");
     headers["user-agent"] = json!("curl/8.5.0");
@@ -119,15 +126,51 @@ pub fn samples(template: &Template) -> Result<Vec<Sample>> {
     let mut add = |path, json| out.push(Sample { path, json });
 
     let place = order("c-1", &[("A-1", 2, 1250), ("B-7", 1, 499)]);
-    add("events/order-writer/place-order.json", http("POST", "/orders", "POST /orders", Some(place.clone()), json!({}), false));
-    add("events/order-writer/place-order-base64.json", http("POST", "/orders", "POST /orders", Some(place.clone()), json!({}), true));
+    add(
+        "events/order-writer/place-order.json",
+        http(
+            "POST",
+            "/orders",
+            "POST /orders",
+            Some(place.clone()),
+            json!({}),
+            false,
+        ),
+    );
+    add(
+        "events/order-writer/place-order-base64.json",
+        http(
+            "POST",
+            "/orders",
+            "POST /orders",
+            Some(place.clone()),
+            json!({}),
+            true,
+        ),
+    );
     add(
         "events/order-writer/idempotent-replay.json",
-        http("POST", "/orders", "POST /orders", Some(order("c-1", &[("A-1", 1, 2000)])), json!({"idempotency-key": SAMPLE_IDEMPOTENCY_KEY}), false),
+        http(
+            "POST",
+            "/orders",
+            "POST /orders",
+            Some(order("c-1", &[("A-1", 1, 2000)])),
+            json!({"idempotency-key": SAMPLE_IDEMPOTENCY_KEY}),
+            false,
+        ),
     );
     add(
         "events/order-writer/invalid-order.json",
-        http("POST", "/orders", "POST /orders", Some(json!({"customer_id": "c-1", "currency": "usd", "items": [{"sku": "A-1", "quantity": 0, "unit_price_cents": 100}]})), json!({}), false),
+        http(
+            "POST",
+            "/orders",
+            "POST /orders",
+            Some(
+                json!({"customer_id": "c-1", "currency": "usd", "items": [{"sku": "A-1", "quantity": 0, "unit_price_cents": 100}]}),
+            ),
+            json!({}),
+            false,
+        ),
     );
     add("events/order-writer/malformed-json.json", {
         let mut e = http("POST", "/orders", "POST /orders", None, json!({}), false);
@@ -137,12 +180,29 @@ pub fn samples(template: &Template) -> Result<Vec<Sample>> {
     let replay_id = outbox::service::idempotent_order_id("c-1", SAMPLE_IDEMPOTENCY_KEY);
     add(
         "events/order-writer/get-order.json",
-        http("GET", &format!("/orders/{replay_id}"), "GET /orders/{order_id}", None, json!({}), false),
+        http(
+            "GET",
+            &format!("/orders/{replay_id}"),
+            "GET /orders/{order_id}",
+            None,
+            json!({}),
+            false,
+        ),
     );
-    add("events/order-writer/unknown-route.json", http("DELETE", "/orders", "$default", None, json!({}), false));
+    add(
+        "events/order-writer/unknown-route.json",
+        http("DELETE", "/orders", "$default", None, json!({}), false),
+    );
     add(
         "events/rewards-api/get-rewards.json",
-        http("GET", "/customers/c-1/rewards", "GET /customers/{customer_id}/rewards", None, json!({}), false),
+        http(
+            "GET",
+            "/customers/c-1/rewards",
+            "GET /customers/{customer_id}/rewards",
+            None,
+            json!({}),
+            false,
+        ),
     );
 
     let (e1, _) = event(1, "c-1", 2999)?;
@@ -161,7 +221,10 @@ pub fn samples(template: &Template) -> Result<Vec<Sample>> {
         item.insert("status".into(), outbox_attr("PROCESSED"));
         item.remove("pending_pk");
         item.remove("pending_sk");
-        item.insert("expires_at".into(), aws_sdk_dynamodb::types::AttributeValue::N((WHEN + 604_800).to_string()));
+        item.insert(
+            "expires_at".into(),
+            aws_sdk_dynamodb::types::AttributeValue::N((WHEN + 604_800).to_string()),
+        );
         image(item)?
     };
     let removed_keys = keys_of(&processed);
@@ -172,7 +235,8 @@ pub fn samples(template: &Template) -> Result<Vec<Sample>> {
     let (o4, _) = {
         let request: OrderRequest = serde_json::from_value(order("c-3", &[("SKU-9", 3, 700)]))?;
         let when = Timestamp::from_unix_seconds(WHEN + 4).expect("a valid time");
-        let mut new = request.into_new_order("00000000-0000-4000-8000-000000000004".into(), when, None)?;
+        let mut new =
+            request.into_new_order("00000000-0000-4000-8000-000000000004".into(), when, None)?;
         new.event.event_id = "10000000-0000-4000-8000-000000000004".into();
         (order_item(&new.order)?, outbox_item(&new.event)?)
     };
@@ -188,7 +252,10 @@ pub fn samples(template: &Template) -> Result<Vec<Sample>> {
     );
     let poison = {
         let (mut item, _) = event(8, "c-4", 500)?;
-        item.insert("schema_version".into(), aws_sdk_dynamodb::types::AttributeValue::N("99".into()));
+        item.insert(
+            "schema_version".into(),
+            aws_sdk_dynamodb::types::AttributeValue::N("99".into()),
+        );
         item
     };
     let (e9, _) = event(9, "c-5", 800)?;
@@ -217,13 +284,29 @@ fn outbox_attr(s: &str) -> aws_sdk_dynamodb::types::AttributeValue {
 /// names, and the endpoint of `make ddb` as seen from inside SAM's Docker container.
 fn env_vars(template: &Template) -> Result<Json> {
     let mut functions = serde_json::Map::new();
-    for function in ["OrderWriterFunction", "StreamConsumerFunction", "RewardsApiFunction", "OutboxSweeperFunction"] {
+    for function in [
+        "OrderWriterFunction",
+        "StreamConsumerFunction",
+        "RewardsApiFunction",
+        "OutboxSweeperFunction",
+    ] {
         let mut vars: serde_json::Map<String, Json> = template
             .function_environment(function)?
             .into_iter()
-            .map(|(k, v)| (k, json!(v.as_str().map(str::to_owned).unwrap_or_else(|| v.to_string()))))
+            .map(|(k, v)| {
+                (
+                    k,
+                    json!(v
+                        .as_str()
+                        .map(str::to_owned)
+                        .unwrap_or_else(|| v.to_string())),
+                )
+            })
             .collect();
-        vars.insert("AWS_ENDPOINT_URL".into(), json!("http://host.docker.internal:8000"));
+        vars.insert(
+            "AWS_ENDPOINT_URL".into(),
+            json!("http://host.docker.internal:8000"),
+        );
         vars.insert("AWS_ACCESS_KEY_ID".into(), json!("local"));
         vars.insert("AWS_SECRET_ACCESS_KEY".into(), json!("local"));
         vars.insert("AWS_REGION".into(), json!("us-east-1"));

@@ -100,12 +100,21 @@ impl Stack {
     /// Every record in the orders table's stream so far, unfiltered, in stream order.
     pub async fn stream_records(&self) -> Result<Vec<EventRecord>> {
         let mut all = Vec::new();
-        for shard in self.stream.shard_ids(&self.tables.orders_stream_arn).await? {
+        for shard in self
+            .stream
+            .shard_ids(&self.tables.orders_stream_arn)
+            .await?
+        {
             let mut after: Option<String> = None;
             loop {
                 let page = self
                     .stream
-                    .read(&self.tables.orders_stream_arn, &shard, after.as_deref(), 1000)
+                    .read(
+                        &self.tables.orders_stream_arn,
+                        &shard,
+                        after.as_deref(),
+                        1000,
+                    )
                     .await?;
                 let Some(last) = page.last() else { break };
                 after = Some(last.sequence_number.clone());
@@ -119,10 +128,7 @@ impl Stack {
 }
 
 /// The stream consumer's handler, invoked in process with a batch.
-pub fn in_process<R, O>(
-    service: RewardsService<R, O>,
-    concurrency: usize,
-) -> impl Invoke
+pub fn in_process<R, O>(service: RewardsService<R, O>, concurrency: usize) -> impl Invoke
 where
     R: RewardsStore + Clone + 'static,
     O: OutboxStore + Clone + 'static,

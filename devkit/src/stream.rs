@@ -69,11 +69,18 @@ impl StreamClient {
         let body = Bytes::from(serde_json::to_vec(&body)?);
         let mut request = http::Request::post(format!("{}/", self.endpoint))
             .header("content-type", "application/x-amz-json-1.0")
-            .header("x-amz-target", format!("DynamoDBStreams_20120810.{operation}"))
+            .header(
+                "x-amz-target",
+                format!("DynamoDBStreams_20120810.{operation}"),
+            )
             .header("host", authority(&self.endpoint)?)
             .body(Full::new(body.clone()))?;
         self.sign(&mut request, &body).await?;
-        let response = self.http.request(request).await.context(operation.to_owned())?;
+        let response = self
+            .http
+            .request(request)
+            .await
+            .context(operation.to_owned())?;
         let status = response.status();
         let bytes = response.into_body().collect().await?.to_bytes();
         if !status.is_success() {
@@ -88,7 +95,11 @@ impl StreamClient {
             .credentials_provider()
             .ok_or_else(|| anyhow!("no AWS credentials configured"))?;
         let identity = provider.provide_credentials().await?.into();
-        let region = self.config.region().map(|r| r.to_string()).unwrap_or_else(|| "us-east-1".into());
+        let region = self
+            .config
+            .region()
+            .map(|r| r.to_string())
+            .unwrap_or_else(|| "us-east-1".into());
         let params = v4::SigningParams::builder()
             .identity(&identity)
             .region(&region)
@@ -100,7 +111,12 @@ impl StreamClient {
         let headers: Vec<(String, String)> = request
             .headers()
             .iter()
-            .map(|(k, v)| (k.as_str().to_owned(), v.to_str().unwrap_or_default().to_owned()))
+            .map(|(k, v)| {
+                (
+                    k.as_str().to_owned(),
+                    v.to_str().unwrap_or_default().to_owned(),
+                )
+            })
             .collect();
         let signable = SignableRequest::new(
             "POST",
@@ -181,7 +197,11 @@ fn lambda_shape(record: &Json, stream_arn: &str) -> Result<RawRecord> {
     json["eventSourceARN"] = json!(stream_arn);
     if let Some(identity) = record.get("userIdentity").and_then(Json::as_object) {
         let field = |lower: &str, upper: &str| {
-            identity.get(lower).or_else(|| identity.get(upper)).cloned().unwrap_or(Json::Null)
+            identity
+                .get(lower)
+                .or_else(|| identity.get(upper))
+                .cloned()
+                .unwrap_or(Json::Null)
         };
         json["userIdentity"] = json!({
             "type": field("type", "Type"),
@@ -202,7 +222,9 @@ fn lambda_shape(record: &Json, stream_arn: &str) -> Result<RawRecord> {
 fn streams_endpoint(endpoint: &str) -> String {
     let endpoint = endpoint.trim_end_matches('/');
     match endpoint.strip_prefix("https://dynamodb.") {
-        Some(rest) if rest.ends_with(".amazonaws.com") => format!("https://streams.dynamodb.{rest}"),
+        Some(rest) if rest.ends_with(".amazonaws.com") => {
+            format!("https://streams.dynamodb.{rest}")
+        }
         _ => endpoint.to_owned(),
     }
 }

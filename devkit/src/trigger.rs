@@ -25,7 +25,10 @@ use crate::template::StreamSource;
 /// `cargo lambda watch`, or a test double that fails on purpose.
 pub trait Invoke: Send + Sync {
     /// `Err` is a function error (the invocation failed as a whole).
-    fn invoke(&self, event: Event) -> impl Future<Output = Result<DynamoDbEventResponse, String>> + Send;
+    fn invoke(
+        &self,
+        event: Event,
+    ) -> impl Future<Output = Result<DynamoDbEventResponse, String>> + Send;
 }
 
 impl<F, Fut> Invoke for F
@@ -33,7 +36,10 @@ where
     F: Fn(Event) -> Fut + Send + Sync,
     Fut: Future<Output = Result<DynamoDbEventResponse, String>> + Send,
 {
-    fn invoke(&self, event: Event) -> impl Future<Output = Result<DynamoDbEventResponse, String>> + Send {
+    fn invoke(
+        &self,
+        event: Event,
+    ) -> impl Future<Output = Result<DynamoDbEventResponse, String>> + Send {
         self(event)
     }
 }
@@ -120,7 +126,10 @@ impl<I: Invoke> Trigger<I> {
         let mut expired: Vec<RawRecord> = Vec::new();
         let now = now_seconds();
         while batch.len() < self.source.batch_size {
-            let after = examined.as_deref().or(self.checkpoint(shard)).map(str::to_owned);
+            let after = examined
+                .as_deref()
+                .or(self.checkpoint(shard))
+                .map(str::to_owned);
             let want = self.source.batch_size - batch.len();
             let page = self
                 .stream
@@ -182,7 +191,9 @@ impl<I: Invoke> Trigger<I> {
                         self.stats.partial_failures += 1;
                         // An identifier that names no record of the batch fails the whole batch.
                         let lowest = failed.iter().try_fold(usize::MAX, |low, id| {
-                            let at = records.iter().position(|r| Some(r.sequence_number.as_str()) == *id)?;
+                            let at = records
+                                .iter()
+                                .position(|r| Some(r.sequence_number.as_str()) == *id)?;
                             Some(low.min(at))
                         });
                         Some(lowest.unwrap_or(0))
@@ -191,7 +202,10 @@ impl<I: Invoke> Trigger<I> {
                 Err(error) => {
                     self.stats.function_errors += 1;
                     tracing::warn!(%error, records = records.len(), "stream consumer failed");
-                    if self.source.bisect_on_function_error && records.len() > 1 && self.may_retry(attempts) {
+                    if self.source.bisect_on_function_error
+                        && records.len() > 1
+                        && self.may_retry(attempts)
+                    {
                         self.stats.bisections += 1;
                         let mut first = records;
                         let second = first.split_off(first.len() / 2);
@@ -252,7 +266,10 @@ impl<I: Invoke> Trigger<I> {
             if let Some(dir) = path.parent() {
                 std::fs::create_dir_all(dir)?;
             }
-            let mut file = std::fs::OpenOptions::new().create(true).append(true).open(path)?;
+            let mut file = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)?;
             writeln!(file, "{message}")?;
         }
         self.on_failure.push(message);
