@@ -7,6 +7,7 @@ pub mod demo;
 pub mod filter;
 pub mod invoke;
 pub mod local;
+pub mod proxy;
 pub mod samples;
 pub mod stack;
 pub mod stream;
