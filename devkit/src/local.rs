@@ -10,6 +10,7 @@ use aws_sdk_dynamodb::types::{
     ProjectionType, ScalarAttributeType, StreamSpecification, StreamViewType,
     TimeToLiveSpecification,
 };
+use aws_sdk_dynamodb::config::retry::RetryPartition;
 use aws_sdk_dynamodb::Client;
 use serde_json::Value as Json;
 
@@ -62,7 +63,7 @@ impl LocalDynamo {
         let server = tokio::spawn(dynoxide::server::serve_on(listener, db.clone()));
         let sdk_config = local_sdk_config(&endpoint).await;
         Ok(Self {
-            client: outbox::config::client_from(&sdk_config),
+            client: isolated(outbox::config::client_from(&sdk_config)),
             endpoint,
             sdk_config,
             db: Some(db),
@@ -92,9 +93,13 @@ impl LocalDynamo {
     }
 
     /// A client of the same configuration whose requests go to `endpoint` instead (a proxy).
+    ///
+    /// It gets a retry partition of its own, as a separate Lambda process would: the SDK's retry
+    /// quota is shared per partition across a process, and the faults one test or simulated
+    /// function injects must not use up another's retries.
     pub async fn client_via(&self, endpoint: &str) -> Client {
         let config = self.sdk_config.to_builder().endpoint_url(endpoint).build();
-        outbox::config::client_from(&config)
+        isolated(outbox::config::client_from(&config))
     }
 
     /// Runs dynoxide's TTL sweep now: deletes expired items and emits their REMOVE records with
@@ -142,6 +147,17 @@ impl Drop for LocalDynamo {
             server.abort();
         }
     }
+}
+
+/// The same client with a retry partition (and so a retry quota) of its own.
+pub fn isolated(client: Client) -> Client {
+    let name = format!("devkit-{}", uuid::Uuid::new_v4().simple());
+    let config = client
+        .config()
+        .to_builder()
+        .retry_partition(RetryPartition::new(name))
+        .build();
+    Client::from_conf(config)
 }
 
 /// Static credentials and a fixed region: the embedded server checks that requests are signed,

@@ -40,6 +40,8 @@ pub struct FaultPlan {
     pub strip_client_request_token: bool,
     /// Operations the faults apply to (all when empty); latency and counting apply to all.
     pub operations: Vec<String>,
+    /// Stop injecting after this many faults (`None`: never stop).
+    pub max_faults: Option<u64>,
 }
 
 impl FaultPlan {
@@ -198,8 +200,10 @@ async fn forward(
     let (decision, latency, strip) = {
         let mut s = state.lock().expect("proxy state");
         *s.stats.requests.entry(operation.clone()).or_default() += 1;
+        let injected_so_far = s.stats.total_faults();
         let State { plan, rng, .. } = &mut *s;
-        let applies = plan.operations.is_empty() || plan.operations.iter().any(|o| o == &operation);
+        let applies = (plan.operations.is_empty() || plan.operations.iter().any(|o| o == &operation))
+            && plan.max_faults.is_none_or(|max| injected_so_far < max);
         let mut roll = |p: f64| applies && p > 0.0 && rng.random_bool(p.min(1.0));
         let decision = if roll(plan.server_error) {
             Decision::Fail(Fault::ServerError)

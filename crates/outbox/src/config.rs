@@ -71,8 +71,10 @@ pub async fn dynamodb_client() -> Client {
 /// a lost response into a retry instead of a hung invocation. Local tools start from the same.
 pub fn sdk_defaults() -> aws_config::ConfigLoader {
     aws_config::defaults(BehaviorVersion::latest())
-        // Adaptive retry also slows down under sustained throttling instead of hammering.
-        .retry_config(RetryConfig::adaptive().with_max_attempts(4))
+        // Standard (not adaptive) retries: jittered exponential backoff within the invocation's
+        // time. Adaptive mode's client-side rate limiter can hold a retry for many seconds after
+        // one throttle, longer than an API caller waits; a Lambda runs one request at a time.
+        .retry_config(RetryConfig::standard().with_max_attempts(4))
         .timeout_config(
             TimeoutConfig::builder()
                 .connect_timeout(Duration::from_secs(2))

@@ -1,0 +1,144 @@
+//! Faults injected between the functions and the real local server: whatever fails, retries or
+//! gets lost on the way, every order exists once and every reward is applied once.
+
+use devkit::proxy::{Fault, FaultPlan, FaultProxy};
+use lambda_runtime::{Context, LambdaEvent};
+use outbox::handlers::order_api;
+use outbox::handlers::stream::process_batch;
+use outbox::service::RewardsService;
+use outbox::store::dynamodb::{DynamoOrderStore, DynamoRewardsStore};
+use outbox_tests::*;
+
+/// The order-writer's store, reaching the local server through the proxy.
+async fn store_via(stack: &Stack, proxy: &FaultProxy) -> DynamoOrderStore {
+    DynamoOrderStore::new(stack.dynamo.client_via(&proxy.endpoint).await, &stack.tables.orders)
+}
+
+async fn post(store: &DynamoOrderStore, body: &str, key: Option<&str>) -> Reply {
+    let headers: Vec<(&str, &str)> = key.map(|k| vec![("idempotency-key", k)]).unwrap_or_default();
+    let req = post_order(body, &headers);
+    reply(order_api::handle(store, LambdaEvent::new(req, Context::default())).await.unwrap())
+}
+
+fn lose_first_transaction(strip_token: bool, losses: u64) -> FaultPlan {
+    FaultPlan {
+        lose_response: 1.0,
+        operations: vec!["TransactWriteItems".into()],
+        max_faults: Some(losses),
+        strip_client_request_token: strip_token,
+        ..FaultPlan::none()
+    }
+}
+
+#[tokio::test]
+async fn a_lost_response_retried_by_the_sdk_is_recognised_as_our_own_write() {
+    for strip_token in [false, true] {
+        for key in [None, Some("k-lost")] {
+            let stack = stack().await;
+            let proxy = FaultProxy::start(&stack.dynamo.endpoint, lose_first_transaction(strip_token, 1)).await.unwrap();
+            let store = store_via(&stack, &proxy).await;
+            let r = post(&store, &order_body("c-1", &[("A", 1, 700)]), key).await;
+
+            let case = format!("token stripped: {strip_token}, key: {key:?}");
+            assert_eq!(r.status, 201, "{case}: {:?}", r.json);
+            let stats = proxy.stats();
+            assert_eq!(stats.fault(Fault::LostResponse), 1, "{case}");
+            assert_eq!(stats.requests["TransactWriteItems"], 2, "{case}: the SDK retried once");
+            assert_eq!(stats.tokens_stripped, if strip_token { 2 } else { 0 }, "{case}");
+            let (orders, events) = orders_and_events(&stack).await;
+            assert_eq!((orders.len(), events.len()), (1, 1), "{case}");
+            assert_eq!(s(&orders[0], "order_id"), r.json["order_id"].as_str(), "{case}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_client_resending_its_key_after_a_timeout_gets_its_order_not_a_conflict() {
+    for strip_token in [false, true] {
+        let stack = stack().await;
+        // Every attempt commits and every response is lost: the SDK gives up, the client sees 503.
+        let proxy = FaultProxy::start(&stack.dynamo.endpoint, lose_first_transaction(strip_token, 100)).await.unwrap();
+        let store = store_via(&stack, &proxy).await;
+        let body = order_body("c-1", &[("A", 2, 350)]);
+        let first = post(&store, &body, Some("k-timeout")).await;
+        assert_eq!(first.status, 503, "{:?}", first.json);
+        let (orders, _) = orders_and_events(&stack).await;
+        assert_eq!(orders.len(), 1, "the first attempt committed although nobody heard of it");
+
+        proxy.set_plan(FaultPlan::none());
+        let again = post(&store, &body, Some("k-timeout")).await;
+        assert_eq!(again.status, 201, "{:?}", again.json);
+        assert_eq!(again.header("idempotent-replayed"), Some("true"));
+        assert_eq!(again.json["order_id"].as_str(), s(&orders[0], "order_id"));
+        let (orders, events) = orders_and_events(&stack).await;
+        assert_eq!((orders.len(), events.len()), (1, 1));
+    }
+}
+
+fn failing(kind: &str, faults: u64) -> FaultPlan {
+    let mut plan = FaultPlan { max_faults: Some(faults), ..FaultPlan::none() };
+    match kind {
+        "5xx" => plan.server_error = 1.0,
+        "throttling" => plan.throttling = 1.0,
+        "provisioned" => plan.provisioned_throughput = 1.0,
+        "conflict" => plan.transaction_conflict = 1.0,
+        _ => unreachable!(),
+    }
+    plan
+}
+
+#[tokio::test]
+async fn transient_errors_are_retried_and_persistent_ones_are_a_503_with_nothing_written() {
+    for kind in ["5xx", "throttling", "provisioned", "conflict"] {
+        let stack = stack().await;
+        let proxy = FaultProxy::start(&stack.dynamo.endpoint, failing(kind, 2)).await.unwrap();
+        let store = store_via(&stack, &proxy).await;
+        let r = post(&store, &order_body("c-1", &[("A", 1, 100)]), None).await;
+        assert_eq!(r.status, 201, "{kind}: two failures are retried away: {:?} {:?}", r.json, proxy.stats());
+        assert_eq!(proxy.stats().total_faults(), 2, "{kind}");
+        assert_eq!(orders_and_events(&stack).await.0.len(), 1, "{kind}");
+
+        proxy.set_plan(failing(kind, 1_000));
+        let r = post(&store, &order_body("c-2", &[("A", 1, 100)]), None).await;
+        assert_eq!((r.status, r.error_code()), (503, "unavailable"), "{kind}: {:?}", r.json);
+        assert_eq!(orders_and_events(&stack).await.0.len(), 1, "{kind}: nothing more was written");
+    }
+}
+
+#[tokio::test]
+async fn the_consumer_recognises_its_own_lost_writes() {
+    for strip_token in [false, true] {
+        for operation in ["TransactWriteItems", "UpdateItem"] {
+            let stack = stack().await;
+            place(&stack, "c-1", &[("A", 1, 4_200)]).await;
+            place(&stack, "c-2", &[("A", 1, 100)]).await;
+            let records = stack.stream_records().await.unwrap();
+            let proxy = FaultProxy::start(
+                &stack.dynamo.endpoint,
+                FaultPlan {
+                    lose_response: 1.0,
+                    operations: vec![operation.into()],
+                    max_faults: Some(2),
+                    strip_client_request_token: strip_token,
+                    ..FaultPlan::none()
+                },
+            )
+            .await
+            .unwrap();
+            let client = stack.dynamo.client_via(&proxy.endpoint).await;
+            let service = RewardsService {
+                rewards: DynamoRewardsStore::new(client.clone(), &stack.tables.rewards),
+                outbox: DynamoOrderStore::new(client, &stack.tables.orders),
+                retention_seconds: 60,
+            };
+            let outcome = process_batch(&service, 2, &records).await;
+            let case = format!("{operation}, token stripped: {strip_token}");
+            assert!(outcome.failures.is_empty(), "{case}: {outcome:?}");
+            assert_eq!(proxy.stats().fault(Fault::LostResponse), 2, "{case}");
+            assert_eq!(balance(&stack, "c-1").await, (42, 1), "{case}");
+            assert_eq!(balance(&stack, "c-2").await, (1, 1), "{case}");
+            let (_, events) = orders_and_events(&stack).await;
+            assert!(events.iter().all(|e| n(e, "expires_at").is_some()), "{case}");
+        }
+    }
+}
