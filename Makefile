@@ -62,3 +62,6 @@ events: ## Regenerate the sample events in events/ from the code
 clean: ## Remove build output
 	cargo clean
 	rm -rf .aws-sam .local
+
+chaos: ## 10,000 orders (ORDERS=N) under faults, duplicates, racing consumers, crashes; invariants checked
+	cargo run --quiet --release -p devkit -- chaos --orders $(ORDERS) $(if $(SEED),--seed $(SEED))

@@ -3,6 +3,7 @@
 //! `template.yaml` ([`template`]), the stream reader ([`stream`]) and the local event source
 //! mapping ([`trigger`]) that `sam local` lacks.
 
+pub mod chaos;
 pub mod demo;
 pub mod filter;
 pub mod invoke;

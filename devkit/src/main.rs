@@ -56,6 +56,13 @@ enum Command {
         #[arg(long, default_value = ".local/stream-failures.jsonl")]
         on_failure_file: PathBuf,
     },
+    /// Orders under injected faults, duplicates, races and crashes; then the invariants.
+    Chaos {
+        #[arg(long, default_value_t = 10_000)]
+        orders: usize,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
     /// Regenerate the sample events in events/ from the code.
     Events,
 }
@@ -88,6 +95,17 @@ async fn main() -> Result<()> {
             invoke_url,
             on_failure_file,
         } => run_trigger(follow, invoke_url, on_failure_file).await,
+        Command::Chaos { orders, seed } => {
+            let started = std::time::Instant::now();
+            let report = devkit::chaos::run(devkit::chaos::ChaosOptions::new(orders, seed)).await?;
+            for violation in report.violations.iter().take(20) {
+                println!("VIOLATION: {violation}");
+            }
+            println!("{}", report.summary());
+            println!("({orders} orders, seed {seed}, {:.1} s)", started.elapsed().as_secs_f64());
+            anyhow::ensure!(report.violations.is_empty(), "{} invariant violations", report.violations.len());
+            Ok(())
+        }
         Command::Events => {
             let root = devkit::template::default_path()
                 .parent()

@@ -1,0 +1,341 @@
+//! The chaos run: many orders placed concurrently through a fault-injecting proxy, the stream
+//! delivered by two racing mappings with duplicates and crashes between the consumer's two
+//! writes, then the sweeper; then the invariants of the outbox, checked on what the tables hold.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use anyhow::Result;
+use aws_lambda_events::dynamodb::Event;
+use futures::stream::{self, StreamExt};
+use outbox::domain::{EventEnvelope, StoreError, Timestamp};
+use outbox::handlers::order_api;
+use outbox::schema::{self, rewards as rkeys};
+use outbox::service::RewardsService;
+use outbox::store::dynamodb::{DynamoOrderStore, DynamoRewardsStore, Item};
+use outbox::store::OutboxStore;
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
+use serde_json::json;
+
+use crate::demo::api_request;
+use crate::proxy::{FaultPlan, FaultProxy};
+use crate::stack::{in_process, Stack};
+use crate::trigger::Invoke;
+
+#[derive(Debug, Clone)]
+pub struct ChaosOptions {
+    pub orders: usize,
+    pub seed: u64,
+    /// Requests in flight at once, as many concurrent API callers.
+    pub concurrency: usize,
+    /// Probability that the consumer "crashes" after its rewards transaction, before the mark.
+    pub crash_probability: f64,
+    /// Probability, per record and batch, that a mapping delivers it twice in the same batch.
+    pub duplicate_probability: f64,
+    pub faults: FaultPlan,
+}
+
+impl ChaosOptions {
+    pub fn new(orders: usize, seed: u64) -> Self {
+        Self {
+            orders,
+            seed,
+            concurrency: 64,
+            crash_probability: 0.05,
+            duplicate_probability: 0.25,
+            faults: FaultPlan {
+                seed,
+                server_error: 0.02,
+                throttling: 0.02,
+                provisioned_throughput: 0.01,
+                transaction_conflict: 0.02,
+                lose_response: 0.02,
+                // Without the token, a retried transaction is recognised by the code alone.
+                strip_client_request_token: true,
+                ..FaultPlan::none()
+            },
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+pub struct ChaosReport {
+    pub orders_ok: usize,
+    pub orders_failed: usize,
+    pub client_retries: usize,
+    pub deliveries: usize,
+    pub duplicated_in_batch: u64,
+    pub crashes: u64,
+    pub on_failure_batches: usize,
+    pub swept: usize,
+    pub faults_summary: String,
+    pub violations: Vec<String>,
+}
+
+impl ChaosReport {
+    pub fn summary(&self) -> String {
+        format!(
+            "chaos: {} orders acknowledged, {} failed after {} client retries | {} record deliveries ({} extra copies in batch, 2 racing mappings), {} crashes between the consumer's writes, {} batches to the on-failure destination, {} events redriven by the sweeper | proxy: {} | invariants: {}",
+            self.orders_ok,
+            self.orders_failed,
+            self.client_retries,
+            self.deliveries,
+            self.duplicated_in_batch,
+            self.crashes,
+            self.on_failure_batches,
+            self.swept,
+            self.faults_summary,
+            if self.violations.is_empty() { "all hold".to_owned() } else { format!("{} VIOLATED", self.violations.len()) }
+        )
+    }
+}
+
+/// The outbox as seen by a consumer that sometimes dies right after its rewards transaction.
+#[derive(Clone)]
+pub struct CrashingOutbox<O> {
+    pub inner: O,
+    rng: Arc<Mutex<SmallRng>>,
+    probability: f64,
+    pub crashes: Arc<AtomicU64>,
+}
+
+impl<O> CrashingOutbox<O> {
+    pub fn new(inner: O, probability: f64, seed: u64) -> Self {
+        Self {
+            inner,
+            rng: Arc::new(Mutex::new(SmallRng::seed_from_u64(seed))),
+            probability,
+            crashes: Arc::default(),
+        }
+    }
+}
+
+impl<O: OutboxStore> OutboxStore for CrashingOutbox<O> {
+    async fn mark_processed(&self, event: &EventEnvelope, at: Timestamp, expires: Timestamp) -> Result<(), StoreError> {
+        let crash = self.rng.lock().expect("rng").random_bool(self.probability);
+        if crash {
+            self.crashes.fetch_add(1, Ordering::Relaxed);
+            return Err(StoreError::Unavailable("injected crash before the outbox mark".into()));
+        }
+        self.inner.mark_processed(event, at, expires).await
+    }
+
+    async fn pending_events(&self, before: Timestamp, limit: usize) -> Result<Vec<Result<EventEnvelope, StoreError>>, StoreError> {
+        self.inner.pending_events(before, limit).await
+    }
+}
+
+/// Delivers some records of each batch twice, as an at-least-once source may.
+fn duplicating<I: Invoke + 'static>(inner: I, probability: f64, seed: u64, copies: Arc<AtomicU64>) -> impl Invoke {
+    let inner = Arc::new(inner);
+    let rng = Arc::new(Mutex::new(SmallRng::seed_from_u64(seed)));
+    move |mut event: Event| {
+        let mut records = Vec::with_capacity(event.records.len() * 2);
+        {
+            let mut rng = rng.lock().expect("rng");
+            for r in event.records.drain(..) {
+                if rng.random_bool(probability) {
+                    copies.fetch_add(1, Ordering::Relaxed);
+                    records.push(r.clone());
+                }
+                records.push(r);
+            }
+        }
+        event.records = records;
+        let inner = inner.clone();
+        async move { inner.invoke(event).await }
+    }
+}
+
+enum Outcome {
+    Ok,
+    Failed,
+}
+
+pub async fn run(opts: ChaosOptions) -> Result<ChaosReport> {
+    let stack = Stack::start().await?;
+    let proxy = FaultProxy::start(&stack.dynamo.endpoint, opts.faults.clone()).await?;
+    let mut report = ChaosReport::default();
+    let mut rng = SmallRng::seed_from_u64(opts.seed);
+    let customers = (opts.orders / 10).clamp(1, 500);
+
+    // 1. Orders, concurrently, through the order-writer's handler and the proxy. Clients retry
+    //    a 5xx up to three times with the same Idempotency-Key when they sent one.
+    let writer = DynamoOrderStore::new(stack.dynamo.client_via(&proxy.endpoint).await, &stack.tables.orders);
+    let requests: Vec<(String, Option<String>)> = (0..opts.orders)
+        .map(|i| {
+            let body = json!({
+                "customer_id": format!("cust-{}", rng.random_range(0..customers)),
+                "currency": "EUR",
+                "items": (0..rng.random_range(1..=3)).map(|j| json!({
+                    "sku": format!("SKU-{j}"), "quantity": rng.random_range(1..=5), "unit_price_cents": rng.random_range(0..=20_000)
+                })).collect::<Vec<_>>()
+            })
+            .to_string();
+            let key = rng.random_bool(0.5).then(|| format!("chaos-{}-{i}", opts.seed));
+            (body, key)
+        })
+        .collect();
+    let retries = AtomicU64::new(0);
+    let outcomes: Vec<Outcome> = stream::iter(requests)
+        .map(|(body, key)| {
+            let (writer, retries) = (&writer, &retries);
+            async move {
+                let headers: Vec<(&str, &str)> = key.as_deref().map(|k| vec![("idempotency-key", k)]).unwrap_or_default();
+                let attempts = if key.is_some() { 4 } else { 1 };
+                for attempt in 0..attempts {
+                    if attempt > 0 {
+                        retries.fetch_add(1, Ordering::Relaxed);
+                    }
+                    let Ok(req) = api_request("POST", "/orders", Some(body.clone()), &headers) else {
+                        return Outcome::Failed;
+                    };
+                    let status = order_api::respond(writer, &req, None)
+                        .await
+                        .unwrap_or_else(|e| e.into_response())
+                        .status_code;
+                    match status {
+                        201 => return Outcome::Ok,
+                        500..=599 => continue,
+                        _ => return Outcome::Failed,
+                    }
+                }
+                Outcome::Failed
+            }
+        })
+        .buffer_unordered(opts.concurrency)
+        .collect()
+        .await;
+    report.orders_ok = outcomes.iter().filter(|o| matches!(o, Outcome::Ok)).count();
+    report.orders_failed = outcomes.len() - report.orders_ok;
+    report.client_retries = retries.load(Ordering::Relaxed) as usize;
+
+    // 2. Two mappings race on the same shard, each a separate consumer "process" that crashes
+    //    between its writes now and then; mapping A also duplicates records within batches.
+    let copies = Arc::new(AtomicU64::new(0));
+    let (stack_ref, proxy_ref, opts_ref) = (&stack, &proxy, &opts);
+    let consumer = |seed: u64| async move {
+        let (stack, proxy, opts) = (stack_ref, proxy_ref, opts_ref);
+        let client = stack.dynamo.client_via(&proxy.endpoint).await;
+        RewardsService {
+            rewards: DynamoRewardsStore::new(client.clone(), &stack.tables.rewards),
+            outbox: CrashingOutbox::new(DynamoOrderStore::new(client, &stack.tables.orders), opts.crash_probability, seed),
+            retention_seconds: stack.retention_seconds(),
+        }
+    };
+    let (service_a, service_b) = (consumer(opts.seed ^ 0xA).await, consumer(opts.seed ^ 0xB).await);
+    let crash_counters = [service_a.outbox.crashes.clone(), service_b.outbox.crashes.clone()];
+    let mut a = stack.trigger(duplicating(in_process(service_a, 16), opts.duplicate_probability, opts.seed, copies.clone()))?;
+    let mut b = stack.trigger(in_process(service_b, 16))?;
+    a.source.batch_size = rng.random_range(10..=100);
+    b.source.batch_size = rng.random_range(10..=100);
+    let (ra, rb) = tokio::join!(a.drain(), b.drain());
+    ra?;
+    rb?;
+    report.deliveries = a.stats.records_delivered + b.stats.records_delivered + copies.load(Ordering::Relaxed) as usize;
+    report.duplicated_in_batch = copies.load(Ordering::Relaxed);
+    report.crashes = crash_counters.iter().map(|c| c.load(Ordering::Relaxed)).sum();
+    report.on_failure_batches = a.on_failure.len() + b.on_failure.len();
+
+    // 3. The sweeper redrives whatever is still pending (it goes through the faults too).
+    let sweeper = {
+        let client = stack.dynamo.client_via(&proxy.endpoint).await;
+        RewardsService {
+            rewards: DynamoRewardsStore::new(client.clone(), &stack.tables.rewards),
+            outbox: DynamoOrderStore::new(client, &stack.tables.orders),
+            retention_seconds: stack.retention_seconds(),
+        }
+    };
+    for _ in 0..10 {
+        match sweeper.sweep(0, 10_000).await {
+            Ok(r) if r.found == 0 => break,
+            Ok(r) => report.swept += r.applied + r.already_applied,
+            Err(_) => continue,
+        }
+    }
+    report.faults_summary = proxy.stats().summary();
+    report.violations = check_invariants(&stack).await?;
+    Ok(report)
+}
+
+/// The outbox's promises, checked on the tables (read directly, not through the proxy).
+pub async fn check_invariants(stack: &Stack) -> Result<Vec<String>> {
+    let mut violations = Vec::new();
+    let orders_table = scan(stack, &stack.tables.orders).await?;
+    let rewards_table = scan(stack, &stack.tables.rewards).await?;
+    let text = |i: &Item, k: &str| i.get(k).and_then(|v| v.as_s().ok()).cloned().unwrap_or_default();
+    let number = |i: &Item, k: &str| i.get(k).and_then(|v| v.as_n().ok()).and_then(|n| n.parse::<i64>().ok());
+
+    let mut orders: HashMap<String, (String, i64)> = HashMap::new();
+    let mut events: HashMap<String, usize> = HashMap::new();
+    for item in &orders_table {
+        match text(item, schema::ENTITY).as_str() {
+            schema::ENTITY_ORDER => {
+                orders.insert(text(item, "order_id"), (text(item, "customer_id"), number(item, "points").unwrap_or(-1)));
+            }
+            schema::ENTITY_OUTBOX_EVENT => {
+                *events.entry(text(item, "aggregate_id")).or_default() += 1;
+                if text(item, schema::STATUS) != schema::STATUS_PROCESSED {
+                    violations.push(format!("outbox event {} is still pending", text(item, "event_id")));
+                } else if number(item, schema::EXPIRES_AT).is_none() {
+                    violations.push(format!("processed outbox event {} has no expires_at", text(item, "event_id")));
+                }
+            }
+            other => violations.push(format!("unknown item in the orders table: {other:?}")),
+        }
+    }
+    let mut ledger: HashMap<String, usize> = HashMap::new();
+    let mut ledger_sums: BTreeMap<String, i64> = BTreeMap::new();
+    let mut balances: BTreeMap<String, i64> = BTreeMap::new();
+    for item in &rewards_table {
+        let pk = text(item, schema::PK);
+        let customer = pk.strip_prefix("CUSTOMER#").unwrap_or(&pk).to_owned();
+        let sk = text(item, schema::SK);
+        if sk == rkeys::BALANCE_SK {
+            balances.insert(customer, number(item, schema::POINTS).unwrap_or(0));
+        } else if sk.starts_with(rkeys::LEDGER_SK_PREFIX) {
+            let order_id = text(item, "order_id");
+            *ledger.entry(order_id.clone()).or_default() += 1;
+            *ledger_sums.entry(customer.clone()).or_default() += number(item, "points").unwrap_or(0);
+            match orders.get(&order_id) {
+                None => violations.push(format!("ledger entry for order {order_id} which does not exist")),
+                Some((c, p)) if *c != customer || Some(*p) != number(item, "points") => {
+                    violations.push(format!("ledger entry of order {order_id} does not match the order"))
+                }
+                _ => {}
+            }
+        }
+    }
+    for order_id in orders.keys() {
+        match (events.get(order_id), ledger.get(order_id)) {
+            (Some(1), Some(1)) => {}
+            (e, l) => violations.push(format!("order {order_id}: {} outbox events, {} ledger entries (want 1 and 1)", e.unwrap_or(&0), l.unwrap_or(&0))),
+        }
+    }
+    for order_id in events.keys().collect::<HashSet<_>>() {
+        if !orders.contains_key(order_id) {
+            violations.push(format!("outbox event for order {order_id} which does not exist"));
+        }
+    }
+    for (customer, sum) in &ledger_sums {
+        if balances.get(customer) != Some(sum) {
+            violations.push(format!("balance of {customer} is {:?}, its ledger sums to {sum}", balances.get(customer)));
+        }
+    }
+    Ok(violations)
+}
+
+async fn scan(stack: &Stack, table: &str) -> Result<Vec<Item>> {
+    let mut items = Vec::new();
+    let mut start = None;
+    loop {
+        let out = stack.dynamo.client.scan().table_name(table).consistent_read(true).set_exclusive_start_key(start).send().await?;
+        items.extend(out.items.unwrap_or_default());
+        start = out.last_evaluated_key;
+        if start.is_none() {
+            return Ok(items);
+        }
+    }
+}
