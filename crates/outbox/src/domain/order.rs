@@ -15,6 +15,8 @@ pub const MAX_IDEMPOTENCY_KEY_LEN: usize = 255;
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct OrderRequest {
+    /// May be omitted when a JWT authorizer supplies the customer; empty is invalid otherwise.
+    #[serde(default)]
     pub customer_id: String,
     pub currency: String,
     pub items: Vec<LineItem>,

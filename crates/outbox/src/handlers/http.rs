@@ -41,6 +41,14 @@ impl ApiError {
         Self::new(StatusCode::NOT_FOUND, "not_found", "no such resource")
     }
 
+    pub fn forbidden() -> Self {
+        Self::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "the token does not allow access to this customer",
+        )
+    }
+
     pub fn method_not_allowed(allow: &'static str) -> Self {
         Self {
             allow: Some(allow),
@@ -161,6 +169,17 @@ pub fn route(req: &ApiGatewayV2httpRequest) -> (Method, Vec<&str>) {
         }
     }
     (method, segments)
+}
+
+/// The customer a JWT authorizer vouched for, when the API runs with one: the `customer_id`
+/// claim, else the subject. `None` when the API runs without an authorizer (local use).
+pub fn caller(req: &ApiGatewayV2httpRequest) -> Option<&str> {
+    let claims = &req.request_context.authorizer.as_ref()?.jwt.as_ref()?.claims;
+    claims
+        .get("customer_id")
+        .or_else(|| claims.get("sub"))
+        .map(String::as_str)
+        .filter(|c| !c.is_empty())
 }
 
 pub fn header<'a>(headers: &'a HeaderMap, name: &str) -> Result<Option<&'a str>, ApiError> {

@@ -5,7 +5,7 @@ use http::{Method, StatusCode};
 use lambda_runtime::{Error, LambdaEvent};
 use serde::Serialize;
 
-use super::http::{body_bytes, header, json, parse_json, route, with_header, ApiError};
+use super::http::{body_bytes, caller, header, json, parse_json, route, with_header, ApiError};
 use crate::domain::{Order, OrderRequest, TraceContext};
 use crate::service::{self, Placed};
 use crate::store::OrderStore;
@@ -31,6 +31,10 @@ pub async fn respond<S: OrderStore>(
         (_, path) if path == ["orders"] => Err(ApiError::method_not_allowed("POST")),
         (Method::GET, path) if path.len() == 2 && path[0] == "orders" => {
             let view = service::get_order(store, path[1]).await?;
+            // Another customer's order does not exist, as far as this caller can tell.
+            if caller(req).is_some_and(|c| c != view.order.customer_id) {
+                return Err(ApiError::from(crate::domain::OrderError::NotFound));
+            }
             Ok(json(StatusCode::OK, &view))
         }
         (_, path) if path.len() == 2 && path[0] == "orders" => {
@@ -70,7 +74,15 @@ async fn post_order<S: OrderStore>(
     xray_trace_id: Option<String>,
 ) -> Result<ApiGatewayV2httpResponse, ApiError> {
     let bytes = body_bytes(req)?;
-    let request: OrderRequest = parse_json(&req.headers, &bytes)?;
+    let mut request: OrderRequest = parse_json(&req.headers, &bytes)?;
+    // With an authorizer, the customer is the token's: the body may omit it, not contradict it.
+    if let Some(customer) = caller(req) {
+        if request.customer_id.is_empty() {
+            request.customer_id = customer.to_owned();
+        } else if request.customer_id != customer {
+            return Err(ApiError::forbidden());
+        }
+    }
     let key = header(&req.headers, "idempotency-key")?;
     let traceparent = header(&req.headers, "traceparent")?.map(str::to_owned);
     let trace = TraceContext::new(traceparent, xray_trace_id);

@@ -5,7 +5,7 @@ use http::{Method, StatusCode};
 use lambda_runtime::{Error, LambdaEvent};
 use serde::Serialize;
 
-use super::http::{json, route, ApiError};
+use super::http::{caller, json, route, ApiError};
 use crate::domain::{LedgerEntry, ValidationError};
 use crate::service;
 use crate::store::RewardsStore;
@@ -54,6 +54,9 @@ pub async fn respond<R: RewardsStore>(
         ["customers", _, "rewards"] => return Err(ApiError::method_not_allowed("GET")),
         _ => return Err(ApiError::not_found()),
     };
+    if caller(req).is_some_and(|c| c != customer_id) {
+        return Err(ApiError::forbidden());
+    }
     let query = &req.query_string_parameters;
     let limit = match query.first("limit") {
         None => None,
