@@ -65,3 +65,17 @@ clean: ## Remove build output
 
 chaos: ## 10,000 orders (ORDERS=N) under faults, duplicates, racing consumers, crashes; invariants checked
 	cargo run --quiet --release -p devkit -- chaos --orders $(ORDERS) $(if $(SEED),--seed $(SEED))
+
+FUNCTIONS := -p order-writer -p stream-consumer -p rewards-api -p outbox-sweeper
+
+bench: ## Benchmarks in release: prints one table, writes docs/benchmarks.md and the chart (BENCH_QUICK=1: quick)
+	@# The functions are built apart from the bench crate so its dependencies cannot unify
+	@# features into them; the arm64 bootstraps (for their size) need cargo-lambda from .tools/.
+	cargo build --release $(FUNCTIONS)
+	@bash scripts/install-tools.sh || echo "bench: could not install cargo-lambda; sizes fall back to this machine's binaries"
+	@if [ -x "$(TOOLS)/cargo-lambda" ]; then \
+		echo "cargo lambda build --release --arm64 $(FUNCTIONS)"; \
+		cargo lambda build --release --arm64 $(FUNCTIONS); \
+	fi
+	cargo bench -p outbox-bench --bench handlers $(if $(BENCH_QUICK),-- --warm-up-time 1 --measurement-time 2)
+	cargo run --release --quiet -p outbox-bench -- $(if $(BENCH_QUICK),--quick)

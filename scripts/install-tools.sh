@@ -24,12 +24,24 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 TOOLS="$ROOT/.tools"
 VENV="$TOOLS/venv"
 STAMP="$VENV/.install-stamp"
-PYTHON="${PYTHON:-python3}"
 
 log() { printf 'install-tools: %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
 
-export PATH="$VENV/bin:$PATH"
+# The interpreter that creates the venv is looked up with the venv's own bin dir left out of PATH
+# (the Makefile puts it first): a venv being rebuilt must not be asked to recreate itself.
+host_path() {
+  local dir dirs out=() IFS=:
+  read -ra dirs <<<"$PATH"
+  for dir in "${dirs[@]}"; do
+    [[ "$dir" == "$VENV/bin" || "$dir" -ef "$VENV/bin" ]] || out+=("$dir")
+  done
+  printf '%s' "${out[*]}"
+}
+HOST_PATH="$(host_path)"
+PYTHON="$(PATH="$HOST_PATH" command -v "${PYTHON:-python3}" || true)"
+
+export PATH="$VENV/bin:$HOST_PATH"
 
 want_stamp() {
   printf '%s\n' "${REQUIREMENTS[@]}"
@@ -53,7 +65,7 @@ ensure_rust_target() {
 }
 
 install() {
-  command -v "$PYTHON" >/dev/null 2>&1 || die "$PYTHON not found (set PYTHON=...)"
+  [[ -n "$PYTHON" ]] || die "python3 not found (set PYTHON=/path/to/python3)"
   "$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 9))' ||
     die "$PYTHON is older than 3.9, which aws-sam-cli needs"
 

@@ -1,0 +1,41 @@
+//! Handler CPU per request, without network: the order-writer's `POST /orders` and the stream
+//! consumer's batch, on an HTTP client that answers in process (`outbox_bench::replay`).
+//!
+//! A current-thread runtime, as a 128 MB Lambda has a fraction of one vCPU. `make bench` reads
+//! the medians back from `target/criterion/` into its table.
+
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use outbox_bench::cpu::{init_sink_tracing, ConsumerWorkload, WriterWorkload};
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a tokio runtime")
+}
+
+fn order_writer(c: &mut Criterion) {
+    init_sink_tracing();
+    let rt = runtime();
+    let writer = rt.block_on(WriterWorkload::new());
+    let mut group = c.benchmark_group("order_writer");
+    group.throughput(Throughput::Elements(1));
+    group.bench_function("handler", |b| b.to_async(&rt).iter(|| writer.handler()));
+    group.bench_function("invocation", |b| {
+        b.to_async(&rt).iter(|| writer.invocation())
+    });
+    group.finish();
+}
+
+fn stream_consumer(c: &mut Criterion) {
+    init_sink_tracing();
+    let rt = runtime();
+    let consumer = rt.block_on(ConsumerWorkload::new(100));
+    let mut group = c.benchmark_group("stream_consumer");
+    group.throughput(Throughput::Elements(consumer.len() as u64));
+    group.bench_function("batch_100", |b| b.to_async(&rt).iter(|| consumer.batch()));
+    group.finish();
+}
+
+criterion_group!(benches, order_writer, stream_consumer);
+criterion_main!(benches);

@@ -1,0 +1,98 @@
+//! Stream-consumer batch latency through a latency-injecting proxy.
+//!
+//! The consumer's stores talk to the local DynamoDB through `devkit::proxy::FaultProxy`, which
+//! delays every request by the chosen latency (25 ms is a realistic Lambda → DynamoDB round trip
+//! under load; 0 ms leaves only the local server's own cost). Each measurement is one
+//! `process_batch` call on a batch of freshly placed orders; the baseline is the same call with
+//! concurrency 1, measured in the same run.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{ensure, Result};
+use devkit::proxy::{FaultPlan, FaultProxy};
+use devkit::{LocalDynamo, Stack};
+use outbox::handlers::stream::process_batch;
+use outbox::service::RewardsService;
+use outbox::store::dynamodb::{DynamoOrderStore, DynamoRewardsStore};
+
+use crate::records::{order_kept, place_shape, Shape, StreamCursor};
+
+/// What one batch took, and whether every customer's records were applied in stream order.
+#[derive(Debug, Clone, Copy)]
+pub struct BatchRun {
+    pub elapsed: Duration,
+    pub order_kept: bool,
+}
+
+/// A local DynamoDB, a proxy in front of it, and the consumer's service going through the proxy.
+pub struct ConsumerLab {
+    pub stack: Stack,
+    pub proxy: FaultProxy,
+    service: RewardsService<DynamoRewardsStore, DynamoOrderStore>,
+    cursor: StreamCursor,
+    batches: usize,
+}
+
+impl ConsumerLab {
+    pub async fn start() -> Result<Self> {
+        // Always the embedded server: the figures describe this code on a known server.
+        let stack = Stack::on(LocalDynamo::embedded("127.0.0.1:0".parse()?).await?).await?;
+        let proxy = FaultProxy::start(&stack.dynamo.endpoint, FaultPlan::none()).await?;
+        // One client for the whole run, as one Lambda container keeps one for its lifetime.
+        let client = stack.dynamo.client_via(&proxy.endpoint).await;
+        let service = RewardsService {
+            rewards: DynamoRewardsStore::new(client.clone(), &stack.tables.rewards),
+            outbox: DynamoOrderStore::new(client, &stack.tables.orders),
+            retention_seconds: stack.retention_seconds(),
+        };
+        Ok(Self {
+            stack,
+            proxy,
+            service,
+            cursor: StreamCursor::default(),
+            batches: 0,
+        })
+    }
+
+    /// Places a fresh batch of `shape` (directly, not through the proxy), then times the
+    /// consumer on it with `latency` per request and `concurrency` customers at a time.
+    pub async fn run(
+        &mut self,
+        latency: Duration,
+        concurrency: usize,
+        shape: Shape,
+    ) -> Result<BatchRun> {
+        self.batches += 1;
+        let prefix = format!("b{}", self.batches);
+        let orders = place_shape(&self.stack.orders, &prefix, shape).await?;
+        let records = self.cursor.records_of(&self.stack, &orders).await?;
+
+        self.proxy.set_plan(FaultPlan::latency(latency));
+        let start = Instant::now();
+        let outcome = process_batch(&self.service, concurrency, &records).await;
+        let elapsed = start.elapsed();
+        self.proxy.set_plan(FaultPlan::none());
+
+        ensure!(
+            outcome.applied == records.len() && outcome.failures.is_empty(),
+            "batch {prefix} was not applied in full: {outcome:?}"
+        );
+        Ok(BatchRun {
+            elapsed,
+            order_kept: order_kept(&self.stack, &orders).await?,
+        })
+    }
+}
+
+/// The least time a batch can take with `concurrency` customers at a time and two requests per
+/// record (the ledger transaction, then the processed mark): the longest chain of round trips.
+pub fn floor(shape: Shape, concurrency: usize, latency: Duration) -> Duration {
+    let concurrency = concurrency.max(1);
+    let waves = if shape.per_customer == 1 {
+        shape.customers.div_ceil(concurrency)
+    } else {
+        // Customers beyond the concurrency wait for a slot: whole chains run back to back.
+        shape.customers.div_ceil(concurrency) * shape.per_customer
+    };
+    latency * (2 * waves) as u32
+}

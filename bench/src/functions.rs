@@ -1,0 +1,202 @@
+//! The real Lambda binaries (`target/release/<function>`, built for this machine), run as Lambda
+//! runs them: a process whose only way in is the Runtime API, here the local [`RuntimeStub`].
+//!
+//! - Cold start: from spawning the process (fork and exec) to its first `next` poll, which is
+//!   when Lambda considers the init phase over. Everything the function does at start-up is in
+//!   it: loading, logging set-up, reading the environment, building the DynamoDB client.
+//! - Peak RSS: the process's high-water mark (`VmHWM`) after serving 1,000 invocations of the
+//!   sample events against the local DynamoDB.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use bytes::Bytes;
+use devkit::Tables;
+use tokio::io::AsyncReadExt;
+use tokio::process::{Child, Command};
+
+use crate::stub::{RuntimeStub, StubCounts};
+
+/// One function: its binary's name and the sample events it is invoked with.
+#[derive(Debug, Clone)]
+pub struct Function {
+    pub name: &'static str,
+    pub events: &'static [&'static str],
+}
+
+/// The four functions of `template.yaml`, each with the sample events of `events/<name>/`.
+pub const FUNCTIONS: &[Function] = &[
+    Function {
+        name: "order-writer",
+        events: &[
+            "order-writer/place-order.json",
+            "order-writer/place-order-base64.json",
+            "order-writer/idempotent-replay.json",
+            "order-writer/get-order.json",
+            "order-writer/invalid-order.json",
+        ],
+    },
+    Function {
+        name: "stream-consumer",
+        events: &[
+            "stream-consumer/outbox-insert-batch.json",
+            "stream-consumer/mixed-batch.json",
+            "stream-consumer/duplicate-batch.json",
+        ],
+    },
+    Function {
+        name: "rewards-api",
+        events: &["rewards-api/get-rewards.json"],
+    },
+    Function {
+        name: "outbox-sweeper",
+        events: &["outbox-sweeper/scheduled.json"],
+    },
+];
+
+impl Function {
+    pub fn binary(&self) -> PathBuf {
+        crate::target_dir().join("release").join(self.name)
+    }
+
+    pub fn load_events(&self) -> Result<Vec<Bytes>> {
+        self.events
+            .iter()
+            .map(|e| {
+                let path = crate::workspace_root().join("events").join(e);
+                std::fs::read(&path)
+                    .map(Bytes::from)
+                    .with_context(|| format!("reading {}", path.display()))
+            })
+            .collect()
+    }
+
+    /// The environment Lambda gives the function (template.yaml's variables, the runtime's
+    /// own), pointed at the local DynamoDB. Nothing is inherited from this process.
+    fn environment(&self, runtime_api: &str, dynamo: &str, tables: &Tables) -> Vec<(String, String)> {
+        let mut env: Vec<(String, String)> = [
+            ("AWS_LAMBDA_RUNTIME_API", runtime_api),
+            ("AWS_LAMBDA_FUNCTION_NAME", self.name),
+            ("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128"),
+            ("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST"),
+            ("AWS_LAMBDA_LOG_STREAM_NAME", "bench"),
+            ("AWS_LAMBDA_LOG_GROUP_NAME", "/aws/lambda/bench"),
+            ("AWS_REGION", "us-east-1"),
+            ("AWS_DEFAULT_REGION", "us-east-1"),
+            ("AWS_ACCESS_KEY_ID", "local"),
+            ("AWS_SECRET_ACCESS_KEY", "local"),
+            ("AWS_SESSION_TOKEN", "local"),
+            ("AWS_ENDPOINT_URL", dynamo),
+            ("RUST_LOG", "info"),
+            ("TZ", ":UTC"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        env.push(("ORDERS_TABLE".into(), tables.orders.clone()));
+        env.push(("REWARDS_TABLE".into(), tables.rewards.clone()));
+        env
+    }
+
+    fn spawn(&self, runtime_api: &str, dynamo: &str, tables: &Tables) -> Result<Child> {
+        let binary = self.binary();
+        ensure_exists(&binary)?;
+        Command::new(&binary)
+            .env_clear()
+            .envs(self.environment(runtime_api, dynamo, tables))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .with_context(|| format!("starting {}", binary.display()))
+    }
+}
+
+fn ensure_exists(binary: &Path) -> Result<()> {
+    if !binary.is_file() {
+        bail!(
+            "{} is missing: build it with `cargo build --release -p order-writer -p stream-consumer -p rewards-api -p outbox-sweeper`",
+            binary.display()
+        );
+    }
+    Ok(())
+}
+
+/// Ends the process and returns what it wrote to stderr (a panic, an init error).
+async fn stop(mut child: Child) -> String {
+    let _ = child.start_kill();
+    let _ = child.wait().await;
+    let mut stderr = String::new();
+    if let Some(mut pipe) = child.stderr.take() {
+        let _ = pipe.read_to_string(&mut stderr).await;
+    }
+    stderr
+}
+
+/// Spawn-to-first-`next` times of `samples` fresh processes.
+pub async fn cold_starts(
+    function: &Function,
+    samples: usize,
+    dynamo: &str,
+    tables: &Tables,
+) -> Result<Vec<Duration>> {
+    let mut times = Vec::with_capacity(samples);
+    for _ in 0..samples {
+        let stub = RuntimeStub::start(function.load_events()?, 0).await?;
+        let spawned = Instant::now();
+        let child = function.spawn(&stub.runtime_api(), dynamo, tables)?;
+        let first = stub.first_next(Duration::from_secs(10)).await;
+        let stderr = stop(child).await;
+        let first = first.with_context(|| format!("{}: {stderr}", function.name))?;
+        times.push(first.duration_since(spawned));
+    }
+    Ok(times)
+}
+
+/// What serving many invocations came to.
+#[derive(Debug, Clone, Copy)]
+pub struct RssRun {
+    pub invocations: usize,
+    pub counts: StubCounts,
+    /// `VmHWM`: the most resident memory the process ever had.
+    pub peak_rss_bytes: u64,
+    pub mean_invocation: Duration,
+}
+
+/// Serves `invocations` events to one process and reads its peak RSS.
+pub async fn peak_rss(
+    function: &Function,
+    invocations: usize,
+    dynamo: &str,
+    tables: &Tables,
+) -> Result<RssRun> {
+    let stub = RuntimeStub::start(function.load_events()?, invocations).await?;
+    let child = function.spawn(&stub.runtime_api(), dynamo, tables)?;
+    let pid = child.id().context("the function exited at once")?;
+    let answered = stub.all_answered(Duration::from_secs(120)).await;
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"));
+    let stderr = stop(child).await;
+    let counts = answered.with_context(|| format!("{}: {stderr}", function.name))?;
+    if counts.init_errors > 0 {
+        bail!("{} failed to initialise: {stderr}", function.name);
+    }
+    Ok(RssRun {
+        invocations,
+        counts,
+        peak_rss_bytes: vm_hwm(&status.context("reading /proc/<pid>/status")?)
+            .context("no VmHWM in /proc/<pid>/status")?,
+        mean_invocation: stub.mean_invocation(),
+    })
+}
+
+/// `VmHWM:   12345 kB` in bytes.
+pub fn vm_hwm(status: &str) -> Option<u64> {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map(|kib| kib * 1024)
+}

@@ -1,0 +1,44 @@
+//! `make bench`: measured speed and cost of the outbox, with every comparison a ratio taken in the
+//! same run (absolute times on a shared machine are noisy).
+//!
+//! The harness binary (`src/main.rs`) runs the scenarios below and writes `docs/benchmarks.md`
+//! and `docs/consumer-latency.svg`; the criterion benches (`benches/handlers.rs`) measure handler
+//! CPU, and the harness reads their estimates back.
+//!
+//! - [`consumer`]: stream-consumer batch latency through a latency-injecting proxy, concurrent
+//!   against the same code path with concurrency 1.
+//! - [`accounting`]: DynamoDB requests, write capacity and TCP connections per order.
+//! - [`cpu`]: the workloads criterion times, on an HTTP client that never leaves the process.
+//! - [`functions`]: cold start and peak RSS of the real Lambda binaries against a local stub of
+//!   the Lambda Runtime API ([`stub`]); [`size`]: their stripped sizes.
+//! - [`throughput`]: orders placed and rewarded end to end through the local stream trigger.
+//! - [`report`], [`chart`], [`machine`]: the table, the chart and the machine they came from.
+
+pub mod accounting;
+pub mod chart;
+pub mod consumer;
+pub mod cpu;
+pub mod criterion_results;
+pub mod functions;
+pub mod machine;
+pub mod records;
+pub mod replay;
+pub mod report;
+pub mod size;
+pub mod stub;
+pub mod throughput;
+
+/// The workspace root (this crate lives in `bench/`).
+pub fn workspace_root() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("bench/ has a parent")
+        .to_path_buf()
+}
+
+/// The shared target directory: `CARGO_TARGET_DIR` when set, else `<root>/target`.
+pub fn target_dir() -> std::path::PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("target"))
+}

@@ -1,0 +1,543 @@
+//! `outbox-bench`: runs the benchmark suite, prints one table, and writes it with the machine
+//! and the commands to `docs/benchmarks.md`, and the consumer chart to
+//! `docs/consumer-latency.svg`. `make bench` builds everything it needs first (see the Makefile).
+//!
+//! Usage: `outbox-bench [--quick] [--no-write]` (`BENCH_QUICK=1` is `--quick`).
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use anyhow::Result;
+use devkit::{LocalDynamo, Stack};
+use outbox::config::DEFAULT_CONCURRENCY;
+use outbox_bench::accounting::{self, Accounting};
+use outbox_bench::chart::{self, LatencyChart, Points};
+use outbox_bench::consumer::{floor, ConsumerLab};
+use outbox_bench::functions::{self, FUNCTIONS};
+use outbox_bench::machine::Machine;
+use outbox_bench::records::Shape;
+use outbox_bench::report::{median, ms, thousands, us, Report, Row, Section};
+use outbox_bench::{criterion_results, size, throughput, workspace_root};
+
+/// Goals of issue 5, in one place.
+mod goals {
+    pub const SPEEDUP_AT_25MS: f64 = 15.0;
+    pub const WRITER_REQUESTS: f64 = 1.0;
+    pub const CONSUMER_REQUESTS: f64 = 2.0;
+    pub const WRITER_CPU_US: f64 = 50.0;
+    pub const COLD_START_MS: f64 = 15.0;
+    pub const ORDER_WRITER_MB: f64 = 4.0;
+    pub const PEAK_RSS_MB: f64 = 40.0;
+}
+
+/// The exact commands `make bench` runs (also written to the report).
+const COMMANDS: &str = "```sh
+make bench                  # the full suite (≈ 5 minutes once built); BENCH_QUICK=1 make bench for a quick pass
+```
+
+`make bench` runs, from the workspace root:
+
+```sh
+cargo build --release -p order-writer -p stream-consumer -p rewards-api -p outbox-sweeper
+cargo lambda build --release --arm64 -p order-writer -p stream-consumer -p rewards-api -p outbox-sweeper   # when .tools/ has cargo-lambda (make tools)
+cargo bench -p outbox-bench --bench handlers      # criterion: handler CPU; estimates in target/criterion/
+cargo run --release -p outbox-bench               # everything else; prints the table, writes docs/
+```
+
+The functions are built on their own, never in one `cargo` invocation with `outbox-bench`:
+the bench's dependencies (the embedded DynamoDB, an HTTP server, criterion) would otherwise
+unify features into the Lambda binaries and change what is measured.";
+
+struct Options {
+    quick: bool,
+    write: bool,
+    /// Repeats of every consumer measurement (the median is reported).
+    repeats: usize,
+    cold_starts: usize,
+    rss_invocations: usize,
+    throughput_orders: usize,
+}
+
+impl Options {
+    fn parse() -> Self {
+        let args: Vec<String> = std::env::args().skip(1).collect();
+        let quick = args.iter().any(|a| a == "--quick")
+            || std::env::var("BENCH_QUICK").is_ok_and(|v| !v.is_empty() && v != "0");
+        Self {
+            quick,
+            write: !args.iter().any(|a| a == "--no-write"),
+            repeats: if quick { 1 } else { 3 },
+            cold_starts: if quick { 5 } else { 20 },
+            rss_invocations: 1000,
+            throughput_orders: if quick { 500 } else { 2000 },
+        }
+    }
+}
+
+fn progress(what: &str) {
+    eprintln!("bench: {what}");
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let opts = Options::parse();
+    let machine = Machine::describe();
+    let started = time::OffsetDateTime::now_utc();
+    let clock = Instant::now();
+    let mut notes = Vec::new();
+    let mut sections = Vec::new();
+
+    progress("consumer batch latency through the latency-injecting proxy");
+    let (section, chart_data) = consumer_latency(&opts, &mut notes).await?;
+    sections.push(section);
+
+    progress("requests, capacity and connections per order");
+    sections.push(costs(accounting::measure(100, DEFAULT_CONCURRENCY).await?, &mut notes));
+
+    progress("handler CPU (criterion estimates)");
+    sections.push(cpu(&mut notes));
+
+    progress("cold start and peak RSS of the function binaries");
+    sections.push(functions_section(&opts, &mut notes).await?);
+
+    progress("binary sizes");
+    sections.push(sizes(&mut notes));
+
+    progress("end-to-end throughput");
+    sections.push(end_to_end(&opts, &machine).await?);
+
+    let report = Report {
+        sections,
+        notes,
+        chart_data,
+        machine,
+        mode: if opts.quick { "BENCH_QUICK=1" } else { "full run" }.into(),
+        started: started
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap_or_default(),
+        duration: clock.elapsed(),
+    };
+    println!("{}", report.table());
+    println!("{}", report.summary());
+    if opts.write {
+        let docs = workspace_root().join("docs");
+        std::fs::create_dir_all(&docs)?;
+        std::fs::write(docs.join("benchmarks.md"), report.document(COMMANDS))?;
+        progress("wrote docs/benchmarks.md and docs/consumer-latency.svg");
+    }
+    Ok(())
+}
+
+/// Concurrent against sequential, at 25, 10 and 0 ms per request, on 100 distinct customers and
+/// on 10 customers × 10; then the batch-size sweep at 25 ms for the chart.
+async fn consumer_latency(opts: &Options, notes: &mut Vec<String>) -> Result<(Section, String)> {
+    let c = DEFAULT_CONCURRENCY;
+    let latencies = [25u64, 10, 0].map(Duration::from_millis);
+    let shapes = [Shape::distinct(100), Shape::skewed(10, 10)];
+    let sweep = [1usize, 10, 25, 50];
+    let mut lab = ConsumerLab::start().await?;
+    let mut times: BTreeMap<(Duration, usize, usize, usize), Vec<Duration>> = BTreeMap::new();
+    let (mut batches, mut kept) = (0usize, 0usize);
+
+    // Warm the connection pool and the server's caches; not counted.
+    lab.run(Duration::ZERO, c, Shape::distinct(c)).await?;
+    for _ in 0..opts.repeats {
+        // Concurrent and sequential alternate so both see the same load on the machine.
+        let mut plan: Vec<(Duration, Shape)> = Vec::new();
+        for latency in latencies {
+            plan.extend(shapes.iter().map(|s| (latency, *s)));
+        }
+        plan.extend(sweep.iter().map(|n| (latencies[0], Shape::distinct(*n))));
+        for (latency, shape) in plan {
+            for concurrency in [c, 1] {
+                let run = lab.run(latency, concurrency, shape).await?;
+                batches += 1;
+                kept += usize::from(run.order_kept);
+                times
+                    .entry((latency, shape.customers, shape.per_customer, concurrency))
+                    .or_default()
+                    .push(run.elapsed);
+            }
+        }
+    }
+    let mut median_of = |latency: Duration, shape: Shape, concurrency: usize| {
+        median(
+            times
+                .get_mut(&(latency, shape.customers, shape.per_customer, concurrency))
+                .map(Vec::as_mut_slice)
+                .unwrap_or_default(),
+        )
+    };
+
+    let mut rows = Vec::new();
+    let mut serial_cost = None;
+    for latency in latencies {
+        for shape in shapes {
+            let concurrent = median_of(latency, shape, c);
+            let sequential = median_of(latency, shape, 1);
+            let speedup = sequential.as_secs_f64() / concurrent.as_secs_f64();
+            let figure = format!("{}, {} ms per request", shape.label(), latency.as_millis());
+            let mut measured = format!(
+                "{} ms concurrent vs {} ms sequential: **{speedup:.1}×**",
+                ms(concurrent),
+                ms(sequential)
+            );
+            if !latency.is_zero() {
+                let f = floor(shape, c, latency);
+                let _ = std::fmt::Write::write_fmt(
+                    &mut measured,
+                    format_args!(" (floor {} ms)", ms(f)),
+                );
+            } else if shape.per_customer == 1 {
+                serial_cost = Some((sequential, shape.records()));
+            }
+            let headline = latency == latencies[0] && shape.per_customer == 1;
+            rows.push(if headline {
+                Row::at_least(figure, measured, speedup, goals::SPEEDUP_AT_25MS, "×")
+            } else {
+                Row::info(figure, measured)
+            });
+        }
+    }
+    rows.push(Row::holds(
+        "per-customer order (ledger order = stream order, `applied_at` increasing)",
+        format!("kept in {kept} of {batches} batches"),
+        "preserved",
+        kept == batches,
+        format!("{} batches out of order", batches - kept),
+    ));
+
+    notes.push(format!(
+        "Consumer: each batch is freshly placed orders (re-delivered records would all be duplicates, \
+         a different workload) read from the local stream, and one `process_batch` call through \
+         `FaultProxy` with the stated latency added to every request; concurrent is the deployed \
+         default (`CONSUMER_CONCURRENCY` = {c} customers at a time), sequential is the same call \
+         with concurrency 1. The floor is the longest chain of round trips: two requests per record \
+         (ledger transaction, then the processed mark), in ⌈customers / {c}⌉ waves for distinct \
+         customers, 10 records in a row for a customer with 10."
+    ));
+    if let Some((sequential, n)) = serial_cost {
+        notes.push(format!(
+            "At 0 ms the proxy adds nothing and what remains is the local server's own cost, \
+             {:.2} ms per record ({} requests) when sequential: every ratio is bounded by it, \
+             as the server applies requests one at a time.",
+            sequential.as_secs_f64() * 1000.0 / n as f64,
+            2
+        ));
+    }
+
+    // The chart and its data: the sweep plus the 100-record batch.
+    let latency = latencies[0];
+    let sizes: Vec<usize> = sweep.iter().copied().chain([100]).collect();
+    let mut concurrent: Points = Vec::new();
+    let mut sequential: Points = Vec::new();
+    let mut floors: Points = Vec::new();
+    let mut data = String::from(
+        "| records | concurrent (ms) | sequential (ms) | speed-up | floor (ms) |\n| ---: | ---: | ---: | ---: | ---: |\n",
+    );
+    for n in sizes {
+        let shape = Shape::distinct(n);
+        let (cc, sq, fl) = (median_of(latency, shape, c), median_of(latency, shape, 1), floor(shape, c, latency));
+        let msf = |d: Duration| d.as_secs_f64() * 1000.0;
+        concurrent.push((n, msf(cc)));
+        sequential.push((n, msf(sq)));
+        floors.push((n, msf(fl)));
+        data.push_str(&format!(
+            "| {n} | {} | {} | {:.1}× | {} |\n",
+            ms(cc),
+            ms(sq),
+            sq.as_secs_f64() / cc.as_secs_f64(),
+            ms(fl)
+        ));
+    }
+    let label = format!("concurrent ({c} customers at a time)");
+    let title = format!(
+        "stream-consumer batch latency, {} ms per DynamoDB request",
+        latency.as_millis()
+    );
+    chart::draw(
+        &workspace_root().join("docs").join("consumer-latency.svg"),
+        &LatencyChart {
+            title: &title,
+            concurrent_label: &label,
+            concurrent: &concurrent,
+            sequential: &sequential,
+            floor: &floors,
+        },
+    )?;
+    Ok((
+        Section {
+            title: "Stream-consumer batch latency (proxy in front of the local DynamoDB)".into(),
+            rows,
+        },
+        data,
+    ))
+}
+
+fn costs(a: Accounting, notes: &mut Vec<String>) -> Section {
+    let wcu = |c: &accounting::Cost| {
+        c.write_units
+            .map_or_else(|| "not reported".to_owned(), |u| format!("{u:.1} WCU"))
+    };
+    let mut rows = vec![
+        Row::at_most(
+            "order-writer: DynamoDB requests per order",
+            format!(
+                "{:.2} ({}); a client retry with the same key: {:.2} ({})",
+                a.writer.total_requests(),
+                a.writer.breakdown(),
+                a.writer_replay.total_requests(),
+                a.writer_replay.breakdown()
+            ),
+            a.writer.total_requests(),
+            goals::WRITER_REQUESTS,
+            "",
+        ),
+        Row::at_most(
+            "stream-consumer: DynamoDB requests per record",
+            format!(
+                "{:.2} ({}); a redelivered duplicate: {:.2} ({})",
+                a.consumer.total_requests(),
+                a.consumer.breakdown(),
+                a.redelivery.total_requests(),
+                a.redelivery.breakdown()
+            ),
+            a.consumer.total_requests(),
+            goals::CONSUMER_REQUESTS,
+            "",
+        ),
+    ];
+    let reads = a.writer.reads() + a.writer_replay.reads() + a.consumer.reads() + a.redelivery.reads();
+    rows.push(Row::holds(
+        "reads before writes on the hot paths",
+        format!("{reads:.2} reads per order"),
+        "none",
+        reads == 0.0,
+        format!("{reads:.2} reads per order"),
+    ));
+    rows.push(Row::info(
+        "write capacity per order (`ConsumedCapacity`, as the local server reports it)",
+        format!("order-writer {}, stream-consumer {}", wcu(&a.writer), wcu(&a.consumer)),
+    ));
+    let [writer, first, second, again] = a.connections;
+    rows.push(Row::holds(
+        "TCP connections opened (one client per process, pooled)",
+        format!(
+            "{writer} for {} sequential orders; consumer batch 1: {first}, batch 2: {second}, redelivery: {again}",
+            a.orders
+        ),
+        format!("≤ {} per process, then reused", a.concurrency),
+        first <= a.concurrency as u64 && second == 0 && again == 0,
+        "connections are not reused".to_owned(),
+    ));
+    notes.push(format!(
+        "Requests are counted per operation at the proxy over {} orders; capacity comes from \
+         `ConsumedCapacity` (a metering interceptor asks for it, in this pass only). A transaction \
+         cancelled by its condition (replay, duplicate) returns no capacity. Connections are counted \
+         by a TCP forwarder in front of the proxy; one client (one pool) serves the writer and then \
+         three consumer batches, as one Lambda container keeps its client across invocations.",
+        a.orders
+    ));
+    Section {
+        title: "DynamoDB requests and capacity per order (counted at the proxy)".into(),
+        rows,
+    }
+}
+
+fn cpu(notes: &mut Vec<String>) -> Section {
+    let goal = format!("≤ {} µs", goals::WRITER_CPU_US);
+    let mut rows = Vec::new();
+    match (
+        criterion_results::median("order_writer", "handler"),
+        criterion_results::median("order_writer", "invocation"),
+    ) {
+        (Ok((handler, _)), Ok((invocation, _))) => rows.push(Row::at_most(
+            "order-writer handler CPU per request, no network",
+            format!(
+                "{} µs handler; {} µs with the event's JSON parsed and the response serialized",
+                us(handler),
+                us(invocation)
+            ),
+            handler.as_secs_f64() * 1e6,
+            goals::WRITER_CPU_US,
+            "µs",
+        )),
+        (Err(e), _) | (_, Err(e)) => rows.push(Row::not_measured(
+            "order-writer handler CPU per request, no network",
+            goal,
+            e.to_string(),
+        )),
+    }
+    match criterion_results::median("stream_consumer", "batch_100") {
+        Ok((batch, _)) => rows.push(Row::info(
+            "stream-consumer CPU per record, no network",
+            format!("{} µs ({} µs per 100-record batch)", us(batch / 100), us(batch)),
+        )),
+        Err(e) => rows.push(Row::info(
+            "stream-consumer CPU per record, no network",
+            format!("not measured: {e}"),
+        )),
+    }
+    notes.push(
+        "CPU: criterion medians (`benches/handlers.rs`) on a current-thread runtime, with the \
+         functions' own DynamoDB client whose HTTP client answers in process (`src/replay.rs`), so \
+         parsing, validation, the idempotency fingerprint, item encoding, the SDK's serialization \
+         and SigV4 signing, response parsing and the JSON log line are all in, the network is not."
+            .into(),
+    );
+    Section {
+        title: "Handler CPU (criterion)".into(),
+        rows,
+    }
+}
+
+async fn functions_section(opts: &Options, notes: &mut Vec<String>) -> Result<Section> {
+    // The functions talk to an embedded DynamoDB with the template's tables.
+    let stack = Stack::on(LocalDynamo::embedded("127.0.0.1:0".parse()?).await?).await?;
+    let endpoint = stack.dynamo.endpoint.clone();
+    let mut cold = Vec::new();
+    let mut rss = Vec::new();
+    for f in FUNCTIONS {
+        match functions::cold_starts(f, opts.cold_starts, &endpoint, &stack.tables).await {
+            Ok(mut times) => {
+                let max = times.iter().copied().max().unwrap_or_default();
+                let mid = median(&mut times);
+                cold.push(Row::at_most(
+                    format!("cold start, {} (spawn → first `next` poll)", f.name),
+                    format!("{} ms median, {} ms max of {} starts", ms(mid), ms(max), times.len()),
+                    mid.as_secs_f64() * 1000.0,
+                    goals::COLD_START_MS,
+                    "ms",
+                ));
+            }
+            Err(e) => cold.push(Row::not_measured(
+                format!("cold start, {}", f.name),
+                format!("≤ {} ms", goals::COLD_START_MS),
+                format!("{e:#}"),
+            )),
+        }
+        match functions::peak_rss(f, opts.rss_invocations, &endpoint, &stack.tables).await {
+            Ok(run) => {
+                let mb = size::mb(run.peak_rss_bytes);
+                rss.push(Row::at_most(
+                    format!("peak RSS, {} ({} invocations)", f.name, thousands(run.invocations as u64)),
+                    format!(
+                        "{mb:.1} MB ({} responses, {} function errors, {} ms per invocation)",
+                        run.counts.responses,
+                        run.counts.errors,
+                        ms(run.mean_invocation)
+                    ),
+                    mb,
+                    goals::PEAK_RSS_MB,
+                    "MB",
+                ));
+            }
+            Err(e) => rss.push(Row::not_measured(
+                format!("peak RSS, {}", f.name),
+                format!("≤ {} MB", goals::PEAK_RSS_MB),
+                format!("{e:#}"),
+            )),
+        }
+    }
+    notes.push(format!(
+        "Cold start and RSS run this machine's release binaries (`target/release/<function>`) \
+         against a local stub of the Lambda Runtime API (`src/stub.rs`) with the template's \
+         environment and fake credentials; cold start is from spawn (fork + exec) to the first \
+         `GET /runtime/invocation/next`, the median of {} starts; peak RSS is `VmHWM` after \
+         {} invocations cycling through the function's sample events in `events/`, against the \
+         embedded DynamoDB. On Lambda, an arm64 128 MB function has a fraction of a vCPU, so its \
+         init takes longer than here; the ratio between functions carries over.",
+        opts.cold_starts,
+        thousands(opts.rss_invocations as u64)
+    ));
+    cold.extend(rss);
+    Ok(Section {
+        title: "Lambda binaries: cold start and memory".into(),
+        rows: cold,
+    })
+}
+
+fn sizes(notes: &mut Vec<String>) -> Section {
+    let mut rows = Vec::new();
+    let arm: Vec<(&str, Option<size::Binary>)> = FUNCTIONS
+        .iter()
+        .map(|f| (f.name, size::lambda_bootstrap(f.name).and_then(|p| size::inspect(&p).ok())))
+        .collect();
+    let describe = |b: &size::Binary| {
+        format!(
+            "{:.2} MB ({} bytes, {}, {})",
+            size::mb(b.bytes),
+            thousands(b.bytes),
+            b.arch,
+            if b.stripped { "stripped" } else { "NOT stripped" }
+        )
+    };
+    match &arm[0].1 {
+        Some(b) if b.arch == "arm64" => rows.push(Row::at_most(
+            "order-writer `bootstrap`, arm64 (cargo lambda build --release --arm64)",
+            describe(b),
+            size::mb(b.bytes),
+            goals::ORDER_WRITER_MB,
+            "MB",
+        )),
+        _ => {
+            // No cross build here: the host binary stands in, and says so.
+            let host = size::inspect(&FUNCTIONS[0].binary());
+            match host {
+                Ok(b) => {
+                    rows.push(Row::at_most(
+                        "order-writer release binary (host stand-in: no arm64 `bootstrap` was built)",
+                        describe(&b),
+                        size::mb(b.bytes),
+                        goals::ORDER_WRITER_MB,
+                        "MB",
+                    ));
+                    notes.push("No `target/lambda/order-writer/bootstrap` was found (cargo-lambda missing: `make tools`), so the size row is this machine's release binary instead.".into());
+                }
+                Err(e) => rows.push(Row::not_measured("order-writer binary", "≤ 4 MB", e.to_string())),
+            }
+        }
+    }
+    let others: Vec<String> = arm[1..]
+        .iter()
+        .filter_map(|(name, b)| b.as_ref().map(|b| format!("{name} {:.2} MB", size::mb(b.bytes))))
+        .collect();
+    if !others.is_empty() {
+        rows.push(Row::info("other `bootstrap`s, arm64", others.join(", ")));
+    }
+    let host: Vec<String> = FUNCTIONS
+        .iter()
+        .filter_map(|f| {
+            size::inspect(&f.binary())
+                .ok()
+                .map(|b| format!("{} {:.2} MB", f.name, size::mb(b.bytes)))
+        })
+        .collect();
+    if !host.is_empty() {
+        rows.push(Row::info("release binaries on this machine (x86_64)", host.join(", ")));
+    }
+    Section {
+        title: "Binary size".into(),
+        rows,
+    }
+}
+
+async fn end_to_end(opts: &Options, machine: &Machine) -> Result<Section> {
+    let t = throughput::measure(opts.throughput_orders, 16, DEFAULT_CONCURRENCY).await?;
+    Ok(Section {
+        title: "End to end".into(),
+        rows: vec![Row::info(
+            "orders placed and rewarded through the local stream trigger",
+            format!(
+                "**{:.0} orders/s**: {} orders placed in {} ms (16 at a time), rewarded in {} ms ({} invocations); {} × {}",
+                t.per_second(),
+                thousands(t.orders as u64),
+                ms(t.place),
+                ms(t.reward),
+                t.invocations,
+                machine.cpus,
+                machine.cpu_model
+            ),
+        )],
+    })
+}

@@ -1,0 +1,219 @@
+//! A local stand-in for the Lambda Runtime API: enough of it to start a function, hand it
+//! events and collect its answers.
+//!
+//! `GET /2018-06-01/runtime/invocation/next` answers the next event (with the headers the
+//! runtime client requires) until `invocations` have been handed out, then keeps the request
+//! open, as Lambda does while it has nothing to deliver. Responses and errors are counted.
+
+use std::collections::VecDeque;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{anyhow, Result};
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Request, Response};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpListener;
+use tokio::sync::Notify;
+use tokio::task::JoinSet;
+
+const NEXT: &str = "/2018-06-01/runtime/invocation/next";
+
+#[derive(Debug, Default, Clone, Copy)]
+pub struct StubCounts {
+    pub handed_out: usize,
+    pub responses: usize,
+    pub errors: usize,
+    pub init_errors: usize,
+}
+
+struct State {
+    events: Vec<Bytes>,
+    invocations: usize,
+    counts: StubCounts,
+    first_next: Option<Instant>,
+    /// When each handed-out request id was handed out, to time invocations.
+    started: VecDeque<(String, Instant)>,
+    busy: Duration,
+}
+
+pub struct RuntimeStub {
+    pub addr: SocketAddr,
+    state: Arc<Mutex<State>>,
+    changed: Arc<Notify>,
+    tasks: JoinSet<()>,
+}
+
+impl RuntimeStub {
+    /// Serves `invocations` events, cycling through `events`.
+    pub async fn start(events: Vec<Bytes>, invocations: usize) -> Result<Self> {
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let state = Arc::new(Mutex::new(State {
+            events,
+            invocations,
+            counts: StubCounts::default(),
+            first_next: None,
+            started: VecDeque::new(),
+            busy: Duration::ZERO,
+        }));
+        let changed = Arc::new(Notify::new());
+        let mut tasks = JoinSet::new();
+        let (s, n) = (state.clone(), changed.clone());
+        tasks.spawn(async move {
+            let mut connections = JoinSet::new();
+            while let Ok((stream, _)) = listener.accept().await {
+                let (s, n) = (s.clone(), n.clone());
+                connections.spawn(async move {
+                    let service = service_fn(move |req| handle(req, s.clone(), n.clone()));
+                    let _ = http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        Ok(Self {
+            addr,
+            state,
+            changed,
+            tasks,
+        })
+    }
+
+    /// `host:port`, as `AWS_LAMBDA_RUNTIME_API` takes it.
+    pub fn runtime_api(&self) -> String {
+        self.addr.to_string()
+    }
+
+    pub fn counts(&self) -> StubCounts {
+        self.state.lock().expect("stub state").counts
+    }
+
+    /// Mean time from handing an event out to receiving its answer.
+    pub fn mean_invocation(&self) -> Duration {
+        let s = self.state.lock().expect("stub state");
+        let answered = (s.counts.responses + s.counts.errors).max(1);
+        s.busy / answered as u32
+    }
+
+    /// Waits for the function's first `next` poll and returns when it arrived.
+    pub async fn first_next(&self, timeout: Duration) -> Result<Instant> {
+        self.wait(timeout, |s| s.first_next)
+            .await
+            .map_err(|_| anyhow!("no `next` poll within {timeout:?}"))
+    }
+
+    /// Waits until every invocation has been answered (or the function reported an init error).
+    pub async fn all_answered(&self, timeout: Duration) -> Result<StubCounts> {
+        self.wait(timeout, |s| {
+            let c = s.counts;
+            (c.responses + c.errors >= s.invocations || c.init_errors > 0).then_some(c)
+        })
+        .await
+        .map_err(|c| anyhow!("not all invocations answered within {timeout:?}: {c:?}"))
+    }
+
+    async fn wait<T>(
+        &self,
+        timeout: Duration,
+        done: impl Fn(&State) -> Option<T>,
+    ) -> Result<T, StubCounts> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let notified = self.changed.notified();
+            if let Some(t) = done(&self.state.lock().expect("stub state")) {
+                return Ok(t);
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return Err(self.counts());
+            }
+        }
+    }
+}
+
+impl Drop for RuntimeStub {
+    fn drop(&mut self) {
+        // Also ends the `next` requests held open.
+        self.tasks.abort_all();
+    }
+}
+
+async fn handle(
+    req: Request<Incoming>,
+    state: Arc<Mutex<State>>,
+    changed: Arc<Notify>,
+) -> Result<Response<Full<Bytes>>, Infallible> {
+    let path = req.uri().path().to_owned();
+    if path == NEXT {
+        let next = {
+            let mut s = state.lock().expect("stub state");
+            s.first_next.get_or_insert_with(Instant::now);
+            if s.counts.handed_out < s.invocations {
+                let n = s.counts.handed_out;
+                s.counts.handed_out += 1;
+                let id = format!("bench-{n:06}");
+                s.started.push_back((id.clone(), Instant::now()));
+                Some((id, s.events[n % s.events.len()].clone()))
+            } else {
+                None
+            }
+        };
+        changed.notify_waiters();
+        let Some((id, event)) = next else {
+            // Nothing to deliver: hold the poll open until the stub goes away.
+            std::future::pending::<()>().await;
+            unreachable!("a pending future never completes");
+        };
+        let deadline = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default()
+            + Duration::from_secs(30);
+        let response = Response::builder()
+            .header("lambda-runtime-aws-request-id", &id)
+            .header("lambda-runtime-deadline-ms", deadline.as_millis().to_string())
+            .header(
+                "lambda-runtime-invoked-function-arn",
+                "arn:aws:lambda:us-east-1:123456789012:function:bench",
+            )
+            .header(
+                "lambda-runtime-trace-id",
+                "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=0",
+            )
+            .header("content-type", "application/json")
+            .body(Full::new(event))
+            .expect("a valid response");
+        return Ok(response);
+    }
+
+    // Drain the body before counting, as the runtime's request is only complete then.
+    let _ = req.into_body().collect().await;
+    {
+        let mut s = state.lock().expect("stub state");
+        let id = path
+            .strip_prefix("/2018-06-01/runtime/invocation/")
+            .and_then(|rest| rest.split('/').next())
+            .map(str::to_owned);
+        if path.ends_with("/response") {
+            s.counts.responses += 1;
+        } else if path.ends_with("/init/error") {
+            s.counts.init_errors += 1;
+        } else if path.ends_with("/error") {
+            s.counts.errors += 1;
+        }
+        if let Some(id) = id {
+            if let Some(pos) = s.started.iter().position(|(i, _)| *i == id) {
+                let (_, at) = s.started.remove(pos).expect("position is in range");
+                s.busy += at.elapsed();
+            }
+        }
+    }
+    changed.notify_waiters();
+    Ok(Response::builder()
+        .status(202)
+        .body(Full::new(Bytes::from_static(b"{\"status\":\"OK\"}")))
+        .expect("a valid response"))
+}
