@@ -24,11 +24,11 @@ setup: tools ## Install the project-local tools (sam, cargo-lambda, zig) and the
 tools:
 	@bash scripts/install-tools.sh
 
-build: setup ## sam build: the three arm64 Lambda binaries via cargo-lambda
+build: setup ## sam build: the four arm64 Lambda binaries via cargo-lambda
 	sam build
 
-deploy: build ## sam deploy --guided (first time) with samconfig.toml's defaults
-	sam deploy --guided
+deploy: build ## sam deploy with samconfig.toml's defaults (GUIDED=1 for sam deploy --guided)
+	sam deploy $(if $(GUIDED),--guided)
 
 demo: ## The main job, locally: embedded DynamoDB, orders in, stream out, balances printed
 	$(DEVKIT) demo
@@ -48,10 +48,11 @@ test-external: ## All tests on AWS_ENDPOINT_URL's server (TTL sweeps can only be
 	@test -n "$$AWS_ENDPOINT_URL" || { echo "set AWS_ENDPOINT_URL"; exit 2; }
 	cargo test --workspace -- --skip real_ttl
 
-lint: tools ## cargo fmt --check, clippy -D warnings, sam validate --lint
+lint: tools ## cargo fmt --check, clippy -D warnings, sam validate (with and without --lint)
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -- -D warnings
 	sam validate --lint
+	sam validate
 
 fmt: ## Format the code
 	cargo fmt --all

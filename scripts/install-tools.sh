@@ -39,7 +39,8 @@ host_path() {
   printf '%s' "${out[*]}"
 }
 HOST_PATH="$(host_path)"
-PYTHON="$(PATH="$HOST_PATH" command -v "${PYTHON:-python3}" || true)"
+PYTHON_NAME="${PYTHON:-python3}"
+PYTHON="$(PATH="$HOST_PATH" command -v "$PYTHON_NAME" || true)"
 
 export PATH="$VENV/bin:$HOST_PATH"
 
@@ -65,7 +66,7 @@ ensure_rust_target() {
 }
 
 install() {
-  [[ -n "$PYTHON" ]] || die "python3 not found (set PYTHON=/path/to/python3)"
+  [[ -n "$PYTHON" ]] || die "$PYTHON_NAME not found (set PYTHON=/path/to/python3)"
   "$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 9))' ||
     die "$PYTHON is older than 3.9, which aws-sam-cli needs"
 
