@@ -3,10 +3,17 @@
 
 use std::time::Duration;
 
+use aws_config::environment::EnvironmentVariableCredentialsProvider;
 use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::BehaviorVersion;
+use aws_sdk_dynamodb::config::{Region, SharedHttpClient};
 use aws_sdk_dynamodb::Client;
+use aws_smithy_http_client::tls;
+use tracing_subscriber::filter::Targets;
+use tracing_subscriber::fmt::MakeWriter;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
 
 use crate::store::dynamodb::TransientCancellation;
 
@@ -22,7 +29,7 @@ pub const DEFAULT_CONCURRENCY: usize = 16;
 pub const DEFAULT_GRACE_SECONDS: i64 = 15 * 60;
 pub const DEFAULT_SWEEP_LIMIT: usize = 1000;
 
-#[derive(Debug, thiserror::Error)]
+#[derive(thiserror::Error)]
 pub enum ConfigError {
     #[error("environment variable {0} is not set: it must name the DynamoDB table")]
     Missing(&'static str),
@@ -32,6 +39,14 @@ pub enum ConfigError {
         value: String,
         why: &'static str,
     },
+}
+
+/// `main` returns this error when start-up fails, and Rust prints a returned error with `Debug`:
+/// the sentence is what an operator reading the function's log needs, not the variant's name.
+impl std::fmt::Debug for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Display::fmt(self, f)
+    }
 }
 
 pub fn required(name: &'static str) -> Result<String, ConfigError> {
@@ -60,28 +75,66 @@ pub fn number<T: std::str::FromStr>(
     }
 }
 
-/// The DynamoDB client, built once per cold start. Region, credentials and endpoint come from the
-/// standard AWS sources (`AWS_REGION`, `AWS_ENDPOINT_URL`, `AWS_ENDPOINT_URL_DYNAMODB`,
-/// `AWS_MAX_ATTEMPTS`, ...), so the same binary talks to AWS or to a local DynamoDB.
+/// The DynamoDB client of a function, built once per cold start from the environment Lambda
+/// gives it: `AWS_REGION`, the execution role's credentials (`AWS_ACCESS_KEY_ID`,
+/// `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`) and, to run against a local DynamoDB,
+/// `AWS_ENDPOINT_URL_DYNAMODB` or `AWS_ENDPOINT_URL`; the same binary talks to AWS or to a local
+/// server. Read directly rather than through aws-config's provider chains (profiles, SSO, STS,
+/// IMDS, containers), which a function never needs: they stay out of its binary (about 0.6 MB)
+/// and its cold start. Local tools that may need them start from [`sdk_defaults`].
 pub async fn dynamodb_client() -> Client {
-    client_from(&sdk_defaults().load().await)
+    let env = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
+    let mut config = aws_sdk_dynamodb::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(
+            env("AWS_REGION")
+                .or_else(|| env("AWS_DEFAULT_REGION"))
+                .map(Region::new),
+        )
+        .credentials_provider(EnvironmentVariableCredentialsProvider::new())
+        .retry_config(retry_config())
+        .timeout_config(timeout_config())
+        .http_client(https_client())
+        .retry_classifier(TransientCancellation);
+    if let Some(endpoint) = env("AWS_ENDPOINT_URL_DYNAMODB").or_else(|| env("AWS_ENDPOINT_URL")) {
+        config = config.endpoint_url(endpoint);
+    }
+    Client::from_conf(config.build())
 }
 
-/// The project's SDK settings: retries with backoff for transient errors, and timeouts that turn
-/// a lost response into a retry instead of a hung invocation. Local tools start from the same.
+/// The project's SDK settings on aws-config's standard sources (environment, profiles, ...), for
+/// the local tools and tests; the functions use the same settings in [`dynamodb_client`].
 pub fn sdk_defaults() -> aws_config::ConfigLoader {
     aws_config::defaults(BehaviorVersion::latest())
-        // Standard (not adaptive) retries: jittered exponential backoff within the invocation's
-        // time. Adaptive mode's client-side rate limiter can hold a retry for many seconds after
-        // one throttle, longer than an API caller waits; a Lambda runs one request at a time.
-        .retry_config(RetryConfig::standard().with_max_attempts(4))
-        .timeout_config(
-            TimeoutConfig::builder()
-                .connect_timeout(Duration::from_secs(2))
-                .operation_attempt_timeout(Duration::from_secs(3))
-                .operation_timeout(Duration::from_secs(10))
-                .build(),
-        )
+        .retry_config(retry_config())
+        .timeout_config(timeout_config())
+        .http_client(https_client())
+}
+
+/// Standard (not adaptive) retries: jittered exponential backoff within the invocation's time.
+/// Adaptive mode's client-side rate limiter can hold a retry for many seconds after one throttle,
+/// longer than an API caller waits; a Lambda runs one request at a time.
+fn retry_config() -> RetryConfig {
+    RetryConfig::standard().with_max_attempts(4)
+}
+
+/// Timeouts that turn a lost response into a retry instead of a hung invocation.
+fn timeout_config() -> TimeoutConfig {
+    TimeoutConfig::builder()
+        .connect_timeout(Duration::from_secs(2))
+        .operation_attempt_timeout(Duration::from_secs(3))
+        .operation_timeout(Duration::from_secs(10))
+        .build()
+}
+
+/// The SDK's HTTP client (hyper, pooled connections, HTTP/1.1 to DynamoDB) with rustls on ring:
+/// one TLS stack, and the smaller one (aws-lc, the SDK's default, adds about 0.7 MB). What ring
+/// lacks, a FIPS mode and post-quantum key exchange, this project does not require; a deployment
+/// that must have them switches to `CryptoMode::AwsLc` with the `rustls-aws-lc` feature.
+pub fn https_client() -> SharedHttpClient {
+    aws_smithy_http_client::Builder::new()
+        .tls_provider(tls::Provider::rustls(tls::rustls_provider::CryptoMode::Ring))
+        .build_https()
 }
 
 /// A client for an already-loaded configuration, with this project's retry rules added.
@@ -92,18 +145,48 @@ pub fn client_from(shared: &aws_config::SdkConfig) -> Client {
     Client::from_conf(config)
 }
 
-/// JSON logs with ids and outcomes; request bodies are never logged.
+/// What is logged unless `RUST_LOG` says otherwise. The SDK logs every 4xx as a warning; a failed
+/// condition is an expected outcome here, and this code logs the failures that matter itself.
+const DEFAULT_LOG: &str = "info,aws_smithy_runtime=error,aws_sdk_dynamodb=error";
+
+/// JSON logs with ids and outcomes on stdout; request bodies are never logged.
 pub fn init_tracing() {
-    // The SDK logs every 4xx as a warning; a failed condition is an expected outcome here, and
-    // this code logs the failures that matter itself.
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-        tracing_subscriber::EnvFilter::new("info,aws_smithy_runtime=error,aws_sdk_dynamodb=error")
-    });
-    let _ = tracing_subscriber::fmt()
+    init_tracing_to(std::io::stdout);
+}
+
+/// The functions' logging, written to `writer` (the benchmarks format into a sink). `RUST_LOG` is
+/// a level or `target=level` pairs (`tracing_subscriber::filter::Targets`: no span or field
+/// filters, whose regex engine would add about 0.3 MB to every binary).
+pub fn init_tracing_to<W>(writer: W)
+where
+    W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
+{
+    let filter = std::env::var("RUST_LOG")
+        .ok()
+        .and_then(|v| v.parse::<Targets>().ok())
+        .unwrap_or_else(|| DEFAULT_LOG.parse().expect("the default filter parses"));
+    let json = tracing_subscriber::fmt::layer()
         .json()
-        .with_env_filter(filter)
         .with_target(false)
         .with_current_span(false)
         .without_time()
+        .with_writer(writer);
+    let _ = tracing_subscriber::registry()
+        .with(filter)
+        .with(json)
         .try_init();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_missing_variable_is_reported_in_a_sentence_at_start_up() {
+        let err: lambda_runtime::Error = required("OUTBOX_TEST_NEVER_SET").unwrap_err().into();
+        assert_eq!(
+            format!("{err:?}"),
+            "environment variable OUTBOX_TEST_NEVER_SET is not set: it must name the DynamoDB table"
+        );
+    }
 }
