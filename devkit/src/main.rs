@@ -69,8 +69,14 @@ enum Command {
 
 #[tokio::main]
 async fn main() -> Result<()> {
-    outbox::config::init_tracing();
-    match Cli::parse().command {
+    let cli = Cli::parse();
+    // The local server logs every refused condition; the chaos run makes thousands of failures
+    // on purpose and reports them in its summary instead.
+    outbox::config::init_tracing_with(match cli.command {
+        Command::Chaos { .. } => "error,dynoxide=off,aws_smithy_runtime=off,aws_sdk_dynamodb=off",
+        _ => "warn,dynoxide=error,aws_smithy_runtime=error,aws_sdk_dynamodb=error",
+    });
+    match cli.command {
         Command::Demo {
             orders,
             customers,
