@@ -67,15 +67,25 @@ enum Command {
     Events,
 }
 
-#[tokio::main]
-async fn main() -> Result<()> {
+fn main() -> Result<()> {
     let cli = Cli::parse();
     // The local server logs every refused condition; the chaos run makes thousands of failures
-    // on purpose and reports them in its summary instead.
-    outbox::config::init_tracing_with(match cli.command {
-        Command::Chaos { .. } => "error,dynoxide=off,aws_smithy_runtime=off,aws_sdk_dynamodb=off",
-        _ => "warn,dynoxide=error,aws_smithy_runtime=error,aws_sdk_dynamodb=error",
-    });
+    // on purpose and reports them in its summary instead. Set before any thread starts.
+    if std::env::var_os("RUST_LOG").is_none() {
+        let quiet = match cli.command {
+            Command::Chaos { .. } => "error,dynoxide=off,aws_smithy_runtime=off,aws_sdk_dynamodb=off",
+            _ => "warn,dynoxide=error,aws_smithy_runtime=error,aws_sdk_dynamodb=error",
+        };
+        std::env::set_var("RUST_LOG", quiet);
+    }
+    outbox::config::init_tracing();
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(run(cli))
+}
+
+async fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Demo {
             orders,
