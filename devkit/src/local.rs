@@ -10,7 +10,9 @@ use aws_sdk_dynamodb::types::{
     ProjectionType, ScalarAttributeType, StreamSpecification, StreamViewType,
     TimeToLiveSpecification,
 };
-use aws_sdk_dynamodb::config::retry::RetryPartition;
+use std::time::Duration;
+
+use aws_sdk_dynamodb::config::retry::{RetryConfig, RetryPartition};
 use aws_sdk_dynamodb::Client;
 use serde_json::Value as Json;
 
@@ -149,13 +151,26 @@ impl Drop for LocalDynamo {
     }
 }
 
-/// The same client with a retry partition (and so a retry quota) of its own.
+/// The same client with a retry partition (and so a retry quota) of its own, and the project's
+/// number of attempts with the backoff between them compressed: a local server needs no time to
+/// recover, and a chaos run with thousands of injected throttles would otherwise spend most of
+/// its time asleep. What is retried, and how often, stays the production configuration's.
 pub fn isolated(client: Client) -> Client {
     let name = format!("devkit-{}", uuid::Uuid::new_v4().simple());
+    let production = client
+        .config()
+        .retry_config()
+        .cloned()
+        .unwrap_or_else(RetryConfig::standard);
     let config = client
         .config()
         .to_builder()
         .retry_partition(RetryPartition::new(name))
+        .retry_config(
+            production
+                .with_initial_backoff(Duration::from_millis(5))
+                .with_max_backoff(Duration::from_millis(100)),
+        )
         .build();
     Client::from_conf(config)
 }
