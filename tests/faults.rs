@@ -11,13 +11,22 @@ use outbox_tests::*;
 
 /// The order-writer's store, reaching the local server through the proxy.
 async fn store_via(stack: &Stack, proxy: &FaultProxy) -> DynamoOrderStore {
-    DynamoOrderStore::new(stack.dynamo.client_via(&proxy.endpoint).await, &stack.tables.orders)
+    DynamoOrderStore::new(
+        stack.dynamo.client_via(&proxy.endpoint).await,
+        &stack.tables.orders,
+    )
 }
 
 async fn post(store: &DynamoOrderStore, body: &str, key: Option<&str>) -> Reply {
-    let headers: Vec<(&str, &str)> = key.map(|k| vec![("idempotency-key", k)]).unwrap_or_default();
+    let headers: Vec<(&str, &str)> = key
+        .map(|k| vec![("idempotency-key", k)])
+        .unwrap_or_default();
     let req = post_order(body, &headers);
-    reply(order_api::handle(store, LambdaEvent::new(req, Context::default())).await.unwrap())
+    reply(
+        order_api::handle(store, LambdaEvent::new(req, Context::default()))
+            .await
+            .unwrap(),
+    )
 }
 
 fn lose_first_transaction(strip_token: bool, losses: u64) -> FaultPlan {
@@ -35,7 +44,12 @@ async fn a_lost_response_retried_by_the_sdk_is_recognised_as_our_own_write() {
     for strip_token in [false, true] {
         for key in [None, Some("k-lost")] {
             let stack = stack().await;
-            let proxy = FaultProxy::start(&stack.dynamo.endpoint, lose_first_transaction(strip_token, 1)).await.unwrap();
+            let proxy = FaultProxy::start(
+                &stack.dynamo.endpoint,
+                lose_first_transaction(strip_token, 1),
+            )
+            .await
+            .unwrap();
             let store = store_via(&stack, &proxy).await;
             let r = post(&store, &order_body("c-1", &[("A", 1, 700)]), key).await;
 
@@ -43,11 +57,22 @@ async fn a_lost_response_retried_by_the_sdk_is_recognised_as_our_own_write() {
             assert_eq!(r.status, 201, "{case}: {:?}", r.json);
             let stats = proxy.stats();
             assert_eq!(stats.fault(Fault::LostResponse), 1, "{case}");
-            assert_eq!(stats.requests["TransactWriteItems"], 2, "{case}: the SDK retried once");
-            assert_eq!(stats.tokens_stripped, if strip_token { 2 } else { 0 }, "{case}");
+            assert_eq!(
+                stats.requests["TransactWriteItems"], 2,
+                "{case}: the SDK retried once"
+            );
+            assert_eq!(
+                stats.tokens_stripped,
+                if strip_token { 2 } else { 0 },
+                "{case}"
+            );
             let (orders, events) = orders_and_events(&stack).await;
             assert_eq!((orders.len(), events.len()), (1, 1), "{case}");
-            assert_eq!(s(&orders[0], "order_id"), r.json["order_id"].as_str(), "{case}");
+            assert_eq!(
+                s(&orders[0], "order_id"),
+                r.json["order_id"].as_str(),
+                "{case}"
+            );
         }
     }
 }
@@ -57,13 +82,22 @@ async fn a_client_resending_its_key_after_a_timeout_gets_its_order_not_a_conflic
     for strip_token in [false, true] {
         let stack = stack().await;
         // Every attempt commits and every response is lost: the SDK gives up, the client sees 503.
-        let proxy = FaultProxy::start(&stack.dynamo.endpoint, lose_first_transaction(strip_token, 100)).await.unwrap();
+        let proxy = FaultProxy::start(
+            &stack.dynamo.endpoint,
+            lose_first_transaction(strip_token, 100),
+        )
+        .await
+        .unwrap();
         let store = store_via(&stack, &proxy).await;
         let body = order_body("c-1", &[("A", 2, 350)]);
         let first = post(&store, &body, Some("k-timeout")).await;
         assert_eq!(first.status, 503, "{:?}", first.json);
         let (orders, _) = orders_and_events(&stack).await;
-        assert_eq!(orders.len(), 1, "the first attempt committed although nobody heard of it");
+        assert_eq!(
+            orders.len(),
+            1,
+            "the first attempt committed although nobody heard of it"
+        );
 
         proxy.set_plan(FaultPlan::none());
         let again = post(&store, &body, Some("k-timeout")).await;
@@ -76,7 +110,10 @@ async fn a_client_resending_its_key_after_a_timeout_gets_its_order_not_a_conflic
 }
 
 fn failing(kind: &str, faults: u64) -> FaultPlan {
-    let mut plan = FaultPlan { max_faults: Some(faults), ..FaultPlan::none() };
+    let mut plan = FaultPlan {
+        max_faults: Some(faults),
+        ..FaultPlan::none()
+    };
     match kind {
         "5xx" => plan.server_error = 1.0,
         "throttling" => plan.throttling = 1.0,
@@ -91,17 +128,34 @@ fn failing(kind: &str, faults: u64) -> FaultPlan {
 async fn transient_errors_are_retried_and_persistent_ones_are_a_503_with_nothing_written() {
     for kind in ["5xx", "throttling", "provisioned", "conflict"] {
         let stack = stack().await;
-        let proxy = FaultProxy::start(&stack.dynamo.endpoint, failing(kind, 2)).await.unwrap();
+        let proxy = FaultProxy::start(&stack.dynamo.endpoint, failing(kind, 2))
+            .await
+            .unwrap();
         let store = store_via(&stack, &proxy).await;
         let r = post(&store, &order_body("c-1", &[("A", 1, 100)]), None).await;
-        assert_eq!(r.status, 201, "{kind}: two failures are retried away: {:?} {:?}", r.json, proxy.stats());
+        assert_eq!(
+            r.status,
+            201,
+            "{kind}: two failures are retried away: {:?} {:?}",
+            r.json,
+            proxy.stats()
+        );
         assert_eq!(proxy.stats().total_faults(), 2, "{kind}");
         assert_eq!(orders_and_events(&stack).await.0.len(), 1, "{kind}");
 
         proxy.set_plan(failing(kind, 1_000));
         let r = post(&store, &order_body("c-2", &[("A", 1, 100)]), None).await;
-        assert_eq!((r.status, r.error_code()), (503, "unavailable"), "{kind}: {:?}", r.json);
-        assert_eq!(orders_and_events(&stack).await.0.len(), 1, "{kind}: nothing more was written");
+        assert_eq!(
+            (r.status, r.error_code()),
+            (503, "unavailable"),
+            "{kind}: {:?}",
+            r.json
+        );
+        assert_eq!(
+            orders_and_events(&stack).await.0.len(),
+            1,
+            "{kind}: nothing more was written"
+        );
     }
 }
 
@@ -138,7 +192,10 @@ async fn the_consumer_recognises_its_own_lost_writes() {
             assert_eq!(balance(&stack, "c-1").await, (42, 1), "{case}");
             assert_eq!(balance(&stack, "c-2").await, (1, 1), "{case}");
             let (_, events) = orders_and_events(&stack).await;
-            assert!(events.iter().all(|e| n(e, "expires_at").is_some()), "{case}");
+            assert!(
+                events.iter().all(|e| n(e, "expires_at").is_some()),
+                "{case}"
+            );
         }
     }
 }

@@ -13,7 +13,15 @@ use outbox_tests::*;
 use proptest::prelude::*;
 use serde_json::{json, Value};
 
-const FIELDS: &[&str] = &["customer_id", "currency", "items", "items.0", "items.0.sku", "items.0.quantity", "items.0.unit_price_cents"];
+const FIELDS: &[&str] = &[
+    "customer_id",
+    "currency",
+    "items",
+    "items.0",
+    "items.0.sku",
+    "items.0.quantity",
+    "items.0.unit_price_cents",
+];
 
 fn valid() -> Value {
     json!({"customer_id": "c-1", "currency": "USD", "items": [{"sku": "A-1", "quantity": 1, "unit_price_cents": 100}]})
@@ -37,7 +45,10 @@ fn set(mut body: Value, path: &str, value: Value) -> Value {
 }
 
 fn b64(bytes: &[u8]) -> ApiGatewayV2httpRequest {
-    let mut req = post_order(&base64::engine::general_purpose::STANDARD.encode(bytes), &[]);
+    let mut req = post_order(
+        &base64::engine::general_purpose::STANDARD.encode(bytes),
+        &[],
+    );
     req.is_base64_encoded = true;
     req
 }
@@ -48,76 +59,228 @@ fn corpus() -> Vec<(String, ApiGatewayV2httpRequest)> {
     let mut body = |name: String, text: String| c.push((name, post_order(&text, &[])));
 
     // Wrong types, in every field.
-    let wrong = [json!(null), json!(true), json!(1.5), json!(-1), json!("text"), json!([]), json!({}), json!([1, 2]), json!({"a": 1})];
+    let wrong = [
+        json!(null),
+        json!(true),
+        json!(1.5),
+        json!(-1),
+        json!("text"),
+        json!([]),
+        json!({}),
+        json!([1, 2]),
+        json!({"a": 1}),
+    ];
     for field in FIELDS {
         for (i, w) in wrong.iter().enumerate() {
             let is_string_field = matches!(*field, "customer_id" | "currency" | "items.0.sku");
             if is_string_field && w.is_string() {
                 continue;
             }
-            body(format!("wrong type {i} in {field}"), set(valid(), field, w.clone()).to_string());
+            body(
+                format!("wrong type {i} in {field}"),
+                set(valid(), field, w.clone()).to_string(),
+            );
         }
     }
     // Huge and odd numbers.
-    for n in ["1e308", "1e400", "-1e400", "18446744073709551616", "-9223372036854775809", "9223372036854775807", "-9223372036854775808", "0.0", "1e2", "1.0000000000000000001", "0x10", "01", "+1", "NaN", "Infinity", ".5", "5.", "1_000"] {
+    for n in [
+        "1e308",
+        "1e400",
+        "-1e400",
+        "18446744073709551616",
+        "-9223372036854775809",
+        "9223372036854775807",
+        "-9223372036854775808",
+        "0.0",
+        "1e2",
+        "1.0000000000000000001",
+        "0x10",
+        "01",
+        "+1",
+        "NaN",
+        "Infinity",
+        ".5",
+        "5.",
+        "1_000",
+    ] {
         for field in ["quantity", "unit_price_cents"] {
-            body(format!("number {n} in {field}"), valid().to_string().replace(&format!("\"{field}\":{}", if field == "quantity" { "1" } else { "100" }), &format!("\"{field}\":{n}")));
+            body(
+                format!("number {n} in {field}"),
+                valid().to_string().replace(
+                    &format!(
+                        "\"{field}\":{}",
+                        if field == "quantity" { "1" } else { "100" }
+                    ),
+                    &format!("\"{field}\":{n}"),
+                ),
+            );
         }
     }
     // Deep nesting.
     for depth in [64usize, 127, 128, 129, 1_000, 100_000] {
-        body(format!("{depth} nested arrays in items"), format!(r#"{{"customer_id":"c-1","currency":"USD","items":{}{}}}"#, "[".repeat(depth), "]".repeat(depth)));
-        body(format!("{depth} nested objects"), format!("{}{}", r#"{"a":"#.repeat(depth), "}".repeat(depth)));
+        body(
+            format!("{depth} nested arrays in items"),
+            format!(
+                r#"{{"customer_id":"c-1","currency":"USD","items":{}{}}}"#,
+                "[".repeat(depth),
+                "]".repeat(depth)
+            ),
+        );
+        body(
+            format!("{depth} nested objects"),
+            format!("{}{}", r#"{"a":"#.repeat(depth), "}".repeat(depth)),
+        );
     }
     // JSON that is not JSON.
-    for text in ["", " ", "\n\t", "{", "}", "[", "{\"customer_id\":\"c-1\",}", "{'customer_id':'c-1'}", "{customer_id:\"c-1\"}", "/* comment */{}", "{}{}", "{} trailing", "nul", "tru", "\"\\u12\"", "\"\\x41\"", "{\"a\":\"unterminated}", "[1,2,]"] {
+    for text in [
+        "",
+        " ",
+        "\n\t",
+        "{",
+        "}",
+        "[",
+        "{\"customer_id\":\"c-1\",}",
+        "{'customer_id':'c-1'}",
+        "{customer_id:\"c-1\"}",
+        "/* comment */{}",
+        "{}{}",
+        "{} trailing",
+        "nul",
+        "tru",
+        "\"\\u12\"",
+        "\"\\x41\"",
+        "{\"a\":\"unterminated}",
+        "[1,2,]",
+    ] {
         body(format!("not JSON: {text:?}"), text.to_owned());
     }
     // Duplicate keys, top level and inside an item.
     for key in ["customer_id", "currency", "items"] {
         let v = valid();
-        body(format!("duplicate {key}"), format!("{{\"{key}\":{},{}", v[key], &v.to_string()[1..]));
+        body(
+            format!("duplicate {key}"),
+            format!("{{\"{key}\":{},{}", v[key], &v.to_string()[1..]),
+        );
     }
     for key in ["sku", "quantity", "unit_price_cents"] {
         let item = &valid()["items"][0];
-        body(format!("duplicate item {key}"), format!(r#"{{"customer_id":"c-1","currency":"USD","items":[{{"{key}":{},{}]}}"#, item[key], &item.to_string()[1..]));
+        body(
+            format!("duplicate item {key}"),
+            format!(
+                r#"{{"customer_id":"c-1","currency":"USD","items":[{{"{key}":{},{}]}}"#,
+                item[key],
+                &item.to_string()[1..]
+            ),
+        );
     }
     // Unicode edge cases in every string field.
-    let tricky = ["c\u{202e}1", "c\u{200d}1", "c\u{0301}1", "c😀1", "c\u{0000}1", "ｃ１", "с-1", "c\u{00a0}1", "\u{feff}c1", "c\u{2028}1", "ÅÅÅ", "ЅD", "U\u{0301}SD", "İSD"];
+    let tricky = [
+        "c\u{202e}1",
+        "c\u{200d}1",
+        "c\u{0301}1",
+        "c😀1",
+        "c\u{0000}1",
+        "ｃ１",
+        "с-1",
+        "c\u{00a0}1",
+        "\u{feff}c1",
+        "c\u{2028}1",
+        "ÅÅÅ",
+        "ЅD",
+        "U\u{0301}SD",
+        "İSD",
+    ];
     for t in tricky {
         for field in ["customer_id", "currency", "items.0.sku"] {
-            body(format!("unicode {t:?} in {field}"), set(valid(), field, json!(t)).to_string());
+            body(
+                format!("unicode {t:?} in {field}"),
+                set(valid(), field, json!(t)).to_string(),
+            );
         }
     }
     for currency in ["usd", "Usd", "US", "USDD", "U$D", "123"] {
-        body(format!("currency {currency:?}"), set(valid(), "currency", json!(currency)).to_string());
+        body(
+            format!("currency {currency:?}"),
+            set(valid(), "currency", json!(currency)).to_string(),
+        );
     }
     // Keys and injection-shaped ids.
-    for id in ["c-1#ORDER", "CUSTOMER#c-2", "ORDER#x", "../../etc/passwd", "' OR 1=1 --", "${jndi:ldap://x}", "<script>", "a b", "a\nb", "%00"] {
-        body(format!("id {id:?}"), set(valid(), "customer_id", json!(id)).to_string());
-        body(format!("sku {id:?}"), set(valid(), "items.0.sku", json!(id)).to_string());
+    for id in [
+        "c-1#ORDER",
+        "CUSTOMER#c-2",
+        "ORDER#x",
+        "../../etc/passwd",
+        "' OR 1=1 --",
+        "${jndi:ldap://x}",
+        "<script>",
+        "a b",
+        "a\nb",
+        "%00",
+    ] {
+        body(
+            format!("id {id:?}"),
+            set(valid(), "customer_id", json!(id)).to_string(),
+        );
+        body(
+            format!("sku {id:?}"),
+            set(valid(), "items.0.sku", json!(id)).to_string(),
+        );
     }
     // Sizes.
     let items: Vec<Value> = (0..101).map(|_| valid()["items"][0].clone()).collect();
-    body("101 items".into(), set(valid(), "items", json!(items)).to_string());
+    body(
+        "101 items".into(),
+        set(valid(), "items", json!(items)).to_string(),
+    );
     let items: Vec<Value> = (0..5_000).map(|_| valid()["items"][0].clone()).collect();
-    body("5,000 items (over 64 KiB)".into(), set(valid(), "items", json!(items)).to_string());
-    body("65 KiB customer id".into(), set(valid(), "customer_id", json!("c".repeat(65 * 1024))).to_string());
-    body("65-character id".into(), set(valid(), "customer_id", json!("c".repeat(65))).to_string());
-    body("unknown field".into(), set(valid(), "discount", json!(100)).to_string());
-    body("unknown item field".into(), set(valid(), "items.0.note", json!("x")).to_string());
+    body(
+        "5,000 items (over 64 KiB)".into(),
+        set(valid(), "items", json!(items)).to_string(),
+    );
+    body(
+        "65 KiB customer id".into(),
+        set(valid(), "customer_id", json!("c".repeat(65 * 1024))).to_string(),
+    );
+    body(
+        "65-character id".into(),
+        set(valid(), "customer_id", json!("c".repeat(65))).to_string(),
+    );
+    body(
+        "unknown field".into(),
+        set(valid(), "discount", json!(100)).to_string(),
+    );
+    body(
+        "unknown item field".into(),
+        set(valid(), "items.0.note", json!("x")).to_string(),
+    );
 
     // Bytes that are not UTF-8, through API Gateway's base64 encoding.
     let order = valid().to_string();
     for (name, bytes) in [
         ("0xff", b"\xff".to_vec()),
-        ("invalid continuation", b"{\"customer_id\":\"\xc3\x28\"}".to_vec()),
+        (
+            "invalid continuation",
+            b"{\"customer_id\":\"\xc3\x28\"}".to_vec(),
+        ),
         ("overlong slash", b"{\"customer_id\":\"\xc0\xaf\"}".to_vec()),
         ("surrogate", b"{\"customer_id\":\"\xed\xa0\x80\"}".to_vec()),
         ("truncated", b"{\"customer_id\":\"\xe2\x82\"}".to_vec()),
-        ("latin-1 body", order.replace("c-1", "c\u{e9}").chars().map(|c| c as u8).collect()),
-        ("utf-16 body", order.encode_utf16().flat_map(|u| u.to_le_bytes()).collect()),
-        ("BOM", [b"\xef\xbb\xbf".as_slice(), order.as_bytes()].concat()),
+        (
+            "latin-1 body",
+            order
+                .replace("c-1", "c\u{e9}")
+                .chars()
+                .map(|c| c as u8)
+                .collect(),
+        ),
+        (
+            "utf-16 body",
+            order.encode_utf16().flat_map(|u| u.to_le_bytes()).collect(),
+        ),
+        (
+            "BOM",
+            [b"\xef\xbb\xbf".as_slice(), order.as_bytes()].concat(),
+        ),
         ("NUL bytes", vec![0; 16]),
         ("65 KiB of zeros", vec![0; 65 * 1024]),
     ] {
@@ -128,17 +291,51 @@ fn corpus() -> Vec<(String, ApiGatewayV2httpRequest)> {
     c.push(("invalid base64".into(), bad_b64));
 
     // Header tricks.
-    for ct in ["text/plain", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x", "application/xml", "application/jsonp", "json", "*/*"] {
-        c.push((format!("content-type {ct}"), request("POST", "/orders", Some(&order), &[("content-type", ct)])));
+    for ct in [
+        "text/plain",
+        "application/x-www-form-urlencoded",
+        "multipart/form-data; boundary=x",
+        "application/xml",
+        "application/jsonp",
+        "json",
+        "*/*",
+    ] {
+        c.push((
+            format!("content-type {ct}"),
+            request("POST", "/orders", Some(&order), &[("content-type", ct)]),
+        ));
     }
     for key in ["", &"k".repeat(256), "key with spaces", "key\twith\ttabs"] {
-        c.push((format!("idempotency key {key:.20?}"), post_order(&order, &[("idempotency-key", key)])));
+        c.push((
+            format!("idempotency key {key:.20?}"),
+            post_order(&order, &[("idempotency-key", key)]),
+        ));
     }
     let mut non_ascii_key = post_order(&order, &[]);
-    non_ascii_key.headers.insert("idempotency-key", http::HeaderValue::from_bytes(b"cl\xe9").unwrap());
+    non_ascii_key.headers.insert(
+        "idempotency-key",
+        http::HeaderValue::from_bytes(b"cl\xe9").unwrap(),
+    );
     c.push(("non-ASCII idempotency key".into(), non_ascii_key));
-    for (method, path) in [("GET", "/orders"), ("PUT", "/orders"), ("PATCH", "/orders"), ("DELETE", "/orders"), ("POST", "/orders/x"), ("POST", "/order"), ("POST", "/orders/../customers"), ("POST", "/")] {
-        c.push((format!("{method} {path}"), request(method, path, Some(&order), &[("content-type", "application/json")])));
+    for (method, path) in [
+        ("GET", "/orders"),
+        ("PUT", "/orders"),
+        ("PATCH", "/orders"),
+        ("DELETE", "/orders"),
+        ("POST", "/orders/x"),
+        ("POST", "/order"),
+        ("POST", "/orders/../customers"),
+        ("POST", "/"),
+    ] {
+        c.push((
+            format!("{method} {path}"),
+            request(
+                method,
+                path,
+                Some(&order),
+                &[("content-type", "application/json")],
+            ),
+        ));
     }
     c
 }
@@ -147,19 +344,47 @@ fn corpus() -> Vec<(String, ApiGatewayV2httpRequest)> {
 async fn a_corpus_of_hostile_requests_gets_4xx_with_a_reason_and_writes_nothing() {
     let stack = stack().await;
     let corpus = corpus();
-    assert!(corpus.len() >= 200, "the corpus has {} requests", corpus.len());
+    assert!(
+        corpus.len() >= 200,
+        "the corpus has {} requests",
+        corpus.len()
+    );
     for (name, req) in corpus {
         let r = call_orders(&stack, req).await;
-        assert!((400..500).contains(&r.status), "{name}: {} {:?}", r.status, r.json);
-        assert!(r.json["error"]["code"].as_str().is_some_and(|c| !c.is_empty()), "{name}: {:?}", r.json);
-        assert!(r.json["error"]["message"].as_str().is_some_and(|m| !m.is_empty()), "{name}");
+        assert!(
+            (400..500).contains(&r.status),
+            "{name}: {} {:?}",
+            r.status,
+            r.json
+        );
+        assert!(
+            r.json["error"]["code"]
+                .as_str()
+                .is_some_and(|c| !c.is_empty()),
+            "{name}: {:?}",
+            r.json
+        );
+        assert!(
+            r.json["error"]["message"]
+                .as_str()
+                .is_some_and(|m| !m.is_empty()),
+            "{name}"
+        );
     }
     let (orders, events) = orders_and_events(&stack).await;
-    assert_eq!((orders.len(), events.len()), (0, 0), "hostile input wrote something");
+    assert_eq!(
+        (orders.len(), events.len()),
+        (0, 0),
+        "hostile input wrote something"
+    );
 }
 
 fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap()
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
 }
 
 fn arb_json() -> impl Strategy<Value = Value> {
@@ -167,15 +392,33 @@ fn arb_json() -> impl Strategy<Value = Value> {
         Just(Value::Null),
         any::<bool>().prop_map(Value::Bool),
         any::<i64>().prop_map(|n| json!(n)),
-        any::<f64>().prop_filter("finite", |f| f.is_finite()).prop_map(|f| json!(f)),
+        any::<f64>()
+            .prop_filter("finite", |f| f.is_finite())
+            .prop_map(|f| json!(f)),
         ".{0,20}".prop_map(Value::String),
-        prop_oneof![Just("customer_id"), Just("currency"), Just("items"), Just("sku"), Just("USD"), Just("c-1")].prop_map(|s| json!(s)),
+        prop_oneof![
+            Just("customer_id"),
+            Just("currency"),
+            Just("items"),
+            Just("sku"),
+            Just("USD"),
+            Just("c-1")
+        ]
+        .prop_map(|s| json!(s)),
     ];
     leaf.prop_recursive(4, 32, 6, |inner| {
         prop_oneof![
             prop::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
             prop::collection::hash_map(
-                prop_oneof![Just("customer_id".to_owned()), Just("currency".to_owned()), Just("items".to_owned()), Just("sku".to_owned()), Just("quantity".to_owned()), Just("unit_price_cents".to_owned()), ".{0,8}"],
+                prop_oneof![
+                    Just("customer_id".to_owned()),
+                    Just("currency".to_owned()),
+                    Just("items".to_owned()),
+                    Just("sku".to_owned()),
+                    Just("quantity".to_owned()),
+                    Just("unit_price_cents".to_owned()),
+                    ".{0,8}"
+                ],
                 inner,
                 0..6
             )
@@ -188,11 +431,23 @@ fn arb_json() -> impl Strategy<Value = Value> {
 fn arb_order() -> impl Strategy<Value = Value> {
     let id = prop_oneof!["[A-Za-z0-9._:-]{1,64}", ".{0,70}"];
     let currency = prop_oneof!["[A-Z]{3}", ".{0,5}"];
-    let item = (id.clone(), any::<i64>(), any::<i64>(), 0i64..5, 0i64..100_000).prop_map(|(sku, q, p, small_q, small_p)| {
-        let (q, p) = if q % 3 == 0 { (q, p) } else { (small_q, small_p) };
-        json!({"sku": sku, "quantity": q, "unit_price_cents": p})
-    });
-    (id, currency, prop::collection::vec(item, 0..4)).prop_map(|(c, cur, items)| json!({"customer_id": c, "currency": cur, "items": items}))
+    let item = (
+        id.clone(),
+        any::<i64>(),
+        any::<i64>(),
+        0i64..5,
+        0i64..100_000,
+    )
+        .prop_map(|(sku, q, p, small_q, small_p)| {
+            let (q, p) = if q % 3 == 0 {
+                (q, p)
+            } else {
+                (small_q, small_p)
+            };
+            json!({"sku": sku, "quantity": q, "unit_price_cents": p})
+        });
+    (id, currency, prop::collection::vec(item, 0..4))
+        .prop_map(|(c, cur, items)| json!({"customer_id": c, "currency": cur, "items": items}))
 }
 
 proptest! {

@@ -14,10 +14,17 @@ async fn events_the_stream_never_delivered_are_applied_by_the_sweeper() {
     // No consumer ran: the stream's records might as well have expired.
     let service = stack.service();
     let waiting = service.sweep(3_600, 100).await.unwrap();
-    assert_eq!(waiting.found, 0, "younger than the grace period: left to the stream");
+    assert_eq!(
+        waiting.found, 0,
+        "younger than the grace period: left to the stream"
+    );
 
     let report = service.sweep(0, 100).await.unwrap();
-    assert_eq!((report.found, report.applied, report.failed), (3, 3, 0), "{report:?}");
+    assert_eq!(
+        (report.found, report.applied, report.failed),
+        (3, 3, 0),
+        "{report:?}"
+    );
     assert_eq!(balance(&stack, "c-1").await, (13, 2));
     assert_eq!(balance(&stack, "c-2").await, (25, 1));
     let (_, events) = orders_and_events(&stack).await;
@@ -63,9 +70,17 @@ async fn the_sweeper_racing_the_consumer_applies_each_event_once() {
     drained.unwrap();
     assert!(sweeps.iter().all(|r| r.failed == 0), "{sweeps:?}");
     for (customer, (points, entries)) in expected {
-        assert_eq!(balance(&stack, &customer).await, (points, entries), "{customer}");
+        assert_eq!(
+            balance(&stack, &customer).await,
+            (points, entries),
+            "{customer}"
+        );
     }
-    assert_eq!(service.sweep(0, 100).await.unwrap().found, 0, "nothing left pending");
+    assert_eq!(
+        service.sweep(0, 100).await.unwrap().found,
+        0,
+        "nothing left pending"
+    );
 }
 
 #[tokio::test]
@@ -76,7 +91,10 @@ async fn a_pending_event_that_cannot_be_applied_is_reported_not_hidden() {
     // Corrupt c-2's pending event in place, as a bad deploy of a writer might.
     let order_id = r.json["order_id"].as_str().unwrap();
     let (_, events) = orders_and_events(&stack).await;
-    let event = events.iter().find(|e| s(e, "aggregate_id") == Some(order_id)).unwrap();
+    let event = events
+        .iter()
+        .find(|e| s(e, "aggregate_id") == Some(order_id))
+        .unwrap();
     stack
         .dynamo
         .client
@@ -91,11 +109,25 @@ async fn a_pending_event_that_cannot_be_applied_is_reported_not_hidden() {
         .unwrap();
 
     let report = stack.service().sweep(0, 100).await.unwrap();
-    assert_eq!((report.found, report.applied, report.failed), (2, 1, 1), "{report:?}");
-    assert_eq!(report.failed_event_ids, vec![s(event, "event_id").unwrap().to_owned()]);
+    assert_eq!(
+        (report.found, report.applied, report.failed),
+        (2, 1, 1),
+        "{report:?}"
+    );
+    assert_eq!(
+        report.failed_event_ids,
+        vec![s(event, "event_id").unwrap().to_owned()]
+    );
     assert_eq!(balance(&stack, "c-1").await, (5, 1));
     assert_eq!(balance(&stack, "c-2").await, (0, 0));
     let (_, events) = orders_and_events(&stack).await;
-    let still = events.iter().find(|e| s(e, "aggregate_id") == Some(order_id)).unwrap();
-    assert_eq!(s(still, schema::STATUS), Some(schema::STATUS_PENDING), "kept for a fixed consumer");
+    let still = events
+        .iter()
+        .find(|e| s(e, "aggregate_id") == Some(order_id))
+        .unwrap();
+    assert_eq!(
+        s(still, schema::STATUS),
+        Some(schema::STATUS_PENDING),
+        "kept for a fixed consumer"
+    );
 }

@@ -113,22 +113,38 @@ impl<O> CrashingOutbox<O> {
 }
 
 impl<O: OutboxStore> OutboxStore for CrashingOutbox<O> {
-    async fn mark_processed(&self, event: &EventEnvelope, at: Timestamp, expires: Timestamp) -> Result<(), StoreError> {
+    async fn mark_processed(
+        &self,
+        event: &EventEnvelope,
+        at: Timestamp,
+        expires: Timestamp,
+    ) -> Result<(), StoreError> {
         let crash = self.rng.lock().expect("rng").random_bool(self.probability);
         if crash {
             self.crashes.fetch_add(1, Ordering::Relaxed);
-            return Err(StoreError::Unavailable("injected crash before the outbox mark".into()));
+            return Err(StoreError::Unavailable(
+                "injected crash before the outbox mark".into(),
+            ));
         }
         self.inner.mark_processed(event, at, expires).await
     }
 
-    async fn pending_events(&self, before: Timestamp, limit: usize) -> Result<Vec<Result<EventEnvelope, StoreError>>, StoreError> {
+    async fn pending_events(
+        &self,
+        before: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<Result<EventEnvelope, StoreError>>, StoreError> {
         self.inner.pending_events(before, limit).await
     }
 }
 
 /// Delivers some records of each batch twice, as an at-least-once source may.
-fn duplicating<I: Invoke + 'static>(inner: I, probability: f64, seed: u64, copies: Arc<AtomicU64>) -> impl Invoke {
+fn duplicating<I: Invoke + 'static>(
+    inner: I,
+    probability: f64,
+    seed: u64,
+    copies: Arc<AtomicU64>,
+) -> impl Invoke {
     let inner = Arc::new(inner);
     let rng = Arc::new(Mutex::new(SmallRng::seed_from_u64(seed)));
     move |mut event: Event| {
@@ -163,7 +179,10 @@ pub async fn run(opts: ChaosOptions) -> Result<ChaosReport> {
 
     // 1. Orders, concurrently, through the order-writer's handler and the proxy. Clients retry
     //    a 5xx up to three times with the same Idempotency-Key when they sent one.
-    let writer = DynamoOrderStore::new(stack.dynamo.client_via(&proxy.endpoint).await, &stack.tables.orders);
+    let writer = DynamoOrderStore::new(
+        stack.dynamo.client_via(&proxy.endpoint).await,
+        &stack.tables.orders,
+    );
     let requests: Vec<(String, Option<String>)> = (0..opts.orders)
         .map(|i| {
             let body = json!({
@@ -183,13 +202,17 @@ pub async fn run(opts: ChaosOptions) -> Result<ChaosReport> {
         .map(|(body, key)| {
             let (writer, retries) = (&writer, &retries);
             async move {
-                let headers: Vec<(&str, &str)> = key.as_deref().map(|k| vec![("idempotency-key", k)]).unwrap_or_default();
+                let headers: Vec<(&str, &str)> = key
+                    .as_deref()
+                    .map(|k| vec![("idempotency-key", k)])
+                    .unwrap_or_default();
                 let attempts = if key.is_some() { 4 } else { 1 };
                 for attempt in 0..attempts {
                     if attempt > 0 {
                         retries.fetch_add(1, Ordering::Relaxed);
                     }
-                    let Ok(req) = api_request("POST", "/orders", Some(body.clone()), &headers) else {
+                    let Ok(req) = api_request("POST", "/orders", Some(body.clone()), &headers)
+                    else {
                         return Outcome::Failed;
                     };
                     let status = order_api::respond(writer, &req, None)
@@ -221,22 +244,42 @@ pub async fn run(opts: ChaosOptions) -> Result<ChaosReport> {
         let client = stack.dynamo.client_via(&proxy.endpoint).await;
         RewardsService {
             rewards: DynamoRewardsStore::new(client.clone(), &stack.tables.rewards),
-            outbox: CrashingOutbox::new(DynamoOrderStore::new(client, &stack.tables.orders), opts.crash_probability, seed),
+            outbox: CrashingOutbox::new(
+                DynamoOrderStore::new(client, &stack.tables.orders),
+                opts.crash_probability,
+                seed,
+            ),
             retention_seconds: stack.retention_seconds(),
         }
     };
-    let (service_a, service_b) = (consumer(opts.seed ^ 0xA).await, consumer(opts.seed ^ 0xB).await);
-    let crash_counters = [service_a.outbox.crashes.clone(), service_b.outbox.crashes.clone()];
-    let mut a = stack.trigger(duplicating(in_process(service_a, 16), opts.duplicate_probability, opts.seed, copies.clone()))?;
+    let (service_a, service_b) = (
+        consumer(opts.seed ^ 0xA).await,
+        consumer(opts.seed ^ 0xB).await,
+    );
+    let crash_counters = [
+        service_a.outbox.crashes.clone(),
+        service_b.outbox.crashes.clone(),
+    ];
+    let mut a = stack.trigger(duplicating(
+        in_process(service_a, 16),
+        opts.duplicate_probability,
+        opts.seed,
+        copies.clone(),
+    ))?;
     let mut b = stack.trigger(in_process(service_b, 16))?;
     a.source.batch_size = rng.random_range(10..=100);
     b.source.batch_size = rng.random_range(10..=100);
     let (ra, rb) = tokio::join!(a.drain(), b.drain());
     ra?;
     rb?;
-    report.deliveries = a.stats.records_delivered + b.stats.records_delivered + copies.load(Ordering::Relaxed) as usize;
+    report.deliveries = a.stats.records_delivered
+        + b.stats.records_delivered
+        + copies.load(Ordering::Relaxed) as usize;
     report.duplicated_in_batch = copies.load(Ordering::Relaxed);
-    report.crashes = crash_counters.iter().map(|c| c.load(Ordering::Relaxed)).sum();
+    report.crashes = crash_counters
+        .iter()
+        .map(|c| c.load(Ordering::Relaxed))
+        .sum();
     report.on_failure_batches = a.on_failure.len() + b.on_failure.len();
 
     // 3. The sweeper redrives whatever is still pending (it goes through the faults too).
@@ -265,22 +308,43 @@ pub async fn check_invariants(stack: &Stack) -> Result<Vec<String>> {
     let mut violations = Vec::new();
     let orders_table = scan(stack, &stack.tables.orders).await?;
     let rewards_table = scan(stack, &stack.tables.rewards).await?;
-    let text = |i: &Item, k: &str| i.get(k).and_then(|v| v.as_s().ok()).cloned().unwrap_or_default();
-    let number = |i: &Item, k: &str| i.get(k).and_then(|v| v.as_n().ok()).and_then(|n| n.parse::<i64>().ok());
+    let text = |i: &Item, k: &str| {
+        i.get(k)
+            .and_then(|v| v.as_s().ok())
+            .cloned()
+            .unwrap_or_default()
+    };
+    let number = |i: &Item, k: &str| {
+        i.get(k)
+            .and_then(|v| v.as_n().ok())
+            .and_then(|n| n.parse::<i64>().ok())
+    };
 
     let mut orders: HashMap<String, (String, i64)> = HashMap::new();
     let mut events: HashMap<String, usize> = HashMap::new();
     for item in &orders_table {
         match text(item, schema::ENTITY).as_str() {
             schema::ENTITY_ORDER => {
-                orders.insert(text(item, "order_id"), (text(item, "customer_id"), number(item, "points").unwrap_or(-1)));
+                orders.insert(
+                    text(item, "order_id"),
+                    (
+                        text(item, "customer_id"),
+                        number(item, "points").unwrap_or(-1),
+                    ),
+                );
             }
             schema::ENTITY_OUTBOX_EVENT => {
                 *events.entry(text(item, "aggregate_id")).or_default() += 1;
                 if text(item, schema::STATUS) != schema::STATUS_PROCESSED {
-                    violations.push(format!("outbox event {} is still pending", text(item, "event_id")));
+                    violations.push(format!(
+                        "outbox event {} is still pending",
+                        text(item, "event_id")
+                    ));
                 } else if number(item, schema::EXPIRES_AT).is_none() {
-                    violations.push(format!("processed outbox event {} has no expires_at", text(item, "event_id")));
+                    violations.push(format!(
+                        "processed outbox event {} has no expires_at",
+                        text(item, "event_id")
+                    ));
                 }
             }
             other => violations.push(format!("unknown item in the orders table: {other:?}")),
@@ -298,12 +362,16 @@ pub async fn check_invariants(stack: &Stack) -> Result<Vec<String>> {
         } else if sk.starts_with(rkeys::LEDGER_SK_PREFIX) {
             let order_id = text(item, "order_id");
             *ledger.entry(order_id.clone()).or_default() += 1;
-            *ledger_sums.entry(customer.clone()).or_default() += number(item, "points").unwrap_or(0);
+            *ledger_sums.entry(customer.clone()).or_default() +=
+                number(item, "points").unwrap_or(0);
             match orders.get(&order_id) {
-                None => violations.push(format!("ledger entry for order {order_id} which does not exist")),
-                Some((c, p)) if *c != customer || Some(*p) != number(item, "points") => {
-                    violations.push(format!("ledger entry of order {order_id} does not match the order"))
-                }
+                None => violations.push(format!(
+                    "ledger entry for order {order_id} which does not exist"
+                )),
+                Some((c, p)) if *c != customer || Some(*p) != number(item, "points") => violations
+                    .push(format!(
+                        "ledger entry of order {order_id} does not match the order"
+                    )),
                 _ => {}
             }
         }
@@ -311,17 +379,26 @@ pub async fn check_invariants(stack: &Stack) -> Result<Vec<String>> {
     for order_id in orders.keys() {
         match (events.get(order_id), ledger.get(order_id)) {
             (Some(1), Some(1)) => {}
-            (e, l) => violations.push(format!("order {order_id}: {} outbox events, {} ledger entries (want 1 and 1)", e.unwrap_or(&0), l.unwrap_or(&0))),
+            (e, l) => violations.push(format!(
+                "order {order_id}: {} outbox events, {} ledger entries (want 1 and 1)",
+                e.unwrap_or(&0),
+                l.unwrap_or(&0)
+            )),
         }
     }
     for order_id in events.keys().collect::<HashSet<_>>() {
         if !orders.contains_key(order_id) {
-            violations.push(format!("outbox event for order {order_id} which does not exist"));
+            violations.push(format!(
+                "outbox event for order {order_id} which does not exist"
+            ));
         }
     }
     for (customer, sum) in &ledger_sums {
         if balances.get(customer) != Some(sum) {
-            violations.push(format!("balance of {customer} is {:?}, its ledger sums to {sum}", balances.get(customer)));
+            violations.push(format!(
+                "balance of {customer} is {:?}, its ledger sums to {sum}",
+                balances.get(customer)
+            ));
         }
     }
     Ok(violations)
@@ -331,7 +408,15 @@ async fn scan(stack: &Stack, table: &str) -> Result<Vec<Item>> {
     let mut items = Vec::new();
     let mut start = None;
     loop {
-        let out = stack.dynamo.client.scan().table_name(table).consistent_read(true).set_exclusive_start_key(start).send().await?;
+        let out = stack
+            .dynamo
+            .client
+            .scan()
+            .table_name(table)
+            .consistent_read(true)
+            .set_exclusive_start_key(start)
+            .send()
+            .await?;
         items.extend(out.items.unwrap_or_default());
         start = out.last_evaluated_key;
         if start.is_none() {

@@ -73,7 +73,9 @@ fn main() -> Result<()> {
     // on purpose and reports them in its summary instead. Set before any thread starts.
     if std::env::var_os("RUST_LOG").is_none() {
         let quiet = match cli.command {
-            Command::Chaos { .. } => "error,dynoxide=off,aws_smithy_runtime=off,aws_sdk_dynamodb=off",
+            Command::Chaos { .. } => {
+                "error,dynoxide=off,aws_smithy_runtime=off,aws_sdk_dynamodb=off"
+            }
             _ => "warn,dynoxide=error,aws_smithy_runtime=error,aws_sdk_dynamodb=error",
         };
         std::env::set_var("RUST_LOG", quiet);
@@ -118,8 +120,15 @@ async fn run(cli: Cli) -> Result<()> {
                 println!("VIOLATION: {violation}");
             }
             println!("{}", report.summary());
-            println!("({orders} orders, seed {seed}, {:.1} s)", started.elapsed().as_secs_f64());
-            anyhow::ensure!(report.violations.is_empty(), "{} invariant violations", report.violations.len());
+            println!(
+                "({orders} orders, seed {seed}, {:.1} s)",
+                started.elapsed().as_secs_f64()
+            );
+            anyhow::ensure!(
+                report.violations.is_empty(),
+                "{} invariant violations",
+                report.violations.len()
+            );
             Ok(())
         }
         Command::Events => {

@@ -202,7 +202,8 @@ async fn forward(
         *s.stats.requests.entry(operation.clone()).or_default() += 1;
         let injected_so_far = s.stats.total_faults();
         let State { plan, rng, .. } = &mut *s;
-        let applies = (plan.operations.is_empty() || plan.operations.iter().any(|o| o == &operation))
+        let applies = (plan.operations.is_empty()
+            || plan.operations.iter().any(|o| o == &operation))
             && plan.max_faults.is_none_or(|max| injected_so_far < max);
         let mut roll = |p: f64| applies && p > 0.0 && rng.random_bool(p.min(1.0));
         let decision = if roll(plan.server_error) {
@@ -220,9 +221,9 @@ async fn forward(
         };
         match &decision {
             Decision::Fail(f) => *s.stats.faults.entry(*f).or_default() += 1,
-            Decision::Forward { lose_response: true } => {
-                *s.stats.faults.entry(Fault::LostResponse).or_default() += 1
-            }
+            Decision::Forward {
+                lose_response: true,
+            } => *s.stats.faults.entry(Fault::LostResponse).or_default() += 1,
             _ => {}
         }
         let strip = s.plan.strip_client_request_token && operation == "TransactWriteItems";
@@ -237,17 +238,34 @@ async fn forward(
     };
     if strip {
         if let Ok(mut value) = serde_json::from_slice::<Json>(&body) {
-            if value.as_object_mut().and_then(|o| o.remove("ClientRequestToken")).is_some() {
+            if value
+                .as_object_mut()
+                .and_then(|o| o.remove("ClientRequestToken"))
+                .is_some()
+            {
                 body = Bytes::from(serde_json::to_vec(&value).map_err(|_| DropConnection)?);
-                parts.headers.insert(http::header::CONTENT_LENGTH, body.len().into());
+                parts
+                    .headers
+                    .insert(http::header::CONTENT_LENGTH, body.len().into());
                 state.lock().expect("proxy state").stats.tokens_stripped += 1;
             }
         }
     }
     let mut uri = http::Uri::builder()
-        .scheme(upstream.scheme().cloned().unwrap_or(http::uri::Scheme::HTTP))
+        .scheme(
+            upstream
+                .scheme()
+                .cloned()
+                .unwrap_or(http::uri::Scheme::HTTP),
+        )
         .authority(upstream.authority().cloned().ok_or(DropConnection)?);
-    uri = uri.path_and_query(parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/"));
+    uri = uri.path_and_query(
+        parts
+            .uri
+            .path_and_query()
+            .map(|p| p.as_str())
+            .unwrap_or("/"),
+    );
     parts.uri = uri.build().map_err(|_| DropConnection)?;
     parts.headers.remove(http::header::HOST);
     let response = client
@@ -266,9 +284,18 @@ async fn forward(
 fn injected(fault: Fault, request: &[u8]) -> Response<Full<Bytes>> {
     let prefix = "com.amazonaws.dynamodb.v20120810#";
     let (status, body) = match fault {
-        Fault::ServerError => (500, json!({"__type": format!("{prefix}InternalServerError"), "message": "injected internal server error"})),
-        Fault::Throttling => (400, json!({"__type": format!("{prefix}ThrottlingException"), "message": "injected throttling"})),
-        Fault::ProvisionedThroughput => (400, json!({"__type": format!("{prefix}ProvisionedThroughputExceededException"), "message": "injected: throughput exceeded"})),
+        Fault::ServerError => (
+            500,
+            json!({"__type": format!("{prefix}InternalServerError"), "message": "injected internal server error"}),
+        ),
+        Fault::Throttling => (
+            400,
+            json!({"__type": format!("{prefix}ThrottlingException"), "message": "injected throttling"}),
+        ),
+        Fault::ProvisionedThroughput => (
+            400,
+            json!({"__type": format!("{prefix}ProvisionedThroughputExceededException"), "message": "injected: throughput exceeded"}),
+        ),
         Fault::TransactionConflict => {
             let items = serde_json::from_slice::<Json>(request)
                 .ok()
@@ -281,11 +308,14 @@ fn injected(fault: Fault, request: &[u8]) -> Response<Full<Bytes>> {
                     json!({"Code": "None"})
                 })
                 .collect();
-            (400, json!({
-                "__type": format!("{prefix}TransactionCanceledException"),
-                "message": "Transaction cancelled, please refer cancellation reasons for specific reasons [TransactionConflict]",
-                "CancellationReasons": reasons
-            }))
+            (
+                400,
+                json!({
+                    "__type": format!("{prefix}TransactionCanceledException"),
+                    "message": "Transaction cancelled, please refer cancellation reasons for specific reasons [TransactionConflict]",
+                    "CancellationReasons": reasons
+                }),
+            )
         }
         Fault::LostResponse => unreachable!("a lost response is forwarded first"),
     };

@@ -174,7 +174,13 @@ pub fn route(req: &ApiGatewayV2httpRequest) -> (Method, Vec<&str>) {
 /// The customer a JWT authorizer vouched for, when the API runs with one: the `customer_id`
 /// claim, else the subject. `None` when the API runs without an authorizer (local use).
 pub fn caller(req: &ApiGatewayV2httpRequest) -> Option<&str> {
-    let claims = &req.request_context.authorizer.as_ref()?.jwt.as_ref()?.claims;
+    let claims = &req
+        .request_context
+        .authorizer
+        .as_ref()?
+        .jwt
+        .as_ref()?
+        .claims;
     claims
         .get("customer_id")
         .or_else(|| claims.get("sub"))
