@@ -26,17 +26,20 @@ fn recording<I: Invoke + 'static>(inner: I, log: Arc<Mutex<Vec<Vec<String>>>>) -
     }
 }
 
-#[test]
-fn the_template_and_the_code_agree_on_keys_and_filters() {
-    let template = devkit::Template::load_default().unwrap();
-    let orders = template.table("OrdersTable").unwrap().properties;
-    let keys: Vec<&str> = orders["KeySchema"]
+fn key_names(table: &serde_json::Value) -> Vec<&str> {
+    table["KeySchema"]
         .as_array()
         .unwrap()
         .iter()
         .map(|k| k["AttributeName"].as_str().unwrap())
-        .collect();
-    assert_eq!(keys, [schema::PK, schema::SK]);
+        .collect()
+}
+
+#[test]
+fn the_template_and_the_code_agree_on_keys_and_filters() {
+    let template = devkit::Template::load_default().unwrap();
+    let orders = template.table("OrdersTable").unwrap().properties;
+    assert_eq!(key_names(&orders), [schema::PK, schema::SK]);
     assert_eq!(
         orders["TimeToLiveSpecification"]["AttributeName"],
         schema::EXPIRES_AT
@@ -47,13 +50,7 @@ fn the_template_and_the_code_agree_on_keys_and_filters() {
     assert_eq!(gsi["KeySchema"][0]["AttributeName"], schema::PENDING_PK);
     assert_eq!(gsi["KeySchema"][1]["AttributeName"], schema::PENDING_SK);
     let rewards = template.table("RewardsTable").unwrap().properties;
-    let keys: Vec<&str> = rewards["KeySchema"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|k| k["AttributeName"].as_str().unwrap())
-        .collect();
-    assert_eq!(keys, [schema::PK, schema::SK]);
+    assert_eq!(key_names(&rewards), [schema::PK, schema::SK]);
 
     let source = template.stream_source(CONSUMER_FUNCTION).unwrap();
     assert_eq!(source.table_logical_id, "OrdersTable");

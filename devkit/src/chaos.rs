@@ -306,8 +306,8 @@ pub async fn run(opts: ChaosOptions) -> Result<ChaosReport> {
 /// The outbox's promises, checked on the tables (read directly, not through the proxy).
 pub async fn check_invariants(stack: &Stack) -> Result<Vec<String>> {
     let mut violations = Vec::new();
-    let orders_table = scan(stack, &stack.tables.orders).await?;
-    let rewards_table = scan(stack, &stack.tables.rewards).await?;
+    let orders_table = stack.scan(&stack.tables.orders).await?;
+    let rewards_table = stack.scan(&stack.tables.rewards).await?;
     let text = |i: &Item, k: &str| {
         i.get(k)
             .and_then(|v| v.as_s().ok())
@@ -402,25 +402,4 @@ pub async fn check_invariants(stack: &Stack) -> Result<Vec<String>> {
         }
     }
     Ok(violations)
-}
-
-async fn scan(stack: &Stack, table: &str) -> Result<Vec<Item>> {
-    let mut items = Vec::new();
-    let mut start = None;
-    loop {
-        let out = stack
-            .dynamo
-            .client
-            .scan()
-            .table_name(table)
-            .consistent_read(true)
-            .set_exclusive_start_key(start)
-            .send()
-            .await?;
-        items.extend(out.items.unwrap_or_default());
-        start = out.last_evaluated_key;
-        if start.is_none() {
-            return Ok(items);
-        }
-    }
 }

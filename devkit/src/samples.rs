@@ -5,7 +5,7 @@ use std::path::Path;
 
 use anyhow::Result;
 use base64::Engine;
-use outbox::domain::{EventEnvelope, OrderRequest, Timestamp};
+use outbox::domain::{EventEnvelope, NewOrder, OrderRequest, Timestamp};
 use outbox::store::dynamodb::{order_item, outbox_item, Item};
 use serde_json::{json, Value as Json};
 
@@ -72,12 +72,18 @@ fn order(customer: &str, items: &[(&str, i64, i64)]) -> Json {
     })
 }
 
-/// An outbox event as the order-writer would write it, with fixed ids.
-fn event(n: u32, customer: &str, cents: i64) -> Result<(Item, EventEnvelope)> {
-    let request: OrderRequest = serde_json::from_value(order(customer, &[("SKU-1", 1, cents)]))?;
+/// An order and its event as the order-writer would build them, with fixed ids and time.
+fn placed(n: u32, customer: &str, items: &[(&str, i64, i64)]) -> Result<NewOrder> {
+    let request: OrderRequest = serde_json::from_value(order(customer, items))?;
     let when = Timestamp::from_unix_seconds(WHEN + i64::from(n)).expect("a valid time");
     let mut new = request.into_new_order(format!("00000000-0000-4000-8000-{n:012}"), when, None)?;
     new.event.event_id = format!("10000000-0000-4000-8000-{n:012}");
+    Ok(new)
+}
+
+/// An outbox event item of a one-item order.
+fn event(n: u32, customer: &str, cents: i64) -> Result<(Item, EventEnvelope)> {
+    let new = placed(n, customer, &[("SKU-1", 1, cents)])?;
     Ok((outbox_item(&new.event)?, new.event))
 }
 
@@ -232,15 +238,9 @@ pub fn samples(template: &Template) -> Result<Vec<Sample>> {
         "events/stream-consumer/ttl-remove.json",
         json!({"Records": [record(10, "REMOVE", removed_keys.clone(), None, true)]}),
     );
-    let (o4, _) = {
-        let request: OrderRequest = serde_json::from_value(order("c-3", &[("SKU-9", 3, 700)]))?;
-        let when = Timestamp::from_unix_seconds(WHEN + 4).expect("a valid time");
-        let mut new =
-            request.into_new_order("00000000-0000-4000-8000-000000000004".into(), when, None)?;
-        new.event.event_id = "10000000-0000-4000-8000-000000000004".into();
-        (order_item(&new.order)?, outbox_item(&new.event)?)
-    };
-    let (e4, _) = event(4, "c-3", 2100)?;
+    // An order and its event written together: the consumer acts on the event only.
+    let new4 = placed(4, "c-3", &[("SKU-9", 3, 700)])?;
+    let (o4, e4) = (order_item(&new4.order)?, outbox_item(&new4.event)?);
     add(
         "events/stream-consumer/mixed-batch.json",
         json!({"Records": [
