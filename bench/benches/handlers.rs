@@ -24,6 +24,9 @@ fn order_writer(c: &mut Criterion) {
     group.bench_function("invocation", |b| {
         b.to_async(&rt).iter(|| writer.invocation())
     });
+    group.bench_function("store_write", |b| {
+        b.to_async(&rt).iter(|| writer.store_write())
+    });
     group.finish();
 }
 

@@ -53,15 +53,15 @@ pub struct Cost {
 
 impl Cost {
     pub fn total_requests(&self) -> f64 {
-        self.requests.values().sum()
+        // A fold from +0.0: `sum()` of nothing is -0.0, which prints as "-0.00".
+        self.requests.values().fold(0.0, |a, n| a + n)
     }
 
     pub fn reads(&self) -> f64 {
         self.requests
             .iter()
             .filter(|(op, _)| READS.contains(&op.as_str()))
-            .map(|(_, n)| n)
-            .sum()
+            .fold(0.0, |a, (_, n)| a + n)
     }
 
     /// `TransactWriteItems 1.00 + UpdateItem 1.00`.
@@ -344,7 +344,10 @@ pub async fn measure(orders: usize, concurrency: usize) -> Result<Accounting> {
 
     let mark = meters.mark();
     let outcome = process_batch(&service, concurrency, &second).await;
-    ensure!(outcome.duplicates == second.len(), "redelivery: {outcome:?}");
+    ensure!(
+        outcome.duplicates == second.len(),
+        "redelivery: {outcome:?}"
+    );
     let (redelivery, redelivery_connections) = meters.since(&mark, second.len());
 
     Ok(Accounting {

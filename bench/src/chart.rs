@@ -19,7 +19,13 @@ pub struct LatencyChart<'a> {
 
 pub fn draw(path: &Path, chart: &LatencyChart<'_>) -> Result<()> {
     let err = |e: &dyn std::fmt::Display| anyhow!("drawing {}: {e}", path.display());
-    let all = || chart.concurrent.iter().chain(chart.sequential).chain(chart.floor);
+    let all = || {
+        chart
+            .concurrent
+            .iter()
+            .chain(chart.sequential)
+            .chain(chart.floor)
+    };
     let max_x = all().map(|p| p.0).max().unwrap_or(100);
     let max_y = all().map(|p| p.1).fold(1.0, f64::max);
     let min_y = all().map(|p| p.1).fold(max_y, f64::min).max(0.1);
@@ -31,7 +37,10 @@ pub fn draw(path: &Path, chart: &LatencyChart<'_>) -> Result<()> {
         .margin(16)
         .x_label_area_size(48)
         .y_label_area_size(72)
-        .build_cartesian_2d(0usize..max_x + max_x / 20 + 1, (min_y / 1.5..max_y * 1.5).log_scale())
+        .build_cartesian_2d(
+            0usize..max_x + max_x / 20 + 1,
+            (min_y / 1.5..max_y * 1.5).log_scale(),
+        )
         .map_err(|e| err(&e))?;
     plot.configure_mesh()
         .x_desc("records in the batch (one customer each)")
@@ -43,13 +52,20 @@ pub fn draw(path: &Path, chart: &LatencyChart<'_>) -> Result<()> {
     let series: [(&Points, &str, RGBColor); 3] = [
         (chart.sequential, "sequential (concurrency 1)", RED),
         (chart.concurrent, chart.concurrent_label, BLUE),
-        (chart.floor, "floor: 2 round trips × waves of customers", RGBColor(140, 140, 140)),
+        (
+            chart.floor,
+            "floor: 2 round trips × waves of customers",
+            RGBColor(140, 140, 140),
+        ),
     ];
     for (points, label, color) in series {
-        plot.draw_series(LineSeries::new(points.iter().copied(), color.stroke_width(2)))
-            .map_err(|e| err(&e))?
-            .label(label)
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2)));
+        plot.draw_series(LineSeries::new(
+            points.iter().copied(),
+            color.stroke_width(2),
+        ))
+        .map_err(|e| err(&e))?
+        .label(label)
+        .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2)));
         plot.draw_series(points.iter().map(|&p| Circle::new(p, 4, color.filled())))
             .map_err(|e| err(&e))?;
     }

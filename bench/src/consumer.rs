@@ -96,3 +96,20 @@ pub fn floor(shape: Shape, concurrency: usize, latency: Duration) -> Duration {
     };
     latency * (2 * waves) as u32
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn floor_counts_waves_of_customers_and_chains_of_records() {
+        let ms = Duration::from_millis;
+        // 100 customers, 16 at a time: 7 waves of two round trips.
+        assert_eq!(floor(Shape::distinct(100), 16, ms(25)), ms(350));
+        // 10 customers fit at once; each has 10 records in a row.
+        assert_eq!(floor(Shape::skewed(10, 10), 16, ms(25)), ms(500));
+        // Sequential: every record after the other.
+        assert_eq!(floor(Shape::distinct(100), 1, ms(25)), ms(5000));
+        assert_eq!(floor(Shape::skewed(10, 10), 1, ms(25)), ms(5000));
+    }
+}

@@ -5,45 +5,54 @@
 use aws_lambda_events::apigw::{ApiGatewayV2httpRequest, ApiGatewayV2httpResponse};
 use aws_lambda_events::dynamodb::EventRecord;
 use lambda_runtime::{Context, LambdaEvent};
+use outbox::domain::{NewOrder, OrderRequest, Timestamp};
 use outbox::handlers::order_api;
 use outbox::handlers::stream::{process_batch, BatchOutcome};
 use outbox::service::RewardsService;
 use outbox::store::dynamodb::{DynamoOrderStore, DynamoRewardsStore};
+use outbox::store::{OrderStore, PutOutcome};
 use serde_json::json;
 
 /// The sample `POST /orders` event (`make events` writes it from the code).
 pub const PLACE_ORDER_EVENT: &[u8] = include_bytes!("../../events/order-writer/place-order.json");
 
 /// Logs as the functions log (JSON, `info`, the SDK quietened), into a sink: formatting a log
-/// line is part of a request's CPU, printing it to the terminal is not. Mirrors
-/// `outbox::config::init_tracing`, which writes to stdout.
+/// line is part of a request's CPU, printing it to the terminal is not.
 pub fn init_sink_tracing() {
-    let filter = tracing_subscriber::EnvFilter::new(
-        "info,aws_smithy_runtime=error,aws_sdk_dynamodb=error",
-    );
-    let _ = tracing_subscriber::fmt()
-        .json()
-        .with_env_filter(filter)
-        .with_target(false)
-        .with_current_span(false)
-        .without_time()
-        .with_writer(std::io::sink)
-        .try_init();
+    outbox::config::init_tracing_to(std::io::sink);
 }
 
 /// One `POST /orders`, as the order-writer handles it.
 pub struct WriterWorkload {
     store: DynamoOrderStore,
     request: ApiGatewayV2httpRequest,
+    /// The same order, validated and built, for timing the store's write alone.
+    new_order: NewOrder,
 }
 
 impl WriterWorkload {
     pub async fn new() -> Self {
-        let request = serde_json::from_slice(PLACE_ORDER_EVENT).expect("the sample event parses");
+        let request: ApiGatewayV2httpRequest =
+            serde_json::from_slice(PLACE_ORDER_EVENT).expect("the sample event parses");
+        let body: OrderRequest = serde_json::from_str(request.body.as_deref().unwrap_or("{}"))
+            .expect("the sample body is an order");
+        let new_order = body
+            .into_new_order(uuid::Uuid::new_v4().to_string(), Timestamp::now(), None)
+            .expect("the sample order is valid");
         Self {
             store: DynamoOrderStore::new(crate::replay::client().await, "bench-orders"),
             request,
+            new_order,
         }
+    }
+
+    /// The store's `TransactWriteItems` alone (item encoding, the SDK's request pipeline and
+    /// signing): what of the handler's time the SDK call takes.
+    pub async fn store_write(&self) -> PutOutcome {
+        self.store
+            .put_order(&self.new_order)
+            .await
+            .expect("the replayed write succeeds")
     }
 
     /// The handler alone, from the API Gateway request to its response.

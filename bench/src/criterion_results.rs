@@ -30,8 +30,12 @@ fn estimates_path(group: &str, function: &str) -> PathBuf {
 /// The median time of one iteration of `group/function`, and when criterion measured it.
 pub fn median(group: &str, function: &str) -> Result<(Duration, std::time::SystemTime)> {
     let path = estimates_path(group, function);
-    let text = std::fs::read_to_string(&path)
-        .with_context(|| format!("{} (run `cargo bench -p outbox-bench` first)", path.display()))?;
+    let text = std::fs::read_to_string(&path).with_context(|| {
+        format!(
+            "{} (run `cargo bench -p outbox-bench` first)",
+            path.display()
+        )
+    })?;
     let estimates: Estimates = serde_json::from_str(&text)?;
     let measured_at = std::fs::metadata(&path)?.modified()?;
     Ok((

@@ -75,7 +75,12 @@ impl Function {
 
     /// The environment Lambda gives the function (template.yaml's variables, the runtime's
     /// own), pointed at the local DynamoDB. Nothing is inherited from this process.
-    fn environment(&self, runtime_api: &str, dynamo: &str, tables: &Tables) -> Vec<(String, String)> {
+    fn environment(
+        &self,
+        runtime_api: &str,
+        dynamo: &str,
+        tables: &Tables,
+    ) -> Vec<(String, String)> {
         let mut env: Vec<(String, String)> = [
             ("AWS_LAMBDA_RUNTIME_API", runtime_api),
             ("AWS_LAMBDA_FUNCTION_NAME", self.name),
@@ -100,12 +105,19 @@ impl Function {
         env
     }
 
-    fn spawn(&self, runtime_api: &str, dynamo: &str, tables: &Tables) -> Result<Child> {
+    fn spawn(
+        &self,
+        runtime_api: &str,
+        dynamo: &str,
+        tables: &Tables,
+        extra_env: &[(String, String)],
+    ) -> Result<Child> {
         let binary = self.binary();
         ensure_exists(&binary)?;
         Command::new(&binary)
             .env_clear()
             .envs(self.environment(runtime_api, dynamo, tables))
+            .envs(extra_env.iter().cloned())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -136,24 +148,58 @@ async fn stop(mut child: Child) -> String {
     stderr
 }
 
-/// Spawn-to-first-`next` times of `samples` fresh processes.
+/// Spawn-to-first-`next` times of `samples` fresh processes, with `extra_env` added to the
+/// function's environment.
 pub async fn cold_starts(
     function: &Function,
     samples: usize,
     dynamo: &str,
     tables: &Tables,
+    extra_env: &[(String, String)],
 ) -> Result<Vec<Duration>> {
     let mut times = Vec::with_capacity(samples);
     for _ in 0..samples {
         let stub = RuntimeStub::start(function.load_events()?, 0).await?;
         let spawned = Instant::now();
-        let child = function.spawn(&stub.runtime_api(), dynamo, tables)?;
+        let child = function.spawn(&stub.runtime_api(), dynamo, tables, extra_env)?;
         let first = stub.first_next(Duration::from_secs(10)).await;
         let stderr = stop(child).await;
         let first = first.with_context(|| format!("{}: {stderr}", function.name))?;
         times.push(first.duration_since(spawned));
     }
     Ok(times)
+}
+
+/// Where the functions' TLS trust roots come from, for the cold-start comparison: what
+/// rustls-native-certs finds by default (the system bundle and every file of the certificate
+/// directory), the bundle file alone, or one Amazon root (DynamoDB's certificates chain to
+/// Amazon's roots), set through `SSL_CERT_FILE` and `SSL_CERT_DIR`.
+pub fn root_variants(empty_dir: &Path) -> Vec<(&'static str, Vec<(String, String)>)> {
+    let existing = |paths: &[&str]| {
+        paths
+            .iter()
+            .find(|p| Path::new(p).is_file())
+            .map(|p| p.to_string())
+    };
+    let only = |file: String| {
+        vec![
+            ("SSL_CERT_FILE".to_owned(), file),
+            ("SSL_CERT_DIR".to_owned(), empty_dir.display().to_string()),
+        ]
+    };
+    let mut variants = vec![("system default", Vec::new())];
+    let bundles = [
+        "/etc/ssl/certs/ca-certificates.crt",
+        "/etc/pki/tls/certs/ca-bundle.crt",
+        "/etc/ssl/cert.pem",
+    ];
+    if let Some(bundle) = existing(&bundles) {
+        variants.push(("bundle file only", only(bundle)));
+    }
+    if let Some(amazon) = existing(&["/etc/ssl/certs/Amazon_Root_CA_1.pem"]) {
+        variants.push(("Amazon Root CA 1 only", only(amazon)));
+    }
+    variants
 }
 
 /// What serving many invocations came to.
@@ -174,7 +220,7 @@ pub async fn peak_rss(
     tables: &Tables,
 ) -> Result<RssRun> {
     let stub = RuntimeStub::start(function.load_events()?, invocations).await?;
-    let child = function.spawn(&stub.runtime_api(), dynamo, tables)?;
+    let child = function.spawn(&stub.runtime_api(), dynamo, tables, &[])?;
     let pid = child.id().context("the function exited at once")?;
     let answered = stub.all_answered(Duration::from_secs(120)).await;
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"));
@@ -199,4 +245,25 @@ pub fn vm_hwm(status: &str) -> Option<u64> {
         .find_map(|l| l.strip_prefix("VmHWM:"))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
         .map(|kib| kib * 1024)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn peak_rss_is_read_from_vm_hwm() {
+        let status =
+            "Name:\tbootstrap\nVmPeak:\t  100 kB\nVmHWM:\t   12345 kB\nVmRSS:\t 12000 kB\n";
+        assert_eq!(vm_hwm(status), Some(12345 * 1024));
+        assert_eq!(vm_hwm("Name:\tx\n"), None);
+    }
+
+    #[test]
+    fn every_function_has_sample_events() {
+        for f in FUNCTIONS {
+            let events = f.load_events().expect("the sample events are in events/");
+            assert!(!events.is_empty(), "{}", f.name);
+        }
+    }
 }

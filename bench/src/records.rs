@@ -43,7 +43,11 @@ impl Shape {
 
     pub fn label(self) -> String {
         if self.per_customer == 1 {
-            format!("{} records, {} distinct customers", self.records(), self.customers)
+            format!(
+                "{} records, {} distinct customers",
+                self.records(),
+                self.customers
+            )
         } else {
             format!(
                 "{} records, {} customers × {}",
@@ -107,7 +111,8 @@ impl StreamCursor {
                 let after = self.after.get(&shard).map(String::as_str);
                 let page = stack.stream.read(arn, &shard, after, 1000).await?;
                 let Some(last) = page.last() else { break };
-                self.after.insert(shard.clone(), last.sequence_number.clone());
+                self.after
+                    .insert(shard.clone(), last.sequence_number.clone());
                 for raw in &page {
                     let insert = raw.json["eventName"] == "INSERT";
                     let outbox = raw.json["dynamodb"]["NewImage"][schema::ENTITY]["S"]
@@ -122,7 +127,11 @@ impl StreamCursor {
     }
 
     /// The outbox records of exactly `orders`, in stream order.
-    pub async fn records_of(&mut self, stack: &Stack, orders: &[Order]) -> Result<Vec<EventRecord>> {
+    pub async fn records_of(
+        &mut self,
+        stack: &Stack,
+        orders: &[Order],
+    ) -> Result<Vec<EventRecord>> {
         let wanted: HashSet<&str> = orders.iter().map(|o| o.order_id.as_str()).collect();
         let records: Vec<EventRecord> = self
             .outbox_inserts(stack)
@@ -164,7 +173,10 @@ pub async fn order_kept(stack: &Stack, orders: &[Order]) -> Result<bool> {
         if applied != expected {
             return Ok(false);
         }
-        if entries.windows(2).any(|w| w[0].applied_at >= w[1].applied_at) {
+        if entries
+            .windows(2)
+            .any(|w| w[0].applied_at >= w[1].applied_at)
+        {
             return Ok(false);
         }
     }

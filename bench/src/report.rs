@@ -44,8 +44,13 @@ impl Row {
         let verdict = if value <= limit {
             Verdict::Met
         } else {
+            let unit = if unit.is_empty() {
+                String::new()
+            } else {
+                format!(" {unit}")
+            };
             Verdict::Missed(format!(
-                "by {} {unit} ({:.0} %)",
+                "by {}{unit} ({:.0} %)",
                 trim(value - limit),
                 (value / limit - 1.0) * 100.0
             ))
@@ -53,7 +58,7 @@ impl Row {
         Self {
             figure: figure.into(),
             measured: measured.into(),
-            goal: format!("≤ {} {unit}", trim(limit)),
+            goal: format!("≤ {} {unit}", trim(limit)).trim_end().to_owned(),
             verdict,
         }
     }
@@ -143,7 +148,7 @@ pub fn thousands(n: u64) -> String {
     let digits = n.to_string();
     let mut out = String::new();
     for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(c);
@@ -183,7 +188,8 @@ impl Report {
     }
 
     pub fn table(&self) -> String {
-        let mut out = String::from("| figure | measured | goal | met? |\n| --- | --- | --- | --- |\n");
+        let mut out =
+            String::from("| figure | measured | goal | met? |\n| --- | --- | --- | --- |\n");
         for section in &self.sections {
             let _ = writeln!(out, "| **{}** | | | |", section.title);
             for r in &section.rows {
@@ -236,5 +242,43 @@ impl Report {
         let _ = writeln!(doc, "## Machine\n\n{}", self.machine.markdown());
         let _ = writeln!(doc, "## Reproduce\n\n{commands}");
         doc
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn verdicts_say_by_how_much_a_goal_is_missed() {
+        assert_eq!(Row::at_most("f", "m", 4.0, 4.0, "MB").verdict, Verdict::Met);
+        assert_eq!(
+            Row::at_most("f", "m", 5.0, 4.0, "MB").verdict,
+            Verdict::Missed("by 1 MB (25 %)".into())
+        );
+        assert_eq!(
+            Row::at_least("f", "m", 16.0, 15.0, "×").verdict,
+            Verdict::Met
+        );
+        assert_eq!(
+            Row::at_least("f", "m", 12.5, 15.0, "×").verdict,
+            Verdict::Missed("by 2.5×".into())
+        );
+    }
+
+    #[test]
+    fn numbers_are_formatted_for_reading() {
+        assert_eq!(thousands(1234567), "1,234,567");
+        assert_eq!(thousands(999), "999");
+        assert_eq!(ms(Duration::from_micros(5_103_400)), "5,103");
+        assert_eq!(ms(Duration::from_micros(31_260)), "31.3");
+        assert_eq!(
+            median(&mut [3, 1, 2].map(Duration::from_millis)),
+            Duration::from_millis(2)
+        );
+        assert_eq!(
+            median(&mut [4, 1, 2, 3].map(Duration::from_millis)),
+            Duration::from_micros(2500)
+        );
     }
 }

@@ -13,7 +13,11 @@ pub struct Binary {
     pub arch: &'static str,
     /// False when a `.symtab` section is still in the file.
     pub stripped: bool,
+    /// `.eh_frame`, `.eh_frame_hdr` and `.gcc_except_table`: what unwinding a panic needs.
+    pub unwind_bytes: u64,
 }
+
+const UNWIND_SECTIONS: &[&[u8]] = &[b".eh_frame", b".eh_frame_hdr", b".gcc_except_table"];
 
 /// The arm64 `bootstrap` of `function`, if `cargo lambda build` produced one.
 pub fn lambda_bootstrap(function: &str) -> Option<PathBuf> {
@@ -26,17 +30,26 @@ pub fn lambda_bootstrap(function: &str) -> Option<PathBuf> {
 
 pub fn inspect(path: &Path) -> Result<Binary> {
     let data = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-    let (arch, stripped) = elf_facts(&data).with_context(|| format!("{} is not a 64-bit ELF", path.display()))?;
+    let facts = elf_facts(&data)
+        .with_context(|| format!("{} is not a 64-bit little-endian ELF", path.display()))?;
     Ok(Binary {
         path: path.to_path_buf(),
         bytes: data.len() as u64,
-        arch,
-        stripped,
+        arch: facts.arch,
+        stripped: !facts.has_symtab,
+        unwind_bytes: facts.unwind_bytes,
     })
 }
 
-/// The machine and whether a symbol table is present, from the ELF64 headers.
-fn elf_facts(data: &[u8]) -> Option<(&'static str, bool)> {
+struct ElfFacts {
+    arch: &'static str,
+    has_symtab: bool,
+    unwind_bytes: u64,
+}
+
+/// The machine, whether a symbol table is present, and the unwind sections' size, from the
+/// ELF64 headers.
+fn elf_facts(data: &[u8]) -> Option<ElfFacts> {
     if data.get(..5)? != b"\x7fELF\x02" || *data.get(5)? != 1 {
         return None; // only 64-bit little-endian
     }
@@ -51,11 +64,42 @@ fn elf_facts(data: &[u8]) -> Option<(&'static str, bool)> {
     let shoff = usize::try_from(u64_at(0x28)?).ok()?;
     let shentsize = usize::from(u16_at(0x3a)?);
     let shnum = usize::from(u16_at(0x3c)?);
-    // Section type 2 is SHT_SYMTAB: the table `strip` removes.
-    let has_symtab = (0..shnum).any(|i| u32_at(shoff + i * shentsize + 4) == Some(2));
-    Some((arch, !has_symtab))
+    let section = |i: usize| shoff + i * shentsize;
+    // Section names live in the section that e_shstrndx names.
+    let names = usize::try_from(u64_at(section(usize::from(u16_at(0x3e)?)) + 0x18)?).ok()?;
+    let name = |i: usize| -> Option<&[u8]> {
+        let start = names + usize::try_from(u32_at(section(i))?).ok()?;
+        let len = data.get(start..)?.iter().position(|b| *b == 0)?;
+        data.get(start..start + len)
+    };
+    let (mut has_symtab, mut unwind_bytes) = (false, 0);
+    for i in 0..shnum {
+        // Section type 2 is SHT_SYMTAB: the table `strip` removes.
+        has_symtab |= u32_at(section(i) + 4) == Some(2);
+        if name(i).is_some_and(|n| UNWIND_SECTIONS.contains(&n)) {
+            unwind_bytes += u64_at(section(i) + 0x20)?;
+        }
+    }
+    Some(ElfFacts {
+        arch,
+        has_symtab,
+        unwind_bytes,
+    })
 }
 
 pub fn mb(bytes: u64) -> f64 {
     bytes as f64 / 1_000_000.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_the_machine_of_an_elf_file() {
+        let me = inspect(&std::env::current_exe().unwrap()).unwrap();
+        assert_eq!(me.arch, std::env::consts::ARCH.replace("aarch64", "arm64"));
+        assert!(me.bytes > me.unwind_bytes && me.unwind_bytes > 0);
+        assert!(elf_facts(b"#!/bin/sh\n").is_none());
+    }
 }

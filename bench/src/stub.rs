@@ -170,11 +170,16 @@ async fn handle(
             std::future::pending::<()>().await;
             unreachable!("a pending future never completes");
         };
-        let deadline = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default()
+        let deadline = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
             + Duration::from_secs(30);
         let response = Response::builder()
             .header("lambda-runtime-aws-request-id", &id)
-            .header("lambda-runtime-deadline-ms", deadline.as_millis().to_string())
+            .header(
+                "lambda-runtime-deadline-ms",
+                deadline.as_millis().to_string(),
+            )
             .header(
                 "lambda-runtime-invoked-function-arn",
                 "arn:aws:lambda:us-east-1:123456789012:function:bench",

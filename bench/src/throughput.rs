@@ -36,11 +36,16 @@ pub async fn measure(orders: usize, clients: usize, concurrency: usize) -> Resul
             async move {
                 let body = json!({"customer_id": format!("tp-c{}", i % 100), "currency": "USD",
                     "items": [{"sku": "SKU-1", "quantity": 1, "unit_price_cents": 1000}]});
-                let req = devkit::demo::api_request("POST", "/orders", Some(body.to_string()), &[])?;
+                let req =
+                    devkit::demo::api_request("POST", "/orders", Some(body.to_string()), &[])?;
                 let response = order_api::respond(&stack.orders, &req, None)
                     .await
                     .unwrap_or_else(|e| e.into_response());
-                ensure!(response.status_code == 201, "order {i}: {}", response.status_code);
+                ensure!(
+                    response.status_code == 201,
+                    "order {i}: {}",
+                    response.status_code
+                );
                 Ok(())
             }
         })

@@ -25,7 +25,10 @@ pub const SWEEPER_GRACE_SECONDS: &str = "SWEEPER_GRACE_SECONDS";
 pub const SWEEPER_BATCH_LIMIT: &str = "SWEEPER_BATCH_LIMIT";
 
 pub const DEFAULT_RETENTION_SECONDS: i64 = 7 * 24 * 60 * 60;
-pub const DEFAULT_CONCURRENCY: usize = 16;
+/// Customers applied at a time in one stream batch: with two round trips per record, 32 brings a
+/// 100-record batch of distinct customers to four waves (docs/benchmarks.md) while keeping the
+/// TLS connections a 128 MB function opens, and the CPU they cost, bounded.
+pub const DEFAULT_CONCURRENCY: usize = 32;
 pub const DEFAULT_GRACE_SECONDS: i64 = 15 * 60;
 pub const DEFAULT_SWEEP_LIMIT: usize = 1000;
 
@@ -133,7 +136,9 @@ fn timeout_config() -> TimeoutConfig {
 /// that must have them switches to `CryptoMode::AwsLc` with the `rustls-aws-lc` feature.
 pub fn https_client() -> SharedHttpClient {
     aws_smithy_http_client::Builder::new()
-        .tls_provider(tls::Provider::rustls(tls::rustls_provider::CryptoMode::Ring))
+        .tls_provider(tls::Provider::rustls(
+            tls::rustls_provider::CryptoMode::Ring,
+        ))
         .build_https()
 }
 

@@ -6,7 +6,8 @@ use outbox::handlers::sweeper;
 use outbox::service::RewardsService;
 use outbox::store::dynamodb::{DynamoOrderStore, DynamoRewardsStore};
 
-#[tokio::main]
+// One thread: a 128 MB function has a fraction of one vCPU, and the handler only waits on I/O.
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
     config::init_tracing();
     let client = config::dynamodb_client().await;

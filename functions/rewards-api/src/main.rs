@@ -5,7 +5,8 @@ use outbox::config;
 use outbox::handlers::rewards_api;
 use outbox::store::dynamodb::DynamoRewardsStore;
 
-#[tokio::main]
+// One thread: a 128 MB function has a fraction of one vCPU, and the handler only waits on I/O.
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
     config::init_tracing();
     let client = config::dynamodb_client().await;
