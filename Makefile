@@ -65,7 +65,7 @@ clean: ## Remove build output
 	rm -rf .aws-sam .local
 
 chaos: ## 10,000 orders (ORDERS=N) under faults, duplicates, racing consumers, crashes; invariants checked
-	cargo run --quiet --release -p devkit -- chaos --orders $(ORDERS) $(if $(SEED),--seed $(SEED))
+	cargo run --quiet --profile tools -p devkit -- chaos --orders $(ORDERS) $(if $(SEED),--seed $(SEED))
 
 FUNCTIONS := -p order-writer -p stream-consumer -p rewards-api -p outbox-sweeper
 
