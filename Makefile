@@ -73,10 +73,13 @@ bench: ## Benchmarks in release: prints one table, writes docs/benchmarks.md and
 	@# The functions are built apart from the bench crate so its dependencies cannot unify
 	@# features into them; the arm64 bootstraps (for their size) need cargo-lambda from .tools/.
 	cargo build --release $(FUNCTIONS)
-	@bash scripts/install-tools.sh || echo "bench: could not install cargo-lambda; sizes fall back to this machine's binaries"
-	@if [ -x "$(TOOLS)/cargo-lambda" ]; then \
+	@bash scripts/install-tools.sh || echo "bench: could not install cargo-lambda"
+	@if [ -x "$(TOOLS)/cargo-lambda" ] && rustup target list --installed 2>/dev/null | grep -qx aarch64-unknown-linux-gnu; then \
 		echo "cargo lambda build --release --arm64 $(FUNCTIONS)"; \
 		cargo lambda build --release --arm64 $(FUNCTIONS); \
+	else \
+		echo "bench: no cargo-lambda or no aarch64 target: sizes fall back to this machine's binaries"; \
+		rm -f $${CARGO_TARGET_DIR:-target}/lambda/*/bootstrap; \
 	fi
 	cargo bench -p outbox-bench --bench handlers $(if $(BENCH_QUICK),-- --warm-up-time 1 --measurement-time 2)
 	cargo run --release --quiet -p outbox-bench -- $(if $(BENCH_QUICK),--quick)
