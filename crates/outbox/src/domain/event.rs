@@ -55,18 +55,32 @@ impl TraceContext {
 }
 
 /// Just the fields needed to decide whether an envelope is one this code may decode.
-#[derive(Debug, Deserialize)]
+#[derive(Debug)]
 pub struct EnvelopeHeader {
-    #[serde(default)]
     pub event_id: Option<String>,
-    #[serde(default)]
     pub event_type: Option<String>,
-    #[serde(default)]
     pub schema_version: Option<u32>,
 }
 
 impl EnvelopeHeader {
-    /// Refuses versions and types this code does not know, before the payload is even looked at.
+    /// The header of a stored or streamed outbox item, read without decoding the rest.
+    pub fn peek(item: &serde_dynamo::Item) -> Self {
+        use serde_dynamo::AttributeValue;
+        let text = |name: &str| match item.get(name) {
+            Some(AttributeValue::S(s)) => Some(s.clone()),
+            _ => None,
+        };
+        Self {
+            event_id: text("event_id"),
+            event_type: text("event_type"),
+            schema_version: match item.get("schema_version") {
+                Some(AttributeValue::N(n)) => n.parse().ok(),
+                _ => None,
+            },
+        }
+    }
+
+    /// Refuses versions and types this code does not know, whatever the payload looks like.
     pub fn check(&self) -> Result<(), RewardError> {
         match (self.event_type.as_deref(), self.schema_version) {
             (Some(ORDER_PLACED), Some(SCHEMA_VERSION)) => Ok(()),

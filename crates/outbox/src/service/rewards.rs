@@ -36,10 +36,12 @@ pub struct SweepReport {
 /// An item that cannot be decoded, or that this code does not understand, is poison.
 pub fn decode_envelope<T>(item: T) -> Result<EventEnvelope, RewardError>
 where
-    T: Into<serde_dynamo::Item> + Clone,
+    T: Into<serde_dynamo::Item>,
 {
-    let header: EnvelopeHeader = serde_dynamo::from_item(item.clone())
-        .map_err(|e| RewardError::Poison(format!("undecodable envelope: {e}")))?;
+    let item: serde_dynamo::Item = item.into();
+    // The header is read in place, so a newer schema or another event type is named in the
+    // error, and the item is decoded once, without a copy.
+    let header = EnvelopeHeader::peek(&item);
     header.check()?;
     serde_dynamo::from_item(item).map_err(|e| {
         RewardError::Poison(format!(
