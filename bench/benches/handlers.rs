@@ -1,11 +1,12 @@
 //! Handler CPU per request, without network: the order-writer's `POST /orders` and the stream
 //! consumer's batch, on an HTTP client that answers in process (`outbox_bench::replay`).
 //!
-//! A current-thread runtime, as a 128 MB Lambda has a fraction of one vCPU. `make bench` reads
-//! the medians back from `target/criterion/` into its table.
+//! A current-thread runtime, as in the functions, and the thread's CPU time as the measure
+//! (`ThreadCpuTime`): other work on a shared machine does not inflate it. `make bench` reads the
+//! medians back from `target/criterion/` into its table.
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use outbox_bench::cpu::{init_sink_tracing, ConsumerWorkload, WriterWorkload};
+use outbox_bench::cpu::{init_sink_tracing, ConsumerWorkload, ThreadCpuTime, WriterWorkload};
 
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
@@ -14,7 +15,7 @@ fn runtime() -> tokio::runtime::Runtime {
         .expect("a tokio runtime")
 }
 
-fn order_writer(c: &mut Criterion) {
+fn order_writer(c: &mut Criterion<ThreadCpuTime>) {
     init_sink_tracing();
     let rt = runtime();
     let writer = rt.block_on(WriterWorkload::new());
@@ -30,7 +31,7 @@ fn order_writer(c: &mut Criterion) {
     group.finish();
 }
 
-fn stream_consumer(c: &mut Criterion) {
+fn stream_consumer(c: &mut Criterion<ThreadCpuTime>) {
     init_sink_tracing();
     let rt = runtime();
     let consumer = rt.block_on(ConsumerWorkload::new(100));
@@ -40,5 +41,9 @@ fn stream_consumer(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, order_writer, stream_consumer);
+criterion_group! {
+    name = benches;
+    config = Criterion::default().with_measurement(ThreadCpuTime);
+    targets = order_writer, stream_consumer
+}
 criterion_main!(benches);

@@ -238,8 +238,9 @@ async fn consumer_latency(opts: &Options, notes: &mut Vec<String>) -> Result<(Se
         notes.push(format!(
             "At 0 ms the proxy adds nothing: what remains is the local server's and the client's own \
              work, {:.2} ms per record sequential and {:.2} ms concurrent. That part does not shrink \
-             with latency, so it bounds every ratio above; on DynamoDB, where the service works on \
-             requests in parallel, the ratios can only be closer to the floor.",
+             with latency, so it bounds every ratio above (DynamoDB itself serves requests to \
+             different items in parallel; the client's CPU is the part that stays, see the CPU \
+             notes).",
             per_record(sequential),
             per_record(concurrent),
         ));
@@ -356,16 +357,24 @@ fn costs(a: Accounting, notes: &mut Vec<String>) -> Section {
             "{writer} for {} sequential orders; consumer batch 1: {first}, batch 2: {second}, redelivery: {again}",
             a.orders
         ),
-        format!("≤ {} per process, then reused", a.concurrency),
-        first <= a.concurrency as u64 && second == 0 && again == 0,
-        "connections are not reused".to_owned(),
+        "opened once (about the concurrency), then reused",
+        // A few more than the concurrency may open in the first batch: a request that starts
+        // while another's connection is still on its way back to the pool gets a new one.
+        first <= 2 * a.concurrency as u64 && second == 0 && again == 0,
+        if second + again > 0 {
+            format!("{} new connections after the first batch", second + again)
+        } else {
+            format!("{first} connections for a concurrency of {}", a.concurrency)
+        },
     ));
     notes.push(format!(
         "Requests are counted per operation at the proxy over {} orders; capacity comes from \
          `ConsumedCapacity` (a metering interceptor asks for it, in this pass only). A transaction \
          cancelled by its condition (replay, duplicate) returns no capacity. Connections are counted \
          by a TCP forwarder in front of the proxy; one client (one pool) serves the writer and then \
-         three consumer batches, as one Lambda container keeps its client across invocations. \
+         three consumer batches, as one Lambda container keeps its client across invocations; the \
+         first batch may open a few more connections than its concurrency, when a request starts \
+         while another's connection is still on its way back to the pool. \
          Capacity follows DynamoDB's rules: a transactional write costs twice a standard one, so \
          the writer's two puts are 2 × 2 WCU and the pending-index entry 1 more; the consumer's \
          ledger transaction is 2 × 2, the processed mark 1, and removing the index entry 1.",
@@ -411,9 +420,9 @@ fn cpu(notes: &mut Vec<String>) -> Section {
                      no single hot spot to remove from outside the SDK. The project's own work \
                      (parse, validate, fingerprint, build the items, respond, log) is the other \
                      {} µs. Size optimisation is not the cause: built at `opt-level = 3` the \
-                     handler measured 144 µs against 158 µs at `\"z\"` in one session while \
+                     handler measured 144 µs against 158 µs at `\"z\"` (wall-clock, one session) while \
                      tuning, within the noise of this shared machine, so the functions stay \
-                     small. Times are wall-clock on a machine shared with other builds.",
+                     small.",
                     handler_us - goals::WRITER_CPU_US,
                     store_write.as_secs_f64() / handler.as_secs_f64() * 100.0,
                     us(store_write),
@@ -431,21 +440,36 @@ fn cpu(notes: &mut Vec<String>) -> Section {
         }
     }
     match criterion_results::median("stream_consumer", "batch_100") {
-        Ok((batch, _)) => rows.push(Row::info(
-            "stream-consumer CPU per record, no network",
-            format!(
-                "{} µs ({} µs per 100-record batch; two SDK calls per record)",
-                us(batch / 100),
-                us(batch)
-            ),
-        )),
+        Ok((batch, _)) => {
+            rows.push(Row::info(
+                "stream-consumer CPU per record, no network",
+                format!(
+                    "{} µs ({} µs per 100-record batch; two SDK calls per record)",
+                    us(batch / 100),
+                    us(batch)
+                ),
+            ));
+            // Lambda gives a function CPU in proportion to its memory: one vCPU at 1,769 MB.
+            let at_128_mb = batch.as_secs_f64() * 1769.0 / 128.0 * 1000.0;
+            notes.push(format!(
+                "On a 128 MB function (128/1,769 of a vCPU) the consumer's own CPU for a \
+                 100-record batch, {:.0} ms here, would take about {at_128_mb:.0} ms: more than \
+                 the 200 ms floor of the concurrent batch at 25 ms per request. There the batch \
+                 is bound by CPU rather than by round trips, and more memory (so more CPU) \
+                 shortens it more than more concurrency does; 128 MB is justified by memory \
+                 (peak RSS below) but not by consumer latency, if that matters.",
+                batch.as_secs_f64() * 1000.0
+            ));
+        }
         Err(e) => rows.push(Row::info(
             "stream-consumer CPU per record, no network",
             format!("not measured: {e}"),
         )),
     }
     notes.push(
-        "CPU: criterion medians (`benches/handlers.rs`) on a current-thread runtime, with the \
+        "CPU: criterion medians (`benches/handlers.rs`) of the thread's CPU time \
+         (`CLOCK_THREAD_CPUTIME_ID`, so other builds on this machine do not inflate it) on a \
+         current-thread runtime, with the \
          functions' own DynamoDB client whose HTTP client answers in process (`src/replay.rs`), so \
          parsing, validation, the idempotency fingerprint, item encoding, the SDK's serialization \
          and SigV4 signing, response parsing and the JSON log line are all in, the network is not."
