@@ -10,6 +10,7 @@ use http::{HeaderMap, Method, StatusCode};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use crate::domain::order::validate_id;
 use crate::domain::{OrderError, StoreError, ValidationError};
 use crate::service::RewardsQueryError;
 
@@ -171,21 +172,59 @@ pub fn route(req: &ApiGatewayV2httpRequest) -> (Method, Vec<&str>) {
     (method, segments)
 }
 
-/// The customer a JWT authorizer vouched for, when the API runs with one: the `customer_id`
-/// claim, else the subject. `None` when the API runs without an authorizer (local use).
-pub fn caller(req: &ApiGatewayV2httpRequest) -> Option<&str> {
-    let claims = &req
-        .request_context
-        .authorizer
-        .as_ref()?
-        .jwt
-        .as_ref()?
-        .claims;
-    claims
-        .get("customer_id")
-        .or_else(|| claims.get("sub"))
-        .map(String::as_str)
-        .filter(|c| !c.is_empty())
+/// Who is calling, as far as the HTTP API vouches for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Caller<'a> {
+    /// The API runs without an authorizer (local use, or a deployment without `JwtIssuer`): the
+    /// request may name any customer.
+    Unrestricted,
+    /// An authorizer vouched for this customer: the request may act only as, and read only, them.
+    Customer(&'a str),
+}
+
+impl Caller<'_> {
+    /// Whether this caller may act as, or read the data of, `customer_id`.
+    pub fn may_access(self, customer_id: &str) -> bool {
+        match self {
+            Caller::Unrestricted => true,
+            Caller::Customer(own) => own == customer_id,
+        }
+    }
+}
+
+/// The JWT claims that can name the customer, in order of precedence.
+pub const CUSTOMER_CLAIMS: [&str; 2] = ["customer_id", "sub"];
+
+/// The one place that decides who the caller is; every handler asks it before reading or writing.
+///
+/// Without an authorizer in the request context the API is unrestricted. With one, the customer
+/// is the first of [`CUSTOMER_CLAIMS`] that is present and not empty; it must be a valid customer
+/// id (a malformed winner is refused, it never falls through to the next claim). An authorizer
+/// that names no customer (no JWT, no usable claim) is refused: it fails closed.
+pub fn caller(req: &ApiGatewayV2httpRequest) -> Result<Caller<'_>, ApiError> {
+    let Some(authorizer) = req.request_context.authorizer.as_ref() else {
+        return Ok(Caller::Unrestricted);
+    };
+    let unauthenticated = || {
+        ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthenticated",
+            "the token names no customer: it needs a non-empty customer_id or sub claim",
+        )
+    };
+    let claims = &authorizer.jwt.as_ref().ok_or_else(unauthenticated)?.claims;
+    let customer = CUSTOMER_CLAIMS
+        .iter()
+        .find_map(|claim| claims.get(*claim).filter(|value| !value.is_empty()))
+        .ok_or_else(unauthenticated)?;
+    validate_id("customer_id", customer).map_err(|_| {
+        ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "the token's customer claim is not a valid customer id",
+        )
+    })?;
+    Ok(Caller::Customer(customer))
 }
 
 pub fn header<'a>(headers: &'a HeaderMap, name: &str) -> Result<Option<&'a str>, ApiError> {

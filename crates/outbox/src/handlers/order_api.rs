@@ -5,7 +5,9 @@ use http::{Method, StatusCode};
 use lambda_runtime::{Error, LambdaEvent};
 use serde::Serialize;
 
-use super::http::{body_bytes, caller, header, json, parse_json, route, with_header, ApiError};
+use super::http::{
+    body_bytes, caller, header, json, parse_json, route, with_header, ApiError, Caller,
+};
 use crate::domain::{Order, OrderRequest, TraceContext};
 use crate::service::{self, Placed};
 use crate::store::OrderStore;
@@ -30,9 +32,10 @@ pub async fn respond<S: OrderStore>(
         (Method::POST, path) if path == ["orders"] => post_order(store, req, xray_trace_id).await,
         (_, path) if path == ["orders"] => Err(ApiError::method_not_allowed("POST")),
         (Method::GET, path) if path.len() == 2 && path[0] == "orders" => {
+            let caller = caller(req)?;
             let view = service::get_order(store, path[1]).await?;
             // Another customer's order does not exist, as far as this caller can tell.
-            if caller(req).is_some_and(|c| c != view.order.customer_id) {
+            if !caller.may_access(&view.order.customer_id) {
                 return Err(ApiError::from(crate::domain::OrderError::NotFound));
             }
             Ok(json(StatusCode::OK, &view))
@@ -73,10 +76,11 @@ async fn post_order<S: OrderStore>(
     req: &ApiGatewayV2httpRequest,
     xray_trace_id: Option<String>,
 ) -> Result<ApiGatewayV2httpResponse, ApiError> {
+    let caller = caller(req)?;
     let bytes = body_bytes(req)?;
     let mut request: OrderRequest = parse_json(&req.headers, &bytes)?;
     // With an authorizer, the customer is the token's: the body may omit it, not contradict it.
-    if let Some(customer) = caller(req) {
+    if let Caller::Customer(customer) = caller {
         if request.customer_id.is_empty() {
             request.customer_id = customer.to_owned();
         } else if request.customer_id != customer {

@@ -48,13 +48,14 @@ pub async fn respond<R: RewardsStore>(
     store: &R,
     req: &ApiGatewayV2httpRequest,
 ) -> Result<ApiGatewayV2httpResponse, ApiError> {
+    let caller = caller(req)?;
     let (method, path) = route(req);
     let customer_id = match path.as_slice() {
         ["customers", id, "rewards"] if method == Method::GET => *id,
         ["customers", _, "rewards"] => return Err(ApiError::method_not_allowed("GET")),
         _ => return Err(ApiError::not_found()),
     };
-    if caller(req).is_some_and(|c| c != customer_id) {
+    if !caller.may_access(customer_id) {
         return Err(ApiError::forbidden());
     }
     let query = &req.query_string_parameters;
