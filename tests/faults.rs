@@ -92,6 +92,13 @@ async fn a_client_resending_its_key_after_a_timeout_gets_its_order_not_a_conflic
         let body = order_body("c-1", &[("A", 2, 350)]);
         let first = post(&store, &body, Some("k-timeout")).await;
         assert_eq!(first.status, 503, "{:?}", first.json);
+        let message = first.json["error"]["message"].as_str().unwrap();
+        assert!(
+            message.contains("may or may not have been written")
+                && message.contains("same Idempotency-Key is safe")
+                && !message.contains("nothing was written"),
+            "the 503 tells the truth: {message}"
+        );
         let (orders, _) = orders_and_events(&stack).await;
         assert_eq!(
             orders.len(),
@@ -107,6 +114,33 @@ async fn a_client_resending_its_key_after_a_timeout_gets_its_order_not_a_conflic
         let (orders, events) = orders_and_events(&stack).await;
         assert_eq!((orders.len(), events.len()), (1, 1));
     }
+}
+
+#[tokio::test]
+async fn a_503_without_an_idempotency_key_says_the_order_may_exist_and_why_to_send_a_key() {
+    let stack = stack().await;
+    let proxy = FaultProxy::start(&stack.dynamo.endpoint, lose_first_transaction(true, 100))
+        .await
+        .unwrap();
+    let store = store_via(&stack, &proxy).await;
+    let r = post(&store, &order_body("c-1", &[("A", 1, 100)]), None).await;
+    assert_eq!(
+        (r.status, r.error_code()),
+        (503, "unavailable"),
+        "{:?}",
+        r.json
+    );
+    let message = r.json["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("may or may not have been written")
+            && message.contains("send an Idempotency-Key"),
+        "{message}"
+    );
+    assert_eq!(
+        orders_and_events(&stack).await.0.len(),
+        1,
+        "the order the 503 was about exists: the old message 'nothing was written' was untrue"
+    );
 }
 
 fn failing(kind: &str, faults: u64) -> FaultPlan {

@@ -63,6 +63,40 @@ async fn the_trace_context_travels_in_the_event() {
 }
 
 #[tokio::test]
+async fn malformed_or_oversized_trace_headers_are_dropped_not_stored() {
+    let stack = stack().await;
+    let cases = [
+        ("420 KiB", "0".repeat(420 * 1024)),
+        ("9 KiB", "a".repeat(9 * 1024)),
+        ("not W3C", "hello-world".to_owned()),
+        (
+            "all-zero trace id",
+            "00-00000000000000000000000000000000-00f067aa0ba902b7-01".to_owned(),
+        ),
+    ];
+    for (i, (case, traceparent)) in cases.iter().enumerate() {
+        let r = call_orders(
+            &stack,
+            post_order(
+                &order_body(&format!("c-{i}"), &[("A", 1, 100)]),
+                &[("traceparent", traceparent)],
+            ),
+        )
+        .await;
+        assert_eq!(r.status, 201, "{case}: {:?}", r.json);
+    }
+    let (_, events) = orders_and_events(&stack).await;
+    assert_eq!(events.len(), cases.len());
+    for event in events {
+        assert!(
+            !event.contains_key("trace_context"),
+            "nothing of a bad header is stored: {:?}",
+            event.get("trace_context")
+        );
+    }
+}
+
+#[tokio::test]
 async fn a_failing_outbox_put_leaves_no_order_behind() {
     let stack = stack().await;
     let request: OrderRequest =

@@ -64,6 +64,32 @@ fn the_template_and_the_code_agree_on_keys_and_filters() {
     );
 }
 
+#[test]
+fn the_template_bounds_every_numeric_setting_as_the_code_does() {
+    let template = devkit::Template::load_default().unwrap();
+    for (parameter, setting) in [
+        (
+            "OutboxRetentionSeconds",
+            outbox::config::OUTBOX_RETENTION_SECONDS,
+        ),
+        ("ConsumerConcurrency", outbox::config::CONSUMER_CONCURRENCY),
+        ("SweeperGraceSeconds", outbox::config::SWEEPER_GRACE_SECONDS),
+        ("SweeperBatchLimit", outbox::config::SWEEPER_BATCH_LIMIT),
+    ] {
+        assert_eq!(
+            template.parameter_range(parameter),
+            Some((setting.min, setting.max)),
+            "{parameter} and {}",
+            setting.variable
+        );
+        assert_eq!(
+            template.parameter(parameter),
+            Some(setting.default.to_string().as_str()),
+            "{parameter}'s default"
+        );
+    }
+}
+
 #[tokio::test]
 async fn the_checkpoint_moves_on_and_a_new_mapping_starts_from_the_horizon() {
     let stack = stack().await;

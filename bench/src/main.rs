@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Result;
 use devkit::{LocalDynamo, Stack};
-use outbox::config::{self, DEFAULT_CONCURRENCY};
+use outbox::config;
 use outbox_bench::accounting::{self, Accounting};
 use outbox_bench::chart::{self, LatencyChart, Points};
 use outbox_bench::consumer::{floor, ConsumerLab};
@@ -72,9 +72,7 @@ impl Options {
         Ok(Self {
             quick,
             write: !args.iter().any(|a| a == "--no-write"),
-            concurrency: config::number(config::CONSUMER_CONCURRENCY, DEFAULT_CONCURRENCY, |c| {
-                *c >= 1
-            })?,
+            concurrency: config::CONSUMER_CONCURRENCY.read()?,
             repeats: if quick { 1 } else { 3 },
             cold_starts: if quick { 5 } else { 20 },
             rss_invocations: 1000,

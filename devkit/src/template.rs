@@ -75,6 +75,13 @@ impl Template {
         self.parameters.get(name).map(String::as_str)
     }
 
+    /// A `Number` parameter's `MinValue` and `MaxValue`, where the template gives both.
+    pub fn parameter_range(&self, name: &str) -> Option<(i64, i64)> {
+        let spec = self.root.get("Parameters")?.get(name)?;
+        let bound = |key: &str| spec.get(key).and_then(scalar)?.parse().ok();
+        Some((bound("MinValue")?, bound("MaxValue")?))
+    }
+
     fn resource(&self, logical_id: &str) -> Result<&Value> {
         self.root
             .get("Resources")

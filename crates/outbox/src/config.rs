@@ -19,28 +19,68 @@ use crate::store::dynamodb::TransientCancellation;
 
 pub const ORDERS_TABLE: &str = "ORDERS_TABLE";
 pub const REWARDS_TABLE: &str = "REWARDS_TABLE";
-pub const OUTBOX_RETENTION_SECONDS: &str = "OUTBOX_RETENTION_SECONDS";
-pub const CONSUMER_CONCURRENCY: &str = "CONSUMER_CONCURRENCY";
-pub const SWEEPER_GRACE_SECONDS: &str = "SWEEPER_GRACE_SECONDS";
-pub const SWEEPER_BATCH_LIMIT: &str = "SWEEPER_BATCH_LIMIT";
 
-pub const DEFAULT_RETENTION_SECONDS: i64 = 7 * 24 * 60 * 60;
+/// A numeric setting read from the environment at start-up: its variable, its default, and the
+/// range a value must fall in. A value outside the range stops the function at start-up with a
+/// sentence naming both, instead of misbehaving (or panicking in time arithmetic) later.
+/// `template.yaml` gives each matching parameter the same `MinValue`/`MaxValue` (a test checks).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Setting {
+    pub variable: &'static str,
+    pub default: i64,
+    pub min: i64,
+    pub max: i64,
+}
+
+/// How long a processed outbox event is kept before DynamoDB's TTL may delete it: up to a year.
+pub const OUTBOX_RETENTION_SECONDS: Setting = Setting {
+    variable: "OUTBOX_RETENTION_SECONDS",
+    default: 7 * 24 * 60 * 60,
+    min: 0,
+    max: 365 * 24 * 60 * 60,
+};
 /// Customers applied at a time in one stream batch: with two round trips per record, 32 brings a
 /// 100-record batch of distinct customers to four waves (docs/benchmarks.md) while keeping the
 /// TLS connections a 128 MB function opens, and the CPU they cost, bounded.
-pub const DEFAULT_CONCURRENCY: usize = 32;
-pub const DEFAULT_GRACE_SECONDS: i64 = 15 * 60;
-pub const DEFAULT_SWEEP_LIMIT: usize = 1000;
+pub const CONSUMER_CONCURRENCY: Setting = Setting {
+    variable: "CONSUMER_CONCURRENCY",
+    default: 32,
+    min: 1,
+    max: 256,
+};
+/// Age after which the sweeper redrives a pending event: up to 7 days (the stream keeps records
+/// for 24 hours, so a longer grace only delays the redrive of what it dropped).
+pub const SWEEPER_GRACE_SECONDS: Setting = Setting {
+    variable: "SWEEPER_GRACE_SECONDS",
+    default: 15 * 60,
+    min: 0,
+    max: 7 * 24 * 60 * 60,
+};
+/// Pending events one sweeper run reads, spread evenly over the pending index's shards.
+pub const SWEEPER_BATCH_LIMIT: Setting = Setting {
+    variable: "SWEEPER_BATCH_LIMIT",
+    default: 1000,
+    min: 1,
+    max: 10_000,
+};
+
+pub const DEFAULT_RETENTION_SECONDS: i64 = OUTBOX_RETENTION_SECONDS.default;
+pub const DEFAULT_CONCURRENCY: usize = CONSUMER_CONCURRENCY.default as usize;
+pub const DEFAULT_GRACE_SECONDS: i64 = SWEEPER_GRACE_SECONDS.default;
+pub const DEFAULT_SWEEP_LIMIT: usize = SWEEPER_BATCH_LIMIT.default as usize;
 
 #[derive(thiserror::Error)]
 pub enum ConfigError {
     #[error("environment variable {0} is not set: it must name the DynamoDB table")]
     Missing(&'static str),
-    #[error("environment variable {name} is {value:?}: {why}")]
-    Invalid {
-        name: &'static str,
+    #[error(
+        "environment variable {variable} is {value:?}: it must be a whole number from {min} to {max}"
+    )]
+    OutOfRange {
+        variable: &'static str,
         value: String,
-        why: &'static str,
+        min: i64,
+        max: i64,
     },
 }
 
@@ -59,22 +99,31 @@ pub fn required(name: &'static str) -> Result<String, ConfigError> {
     }
 }
 
-/// An optional number, with its default when unset.
-pub fn number<T: std::str::FromStr>(
-    name: &'static str,
-    default: T,
-    valid: impl Fn(&T) -> bool,
-) -> Result<T, ConfigError> {
-    let Ok(value) = std::env::var(name) else {
-        return Ok(default);
-    };
-    match value.trim().parse::<T>() {
-        Ok(v) if valid(&v) => Ok(v),
-        _ => Err(ConfigError::Invalid {
-            name,
+impl Setting {
+    /// The setting's value from the environment, its default when unset.
+    pub fn read<T: TryFrom<i64>>(&self) -> Result<T, ConfigError> {
+        self.read_from(|name| std::env::var(name).ok())
+    }
+
+    /// The setting's value from `lookup` (the environment, or a test's map).
+    pub fn read_from<T: TryFrom<i64>>(
+        &self,
+        lookup: impl Fn(&str) -> Option<String>,
+    ) -> Result<T, ConfigError> {
+        let out_of_range = |value: String| ConfigError::OutOfRange {
+            variable: self.variable,
             value,
-            why: "not a number in the allowed range",
-        }),
+            min: self.min,
+            max: self.max,
+        };
+        let number = match lookup(self.variable) {
+            None => self.default,
+            Some(value) => match value.trim().parse::<i64>() {
+                Ok(n) if (self.min..=self.max).contains(&n) => n,
+                _ => return Err(out_of_range(value)),
+            },
+        };
+        T::try_from(number).map_err(|_| out_of_range(number.to_string()))
     }
 }
 
@@ -185,6 +234,35 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_numeric_setting_out_of_range_is_refused_with_a_sentence_naming_it() {
+        for setting in [
+            OUTBOX_RETENTION_SECONDS,
+            CONSUMER_CONCURRENCY,
+            SWEEPER_GRACE_SECONDS,
+            SWEEPER_BATCH_LIMIT,
+        ] {
+            for bad in ["1000000000000", "-1", "12abc", "", "9223372036854775808"] {
+                let err = setting
+                    .read_from::<i64>(|_| Some(bad.to_owned()))
+                    .unwrap_err();
+                assert_eq!(
+                    err.to_string(),
+                    format!(
+                        "environment variable {} is {bad:?}: it must be a whole number from {} to {}",
+                        setting.variable, setting.min, setting.max
+                    )
+                );
+            }
+            assert_eq!(setting.read_from::<i64>(|_| None).unwrap(), setting.default);
+            let max = setting.max.to_string();
+            assert_eq!(
+                setting.read_from::<i64>(|_| Some(max.clone())).unwrap(),
+                setting.max
+            );
+        }
+    }
 
     #[test]
     fn a_missing_variable_is_reported_in_a_sentence_at_start_up() {

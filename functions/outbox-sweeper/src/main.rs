@@ -14,22 +14,10 @@ async fn main() -> Result<(), Error> {
     let service = RewardsService {
         rewards: DynamoRewardsStore::new(client.clone(), config::required(config::REWARDS_TABLE)?),
         outbox: DynamoOrderStore::new(client, config::required(config::ORDERS_TABLE)?),
-        retention_seconds: config::number(
-            config::OUTBOX_RETENTION_SECONDS,
-            config::DEFAULT_RETENTION_SECONDS,
-            |s| *s >= 0,
-        )?,
+        retention_seconds: config::OUTBOX_RETENTION_SECONDS.read()?,
     };
-    let grace = config::number(
-        config::SWEEPER_GRACE_SECONDS,
-        config::DEFAULT_GRACE_SECONDS,
-        |g| *g >= 0,
-    )?;
-    let limit = config::number(
-        config::SWEEPER_BATCH_LIMIT,
-        config::DEFAULT_SWEEP_LIMIT,
-        |l| *l >= 1,
-    )?;
+    let grace = config::SWEEPER_GRACE_SECONDS.read()?;
+    let limit = config::SWEEPER_BATCH_LIMIT.read()?;
     run(service_fn(|event| {
         sweeper::handle(&service, grace, limit, event)
     }))

@@ -14,17 +14,9 @@ async fn main() -> Result<(), Error> {
     let service = RewardsService {
         rewards: DynamoRewardsStore::new(client.clone(), config::required(config::REWARDS_TABLE)?),
         outbox: DynamoOrderStore::new(client, config::required(config::ORDERS_TABLE)?),
-        retention_seconds: config::number(
-            config::OUTBOX_RETENTION_SECONDS,
-            config::DEFAULT_RETENTION_SECONDS,
-            |s| *s >= 0,
-        )?,
+        retention_seconds: config::OUTBOX_RETENTION_SECONDS.read()?,
     };
-    let concurrency = config::number(
-        config::CONSUMER_CONCURRENCY,
-        config::DEFAULT_CONCURRENCY,
-        |c| *c >= 1,
-    )?;
+    let concurrency = config::CONSUMER_CONCURRENCY.read()?;
     run(service_fn(|event| {
         stream::handle(&service, concurrency, event)
     }))

@@ -44,13 +44,82 @@ pub struct TraceContext {
     pub xray_trace_id: Option<String>,
 }
 
+/// Length of a W3C `traceparent` (`00-<32 hex>-<16 hex>-<2 hex>`).
+pub const TRACEPARENT_LEN: usize = 55;
+/// Longest X-Ray trace header kept (`Root=1-…;Parent=…;Sampled=…` is about 80 characters; the
+/// rest is room for the `Lineage` field the runtime may add).
+pub const MAX_XRAY_TRACE_ID_LEN: usize = 256;
+
 impl TraceContext {
-    /// `None` when there is nothing to carry, so events without tracing stay small.
+    /// The context worth carrying into the event, or `None`. Values come from a client's header
+    /// or the runtime, so each is checked against its format and size: a malformed or oversized
+    /// one is dropped (the W3C rule for a `traceparent` a receiver cannot parse: start a new
+    /// trace), never stored in every event.
     pub fn new(traceparent: Option<String>, xray_trace_id: Option<String>) -> Option<Self> {
+        let traceparent = traceparent.filter(|t| is_valid_traceparent(t));
+        let xray_trace_id = xray_trace_id.filter(|x| {
+            !x.is_empty()
+                && x.len() <= MAX_XRAY_TRACE_ID_LEN
+                && x.bytes().all(|b| b.is_ascii_graphic())
+        });
         (traceparent.is_some() || xray_trace_id.is_some()).then_some(Self {
             traceparent,
             xray_trace_id,
         })
+    }
+}
+
+/// A W3C trace-context `traceparent`: `version-traceid-parentid-flags` in lower-case hex, where
+/// the version is not `ff` and neither id is all zeros.
+pub fn is_valid_traceparent(value: &str) -> bool {
+    let fields: Vec<&str> = value.split('-').collect();
+    let hex = |field: &str, len: usize| {
+        field.len() == len
+            && field
+                .bytes()
+                .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+    };
+    let not_zero = |field: &str| field.bytes().any(|b| b != b'0');
+    value.len() == TRACEPARENT_LEN
+        && matches!(fields.as_slice(), [version, trace_id, parent_id, flags]
+            if hex(version, 2) && *version != "ff"
+                && hex(trace_id, 32) && not_zero(trace_id)
+                && hex(parent_id, 16) && not_zero(parent_id)
+                && hex(flags, 2))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_well_formed_trace_headers_are_carried() {
+        let valid = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        assert!(is_valid_traceparent(valid));
+        for invalid in [
+            "",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-1",
+            "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",
+            "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-extra",
+            "00_4bf92f3577b34da6a3ce929d0e0e4736_00f067aa0ba902b7_01",
+        ] {
+            assert!(!is_valid_traceparent(invalid), "{invalid}");
+        }
+        let huge = "a".repeat(9 * 1024);
+        assert_eq!(TraceContext::new(Some(huge.clone()), None), None);
+        assert_eq!(
+            TraceContext::new(Some(huge.clone()), Some(huge)),
+            None,
+            "an oversized X-Ray id is dropped too"
+        );
+        let kept = TraceContext::new(
+            Some(valid.into()),
+            Some("Root=1-5759e988-bd862e3fe1be46a994272793".into()),
+        );
+        assert_eq!(kept.and_then(|t| t.traceparent).as_deref(), Some(valid));
     }
 }
 

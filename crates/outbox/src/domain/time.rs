@@ -1,7 +1,7 @@
 use std::fmt;
 
 use time::format_description::FormatItem;
-use time::macros::format_description;
+use time::macros::{datetime, format_description};
 use time::OffsetDateTime;
 
 /// Fixed-width UTC timestamps (microseconds), so their text sorts in time order inside keys.
@@ -24,8 +24,17 @@ impl Timestamp {
         self.0.unix_timestamp()
     }
 
+    /// Saturates at years 0 and 9999 instead of panicking: a setting or an event may carry any
+    /// number, and no arithmetic on it may take a function down (nor produce a time that the
+    /// fixed-width format cannot write).
     pub fn plus_seconds(self, secs: i64) -> Self {
-        Self(self.0 + time::Duration::seconds(secs))
+        const EARLIEST: OffsetDateTime = datetime!(0000-01-01 00:00 UTC);
+        const LATEST: OffsetDateTime = datetime!(9999-12-31 23:59:59.999_999 UTC);
+        let moved = self
+            .0
+            .checked_add(time::Duration::seconds(secs))
+            .unwrap_or(if secs < 0 { EARLIEST } else { LATEST });
+        Self(moved.clamp(EARLIEST, LATEST))
     }
 }
 
@@ -34,5 +43,25 @@ impl fmt::Display for Timestamp {
         // Formatting a UTC date between years 0 and 9999 with this description cannot fail.
         let text = self.0.format(FORMAT).map_err(|_| fmt::Error)?;
         f.write_str(&text)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn time_arithmetic_saturates_instead_of_panicking() {
+        let now = Timestamp::now();
+        for secs in [i64::MAX, i64::MIN, 1_000_000_000_000, -1_000_000_000_000] {
+            let moved = now.plus_seconds(secs);
+            assert_eq!(moved > now, secs > 0, "{secs}");
+            let _ = moved.unix_seconds();
+            assert_eq!(
+                moved.to_string().len(),
+                now.to_string().len(),
+                "{secs}: {moved}"
+            );
+        }
     }
 }

@@ -75,6 +75,29 @@ impl ApiError {
     }
 }
 
+impl ApiError {
+    /// A write whose outcome is unknown: the database may have committed it although no answer
+    /// came back (a lost response looks exactly like a failure), so the body must not say that
+    /// nothing was written. What is safe depends on whether the client sent an Idempotency-Key.
+    pub fn write_outcome_unknown(err: StoreError, idempotency_key: Option<&str>) -> Self {
+        let unavailable = matches!(err, StoreError::Unavailable(_));
+        let mut api = Self::from(err);
+        if unavailable {
+            api.message = match idempotency_key {
+                Some(_) => "the database is busy or unreachable, and the order may or may not have been \
+                     written. Retrying with the same Idempotency-Key is safe: it returns the order if \
+                     it was written and writes it once if not"
+                    .to_owned(),
+                None => "the database is busy or unreachable, and the order may or may not have been \
+                     written. This request had no Idempotency-Key, so a retry may place a second \
+                     order: send an Idempotency-Key with every order to make retries safe"
+                    .to_owned(),
+            };
+        }
+        api
+    }
+}
+
 impl From<ValidationError> for ApiError {
     fn from(v: ValidationError) -> Self {
         Self {
@@ -92,7 +115,7 @@ impl From<StoreError> for ApiError {
                 Self::new(
                     StatusCode::SERVICE_UNAVAILABLE,
                     "unavailable",
-                    "the database is busy or unreachable; nothing was written, retry with the same Idempotency-Key",
+                    "the database is busy or unreachable; retry later",
                 )
             }
             StoreError::Failed(why) | StoreError::Corrupt(why) => {

@@ -8,7 +8,7 @@ use serde::Serialize;
 use super::http::{
     body_bytes, caller, header, json, parse_json, route, with_header, ApiError, Caller,
 };
-use crate::domain::{Order, OrderRequest, TraceContext};
+use crate::domain::{Order, OrderError, OrderRequest, TraceContext};
 use crate::service::{self, Placed};
 use crate::store::OrderStore;
 
@@ -36,7 +36,7 @@ pub async fn respond<S: OrderStore>(
             let view = service::get_order(store, path[1]).await?;
             // Another customer's order does not exist, as far as this caller can tell.
             if !caller.may_access(&view.order.customer_id) {
-                return Err(ApiError::from(crate::domain::OrderError::NotFound));
+                return Err(ApiError::from(OrderError::NotFound));
             }
             Ok(json(StatusCode::OK, &view))
         }
@@ -90,7 +90,11 @@ async fn post_order<S: OrderStore>(
     let key = header(&req.headers, "idempotency-key")?;
     let traceparent = header(&req.headers, "traceparent")?.map(str::to_owned);
     let trace = TraceContext::new(traceparent, xray_trace_id);
-    let placed = service::place_order(store, request, key, trace).await?;
+    let placed = match service::place_order(store, request, key, trace).await {
+        Ok(placed) => placed,
+        Err(OrderError::Store(err)) => return Err(ApiError::write_outcome_unknown(err, key)),
+        Err(err) => return Err(err.into()),
+    };
     let order = placed.order();
     tracing::info!(
         order_id = %order.order_id,
