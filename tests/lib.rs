@@ -179,3 +179,70 @@ pub async fn balance(stack: &Stack, customer: &str) -> (i64, usize) {
         .count();
     (points, ledger)
 }
+
+/// A pending outbox event for `customer`, as the order-writer stores it (with its pending-index
+/// keys), without its order: for tests that stock the outbox directly.
+pub fn outbox_event(
+    customer: &str,
+    event_id: &str,
+    occurred_at: outbox::domain::Timestamp,
+) -> Item {
+    let order_id = uuid_like(event_id);
+    let event = outbox::domain::EventEnvelope {
+        event_id: event_id.to_owned(),
+        event_type: outbox::domain::event::ORDER_PLACED.to_owned(),
+        schema_version: outbox::domain::event::SCHEMA_VERSION,
+        aggregate_type: outbox::domain::event::AGGREGATE_ORDER.to_owned(),
+        aggregate_id: order_id.clone(),
+        occurred_at: occurred_at.to_string(),
+        trace_context: None,
+        payload: outbox::domain::OrderPlaced {
+            order_id,
+            customer_id: customer.to_owned(),
+            currency: "USD".to_owned(),
+            total_cents: 1_000,
+            points: 10,
+        },
+    };
+    outbox::store::dynamodb::outbox_item(&event).expect("an envelope encodes")
+}
+
+/// A stable order id for an event id, so a test can name both.
+fn uuid_like(event_id: &str) -> String {
+    format!("order-of-{event_id}")
+}
+
+/// Writes items 25 at a time (BatchWriteItem's limit).
+pub async fn put_items(stack: &Stack, table: &str, items: Vec<Item>) {
+    use aws_sdk_dynamodb::types::{PutRequest, WriteRequest};
+    for chunk in items.chunks(25) {
+        let requests: Vec<WriteRequest> = chunk
+            .iter()
+            .map(|item| {
+                WriteRequest::builder()
+                    .put_request(
+                        PutRequest::builder()
+                            .set_item(Some(item.clone()))
+                            .build()
+                            .unwrap(),
+                    )
+                    .build()
+            })
+            .collect();
+        let out = stack
+            .dynamo
+            .client
+            .batch_write_item()
+            .request_items(table, requests)
+            .send()
+            .await
+            .expect("batch write");
+        assert!(
+            out.unprocessed_items
+                .unwrap_or_default()
+                .values()
+                .all(Vec::is_empty),
+            "the local server took every item"
+        );
+    }
+}

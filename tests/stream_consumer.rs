@@ -10,7 +10,7 @@ use outbox::handlers::stream::process_batch;
 use outbox::schema;
 use outbox::service::RewardsService;
 use outbox::store::dynamodb::DynamoOrderStore;
-use outbox::store::OutboxStore;
+use outbox::store::{OutboxItem, OutboxItemKey, OutboxStore};
 use outbox_tests::*;
 
 const CONCURRENCY: usize = 8;
@@ -177,12 +177,29 @@ impl OutboxStore for CrashBeforeMark {
             "process crashed before marking the event".into(),
         ))
     }
+    fn table_name(&self) -> &str {
+        self.0.table_name()
+    }
     async fn pending_events(
         &self,
         before: Timestamp,
-        limit: usize,
-    ) -> Result<Vec<Result<EventEnvelope, StoreError>>, StoreError> {
-        self.0.pending_events(before, limit).await
+        per_shard: usize,
+    ) -> Result<Vec<OutboxItem>, StoreError> {
+        self.0.pending_events(before, per_shard).await
+    }
+    async fn park(
+        &self,
+        key: &OutboxItemKey,
+        reason: &str,
+        at: Timestamp,
+    ) -> Result<(), StoreError> {
+        self.0.park(key, reason, at).await
+    }
+    async fn parked_events(&self, limit: usize) -> Result<Vec<OutboxItem>, StoreError> {
+        self.0.parked_events(limit).await
+    }
+    async fn unpark(&self, item: &OutboxItem) -> Result<(), StoreError> {
+        self.0.unpark(item).await
     }
 }
 
@@ -453,4 +470,150 @@ async fn modify_and_remove_records_are_ignored_including_real_ttl_deletions() {
     let before = trigger.stats.records_delivered;
     let stats = trigger.drain().await.unwrap();
     assert_eq!(stats.records_delivered, before);
+}
+
+/// A copy of an outbox record with its image changed, as a forged or corrupted delivery.
+fn altered(
+    record: &EventRecord,
+    sequence: &str,
+    change: impl FnOnce(&mut HashMap<String, serde_dynamo::AttributeValue>),
+) -> EventRecord {
+    let mut copy = record.clone();
+    copy.change.sequence_number = Some(sequence.to_owned());
+    let mut image: HashMap<String, serde_dynamo::AttributeValue> = copy
+        .change
+        .new_image
+        .clone()
+        .into_inner()
+        .into_iter()
+        .collect();
+    change(&mut image);
+    copy.change.new_image = serde_dynamo::Item::from(image);
+    copy
+}
+
+fn set_s(image: &mut HashMap<String, serde_dynamo::AttributeValue>, name: &str, value: &str) {
+    image.insert(name.into(), serde_dynamo::AttributeValue::S(value.into()));
+}
+
+fn set_payload(
+    image: &mut HashMap<String, serde_dynamo::AttributeValue>,
+    name: &str,
+    value: serde_dynamo::AttributeValue,
+) {
+    let Some(serde_dynamo::AttributeValue::M(payload)) = image.get_mut("payload") else {
+        unreachable!("an outbox image has a payload map")
+    };
+    payload.insert(name.into(), value);
+}
+
+#[tokio::test]
+async fn an_order_is_rewarded_once_whatever_else_its_events_say() {
+    let stack = stack().await;
+    place(&stack, "c-1", &[("A", 1, 2_000)]).await;
+    let batch = outbox_inserts(&stack.stream_records().await.unwrap());
+    let original = &batch[0];
+    let copies = vec![
+        original.clone(),
+        altered(original, "900000000000000000001", |i| {
+            set_s(i, "occurred_at", "2030-01-01T00:00:00.000000Z")
+        }),
+        altered(original, "900000000000000000002", |i| {
+            set_s(i, "event_id", "another-event-about-the-same-order")
+        }),
+    ];
+    let outcome = process_batch(&stack.service(), CONCURRENCY, &copies).await;
+    assert_eq!((outcome.applied, outcome.duplicates), (1, 2), "{outcome:?}");
+    assert_eq!(balance(&stack, "c-1").await, (20, 1));
+
+    // The same order named in another customer's event is poison, and credits no one.
+    let stolen = altered(original, "900000000000000000003", |i| {
+        set_payload(
+            i,
+            "customer_id",
+            serde_dynamo::AttributeValue::S("c-2".into()),
+        )
+    });
+    let outcome = process_batch(&stack.service(), CONCURRENCY, &[stolen]).await;
+    assert_eq!((outcome.failed, outcome.applied), (1, 0), "{outcome:?}");
+    assert_eq!(balance(&stack, "c-2").await, (0, 0));
+    assert_eq!(balance(&stack, "c-1").await, (20, 1));
+}
+
+#[tokio::test]
+async fn points_that_do_not_follow_from_the_total_are_poison() {
+    let stack = stack().await;
+    place(&stack, "c-1", &[("A", 1, 2_000)]).await;
+    let batch = outbox_inserts(&stack.stream_records().await.unwrap());
+    let forged: Vec<EventRecord> = (0..2)
+        .map(|i| {
+            altered(&batch[0], &format!("90000000000000000001{i}"), |image| {
+                set_s(image, "event_id", &format!("forged-{i}"));
+                set_payload(
+                    image,
+                    "order_id",
+                    serde_dynamo::AttributeValue::S(format!("forged-{i}")),
+                );
+                set_payload(
+                    image,
+                    "points",
+                    serde_dynamo::AttributeValue::N(i64::MAX.to_string()),
+                );
+            })
+        })
+        .collect();
+    let outcome = process_batch(&stack.service(), CONCURRENCY, &forged).await;
+    assert_eq!(
+        (outcome.failed, outcome.held_back, outcome.applied),
+        (1, 1, 0),
+        "{outcome:?}"
+    );
+    assert_eq!(balance(&stack, "c-1").await, (0, 0));
+    let rewards = call_rewards(&stack, request("GET", "/customers/c-1/rewards", None, &[])).await;
+    assert_eq!(rewards.status, 200, "the customer stays readable");
+}
+
+#[tokio::test]
+async fn a_reward_that_would_pass_the_balance_limit_is_poison_and_the_customer_stays_readable() {
+    use outbox::domain::order::{points_for, MAX_MONEY_CENTS};
+    let stack = stack().await;
+    let largest = points_for(MAX_MONEY_CENTS);
+    let fit = outbox::domain::MAX_BALANCE / largest;
+    for _ in 0..=fit {
+        place(&stack, "c-1", &[("A", 1, MAX_MONEY_CENTS)]).await;
+    }
+    let batch = outbox_inserts(&stack.stream_records().await.unwrap());
+    let outcome = process_batch(&stack.service(), CONCURRENCY, &batch).await;
+    assert_eq!(
+        (outcome.applied, outcome.failed),
+        (fit as usize, 1),
+        "the largest orders fill the balance up to the limit, and the next one is refused"
+    );
+    let rewards = call_rewards(&stack, request("GET", "/customers/c-1/rewards", None, &[])).await;
+    assert_eq!(rewards.status, 200, "{:?}", rewards.json);
+    assert_eq!(rewards.json["points"], fit * largest);
+    assert!(fit * largest <= outbox::domain::MAX_BALANCE);
+}
+
+#[tokio::test]
+async fn records_from_another_tables_stream_are_poison_and_credit_nothing() {
+    let stack = stack().await;
+    place(&stack, "c-1", &[("A", 1, 2_000)]).await;
+    let batch = outbox_inserts(&stack.stream_records().await.unwrap());
+    let mut elsewhere = batch[0].clone();
+    elsewhere.event_source_arn = Some(
+        "arn:aws:dynamodb:us-east-1:123456789012:table/someone-elses-table/stream/2026-01-01T00:00:00.000"
+            .into(),
+    );
+    let mut unnamed = batch[0].clone();
+    unnamed.event_source_arn = None;
+    unnamed.change.sequence_number = Some("900000000000000000031".into());
+    let outcome = process_batch(&stack.service(), CONCURRENCY, &[elsewhere, unnamed]).await;
+    assert_eq!((outcome.failed, outcome.applied), (2, 0), "{outcome:?}");
+    assert_eq!(balance(&stack, "c-1").await, (0, 0));
+    let outcome = process_batch(&stack.service(), CONCURRENCY, &batch).await;
+    assert_eq!(
+        outcome.applied, 1,
+        "the same record from the right stream is applied"
+    );
 }

@@ -14,7 +14,7 @@ use outbox::handlers::order_api;
 use outbox::schema::{self, rewards as rkeys};
 use outbox::service::RewardsService;
 use outbox::store::dynamodb::{DynamoOrderStore, DynamoRewardsStore, Item};
-use outbox::store::OutboxStore;
+use outbox::store::{OutboxItem, OutboxItemKey, OutboxStore};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use serde_json::json;
@@ -129,12 +129,33 @@ impl<O: OutboxStore> OutboxStore for CrashingOutbox<O> {
         self.inner.mark_processed(event, at, expires).await
     }
 
+    fn table_name(&self) -> &str {
+        self.inner.table_name()
+    }
+
     async fn pending_events(
         &self,
         before: Timestamp,
-        limit: usize,
-    ) -> Result<Vec<Result<EventEnvelope, StoreError>>, StoreError> {
-        self.inner.pending_events(before, limit).await
+        per_shard: usize,
+    ) -> Result<Vec<OutboxItem>, StoreError> {
+        self.inner.pending_events(before, per_shard).await
+    }
+
+    async fn park(
+        &self,
+        key: &OutboxItemKey,
+        reason: &str,
+        at: Timestamp,
+    ) -> Result<(), StoreError> {
+        self.inner.park(key, reason, at).await
+    }
+
+    async fn parked_events(&self, limit: usize) -> Result<Vec<OutboxItem>, StoreError> {
+        self.inner.parked_events(limit).await
+    }
+
+    async fn unpark(&self, item: &OutboxItem) -> Result<(), StoreError> {
+        self.inner.unpark(item).await
     }
 }
 

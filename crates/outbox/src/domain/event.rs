@@ -8,7 +8,10 @@ pub const AGGREGATE_ORDER: &str = "Order";
 pub const SCHEMA_VERSION: u32 = 1;
 
 /// A self-describing outbox event, modelled on Debezium's outbox event router: the consumer needs
-/// nothing but this to act, and `event_id` is what it deduplicates on.
+/// nothing but this to act. `event_id` identifies the event (logs, reports, the outbox item's key);
+/// what a consumer deduplicates on is its own business: the rewards consumer rewards an *order*
+/// once (its reward record is keyed by `payload.order_id`), so a redelivery, a copy with another
+/// `event_id` or `occurred_at`, or a second event about the same order cannot credit it twice.
 ///
 /// The same type is written by the order-writer (flattened into the outbox item) and read back by
 /// the stream consumer from the stream record's new image.
@@ -159,6 +162,26 @@ impl EnvelopeHeader {
             (t, _) => Err(RewardError::Poison(format!("unknown event type {t:?}"))),
         }
     }
+}
+
+/// Decodes an outbox item (a stream image or a stored item) into the envelope the writer wrote.
+/// An item that cannot be decoded, or that this code does not understand, is poison; the error
+/// names the event id when the item has one.
+pub fn decode_envelope<T>(item: T) -> Result<EventEnvelope, RewardError>
+where
+    T: Into<serde_dynamo::Item>,
+{
+    let item: serde_dynamo::Item = item.into();
+    // The header is read in place, so a newer schema or another event type is named in the
+    // error, and the item is decoded once, without a copy.
+    let header = EnvelopeHeader::peek(&item);
+    header.check()?;
+    serde_dynamo::from_item(item).map_err(|e| {
+        RewardError::Poison(format!(
+            "undecodable envelope {}: {e}",
+            header.event_id.as_deref().unwrap_or("without event_id")
+        ))
+    })
 }
 
 impl EventEnvelope {

@@ -10,5 +10,5 @@ mod time;
 pub use error::{OrderError, RewardError, StoreError, ValidationError};
 pub use event::{EventEnvelope, OrderPlaced, TraceContext};
 pub use order::{NewOrder, Order, OrderRequest, OrderView};
-pub use rewards::{Applied, LedgerEntry, LedgerPage, Reward};
+pub use rewards::{Applied, LedgerEntry, LedgerPage, Reward, RewardWrite, MAX_BALANCE};
 pub use time::Timestamp;

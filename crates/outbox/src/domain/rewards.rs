@@ -1,7 +1,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::event::{EventEnvelope, ORDER_PLACED, SCHEMA_VERSION};
-use super::order::validate_id;
+use super::order::{points_for, validate_id, MAX_MONEY_CENTS};
 use super::RewardError;
 
 /// What an `OrderPlaced` event means to the rewards service.
@@ -30,6 +30,22 @@ impl TryFrom<&EventEnvelope> for Reward {
         if p.points < 0 || p.total_cents < 0 {
             return poison(format!("negative amount: {} points", p.points));
         }
+        // The order rules bound the total, and the points follow from it: an event claiming
+        // anything else was not written by the order service's rules, whatever its source.
+        if p.total_cents > MAX_MONEY_CENTS {
+            return poison(format!(
+                "total of {} minor units exceeds the order limit {MAX_MONEY_CENTS}",
+                p.total_cents
+            ));
+        }
+        if p.points != points_for(p.total_cents) {
+            return poison(format!(
+                "{} points do not match a total of {} minor units ({} points)",
+                p.points,
+                p.total_cents,
+                points_for(p.total_cents)
+            ));
+        }
         for (field, id) in [("customer_id", &p.customer_id), ("order_id", &p.order_id)] {
             validate_id(field, id).map_err(|v| RewardError::Poison(v.to_string()))?;
         }
@@ -43,11 +59,30 @@ impl TryFrom<&EventEnvelope> for Reward {
     }
 }
 
-/// Whether applying a reward changed anything: a duplicate delivery finds the ledger entry there.
+/// The largest balance a customer can hold: like money, it stays below 2^53 so every JSON
+/// consumer reads it exactly, and far below `i64::MAX` so no sum of rewards can overflow what the
+/// code reads back. A reward that would pass it is refused, and the balance stays as it was.
+pub const MAX_BALANCE: i64 = (1 << 53) - 1;
+
+/// Whether applying a reward changed anything: a duplicate delivery finds the order's reward
+/// already recorded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Applied {
     Now,
     AlreadyApplied,
+}
+
+/// What the rewards store found when it tried to record a reward.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RewardWrite {
+    /// Recorded now: the order's reward record, the ledger entry and the balance, together.
+    Recorded,
+    /// This order's reward was recorded before, for this customer: nothing changed.
+    AlreadyRecorded,
+    /// This order's reward was recorded before for another customer: nothing changed.
+    OrderRewardedToAnotherCustomer(String),
+    /// Adding the points would take the balance past [`MAX_BALANCE`]: nothing changed.
+    BalanceLimitReached,
 }
 
 /// One line of a customer's rewards ledger.

@@ -71,7 +71,7 @@ enum Work {
     Poison(RewardError),
 }
 
-enum Result_ {
+enum RecordResult {
     Applied(Applied),
     Ignored,
     Failed,
@@ -86,8 +86,9 @@ pub async fn process_batch<R: RewardsStore, O: OutboxStore>(
     // Group by customer, keeping stream order inside each group.
     let mut groups: Vec<Vec<(usize, Work)>> = Vec::new();
     let mut group_of: HashMap<String, usize> = HashMap::new();
+    let outbox_table = service.outbox.table_name();
     for (position, record) in records.iter().enumerate() {
-        let (key, work) = classify(record);
+        let (key, work) = sort_record(record, outbox_table);
         let slot = *group_of.entry(key).or_insert_with(|| {
             groups.push(Vec::new());
             groups.len() - 1
@@ -95,22 +96,22 @@ pub async fn process_batch<R: RewardsStore, O: OutboxStore>(
         groups[slot].push((position, work));
     }
 
-    let results: Vec<Vec<(usize, Result_)>> = stream::iter(groups)
+    let results: Vec<Vec<(usize, RecordResult)>> = stream::iter(groups)
         .map(|group| apply_in_order(service, records, group))
         .buffer_unordered(concurrency.max(1))
         .collect()
         .await;
 
-    let mut by_position: Vec<(usize, Result_)> = results.into_iter().flatten().collect();
+    let mut by_position: Vec<(usize, RecordResult)> = results.into_iter().flatten().collect();
     by_position.sort_by_key(|(position, _)| *position);
     let mut outcome = BatchOutcome::default();
     for (position, result) in by_position {
         match result {
-            Result_::Applied(Applied::Now) => outcome.applied += 1,
-            Result_::Applied(Applied::AlreadyApplied) => outcome.duplicates += 1,
-            Result_::Ignored => outcome.ignored += 1,
-            Result_::Failed | Result_::HeldBack => {
-                if matches!(result, Result_::Failed) {
+            RecordResult::Applied(Applied::Now) => outcome.applied += 1,
+            RecordResult::Applied(Applied::AlreadyApplied) => outcome.duplicates += 1,
+            RecordResult::Ignored => outcome.ignored += 1,
+            RecordResult::Failed | RecordResult::HeldBack => {
+                if matches!(result, RecordResult::Failed) {
                     outcome.failed += 1;
                 } else {
                     outcome.held_back += 1;
@@ -126,34 +127,43 @@ async fn apply_in_order<R: RewardsStore, O: OutboxStore>(
     service: &RewardsService<R, O>,
     records: &[EventRecord],
     group: Vec<(usize, Work)>,
-) -> Vec<(usize, Result_)> {
+) -> Vec<(usize, RecordResult)> {
     let mut results = Vec::with_capacity(group.len());
     let mut blocked = false;
     for (position, work) in group {
         let result = match work {
-            Work::Ignore => Result_::Ignored,
-            _ if blocked => Result_::HeldBack,
+            Work::Ignore => RecordResult::Ignored,
+            _ if blocked => RecordResult::HeldBack,
             Work::Poison(err) => {
                 log_failure(&records[position], None, &err);
-                Result_::Failed
+                RecordResult::Failed
             }
             Work::Apply(event) => match service.apply_event(&event).await {
-                Ok(applied) => Result_::Applied(applied),
+                Ok(applied) => RecordResult::Applied(applied),
                 Err(err) => {
                     log_failure(&records[position], Some(&event.event_id), &err);
-                    Result_::Failed
+                    RecordResult::Failed
                 }
             },
         };
-        blocked |= matches!(result, Result_::Failed);
+        blocked |= matches!(result, RecordResult::Failed);
         results.push((position, result));
     }
     results
 }
 
-/// Decides what a record is, and which ordering group it belongs to.
-fn classify(record: &EventRecord) -> (String, Work) {
+/// Decides what a record is, and which ordering group it belongs to. A record that does not come
+/// from the outbox table's stream is poison whatever it holds: a mapping wired to the wrong
+/// stream must not credit what merely looks like an outbox event.
+fn sort_record(record: &EventRecord, outbox_table: &str) -> (String, Work) {
     let own_group = || format!("record:{}", item_identifier(record));
+    let source = record.event_source_arn.as_deref().unwrap_or_default();
+    if stream_table(source) != Some(outbox_table) {
+        let why = format!(
+            "record from {source:?}, not from the stream of table {outbox_table:?}: not applied"
+        );
+        return (own_group(), Work::Poison(RewardError::Poison(why)));
+    }
     let image = &record.change.new_image;
     let is_outbox = matches!(
         image.get(schema::ENTITY),
@@ -174,6 +184,24 @@ fn classify(record: &EventRecord) -> (String, Work) {
             Work::Poison(err),
         ),
     }
+}
+
+/// The table a DynamoDB stream ARN belongs to:
+/// `arn:<partition>:dynamodb:<region>:<account>:table/<table>/stream/<label>`.
+fn stream_table(arn: &str) -> Option<&str> {
+    let mut fields = arn.splitn(6, ':');
+    let (Some("arn"), Some(_partition), Some("dynamodb"), Some(_region), Some(_account)) = (
+        fields.next(),
+        fields.next(),
+        fields.next(),
+        fields.next(),
+        fields.next(),
+    ) else {
+        return None;
+    };
+    let resource = fields.next()?.strip_prefix("table/")?;
+    let (table, label) = resource.split_once("/stream/")?;
+    (!table.is_empty() && !label.is_empty()).then_some(table)
 }
 
 fn peek_customer(image: &serde_dynamo::Item) -> Option<String> {
@@ -212,5 +240,29 @@ fn log_failure(record: &EventRecord, event_id: Option<&str>, err: &RewardError) 
             %event_id, %sequence_number, error = %why,
             "outbox record not applied: reported for retry"
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::stream_table;
+
+    #[test]
+    fn the_table_is_read_from_a_stream_arn_and_nothing_else_passes() {
+        let arn = "arn:aws:dynamodb:us-east-1:123456789012:table/outbox-dev-orders/stream/2026-11-26T00:00:00.000";
+        assert_eq!(stream_table(arn), Some("outbox-dev-orders"));
+        assert_eq!(
+            stream_table("arn:aws-cn:dynamodb:cn-north-1:1:table/t/stream/x"),
+            Some("t")
+        );
+        for other in [
+            "",
+            "arn:aws:kinesis:us-east-1:123456789012:stream/outbox-dev-orders",
+            "arn:aws:dynamodb:us-east-1:123456789012:table/outbox-dev-orders",
+            "arn:aws:dynamodb:us-east-1:123456789012:table//stream/x",
+            "arn:aws:sqs:us-east-1:123456789012:table/outbox-dev-orders/stream/x",
+        ] {
+            assert_eq!(stream_table(other), None, "{other}");
+        }
     }
 }

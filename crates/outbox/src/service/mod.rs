@@ -3,5 +3,6 @@
 mod orders;
 mod rewards;
 
+pub use crate::domain::event::decode_envelope;
 pub use orders::{get_order, idempotent_order_id, place_order, Placed};
-pub use rewards::{decode_envelope, rewards_of, RewardsQueryError, RewardsService, SweepReport};
+pub use rewards::{rewards_of, RewardsQueryError, RewardsService, SweepProblem, SweepReport};

@@ -2,13 +2,14 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use serde::Serialize;
 
-use crate::domain::event::EnvelopeHeader;
 use crate::domain::order::validate_id;
 use crate::domain::{
-    Applied, EventEnvelope, LedgerPage, Reward, RewardError, StoreError, Timestamp, ValidationError,
+    Applied, EventEnvelope, LedgerPage, Reward, RewardError, RewardWrite, StoreError, Timestamp,
+    ValidationError, MAX_BALANCE,
 };
 use crate::schema::rewards::LEDGER_SK_PREFIX;
-use crate::store::{OutboxStore, RewardsStore};
+use crate::schema::PENDING_SHARDS;
+use crate::store::{OutboxItem, OutboxStore, RewardsStore};
 
 pub const DEFAULT_PAGE: usize = 20;
 pub const MAX_PAGE: usize = 100;
@@ -28,27 +29,22 @@ pub struct SweepReport {
     pub found: usize,
     pub applied: usize,
     pub already_applied: usize,
+    /// Events that can never be applied as they are: taken out of the pending shards into the
+    /// parked state, so they cannot starve the events behind them.
+    pub parked: usize,
+    /// Events that failed for a transient reason: still pending, retried by the next run.
     pub failed: usize,
-    pub failed_event_ids: Vec<String>,
+    /// Every parked or failed event, by id (or item key), with the reason.
+    pub problems: Vec<SweepProblem>,
 }
 
-/// Decodes an outbox item (a stream image or a stored item) into the envelope the writer wrote.
-/// An item that cannot be decoded, or that this code does not understand, is poison.
-pub fn decode_envelope<T>(item: T) -> Result<EventEnvelope, RewardError>
-where
-    T: Into<serde_dynamo::Item>,
-{
-    let item: serde_dynamo::Item = item.into();
-    // The header is read in place, so a newer schema or another event type is named in the
-    // error, and the item is decoded once, without a copy.
-    let header = EnvelopeHeader::peek(&item);
-    header.check()?;
-    serde_dynamo::from_item(item).map_err(|e| {
-        RewardError::Poison(format!(
-            "undecodable envelope {}: {e}",
-            header.event_id.as_deref().unwrap_or("without event_id")
-        ))
-    })
+/// One event a sweeper run could not apply.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct SweepProblem {
+    /// The event id, or the item key when the item has none.
+    pub event: String,
+    pub reason: String,
+    pub parked: bool,
 }
 
 impl<R: RewardsStore, O: OutboxStore> RewardsService<R, O> {
@@ -58,42 +54,107 @@ impl<R: RewardsStore, O: OutboxStore> RewardsService<R, O> {
     pub async fn apply_event(&self, event: &EventEnvelope) -> Result<Applied, RewardError> {
         let reward = Reward::try_from(event)?;
         let now = Timestamp::now();
-        let applied = self.rewards.apply_reward(&reward, now).await?;
+        let applied = match self.rewards.apply_reward(&reward, now).await? {
+            RewardWrite::Recorded => Applied::Now,
+            RewardWrite::AlreadyRecorded => Applied::AlreadyApplied,
+            RewardWrite::OrderRewardedToAnotherCustomer(other) => {
+                return Err(RewardError::Poison(format!(
+                    "order {} was already rewarded to customer {other}, not {}",
+                    reward.order_id, reward.customer_id
+                )))
+            }
+            RewardWrite::BalanceLimitReached => {
+                return Err(RewardError::Poison(format!(
+                    "{} points would take the balance of customer {} past {MAX_BALANCE}",
+                    reward.points, reward.customer_id
+                )))
+            }
+        };
         let expires_at = now.plus_seconds(self.retention_seconds);
         self.outbox.mark_processed(event, now, expires_at).await?;
         Ok(applied)
     }
 
-    /// Applies every event still pending after `grace_seconds`: the ones the stream never
-    /// delivered, or dropped after its retries. Safe to run at any time, concurrently with the
-    /// consumer, any number of times: it goes through the same idempotent path.
+    /// Applies events still pending after `grace_seconds`: the ones the stream never delivered,
+    /// or dropped after its retries. Safe at any time, concurrently with the consumer, any number
+    /// of times: it goes through the same idempotent path. Reads up to `limit` events, spread
+    /// evenly over the pending shards; an event that can never be applied is parked, so however
+    /// many there are, the next run reaches the events behind them.
     pub async fn sweep(&self, grace_seconds: i64, limit: usize) -> Result<SweepReport, StoreError> {
         let before = Timestamp::now().plus_seconds(-grace_seconds);
-        let pending = self.outbox.pending_events(before, limit).await?;
-        let mut report = SweepReport {
-            found: pending.len(),
-            ..SweepReport::default()
-        };
-        for event in pending {
-            let outcome = match &event {
-                Ok(event) => self.apply_event(event).await,
-                Err(e) => Err(RewardError::Poison(e.to_string())),
-            };
-            match outcome {
-                Ok(Applied::Now) => report.applied += 1,
-                Ok(Applied::AlreadyApplied) => report.already_applied += 1,
-                Err(err) => {
-                    report.failed += 1;
-                    let id = event
-                        .as_ref()
-                        .map(|e| e.event_id.clone())
-                        .unwrap_or_default();
-                    tracing::error!(event_id = %id, error = %err, "sweeper could not apply event");
-                    report.failed_event_ids.push(id);
-                }
-            }
+        let per_shard = limit.div_ceil(PENDING_SHARDS as usize).max(1);
+        let pending = self.outbox.pending_events(before, per_shard).await?;
+        let mut report = SweepReport::default();
+        for item in pending {
+            self.redrive(item, &mut report).await?;
         }
         Ok(report)
+    }
+
+    /// The operator's redrive after a fix: every parked event (up to `limit`) goes back to
+    /// pending and through the consumer's idempotent path at once; one that still cannot be
+    /// applied is parked again with its new reason.
+    pub async fn redrive_parked(&self, limit: usize) -> Result<SweepReport, StoreError> {
+        let parked = self.outbox.parked_events(limit).await?;
+        let mut report = SweepReport::default();
+        for item in parked {
+            self.outbox.unpark(&item).await?;
+            let fresh = OutboxItem {
+                parked_reason: None,
+                ..item
+            };
+            self.redrive(fresh, &mut report).await?;
+        }
+        Ok(report)
+    }
+
+    async fn redrive(&self, item: OutboxItem, report: &mut SweepReport) -> Result<(), StoreError> {
+        report.found += 1;
+        let outcome = match &item.event {
+            Ok(event) => self.apply_event(event).await,
+            Err(RewardError::Poison(why)) => Err(RewardError::Poison(why.clone())),
+            Err(RewardError::Store(err)) => Err(RewardError::Store(err.clone())),
+        };
+        let name = item.name();
+        match outcome {
+            Ok(Applied::Now) => report.applied += 1,
+            Ok(Applied::AlreadyApplied) => report.already_applied += 1,
+            Err(RewardError::Poison(reason)) => {
+                if let Err(err) = self.outbox.park(&item.key, &reason, Timestamp::now()).await {
+                    tracing::warn!(event_id = %name, error = %err, "could not park event: still pending");
+                    report.failed += 1;
+                    report.problems.push(SweepProblem {
+                        event: name,
+                        reason: format!("{reason}; parking it failed: {err}"),
+                        parked: false,
+                    });
+                    return Ok(());
+                }
+                tracing::error!(
+                    event_id = %name, reason = %reason,
+                    "outbox event parked: it cannot be applied as it is"
+                );
+                report.parked += 1;
+                report.problems.push(SweepProblem {
+                    event: name,
+                    reason,
+                    parked: true,
+                });
+            }
+            Err(RewardError::Store(err)) => {
+                tracing::warn!(
+                    event_id = %name, error = %err,
+                    "sweeper could not apply event: still pending"
+                );
+                report.failed += 1;
+                report.problems.push(SweepProblem {
+                    event: name,
+                    reason: err.to_string(),
+                    parked: false,
+                });
+            }
+        }
+        Ok(())
     }
 }
 

@@ -3,8 +3,11 @@
 
 use std::future::Future;
 
+use serde::Serialize;
+
 use crate::domain::{
-    Applied, EventEnvelope, LedgerPage, NewOrder, Order, OrderView, Reward, StoreError, Timestamp,
+    EventEnvelope, LedgerPage, NewOrder, Order, OrderView, Reward, RewardError, RewardWrite,
+    StoreError, Timestamp,
 };
 
 pub mod dynamodb;
@@ -32,6 +35,9 @@ pub trait OrderStore: Send + Sync {
 }
 
 pub trait OutboxStore: Send + Sync {
+    /// The table holding the outbox: the consumer accepts records from its stream only.
+    fn table_name(&self) -> &str;
+
     /// Marks an event processed and gives it its expiry time. Marking an event that is already
     /// processed, or already expired and deleted, succeeds without writing.
     fn mark_processed(
@@ -41,22 +47,75 @@ pub trait OutboxStore: Send + Sync {
         expires_at: Timestamp,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
-    /// Events still pending that occurred before `before`, oldest first within each index shard.
+    /// The oldest events still pending that occurred before `before`: up to `per_shard` from
+    /// each shard of the pending index, so every shard makes progress on every run.
     fn pending_events(
         &self,
         before: Timestamp,
+        per_shard: usize,
+    ) -> impl Future<Output = Result<Vec<OutboxItem>, StoreError>> + Send;
+
+    /// Takes a pending event out of the pending shards into the parked state, with the reason.
+    /// An event processed in the meantime is left as it is.
+    fn park(
+        &self,
+        key: &OutboxItemKey,
+        reason: &str,
+        parked_at: Timestamp,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Parked events, oldest first.
+    fn parked_events(
+        &self,
         limit: usize,
-    ) -> impl Future<Output = Result<Vec<Result<EventEnvelope, StoreError>>, StoreError>> + Send;
+    ) -> impl Future<Output = Result<Vec<OutboxItem>, StoreError>> + Send;
+
+    /// Puts a parked event back in its pending shard, for the sweeper to redrive.
+    fn unpark(&self, item: &OutboxItem) -> impl Future<Output = Result<(), StoreError>> + Send;
+}
+
+/// The key of an outbox item: what names an event when nothing else in it is readable.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct OutboxItemKey {
+    pub pk: String,
+    pub sk: String,
+}
+
+impl std::fmt::Display for OutboxItemKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.pk, self.sk)
+    }
+}
+
+/// An outbox item as the sweeper reads it from the pending index: its key, its event id when it
+/// has one, and the envelope, or why it is poison (decoded with the consumer's own checks).
+#[derive(Debug)]
+pub struct OutboxItem {
+    pub key: OutboxItemKey,
+    pub event_id: Option<String>,
+    pub event: Result<EventEnvelope, RewardError>,
+    /// Why the item was parked, for a parked one.
+    pub parked_reason: Option<String>,
+}
+
+impl OutboxItem {
+    /// The event id, or the item key when even that is missing: what every report names.
+    pub fn name(&self) -> String {
+        self.event_id
+            .clone()
+            .unwrap_or_else(|| format!("item {}", self.key))
+    }
 }
 
 pub trait RewardsStore: Send + Sync {
-    /// Records the reward in the ledger and adds it to the balance atomically; a reward whose
-    /// ledger entry exists already changes nothing.
+    /// Records the order's reward (the idempotency record, keyed by the order id), its ledger
+    /// entry and the balance increase atomically, or nothing: an order rewarded before, or a
+    /// balance that would pass [`crate::domain::MAX_BALANCE`], changes nothing and says which.
     fn apply_reward(
         &self,
         reward: &Reward,
         applied_at: Timestamp,
-    ) -> impl Future<Output = Result<Applied, StoreError>> + Send;
+    ) -> impl Future<Output = Result<RewardWrite, StoreError>> + Send;
 
     fn ledger(
         &self,

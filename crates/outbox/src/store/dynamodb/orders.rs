@@ -1,4 +1,6 @@
+use aws_sdk_dynamodb::config::http::HttpResponse;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{Put, ReturnValuesOnConditionCheckFailure, TransactWriteItem};
 use aws_sdk_dynamodb::Client;
 
@@ -6,9 +8,10 @@ use super::{
     cancellation_is_transient, cancellation_summary, classify, decode, encode, n, reason_code, s,
     string_attr, Item,
 };
+use crate::domain::event::decode_envelope;
 use crate::domain::{EventEnvelope, NewOrder, Order, OrderView, StoreError, Timestamp};
 use crate::schema::{self, orders as keys};
-use crate::store::{OrderStore, OutboxStore, PutOutcome};
+use crate::store::{OrderStore, OutboxItem, OutboxItemKey, OutboxStore, PutOutcome};
 
 /// Orders and their outbox events, in the order service's own table.
 #[derive(Clone, Debug)]
@@ -154,6 +157,10 @@ impl OrderStore for DynamoOrderStore {
 }
 
 impl OutboxStore for DynamoOrderStore {
+    fn table_name(&self) -> &str {
+        &self.table
+    }
+
     async fn mark_processed(
         &self,
         event: &EventEnvelope,
@@ -168,10 +175,11 @@ impl OutboxStore for DynamoOrderStore {
             .key(schema::SK, s(keys::outbox_sk(&event.event_id)))
             // Only a pending item that still exists: an update must never recreate an item that
             // TTL already deleted, nor push back the expiry of one already processed.
-            .condition_expression("attribute_exists(#pk) AND #status = :pending")
+            // A parked event that a retried stream delivery applied after all is done too.
+            .condition_expression("attribute_exists(#pk) AND #status IN (:pending, :parked)")
             .update_expression(
                 "SET #status = :processed, #processed_at = :now, #expires_at = :expires \
-                 REMOVE #pending_pk, #pending_sk",
+                 REMOVE #pending_pk, #pending_sk, #parked_reason, #parked_at",
             )
             .expression_attribute_names("#pk", schema::PK)
             .expression_attribute_names("#status", schema::STATUS)
@@ -179,61 +187,185 @@ impl OutboxStore for DynamoOrderStore {
             .expression_attribute_names("#expires_at", schema::EXPIRES_AT)
             .expression_attribute_names("#pending_pk", schema::PENDING_PK)
             .expression_attribute_names("#pending_sk", schema::PENDING_SK)
+            .expression_attribute_names("#parked_reason", schema::PARKED_REASON)
+            .expression_attribute_names("#parked_at", schema::PARKED_AT)
             .expression_attribute_values(":pending", s(schema::STATUS_PENDING))
+            .expression_attribute_values(":parked", s(schema::STATUS_PARKED))
             .expression_attribute_values(":processed", s(schema::STATUS_PROCESSED))
             .expression_attribute_values(":now", s(processed_at.to_string()))
             .expression_attribute_values(":expires", n(expires_at.unix_seconds()))
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(err)
-                if err
-                    .as_service_error()
-                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-            {
-                Ok(())
-            }
-            Err(err) => Err(classify(err)),
-        }
+        ignore_failed_condition(result)
     }
 
     async fn pending_events(
         &self,
         before: Timestamp,
-        limit: usize,
-    ) -> Result<Vec<Result<EventEnvelope, StoreError>>, StoreError> {
+        per_shard: usize,
+    ) -> Result<Vec<OutboxItem>, StoreError> {
         let cutoff = before.to_string();
         let mut found = Vec::new();
         for shard in 0..schema::PENDING_SHARDS {
-            let mut start = None;
-            loop {
-                let page_limit = i32::try_from(limit.saturating_sub(found.len())).unwrap_or(1000);
-                if page_limit == 0 {
-                    return Ok(found);
-                }
-                let out = self
-                    .client
-                    .query()
-                    .table_name(&self.table)
-                    .index_name(schema::PENDING_INDEX)
+            let pk = keys::pending_pk_for_shard(shard);
+            found.extend(self.index_partition(&pk, Some(&cutoff), per_shard).await?);
+        }
+        Ok(found)
+    }
+
+    async fn park(
+        &self,
+        key: &OutboxItemKey,
+        reason: &str,
+        parked_at: Timestamp,
+    ) -> Result<(), StoreError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key(schema::PK, s(&key.pk))
+            .key(schema::SK, s(&key.sk))
+            .condition_expression("attribute_exists(#pk) AND #status = :pending")
+            .update_expression(
+                "SET #status = :parked, #reason = :reason, #parked_at = :now, #pending_pk = :parked_pk",
+            )
+            .expression_attribute_names("#pk", schema::PK)
+            .expression_attribute_names("#status", schema::STATUS)
+            .expression_attribute_names("#reason", schema::PARKED_REASON)
+            .expression_attribute_names("#parked_at", schema::PARKED_AT)
+            .expression_attribute_names("#pending_pk", schema::PENDING_PK)
+            .expression_attribute_values(":pending", s(schema::STATUS_PENDING))
+            .expression_attribute_values(":parked", s(schema::STATUS_PARKED))
+            .expression_attribute_values(":reason", s(truncate(reason, MAX_REASON_LEN)))
+            .expression_attribute_values(":now", s(parked_at.to_string()))
+            .expression_attribute_values(":parked_pk", s(keys::PARKED_PK))
+            .send()
+            .await;
+        ignore_failed_condition(result)
+    }
+
+    async fn parked_events(&self, limit: usize) -> Result<Vec<OutboxItem>, StoreError> {
+        self.index_partition(keys::PARKED_PK, None, limit).await
+    }
+
+    async fn unpark(&self, item: &OutboxItem) -> Result<(), StoreError> {
+        let event_id = item
+            .event_id
+            .as_deref()
+            .or_else(|| keys::event_id_of_outbox_sk(&item.key.sk))
+            .unwrap_or(&item.key.sk);
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key(schema::PK, s(&item.key.pk))
+            .key(schema::SK, s(&item.key.sk))
+            .condition_expression("attribute_exists(#pk) AND #status = :parked")
+            .update_expression(
+                "SET #status = :pending, #pending_pk = :shard REMOVE #reason, #parked_at",
+            )
+            .expression_attribute_names("#pk", schema::PK)
+            .expression_attribute_names("#status", schema::STATUS)
+            .expression_attribute_names("#reason", schema::PARKED_REASON)
+            .expression_attribute_names("#parked_at", schema::PARKED_AT)
+            .expression_attribute_names("#pending_pk", schema::PENDING_PK)
+            .expression_attribute_values(":pending", s(schema::STATUS_PENDING))
+            .expression_attribute_values(":parked", s(schema::STATUS_PARKED))
+            .expression_attribute_values(":shard", s(keys::pending_pk(event_id)))
+            .send()
+            .await;
+        ignore_failed_condition(result)
+    }
+}
+
+/// Longest parked reason stored: enough for any error this code writes, bounded for the item.
+const MAX_REASON_LEN: usize = 1024;
+
+fn truncate(text: &str, max: usize) -> &str {
+    let mut end = text.len().min(max);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}
+
+/// A conditional update whose condition failed changed nothing, which is what the caller wants:
+/// the item moved on (processed, expired, or handled by a concurrent run).
+fn ignore_failed_condition<T>(
+    result: Result<T, aws_sdk_dynamodb::error::SdkError<UpdateItemError, HttpResponse>>,
+) -> Result<(), StoreError> {
+    match result {
+        Ok(_) => Ok(()),
+        Err(err)
+            if err
+                .as_service_error()
+                .is_some_and(UpdateItemError::is_conditional_check_failed_exception) =>
+        {
+            Ok(())
+        }
+        Err(err) => Err(classify(err)),
+    }
+}
+
+impl DynamoOrderStore {
+    /// Up to `limit` items of one partition of the pending index, oldest first, each decoded with
+    /// the consumer's checks; `before` bounds the sort key.
+    async fn index_partition(
+        &self,
+        partition: &str,
+        before: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<OutboxItem>, StoreError> {
+        let mut found = Vec::new();
+        let mut start = None;
+        while found.len() < limit {
+            let page = i32::try_from(limit - found.len())
+                .unwrap_or(i32::MAX)
+                .min(1000);
+            let mut query = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .index_name(schema::PENDING_INDEX)
+                .expression_attribute_names("#ppk", schema::PENDING_PK)
+                .expression_attribute_values(":ppk", s(partition))
+                .set_exclusive_start_key(start)
+                .limit(page);
+            query = match before {
+                Some(cutoff) => query
                     .key_condition_expression("#ppk = :ppk AND #psk < :cutoff")
-                    .expression_attribute_names("#ppk", schema::PENDING_PK)
                     .expression_attribute_names("#psk", schema::PENDING_SK)
-                    .expression_attribute_values(":ppk", s(keys::pending_pk_for_shard(shard)))
-                    .expression_attribute_values(":cutoff", s(cutoff.clone()))
-                    .set_exclusive_start_key(start)
-                    .limit(page_limit.min(1000))
-                    .send()
-                    .await
-                    .map_err(classify)?;
-                found.extend(out.items.unwrap_or_default().into_iter().map(decode));
-                start = out.last_evaluated_key;
-                if start.is_none() {
-                    break;
-                }
+                    .expression_attribute_values(":cutoff", s(cutoff)),
+                None => query.key_condition_expression("#ppk = :ppk"),
+            };
+            let out = query.send().await.map_err(classify)?;
+            found.extend(
+                out.items
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(outbox_item_read),
+            );
+            start = out.last_evaluated_key;
+            if start.is_none() {
+                break;
             }
         }
         Ok(found)
+    }
+}
+
+fn outbox_item_read(item: Item) -> OutboxItem {
+    let text = |name: &str| string_attr(&item, name).unwrap_or_default().to_owned();
+    let key = OutboxItemKey {
+        pk: text(schema::PK),
+        sk: text(schema::SK),
+    };
+    let event_id = string_attr(&item, "event_id").map(str::to_owned);
+    let parked_reason = string_attr(&item, schema::PARKED_REASON).map(str::to_owned);
+    OutboxItem {
+        key,
+        event_id,
+        parked_reason,
+        event: decode_envelope(item),
     }
 }

@@ -1,11 +1,16 @@
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
-use aws_sdk_dynamodb::types::{Put, TransactWriteItem, Update};
+use aws_sdk_dynamodb::types::{
+    Put, ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update,
+};
 use aws_sdk_dynamodb::Client;
 
 use super::{
     cancellation_is_transient, cancellation_summary, classify, decode, encode, n, reason_code, s,
+    string_attr,
 };
-use crate::domain::{Applied, LedgerEntry, LedgerPage, Reward, StoreError, Timestamp};
+use crate::domain::{
+    LedgerEntry, LedgerPage, Reward, RewardWrite, StoreError, Timestamp, MAX_BALANCE,
+};
 use crate::schema::{self, rewards as keys};
 use crate::store::RewardsStore;
 
@@ -29,12 +34,34 @@ impl DynamoRewardsStore {
     }
 }
 
+impl DynamoRewardsStore {
+    /// The customer an order was rewarded to, read consistently: used when a cancellation did
+    /// not carry the existing reward record.
+    async fn rewarded_customer(&self, order_id: &str) -> Result<Option<String>, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key(schema::PK, s(keys::order_reward_pk(order_id)))
+            .key(schema::SK, s(keys::ORDER_REWARD_SK))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(classify)?;
+        Ok(out
+            .item
+            .as_ref()
+            .and_then(|item| string_attr(item, keys::REWARDED_CUSTOMER))
+            .map(str::to_owned))
+    }
+}
+
 impl RewardsStore for DynamoRewardsStore {
     async fn apply_reward(
         &self,
         reward: &Reward,
         applied_at: Timestamp,
-    ) -> Result<Applied, StoreError> {
+    ) -> Result<RewardWrite, StoreError> {
         let pk = keys::customer_pk(&reward.customer_id);
         let entry = LedgerEntry {
             order_id: reward.order_id.clone(),
@@ -43,39 +70,59 @@ impl RewardsStore for DynamoRewardsStore {
             occurred_at: reward.occurred_at.clone(),
             applied_at: applied_at.to_string(),
         };
+        // The order's reward record is the idempotency record: it exists if and only if the
+        // points were added, because the three writes commit together or not at all. Keyed by
+        // the order alone, so neither another event id nor another occurred_at nor another
+        // customer can credit the same order twice.
+        let mut record = encode(&entry)?;
+        record.insert(
+            schema::PK.into(),
+            s(keys::order_reward_pk(&reward.order_id)),
+        );
+        record.insert(schema::SK.into(), s(keys::ORDER_REWARD_SK));
+        record.insert(keys::REWARDED_CUSTOMER.into(), s(&reward.customer_id));
+        let record = Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(record))
+            .condition_expression("attribute_not_exists(#pk)")
+            .expression_attribute_names("#pk", schema::PK)
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .build()
+            .map_err(Self::build_err)?;
         let mut ledger_item = encode(&entry)?;
         ledger_item.insert(schema::PK.into(), s(pk.clone()));
         ledger_item.insert(
             schema::SK.into(),
             s(keys::ledger_sk(&reward.occurred_at, &reward.order_id)),
         );
-        // The ledger entry is the idempotency record: it exists if and only if the points were
-        // added, because both writes commit together or not at all.
         let ledger = Put::builder()
             .table_name(&self.table)
             .set_item(Some(ledger_item))
-            .condition_expression("attribute_not_exists(#pk)")
-            .expression_attribute_names("#pk", schema::PK)
             .build()
             .map_err(Self::build_err)?;
+        // The condition keeps the stored balance within what the code reads back: the sum is
+        // checked by the database, atomically with the ADD.
         let balance = Update::builder()
             .table_name(&self.table)
             .key(schema::PK, s(pk))
             .key(schema::SK, s(keys::BALANCE_SK))
             .update_expression("ADD #points :points")
+            .condition_expression("attribute_not_exists(#points) OR #points <= :room")
             .expression_attribute_names("#points", schema::POINTS)
             .expression_attribute_values(":points", n(reward.points))
+            .expression_attribute_values(":room", n(MAX_BALANCE - reward.points))
             .build()
             .map_err(Self::build_err)?;
         let result = self
             .client
             .transact_write_items()
+            .transact_items(TransactWriteItem::builder().put(record).build())
             .transact_items(TransactWriteItem::builder().put(ledger).build())
             .transact_items(TransactWriteItem::builder().update(balance).build())
             .send()
             .await;
         let err = match result {
-            Ok(_) => return Ok(Applied::Now),
+            Ok(_) => return Ok(RewardWrite::Recorded),
             Err(err) => err,
         };
         let Some(TransactWriteItemsError::TransactionCanceledException(cancelled)) =
@@ -85,7 +132,27 @@ impl RewardsStore for DynamoRewardsStore {
         };
         let reasons = cancelled.cancellation_reasons();
         if reason_code(reasons, 0) == "ConditionalCheckFailed" {
-            return Ok(Applied::AlreadyApplied);
+            let carried = reasons
+                .first()
+                .and_then(|r| r.item.as_ref())
+                .and_then(|item| string_attr(item, keys::REWARDED_CUSTOMER))
+                .map(str::to_owned);
+            let rewarded = match carried {
+                Some(customer) => Some(customer),
+                None => self.rewarded_customer(&reward.order_id).await?,
+            };
+            return match rewarded {
+                Some(customer) if customer == reward.customer_id => {
+                    Ok(RewardWrite::AlreadyRecorded)
+                }
+                Some(customer) => Ok(RewardWrite::OrderRewardedToAnotherCustomer(customer)),
+                None => Err(StoreError::Failed(
+                    "reward record condition failed but no record is stored".into(),
+                )),
+            };
+        }
+        if reason_code(reasons, 2) == "ConditionalCheckFailed" {
+            return Ok(RewardWrite::BalanceLimitReached);
         }
         if cancellation_is_transient(reasons) {
             return Err(StoreError::Unavailable(cancellation_summary(reasons)));
