@@ -38,6 +38,10 @@ pub struct SweepReport {
     pub problems: Vec<SweepProblem>,
 }
 
+/// The log message of every parked event: `template.yaml`'s metric filter counts these lines
+/// (a test checks that the two agree), and the parked-events alarm watches the count.
+pub const PARKED_LOG_MESSAGE: &str = "outbox event parked: it cannot be applied as it is";
+
 /// One event a sweeper run could not apply.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct SweepProblem {
@@ -130,10 +134,7 @@ impl<R: RewardsStore, O: OutboxStore> RewardsService<R, O> {
                     });
                     return Ok(());
                 }
-                tracing::error!(
-                    event_id = %name, reason = %reason,
-                    "outbox event parked: it cannot be applied as it is"
-                );
+                tracing::error!(event_id = %name, reason = %reason, "{PARKED_LOG_MESSAGE}");
                 report.parked += 1;
                 report.problems.push(SweepProblem {
                     event: name,
