@@ -12,10 +12,10 @@ export SAM_CLI_TELEMETRY := 0
 DEVKIT := cargo run --quiet -p devkit --
 ORDERS ?= 10000
 
-.PHONY: help setup tools build deploy demo local ddb watch trigger test test-external lint fmt events chaos bench clean
+.PHONY: help setup tools build deploy demo local ddb watch trigger test test-local-paths smoke-arm64 test-external lint fmt events chaos bench clean
 
 help: ## This list
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-17s %s\n", $$1, $$2}'
 
 setup: tools ## Install the project-local tools (sam, cargo-lambda, zig) and the arm64 target
 	rustup target add aarch64-unknown-linux-gnu
@@ -45,6 +45,12 @@ trigger: ## The local stream trigger on make ddb's stream, or AWS_ENDPOINT_URL's
 
 test: ## All tests, on the embedded DynamoDB (or on AWS_ENDPOINT_URL's server when set)
 	cargo test --workspace
+
+test-local-paths: tools ## The README's no-Docker path as written: make ddb, make watch, each function invoked; answers and the reward checked
+	@bash scripts/test-local-paths.sh
+
+smoke-arm64: ## The arm64 bootstraps of make build, under qemu, against the embedded DynamoDB with the sample events
+	@bash scripts/smoke-arm64.sh
 
 test-external: ## All tests on AWS_ENDPOINT_URL's server (TTL sweeps can only be forced on the embedded one)
 	@test -n "$$AWS_ENDPOINT_URL" || { echo "set AWS_ENDPOINT_URL"; exit 2; }
