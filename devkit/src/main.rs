@@ -65,6 +65,16 @@ enum Command {
     },
     /// Regenerate the sample events in events/ from the code.
     Events,
+    /// Run the bootstraps `sam build` made (under an emulator for arm64) against the embedded
+    /// DynamoDB with the sample events, checking their answers (`make smoke-arm64`).
+    Smoke {
+        #[arg(long, default_value = ".aws-sam/build")]
+        build_dir: PathBuf,
+        /// The emulator command line the bootstraps run under, split at spaces, e.g.
+        /// "qemu-aarch64 -L /usr/aarch64-linux-gnu"; empty runs them directly.
+        #[arg(long, default_value = "")]
+        runner: String,
+    },
 }
 
 fn main() -> Result<()> {
@@ -129,6 +139,16 @@ async fn run(cli: Cli) -> Result<()> {
                 "{} invariant violations",
                 report.violations.len()
             );
+            Ok(())
+        }
+        Command::Smoke { build_dir, runner } => {
+            let options = devkit::smoke::SmokeOptions {
+                build_dir,
+                runner: runner.split_whitespace().map(str::to_owned).collect(),
+            };
+            for line in devkit::smoke::run(options).await? {
+                println!("{line}");
+            }
             Ok(())
         }
         Command::Events => {
