@@ -11,12 +11,11 @@ export SAM_CLI_TELEMETRY := 0
 
 DEVKIT := cargo run --quiet -p devkit --
 ORDERS ?= 10000
-LISTEN ?= 127.0.0.1:8000
 
-.PHONY: help setup tools build deploy demo local ddb trigger test test-external lint fmt events chaos bench clean
+.PHONY: help setup tools build deploy demo local ddb watch trigger test test-local-paths smoke-arm64 test-external lint fmt events chaos bench clean
 
 help: ## This list
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-17s %s\n", $$1, $$2}'
 
 setup: tools ## Install the project-local tools (sam, cargo-lambda, zig) and the arm64 target
 	rustup target add aarch64-unknown-linux-gnu
@@ -35,14 +34,23 @@ demo: ## The main job, locally: embedded DynamoDB, orders in, stream out, balanc
 
 local: demo ## Same as demo
 
-ddb: ## Serve the embedded DynamoDB with the template's tables on $(LISTEN), stream trigger on
-	$(DEVKIT) ddb --listen $(LISTEN) --trigger
+ddb: ## Serve the embedded DynamoDB with the template's tables on 127.0.0.1:8000 (LISTEN=host:port), stream trigger on (NO_TRIGGER=1: off)
+	$(DEVKIT) ddb $(if $(LISTEN),--listen $(LISTEN)) $(if $(NO_TRIGGER),,--trigger)
 
-trigger: ## The local stream trigger against AWS_ENDPOINT_URL (drain once; FOLLOW=1 to keep polling)
+watch: tools ## cargo lambda watch: the four functions on 127.0.0.1:9000, environment from events/local.env (make ddb's)
+	cargo lambda watch
+
+trigger: ## The local stream trigger on make ddb's stream, or AWS_ENDPOINT_URL's (drain once; FOLLOW=1 to keep polling)
 	$(DEVKIT) trigger $(if $(FOLLOW),--follow) $(if $(INVOKE_URL),--invoke-url $(INVOKE_URL))
 
 test: ## All tests, on the embedded DynamoDB (or on AWS_ENDPOINT_URL's server when set)
 	cargo test --workspace
+
+test-local-paths: tools ## The README's no-Docker path as written: make ddb, make watch, each function invoked; answers and the reward checked
+	@bash scripts/test-local-paths.sh
+
+smoke-arm64: ## The arm64 bootstraps of make build, under qemu, against the embedded DynamoDB with the sample events
+	@bash scripts/smoke-arm64.sh
 
 test-external: ## All tests on AWS_ENDPOINT_URL's server (TTL sweeps can only be forced on the embedded one)
 	@test -n "$$AWS_ENDPOINT_URL" || { echo "set AWS_ENDPOINT_URL"; exit 2; }

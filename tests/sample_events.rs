@@ -63,7 +63,11 @@ const STREAM: &[(&str, usize, usize, usize, usize)] = &[
     ("events/stream-consumer/poison-record.json", 1, 0, 0, 1),
 ];
 
-const OTHER: &[&str] = &["events/outbox-sweeper/scheduled.json", "events/env.json"];
+const OTHER: &[&str] = &[
+    "events/outbox-sweeper/scheduled.json",
+    "events/env.json",
+    devkit::samples::WATCH_ENV_PATH,
+];
 
 #[tokio::test]
 async fn every_sample_event_deserializes_and_is_handled() {
@@ -127,12 +131,16 @@ async fn every_sample_event_deserializes_and_is_handled() {
 fn the_env_vars_file_covers_every_function_variable_of_the_template() {
     let env: serde_json::Value = read(OTHER[1]);
     let template = devkit::Template::load_default().unwrap();
-    for function in [
-        "OrderWriterFunction",
-        "StreamConsumerFunction",
-        "RewardsApiFunction",
-        "OutboxSweeperFunction",
-    ] {
+    let functions = template.functions().unwrap();
+    assert_eq!(functions.len(), 4, "{functions:?}");
+    let keys: Vec<&String> = env.as_object().unwrap().keys().collect();
+    let ids: Vec<&String> = functions.iter().map(|f| &f.logical_id).collect();
+    assert_eq!(
+        keys.len(),
+        ids.len(),
+        "events/env.json has a key per function: {keys:?} vs {ids:?}"
+    );
+    for function in functions.iter().map(|f| f.logical_id.as_str()) {
         for (name, _) in template.function_environment(function).unwrap() {
             assert!(
                 env[function][&name].is_string(),
@@ -167,4 +175,36 @@ fn every_file_in_events_is_covered_and_matches_what_make_events_generates() {
             sample.path
         );
     }
+    let watch_env = std::fs::read_to_string(root().join(devkit::samples::WATCH_ENV_PATH)).unwrap();
+    assert_eq!(
+        watch_env,
+        devkit::samples::watch_env(&template).unwrap(),
+        "{} is stale: run `make events`",
+        devkit::samples::WATCH_ENV_PATH
+    );
+}
+
+/// `cargo lambda watch` gives every function the one environment of `events/local.env`: each
+/// variable any function reads from the template is there, pointed at `make ddb`.
+#[test]
+fn the_watch_env_file_covers_every_function_variable_and_points_at_make_ddb() {
+    let text = std::fs::read_to_string(root().join(devkit::samples::WATCH_ENV_PATH)).unwrap();
+    let vars: std::collections::BTreeMap<&str, &str> = text
+        .lines()
+        .filter(|line| !line.starts_with('#') && !line.is_empty())
+        .map(|line| line.split_once('=').expect("KEY=VALUE"))
+        .collect();
+    let template = devkit::Template::load_default().unwrap();
+    for function in template.functions().unwrap() {
+        for (name, value) in template.function_environment(&function.logical_id).unwrap() {
+            let expected = value
+                .as_str()
+                .map_or_else(|| value.to_string(), str::to_owned);
+            assert_eq!(vars.get(name.as_str()), Some(&expected.as_str()), "{name}");
+        }
+    }
+    assert_eq!(
+        vars.get("AWS_ENDPOINT_URL"),
+        Some(&format!("http://{}", devkit::local::DDB_DEFAULT_LISTEN).as_str())
+    );
 }

@@ -1,5 +1,5 @@
 //! The real Lambda binaries (`target/release/<function>`, built for this machine), run as Lambda
-//! runs them: a process whose only way in is the Runtime API, here the local [`RuntimeStub`].
+//! runs them: a process whose only way in is the Runtime API, here devkit's local [`RuntimeStub`].
 //!
 //! - Cold start: from spawning the process (fork and exec) to its first `next` poll, which is
 //!   when Lambda considers the init phase over. Everything the function does at start-up is in
@@ -17,7 +17,7 @@ use devkit::Tables;
 use tokio::io::AsyncReadExt;
 use tokio::process::{Child, Command};
 
-use crate::stub::{RuntimeStub, StubCounts};
+use devkit::runtime_api::{lambda_environment, RuntimeStub, StubCounts};
 
 /// One function: its binary's name and the sample events it is invoked with.
 #[derive(Debug, Clone)]
@@ -81,25 +81,20 @@ impl Function {
         dynamo: &str,
         tables: &Tables,
     ) -> Vec<(String, String)> {
-        let mut env: Vec<(String, String)> = [
-            ("AWS_LAMBDA_RUNTIME_API", runtime_api),
-            ("AWS_LAMBDA_FUNCTION_NAME", self.name),
-            ("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128"),
-            ("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST"),
-            ("AWS_LAMBDA_LOG_STREAM_NAME", "bench"),
-            ("AWS_LAMBDA_LOG_GROUP_NAME", "/aws/lambda/bench"),
-            ("AWS_REGION", "us-east-1"),
-            ("AWS_DEFAULT_REGION", "us-east-1"),
-            ("AWS_ACCESS_KEY_ID", "local"),
-            ("AWS_SECRET_ACCESS_KEY", "local"),
-            ("AWS_SESSION_TOKEN", "local"),
-            ("AWS_ENDPOINT_URL", dynamo),
-            ("RUST_LOG", "info"),
-            ("TZ", ":UTC"),
-        ]
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
+        let mut env = lambda_environment(runtime_api, self.name);
+        env.extend(
+            [
+                ("AWS_REGION", "us-east-1"),
+                ("AWS_DEFAULT_REGION", "us-east-1"),
+                ("AWS_ACCESS_KEY_ID", "local"),
+                ("AWS_SECRET_ACCESS_KEY", "local"),
+                ("AWS_SESSION_TOKEN", "local"),
+                ("AWS_ENDPOINT_URL", dynamo),
+                ("RUST_LOG", "info"),
+            ]
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string())),
+        );
         env.push(("ORDERS_TABLE".into(), tables.orders.clone()));
         env.push(("REWARDS_TABLE".into(), tables.rewards.clone()));
         env

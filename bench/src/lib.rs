@@ -10,7 +10,7 @@
 //! - [`accounting`]: DynamoDB requests, write capacity and TCP connections per order.
 //! - [`cpu`]: the workloads criterion times, on an HTTP client that never leaves the process.
 //! - [`functions`]: cold start and peak RSS of the real Lambda binaries against a local stub of
-//!   the Lambda Runtime API ([`stub`]); [`size`]: their stripped sizes.
+//!   the Lambda Runtime API (`devkit::runtime_api`); [`size`]: their stripped sizes.
 //! - [`throughput`]: orders placed and rewarded end to end through the local stream trigger.
 //! - [`report`], [`chart`], [`machine`]: the table, the chart and the machine they came from.
 
@@ -25,7 +25,6 @@ pub mod records;
 pub mod replay;
 pub mod report;
 pub mod size;
-pub mod stub;
 pub mod throughput;
 
 /// The workspace root (this crate lives in `bench/`).

@@ -567,7 +567,7 @@ async fn functions_section(opts: &Options, notes: &mut Vec<String>) -> Result<Se
     );
     notes.push(format!(
         "Cold start and RSS run this machine's release binaries (`target/release/<function>`) \
-         against a local stub of the Lambda Runtime API (`src/stub.rs`) with the template's \
+         against a local stub of the Lambda Runtime API (`devkit/src/runtime_api.rs`) with the template's \
          environment and fake credentials; cold start is from spawn (fork + exec) to the first \
          `GET /runtime/invocation/next`, the median of {} starts; peak RSS is `VmHWM` after \
          {} invocations cycling through the function's sample events in `events/`, against the \

@@ -20,7 +20,11 @@ use crate::template::{TableSpec, Template};
 
 pub const ORDERS_TABLE_ID: &str = "OrdersTable";
 pub const REWARDS_TABLE_ID: &str = "RewardsTable";
-const LOCAL_REGION: &str = "us-east-1";
+pub(crate) const LOCAL_REGION: &str = "us-east-1";
+
+/// Where `make ddb` serves DynamoDB unless told otherwise; the functions' local environment
+/// (`events/env.json`, `events/local.env`) points here.
+pub const DDB_DEFAULT_LISTEN: &str = "127.0.0.1:8000";
 
 /// A running DynamoDB and a client for it.
 pub struct LocalDynamo {
@@ -52,6 +56,25 @@ impl LocalDynamo {
         match external_endpoint() {
             Some(endpoint) => Self::external(endpoint).await,
             None => Self::embedded("127.0.0.1:0".parse()?).await,
+        }
+    }
+
+    /// The server named by `AWS_ENDPOINT_URL` if set, else the one `make ddb` serves by default
+    /// (with the local credentials it accepts): for tools that join a running local stack.
+    pub async fn running() -> Result<Self> {
+        match external_endpoint() {
+            Some(endpoint) => Self::external(endpoint).await,
+            None => {
+                let endpoint = format!("http://{DDB_DEFAULT_LISTEN}");
+                let sdk_config = local_sdk_config(&endpoint).await;
+                Ok(Self {
+                    client: outbox::config::client_from(&sdk_config),
+                    endpoint,
+                    sdk_config,
+                    db: None,
+                    server: None,
+                })
+            }
         }
     }
 

@@ -34,7 +34,7 @@ enum Command {
     /// Serve the embedded DynamoDB with the template's tables, for `sam local invoke`, the AWS
     /// CLI and any SDK; optionally with real-time TTL sweeps and the stream trigger running.
     Ddb {
-        #[arg(long, default_value = "127.0.0.1:8000")]
+        #[arg(long, default_value = devkit::local::DDB_DEFAULT_LISTEN)]
         listen: SocketAddr,
         /// Run a TTL sweep this often (seconds); 0 turns sweeps off.
         #[arg(long, default_value_t = 60)]
@@ -43,7 +43,7 @@ enum Command {
         #[arg(long)]
         trigger: bool,
     },
-    /// The local event source mapping, against the server in AWS_ENDPOINT_URL (e.g. `make ddb`).
+    /// The local event source mapping, against `make ddb` (or the server in AWS_ENDPOINT_URL).
     Trigger {
         /// Keep polling instead of draining once.
         #[arg(long)]
@@ -65,6 +65,16 @@ enum Command {
     },
     /// Regenerate the sample events in events/ from the code.
     Events,
+    /// Run the bootstraps `sam build` made (under an emulator for arm64) against the embedded
+    /// DynamoDB with the sample events, checking their answers (`make smoke-arm64`).
+    Smoke {
+        #[arg(long, default_value = ".aws-sam/build")]
+        build_dir: PathBuf,
+        /// The emulator command line the bootstraps run under, split at spaces, e.g.
+        /// "qemu-aarch64 -L /usr/aarch64-linux-gnu"; empty runs them directly.
+        #[arg(long, default_value = "")]
+        runner: String,
+    },
 }
 
 fn main() -> Result<()> {
@@ -129,6 +139,16 @@ async fn run(cli: Cli) -> Result<()> {
                 "{} invariant violations",
                 report.violations.len()
             );
+            Ok(())
+        }
+        Command::Smoke { build_dir, runner } => {
+            let options = devkit::smoke::SmokeOptions {
+                build_dir,
+                runner: runner.split_whitespace().map(str::to_owned).collect(),
+            };
+            for line in devkit::smoke::run(options).await? {
+                println!("{line}");
+            }
             Ok(())
         }
         Command::Events => {
@@ -197,12 +217,10 @@ async fn run_trigger(
     invoke_url: Option<String>,
     on_failure_file: PathBuf,
 ) -> Result<()> {
-    let dynamo = LocalDynamo::start().await?;
-    anyhow::ensure!(
-        !dynamo.is_embedded(),
-        "set AWS_ENDPOINT_URL to the DynamoDB to read (for example the one `make ddb` serves)"
-    );
-    let stack = Stack::on_existing(dynamo).await?;
+    let dynamo = LocalDynamo::running().await?;
+    let stack = Stack::on_existing(dynamo)
+        .await
+        .context("is `make ddb` running (or AWS_ENDPOINT_URL set to another DynamoDB)?")?;
     let stop = async {
         let _ = tokio::signal::ctrl_c().await;
     };

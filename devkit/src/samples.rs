@@ -1,6 +1,7 @@
 //! The sample events in `events/`, generated from the real types so they cannot drift from the
 //! code: `make events` rewrites them, and a test handles every file.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use anyhow::Result;
@@ -280,39 +281,87 @@ fn outbox_attr(s: &str) -> aws_sdk_dynamodb::types::AttributeValue {
     aws_sdk_dynamodb::types::AttributeValue::S(s.into())
 }
 
-/// `sam local invoke --env-vars events/env.json`: the template's variables with local table
-/// names, and the endpoint of `make ddb` as seen from inside SAM's Docker container.
-fn env_vars(template: &Template) -> Result<Json> {
-    let mut functions = serde_json::Map::new();
-    for function in [
-        "OrderWriterFunction",
-        "StreamConsumerFunction",
-        "RewardsApiFunction",
-        "OutboxSweeperFunction",
-    ] {
-        let mut vars: serde_json::Map<String, Json> = template
-            .function_environment(function)?
+/// The functions' environment on the no-Docker path: one file for every function, read by
+/// `cargo lambda watch` through `[workspace.metadata.lambda.watch]` in Cargo.toml.
+pub const WATCH_ENV_PATH: &str = "events/local.env";
+
+/// Each function's environment for a local run, by logical id: the template's variables (table
+/// names and settings resolved from the parameter defaults) plus what points the SDK at the
+/// DynamoDB of `make ddb`, reached at `endpoint`. `events/env.json` and `events/local.env` are
+/// both derived from this, so the two local paths cannot disagree.
+pub fn local_environment(
+    template: &Template,
+    endpoint: &str,
+) -> Result<BTreeMap<String, BTreeMap<String, String>>> {
+    let mut functions = BTreeMap::new();
+    for function in template.functions()? {
+        let mut vars: BTreeMap<String, String> = template
+            .function_environment(&function.logical_id)?
             .into_iter()
-            .map(|(k, v)| {
-                (
-                    k,
-                    json!(v
-                        .as_str()
-                        .map(str::to_owned)
-                        .unwrap_or_else(|| v.to_string())),
-                )
+            .map(|(name, value)| {
+                let text = value.as_str().map(str::to_owned);
+                (name, text.unwrap_or_else(|| value.to_string()))
             })
             .collect();
-        vars.insert(
-            "AWS_ENDPOINT_URL".into(),
-            json!("http://host.docker.internal:8000"),
-        );
-        vars.insert("AWS_ACCESS_KEY_ID".into(), json!("local"));
-        vars.insert("AWS_SECRET_ACCESS_KEY".into(), json!("local"));
-        vars.insert("AWS_REGION".into(), json!("us-east-1"));
-        functions.insert(function.into(), Json::Object(vars));
+        for (name, value) in [
+            ("AWS_ENDPOINT_URL", endpoint),
+            ("AWS_ACCESS_KEY_ID", "local"),
+            ("AWS_SECRET_ACCESS_KEY", "local"),
+            ("AWS_REGION", crate::local::LOCAL_REGION),
+        ] {
+            vars.insert(name.into(), value.into());
+        }
+        functions.insert(function.logical_id, vars);
     }
-    Ok(Json::Object(functions))
+    Ok(functions)
+}
+
+/// `make ddb`'s default endpoint as seen from this machine and from inside SAM's Docker
+/// container (`host.docker.internal`, which Linux needs `--add-host` for).
+fn ddb_endpoints() -> Result<(String, String)> {
+    let listen: std::net::SocketAddr = crate::local::DDB_DEFAULT_LISTEN.parse()?;
+    Ok((
+        format!("http://{listen}"),
+        format!("http://host.docker.internal:{}", listen.port()),
+    ))
+}
+
+/// `sam local invoke --env-vars events/env.json`: keyed by the template's function ids.
+fn env_vars(template: &Template) -> Result<Json> {
+    let (_, from_docker) = ddb_endpoints()?;
+    Ok(serde_json::to_value(local_environment(
+        template,
+        &from_docker,
+    )?)?)
+}
+
+/// `events/local.env`: `cargo lambda watch` gives every function the same environment, so this
+/// is the union of the functions' variables; a variable two functions set differently could not
+/// be served that way and is an error.
+pub fn watch_env(template: &Template) -> Result<String> {
+    let (from_host, _) = ddb_endpoints()?;
+    let mut union: BTreeMap<String, (String, String)> = BTreeMap::new();
+    for (function, vars) in local_environment(template, &from_host)? {
+        for (name, value) in vars {
+            if let Some((other, seen)) = union.get(&name) {
+                anyhow::ensure!(
+                    *seen == value,
+                    "{name} is {seen:?} for {other} but {value:?} for {function}: \
+                     `cargo lambda watch` cannot give the functions different values"
+                );
+            } else {
+                union.insert(name, (function.clone(), value));
+            }
+        }
+    }
+    let mut text = String::from(
+        "# The functions' environment for `cargo lambda watch` (Cargo.toml names this file), pointed\n\
+         # at `make ddb`. Generated by `make events` from template.yaml: edit that, not this.\n",
+    );
+    for (name, (_, value)) in union {
+        text.push_str(&format!("{name}={value}\n"));
+    }
+    Ok(text)
 }
 
 /// Writes every sample under `root`.
@@ -326,5 +375,7 @@ pub fn write_all(root: &Path, template: &Template) -> Result<Vec<String>> {
         std::fs::write(&path, serde_json::to_string_pretty(&sample.json)? + "\n")?;
         written.push(sample.path.to_owned());
     }
+    std::fs::write(root.join(WATCH_ENV_PATH), watch_env(template)?)?;
+    written.push(WATCH_ENV_PATH.to_owned());
     Ok(written)
 }

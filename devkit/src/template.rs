@@ -36,6 +36,14 @@ pub struct StreamSource {
     pub report_batch_item_failures: bool,
 }
 
+/// A Lambda function of the template: its logical id (what `sam local invoke` and
+/// `.aws-sam/build/<id>/` are named by) and the cargo binary `sam build` compiles for it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FunctionSpec {
+    pub logical_id: String,
+    pub binary: String,
+}
+
 /// The project's `template.yaml`, found from the crate at build time or from the current folder.
 pub fn default_path() -> PathBuf {
     let from_crate = Path::new(env!("CARGO_MANIFEST_DIR")).join("../template.yaml");
@@ -87,6 +95,29 @@ impl Template {
             .get("Resources")
             .and_then(|r| r.get(logical_id))
             .ok_or_else(|| anyhow!("template.yaml has no resource {logical_id}"))
+    }
+
+    /// Every `AWS::Serverless::Function`, in template order.
+    pub fn functions(&self) -> Result<Vec<FunctionSpec>> {
+        let Some(Value::Mapping(resources)) = self.root.get("Resources") else {
+            bail!("template.yaml has no Resources");
+        };
+        let mut functions = Vec::new();
+        for (id, resource) in resources {
+            if resource.get("Type").and_then(Value::as_str) != Some("AWS::Serverless::Function") {
+                continue;
+            }
+            let logical_id = id.as_str().unwrap_or_default().to_owned();
+            let binary = resource
+                .get("Metadata")
+                .and_then(|m| m.get("BuildProperties"))
+                .and_then(|b| b.get("Binary"))
+                .and_then(Value::as_str)
+                .with_context(|| format!("{logical_id} has no Metadata.BuildProperties.Binary"))?
+                .to_owned();
+            functions.push(FunctionSpec { logical_id, binary });
+        }
+        Ok(functions)
     }
 
     /// Every `AWS::DynamoDB::Table`, as `CreateTable`-shaped JSON.

@@ -1,11 +1,13 @@
-//! A local stand-in for the Lambda Runtime API: enough of it to start a function, hand it
-//! events and collect its answers.
+//! A local stand-in for the Lambda Runtime API: enough of it to start a real function binary
+//! (`make bench` on this machine's build, `make smoke-arm64` on the arm64 bootstraps under
+//! qemu), hand it events and collect its answers.
 //!
 //! `GET /2018-06-01/runtime/invocation/next` answers the next event (with the headers the
 //! runtime client requires) until `invocations` have been handed out, then keeps the request
-//! open, as Lambda does while it has nothing to deliver. Responses and errors are counted.
+//! open, as Lambda does while it has nothing to deliver. Responses and errors are counted and
+//! kept.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -25,6 +27,34 @@ use tokio::task::JoinSet;
 
 const NEXT: &str = "/2018-06-01/runtime/invocation/next";
 
+/// The variables Lambda itself sets in a function's process, the Runtime API's address among
+/// them (the function's own configuration and credentials come on top).
+pub fn lambda_environment(runtime_api: &str, function_name: &str) -> Vec<(String, String)> {
+    [
+        ("AWS_LAMBDA_RUNTIME_API", runtime_api.to_owned()),
+        ("AWS_LAMBDA_FUNCTION_NAME", function_name.to_owned()),
+        ("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128".to_owned()),
+        ("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST".to_owned()),
+        ("AWS_LAMBDA_LOG_STREAM_NAME", "local".to_owned()),
+        (
+            "AWS_LAMBDA_LOG_GROUP_NAME",
+            format!("/aws/lambda/{function_name}"),
+        ),
+        ("TZ", ":UTC".to_owned()),
+    ]
+    .into_iter()
+    .map(|(name, value)| (name.to_owned(), value))
+    .collect()
+}
+
+/// What a function answered to one invocation.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Answer {
+    Response(Bytes),
+    /// The body of `/error`: the runtime's error type and message.
+    Error(Bytes),
+}
+
 #[derive(Debug, Default, Clone, Copy)]
 pub struct StubCounts {
     pub handed_out: usize,
@@ -41,6 +71,8 @@ struct State {
     /// When each handed-out request id was handed out, to time invocations.
     started: VecDeque<(String, Instant)>,
     busy: Duration,
+    /// By request id, which orders them as they were handed out.
+    answers: BTreeMap<String, Answer>,
 }
 
 pub struct RuntimeStub {
@@ -62,6 +94,7 @@ impl RuntimeStub {
             first_next: None,
             started: VecDeque::new(),
             busy: Duration::ZERO,
+            answers: BTreeMap::new(),
         }));
         let changed = Arc::new(Notify::new());
         let mut tasks = JoinSet::new();
@@ -93,6 +126,12 @@ impl RuntimeStub {
 
     pub fn counts(&self) -> StubCounts {
         self.state.lock().expect("stub state").counts
+    }
+
+    /// The answers so far, in the order their events were handed out.
+    pub fn answers(&self) -> Vec<Answer> {
+        let s = self.state.lock().expect("stub state");
+        s.answers.values().cloned().collect()
     }
 
     /// Mean time from handing an event out to receiving its answer.
@@ -157,7 +196,7 @@ async fn handle(
             if s.counts.handed_out < s.invocations {
                 let n = s.counts.handed_out;
                 s.counts.handed_out += 1;
-                let id = format!("bench-{n:06}");
+                let id = format!("invocation-{n:06}");
                 s.started.push_back((id.clone(), Instant::now()));
                 Some((id, s.events[n % s.events.len()].clone()))
             } else {
@@ -182,7 +221,7 @@ async fn handle(
             )
             .header(
                 "lambda-runtime-invoked-function-arn",
-                "arn:aws:lambda:us-east-1:123456789012:function:bench",
+                "arn:aws:lambda:us-east-1:123456789012:function:local",
             )
             .header(
                 "lambda-runtime-trace-id",
@@ -194,20 +233,33 @@ async fn handle(
         return Ok(response);
     }
 
-    // Drain the body before counting, as the runtime's request is only complete then.
-    let _ = req.into_body().collect().await;
+    // Read the body before counting, as the runtime's request is only complete then.
+    let body = req
+        .into_body()
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
     {
         let mut s = state.lock().expect("stub state");
         let id = path
             .strip_prefix("/2018-06-01/runtime/invocation/")
             .and_then(|rest| rest.split('/').next())
             .map(str::to_owned);
-        if path.ends_with("/response") {
+        let answer = if path.ends_with("/response") {
             s.counts.responses += 1;
+            Some(Answer::Response(body))
         } else if path.ends_with("/init/error") {
             s.counts.init_errors += 1;
+            None
         } else if path.ends_with("/error") {
             s.counts.errors += 1;
+            Some(Answer::Error(body))
+        } else {
+            None
+        };
+        if let (Some(id), Some(answer)) = (&id, answer) {
+            s.answers.insert(id.clone(), answer);
         }
         if let Some(id) = id {
             if let Some(pos) = s.started.iter().position(|(i, _)| *i == id) {
