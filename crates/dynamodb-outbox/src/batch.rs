@@ -1,0 +1,438 @@
+//! A batch of source records in, partial batch failures out: the consumer's whole pipeline.
+//!
+//! Records are sorted into groups by ordering key and applied in sequence order inside a group,
+//! groups concurrently (bounded). The consumer's progress on a key only moves from an event's
+//! predecessor to the event, so order holds across batches, shards, retries and redrives too:
+//! an event whose predecessor has not been applied waits (and is reported for retry), a
+//! redelivered one is a duplicate. After a failure, the rest of the group is held back.
+
+use std::collections::HashMap;
+
+use aws_lambda_events::dynamodb::EventRecord;
+use futures::stream::{self, StreamExt};
+use serde_dynamo::{AttributeValue, Item};
+use time::OffsetDateTime;
+
+use crate::consumer::{Consumer, Effect, HandlerError, PoisonPolicy};
+use crate::delivery::{self, Header};
+use crate::schema;
+use crate::store::{Committed, ConsumerStore, ItemKey, Step, StoreError};
+
+/// What a batch came to: counts for logs, metrics and tests, and the records to report.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct BatchOutcome {
+    /// Effects committed now.
+    pub applied: usize,
+    /// Events this consumer had applied before.
+    pub duplicates: usize,
+    /// Events routed to this consumer in a type or version it does not take: progress moved on.
+    pub skipped: usize,
+    /// Records that carry no event for this consumer (other items, updates, deletions, events
+    /// routed elsewhere).
+    pub ignored: usize,
+    /// Poison events parked under [`PoisonPolicy::Park`].
+    pub parked: usize,
+    /// Poison events reported for retry under [`PoisonPolicy::Wait`], or unreadable ones.
+    pub poison: usize,
+    /// Events whose predecessor on their key has not been applied yet.
+    pub waiting: usize,
+    /// Transient failures.
+    pub failed: usize,
+    /// Events not tried because an earlier event of their key failed in this batch.
+    pub held_back: usize,
+    /// Identifiers of the records to report as batch item failures, in input order.
+    pub failures: Vec<String>,
+}
+
+/// Applies batches of outbox records for one consumer.
+#[derive(Debug, Clone)]
+pub struct Processor<C, S> {
+    consumer: C,
+    store: S,
+    outbox_table: String,
+    retention_seconds: i64,
+    concurrency: usize,
+}
+
+/// One record, sorted before any database work.
+enum Work<P> {
+    Ignore,
+    Apply(Box<crate::Envelope<P>>, Step, ItemKey),
+    Skip(Step, ItemKey, String),
+    Poison {
+        reason: String,
+        at: Option<(Step, ItemKey)>,
+    },
+}
+
+enum Outcome {
+    Refused(String),
+    Applied,
+    Duplicate,
+    Skipped,
+    Ignored,
+    Parked,
+    Poison,
+    Waiting,
+    Failed,
+    HeldBack,
+}
+
+impl Outcome {
+    fn blocks(&self) -> bool {
+        matches!(
+            self,
+            Outcome::Refused(_) | Outcome::Poison | Outcome::Waiting | Outcome::Failed
+        )
+    }
+}
+
+impl<C: Consumer, S: ConsumerStore> Processor<C, S> {
+    /// A processor for `consumer` of the outbox in `outbox_table`, committing through `store`.
+    /// Processed outbox items expire `retention_seconds` after their last consumer is done; up to
+    /// `concurrency` ordering keys are applied at a time.
+    pub fn new(consumer: C, store: S, outbox_table: impl Into<String>) -> Self {
+        Self {
+            consumer,
+            store,
+            outbox_table: outbox_table.into(),
+            retention_seconds: 7 * 24 * 60 * 60,
+            concurrency: 32,
+        }
+    }
+
+    /// How long a processed outbox item is kept before TTL may delete it.
+    pub fn retention_seconds(mut self, seconds: i64) -> Self {
+        self.retention_seconds = seconds.max(0);
+        self
+    }
+
+    /// How many ordering keys are applied at a time within a batch.
+    pub fn concurrency(mut self, keys: usize) -> Self {
+        self.concurrency = keys.max(1);
+        self
+    }
+
+    /// The consumer.
+    pub fn consumer(&self) -> &C {
+        &self.consumer
+    }
+
+    /// The store.
+    pub fn store(&self) -> &S {
+        &self.store
+    }
+
+    /// A batch of DynamoDB stream records as Lambda delivers them.
+    pub async fn process_stream(&self, records: &[EventRecord]) -> BatchOutcome {
+        let incoming: Vec<(String, Work<C::Payload>)> = records
+            .iter()
+            .map(|record| {
+                let id = record
+                    .change
+                    .sequence_number
+                    .clone()
+                    .unwrap_or_else(|| record.event_id.clone());
+                (id, self.sort_stream_record(record))
+            })
+            .collect();
+        self.process(incoming).await
+    }
+
+    /// Outbox items read from the table (the sweeper's redrive), each named by its key.
+    pub async fn process_items(&self, items: Vec<Item>) -> BatchOutcome {
+        let incoming = items
+            .into_iter()
+            .map(|item| {
+                let header = Header::peek(&item);
+                (format!("{}/{}", header.pk, header.sk), self.sort_item(item))
+            })
+            .collect();
+        self.process(incoming).await
+    }
+
+    fn sort_stream_record(&self, record: &EventRecord) -> Work<C::Payload> {
+        let source = record.event_source_arn.as_deref().unwrap_or_default();
+        if stream_table(source) != Some(self.outbox_table.as_str()) {
+            return Work::Poison {
+                reason: format!(
+                    "record from {source:?}, not from the stream of table {:?}",
+                    self.outbox_table
+                ),
+                at: None,
+            };
+        }
+        if record.event_name != "INSERT" {
+            return Work::Ignore;
+        }
+        self.sort_item(record.change.new_image.clone())
+    }
+
+    fn sort_item(&self, item: Item) -> Work<C::Payload> {
+        let is_outbox = matches!(
+            item.get(schema::ENTITY),
+            Some(AttributeValue::S(e)) if e == schema::ENTITY_OUTBOX_EVENT
+        );
+        if !is_outbox {
+            return Work::Ignore;
+        }
+        let header = Header::peek(&item);
+        let me = self.consumer.name();
+        let Some(&after) = header.after.get(me) else {
+            // Routed to other consumers only (or unreadable routing): not this consumer's.
+            return if header.after.is_empty() {
+                Work::Poison {
+                    reason: format!("outbox event {} carries no routing", header.name()),
+                    at: None,
+                }
+            } else {
+                Work::Ignore
+            };
+        };
+        let (Some(ordering_key), Some(sequence)) = (header.ordering_key.clone(), header.sequence)
+        else {
+            return Work::Poison {
+                reason: format!(
+                    "outbox event {} has no ordering key or sequence",
+                    header.name()
+                ),
+                at: None,
+            };
+        };
+        let step = Step {
+            ordering_key,
+            sequence,
+            after,
+        };
+        let key = ItemKey {
+            pk: header.pk.clone(),
+            sk: header.sk.clone(),
+        };
+        let taken = self.consumer.takes().iter().any(|t| {
+            Some(t.event_type.as_str()) == header.event_type.as_deref()
+                && header
+                    .schema_version
+                    .is_some_and(|v| t.versions.contains(&v))
+        });
+        if !taken {
+            let what = format!(
+                "{} v{}",
+                header.event_type.as_deref().unwrap_or("(no type)"),
+                header
+                    .schema_version
+                    .map_or_else(|| "?".to_owned(), |v| v.to_string())
+            );
+            return Work::Skip(step, key, what);
+        }
+        match delivery::decode::<C::Payload>(item, &header) {
+            Ok(envelope) => Work::Apply(Box::new(envelope), step, key),
+            Err(reason) => Work::Poison {
+                reason,
+                at: Some((step, key)),
+            },
+        }
+    }
+
+    async fn process(&self, incoming: Vec<(String, Work<C::Payload>)>) -> BatchOutcome {
+        // Group by ordering key; inside a group, by sequence (stable for equal ones).
+        let mut ids = Vec::with_capacity(incoming.len());
+        let mut groups: Vec<Vec<(usize, Work<C::Payload>)>> = Vec::new();
+        let mut group_of: HashMap<String, usize> = HashMap::new();
+        for (position, (id, work)) in incoming.into_iter().enumerate() {
+            let group = match &work {
+                Work::Apply(_, step, _)
+                | Work::Skip(step, _, _)
+                | Work::Poison {
+                    at: Some((step, _)),
+                    ..
+                } => format!("key:{}", step.ordering_key),
+                _ => format!("record:{position}"),
+            };
+            let slot = *group_of.entry(group).or_insert_with(|| {
+                groups.push(Vec::new());
+                groups.len() - 1
+            });
+            groups[slot].push((position, work));
+            ids.push(id);
+        }
+        for group in &mut groups {
+            group.sort_by_key(|(_, work)| match work {
+                Work::Apply(_, step, _)
+                | Work::Skip(step, _, _)
+                | Work::Poison {
+                    at: Some((step, _)),
+                    ..
+                } => step.sequence,
+                _ => 0,
+            });
+        }
+
+        let results: Vec<Vec<(usize, Outcome)>> = stream::iter(groups)
+            .map(|group| self.apply_group(group, &ids))
+            .buffer_unordered(self.concurrency)
+            .collect()
+            .await;
+        let mut by_position: Vec<(usize, Outcome)> = results.into_iter().flatten().collect();
+        by_position.sort_by_key(|(position, _)| *position);
+
+        let mut outcome = BatchOutcome::default();
+        for (position, result) in by_position {
+            let counter = match &result {
+                Outcome::Refused(_) | Outcome::Poison => &mut outcome.poison,
+                Outcome::Applied => &mut outcome.applied,
+                Outcome::Duplicate => &mut outcome.duplicates,
+                Outcome::Skipped => &mut outcome.skipped,
+                Outcome::Ignored => &mut outcome.ignored,
+                Outcome::Parked => &mut outcome.parked,
+                Outcome::Waiting => &mut outcome.waiting,
+                Outcome::Failed => &mut outcome.failed,
+                Outcome::HeldBack => &mut outcome.held_back,
+            };
+            *counter += 1;
+            if matches!(
+                result,
+                Outcome::Refused(_)
+                    | Outcome::Poison
+                    | Outcome::Waiting
+                    | Outcome::Failed
+                    | Outcome::HeldBack
+            ) {
+                outcome.failures.push(ids[position].clone());
+            }
+        }
+        outcome
+    }
+
+    async fn apply_group(
+        &self,
+        group: Vec<(usize, Work<C::Payload>)>,
+        ids: &[String],
+    ) -> Vec<(usize, Outcome)> {
+        let mut results = Vec::with_capacity(group.len());
+        let mut blocked = false;
+        for (position, work) in group {
+            let id = &ids[position];
+            let result = match work {
+                Work::Ignore => Outcome::Ignored,
+                _ if blocked => Outcome::HeldBack,
+                Work::Poison { reason, at } => self.poison(id, reason, at).await,
+                Work::Skip(step, key, what) => {
+                    tracing::info!(
+                        consumer = self.consumer.name(), record = %id, sequence = step.sequence,
+                        event = %what, "event skipped: not taken by this consumer"
+                    );
+                    match self.commit(id, &step, &key, &Effect::new()).await {
+                        Outcome::Applied | Outcome::Duplicate => Outcome::Skipped,
+                        Outcome::Refused(_) => Outcome::Poison,
+                        other => other,
+                    }
+                }
+                Work::Apply(envelope, step, key) => match self.consumer.effect(&envelope).await {
+                    Ok(effect) => match self.commit(id, &step, &key, &effect).await {
+                        Outcome::Refused(reason) => {
+                            self.poison(id, reason, Some((step, key))).await
+                        }
+                        other => other,
+                    },
+                    Err(HandlerError::Poison(reason)) => {
+                        self.poison(id, reason, Some((step, key))).await
+                    }
+                    Err(HandlerError::Transient(reason)) => {
+                        tracing::warn!(
+                            consumer = self.consumer.name(), event_id = %envelope.event_id,
+                            sequence = step.sequence, error = %reason,
+                            "event not applied: reported for retry"
+                        );
+                        Outcome::Failed
+                    }
+                },
+            };
+            blocked |= result.blocks();
+            results.push((position, result));
+        }
+        results
+    }
+
+    /// Commits an effect with the progress, then marks the outbox item.
+    async fn commit(&self, id: &str, step: &Step, key: &ItemKey, effect: &Effect) -> Outcome {
+        let consumer = self.consumer.name();
+        let result = match self.store.commit(consumer, step, effect).await {
+            Ok(Committed::Applied) => Outcome::Applied,
+            Ok(Committed::Duplicate) => Outcome::Duplicate,
+            Ok(Committed::Waiting { applied }) => {
+                tracing::warn!(
+                    consumer, record = %id, ordering_key = %step.ordering_key,
+                    sequence = step.sequence, after = step.after, applied,
+                    "event waits for an earlier event of its key: reported for retry"
+                );
+                return Outcome::Waiting;
+            }
+            Ok(Committed::Refused(reason)) => return Outcome::Refused(reason),
+            Err(err) => return self.store_failure(id, step, &err),
+        };
+        let expires_at = OffsetDateTime::now_utc().unix_timestamp() + self.retention_seconds;
+        match self.store.complete(consumer, key, expires_at).await {
+            Ok(()) => result,
+            // The effect is in; a redelivery finds it a duplicate and completes the mark.
+            Err(err) => self.store_failure(id, step, &err),
+        }
+    }
+
+    fn store_failure(&self, id: &str, step: &Step, err: &StoreError) -> Outcome {
+        tracing::warn!(
+            consumer = self.consumer.name(), record = %id, ordering_key = %step.ordering_key,
+            sequence = step.sequence, error = %err, "event not applied: reported for retry"
+        );
+        Outcome::Failed
+    }
+
+    /// A poison event: reported (the key waits), or parked (the key goes on), by policy.
+    async fn poison(&self, id: &str, reason: String, at: Option<(Step, ItemKey)>) -> Outcome {
+        let consumer = self.consumer.name();
+        let parkable = self.consumer.on_poison() == PoisonPolicy::Park;
+        let Some((step, key)) = at.filter(|_| parkable) else {
+            tracing::error!(consumer, record = %id, %reason, "poison event: reported as a batch item failure");
+            return Outcome::Poison;
+        };
+        let mut parked = Item::from(HashMap::from([
+            (
+                schema::PK.to_owned(),
+                AttributeValue::S(schema::parked_pk(consumer)),
+            ),
+            (
+                schema::SK.to_owned(),
+                AttributeValue::S(schema::parked_sk(&step.ordering_key, step.sequence)),
+            ),
+        ]));
+        parked.insert("reason".into(), AttributeValue::S(reason.clone()));
+        parked.insert("outbox_pk".into(), AttributeValue::S(key.pk.clone()));
+        parked.insert("outbox_sk".into(), AttributeValue::S(key.sk.clone()));
+        let effect = Effect::new().put(self.store.table(), parked);
+        match self.commit(id, &step, &key, &effect).await {
+            Outcome::Applied => {
+                tracing::error!(consumer, record = %id, sequence = step.sequence, %reason, "poison event parked; its key goes on");
+                Outcome::Parked
+            }
+            Outcome::Refused(_) => Outcome::Poison,
+            other => other,
+        }
+    }
+}
+
+/// The table a DynamoDB stream ARN belongs to:
+/// `arn:<partition>:dynamodb:<region>:<account>:table/<table>/stream/<label>`.
+pub fn stream_table(arn: &str) -> Option<&str> {
+    let mut fields = arn.splitn(6, ':');
+    let (Some("arn"), Some(_), Some("dynamodb"), Some(_), Some(_)) = (
+        fields.next(),
+        fields.next(),
+        fields.next(),
+        fields.next(),
+        fields.next(),
+    ) else {
+        return None;
+    };
+    let resource = fields.next()?.strip_prefix("table/")?;
+    let (table, label) = resource.split_once("/stream/")?;
+    (!table.is_empty() && !label.is_empty()).then_some(table)
+}

@@ -1,0 +1,224 @@
+//! What a consumer writes: a name, the events it takes, and the effect of one event.
+
+use std::future::Future;
+use std::ops::RangeInclusive;
+
+use serde::de::DeserializeOwned;
+use serde_dynamo::Item;
+
+use crate::envelope::Envelope;
+
+/// One consumer of an outbox: given an event, its effect.
+///
+/// The engine does the rest: decoding, skipping what the consumer does not take, per-key order,
+/// committing the effect together with the consumer's progress (exactly once), hold-back after a
+/// failure, partial batch responses, and marking the outbox item once every consumer is done.
+///
+/// ```
+/// use dynamodb_outbox::{Consumer, Effect, Envelope, Event, HandlerError, Takes};
+/// # use serde::{Deserialize, Serialize};
+/// # #[derive(Serialize, Deserialize)]
+/// # struct InvoiceIssued { invoice_id: String, account_id: String, amount_cents: i64 }
+/// # impl Event for InvoiceIssued {
+/// #     const EVENT_TYPE: &'static str = "InvoiceIssued";
+/// #     const SCHEMA_VERSION: u32 = 1;
+/// #     const AGGREGATE_TYPE: &'static str = "Invoice";
+/// #     fn aggregate_id(&self) -> String { self.invoice_id.clone() }
+/// # }
+///
+/// struct Ledger { table: String }
+///
+/// impl Consumer for Ledger {
+///     type Payload = InvoiceIssued;
+///     fn name(&self) -> &str { "ledger" }
+///     fn takes(&self) -> Vec<Takes> { vec![Takes::versions("InvoiceIssued", 1..=1)] }
+///     async fn effect(&self, event: &Envelope<InvoiceIssued>) -> Result<Effect, HandlerError> {
+///         Ok(Effect::new().add(
+///             &self.table,
+///             format!("ACCOUNT#{}", event.payload.account_id),
+///             "BALANCE",
+///             "balance_cents",
+///             event.payload.amount_cents,
+///         ))
+///     }
+/// }
+/// ```
+pub trait Consumer: Send + Sync {
+    /// The payload of the events this consumer takes.
+    type Payload: DeserializeOwned + Send + Sync;
+
+    /// The consumer's name: its progress, its place in an event's routing, its logs.
+    fn name(&self) -> &str;
+
+    /// The event types and schema versions this consumer applies. Events routed to it that it
+    /// does not take (a newer version, a type it dropped) are skipped and counted, never poison,
+    /// so a newer producer cannot block an older consumer.
+    fn takes(&self) -> Vec<Takes>;
+
+    /// What to do with the later events of a key after one of its events proved poison.
+    fn on_poison(&self) -> PoisonPolicy {
+        PoisonPolicy::Wait
+    }
+
+    /// The effect of one event. When the effect is DynamoDB writes, return them: the engine
+    /// commits them in one transaction with this consumer's progress, so they happen exactly
+    /// once. Anything done here outside DynamoDB (publishing) happens at least once: deduplicate
+    /// downstream by `event.event_id`.
+    fn effect(
+        &self,
+        event: &Envelope<Self::Payload>,
+    ) -> impl Future<Output = Result<Effect, HandlerError>> + Send;
+}
+
+/// An event type and the schema versions of it that a consumer applies.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Takes {
+    /// The event type.
+    pub event_type: String,
+    /// The schema versions.
+    pub versions: RangeInclusive<u32>,
+}
+
+impl Takes {
+    /// `event_type` in the given schema versions.
+    pub fn versions(event_type: &str, versions: RangeInclusive<u32>) -> Self {
+        Self {
+            event_type: event_type.to_owned(),
+            versions,
+        }
+    }
+}
+
+/// What happens to a key's later events after one of them is poison.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PoisonPolicy {
+    /// Strict order: the key waits. The poison event and every later event of its key are
+    /// reported as failures until the poison is fixed (or the source gives up on them and the
+    /// sweeper redrives them later).
+    Wait,
+    /// The poison event is parked (recorded with the reason in the consumer's table, counted as
+    /// applied with no effect) and the key's later events go on.
+    Park,
+}
+
+/// Why a consumer could not produce an effect.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum HandlerError {
+    /// The event can never be applied as it is: retrying will not help.
+    #[error("poison event: {0}")]
+    Poison(String),
+    /// A transient failure (a dependency down): the event is retried.
+    #[error("transient failure: {0}")]
+    Transient(String),
+}
+
+/// The DynamoDB writes one event causes, committed atomically with the consumer's progress.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Effect {
+    pub(crate) writes: Vec<Write>,
+}
+
+/// One write of an [`Effect`]. Conditions are part of the effect: when one fails, nothing is
+/// written and the event is poison, with the write named in the reason.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Write {
+    /// Puts `item` (which carries `pk` and `sk`) into `table`; with `if_absent`, only when no
+    /// item has that key.
+    Put {
+        /// The table.
+        table: String,
+        /// The item, keys included.
+        item: Item,
+        /// Refuse the effect if the item exists.
+        if_absent: bool,
+    },
+    /// Adds `amount` to the number `attribute` of the item (`pk`, `sk`), creating it at 0; with
+    /// `at_most`, only when the result stays at or below it.
+    Add {
+        /// The table.
+        table: String,
+        /// The item's partition key.
+        pk: String,
+        /// The item's sort key.
+        sk: String,
+        /// The numeric attribute.
+        attribute: String,
+        /// What to add (may be negative).
+        amount: i64,
+        /// The largest value the attribute may reach.
+        at_most: Option<i64>,
+    },
+}
+
+impl Effect {
+    /// No writes: the event only advances the consumer's progress.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds a put of `item` into `table`, refused if an item with its key exists.
+    pub fn put_new(mut self, table: &str, item: Item) -> Self {
+        self.writes.push(Write::Put {
+            table: table.to_owned(),
+            item,
+            if_absent: true,
+        });
+        self
+    }
+
+    /// Adds a put of `item` into `table`, replacing any item with its key.
+    pub fn put(mut self, table: &str, item: Item) -> Self {
+        self.writes.push(Write::Put {
+            table: table.to_owned(),
+            item,
+            if_absent: false,
+        });
+        self
+    }
+
+    /// Adds `amount` to a numeric attribute.
+    pub fn add(
+        mut self,
+        table: &str,
+        pk: impl Into<String>,
+        sk: impl Into<String>,
+        attribute: &str,
+        amount: i64,
+    ) -> Self {
+        self.writes.push(Write::Add {
+            table: table.to_owned(),
+            pk: pk.into(),
+            sk: sk.into(),
+            attribute: attribute.to_owned(),
+            amount,
+            at_most: None,
+        });
+        self
+    }
+
+    /// Adds `amount` to a numeric attribute, refused if the result would pass `at_most`.
+    pub fn add_at_most(
+        mut self,
+        table: &str,
+        pk: impl Into<String>,
+        sk: impl Into<String>,
+        attribute: &str,
+        amount: i64,
+        at_most: i64,
+    ) -> Self {
+        self.writes.push(Write::Add {
+            table: table.to_owned(),
+            pk: pk.into(),
+            sk: sk.into(),
+            attribute: attribute.to_owned(),
+            amount,
+            at_most: Some(at_most),
+        });
+        self
+    }
+
+    /// The writes, in order.
+    pub fn writes(&self) -> &[Write] {
+        &self.writes
+    }
+}

@@ -1,0 +1,283 @@
+//! The consumer's side on DynamoDB: effect and progress in one transaction; the outbox item's
+//! completion once every consumer is done.
+
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
+use aws_sdk_dynamodb::types::{
+    Put, ReturnValue, ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update,
+};
+use aws_sdk_dynamodb::Client;
+
+use super::{
+    cancellation_is_transient, cancellation_summary, classify, number, reason_code, text, SdkItem,
+};
+use crate::consumer::{Effect, Write};
+use crate::schema;
+use crate::store::{Committed, ConsumerStore, ItemKey, Step, StoreError};
+
+/// One action of a transaction is the progress update; DynamoDB allows 100.
+const MAX_EFFECT_WRITES: usize = 99;
+
+/// A consumer's progress in its own table, and the outbox it marks.
+#[derive(Debug, Clone)]
+pub struct DynamoConsumerStore {
+    client: Client,
+    table: String,
+    outbox_table: String,
+}
+
+impl DynamoConsumerStore {
+    /// Progress (and parked events) in `table`; completions marked on `outbox_table`.
+    pub fn new(client: Client, table: impl Into<String>, outbox_table: impl Into<String>) -> Self {
+        Self {
+            client,
+            table: table.into(),
+            outbox_table: outbox_table.into(),
+        }
+    }
+
+    fn action(write: &Write) -> Result<TransactWriteItem, String> {
+        match write {
+            Write::Put {
+                table,
+                item,
+                if_absent,
+            } => {
+                let sdk: SdkItem = item.clone().into();
+                let mut put = Put::builder().table_name(table).set_item(Some(sdk));
+                if *if_absent {
+                    put = put
+                        .condition_expression("attribute_not_exists(#pk)")
+                        .expression_attribute_names("#pk", schema::PK);
+                }
+                let put = put.build().map_err(|e| e.to_string())?;
+                Ok(TransactWriteItem::builder().put(put).build())
+            }
+            Write::Add {
+                table,
+                pk,
+                sk,
+                attribute,
+                amount,
+                at_most,
+            } => {
+                let mut update = Update::builder()
+                    .table_name(table)
+                    .key(schema::PK, text(pk))
+                    .key(schema::SK, text(sk))
+                    .update_expression("ADD #value :amount")
+                    .expression_attribute_names("#value", attribute)
+                    .expression_attribute_values(":amount", number(amount));
+                if let Some(max) = at_most {
+                    let room = max
+                        .checked_sub(*amount)
+                        .ok_or_else(|| format!("{amount} can never fit under {max}"))?;
+                    update = update
+                        .condition_expression("attribute_not_exists(#value) OR #value <= :room")
+                        .expression_attribute_values(":room", number(room));
+                }
+                let update = update.build().map_err(|e| e.to_string())?;
+                Ok(TransactWriteItem::builder().update(update).build())
+            }
+        }
+    }
+
+    fn progress(&self, consumer: &str, step: &Step) -> Result<TransactWriteItem, StoreError> {
+        let mut update = Update::builder()
+            .table_name(&self.table)
+            .key(
+                schema::PK,
+                text(schema::progress_pk(consumer, &step.ordering_key)),
+            )
+            .key(schema::SK, text(schema::PROGRESS_SK))
+            .update_expression("SET #seq = :seq")
+            .expression_attribute_names("#seq", schema::PROGRESS_SEQUENCE)
+            .expression_attribute_values(":seq", number(step.sequence))
+            // The progress that cancelled the transaction comes back with it: no second read to
+            // tell a duplicate from an early event.
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
+        update = if step.after == 0 {
+            update.condition_expression("attribute_not_exists(#seq)")
+        } else {
+            update
+                .condition_expression("#seq = :after")
+                .expression_attribute_values(":after", number(step.after))
+        };
+        let update = update
+            .build()
+            .map_err(|e| StoreError::Failed(e.to_string()))?;
+        Ok(TransactWriteItem::builder().update(update).build())
+    }
+
+    /// The consumer's progress on a key, read consistently (when a cancellation did not carry it).
+    async fn read_progress(&self, consumer: &str, ordering_key: &str) -> Result<u64, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key(
+                schema::PK,
+                text(schema::progress_pk(consumer, ordering_key)),
+            )
+            .key(schema::SK, text(schema::PROGRESS_SK))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(classify)?;
+        Ok(out.item.as_ref().map_or(0, progress_of))
+    }
+}
+
+fn progress_of(item: &SdkItem) -> u64 {
+    item.get(schema::PROGRESS_SEQUENCE)
+        .and_then(|v| v.as_n().ok())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
+
+impl ConsumerStore for DynamoConsumerStore {
+    fn table(&self) -> &str {
+        &self.table
+    }
+
+    async fn commit(
+        &self,
+        consumer: &str,
+        step: &Step,
+        effect: &Effect,
+    ) -> Result<Committed, StoreError> {
+        if effect.writes().len() > MAX_EFFECT_WRITES {
+            return Ok(Committed::Refused(format!(
+                "{} writes in one effect: at most {MAX_EFFECT_WRITES} fit in a transaction with the progress",
+                effect.writes().len()
+            )));
+        }
+        let mut actions = Vec::with_capacity(effect.writes().len() + 1);
+        for (index, write) in effect.writes().iter().enumerate() {
+            match Self::action(write) {
+                Ok(action) => actions.push(action),
+                Err(why) => return Ok(Committed::Refused(format!("write {index}: {why}"))),
+            }
+        }
+        let progress_at = actions.len();
+        actions.push(self.progress(consumer, step)?);
+        let result = self
+            .client
+            .transact_write_items()
+            .set_transact_items(Some(actions))
+            .send()
+            .await;
+        let err = match result {
+            Ok(_) => return Ok(Committed::Applied),
+            Err(err) => err,
+        };
+        let Some(TransactWriteItemsError::TransactionCanceledException(cancelled)) =
+            err.as_service_error()
+        else {
+            return Err(classify(err));
+        };
+        let reasons = cancelled.cancellation_reasons();
+        if reason_code(reasons, progress_at) == "ConditionalCheckFailed" {
+            let applied = match reasons.get(progress_at).and_then(|r| r.item.as_ref()) {
+                Some(item) => progress_of(item),
+                None => self.read_progress(consumer, &step.ordering_key).await?,
+            };
+            return Ok(if applied >= step.sequence {
+                Committed::Duplicate
+            } else if applied < step.after {
+                Committed::Waiting { applied }
+            } else {
+                Committed::Refused(format!(
+                    "progress {applied} is past this event's predecessor {}: its routing changed",
+                    step.after
+                ))
+            });
+        }
+        if let Some(index) =
+            (0..progress_at).find(|&i| reason_code(reasons, i) == "ConditionalCheckFailed")
+        {
+            return Ok(Committed::Refused(format!(
+                "write {index} of the effect: its condition failed"
+            )));
+        }
+        if cancellation_is_transient(reasons) {
+            return Err(StoreError::Unavailable(cancellation_summary(reasons)));
+        }
+        Err(StoreError::Failed(cancellation_summary(reasons)))
+    }
+
+    async fn complete(
+        &self,
+        consumer: &str,
+        item: &ItemKey,
+        expires_at: i64,
+    ) -> Result<(), StoreError> {
+        let removed = self
+            .client
+            .update_item()
+            .table_name(&self.outbox_table)
+            .key(schema::PK, text(&item.pk))
+            .key(schema::SK, text(&item.sk))
+            .update_expression("DELETE #waiting :me")
+            .condition_expression("contains(#waiting, :name)")
+            .expression_attribute_names("#waiting", schema::WAITING_CONSUMERS)
+            .expression_attribute_values(
+                ":me",
+                aws_sdk_dynamodb::types::AttributeValue::Ss(vec![consumer.to_owned()]),
+            )
+            .expression_attribute_values(":name", text(consumer))
+            .return_values(ReturnValue::AllNew)
+            .send()
+            .await;
+        let after = match removed {
+            Ok(out) => out.attributes.unwrap_or_default(),
+            // Not waiting for this consumer any more (done before, or the item is gone).
+            Err(err) if is_failed_condition(&err) => return Ok(()),
+            Err(err) => return Err(classify(err)),
+        };
+        let still_waiting = after
+            .get(schema::WAITING_CONSUMERS)
+            .and_then(|v| v.as_ss().ok())
+            .is_some_and(|set| !set.is_empty());
+        if still_waiting {
+            return Ok(());
+        }
+        // The last consumer: the event leaves the pending index and may now expire.
+        let finished = self
+            .client
+            .update_item()
+            .table_name(&self.outbox_table)
+            .key(schema::PK, text(&item.pk))
+            .key(schema::SK, text(&item.sk))
+            .update_expression("SET #status = :processed, #expires = :expires REMOVE #ppk, #psk")
+            .condition_expression(
+                "attribute_exists(#pk) AND attribute_not_exists(#waiting) AND #status = :pending",
+            )
+            .expression_attribute_names("#pk", schema::PK)
+            .expression_attribute_names("#waiting", schema::WAITING_CONSUMERS)
+            .expression_attribute_names("#status", schema::STATUS)
+            .expression_attribute_names("#expires", schema::EXPIRES_AT)
+            .expression_attribute_names("#ppk", schema::PENDING_PK)
+            .expression_attribute_names("#psk", schema::PENDING_SK)
+            .expression_attribute_values(":processed", text(schema::STATUS_PROCESSED))
+            .expression_attribute_values(":pending", text(schema::STATUS_PENDING))
+            .expression_attribute_values(":expires", number(expires_at))
+            .send()
+            .await;
+        match finished {
+            Ok(_) => Ok(()),
+            Err(err) if is_failed_condition(&err) => Ok(()),
+            Err(err) => Err(classify(err)),
+        }
+    }
+}
+
+fn is_failed_condition(
+    err: &aws_sdk_dynamodb::error::SdkError<
+        UpdateItemError,
+        aws_sdk_dynamodb::config::http::HttpResponse,
+    >,
+) -> bool {
+    err.as_service_error()
+        .is_some_and(UpdateItemError::is_conditional_check_failed_exception)
+}

@@ -1,0 +1,419 @@
+//! The producer's side: events join the caller's own `TransactWriteItems`.
+
+use std::collections::{BTreeMap, HashMap};
+
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::types::{KeysAndAttributes, Put, TransactWriteItem, Update};
+use aws_sdk_dynamodb::Client;
+use serde::Serialize;
+use serde_dynamo::Item;
+
+use super::{
+    cancellation_is_transient, cancellation_summary, classify, item_size, number, reason_code,
+    text, SdkItem,
+};
+use crate::envelope::Envelope;
+use crate::item::{with_outbox_state, KeyCounter};
+use crate::schema;
+use crate::store::StoreError;
+
+/// DynamoDB's limits on one `TransactWriteItems`.
+const MAX_ACTIONS: usize = 100;
+const MAX_BYTES: usize = 4 * 1024 * 1024;
+/// Attempts when another writer advanced the same ordering key's counter in between.
+const MAX_ATTEMPTS: usize = 5;
+
+/// Which consumers take each event type: the routing of an outbox, in one place. The writer
+/// records it on each event, so an event waits for exactly these consumers, and each consumer
+/// knows which earlier event of the key it must have applied first.
+///
+/// ```
+/// use dynamodb_outbox::dynamodb::Routes;
+/// let routes = Routes::new()
+///     .route("InvoiceIssued", &["ledger", "notifications"])
+///     .route("InvoiceVoided", &["ledger"]);
+/// assert_eq!(routes.consumers_of("InvoiceIssued").len(), 2);
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Routes(BTreeMap<String, Vec<String>>);
+
+impl Routes {
+    /// No routes yet.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Routes `event_type` to `consumers`.
+    pub fn route(mut self, event_type: &str, consumers: &[&str]) -> Self {
+        self.0.insert(
+            event_type.to_owned(),
+            consumers.iter().map(|c| (*c).to_owned()).collect(),
+        );
+        self
+    }
+
+    /// The consumers of `event_type` (empty when it has no route).
+    pub fn consumers_of(&self, event_type: &str) -> &[String] {
+        self.0.get(event_type).map_or(&[], Vec::as_slice)
+    }
+}
+
+/// The outbox in one DynamoDB table.
+#[derive(Debug, Clone)]
+pub struct Outbox {
+    client: Client,
+    table: String,
+    routes: Routes,
+}
+
+/// Why a transaction with events was not written. In every case nothing was written.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WriteError {
+    /// The transaction would exceed DynamoDB's 100 actions (the caller's items, one per event,
+    /// one per ordering key's counter).
+    #[error("{actions} actions in one transaction: DynamoDB allows {MAX_ACTIONS}")]
+    TooManyActions {
+        /// The actions the transaction would have had.
+        actions: usize,
+    },
+    /// The transaction would exceed DynamoDB's 4 MB.
+    #[error("about {bytes} bytes in one transaction: DynamoDB allows {MAX_BYTES}")]
+    TooLarge {
+        /// The estimated size.
+        bytes: usize,
+    },
+    /// An event type with no consumer: it would never be processed nor expire.
+    #[error("event type {0:?} has no route to any consumer")]
+    NoRoute(String),
+    /// An event did not encode as an item.
+    #[error("{0}")]
+    Encode(String),
+    /// One of the caller's own items was refused (its condition failed): `reasons[i]` is the
+    /// cancellation code of the caller's `i`-th item, `None` where it had none.
+    #[error("the transaction was cancelled by the caller's items: {reasons:?}")]
+    Cancelled {
+        /// The cancellation code of each of the caller's items.
+        reasons: Vec<Option<String>>,
+    },
+    /// The database refused or was unavailable.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// What a committed transaction wrote: each event's id and its sequence within its key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Written {
+    /// `(event_id, sequence)`, in the order the events were added.
+    pub events: Vec<(String, u64)>,
+}
+
+struct StagedEvent {
+    event_id: String,
+    event_type: String,
+    ordering_key: String,
+    occurred_at: String,
+    item: Item,
+}
+
+/// The caller's writes and the events that must commit with them.
+pub struct Transaction<'a> {
+    outbox: &'a Outbox,
+    items: Vec<TransactWriteItem>,
+    events: Vec<StagedEvent>,
+}
+
+impl Outbox {
+    /// The outbox in `table`, with its routing.
+    pub fn new(client: Client, table: impl Into<String>, routes: Routes) -> Self {
+        Self {
+            client,
+            table: table.into(),
+            routes,
+        }
+    }
+
+    /// The outbox table's name.
+    pub fn table(&self) -> &str {
+        &self.table
+    }
+
+    /// The routing.
+    pub fn routes(&self) -> &Routes {
+        &self.routes
+    }
+
+    /// A transaction to fill with the caller's writes and events.
+    pub fn transaction(&self) -> Transaction<'_> {
+        Transaction {
+            outbox: self,
+            items: Vec::new(),
+            events: Vec::new(),
+        }
+    }
+
+    /// Reads the sequence counters of `keys`, strongly consistent.
+    async fn counters(&self, keys: &[&str]) -> Result<HashMap<String, Counter>, StoreError> {
+        let mut counters = HashMap::new();
+        for chunk in keys.chunks(100) {
+            let mut request = KeysAndAttributes::builder().consistent_read(true);
+            for key in chunk {
+                request = request.keys(HashMap::from([
+                    (schema::PK.to_owned(), text(schema::key_pk(key))),
+                    (schema::SK.to_owned(), text(schema::COUNTER_SK)),
+                ]));
+            }
+            let mut pending = HashMap::from([(
+                self.table.clone(),
+                request
+                    .build()
+                    .map_err(|e| StoreError::Failed(e.to_string()))?,
+            )]);
+            // BatchGetItem may leave keys unprocessed under load: ask again for those.
+            while !pending.is_empty() {
+                let out = self
+                    .client
+                    .batch_get_item()
+                    .set_request_items(Some(pending))
+                    .send()
+                    .await
+                    .map_err(classify)?;
+                for item in out
+                    .responses
+                    .unwrap_or_default()
+                    .remove(&self.table)
+                    .unwrap_or_default()
+                {
+                    let counter = Counter::from_item(&item);
+                    counters.insert(counter.key.clone(), counter);
+                }
+                pending = out.unprocessed_keys.unwrap_or_default();
+                pending.retain(|_, k| !k.keys().is_empty());
+            }
+        }
+        Ok(counters)
+    }
+}
+
+/// An ordering key's counter as stored: the key, and its state.
+#[derive(Debug, Clone, Default)]
+struct Counter {
+    key: String,
+    state: KeyCounter,
+}
+
+const LAST_PREFIX: &str = "last#";
+
+impl Counter {
+    fn from_item(item: &SdkItem) -> Self {
+        let pk = item
+            .get(schema::PK)
+            .and_then(|v| v.as_s().ok())
+            .map(String::as_str)
+            .unwrap_or_default();
+        let number_of = |v: &aws_sdk_dynamodb::types::AttributeValue| {
+            v.as_n().ok().and_then(|n| n.parse::<u64>().ok())
+        };
+        Self {
+            key: pk.strip_prefix("OUTBOX#").unwrap_or(pk).to_owned(),
+            state: KeyCounter {
+                sequence: item.get(schema::SEQUENCE).and_then(number_of).unwrap_or(0),
+                last: item
+                    .iter()
+                    .filter_map(|(name, v)| {
+                        let consumer = name.strip_prefix(LAST_PREFIX)?;
+                        Some((consumer.to_owned(), number_of(v)?))
+                    })
+                    .collect(),
+            },
+        }
+    }
+}
+
+impl Transaction<'_> {
+    /// Adds one of the caller's own writes (with whatever condition it needs).
+    pub fn write(mut self, item: TransactWriteItem) -> Self {
+        self.items.push(item);
+        self
+    }
+
+    /// Adds an event. It is routed by its type; an unrouted type is refused here.
+    pub fn event<P: Serialize>(mut self, envelope: &Envelope<P>) -> Result<Self, WriteError> {
+        if self
+            .outbox
+            .routes
+            .consumers_of(&envelope.event_type)
+            .is_empty()
+        {
+            return Err(WriteError::NoRoute(envelope.event_type.clone()));
+        }
+        let item = serde_dynamo::to_item(envelope)
+            .map_err(|e| WriteError::Encode(format!("the event does not encode: {e}")))?;
+        self.events.push(StagedEvent {
+            event_id: envelope.event_id.clone(),
+            event_type: envelope.event_type.clone(),
+            ordering_key: envelope.ordering_key.clone(),
+            occurred_at: envelope.occurred_at.clone(),
+            item,
+        });
+        Ok(self)
+    }
+
+    /// Writes the caller's items and the events in one `TransactWriteItems`, or nothing.
+    ///
+    /// Each event gets the next sequence of its ordering key: the key's counter is read, then
+    /// advanced in the same transaction on the condition that nobody advanced it in between;
+    /// when somebody did, the whole transaction is built again from a fresh read (a few times).
+    pub async fn commit(self) -> Result<Written, WriteError> {
+        let actions = self.items.len() + self.events.len() + self.distinct_keys().len();
+        if actions > MAX_ACTIONS {
+            return Err(WriteError::TooManyActions { actions });
+        }
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let counters = self.outbox.counters(&self.distinct_keys()).await?;
+            let (items, written) = self.build(counters)?;
+            let result = self
+                .outbox
+                .client
+                .transact_write_items()
+                .set_transact_items(Some(items))
+                .send()
+                .await;
+            let err = match result {
+                Ok(_) => return Ok(written),
+                Err(err) => err,
+            };
+            let Some(TransactWriteItemsError::TransactionCanceledException(cancelled)) =
+                err.as_service_error()
+            else {
+                return Err(classify(err).into());
+            };
+            let reasons = cancelled.cancellation_reasons();
+            let callers = self.items.len();
+            if (0..callers).any(|i| reason_code(reasons, i) == "ConditionalCheckFailed") {
+                return Err(WriteError::Cancelled {
+                    reasons: (0..callers)
+                        .map(|i| {
+                            let code = reason_code(reasons, i);
+                            (code != "None").then(|| code.to_owned())
+                        })
+                        .collect(),
+                });
+            }
+            let counters_at = callers + self.events.len();
+            let raced = (counters_at..reasons.len())
+                .any(|i| reason_code(reasons, i) == "ConditionalCheckFailed");
+            if raced && attempt < MAX_ATTEMPTS {
+                continue;
+            }
+            let summary = cancellation_summary(reasons);
+            return Err(if raced || cancellation_is_transient(reasons) {
+                StoreError::Unavailable(summary).into()
+            } else {
+                StoreError::Failed(summary).into()
+            });
+        }
+    }
+
+    fn distinct_keys(&self) -> Vec<&str> {
+        let mut keys: Vec<&str> = self
+            .events
+            .iter()
+            .map(|e| e.ordering_key.as_str())
+            .collect();
+        keys.sort_unstable();
+        keys.dedup();
+        keys
+    }
+
+    /// The transaction's actions for these counters: the caller's items, the events' puts, one
+    /// counter update per key (DynamoDB forbids two actions on one item in a transaction).
+    fn build(
+        &self,
+        mut counters: HashMap<String, Counter>,
+    ) -> Result<(Vec<TransactWriteItem>, Written), WriteError> {
+        let read: HashMap<String, u64> = counters
+            .iter()
+            .map(|(k, c)| (k.clone(), c.state.sequence))
+            .collect();
+        let mut items = self.items.clone();
+        let mut written = Vec::with_capacity(self.events.len());
+        let mut bytes = 0;
+        for event in &self.events {
+            let counter = counters
+                .entry(event.ordering_key.clone())
+                .or_insert_with(|| Counter {
+                    key: event.ordering_key.clone(),
+                    ..Counter::default()
+                });
+            let (sequence, after) = counter
+                .state
+                .next(self.outbox.routes.consumers_of(&event.event_type));
+            let item: SdkItem = with_outbox_state(
+                event.item.clone(),
+                &event.ordering_key,
+                &event.occurred_at,
+                sequence,
+                &after,
+            )
+            .into();
+            bytes += item_size(&item);
+            let put = Put::builder()
+                .table_name(&self.outbox.table)
+                .set_item(Some(item))
+                .condition_expression("attribute_not_exists(#pk)")
+                .expression_attribute_names("#pk", schema::PK)
+                .build()
+                .map_err(|e| StoreError::Failed(e.to_string()))?;
+            items.push(TransactWriteItem::builder().put(put).build());
+            written.push((event.event_id.clone(), sequence));
+        }
+        for key in self.distinct_keys() {
+            let counter = &counters[key];
+            let previous = read.get(key).copied().unwrap_or(0);
+            let mut update = Update::builder()
+                .table_name(&self.outbox.table)
+                .key(schema::PK, text(schema::key_pk(key)))
+                .key(schema::SK, text(schema::COUNTER_SK))
+                .expression_attribute_names("#seq", schema::SEQUENCE)
+                .expression_attribute_values(":seq", number(counter.state.sequence));
+            let mut sets = vec!["#seq = :seq".to_owned()];
+            for (i, (consumer, last)) in counter.state.last.iter().enumerate() {
+                sets.push(format!("#last{i} = :last{i}"));
+                update = update
+                    .expression_attribute_names(
+                        format!("#last{i}"),
+                        format!("{LAST_PREFIX}{consumer}"),
+                    )
+                    .expression_attribute_values(format!(":last{i}"), number(last));
+            }
+            update = update.update_expression(format!("SET {}", sets.join(", ")));
+            update = if previous == 0 {
+                update
+                    .condition_expression("attribute_not_exists(#pk)")
+                    .expression_attribute_names("#pk", schema::PK)
+            } else {
+                update
+                    .condition_expression("#seq = :read")
+                    .expression_attribute_values(":read", number(previous))
+            };
+            let update = update
+                .build()
+                .map_err(|e| StoreError::Failed(e.to_string()))?;
+            items.push(TransactWriteItem::builder().update(update).build());
+        }
+        bytes += self
+            .items
+            .iter()
+            .map(|item| {
+                item.put().map_or(0, |p| item_size(p.item()))
+                    + item.update().map_or(0, |u| item_size(u.key()))
+            })
+            .sum::<usize>();
+        if bytes > MAX_BYTES {
+            return Err(WriteError::TooLarge { bytes });
+        }
+        Ok((items, Written { events: written }))
+    }
+}

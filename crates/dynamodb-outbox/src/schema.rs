@@ -1,0 +1,93 @@
+//! The one place that knows how the engine lays out its items.
+//!
+//! The engine's items live in the caller's tables, which must have a string partition key `pk`
+//! and a string sort key `sk`. The outbox table needs a stream (`NEW_IMAGE`), a TTL attribute
+//! [`EXPIRES_AT`], and a sparse global secondary index [`PENDING_INDEX`] on
+//! ([`PENDING_PK`], [`PENDING_SK`]) for the sweeper.
+
+/// Partition key attribute of every table the engine writes to.
+pub const PK: &str = "pk";
+/// Sort key attribute of every table the engine writes to.
+pub const SK: &str = "sk";
+/// Marks outbox event items, so a stream filter can select them without decoding.
+pub const ENTITY: &str = "entity";
+/// Value of [`ENTITY`] on outbox event items.
+pub const ENTITY_OUTBOX_EVENT: &str = "OutboxEvent";
+/// `PENDING` until every consumer declared for the event processed it, then `PROCESSED`.
+pub const STATUS: &str = "status";
+/// Value of [`STATUS`] while any consumer has yet to process the event.
+pub const STATUS_PENDING: &str = "PENDING";
+/// Value of [`STATUS`] once every consumer processed the event.
+pub const STATUS_PROCESSED: &str = "PROCESSED";
+/// The outbox table's TTL attribute (epoch seconds): only a fully processed event carries it.
+pub const EXPIRES_AT: &str = "expires_at";
+/// The consumers that have yet to process the event (a string set; removed when empty).
+pub const WAITING_CONSUMERS: &str = "outbox_waiting";
+/// The event's position among the events of its ordering key: 1, 2, 3, ... without gaps.
+pub const SEQUENCE: &str = "outbox_seq";
+/// For each consumer of the event, the sequence of the previous event of the same key that this
+/// consumer takes (0 when none): what the consumer must have applied before this one.
+pub const AFTER: &str = "outbox_after";
+/// Sparse index over pending outbox events: only pending items carry these two attributes.
+pub const PENDING_PK: &str = "pending_pk";
+/// Sort key of the pending index: oldest first within a shard.
+pub const PENDING_SK: &str = "pending_sk";
+/// Name of the sparse index over pending outbox events.
+pub const PENDING_INDEX: &str = "PendingOutbox";
+/// Shards of the pending index; an ordering key always lands in the same one.
+pub const PENDING_SHARDS: u32 = 8;
+/// A consumer's progress on one ordering key: the last sequence it applied.
+pub const PROGRESS_SEQUENCE: &str = "seq";
+
+const KEY_PREFIX: &str = "OUTBOX#";
+
+/// Partition of an ordering key's events and of its sequence counter: one key, one partition.
+pub fn key_pk(ordering_key: &str) -> String {
+    format!("{KEY_PREFIX}{ordering_key}")
+}
+
+/// Sort key of an event: its sequence, zero-padded so the text sorts as the number.
+pub fn event_sk(sequence: u64) -> String {
+    format!("EVENT#{sequence:020}")
+}
+
+/// Sort key of an ordering key's sequence counter.
+pub const COUNTER_SK: &str = "SEQUENCE";
+
+/// Partition of a consumer's progress on an ordering key, in the consumer's own table.
+pub fn progress_pk(consumer: &str, ordering_key: &str) -> String {
+    format!("{KEY_PREFIX}PROGRESS#{consumer}#{ordering_key}")
+}
+
+/// Sort key of a progress item.
+pub const PROGRESS_SK: &str = "PROGRESS";
+
+/// Partition of a consumer's parked events, in the consumer's own table.
+pub fn parked_pk(consumer: &str) -> String {
+    format!("{KEY_PREFIX}PARKED#{consumer}")
+}
+
+/// Sort key of a parked event: the ordering key and the sequence.
+pub fn parked_sk(ordering_key: &str, sequence: u64) -> String {
+    format!("{ordering_key}#{sequence:020}")
+}
+
+/// Shard of the pending index an ordering key lands in: stable, so the sweeper meets a key's
+/// events in one shard, in their order.
+pub fn pending_pk(ordering_key: &str) -> String {
+    let shard = ordering_key
+        .bytes()
+        .fold(0u32, |h, b| h.wrapping_mul(31).wrapping_add(u32::from(b)))
+        % PENDING_SHARDS;
+    pending_pk_for_shard(shard)
+}
+
+/// The pending index partition of one shard.
+pub fn pending_pk_for_shard(shard: u32) -> String {
+    format!("{KEY_PREFIX}PENDING#{shard}")
+}
+
+/// Oldest first within a shard; a key's events by sequence when they occurred together.
+pub fn pending_sk(occurred_at: &str, ordering_key: &str, sequence: u64) -> String {
+    format!("{occurred_at}#{ordering_key}#{sequence:020}")
+}

@@ -1,0 +1,80 @@
+//! The persistence seam of a consumer: commit an effect with the consumer's progress, and mark
+//! the outbox item. [`crate::dynamodb::DynamoConsumerStore`] implements it on DynamoDB,
+//! [`crate::memory::MemoryStore`] in memory for unit tests of consumers and of the engine.
+
+use std::future::Future;
+
+use crate::consumer::Effect;
+
+/// One event's place in its key's order, for one consumer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Step {
+    /// The event's ordering key.
+    pub ordering_key: String,
+    /// The event's sequence within the key.
+    pub sequence: u64,
+    /// The sequence this consumer must have applied before (0: none).
+    pub after: u64,
+}
+
+/// What committing an effect found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Committed {
+    /// The effect and the progress committed together.
+    Applied,
+    /// The consumer had applied this event before: nothing was written.
+    Duplicate,
+    /// An earlier event of the key has not been applied yet (`applied` is the consumer's
+    /// progress): nothing was written; retry after it.
+    Waiting {
+        /// The last sequence the consumer applied on this key.
+        applied: u64,
+    },
+    /// A condition of the effect failed: nothing was written, and retrying will not change it.
+    Refused(String),
+}
+
+/// What can go wrong talking to the store, sorted by what the caller should do.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StoreError {
+    /// Throttling, 5xx, conflicts, timeouts (after the SDK's retries): try again later.
+    #[error("the database is temporarily unavailable: {0}")]
+    Unavailable(String),
+    /// Anything else the database refused.
+    #[error("database request failed: {0}")]
+    Failed(String),
+}
+
+/// The key of an outbox item.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ItemKey {
+    /// Partition key.
+    pub pk: String,
+    /// Sort key.
+    pub sk: String,
+}
+
+/// Where a consumer's progress lives, and how its effects commit.
+pub trait ConsumerStore: Send + Sync {
+    /// The consumer's own table: progress items and parked events.
+    fn table(&self) -> &str;
+
+    /// Commits `effect` and advances `consumer`'s progress on `step.ordering_key` from
+    /// `step.after` to `step.sequence`, atomically, or writes nothing and says why.
+    fn commit(
+        &self,
+        consumer: &str,
+        step: &Step,
+        effect: &Effect,
+    ) -> impl Future<Output = Result<Committed, StoreError>> + Send;
+
+    /// Records that `consumer` is done with the outbox item. When it was the last consumer
+    /// waiting, the item leaves the pending index and gets its TTL (`expires_at`, epoch
+    /// seconds). An item already done, or gone, is left as it is.
+    fn complete(
+        &self,
+        consumer: &str,
+        item: &ItemKey,
+        expires_at: i64,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+}

@@ -1,0 +1,383 @@
+//! The batch logic without a server: grouping, per-key order, hold-back, partial failures, skip
+//! versus poison, several consumers. The same engine runs on DynamoDB in the workspace's
+//! end-to-end suites.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use dynamodb_outbox::dynamodb::Routes;
+use dynamodb_outbox::memory::{MemoryOutbox, MemoryStore};
+use dynamodb_outbox::{
+    BatchOutcome, Consumer, Effect, Envelope, Event, HandlerError, Header, ItemKey, PoisonPolicy,
+    Processor, StoreError, Takes,
+};
+use serde::{Deserialize, Serialize};
+use serde_dynamo::{AttributeValue, Item};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Deposited {
+    account: String,
+    cents: i64,
+}
+
+impl Event for Deposited {
+    const EVENT_TYPE: &'static str = "Deposited";
+    const SCHEMA_VERSION: u32 = 1;
+    const AGGREGATE_TYPE: &'static str = "Account";
+    fn aggregate_id(&self) -> String {
+        self.account.clone()
+    }
+}
+
+/// A newer event type the consumers were never taught.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Frozen {
+    account: String,
+}
+
+impl Event for Frozen {
+    const EVENT_TYPE: &'static str = "Frozen";
+    const SCHEMA_VERSION: u32 = 1;
+    const AGGREGATE_TYPE: &'static str = "Account";
+    fn aggregate_id(&self) -> String {
+        self.account.clone()
+    }
+}
+
+const TABLE: &str = "accounts";
+
+/// Keeps a balance and a journal of applied sequences per account; a negative deposit is poison.
+#[derive(Clone)]
+struct Ledger {
+    name: &'static str,
+    policy: PoisonPolicy,
+    down: Arc<AtomicBool>,
+}
+
+impl Ledger {
+    fn new(name: &'static str) -> Self {
+        Self {
+            name,
+            policy: PoisonPolicy::Wait,
+            down: Arc::default(),
+        }
+    }
+}
+
+impl Consumer for Ledger {
+    type Payload = Deposited;
+
+    fn name(&self) -> &str {
+        self.name
+    }
+
+    fn takes(&self) -> Vec<Takes> {
+        vec![Takes::versions("Deposited", 1..=1)]
+    }
+
+    fn on_poison(&self) -> PoisonPolicy {
+        self.policy
+    }
+
+    async fn effect(&self, event: &Envelope<Deposited>) -> Result<Effect, HandlerError> {
+        if self.down.load(Ordering::SeqCst) {
+            return Err(HandlerError::Transient("the ledger is down".into()));
+        }
+        if event.payload.cents < 0 {
+            return Err(HandlerError::Poison("a negative deposit".into()));
+        }
+        let pk = format!("{}#{}", self.name, event.payload.account);
+        let entry = Item::from(HashMap::from([
+            ("pk".to_owned(), AttributeValue::S(pk.clone())),
+            (
+                "sk".to_owned(),
+                AttributeValue::S(format!("ENTRY#{}", event.event_id)),
+            ),
+        ]));
+        Ok(Effect::new().put_new(TABLE, entry).add_at_most(
+            TABLE,
+            pk,
+            "BALANCE",
+            "cents",
+            event.payload.cents,
+            1_000_000,
+        ))
+    }
+}
+
+fn routes() -> Routes {
+    Routes::new()
+        .route("Deposited", &["ledger", "audit"])
+        .route("Frozen", &["ledger"])
+}
+
+fn deposit(account: &str, cents: i64) -> Envelope<Deposited> {
+    Envelope::new(Deposited {
+        account: account.into(),
+        cents,
+    })
+}
+
+struct World {
+    outbox: MemoryOutbox,
+    store: MemoryStore,
+}
+
+impl World {
+    fn new() -> Self {
+        Self {
+            outbox: MemoryOutbox::new(routes()),
+            store: MemoryStore::new(TABLE),
+        }
+    }
+
+    fn write<P: Serialize>(&mut self, event: &Envelope<P>) -> Item {
+        self.outbox.write(event, &self.store).unwrap()
+    }
+
+    fn processor(&self, ledger: Ledger) -> Processor<Ledger, MemoryStore> {
+        Processor::new(ledger, self.store.clone(), "outbox").concurrency(4)
+    }
+
+    fn balance(&self, consumer: &str, account: &str) -> i64 {
+        self.store
+            .number(TABLE, &format!("{consumer}#{account}"), "BALANCE", "cents")
+    }
+
+    fn applied_order(&self, consumer: &str, key: &str) -> Vec<u64> {
+        self.store
+            .commits()
+            .into_iter()
+            .filter(|(c, k, _)| c == consumer && k == key)
+            .map(|(_, _, seq)| seq)
+            .collect()
+    }
+}
+
+fn key_of(item: &Item) -> ItemKey {
+    let header = Header::peek(item);
+    ItemKey {
+        pk: header.pk,
+        sk: header.sk,
+    }
+}
+
+fn name_of(item: &Item) -> String {
+    let key = key_of(item);
+    format!("{}/{}", key.pk, key.sk)
+}
+
+#[tokio::test]
+async fn each_key_is_applied_in_write_order_however_the_batch_is_shuffled() {
+    let mut world = World::new();
+    let mut items = Vec::new();
+    for i in 1..=5 {
+        items.push(world.write(&deposit("a", i * 10)));
+    }
+    for i in 1..=3 {
+        items.push(world.write(&deposit("b", i)));
+    }
+    // Interleaved and reversed, as shards and retries can make it.
+    items.reverse();
+    items.swap(0, 6);
+    let outcome = world
+        .processor(Ledger::new("ledger"))
+        .process_items(items)
+        .await;
+    assert_eq!(
+        (outcome.applied, outcome.failures.len()),
+        (8, 0),
+        "{outcome:?}"
+    );
+    assert_eq!(world.applied_order("ledger", "a"), vec![1, 2, 3, 4, 5]);
+    assert_eq!(world.applied_order("ledger", "b"), vec![1, 2, 3]);
+    assert_eq!(world.balance("ledger", "a"), 150);
+    assert_eq!(world.balance("ledger", "b"), 6);
+}
+
+#[tokio::test]
+async fn an_event_that_arrives_before_its_predecessor_waits_across_batches() {
+    let mut world = World::new();
+    let first = world.write(&deposit("a", 1));
+    let second = world.write(&deposit("a", 2));
+    let processor = world.processor(Ledger::new("ledger"));
+
+    let early = processor.process_items(vec![second.clone()]).await;
+    assert_eq!((early.waiting, early.applied), (1, 0), "{early:?}");
+    assert_eq!(early.failures, vec![name_of(&second)], "reported for retry");
+    assert_eq!(
+        world.balance("ledger", "a"),
+        0,
+        "nothing applied out of order"
+    );
+
+    processor.process_items(vec![first]).await;
+    let retry = processor.process_items(vec![second]).await;
+    assert_eq!(retry.applied, 1, "{retry:?}");
+    assert_eq!(world.applied_order("ledger", "a"), vec![1, 2]);
+}
+
+#[tokio::test]
+async fn a_redelivered_batch_is_all_duplicates() {
+    let mut world = World::new();
+    let items: Vec<Item> = (1..=4).map(|i| world.write(&deposit("a", i))).collect();
+    let processor = world.processor(Ledger::new("ledger"));
+    processor.process_items(items.clone()).await;
+    let again = processor.process_items(items).await;
+    assert_eq!((again.duplicates, again.applied), (4, 0), "{again:?}");
+    assert_eq!(world.balance("ledger", "a"), 10);
+}
+
+#[tokio::test]
+async fn under_the_wait_policy_a_poison_event_holds_back_its_key_and_only_its_key() {
+    let mut world = World::new();
+    let a1 = world.write(&deposit("a", 5));
+    let a2 = world.write(&deposit("a", -1));
+    let a3 = world.write(&deposit("a", 7));
+    let b1 = world.write(&deposit("b", 9));
+    let outcome = world
+        .processor(Ledger::new("ledger"))
+        .process_items(vec![a1, a2.clone(), a3.clone(), b1])
+        .await;
+    assert_eq!(
+        (outcome.applied, outcome.poison, outcome.held_back),
+        (2, 1, 1),
+        "{outcome:?}"
+    );
+    assert_eq!(outcome.failures, vec![name_of(&a2), name_of(&a3)]);
+    assert_eq!(world.balance("ledger", "a"), 5);
+    assert_eq!(world.balance("ledger", "b"), 9);
+}
+
+#[tokio::test]
+async fn under_the_park_policy_a_poison_event_is_parked_and_its_key_goes_on() {
+    let mut world = World::new();
+    let items = vec![
+        world.write(&deposit("a", 5)),
+        world.write(&deposit("a", -1)),
+        world.write(&deposit("a", 7)),
+    ];
+    let ledger = Ledger {
+        policy: PoisonPolicy::Park,
+        ..Ledger::new("ledger")
+    };
+    let outcome = world.processor(ledger).process_items(items).await;
+    assert_eq!(
+        (outcome.applied, outcome.parked, outcome.failures.len()),
+        (2, 1, 0),
+        "{outcome:?}"
+    );
+    assert_eq!(world.balance("ledger", "a"), 12);
+    let parked = world
+        .store
+        .item(
+            TABLE,
+            &dynamodb_outbox::schema::parked_pk("ledger"),
+            &dynamodb_outbox::schema::parked_sk("a", 2),
+        )
+        .expect("the parked event is recorded");
+    assert_eq!(
+        parked.get("reason"),
+        Some(&AttributeValue::S("a negative deposit".into()))
+    );
+}
+
+#[tokio::test]
+async fn an_event_type_a_consumer_does_not_take_is_skipped_and_its_key_goes_on() {
+    let mut world = World::new();
+    let items = vec![
+        world.write(&deposit("a", 5)),
+        world.write(&Envelope::new(Frozen {
+            account: "a".into(),
+        })),
+        world.write(&deposit("a", 7)),
+    ];
+    let outcome = world
+        .processor(Ledger::new("ledger"))
+        .process_items(items.clone())
+        .await;
+    assert_eq!(
+        (outcome.applied, outcome.skipped, outcome.poison),
+        (2, 1, 0),
+        "{outcome:?}"
+    );
+    assert_eq!(world.balance("ledger", "a"), 12);
+
+    // The audit consumer was never routed the Frozen event: it ignores it, and its chain skips it.
+    let audit = world
+        .processor(Ledger::new("audit"))
+        .process_items(items)
+        .await;
+    assert_eq!((audit.applied, audit.ignored), (2, 1), "{audit:?}");
+}
+
+#[tokio::test]
+async fn a_transient_failure_holds_back_the_key_and_the_retry_applies_once() {
+    let mut world = World::new();
+    let items: Vec<Item> = (1..=3).map(|i| world.write(&deposit("a", i))).collect();
+    let other = world.write(&deposit("b", 100));
+    let processor = world.processor(Ledger::new("ledger"));
+    let mut batch = items.clone();
+    batch.push(other);
+    world
+        .store
+        .fail_next_commits(1, StoreError::Unavailable("throttled".into()));
+    let outcome = processor.process_items(batch.clone()).await;
+    assert_eq!(outcome.failed + outcome.held_back, 3, "{outcome:?}");
+    let retry = processor.process_items(batch).await;
+    assert_eq!(world.balance("ledger", "a"), 6, "{retry:?}");
+    assert_eq!(world.balance("ledger", "b"), 100);
+    assert_eq!(world.applied_order("ledger", "a"), vec![1, 2, 3]);
+}
+
+#[tokio::test]
+async fn an_effect_whose_condition_fails_is_poison_and_writes_nothing() {
+    let mut world = World::new();
+    let items = vec![
+        world.write(&deposit("a", 999_999)),
+        world.write(&deposit("a", 2)),
+    ];
+    let outcome = world
+        .processor(Ledger::new("ledger"))
+        .process_items(items)
+        .await;
+    assert_eq!((outcome.applied, outcome.poison), (1, 1), "{outcome:?}");
+    assert_eq!(world.balance("ledger", "a"), 999_999, "the limit held");
+    assert_eq!(world.store.progress("ledger", "a"), 1);
+}
+
+#[tokio::test]
+async fn an_event_expires_only_after_every_consumer_routed_to_it_is_done() {
+    let mut world = World::new();
+    let item = world.write(&deposit("a", 5));
+    let key = key_of(&item);
+    let ledger = Ledger::new("ledger");
+    let audit = Ledger::new("audit");
+    audit.down.store(true, Ordering::SeqCst);
+
+    let first: BatchOutcome = world
+        .processor(ledger)
+        .process_items(vec![item.clone()])
+        .await;
+    let failing = world
+        .processor(audit.clone())
+        .process_items(vec![item.clone()])
+        .await;
+    assert_eq!((first.applied, failing.failed), (1, 1));
+    assert_eq!(
+        world.store.expires_at(&key),
+        None,
+        "audit has yet to apply it"
+    );
+    assert_eq!(
+        world.store.waiting(&key).into_iter().collect::<Vec<_>>(),
+        vec!["audit".to_owned()]
+    );
+
+    audit.down.store(false, Ordering::SeqCst);
+    world.processor(audit).process_items(vec![item]).await;
+    assert!(world.store.expires_at(&key).is_some());
+    assert_eq!(world.balance("audit", "a"), 5);
+    assert_eq!(world.balance("ledger", "a"), 5);
+}
