@@ -182,9 +182,11 @@ impl ConsumerStore for DynamoConsumerStore {
                 Some(item) => progress_of(item),
                 None => self.read_progress(consumer, &step.ordering_key).await?,
             };
+            // `applied == after` can only be seen on a re-read: the predecessor committed
+            // between the condition and the read, so the event can go now, on a retry.
             return Ok(if applied >= step.sequence {
                 Committed::Duplicate
-            } else if applied < step.after {
+            } else if applied <= step.after {
                 Committed::Waiting { applied }
             } else {
                 Committed::Refused(format!(

@@ -9,9 +9,11 @@ use aws_sdk_dynamodb::types::{AttributeValue, CancellationReason};
 use crate::store::StoreError;
 
 mod consumer_store;
+mod pending;
 mod writer;
 
 pub use consumer_store::DynamoConsumerStore;
+pub use pending::PendingEvents;
 pub use writer::{Outbox, Routes, Transaction, WriteError, Written};
 
 /// An item as the SDK takes it.

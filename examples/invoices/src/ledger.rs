@@ -1,0 +1,83 @@
+//! A consumer: each account's balance, exactly once per event, in the account's order.
+
+use std::collections::HashMap;
+
+use dynamodb_outbox::{Consumer, Effect, Envelope, HandlerError, PoisonPolicy, Takes};
+use serde::Deserialize;
+use serde_dynamo::{AttributeValue, Item};
+
+use crate::invoices::{InvoiceIssued, InvoiceVoided};
+
+pub const NAME: &str = "ledger";
+pub const BALANCE: &str = "balance_cents";
+
+/// What the ledger reads of either event it takes (both carry these fields); the envelope's
+/// `event_type` says which one it is.
+#[derive(Debug, Clone, Deserialize)]
+pub struct InvoiceAmount {
+    pub account_id: String,
+    pub amount_cents: i64,
+}
+
+/// Balances (and one line per event) in the ledger's own table.
+pub struct Ledger {
+    pub table: String,
+}
+
+impl Consumer for Ledger {
+    type Payload = InvoiceAmount;
+
+    fn name(&self) -> &str {
+        NAME
+    }
+
+    fn takes(&self) -> Vec<Takes> {
+        vec![
+            Takes::versions(InvoiceIssued::TYPE, 1..=1),
+            Takes::versions(InvoiceVoided::TYPE, 1..=1),
+        ]
+    }
+
+    /// A bad invoice must not hold up the account's later invoices.
+    fn on_poison(&self) -> PoisonPolicy {
+        PoisonPolicy::Park
+    }
+
+    async fn effect(&self, event: &Envelope<InvoiceAmount>) -> Result<Effect, HandlerError> {
+        let amount = event.payload.amount_cents;
+        let change = match event.event_type.as_str() {
+            InvoiceIssued::TYPE => amount,
+            InvoiceVoided::TYPE => -amount,
+            other => {
+                return Err(HandlerError::Poison(format!(
+                    "not an invoice event: {other}"
+                )))
+            }
+        };
+        let account = &event.payload.account_id;
+        if !(0..=100_000_000).contains(&amount) {
+            return Err(HandlerError::Poison(format!(
+                "{amount} cents is not a real invoice"
+            )));
+        }
+        let pk = format!("ACCOUNT#{account}");
+        let line = Item::from(HashMap::from([
+            ("pk".to_owned(), AttributeValue::S(pk.clone())),
+            (
+                "sk".to_owned(),
+                AttributeValue::S(format!("LINE#{}", event.event_id)),
+            ),
+            (
+                "change_cents".to_owned(),
+                AttributeValue::N(change.to_string()),
+            ),
+        ]));
+        Ok(Effect::new().put_new(&self.table, line).add(
+            &self.table,
+            pk,
+            "BALANCE",
+            BALANCE,
+            change,
+        ))
+    }
+}

@@ -1,0 +1,31 @@
+//! A second consumer of the same outbox: counts the invoice notifications each account got.
+
+use dynamodb_outbox::{Consumer, Effect, Envelope, HandlerError, Takes};
+
+use crate::invoices::InvoiceIssued;
+
+pub const NAME: &str = "notifications";
+pub const SENT: &str = "sent";
+
+pub struct Notifications {
+    pub table: String,
+}
+
+impl Consumer for Notifications {
+    type Payload = InvoiceIssued;
+
+    fn name(&self) -> &str {
+        NAME
+    }
+
+    fn takes(&self) -> Vec<Takes> {
+        vec![Takes::versions(InvoiceIssued::TYPE, 1..=1)]
+    }
+
+    /// Sending an email would happen here, at least once (deduplicated by `event.event_id`
+    /// downstream); the counter is written exactly once, with the consumer's progress.
+    async fn effect(&self, event: &Envelope<InvoiceIssued>) -> Result<Effect, HandlerError> {
+        let pk = format!("ACCOUNT#{}", event.payload.account_id);
+        Ok(Effect::new().add(&self.table, pk, "NOTIFICATIONS", SENT, 1))
+    }
+}

@@ -1,0 +1,446 @@
+//! The outbox engine (`crates/dynamodb-outbox`) end to end on the local DynamoDB, through the
+//! invoice example: the producer's transaction, the real stream, two consumers with their own
+//! progress, per-key order across parallel batches, retries and the sweeper.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use aws_lambda_events::dynamodb::EventRecord;
+use devkit::local::create_table;
+use devkit::template::TableSpec;
+use devkit::{LocalDynamo, StreamClient};
+use dynamodb_outbox::dynamodb::{DynamoConsumerStore, Outbox, PendingEvents};
+use dynamodb_outbox::{
+    schema, BatchOutcome, Committed, ConsumerStore, Effect, ItemKey, Processor, Step, StoreError,
+};
+use invoices_example::invoices::{self, InvoiceIssued, InvoiceVoided};
+use invoices_example::ledger::{self, Ledger};
+use invoices_example::notifications::{self, Notifications};
+use outbox_tests::{n, s, Item};
+use serde_json::json;
+
+struct Invoicing {
+    dynamo: LocalDynamo,
+    outbox: Outbox,
+    stream: StreamClient,
+    stream_arn: String,
+    invoices: String,
+    ledger: String,
+    notifications: String,
+}
+
+fn keyed_table(name: &str) -> TableSpec {
+    TableSpec {
+        logical_id: name.to_owned(),
+        name: name.to_owned(),
+        properties: json!({
+            "AttributeDefinitions": [
+                {"AttributeName": "pk", "AttributeType": "S"},
+                {"AttributeName": "sk", "AttributeType": "S"}
+            ],
+            "KeySchema": [
+                {"AttributeName": "pk", "KeyType": "HASH"},
+                {"AttributeName": "sk", "KeyType": "RANGE"}
+            ]
+        }),
+    }
+}
+
+/// The outbox table the engine's README asks for: keys, stream, TTL, sparse pending index.
+fn outbox_table(name: &str) -> TableSpec {
+    let mut spec = keyed_table(name);
+    let p = &mut spec.properties;
+    p["AttributeDefinitions"].as_array_mut().unwrap().extend([
+        json!({"AttributeName": schema::PENDING_PK, "AttributeType": "S"}),
+        json!({"AttributeName": schema::PENDING_SK, "AttributeType": "S"}),
+    ]);
+    p["GlobalSecondaryIndexes"] = json!([{
+        "IndexName": schema::PENDING_INDEX,
+        "KeySchema": [
+            {"AttributeName": schema::PENDING_PK, "KeyType": "HASH"},
+            {"AttributeName": schema::PENDING_SK, "KeyType": "RANGE"}
+        ],
+        "Projection": {"ProjectionType": "ALL"}
+    }]);
+    p["StreamSpecification"] = json!({"StreamViewType": "NEW_IMAGE"});
+    p["TimeToLiveSpecification"] = json!({"AttributeName": schema::EXPIRES_AT, "Enabled": true});
+    spec
+}
+
+impl Invoicing {
+    async fn start() -> Self {
+        let dynamo = LocalDynamo::start().await.unwrap();
+        let suffix = uuid::Uuid::new_v4().simple().to_string()[..8].to_owned();
+        let invoices = format!("invoices-{suffix}");
+        let ledger = format!("ledger-{suffix}");
+        let notifications = format!("notifications-{suffix}");
+        create_table(&dynamo.client, &outbox_table(&invoices), &invoices)
+            .await
+            .unwrap();
+        create_table(&dynamo.client, &keyed_table(&ledger), &ledger)
+            .await
+            .unwrap();
+        let described = dynamo
+            .client
+            .describe_table()
+            .table_name(&invoices)
+            .send()
+            .await
+            .unwrap();
+        let stream_arn = described.table.unwrap().latest_stream_arn.unwrap();
+        let stream = StreamClient::new(&dynamo.endpoint, &dynamo.sdk_config).unwrap();
+        let outbox = Outbox::new(dynamo.client.clone(), &invoices, invoices_example::routes());
+        Self {
+            dynamo,
+            outbox,
+            stream,
+            stream_arn,
+            invoices,
+            ledger,
+            notifications,
+        }
+    }
+
+    fn store(&self, table: &str) -> DynamoConsumerStore {
+        DynamoConsumerStore::new(self.dynamo.client.clone(), table, &self.invoices)
+    }
+
+    fn ledger(&self, store: Recorder) -> Processor<Ledger, Recorder> {
+        let ledger = Ledger {
+            table: self.ledger.clone(),
+        };
+        Processor::new(ledger, store, &self.invoices).concurrency(4)
+    }
+
+    /// The outbox INSERT records of the stream so far, in stream order: what a mapping with
+    /// the engine's filter (`eventName` INSERT, `entity` OutboxEvent) delivers.
+    async fn records(&self) -> Vec<EventRecord> {
+        let mut all = Vec::new();
+        for shard in self.stream.shard_ids(&self.stream_arn).await.unwrap() {
+            let mut after: Option<String> = None;
+            loop {
+                let page = self
+                    .stream
+                    .read(&self.stream_arn, &shard, after.as_deref(), 1000)
+                    .await
+                    .unwrap();
+                let Some(last) = page.last() else { break };
+                after = Some(last.sequence_number.clone());
+                all.extend(page.iter().map(|r| r.to_event_record().unwrap()));
+            }
+        }
+        all.retain(|r| {
+            r.event_name == "INSERT"
+                && matches!(r.change.new_image.get(schema::ENTITY),
+                    Some(serde_dynamo::AttributeValue::S(e)) if e == schema::ENTITY_OUTBOX_EVENT)
+        });
+        all
+    }
+
+    async fn item(&self, table: &str, pk: &str, sk: &str) -> Option<Item> {
+        self.dynamo
+            .client
+            .get_item()
+            .table_name(table)
+            .key("pk", aws_sdk_dynamodb::types::AttributeValue::S(pk.into()))
+            .key("sk", aws_sdk_dynamodb::types::AttributeValue::S(sk.into()))
+            .consistent_read(true)
+            .send()
+            .await
+            .unwrap()
+            .item
+    }
+
+    async fn outbox_events(&self) -> Vec<Item> {
+        let out = self
+            .dynamo
+            .client
+            .scan()
+            .table_name(&self.invoices)
+            .consistent_read(true)
+            .send()
+            .await
+            .unwrap();
+        out.items
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|i| s(i, schema::ENTITY) == Some(schema::ENTITY_OUTBOX_EVENT))
+            .collect()
+    }
+}
+
+/// The real DynamoDB consumer store, recording the order in which it committed effects.
+#[derive(Clone)]
+struct Recorder {
+    inner: DynamoConsumerStore,
+    applied: Arc<Mutex<Vec<(String, u64)>>>,
+}
+
+impl Recorder {
+    fn new(inner: DynamoConsumerStore) -> Self {
+        Self {
+            inner,
+            applied: Arc::default(),
+        }
+    }
+
+    fn order_of(&self, key: &str) -> Vec<u64> {
+        self.applied
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(k, _)| k == key)
+            .map(|(_, seq)| *seq)
+            .collect()
+    }
+}
+
+impl ConsumerStore for Recorder {
+    fn table(&self) -> &str {
+        self.inner.table()
+    }
+
+    async fn commit(
+        &self,
+        consumer: &str,
+        step: &Step,
+        effect: &Effect,
+    ) -> Result<Committed, StoreError> {
+        let committed = self.inner.commit(consumer, step, effect).await?;
+        if committed == Committed::Applied {
+            self.applied
+                .lock()
+                .unwrap()
+                .push((step.ordering_key.clone(), step.sequence));
+        }
+        Ok(committed)
+    }
+
+    async fn complete(&self, consumer: &str, item: &ItemKey, at: i64) -> Result<(), StoreError> {
+        self.inner.complete(consumer, item, at).await
+    }
+}
+
+fn issued(invoice: &str, account: &str, cents: i64) -> InvoiceIssued {
+    InvoiceIssued {
+        invoice_id: invoice.into(),
+        account_id: account.into(),
+        amount_cents: cents,
+    }
+}
+
+#[tokio::test]
+async fn two_consumers_keep_their_own_progress_and_an_event_expires_only_after_both() {
+    let app = Invoicing::start().await;
+    invoices::issue(&app.outbox, issued("i-1", "acme", 1_000))
+        .await
+        .unwrap();
+    invoices::issue(&app.outbox, issued("i-2", "acme", 250))
+        .await
+        .unwrap();
+    invoices::void(
+        &app.outbox,
+        InvoiceVoided {
+            invoice_id: "i-1".into(),
+            account_id: "acme".into(),
+            amount_cents: 1_000,
+        },
+    )
+    .await
+    .unwrap();
+    invoices::issue(&app.outbox, issued("i-3", "globex", 40))
+        .await
+        .unwrap();
+    let records = app.records().await;
+
+    let ledger = app.ledger(Recorder::new(app.store(&app.ledger)));
+    let applied = ledger.process_stream(&records).await;
+    assert_eq!(
+        (applied.applied, applied.failures.len()),
+        (4, 0),
+        "{applied:?}"
+    );
+
+    // The notifications consumer's table does not exist yet: every one of its commits fails.
+    let notifications = Processor::new(
+        Notifications {
+            table: app.notifications.clone(),
+        },
+        app.store(&app.notifications),
+        &app.invoices,
+    );
+    let failing = notifications.process_stream(&records).await;
+    assert_eq!(failing.applied, 0, "{failing:?}");
+    assert!(
+        failing.failed >= 1 && failing.failures.len() == 3,
+        "{failing:?}"
+    );
+
+    let balance = |account: &'static str| {
+        let app = &app;
+        async move {
+            app.item(&app.ledger, &format!("ACCOUNT#{account}"), "BALANCE")
+                .await
+                .and_then(|i| n(&i, ledger::BALANCE))
+        }
+    };
+    assert_eq!(balance("acme").await, Some(250), "the ledger went on");
+    assert_eq!(balance("globex").await, Some(40));
+    for event in app.outbox_events().await {
+        let waiting = event
+            .get(schema::WAITING_CONSUMERS)
+            .and_then(|v| v.as_ss().ok())
+            .cloned()
+            .unwrap_or_default();
+        match s(&event, "event_type") {
+            Some(InvoiceVoided::TYPE) => {
+                assert_eq!(s(&event, schema::STATUS), Some(schema::STATUS_PROCESSED));
+                assert!(
+                    event.contains_key(schema::EXPIRES_AT),
+                    "its only consumer is done"
+                );
+            }
+            _ => {
+                assert_eq!(waiting, vec![notifications::NAME.to_owned()], "{event:?}");
+                assert_eq!(s(&event, schema::STATUS), Some(schema::STATUS_PENDING));
+                assert!(
+                    !event.contains_key(schema::EXPIRES_AT),
+                    "never expires unprocessed"
+                );
+            }
+        }
+    }
+
+    create_table(
+        &app.dynamo.client,
+        &keyed_table(&app.notifications),
+        &app.notifications,
+    )
+    .await
+    .unwrap();
+    let retried = notifications.process_stream(&records).await;
+    assert_eq!(
+        (retried.applied, retried.ignored, retried.failures.len()),
+        (3, 1, 0),
+        "the void was never routed to notifications: {retried:?}"
+    );
+    let sent = app
+        .item(&app.notifications, "ACCOUNT#acme", "NOTIFICATIONS")
+        .await
+        .and_then(|i| n(&i, notifications::SENT));
+    assert_eq!(sent, Some(2));
+    for event in app.outbox_events().await {
+        assert_eq!(s(&event, schema::STATUS), Some(schema::STATUS_PROCESSED));
+        assert!(event.contains_key(schema::EXPIRES_AT));
+        assert!(
+            !event.contains_key(schema::PENDING_PK),
+            "out of the pending index"
+        );
+    }
+    let again = ledger.process_stream(&records).await;
+    assert_eq!(
+        again.duplicates, 4,
+        "redelivery applies nothing twice: {again:?}"
+    );
+}
+
+#[tokio::test]
+async fn per_key_order_holds_across_parallel_batches_retries_and_the_sweeper() {
+    let app = Invoicing::start().await;
+    let accounts = ["a", "b", "c"];
+    let mut expected: HashMap<&str, i64> = HashMap::new();
+    for i in 0..24 {
+        let account = accounts[i % 3];
+        let cents = 10 + i as i64;
+        invoices::issue(&app.outbox, issued(&format!("inv-{i}"), account, cents))
+            .await
+            .unwrap();
+        *expected.entry(account).or_default() += cents;
+    }
+    let records = app.records().await;
+    assert_eq!(records.len(), 24, "an outbox event per invoice");
+
+    let recorder = Recorder::new(app.store(&app.ledger));
+    let ledger = app.ledger(recorder.clone());
+    // Two "shards", each taking every other record in reverse: each key's events are split
+    // between them and come in the wrong order, as they could after a partition split.
+    let odd: Vec<EventRecord> = records.iter().skip(1).step_by(2).rev().cloned().collect();
+    let even: Vec<EventRecord> = records.iter().step_by(2).rev().cloned().collect();
+    let mut waited = 0;
+    // The first four records of the "even" shard (its latest events) never get through, as if
+    // the retry cap had dropped them: only the sweeper can apply them.
+    let mut shards = [odd, even[4..].to_vec()];
+    for _round in 0..30 {
+        let (x, y) = tokio::join!(
+            ledger.process_stream(&shards[0]),
+            ledger.process_stream(&shards[1])
+        );
+        waited += x.waiting + y.waiting;
+        let retry = |outcome: &BatchOutcome, shard: &[EventRecord]| -> Vec<EventRecord> {
+            shard
+                .iter()
+                .filter(|r| {
+                    outcome
+                        .failures
+                        .contains(r.change.sequence_number.as_ref().unwrap())
+                })
+                .cloned()
+                .collect()
+        };
+        shards = [retry(&x, &shards[0]), retry(&y, &shards[1])];
+        if shards.iter().all(Vec::is_empty) {
+            break;
+        }
+    }
+    assert!(waited > 0, "events did arrive before their predecessors");
+
+    // The sweeper finds what the stream dropped and applies it through the same path.
+    let now = time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap();
+    let pending = PendingEvents::new(app.dynamo.client.clone(), &app.invoices);
+    let mut redriven = 0;
+    for _run in 0..5 {
+        let items = pending.waiting_for(ledger::NAME, &now, 100).await.unwrap();
+        if items.is_empty() {
+            break;
+        }
+        redriven += ledger.process_items(items).await.applied;
+    }
+    assert!(
+        redriven >= 4,
+        "the sweeper applied what the stream dropped: {redriven}"
+    );
+    assert!(pending
+        .waiting_for(ledger::NAME, &now, 100)
+        .await
+        .unwrap()
+        .is_empty());
+
+    let parked = app
+        .dynamo
+        .client
+        .scan()
+        .table_name(&app.ledger)
+        .send()
+        .await
+        .unwrap()
+        .items
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|i| s(i, "pk") == Some(schema::parked_pk(ledger::NAME).as_str()))
+        .count();
+    assert_eq!(parked, 0, "nothing parked: every event is a good one");
+    for account in accounts {
+        assert_eq!(
+            recorder.order_of(account),
+            (1..=8).collect::<Vec<u64>>(),
+            "{account}'s events applied once each, in write order"
+        );
+        let balance = app
+            .item(&app.ledger, &format!("ACCOUNT#{account}"), "BALANCE")
+            .await
+            .and_then(|i| n(&i, ledger::BALANCE));
+        assert_eq!(balance, Some(expected[account]));
+    }
+}
