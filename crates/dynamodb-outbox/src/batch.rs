@@ -9,6 +9,7 @@
 use std::collections::HashMap;
 
 use aws_lambda_events::dynamodb::EventRecord;
+use aws_lambda_events::streams::{DynamoDbBatchItemFailure, DynamoDbEventResponse};
 use futures::stream::{self, StreamExt};
 use serde_dynamo::{AttributeValue, Item};
 use time::OffsetDateTime;
@@ -42,6 +43,24 @@ pub struct BatchOutcome {
     pub held_back: usize,
     /// Identifiers of the records to report as batch item failures, in input order.
     pub failures: Vec<String>,
+}
+
+impl BatchOutcome {
+    /// The partial batch response Lambda expects from a DynamoDB stream consumer (with
+    /// `ReportBatchItemFailures` on the mapping): the records to retry.
+    pub fn stream_response(&self) -> DynamoDbEventResponse {
+        let mut response = DynamoDbEventResponse::default();
+        response.batch_item_failures = self
+            .failures
+            .iter()
+            .map(|id| {
+                let mut failure = DynamoDbBatchItemFailure::default();
+                failure.item_identifier = Some(id.clone());
+                failure
+            })
+            .collect();
+        response
+    }
 }
 
 /// Applies batches of outbox records for one consumer.
