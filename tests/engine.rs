@@ -208,10 +208,12 @@ impl ConsumerStore for Recorder {
     ) -> Result<Committed, StoreError> {
         let committed = self.inner.commit(consumer, step, effect).await?;
         if committed == Committed::Applied {
-            self.applied
-                .lock()
-                .unwrap()
-                .push((step.ordering_key.clone(), step.sequence));
+            // Every invoice event reaches the ledger, so a commit from `after` to `sequence`
+            // applied each sequence in between.
+            let mut applied = self.applied.lock().unwrap();
+            for sequence in step.after + 1..=step.sequence {
+                applied.push((step.ordering_key.clone(), sequence));
+            }
         }
         Ok(committed)
     }

@@ -63,6 +63,9 @@ impl BatchOutcome {
     }
 }
 
+/// The most events of one key committed in one transaction.
+const MAX_RUN: usize = 25;
+
 /// Applies batches of outbox records for one consumer.
 #[derive(Debug, Clone)]
 pub struct Processor<C, S> {
@@ -328,48 +331,172 @@ impl<C: Consumer, S: ConsumerStore> Processor<C, S> {
         ids: &[String],
     ) -> Vec<(usize, Outcome)> {
         let mut results = Vec::with_capacity(group.len());
+        let mut pending: std::collections::VecDeque<(usize, Work<C::Payload>)> = group.into();
         let mut blocked = false;
-        for (position, work) in group {
-            let id = &ids[position];
-            let result = match work {
-                Work::Ignore => Outcome::Ignored,
-                _ if blocked => Outcome::HeldBack,
-                Work::Poison { reason, at } => self.poison(id, reason, at).await,
-                Work::Skip(step, key, what) => {
-                    tracing::info!(
-                        consumer = self.consumer.name(), record = %id, sequence = step.sequence,
-                        event = %what, "event skipped: not taken by this consumer"
-                    );
-                    match self.commit(id, &step, &key, &Effect::new()).await {
-                        Outcome::Applied | Outcome::Duplicate => Outcome::Skipped,
-                        Outcome::Refused(_) => Outcome::Poison,
-                        other => other,
+        // After a run fell back, its events go one at a time (no second try at combining).
+        let mut singles = 0usize;
+        while let Some((position, work)) = pending.pop_front() {
+            if blocked {
+                let held = match work {
+                    Work::Ignore => Outcome::Ignored,
+                    _ => Outcome::HeldBack,
+                };
+                results.push((position, held));
+                continue;
+            }
+            // A run of this key's consecutive events commits in one transaction when it can.
+            if singles > 0 {
+                singles -= 1;
+                let result = self.apply_one(position, work, ids).await;
+                blocked |= result.blocks();
+                results.push((position, result));
+                continue;
+            }
+            if let Work::Apply(_, step, _) = &work {
+                let mut last = step.sequence;
+                let mut run = vec![(position, work)];
+                while let Some((_, Work::Apply(_, next, _))) = pending.front() {
+                    if next.after != last || run.len() == MAX_RUN {
+                        break;
+                    }
+                    last = next.sequence;
+                    run.push(pending.pop_front().expect("front exists"));
+                }
+                if run.len() > 1 {
+                    match self.apply_run(&run, ids).await {
+                        Some(outcomes) => {
+                            blocked |= outcomes.iter().any(|(_, o)| o.blocks());
+                            results.extend(outcomes);
+                            continue;
+                        }
+                        None => {
+                            // Not combinable, or not all-or-nothing: one event at a time.
+                            singles = run.len() - 1;
+                            for item in run.into_iter().rev() {
+                                pending.push_front(item);
+                            }
+                            let (position, work) = pending.pop_front().expect("just pushed");
+                            let result = self.apply_one(position, work, ids).await;
+                            blocked |= result.blocks();
+                            results.push((position, result));
+                            continue;
+                        }
                     }
                 }
-                Work::Apply(envelope, step, key) => match self.consumer.effect(&envelope).await {
-                    Ok(effect) => match self.commit(id, &step, &key, &effect).await {
-                        Outcome::Refused(reason) => {
-                            self.poison(id, reason, Some((step, key))).await
-                        }
-                        other => other,
-                    },
-                    Err(HandlerError::Poison(reason)) => {
-                        self.poison(id, reason, Some((step, key))).await
-                    }
-                    Err(HandlerError::Transient(reason)) => {
-                        tracing::warn!(
-                            consumer = self.consumer.name(), event_id = %envelope.event_id,
-                            sequence = step.sequence, error = %reason,
-                            "event not applied: reported for retry"
-                        );
-                        Outcome::Failed
-                    }
-                },
-            };
+                let (position, work) = run.pop().expect("one item");
+                let result = self.apply_one(position, work, ids).await;
+                blocked |= result.blocks();
+                results.push((position, result));
+                continue;
+            }
+            let result = self.apply_one(position, work, ids).await;
             blocked |= result.blocks();
             results.push((position, result));
         }
         results
+    }
+
+    /// Commits a run of one key's consecutive events in one transaction: their effects merged
+    /// (several additions to one item become one addition of their sum, as DynamoDB allows one
+    /// action per item), the progress moved from the first event's predecessor to the last
+    /// event. `None` when the run must go one event at a time: an effect failed or does not
+    /// combine, a condition refused, or the consumer had applied part of the run already.
+    async fn apply_run(
+        &self,
+        run: &[(usize, Work<C::Payload>)],
+        ids: &[String],
+    ) -> Option<Vec<(usize, Outcome)>> {
+        let mut effects = Vec::with_capacity(run.len());
+        let mut steps = Vec::with_capacity(run.len());
+        for (_, work) in run {
+            let Work::Apply(envelope, step, key) = work else {
+                return None;
+            };
+            effects.push(self.consumer.effect(envelope).await.ok()?);
+            steps.push((step, key));
+        }
+        let merged = Effect::merge(&effects)?;
+        let (first, _) = steps[0];
+        let (last, _) = steps[steps.len() - 1];
+        let span = Step {
+            ordering_key: first.ordering_key.clone(),
+            sequence: last.sequence,
+            after: first.after,
+        };
+        let consumer = self.consumer.name();
+        let all = |outcome: fn() -> Outcome| run.iter().map(|(p, _)| (*p, outcome())).collect();
+        let committed = match self.store.commit(consumer, &span, &merged).await {
+            Ok(Committed::Applied) => Outcome::Applied,
+            Ok(Committed::Duplicate) => Outcome::Duplicate,
+            Ok(Committed::Waiting { applied }) if applied < first.after => {
+                tracing::warn!(
+                    consumer, ordering_key = %span.ordering_key, from = first.sequence,
+                    to = last.sequence, applied, "events wait for an earlier event of their key"
+                );
+                return Some(all(|| Outcome::Waiting));
+            }
+            Ok(_) => return None,
+            Err(err) => {
+                self.store_failure(&ids[run[0].0], &span, &err);
+                return Some(all(|| Outcome::Failed));
+            }
+        };
+        // The marks are off the critical path of the key: all at once.
+        let expires_at = OffsetDateTime::now_utc().unix_timestamp() + self.retention_seconds;
+        let marks = steps
+            .iter()
+            .map(|(_, key)| self.store.complete(consumer, key, expires_at));
+        let marked = futures::future::join_all(marks).await;
+        Some(
+            run.iter()
+                .zip(marked)
+                .zip(steps.iter())
+                .map(|(((position, _), mark), (step, _))| {
+                    let outcome = match (&committed, mark) {
+                        (_, Err(err)) => self.store_failure(&ids[*position], step, &err),
+                        (Outcome::Applied, Ok(())) => Outcome::Applied,
+                        _ => Outcome::Duplicate,
+                    };
+                    (*position, outcome)
+                })
+                .collect(),
+        )
+    }
+
+    async fn apply_one(&self, position: usize, work: Work<C::Payload>, ids: &[String]) -> Outcome {
+        let id = &ids[position];
+        match work {
+            Work::Ignore => Outcome::Ignored,
+            Work::Poison { reason, at } => self.poison(id, reason, at).await,
+            Work::Skip(step, key, what) => {
+                tracing::info!(
+                    consumer = self.consumer.name(), record = %id, sequence = step.sequence,
+                    event = %what, "event skipped: not taken by this consumer"
+                );
+                match self.commit(id, &step, &key, &Effect::new()).await {
+                    Outcome::Applied | Outcome::Duplicate => Outcome::Skipped,
+                    Outcome::Refused(_) => Outcome::Poison,
+                    other => other,
+                }
+            }
+            Work::Apply(envelope, step, key) => match self.consumer.effect(&envelope).await {
+                Ok(effect) => match self.commit(id, &step, &key, &effect).await {
+                    Outcome::Refused(reason) => self.poison(id, reason, Some((step, key))).await,
+                    other => other,
+                },
+                Err(HandlerError::Poison(reason)) => {
+                    self.poison(id, reason, Some((step, key))).await
+                }
+                Err(HandlerError::Transient(reason)) => {
+                    tracing::warn!(
+                        consumer = self.consumer.name(), event_id = %envelope.event_id,
+                        sequence = step.sequence, error = %reason,
+                        "event not applied: reported for retry"
+                    );
+                    Outcome::Failed
+                }
+            },
+        }
     }
 
     /// Commits an effect with the progress, then marks the outbox item.

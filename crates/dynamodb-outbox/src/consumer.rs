@@ -221,4 +221,71 @@ impl Effect {
     pub fn writes(&self) -> &[Write] {
         &self.writes
     }
+
+    /// The effects of several events as one, when one transaction can carry them: additions to
+    /// the same number become one addition of their sum (under the tightest limit), every other
+    /// write must touch an item no other write touches. `None` when they do not combine.
+    pub fn merge(effects: &[Effect]) -> Option<Effect> {
+        let mut merged: Vec<Write> = Vec::new();
+        let mut touched: std::collections::HashSet<(String, String, String)> =
+            std::collections::HashSet::new();
+        for write in effects.iter().flat_map(|e| e.writes.iter()) {
+            if let Write::Add {
+                table,
+                pk,
+                sk,
+                attribute,
+                amount,
+                at_most,
+            } = write
+            {
+                let same = merged.iter_mut().find_map(|w| match w {
+                    Write::Add {
+                        table: t,
+                        pk: p,
+                        sk: s,
+                        attribute: a,
+                        amount,
+                        at_most,
+                    } if t == table && p == pk && s == sk && a == attribute => {
+                        Some((amount, at_most))
+                    }
+                    _ => None,
+                });
+                if let Some((sum, limit)) = same {
+                    *sum = sum.checked_add(*amount)?;
+                    *limit = match (*limit, *at_most) {
+                        (Some(a), Some(b)) => Some(a.min(b)),
+                        (a, b) => a.or(b),
+                    };
+                    continue;
+                }
+            }
+            if !touched.insert(write.item_key()) {
+                return None;
+            }
+            merged.push(write.clone());
+        }
+        (merged.len() < 100).then_some(Effect { writes: merged })
+    }
+}
+
+impl Write {
+    /// The item a write touches: (table, pk, sk).
+    fn item_key(&self) -> (String, String, String) {
+        match self {
+            Write::Put { table, item, .. } => {
+                let text = |name: &str| match item.get(name) {
+                    Some(serde_dynamo::AttributeValue::S(s)) => s.clone(),
+                    _ => String::new(),
+                };
+                (
+                    table.clone(),
+                    text(crate::schema::PK),
+                    text(crate::schema::SK),
+                )
+            }
+            Write::Add { table, pk, sk, .. } => (table.clone(), pk.clone(), sk.clone()),
+        }
+    }
 }

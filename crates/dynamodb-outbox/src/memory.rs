@@ -32,7 +32,7 @@ struct State {
     waiting: HashMap<ItemKey, BTreeSet<String>>,
     expires: HashMap<ItemKey, i64>,
     commit_faults: VecDeque<StoreError>,
-    commits: Vec<(String, String, u64)>,
+    commits: Vec<(String, String, u64, u64)>,
 }
 
 impl MemoryStore {
@@ -79,8 +79,9 @@ impl MemoryStore {
             .unwrap_or(0)
     }
 
-    /// Every commit that applied, in order: (consumer, ordering key, sequence).
-    pub fn commits(&self) -> Vec<(String, String, u64)> {
+    /// Every commit that applied, in order: (consumer, ordering key, progress before, progress
+    /// after). A commit of several consecutive events moves the progress over all of them.
+    pub fn commits(&self) -> Vec<(String, String, u64, u64)> {
         self.state().commits.clone()
     }
 
@@ -211,6 +212,7 @@ impl ConsumerStore for MemoryStore {
         state.commits.push((
             consumer.to_owned(),
             step.ordering_key.clone(),
+            step.after,
             step.sequence,
         ));
         Ok(Committed::Applied)

@@ -145,12 +145,15 @@ impl World {
             .number(TABLE, &format!("{consumer}#{account}"), "BALANCE", "cents")
     }
 
+    /// The sequences the consumer applied on the key, in the order its commits happened (every
+    /// event of these tests reaches every consumer, so a commit from progress `a` to `b` applied
+    /// `a+1..=b`).
     fn applied_order(&self, consumer: &str, key: &str) -> Vec<u64> {
         self.store
             .commits()
             .into_iter()
-            .filter(|(c, k, _)| c == consumer && k == key)
-            .map(|(_, _, seq)| seq)
+            .filter(|(c, k, _, _)| c == consumer && k == key)
+            .flat_map(|(_, _, from, to)| from + 1..=to)
             .collect()
     }
 }
@@ -380,4 +383,42 @@ async fn an_event_expires_only_after_every_consumer_routed_to_it_is_done() {
     assert!(world.store.expires_at(&key).is_some());
     assert_eq!(world.balance("audit", "a"), 5);
     assert_eq!(world.balance("ledger", "a"), 5);
+}
+
+#[tokio::test]
+async fn a_keys_consecutive_events_commit_in_one_transaction() {
+    let mut world = World::new();
+    let mut items: Vec<Item> = (1..=5).map(|i| world.write(&deposit("a", i))).collect();
+    items.push(world.write(&deposit("b", 100)));
+    let outcome = world
+        .processor(Ledger::new("ledger"))
+        .process_items(items)
+        .await;
+    assert_eq!(outcome.applied, 6, "{outcome:?}");
+    let commits: Vec<(u64, u64)> = world
+        .store
+        .commits()
+        .into_iter()
+        .filter(|(c, k, _, _)| c == "ledger" && k == "a")
+        .map(|(_, _, from, to)| (from, to))
+        .collect();
+    assert_eq!(commits, vec![(0, 5)], "five events, one round trip");
+    assert_eq!(
+        world.balance("ledger", "a"),
+        15,
+        "one addition of their sum"
+    );
+    assert_eq!(world.balance("ledger", "b"), 100);
+}
+
+#[tokio::test]
+async fn a_run_the_consumer_partly_applied_before_applies_only_the_rest() {
+    let mut world = World::new();
+    let items: Vec<Item> = (1..=5).map(|i| world.write(&deposit("a", i))).collect();
+    let processor = world.processor(Ledger::new("ledger"));
+    processor.process_items(items[..2].to_vec()).await;
+    let outcome = processor.process_items(items).await;
+    assert_eq!((outcome.duplicates, outcome.applied), (2, 3), "{outcome:?}");
+    assert_eq!(world.balance("ledger", "a"), 15);
+    assert_eq!(world.applied_order("ledger", "a"), vec![1, 2, 3, 4, 5]);
 }
