@@ -58,13 +58,22 @@ async fn a_replayed_batch_of_three_reports_duplicates_3_and_no_new_lag() {
     assert_eq!(first.count(consumer, m::DUPLICATES), 0.0);
     let lag = first.get(consumer, m::OUTBOX_LAG).expect("a lag per event");
     assert_eq!(lag.values.len(), 3);
-    assert!(lag.values.iter().all(|v| (0.0..60_000.0).contains(v)), "{lag:?}");
-    assert_eq!(first.get(consumer, m::BATCH_DURATION).unwrap().values.len(), 1);
+    assert!(
+        lag.values.iter().all(|v| (0.0..60_000.0).contains(v)),
+        "{lag:?}"
+    );
+    assert_eq!(
+        first.get(consumer, m::BATCH_DURATION).unwrap().values.len(),
+        1
+    );
 
     let replay = consume(&stack, batch).await;
     assert_eq!(replay.count(consumer, m::DUPLICATES), 3.0);
     assert_eq!(replay.count(consumer, m::APPLIED), 0.0);
-    assert!(replay.get(consumer, m::OUTBOX_LAG).is_none(), "a duplicate commits nothing");
+    assert!(
+        replay.get(consumer, m::OUTBOX_LAG).is_none(),
+        "a duplicate commits nothing"
+    );
 
     // The unfiltered stream: the orders' own INSERTs and the consumer's MODIFY marks are skipped.
     let everything = stack.stream_records().await.unwrap();
@@ -82,8 +91,13 @@ async fn poison_and_the_records_held_back_behind_it_are_counted_apart() {
     let mut batch = outbox_inserts(&stack.stream_records().await.unwrap());
     // The first event of c-1 claims points its total does not give: poison, and the second
     // event of c-1 waits behind it.
-    let image: HashMap<String, AttributeValue> =
-        batch[0].change.new_image.clone().into_inner().into_iter().collect();
+    let image: HashMap<String, AttributeValue> = batch[0]
+        .change
+        .new_image
+        .clone()
+        .into_inner()
+        .into_iter()
+        .collect();
     let mut image = image;
     let Some(AttributeValue::M(payload)) = image.get_mut("payload") else {
         panic!("an outbox image has a payload map")
@@ -110,12 +124,21 @@ async fn orders_placed_replayed_and_rejected_by_reason() {
     let body = order_body("c-1", &[("A", 1, 1_000)]);
     let ((), lines) = capture(async {
         let key = [("idempotency-key", "k-1")];
-        assert_eq!(call_orders(&stack, post_order(&body, &key)).await.status, 201);
-        assert_eq!(call_orders(&stack, post_order(&body, &key)).await.status, 201);
+        assert_eq!(
+            call_orders(&stack, post_order(&body, &key)).await.status,
+            201
+        );
+        assert_eq!(
+            call_orders(&stack, post_order(&body, &key)).await.status,
+            201
+        );
         let usd = body.replace("USD", "usd");
         assert_eq!(call_orders(&stack, post_order(&usd, &[])).await.status, 400);
         let other = order_body("c-1", &[("B", 2, 1_000)]);
-        assert_eq!(call_orders(&stack, post_order(&other, &key)).await.status, 409);
+        assert_eq!(
+            call_orders(&stack, post_order(&other, &key)).await.status,
+            409
+        );
     })
     .await;
     let run = summary(&lines);
@@ -132,7 +155,10 @@ async fn orders_placed_replayed_and_rejected_by_reason() {
     assert_eq!(reasons.len(), 2, "{reasons:?}");
     assert!(reasons.iter().all(|(_, n)| *n == 1.0), "{reasons:?}");
     for line in &lines {
-        assert!(!line.contains("c-1"), "a customer id in a metric line: {line}");
+        assert!(
+            !line.contains("c-1"),
+            "a customer id in a metric line: {line}"
+        );
     }
 }
 
@@ -142,7 +168,10 @@ async fn the_sweeper_reports_old_pending_events_what_it_redrove_parked_and_their
     let day_ago = Timestamp::now().plus_seconds(-86_400);
     let good = outbox_event("c-1", "old-good", day_ago);
     let mut stuck = outbox_event("c-2", "old-stuck", day_ago);
-    stuck.insert("schema_version".into(), aws_sdk_dynamodb::types::AttributeValue::N("99".into()));
+    stuck.insert(
+        "schema_version".into(),
+        aws_sdk_dynamodb::types::AttributeValue::N("99".into()),
+    );
     put_items(&stack, &stack.tables.orders, vec![good, stuck]).await;
 
     let service = stack.service();
@@ -168,7 +197,10 @@ async fn the_sweeper_reports_old_pending_events_what_it_redrove_parked_and_their
     );
     let lag = &sweep.get(s, m::OUTBOX_LAG).unwrap().values;
     assert_eq!(lag.len(), 1);
-    assert!(lag[0] >= 86_400_000.0, "the lag is the event's real age: {lag:?}");
+    assert!(
+        lag[0] >= 86_400_000.0,
+        "the lag is the event's real age: {lag:?}"
+    );
 
     let redrive = run(json!({"action": "redrive-parked"})).await;
     assert_eq!(
@@ -203,7 +235,10 @@ async fn logs_of<F: std::future::Future>(work: F) -> (F::Output, Vec<Value>) {
         work.await
     };
     let text = String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap();
-    let lines = text.lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
+    let lines = text
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
     (output, lines)
 }
 
@@ -211,15 +246,21 @@ async fn logs_of<F: std::future::Future>(work: F) -> (F::Output, Vec<Value>) {
 async fn the_consumers_work_for_an_order_is_found_from_the_writers_trace_id() {
     let stack = stack().await;
     let body = order_body("c-9", &[("A", 1, 1_000)]);
-    let (placed, writer_logs) =
-        logs_of(call_orders(&stack, post_order(&body, &[("traceparent", TRACEPARENT)]))).await;
+    let (placed, writer_logs) = logs_of(call_orders(
+        &stack,
+        post_order(&body, &[("traceparent", TRACEPARENT)]),
+    ))
+    .await;
     assert_eq!(placed.status, 201);
     let order_id = placed.json["order_id"].as_str().unwrap().to_owned();
     let writer_line = writer_logs
         .iter()
         .find(|l| l["fields"]["message"] == "order placed")
         .expect("the writer logs the order");
-    let trace_id = writer_line["fields"]["trace_id"].as_str().unwrap().to_owned();
+    let trace_id = writer_line["fields"]["trace_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     assert_eq!(trace_id, "4bf92f3577b34da6a3ce929d0e0e4736");
 
     let batch = outbox_inserts(&stack.stream_records().await.unwrap());
@@ -236,7 +277,11 @@ async fn the_consumers_work_for_an_order_is_found_from_the_writers_trace_id() {
         .await;
         response.unwrap();
         let line: Value = serde_json::from_str(&lines[0]).unwrap();
-        assert_eq!(line["links"], json!([trace_id]), "the metrics line links the writer's trace");
+        assert_eq!(
+            line["links"],
+            json!([trace_id]),
+            "the metrics line links the writer's trace"
+        );
         assert_eq!(line["trace_id"], "Root=1-6759e988-cd862e3fe1be46a994272793");
     })
     .await;
@@ -249,7 +294,10 @@ async fn the_consumers_work_for_an_order_is_found_from_the_writers_trace_id() {
     let fields = &work[0]["fields"];
     assert_eq!(fields["message"], "outbox event applied");
     assert_eq!(fields["order_id"], order_id.as_str());
-    assert_eq!(fields["link_xray_trace_id"], "1-4bf92f35-77b34da6a3ce929d0e0e4736");
+    assert_eq!(
+        fields["link_xray_trace_id"],
+        "1-4bf92f35-77b34da6a3ce929d0e0e4736"
+    );
     assert_eq!(fields["link_span_id"], "00f067aa0ba902b7");
     assert_eq!(
         fields["trace_id"], "Root=1-6759e988-cd862e3fe1be46a994272793",

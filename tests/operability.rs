@@ -24,10 +24,18 @@ fn every_alarm_has_a_runbook_section_and_its_description_points_to_it() {
     let runbook = runbook();
     for (name, alarm) in alarms() {
         let heading = format!("## {name}");
-        assert!(runbook.contains(&heading), "docs/operations.md lacks {heading}");
-        let description = alarm["Properties"]["AlarmDescription"].as_str().unwrap_or_default();
+        assert!(
+            runbook.contains(&heading),
+            "docs/operations.md lacks {heading}"
+        );
+        let description = alarm["Properties"]["AlarmDescription"]
+            .as_str()
+            .unwrap_or_default();
         let anchor = format!("docs/operations.md#{}", name.to_ascii_lowercase());
-        assert!(description.contains(&anchor), "{name}'s description lacks {anchor}");
+        assert!(
+            description.contains(&anchor),
+            "{name}'s description lacks {anchor}"
+        );
     }
 }
 
@@ -44,7 +52,11 @@ fn watched(alarm: &Value) -> Vec<(String, String)> {
     };
     stats
         .into_iter()
-        .filter(|metric| !metric["Namespace"].as_str().is_some_and(|n| n.starts_with("AWS/")))
+        .filter(|metric| {
+            !metric["Namespace"]
+                .as_str()
+                .is_some_and(|n| n.starts_with("AWS/"))
+        })
         .map(|metric| {
             let function = metric["Dimensions"]
                 .as_array()
@@ -54,7 +66,10 @@ fn watched(alarm: &Value) -> Vec<(String, String)> {
                 .and_then(|d| d["Value"].as_str())
                 .unwrap_or_default()
                 .to_owned();
-            (function, metric["MetricName"].as_str().unwrap_or_default().to_owned())
+            (
+                function,
+                metric["MetricName"].as_str().unwrap_or_default().to_owned(),
+            )
         })
         .collect()
 }
@@ -69,10 +84,16 @@ fn every_alarm_on_our_namespace_watches_a_metric_its_function_emits() {
                 .iter()
                 .find(|(f, _)| *f == function)
                 .is_some_and(|(_, metrics)| metrics.contains(&metric.as_str()));
-            assert!(emitted, "{name} watches {function}/{metric}, which no function emits");
+            assert!(
+                emitted,
+                "{name} watches {function}/{metric}, which no function emits"
+            );
         }
     }
-    assert!(ours >= 4, "poison, parked, lag and old pending events are alarmed");
+    assert!(
+        ours >= 4,
+        "poison, parked, lag and old pending events are alarmed"
+    );
 }
 
 #[test]
@@ -89,10 +110,21 @@ fn the_alarms_cover_what_needs_a_human() {
         outbox::metrics::OUTBOX_LAG,
         outbox::metrics::OLD_PENDING_FOUND,
     ] {
-        assert!(watched_metrics.iter().any(|m| m == metric), "no alarm on {metric}");
+        assert!(
+            watched_metrics.iter().any(|m| m == metric),
+            "no alarm on {metric}"
+        );
     }
     let text = std::fs::read_to_string(devkit::template::default_path()).unwrap();
-    for aws_metric in ["ApproximateNumberOfMessagesVisible", "IteratorAge", "Errors", "Throttles"] {
-        assert!(text.contains(&format!("MetricName: {aws_metric}")), "no alarm on {aws_metric}");
+    for aws_metric in [
+        "ApproximateNumberOfMessagesVisible",
+        "IteratorAge",
+        "Errors",
+        "Throttles",
+    ] {
+        assert!(
+            text.contains(&format!("MetricName: {aws_metric}")),
+            "no alarm on {aws_metric}"
+        );
     }
 }

@@ -74,7 +74,9 @@ impl Options {
             || std::env::var("BENCH_QUICK").is_ok_and(|v| !v.is_empty() && v != "0");
         Ok(Self {
             quick,
-            write: !args.iter().any(|a| a == "--no-write" || a == "--functions-only"),
+            write: !args
+                .iter()
+                .any(|a| a == "--no-write" || a == "--functions-only"),
             concurrency: config::CONSUMER_CONCURRENCY.read()?,
             repeats: if quick { 1 } else { 3 },
             cold_starts: if quick { 5 } else { 20 },

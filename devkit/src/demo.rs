@@ -178,7 +178,10 @@ pub async fn run(opts: DemoOptions) -> Result<()> {
     }
     let consumer = outbox::metrics::STREAM_CONSUMER;
     let read_back = (
-        summary.count(outbox::metrics::ORDER_WRITER, outbox::metrics::ORDERS_PLACED),
+        summary.count(
+            outbox::metrics::ORDER_WRITER,
+            outbox::metrics::ORDERS_PLACED,
+        ),
         summary.count(consumer, outbox::metrics::APPLIED),
         summary.count(consumer, outbox::metrics::DUPLICATES),
     );

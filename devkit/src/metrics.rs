@@ -92,7 +92,9 @@ impl MetricsSummary {
                 .context("a directive without Dimensions")?;
             let mut reasons = vec![None];
             for set in dimension_sets {
-                let names = set.as_array().context("a dimension set that is not a list")?;
+                let names = set
+                    .as_array()
+                    .context("a dimension set that is not a list")?;
                 for name in names {
                     let name = name.as_str().context("a dimension name that is not text")?;
                     let value = text(name)
@@ -245,7 +247,9 @@ mod tests {
             summary.count_for_reason("order-writer", "OrdersRejected", "invalid_currency"),
             1.0
         );
-        assert!(summary.render().contains("OrdersRejected (Reason=invalid_currency)"));
+        assert!(summary
+            .render()
+            .contains("OrdersRejected (Reason=invalid_currency)"));
     }
 
     #[test]

@@ -90,9 +90,7 @@ impl Template {
         resources
             .iter()
             .filter(|(_, r)| r.get("Type").and_then(Value::as_str) == Some(resource_type))
-            .filter_map(|(id, r)| {
-                Some((id.as_str()?.to_owned(), serde_json::to_value(r).ok()?))
-            })
+            .filter_map(|(id, r)| Some((id.as_str()?.to_owned(), serde_json::to_value(r).ok()?)))
             .collect()
     }
 

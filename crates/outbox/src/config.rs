@@ -310,8 +310,11 @@ mod tests {
     #[test]
     fn the_trust_store_is_the_bundle_file_unless_a_certificate_directory_is_asked_for() {
         let bundle = std::env::temp_dir().join(format!("outbox-roots-{}.pem", std::process::id()));
-        std::fs::write(&bundle, "-----BEGIN CERTIFICATE-----\nAA==\n-----END CERTIFICATE-----\n")
-            .unwrap();
+        std::fs::write(
+            &bundle,
+            "-----BEGIN CERTIFICATE-----\nAA==\n-----END CERTIFICATE-----\n",
+        )
+        .unwrap();
         let file_only = |name: &str| (name == "SSL_CERT_FILE").then(|| bundle.clone().into());
         let store = format!("{:?}", trust_store(file_only));
         assert!(store.contains("enable_native_roots: false"), "{store}");
@@ -325,7 +328,10 @@ mod tests {
         assert!(store.contains("enable_native_roots: true"), "{store}");
         let missing = |name: &str| (name == "SSL_CERT_FILE").then(|| "/nonexistent/ca.pem".into());
         let store = format!("{:?}", trust_store(missing));
-        assert!(store.contains("enable_native_roots: true"), "an unreadable file falls back to the system default: {store}");
+        assert!(
+            store.contains("enable_native_roots: true"),
+            "an unreadable file falls back to the system default: {store}"
+        );
         std::fs::remove_file(&bundle).unwrap();
     }
 

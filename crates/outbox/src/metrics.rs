@@ -60,7 +60,10 @@ pub const OUTBOX_LAG: &str = "OutboxLag";
 /// Every metric each function emits, by `Function` dimension: what the template's alarms and
 /// dashboard may name (a test checks them against this list).
 pub const EMITTED: &[(&str, &[&str])] = &[
-    (ORDER_WRITER, &[ORDERS_PLACED, ORDER_REPLAYS, ORDERS_REJECTED]),
+    (
+        ORDER_WRITER,
+        &[ORDERS_PLACED, ORDER_REPLAYS, ORDERS_REJECTED],
+    ),
     (
         STREAM_CONSUMER,
         &[
@@ -144,7 +147,10 @@ impl MetricSet {
         if CAPTURE
             .try_with(|captured| {
                 let lines = self.to_lines(&Dimensions::from_env(), now_millis());
-                captured.lock().unwrap_or_else(|p| p.into_inner()).extend(lines);
+                captured
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .extend(lines);
             })
             .is_ok()
         {

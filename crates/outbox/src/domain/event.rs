@@ -95,10 +95,14 @@ impl TraceContext {
     pub fn link(&self) -> Option<TraceLink> {
         // A decoded event's headers were never checked by this process: only a valid
         // traceparent is split (its ids then have their fixed lengths).
-        let w3c = self.traceparent.as_deref().filter(|t| is_valid_traceparent(t)).and_then(|t| {
-            let mut fields = t.split('-').skip(1);
-            Some((fields.next()?.to_owned(), fields.next()?.to_owned()))
-        });
+        let w3c = self
+            .traceparent
+            .as_deref()
+            .filter(|t| is_valid_traceparent(t))
+            .and_then(|t| {
+                let mut fields = t.split('-').skip(1);
+                Some((fields.next()?.to_owned(), fields.next()?.to_owned()))
+            });
         let xray = self.xray_trace_id.as_deref().and_then(|header| {
             let field = |name: &str| {
                 header
@@ -231,7 +235,11 @@ mod tests {
             traceparent: Some("00-4bf9".into()),
             xray_trace_id: Some("Root=1-\u{e9}\u{e9}\u{e9}\u{e9}-x".into()),
         };
-        assert_eq!(forged.link(), None, "headers decoded from a stream record are checked too");
+        assert_eq!(
+            forged.link(),
+            None,
+            "headers decoded from a stream record are checked too"
+        );
     }
 }
 
