@@ -65,16 +65,6 @@ fn the_template_and_the_code_agree_on_keys_and_filters() {
 }
 
 #[test]
-fn the_parked_events_metric_filter_matches_the_line_the_sweeper_logs() {
-    let text = std::fs::read_to_string(devkit::template::default_path()).unwrap();
-    let pattern = format!(
-        "FilterPattern: '{{ $.fields.message = \"{}\" }}'",
-        outbox::service::PARKED_LOG_MESSAGE
-    );
-    assert!(text.contains(&pattern), "template.yaml lacks {pattern}");
-}
-
-#[test]
 fn the_template_bounds_every_numeric_setting_as_the_code_does() {
     let template = devkit::Template::load_default().unwrap();
     for (parameter, setting) in [

@@ -165,10 +165,11 @@ pub async fn cold_starts(
     Ok(times)
 }
 
-/// Where the functions' TLS trust roots come from, for the cold-start comparison: what
-/// rustls-native-certs finds by default (the system bundle and every file of the certificate
-/// directory), the bundle file alone, or one Amazon root (DynamoDB's certificates chain to
-/// Amazon's roots), set through `SSL_CERT_FILE` and `SSL_CERT_DIR`.
+/// Where the functions' TLS trust roots come from, for the cold-start comparison: the functions'
+/// default (the system's bundle file, read once), what rustls-native-certs loads when asked for
+/// a directory (the bundle and every file of the certificate directory: the default before),
+/// or one Amazon root (DynamoDB's certificates chain to Amazon's roots), set through
+/// `SSL_CERT_FILE` and `SSL_CERT_DIR`.
 pub fn root_variants(empty_dir: &Path) -> Vec<(&'static str, Vec<(String, String)>)> {
     let existing = |paths: &[&str]| {
         paths
@@ -176,23 +177,26 @@ pub fn root_variants(empty_dir: &Path) -> Vec<(&'static str, Vec<(String, String
             .find(|p| Path::new(p).is_file())
             .map(|p| p.to_string())
     };
-    let only = |file: String| {
+    let file_and_dir = |file: String, dir: String| {
         vec![
             ("SSL_CERT_FILE".to_owned(), file),
-            ("SSL_CERT_DIR".to_owned(), empty_dir.display().to_string()),
+            ("SSL_CERT_DIR".to_owned(), dir),
         ]
     };
-    let mut variants = vec![("system default", Vec::new())];
-    let bundles = [
-        "/etc/ssl/certs/ca-certificates.crt",
-        "/etc/pki/tls/certs/ca-bundle.crt",
-        "/etc/ssl/cert.pem",
-    ];
-    if let Some(bundle) = existing(&bundles) {
-        variants.push(("bundle file only", only(bundle)));
+    let mut variants = vec![("bundle file (the functions' default)", Vec::new())];
+    if let Some(bundle) = existing(outbox::config::CA_BUNDLE_FILES) {
+        if Path::new("/etc/ssl/certs").is_dir() {
+            variants.push((
+                "bundle and directory (rustls-native-certs)",
+                file_and_dir(bundle, "/etc/ssl/certs".into()),
+            ));
+        }
     }
     if let Some(amazon) = existing(&["/etc/ssl/certs/Amazon_Root_CA_1.pem"]) {
-        variants.push(("Amazon Root CA 1 only", only(amazon)));
+        variants.push((
+            "Amazon Root CA 1 only",
+            file_and_dir(amazon, empty_dir.display().to_string()),
+        ));
     }
     variants
 }

@@ -2,13 +2,15 @@
 
 use std::collections::BTreeMap;
 
-use anyhow::{bail, Result};
+use anyhow::{anyhow, bail, Result};
 use aws_lambda_events::apigw::ApiGatewayV2httpRequest;
+use lambda_runtime::{Context, LambdaEvent};
 use outbox::handlers::order_api;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use serde_json::json;
 
+use crate::metrics::Collector;
 use crate::stack::{in_process, Stack};
 
 pub struct DemoOptions {
@@ -43,6 +45,8 @@ pub fn api_request(
 }
 
 pub async fn run(opts: DemoOptions) -> Result<()> {
+    // The handlers' EMF lines, as the functions write them to their log stream on AWS.
+    let metrics = Collector::install();
     let stack = Stack::start().await?;
     println!(
         "local DynamoDB: {} ({})",
@@ -79,8 +83,9 @@ pub async fn run(opts: DemoOptions) -> Result<()> {
                 Some(body.clone()),
                 &[("idempotency-key", &key)],
             )?;
-            let response = order_api::respond(&stack.orders, &req, None).await;
-            let response = response.unwrap_or_else(|e| e.into_response());
+            let invocation = LambdaEvent::new(req, Context::default());
+            let response = order_api::handle(&stack.orders, invocation).await;
+            let response = response.map_err(|e| anyhow!("order {i}: {e}"))?;
             let replay = response.headers.contains_key("idempotent-replayed");
             if response.status_code != 201 {
                 bail!("order {i} answered {}", response.status_code);
@@ -95,8 +100,15 @@ pub async fn run(opts: DemoOptions) -> Result<()> {
             }
         }
     }
+    // One order a client gets wrong: refused with a reason code, which the metrics count.
+    let wrong_currency = json!({"customer_id": "customer-1", "currency": "usd",
+        "items": [{"sku": "SKU-1", "quantity": 1, "unit_price_cents": 100}]});
+    let req = api_request("POST", "/orders", Some(wrong_currency.to_string()), &[])?;
+    let refused = order_api::handle(&stack.orders, LambdaEvent::new(req, Context::default()))
+        .await
+        .map_err(|e| anyhow!("refused order: {e}"))?;
     let pending_before = count_pending(&stack).await?;
-    println!("order service: {created} orders written (order + outbox event in one transaction), {replayed} client retries answered from the original order");
+    println!("order service: {created} orders written (order + outbox event in one transaction), {replayed} client retries answered from the original order, 1 refused ({})", refused.status_code);
     println!("outbox: {pending_before} events pending\n");
 
     // 2. The stream: the local event source mapping delivers outbox INSERTs to the consumer.
@@ -153,6 +165,29 @@ pub async fn run(opts: DemoOptions) -> Result<()> {
             "TTL: {expired} processed outbox events expired and deleted (demo retention 0 s; deployed default 7 days); {} of their REMOVE records reached the consumer",
             trigger.stats.records_delivered - before
         );
+    }
+    // 6. The metrics, read back from the EMF lines the handlers wrote (not recomputed).
+    let summary = metrics.summary()?;
+    println!("\n{}", summary.render());
+    if let Some(line) = metrics
+        .lines()
+        .iter()
+        .find(|l| l.contains("\"stream-consumer\""))
+    {
+        println!("one of those lines, as CloudWatch receives it:\n{line}");
+    }
+    let consumer = outbox::metrics::STREAM_CONSUMER;
+    let read_back = (
+        summary.count(
+            outbox::metrics::ORDER_WRITER,
+            outbox::metrics::ORDERS_PLACED,
+        ),
+        summary.count(consumer, outbox::metrics::APPLIED),
+        summary.count(consumer, outbox::metrics::DUPLICATES),
+    );
+    let expected = (created as f64, created as f64, duplicates as f64);
+    if read_back != expected {
+        bail!("the metrics say (placed, applied, duplicates) = {read_back:?}, the run did {expected:?}");
     }
     if !all_ok || pending_after != 0 {
         bail!("balances do not match the orders placed");

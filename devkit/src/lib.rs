@@ -8,6 +8,7 @@ pub mod demo;
 pub mod filter;
 pub mod invoke;
 pub mod local;
+pub mod metrics;
 pub mod proxy;
 pub mod runtime_api;
 pub mod samples;

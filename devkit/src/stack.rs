@@ -3,8 +3,8 @@
 
 use anyhow::{Context as _, Result};
 use aws_lambda_events::dynamodb::{Event, EventRecord};
-use aws_lambda_events::streams::DynamoDbEventResponse;
-use outbox::handlers::stream::process_batch;
+use lambda_runtime::{Context, LambdaEvent};
+use outbox::handlers::stream;
 use outbox::service::RewardsService;
 use outbox::store::dynamodb::{DynamoOrderStore, DynamoRewardsStore};
 use outbox::store::{OutboxStore, RewardsStore};
@@ -150,7 +150,8 @@ impl Stack {
     }
 }
 
-/// The stream consumer's handler, invoked in process with a batch.
+/// The stream consumer's handler, invoked in process with a batch: the Lambda entry point
+/// itself, so its logs and metrics are the deployed function's.
 pub fn in_process<R, O>(service: RewardsService<R, O>, concurrency: usize) -> impl Invoke
 where
     R: RewardsStore + Clone + 'static,
@@ -159,11 +160,10 @@ where
     move |event: Event| {
         let service = service.clone();
         async move {
-            Ok::<DynamoDbEventResponse, String>(
-                process_batch(&service, concurrency, &event.records)
-                    .await
-                    .response(),
-            )
+            let invocation = LambdaEvent::new(event, Context::default());
+            stream::handle(&service, concurrency, invocation)
+                .await
+                .map_err(|e| e.to_string())
         }
     }
 }

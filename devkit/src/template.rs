@@ -90,6 +90,18 @@ impl Template {
         Some((bound("MinValue")?, bound("MaxValue")?))
     }
 
+    /// Every resource of one type (`AWS::CloudWatch::Alarm`), by logical id, as written.
+    pub fn resources_of_type(&self, resource_type: &str) -> Vec<(String, Json)> {
+        let Some(Value::Mapping(resources)) = self.root.get("Resources") else {
+            return Vec::new();
+        };
+        resources
+            .iter()
+            .filter(|(_, r)| r.get("Type").and_then(Value::as_str) == Some(resource_type))
+            .filter_map(|(id, r)| Some((id.as_str()?.to_owned(), serde_json::to_value(r).ok()?)))
+            .collect()
+    }
+
     fn resource(&self, logical_id: &str) -> Result<&Value> {
         self.root
             .get("Resources")

@@ -184,11 +184,48 @@ fn timeout_config() -> TimeoutConfig {
 /// lacks, a FIPS mode and post-quantum key exchange, this project does not require; a deployment
 /// that must have them switches to `CryptoMode::AwsLc` with the `rustls-aws-lc` feature.
 pub fn https_client() -> SharedHttpClient {
+    let context = tls::TlsContext::builder()
+        .with_trust_store(trust_store(|name| std::env::var_os(name)))
+        .build()
+        .unwrap_or_default();
     aws_smithy_http_client::Builder::new()
         .tls_provider(tls::Provider::rustls(
             tls::rustls_provider::CryptoMode::Ring,
         ))
+        .tls_context(context)
         .build_https()
+}
+
+/// The system's CA bundle files, in the order distributions place them: Amazon Linux and
+/// Fedora (the Lambda `provided.al2023` runtime), Debian and Ubuntu, Alpine and others.
+pub const CA_BUNDLE_FILES: &[&str] = &[
+    "/etc/pki/tls/certs/ca-bundle.crt",
+    "/etc/ssl/certs/ca-certificates.crt",
+    "/etc/ssl/cert.pem",
+];
+
+/// The roots the functions trust: the one bundle file, not the system default. The default
+/// (rustls-native-certs) reads the bundle *and* every file of the certificate directory, the
+/// same certificates again one file at a time: most of a cold start (docs/benchmarks.md). The
+/// bundle holds every root the system trusts, so nothing is lost; AWS endpoints chain to the
+/// Amazon Trust Services roots (and Starfield's, cross-signing them), which it contains.
+/// `SSL_CERT_FILE` still names another bundle; with `SSL_CERT_DIR`, or no bundle file at all,
+/// the system default decides, as before.
+fn trust_store(
+    env: impl Fn(&str) -> Option<std::ffi::OsString>,
+) -> aws_smithy_http_client::tls::TrustStore {
+    use aws_smithy_http_client::tls::TrustStore;
+    if env("SSL_CERT_DIR").is_some() {
+        return TrustStore::default();
+    }
+    let bundle = match env("SSL_CERT_FILE") {
+        Some(file) => std::fs::read(file).ok(),
+        None => CA_BUNDLE_FILES.iter().find_map(|f| std::fs::read(f).ok()),
+    };
+    match bundle {
+        Some(pem) if !pem.is_empty() => TrustStore::empty().with_pem_certificate(pem),
+        _ => TrustStore::default(),
+    }
 }
 
 /// A client for an already-loaded configuration, with this project's retry rules added.
@@ -215,6 +252,15 @@ pub fn init_tracing_to<W>(writer: W)
 where
     W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
 {
+    let _ = json_logs_to(writer).try_init();
+}
+
+/// The functions' log subscriber, not installed: a test sets it as its thread's default to read
+/// what the handlers log.
+pub fn json_logs_to<W>(writer: W) -> impl tracing::Subscriber + Send + Sync
+where
+    W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
+{
     let filter = std::env::var("RUST_LOG")
         .ok()
         .and_then(|v| v.parse::<Targets>().ok())
@@ -225,10 +271,7 @@ where
         .with_current_span(false)
         .without_time()
         .with_writer(writer);
-    let _ = tracing_subscriber::registry()
-        .with(filter)
-        .with(json)
-        .try_init();
+    tracing_subscriber::registry().with(filter).with(json)
 }
 
 #[cfg(test)]
@@ -262,6 +305,34 @@ mod tests {
                 setting.max
             );
         }
+    }
+
+    #[test]
+    fn the_trust_store_is_the_bundle_file_unless_a_certificate_directory_is_asked_for() {
+        let bundle = std::env::temp_dir().join(format!("outbox-roots-{}.pem", std::process::id()));
+        std::fs::write(
+            &bundle,
+            "-----BEGIN CERTIFICATE-----\nAA==\n-----END CERTIFICATE-----\n",
+        )
+        .unwrap();
+        let file_only = |name: &str| (name == "SSL_CERT_FILE").then(|| bundle.clone().into());
+        let store = format!("{:?}", trust_store(file_only));
+        assert!(store.contains("enable_native_roots: false"), "{store}");
+        assert!(store.contains("CertificatePEM"), "{store}");
+        let with_dir = |name: &str| match name {
+            "SSL_CERT_DIR" => Some("/etc/ssl/certs".into()),
+            "SSL_CERT_FILE" => Some(bundle.clone().into()),
+            _ => None,
+        };
+        let store = format!("{:?}", trust_store(with_dir));
+        assert!(store.contains("enable_native_roots: true"), "{store}");
+        let missing = |name: &str| (name == "SSL_CERT_FILE").then(|| "/nonexistent/ca.pem".into());
+        let store = format!("{:?}", trust_store(missing));
+        assert!(
+            store.contains("enable_native_roots: true"),
+            "an unreadable file falls back to the system default: {store}"
+        );
+        std::fs::remove_file(&bundle).unwrap();
     }
 
     #[test]

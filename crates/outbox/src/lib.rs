@@ -11,6 +11,7 @@
 pub mod config;
 pub mod domain;
 pub mod handlers;
+pub mod metrics;
 pub mod schema;
 pub mod service;
 pub mod store;

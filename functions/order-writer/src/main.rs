@@ -9,6 +9,7 @@ use outbox::store::dynamodb::DynamoOrderStore;
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
     config::init_tracing();
+    outbox::metrics::init();
     let table = config::required(config::ORDERS_TABLE)?;
     let store = DynamoOrderStore::new(config::dynamodb_client().await, table);
     run(service_fn(|event| order_api::handle(&store, event))).await

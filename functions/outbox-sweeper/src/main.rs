@@ -10,6 +10,7 @@ use outbox::store::dynamodb::{DynamoOrderStore, DynamoRewardsStore};
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
     config::init_tracing();
+    outbox::metrics::init();
     let client = config::dynamodb_client().await;
     let service = RewardsService {
         rewards: DynamoRewardsStore::new(client.clone(), config::required(config::REWARDS_TABLE)?),

@@ -8,7 +8,7 @@ pub mod rewards;
 mod time;
 
 pub use error::{OrderError, RewardError, StoreError, ValidationError};
-pub use event::{EventEnvelope, OrderPlaced, TraceContext};
+pub use event::{EventEnvelope, OrderPlaced, TraceContext, TraceLink};
 pub use order::{NewOrder, Order, OrderRequest, OrderView};
 pub use rewards::{Applied, LedgerEntry, LedgerPage, Reward, RewardWrite, MAX_BALANCE};
 pub use time::Timestamp;

@@ -24,6 +24,20 @@ impl Timestamp {
         self.0.unix_timestamp()
     }
 
+    /// Reads the text [`Display`](fmt::Display) writes (an event's `occurred_at`); anything else
+    /// is `None`.
+    pub fn parse(text: &str) -> Option<Self> {
+        time::PrimitiveDateTime::parse(text, FORMAT)
+            .ok()
+            .map(|t| Self(t.assume_utc()))
+    }
+
+    /// Milliseconds from `earlier` to `self`, with microsecond precision; negative when `earlier`
+    /// is later (a writer's clock ahead of the consumer's).
+    pub fn millis_since(self, earlier: Self) -> f64 {
+        (self.0 - earlier.0).whole_microseconds() as f64 / 1000.0
+    }
+
     /// Saturates at years 0 and 9999 instead of panicking: a setting or an event may carry any
     /// number, and no arithmetic on it may take a function down (nor produce a time that the
     /// fixed-width format cannot write).
@@ -49,6 +63,18 @@ impl fmt::Display for Timestamp {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_written_timestamp_reads_back_and_differences_are_in_milliseconds() {
+        let at = Timestamp::parse("2026-11-26T05:43:12.123456Z").unwrap();
+        assert_eq!(at.to_string(), "2026-11-26T05:43:12.123456Z");
+        let later = Timestamp::parse("2026-11-26T05:43:13.124456Z").unwrap();
+        assert_eq!(later.millis_since(at), 1001.0);
+        assert_eq!(at.millis_since(later), -1001.0);
+        for bad in ["", "2026-11-26", "2026-11-26T05:43:12Z", "not a time"] {
+            assert_eq!(Timestamp::parse(bad), None, "{bad}");
+        }
+    }
 
     #[test]
     fn time_arithmetic_saturates_instead_of_panicking() {

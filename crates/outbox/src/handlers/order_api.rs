@@ -9,6 +9,7 @@ use super::http::{
     body_bytes, caller, header, json, parse_json, route, with_header, ApiError, Caller,
 };
 use crate::domain::{Order, OrderError, OrderRequest, TraceContext};
+use crate::metrics::{self, MetricSet};
 use crate::service::{self, Placed};
 use crate::store::OrderStore;
 
@@ -17,9 +18,27 @@ pub async fn handle<S: OrderStore>(
     event: LambdaEvent<ApiGatewayV2httpRequest>,
 ) -> Result<ApiGatewayV2httpResponse, Error> {
     let trace = event.context.xray_trace_id.clone();
-    Ok(respond(store, &event.payload, trace)
-        .await
-        .unwrap_or_else(ApiError::into_response))
+    let placing = matches!(route(&event.payload), (Method::POST, path) if path == ["orders"]);
+    let result = respond(store, &event.payload, trace).await;
+    if placing {
+        placement_metrics(&result).emit();
+    }
+    Ok(result.unwrap_or_else(ApiError::into_response))
+}
+
+/// What a `POST /orders` came to: placed now, answered from an earlier write, or refused (with
+/// the error code, a fixed set, as the `Reason` dimension).
+pub fn placement_metrics(result: &Result<ApiGatewayV2httpResponse, ApiError>) -> MetricSet {
+    let set = MetricSet::new(metrics::ORDER_WRITER);
+    match result {
+        Ok(response) => {
+            let replay = response.headers.contains_key("idempotent-replayed");
+            set.count(metrics::ORDERS_PLACED, usize::from(!replay))
+                .count(metrics::ORDER_REPLAYS, usize::from(replay))
+                .count(metrics::ORDERS_REJECTED, 0)
+        }
+        Err(err) => set.count(metrics::ORDERS_REJECTED, 1).reason(err.code),
+    }
 }
 
 /// The whole API without the Lambda context: what tests and local tools call.
@@ -90,6 +109,7 @@ async fn post_order<S: OrderStore>(
     let key = header(&req.headers, "idempotency-key")?;
     let traceparent = header(&req.headers, "traceparent")?.map(str::to_owned);
     let trace = TraceContext::new(traceparent, xray_trace_id);
+    let link = trace.as_ref().and_then(TraceContext::link);
     let placed = match service::place_order(store, request, key, trace).await {
         Ok(placed) => placed,
         Err(OrderError::Store(err)) => return Err(ApiError::write_outcome_unknown(err, key)),
@@ -100,6 +120,8 @@ async fn post_order<S: OrderStore>(
         order_id = %order.order_id,
         customer_id = %order.customer_id,
         replayed = matches!(placed, Placed::Replayed(_)),
+        trace_id = link.as_ref().map(|l| l.trace_id.as_str()).unwrap_or_default(),
+        xray_trace_id = link.as_ref().map(|l| l.xray_trace_id.as_str()).unwrap_or_default(),
         "order placed"
     );
     let location = format!("/orders/{}", order.order_id);

@@ -1,9 +1,12 @@
 //! The scheduled outbox sweeper: redrives events the stream never delivered or gave up on, and,
 //! when an operator asks, the events it parked.
 
+use std::time::Instant;
+
 use lambda_runtime::{Error, LambdaEvent};
 use serde_json::Value;
 
+use crate::metrics::{self, MetricSet};
 use crate::service::{RewardsService, SweepReport};
 use crate::store::{OutboxStore, RewardsStore};
 
@@ -19,6 +22,7 @@ pub async fn handle<R: RewardsStore, O: OutboxStore>(
     limit: usize,
     event: LambdaEvent<Value>,
 ) -> Result<SweepReport, Error> {
+    let started = Instant::now();
     let redrive = event.payload.get("action").and_then(Value::as_str) == Some(REDRIVE_PARKED);
     let report = if redrive {
         service.redrive_parked(limit).await?
@@ -34,5 +38,24 @@ pub async fn handle<R: RewardsStore, O: OutboxStore>(
         failed = report.failed,
         "sweep done"
     );
+    run_metrics(&report, redrive, started.elapsed().as_secs_f64() * 1000.0).emit();
     Ok(report)
+}
+
+/// A sweep counts the old pending events it found (the stream did not deliver them within the
+/// grace period: alarmed); a redrive counts the parked events it took back instead.
+pub fn run_metrics(report: &SweepReport, redrive: bool, duration_millis: f64) -> MetricSet {
+    let found = if redrive {
+        metrics::UNPARKED
+    } else {
+        metrics::OLD_PENDING_FOUND
+    };
+    MetricSet::new(metrics::OUTBOX_SWEEPER)
+        .count(found, report.found)
+        .count(metrics::REDRIVEN, report.applied)
+        .count(metrics::DUPLICATES, report.already_applied)
+        .count(metrics::PARKED, report.parked)
+        .count(metrics::STILL_PENDING, report.failed)
+        .milliseconds(metrics::BATCH_DURATION, vec![duration_millis])
+        .milliseconds(metrics::OUTBOX_LAG, report.lag_millis.clone())
 }

@@ -6,5 +6,6 @@ mod rewards;
 pub use crate::domain::event::decode_envelope;
 pub use orders::{get_order, idempotent_order_id, place_order, Placed};
 pub use rewards::{
-    rewards_of, RewardsQueryError, RewardsService, SweepProblem, SweepReport, PARKED_LOG_MESSAGE,
+    rewards_of, Effect, RewardsQueryError, RewardsService, SweepProblem, SweepReport,
+    PARKED_LOG_MESSAGE,
 };

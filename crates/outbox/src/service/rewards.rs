@@ -23,8 +23,18 @@ pub struct RewardsService<R, O> {
     pub retention_seconds: i64,
 }
 
+/// What applying one event did.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Effect {
+    pub applied: Applied,
+    /// The event's outbox lag: from its `occurred_at` to the commit of its reward, in
+    /// milliseconds. `None` for a duplicate (its reward committed before) or an `occurred_at`
+    /// that is not a timestamp this code writes.
+    pub lag_millis: Option<f64>,
+}
+
 /// What one run of the sweeper found and did.
-#[derive(Debug, Default, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Default, Clone, Serialize, PartialEq)]
 pub struct SweepReport {
     pub found: usize,
     pub applied: usize,
@@ -36,10 +46,13 @@ pub struct SweepReport {
     pub failed: usize,
     /// Every parked or failed event, by id (or item key), with the reason.
     pub problems: Vec<SweepProblem>,
+    /// The outbox lag of every event applied now, for the metrics (not part of the result).
+    #[serde(skip)]
+    pub lag_millis: Vec<f64>,
 }
 
-/// The log message of every parked event: `template.yaml`'s metric filter counts these lines
-/// (a test checks that the two agree), and the parked-events alarm watches the count.
+/// The log message of every parked event: what the runbook's log query for parked events filters on
+/// (docs/operations.md); the alarm watches the sweeper's `Parked` metric.
 pub const PARKED_LOG_MESSAGE: &str = "outbox event parked: it cannot be applied as it is";
 
 /// One event a sweeper run could not apply.
@@ -55,12 +68,20 @@ impl<R: RewardsStore, O: OutboxStore> RewardsService<R, O> {
     /// Applies one event at most once, then marks it processed. Each step is idempotent, so a
     /// crash between them is repaired by the next delivery: it finds the ledger entry and only
     /// completes the mark.
-    pub async fn apply_event(&self, event: &EventEnvelope) -> Result<Applied, RewardError> {
+    pub async fn apply_event(&self, event: &EventEnvelope) -> Result<Effect, RewardError> {
         let reward = Reward::try_from(event)?;
         let now = Timestamp::now();
-        let applied = match self.rewards.apply_reward(&reward, now).await? {
-            RewardWrite::Recorded => Applied::Now,
-            RewardWrite::AlreadyRecorded => Applied::AlreadyApplied,
+        let effect = match self.rewards.apply_reward(&reward, now).await? {
+            RewardWrite::Recorded => Effect {
+                applied: Applied::Now,
+                // Read when the transaction has returned: the reward is committed by then.
+                lag_millis: Timestamp::parse(&event.occurred_at)
+                    .map(|occurred| Timestamp::now().millis_since(occurred)),
+            },
+            RewardWrite::AlreadyRecorded => Effect {
+                applied: Applied::AlreadyApplied,
+                lag_millis: None,
+            },
             RewardWrite::OrderRewardedToAnotherCustomer(other) => {
                 return Err(RewardError::Poison(format!(
                     "order {} was already rewarded to customer {other}, not {}",
@@ -76,7 +97,7 @@ impl<R: RewardsStore, O: OutboxStore> RewardsService<R, O> {
         };
         let expires_at = now.plus_seconds(self.retention_seconds);
         self.outbox.mark_processed(event, now, expires_at).await?;
-        Ok(applied)
+        Ok(effect)
     }
 
     /// Applies events still pending after `grace_seconds`: the ones the stream never delivered,
@@ -121,8 +142,17 @@ impl<R: RewardsStore, O: OutboxStore> RewardsService<R, O> {
         };
         let name = item.name();
         match outcome {
-            Ok(Applied::Now) => report.applied += 1,
-            Ok(Applied::AlreadyApplied) => report.already_applied += 1,
+            Ok(Effect {
+                applied: Applied::Now,
+                lag_millis,
+            }) => {
+                report.applied += 1;
+                report.lag_millis.extend(lag_millis);
+            }
+            Ok(Effect {
+                applied: Applied::AlreadyApplied,
+                ..
+            }) => report.already_applied += 1,
             Err(RewardError::Poison(reason)) => {
                 if let Err(err) = self.outbox.park(&item.key, &reason, Timestamp::now()).await {
                     tracing::warn!(event_id = %name, error = %err, "could not park event: still pending");
