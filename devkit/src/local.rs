@@ -33,7 +33,7 @@ pub struct LocalDynamo {
 }
 
 /// The tables of one run: their names and the orders table's stream.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct Tables {
     pub orders: String,
     pub rewards: String,
