@@ -2,6 +2,7 @@
 //! gets lost on the way, every order exists once and every reward is applied once.
 
 use devkit::proxy::{Fault, FaultPlan, FaultProxy};
+use devkit::LocalDynamo;
 use lambda_runtime::{Context, LambdaEvent};
 use outbox::handlers::order_api;
 use outbox::handlers::stream::process_batch;
@@ -232,4 +233,53 @@ async fn the_consumer_recognises_its_own_lost_writes() {
             );
         }
     }
+}
+
+/// The SDK reads `AWS_ENDPOINT_URL` with a higher precedence than an endpoint on the shared
+/// config; were that to win, the clients built for the proxy would bypass it, no fault would be
+/// injected and the suites above would fail. They run again here, in a child process (the
+/// environment of this multi-threaded one must not change), with `AWS_ENDPOINT_URL` naming
+/// another server: the assertions on the proxy's counts must hold there too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_fault_suites_go_through_the_proxy_when_aws_endpoint_url_names_another_server() {
+    const THIS_TEST: &str =
+        "the_fault_suites_go_through_the_proxy_when_aws_endpoint_url_names_another_server";
+    let server = LocalDynamo::embedded("127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let endpoint = server.endpoint.clone();
+    let output = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", "--skip", THIS_TEST, "--test-threads", "2"])
+            .env("AWS_ENDPOINT_URL", &endpoint)
+            .env_remove("AWS_ENDPOINT_URL_DYNAMODB")
+            .env("AWS_REGION", "us-east-1")
+            .env("AWS_ACCESS_KEY_ID", "local")
+            .env("AWS_SECRET_ACCESS_KEY", "local")
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stdout}\n{stderr}");
+    for suite in [
+        "a_lost_response_retried_by_the_sdk_is_recognised_as_our_own_write",
+        "a_client_resending_its_key_after_a_timeout_gets_its_order_not_a_conflict",
+        "transient_errors_are_retried_and_persistent_ones_are_a_503_with_nothing_written",
+        "the_consumer_recognises_its_own_lost_writes",
+    ] {
+        assert!(
+            stdout.contains(&format!("test {suite} ... ok")),
+            "{suite} did not pass with AWS_ENDPOINT_URL set:\n{stdout}"
+        );
+    }
+    // The child's tables were created on this server, so it really was the one named.
+    let tables = server.client.list_tables().send().await.unwrap();
+    assert!(
+        tables.table_names().len() >= 8,
+        "each of the child's stacks created its two tables here: {:?}",
+        tables.table_names()
+    );
 }

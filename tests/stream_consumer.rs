@@ -415,7 +415,7 @@ async fn modify_and_remove_records_are_ignored_including_real_ttl_deletions() {
     assert!(
         stack.dynamo.is_embedded(),
         "this test forces a TTL sweep, which only the embedded server can do: \
-         against another server run the suite with `--skip real_ttl`"
+         against another server, `make test-external` skips it by name"
     );
     let expected = place_orders(&stack, &[("c-1", 700), ("c-2", 300)]).await;
     // Retention 0: processed events expire at once, so the sweep below deletes them.

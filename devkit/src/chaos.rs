@@ -2,25 +2,27 @@
 //! delivered by two racing mappings with duplicates and crashes between the consumer's two
 //! writes, then the sweeper; then the invariants of the outbox, checked on what the tables hold.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use anyhow::Result;
+use anyhow::{bail, Result};
 use aws_lambda_events::dynamodb::Event;
+use aws_lambda_events::encodings::Body;
 use futures::stream::{self, StreamExt};
 use outbox::domain::{EventEnvelope, StoreError, Timestamp};
 use outbox::handlers::order_api;
-use outbox::schema::{self, rewards as rkeys};
 use outbox::service::RewardsService;
-use outbox::store::dynamodb::{DynamoOrderStore, DynamoRewardsStore, Item};
+use outbox::store::dynamodb::{DynamoOrderStore, DynamoRewardsStore};
 use outbox::store::{OutboxItem, OutboxItemKey, OutboxStore};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
-use serde_json::json;
+use serde_json::{json, Value as Json};
 
 use crate::demo::api_request;
-use crate::proxy::{FaultPlan, FaultProxy};
+use crate::invariants::{self, Violation};
+use crate::local::Tables;
+use crate::proxy::{FaultPlan, FaultProxy, ProxyStats};
 use crate::stack::{in_process, Stack};
 use crate::trigger::Invoke;
 
@@ -70,8 +72,12 @@ pub struct ChaosReport {
     pub crashes: u64,
     pub on_failure_batches: usize,
     pub swept: usize,
-    pub faults_summary: String,
-    pub violations: Vec<String>,
+    /// What went through the fault proxy, and what it injected.
+    pub proxy: ProxyStats,
+    pub violations: Vec<Violation>,
+    /// Where the run wrote: the server's endpoint and the run's two tables.
+    pub endpoint: String,
+    pub tables: Tables,
 }
 
 impl ChaosReport {
@@ -86,8 +92,48 @@ impl ChaosReport {
             self.crashes,
             self.on_failure_batches,
             self.swept,
-            self.faults_summary,
+            self.proxy.summary(),
             if self.violations.is_empty() { "all hold".to_owned() } else { format!("{} VIOLATED", self.violations.len()) }
+        )
+    }
+
+    /// Each broken invariant with how often it broke and the keys of a few items that show it.
+    pub fn broken_invariants(&self) -> Vec<String> {
+        invariants::describe(&self.violations, 3)
+    }
+
+    /// A pass only if faults were injected and every invariant held: a run in which nothing
+    /// failed proves nothing about failures, whatever the tables hold.
+    pub fn verdict(&self) -> Result<()> {
+        if self.proxy.total_faults() == 0 {
+            bail!("{}", no_faults_sentence(&self.proxy));
+        }
+        if !self.violations.is_empty() {
+            let broken: BTreeSet<_> = self.violations.iter().map(|v| v.invariant).collect();
+            bail!(
+                "the chaos run broke {} of the outbox's invariants ({} violations): {}",
+                broken.len(),
+                self.violations.len(),
+                broken
+                    .iter()
+                    .map(|i| i.statement())
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            );
+        }
+        Ok(())
+    }
+}
+
+fn no_faults_sentence(proxy: &ProxyStats) -> String {
+    if proxy.total_requests() == 0 {
+        "the chaos run injected no faults: no request reached the fault proxy, so the clients talked to \
+         the database some other way; the run proves nothing and is not a pass"
+            .to_owned()
+    } else {
+        format!(
+            "the chaos run injected no faults ({}); the run proves nothing and is not a pass",
+            proxy.summary()
         )
     }
 }
@@ -187,8 +233,20 @@ fn duplicating<I: Invoke + 'static>(
 }
 
 enum Outcome {
-    Ok,
+    /// 201, with the order id the response names (`None` if it names none).
+    Acknowledged(Option<String>),
     Failed,
+}
+
+fn order_id_of(body: Option<&Body>) -> Option<String> {
+    let bytes: &[u8] = match body? {
+        Body::Text(text) => text.as_bytes(),
+        Body::Binary(bytes) => bytes,
+        _ => return None,
+    };
+    serde_json::from_slice::<Json>(bytes).ok()?["order_id"]
+        .as_str()
+        .map(str::to_owned)
 }
 
 pub async fn run(opts: ChaosOptions) -> Result<ChaosReport> {
@@ -236,12 +294,14 @@ pub async fn run(opts: ChaosOptions) -> Result<ChaosReport> {
                     else {
                         return Outcome::Failed;
                     };
-                    let status = order_api::respond(writer, &req, None)
-                        .await
-                        .unwrap_or_else(|e| e.into_response())
-                        .status_code;
-                    match status {
-                        201 => return Outcome::Ok,
+                    // Through the Lambda handler, so the run's metrics are the function's own.
+                    let event =
+                        lambda_runtime::LambdaEvent::new(req, lambda_runtime::Context::default());
+                    let Ok(response) = order_api::handle(writer, event).await else {
+                        return Outcome::Failed;
+                    };
+                    match response.status_code {
+                        201 => return Outcome::Acknowledged(order_id_of(response.body.as_ref())),
                         500..=599 => continue,
                         _ => return Outcome::Failed,
                     }
@@ -252,9 +312,23 @@ pub async fn run(opts: ChaosOptions) -> Result<ChaosReport> {
         .buffer_unordered(opts.concurrency)
         .collect()
         .await;
-    report.orders_ok = outcomes.iter().filter(|o| matches!(o, Outcome::Ok)).count();
-    report.orders_failed = outcomes.len() - report.orders_ok;
+    let mut acknowledged = BTreeSet::new();
+    let mut acknowledged_without_id = 0;
+    for outcome in &outcomes {
+        match outcome {
+            Outcome::Acknowledged(Some(order_id)) => {
+                acknowledged.insert(order_id.clone());
+            }
+            Outcome::Acknowledged(None) => acknowledged_without_id += 1,
+            Outcome::Failed => report.orders_failed += 1,
+        }
+    }
+    report.orders_ok = outcomes.len() - report.orders_failed;
     report.client_retries = retries.load(Ordering::Relaxed) as usize;
+    // Not worth going on: without the proxy in the path, the rest would test nothing either.
+    if opts.orders > 0 && proxy.stats().total_requests() == 0 {
+        bail!("{}", no_faults_sentence(&proxy.stats()));
+    }
 
     // 2. Two mappings race on the same shard, each a separate consumer "process" that crashes
     //    between its writes now and then; mapping A also duplicates records within batches.
@@ -319,108 +393,29 @@ pub async fn run(opts: ChaosOptions) -> Result<ChaosReport> {
             Err(_) => continue,
         }
     }
-    report.faults_summary = proxy.stats().summary();
-    report.violations = check_invariants(&stack).await?;
+    report.proxy = proxy.stats();
+    report.violations = check_invariants(&stack, &acknowledged).await?;
+    for _ in 0..acknowledged_without_id {
+        report.violations.push(Violation {
+            invariant: invariants::Invariant::AcknowledgedOrderIsStored,
+            evidence: "a 201 response named no order_id".into(),
+        });
+    }
+    report.endpoint = stack.dynamo.endpoint.clone();
+    report.tables = stack.tables.clone();
     Ok(report)
 }
 
 /// The outbox's promises, checked on the tables (read directly, not through the proxy).
-pub async fn check_invariants(stack: &Stack) -> Result<Vec<String>> {
-    let mut violations = Vec::new();
+pub async fn check_invariants(
+    stack: &Stack,
+    acknowledged: &BTreeSet<String>,
+) -> Result<Vec<Violation>> {
     let orders_table = stack.scan(&stack.tables.orders).await?;
     let rewards_table = stack.scan(&stack.tables.rewards).await?;
-    let text = |i: &Item, k: &str| {
-        i.get(k)
-            .and_then(|v| v.as_s().ok())
-            .cloned()
-            .unwrap_or_default()
-    };
-    let number = |i: &Item, k: &str| {
-        i.get(k)
-            .and_then(|v| v.as_n().ok())
-            .and_then(|n| n.parse::<i64>().ok())
-    };
-
-    let mut orders: HashMap<String, (String, i64)> = HashMap::new();
-    let mut events: HashMap<String, usize> = HashMap::new();
-    for item in &orders_table {
-        match text(item, schema::ENTITY).as_str() {
-            schema::ENTITY_ORDER => {
-                orders.insert(
-                    text(item, "order_id"),
-                    (
-                        text(item, "customer_id"),
-                        number(item, "points").unwrap_or(-1),
-                    ),
-                );
-            }
-            schema::ENTITY_OUTBOX_EVENT => {
-                *events.entry(text(item, "aggregate_id")).or_default() += 1;
-                if text(item, schema::STATUS) != schema::STATUS_PROCESSED {
-                    violations.push(format!(
-                        "outbox event {} is still pending",
-                        text(item, "event_id")
-                    ));
-                } else if number(item, schema::EXPIRES_AT).is_none() {
-                    violations.push(format!(
-                        "processed outbox event {} has no expires_at",
-                        text(item, "event_id")
-                    ));
-                }
-            }
-            other => violations.push(format!("unknown item in the orders table: {other:?}")),
-        }
-    }
-    let mut ledger: HashMap<String, usize> = HashMap::new();
-    let mut ledger_sums: BTreeMap<String, i64> = BTreeMap::new();
-    let mut balances: BTreeMap<String, i64> = BTreeMap::new();
-    for item in &rewards_table {
-        let pk = text(item, schema::PK);
-        let customer = pk.strip_prefix("CUSTOMER#").unwrap_or(&pk).to_owned();
-        let sk = text(item, schema::SK);
-        if sk == rkeys::BALANCE_SK {
-            balances.insert(customer, number(item, schema::POINTS).unwrap_or(0));
-        } else if sk.starts_with(rkeys::LEDGER_SK_PREFIX) {
-            let order_id = text(item, "order_id");
-            *ledger.entry(order_id.clone()).or_default() += 1;
-            *ledger_sums.entry(customer.clone()).or_default() +=
-                number(item, "points").unwrap_or(0);
-            match orders.get(&order_id) {
-                None => violations.push(format!(
-                    "ledger entry for order {order_id} which does not exist"
-                )),
-                Some((c, p)) if *c != customer || Some(*p) != number(item, "points") => violations
-                    .push(format!(
-                        "ledger entry of order {order_id} does not match the order"
-                    )),
-                _ => {}
-            }
-        }
-    }
-    for order_id in orders.keys() {
-        match (events.get(order_id), ledger.get(order_id)) {
-            (Some(1), Some(1)) => {}
-            (e, l) => violations.push(format!(
-                "order {order_id}: {} outbox events, {} ledger entries (want 1 and 1)",
-                e.unwrap_or(&0),
-                l.unwrap_or(&0)
-            )),
-        }
-    }
-    for order_id in events.keys().collect::<HashSet<_>>() {
-        if !orders.contains_key(order_id) {
-            violations.push(format!(
-                "outbox event for order {order_id} which does not exist"
-            ));
-        }
-    }
-    for (customer, sum) in &ledger_sums {
-        if balances.get(customer) != Some(sum) {
-            violations.push(format!(
-                "balance of {customer} is {:?}, its ledger sums to {sum}",
-                balances.get(customer)
-            ));
-        }
-    }
-    Ok(violations)
+    Ok(invariants::check(
+        &orders_table,
+        &rewards_table,
+        acknowledged,
+    ))
 }

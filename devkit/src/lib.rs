@@ -6,6 +6,7 @@
 pub mod chaos;
 pub mod demo;
 pub mod filter;
+pub mod invariants;
 pub mod invoke;
 pub mod local;
 pub mod metrics;

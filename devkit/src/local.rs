@@ -7,7 +7,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use aws_config::{Region, SdkConfig};
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection,
-    ProjectionType, ScalarAttributeType, StreamSpecification, StreamViewType,
+    ProjectionType, ScalarAttributeType, StreamSpecification, StreamViewType, TableStatus,
     TimeToLiveSpecification,
 };
 use std::time::Duration;
@@ -37,17 +37,35 @@ pub struct LocalDynamo {
 }
 
 /// The tables of one run: their names and the orders table's stream.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct Tables {
     pub orders: String,
     pub rewards: String,
     pub orders_stream_arn: String,
 }
 
-fn external_endpoint() -> Option<String> {
+/// The DynamoDB endpoint the environment names, with the SDK's precedence (the service-specific
+/// variable first).
+pub fn external_endpoint() -> Option<String> {
     ["AWS_ENDPOINT_URL_DYNAMODB", "AWS_ENDPOINT_URL"]
         .iter()
         .find_map(|v| std::env::var(v).ok().filter(|s| !s.trim().is_empty()))
+}
+
+/// Whether `endpoint` is on this machine (localhost, 127.0.0.0/8, ::1): a server whose tables a
+/// tool may fill without asking, unlike a real account's.
+pub fn is_local_endpoint(endpoint: &str) -> bool {
+    let Ok(uri) = endpoint.parse::<http::Uri>() else {
+        return false;
+    };
+    let Some(host) = uri.host() else {
+        return false;
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 impl LocalDynamo {
@@ -88,7 +106,7 @@ impl LocalDynamo {
         let server = tokio::spawn(dynoxide::server::serve_on(listener, db.clone()));
         let sdk_config = local_sdk_config(&endpoint).await;
         Ok(Self {
-            client: isolated(outbox::config::client_from(&sdk_config)),
+            client: isolated(client_at(&sdk_config, &endpoint)),
             endpoint,
             sdk_config,
             db: Some(db),
@@ -97,10 +115,21 @@ impl LocalDynamo {
     }
 
     async fn external(endpoint: String) -> Result<Self> {
-        // Region and credentials come from the usual AWS sources; the endpoint from the env.
-        let sdk_config = outbox::config::sdk_defaults().load().await;
+        // Region and credentials come from the usual AWS sources. A server on this machine checks
+        // that requests are signed, not by whom, so it works without any being configured.
+        let mut loader = outbox::config::sdk_defaults();
+        if is_local_endpoint(&endpoint) && std::env::var_os("AWS_ACCESS_KEY_ID").is_none() {
+            loader = loader.credentials_provider(local_credentials());
+        }
+        let mut sdk_config = loader.load().await;
+        if sdk_config.region().is_none() && is_local_endpoint(&endpoint) {
+            sdk_config = sdk_config
+                .to_builder()
+                .region(Region::new(LOCAL_REGION))
+                .build();
+        }
         Ok(Self {
-            client: outbox::config::client_from(&sdk_config),
+            client: client_at(&sdk_config, &endpoint),
             endpoint,
             sdk_config,
             db: None,
@@ -123,8 +152,7 @@ impl LocalDynamo {
     /// quota is shared per partition across a process, and the faults one test or simulated
     /// function injects must not use up another's retries.
     pub async fn client_via(&self, endpoint: &str) -> Client {
-        let config = self.sdk_config.to_builder().endpoint_url(endpoint).build();
-        isolated(outbox::config::client_from(&config))
+        isolated(client_at(&self.sdk_config, endpoint))
     }
 
     /// Runs dynoxide's TTL sweep now: deletes expired items and emits their REMOVE records with
@@ -198,14 +226,26 @@ pub fn isolated(client: Client) -> Client {
     Client::from_conf(config)
 }
 
+/// The project's client for `config`, talking to `endpoint` whatever the environment says.
+///
+/// An endpoint set on the shared config ranks below `AWS_ENDPOINT_URL` in the SDK: the service
+/// config reads the variable again when it is built from the shared one. Set on the service
+/// config itself, the endpoint ranks above it, so a client built for a proxy reaches the proxy.
+pub fn client_at(config: &SdkConfig, endpoint: &str) -> Client {
+    let client = outbox::config::client_from(config);
+    Client::from_conf(client.config().to_builder().endpoint_url(endpoint).build())
+}
+
+fn local_credentials() -> aws_sdk_dynamodb::config::Credentials {
+    aws_sdk_dynamodb::config::Credentials::new("local", "local", None, None, "devkit")
+}
+
 /// Static credentials and a fixed region: the embedded server checks that requests are signed,
 /// not by whom.
 async fn local_sdk_config(endpoint: &str) -> SdkConfig {
-    let credentials =
-        aws_sdk_dynamodb::config::Credentials::new("local", "local", None, None, "devkit");
     outbox::config::sdk_defaults()
         .region(Region::new(LOCAL_REGION))
-        .credentials_provider(credentials)
+        .credentials_provider(local_credentials())
         .endpoint_url(endpoint)
         .load()
         .await
@@ -262,7 +302,7 @@ pub async fn create_table(client: &Client, spec: &TableSpec, name: &str) -> Resu
         );
     }
     match request.send().await {
-        Ok(_) => {}
+        Ok(_) => wait_until_active(client, name).await?,
         Err(e)
             if e.as_service_error()
                 .is_some_and(|e| e.is_resource_in_use_exception()) =>
@@ -300,6 +340,33 @@ pub async fn create_table(client: &Client, spec: &TableSpec, name: &str) -> Resu
     Ok(())
 }
 
+/// DynamoDB creates a table in the background (local servers at once); until it is ACTIVE, its
+/// TTL cannot be set and writes fail.
+async fn wait_until_active(client: &Client, name: &str) -> Result<()> {
+    for _ in 0..120 {
+        let described = client
+            .describe_table()
+            .table_name(name)
+            .send()
+            .await
+            .map_err(|e| {
+                anyhow!(
+                    "DescribeTable {name}: {}",
+                    aws_sdk_dynamodb::error::DisplayErrorContext(e)
+                )
+            })?;
+        if described
+            .table
+            .and_then(|t| t.table_status)
+            .is_some_and(|s| s == TableStatus::Active)
+        {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    bail!("table {name} did not become ACTIVE within two minutes")
+}
+
 fn key_schema(p: &Json) -> Result<Vec<KeySchemaElement>> {
     array(p, "KeySchema")
         .into_iter()
@@ -323,4 +390,31 @@ fn text<'a>(v: &'a Json, key: &str) -> Result<&'a str> {
     v.get(key)
         .and_then(Json::as_str)
         .ok_or_else(|| anyhow!("template table property {key} is missing"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_local_endpoint;
+
+    #[test]
+    fn only_loopback_endpoints_count_as_local() {
+        for local in [
+            "http://localhost:8000",
+            "http://127.0.0.1:8000",
+            "http://127.3.2.1",
+            "http://[::1]:8000",
+        ] {
+            assert!(is_local_endpoint(local), "{local}");
+        }
+        for remote in [
+            "https://dynamodb.us-east-1.amazonaws.com",
+            "http://10.0.0.5:8000",
+            "http://localhost.example.com",
+            "http://128.0.0.1",
+            "not a url",
+            "",
+        ] {
+            assert!(!is_local_endpoint(remote), "{remote}");
+        }
+    }
 }

@@ -56,12 +56,16 @@ enum Command {
         #[arg(long, default_value = ".local/stream-failures.jsonl")]
         on_failure_file: PathBuf,
     },
-    /// Orders under injected faults, duplicates, races and crashes; then the invariants.
+    /// Orders under injected faults, duplicates, races and crashes; then the invariants. On the
+    /// embedded DynamoDB, or on AWS_ENDPOINT_URL's server (in two new tables) to test that server.
     Chaos {
         #[arg(long, default_value_t = 10_000)]
         orders: usize,
         #[arg(long, default_value_t = 1)]
         seed: u64,
+        /// Write to an endpoint that is not on this machine without asking first.
+        #[arg(long)]
+        yes: bool,
     },
     /// Regenerate the sample events in events/ from the code.
     Events,
@@ -123,24 +127,7 @@ async fn run(cli: Cli) -> Result<()> {
             invoke_url,
             on_failure_file,
         } => run_trigger(follow, invoke_url, on_failure_file).await,
-        Command::Chaos { orders, seed } => {
-            let started = std::time::Instant::now();
-            let report = devkit::chaos::run(devkit::chaos::ChaosOptions::new(orders, seed)).await?;
-            for violation in report.violations.iter().take(20) {
-                println!("VIOLATION: {violation}");
-            }
-            println!("{}", report.summary());
-            println!(
-                "({orders} orders, seed {seed}, {:.1} s)",
-                started.elapsed().as_secs_f64()
-            );
-            anyhow::ensure!(
-                report.violations.is_empty(),
-                "{} invariant violations",
-                report.violations.len()
-            );
-            Ok(())
-        }
+        Command::Chaos { orders, seed, yes } => chaos(orders, seed, yes).await,
         Command::Smoke { build_dir, runner } => {
             let options = devkit::smoke::SmokeOptions {
                 build_dir,
@@ -162,6 +149,55 @@ async fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
     }
+}
+
+async fn chaos(orders: usize, seed: u64, yes: bool) -> Result<()> {
+    if let Some(endpoint) = devkit::local::external_endpoint() {
+        if !devkit::local::is_local_endpoint(&endpoint) && !yes {
+            confirm_remote_writes(&endpoint, orders)?;
+        }
+    }
+    let started = std::time::Instant::now();
+    // The functions' own metrics, read back from the EMF lines they wrote during the run.
+    let metrics = devkit::metrics::Collector::install();
+    let report = devkit::chaos::run(devkit::chaos::ChaosOptions::new(orders, seed)).await?;
+    for line in report.broken_invariants() {
+        println!("{line}");
+    }
+    println!("{}", metrics.summary()?.render());
+    println!("{}", report.summary());
+    println!(
+        "({orders} orders, seed {seed}, {:.1} s, on {}: tables {} and {})",
+        started.elapsed().as_secs_f64(),
+        report.endpoint,
+        report.tables.orders,
+        report.tables.rewards
+    );
+    report.verdict()
+}
+
+/// A chaos run creates two tables and writes thousands of items, billed on a real account: it
+/// goes ahead there only when someone at the terminal says so (or `--yes` does).
+fn confirm_remote_writes(endpoint: &str, orders: usize) -> Result<()> {
+    use std::io::{BufRead, IsTerminal, Write};
+    eprintln!(
+        "WARNING: {endpoint} is not on this machine. The chaos run will create two new tables there \
+         (named after template.yaml's, with a random suffix), write {orders} orders and their \
+         rewards through injected faults, and leave the tables behind for inspection."
+    );
+    anyhow::ensure!(
+        std::io::stdin().is_terminal(),
+        "not writing to {endpoint} without a confirmation: run it from a terminal, or pass --yes"
+    );
+    eprint!("Type yes to go on: ");
+    std::io::stderr().flush()?;
+    let mut answer = String::new();
+    std::io::stdin().lock().read_line(&mut answer)?;
+    anyhow::ensure!(
+        answer.trim().eq_ignore_ascii_case("yes"),
+        "not confirmed: nothing was written to {endpoint}"
+    );
+    Ok(())
 }
 
 async fn ddb(listen: SocketAddr, ttl_every: u64, with_trigger: bool) -> Result<()> {
