@@ -304,3 +304,51 @@ async fn the_consumers_work_for_an_order_is_found_from_the_writers_trace_id() {
         "the consumer's own trace, which the link goes out from"
     );
 }
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_poison_record_without_an_event_id_is_logged_by_its_item_key() {
+    let stack = stack().await;
+    place(&stack, "c-1", &[("A", 1, 1_000)]).await;
+    let mut batch = outbox_inserts(&stack.stream_records().await.unwrap());
+    let keys: Vec<String> = ["pk", "sk"]
+        .iter()
+        .map(|k| match batch[0].change.keys.get(*k) {
+            Some(serde_dynamo::AttributeValue::S(v)) => v.clone(),
+            other => panic!("a record carries its keys: {other:?}"),
+        })
+        .collect();
+    let mut image: std::collections::HashMap<String, serde_dynamo::AttributeValue> = batch[0]
+        .change
+        .new_image
+        .clone()
+        .into_inner()
+        .into_iter()
+        .collect();
+    image.remove("event_id");
+    batch[0].change.new_image = serde_dynamo::Item::from(image);
+    let ((), logs) = logs_of(async {
+        let mut event = Event::default();
+        event.records = batch;
+        stream::handle(
+            &stack.service(),
+            4,
+            LambdaEvent::new(event, Context::default()),
+        )
+        .await
+        .unwrap();
+    })
+    .await;
+    let poison = logs
+        .iter()
+        .find(|l| {
+            l["fields"]["message"]
+                .as_str()
+                .is_some_and(|m| m.starts_with("poison outbox record"))
+        })
+        .expect("the poison record is logged");
+    assert_eq!(
+        poison["fields"]["event_id"],
+        format!("item {}/{}", keys[0], keys[1]).as_str(),
+        "{poison}"
+    );
+}

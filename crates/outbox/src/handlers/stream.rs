@@ -327,7 +327,14 @@ fn log_failure(
             Some(AttributeValue::S(id)) => Some(id.clone()),
             _ => None,
         })
-        .unwrap_or_default();
+        // Without an event id, the item's key names it (records always carry their keys).
+        .unwrap_or_else(|| {
+            let key = |name: &str| match record.change.keys.get(name) {
+                Some(AttributeValue::S(v)) => v.clone(),
+                _ => String::new(),
+            };
+            format!("item {}/{}", key(schema::PK), key(schema::SK))
+        });
     match err {
         RewardError::Poison(why) => tracing::error!(
             %event_id, %sequence_number, error = %why, link_trace_id,
