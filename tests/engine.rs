@@ -169,11 +169,14 @@ impl Invoicing {
     }
 }
 
-/// The real DynamoDB consumer store, recording the order in which it committed effects.
+/// The real DynamoDB consumer store, recording every commit that applied: (key, progress before,
+/// progress after). Concurrent tasks record in the order their answers arrive, which is not
+/// always the order the database committed in; the database's order is the chain the records
+/// form, because each commit was conditional on the progress it starts from.
 #[derive(Clone)]
 struct Recorder {
     inner: DynamoConsumerStore,
-    applied: Arc<Mutex<Vec<(String, u64)>>>,
+    applied: Arc<Mutex<Vec<(String, u64, u64)>>>,
 }
 
 impl Recorder {
@@ -184,14 +187,30 @@ impl Recorder {
         }
     }
 
+    /// The sequences applied on `key`, in the order the database committed them: the commits
+    /// chained from progress 0, each starting where the one before it ended. A commit that
+    /// skipped, repeated or reordered an event breaks the chain (and fails here).
     fn order_of(&self, key: &str) -> Vec<u64> {
-        self.applied
+        let mut spans: Vec<(u64, u64)> = self
+            .applied
             .lock()
             .unwrap()
             .iter()
-            .filter(|(k, _)| k == key)
-            .map(|(_, seq)| *seq)
-            .collect()
+            .filter(|(k, _, _)| k == key)
+            .map(|(_, from, to)| (*from, *to))
+            .collect();
+        spans.sort_unstable();
+        let mut order = Vec::new();
+        let mut progress = 0;
+        for (from, to) in spans {
+            assert_eq!(
+                from, progress,
+                "{key}: a commit did not start where the last ended"
+            );
+            order.extend(from + 1..=to);
+            progress = to;
+        }
+        order
     }
 }
 
@@ -210,10 +229,11 @@ impl ConsumerStore for Recorder {
         if committed == Committed::Applied {
             // Every invoice event reaches the ledger, so a commit from `after` to `sequence`
             // applied each sequence in between.
-            let mut applied = self.applied.lock().unwrap();
-            for sequence in step.after + 1..=step.sequence {
-                applied.push((step.ordering_key.clone(), sequence));
-            }
+            self.applied.lock().unwrap().push((
+                step.ordering_key.clone(),
+                step.after,
+                step.sequence,
+            ));
         }
         Ok(committed)
     }

@@ -88,10 +88,16 @@ async fn every_sample_event_deserializes_and_is_handled() {
         // `sam local invoke` runs the sample against events/env.json's table: the consumer
         // accepts records of that table's stream only, so that is the table the samples name.
         let env: serde_json::Value = read("events/env.json");
-        let table = env["StreamConsumerFunction"]["ORDERS_TABLE"].as_str().unwrap();
+        let table = env["StreamConsumerFunction"]["ORDERS_TABLE"]
+            .as_str()
+            .unwrap();
         for record in &event.records {
             let arn = record.event_source_arn.as_deref().unwrap_or_default();
-            assert_eq!(dynamodb_outbox::stream_table(arn), Some(table), "{path}: {arn}");
+            assert_eq!(
+                dynamodb_outbox::stream_table(arn),
+                Some(table),
+                "{path}: {arn}"
+            );
         }
         // This run's table is that one on the embedded server, and carries a suffix on a shared
         // one (AWS_ENDPOINT_URL): the records are pointed at this run's stream.
