@@ -466,3 +466,92 @@ async fn per_key_order_holds_across_parallel_batches_retries_and_the_sweeper() {
         assert_eq!(balance, Some(expected[account]));
     }
 }
+
+/// What the sequence design costs, counted at a proxy in front of the local DynamoDB: requests
+/// per event for the producer and for each consumer, and actions per transaction.
+#[tokio::test]
+async fn the_engines_requests_per_event_are_counted_at_the_proxy() {
+    use devkit::proxy::{FaultPlan, FaultProxy};
+    let app = Invoicing::start().await;
+    create_table(
+        &app.dynamo.client,
+        &keyed_table(&app.notifications),
+        &app.notifications,
+    )
+    .await
+    .unwrap();
+    let proxy = FaultProxy::start(&app.dynamo.endpoint, FaultPlan::none())
+        .await
+        .unwrap();
+    let client = app.dynamo.client_via(&proxy.endpoint).await;
+    let outbox = Outbox::new(client.clone(), &app.invoices, invoices_example::routes());
+    let invoices = 20;
+    for i in 0..invoices {
+        invoices::issue(
+            &outbox,
+            issued(&format!("inv-{i}"), &format!("acct-{i}"), 100),
+        )
+        .await
+        .unwrap();
+    }
+    let producer = proxy.stats().requests;
+    assert_eq!(
+        producer.get("BatchGetItem"),
+        Some(&invoices),
+        "one counter read per event"
+    );
+    assert_eq!(
+        producer.get("TransactWriteItems"),
+        Some(&invoices),
+        "one transaction per event: the invoice, the outbox item, the counter"
+    );
+    assert_eq!(producer.values().sum::<u64>(), 2 * invoices);
+
+    let records = app.records().await;
+    let store = |table: &str| DynamoConsumerStore::new(client.clone(), table, &app.invoices);
+    proxy.reset_stats();
+    let ledger = Processor::new(
+        Ledger {
+            table: app.ledger.clone(),
+        },
+        store(&app.ledger),
+        &app.invoices,
+    );
+    assert_eq!(
+        ledger.process_stream(&records).await.applied,
+        invoices as usize
+    );
+    let first = proxy.stats().requests;
+    assert_eq!(
+        first.get("TransactWriteItems"),
+        Some(&invoices),
+        "effect + progress, one transaction"
+    );
+    assert_eq!(
+        first.get("UpdateItem"),
+        Some(&invoices),
+        "leaving the waiting set"
+    );
+    proxy.reset_stats();
+    let notifications = Processor::new(
+        Notifications {
+            table: app.notifications.clone(),
+        },
+        store(&app.notifications),
+        &app.invoices,
+    );
+    assert_eq!(
+        notifications.process_stream(&records).await.applied,
+        invoices as usize
+    );
+    let last = proxy.stats().requests;
+    assert_eq!(last.get("TransactWriteItems"), Some(&invoices));
+    assert_eq!(
+        last.get("UpdateItem"),
+        Some(&(2 * invoices)),
+        "the last consumer also moves the item out of the pending index and sets its TTL"
+    );
+    println!(
+        "engine cost per event: producer {producer:?} / {invoices}; first consumer {first:?} / {invoices}; last consumer {last:?} / {invoices}"
+    );
+}
