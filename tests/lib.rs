@@ -246,3 +246,18 @@ pub async fn put_items(stack: &Stack, table: &str, items: Vec<Item>) {
         );
     }
 }
+
+/// Outbox INSERT records only, as the template's filter would pass them.
+pub fn outbox_inserts(
+    records: &[aws_lambda_events::dynamodb::EventRecord],
+) -> Vec<aws_lambda_events::dynamodb::EventRecord> {
+    records
+        .iter()
+        .filter(|r| {
+            r.event_name == "INSERT"
+                && matches!(r.change.new_image.get(schema::ENTITY),
+                    Some(serde_dynamo::AttributeValue::S(e)) if e == schema::ENTITY_OUTBOX_EVENT)
+        })
+        .cloned()
+        .collect()
+}

@@ -11,7 +11,6 @@ use lambda_runtime::{Context, LambdaEvent};
 use outbox::domain::Timestamp;
 use outbox::handlers::{stream, sweeper};
 use outbox::metrics::{self as m, capture};
-use outbox::schema;
 use outbox_tests::*;
 use serde_dynamo::AttributeValue;
 use serde_json::{json, Value};
@@ -20,18 +19,6 @@ const TRACEPARENT: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-
 
 fn summary(lines: &[String]) -> MetricsSummary {
     MetricsSummary::from_lines(lines.iter().map(String::as_str)).expect("valid EMF lines")
-}
-
-fn outbox_inserts(records: &[EventRecord]) -> Vec<EventRecord> {
-    records
-        .iter()
-        .filter(|r| {
-            r.event_name == "INSERT"
-                && matches!(r.change.new_image.get(schema::ENTITY),
-                    Some(AttributeValue::S(e)) if e == schema::ENTITY_OUTBOX_EVENT)
-        })
-        .cloned()
-        .collect()
 }
 
 async fn consume(stack: &Stack, records: Vec<EventRecord>) -> MetricsSummary {

@@ -15,19 +15,6 @@ use outbox_tests::*;
 
 const CONCURRENCY: usize = 8;
 
-/// Outbox INSERT records only, as the template's filter would pass them.
-fn outbox_inserts(records: &[EventRecord]) -> Vec<EventRecord> {
-    records
-        .iter()
-        .filter(|r| {
-            r.event_name == "INSERT"
-                && matches!(r.change.new_image.get(schema::ENTITY),
-                    Some(serde_dynamo::AttributeValue::S(e)) if e == schema::ENTITY_OUTBOX_EVENT)
-        })
-        .cloned()
-        .collect()
-}
-
 async fn place_orders(stack: &Stack, orders: &[(&str, i64)]) -> HashMap<String, i64> {
     let mut expected: HashMap<String, i64> = HashMap::new();
     for (customer, cents) in orders {
