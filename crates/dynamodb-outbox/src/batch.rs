@@ -67,6 +67,47 @@ impl BatchOutcome {
 const MAX_RUN: usize = 25;
 
 /// Applies batches of outbox records for one consumer.
+///
+/// In a Lambda function, `process_stream(&event.payload.records)` and return its
+/// `stream_response()`. In a unit test, the in-memory store and outbox stand in for DynamoDB:
+///
+/// ```
+/// use dynamodb_outbox::dynamodb::Routes;
+/// use dynamodb_outbox::memory::{MemoryOutbox, MemoryStore};
+/// use dynamodb_outbox::{Consumer, Effect, Envelope, Event, HandlerError, Processor, Takes};
+/// # use serde::{Deserialize, Serialize};
+/// # #[derive(Serialize, Deserialize)]
+/// # struct Paid { account: String, cents: i64 }
+/// # impl Event for Paid {
+/// #     const EVENT_TYPE: &'static str = "Paid";
+/// #     const SCHEMA_VERSION: u32 = 1;
+/// #     const AGGREGATE_TYPE: &'static str = "Account";
+/// #     fn aggregate_id(&self) -> String { self.account.clone() }
+/// # }
+/// struct Totals;
+/// impl Consumer for Totals {
+///     type Payload = Paid;
+///     fn name(&self) -> &str { "totals" }
+///     fn takes(&self) -> Vec<Takes> { vec![Takes::versions("Paid", 1..=1)] }
+///     async fn effect(&self, e: &Envelope<Paid>) -> Result<Effect, HandlerError> {
+///         Ok(Effect::new().add("totals", format!("ACCOUNT#{}", e.payload.account), "TOTAL", "cents", e.payload.cents))
+///     }
+/// }
+///
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// let store = MemoryStore::new("totals");
+/// let mut outbox = MemoryOutbox::new(Routes::new().route("Paid", &["totals"]));
+/// let items = vec![
+///     outbox.write(&Envelope::new(Paid { account: "a".into(), cents: 5 }), &store).unwrap(),
+///     outbox.write(&Envelope::new(Paid { account: "a".into(), cents: 7 }), &store).unwrap(),
+/// ];
+/// let processor = Processor::new(Totals, store.clone(), "outbox");
+/// let outcome = processor.process_items(items.clone()).await;
+/// assert_eq!(outcome.applied, 2);
+/// assert_eq!(processor.process_items(items).await.duplicates, 2, "exactly once");
+/// assert_eq!(store.number("totals", "ACCOUNT#a", "TOTAL", "cents"), 12);
+/// # });
+/// ```
 #[derive(Debug, Clone)]
 pub struct Processor<C, S> {
     consumer: C,
