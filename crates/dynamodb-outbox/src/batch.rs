@@ -6,7 +6,7 @@
 //! an event whose predecessor has not been applied waits (and is reported for retry), a
 //! redelivered one is a duplicate. After a failure, the rest of the group is held back.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 
 use aws_lambda_events::dynamodb::EventRecord;
 use aws_lambda_events::streams::{DynamoDbBatchItemFailure, DynamoDbEventResponse};
@@ -372,9 +372,10 @@ impl<C: Consumer, S: ConsumerStore> Processor<C, S> {
         ids: &[String],
     ) -> Vec<(usize, Outcome)> {
         let mut results = Vec::with_capacity(group.len());
-        let mut pending: std::collections::VecDeque<(usize, Work<C::Payload>)> = group.into();
+        let mut pending: VecDeque<(usize, Work<C::Payload>)> = group.into();
         let mut blocked = false;
-        // After a run fell back, its events go one at a time (no second try at combining).
+        // Events to apply one at a time before trying to combine again: those of a run that did
+        // not commit as one (never a second try at combining them), or a run of one.
         let mut singles = 0usize;
         while let Some((position, work)) = pending.pop_front() {
             if blocked {
@@ -385,51 +386,22 @@ impl<C: Consumer, S: ConsumerStore> Processor<C, S> {
                 results.push((position, held));
                 continue;
             }
-            // A run of this key's consecutive events commits in one transaction when it can.
-            if singles > 0 {
-                singles -= 1;
-                let result = self.apply_one(position, work, ids).await;
-                blocked |= result.blocks();
-                results.push((position, result));
-                continue;
-            }
-            if let Work::Apply(_, step, _) = &work {
-                let mut last = step.sequence;
-                let mut run = vec![(position, work)];
-                while let Some((_, Work::Apply(_, next, _))) = pending.front() {
-                    if next.after != last || run.len() == MAX_RUN {
-                        break;
-                    }
-                    last = next.sequence;
-                    run.push(pending.pop_front().expect("front exists"));
-                }
+            if singles == 0 && matches!(work, Work::Apply(..)) {
+                let run = take_run((position, work), &mut pending);
                 if run.len() > 1 {
-                    match self.apply_run(&run, ids).await {
-                        Some(outcomes) => {
-                            blocked |= outcomes.iter().any(|(_, o)| o.blocks());
-                            results.extend(outcomes);
-                            continue;
-                        }
-                        None => {
-                            // Not combinable, or not all-or-nothing: one event at a time.
-                            singles = run.len() - 1;
-                            for item in run.into_iter().rev() {
-                                pending.push_front(item);
-                            }
-                            let (position, work) = pending.pop_front().expect("just pushed");
-                            let result = self.apply_one(position, work, ids).await;
-                            blocked |= result.blocks();
-                            results.push((position, result));
-                            continue;
-                        }
+                    if let Some(outcomes) = self.apply_run(&run, ids).await {
+                        blocked |= outcomes.iter().any(|(_, o)| o.blocks());
+                        results.extend(outcomes);
+                        continue;
                     }
                 }
-                let (position, work) = run.pop().expect("one item");
-                let result = self.apply_one(position, work, ids).await;
-                blocked |= result.blocks();
-                results.push((position, result));
+                singles = run.len();
+                for item in run.into_iter().rev() {
+                    pending.push_front(item);
+                }
                 continue;
             }
+            singles = singles.saturating_sub(1);
             let result = self.apply_one(position, work, ids).await;
             blocked |= result.blocks();
             results.push((position, result));
@@ -604,6 +576,27 @@ impl<C: Consumer, S: ConsumerStore> Processor<C, S> {
             other => other,
         }
     }
+}
+
+/// The events at the front of a key's group that form a chain after `first` (each one's
+/// predecessor is the one before it), up to [`MAX_RUN`]: what one transaction may commit.
+fn take_run<P>(
+    first: (usize, Work<P>),
+    pending: &mut VecDeque<(usize, Work<P>)>,
+) -> Vec<(usize, Work<P>)> {
+    let Work::Apply(_, step, _) = &first.1 else {
+        return vec![first];
+    };
+    let mut last = step.sequence;
+    let mut run = vec![first];
+    while let Some((_, Work::Apply(_, next, _))) = pending.front() {
+        if next.after != last || run.len() == MAX_RUN {
+            break;
+        }
+        last = next.sequence;
+        run.extend(pending.pop_front());
+    }
+    run
 }
 
 /// The table a DynamoDB stream ARN belongs to:
