@@ -14,7 +14,7 @@ use futures::stream::{self, StreamExt};
 use serde_dynamo::{AttributeValue, Item};
 use time::OffsetDateTime;
 
-use crate::consumer::{Consumer, Effect, HandlerError, PoisonPolicy};
+use crate::consumer::{Consumer, Effect, HandlerError, PoisonPolicy, Takes};
 use crate::delivery::{self, Header};
 use crate::schema;
 use crate::store::{Committed, ConsumerStore, ItemKey, Step, StoreError};
@@ -188,6 +188,7 @@ impl<C: Consumer, S: ConsumerStore> Processor<C, S> {
 
     /// A batch of DynamoDB stream records as Lambda delivers them.
     pub async fn process_stream(&self, records: &[EventRecord]) -> BatchOutcome {
+        let takes = self.consumer.takes();
         let incoming: Vec<(String, Work<C::Payload>)> = records
             .iter()
             .map(|record| {
@@ -196,7 +197,7 @@ impl<C: Consumer, S: ConsumerStore> Processor<C, S> {
                     .sequence_number
                     .clone()
                     .unwrap_or_else(|| record.event_id.clone());
-                (id, self.sort_stream_record(record))
+                (id, self.sort_stream_record(record, &takes))
             })
             .collect();
         self.process(incoming).await
@@ -204,17 +205,21 @@ impl<C: Consumer, S: ConsumerStore> Processor<C, S> {
 
     /// Outbox items read from the table (the sweeper's redrive), each named by its key.
     pub async fn process_items(&self, items: Vec<Item>) -> BatchOutcome {
+        let takes = self.consumer.takes();
         let incoming = items
             .into_iter()
             .map(|item| {
                 let header = Header::peek(&item);
-                (format!("{}/{}", header.pk, header.sk), self.sort_item(item))
+                (
+                    format!("{}/{}", header.pk, header.sk),
+                    self.sort_item(item, &takes),
+                )
             })
             .collect();
         self.process(incoming).await
     }
 
-    fn sort_stream_record(&self, record: &EventRecord) -> Work<C::Payload> {
+    fn sort_stream_record(&self, record: &EventRecord, takes: &[Takes]) -> Work<C::Payload> {
         let source = record.event_source_arn.as_deref().unwrap_or_default();
         if stream_table(source) != Some(self.outbox_table.as_str()) {
             return Work::Poison {
@@ -228,10 +233,10 @@ impl<C: Consumer, S: ConsumerStore> Processor<C, S> {
         if record.event_name != "INSERT" {
             return Work::Ignore;
         }
-        self.sort_item(record.change.new_image.clone())
+        self.sort_item(record.change.new_image.clone(), takes)
     }
 
-    fn sort_item(&self, item: Item) -> Work<C::Payload> {
+    fn sort_item(&self, item: Item, takes: &[Takes]) -> Work<C::Payload> {
         let is_outbox = matches!(
             item.get(schema::ENTITY),
             Some(AttributeValue::S(e)) if e == schema::ENTITY_OUTBOX_EVENT
@@ -271,7 +276,7 @@ impl<C: Consumer, S: ConsumerStore> Processor<C, S> {
             pk: header.pk.clone(),
             sk: header.sk.clone(),
         };
-        let taken = self.consumer.takes().iter().any(|t| {
+        let taken = takes.iter().any(|t| {
             Some(t.event_type.as_str()) == header.event_type.as_deref()
                 && header
                     .schema_version
@@ -615,4 +620,28 @@ pub fn stream_table(arn: &str) -> Option<&str> {
     let resource = fields.next()?.strip_prefix("table/")?;
     let (table, label) = resource.split_once("/stream/")?;
     (!table.is_empty() && !label.is_empty()).then_some(table)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::stream_table;
+
+    #[test]
+    fn the_table_is_read_from_a_stream_arn_and_nothing_else_passes() {
+        let arn = "arn:aws:dynamodb:us-east-1:123456789012:table/outbox-dev-orders/stream/2026-11-26T00:00:00.000";
+        assert_eq!(stream_table(arn), Some("outbox-dev-orders"));
+        assert_eq!(
+            stream_table("arn:aws-cn:dynamodb:cn-north-1:1:table/t/stream/x"),
+            Some("t")
+        );
+        for other in [
+            "",
+            "arn:aws:kinesis:us-east-1:123456789012:stream/outbox-dev-orders",
+            "arn:aws:dynamodb:us-east-1:123456789012:table/outbox-dev-orders",
+            "arn:aws:dynamodb:us-east-1:123456789012:table//stream/x",
+            "arn:aws:sqs:us-east-1:123456789012:table/outbox-dev-orders/stream/x",
+        ] {
+            assert_eq!(stream_table(other), None, "{other}");
+        }
+    }
 }

@@ -178,27 +178,19 @@ impl Effect {
 
     /// Adds `amount` to a numeric attribute.
     pub fn add(
-        mut self,
+        self,
         table: &str,
         pk: impl Into<String>,
         sk: impl Into<String>,
         attribute: &str,
         amount: i64,
     ) -> Self {
-        self.writes.push(Write::Add {
-            table: table.to_owned(),
-            pk: pk.into(),
-            sk: sk.into(),
-            attribute: attribute.to_owned(),
-            amount,
-            at_most: None,
-        });
-        self
+        self.addition(table, pk.into(), sk.into(), attribute, amount, None)
     }
 
     /// Adds `amount` to a numeric attribute, refused if the result would pass `at_most`.
     pub fn add_at_most(
-        mut self,
+        self,
         table: &str,
         pk: impl Into<String>,
         sk: impl Into<String>,
@@ -206,13 +198,32 @@ impl Effect {
         amount: i64,
         at_most: i64,
     ) -> Self {
+        self.addition(
+            table,
+            pk.into(),
+            sk.into(),
+            attribute,
+            amount,
+            Some(at_most),
+        )
+    }
+
+    fn addition(
+        mut self,
+        table: &str,
+        pk: String,
+        sk: String,
+        attribute: &str,
+        amount: i64,
+        at_most: Option<i64>,
+    ) -> Self {
         self.writes.push(Write::Add {
             table: table.to_owned(),
-            pk: pk.into(),
-            sk: sk.into(),
+            pk,
+            sk,
             attribute: attribute.to_owned(),
             amount,
-            at_most: Some(at_most),
+            at_most,
         });
         self
     }

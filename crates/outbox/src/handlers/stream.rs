@@ -225,7 +225,7 @@ async fn apply_in_order<R: RewardsStore, O: OutboxStore>(
 fn sort_record(record: &EventRecord, outbox_table: &str) -> (String, Work) {
     let own_group = || format!("record:{}", item_identifier(record));
     let source = record.event_source_arn.as_deref().unwrap_or_default();
-    if stream_table(source) != Some(outbox_table) {
+    if dynamodb_outbox::stream_table(source) != Some(outbox_table) {
         let why = format!(
             "record from {source:?}, not from the stream of table {outbox_table:?}: not applied"
         );
@@ -251,24 +251,6 @@ fn sort_record(record: &EventRecord, outbox_table: &str) -> (String, Work) {
             Work::Poison(err),
         ),
     }
-}
-
-/// The table a DynamoDB stream ARN belongs to:
-/// `arn:<partition>:dynamodb:<region>:<account>:table/<table>/stream/<label>`.
-fn stream_table(arn: &str) -> Option<&str> {
-    let mut fields = arn.splitn(6, ':');
-    let (Some("arn"), Some(_partition), Some("dynamodb"), Some(_region), Some(_account)) = (
-        fields.next(),
-        fields.next(),
-        fields.next(),
-        fields.next(),
-        fields.next(),
-    ) else {
-        return None;
-    };
-    let resource = fields.next()?.strip_prefix("table/")?;
-    let (table, label) = resource.split_once("/stream/")?;
-    (!table.is_empty() && !label.is_empty()).then_some(table)
 }
 
 fn peek_customer(image: &serde_dynamo::Item) -> Option<String> {
@@ -344,29 +326,5 @@ fn log_failure(
             %event_id, %sequence_number, error = %why, link_trace_id,
             "outbox record not applied: reported for retry"
         ),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::stream_table;
-
-    #[test]
-    fn the_table_is_read_from_a_stream_arn_and_nothing_else_passes() {
-        let arn = "arn:aws:dynamodb:us-east-1:123456789012:table/outbox-dev-orders/stream/2026-11-26T00:00:00.000";
-        assert_eq!(stream_table(arn), Some("outbox-dev-orders"));
-        assert_eq!(
-            stream_table("arn:aws-cn:dynamodb:cn-north-1:1:table/t/stream/x"),
-            Some("t")
-        );
-        for other in [
-            "",
-            "arn:aws:kinesis:us-east-1:123456789012:stream/outbox-dev-orders",
-            "arn:aws:dynamodb:us-east-1:123456789012:table/outbox-dev-orders",
-            "arn:aws:dynamodb:us-east-1:123456789012:table//stream/x",
-            "arn:aws:sqs:us-east-1:123456789012:table/outbox-dev-orders/stream/x",
-        ] {
-            assert_eq!(stream_table(other), None, "{other}");
-        }
     }
 }
