@@ -555,3 +555,98 @@ async fn the_engines_requests_per_event_are_counted_at_the_proxy() {
         "engine cost per event: producer {producer:?} / {invoices}; first consumer {first:?} / {invoices}; last consumer {last:?} / {invoices}"
     );
 }
+
+#[tokio::test]
+async fn the_writer_refuses_what_cannot_commit_and_names_the_callers_failed_item() {
+    use aws_sdk_dynamodb::types::{AttributeValue, ConditionCheck, TransactWriteItem};
+    use dynamodb_outbox::dynamodb::WriteError;
+    use dynamodb_outbox::Envelope;
+    let app = Invoicing::start().await;
+
+    // 51 events on 51 keys: 51 puts and 51 counters, past DynamoDB's 100 actions: refused
+    // before anything is sent.
+    let mut bigger = app.outbox.transaction();
+    for i in 0..51 {
+        let event = Envelope::new(issued(&format!("big-{i}"), &format!("acct-{i}"), 1));
+        bigger = bigger.event(&event).unwrap();
+    }
+    assert_eq!(
+        bigger.commit().await.unwrap_err(),
+        WriteError::TooManyActions { actions: 102 }
+    );
+
+    // An event type nobody takes would never be processed nor expire.
+    let unrouted = Envelope::new(invoices_example::invoices::InvoiceVoided {
+        invoice_id: "x".into(),
+        account_id: "acme".into(),
+        amount_cents: 1,
+    });
+    let outbox = Outbox::new(
+        app.dynamo.client.clone(),
+        &app.invoices,
+        dynamodb_outbox::dynamodb::Routes::new().route(InvoiceIssued::TYPE, &[ledger::NAME]),
+    );
+    assert!(matches!(
+        outbox.transaction().event(&unrouted),
+        Err(WriteError::NoRoute(t)) if t == InvoiceVoided::TYPE
+    ));
+
+    // The caller's own condition fails: nothing is written, and its item is named.
+    let check = ConditionCheck::builder()
+        .table_name(&app.invoices)
+        .key("pk", AttributeValue::S("NOTHING".into()))
+        .key("sk", AttributeValue::S("HERE".into()))
+        .condition_expression("attribute_exists(pk)")
+        .build()
+        .unwrap();
+    let err = app
+        .outbox
+        .transaction()
+        .write(TransactWriteItem::builder().condition_check(check).build())
+        .event(&Envelope::new(issued("refused", "acme", 5)))
+        .unwrap()
+        .commit()
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err,
+        WriteError::Cancelled {
+            reasons: vec![Some("ConditionalCheckFailed".into())]
+        }
+    );
+    assert!(
+        app.outbox_events().await.is_empty(),
+        "no event without the caller's write"
+    );
+}
+
+#[tokio::test]
+async fn concurrent_producers_on_one_key_get_distinct_consecutive_sequences() {
+    let app = Invoicing::start().await;
+    // One round of conflicts per winner: four writers fit in the writer's five attempts.
+    let writers = (0..4).map(|i| {
+        let outbox = app.outbox.clone();
+        async move { invoices::issue(&outbox, issued(&format!("c-{i}"), "acme", 10 + i)).await }
+    });
+    for result in futures::future::join_all(writers).await {
+        result.unwrap();
+    }
+    let mut sequences: Vec<i64> = app
+        .outbox_events()
+        .await
+        .iter()
+        .map(|e| n(e, schema::SEQUENCE).unwrap())
+        .collect();
+    sequences.sort_unstable();
+    assert_eq!(
+        sequences,
+        vec![1, 2, 3, 4],
+        "no sequence taken twice, none skipped"
+    );
+
+    let records = app.records().await;
+    let recorder = Recorder::new(app.store(&app.ledger));
+    let outcome = app.ledger(recorder.clone()).process_stream(&records).await;
+    assert_eq!(outcome.applied, 4, "{outcome:?}");
+    assert_eq!(recorder.order_of("acme"), vec![1, 2, 3, 4]);
+}
