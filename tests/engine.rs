@@ -11,7 +11,8 @@ use devkit::template::TableSpec;
 use devkit::{LocalDynamo, StreamClient};
 use dynamodb_outbox::dynamodb::{DynamoConsumerStore, Outbox, PendingEvents};
 use dynamodb_outbox::{
-    schema, BatchOutcome, Committed, ConsumerStore, Effect, ItemKey, Processor, Step, StoreError,
+    schema, BatchOutcome, Committed, ConsumerStore, Effect, ItemKey, Parked, Processor, Step,
+    StoreError,
 };
 use invoices_example::invoices::{self, InvoiceIssued, InvoiceVoided};
 use invoices_example::ledger::{self, Ledger};
@@ -106,9 +107,7 @@ impl Invoicing {
     }
 
     fn ledger(&self, store: Recorder) -> Processor<Ledger, Recorder> {
-        let ledger = Ledger {
-            table: self.ledger.clone(),
-        };
+        let ledger = Ledger::new(&self.ledger);
         Processor::new(ledger, store, &self.invoices).concurrency(4)
     }
 
@@ -240,6 +239,22 @@ impl ConsumerStore for Recorder {
 
     async fn complete(&self, consumer: &str, item: &ItemKey, at: i64) -> Result<(), StoreError> {
         self.inner.complete(consumer, item, at).await
+    }
+
+    async fn parked(&self, consumer: &str, limit: usize) -> Result<Vec<Parked>, StoreError> {
+        self.inner.parked(consumer, limit).await
+    }
+
+    async fn commit_parked(
+        &self,
+        parked: &ItemKey,
+        effect: &Effect,
+    ) -> Result<Committed, StoreError> {
+        self.inner.commit_parked(parked, effect).await
+    }
+
+    async fn repark(&self, parked: &ItemKey, reason: &str) -> Result<(), StoreError> {
+        self.inner.repark(parked, reason).await
     }
 }
 
@@ -510,13 +525,7 @@ async fn the_engines_requests_per_event_are_counted_at_the_proxy() {
     let records = app.records().await;
     let store = |table: &str| DynamoConsumerStore::new(client.clone(), table, &app.invoices);
     proxy.reset_stats();
-    let ledger = Processor::new(
-        Ledger {
-            table: app.ledger.clone(),
-        },
-        store(&app.ledger),
-        &app.invoices,
-    );
+    let ledger = Processor::new(Ledger::new(&app.ledger), store(&app.ledger), &app.invoices);
     assert_eq!(
         ledger.process_stream(&records).await.applied,
         invoices as usize
@@ -649,4 +658,95 @@ async fn concurrent_producers_on_one_key_get_distinct_consecutive_sequences() {
     let outcome = app.ledger(recorder.clone()).process_stream(&records).await;
     assert_eq!(outcome.applied, 4, "{outcome:?}");
     assert_eq!(recorder.order_of("acme"), vec![1, 2, 3, 4]);
+}
+
+#[tokio::test]
+async fn a_parked_invoice_is_redriven_once_after_the_fix_even_with_its_outbox_item_gone() {
+    let app = Invoicing::start().await;
+    invoices::issue(&app.outbox, issued("small", "acme", 100))
+        .await
+        .unwrap();
+    invoices::issue(&app.outbox, issued("huge", "acme", 500_000_000))
+        .await
+        .unwrap();
+    invoices::issue(&app.outbox, issued("later", "acme", 50))
+        .await
+        .unwrap();
+    let records = app.records().await;
+    let parking = Processor::new(
+        Ledger::new(&app.ledger),
+        app.store(&app.ledger),
+        &app.invoices,
+    );
+    let outcome = parking.process_stream(&records).await;
+    assert_eq!(
+        (outcome.applied, outcome.parked, outcome.failures.len()),
+        (2, 1, 0),
+        "the huge invoice is parked and the account goes on: {outcome:?}"
+    );
+    let balance = || async {
+        app.item(&app.ledger, "ACCOUNT#acme", "BALANCE")
+            .await
+            .and_then(|i| n(&i, ledger::BALANCE))
+    };
+    assert_eq!(balance().await, Some(150));
+    assert_eq!(
+        parking.redrive_parked(10).await.parked,
+        1,
+        "still poison before the fix"
+    );
+    let parked = app
+        .store(&app.ledger)
+        .parked(ledger::NAME, 10)
+        .await
+        .unwrap();
+    assert_eq!(parked.len(), 1, "{parked:?}");
+    assert_eq!(parked[0].attempts, 2);
+    assert!(parked[0].reason.contains("500000000 cents"), "{parked:?}");
+
+    // The outbox items are gone (TTL, or notifications done long ago): the parked record carries
+    // the event itself.
+    for event in app.outbox_events().await {
+        app.dynamo
+            .client
+            .delete_item()
+            .table_name(&app.invoices)
+            .key("pk", event["pk"].clone())
+            .key("sk", event["sk"].clone())
+            .send()
+            .await
+            .unwrap();
+    }
+
+    // The fix: a release that takes larger invoices. Two redrives race over the parked record.
+    let fixed = || {
+        Processor::new(
+            Ledger {
+                largest_cents: 1_000_000_000,
+                ..Ledger::new(&app.ledger)
+            },
+            app.store(&app.ledger),
+            &app.invoices,
+        )
+    };
+    let (one, other) = (fixed(), fixed());
+    let (first, second) = tokio::join!(one.redrive_parked(10), other.redrive_parked(10));
+    assert_eq!(
+        (
+            first.applied + second.applied,
+            first.failures.len() + second.failures.len()
+        ),
+        (1, 0),
+        "{first:?} {second:?}"
+    );
+    assert_eq!(balance().await, Some(500_000_150), "applied exactly once");
+    let again = fixed().redrive_parked(10).await;
+    assert_eq!(again, BatchOutcome::default(), "nothing parked any more");
+    assert_eq!(balance().await, Some(500_000_150));
+    assert!(app
+        .store(&app.ledger)
+        .parked(ledger::NAME, 10)
+        .await
+        .unwrap()
+        .is_empty());
 }

@@ -16,8 +16,10 @@ use time::OffsetDateTime;
 
 use crate::consumer::{Consumer, Effect, HandlerError, PoisonPolicy, Takes};
 use crate::delivery::{self, Header};
+use crate::envelope::{now_rfc3339, Envelope};
+use crate::item::ParkedEvent;
 use crate::schema;
-use crate::store::{Committed, ConsumerStore, ItemKey, Step, StoreError};
+use crate::store::{Committed, ConsumerStore, ItemKey, Parked, Step, StoreError};
 
 /// What a batch came to: counts for logs, metrics and tests, and the records to report.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -120,12 +122,29 @@ pub struct Processor<C, S> {
 /// One record, sorted before any database work.
 enum Work<P> {
     Ignore,
-    Apply(Box<crate::Envelope<P>>, Step, ItemKey),
+    Apply(Box<Arrived<P>>, Step, ItemKey),
     Skip(Step, ItemKey, String),
     Poison {
         reason: String,
         at: Option<(Step, ItemKey)>,
+        /// The event as it arrived, kept when the consumer parks poison.
+        event: Option<Item>,
     },
+}
+
+/// A decoded event, with the item it came from when the consumer parks poison (a parked record
+/// carries the event, so a redrive can apply it once the outbox item has expired).
+struct Arrived<P> {
+    envelope: Envelope<P>,
+    item: Option<Item>,
+}
+
+impl<P> std::ops::Deref for Arrived<P> {
+    type Target = Envelope<P>;
+
+    fn deref(&self) -> &Envelope<P> {
+        &self.envelope
+    }
 }
 
 enum Outcome {
@@ -228,6 +247,7 @@ impl<C: Consumer, S: ConsumerStore> Processor<C, S> {
                     self.outbox_table
                 ),
                 at: None,
+                event: None,
             };
         }
         if record.event_name != "INSERT" {
@@ -252,6 +272,7 @@ impl<C: Consumer, S: ConsumerStore> Processor<C, S> {
                 Work::Poison {
                     reason: format!("outbox event {} carries no routing", header.name()),
                     at: None,
+                    event: None,
                 }
             } else {
                 Work::Ignore
@@ -265,6 +286,7 @@ impl<C: Consumer, S: ConsumerStore> Processor<C, S> {
                     header.name()
                 ),
                 at: None,
+                event: None,
             };
         };
         let step = Step {
@@ -276,13 +298,7 @@ impl<C: Consumer, S: ConsumerStore> Processor<C, S> {
             pk: header.pk.clone(),
             sk: header.sk.clone(),
         };
-        let taken = takes.iter().any(|t| {
-            Some(t.event_type.as_str()) == header.event_type.as_deref()
-                && header
-                    .schema_version
-                    .is_some_and(|v| t.versions.contains(&v))
-        });
-        if !taken {
+        if !taken(takes, &header) {
             let what = format!(
                 "{} v{}",
                 header.event_type.as_deref().unwrap_or("(no type)"),
@@ -292,11 +308,20 @@ impl<C: Consumer, S: ConsumerStore> Processor<C, S> {
             );
             return Work::Skip(step, key, what);
         }
+        let kept = (self.consumer.on_poison() == PoisonPolicy::Park).then(|| item.clone());
         match delivery::decode::<C::Payload>(item, &header) {
-            Ok(envelope) => Work::Apply(Box::new(envelope), step, key),
+            Ok(envelope) => Work::Apply(
+                Box::new(Arrived {
+                    envelope,
+                    item: kept,
+                }),
+                step,
+                key,
+            ),
             Err(reason) => Work::Poison {
                 reason,
                 at: Some((step, key)),
+                event: kept,
             },
         }
     }
@@ -485,7 +510,7 @@ impl<C: Consumer, S: ConsumerStore> Processor<C, S> {
         let id = &ids[position];
         match work {
             Work::Ignore => Outcome::Ignored,
-            Work::Poison { reason, at } => self.poison(id, reason, at).await,
+            Work::Poison { reason, at, event } => self.poison(id, reason, at, event).await,
             Work::Skip(step, key, what) => {
                 tracing::info!(
                     consumer = self.consumer.name(), record = %id, sequence = step.sequence,
@@ -497,23 +522,28 @@ impl<C: Consumer, S: ConsumerStore> Processor<C, S> {
                     other => other,
                 }
             }
-            Work::Apply(envelope, step, key) => match self.consumer.effect(&envelope).await {
-                Ok(effect) => match self.commit(id, &step, &key, &effect).await {
-                    Outcome::Refused(reason) => self.poison(id, reason, Some((step, key))).await,
-                    other => other,
-                },
-                Err(HandlerError::Poison(reason)) => {
-                    self.poison(id, reason, Some((step, key))).await
+            Work::Apply(arrived, step, key) => {
+                let Arrived { envelope, item } = *arrived;
+                match self.consumer.effect(&envelope).await {
+                    Ok(effect) => match self.commit(id, &step, &key, &effect).await {
+                        Outcome::Refused(reason) => {
+                            self.poison(id, reason, Some((step, key)), item).await
+                        }
+                        other => other,
+                    },
+                    Err(HandlerError::Poison(reason)) => {
+                        self.poison(id, reason, Some((step, key)), item).await
+                    }
+                    Err(HandlerError::Transient(reason)) => {
+                        tracing::warn!(
+                            consumer = self.consumer.name(), event_id = %envelope.event_id,
+                            sequence = step.sequence, error = %reason,
+                            "event not applied: reported for retry"
+                        );
+                        Outcome::Failed
+                    }
                 }
-                Err(HandlerError::Transient(reason)) => {
-                    tracing::warn!(
-                        consumer = self.consumer.name(), event_id = %envelope.event_id,
-                        sequence = step.sequence, error = %reason,
-                        "event not applied: reported for retry"
-                    );
-                    Outcome::Failed
-                }
-            },
+            }
         }
     }
 
@@ -551,27 +581,32 @@ impl<C: Consumer, S: ConsumerStore> Processor<C, S> {
     }
 
     /// A poison event: reported (the key waits), or parked (the key goes on), by policy.
-    async fn poison(&self, id: &str, reason: String, at: Option<(Step, ItemKey)>) -> Outcome {
+    async fn poison(
+        &self,
+        id: &str,
+        reason: String,
+        at: Option<(Step, ItemKey)>,
+        event: Option<Item>,
+    ) -> Outcome {
         let consumer = self.consumer.name();
         let parkable = self.consumer.on_poison() == PoisonPolicy::Park;
-        let Some((step, key)) = at.filter(|_| parkable) else {
+        let (Some((step, key)), Some(event)) = (at.filter(|_| parkable), event) else {
             tracing::error!(consumer, record = %id, %reason, "poison event: reported as a batch item failure");
             return Outcome::Poison;
         };
-        let mut parked = Item::from(HashMap::from([
-            (
-                schema::PK.to_owned(),
-                AttributeValue::S(schema::parked_pk(consumer)),
-            ),
-            (
-                schema::SK.to_owned(),
-                AttributeValue::S(schema::parked_sk(&step.ordering_key, step.sequence)),
-            ),
-        ]));
-        parked.insert("reason".into(), AttributeValue::S(reason.clone()));
-        parked.insert("outbox_pk".into(), AttributeValue::S(key.pk.clone()));
-        parked.insert("outbox_sk".into(), AttributeValue::S(key.sk.clone()));
-        let effect = Effect::new().put(self.store.table(), parked);
+        let parked_at = now_rfc3339();
+        let event_id = Header::peek(&event).name();
+        let record = ParkedEvent {
+            consumer,
+            ordering_key: &step.ordering_key,
+            event_id: &event_id,
+            reason: &reason,
+            parked_at: &parked_at,
+            source: Some(&key),
+            event,
+        }
+        .record();
+        let effect = Effect::new().put(self.store.table(), record);
         match self.commit(id, &step, &key, &effect).await {
             Outcome::Applied => {
                 tracing::error!(consumer, record = %id, sequence = step.sequence, %reason, "poison event parked; its key goes on");
@@ -581,6 +616,107 @@ impl<C: Consumer, S: ConsumerStore> Processor<C, S> {
             other => other,
         }
     }
+
+    /// Applies this consumer's parked events again, up to `limit` of them, oldest first: for
+    /// each, the effect is computed anew and committed in one transaction with the deletion of
+    /// the parked record, on the condition that the record still exists. So a fixed event is
+    /// applied exactly once, even when two redrives race (the loser finds it a duplicate).
+    ///
+    /// **Out of key order, by design**: parking let the key's later events go on, so a redriven
+    /// event lands after them. Only park events whose effect does not depend on that order.
+    ///
+    /// An event still poison stays parked with its new reason and one more attempt (counted in
+    /// `parked`, named in `failures` by its record's sort key); a transient failure leaves it as
+    /// it is (`failed`); an event this consumer no longer takes is dropped with no effect
+    /// (`skipped`). Effects outside DynamoDB run again on every attempt: at least once.
+    pub async fn redrive_parked(&self, limit: usize) -> BatchOutcome {
+        let consumer = self.consumer.name();
+        let mut outcome = BatchOutcome::default();
+        let parked = match self.store.parked(consumer, limit).await {
+            Ok(parked) => parked,
+            Err(err) => {
+                tracing::warn!(consumer, error = %err, "parked events not read: nothing redriven");
+                outcome.failed = 1;
+                outcome.failures.push(schema::parked_pk(consumer));
+                return outcome;
+            }
+        };
+        let takes = self.consumer.takes();
+        for parked in parked {
+            match self.redrive(&parked, &takes).await {
+                Outcome::Applied => outcome.applied += 1,
+                Outcome::Duplicate => outcome.duplicates += 1,
+                Outcome::Skipped => outcome.skipped += 1,
+                Outcome::Parked => {
+                    outcome.parked += 1;
+                    outcome.failures.push(parked.record.sk.clone());
+                }
+                _ => {
+                    outcome.failed += 1;
+                    outcome.failures.push(parked.record.sk.clone());
+                }
+            }
+        }
+        outcome
+    }
+
+    async fn redrive(&self, parked: &Parked, takes: &[Takes]) -> Outcome {
+        let consumer = self.consumer.name();
+        let header = Header::peek(&parked.event);
+        let (effect, done) = if taken(takes, &header) {
+            let effect = match delivery::decode::<C::Payload>(parked.event.clone(), &header) {
+                Ok(envelope) => self.consumer.effect(&envelope).await,
+                Err(reason) => Err(HandlerError::Poison(reason)),
+            };
+            match effect {
+                Ok(effect) => (effect, Outcome::Applied),
+                Err(HandlerError::Poison(reason)) => return self.repark(parked, &reason).await,
+                Err(HandlerError::Transient(reason)) => {
+                    tracing::warn!(consumer, parked = %parked.record.sk, error = %reason, "parked event not redriven: left parked");
+                    return Outcome::Failed;
+                }
+            }
+        } else {
+            (Effect::new(), Outcome::Skipped)
+        };
+        match self.store.commit_parked(&parked.record, &effect).await {
+            Ok(Committed::Applied) => {
+                tracing::info!(consumer, parked = %parked.record.sk, event_id = %header.name(), "parked event redriven");
+                done
+            }
+            Ok(Committed::Duplicate) => Outcome::Duplicate,
+            Ok(Committed::Refused(reason)) => self.repark(parked, &reason).await,
+            Ok(Committed::Waiting { .. }) => Outcome::Failed,
+            Err(err) => {
+                tracing::warn!(consumer, parked = %parked.record.sk, error = %err, "parked event not redriven: left parked");
+                Outcome::Failed
+            }
+        }
+    }
+
+    async fn repark(&self, parked: &Parked, reason: &str) -> Outcome {
+        let consumer = self.consumer.name();
+        match self.store.repark(&parked.record, reason).await {
+            Ok(()) => {
+                tracing::error!(consumer, parked = %parked.record.sk, %reason, attempts = parked.attempts + 1, "parked event still poison: left parked");
+                Outcome::Parked
+            }
+            Err(err) => {
+                tracing::warn!(consumer, parked = %parked.record.sk, error = %err, "parked event's new reason not recorded");
+                Outcome::Failed
+            }
+        }
+    }
+}
+
+/// Whether the consumer takes the event's type in its schema version.
+fn taken(takes: &[Takes], header: &Header) -> bool {
+    takes.iter().any(|t| {
+        Some(t.event_type.as_str()) == header.event_type.as_deref()
+            && header
+                .schema_version
+                .is_some_and(|v| t.versions.contains(&v))
+    })
 }
 
 /// The events at the front of a key's group that form a chain after `first` (each one's

@@ -8,6 +8,7 @@ use serde_dynamo::{AttributeValue, Item};
 
 use crate::envelope::Envelope;
 use crate::schema;
+use crate::store::{ItemKey, Parked};
 
 /// The outbox item of `envelope`, the `sequence`-th event of its ordering key, routed to the
 /// consumers in `after` (each with the sequence it must have applied first). No `expires_at`:
@@ -89,4 +90,79 @@ impl KeyCounter {
         }
         (self.sequence, after)
     }
+}
+
+/// What a consumer records when it parks a poison event.
+pub(crate) struct ParkedEvent<'a> {
+    pub(crate) consumer: &'a str,
+    pub(crate) ordering_key: &'a str,
+    pub(crate) event_id: &'a str,
+    pub(crate) reason: &'a str,
+    pub(crate) parked_at: &'a str,
+    /// Where the event came from (the outbox item's key), when it came from an outbox.
+    pub(crate) source: Option<&'a ItemKey>,
+    pub(crate) event: Item,
+}
+
+impl ParkedEvent<'_> {
+    /// The parked record, in the consumer's table.
+    pub(crate) fn record(self) -> Item {
+        let s = |v: &str| AttributeValue::S(v.to_owned());
+        let mut record = Item::from(HashMap::from([
+            (schema::PK.to_owned(), s(&schema::parked_pk(self.consumer))),
+            (
+                schema::SK.to_owned(),
+                s(&schema::parked_sk(
+                    self.parked_at,
+                    self.ordering_key,
+                    self.event_id,
+                )),
+            ),
+            (schema::PARKED_REASON.to_owned(), s(self.reason)),
+            (
+                schema::PARKED_ATTEMPTS.to_owned(),
+                AttributeValue::N("1".into()),
+            ),
+            (schema::PARKED_AT.to_owned(), s(self.parked_at)),
+            (schema::PARKED_ORDERING_KEY.to_owned(), s(self.ordering_key)),
+            (
+                schema::PARKED_EVENT.to_owned(),
+                AttributeValue::M(self.event.into_inner()),
+            ),
+        ]));
+        if let Some(source) = self.source {
+            record.insert(schema::PARKED_OUTBOX_PK.into(), s(&source.pk));
+            record.insert(schema::PARKED_OUTBOX_SK.into(), s(&source.sk));
+        }
+        record
+    }
+}
+
+/// Reads a parked record; `None` when it is not one (no key or no event).
+pub(crate) fn read_parked(record: Item) -> Option<Parked> {
+    let mut record = record.into_inner();
+    let mut text = |name: &str| match record.remove(name) {
+        Some(AttributeValue::S(s)) => Some(s),
+        _ => None,
+    };
+    let key = ItemKey {
+        pk: text(schema::PK)?,
+        sk: text(schema::SK)?,
+    };
+    let reason = text(schema::PARKED_REASON).unwrap_or_default();
+    let parked_at = text(schema::PARKED_AT).unwrap_or_default();
+    let attempts = match record.get(schema::PARKED_ATTEMPTS) {
+        Some(AttributeValue::N(n)) => n.parse().unwrap_or(1),
+        _ => 1,
+    };
+    let Some(AttributeValue::M(event)) = record.remove(schema::PARKED_EVENT) else {
+        return None;
+    };
+    Some(Parked {
+        record: key,
+        event: Item::from(event),
+        reason,
+        attempts,
+        parked_at,
+    })
 }

@@ -47,4 +47,4 @@ pub use consumer::{Consumer, Effect, HandlerError, PoisonPolicy, Takes, Write};
 pub use delivery::Header;
 pub use envelope::{Envelope, Event, TraceContext};
 pub use item::outbox_item;
-pub use store::{Committed, ConsumerStore, ItemKey, Step, StoreError};
+pub use store::{Committed, ConsumerStore, ItemKey, Parked, Step, StoreError};

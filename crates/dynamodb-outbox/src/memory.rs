@@ -14,9 +14,9 @@ use crate::consumer::{Effect, Write};
 use crate::delivery::Header;
 use crate::dynamodb::Routes;
 use crate::envelope::Envelope;
-use crate::item::{outbox_item, KeyCounter};
+use crate::item::{outbox_item, read_parked, KeyCounter};
 use crate::schema;
-use crate::store::{Committed, ConsumerStore, ItemKey, Step, StoreError};
+use crate::store::{Committed, ConsumerStore, ItemKey, Parked, Step, StoreError};
 
 /// The in-memory store; clones share the same state.
 #[derive(Debug, Clone)]
@@ -118,12 +118,70 @@ fn number_of(item: &Item, attribute: &str) -> Option<i64> {
     }
 }
 
-fn key_of(table: &str, item: &Item) -> (String, String, String) {
+/// An item's place: (table, pk, sk).
+type TableKey = (String, String, String);
+
+fn key_of(table: &str, item: &Item) -> TableKey {
     let text = |name: &str| match item.get(name) {
         Some(AttributeValue::S(s)) => s.clone(),
         _ => String::new(),
     };
     (table.to_owned(), text(schema::PK), text(schema::SK))
+}
+
+/// The items an effect would write, every condition checked before anything is written (all or
+/// nothing), or why it is refused.
+fn stage(state: &State, effect: &Effect) -> Result<Vec<(TableKey, Item)>, Committed> {
+    let mut staged: Vec<(TableKey, Item)> = Vec::new();
+    for (index, write) in effect.writes().iter().enumerate() {
+        match write {
+            Write::Put {
+                table,
+                item,
+                if_absent,
+            } => {
+                let key = key_of(table, item);
+                if *if_absent && state.items.contains_key(&key) {
+                    return Err(Committed::Refused(format!(
+                        "write {index}: an item with key {}/{} exists",
+                        key.1, key.2
+                    )));
+                }
+                staged.push((key, item.clone()));
+            }
+            Write::Add {
+                table,
+                pk,
+                sk,
+                attribute,
+                amount,
+                at_most,
+            } => {
+                let key = (table.clone(), pk.clone(), sk.clone());
+                let mut item = state.items.get(&key).cloned().unwrap_or_else(|| {
+                    Item::from(HashMap::from([
+                        (schema::PK.to_owned(), AttributeValue::S(pk.clone())),
+                        (schema::SK.to_owned(), AttributeValue::S(sk.clone())),
+                    ]))
+                });
+                let current = number_of(&item, attribute).unwrap_or(0);
+                let refused = || {
+                    Committed::Refused(format!(
+                        "write {index}: {attribute} {current} + {amount} passes its limit"
+                    ))
+                };
+                let Some(sum) = current.checked_add(*amount) else {
+                    return Err(refused());
+                };
+                if at_most.is_some_and(|max| sum > max) {
+                    return Err(refused());
+                }
+                item.insert(attribute.clone(), AttributeValue::N(sum.to_string()));
+                staged.push((key, item));
+            }
+        }
+    }
+    Ok(staged)
 }
 
 impl ConsumerStore for MemoryStore {
@@ -155,56 +213,10 @@ impl ConsumerStore for MemoryStore {
                 step.after
             )));
         }
-        // Check every condition before writing anything: all or nothing.
-        let mut staged: Vec<((String, String, String), Item)> = Vec::new();
-        for (index, write) in effect.writes().iter().enumerate() {
-            match write {
-                Write::Put {
-                    table,
-                    item,
-                    if_absent,
-                } => {
-                    let key = key_of(table, item);
-                    if *if_absent && state.items.contains_key(&key) {
-                        return Ok(Committed::Refused(format!(
-                            "write {index}: an item with key {}/{} exists",
-                            key.1, key.2
-                        )));
-                    }
-                    staged.push((key, item.clone()));
-                }
-                Write::Add {
-                    table,
-                    pk,
-                    sk,
-                    attribute,
-                    amount,
-                    at_most,
-                } => {
-                    let key = (table.clone(), pk.clone(), sk.clone());
-                    let mut item = state.items.get(&key).cloned().unwrap_or_else(|| {
-                        Item::from(HashMap::from([
-                            (schema::PK.to_owned(), AttributeValue::S(pk.clone())),
-                            (schema::SK.to_owned(), AttributeValue::S(sk.clone())),
-                        ]))
-                    });
-                    let current = number_of(&item, attribute).unwrap_or(0);
-                    let refused = || {
-                        Committed::Refused(format!(
-                            "write {index}: {attribute} {current} + {amount} passes its limit"
-                        ))
-                    };
-                    let Some(sum) = current.checked_add(*amount) else {
-                        return Ok(refused());
-                    };
-                    if at_most.is_some_and(|max| sum > max) {
-                        return Ok(refused());
-                    }
-                    item.insert(attribute.clone(), AttributeValue::N(sum.to_string()));
-                    staged.push((key, item));
-                }
-            }
-        }
+        let staged = match stage(&state, effect) {
+            Ok(staged) => staged,
+            Err(refused) => return Ok(refused),
+        };
         for (key, item) in staged {
             state.items.insert(key, item);
         }
@@ -230,6 +242,64 @@ impl ConsumerStore for MemoryStore {
         };
         if waiting.remove(consumer) && waiting.is_empty() {
             state.expires.insert(item.clone(), expires_at);
+        }
+        Ok(())
+    }
+
+    async fn parked(&self, consumer: &str, limit: usize) -> Result<Vec<Parked>, StoreError> {
+        let pk = schema::parked_pk(consumer);
+        let state = self.state();
+        let mut records: Vec<(&String, &Item)> = state
+            .items
+            .iter()
+            .filter(|((table, record_pk, _), _)| *table == self.table && *record_pk == pk)
+            .map(|((_, _, sk), item)| (sk, item))
+            .collect();
+        records.sort_by(|a, b| a.0.cmp(b.0));
+        Ok(records
+            .into_iter()
+            .filter_map(|(_, item)| read_parked(item.clone()))
+            .take(limit)
+            .collect())
+    }
+
+    async fn commit_parked(
+        &self,
+        parked: &ItemKey,
+        effect: &Effect,
+    ) -> Result<Committed, StoreError> {
+        let mut state = self.state();
+        if let Some(fault) = state.commit_faults.pop_front() {
+            return Err(fault);
+        }
+        let record = (self.table.clone(), parked.pk.clone(), parked.sk.clone());
+        if !state.items.contains_key(&record) {
+            return Ok(Committed::Duplicate);
+        }
+        let staged = match stage(&state, effect) {
+            Ok(staged) => staged,
+            Err(refused) => return Ok(refused),
+        };
+        for (key, item) in staged {
+            state.items.insert(key, item);
+        }
+        state.items.remove(&record);
+        Ok(Committed::Applied)
+    }
+
+    async fn repark(&self, parked: &ItemKey, reason: &str) -> Result<(), StoreError> {
+        let record = (self.table.clone(), parked.pk.clone(), parked.sk.clone());
+        let mut state = self.state();
+        if let Some(item) = state.items.get_mut(&record) {
+            let attempts = number_of(item, schema::PARKED_ATTEMPTS).unwrap_or(1) + 1;
+            item.insert(
+                schema::PARKED_ATTEMPTS.into(),
+                AttributeValue::N(attempts.to_string()),
+            );
+            item.insert(
+                schema::PARKED_REASON.into(),
+                AttributeValue::S(reason.to_owned()),
+            );
         }
         Ok(())
     }

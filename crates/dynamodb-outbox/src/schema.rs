@@ -67,10 +67,27 @@ pub fn parked_pk(consumer: &str) -> String {
     format!("{KEY_PREFIX}PARKED#{consumer}")
 }
 
-/// Sort key of a parked event: the ordering key and the sequence.
-pub fn parked_sk(ordering_key: &str, sequence: u64) -> String {
-    format!("{ordering_key}#{sequence:020}")
+/// Sort key of a parked event: when it was parked (RFC 3339), so a consumer's parked events list
+/// oldest first, then its ordering key and event id, which make it unique.
+pub fn parked_sk(parked_at: &str, ordering_key: &str, event_id: &str) -> String {
+    format!("{parked_at}#{ordering_key}#{event_id}")
 }
+
+/// Why the event is parked: the last reason it proved poison.
+pub const PARKED_REASON: &str = "reason";
+/// How many times the event proved poison: 1 when parked, one more per redrive that failed.
+pub const PARKED_ATTEMPTS: &str = "attempts";
+/// When the event was parked (RFC 3339).
+pub const PARKED_AT: &str = "parked_at";
+/// The event itself: the outbox item (or the source's event) as the consumer's decoder reads
+/// it, in a map, so a redrive can apply it after the outbox item has expired.
+pub const PARKED_EVENT: &str = "event";
+/// The ordering key of a parked event, for people reading the table.
+pub const PARKED_ORDERING_KEY: &str = "ordering_key";
+/// Partition key of the outbox item a parked event came from.
+pub const PARKED_OUTBOX_PK: &str = "outbox_pk";
+/// Sort key of the outbox item a parked event came from.
+pub const PARKED_OUTBOX_SK: &str = "outbox_sk";
 
 /// Shard of the pending index an ordering key lands in: stable, so the sweeper meets a key's
 /// events in one shard, in their order.

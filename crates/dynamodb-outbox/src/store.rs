@@ -4,6 +4,8 @@
 
 use std::future::Future;
 
+use serde_dynamo::Item;
+
 use crate::consumer::Effect;
 
 /// One event's place in its key's order, for one consumer.
@@ -54,6 +56,21 @@ pub struct ItemKey {
     pub sk: String,
 }
 
+/// An event a consumer parked (under [`crate::PoisonPolicy::Park`]), as its store keeps it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Parked {
+    /// The key of the parked record in the consumer's table.
+    pub record: ItemKey,
+    /// The event as the consumer's decoder reads it (for outbox events, the outbox item).
+    pub event: Item,
+    /// Why it was parked, or why its last redrive failed.
+    pub reason: String,
+    /// How many times it proved poison.
+    pub attempts: u32,
+    /// When it was parked (RFC 3339).
+    pub parked_at: String,
+}
+
 /// Where a consumer's progress lives, and how its effects commit.
 pub trait ConsumerStore: Send + Sync {
     /// The consumer's own table: progress items and parked events.
@@ -76,5 +93,31 @@ pub trait ConsumerStore: Send + Sync {
         consumer: &str,
         item: &ItemKey,
         expires_at: i64,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Up to `limit` of `consumer`'s parked events, oldest first.
+    fn parked(
+        &self,
+        consumer: &str,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<Parked>, StoreError>> + Send;
+
+    /// Commits `effect` together with the deletion of the parked record `parked`, atomically, on
+    /// the condition that the record still exists. [`Committed::Duplicate`] when it does not (a
+    /// concurrent redrive applied it), [`Committed::Refused`] when a condition of the effect
+    /// failed; nothing is written in either case. The consumer's progress is not touched: the
+    /// key moved on when the event was parked.
+    fn commit_parked(
+        &self,
+        parked: &ItemKey,
+        effect: &Effect,
+    ) -> impl Future<Output = Result<Committed, StoreError>> + Send;
+
+    /// Records that the parked event proved poison again: its new reason, one more attempt. A
+    /// record that is gone (redriven meanwhile) is left gone.
+    fn repark(
+        &self,
+        parked: &ItemKey,
+        reason: &str,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 }

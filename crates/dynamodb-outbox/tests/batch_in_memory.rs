@@ -9,8 +9,8 @@ use std::sync::Arc;
 use dynamodb_outbox::dynamodb::Routes;
 use dynamodb_outbox::memory::{MemoryOutbox, MemoryStore};
 use dynamodb_outbox::{
-    BatchOutcome, Consumer, Effect, Envelope, Event, HandlerError, Header, ItemKey, PoisonPolicy,
-    Processor, StoreError, Takes,
+    BatchOutcome, Consumer, ConsumerStore, Effect, Envelope, Event, HandlerError, Header, ItemKey,
+    PoisonPolicy, Processor, StoreError, Takes,
 };
 use serde::{Deserialize, Serialize};
 use serde_dynamo::{AttributeValue, Item};
@@ -272,17 +272,13 @@ async fn under_the_park_policy_a_poison_event_is_parked_and_its_key_goes_on() {
         "{outcome:?}"
     );
     assert_eq!(world.balance("ledger", "a"), 12);
-    let parked = world
-        .store
-        .item(
-            TABLE,
-            &dynamodb_outbox::schema::parked_pk("ledger"),
-            &dynamodb_outbox::schema::parked_sk("a", 2),
-        )
-        .expect("the parked event is recorded");
+    let parked = world.store.parked("ledger", 10).await.unwrap();
+    assert_eq!(parked.len(), 1, "the parked event is recorded: {parked:?}");
+    assert_eq!(parked[0].reason, "a negative deposit");
     assert_eq!(
-        parked.get("reason"),
-        Some(&AttributeValue::S("a negative deposit".into()))
+        Header::peek(&parked[0].event).sequence,
+        Some(2),
+        "the record carries the event itself"
     );
 }
 

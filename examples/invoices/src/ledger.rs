@@ -22,6 +22,17 @@ pub struct InvoiceAmount {
 /// Balances (and one line per event) in the ledger's own table.
 pub struct Ledger {
     pub table: String,
+    /// Larger invoices are taken for mistakes and parked.
+    pub largest_cents: i64,
+}
+
+impl Ledger {
+    pub fn new(table: impl Into<String>) -> Self {
+        Self {
+            table: table.into(),
+            largest_cents: 100_000_000,
+        }
+    }
 }
 
 impl Consumer for Ledger {
@@ -55,7 +66,7 @@ impl Consumer for Ledger {
             }
         };
         let account = &event.payload.account_id;
-        if !(0..=100_000_000).contains(&amount) {
+        if !(0..=self.largest_cents).contains(&amount) {
             return Err(HandlerError::Poison(format!(
                 "{amount} cents is not a real invoice"
             )));

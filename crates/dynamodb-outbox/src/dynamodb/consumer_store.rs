@@ -4,7 +4,7 @@
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{
-    Put, ReturnValue, ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update,
+    Delete, Put, ReturnValue, ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update,
 };
 use aws_sdk_dynamodb::Client;
 
@@ -12,8 +12,9 @@ use super::{
     cancellation_is_transient, cancellation_summary, classify, number, reason_code, text, SdkItem,
 };
 use crate::consumer::{Effect, Write};
+use crate::item::read_parked;
 use crate::schema;
-use crate::store::{Committed, ConsumerStore, ItemKey, Step, StoreError};
+use crate::store::{Committed, ConsumerStore, ItemKey, Parked, Step, StoreError};
 
 /// One action of a transaction is the progress update; DynamoDB allows 100.
 const MAX_EFFECT_WRITES: usize = 99;
@@ -109,6 +110,25 @@ impl DynamoConsumerStore {
         Ok(TransactWriteItem::builder().update(update).build())
     }
 
+    /// The effect's actions, with room for one more (the progress, or a parked record's
+    /// deletion), or why they cannot be a transaction.
+    fn effect_actions(effect: &Effect) -> Result<Vec<TransactWriteItem>, Committed> {
+        if effect.writes().len() > MAX_EFFECT_WRITES {
+            return Err(Committed::Refused(format!(
+                "{} writes in one effect: at most {MAX_EFFECT_WRITES} fit in a transaction with the progress",
+                effect.writes().len()
+            )));
+        }
+        let mut actions = Vec::with_capacity(effect.writes().len() + 1);
+        for (index, write) in effect.writes().iter().enumerate() {
+            match Self::action(write) {
+                Ok(action) => actions.push(action),
+                Err(why) => return Err(Committed::Refused(format!("write {index}: {why}"))),
+            }
+        }
+        Ok(actions)
+    }
+
     /// The consumer's progress on a key, read consistently (when a cancellation did not carry it).
     async fn read_progress(&self, consumer: &str, ordering_key: &str) -> Result<u64, StoreError> {
         let out = self
@@ -146,19 +166,10 @@ impl ConsumerStore for DynamoConsumerStore {
         step: &Step,
         effect: &Effect,
     ) -> Result<Committed, StoreError> {
-        if effect.writes().len() > MAX_EFFECT_WRITES {
-            return Ok(Committed::Refused(format!(
-                "{} writes in one effect: at most {MAX_EFFECT_WRITES} fit in a transaction with the progress",
-                effect.writes().len()
-            )));
-        }
-        let mut actions = Vec::with_capacity(effect.writes().len() + 1);
-        for (index, write) in effect.writes().iter().enumerate() {
-            match Self::action(write) {
-                Ok(action) => actions.push(action),
-                Err(why) => return Ok(Committed::Refused(format!("write {index}: {why}"))),
-            }
-        }
+        let mut actions = match Self::effect_actions(effect) {
+            Ok(actions) => actions,
+            Err(refused) => return Ok(refused),
+        };
         let progress_at = actions.len();
         actions.push(self.progress(consumer, step)?);
         let result = self
@@ -267,6 +278,113 @@ impl ConsumerStore for DynamoConsumerStore {
             .send()
             .await;
         match finished {
+            Ok(_) => Ok(()),
+            Err(err) if is_failed_condition(&err) => Ok(()),
+            Err(err) => Err(classify(err)),
+        }
+    }
+
+    async fn parked(&self, consumer: &str, limit: usize) -> Result<Vec<Parked>, StoreError> {
+        let mut found = Vec::new();
+        let mut start = None;
+        while found.len() < limit {
+            let out = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("#pk = :pk")
+                .expression_attribute_names("#pk", schema::PK)
+                .expression_attribute_values(":pk", text(schema::parked_pk(consumer)))
+                .consistent_read(true)
+                .set_exclusive_start_key(start)
+                .limit(i32::try_from(limit - found.len()).unwrap_or(1000).min(1000))
+                .send()
+                .await
+                .map_err(classify)?;
+            found.extend(
+                out.items
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter_map(|item| read_parked(item.into())),
+            );
+            start = out.last_evaluated_key;
+            if start.is_none() {
+                break;
+            }
+        }
+        Ok(found)
+    }
+
+    async fn commit_parked(
+        &self,
+        parked: &ItemKey,
+        effect: &Effect,
+    ) -> Result<Committed, StoreError> {
+        let mut actions = match Self::effect_actions(effect) {
+            Ok(actions) => actions,
+            Err(refused) => return Ok(refused),
+        };
+        let record_at = actions.len();
+        let delete = Delete::builder()
+            .table_name(&self.table)
+            .key(schema::PK, text(&parked.pk))
+            .key(schema::SK, text(&parked.sk))
+            .condition_expression("attribute_exists(#pk)")
+            .expression_attribute_names("#pk", schema::PK)
+            .build()
+            .map_err(|e| StoreError::Failed(e.to_string()))?;
+        actions.push(TransactWriteItem::builder().delete(delete).build());
+        let result = self
+            .client
+            .transact_write_items()
+            .set_transact_items(Some(actions))
+            .send()
+            .await;
+        let err = match result {
+            Ok(_) => return Ok(Committed::Applied),
+            Err(err) => err,
+        };
+        let Some(TransactWriteItemsError::TransactionCanceledException(cancelled)) =
+            err.as_service_error()
+        else {
+            return Err(classify(err));
+        };
+        let reasons = cancelled.cancellation_reasons();
+        // Gone means another redrive applied it: whatever the effect's conditions say now is
+        // about that redrive's writes.
+        if reason_code(reasons, record_at) == "ConditionalCheckFailed" {
+            return Ok(Committed::Duplicate);
+        }
+        if let Some(index) =
+            (0..record_at).find(|&i| reason_code(reasons, i) == "ConditionalCheckFailed")
+        {
+            return Ok(Committed::Refused(format!(
+                "write {index} of the effect: its condition failed"
+            )));
+        }
+        if cancellation_is_transient(reasons) {
+            return Err(StoreError::Unavailable(cancellation_summary(reasons)));
+        }
+        Err(StoreError::Failed(cancellation_summary(reasons)))
+    }
+
+    async fn repark(&self, parked: &ItemKey, reason: &str) -> Result<(), StoreError> {
+        let updated = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key(schema::PK, text(&parked.pk))
+            .key(schema::SK, text(&parked.sk))
+            .update_expression("SET #reason = :reason ADD #attempts :one")
+            .condition_expression("attribute_exists(#pk)")
+            .expression_attribute_names("#pk", schema::PK)
+            .expression_attribute_names("#reason", schema::PARKED_REASON)
+            .expression_attribute_names("#attempts", schema::PARKED_ATTEMPTS)
+            .expression_attribute_values(":reason", text(reason))
+            .expression_attribute_values(":one", number(1))
+            .send()
+            .await;
+        match updated {
             Ok(_) => Ok(()),
             Err(err) if is_failed_condition(&err) => Ok(()),
             Err(err) => Err(classify(err)),

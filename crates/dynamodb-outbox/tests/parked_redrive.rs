@@ -1,0 +1,215 @@
+//! Redriving parked events without a server: a fixed event is applied once and its record goes,
+//! racing redrives apply it once, a still-poison event stays parked with its new reason, a
+//! transient failure leaves it as it is.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::Arc;
+
+use dynamodb_outbox::dynamodb::Routes;
+use dynamodb_outbox::memory::{MemoryOutbox, MemoryStore};
+use dynamodb_outbox::{
+    Consumer, ConsumerStore, Effect, Envelope, Event, HandlerError, PoisonPolicy, Processor,
+    StoreError, Takes,
+};
+use serde::{Deserialize, Serialize};
+use serde_dynamo::{AttributeValue, Item};
+use tokio::sync::Barrier;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Deposited {
+    account: String,
+    cents: i64,
+}
+
+impl Event for Deposited {
+    const EVENT_TYPE: &'static str = "Deposited";
+    const SCHEMA_VERSION: u32 = 1;
+    const AGGREGATE_TYPE: &'static str = "Account";
+    fn aggregate_id(&self) -> String {
+        self.account.clone()
+    }
+}
+
+const TABLE: &str = "accounts";
+const NAME: &str = "ledger";
+
+/// Parks negative deposits until it is `fixed` (then takes them as withdrawals); counts the
+/// effects it computed, can be `down`, and can hold every effect at a `gate` until as many are
+/// computed as the gate waits for.
+#[derive(Clone, Default)]
+struct Ledger {
+    fixed: Arc<AtomicBool>,
+    down: Arc<AtomicBool>,
+    effects: Arc<AtomicU32>,
+    gate: Arc<std::sync::Mutex<Option<Arc<Barrier>>>>,
+}
+
+impl Consumer for Ledger {
+    type Payload = Deposited;
+
+    fn name(&self) -> &str {
+        NAME
+    }
+
+    fn takes(&self) -> Vec<Takes> {
+        vec![Takes::versions("Deposited", 1..=1)]
+    }
+
+    fn on_poison(&self) -> PoisonPolicy {
+        PoisonPolicy::Park
+    }
+
+    async fn effect(&self, event: &Envelope<Deposited>) -> Result<Effect, HandlerError> {
+        self.effects.fetch_add(1, Ordering::SeqCst);
+        let gate = self.gate.lock().unwrap().clone();
+        if let Some(gate) = gate {
+            gate.wait().await;
+        }
+        if self.down.load(Ordering::SeqCst) {
+            return Err(HandlerError::Transient("the ledger is down".into()));
+        }
+        if event.payload.cents < 0 && !self.fixed.load(Ordering::SeqCst) {
+            return Err(HandlerError::Poison("a negative deposit".into()));
+        }
+        let pk = format!("ACCOUNT#{}", event.payload.account);
+        let line = Item::from(HashMap::from([
+            ("pk".to_owned(), AttributeValue::S(pk.clone())),
+            (
+                "sk".to_owned(),
+                AttributeValue::S(format!("LINE#{}", event.event_id)),
+            ),
+        ]));
+        Ok(Effect::new().put_new(TABLE, line).add(
+            TABLE,
+            pk,
+            "BALANCE",
+            "cents",
+            event.payload.cents,
+        ))
+    }
+}
+
+fn deposit(account: &str, cents: i64) -> Envelope<Deposited> {
+    Envelope::new(Deposited {
+        account: account.into(),
+        cents,
+    })
+}
+
+/// A ledger that parked the -5 of "a" between a 10 and a 20.
+async fn parked_world() -> (Processor<Ledger, MemoryStore>, MemoryStore) {
+    let store = MemoryStore::new(TABLE);
+    let mut outbox = MemoryOutbox::new(Routes::new().route("Deposited", &[NAME]));
+    let items: Vec<Item> = [10, -5, 20]
+        .into_iter()
+        .map(|cents| outbox.write(&deposit("a", cents), &store).unwrap())
+        .collect();
+    let processor = Processor::new(Ledger::default(), store.clone(), "outbox");
+    let outcome = processor.process_items(items).await;
+    assert_eq!((outcome.applied, outcome.parked), (2, 1), "{outcome:?}");
+    (processor, store)
+}
+
+fn balance(store: &MemoryStore) -> i64 {
+    store.number(TABLE, "ACCOUNT#a", "BALANCE", "cents")
+}
+
+#[tokio::test]
+async fn a_fixed_parked_event_is_applied_once_and_its_record_goes() {
+    let (processor, store) = parked_world().await;
+    assert_eq!(balance(&store), 30);
+
+    processor.consumer().fixed.store(true, Ordering::SeqCst);
+    let redriven = processor.redrive_parked(10).await;
+    assert_eq!(
+        (redriven.applied, redriven.failures.len()),
+        (1, 0),
+        "{redriven:?}"
+    );
+    assert_eq!(balance(&store), 25, "applied after the key's later events");
+    assert!(store.parked(NAME, 10).await.unwrap().is_empty());
+
+    let again = processor.redrive_parked(10).await;
+    assert_eq!(again, Default::default(), "nothing left to apply");
+    assert_eq!(balance(&store), 25);
+    assert_eq!(
+        store.progress(NAME, "a"),
+        3,
+        "the progress never moved back"
+    );
+}
+
+#[tokio::test]
+async fn racing_redrives_apply_a_parked_event_once() {
+    let (processor, store) = parked_world().await;
+    processor.consumer().fixed.store(true, Ordering::SeqCst);
+    // Both have read the parked record and computed its effect before either commits.
+    *processor.consumer().gate.lock().unwrap() = Some(Arc::new(Barrier::new(2)));
+    processor.consumer().effects.store(0, Ordering::SeqCst);
+    let (first, second) = tokio::join!(processor.redrive_parked(10), processor.redrive_parked(10));
+    assert_eq!(
+        (
+            first.applied + second.applied,
+            first.duplicates + second.duplicates
+        ),
+        (1, 1),
+        "{first:?} {second:?}"
+    );
+    assert_eq!(
+        processor.consumer().effects.load(Ordering::SeqCst),
+        2,
+        "both computed the effect; one committed"
+    );
+    assert_eq!(balance(&store), 25);
+}
+
+#[tokio::test]
+async fn an_event_still_poison_stays_parked_with_its_new_reason_and_attempts() {
+    let (processor, store) = parked_world().await;
+    let redriven = processor.redrive_parked(10).await;
+    assert_eq!((redriven.parked, redriven.applied), (1, 0), "{redriven:?}");
+    let parked = store.parked(NAME, 10).await.unwrap();
+    assert_eq!(redriven.failures, vec![parked[0].record.sk.clone()]);
+    assert_eq!(
+        (parked[0].attempts, parked[0].reason.as_str()),
+        (2, "a negative deposit")
+    );
+    assert_eq!(balance(&store), 30);
+}
+
+#[tokio::test]
+async fn a_transient_failure_leaves_the_parked_event_as_it_is() {
+    let (processor, store) = parked_world().await;
+    processor.consumer().fixed.store(true, Ordering::SeqCst);
+    store.fail_next_commits(1, StoreError::Unavailable("throttled".into()));
+    let failing = processor.redrive_parked(10).await;
+    assert_eq!((failing.failed, failing.applied), (1, 0), "{failing:?}");
+    let parked = store.parked(NAME, 10).await.unwrap();
+    assert_eq!(parked[0].attempts, 1, "not counted as poison");
+    assert_eq!(processor.redrive_parked(10).await.applied, 1);
+    assert_eq!(balance(&store), 25);
+}
+
+#[tokio::test]
+async fn parked_events_are_listed_oldest_first_up_to_the_limit() {
+    let store = MemoryStore::new(TABLE);
+    let mut outbox = MemoryOutbox::new(Routes::new().route("Deposited", &[NAME]));
+    let processor = Processor::new(Ledger::default(), store.clone(), "outbox");
+    // Keys whose names sort against their parking order.
+    for account in ["z", "m", "a"] {
+        let item = outbox.write(&deposit(account, -1), &store).unwrap();
+        assert_eq!(processor.process_items(vec![item]).await.parked, 1);
+        // Parked records are ordered by the time they were parked, at RFC 3339's resolution.
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    let parked = store.parked(NAME, 2).await.unwrap();
+    let accounts: Vec<&str> = parked
+        .iter()
+        .map(|p| match p.event.get("ordering_key") {
+            Some(AttributeValue::S(key)) => key.as_str(),
+            _ => "",
+        })
+        .collect();
+    assert_eq!(accounts, vec!["z", "m"]);
+}
