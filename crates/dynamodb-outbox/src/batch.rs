@@ -5,6 +5,9 @@
 //! predecessor to the event, so order holds across batches, shards, retries and redrives too:
 //! an event whose predecessor has not been applied waits (and is reported for retry), a
 //! redelivered one is a duplicate. After a failure, the rest of the group is held back.
+//!
+//! A batch's time is its longest chain of round trips: a key's consecutive events commit in one
+//! transaction, and the outbox items are marked after all the commits, on no key's chain.
 
 use std::collections::{HashMap, VecDeque};
 
@@ -65,8 +68,20 @@ impl BatchOutcome {
     }
 }
 
-/// The most events of one key committed in one transaction.
-const MAX_RUN: usize = 25;
+/// The most events of one key committed in one transaction, by default. DynamoDB takes 100
+/// actions and 4 MB per transaction, and one action is the progress: 25 events leave room for
+/// effects of up to three items each beside one shared sum (25 × 3 + 1 + 1 = 77 actions), and for
+/// events of up to 160 KB each. A run whose merged effect does not fit goes one event at a time.
+/// With 25, a hot key's 100 events take 4 commits in a row instead of 100.
+pub const DEFAULT_EVENTS_PER_TRANSACTION: usize = 25;
+
+/// Ordering keys (and outbox marks) in flight at a time, by default: Lambda's default batch size
+/// for a stream mapping is 100 records, so a batch of distinct keys goes in one wave of round
+/// trips instead of several.
+pub const DEFAULT_CONCURRENCY: usize = 100;
+
+/// One action of a transaction is the consumer's progress.
+const MAX_EVENTS_PER_TRANSACTION: usize = 99;
 
 /// Applies batches of outbox records for one consumer.
 ///
@@ -117,6 +132,7 @@ pub struct Processor<C, S> {
     outbox_table: String,
     retention_seconds: i64,
     concurrency: usize,
+    events_per_transaction: usize,
 }
 
 /// One record, sorted before any database work.
@@ -160,7 +176,39 @@ enum Outcome {
     HeldBack,
 }
 
+/// An event whose progress is committed, and the outbox item to mark for it.
+type Mark = (usize, Step, ItemKey);
+
+/// What one key's group came to: each record's outcome, and the marks it leaves to the batch.
+struct Applied {
+    outcomes: Vec<(usize, Outcome)>,
+    marks: Vec<Mark>,
+}
+
+impl<P> Work<P> {
+    /// The event's place in its key's order and its outbox item, when it has one.
+    fn place(&self) -> Option<(&Step, &ItemKey)> {
+        match self {
+            Work::Apply(_, step, key)
+            | Work::Skip(step, key, _)
+            | Work::Poison {
+                at: Some((step, key)),
+                ..
+            } => Some((step, key)),
+            _ => None,
+        }
+    }
+}
+
 impl Outcome {
+    /// The consumer's progress is at or past the event: its outbox item can be marked.
+    fn committed(&self) -> bool {
+        matches!(
+            self,
+            Outcome::Applied | Outcome::Duplicate | Outcome::Skipped | Outcome::Parked
+        )
+    }
+
     fn blocks(&self) -> bool {
         matches!(
             self,
@@ -179,7 +227,8 @@ impl<C: Consumer, S: ConsumerStore> Processor<C, S> {
             store,
             outbox_table: outbox_table.into(),
             retention_seconds: 7 * 24 * 60 * 60,
-            concurrency: 32,
+            concurrency: DEFAULT_CONCURRENCY,
+            events_per_transaction: DEFAULT_EVENTS_PER_TRANSACTION,
         }
     }
 
@@ -189,9 +238,22 @@ impl<C: Consumer, S: ConsumerStore> Processor<C, S> {
         self
     }
 
-    /// How many ordering keys are applied at a time within a batch.
+    /// How many ordering keys are applied at a time within a batch, and how many outbox items
+    /// are marked at a time after the batch's commits (default [`DEFAULT_CONCURRENCY`]). With 1,
+    /// every request of the batch waits for the one before it.
     pub fn concurrency(mut self, keys: usize) -> Self {
         self.concurrency = keys.max(1);
+        self
+    }
+
+    /// The most consecutive events of one key committed in one transaction (default
+    /// [`DEFAULT_EVENTS_PER_TRANSACTION`], at most 99, as the progress takes one of DynamoDB's
+    /// 100 actions). With 1, every event is its own transaction: a key's events cost one round
+    /// trip each. Larger runs mean fewer round trips for a hot key, and larger transactions
+    /// (their effects merged must still fit in 100 actions and 4 MB, or the run goes one event
+    /// at a time).
+    pub fn events_per_transaction(mut self, events: usize) -> Self {
+        self.events_per_transaction = events.clamp(1, MAX_EVENTS_PER_TRANSACTION);
         self
     }
 
@@ -360,16 +422,26 @@ impl<C: Consumer, S: ConsumerStore> Processor<C, S> {
             });
         }
 
-        let results: Vec<Vec<(usize, Outcome)>> = stream::iter(groups)
+        let applied: Vec<Applied> = stream::iter(groups)
             .map(|group| self.apply_group(group, &ids))
             .buffer_unordered(self.concurrency)
             .collect()
             .await;
-        let mut by_position: Vec<(usize, Outcome)> = results.into_iter().flatten().collect();
-        by_position.sort_by_key(|(position, _)| *position);
+        let mut by_position: Vec<Option<Outcome>> = (0..ids.len()).map(|_| None).collect();
+        let mut marks = Vec::new();
+        for group in applied {
+            for (position, result) in group.outcomes {
+                by_position[position] = Some(result);
+            }
+            marks.extend(group.marks);
+        }
+        for (position, step, err) in self.mark(marks).await {
+            by_position[position] = Some(self.store_failure(&ids[position], &step, &err));
+        }
 
         let mut outcome = BatchOutcome::default();
-        for (position, result) in by_position {
+        for (position, result) in by_position.into_iter().enumerate() {
+            let Some(result) = result else { continue };
             let counter = match &result {
                 Outcome::Refused(_) | Outcome::Poison => &mut outcome.poison,
                 Outcome::Applied => &mut outcome.applied,
@@ -396,12 +468,29 @@ impl<C: Consumer, S: ConsumerStore> Processor<C, S> {
         outcome
     }
 
-    async fn apply_group(
-        &self,
-        group: Vec<(usize, Work<C::Payload>)>,
-        ids: &[String],
-    ) -> Vec<(usize, Outcome)> {
+    /// Marks the outbox items whose events the batch committed (or found committed before), all
+    /// after the commits, `concurrency` at a time: a mark is on no key's chain, so a key's next
+    /// run never waits for the one before it to be marked. A crash or a failure between a commit
+    /// and its mark leaves the item waiting for this consumer; its redelivery (the record is
+    /// reported, or the sweeper finds it pending) is a duplicate and marks it then. Returns the
+    /// marks that failed.
+    async fn mark(&self, marks: Vec<Mark>) -> Vec<(usize, Step, StoreError)> {
+        let consumer = self.consumer.name();
+        let expires_at = OffsetDateTime::now_utc().unix_timestamp() + self.retention_seconds;
+        stream::iter(marks)
+            .map(|(position, step, key)| async move {
+                let marked = self.store.complete(consumer, &key, expires_at).await;
+                marked.err().map(|err| (position, step, err))
+            })
+            .buffer_unordered(self.concurrency)
+            .filter_map(|failed| async move { failed })
+            .collect()
+            .await
+    }
+
+    async fn apply_group(&self, group: Vec<(usize, Work<C::Payload>)>, ids: &[String]) -> Applied {
         let mut results = Vec::with_capacity(group.len());
+        let mut marks = Vec::new();
         let mut pending: VecDeque<(usize, Work<C::Payload>)> = group.into();
         let mut blocked = false;
         // Events to apply one at a time before trying to combine again: those of a run that did
@@ -417,10 +506,15 @@ impl<C: Consumer, S: ConsumerStore> Processor<C, S> {
                 continue;
             }
             if singles == 0 && matches!(work, Work::Apply(..)) {
-                let run = take_run((position, work), &mut pending);
+                let run = take_run((position, work), &mut pending, self.events_per_transaction);
                 if run.len() > 1 {
                     if let Some(outcomes) = self.apply_run(&run, ids).await {
                         blocked |= outcomes.iter().any(|(_, o)| o.blocks());
+                        for ((position, outcome), (_, work)) in outcomes.iter().zip(&run) {
+                            if let (true, Some((step, key))) = (outcome.committed(), work.place()) {
+                                marks.push((*position, step.clone(), key.clone()));
+                            }
+                        }
                         results.extend(outcomes);
                         continue;
                     }
@@ -432,11 +526,18 @@ impl<C: Consumer, S: ConsumerStore> Processor<C, S> {
                 continue;
             }
             singles = singles.saturating_sub(1);
+            let place = work.place().map(|(step, key)| (step.clone(), key.clone()));
             let result = self.apply_one(position, work, ids).await;
             blocked |= result.blocks();
+            if let (true, Some((step, key))) = (result.committed(), place) {
+                marks.push((position, step, key));
+            }
             results.push((position, result));
         }
-        results
+        Applied {
+            outcomes: results,
+            marks,
+        }
     }
 
     /// Commits a run of one key's consecutive events in one transaction: their effects merged
@@ -452,15 +553,14 @@ impl<C: Consumer, S: ConsumerStore> Processor<C, S> {
         let mut effects = Vec::with_capacity(run.len());
         let mut steps = Vec::with_capacity(run.len());
         for (_, work) in run {
-            let Work::Apply(envelope, step, key) = work else {
+            let Work::Apply(envelope, step, _) = work else {
                 return None;
             };
             effects.push(self.consumer.effect(envelope).await.ok()?);
-            steps.push((step, key));
+            steps.push(step);
         }
         let merged = Effect::merge(&effects)?;
-        let (first, _) = steps[0];
-        let (last, _) = steps[steps.len() - 1];
+        let (first, last) = (steps[0], steps[steps.len() - 1]);
         let span = Step {
             ordering_key: first.ordering_key.clone(),
             sequence: last.sequence,
@@ -468,42 +568,22 @@ impl<C: Consumer, S: ConsumerStore> Processor<C, S> {
         };
         let consumer = self.consumer.name();
         let all = |outcome: fn() -> Outcome| run.iter().map(|(p, _)| (*p, outcome())).collect();
-        let committed = match self.store.commit(consumer, &span, &merged).await {
-            Ok(Committed::Applied) => Outcome::Applied,
-            Ok(Committed::Duplicate) => Outcome::Duplicate,
+        match self.store.commit(consumer, &span, &merged).await {
+            Ok(Committed::Applied) => Some(all(|| Outcome::Applied)),
+            Ok(Committed::Duplicate) => Some(all(|| Outcome::Duplicate)),
             Ok(Committed::Waiting { applied }) if applied < first.after => {
                 tracing::warn!(
                     consumer, ordering_key = %span.ordering_key, from = first.sequence,
                     to = last.sequence, applied, "events wait for an earlier event of their key"
                 );
-                return Some(all(|| Outcome::Waiting));
+                Some(all(|| Outcome::Waiting))
             }
-            Ok(_) => return None,
+            Ok(_) => None,
             Err(err) => {
                 self.store_failure(&ids[run[0].0], &span, &err);
-                return Some(all(|| Outcome::Failed));
+                Some(all(|| Outcome::Failed))
             }
-        };
-        // The marks are off the critical path of the key: all at once.
-        let expires_at = OffsetDateTime::now_utc().unix_timestamp() + self.retention_seconds;
-        let marks = steps
-            .iter()
-            .map(|(_, key)| self.store.complete(consumer, key, expires_at));
-        let marked = futures::future::join_all(marks).await;
-        Some(
-            run.iter()
-                .zip(marked)
-                .zip(steps.iter())
-                .map(|(((position, _), mark), (step, _))| {
-                    let outcome = match (&committed, mark) {
-                        (_, Err(err)) => self.store_failure(&ids[*position], step, &err),
-                        (Outcome::Applied, Ok(())) => Outcome::Applied,
-                        _ => Outcome::Duplicate,
-                    };
-                    (*position, outcome)
-                })
-                .collect(),
-        )
+        }
     }
 
     async fn apply_one(&self, position: usize, work: Work<C::Payload>, ids: &[String]) -> Outcome {
@@ -511,12 +591,12 @@ impl<C: Consumer, S: ConsumerStore> Processor<C, S> {
         match work {
             Work::Ignore => Outcome::Ignored,
             Work::Poison { reason, at, event } => self.poison(id, reason, at, event).await,
-            Work::Skip(step, key, what) => {
+            Work::Skip(step, _, what) => {
                 tracing::info!(
                     consumer = self.consumer.name(), record = %id, sequence = step.sequence,
                     event = %what, "event skipped: not taken by this consumer"
                 );
-                match self.commit(id, &step, &key, &Effect::new()).await {
+                match self.commit(id, &step, &Effect::new()).await {
                     Outcome::Applied | Outcome::Duplicate => Outcome::Skipped,
                     Outcome::Refused(_) => Outcome::Poison,
                     other => other,
@@ -525,7 +605,7 @@ impl<C: Consumer, S: ConsumerStore> Processor<C, S> {
             Work::Apply(arrived, step, key) => {
                 let Arrived { envelope, item } = *arrived;
                 match self.consumer.effect(&envelope).await {
-                    Ok(effect) => match self.commit(id, &step, &key, &effect).await {
+                    Ok(effect) => match self.commit(id, &step, &effect).await {
                         Outcome::Refused(reason) => {
                             self.poison(id, reason, Some((step, key)), item).await
                         }
@@ -547,10 +627,10 @@ impl<C: Consumer, S: ConsumerStore> Processor<C, S> {
         }
     }
 
-    /// Commits an effect with the progress, then marks the outbox item.
-    async fn commit(&self, id: &str, step: &Step, key: &ItemKey, effect: &Effect) -> Outcome {
+    /// Commits an effect with the progress (the batch marks the outbox item afterwards).
+    async fn commit(&self, id: &str, step: &Step, effect: &Effect) -> Outcome {
         let consumer = self.consumer.name();
-        let result = match self.store.commit(consumer, step, effect).await {
+        match self.store.commit(consumer, step, effect).await {
             Ok(Committed::Applied) => Outcome::Applied,
             Ok(Committed::Duplicate) => Outcome::Duplicate,
             Ok(Committed::Waiting { applied }) => {
@@ -559,15 +639,9 @@ impl<C: Consumer, S: ConsumerStore> Processor<C, S> {
                     sequence = step.sequence, after = step.after, applied,
                     "event waits for an earlier event of its key: reported for retry"
                 );
-                return Outcome::Waiting;
+                Outcome::Waiting
             }
-            Ok(Committed::Refused(reason)) => return Outcome::Refused(reason),
-            Err(err) => return self.store_failure(id, step, &err),
-        };
-        let expires_at = OffsetDateTime::now_utc().unix_timestamp() + self.retention_seconds;
-        match self.store.complete(consumer, key, expires_at).await {
-            Ok(()) => result,
-            // The effect is in; a redelivery finds it a duplicate and completes the mark.
+            Ok(Committed::Refused(reason)) => Outcome::Refused(reason),
             Err(err) => self.store_failure(id, step, &err),
         }
     }
@@ -607,7 +681,7 @@ impl<C: Consumer, S: ConsumerStore> Processor<C, S> {
         }
         .record();
         let effect = Effect::new().put(self.store.table(), record);
-        match self.commit(id, &step, &key, &effect).await {
+        match self.commit(id, &step, &effect).await {
             Outcome::Applied => {
                 tracing::error!(consumer, record = %id, sequence = step.sequence, %reason, "poison event parked; its key goes on");
                 Outcome::Parked
@@ -720,10 +794,11 @@ fn taken(takes: &[Takes], header: &Header) -> bool {
 }
 
 /// The events at the front of a key's group that form a chain after `first` (each one's
-/// predecessor is the one before it), up to [`MAX_RUN`]: what one transaction may commit.
+/// predecessor is the one before it), up to `limit`: what one transaction may commit.
 fn take_run<P>(
     first: (usize, Work<P>),
     pending: &mut VecDeque<(usize, Work<P>)>,
+    limit: usize,
 ) -> Vec<(usize, Work<P>)> {
     let Work::Apply(_, step, _) = &first.1 else {
         return vec![first];
@@ -731,7 +806,7 @@ fn take_run<P>(
     let mut last = step.sequence;
     let mut run = vec![first];
     while let Some((_, Work::Apply(_, next, _))) = pending.front() {
-        if next.after != last || run.len() == MAX_RUN {
+        if next.after != last || run.len() >= limit {
             break;
         }
         last = next.sequence;

@@ -9,8 +9,8 @@ use std::sync::Arc;
 use dynamodb_outbox::dynamodb::Routes;
 use dynamodb_outbox::memory::{MemoryOutbox, MemoryStore};
 use dynamodb_outbox::{
-    BatchOutcome, Consumer, ConsumerStore, Effect, Envelope, Event, HandlerError, Header, ItemKey,
-    PoisonPolicy, Processor, StoreError, Takes,
+    BatchOutcome, Committed, Consumer, ConsumerStore, Effect, Envelope, Event, HandlerError,
+    Header, ItemKey, Parked, PoisonPolicy, Processor, Step, StoreError, Takes,
 };
 use serde::{Deserialize, Serialize};
 use serde_dynamo::{AttributeValue, Item};
@@ -417,4 +417,186 @@ async fn a_run_the_consumer_partly_applied_before_applies_only_the_rest() {
     assert_eq!((outcome.duplicates, outcome.applied), (2, 3), "{outcome:?}");
     assert_eq!(world.balance("ledger", "a"), 15);
     assert_eq!(world.applied_order("ledger", "a"), vec![1, 2, 3, 4, 5]);
+}
+
+/// The in-memory store with outbox marks that go wrong: they never finish (the function dies
+/// after the batch's commits: a timeout, a crash), or they fail for one item.
+#[derive(Clone)]
+struct BrokenMarks {
+    inner: MemoryStore,
+    broken: Broken,
+}
+
+#[derive(Clone)]
+enum Broken {
+    /// Every mark hangs; the first one says so on the channel.
+    Hang(Arc<std::sync::Mutex<Option<futures::channel::oneshot::Sender<()>>>>),
+    /// The mark of this item fails.
+    Fail(ItemKey),
+}
+
+impl ConsumerStore for BrokenMarks {
+    fn table(&self) -> &str {
+        self.inner.table()
+    }
+
+    async fn commit(
+        &self,
+        consumer: &str,
+        step: &Step,
+        effect: &Effect,
+    ) -> Result<Committed, StoreError> {
+        self.inner.commit(consumer, step, effect).await
+    }
+
+    async fn complete(&self, consumer: &str, item: &ItemKey, at: i64) -> Result<(), StoreError> {
+        match &self.broken {
+            Broken::Hang(reached) => {
+                if let Some(reached) = reached.lock().unwrap().take() {
+                    let _ = reached.send(());
+                }
+                futures::future::pending().await
+            }
+            Broken::Fail(key) if key == item => Err(StoreError::Unavailable("throttled".into())),
+            Broken::Fail(_) => self.inner.complete(consumer, item, at).await,
+        }
+    }
+
+    async fn parked(&self, consumer: &str, limit: usize) -> Result<Vec<Parked>, StoreError> {
+        self.inner.parked(consumer, limit).await
+    }
+
+    async fn commit_parked(
+        &self,
+        parked: &ItemKey,
+        effect: &Effect,
+    ) -> Result<Committed, StoreError> {
+        self.inner.commit_parked(parked, effect).await
+    }
+
+    async fn repark(&self, parked: &ItemKey, reason: &str) -> Result<(), StoreError> {
+        self.inner.repark(parked, reason).await
+    }
+}
+
+#[tokio::test]
+async fn a_crash_between_the_commits_and_the_marks_is_repaired_by_redelivery() {
+    let mut world = World::new();
+    let mut items: Vec<Item> = (1..=3).map(|i| world.write(&deposit("a", i))).collect();
+    items.push(world.write(&deposit("b", 100)));
+    let (reached, marking) = futures::channel::oneshot::channel();
+    let crashing = Processor::new(
+        Ledger::new("ledger"),
+        BrokenMarks {
+            inner: world.store.clone(),
+            broken: Broken::Hang(Arc::new(std::sync::Mutex::new(Some(reached)))),
+        },
+        "outbox",
+    );
+    let batch = items.clone();
+    let running = tokio::spawn(async move { crashing.process_items(batch).await });
+    marking.await.unwrap();
+    running.abort();
+    assert!(running.await.unwrap_err().is_cancelled());
+
+    assert_eq!(world.balance("ledger", "a"), 6, "the effects are in");
+    assert_eq!(world.balance("ledger", "b"), 100);
+    for item in &items {
+        assert!(
+            world.store.waiting(&key_of(item)).contains("ledger"),
+            "{} is not marked yet",
+            name_of(item)
+        );
+    }
+
+    let redelivered = world
+        .processor(Ledger::new("ledger"))
+        .process_items(items.clone())
+        .await;
+    assert_eq!(
+        (redelivered.duplicates, redelivered.applied),
+        (4, 0),
+        "{redelivered:?}"
+    );
+    assert!(redelivered.failures.is_empty());
+    assert_eq!(world.balance("ledger", "a"), 6, "applied once");
+    assert_eq!(world.balance("ledger", "b"), 100);
+    for item in &items {
+        assert!(
+            !world.store.waiting(&key_of(item)).contains("ledger"),
+            "{} is marked by the redelivery",
+            name_of(item)
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_failed_mark_is_reported_without_holding_back_its_key_and_the_retry_marks_it() {
+    let mut world = World::new();
+    let items: Vec<Item> = (1..=3).map(|i| world.write(&deposit("a", i))).collect();
+    let unmarkable = key_of(&items[0]);
+    let processor = Processor::new(
+        Ledger::new("ledger"),
+        BrokenMarks {
+            inner: world.store.clone(),
+            broken: Broken::Fail(unmarkable.clone()),
+        },
+        "outbox",
+    )
+    .events_per_transaction(1);
+    let outcome = processor.process_items(items.clone()).await;
+    assert_eq!((outcome.applied, outcome.failed), (2, 1), "{outcome:?}");
+    assert_eq!(outcome.failures, vec![name_of(&items[0])]);
+    assert_eq!(world.applied_order("ledger", "a"), vec![1, 2, 3]);
+    assert!(world.store.waiting(&unmarkable).contains("ledger"));
+
+    let retry = world
+        .processor(Ledger::new("ledger"))
+        .process_items(items)
+        .await;
+    assert_eq!(retry.duplicates, 3, "{retry:?}");
+    assert!(!world.store.waiting(&unmarkable).contains("ledger"));
+    assert_eq!(world.balance("ledger", "a"), 6);
+}
+
+#[tokio::test]
+async fn one_event_per_transaction_commits_each_event_on_its_own_in_order() {
+    let mut world = World::new();
+    let items: Vec<Item> = (1..=5).map(|i| world.write(&deposit("a", i))).collect();
+    let outcome = world
+        .processor(Ledger::new("ledger"))
+        .concurrency(1)
+        .events_per_transaction(1)
+        .process_items(items)
+        .await;
+    assert_eq!(outcome.applied, 5, "{outcome:?}");
+    let commits: Vec<(u64, u64)> = world
+        .store
+        .commits()
+        .into_iter()
+        .filter(|(c, k, _, _)| c == "ledger" && k == "a")
+        .map(|(_, _, from, to)| (from, to))
+        .collect();
+    assert_eq!(commits, vec![(0, 1), (1, 2), (2, 3), (3, 4), (4, 5)]);
+    assert_eq!(world.balance("ledger", "a"), 15);
+}
+
+#[tokio::test]
+async fn a_hot_keys_run_is_cut_at_the_events_per_transaction() {
+    let mut world = World::new();
+    let items: Vec<Item> = (1..=7).map(|i| world.write(&deposit("a", i))).collect();
+    let outcome = world
+        .processor(Ledger::new("ledger"))
+        .events_per_transaction(3)
+        .process_items(items)
+        .await;
+    assert_eq!(outcome.applied, 7, "{outcome:?}");
+    let commits: Vec<(u64, u64)> = world
+        .store
+        .commits()
+        .into_iter()
+        .filter(|(c, k, _, _)| c == "ledger" && k == "a")
+        .map(|(_, _, from, to)| (from, to))
+        .collect();
+    assert_eq!(commits, vec![(0, 3), (3, 6), (6, 7)]);
 }
