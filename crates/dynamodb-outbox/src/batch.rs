@@ -48,6 +48,9 @@ pub struct BatchOutcome {
     pub held_back: usize,
     /// Identifiers of the records to report as batch item failures, in input order.
     pub failures: Vec<String>,
+    /// The events applied now, in input order: for the consumer's logs and metrics (how long
+    /// each took from being written to being applied, which trace wrote it).
+    pub applied_events: Vec<AppliedEvent>,
 }
 
 impl BatchOutcome {
@@ -66,6 +69,23 @@ impl BatchOutcome {
             .collect();
         response
     }
+}
+
+/// The log message of every event a consumer parks: what an operator's log query for parked
+/// events filters on (the record's `event_id` field names the event, or its item key).
+pub const PARKED_LOG_MESSAGE: &str = "poison event parked; its key goes on";
+
+/// An event a batch applied now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppliedEvent {
+    /// The event's id.
+    pub event_id: String,
+    /// The aggregate the event is about.
+    pub aggregate_id: String,
+    /// When the producer wrote it (RFC 3339).
+    pub occurred_at: String,
+    /// The producer's trace, when it had one.
+    pub trace_context: Option<crate::TraceContext>,
 }
 
 /// The most events of one key committed in one transaction, by default. DynamoDB takes 100
@@ -267,6 +287,19 @@ impl<C: Consumer, S: ConsumerStore> Processor<C, S> {
         &self.store
     }
 
+    /// The same processor committing through `store` instead: a wrapper that injects faults, a
+    /// store with other settings.
+    pub fn with_store<T: ConsumerStore>(self, store: T) -> Processor<C, T> {
+        Processor {
+            consumer: self.consumer,
+            store,
+            outbox_table: self.outbox_table,
+            retention_seconds: self.retention_seconds,
+            concurrency: self.concurrency,
+            events_per_transaction: self.events_per_transaction,
+        }
+    }
+
     /// A batch of DynamoDB stream records as Lambda delivers them.
     pub async fn process_stream(&self, records: &[EventRecord]) -> BatchOutcome {
         let takes = self.consumer.takes();
@@ -391,6 +424,18 @@ impl<C: Consumer, S: ConsumerStore> Processor<C, S> {
     async fn process(&self, incoming: Vec<(String, Work<C::Payload>)>) -> BatchOutcome {
         // Group by ordering key; inside a group, by sequence (stable for equal ones).
         let mut ids = Vec::with_capacity(incoming.len());
+        let events: Vec<Option<AppliedEvent>> = incoming
+            .iter()
+            .map(|(_, work)| match work {
+                Work::Apply(arrived, _, _) => Some(AppliedEvent {
+                    event_id: arrived.event_id.clone(),
+                    aggregate_id: arrived.aggregate_id.clone(),
+                    occurred_at: arrived.occurred_at.clone(),
+                    trace_context: arrived.trace_context.clone(),
+                }),
+                _ => None,
+            })
+            .collect();
         let mut groups: Vec<Vec<(usize, Work<C::Payload>)>> = Vec::new();
         let mut group_of: HashMap<String, usize> = HashMap::new();
         for (position, (id, work)) in incoming.into_iter().enumerate() {
@@ -454,6 +499,9 @@ impl<C: Consumer, S: ConsumerStore> Processor<C, S> {
                 Outcome::HeldBack => &mut outcome.held_back,
             };
             *counter += 1;
+            if let (Outcome::Applied, Some(event)) = (&result, &events[position]) {
+                outcome.applied_events.push(event.clone());
+            }
             if matches!(
                 result,
                 Outcome::Refused(_)
@@ -683,7 +731,7 @@ impl<C: Consumer, S: ConsumerStore> Processor<C, S> {
         let effect = Effect::new().put(self.store.table(), record);
         match self.commit(id, &step, &effect).await {
             Outcome::Applied => {
-                tracing::error!(consumer, record = %id, sequence = step.sequence, %reason, "poison event parked; its key goes on");
+                tracing::error!(consumer, record = %id, %event_id, sequence = step.sequence, %reason, "{PARKED_LOG_MESSAGE}");
                 Outcome::Parked
             }
             Outcome::Refused(_) => Outcome::Poison,
@@ -839,18 +887,18 @@ mod tests {
 
     #[test]
     fn the_table_is_read_from_a_stream_arn_and_nothing_else_passes() {
-        let arn = "arn:aws:dynamodb:us-east-1:123456789012:table/outbox-dev-orders/stream/2026-11-26T00:00:00.000";
-        assert_eq!(stream_table(arn), Some("outbox-dev-orders"));
+        let arn = "arn:aws:dynamodb:us-east-1:123456789012:table/outbox-dev-invoices/stream/2026-11-26T00:00:00.000";
+        assert_eq!(stream_table(arn), Some("outbox-dev-invoices"));
         assert_eq!(
             stream_table("arn:aws-cn:dynamodb:cn-north-1:1:table/t/stream/x"),
             Some("t")
         );
         for other in [
             "",
-            "arn:aws:kinesis:us-east-1:123456789012:stream/outbox-dev-orders",
-            "arn:aws:dynamodb:us-east-1:123456789012:table/outbox-dev-orders",
+            "arn:aws:kinesis:us-east-1:123456789012:stream/outbox-dev-invoices",
+            "arn:aws:dynamodb:us-east-1:123456789012:table/outbox-dev-invoices",
             "arn:aws:dynamodb:us-east-1:123456789012:table//stream/x",
-            "arn:aws:sqs:us-east-1:123456789012:table/outbox-dev-orders/stream/x",
+            "arn:aws:sqs:us-east-1:123456789012:table/outbox-dev-invoices/stream/x",
         ] {
             assert_eq!(stream_table(other), None, "{other}");
         }

@@ -2,7 +2,8 @@
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
-use time::format_description::well_known::Rfc3339;
+use time::format_description::FormatItem;
+use time::macros::format_description;
 use time::OffsetDateTime;
 
 /// A payload type that can travel in an [`Envelope`]: it names its event type, its schema version
@@ -102,8 +103,13 @@ impl<P: Event> Envelope<P> {
     }
 }
 
+/// RFC 3339 in UTC with exactly six fractional digits: fixed width, so the text sorts in time
+/// order where it is part of a key (the pending index sorts on it).
+const OCCURRED_AT: &[FormatItem<'static>] =
+    format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:6]Z");
+
 pub(crate) fn now_rfc3339() -> String {
     OffsetDateTime::now_utc()
-        .format(&Rfc3339)
-        .unwrap_or_else(|_| "1970-01-01T00:00:00Z".to_owned())
+        .format(OCCURRED_AT)
+        .unwrap_or_else(|_| "1970-01-01T00:00:00.000000Z".to_owned())
 }

@@ -42,7 +42,7 @@ pub mod memory;
 pub mod schema;
 mod store;
 
-pub use batch::{stream_table, BatchOutcome, Processor};
+pub use batch::{stream_table, AppliedEvent, BatchOutcome, Processor, PARKED_LOG_MESSAGE};
 pub use consumer::{Consumer, Effect, HandlerError, PoisonPolicy, Takes, Write};
 pub use delivery::Header;
 pub use envelope::{Envelope, Event, TraceContext};

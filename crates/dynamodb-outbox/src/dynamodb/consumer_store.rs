@@ -242,18 +242,23 @@ impl ConsumerStore for DynamoConsumerStore {
             .return_values(ReturnValue::AllNew)
             .send()
             .await;
-        let after = match removed {
-            Ok(out) => out.attributes.unwrap_or_default(),
-            // Not waiting for this consumer any more (done before, or the item is gone).
-            Err(err) if is_failed_condition(&err) => return Ok(()),
+        match removed {
+            Ok(out) => {
+                let still_waiting = out
+                    .attributes
+                    .unwrap_or_default()
+                    .get(schema::WAITING_CONSUMERS)
+                    .and_then(|v| v.as_ss().ok())
+                    .is_some_and(|set| !set.is_empty());
+                if still_waiting {
+                    return Ok(());
+                }
+            }
+            // Not waiting for this consumer any more: done before, or the item is gone. The
+            // second step may not have happened (a crash or a lost answer in between), so it is
+            // tried again; its condition makes it a no-op when there is nothing to finish.
+            Err(err) if is_failed_condition(&err) => {}
             Err(err) => return Err(classify(err)),
-        };
-        let still_waiting = after
-            .get(schema::WAITING_CONSUMERS)
-            .and_then(|v| v.as_ss().ok())
-            .is_some_and(|set| !set.is_empty());
-        if still_waiting {
-            return Ok(());
         }
         // The last consumer: the event leaves the pending index and may now expire.
         let finished = self

@@ -10,10 +10,12 @@ use crate::store::StoreError;
 
 mod consumer_store;
 mod pending;
+mod retry;
 mod writer;
 
 pub use consumer_store::DynamoConsumerStore;
 pub use pending::PendingEvents;
+pub use retry::TransientCancellation;
 pub use writer::{Outbox, Routes, Transaction, WriteError, Written};
 
 /// An item as the SDK takes it.
@@ -32,8 +34,9 @@ const TRANSIENT_CODES: &[&str] = &[
     "LimitExceededException",
 ];
 
-/// Sorts an SDK error (after the SDK's own retries) into what the caller should do.
-pub(crate) fn classify<E>(err: SdkError<E, HttpResponse>) -> StoreError
+/// Sorts an SDK error (after the SDK's own retries) into what the caller should do: the same
+/// reading for the engine's requests and for a service's own reads and writes.
+pub fn classify<E>(err: SdkError<E, HttpResponse>) -> StoreError
 where
     E: ProvideErrorMetadata + std::error::Error + 'static,
 {

@@ -25,8 +25,9 @@ impl PendingEvents {
         }
     }
 
-    /// Events that occurred before `before` (RFC 3339) and that `consumer` has yet to process:
-    /// the oldest `per_shard` of every shard, so every shard makes progress on every run. An
+    /// Events that occurred before `before` (RFC 3339) and that `consumer` has yet to process
+    /// (or that every consumer processed but whose last mark was cut short): the oldest
+    /// `per_shard` of every shard, so every shard makes progress on every run. An
     /// ordering key lives in one shard, so its events come in their order.
     pub async fn waiting_for(
         &self,
@@ -45,7 +46,11 @@ impl PendingEvents {
                     .table_name(&self.table)
                     .index_name(schema::PENDING_INDEX)
                     .key_condition_expression("#ppk = :ppk AND #psk < :before")
-                    .filter_expression("contains(#waiting, :consumer)")
+                    // An event no consumer waits for any more but still pending was left between the two
+                    // steps of its last consumer's mark: whichever consumer finds it finishes it.
+                    .filter_expression(
+                        "contains(#waiting, :consumer) OR attribute_not_exists(#waiting)",
+                    )
                     .expression_attribute_names("#ppk", schema::PENDING_PK)
                     .expression_attribute_names("#psk", schema::PENDING_SK)
                     .expression_attribute_names("#waiting", schema::WAITING_CONSUMERS)

@@ -115,10 +115,16 @@ struct StagedEvent {
     item: Item,
 }
 
+/// One of the caller's writes: given, or built once the events' sequences are known.
+enum CallerWrite<'a> {
+    Given(Box<TransactWriteItem>),
+    Built(Box<dyn Fn(&Written) -> TransactWriteItem + Send + Sync + 'a>),
+}
+
 /// The caller's writes and the events that must commit with them.
 pub struct Transaction<'a> {
     outbox: &'a Outbox,
-    items: Vec<TransactWriteItem>,
+    items: Vec<CallerWrite<'a>>,
     events: Vec<StagedEvent>,
 }
 
@@ -229,10 +235,21 @@ impl Counter {
     }
 }
 
-impl Transaction<'_> {
+impl<'a> Transaction<'a> {
     /// Adds one of the caller's own writes (with whatever condition it needs).
     pub fn write(mut self, item: TransactWriteItem) -> Self {
-        self.items.push(item);
+        self.items.push(CallerWrite::Given(Box::new(item)));
+        self
+    }
+
+    /// Adds one of the caller's writes that records where the events land (e.g. an aggregate item
+    /// that names its event's sequence, to look the event up later): `build` gets the events'
+    /// sequences, on every attempt, since a retry after a counter race assigns new ones.
+    pub fn write_with(
+        mut self,
+        build: impl Fn(&Written) -> TransactWriteItem + Send + Sync + 'a,
+    ) -> Self {
+        self.items.push(CallerWrite::Built(Box::new(build)));
         self
     }
 
@@ -337,7 +354,7 @@ impl Transaction<'_> {
             .iter()
             .map(|(k, c)| (k.clone(), c.state.sequence))
             .collect();
-        let mut items = self.items.clone();
+        let mut items = Vec::with_capacity(self.items.len() + 2 * self.events.len());
         let mut written = Vec::with_capacity(self.events.len());
         let mut bytes = 0;
         for event in &self.events {
@@ -403,8 +420,16 @@ impl Transaction<'_> {
                 .map_err(|e| StoreError::Failed(e.to_string()))?;
             items.push(TransactWriteItem::builder().update(update).build());
         }
-        bytes += self
+        let written = Written { events: written };
+        let callers: Vec<TransactWriteItem> = self
             .items
+            .iter()
+            .map(|write| match write {
+                CallerWrite::Given(item) => (**item).clone(),
+                CallerWrite::Built(build) => build(&written),
+            })
+            .collect();
+        bytes += callers
             .iter()
             .map(|item| {
                 item.put().map_or(0, |p| item_size(p.item()))
@@ -414,6 +439,8 @@ impl Transaction<'_> {
         if bytes > MAX_BYTES {
             return Err(WriteError::TooLarge { bytes });
         }
-        Ok((items, Written { events: written }))
+        // The caller's writes first: cancellation reasons name them by their position.
+        let items = callers.into_iter().chain(items).collect();
+        Ok((items, written))
     }
 }
