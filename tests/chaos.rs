@@ -9,8 +9,10 @@ use devkit::chaos::{check_invariants, run, ChaosOptions};
 use devkit::invariants::{Invariant, Violation};
 use devkit::proxy::{Fault, FaultPlan};
 use devkit::stack::in_process;
-use outbox::schema::{self, orders as okeys, rewards as rkeys};
+use dynamodb_outbox::schema;
+use order_service::schema as okeys;
 use outbox_tests::*;
+use rewards_service::schema as rkeys;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn nothing_is_lost_and_nothing_is_applied_twice_under_chaos() {
@@ -99,7 +101,7 @@ async fn the_checker_passes_consistent_tables_and_ignores_items_it_does_not_know
             (schema::PK, text(&okeys::order_pk(&order_id))),
             (schema::SK, text("REWARD")),
             ("customer_id", text("c-1")),
-            (schema::POINTS, AttributeValue::N("12".into())),
+            (rkeys::POINTS, AttributeValue::N("12".into())),
         ],
     )
     .await;
@@ -146,7 +148,7 @@ async fn the_checker_reports_a_balance_that_has_no_ledger() {
         &[
             (schema::PK, text(&rkeys::customer_pk("ghost"))),
             (schema::SK, text(rkeys::BALANCE_SK)),
-            (schema::POINTS, AttributeValue::N("50".into())),
+            (rkeys::POINTS, AttributeValue::N("50".into())),
         ],
     )
     .await;
@@ -168,15 +170,23 @@ async fn the_checker_reports_a_balance_that_has_no_ledger() {
 #[tokio::test]
 async fn the_checker_reports_a_parked_event_as_unprocessed() {
     let (stack, acknowledged) = consistent_tables(&["c-1"]).await;
-    let (_, events) = orders_and_events(&stack).await;
-    let mut parked = events[0].clone();
-    parked.insert(schema::STATUS.into(), text("PARKED"));
-    parked.remove(schema::EXPIRES_AT);
+    // What the rewards consumer writes when it parks an event.
+    let parked = Item::from([
+        (
+            schema::PK.to_owned(),
+            text(&schema::parked_pk(rewards_service::consumer::NAME)),
+        ),
+        (
+            schema::SK.to_owned(),
+            text("2026-11-30T00:00:00.000000Z#c-1#1"),
+        ),
+        ("reason".to_owned(), text("poison")),
+    ]);
     stack
         .dynamo
         .client
         .put_item()
-        .table_name(&stack.tables.orders)
+        .table_name(&stack.tables.rewards)
         .set_item(Some(parked))
         .send()
         .await
@@ -188,7 +198,7 @@ async fn the_checker_reports_a_parked_event_as_unprocessed() {
         "{violations:#?}"
     );
     assert!(
-        violations[0].evidence.contains("PARKED"),
+        violations[0].evidence.contains("parked"),
         "{}",
         violations[0]
     );

@@ -4,11 +4,10 @@
 use devkit::proxy::{Fault, FaultPlan, FaultProxy};
 use devkit::LocalDynamo;
 use lambda_runtime::{Context, LambdaEvent};
-use outbox::handlers::order_api;
-use outbox::handlers::stream::process_batch;
-use outbox::service::RewardsService;
-use outbox::store::dynamodb::{DynamoOrderStore, DynamoRewardsStore};
+use order_service::handlers::order_api;
+use order_service::store::dynamodb::DynamoOrderStore;
 use outbox_tests::*;
+use rewards_service::service;
 
 /// The order-writer's store, reaching the local server through the proxy.
 async fn store_via(stack: &Stack, proxy: &FaultProxy) -> DynamoOrderStore {
@@ -215,12 +214,10 @@ async fn the_consumer_recognises_its_own_lost_writes() {
             .await
             .unwrap();
             let client = stack.dynamo.client_via(&proxy.endpoint).await;
-            let service = RewardsService {
-                rewards: DynamoRewardsStore::new(client.clone(), &stack.tables.rewards),
-                outbox: DynamoOrderStore::new(client, &stack.tables.orders),
-                retention_seconds: 60,
-            };
-            let outcome = process_batch(&service, 2, &records).await;
+            let processor = service::processor(client, &stack.tables.rewards, &stack.tables.orders)
+                .retention_seconds(60)
+                .concurrency(2);
+            let outcome = processor.process_stream(&records).await;
             let case = format!("{operation}, token stripped: {strip_token}");
             assert!(outcome.failures.is_empty(), "{case}: {outcome:?}");
             assert_eq!(proxy.stats().fault(Fault::LostResponse), 2, "{case}");

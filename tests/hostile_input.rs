@@ -1,16 +1,14 @@
 //! Bad input never panics, never writes, and always gets a 4xx with a reason: a corpus of more
 //! than 200 hostile requests, and property-based tests over requests and outbox envelopes.
 
-use std::collections::HashMap;
-
 use aws_lambda_events::apigw::ApiGatewayV2httpRequest;
 use aws_lambda_events::dynamodb::EventRecord;
 use base64::Engine;
-use outbox::domain::OrderRequest;
-use outbox::handlers::stream::process_batch;
-use outbox::schema;
+use dynamodb_outbox::schema;
+use order_service::domain::OrderRequest;
 use outbox_tests::*;
 use proptest::prelude::*;
+use rewards_service::schema as rewards;
 use serde_json::{json, Value};
 
 const FIELDS: &[&str] = &[
@@ -507,9 +505,10 @@ proptest! {
         runtime().block_on(async {
             let stack = stack().await;
             let mut image = json!({
-                schema::PK: {"S": "ORDER#o-1"}, schema::SK: {"S": "OUTBOX#e"}, schema::ENTITY: {"S": schema::ENTITY_OUTBOX_EVENT},
+                schema::PK: {"S": "OUTBOX#c"}, schema::SK: {"S": "EVENT#00000000000000000001"}, schema::ENTITY: {"S": schema::ENTITY_OUTBOX_EVENT},
                 "event_type": {"S": "OrderPlaced"}, "schema_version": version, "aggregate_type": {"S": "Order"},
-                "aggregate_id": {"S": "o-1"}, "occurred_at": {"S": "2026-11-26T00:00:00.000000Z"},
+                "aggregate_id": {"S": "o-1"}, "ordering_key": {"S": "c"}, "occurred_at": {"S": "2026-11-26T00:00:00.000000Z"},
+                schema::SEQUENCE: {"N": "1"}, schema::AFTER: {"M": {"rewards": {"N": "0"}}},
                 "payload": {"M": {"order_id": {"S": "o-1"}, "customer_id": {"S": customer}, "currency": {"S": "USD"},
                                   "total_cents": {"N": "2500"}, "points": {"N": points}}}
             });
@@ -517,17 +516,23 @@ proptest! {
             if drop_payload { image.as_object_mut().unwrap().remove("payload"); }
             let record: EventRecord = serde_json::from_value(json!({
                 "eventID": "1", "eventName": "INSERT", "eventSource": "aws:dynamodb", "awsRegion": "us-east-1",
+                "eventSourceARN": stack.tables.orders_stream_arn,
                 "dynamodb": {"Keys": {}, "NewImage": image, "SequenceNumber": "100", "SizeBytes": 1, "StreamViewType": "NEW_IMAGE"}
             })).unwrap();
-            let outcome = process_batch(&stack.service(), 4, &[record]).await;
-            let rewards = scan(&stack, &stack.tables.rewards).await;
-            let by_sk: HashMap<String, i64> = rewards.iter().map(|i| (s(i, schema::SK).unwrap().to_owned(), n(i, schema::POINTS).unwrap_or(0))).collect();
+            let outcome = stack.service().process_stream(&[record]).await;
+            let items = scan(&stack, &stack.tables.rewards).await;
+            let effect: Vec<&Item> = items.iter().filter(|i| !s(i, schema::PK).unwrap().starts_with("OUTBOX#")).collect();
+            let one = outcome.applied + outcome.skipped + outcome.parked + outcome.poison;
+            assert_eq!(one, 1, "the record came to exactly one thing: {outcome:?}");
             if outcome.applied == 1 {
-                assert_eq!(rewards.len(), 2, "ledger entry and balance");
-                assert!(by_sk.values().all(|p| *p >= 0));
+                assert_eq!(effect.len(), 3, "reward record, ledger entry and balance: {effect:?}");
+                let balance = effect.iter().find(|i| s(i, schema::SK) == Some(rewards::BALANCE_SK)).unwrap();
+                assert_eq!(n(balance, rewards::POINTS), Some(25));
             } else {
-                assert_eq!(outcome.failures, vec!["100".to_owned()], "{outcome:?}");
-                assert!(rewards.is_empty(), "a refused event changed nothing");
+                assert!(effect.is_empty(), "a refused event changed nothing: {effect:?}");
+                if outcome.poison == 1 {
+                    assert_eq!(outcome.failures, vec!["100".to_owned()], "{outcome:?}");
+                }
             }
         });
     }

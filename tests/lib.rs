@@ -7,9 +7,12 @@ use aws_lambda_events::apigw::{ApiGatewayV2httpRequest, ApiGatewayV2httpResponse
 use aws_lambda_events::encodings::Body;
 use aws_sdk_dynamodb::types::AttributeValue;
 pub use devkit::Stack;
+use dynamodb_outbox::schema;
 use lambda_runtime::{Context, LambdaEvent};
-use outbox::handlers::{order_api, rewards_api};
-use outbox::schema::{self, rewards};
+use order_service::handlers::order_api;
+use order_service::schema as orders;
+use rewards_service::handlers::rewards_api;
+use rewards_service::schema as rewards;
 use serde_json::{json, Value};
 
 pub type Item = HashMap<String, AttributeValue>;
@@ -157,7 +160,7 @@ pub async fn orders_and_events(stack: &Stack) -> (Vec<Item>, Vec<Item>) {
             .cloned()
             .collect::<Vec<_>>()
     };
-    (of(schema::ENTITY_ORDER), of(schema::ENTITY_OUTBOX_EVENT))
+    (of(orders::ENTITY_ORDER), of(schema::ENTITY_OUTBOX_EVENT))
 }
 
 /// A customer's balance and number of ledger entries, read from the rewards table.
@@ -171,7 +174,7 @@ pub async fn balance(stack: &Stack, customer: &str) -> (i64, usize) {
     let points = items
         .iter()
         .find(|i| s(i, schema::SK) == Some(rewards::BALANCE_SK))
-        .and_then(|i| n(i, schema::POINTS))
+        .and_then(|i| n(i, rewards::POINTS))
         .unwrap_or(0);
     let ledger = items
         .iter()
@@ -180,31 +183,48 @@ pub async fn balance(stack: &Stack, customer: &str) -> (i64, usize) {
     (points, ledger)
 }
 
-/// A pending outbox event for `customer`, as the order-writer stores it (with its pending-index
-/// keys), without its order: for tests that stock the outbox directly.
+/// A pending outbox event for `customer`, as the order-writer stores it (routed to the rewards
+/// consumer, with its pending-index keys), without its order: the customer's `sequence`-th event,
+/// for tests that stock the outbox directly.
 pub fn outbox_event(
     customer: &str,
     event_id: &str,
-    occurred_at: outbox::domain::Timestamp,
+    occurred_at: service_runtime::Timestamp,
+    sequence: u64,
 ) -> Item {
     let order_id = uuid_like(event_id);
-    let event = outbox::domain::EventEnvelope {
-        event_id: event_id.to_owned(),
-        event_type: outbox::domain::event::ORDER_PLACED.to_owned(),
-        schema_version: outbox::domain::event::SCHEMA_VERSION,
-        aggregate_type: outbox::domain::event::AGGREGATE_ORDER.to_owned(),
-        aggregate_id: order_id.clone(),
-        occurred_at: occurred_at.to_string(),
-        trace_context: None,
-        payload: outbox::domain::OrderPlaced {
-            order_id,
-            customer_id: customer.to_owned(),
-            currency: "USD".to_owned(),
-            total_cents: 1_000,
-            points: 10,
-        },
-    };
-    outbox::store::dynamodb::outbox_item(&event).expect("an envelope encodes")
+    let mut event = dynamodb_outbox::Envelope::new(order_service::domain::OrderPlaced {
+        order_id,
+        customer_id: customer.to_owned(),
+        currency: "USD".to_owned(),
+        total_cents: 1_000,
+        points: 10,
+    })
+    .with_ordering_key(customer);
+    event.event_id = event_id.to_owned();
+    event.occurred_at = occurred_at.to_string();
+    let after = std::collections::BTreeMap::from([(
+        rewards_service::consumer::NAME.to_owned(),
+        sequence - 1,
+    )]);
+    dynamodb_outbox::outbox_item(&event, sequence, &after)
+        .expect("an envelope encodes")
+        .into()
+}
+
+/// [`outbox_event`] with points that do not follow from its total: no order the order service
+/// wrote, poison to the rewards consumer.
+pub fn poison_outbox_event(
+    customer: &str,
+    event_id: &str,
+    occurred_at: service_runtime::Timestamp,
+    sequence: u64,
+) -> Item {
+    let mut item = outbox_event(customer, event_id, occurred_at, sequence);
+    if let Some(AttributeValue::M(payload)) = item.get_mut("payload") {
+        payload.insert("points".into(), AttributeValue::N("9999".into()));
+    }
+    item
 }
 
 /// A stable order id for an event id, so a test can name both.

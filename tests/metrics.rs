@@ -8,12 +8,12 @@ use std::sync::{Arc, Mutex};
 use aws_lambda_events::dynamodb::{Event, EventRecord};
 use devkit::metrics::MetricsSummary;
 use lambda_runtime::{Context, LambdaEvent};
-use outbox::domain::Timestamp;
-use outbox::handlers::{stream, sweeper};
-use outbox::metrics::{self as m, capture};
 use outbox_tests::*;
+use rewards_service::handlers::{stream, sweeper};
 use serde_dynamo::AttributeValue;
 use serde_json::{json, Value};
+use service_runtime::metrics::{self as m, capture};
+use service_runtime::Timestamp;
 
 const TRACEPARENT: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
 
@@ -25,7 +25,7 @@ async fn consume(stack: &Stack, records: Vec<EventRecord>) -> MetricsSummary {
     let mut event = Event::default();
     event.records = records;
     let invocation = LambdaEvent::new(event, Context::default());
-    let (response, lines) = capture(stream::handle(&stack.service(), 4, invocation)).await;
+    let (response, lines) = capture(stream::handle(&stack.service(), invocation)).await;
     response.expect("the consumer answers");
     summary(&lines)
 }
@@ -71,13 +71,13 @@ async fn a_replayed_batch_of_three_reports_duplicates_3_and_no_new_lag() {
 }
 
 #[tokio::test]
-async fn poison_and_the_records_held_back_behind_it_are_counted_apart() {
+async fn a_poison_event_is_counted_parked_and_its_customers_next_event_applied() {
     let stack = stack().await;
     place(&stack, "c-1", &[("A", 1, 2_000)]).await;
     place(&stack, "c-1", &[("A", 1, 3_000)]).await;
     let mut batch = outbox_inserts(&stack.stream_records().await.unwrap());
-    // The first event of c-1 claims points its total does not give: poison, and the second
-    // event of c-1 waits behind it.
+    // The first event of c-1 claims points its total does not give: poison. The rewards
+    // consumer parks it, so the second event of c-1 goes on.
     let image: HashMap<String, AttributeValue> = batch[0]
         .change
         .new_image
@@ -96,12 +96,13 @@ async fn poison_and_the_records_held_back_behind_it_are_counted_apart() {
     let consumer = m::STREAM_CONSUMER;
     assert_eq!(
         (
+            run.count(consumer, m::PARKED),
             run.count(consumer, m::POISON),
             run.count(consumer, m::HELD_BACK),
             run.count(consumer, m::RETRIED),
             run.count(consumer, m::APPLIED)
         ),
-        (1.0, 1.0, 0.0, 0.0)
+        (1.0, 0.0, 0.0, 0.0, 1.0)
     );
 }
 
@@ -153,20 +154,16 @@ async fn orders_placed_replayed_and_rejected_by_reason() {
 async fn the_sweeper_reports_old_pending_events_what_it_redrove_parked_and_their_lag() {
     let stack = stack().await;
     let day_ago = Timestamp::now().plus_seconds(-86_400);
-    let good = outbox_event("c-1", "old-good", day_ago);
-    let mut stuck = outbox_event("c-2", "old-stuck", day_ago);
-    stuck.insert(
-        "schema_version".into(),
-        aws_sdk_dynamodb::types::AttributeValue::N("99".into()),
-    );
+    let good = outbox_event("c-1", "old-good", day_ago, 1);
+    let stuck = poison_outbox_event("c-2", "old-stuck", day_ago, 1);
     put_items(&stack, &stack.tables.orders, vec![good, stuck]).await;
 
-    let service = stack.service();
+    let sweeper = std::sync::Arc::new(stack.sweeper(0, 100));
     let run = |payload: Value| {
-        let service = service.clone();
+        let sweeper = sweeper.clone();
         async move {
             let invocation = LambdaEvent::new(payload, Context::default());
-            let (report, lines) = capture(sweeper::handle(&service, 0, 100, invocation)).await;
+            let (report, lines) = capture(sweeper::handle(&sweeper, invocation)).await;
             report.expect("the sweeper runs");
             summary(&lines)
         }
@@ -197,7 +194,7 @@ async fn the_sweeper_reports_old_pending_events_what_it_redrove_parked_and_their
             redrive.count(s, m::OLD_PENDING_FOUND)
         ),
         (1.0, 1.0, 0.0),
-        "still version 99: parked again; a redrive is not an old pending event"
+        "still poison: parked again; a redrive is not an old pending event"
     );
 }
 
@@ -216,7 +213,7 @@ async fn logs_of<F: std::future::Future>(work: F) -> (F::Output, Vec<Value>) {
     }
     let buffer = Buffer::default();
     let writer = buffer.clone();
-    let subscriber = outbox::config::json_logs_to(move || writer.clone());
+    let subscriber = service_runtime::config::json_logs_to(move || writer.clone());
     let output = {
         let _guard = tracing::subscriber::set_default(subscriber);
         work.await
@@ -258,7 +255,6 @@ async fn the_consumers_work_for_an_order_is_found_from_the_writers_trace_id() {
         context.xray_trace_id = Some("Root=1-6759e988-cd862e3fe1be46a994272793".into());
         let (response, lines) = capture(stream::handle(
             &stack.service(),
-            4,
             LambdaEvent::new(event, context),
         ))
         .await;
@@ -318,7 +314,6 @@ async fn a_poison_record_without_an_event_id_is_logged_by_its_item_key() {
         event.records = batch;
         stream::handle(
             &stack.service(),
-            4,
             LambdaEvent::new(event, Context::default()),
         )
         .await
@@ -327,11 +322,7 @@ async fn a_poison_record_without_an_event_id_is_logged_by_its_item_key() {
     .await;
     let poison = logs
         .iter()
-        .find(|l| {
-            l["fields"]["message"]
-                .as_str()
-                .is_some_and(|m| m.starts_with("poison outbox record"))
-        })
+        .find(|l| l["fields"]["message"] == dynamodb_outbox::PARKED_LOG_MESSAGE)
         .expect("the poison record is logged");
     assert_eq!(
         poison["fields"]["event_id"],

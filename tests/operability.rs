@@ -80,7 +80,7 @@ fn every_alarm_on_our_namespace_watches_a_metric_its_function_emits() {
     for (name, alarm) in alarms() {
         for (function, metric) in watched(&alarm) {
             ours += 1;
-            let emitted = outbox::metrics::EMITTED
+            let emitted = service_runtime::metrics::EMITTED
                 .iter()
                 .find(|(f, _)| *f == function)
                 .is_some_and(|(_, metrics)| metrics.contains(&metric.as_str()));
@@ -105,10 +105,10 @@ fn the_alarms_cover_what_needs_a_human() {
         .map(|(_, metric)| metric)
         .collect();
     for metric in [
-        outbox::metrics::POISON,
-        outbox::metrics::PARKED,
-        outbox::metrics::OUTBOX_LAG,
-        outbox::metrics::OLD_PENDING_FOUND,
+        service_runtime::metrics::POISON,
+        service_runtime::metrics::PARKED,
+        service_runtime::metrics::OUTBOX_LAG,
+        service_runtime::metrics::OLD_PENDING_FOUND,
     ] {
         assert!(
             watched_metrics.iter().any(|m| m == metric),

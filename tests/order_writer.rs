@@ -1,8 +1,8 @@
 //! The order-writer against the local DynamoDB, through its real Lambda handler.
 
-use outbox::domain::{OrderRequest, Timestamp};
-use outbox::schema;
-use outbox::store::OrderStore;
+use dynamodb_outbox::schema;
+use order_service::domain::{OrderRequest, Timestamp};
+use order_service::store::OrderStore;
 use outbox_tests::*;
 use serde_json::json;
 
@@ -104,7 +104,8 @@ async fn a_failing_outbox_put_leaves_no_order_behind() {
     let new = request
         .into_new_order(uuid::Uuid::new_v4().to_string(), Timestamp::now(), None)
         .unwrap();
-    // Something already sits at the outbox event's key, so the second put's condition fails.
+    // Something already sits at the key of the customer's first outbox event, so the event's
+    // put fails its condition.
     stack
         .dynamo
         .client
@@ -112,15 +113,11 @@ async fn a_failing_outbox_put_leaves_no_order_behind() {
         .table_name(&stack.tables.orders)
         .item(
             schema::PK,
-            aws_sdk_dynamodb::types::AttributeValue::S(schema::orders::order_pk(
-                &new.event.aggregate_id,
-            )),
+            aws_sdk_dynamodb::types::AttributeValue::S(schema::key_pk(&new.event.ordering_key)),
         )
         .item(
             schema::SK,
-            aws_sdk_dynamodb::types::AttributeValue::S(schema::orders::outbox_sk(
-                &new.event.event_id,
-            )),
+            aws_sdk_dynamodb::types::AttributeValue::S(schema::event_sk(1)),
         )
         .send()
         .await
@@ -523,12 +520,12 @@ async fn an_unreachable_database_is_a_503_with_a_reason() {
     let dead = format!("http://{}", listener.local_addr().unwrap());
     drop(listener);
     let stack = stack().await;
-    let store = outbox::store::dynamodb::DynamoOrderStore::new(
+    let store = order_service::store::dynamodb::DynamoOrderStore::new(
         stack.dynamo.client_via(&dead).await,
         &stack.tables.orders,
     );
     let req = post_order(&order_body("c-1", &[("A", 1, 100)]), &[]);
-    let response = outbox::handlers::order_api::handle(
+    let response = order_service::handlers::order_api::handle(
         &store,
         lambda_runtime::LambdaEvent::new(req, lambda_runtime::Context::default()),
     )
@@ -542,7 +539,7 @@ async fn an_unreachable_database_is_a_503_with_a_reason() {
 #[test]
 fn a_missing_table_variable_fails_with_a_clear_message() {
     // A name nobody sets, so the test does not depend on the environment it runs in.
-    let message = outbox::config::required("OUTBOX_TEST_NEVER_SET_TABLE")
+    let message = service_runtime::config::required("OUTBOX_TEST_NEVER_SET_TABLE")
         .unwrap_err()
         .to_string();
     assert!(

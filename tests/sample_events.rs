@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 use aws_lambda_events::apigw::ApiGatewayV2httpRequest;
 use aws_lambda_events::dynamodb::Event;
 use lambda_runtime::{Context, LambdaEvent};
-use outbox::handlers::{stream, sweeper};
 use outbox_tests::*;
+use rewards_service::handlers::{stream, sweeper};
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
@@ -49,18 +49,20 @@ const HTTP: &[(&str, i64)] = &[
 ];
 
 /// (file, applied, duplicates, ignored, reported failures)
-const STREAM: &[(&str, usize, usize, usize, usize)] = &[
+/// (file, applied, duplicates, ignored, parked, failures), handled in this order.
+const STREAM: &[(&str, usize, usize, usize, usize, usize)] = &[
     (
         "events/stream-consumer/outbox-insert-batch.json",
         3,
         0,
         0,
         0,
+        0,
     ),
-    ("events/stream-consumer/duplicate-batch.json", 0, 4, 0, 0),
-    ("events/stream-consumer/ttl-remove.json", 0, 0, 1, 0),
-    ("events/stream-consumer/mixed-batch.json", 1, 0, 3, 0),
-    ("events/stream-consumer/poison-record.json", 1, 0, 0, 1),
+    ("events/stream-consumer/duplicate-batch.json", 0, 4, 0, 0, 0),
+    ("events/stream-consumer/ttl-remove.json", 0, 0, 1, 0, 0),
+    ("events/stream-consumer/mixed-batch.json", 1, 0, 3, 0, 0),
+    ("events/stream-consumer/poison-record.json", 1, 0, 0, 1, 0),
 ];
 
 const OTHER: &[&str] = &[
@@ -83,7 +85,7 @@ async fn every_sample_event_deserializes_and_is_handled() {
     }
 
     let service = stack.service();
-    for (path, applied, duplicates, ignored, failures) in STREAM {
+    for (path, applied, duplicates, ignored, parked, failures) in STREAM {
         let mut event: Event = read(path);
         // `sam local invoke` runs the sample against events/env.json's table: the consumer
         // accepts records of that table's stream only, so that is the table the samples name.
@@ -104,38 +106,35 @@ async fn every_sample_event_deserializes_and_is_handled() {
         for record in &mut event.records {
             record.event_source_arn = Some(stack.tables.orders_stream_arn.clone());
         }
-        let response = stream::handle(
-            &service,
-            4,
-            LambdaEvent::new(event.clone(), Context::default()),
-        )
-        .await
-        .unwrap();
-        assert_eq!(response.batch_item_failures.len(), *failures, "{path}");
-        // Counted again (a replay) to see what each record came to.
-        let outcome = stream::process_batch(&service, 4, &event.records).await;
-        let first_time = (
-            outcome.applied + outcome.duplicates,
-            outcome.ignored,
-            outcome.failures.len(),
-        );
+        let outcome = service.process_stream(&event.records).await;
         assert_eq!(
-            first_time,
-            (applied + duplicates, *ignored, *failures),
+            (
+                outcome.applied,
+                outcome.duplicates,
+                outcome.ignored,
+                outcome.parked,
+                outcome.failures.len()
+            ),
+            (*applied, *duplicates, *ignored, *parked, *failures),
             "{path}"
         );
+        // The function's entry point with the same batch (a redelivery): nothing fails.
+        let response = stream::handle(&service, LambdaEvent::new(event, Context::default()))
+            .await
+            .unwrap();
+        assert_eq!(response.batch_item_failures.len(), 0, "{path}");
     }
-    // The samples' balances: c-1 got 29 + 1, c-2 100, c-3 21, c-5 8; c-4's event is poison.
-    assert_eq!(balance(&stack, "c-2").await, (100, 1));
-    assert_eq!(balance(&stack, "c-3").await, (21, 1));
-    assert_eq!(balance(&stack, "c-4").await, (0, 0));
-    assert_eq!(balance(&stack, "c-5").await, (8, 1));
+    // The samples' balances: c-11 got 29 + 1, c-12 100, c-13 21, c-15 8; c-14's event is
+    // poison (its points do not follow from its total), parked.
+    assert_eq!(balance(&stack, "c-11").await, (30, 2));
+    assert_eq!(balance(&stack, "c-12").await, (100, 1));
+    assert_eq!(balance(&stack, "c-13").await, (21, 1));
+    assert_eq!(balance(&stack, "c-14").await, (0, 0));
+    assert_eq!(balance(&stack, "c-15").await, (8, 1));
 
     let scheduled: serde_json::Value = read(OTHER[0]);
     let report = sweeper::handle(
-        &service,
-        0,
-        100,
+        &stack.sweeper(0, 100),
         LambdaEvent::new(scheduled, Context::default()),
     )
     .await

@@ -5,13 +5,24 @@ use std::collections::HashMap;
 use aws_lambda_events::dynamodb::EventRecord;
 use aws_sdk_dynamodb::types::AttributeValue;
 use devkit::stack::in_process;
-use outbox::domain::{EventEnvelope, StoreError, Timestamp};
-use outbox::handlers::stream::process_batch;
-use outbox::schema;
-use outbox::service::RewardsService;
-use outbox::store::dynamodb::DynamoOrderStore;
-use outbox::store::{OutboxItem, OutboxItemKey, OutboxStore};
+use dynamodb_outbox::dynamodb::{DynamoConsumerStore, Outbox};
+use dynamodb_outbox::{
+    schema, BatchOutcome, Committed, ConsumerStore, Effect, Envelope, ItemKey, Parked, Step,
+    StoreError,
+};
+use order_service::domain::events::routes;
+use order_service::domain::OrderPlaced;
 use outbox_tests::*;
+use service_runtime::Timestamp;
+
+/// The rewards consumer as the function runs it, over `records`.
+async fn process(stack: &Stack, records: &[EventRecord]) -> BatchOutcome {
+    stack
+        .service()
+        .concurrency(CONCURRENCY)
+        .process_stream(records)
+        .await
+}
 
 const CONCURRENCY: usize = 8;
 
@@ -70,10 +81,12 @@ async fn orders_placed_end_up_as_exactly_the_expected_balances() {
         ORDERS.len(),
         "only outbox inserts reach the consumer"
     );
-    // The order items' INSERTs, and the MODIFYs of the consumer's own processed marks.
+    // The order items' INSERTs, the customers' sequence counters, and the MODIFYs of the
+    // consumer's own processed marks.
+    let everything = stack.stream_records().await.unwrap();
     assert_eq!(
         stats.filtered_out,
-        2 * ORDERS.len(),
+        everything.len() - ORDERS.len(),
         "only outbox inserts pass the filter"
     );
     assert_balances(&stack, &expected, &count(ORDERS)).await;
@@ -108,15 +121,13 @@ async fn a_batch_delivered_two_and_three_times_applies_once() {
     let stack = stack().await;
     let expected = place_orders(&stack, ORDERS).await;
     let batch = outbox_inserts(&stack.stream_records().await.unwrap());
-    let service = stack.service();
-
-    let first = process_batch(&service, CONCURRENCY, &batch).await;
+    let first = process(&stack, &batch).await;
     assert_eq!(
         (first.applied, first.duplicates, first.failures.len()),
         (ORDERS.len(), 0, 0)
     );
     for _ in 0..2 {
-        let again = process_batch(&service, CONCURRENCY, &batch).await;
+        let again = process(&stack, &batch).await;
         assert_eq!(
             (again.applied, again.duplicates, again.failures.len()),
             (0, ORDERS.len(), 0)
@@ -130,12 +141,7 @@ async fn two_consumers_racing_on_one_batch_apply_it_once() {
     let stack = stack().await;
     let expected = place_orders(&stack, ORDERS).await;
     let batch = outbox_inserts(&stack.stream_records().await.unwrap());
-    let (a, b) = (stack.service(), stack.service());
-
-    let (x, y) = tokio::join!(
-        process_batch(&a, CONCURRENCY, &batch),
-        process_batch(&b, CONCURRENCY, &batch)
-    );
+    let (x, y) = tokio::join!(process(&stack, &batch), process(&stack, &batch));
     assert!(
         x.failures.is_empty() && y.failures.is_empty(),
         "{x:?} {y:?}"
@@ -149,44 +155,40 @@ async fn two_consumers_racing_on_one_batch_apply_it_once() {
     assert_balances(&stack, &expected, &count(ORDERS)).await;
 }
 
-/// The outbox as seen by a consumer that crashes right after its rewards transaction committed.
+/// The rewards consumer's store in a process that crashes right after its transaction
+/// committed, before the outbox mark.
 #[derive(Clone)]
-struct CrashBeforeMark(DynamoOrderStore);
+struct CrashBeforeMark(DynamoConsumerStore);
 
-impl OutboxStore for CrashBeforeMark {
-    async fn mark_processed(
+impl ConsumerStore for CrashBeforeMark {
+    fn table(&self) -> &str {
+        self.0.table()
+    }
+    async fn commit(
         &self,
-        _: &EventEnvelope,
-        _: Timestamp,
-        _: Timestamp,
-    ) -> Result<(), StoreError> {
+        consumer: &str,
+        step: &Step,
+        effect: &Effect,
+    ) -> Result<Committed, StoreError> {
+        self.0.commit(consumer, step, effect).await
+    }
+    async fn complete(&self, _: &str, _: &ItemKey, _: i64) -> Result<(), StoreError> {
         Err(StoreError::Unavailable(
             "process crashed before marking the event".into(),
         ))
     }
-    fn table_name(&self) -> &str {
-        self.0.table_name()
+    async fn parked(&self, consumer: &str, limit: usize) -> Result<Vec<Parked>, StoreError> {
+        self.0.parked(consumer, limit).await
     }
-    async fn pending_events(
+    async fn commit_parked(
         &self,
-        before: Timestamp,
-        per_shard: usize,
-    ) -> Result<Vec<OutboxItem>, StoreError> {
-        self.0.pending_events(before, per_shard).await
+        parked: &ItemKey,
+        effect: &Effect,
+    ) -> Result<Committed, StoreError> {
+        self.0.commit_parked(parked, effect).await
     }
-    async fn park(
-        &self,
-        key: &OutboxItemKey,
-        reason: &str,
-        at: Timestamp,
-    ) -> Result<(), StoreError> {
-        self.0.park(key, reason, at).await
-    }
-    async fn parked_events(&self, limit: usize) -> Result<Vec<OutboxItem>, StoreError> {
-        self.0.parked_events(limit).await
-    }
-    async fn unpark(&self, item: &OutboxItem) -> Result<(), StoreError> {
-        self.0.unpark(item).await
+    async fn repark(&self, parked: &ItemKey, reason: &str) -> Result<(), StoreError> {
+        self.0.repark(parked, reason).await
     }
 }
 
@@ -195,13 +197,11 @@ async fn a_crash_between_the_reward_and_the_mark_is_repaired_by_redelivery() {
     let stack = stack().await;
     place_orders(&stack, &[("c-1", 4_200)]).await;
     let batch = outbox_inserts(&stack.stream_records().await.unwrap());
-    let crashing = RewardsService {
-        rewards: stack.rewards.clone(),
-        outbox: CrashBeforeMark(stack.orders.clone()),
-        retention_seconds: stack.retention_seconds(),
-    };
+    let service = stack.service();
+    let store = CrashBeforeMark(service.store().clone());
+    let crashing = service.with_store(store);
 
-    let first = process_batch(&crashing, CONCURRENCY, &batch).await;
+    let first = crashing.process_stream(&batch).await;
     assert_eq!(
         first.failures.len(),
         1,
@@ -219,7 +219,7 @@ async fn a_crash_between_the_reward_and_the_mark_is_repaired_by_redelivery() {
         "not marked: must not expire"
     );
 
-    let redelivery = process_batch(&stack.service(), CONCURRENCY, &batch).await;
+    let redelivery = process(&stack, &batch).await;
     assert_eq!(
         (
             redelivery.applied,
@@ -241,62 +241,29 @@ async fn a_crash_between_the_reward_and_the_mark_is_repaired_by_redelivery() {
     assert!(n(&events[0], schema::EXPIRES_AT).is_some());
 }
 
-/// Writes an outbox item that no consumer can apply, as a buggy or newer writer might.
-async fn put_poison(
+/// Writes an `OrderPlaced` event for `customer` through the outbox engine, as a producer with a
+/// bug (or a newer one) might: `tweak` changes the envelope first.
+async fn publish(
     stack: &Stack,
     customer: &str,
     event_id: &str,
-    tweak: impl FnOnce(&mut HashMap<String, AttributeValue>),
+    tweak: impl FnOnce(&mut Envelope<OrderPlaced>),
 ) {
-    let order_id = uuid::Uuid::new_v4().to_string();
-    let mut payload = HashMap::new();
-    payload.insert("order_id".to_owned(), AttributeValue::S(order_id.clone()));
-    payload.insert(
-        "customer_id".to_owned(),
-        AttributeValue::S(customer.to_owned()),
-    );
-    payload.insert("currency".to_owned(), AttributeValue::S("USD".into()));
-    payload.insert("total_cents".to_owned(), AttributeValue::N("100".into()));
-    payload.insert("points".to_owned(), AttributeValue::N("1".into()));
-    let mut item: HashMap<String, AttributeValue> = [
-        (
-            schema::PK,
-            AttributeValue::S(schema::orders::order_pk(&order_id)),
-        ),
-        (
-            schema::SK,
-            AttributeValue::S(schema::orders::outbox_sk(event_id)),
-        ),
-        (
-            schema::ENTITY,
-            AttributeValue::S(schema::ENTITY_OUTBOX_EVENT.into()),
-        ),
-        (
-            schema::STATUS,
-            AttributeValue::S(schema::STATUS_PENDING.into()),
-        ),
-        ("event_id", AttributeValue::S(event_id.into())),
-        ("event_type", AttributeValue::S("OrderPlaced".into())),
-        ("schema_version", AttributeValue::N("1".into())),
-        ("aggregate_type", AttributeValue::S("Order".into())),
-        ("aggregate_id", AttributeValue::S(order_id.clone())),
-        (
-            "occurred_at",
-            AttributeValue::S(Timestamp::now().to_string()),
-        ),
-        ("payload", AttributeValue::M(payload)),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_owned(), v))
-    .collect();
-    tweak(&mut item);
-    stack
-        .dynamo
-        .client
-        .put_item()
-        .table_name(&stack.tables.orders)
-        .set_item(Some(item))
-        .send()
+    let mut event = Envelope::new(OrderPlaced {
+        order_id: uuid::Uuid::new_v4().to_string(),
+        customer_id: customer.to_owned(),
+        currency: "USD".into(),
+        total_cents: 100,
+        points: 1,
+    })
+    .with_ordering_key(customer);
+    event.event_id = event_id.to_owned();
+    tweak(&mut event);
+    Outbox::new(stack.dynamo.client.clone(), &stack.tables.orders, routes())
+        .transaction()
+        .event(&event)
+        .unwrap()
+        .commit()
         .await
         .unwrap();
 }
@@ -309,91 +276,93 @@ fn sequence_of(batch: &[EventRecord], event_id: &str) -> String {
         .unwrap()
 }
 
-fn event_id_of(order: &Reply, batch: &[EventRecord]) -> String {
-    let order_id = order.json["order_id"].as_str().unwrap();
-    batch
-        .iter()
-        .find_map(|r| {
-            match (
-                r.change.new_image.get("aggregate_id"),
-                r.change.new_image.get("event_id"),
-            ) {
-                (
-                    Some(serde_dynamo::AttributeValue::S(a)),
-                    Some(serde_dynamo::AttributeValue::S(e)),
-                ) if a == order_id => Some(e.clone()),
-                _ => None,
-            }
-        })
+/// What the rewards consumer parked, by event id, with the reason.
+async fn parked(stack: &Stack) -> HashMap<String, String> {
+    stack
+        .service()
+        .store()
+        .parked(rewards_service::consumer::NAME, 100)
+        .await
         .unwrap()
+        .into_iter()
+        .map(|p| (dynamodb_outbox::Header::peek(&p.event).name(), p.reason))
+        .collect()
 }
 
 #[tokio::test]
-async fn a_poison_record_is_reported_and_holds_back_only_its_own_customer() {
+async fn a_poison_event_is_parked_with_its_reason_and_its_customer_goes_on() {
     let stack = stack().await;
-    let a = place(&stack, "c-1", &[("A", 1, 1_000)]).await;
-    put_poison(&stack, "c-1", "poison-version", |i| {
-        i.insert("schema_version".into(), AttributeValue::N("99".into()));
+    place(&stack, "c-1", &[("A", 1, 1_000)]).await;
+    publish(&stack, "c-1", "poison-points", |e| e.payload.points = 99).await;
+    place(&stack, "c-1", &[("B", 1, 2_000)]).await;
+    place(&stack, "c-2", &[("C", 1, 3_000)]).await;
+    publish(&stack, "c-3", "poison-negative", |e| {
+        e.payload.points = -5;
+        e.payload.total_cents = -500;
     })
     .await;
-    let b = place(&stack, "c-1", &[("B", 1, 2_000)]).await;
-    let c = place(&stack, "c-2", &[("C", 1, 3_000)]).await;
-    put_poison(&stack, "c-3", "poison-negative", |i| {
-        let Some(AttributeValue::M(p)) = i.get_mut("payload") else {
-            unreachable!()
-        };
-        p.insert("points".into(), AttributeValue::N("-5".into()));
+    publish(&stack, "c-4", "poison-customer", |e| {
+        e.payload.customer_id = "not a customer id!".into();
     })
     .await;
-    put_poison(&stack, "c-4", "poison-garbage", |i| {
-        i.insert("payload".into(), AttributeValue::S("not a map".into()));
-    })
-    .await;
-    let d = place(&stack, "c-2", &[("D", 1, 500)]).await;
     let batch = outbox_inserts(&stack.stream_records().await.unwrap());
-    assert_eq!(batch.len(), 7);
+    assert_eq!(batch.len(), 6);
 
-    let outcome = process_batch(&stack.service(), CONCURRENCY, &batch).await;
-
-    let expected_failures = vec![
-        sequence_of(&batch, "poison-version"),
-        sequence_of(&batch, &event_id_of(&b, &batch)),
-        sequence_of(&batch, "poison-negative"),
-        sequence_of(&batch, "poison-garbage"),
-    ];
+    let outcome = process(&stack, &batch).await;
     assert_eq!(
-        outcome.failures, expected_failures,
-        "the poison records, and c-1's order held back behind its poison"
-    );
-    assert_eq!(
-        (outcome.failed, outcome.held_back, outcome.applied),
-        (3, 1, 3)
+        (outcome.applied, outcome.parked, outcome.failures.len()),
+        (3, 3, 0),
+        "{outcome:?}"
     );
     assert_eq!(
         balance(&stack, "c-1").await,
-        (10, 1),
-        "only the order before the poison"
+        (30, 2),
+        "the order after the poison too"
     );
-    assert_eq!(
-        balance(&stack, "c-2").await,
-        (35, 2),
-        "another customer is not blocked"
-    );
+    assert_eq!(balance(&stack, "c-2").await, (30, 1));
     assert_eq!(
         balance(&stack, "c-3").await,
         (0, 0),
         "negative points are never applied"
     );
-    let _ = (a, c, d);
+    let parked = parked(&stack).await;
+    assert_eq!(parked.len(), 3, "{parked:?}");
+    assert!(parked["poison-points"].contains("points"), "{parked:?}");
+    assert!(parked["poison-negative"].contains("negative"), "{parked:?}");
+    assert!(
+        parked["poison-customer"].contains("customer_id"),
+        "{parked:?}"
+    );
 
-    // Lambda retries from the lowest reported sequence number; the replay applies nothing twice.
-    let from = batch
-        .iter()
-        .position(|r| r.change.sequence_number.as_deref() == Some(&expected_failures[0]))
-        .unwrap();
-    let retry = process_batch(&stack.service(), CONCURRENCY, &batch[from..]).await;
-    assert_eq!(retry.failures, expected_failures);
-    assert_eq!(balance(&stack, "c-2").await, (35, 2));
+    // A redelivery (Lambda retries, a second mapping) applies and parks nothing again.
+    let again = process(&stack, &batch).await;
+    assert_eq!(
+        (again.applied, again.parked, again.duplicates),
+        (0, 0, 6),
+        "{again:?}"
+    );
+    assert_eq!(balance(&stack, "c-1").await, (30, 2));
+    let _ = sequence_of(&batch, "poison-points");
+}
+
+#[tokio::test]
+async fn an_event_of_a_newer_schema_version_is_skipped_and_counted_never_poison() {
+    let stack = stack().await;
+    publish(&stack, "c-1", "from-the-future", |e| e.schema_version = 2).await;
+    place(&stack, "c-1", &[("A", 1, 1_000)]).await;
+    let batch = outbox_inserts(&stack.stream_records().await.unwrap());
+    let outcome = process(&stack, &batch).await;
+    assert_eq!(
+        (
+            outcome.skipped,
+            outcome.applied,
+            outcome.parked,
+            outcome.failures.len()
+        ),
+        (1, 1, 0, 0),
+        "{outcome:?}"
+    );
+    assert_eq!(balance(&stack, "c-1").await, (10, 1));
 }
 
 #[tokio::test]
@@ -432,7 +401,9 @@ async fn modify_and_remove_records_are_ignored_including_real_ttl_deletions() {
         .filter(|r| r.event_name == "MODIFY")
         .cloned()
         .collect();
-    assert_eq!((removes.len(), modifies.len()), (2, 2));
+    // Two per processed mark (the consumer leaves the event's waiting set, then the last one
+    // out marks it processed); each customer's counter was written once, an INSERT.
+    assert_eq!((removes.len(), modifies.len()), (2, 4));
     for r in &removes {
         let who = r
             .user_identity
@@ -446,10 +417,10 @@ async fn modify_and_remove_records_are_ignored_including_real_ttl_deletions() {
 
     // Even delivered without the filter, they change nothing.
     let unfiltered: Vec<_> = removes.iter().chain(&modifies).cloned().collect();
-    let outcome = process_batch(&service, CONCURRENCY, &unfiltered).await;
+    let outcome = service.process_stream(&unfiltered).await;
     assert_eq!(
         (outcome.ignored, outcome.applied, outcome.failures.len()),
-        (4, 0, 0)
+        (6, 0, 0)
     );
     assert_balances(&stack, &expected, &count(&[("c-1", 0), ("c-2", 0)])).await;
 
@@ -509,11 +480,12 @@ async fn an_order_is_rewarded_once_whatever_else_its_events_say() {
             set_s(i, "event_id", "another-event-about-the-same-order")
         }),
     ];
-    let outcome = process_batch(&stack.service(), CONCURRENCY, &copies).await;
+    let outcome = process(&stack, &copies).await;
     assert_eq!((outcome.applied, outcome.duplicates), (1, 2), "{outcome:?}");
     assert_eq!(balance(&stack, "c-1").await, (20, 1));
 
-    // The same order named in another customer's event is poison, and credits no one.
+    // A copy naming another customer sits at the same place in the key's order: a duplicate,
+    // and it credits no one.
     let stolen = altered(original, "900000000000000000003", |i| {
         set_payload(
             i,
@@ -521,10 +493,27 @@ async fn an_order_is_rewarded_once_whatever_else_its_events_say() {
             serde_dynamo::AttributeValue::S("c-2".into()),
         )
     });
-    let outcome = process_batch(&stack.service(), CONCURRENCY, &[stolen]).await;
-    assert_eq!((outcome.failed, outcome.applied), (1, 0), "{outcome:?}");
+    let outcome = process(&stack, &[stolen]).await;
+    assert_eq!((outcome.duplicates, outcome.applied), (1, 0), "{outcome:?}");
     assert_eq!(balance(&stack, "c-2").await, (0, 0));
     assert_eq!(balance(&stack, "c-1").await, (20, 1));
+
+    // A second event about the same order, written by a producer with a bug: the order's reward
+    // record refuses it, so it is parked and the order stays rewarded once.
+    let order_id = s(&orders_and_events(&stack).await.0[0], "order_id")
+        .unwrap()
+        .to_owned();
+    publish(&stack, "c-1", "second-event-same-order", |e| {
+        e.payload.order_id = order_id.clone();
+        e.payload.total_cents = 2_000;
+        e.payload.points = 20;
+    })
+    .await;
+    let batch = outbox_inserts(&stack.stream_records().await.unwrap());
+    let outcome = process(&stack, &batch).await;
+    assert_eq!((outcome.parked, outcome.applied), (1, 0), "{outcome:?}");
+    assert_eq!(balance(&stack, "c-1").await, (20, 1));
+    assert!(parked(&stack).await["second-event-same-order"].contains("condition"));
 }
 
 #[tokio::test]
@@ -549,11 +538,11 @@ async fn points_that_do_not_follow_from_the_total_are_poison() {
             })
         })
         .collect();
-    let outcome = process_batch(&stack.service(), CONCURRENCY, &forged).await;
+    let outcome = process(&stack, &forged).await;
     assert_eq!(
-        (outcome.failed, outcome.held_back, outcome.applied),
+        (outcome.parked, outcome.duplicates, outcome.applied),
         (1, 1, 0),
-        "{outcome:?}"
+        "the first forgery is parked; the second sits at the same place in the key's order"
     );
     assert_eq!(balance(&stack, "c-1").await, (0, 0));
     let rewards = call_rewards(&stack, request("GET", "/customers/c-1/rewards", None, &[])).await;
@@ -562,24 +551,25 @@ async fn points_that_do_not_follow_from_the_total_are_poison() {
 
 #[tokio::test]
 async fn a_reward_that_would_pass_the_balance_limit_is_poison_and_the_customer_stays_readable() {
-    use outbox::domain::order::{points_for, MAX_MONEY_CENTS};
+    use order_service::domain::order::{points_for, MAX_MONEY_CENTS};
+    use rewards_service::domain::MAX_BALANCE;
     let stack = stack().await;
     let largest = points_for(MAX_MONEY_CENTS);
-    let fit = outbox::domain::MAX_BALANCE / largest;
+    let fit = MAX_BALANCE / largest;
     for _ in 0..=fit {
         place(&stack, "c-1", &[("A", 1, MAX_MONEY_CENTS)]).await;
     }
     let batch = outbox_inserts(&stack.stream_records().await.unwrap());
-    let outcome = process_batch(&stack.service(), CONCURRENCY, &batch).await;
+    let outcome = process(&stack, &batch).await;
     assert_eq!(
-        (outcome.applied, outcome.failed),
+        (outcome.applied, outcome.parked),
         (fit as usize, 1),
         "the largest orders fill the balance up to the limit, and the next one is refused"
     );
     let rewards = call_rewards(&stack, request("GET", "/customers/c-1/rewards", None, &[])).await;
     assert_eq!(rewards.status, 200, "{:?}", rewards.json);
     assert_eq!(rewards.json["points"], fit * largest);
-    assert!(fit * largest <= outbox::domain::MAX_BALANCE);
+    assert!(fit * largest <= MAX_BALANCE);
 }
 
 #[tokio::test]
@@ -595,10 +585,14 @@ async fn records_from_another_tables_stream_are_poison_and_credit_nothing() {
     let mut unnamed = batch[0].clone();
     unnamed.event_source_arn = None;
     unnamed.change.sequence_number = Some("900000000000000000031".into());
-    let outcome = process_batch(&stack.service(), CONCURRENCY, &[elsewhere, unnamed]).await;
-    assert_eq!((outcome.failed, outcome.applied), (2, 0), "{outcome:?}");
+    let outcome = process(&stack, &[elsewhere, unnamed]).await;
+    assert_eq!(
+        (outcome.poison, outcome.failures.len(), outcome.applied),
+        (2, 2, 0),
+        "{outcome:?}"
+    );
     assert_eq!(balance(&stack, "c-1").await, (0, 0));
-    let outcome = process_batch(&stack.service(), CONCURRENCY, &batch).await;
+    let outcome = process(&stack, &batch).await;
     assert_eq!(
         outcome.applied, 1,
         "the same record from the right stream is applied"

@@ -7,7 +7,7 @@ use aws_lambda_events::dynamodb::Event;
 use aws_lambda_events::streams::DynamoDbEventResponse;
 use devkit::stack::{in_process, CONSUMER_FUNCTION};
 use devkit::Invoke;
-use outbox::schema;
+use dynamodb_outbox::schema;
 use outbox_tests::*;
 use serde_json::json;
 
@@ -58,9 +58,10 @@ fn the_template_and_the_code_agree_on_keys_and_filters() {
     assert!(source.maximum_retry_attempts >= 0, "retries must be finite");
     assert_eq!(
         source.filter_patterns,
-        vec![
-            json!({"eventName": ["INSERT"], "dynamodb": {"NewImage": {schema::ENTITY: {"S": [schema::ENTITY_OUTBOX_EVENT]}}}})
-        ]
+        vec![json!({"eventName": ["INSERT"], "dynamodb": {"NewImage": {
+            schema::ENTITY: {"S": [schema::ENTITY_OUTBOX_EVENT]},
+            schema::AFTER: {"M": {rewards_service::consumer::NAME: {"N": [{"exists": true}]}}}
+        }}})]
     );
 }
 
@@ -70,11 +71,20 @@ fn the_template_bounds_every_numeric_setting_as_the_code_does() {
     for (parameter, setting) in [
         (
             "OutboxRetentionSeconds",
-            outbox::config::OUTBOX_RETENTION_SECONDS,
+            service_runtime::config::OUTBOX_RETENTION_SECONDS,
         ),
-        ("ConsumerConcurrency", outbox::config::CONSUMER_CONCURRENCY),
-        ("SweeperGraceSeconds", outbox::config::SWEEPER_GRACE_SECONDS),
-        ("SweeperBatchLimit", outbox::config::SWEEPER_BATCH_LIMIT),
+        (
+            "ConsumerConcurrency",
+            service_runtime::config::CONSUMER_CONCURRENCY,
+        ),
+        (
+            "SweeperGraceSeconds",
+            service_runtime::config::SWEEPER_GRACE_SECONDS,
+        ),
+        (
+            "SweeperBatchLimit",
+            service_runtime::config::SWEEPER_BATCH_LIMIT,
+        ),
     ] {
         assert_eq!(
             template.parameter_range(parameter),
@@ -188,7 +198,7 @@ async fn a_partial_failure_is_retried_from_the_lowest_reported_record() {
 async fn a_record_that_always_fails_goes_to_the_on_failure_destination_after_the_retry_cap() {
     let stack = stack().await;
     place(&stack, "c-1", &[("A", 1, 100)]).await;
-    // An outbox event this consumer cannot read: it fails on every delivery.
+    // An outbox event this consumer cannot place: it fails on every delivery.
     let order_id = uuid::Uuid::new_v4().to_string();
     stack
         .dynamo
@@ -197,15 +207,27 @@ async fn a_record_that_always_fails_goes_to_the_on_failure_destination_after_the
         .table_name(&stack.tables.orders)
         .item(
             schema::PK,
-            aws_sdk_dynamodb::types::AttributeValue::S(schema::orders::order_pk(&order_id)),
+            aws_sdk_dynamodb::types::AttributeValue::S(schema::key_pk(&order_id)),
         )
         .item(
             schema::SK,
-            aws_sdk_dynamodb::types::AttributeValue::S(schema::orders::outbox_sk("bad")),
+            aws_sdk_dynamodb::types::AttributeValue::S(schema::event_sk(1)),
         )
         .item(
             schema::ENTITY,
             aws_sdk_dynamodb::types::AttributeValue::S(schema::ENTITY_OUTBOX_EVENT.into()),
+        )
+        // Routed to the rewards consumer (so the mapping's filter passes it), but with no
+        // sequence: it cannot be placed in its key's order, nor parked.
+        .item(
+            schema::AFTER,
+            aws_sdk_dynamodb::types::AttributeValue::M(
+                [(
+                    rewards_service::consumer::NAME.to_owned(),
+                    aws_sdk_dynamodb::types::AttributeValue::N("0".into()),
+                )]
+                .into(),
+            ),
         )
         .item(
             "event_id",
@@ -213,7 +235,7 @@ async fn a_record_that_always_fails_goes_to_the_on_failure_destination_after_the
         )
         .item(
             "schema_version",
-            aws_sdk_dynamodb::types::AttributeValue::N("2".into()),
+            aws_sdk_dynamodb::types::AttributeValue::N("1".into()),
         )
         .item(
             "event_type",

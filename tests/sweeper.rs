@@ -1,11 +1,47 @@
-//! The outbox sweeper: events the stream never delivered are still applied, exactly once.
+//! The outbox sweeper: events the stream never delivered are still applied, exactly once, and
+//! events that can never be applied are parked where an operator can redrive them.
+
+use std::collections::HashMap;
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use devkit::stack::in_process;
-use outbox::domain::Timestamp;
-use outbox::schema;
-use outbox::store::OutboxStore;
+use dynamodb_outbox::{schema, ConsumerStore, Header};
+use lambda_runtime::{Context, LambdaEvent};
 use outbox_tests::*;
+use rewards_service::consumer::NAME as REWARDS;
+use rewards_service::handlers::sweeper;
+use rewards_service::service::SweepReport;
+use serde_json::json;
+use service_runtime::Timestamp;
+
+/// One scheduled run of the sweeper function, with `grace_seconds` and `limit`.
+async fn sweep(stack: &Stack, grace_seconds: i64, limit: usize) -> SweepReport {
+    let scheduled = LambdaEvent::new(json!({"source": "aws.scheduler"}), Context::default());
+    sweeper::handle(&stack.sweeper(grace_seconds, limit), scheduled)
+        .await
+        .unwrap()
+}
+
+/// The operator's redrive of what was parked.
+async fn redrive(stack: &Stack) -> SweepReport {
+    let request = LambdaEvent::new(json!({"action": "redrive-parked"}), Context::default());
+    sweeper::handle(&stack.sweeper(0, 100), request)
+        .await
+        .unwrap()
+}
+
+/// The rewards consumer's parked events: event id (or item key) → reason.
+async fn parked(stack: &Stack) -> HashMap<String, String> {
+    stack
+        .service()
+        .store()
+        .parked(REWARDS, 1_000)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|p| (Header::peek(&p.event).name(), p.reason))
+        .collect()
+}
 
 #[tokio::test]
 async fn events_the_stream_never_delivered_are_applied_by_the_sweeper() {
@@ -14,14 +50,13 @@ async fn events_the_stream_never_delivered_are_applied_by_the_sweeper() {
         place(&stack, customer, &[("A", 1, cents)]).await;
     }
     // No consumer ran: the stream's records might as well have expired.
-    let service = stack.service();
-    let waiting = service.sweep(3_600, 100).await.unwrap();
+    let waiting = sweep(&stack, 3_600, 100).await;
     assert_eq!(
         waiting.found, 0,
         "younger than the grace period: left to the stream"
     );
 
-    let report = service.sweep(0, 100).await.unwrap();
+    let report = sweep(&stack, 0, 100).await;
     assert_eq!(
         (report.found, report.applied, report.failed),
         (3, 3, 0),
@@ -35,7 +70,7 @@ async fn events_the_stream_never_delivered_are_applied_by_the_sweeper() {
         assert!(n(e, schema::EXPIRES_AT).is_some());
     }
 
-    let again = service.sweep(0, 100).await.unwrap();
+    let again = sweep(&stack, 0, 100).await;
     assert_eq!(again.found, 0, "processed events leave the pending index");
 
     // When the stream does deliver them later, they are duplicates.
@@ -50,27 +85,33 @@ async fn the_sweeper_racing_the_consumer_applies_each_event_once() {
     for i in 0..40 {
         place(&stack, &format!("c-{}", i % 7), &[("A", 1, 100 + i)]).await;
     }
-    let mut expected = std::collections::HashMap::<String, (i64, usize)>::new();
+    let mut expected = HashMap::<String, (i64, usize)>::new();
     for i in 0..40 {
         let e = expected.entry(format!("c-{}", i % 7)).or_default();
         e.0 += (100 + i) / 100;
         e.1 += 1;
     }
-    let service = stack.service();
     let mut trigger = stack.trigger(in_process(stack.service(), 4)).unwrap();
     trigger.source.batch_size = 5;
     let (sweeps, drained) = tokio::join!(
         async {
             let mut reports = Vec::new();
             for _ in 0..3 {
-                reports.push(service.sweep(0, 100).await.unwrap());
+                reports.push(sweep(&stack, 0, 100).await);
             }
             reports
         },
         trigger.drain()
     );
     drained.unwrap();
-    assert!(sweeps.iter().all(|r| r.failed == 0), "{sweeps:?}");
+    // A sweep may find an event whose predecessor the consumer is applying at that moment: it
+    // waits (nothing written) and the next run or the stream applies it.
+    assert!(sweeps.iter().all(|r| r.parked == 0), "{sweeps:?}");
+    for _ in 0..3 {
+        if sweep(&stack, 0, 100).await.found == 0 {
+            break;
+        }
+    }
     for (customer, (points, entries)) in expected {
         assert_eq!(
             balance(&stack, &customer).await,
@@ -78,29 +119,30 @@ async fn the_sweeper_racing_the_consumer_applies_each_event_once() {
             "{customer}"
         );
     }
-    assert_eq!(
-        service.sweep(0, 100).await.unwrap().found,
-        0,
-        "nothing left pending"
-    );
+    assert_eq!(sweep(&stack, 0, 100).await.found, 0, "nothing left pending");
 }
 
-/// Outbox events that can never be applied (an unknown schema version), older than anything else.
+/// Outbox events that can never be applied (their points do not follow from their total), older
+/// than anything else, each the first event of its own customer; with `shard`, only customers
+/// whose events land in that shard of the pending index.
 fn stuck_events(count: usize, shard: Option<u32>) -> Vec<Item> {
     let long_ago = Timestamp::now().plus_seconds(-86_400);
     let mut items = Vec::new();
     let mut n = 0;
     while items.len() < count {
         n += 1;
-        let event_id = format!("stuck-{n:05}");
+        let customer = format!("stuck-{n:05}");
         if shard.is_some_and(|shard| {
-            schema::orders::pending_pk(&event_id) != schema::orders::pending_pk_for_shard(shard)
+            schema::pending_pk(&customer) != schema::pending_pk_for_shard(shard)
         }) {
             continue;
         }
-        let mut item = outbox_event("c-stuck", &event_id, long_ago);
-        item.insert("schema_version".into(), AttributeValue::N("99".into()));
-        items.push(item);
+        items.push(poison_outbox_event(
+            &customer,
+            &format!("stuck-event-{n:05}"),
+            long_ago,
+            1,
+        ));
     }
     items
 }
@@ -112,7 +154,8 @@ async fn stuck_events_are_parked_and_cannot_starve_the_events_behind_them() {
     put_items(&stack, &stack.tables.orders, stuck_events(stuck, None)).await;
     place(&stack, "c-1", &[("A", 1, 500)]).await;
 
-    // 80 events a run, 10 per shard: the old sweeper re-read the same 80 stuck events forever.
+    // 80 events a run, 10 per shard: whatever is stuck in front of it, the good event's shard
+    // reaches it within a few runs.
     let limit = 80;
     let mut runs = Vec::new();
     while balance(&stack, "c-1").await.0 == 0 {
@@ -120,60 +163,37 @@ async fn stuck_events_are_parked_and_cannot_starve_the_events_behind_them() {
             runs.len() < stuck.div_ceil(limit) + 2,
             "the good event starved: {runs:?}"
         );
-        let report = stack.service().sweep(0, limit).await.unwrap();
+        let report = sweep(&stack, 0, limit).await;
         runs.push((report.found, report.parked, report.applied));
     }
     assert_eq!(balance(&stack, "c-1").await, (5, 1));
-    let (_, events) = orders_and_events(&stack).await;
-    let parked: Vec<&Item> = events
-        .iter()
-        .filter(|e| s(e, schema::STATUS) == Some(schema::STATUS_PARKED))
-        .collect();
-    let sweeper_parked: usize = runs.iter().map(|(_, parked, _)| parked).sum();
-    assert_eq!(sweeper_parked, parked.len(), "every park is counted");
-    assert!(parked.len() <= stuck);
-    for item in &parked {
-        assert!(
-            s(item, schema::PARKED_REASON).is_some_and(|r| r.contains("unknown schema version")),
-            "the reason is on the item: {item:?}"
-        );
-        assert_eq!(s(item, schema::PENDING_PK), Some(schema::orders::PARKED_PK));
-    }
+    let swept_parked: usize = runs.iter().map(|(_, parked, _)| parked).sum();
+    let parked = parked(&stack).await;
+    assert_eq!(swept_parked, parked.len(), "every park is counted");
+    assert!(parked
+        .values()
+        .all(|reason| reason.contains("do not match a total")));
     // The rest of the stuck events are parked by the next runs, and then nothing is left.
-    while stack.service().sweep(0, limit).await.unwrap().found > 0 {}
-    let (_, events) = orders_and_events(&stack).await;
-    assert_eq!(
-        events
-            .iter()
-            .filter(|e| s(e, schema::STATUS) == Some(schema::STATUS_PARKED))
-            .count(),
-        stuck
-    );
+    while sweep(&stack, 0, limit).await.found > 0 {}
+    assert_eq!(parked_len(&stack).await, stuck);
+}
+
+async fn parked_len(stack: &Stack) -> usize {
+    parked(stack).await.len()
 }
 
 #[tokio::test]
 async fn every_run_makes_progress_on_every_shard() {
     let stack = stack().await;
-    // Every stuck event in shard 0, which the old sweeper walked first with the whole limit.
+    // Every stuck event in shard 0: a sweeper walking the shards in turn with its whole limit
+    // would never get past it.
     put_items(&stack, &stack.tables.orders, stuck_events(200, Some(0))).await;
-    let mut good = None;
-    for i in 0.. {
-        let r = place(&stack, &format!("c-{i}"), &[("A", 1, 500)]).await;
-        let (_, events) = orders_and_events(&stack).await;
-        let order_id = r.json["order_id"].as_str().unwrap();
-        let event = events
-            .iter()
-            .find(|e| s(e, "aggregate_id") == Some(order_id))
-            .unwrap();
-        if s(event, schema::PENDING_PK)
-            == Some(schema::orders::pending_pk_for_shard(schema::PENDING_SHARDS - 1).as_str())
-        {
-            good = Some(format!("c-{i}"));
-            break;
-        }
-    }
-    let customer = good.unwrap();
-    let report = stack.service().sweep(0, 80).await.unwrap();
+    let customer = (0..)
+        .map(|i| format!("c-{i}"))
+        .find(|c| schema::pending_pk(c) == schema::pending_pk_for_shard(schema::PENDING_SHARDS - 1))
+        .unwrap();
+    place(&stack, &customer, &[("A", 1, 500)]).await;
+    let report = sweep(&stack, 0, 80).await;
     assert_eq!(balance(&stack, &customer).await.0, 5, "{report:?}");
     assert_eq!(
         report.parked, 10,
@@ -185,90 +205,96 @@ async fn every_run_makes_progress_on_every_shard() {
 async fn a_parked_event_is_redriven_by_the_operator_after_the_fix() {
     let stack = stack().await;
     place(&stack, "c-1", &[("A", 1, 500)]).await;
-    let r = place(&stack, "c-2", &[("A", 1, 700)]).await;
-    // Corrupt c-2's pending event in place, as a bad deploy of a writer might.
-    let order_id = r.json["order_id"].as_str().unwrap();
-    let (_, events) = orders_and_events(&stack).await;
-    let event = events
-        .iter()
-        .find(|e| s(e, "aggregate_id") == Some(order_id))
-        .unwrap()
-        .clone();
-    let set_version = |version: &'static str| {
+    // c-2's balance sits just under the limit (a data error elsewhere): its next reward would
+    // pass it, so the consumer parks the event instead of applying it.
+    let set_balance = |points: i64| {
         stack
             .dynamo
             .client
-            .update_item()
-            .table_name(&stack.tables.orders)
-            .key(schema::PK, event[schema::PK].clone())
-            .key(schema::SK, event[schema::SK].clone())
-            .update_expression("SET schema_version = :v")
-            .expression_attribute_values(":v", AttributeValue::N(version.into()))
+            .put_item()
+            .table_name(&stack.tables.rewards)
+            .item(
+                schema::PK,
+                AttributeValue::S(rewards_service::schema::customer_pk("c-2")),
+            )
+            .item(
+                schema::SK,
+                AttributeValue::S(rewards_service::schema::BALANCE_SK.into()),
+            )
+            .item(
+                rewards_service::schema::POINTS,
+                AttributeValue::N(points.to_string()),
+            )
             .send()
     };
-    set_version("7").await.unwrap();
+    set_balance(rewards_service::domain::MAX_BALANCE - 3)
+        .await
+        .unwrap();
+    place(&stack, "c-2", &[("A", 1, 700)]).await;
 
-    let report = stack.service().sweep(0, 100).await.unwrap();
-    let event_id = s(&event, "event_id").unwrap().to_owned();
+    let report = sweep(&stack, 0, 100).await;
     assert_eq!(
         (report.found, report.applied, report.parked, report.failed),
         (2, 1, 1, 0),
         "{report:?}"
     );
-    assert_eq!(report.problems.len(), 1);
-    assert_eq!(report.problems[0].event, event_id, "named by its id");
-    assert!(report.problems[0]
-        .reason
-        .contains("unknown schema version Some(7)"));
-    assert_eq!(balance(&stack, "c-2").await, (0, 0));
-    let stored = stack.orders.parked_events(10).await.unwrap();
-    assert_eq!(stored.len(), 1, "visible to the operator");
-    assert_eq!(stored[0].event_id.as_deref(), Some(event_id.as_str()));
+    let parked_now = parked(&stack).await;
     assert_eq!(
-        stack.service().sweep(0, 100).await.unwrap().found,
+        parked_now.len(),
+        1,
+        "visible to the operator: {parked_now:?}"
+    );
+    let (event_id, reason) = parked_now.iter().next().unwrap();
+    assert!(reason.contains("condition"), "{reason}");
+    assert_eq!(
+        sweep(&stack, 0, 100).await.found,
         0,
         "a parked event is not re-read by every run"
     );
 
-    // The fix lands (here: the item is repaired), and the operator redrives what was parked.
-    set_version("1").await.unwrap();
-    let service = stack.service();
-    let redrive = outbox::handlers::sweeper::handle(
-        &service,
-        0,
-        100,
-        lambda_runtime::LambdaEvent::new(
-            serde_json::json!({"action": "redrive-parked"}),
-            lambda_runtime::Context::default(),
-        ),
-    )
-    .await
-    .unwrap();
+    // A redrive before the fix parks it again, with one more attempt.
+    let early = redrive(&stack).await;
     assert_eq!(
-        (redrive.found, redrive.applied, redrive.parked),
+        (early.found, early.applied, early.parked),
+        (1, 0, 1),
+        "{early:?}"
+    );
+
+    // The fix lands (the balance is corrected), and the operator redrives what was parked.
+    set_balance(0).await.unwrap();
+    let fixed = redrive(&stack).await;
+    assert_eq!(
+        (fixed.found, fixed.applied, fixed.parked),
         (1, 1, 0),
-        "{redrive:?}"
+        "{fixed:?}"
     );
     assert_eq!(balance(&stack, "c-2").await, (7, 1));
-    assert!(stack.orders.parked_events(10).await.unwrap().is_empty());
+    assert!(parked(&stack).await.is_empty());
+    let again = redrive(&stack).await;
+    assert_eq!(
+        (again.found, again.applied),
+        (0, 0),
+        "applied once: {again:?}"
+    );
+    assert_eq!(balance(&stack, "c-2").await, (7, 1));
     let (_, events) = orders_and_events(&stack).await;
     let done = events
         .iter()
         .find(|e| s(e, "event_id") == Some(event_id.as_str()))
         .unwrap();
     assert_eq!(s(done, schema::STATUS), Some(schema::STATUS_PROCESSED));
-    assert!(done.contains_key(schema::EXPIRES_AT) && !done.contains_key(schema::PARKED_REASON));
+    assert!(done.contains_key(schema::EXPIRES_AT));
 }
 
 #[tokio::test]
-async fn an_undecodable_pending_event_is_named_by_its_id_or_its_key() {
+async fn an_undecodable_pending_event_is_parked_and_named_by_its_id_or_its_key() {
     let stack = stack().await;
     let long_ago = Timestamp::now().plus_seconds(-3_600);
-    // Passes the header check, but its payload is not an order.
-    let mut garbled = outbox_event("c-1", "garbled-1", long_ago);
+    // Its payload is not an order.
+    let mut garbled = outbox_event("c-1", "garbled-1", long_ago, 1);
     garbled.insert("payload".into(), AttributeValue::S("not a map".into()));
     // Not even an event id.
-    let mut anonymous = outbox_event("c-1", "anonymous-1", long_ago);
+    let mut anonymous = outbox_event("c-2", "anonymous-1", long_ago, 1);
     anonymous.remove("event_id");
     let anonymous_key = format!(
         "item {}/{}",
@@ -277,24 +303,12 @@ async fn an_undecodable_pending_event_is_named_by_its_id_or_its_key() {
     );
     put_items(&stack, &stack.tables.orders, vec![garbled, anonymous]).await;
 
-    let report = stack.service().sweep(0, 100).await.unwrap();
+    let report = sweep(&stack, 0, 100).await;
     assert_eq!((report.found, report.parked), (2, 2), "{report:?}");
-    let mut named: Vec<(String, String)> = report
-        .problems
-        .iter()
-        .map(|p| (p.event.clone(), p.reason.clone()))
-        .collect();
-    named.sort();
-    assert_eq!(named[0].0, "garbled-1");
+    let parked = parked(&stack).await;
     assert!(
-        named[0].1.contains("undecodable envelope garbled-1"),
-        "{}",
-        named[0].1
+        parked["garbled-1"].contains("undecodable envelope garbled-1"),
+        "{parked:?}"
     );
-    assert_eq!(named[1].0, anonymous_key);
-    assert!(!named[1].1.is_empty());
-    let parked = stack.orders.parked_events(10).await.unwrap();
-    assert!(parked
-        .iter()
-        .all(|p| p.parked_reason.as_deref().is_some_and(|r| !r.is_empty())));
+    assert!(!parked[&anonymous_key].is_empty(), "{parked:?}");
 }

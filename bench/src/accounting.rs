@@ -25,10 +25,9 @@ use aws_sdk_dynamodb::Client;
 use aws_smithy_runtime_api::box_error::BoxError;
 use devkit::proxy::{FaultPlan, FaultProxy};
 use devkit::{LocalDynamo, Stack};
-use outbox::handlers::order_api;
-use outbox::handlers::stream::process_batch;
-use outbox::service::RewardsService;
-use outbox::store::dynamodb::{DynamoOrderStore, DynamoRewardsStore};
+use order_service::handlers::order_api;
+use order_service::store::dynamodb::DynamoOrderStore;
+use rewards_service::service;
 use serde_json::json;
 use tokio::net::{TcpListener, TcpStream};
 
@@ -304,11 +303,9 @@ pub async fn measure(orders: usize, concurrency: usize) -> Result<Accounting> {
     };
     let client = metered(&stack.dynamo.client_via(&counter.endpoint).await, &capacity);
     let writer = DynamoOrderStore::new(client.clone(), &stack.tables.orders);
-    let service = RewardsService {
-        rewards: DynamoRewardsStore::new(client.clone(), &stack.tables.rewards),
-        outbox: DynamoOrderStore::new(client, &stack.tables.orders),
-        retention_seconds: stack.retention_seconds(),
-    };
+    let service = service::processor(client, &stack.tables.rewards, &stack.tables.orders)
+        .retention_seconds(stack.retention_seconds())
+        .concurrency(concurrency);
     let mut cursor = StreamCursor::default();
 
     // The order-writer: every order through its handler.
@@ -331,19 +328,19 @@ pub async fn measure(orders: usize, concurrency: usize) -> Result<Accounting> {
     // The consumer: the writer's events, then a batch of fresh ones, then that batch again.
     let first = cursor.outbox_inserts(&stack).await?;
     let mark = meters.mark();
-    let outcome = process_batch(&service, concurrency, &first).await;
+    let outcome = service.process_stream(&first).await;
     ensure!(outcome.applied == first.len(), "first batch: {outcome:?}");
     let (consumer, first_connections) = meters.since(&mark, first.len());
 
     let placed = place_shape(&stack.orders, "acct2", Shape::distinct(orders)).await?;
     let second = cursor.records_of(&stack, &placed).await?;
     let mark = meters.mark();
-    let outcome = process_batch(&service, concurrency, &second).await;
+    let outcome = service.process_stream(&second).await;
     ensure!(outcome.applied == second.len(), "second batch: {outcome:?}");
     let (_, second_connections) = meters.since(&mark, second.len());
 
     let mark = meters.mark();
-    let outcome = process_batch(&service, concurrency, &second).await;
+    let outcome = service.process_stream(&second).await;
     ensure!(
         outcome.duplicates == second.len(),
         "redelivery: {outcome:?}"

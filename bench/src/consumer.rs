@@ -11,9 +11,7 @@ use std::time::{Duration, Instant};
 use anyhow::{ensure, Result};
 use devkit::proxy::{FaultPlan, FaultProxy};
 use devkit::{LocalDynamo, Stack};
-use outbox::handlers::stream::process_batch;
-use outbox::service::RewardsService;
-use outbox::store::dynamodb::{DynamoOrderStore, DynamoRewardsStore};
+use rewards_service::service::{self, RewardsProcessor};
 
 use crate::records::{order_kept, place_shape, Shape, StreamCursor};
 
@@ -28,7 +26,7 @@ pub struct BatchRun {
 pub struct ConsumerLab {
     pub stack: Stack,
     pub proxy: FaultProxy,
-    service: RewardsService<DynamoRewardsStore, DynamoOrderStore>,
+    service: RewardsProcessor,
     cursor: StreamCursor,
     batches: usize,
 }
@@ -40,11 +38,8 @@ impl ConsumerLab {
         let proxy = FaultProxy::start(&stack.dynamo.endpoint, FaultPlan::none()).await?;
         // One client for the whole run, as one Lambda container keeps one for its lifetime.
         let client = stack.dynamo.client_via(&proxy.endpoint).await;
-        let service = RewardsService {
-            rewards: DynamoRewardsStore::new(client.clone(), &stack.tables.rewards),
-            outbox: DynamoOrderStore::new(client, &stack.tables.orders),
-            retention_seconds: stack.retention_seconds(),
-        };
+        let service = service::processor(client, &stack.tables.rewards, &stack.tables.orders)
+            .retention_seconds(stack.retention_seconds());
         Ok(Self {
             stack,
             proxy,
@@ -69,7 +64,12 @@ impl ConsumerLab {
 
         self.proxy.set_plan(FaultPlan::latency(latency));
         let start = Instant::now();
-        let outcome = process_batch(&self.service, concurrency, &records).await;
+        let outcome = self
+            .service
+            .clone()
+            .concurrency(concurrency)
+            .process_stream(&records)
+            .await;
         let elapsed = start.elapsed();
         self.proxy.set_plan(FaultPlan::none());
 

@@ -7,13 +7,13 @@ use std::time::Duration;
 use aws_lambda_events::apigw::{ApiGatewayV2httpRequest, ApiGatewayV2httpResponse};
 use aws_lambda_events::dynamodb::EventRecord;
 use criterion::measurement::{Measurement, ValueFormatter, WallTime};
+use dynamodb_outbox::BatchOutcome;
 use lambda_runtime::{Context, LambdaEvent};
-use outbox::domain::{NewOrder, OrderRequest, Timestamp};
-use outbox::handlers::order_api;
-use outbox::handlers::stream::{process_batch, BatchOutcome};
-use outbox::service::RewardsService;
-use outbox::store::dynamodb::{DynamoOrderStore, DynamoRewardsStore};
-use outbox::store::{OrderStore, PutOutcome};
+use order_service::domain::{NewOrder, OrderRequest, Timestamp};
+use order_service::handlers::order_api;
+use order_service::store::dynamodb::DynamoOrderStore;
+use order_service::store::{OrderStore, PutOutcome};
+use rewards_service::service::{self, RewardsProcessor};
 use serde_json::json;
 
 /// A criterion measurement of the calling thread's CPU time (`CLOCK_THREAD_CPUTIME_ID`). On a
@@ -68,7 +68,7 @@ pub const PLACE_ORDER_EVENT: &[u8] = include_bytes!("../../events/order-writer/p
 /// Logs as the functions log (JSON, `info`, the SDK quietened), into a sink: formatting a log
 /// line is part of a request's CPU, printing it to the terminal is not.
 pub fn init_sink_tracing() {
-    outbox::config::init_tracing_to(std::io::sink);
+    service_runtime::config::init_tracing_to(std::io::sink);
 }
 
 /// One `POST /orders`, as the order-writer handles it.
@@ -89,7 +89,7 @@ impl WriterWorkload {
             .into_new_order(uuid::Uuid::new_v4().to_string(), Timestamp::now(), None)
             .expect("the sample order is valid");
         Self {
-            store: DynamoOrderStore::new(crate::replay::client().await, "bench-orders"),
+            store: DynamoOrderStore::new(crate::replay::client().await, BENCH_ORDERS),
             request,
             new_order,
         }
@@ -129,7 +129,7 @@ impl WriterWorkload {
 
 /// A stream batch of outbox INSERTs, one customer each, as the consumer handles it.
 pub struct ConsumerWorkload {
-    service: RewardsService<DynamoRewardsStore, DynamoOrderStore>,
+    service: RewardsProcessor,
     records: Vec<EventRecord>,
 }
 
@@ -137,11 +137,9 @@ impl ConsumerWorkload {
     pub async fn new(records: usize) -> Self {
         let client = crate::replay::client().await;
         Self {
-            service: RewardsService {
-                rewards: DynamoRewardsStore::new(client.clone(), "bench-rewards"),
-                outbox: DynamoOrderStore::new(client, "bench-orders"),
-                retention_seconds: outbox::config::DEFAULT_RETENTION_SECONDS,
-            },
+            service: service::processor(client, "bench-rewards", BENCH_ORDERS)
+                .retention_seconds(service_runtime::config::DEFAULT_RETENTION_SECONDS)
+                .concurrency(service_runtime::config::DEFAULT_CONCURRENCY),
             records: (0..records).map(outbox_insert).collect(),
         }
     }
@@ -155,53 +153,42 @@ impl ConsumerWorkload {
     }
 
     pub async fn batch(&self) -> BatchOutcome {
-        let outcome = process_batch(
-            &self.service,
-            outbox::config::DEFAULT_CONCURRENCY,
-            &self.records,
-        )
-        .await;
+        let outcome = self.service.process_stream(&self.records).await;
         debug_assert_eq!(outcome.applied, self.records.len());
         outcome
     }
 }
 
-/// An outbox INSERT record as the stream delivers it (the shape of the sample events).
+/// The orders table the consumer workload's records come from.
+const BENCH_ORDERS: &str = "bench-orders";
+
+/// An outbox INSERT record as the stream delivers it (the shape of the sample events): the first
+/// event of its own customer, routed to the rewards consumer.
 pub fn outbox_insert(i: usize) -> EventRecord {
-    let order_id = format!("00000000-0000-4000-8000-{i:012}");
-    let event_id = format!("10000000-0000-4000-8000-{i:012}");
-    let occurred_at = "2026-11-26T05:43:12.123456Z";
+    let mut event = dynamodb_outbox::Envelope::new(order_service::domain::OrderPlaced {
+        order_id: format!("00000000-0000-4000-8000-{i:012}"),
+        customer_id: format!("customer-{i}"),
+        currency: "USD".into(),
+        total_cents: 2999,
+        points: 29,
+    })
+    .with_ordering_key(format!("customer-{i}"));
+    event.event_id = format!("10000000-0000-4000-8000-{i:012}");
+    event.occurred_at = "2026-11-26T05:43:12.123456Z".into();
+    let after = std::collections::BTreeMap::from([(rewards_service::consumer::NAME.to_owned(), 0)]);
+    let image = dynamodb_outbox::outbox_item(&event, 1, &after).expect("an envelope encodes");
+    let keys = json!({"pk": image.get("pk"), "sk": image.get("sk")});
     let record = json!({
         "awsRegion": "us-east-1",
         "eventID": format!("bench-{i}"),
         "eventName": "INSERT",
         "eventSource": "aws:dynamodb",
-        "eventSourceARN": "arn:aws:dynamodb:us-east-1:123456789012:table/outbox-dev-orders/stream/2026-11-26T00:00:00.000",
+        "eventSourceARN": format!("arn:aws:dynamodb:us-east-1:123456789012:table/{BENCH_ORDERS}/stream/2026-11-26T00:00:00.000"),
         "eventVersion": "1.1",
         "dynamodb": {
             "ApproximateCreationDateTime": 1_790_000_001,
-            "Keys": {"pk": {"S": format!("ORDER#{order_id}")}, "sk": {"S": format!("OUTBOX#{event_id}")}},
-            "NewImage": {
-                "pk": {"S": format!("ORDER#{order_id}")},
-                "sk": {"S": format!("OUTBOX#{event_id}")},
-                "entity": {"S": "OutboxEvent"},
-                "status": {"S": "PENDING"},
-                "event_id": {"S": event_id},
-                "event_type": {"S": "OrderPlaced"},
-                "schema_version": {"N": "1"},
-                "aggregate_type": {"S": "Order"},
-                "aggregate_id": {"S": order_id},
-                "occurred_at": {"S": occurred_at},
-                "pending_pk": {"S": "OUTBOX#PENDING#4"},
-                "pending_sk": {"S": format!("{occurred_at}#{event_id}")},
-                "payload": {"M": {
-                    "order_id": {"S": order_id},
-                    "customer_id": {"S": format!("customer-{i}")},
-                    "currency": {"S": "USD"},
-                    "total_cents": {"N": "2999"},
-                    "points": {"N": "29"}
-                }}
-            },
+            "Keys": keys,
+            "NewImage": image,
             "SequenceNumber": format!("{:021}", 100_000_000_000_000_000_000u128 + i as u128),
             "SizeBytes": 512,
             "StreamViewType": "NEW_IMAGE"

@@ -184,7 +184,7 @@ pub fn root_variants(empty_dir: &Path) -> Vec<(&'static str, Vec<(String, String
         ]
     };
     let mut variants = vec![("bundle file (the functions' default)", Vec::new())];
-    if let Some(bundle) = existing(outbox::config::CA_BUNDLE_FILES) {
+    if let Some(bundle) = existing(service_runtime::config::CA_BUNDLE_FILES) {
         if Path::new("/etc/ssl/certs").is_dir() {
             variants.push((
                 "bundle and directory (rustls-native-certs)",

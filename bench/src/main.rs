@@ -9,7 +9,6 @@ use std::time::{Duration, Instant};
 
 use anyhow::Result;
 use devkit::{LocalDynamo, Stack};
-use outbox::config;
 use outbox_bench::accounting::{self, Accounting};
 use outbox_bench::chart::{self, LatencyChart, Points};
 use outbox_bench::consumer::{floor, ConsumerLab};
@@ -18,6 +17,7 @@ use outbox_bench::machine::Machine;
 use outbox_bench::records::Shape;
 use outbox_bench::report::{median, ms, thousands, us, Report, Row, Section};
 use outbox_bench::{criterion_results, size, throughput, workspace_root};
+use service_runtime::config;
 
 /// Goals of issue 5, in one place.
 mod goals {

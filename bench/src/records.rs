@@ -8,11 +8,11 @@ use std::collections::{HashMap, HashSet};
 use anyhow::{bail, ensure, Context, Result};
 use aws_lambda_events::dynamodb::EventRecord;
 use devkit::Stack;
-use outbox::domain::order::LineItem;
-use outbox::domain::{Order, OrderRequest};
-use outbox::schema;
-use outbox::service::{place_order, Placed};
-use outbox::store::OrderStore;
+use dynamodb_outbox::schema;
+use order_service::domain::order::LineItem;
+use order_service::domain::{Order, OrderRequest};
+use order_service::service::{place_order, Placed};
+use order_service::store::OrderStore;
 
 /// A batch's layout: `customers` customers with `per_customer` orders each, interleaved in the
 /// stream (c0, c1, …, c0, c1, …) as concurrent shoppers' orders would be.
@@ -164,7 +164,7 @@ pub async fn order_kept(stack: &Stack, orders: &[Order]) -> Result<bool> {
             .push(order.order_id.as_str());
     }
     for (customer, expected) in by_customer {
-        let page = outbox::service::rewards_of(&stack.rewards, customer, Some(100), None)
+        let page = rewards_service::service::rewards_of(&stack.rewards, customer, Some(100), None)
             .await
             .with_context(|| format!("reading the ledger of {customer}"))?;
         // Newest first from the API; oldest first here.

@@ -42,11 +42,11 @@ impl HttpClient for Replay {
 /// replaying HTTP client in place of the network. Region and credentials are fixed so nothing is
 /// looked up; the endpoint is DynamoDB's real one, so endpoint resolution is timed too.
 pub async fn client() -> aws_sdk_dynamodb::Client {
-    let config = outbox::config::sdk_defaults()
+    let config = service_runtime::config::sdk_defaults()
         .region(Region::new("us-east-1"))
         .credentials_provider(Credentials::new("bench", "bench", None, None, "bench"))
         .http_client(Replay)
         .load()
         .await;
-    outbox::config::client_from(&config)
+    service_runtime::config::client_from(&config)
 }

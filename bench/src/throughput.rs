@@ -9,7 +9,7 @@ use anyhow::{ensure, Result};
 use devkit::stack::in_process;
 use devkit::{LocalDynamo, Stack};
 use futures::stream::{self, StreamExt, TryStreamExt};
-use outbox::handlers::order_api;
+use order_service::handlers::order_api;
 use serde_json::json;
 
 #[derive(Debug, Clone, Copy)]

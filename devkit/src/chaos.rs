@@ -9,14 +9,14 @@ use std::sync::{Arc, Mutex};
 use anyhow::{bail, Result};
 use aws_lambda_events::dynamodb::Event;
 use aws_lambda_events::encodings::Body;
+use dynamodb_outbox::dynamodb::PendingEvents;
+use dynamodb_outbox::{Committed, ConsumerStore, Effect, ItemKey, Parked, Step, StoreError};
 use futures::stream::{self, StreamExt};
-use outbox::domain::{EventEnvelope, StoreError, Timestamp};
-use outbox::handlers::order_api;
-use outbox::service::RewardsService;
-use outbox::store::dynamodb::{DynamoOrderStore, DynamoRewardsStore};
-use outbox::store::{OutboxItem, OutboxItemKey, OutboxStore};
+use order_service::handlers::order_api;
+use order_service::store::dynamodb::DynamoOrderStore;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
+use rewards_service::service;
 use serde_json::{json, Value as Json};
 
 use crate::demo::api_request;
@@ -138,17 +138,18 @@ fn no_faults_sentence(proxy: &ProxyStats) -> String {
     }
 }
 
-/// The outbox as seen by a consumer that sometimes dies right after its rewards transaction.
+/// A consumer's store that sometimes dies right after committing an effect, before the outbox
+/// mark: the next delivery must find the effect applied and only complete the mark.
 #[derive(Clone)]
-pub struct CrashingOutbox<O> {
-    pub inner: O,
+pub struct CrashingStore<S> {
+    pub inner: S,
     rng: Arc<Mutex<SmallRng>>,
     probability: f64,
     pub crashes: Arc<AtomicU64>,
 }
 
-impl<O> CrashingOutbox<O> {
-    pub fn new(inner: O, probability: f64, seed: u64) -> Self {
+impl<S> CrashingStore<S> {
+    pub fn new(inner: S, probability: f64, seed: u64) -> Self {
         Self {
             inner,
             rng: Arc::new(Mutex::new(SmallRng::seed_from_u64(seed))),
@@ -158,12 +159,25 @@ impl<O> CrashingOutbox<O> {
     }
 }
 
-impl<O: OutboxStore> OutboxStore for CrashingOutbox<O> {
-    async fn mark_processed(
+impl<S: ConsumerStore> ConsumerStore for CrashingStore<S> {
+    fn table(&self) -> &str {
+        self.inner.table()
+    }
+
+    async fn commit(
         &self,
-        event: &EventEnvelope,
-        at: Timestamp,
-        expires: Timestamp,
+        consumer: &str,
+        step: &Step,
+        effect: &Effect,
+    ) -> Result<Committed, StoreError> {
+        self.inner.commit(consumer, step, effect).await
+    }
+
+    async fn complete(
+        &self,
+        consumer: &str,
+        item: &ItemKey,
+        expires_at: i64,
     ) -> Result<(), StoreError> {
         let crash = self.rng.lock().expect("rng").random_bool(self.probability);
         if crash {
@@ -172,36 +186,23 @@ impl<O: OutboxStore> OutboxStore for CrashingOutbox<O> {
                 "injected crash before the outbox mark".into(),
             ));
         }
-        self.inner.mark_processed(event, at, expires).await
+        self.inner.complete(consumer, item, expires_at).await
     }
 
-    fn table_name(&self) -> &str {
-        self.inner.table_name()
+    async fn parked(&self, consumer: &str, limit: usize) -> Result<Vec<Parked>, StoreError> {
+        self.inner.parked(consumer, limit).await
     }
 
-    async fn pending_events(
+    async fn commit_parked(
         &self,
-        before: Timestamp,
-        per_shard: usize,
-    ) -> Result<Vec<OutboxItem>, StoreError> {
-        self.inner.pending_events(before, per_shard).await
+        parked: &ItemKey,
+        effect: &Effect,
+    ) -> Result<Committed, StoreError> {
+        self.inner.commit_parked(parked, effect).await
     }
 
-    async fn park(
-        &self,
-        key: &OutboxItemKey,
-        reason: &str,
-        at: Timestamp,
-    ) -> Result<(), StoreError> {
-        self.inner.park(key, reason, at).await
-    }
-
-    async fn parked_events(&self, limit: usize) -> Result<Vec<OutboxItem>, StoreError> {
-        self.inner.parked_events(limit).await
-    }
-
-    async fn unpark(&self, item: &OutboxItem) -> Result<(), StoreError> {
-        self.inner.unpark(item).await
+    async fn repark(&self, parked: &ItemKey, reason: &str) -> Result<(), StoreError> {
+        self.inner.repark(parked, reason).await
     }
 }
 
@@ -337,24 +338,17 @@ pub async fn run(opts: ChaosOptions) -> Result<ChaosReport> {
     let consumer = |seed: u64| async move {
         let (stack, proxy, opts) = (stack_ref, proxy_ref, opts_ref);
         let client = stack.dynamo.client_via(&proxy.endpoint).await;
-        RewardsService {
-            rewards: DynamoRewardsStore::new(client.clone(), &stack.tables.rewards),
-            outbox: CrashingOutbox::new(
-                DynamoOrderStore::new(client, &stack.tables.orders),
-                opts.crash_probability,
-                seed,
-            ),
-            retention_seconds: stack.retention_seconds(),
-        }
+        let processor = service::processor(client, &stack.tables.rewards, &stack.tables.orders)
+            .retention_seconds(stack.retention_seconds());
+        let store = CrashingStore::new(processor.store().clone(), opts.crash_probability, seed);
+        let crashes = store.crashes.clone();
+        (processor.with_store(store), crashes)
     };
-    let (service_a, service_b) = (
+    let ((service_a, crashes_a), (service_b, crashes_b)) = (
         consumer(opts.seed ^ 0xA).await,
         consumer(opts.seed ^ 0xB).await,
     );
-    let crash_counters = [
-        service_a.outbox.crashes.clone(),
-        service_b.outbox.crashes.clone(),
-    ];
+    let crash_counters = [crashes_a, crashes_b];
     let mut a = stack.trigger(duplicating(
         in_process(service_a, 16),
         opts.duplicate_probability,
@@ -378,18 +372,14 @@ pub async fn run(opts: ChaosOptions) -> Result<ChaosReport> {
     report.on_failure_batches = a.on_failure.len() + b.on_failure.len();
 
     // 3. The sweeper redrives whatever is still pending (it goes through the faults too).
-    let sweeper = {
-        let client = stack.dynamo.client_via(&proxy.endpoint).await;
-        RewardsService {
-            rewards: DynamoRewardsStore::new(client.clone(), &stack.tables.rewards),
-            outbox: DynamoOrderStore::new(client, &stack.tables.orders),
-            retention_seconds: stack.retention_seconds(),
-        }
-    };
+    let client = stack.dynamo.client_via(&proxy.endpoint).await;
+    let pending = PendingEvents::new(client.clone(), &stack.tables.orders);
+    let sweeper = service::processor(client, &stack.tables.rewards, &stack.tables.orders)
+        .retention_seconds(stack.retention_seconds());
     for _ in 0..10 {
-        match sweeper.sweep(0, 10_000).await {
-            Ok(r) if r.found == 0 => break,
-            Ok(r) => report.swept += r.applied + r.already_applied,
+        match service::sweep(&pending, &sweeper, 0, 10_000).await {
+            Ok(r) if r == Default::default() => break,
+            Ok(r) => report.swept += r.applied + r.duplicates,
             Err(_) => continue,
         }
     }

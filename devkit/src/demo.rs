@@ -4,8 +4,9 @@ use std::collections::BTreeMap;
 
 use anyhow::{anyhow, bail, Result};
 use aws_lambda_events::apigw::ApiGatewayV2httpRequest;
+use dynamodb_outbox::dynamodb::PendingEvents;
 use lambda_runtime::{Context, LambdaEvent};
-use outbox::handlers::order_api;
+use order_service::handlers::order_api;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use serde_json::json;
@@ -138,7 +139,8 @@ pub async fn run(opts: DemoOptions) -> Result<()> {
     );
     let mut all_ok = true;
     for (id, c) in &customers {
-        let page = outbox::service::rewards_of(&stack.rewards, id, Some(100), None).await?;
+        let page =
+            rewards_service::service::rewards_of(&stack.rewards, id, Some(100), None).await?;
         let ok = page.points == c.expected_points && page.entries.len() == c.orders;
         all_ok &= ok;
         println!(
@@ -176,14 +178,14 @@ pub async fn run(opts: DemoOptions) -> Result<()> {
     {
         println!("one of those lines, as CloudWatch receives it:\n{line}");
     }
-    let consumer = outbox::metrics::STREAM_CONSUMER;
+    let consumer = service_runtime::metrics::STREAM_CONSUMER;
     let read_back = (
         summary.count(
-            outbox::metrics::ORDER_WRITER,
-            outbox::metrics::ORDERS_PLACED,
+            service_runtime::metrics::ORDER_WRITER,
+            service_runtime::metrics::ORDERS_PLACED,
         ),
-        summary.count(consumer, outbox::metrics::APPLIED),
-        summary.count(consumer, outbox::metrics::DUPLICATES),
+        summary.count(consumer, service_runtime::metrics::APPLIED),
+        summary.count(consumer, service_runtime::metrics::DUPLICATES),
     );
     let expected = (created as f64, created as f64, duplicates as f64);
     if read_back != expected {
@@ -196,12 +198,14 @@ pub async fn run(opts: DemoOptions) -> Result<()> {
     Ok(())
 }
 
+/// Outbox events the rewards consumer has yet to process, from the sweeper's pending index.
 async fn count_pending(stack: &Stack) -> Result<usize> {
-    use outbox::store::OutboxStore;
-    let far_future = outbox::domain::Timestamp::now().plus_seconds(3600);
-    Ok(stack
-        .orders
-        .pending_events(far_future, usize::MAX)
+    let far_future = service_runtime::Timestamp::now()
+        .plus_seconds(3600)
+        .to_string();
+    let pending = PendingEvents::new(stack.dynamo.client.clone(), &stack.tables.orders);
+    Ok(pending
+        .waiting_for(rewards_service::consumer::NAME, &far_future, usize::MAX)
         .await?
         .len())
 }

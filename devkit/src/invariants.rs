@@ -6,8 +6,12 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use outbox::schema::{self, orders as okeys, rewards as rkeys};
-use outbox::store::dynamodb::Item;
+use dynamodb_outbox::schema;
+use order_service::schema as okeys;
+use rewards_service::consumer::NAME as REWARDS;
+use rewards_service::schema as rkeys;
+
+use crate::Item;
 
 use crate::local::{ORDERS_TABLE_ID, REWARDS_TABLE_ID};
 
@@ -139,7 +143,7 @@ pub fn check(
             .strip_prefix(order_prefix.as_str())
             .map(str::to_owned);
         match text(item, schema::ENTITY).as_deref() {
-            Some(schema::ENTITY_ORDER) => {
+            Some(okeys::ENTITY_ORDER) => {
                 let Some(order_id) = text(item, "order_id").or(order_of_key) else {
                     continue;
                 };
@@ -147,12 +151,12 @@ pub fn check(
                     order_id,
                     StoredOrder {
                         customer: text(item, "customer_id"),
-                        points: number(item, schema::POINTS),
+                        points: number(item, rkeys::POINTS),
                     },
                 );
             }
             Some(schema::ENTITY_OUTBOX_EVENT) => {
-                let Some(order_id) = text(item, "aggregate_id").or(order_of_key) else {
+                let Some(order_id) = text(item, "aggregate_id") else {
                     continue;
                 };
                 events_of
@@ -182,8 +186,16 @@ pub fn check(
     let mut ledger_of_order: BTreeMap<String, Vec<String>> = BTreeMap::new();
     let mut ledgers: BTreeMap<String, CustomerLedger> = BTreeMap::new();
     let mut balances: BTreeMap<String, (i64, String)> = BTreeMap::new();
+    let parked_pk = schema::parked_pk(REWARDS);
     for item in rewards_table {
         let customer_pk = text(item, schema::PK).unwrap_or_default();
+        if customer_pk == parked_pk {
+            broken(
+                Invariant::EventIsProcessed,
+                format!("{} is a parked event", key(REWARDS_TABLE_ID, item)),
+            );
+            continue;
+        }
         let Some(customer) = customer_pk.strip_prefix(customer_prefix.as_str()) else {
             continue;
         };
@@ -192,13 +204,13 @@ pub fn check(
             balances.insert(
                 customer.to_owned(),
                 (
-                    number(item, schema::POINTS).unwrap_or(0),
+                    number(item, rkeys::POINTS).unwrap_or(0),
                     key(REWARDS_TABLE_ID, item),
                 ),
             );
         } else if sort_key.starts_with(rkeys::LEDGER_SK_PREFIX) {
             let order_id = text(item, "order_id").unwrap_or_default();
-            let points = number(item, schema::POINTS);
+            let points = number(item, rkeys::POINTS);
             let ledger = ledgers.entry(customer.to_owned()).or_default();
             ledger.sum += points.unwrap_or(0);
             ledger.entries += 1;

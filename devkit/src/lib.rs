@@ -19,6 +19,9 @@ pub mod stream;
 pub mod template;
 pub mod trigger;
 
+/// An item as the SDK reads it.
+pub type Item = std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue>;
+
 pub use local::{LocalDynamo, Tables};
 pub use stack::Stack;
 pub use stream::StreamClient;

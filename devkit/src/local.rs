@@ -86,7 +86,7 @@ impl LocalDynamo {
                 let endpoint = format!("http://{DDB_DEFAULT_LISTEN}");
                 let sdk_config = local_sdk_config(&endpoint).await;
                 Ok(Self {
-                    client: outbox::config::client_from(&sdk_config),
+                    client: service_runtime::config::client_from(&sdk_config),
                     endpoint,
                     sdk_config,
                     db: None,
@@ -117,7 +117,7 @@ impl LocalDynamo {
     async fn external(endpoint: String) -> Result<Self> {
         // Region and credentials come from the usual AWS sources. A server on this machine checks
         // that requests are signed, not by whom, so it works without any being configured.
-        let mut loader = outbox::config::sdk_defaults();
+        let mut loader = service_runtime::config::sdk_defaults();
         if is_local_endpoint(&endpoint) && std::env::var_os("AWS_ACCESS_KEY_ID").is_none() {
             loader = loader.credentials_provider(local_credentials());
         }
@@ -232,7 +232,7 @@ pub fn isolated(client: Client) -> Client {
 /// config reads the variable again when it is built from the shared one. Set on the service
 /// config itself, the endpoint ranks above it, so a client built for a proxy reaches the proxy.
 pub fn client_at(config: &SdkConfig, endpoint: &str) -> Client {
-    let client = outbox::config::client_from(config);
+    let client = service_runtime::config::client_from(config);
     Client::from_conf(client.config().to_builder().endpoint_url(endpoint).build())
 }
 
@@ -243,7 +243,7 @@ fn local_credentials() -> aws_sdk_dynamodb::config::Credentials {
 /// Static credentials and a fixed region: the embedded server checks that requests are signed,
 /// not by whom.
 async fn local_sdk_config(endpoint: &str) -> SdkConfig {
-    outbox::config::sdk_defaults()
+    service_runtime::config::sdk_defaults()
         .region(Region::new(LOCAL_REGION))
         .credentials_provider(local_credentials())
         .endpoint_url(endpoint)

@@ -28,7 +28,7 @@ enum Command {
         customers: usize,
         #[arg(long, default_value_t = 7)]
         seed: u64,
-        #[arg(long, default_value_t = outbox::config::DEFAULT_CONCURRENCY)]
+        #[arg(long, default_value_t = service_runtime::config::DEFAULT_CONCURRENCY)]
         concurrency: usize,
     },
     /// Serve the embedded DynamoDB with the template's tables, for `sam local invoke`, the AWS
@@ -94,7 +94,7 @@ fn main() -> Result<()> {
         };
         std::env::set_var("RUST_LOG", quiet);
     }
-    outbox::config::init_tracing();
+    service_runtime::config::init_tracing();
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?
@@ -238,7 +238,7 @@ async fn ddb(listen: SocketAddr, ttl_every: u64, with_trigger: bool) -> Result<(
         let mut trigger = stack
             .trigger(in_process(
                 stack.service(),
-                outbox::config::DEFAULT_CONCURRENCY,
+                service_runtime::config::DEFAULT_CONCURRENCY,
             ))?
             .with_on_failure_file(".local/stream-failures.jsonl".into());
         trigger.follow(Duration::from_millis(500), stop).await?;
@@ -271,7 +271,7 @@ async fn run_trigger(
             let mut trigger = stack
                 .trigger(in_process(
                     stack.service(),
-                    outbox::config::DEFAULT_CONCURRENCY,
+                    service_runtime::config::DEFAULT_CONCURRENCY,
                 ))?
                 .with_on_failure_file(on_failure_file);
             drive(&mut trigger, follow, stop).await

@@ -204,7 +204,7 @@ impl Collector {
     pub fn install() -> Self {
         let collector = Self::default();
         let lines = collector.lines.clone();
-        outbox::metrics::init_to(move |line| {
+        service_runtime::metrics::init_to(move |line| {
             lines
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())

@@ -6,8 +6,11 @@ use std::path::Path;
 
 use anyhow::Result;
 use base64::Engine;
-use outbox::domain::{EventEnvelope, NewOrder, OrderRequest, Timestamp};
-use outbox::store::dynamodb::{order_item, outbox_item, Item};
+use dynamodb_outbox::schema;
+use order_service::domain::{NewOrder, OrderRequest, Timestamp};
+use order_service::store::dynamodb::order_item;
+use rewards_service::consumer::NAME as REWARDS;
+use serde_dynamo::{AttributeValue, Item};
 use serde_json::{json, Value as Json};
 
 use crate::template::Template;
@@ -82,14 +85,18 @@ fn placed(n: u32, customer: &str, items: &[(&str, i64, i64)]) -> Result<NewOrder
     Ok(new)
 }
 
-/// An outbox event item of a one-item order.
-fn event(n: u32, customer: &str, cents: i64) -> Result<(Item, EventEnvelope)> {
+/// The outbox item of a one-item order: the `sequence`-th event of its customer.
+fn event(n: u32, customer: &str, cents: i64, sequence: u64) -> Result<Item> {
     let new = placed(n, customer, &[("SKU-1", 1, cents)])?;
-    Ok((outbox_item(&new.event)?, new.event))
+    outbox_item(&new, sequence)
+}
+
+fn outbox_item(new: &NewOrder, sequence: u64) -> Result<Item> {
+    let after = BTreeMap::from([(REWARDS.to_owned(), sequence - 1)]);
+    dynamodb_outbox::outbox_item(&new.event, sequence, &after).map_err(anyhow::Error::msg)
 }
 
 fn image(item: Item) -> Result<Json> {
-    let item: serde_dynamo::Item = item.into();
     Ok(serde_json::to_value(item)?)
 }
 
@@ -184,7 +191,7 @@ pub fn samples(template: &Template) -> Result<Vec<Sample>> {
         e["body"] = json!("{\"customer_id\": \"c-1\", ");
         e
     });
-    let replay_id = outbox::service::idempotent_order_id("c-1", SAMPLE_IDEMPOTENCY_KEY);
+    let replay_id = order_service::service::idempotent_order_id("c-1", SAMPLE_IDEMPOTENCY_KEY);
     add(
         "events/order-writer/get-order.json",
         http(
@@ -212,9 +219,11 @@ pub fn samples(template: &Template) -> Result<Vec<Sample>> {
         ),
     );
 
-    let (e1, _) = event(1, "c-1", 2999)?;
-    let (e2, _) = event(2, "c-2", 10_000)?;
-    let (e3, env3) = event(3, "c-1", 150)?;
+    // Customers of their own (c-11 ...): a customer's outbox events are numbered, so samples of
+    // the HTTP API's customer c-1 would collide with the events its orders wrote.
+    let e1 = event(1, "c-11", 2999, 1)?;
+    let e2 = event(2, "c-12", 10_000, 1)?;
+    let e3 = event(3, "c-11", 150, 2)?;
     add(
         "events/stream-consumer/outbox-insert-batch.json",
         json!({"Records": [insert(1, e1.clone())?, insert(2, e2.clone())?, insert(3, e3.clone())?]}),
@@ -225,12 +234,16 @@ pub fn samples(template: &Template) -> Result<Vec<Sample>> {
     );
     let processed = {
         let mut item = e3.clone();
-        item.insert("status".into(), outbox_attr("PROCESSED"));
-        item.remove("pending_pk");
-        item.remove("pending_sk");
         item.insert(
-            "expires_at".into(),
-            aws_sdk_dynamodb::types::AttributeValue::N((WHEN + 604_800).to_string()),
+            schema::STATUS.into(),
+            AttributeValue::S(schema::STATUS_PROCESSED.into()),
+        );
+        item.remove(schema::PENDING_PK);
+        item.remove(schema::PENDING_SK);
+        item.remove(schema::WAITING_CONSUMERS);
+        item.insert(
+            schema::EXPIRES_AT.into(),
+            AttributeValue::N((WHEN + 604_800).to_string()),
         );
         image(item)?
     };
@@ -240,8 +253,13 @@ pub fn samples(template: &Template) -> Result<Vec<Sample>> {
         json!({"Records": [record(10, "REMOVE", removed_keys.clone(), None, true)]}),
     );
     // An order and its event written together: the consumer acts on the event only.
-    let new4 = placed(4, "c-3", &[("SKU-9", 3, 700)])?;
-    let (o4, e4) = (order_item(&new4.order)?, outbox_item(&new4.event)?);
+    let new4 = placed(4, "c-13", &[("SKU-9", 3, 700)])?;
+    let e4 = outbox_item(&new4, 1)?;
+    let event_key = Some((
+        schema::key_pk(&new4.event.ordering_key),
+        schema::event_sk(1),
+    ));
+    let o4: Item = order_item(&new4.order, event_key)?.into();
     add(
         "events/stream-consumer/mixed-batch.json",
         json!({"Records": [
@@ -251,20 +269,18 @@ pub fn samples(template: &Template) -> Result<Vec<Sample>> {
             record(7, "REMOVE", removed_keys, None, true),
         ]}),
     );
+    // Points that do not follow from the total: no order the order service wrote. Parked, and
+    // the next record goes on.
     let poison = {
-        let (mut item, _) = event(8, "c-4", 500)?;
-        item.insert(
-            "schema_version".into(),
-            aws_sdk_dynamodb::types::AttributeValue::N("99".into()),
-        );
-        item
+        let mut new = placed(8, "c-14", &[("SKU-1", 1, 500)])?;
+        new.event.payload.points = 5_000;
+        outbox_item(&new, 1)?
     };
-    let (e9, _) = event(9, "c-5", 800)?;
+    let e9 = event(9, "c-15", 800, 1)?;
     add(
         "events/stream-consumer/poison-record.json",
         json!({"Records": [insert(8, poison)?, insert(9, e9)?]}),
     );
-    let _ = env3;
     add(
         "events/outbox-sweeper/scheduled.json",
         json!({
@@ -275,10 +291,6 @@ pub fn samples(template: &Template) -> Result<Vec<Sample>> {
     );
     add("events/env.json", env_vars(template)?);
     Ok(out)
-}
-
-fn outbox_attr(s: &str) -> aws_sdk_dynamodb::types::AttributeValue {
-    aws_sdk_dynamodb::types::AttributeValue::S(s.into())
 }
 
 /// The functions' environment on the no-Docker path: one file for every function, read by

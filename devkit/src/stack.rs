@@ -3,11 +3,15 @@
 
 use anyhow::{Context as _, Result};
 use aws_lambda_events::dynamodb::{Event, EventRecord};
+use dynamodb_outbox::dynamodb::PendingEvents;
+use dynamodb_outbox::{ConsumerStore, Processor};
 use lambda_runtime::{Context, LambdaEvent};
-use outbox::handlers::stream;
-use outbox::service::RewardsService;
-use outbox::store::dynamodb::{DynamoOrderStore, DynamoRewardsStore};
-use outbox::store::{OutboxStore, RewardsStore};
+use order_service::store::dynamodb::DynamoOrderStore;
+use rewards_service::consumer::RewardsConsumer;
+use rewards_service::handlers::stream;
+use rewards_service::handlers::sweeper::Sweeper;
+use rewards_service::service::{self, RewardsProcessor};
+use rewards_service::store::dynamodb::DynamoRewardsStore;
 
 use crate::local::{LocalDynamo, Tables};
 use crate::stream::StreamClient;
@@ -16,7 +20,8 @@ use crate::trigger::{Invoke, Trigger};
 
 pub const CONSUMER_FUNCTION: &str = "StreamConsumerFunction";
 
-pub type Service = RewardsService<DynamoRewardsStore, DynamoOrderStore>;
+/// The rewards consumer on the engine, as the functions build it.
+pub type Service = RewardsProcessor;
 
 pub struct Stack {
     pub dynamo: LocalDynamo,
@@ -69,10 +74,22 @@ impl Stack {
     }
 
     pub fn service_with_retention(&self, retention_seconds: i64) -> Service {
-        RewardsService {
-            rewards: self.rewards.clone(),
-            outbox: self.orders.clone(),
-            retention_seconds,
+        service::processor(
+            self.dynamo.client.clone(),
+            &self.tables.rewards,
+            &self.tables.orders,
+        )
+        .retention_seconds(retention_seconds)
+    }
+
+    /// The sweeper as its function builds it, redriving what is pending after `grace_seconds`,
+    /// `limit` events a run.
+    pub fn sweeper(&self, grace_seconds: i64, limit: usize) -> Sweeper {
+        Sweeper {
+            pending: PendingEvents::new(self.dynamo.client.clone(), &self.tables.orders),
+            processor: self.service(),
+            grace_seconds,
+            limit,
         }
     }
 
@@ -80,7 +97,7 @@ impl Stack {
         self.template
             .parameter("OutboxRetentionSeconds")
             .and_then(|v| v.parse().ok())
-            .unwrap_or(outbox::config::DEFAULT_RETENTION_SECONDS)
+            .unwrap_or(service_runtime::config::DEFAULT_RETENTION_SECONDS)
     }
 
     /// A local event source mapping for the stream consumer, with the template's settings.
@@ -98,7 +115,7 @@ impl Stack {
     }
 
     /// Every item of a table, read consistently (for checks and tests, not for hot paths).
-    pub async fn scan(&self, table: &str) -> Result<Vec<outbox::store::dynamodb::Item>> {
+    pub async fn scan(&self, table: &str) -> Result<Vec<crate::Item>> {
         let mut items = Vec::new();
         let mut start = None;
         loop {
@@ -152,16 +169,16 @@ impl Stack {
 
 /// The stream consumer's handler, invoked in process with a batch: the Lambda entry point
 /// itself, so its logs and metrics are the deployed function's.
-pub fn in_process<R, O>(service: RewardsService<R, O>, concurrency: usize) -> impl Invoke
+pub fn in_process<S>(processor: Processor<RewardsConsumer, S>, concurrency: usize) -> impl Invoke
 where
-    R: RewardsStore + Clone + 'static,
-    O: OutboxStore + Clone + 'static,
+    S: ConsumerStore + Clone + 'static,
 {
+    let processor = processor.concurrency(concurrency);
     move |event: Event| {
-        let service = service.clone();
+        let processor = processor.clone();
         async move {
             let invocation = LambdaEvent::new(event, Context::default());
-            stream::handle(&service, concurrency, invocation)
+            stream::handle(&processor, invocation)
                 .await
                 .map_err(|e| e.to_string())
         }

@@ -1,9 +1,9 @@
 //! rewards-api: `GET /customers/{customer_id}/rewards`.
 
 use lambda_runtime::{run, service_fn, Error};
-use outbox::config;
-use outbox::handlers::rewards_api;
-use outbox::store::dynamodb::DynamoRewardsStore;
+use rewards_service::handlers::rewards_api;
+use rewards_service::store::dynamodb::DynamoRewardsStore;
+use service_runtime::config;
 
 // One thread: a 128 MB function has a fraction of one vCPU, and the handler only waits on I/O.
 #[tokio::main(flavor = "current_thread")]

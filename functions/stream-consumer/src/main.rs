@@ -1,25 +1,16 @@
-//! stream-consumer: applies outbox events from the orders table's stream to the rewards ledger.
+//! stream-consumer: applies `OrderPlaced` events from the orders table's stream to the rewards
+//! ledger, through the outbox engine.
 
 use lambda_runtime::{run, service_fn, Error};
-use outbox::config;
-use outbox::handlers::stream;
-use outbox::service::RewardsService;
-use outbox::store::dynamodb::{DynamoOrderStore, DynamoRewardsStore};
+use rewards_service::handlers::stream;
+use rewards_service::service;
+use service_runtime::config;
 
 // One thread: a 128 MB function has a fraction of one vCPU, and the handler only waits on I/O.
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
     config::init_tracing();
-    outbox::metrics::init();
-    let client = config::dynamodb_client().await;
-    let service = RewardsService {
-        rewards: DynamoRewardsStore::new(client.clone(), config::required(config::REWARDS_TABLE)?),
-        outbox: DynamoOrderStore::new(client, config::required(config::ORDERS_TABLE)?),
-        retention_seconds: config::OUTBOX_RETENTION_SECONDS.read()?,
-    };
-    let concurrency = config::CONSUMER_CONCURRENCY.read()?;
-    run(service_fn(|event| {
-        stream::handle(&service, concurrency, event)
-    }))
-    .await
+    service_runtime::metrics::init();
+    let processor = service::processor_from_env(config::dynamodb_client().await)?;
+    run(service_fn(|event| stream::handle(&processor, event))).await
 }

@@ -1,0 +1,13 @@
+//! The order service of the reference application: `POST /orders` validates an order and writes
+//! it together with its `OrderPlaced` event in one `TransactWriteItems`, through the outbox
+//! engine (`dynamodb-outbox`); `GET /orders/{id}` reads it back.
+//!
+//! Follow one order: [`handlers::order_api`] parses the request → [`service::place_order`]
+//! validates it ([`domain::OrderRequest`]) and builds the order with its event
+//! ([`domain::events::order_placed`]) → [`store::dynamodb::DynamoOrderStore`] commits both.
+
+pub mod domain;
+pub mod handlers;
+pub mod schema;
+pub mod service;
+pub mod store;

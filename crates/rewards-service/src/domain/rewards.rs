@@ -1,0 +1,79 @@
+//! What an order is worth to the rewards programme, and the rules an event must keep to earn it.
+
+use dynamodb_outbox::Envelope;
+use order_service::domain::order::{points_for, MAX_MONEY_CENTS};
+use order_service::domain::OrderPlaced;
+use serde::{Deserialize, Serialize};
+use service_runtime::validate_id;
+
+/// What an `OrderPlaced` event means to the rewards service.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reward {
+    pub customer_id: String,
+    pub order_id: String,
+    pub event_id: String,
+    pub points: i64,
+    pub occurred_at: String,
+}
+
+impl TryFrom<&Envelope<OrderPlaced>> for Reward {
+    /// Why the event can never be applied, however often it is retried.
+    type Error = String;
+
+    fn try_from(e: &Envelope<OrderPlaced>) -> Result<Self, String> {
+        let poison = |why: String| Err(why);
+        let p = &e.payload;
+        if p.points < 0 || p.total_cents < 0 {
+            return poison(format!("negative amount: {} points", p.points));
+        }
+        // The order rules bound the total, and the points follow from it: an event claiming
+        // anything else was not written by the order service's rules, whatever its source.
+        if p.total_cents > MAX_MONEY_CENTS {
+            return poison(format!(
+                "total of {} minor units exceeds the order limit {MAX_MONEY_CENTS}",
+                p.total_cents
+            ));
+        }
+        if p.points != points_for(p.total_cents) {
+            return poison(format!(
+                "{} points do not match a total of {} minor units ({} points)",
+                p.points,
+                p.total_cents,
+                points_for(p.total_cents)
+            ));
+        }
+        for (field, id) in [("customer_id", &p.customer_id), ("order_id", &p.order_id)] {
+            validate_id(field, id).map_err(|v| v.to_string())?;
+        }
+        Ok(Self {
+            customer_id: p.customer_id.clone(),
+            order_id: p.order_id.clone(),
+            event_id: e.event_id.clone(),
+            points: p.points,
+            occurred_at: e.occurred_at.clone(),
+        })
+    }
+}
+
+/// The largest balance a customer can hold: like money, it stays below 2^53 so every JSON
+/// consumer reads it exactly, and far below `i64::MAX` so no sum of rewards can overflow what the
+/// code reads back. A reward that would pass it is refused, and the balance stays as it was.
+pub const MAX_BALANCE: i64 = (1 << 53) - 1;
+
+/// One line of a customer's rewards ledger.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct LedgerEntry {
+    pub order_id: String,
+    pub points: i64,
+    pub event_id: String,
+    pub occurred_at: String,
+    pub applied_at: String,
+}
+
+/// A page of the ledger, newest first; `next` is an opaque cursor for the following page.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LedgerPage {
+    pub points: i64,
+    pub entries: Vec<LedgerEntry>,
+    pub next: Option<String>,
+}

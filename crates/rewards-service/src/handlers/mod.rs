@@ -1,0 +1,6 @@
+//! The rewards service's Lambda entry points; the binaries in `functions/` wire them to the
+//! runtime.
+
+pub mod rewards_api;
+pub mod stream;
+pub mod sweeper;

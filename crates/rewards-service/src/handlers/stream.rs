@@ -1,0 +1,99 @@
+//! The DynamoDB Streams consumer: outbox records in, partial batch failures out. The engine does
+//! the work (per-customer order, exactly once, hold-back, parking); this handler adds the logs
+//! and metrics of the batch.
+
+use std::time::Instant;
+
+use aws_lambda_events::dynamodb::Event;
+use aws_lambda_events::streams::DynamoDbEventResponse;
+use dynamodb_outbox::{BatchOutcome, ConsumerStore, Processor};
+use lambda_runtime::{Error, LambdaEvent};
+use service_runtime::metrics::{self, MetricSet};
+use service_runtime::{trace, Timestamp};
+
+use crate::consumer::RewardsConsumer;
+
+/// One stream batch.
+pub async fn handle<S: ConsumerStore>(
+    processor: &Processor<RewardsConsumer, S>,
+    event: LambdaEvent<Event>,
+) -> Result<DynamoDbEventResponse, Error> {
+    let started = Instant::now();
+    let trace_id = event.context.xray_trace_id.as_deref();
+    let records = &event.payload.records;
+    let outcome = processor.process_stream(records).await;
+    tracing::info!(
+        records = records.len(),
+        applied = outcome.applied,
+        duplicates = outcome.duplicates,
+        skipped = outcome.skipped,
+        ignored = outcome.ignored,
+        parked = outcome.parked,
+        poison = outcome.poison,
+        waiting = outcome.waiting,
+        failed = outcome.failed,
+        held_back = outcome.held_back,
+        trace_id = trace_id.unwrap_or_default(),
+        "batch done"
+    );
+    for event in &outcome.applied_events {
+        let link = event.trace_context.as_ref().and_then(trace::link);
+        tracing::info!(
+            event_id = %event.event_id,
+            order_id = %event.aggregate_id,
+            trace_id = trace_id.unwrap_or_default(),
+            link_trace_id = link.as_ref().map(|l| l.trace_id.as_str()).unwrap_or_default(),
+            link_xray_trace_id = link.as_ref().map(|l| l.xray_trace_id.as_str()).unwrap_or_default(),
+            link_span_id = link.as_ref().and_then(|l| l.span_id.as_deref()).unwrap_or_default(),
+            "outbox event applied"
+        );
+    }
+    let millis = started.elapsed().as_secs_f64() * 1000.0;
+    batch_metrics(&outcome, millis, trace_id).emit();
+    Ok(outcome.stream_response())
+}
+
+/// The batch's metrics, with the consumer's own trace and the writers' traces it served as
+/// properties of the line (never dimensions). An event's outbox lag runs from its `occurred_at`
+/// to the end of the batch that applied it.
+pub fn batch_metrics(
+    outcome: &BatchOutcome,
+    duration_millis: f64,
+    trace_id: Option<&str>,
+) -> MetricSet {
+    let mut set = MetricSet::new(metrics::STREAM_CONSUMER)
+        .count(metrics::APPLIED, outcome.applied)
+        .count(metrics::DUPLICATES, outcome.duplicates)
+        .count(metrics::SKIPPED, outcome.skipped + outcome.ignored)
+        .count(metrics::POISON, outcome.poison)
+        .count(metrics::PARKED, outcome.parked)
+        .count(metrics::RETRIED, outcome.failed + outcome.waiting)
+        .count(metrics::HELD_BACK, outcome.held_back)
+        .milliseconds(metrics::BATCH_DURATION, vec![duration_millis])
+        .milliseconds(metrics::OUTBOX_LAG, lag_millis(outcome));
+    if let Some(trace_id) = trace_id {
+        set = set.property("trace_id", trace_id);
+    }
+    let links: Vec<String> = outcome
+        .applied_events
+        .iter()
+        .filter_map(|e| e.trace_context.as_ref().and_then(trace::link))
+        .map(|l| l.trace_id)
+        .take(metrics::MAX_LINKS_PER_LINE)
+        .collect();
+    if !links.is_empty() {
+        set = set.property("links", links);
+    }
+    set
+}
+
+/// Each applied event's outbox lag, now; an `occurred_at` this code did not write is left out.
+pub(crate) fn lag_millis(outcome: &BatchOutcome) -> Vec<f64> {
+    let now = Timestamp::now();
+    outcome
+        .applied_events
+        .iter()
+        .filter_map(|e| Timestamp::parse(&e.occurred_at))
+        .map(|occurred| now.millis_since(occurred))
+        .collect()
+}

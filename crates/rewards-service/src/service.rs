@@ -1,0 +1,149 @@
+//! The rewards service's use cases: reading a ledger, and the sweeper's runs on the engine.
+
+use aws_sdk_dynamodb::Client;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use dynamodb_outbox::dynamodb::{DynamoConsumerStore, PendingEvents};
+use dynamodb_outbox::{BatchOutcome, Processor};
+use serde::Serialize;
+use service_runtime::config::{self, ConfigError};
+use service_runtime::validate_id;
+
+use crate::consumer::{RewardsConsumer, NAME};
+use crate::domain::{LedgerPage, StoreError, Timestamp, ValidationError};
+use crate::schema::LEDGER_SK_PREFIX;
+use crate::store::RewardsStore;
+
+/// Ledger lines per page unless the caller asks for another number.
+pub const DEFAULT_PAGE: usize = 20;
+/// The most ledger lines one page holds.
+pub const MAX_PAGE: usize = 100;
+
+/// The rewards consumer on DynamoDB, as the stream consumer and the sweeper run it.
+pub type RewardsProcessor = Processor<RewardsConsumer, DynamoConsumerStore>;
+
+/// The rewards processor of a function, from its settings (read once, at start-up): the
+/// rewards table (effects and progress), the orders table (the outbox), retention, concurrency.
+pub fn processor_from_env(client: Client) -> Result<RewardsProcessor, ConfigError> {
+    let rewards = config::required(config::REWARDS_TABLE)?;
+    let orders = config::required(config::ORDERS_TABLE)?;
+    Ok(processor(client, &rewards, &orders)
+        .retention_seconds(config::OUTBOX_RETENTION_SECONDS.read()?)
+        .concurrency(config::CONSUMER_CONCURRENCY.read()?))
+}
+
+/// The rewards processor on `rewards_table`, for the outbox in `orders_table`, with the
+/// engine's defaults.
+pub fn processor(client: Client, rewards_table: &str, orders_table: &str) -> RewardsProcessor {
+    Processor::new(
+        RewardsConsumer::new(rewards_table),
+        DynamoConsumerStore::new(client, rewards_table, orders_table),
+        orders_table,
+    )
+}
+
+/// What one run of the sweeper found and did.
+#[derive(Debug, Default, Clone, Serialize, PartialEq)]
+pub struct SweepReport {
+    /// Events read: pending past the grace period, or parked (a redrive).
+    pub found: usize,
+    /// Events applied now.
+    pub applied: usize,
+    /// Events the consumer had applied before.
+    pub already_applied: usize,
+    /// Events that can never be applied as they are: parked with their reason, out of the
+    /// way of the events behind them.
+    pub parked: usize,
+    /// Events not applied now for a reason that may pass (or that wait for an earlier event of
+    /// their customer): still pending, retried by the next run.
+    pub failed: usize,
+    /// The events not applied, by item key (the engine logs each with its reason).
+    pub problems: Vec<String>,
+    /// The outbox lag of every event applied now, for the metrics (not part of the result).
+    #[serde(skip)]
+    pub lag_millis: Vec<f64>,
+}
+
+impl From<&BatchOutcome> for SweepReport {
+    /// Each event read lands in exactly one of the outcome's counts.
+    fn from(outcome: &BatchOutcome) -> Self {
+        let not_applied = outcome.poison + outcome.waiting + outcome.failed + outcome.held_back;
+        Self {
+            found: outcome.applied
+                + outcome.duplicates
+                + outcome.skipped
+                + outcome.ignored
+                + outcome.parked
+                + not_applied,
+            applied: outcome.applied,
+            already_applied: outcome.duplicates + outcome.skipped,
+            parked: outcome.parked,
+            failed: not_applied,
+            problems: outcome.failures.clone(),
+            lag_millis: crate::handlers::stream::lag_millis(outcome),
+        }
+    }
+}
+
+/// Applies events still pending for the rewards consumer after `grace_seconds`: the ones the
+/// stream never delivered, or gave up on. Safe at any time, concurrently with the stream
+/// consumer, any number of times: it goes through the same path (exactly once, per-customer
+/// order). Reads up to `limit` events, spread evenly over the pending index's shards.
+pub async fn sweep(
+    pending: &PendingEvents,
+    processor: &RewardsProcessor,
+    grace_seconds: i64,
+    limit: usize,
+) -> Result<BatchOutcome, StoreError> {
+    let before = Timestamp::now().plus_seconds(-grace_seconds).to_string();
+    let per_shard = limit
+        .div_ceil(dynamodb_outbox::schema::PENDING_SHARDS as usize)
+        .max(1);
+    let items = pending.waiting_for(NAME, &before, per_shard).await?;
+    Ok(processor.process_items(items).await)
+}
+
+/// A page of a customer's ledger, newest first. `next` is the cursor a previous page returned.
+pub async fn rewards_of<R: RewardsStore>(
+    rewards: &R,
+    customer_id: &str,
+    limit: Option<usize>,
+    next: Option<&str>,
+) -> Result<LedgerPage, RewardsQueryError> {
+    validate_id("customer_id", customer_id)?;
+    let limit = limit.unwrap_or(DEFAULT_PAGE);
+    if !(1..=MAX_PAGE).contains(&limit) {
+        return Err(ValidationError::new(
+            "invalid_limit",
+            "limit",
+            format!("must be between 1 and {MAX_PAGE}"),
+        )
+        .into());
+    }
+    let start_after = next.map(decode_cursor).transpose()?;
+    let mut page = rewards
+        .ledger(customer_id, limit, start_after.as_deref())
+        .await?;
+    page.next = page.next.map(|sk| URL_SAFE_NO_PAD.encode(sk));
+    Ok(page)
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RewardsQueryError {
+    #[error(transparent)]
+    Invalid(#[from] ValidationError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+fn decode_cursor(token: &str) -> Result<String, ValidationError> {
+    let invalid =
+        || ValidationError::new("invalid_cursor", "next", "is not a cursor this API issued");
+    let bytes = URL_SAFE_NO_PAD.decode(token).map_err(|_| invalid())?;
+    let sk = String::from_utf8(bytes).map_err(|_| invalid())?;
+    if sk.starts_with(LEDGER_SK_PREFIX) && sk.len() < 256 {
+        Ok(sk)
+    } else {
+        Err(invalid())
+    }
+}

@@ -1,0 +1,348 @@
+//! Start-up configuration: environment variables, the DynamoDB client, logging. Everything here
+//! runs once per cold start, never per invocation.
+
+use std::time::Duration;
+
+use aws_config::environment::EnvironmentVariableCredentialsProvider;
+use aws_config::retry::RetryConfig;
+use aws_config::timeout::TimeoutConfig;
+use aws_config::BehaviorVersion;
+use aws_sdk_dynamodb::config::{Region, SharedHttpClient};
+use aws_sdk_dynamodb::Client;
+use aws_smithy_http_client::tls;
+use tracing_subscriber::filter::Targets;
+use tracing_subscriber::fmt::MakeWriter;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+
+use dynamodb_outbox::dynamodb::TransientCancellation;
+
+/// The variable naming the order service's table (its orders and its outbox).
+pub const ORDERS_TABLE: &str = "ORDERS_TABLE";
+/// The variable naming the rewards service's table (balances, ledgers, the consumer's progress).
+pub const REWARDS_TABLE: &str = "REWARDS_TABLE";
+
+/// A numeric setting read from the environment at start-up: its variable, its default, and the
+/// range a value must fall in. A value outside the range stops the function at start-up with a
+/// sentence naming both, instead of misbehaving (or panicking in time arithmetic) later.
+/// `template.yaml` gives each matching parameter the same `MinValue`/`MaxValue` (a test checks).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Setting {
+    pub variable: &'static str,
+    pub default: i64,
+    pub min: i64,
+    pub max: i64,
+}
+
+/// How long a processed outbox event is kept before DynamoDB's TTL may delete it: up to a year.
+pub const OUTBOX_RETENTION_SECONDS: Setting = Setting {
+    variable: "OUTBOX_RETENTION_SECONDS",
+    default: 7 * 24 * 60 * 60,
+    min: 0,
+    max: 365 * 24 * 60 * 60,
+};
+/// Customers applied at a time in one stream batch (and outbox items marked at once): a
+/// 100-record batch of distinct customers goes in one wave of round trips
+/// (docs/benchmarks.md), and the connections and CPU of a 128 MB function stay bounded.
+pub const CONSUMER_CONCURRENCY: Setting = Setting {
+    variable: "CONSUMER_CONCURRENCY",
+    default: 100,
+    min: 1,
+    max: 256,
+};
+/// Age after which the sweeper redrives a pending event: up to 7 days (the stream keeps records
+/// for 24 hours, so a longer grace only delays the redrive of what it dropped).
+pub const SWEEPER_GRACE_SECONDS: Setting = Setting {
+    variable: "SWEEPER_GRACE_SECONDS",
+    default: 15 * 60,
+    min: 0,
+    max: 7 * 24 * 60 * 60,
+};
+/// Pending events one sweeper run reads, spread evenly over the pending index's shards.
+pub const SWEEPER_BATCH_LIMIT: Setting = Setting {
+    variable: "SWEEPER_BATCH_LIMIT",
+    default: 1000,
+    min: 1,
+    max: 10_000,
+};
+
+pub const DEFAULT_RETENTION_SECONDS: i64 = OUTBOX_RETENTION_SECONDS.default;
+pub const DEFAULT_CONCURRENCY: usize = CONSUMER_CONCURRENCY.default as usize;
+pub const DEFAULT_GRACE_SECONDS: i64 = SWEEPER_GRACE_SECONDS.default;
+pub const DEFAULT_SWEEP_LIMIT: usize = SWEEPER_BATCH_LIMIT.default as usize;
+
+#[derive(thiserror::Error)]
+pub enum ConfigError {
+    #[error("environment variable {0} is not set: it must name the DynamoDB table")]
+    Missing(&'static str),
+    #[error(
+        "environment variable {variable} is {value:?}: it must be a whole number from {min} to {max}"
+    )]
+    OutOfRange {
+        variable: &'static str,
+        value: String,
+        min: i64,
+        max: i64,
+    },
+}
+
+/// `main` returns this error when start-up fails, and Rust prints a returned error with `Debug`:
+/// the sentence is what an operator reading the function's log needs, not the variant's name.
+impl std::fmt::Debug for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Display::fmt(self, f)
+    }
+}
+
+pub fn required(name: &'static str) -> Result<String, ConfigError> {
+    match std::env::var(name) {
+        Ok(v) if !v.trim().is_empty() => Ok(v),
+        _ => Err(ConfigError::Missing(name)),
+    }
+}
+
+impl Setting {
+    /// The setting's value from the environment, its default when unset.
+    pub fn read<T: TryFrom<i64>>(&self) -> Result<T, ConfigError> {
+        self.read_from(|name| std::env::var(name).ok())
+    }
+
+    /// The setting's value from `lookup` (the environment, or a test's map).
+    pub fn read_from<T: TryFrom<i64>>(
+        &self,
+        lookup: impl Fn(&str) -> Option<String>,
+    ) -> Result<T, ConfigError> {
+        let out_of_range = |value: String| ConfigError::OutOfRange {
+            variable: self.variable,
+            value,
+            min: self.min,
+            max: self.max,
+        };
+        let number = match lookup(self.variable) {
+            None => self.default,
+            Some(value) => match value.trim().parse::<i64>() {
+                Ok(n) if (self.min..=self.max).contains(&n) => n,
+                _ => return Err(out_of_range(value)),
+            },
+        };
+        T::try_from(number).map_err(|_| out_of_range(number.to_string()))
+    }
+}
+
+/// The DynamoDB client of a function, built once per cold start from the environment Lambda
+/// gives it: `AWS_REGION`, the execution role's credentials (`AWS_ACCESS_KEY_ID`,
+/// `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`) and, to run against a local DynamoDB,
+/// `AWS_ENDPOINT_URL_DYNAMODB` or `AWS_ENDPOINT_URL`; the same binary talks to AWS or to a local
+/// server. Read directly rather than through aws-config's provider chains (profiles, SSO, STS,
+/// IMDS, containers), which a function never needs: they stay out of its binary (about 0.6 MB)
+/// and its cold start. Local tools that may need them start from [`sdk_defaults`].
+pub async fn dynamodb_client() -> Client {
+    let env = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
+    let mut config = aws_sdk_dynamodb::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(
+            env("AWS_REGION")
+                .or_else(|| env("AWS_DEFAULT_REGION"))
+                .map(Region::new),
+        )
+        .credentials_provider(EnvironmentVariableCredentialsProvider::new())
+        .retry_config(retry_config())
+        .timeout_config(timeout_config())
+        .http_client(https_client())
+        .retry_classifier(TransientCancellation);
+    if let Some(endpoint) = env("AWS_ENDPOINT_URL_DYNAMODB").or_else(|| env("AWS_ENDPOINT_URL")) {
+        config = config.endpoint_url(endpoint);
+    }
+    Client::from_conf(config.build())
+}
+
+/// The project's SDK settings on aws-config's standard sources (environment, profiles, ...), for
+/// the local tools and tests; the functions use the same settings in [`dynamodb_client`].
+pub fn sdk_defaults() -> aws_config::ConfigLoader {
+    aws_config::defaults(BehaviorVersion::latest())
+        .retry_config(retry_config())
+        .timeout_config(timeout_config())
+        .http_client(https_client())
+}
+
+/// Standard (not adaptive) retries: jittered exponential backoff within the invocation's time.
+/// Adaptive mode's client-side rate limiter can hold a retry for many seconds after one throttle,
+/// longer than an API caller waits; a Lambda runs one request at a time.
+fn retry_config() -> RetryConfig {
+    RetryConfig::standard().with_max_attempts(4)
+}
+
+/// Timeouts that turn a lost response into a retry instead of a hung invocation.
+fn timeout_config() -> TimeoutConfig {
+    TimeoutConfig::builder()
+        .connect_timeout(Duration::from_secs(2))
+        .operation_attempt_timeout(Duration::from_secs(3))
+        .operation_timeout(Duration::from_secs(10))
+        .build()
+}
+
+/// The SDK's HTTP client (hyper, pooled connections, HTTP/1.1 to DynamoDB) with rustls on ring:
+/// one TLS stack, and the smaller one (aws-lc, the SDK's default, adds about 0.7 MB). What ring
+/// lacks, a FIPS mode and post-quantum key exchange, this project does not require; a deployment
+/// that must have them switches to `CryptoMode::AwsLc` with the `rustls-aws-lc` feature.
+pub fn https_client() -> SharedHttpClient {
+    let context = tls::TlsContext::builder()
+        .with_trust_store(trust_store(|name| std::env::var_os(name)))
+        .build()
+        .unwrap_or_default();
+    aws_smithy_http_client::Builder::new()
+        .tls_provider(tls::Provider::rustls(
+            tls::rustls_provider::CryptoMode::Ring,
+        ))
+        .tls_context(context)
+        .build_https()
+}
+
+/// The system's CA bundle files, in the order distributions place them: Amazon Linux and
+/// Fedora (the Lambda `provided.al2023` runtime), Debian and Ubuntu, Alpine and others.
+pub const CA_BUNDLE_FILES: &[&str] = &[
+    "/etc/pki/tls/certs/ca-bundle.crt",
+    "/etc/ssl/certs/ca-certificates.crt",
+    "/etc/ssl/cert.pem",
+];
+
+/// The roots the functions trust: the one bundle file, not the system default. The default
+/// (rustls-native-certs) reads the bundle *and* every file of the certificate directory, the
+/// same certificates again one file at a time: most of a cold start (docs/benchmarks.md). The
+/// bundle holds every root the system trusts, so nothing is lost; AWS endpoints chain to the
+/// Amazon Trust Services roots (and Starfield's, cross-signing them), which it contains.
+/// `SSL_CERT_FILE` still names another bundle; with `SSL_CERT_DIR`, or no bundle file at all,
+/// the system default decides, as before.
+fn trust_store(
+    env: impl Fn(&str) -> Option<std::ffi::OsString>,
+) -> aws_smithy_http_client::tls::TrustStore {
+    use aws_smithy_http_client::tls::TrustStore;
+    if env("SSL_CERT_DIR").is_some() {
+        return TrustStore::default();
+    }
+    let bundle = match env("SSL_CERT_FILE") {
+        Some(file) => std::fs::read(file).ok(),
+        None => CA_BUNDLE_FILES.iter().find_map(|f| std::fs::read(f).ok()),
+    };
+    match bundle {
+        Some(pem) if !pem.is_empty() => TrustStore::empty().with_pem_certificate(pem),
+        _ => TrustStore::default(),
+    }
+}
+
+/// A client for an already-loaded configuration, with this project's retry rules added.
+pub fn client_from(shared: &aws_config::SdkConfig) -> Client {
+    let config = aws_sdk_dynamodb::config::Builder::from(shared)
+        .retry_classifier(TransientCancellation)
+        .build();
+    Client::from_conf(config)
+}
+
+/// What is logged unless `RUST_LOG` says otherwise. The SDK logs every 4xx as a warning; a failed
+/// condition is an expected outcome here, and this code logs the failures that matter itself.
+const DEFAULT_LOG: &str = "info,aws_smithy_runtime=error,aws_sdk_dynamodb=error";
+
+/// JSON logs with ids and outcomes on stdout; request bodies are never logged.
+pub fn init_tracing() {
+    init_tracing_to(std::io::stdout);
+}
+
+/// The functions' logging, written to `writer` (the benchmarks format into a sink). `RUST_LOG` is
+/// a level or `target=level` pairs (`tracing_subscriber::filter::Targets`: no span or field
+/// filters, whose regex engine would add about 0.3 MB to every binary).
+pub fn init_tracing_to<W>(writer: W)
+where
+    W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
+{
+    let _ = json_logs_to(writer).try_init();
+}
+
+/// The functions' log subscriber, not installed: a test sets it as its thread's default to read
+/// what the handlers log.
+pub fn json_logs_to<W>(writer: W) -> impl tracing::Subscriber + Send + Sync
+where
+    W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
+{
+    let filter = std::env::var("RUST_LOG")
+        .ok()
+        .and_then(|v| v.parse::<Targets>().ok())
+        .unwrap_or_else(|| DEFAULT_LOG.parse().expect("the default filter parses"));
+    let json = tracing_subscriber::fmt::layer()
+        .json()
+        .with_target(false)
+        .with_current_span(false)
+        .without_time()
+        .with_writer(writer);
+    tracing_subscriber::registry().with(filter).with(json)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_numeric_setting_out_of_range_is_refused_with_a_sentence_naming_it() {
+        for setting in [
+            OUTBOX_RETENTION_SECONDS,
+            CONSUMER_CONCURRENCY,
+            SWEEPER_GRACE_SECONDS,
+            SWEEPER_BATCH_LIMIT,
+        ] {
+            for bad in ["1000000000000", "-1", "12abc", "", "9223372036854775808"] {
+                let err = setting
+                    .read_from::<i64>(|_| Some(bad.to_owned()))
+                    .unwrap_err();
+                assert_eq!(
+                    err.to_string(),
+                    format!(
+                        "environment variable {} is {bad:?}: it must be a whole number from {} to {}",
+                        setting.variable, setting.min, setting.max
+                    )
+                );
+            }
+            assert_eq!(setting.read_from::<i64>(|_| None).unwrap(), setting.default);
+            let max = setting.max.to_string();
+            assert_eq!(
+                setting.read_from::<i64>(|_| Some(max.clone())).unwrap(),
+                setting.max
+            );
+        }
+    }
+
+    #[test]
+    fn the_trust_store_is_the_bundle_file_unless_a_certificate_directory_is_asked_for() {
+        let bundle = std::env::temp_dir().join(format!("outbox-roots-{}.pem", std::process::id()));
+        std::fs::write(
+            &bundle,
+            "-----BEGIN CERTIFICATE-----\nAA==\n-----END CERTIFICATE-----\n",
+        )
+        .unwrap();
+        let file_only = |name: &str| (name == "SSL_CERT_FILE").then(|| bundle.clone().into());
+        let store = format!("{:?}", trust_store(file_only));
+        assert!(store.contains("enable_native_roots: false"), "{store}");
+        assert!(store.contains("CertificatePEM"), "{store}");
+        let with_dir = |name: &str| match name {
+            "SSL_CERT_DIR" => Some("/etc/ssl/certs".into()),
+            "SSL_CERT_FILE" => Some(bundle.clone().into()),
+            _ => None,
+        };
+        let store = format!("{:?}", trust_store(with_dir));
+        assert!(store.contains("enable_native_roots: true"), "{store}");
+        let missing = |name: &str| (name == "SSL_CERT_FILE").then(|| "/nonexistent/ca.pem".into());
+        let store = format!("{:?}", trust_store(missing));
+        assert!(
+            store.contains("enable_native_roots: true"),
+            "an unreadable file falls back to the system default: {store}"
+        );
+        std::fs::remove_file(&bundle).unwrap();
+    }
+
+    #[test]
+    fn a_missing_variable_is_reported_in_a_sentence_at_start_up() {
+        let err: lambda_runtime::Error = required("OUTBOX_TEST_NEVER_SET").unwrap_err().into();
+        assert_eq!(
+            format!("{err:?}"),
+            "environment variable OUTBOX_TEST_NEVER_SET is not set: it must name the DynamoDB table"
+        );
+    }
+}
