@@ -256,6 +256,15 @@ impl ConsumerStore for Recorder {
     async fn repark(&self, parked: &ItemKey, reason: &str) -> Result<(), StoreError> {
         self.inner.repark(parked, reason).await
     }
+
+    async fn commit_once(
+        &self,
+        consumer: &str,
+        event_id: &str,
+        effect: &Effect,
+    ) -> Result<Committed, StoreError> {
+        self.inner.commit_once(consumer, event_id, effect).await
+    }
 }
 
 fn issued(invoice: &str, account: &str, cents: i64) -> InvoiceIssued {
@@ -749,4 +758,99 @@ async fn a_parked_invoice_is_redriven_once_after_the_fix_even_with_its_outbox_it
         .await
         .unwrap()
         .is_empty());
+}
+
+/// The Kinesis records a stream holds after these publishes, as Lambda delivers them: each the
+/// envelope as JSON with the ordering key as partition key (`kinesis_put`).
+fn kinesis_records<P: serde::Serialize>(
+    stream_arn: &str,
+    events: &[&dynamodb_outbox::Envelope<P>],
+) -> Vec<aws_lambda_events::kinesis::KinesisEventRecord> {
+    events
+        .iter()
+        .enumerate()
+        .map(|(i, event)| {
+            let put = dynamodb_outbox::kinesis_put(*event).unwrap();
+            let mut record = aws_lambda_events::kinesis::KinesisEventRecord::default();
+            record.event_source_arn = Some(stream_arn.into());
+            record.kinesis.sequence_number = format!("4959{:020}", i + 1);
+            record.kinesis.partition_key = put.partition_key;
+            *record.kinesis.data = put.data;
+            record
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn kinesis_events_are_applied_once_by_event_id_with_the_ledgers_line_as_the_record() {
+    use dynamodb_outbox::Envelope;
+    let app = Invoicing::start().await;
+    let stream = "invoices-stream";
+    let arn = format!("arn:aws:kinesis:us-east-1:123456789012:stream/{stream}");
+    let first = Envelope::new(issued("k-1", "acme", 100)).with_ordering_key("acme");
+    let second = Envelope::new(issued("k-2", "acme", 50)).with_ordering_key("acme");
+    // The same event id with another amount: not a redelivery, a collision.
+    let mut collision = Envelope::new(issued("k-3", "acme", 7)).with_ordering_key("acme");
+    collision.event_id = first.event_id.clone();
+    // A publish retried after a lost response puts the first event twice.
+    let records = kinesis_records(&arn, &[&first, &second, &first, &collision]);
+
+    let ledger = Processor::new(Ledger::new(&app.ledger), app.store(&app.ledger), stream);
+    let outcome = ledger.process_kinesis(&records).await;
+    assert_eq!(
+        (
+            outcome.applied,
+            outcome.duplicates,
+            outcome.parked,
+            outcome.failures.len()
+        ),
+        (2, 1, 1, 0),
+        "{outcome:?}"
+    );
+    let balance = || async {
+        app.item(&app.ledger, "ACCOUNT#acme", "BALANCE")
+            .await
+            .and_then(|i| n(&i, ledger::BALANCE))
+    };
+    assert_eq!(balance().await, Some(150));
+    let parked = app
+        .store(&app.ledger)
+        .parked(ledger::NAME, 10)
+        .await
+        .unwrap();
+    assert_eq!(parked.len(), 1, "{parked:?}");
+    assert!(parked[0].reason.contains("other content"), "{parked:?}");
+    let done = app
+        .item(
+            &app.ledger,
+            &schema::done_pk(ledger::NAME, &second.event_id),
+            schema::DONE_SK,
+        )
+        .await;
+    assert!(
+        done.is_none(),
+        "the ledger's line is the record: no extra item"
+    );
+
+    let again = ledger.process_kinesis(&records).await;
+    assert_eq!(
+        (again.duplicates, again.applied, again.failures.len()),
+        (4, 0, 0),
+        "a redelivered batch, the parked collision included: {again:?}"
+    );
+    assert_eq!(balance().await, Some(150));
+    assert!(again.kinesis_response().batch_item_failures.is_empty());
+
+    let elsewhere = kinesis_records(
+        "arn:aws:kinesis:us-east-1:123456789012:stream/another",
+        &[&second],
+    );
+    let refused = ledger.process_kinesis(&elsewhere).await;
+    assert_eq!(refused.poison, 1, "{refused:?}");
+    assert_eq!(
+        refused.kinesis_response().batch_item_failures[0]
+            .item_identifier
+            .as_deref(),
+        Some(elsewhere[0].kinesis.sequence_number.as_str())
+    );
 }

@@ -12,7 +12,9 @@
 use std::collections::{HashMap, VecDeque};
 
 use aws_lambda_events::dynamodb::EventRecord;
-use aws_lambda_events::streams::{DynamoDbBatchItemFailure, DynamoDbEventResponse};
+use aws_lambda_events::streams::{
+    DynamoDbBatchItemFailure, DynamoDbEventResponse, KinesisEventResponse,
+};
 use futures::stream::{self, StreamExt};
 use serde_dynamo::{AttributeValue, Item};
 use time::OffsetDateTime;
@@ -23,6 +25,11 @@ use crate::envelope::{now_rfc3339, Envelope};
 use crate::item::ParkedEvent;
 use crate::schema;
 use crate::store::{Committed, ConsumerStore, ItemKey, Parked, Step, StoreError};
+
+mod sources;
+
+use sources::Once;
+pub use sources::{kinesis_put, kinesis_stream, KinesisPut};
 
 /// What a batch came to: counts for logs, metrics and tests, and the records to report.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -54,6 +61,14 @@ pub struct BatchOutcome {
 }
 
 impl BatchOutcome {
+    /// The partial batch response Lambda expects from a Kinesis consumer (with
+    /// `ReportBatchItemFailures` on the mapping): the sequence numbers to retry.
+    pub fn kinesis_response(&self) -> KinesisEventResponse {
+        let mut response = KinesisEventResponse::default();
+        response.set_failures(self.failures.iter().cloned());
+        response
+    }
+
     /// The partial batch response Lambda expects from a DynamoDB stream consumer (with
     /// `ReportBatchItemFailures` on the mapping): the records to retry.
     pub fn stream_response(&self) -> DynamoDbEventResponse {
@@ -166,6 +181,13 @@ enum Work<P> {
         /// The event as it arrived, kept when the consumer parks poison.
         event: Option<Item>,
     },
+    /// An event without an outbox sequence: idempotent by its id, ordered by its source.
+    Once(Box<Arrived<P>>, Once),
+    /// An event without an outbox sequence whose envelope does not decode (poison), with the
+    /// event as it arrived when the consumer parks poison.
+    Unreadable(Once, String, Option<Item>),
+    /// An event without an outbox sequence that this consumer does not take.
+    Skipped(String),
 }
 
 /// A decoded event, with the item it came from when the consumer parks poison (a parked record
@@ -239,6 +261,9 @@ impl Outcome {
 
 impl<C: Consumer, S: ConsumerStore> Processor<C, S> {
     /// A processor for `consumer` of the outbox in `outbox_table`, committing through `store`.
+    /// `outbox_table` names the source its records must come from: the table whose stream it
+    /// reads (the outbox, or an entity table whose changes are the events), or the
+    /// stream's name for [`Processor::process_kinesis`].
     /// Processed outbox items expire `retention_seconds` after their last consumer is done; up to
     /// `concurrency` ordering keys are applied at a time.
     pub fn new(consumer: C, store: S, outbox_table: impl Into<String>) -> Self {
@@ -446,6 +471,9 @@ impl<C: Consumer, S: ConsumerStore> Processor<C, S> {
                     at: Some((step, _)),
                     ..
                 } => format!("key:{}", step.ordering_key),
+                Work::Once(_, once) | Work::Unreadable(once, ..) => {
+                    format!("key:{}", once.ordering_key)
+                }
                 _ => format!("record:{position}"),
             };
             let slot = *group_of.entry(group).or_insert_with(|| {
@@ -638,6 +666,14 @@ impl<C: Consumer, S: ConsumerStore> Processor<C, S> {
         let id = &ids[position];
         match work {
             Work::Ignore => Outcome::Ignored,
+            Work::Once(arrived, once) => self.apply_once(id, *arrived, once).await,
+            Work::Unreadable(once, reason, event) => {
+                self.poison_once(id, reason, &once, event).await
+            }
+            Work::Skipped(what) => {
+                tracing::info!(consumer = self.consumer.name(), record = %id, event = %what, "event skipped: not taken by this consumer");
+                Outcome::Skipped
+            }
             Work::Poison { reason, at, event } => self.poison(id, reason, at, event).await,
             Work::Skip(step, _, what) => {
                 tracing::info!(

@@ -116,6 +116,8 @@ pub enum HandlerError {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Effect {
     pub(crate) writes: Vec<Write>,
+    /// The write named as the event's idempotency record (see [`Effect::put_new_as_record`]).
+    pub(crate) record: Option<usize>,
 }
 
 /// One write of an [`Effect`]. Conditions are part of the effect: when one fails, nothing is
@@ -164,6 +166,25 @@ impl Effect {
             if_absent: true,
         });
         self
+    }
+
+    /// Adds a put of `item` into `table`, refused if an item with its key exists, and names it
+    /// the event's idempotency record, to save the engine's own record for sources without an
+    /// outbox sequence (Kinesis, an entity table's changes): the event is applied once because
+    /// this item can be put once. When the item exists already, the event is a duplicate if the
+    /// existing item has every attribute of `item` with the same value, and poison otherwise (an
+    /// item with this key and other content: a collision, not a redelivery). So `item` must be
+    /// a function of the event only (no clock, no random id). One per effect: the last named
+    /// counts. For outbox events (which the progress makes idempotent) it is a plain
+    /// [`Effect::put_new`].
+    pub fn put_new_as_record(mut self, table: &str, item: Item) -> Self {
+        self.record = Some(self.writes.len());
+        self.put_new(table, item)
+    }
+
+    /// The write named as the event's idempotency record, if any.
+    pub fn idempotency_record(&self) -> Option<&Write> {
+        self.record.and_then(|index| self.writes.get(index))
     }
 
     /// Adds a put of `item` into `table`, replacing any item with its key.
@@ -277,7 +298,10 @@ impl Effect {
             }
             merged.push(write.clone());
         }
-        (merged.len() < 100).then_some(Effect { writes: merged })
+        (merged.len() < 100).then_some(Effect {
+            writes: merged,
+            record: None,
+        })
     }
 }
 

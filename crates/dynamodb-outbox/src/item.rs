@@ -166,3 +166,29 @@ pub(crate) fn read_parked(record: Item) -> Option<Parked> {
         parked_at,
     })
 }
+
+/// Whether an existing idempotency record is the one `record` would write: every attribute of
+/// `record`, same value. Other content under the same key is a collision, not a redelivery.
+pub(crate) fn same_record(existing: &Item, record: &Item) -> bool {
+    record
+        .iter()
+        .all(|(name, value)| existing.get(name) == Some(value))
+}
+
+/// The done record of an event from a source without an outbox sequence.
+pub(crate) fn done_record(consumer: &str, event_id: &str, done_at: &str) -> Item {
+    Item::from(HashMap::from([
+        (
+            schema::PK.to_owned(),
+            AttributeValue::S(schema::done_pk(consumer, event_id)),
+        ),
+        (
+            schema::SK.to_owned(),
+            AttributeValue::S(schema::DONE_SK.to_owned()),
+        ),
+        (
+            schema::DONE_AT.to_owned(),
+            AttributeValue::S(done_at.to_owned()),
+        ),
+    ]))
+}

@@ -42,7 +42,10 @@ pub mod memory;
 pub mod schema;
 mod store;
 
-pub use batch::{stream_table, AppliedEvent, BatchOutcome, Processor, PARKED_LOG_MESSAGE};
+pub use batch::{
+    kinesis_put, kinesis_stream, stream_table, AppliedEvent, BatchOutcome, KinesisPut, Processor,
+    PARKED_LOG_MESSAGE,
+};
 pub use consumer::{Consumer, Effect, HandlerError, PoisonPolicy, Takes, Write};
 pub use delivery::Header;
 pub use envelope::{Envelope, Event, TraceContext};

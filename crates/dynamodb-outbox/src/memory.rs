@@ -13,8 +13,9 @@ use serde::Serialize;
 use crate::consumer::{Effect, Write};
 use crate::delivery::Header;
 use crate::dynamodb::Routes;
+use crate::envelope::now_rfc3339;
 use crate::envelope::Envelope;
-use crate::item::{outbox_item, read_parked, KeyCounter};
+use crate::item::{done_record, outbox_item, read_parked, same_record, KeyCounter};
 use crate::schema;
 use crate::store::{Committed, ConsumerStore, ItemKey, Parked, Step, StoreError};
 
@@ -276,6 +277,13 @@ impl ConsumerStore for MemoryStore {
         if !state.items.contains_key(&record) {
             return Ok(Committed::Duplicate);
         }
+        if let Some(Write::Put { table, item, .. }) = effect.idempotency_record() {
+            if state.items.contains_key(&key_of(table, item)) {
+                // A redelivery applied the event after its fix: the parked record is stale.
+                state.items.remove(&record);
+                return Ok(Committed::Duplicate);
+            }
+        }
         let staged = match stage(&state, effect) {
             Ok(staged) => staged,
             Err(refused) => return Ok(refused),
@@ -284,6 +292,50 @@ impl ConsumerStore for MemoryStore {
             state.items.insert(key, item);
         }
         state.items.remove(&record);
+        Ok(Committed::Applied)
+    }
+
+    async fn commit_once(
+        &self,
+        consumer: &str,
+        event_id: &str,
+        effect: &Effect,
+    ) -> Result<Committed, StoreError> {
+        let mut state = self.state();
+        if let Some(fault) = state.commit_faults.pop_front() {
+            return Err(fault);
+        }
+        let done = match effect.idempotency_record() {
+            Some(Write::Put { table, item, .. }) => {
+                if let Some(existing) = state.items.get(&key_of(table, item)) {
+                    return Ok(if same_record(existing, item) {
+                        Committed::Duplicate
+                    } else {
+                        Committed::Refused(format!(
+                            "the idempotency record of event {event_id} exists with other content"
+                        ))
+                    });
+                }
+                None
+            }
+            _ => {
+                let done = done_record(consumer, event_id, &now_rfc3339());
+                if state.items.contains_key(&key_of(&self.table, &done)) {
+                    return Ok(Committed::Duplicate);
+                }
+                Some(done)
+            }
+        };
+        let staged = match stage(&state, effect) {
+            Ok(staged) => staged,
+            Err(refused) => return Ok(refused),
+        };
+        for (key, item) in staged {
+            state.items.insert(key, item);
+        }
+        if let Some(done) = done {
+            state.items.insert(key_of(&self.table, &done), done);
+        }
         Ok(Committed::Applied)
     }
 

@@ -62,6 +62,18 @@ pub fn progress_pk(consumer: &str, ordering_key: &str) -> String {
 /// Sort key of a progress item.
 pub const PROGRESS_SK: &str = "PROGRESS";
 
+/// Partition of a consumer's record that it applied an event from a source without an outbox
+/// sequence (Kinesis, an entity table's changes): the event id is the idempotency key.
+pub fn done_pk(consumer: &str, event_id: &str) -> String {
+    format!("{KEY_PREFIX}DONE#{consumer}#{event_id}")
+}
+
+/// Sort key of a done record.
+pub const DONE_SK: &str = "DONE";
+
+/// When the consumer applied the event (RFC 3339), on its done record.
+pub const DONE_AT: &str = "done_at";
+
 /// Partition of a consumer's parked events, in the consumer's own table.
 pub fn parked_pk(consumer: &str) -> String {
     format!("{KEY_PREFIX}PARKED#{consumer}")

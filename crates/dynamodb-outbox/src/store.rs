@@ -120,4 +120,16 @@ pub trait ConsumerStore: Send + Sync {
         parked: &ItemKey,
         reason: &str,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Commits `effect` for an event without an outbox sequence, whose idempotency is its
+    /// `event_id`: together with a done record (`OUTBOX#DONE#<consumer>#<event_id>`, put if
+    /// absent) or, when the effect names one ([`Effect::put_new_as_record`]), with that put as
+    /// the record. [`Committed::Duplicate`] when the record exists (for a named record: with the
+    /// same content; other content is [`Committed::Refused`]); nothing is written then.
+    fn commit_once(
+        &self,
+        consumer: &str,
+        event_id: &str,
+        effect: &Effect,
+    ) -> impl Future<Output = Result<Committed, StoreError>> + Send;
 }

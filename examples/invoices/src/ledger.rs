@@ -83,7 +83,9 @@ impl Consumer for Ledger {
                 AttributeValue::N(change.to_string()),
             ),
         ]));
-        Ok(Effect::new().put_new(&self.table, line).add(
+        // The line is a function of the event: it doubles as the idempotency record where the
+        // event has no outbox sequence (Kinesis), so no extra item is written there.
+        Ok(Effect::new().put_new_as_record(&self.table, line).add(
             &self.table,
             pk,
             "BALANCE",

@@ -7,12 +7,14 @@ use aws_sdk_dynamodb::types::{
     Delete, Put, ReturnValue, ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update,
 };
 use aws_sdk_dynamodb::Client;
+use serde_dynamo::Item;
 
 use super::{
     cancellation_is_transient, cancellation_summary, classify, number, reason_code, text, SdkItem,
 };
 use crate::consumer::{Effect, Write};
-use crate::item::read_parked;
+use crate::envelope::now_rfc3339;
+use crate::item::{done_record, read_parked, same_record};
 use crate::schema;
 use crate::store::{Committed, ConsumerStore, ItemKey, Parked, Step, StoreError};
 
@@ -37,7 +39,9 @@ impl DynamoConsumerStore {
         }
     }
 
-    fn action(write: &Write) -> Result<TransactWriteItem, String> {
+    /// One write as a transaction action; `is_record`: the effect's idempotency record, whose
+    /// existing item comes back when its condition fails (to tell a duplicate from a collision).
+    fn action(write: &Write, is_record: bool) -> Result<TransactWriteItem, String> {
         match write {
             Write::Put {
                 table,
@@ -46,6 +50,11 @@ impl DynamoConsumerStore {
             } => {
                 let sdk: SdkItem = item.clone().into();
                 let mut put = Put::builder().table_name(table).set_item(Some(sdk));
+                if is_record {
+                    put = put.return_values_on_condition_check_failure(
+                        ReturnValuesOnConditionCheckFailure::AllOld,
+                    );
+                }
                 if *if_absent {
                     put = put
                         .condition_expression("attribute_not_exists(#pk)")
@@ -121,7 +130,7 @@ impl DynamoConsumerStore {
         }
         let mut actions = Vec::with_capacity(effect.writes().len() + 1);
         for (index, write) in effect.writes().iter().enumerate() {
-            match Self::action(write) {
+            match Self::action(write, effect.record == Some(index)) {
                 Ok(action) => actions.push(action),
                 Err(why) => return Err(Committed::Refused(format!("write {index}: {why}"))),
             }
@@ -360,8 +369,94 @@ impl ConsumerStore for DynamoConsumerStore {
         if reason_code(reasons, record_at) == "ConditionalCheckFailed" {
             return Ok(Committed::Duplicate);
         }
+        if effect
+            .record
+            .is_some_and(|index| reason_code(reasons, index) == "ConditionalCheckFailed")
+        {
+            // A redelivery applied the event after its fix: the parked record is stale.
+            self.client
+                .delete_item()
+                .table_name(&self.table)
+                .key(schema::PK, text(&parked.pk))
+                .key(schema::SK, text(&parked.sk))
+                .send()
+                .await
+                .map_err(classify)?;
+            return Ok(Committed::Duplicate);
+        }
         if let Some(index) =
             (0..record_at).find(|&i| reason_code(reasons, i) == "ConditionalCheckFailed")
+        {
+            return Ok(Committed::Refused(format!(
+                "write {index} of the effect: its condition failed"
+            )));
+        }
+        if cancellation_is_transient(reasons) {
+            return Err(StoreError::Unavailable(cancellation_summary(reasons)));
+        }
+        Err(StoreError::Failed(cancellation_summary(reasons)))
+    }
+
+    async fn commit_once(
+        &self,
+        consumer: &str,
+        event_id: &str,
+        effect: &Effect,
+    ) -> Result<Committed, StoreError> {
+        let mut actions = match Self::effect_actions(effect) {
+            Ok(actions) => actions,
+            Err(refused) => return Ok(refused),
+        };
+        let (record_at, named) = match effect.idempotency_record() {
+            Some(Write::Put { item, .. }) => (effect.record.unwrap_or_default(), Some(item)),
+            _ => {
+                let done: SdkItem = done_record(consumer, event_id, &now_rfc3339()).into();
+                let put = Put::builder()
+                    .table_name(&self.table)
+                    .set_item(Some(done))
+                    .condition_expression("attribute_not_exists(#pk)")
+                    .expression_attribute_names("#pk", schema::PK)
+                    .build()
+                    .map_err(|e| StoreError::Failed(e.to_string()))?;
+                actions.push(TransactWriteItem::builder().put(put).build());
+                (actions.len() - 1, None)
+            }
+        };
+        let result = self
+            .client
+            .transact_write_items()
+            .set_transact_items(Some(actions))
+            .send()
+            .await;
+        let err = match result {
+            Ok(_) => return Ok(Committed::Applied),
+            Err(err) => err,
+        };
+        let Some(TransactWriteItemsError::TransactionCanceledException(cancelled)) =
+            err.as_service_error()
+        else {
+            return Err(classify(err));
+        };
+        let reasons = cancelled.cancellation_reasons();
+        if reason_code(reasons, record_at) == "ConditionalCheckFailed" {
+            let Some(record) = named else {
+                return Ok(Committed::Duplicate);
+            };
+            let existing: Item = reasons
+                .get(record_at)
+                .and_then(|r| r.item.clone())
+                .unwrap_or_default()
+                .into();
+            return Ok(if same_record(&existing, record) {
+                Committed::Duplicate
+            } else {
+                Committed::Refused(format!(
+                    "the idempotency record of event {event_id} exists with other content"
+                ))
+            });
+        }
+        if let Some(index) = (0..reasons.len())
+            .find(|&i| i != record_at && reason_code(reasons, i) == "ConditionalCheckFailed")
         {
             return Ok(Committed::Refused(format!(
                 "write {index} of the effect: its condition failed"

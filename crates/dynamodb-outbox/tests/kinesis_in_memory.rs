@@ -1,0 +1,289 @@
+//! Events from a Kinesis stream without a server: applied once by event id, in stream order
+//! within a key, held back after a failure, poison named by sequence number, and a consumer's
+//! own put as the idempotency record.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use aws_lambda_events::kinesis::KinesisEventRecord;
+use dynamodb_outbox::memory::MemoryStore;
+use dynamodb_outbox::{
+    kinesis_put, schema, Consumer, Effect, Envelope, Event, HandlerError, PoisonPolicy, Processor,
+    Takes,
+};
+use serde::{Deserialize, Serialize};
+use serde_dynamo::{AttributeValue, Item};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Deposited {
+    account: String,
+    cents: i64,
+}
+
+impl Event for Deposited {
+    const EVENT_TYPE: &'static str = "Deposited";
+    const SCHEMA_VERSION: u32 = 1;
+    const AGGREGATE_TYPE: &'static str = "Account";
+    fn aggregate_id(&self) -> String {
+        self.account.clone()
+    }
+}
+
+const TABLE: &str = "accounts";
+const STREAM: &str = "deposits";
+const ARN: &str = "arn:aws:kinesis:eu-west-1:123456789012:stream/deposits";
+
+/// A balance and the last deposit applied per account; a negative deposit is poison, a deposit
+/// of 13 cents fails while `flaky`. With `own_record`, the journal line is the idempotency
+/// record.
+#[derive(Clone, Default)]
+struct Ledger {
+    own_record: bool,
+    park: bool,
+    flaky: Arc<AtomicBool>,
+}
+
+impl Consumer for Ledger {
+    type Payload = Deposited;
+
+    fn name(&self) -> &str {
+        "ledger"
+    }
+
+    fn takes(&self) -> Vec<Takes> {
+        vec![Takes::versions("Deposited", 1..=1)]
+    }
+
+    fn on_poison(&self) -> PoisonPolicy {
+        if self.park {
+            PoisonPolicy::Park
+        } else {
+            PoisonPolicy::Wait
+        }
+    }
+
+    async fn effect(&self, event: &Envelope<Deposited>) -> Result<Effect, HandlerError> {
+        let cents = event.payload.cents;
+        if cents < 0 {
+            return Err(HandlerError::Poison("a negative deposit".into()));
+        }
+        if cents == 13 && self.flaky.load(Ordering::SeqCst) {
+            return Err(HandlerError::Transient("the ledger is down".into()));
+        }
+        let pk = format!("ACCOUNT#{}", event.payload.account);
+        let item = |sk: String, cents: i64| {
+            Item::from(HashMap::from([
+                ("pk".to_owned(), AttributeValue::S(pk.clone())),
+                ("sk".to_owned(), AttributeValue::S(sk)),
+                ("cents".to_owned(), AttributeValue::N(cents.to_string())),
+            ]))
+        };
+        let line = item(format!("LINE#{}", event.event_id), cents);
+        let effect = if self.own_record {
+            Effect::new().put_new_as_record(TABLE, line)
+        } else {
+            Effect::new().put_new(TABLE, line)
+        };
+        Ok(effect.put(TABLE, item("LAST".into(), cents)).add(
+            TABLE,
+            pk.clone(),
+            "BALANCE",
+            "cents",
+            cents,
+        ))
+    }
+}
+
+fn deposit(account: &str, cents: i64) -> Envelope<Deposited> {
+    Envelope::new(Deposited {
+        account: account.into(),
+        cents,
+    })
+}
+
+/// The records a stream holds after these puts, numbered in put order.
+fn stream(events: &[&Envelope<Deposited>]) -> Vec<KinesisEventRecord> {
+    events
+        .iter()
+        .enumerate()
+        .map(|(i, event)| {
+            let put = kinesis_put(*event).unwrap();
+            record(&format!("{:05}", i + 1), put.data, &put.partition_key)
+        })
+        .collect()
+}
+
+fn record(sequence: &str, data: Vec<u8>, partition_key: &str) -> KinesisEventRecord {
+    let mut record = KinesisEventRecord::default();
+    record.event_source_arn = Some(ARN.into());
+    record.kinesis.sequence_number = sequence.into();
+    record.kinesis.partition_key = partition_key.into();
+    *record.kinesis.data = data;
+    record
+}
+
+fn processor(ledger: Ledger) -> (Processor<Ledger, MemoryStore>, MemoryStore) {
+    let store = MemoryStore::new(TABLE);
+    (
+        Processor::new(ledger, store.clone(), STREAM).concurrency(4),
+        store,
+    )
+}
+
+fn balance(store: &MemoryStore, account: &str) -> i64 {
+    store.number(TABLE, &format!("ACCOUNT#{account}"), "BALANCE", "cents")
+}
+
+fn last(store: &MemoryStore, account: &str) -> i64 {
+    store.number(TABLE, &format!("ACCOUNT#{account}"), "LAST", "cents")
+}
+
+#[tokio::test]
+async fn a_record_published_twice_is_applied_once_by_its_event_id() {
+    for own_record in [false, true] {
+        let (processor, store) = processor(Ledger {
+            own_record,
+            ..Ledger::default()
+        });
+        let event = deposit("a", 5);
+        // A retried PutRecord whose first response was lost: the same event twice.
+        let records = stream(&[&event, &deposit("a", 7), &event]);
+        let outcome = processor.process_kinesis(&records).await;
+        assert_eq!(
+            (outcome.applied, outcome.duplicates, outcome.failures.len()),
+            (2, 1, 0),
+            "own record {own_record}: {outcome:?}"
+        );
+        let again = processor.process_kinesis(&records).await;
+        assert_eq!(again.duplicates, 3, "a redelivered batch: {again:?}");
+        assert_eq!(balance(&store, "a"), 12);
+        let done = store.item(
+            TABLE,
+            &schema::done_pk("ledger", &event.event_id),
+            schema::DONE_SK,
+        );
+        assert_eq!(
+            done.is_some(),
+            !own_record,
+            "the engine's record only when needed"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_failure_holds_back_its_keys_later_records_and_the_retry_keeps_stream_order() {
+    let ledger = Ledger::default();
+    ledger.flaky.store(true, Ordering::SeqCst);
+    let (processor, store) = processor(ledger.clone());
+    let records = stream(&[
+        &deposit("a", 1),
+        &deposit("b", 100),
+        &deposit("a", 13),
+        &deposit("a", 3),
+        &deposit("b", 200),
+    ]);
+    let outcome = processor.process_kinesis(&records).await;
+    assert_eq!(
+        (outcome.applied, outcome.failed, outcome.held_back),
+        (3, 1, 1),
+        "{outcome:?}"
+    );
+    assert_eq!(
+        outcome.failures,
+        vec!["00003".to_owned(), "00004".to_owned()]
+    );
+    let response = outcome.kinesis_response();
+    let retry: Vec<_> = response
+        .batch_item_failures
+        .iter()
+        .filter_map(|f| f.item_identifier.clone())
+        .collect();
+    assert_eq!(
+        retry, outcome.failures,
+        "Lambda is told the sequence numbers"
+    );
+    assert_eq!((last(&store, "a"), last(&store, "b")), (1, 200));
+
+    ledger.flaky.store(false, Ordering::SeqCst);
+    // Lambda retries from the first failed record on.
+    let outcome = processor.process_kinesis(&records[2..]).await;
+    assert_eq!((outcome.applied, outcome.duplicates), (2, 1), "{outcome:?}");
+    assert_eq!(last(&store, "a"), 3, "13 then 3: the stream's order");
+    assert_eq!((balance(&store, "a"), balance(&store, "b")), (17, 300));
+}
+
+#[tokio::test]
+async fn unreadable_data_and_other_streams_are_poison_named_by_sequence_number() {
+    let (processor, store) = processor(Ledger::default());
+    let mut records = stream(&[&deposit("a", 1)]);
+    records.push(record("00002", b"not json".to_vec(), "a"));
+    records.push(record("00003", br#"{"event_id": "x"}"#.to_vec(), "a"));
+    let mut elsewhere = stream(&[&deposit("a", 9)]).remove(0);
+    elsewhere.kinesis.sequence_number = "00004".into();
+    elsewhere.event_source_arn = Some("arn:aws:kinesis:eu-west-1:123456789012:stream/other".into());
+    records.push(elsewhere);
+    let outcome = processor.process_kinesis(&records).await;
+    assert_eq!((outcome.applied, outcome.poison), (1, 3), "{outcome:?}");
+    assert_eq!(outcome.failures, vec!["00002", "00003", "00004"]);
+    assert_eq!(balance(&store, "a"), 1);
+}
+
+#[tokio::test]
+async fn a_poison_event_waits_or_is_parked_and_redriven_by_policy() {
+    let (waiting, store) = processor(Ledger::default());
+    let records = stream(&[&deposit("a", -1), &deposit("a", 2), &deposit("b", 3)]);
+    let outcome = waiting.process_kinesis(&records).await;
+    assert_eq!(
+        (outcome.poison, outcome.held_back, outcome.applied),
+        (1, 1, 1),
+        "{outcome:?}"
+    );
+    assert_eq!((balance(&store, "a"), balance(&store, "b")), (0, 3));
+
+    let (parking, store) = processor(Ledger {
+        park: true,
+        ..Ledger::default()
+    });
+    let outcome = parking.process_kinesis(&records).await;
+    assert_eq!((outcome.parked, outcome.applied), (1, 2), "{outcome:?}");
+    let again = parking.process_kinesis(&records).await;
+    assert_eq!(
+        again.duplicates, 3,
+        "a parked event is done for redeliveries"
+    );
+    let still = parking.redrive_parked(10).await;
+    assert_eq!(still.parked, 1, "{still:?}");
+    assert_eq!(balance(&store, "a"), 2);
+}
+
+#[tokio::test]
+async fn an_own_record_with_other_content_is_poison_not_a_duplicate() {
+    let (processor, store) = processor(Ledger {
+        own_record: true,
+        ..Ledger::default()
+    });
+    let first = deposit("a", 5);
+    let mut collision = deposit("a", 6);
+    collision.event_id = first.event_id.clone();
+    let outcome = processor
+        .process_kinesis(&stream(&[&first, &collision]))
+        .await;
+    assert_eq!((outcome.applied, outcome.poison), (1, 1), "{outcome:?}");
+    assert_eq!(balance(&store, "a"), 5);
+}
+
+#[test]
+fn the_stream_is_read_from_a_kinesis_arn_and_nothing_else_passes() {
+    use dynamodb_outbox::kinesis_stream;
+    assert_eq!(kinesis_stream(ARN), Some(STREAM));
+    for other in [
+        "",
+        "arn:aws:dynamodb:eu-west-1:1:table/deposits/stream/x",
+        "arn:aws:kinesis:eu-west-1:1:stream/",
+        "arn:aws:kinesis:eu-west-1:1:stream/a/consumer/b",
+        "arn:aws:sqs:eu-west-1:1:stream/deposits",
+    ] {
+        assert_eq!(kinesis_stream(other), None, "{other}");
+    }
+}
