@@ -114,13 +114,24 @@ impl Invoicing {
     /// The outbox INSERT records of the stream so far, in stream order: what a mapping with
     /// the engine's filter (`eventName` INSERT, `entity` OutboxEvent) delivers.
     async fn records(&self) -> Vec<EventRecord> {
+        let mut all = self.stream_records(&self.stream_arn).await;
+        all.retain(|r| {
+            r.event_name == "INSERT"
+                && matches!(r.change.new_image.get(schema::ENTITY),
+                    Some(serde_dynamo::AttributeValue::S(e)) if e == schema::ENTITY_OUTBOX_EVENT)
+        });
+        all
+    }
+
+    /// Every record of a table's stream so far, in stream order.
+    async fn stream_records(&self, stream_arn: &str) -> Vec<EventRecord> {
         let mut all = Vec::new();
-        for shard in self.stream.shard_ids(&self.stream_arn).await.unwrap() {
+        for shard in self.stream.shard_ids(stream_arn).await.unwrap() {
             let mut after: Option<String> = None;
             loop {
                 let page = self
                     .stream
-                    .read(&self.stream_arn, &shard, after.as_deref(), 1000)
+                    .read(stream_arn, &shard, after.as_deref(), 1000)
                     .await
                     .unwrap();
                 let Some(last) = page.last() else { break };
@@ -128,11 +139,6 @@ impl Invoicing {
                 all.extend(page.iter().map(|r| r.to_event_record().unwrap()));
             }
         }
-        all.retain(|r| {
-            r.event_name == "INSERT"
-                && matches!(r.change.new_image.get(schema::ENTITY),
-                    Some(serde_dynamo::AttributeValue::S(e)) if e == schema::ENTITY_OUTBOX_EVENT)
-        });
         all
     }
 
@@ -255,6 +261,10 @@ impl ConsumerStore for Recorder {
 
     async fn repark(&self, parked: &ItemKey, reason: &str) -> Result<(), StoreError> {
         self.inner.repark(parked, reason).await
+    }
+
+    async fn release(&self, consumer: &str, entity: &ItemKey) -> Result<(), StoreError> {
+        self.inner.release(consumer, entity).await
     }
 
     async fn commit_once(
@@ -853,4 +863,143 @@ async fn kinesis_events_are_applied_once_by_event_id_with_the_ledgers_line_as_th
             .as_deref(),
         Some(elsewhere[0].kinesis.sequence_number.as_str())
     );
+}
+
+#[tokio::test]
+async fn an_entity_tables_inserts_are_events_applied_once_and_the_sweeper_finds_what_was_dropped() {
+    use invoices_example::entity::{self, invoice_issued};
+    let app = Invoicing::start().await;
+    // The invoice table of pattern 2: no outbox, the invoice item is the event.
+    let table = format!("{}-entities", app.invoices);
+    create_table(&app.dynamo.client, &outbox_table(&table), &table)
+        .await
+        .unwrap();
+    let arn = app
+        .dynamo
+        .client
+        .describe_table()
+        .table_name(&table)
+        .send()
+        .await
+        .unwrap()
+        .table
+        .unwrap()
+        .latest_stream_arn
+        .unwrap();
+    let at = "2026-11-30T00:00:00Z";
+    for (id, account, cents) in [
+        ("e-1", "acme", 100),
+        ("e-2", "acme", 50),
+        ("e-3", "globex", 40),
+    ] {
+        entity::issue(
+            &app.dynamo.client,
+            &table,
+            &issued(id, account, cents),
+            at,
+            &[ledger::NAME],
+        )
+        .await
+        .unwrap();
+    }
+    let records = app.stream_records(&arn).await;
+    assert_eq!(records.len(), 3);
+    // The last invoice's record never reaches the consumer: only the sweeper can apply it.
+    entity::issue(
+        &app.dynamo.client,
+        &table,
+        &issued("e-4", "acme", 7),
+        at,
+        &[ledger::NAME],
+    )
+    .await
+    .unwrap();
+
+    let store = DynamoConsumerStore::new(app.dynamo.client.clone(), &app.ledger, &table);
+    let processor = Processor::new(Ledger::new(&app.ledger), store, &table);
+    let outcome = processor.process_changes(&records, invoice_issued).await;
+    assert_eq!(
+        (outcome.applied, outcome.failures.len()),
+        (3, 0),
+        "{outcome:?}"
+    );
+    let again = processor.process_changes(&records, invoice_issued).await;
+    assert_eq!(
+        again.duplicates, 3,
+        "a redelivery applies nothing: {again:?}"
+    );
+    let released = app.item(&table, "INVOICE#e-1", "INVOICE").await.unwrap();
+    for gone in [
+        schema::WAITING_CONSUMERS,
+        schema::PENDING_PK,
+        schema::PENDING_SK,
+    ] {
+        assert!(!released.contains_key(gone), "{gone} left: {released:?}");
+    }
+    assert!(
+        !released.contains_key(schema::EXPIRES_AT),
+        "the invoice is the application's data: it never expires"
+    );
+    assert_eq!(n(&released, "amount_cents"), Some(100));
+
+    // The MODIFY records of the releases are no events.
+    let all = app.stream_records(&arn).await;
+    let modifies = processor.process_changes(&all[4..], invoice_issued).await;
+    assert_eq!(
+        (modifies.ignored, modifies.applied),
+        (all.len() - 4, 0),
+        "{modifies:?}"
+    );
+
+    let pending = PendingEvents::new(app.dynamo.client.clone(), &table);
+    let waiting = pending
+        .waiting_for(ledger::NAME, "9999", 100)
+        .await
+        .unwrap();
+    assert_eq!(waiting.len(), 1, "only the dropped invoice is pending");
+    let swept = processor.process_entities(waiting, invoice_issued).await;
+    assert_eq!(swept.applied, 1, "{swept:?}");
+    assert!(pending
+        .waiting_for(ledger::NAME, "9999", 100)
+        .await
+        .unwrap()
+        .is_empty());
+    let balance = |account: &'static str| {
+        let app = &app;
+        async move {
+            app.item(&app.ledger, &format!("ACCOUNT#{account}"), "BALANCE")
+                .await
+                .and_then(|i| n(&i, ledger::BALANCE))
+        }
+    };
+    assert_eq!(balance("acme").await, Some(157));
+    assert_eq!(balance("globex").await, Some(40));
+
+    // Records from another table's stream are refused; an invoice item whose amount attribute
+    // was renamed is poison for this consumer (it is coupled to the item's shape).
+    let from_outbox = processor
+        .process_changes(&as_if_from(&records[0], &app.stream_arn), invoice_issued)
+        .await;
+    assert_eq!(from_outbox.poison, 1, "{from_outbox:?}");
+    let mut renamed = records[0].clone();
+    let image = &mut renamed.change.new_image;
+    let amount = image.remove("amount_cents").unwrap();
+    image.insert("amount".into(), amount);
+    image.insert(
+        "invoice_id".into(),
+        serde_dynamo::AttributeValue::S("e-9".into()),
+    );
+    let unreadable = processor.process_changes(&[renamed], invoice_issued).await;
+    assert_eq!(unreadable.poison, 1, "{unreadable:?}");
+    assert!(
+        unreadable.failures.len() == 1,
+        "reported for retry: {unreadable:?}"
+    );
+}
+
+/// A record as if it came from another table's stream.
+fn as_if_from(record: &EventRecord, other_stream_arn: &str) -> Vec<EventRecord> {
+    let mut copy = record.clone();
+    copy.event_source_arn = Some(other_stream_arn.to_owned());
+    vec![copy]
 }

@@ -186,8 +186,9 @@ enum Work<P> {
     /// An event without an outbox sequence whose envelope does not decode (poison), with the
     /// event as it arrived when the consumer parks poison.
     Unreadable(Once, String, Option<Item>),
-    /// An event without an outbox sequence that this consumer does not take.
-    Skipped(String),
+    /// An event without an outbox sequence that this consumer does not take (with the entity
+    /// item it came from, which stops waiting for this consumer).
+    Skipped(String, Option<ItemKey>),
 }
 
 /// A decoded event, with the item it came from when the consumer parks poison (a parked record
@@ -670,10 +671,7 @@ impl<C: Consumer, S: ConsumerStore> Processor<C, S> {
             Work::Unreadable(once, reason, event) => {
                 self.poison_once(id, reason, &once, event).await
             }
-            Work::Skipped(what) => {
-                tracing::info!(consumer = self.consumer.name(), record = %id, event = %what, "event skipped: not taken by this consumer");
-                Outcome::Skipped
-            }
+            Work::Skipped(what, entity) => self.skip_once(id, &what, entity).await,
             Work::Poison { reason, at, event } => self.poison(id, reason, at, event).await,
             Work::Skip(step, _, what) => {
                 tracing::info!(

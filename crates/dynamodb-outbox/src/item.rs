@@ -192,3 +192,37 @@ pub(crate) fn done_record(consumer: &str, event_id: &str, done_at: &str) -> Item
         ),
     ]))
 }
+
+/// The pending marker a producer adds to an entity item whose creation is an event for
+/// `consumers` (an entity table's changes, without an outbox): the item enters the sparse
+/// pending index (shard of its ordering key, oldest first) and lists the consumers it waits for,
+/// so a sweeper finds what the stream dropped ([`crate::dynamodb::PendingEvents`]). Each consumer
+/// removes itself when done and the last one takes the item out of the index; the item never
+/// gets a TTL. Merge these attributes into the entity item's put.
+pub fn pending_marker(
+    ordering_key: &str,
+    occurred_at: &str,
+    event_id: &str,
+    consumers: &[&str],
+) -> Item {
+    if consumers.is_empty() {
+        // Nobody to wait for: in the index it would never leave it.
+        return Item::from(HashMap::<String, AttributeValue>::new());
+    }
+    let s = |v: String| AttributeValue::S(v);
+    let marker = Item::from(HashMap::from([
+        (
+            schema::WAITING_CONSUMERS.to_owned(),
+            AttributeValue::Ss(consumers.iter().map(|c| (*c).to_owned()).collect()),
+        ),
+        (
+            schema::PENDING_PK.to_owned(),
+            s(schema::pending_pk(ordering_key)),
+        ),
+        (
+            schema::PENDING_SK.to_owned(),
+            s(format!("{occurred_at}#{ordering_key}#{event_id}")),
+        ),
+    ]));
+    marker
+}

@@ -49,5 +49,5 @@ pub use batch::{
 pub use consumer::{Consumer, Effect, HandlerError, PoisonPolicy, Takes, Write};
 pub use delivery::Header;
 pub use envelope::{Envelope, Event, TraceContext};
-pub use item::outbox_item;
+pub use item::{outbox_item, pending_marker};
 pub use store::{Committed, ConsumerStore, ItemKey, Parked, Step, StoreError};

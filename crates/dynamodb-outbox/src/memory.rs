@@ -63,6 +63,21 @@ impl MemoryStore {
             .insert(key, header.after.into_keys().collect());
     }
 
+    /// Registers an entity item as its producer stored it, with the pending marker of
+    /// [`crate::pending_marker`]: who has yet to process its creation.
+    pub fn entity_written(&self, item: &Item) {
+        let header = Header::peek(item);
+        let waiting = match item.get(schema::WAITING_CONSUMERS) {
+            Some(AttributeValue::Ss(consumers)) => consumers.iter().cloned().collect(),
+            _ => BTreeSet::new(),
+        };
+        let key = ItemKey {
+            pk: header.pk,
+            sk: header.sk,
+        };
+        self.state().waiting.insert(key, waiting);
+    }
+
     /// The next `count` commits fail with `error`, as a throttled or unreachable database would.
     pub fn fail_next_commits(&self, count: usize, error: StoreError) {
         let mut state = self.state();
@@ -337,6 +352,13 @@ impl ConsumerStore for MemoryStore {
             state.items.insert(key_of(&self.table, &done), done);
         }
         Ok(Committed::Applied)
+    }
+
+    async fn release(&self, consumer: &str, entity: &ItemKey) -> Result<(), StoreError> {
+        if let Some(waiting) = self.state().waiting.get_mut(entity) {
+            waiting.remove(consumer);
+        }
+        Ok(())
     }
 
     async fn repark(&self, parked: &ItemKey, reason: &str) -> Result<(), StoreError> {

@@ -132,4 +132,14 @@ pub trait ConsumerStore: Send + Sync {
         event_id: &str,
         effect: &Effect,
     ) -> impl Future<Output = Result<Committed, StoreError>> + Send;
+
+    /// Records that `consumer` is done with an entity item whose creation was the event (an
+    /// entity table's changes): it leaves the item's waiting set, and the last consumer takes
+    /// the item out of the pending index. The entity item never gets a TTL: it is the
+    /// application's data. An item already released, or without a marker, is left as it is.
+    fn release(
+        &self,
+        consumer: &str,
+        entity: &ItemKey,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
 }

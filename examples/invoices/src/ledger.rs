@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 
 use dynamodb_outbox::{Consumer, Effect, Envelope, HandlerError, PoisonPolicy, Takes};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_dynamo::{AttributeValue, Item};
 
 use crate::invoices::{InvoiceIssued, InvoiceVoided};
@@ -13,7 +13,7 @@ pub const BALANCE: &str = "balance_cents";
 
 /// What the ledger reads of either event it takes (both carry these fields); the envelope's
 /// `event_type` says which one it is.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct InvoiceAmount {
     pub account_id: String,
     pub amount_cents: i64,

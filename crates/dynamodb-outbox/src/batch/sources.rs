@@ -5,11 +5,12 @@
 //! ordering key: Kinesis orders the records of one partition key within a shard, a DynamoDB
 //! stream the changes of one item.
 
+use aws_lambda_events::dynamodb::EventRecord;
 use aws_lambda_events::kinesis::KinesisEventRecord;
 use serde::Serialize;
 use serde_dynamo::Item;
 
-use super::{Arrived, BatchOutcome, Outcome, Processor, Work};
+use super::{stream_table, Arrived, BatchOutcome, Outcome, Processor, Work};
 use crate::consumer::{Consumer, Effect, HandlerError, PoisonPolicy, Takes};
 use crate::delivery::{self, Header};
 use crate::envelope::{now_rfc3339, Envelope};
@@ -124,6 +125,117 @@ impl<C: Consumer, S: ConsumerStore> Processor<C, S> {
         }
     }
 
+    /// A batch of DynamoDB stream records of an entity table (the processor's source name is
+    /// the table): the article's pattern 2, where the producer writes only its entity item and
+    /// the item's creation is the event. `adapter` turns an item image into the event: `None`
+    /// when the item is not an entity this consumer reads, `Err` when it cannot be read
+    /// (poison: the consumer is coupled to the entity's shape, so a renamed attribute lands
+    /// here). Only INSERTs are events; records from another table's stream are poison.
+    ///
+    /// Each event is applied once by its event id (the adapter must derive it from the item,
+    /// e.g. from its key, so a redelivery carries the same id). Order is the stream's, per item.
+    /// When the item carries a pending marker ([`crate::pending_marker`]), the consumer then
+    /// leaves its waiting set and the last one takes it out of the pending index; it never gets
+    /// a TTL. Return its [`BatchOutcome::stream_response`].
+    pub async fn process_changes<F>(&self, records: &[EventRecord], adapter: F) -> BatchOutcome
+    where
+        F: Fn(&Item) -> Option<Result<Envelope<C::Payload>, String>>,
+        C::Payload: Serialize,
+    {
+        let takes = self.consumer.takes();
+        let incoming = records
+            .iter()
+            .map(|record| {
+                let id = record
+                    .change
+                    .sequence_number
+                    .clone()
+                    .unwrap_or_else(|| record.event_id.clone());
+                let source = record.event_source_arn.as_deref().unwrap_or_default();
+                let work = if stream_table(source) != Some(self.outbox_table.as_str()) {
+                    unreadable(format!(
+                        "record {id} from {source:?}, not from the stream of table {:?}",
+                        self.outbox_table
+                    ))
+                } else if record.event_name != "INSERT" {
+                    Work::Ignore
+                } else {
+                    self.sort_entity(&record.change.new_image, &adapter, &takes)
+                };
+                (id, work)
+            })
+            .collect();
+        self.process(incoming).await
+    }
+
+    /// Entity items read from the table (the sweeper's redrive of what the stream dropped:
+    /// [`crate::dynamodb::PendingEvents`] finds them by their pending marker), each named by its
+    /// key: the same path as [`Processor::process_changes`].
+    pub async fn process_entities<F>(&self, items: Vec<Item>, adapter: F) -> BatchOutcome
+    where
+        F: Fn(&Item) -> Option<Result<Envelope<C::Payload>, String>>,
+        C::Payload: Serialize,
+    {
+        let takes = self.consumer.takes();
+        let incoming = items
+            .iter()
+            .map(|item| {
+                let header = Header::peek(item);
+                (
+                    format!("{}/{}", header.pk, header.sk),
+                    self.sort_entity(item, &adapter, &takes),
+                )
+            })
+            .collect();
+        self.process(incoming).await
+    }
+
+    fn sort_entity<F>(&self, image: &Item, adapter: &F, takes: &[Takes]) -> Work<C::Payload>
+    where
+        F: Fn(&Item) -> Option<Result<Envelope<C::Payload>, String>>,
+        C::Payload: Serialize,
+    {
+        let header = Header::peek(image);
+        let entity = ItemKey {
+            pk: header.pk,
+            sk: header.sk,
+        };
+        let envelope = match adapter(image) {
+            None => return Work::Ignore,
+            Some(Err(reason)) => {
+                return unreadable(format!("entity {}/{}: {reason}", entity.pk, entity.sk))
+            }
+            Some(Ok(envelope)) => envelope,
+        };
+        // The event as its decoder reads it: what a parked record keeps, and what a redrive
+        // reads back.
+        let item = match serde_dynamo::to_item::<_, Item>(&envelope) {
+            Ok(item) => item,
+            Err(e) => return unreadable(format!("entity {}/{}: {e}", entity.pk, entity.sk)),
+        };
+        let header = Header::peek(&item);
+        let once = Once {
+            ordering_key: envelope.ordering_key.clone(),
+            event_id: envelope.event_id.clone(),
+            entity: Some(entity),
+        };
+        if !super::taken(takes, &header) {
+            let what = format!(
+                "{} {} v{}",
+                envelope.event_id, envelope.event_type, envelope.schema_version
+            );
+            return Work::Skipped(what, once.entity);
+        }
+        let kept = (self.consumer.on_poison() == PoisonPolicy::Park).then_some(item);
+        Work::Once(
+            Box::new(Arrived {
+                envelope,
+                item: kept,
+            }),
+            once,
+        )
+    }
+
     /// Sorts an envelope (as an item) from a source without an outbox sequence.
     fn sort_once(&self, item: Item, entity: Option<ItemKey>, takes: &[Takes]) -> Work<C::Payload> {
         let header = Header::peek(&item);
@@ -136,14 +248,15 @@ impl<C: Consumer, S: ConsumerStore> Processor<C, S> {
             ));
         };
         if !super::taken(takes, &header) {
-            return Work::Skipped(format!(
+            let what = format!(
                 "{} {} v{}",
                 event_id,
                 header.event_type.as_deref().unwrap_or("(no type)"),
                 header
                     .schema_version
                     .map_or_else(|| "?".to_owned(), |v| v.to_string())
-            ));
+            );
+            return Work::Skipped(what, entity);
         }
         let once = Once {
             ordering_key,
@@ -173,7 +286,8 @@ impl<C: Consumer, S: ConsumerStore> Processor<C, S> {
         let effect = match self.consumer.effect(&envelope).await {
             Ok(effect) => effect,
             Err(HandlerError::Poison(reason)) => {
-                return self.poison_once(id, reason, &once, item).await
+                let outcome = self.poison_once(id, reason, &once, item).await;
+                return self.release(id, &once, outcome).await;
             }
             Err(HandlerError::Transient(reason)) => {
                 tracing::warn!(
@@ -183,9 +297,43 @@ impl<C: Consumer, S: ConsumerStore> Processor<C, S> {
                 return Outcome::Failed;
             }
         };
-        match self.commit_once(id, &once, &effect).await {
+        let outcome = match self.commit_once(id, &once, &effect).await {
             Outcome::Refused(reason) => self.poison_once(id, reason, &once, item).await,
             other => other,
+        };
+        self.release(id, &once, outcome).await
+    }
+
+    pub(super) async fn skip_once(&self, id: &str, what: &str, entity: Option<ItemKey>) -> Outcome {
+        tracing::info!(consumer = self.consumer.name(), record = %id, event = %what, "event skipped: not taken by this consumer");
+        let once = Once {
+            ordering_key: String::new(),
+            event_id: what.to_owned(),
+            entity,
+        };
+        self.release(id, &once, Outcome::Skipped).await
+    }
+
+    /// Once the event is done for this consumer (applied, a duplicate, or parked), the entity
+    /// item it came from stops waiting for it.
+    async fn release(&self, id: &str, once: &Once, outcome: Outcome) -> Outcome {
+        let done = matches!(
+            outcome,
+            Outcome::Applied | Outcome::Duplicate | Outcome::Parked | Outcome::Skipped
+        );
+        let Some(entity) = once.entity.as_ref().filter(|_| done) else {
+            return outcome;
+        };
+        match self.store.release(self.consumer.name(), entity).await {
+            Ok(()) => outcome,
+            // The effect is in; a redelivery finds it a duplicate and releases the item then.
+            Err(err) => {
+                tracing::warn!(
+                    consumer = self.consumer.name(), record = %id, event_id = %once.event_id,
+                    error = %err, "entity item not released: reported for retry"
+                );
+                Outcome::Failed
+            }
         }
     }
 

@@ -468,6 +468,54 @@ impl ConsumerStore for DynamoConsumerStore {
         Err(StoreError::Failed(cancellation_summary(reasons)))
     }
 
+    async fn release(&self, consumer: &str, entity: &ItemKey) -> Result<(), StoreError> {
+        let removed = self
+            .client
+            .update_item()
+            .table_name(&self.outbox_table)
+            .key(schema::PK, text(&entity.pk))
+            .key(schema::SK, text(&entity.sk))
+            .update_expression("DELETE #waiting :me")
+            .condition_expression("contains(#waiting, :name)")
+            .expression_attribute_names("#waiting", schema::WAITING_CONSUMERS)
+            .expression_attribute_values(
+                ":me",
+                aws_sdk_dynamodb::types::AttributeValue::Ss(vec![consumer.to_owned()]),
+            )
+            .expression_attribute_values(":name", text(consumer))
+            .return_values(ReturnValue::AllNew)
+            .send()
+            .await;
+        let after = match removed {
+            Ok(out) => out.attributes.unwrap_or_default(),
+            Err(err) if is_failed_condition(&err) => return Ok(()),
+            Err(err) => return Err(classify(err)),
+        };
+        if after.contains_key(schema::WAITING_CONSUMERS) {
+            return Ok(());
+        }
+        // The last consumer: the item leaves the pending index (and nothing else changes).
+        let finished = self
+            .client
+            .update_item()
+            .table_name(&self.outbox_table)
+            .key(schema::PK, text(&entity.pk))
+            .key(schema::SK, text(&entity.sk))
+            .update_expression("REMOVE #ppk, #psk")
+            .condition_expression("attribute_exists(#pk) AND attribute_not_exists(#waiting)")
+            .expression_attribute_names("#pk", schema::PK)
+            .expression_attribute_names("#waiting", schema::WAITING_CONSUMERS)
+            .expression_attribute_names("#ppk", schema::PENDING_PK)
+            .expression_attribute_names("#psk", schema::PENDING_SK)
+            .send()
+            .await;
+        match finished {
+            Ok(_) => Ok(()),
+            Err(err) if is_failed_condition(&err) => Ok(()),
+            Err(err) => Err(classify(err)),
+        }
+    }
+
     async fn repark(&self, parked: &ItemKey, reason: &str) -> Result<(), StoreError> {
         let updated = self
             .client

@@ -1,0 +1,197 @@
+//! An entity table's changes as events, without a server: INSERTs only, the adapter decides
+//! what is an event, applied once by event id, held back after a failure within a key, and the
+//! entity item released (never expired) once its consumers are done.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use aws_lambda_events::dynamodb::EventRecord;
+use dynamodb_outbox::memory::MemoryStore;
+use dynamodb_outbox::{
+    pending_marker, Consumer, Effect, Envelope, HandlerError, ItemKey, Processor, Takes,
+};
+use serde::{Deserialize, Serialize};
+use serde_dynamo::{AttributeValue, Item};
+
+const TABLE: &str = "accounts";
+const ENTITIES: &str = "deposits";
+const ARN: &str = "arn:aws:dynamodb:eu-west-1:123456789012:table/deposits/stream/2026-11-30";
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Deposit {
+    account: String,
+    cents: i64,
+}
+
+#[derive(Clone, Default)]
+struct Ledger {
+    down: Arc<AtomicBool>,
+}
+
+impl Consumer for Ledger {
+    type Payload = Deposit;
+
+    fn name(&self) -> &str {
+        "ledger"
+    }
+
+    fn takes(&self) -> Vec<Takes> {
+        vec![Takes::versions("Deposited", 1..=1)]
+    }
+
+    async fn effect(&self, event: &Envelope<Deposit>) -> Result<Effect, HandlerError> {
+        if self.down.load(Ordering::SeqCst) && event.payload.cents == 13 {
+            return Err(HandlerError::Transient("the ledger is down".into()));
+        }
+        let pk = format!("ACCOUNT#{}", event.payload.account);
+        let last = Item::from(HashMap::from([
+            ("pk".to_owned(), AttributeValue::S(pk.clone())),
+            ("sk".to_owned(), AttributeValue::S("LAST".into())),
+            (
+                "cents".to_owned(),
+                AttributeValue::N(event.payload.cents.to_string()),
+            ),
+        ]));
+        Ok(Effect::new()
+            .put(TABLE, last)
+            .add(TABLE, pk, "BALANCE", "cents", event.payload.cents))
+    }
+}
+
+/// Deposit items are events ("Deposited", or "Refunded" for negative ones, which the ledger does
+/// not take); other items are not; a deposit without an amount cannot be read.
+fn adapter(item: &Item) -> Option<Result<Envelope<Deposit>, String>> {
+    let text = |name: &str| match item.get(name) {
+        Some(AttributeValue::S(s)) => Some(s.clone()),
+        _ => None,
+    };
+    let id = text("pk")?.strip_prefix("DEPOSIT#")?.to_owned();
+    let cents = match item.get("cents") {
+        Some(AttributeValue::N(n)) => n.parse::<i64>().ok(),
+        _ => None,
+    };
+    let Some(cents) = cents else {
+        return Some(Err(format!("deposit {id} has no amount")));
+    };
+    let account = text("account").unwrap_or_default();
+    Some(Ok(Envelope {
+        event_id: format!("Deposited#{id}"),
+        event_type: if cents < 0 { "Refunded" } else { "Deposited" }.into(),
+        schema_version: 1,
+        aggregate_type: "Deposit".into(),
+        aggregate_id: id,
+        ordering_key: account.clone(),
+        occurred_at: "2026-11-30T00:00:00Z".into(),
+        trace_context: None,
+        payload: Deposit { account, cents },
+    }))
+}
+
+fn deposit(store: &MemoryStore, id: &str, account: &str, cents: i64) -> Item {
+    let mut item = pending_marker(account, "2026-11-30T00:00:00Z", id, &["ledger"]);
+    item.insert("pk".into(), AttributeValue::S(format!("DEPOSIT#{id}")));
+    item.insert("sk".into(), AttributeValue::S("DEPOSIT".into()));
+    item.insert("account".into(), AttributeValue::S(account.into()));
+    item.insert("cents".into(), AttributeValue::N(cents.to_string()));
+    store.entity_written(&item);
+    item
+}
+
+fn insert(sequence: &str, image: Item) -> EventRecord {
+    let mut record = EventRecord::default();
+    record.event_name = "INSERT".into();
+    record.event_source_arn = Some(ARN.into());
+    record.change.sequence_number = Some(sequence.into());
+    record.change.new_image = image;
+    record
+}
+
+fn key(id: &str) -> ItemKey {
+    ItemKey {
+        pk: format!("DEPOSIT#{id}"),
+        sk: "DEPOSIT".into(),
+    }
+}
+
+fn world(ledger: Ledger) -> (Processor<Ledger, MemoryStore>, MemoryStore) {
+    let store = MemoryStore::new(TABLE);
+    (Processor::new(ledger, store.clone(), ENTITIES), store)
+}
+
+#[tokio::test]
+async fn inserts_are_applied_once_and_release_their_entity_item() {
+    let (processor, store) = world(Ledger::default());
+    let mut records = vec![
+        insert("1", deposit(&store, "d1", "a", 5)),
+        insert("2", deposit(&store, "d2", "a", 7)),
+    ];
+    let mut modify = records[0].clone();
+    modify.event_name = "MODIFY".into();
+    records.push(modify);
+    let mut other = Item::from(HashMap::<String, AttributeValue>::new());
+    other.insert("pk".into(), AttributeValue::S("ACCOUNT#a".into()));
+    records.push(insert("4", other));
+
+    let outcome = processor.process_changes(&records, adapter).await;
+    assert_eq!(
+        (outcome.applied, outcome.ignored, outcome.failures.len()),
+        (2, 2, 0),
+        "{outcome:?}"
+    );
+    assert_eq!(store.waiting(&key("d1")), BTreeSet::new(), "released");
+    assert_eq!(store.expires_at(&key("d1")), None, "never expires");
+    let again = processor.process_changes(&records, adapter).await;
+    assert_eq!(again.duplicates, 2, "{again:?}");
+    assert_eq!(store.number(TABLE, "ACCOUNT#a", "BALANCE", "cents"), 12);
+}
+
+#[tokio::test]
+async fn a_failure_holds_back_the_keys_later_inserts_and_other_keys_go_on() {
+    let ledger = Ledger::default();
+    ledger.down.store(true, Ordering::SeqCst);
+    let (processor, store) = world(ledger.clone());
+    let records = vec![
+        insert("1", deposit(&store, "d1", "a", 13)),
+        insert("2", deposit(&store, "d2", "b", 2)),
+        insert("3", deposit(&store, "d3", "a", 3)),
+    ];
+    let outcome = processor.process_changes(&records, adapter).await;
+    assert_eq!(
+        (outcome.failed, outcome.held_back, outcome.applied),
+        (1, 1, 1),
+        "{outcome:?}"
+    );
+    assert_eq!(outcome.failures, vec!["1", "3"]);
+    assert_eq!(
+        store.waiting(&key("d3")).len(),
+        1,
+        "still waiting for the ledger"
+    );
+    ledger.down.store(false, Ordering::SeqCst);
+    processor.process_changes(&records, adapter).await;
+    assert_eq!(store.number(TABLE, "ACCOUNT#a", "LAST", "cents"), 3);
+    assert_eq!(store.number(TABLE, "ACCOUNT#a", "BALANCE", "cents"), 16);
+}
+
+#[tokio::test]
+async fn unreadable_entities_and_other_tables_are_poison_and_untaken_events_are_skipped() {
+    let (processor, store) = world(Ledger::default());
+    let mut unreadable = deposit(&store, "d1", "a", 1);
+    unreadable.remove("cents");
+    let mut elsewhere = insert("3", deposit(&store, "d3", "a", 4));
+    elsewhere.event_source_arn =
+        Some("arn:aws:dynamodb:eu-west-1:123456789012:table/other/stream/x".into());
+    let records = vec![
+        insert("1", unreadable),
+        insert("2", deposit(&store, "d2", "a", -4)),
+        elsewhere,
+    ];
+    let outcome = processor.process_changes(&records, adapter).await;
+    assert_eq!((outcome.poison, outcome.skipped), (2, 1), "{outcome:?}");
+    assert_eq!(outcome.failures, vec!["1", "3"]);
+    assert!(
+        store.waiting(&key("d2")).is_empty(),
+        "a skipped event releases its item too"
+    );
+}
