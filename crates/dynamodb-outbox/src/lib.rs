@@ -28,6 +28,10 @@
 //! - [`Consumer`], [`Effect`]: the consumer's side; [`Processor`] runs a consumer over a batch.
 //! - [`ConsumerStore`]: where progress lives; [`dynamodb::DynamoConsumerStore`] and
 //!   [`memory::MemoryStore`] implement it.
+//! - [`Processor::process_kinesis`] and [`Processor::process_changes`]: the same consumers fed
+//!   by sources without an outbox (a Kinesis stream, an entity table's changes), applied once by
+//!   event id ([`ConsumerStore::commit_once`]).
+//! - [`Processor::redrive_parked`]: parked events applied after a fix.
 //! - [`schema`]: every key shape and attribute name the engine writes.
 
 #![warn(missing_docs)]
