@@ -190,6 +190,19 @@ impl ConsumerStore for CrashBeforeMark {
     async fn repark(&self, parked: &ItemKey, reason: &str) -> Result<(), StoreError> {
         self.0.repark(parked, reason).await
     }
+
+    async fn commit_once(
+        &self,
+        consumer: &str,
+        event_id: &str,
+        effect: &Effect,
+    ) -> Result<Committed, StoreError> {
+        self.0.commit_once(consumer, event_id, effect).await
+    }
+
+    async fn release(&self, consumer: &str, entity: &ItemKey) -> Result<(), StoreError> {
+        self.0.release(consumer, entity).await
+    }
 }
 
 #[tokio::test]

@@ -204,6 +204,19 @@ impl<S: ConsumerStore> ConsumerStore for CrashingStore<S> {
     async fn repark(&self, parked: &ItemKey, reason: &str) -> Result<(), StoreError> {
         self.inner.repark(parked, reason).await
     }
+
+    async fn commit_once(
+        &self,
+        consumer: &str,
+        event_id: &str,
+        effect: &Effect,
+    ) -> Result<Committed, StoreError> {
+        self.inner.commit_once(consumer, event_id, effect).await
+    }
+
+    async fn release(&self, consumer: &str, entity: &ItemKey) -> Result<(), StoreError> {
+        self.inner.release(consumer, entity).await
+    }
 }
 
 /// Delivers some records of each batch twice, as an at-least-once source may.

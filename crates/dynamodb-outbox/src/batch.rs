@@ -453,7 +453,7 @@ impl<C: Consumer, S: ConsumerStore> Processor<C, S> {
         let events: Vec<Option<AppliedEvent>> = incoming
             .iter()
             .map(|(_, work)| match work {
-                Work::Apply(arrived, _, _) => Some(AppliedEvent {
+                Work::Apply(arrived, _, _) | Work::Once(arrived, _) => Some(AppliedEvent {
                     event_id: arrived.event_id.clone(),
                     aggregate_id: arrived.aggregate_id.clone(),
                     occurred_at: arrived.occurred_at.clone(),
