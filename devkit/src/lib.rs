@@ -8,6 +8,8 @@ pub mod demo;
 pub mod filter;
 pub mod invariants;
 pub mod invoke;
+pub mod kinesis;
+pub mod kinesis_trigger;
 pub mod local;
 pub mod metrics;
 pub mod proxy;
