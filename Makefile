@@ -12,7 +12,7 @@ export SAM_CLI_TELEMETRY := 0
 DEVKIT := cargo run --quiet -p devkit --
 ORDERS ?= 10000
 
-.PHONY: help setup tools kinesalite build deploy demo local ddb watch trigger test test-local-paths smoke-arm64 test-external lint fmt events chaos bench clean
+.PHONY: help setup tools kinesalite kinesis build deploy demo local ddb watch trigger test test-local-paths smoke-arm64 test-external lint fmt events chaos bench clean
 
 help: ## This list
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-17s %s\n", $$1, $$2}'
@@ -39,6 +39,9 @@ local: demo ## Same as demo
 
 ddb: ## Serve the embedded DynamoDB with the template's tables on 127.0.0.1:8000 (LISTEN=host:port), stream trigger on (NO_TRIGGER=1: off)
 	$(DEVKIT) ddb $(if $(LISTEN),--listen $(LISTEN)) $(if $(NO_TRIGGER),,--trigger)
+
+kinesis: kinesalite ## Serve kinesalite (the local Kinesis of pattern 3) on 127.0.0.1:4567 (PORT=n) with the template's streams
+	$(DEVKIT) kinesis $(if $(PORT),--port $(PORT))
 
 watch: tools ## cargo lambda watch: the four functions on 127.0.0.1:9000, environment from events/local.env (make ddb's)
 	cargo lambda watch

@@ -179,18 +179,16 @@ fn the_kinesis_mapping_reads_sams_property_names_and_lambdas_defaults() {
 
 #[tokio::test]
 async fn a_missing_node_or_kinesalite_is_named_with_what_to_install() {
-    let no_node = LocalKinesis::start_with(
-        "node-is-not-installed-here".as_ref(),
-        &devkit::kinesis::cli_path(),
-    )
-    .await
-    .err()
-    .expect("no server without Node.js");
-    if devkit::kinesis::cli_path().exists() {
+    let package = devkit::kinesis::package_path();
+    let no_node = LocalKinesis::start_with("node-is-not-installed-here".as_ref(), &package, 0)
+        .await
+        .err()
+        .expect("no server without Node.js");
+    if package.exists() {
         assert!(no_node.0.contains("install Node.js"), "{no_node}");
     }
     let not_installed =
-        LocalKinesis::start_with("node".as_ref(), "/nowhere/kinesalite/cli.js".as_ref())
+        LocalKinesis::start_with("node".as_ref(), "/nowhere/kinesalite".as_ref(), 0)
             .await
             .err()
             .expect("no server without kinesalite");

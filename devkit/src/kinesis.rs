@@ -30,8 +30,8 @@ pub const KINESALITE_VERSION: &str = "3.3.3";
 /// by `make test` or CI.
 pub const SKIP_VARIABLE: &str = "OUTBOX_SKIP_KINESIS";
 
-/// Overrides where kinesalite's `cli.js` is (default: `.tools/kinesalite/` of the repository).
-pub const CLI_VARIABLE: &str = "KINESALITE_CLI";
+/// Overrides where the kinesalite package is (default: under `.tools/kinesalite/`).
+pub const PACKAGE_VARIABLE: &str = "KINESALITE_PACKAGE";
 
 /// How long kinesalite keeps a new stream CREATING; its default is 500 ms, spent by every test.
 const CREATE_STREAM_MS: u32 = 10;
@@ -57,51 +57,67 @@ pub struct StreamDescription {
     pub shard_ids: Vec<String>,
 }
 
-/// Where `make kinesalite` puts kinesalite's entry point, or [`CLI_VARIABLE`]'s path.
-pub fn cli_path() -> PathBuf {
-    if let Some(path) = std::env::var_os(CLI_VARIABLE).filter(|p| !p.is_empty()) {
+/// Where `make kinesis` serves kinesalite unless told otherwise (kinesalite's own default).
+pub const KINESIS_DEFAULT_PORT: u16 = 4567;
+
+/// The kinesalite package `make kinesalite` installs, or [`PACKAGE_VARIABLE`]'s folder.
+pub fn package_path() -> PathBuf {
+    if let Some(path) = std::env::var_os(PACKAGE_VARIABLE).filter(|p| !p.is_empty()) {
         return PathBuf::from(path);
     }
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("..")
-        .join(".tools/kinesalite/node_modules/kinesalite/cli.js")
+        .join(".tools/kinesalite/node_modules/kinesalite")
 }
+
+/// Runs kinesalite's library entry rather than its `cli.js`, which listens on every interface
+/// and cannot take port 0: here it listens on loopback only, on the port asked for (0: one the
+/// system picks, so no other process can take it between a probe and the bind), says which on
+/// its first line, and exits when its stdin closes, so a test process killed outright leaves no
+/// server behind. Arguments: package folder, port, CREATING time in ms.
+const LAUNCHER: &str = r#"
+const [pkg, port, createStreamMs] = process.argv.slice(1);
+const server = require(pkg)({ createStreamMs: Number(createStreamMs) });
+server.listen(Number(port), "127.0.0.1", () => {
+  console.log("Listening at http://127.0.0.1:" + server.address().port);
+});
+process.stdin.on("end", () => process.exit(0));
+process.stdin.resume();
+"#;
 
 impl LocalKinesis {
     /// Starts kinesalite on a free port and waits until it listens: `node` (or `$NODE`) running
-    /// [`cli_path`].
+    /// the package at [`package_path`].
     pub async fn start() -> Result<Self, KinesisUnavailable> {
-        let node = std::env::var_os("NODE").unwrap_or_else(|| "node".into());
-        Self::start_with(&node, &cli_path()).await
+        Self::start_with(&node(), &package_path(), 0).await
     }
 
-    /// Starts kinesalite from `cli` with the Node.js binary `node`.
-    pub async fn start_with(node: &OsStr, cli: &Path) -> Result<Self, KinesisUnavailable> {
-        if !cli.exists() {
+    /// Starts kinesalite on `port` (for `make kinesis`, whose port the functions' environment
+    /// can name).
+    pub async fn serve_on(port: u16) -> Result<Self, KinesisUnavailable> {
+        Self::start_with(&node(), &package_path(), port).await
+    }
+
+    /// Starts kinesalite from the package folder `package` with the Node.js binary `node` on
+    /// `port` (0: a free one).
+    pub async fn start_with(
+        node: &OsStr,
+        package: &Path,
+        port: u16,
+    ) -> Result<Self, KinesisUnavailable> {
+        if !package.join("package.json").exists() {
             return Err(KinesisUnavailable(format!(
-                "kinesalite is not installed at {}: run `make kinesalite` (it needs Node.js and npm)",
-                cli.display()
+                "kinesalite is not installed in {}: run `make kinesalite` (it needs Node.js and npm)",
+                package.display()
             )));
         }
-        // Another process can take the free port between our probe and kinesalite's bind; then
-        // it exits with EADDRINUSE and a second port is tried.
-        let mut last_failure = String::new();
-        for _ in 0..3 {
-            let port = free_port().map_err(|e| KinesisUnavailable(format!("no free port: {e}")))?;
-            match spawn(node, cli, port).await {
-                Ok(server) => {
-                    let endpoint = format!("http://127.0.0.1:{port}");
-                    return Ok(Self {
-                        client: client_for(&endpoint).await,
-                        endpoint,
-                        _server: server,
-                    });
-                }
-                Err(Spawn::Fatal(reason)) => return Err(KinesisUnavailable(reason)),
-                Err(Spawn::Retry(reason)) => last_failure = reason,
-            }
-        }
-        Err(KinesisUnavailable(last_failure))
+        let (server, port) = spawn(node, package, port).await?;
+        let endpoint = format!("http://127.0.0.1:{port}");
+        Ok(Self {
+            client: client_for(&endpoint).await,
+            endpoint,
+            _server: server,
+        })
     }
 
     /// For tests: the server, or `None` after saying on the terminal that the test was skipped
@@ -204,72 +220,76 @@ pub async fn client_for(endpoint: &str) -> Client {
     Client::from_conf(config)
 }
 
-enum Spawn {
-    /// Nothing will make it start: say why.
-    Fatal(String),
-    /// Worth another port.
-    Retry(String),
+fn node() -> std::ffi::OsString {
+    std::env::var_os("NODE").unwrap_or_else(|| "node".into())
 }
 
-async fn spawn(node: &OsStr, cli: &Path, port: u16) -> Result<Child, Spawn> {
+/// kinesalite running, and the port it listens on.
+async fn spawn(
+    node: &OsStr,
+    package: &Path,
+    port: u16,
+) -> Result<(Child, u16), KinesisUnavailable> {
+    let node_name = node.to_string_lossy();
     let mut child = Command::new(node)
-        .arg(cli)
-        .args(["--port", &port.to_string()])
-        .args(["--createStreamMs", &CREATE_STREAM_MS.to_string()])
-        .stdin(Stdio::null())
+        .args(["-e", LAUNCHER])
+        .arg(package)
+        .arg(port.to_string())
+        .arg(CREATE_STREAM_MS.to_string())
+        .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true)
         .spawn()
         .map_err(|e| {
-            Spawn::Fatal(if e.kind() == std::io::ErrorKind::NotFound {
+            KinesisUnavailable(if e.kind() == std::io::ErrorKind::NotFound {
                 format!(
-                    "Node.js is not installed ({} not found): install Node.js 18 or later (e.g. `apt-get install nodejs npm`), then `make kinesalite`",
-                    node.to_string_lossy()
+                    "Node.js is not installed ({node_name} not found): install Node.js 18 or later with npm (e.g. `apt-get install nodejs npm`), then `make kinesalite`"
                 )
             } else {
-                format!("starting {}: {e}", node.to_string_lossy())
+                format!("starting {node_name}: {e}")
             })
         })?;
     let stdout = child.stdout.take().expect("stdout is piped");
     let mut lines = BufReader::new(stdout).lines();
     let first = tokio::time::timeout(Duration::from_secs(30), lines.next_line()).await;
-    match first {
-        Ok(Ok(Some(line))) if line.starts_with("Listening at") => {
-            // kinesalite writes nothing else to stdout; reading on keeps a later write from
-            // failing on a closed pipe.
-            tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-            if let Some(mut stderr) = child.stderr.take() {
-                tokio::spawn(async move {
-                    let mut sink = Vec::new();
-                    let _ = stderr.read_to_end(&mut sink).await;
-                });
-            }
-            Ok(child)
+    let listening = match &first {
+        Ok(Ok(Some(line))) => line
+            .strip_prefix("Listening at http://127.0.0.1:")
+            .and_then(|port| port.trim().parse::<u16>().ok()),
+        _ => None,
+    };
+    if let Some(port) = listening {
+        // kinesalite writes nothing more to stdout; reading on keeps a later write from failing
+        // on a closed pipe, and its stderr is drained for the same reason.
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        if let Some(mut stderr) = child.stderr.take() {
+            tokio::spawn(async move {
+                let mut ignored = Vec::new();
+                let _ = stderr.read_to_end(&mut ignored).await;
+            });
         }
-        Err(_) => Err(Spawn::Fatal(format!(
-            "kinesalite did not listen within 30 s on port {port}"
-        ))),
-        Ok(_) => {
-            let _ = child.kill().await;
-            let mut stderr = String::new();
-            if let Some(mut pipe) = child.stderr.take() {
-                let _ = pipe.read_to_string(&mut stderr).await;
-            }
-            let stderr = stderr.trim();
-            if stderr.contains("EADDRINUSE") {
-                Err(Spawn::Retry(format!("port {port} was taken: {stderr}")))
-            } else {
-                Err(Spawn::Fatal(format!("kinesalite exited: {stderr}")))
-            }
-        }
+        return Ok((child, port));
     }
-}
-
-fn free_port() -> std::io::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
+    let _ = child.start_kill();
+    let mut stderr = String::new();
+    if let Some(mut pipe) = child.stderr.take() {
+        let _ =
+            tokio::time::timeout(Duration::from_secs(5), pipe.read_to_string(&mut stderr)).await;
+    }
+    let said = match first {
+        Err(_) => "nothing within 30 s".to_owned(),
+        Ok(Ok(Some(line))) => line,
+        Ok(_) => "nothing".to_owned(),
+    };
+    // Node's own error line (e.g. EADDRINUSE) is the useful one; the stack under it is not.
+    let error = stderr
+        .lines()
+        .find(|line| line.starts_with("Error") || line.contains("Error:"))
+        .unwrap_or(stderr.trim());
+    Err(KinesisUnavailable(format!(
+        "kinesalite did not start (it said {said:?}): {error}"
+    )))
 }
 
 /// The region, account and stream name of a stream ARN (events carry the first two).
