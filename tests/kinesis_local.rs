@@ -537,3 +537,88 @@ async fn a_function_error_bisects_the_batch_down_to_the_poison_record() {
         (&json!(sequences[3]), &json!(1))
     );
 }
+
+#[tokio::test]
+async fn the_shards_are_polled_in_parallel() {
+    let Some(kinesis) = kinesis("the_shards_are_polled_in_parallel").await else {
+        return;
+    };
+    let (stream, source) = stream_and_source(&kinesis, 2).await;
+    let mut shards_with_a_record = BTreeSet::new();
+    for key in (0..64).map(|k| format!("key-{k}")) {
+        if shards_with_a_record.len() == 2 {
+            break;
+        }
+        let (shard, _) = put(&kinesis, &stream.name, &key, "x").await;
+        shards_with_a_record.insert(shard);
+    }
+    assert_eq!(shards_with_a_record.len(), 2);
+    // Each shard's invocation waits for the other's: only pollers running side by side finish.
+    let both_invoked = Arc::new(tokio::sync::Barrier::new(2));
+    let handler = move |_: KinesisEvent| {
+        let both_invoked = both_invoked.clone();
+        async move {
+            both_invoked.wait().await;
+            Ok(KinesisEventResponse::default())
+        }
+    };
+    let mut trigger = KinesisTrigger::new(source, kinesis.client.clone(), &stream.name, handler)
+        .await
+        .unwrap();
+    let drained = tokio::time::timeout(std::time::Duration::from_secs(60), trigger.drain()).await;
+    assert!(
+        drained.is_ok(),
+        "the second shard was not invoked while the first one's invocation ran"
+    );
+    assert_eq!(trigger.stats.invocations, 2);
+}
+
+#[tokio::test]
+async fn filter_criteria_see_the_records_json_data_and_the_checkpoint_passes_what_they_drop() {
+    let Some(kinesis) = kinesis(
+        "filter_criteria_see_the_records_json_data_and_the_checkpoint_passes_what_they_drop",
+    )
+    .await
+    else {
+        return;
+    };
+    let filtered = TEMPLATE.replace(
+        "            FunctionResponseTypes:",
+        "            FilterCriteria:\n              Filters:\n                - Pattern: '{\"data\": {\"type\": [\"OrderPlaced\"]}}'\n            FunctionResponseTypes:",
+    );
+    let template = Template::parse(&filtered).unwrap();
+    let source = template.kinesis_source(CONSUMER).unwrap();
+    assert_eq!(source.filter_patterns.len(), 1);
+    let stream = kinesis.create_stream("filtered", 1).await.unwrap();
+    let mut kept = Vec::new();
+    let mut last = String::new();
+    for data in [
+        r#"{"type": "OrderPlaced", "n": 1}"#,
+        r#"{"type": "OrderCancelled", "n": 2}"#,
+        "not json",
+        r#"{"type": "OrderPlaced", "n": 3}"#,
+        r#"{"type": "Other", "n": 4}"#,
+    ] {
+        last = put(&kinesis, "filtered", "k", data).await.1;
+        if data.contains("OrderPlaced") {
+            kept.push(last.clone());
+        }
+    }
+    let (handler, log) = recording(|_, _| Ok(KinesisEventResponse::default()));
+    let mut trigger = KinesisTrigger::new(source, kinesis.client.clone(), "filtered", handler)
+        .await
+        .unwrap();
+    trigger.drain().await.unwrap();
+    let delivered: Vec<String> = log
+        .lock()
+        .unwrap()
+        .iter()
+        .flat_map(sequence_numbers)
+        .collect();
+    assert_eq!(delivered, kept);
+    assert_eq!(trigger.stats.filtered_out, 3);
+    assert_eq!(
+        trigger.checkpoint(&stream.shard_ids[0]),
+        Some(last.as_str())
+    );
+}
