@@ -105,12 +105,7 @@ impl LocalKinesis {
         package: &Path,
         port: u16,
     ) -> Result<Self, KinesisUnavailable> {
-        if !package.join("package.json").exists() {
-            return Err(KinesisUnavailable(format!(
-                "kinesalite is not installed in {}: run `make kinesalite` (it needs Node.js and npm)",
-                package.display()
-            )));
-        }
+        installed_version(package)?;
         let (server, port) = spawn(node, package, port).await?;
         let endpoint = format!("http://127.0.0.1:{port}");
         Ok(Self {
@@ -218,6 +213,26 @@ pub async fn client_for(endpoint: &str) -> Client {
         .endpoint_url(endpoint)
         .build();
     Client::from_conf(config)
+}
+
+/// The pinned version's package at `package`, or what `make kinesalite` would fix.
+fn installed_version(package: &Path) -> Result<(), KinesisUnavailable> {
+    let manifest = package.join("package.json");
+    let version = std::fs::read(&manifest)
+        .ok()
+        .and_then(|bytes| serde_json::from_slice::<serde_json::Value>(&bytes).ok())
+        .and_then(|json| json["version"].as_str().map(str::to_owned));
+    match version {
+        Some(version) if version == KINESALITE_VERSION => Ok(()),
+        Some(other) => Err(KinesisUnavailable(format!(
+            "kinesalite {other} is in {}, this project runs {KINESALITE_VERSION}: run `make kinesalite`",
+            package.display()
+        ))),
+        None => Err(KinesisUnavailable(format!(
+            "kinesalite is not installed in {}: run `make kinesalite` (it needs Node.js and npm)",
+            package.display()
+        ))),
+    }
 }
 
 fn node() -> std::ffi::OsString {
