@@ -622,3 +622,50 @@ async fn filter_criteria_see_the_records_json_data_and_the_checkpoint_passes_wha
         Some(last.as_str())
     );
 }
+
+#[tokio::test]
+async fn following_a_stream_delivers_records_written_after_it_started_then_stops() {
+    let Some(kinesis) =
+        kinesis("following_a_stream_delivers_records_written_after_it_started_then_stops").await
+    else {
+        return;
+    };
+    let (stream, mut source) = stream_and_source(&kinesis, 2).await;
+    source.polling_interval = std::time::Duration::from_millis(20);
+    let mut written = BTreeSet::new();
+    for key in ["a", "b"] {
+        written.insert(put(&kinesis, &stream.name, key, "before").await.1);
+    }
+    let all_seen = Arc::new(tokio::sync::Notify::new());
+    let delivered = Arc::new(Mutex::new(BTreeSet::new()));
+    let handler = {
+        let (all_seen, delivered) = (all_seen.clone(), delivered.clone());
+        move |event: KinesisEvent| {
+            let mut delivered = delivered.lock().unwrap();
+            delivered.extend(sequence_numbers(&event));
+            if delivered.len() == 6 {
+                all_seen.notify_one();
+            }
+            async { Ok(KinesisEventResponse::default()) }
+        }
+    };
+    let mut trigger = KinesisTrigger::new(source, kinesis.client.clone(), &stream.name, handler)
+        .await
+        .unwrap();
+    let writer = async {
+        let mut later = Vec::new();
+        for key in ["a", "b", "c", "d"] {
+            later.push(put(&kinesis, &stream.name, key, "after").await.1);
+        }
+        later
+    };
+    let following = trigger.follow(all_seen.notified());
+    let run = async { tokio::join!(following, writer) };
+    let (followed, later) = tokio::time::timeout(std::time::Duration::from_secs(60), run)
+        .await
+        .expect("the records written while following were never delivered");
+    followed.unwrap();
+    written.extend(later);
+    assert_eq!(*delivered.lock().unwrap(), written);
+    assert_eq!(trigger.stats.records_delivered, 6, "each record once");
+}

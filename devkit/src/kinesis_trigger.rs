@@ -131,11 +131,65 @@ impl<I: InvokeKinesis> KinesisTrigger<I> {
     /// Delivers everything in every shard after the checkpoints, the shards in parallel, then
     /// returns. A shard's error stops only that shard; the first one is returned.
     pub async fn drain(&mut self) -> Result<&TriggerStats> {
+        self.refresh_shards().await?;
+        let (shared, shards) = self.split();
+        let results = futures::future::join_all(
+            shards
+                .iter_mut()
+                .map(|(shard, position)| position.drain(shard, &shared)),
+        )
+        .await;
+        self.collect_shard_results();
+        results.into_iter().collect::<Result<Vec<()>>>()?;
+        Ok(&self.stats)
+    }
+
+    /// Polls every shard on its own, each every `polling_interval` once it has caught up, until
+    /// `stop` resolves; then each shard finishes the batch it is on. A shard's error ends the
+    /// run. Shards that appear later (a reshard) are not followed.
+    pub async fn follow(&mut self, stop: impl Future<Output = ()>) -> Result<()> {
+        self.refresh_shards().await?;
+        let (stopping, stopped) = tokio::sync::watch::channel(false);
+        let result = {
+            let (shared, shards) = self.split();
+            let shared = &shared;
+            let pollers =
+                futures::future::try_join_all(shards.iter_mut().map(|(shard, position)| {
+                    let mut stopped = stopped.clone();
+                    async move {
+                        loop {
+                            position.drain(shard, shared).await?;
+                            tokio::select! {
+                                _ = stopped.changed() => return Ok::<(), anyhow::Error>(()),
+                                _ = tokio::time::sleep(shared.source.polling_interval) => {}
+                            }
+                        }
+                    }
+                }));
+            tokio::pin!(pollers, stop);
+            tokio::select! {
+                result = &mut pollers => result,
+                _ = &mut stop => {
+                    let _ = stopping.send(true);
+                    pollers.await
+                }
+            }
+        };
+        self.collect_shard_results();
+        result.map(drop)
+    }
+
+    async fn refresh_shards(&mut self) -> Result<()> {
         let (_, stream) = describe_stream(&self.client, &self.stream.name).await?;
         for shard in &stream.shard_ids {
             self.shards.entry(shard.clone()).or_default();
         }
         self.stream = stream;
+        Ok(())
+    }
+
+    /// What the pollers share, and the shards they each own, borrowed apart.
+    fn split(&mut self) -> (Shared<'_, I>, &mut HashMap<String, ShardPosition>) {
         let shared = Shared {
             client: &self.client,
             source: &self.source,
@@ -144,29 +198,13 @@ impl<I: InvokeKinesis> KinesisTrigger<I> {
             region: &self.region,
             invoker: &self.invoker,
         };
-        let results = futures::future::join_all(
-            self.shards
-                .iter_mut()
-                .map(|(shard, position)| position.drain(shard, &shared)),
-        )
-        .await;
+        (shared, &mut self.shards)
+    }
+
+    fn collect_shard_results(&mut self) {
         for position in self.shards.values_mut() {
             self.stats.add(&std::mem::take(&mut position.stats));
             self.on_failure.append(&mut position.on_failure);
-        }
-        results.into_iter().collect::<Result<Vec<()>>>()?;
-        Ok(&self.stats)
-    }
-
-    /// Drains, then keeps polling every `polling_interval` until `stop` resolves.
-    pub async fn follow(&mut self, stop: impl Future<Output = ()>) -> Result<()> {
-        tokio::pin!(stop);
-        loop {
-            self.drain().await?;
-            tokio::select! {
-                _ = &mut stop => return Ok(()),
-                _ = tokio::time::sleep(self.source.polling_interval) => {}
-            }
         }
     }
 }
