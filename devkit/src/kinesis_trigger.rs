@@ -60,7 +60,7 @@ pub struct KinesisTrigger<I> {
     region: String,
     invoker: I,
     shards: HashMap<String, ShardPosition>,
-    /// Messages sent to the on-failure destination (as Lambda sends them to SQS or SNS).
+    /// Messages sent to the on-failure destination (as Lambda sends them to SQS, SNS or S3).
     pub on_failure: Vec<Json>,
     pub stats: TriggerStats,
 }
