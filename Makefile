@@ -12,7 +12,7 @@ export SAM_CLI_TELEMETRY := 0
 DEVKIT := cargo run --quiet -p devkit --
 ORDERS ?= 10000
 
-.PHONY: help setup tools build deploy demo local ddb watch trigger test test-local-paths smoke-arm64 test-external lint fmt events chaos bench clean
+.PHONY: help setup tools kinesalite kinesis build deploy demo local ddb watch trigger test test-local-paths smoke-arm64 test-external lint fmt events chaos bench clean
 
 help: ## This list
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-17s %s\n", $$1, $$2}'
@@ -22,6 +22,9 @@ setup: tools ## Install the project-local tools (sam, cargo-lambda, zig) and the
 
 tools:
 	@bash scripts/install-tools.sh
+
+kinesalite: ## The local Kinesis of pattern 3 (kinesalite 3.3.3 from npm) into .tools/kinesalite/; needs Node.js and npm
+	@bash scripts/install-kinesalite.sh
 
 build: setup ## sam build: the four arm64 Lambda binaries via cargo-lambda
 	sam build
@@ -37,14 +40,18 @@ local: demo ## Same as demo
 ddb: ## Serve the embedded DynamoDB with the template's tables on 127.0.0.1:8000 (LISTEN=host:port), stream trigger on (NO_TRIGGER=1: off)
 	$(DEVKIT) ddb $(if $(LISTEN),--listen $(LISTEN)) $(if $(NO_TRIGGER),,--trigger)
 
+kinesis: kinesalite ## Serve kinesalite (the local Kinesis of pattern 3) on 127.0.0.1:4567 (PORT=n) with the template's streams
+	$(DEVKIT) kinesis $(if $(PORT),--port $(PORT))
+
 watch: tools ## cargo lambda watch: the four functions on 127.0.0.1:9000, environment from events/local.env (make ddb's)
 	cargo lambda watch
 
 trigger: ## The local stream trigger on make ddb's stream, or AWS_ENDPOINT_URL's (drain once; FOLLOW=1 to keep polling)
 	$(DEVKIT) trigger $(if $(FOLLOW),--follow) $(if $(INVOKE_URL),--invoke-url $(INVOKE_URL))
 
-test: ## All tests, on the embedded DynamoDB (or on AWS_ENDPOINT_URL's server when set)
+test: kinesalite ## All tests, on the embedded DynamoDB (or on AWS_ENDPOINT_URL's server when set) and a local kinesalite
 	cargo test --workspace
+	@$(if $(OUTBOX_SKIP_KINESIS),echo "make test: OUTBOX_SKIP_KINESIS is set: the Kinesis tests that found no kinesalite printed SKIPPED above and did not run")
 
 test-local-paths: tools ## The README's no-Docker path as written: make ddb, make watch, each function invoked; answers and the reward checked
 	@bash scripts/test-local-paths.sh
@@ -56,7 +63,7 @@ smoke-arm64: ## The arm64 bootstraps of make build, under qemu, against the embe
 EMBEDDED_ONLY_TESTS := modify_and_remove_records_are_ignored_including_real_ttl_deletions
 EMBEDDED_ONLY_WHY := it forces a TTL sweep, which only the embedded dynoxide can do on demand
 
-test-external: ## All tests on AWS_ENDPOINT_URL's server, except those named as skipped
+test-external: kinesalite ## All tests on AWS_ENDPOINT_URL's server, except those named as skipped
 	@test -n "$$AWS_ENDPOINT_URL$$AWS_ENDPOINT_URL_DYNAMODB" || { echo "set AWS_ENDPOINT_URL to the DynamoDB to test against"; exit 2; }
 	@echo "test-external: SKIPPED $(EMBEDDED_ONLY_TESTS) ($(EMBEDDED_ONLY_WHY))"
 	cargo test --workspace -- --exact $(addprefix --skip ,$(EMBEDDED_ONLY_TESTS))

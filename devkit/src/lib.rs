@@ -1,13 +1,16 @@
 //! Local development kit: everything that runs the project on one machine and never ships in a
 //! Lambda binary. The embedded DynamoDB ([`local`]), the tables and stream settings read from
 //! `template.yaml` ([`template`]), the stream reader ([`stream`]) and the local event source
-//! mapping ([`trigger`]) that `sam local` lacks.
+//! mapping ([`trigger`]) that `sam local` lacks; for pattern 3, the local Kinesis (kinesalite,
+//! [`kinesis`]) and its event source mapping ([`kinesis_trigger`]).
 
 pub mod chaos;
 pub mod demo;
 pub mod filter;
 pub mod invariants;
 pub mod invoke;
+pub mod kinesis;
+pub mod kinesis_trigger;
 pub mod local;
 pub mod metrics;
 pub mod proxy;

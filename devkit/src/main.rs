@@ -43,6 +43,11 @@ enum Command {
         #[arg(long)]
         trigger: bool,
     },
+    /// Serve kinesalite (the local Kinesis of pattern 3) with the template's Kinesis streams.
+    Kinesis {
+        #[arg(long, default_value_t = devkit::kinesis::KINESIS_DEFAULT_PORT)]
+        port: u16,
+    },
     /// The local event source mapping, against `make ddb` (or the server in AWS_ENDPOINT_URL).
     Trigger {
         /// Keep polling instead of draining once.
@@ -90,7 +95,7 @@ fn main() -> Result<()> {
             Command::Chaos { .. } => {
                 "error,dynoxide=off,aws_smithy_runtime=off,aws_sdk_dynamodb=off"
             }
-            _ => "warn,dynoxide=error,aws_smithy_runtime=error,aws_sdk_dynamodb=error",
+            _ => "warn,dynoxide=error,aws_smithy_runtime=error,aws_sdk_dynamodb=error,aws_sdk_kinesis=error",
         };
         std::env::set_var("RUST_LOG", quiet);
     }
@@ -122,6 +127,7 @@ async fn run(cli: Cli) -> Result<()> {
             ttl_every,
             trigger,
         } => ddb(listen, ttl_every, trigger).await,
+        Command::Kinesis { port } => kinesis(port).await,
         Command::Trigger {
             follow,
             invoke_url,
@@ -197,6 +203,22 @@ fn confirm_remote_writes(endpoint: &str, orders: usize) -> Result<()> {
         answer.trim().eq_ignore_ascii_case("yes"),
         "not confirmed: nothing was written to {endpoint}"
     );
+    Ok(())
+}
+
+async fn kinesis(port: u16) -> Result<()> {
+    let kinesis = devkit::kinesis::LocalKinesis::serve_on(port).await?;
+    println!("Kinesis (kinesalite) listening on {}", kinesis.endpoint);
+    let streams = Template::load_default()?.kinesis_streams()?;
+    if streams.is_empty() {
+        println!("template.yaml declares no AWS::Kinesis::Stream: no streams created");
+    }
+    for spec in streams {
+        let stream = kinesis.create_stream(&spec.name, spec.shard_count).await?;
+        println!("stream: {} ({} shards)", stream.arn, stream.shard_ids.len());
+    }
+    println!("use it with: AWS_ENDPOINT_URL_KINESIS={} AWS_REGION=us-east-1 AWS_ACCESS_KEY_ID=local AWS_SECRET_ACCESS_KEY=local", kinesis.endpoint);
+    let _ = tokio::signal::ctrl_c().await;
     Ok(())
 }
 

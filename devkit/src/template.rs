@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
 use serde_json::Value as Json;
@@ -34,6 +35,97 @@ pub struct StreamSource {
     pub maximum_record_age_seconds: i64,
     pub filter_patterns: Vec<Json>,
     pub report_batch_item_failures: bool,
+}
+
+/// How a Kinesis event source mapping starts reading a shard it has no checkpoint for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StartingPosition {
+    TrimHorizon,
+    Latest,
+}
+
+/// A function's Kinesis event source mapping settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KinesisSource {
+    pub stream_logical_id: String,
+    pub starting_position: StartingPosition,
+    pub batch_size: usize,
+    pub maximum_retry_attempts: i64,
+    pub bisect_on_function_error: bool,
+    pub maximum_record_age_seconds: i64,
+    pub filter_patterns: Vec<Json>,
+    pub report_batch_item_failures: bool,
+    /// How long a shard's poller waits after finding nothing new.
+    pub polling_interval: Duration,
+}
+
+/// A Kinesis data stream of the template.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KinesisStreamSpec {
+    pub logical_id: String,
+    pub name: String,
+    pub shard_count: i32,
+}
+
+/// The settings DynamoDB and Kinesis mappings share, read the same way for both.
+struct MappingSettings<'a> {
+    function: &'a str,
+    props: &'a Json,
+    batch_size: usize,
+    maximum_retry_attempts: i64,
+    bisect_on_function_error: bool,
+    maximum_record_age_seconds: i64,
+    filter_patterns: Vec<Json>,
+    report_batch_item_failures: bool,
+}
+
+impl<'a> MappingSettings<'a> {
+    fn read(function: &'a str, props: &'a Json) -> Result<Self> {
+        let mut settings = Self {
+            function,
+            props,
+            batch_size: 0,
+            maximum_retry_attempts: 0,
+            bisect_on_function_error: props
+                .get("BisectBatchOnFunctionError")
+                .and_then(Json::as_bool)
+                .unwrap_or(false),
+            maximum_record_age_seconds: 0,
+            filter_patterns: props
+                .get("FilterCriteria")
+                .and_then(|f| f.get("Filters"))
+                .and_then(Json::as_array)
+                .map(|filters| {
+                    filters
+                        .iter()
+                        .map(|f| {
+                            let text = f.get("Pattern").and_then(Json::as_str).unwrap_or("{}");
+                            serde_json::from_str(text).context("FilterCriteria pattern is not JSON")
+                        })
+                        .collect::<Result<Vec<_>>>()
+                })
+                .transpose()?
+                .unwrap_or_default(),
+            report_batch_item_failures: props
+                .get("FunctionResponseTypes")
+                .and_then(Json::as_array)
+                .is_some_and(|t| t.iter().any(|v| v == "ReportBatchItemFailures")),
+        };
+        settings.batch_size = usize::try_from(settings.number("BatchSize", 100)?)?;
+        // Lambda's default for streams is "retry until the record expires".
+        settings.maximum_retry_attempts = settings.number("MaximumRetryAttempts", -1)?;
+        settings.maximum_record_age_seconds = settings.number("MaximumRecordAgeInSeconds", -1)?;
+        Ok(settings)
+    }
+
+    fn number(&self, key: &str, default: i64) -> Result<i64> {
+        match self.props.get(key) {
+            None => Ok(default),
+            Some(v) => {
+                json_i64(v).ok_or_else(|| anyhow!("{}: {key} is not a number", self.function))
+            }
+        }
+    }
 }
 
 /// A Lambda function of the template: its logical id (what `sam local invoke` and
@@ -167,6 +259,84 @@ impl Template {
 
     /// The DynamoDB event source of a function (the first one it has).
     pub fn stream_source(&self, function: &str) -> Result<StreamSource> {
+        let (table_logical_id, props) = self.event_source(function, "DynamoDB", "StreamArn")?;
+        let settings = MappingSettings::read(function, &props)?;
+        Ok(StreamSource {
+            table_logical_id,
+            batch_size: settings.batch_size,
+            maximum_retry_attempts: settings.maximum_retry_attempts,
+            bisect_on_function_error: settings.bisect_on_function_error,
+            maximum_record_age_seconds: settings.maximum_record_age_seconds,
+            filter_patterns: settings.filter_patterns,
+            report_batch_item_failures: settings.report_batch_item_failures,
+        })
+    }
+
+    /// The Kinesis event source of a function (the first one it has), with the property names of
+    /// SAM's `Type: Kinesis` event.
+    pub fn kinesis_source(&self, function: &str) -> Result<KinesisSource> {
+        let (stream_logical_id, props) = self.event_source(function, "Kinesis", "Arn")?;
+        let settings = MappingSettings::read(function, &props)?;
+        let starting_position = match props.get("StartingPosition").and_then(Json::as_str) {
+            Some("TRIM_HORIZON") => StartingPosition::TrimHorizon,
+            Some("LATEST") => StartingPosition::Latest,
+            other => bail!(
+                "{function}: StartingPosition {other:?} is not supported locally (TRIM_HORIZON or LATEST)"
+            ),
+        };
+        let batching_window_seconds = settings.number("MaximumBatchingWindowInSeconds", 0)?;
+        Ok(KinesisSource {
+            stream_logical_id,
+            starting_position,
+            batch_size: settings.batch_size,
+            maximum_retry_attempts: settings.maximum_retry_attempts,
+            bisect_on_function_error: settings.bisect_on_function_error,
+            maximum_record_age_seconds: settings.maximum_record_age_seconds,
+            filter_patterns: settings.filter_patterns,
+            report_batch_item_failures: settings.report_batch_item_failures,
+            // Lambda polls each shard about once a second, or once per batching window.
+            polling_interval: Duration::from_secs(u64::try_from(batching_window_seconds.max(1))?),
+        })
+    }
+
+    /// Every `AWS::Kinesis::Stream`: its name (`Name`, else the logical id) and shard count.
+    pub fn kinesis_streams(&self) -> Result<Vec<KinesisStreamSpec>> {
+        let mut streams = Vec::new();
+        for (logical_id, _) in self.resources_of_type("AWS::Kinesis::Stream") {
+            let properties = self.resolve(
+                self.resource(&logical_id)?
+                    .get("Properties")
+                    .unwrap_or(&Value::Null),
+            )?;
+            let name = properties
+                .get("Name")
+                .and_then(Json::as_str)
+                .unwrap_or(&logical_id)
+                .to_owned();
+            let on_demand = properties["StreamModeDetails"]["StreamMode"] == "ON_DEMAND";
+            let shard_count = match properties.get("ShardCount").and_then(json_i64) {
+                Some(count) => i32::try_from(count)?,
+                // On-demand streams start with four shards.
+                None if on_demand => 4,
+                None => bail!("{logical_id}: ShardCount is missing"),
+            };
+            streams.push(KinesisStreamSpec {
+                logical_id,
+                name,
+                shard_count,
+            });
+        }
+        Ok(streams)
+    }
+
+    /// The first event of `event_type` of a function: the logical id its `source_property`
+    /// (`Stream: !GetAtt <Id>.<attribute>`) points at, and its properties resolved.
+    fn event_source(
+        &self,
+        function: &str,
+        event_type: &str,
+        attribute: &str,
+    ) -> Result<(String, Json)> {
         let events = self
             .resource(function)?
             .get("Properties")
@@ -175,57 +345,20 @@ impl Template {
             .ok_or_else(|| anyhow!("{function} has no Events"))?;
         let source = events
             .values()
-            .find(|e| e.get("Type").and_then(Value::as_str) == Some("DynamoDB"))
-            .ok_or_else(|| anyhow!("{function} has no DynamoDB event source"))?;
+            .find(|e| e.get("Type").and_then(Value::as_str) == Some(event_type))
+            .ok_or_else(|| anyhow!("{function} has no {event_type} event source"))?;
         let raw = source.get("Properties").cloned().unwrap_or(Value::Null);
-        let table_logical_id = match raw.get("Stream") {
-            Some(Value::Tagged(t)) => t
+        let logical_id = match raw.get("Stream") {
+            Some(Value::Tagged(t)) if t.tag == "GetAtt" => t
                 .value
                 .as_str()
-                .and_then(|s| s.split('.').next())
-                .unwrap_or_default()
-                .to_owned(),
-            _ => bail!("{function}: Stream must be !GetAtt <Table>.StreamArn"),
-        };
-        let props = self.resolve(&raw)?;
-        let number = |key: &str, default: i64| -> Result<i64> {
-            match props.get(key) {
-                None => Ok(default),
-                Some(v) => json_i64(v).ok_or_else(|| anyhow!("{function}: {key} is not a number")),
-            }
-        };
-        let filter_patterns = props
-            .get("FilterCriteria")
-            .and_then(|f| f.get("Filters"))
-            .and_then(Json::as_array)
-            .map(|filters| {
-                filters
-                    .iter()
-                    .map(|f| {
-                        let text = f.get("Pattern").and_then(Json::as_str).unwrap_or("{}");
-                        serde_json::from_str(text).context("FilterCriteria pattern is not JSON")
-                    })
-                    .collect::<Result<Vec<_>>>()
-            })
-            .transpose()?
-            .unwrap_or_default();
-        let report_batch_item_failures = props
-            .get("FunctionResponseTypes")
-            .and_then(Json::as_array)
-            .is_some_and(|t| t.iter().any(|v| v == "ReportBatchItemFailures"));
-        Ok(StreamSource {
-            table_logical_id,
-            batch_size: usize::try_from(number("BatchSize", 100)?)?,
-            // Lambda's default for streams is "retry until the record expires".
-            maximum_retry_attempts: number("MaximumRetryAttempts", -1)?,
-            bisect_on_function_error: props
-                .get("BisectBatchOnFunctionError")
-                .and_then(Json::as_bool)
-                .unwrap_or(false),
-            maximum_record_age_seconds: number("MaximumRecordAgeInSeconds", -1)?,
-            filter_patterns,
-            report_batch_item_failures,
-        })
+                .and_then(|s| s.split_once('.'))
+                .filter(|(_, attr)| *attr == attribute)
+                .map(|(id, _)| id.to_owned()),
+            _ => None,
+        }
+        .ok_or_else(|| anyhow!("{function}: Stream must be !GetAtt <resource>.{attribute}"))?;
+        Ok((logical_id, self.resolve(&raw)?))
     }
 
     /// A function's environment variables, resolved; for local runs of the functions.

@@ -59,6 +59,22 @@ pub struct TriggerStats {
     pub records_to_on_failure: usize,
 }
 
+impl TriggerStats {
+    /// Adds another mapping's (or shard's) counts to these.
+    pub fn add(&mut self, other: &TriggerStats) {
+        self.records_read += other.records_read;
+        self.filtered_out += other.filtered_out;
+        self.invocations += other.invocations;
+        self.records_delivered += other.records_delivered;
+        self.partial_failures += other.partial_failures;
+        self.function_errors += other.function_errors;
+        self.retries += other.retries;
+        self.bisections += other.bisections;
+        self.batches_to_on_failure += other.batches_to_on_failure;
+        self.records_to_on_failure += other.records_to_on_failure;
+    }
+}
+
 pub struct Trigger<I> {
     pub source: StreamSource,
     stream: StreamClient,
