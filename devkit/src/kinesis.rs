@@ -204,7 +204,7 @@ pub async fn describe_stream(
 /// A Kinesis client for `endpoint` with static credentials and the local region. The endpoint is
 /// set on the service config, so `AWS_ENDPOINT_URL` (which may name a DynamoDB) does not win.
 pub async fn client_for(endpoint: &str) -> Client {
-    let shared: SdkConfig = outbox::config::sdk_defaults()
+    let shared: SdkConfig = service_runtime::config::sdk_defaults()
         .region(Region::new(LOCAL_REGION))
         .credentials_provider(Credentials::new("local", "local", None, None, "devkit"))
         .load()

@@ -192,7 +192,7 @@ impl MetricsSummary {
 }
 
 /// Collects every EMF line this process's handlers emit (the demo's and the chaos run's
-/// `outbox::metrics` writer).
+/// `service_runtime::metrics` writer).
 #[derive(Debug, Clone, Default)]
 pub struct Collector {
     lines: Arc<Mutex<Vec<String>>>,
