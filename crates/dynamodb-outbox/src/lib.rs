@@ -48,7 +48,7 @@ mod store;
 
 pub use batch::{
     kinesis_put, kinesis_stream, stream_table, AppliedEvent, BatchOutcome, KinesisPut, Processor,
-    PARKED_LOG_MESSAGE,
+    DEFAULT_CONCURRENCY, DEFAULT_EVENTS_PER_TRANSACTION, PARKED_LOG_MESSAGE,
 };
 pub use consumer::{Consumer, Effect, HandlerError, PoisonPolicy, Takes, Write};
 pub use delivery::Header;
