@@ -11,8 +11,7 @@ use devkit::template::TableSpec;
 use devkit::{LocalDynamo, StreamClient};
 use dynamodb_outbox::dynamodb::{DynamoConsumerStore, Outbox, PendingEvents};
 use dynamodb_outbox::{
-    schema, BatchOutcome, Committed, ConsumerStore, Effect, ItemKey, Parked, Processor, Step,
-    StoreError,
+    schema, BatchOutcome, Committed, ConsumerStore, Hooked, Processor, Step, StoreError, StoreHooks,
 };
 use invoices_example::invoices::{self, InvoiceIssued, InvoiceVoided};
 use invoices_example::ledger::{self, Ledger};
@@ -106,7 +105,7 @@ impl Invoicing {
         DynamoConsumerStore::new(self.dynamo.client.clone(), table, &self.invoices)
     }
 
-    fn ledger(&self, store: Recorder) -> Processor<Ledger, Recorder> {
+    fn ledger(&self, store: Recorded) -> Processor<Ledger, Recorded> {
         let ledger = Ledger::new(&self.ledger);
         Processor::new(ledger, store, &self.invoices).concurrency(4)
     }
@@ -174,21 +173,23 @@ impl Invoicing {
     }
 }
 
-/// The real DynamoDB consumer store, recording every commit that applied: (key, progress before,
+/// Every commit of the real DynamoDB consumer store that applied: (key, progress before,
 /// progress after). Concurrent tasks record in the order their answers arrive, which is not
 /// always the order the database committed in; the database's order is the chain the records
 /// form, because each commit was conditional on the progress it starts from.
-#[derive(Clone)]
-struct Recorder {
-    inner: DynamoConsumerStore,
+#[derive(Clone, Default)]
+struct CommitLog {
     applied: Arc<Mutex<Vec<(String, u64, u64)>>>,
 }
 
-impl Recorder {
-    fn new(inner: DynamoConsumerStore) -> Self {
-        Self {
-            inner,
-            applied: Arc::default(),
+/// A consumer store whose commits a [`CommitLog`] sees.
+type Recorded = Hooked<DynamoConsumerStore, CommitLog>;
+
+impl CommitLog {
+    fn around(&self, store: DynamoConsumerStore) -> Recorded {
+        Hooked {
+            store,
+            hooks: self.clone(),
         }
     }
 
@@ -219,19 +220,9 @@ impl Recorder {
     }
 }
 
-impl ConsumerStore for Recorder {
-    fn table(&self) -> &str {
-        self.inner.table()
-    }
-
-    async fn commit(
-        &self,
-        consumer: &str,
-        step: &Step,
-        effect: &Effect,
-    ) -> Result<Committed, StoreError> {
-        let committed = self.inner.commit(consumer, step, effect).await?;
-        if committed == Committed::Applied {
+impl StoreHooks for CommitLog {
+    fn after_commit(&self, _: &str, step: &Step, result: &Result<Committed, StoreError>) {
+        if let Ok(Committed::Applied) = result {
             // Every invoice event reaches the ledger, so a commit from `after` to `sequence`
             // applied each sequence in between.
             self.applied.lock().unwrap().push((
@@ -240,40 +231,6 @@ impl ConsumerStore for Recorder {
                 step.sequence,
             ));
         }
-        Ok(committed)
-    }
-
-    async fn complete(&self, consumer: &str, item: &ItemKey, at: i64) -> Result<(), StoreError> {
-        self.inner.complete(consumer, item, at).await
-    }
-
-    async fn parked(&self, consumer: &str, limit: usize) -> Result<Vec<Parked>, StoreError> {
-        self.inner.parked(consumer, limit).await
-    }
-
-    async fn commit_parked(
-        &self,
-        parked: &ItemKey,
-        effect: &Effect,
-    ) -> Result<Committed, StoreError> {
-        self.inner.commit_parked(parked, effect).await
-    }
-
-    async fn repark(&self, parked: &ItemKey, reason: &str) -> Result<(), StoreError> {
-        self.inner.repark(parked, reason).await
-    }
-
-    async fn release(&self, consumer: &str, entity: &ItemKey) -> Result<(), StoreError> {
-        self.inner.release(consumer, entity).await
-    }
-
-    async fn commit_once(
-        &self,
-        consumer: &str,
-        event_id: &str,
-        effect: &Effect,
-    ) -> Result<Committed, StoreError> {
-        self.inner.commit_once(consumer, event_id, effect).await
     }
 }
 
@@ -309,7 +266,7 @@ async fn two_consumers_keep_their_own_progress_and_an_event_expires_only_after_b
         .unwrap();
     let records = app.records().await;
 
-    let ledger = app.ledger(Recorder::new(app.store(&app.ledger)));
+    let ledger = app.ledger(CommitLog::default().around(app.store(&app.ledger)));
     let applied = ledger.process_stream(&records).await;
     assert_eq!(
         (applied.applied, applied.failures.len()),
@@ -416,8 +373,8 @@ async fn per_key_order_holds_across_parallel_batches_retries_and_the_sweeper() {
     let records = app.records().await;
     assert_eq!(records.len(), 24, "an outbox event per invoice");
 
-    let recorder = Recorder::new(app.store(&app.ledger));
-    let ledger = app.ledger(recorder.clone());
+    let recorder = CommitLog::default();
+    let ledger = app.ledger(recorder.around(app.store(&app.ledger)));
     // Two "shards", each taking every other record in reverse: each key's events are split
     // between them and come in the wrong order, as they could after a partition split.
     let odd: Vec<EventRecord> = records.iter().skip(1).step_by(2).rev().cloned().collect();
@@ -673,8 +630,11 @@ async fn concurrent_producers_on_one_key_get_distinct_consecutive_sequences() {
     );
 
     let records = app.records().await;
-    let recorder = Recorder::new(app.store(&app.ledger));
-    let outcome = app.ledger(recorder.clone()).process_stream(&records).await;
+    let recorder = CommitLog::default();
+    let outcome = app
+        .ledger(recorder.around(app.store(&app.ledger)))
+        .process_stream(&records)
+        .await;
     assert_eq!(outcome.applied, 4, "{outcome:?}");
     assert_eq!(recorder.order_of("acme"), vec![1, 2, 3, 4]);
 }

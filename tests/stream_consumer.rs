@@ -5,10 +5,9 @@ use std::collections::HashMap;
 use aws_lambda_events::dynamodb::EventRecord;
 use aws_sdk_dynamodb::types::AttributeValue;
 use devkit::stack::in_process;
-use dynamodb_outbox::dynamodb::{DynamoConsumerStore, Outbox};
+use dynamodb_outbox::dynamodb::Outbox;
 use dynamodb_outbox::{
-    schema, BatchOutcome, Committed, ConsumerStore, Effect, Envelope, ItemKey, Parked, Step,
-    StoreError,
+    schema, BatchOutcome, ConsumerStore, Envelope, Hooked, ItemKey, StoreError, StoreHooks,
 };
 use order_service::domain::events::routes;
 use order_service::domain::OrderPlaced;
@@ -155,53 +154,14 @@ async fn two_consumers_racing_on_one_batch_apply_it_once() {
     assert_balances(&stack, &expected, &count(ORDERS)).await;
 }
 
-/// The rewards consumer's store in a process that crashes right after its transaction
-/// committed, before the outbox mark.
-#[derive(Clone)]
-struct CrashBeforeMark(DynamoConsumerStore);
+/// A process that crashes right after its transaction committed, before the outbox mark.
+struct CrashBeforeMark;
 
-impl ConsumerStore for CrashBeforeMark {
-    fn table(&self) -> &str {
-        self.0.table()
-    }
-    async fn commit(
-        &self,
-        consumer: &str,
-        step: &Step,
-        effect: &Effect,
-    ) -> Result<Committed, StoreError> {
-        self.0.commit(consumer, step, effect).await
-    }
-    async fn complete(&self, _: &str, _: &ItemKey, _: i64) -> Result<(), StoreError> {
+impl StoreHooks for CrashBeforeMark {
+    async fn before_complete(&self, _: &str, _: &ItemKey) -> Result<(), StoreError> {
         Err(StoreError::Unavailable(
             "process crashed before marking the event".into(),
         ))
-    }
-    async fn parked(&self, consumer: &str, limit: usize) -> Result<Vec<Parked>, StoreError> {
-        self.0.parked(consumer, limit).await
-    }
-    async fn commit_parked(
-        &self,
-        parked: &ItemKey,
-        effect: &Effect,
-    ) -> Result<Committed, StoreError> {
-        self.0.commit_parked(parked, effect).await
-    }
-    async fn repark(&self, parked: &ItemKey, reason: &str) -> Result<(), StoreError> {
-        self.0.repark(parked, reason).await
-    }
-
-    async fn commit_once(
-        &self,
-        consumer: &str,
-        event_id: &str,
-        effect: &Effect,
-    ) -> Result<Committed, StoreError> {
-        self.0.commit_once(consumer, event_id, effect).await
-    }
-
-    async fn release(&self, consumer: &str, entity: &ItemKey) -> Result<(), StoreError> {
-        self.0.release(consumer, entity).await
     }
 }
 
@@ -211,7 +171,10 @@ async fn a_crash_between_the_reward_and_the_mark_is_repaired_by_redelivery() {
     place_orders(&stack, &[("c-1", 4_200)]).await;
     let batch = outbox_inserts(&stack.stream_records().await.unwrap());
     let service = stack.service();
-    let store = CrashBeforeMark(service.store().clone());
+    let store = Hooked {
+        store: service.store().clone(),
+        hooks: CrashBeforeMark,
+    };
     let crashing = service.with_store(store);
 
     let first = crashing.process_stream(&batch).await;

@@ -10,7 +10,7 @@ use anyhow::{bail, Result};
 use aws_lambda_events::dynamodb::Event;
 use aws_lambda_events::encodings::Body;
 use dynamodb_outbox::dynamodb::PendingEvents;
-use dynamodb_outbox::{Committed, ConsumerStore, Effect, ItemKey, Parked, Step, StoreError};
+use dynamodb_outbox::{Hooked, ItemKey, StoreError, StoreHooks};
 use futures::stream::{self, StreamExt};
 use order_service::handlers::order_api;
 use order_service::store::dynamodb::DynamoOrderStore;
@@ -138,20 +138,18 @@ fn no_faults_sentence(proxy: &ProxyStats) -> String {
     }
 }
 
-/// A consumer's store that sometimes dies right after committing an effect, before the outbox
+/// A consumer process that sometimes dies right after committing an effect, before the outbox
 /// mark: the next delivery must find the effect applied and only complete the mark.
 #[derive(Clone)]
-pub struct CrashingStore<S> {
-    pub inner: S,
+pub struct CrashBeforeMark {
     rng: Arc<Mutex<SmallRng>>,
     probability: f64,
     pub crashes: Arc<AtomicU64>,
 }
 
-impl<S> CrashingStore<S> {
-    pub fn new(inner: S, probability: f64, seed: u64) -> Self {
+impl CrashBeforeMark {
+    pub fn new(probability: f64, seed: u64) -> Self {
         Self {
-            inner,
             rng: Arc::new(Mutex::new(SmallRng::seed_from_u64(seed))),
             probability,
             crashes: Arc::default(),
@@ -159,26 +157,8 @@ impl<S> CrashingStore<S> {
     }
 }
 
-impl<S: ConsumerStore> ConsumerStore for CrashingStore<S> {
-    fn table(&self) -> &str {
-        self.inner.table()
-    }
-
-    async fn commit(
-        &self,
-        consumer: &str,
-        step: &Step,
-        effect: &Effect,
-    ) -> Result<Committed, StoreError> {
-        self.inner.commit(consumer, step, effect).await
-    }
-
-    async fn complete(
-        &self,
-        consumer: &str,
-        item: &ItemKey,
-        expires_at: i64,
-    ) -> Result<(), StoreError> {
+impl StoreHooks for CrashBeforeMark {
+    async fn before_complete(&self, _: &str, _: &ItemKey) -> Result<(), StoreError> {
         let crash = self.rng.lock().expect("rng").random_bool(self.probability);
         if crash {
             self.crashes.fetch_add(1, Ordering::Relaxed);
@@ -186,36 +166,7 @@ impl<S: ConsumerStore> ConsumerStore for CrashingStore<S> {
                 "injected crash before the outbox mark".into(),
             ));
         }
-        self.inner.complete(consumer, item, expires_at).await
-    }
-
-    async fn parked(&self, consumer: &str, limit: usize) -> Result<Vec<Parked>, StoreError> {
-        self.inner.parked(consumer, limit).await
-    }
-
-    async fn commit_parked(
-        &self,
-        parked: &ItemKey,
-        effect: &Effect,
-    ) -> Result<Committed, StoreError> {
-        self.inner.commit_parked(parked, effect).await
-    }
-
-    async fn repark(&self, parked: &ItemKey, reason: &str) -> Result<(), StoreError> {
-        self.inner.repark(parked, reason).await
-    }
-
-    async fn commit_once(
-        &self,
-        consumer: &str,
-        event_id: &str,
-        effect: &Effect,
-    ) -> Result<Committed, StoreError> {
-        self.inner.commit_once(consumer, event_id, effect).await
-    }
-
-    async fn release(&self, consumer: &str, entity: &ItemKey) -> Result<(), StoreError> {
-        self.inner.release(consumer, entity).await
+        Ok(())
     }
 }
 
@@ -353,8 +304,12 @@ pub async fn run(opts: ChaosOptions) -> Result<ChaosReport> {
         let client = stack.dynamo.client_via(&proxy.endpoint).await;
         let processor = service::processor(client, &stack.tables.rewards, &stack.tables.orders)
             .retention_seconds(stack.retention_seconds());
-        let store = CrashingStore::new(processor.store().clone(), opts.crash_probability, seed);
-        let crashes = store.crashes.clone();
+        let hooks = CrashBeforeMark::new(opts.crash_probability, seed);
+        let crashes = hooks.crashes.clone();
+        let store = Hooked {
+            store: processor.store().clone(),
+            hooks,
+        };
         (processor.with_store(store), crashes)
     };
     let ((service_a, crashes_a), (service_b, crashes_b)) = (

@@ -54,4 +54,4 @@ pub use consumer::{Consumer, Effect, HandlerError, PoisonPolicy, Takes, Write};
 pub use delivery::Header;
 pub use envelope::{Envelope, Event, TraceContext};
 pub use item::{outbox_item, pending_marker};
-pub use store::{Committed, ConsumerStore, ItemKey, Parked, Step, StoreError};
+pub use store::{Committed, ConsumerStore, Hooked, ItemKey, Parked, Step, StoreError, StoreHooks};

@@ -143,3 +143,102 @@ pub trait ConsumerStore: Send + Sync {
         entity: &ItemKey,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 }
+
+/// Hooks around a store's calls, to inject faults or observe commits (chaos runs, tests of a
+/// crash between a commit and its mark) without writing a whole store. Every hook lets the call
+/// through unchanged unless overridden.
+pub trait StoreHooks: Send + Sync {
+    /// Runs before `complete`; an error here is the call's result, and the mark is not made (as
+    /// if the process died between the commit and the mark).
+    fn before_complete(
+        &self,
+        _consumer: &str,
+        _item: &ItemKey,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        async { Ok(()) }
+    }
+
+    /// Sees what `commit` came to.
+    fn after_commit(&self, _consumer: &str, _step: &Step, _result: &Result<Committed, StoreError>) {
+    }
+}
+
+/// A store whose calls go through [`StoreHooks`].
+///
+/// ```
+/// use dynamodb_outbox::memory::MemoryStore;
+/// use dynamodb_outbox::{Hooked, ItemKey, StoreError, StoreHooks};
+///
+/// /// Dies before every mark.
+/// struct CrashBeforeMark;
+/// impl StoreHooks for CrashBeforeMark {
+///     async fn before_complete(&self, _: &str, _: &ItemKey) -> Result<(), StoreError> {
+///         Err(StoreError::Unavailable("crashed before the mark".into()))
+///     }
+/// }
+/// let store = Hooked { store: MemoryStore::new("ledger"), hooks: CrashBeforeMark };
+/// # let _ = store;
+/// ```
+#[derive(Debug, Clone)]
+pub struct Hooked<S, H> {
+    /// The store the calls reach.
+    pub store: S,
+    /// What runs around them.
+    pub hooks: H,
+}
+
+impl<S: ConsumerStore, H: StoreHooks> ConsumerStore for Hooked<S, H> {
+    fn table(&self) -> &str {
+        self.store.table()
+    }
+
+    async fn commit(
+        &self,
+        consumer: &str,
+        step: &Step,
+        effect: &Effect,
+    ) -> Result<Committed, StoreError> {
+        let result = self.store.commit(consumer, step, effect).await;
+        self.hooks.after_commit(consumer, step, &result);
+        result
+    }
+
+    async fn complete(
+        &self,
+        consumer: &str,
+        item: &ItemKey,
+        expires_at: i64,
+    ) -> Result<(), StoreError> {
+        self.hooks.before_complete(consumer, item).await?;
+        self.store.complete(consumer, item, expires_at).await
+    }
+
+    async fn parked(&self, consumer: &str, limit: usize) -> Result<Vec<Parked>, StoreError> {
+        self.store.parked(consumer, limit).await
+    }
+
+    async fn commit_parked(
+        &self,
+        parked: &ItemKey,
+        effect: &Effect,
+    ) -> Result<Committed, StoreError> {
+        self.store.commit_parked(parked, effect).await
+    }
+
+    async fn repark(&self, parked: &ItemKey, reason: &str) -> Result<(), StoreError> {
+        self.store.repark(parked, reason).await
+    }
+
+    async fn commit_once(
+        &self,
+        consumer: &str,
+        event_id: &str,
+        effect: &Effect,
+    ) -> Result<Committed, StoreError> {
+        self.store.commit_once(consumer, event_id, effect).await
+    }
+
+    async fn release(&self, consumer: &str, entity: &ItemKey) -> Result<(), StoreError> {
+        self.store.release(consumer, entity).await
+    }
+}

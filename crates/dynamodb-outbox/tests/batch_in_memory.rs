@@ -9,8 +9,8 @@ use std::sync::Arc;
 use dynamodb_outbox::dynamodb::Routes;
 use dynamodb_outbox::memory::{MemoryOutbox, MemoryStore};
 use dynamodb_outbox::{
-    BatchOutcome, Committed, Consumer, ConsumerStore, Effect, Envelope, Event, HandlerError,
-    Header, ItemKey, Parked, PoisonPolicy, Processor, Step, StoreError, Takes,
+    BatchOutcome, Consumer, ConsumerStore, Effect, Envelope, Event, HandlerError, Header, Hooked,
+    ItemKey, PoisonPolicy, Processor, StoreError, StoreHooks, Takes,
 };
 use serde::{Deserialize, Serialize};
 use serde_dynamo::{AttributeValue, Item};
@@ -419,76 +419,29 @@ async fn a_run_the_consumer_partly_applied_before_applies_only_the_rest() {
     assert_eq!(world.applied_order("ledger", "a"), vec![1, 2, 3, 4, 5]);
 }
 
-/// The in-memory store with outbox marks that go wrong: they never finish (the function dies
-/// after the batch's commits: a timeout, a crash), or they fail for one item.
-#[derive(Clone)]
-struct BrokenMarks {
-    inner: MemoryStore,
-    broken: Broken,
-}
-
-#[derive(Clone)]
-enum Broken {
+/// Outbox marks that go wrong: they never finish (the function dies after the batch's commits:
+/// a timeout, a crash), or they fail for one item.
+enum BrokenMarks {
     /// Every mark hangs; the first one says so on the channel.
-    Hang(Arc<std::sync::Mutex<Option<futures::channel::oneshot::Sender<()>>>>),
+    Hang(std::sync::Mutex<Option<futures::channel::oneshot::Sender<()>>>),
     /// The mark of this item fails.
     Fail(ItemKey),
 }
 
-impl ConsumerStore for BrokenMarks {
-    fn table(&self) -> &str {
-        self.inner.table()
-    }
-
-    async fn commit(
-        &self,
-        consumer: &str,
-        step: &Step,
-        effect: &Effect,
-    ) -> Result<Committed, StoreError> {
-        self.inner.commit(consumer, step, effect).await
-    }
-
-    async fn complete(&self, consumer: &str, item: &ItemKey, at: i64) -> Result<(), StoreError> {
-        match &self.broken {
-            Broken::Hang(reached) => {
+impl StoreHooks for BrokenMarks {
+    async fn before_complete(&self, _: &str, item: &ItemKey) -> Result<(), StoreError> {
+        match self {
+            BrokenMarks::Hang(reached) => {
                 if let Some(reached) = reached.lock().unwrap().take() {
                     let _ = reached.send(());
                 }
                 futures::future::pending().await
             }
-            Broken::Fail(key) if key == item => Err(StoreError::Unavailable("throttled".into())),
-            Broken::Fail(_) => self.inner.complete(consumer, item, at).await,
+            BrokenMarks::Fail(key) if key == item => {
+                Err(StoreError::Unavailable("throttled".into()))
+            }
+            BrokenMarks::Fail(_) => Ok(()),
         }
-    }
-
-    async fn parked(&self, consumer: &str, limit: usize) -> Result<Vec<Parked>, StoreError> {
-        self.inner.parked(consumer, limit).await
-    }
-
-    async fn commit_parked(
-        &self,
-        parked: &ItemKey,
-        effect: &Effect,
-    ) -> Result<Committed, StoreError> {
-        self.inner.commit_parked(parked, effect).await
-    }
-
-    async fn repark(&self, parked: &ItemKey, reason: &str) -> Result<(), StoreError> {
-        self.inner.repark(parked, reason).await
-    }
-
-    async fn commit_once(
-        &self,
-        consumer: &str,
-        event_id: &str,
-        effect: &Effect,
-    ) -> Result<Committed, StoreError> {
-        self.inner.commit_once(consumer, event_id, effect).await
-    }
-
-    async fn release(&self, consumer: &str, entity: &ItemKey) -> Result<(), StoreError> {
-        self.inner.release(consumer, entity).await
     }
 }
 
@@ -500,9 +453,9 @@ async fn a_crash_between_the_commits_and_the_marks_is_repaired_by_redelivery() {
     let (reached, marking) = futures::channel::oneshot::channel();
     let crashing = Processor::new(
         Ledger::new("ledger"),
-        BrokenMarks {
-            inner: world.store.clone(),
-            broken: Broken::Hang(Arc::new(std::sync::Mutex::new(Some(reached)))),
+        Hooked {
+            store: world.store.clone(),
+            hooks: BrokenMarks::Hang(std::sync::Mutex::new(Some(reached))),
         },
         "outbox",
     );
@@ -550,9 +503,9 @@ async fn a_failed_mark_is_reported_without_holding_back_its_key_and_the_retry_ma
     let unmarkable = key_of(&items[0]);
     let processor = Processor::new(
         Ledger::new("ledger"),
-        BrokenMarks {
-            inner: world.store.clone(),
-            broken: Broken::Fail(unmarkable.clone()),
+        Hooked {
+            store: world.store.clone(),
+            hooks: BrokenMarks::Fail(unmarkable.clone()),
         },
         "outbox",
     )
