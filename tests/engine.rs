@@ -514,8 +514,8 @@ async fn the_engines_requests_per_event_are_counted_at_the_proxy() {
     );
     assert_eq!(
         first.get("UpdateItem"),
-        Some(&invoices),
-        "leaving the waiting set"
+        Some(&(2 * invoices)),
+        "a try at finishing the event alone, refused (the other consumer waits), then leaving the waiting set"
     );
     proxy.reset_stats();
     let notifications = Processor::new(
@@ -533,8 +533,8 @@ async fn the_engines_requests_per_event_are_counted_at_the_proxy() {
     assert_eq!(last.get("TransactWriteItems"), Some(&invoices));
     assert_eq!(
         last.get("UpdateItem"),
-        Some(&(2 * invoices)),
-        "the last consumer also moves the item out of the pending index and sets its TTL"
+        Some(&invoices),
+        "the last consumer leaves the waiting set, takes the item out of the pending index and sets its TTL in one write"
     );
     println!(
         "engine cost per event: producer {producer:?} / {invoices}; first consumer {first:?} / {invoices}; last consumer {last:?} / {invoices}"

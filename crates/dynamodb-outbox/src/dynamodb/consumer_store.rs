@@ -234,6 +234,54 @@ impl ConsumerStore for DynamoConsumerStore {
         item: &ItemKey,
         expires_at: i64,
     ) -> Result<(), StoreError> {
+        // The usual case, one consumer per event: leaving the waiting set and finishing the event
+        // are one write, on the condition that this consumer is the only one left.
+        let sole = self
+            .client
+            .update_item()
+            .table_name(&self.outbox_table)
+            .key(schema::PK, text(&item.pk))
+            .key(schema::SK, text(&item.sk))
+            .update_expression(
+                "SET #status = :processed, #expires = :expires REMOVE #waiting, #ppk, #psk",
+            )
+            .condition_expression(
+                "attribute_exists(#pk) AND size(#waiting) = :one AND contains(#waiting, :name)",
+            )
+            .expression_attribute_names("#pk", schema::PK)
+            .expression_attribute_names("#waiting", schema::WAITING_CONSUMERS)
+            .expression_attribute_names("#status", schema::STATUS)
+            .expression_attribute_names("#expires", schema::EXPIRES_AT)
+            .expression_attribute_names("#ppk", schema::PENDING_PK)
+            .expression_attribute_names("#psk", schema::PENDING_SK)
+            .expression_attribute_values(":processed", text(schema::STATUS_PROCESSED))
+            .expression_attribute_values(":expires", number(expires_at))
+            .expression_attribute_values(":one", number(1))
+            .expression_attribute_values(":name", text(consumer))
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .send()
+            .await;
+        let old = match sole {
+            Ok(_) => return Ok(()),
+            Err(err) if is_failed_condition(&err) => match err.into_service_error() {
+                UpdateItemError::ConditionalCheckFailedException(failed) => failed.item,
+                _ => None,
+            },
+            Err(err) => return Err(classify(err)),
+        };
+        // The item as it was, when the database said: a redelivered duplicate usually finds it
+        // processed, and then this was the only request.
+        if let Some(old) = &old {
+            let pending = old
+                .get(schema::STATUS)
+                .and_then(|v| v.as_s().ok())
+                .is_some_and(|status| status == schema::STATUS_PENDING);
+            if !pending {
+                return Ok(());
+            }
+        }
+        // Others wait too (or this consumer left and the event was not finished): leave the
+        // set, and the last one out finishes the event.
         let removed = self
             .client
             .update_item()
