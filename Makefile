@@ -12,7 +12,7 @@ export SAM_CLI_TELEMETRY := 0
 DEVKIT := cargo run --quiet -p devkit --
 ORDERS ?= 10000
 
-.PHONY: help setup tools kinesalite kinesis build deploy demo local ddb watch trigger test test-local-paths smoke-arm64 test-external lint fmt events chaos bench clean
+.PHONY: help setup tools kinesalite kinesis build deploy demo local ddb watch trigger test test-local-paths smoke-arm64 test-external lint fmt events chaos bench bench-consumer clean
 
 help: ## This list
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-17s %s\n", $$1, $$2}'
@@ -104,3 +104,6 @@ bench: ## Benchmarks in release: prints one table, writes docs/benchmarks.md and
 	fi
 	cargo bench -p outbox-bench --bench handlers $(if $(BENCH_QUICK),-- --warm-up-time 1 --measurement-time 2)
 	cargo run --release --quiet -p outbox-bench -- $(if $(BENCH_QUICK),--quick)
+
+bench-consumer: ## Only the engine consumer's batch shapes (make bench runs them too): rewrites their section of docs/benchmarks.md
+	cargo run --release --quiet -p outbox-bench -- --consumer-only $(if $(BENCH_QUICK),--quick)

@@ -6,7 +6,9 @@
 //! CPU, and the harness reads their estimates back.
 //!
 //! - [`consumer`]: stream-consumer batch latency through a latency-injecting proxy, concurrent
-//!   against the same code path with concurrency 1.
+//!   against the same code path with concurrency 1 (the `outbox` crate's pipeline).
+//! - [`engine_consumer`]: the engine's `Processor` on three batch shapes (distinct keys, spread,
+//!   one hot key) through the same proxy, its defaults against one request at a time.
 //! - [`accounting`]: DynamoDB requests, write capacity and TCP connections per order.
 //! - [`cpu`]: the workloads criterion times, on an HTTP client that never leaves the process.
 //! - [`functions`]: cold start and peak RSS of the real Lambda binaries against a local stub of
@@ -19,6 +21,7 @@ pub mod chart;
 pub mod consumer;
 pub mod cpu;
 pub mod criterion_results;
+pub mod engine_consumer;
 pub mod functions;
 pub mod machine;
 pub mod records;

@@ -2,7 +2,9 @@
 //! and the commands to `docs/benchmarks.md`, and the consumer chart to
 //! `docs/consumer-latency.svg`. `make bench` builds everything it needs first (see the Makefile).
 //!
-//! Usage: `outbox-bench [--quick] [--no-write]` (`BENCH_QUICK=1` is `--quick`).
+//! Usage: `outbox-bench [--quick] [--no-write] [--consumer-only]` (`BENCH_QUICK=1` is
+//! `--quick`; `--consumer-only` measures the engine's batch shapes alone and rewrites only their
+//! section of `docs/benchmarks.md`: `make bench-consumer`).
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -12,6 +14,7 @@ use devkit::{LocalDynamo, Stack};
 use outbox_bench::accounting::{self, Accounting};
 use outbox_bench::chart::{self, LatencyChart, Points};
 use outbox_bench::consumer::{floor, ConsumerLab};
+use outbox_bench::engine_consumer;
 use outbox_bench::functions::{self, FUNCTIONS};
 use outbox_bench::machine::Machine;
 use outbox_bench::records::Shape;
@@ -37,6 +40,7 @@ mod goals {
 const COMMANDS: &str = "```sh
 make bench                           # builds what it needs, then measures (the run time is above)
 BENCH_QUICK=1 make bench             # one repeat instead of three, shorter criterion runs
+make bench-consumer                  # only the engine's batch shapes; rewrites only their section
 CONSUMER_CONCURRENCY=64 make bench   # the consumer at another concurrency, as the function reads it
 ```
 
@@ -68,6 +72,9 @@ struct Options {
     /// Only the function binaries' cold start, memory and size, printed, not written
     /// (`--functions-only`): the before/after figures of a change to the functions.
     functions_only: bool,
+    /// Only the engine's batch shapes (`--consumer-only`): their section of the document is
+    /// rewritten, the rest kept.
+    consumer_only: bool,
 }
 
 impl Options {
@@ -86,6 +93,7 @@ impl Options {
             rss_invocations: 1000,
             throughput_orders: if quick { 500 } else { 1000 },
             functions_only: args.iter().any(|a| a == "--functions-only"),
+            consumer_only: args.iter().any(|a| a == "--consumer-only"),
         })
     }
 }
@@ -115,6 +123,28 @@ async fn main() -> Result<()> {
         }
         return Ok(());
     }
+    if opts.consumer_only {
+        progress("the engine's consumer on three batch shapes");
+        let shapes = engine_consumer::measure(opts.repeats).await?;
+        let section = shapes.markdown(&format!(
+            "Written by `make bench-consumer` ({}) on {}, in {:.0} s",
+            mode(&opts),
+            rfc3339(started),
+            clock.elapsed().as_secs_f64()
+        ));
+        println!("{section}");
+        if opts.write {
+            let path = workspace_root().join("docs").join("benchmarks.md");
+            let doc = std::fs::read_to_string(&path).unwrap_or_default();
+            std::fs::write(&path, engine_consumer::splice(&doc, &section))?;
+            progress("rewrote the engine batch shapes in docs/benchmarks.md");
+        }
+        return Ok(());
+    }
+    progress("the engine's consumer on three batch shapes");
+    let shapes = engine_consumer::measure(opts.repeats).await?;
+    let shapes_written = clock.elapsed();
+
     progress("consumer batch latency through the latency-injecting proxy");
     let (section, chart_data) = consumer_latency(&opts, &mut notes).await?;
     sections.push(section);
@@ -137,20 +167,20 @@ async fn main() -> Result<()> {
     progress("end-to-end throughput");
     sections.push(end_to_end(&opts, &machine, &mut notes).await?);
 
+    let blocks = vec![shapes.markdown(&format!(
+        "Written by `make bench` ({}) on {}, in {:.0} s of the run",
+        mode(&opts),
+        rfc3339(started),
+        shapes_written.as_secs_f64()
+    ))];
     let report = Report {
         sections,
         notes,
         chart_data,
+        blocks,
         machine,
-        mode: if opts.quick {
-            "BENCH_QUICK=1"
-        } else {
-            "full run"
-        }
-        .into(),
-        started: started
-            .format(&time::format_description::well_known::Rfc3339)
-            .unwrap_or_default(),
+        mode: mode(&opts).into(),
+        started: rfc3339(started),
         duration: clock.elapsed(),
     };
     println!("{}", report.table());
@@ -161,6 +191,19 @@ async fn main() -> Result<()> {
         progress("wrote docs/benchmarks.md and docs/consumer-latency.svg");
     }
     Ok(())
+}
+
+fn mode(opts: &Options) -> &'static str {
+    if opts.quick {
+        "BENCH_QUICK=1"
+    } else {
+        "full run"
+    }
+}
+
+fn rfc3339(at: time::OffsetDateTime) -> String {
+    at.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
 }
 
 /// Concurrent against sequential, at 25, 10 and 0 ms per request, on 100 distinct customers and

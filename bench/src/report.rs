@@ -176,6 +176,8 @@ pub struct Report {
     /// Said under the table: how a figure was taken, why a goal is missed.
     pub notes: Vec<String>,
     pub chart_data: String,
+    /// Sections written whole by their own code (each with its own table), after the notes.
+    pub blocks: Vec<String>,
     pub machine: Machine,
     pub mode: String,
     pub started: String,
@@ -232,6 +234,9 @@ impl Report {
                 let _ = writeln!(doc, "- {n}");
             }
             doc.push('\n');
+        }
+        for block in &self.blocks {
+            let _ = writeln!(doc, "{block}");
         }
         let _ = writeln!(
             doc,
