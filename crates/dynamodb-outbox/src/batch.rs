@@ -510,7 +510,12 @@ impl<C: Consumer, S: ConsumerStore> Processor<C, S> {
             marks.extend(group.marks);
         }
         for (position, step, err) in self.mark(marks).await {
-            by_position[position] = Some(self.store_failure(&ids[position], &step, &err));
+            tracing::warn!(
+                consumer = self.consumer.name(), record = %ids[position],
+                ordering_key = %step.ordering_key, sequence = step.sequence, error = %err,
+                "event applied but its outbox item not marked: reported for retry, which marks it"
+            );
+            by_position[position] = Some(Outcome::Failed);
         }
 
         let mut outcome = BatchOutcome::default();
@@ -621,7 +626,8 @@ impl<C: Consumer, S: ConsumerStore> Processor<C, S> {
     /// (several additions to one item become one addition of their sum, as DynamoDB allows one
     /// action per item), the progress moved from the first event's predecessor to the last
     /// event. `None` when the run must go one event at a time: an effect failed or does not
-    /// combine, a condition refused, or the consumer had applied part of the run already.
+    /// combine, a condition refused, the database refused the transaction as a whole, or the
+    /// consumer had applied part of the run already.
     async fn apply_run(
         &self,
         run: &[(usize, Work<C::Payload>)],
@@ -656,6 +662,9 @@ impl<C: Consumer, S: ConsumerStore> Processor<C, S> {
                 Some(all(|| Outcome::Waiting))
             }
             Ok(_) => None,
+            // Refused whole (larger than DynamoDB's 4 MB, say): one event at a time, each says
+            // for itself whether it is the cause.
+            Err(StoreError::Failed(_)) => None,
             Err(err) => {
                 self.store_failure(&ids[run[0].0], &span, &err);
                 Some(all(|| Outcome::Failed))

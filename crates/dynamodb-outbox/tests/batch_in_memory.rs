@@ -566,3 +566,28 @@ async fn a_hot_keys_run_is_cut_at_the_events_per_transaction() {
         .collect();
     assert_eq!(commits, vec![(0, 3), (3, 6), (6, 7)]);
 }
+
+#[tokio::test]
+async fn a_run_the_database_refuses_whole_goes_one_event_at_a_time() {
+    let mut world = World::new();
+    let items: Vec<Item> = (1..=3).map(|i| world.write(&deposit("a", i))).collect();
+    world.store.fail_next_commits(
+        1,
+        StoreError::Failed("Transaction request cannot be larger than 4 MB".into()),
+    );
+    let outcome = world
+        .processor(Ledger::new("ledger"))
+        .process_items(items)
+        .await;
+    assert_eq!(outcome.applied, 3, "{outcome:?}");
+    assert!(outcome.failures.is_empty());
+    let commits: Vec<(u64, u64)> = world
+        .store
+        .commits()
+        .into_iter()
+        .filter(|(c, k, _, _)| c == "ledger" && k == "a")
+        .map(|(_, _, from, to)| (from, to))
+        .collect();
+    assert_eq!(commits, vec![(0, 1), (1, 2), (2, 3)]);
+    assert_eq!(world.balance("ledger", "a"), 6);
+}
