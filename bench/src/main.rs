@@ -127,10 +127,14 @@ async fn main() -> Result<()> {
         progress("the engine's consumer on three batch shapes");
         let shapes = engine_consumer::measure(opts.repeats).await?;
         let section = shapes.markdown(&format!(
-            "Written by `make bench-consumer` ({}) on {}, in {:.0} s",
+            "Written by `make bench-consumer` ({}) on {}, in {:.0} s, on {} × {} (1-minute load \
+             average at the start: {}; the machine below is the last full run's)",
             mode(&opts),
             rfc3339(started),
-            clock.elapsed().as_secs_f64()
+            clock.elapsed().as_secs_f64(),
+            machine.cpus,
+            machine.cpu_model,
+            machine.load_at_start,
         ));
         println!("{section}");
         if opts.write {
