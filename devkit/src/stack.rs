@@ -90,6 +90,7 @@ impl Stack {
             processor: self.service(),
             grace_seconds,
             limit,
+            pattern: service_runtime::config::OutboxPattern::Outbox,
         }
     }
 
