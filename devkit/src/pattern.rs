@@ -84,7 +84,10 @@ mod tests {
         for pattern in Pattern::ALL {
             assert_eq!(pattern.name().parse::<Pattern>(), Ok(pattern));
         }
-        assert!("CDC".parse::<Pattern>().unwrap_err().contains("outbox, cdc or self-read"));
+        assert!("CDC"
+            .parse::<Pattern>()
+            .unwrap_err()
+            .contains("outbox, cdc or self-read"));
         assert!(Pattern::Cdc.template_path().exists());
     }
 }
