@@ -11,6 +11,7 @@ export SAM_CLI_TELEMETRY := 0
 
 DEVKIT := cargo run --quiet -p devkit --
 ORDERS ?= 10000
+PATTERN ?= outbox
 
 .PHONY: help setup tools kinesalite kinesis build deploy demo local ddb watch trigger test test-local-paths smoke-arm64 test-external lint fmt events chaos bench bench-consumer clean
 
@@ -32,8 +33,8 @@ build: setup ## sam build: the four arm64 Lambda binaries via cargo-lambda
 deploy: build ## sam deploy with samconfig.toml's defaults (GUIDED=1 for sam deploy --guided)
 	sam deploy $(if $(GUIDED),--guided)
 
-demo: ## The main job, locally: embedded DynamoDB, orders in, stream out, balances printed
-	$(DEVKIT) demo
+demo: ## The main job, locally: embedded DynamoDB, orders in, stream out, balances printed (PATTERN=outbox|cdc|self-read)
+	$(DEVKIT) demo --pattern $(PATTERN)
 
 local: demo ## Same as demo
 

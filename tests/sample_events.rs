@@ -65,6 +65,10 @@ const STREAM: &[(&str, usize, usize, usize, usize, usize)] = &[
     ("events/stream-consumer/poison-record.json", 1, 0, 0, 1, 0),
 ];
 
+/// Pattern 2's sample: (file, applied, duplicates), handled by the CDC consumer.
+const CDC_STREAM: (&str, usize, usize) =
+    ("events/stream-consumer/cdc-order-insert-batch.json", 2, 1);
+
 const OTHER: &[&str] = &[
     "events/outbox-sweeper/scheduled.json",
     "events/env.json",
@@ -145,6 +149,37 @@ async fn every_sample_event_deserializes_and_is_handled() {
     );
 }
 
+#[tokio::test]
+async fn the_cdc_sample_batch_is_handled_by_the_pattern_2_consumer() {
+    let stack = devkit::Stack::start_pattern(devkit::Pattern::Cdc)
+        .await
+        .unwrap();
+    let (path, applied, duplicates) = CDC_STREAM;
+    let mut event: Event = read(path);
+    for record in &mut event.records {
+        record.event_source_arn = Some(stack.tables.orders_stream_arn.clone());
+    }
+    let service = stack.service();
+    let outcome = service
+        .process_changes(
+            &event.records,
+            order_service::changes::order_placed_from_image,
+        )
+        .await;
+    assert_eq!(
+        (outcome.applied, outcome.duplicates, outcome.failures.len()),
+        (applied, duplicates, 0),
+        "{path}"
+    );
+    let response =
+        stream::handle_order_changes(&service, LambdaEvent::new(event, Context::default()))
+            .await
+            .unwrap();
+    assert_eq!(response.batch_item_failures.len(), 0, "{path}");
+    assert_eq!(balance(&stack, "c-16").await, (42, 1));
+    assert_eq!(balance(&stack, "c-17").await, (19, 1));
+}
+
 #[test]
 fn the_env_vars_file_covers_every_function_variable_of_the_template() {
     let env: serde_json::Value = read(OTHER[1]);
@@ -176,6 +211,7 @@ fn every_file_in_events_is_covered_and_matches_what_make_events_generates() {
         .iter()
         .map(|h| h.0)
         .chain(STREAM.iter().map(|s| s.0))
+        .chain([CDC_STREAM.0])
         .chain(OTHER.iter().copied())
         .collect();
     for file in &files {

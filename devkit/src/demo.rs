@@ -12,9 +12,14 @@ use rand::{Rng, SeedableRng};
 use serde_json::json;
 
 use crate::metrics::Collector;
-use crate::stack::{in_process, Stack};
+use crate::pattern::Pattern;
+use crate::stack::{in_process, in_process_changes, Service, Stack};
+use crate::trigger::Invoke;
+use order_service::store::OrderStore;
 
 pub struct DemoOptions {
+    /// Which of the article's patterns runs (its template, its order store, its consumer).
+    pub pattern: Pattern,
     pub orders: usize,
     pub customers: usize,
     pub seed: u64,
@@ -48,7 +53,31 @@ pub fn api_request(
 pub async fn run(opts: DemoOptions) -> Result<()> {
     // The handlers' EMF lines, as the functions write them to their log stream on AWS.
     let metrics = Collector::install();
-    let stack = Stack::start().await?;
+    let stack = Stack::start_pattern(opts.pattern).await?;
+    match opts.pattern {
+        Pattern::Outbox => run_on(opts, metrics, &stack, &stack.orders, in_process).await,
+        Pattern::Cdc => {
+            let orders = stack.cdc_orders();
+            run_on(opts, metrics, &stack, &orders, in_process_changes).await
+        }
+        Pattern::SelfRead => bail!("the self-read demo is not built in this branch"),
+    }
+}
+
+/// The demo on one pattern: its order store behind the order-writer's handler, its consumer
+/// handler behind the local mapping.
+async fn run_on<O, I>(
+    opts: DemoOptions,
+    metrics: Collector,
+    stack: &Stack,
+    orders: &O,
+    consumer: fn(Service, usize) -> I,
+) -> Result<()>
+where
+    O: OrderStore,
+    I: Invoke,
+{
+    println!("pattern: {}", opts.pattern);
     println!(
         "local DynamoDB: {} ({})",
         stack.dynamo.endpoint,
@@ -85,7 +114,7 @@ pub async fn run(opts: DemoOptions) -> Result<()> {
                 &[("idempotency-key", &key)],
             )?;
             let invocation = LambdaEvent::new(req, Context::default());
-            let response = order_api::handle(&stack.orders, invocation).await;
+            let response = order_api::handle(orders, invocation).await;
             let response = response.map_err(|e| anyhow!("order {i}: {e}"))?;
             let replay = response.headers.contains_key("idempotent-replayed");
             if response.status_code != 201 {
@@ -105,18 +134,19 @@ pub async fn run(opts: DemoOptions) -> Result<()> {
     let wrong_currency = json!({"customer_id": "customer-1", "currency": "usd",
         "items": [{"sku": "SKU-1", "quantity": 1, "unit_price_cents": 100}]});
     let req = api_request("POST", "/orders", Some(wrong_currency.to_string()), &[])?;
-    let refused = order_api::handle(&stack.orders, LambdaEvent::new(req, Context::default()))
+    let refused = order_api::handle(orders, LambdaEvent::new(req, Context::default()))
         .await
         .map_err(|e| anyhow!("refused order: {e}"))?;
-    let pending_before = count_pending(&stack).await?;
-    println!("order service: {created} orders written (order + outbox event in one transaction), {replayed} client retries answered from the original order, 1 refused ({})", refused.status_code);
-    println!("outbox: {pending_before} events pending\n");
+    let pending_before = count_pending(stack).await?;
+    let written = match opts.pattern {
+        Pattern::Cdc => "order item alone, with its pending marker, in one PutItem",
+        _ => "order + outbox event in one transaction",
+    };
+    println!("order service: {created} orders written ({written}), {replayed} client retries answered from the original order, 1 refused ({})", refused.status_code);
+    println!("pending for rewards: {pending_before} events\n");
 
     // 2. The stream: the local event source mapping delivers outbox INSERTs to the consumer.
-    let mut trigger = stack.trigger(in_process(
-        stack.service_with_retention(0),
-        opts.concurrency,
-    ))?;
+    let mut trigger = stack.trigger(consumer(stack.service_with_retention(0), opts.concurrency))?;
     let stats = trigger.drain().await?.clone();
     println!(
         "stream → stream-consumer: {} records read, {} filtered out by FilterCriteria, {} delivered in {} invocations",
@@ -124,10 +154,7 @@ pub async fn run(opts: DemoOptions) -> Result<()> {
     );
 
     // 3. At-least-once delivery: replay the whole stream into the consumer a second time.
-    let mut replay = stack.trigger(in_process(
-        stack.service_with_retention(0),
-        opts.concurrency,
-    ))?;
+    let mut replay = stack.trigger(consumer(stack.service_with_retention(0), opts.concurrency))?;
     let replay_stats = replay.drain().await?.clone();
     let duplicates = replay_stats.records_delivered;
     println!("redelivery of the whole stream: {duplicates} events delivered again, all recognised as duplicates by the ledger\n");
@@ -153,12 +180,14 @@ pub async fn run(opts: DemoOptions) -> Result<()> {
             if ok { "ok" } else { "MISMATCH" }
         );
     }
-    let pending_after = count_pending(&stack).await?;
-    println!("\noutbox: {pending_after} events pending after the consumer");
+    let pending_after = count_pending(stack).await?;
+    println!("\npending for rewards: {pending_after} events after the consumer");
 
     // 5. Cleanup: processed events carry expires_at; a TTL sweep deletes them (their REMOVE
     //    records never reach the consumer).
-    if stack.dynamo.is_embedded() {
+    if opts.pattern == Pattern::Cdc {
+        println!("nothing to clean up: no outbox item was written, no TTL to wait for");
+    } else if stack.dynamo.is_embedded() {
         tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
         let expired = stack.dynamo.sweep_ttl().await?;
         let before = trigger.stats.records_delivered;

@@ -22,6 +22,9 @@ struct Cli {
 enum Command {
     /// Place orders, run the stream into the consumer, print balances (the README's main job).
     Demo {
+        /// outbox, cdc or self-read: the pattern whose template and functions run.
+        #[arg(long, default_value_t = devkit::Pattern::Outbox)]
+        pattern: devkit::Pattern,
         #[arg(long, default_value_t = 30)]
         orders: usize,
         #[arg(long, default_value_t = 5)]
@@ -109,12 +112,14 @@ fn main() -> Result<()> {
 async fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Demo {
+            pattern,
             orders,
             customers,
             seed,
             concurrency,
         } => {
             devkit::demo::run(devkit::demo::DemoOptions {
+                pattern,
                 orders,
                 customers,
                 seed,

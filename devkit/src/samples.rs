@@ -281,6 +281,18 @@ pub fn samples(template: &Template) -> Result<Vec<Sample>> {
         "events/stream-consumer/poison-record.json",
         json!({"Records": [insert(8, poison)?, insert(9, e9)?]}),
     );
+    // Pattern 2 (OUTBOX_PATTERN=cdc): the order items' own INSERTs, each with its pending
+    // marker, the first delivered twice.
+    let cdc_order = |n: u32, customer: &str, cents: i64| -> Result<Item> {
+        let new = placed(n, customer, &[("SKU-1", 1, cents)])?;
+        Ok(Item::from(order_service::store::cdc::cdc_order_item(&new)?))
+    };
+    let o1 = cdc_order(10, "c-16", 4_200)?;
+    let o2 = cdc_order(11, "c-17", 1_999)?;
+    add(
+        "events/stream-consumer/cdc-order-insert-batch.json",
+        json!({"Records": [insert(10, o1.clone())?, insert(11, o2)?, insert(10, o1)?]}),
+    );
     add(
         "events/outbox-sweeper/scheduled.json",
         json!({

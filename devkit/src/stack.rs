@@ -6,6 +6,7 @@ use aws_lambda_events::dynamodb::{Event, EventRecord};
 use dynamodb_outbox::dynamodb::PendingEvents;
 use dynamodb_outbox::{ConsumerStore, Processor};
 use lambda_runtime::{Context, LambdaEvent};
+use order_service::store::cdc::CdcOrderStore;
 use order_service::store::dynamodb::DynamoOrderStore;
 use rewards_service::consumer::RewardsConsumer;
 use rewards_service::handlers::stream;
@@ -14,6 +15,7 @@ use rewards_service::service::{self, RewardsProcessor};
 use rewards_service::store::dynamodb::DynamoRewardsStore;
 
 use crate::local::{LocalDynamo, Tables};
+use crate::pattern::Pattern;
 use crate::stream::StreamClient;
 use crate::template::Template;
 use crate::trigger::{Invoke, Trigger};
@@ -24,6 +26,8 @@ pub const CONSUMER_FUNCTION: &str = "StreamConsumerFunction";
 pub type Service = RewardsProcessor;
 
 pub struct Stack {
+    /// The pattern whose template made the tables and mappings.
+    pub pattern: Pattern,
     pub dynamo: LocalDynamo,
     pub template: Template,
     pub tables: Tables,
@@ -40,25 +44,37 @@ impl Stack {
 
     /// Fresh tables on `dynamo`. On a shared server the names get a unique suffix.
     pub async fn on(dynamo: LocalDynamo) -> Result<Self> {
+        Self::on_pattern(dynamo, Pattern::Outbox).await
+    }
+
+    /// The embedded dynoxide (or `AWS_ENDPOINT_URL`'s server) with fresh tables from
+    /// `pattern`'s template.
+    pub async fn start_pattern(pattern: Pattern) -> Result<Self> {
+        Self::on_pattern(LocalDynamo::start().await?, pattern).await
+    }
+
+    /// Fresh tables of `pattern`'s template on `dynamo`.
+    pub async fn on_pattern(dynamo: LocalDynamo, pattern: Pattern) -> Result<Self> {
         let suffix = if dynamo.is_embedded() {
             String::new()
         } else {
             format!("-{}", &uuid::Uuid::new_v4().simple().to_string()[..8])
         };
-        Self::with_suffix(dynamo, &suffix).await
+        Self::with_suffix(dynamo, &suffix, pattern).await
     }
 
     /// The template's tables under their own names, created if they are missing (the tables of
     /// `make ddb`, or of a deployed stage).
     pub async fn on_existing(dynamo: LocalDynamo) -> Result<Self> {
-        Self::with_suffix(dynamo, "").await
+        Self::with_suffix(dynamo, "", Pattern::Outbox).await
     }
 
-    async fn with_suffix(dynamo: LocalDynamo, suffix: &str) -> Result<Self> {
-        let template = Template::load_default()?;
+    async fn with_suffix(dynamo: LocalDynamo, suffix: &str, pattern: Pattern) -> Result<Self> {
+        let template = Template::load(&pattern.template_path())?;
         let tables = dynamo.create_tables(&template, suffix).await?;
         let stream = StreamClient::new(&dynamo.endpoint, &dynamo.sdk_config)?;
         Ok(Self {
+            pattern,
             orders: DynamoOrderStore::new(dynamo.client.clone(), &tables.orders),
             rewards: DynamoRewardsStore::new(dynamo.client.clone(), &tables.rewards),
             dynamo,
@@ -90,7 +106,13 @@ impl Stack {
             processor: self.service(),
             grace_seconds,
             limit,
+            pattern: self.pattern.runtime(),
         }
+    }
+
+    /// The order-writer's store under pattern 2: the order item alone, with its pending marker.
+    pub fn cdc_orders(&self) -> CdcOrderStore {
+        CdcOrderStore::new(self.dynamo.client.clone(), &self.tables.orders)
     }
 
     pub fn retention_seconds(&self) -> i64 {
@@ -179,6 +201,27 @@ where
         async move {
             let invocation = LambdaEvent::new(event, Context::default());
             stream::handle(&processor, invocation)
+                .await
+                .map_err(|e| e.to_string())
+        }
+    }
+}
+
+/// The stream consumer's handler under pattern 2 (the order table's own changes), invoked in
+/// process with a batch, as [`in_process`] is under the outbox.
+pub fn in_process_changes<S>(
+    processor: Processor<RewardsConsumer, S>,
+    concurrency: usize,
+) -> impl Invoke
+where
+    S: ConsumerStore + Clone + 'static,
+{
+    let processor = processor.concurrency(concurrency);
+    move |event: Event| {
+        let processor = processor.clone();
+        async move {
+            let invocation = LambdaEvent::new(event, Context::default());
+            stream::handle_order_changes(&processor, invocation)
                 .await
                 .map_err(|e| e.to_string())
         }

@@ -5,7 +5,12 @@
 //! Follow one order: [`handlers::order_api`] parses the request → [`service::place_order`]
 //! validates it ([`domain::OrderRequest`]) and builds the order with its event
 //! ([`domain::events::order_placed`]) → [`store::dynamodb::DynamoOrderStore`] commits both.
+//!
+//! Under pattern 2 (`OUTBOX_PATTERN=cdc`) [`store::cdc::CdcOrderStore`] writes the order item
+//! alone, with the engine's pending marker, and [`changes`] is the adapter that turns the order
+//! item's image back into the `OrderPlaced` event for its consumers.
 
+pub mod changes;
 pub mod domain;
 pub mod handlers;
 pub mod schema;

@@ -16,3 +16,6 @@ pub const ENTITY_ORDER: &str = "Order";
 pub const EVENT_PK: &str = "event_pk";
 /// See [`EVENT_PK`].
 pub const EVENT_SK: &str = "event_sk";
+/// On an order written under pattern 2 (CDC): the trace context of the request that placed it,
+/// which the order table's change carries to the rewards consumer.
+pub const ORDER_TRACE: &str = "trace_context";

@@ -5,6 +5,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use dynamodb_outbox::dynamodb::{DynamoConsumerStore, PendingEvents};
 use dynamodb_outbox::{BatchOutcome, Processor};
+use order_service::changes::order_placed_from_image;
 use serde::Serialize;
 use service_runtime::config::{self, ConfigError};
 use service_runtime::validate_id;
@@ -101,6 +102,26 @@ pub async fn sweep(
         .max(1);
     let items = pending.waiting_for(NAME, &before, per_shard).await?;
     Ok(processor.process_items(items).await)
+}
+
+/// Pattern 2's sweep: order items still carrying their pending marker for the rewards consumer
+/// after `grace_seconds` (their creation was never delivered, or the stream gave up on it), read
+/// from the same sparse index on the orders table and applied through the same path as the
+/// stream (once by event id, released from the marker after).
+pub async fn sweep_order_changes(
+    pending: &PendingEvents,
+    processor: &RewardsProcessor,
+    grace_seconds: i64,
+    limit: usize,
+) -> Result<BatchOutcome, StoreError> {
+    let before = Timestamp::now().plus_seconds(-grace_seconds).to_string();
+    let per_shard = limit
+        .div_ceil(dynamodb_outbox::schema::PENDING_SHARDS as usize)
+        .max(1);
+    let items = pending.waiting_for(NAME, &before, per_shard).await?;
+    Ok(processor
+        .process_entities(items, order_placed_from_image)
+        .await)
 }
 
 /// A page of a customer's ledger, newest first. `next` is the cursor a previous page returned.

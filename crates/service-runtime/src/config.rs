@@ -66,6 +66,57 @@ pub const SWEEPER_BATCH_LIMIT: Setting = Setting {
     max: 10_000,
 };
 
+/// The variable choosing which of the article's patterns a function of the reference application
+/// runs: the same binary serves the outbox, CDC on the order table, and self-read.
+pub const OUTBOX_PATTERN: &str = "OUTBOX_PATTERN";
+
+/// How the order service's events reach the rewards consumer (read from [`OUTBOX_PATTERN`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OutboxPattern {
+    /// Pattern 1: the order and an outbox event in one transaction, the outbox's stream.
+    #[default]
+    Outbox,
+    /// Pattern 2: only the order item (with a pending marker); its INSERT on the table's stream
+    /// is the event.
+    Cdc,
+    /// Pattern 3: the event published to a Kinesis stream, which the order service reads too.
+    SelfRead,
+}
+
+impl OutboxPattern {
+    /// Every pattern with the value that names it.
+    pub const ALL: [(OutboxPattern, &'static str); 3] = [
+        (OutboxPattern::Outbox, "outbox"),
+        (OutboxPattern::Cdc, "cdc"),
+        (OutboxPattern::SelfRead, "self-read"),
+    ];
+
+    /// The value of [`OUTBOX_PATTERN`] naming this pattern.
+    pub fn name(self) -> &'static str {
+        Self::ALL
+            .iter()
+            .find(|(pattern, _)| *pattern == self)
+            .map_or("outbox", |(_, name)| name)
+    }
+
+    /// The pattern from the environment; [`OutboxPattern::Outbox`] when unset.
+    pub fn read() -> Result<Self, ConfigError> {
+        Self::read_from(|name| std::env::var(name).ok())
+    }
+
+    /// The pattern from `lookup` (the environment, or a test's map).
+    pub fn read_from(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let Some(value) = lookup(OUTBOX_PATTERN) else {
+            return Ok(Self::default());
+        };
+        Self::ALL
+            .iter()
+            .find(|(_, name)| *name == value.trim())
+            .map(|(pattern, _)| *pattern)
+            .ok_or(ConfigError::UnknownPattern { value })
+    }
+}
+
 pub const DEFAULT_RETENTION_SECONDS: i64 = OUTBOX_RETENTION_SECONDS.default;
 pub const DEFAULT_CONCURRENCY: usize = CONSUMER_CONCURRENCY.default as usize;
 pub const DEFAULT_GRACE_SECONDS: i64 = SWEEPER_GRACE_SECONDS.default;
@@ -84,6 +135,10 @@ pub enum ConfigError {
         min: i64,
         max: i64,
     },
+    #[error(
+        "environment variable OUTBOX_PATTERN is {value:?}: it must be outbox (the default), cdc or self-read"
+    )]
+    UnknownPattern { value: String },
 }
 
 /// `main` returns this error when start-up fails, and Rust prints a returned error with `Debug`:
@@ -279,6 +334,23 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_pattern_is_outbox_unless_named_and_another_value_is_refused_with_the_choices() {
+        assert_eq!(
+            OutboxPattern::read_from(|_| None).unwrap(),
+            OutboxPattern::Outbox
+        );
+        for (pattern, name) in OutboxPattern::ALL {
+            let read = OutboxPattern::read_from(|_| Some(name.to_owned())).unwrap();
+            assert_eq!((read, read.name()), (pattern, name));
+        }
+        let err = OutboxPattern::read_from(|_| Some("CDC2".to_owned())).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "environment variable OUTBOX_PATTERN is \"CDC2\": it must be outbox (the default), cdc or self-read"
+        );
+    }
 
     #[test]
     fn every_numeric_setting_out_of_range_is_refused_with_a_sentence_naming_it() {

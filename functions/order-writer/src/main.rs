@@ -1,4 +1,6 @@
 //! order-writer: `POST /orders` and `GET /orders/{order_id}` behind an API Gateway HTTP API.
+//! Under pattern 1 (default) each order is written with its outbox event; under pattern 2
+//! (`OUTBOX_PATTERN=cdc`) the order item alone, carrying its pending marker.
 
 // The handler's future nests the SDK's and the outbox engine's: deeper than rustc's default
 // layout query limit.
@@ -6,15 +8,30 @@
 
 use lambda_runtime::{run, service_fn, Error};
 use order_service::handlers::order_api;
+use order_service::store::cdc::CdcOrderStore;
 use order_service::store::dynamodb::DynamoOrderStore;
-use service_runtime::config;
+use service_runtime::config::{self, OutboxPattern};
 
 // One thread: a 128 MB function has a fraction of one vCPU, and the handler only waits on I/O.
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
     config::init_tracing();
     service_runtime::metrics::init();
+    let pattern = OutboxPattern::read()?;
     let table = config::required(config::ORDERS_TABLE)?;
-    let store = DynamoOrderStore::new(config::dynamodb_client().await, table);
-    run(service_fn(|event| order_api::handle(&store, event))).await
+    let client = config::dynamodb_client().await;
+    match pattern {
+        OutboxPattern::Outbox => {
+            let store = DynamoOrderStore::new(client, table);
+            run(service_fn(|event| order_api::handle(&store, event))).await
+        }
+        OutboxPattern::Cdc => {
+            let store = CdcOrderStore::new(client, table);
+            run(service_fn(|event| order_api::handle(&store, event))).await
+        }
+        // Its order service publishes to Kinesis, which this binary does not link.
+        OutboxPattern::SelfRead => Err("order-writer serves OUTBOX_PATTERN=outbox and cdc; \
+             pattern 3 (self-read) has its own order function in patterns/self-read/template.yaml"
+            .into()),
+    }
 }

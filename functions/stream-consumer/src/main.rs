@@ -1,16 +1,25 @@
 //! stream-consumer: applies `OrderPlaced` events from the orders table's stream to the rewards
-//! ledger, through the outbox engine.
+//! ledger, through the outbox engine: outbox items under pattern 1, the order items' own
+//! creation under pattern 2 (`OUTBOX_PATTERN=cdc`).
 
 use lambda_runtime::{run, service_fn, Error};
 use rewards_service::handlers::stream;
 use rewards_service::service;
-use service_runtime::config;
+use service_runtime::config::{self, OutboxPattern};
 
 // One thread: a 128 MB function has a fraction of one vCPU, and the handler only waits on I/O.
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
     config::init_tracing();
     service_runtime::metrics::init();
+    let pattern = OutboxPattern::read()?;
     let processor = service::processor_from_env(config::dynamodb_client().await)?;
-    run(service_fn(|event| stream::handle(&processor, event))).await
+    if pattern == OutboxPattern::Cdc {
+        run(service_fn(|event| {
+            stream::handle_order_changes(&processor, event)
+        }))
+        .await
+    } else {
+        run(service_fn(|event| stream::handle(&processor, event))).await
+    }
 }

@@ -4,6 +4,7 @@ use dynamodb_outbox::dynamodb::Routes;
 use dynamodb_outbox::{Envelope, Event, TraceContext};
 use serde::{Deserialize, Serialize};
 use service_runtime::Timestamp;
+use uuid::Uuid;
 
 use super::Order;
 
@@ -33,6 +34,16 @@ impl Event for OrderPlaced {
     fn aggregate_id(&self) -> String {
         self.order_id.clone()
     }
+}
+
+/// Namespace of the event ids derived from order ids (UUID v5).
+const ORDER_PLACED_EVENT_NS: Uuid = Uuid::from_u128(0x6f75_7462_6f78_4f72_8465_7273_0000_0002);
+
+/// The id of the `OrderPlaced` event of `order_id` when the event is read from the order item
+/// itself (pattern 2, CDC): a function of the order, so every delivery of the order's creation,
+/// from the stream or the sweeper, carries the same id and the consumer recognises it.
+pub fn order_placed_event_id(order_id: &str) -> String {
+    Uuid::new_v5(&ORDER_PLACED_EVENT_NS, order_id.as_bytes()).to_string()
 }
 
 /// Who takes which of the order service's events: the routing its outbox writes on each event.

@@ -13,7 +13,7 @@ use crate::domain::{NewOrder, Order, OrderView, StoreError};
 use crate::schema;
 use crate::store::{OrderStore, PutOutcome};
 
-type Item = HashMap<String, AttributeValue>;
+pub(crate) type Item = HashMap<String, AttributeValue>;
 
 /// Orders and their outbox, in the order service's own table.
 #[derive(Clone, Debug)]
@@ -36,17 +36,7 @@ impl DynamoOrderStore {
 
     /// The order as stored, read consistently.
     async fn read_order(&self, order_id: &str) -> Result<Option<Item>, StoreError> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(self.table())
-            .key(schema::PK, text(schema::order_pk(order_id)))
-            .key(schema::SK, text(schema::ORDER_SK))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(classify)?;
-        Ok(out.item)
+        read_order_item(&self.client, self.table(), order_id).await
     }
 
     /// Whether an outbox item still waits for a consumer (an expired one does not).
@@ -70,6 +60,24 @@ impl DynamoOrderStore {
             .and_then(|status| status.as_s().ok())
             .is_some_and(|status| status == outbox_schema::STATUS_PENDING))
     }
+}
+
+/// The order's item as stored in `table`, read consistently.
+pub(crate) async fn read_order_item(
+    client: &Client,
+    table: &str,
+    order_id: &str,
+) -> Result<Option<Item>, StoreError> {
+    let out = client
+        .get_item()
+        .table_name(table)
+        .key(schema::PK, text(schema::order_pk(order_id)))
+        .key(schema::SK, text(schema::ORDER_SK))
+        .consistent_read(true)
+        .send()
+        .await
+        .map_err(classify)?;
+    Ok(out.item)
 }
 
 /// The order's item: the order, its keys, and the key of the outbox item announcing it.
@@ -158,10 +166,10 @@ fn write_error(err: WriteError) -> StoreError {
     }
 }
 
-fn decode(item: Item) -> Result<Order, StoreError> {
+pub(crate) fn decode(item: Item) -> Result<Order, StoreError> {
     serde_dynamo::from_item(item).map_err(|e| StoreError::Corrupt(e.to_string()))
 }
 
-fn text(value: impl Into<String>) -> AttributeValue {
+pub(crate) fn text(value: impl Into<String>) -> AttributeValue {
     AttributeValue::S(value.into())
 }

@@ -1,10 +1,12 @@
 //! The order service's persistence seam; [`dynamodb`] implements it on DynamoDB with the outbox
-//! engine, and tests wrap that implementation to inject faults between real writes.
+//! engine (pattern 1), [`cdc`] with the order item alone (pattern 2), and tests wrap those
+//! implementations to inject faults between real writes.
 
 use std::future::Future;
 
 use crate::domain::{NewOrder, Order, OrderView, StoreError};
 
+pub mod cdc;
 pub mod dynamodb;
 
 /// What writing a new order found.

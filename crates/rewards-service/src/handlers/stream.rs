@@ -1,6 +1,6 @@
-//! The DynamoDB Streams consumer: outbox records in, partial batch failures out. The engine does
-//! the work (per-customer order, exactly once, hold-back, parking); this handler adds the logs
-//! and metrics of the batch.
+//! The DynamoDB Streams consumer: outbox records in (pattern 1), or the order table's own changes
+//! (pattern 2, [`handle_order_changes`]), partial batch failures out. The engine does the work
+//! (order, exactly once, hold-back, parking); this handler adds the logs and metrics of the batch.
 
 use std::time::Instant;
 
@@ -8,6 +8,7 @@ use aws_lambda_events::dynamodb::Event;
 use aws_lambda_events::streams::DynamoDbEventResponse;
 use dynamodb_outbox::{BatchOutcome, ConsumerStore, Processor};
 use lambda_runtime::{Error, LambdaEvent};
+use order_service::changes::order_placed_from_image;
 use service_runtime::metrics::{self, MetricSet};
 use service_runtime::{trace, Timestamp};
 
@@ -22,8 +23,34 @@ pub async fn handle<S: ConsumerStore>(
     let trace_id = event.context.xray_trace_id.as_deref();
     let records = &event.payload.records;
     let outcome = processor.process_stream(records).await;
+    Ok(report(&outcome, records.len(), started, trace_id))
+}
+
+/// One batch of the orders table's stream under pattern 2: each order item's INSERT is read as
+/// its `OrderPlaced` event by the order service's adapter
+/// ([`order_service::changes::order_placed_from_image`]) and applied once by its event id.
+pub async fn handle_order_changes<S: ConsumerStore>(
+    processor: &Processor<RewardsConsumer, S>,
+    event: LambdaEvent<Event>,
+) -> Result<DynamoDbEventResponse, Error> {
+    let started = Instant::now();
+    let trace_id = event.context.xray_trace_id.as_deref();
+    let records = &event.payload.records;
+    let outcome = processor
+        .process_changes(records, order_placed_from_image)
+        .await;
+    Ok(report(&outcome, records.len(), started, trace_id))
+}
+
+/// Logs and metrics of a batch, and the answer Lambda reads.
+fn report(
+    outcome: &BatchOutcome,
+    records: usize,
+    started: Instant,
+    trace_id: Option<&str>,
+) -> DynamoDbEventResponse {
     tracing::info!(
-        records = records.len(),
+        records,
         applied = outcome.applied,
         duplicates = outcome.duplicates,
         skipped = outcome.skipped,
@@ -49,8 +76,8 @@ pub async fn handle<S: ConsumerStore>(
         );
     }
     let millis = started.elapsed().as_secs_f64() * 1000.0;
-    batch_metrics(&outcome, millis, trace_id).emit();
-    Ok(outcome.stream_response())
+    batch_metrics(outcome, millis, trace_id).emit();
+    outcome.stream_response()
 }
 
 /// The batch's metrics, with the consumer's own trace and the writers' traces it served as

@@ -7,7 +7,7 @@ use aws_sdk_dynamodb::Client;
 use dynamodb_outbox::dynamodb::PendingEvents;
 use lambda_runtime::{Error, LambdaEvent};
 use serde_json::Value;
-use service_runtime::config::{self, ConfigError};
+use service_runtime::config::{self, ConfigError, OutboxPattern};
 use service_runtime::metrics::{self, MetricSet};
 
 use crate::service::{self, RewardsProcessor, SweepReport};
@@ -26,6 +26,8 @@ pub struct Sweeper {
     pub grace_seconds: i64,
     /// Events read per run.
     pub limit: usize,
+    /// Where the pending events are: outbox items (pattern 1) or order items (pattern 2).
+    pub pattern: OutboxPattern,
 }
 
 impl Sweeper {
@@ -36,6 +38,7 @@ impl Sweeper {
             processor: service::processor_from_env(client)?,
             grace_seconds: config::SWEEPER_GRACE_SECONDS.read()?,
             limit: config::SWEEPER_BATCH_LIMIT.read()?,
+            pattern: OutboxPattern::read()?,
         })
     }
 }
@@ -47,6 +50,14 @@ pub async fn handle(sweeper: &Sweeper, event: LambdaEvent<Value>) -> Result<Swee
     let redrive = event.payload.get("action").and_then(Value::as_str) == Some(REDRIVE_PARKED);
     let outcome = if redrive {
         sweeper.processor.redrive_parked(sweeper.limit).await
+    } else if sweeper.pattern == OutboxPattern::Cdc {
+        service::sweep_order_changes(
+            &sweeper.pending,
+            &sweeper.processor,
+            sweeper.grace_seconds,
+            sweeper.limit,
+        )
+        .await?
     } else {
         service::sweep(
             &sweeper.pending,

@@ -1,0 +1,93 @@
+//! The article's three patterns, each with its own SAM template: the outbox in the root
+//! `template.yaml` (pattern 1), CDC on the order table in `patterns/cdc/` (pattern 2), self-read
+//! through Kinesis in `patterns/self-read/` (pattern 3). The dev tools load a pattern's tables,
+//! mappings and settings from its template, as `sam deploy` would.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::str::FromStr;
+
+use service_runtime::config::OutboxPattern;
+
+/// Which pattern a tool runs (`--pattern outbox|cdc|self-read`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Pattern {
+    /// Pattern 1: the transactional outbox.
+    #[default]
+    Outbox,
+    /// Pattern 2: original event handling, CDC on the order table.
+    Cdc,
+    /// Pattern 3: self-read through a Kinesis stream.
+    SelfRead,
+}
+
+impl Pattern {
+    /// Every pattern, in the article's order.
+    pub const ALL: [Pattern; 3] = [Pattern::Outbox, Pattern::Cdc, Pattern::SelfRead];
+
+    /// The name `--pattern`, `PATTERN=` and `OUTBOX_PATTERN` use.
+    pub fn name(self) -> &'static str {
+        self.runtime().name()
+    }
+
+    /// The functions' own setting for this pattern.
+    pub fn runtime(self) -> OutboxPattern {
+        match self {
+            Pattern::Outbox => OutboxPattern::Outbox,
+            Pattern::Cdc => OutboxPattern::Cdc,
+            Pattern::SelfRead => OutboxPattern::SelfRead,
+        }
+    }
+
+    /// The pattern's SAM template, found from the crate at build time or from the current
+    /// folder (the repository root).
+    pub fn template_path(self) -> PathBuf {
+        let relative = match self {
+            Pattern::Outbox => "template.yaml",
+            Pattern::Cdc => "patterns/cdc/template.yaml",
+            Pattern::SelfRead => "patterns/self-read/template.yaml",
+        };
+        let from_crate = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("..")
+            .join(relative);
+        if from_crate.exists() {
+            from_crate
+        } else {
+            PathBuf::from(relative)
+        }
+    }
+}
+
+impl fmt::Display for Pattern {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for Pattern {
+    type Err = String;
+
+    fn from_str(value: &str) -> Result<Self, Self::Err> {
+        Pattern::ALL
+            .into_iter()
+            .find(|pattern| pattern.name() == value)
+            .ok_or_else(|| format!("unknown pattern {value:?}: use outbox, cdc or self-read"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_pattern_reads_back_from_its_name_and_others_are_refused() {
+        for pattern in Pattern::ALL {
+            assert_eq!(pattern.name().parse::<Pattern>(), Ok(pattern));
+        }
+        assert!("CDC"
+            .parse::<Pattern>()
+            .unwrap_err()
+            .contains("outbox, cdc or self-read"));
+        assert!(Pattern::Cdc.template_path().exists());
+    }
+}
