@@ -155,9 +155,7 @@ impl EngineLab {
     fn processor(&self, settings: Settings) -> Processor<Ledger, DynamoConsumerStore> {
         let store =
             DynamoConsumerStore::new(self.through_proxy.clone(), &self.ledger, &self.invoices);
-        let ledger = Ledger {
-            table: self.ledger.clone(),
-        };
+        let ledger = Ledger::new(&self.ledger);
         Processor::new(ledger, store, &self.invoices)
             .concurrency(settings.concurrency)
             .events_per_transaction(settings.events_per_transaction)
