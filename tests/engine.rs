@@ -963,3 +963,112 @@ fn as_if_from(record: &EventRecord, other_stream_arn: &str) -> Vec<EventRecord> 
     copy.event_source_arn = Some(other_stream_arn.to_owned());
     vec![copy]
 }
+
+/// A process that dies after the effect's commit, before the outbox mark.
+struct DiesBeforeMark;
+
+impl StoreHooks for DiesBeforeMark {
+    async fn before_complete(
+        &self,
+        _: &str,
+        _: &dynamodb_outbox::ItemKey,
+    ) -> Result<(), StoreError> {
+        Err(StoreError::Unavailable("died before the mark".into()))
+    }
+}
+
+#[tokio::test]
+async fn a_mark_cut_short_between_its_writes_is_found_by_the_sweeper_and_finished() {
+    let app = Invoicing::start().await;
+    // A void goes to the ledger alone.
+    invoices::void(
+        &app.outbox,
+        InvoiceVoided {
+            invoice_id: "i-1".into(),
+            account_id: "acme".into(),
+            amount_cents: 100,
+        },
+    )
+    .await
+    .unwrap();
+    let records = app.records().await;
+    let dying = Processor::new(
+        Ledger::new(&app.ledger),
+        Hooked {
+            store: app.store(&app.ledger),
+            hooks: DiesBeforeMark,
+        },
+        &app.invoices,
+    );
+    assert_eq!(dying.process_stream(&records).await.failures.len(), 1);
+    // The state a mark in two writes left when it was cut between them: nobody waits any more,
+    // yet the event is still pending, in the index, without a TTL.
+    let key = &records[0].change.keys;
+    let text = |name: &str| match key.get(name) {
+        Some(serde_dynamo::AttributeValue::S(v)) => v.clone(),
+        other => panic!("{name}: {other:?}"),
+    };
+    app.dynamo
+        .client
+        .update_item()
+        .table_name(&app.invoices)
+        .key(
+            schema::PK,
+            aws_sdk_dynamodb::types::AttributeValue::S(text(schema::PK)),
+        )
+        .key(
+            schema::SK,
+            aws_sdk_dynamodb::types::AttributeValue::S(text(schema::SK)),
+        )
+        .update_expression("REMOVE #waiting")
+        .expression_attribute_names("#waiting", schema::WAITING_CONSUMERS)
+        .send()
+        .await
+        .unwrap();
+
+    let pending = PendingEvents::new(app.dynamo.client.clone(), &app.invoices);
+    let far_future = "9999-12-31T00:00:00.000000Z";
+    let found = pending
+        .waiting_for(ledger::NAME, far_future, 100)
+        .await
+        .unwrap();
+    assert_eq!(found.len(), 1, "the sweeper finds what nobody finished");
+    let ledger = Processor::new(
+        Ledger::new(&app.ledger),
+        app.store(&app.ledger),
+        &app.invoices,
+    );
+    let outcome = ledger.process_items(found).await;
+    assert_eq!(
+        (outcome.duplicates, outcome.failures.len()),
+        (1, 0),
+        "{outcome:?}"
+    );
+    let item = app
+        .dynamo
+        .client
+        .get_item()
+        .table_name(&app.invoices)
+        .key(
+            schema::PK,
+            aws_sdk_dynamodb::types::AttributeValue::S(text(schema::PK)),
+        )
+        .key(
+            schema::SK,
+            aws_sdk_dynamodb::types::AttributeValue::S(text(schema::SK)),
+        )
+        .consistent_read(true)
+        .send()
+        .await
+        .unwrap()
+        .item
+        .unwrap();
+    assert_eq!(s(&item, schema::STATUS), Some(schema::STATUS_PROCESSED));
+    assert!(n(&item, schema::EXPIRES_AT).is_some(), "{item:?}");
+    assert!(!item.contains_key(schema::PENDING_PK), "{item:?}");
+    assert!(pending
+        .waiting_for(ledger::NAME, far_future, 100)
+        .await
+        .unwrap()
+        .is_empty());
+}

@@ -443,10 +443,14 @@ async fn what_the_stream_dropped_is_redriven_by_the_sweeper_once<H: Harness>(h: 
     let mut late = stack.trigger(h.consumer(stack.service())).unwrap();
     let (report, stats) = tokio::join!(sweep(stack), late.drain());
     let stats = stats.unwrap().clone();
+    // How many the sweeper finds depends on how far the stream got first (the sweeper reads
+    // its shards one after the other): whatever it found, it applied or found applied.
+    assert_eq!(stats.records_delivered, ORDERS.len(), "{name}: {stats:?}");
+    assert!(report.found <= ORDERS.len(), "{name}: {report:?}");
     assert_eq!(
-        report.found + stats.records_delivered,
-        2 * ORDERS.len(),
-        "{name}: {report:?} {stats:?}"
+        report.applied + report.already_applied,
+        report.found,
+        "{name}: {report:?}"
     );
     assert_rewarded_once(&h, "after the sweeper raced the stream").await;
     assert_eq!(pending(stack).await, 0, "{name}");

@@ -517,6 +517,43 @@ impl ConsumerStore for DynamoConsumerStore {
     }
 
     async fn release(&self, consumer: &str, entity: &ItemKey) -> Result<(), StoreError> {
+        // The usual case, one consumer: leave the waiting set and the pending index in one write.
+        let sole = self
+            .client
+            .update_item()
+            .table_name(&self.outbox_table)
+            .key(schema::PK, text(&entity.pk))
+            .key(schema::SK, text(&entity.sk))
+            .update_expression("REMOVE #waiting, #ppk, #psk")
+            .condition_expression(
+                "attribute_exists(#pk) AND size(#waiting) = :one AND contains(#waiting, :name)",
+            )
+            .expression_attribute_names("#pk", schema::PK)
+            .expression_attribute_names("#waiting", schema::WAITING_CONSUMERS)
+            .expression_attribute_names("#ppk", schema::PENDING_PK)
+            .expression_attribute_names("#psk", schema::PENDING_SK)
+            .expression_attribute_values(":one", number(1))
+            .expression_attribute_values(":name", text(consumer))
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .send()
+            .await;
+        let old = match sole {
+            Ok(_) => return Ok(()),
+            Err(err) if is_failed_condition(&err) => match err.into_service_error() {
+                UpdateItemError::ConditionalCheckFailedException(failed) => failed.item,
+                _ => None,
+            },
+            Err(err) => return Err(classify(err)),
+        };
+        // Released before (no marker left): a redelivered duplicate, done in one request.
+        if let Some(old) = &old {
+            if !old.contains_key(schema::PENDING_PK) {
+                return Ok(());
+            }
+        }
+        // Others wait too, or this consumer left and the marker was not taken off (a crash or a
+        // lost answer in between): leave the set, and the last one out takes the item out of
+        // the pending index.
         let removed = self
             .client
             .update_item()
@@ -534,15 +571,21 @@ impl ConsumerStore for DynamoConsumerStore {
             .return_values(ReturnValue::AllNew)
             .send()
             .await;
-        let after = match removed {
-            Ok(out) => out.attributes.unwrap_or_default(),
-            Err(err) if is_failed_condition(&err) => return Ok(()),
+        match removed {
+            Ok(out) => {
+                if out
+                    .attributes
+                    .unwrap_or_default()
+                    .contains_key(schema::WAITING_CONSUMERS)
+                {
+                    return Ok(());
+                }
+            }
+            // Not in the set any more: the second write may not have happened; its condition
+            // makes it a no-op when there is nothing to finish.
+            Err(err) if is_failed_condition(&err) => {}
             Err(err) => return Err(classify(err)),
-        };
-        if after.contains_key(schema::WAITING_CONSUMERS) {
-            return Ok(());
         }
-        // The last consumer: the item leaves the pending index (and nothing else changes).
         let finished = self
             .client
             .update_item()
@@ -550,7 +593,9 @@ impl ConsumerStore for DynamoConsumerStore {
             .key(schema::PK, text(&entity.pk))
             .key(schema::SK, text(&entity.sk))
             .update_expression("REMOVE #ppk, #psk")
-            .condition_expression("attribute_exists(#pk) AND attribute_not_exists(#waiting)")
+            .condition_expression(
+                "attribute_exists(#pk) AND attribute_not_exists(#waiting) AND attribute_exists(#ppk)",
+            )
             .expression_attribute_names("#pk", schema::PK)
             .expression_attribute_names("#waiting", schema::WAITING_CONSUMERS)
             .expression_attribute_names("#ppk", schema::PENDING_PK)
