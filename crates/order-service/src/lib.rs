@@ -5,9 +5,13 @@
 //! Follow one order: [`handlers::order_api`] parses the request → [`service::place_order`]
 //! validates it ([`domain::OrderRequest`]) and builds the order with its event
 //! ([`domain::events::order_placed`]) → [`store::dynamodb::DynamoOrderStore`] commits both.
+//!
+//! Pattern 3 (self-read) is [`self_read`]: the API publishes to Kinesis and answers 202, and the
+//! order-history consumer writes the order.
 
 pub mod domain;
 pub mod handlers;
 pub mod schema;
+pub mod self_read;
 pub mod service;
 pub mod store;
