@@ -11,6 +11,8 @@ export SAM_CLI_TELEMETRY := 0
 
 DEVKIT := cargo run --quiet -p devkit --
 ORDERS ?= 10000
+# Which of the article's patterns demo and chaos run: outbox (default), cdc, self-read.
+PATTERN ?= outbox
 
 .PHONY: help setup tools kinesalite kinesis build deploy demo local ddb watch trigger test test-local-paths smoke-arm64 test-external lint fmt events chaos bench clean
 
@@ -32,8 +34,8 @@ build: setup ## sam build: the four arm64 Lambda binaries via cargo-lambda
 deploy: build ## sam deploy with samconfig.toml's defaults (GUIDED=1 for sam deploy --guided)
 	sam deploy $(if $(GUIDED),--guided)
 
-demo: ## The main job, locally: embedded DynamoDB, orders in, stream out, balances printed
-	$(DEVKIT) demo
+demo: ## The main job, locally: embedded DynamoDB, orders in, stream out, balances printed (PATTERN=outbox|cdc|self-read)
+	$(DEVKIT) demo --pattern $(PATTERN)
 
 local: demo ## Same as demo
 
@@ -86,7 +88,7 @@ clean: ## Remove build output
 	rm -rf .aws-sam .local
 
 chaos: ## 10,000 orders (ORDERS=N) under faults, races, crashes; invariants checked (on AWS_ENDPOINT_URL if set; YES=1 skips the question)
-	cargo run --quiet --profile tools -p devkit -- chaos --orders $(ORDERS) $(if $(SEED),--seed $(SEED)) $(if $(YES),--yes)
+	cargo run --quiet --profile tools -p devkit -- chaos --pattern $(PATTERN) --orders $(ORDERS) $(if $(SEED),--seed $(SEED)) $(if $(YES),--yes)
 
 FUNCTIONS := -p order-writer -p stream-consumer -p rewards-api -p outbox-sweeper
 

@@ -13,6 +13,8 @@ pub mod kinesis;
 pub mod kinesis_trigger;
 pub mod local;
 pub mod metrics;
+pub mod pattern;
+pub mod patterns;
 pub mod proxy;
 pub mod runtime_api;
 pub mod samples;
@@ -26,6 +28,7 @@ pub mod trigger;
 pub type Item = std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue>;
 
 pub use local::{LocalDynamo, Tables};
+pub use pattern::Pattern;
 pub use stack::Stack;
 pub use stream::StreamClient;
 pub use template::Template;

@@ -1,6 +1,7 @@
 //! [`EventPublisher`] on a Kinesis data stream: `PutRecord` with the ordering key as partition
 //! key. Only the pattern-3 API links this (feature `kinesis`); the outbox order-writer does not.
 
+use aws_sdk_kinesis::config::http::HttpResponse;
 use aws_sdk_kinesis::config::Region;
 use aws_sdk_kinesis::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_kinesis::primitives::Blob;
@@ -47,23 +48,24 @@ impl EventPublisher for KinesisPublisher {
 
 /// Throttling, 5xx, timeouts and lost connections may pass (and may have put the record);
 /// anything else is this request's fault or the configuration's.
-fn classify<E, R>(err: SdkError<E, R>) -> StoreError
+fn classify<E>(err: SdkError<E, HttpResponse>) -> StoreError
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
-    R: std::fmt::Debug + Send + Sync + 'static,
 {
     let transient = match &err {
         SdkError::ServiceError(service) => {
             let code = service.err().code().unwrap_or_default();
-            matches!(
-                code,
-                "ProvisionedThroughputExceededException"
-                    | "LimitExceededException"
-                    | "KMSThrottlingException"
-                    | "InternalFailure"
-                    | "ServiceUnavailable"
-                    | "ThrottlingException"
-            ) || code.is_empty()
+            service.raw().status().is_server_error()
+                || matches!(
+                    code,
+                    "ProvisionedThroughputExceededException"
+                        | "LimitExceededException"
+                        | "KMSThrottlingException"
+                        | "InternalFailure"
+                        | "ServiceUnavailable"
+                        | "ThrottlingException"
+                )
+                || code.is_empty()
         }
         SdkError::ConstructionFailure(_) => false,
         _ => true,
