@@ -203,6 +203,7 @@ pub async fn run(opts: ChaosOptions) -> Result<ChaosReport> {
         + rewards_b.on_failure.len();
 
     let mut proxy = kinesis_proxy.stats();
+    println!("Kinesis proxy (PutRecord): {}", proxy.summary());
     let dynamo = dynamo_proxy.stats();
     for (operation, count) in dynamo.requests {
         *proxy.requests.entry(operation).or_default() += count;
