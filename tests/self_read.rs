@@ -335,7 +335,9 @@ async fn the_whole_stream_delivered_again_and_two_racing_mappings_per_consumer_a
         rewards_a.drain(),
         rewards_b.drain()
     );
-    (a.unwrap(), b.unwrap(), c.unwrap(), d.unwrap());
+    for drained in [a, b, c, d] {
+        drained.unwrap();
+    }
     stack.deliver_all().await.unwrap();
     for (customer, points) in &expected {
         let (balance, _) = balance(&stack, customer).await;
