@@ -11,6 +11,7 @@ export SAM_CLI_TELEMETRY := 0
 
 DEVKIT := cargo run --quiet -p devkit --
 ORDERS ?= 10000
+# Which of the article's patterns demo and chaos run: outbox (default), cdc, self-read.
 PATTERN ?= outbox
 
 .PHONY: help setup tools kinesalite kinesis build deploy demo local ddb watch trigger test test-local-paths smoke-arm64 test-external lint fmt events chaos bench bench-consumer clean
@@ -87,7 +88,7 @@ clean: ## Remove build output
 	rm -rf .aws-sam .local
 
 chaos: ## 10,000 orders (ORDERS=N) under faults, races, crashes; invariants checked (on AWS_ENDPOINT_URL if set; YES=1 skips the question)
-	cargo run --quiet --profile tools -p devkit -- chaos --orders $(ORDERS) $(if $(SEED),--seed $(SEED)) $(if $(YES),--yes)
+	cargo run --quiet --profile tools -p devkit -- chaos --pattern $(PATTERN) --orders $(ORDERS) $(if $(SEED),--seed $(SEED)) $(if $(YES),--yes)
 
 FUNCTIONS := -p order-writer -p stream-consumer -p rewards-api -p outbox-sweeper
 

@@ -203,7 +203,7 @@ enum Outcome {
     Failed,
 }
 
-fn order_id_of(body: Option<&Body>) -> Option<String> {
+pub fn order_id_of(body: Option<&Body>) -> Option<String> {
     let bytes: &[u8] = match body? {
         Body::Text(text) => text.as_bytes(),
         Body::Binary(bytes) => bytes,

@@ -14,6 +14,7 @@ pub mod kinesis_trigger;
 pub mod local;
 pub mod metrics;
 pub mod pattern;
+pub mod patterns;
 pub mod proxy;
 pub mod runtime_api;
 pub mod samples;

@@ -74,6 +74,9 @@ enum Command {
         /// Write to an endpoint that is not on this machine without asking first.
         #[arg(long)]
         yes: bool,
+        /// Which of the article's patterns: outbox, cdc or self-read.
+        #[arg(long, default_value = "outbox")]
+        pattern: devkit::Pattern,
     },
     /// Regenerate the sample events in events/ from the code.
     Events,
@@ -118,14 +121,17 @@ async fn run(cli: Cli) -> Result<()> {
             seed,
             concurrency,
         } => {
-            devkit::demo::run(devkit::demo::DemoOptions {
+            let options = devkit::demo::DemoOptions {
                 pattern,
                 orders,
                 customers,
                 seed,
                 concurrency,
-            })
-            .await
+            };
+            match pattern {
+                devkit::Pattern::SelfRead => devkit::patterns::self_read::demo::run(options).await,
+                devkit::Pattern::Outbox | devkit::Pattern::Cdc => devkit::demo::run(options).await,
+            }
         }
         Command::Ddb {
             listen,
@@ -138,7 +144,18 @@ async fn run(cli: Cli) -> Result<()> {
             invoke_url,
             on_failure_file,
         } => run_trigger(follow, invoke_url, on_failure_file).await,
-        Command::Chaos { orders, seed, yes } => chaos(orders, seed, yes).await,
+        Command::Chaos {
+            orders,
+            seed,
+            yes: _,
+            pattern: devkit::Pattern::SelfRead,
+        } => {
+            let options = devkit::chaos::ChaosOptions::new(orders, seed);
+            devkit::patterns::self_read::chaos::print_run(options).await
+        }
+        Command::Chaos {
+            orders, seed, yes, ..
+        } => chaos(orders, seed, yes).await,
         Command::Smoke { build_dir, runner } => {
             let options = devkit::smoke::SmokeOptions {
                 build_dir,

@@ -9,10 +9,13 @@
 //! Under pattern 2 (`OUTBOX_PATTERN=cdc`) [`store::cdc::CdcOrderStore`] writes the order item
 //! alone, with the engine's pending marker, and [`changes`] is the adapter that turns the order
 //! item's image back into the `OrderPlaced` event for its consumers.
+//! Pattern 3 (self-read) is [`self_read`]: the API publishes to Kinesis and answers 202, and the
+//! order-history consumer writes the order.
 
 pub mod changes;
 pub mod domain;
 pub mod handlers;
 pub mod schema;
+pub mod self_read;
 pub mod service;
 pub mod store;

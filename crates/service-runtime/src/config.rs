@@ -21,6 +21,9 @@ use dynamodb_outbox::dynamodb::TransientCancellation;
 pub const ORDERS_TABLE: &str = "ORDERS_TABLE";
 /// The variable naming the rewards service's table (balances, ledgers, the consumer's progress).
 pub const REWARDS_TABLE: &str = "REWARDS_TABLE";
+/// The variable naming the Kinesis data stream of pattern 3 (self-read): the order API publishes
+/// `OrderPlaced` to it, order-history and rewards read it.
+pub const ORDER_EVENTS_STREAM: &str = "ORDER_EVENTS_STREAM";
 
 /// A numeric setting read from the environment at start-up: its variable, its default, and the
 /// range a value must fall in. A value outside the range stops the function at start-up with a
@@ -126,6 +129,8 @@ pub const DEFAULT_SWEEP_LIMIT: usize = SWEEPER_BATCH_LIMIT.default as usize;
 pub enum ConfigError {
     #[error("environment variable {0} is not set: it must name the DynamoDB table")]
     Missing(&'static str),
+    #[error("environment variable {0} is not set: it must name the Kinesis data stream")]
+    MissingStream(&'static str),
     #[error(
         "environment variable {variable} is {value:?}: it must be a whole number from {min} to {max}"
     )]
@@ -154,6 +159,11 @@ pub fn required(name: &'static str) -> Result<String, ConfigError> {
         Ok(v) if !v.trim().is_empty() => Ok(v),
         _ => Err(ConfigError::Missing(name)),
     }
+}
+
+/// The name of the Kinesis stream in `name` (pattern 3), read at start-up.
+pub fn required_stream(name: &'static str) -> Result<String, ConfigError> {
+    required(name).map_err(|_| ConfigError::MissingStream(name))
 }
 
 impl Setting {
@@ -223,12 +233,12 @@ pub fn sdk_defaults() -> aws_config::ConfigLoader {
 /// Standard (not adaptive) retries: jittered exponential backoff within the invocation's time.
 /// Adaptive mode's client-side rate limiter can hold a retry for many seconds after one throttle,
 /// longer than an API caller waits; a Lambda runs one request at a time.
-fn retry_config() -> RetryConfig {
+pub fn retry_config() -> RetryConfig {
     RetryConfig::standard().with_max_attempts(4)
 }
 
 /// Timeouts that turn a lost response into a retry instead of a hung invocation.
-fn timeout_config() -> TimeoutConfig {
+pub fn timeout_config() -> TimeoutConfig {
     TimeoutConfig::builder()
         .connect_timeout(Duration::from_secs(2))
         .operation_attempt_timeout(Duration::from_secs(3))

@@ -1,0 +1,99 @@
+//! The order-history consumer of pattern 3: writes each published order's item into the orders
+//! table, once, so `GET /orders/{id}` finds it. The same item as the outbox pattern writes
+//! ([`order_item`]), conditional on not existing.
+//!
+//! Exactly once by event id through the engine's done record, not by naming the order item as
+//! the record: the item carries `created_at`, the time of the publish, and a keyed retry of the
+//! same request publishes again with a later time under the same event id. Named as the record,
+//! that redelivery would differ in content and be parked as a collision; with the done record it
+//! is a duplicate. The order item's own condition then catches what the done record cannot: the
+//! same order id under another event id (an Idempotency-Key reused with another request) fails
+//! it and is parked.
+
+use std::time::Instant;
+
+use aws_lambda_events::kinesis::KinesisEvent;
+use aws_lambda_events::streams::KinesisEventResponse;
+use dynamodb_outbox::{
+    Consumer, ConsumerStore, Effect, Envelope, HandlerError, PoisonPolicy, Processor, Takes,
+};
+use lambda_runtime::{Error, LambdaEvent};
+
+use crate::domain::events::{ORDER_PLACED, SCHEMA_VERSION};
+use crate::domain::Order;
+use crate::store::dynamodb::order_item;
+
+/// The consumer's name: its done records and parked events.
+pub const NAME: &str = "order-history";
+
+/// Writes each placed order into the orders table `table`.
+#[derive(Debug, Clone)]
+pub struct OrderHistoryConsumer {
+    table: String,
+}
+
+impl OrderHistoryConsumer {
+    pub fn new(table: impl Into<String>) -> Self {
+        Self {
+            table: table.into(),
+        }
+    }
+}
+
+impl Consumer for OrderHistoryConsumer {
+    type Payload = Order;
+
+    fn name(&self) -> &str {
+        NAME
+    }
+
+    fn takes(&self) -> Vec<Takes> {
+        vec![Takes::versions(
+            ORDER_PLACED,
+            SCHEMA_VERSION..=SCHEMA_VERSION,
+        )]
+    }
+
+    /// An order that cannot be written (it does not encode, or its id is taken by another
+    /// request) must not hold back the customer's later orders: parked, for an operator.
+    fn on_poison(&self) -> PoisonPolicy {
+        PoisonPolicy::Park
+    }
+
+    async fn effect(&self, event: &Envelope<Order>) -> Result<Effect, HandlerError> {
+        let order = &event.payload;
+        if order.order_id != event.aggregate_id {
+            return Err(HandlerError::Poison(format!(
+                "the event is about order {} but carries order {}",
+                event.aggregate_id, order.order_id
+            )));
+        }
+        let item = order_item(order, None)
+            .map_err(|e| HandlerError::Poison(format!("the order does not encode: {e}")))?;
+        Ok(Effect::new().put_new(&self.table, item.into()))
+    }
+}
+
+/// One Kinesis batch through the order-history consumer.
+pub async fn handle<S: ConsumerStore>(
+    processor: &Processor<OrderHistoryConsumer, S>,
+    event: LambdaEvent<KinesisEvent>,
+) -> Result<KinesisEventResponse, Error> {
+    let started = Instant::now();
+    let records = &event.payload.records;
+    let outcome = processor.process_kinesis(records).await;
+    tracing::info!(
+        consumer = NAME,
+        records = records.len(),
+        applied = outcome.applied,
+        duplicates = outcome.duplicates,
+        skipped = outcome.skipped,
+        parked = outcome.parked,
+        poison = outcome.poison,
+        failed = outcome.failed,
+        held_back = outcome.held_back,
+        millis = started.elapsed().as_millis() as u64,
+        "batch done"
+    );
+    Ok(outcome.kinesis_response())
+}

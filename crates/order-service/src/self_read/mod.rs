@@ -1,0 +1,56 @@
+//! Pattern 3, self-read: the order API writes nothing itself. It validates the order, publishes
+//! `OrderPlaced` to a Kinesis data stream ([`publish`]) and answers `202 Accepted`; two consumers
+//! read the stream through their own mappings: order-history ([`history`]) writes the order
+//! item, so `GET /orders/{id}` finds it once it caught up, and rewards applies the points (the
+//! same `RewardsConsumer` as the other patterns).
+//!
+//! The event's payload is the whole [`Order`] (line items included): it is the only record of
+//! the order until order-history writes it. Its fields are a superset of
+//! [`OrderPlaced`](crate::domain::OrderPlaced)'s, so a consumer decoding `OrderPlaced` v1 reads
+//! it unchanged.
+//!
+//! **Event ids.** A publish whose response was lost is retried (by the SDK, or by the client
+//! with the same Idempotency-Key), and the stream then holds the event twice. Both consumers
+//! apply an event once by its id, so the id must be the same for every publish of one order:
+//! [`event_id`] is a UUID v5 of the order id and the request's fingerprint. A keyed retry of
+//! the same request derives the same order id, so the same event id: a duplicate. The same key
+//! with *another* request derives the same order id but another event id: both consumers find
+//! their per-order record taken (the order item, the order's reward record) and park the event
+//! as poison, visible to an operator, instead of applying a second order under one id.
+
+pub mod api;
+pub mod history;
+#[cfg(feature = "kinesis")]
+pub mod kinesis;
+pub mod publish;
+
+use dynamodb_outbox::{Envelope, TraceContext};
+use uuid::Uuid;
+
+use crate::domain::events::{AGGREGATE_ORDER, ORDER_PLACED, SCHEMA_VERSION};
+use crate::domain::Order;
+
+/// Namespace of the event ids of pattern 3 (UUID v5).
+const SELF_READ_EVENT_NS: Uuid = Uuid::from_u128(0x6f75_7462_6f78_4f72_8465_7273_0000_0003);
+
+/// The id of the event announcing `order`: the same for every publish of the same request.
+pub fn event_id(order: &Order) -> String {
+    let name = format!("{}\u{0}{}", order.order_id, order.request_hash);
+    Uuid::new_v5(&SELF_READ_EVENT_NS, name.as_bytes()).to_string()
+}
+
+/// `OrderPlaced` as pattern 3 publishes it: the whole order as payload, ordered by customer (one
+/// customer's orders keep their order on one shard), with an id derived from the order.
+pub fn order_placed(order: &Order, trace: Option<TraceContext>) -> Envelope<Order> {
+    Envelope {
+        event_id: event_id(order),
+        event_type: ORDER_PLACED.to_owned(),
+        schema_version: SCHEMA_VERSION,
+        aggregate_type: AGGREGATE_ORDER.to_owned(),
+        aggregate_id: order.order_id.clone(),
+        ordering_key: order.customer_id.clone(),
+        occurred_at: order.created_at.clone(),
+        trace_context: trace,
+        payload: order.clone(),
+    }
+}

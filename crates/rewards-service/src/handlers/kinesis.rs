@@ -1,0 +1,61 @@
+//! The rewards consumer on a Kinesis stream (pattern 3, self-read): the same
+//! [`RewardsConsumer`] as on the outbox stream, fed by `process_kinesis`. Exactly once by event
+//! id through the engine's done record: the order's reward record carries `applied_at`, so it is
+//! not a function of the event alone and cannot be named as the record; it stays a `put_new`,
+//! which parks a second event claiming an order already rewarded.
+
+use std::time::Instant;
+
+use aws_lambda_events::kinesis::KinesisEvent;
+use aws_lambda_events::streams::KinesisEventResponse;
+use aws_sdk_dynamodb::Client;
+use dynamodb_outbox::dynamodb::DynamoConsumerStore;
+use dynamodb_outbox::{ConsumerStore, Processor};
+use lambda_runtime::{Error, LambdaEvent};
+use service_runtime::config::{self, ConfigError};
+
+use super::stream::batch_metrics;
+use crate::consumer::RewardsConsumer;
+use crate::service::RewardsProcessor;
+
+/// The rewards processor reading the Kinesis stream `stream`, writing to `rewards_table`.
+pub fn processor(client: Client, rewards_table: &str, stream: &str) -> RewardsProcessor {
+    Processor::new(
+        RewardsConsumer::new(rewards_table),
+        DynamoConsumerStore::new(client, rewards_table, stream),
+        stream,
+    )
+}
+
+/// The function's processor, from its settings: the rewards table and the stream.
+pub fn processor_from_env(client: Client) -> Result<RewardsProcessor, ConfigError> {
+    let rewards = config::required(config::REWARDS_TABLE)?;
+    let stream = config::required_stream(config::ORDER_EVENTS_STREAM)?;
+    Ok(processor(client, &rewards, &stream).concurrency(config::CONSUMER_CONCURRENCY.read()?))
+}
+
+/// One Kinesis batch.
+pub async fn handle<S: ConsumerStore>(
+    processor: &Processor<RewardsConsumer, S>,
+    event: LambdaEvent<KinesisEvent>,
+) -> Result<KinesisEventResponse, Error> {
+    let started = Instant::now();
+    let trace_id = event.context.xray_trace_id.as_deref();
+    let records = &event.payload.records;
+    let outcome = processor.process_kinesis(records).await;
+    tracing::info!(
+        records = records.len(),
+        applied = outcome.applied,
+        duplicates = outcome.duplicates,
+        skipped = outcome.skipped,
+        parked = outcome.parked,
+        poison = outcome.poison,
+        failed = outcome.failed,
+        held_back = outcome.held_back,
+        trace_id = trace_id.unwrap_or_default(),
+        "Kinesis batch done"
+    );
+    let millis = started.elapsed().as_secs_f64() * 1000.0;
+    batch_metrics(&outcome, millis, trace_id).emit();
+    Ok(outcome.kinesis_response())
+}

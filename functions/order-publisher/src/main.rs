@@ -1,0 +1,22 @@
+//! order-publisher (pattern 3, self-read): `POST /orders` publishes `OrderPlaced` to the Kinesis
+//! stream and answers 202; `GET /orders/{order_id}` reads the order-history table.
+
+#![recursion_limit = "256"]
+
+use lambda_runtime::{run, service_fn, Error};
+use order_service::self_read::api;
+use order_service::self_read::kinesis::{kinesis_client, KinesisPublisher};
+use order_service::store::dynamodb::DynamoOrderStore;
+use service_runtime::config;
+
+// One thread: a 128 MB function has a fraction of one vCPU, and the handler only waits on I/O.
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> Result<(), Error> {
+    config::init_tracing();
+    service_runtime::metrics::init();
+    let stream = config::required_stream(config::ORDER_EVENTS_STREAM)?;
+    let table = config::required(config::ORDERS_TABLE)?;
+    let publisher = KinesisPublisher::new(kinesis_client(), stream);
+    let history = DynamoOrderStore::new(config::dynamodb_client().await, table);
+    run(service_fn(|event| api::handle(&publisher, &history, event))).await
+}

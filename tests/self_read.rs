@@ -1,0 +1,491 @@
+//! Pattern 3, self-read, on real components: the order API publishing to kinesalite, both
+//! consumers (order-history, rewards) behind the local Kinesis mappings with the settings of
+//! `patterns/self-read/template.yaml`, on the embedded DynamoDB. The guarantees suite's cases
+//! for this pattern (h19's `tests/guarantees.rs` was not in main when this was written), plus
+//! what only this pattern promises: 202 with where to look, 404 with `Retry-After` until
+//! order-history caught up, a failed publish writes nothing, a retried publish is absorbed.
+//!
+//! Without Node.js or `make kinesalite` every test here fails and says which; with
+//! `OUTBOX_SKIP_KINESIS=<reason>` they print `SKIPPED` with the reason instead.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+
+use aws_lambda_events::apigw::ApiGatewayV2httpResponse;
+use aws_lambda_events::encodings::Body;
+use aws_sdk_kinesis::primitives::Blob;
+use aws_sdk_kinesis::types::ShardIteratorType;
+use devkit::demo::api_request;
+use devkit::kinesis::client_for;
+use devkit::patterns::self_read::chaos::{check, CrashAfterCommit};
+use devkit::patterns::self_read::{
+    history_in_process, rewards_in_process, SelfReadStack, ORDER_HISTORY_FUNCTION, REWARDS_FUNCTION,
+};
+use devkit::proxy::{FaultPlan, FaultProxy};
+use order_service::self_read::kinesis::KinesisPublisher;
+use serde_json::{json, Value as Json};
+
+async fn stack(test: &str) -> Option<SelfReadStack> {
+    SelfReadStack::start_or_skip(test)
+        .await
+        .expect("the self-read stack (kinesalite and the embedded DynamoDB)")
+}
+
+fn order_body(customer: &str, quantity: i64) -> String {
+    json!({"customer_id": customer, "currency": "EUR",
+        "items": [{"sku": "SKU-1", "quantity": quantity, "unit_price_cents": 1000}]})
+    .to_string()
+}
+
+fn body_json(response: &ApiGatewayV2httpResponse) -> Json {
+    match &response.body {
+        Some(Body::Text(text)) => serde_json::from_str(text).unwrap_or(Json::Null),
+        _ => Json::Null,
+    }
+}
+
+async fn place(
+    stack: &SelfReadStack,
+    publisher: &KinesisPublisher,
+    body: &str,
+    key: Option<&str>,
+) -> ApiGatewayV2httpResponse {
+    let headers: Vec<(&str, &str)> = key
+        .map(|k| vec![("idempotency-key", k)])
+        .unwrap_or_default();
+    let request = api_request("POST", "/orders", Some(body.to_owned()), &headers).unwrap();
+    stack.call(publisher, request).await
+}
+
+async fn get(stack: &SelfReadStack, order_id: &str) -> ApiGatewayV2httpResponse {
+    let request = api_request("GET", &format!("/orders/{order_id}"), None, &[]).unwrap();
+    stack.call(&stack.publisher(), request).await
+}
+
+/// Every record on the stream, as JSON, in shard order.
+async fn stream_records(stack: &SelfReadStack) -> Vec<Json> {
+    let mut all = Vec::new();
+    for shard in &stack.stream.shard_ids {
+        let iterator = stack
+            .kinesis
+            .client
+            .get_shard_iterator()
+            .stream_name(&stack.stream.name)
+            .shard_id(shard)
+            .shard_iterator_type(ShardIteratorType::TrimHorizon)
+            .send()
+            .await
+            .unwrap()
+            .shard_iterator
+            .unwrap();
+        let out = stack
+            .kinesis
+            .client
+            .get_records()
+            .shard_iterator(iterator)
+            .send()
+            .await
+            .unwrap();
+        for record in out.records {
+            all.push(serde_json::from_slice(record.data.as_ref()).unwrap_or(Json::Null));
+        }
+    }
+    all
+}
+
+async fn scan(stack: &SelfReadStack, table: &str) -> Vec<devkit::Item> {
+    stack
+        .dynamo
+        .client
+        .scan()
+        .table_name(table)
+        .consistent_read(true)
+        .send()
+        .await
+        .unwrap()
+        .items
+        .unwrap_or_default()
+}
+
+async fn balance(stack: &SelfReadStack, customer: &str) -> (i64, usize) {
+    let page = rewards_service::service::rewards_of(&stack.rewards, customer, Some(100), None)
+        .await
+        .unwrap();
+    (page.points, page.entries.len())
+}
+
+/// The shared invariants and this pattern's own, on the tables, for the orders answered 202.
+async fn assert_invariants(stack: &SelfReadStack, accepted: &[String]) {
+    let orders = scan(stack, &stack.orders_table).await;
+    let rewards = scan(stack, &stack.rewards_table).await;
+    let violations = check(&orders, &rewards, &accepted.iter().cloned().collect());
+    assert!(violations.is_empty(), "self-read: {violations:?}");
+}
+
+#[tokio::test]
+async fn an_order_is_accepted_with_where_to_look_and_readable_once_order_history_caught_up() {
+    let Some(stack) = stack("self-read: accepted, then readable").await else {
+        return;
+    };
+    let publisher = stack.publisher();
+    let response = place(&stack, &publisher, &order_body("c-1", 3), None).await;
+    assert_eq!(response.status_code, 202, "self-read: {:?}", response.body);
+    let body = body_json(&response);
+    let order_id = body["order_id"].as_str().unwrap().to_owned();
+    assert_eq!(body["status"], "accepted");
+    assert_eq!(body["location"], format!("/orders/{order_id}"));
+    assert_eq!(response.headers["location"], format!("/orders/{order_id}"));
+    assert!(
+        scan(&stack, &stack.orders_table).await.is_empty(),
+        "self-read: the API wrote to DynamoDB"
+    );
+
+    let before = get(&stack, &order_id).await;
+    assert_eq!(
+        before.status_code, 404,
+        "self-read: GET before order-history"
+    );
+    assert_eq!(before.headers["retry-after"], "1");
+
+    stack.deliver_all().await.unwrap();
+    let after = get(&stack, &order_id).await;
+    assert_eq!(after.status_code, 200, "self-read: GET after order-history");
+    let order = body_json(&after);
+    assert_eq!(order["order_id"], order_id.as_str());
+    assert_eq!(order["items"][0]["quantity"], 3);
+    assert_eq!(balance(&stack, "c-1").await, (30, 1));
+    assert_invariants(&stack, &[order_id]).await;
+}
+
+#[tokio::test]
+async fn a_publish_kinesis_refuses_answers_503_and_nothing_is_written_anywhere() {
+    let Some(stack) = stack("self-read: refused publish").await else {
+        return;
+    };
+    let proxy = FaultProxy::start(
+        &stack.kinesis.endpoint,
+        FaultPlan {
+            server_error: 1.0,
+            ..FaultPlan::none()
+        },
+    )
+    .await
+    .unwrap();
+    let publisher = KinesisPublisher::new(client_for(&proxy.endpoint).await, &stack.stream.name);
+    let response = place(&stack, &publisher, &order_body("c-1", 1), Some("k-1")).await;
+    assert_eq!(response.status_code, 503, "self-read: {:?}", response.body);
+    assert!(body_json(&response)["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("same Idempotency-Key is safe"));
+    assert!(proxy.stats().total_faults() >= 1);
+    assert!(
+        stream_records(&stack).await.is_empty(),
+        "self-read: a refused publish is on the stream"
+    );
+    stack.deliver_all().await.unwrap();
+    assert!(scan(&stack, &stack.orders_table).await.is_empty());
+    assert!(scan(&stack, &stack.rewards_table).await.is_empty());
+}
+
+#[tokio::test]
+async fn a_publish_whose_response_was_lost_is_retried_and_its_duplicate_absorbed_by_both_consumers()
+{
+    let Some(stack) = stack("self-read: lost publish response").await else {
+        return;
+    };
+    let proxy = FaultProxy::start(
+        &stack.kinesis.endpoint,
+        FaultPlan {
+            lose_response: 1.0,
+            max_faults: Some(1),
+            ..FaultPlan::none()
+        },
+    )
+    .await
+    .unwrap();
+    let publisher = KinesisPublisher::new(client_for(&proxy.endpoint).await, &stack.stream.name);
+    let response = place(&stack, &publisher, &order_body("c-1", 2), None).await;
+    assert_eq!(
+        response.status_code, 202,
+        "self-read: the SDK retries a lost response"
+    );
+    let records = stream_records(&stack).await;
+    assert_eq!(
+        records.len(),
+        2,
+        "self-read: the retried PutRecord is on the stream twice"
+    );
+    assert_eq!(records[0]["event_id"], records[1]["event_id"]);
+
+    stack.deliver_all().await.unwrap();
+    assert_eq!(balance(&stack, "c-1").await, (20, 1));
+    let order_id = body_json(&response)["order_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(get(&stack, &order_id).await.status_code, 200);
+    assert_invariants(&stack, &[order_id]).await;
+}
+
+#[tokio::test]
+async fn a_client_retry_with_the_same_key_is_the_same_order_and_event_and_another_request_under_it_is_parked(
+) {
+    let Some(stack) = stack("self-read: idempotency keys").await else {
+        return;
+    };
+    let publisher = stack.publisher();
+    let first = place(&stack, &publisher, &order_body("c-1", 1), Some("key-1")).await;
+    let retry = place(&stack, &publisher, &order_body("c-1", 1), Some("key-1")).await;
+    let other = place(&stack, &publisher, &order_body("c-1", 5), Some("key-1")).await;
+    let id = |r: &ApiGatewayV2httpResponse| body_json(r)["order_id"].as_str().unwrap().to_owned();
+    assert_eq!(id(&first), id(&retry));
+    assert_eq!(id(&first), id(&other), "self-read: the key names the order");
+    let records = stream_records(&stack).await;
+    assert_eq!(records.len(), 3);
+    assert_eq!(
+        records[0]["event_id"], records[1]["event_id"],
+        "self-read: same request, same event id"
+    );
+    assert_ne!(
+        records[0]["event_id"], records[2]["event_id"],
+        "self-read: another request, another event id"
+    );
+
+    stack.deliver_all().await.unwrap();
+    assert_eq!(
+        balance(&stack, "c-1").await,
+        (10, 1),
+        "self-read: the first request's points, once"
+    );
+    let order = body_json(&get(&stack, &id(&first)).await);
+    assert_eq!(
+        order["items"][0]["quantity"], 1,
+        "self-read: the first request's order"
+    );
+    let parked = |table: &str, consumer: &str| {
+        let pk = dynamodb_outbox::schema::parked_pk(consumer);
+        let table = table.to_owned();
+        let stack = &stack;
+        async move {
+            scan(stack, &table)
+                .await
+                .iter()
+                .filter(|item| item.get("pk").and_then(|v| v.as_s().ok()) == Some(&pk))
+                .count()
+        }
+    };
+    assert_eq!(parked(&stack.orders_table, "order-history").await, 1);
+    assert_eq!(parked(&stack.rewards_table, "rewards").await, 1);
+}
+
+#[tokio::test]
+async fn the_whole_stream_delivered_again_and_two_racing_mappings_per_consumer_apply_each_order_once(
+) {
+    let Some(stack) = stack("self-read: redelivery and racing mappings").await else {
+        return;
+    };
+    let publisher = stack.publisher();
+    let mut accepted = Vec::new();
+    let mut expected: BTreeMap<String, i64> = BTreeMap::new();
+    for i in 0..30 {
+        let customer = format!("c-{}", i % 4);
+        let response = place(&stack, &publisher, &order_body(&customer, 1 + i % 3), None).await;
+        assert_eq!(response.status_code, 202);
+        accepted.push(
+            body_json(&response)["order_id"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+        );
+        *expected.entry(customer).or_default() += 10 * (1 + i % 3);
+    }
+    let mut history_a = stack
+        .trigger(
+            ORDER_HISTORY_FUNCTION,
+            history_in_process(stack.history_processor()),
+        )
+        .await
+        .unwrap();
+    let mut history_b = stack
+        .trigger(
+            ORDER_HISTORY_FUNCTION,
+            history_in_process(stack.history_processor()),
+        )
+        .await
+        .unwrap();
+    let mut rewards_a = stack
+        .trigger(
+            REWARDS_FUNCTION,
+            rewards_in_process(stack.rewards_processor()),
+        )
+        .await
+        .unwrap();
+    let mut rewards_b = stack
+        .trigger(
+            REWARDS_FUNCTION,
+            rewards_in_process(stack.rewards_processor()),
+        )
+        .await
+        .unwrap();
+    let (a, b, c, d) = tokio::join!(
+        history_a.drain(),
+        history_b.drain(),
+        rewards_a.drain(),
+        rewards_b.drain()
+    );
+    for drained in [a, b, c, d] {
+        drained.unwrap();
+    }
+    stack.deliver_all().await.unwrap();
+    for (customer, points) in &expected {
+        let (balance, _) = balance(&stack, customer).await;
+        assert_eq!(balance, *points, "self-read: {customer}'s balance");
+    }
+    assert_invariants(&stack, &accepted).await;
+}
+
+#[tokio::test]
+async fn a_crash_after_the_consumers_commit_is_a_duplicate_on_redelivery() {
+    let Some(stack) = stack("self-read: crash after commit").await else {
+        return;
+    };
+    let publisher = stack.publisher();
+    let response = place(&stack, &publisher, &order_body("c-1", 4), None).await;
+    let order_id = body_json(&response)["order_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let crashes = Arc::new(AtomicU64::new(0));
+    let rewards = stack.rewards_processor();
+    let store = CrashAfterCommit::new(rewards.store().clone(), 1.0, 7, crashes.clone());
+    let mut trigger = stack
+        .trigger(
+            REWARDS_FUNCTION,
+            rewards_in_process(rewards.with_store(store)),
+        )
+        .await
+        .unwrap();
+    trigger.drain().await.unwrap();
+    assert!(crashes.load(std::sync::atomic::Ordering::Relaxed) >= 1);
+    assert!(
+        trigger.stats.retries >= 1,
+        "self-read: the crashed batch was retried"
+    );
+    stack.deliver_all().await.unwrap();
+    assert_eq!(balance(&stack, "c-1").await, (40, 1));
+    assert_invariants(&stack, &[order_id]).await;
+}
+
+#[tokio::test]
+async fn data_that_is_not_an_event_is_filtered_out_and_a_poison_event_is_parked_while_its_customer_goes_on(
+) {
+    let Some(stack) = stack("self-read: poison record").await else {
+        return;
+    };
+    let put = |data: Json| {
+        stack
+            .kinesis
+            .client
+            .put_record()
+            .stream_name(&stack.stream.name)
+            .partition_key("c-1")
+            .data(Blob::new(data.to_string().into_bytes()))
+            .send()
+    };
+    put(json!({"not": "an event"})).await.unwrap();
+    let poison = json!({"event_id": "poison-1", "event_type": "OrderPlaced", "schema_version": 1,
+        "aggregate_type": "Order", "aggregate_id": "o-1", "ordering_key": "c-1",
+        "occurred_at": "2026-11-30T00:00:00.000000Z", "payload": {"order_id": 7}});
+    put(poison).await.unwrap();
+    let publisher = stack.publisher();
+    let response = place(&stack, &publisher, &order_body("c-1", 1), None).await;
+    let order_id = body_json(&response)["order_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let mut rewards = stack
+        .trigger(
+            REWARDS_FUNCTION,
+            rewards_in_process(stack.rewards_processor()),
+        )
+        .await
+        .unwrap();
+    rewards.drain().await.unwrap();
+    assert_eq!(
+        rewards.stats.filtered_out, 1,
+        "self-read: FilterCriteria drop non-events"
+    );
+    assert!(
+        rewards.on_failure.is_empty(),
+        "self-read: {:?}",
+        rewards.on_failure
+    );
+    let mut history = stack
+        .trigger(
+            ORDER_HISTORY_FUNCTION,
+            history_in_process(stack.history_processor()),
+        )
+        .await
+        .unwrap();
+    history.drain().await.unwrap();
+    assert_eq!(
+        balance(&stack, "c-1").await,
+        (10, 1),
+        "self-read: the order behind the poison"
+    );
+    let parked = dynamodb_outbox::schema::parked_pk("rewards");
+    let parked_in = |items: Vec<devkit::Item>| {
+        items
+            .iter()
+            .filter(|item| item.get("pk").and_then(|v| v.as_s().ok()) == Some(&parked))
+            .count()
+    };
+    assert_eq!(parked_in(scan(&stack, &stack.rewards_table).await), 1);
+    assert_eq!(get(&stack, &order_id).await.status_code, 200);
+}
+
+#[test]
+fn the_outbox_order_writer_does_not_link_the_kinesis_sdk() {
+    let output = std::process::Command::new(env!("CARGO"))
+        .args([
+            "tree",
+            "--offline",
+            "-e",
+            "normal",
+            "-p",
+            "order-writer",
+            "--prefix",
+            "none",
+        ])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("cargo tree");
+    let tree = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "cargo tree: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(tree.contains("order-service"), "self-read: {tree}");
+    assert!(
+        !tree.contains("aws-sdk-kinesis"),
+        "self-read: order-writer links aws-sdk-kinesis"
+    );
+    let publisher = std::process::Command::new(env!("CARGO"))
+        .args([
+            "tree",
+            "--offline",
+            "-e",
+            "normal",
+            "-p",
+            "order-publisher",
+            "--prefix",
+            "none",
+        ])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("cargo tree");
+    assert!(String::from_utf8_lossy(&publisher.stdout).contains("aws-sdk-kinesis"));
+}
