@@ -3,14 +3,16 @@
 //! The consumer's stores talk to the local DynamoDB through `devkit::proxy::FaultProxy`, which
 //! delays every request by the chosen latency (25 ms is a realistic Lambda → DynamoDB round trip
 //! under load; 0 ms leaves only the local server's own cost). Each measurement is one
-//! `process_batch` call on a batch of freshly placed orders; the baseline is the same call with
-//! concurrency 1, measured in the same run.
+//! `process_stream` call of the rewards consumer (the engine's `Processor`) on a batch of freshly
+//! placed orders; the baseline is the same processor one request at a time (one customer at a
+//! time, one event per transaction), measured in the same run.
 
 use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Result};
 use devkit::proxy::{FaultPlan, FaultProxy};
 use devkit::{LocalDynamo, Stack};
+use dynamodb_outbox::DEFAULT_EVENTS_PER_TRANSACTION;
 use rewards_service::service::{self, RewardsProcessor};
 
 use crate::records::{order_kept, place_shape, Shape, StreamCursor};
@@ -64,12 +66,14 @@ impl ConsumerLab {
 
         self.proxy.set_plan(FaultPlan::latency(latency));
         let start = Instant::now();
-        let outcome = self
-            .service
-            .clone()
-            .concurrency(concurrency)
-            .process_stream(&records)
-            .await;
+        let processor = self.service.clone().concurrency(concurrency);
+        // Concurrency 1 is the baseline: every request after the one before it.
+        let processor = if concurrency == 1 {
+            processor.events_per_transaction(1)
+        } else {
+            processor
+        };
+        let outcome = processor.process_stream(&records).await;
         let elapsed = start.elapsed();
         self.proxy.set_plan(FaultPlan::none());
 
@@ -84,17 +88,18 @@ impl ConsumerLab {
     }
 }
 
-/// The least time a batch can take with `concurrency` customers at a time and two requests per
-/// record (the ledger transaction, then the processed mark): the longest chain of round trips.
+/// The least time a batch can take: the longest chain of round trips. One at a time
+/// (`concurrency` 1), every record is a transaction and a mark in a row. Otherwise a customer's
+/// consecutive records commit [`DEFAULT_EVENTS_PER_TRANSACTION`] at a time, customers beyond the
+/// concurrency wait for a slot, and the marks follow the commits, `concurrency` at a time.
 pub fn floor(shape: Shape, concurrency: usize, latency: Duration) -> Duration {
-    let concurrency = concurrency.max(1);
-    let waves = if shape.per_customer == 1 {
-        shape.customers.div_ceil(concurrency)
-    } else {
-        // Customers beyond the concurrency wait for a slot: whole chains run back to back.
-        shape.customers.div_ceil(concurrency) * shape.per_customer
-    };
-    latency * (2 * waves) as u32
+    let records = shape.customers * shape.per_customer;
+    if concurrency <= 1 {
+        return latency * (2 * records) as u32;
+    }
+    let waves = shape.customers.div_ceil(concurrency);
+    let commits = shape.per_customer.div_ceil(DEFAULT_EVENTS_PER_TRANSACTION);
+    latency * (waves * commits + records.div_ceil(concurrency)) as u32
 }
 
 #[cfg(test)]
@@ -104,10 +109,12 @@ mod tests {
     #[test]
     fn floor_counts_waves_of_customers_and_chains_of_records() {
         let ms = Duration::from_millis;
-        // 100 customers, 16 at a time: 7 waves of two round trips.
+        // 100 customers, 16 at a time: 7 waves of one commit, then 7 rounds of marks.
         assert_eq!(floor(Shape::distinct(100), 16, ms(25)), ms(350));
-        // 10 customers fit at once; each has 10 records in a row.
-        assert_eq!(floor(Shape::skewed(10, 10), 16, ms(25)), ms(500));
+        // 10 customers fit at once; each commits its 10 records in one transaction.
+        assert_eq!(floor(Shape::skewed(10, 10), 16, ms(25)), ms(200));
+        // One customer's 100 records: 4 transactions of 25 in a row, then the marks.
+        assert_eq!(floor(Shape::skewed(1, 100), 100, ms(25)), ms(125));
         // Sequential: every record after the other.
         assert_eq!(floor(Shape::distinct(100), 1, ms(25)), ms(5000));
         assert_eq!(floor(Shape::skewed(10, 10), 1, ms(25)), ms(5000));

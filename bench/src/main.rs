@@ -30,11 +30,14 @@ mod goals {
     /// chosen in issue 10; before it the writer made the transaction alone).
     pub const WRITER_REQUESTS: f64 = 2.0;
     pub const CONSUMER_REQUESTS: f64 = 2.0;
-    pub const WRITER_CPU_US: f64 = 50.0;
     pub const COLD_START_MS: f64 = 4.0;
     pub const ORDER_WRITER_MB: f64 = 4.0;
     pub const PEAK_RSS_MB: f64 = 40.0;
 }
+
+/// The order-writer's handler CPU that was once a goal: reported beside the figure, no longer a
+/// goal (issue 12: the SDK's request pipeline is most of it).
+const INFORMATIVE_CPU_US: f64 = 50.0;
 
 /// The exact commands `make bench` runs (also written to the report).
 const COMMANDS: &str = "```sh
@@ -289,12 +292,13 @@ async fn consumer_latency(opts: &Options, notes: &mut Vec<String>) -> Result<(Se
 
     notes.push(format!(
         "Consumer: each batch is freshly placed orders (re-delivered records would all be duplicates, \
-         a different workload) read from the local stream, and one `process_batch` call through \
-         `FaultProxy` with the stated latency added to every request; concurrent is the deployed \
-         default (`CONSUMER_CONCURRENCY` = {c} customers at a time), sequential is the same call \
-         with concurrency 1. The floor is the longest chain of round trips: two requests per record \
-         (ledger transaction, then the processed mark), in ⌈customers / {c}⌉ waves for distinct \
-         customers, 10 records in a row for a customer with 10."
+         a different workload) read from the local stream, and one `process_stream` call of the \
+         rewards consumer through `FaultProxy` with the stated latency added to every request; \
+         concurrent is the deployed default (`CONSUMER_CONCURRENCY` = {c} customers at a time, a \
+         customer's consecutive records in one transaction, the marks after the commits), \
+         sequential is the same processor one request at a time (concurrency 1, one event per \
+         transaction). The floor is the longest chain of round trips (`bench/src/consumer.rs`, \
+         `floor`)."
     ));
     if let Some((concurrent, sequential, n)) = serial_cost {
         let per_record = |d: Duration| d.as_secs_f64() * 1000.0 / n as f64;
@@ -457,13 +461,13 @@ fn costs(a: Accounting, notes: &mut Vec<String>) -> Section {
 
 fn cpu(notes: &mut Vec<String>) -> Section {
     let figure = "order-writer handler CPU per request, no network";
-    let goal = format!("≤ {} µs", goals::WRITER_CPU_US);
+    let goal = "informative".to_owned();
     let mut rows = Vec::new();
     let writer = ["handler", "invocation", "store_write"]
         .map(|f| criterion_results::median("order_writer", f).map(|(median, _)| median));
     match writer {
         [Ok(handler), Ok(invocation), Ok(store_write)] => {
-            rows.push(Row::at_most(
+            rows.push(Row::info(
                 figure,
                 format!(
                     "{} µs handler, of which {} µs the store's `TransactWriteItems` call (item \
@@ -473,14 +477,12 @@ fn cpu(notes: &mut Vec<String>) -> Section {
                     us(store_write),
                     us(invocation)
                 ),
-                handler.as_secs_f64() * 1e6,
-                goals::WRITER_CPU_US,
-                "µs",
             ));
             let handler_us = handler.as_secs_f64() * 1e6;
-            if handler_us > goals::WRITER_CPU_US {
+            if handler_us > INFORMATIVE_CPU_US {
                 notes.push(format!(
-                    "Handler CPU misses its goal by {:.0} µs, and the split says why: the \
+                    "Handler CPU is {:.0} µs above the 50 µs once set as a goal (issue 12 dropped \
+                     it: meeting it would mean hand-rolling the SDK), and the split says why: the \
                      store's write, encoding the two items and the SDK's `TransactWriteItems` \
                      (answered in process), is {:.0} % of the handler ({} µs). Its profile (perf) \
                      is mostly the SDK's request pipeline and it is flat: allocation, hashing \
@@ -492,7 +494,7 @@ fn cpu(notes: &mut Vec<String>) -> Section {
                      handler measured 144 µs against 158 µs at `\"z\"` (wall-clock, one session) while \
                      tuning, within the noise of this shared machine, so the functions stay \
                      small.",
-                    handler_us - goals::WRITER_CPU_US,
+                    handler_us - INFORMATIVE_CPU_US,
                     store_write.as_secs_f64() / handler.as_secs_f64() * 100.0,
                     us(store_write),
                     us(handler.saturating_sub(store_write)),
@@ -630,7 +632,7 @@ async fn functions_section(opts: &Options, notes: &mut Vec<String>) -> Result<Se
         "Most of a cold start used to be rustls-native-certs loading the system's trust roots: \
          the bundle file and then every file of the certificate directory (each root parsed \
          again; on Amazon Linux 2023 the directory holds the bundle a second time). The \
-         functions now read the bundle file only (`outbox::config::https_client`): the same \
+         functions now read the bundle file only (`service_runtime::config::https_client`): the same \
          roots, parsed once. `SSL_CERT_FILE` still names another bundle; `SSL_CERT_DIR` brings \
          back the system default (the row above: \"bundle and directory\")."
             .into(),
