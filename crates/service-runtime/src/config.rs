@@ -215,9 +215,8 @@ fn https_client_trusting(roots: tls::TrustStore) -> SharedHttpClient {
 /// a connector and drops it, so that the system's roots (which it caches) load during init; roots
 /// given as PEM are not cached, so the warm-up parsed the whole bundle for nothing and the first
 /// request parsed it again (about 1 ms of CPU of the 2.8 ms before the first poll here,
-/// docs/benchmarks.md). Skipping
-/// it parses the bundle once, when the first request builds the connector it keeps; every
-/// request is served exactly as before.
+/// docs/benchmarks.md). Skipping it parses the bundle once, when the first request builds the
+/// connector it keeps; every request is served exactly as before.
 #[derive(Debug)]
 struct RootsParsedOnce(SharedHttpClient);
 
