@@ -632,9 +632,13 @@ async fn functions_section(opts: &Options, notes: &mut Vec<String>) -> Result<Se
         "Most of a cold start used to be rustls-native-certs loading the system's trust roots: \
          the bundle file and then every file of the certificate directory (each root parsed \
          again; on Amazon Linux 2023 the directory holds the bundle a second time). The \
-         functions now read the bundle file only (`service_runtime::config::https_client`): the same \
-         roots, parsed once. `SSL_CERT_FILE` still names another bundle; `SSL_CERT_DIR` brings \
-         back the system default (the row above: \"bundle and directory\")."
+         functions now read the bundle file only (`service_runtime::config::https_client`), and \
+         parse it once, when the first request builds the connector: the SDK's start-up \
+         warm-up, which parsed it and threw the result away, is skipped. So the roots are out \
+         of the spawn-to-first-poll time whatever their source, and the row above shows no \
+         difference between sources any more; they are in the first invocation, once. \
+         `SSL_CERT_FILE` still names another bundle; `SSL_CERT_DIR` brings back the system \
+         default (\"bundle and directory\")."
             .into(),
     );
     notes.push(format!(
