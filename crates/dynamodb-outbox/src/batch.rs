@@ -53,6 +53,9 @@ pub struct BatchOutcome {
     pub failed: usize,
     /// Events not tried because an earlier event of their key failed in this batch.
     pub held_back: usize,
+    /// Of the events counted above as applied, duplicate, skipped or parked, those whose outbox
+    /// item could not be marked: reported for retry (in `failures`), whose redelivery marks it.
+    pub unmarked: usize,
     /// Identifiers of the records to report as batch item failures, in input order.
     pub failures: Vec<String>,
     /// The events applied now, in input order: for the consumer's logs and metrics (how long
@@ -509,13 +512,14 @@ impl<C: Consumer, S: ConsumerStore> Processor<C, S> {
             }
             marks.extend(group.marks);
         }
+        let mut unmarked = vec![false; ids.len()];
         for (position, step, err) in self.mark(marks).await {
             tracing::warn!(
                 consumer = self.consumer.name(), record = %ids[position],
                 ordering_key = %step.ordering_key, sequence = step.sequence, error = %err,
                 "event applied but its outbox item not marked: reported for retry, which marks it"
             );
-            by_position[position] = Some(Outcome::Failed);
+            unmarked[position] = true;
         }
 
         let mut outcome = BatchOutcome::default();
@@ -536,14 +540,19 @@ impl<C: Consumer, S: ConsumerStore> Processor<C, S> {
             if let (Outcome::Applied, Some(event)) = (&result, &events[position]) {
                 outcome.applied_events.push(event.clone());
             }
-            if matches!(
-                result,
-                Outcome::Refused(_)
-                    | Outcome::Poison
-                    | Outcome::Waiting
-                    | Outcome::Failed
-                    | Outcome::HeldBack
-            ) {
+            // An event applied (or found applied) whose mark failed is counted for what it came
+            // to, and reported for retry: the redelivery is a duplicate and marks it.
+            outcome.unmarked += usize::from(unmarked[position]);
+            if unmarked[position]
+                || matches!(
+                    result,
+                    Outcome::Refused(_)
+                        | Outcome::Poison
+                        | Outcome::Waiting
+                        | Outcome::Failed
+                        | Outcome::HeldBack
+                )
+            {
                 outcome.failures.push(ids[position].clone());
             }
         }

@@ -94,7 +94,10 @@ pub fn batch_metrics(
         .count(metrics::SKIPPED, outcome.skipped + outcome.ignored)
         .count(metrics::POISON, outcome.poison)
         .count(metrics::PARKED, outcome.parked)
-        .count(metrics::RETRIED, outcome.failed + outcome.waiting)
+        .count(
+            metrics::RETRIED,
+            outcome.failed + outcome.waiting + outcome.unmarked,
+        )
         .count(metrics::HELD_BACK, outcome.held_back)
         .milliseconds(metrics::BATCH_DURATION, vec![duration_millis])
         .milliseconds(metrics::OUTBOX_LAG, lag_millis(outcome));
