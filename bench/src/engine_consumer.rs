@@ -70,9 +70,9 @@ impl Settings {
     };
 }
 
-/// Requests in a row to mark one outbox item for its last consumer: leave the waiting set, then
-/// leave the pending index and take the TTL.
-const MARK_ROUND_TRIPS: usize = 2;
+/// Requests to mark one outbox item for its only consumer: one write leaves the waiting set and
+/// the pending index and sets the TTL.
+const MARK_ROUND_TRIPS: usize = 1;
 
 /// The round trips on the longest chain of a batch: the commits of the longest key (its runs, in
 /// as many waves as the keys need at this concurrency), then the marks (after all commits, in
@@ -473,11 +473,10 @@ impl ShapesReport {
         out.push_str(&format!(
             "The floor counts requests that must follow one another: a key's runs of up to {} \
              events commit one after the other (the next run's condition is on the progress the \
-             last one wrote), keys beyond the concurrency wait for a slot, and the marks (two \
-             requests in a row for the last consumer: leave the waiting set, then leave the \
-             pending index with the TTL) come after all the commits, off every key's chain. One \
-             at a time, each record is a commit and a two-request mark: 300 round trips for any \
-             shape. At 0 ms the proxy adds nothing: what is left is this machine's own work (the \
+             last one wrote), keys beyond the concurrency wait for a slot, and the marks (one \
+             write for the only consumer: out of the waiting set and the pending index, TTL set) \
+             come after all the commits, off every key's chain. One at a time, each record is a \
+             commit and a mark: 200 round trips for any shape. At 0 ms the proxy adds nothing: what is left is this machine's own work (the \
              SDK's CPU and the embedded server, which runs in the same process on the same two \
              cores); it does not shrink with latency and is why a measured ratio stays under the \
              ratio of the floors.{}\n{END}\n",
@@ -556,23 +555,23 @@ mod tests {
             BatchShape::new(10, 10),
             BatchShape::new(1, 100),
         );
-        // One request at a time: a commit and a two-step mark per record.
+        // One request at a time: a commit and a mark per record.
         for shape in [distinct, spread, hot] {
-            assert_eq!(round_trips(shape, Settings::ONE_AT_A_TIME), 300);
+            assert_eq!(round_trips(shape, Settings::ONE_AT_A_TIME), 200);
         }
         let defaults = Settings {
             concurrency: 100,
             events_per_transaction: 25,
         };
-        assert_eq!(round_trips(distinct, defaults), 1 + 2);
-        assert_eq!(round_trips(spread, defaults), 1 + 2);
-        assert_eq!(round_trips(hot, defaults), 4 + 2);
+        assert_eq!(round_trips(distinct, defaults), 1 + 1);
+        assert_eq!(round_trips(spread, defaults), 1 + 1);
+        assert_eq!(round_trips(hot, defaults), 4 + 1);
         // Fewer keys in flight than keys: waves of commits and of marks.
         let narrow = Settings {
             concurrency: 32,
             events_per_transaction: 25,
         };
-        assert_eq!(round_trips(distinct, narrow), 4 + 4 * 2);
+        assert_eq!(round_trips(distinct, narrow), 4 + 4);
     }
 
     #[test]

@@ -448,9 +448,12 @@ fn costs(a: Accounting, notes: &mut Vec<String>) -> Section {
          three consumer batches, as one Lambda container keeps its client across invocations; the \
          first batch may open a few more connections than its concurrency, when a request starts \
          while another's connection is still on its way back to the pool. \
-         Capacity follows DynamoDB's rules: a transactional write costs twice a standard one, so \
-         the writer's two puts are 2 × 2 WCU and the pending-index entry 1 more; the consumer's \
-         ledger transaction is 2 × 2, the processed mark 1, and removing the index entry 1.",
+         Capacity follows DynamoDB's rules: a transactional write costs twice a standard one (and \
+         a global secondary index entry is one more write): the writer's transaction is the order, \
+         the outbox event (with its pending-index entry) and the customer's sequence counter, after \
+         one strongly consistent read of that counter; the consumer's transaction is the reward \
+         record, the ledger line, the balance and its progress, then one write marks the event \
+         (and removes its index entry).",
         a.orders
     ));
     Section {
