@@ -154,8 +154,11 @@ async fn run(cli: Cli) -> Result<()> {
             devkit::patterns::self_read::chaos::print_run(options).await
         }
         Command::Chaos {
-            orders, seed, yes, ..
-        } => chaos(orders, seed, yes).await,
+            orders,
+            seed,
+            yes,
+            pattern,
+        } => chaos(pattern, orders, seed, yes).await,
         Command::Smoke { build_dir, runner } => {
             let options = devkit::smoke::SmokeOptions {
                 build_dir,
@@ -179,7 +182,8 @@ async fn run(cli: Cli) -> Result<()> {
     }
 }
 
-async fn chaos(orders: usize, seed: u64, yes: bool) -> Result<()> {
+/// The chaos run of pattern 1 or 2 (pattern 3's has its own, on kinesalite).
+async fn chaos(pattern: devkit::Pattern, orders: usize, seed: u64, yes: bool) -> Result<()> {
     if let Some(endpoint) = devkit::local::external_endpoint() {
         if !devkit::local::is_local_endpoint(&endpoint) && !yes {
             confirm_remote_writes(&endpoint, orders)?;
@@ -188,14 +192,18 @@ async fn chaos(orders: usize, seed: u64, yes: bool) -> Result<()> {
     let started = std::time::Instant::now();
     // The functions' own metrics, read back from the EMF lines they wrote during the run.
     let metrics = devkit::metrics::Collector::install();
-    let report = devkit::chaos::run(devkit::chaos::ChaosOptions::new(orders, seed)).await?;
+    let options = devkit::chaos::ChaosOptions::new(orders, seed);
+    let report = match pattern {
+        devkit::Pattern::Cdc => devkit::patterns::cdc::chaos(options).await?,
+        _ => devkit::chaos::run(options).await?,
+    };
     for line in report.broken_invariants() {
         println!("{line}");
     }
     println!("{}", metrics.summary()?.render());
     println!("{}", report.summary());
     println!(
-        "({orders} orders, seed {seed}, {:.1} s, on {}: tables {} and {})",
+        "(pattern {pattern}, {orders} orders, seed {seed}, {:.1} s, on {}: tables {} and {})",
         started.elapsed().as_secs_f64(),
         report.endpoint,
         report.tables.orders,
