@@ -39,8 +39,8 @@ demo: ## The main job, locally: embedded DynamoDB, orders in, stream out, balanc
 
 local: demo ## Same as demo
 
-ddb: ## Serve the embedded DynamoDB with the template's tables on 127.0.0.1:8000 (LISTEN=host:port), stream trigger on (NO_TRIGGER=1: off)
-	$(DEVKIT) ddb $(if $(LISTEN),--listen $(LISTEN)) $(if $(NO_TRIGGER),,--trigger)
+ddb: ## Serve the embedded DynamoDB with the template's tables on 127.0.0.1:8000 (LISTEN=host:port, PATTERN=cdc|self-read: that pattern's tables), stream trigger on (NO_TRIGGER=1: off)
+	$(DEVKIT) ddb --pattern $(PATTERN) $(if $(LISTEN),--listen $(LISTEN)) $(if $(NO_TRIGGER),,--trigger)
 
 kinesis: kinesalite ## Serve kinesalite (the local Kinesis of pattern 3) on 127.0.0.1:4567 (PORT=n) with the template's streams
 	$(DEVKIT) kinesis $(if $(PORT),--port $(PORT))

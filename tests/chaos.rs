@@ -1,12 +1,13 @@
 //! A seeded, smaller chaos run (`make chaos` runs 10,000 orders): faults, duplicates, racing
-//! consumers and crashes, then every invariant of the outbox checked on the tables. And the
-//! checker itself, run over tables in which one promise is broken on purpose.
+//! consumers and crashes, then every invariant of the outbox checked on the tables; the same for
+//! pattern 2 (`make chaos PATTERN=cdc`). And the checker itself, run over tables in which one
+//! promise is broken on purpose.
 
 use std::collections::BTreeSet;
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use devkit::chaos::{check_invariants, run, ChaosOptions};
-use devkit::invariants::{Invariant, Violation};
+use devkit::invariants::{self, EventSource, Invariant, Violation};
 use devkit::proxy::{Fault, FaultPlan};
 use devkit::stack::in_process;
 use dynamodb_outbox::schema;
@@ -40,6 +41,77 @@ async fn nothing_is_lost_and_nothing_is_applied_twice_under_chaos() {
         "two mappings deliver every record"
     );
     report.verdict().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn under_cdc_nothing_is_lost_nothing_is_applied_twice_and_every_order_is_released() {
+    let report = devkit::patterns::cdc::chaos(ChaosOptions::new(250, 42))
+        .await
+        .unwrap();
+    println!("{}", report.summary());
+    assert!(report.violations.is_empty(), "{:#?}", report.violations);
+    assert!(report.orders_ok > 200, "{}", report.summary());
+    assert!(
+        report.proxy.fault(Fault::LostResponse) > 0
+            && report.crashes > 0
+            && report.duplicated_in_batch > 0,
+        "{}",
+        report.summary()
+    );
+    assert!(
+        report.deliveries >= 2 * report.orders_ok,
+        "two mappings deliver every record"
+    );
+    report.verdict().unwrap();
+}
+
+/// Pattern 2's checker on orders the CDC order-writer placed and no consumer read: each order
+/// is still marked and has no ledger entry, and nothing else is reported.
+#[tokio::test]
+async fn the_cdc_checker_reports_orders_still_marked_and_without_their_ledger_entry() {
+    let stack = devkit::Stack::start_pattern(devkit::Pattern::Cdc)
+        .await
+        .unwrap();
+    let store = stack.cdc_orders();
+    let mut acknowledged = BTreeSet::new();
+    for customer in ["c-1", "c-2"] {
+        let request = post_order(&order_body(customer, &[("A", 1, 1_200)]), &[]);
+        let response = order_service::handlers::order_api::handle(
+            &store,
+            lambda_runtime::LambdaEvent::new(request, lambda_runtime::Context::default()),
+        )
+        .await
+        .unwrap();
+        let reply = reply(response);
+        assert_eq!(reply.status, 201, "{:?}", reply.json);
+        acknowledged.insert(reply.json["order_id"].as_str().unwrap().to_owned());
+    }
+    let check = |orders: &[Item], rewards: &[Item]| {
+        invariants::check_source(orders, rewards, &acknowledged, EventSource::OrderItems)
+    };
+    let before = check(
+        &scan(&stack, &stack.tables.orders).await,
+        &scan(&stack, &stack.tables.rewards).await,
+    );
+    assert_eq!(
+        invariants_broken(&before),
+        BTreeSet::from([
+            Invariant::OrderIsReleased,
+            Invariant::OrderHasOneLedgerEntry
+        ]),
+        "{before:#?}"
+    );
+    assert_eq!(before.len(), 4, "two of each: {before:#?}");
+
+    let mut trigger = stack
+        .trigger(devkit::stack::in_process_changes(stack.service(), 4))
+        .unwrap();
+    trigger.drain().await.unwrap();
+    let after = check(
+        &scan(&stack, &stack.tables.orders).await,
+        &scan(&stack, &stack.tables.rewards).await,
+    );
+    assert!(after.is_empty(), "{after:#?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,13 +1,17 @@
 //! Every file in `events/` is what `sam local invoke -e` would send: each one deserializes into
-//! its handler's real input type and is handled against the local DynamoDB as expected.
+//! its handler's real input type and is handled against the local DynamoDB (and, for pattern 3,
+//! kinesalite) as expected; the environment files cover every function of every template.
 
 use std::path::{Path, PathBuf};
 
 use aws_lambda_events::apigw::ApiGatewayV2httpRequest;
 use aws_lambda_events::dynamodb::Event;
+use aws_lambda_events::kinesis::KinesisEvent;
+use devkit::patterns::self_read::{SelfReadStack, ORDER_HISTORY_FUNCTION, REWARDS_FUNCTION};
 use lambda_runtime::{Context, LambdaEvent};
+use order_service::self_read::history;
 use outbox_tests::*;
-use rewards_service::handlers::{stream, sweeper};
+use rewards_service::handlers::{kinesis as rewards_kinesis, stream, sweeper};
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
@@ -69,11 +73,30 @@ const STREAM: &[(&str, usize, usize, usize, usize, usize)] = &[
 const CDC_STREAM: (&str, usize, usize) =
     ("events/stream-consumer/cdc-order-insert-batch.json", 2, 1);
 
+/// Pattern 3's requests to the order-publisher: (file, expected status), in this order; the
+/// GET before and after the Kinesis batch below is handled.
+const SELF_READ_HTTP: &[(&str, i64)] = &[
+    ("events/order-publisher/place-order.json", 202),
+    ("events/order-publisher/place-order-keyed.json", 202),
+    ("events/order-publisher/invalid-order.json", 400),
+    ("events/order-publisher/get-order.json", 404),
+];
+const SELF_READ_GET: &str = "events/order-publisher/get-order.json";
+
+/// Pattern 3's Kinesis batch, one file per consumer function: (file, applied, duplicates).
+const SELF_READ_KINESIS: &[(&str, usize, usize)] = &[
+    ("events/order-history/order-events.json", 2, 1),
+    ("events/rewards-kinesis-consumer/order-events.json", 2, 1),
+];
+
 const OTHER: &[&str] = &[
     "events/outbox-sweeper/scheduled.json",
     "events/env.json",
     devkit::samples::WATCH_ENV_PATH,
 ];
+
+/// The patterns' own environment files (`devkit::samples::env_paths`).
+const PATTERNS: [devkit::Pattern; 2] = [devkit::Pattern::Cdc, devkit::Pattern::SelfRead];
 
 #[tokio::test]
 async fn every_sample_event_deserializes_and_is_handled() {
@@ -180,6 +203,81 @@ async fn the_cdc_sample_batch_is_handled_by_the_pattern_2_consumer() {
     assert_eq!(balance(&stack, "c-17").await, (19, 1));
 }
 
+#[tokio::test]
+async fn the_self_read_samples_are_answered_by_the_order_publisher_and_handled_by_both_consumers() {
+    let Some(stack) = SelfReadStack::start_or_skip("sample_events: pattern 3's samples")
+        .await
+        .expect("the self-read stack (kinesalite and the embedded DynamoDB)")
+    else {
+        return;
+    };
+    let publisher = stack.publisher();
+    for (path, status) in SELF_READ_HTTP {
+        let r = reply(stack.call(&publisher, read(path)).await);
+        assert_eq!(r.status, *status, "{path}: {:?}", r.json);
+    }
+    let env: serde_json::Value = read(devkit::samples::env_paths(devkit::Pattern::SelfRead).0);
+    for (path, applied, duplicates) in SELF_READ_KINESIS {
+        let mut event: KinesisEvent = read(path);
+        // `sam local invoke` runs the sample with the pattern's env.json: the consumers accept
+        // records of that stream only, so that is the stream the samples name.
+        let function = if path.contains("order-history") {
+            ORDER_HISTORY_FUNCTION
+        } else {
+            REWARDS_FUNCTION
+        };
+        let stream = env[function][service_runtime::config::ORDER_EVENTS_STREAM]
+            .as_str()
+            .unwrap();
+        for record in &mut event.records {
+            let arn = record.event_source_arn.as_deref().unwrap_or_default();
+            assert_eq!(
+                dynamodb_outbox::kinesis_stream(arn),
+                Some(stream),
+                "{path}: {arn}"
+            );
+            record.event_source_arn = Some(stack.stream.arn.clone());
+        }
+        let (outcome, response) = if function == ORDER_HISTORY_FUNCTION {
+            let processor = stack.history_processor();
+            let outcome = processor.process_kinesis(&event.records).await;
+            let response = history::handle(&processor, LambdaEvent::new(event, Context::default()))
+                .await
+                .unwrap();
+            (outcome, response)
+        } else {
+            let processor = stack.rewards_processor();
+            let outcome = processor.process_kinesis(&event.records).await;
+            let response =
+                rewards_kinesis::handle(&processor, LambdaEvent::new(event, Context::default()))
+                    .await
+                    .unwrap();
+            (outcome, response)
+        };
+        assert_eq!(
+            (outcome.applied, outcome.duplicates, outcome.failures.len()),
+            (*applied, *duplicates, 0),
+            "{path}"
+        );
+        // The function's entry point with the same batch (a redelivery): nothing fails.
+        assert_eq!(response.batch_item_failures.len(), 0, "{path}");
+    }
+    let after = reply(stack.call(&publisher, read(SELF_READ_GET)).await);
+    assert_eq!(
+        after.status, 200,
+        "{SELF_READ_GET} after order-history: {:?}",
+        after.json
+    );
+    assert_eq!(after.json["customer_id"], "c-21");
+    // c-21's keyed order: 2 x 15.00 = 30 points; c-23's: 4 x 2.50 = 10 points.
+    for (customer, points) in [("c-21", 30), ("c-23", 10)] {
+        let page = rewards_service::service::rewards_of(&stack.rewards, customer, Some(10), None)
+            .await
+            .unwrap();
+        assert_eq!((page.points, page.entries.len()), (points, 1), "{customer}");
+    }
+}
+
 #[test]
 fn the_env_vars_file_covers_every_function_variable_of_the_template() {
     let env: serde_json::Value = read(OTHER[1]);
@@ -203,6 +301,68 @@ fn the_env_vars_file_covers_every_function_variable_of_the_template() {
     }
 }
 
+/// Each pattern template's functions, in the pattern's own env.json (their ids clash with the
+/// root template's, with other values) and local.env (one environment for all its functions).
+#[test]
+fn each_patterns_env_files_cover_every_function_variable_of_its_template() {
+    for pattern in PATTERNS {
+        let (env_json, local_env) = devkit::samples::env_paths(pattern);
+        let env: serde_json::Value = read(env_json);
+        let template = devkit::Template::load(&pattern.template_path()).unwrap();
+        let functions = template.functions().unwrap();
+        let keys: Vec<&String> = env.as_object().unwrap().keys().collect();
+        assert_eq!(
+            keys.len(),
+            functions.len(),
+            "{pattern}: {env_json}: {keys:?}"
+        );
+        let text = std::fs::read_to_string(root().join(local_env)).unwrap();
+        let watch: std::collections::BTreeMap<&str, &str> = text
+            .lines()
+            .filter(|line| !line.starts_with('#') && !line.is_empty())
+            .map(|line| line.split_once('=').expect("KEY=VALUE"))
+            .collect();
+        for function in functions.iter().map(|f| f.logical_id.as_str()) {
+            for (name, value) in template.function_environment(function).unwrap() {
+                let expected = value
+                    .as_str()
+                    .map_or_else(|| value.to_string(), str::to_owned);
+                assert_eq!(
+                    env[function][&name].as_str(),
+                    Some(expected.as_str()),
+                    "{pattern}: {function}.{name} in {env_json}"
+                );
+                assert_eq!(
+                    watch.get(name.as_str()),
+                    Some(&expected.as_str()),
+                    "{pattern}: {name} in {local_env}"
+                );
+            }
+            if template
+                .function_environment(function)
+                .unwrap()
+                .contains_key(service_runtime::config::ORDER_EVENTS_STREAM)
+            {
+                assert!(
+                    env[function]["AWS_ENDPOINT_URL_KINESIS"].is_string(),
+                    "{pattern}: {function} reads the stream: {env_json} points it at make kinesis"
+                );
+            }
+        }
+        assert_eq!(
+            std::fs::read_to_string(root().join(env_json)).unwrap(),
+            serde_json::to_string_pretty(&devkit::samples::env_vars(&template).unwrap()).unwrap()
+                + "\n",
+            "{env_json} is stale: run `make events`"
+        );
+        assert_eq!(
+            text,
+            devkit::samples::watch_env(&template).unwrap(),
+            "{local_env} is stale: run `make events`"
+        );
+    }
+}
+
 #[test]
 fn every_file_in_events_is_covered_and_matches_what_make_events_generates() {
     let mut files = Vec::new();
@@ -212,7 +372,13 @@ fn every_file_in_events_is_covered_and_matches_what_make_events_generates() {
         .map(|h| h.0)
         .chain(STREAM.iter().map(|s| s.0))
         .chain([CDC_STREAM.0])
+        .chain(SELF_READ_HTTP.iter().map(|h| h.0))
+        .chain(SELF_READ_KINESIS.iter().map(|k| k.0))
         .chain(OTHER.iter().copied())
+        .chain(PATTERNS.iter().flat_map(|p| {
+            let (env_json, local_env) = devkit::samples::env_paths(*p);
+            [env_json, local_env]
+        }))
         .collect();
     for file in &files {
         assert!(

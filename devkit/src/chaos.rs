@@ -14,6 +14,7 @@ use dynamodb_outbox::{Hooked, ItemKey, StoreError, StoreHooks};
 use futures::stream::{self, StreamExt};
 use order_service::handlers::order_api;
 use order_service::store::dynamodb::DynamoOrderStore;
+use order_service::store::OrderStore;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use rewards_service::service;
@@ -171,7 +172,7 @@ impl StoreHooks for CrashBeforeMark {
 }
 
 /// Delivers some records of each batch twice, as an at-least-once source may.
-fn duplicating<I: Invoke + 'static>(
+pub(crate) fn duplicating<I: Invoke + 'static>(
     inner: I,
     probability: f64,
     seed: u64,
@@ -219,81 +220,13 @@ pub async fn run(opts: ChaosOptions) -> Result<ChaosReport> {
     let proxy = FaultProxy::start(&stack.dynamo.endpoint, opts.faults.clone()).await?;
     let mut report = ChaosReport::default();
     let mut rng = SmallRng::seed_from_u64(opts.seed);
-    let customers = (opts.orders / 10).clamp(1, 500);
 
-    // 1. Orders, concurrently, through the order-writer's handler and the proxy. Clients retry
-    //    a 5xx up to three times with the same Idempotency-Key when they sent one.
+    // 1. Orders, concurrently, through the order-writer's handler and the proxy.
     let writer = DynamoOrderStore::new(
         stack.dynamo.client_via(&proxy.endpoint).await,
         &stack.tables.orders,
     );
-    let requests: Vec<(String, Option<String>)> = (0..opts.orders)
-        .map(|i| {
-            let body = json!({
-                "customer_id": format!("cust-{}", rng.random_range(0..customers)),
-                "currency": "EUR",
-                "items": (0..rng.random_range(1..=3)).map(|j| json!({
-                    "sku": format!("SKU-{j}"), "quantity": rng.random_range(1..=5), "unit_price_cents": rng.random_range(0..=20_000)
-                })).collect::<Vec<_>>()
-            })
-            .to_string();
-            let key = rng.random_bool(0.5).then(|| format!("chaos-{}-{i}", opts.seed));
-            (body, key)
-        })
-        .collect();
-    let retries = AtomicU64::new(0);
-    let outcomes: Vec<Outcome> = stream::iter(requests)
-        .map(|(body, key)| {
-            let (writer, retries) = (&writer, &retries);
-            async move {
-                let headers: Vec<(&str, &str)> = key
-                    .as_deref()
-                    .map(|k| vec![("idempotency-key", k)])
-                    .unwrap_or_default();
-                let attempts = if key.is_some() { 4 } else { 1 };
-                for attempt in 0..attempts {
-                    if attempt > 0 {
-                        retries.fetch_add(1, Ordering::Relaxed);
-                    }
-                    let Ok(req) = api_request("POST", "/orders", Some(body.clone()), &headers)
-                    else {
-                        return Outcome::Failed;
-                    };
-                    // Through the Lambda handler, so the run's metrics are the function's own.
-                    let event =
-                        lambda_runtime::LambdaEvent::new(req, lambda_runtime::Context::default());
-                    let Ok(response) = order_api::handle(writer, event).await else {
-                        return Outcome::Failed;
-                    };
-                    match response.status_code {
-                        201 => return Outcome::Acknowledged(order_id_of(response.body.as_ref())),
-                        500..=599 => continue,
-                        _ => return Outcome::Failed,
-                    }
-                }
-                Outcome::Failed
-            }
-        })
-        .buffer_unordered(opts.concurrency)
-        .collect()
-        .await;
-    let mut acknowledged = BTreeSet::new();
-    let mut acknowledged_without_id = 0;
-    for outcome in &outcomes {
-        match outcome {
-            Outcome::Acknowledged(Some(order_id)) => {
-                acknowledged.insert(order_id.clone());
-            }
-            Outcome::Acknowledged(None) => acknowledged_without_id += 1,
-            Outcome::Failed => report.orders_failed += 1,
-        }
-    }
-    report.orders_ok = outcomes.len() - report.orders_failed;
-    report.client_retries = retries.load(Ordering::Relaxed) as usize;
-    // Not worth going on: without the proxy in the path, the rest would test nothing either.
-    if opts.orders > 0 && proxy.stats().total_requests() == 0 {
-        bail!("{}", no_faults_sentence(&proxy.stats()));
-    }
+    let acknowledged = place_orders(&writer, &opts, &mut rng, &proxy, &mut report).await?;
 
     // 2. Two mappings race on the same shard, each a separate consumer "process" that crashes
     //    between its writes now and then; mapping A also duplicates records within batches.
@@ -352,16 +285,110 @@ pub async fn run(opts: ChaosOptions) -> Result<ChaosReport> {
         }
     }
     report.proxy = proxy.stats();
-    report.violations = check_invariants(&stack, &acknowledged).await?;
-    for _ in 0..acknowledged_without_id {
-        report.violations.push(Violation {
-            invariant: invariants::Invariant::AcknowledgedOrderIsStored,
-            evidence: "a 201 response named no order_id".into(),
-        });
-    }
+    report.violations = check_invariants(&stack, &acknowledged.acknowledged).await?;
+    report.violations.extend(unnamed_orders(&acknowledged));
     report.endpoint = stack.dynamo.endpoint.clone();
     report.tables = stack.tables.clone();
     Ok(report)
+}
+
+/// What the order API acknowledged (201): the order ids its answers named, and how many named none.
+pub(crate) struct Placed {
+    pub acknowledged: BTreeSet<String>,
+    pub acknowledged_without_id: usize,
+}
+
+/// `opts.orders` random orders of `opts.orders / 10` customers (at most 500), `opts.concurrency`
+/// at once, through the order-writer's handler over `writer` (whose client goes through the
+/// proxy). Clients retry a 5xx up to three times with the same Idempotency-Key when they sent
+/// one.
+pub(crate) async fn place_orders<S: OrderStore>(
+    writer: &S,
+    opts: &ChaosOptions,
+    rng: &mut SmallRng,
+    proxy: &FaultProxy,
+    report: &mut ChaosReport,
+) -> Result<Placed> {
+    let customers = (opts.orders / 10).clamp(1, 500);
+    let requests: Vec<(String, Option<String>)> = (0..opts.orders)
+        .map(|i| {
+            let body = json!({
+                "customer_id": format!("cust-{}", rng.random_range(0..customers)),
+                "currency": "EUR",
+                "items": (0..rng.random_range(1..=3)).map(|j| json!({
+                    "sku": format!("SKU-{j}"), "quantity": rng.random_range(1..=5), "unit_price_cents": rng.random_range(0..=20_000)
+                })).collect::<Vec<_>>()
+            })
+            .to_string();
+            let key = rng.random_bool(0.5).then(|| format!("chaos-{}-{i}", opts.seed));
+            (body, key)
+        })
+        .collect();
+    let retries = AtomicU64::new(0);
+    let outcomes: Vec<Outcome> = stream::iter(requests)
+        .map(|(body, key)| {
+            let (writer, retries) = (writer, &retries);
+            async move {
+                let headers: Vec<(&str, &str)> = key
+                    .as_deref()
+                    .map(|k| vec![("idempotency-key", k)])
+                    .unwrap_or_default();
+                let attempts = if key.is_some() { 4 } else { 1 };
+                for attempt in 0..attempts {
+                    if attempt > 0 {
+                        retries.fetch_add(1, Ordering::Relaxed);
+                    }
+                    let Ok(req) = api_request("POST", "/orders", Some(body.clone()), &headers)
+                    else {
+                        return Outcome::Failed;
+                    };
+                    // Through the Lambda handler, so the run's metrics are the function's own.
+                    let event =
+                        lambda_runtime::LambdaEvent::new(req, lambda_runtime::Context::default());
+                    let Ok(response) = order_api::handle(writer, event).await else {
+                        return Outcome::Failed;
+                    };
+                    match response.status_code {
+                        201 => return Outcome::Acknowledged(order_id_of(response.body.as_ref())),
+                        500..=599 => continue,
+                        _ => return Outcome::Failed,
+                    }
+                }
+                Outcome::Failed
+            }
+        })
+        .buffer_unordered(opts.concurrency)
+        .collect()
+        .await;
+    let mut acknowledged = BTreeSet::new();
+    let mut acknowledged_without_id = 0;
+    for outcome in &outcomes {
+        match outcome {
+            Outcome::Acknowledged(Some(order_id)) => {
+                acknowledged.insert(order_id.clone());
+            }
+            Outcome::Acknowledged(None) => acknowledged_without_id += 1,
+            Outcome::Failed => report.orders_failed += 1,
+        }
+    }
+    report.orders_ok = outcomes.len() - report.orders_failed;
+    report.client_retries = retries.load(Ordering::Relaxed) as usize;
+    // Not worth going on: without the proxy in the path, the rest would test nothing either.
+    if opts.orders > 0 && proxy.stats().total_requests() == 0 {
+        bail!("{}", no_faults_sentence(&proxy.stats()));
+    }
+    Ok(Placed {
+        acknowledged,
+        acknowledged_without_id,
+    })
+}
+
+/// Every 201 that named no order id is a broken promise of its own.
+pub(crate) fn unnamed_orders(placed: &Placed) -> impl Iterator<Item = Violation> {
+    (0..placed.acknowledged_without_id).map(|_| Violation {
+        invariant: invariants::Invariant::AcknowledgedOrderIsStored,
+        evidence: "a 201 response named no order_id".into(),
+    })
 }
 
 /// The outbox's promises, checked on the tables (read directly, not through the proxy).

@@ -26,6 +26,17 @@ pub enum Invariant {
     BalanceIsTheSumOfItsLedger,
     EventIsProcessed,
     ProcessedEventExpires,
+    /// Pattern 2: the order item is the event; these replace the outbox event's.
+    OrderHasOneLedgerEntry,
+    OrderIsReleased,
+}
+
+/// Where the events a run checks live: outbox items beside the orders (pattern 1), or the order
+/// items themselves with their pending marker (pattern 2, CDC).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventSource {
+    OutboxItems,
+    OrderItems,
 }
 
 impl Invariant {
@@ -45,6 +56,10 @@ impl Invariant {
             }
             Self::EventIsProcessed => "no outbox event left unprocessed (pending or parked)",
             Self::ProcessedEventExpires => "every processed outbox event carries expires_at",
+            Self::OrderHasOneLedgerEntry => "every stored order has exactly one ledger entry",
+            Self::OrderIsReleased => {
+                "no order item left with its pending marker (waiting for rewards, or in the pending index)"
+            }
         }
     }
 }
@@ -108,6 +123,15 @@ fn key(table: &str, item: &Item) -> String {
     )
 }
 
+/// An order item still waiting for rewards, or still in the pending index.
+fn still_marked(item: &Item) -> bool {
+    let waiting = item
+        .get(schema::WAITING_CONSUMERS)
+        .and_then(|v| v.as_ss().ok())
+        .is_some_and(|consumers| consumers.iter().any(|c| c == REWARDS));
+    waiting || item.contains_key(schema::PENDING_PK)
+}
+
 struct StoredOrder {
     customer: Option<String>,
     points: Option<i64>,
@@ -125,6 +149,21 @@ pub fn check(
     orders_table: &[Item],
     rewards_table: &[Item],
     acknowledged: &BTreeSet<String>,
+) -> Vec<Violation> {
+    check_source(
+        orders_table,
+        rewards_table,
+        acknowledged,
+        EventSource::OutboxItems,
+    )
+}
+
+/// [`check`] for the pattern whose events live in `source`.
+pub fn check_source(
+    orders_table: &[Item],
+    rewards_table: &[Item],
+    acknowledged: &BTreeSet<String>,
+    source: EventSource,
 ) -> Vec<Violation> {
     let mut violations = Vec::new();
     let mut broken = |invariant, evidence: String| {
@@ -147,6 +186,9 @@ pub fn check(
                 let Some(order_id) = text(item, "order_id").or(order_of_key) else {
                     continue;
                 };
+                if source == EventSource::OrderItems && still_marked(item) {
+                    broken(Invariant::OrderIsReleased, key(ORDERS_TABLE_ID, item));
+                }
                 orders.insert(
                     order_id,
                     StoredOrder {
@@ -264,7 +306,17 @@ pub fn check(
     for order_id in orders.keys() {
         let events = events_of.get(order_id).unwrap_or(&no_keys);
         let ledger = ledger_of_order.get(order_id).unwrap_or(&no_keys);
-        if events.len() != 1 || ledger.len() != 1 {
+        if source == EventSource::OrderItems {
+            if ledger.len() != 1 {
+                broken(
+                    Invariant::OrderHasOneLedgerEntry,
+                    format!(
+                        "order {order_id}: {} ledger entries {ledger:?}",
+                        ledger.len()
+                    ),
+                );
+            }
+        } else if events.len() != 1 || ledger.len() != 1 {
             broken(
                 Invariant::OrderHasOneEventAndOneLedgerEntry,
                 format!(

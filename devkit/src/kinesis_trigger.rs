@@ -15,7 +15,7 @@ use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 
 use anyhow::{anyhow, Context, Result};
-use aws_lambda_events::kinesis::KinesisEvent;
+use aws_lambda_events::kinesis::{KinesisEvent, KinesisEventRecord};
 use aws_lambda_events::streams::KinesisEventResponse;
 use aws_sdk_kinesis::primitives::{DateTime, DateTimeFormat};
 use aws_sdk_kinesis::types::{Record, ShardIteratorType};
@@ -177,6 +177,104 @@ impl<I: InvokeKinesis> KinesisTrigger<I> {
         };
         self.collect_shard_results();
         result.map(drop)
+    }
+
+    /// What the mapping would pass on from the start of the stream, every shard's records in
+    /// Lambda's shape after the filters, without invoking anything or moving a checkpoint: for a
+    /// test that invokes a handler by hand, as a crashed or reordered delivery would.
+    pub async fn mapped_records(&mut self) -> Result<Vec<KinesisEventRecord>> {
+        self.refresh_shards().await?;
+        let (shared, shards) = self.split();
+        let mut mapped = Vec::new();
+        for shard in shards.keys() {
+            let mut reader = ShardPosition::default();
+            loop {
+                let (records, next, behind) = reader.read(shard, &shared).await?;
+                let read_any = !records.is_empty();
+                for record in records {
+                    if filter::passes(&shared.source.filter_patterns, &record.filterable) {
+                        mapped.push(
+                            serde_json::from_value(record.lambda_shape)
+                                .context("a record in Lambda's Kinesis shape")?,
+                        );
+                    }
+                }
+                reader.iterator = next;
+                if reader.iterator.is_none() || !(read_any || behind) {
+                    break;
+                }
+            }
+        }
+        Ok(mapped)
+    }
+
+    /// Takes back a batch the mapping gave up on, from the message it sent to the on-failure
+    /// destination: Lambda sends only the shard and the sequence range, and the records stay in
+    /// the stream for its retention period (24 hours in the template), so the range is read
+    /// again and delivered with the mapping's own rules (filters, retries, bisect; a batch that
+    /// fails again is reported to [`Self::on_failure`] again). The checkpoints do not move.
+    pub async fn redrive(&mut self, message: &Json) -> Result<&TriggerStats> {
+        let info = &message["KinesisBatchInfo"];
+        let field = |name: &str| {
+            info[name].as_str().map(str::to_owned).ok_or_else(|| {
+                anyhow!("the on-failure message has no KinesisBatchInfo.{name}: {message}")
+            })
+        };
+        let (shard, start, end) = (
+            field("shardId")?,
+            field("startSequenceNumber")?,
+            field("endSequenceNumber")?,
+        );
+        let (shared, _) = self.split();
+        let mut position = ShardPosition {
+            iterator: Some(
+                shared
+                    .client
+                    .get_shard_iterator()
+                    .stream_name(&shared.stream.name)
+                    .shard_id(&shard)
+                    .shard_iterator_type(ShardIteratorType::AtSequenceNumber)
+                    .starting_sequence_number(&start)
+                    .send()
+                    .await
+                    .map_err(|e| anyhow!("GetShardIterator {shard} at {start}: {}", sdk_error(e)))?
+                    .shard_iterator
+                    .ok_or_else(|| anyhow!("GetShardIterator {shard}: no iterator"))?,
+            ),
+            ..ShardPosition::default()
+        };
+        let mut reached_end = false;
+        while !reached_end {
+            let (records, next, behind) = position.read(&shard, &shared).await?;
+            position.iterator = next;
+            if records.is_empty() && (!behind || position.iterator.is_none()) {
+                break;
+            }
+            let mut batch = Vec::new();
+            for record in records {
+                if reached_end {
+                    break;
+                }
+                reached_end = record.sequence_number == end;
+                position.stats.records_read += 1;
+                if filter::passes(&shared.source.filter_patterns, &record.filterable) {
+                    batch.push(record);
+                } else {
+                    position.stats.filtered_out += 1;
+                }
+            }
+            if !batch.is_empty() {
+                position.deliver(&shard, &shared, batch).await?;
+            }
+        }
+        if !reached_end {
+            return Err(anyhow!(
+                "{shard} ends before {end}: the batch's records left the stream (past its retention?)"
+            ));
+        }
+        self.stats.add(&position.stats);
+        self.on_failure.append(&mut position.on_failure);
+        Ok(&self.stats)
     }
 
     async fn refresh_shards(&mut self) -> Result<()> {

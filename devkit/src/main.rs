@@ -45,6 +45,9 @@ enum Command {
         /// Also run the stream trigger, delivering outbox events to the consumer in process.
         #[arg(long)]
         trigger: bool,
+        /// outbox, cdc or self-read: whose template's tables to serve.
+        #[arg(long, default_value_t = devkit::Pattern::Outbox)]
+        pattern: devkit::Pattern,
     },
     /// Serve kinesalite (the local Kinesis of pattern 3) with the template's Kinesis streams.
     Kinesis {
@@ -135,9 +138,16 @@ async fn run(cli: Cli) -> Result<()> {
         }
         Command::Ddb {
             listen,
+            trigger,
+            pattern: devkit::Pattern::SelfRead,
+            ..
+        } => self_read_ddb(listen, trigger).await,
+        Command::Ddb {
+            listen,
             ttl_every,
             trigger,
-        } => ddb(listen, ttl_every, trigger).await,
+            pattern,
+        } => ddb(listen, ttl_every, trigger, pattern).await,
         Command::Kinesis { port } => kinesis(port).await,
         Command::Trigger {
             follow,
@@ -154,8 +164,11 @@ async fn run(cli: Cli) -> Result<()> {
             devkit::patterns::self_read::chaos::print_run(options).await
         }
         Command::Chaos {
-            orders, seed, yes, ..
-        } => chaos(orders, seed, yes).await,
+            orders,
+            seed,
+            yes,
+            pattern,
+        } => chaos(pattern, orders, seed, yes).await,
         Command::Smoke { build_dir, runner } => {
             let options = devkit::smoke::SmokeOptions {
                 build_dir,
@@ -179,7 +192,8 @@ async fn run(cli: Cli) -> Result<()> {
     }
 }
 
-async fn chaos(orders: usize, seed: u64, yes: bool) -> Result<()> {
+/// The chaos run of pattern 1 or 2 (pattern 3's has its own, on kinesalite).
+async fn chaos(pattern: devkit::Pattern, orders: usize, seed: u64, yes: bool) -> Result<()> {
     if let Some(endpoint) = devkit::local::external_endpoint() {
         if !devkit::local::is_local_endpoint(&endpoint) && !yes {
             confirm_remote_writes(&endpoint, orders)?;
@@ -188,14 +202,18 @@ async fn chaos(orders: usize, seed: u64, yes: bool) -> Result<()> {
     let started = std::time::Instant::now();
     // The functions' own metrics, read back from the EMF lines they wrote during the run.
     let metrics = devkit::metrics::Collector::install();
-    let report = devkit::chaos::run(devkit::chaos::ChaosOptions::new(orders, seed)).await?;
+    let options = devkit::chaos::ChaosOptions::new(orders, seed);
+    let report = match pattern {
+        devkit::Pattern::Cdc => devkit::patterns::cdc::chaos(options).await?,
+        _ => devkit::chaos::run(options).await?,
+    };
     for line in report.broken_invariants() {
         println!("{line}");
     }
     println!("{}", metrics.summary()?.render());
     println!("{}", report.summary());
     println!(
-        "({orders} orders, seed {seed}, {:.1} s, on {}: tables {} and {})",
+        "(pattern {pattern}, {orders} orders, seed {seed}, {:.1} s, on {}: tables {} and {})",
         started.elapsed().as_secs_f64(),
         report.endpoint,
         report.tables.orders,
@@ -231,9 +249,13 @@ fn confirm_remote_writes(endpoint: &str, orders: usize) -> Result<()> {
 async fn kinesis(port: u16) -> Result<()> {
     let kinesis = devkit::kinesis::LocalKinesis::serve_on(port).await?;
     println!("Kinesis (kinesalite) listening on {}", kinesis.endpoint);
-    let streams = Template::load_default()?.kinesis_streams()?;
+    let template_path = devkit::Pattern::SelfRead.template_path();
+    let streams = Template::load(&template_path)?.kinesis_streams()?;
     if streams.is_empty() {
-        println!("template.yaml declares no AWS::Kinesis::Stream: no streams created");
+        println!(
+            "{} declares no AWS::Kinesis::Stream: no streams created",
+            template_path.display()
+        );
     }
     for spec in streams {
         let stream = kinesis.create_stream(&spec.name, spec.shard_count).await?;
@@ -244,9 +266,41 @@ async fn kinesis(port: u16) -> Result<()> {
     Ok(())
 }
 
-async fn ddb(listen: SocketAddr, ttl_every: u64, with_trigger: bool) -> Result<()> {
+/// `make ddb PATTERN=self-read`: the pattern's two tables, without a stream or TTL (its
+/// consumers read Kinesis: `make kinesis`).
+async fn self_read_ddb(listen: SocketAddr, with_trigger: bool) -> Result<()> {
+    if with_trigger {
+        println!(
+            "no stream trigger: pattern 3's consumers read the Kinesis stream of make kinesis"
+        );
+    }
     let dynamo = LocalDynamo::embedded(listen).await?;
-    let stack = Stack::on(dynamo).await?;
+    let template = Template::load(&devkit::Pattern::SelfRead.template_path())?;
+    println!(
+        "DynamoDB (embedded dynoxide) listening on {}",
+        dynamo.endpoint
+    );
+    for logical_id in [
+        devkit::local::ORDERS_TABLE_ID,
+        devkit::local::REWARDS_TABLE_ID,
+    ] {
+        let spec = template.table(logical_id)?;
+        devkit::local::create_table(&dynamo.client, &spec, &spec.name).await?;
+        println!("table: {}", spec.name);
+    }
+    println!("from sam local (Docker): sam local invoke -t patterns/self-read/template.yaml <Function> -e events/... --env-vars events/patterns/self-read/env.json (with make kinesis)");
+    let _ = tokio::signal::ctrl_c().await;
+    Ok(())
+}
+
+async fn ddb(
+    listen: SocketAddr,
+    ttl_every: u64,
+    with_trigger: bool,
+    pattern: devkit::Pattern,
+) -> Result<()> {
+    let dynamo = LocalDynamo::embedded(listen).await?;
+    let stack = Stack::on_pattern(dynamo, pattern).await?;
     println!(
         "DynamoDB (embedded dynoxide) listening on {}",
         stack.dynamo.endpoint
@@ -256,7 +310,12 @@ async fn ddb(listen: SocketAddr, ttl_every: u64, with_trigger: bool) -> Result<(
         stack.tables.orders, stack.tables.orders_stream_arn, stack.tables.rewards
     );
     println!("use it with: AWS_ENDPOINT_URL={} AWS_REGION=us-east-1 AWS_ACCESS_KEY_ID=local AWS_SECRET_ACCESS_KEY=local", stack.dynamo.endpoint);
-    println!("from sam local (Docker): sam local invoke <Function> -e events/... --env-vars events/env.json");
+    let (env_json, _) = devkit::samples::env_paths(pattern);
+    let template_flag = match pattern {
+        devkit::Pattern::Outbox => String::new(),
+        other => format!("-t patterns/{other}/template.yaml "),
+    };
+    println!("from sam local (Docker): sam local invoke {template_flag}<Function> -e events/... --env-vars {env_json}");
     if ttl_every > 0 {
         let db = stack.dynamo.database();
         tokio::spawn(async move {
@@ -279,13 +338,18 @@ async fn ddb(listen: SocketAddr, ttl_every: u64, with_trigger: bool) -> Result<(
     };
     if with_trigger {
         println!("stream trigger: delivering outbox events to the stream consumer in process");
-        let mut trigger = stack
-            .trigger(in_process(
-                stack.service(),
-                service_runtime::config::DEFAULT_CONCURRENCY,
-            ))?
-            .with_on_failure_file(".local/stream-failures.jsonl".into());
-        trigger.follow(Duration::from_millis(500), stop).await?;
+        let concurrency = service_runtime::config::DEFAULT_CONCURRENCY;
+        let failures: PathBuf = ".local/stream-failures.jsonl".into();
+        if pattern == devkit::Pattern::Cdc {
+            let consumer = devkit::stack::in_process_changes(stack.service(), concurrency);
+            let mut trigger = stack.trigger(consumer)?.with_on_failure_file(failures);
+            trigger.follow(Duration::from_millis(500), stop).await?;
+        } else {
+            let mut trigger = stack
+                .trigger(in_process(stack.service(), concurrency))?
+                .with_on_failure_file(failures);
+            trigger.follow(Duration::from_millis(500), stop).await?;
+        }
     } else {
         stop.await;
     }

@@ -13,6 +13,7 @@ use rewards_service::consumer::NAME as REWARDS;
 use serde_dynamo::{AttributeValue, Item};
 use serde_json::{json, Value as Json};
 
+use crate::pattern::Pattern;
 use crate::template::Template;
 
 /// Fixed ids and times, so regenerating the samples gives the same files.
@@ -20,6 +21,12 @@ const WHEN: i64 = 1_790_000_000;
 const STREAM_ARN: &str = "arn:aws:dynamodb:us-east-1:123456789012:table/outbox-dev-orders/stream/2026-11-26T00:00:00.000";
 /// The key of the idempotent sample: the order it creates is the one `get-order.json` reads.
 pub const SAMPLE_IDEMPOTENCY_KEY: &str = "sample-checkout-0001";
+/// Pattern 3's keyed sample: `order-publisher/get-order.json` reads its order, which the
+/// Kinesis samples carry.
+pub const SELF_READ_IDEMPOTENCY_KEY: &str = "sample-checkout-0003";
+/// Pattern 3's stream as the template names it with its default stage.
+const SELF_READ_STREAM_ARN: &str =
+    "arn:aws:kinesis:us-east-1:123456789012:stream/self-read-dev-order-events";
 
 pub struct Sample {
     pub path: &'static str,
@@ -293,6 +300,7 @@ pub fn samples(template: &Template) -> Result<Vec<Sample>> {
         "events/stream-consumer/cdc-order-insert-batch.json",
         json!({"Records": [insert(10, o1.clone())?, insert(11, o2)?, insert(10, o1)?]}),
     );
+    self_read_samples(&mut add)?;
     add(
         "events/outbox-sweeper/scheduled.json",
         json!({
@@ -303,6 +311,123 @@ pub fn samples(template: &Template) -> Result<Vec<Sample>> {
     );
     add("events/env.json", env_vars(template)?);
     Ok(out)
+}
+
+/// Pattern 3 (self-read): the order-publisher's requests, and the Kinesis batch both consumers
+/// read (the keyed order's event, another customer's, the first again: a publish retried after
+/// its response was lost).
+fn self_read_samples(add: &mut impl FnMut(&'static str, Json)) -> Result<()> {
+    let keyed = order("c-21", &[("SKU-3", 2, 1_500)]);
+    add(
+        "events/order-publisher/place-order.json",
+        http(
+            "POST",
+            "/orders",
+            "POST /orders",
+            Some(order("c-22", &[("SKU-1", 1, 999)])),
+            json!({}),
+            false,
+        ),
+    );
+    add(
+        "events/order-publisher/place-order-keyed.json",
+        http(
+            "POST",
+            "/orders",
+            "POST /orders",
+            Some(keyed.clone()),
+            json!({"idempotency-key": SELF_READ_IDEMPOTENCY_KEY}),
+            false,
+        ),
+    );
+    add(
+        "events/order-publisher/invalid-order.json",
+        http(
+            "POST",
+            "/orders",
+            "POST /orders",
+            Some(json!({"customer_id": "c-21", "currency": "EUR", "items": []})),
+            json!({}),
+            false,
+        ),
+    );
+    let keyed_id = order_service::service::idempotent_order_id("c-21", SELF_READ_IDEMPOTENCY_KEY);
+    add(
+        "events/order-publisher/get-order.json",
+        http(
+            "GET",
+            &format!("/orders/{keyed_id}"),
+            "GET /orders/{order_id}",
+            None,
+            json!({}),
+            false,
+        ),
+    );
+    let published = |n: u32, order_id: String, request: Json| -> Result<Json> {
+        let request: OrderRequest = serde_json::from_value(request)?;
+        let when = Timestamp::from_unix_seconds(WHEN + i64::from(n)).expect("a valid time");
+        let order = request.into_new_order(order_id, when, None)?.order;
+        let put =
+            dynamodb_outbox::kinesis_put(&order_service::self_read::order_placed(&order, None))
+                .map_err(anyhow::Error::msg)?;
+        Ok(kinesis_record(n, &put.partition_key, &put.data))
+    };
+    let first = published(21, keyed_id, keyed)?;
+    let second = published(
+        22,
+        "00000000-0000-4000-8000-000000000022".into(),
+        order("c-23", &[("SKU-4", 4, 250)]),
+    )?;
+    let mut retried = first.clone();
+    retried["kinesis"]["sequenceNumber"] = json!(kinesis_sequence(23));
+    retried["eventID"] = json!(format!("shardId-000000000000:{}", kinesis_sequence(23)));
+    let batch = json!({"Records": [first, second, retried]});
+    add("events/order-history/order-events.json", batch.clone());
+    add("events/rewards-kinesis-consumer/order-events.json", batch);
+    Ok(())
+}
+
+fn kinesis_sequence(n: u32) -> String {
+    format!("{:056}", 49_000_000_000_000_000_000u128 + u128::from(n))
+}
+
+/// A record as Lambda delivers it in a Kinesis event (what the local mapping builds too).
+fn kinesis_record(n: u32, partition_key: &str, data: &[u8]) -> Json {
+    let sequence = kinesis_sequence(n);
+    json!({
+        "kinesis": {
+            "kinesisSchemaVersion": "1.0",
+            "partitionKey": partition_key,
+            "sequenceNumber": sequence,
+            "data": base64::engine::general_purpose::STANDARD.encode(data),
+            "approximateArrivalTimestamp": (WHEN + i64::from(n)) as f64,
+        },
+        "eventSource": "aws:kinesis",
+        "eventVersion": "1.0",
+        "eventID": format!("shardId-000000000000:{sequence}"),
+        "eventName": "aws:kinesis:record",
+        "invokeIdentityArn": "arn:aws:iam::123456789012:role/local-event-source-mapping",
+        "awsRegion": "us-east-1",
+        "eventSourceARN": SELF_READ_STREAM_ARN,
+    })
+}
+
+/// Where a pattern's local environment files are (`sam local invoke --env-vars`, `cargo lambda
+/// watch --env-file`). Each pattern has its own: the pattern templates reuse function ids of the
+/// root template (`RewardsApiFunction`, `OrderWriterFunction`) with other tables, and
+/// `cargo lambda watch` gives all functions one environment, which holds one `ORDERS_TABLE`.
+pub fn env_paths(pattern: Pattern) -> (&'static str, &'static str) {
+    match pattern {
+        Pattern::Outbox => ("events/env.json", WATCH_ENV_PATH),
+        Pattern::Cdc => (
+            "events/patterns/cdc/env.json",
+            "events/patterns/cdc/local.env",
+        ),
+        Pattern::SelfRead => (
+            "events/patterns/self-read/env.json",
+            "events/patterns/self-read/local.env",
+        ),
+    }
 }
 
 /// The functions' environment on the no-Docker path: one file for every function, read by
@@ -316,6 +441,17 @@ pub const WATCH_ENV_PATH: &str = "events/local.env";
 pub fn local_environment(
     template: &Template,
     endpoint: &str,
+) -> Result<BTreeMap<String, BTreeMap<String, String>>> {
+    let kinesis = format!("http://127.0.0.1:{}", crate::kinesis::KINESIS_DEFAULT_PORT);
+    local_environment_with(template, endpoint, &kinesis)
+}
+
+/// [`local_environment`], with the Kinesis endpoint (`make kinesis`'s) for the functions that
+/// read or write the order events stream (pattern 3).
+pub fn local_environment_with(
+    template: &Template,
+    endpoint: &str,
+    kinesis_endpoint: &str,
 ) -> Result<BTreeMap<String, BTreeMap<String, String>>> {
     let mut functions = BTreeMap::new();
     for function in template.functions()? {
@@ -335,6 +471,9 @@ pub fn local_environment(
         ] {
             vars.insert(name.into(), value.into());
         }
+        if vars.contains_key(service_runtime::config::ORDER_EVENTS_STREAM) {
+            vars.insert("AWS_ENDPOINT_URL_KINESIS".into(), kinesis_endpoint.into());
+        }
         functions.insert(function.logical_id, vars);
     }
     Ok(functions)
@@ -351,11 +490,16 @@ fn ddb_endpoints() -> Result<(String, String)> {
 }
 
 /// `sam local invoke --env-vars events/env.json`: keyed by the template's function ids.
-fn env_vars(template: &Template) -> Result<Json> {
+pub fn env_vars(template: &Template) -> Result<Json> {
     let (_, from_docker) = ddb_endpoints()?;
-    Ok(serde_json::to_value(local_environment(
+    let kinesis = format!(
+        "http://host.docker.internal:{}",
+        crate::kinesis::KINESIS_DEFAULT_PORT
+    );
+    Ok(serde_json::to_value(local_environment_with(
         template,
         &from_docker,
+        &kinesis,
     )?)?)
 }
 
@@ -380,7 +524,8 @@ pub fn watch_env(template: &Template) -> Result<String> {
     }
     let mut text = String::from(
         "# The functions' environment for `cargo lambda watch` (Cargo.toml names this file), pointed\n\
-         # at `make ddb`. Generated by `make events` from template.yaml: edit that, not this.\n",
+         # at `make ddb`. Generated by `make events` from the SAM template (template.yaml; for\n\
+         # events/patterns/<p>/, patterns/<p>/template.yaml): edit that, not this.\n",
     );
     for (name, (_, value)) in union {
         text.push_str(&format!("{name}={value}\n"));
@@ -401,5 +546,19 @@ pub fn write_all(root: &Path, template: &Template) -> Result<Vec<String>> {
     }
     std::fs::write(root.join(WATCH_ENV_PATH), watch_env(template)?)?;
     written.push(WATCH_ENV_PATH.to_owned());
+    for pattern in [Pattern::Cdc, Pattern::SelfRead] {
+        let template = Template::load(&pattern.template_path())?;
+        let (env_json, local_env) = env_paths(pattern);
+        let env_json_path = root.join(env_json);
+        if let Some(dir) = env_json_path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        std::fs::write(
+            env_json_path,
+            serde_json::to_string_pretty(&env_vars(&template)?)? + "\n",
+        )?;
+        std::fs::write(root.join(local_env), watch_env(&template)?)?;
+        written.extend([env_json.to_owned(), local_env.to_owned()]);
+    }
     Ok(written)
 }

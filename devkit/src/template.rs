@@ -413,10 +413,15 @@ impl Template {
                 .map(Json::from)
                 .unwrap_or_else(|_| Json::String(value.clone()));
         }
-        match self.table(name) {
-            Ok(table) => Json::String(table.name),
-            Err(_) => Json::String(name.to_owned()),
+        if let Ok(table) = self.table(name) {
+            return Json::String(table.name);
         }
+        // A stream's Ref is its name, as CloudFormation answers it.
+        let stream = self
+            .kinesis_streams()
+            .ok()
+            .and_then(|streams| streams.into_iter().find(|s| s.logical_id == name));
+        Json::String(stream.map_or_else(|| name.to_owned(), |s| s.name))
     }
 
     fn substitute(&self, text: &str) -> String {
