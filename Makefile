@@ -112,19 +112,21 @@ COMPARE_ORDERS ?= 2000
 COMPARE_CUSTOMERS ?= 200
 COMPARE_LATENCY_MS ?= 10
 COMPARE_RATE ?= 50
-CHAOS_ORDERS ?= 200
+CHAOS_ORDERS ?= 1000
+COMPARE_BIN = $${CARGO_TARGET_DIR:-target}/tools
 
 compare: kinesalite ## The three patterns side by side on one workload: short chaos runs, then docs/patterns.md and docs/patterns.svg
 	@# The tools profile (optimised, no LTO): a release build of the bench takes minutes more and
-	@# measures the same round trips.
+	@# measures the same round trips. Both binaries come from this one build and run from
+	@# target/ (a `cargo run -p devkit` alone resolves other features and builds again).
 	cargo build --profile tools -p devkit -p outbox-bench
 	@mkdir -p .local/compare
 	@for p in outbox cdc self-read; do \
 		echo "compare: make chaos PATTERN=$$p ORDERS=$(CHAOS_ORDERS)"; \
-		cargo run --quiet --profile tools -p devkit -- chaos --pattern $$p --orders $(CHAOS_ORDERS) --yes > .local/compare/chaos-$$p.log 2>&1 \
+		$(COMPARE_BIN)/devkit chaos --pattern $$p --orders $(CHAOS_ORDERS) --yes > .local/compare/chaos-$$p.log 2>&1 \
 			|| { tail -n 30 .local/compare/chaos-$$p.log; exit 1; }; \
 	done
-	cargo run --quiet --profile tools -p outbox-bench --bin patterns-compare -- --orders $(COMPARE_ORDERS) --customers $(COMPARE_CUSTOMERS) --latency-ms $(COMPARE_LATENCY_MS) --rate $(COMPARE_RATE) --chaos-dir .local/compare --chaos-orders $(CHAOS_ORDERS)
+	$(COMPARE_BIN)/patterns-compare --orders $(COMPARE_ORDERS) --customers $(COMPARE_CUSTOMERS) --latency-ms $(COMPARE_LATENCY_MS) --rate $(COMPARE_RATE) --chaos-dir .local/compare --chaos-orders $(CHAOS_ORDERS)
 
 bench-consumer: ## Only the engine consumer's batch shapes (make bench runs them too): rewrites their section of docs/benchmarks.md
 	cargo run --release --quiet -p outbox-bench -- --consumer-only $(if $(BENCH_QUICK),--quick)

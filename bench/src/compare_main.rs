@@ -58,19 +58,23 @@ fn parse() -> Result<Args> {
     })
 }
 
-/// The summary of a chaos run: the lines after its last blank-line-separated heading, up to 25.
+/// The summary of a chaos run: its verdict lines, and the consumer metrics that say what was
+/// delayed (held back, retried, the lag from write to apply).
 fn chaos_summary(dir: &std::path::Path, pattern: Pattern) -> Vec<String> {
     let path = dir.join(format!("chaos-{}.log", pattern.name()));
     let Ok(text) = std::fs::read_to_string(&path) else {
         return vec![format!("(no chaos log at {})", path.display())];
     };
-    let lines: Vec<String> = text
-        .lines()
-        .filter(|l| !l.trim().is_empty())
+    const KEPT: [&str; 5] = ["HeldBack", "Retried", "OutboxLag", "Duplicates", "Parked"];
+    text.lines()
+        .filter(|l| {
+            l.starts_with("chaos:")
+                || l.starts_with('(')
+                || l.starts_with("Kinesis proxy")
+                || KEPT.iter().any(|k| l.contains(k))
+        })
         .map(str::to_owned)
-        .collect();
-    let start = lines.len().saturating_sub(25);
-    lines[start..].to_vec()
+        .collect()
 }
 
 #[tokio::main]
@@ -103,7 +107,7 @@ async fn main() -> Result<()> {
         None => Vec::new(),
     };
     let commit = std::process::Command::new("git")
-        .args(["rev-parse", "--short", "HEAD"])
+        .args(["describe", "--always", "--dirty"])
         .output()
         .ok()
         .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())

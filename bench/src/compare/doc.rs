@@ -483,9 +483,11 @@ pub fn render(runs: &[PatternRun], ctx: &Context<'_>) -> String {
             let _ = writeln!(
                 d,
                 "`make chaos PATTERN=<p> ORDERS={n} YES=1` for each pattern, in the same `make \
-                 compare` (debug build of the chaos tool; the same seed, the same fault plan \
-                 per request: 5xx, throttling, lost responses, races, crashes between writes). \
-                 Its summary lines:\n"
+                 compare` (the chaos tool's own seed and fault probabilities per request: 5xx, \
+                 throttling, lost responses, transaction conflicts, racing mappings, crashes \
+                 between writes, applied to the requests each pattern makes; pattern 3's writer \
+                 faults are on `PutRecord`). No added latency here. Its summary lines (`OutboxLag` \
+                 is the time from the write to the apply):\n"
             );
             for (pattern, lines) in &ctx.chaos {
                 let _ = writeln!(
@@ -606,7 +608,7 @@ fn which_when(figures: &[Figures], shards: usize) -> String {
     }
     if let Some(least_stored) = by(&|f| f.kept_bytes + f.expiring_bytes) {
         out.push(format!(
-            "**Storage:** {} keeps the least a day later ({:.0} bytes an order).",
+            "**Storage:** {} keeps the least a day later ({:.0} bytes an order, what is kept for good and what TTL deletes later together).",
             pattern_title(least_stored.pattern),
             least_stored.kept_bytes + least_stored.expiring_bytes
         ));

@@ -98,7 +98,7 @@ pub async fn run(pattern: Pattern, opts: &Options, orders: &[PlannedOrder]) -> R
         storage: stored,
         mappings: vec![("stream-consumer".into(), stats)],
         polling: format!(
-            "the DynamoDB stream mapping reads to the end of the shard, invokes, and polls again {} s later once caught up (the template's MaximumBatchingWindowInSeconds {window_seconds}: Lambda gathers up to that long); BatchSize {}; one stream shard (dynoxide)",
+            "the DynamoDB stream mapping reads to the end of the shard and invokes; after a batch smaller than BatchSize it waits {} s before the next read (the template's MaximumBatchingWindowInSeconds {window_seconds}: Lambda gathers up to that long); BatchSize {}; one stream shard (dynoxide)",
             polling.as_secs(),
             stack.template.stream_source(CONSUMER_FUNCTION)?.batch_size
         ),

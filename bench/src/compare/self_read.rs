@@ -156,7 +156,7 @@ pub async fn run(opts: &Options, orders: &[PlannedOrder]) -> Result<PatternRun> 
             ("rewards-kinesis-consumer".into(), rewards_stats),
         ],
         polling: format!(
-            "two Kinesis mappings, each polling each of the {} shards every {polling_ms} ms once caught up (the template's MaximumBatchingWindowInSeconds, at least Lambda's one poll a second per shard); BatchSize {batch_size}",
+            "two Kinesis mappings, each reading each of the {} shards on its own; after a batch smaller than BatchSize a shard waits {polling_ms} ms before the next read (the template's MaximumBatchingWindowInSeconds, at least Lambda's one poll a second per shard); BatchSize {batch_size}",
             stack.stream.shard_ids.len()
         ),
         elapsed,
