@@ -7,6 +7,9 @@ use plotters::prelude::*;
 
 use super::doc::{pattern_title, Figures};
 
+/// One layer of a cost bar: a pattern's figures and the shard count to its dollars.
+type CostPart = fn(&Figures, usize) -> f64;
+
 pub fn draw(path: &Path, figures: &[Figures], shards: usize) -> Result<()> {
     let err = |e: &dyn std::fmt::Display| anyhow!("drawing {}: {e}", path.display());
     let root = SVGBackend::new(path, (1000, 480)).into_drawing_area();
@@ -83,7 +86,7 @@ pub fn draw(path: &Path, figures: &[Figures], shards: usize) -> Result<()> {
         .y_desc("USD")
         .draw()
         .map_err(|e| err(&e))?;
-    let parts: [(&str, RGBColor, fn(&Figures, usize) -> f64); 3] = [
+    let parts: [(&str, RGBColor, CostPart); 3] = [
         ("DynamoDB requests", RGBColor(70, 130, 180), |f, _| {
             f.month_dynamodb_requests()
         }),
