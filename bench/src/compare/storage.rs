@@ -107,3 +107,51 @@ fn value_bytes(value: &AttributeValue) -> u64 {
         _ => 0,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use aws_sdk_dynamodb::types::AttributeValue;
+
+    use super::{add_table, item_bytes, Storage};
+
+    fn item(pairs: &[(&str, AttributeValue)]) -> HashMap<String, AttributeValue> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.clone()))
+            .collect()
+    }
+
+    #[test]
+    fn item_size_counts_names_and_values_as_dynamodb_does() {
+        let order = item(&[
+            ("pk", AttributeValue::S("ORDER#1".into())),
+            ("points", AttributeValue::N("1234".into())),
+        ]);
+        // "pk" 2 + "ORDER#1" 7, "points" 6 + 4 digits in 2 bytes + 1.
+        assert_eq!(item_bytes(&order), 2 + 7 + 6 + 3);
+    }
+
+    #[test]
+    fn items_are_grouped_by_key_shape_and_only_those_expiring_within_the_day_are_dropped() {
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        let with_ttl = |id: &str, expires: i64| {
+            item(&[
+                ("pk", AttributeValue::S(format!("OUTBOX#{id}"))),
+                ("sk", AttributeValue::S("EVENT#1".into())),
+                ("expires_at", AttributeValue::N(expires.to_string())),
+            ])
+        };
+        let mut storage = Storage::new();
+        add_table(
+            &mut storage,
+            "orders",
+            &[with_ttl("a", now + 60), with_ttl("b", now + 7 * 86_400)],
+        );
+        let kind = &storage[&("orders".to_owned(), "OUTBOX#… / EVENT#…".to_owned())];
+        assert_eq!(kind.items, 2);
+        assert_eq!(kind.expiring_items, 1);
+        assert!(kind.expires_within_days.is_some_and(|d| d > 6.9));
+    }
+}

@@ -54,3 +54,22 @@ pub fn hottest_customer_orders(orders: &[PlannedOrder]) -> usize {
     }
     counts.values().copied().max().unwrap_or(0)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::{hottest_customer_orders, zipf_orders};
+
+    #[test]
+    fn the_same_seed_gives_the_same_orders_and_the_first_customer_is_the_hottest() {
+        let a = zipf_orders(2000, 200, 7);
+        let b = zipf_orders(2000, 200, 7);
+        assert_eq!(
+            a.iter().map(|o| &o.customer).collect::<Vec<_>>(),
+            b.iter().map(|o| &o.customer).collect::<Vec<_>>()
+        );
+        let first = a.iter().filter(|o| o.customer == "cmp-c1").count();
+        assert_eq!(first, hottest_customer_orders(&a));
+        // Weight 1/k over 200 customers: the first gets about 1/H(200) = 17 % of the orders.
+        assert!((200..480).contains(&first), "customer 1 placed {first}");
+    }
+}
