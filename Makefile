@@ -14,7 +14,7 @@ ORDERS ?= 10000
 # Which of the article's patterns demo and chaos run: outbox (default), cdc, self-read.
 PATTERN ?= outbox
 
-.PHONY: help setup tools kinesalite kinesis build deploy demo local ddb watch trigger test test-local-paths smoke-arm64 test-external lint fmt events chaos bench bench-consumer clean
+.PHONY: help setup tools kinesalite kinesis build deploy demo local ddb watch trigger test test-local-paths smoke-arm64 test-external lint fmt events chaos bench bench-consumer compare clean
 
 help: ## This list
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-17s %s\n", $$1, $$2}'
@@ -107,6 +107,27 @@ bench: ## Benchmarks in release: prints one table, writes docs/benchmarks.md and
 	fi
 	cargo bench -p outbox-bench --bench handlers $(if $(BENCH_QUICK),-- --warm-up-time 1 --measurement-time 2)
 	cargo run --release --quiet -p outbox-bench -- $(if $(BENCH_QUICK),--quick)
+
+# make compare: the workload, the latency added per request, and the chaos runs' size.
+COMPARE_ORDERS ?= 2000
+COMPARE_CUSTOMERS ?= 200
+COMPARE_LATENCY_MS ?= 10
+COMPARE_RATE ?= 50
+CHAOS_ORDERS ?= 1000
+COMPARE_BIN = $${CARGO_TARGET_DIR:-target}/tools
+
+compare: kinesalite ## The three patterns side by side on one workload: short chaos runs, then docs/patterns.md and docs/patterns.svg
+	@# The tools profile (optimised, no LTO): a release build of the bench takes minutes more and
+	@# measures the same round trips. Both binaries come from this one build and run from
+	@# target/ (a `cargo run -p devkit` alone resolves other features and builds again).
+	cargo build --profile tools -p devkit -p outbox-bench
+	@mkdir -p .local/compare
+	@for p in outbox cdc self-read; do \
+		echo "compare: make chaos PATTERN=$$p ORDERS=$(CHAOS_ORDERS)"; \
+		$(COMPARE_BIN)/devkit chaos --pattern $$p --orders $(CHAOS_ORDERS) --yes > .local/compare/chaos-$$p.log 2>&1 \
+			|| { tail -n 30 .local/compare/chaos-$$p.log; exit 1; }; \
+	done
+	$(COMPARE_BIN)/patterns-compare --orders $(COMPARE_ORDERS) --customers $(COMPARE_CUSTOMERS) --latency-ms $(COMPARE_LATENCY_MS) --rate $(COMPARE_RATE) --chaos-dir .local/compare --chaos-orders $(CHAOS_ORDERS)
 
 bench-consumer: ## Only the engine consumer's batch shapes (make bench runs them too): rewrites their section of docs/benchmarks.md
 	cargo run --release --quiet -p outbox-bench -- --consumer-only $(if $(BENCH_QUICK),--quick)

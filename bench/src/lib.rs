@@ -14,10 +14,13 @@
 //! - [`functions`]: cold start and peak RSS of the real Lambda binaries against a local stub of
 //!   the Lambda Runtime API (`devkit::runtime_api`); [`size`]: their stripped sizes.
 //! - [`throughput`]: orders placed and rewarded end to end through the local stream trigger.
+//! - [`compare`]: the article's three patterns side by side (`make compare`,
+//!   `docs/patterns.md`).
 //! - [`report`], [`chart`], [`machine`]: the table, the chart and the machine they came from.
 
 pub mod accounting;
 pub mod chart;
+pub mod compare;
 pub mod consumer;
 pub mod cpu;
 pub mod criterion_results;

@@ -68,6 +68,8 @@ pub struct KinesisTrigger<I> {
 /// Where a shard's poller is: the last record it is done with, and the iterator it holds.
 #[derive(Debug, Default)]
 struct ShardPosition {
+    /// The last GetRecords gave as many records as asked: more may be waiting.
+    last_read_full: bool,
     checkpoint: Option<String>,
     iterator: Option<String>,
     /// GetRecords answered without a next iterator: the shard was split or merged away.
@@ -144,9 +146,11 @@ impl<I: InvokeKinesis> KinesisTrigger<I> {
         Ok(&self.stats)
     }
 
-    /// Polls every shard on its own, each every `polling_interval` once it has caught up, until
-    /// `stop` resolves; then each shard finishes the batch it is on. A shard's error ends the
-    /// run. Shards that appear later (a reshard) are not followed.
+    /// Polls every shard on its own until `stop` resolves; then each shard finishes the batch it
+    /// is on. After a batch smaller than `BatchSize` a shard waits `polling_interval` (the
+    /// batching window: Lambda invokes when the batch is full or the window has passed), after a
+    /// full one it polls again at once. A shard's error ends the run. Shards that appear later
+    /// (a reshard) are not followed.
     pub async fn follow(&mut self, stop: impl Future<Output = ()>) -> Result<()> {
         self.refresh_shards().await?;
         let (stopping, stopped) = tokio::sync::watch::channel(false);
@@ -158,7 +162,10 @@ impl<I: InvokeKinesis> KinesisTrigger<I> {
                     let mut stopped = stopped.clone();
                     async move {
                         loop {
-                            position.drain(shard, shared).await?;
+                            position.poll(shard, shared).await?;
+                            if position.last_read_full {
+                                continue;
+                            }
                             tokio::select! {
                                 _ = stopped.changed() => return Ok::<(), anyhow::Error>(()),
                                 _ = tokio::time::sleep(shared.source.polling_interval) => {}
@@ -323,6 +330,7 @@ impl ShardPosition {
             return Ok(false);
         }
         let (records, next_iterator, behind) = self.read(shard, shared).await?;
+        self.last_read_full = records.len() >= shared.source.batch_size;
         let Some(last) = records.last().map(|r| r.sequence_number.clone()) else {
             self.iterator = next_iterator;
             self.closed = self.iterator.is_none();

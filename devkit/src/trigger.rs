@@ -85,6 +85,8 @@ pub struct Trigger<I> {
     pub on_failure: Vec<Json>,
     on_failure_file: Option<PathBuf>,
     pub stats: TriggerStats,
+    /// The last poll filled a batch: more may be waiting.
+    last_batch_full: bool,
 }
 
 impl<I: Invoke> Trigger<I> {
@@ -98,6 +100,7 @@ impl<I: Invoke> Trigger<I> {
             on_failure: Vec::new(),
             on_failure_file: None,
             stats: TriggerStats::default(),
+            last_batch_full: false,
         }
     }
 
@@ -119,7 +122,9 @@ impl<I: Invoke> Trigger<I> {
         Ok(&self.stats)
     }
 
-    /// Drains, then keeps polling every `interval` until `stop` resolves.
+    /// Polls every shard until `stop` resolves: after batches smaller than `BatchSize` it waits
+    /// `interval` (the batching window: Lambda invokes when the batch is full or the window has
+    /// passed), after a full one it polls again at once, so a backlog drains without waiting.
     pub async fn follow(
         &mut self,
         interval: std::time::Duration,
@@ -127,10 +132,20 @@ impl<I: Invoke> Trigger<I> {
     ) -> Result<()> {
         tokio::pin!(stop);
         loop {
-            self.drain().await?;
+            let mut any_full = false;
+            for shard in self.stream.shard_ids(&self.stream_arn).await? {
+                self.last_batch_full = false;
+                self.poll_shard(&shard).await?;
+                any_full |= self.last_batch_full;
+            }
+            let wait = if any_full {
+                std::time::Duration::ZERO
+            } else {
+                interval
+            };
             tokio::select! {
                 _ = &mut stop => return Ok(()),
-                _ = tokio::time::sleep(interval) => {}
+                _ = tokio::time::sleep(wait) => {}
             }
         }
     }
@@ -154,6 +169,10 @@ impl<I: Invoke> Trigger<I> {
             if page.is_empty() {
                 break;
             }
+            // Fewer than asked: the read reached the end of the shard. Lambda invokes with what
+            // it has then; reading on while a writer keeps adding would hold the first records
+            // back until the batch is full.
+            let at_end = page.len() < want;
             for record in page {
                 self.stats.records_read += 1;
                 examined = Some(record.sequence_number.clone());
@@ -166,10 +185,14 @@ impl<I: Invoke> Trigger<I> {
                     self.stats.filtered_out += 1;
                 }
             }
+            if at_end {
+                break;
+            }
         }
         let Some(last) = examined else {
             return Ok(false);
         };
+        self.last_batch_full = batch.len() >= self.source.batch_size;
         if !expired.is_empty() {
             self.send_to_on_failure(shard, &expired, "RecordAgeExceeded", 0)?;
         }

@@ -1,0 +1,241 @@
+//! Pattern 3 (self-read): the order API publishing to kinesalite through a latency proxy, both
+//! consumers (order-history, rewards) behind their own local Kinesis mappings with the template's
+//! settings, each consumer on its own DynamoDB latency proxy and capacity meter.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::{anyhow, ensure, Context, Result};
+use aws_sdk_kinesis::types::ShardIteratorType;
+use devkit::chaos::order_id_of;
+use devkit::demo::api_request;
+use devkit::kinesis::{client_for, LocalKinesis};
+use devkit::kinesis_trigger::{InvokeKinesis, KinesisTrigger};
+use devkit::patterns::self_read::{
+    history_in_process, history_processor, rewards_in_process, SelfReadStack,
+    ORDER_HISTORY_FUNCTION, REWARDS_FUNCTION,
+};
+use devkit::proxy::{FaultPlan, FaultProxy};
+use devkit::{LocalDynamo, Pattern, TriggerStats};
+use order_service::self_read::api;
+use order_service::self_read::kinesis::KinesisPublisher;
+use order_service::store::OrderStore;
+use rewards_service::handlers::kinesis as rewards_kinesis;
+
+use super::capacity::CapacityMeter;
+use super::prices::KINESIS_PUT_UNIT_BYTES;
+use super::watch::Watch;
+use super::workload::PlannedOrder;
+use super::{arrival, scan, storage, KinesisPuts, Options, PatternRun, Side};
+
+pub async fn run(opts: &Options, orders: &[PlannedOrder]) -> Result<PatternRun> {
+    let kinesis = LocalKinesis::start().await.map_err(|e| anyhow!("{e}"))?;
+    let dynamo = LocalDynamo::embedded("127.0.0.1:0".parse()?).await?;
+    let stack = SelfReadStack::on(dynamo, kinesis).await?;
+    let plan = FaultPlan::latency(opts.latency);
+    let put_proxy = FaultProxy::start(&stack.kinesis.endpoint, plan.clone()).await?;
+    let read_proxy = FaultProxy::start(&stack.kinesis.endpoint, plan.clone()).await?;
+    let history_proxy = FaultProxy::start(&stack.dynamo.endpoint, plan.clone()).await?;
+    let rewards_proxy = FaultProxy::start(&stack.dynamo.endpoint, plan).await?;
+    let (history_meter, rewards_meter) = (CapacityMeter::default(), CapacityMeter::default());
+    let history_client = history_meter.on(&stack.dynamo.client_via(&history_proxy.endpoint).await);
+    let rewards_client = rewards_meter.on(&stack.dynamo.client_via(&rewards_proxy.endpoint).await);
+    let stream_name = stack.stream.name.clone();
+    let publisher = Arc::new(KinesisPublisher::new(
+        client_for(&put_proxy.endpoint).await,
+        &stream_name,
+    ));
+    let history_mapping = KinesisTrigger::new(
+        stack.template.kinesis_source(ORDER_HISTORY_FUNCTION)?,
+        client_for(&read_proxy.endpoint).await,
+        &stream_name,
+        history_in_process(history_processor(
+            history_client,
+            &stack.orders_table,
+            &stream_name,
+        )),
+    )
+    .await?;
+    let rewards_mapping = KinesisTrigger::new(
+        stack.template.kinesis_source(REWARDS_FUNCTION)?,
+        client_for(&read_proxy.endpoint).await,
+        &stream_name,
+        rewards_in_process(
+            rewards_kinesis::processor(rewards_client, &stack.rewards_table, &stream_name)
+                .concurrency(opts.consumer_concurrency),
+        ),
+    )
+    .await?;
+    let polling_ms = history_mapping.source.polling_interval.as_millis();
+    let batch_size = history_mapping.source.batch_size;
+
+    let started = Instant::now();
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let history_task = follow(history_mapping, stopped.clone());
+    let rewards_task = follow(rewards_mapping, stopped);
+
+    let watch = Arc::new(Watch::default());
+    let history = Arc::new(stack.history.clone());
+    let (placed_all, placing_done) = tokio::sync::watch::channel(false);
+    let placing = {
+        let (watch, history) = (watch.clone(), history.clone());
+        let orders = orders.to_vec();
+        let rate = opts.rate_per_second;
+        async move {
+            let start = tokio::time::Instant::now();
+            let mut tasks = Vec::with_capacity(orders.len());
+            for (i, order) in orders.into_iter().enumerate() {
+                tokio::time::sleep_until(start + arrival(i, rate)).await;
+                let (publisher, history, watch) =
+                    (publisher.clone(), history.clone(), watch.clone());
+                tasks.push(tokio::spawn(async move {
+                    place(&publisher, &*history, &watch, &order).await
+                }));
+            }
+            let mut failed = 0;
+            for task in tasks {
+                if !matches!(task.await, Ok(Ok(()))) {
+                    failed += 1;
+                }
+            }
+            let _ = placed_all.send(true);
+            ensure!(failed == 0, "{failed} orders were not accepted");
+            Ok(())
+        }
+    };
+    let readable = |order_id: String| {
+        let history = history.clone();
+        async move { matches!(history.get_order(&order_id).await, Ok(Some(_))) }
+    };
+    let watching = watch.run(&stack.rewards, readable, &placing_done, opts.settle_timeout);
+    let (placed, watched) = tokio::join!(placing, watching);
+    let _ = stop.send(true);
+    let history_stats = history_task.await.context("order-history's mapping")??;
+    let rewards_stats = rewards_task.await.context("the rewards mapping")??;
+    placed?;
+    watched?;
+    let elapsed = started.elapsed();
+
+    let mut stored = storage::Storage::new();
+    storage::add_table(
+        &mut stored,
+        "orders",
+        &scan(&stack.dynamo.client, &stack.orders_table).await?,
+    );
+    storage::add_table(
+        &mut stored,
+        "rewards",
+        &scan(&stack.dynamo.client, &stack.rewards_table).await?,
+    );
+    let puts = published(&stack).await?;
+    Ok(PatternRun {
+        pattern: Pattern::SelfRead,
+        writer: Side {
+            name: "order-publisher".into(),
+            requests: put_proxy.stats().requests,
+            units: Default::default(),
+        },
+        consumers: vec![
+            Side {
+                name: "order-history".into(),
+                requests: history_proxy.stats().requests,
+                units: history_meter.units(),
+            },
+            Side {
+                name: "rewards-kinesis-consumer".into(),
+                requests: rewards_proxy.stats().requests,
+                units: rewards_meter.units(),
+            },
+        ],
+        stream_reads: read_proxy.stats().requests,
+        kinesis: Some(puts),
+        seen: watch.seen(),
+        storage: stored,
+        mappings: vec![
+            ("order-history".into(), history_stats),
+            ("rewards-kinesis-consumer".into(), rewards_stats),
+        ],
+        polling: format!(
+            "two Kinesis mappings, each reading each of the {} shards on its own; after a batch smaller than BatchSize a shard waits {polling_ms} ms before the next read (the template's MaximumBatchingWindowInSeconds, at least Lambda's one poll a second per shard); BatchSize {batch_size}",
+            stack.stream.shard_ids.len()
+        ),
+        elapsed,
+    })
+}
+
+fn follow<I: InvokeKinesis + 'static>(
+    mut mapping: KinesisTrigger<I>,
+    mut stopped: tokio::sync::watch::Receiver<bool>,
+) -> tokio::task::JoinHandle<Result<TriggerStats>> {
+    tokio::spawn(async move {
+        mapping
+            .follow(async move {
+                let _ = stopped.wait_for(|s| *s).await;
+            })
+            .await?;
+        Ok(mapping.stats.clone())
+    })
+}
+
+async fn place<H: OrderStore>(
+    publisher: &KinesisPublisher,
+    history: &H,
+    watch: &Watch,
+    order: &PlannedOrder,
+) -> Result<()> {
+    let request = api_request("POST", "/orders", Some(order.body()), &[])?;
+    let response = api::respond(publisher, history, &request, None)
+        .await
+        .unwrap_or_else(|e| e.into_response());
+    let answered = Instant::now();
+    ensure!(
+        response.status_code == 202,
+        "POST /orders answered {}",
+        response.status_code
+    );
+    let order_id =
+        order_id_of(response.body.as_ref()).ok_or_else(|| anyhow!("no order id in the answer"))?;
+    let readable = matches!(history.get_order(&order_id).await, Ok(Some(_)));
+    watch.answered(order_id, order.customer.clone(), answered, readable);
+    Ok(())
+}
+
+/// Every record in the stream, sized as Kinesis bills a put: data plus partition key, in
+/// 25 KB payload units.
+async fn published(stack: &SelfReadStack) -> Result<KinesisPuts> {
+    let client = &stack.kinesis.client;
+    let mut puts = KinesisPuts {
+        shards: stack.stream.shard_ids.len(),
+        ..Default::default()
+    };
+    for shard in &stack.stream.shard_ids {
+        let mut iterator = client
+            .get_shard_iterator()
+            .stream_name(&stack.stream.name)
+            .shard_id(shard)
+            .shard_iterator_type(ShardIteratorType::TrimHorizon)
+            .send()
+            .await?
+            .shard_iterator;
+        while let Some(it) = iterator {
+            let out = client
+                .get_records()
+                .shard_iterator(it)
+                .limit(1000)
+                .send()
+                .await?;
+            if out.records.is_empty() {
+                break;
+            }
+            for record in &out.records {
+                let size = (record.data().as_ref().len()
+                    + record.partition_key().map_or(0, str::len)) as u64;
+                puts.records += 1;
+                puts.bytes += size;
+                puts.payload_units += size.div_ceil(KINESIS_PUT_UNIT_BYTES).max(1);
+            }
+            iterator = out.next_shard_iterator;
+        }
+    }
+    Ok(puts)
+}
