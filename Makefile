@@ -71,11 +71,15 @@ test-external: kinesalite ## All tests on AWS_ENDPOINT_URL's server, except thos
 	cargo test --workspace -- --exact $(addprefix --skip ,$(EMBEDDED_ONLY_TESTS))
 	@echo "test-external: all tests passed on $${AWS_ENDPOINT_URL_DYNAMODB:-$$AWS_ENDPOINT_URL} except $(words $(EMBEDDED_ONLY_TESTS)) SKIPPED, not run: $(EMBEDDED_ONLY_TESTS)"
 
-lint: tools ## cargo fmt --check, clippy -D warnings, sam validate (with and without --lint) of every pattern's template
+lint: tools ## cargo fmt --check, clippy -D warnings, sam validate (with and without --lint), sam validate --lint of each pattern's template
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -- -D warnings
-	for t in template.yaml patterns/cdc/template.yaml patterns/self-read/template.yaml; do \
-		sam validate --lint -t $$t && sam validate -t $$t || exit 1; \
+	sam validate --lint
+	sam validate
+	@# The pattern templates: --lint (cfn-lint and SAM's transform). Plain `sam validate` refuses
+	@# their HttpApi's conditional Auth (an `!If` it does not resolve), which the root passes.
+	@for template in patterns/*/template.yaml; do \
+		echo "sam validate --lint -t $$template"; sam validate --lint -t $$template || exit 1; \
 	done
 
 fmt: ## Format the code
