@@ -34,7 +34,8 @@ use devkit::trigger::Invoke;
 use devkit::{Item, Pattern, Stack, TriggerStats};
 use dynamodb_outbox::dynamodb::{DynamoConsumerStore, PendingEvents};
 use dynamodb_outbox::{
-    Committed, ConsumerStore, Effect, ItemKey, Parked, Processor, Step, StoreError,
+    Committed, ConsumerStore, Effect, Hooked, ItemKey, Parked, Processor, Step, StoreError,
+    StoreHooks,
 };
 use lambda_runtime::{Context, LambdaEvent};
 use order_service::handlers::order_api;
@@ -575,53 +576,29 @@ async fn exactly_once_with_racing_consumers<H: Harness>(h: H) {
 /// item's release from its pending marker (pattern 2), before the answer to the mapping
 /// (pattern 3, whose one transaction holds the effect and the done record).
 #[derive(Clone)]
-struct CrashAfterCommit(DynamoConsumerStore);
+struct CrashAfterCommit;
 
 fn crashed() -> StoreError {
     StoreError::Unavailable("process crashed after the effect committed".into())
 }
 
-impl ConsumerStore for CrashAfterCommit {
-    fn table(&self) -> &str {
-        self.0.table()
-    }
-    async fn commit(
-        &self,
-        consumer: &str,
-        step: &Step,
-        effect: &Effect,
-    ) -> Result<Committed, StoreError> {
-        self.0.commit(consumer, step, effect).await
-    }
-    async fn complete(&self, _: &str, _: &ItemKey, _: i64) -> Result<(), StoreError> {
+impl StoreHooks for CrashAfterCommit {
+    async fn before_complete(&self, _: &str, _: &ItemKey) -> Result<(), StoreError> {
         Err(crashed())
     }
-    async fn parked(&self, consumer: &str, limit: usize) -> Result<Vec<Parked>, StoreError> {
-        self.0.parked(consumer, limit).await
+    async fn before_release(&self, _: &str, _: &ItemKey) -> Result<(), StoreError> {
+        Err(crashed())
     }
-    async fn commit_parked(
+    fn after_commit_once(
         &self,
-        parked: &ItemKey,
-        effect: &Effect,
+        _: &str,
+        _: &str,
+        result: Result<Committed, StoreError>,
     ) -> Result<Committed, StoreError> {
-        self.0.commit_parked(parked, effect).await
-    }
-    async fn repark(&self, parked: &ItemKey, reason: &str) -> Result<(), StoreError> {
-        self.0.repark(parked, reason).await
-    }
-    async fn commit_once(
-        &self,
-        consumer: &str,
-        event_id: &str,
-        effect: &Effect,
-    ) -> Result<Committed, StoreError> {
-        match self.0.commit_once(consumer, event_id, effect).await? {
+        match result? {
             Committed::Applied => Err(crashed()),
             other => Ok(other),
         }
-    }
-    async fn release(&self, _: &str, _: &ItemKey) -> Result<(), StoreError> {
-        Err(crashed())
     }
 }
 
@@ -664,7 +641,10 @@ async fn a_crash_between_the_consumers_writes_is_repaired_by_redelivery<H: Harne
     let name = H::PATTERN;
     place_all(&h).await;
     let processor = h.processor();
-    let store = CrashAfterCommit(processor.store().clone());
+    let store = Hooked {
+        store: processor.store().clone(),
+        hooks: CrashAfterCommit,
+    };
     let everything: Vec<usize> = (0..h.mapped_count().await).collect();
     let reported = h
         .invoke_by_hand(processor.with_store(store), &[everything])

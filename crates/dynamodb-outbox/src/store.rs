@@ -161,6 +161,27 @@ pub trait StoreHooks: Send + Sync {
     /// Sees what `commit` came to.
     fn after_commit(&self, _consumer: &str, _step: &Step, _result: &Result<Committed, StoreError>) {
     }
+
+    /// Runs before `release`; an error here is the call's result, and the entity keeps its
+    /// pending marker (as if the process died between the effect and the release).
+    fn before_release(
+        &self,
+        _consumer: &str,
+        _entity: &ItemKey,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        async { Ok(()) }
+    }
+
+    /// Sees what `commit_once` came to and may replace it: an error after an applied commit is
+    /// a process that died before it could answer.
+    fn after_commit_once(
+        &self,
+        _consumer: &str,
+        _event_id: &str,
+        result: Result<Committed, StoreError>,
+    ) -> Result<Committed, StoreError> {
+        result
+    }
 }
 
 /// A store whose calls go through [`StoreHooks`].
@@ -235,10 +256,12 @@ impl<S: ConsumerStore, H: StoreHooks> ConsumerStore for Hooked<S, H> {
         event_id: &str,
         effect: &Effect,
     ) -> Result<Committed, StoreError> {
-        self.store.commit_once(consumer, event_id, effect).await
+        let result = self.store.commit_once(consumer, event_id, effect).await;
+        self.hooks.after_commit_once(consumer, event_id, result)
     }
 
     async fn release(&self, consumer: &str, entity: &ItemKey) -> Result<(), StoreError> {
+        self.hooks.before_release(consumer, entity).await?;
         self.store.release(consumer, entity).await
     }
 }

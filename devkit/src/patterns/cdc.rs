@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 
 use anyhow::Result;
 use dynamodb_outbox::dynamodb::PendingEvents;
-use dynamodb_outbox::{Committed, ConsumerStore, Effect, ItemKey, Parked, Step, StoreError};
+use dynamodb_outbox::{Hooked, ItemKey, StoreError, StoreHooks};
 use order_service::store::cdc::CdcOrderStore;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
@@ -26,17 +26,15 @@ use crate::stack::{in_process_changes, Stack};
 /// before it releases the order from its pending marker: the next delivery (or the sweeper)
 /// must find the reward applied by the event id and only release the order.
 #[derive(Clone)]
-pub struct CrashBeforeRelease<S> {
-    inner: S,
+pub struct CrashBeforeRelease {
     rng: Arc<Mutex<SmallRng>>,
     probability: f64,
     pub crashes: Arc<AtomicU64>,
 }
 
-impl<S> CrashBeforeRelease<S> {
-    pub fn new(inner: S, probability: f64, seed: u64) -> Self {
+impl CrashBeforeRelease {
+    pub fn new(probability: f64, seed: u64) -> Self {
         Self {
-            inner,
             rng: Arc::new(Mutex::new(SmallRng::seed_from_u64(seed))),
             probability,
             crashes: Arc::default(),
@@ -44,48 +42,8 @@ impl<S> CrashBeforeRelease<S> {
     }
 }
 
-impl<S: ConsumerStore> ConsumerStore for CrashBeforeRelease<S> {
-    fn table(&self) -> &str {
-        self.inner.table()
-    }
-    async fn commit(
-        &self,
-        consumer: &str,
-        step: &Step,
-        effect: &Effect,
-    ) -> Result<Committed, StoreError> {
-        self.inner.commit(consumer, step, effect).await
-    }
-    async fn complete(
-        &self,
-        consumer: &str,
-        item: &ItemKey,
-        expires_at: i64,
-    ) -> Result<(), StoreError> {
-        self.inner.complete(consumer, item, expires_at).await
-    }
-    async fn parked(&self, consumer: &str, limit: usize) -> Result<Vec<Parked>, StoreError> {
-        self.inner.parked(consumer, limit).await
-    }
-    async fn commit_parked(
-        &self,
-        parked: &ItemKey,
-        effect: &Effect,
-    ) -> Result<Committed, StoreError> {
-        self.inner.commit_parked(parked, effect).await
-    }
-    async fn repark(&self, parked: &ItemKey, reason: &str) -> Result<(), StoreError> {
-        self.inner.repark(parked, reason).await
-    }
-    async fn commit_once(
-        &self,
-        consumer: &str,
-        event_id: &str,
-        effect: &Effect,
-    ) -> Result<Committed, StoreError> {
-        self.inner.commit_once(consumer, event_id, effect).await
-    }
-    async fn release(&self, consumer: &str, entity: &ItemKey) -> Result<(), StoreError> {
+impl StoreHooks for CrashBeforeRelease {
+    async fn before_release(&self, _: &str, _: &ItemKey) -> Result<(), StoreError> {
         let crash = self.rng.lock().expect("rng").random_bool(self.probability);
         if crash {
             self.crashes.fetch_add(1, Ordering::Relaxed);
@@ -93,7 +51,7 @@ impl<S: ConsumerStore> ConsumerStore for CrashBeforeRelease<S> {
                 "injected crash before the order's release".into(),
             ));
         }
-        self.inner.release(consumer, entity).await
+        Ok(())
     }
 }
 
@@ -119,9 +77,12 @@ pub async fn chaos(opts: ChaosOptions) -> Result<ChaosReport> {
         let client = stack.dynamo.client_via(&proxy.endpoint).await;
         let processor = service::processor(client, &stack.tables.rewards, &stack.tables.orders)
             .retention_seconds(stack.retention_seconds());
-        let store =
-            CrashBeforeRelease::new(processor.store().clone(), opts.crash_probability, seed);
-        crash_counters.push(store.crashes.clone());
+        let hooks = CrashBeforeRelease::new(opts.crash_probability, seed);
+        crash_counters.push(hooks.crashes.clone());
+        let store = Hooked {
+            store: processor.store().clone(),
+            hooks,
+        };
         consumers.push(processor.with_store(store));
     }
     let (service_b, service_a) = (consumers.pop(), consumers.pop());

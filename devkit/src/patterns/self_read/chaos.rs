@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 
 use anyhow::{bail, Result};
 use aws_lambda_events::kinesis::KinesisEvent;
-use dynamodb_outbox::{Committed, ConsumerStore, Effect, ItemKey, Parked, Step, StoreError};
+use dynamodb_outbox::{Committed, Hooked, StoreError, StoreHooks};
 use futures::stream::{self, StreamExt};
 use order_service::self_read::history::NAME as ORDER_HISTORY;
 use order_service::self_read::kinesis::KinesisPublisher;
@@ -121,13 +121,9 @@ pub async fn run(opts: ChaosOptions) -> Result<ChaosReport> {
     let copies = Arc::new(AtomicU64::new(0));
     let crashes = Arc::new(AtomicU64::new(0));
     let client = stack.dynamo.client_via(&dynamo_proxy.endpoint).await;
-    let crashing = |store, salt: u64| {
-        CrashAfterCommit::new(
-            store,
-            opts.crash_probability,
-            opts.seed ^ salt,
-            crashes.clone(),
-        )
+    let crashing = |store, salt: u64| Hooked {
+        store,
+        hooks: CrashAfterCommit::new(opts.crash_probability, opts.seed ^ salt, crashes.clone()),
     };
     let history = |salt| {
         let processor = history_processor(client.clone(), &stack.orders_table, &stack.stream.name);
@@ -324,20 +320,18 @@ pub async fn print_run(opts: ChaosOptions) -> Result<()> {
     report.verdict()
 }
 
-/// A consumer's store that sometimes dies right after its commit, before answering: the next
+/// A consumer process that sometimes dies right after its commit, before answering: the next
 /// delivery must find the event a duplicate by its id.
 #[derive(Clone)]
-pub struct CrashAfterCommit<S> {
-    inner: S,
+pub struct CrashAfterCommit {
     rng: Arc<Mutex<SmallRng>>,
     probability: f64,
     crashes: Arc<AtomicU64>,
 }
 
-impl<S> CrashAfterCommit<S> {
-    pub fn new(inner: S, probability: f64, seed: u64, crashes: Arc<AtomicU64>) -> Self {
+impl CrashAfterCommit {
+    pub fn new(probability: f64, seed: u64, crashes: Arc<AtomicU64>) -> Self {
         Self {
-            inner,
             rng: Arc::new(Mutex::new(SmallRng::seed_from_u64(seed))),
             probability,
             crashes,
@@ -345,52 +339,14 @@ impl<S> CrashAfterCommit<S> {
     }
 }
 
-impl<S: ConsumerStore> ConsumerStore for CrashAfterCommit<S> {
-    fn table(&self) -> &str {
-        self.inner.table()
-    }
-
-    async fn commit(
+impl StoreHooks for CrashAfterCommit {
+    fn after_commit_once(
         &self,
-        consumer: &str,
-        step: &Step,
-        effect: &Effect,
+        _: &str,
+        _: &str,
+        result: Result<Committed, StoreError>,
     ) -> Result<Committed, StoreError> {
-        self.inner.commit(consumer, step, effect).await
-    }
-
-    async fn complete(
-        &self,
-        consumer: &str,
-        item: &ItemKey,
-        expires_at: i64,
-    ) -> Result<(), StoreError> {
-        self.inner.complete(consumer, item, expires_at).await
-    }
-
-    async fn parked(&self, consumer: &str, limit: usize) -> Result<Vec<Parked>, StoreError> {
-        self.inner.parked(consumer, limit).await
-    }
-
-    async fn commit_parked(
-        &self,
-        parked: &ItemKey,
-        effect: &Effect,
-    ) -> Result<Committed, StoreError> {
-        self.inner.commit_parked(parked, effect).await
-    }
-
-    async fn repark(&self, parked: &ItemKey, reason: &str) -> Result<(), StoreError> {
-        self.inner.repark(parked, reason).await
-    }
-
-    async fn commit_once(
-        &self,
-        consumer: &str,
-        event_id: &str,
-        effect: &Effect,
-    ) -> Result<Committed, StoreError> {
-        let committed = self.inner.commit_once(consumer, event_id, effect).await?;
+        let committed = result?;
         let crash = self.rng.lock().expect("rng").random_bool(self.probability);
         if crash && committed == Committed::Applied {
             self.crashes.fetch_add(1, Ordering::Relaxed);
@@ -399,10 +355,6 @@ impl<S: ConsumerStore> ConsumerStore for CrashAfterCommit<S> {
             ));
         }
         Ok(committed)
-    }
-
-    async fn release(&self, consumer: &str, entity: &ItemKey) -> Result<(), StoreError> {
-        self.inner.release(consumer, entity).await
     }
 }
 
