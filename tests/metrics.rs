@@ -3,7 +3,6 @@
 //! writer to the consumer's work for it.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
 
 use aws_lambda_events::dynamodb::{Event, EventRecord};
 use devkit::metrics::MetricsSummary;
@@ -199,27 +198,41 @@ async fn the_sweeper_reports_old_pending_events_what_it_redrove_parked_and_their
 }
 
 /// The JSON log lines the handlers write while `work` runs on this thread.
+///
+/// One global subscriber writes every line to the buffer of the thread that logged it. A
+/// per-test `set_default` would race: tracing caches each log site's interest across all
+/// dispatchers, and a site first reached by a parallel test with no subscriber can be cached as
+/// disabled while this test's subscriber registers, so the line is silently lost.
 async fn logs_of<F: std::future::Future>(work: F) -> (F::Output, Vec<Value>) {
-    #[derive(Clone, Default)]
-    struct Buffer(Arc<Mutex<Vec<u8>>>);
-    impl std::io::Write for Buffer {
+    thread_local! {
+        static CAPTURED: std::cell::RefCell<Option<Vec<u8>>> = const { std::cell::RefCell::new(None) };
+    }
+    struct ThisThread;
+    impl std::io::Write for ThisThread {
         fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(bytes);
+            CAPTURED.with(|c| {
+                if let Some(buffer) = c.borrow_mut().as_mut() {
+                    buffer.extend_from_slice(bytes);
+                }
+            });
             Ok(bytes.len())
         }
         fn flush(&mut self) -> std::io::Result<()> {
             Ok(())
         }
     }
-    let buffer = Buffer::default();
-    let writer = buffer.clone();
-    let subscriber = service_runtime::config::json_logs_to(move || writer.clone());
-    let output = {
-        let _guard = tracing::subscriber::set_default(subscriber);
-        work.await
-    };
-    let text = String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap();
-    let lines = text
+    static INSTALLED: std::sync::Once = std::sync::Once::new();
+    INSTALLED.call_once(|| {
+        tracing::subscriber::set_global_default(service_runtime::config::json_logs_to(|| {
+            ThisThread
+        }))
+        .expect("no other subscriber in this test binary");
+    });
+    CAPTURED.with(|c| *c.borrow_mut() = Some(Vec::new()));
+    let output = work.await;
+    let bytes = CAPTURED.with(|c| c.borrow_mut().take()).unwrap_or_default();
+    let lines = String::from_utf8(bytes)
+        .unwrap()
         .lines()
         .filter_map(|l| serde_json::from_str(l).ok())
         .collect();
