@@ -23,7 +23,9 @@ use devkit::patterns::self_read::{
     history_in_process, rewards_in_process, SelfReadStack, ORDER_HISTORY_FUNCTION, REWARDS_FUNCTION,
 };
 use devkit::proxy::{FaultPlan, FaultProxy};
+use lambda_runtime::{Context, LambdaEvent};
 use order_service::self_read::kinesis::KinesisPublisher;
+use rewards_service::handlers::sweeper::REDRIVE_PARKED;
 use serde_json::{json, Value as Json};
 
 async fn stack(test: &str) -> Option<SelfReadStack> {
@@ -278,6 +280,40 @@ async fn a_client_retry_with_the_same_key_is_the_same_order_and_event_and_anothe
     };
     assert_eq!(parked(&stack.orders_table, "order-history").await, 1);
     assert_eq!(parked(&stack.rewards_table, "rewards").await, 1);
+}
+
+#[tokio::test]
+async fn the_redrive_function_takes_back_both_consumers_parked_events_and_refuses_to_sweep() {
+    let Some(stack) = stack("self-read: the redrive function").await else {
+        return;
+    };
+    let publisher = stack.publisher();
+    place(&stack, &publisher, &order_body("c-1", 1), Some("key-1")).await;
+    place(&stack, &publisher, &order_body("c-1", 5), Some("key-1")).await;
+    stack.deliver_all().await.unwrap();
+    let sweeper = stack.sweeper(100);
+    let invoke = |payload: Json| {
+        rewards_service::handlers::sweeper::handle(
+            &sweeper,
+            LambdaEvent::new(payload, Context::default()),
+        )
+    };
+
+    let report = invoke(json!({"action": REDRIVE_PARKED})).await.unwrap();
+    assert_eq!(
+        (report.found, report.applied, report.parked),
+        (2, 0, 2),
+        "self-read: the second request under key-1, parked by order-history and by rewards, \
+         read back by the one function and still refused: {report:?}"
+    );
+    assert_eq!(balance(&stack, "c-1").await, (10, 1));
+
+    let err = invoke(json!({"source": "aws.events"})).await.unwrap_err();
+    assert!(
+        err.to_string().contains("nothing is pending to sweep")
+            && err.to_string().contains(REDRIVE_PARKED),
+        "self-read: a scheduled sweep says what the function is for: {err}"
+    );
 }
 
 #[tokio::test]

@@ -102,8 +102,12 @@ impl Stack {
     /// `limit` events a run.
     pub fn sweeper(&self, grace_seconds: i64, limit: usize) -> Sweeper {
         Sweeper {
-            pending: PendingEvents::new(self.dynamo.client.clone(), &self.tables.orders),
+            pending: Some(PendingEvents::new(
+                self.dynamo.client.clone(),
+                &self.tables.orders,
+            )),
             processor: self.service(),
+            order_history: None,
             grace_seconds,
             limit,
             pattern: self.pattern.runtime(),

@@ -81,8 +81,21 @@ impl From<&BatchOutcome> for SweepReport {
             parked: outcome.parked,
             failed: not_applied,
             problems: outcome.failures.clone(),
-            lag_millis: crate::handlers::stream::lag_millis(outcome),
+            lag_millis: service_runtime::metrics::lag_millis(outcome),
         }
+    }
+}
+
+impl SweepReport {
+    /// Adds another consumer's run to this one.
+    pub fn add(&mut self, other: SweepReport) {
+        self.found += other.found;
+        self.applied += other.applied;
+        self.already_applied += other.already_applied;
+        self.parked += other.parked;
+        self.failed += other.failed;
+        self.problems.extend(other.problems);
+        self.lag_millis.extend(other.lag_millis);
     }
 }
 

@@ -125,6 +125,29 @@ impl OutboxPattern {
             .map(|(pattern, _)| *pattern)
             .ok_or(ConfigError::UnknownPattern { value })
     }
+
+    /// The pattern from the environment when `function` serves it; otherwise a start-up error
+    /// that names the patterns it serves, so a function deployed with the wrong pattern fails
+    /// closed instead of reading a source that is not there.
+    pub fn read_served_by(function: &'static str, served: &[Self]) -> Result<Self, ConfigError> {
+        Self::read()?.served_by(function, served)
+    }
+
+    /// `self` when `function` serves it (see [`OutboxPattern::read_served_by`]).
+    pub fn served_by(self, function: &'static str, served: &[Self]) -> Result<Self, ConfigError> {
+        if served.contains(&self) {
+            return Ok(self);
+        }
+        Err(ConfigError::PatternNotServed {
+            function,
+            pattern: self.name(),
+            served: served
+                .iter()
+                .map(|p| p.name())
+                .collect::<Vec<_>>()
+                .join(", "),
+        })
+    }
 }
 
 pub const DEFAULT_RETENTION_SECONDS: i64 = OUTBOX_RETENTION_SECONDS.default;
@@ -151,6 +174,12 @@ pub enum ConfigError {
         "environment variable OUTBOX_PATTERN is {value:?}: it must be outbox (the default), cdc or self-read"
     )]
     UnknownPattern { value: String },
+    #[error("environment variable OUTBOX_PATTERN is {pattern}: {function} serves {served} only")]
+    PatternNotServed {
+        function: &'static str,
+        pattern: &'static str,
+        served: String,
+    },
 }
 
 /// `main` returns this error when start-up fails, and Rust prints a returned error with `Debug`:
@@ -434,6 +463,22 @@ mod tests {
         assert_eq!(
             err.to_string(),
             "environment variable OUTBOX_PATTERN is \"CDC2\": it must be outbox (the default), cdc or self-read"
+        );
+    }
+
+    #[test]
+    fn a_function_refuses_a_pattern_it_does_not_serve_by_name() {
+        use OutboxPattern::*;
+        assert_eq!(
+            Cdc.served_by("stream-consumer", &[Outbox, Cdc]).unwrap(),
+            Cdc
+        );
+        let err = SelfRead
+            .served_by("stream-consumer", &[Outbox, Cdc])
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "environment variable OUTBOX_PATTERN is self-read: stream-consumer serves outbox, cdc only"
         );
     }
 

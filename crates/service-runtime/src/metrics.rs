@@ -15,6 +15,7 @@ use std::io::Write;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use dynamodb_outbox::BatchOutcome;
 use serde_json::{json, Map, Value};
 
 /// The metric namespace: `MetricsNamespace` in `template.yaml`.
@@ -28,6 +29,9 @@ pub const DEFAULT_SERVICE: &str = "outbox-local";
 pub const ORDER_WRITER: &str = "order-writer";
 pub const STREAM_CONSUMER: &str = "stream-consumer";
 pub const OUTBOX_SWEEPER: &str = "outbox-sweeper";
+/// Pattern 3's order-history consumer (the rewards consumer is [`STREAM_CONSUMER`] whatever its
+/// source, so one set of alarms serves every pattern).
+pub const ORDER_HISTORY: &str = "order-history";
 
 /// order-writer: orders written now; requests answered with an order written before (same
 /// `Idempotency-Key`); requests that placed nothing, with the error code as `Reason`.
@@ -57,6 +61,19 @@ pub const UNPARKED: &str = "Unparked";
 pub const BATCH_DURATION: &str = "BatchDuration";
 pub const OUTBOX_LAG: &str = "OutboxLag";
 
+/// What a consumer function emits per batch ([`batch`]).
+const CONSUMER_METRICS: &[&str] = &[
+    APPLIED,
+    DUPLICATES,
+    SKIPPED,
+    POISON,
+    PARKED,
+    RETRIED,
+    HELD_BACK,
+    BATCH_DURATION,
+    OUTBOX_LAG,
+];
+
 /// Every metric each function emits, by `Function` dimension: what the template's alarms and
 /// dashboard may name (a test checks them against this list).
 pub const EMITTED: &[(&str, &[&str])] = &[
@@ -64,20 +81,8 @@ pub const EMITTED: &[(&str, &[&str])] = &[
         ORDER_WRITER,
         &[ORDERS_PLACED, ORDER_REPLAYS, ORDERS_REJECTED],
     ),
-    (
-        STREAM_CONSUMER,
-        &[
-            APPLIED,
-            DUPLICATES,
-            SKIPPED,
-            POISON,
-            PARKED,
-            RETRIED,
-            HELD_BACK,
-            BATCH_DURATION,
-            OUTBOX_LAG,
-        ],
-    ),
+    (STREAM_CONSUMER, CONSUMER_METRICS),
+    (ORDER_HISTORY, CONSUMER_METRICS),
     (
         OUTBOX_SWEEPER,
         &[
@@ -92,6 +97,52 @@ pub const EMITTED: &[(&str, &[&str])] = &[
         ],
     ),
 ];
+
+/// A consumer function's metrics for one batch, with its own trace and the writers' traces it served as
+/// properties of the line (never dimensions). An event's outbox lag runs from its `occurred_at`
+/// to the end of the batch that applied it.
+pub fn batch(
+    function: &'static str,
+    outcome: &BatchOutcome,
+    duration_millis: f64,
+    trace_id: Option<&str>,
+) -> MetricSet {
+    let mut set = MetricSet::new(function)
+        .count(APPLIED, outcome.applied)
+        .count(DUPLICATES, outcome.duplicates)
+        .count(SKIPPED, outcome.skipped + outcome.ignored)
+        .count(POISON, outcome.poison)
+        .count(PARKED, outcome.parked)
+        .count(RETRIED, outcome.failed + outcome.waiting + outcome.unmarked)
+        .count(HELD_BACK, outcome.held_back)
+        .milliseconds(BATCH_DURATION, vec![duration_millis])
+        .milliseconds(OUTBOX_LAG, lag_millis(outcome));
+    if let Some(trace_id) = trace_id {
+        set = set.property("trace_id", trace_id);
+    }
+    let links: Vec<String> = outcome
+        .applied_events
+        .iter()
+        .filter_map(|e| e.trace_context.as_ref().and_then(crate::trace::link))
+        .map(|l| l.trace_id)
+        .take(MAX_LINKS_PER_LINE)
+        .collect();
+    if !links.is_empty() {
+        set = set.property("links", links);
+    }
+    set
+}
+
+/// Each applied event's outbox lag, now; an `occurred_at` this code did not write is left out.
+pub fn lag_millis(outcome: &BatchOutcome) -> Vec<f64> {
+    let now = crate::Timestamp::now();
+    outcome
+        .applied_events
+        .iter()
+        .filter_map(|e| crate::Timestamp::parse(&e.occurred_at))
+        .map(|occurred| now.millis_since(occurred))
+        .collect()
+}
 
 /// CloudWatch takes at most 100 values of one metric per line: longer distributions continue
 /// on further lines.

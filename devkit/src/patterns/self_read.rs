@@ -8,7 +8,6 @@ use std::sync::Arc;
 use anyhow::{anyhow, Context as _, Result};
 use aws_lambda_events::apigw::{ApiGatewayV2httpRequest, ApiGatewayV2httpResponse};
 use aws_lambda_events::kinesis::KinesisEvent;
-use dynamodb_outbox::dynamodb::DynamoConsumerStore;
 use dynamodb_outbox::{ConsumerStore, Processor};
 use lambda_runtime::{Context, LambdaEvent};
 use order_service::self_read::history::{self, OrderHistoryConsumer};
@@ -17,6 +16,7 @@ use order_service::self_read::{api, publish::EventPublisher};
 use order_service::store::dynamodb::DynamoOrderStore;
 use rewards_service::consumer::RewardsConsumer;
 use rewards_service::handlers::kinesis as rewards_kinesis;
+use rewards_service::handlers::sweeper::Sweeper;
 use rewards_service::service::RewardsProcessor;
 use rewards_service::store::dynamodb::DynamoRewardsStore;
 
@@ -34,8 +34,7 @@ pub const ORDER_HISTORY_FUNCTION: &str = "OrderHistoryFunction";
 /// The rewards consumer's function in the template.
 pub const REWARDS_FUNCTION: &str = "RewardsKinesisConsumerFunction";
 
-/// The order-history consumer on DynamoDB, as its function builds it.
-pub type HistoryProcessor = Processor<OrderHistoryConsumer, DynamoConsumerStore>;
+pub use history::HistoryProcessor;
 
 pub struct SelfReadStack {
     pub dynamo: LocalDynamo,
@@ -126,6 +125,19 @@ impl SelfReadStack {
         )
     }
 
+    /// The redrive function of pattern 3 (`outbox-sweeper` under `OUTBOX_PATTERN=self-read`),
+    /// as it builds itself: both consumers' parked events, no pending events to sweep.
+    pub fn sweeper(&self, limit: usize) -> Sweeper {
+        Sweeper {
+            pending: None,
+            processor: self.rewards_processor(),
+            order_history: Some(self.history_processor()),
+            grace_seconds: 0,
+            limit,
+            pattern: service_runtime::config::OutboxPattern::SelfRead,
+        }
+    }
+
     /// A local Kinesis mapping for `function` (one of the two consumers), with its settings
     /// from the template.
     pub async fn trigger<I: InvokeKinesis>(
@@ -180,18 +192,7 @@ impl SelfReadStack {
     }
 }
 
-/// The order-history processor on `orders_table`, reading `stream`.
-pub fn history_processor(
-    client: aws_sdk_dynamodb::Client,
-    orders_table: &str,
-    stream: &str,
-) -> HistoryProcessor {
-    Processor::new(
-        OrderHistoryConsumer::new(orders_table),
-        DynamoConsumerStore::new(client, orders_table, stream),
-        stream,
-    )
-}
+pub use history::processor as history_processor;
 
 /// The order-history function's handler, invoked in process.
 pub fn history_in_process<S>(processor: Processor<OrderHistoryConsumer, S>) -> impl InvokeKinesis

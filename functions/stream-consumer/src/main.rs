@@ -12,7 +12,11 @@ use service_runtime::config::{self, OutboxPattern};
 async fn main() -> Result<(), Error> {
     config::init_tracing();
     service_runtime::metrics::init();
-    let pattern = OutboxPattern::read()?;
+    // Pattern 3's events are on Kinesis: rewards-kinesis-consumer reads them.
+    let pattern = OutboxPattern::read_served_by(
+        "stream-consumer",
+        &[OutboxPattern::Outbox, OutboxPattern::Cdc],
+    )?;
     let processor = service::processor_from_env(config::dynamodb_client().await)?;
     if pattern == OutboxPattern::Cdc {
         run(service_fn(|event| {

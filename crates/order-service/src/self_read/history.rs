@@ -14,10 +14,14 @@ use std::time::Instant;
 
 use aws_lambda_events::kinesis::KinesisEvent;
 use aws_lambda_events::streams::KinesisEventResponse;
+use aws_sdk_dynamodb::Client;
+use dynamodb_outbox::dynamodb::DynamoConsumerStore;
 use dynamodb_outbox::{
     Consumer, ConsumerStore, Effect, Envelope, HandlerError, PoisonPolicy, Processor, Takes,
 };
 use lambda_runtime::{Error, LambdaEvent};
+use service_runtime::config::{self, ConfigError};
+use service_runtime::metrics;
 
 use crate::domain::events::{ORDER_PLACED, SCHEMA_VERSION};
 use crate::domain::Order;
@@ -74,12 +78,32 @@ impl Consumer for OrderHistoryConsumer {
     }
 }
 
+/// The order-history consumer on DynamoDB: its done records and parked events in the orders table.
+pub type HistoryProcessor = Processor<OrderHistoryConsumer, DynamoConsumerStore>;
+
+/// The order-history processor writing to `orders_table`, reading the Kinesis stream `stream`.
+pub fn processor(client: Client, orders_table: &str, stream: &str) -> HistoryProcessor {
+    Processor::new(
+        OrderHistoryConsumer::new(orders_table),
+        DynamoConsumerStore::new(client, orders_table, stream),
+        stream,
+    )
+}
+
+/// The function's processor, from its settings: the orders table and the stream.
+pub fn processor_from_env(client: Client) -> Result<HistoryProcessor, ConfigError> {
+    let orders = config::required(config::ORDERS_TABLE)?;
+    let stream = config::required_stream(config::ORDER_EVENTS_STREAM)?;
+    Ok(processor(client, &orders, &stream).concurrency(config::CONSUMER_CONCURRENCY.read()?))
+}
+
 /// One Kinesis batch through the order-history consumer.
 pub async fn handle<S: ConsumerStore>(
     processor: &Processor<OrderHistoryConsumer, S>,
     event: LambdaEvent<KinesisEvent>,
 ) -> Result<KinesisEventResponse, Error> {
     let started = Instant::now();
+    let trace_id = event.context.xray_trace_id.as_deref();
     let records = &event.payload.records;
     let outcome = processor.process_kinesis(records).await;
     tracing::info!(
@@ -92,8 +116,10 @@ pub async fn handle<S: ConsumerStore>(
         poison = outcome.poison,
         failed = outcome.failed,
         held_back = outcome.held_back,
-        millis = started.elapsed().as_millis() as u64,
+        trace_id = trace_id.unwrap_or_default(),
         "batch done"
     );
+    let millis = started.elapsed().as_secs_f64() * 1000.0;
+    metrics::batch(metrics::ORDER_HISTORY, &outcome, millis, trace_id).emit();
     Ok(outcome.kinesis_response())
 }

@@ -13,8 +13,8 @@ use dynamodb_outbox::dynamodb::DynamoConsumerStore;
 use dynamodb_outbox::{ConsumerStore, Processor};
 use lambda_runtime::{Error, LambdaEvent};
 use service_runtime::config::{self, ConfigError};
+use service_runtime::metrics;
 
-use super::stream::batch_metrics;
 use crate::consumer::RewardsConsumer;
 use crate::service::RewardsProcessor;
 
@@ -56,6 +56,6 @@ pub async fn handle<S: ConsumerStore>(
         "Kinesis batch done"
     );
     let millis = started.elapsed().as_secs_f64() * 1000.0;
-    batch_metrics(&outcome, millis, trace_id).emit();
+    metrics::batch(metrics::STREAM_CONSUMER, &outcome, millis, trace_id).emit();
     Ok(outcome.kinesis_response())
 }

@@ -9,8 +9,8 @@ use aws_lambda_events::streams::DynamoDbEventResponse;
 use dynamodb_outbox::{BatchOutcome, ConsumerStore, Processor};
 use lambda_runtime::{Error, LambdaEvent};
 use order_service::changes::order_placed_from_image;
-use service_runtime::metrics::{self, MetricSet};
-use service_runtime::{trace, Timestamp};
+use service_runtime::metrics;
+use service_runtime::trace;
 
 use crate::consumer::RewardsConsumer;
 
@@ -76,54 +76,6 @@ fn report(
         );
     }
     let millis = started.elapsed().as_secs_f64() * 1000.0;
-    batch_metrics(outcome, millis, trace_id).emit();
+    metrics::batch(metrics::STREAM_CONSUMER, outcome, millis, trace_id).emit();
     outcome.stream_response()
-}
-
-/// The batch's metrics, with the consumer's own trace and the writers' traces it served as
-/// properties of the line (never dimensions). An event's outbox lag runs from its `occurred_at`
-/// to the end of the batch that applied it.
-pub fn batch_metrics(
-    outcome: &BatchOutcome,
-    duration_millis: f64,
-    trace_id: Option<&str>,
-) -> MetricSet {
-    let mut set = MetricSet::new(metrics::STREAM_CONSUMER)
-        .count(metrics::APPLIED, outcome.applied)
-        .count(metrics::DUPLICATES, outcome.duplicates)
-        .count(metrics::SKIPPED, outcome.skipped + outcome.ignored)
-        .count(metrics::POISON, outcome.poison)
-        .count(metrics::PARKED, outcome.parked)
-        .count(
-            metrics::RETRIED,
-            outcome.failed + outcome.waiting + outcome.unmarked,
-        )
-        .count(metrics::HELD_BACK, outcome.held_back)
-        .milliseconds(metrics::BATCH_DURATION, vec![duration_millis])
-        .milliseconds(metrics::OUTBOX_LAG, lag_millis(outcome));
-    if let Some(trace_id) = trace_id {
-        set = set.property("trace_id", trace_id);
-    }
-    let links: Vec<String> = outcome
-        .applied_events
-        .iter()
-        .filter_map(|e| e.trace_context.as_ref().and_then(trace::link))
-        .map(|l| l.trace_id)
-        .take(metrics::MAX_LINKS_PER_LINE)
-        .collect();
-    if !links.is_empty() {
-        set = set.property("links", links);
-    }
-    set
-}
-
-/// Each applied event's outbox lag, now; an `occurred_at` this code did not write is left out.
-pub(crate) fn lag_millis(outcome: &BatchOutcome) -> Vec<f64> {
-    let now = Timestamp::now();
-    outcome
-        .applied_events
-        .iter()
-        .filter_map(|e| Timestamp::parse(&e.occurred_at))
-        .map(|occurred| now.millis_since(occurred))
-        .collect()
 }

@@ -10,6 +10,9 @@ use serde_json::Value;
 use service_runtime::config::{self, ConfigError, OutboxPattern};
 use service_runtime::metrics::{self, MetricSet};
 
+use order_service::self_read::history::{self, HistoryProcessor};
+
+use super::kinesis;
 use crate::service::{self, RewardsProcessor, SweepReport};
 
 /// The payload an operator sends to redrive parked events after a fix:
@@ -18,10 +21,15 @@ pub const REDRIVE_PARKED: &str = "redrive-parked";
 
 /// What one sweeper function needs.
 pub struct Sweeper {
-    /// The outbox's pending index.
-    pub pending: PendingEvents,
+    /// The pending index: outbox items (pattern 1) or order items (pattern 2). None under
+    /// pattern 3, which has no pending state to sweep (the Kinesis stream keeps the records, and
+    /// the mappings' on-failure destination names the ranges they gave up): there the function
+    /// only redrives parked events.
+    pub pending: Option<PendingEvents>,
     /// The rewards consumer on DynamoDB.
     pub processor: RewardsProcessor,
+    /// Pattern 3's other consumer, whose parked events a redrive takes back too.
+    pub order_history: Option<HistoryProcessor>,
     /// Age after which a pending event is redriven.
     pub grace_seconds: i64,
     /// Events read per run.
@@ -31,43 +39,60 @@ pub struct Sweeper {
 }
 
 impl Sweeper {
-    /// The sweeper of a function, from its settings (read once, at start-up).
+    /// The sweeper of a function, from its settings (read once, at start-up). Under pattern 3
+    /// (`OUTBOX_PATTERN=self-read`) it redrives the parked events of both of the stream's
+    /// consumers, rewards and order-history, and needs the stream's name.
     pub fn from_env(client: Client) -> Result<Self, ConfigError> {
+        let pattern = OutboxPattern::read()?;
+        let (pending, processor, order_history) = if pattern == OutboxPattern::SelfRead {
+            (
+                None,
+                kinesis::processor_from_env(client.clone())?,
+                Some(history::processor_from_env(client)?),
+            )
+        } else {
+            let orders = config::required(config::ORDERS_TABLE)?;
+            (
+                Some(PendingEvents::new(client.clone(), orders)),
+                service::processor_from_env(client)?,
+                None,
+            )
+        };
         Ok(Self {
-            pending: PendingEvents::new(client.clone(), config::required(config::ORDERS_TABLE)?),
-            processor: service::processor_from_env(client)?,
+            pending,
+            processor,
+            order_history,
             grace_seconds: config::SWEEPER_GRACE_SECONDS.read()?,
             limit: config::SWEEPER_BATCH_LIMIT.read()?,
-            pattern: OutboxPattern::read()?,
+            pattern,
         })
     }
 }
 
 /// A scheduled event (or any other payload) runs one sweep; `{"action": "redrive-parked"}` puts
-/// the parked events back through the consumer. The report is the function's result.
+/// the parked events back through the consumer. The report is the function's result. Under
+/// pattern 3 a sweep is an error that says so: only the redrive has work there.
 pub async fn handle(sweeper: &Sweeper, event: LambdaEvent<Value>) -> Result<SweepReport, Error> {
     let started = Instant::now();
     let redrive = event.payload.get("action").and_then(Value::as_str) == Some(REDRIVE_PARKED);
-    let outcome = if redrive {
-        sweeper.processor.redrive_parked(sweeper.limit).await
-    } else if sweeper.pattern == OutboxPattern::Cdc {
-        service::sweep_order_changes(
-            &sweeper.pending,
-            &sweeper.processor,
-            sweeper.grace_seconds,
-            sweeper.limit,
-        )
-        .await?
+    let report = if redrive {
+        let mut report = SweepReport::from(&sweeper.processor.redrive_parked(sweeper.limit).await);
+        if let Some(order_history) = &sweeper.order_history {
+            report.add(SweepReport::from(
+                &order_history.redrive_parked(sweeper.limit).await,
+            ));
+        }
+        report
+    } else if let Some(pending) = &sweeper.pending {
+        SweepReport::from(&sweep(sweeper, pending).await?)
     } else {
-        service::sweep(
-            &sweeper.pending,
-            &sweeper.processor,
-            sweeper.grace_seconds,
-            sweeper.limit,
+        return Err(format!(
+            "OUTBOX_PATTERN is self-read: nothing is pending to sweep (the on-failure destination \
+             names what the Kinesis mappings gave up); invoke with {{\"action\":\"{REDRIVE_PARKED}\"}} \
+             to redrive parked events"
         )
-        .await?
+        .into());
     };
-    let report = SweepReport::from(&outcome);
     tracing::info!(
         action = if redrive { REDRIVE_PARKED } else { "sweep" },
         found = report.found,
@@ -79,6 +104,19 @@ pub async fn handle(sweeper: &Sweeper, event: LambdaEvent<Value>) -> Result<Swee
     );
     run_metrics(&report, redrive, started.elapsed().as_secs_f64() * 1000.0).emit();
     Ok(report)
+}
+
+/// One sweep of the pending events older than the grace period, where the pattern keeps them.
+async fn sweep(
+    sweeper: &Sweeper,
+    pending: &PendingEvents,
+) -> Result<dynamodb_outbox::BatchOutcome, Error> {
+    let (processor, grace, limit) = (&sweeper.processor, sweeper.grace_seconds, sweeper.limit);
+    Ok(if sweeper.pattern == OutboxPattern::Cdc {
+        service::sweep_order_changes(pending, processor, grace, limit).await?
+    } else {
+        service::sweep(pending, processor, grace, limit).await?
+    })
 }
 
 /// A sweep counts the old pending events it found (the stream did not deliver them within the
