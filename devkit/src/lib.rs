@@ -7,6 +7,7 @@
 pub mod chaos;
 pub mod demo;
 pub mod filter;
+pub mod iam;
 pub mod invariants;
 pub mod invoke;
 pub mod kinesis;

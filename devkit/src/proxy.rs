@@ -5,9 +5,10 @@
 //! conflicts), forwards a request and then drops the connection instead of answering (the write
 //! committed, the caller saw a failure), delays requests, and can strip the `ClientRequestToken`
 //! that lets AWS and dynoxide deduplicate a retried transaction (other emulators ignore it). It
-//! also counts requests per operation, which the benchmarks read.
+//! also counts requests per operation, which the benchmarks read, and records the IAM actions
+//! they need ([`crate::iam`]).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -72,6 +73,8 @@ pub struct ProxyStats {
     pub requests: BTreeMap<String, u64>,
     pub faults: BTreeMap<Fault, u64>,
     pub tokens_stripped: u64,
+    /// Every action on a table the requests needed.
+    pub accesses: BTreeSet<crate::iam::Access>,
 }
 
 impl ProxyStats {
@@ -200,6 +203,9 @@ async fn forward(
     let (decision, latency, strip) = {
         let mut s = state.lock().expect("proxy state");
         *s.stats.requests.entry(operation.clone()).or_default() += 1;
+        s.stats
+            .accesses
+            .extend(crate::iam::accesses(&operation, &body));
         let injected_so_far = s.stats.total_faults();
         let State { plan, rng, .. } = &mut *s;
         let applies = (plan.operations.is_empty()

@@ -194,7 +194,7 @@ impl Template {
             .collect()
     }
 
-    fn resource(&self, logical_id: &str) -> Result<&Value> {
+    pub(crate) fn resource(&self, logical_id: &str) -> Result<&Value> {
         self.root
             .get("Resources")
             .and_then(|r| r.get(logical_id))

@@ -1,0 +1,244 @@
+//! The IAM actions a function's DynamoDB requests need, read off the wire by the proxy, and the
+//! grants its template gives it: a test runs each function's work through the proxy and checks
+//! the one against the other, so a policy missing an action fails here and not in production.
+//!
+//! The mapping follows DynamoDB's authorization reference: a transaction needs the action of
+//! each of its items (`TransactWriteItems` with a `Delete` needs `dynamodb:DeleteItem` on that
+//! table), a query of an index needs `dynamodb:Query` on the index's ARN.
+
+use std::collections::BTreeMap;
+
+use anyhow::{anyhow, Result};
+use serde_json::Value as Json;
+use serde_yaml::Value;
+
+use crate::template::Template;
+
+/// One action on one table (or one of its indexes), as IAM evaluates it.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Access {
+    /// `dynamodb:GetItem`.
+    pub action: String,
+    /// The table's name as the request gave it.
+    pub table: String,
+    /// The index queried, if any.
+    pub index: Option<String>,
+}
+
+impl std::fmt::Display for Access {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.index {
+            Some(index) => write!(f, "{} on {}/index/{index}", self.action, self.table),
+            None => write!(f, "{} on {}", self.action, self.table),
+        }
+    }
+}
+
+/// What one DynamoDB request (`X-Amz-Target` operation and JSON body) needs.
+pub fn accesses(operation: &str, body: &[u8]) -> Vec<Access> {
+    let Ok(body) = serde_json::from_slice::<Json>(body) else {
+        return Vec::new();
+    };
+    let access = |action: &str, table: &Json, index: Option<&Json>| Access {
+        action: format!("dynamodb:{action}"),
+        table: table.as_str().unwrap_or_default().to_owned(),
+        index: index.and_then(Json::as_str).map(str::to_owned),
+    };
+    match operation {
+        "TransactWriteItems" | "TransactGetItems" => body["TransactItems"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|item| {
+                let (kind, action) = [
+                    ("Put", "PutItem"),
+                    ("Update", "UpdateItem"),
+                    ("Delete", "DeleteItem"),
+                    ("ConditionCheck", "ConditionCheckItem"),
+                    ("Get", "GetItem"),
+                ]
+                .into_iter()
+                .find(|(kind, _)| item.get(kind).is_some())?;
+                Some(access(action, &item[kind]["TableName"], None))
+            })
+            .collect(),
+        "BatchGetItem" | "BatchWriteItem" => body["RequestItems"]
+            .as_object()
+            .into_iter()
+            .flatten()
+            .map(|(table, _)| access(operation, &Json::String(table.clone()), None))
+            .collect(),
+        _ => vec![access(operation, &body["TableName"], body.get("IndexName"))],
+    }
+}
+
+/// One `Allow` statement of a function's policy: its actions on DynamoDB tables.
+#[derive(Debug, Clone)]
+pub struct Grant {
+    pub actions: Vec<String>,
+    /// The table's logical id in the template, and the index when the resource is one.
+    pub tables: Vec<(String, Option<String>)>,
+}
+
+/// The grants of `function`'s inline policy statements in `template` whose resources are
+/// tables (`!GetAtt T.Arn`) or their indexes (`!Sub "${T.Arn}/index/I"`).
+pub fn grants(template: &Template, function: &str) -> Result<Vec<Grant>> {
+    let policies = template
+        .resource(function)?
+        .get("Properties")
+        .and_then(|p| p.get("Policies"))
+        .and_then(Value::as_sequence)
+        .ok_or_else(|| anyhow!("{function} has no Policies"))?;
+    let mut grants = Vec::new();
+    for statement in policies
+        .iter()
+        .filter_map(|p| p.get("Statement").and_then(Value::as_sequence))
+        .flatten()
+    {
+        if statement.get("Effect").and_then(Value::as_str) != Some("Allow") {
+            continue;
+        }
+        let list = |v: Option<&Value>| -> Vec<Value> {
+            match v {
+                Some(Value::Sequence(s)) => s.clone(),
+                Some(other) => vec![other.clone()],
+                None => Vec::new(),
+            }
+        };
+        let actions = list(statement.get("Action"))
+            .iter()
+            .filter_map(|a| a.as_str().map(str::to_owned))
+            .collect();
+        let tables = list(statement.get("Resource"))
+            .iter()
+            .filter_map(table_of)
+            .collect();
+        grants.push(Grant { actions, tables });
+    }
+    Ok(grants)
+}
+
+fn table_of(resource: &Value) -> Option<(String, Option<String>)> {
+    let Value::Tagged(tagged) = resource else {
+        return None;
+    };
+    let arg = tagged.value.as_str()?;
+    match tagged.tag.to_string().as_str() {
+        "!GetAtt" => arg
+            .strip_suffix(".Arn")
+            .map(|table| (table.to_owned(), None)),
+        "!Sub" => {
+            let (table, index) = arg.strip_prefix("${")?.split_once(".Arn}/index/")?;
+            Some((table.to_owned(), Some(index.to_owned())))
+        }
+        _ => None,
+    }
+}
+
+/// The accesses no grant allows. `tables` names each logical id's table as created locally.
+pub fn denied<'a>(
+    grants: &[Grant],
+    tables: &BTreeMap<&str, &str>,
+    accesses: impl IntoIterator<Item = &'a Access>,
+) -> Vec<Access> {
+    accesses
+        .into_iter()
+        .filter(|access| {
+            !grants.iter().any(|grant| {
+                grant
+                    .actions
+                    .iter()
+                    .any(|a| *a == access.action || a == "dynamodb:*")
+                    && grant.tables.iter().any(|(id, index)| {
+                        tables.get(id.as_str()) == Some(&access.table.as_str())
+                            && match (index.as_deref(), access.index.as_deref()) {
+                                (None, None) => true,
+                                (Some("*"), Some(_)) => true,
+                                (Some(granted), Some(used)) => granted == used,
+                                _ => false,
+                            }
+                    })
+            })
+        })
+        .cloned()
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_transaction_needs_the_action_of_each_item_on_its_table() {
+        let body = br#"{"TransactItems":[
+            {"Put":{"TableName":"r","Item":{}}},
+            {"Delete":{"TableName":"r","Key":{}}},
+            {"ConditionCheck":{"TableName":"o","Key":{}}},
+            {"Update":{"TableName":"o","Key":{}}}]}"#;
+        let found: Vec<String> = accesses("TransactWriteItems", body)
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(
+            found,
+            [
+                "dynamodb:PutItem on r",
+                "dynamodb:DeleteItem on r",
+                "dynamodb:ConditionCheckItem on o",
+                "dynamodb:UpdateItem on o"
+            ]
+        );
+        let query = br#"{"TableName":"o","IndexName":"PendingOutbox"}"#;
+        assert_eq!(
+            accesses("Query", query)[0].to_string(),
+            "dynamodb:Query on o/index/PendingOutbox"
+        );
+    }
+
+    #[test]
+    fn an_access_is_denied_unless_a_statement_grants_its_action_on_its_table_or_index() {
+        let template = Template::parse(
+            r#"
+Resources:
+  Fn:
+    Type: AWS::Serverless::Function
+    Properties:
+      Policies:
+        - Statement:
+            - Effect: Allow
+              Action: [dynamodb:Query]
+              Resource: !Sub "${Orders.Arn}/index/Pending"
+            - Effect: Allow
+              Action: dynamodb:GetItem
+              Resource: !GetAtt Orders.Arn
+"#,
+        )
+        .unwrap();
+        let grants = grants(&template, "Fn").unwrap();
+        let tables = BTreeMap::from([("Orders", "orders-x")]);
+        let access = |action: &str, index: Option<&str>| Access {
+            action: format!("dynamodb:{action}"),
+            table: "orders-x".into(),
+            index: index.map(str::to_owned),
+        };
+        let asked = [
+            access("GetItem", None),
+            access("Query", Some("Pending")),
+            access("Query", None),
+            access("GetItem", Some("Pending")),
+            access("DeleteItem", None),
+        ];
+        let refused: Vec<String> = denied(&grants, &tables, &asked)
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(
+            refused,
+            [
+                "dynamodb:Query on orders-x",
+                "dynamodb:GetItem on orders-x/index/Pending",
+                "dynamodb:DeleteItem on orders-x"
+            ]
+        );
+    }
+}
