@@ -95,7 +95,7 @@ clean: ## Remove build output
 chaos: ## 10,000 orders (ORDERS=N) under faults, races, crashes; invariants checked (on AWS_ENDPOINT_URL if set; YES=1 skips the question)
 	cargo run --quiet --profile tools -p devkit -- chaos --pattern $(PATTERN) --orders $(ORDERS) $(if $(SEED),--seed $(SEED)) $(if $(YES),--yes)
 
-FUNCTIONS := -p order-writer -p stream-consumer -p rewards-api -p outbox-sweeper
+FUNCTIONS := -p order-writer -p stream-consumer -p rewards-api -p outbox-sweeper -p order-publisher -p order-history -p rewards-kinesis-consumer
 
 bench: ## Benchmarks in release: prints one table, writes docs/benchmarks.md and the chart (BENCH_QUICK=1: quick)
 	@# The functions are built apart from the bench crate so its dependencies cannot unify

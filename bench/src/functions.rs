@@ -26,7 +26,8 @@ pub struct Function {
     pub events: &'static [&'static str],
 }
 
-/// The four functions of `template.yaml`, each with the sample events of `events/<name>/`.
+/// The functions of the three patterns' templates (the outbox's four, then pattern 3's), each
+/// with the sample events of `events/<name>/`. Pattern 2 runs the outbox's binaries.
 pub const FUNCTIONS: &[Function] = &[
     Function {
         name: "order-writer",
@@ -54,9 +55,37 @@ pub const FUNCTIONS: &[Function] = &[
         name: "outbox-sweeper",
         events: &["outbox-sweeper/scheduled.json"],
     },
+    Function {
+        name: "order-publisher",
+        events: &[
+            "order-publisher/place-order.json",
+            "order-publisher/place-order-keyed.json",
+            "order-publisher/get-order.json",
+            "order-publisher/invalid-order.json",
+        ],
+    },
+    Function {
+        name: "order-history",
+        events: &["order-history/order-events.json"],
+    },
+    Function {
+        name: "rewards-kinesis-consumer",
+        events: &["rewards-kinesis-consumer/order-events.json"],
+    },
 ];
 
+/// `cargo build --release` arguments for every binary in [`FUNCTIONS`].
+pub const BUILD_ALL: &str = "cargo build --release -p order-writer -p stream-consumer -p rewards-api -p outbox-sweeper -p order-publisher -p order-history -p rewards-kinesis-consumer";
+
 impl Function {
+    /// Pattern 3's functions, which need the Kinesis stream's name (and the publisher a server).
+    pub fn reads_stream(&self) -> bool {
+        matches!(
+            self.name,
+            "order-publisher" | "order-history" | "rewards-kinesis-consumer"
+        )
+    }
+
     pub fn binary(&self) -> PathBuf {
         crate::target_dir().join("release").join(self.name)
     }
@@ -125,7 +154,7 @@ impl Function {
 fn ensure_exists(binary: &Path) -> Result<()> {
     if !binary.is_file() {
         bail!(
-            "{} is missing: build it with `cargo build --release -p order-writer -p stream-consumer -p rewards-api -p outbox-sweeper`",
+            "{} is missing: build it with `{BUILD_ALL}`",
             binary.display()
         );
     }
@@ -217,9 +246,10 @@ pub async fn peak_rss(
     invocations: usize,
     dynamo: &str,
     tables: &Tables,
+    extra_env: &[(String, String)],
 ) -> Result<RssRun> {
     let stub = RuntimeStub::start(function.load_events()?, invocations).await?;
-    let child = function.spawn(&stub.runtime_api(), dynamo, tables, &[])?;
+    let child = function.spawn(&stub.runtime_api(), dynamo, tables, extra_env)?;
     let pid = child.id().context("the function exited at once")?;
     let answered = stub.all_answered(Duration::from_secs(120)).await;
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"));
