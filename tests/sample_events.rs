@@ -95,6 +95,9 @@ const OTHER: &[&str] = &[
     devkit::samples::WATCH_ENV_PATH,
 ];
 
+/// The operator's redrive of parked events, for the sweeper of every pattern.
+const REDRIVE: &str = "events/outbox-sweeper/redrive-parked.json";
+
 /// The patterns' own environment files (`devkit::samples::env_paths`).
 const PATTERNS: [devkit::Pattern; 2] = [devkit::Pattern::Cdc, devkit::Pattern::SelfRead];
 
@@ -169,6 +172,18 @@ async fn every_sample_event_deserializes_and_is_handled() {
     assert_eq!(
         report.failed, 0,
         "the orders placed above are swept without failure: {report:?}"
+    );
+    let redrive: serde_json::Value = read(REDRIVE);
+    let report = sweeper::handle(
+        &stack.sweeper(0, 100),
+        LambdaEvent::new(redrive, Context::default()),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        (report.found, report.applied, report.parked),
+        (1, 0, 1),
+        "c-14's poison sample, parked by the consumer above, is read back and still poison: {report:?}"
     );
 }
 
@@ -375,6 +390,7 @@ fn every_file_in_events_is_covered_and_matches_what_make_events_generates() {
         .chain(SELF_READ_HTTP.iter().map(|h| h.0))
         .chain(SELF_READ_KINESIS.iter().map(|k| k.0))
         .chain(OTHER.iter().copied())
+        .chain([REDRIVE])
         .chain(PATTERNS.iter().flat_map(|p| {
             let (env_json, local_env) = devkit::samples::env_paths(*p);
             [env_json, local_env]

@@ -309,6 +309,11 @@ pub fn samples(template: &Template) -> Result<Vec<Sample>> {
             "region": "us-east-1", "resources": [], "detail": {}
         }),
     );
+    // What an operator sends the sweeper (and pattern 3's ParkedRedriveFunction) after a fix.
+    add(
+        "events/outbox-sweeper/redrive-parked.json",
+        json!({"action": rewards_service::handlers::sweeper::REDRIVE_PARKED}),
+    );
     add("events/env.json", env_vars(template)?);
     Ok(out)
 }
