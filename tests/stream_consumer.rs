@@ -489,7 +489,11 @@ async fn an_order_is_rewarded_once_whatever_else_its_events_say() {
     let outcome = process(&stack, &batch).await;
     assert_eq!((outcome.parked, outcome.applied), (1, 0), "{outcome:?}");
     assert_eq!(balance(&stack, "c-1").await, (20, 1));
-    assert!(parked(&stack).await["second-event-same-order"].contains("condition"));
+    let reason = &parked(&stack).await["second-event-same-order"];
+    assert!(
+        reason.contains("put of") && reason.contains("(an item with that key exists)"),
+        "the reason names the refused write: {reason}"
+    );
 }
 
 #[tokio::test]

@@ -245,7 +245,14 @@ async fn a_parked_event_is_redriven_by_the_operator_after_the_fix() {
         "visible to the operator: {parked_now:?}"
     );
     let (event_id, reason) = parked_now.iter().next().unwrap();
-    assert!(reason.contains("condition"), "{reason}");
+    assert!(
+        reason.contains("add of 7 to points of")
+            && reason.contains(&format!(
+                "(the result would pass {})",
+                rewards_service::domain::MAX_BALANCE
+            )),
+        "the reason names the refused write: {reason}"
+    );
     assert_eq!(
         sweep(&stack, 0, 100).await.found,
         0,

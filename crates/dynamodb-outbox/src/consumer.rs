@@ -152,6 +152,53 @@ pub enum Write {
     },
 }
 
+impl Write {
+    /// Why an effect was refused when this write's condition failed: a parked event's reason,
+    /// the same from every store.
+    pub(crate) fn refusal(&self) -> String {
+        format!("the effect's {}: its condition failed", self.describe())
+    }
+
+    /// The write and the condition that refuses it, for a parked event's reason and the logs:
+    /// `put of pk/sk into table (an item with that key exists)`.
+    pub fn describe(&self) -> String {
+        let key_of = |item: &Item| {
+            let text = |name: &str| match item.get(name) {
+                Some(serde_dynamo::AttributeValue::S(v)) => v.clone(),
+                _ => "?".to_owned(),
+            };
+            format!("{}/{}", text(crate::schema::PK), text(crate::schema::SK))
+        };
+        match self {
+            Write::Put {
+                table,
+                item,
+                if_absent,
+            } => {
+                let condition = if *if_absent {
+                    " (an item with that key exists)"
+                } else {
+                    ""
+                };
+                format!("put of {} into {table}{condition}", key_of(item))
+            }
+            Write::Add {
+                table,
+                pk,
+                sk,
+                attribute,
+                amount,
+                at_most,
+            } => {
+                let condition = at_most
+                    .map(|max| format!(" (the result would pass {max})"))
+                    .unwrap_or_default();
+                format!("add of {amount} to {attribute} of {pk}/{sk} in {table}{condition}")
+            }
+        }
+    }
+}
+
 impl Effect {
     /// No writes: the event only advances the consumer's progress.
     pub fn new() -> Self {

@@ -149,7 +149,7 @@ fn key_of(table: &str, item: &Item) -> TableKey {
 /// nothing), or why it is refused.
 fn stage(state: &State, effect: &Effect) -> Result<Vec<(TableKey, Item)>, Committed> {
     let mut staged: Vec<(TableKey, Item)> = Vec::new();
-    for (index, write) in effect.writes().iter().enumerate() {
+    for write in effect.writes() {
         match write {
             Write::Put {
                 table,
@@ -158,10 +158,7 @@ fn stage(state: &State, effect: &Effect) -> Result<Vec<(TableKey, Item)>, Commit
             } => {
                 let key = key_of(table, item);
                 if *if_absent && state.items.contains_key(&key) {
-                    return Err(Committed::Refused(format!(
-                        "write {index}: an item with key {}/{} exists",
-                        key.1, key.2
-                    )));
+                    return Err(Committed::Refused(write.refusal()));
                 }
                 staged.push((key, item.clone()));
             }
@@ -181,11 +178,7 @@ fn stage(state: &State, effect: &Effect) -> Result<Vec<(TableKey, Item)>, Commit
                     ]))
                 });
                 let current = number_of(&item, attribute).unwrap_or(0);
-                let refused = || {
-                    Committed::Refused(format!(
-                        "write {index}: {attribute} {current} + {amount} passes its limit"
-                    ))
-                };
+                let refused = || Committed::Refused(write.refusal());
                 let Some(sum) = current.checked_add(*amount) else {
                     return Err(refused());
                 };

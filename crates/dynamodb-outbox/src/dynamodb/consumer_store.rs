@@ -218,9 +218,7 @@ impl ConsumerStore for DynamoConsumerStore {
         if let Some(index) =
             (0..progress_at).find(|&i| reason_code(reasons, i) == "ConditionalCheckFailed")
         {
-            return Ok(Committed::Refused(format!(
-                "write {index} of the effect: its condition failed"
-            )));
+            return Ok(refused_write(effect, index));
         }
         if cancellation_is_transient(reasons) {
             return Err(StoreError::Unavailable(cancellation_summary(reasons)));
@@ -435,9 +433,7 @@ impl ConsumerStore for DynamoConsumerStore {
         if let Some(index) =
             (0..record_at).find(|&i| reason_code(reasons, i) == "ConditionalCheckFailed")
         {
-            return Ok(Committed::Refused(format!(
-                "write {index} of the effect: its condition failed"
-            )));
+            return Ok(refused_write(effect, index));
         }
         if cancellation_is_transient(reasons) {
             return Err(StoreError::Unavailable(cancellation_summary(reasons)));
@@ -506,9 +502,7 @@ impl ConsumerStore for DynamoConsumerStore {
         if let Some(index) = (0..reasons.len())
             .find(|&i| i != record_at && reason_code(reasons, i) == "ConditionalCheckFailed")
         {
-            return Ok(Committed::Refused(format!(
-                "write {index} of the effect: its condition failed"
-            )));
+            return Ok(refused_write(effect, index));
         }
         if cancellation_is_transient(reasons) {
             return Err(StoreError::Unavailable(cancellation_summary(reasons)));
@@ -641,4 +635,13 @@ fn is_failed_condition(
 ) -> bool {
     err.as_service_error()
         .is_some_and(UpdateItemError::is_conditional_check_failed_exception)
+}
+
+/// The effect refused by the condition of its write at `index` (the transaction's actions start
+/// with the effect's writes, in order), named by what it writes.
+fn refused_write(effect: &Effect, index: usize) -> Committed {
+    Committed::Refused(effect.writes().get(index).map_or_else(
+        || format!("write {index} of the effect: its condition failed"),
+        Write::refusal,
+    ))
 }
