@@ -71,9 +71,13 @@ test-external: kinesalite ## All tests on AWS_ENDPOINT_URL's server, except thos
 	cargo test --workspace -- --exact $(addprefix --skip ,$(EMBEDDED_ONLY_TESTS))
 	@echo "test-external: all tests passed on $${AWS_ENDPOINT_URL_DYNAMODB:-$$AWS_ENDPOINT_URL} except $(words $(EMBEDDED_ONLY_TESTS)) SKIPPED, not run: $(EMBEDDED_ONLY_TESTS)"
 
-lint: tools ## cargo fmt --check, clippy -D warnings, sam validate (with and without --lint), sam validate --lint of each pattern's template
+lint: tools ## cargo fmt --check, clippy -D warnings, the engine's rustdoc (missing_docs) and package, sam validate (with and without --lint), sam validate --lint of each pattern's template
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -- -D warnings
+	@# The engine as its users get it: every public item documented, doctests aside (make test
+	@# runs them), and a crate `cargo package` accepts and builds from its own files.
+	RUSTDOCFLAGS="-D warnings" cargo doc -p dynamodb-outbox --no-deps
+	cargo package -p dynamodb-outbox --allow-dirty --quiet
 	sam validate --lint
 	sam validate
 	@# The pattern templates: --lint (cfn-lint and SAM's transform). Plain `sam validate` refuses
