@@ -1,16 +1,16 @@
 //! The scheduled sweeper: redrives events the stream never delivered or gave up on, and, when an
-//! operator asks, the events the consumer parked.
+//! operator asks, the events the consumers parked. Under pattern 3 (self-read) it only does the
+//! latter, as the template's `ParkedRedriveFunction`.
 
 use std::time::Instant;
 
 use aws_sdk_dynamodb::Client;
 use dynamodb_outbox::dynamodb::PendingEvents;
 use lambda_runtime::{Error, LambdaEvent};
+use order_service::self_read::history::{self, HistoryProcessor};
 use serde_json::Value;
 use service_runtime::config::{self, ConfigError, OutboxPattern};
 use service_runtime::metrics::{self, MetricSet};
-
-use order_service::self_read::history::{self, HistoryProcessor};
 
 use super::kinesis;
 use crate::service::{self, RewardsProcessor, SweepReport};
@@ -34,7 +34,7 @@ pub struct Sweeper {
     pub grace_seconds: i64,
     /// Events read per run.
     pub limit: usize,
-    /// Where the pending events are: outbox items (pattern 1) or order items (pattern 2).
+    /// The pattern served: where pending events are (outbox items or order items), or none.
     pub pattern: OutboxPattern,
 }
 
