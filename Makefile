@@ -114,7 +114,7 @@ bench: ## Benchmarks in release: prints one table, writes docs/benchmarks.md and
 		rm -f $${CARGO_TARGET_DIR:-target}/lambda/*/bootstrap; \
 	fi
 	cargo bench -p outbox-bench --bench handlers $(if $(BENCH_QUICK),-- --warm-up-time 1 --measurement-time 2)
-	cargo run --release --quiet -p outbox-bench -- $(if $(BENCH_QUICK),--quick)
+	cargo run --release --quiet -p outbox-bench --bin outbox-bench -- $(if $(BENCH_QUICK),--quick)
 
 # make compare: the workload, the latency added per request, and the chaos runs' size.
 COMPARE_ORDERS ?= 2000
@@ -138,4 +138,4 @@ compare: kinesalite ## The three patterns side by side on one workload: short ch
 	$(COMPARE_BIN)/patterns-compare --orders $(COMPARE_ORDERS) --customers $(COMPARE_CUSTOMERS) --latency-ms $(COMPARE_LATENCY_MS) --rate $(COMPARE_RATE) --chaos-dir .local/compare --chaos-orders $(CHAOS_ORDERS)
 
 bench-consumer: ## Only the engine consumer's batch shapes (make bench runs them too): rewrites their section of docs/benchmarks.md
-	cargo run --release --quiet -p outbox-bench -- --consumer-only $(if $(BENCH_QUICK),--quick)
+	cargo run --release --quiet -p outbox-bench --bin outbox-bench -- --consumer-only $(if $(BENCH_QUICK),--quick)

@@ -54,7 +54,7 @@ cargo build --release -p order-writer -p stream-consumer -p rewards-api -p outbo
 bash scripts/install-tools.sh        # cargo-lambda and zig into .tools/ (skipped when installed)
 cargo lambda build --release --arm64 -p order-writer -p stream-consumer -p rewards-api -p outbox-sweeper -p order-publisher -p order-history -p rewards-kinesis-consumer
 cargo bench -p outbox-bench --bench handlers      # criterion: handler CPU; estimates in target/criterion/
-cargo run --release -p outbox-bench               # everything else; prints the table, writes docs/
+cargo run --release -p outbox-bench --bin outbox-bench   # everything else; prints the table, writes docs/
 ```
 
 The functions are built on their own, never in one `cargo` invocation with `outbox-bench`:
