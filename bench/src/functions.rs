@@ -258,6 +258,15 @@ pub async fn peak_rss(
     if counts.init_errors > 0 {
         bail!("{} failed to initialise: {stderr}", function.name);
     }
+    // A batch the function refuses whole measures its error path, not its work.
+    if counts.item_failures > 0 {
+        bail!(
+            "{}: {} of {} responses reported failed records, so the run did not do the function's work: {stderr}",
+            function.name,
+            counts.item_failures,
+            counts.responses
+        );
+    }
     Ok(RssRun {
         invocations,
         counts,

@@ -9,7 +9,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use devkit::{LocalDynamo, Stack};
 use outbox_bench::accounting::{self, Accounting};
 use outbox_bench::chart::{self, LatencyChart, Points};
@@ -561,14 +561,18 @@ async fn functions_section(opts: &Options, notes: &mut Vec<String>) -> Result<Se
     let endpoint = stack.dynamo.endpoint.clone();
     // Pattern 3's functions read their stream's name at start-up, and the publisher puts to it:
     // kinesalite, when installed (`make kinesalite`).
+    // The stream is the self-read template's, which the sample Kinesis events come from: a
+    // consumer refuses records of another stream.
+    let stream = devkit::Template::load(&devkit::Pattern::SelfRead.template_path())?
+        .kinesis_streams()?
+        .into_iter()
+        .next()
+        .context("patterns/self-read/template.yaml has no Kinesis stream")?;
     let kinesis = devkit::kinesis::LocalKinesis::start().await;
-    let mut stream_env = vec![(
-        "ORDER_EVENTS_STREAM".to_owned(),
-        "bench-order-events".to_owned(),
-    )];
+    let mut stream_env = vec![("ORDER_EVENTS_STREAM".to_owned(), stream.name.clone())];
     match &kinesis {
         Ok(local) => {
-            local.create_stream("bench-order-events", 2).await?;
+            local.create_stream(&stream.name, stream.shard_count).await?;
             stream_env.push(("AWS_ENDPOINT_URL_KINESIS".to_owned(), local.endpoint.clone()));
         }
         Err(why) => notes.push(format!(

@@ -59,6 +59,8 @@ pub enum Answer {
 pub struct StubCounts {
     pub handed_out: usize,
     pub responses: usize,
+    /// Responses of a batch function that reported records as failed (`batchItemFailures`).
+    pub item_failures: usize,
     pub errors: usize,
     pub init_errors: usize,
 }
@@ -248,6 +250,9 @@ async fn handle(
             .map(str::to_owned);
         let answer = if path.ends_with("/response") {
             s.counts.responses += 1;
+            if reports_item_failures(&body) {
+                s.counts.item_failures += 1;
+            }
             Some(Answer::Response(body))
         } else if path.ends_with("/init/error") {
             s.counts.init_errors += 1;
@@ -273,4 +278,16 @@ async fn handle(
         .status(202)
         .body(Full::new(Bytes::from_static(b"{\"status\":\"OK\"}")))
         .expect("a valid response"))
+}
+
+/// Whether a batch function's response names failed records.
+fn reports_item_failures(body: &[u8]) -> bool {
+    serde_json::from_slice::<serde_json::Value>(body)
+        .ok()
+        .and_then(|v| {
+            v.get("batchItemFailures")?
+                .as_array()
+                .map(|a| !a.is_empty())
+        })
+        .unwrap_or(false)
 }
