@@ -14,10 +14,12 @@ use std::collections::BTreeMap;
 
 use aws_lambda_events::apigw::ApiGatewayV2httpResponse;
 use aws_lambda_events::encodings::Body;
+use aws_lambda_events::kinesis::KinesisEvent;
 use aws_sdk_kinesis::primitives::Blob;
 use aws_sdk_kinesis::types::ShardIteratorType;
 use devkit::demo::api_request;
 use devkit::kinesis::client_for;
+use devkit::kinesis_replay::replay_message;
 use devkit::patterns::self_read::chaos::check;
 use devkit::patterns::self_read::{
     history_in_process, rewards_in_process, SelfReadStack, ORDER_HISTORY_FUNCTION, REWARDS_FUNCTION,
@@ -314,6 +316,102 @@ async fn the_redrive_function_takes_back_both_consumers_parked_events_and_refuse
             && err.to_string().contains(REDRIVE_PARKED),
         "self-read: a scheduled sweep says what the function is for: {err}"
     );
+}
+
+/// What Lambda sends the on-failure destination for a batch it gave up on: the range's
+/// coordinates, one message per shard holding records (each shard's whole content here).
+async fn on_failure_messages(stack: &SelfReadStack) -> Vec<Json> {
+    let mut messages = Vec::new();
+    for shard in &stack.stream.shard_ids {
+        let iterator = stack
+            .kinesis
+            .client
+            .get_shard_iterator()
+            .stream_name(&stack.stream.name)
+            .shard_id(shard)
+            .shard_iterator_type(ShardIteratorType::TrimHorizon)
+            .send()
+            .await
+            .unwrap()
+            .shard_iterator;
+        let out = stack
+            .kinesis
+            .client
+            .get_records()
+            .set_shard_iterator(iterator)
+            .send()
+            .await
+            .unwrap();
+        let (Some(first), Some(last)) = (out.records.first(), out.records.last()) else {
+            continue;
+        };
+        messages.push(json!({
+            "requestContext": {"condition": "RetryAttemptsExhausted", "approximateInvokeCount": 11},
+            "KinesisBatchInfo": {"shardId": shard, "startSequenceNumber": first.sequence_number,
+                "endSequenceNumber": last.sequence_number, "batchSize": out.records.len(),
+                "streamArn": stack.stream.arn}
+        }));
+    }
+    messages
+}
+
+#[tokio::test]
+async fn a_range_the_mapping_gave_up_on_is_replayed_once_by_the_operators_tool() {
+    let Some(stack) = stack("self-read: the operator's replay of a range").await else {
+        return;
+    };
+    let publisher = stack.publisher();
+    for customer in ["c-1", "c-2", "c-1"] {
+        let response = place(&stack, &publisher, &order_body(customer, 2), None).await;
+        assert_eq!(response.status_code, 202);
+    }
+    stack
+        .kinesis
+        .client
+        .put_record()
+        .stream_name(&stack.stream.name)
+        .partition_key("c-1")
+        .data(Blob::new(b"not an event".to_vec()))
+        .send()
+        .await
+        .unwrap();
+    // The rewards mapping gave up on everything: nothing was applied, the queue holds ranges.
+    let messages = on_failure_messages(&stack).await;
+    assert!(!messages.is_empty());
+    let processor = stack.rewards_processor();
+    let mut replayed = 0;
+    for round in 0..2 {
+        for message in &messages {
+            let event = replay_message(&stack.kinesis.client, message, REWARDS_FUNCTION)
+                .await
+                .unwrap();
+            let event: KinesisEvent = serde_json::from_value(event).unwrap();
+            if round == 0 {
+                replayed += event.records.len();
+            }
+            let response = rewards_service::handlers::kinesis::handle(
+                &processor,
+                LambdaEvent::new(event, Context::default()),
+            )
+            .await
+            .unwrap();
+            assert!(
+                response.batch_item_failures.is_empty(),
+                "self-read: round {round}: {:?}",
+                response.batch_item_failures
+            );
+        }
+    }
+    assert_eq!(
+        replayed, 3,
+        "self-read: the three events, not the record that is not one"
+    );
+    assert_eq!(
+        balance(&stack, "c-1").await,
+        (40, 2),
+        "self-read: replayed twice, applied once"
+    );
+    assert_eq!(balance(&stack, "c-2").await, (20, 1));
 }
 
 #[tokio::test]

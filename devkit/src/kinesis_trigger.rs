@@ -546,6 +546,33 @@ fn shard_record<I>(record: &Record, shard: &str, shared: &Shared<'_, I>) -> Resu
     let arrival = record
         .approximate_arrival_timestamp
         .ok_or_else(|| anyhow!("record {} has no arrival time", record.sequence_number))?;
+    let (lambda_shape, filterable) = lambda_record(
+        record,
+        shard,
+        &shared.stream.arn,
+        shared.region,
+        Some(shared.invoke_identity_arn),
+    )?;
+    Ok(ShardRecord {
+        sequence_number: record.sequence_number.clone(),
+        arrival,
+        filterable,
+        lambda_shape,
+    })
+}
+
+/// A GetRecords record in Lambda's Kinesis event shape, and what a mapping's filter sees of it
+/// (the metadata and, when it is JSON, the data itself, as Lambda's filters do).
+pub(crate) fn lambda_record(
+    record: &Record,
+    shard: &str,
+    stream_arn: &str,
+    region: &str,
+    invoke_identity_arn: Option<&str>,
+) -> Result<(Json, Json)> {
+    let arrival = record
+        .approximate_arrival_timestamp
+        .ok_or_else(|| anyhow!("record {} has no arrival time", record.sequence_number))?;
     let data = record.data.as_ref();
     let mut kinesis = json!({
         "kinesisSchemaVersion": "1.0",
@@ -557,24 +584,21 @@ fn shard_record<I>(record: &Record, shard: &str, shared: &Shared<'_, I>) -> Resu
     if let Some(encryption) = &record.encryption_type {
         kinesis["encryptionType"] = json!(encryption.as_str());
     }
-    // Filters see the metadata and, when it is JSON, the data itself (as Lambda's do).
     let mut filterable = kinesis.clone();
     filterable["data"] = serde_json::from_slice(data).unwrap_or(Json::Null);
-    Ok(ShardRecord {
-        sequence_number: record.sequence_number.clone(),
-        arrival,
-        filterable,
-        lambda_shape: json!({
-            "kinesis": kinesis,
-            "eventSource": "aws:kinesis",
-            "eventVersion": "1.0",
-            "eventID": format!("{shard}:{}", record.sequence_number),
-            "eventName": "aws:kinesis:record",
-            "invokeIdentityArn": shared.invoke_identity_arn,
-            "awsRegion": shared.region,
-            "eventSourceARN": shared.stream.arn,
-        }),
-    })
+    let mut lambda_shape = json!({
+        "kinesis": kinesis,
+        "eventSource": "aws:kinesis",
+        "eventVersion": "1.0",
+        "eventID": format!("{shard}:{}", record.sequence_number),
+        "eventName": "aws:kinesis:record",
+        "awsRegion": region,
+        "eventSourceARN": stream_arn,
+    });
+    if let Some(arn) = invoke_identity_arn {
+        lambda_shape["invokeIdentityArn"] = json!(arn);
+    }
+    Ok((lambda_shape, filterable))
 }
 
 /// Seconds since the epoch with milliseconds, as Lambda writes `approximateArrivalTimestamp`.

@@ -11,6 +11,7 @@ pub mod iam;
 pub mod invariants;
 pub mod invoke;
 pub mod kinesis;
+pub mod kinesis_replay;
 pub mod kinesis_trigger;
 pub mod local;
 pub mod metrics;

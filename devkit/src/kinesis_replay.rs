@@ -1,0 +1,142 @@
+//! The replay of a range a Kinesis event source mapping gave up on (pattern 3). Lambda sends the
+//! on-failure destination only the range's coordinates (`KinesisBatchInfo`: stream, shard, first
+//! and last sequence number), never the records, and nothing applies them by itself. This reads
+//! the range back from the stream while it is retained (24 hours by default), keeps the records
+//! the function's mapping would deliver (its `FilterCriteria`), and builds the Kinesis event the
+//! function receives. The operator invokes the function with it (`devkit kinesis-replay`, the
+//! runbook's `DeadLetterQueueAlarm`); the consumers apply each event once by its id, so records
+//! that were applied before are duplicates.
+
+use anyhow::{anyhow, bail, Context, Result};
+use aws_sdk_kinesis::types::ShardIteratorType;
+use aws_sdk_kinesis::Client;
+use serde_json::{json, Value as Json};
+
+use crate::filter;
+use crate::kinesis::parse_stream_arn;
+use crate::kinesis_trigger::lambda_record;
+use crate::pattern::Pattern;
+use crate::template::Template;
+
+/// The coordinates an on-failure message gives of the batch the mapping gave up on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Range {
+    pub stream_arn: String,
+    pub shard: String,
+    pub first: String,
+    pub last: String,
+}
+
+impl Range {
+    /// From the on-failure message (the SQS message's body) Lambda sent.
+    pub fn from_message(message: &Json) -> Result<Self> {
+        let info = &message["KinesisBatchInfo"];
+        let field = |name: &str| {
+            info[name].as_str().map(str::to_owned).ok_or_else(|| {
+                anyhow!("the on-failure message has no KinesisBatchInfo.{name}: {message}")
+            })
+        };
+        Ok(Self {
+            stream_arn: field("streamArn")?,
+            shard: field("shardId")?,
+            first: field("startSequenceNumber")?,
+            last: field("endSequenceNumber")?,
+        })
+    }
+}
+
+/// The event to invoke `function` (its logical id in `patterns/self-read/template.yaml`) with,
+/// for the on-failure `message` it caused: the range read back and filtered as its mapping
+/// filters. What `devkit kinesis-replay` prints.
+pub async fn replay_message(client: &Client, message: &Json, function: &str) -> Result<Json> {
+    let range = Range::from_message(message)?;
+    let template = Template::load(&Pattern::SelfRead.template_path())?;
+    let filter = template.kinesis_source(function)?.filter_patterns;
+    replay_event(client, &range, &filter).await
+}
+
+/// Whether sequence number `a` comes at or before `b` in a shard: they are decimal strings past
+/// 2^64, so compared by length, then digit by digit.
+pub fn at_or_before(a: &str, b: &str) -> bool {
+    (a.len(), a) <= (b.len(), b)
+}
+
+/// The Kinesis event (`{"Records": [...]}`) of `range`'s records that pass `filter_patterns`
+/// (the function's mapping's `FilterCriteria` patterns; none: every record), read from the
+/// stream with `client`. Fails when the shard no longer holds the whole range.
+pub async fn replay_event(
+    client: &Client,
+    range: &Range,
+    filter_patterns: &[Json],
+) -> Result<Json> {
+    let (region, _, stream) = parse_stream_arn(&range.stream_arn)?;
+    let mut iterator = client
+        .get_shard_iterator()
+        .stream_name(stream)
+        .shard_id(&range.shard)
+        .shard_iterator_type(ShardIteratorType::AtSequenceNumber)
+        .starting_sequence_number(&range.first)
+        .send()
+        .await
+        .with_context(|| format!("GetShardIterator {} at {}", range.shard, range.first))?
+        .shard_iterator;
+    let mut records = Vec::new();
+    let mut reached_last = false;
+    while let Some(current) = iterator.take() {
+        let page = client
+            .get_records()
+            .shard_iterator(current)
+            .limit(10_000)
+            .send()
+            .await
+            .with_context(|| format!("GetRecords {}", range.shard))?;
+        for record in page.records() {
+            if !at_or_before(&record.sequence_number, &range.last) {
+                reached_last = true;
+                break;
+            }
+            reached_last = record.sequence_number == range.last;
+            let (lambda_shape, filterable) =
+                lambda_record(record, &range.shard, &range.stream_arn, region, None)?;
+            if filter::passes(filter_patterns, &filterable) {
+                records.push(lambda_shape);
+            }
+        }
+        let caught_up = page.millis_behind_latest.is_none_or(|ms| ms == 0);
+        if reached_last || (page.records().is_empty() && caught_up) {
+            break;
+        }
+        iterator = page.next_shard_iterator;
+    }
+    if !reached_last {
+        bail!(
+            "shard {} ends before {}: the range's records left the stream (past its retention?)",
+            range.shard,
+            range.last
+        );
+    }
+    Ok(json!({ "Records": records }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sequence_numbers_compare_as_the_large_decimals_they_are() {
+        let small = "49590338271490256608559692538361571095921575989136588898";
+        let larger = "49590338271490256608559692540925702759324208523137515618";
+        assert!(at_or_before(small, larger));
+        assert!(at_or_before(small, small));
+        assert!(!at_or_before(larger, small));
+        assert!(at_or_before("9", "10"), "a shorter number is smaller");
+    }
+
+    #[test]
+    fn a_message_without_the_range_is_refused_by_name() {
+        let message = json!({"KinesisBatchInfo": {"shardId": "s", "startSequenceNumber": "1",
+            "streamArn": "arn:aws:kinesis:us-east-1:1:stream/x"}});
+        let err = Range::from_message(&message).unwrap_err().to_string();
+        assert!(err.contains("KinesisBatchInfo.endSequenceNumber"), "{err}");
+    }
+}
