@@ -1,4 +1,4 @@
-//! Each pattern's template's alarms against the code and the runbook: every alarm on our own
+//! Each pattern's template's alarms and dashboard against the code and the runbook: every alarm on our own
 //! metrics watches one the functions emit, and every alarm has its section in
 //! docs/operations.md, which its description points to.
 
@@ -141,5 +141,83 @@ fn the_alarms_cover_what_needs_a_human() {
                 "{pattern:?}: no alarm on {aws_metric}"
             );
         }
+    }
+}
+#[test]
+fn every_dashboard_metric_on_our_namespace_is_one_its_function_emits() {
+    for pattern in PATTERNS {
+        let template = devkit::Template::load(&pattern.template_path()).unwrap();
+        let dashboards = template.resources_of_type("AWS::CloudWatch::Dashboard");
+        assert_eq!(dashboards.len(), 1, "{pattern:?}: one dashboard");
+        let body = &dashboards[0].1["Properties"]["DashboardBody"];
+        let text = body
+            .as_str()
+            .or_else(|| body.get("!Sub").and_then(Value::as_str))
+            .or_else(|| body.as_object().and_then(|o| o.values().next()?.as_str()))
+            .unwrap_or_else(|| panic!("{pattern:?}: DashboardBody {body}"));
+        // The body is a !Sub string: its ${...} become placeholders so it parses as JSON.
+        let mut json_text = String::new();
+        let mut rest = text;
+        while let Some(start) = rest.find("${") {
+            json_text.push_str(&rest[..start]);
+            let end = rest[start..].find('}').unwrap() + start;
+            let name = &rest[start + 2..end];
+            json_text.push_str(if name == "OutboxLagAlarmMilliseconds" {
+                "0"
+            } else {
+                name
+            });
+            rest = &rest[end + 1..];
+        }
+        json_text.push_str(rest);
+        let dashboard: Value = serde_json::from_str(&json_text)
+            .unwrap_or_else(|e| panic!("{pattern:?}: the dashboard is not JSON: {e}"));
+        let mut ours = 0;
+        for widget in dashboard["widgets"].as_array().unwrap() {
+            let mut previous: Vec<Value> = Vec::new();
+            for line in widget["properties"]["metrics"]
+                .as_array()
+                .into_iter()
+                .flatten()
+            {
+                let line = line.as_array().unwrap();
+                // "." repeats the previous line's field at its place; "..." the previous
+                // line's fields up to those given after it, which replace its last ones.
+                let mut fields: Vec<Value> = Vec::new();
+                for (i, field) in line.iter().enumerate() {
+                    match field.as_str() {
+                        Some(".") => fields.push(previous.get(i).cloned().unwrap_or(Value::Null)),
+                        Some("...") => {
+                            let given = line[i + 1..].iter().filter(|f| !f.is_object()).count();
+                            let kept = previous.len().saturating_sub(given);
+                            fields.extend(previous[..kept].iter().cloned());
+                        }
+                        _ => fields.push(field.clone()),
+                    }
+                }
+                previous = fields.iter().filter(|f| !f.is_object()).cloned().collect();
+                if previous.first().and_then(Value::as_str) != Some("MetricsNamespace") {
+                    continue;
+                }
+                let metric = previous[1].as_str().unwrap();
+                let function = previous
+                    .windows(2)
+                    .find(|w| w[0] == "Function")
+                    .and_then(|w| w[1].as_str())
+                    .unwrap();
+                ours += 1;
+                let emitted = service_runtime::metrics::EMITTED
+                    .iter()
+                    .any(|(f, metrics)| *f == function && metrics.contains(&metric));
+                assert!(
+                    emitted,
+                    "{pattern:?}: the dashboard shows {function}/{metric}, which no function emits"
+                );
+            }
+        }
+        assert!(
+            ours >= 10,
+            "{pattern:?}: {ours} of our metrics on the dashboard"
+        );
     }
 }
