@@ -1,6 +1,6 @@
-//! Each pattern's template's alarms and dashboard against the code and the runbook: every alarm on our own
-//! metrics watches one the functions emit, and every alarm has its section in
-//! docs/operations.md, which its description points to.
+//! Each pattern's template's alarms and dashboard against the code and the runbook: every alarm
+//! and dashboard line on our own metrics is one the functions emit, and every alarm has its
+//! section in docs/operations.md, which its description points to.
 
 use devkit::pattern::Pattern;
 use serde_json::Value;
