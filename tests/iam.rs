@@ -3,8 +3,9 @@
 //! an action (the redrive's `DeleteItem`, a query of the parked events) fails here instead of as
 //! an `AccessDenied` in production. Every path that reaches a table is walked: orders placed and
 //! replayed, a batch applied, replayed and partly parked, a sweep, a redrive before and after
-//! the fix, a balance read. Kinesis and SQS grants are not checked here (the publisher's is one
-//! action on one stream).
+//! the fix, a balance read. The publisher's Kinesis requests go through a proxy too and are
+//! checked the same way; the SQS grants (Lambda's mappings send to the on-failure queue with the
+//! function's role) are not exercised locally.
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -23,6 +24,7 @@ use devkit::Template;
 use dynamodb_outbox::dynamodb::PendingEvents;
 use lambda_runtime::{Context, LambdaEvent};
 use order_service::handlers::order_api;
+use order_service::self_read::kinesis::KinesisPublisher;
 use order_service::store::cdc::CdcOrderStore;
 use order_service::store::dynamodb::DynamoOrderStore;
 use order_service::store::OrderStore;
@@ -33,9 +35,11 @@ use rewards_service::service::{self, SweepReport};
 use rewards_service::store::dynamodb::DynamoRewardsStore;
 use serde_json::json;
 
-/// The proxy every audited request goes through, and what the template grants.
+/// The proxy every audited request goes through (and pattern 3's in front of its Kinesis), and
+/// what the template grants.
 struct Audit<'a> {
     proxy: FaultProxy,
+    kinesis_proxy: Option<FaultProxy>,
     template: &'a Template,
     tables: BTreeMap<&'static str, String>,
 }
@@ -46,6 +50,7 @@ impl<'a> Audit<'a> {
             proxy: FaultProxy::start(upstream, FaultPlan::none())
                 .await
                 .unwrap(),
+            kinesis_proxy: None,
             template,
             tables: BTreeMap::from([
                 ("OrdersTable", orders.to_owned()),
@@ -54,12 +59,29 @@ impl<'a> Audit<'a> {
         }
     }
 
-    /// Runs `work` as `function` (its requests through the proxy) and fails on any action its
+    /// Puts a proxy in front of the Kinesis at `upstream`, whose stream is the template's
+    /// `logical_id` named `name` here.
+    async fn with_kinesis(mut self, upstream: &str, logical_id: &'static str, name: &str) -> Self {
+        self.kinesis_proxy = Some(
+            FaultProxy::start(upstream, FaultPlan::none())
+                .await
+                .unwrap(),
+        );
+        self.tables.insert(logical_id, name.to_owned());
+        self
+    }
+
+    fn proxies(&self) -> impl Iterator<Item = &FaultProxy> {
+        std::iter::once(&self.proxy).chain(self.kinesis_proxy.as_ref())
+    }
+
+    /// Runs `work` as `function` (its requests through the proxies) and fails on any action its
     /// policy does not grant.
     async fn as_function<T>(&self, function: &str, work: impl Future<Output = T>) -> T {
-        self.proxy.reset_stats();
+        self.proxies().for_each(FaultProxy::reset_stats);
         let output = work.await;
-        let accesses = self.proxy.stats().accesses;
+        let accesses: std::collections::BTreeSet<iam::Access> =
+            self.proxies().flat_map(|p| p.stats().accesses).collect();
         assert!(!accesses.is_empty(), "{function} made no request");
         let grants = iam::grants(self.template, function).unwrap();
         let tables = self
@@ -249,9 +271,20 @@ async fn every_request_of_the_self_read_functions_is_allowed_by_their_policies()
         return;
     };
     let (orders, rewards) = (stack.orders_table.clone(), stack.rewards_table.clone());
-    let audit = Audit::start(&stack.dynamo.endpoint, &stack.template, &orders, &rewards).await;
+    let audit = Audit::start(&stack.dynamo.endpoint, &stack.template, &orders, &rewards)
+        .await
+        .with_kinesis(
+            &stack.kinesis.endpoint,
+            "OrderEventsStream",
+            &stack.stream.name,
+        )
+        .await;
     let client = stack.dynamo.client_via(&audit.proxy.endpoint).await;
-    let publisher = stack.publisher();
+    let kinesis_endpoint = &audit.kinesis_proxy.as_ref().unwrap().endpoint;
+    let publisher = KinesisPublisher::new(
+        devkit::kinesis::client_for(kinesis_endpoint).await,
+        &stack.stream.name,
+    );
     let history = DynamoOrderStore::new(client.clone(), &orders);
     audit
         .as_function("OrderPublisherFunction", async {

@@ -1,5 +1,5 @@
-//! The IAM actions a function's DynamoDB requests need, read off the wire by the proxy, and the
-//! grants its template gives it: a test runs each function's work through the proxy and checks
+//! The IAM actions a function's DynamoDB and Kinesis requests need, read off the wire by the
+//! proxy, and the grants its template gives it: a test runs each function's work through the proxy and checks
 //! the one against the other, so a policy missing an action fails here and not in production.
 //!
 //! The mapping follows DynamoDB's authorization reference: a transaction needs the action of
@@ -14,12 +14,12 @@ use serde_yaml::Value;
 
 use crate::template::Template;
 
-/// One action on one table (or one of its indexes), as IAM evaluates it.
+/// One action on one table (or one of its indexes) or stream, as IAM evaluates it.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Access {
-    /// `dynamodb:GetItem`.
+    /// `dynamodb:GetItem`, `kinesis:PutRecord`.
     pub action: String,
-    /// The table's name as the request gave it.
+    /// The table's or stream's name as the request gave it.
     pub table: String,
     /// The index queried, if any.
     pub index: Option<String>,
@@ -34,11 +34,23 @@ impl std::fmt::Display for Access {
     }
 }
 
-/// What one DynamoDB request (`X-Amz-Target` operation and JSON body) needs.
-pub fn accesses(operation: &str, body: &[u8]) -> Vec<Access> {
+/// What one request (its `X-Amz-Target`, `DynamoDB_20120810.GetItem`, and JSON body) needs.
+pub fn accesses(target: &str, body: &[u8]) -> Vec<Access> {
     let Ok(body) = serde_json::from_slice::<Json>(body) else {
         return Vec::new();
     };
+    let (service, operation) = target.split_once('.').unwrap_or(("", target));
+    if service.starts_with("Kinesis_") {
+        let stream = body["StreamName"].as_str().map(str::to_owned).or_else(|| {
+            let arn = body["StreamARN"].as_str()?;
+            Some(arn.rsplit_once('/')?.1.to_owned())
+        });
+        return vec![Access {
+            action: format!("kinesis:{operation}"),
+            table: stream.unwrap_or_default(),
+            index: None,
+        }];
+    }
     let access = |action: &str, table: &Json, index: Option<&Json>| Access {
         action: format!("dynamodb:{action}"),
         table: table.as_str().unwrap_or_default().to_owned(),
@@ -72,7 +84,7 @@ pub fn accesses(operation: &str, body: &[u8]) -> Vec<Access> {
     }
 }
 
-/// One `Allow` statement of a function's policy: its actions on DynamoDB tables.
+/// One `Allow` statement of a function's policy: its actions on tables and streams.
 #[derive(Debug, Clone)]
 pub struct Grant {
     pub actions: Vec<String>,
@@ -81,7 +93,8 @@ pub struct Grant {
 }
 
 /// The grants of `function`'s inline policy statements in `template` whose resources are
-/// tables (`!GetAtt T.Arn`) or their indexes (`!Sub "${T.Arn}/index/I"`).
+/// resources of the template (`!GetAtt T.Arn`: a table, a stream) or a table's index
+/// (`!Sub "${T.Arn}/index/I"`).
 pub fn grants(template: &Template, function: &str) -> Result<Vec<Grant>> {
     let policies = template
         .resource(function)?
@@ -135,7 +148,8 @@ fn table_of(resource: &Value) -> Option<(String, Option<String>)> {
     }
 }
 
-/// The accesses no grant allows. `tables` names each logical id's table as created locally.
+/// The accesses no grant allows. `tables` names each logical id's table or stream as created
+/// locally.
 pub fn denied<'a>(
     grants: &[Grant],
     tables: &BTreeMap<&str, &str>,
@@ -175,7 +189,7 @@ mod tests {
             {"Delete":{"TableName":"r","Key":{}}},
             {"ConditionCheck":{"TableName":"o","Key":{}}},
             {"Update":{"TableName":"o","Key":{}}}]}"#;
-        let found: Vec<String> = accesses("TransactWriteItems", body)
+        let found: Vec<String> = accesses("DynamoDB_20120810.TransactWriteItems", body)
             .iter()
             .map(ToString::to_string)
             .collect();
@@ -190,8 +204,13 @@ mod tests {
         );
         let query = br#"{"TableName":"o","IndexName":"PendingOutbox"}"#;
         assert_eq!(
-            accesses("Query", query)[0].to_string(),
+            accesses("DynamoDB_20120810.Query", query)[0].to_string(),
             "dynamodb:Query on o/index/PendingOutbox"
+        );
+        let put = br#"{"StreamName":"events","PartitionKey":"c-1","Data":""}"#;
+        assert_eq!(
+            accesses("Kinesis_20131202.PutRecord", put)[0].to_string(),
+            "kinesis:PutRecord on events"
         );
     }
 

@@ -192,20 +192,20 @@ async fn forward(
 ) -> Result<Response<Full<Bytes>>, DropConnection> {
     let (mut parts, body) = req.into_parts();
     let mut body = body.collect().await.map_err(|_| DropConnection)?.to_bytes();
-    let operation = parts
+    let target = parts
         .headers
         .get("x-amz-target")
         .and_then(|v| v.to_str().ok())
-        .and_then(|t| t.split('.').nth(1))
-        .unwrap_or("unknown")
+        .unwrap_or_default()
         .to_owned();
+    let operation = target.split('.').nth(1).unwrap_or("unknown").to_owned();
 
     let (decision, latency, strip) = {
         let mut s = state.lock().expect("proxy state");
         *s.stats.requests.entry(operation.clone()).or_default() += 1;
         s.stats
             .accesses
-            .extend(crate::iam::accesses(&operation, &body));
+            .extend(crate::iam::accesses(&target, &body));
         let injected_so_far = s.stats.total_faults();
         let State { plan, rng, .. } = &mut *s;
         let applies = (plan.operations.is_empty()
