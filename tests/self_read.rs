@@ -67,31 +67,35 @@ async fn get(stack: &SelfReadStack, order_id: &str) -> ApiGatewayV2httpResponse 
     stack.call(&stack.publisher(), request).await
 }
 
+/// The records of one shard, from its start.
+async fn shard_records(stack: &SelfReadStack, shard: &str) -> Vec<aws_sdk_kinesis::types::Record> {
+    let iterator = stack
+        .kinesis
+        .client
+        .get_shard_iterator()
+        .stream_name(&stack.stream.name)
+        .shard_id(shard)
+        .shard_iterator_type(ShardIteratorType::TrimHorizon)
+        .send()
+        .await
+        .unwrap()
+        .shard_iterator;
+    stack
+        .kinesis
+        .client
+        .get_records()
+        .set_shard_iterator(iterator)
+        .send()
+        .await
+        .unwrap()
+        .records
+}
+
 /// Every record on the stream, as JSON, in shard order.
 async fn stream_records(stack: &SelfReadStack) -> Vec<Json> {
     let mut all = Vec::new();
     for shard in &stack.stream.shard_ids {
-        let iterator = stack
-            .kinesis
-            .client
-            .get_shard_iterator()
-            .stream_name(&stack.stream.name)
-            .shard_id(shard)
-            .shard_iterator_type(ShardIteratorType::TrimHorizon)
-            .send()
-            .await
-            .unwrap()
-            .shard_iterator
-            .unwrap();
-        let out = stack
-            .kinesis
-            .client
-            .get_records()
-            .shard_iterator(iterator)
-            .send()
-            .await
-            .unwrap();
-        for record in out.records {
+        for record in shard_records(stack, shard).await {
             all.push(serde_json::from_slice(record.data.as_ref()).unwrap_or(Json::Null));
         }
     }
@@ -323,32 +327,14 @@ async fn the_redrive_function_takes_back_both_consumers_parked_events_and_refuse
 async fn on_failure_messages(stack: &SelfReadStack) -> Vec<Json> {
     let mut messages = Vec::new();
     for shard in &stack.stream.shard_ids {
-        let iterator = stack
-            .kinesis
-            .client
-            .get_shard_iterator()
-            .stream_name(&stack.stream.name)
-            .shard_id(shard)
-            .shard_iterator_type(ShardIteratorType::TrimHorizon)
-            .send()
-            .await
-            .unwrap()
-            .shard_iterator;
-        let out = stack
-            .kinesis
-            .client
-            .get_records()
-            .set_shard_iterator(iterator)
-            .send()
-            .await
-            .unwrap();
-        let (Some(first), Some(last)) = (out.records.first(), out.records.last()) else {
+        let records = shard_records(stack, shard).await;
+        let (Some(first), Some(last)) = (records.first(), records.last()) else {
             continue;
         };
         messages.push(json!({
             "requestContext": {"condition": "RetryAttemptsExhausted", "approximateInvokeCount": 11},
             "KinesisBatchInfo": {"shardId": shard, "startSequenceNumber": first.sequence_number,
-                "endSequenceNumber": last.sequence_number, "batchSize": out.records.len(),
+                "endSequenceNumber": last.sequence_number, "batchSize": records.len(),
                 "streamArn": stack.stream.arn}
         }));
     }
