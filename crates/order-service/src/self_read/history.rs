@@ -21,7 +21,7 @@ use dynamodb_outbox::{
 };
 use lambda_runtime::{Error, LambdaEvent};
 use service_runtime::config::{self, ConfigError};
-use service_runtime::metrics;
+use service_runtime::{batch, metrics};
 
 use crate::domain::events::{ORDER_PLACED, SCHEMA_VERSION};
 use crate::domain::Order;
@@ -106,20 +106,12 @@ pub async fn handle<S: ConsumerStore>(
     let trace_id = event.context.xray_trace_id.as_deref();
     let records = &event.payload.records;
     let outcome = processor.process_kinesis(records).await;
-    tracing::info!(
-        consumer = NAME,
-        records = records.len(),
-        applied = outcome.applied,
-        duplicates = outcome.duplicates,
-        skipped = outcome.skipped,
-        parked = outcome.parked,
-        poison = outcome.poison,
-        failed = outcome.failed,
-        held_back = outcome.held_back,
-        trace_id = trace_id.unwrap_or_default(),
-        "batch done"
+    batch::report(
+        metrics::ORDER_HISTORY,
+        &outcome,
+        records.len(),
+        started,
+        trace_id,
     );
-    let millis = started.elapsed().as_secs_f64() * 1000.0;
-    metrics::batch(metrics::ORDER_HISTORY, &outcome, millis, trace_id).emit();
     Ok(outcome.kinesis_response())
 }

@@ -13,7 +13,7 @@ use dynamodb_outbox::dynamodb::DynamoConsumerStore;
 use dynamodb_outbox::{ConsumerStore, Processor};
 use lambda_runtime::{Error, LambdaEvent};
 use service_runtime::config::{self, ConfigError};
-use service_runtime::metrics;
+use service_runtime::{batch, metrics};
 
 use crate::consumer::RewardsConsumer;
 use crate::service::RewardsProcessor;
@@ -43,19 +43,12 @@ pub async fn handle<S: ConsumerStore>(
     let trace_id = event.context.xray_trace_id.as_deref();
     let records = &event.payload.records;
     let outcome = processor.process_kinesis(records).await;
-    tracing::info!(
-        records = records.len(),
-        applied = outcome.applied,
-        duplicates = outcome.duplicates,
-        skipped = outcome.skipped,
-        parked = outcome.parked,
-        poison = outcome.poison,
-        failed = outcome.failed,
-        held_back = outcome.held_back,
-        trace_id = trace_id.unwrap_or_default(),
-        "Kinesis batch done"
+    batch::report(
+        metrics::STREAM_CONSUMER,
+        &outcome,
+        records.len(),
+        started,
+        trace_id,
     );
-    let millis = started.elapsed().as_secs_f64() * 1000.0;
-    metrics::batch(metrics::STREAM_CONSUMER, &outcome, millis, trace_id).emit();
     Ok(outcome.kinesis_response())
 }

@@ -9,8 +9,7 @@ use aws_lambda_events::streams::DynamoDbEventResponse;
 use dynamodb_outbox::{BatchOutcome, ConsumerStore, Processor};
 use lambda_runtime::{Error, LambdaEvent};
 use order_service::changes::order_placed_from_image;
-use service_runtime::metrics;
-use service_runtime::trace;
+use service_runtime::{batch, metrics};
 
 use crate::consumer::RewardsConsumer;
 
@@ -49,33 +48,12 @@ fn report(
     started: Instant,
     trace_id: Option<&str>,
 ) -> DynamoDbEventResponse {
-    tracing::info!(
+    batch::report(
+        metrics::STREAM_CONSUMER,
+        outcome,
         records,
-        applied = outcome.applied,
-        duplicates = outcome.duplicates,
-        skipped = outcome.skipped,
-        ignored = outcome.ignored,
-        parked = outcome.parked,
-        poison = outcome.poison,
-        waiting = outcome.waiting,
-        failed = outcome.failed,
-        held_back = outcome.held_back,
-        trace_id = trace_id.unwrap_or_default(),
-        "batch done"
+        started,
+        trace_id,
     );
-    for event in &outcome.applied_events {
-        let link = event.trace_context.as_ref().and_then(trace::link);
-        tracing::info!(
-            event_id = %event.event_id,
-            order_id = %event.aggregate_id,
-            trace_id = trace_id.unwrap_or_default(),
-            link_trace_id = link.as_ref().map(|l| l.trace_id.as_str()).unwrap_or_default(),
-            link_xray_trace_id = link.as_ref().map(|l| l.xray_trace_id.as_str()).unwrap_or_default(),
-            link_span_id = link.as_ref().and_then(|l| l.span_id.as_deref()).unwrap_or_default(),
-            "outbox event applied"
-        );
-    }
-    let millis = started.elapsed().as_secs_f64() * 1000.0;
-    metrics::batch(metrics::STREAM_CONSUMER, outcome, millis, trace_id).emit();
     outcome.stream_response()
 }
