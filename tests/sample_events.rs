@@ -253,29 +253,45 @@ async fn the_self_read_samples_are_answered_by_the_order_publisher_and_handled_b
             );
             record.event_source_arn = Some(stack.stream.arn.clone());
         }
-        let (outcome, response) = if function == ORDER_HISTORY_FUNCTION {
+        let (outcome, (response, lines)) = if function == ORDER_HISTORY_FUNCTION {
             let processor = stack.history_processor();
             let outcome = processor.process_kinesis(&event.records).await;
-            let response = history::handle(&processor, LambdaEvent::new(event, Context::default()))
-                .await
-                .unwrap();
-            (outcome, response)
+            let (response, lines) = service_runtime::metrics::capture(history::handle(
+                &processor,
+                LambdaEvent::new(event, Context::default()),
+            ))
+            .await;
+            (outcome, (response.unwrap(), lines))
         } else {
             let processor = stack.rewards_processor();
             let outcome = processor.process_kinesis(&event.records).await;
-            let response =
-                rewards_kinesis::handle(&processor, LambdaEvent::new(event, Context::default()))
-                    .await
-                    .unwrap();
-            (outcome, response)
+            let (response, lines) = service_runtime::metrics::capture(rewards_kinesis::handle(
+                &processor,
+                LambdaEvent::new(event, Context::default()),
+            ))
+            .await;
+            (outcome, (response.unwrap(), lines))
         };
         assert_eq!(
             (outcome.applied, outcome.duplicates, outcome.failures.len()),
             (*applied, *duplicates, 0),
             "{path}"
         );
-        // The function's entry point with the same batch (a redelivery): nothing fails.
+        // The function's entry point with the same batch (a redelivery): nothing fails, and
+        // its metrics count every record a duplicate under the function's own name.
         assert_eq!(response.batch_item_failures.len(), 0, "{path}");
+        let metrics =
+            devkit::metrics::MetricsSummary::from_lines(lines.iter().map(String::as_str)).unwrap();
+        let dimension = if function == ORDER_HISTORY_FUNCTION {
+            service_runtime::metrics::ORDER_HISTORY
+        } else {
+            service_runtime::metrics::STREAM_CONSUMER
+        };
+        assert_eq!(
+            metrics.count(dimension, service_runtime::metrics::DUPLICATES),
+            (applied + duplicates) as f64,
+            "{path}"
+        );
     }
     let after = reply(stack.call(&publisher, read(SELF_READ_GET)).await);
     assert_eq!(
