@@ -4,7 +4,8 @@
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{
-    Delete, Put, ReturnValue, ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update,
+    CancellationReason, Delete, Put, ReturnValue, ReturnValuesOnConditionCheckFailure,
+    TransactWriteItem, Update,
 };
 use aws_sdk_dynamodb::Client;
 use serde_dynamo::Item;
@@ -215,15 +216,7 @@ impl ConsumerStore for DynamoConsumerStore {
                 ))
             });
         }
-        if let Some(index) =
-            (0..progress_at).find(|&i| reason_code(reasons, i) == "ConditionalCheckFailed")
-        {
-            return Ok(refused_write(effect, index));
-        }
-        if cancellation_is_transient(reasons) {
-            return Err(StoreError::Unavailable(cancellation_summary(reasons)));
-        }
-        Err(StoreError::Failed(cancellation_summary(reasons)))
+        effect_cancellation(effect, reasons)
     }
 
     async fn complete(
@@ -430,15 +423,7 @@ impl ConsumerStore for DynamoConsumerStore {
                 .map_err(classify)?;
             return Ok(Committed::Duplicate);
         }
-        if let Some(index) =
-            (0..record_at).find(|&i| reason_code(reasons, i) == "ConditionalCheckFailed")
-        {
-            return Ok(refused_write(effect, index));
-        }
-        if cancellation_is_transient(reasons) {
-            return Err(StoreError::Unavailable(cancellation_summary(reasons)));
-        }
-        Err(StoreError::Failed(cancellation_summary(reasons)))
+        effect_cancellation(effect, reasons)
     }
 
     async fn commit_once(
@@ -499,15 +484,7 @@ impl ConsumerStore for DynamoConsumerStore {
                 ))
             });
         }
-        if let Some(index) = (0..reasons.len())
-            .find(|&i| i != record_at && reason_code(reasons, i) == "ConditionalCheckFailed")
-        {
-            return Ok(refused_write(effect, index));
-        }
-        if cancellation_is_transient(reasons) {
-            return Err(StoreError::Unavailable(cancellation_summary(reasons)));
-        }
-        Err(StoreError::Failed(cancellation_summary(reasons)))
+        effect_cancellation(effect, reasons)
     }
 
     async fn release(&self, consumer: &str, entity: &ItemKey) -> Result<(), StoreError> {
@@ -637,11 +614,22 @@ fn is_failed_condition(
         .is_some_and(UpdateItemError::is_conditional_check_failed_exception)
 }
 
-/// The effect refused by the condition of its write at `index` (the transaction's actions start
-/// with the effect's writes, in order), named by what it writes.
-fn refused_write(effect: &Effect, index: usize) -> Committed {
-    Committed::Refused(effect.writes().get(index).map_or_else(
-        || format!("write {index} of the effect: its condition failed"),
-        Write::refusal,
-    ))
+/// A cancelled transaction that its progress or idempotency record did not explain (the callers
+/// look at those first): one of the effect's own writes refused it (the transaction's actions
+/// start with the effect's writes, in order), which no retry changes, or it was transient, or it
+/// failed.
+fn effect_cancellation(
+    effect: &Effect,
+    reasons: &[CancellationReason],
+) -> Result<Committed, StoreError> {
+    let refused = (0..effect.writes().len())
+        .find(|&i| reason_code(reasons, i) == "ConditionalCheckFailed")
+        .and_then(|index| effect.writes().get(index));
+    if let Some(write) = refused {
+        return Ok(Committed::Refused(write.refusal()));
+    }
+    if cancellation_is_transient(reasons) {
+        return Err(StoreError::Unavailable(cancellation_summary(reasons)));
+    }
+    Err(StoreError::Failed(cancellation_summary(reasons)))
 }
