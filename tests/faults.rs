@@ -29,6 +29,15 @@ async fn post(store: &DynamoOrderStore, body: &str, key: Option<&str>) -> Reply 
     )
 }
 
+/// Every answer lost: the transactions' and the writer's reads that would tell whether one
+/// committed, so the outcome stays unknown.
+fn lose_every_answer(strip_token: bool) -> FaultPlan {
+    FaultPlan {
+        operations: vec!["TransactWriteItems".into(), "GetItem".into()],
+        ..lose_first_transaction(strip_token, 100)
+    }
+}
+
 fn lose_first_transaction(strip_token: bool, losses: u64) -> FaultPlan {
     FaultPlan {
         lose_response: 1.0,
@@ -81,13 +90,11 @@ async fn a_lost_response_retried_by_the_sdk_is_recognised_as_our_own_write() {
 async fn a_client_resending_its_key_after_a_timeout_gets_its_order_not_a_conflict() {
     for strip_token in [false, true] {
         let stack = stack().await;
-        // Every attempt commits and every response is lost: the SDK gives up, the client sees 503.
-        let proxy = FaultProxy::start(
-            &stack.dynamo.endpoint,
-            lose_first_transaction(strip_token, 100),
-        )
-        .await
-        .unwrap();
+        // Every attempt commits and every answer is lost, the read-back's too: the SDK gives up,
+        // the client sees 503.
+        let proxy = FaultProxy::start(&stack.dynamo.endpoint, lose_every_answer(strip_token))
+            .await
+            .unwrap();
         let store = store_via(&stack, &proxy).await;
         let body = order_body("c-1", &[("A", 2, 350)]);
         let first = post(&store, &body, Some("k-timeout")).await;
@@ -119,7 +126,7 @@ async fn a_client_resending_its_key_after_a_timeout_gets_its_order_not_a_conflic
 #[tokio::test]
 async fn a_503_without_an_idempotency_key_says_the_order_may_exist_and_why_to_send_a_key() {
     let stack = stack().await;
-    let proxy = FaultProxy::start(&stack.dynamo.endpoint, lose_first_transaction(true, 100))
+    let proxy = FaultProxy::start(&stack.dynamo.endpoint, lose_every_answer(true))
         .await
         .unwrap();
     let store = store_via(&stack, &proxy).await;
@@ -216,6 +223,7 @@ async fn the_consumer_recognises_its_own_lost_writes() {
             let client = stack.dynamo.client_via(&proxy.endpoint).await;
             let processor = service::processor(client, &stack.tables.rewards, &stack.tables.orders)
                 .retention_seconds(60)
+                .expect("a retention in range")
                 .concurrency(2);
             let outcome = processor.process_stream(&records).await;
             let case = format!("{operation}, token stripped: {strip_token}");

@@ -170,7 +170,9 @@ async fn audit_stream_pattern(pattern: Pattern) {
             .await;
     }
 
-    let processor = service::processor(client.clone(), &rewards, &orders).retention_seconds(3_600);
+    let processor = service::processor(client.clone(), &rewards, &orders)
+        .retention_seconds(3_600)
+        .expect("a retention in range");
     let batch = stack.stream_records().await.unwrap();
     audit
         .as_function("StreamConsumerFunction", async {

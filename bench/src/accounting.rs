@@ -305,6 +305,7 @@ pub async fn measure(orders: usize, concurrency: usize) -> Result<Accounting> {
     let writer = DynamoOrderStore::new(client.clone(), &stack.tables.orders);
     let service = service::processor(client, &stack.tables.rewards, &stack.tables.orders)
         .retention_seconds(stack.retention_seconds())
+        .expect("a retention in range")
         .concurrency(concurrency);
     let mut cursor = StreamCursor::default();
 

@@ -41,7 +41,8 @@ impl ConsumerLab {
         // One client for the whole run, as one Lambda container keeps one for its lifetime.
         let client = stack.dynamo.client_via(&proxy.endpoint).await;
         let service = service::processor(client, &stack.tables.rewards, &stack.tables.orders)
-            .retention_seconds(stack.retention_seconds());
+            .retention_seconds(stack.retention_seconds())
+            .expect("a retention in range");
         Ok(Self {
             stack,
             proxy,

@@ -139,6 +139,7 @@ impl ConsumerWorkload {
         Self {
             service: service::processor(client, "bench-rewards", BENCH_ORDERS)
                 .retention_seconds(service_runtime::config::DEFAULT_RETENTION_SECONDS)
+                .expect("a retention in range")
                 .concurrency(service_runtime::config::DEFAULT_CONCURRENCY),
             records: (0..records).map(outbox_insert).collect(),
         }

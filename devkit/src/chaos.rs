@@ -236,7 +236,8 @@ pub async fn run(opts: ChaosOptions) -> Result<ChaosReport> {
         let (stack, proxy, opts) = (stack_ref, proxy_ref, opts_ref);
         let client = stack.dynamo.client_via(&proxy.endpoint).await;
         let processor = service::processor(client, &stack.tables.rewards, &stack.tables.orders)
-            .retention_seconds(stack.retention_seconds());
+            .retention_seconds(stack.retention_seconds())
+            .expect("a retention in range");
         let hooks = CrashBeforeMark::new(opts.crash_probability, seed);
         let crashes = hooks.crashes.clone();
         let store = Hooked {
@@ -276,9 +277,10 @@ pub async fn run(opts: ChaosOptions) -> Result<ChaosReport> {
     let client = stack.dynamo.client_via(&proxy.endpoint).await;
     let pending = PendingEvents::new(client.clone(), &stack.tables.orders);
     let sweeper = service::processor(client, &stack.tables.rewards, &stack.tables.orders)
-        .retention_seconds(stack.retention_seconds());
+        .retention_seconds(stack.retention_seconds())
+        .expect("a retention in range");
     for _ in 0..10 {
-        match service::sweep(&pending, &sweeper, 0, 10_000).await {
+        match service::sweep(&pending, &sweeper, std::time::Duration::ZERO, 10_000).await {
             Ok(r) if r == Default::default() => break,
             Ok(r) => report.swept += r.applied + r.duplicates,
             Err(_) => continue,

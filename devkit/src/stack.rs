@@ -96,6 +96,7 @@ impl Stack {
             &self.tables.orders,
         )
         .retention_seconds(retention_seconds)
+        .expect("a retention in range")
     }
 
     /// The sweeper as its function builds it, redriving what is pending after `grace_seconds`,

@@ -27,6 +27,7 @@ use crate::schema;
 use crate::store::{Committed, ConsumerStore, ItemKey, Parked, Step, StoreError};
 
 mod sources;
+mod sweep;
 
 use sources::Once;
 pub use sources::{kinesis_put, kinesis_stream, KinesisPut};
@@ -117,6 +118,22 @@ pub const DEFAULT_EVENTS_PER_TRANSACTION: usize = 25;
 /// for a stream mapping is 100 records, so a batch of distinct keys goes in one wave of round
 /// trips instead of several.
 pub const DEFAULT_CONCURRENCY: usize = 100;
+
+/// The longest retention a processor accepts: 100 years, in seconds. Past it an expiry time
+/// would mean nothing to TTL, and near `i64::MAX` it would overflow.
+pub const MAX_RETENTION_SECONDS: i64 = 100 * 365 * 24 * 60 * 60;
+
+/// A setting outside the range it accepts: nothing was changed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{setting} must be between {range}; got {value}")]
+pub struct SettingError {
+    /// The setting.
+    pub setting: &'static str,
+    /// The value given.
+    pub value: String,
+    /// The values it accepts.
+    pub range: String,
+}
 
 /// One action of a transaction is the consumer's progress.
 const MAX_EVENTS_PER_TRANSACTION: usize = 99;
@@ -281,10 +298,35 @@ impl<C: Consumer, S: ConsumerStore> Processor<C, S> {
         }
     }
 
-    /// How long a processed outbox item is kept before TTL may delete it.
-    pub fn retention_seconds(mut self, seconds: i64) -> Self {
-        self.retention_seconds = seconds.max(0);
-        self
+    /// How long a processed outbox item is kept before TTL may delete it: 0 to
+    /// [`MAX_RETENTION_SECONDS`]; anything else is refused with what the range is.
+    ///
+    /// ```
+    /// # use dynamodb_outbox::{memory::MemoryStore, Processor};
+    /// # struct C;
+    /// # impl dynamodb_outbox::Consumer for C {
+    /// #     type Payload = serde_json::Value;
+    /// #     fn name(&self) -> &str { "c" }
+    /// #     fn takes(&self) -> Vec<dynamodb_outbox::Takes> { vec![] }
+    /// #     async fn effect(&self, _: &dynamodb_outbox::Envelope<serde_json::Value>)
+    /// #         -> Result<dynamodb_outbox::Effect, dynamodb_outbox::HandlerError> { Ok(Default::default()) }
+    /// # }
+    /// let processor = Processor::new(C, MemoryStore::new("t"), "outbox");
+    /// let err = processor.clone().retention_seconds(i64::MAX).unwrap_err();
+    /// assert!(err.to_string().contains("retention_seconds must be between 0 and"));
+    /// let processor = processor.retention_seconds(86_400).unwrap();
+    /// # let _ = processor;
+    /// ```
+    pub fn retention_seconds(mut self, seconds: i64) -> Result<Self, SettingError> {
+        if !(0..=MAX_RETENTION_SECONDS).contains(&seconds) {
+            return Err(SettingError {
+                setting: "retention_seconds",
+                value: seconds.to_string(),
+                range: format!("0 and {MAX_RETENTION_SECONDS} (100 years)"),
+            });
+        }
+        self.retention_seconds = seconds;
+        Ok(self)
     }
 
     /// How many ordering keys are applied at a time within a batch, and how many outbox items
@@ -567,7 +609,9 @@ impl<C: Consumer, S: ConsumerStore> Processor<C, S> {
     /// marks that failed.
     async fn mark(&self, marks: Vec<Mark>) -> Vec<(usize, Step, StoreError)> {
         let consumer = self.consumer.name();
-        let expires_at = OffsetDateTime::now_utc().unix_timestamp() + self.retention_seconds;
+        let expires_at = OffsetDateTime::now_utc()
+            .unix_timestamp()
+            .saturating_add(self.retention_seconds);
         stream::iter(marks)
             .map(|(position, step, key)| async move {
                 let marked = self.store.complete(consumer, &key, expires_at).await;
@@ -673,7 +717,7 @@ impl<C: Consumer, S: ConsumerStore> Processor<C, S> {
             Ok(_) => None,
             // Refused whole (larger than DynamoDB's 4 MB, say): one event at a time, each says
             // for itself whether it is the cause.
-            Err(StoreError::Failed(_)) => None,
+            Err(StoreError::Failed(_) | StoreError::Invalid(_)) => None,
             Err(err) => {
                 self.store_failure(&ids[run[0].0], &span, &err);
                 Some(all(|| Outcome::Failed))
@@ -742,6 +786,7 @@ impl<C: Consumer, S: ConsumerStore> Processor<C, S> {
                 Outcome::Waiting
             }
             Ok(Committed::Refused(reason)) => Outcome::Refused(reason),
+            Err(StoreError::Invalid(why)) => Outcome::Refused(why),
             Err(err) => self.store_failure(id, step, &err),
         }
     }

@@ -1,5 +1,6 @@
 //! What a consumer writes: a name, the events it takes, and the effect of one event.
 
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::ops::RangeInclusive;
 
@@ -302,12 +303,20 @@ impl Effect {
     }
 
     /// The effects of several events as one, when one transaction can carry them: additions to
-    /// the same number become one addition of their sum (under the tightest limit), every other
-    /// write must touch an item no other write touches. `None` when they do not combine.
+    /// the same number become one addition of their sum, every other write must touch an item no
+    /// other write touches. `None` when they do not combine.
+    ///
+    /// Merging never changes which events are applied: the merged addition's limit is the
+    /// tightest of the conditions each event's own addition puts on the value it would have seen
+    /// alone (the value before the run plus the additions before it), so the merged effect
+    /// commits exactly when every event's own condition holds in turn. A run that one event's
+    /// limit refuses is refused whole, and the engine applies its events one at a time.
     pub fn merge(effects: &[Effect]) -> Option<Effect> {
         let mut merged: Vec<Write> = Vec::new();
-        let mut touched: std::collections::HashSet<(String, String, String)> =
-            std::collections::HashSet::new();
+        // For each merged addition (by its index in `merged`): the sum so far, and the largest
+        // value the number may hold before the run (`None`: no limit).
+        let mut sums: HashMap<usize, (i64, Option<i64>)> = HashMap::new();
+        let mut touched: HashSet<(String, String, String)> = HashSet::new();
         for write in effects.iter().flat_map(|e| e.writes.iter()) {
             if let Write::Add {
                 table,
@@ -318,32 +327,48 @@ impl Effect {
                 at_most,
             } = write
             {
-                let same = merged.iter_mut().find_map(|w| match w {
-                    Write::Add {
-                        table: t,
-                        pk: p,
-                        sk: s,
-                        attribute: a,
-                        amount,
-                        at_most,
-                    } if t == table && p == pk && s == sk && a == attribute => {
-                        Some((amount, at_most))
-                    }
-                    _ => None,
+                let same = merged.iter().position(|w| {
+                    matches!(w, Write::Add { table: t, pk: p, sk: s, attribute: a, .. }
+                        if t == table && p == pk && s == sk && a == attribute)
                 });
-                if let Some((sum, limit)) = same {
-                    *sum = sum.checked_add(*amount)?;
-                    *limit = match (*limit, *at_most) {
-                        (Some(a), Some(b)) => Some(a.min(b)),
-                        (a, b) => a.or(b),
-                    };
-                    continue;
+                let (index, prefix_before) = match same {
+                    Some(index) => (index, sums[&index].0),
+                    None => {
+                        if !touched.insert(write.item_key()) {
+                            return None;
+                        }
+                        merged.push(write.clone());
+                        sums.insert(merged.len() - 1, (0, None));
+                        (merged.len() - 1, 0)
+                    }
+                };
+                let prefix = prefix_before.checked_add(*amount)?;
+                let (sum, room) = sums.get_mut(&index)?;
+                *sum = prefix;
+                if let Some(limit) = at_most {
+                    // This event alone: value before the run + prefix <= limit.
+                    let own = limit.checked_sub(prefix)?;
+                    *room = Some(room.map_or(own, |r: i64| r.min(own)));
                 }
+                continue;
             }
             if !touched.insert(write.item_key()) {
                 return None;
             }
             merged.push(write.clone());
+        }
+        for (index, (sum, room)) in sums {
+            if let Some(Write::Add {
+                amount, at_most, ..
+            }) = merged.get_mut(index)
+            {
+                *amount = sum;
+                // The store checks `value + amount <= at_most`, i.e. `value <= room`.
+                *at_most = match room {
+                    Some(room) => Some(room.checked_add(sum)?),
+                    None => None,
+                };
+            }
         }
         (merged.len() < 100).then_some(Effect {
             writes: merged,

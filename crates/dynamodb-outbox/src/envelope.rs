@@ -105,7 +105,7 @@ impl<P: Event> Envelope<P> {
 
 /// RFC 3339 in UTC with exactly six fractional digits: fixed width, so the text sorts in time
 /// order where it is part of a key (the pending index sorts on it).
-const OCCURRED_AT: &[FormatItem<'static>] =
+pub(crate) const OCCURRED_AT: &[FormatItem<'static>] =
     format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:6]Z");
 
 pub(crate) fn now_rfc3339() -> String {

@@ -82,6 +82,10 @@ impl KeyCounter {
         self.sequence += 1;
         let mut after = BTreeMap::new();
         for consumer in consumers {
+            // Named twice, it would become its own predecessor and wait forever.
+            if after.contains_key(consumer) {
+                continue;
+            }
             after.insert(
                 consumer.clone(),
                 self.last.get(consumer).copied().unwrap_or(0),
@@ -168,11 +172,80 @@ pub(crate) fn read_parked(record: Item) -> Option<Parked> {
 }
 
 /// Whether an existing idempotency record is the one `record` would write: every attribute of
-/// `record`, same value. Other content under the same key is a collision, not a redelivery.
+/// `record`, equal as DynamoDB compares values (numbers by value, sets as sets: the stored item
+/// comes back normalised, `10.50` as `10.5`, a set in the database's order). Other content under
+/// the same key is a collision, not a redelivery.
 pub(crate) fn same_record(existing: &Item, record: &Item) -> bool {
-    record
-        .iter()
-        .all(|(name, value)| existing.get(name) == Some(value))
+    record.iter().all(|(name, value)| {
+        existing
+            .get(name)
+            .is_some_and(|stored| same_value(stored, value))
+    })
+}
+
+/// DynamoDB's equality of two attribute values.
+fn same_value(a: &AttributeValue, b: &AttributeValue) -> bool {
+    use AttributeValue as V;
+    match (a, b) {
+        (V::N(x), V::N(y)) => same_number(x, y),
+        (V::Ss(x), V::Ss(y)) => same_set(x, y, |a, b| a == b),
+        (V::Ns(x), V::Ns(y)) => same_set(x, y, |a, b| same_number(a, b)),
+        (V::Bs(x), V::Bs(y)) => same_set(x, y, |a, b| a == b),
+        (V::L(x), V::L(y)) => x.len() == y.len() && x.iter().zip(y).all(|(a, b)| same_value(a, b)),
+        (V::M(x), V::M(y)) => {
+            x.len() == y.len()
+                && x.iter()
+                    .all(|(k, a)| y.get(k).is_some_and(|b| same_value(a, b)))
+        }
+        _ => a == b,
+    }
+}
+
+/// Sets hold no duplicates, so equal sizes and every element of one in the other is equality.
+fn same_set<T>(x: &[T], y: &[T], eq: impl Fn(&T, &T) -> bool) -> bool {
+    x.len() == y.len() && x.iter().all(|a| y.iter().any(|b| eq(a, b)))
+}
+
+fn same_number(x: &str, y: &str) -> bool {
+    match (canonical_number(x), canonical_number(y)) {
+        (Some(a), Some(b)) => a == b,
+        _ => x == y,
+    }
+}
+
+/// A decimal number as (negative, significant digits without leading or trailing zeros, the
+/// exponent of its first digit): `10.50`, `1.05e1` and `+0010.5` are one number. `None` for text
+/// that is not a number.
+fn canonical_number(text: &str) -> Option<(bool, String, i64)> {
+    let text = text.trim();
+    let (negative, unsigned) = match text.as_bytes().first()? {
+        b'-' => (true, &text[1..]),
+        b'+' => (false, &text[1..]),
+        _ => (false, text),
+    };
+    let (mantissa, exponent) = match unsigned.find(['e', 'E']) {
+        Some(at) => (&unsigned[..at], unsigned[at + 1..].parse::<i64>().ok()?),
+        None => (unsigned, 0),
+    };
+    let (whole, fraction) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+    if whole.is_empty() && fraction.is_empty()
+        || !whole
+            .bytes()
+            .chain(fraction.bytes())
+            .all(|b| b.is_ascii_digit())
+    {
+        return None;
+    }
+    let digits = format!("{whole}{fraction}");
+    let leading = digits.bytes().take_while(|&b| b == b'0').count();
+    let significant = digits[leading..].trim_end_matches('0');
+    if significant.is_empty() {
+        return Some((false, String::new(), 0));
+    }
+    let whole_len = i64::try_from(whole.len()).ok()?;
+    let leading = i64::try_from(leading).ok()?;
+    let first_digit_exponent = exponent.checked_add(whole_len)?.checked_sub(leading)?;
+    Some((negative, significant.to_owned(), first_digit_exponent))
 }
 
 /// The done record of an event from a source without an outbox sequence.
@@ -225,4 +298,48 @@ pub fn pending_marker(
         ),
     ]));
     marker
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn n(v: &str) -> AttributeValue {
+        AttributeValue::N(v.into())
+    }
+
+    #[test]
+    fn numbers_compare_by_value_as_dynamodb_stores_them() {
+        for (a, b) in [
+            ("10.50", "10.5"),
+            ("1.05e1", "10.5"),
+            ("+0010.5", "10.5"),
+            ("0.0", "0"),
+            ("-0", "0"),
+            ("100", "1E2"),
+            ("-1.50", "-1.5"),
+            ("0.001", "1e-3"),
+        ] {
+            assert!(same_value(&n(a), &n(b)), "{a} = {b}");
+        }
+        for (a, b) in [("10.5", "10.05"), ("1", "-1"), ("100", "10"), ("0.1", "1")] {
+            assert!(!same_value(&n(a), &n(b)), "{a} != {b}");
+        }
+    }
+
+    #[test]
+    fn sets_compare_as_sets_and_nested_values_by_the_same_rules() {
+        let ss = |v: &[&str]| AttributeValue::Ss(v.iter().map(|s| (*s).to_owned()).collect());
+        let ns = |v: &[&str]| AttributeValue::Ns(v.iter().map(|s| (*s).to_owned()).collect());
+        assert!(same_value(&ss(&["b", "a"]), &ss(&["a", "b"])));
+        assert!(!same_value(&ss(&["a", "b"]), &ss(&["a", "c"])));
+        assert!(same_value(&ns(&["2.0", "1"]), &ns(&["1", "2"])));
+        let map = |v: &str| AttributeValue::M(HashMap::from([("x".to_owned(), n(v))]));
+        assert!(same_value(&map("3.10"), &map("3.1")));
+        assert!(same_value(
+            &AttributeValue::L(vec![n("1.0"), ss(&["y", "x"])]),
+            &AttributeValue::L(vec![n("1"), ss(&["x", "y"])])
+        ));
+        assert!(!same_value(&n("1"), &AttributeValue::S("1".into())));
+    }
 }

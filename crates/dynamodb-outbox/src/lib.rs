@@ -48,7 +48,8 @@ mod store;
 
 pub use batch::{
     kinesis_put, kinesis_stream, stream_table, AppliedEvent, BatchOutcome, KinesisPut, Processor,
-    DEFAULT_CONCURRENCY, DEFAULT_EVENTS_PER_TRANSACTION, PARKED_LOG_MESSAGE,
+    SettingError, DEFAULT_CONCURRENCY, DEFAULT_EVENTS_PER_TRANSACTION, MAX_RETENTION_SECONDS,
+    PARKED_LOG_MESSAGE,
 };
 pub use consumer::{Consumer, Effect, HandlerError, PoisonPolicy, Takes, Write};
 pub use delivery::Header;

@@ -9,6 +9,8 @@
 pub const PK: &str = "pk";
 /// Sort key attribute of every table the engine writes to.
 pub const SK: &str = "sk";
+/// The envelope's event id, at the top level of an outbox item.
+pub const EVENT_ID: &str = "event_id";
 /// Marks outbox event items, so a stream filter can select them without decoding.
 pub const ENTITY: &str = "entity";
 /// Value of [`ENTITY`] on outbox event items.
@@ -54,9 +56,32 @@ pub fn event_sk(sequence: u64) -> String {
 /// Sort key of an ordering key's sequence counter.
 pub const COUNTER_SK: &str = "SEQUENCE";
 
-/// Partition of a consumer's progress on an ordering key, in the consumer's own table.
+/// A name as one field of a key joined with `#`: `%` and `#` escaped (`%25`, `%23`), so the
+/// field ends at the first `#` after it and no two names give one key. Names without either
+/// character are left as they are, which keeps the keys of existing tables.
+fn field(name: &str) -> std::borrow::Cow<'_, str> {
+    if name.contains(['%', '#']) {
+        name.replace('%', "%25").replace('#', "%23").into()
+    } else {
+        name.into()
+    }
+}
+
+/// Partition of a consumer's progress on an ordering key, in the consumer's own table. The
+/// consumer's name is escaped (see [`escape_field`]), so a `#` in a name or a key cannot make
+/// two pairs share one item.
 pub fn progress_pk(consumer: &str, ordering_key: &str) -> String {
-    format!("{KEY_PREFIX}PROGRESS#{consumer}#{ordering_key}")
+    format!("{KEY_PREFIX}PROGRESS#{}#{ordering_key}", field(consumer))
+}
+
+/// A name escaped as the engine writes it inside its keys: `%` as `%25`, `#` as `%23`.
+///
+/// ```
+/// assert_eq!(dynamodb_outbox::schema::escape_field("ledger#eu"), "ledger%23eu");
+/// assert_eq!(dynamodb_outbox::schema::escape_field("ledger"), "ledger");
+/// ```
+pub fn escape_field(name: &str) -> String {
+    field(name).into_owned()
 }
 
 /// Sort key of a progress item.
@@ -65,7 +90,7 @@ pub const PROGRESS_SK: &str = "PROGRESS";
 /// Partition of a consumer's record that it applied an event from a source without an outbox
 /// sequence (Kinesis, an entity table's changes): the event id is the idempotency key.
 pub fn done_pk(consumer: &str, event_id: &str) -> String {
-    format!("{KEY_PREFIX}DONE#{consumer}#{event_id}")
+    format!("{KEY_PREFIX}DONE#{}#{event_id}", field(consumer))
 }
 
 /// Sort key of a done record.
@@ -76,13 +101,13 @@ pub const DONE_AT: &str = "done_at";
 
 /// Partition of a consumer's parked events, in the consumer's own table.
 pub fn parked_pk(consumer: &str) -> String {
-    format!("{KEY_PREFIX}PARKED#{consumer}")
+    format!("{KEY_PREFIX}PARKED#{}", field(consumer))
 }
 
 /// Sort key of a parked event: when it was parked (RFC 3339), so a consumer's parked events list
-/// oldest first, then its ordering key and event id, which make it unique.
+/// oldest first, then its ordering key (escaped) and event id, which make it unique.
 pub fn parked_sk(parked_at: &str, ordering_key: &str, event_id: &str) -> String {
-    format!("{parked_at}#{ordering_key}#{event_id}")
+    format!("{parked_at}#{}#{event_id}", field(ordering_key))
 }
 
 /// Why the event is parked: the last reason it proved poison.

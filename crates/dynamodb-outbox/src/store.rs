@@ -42,7 +42,12 @@ pub enum StoreError {
     /// Throttling, 5xx, conflicts, timeouts (after the SDK's retries): try again later.
     #[error("the database is temporarily unavailable: {0}")]
     Unavailable(String),
-    /// Anything else the database refused.
+    /// The database refused the request as invalid (an item over 400 KB, a transaction over
+    /// 4 MB, a key too long): sent again, it is refused again. Fix the request.
+    #[error("the database refused the request as invalid: {0}")]
+    Invalid(String),
+    /// Anything else the database refused (a missing table, missing permissions): fix the
+    /// configuration; retrying as it is will not help.
     #[error("database request failed: {0}")]
     Failed(String),
 }

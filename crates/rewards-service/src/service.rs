@@ -1,5 +1,7 @@
 //! The rewards service's use cases: reading a ledger, and the sweeper's runs on the engine.
 
+use std::time::Duration;
+
 use aws_sdk_dynamodb::Client;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
@@ -10,8 +12,8 @@ use serde::Serialize;
 use service_runtime::config::{self, ConfigError};
 use service_runtime::validate_id;
 
-use crate::consumer::{RewardsConsumer, NAME};
-use crate::domain::{LedgerPage, StoreError, Timestamp, ValidationError};
+use crate::consumer::RewardsConsumer;
+use crate::domain::{LedgerPage, StoreError, ValidationError};
 use crate::schema::LEDGER_SK_PREFIX;
 use crate::store::RewardsStore;
 
@@ -28,8 +30,16 @@ pub type RewardsProcessor = Processor<RewardsConsumer, DynamoConsumerStore>;
 pub fn processor_from_env(client: Client) -> Result<RewardsProcessor, ConfigError> {
     let rewards = config::required(config::REWARDS_TABLE)?;
     let orders = config::required(config::ORDERS_TABLE)?;
+    let retention: i64 = config::OUTBOX_RETENTION_SECONDS.read()?;
+    let out_of_range = |_: dynamodb_outbox::SettingError| ConfigError::OutOfRange {
+        variable: config::OUTBOX_RETENTION_SECONDS.variable,
+        value: retention.to_string(),
+        min: config::OUTBOX_RETENTION_SECONDS.min,
+        max: config::OUTBOX_RETENTION_SECONDS.max,
+    };
     Ok(processor(client, &rewards, &orders)
-        .retention_seconds(config::OUTBOX_RETENTION_SECONDS.read()?)
+        .retention_seconds(retention)
+        .map_err(out_of_range)?
         .concurrency(config::CONSUMER_CONCURRENCY.read()?))
 }
 
@@ -99,42 +109,34 @@ impl SweepReport {
     }
 }
 
-/// Applies events still pending for the rewards consumer after `grace_seconds`: the ones the
-/// stream never delivered, or gave up on. Safe at any time, concurrently with the stream
+/// Applies events still pending for the rewards consumer `grace` after they occurred: the ones
+/// the stream never delivered, or gave up on. Safe at any time, concurrently with the stream
 /// consumer, any number of times: it goes through the same path (exactly once, per-customer
-/// order). Reads up to `limit` events, spread evenly over the pending index's shards.
+/// order). Reads up to `limit` events, spread evenly over the pending index's shards; the
+/// engine starts each customer at its lowest pending event and moves what it cannot apply now
+/// behind the rest ([`dynamodb_outbox::Processor::sweep`]).
 pub async fn sweep(
     pending: &PendingEvents,
     processor: &RewardsProcessor,
-    grace_seconds: i64,
+    grace: Duration,
     limit: usize,
 ) -> Result<BatchOutcome, StoreError> {
-    let before = Timestamp::now().plus_seconds(-grace_seconds).to_string();
-    let per_shard = limit
-        .div_ceil(dynamodb_outbox::schema::PENDING_SHARDS as usize)
-        .max(1);
-    let items = pending.waiting_for(NAME, &before, per_shard).await?;
-    Ok(processor.process_items(items).await)
+    Ok(processor.sweep(pending, grace, limit).await?)
 }
 
 /// Pattern 2's sweep: order items still carrying their pending marker for the rewards consumer
-/// after `grace_seconds` (their creation was never delivered, or the stream gave up on it), read
-/// from the same sparse index on the orders table and applied through the same path as the
-/// stream (once by event id, released from the marker after).
+/// `grace` after they occurred (their creation was never delivered, or the stream gave up on
+/// it), read from the same sparse index on the orders table and applied through the same path
+/// as the stream (once by event id, released from the marker after).
 pub async fn sweep_order_changes(
     pending: &PendingEvents,
     processor: &RewardsProcessor,
-    grace_seconds: i64,
+    grace: Duration,
     limit: usize,
 ) -> Result<BatchOutcome, StoreError> {
-    let before = Timestamp::now().plus_seconds(-grace_seconds).to_string();
-    let per_shard = limit
-        .div_ceil(dynamodb_outbox::schema::PENDING_SHARDS as usize)
-        .max(1);
-    let items = pending.waiting_for(NAME, &before, per_shard).await?;
     Ok(processor
-        .process_entities(items, order_placed_from_image)
-        .await)
+        .sweep_entities(pending, order_placed_from_image, grace, limit)
+        .await?)
 }
 
 /// A page of a customer's ledger, newest first. `next` is the cursor a previous page returned.

@@ -39,7 +39,8 @@ impl From<dynamodb_outbox::StoreError> for StoreError {
     fn from(err: dynamodb_outbox::StoreError) -> Self {
         match err {
             dynamodb_outbox::StoreError::Unavailable(why) => Self::Unavailable(why),
-            dynamodb_outbox::StoreError::Failed(why) => Self::Failed(why),
+            dynamodb_outbox::StoreError::Failed(why)
+            | dynamodb_outbox::StoreError::Invalid(why) => Self::Failed(why),
         }
     }
 }

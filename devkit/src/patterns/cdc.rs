@@ -76,7 +76,8 @@ pub async fn chaos(opts: ChaosOptions) -> Result<ChaosReport> {
     for seed in [opts.seed ^ 0xA, opts.seed ^ 0xB] {
         let client = stack.dynamo.client_via(&proxy.endpoint).await;
         let processor = service::processor(client, &stack.tables.rewards, &stack.tables.orders)
-            .retention_seconds(stack.retention_seconds());
+            .retention_seconds(stack.retention_seconds())
+            .expect("a retention in range");
         let hooks = CrashBeforeRelease::new(opts.crash_probability, seed);
         crash_counters.push(hooks.crashes.clone());
         let store = Hooked {
@@ -114,9 +115,12 @@ pub async fn chaos(opts: ChaosOptions) -> Result<ChaosReport> {
     let client = stack.dynamo.client_via(&proxy.endpoint).await;
     let pending = PendingEvents::new(client.clone(), &stack.tables.orders);
     let sweeper = service::processor(client, &stack.tables.rewards, &stack.tables.orders)
-        .retention_seconds(stack.retention_seconds());
+        .retention_seconds(stack.retention_seconds())
+        .expect("a retention in range");
     for _ in 0..10 {
-        match service::sweep_order_changes(&pending, &sweeper, 0, 10_000).await {
+        match service::sweep_order_changes(&pending, &sweeper, std::time::Duration::ZERO, 10_000)
+            .await
+        {
             Ok(r) if r == Default::default() => break,
             Ok(r) => report.swept += r.applied + r.duplicates,
             Err(_) => continue,

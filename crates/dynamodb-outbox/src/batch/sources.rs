@@ -347,6 +347,7 @@ impl<C: Consumer, S: ConsumerStore> Processor<C, S> {
             Ok(Committed::Applied) => Outcome::Applied,
             Ok(Committed::Duplicate) => Outcome::Duplicate,
             Ok(Committed::Refused(reason)) => Outcome::Refused(reason),
+            Err(crate::store::StoreError::Invalid(why)) => Outcome::Refused(why),
             Ok(Committed::Waiting { .. }) => Outcome::Failed,
             Err(err) => {
                 tracing::warn!(

@@ -83,8 +83,14 @@ impl DynamoConsumerStore {
                     let room = max
                         .checked_sub(*amount)
                         .ok_or_else(|| format!("{amount} can never fit under {max}"))?;
+                    // A missing number counts as 0, which passes only when 0 has room.
+                    let condition = if room >= 0 {
+                        "attribute_not_exists(#value) OR #value <= :room"
+                    } else {
+                        "#value <= :room"
+                    };
                     update = update
-                        .condition_expression("attribute_not_exists(#value) OR #value <= :room")
+                        .condition_expression(condition)
                         .expression_attribute_values(":room", number(room));
                 }
                 let update = update.build().map_err(|e| e.to_string())?;
@@ -195,7 +201,7 @@ impl ConsumerStore for DynamoConsumerStore {
         let Some(TransactWriteItemsError::TransactionCanceledException(cancelled)) =
             err.as_service_error()
         else {
-            return Err(classify(err));
+            return refused_if_invalid(classify(err));
         };
         let reasons = cancelled.cancellation_reasons();
         if reason_code(reasons, progress_at) == "ConditionalCheckFailed" {
@@ -400,7 +406,7 @@ impl ConsumerStore for DynamoConsumerStore {
         let Some(TransactWriteItemsError::TransactionCanceledException(cancelled)) =
             err.as_service_error()
         else {
-            return Err(classify(err));
+            return refused_if_invalid(classify(err));
         };
         let reasons = cancelled.cancellation_reasons();
         // Gone means another redrive applied it: whatever the effect's conditions say now is
@@ -464,7 +470,7 @@ impl ConsumerStore for DynamoConsumerStore {
         let Some(TransactWriteItemsError::TransactionCanceledException(cancelled)) =
             err.as_service_error()
         else {
-            return Err(classify(err));
+            return refused_if_invalid(classify(err));
         };
         let reasons = cancelled.cancellation_reasons();
         if reason_code(reasons, record_at) == "ConditionalCheckFailed" {
@@ -628,8 +634,26 @@ fn effect_cancellation(
     if let Some(write) = refused {
         return Ok(Committed::Refused(write.refusal()));
     }
+    if let Some(invalid) = reasons.iter().find(|r| r.code() == Some("ValidationError")) {
+        return Ok(Committed::Refused(format!(
+            "DynamoDB refused the effect as invalid: {}",
+            invalid.message().unwrap_or("ValidationError")
+        )));
+    }
     if cancellation_is_transient(reasons) {
         return Err(StoreError::Unavailable(cancellation_summary(reasons)));
     }
     Err(StoreError::Failed(cancellation_summary(reasons)))
+}
+
+/// A request DynamoDB refused as invalid (an item over 400 KB, a transaction over 4 MB, a key
+/// too long) is refused again however often it is sent: the event is poison, with DynamoDB's
+/// reason, so it is parked or reported by the consumer's policy instead of retried forever.
+fn refused_if_invalid(err: StoreError) -> Result<Committed, StoreError> {
+    match err {
+        StoreError::Invalid(why) => Ok(Committed::Refused(format!(
+            "DynamoDB refused the effect as invalid: {why}"
+        ))),
+        other => Err(other),
+    }
 }

@@ -56,6 +56,8 @@ where
             let code = service.err().code().unwrap_or_default();
             if TRANSIENT_CODES.contains(&code) || service.raw().status().is_server_error() {
                 StoreError::Unavailable(describe(&err))
+            } else if code == "ValidationException" {
+                StoreError::Invalid(describe(&err))
             } else {
                 StoreError::Failed(describe(&err))
             }

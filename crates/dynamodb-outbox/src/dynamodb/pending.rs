@@ -2,10 +2,12 @@
 //! sparse pending index. Feed them to [`crate::Processor::process_items`]: the same path as the
 //! stream, so a redrive keeps per-key order and applies nothing twice.
 
+use aws_sdk_dynamodb::error::ProvideErrorMetadata;
 use aws_sdk_dynamodb::Client;
-use serde_dynamo::Item;
+use serde_dynamo::{AttributeValue, Item};
 
 use super::{classify, text};
+use crate::delivery::Header;
 use crate::schema;
 use crate::store::StoreError;
 
@@ -72,5 +74,99 @@ impl PendingEvents {
             }
         }
         Ok(found)
+    }
+
+    /// The pending events of `ordering_key` up to `sequence` that `consumer` has yet to apply,
+    /// lowest first, at most `limit` (the lowest ones). The pending index orders a key's events
+    /// by when they occurred, and clocks disagree: an event can sit in the index ahead of the
+    /// earlier event it waits for. This reads the key's own partition downwards from `sequence`
+    /// instead, until an event routed to `consumer` that it has applied (everything below it is
+    /// applied too), so a redrive always reaches the key's lowest pending sequence.
+    pub(crate) async fn earlier_pending(
+        &self,
+        consumer: &str,
+        ordering_key: &str,
+        sequence: u64,
+        limit: usize,
+    ) -> Result<Vec<Item>, StoreError> {
+        let mut lowest: std::collections::VecDeque<Item> = std::collections::VecDeque::new();
+        let mut start = None;
+        'pages: loop {
+            let out = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("#pk = :pk AND #sk BETWEEN :first AND :last")
+                .expression_attribute_names("#pk", schema::PK)
+                .expression_attribute_names("#sk", schema::SK)
+                .expression_attribute_values(":pk", text(schema::key_pk(ordering_key)))
+                .expression_attribute_values(":first", text(schema::event_sk(1)))
+                .expression_attribute_values(":last", text(schema::event_sk(sequence)))
+                .scan_index_forward(false)
+                .consistent_read(true)
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(classify)?;
+            for item in out.items.unwrap_or_default() {
+                let item = Item::from(item);
+                if !Header::peek(&item).after.contains_key(consumer) {
+                    continue; // routed to other consumers only
+                }
+                let waiting = match item.get(schema::WAITING_CONSUMERS) {
+                    Some(AttributeValue::Ss(set)) => set.iter().any(|c| c == consumer),
+                    // Between the two steps of its last mark: applied, not yet finished.
+                    _ => matches!(item.get(schema::STATUS),
+                        Some(AttributeValue::S(s)) if s == schema::STATUS_PENDING),
+                };
+                if !waiting {
+                    break 'pages;
+                }
+                lowest.push_front(item);
+                if lowest.len() > limit {
+                    lowest.pop_back();
+                }
+            }
+            start = out.last_evaluated_key;
+            if start.is_none() {
+                break;
+            }
+        }
+        Ok(lowest.into())
+    }
+
+    /// Moves pending items the sweep could not apply to the back of their shard (their index
+    /// time becomes `now`), so they are read again only after the grace period, behind the
+    /// others: events that stay stuck, however many, cannot fill every run and starve the keys
+    /// behind them. An item that left the index meanwhile is left as it is.
+    pub(crate) async fn requeue(&self, items: &[&Item], now: &str) -> Result<(), StoreError> {
+        for item in items {
+            let header = Header::peek(item);
+            let Some(AttributeValue::S(old)) = item.get(schema::PENDING_SK) else {
+                continue;
+            };
+            let rest = old.split_once('#').map_or(old.as_str(), |(_, rest)| rest);
+            let updated = self
+                .client
+                .update_item()
+                .table_name(&self.table)
+                .key(schema::PK, text(&header.pk))
+                .key(schema::SK, text(&header.sk))
+                .update_expression("SET #psk = :psk")
+                .condition_expression("attribute_exists(#ppk)")
+                .expression_attribute_names("#psk", schema::PENDING_SK)
+                .expression_attribute_names("#ppk", schema::PENDING_PK)
+                .expression_attribute_values(":psk", text(format!("{now}#{rest}")))
+                .send()
+                .await;
+            match updated {
+                Ok(_) => {}
+                Err(err)
+                    if err.as_service_error().and_then(|e| e.code())
+                        == Some("ConditionalCheckFailedException") => {}
+                Err(err) => return Err(classify(err)),
+            }
+        }
+        Ok(())
     }
 }

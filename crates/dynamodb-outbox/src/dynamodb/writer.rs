@@ -43,12 +43,16 @@ impl Routes {
         Self::default()
     }
 
-    /// Routes `event_type` to `consumers`.
+    /// Routes `event_type` to `consumers`. A consumer named more than once is routed once: an
+    /// event that listed it twice would be its own predecessor and wait forever.
     pub fn route(mut self, event_type: &str, consumers: &[&str]) -> Self {
-        self.0.insert(
-            event_type.to_owned(),
-            consumers.iter().map(|c| (*c).to_owned()).collect(),
-        );
+        let mut distinct: Vec<String> = Vec::with_capacity(consumers.len());
+        for consumer in consumers {
+            if !distinct.iter().any(|c| c == consumer) {
+                distinct.push((*consumer).to_owned());
+            }
+        }
+        self.0.insert(event_type.to_owned(), distinct);
         self
     }
 
@@ -98,6 +102,12 @@ pub enum WriteError {
     /// The database refused or was unavailable.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// An attempt was refused in a way an earlier attempt of the same commit could explain (its
+    /// answer lost, its events stored), and reading them back failed: the transaction may or may
+    /// not have been written. Nothing more was written. Retrying the same commit may write the
+    /// events a second time unless the caller's own items carry a condition that refuses it.
+    #[error("the transaction may or may not have been written (an earlier attempt may have committed, and reading its events back failed): {0}")]
+    OutcomeUnknown(StoreError),
 }
 
 /// What a committed transaction wrote: each event's id and its sequence within its key.
@@ -105,6 +115,10 @@ pub enum WriteError {
 pub struct Written {
     /// `(event_id, sequence)`, in the order the events were added.
     pub events: Vec<(String, u64)>,
+    /// `true` when an earlier attempt of this commit had committed and its answer was lost (a
+    /// retry then found the events already stored, by their ids, at that attempt's sequences):
+    /// the transaction was written once, by that attempt, and not again.
+    pub from_earlier_attempt: bool,
 }
 
 struct StagedEvent {
@@ -280,12 +294,22 @@ impl<'a> Transaction<'a> {
     /// Each event gets the next sequence of its ordering key: the key's counter is read, then
     /// advanced in the same transaction on the condition that nobody advanced it in between;
     /// when somebody did, the whole transaction is built again from a fresh read (a few times).
+    ///
+    /// **Stored once, whatever the retries.** A transaction can commit and its answer be lost;
+    /// the SDK's retry of it (without the request token that would have hidden it) then finds
+    /// the counter advanced, as after a race. Before building the transaction again at new
+    /// sequences, the writer reads back the events of its earlier attempts by key and sequence:
+    /// when one is stored with its own event id, that attempt committed, and the commit answers
+    /// `Ok` with [`Written::from_earlier_attempt`] set, nothing written twice. When that read
+    /// fails, the outcome is unknown and the error says so ([`WriteError::OutcomeUnknown`]).
     pub async fn commit(self) -> Result<Written, WriteError> {
         let actions = self.items.len() + self.events.len() + self.distinct_keys().len();
         if actions > MAX_ACTIONS {
             return Err(WriteError::TooManyActions { actions });
         }
         let mut attempt = 0;
+        // Where each attempt put the events: one of them may have committed unseen.
+        let mut tried: Vec<Written> = Vec::new();
         loop {
             attempt += 1;
             let counters = self.outbox.counters(&self.distinct_keys()).await?;
@@ -301,13 +325,38 @@ impl<'a> Transaction<'a> {
                 Ok(_) => return Ok(written),
                 Err(err) => err,
             };
+            tried.push(written);
             let Some(TransactWriteItemsError::TransactionCanceledException(cancelled)) =
                 err.as_service_error()
             else {
-                return Err(classify(err).into());
+                let err = classify(err);
+                // A timeout or a 5xx after the SDK's retries: any attempt may have committed.
+                if let StoreError::Unavailable(_) = err {
+                    if let Some(written) = self.committed_before(&tried).await? {
+                        tracing::warn!(
+                            table = %self.outbox.table, events = ?written.events,
+                            "the transaction committed although its answer was lost"
+                        );
+                        return Ok(written);
+                    }
+                }
+                return Err(err.into());
             };
             let reasons = cancelled.cancellation_reasons();
             let callers = self.items.len();
+            let conditions_failed = reasons
+                .iter()
+                .any(|r| r.code() == Some("ConditionalCheckFailed"));
+            if conditions_failed {
+                if let Some(written) = self.committed_before(&tried).await? {
+                    tracing::warn!(
+                        table = %self.outbox.table, events = ?written.events,
+                        "an earlier attempt of this transaction committed and its answer was lost: \
+                         its events are stored once, not written again"
+                    );
+                    return Ok(written);
+                }
+            }
             if (0..callers).any(|i| reason_code(reasons, i) == "ConditionalCheckFailed") {
                 return Err(WriteError::Cancelled {
                     reasons: (0..callers)
@@ -331,6 +380,45 @@ impl<'a> Transaction<'a> {
                 StoreError::Failed(summary).into()
             });
         }
+    }
+
+    /// The attempt among `tried` that committed, found by reading back its first event at the
+    /// sequence it was given: a transaction commits whole, so one of its events stored with its
+    /// own id means all of it is. `None` when none did.
+    async fn committed_before(&self, tried: &[Written]) -> Result<Option<Written>, WriteError> {
+        let Some(first) = self.events.first() else {
+            return Ok(None);
+        };
+        for attempt in tried.iter().rev() {
+            let Some((event_id, sequence)) = attempt.events.first() else {
+                continue;
+            };
+            let stored = self
+                .outbox
+                .client
+                .get_item()
+                .table_name(&self.outbox.table)
+                .key(schema::PK, text(schema::key_pk(&first.ordering_key)))
+                .key(schema::SK, text(schema::event_sk(*sequence)))
+                .consistent_read(true)
+                .projection_expression("#id")
+                .expression_attribute_names("#id", schema::EVENT_ID)
+                .send()
+                .await
+                .map_err(|err| WriteError::OutcomeUnknown(classify(err)))?;
+            let stored_id = stored
+                .item
+                .as_ref()
+                .and_then(|item| item.get(schema::EVENT_ID))
+                .and_then(|v| v.as_s().ok());
+            if stored_id == Some(event_id) {
+                return Ok(Some(Written {
+                    events: attempt.events.clone(),
+                    from_earlier_attempt: true,
+                }));
+            }
+        }
+        Ok(None)
     }
 
     fn distinct_keys(&self) -> Vec<&str> {
@@ -420,7 +508,10 @@ impl<'a> Transaction<'a> {
                 .map_err(|e| StoreError::Failed(e.to_string()))?;
             items.push(TransactWriteItem::builder().update(update).build());
         }
-        let written = Written { events: written };
+        let written = Written {
+            events: written,
+            from_earlier_attempt: false,
+        };
         let callers: Vec<TransactWriteItem> = self
             .items
             .iter()

@@ -162,6 +162,8 @@ impl OrderStore for DynamoOrderStore {
 fn write_error(err: WriteError) -> StoreError {
     match err {
         WriteError::Store(store) => store.into(),
+        // The client is told the order may exist, and to resend with its key.
+        unknown @ WriteError::OutcomeUnknown(_) => StoreError::Unavailable(unknown.to_string()),
         other => StoreError::Failed(other.to_string()),
     }
 }

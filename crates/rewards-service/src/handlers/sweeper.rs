@@ -111,7 +111,9 @@ async fn sweep(
     sweeper: &Sweeper,
     pending: &PendingEvents,
 ) -> Result<dynamodb_outbox::BatchOutcome, Error> {
-    let (processor, grace, limit) = (&sweeper.processor, sweeper.grace_seconds, sweeper.limit);
+    let (processor, limit) = (&sweeper.processor, sweeper.limit);
+    // The setting is range-checked at start-up; a negative value set in code means no grace.
+    let grace = std::time::Duration::from_secs(u64::try_from(sweeper.grace_seconds).unwrap_or(0));
     Ok(if sweeper.pattern == OutboxPattern::Cdc {
         service::sweep_order_changes(pending, processor, grace, limit).await?
     } else {
