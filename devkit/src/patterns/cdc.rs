@@ -75,8 +75,9 @@ pub async fn chaos(opts: ChaosOptions) -> Result<ChaosReport> {
     let mut consumers = Vec::new();
     for seed in [opts.seed ^ 0xA, opts.seed ^ 0xB] {
         let client = stack.dynamo.client_via(&proxy.endpoint).await;
-        let processor = service::processor(client, &stack.tables.rewards, &stack.tables.orders)
-            .retention_seconds(stack.retention_seconds());
+        let processor =
+            service::processor(client, &stack.tables.rewards, &stack.tables.orders_arn())
+                .retention_seconds(stack.retention_seconds());
         let hooks = CrashBeforeRelease::new(opts.crash_probability, seed);
         crash_counters.push(hooks.crashes.clone());
         let store = Hooked {
@@ -113,7 +114,7 @@ pub async fn chaos(opts: ChaosOptions) -> Result<ChaosReport> {
     // 3. The sweeper redrives the orders still marked (through the faults too).
     let client = stack.dynamo.client_via(&proxy.endpoint).await;
     let pending = PendingEvents::new(client.clone(), &stack.tables.orders);
-    let sweeper = service::processor(client, &stack.tables.rewards, &stack.tables.orders)
+    let sweeper = service::processor(client, &stack.tables.rewards, &stack.tables.orders_arn())
         .retention_seconds(stack.retention_seconds());
     for _ in 0..10 {
         match service::sweep_order_changes(&pending, &sweeper, 0, 10_000).await {

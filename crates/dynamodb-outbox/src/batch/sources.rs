@@ -10,11 +10,12 @@ use aws_lambda_events::kinesis::KinesisEventRecord;
 use serde::Serialize;
 use serde_dynamo::Item;
 
-use super::{stream_table, Arrived, BatchOutcome, Outcome, Processor, Work};
+use super::{Arrived, BatchOutcome, Outcome, Processor, Work};
 use crate::consumer::{Consumer, Effect, HandlerError, PoisonPolicy, Takes};
 use crate::delivery::{self, Header};
 use crate::envelope::{now_rfc3339, Envelope};
 use crate::item::ParkedEvent;
+use crate::source::SourceKind;
 use crate::store::{Committed, ConsumerStore, ItemKey};
 
 /// Where an event without an outbox sequence sits: its ordering key (the batch keeps the
@@ -64,23 +65,6 @@ pub fn kinesis_put<P: Serialize>(envelope: &Envelope<P>) -> Result<KinesisPut, S
     })
 }
 
-/// The stream a Kinesis stream ARN names:
-/// `arn:<partition>:kinesis:<region>:<account>:stream/<name>`.
-pub fn kinesis_stream(arn: &str) -> Option<&str> {
-    let mut fields = arn.splitn(6, ':');
-    let (Some("arn"), Some(_), Some("kinesis"), Some(_), Some(_)) = (
-        fields.next(),
-        fields.next(),
-        fields.next(),
-        fields.next(),
-        fields.next(),
-    ) else {
-        return None;
-    };
-    let name = fields.next()?.strip_prefix("stream/")?;
-    (!name.is_empty() && !name.contains('/')).then_some(name)
-}
-
 impl<C: Consumer, S: ConsumerStore> Processor<C, S> {
     /// A batch of Kinesis records as Lambda delivers them (the processor's source name is the
     /// stream's name), each record's data an [`Envelope`] as JSON ([`kinesis_put`]); return
@@ -109,12 +93,9 @@ impl<C: Consumer, S: ConsumerStore> Processor<C, S> {
 
     fn sort_kinesis(&self, record: &KinesisEventRecord, takes: &[Takes]) -> Work<C::Payload> {
         let sequence = &record.kinesis.sequence_number;
-        let source = record.event_source_arn.as_deref().unwrap_or_default();
-        if kinesis_stream(source) != Some(self.outbox_table.as_str()) {
-            return unreadable(format!(
-                "record {sequence} from {source:?}, not from the Kinesis stream {:?}",
-                self.outbox_table
-            ));
+        let source = record.event_source_arn.as_deref();
+        if let Err(reason) = self.admit(SourceKind::KinesisStream, source) {
+            return unreadable(format!("record {sequence}: {reason}"));
         }
         let item = serde_json::from_slice::<serde_json::Value>(&record.kinesis.data)
             .map_err(|e| e.to_string())
@@ -151,12 +132,9 @@ impl<C: Consumer, S: ConsumerStore> Processor<C, S> {
                     .sequence_number
                     .clone()
                     .unwrap_or_else(|| record.event_id.clone());
-                let source = record.event_source_arn.as_deref().unwrap_or_default();
-                let work = if stream_table(source) != Some(self.outbox_table.as_str()) {
-                    unreadable(format!(
-                        "record {id} from {source:?}, not from the stream of table {:?}",
-                        self.outbox_table
-                    ))
+                let source = record.event_source_arn.as_deref();
+                let work = if let Err(reason) = self.admit(SourceKind::Table, source) {
+                    unreadable(format!("record {id}: {reason}"))
                 } else if record.event_name != "INSERT" {
                     Work::Ignore
                 } else {
