@@ -8,13 +8,14 @@
 use aws_lambda_events::dynamodb::EventRecord;
 use aws_lambda_events::kinesis::KinesisEventRecord;
 use serde::Serialize;
-use serde_dynamo::Item;
+use serde_dynamo::{AttributeValue, Item};
 
 use super::{Arrived, BatchOutcome, Outcome, Processor, Work};
 use crate::consumer::{Consumer, Effect, HandlerError, PoisonPolicy, Takes};
 use crate::delivery::{self, Header};
 use crate::envelope::{now_rfc3339, Envelope};
 use crate::item::ParkedEvent;
+use crate::schema;
 use crate::source::SourceKind;
 use crate::store::{Committed, ConsumerStore, ItemKey};
 
@@ -109,7 +110,9 @@ impl<C: Consumer, S: ConsumerStore> Processor<C, S> {
     /// A batch of DynamoDB stream records of an entity table (the processor's source name is
     /// the table): the article's pattern 2, where the producer writes only its entity item and
     /// the item's creation is the event. `adapter` turns an item image into the event: `None`
-    /// when the item is not an entity this consumer reads, `Err` when it cannot be read
+    /// when the item is not an entity this consumer reads (on an item whose pending marker waits
+    /// for this consumer, poison: the producer said it is this consumer's event), `Err` when it
+    /// cannot be read
     /// (poison: the consumer is coupled to the entity's shape, so a renamed attribute lands
     /// here). Only INSERTs are events; records from another table's stream are poison.
     ///
@@ -179,7 +182,17 @@ impl<C: Consumer, S: ConsumerStore> Processor<C, S> {
             sk: header.sk,
         };
         let envelope = match adapter(image) {
-            None => return Work::Ignore,
+            None => match self.waits_for_me(image) {
+                // Someone marked the item as an event for this consumer: not recognising it
+                // would leave it pending forever, read by every sweep and never applied.
+                Some(marker) => {
+                    return unreadable(format!(
+                        "entity {}/{}: {marker}, but the adapter does not read it as an event",
+                        entity.pk, entity.sk
+                    ))
+                }
+                None => return Work::Ignore,
+            },
             Some(Err(reason)) => {
                 return unreadable(format!("entity {}/{}: {reason}", entity.pk, entity.sk))
             }
@@ -212,6 +225,35 @@ impl<C: Consumer, S: ConsumerStore> Processor<C, S> {
             }),
             once,
         )
+    }
+
+    /// What of an entity item's pending marker ([`crate::pending_marker`]) makes it this
+    /// consumer's event: it lists this consumer among those it waits for, or it sits in the
+    /// pending index without saying for whom. `None` for an item without a marker, one waiting
+    /// for other consumers only, and the engine's own outbox items (read by
+    /// [`Processor::process_stream`], not as entities).
+    fn waits_for_me(&self, image: &Item) -> Option<String> {
+        if matches!(image.get(schema::ENTITY), Some(AttributeValue::S(e)) if e == schema::ENTITY_OUTBOX_EVENT)
+        {
+            return None;
+        }
+        let me = self.consumer.name();
+        match image.get(schema::WAITING_CONSUMERS) {
+            Some(AttributeValue::Ss(waiting)) if waiting.iter().any(|c| c == me) => {
+                Some(format!("it carries a pending marker waiting for {me:?}"))
+            }
+            Some(AttributeValue::Ss(_)) => None,
+            Some(_) => Some(format!(
+                "its pending marker's {} is not a set of consumer names",
+                schema::WAITING_CONSUMERS
+            )),
+            None => image.contains_key(schema::PENDING_PK).then(|| {
+                format!(
+                    "it is in the pending index ({}) without the consumers it waits for",
+                    schema::PENDING_PK
+                )
+            }),
+        }
     }
 
     /// Sorts an envelope (as an item) from a source without an outbox sequence.
