@@ -480,6 +480,7 @@ async fn an_order_is_rewarded_once_whatever_else_its_events_say() {
         .unwrap()
         .to_owned();
     publish(&stack, "c-1", "second-event-same-order", |e| {
+        e.aggregate_id = order_id.clone();
         e.payload.order_id = order_id.clone();
         e.payload.total_cents = 2_000;
         e.payload.points = 20;

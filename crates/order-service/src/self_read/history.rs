@@ -24,7 +24,7 @@ use lambda_runtime::{Error, LambdaEvent};
 use service_runtime::config::{self, ConfigError};
 use service_runtime::{batch, metrics};
 
-use crate::domain::events::{ORDER_PLACED, SCHEMA_VERSION};
+use crate::domain::events::{order_placed_violation, OrderPlaced, ORDER_PLACED, SCHEMA_VERSION};
 use crate::domain::Order;
 use crate::store::dynamodb::order_item;
 
@@ -67,11 +67,10 @@ impl Consumer for OrderHistoryConsumer {
 
     async fn effect(&self, event: &Envelope<Order>) -> Result<Effect, HandlerError> {
         let order = &event.payload;
-        if order.order_id != event.aggregate_id {
-            return Err(HandlerError::Poison(format!(
-                "the event is about order {} but carries order {}",
-                event.aggregate_id, order.order_id
-            )));
+        // The rules the rewards consumer of the same stream checks too: the two never disagree
+        // on whether an event is an order.
+        if let Some(why) = order_placed_violation(event, &OrderPlaced::from(order)) {
+            return Err(HandlerError::Poison(why));
         }
         let item = order_item(order, None)
             .map_err(|e| HandlerError::Poison(format!("the order does not encode: {e}")))?;
