@@ -198,3 +198,57 @@ async fn get_order_says_pending_until_the_rewards_consumer_processed_the_orders_
     assert_eq!(after.json["points"], json!(25));
     assert_eq!(balance(&stack, "c-1").await, (25, 1));
 }
+
+#[tokio::test]
+async fn an_order_item_marked_for_rewards_that_the_adapter_does_not_recognise_is_reported_never_skipped(
+) {
+    let stack = cdc_stack().await;
+    let template = place(&stack, "c-0", 100).await;
+    // Later order services: the entity renamed, another sort key, the entity attribute gone.
+    // Each item still carries the pending marker waiting for rewards.
+    rewrite_order(&stack, &template, |item| {
+        item.insert(
+            "entity".into(),
+            serde_dynamo::AttributeValue::S("Purchase".into()),
+        );
+    })
+    .await;
+    rewrite_order(&stack, &template, |item| {
+        item.insert(
+            "sk".into(),
+            serde_dynamo::AttributeValue::S("ORDER#V2".into()),
+        );
+    })
+    .await;
+    rewrite_order(&stack, &template, |item| {
+        item.remove("entity");
+    })
+    .await;
+    let stats = deliver(&stack).await;
+    assert!(
+        stats.partial_failures > 0,
+        "reported as batch item failures, not ignored: {stats:?}"
+    );
+    assert_eq!(
+        balance(&stack, "c-0").await,
+        (1, 1),
+        "the recognised order only"
+    );
+
+    let report = sweeper::handle(
+        &stack.sweeper(0, 100),
+        LambdaEvent::new(json!({}), Context::default()),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        (report.found, report.failed, report.applied),
+        (3, 3, 0),
+        "{report:?}"
+    );
+    assert_eq!(report.problems.len(), 3, "{report:?}");
+    assert!(
+        report.problems.iter().all(|p| p.starts_with("ORDER#")),
+        "each named by its key: {report:?}"
+    );
+}

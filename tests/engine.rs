@@ -11,7 +11,8 @@ use devkit::template::TableSpec;
 use devkit::{LocalDynamo, StreamClient};
 use dynamodb_outbox::dynamodb::{DynamoConsumerStore, Outbox, PendingEvents};
 use dynamodb_outbox::{
-    schema, BatchOutcome, Committed, ConsumerStore, Hooked, Processor, Step, StoreError, StoreHooks,
+    schema, BatchOutcome, Committed, ConsumerStore, Home, Hooked, Processor, Step, StoreError,
+    StoreHooks,
 };
 use invoices_example::invoices::{self, InvoiceIssued, InvoiceVoided};
 use invoices_example::ledger::{self, Ledger};
@@ -101,13 +102,21 @@ impl Invoicing {
         }
     }
 
+    /// Where the local server says its tables are: what a consumer configured by a table's
+    /// name is in (a function learns it from the ARN it is invoked by).
+    fn home(&self) -> Home {
+        Home::of_arn(&self.stream_arn).unwrap()
+    }
+
     fn store(&self, table: &str) -> DynamoConsumerStore {
         DynamoConsumerStore::new(self.dynamo.client.clone(), table, &self.invoices)
     }
 
     fn ledger(&self, store: Recorded) -> Processor<Ledger, Recorded> {
         let ledger = Ledger::new(&self.ledger);
-        Processor::new(ledger, store, &self.invoices).concurrency(4)
+        Processor::new(ledger, store, &self.invoices)
+            .home(self.home())
+            .concurrency(4)
     }
 
     /// The outbox INSERT records of the stream so far, in stream order: what a mapping with
@@ -281,7 +290,8 @@ async fn two_consumers_keep_their_own_progress_and_an_event_expires_only_after_b
         },
         app.store(&app.notifications),
         &app.invoices,
-    );
+    )
+    .home(app.home());
     let failing = notifications.process_stream(&records).await;
     assert_eq!(failing.applied, 0, "{failing:?}");
     assert!(
@@ -501,7 +511,8 @@ async fn the_engines_requests_per_event_are_counted_at_the_proxy() {
     let records = app.records().await;
     let store = |table: &str| DynamoConsumerStore::new(client.clone(), table, &app.invoices);
     proxy.reset_stats();
-    let ledger = Processor::new(Ledger::new(&app.ledger), store(&app.ledger), &app.invoices);
+    let ledger = Processor::new(Ledger::new(&app.ledger), store(&app.ledger), &app.invoices)
+        .home(app.home());
     assert_eq!(
         ledger.process_stream(&records).await.applied,
         invoices as usize
@@ -524,7 +535,8 @@ async fn the_engines_requests_per_event_are_counted_at_the_proxy() {
         },
         store(&app.notifications),
         &app.invoices,
-    );
+    )
+    .home(app.home());
     assert_eq!(
         notifications.process_stream(&records).await.applied,
         invoices as usize
@@ -656,7 +668,8 @@ async fn a_parked_invoice_is_redriven_once_after_the_fix_even_with_its_outbox_it
         Ledger::new(&app.ledger),
         app.store(&app.ledger),
         &app.invoices,
-    );
+    )
+    .home(app.home());
     let outcome = parking.process_stream(&records).await;
     assert_eq!(
         (outcome.applied, outcome.parked, outcome.failures.len()),
@@ -707,6 +720,7 @@ async fn a_parked_invoice_is_redriven_once_after_the_fix_even_with_its_outbox_it
             app.store(&app.ledger),
             &app.invoices,
         )
+        .home(app.home())
     };
     let (one, other) = (fixed(), fixed());
     let (first, second) = tokio::join!(one.redrive_parked(10), other.redrive_parked(10));
@@ -765,7 +779,7 @@ async fn kinesis_events_are_applied_once_by_event_id_with_the_ledgers_line_as_th
     // A publish retried after a lost response puts the first event twice.
     let records = kinesis_records(&arn, &[&first, &second, &first, &collision]);
 
-    let ledger = Processor::new(Ledger::new(&app.ledger), app.store(&app.ledger), stream);
+    let ledger = Processor::new(Ledger::new(&app.ledger), app.store(&app.ledger), &arn);
     let outcome = ledger.process_kinesis(&records).await;
     assert_eq!(
         (
@@ -876,7 +890,7 @@ async fn an_entity_tables_inserts_are_events_applied_once_and_the_sweeper_finds_
     .unwrap();
 
     let store = DynamoConsumerStore::new(app.dynamo.client.clone(), &app.ledger, &table);
-    let processor = Processor::new(Ledger::new(&app.ledger), store, &table);
+    let processor = Processor::new(Ledger::new(&app.ledger), store, &table).home(app.home());
     let outcome = processor.process_changes(&records, invoice_issued).await;
     assert_eq!(
         (outcome.applied, outcome.failures.len()),
@@ -999,7 +1013,8 @@ async fn a_mark_cut_short_between_its_writes_is_found_by_the_sweeper_and_finishe
             hooks: DiesBeforeMark,
         },
         &app.invoices,
-    );
+    )
+    .home(app.home());
     assert_eq!(dying.process_stream(&records).await.failures.len(), 1);
     // The state a mark in two writes left when it was cut between them: nobody waits any more,
     // yet the event is still pending, in the index, without a TTL.
@@ -1037,7 +1052,8 @@ async fn a_mark_cut_short_between_its_writes_is_found_by_the_sweeper_and_finishe
         Ledger::new(&app.ledger),
         app.store(&app.ledger),
         &app.invoices,
-    );
+    )
+    .home(app.home());
     let outcome = ledger.process_items(found).await;
     assert_eq!(
         (outcome.duplicates, outcome.failures.len()),

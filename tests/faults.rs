@@ -221,10 +221,11 @@ async fn the_consumer_recognises_its_own_lost_writes() {
             .await
             .unwrap();
             let client = stack.dynamo.client_via(&proxy.endpoint).await;
-            let processor = service::processor(client, &stack.tables.rewards, &stack.tables.orders)
-                .retention_seconds(60)
-                .expect("a retention in range")
-                .concurrency(2);
+            let processor =
+                service::processor(client, &stack.tables.rewards, &stack.tables.orders_arn())
+                    .retention_seconds(60)
+                    .expect("a retention in range")
+                    .concurrency(2);
             let outcome = processor.process_stream(&records).await;
             let case = format!("{operation}, token stripped: {strip_token}");
             assert!(outcome.failures.is_empty(), "{case}: {outcome:?}");

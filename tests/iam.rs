@@ -170,7 +170,7 @@ async fn audit_stream_pattern(pattern: Pattern) {
             .await;
     }
 
-    let processor = service::processor(client.clone(), &rewards, &orders)
+    let processor = service::processor(client.clone(), &rewards, &stack.tables.orders_arn())
         .retention_seconds(3_600)
         .expect("a retention in range");
     let batch = stack.stream_records().await.unwrap();
@@ -203,7 +203,7 @@ async fn audit_stream_pattern(pattern: Pattern) {
     assert_eq!(placed.unwrap().status_code, 201);
     let sweeper = Sweeper {
         pending: Some(PendingEvents::new(client.clone(), &orders)),
-        processor: service::processor(client.clone(), &rewards, &orders),
+        processor: service::processor(client.clone(), &rewards, &stack.tables.orders_arn()),
         order_history: None,
         grace_seconds: 0,
         limit: 100,
@@ -315,7 +315,7 @@ async fn every_request_of_the_self_read_functions_is_allowed_by_their_policies()
         .await;
 
     let history_processor =
-        order_service::self_read::history::processor(client.clone(), &orders, &stack.stream.name);
+        order_service::self_read::history::processor(client.clone(), &orders, &stack.stream.arn);
     audit
         .as_function("OrderHistoryFunction", async {
             let mut mapping = stack
@@ -329,7 +329,7 @@ async fn every_request_of_the_self_read_functions_is_allowed_by_their_policies()
         })
         .await;
     let rewards_processor =
-        rewards_service::handlers::kinesis::processor(client.clone(), &rewards, &stack.stream.name);
+        rewards_service::handlers::kinesis::processor(client.clone(), &rewards, &stack.stream.arn);
     audit
         .as_function("RewardsKinesisConsumerFunction", async {
             let mut mapping = stack
@@ -345,12 +345,12 @@ async fn every_request_of_the_self_read_functions_is_allowed_by_their_policies()
         processor: rewards_service::handlers::kinesis::processor(
             client.clone(),
             &rewards,
-            &stack.stream.name,
+            &stack.stream.arn,
         ),
         order_history: Some(order_service::self_read::history::processor(
             client.clone(),
             &orders,
-            &stack.stream.name,
+            &stack.stream.arn,
         )),
         grace_seconds: 0,
         limit: 100,

@@ -123,12 +123,14 @@ async fn every_sample_event_deserializes_and_is_handled() {
         let table = env["StreamConsumerFunction"]["ORDERS_TABLE"]
             .as_str()
             .unwrap();
+        let source = dynamodb_outbox::Source::table(table).unwrap();
+        let sam_local = dynamodb_outbox::Home::of_function(devkit::samples::SAM_LOCAL_FUNCTION_ARN);
         for record in &event.records {
-            let arn = record.event_source_arn.as_deref().unwrap_or_default();
+            let arn = record.event_source_arn.as_deref();
             assert_eq!(
-                dynamodb_outbox::stream_table(arn),
-                Some(table),
-                "{path}: {arn}"
+                source.admits(arn, sam_local.as_ref()),
+                Ok(()),
+                "{path}: {arn:?}"
             );
         }
         // This run's table is that one on the embedded server, and carries a suffix on a shared
@@ -244,12 +246,14 @@ async fn the_self_read_samples_are_answered_by_the_order_publisher_and_handled_b
         let stream = env[function][service_runtime::config::ORDER_EVENTS_STREAM]
             .as_str()
             .unwrap();
+        let source = dynamodb_outbox::Source::kinesis_stream(stream).unwrap();
+        let sam_local = dynamodb_outbox::Home::of_function(devkit::samples::SAM_LOCAL_FUNCTION_ARN);
         for record in &mut event.records {
-            let arn = record.event_source_arn.as_deref().unwrap_or_default();
+            let arn = record.event_source_arn.as_deref();
             assert_eq!(
-                dynamodb_outbox::kinesis_stream(arn),
-                Some(stream),
-                "{path}: {arn}"
+                source.admits(arn, sam_local.as_ref()),
+                Ok(()),
+                "{path}: {arn:?}"
             );
             record.event_source_arn = Some(stack.stream.arn.clone());
         }

@@ -556,3 +556,145 @@ fn the_outbox_order_writer_does_not_link_the_kinesis_sdk() {
         .expect("cargo tree");
     assert!(String::from_utf8_lossy(&publisher.stdout).contains("aws-sdk-kinesis"));
 }
+
+/// A Kinesis record of the stream carrying `envelope` (JSON) with sequence number `sequence`.
+fn kinesis_record(
+    stack: &SelfReadStack,
+    envelope: &Json,
+    sequence: usize,
+) -> aws_lambda_events::kinesis::KinesisEventRecord {
+    let mut record = aws_lambda_events::kinesis::KinesisEventRecord::default();
+    record.event_source_arn = Some(stack.stream.arn.clone());
+    record.kinesis.sequence_number = format!("{sequence:056}");
+    record.kinesis.partition_key = envelope["ordering_key"].as_str().unwrap_or("x").to_owned();
+    *record.kinesis.data = serde_json::to_vec(envelope).unwrap();
+    record
+}
+
+#[tokio::test]
+async fn both_consumers_of_the_stream_refuse_the_same_malformed_events_for_the_same_reason() {
+    use dynamodb_outbox::ConsumerStore;
+    use order_service::domain::order::LineItem;
+    use order_service::domain::{OrderRequest, Timestamp};
+    let Some(stack) = stack("self_read: one rule book for both consumers").await else {
+        return;
+    };
+    // A well-formed event as the order API publishes it, for a fresh order of c-1.
+    let event = || {
+        let request = OrderRequest {
+            customer_id: "c-1".into(),
+            currency: "EUR".into(),
+            items: vec![LineItem {
+                sku: "SKU-1".into(),
+                quantity: 2,
+                unit_price_cents: 1000,
+            }],
+        };
+        let placed = request
+            .into_new_order(uuid::Uuid::new_v4().to_string(), Timestamp::now(), None)
+            .unwrap();
+        let mut envelope = serde_json::to_value(&placed.event).unwrap();
+        envelope["payload"] = serde_json::to_value(&placed.order).unwrap();
+        envelope
+    };
+    type Break = fn(&mut Json);
+    let malformed: [(&str, Break); 8] = [
+        ("aggregate_id is another order", |e| {
+            e["aggregate_id"] = json!(uuid::Uuid::new_v4().to_string())
+        }),
+        ("aggregate_type is not Order", |e| {
+            e["aggregate_type"] = json!("Customer")
+        }),
+        ("ordered by another customer", |e| {
+            e["ordering_key"] = json!("c-2")
+        }),
+        ("points do not follow from the total", |e| {
+            e["payload"]["points"] = json!(999)
+        }),
+        ("negative amounts", |e| {
+            e["payload"]["total_cents"] = json!(-2000);
+            e["payload"]["points"] = json!(-20);
+        }),
+        ("total past the order limit", |e| {
+            e["payload"]["total_cents"] = json!(1_i64 << 53);
+            e["payload"]["points"] = json!((1_i64 << 53) / 100);
+        }),
+        ("currency is not a code", |e| {
+            e["payload"]["currency"] = json!("euro")
+        }),
+        ("customer id is not an id", |e| {
+            e["payload"]["customer_id"] = json!("c 1");
+            e["ordering_key"] = json!("c 1");
+        }),
+    ];
+    let mut records = Vec::new();
+    let mut broken = BTreeMap::new();
+    for (i, (what, change)) in malformed.iter().enumerate() {
+        let mut envelope = event();
+        change(&mut envelope);
+        broken.insert(envelope["event_id"].as_str().unwrap().to_owned(), *what);
+        records.push(kinesis_record(&stack, &envelope, i + 1));
+    }
+    let good = event();
+    records.push(kinesis_record(&stack, &good, malformed.len() + 1));
+
+    let history = stack.history_processor();
+    let rewards = stack.rewards_processor();
+    let mut batch = KinesisEvent::default();
+    batch.records = records;
+    let answer = order_service::self_read::history::handle(
+        &history,
+        LambdaEvent::new(batch.clone(), Context::default()),
+    )
+    .await
+    .unwrap();
+    assert!(answer.batch_item_failures.is_empty(), "parked, not retried");
+    let answer = rewards_service::handlers::kinesis::handle(
+        &rewards,
+        LambdaEvent::new(batch, Context::default()),
+    )
+    .await
+    .unwrap();
+    assert!(answer.batch_item_failures.is_empty(), "parked, not retried");
+
+    let parked = |store_parked: Vec<dynamodb_outbox::Parked>| -> BTreeMap<String, String> {
+        store_parked
+            .into_iter()
+            .map(|p| {
+                let id = match p.event.get("event_id") {
+                    Some(serde_dynamo::AttributeValue::S(id)) => id.clone(),
+                    other => panic!("a parked event names its id: {other:?}"),
+                };
+                (id, p.reason)
+            })
+            .collect()
+    };
+    let by_history = parked(
+        history
+            .store()
+            .parked(order_service::self_read::history::NAME, 100)
+            .await
+            .unwrap(),
+    );
+    let by_rewards = parked(
+        rewards
+            .store()
+            .parked(rewards_service::consumer::NAME, 100)
+            .await
+            .unwrap(),
+    );
+    for (event_id, what) in &broken {
+        let (Some(h), Some(r)) = (by_history.get(event_id), by_rewards.get(event_id)) else {
+            panic!("{what}: parked by history {by_history:?} and by rewards {by_rewards:?}");
+        };
+        assert_eq!(h, r, "{what}: the same reason from both consumers");
+    }
+    assert_eq!(by_history.len(), broken.len(), "{by_history:?}");
+    assert_eq!(by_rewards.len(), broken.len(), "{by_rewards:?}");
+    let order_id = good["aggregate_id"].as_str().unwrap();
+    assert_eq!(
+        get(&stack, order_id).await.status_code,
+        200,
+        "history wrote the good order"
+    );
+}

@@ -480,6 +480,7 @@ async fn an_order_is_rewarded_once_whatever_else_its_events_say() {
         .unwrap()
         .to_owned();
     publish(&stack, "c-1", "second-event-same-order", |e| {
+        e.aggregate_id = order_id.clone();
         e.payload.order_id = order_id.clone();
         e.payload.total_cents = 2_000;
         e.payload.points = 20;
@@ -576,5 +577,118 @@ async fn records_from_another_tables_stream_are_poison_and_credit_nothing() {
     assert_eq!(
         outcome.applied, 1,
         "the same record from the right stream is applied"
+    );
+}
+
+/// `records` through the stream-consumer's handler, invoked as a function whose ARN is
+/// `function_arn`, with the rewards processor configured with `orders` (a name or an ARN).
+async fn handle_as(
+    stack: &Stack,
+    orders: &str,
+    function_arn: &str,
+    records: &[EventRecord],
+) -> Vec<String> {
+    let processor = rewards_service::service::processor(
+        stack.dynamo.client.clone(),
+        &stack.tables.rewards,
+        orders,
+    );
+    let mut event = aws_lambda_events::dynamodb::Event::default();
+    event.records = records.to_vec();
+    let mut context = lambda_runtime::Context::default();
+    context.invoked_function_arn = function_arn.to_owned();
+    let response = rewards_service::handlers::stream::handle(
+        &processor,
+        lambda_runtime::LambdaEvent::new(event, context),
+    )
+    .await
+    .unwrap();
+    response
+        .batch_item_failures
+        .into_iter()
+        .filter_map(|f| f.item_identifier)
+        .collect()
+}
+
+/// The record as if it came from the same-named table's stream at `place`
+/// (`<region>:<account>`, or a whole other partition).
+fn from_elsewhere(record: &EventRecord, from: &str, to: &str, sequence: &str) -> EventRecord {
+    let mut copy = record.clone();
+    copy.event_source_arn = copy.event_source_arn.map(|arn| arn.replacen(from, to, 1));
+    copy.change.sequence_number = Some(sequence.into());
+    copy
+}
+
+#[tokio::test]
+async fn a_same_named_table_of_another_account_region_or_partition_is_never_credited() {
+    let stack = stack().await;
+    place(&stack, "c-1", &[("A", 1, 2_000)]).await;
+    let batch = outbox_inserts(&stack.stream_records().await.unwrap());
+    let local = dynamodb_outbox::Home::of_arn(&stack.tables.orders_stream_arn).unwrap();
+    let own = format!("{}:{}", local.region, local.account);
+    let function = format!(
+        "arn:{}:lambda:{}:{}:function:stream-consumer",
+        local.partition, local.region, local.account
+    );
+    let foreign = vec![
+        from_elsewhere(
+            &batch[0],
+            &own,
+            &format!("{}:210987654321", local.region),
+            "900000000000000000041",
+        ),
+        from_elsewhere(
+            &batch[0],
+            &own,
+            &format!("eu-west-1:{}", local.account),
+            "900000000000000000042",
+        ),
+        from_elsewhere(
+            &batch[0],
+            "arn:aws:",
+            "arn:aws-cn:",
+            "900000000000000000043",
+        ),
+    ];
+    for orders in [stack.tables.orders.clone(), stack.tables.orders_arn()] {
+        let failures = handle_as(&stack, &orders, &function, &foreign).await;
+        assert_eq!(
+            failures.len(),
+            3,
+            "{orders}: every foreign record is refused"
+        );
+        assert_eq!(balance(&stack, "c-1").await, (0, 0), "{orders}");
+    }
+    // By name, the table is the function's own: invoked from another account, the real
+    // stream's records are foreign too.
+    let elsewhere = "arn:aws:lambda:eu-west-1:210987654321:function:stream-consumer";
+    let failures = handle_as(&stack, &stack.tables.orders, elsewhere, &batch).await;
+    assert_eq!(failures.len(), 1);
+    assert_eq!(balance(&stack, "c-1").await, (0, 0));
+
+    let failures = handle_as(&stack, &stack.tables.orders, &function, &batch).await;
+    assert!(failures.is_empty(), "{failures:?}");
+    assert_eq!(
+        balance(&stack, "c-1").await.0,
+        20,
+        "the real stream's record is applied"
+    );
+}
+
+#[tokio::test]
+async fn the_orders_table_given_as_its_arn_admits_its_own_stream_from_any_invocation() {
+    let stack = stack().await;
+    place(&stack, "c-1", &[("A", 1, 2_000)]).await;
+    let batch = outbox_inserts(&stack.stream_records().await.unwrap());
+    let arn = stack.tables.orders_arn();
+    assert!(arn.starts_with("arn:"), "{arn}");
+    let failures = handle_as(&stack, &arn, "", &batch).await;
+    assert!(failures.is_empty(), "{failures:?}");
+    assert_eq!(balance(&stack, "c-1").await.0, 20);
+    let (_, events) = orders_and_events(&stack).await;
+    assert_eq!(
+        s(&events[0], schema::STATUS),
+        Some(schema::STATUS_PROCESSED),
+        "the outbox item is marked on the table the ARN names"
     );
 }

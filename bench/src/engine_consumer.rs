@@ -19,7 +19,9 @@ use devkit::proxy::{FaultPlan, FaultProxy};
 use devkit::template::TableSpec;
 use devkit::{LocalDynamo, StreamClient};
 use dynamodb_outbox::dynamodb::{DynamoConsumerStore, Outbox, Routes};
-use dynamodb_outbox::{schema, Processor, DEFAULT_CONCURRENCY, DEFAULT_EVENTS_PER_TRANSACTION};
+use dynamodb_outbox::{
+    schema, Home, Processor, DEFAULT_CONCURRENCY, DEFAULT_EVENTS_PER_TRANSACTION,
+};
 use invoices_example::invoices::{self, InvoiceIssued};
 use invoices_example::ledger::{self, Ledger};
 use serde_json::json;
@@ -156,7 +158,9 @@ impl EngineLab {
         let store =
             DynamoConsumerStore::new(self.through_proxy.clone(), &self.ledger, &self.invoices);
         let ledger = Ledger::new(&self.ledger);
+        let home = Home::of_arn(&self.stream_arn).expect("the server's stream ARN");
         Processor::new(ledger, store, &self.invoices)
+            .home(home)
             .concurrency(settings.concurrency)
             .events_per_transaction(settings.events_per_transaction)
     }

@@ -44,6 +44,18 @@ pub struct Tables {
     pub orders_stream_arn: String,
 }
 
+impl Tables {
+    /// The orders table's ARN, as the server names it (its stream's ARN without the stream): what
+    /// a consumer of its stream is configured with, so its records are admitted wherever the
+    /// server says the table is.
+    pub fn orders_arn(&self) -> String {
+        self.orders_stream_arn.split_once("/stream/").map_or_else(
+            || self.orders_stream_arn.clone(),
+            |(table, _)| table.to_owned(),
+        )
+    }
+}
+
 /// The DynamoDB endpoint the environment names, with the SDK's precedence (the service-specific
 /// variable first).
 pub fn external_endpoint() -> Option<String> {

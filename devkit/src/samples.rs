@@ -18,7 +18,12 @@ use crate::template::Template;
 
 /// Fixed ids and times, so regenerating the samples gives the same files.
 const WHEN: i64 = 1_790_000_000;
-const STREAM_ARN: &str = "arn:aws:dynamodb:us-east-1:123456789012:table/outbox-dev-orders/stream/2026-11-26T00:00:00.000";
+/// The ARN `sam local invoke` gives every function it runs: its emulator
+/// (aws-lambda-runtime-interface-emulator) invokes `arn:aws:lambda:us-east-1:012345678912:function:<name>`
+/// whatever the region or account, so a consumer configured by table or stream name admits the
+/// records of that account and region only, and the samples' sources are there.
+pub const SAM_LOCAL_FUNCTION_ARN: &str = "arn:aws:lambda:us-east-1:012345678912:function:sample";
+const STREAM_ARN: &str = "arn:aws:dynamodb:us-east-1:012345678912:table/outbox-dev-orders/stream/2026-11-26T00:00:00.000";
 /// The key of the idempotent sample: the order it creates is the one `get-order.json` reads.
 pub const SAMPLE_IDEMPOTENCY_KEY: &str = "sample-checkout-0001";
 /// Pattern 3's keyed sample: `order-publisher/get-order.json` reads its order, which the
@@ -26,7 +31,7 @@ pub const SAMPLE_IDEMPOTENCY_KEY: &str = "sample-checkout-0001";
 pub const SELF_READ_IDEMPOTENCY_KEY: &str = "sample-checkout-0003";
 /// Pattern 3's stream as the template names it with its default stage.
 const SELF_READ_STREAM_ARN: &str =
-    "arn:aws:kinesis:us-east-1:123456789012:stream/self-read-dev-order-events";
+    "arn:aws:kinesis:us-east-1:012345678912:stream/self-read-dev-order-events";
 
 pub struct Sample {
     pub path: &'static str,
@@ -411,7 +416,7 @@ fn kinesis_record(n: u32, partition_key: &str, data: &[u8]) -> Json {
         "eventVersion": "1.0",
         "eventID": format!("shardId-000000000000:{sequence}"),
         "eventName": "aws:kinesis:record",
-        "invokeIdentityArn": "arn:aws:iam::123456789012:role/local-event-source-mapping",
+        "invokeIdentityArn": "arn:aws:iam::012345678912:role/local-event-source-mapping",
         "awsRegion": "us-east-1",
         "eventSourceARN": SELF_READ_STREAM_ARN,
     })

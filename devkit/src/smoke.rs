@@ -66,7 +66,15 @@ fn body(answer: &Json) -> Json {
 /// Runs every function's checks; returns one line per function, or the first failure.
 pub async fn run(options: SmokeOptions) -> Result<Vec<String>> {
     let stack = Stack::on(LocalDynamo::embedded("127.0.0.1:0".parse()?).await?).await?;
-    let environments = local_environment(&stack.template, &stack.dynamo.endpoint)?;
+    let mut environments = local_environment(&stack.template, &stack.dynamo.endpoint)?;
+    // The stub invokes every function as one in us-east-1, and the embedded server's stream is
+    // elsewhere: the consumer is given its table by ARN, so it admits that table's records.
+    if let Some(consumer) = environments.get_mut(CONSUMER_FUNCTION) {
+        consumer.insert(
+            service_runtime::config::ORDERS_TABLE.to_owned(),
+            stack.tables.orders_arn(),
+        );
+    }
     let mut report = Vec::new();
 
     let order_writer = vec![

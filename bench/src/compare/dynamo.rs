@@ -33,10 +33,13 @@ pub async fn run(pattern: Pattern, opts: &Options, orders: &[PlannedOrder]) -> R
     let writer_client = writer_meter.on(&stack.dynamo.client_via(&writer_proxy.endpoint).await);
     let consumer_client =
         consumer_meter.on(&stack.dynamo.client_via(&consumer_proxy.endpoint).await);
-    let processor =
-        service::processor(consumer_client, &stack.tables.rewards, &stack.tables.orders)
-            .retention_seconds(stack.retention_seconds())
-            .expect("a retention in range");
+    let processor = service::processor(
+        consumer_client,
+        &stack.tables.rewards,
+        &stack.tables.orders_arn(),
+    )
+    .retention_seconds(stack.retention_seconds())
+    .expect("a retention in range");
     let source = stack.template.stream_source(CONSUMER_FUNCTION)?;
     let stream = StreamClient::new(&stream_proxy.endpoint, &stack.dynamo.sdk_config)?;
     let arn = stack.tables.orders_stream_arn.clone();

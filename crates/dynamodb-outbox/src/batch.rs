@@ -10,6 +10,7 @@
 //! transaction, and the outbox items are marked after all the commits, on no key's chain.
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::OnceLock;
 
 use aws_lambda_events::dynamodb::EventRecord;
 use aws_lambda_events::streams::{
@@ -24,13 +25,14 @@ use crate::delivery::{self, Header};
 use crate::envelope::{now_rfc3339, Envelope};
 use crate::item::ParkedEvent;
 use crate::schema;
+use crate::source::{Home, Source, SourceKind};
 use crate::store::{Committed, ConsumerStore, ItemKey, Parked, Step, StoreError};
 
 mod sources;
 mod sweep;
 
 use sources::Once;
-pub use sources::{kinesis_put, kinesis_stream, KinesisPut};
+pub use sources::{kinesis_put, KinesisPut};
 
 /// What a batch came to: counts for logs, metrics and tests, and the records to report.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -184,7 +186,10 @@ const MAX_EVENTS_PER_TRANSACTION: usize = 99;
 pub struct Processor<C, S> {
     consumer: C,
     store: S,
-    outbox_table: String,
+    /// The source as configured: a name or an ARN, parsed as the kind each `process_*` reads.
+    source: String,
+    /// The function's own place, where a source configured by name is.
+    home: OnceLock<Home>,
     retention_seconds: i64,
     concurrency: usize,
     events_per_transaction: usize,
@@ -281,17 +286,23 @@ impl Outcome {
 }
 
 impl<C: Consumer, S: ConsumerStore> Processor<C, S> {
-    /// A processor for `consumer` of the outbox in `outbox_table`, committing through `store`.
-    /// `outbox_table` names the source its records must come from: the table whose stream it
-    /// reads (the outbox, or an entity table whose changes are the events), or the
-    /// stream's name for [`Processor::process_kinesis`].
+    /// A processor for `consumer` of `source`, committing through `store`. `source` is where
+    /// its records must come from, by name or by ARN (see [`Source`]): the table whose stream it
+    /// reads (the outbox, or an entity table whose changes are the events), or the Kinesis
+    /// stream for [`Processor::process_kinesis`]. A record is admitted only when its
+    /// `eventSourceARN` is that source's, partition, region and account included; a source
+    /// named without an ARN is in the function's own account and region
+    /// ([`Processor::invoked_as`], [`Processor::home`]), and while that is unknown its records
+    /// are refused. A value that is neither a valid name nor a valid ARN refuses every record
+    /// (check configuration at start-up with [`Source::table`] or [`Source::kinesis_stream`]).
     /// Processed outbox items expire `retention_seconds` after their last consumer is done; up to
     /// `concurrency` ordering keys are applied at a time.
-    pub fn new(consumer: C, store: S, outbox_table: impl Into<String>) -> Self {
+    pub fn new(consumer: C, store: S, source: impl Into<String>) -> Self {
         Self {
             consumer,
             store,
-            outbox_table: outbox_table.into(),
+            source: source.into(),
+            home: OnceLock::new(),
             retention_seconds: 7 * 24 * 60 * 60,
             concurrency: DEFAULT_CONCURRENCY,
             events_per_transaction: DEFAULT_EVENTS_PER_TRANSACTION,
@@ -303,7 +314,7 @@ impl<C: Consumer, S: ConsumerStore> Processor<C, S> {
     ///
     /// ```
     /// # use dynamodb_outbox::{memory::MemoryStore, Processor};
-    /// # struct C;
+    /// # #[derive(Clone)] struct C;
     /// # impl dynamodb_outbox::Consumer for C {
     /// #     type Payload = serde_json::Value;
     /// #     fn name(&self) -> &str { "c" }
@@ -348,6 +359,32 @@ impl<C: Consumer, S: ConsumerStore> Processor<C, S> {
         self
     }
 
+    /// The partition, region and account of a source configured by name: where the function
+    /// runs (a test, a tool, or a function that knows it before its first invocation).
+    pub fn home(self, home: Home) -> Self {
+        let _ = self.home.set(home);
+        self
+    }
+
+    /// Learns the function's own partition, region and account from the ARN Lambda invoked it
+    /// by (`lambda_runtime::Context::invoked_function_arn`): a Lambda handler calls this before
+    /// each batch. Every invocation of a function carries the same place, so the first one that
+    /// names it is kept; an ARN that is not a function's changes nothing.
+    pub fn invoked_as(&self, invoked_function_arn: &str) {
+        if let Some(home) = Home::of_function(invoked_function_arn) {
+            let _ = self.home.set(home);
+        }
+    }
+
+    /// Whether a record whose `eventSourceARN` is `record_arn` comes from this processor's
+    /// source, read as a source of `kind`.
+    fn admit(&self, kind: SourceKind, record_arn: Option<&str>) -> Result<(), String> {
+        let source = Source::parse(kind, &self.source).map_err(|e| {
+            format!("the record cannot be checked against the configured source: {e}")
+        })?;
+        source.admits(record_arn, self.home.get())
+    }
+
     /// The consumer.
     pub fn consumer(&self) -> &C {
         &self.consumer
@@ -364,7 +401,8 @@ impl<C: Consumer, S: ConsumerStore> Processor<C, S> {
         Processor {
             consumer: self.consumer,
             store,
-            outbox_table: self.outbox_table,
+            source: self.source,
+            home: self.home,
             retention_seconds: self.retention_seconds,
             concurrency: self.concurrency,
             events_per_transaction: self.events_per_transaction,
@@ -405,13 +443,9 @@ impl<C: Consumer, S: ConsumerStore> Processor<C, S> {
     }
 
     fn sort_stream_record(&self, record: &EventRecord, takes: &[Takes]) -> Work<C::Payload> {
-        let source = record.event_source_arn.as_deref().unwrap_or_default();
-        if stream_table(source) != Some(self.outbox_table.as_str()) {
+        if let Err(reason) = self.admit(SourceKind::Table, record.event_source_arn.as_deref()) {
             return Work::Poison {
-                reason: format!(
-                    "record from {source:?}, not from the stream of table {:?}",
-                    self.outbox_table
-                ),
+                reason,
                 at: None,
                 event: None,
             };
@@ -958,46 +992,4 @@ fn take_run<P>(
         run.extend(pending.pop_front());
     }
     run
-}
-
-/// The table a DynamoDB stream ARN belongs to:
-/// `arn:<partition>:dynamodb:<region>:<account>:table/<table>/stream/<label>`.
-pub fn stream_table(arn: &str) -> Option<&str> {
-    let mut fields = arn.splitn(6, ':');
-    let (Some("arn"), Some(_), Some("dynamodb"), Some(_), Some(_)) = (
-        fields.next(),
-        fields.next(),
-        fields.next(),
-        fields.next(),
-        fields.next(),
-    ) else {
-        return None;
-    };
-    let resource = fields.next()?.strip_prefix("table/")?;
-    let (table, label) = resource.split_once("/stream/")?;
-    (!table.is_empty() && !label.is_empty()).then_some(table)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::stream_table;
-
-    #[test]
-    fn the_table_is_read_from_a_stream_arn_and_nothing_else_passes() {
-        let arn = "arn:aws:dynamodb:us-east-1:123456789012:table/outbox-dev-invoices/stream/2026-11-26T00:00:00.000";
-        assert_eq!(stream_table(arn), Some("outbox-dev-invoices"));
-        assert_eq!(
-            stream_table("arn:aws-cn:dynamodb:cn-north-1:1:table/t/stream/x"),
-            Some("t")
-        );
-        for other in [
-            "",
-            "arn:aws:kinesis:us-east-1:123456789012:stream/outbox-dev-invoices",
-            "arn:aws:dynamodb:us-east-1:123456789012:table/outbox-dev-invoices",
-            "arn:aws:dynamodb:us-east-1:123456789012:table//stream/x",
-            "arn:aws:sqs:us-east-1:123456789012:table/outbox-dev-invoices/stream/x",
-        ] {
-            assert_eq!(stream_table(other), None, "{other}");
-        }
-    }
 }

@@ -44,15 +44,16 @@ mod envelope;
 mod item;
 pub mod memory;
 pub mod schema;
+mod source;
 mod store;
 
 pub use batch::{
-    kinesis_put, kinesis_stream, stream_table, AppliedEvent, BatchOutcome, KinesisPut, Processor,
-    SettingError, DEFAULT_CONCURRENCY, DEFAULT_EVENTS_PER_TRANSACTION, MAX_RETENTION_SECONDS,
-    PARKED_LOG_MESSAGE,
+    kinesis_put, AppliedEvent, BatchOutcome, KinesisPut, Processor, SettingError,
+    DEFAULT_CONCURRENCY, DEFAULT_EVENTS_PER_TRANSACTION, MAX_RETENTION_SECONDS, PARKED_LOG_MESSAGE,
 };
 pub use consumer::{Consumer, Effect, HandlerError, PoisonPolicy, Takes, Write};
 pub use delivery::Header;
 pub use envelope::{Envelope, Event, TraceContext};
 pub use item::{outbox_item, pending_marker};
+pub use source::{Home, Source, SourceError, SourceKind};
 pub use store::{Committed, ConsumerStore, Hooked, ItemKey, Parked, Step, StoreError, StoreHooks};

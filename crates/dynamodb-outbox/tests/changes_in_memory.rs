@@ -9,7 +9,7 @@ use std::sync::Arc;
 use aws_lambda_events::dynamodb::EventRecord;
 use dynamodb_outbox::memory::MemoryStore;
 use dynamodb_outbox::{
-    pending_marker, Consumer, Effect, Envelope, HandlerError, ItemKey, Processor, Takes,
+    pending_marker, Consumer, Effect, Envelope, HandlerError, Home, ItemKey, Processor, Takes,
 };
 use serde::{Deserialize, Serialize};
 use serde_dynamo::{AttributeValue, Item};
@@ -116,7 +116,9 @@ fn key(id: &str) -> ItemKey {
 
 fn world(ledger: Ledger) -> (Processor<Ledger, MemoryStore>, MemoryStore) {
     let store = MemoryStore::new(TABLE);
-    (Processor::new(ledger, store.clone(), ENTITIES), store)
+    let processor =
+        Processor::new(ledger, store.clone(), ENTITIES).home(Home::of_arn(ARN).unwrap());
+    (processor, store)
 }
 
 #[tokio::test]
@@ -175,21 +177,30 @@ async fn a_failure_holds_back_the_keys_later_inserts_and_other_keys_go_on() {
 }
 
 #[tokio::test]
-async fn unreadable_entities_and_other_tables_are_poison_and_untaken_events_are_skipped() {
+async fn unreadable_entities_and_other_tables_even_same_named_elsewhere_are_poison_and_untaken_events_are_skipped(
+) {
     let (processor, store) = world(Ledger::default());
     let mut unreadable = deposit(&store, "d1", "a", 1);
     unreadable.remove("cents");
     let mut elsewhere = insert("3", deposit(&store, "d3", "a", 4));
     elsewhere.event_source_arn =
         Some("arn:aws:dynamodb:eu-west-1:123456789012:table/other/stream/x".into());
+    let mut other_account = insert("4", deposit(&store, "d4", "a", 4));
+    other_account.event_source_arn =
+        Some("arn:aws:dynamodb:eu-west-1:210987654321:table/deposits/stream/x".into());
+    let mut other_region = insert("5", deposit(&store, "d5", "a", 4));
+    other_region.event_source_arn =
+        Some("arn:aws:dynamodb:us-east-1:123456789012:table/deposits/stream/x".into());
     let records = vec![
         insert("1", unreadable),
         insert("2", deposit(&store, "d2", "a", -4)),
         elsewhere,
+        other_account,
+        other_region,
     ];
     let outcome = processor.process_changes(&records, adapter).await;
-    assert_eq!((outcome.poison, outcome.skipped), (2, 1), "{outcome:?}");
-    assert_eq!(outcome.failures, vec!["1", "3"]);
+    assert_eq!((outcome.poison, outcome.skipped), (4, 1), "{outcome:?}");
+    assert_eq!(outcome.failures, vec!["1", "3", "4", "5"]);
     assert!(
         store.waiting(&key("d2")).is_empty(),
         "a skipped event releases its item too"

@@ -9,8 +9,8 @@ use std::sync::Arc;
 use aws_lambda_events::kinesis::KinesisEventRecord;
 use dynamodb_outbox::memory::MemoryStore;
 use dynamodb_outbox::{
-    kinesis_put, schema, Consumer, Effect, Envelope, Event, HandlerError, PoisonPolicy, Processor,
-    Takes,
+    kinesis_put, schema, Consumer, Effect, Envelope, Event, HandlerError, Home, PoisonPolicy,
+    Processor, Takes,
 };
 use serde::{Deserialize, Serialize};
 use serde_dynamo::{AttributeValue, Item};
@@ -126,7 +126,9 @@ fn record(sequence: &str, data: Vec<u8>, partition_key: &str) -> KinesisEventRec
 fn processor(ledger: Ledger) -> (Processor<Ledger, MemoryStore>, MemoryStore) {
     let store = MemoryStore::new(TABLE);
     (
-        Processor::new(ledger, store.clone(), STREAM).concurrency(4),
+        Processor::new(ledger, store.clone(), STREAM)
+            .home(Home::of_arn(ARN).unwrap())
+            .concurrency(4),
         store,
     )
 }
@@ -273,17 +275,50 @@ async fn an_own_record_with_other_content_is_poison_not_a_duplicate() {
     assert_eq!(balance(&store, "a"), 5);
 }
 
-#[test]
-fn the_stream_is_read_from_a_kinesis_arn_and_nothing_else_passes() {
-    use dynamodb_outbox::kinesis_stream;
-    assert_eq!(kinesis_stream(ARN), Some(STREAM));
-    for other in [
+#[tokio::test]
+async fn a_same_named_stream_of_another_account_region_or_partition_is_never_credited() {
+    let (processor, store) = processor(Ledger::default());
+    let mut records = Vec::new();
+    for (i, arn) in [
+        "arn:aws:kinesis:eu-west-1:210987654321:stream/deposits",
+        "arn:aws:kinesis:us-east-1:123456789012:stream/deposits",
+        "arn:aws-cn:kinesis:eu-west-1:123456789012:stream/deposits",
+        "arn:aws:kinesis:eu-west-1:123456789012:stream/deposits/consumer/x",
+        "arn:aws:dynamodb:eu-west-1:123456789012:table/deposits/stream/x",
+        "deposits",
         "",
-        "arn:aws:dynamodb:eu-west-1:1:table/deposits/stream/x",
-        "arn:aws:kinesis:eu-west-1:1:stream/",
-        "arn:aws:kinesis:eu-west-1:1:stream/a/consumer/b",
-        "arn:aws:sqs:eu-west-1:1:stream/deposits",
-    ] {
-        assert_eq!(kinesis_stream(other), None, "{other}");
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let mut foreign = stream(&[&deposit("a", 9)]).remove(0);
+        foreign.kinesis.sequence_number = format!("{:05}", i + 1);
+        foreign.event_source_arn = Some(arn.into());
+        records.push(foreign);
     }
+    let mut unnamed = stream(&[&deposit("a", 9)]).remove(0);
+    unnamed.kinesis.sequence_number = "00008".into();
+    unnamed.event_source_arn = None;
+    records.push(unnamed);
+    let outcome = processor.process_kinesis(&records).await;
+    assert_eq!((outcome.applied, outcome.poison), (0, 8), "{outcome:?}");
+    assert_eq!(balance(&store, "a"), 0);
+
+    // Configured by ARN, the stream is where its ARN says, wherever the function runs.
+    let by_arn = Processor::new(Ledger::default(), store.clone(), ARN);
+    let outcome = by_arn.process_kinesis(&stream(&[&deposit("a", 2)])).await;
+    assert_eq!(outcome.applied, 1, "{outcome:?}");
+    let outcome = by_arn.process_kinesis(&records).await;
+    assert_eq!(outcome.applied, 0, "{outcome:?}");
+}
+
+#[tokio::test]
+async fn a_stream_named_without_a_known_account_and_region_admits_nothing() {
+    let store = MemoryStore::new(TABLE);
+    let unplaced = Processor::new(Ledger::default(), store.clone(), STREAM);
+    let records = stream(&[&deposit("a", 2)]);
+    assert_eq!(unplaced.process_kinesis(&records).await.poison, 1);
+    unplaced.invoked_as("arn:aws:lambda:eu-west-1:123456789012:function:deposits:live");
+    assert_eq!(unplaced.process_kinesis(&records).await.applied, 1);
+    assert_eq!(balance(&store, "a"), 2);
 }

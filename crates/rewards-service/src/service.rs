@@ -6,7 +6,7 @@ use aws_sdk_dynamodb::Client;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use dynamodb_outbox::dynamodb::{DynamoConsumerStore, PendingEvents};
-use dynamodb_outbox::{BatchOutcome, Processor};
+use dynamodb_outbox::{BatchOutcome, Processor, Source, SourceKind};
 use order_service::changes::order_placed_from_image;
 use serde::Serialize;
 use service_runtime::config::{self, ConfigError};
@@ -29,7 +29,7 @@ pub type RewardsProcessor = Processor<RewardsConsumer, DynamoConsumerStore>;
 /// rewards table (effects and progress), the orders table (the outbox), retention, concurrency.
 pub fn processor_from_env(client: Client) -> Result<RewardsProcessor, ConfigError> {
     let rewards = config::required(config::REWARDS_TABLE)?;
-    let orders = config::required(config::ORDERS_TABLE)?;
+    let orders = config::required_source(config::ORDERS_TABLE, SourceKind::Table)?;
     let retention: i64 = config::OUTBOX_RETENTION_SECONDS.read()?;
     let out_of_range = |_: dynamodb_outbox::SettingError| ConfigError::OutOfRange {
         variable: config::OUTBOX_RETENTION_SECONDS.variable,
@@ -43,14 +43,24 @@ pub fn processor_from_env(client: Client) -> Result<RewardsProcessor, ConfigErro
         .concurrency(config::CONSUMER_CONCURRENCY.read()?))
 }
 
-/// The rewards processor on `rewards_table`, for the outbox in `orders_table`, with the
-/// engine's defaults.
+/// The rewards processor on `rewards_table`, for the outbox in `orders_table` (its name, or its
+/// ARN: records are admitted from that table's stream only, and the outbox items are marked on
+/// the table of that name in the function's account), with the engine's defaults.
 pub fn processor(client: Client, rewards_table: &str, orders_table: &str) -> RewardsProcessor {
     Processor::new(
         RewardsConsumer::new(rewards_table),
-        DynamoConsumerStore::new(client, rewards_table, orders_table),
+        DynamoConsumerStore::new(
+            client,
+            rewards_table,
+            source_name(SourceKind::Table, orders_table),
+        ),
         orders_table,
     )
+}
+
+/// The name of the table or stream `source` (a name or an ARN): what the function addresses it by.
+pub fn source_name(kind: SourceKind, source: &str) -> String {
+    Source::parse(kind, source).map_or_else(|_| source.to_owned(), |s| s.name().to_owned())
 }
 
 /// What one run of the sweeper found and did.

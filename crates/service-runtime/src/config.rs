@@ -23,6 +23,7 @@ use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 
 use dynamodb_outbox::dynamodb::TransientCancellation;
+use dynamodb_outbox::{Source, SourceKind};
 
 /// The variable naming the order service's table (its orders and its outbox).
 pub const ORDERS_TABLE: &str = "ORDERS_TABLE";
@@ -171,6 +172,14 @@ pub enum ConfigError {
         max: i64,
     },
     #[error(
+        "environment variable {variable} is {value:?}: it must be the name or the ARN of {what}"
+    )]
+    NotASource {
+        variable: &'static str,
+        value: String,
+        what: &'static str,
+    },
+    #[error(
         "environment variable OUTBOX_PATTERN is {value:?}: it must be outbox (the default), cdc or self-read"
     )]
     UnknownPattern { value: String },
@@ -200,6 +209,35 @@ pub fn required(name: &'static str) -> Result<String, ConfigError> {
 /// The name of the Kinesis stream in `name` (pattern 3), read at start-up.
 pub fn required_stream(name: &'static str) -> Result<String, ConfigError> {
     required(name).map_err(|_| ConfigError::MissingStream(name))
+}
+
+/// The table (`kind` [`SourceKind::Table`]) or Kinesis stream a consumer reads, from the
+/// variable `name`: its name (in the function's own account and region) or its ARN, checked at
+/// start-up. The value is returned as given: the engine's processor compares each record's
+/// source with it ([`dynamodb_outbox::Processor::new`]).
+pub fn required_source(name: &'static str, kind: SourceKind) -> Result<String, ConfigError> {
+    let value = match kind {
+        SourceKind::Table => required(name)?,
+        SourceKind::KinesisStream => required_stream(name)?,
+    };
+    source_from(name, kind, &value)?;
+    Ok(value)
+}
+
+/// `value` of the variable `name` as a source of `kind`, or the start-up error naming both.
+pub fn source_from(
+    name: &'static str,
+    kind: SourceKind,
+    value: &str,
+) -> Result<Source, ConfigError> {
+    Source::parse(kind, value.trim()).map_err(|_| ConfigError::NotASource {
+        variable: name,
+        value: value.to_owned(),
+        what: match kind {
+            SourceKind::Table => "a DynamoDB table",
+            SourceKind::KinesisStream => "a Kinesis data stream",
+        },
+    })
 }
 
 impl Setting {
@@ -592,6 +630,39 @@ rqXRfboQnoZsG4q5WTP468SQvvG5
         let outcome = Client::from_conf(config).list_tables().send().await;
         assert!(outcome.is_err(), "{outcome:?}");
         std::fs::remove_file(&bundle).unwrap();
+    }
+
+    #[test]
+    fn a_source_is_a_name_or_an_arn_of_its_kind_and_anything_else_is_refused_naming_the_variable() {
+        for good in [
+            "outbox-dev-orders",
+            "arn:aws:dynamodb:us-east-1:123456789012:table/outbox-dev-orders",
+        ] {
+            let source = source_from(ORDERS_TABLE, SourceKind::Table, good).unwrap();
+            assert_eq!(source.name(), "outbox-dev-orders");
+        }
+        for bad in [
+            "arn:aws:dynamodb:us-east-1:123456789012:table/outbox-dev-orders/stream/2026",
+            "arn:aws:kinesis:us-east-1:123456789012:stream/outbox-dev-orders",
+            "arn:aws:dynamodb:us-east-1:12345:table/outbox-dev-orders",
+            "orders table",
+        ] {
+            let err = source_from(ORDERS_TABLE, SourceKind::Table, bad).unwrap_err();
+            assert_eq!(
+                err.to_string(),
+                format!("environment variable ORDERS_TABLE is {bad:?}: it must be the name or the ARN of a DynamoDB table")
+            );
+        }
+        let err = source_from(
+            ORDER_EVENTS_STREAM,
+            SourceKind::KinesisStream,
+            "arn:aws:dynamodb:us-east-1:123456789012:table/t",
+        )
+        .unwrap_err();
+        assert!(err
+            .to_string()
+            .starts_with("environment variable ORDER_EVENTS_STREAM is"));
+        assert!(err.to_string().ends_with("a Kinesis data stream"));
     }
 
     #[test]

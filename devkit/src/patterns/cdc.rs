@@ -75,9 +75,10 @@ pub async fn chaos(opts: ChaosOptions) -> Result<ChaosReport> {
     let mut consumers = Vec::new();
     for seed in [opts.seed ^ 0xA, opts.seed ^ 0xB] {
         let client = stack.dynamo.client_via(&proxy.endpoint).await;
-        let processor = service::processor(client, &stack.tables.rewards, &stack.tables.orders)
-            .retention_seconds(stack.retention_seconds())
-            .expect("a retention in range");
+        let processor =
+            service::processor(client, &stack.tables.rewards, &stack.tables.orders_arn())
+                .retention_seconds(stack.retention_seconds())
+                .expect("a retention in range");
         let hooks = CrashBeforeRelease::new(opts.crash_probability, seed);
         crash_counters.push(hooks.crashes.clone());
         let store = Hooked {
@@ -114,7 +115,7 @@ pub async fn chaos(opts: ChaosOptions) -> Result<ChaosReport> {
     // 3. The sweeper redrives the orders still marked (through the faults too).
     let client = stack.dynamo.client_via(&proxy.endpoint).await;
     let pending = PendingEvents::new(client.clone(), &stack.tables.orders);
-    let sweeper = service::processor(client, &stack.tables.rewards, &stack.tables.orders)
+    let sweeper = service::processor(client, &stack.tables.rewards, &stack.tables.orders_arn())
         .retention_seconds(stack.retention_seconds())
         .expect("a retention in range");
     for _ in 0..10 {

@@ -8,13 +8,15 @@
 use aws_lambda_events::dynamodb::EventRecord;
 use aws_lambda_events::kinesis::KinesisEventRecord;
 use serde::Serialize;
-use serde_dynamo::Item;
+use serde_dynamo::{AttributeValue, Item};
 
-use super::{stream_table, Arrived, BatchOutcome, Outcome, Processor, Work};
+use super::{Arrived, BatchOutcome, Outcome, Processor, Work};
 use crate::consumer::{Consumer, Effect, HandlerError, PoisonPolicy, Takes};
 use crate::delivery::{self, Header};
 use crate::envelope::{now_rfc3339, Envelope};
 use crate::item::ParkedEvent;
+use crate::schema;
+use crate::source::SourceKind;
 use crate::store::{Committed, ConsumerStore, ItemKey};
 
 /// Where an event without an outbox sequence sits: its ordering key (the batch keeps the
@@ -64,23 +66,6 @@ pub fn kinesis_put<P: Serialize>(envelope: &Envelope<P>) -> Result<KinesisPut, S
     })
 }
 
-/// The stream a Kinesis stream ARN names:
-/// `arn:<partition>:kinesis:<region>:<account>:stream/<name>`.
-pub fn kinesis_stream(arn: &str) -> Option<&str> {
-    let mut fields = arn.splitn(6, ':');
-    let (Some("arn"), Some(_), Some("kinesis"), Some(_), Some(_)) = (
-        fields.next(),
-        fields.next(),
-        fields.next(),
-        fields.next(),
-        fields.next(),
-    ) else {
-        return None;
-    };
-    let name = fields.next()?.strip_prefix("stream/")?;
-    (!name.is_empty() && !name.contains('/')).then_some(name)
-}
-
 impl<C: Consumer, S: ConsumerStore> Processor<C, S> {
     /// A batch of Kinesis records as Lambda delivers them (the processor's source name is the
     /// stream's name), each record's data an [`Envelope`] as JSON ([`kinesis_put`]); return
@@ -109,12 +94,9 @@ impl<C: Consumer, S: ConsumerStore> Processor<C, S> {
 
     fn sort_kinesis(&self, record: &KinesisEventRecord, takes: &[Takes]) -> Work<C::Payload> {
         let sequence = &record.kinesis.sequence_number;
-        let source = record.event_source_arn.as_deref().unwrap_or_default();
-        if kinesis_stream(source) != Some(self.outbox_table.as_str()) {
-            return unreadable(format!(
-                "record {sequence} from {source:?}, not from the Kinesis stream {:?}",
-                self.outbox_table
-            ));
+        let source = record.event_source_arn.as_deref();
+        if let Err(reason) = self.admit(SourceKind::KinesisStream, source) {
+            return unreadable(format!("record {sequence}: {reason}"));
         }
         let item = serde_json::from_slice::<serde_json::Value>(&record.kinesis.data)
             .map_err(|e| e.to_string())
@@ -128,7 +110,9 @@ impl<C: Consumer, S: ConsumerStore> Processor<C, S> {
     /// A batch of DynamoDB stream records of an entity table (the processor's source name is
     /// the table): the article's pattern 2, where the producer writes only its entity item and
     /// the item's creation is the event. `adapter` turns an item image into the event: `None`
-    /// when the item is not an entity this consumer reads, `Err` when it cannot be read
+    /// when the item is not an entity this consumer reads (on an item whose pending marker waits
+    /// for this consumer, poison: the producer said it is this consumer's event), `Err` when it
+    /// cannot be read
     /// (poison: the consumer is coupled to the entity's shape, so a renamed attribute lands
     /// here). Only INSERTs are events; records from another table's stream are poison.
     ///
@@ -151,12 +135,9 @@ impl<C: Consumer, S: ConsumerStore> Processor<C, S> {
                     .sequence_number
                     .clone()
                     .unwrap_or_else(|| record.event_id.clone());
-                let source = record.event_source_arn.as_deref().unwrap_or_default();
-                let work = if stream_table(source) != Some(self.outbox_table.as_str()) {
-                    unreadable(format!(
-                        "record {id} from {source:?}, not from the stream of table {:?}",
-                        self.outbox_table
-                    ))
+                let source = record.event_source_arn.as_deref();
+                let work = if let Err(reason) = self.admit(SourceKind::Table, source) {
+                    unreadable(format!("record {id}: {reason}"))
                 } else if record.event_name != "INSERT" {
                     Work::Ignore
                 } else {
@@ -201,7 +182,17 @@ impl<C: Consumer, S: ConsumerStore> Processor<C, S> {
             sk: header.sk,
         };
         let envelope = match adapter(image) {
-            None => return Work::Ignore,
+            None => match self.waits_for_me(image) {
+                // Someone marked the item as an event for this consumer: not recognising it
+                // would leave it pending forever, read by every sweep and never applied.
+                Some(marker) => {
+                    return unreadable(format!(
+                        "entity {}/{}: {marker}, but the adapter does not read it as an event",
+                        entity.pk, entity.sk
+                    ))
+                }
+                None => return Work::Ignore,
+            },
             Some(Err(reason)) => {
                 return unreadable(format!("entity {}/{}: {reason}", entity.pk, entity.sk))
             }
@@ -234,6 +225,35 @@ impl<C: Consumer, S: ConsumerStore> Processor<C, S> {
             }),
             once,
         )
+    }
+
+    /// What of an entity item's pending marker ([`crate::pending_marker`]) makes it this
+    /// consumer's event: it lists this consumer among those it waits for, or it sits in the
+    /// pending index without saying for whom. `None` for an item without a marker, one waiting
+    /// for other consumers only, and the engine's own outbox items (read by
+    /// [`Processor::process_stream`], not as entities).
+    fn waits_for_me(&self, image: &Item) -> Option<String> {
+        if matches!(image.get(schema::ENTITY), Some(AttributeValue::S(e)) if e == schema::ENTITY_OUTBOX_EVENT)
+        {
+            return None;
+        }
+        let me = self.consumer.name();
+        match image.get(schema::WAITING_CONSUMERS) {
+            Some(AttributeValue::Ss(waiting)) if waiting.iter().any(|c| c == me) => {
+                Some(format!("it carries a pending marker waiting for {me:?}"))
+            }
+            Some(AttributeValue::Ss(_)) => None,
+            Some(_) => Some(format!(
+                "its pending marker's {} is not a set of consumer names",
+                schema::WAITING_CONSUMERS
+            )),
+            None => image.contains_key(schema::PENDING_PK).then(|| {
+                format!(
+                    "it is in the pending index ({}) without the consumers it waits for",
+                    schema::PENDING_PK
+                )
+            }),
+        }
     }
 
     /// Sorts an envelope (as an item) from a source without an outbox sequence.

@@ -36,6 +36,81 @@ impl Event for OrderPlaced {
     }
 }
 
+impl From<&Order> for OrderPlaced {
+    fn from(order: &Order) -> Self {
+        OrderPlaced {
+            order_id: order.order_id.clone(),
+            customer_id: order.customer_id.clone(),
+            currency: order.currency.clone(),
+            total_cents: order.total_cents,
+            points: order.points,
+        }
+    }
+}
+
+/// Why an `OrderPlaced` event can never be applied, whoever reads it: the rules every consumer
+/// of the order service's events checks, so two consumers of one event (order-history and
+/// rewards on the stream of pattern 3) refuse the same events for the same reason. `placed` is
+/// what the event says of the order (its payload, or the part of it a consumer reads).
+///
+/// The event is about the order it carries (`aggregate_type` `Order`, `aggregate_id` its order
+/// id), ordered by its customer, with ids, currency and amounts the order rules allow and the
+/// points that follow from the total: an event claiming anything else was not written by the
+/// order service's rules, whatever its source.
+pub fn order_placed_violation<P>(event: &Envelope<P>, placed: &OrderPlaced) -> Option<String> {
+    use super::order::{points_for, MAX_MONEY_CENTS};
+    if event.aggregate_type != AGGREGATE_ORDER {
+        return Some(format!(
+            "the event is about a {:?}, not an {AGGREGATE_ORDER}",
+            event.aggregate_type
+        ));
+    }
+    for (field, id) in [
+        ("customer_id", &placed.customer_id),
+        ("order_id", &placed.order_id),
+    ] {
+        if let Err(invalid) = service_runtime::validate_id(field, id) {
+            return Some(invalid.to_string());
+        }
+    }
+    if event.aggregate_id != placed.order_id {
+        return Some(format!(
+            "the event is about order {:?} but carries order {:?}",
+            event.aggregate_id, placed.order_id
+        ));
+    }
+    if event.ordering_key != placed.customer_id {
+        return Some(format!(
+            "the event is ordered by {:?}, not by its customer {:?}",
+            event.ordering_key, placed.customer_id
+        ));
+    }
+    if placed.currency.len() != 3 || !placed.currency.bytes().all(|b| b.is_ascii_uppercase()) {
+        return Some(format!(
+            "currency {:?} is not an ISO 4217 code",
+            placed.currency
+        ));
+    }
+    if placed.points < 0 || placed.total_cents < 0 {
+        return Some(format!("negative amount: {} points", placed.points));
+    }
+    if placed.total_cents > MAX_MONEY_CENTS {
+        return Some(format!(
+            "total of {} minor units exceeds the order limit {MAX_MONEY_CENTS}",
+            placed.total_cents
+        ));
+    }
+    if placed.points != points_for(placed.total_cents) {
+        return Some(format!(
+            "{} points do not match a total of {} minor units ({} points)",
+            placed.points,
+            placed.total_cents,
+            points_for(placed.total_cents)
+        ));
+    }
+    None
+}
+
 /// Namespace of the event ids derived from order ids (UUID v5).
 const ORDER_PLACED_EVENT_NS: Uuid = Uuid::from_u128(0x6f75_7462_6f78_4f72_8465_7273_0000_0002);
 

@@ -17,13 +17,14 @@ use aws_lambda_events::streams::KinesisEventResponse;
 use aws_sdk_dynamodb::Client;
 use dynamodb_outbox::dynamodb::DynamoConsumerStore;
 use dynamodb_outbox::{
-    Consumer, ConsumerStore, Effect, Envelope, HandlerError, PoisonPolicy, Processor, Takes,
+    Consumer, ConsumerStore, Effect, Envelope, HandlerError, PoisonPolicy, Processor, Source,
+    SourceKind, Takes,
 };
 use lambda_runtime::{Error, LambdaEvent};
 use service_runtime::config::{self, ConfigError};
 use service_runtime::{batch, metrics};
 
-use crate::domain::events::{ORDER_PLACED, SCHEMA_VERSION};
+use crate::domain::events::{order_placed_violation, OrderPlaced, ORDER_PLACED, SCHEMA_VERSION};
 use crate::domain::Order;
 use crate::store::dynamodb::order_item;
 
@@ -66,11 +67,10 @@ impl Consumer for OrderHistoryConsumer {
 
     async fn effect(&self, event: &Envelope<Order>) -> Result<Effect, HandlerError> {
         let order = &event.payload;
-        if order.order_id != event.aggregate_id {
-            return Err(HandlerError::Poison(format!(
-                "the event is about order {} but carries order {}",
-                event.aggregate_id, order.order_id
-            )));
+        // The rules the rewards consumer of the same stream checks too: the two never disagree
+        // on whether an event is an order.
+        if let Some(why) = order_placed_violation(event, &OrderPlaced::from(order)) {
+            return Err(HandlerError::Poison(why));
         }
         let item = order_item(order, None)
             .map_err(|e| HandlerError::Poison(format!("the order does not encode: {e}")))?;
@@ -81,11 +81,14 @@ impl Consumer for OrderHistoryConsumer {
 /// The order-history consumer on DynamoDB: its done records and parked events in the orders table.
 pub type HistoryProcessor = Processor<OrderHistoryConsumer, DynamoConsumerStore>;
 
-/// The order-history processor writing to `orders_table`, reading the Kinesis stream `stream`.
+/// The order-history processor writing to `orders_table`, reading the Kinesis stream `stream`
+/// (its name or its ARN).
 pub fn processor(client: Client, orders_table: &str, stream: &str) -> HistoryProcessor {
+    let stream_name =
+        Source::kinesis_stream(stream).map_or_else(|_| stream.to_owned(), |s| s.name().to_owned());
     Processor::new(
         OrderHistoryConsumer::new(orders_table),
-        DynamoConsumerStore::new(client, orders_table, stream),
+        DynamoConsumerStore::new(client, orders_table, stream_name),
         stream,
     )
 }
@@ -93,7 +96,7 @@ pub fn processor(client: Client, orders_table: &str, stream: &str) -> HistoryPro
 /// The function's processor, from its settings: the orders table and the stream.
 pub fn processor_from_env(client: Client) -> Result<HistoryProcessor, ConfigError> {
     let orders = config::required(config::ORDERS_TABLE)?;
-    let stream = config::required_stream(config::ORDER_EVENTS_STREAM)?;
+    let stream = config::required_source(config::ORDER_EVENTS_STREAM, SourceKind::KinesisStream)?;
     Ok(processor(client, &orders, &stream).concurrency(config::CONSUMER_CONCURRENCY.read()?))
 }
 
@@ -105,6 +108,7 @@ pub async fn handle<S: ConsumerStore>(
     let started = Instant::now();
     let trace_id = event.context.xray_trace_id.as_deref();
     let records = &event.payload.records;
+    processor.invoked_as(&event.context.invoked_function_arn);
     let outcome = processor.process_kinesis(records).await;
     batch::report(
         metrics::ORDER_HISTORY,

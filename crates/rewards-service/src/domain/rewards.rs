@@ -1,12 +1,12 @@
 //! What an order is worth to the rewards programme, and the rules an event must keep to earn it.
 
 use dynamodb_outbox::Envelope;
-use order_service::domain::order::{points_for, MAX_MONEY_CENTS};
+use order_service::domain::events::order_placed_violation;
 use order_service::domain::OrderPlaced;
 use serde::{Deserialize, Serialize};
-use service_runtime::validate_id;
 
-/// What an `OrderPlaced` event means to the rewards service.
+/// What an `OrderPlaced` event means to the rewards service: only an event that keeps the rules
+/// every consumer of the order service checks ([`order_placed_violation`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Reward {
     pub customer_id: String,
@@ -21,30 +21,10 @@ impl TryFrom<&Envelope<OrderPlaced>> for Reward {
     type Error = String;
 
     fn try_from(e: &Envelope<OrderPlaced>) -> Result<Self, String> {
-        let poison = |why: String| Err(why);
+        if let Some(why) = order_placed_violation(e, &e.payload) {
+            return Err(why);
+        }
         let p = &e.payload;
-        if p.points < 0 || p.total_cents < 0 {
-            return poison(format!("negative amount: {} points", p.points));
-        }
-        // The order rules bound the total, and the points follow from it: an event claiming
-        // anything else was not written by the order service's rules, whatever its source.
-        if p.total_cents > MAX_MONEY_CENTS {
-            return poison(format!(
-                "total of {} minor units exceeds the order limit {MAX_MONEY_CENTS}",
-                p.total_cents
-            ));
-        }
-        if p.points != points_for(p.total_cents) {
-            return poison(format!(
-                "{} points do not match a total of {} minor units ({} points)",
-                p.points,
-                p.total_cents,
-                points_for(p.total_cents)
-            ));
-        }
-        for (field, id) in [("customer_id", &p.customer_id), ("order_id", &p.order_id)] {
-            validate_id(field, id).map_err(|v| v.to_string())?;
-        }
         Ok(Self {
             customer_id: p.customer_id.clone(),
             order_id: p.order_id.clone(),

@@ -10,19 +10,24 @@ use aws_lambda_events::kinesis::KinesisEvent;
 use aws_lambda_events::streams::KinesisEventResponse;
 use aws_sdk_dynamodb::Client;
 use dynamodb_outbox::dynamodb::DynamoConsumerStore;
-use dynamodb_outbox::{ConsumerStore, Processor};
+use dynamodb_outbox::{ConsumerStore, Processor, SourceKind};
 use lambda_runtime::{Error, LambdaEvent};
 use service_runtime::config::{self, ConfigError};
 use service_runtime::{batch, metrics};
 
 use crate::consumer::RewardsConsumer;
-use crate::service::RewardsProcessor;
+use crate::service::{source_name, RewardsProcessor};
 
-/// The rewards processor reading the Kinesis stream `stream`, writing to `rewards_table`.
+/// The rewards processor reading the Kinesis stream `stream` (its name or its ARN), writing to
+/// `rewards_table`.
 pub fn processor(client: Client, rewards_table: &str, stream: &str) -> RewardsProcessor {
     Processor::new(
         RewardsConsumer::new(rewards_table),
-        DynamoConsumerStore::new(client, rewards_table, stream),
+        DynamoConsumerStore::new(
+            client,
+            rewards_table,
+            source_name(SourceKind::KinesisStream, stream),
+        ),
         stream,
     )
 }
@@ -30,7 +35,7 @@ pub fn processor(client: Client, rewards_table: &str, stream: &str) -> RewardsPr
 /// The function's processor, from its settings: the rewards table and the stream.
 pub fn processor_from_env(client: Client) -> Result<RewardsProcessor, ConfigError> {
     let rewards = config::required(config::REWARDS_TABLE)?;
-    let stream = config::required_stream(config::ORDER_EVENTS_STREAM)?;
+    let stream = config::required_source(config::ORDER_EVENTS_STREAM, SourceKind::KinesisStream)?;
     Ok(processor(client, &rewards, &stream).concurrency(config::CONSUMER_CONCURRENCY.read()?))
 }
 
@@ -42,6 +47,7 @@ pub async fn handle<S: ConsumerStore>(
     let started = Instant::now();
     let trace_id = event.context.xray_trace_id.as_deref();
     let records = &event.payload.records;
+    processor.invoked_as(&event.context.invoked_function_arn);
     let outcome = processor.process_kinesis(records).await;
     batch::report(
         metrics::STREAM_CONSUMER,

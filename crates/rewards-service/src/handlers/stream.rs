@@ -21,6 +21,7 @@ pub async fn handle<S: ConsumerStore>(
     let started = Instant::now();
     let trace_id = event.context.xray_trace_id.as_deref();
     let records = &event.payload.records;
+    processor.invoked_as(&event.context.invoked_function_arn);
     let outcome = processor.process_stream(records).await;
     Ok(report(&outcome, records.len(), started, trace_id))
 }
@@ -35,6 +36,7 @@ pub async fn handle_order_changes<S: ConsumerStore>(
     let started = Instant::now();
     let trace_id = event.context.xray_trace_id.as_deref();
     let records = &event.payload.records;
+    processor.invoked_as(&event.context.invoked_function_arn);
     let outcome = processor
         .process_changes(records, order_placed_from_image)
         .await;

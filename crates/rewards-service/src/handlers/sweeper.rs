@@ -6,6 +6,7 @@ use std::time::Instant;
 
 use aws_sdk_dynamodb::Client;
 use dynamodb_outbox::dynamodb::PendingEvents;
+use dynamodb_outbox::SourceKind;
 use lambda_runtime::{Error, LambdaEvent};
 use order_service::self_read::history::{self, HistoryProcessor};
 use serde_json::Value;
@@ -51,9 +52,12 @@ impl Sweeper {
                 Some(history::processor_from_env(client)?),
             )
         } else {
-            let orders = config::required(config::ORDERS_TABLE)?;
+            let orders = config::required_source(config::ORDERS_TABLE, SourceKind::Table)?;
             (
-                Some(PendingEvents::new(client.clone(), orders)),
+                Some(PendingEvents::new(
+                    client.clone(),
+                    service::source_name(SourceKind::Table, &orders),
+                )),
                 service::processor_from_env(client)?,
                 None,
             )

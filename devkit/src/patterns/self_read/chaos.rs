@@ -126,7 +126,7 @@ pub async fn run(opts: ChaosOptions) -> Result<ChaosReport> {
         hooks: CrashAfterCommit::new(opts.crash_probability, opts.seed ^ salt, crashes.clone()),
     };
     let history = |salt| {
-        let processor = history_processor(client.clone(), &stack.orders_table, &stack.stream.name);
+        let processor = history_processor(client.clone(), &stack.orders_table, &stack.stream.arn);
         let store = crashing(processor.store().clone(), salt);
         history_in_process(processor.with_store(store).concurrency(16))
     };
@@ -134,7 +134,7 @@ pub async fn run(opts: ChaosOptions) -> Result<ChaosReport> {
         let processor = rewards_service::handlers::kinesis::processor(
             client.clone(),
             &stack.rewards_table,
-            &stack.stream.name,
+            &stack.stream.arn,
         );
         let store = crashing(processor.store().clone(), salt);
         rewards_in_process(processor.with_store(store).concurrency(16))
