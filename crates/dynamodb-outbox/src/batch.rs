@@ -314,7 +314,7 @@ impl<C: Consumer, S: ConsumerStore> Processor<C, S> {
     ///
     /// ```
     /// # use dynamodb_outbox::{memory::MemoryStore, Processor};
-    /// # #[derive(Clone)] struct C;
+    /// # #[derive(Clone, Debug)] struct C;
     /// # impl dynamodb_outbox::Consumer for C {
     /// #     type Payload = serde_json::Value;
     /// #     fn name(&self) -> &str { "c" }
