@@ -101,6 +101,9 @@ enum Command {
     Smoke {
         #[arg(long, default_value = ".aws-sam/build")]
         build_dir: PathBuf,
+        /// Where `make build` put pattern 3's template's build.
+        #[arg(long, default_value = ".aws-sam/build-self-read")]
+        self_read_build_dir: PathBuf,
         /// The emulator command line the bootstraps run under, split at spaces, e.g.
         /// "qemu-aarch64 -L /usr/aarch64-linux-gnu"; empty runs them directly.
         #[arg(long, default_value = "")]
@@ -183,9 +186,14 @@ async fn run(cli: Cli) -> Result<()> {
             yes,
             pattern,
         } => chaos(pattern, orders, seed, yes).await,
-        Command::Smoke { build_dir, runner } => {
+        Command::Smoke {
+            build_dir,
+            self_read_build_dir,
+            runner,
+        } => {
             let options = devkit::smoke::SmokeOptions {
                 build_dir,
+                self_read_build_dir,
                 runner: runner.split_whitespace().map(str::to_owned).collect(),
             };
             for line in devkit::smoke::run(options).await? {
