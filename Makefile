@@ -28,8 +28,13 @@ tools:
 kinesalite: ## The local Kinesis of pattern 3 (kinesalite 3.3.3 from npm) into .tools/kinesalite/; needs Node.js and npm
 	@bash scripts/install-kinesalite.sh
 
-build: setup ## sam build: the four arm64 Lambda binaries via cargo-lambda
+# Pattern 3's template has functions of its own; it is built into a directory of its own, so the
+# root template's build (which `make deploy` deploys) stays as it is.
+SELF_READ_BUILD_DIR := .aws-sam/build-self-read
+
+build: setup ## sam build of template.yaml (.aws-sam/build) and of pattern 3's template (.aws-sam/build-self-read): the arm64 bootstraps of all seven functions
 	sam build
+	sam build -t patterns/self-read/template.yaml --build-dir $(SELF_READ_BUILD_DIR)
 
 deploy: build ## sam deploy with samconfig.toml's defaults (GUIDED=1 for sam deploy --guided)
 	sam deploy $(if $(GUIDED),--guided)
@@ -58,7 +63,7 @@ test: kinesalite ## All tests, on the embedded DynamoDB (or on AWS_ENDPOINT_URL'
 test-local-paths: tools ## The README's no-Docker path as written: make ddb, make watch, each function invoked; answers and the reward checked
 	@bash scripts/test-local-paths.sh
 
-smoke-arm64: ## The arm64 bootstraps of make build, under qemu, against the embedded DynamoDB with the sample events
+smoke-arm64: kinesalite ## The arm64 bootstraps of make build (all seven functions), under qemu, against the embedded DynamoDB and kinesalite with the sample events
 	@bash scripts/smoke-arm64.sh
 
 # Tests another server cannot run, by exact name, and why: they are skipped and said to be.

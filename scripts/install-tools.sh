@@ -16,6 +16,7 @@ REQUIREMENTS=(
   "aws-sam-cli==1.170.0"
   "cargo-lambda==1.9.2"
   "ziglang==0.15.2"
+  "moto[server]==5.2.5"
 )
 # Lambda's arm64 target; cargo-lambda would try to add it at build time anyway.
 RUST_TARGET="aarch64-unknown-linux-gnu"

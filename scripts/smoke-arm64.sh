@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
-# make smoke-arm64: the arm64 bootstraps `make build` (sam build) left in .aws-sam/build/, run
-# under qemu-user against the embedded DynamoDB with the sample events (devkit smoke), so what
-# gets deployed is what was tested. Without an emulator it says what to install and fails:
+# make smoke-arm64: the arm64 bootstraps `make build` (sam build of template.yaml and of pattern
+# 3's template) left in .aws-sam/build/ and .aws-sam/build-self-read/, run under qemu-user against
+# the embedded DynamoDB and kinesalite with the sample events (devkit smoke), so what gets
+# deployed is what was tested. Without an emulator it says what to install and fails:
 # it never reports a pass for binaries it did not run.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 BUILD_DIR="${BUILD_DIR:-.aws-sam/build}"
+SELF_READ_BUILD_DIR="${SELF_READ_BUILD_DIR:-.aws-sam/build-self-read}"
 # Debian's libc6-arm64-cross puts the arm64 loader and C library here.
 SYSROOT="${ARM64_SYSROOT:-/usr/aarch64-linux-gnu}"
 
@@ -32,8 +34,8 @@ else
   runner="$runner -L $SYSROOT"
 fi
 
-if cargo run --quiet -p devkit -- smoke --build-dir "$BUILD_DIR" --runner "$runner"; then
-  echo "smoke-arm64: PASS (the bootstraps in $BUILD_DIR${runner:+, under $runner})"
+if cargo run --quiet -p devkit -- smoke --build-dir "$BUILD_DIR" --self-read-build-dir "$SELF_READ_BUILD_DIR" --runner "$runner"; then
+  echo "smoke-arm64: PASS (the bootstraps in $BUILD_DIR and $SELF_READ_BUILD_DIR${runner:+, under $runner})"
 else
   fail "see the error above"
 fi

@@ -7,7 +7,13 @@ use std::path::{Path, PathBuf};
 use aws_lambda_events::apigw::ApiGatewayV2httpRequest;
 use aws_lambda_events::dynamodb::Event;
 use aws_lambda_events::kinesis::KinesisEvent;
-use devkit::patterns::self_read::{SelfReadStack, ORDER_HISTORY_FUNCTION, REWARDS_FUNCTION};
+// What each sample must get comes from devkit's one table, which `make smoke-arm64` checks the
+// arm64 bootstraps against too.
+use devkit::expected::{
+    CDC_STREAM, HTTP, REDRIVE, SELF_READ_BALANCES, SELF_READ_GET, SELF_READ_HTTP,
+    SELF_READ_KINESIS, SELF_READ_REDRIVE, STREAM, STREAM_BALANCES, SWEEP,
+};
+use devkit::patterns::self_read::{SelfReadStack, ORDER_HISTORY_FUNCTION};
 use lambda_runtime::{Context, LambdaEvent};
 use order_service::self_read::history;
 use outbox_tests::*;
@@ -39,64 +45,7 @@ fn all_files(dir: &Path, out: &mut Vec<String>) {
     }
 }
 
-/// (file, expected status) in the order a user would try them.
-const HTTP: &[(&str, i64)] = &[
-    ("events/order-writer/place-order.json", 201),
-    ("events/order-writer/place-order-base64.json", 201),
-    ("events/order-writer/idempotent-replay.json", 201),
-    ("events/order-writer/idempotent-replay.json", 201),
-    ("events/order-writer/get-order.json", 200),
-    ("events/order-writer/invalid-order.json", 400),
-    ("events/order-writer/malformed-json.json", 400),
-    ("events/order-writer/unknown-route.json", 405),
-    ("events/rewards-api/get-rewards.json", 200),
-];
-
-/// (file, applied, duplicates, ignored, reported failures)
-/// (file, applied, duplicates, ignored, parked, failures), handled in this order.
-const STREAM: &[(&str, usize, usize, usize, usize, usize)] = &[
-    (
-        "events/stream-consumer/outbox-insert-batch.json",
-        3,
-        0,
-        0,
-        0,
-        0,
-    ),
-    ("events/stream-consumer/duplicate-batch.json", 0, 4, 0, 0, 0),
-    ("events/stream-consumer/ttl-remove.json", 0, 0, 1, 0, 0),
-    ("events/stream-consumer/mixed-batch.json", 1, 0, 3, 0, 0),
-    ("events/stream-consumer/poison-record.json", 1, 0, 0, 1, 0),
-];
-
-/// Pattern 2's sample: (file, applied, duplicates), handled by the CDC consumer.
-const CDC_STREAM: (&str, usize, usize) =
-    ("events/stream-consumer/cdc-order-insert-batch.json", 2, 1);
-
-/// Pattern 3's requests to the order-publisher: (file, expected status), in this order; the
-/// GET before and after the Kinesis batch below is handled.
-const SELF_READ_HTTP: &[(&str, i64)] = &[
-    ("events/order-publisher/place-order.json", 202),
-    ("events/order-publisher/place-order-keyed.json", 202),
-    ("events/order-publisher/invalid-order.json", 400),
-    ("events/order-publisher/get-order.json", 404),
-];
-const SELF_READ_GET: &str = "events/order-publisher/get-order.json";
-
-/// Pattern 3's Kinesis batch, one file per consumer function: (file, applied, duplicates).
-const SELF_READ_KINESIS: &[(&str, usize, usize)] = &[
-    ("events/order-history/order-events.json", 2, 1),
-    ("events/rewards-kinesis-consumer/order-events.json", 2, 1),
-];
-
-const OTHER: &[&str] = &[
-    "events/outbox-sweeper/scheduled.json",
-    "events/env.json",
-    devkit::samples::WATCH_ENV_PATH,
-];
-
-/// The operator's redrive of parked events, for the sweeper of every pattern.
-const REDRIVE: &str = "events/outbox-sweeper/redrive-parked.json";
+const OTHER: &[&str] = &[SWEEP, "events/env.json", devkit::samples::WATCH_ENV_PATH];
 
 /// The patterns' own environment files (`devkit::samples::env_paths`).
 const PATTERNS: [devkit::Pattern; 2] = [devkit::Pattern::Cdc, devkit::Pattern::SelfRead];
@@ -156,13 +105,13 @@ async fn every_sample_event_deserializes_and_is_handled() {
             .unwrap();
         assert_eq!(response.batch_item_failures.len(), 0, "{path}");
     }
-    // The samples' balances: c-11 got 29 + 1, c-12 100, c-13 21, c-15 8; c-14's event is
-    // poison (its points do not follow from its total), parked.
-    assert_eq!(balance(&stack, "c-11").await, (30, 2));
-    assert_eq!(balance(&stack, "c-12").await, (100, 1));
-    assert_eq!(balance(&stack, "c-13").await, (21, 1));
-    assert_eq!(balance(&stack, "c-14").await, (0, 0));
-    assert_eq!(balance(&stack, "c-15").await, (8, 1));
+    for (customer, points, ledger) in STREAM_BALANCES {
+        assert_eq!(
+            balance(&stack, customer).await,
+            (*points, *ledger),
+            "{customer}"
+        );
+    }
 
     let scheduled: serde_json::Value = read(OTHER[0]);
     let report = sweeper::handle(
@@ -175,7 +124,8 @@ async fn every_sample_event_deserializes_and_is_handled() {
         report.failed, 0,
         "the orders placed above are swept without failure: {report:?}"
     );
-    let redrive: serde_json::Value = read(REDRIVE);
+    let (redrive_file, found, applied, parked) = REDRIVE;
+    let redrive: serde_json::Value = read(redrive_file);
     let report = sweeper::handle(
         &stack.sweeper(0, 100),
         LambdaEvent::new(redrive, Context::default()),
@@ -184,7 +134,7 @@ async fn every_sample_event_deserializes_and_is_handled() {
     .unwrap();
     assert_eq!(
         (report.found, report.applied, report.parked),
-        (1, 0, 1),
+        (found, applied, parked),
         "c-14's poison sample, parked by the consumer above, is read back and still poison: {report:?}"
     );
 }
@@ -234,15 +184,11 @@ async fn the_self_read_samples_are_answered_by_the_order_publisher_and_handled_b
         assert_eq!(r.status, *status, "{path}: {:?}", r.json);
     }
     let env: serde_json::Value = read(devkit::samples::env_paths(devkit::Pattern::SelfRead).0);
-    for (path, applied, duplicates) in SELF_READ_KINESIS {
+    for (function, path, applied, duplicates) in SELF_READ_KINESIS {
+        let function = *function;
         let mut event: KinesisEvent = read(path);
         // `sam local invoke` runs the sample with the pattern's env.json: the consumers accept
         // records of that stream only, so that is the stream the samples name.
-        let function = if path.contains("order-history") {
-            ORDER_HISTORY_FUNCTION
-        } else {
-            REWARDS_FUNCTION
-        };
         let stream = env[function][service_runtime::config::ORDER_EVENTS_STREAM]
             .as_str()
             .unwrap();
@@ -297,20 +243,36 @@ async fn the_self_read_samples_are_answered_by_the_order_publisher_and_handled_b
             "{path}"
         );
     }
-    let after = reply(stack.call(&publisher, read(SELF_READ_GET)).await);
+    let (get, status, customer) = SELF_READ_GET;
+    let after = reply(stack.call(&publisher, read(get)).await);
     assert_eq!(
-        after.status, 200,
-        "{SELF_READ_GET} after order-history: {:?}",
+        after.status, status,
+        "{get} after order-history: {:?}",
         after.json
     );
-    assert_eq!(after.json["customer_id"], "c-21");
-    // c-21's keyed order: 2 x 15.00 = 30 points; c-23's: 4 x 2.50 = 10 points.
-    for (customer, points) in [("c-21", 30), ("c-23", 10)] {
+    assert_eq!(after.json["customer_id"], customer);
+    for (customer, points, ledger) in SELF_READ_BALANCES {
         let page = rewards_service::service::rewards_of(&stack.rewards, customer, Some(10), None)
             .await
             .unwrap();
-        assert_eq!((page.points, page.entries.len()), (points, 1), "{customer}");
+        assert_eq!(
+            (page.points, page.entries.len()),
+            (*points, *ledger),
+            "{customer}"
+        );
     }
+    let (redrive_file, found, applied, parked) = SELF_READ_REDRIVE;
+    let report = sweeper::handle(
+        &stack.sweeper(100),
+        LambdaEvent::new(read(redrive_file), Context::default()),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        (report.found, report.applied, report.parked),
+        (found, applied, parked),
+        "pattern 3's redrive after the samples: {report:?}"
+    );
 }
 
 #[test]
@@ -408,9 +370,9 @@ fn every_file_in_events_is_covered_and_matches_what_make_events_generates() {
         .chain(STREAM.iter().map(|s| s.0))
         .chain([CDC_STREAM.0])
         .chain(SELF_READ_HTTP.iter().map(|h| h.0))
-        .chain(SELF_READ_KINESIS.iter().map(|k| k.0))
+        .chain(SELF_READ_KINESIS.iter().map(|k| k.1))
         .chain(OTHER.iter().copied())
-        .chain([REDRIVE])
+        .chain([REDRIVE.0])
         .chain(PATTERNS.iter().flat_map(|p| {
             let (env_json, local_env) = devkit::samples::env_paths(*p);
             [env_json, local_env]

@@ -6,6 +6,7 @@
 
 pub mod chaos;
 pub mod demo;
+pub mod expected;
 pub mod filter;
 pub mod iam;
 pub mod invariants;

@@ -59,9 +59,7 @@ impl Tables {
 /// The DynamoDB endpoint the environment names, with the SDK's precedence (the service-specific
 /// variable first).
 pub fn external_endpoint() -> Option<String> {
-    ["AWS_ENDPOINT_URL_DYNAMODB", "AWS_ENDPOINT_URL"]
-        .iter()
-        .find_map(|v| std::env::var(v).ok().filter(|s| !s.trim().is_empty()))
+    service_runtime::config::endpoint_url(service_runtime::config::DYNAMODB)
 }
 
 /// Whether `endpoint` is on this machine (localhost, 127.0.0.0/8, ::1): a server whose tables a

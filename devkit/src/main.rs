@@ -55,8 +55,9 @@ enum Command {
         port: u16,
     },
     /// Pattern 3's replay of a range a Kinesis mapping gave up on: reads the range the
-    /// on-failure message names back from the stream (AWS_ENDPOINT_URL_KINESIS, else AWS with
-    /// the standard credentials: environment, profile) and prints the Kinesis event to invoke the function with.
+    /// on-failure message names back from the stream (AWS_ENDPOINT_URL_KINESIS, then
+    /// AWS_ENDPOINT_URL, else AWS with the standard credentials: environment, profile) and prints
+    /// the Kinesis event to invoke the function with.
     KinesisReplay {
         /// A file holding the on-failure message (the SQS message's body).
         #[arg(long)]
@@ -100,6 +101,9 @@ enum Command {
     Smoke {
         #[arg(long, default_value = ".aws-sam/build")]
         build_dir: PathBuf,
+        /// Where `make build` put pattern 3's template's build.
+        #[arg(long, default_value = ".aws-sam/build-self-read")]
+        self_read_build_dir: PathBuf,
         /// The emulator command line the bootstraps run under, split at spaces, e.g.
         /// "qemu-aarch64 -L /usr/aarch64-linux-gnu"; empty runs them directly.
         #[arg(long, default_value = "")]
@@ -182,9 +186,14 @@ async fn run(cli: Cli) -> Result<()> {
             yes,
             pattern,
         } => chaos(pattern, orders, seed, yes).await,
-        Command::Smoke { build_dir, runner } => {
+        Command::Smoke {
+            build_dir,
+            self_read_build_dir,
+            runner,
+        } => {
             let options = devkit::smoke::SmokeOptions {
                 build_dir,
+                self_read_build_dir,
                 runner: runner.split_whitespace().map(str::to_owned).collect(),
             };
             for line in devkit::smoke::run(options).await? {
@@ -423,9 +432,9 @@ async fn kinesis_replay(message: &std::path::Path, function: &str) -> Result<()>
     let message: serde_json::Value =
         serde_json::from_str(&text).context("the message is not JSON")?;
     let range = devkit::kinesis_replay::Range::from_message(&message)?;
-    let client = match std::env::var("AWS_ENDPOINT_URL_KINESIS") {
-        Ok(endpoint) if !endpoint.is_empty() => devkit::kinesis::client_for(&endpoint).await,
-        _ => {
+    let client = match service_runtime::config::endpoint_url(service_runtime::config::KINESIS) {
+        Some(endpoint) => devkit::kinesis::client_for(&endpoint).await,
+        None => {
             let (region, _, _) = devkit::kinesis::parse_stream_arn(&range.stream_arn)?;
             let config = service_runtime::config::sdk_defaults()
                 .region(aws_config::Region::new(region.to_owned()))

@@ -1,34 +1,50 @@
-//! `make smoke-arm64`: the bootstraps `sam build` left in `.aws-sam/build/` (what gets
-//! deployed), run as Lambda runs them, under an emulator such as qemu-user, against the
-//! embedded DynamoDB. Each function gets the template's environment and its sample events,
-//! and its answers are checked: an order placed, its event read from the real stream and
-//! applied by the consumer, the points read back, the sweeper finding nothing left to do.
+//! `make smoke-arm64`: the bootstraps `make build` (sam build of each template) left in
+//! `.aws-sam/build/` and `.aws-sam/build-self-read/` (what gets deployed), run as Lambda runs
+//! them, under an emulator such as qemu-user, against the embedded DynamoDB (and, for pattern 3,
+//! kinesalite). Each function of each template gets its template's environment and its sample
+//! events, and each answer is checked against [`crate::expected`], the table the sample-events
+//! test checks the handlers against; on top of that, the orders the order-writer placed are
+//! read from the real stream, applied by the consumer and read back by the rewards API.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
-use anyhow::{bail, ensure, Context, Result};
+use anyhow::{anyhow, bail, ensure, Context, Result};
 use bytes::Bytes;
 use serde_json::{json, Value as Json};
 use tokio::io::AsyncReadExt;
 use tokio::process::Command;
 
+use crate::expected;
+use crate::kinesis::LocalKinesis;
+use crate::patterns::self_read::SelfReadStack;
 use crate::runtime_api::{lambda_environment, Answer, RuntimeStub};
-use crate::samples::local_environment;
+use crate::samples::{local_environment, local_environment_with};
 use crate::stack::{Stack, CONSUMER_FUNCTION};
 use crate::{filter, LocalDynamo};
 
 /// How long one function may take for all its events; qemu runs arm64 code several times slower.
 const FUNCTION_DEADLINE: Duration = Duration::from_secs(120);
 
+/// Pattern 3's order API, the one function of its template with no twin in the root template.
+const ORDER_PUBLISHER_FUNCTION: &str = "OrderPublisherFunction";
+/// Pattern 3's sweeper binary, which there only redrives parked events.
+const PARKED_REDRIVE_FUNCTION: &str = "ParkedRedriveFunction";
+
 pub struct SmokeOptions {
-    /// `.aws-sam/build`: one folder per function logical id, each with its `bootstrap`.
+    /// `.aws-sam/build`: one folder per function logical id of `template.yaml`, each with its
+    /// `bootstrap`.
     pub build_dir: PathBuf,
+    /// `.aws-sam/build-self-read`: the same for `patterns/self-read/template.yaml`.
+    pub self_read_build_dir: PathBuf,
     /// The emulator and its arguments, e.g. `qemu-aarch64 -L /usr/aarch64-linux-gnu`; empty
     /// runs the bootstraps directly.
     pub runner: Vec<String>,
 }
+
+type Environments = BTreeMap<String, BTreeMap<String, String>>;
 
 /// One invocation and what its answer must satisfy.
 struct Check {
@@ -38,18 +54,47 @@ struct Check {
 }
 
 impl Check {
-    fn sample(path: &str, expect: impl Fn(&Json) -> bool + 'static) -> Result<Self> {
-        let file = crate::template::default_path()
-            .parent()
-            .map(|root| root.join(path))
-            .unwrap_or_else(|| PathBuf::from(path));
-        let event = std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
+    fn new(
+        event: &Json,
+        what: impl Into<String>,
+        expect: impl Fn(&Json) -> bool + 'static,
+    ) -> Result<Self> {
         Ok(Self {
-            event: event.into(),
-            what: path.to_owned(),
+            event: serde_json::to_vec(event)?.into(),
+            what: what.into(),
             expect: Box::new(expect),
         })
     }
+
+    fn sample(path: &str, expect: impl Fn(&Json) -> bool + 'static) -> Result<Self> {
+        Self::new(&read_sample(path)?, path, expect)
+    }
+
+    /// A request sample whose answer must carry `expected` as its status.
+    fn status(path: &str, expected: i64) -> Result<Self> {
+        Self::sample(path, move |a| status(a) == expected)
+    }
+
+    /// A batch sample, its records pointed at this run's stream `arn` (the samples name the
+    /// stream of `events/env.json`), whose answer must report `failures` records for retry.
+    fn batch(path: &str, arn: &str, failures: usize) -> Result<Self> {
+        let mut event = read_sample(path)?;
+        for record in event["Records"].as_array_mut().into_iter().flatten() {
+            record["eventSourceARN"] = json!(arn);
+        }
+        Self::new(&event, path, move |a| {
+            a["batchItemFailures"].as_array().map(Vec::len) == Some(failures)
+        })
+    }
+}
+
+fn read_sample(path: &str) -> Result<Json> {
+    let file = crate::template::default_path()
+        .parent()
+        .map(|root| root.join(path))
+        .unwrap_or_else(|| PathBuf::from(path));
+    let text = std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
+    serde_json::from_slice(&text).with_context(|| format!("{} is not JSON", file.display()))
 }
 
 fn status(answer: &Json) -> i64 {
@@ -63,8 +108,38 @@ fn body(answer: &Json) -> Json {
         .unwrap_or(Json::Null)
 }
 
-/// Runs every function's checks; returns one line per function, or the first failure.
+fn http_samples(prefix: &str) -> Result<Vec<Check>> {
+    expected::HTTP
+        .iter()
+        .filter(|(path, _)| path.starts_with(prefix))
+        .map(|(path, code)| Check::status(path, *code))
+        .collect()
+}
+
+fn redrive(expected: (&str, usize, usize, usize)) -> Result<Check> {
+    let (path, found, applied, parked) = expected;
+    Check::sample(path, move |a| {
+        (
+            a["found"].as_u64(),
+            a["applied"].as_u64(),
+            a["parked"].as_u64(),
+        ) == (
+            Some(found as u64),
+            Some(applied as u64),
+            Some(parked as u64),
+        )
+    })
+}
+
+/// Runs every function of every template; returns one line per function, or the first failure.
 pub async fn run(options: SmokeOptions) -> Result<Vec<String>> {
+    let mut report = root_template(&options).await?;
+    report.extend(self_read_template(&options).await?);
+    Ok(report)
+}
+
+/// `template.yaml`'s four functions (pattern 2's template runs the same four binaries).
+async fn root_template(options: &SmokeOptions) -> Result<Vec<String>> {
     let stack = Stack::on(LocalDynamo::embedded("127.0.0.1:0".parse()?).await?).await?;
     let mut environments = local_environment(&stack.template, &stack.dynamo.endpoint)?;
     // The stub invokes every function as one in us-east-1, and the embedded server's stream is
@@ -75,73 +150,196 @@ pub async fn run(options: SmokeOptions) -> Result<Vec<String>> {
             stack.tables.orders_arn(),
         );
     }
+    let dir = &options.build_dir;
     let mut report = Vec::new();
 
-    let order_writer = vec![
-        Check::sample("events/order-writer/place-order.json", |a| {
-            status(a) == 201 && body(a)["points"] == 29
-        })?,
-        Check::sample("events/order-writer/idempotent-replay.json", |a| {
-            status(a) == 201
-        })?,
-        Check::sample("events/order-writer/idempotent-replay.json", |a| {
-            status(a) == 201 && a["headers"]["idempotent-replayed"] == "true"
-        })?,
-        Check::sample("events/order-writer/get-order.json", |a| status(a) == 200)?,
-        Check::sample("events/order-writer/invalid-order.json", |a| {
-            status(a) == 400
-        })?,
-        Check::sample("events/order-writer/malformed-json.json", |a| {
-            status(a) == 400
-        })?,
-        Check::sample("events/order-writer/unknown-route.json", |a| {
-            status(a) == 405
-        })?,
-    ];
-    report.push(run_function(&options, &environments, "OrderWriterFunction", order_writer).await?);
+    let writer = http_samples("events/order-writer/")?;
+    let (line, answers) =
+        run_function(options, dir, &environments, "OrderWriterFunction", writer).await?;
+    report.push(line);
+    // The orders the samples placed, by id (a replay answers with the original order).
+    let mut placed: BTreeMap<String, (String, i64)> = BTreeMap::new();
+    for answer in answers.iter().filter(|a| status(a) == 201) {
+        let order = body(answer);
+        let (Some(id), Some(customer), Some(points)) = (
+            order["order_id"].as_str(),
+            order["customer_id"].as_str(),
+            order["points"].as_i64(),
+        ) else {
+            bail!("OrderWriterFunction: a 201 without an order: {answer}");
+        };
+        placed.insert(id.to_owned(), (customer.to_owned(), points));
+    }
 
     // The consumer gets the real stream, filtered by the template's FilterCriteria as the
-    // event source mapping would, then a replay of it and the poison sample.
+    // event source mapping would, then a replay of it, then the sample batches.
     let outbox_inserts = outbox_records(&stack).await?;
     let delivered = outbox_inserts.len();
     ensure!(
-        delivered == 2,
-        "the stream should hold the 2 orders' outbox events, not {delivered}"
+        delivered == placed.len(),
+        "the stream should hold the {} orders' outbox events, not {delivered}",
+        placed.len()
     );
-    let stream_batch = Bytes::from(serde_json::to_vec(&json!({ "Records": outbox_inserts }))?);
+    let stream_batch = json!({ "Records": outbox_inserts });
     let no_failures = |a: &Json| *a == json!({"batchItemFailures": []});
-    let consumer = vec![
-        Check {
-            event: stream_batch.clone(),
-            what: format!("the stream's {delivered} outbox events"),
-            expect: Box::new(no_failures),
-        },
-        Check {
-            event: stream_batch,
-            what: "the same events again".to_owned(),
-            expect: Box::new(no_failures),
-        },
-        Check::sample("events/stream-consumer/poison-record.json", |a| {
-            a["batchItemFailures"].as_array().map(Vec::len) == Some(1)
-        })?,
+    let mut consumer = vec![
+        Check::new(
+            &stream_batch,
+            format!("the stream's {delivered} outbox events"),
+            no_failures,
+        )?,
+        Check::new(&stream_batch, "the same events again", no_failures)?,
     ];
-    report.push(run_function(&options, &environments, CONSUMER_FUNCTION, consumer).await?);
+    for (path, _, _, _, _, failures) in expected::STREAM {
+        consumer.push(Check::batch(
+            path,
+            &stack.tables.orders_stream_arn,
+            *failures,
+        )?);
+    }
+    report.push(
+        run_function(options, dir, &environments, CONSUMER_FUNCTION, consumer)
+            .await?
+            .0,
+    );
+    check_balances(&stack.rewards, expected::STREAM_BALANCES).await?;
 
-    // 29 points for the placed order and 20 for the idempotent one, each applied once.
-    let rewards = vec![Check::sample("events/rewards-api/get-rewards.json", |a| {
-        let rewards = body(a);
-        status(a) == 200
-            && rewards["points"] == 49
-            && rewards["ledger"].as_array().map(Vec::len) == Some(2)
-    })?];
-    report.push(run_function(&options, &environments, "RewardsApiFunction", rewards).await?);
+    // Each placed order's points, applied once, as the rewards API shows them.
+    let (line, answers) = run_function(
+        options,
+        dir,
+        &environments,
+        "RewardsApiFunction",
+        http_samples("events/rewards-api/")?,
+    )
+    .await?;
+    report.push(line);
+    for answer in &answers {
+        let rewards = body(answer);
+        let customer = rewards["customer_id"].as_str().unwrap_or_default();
+        let orders: Vec<i64> = placed
+            .values()
+            .filter(|(c, _)| c == customer)
+            .map(|(_, points)| *points)
+            .collect();
+        ensure!(
+            rewards["points"].as_i64() == Some(orders.iter().sum())
+                && rewards["ledger"].as_array().map(Vec::len) == Some(orders.len()),
+            "RewardsApiFunction: {customer} should have the points of its {} orders placed above, once: {answer}",
+            orders.len()
+        );
+    }
 
-    let sweeper = vec![Check::sample(
-        "events/outbox-sweeper/scheduled.json",
-        |a| a["failed"] == 0,
-    )?];
-    report.push(run_function(&options, &environments, "OutboxSweeperFunction", sweeper).await?);
+    let sweeper = vec![
+        Check::sample(expected::SWEEP, |a| a["failed"] == 0)?,
+        redrive(expected::REDRIVE)?,
+    ];
+    report.push(
+        run_function(
+            options,
+            dir,
+            &environments,
+            "OutboxSweeperFunction",
+            sweeper,
+        )
+        .await?
+        .0,
+    );
     Ok(report)
+}
+
+/// Pattern 3's template: the order-publisher, both Kinesis consumers, its rewards API and its
+/// redrive, on kinesalite and the embedded DynamoDB.
+async fn self_read_template(options: &SmokeOptions) -> Result<Vec<String>> {
+    let kinesis = LocalKinesis::start().await.map_err(|e| anyhow!("{e}"))?;
+    let stack = SelfReadStack::on(
+        LocalDynamo::embedded("127.0.0.1:0".parse()?).await?,
+        kinesis,
+    )
+    .await?;
+    let environments = local_environment_with(
+        &stack.template,
+        &stack.dynamo.endpoint,
+        &stack.kinesis.endpoint,
+    )?;
+    let dir = &options.self_read_build_dir;
+    let mut report = Vec::new();
+
+    let publisher = expected::SELF_READ_HTTP
+        .iter()
+        .map(|(path, code)| Check::status(path, *code))
+        .collect::<Result<Vec<_>>>()?;
+    report.push(
+        run_function(
+            options,
+            dir,
+            &environments,
+            ORDER_PUBLISHER_FUNCTION,
+            publisher,
+        )
+        .await?
+        .0,
+    );
+
+    for (function, path, _, _) in expected::SELF_READ_KINESIS {
+        let batch = vec![Check::batch(path, &stack.stream.arn, 0)?];
+        report.push(
+            run_function(options, dir, &environments, function, batch)
+                .await?
+                .0,
+        );
+    }
+    check_balances(&stack.rewards, expected::SELF_READ_BALANCES).await?;
+
+    // The order order-history wrote is what the order API reads now.
+    let (path, code, customer) = expected::SELF_READ_GET;
+    let get = vec![Check::sample(path, move |a| {
+        status(a) == code && body(a)["customer_id"] == customer
+    })?];
+    report.push(
+        run_function(options, dir, &environments, ORDER_PUBLISHER_FUNCTION, get)
+            .await?
+            .0,
+    );
+
+    let rewards = http_samples("events/rewards-api/")?;
+    report.push(
+        run_function(options, dir, &environments, "RewardsApiFunction", rewards)
+            .await?
+            .0,
+    );
+    let redrive = vec![redrive(expected::SELF_READ_REDRIVE)?];
+    report.push(
+        run_function(
+            options,
+            dir,
+            &environments,
+            PARKED_REDRIVE_FUNCTION,
+            redrive,
+        )
+        .await?
+        .0,
+    );
+    Ok(report)
+}
+
+/// Each customer's balance and number of ledger entries, read from the rewards table.
+async fn check_balances(
+    rewards: &rewards_service::store::dynamodb::DynamoRewardsStore,
+    expected: &[(&str, i64, usize)],
+) -> Result<()> {
+    for (customer, points, ledger) in expected {
+        let page = rewards_service::service::rewards_of(rewards, customer, Some(100), None)
+            .await
+            .map_err(|e| anyhow!("reading {customer}'s rewards: {e}"))?;
+        ensure!(
+            (page.points, page.entries.len()) == (*points, *ledger),
+            "{customer} should have {points} points in {ledger} ledger entries, not {} in {}",
+            page.points,
+            page.entries.len()
+        );
+    }
+    Ok(())
 }
 
 /// Every record of the orders stream that passes the consumer's filter: a Lambda event's
@@ -168,16 +366,18 @@ fn bootstrap(build_dir: &Path, function: &str) -> Result<PathBuf> {
 
 /// Starts the function's bootstrap with the template's environment, serves it the checks'
 /// events one after another through the Runtime API, and checks each answer.
+/// Returns its line of the report and the answers.
 async fn run_function(
     options: &SmokeOptions,
-    environments: &std::collections::BTreeMap<String, std::collections::BTreeMap<String, String>>,
+    build_dir: &Path,
+    environments: &Environments,
     function: &str,
     checks: Vec<Check>,
-) -> Result<String> {
-    let binary = bootstrap(&options.build_dir, function)?;
+) -> Result<(String, Vec<Json>)> {
+    let binary = bootstrap(build_dir, function)?;
     let environment = environments
         .get(function)
-        .with_context(|| format!("template.yaml has no function {function}"))?;
+        .with_context(|| format!("the template has no function {function}"))?;
     let stub = RuntimeStub::start(
         checks.iter().map(|c| c.event.clone()).collect(),
         checks.len(),
@@ -214,6 +414,7 @@ async fn run_function(
         counts.init_errors == 0,
         "{function} failed to start: {stderr}"
     );
+    let mut answers = Vec::new();
     for (check, answer) in checks.iter().zip(stub.answers()) {
         let Answer::Response(bytes) = answer else {
             bail!("{function}: {} answered an error: {answer:?}", check.what);
@@ -225,10 +426,12 @@ async fn run_function(
             "{function}: {} answered {json}",
             check.what
         );
+        answers.push(json);
     }
-    Ok(format!(
+    let line = format!(
         "{function}: {} invocations answered as expected ({})",
         checks.len(),
         binary.display()
-    ))
+    );
+    Ok((line, answers))
 }

@@ -268,11 +268,35 @@ impl Setting {
     }
 }
 
+/// The service part of `AWS_ENDPOINT_URL_<SERVICE>` for DynamoDB.
+pub const DYNAMODB: &str = "DYNAMODB";
+/// The service part of `AWS_ENDPOINT_URL_<SERVICE>` for Kinesis.
+pub const KINESIS: &str = "KINESIS";
+
+/// The endpoint the environment names for `service` (e.g. [`DYNAMODB`], [`KINESIS`]), with the
+/// SDK's precedence: `AWS_ENDPOINT_URL_<SERVICE>`, then `AWS_ENDPOINT_URL`; none when
+/// `AWS_IGNORE_CONFIGURED_ENDPOINT_URLS` is `true`. Every client this project builds from the
+/// environment asks here, so no client follows a rule of its own.
+pub fn endpoint_url(service: &str) -> Option<String> {
+    endpoint_url_from(service, |name| std::env::var(name).ok())
+}
+
+/// [`endpoint_url`] from `lookup` (the environment, or a test's map). An empty value counts as
+/// unset.
+pub fn endpoint_url_from(service: &str, lookup: impl Fn(&str) -> Option<String>) -> Option<String> {
+    let set = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
+    if set("AWS_IGNORE_CONFIGURED_ENDPOINT_URLS")
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("true"))
+    {
+        return None;
+    }
+    set(&format!("AWS_ENDPOINT_URL_{service}")).or_else(|| set("AWS_ENDPOINT_URL"))
+}
+
 /// The DynamoDB client of a function, built once per cold start from the environment Lambda
 /// gives it: `AWS_REGION`, the execution role's credentials (`AWS_ACCESS_KEY_ID`,
-/// `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`) and, to run against a local DynamoDB,
-/// `AWS_ENDPOINT_URL_DYNAMODB` or `AWS_ENDPOINT_URL`; the same binary talks to AWS or to a local
-/// server. Read directly rather than through aws-config's provider chains (profiles, SSO, STS,
+/// `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`) and, to run against a local DynamoDB, the
+/// endpoint [`endpoint_url`] finds; the same binary talks to AWS or to a local server. Read directly rather than through aws-config's provider chains (profiles, SSO, STS,
 /// IMDS, containers), which a function never needs: they stay out of its binary (about 0.6 MB)
 /// and its cold start. Local tools that may need them start from [`sdk_defaults`].
 pub async fn dynamodb_client() -> Client {
@@ -289,7 +313,7 @@ pub async fn dynamodb_client() -> Client {
         .timeout_config(timeout_config())
         .http_client(https_client())
         .retry_classifier(TransientCancellation);
-    if let Some(endpoint) = env("AWS_ENDPOINT_URL_DYNAMODB").or_else(|| env("AWS_ENDPOINT_URL")) {
+    if let Some(endpoint) = endpoint_url(DYNAMODB) {
         config = config.endpoint_url(endpoint);
     }
     Client::from_conf(config.build())
@@ -502,6 +526,53 @@ mod tests {
             err.to_string(),
             "environment variable OUTBOX_PATTERN is \"CDC2\": it must be outbox (the default), cdc or self-read"
         );
+    }
+
+    #[test]
+    fn the_service_endpoint_variable_wins_over_the_general_one_and_the_opt_out_clears_both() {
+        type Environment<'a> = &'a [(&'a str, &'a str)];
+        const GENERAL: (&str, &str) = ("AWS_ENDPOINT_URL", "http://general");
+        let cases: [(&str, Environment, Option<&str>); 6] = [
+            (DYNAMODB, &[], None),
+            (DYNAMODB, &[GENERAL], Some("http://general")),
+            (
+                KINESIS,
+                &[GENERAL, ("AWS_ENDPOINT_URL_KINESIS", "http://kinesis")],
+                Some("http://kinesis"),
+            ),
+            (
+                DYNAMODB,
+                &[GENERAL, ("AWS_ENDPOINT_URL_KINESIS", "http://kinesis")],
+                Some("http://general"),
+            ),
+            (
+                DYNAMODB,
+                &[GENERAL, ("AWS_ENDPOINT_URL_DYNAMODB", " ")],
+                Some("http://general"),
+            ),
+            (
+                DYNAMODB,
+                &[
+                    GENERAL,
+                    ("AWS_ENDPOINT_URL_DYNAMODB", "http://dynamodb"),
+                    ("AWS_IGNORE_CONFIGURED_ENDPOINT_URLS", "TRUE"),
+                ],
+                None,
+            ),
+        ];
+        for (service, pairs, want) in cases {
+            let lookup = |name: &str| {
+                pairs
+                    .iter()
+                    .find(|(n, _)| *n == name)
+                    .map(|(_, v)| (*v).to_owned())
+            };
+            assert_eq!(
+                endpoint_url_from(service, lookup).as_deref(),
+                want,
+                "{service} with {pairs:?}"
+            );
+        }
     }
 
     #[test]

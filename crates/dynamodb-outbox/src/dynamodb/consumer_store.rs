@@ -242,8 +242,11 @@ impl ConsumerStore for DynamoConsumerStore {
             .update_expression(
                 "SET #status = :processed, #expires = :expires REMOVE #waiting, #ppk, #psk",
             )
+            // `size` only after `attribute_exists`: once the event is done the set is gone, and
+            // `size` of a missing attribute is false on DynamoDB but an error on some servers
+            // (moto answers 500), which must not turn a duplicate into a retry.
             .condition_expression(
-                "attribute_exists(#pk) AND size(#waiting) = :one AND contains(#waiting, :name)",
+                "attribute_exists(#pk) AND attribute_exists(#waiting) AND size(#waiting) = :one AND contains(#waiting, :name)",
             )
             .expression_attribute_names("#pk", schema::PK)
             .expression_attribute_names("#waiting", schema::WAITING_CONSUMERS)
@@ -503,7 +506,7 @@ impl ConsumerStore for DynamoConsumerStore {
             .key(schema::SK, text(&entity.sk))
             .update_expression("REMOVE #waiting, #ppk, #psk")
             .condition_expression(
-                "attribute_exists(#pk) AND size(#waiting) = :one AND contains(#waiting, :name)",
+                "attribute_exists(#pk) AND attribute_exists(#waiting) AND size(#waiting) = :one AND contains(#waiting, :name)",
             )
             .expression_attribute_names("#pk", schema::PK)
             .expression_attribute_names("#waiting", schema::WAITING_CONSUMERS)

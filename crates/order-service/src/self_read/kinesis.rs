@@ -80,7 +80,8 @@ where
 
 /// The Kinesis client of a function, from the environment Lambda gives it (as
 /// [`config::dynamodb_client`] does for DynamoDB): region, the role's credentials, and
-/// `AWS_ENDPOINT_URL_KINESIS` for a local kinesalite.
+/// the endpoint [`config::endpoint_url`] finds (`AWS_ENDPOINT_URL_KINESIS`, then
+/// `AWS_ENDPOINT_URL`) for a local kinesalite.
 pub fn kinesis_client() -> Client {
     let env = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
     let mut builder = aws_sdk_kinesis::Config::builder()
@@ -96,7 +97,7 @@ pub fn kinesis_client() -> Client {
         .retry_config(config::retry_config())
         .timeout_config(config::timeout_config())
         .http_client(config::https_client());
-    if let Some(endpoint) = env("AWS_ENDPOINT_URL_KINESIS") {
+    if let Some(endpoint) = config::endpoint_url(config::KINESIS) {
         builder = builder.endpoint_url(endpoint);
     }
     Client::from_conf(builder.build())
