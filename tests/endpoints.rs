@@ -9,7 +9,10 @@ use std::process::Command;
 use devkit::kinesis::LocalKinesis;
 use devkit::local::LocalDynamo;
 
-const CHILD: &str = "child_creates_a_table_and_a_stream_through_the_functions_clients";
+/// This test's own name: a child process runs it again with [`PROBE_NAME`] set, and then it is
+/// the probe of one case instead.
+const CHILD: &str =
+    "each_client_reaches_the_general_endpoint_unless_its_own_variable_names_another";
 const PROBE_NAME: &str = "OUTBOX_ENDPOINT_PROBE_NAME";
 
 /// Runs [`CHILD`] with `vars` as the only endpoint variables; it creates a table and a stream
@@ -17,7 +20,7 @@ const PROBE_NAME: &str = "OUTBOX_ENDPOINT_PROBE_NAME";
 async fn run_child(name: &str, vars: &[(&str, &str)]) {
     let mut command = Command::new(std::env::current_exe().unwrap());
     command
-        .args(["--exact", CHILD, "--ignored", "--nocapture"])
+        .args(["--exact", CHILD, "--nocapture"])
         .env(PROBE_NAME, name)
         .env("AWS_REGION", "us-east-1")
         .env("AWS_ACCESS_KEY_ID", "local")
@@ -54,6 +57,9 @@ async fn streams(kinesis: &LocalKinesis) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_client_reaches_the_general_endpoint_unless_its_own_variable_names_another() {
+    if let Ok(name) = std::env::var(PROBE_NAME) {
+        return probe(&name).await;
+    }
     let Some(kinesis) = LocalKinesis::start_or_skip(
         "each_client_reaches_the_general_endpoint_unless_its_own_variable_names_another",
     )
@@ -94,20 +100,17 @@ async fn each_client_reaches_the_general_endpoint_unless_its_own_variable_names_
     assert!(streams(&kinesis).await.contains(&"specific".into()));
 }
 
-/// Run by the test above in a child process with the endpoint variables of one case; on its
-/// own it has no case to run, hence ignored. Which client a case is for follows from the server
-/// the variables name: a request the other server cannot answer is allowed to fail.
-#[tokio::test]
-#[ignore = "run by each_client_reaches_the_general_endpoint_unless_its_own_variable_names_another in a child process"]
-async fn child_creates_a_table_and_a_stream_through_the_functions_clients() {
+/// One case, in the child process: a table and a stream named `name`, created through the
+/// functions' own clients. Which client a case is for follows from the server the variables
+/// name: a request the other server cannot answer is allowed to fail.
+async fn probe(name: &str) {
     use aws_sdk_dynamodb::types::{
         AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
     };
-    let name = std::env::var(PROBE_NAME).expect("run by the parent test only");
     let dynamodb = service_runtime::config::dynamodb_client()
         .await
         .create_table()
-        .table_name(&name)
+        .table_name(name)
         .attribute_definitions(
             AttributeDefinition::builder()
                 .attribute_name("pk")
@@ -127,7 +130,7 @@ async fn child_creates_a_table_and_a_stream_through_the_functions_clients() {
         .await;
     let kinesis = order_service::self_read::kinesis::kinesis_client()
         .create_stream()
-        .stream_name(&name)
+        .stream_name(name)
         .shard_count(1)
         .send()
         .await;
