@@ -698,3 +698,233 @@ async fn both_consumers_of_the_stream_refuse_the_same_malformed_events_for_the_s
         "history wrote the good order"
     );
 }
+
+/// A well-formed `OrderPlaced` envelope of a fresh order of `customer`, as the order API
+/// publishes it.
+fn order_placed(customer: &str) -> Json {
+    use order_service::domain::order::LineItem;
+    use order_service::domain::{OrderRequest, Timestamp};
+    let request = OrderRequest {
+        customer_id: customer.into(),
+        currency: "EUR".into(),
+        items: vec![LineItem {
+            sku: "SKU-1".into(),
+            quantity: 1,
+            unit_price_cents: 1000,
+        }],
+    };
+    let placed = request
+        .into_new_order(uuid::Uuid::new_v4().to_string(), Timestamp::now(), None)
+        .unwrap();
+    let mut envelope = serde_json::to_value(&placed.event).unwrap();
+    envelope["payload"] = serde_json::to_value(&placed.order).unwrap();
+    envelope
+}
+
+/// A Kinesis record of the stream carrying these raw bytes.
+fn raw_kinesis_record(
+    stack: &SelfReadStack,
+    data: &[u8],
+    sequence: usize,
+) -> aws_lambda_events::kinesis::KinesisEventRecord {
+    let mut record = kinesis_record(stack, &json!({}), sequence);
+    *record.kinesis.data = data.to_vec();
+    record
+}
+
+#[tokio::test]
+async fn data_that_names_no_event_is_dropped_and_counted_and_an_event_without_ordering_key_is_parked_never_holding_the_shard(
+) {
+    use dynamodb_outbox::ConsumerStore;
+    let Some(stack) = stack("self-read: data that is not an event").await else {
+        return;
+    };
+    let mut keyless = order_placed("c-1");
+    keyless.as_object_mut().unwrap().remove("ordering_key");
+    let keyless_id = keyless["event_id"].as_str().unwrap().to_owned();
+    let mut long_id = order_placed("c-1");
+    long_id["event_id"] = json!("x".repeat(5_000));
+    let mut numeric_id = order_placed("c-1");
+    numeric_id["event_id"] = json!(42);
+    let mut empty_id = order_placed("c-1");
+    empty_id["event_id"] = json!("");
+    let good = order_placed("c-1");
+    let not_events: Vec<Vec<u8>> = vec![
+        b"not an event".to_vec(),
+        b"[1, 2, 3]".to_vec(),
+        b"\"OrderPlaced\"".to_vec(),
+        br#"{"not": "an event"}"#.to_vec(),
+        serde_json::to_vec(&numeric_id).unwrap(),
+        serde_json::to_vec(&empty_id).unwrap(),
+        serde_json::to_vec(&long_id).unwrap(),
+    ];
+    let mut records: Vec<_> = not_events
+        .iter()
+        .enumerate()
+        .map(|(i, data)| raw_kinesis_record(&stack, data, i + 1))
+        .collect();
+    records.push(kinesis_record(&stack, &keyless, not_events.len() + 1));
+    records.push(kinesis_record(&stack, &good, not_events.len() + 2));
+    let mut batch = KinesisEvent::default();
+    batch.records = records;
+
+    let history = stack.history_processor();
+    let rewards = stack.rewards_processor();
+    for round in 0..2 {
+        let (answer, lines) =
+            service_runtime::metrics::capture(order_service::self_read::history::handle(
+                &history,
+                LambdaEvent::new(batch.clone(), Context::default()),
+            ))
+            .await;
+        let answer = answer.unwrap();
+        assert!(
+            answer.batch_item_failures.is_empty(),
+            "round {round}: order-history holds the shard on {:?}",
+            answer.batch_item_failures
+        );
+        let metrics =
+            devkit::metrics::MetricsSummary::from_lines(lines.iter().map(String::as_str)).unwrap();
+        let history_fn = service_runtime::metrics::ORDER_HISTORY;
+        assert_eq!(
+            metrics.count(history_fn, service_runtime::metrics::DROPPED),
+            not_events.len() as f64,
+            "round {round}: every record that names no event is counted as dropped"
+        );
+        assert_eq!(
+            metrics.count(history_fn, service_runtime::metrics::POISON),
+            0.0
+        );
+
+        let (answer, lines) =
+            service_runtime::metrics::capture(rewards_service::handlers::kinesis::handle(
+                &rewards,
+                LambdaEvent::new(batch.clone(), Context::default()),
+            ))
+            .await;
+        let answer = answer.unwrap();
+        assert!(
+            answer.batch_item_failures.is_empty(),
+            "round {round}: rewards holds the shard on {:?}",
+            answer.batch_item_failures
+        );
+        let metrics =
+            devkit::metrics::MetricsSummary::from_lines(lines.iter().map(String::as_str)).unwrap();
+        let rewards_fn = service_runtime::metrics::STREAM_CONSUMER;
+        assert_eq!(
+            metrics.count(rewards_fn, service_runtime::metrics::DROPPED),
+            not_events.len() as f64
+        );
+        let parked_now = if round == 0 { 1.0 } else { 0.0 };
+        assert_eq!(
+            metrics.count(rewards_fn, service_runtime::metrics::PARKED),
+            parked_now,
+            "round {round}: the keyless event is parked once, its redelivery a duplicate"
+        );
+    }
+
+    for (consumer, parked) in [
+        (
+            order_service::self_read::history::NAME,
+            history
+                .store()
+                .parked(order_service::self_read::history::NAME, 100)
+                .await
+                .unwrap(),
+        ),
+        (
+            rewards_service::consumer::NAME,
+            rewards
+                .store()
+                .parked(rewards_service::consumer::NAME, 100)
+                .await
+                .unwrap(),
+        ),
+    ] {
+        assert_eq!(parked.len(), 1, "{consumer}: {parked:?}");
+        let parked = &parked[0];
+        assert_eq!(
+            parked.event.get("event_id"),
+            Some(&serde_dynamo::AttributeValue::S(keyless_id.clone())),
+            "{consumer}: the parked record keeps the event"
+        );
+        assert!(
+            parked.reason.contains("no ordering key"),
+            "{consumer}: {}",
+            parked.reason
+        );
+        assert!(parked.record.sk.ends_with(&keyless_id), "{consumer}");
+    }
+    assert_eq!(
+        balance(&stack, "c-1").await,
+        (10, 1),
+        "the good event applied once"
+    );
+    let order_id = good["aggregate_id"].as_str().unwrap();
+    assert_eq!(get(&stack, order_id).await.status_code, 200);
+}
+
+#[tokio::test]
+async fn the_templates_filter_discards_what_is_not_an_envelope_before_either_consumer() {
+    let Some(stack) = stack("self-read: the mapping's filter").await else {
+        return;
+    };
+    let put = |data: Vec<u8>| {
+        stack
+            .kinesis
+            .client
+            .put_record()
+            .stream_name(&stack.stream.name)
+            .partition_key("c-1")
+            .data(Blob::new(data))
+            .send()
+    };
+    let without = |field: &str| {
+        let mut e = order_placed("c-1");
+        e.as_object_mut().unwrap().remove(field);
+        serde_json::to_vec(&e).unwrap()
+    };
+    let with = |field: &str, value: Json| {
+        let mut e = order_placed("c-1");
+        e[field] = value;
+        serde_json::to_vec(&e).unwrap()
+    };
+    let not_envelopes = [
+        b"not an event".to_vec(),
+        b"[1, 2, 3]".to_vec(),
+        br#"{"event_type": "OrderPlaced"}"#.to_vec(),
+        without("event_id"),
+        without("ordering_key"),
+        without("schema_version"),
+        with("event_type", json!("OrderCancelled")),
+    ];
+    for data in &not_envelopes {
+        put(data.clone()).await.unwrap();
+    }
+    let good = order_placed("c-1");
+    put(serde_json::to_vec(&good).unwrap()).await.unwrap();
+
+    let mut rewards = stack
+        .trigger(
+            REWARDS_FUNCTION,
+            rewards_in_process(stack.rewards_processor()),
+        )
+        .await
+        .unwrap();
+    rewards.drain().await.unwrap();
+    assert_eq!(rewards.stats.filtered_out, not_envelopes.len());
+    assert!(rewards.on_failure.is_empty(), "{:?}", rewards.on_failure);
+    let mut history = stack
+        .trigger(
+            ORDER_HISTORY_FUNCTION,
+            history_in_process(stack.history_processor()),
+        )
+        .await
+        .unwrap();
+    history.drain().await.unwrap();
+    assert_eq!(history.stats.filtered_out, not_envelopes.len());
+    assert!(history.on_failure.is_empty(), "{:?}", history.on_failure);
+    assert_eq!(balance(&stack, "c-1").await, (10, 1));
+    let order_id = good["aggregate_id"].as_str().unwrap();
+    assert_eq!(get(&stack, order_id).await.status_code, 200);
+}

@@ -48,8 +48,13 @@ pub struct BatchOutcome {
     pub ignored: usize,
     /// Poison events parked under [`PoisonPolicy::Park`].
     pub parked: usize,
-    /// Poison events reported for retry under [`PoisonPolicy::Wait`], or unreadable ones.
+    /// Poison events reported for retry under [`PoisonPolicy::Wait`], and records refused for
+    /// where they come from or for what no order can be given to (reported under both policies).
     pub poison: usize,
+    /// Records of the source that are not events and name none (no usable event id, not JSON,
+    /// not an object): nothing to apply, park or retry, so they are logged with their record
+    /// identifier and why, counted here, and not reported: a retry would bring the same bytes.
+    pub dropped: usize,
     /// Events whose predecessor on their key has not been applied yet.
     pub waiting: usize,
     /// Transient failures.
@@ -95,6 +100,10 @@ impl BatchOutcome {
 /// The log message of every event a consumer parks: what an operator's log query for parked
 /// events filters on (the record's `event_id` field names the event, or its item key).
 pub const PARKED_LOG_MESSAGE: &str = "poison event parked; its key goes on";
+
+/// The log message of every record a consumer drops as not an event (see
+/// [`BatchOutcome::dropped`]); its `record` field names the record (a Kinesis sequence number).
+pub const DROPPED_LOG_MESSAGE: &str = "record dropped: not an event, and it names none";
 
 /// An event a batch applied now.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -214,6 +223,8 @@ enum Work<P> {
     /// An event without an outbox sequence that this consumer does not take (with the entity
     /// item it came from, which stops waiting for this consumer).
     Skipped(String, Option<ItemKey>),
+    /// A record that is not an event and names none, with why: logged, counted, not reported.
+    Drop(String),
 }
 
 /// A decoded event, with the item it came from when the consumer parks poison (a parked record
@@ -239,6 +250,7 @@ enum Outcome {
     Ignored,
     Parked,
     Poison,
+    Dropped,
     Waiting,
     Failed,
     HeldBack,
@@ -551,9 +563,11 @@ impl<C: Consumer, S: ConsumerStore> Processor<C, S> {
                     at: Some((step, _)),
                     ..
                 } => format!("key:{}", step.ordering_key),
-                Work::Once(_, once) | Work::Unreadable(once, ..) => {
-                    format!("key:{}", once.ordering_key)
-                }
+                Work::Once(_, once) | Work::Unreadable(once, ..) => match &once.ordering_key {
+                    Some(key) => format!("key:{key}"),
+                    // Without an ordering key it is no key's event: it waits for none.
+                    None => format!("record:{position}"),
+                },
                 _ => format!("record:{position}"),
             };
             let slot = *group_of.entry(group).or_insert_with(|| {
@@ -608,6 +622,7 @@ impl<C: Consumer, S: ConsumerStore> Processor<C, S> {
                 Outcome::Skipped => &mut outcome.skipped,
                 Outcome::Ignored => &mut outcome.ignored,
                 Outcome::Parked => &mut outcome.parked,
+                Outcome::Dropped => &mut outcome.dropped,
                 Outcome::Waiting => &mut outcome.waiting,
                 Outcome::Failed => &mut outcome.failed,
                 Outcome::HeldBack => &mut outcome.held_back,
@@ -768,6 +783,13 @@ impl<C: Consumer, S: ConsumerStore> Processor<C, S> {
                 self.poison_once(id, reason, &once, event).await
             }
             Work::Skipped(what, entity) => self.skip_once(id, &what, entity).await,
+            Work::Drop(reason) => {
+                tracing::error!(
+                    consumer = self.consumer.name(), record = %id, %reason,
+                    "{DROPPED_LOG_MESSAGE}"
+                );
+                Outcome::Dropped
+            }
             Work::Poison { reason, at, event } => self.poison(id, reason, at, event).await,
             Work::Skip(step, _, what) => {
                 tracing::info!(
@@ -851,7 +873,7 @@ impl<C: Consumer, S: ConsumerStore> Processor<C, S> {
         let event_id = Header::peek(&event).name();
         let record = ParkedEvent {
             consumer,
-            ordering_key: &step.ordering_key,
+            ordering_key: Some(&step.ordering_key),
             event_id: &event_id,
             reason: &reason,
             parked_at: &parked_at,

@@ -99,7 +99,9 @@ impl KeyCounter {
 /// What a consumer records when it parks a poison event.
 pub(crate) struct ParkedEvent<'a> {
     pub(crate) consumer: &'a str,
-    pub(crate) ordering_key: &'a str,
+    /// The event's ordering key; `None` for an event that carries none (parked all the same,
+    /// so that it can be read and redriven once fixed).
+    pub(crate) ordering_key: Option<&'a str>,
     pub(crate) event_id: &'a str,
     pub(crate) reason: &'a str,
     pub(crate) parked_at: &'a str,
@@ -112,28 +114,34 @@ impl ParkedEvent<'_> {
     /// The parked record, in the consumer's table.
     pub(crate) fn record(self) -> Item {
         let s = |v: &str| AttributeValue::S(v.to_owned());
+        // The ordering key is in the sort key for people listing the partition; one too long for
+        // DynamoDB's sort key is left out of it (the event id and time keep it unique), so a
+        // long key never makes an event unparkable. The attribute keeps it whole.
+        let mut sk = schema::parked_sk(
+            self.parked_at,
+            self.ordering_key.unwrap_or_default(),
+            self.event_id,
+        );
+        if sk.len() > schema::MAX_SORT_KEY_BYTES {
+            sk = schema::parked_sk(self.parked_at, "", self.event_id);
+        }
         let mut record = Item::from(HashMap::from([
             (schema::PK.to_owned(), s(&schema::parked_pk(self.consumer))),
-            (
-                schema::SK.to_owned(),
-                s(&schema::parked_sk(
-                    self.parked_at,
-                    self.ordering_key,
-                    self.event_id,
-                )),
-            ),
+            (schema::SK.to_owned(), s(&sk)),
             (schema::PARKED_REASON.to_owned(), s(self.reason)),
             (
                 schema::PARKED_ATTEMPTS.to_owned(),
                 AttributeValue::N("1".into()),
             ),
             (schema::PARKED_AT.to_owned(), s(self.parked_at)),
-            (schema::PARKED_ORDERING_KEY.to_owned(), s(self.ordering_key)),
             (
                 schema::PARKED_EVENT.to_owned(),
                 AttributeValue::M(self.event.into_inner()),
             ),
         ]));
+        if let Some(ordering_key) = self.ordering_key {
+            record.insert(schema::PARKED_ORDERING_KEY.into(), s(ordering_key));
+        }
         if let Some(source) = self.source {
             record.insert(schema::PARKED_OUTBOX_PK.into(), s(&source.pk));
             record.insert(schema::PARKED_OUTBOX_SK.into(), s(&source.sk));

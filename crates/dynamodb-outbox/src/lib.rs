@@ -49,7 +49,8 @@ mod store;
 
 pub use batch::{
     kinesis_put, AppliedEvent, BatchOutcome, KinesisPut, Processor, SettingError,
-    DEFAULT_CONCURRENCY, DEFAULT_EVENTS_PER_TRANSACTION, MAX_RETENTION_SECONDS, PARKED_LOG_MESSAGE,
+    DEFAULT_CONCURRENCY, DEFAULT_EVENTS_PER_TRANSACTION, DROPPED_LOG_MESSAGE,
+    MAX_RETENTION_SECONDS, PARKED_LOG_MESSAGE,
 };
 pub use consumer::{Consumer, Effect, HandlerError, PoisonPolicy, Takes, Write};
 pub use delivery::Header;

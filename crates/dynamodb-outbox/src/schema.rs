@@ -110,6 +110,28 @@ pub fn parked_sk(parked_at: &str, ordering_key: &str, event_id: &str) -> String 
     format!("{parked_at}#{}#{event_id}", field(ordering_key))
 }
 
+/// The longest sort key DynamoDB stores, in bytes (UTF-8).
+pub const MAX_SORT_KEY_BYTES: usize = 1024;
+/// The longest partition key DynamoDB stores, in bytes (UTF-8).
+pub const MAX_PARTITION_KEY_BYTES: usize = 2048;
+
+/// Why `event_id` cannot identify an event of `consumer` in DynamoDB: it is empty, or too long
+/// for the keys of its done record ([`done_pk`]) or its parked record ([`parked_sk`]). An event
+/// that such an id names can be neither applied once nor parked.
+pub(crate) fn unusable_event_id(consumer: &str, event_id: &str) -> Option<String> {
+    if event_id.is_empty() {
+        return Some("its event id is empty".to_owned());
+    }
+    let parked = parked_sk(&crate::envelope::now_rfc3339(), "", event_id).len();
+    let done = done_pk(consumer, event_id).len();
+    (parked > MAX_SORT_KEY_BYTES || done > MAX_PARTITION_KEY_BYTES).then(|| {
+        format!(
+            "its event id ({} bytes) is too long to key a record (DynamoDB keys hold {MAX_SORT_KEY_BYTES} bytes of sort key)",
+            event_id.len()
+        )
+    })
+}
+
 /// Why the event is parked: the last reason it proved poison.
 pub const PARKED_REASON: &str = "reason";
 /// How many times the event proved poison: 1 when parked, one more per redrive that failed.

@@ -216,19 +216,59 @@ async fn a_failure_holds_back_its_keys_later_records_and_the_retry_keeps_stream_
 }
 
 #[tokio::test]
-async fn unreadable_data_and_other_streams_are_poison_named_by_sequence_number() {
+async fn data_that_names_no_event_is_dropped_an_unplaceable_event_waits_and_other_streams_are_refused(
+) {
     let (processor, store) = processor(Ledger::default());
     let mut records = stream(&[&deposit("a", 1)]);
     records.push(record("00002", b"not json".to_vec(), "a"));
-    records.push(record("00003", br#"{"event_id": "x"}"#.to_vec(), "a"));
+    records.push(record("00003", br#"[{"event_id": "x"}]"#.to_vec(), "a"));
+    records.push(record("00004", br#"{"event_id": 7}"#.to_vec(), "a"));
+    let keyless = br#"{"event_id": "k", "event_type": "Deposited", "schema_version": 1}"#;
+    records.push(record("00005", keyless.to_vec(), "a"));
     let mut elsewhere = stream(&[&deposit("a", 9)]).remove(0);
-    elsewhere.kinesis.sequence_number = "00004".into();
+    elsewhere.kinesis.sequence_number = "00006".into();
     elsewhere.event_source_arn = Some("arn:aws:kinesis:eu-west-1:123456789012:stream/other".into());
     records.push(elsewhere);
     let outcome = processor.process_kinesis(&records).await;
-    assert_eq!((outcome.applied, outcome.poison), (1, 3), "{outcome:?}");
-    assert_eq!(outcome.failures, vec!["00002", "00003", "00004"]);
+    assert_eq!(
+        (outcome.applied, outcome.dropped, outcome.poison),
+        (1, 3, 2),
+        "{outcome:?}"
+    );
+    assert_eq!(
+        outcome.failures,
+        vec!["00005", "00006"],
+        "what names an event waits (PoisonPolicy::Wait), another stream's record is refused; \
+         what names none is not retried"
+    );
     assert_eq!(balance(&store, "a"), 1);
+}
+
+#[tokio::test]
+async fn an_event_without_ordering_key_is_parked_under_its_event_id_once() {
+    let (processor, store) = processor(Ledger {
+        park: true,
+        ..Ledger::default()
+    });
+    let keyless = br#"{"event_id": "k-1", "event_type": "Deposited", "schema_version": 1}"#;
+    let mut records = vec![record("00001", keyless.to_vec(), "a")];
+    records.extend(stream(&[&deposit("a", 5)]).into_iter().map(|mut r| {
+        r.kinesis.sequence_number = "00002".into();
+        r
+    }));
+    for round in 0..2 {
+        let outcome = processor.process_kinesis(&records).await;
+        assert!(outcome.failures.is_empty(), "round {round}: {outcome:?}");
+        assert_eq!(outcome.parked, usize::from(round == 0), "{outcome:?}");
+        assert_eq!(outcome.duplicates, if round == 0 { 0 } else { 2 });
+    }
+    let parked = dynamodb_outbox::ConsumerStore::parked(processor.store(), "ledger", 10)
+        .await
+        .unwrap();
+    assert_eq!(parked.len(), 1, "{parked:?}");
+    assert!(parked[0].reason.contains("no ordering key"), "{parked:?}");
+    assert!(parked[0].record.sk.ends_with("#k-1"), "{parked:?}");
+    assert_eq!(balance(&store, "a"), 5);
 }
 
 #[tokio::test]

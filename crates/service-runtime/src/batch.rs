@@ -25,6 +25,7 @@ pub fn report(
         ignored = outcome.ignored,
         parked = outcome.parked,
         poison = outcome.poison,
+        dropped = outcome.dropped,
         waiting = outcome.waiting,
         failed = outcome.failed,
         held_back = outcome.held_back,

@@ -41,13 +41,16 @@ pub const ORDERS_REJECTED: &str = "OrdersRejected";
 /// stream-consumer: events whose reward committed now; events found already rewarded; records
 /// that carry no event (filtered out on AWS, so a count here means the filter changed); events
 /// that can never be applied as they are; events that failed for a transient reason and are
-/// reported for retry; events held back behind a failed one of the same customer.
+/// reported for retry; events held back behind a failed one of the same customer; records
+/// dropped as neither an event nor naming one (Kinesis data without a usable `event_id`, or not
+/// JSON: the mapping's filter lets none through, so a count here means it changed).
 pub const APPLIED: &str = "Applied";
 pub const DUPLICATES: &str = "Duplicates";
 pub const SKIPPED: &str = "Skipped";
 pub const POISON: &str = "Poison";
 pub const RETRIED: &str = "Retried";
 pub const HELD_BACK: &str = "HeldBack";
+pub const DROPPED: &str = "Dropped";
 /// outbox-sweeper: pending events older than the grace period (the stream did not deliver
 /// them in time); of those, rewarded now by the sweeper; parked; left pending after a transient
 /// failure. A redrive of parked events counts what it took out of the parked state instead.
@@ -70,6 +73,7 @@ const CONSUMER_METRICS: &[&str] = &[
     PARKED,
     RETRIED,
     HELD_BACK,
+    DROPPED,
     BATCH_DURATION,
     OUTBOX_LAG,
 ];
@@ -115,6 +119,7 @@ pub fn batch(
         .count(PARKED, outcome.parked)
         .count(RETRIED, outcome.failed + outcome.waiting + outcome.unmarked)
         .count(HELD_BACK, outcome.held_back)
+        .count(DROPPED, outcome.dropped)
         .milliseconds(BATCH_DURATION, vec![duration_millis])
         .milliseconds(OUTBOX_LAG, lag_millis(outcome));
     if let Some(trace_id) = trace_id {

@@ -20,10 +20,11 @@ use crate::source::SourceKind;
 use crate::store::{Committed, ConsumerStore, ItemKey};
 
 /// Where an event without an outbox sequence sits: its ordering key (the batch keeps the
-/// source's order within it), its id (its idempotency), and the entity item it came from, for
-/// an entity table's changes.
+/// source's order within it; `None` for a poison event that carries none, which then waits for
+/// nothing and holds nothing back), its id (its idempotency), and the entity item it came from,
+/// for an entity table's changes.
 pub(crate) struct Once {
-    pub(crate) ordering_key: String,
+    pub(crate) ordering_key: Option<String>,
     pub(crate) event_id: String,
     pub(crate) entity: Option<ItemKey>,
 }
@@ -75,9 +76,17 @@ impl<C: Consumer, S: ConsumerStore> Processor<C, S> {
     /// a record published twice (a retried `PutRecord`) is a duplicate. Within an ordering key
     /// the records keep their stream order and a failure holds back the key's later records in
     /// the batch; Kinesis orders one partition key within a shard, so publish with the ordering
-    /// key as partition key. Records from another stream, and data that is not an envelope,
-    /// are poison, named by sequence number; the key's order is not checked across batches (no
-    /// sequence): an event Lambda gave up on (retry cap, bisect) is not waited for.
+    /// key as partition key. The key's order is not checked across batches (no sequence): an
+    /// event Lambda gave up on (retry cap, bisect) is not waited for.
+    ///
+    /// What is not an event never holds the shard. Records from another stream are refused
+    /// (poison, reported: nothing from them is trusted). Data that names an event (a usable
+    /// `event_id`) but is not one this consumer can apply (no ordering key, an envelope that
+    /// does not decode) is poison: parked under [`PoisonPolicy::Park`], reported under
+    /// [`PoisonPolicy::Wait`]. Data that names no event (not JSON, not an object, no usable
+    /// `event_id`) is dropped: logged with its sequence number and why
+    /// ([`crate::DROPPED_LOG_MESSAGE`]), counted in [`BatchOutcome::dropped`], never reported,
+    /// since a retry brings the same bytes and there is nothing to park it by.
     pub async fn process_kinesis(&self, records: &[KinesisEventRecord]) -> BatchOutcome {
         let takes = self.consumer.takes();
         let incoming = records
@@ -98,12 +107,14 @@ impl<C: Consumer, S: ConsumerStore> Processor<C, S> {
         if let Err(reason) = self.admit(SourceKind::KinesisStream, source) {
             return unreadable(format!("record {sequence}: {reason}"));
         }
-        let item = serde_json::from_slice::<serde_json::Value>(&record.kinesis.data)
-            .map_err(|e| e.to_string())
-            .and_then(|json| serde_dynamo::to_item::<_, Item>(json).map_err(|e| e.to_string()));
-        match item {
-            Ok(item) => self.sort_once(item, None, takes),
-            Err(e) => unreadable(format!("record {sequence}: its data is not an event: {e}")),
+        let json = match serde_json::from_slice::<serde_json::Value>(&record.kinesis.data) {
+            Ok(json @ serde_json::Value::Object(_)) => json,
+            Ok(_) => return Work::Drop("its data is JSON but not an object".to_owned()),
+            Err(e) => return Work::Drop(format!("its data is not JSON: {e}")),
+        };
+        match serde_dynamo::to_item::<_, Item>(json) {
+            Ok(item) => self.sort_once(item, takes),
+            Err(e) => Work::Drop(format!("its data does not read as an item: {e}")),
         }
     }
 
@@ -206,7 +217,7 @@ impl<C: Consumer, S: ConsumerStore> Processor<C, S> {
         };
         let header = Header::peek(&item);
         let once = Once {
-            ordering_key: envelope.ordering_key.clone(),
+            ordering_key: Some(envelope.ordering_key.clone()),
             event_id: envelope.event_id.clone(),
             entity: Some(entity),
         };
@@ -256,17 +267,18 @@ impl<C: Consumer, S: ConsumerStore> Processor<C, S> {
         }
     }
 
-    /// Sorts an envelope (as an item) from a source without an outbox sequence.
-    fn sort_once(&self, item: Item, entity: Option<ItemKey>, takes: &[Takes]) -> Work<C::Payload> {
+    /// Sorts the data of a Kinesis record (a JSON object, as an item): an event when it names
+    /// one by a usable event id, dropped when it does not.
+    fn sort_once(&self, item: Item, takes: &[Takes]) -> Work<C::Payload> {
         let header = Header::peek(&item);
-        let (Some(event_id), Some(ordering_key)) =
-            (header.event_id.clone(), header.ordering_key.clone())
-        else {
-            return unreadable(format!(
-                "event {} has no event id or ordering key",
-                header.name()
-            ));
+        let event_id = match &header.event_id {
+            None => return Work::Drop("its data has no event_id string".to_owned()),
+            Some(id) => match schema::unusable_event_id(self.consumer.name(), id) {
+                Some(why) => return Work::Drop(why),
+                None => id.clone(),
+            },
         };
+        let entity = None;
         if !super::taken(takes, &header) {
             let what = format!(
                 "{} {} v{}",
@@ -278,12 +290,21 @@ impl<C: Consumer, S: ConsumerStore> Processor<C, S> {
             );
             return Work::Skipped(what, entity);
         }
+        let kept = (self.consumer.on_poison() == PoisonPolicy::Park).then(|| item.clone());
+        let Some(ordering_key) = header.ordering_key.clone() else {
+            let once = Once {
+                ordering_key: None,
+                event_id,
+                entity,
+            };
+            let reason = format!("event {} has no ordering key", once.event_id);
+            return Work::Unreadable(once, reason, kept);
+        };
         let once = Once {
-            ordering_key,
+            ordering_key: Some(ordering_key),
             event_id,
             entity,
         };
-        let kept = (self.consumer.on_poison() == PoisonPolicy::Park).then(|| item.clone());
         match delivery::decode::<C::Payload>(item, &header) {
             Ok(envelope) => Work::Once(
                 Box::new(Arrived {
@@ -327,7 +348,7 @@ impl<C: Consumer, S: ConsumerStore> Processor<C, S> {
     pub(super) async fn skip_once(&self, id: &str, what: &str, entity: Option<ItemKey>) -> Outcome {
         tracing::info!(consumer = self.consumer.name(), record = %id, event = %what, "event skipped: not taken by this consumer");
         let once = Once {
-            ordering_key: String::new(),
+            ordering_key: None,
             event_id: what.to_owned(),
             entity,
         };
@@ -396,7 +417,7 @@ impl<C: Consumer, S: ConsumerStore> Processor<C, S> {
         let parked_at = now_rfc3339();
         let record = ParkedEvent {
             consumer,
-            ordering_key: &once.ordering_key,
+            ordering_key: once.ordering_key.as_deref(),
             event_id: &once.event_id,
             reason: &reason,
             parked_at: &parked_at,
