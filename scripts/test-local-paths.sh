@@ -109,8 +109,9 @@ done
 
 echo "== build first: devkit (make ddb, make trigger), cargo-lambda and the four functions (make watch)"
 # Untimed, so that a slow (or busy) machine cannot fail a wait below by compiling in it. Each
-# is built as its command builds it (`cargo run -p devkit`; cargo lambda watch runs one binary
-# at a time), so they find nothing left to compile.
+# is built as its command builds it (make ddb: `cargo run -p devkit`; cargo lambda watch, on a
+# function's first invoke: `cargo run --bin <function>`, one binary at a time, whose features
+# differ from a build of all four), so they find nothing left to compile.
 cargo build --quiet -p devkit || fail "cargo build -p devkit failed"
 make --no-print-directory tools || fail "make tools (cargo-lambda for make watch) failed"
 for function in "${FUNCTIONS[@]}"; do

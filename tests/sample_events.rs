@@ -10,7 +10,7 @@ use aws_lambda_events::kinesis::KinesisEvent;
 // What each sample must get comes from devkit's one table, which `make smoke-arm64` checks the
 // arm64 bootstraps against too.
 use devkit::expected::{
-    CDC_STREAM, HTTP, REDRIVE, SELF_READ_BALANCES, SELF_READ_GET, SELF_READ_HTTP,
+    CDC_BALANCES, CDC_STREAM, HTTP, REDRIVE, SELF_READ_BALANCES, SELF_READ_GET, SELF_READ_HTTP,
     SELF_READ_KINESIS, SELF_READ_REDRIVE, STREAM, STREAM_BALANCES, SWEEP,
 };
 use devkit::patterns::self_read::{SelfReadStack, ORDER_HISTORY_FUNCTION};
@@ -166,8 +166,13 @@ async fn the_cdc_sample_batch_is_handled_by_the_pattern_2_consumer() {
             .await
             .unwrap();
     assert_eq!(response.batch_item_failures.len(), 0, "{path}");
-    assert_eq!(balance(&stack, "c-16").await, (42, 1));
-    assert_eq!(balance(&stack, "c-17").await, (19, 1));
+    for (customer, points, ledger) in CDC_BALANCES {
+        assert_eq!(
+            balance(&stack, customer).await,
+            (*points, *ledger),
+            "{customer}"
+        );
+    }
 }
 
 #[tokio::test]

@@ -57,6 +57,9 @@ pub const REDRIVE: (&str, usize, usize, usize) =
 pub const CDC_STREAM: (&str, usize, usize) =
     ("events/stream-consumer/cdc-order-insert-batch.json", 2, 1);
 
+/// The balances [`CDC_STREAM`] leaves: (customer, points, ledger entries).
+pub const CDC_BALANCES: &[(&str, i64, usize)] = &[("c-16", 42, 1), ("c-17", 19, 1)];
+
 /// Pattern 3's requests to the order-publisher: (file, expected status), in this order.
 pub const SELF_READ_HTTP: &[(&str, i64)] = &[
     ("events/order-publisher/place-order.json", 202),

@@ -134,6 +134,7 @@ fn redrive(expected: (&str, usize, usize, usize)) -> Result<Check> {
 /// Runs every function of every template; returns one line per function, or the first failure.
 pub async fn run(options: SmokeOptions) -> Result<Vec<String>> {
     let mut report = root_template(&options).await?;
+    report.push(cdc_template(&options).await?);
     report.extend(self_read_template(&options).await?);
     Ok(report)
 }
@@ -246,6 +247,20 @@ async fn root_template(options: &SmokeOptions) -> Result<Vec<String>> {
         .0,
     );
     Ok(report)
+}
+
+/// Pattern 2's template runs the root's binaries with `OUTBOX_PATTERN=cdc`: its consumer reads
+/// the order items' own INSERTs, so it gets pattern 2's sample batch.
+async fn cdc_template(options: &SmokeOptions) -> Result<String> {
+    let dynamo = LocalDynamo::embedded("127.0.0.1:0".parse()?).await?;
+    let stack = Stack::on_pattern(dynamo, crate::Pattern::Cdc).await?;
+    let environments = local_environment(&stack.template, &stack.dynamo.endpoint)?;
+    let (path, _, _) = expected::CDC_STREAM;
+    let consumer = vec![Check::batch(path, &stack.tables.orders_stream_arn, 0)?];
+    let dir = &options.build_dir;
+    let (line, _) = run_function(options, dir, &environments, CONSUMER_FUNCTION, consumer).await?;
+    check_balances(&stack.rewards, expected::CDC_BALANCES).await?;
+    Ok(format!("pattern 2 (cdc): {line}"))
 }
 
 /// Pattern 3's template: the order-publisher, both Kinesis consumers, its rewards API and its
