@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use aws_sdk_dynamodb::types::AttributeValue as SdkValue;
-use devkit::proxy::{FaultPlan, FaultProxy};
+use devkit::proxy::{Fault, FaultPlan, FaultProxy};
 use dynamodb_outbox::dynamodb::{DynamoConsumerStore, Outbox, PendingEvents, Routes, WriteError};
 use dynamodb_outbox::{
     schema, Committed, Consumer, ConsumerStore, Effect, Envelope, Event, HandlerError,
@@ -215,14 +215,22 @@ fn tally_routes() -> Routes {
     Routes::new().route("Moved", &["tally"])
 }
 
-fn lose_transaction_answers(losses: u64, operations: &[&str]) -> FaultPlan {
-    FaultPlan {
+/// An outbox whose requests go through a proxy that loses the answers of `operations` (up to
+/// `losses` of them), with the request token stripped as other servers ignore it.
+async fn outbox_losing(bench: &Bench, losses: u64, operations: &[&str]) -> (Outbox, FaultProxy) {
+    let plan = FaultPlan {
         lose_response: 1.0,
         operations: operations.iter().map(|o| (*o).to_owned()).collect(),
         max_faults: Some(losses),
         strip_client_request_token: true,
         ..FaultPlan::none()
-    }
+    };
+    let proxy = FaultProxy::start(&bench.stack.dynamo.endpoint, plan)
+        .await
+        .unwrap();
+    let client = bench.stack.dynamo.client_via(&proxy.endpoint).await;
+    let outbox = Outbox::new(client, &bench.stack.tables.orders, tally_routes());
+    (outbox, proxy)
 }
 
 // A producer's lost answer.
@@ -230,14 +238,7 @@ fn lose_transaction_answers(losses: u64, operations: &[&str]) -> FaultPlan {
 #[tokio::test]
 async fn a_producers_retry_after_a_lost_answer_stores_the_event_once_and_says_so() {
     let bench = Bench::start().await;
-    let proxy = FaultProxy::start(
-        &bench.stack.dynamo.endpoint,
-        lose_transaction_answers(1, &["TransactWriteItems"]),
-    )
-    .await
-    .unwrap();
-    let client = bench.stack.dynamo.client_via(&proxy.endpoint).await;
-    let outbox = Outbox::new(client, &bench.stack.tables.orders, tally_routes());
+    let (outbox, proxy) = outbox_losing(&bench, 1, &["TransactWriteItems"]).await;
     let envelope = Envelope::new(moved("a", 5));
 
     let written = outbox
@@ -273,14 +274,7 @@ async fn a_producers_retry_after_a_lost_answer_stores_the_event_once_and_says_so
 #[tokio::test]
 async fn a_producer_whose_every_answer_was_lost_finds_its_event_instead_of_failing() {
     let bench = Bench::start().await;
-    let proxy = FaultProxy::start(
-        &bench.stack.dynamo.endpoint,
-        lose_transaction_answers(100, &["TransactWriteItems"]),
-    )
-    .await
-    .unwrap();
-    let client = bench.stack.dynamo.client_via(&proxy.endpoint).await;
-    let outbox = Outbox::new(client, &bench.stack.tables.orders, tally_routes());
+    let (outbox, proxy) = outbox_losing(&bench, 100, &["TransactWriteItems"]).await;
     let envelope = Envelope::new(moved("a", 5));
     let written = outbox
         .transaction()
@@ -289,6 +283,10 @@ async fn a_producer_whose_every_answer_was_lost_finds_its_event_instead_of_faili
         .commit()
         .await
         .expect("the read-back found the committed event");
+    assert!(
+        proxy.stats().fault(Fault::LostResponse) >= 2,
+        "the SDK gave up"
+    );
     assert!(written.from_earlier_attempt);
     assert_eq!(bench.events().await.len(), 1);
 }
@@ -296,14 +294,7 @@ async fn a_producer_whose_every_answer_was_lost_finds_its_event_instead_of_faili
 #[tokio::test]
 async fn a_producer_that_cannot_tell_whether_it_committed_says_the_outcome_is_unknown() {
     let bench = Bench::start().await;
-    let proxy = FaultProxy::start(
-        &bench.stack.dynamo.endpoint,
-        lose_transaction_answers(100, &["TransactWriteItems", "GetItem"]),
-    )
-    .await
-    .unwrap();
-    let client = bench.stack.dynamo.client_via(&proxy.endpoint).await;
-    let outbox = Outbox::new(client, &bench.stack.tables.orders, tally_routes());
+    let (outbox, proxy) = outbox_losing(&bench, 100, &["TransactWriteItems", "GetItem"]).await;
     let envelope = Envelope::new(moved("a", 5));
     let err = outbox
         .transaction()
@@ -313,6 +304,11 @@ async fn a_producer_that_cannot_tell_whether_it_committed_says_the_outcome_is_un
         .await
         .expect_err("nothing tells whether it committed");
     assert!(matches!(err, WriteError::OutcomeUnknown(_)), "{err:?}");
+    let lost = proxy.stats().requests;
+    assert!(
+        lost["GetItem"] >= 1,
+        "the writer tried to read its event back: {lost:?}"
+    );
     assert!(
         err.to_string().contains("may or may not have been written"),
         "{err}"
