@@ -380,6 +380,41 @@ async fn a_consumer_named_twice_in_a_route_is_routed_once_and_its_key_goes_on() 
     assert_eq!(bench.balance("a").await, Some(6));
 }
 
+#[tokio::test]
+async fn an_ordering_key_dynamodb_could_not_key_is_refused_by_the_producer_and_a_long_one_works() {
+    let bench = Bench::start().await;
+    let outbox = bench.outbox(tally_routes());
+    let long = "k".repeat(900);
+    bench.write(&outbox, &Envelope::new(moved(&long, 4))).await;
+    let outcome = bench
+        .tally("tally", PoisonPolicy::Wait)
+        .process_items(bench.event_items().await)
+        .await;
+    assert_eq!(outcome.applied, 1, "{outcome:?}");
+    assert_eq!(bench.balance(&long).await, Some(4));
+
+    let too_long = "k".repeat(1000);
+    let err = outbox
+        .transaction()
+        .event(&Envelope::new(moved(&too_long, 1)))
+        .err()
+        .expect("refused before anything is sent");
+    assert!(matches!(err, WriteError::KeyTooLong { .. }), "{err:?}");
+    assert!(
+        err.to_string().contains("shorten the ordering key"),
+        "{err}"
+    );
+    let named = Routes::new().route("Moved", &[&"c".repeat(1200)]);
+    let err = bench
+        .outbox(named)
+        .transaction()
+        .event(&Envelope::new(moved(&long, 1)))
+        .err()
+        .expect("a consumer's progress key past 2,048 bytes is refused");
+    assert!(err.to_string().contains("progress key"), "{err}");
+    assert_eq!(bench.events().await.len(), 1, "nothing more was written");
+}
+
 // Limits and refusals.
 
 #[tokio::test]

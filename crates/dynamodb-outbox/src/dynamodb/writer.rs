@@ -89,6 +89,20 @@ pub enum WriteError {
     /// An event type with no consumer: it would never be processed nor expire.
     #[error("event type {0:?} has no route to any consumer")]
     NoRoute(String),
+    /// A key the engine would build from the event is longer than DynamoDB takes (2,048 bytes a
+    /// partition key, 1,024 a sort key): the event's, its place in the pending index, or a
+    /// consumer's progress on its ordering key. Shorten the ordering key (or the consumer's name).
+    #[error("{key} would be {bytes} bytes, DynamoDB takes {limit}: shorten the ordering key ({ordering_key_bytes} bytes) or the name")]
+    KeyTooLong {
+        /// Which key.
+        key: String,
+        /// Its length.
+        bytes: usize,
+        /// DynamoDB's limit for it.
+        limit: usize,
+        /// The ordering key's length.
+        ordering_key_bytes: usize,
+    },
     /// An event did not encode as an item.
     #[error("{0}")]
     Encode(String),
@@ -277,6 +291,10 @@ impl<'a> Transaction<'a> {
         {
             return Err(WriteError::NoRoute(envelope.event_type.clone()));
         }
+        check_keys(
+            envelope,
+            self.outbox.routes.consumers_of(&envelope.event_type),
+        )?;
         let item = serde_dynamo::to_item(envelope)
             .map_err(|e| WriteError::Encode(format!("the event does not encode: {e}")))?;
         self.events.push(StagedEvent {
@@ -534,4 +552,47 @@ impl<'a> Transaction<'a> {
         let items = callers.into_iter().chain(items).collect();
         Ok((items, written))
     }
+}
+
+/// DynamoDB's limits on a partition key and a sort key, in bytes.
+const MAX_PARTITION_KEY: usize = 2048;
+const MAX_SORT_KEY: usize = 1024;
+
+/// Refuses an event whose keys DynamoDB would refuse later: at the producer, with what to
+/// shorten, instead of an event no consumer could ever record progress for.
+fn check_keys<P>(envelope: &Envelope<P>, consumers: &[String]) -> Result<(), WriteError> {
+    let key = &envelope.ordering_key;
+    let too_long = |what: String, bytes: usize, limit: usize| WriteError::KeyTooLong {
+        key: what,
+        bytes,
+        limit,
+        ordering_key_bytes: key.len(),
+    };
+    let event_pk = schema::key_pk(key).len();
+    if event_pk > MAX_PARTITION_KEY {
+        return Err(too_long(
+            "the event's partition key".into(),
+            event_pk,
+            MAX_PARTITION_KEY,
+        ));
+    }
+    let pending_sk = schema::pending_sk(&envelope.occurred_at, key, u64::MAX).len();
+    if pending_sk > MAX_SORT_KEY {
+        return Err(too_long(
+            "its pending index sort key (occurred_at, ordering key, sequence)".into(),
+            pending_sk,
+            MAX_SORT_KEY,
+        ));
+    }
+    for consumer in consumers {
+        let progress = schema::progress_pk(consumer, key).len();
+        if progress > MAX_PARTITION_KEY {
+            return Err(too_long(
+                format!("consumer {consumer:?}'s progress key"),
+                progress,
+                MAX_PARTITION_KEY,
+            ));
+        }
+    }
+    Ok(())
 }
