@@ -66,21 +66,29 @@ async fn every_sample_event_deserializes_and_is_handled() {
     let service = stack.service();
     for (path, applied, duplicates, ignored, parked, failures) in STREAM {
         let mut event: Event = read(path);
-        // `sam local invoke` runs the sample against events/env.json's table: the consumer
-        // accepts records of that table's stream only, so that is the table the samples name.
+        // `sam local invoke` and `cargo lambda invoke` run the sample against the environment
+        // files' table: the consumer accepts records of that table's stream only, so that is
+        // the table the samples name, and so are the records `make trigger` reads from
+        // `make ddb`'s stream, wherever the emulator says the function runs (`sam local`: an
+        // account of its own; `cargo lambda`: none).
         let env: serde_json::Value = read("events/env.json");
         let table = env["StreamConsumerFunction"]["ORDERS_TABLE"]
             .as_str()
             .unwrap();
         let source = dynamodb_outbox::Source::table(table).unwrap();
         let sam_local = dynamodb_outbox::Home::of_function(devkit::samples::SAM_LOCAL_FUNCTION_ARN);
+        let embedded_stream = stack
+            .dynamo
+            .is_embedded()
+            .then_some(&stack.tables.orders_stream_arn);
         for record in &event.records {
             let arn = record.event_source_arn.as_deref();
-            assert_eq!(
-                source.admits(arn, sam_local.as_ref()),
-                Ok(()),
-                "{path}: {arn:?}"
-            );
+            for function in [sam_local.as_ref(), None] {
+                assert_eq!(source.admits(arn, function), Ok(()), "{path}: {arn:?}");
+                if let Some(stream) = embedded_stream {
+                    assert_eq!(source.admits(Some(stream), function), Ok(()), "{stream}");
+                }
+            }
         }
         // This run's table is that one on the embedded server, and carries a suffix on a shared
         // one (AWS_ENDPOINT_URL): the records are pointed at this run's stream.
@@ -193,7 +201,8 @@ async fn the_self_read_samples_are_answered_by_the_order_publisher_and_handled_b
         let function = *function;
         let mut event: KinesisEvent = read(path);
         // `sam local invoke` runs the sample with the pattern's env.json: the consumers accept
-        // records of that stream only, so that is the stream the samples name.
+        // records of that stream only, so that is the stream the samples name, and kinesalite's
+        // stream of that name, wherever the emulator says the function runs.
         let stream = env[function][service_runtime::config::ORDER_EVENTS_STREAM]
             .as_str()
             .unwrap();
@@ -201,11 +210,15 @@ async fn the_self_read_samples_are_answered_by_the_order_publisher_and_handled_b
         let sam_local = dynamodb_outbox::Home::of_function(devkit::samples::SAM_LOCAL_FUNCTION_ARN);
         for record in &mut event.records {
             let arn = record.event_source_arn.as_deref();
-            assert_eq!(
-                source.admits(arn, sam_local.as_ref()),
-                Ok(()),
-                "{path}: {arn:?}"
-            );
+            for function in [sam_local.as_ref(), None] {
+                assert_eq!(source.admits(arn, function), Ok(()), "{path}: {arn:?}");
+                assert_eq!(
+                    source.admits(Some(&stack.stream.arn), function),
+                    Ok(()),
+                    "{}",
+                    stack.stream.arn
+                );
+            }
             record.event_source_arn = Some(stack.stream.arn.clone());
         }
         let (outcome, (response, lines)) = if function == ORDER_HISTORY_FUNCTION {
@@ -326,9 +339,12 @@ fn each_patterns_env_files_cover_every_function_variable_of_its_template() {
             .collect();
         for function in functions.iter().map(|f| f.logical_id.as_str()) {
             for (name, value) in template.function_environment(function).unwrap() {
-                let expected = value
-                    .as_str()
-                    .map_or_else(|| value.to_string(), str::to_owned);
+                let expected = devkit::samples::local_source(
+                    &name,
+                    &value
+                        .as_str()
+                        .map_or_else(|| value.to_string(), str::to_owned),
+                );
                 assert_eq!(
                     env[function][&name].as_str(),
                     Some(expected.as_str()),
@@ -420,9 +436,12 @@ fn the_watch_env_file_covers_every_function_variable_and_points_at_make_ddb() {
     let template = devkit::Template::load_default().unwrap();
     for function in template.functions().unwrap() {
         for (name, value) in template.function_environment(&function.logical_id).unwrap() {
-            let expected = value
-                .as_str()
-                .map_or_else(|| value.to_string(), str::to_owned);
+            let expected = devkit::samples::local_source(
+                &name,
+                &value
+                    .as_str()
+                    .map_or_else(|| value.to_string(), str::to_owned),
+            );
             assert_eq!(vars.get(name.as_str()), Some(&expected.as_str()), "{name}");
         }
     }

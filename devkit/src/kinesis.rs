@@ -57,6 +57,17 @@ pub struct StreamDescription {
     pub shard_ids: Vec<String>,
 }
 
+/// The account kinesalite puts in its streams' ARNs (its default, pinned when it starts).
+pub const LOCAL_ACCOUNT: &str = "000000000000";
+
+/// The ARN kinesalite, as this module starts it, gives the stream `name`: the local region
+/// and [`LOCAL_ACCOUNT`]. kinesalite takes both from its own environment (`AWS_REGION`,
+/// `AWS_ACCOUNT_ID`), which [`spawn`] sets, so a user's AWS settings cannot move the ARN away
+/// from the one the local environment names the stream by.
+pub fn stream_arn(name: &str) -> String {
+    format!("arn:aws:kinesis:{LOCAL_REGION}:{LOCAL_ACCOUNT}:stream/{name}")
+}
+
 /// Where `make kinesis` serves kinesalite unless told otherwise (kinesalite's own default).
 pub const KINESIS_DEFAULT_PORT: u16 = 4567;
 
@@ -251,6 +262,8 @@ async fn spawn(
         .arg(package)
         .arg(port.to_string())
         .arg(CREATE_STREAM_MS.to_string())
+        .env("AWS_REGION", LOCAL_REGION)
+        .env("AWS_ACCOUNT_ID", LOCAL_ACCOUNT)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

@@ -36,6 +36,14 @@ pub struct LocalDynamo {
     server: Option<tokio::task::JoinHandle<()>>,
 }
 
+/// The ARN the embedded dynoxide gives the table `name` (its streams' ARNs are this and
+/// `/stream/<label>`): dynoxide's own region and account (`arn:aws:dynamodb:dynoxide:000000000000:table/<name>`),
+/// not the client's. The local environment names the tables by it, so a consumer admits the
+/// records of their streams wherever its emulator says the function runs.
+pub fn table_arn(name: &str) -> String {
+    dynoxide::streams::table_arn(name)
+}
+
 /// The tables of one run: their names and the orders table's stream.
 #[derive(Debug, Clone, Default)]
 pub struct Tables {

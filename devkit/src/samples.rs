@@ -20,18 +20,23 @@ use crate::template::Template;
 const WHEN: i64 = 1_790_000_000;
 /// The ARN `sam local invoke` gives every function it runs: its emulator
 /// (aws-lambda-runtime-interface-emulator) invokes `arn:aws:lambda:us-east-1:012345678912:function:<name>`
-/// whatever the region or account, so a consumer configured by table or stream name admits the
-/// records of that account and region only, and the samples' sources are there.
+/// whatever the region or account, and `cargo lambda`'s emulator gives none a consumer can use.
+/// Neither matters: the local environment names each source by the ARN its local server gives
+/// it, which a consumer checks records against wherever it runs.
 pub const SAM_LOCAL_FUNCTION_ARN: &str = "arn:aws:lambda:us-east-1:012345678912:function:sample";
-const STREAM_ARN: &str = "arn:aws:dynamodb:us-east-1:012345678912:table/outbox-dev-orders/stream/2026-11-26T00:00:00.000";
+/// The template's orders table's stream as `make ddb`'s dynoxide names it ([`local_source`]):
+/// the samples, `make trigger`'s records and the local environment agree.
+const STREAM_ARN: &str =
+    "arn:aws:dynamodb:dynoxide:000000000000:table/outbox-dev-orders/stream/2026-11-26T00:00:00.000";
 /// The key of the idempotent sample: the order it creates is the one `get-order.json` reads.
 pub const SAMPLE_IDEMPOTENCY_KEY: &str = "sample-checkout-0001";
 /// Pattern 3's keyed sample: `order-publisher/get-order.json` reads its order, which the
 /// Kinesis samples carry.
 pub const SELF_READ_IDEMPOTENCY_KEY: &str = "sample-checkout-0003";
-/// Pattern 3's stream as the template names it with its default stage.
+/// Pattern 3's stream as the template names it with its default stage, on `make kinesis`'s
+/// kinesalite ([`local_source`]).
 const SELF_READ_STREAM_ARN: &str =
-    "arn:aws:kinesis:us-east-1:012345678912:stream/self-read-dev-order-events";
+    "arn:aws:kinesis:us-east-1:000000000000:stream/self-read-dev-order-events";
 
 pub struct Sample {
     pub path: &'static str,
@@ -445,8 +450,9 @@ pub fn env_paths(pattern: Pattern) -> (&'static str, &'static str) {
 pub const WATCH_ENV_PATH: &str = "events/local.env";
 
 /// Each function's environment for a local run, by logical id: the template's variables (table
-/// names and settings resolved from the parameter defaults) plus what points the SDK at the
-/// DynamoDB of `make ddb`, reached at `endpoint`. `events/env.json` and `events/local.env` are
+/// names and settings resolved from the parameter defaults, the sources by their local ARNs:
+/// [`local_source`]) plus what points the SDK at the DynamoDB of `make ddb`, reached at
+/// `endpoint`. `events/env.json` and `events/local.env` are
 /// both derived from this, so the two local paths cannot disagree.
 pub fn local_environment(
     template: &Template,
@@ -470,7 +476,8 @@ pub fn local_environment_with(
             .into_iter()
             .map(|(name, value)| {
                 let text = value.as_str().map(str::to_owned);
-                (name, text.unwrap_or_else(|| value.to_string()))
+                let local = local_source(&name, &text.unwrap_or_else(|| value.to_string()));
+                (name, local)
             })
             .collect();
         for (name, value) in [
@@ -487,6 +494,22 @@ pub fn local_environment_with(
         functions.insert(function.logical_id, vars);
     }
     Ok(functions)
+}
+
+/// The local value of the template's variable `name`, which it sets to `value`: the orders table
+/// (`ORDERS_TABLE`) and pattern 3's stream (`ORDER_EVENTS_STREAM`) by the ARNs the local servers
+/// give them (dynoxide: [`crate::local::table_arn`]; kinesalite: [`crate::kinesis::stream_arn`]),
+/// anything else as it is. A consumer checks each record's whole source ARN, and a name means
+/// the function's own region and account, which no local emulator gives as the servers do
+/// (`cargo lambda` gives none, `sam local` its own); by ARN the consumers admit the records
+/// of the local streams wherever they run, and every function calls the table or stream by
+/// the name in the ARN.
+pub fn local_source(name: &str, value: &str) -> String {
+    match name {
+        service_runtime::config::ORDERS_TABLE => crate::local::table_arn(value),
+        service_runtime::config::ORDER_EVENTS_STREAM => crate::kinesis::stream_arn(value),
+        _ => value.to_owned(),
+    }
 }
 
 /// `make ddb`'s default endpoint as seen from this machine and from inside SAM's Docker

@@ -142,15 +142,10 @@ pub async fn run(options: SmokeOptions) -> Result<Vec<String>> {
 /// `template.yaml`'s four functions (pattern 2's template runs the same four binaries).
 async fn root_template(options: &SmokeOptions) -> Result<Vec<String>> {
     let stack = Stack::on(LocalDynamo::embedded("127.0.0.1:0".parse()?).await?).await?;
-    let mut environments = local_environment(&stack.template, &stack.dynamo.endpoint)?;
     // The stub invokes every function as one in us-east-1, and the embedded server's stream is
-    // elsewhere: the consumer is given its table by ARN, so it admits that table's records.
-    if let Some(consumer) = environments.get_mut(CONSUMER_FUNCTION) {
-        consumer.insert(
-            service_runtime::config::ORDERS_TABLE.to_owned(),
-            stack.tables.orders_arn(),
-        );
-    }
+    // elsewhere: the local environment names the table by the server's ARN for it, so the
+    // consumer admits its records.
+    let environments = local_environment(&stack.template, &stack.dynamo.endpoint)?;
     let dir = &options.build_dir;
     let mut report = Vec::new();
 

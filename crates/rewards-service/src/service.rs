@@ -6,7 +6,7 @@ use aws_sdk_dynamodb::Client;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use dynamodb_outbox::dynamodb::{DynamoConsumerStore, PendingEvents};
-use dynamodb_outbox::{BatchOutcome, Processor, Source, SourceKind};
+use dynamodb_outbox::{BatchOutcome, Processor, SourceKind};
 use order_service::changes::order_placed_from_image;
 use serde::Serialize;
 use service_runtime::config::{self, ConfigError};
@@ -52,15 +52,10 @@ pub fn processor(client: Client, rewards_table: &str, orders_table: &str) -> Rew
         DynamoConsumerStore::new(
             client,
             rewards_table,
-            source_name(SourceKind::Table, orders_table),
+            config::source_name(SourceKind::Table, orders_table),
         ),
         orders_table,
     )
-}
-
-/// The name of the table or stream `source` (a name or an ARN): what the function addresses it by.
-pub fn source_name(kind: SourceKind, source: &str) -> String {
-    Source::parse(kind, source).map_or_else(|_| source.to_owned(), |s| s.name().to_owned())
 }
 
 /// What one run of the sweeper found and did.

@@ -23,7 +23,9 @@ use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 
 use dynamodb_outbox::dynamodb::TransientCancellation;
-use dynamodb_outbox::{Source, SourceKind};
+use dynamodb_outbox::Source;
+/// What a source variable names, for [`required_source`] and [`required_name`].
+pub use dynamodb_outbox::SourceKind;
 
 /// The variable naming the order service's table (its orders and its outbox).
 pub const ORDERS_TABLE: &str = "ORDERS_TABLE";
@@ -222,6 +224,24 @@ pub fn required_source(name: &'static str, kind: SourceKind) -> Result<String, C
     };
     source_from(name, kind, &value)?;
     Ok(value)
+}
+
+/// The name of the table (`kind` [`SourceKind::Table`]) or Kinesis stream in the variable
+/// `name`, which holds its name or its ARN (checked at start-up as [`required_source`] checks
+/// it): what a function addresses it by in its DynamoDB or Kinesis calls, so one value serves
+/// the functions that call the table or stream and the consumers that check its records. A
+/// table or stream given by ARN is still called by its name, in the function's own account and
+/// region (local servers, dynoxide among them, accept no ARN where a name goes).
+pub fn required_name(name: &'static str, kind: SourceKind) -> Result<String, ConfigError> {
+    let value = required_source(name, kind)?;
+    Ok(source_name(kind, &value))
+}
+
+/// The name of the table or stream `source` names (by name or by ARN); a value that is neither
+/// is returned as it is.
+pub fn source_name(kind: SourceKind, source: &str) -> String {
+    Source::parse(kind, source.trim())
+        .map_or_else(|_| source.to_owned(), |source| source.name().to_owned())
 }
 
 /// `value` of the variable `name` as a source of `kind`, or the start-up error naming both.
@@ -711,6 +731,7 @@ rqXRfboQnoZsG4q5WTP468SQvvG5
         ] {
             let source = source_from(ORDERS_TABLE, SourceKind::Table, good).unwrap();
             assert_eq!(source.name(), "outbox-dev-orders");
+            assert_eq!(source_name(SourceKind::Table, good), "outbox-dev-orders");
         }
         for bad in [
             "arn:aws:dynamodb:us-east-1:123456789012:table/outbox-dev-orders/stream/2026",

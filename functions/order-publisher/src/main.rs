@@ -14,8 +14,11 @@ use service_runtime::config;
 async fn main() -> Result<(), Error> {
     config::init_tracing();
     service_runtime::metrics::init();
-    let stream = config::required_stream(config::ORDER_EVENTS_STREAM)?;
-    let table = config::required(config::ORDERS_TABLE)?;
+    let stream = config::required_name(
+        config::ORDER_EVENTS_STREAM,
+        config::SourceKind::KinesisStream,
+    )?;
+    let table = config::required_name(config::ORDERS_TABLE, config::SourceKind::Table)?;
     let publisher = KinesisPublisher::new(kinesis_client(), stream);
     let history = DynamoOrderStore::new(config::dynamodb_client().await, table);
     run(service_fn(|event| api::handle(&publisher, &history, event))).await

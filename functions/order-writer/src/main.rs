@@ -23,7 +23,7 @@ async fn main() -> Result<(), Error> {
         "order-writer",
         &[OutboxPattern::Outbox, OutboxPattern::Cdc],
     )?;
-    let table = config::required(config::ORDERS_TABLE)?;
+    let table = config::required_name(config::ORDERS_TABLE, config::SourceKind::Table)?;
     let client = config::dynamodb_client().await;
     match pattern {
         OutboxPattern::Outbox => {

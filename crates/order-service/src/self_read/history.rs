@@ -17,8 +17,8 @@ use aws_lambda_events::streams::KinesisEventResponse;
 use aws_sdk_dynamodb::Client;
 use dynamodb_outbox::dynamodb::DynamoConsumerStore;
 use dynamodb_outbox::{
-    Consumer, ConsumerStore, Effect, Envelope, HandlerError, PoisonPolicy, Processor, Source,
-    SourceKind, Takes,
+    Consumer, ConsumerStore, Effect, Envelope, HandlerError, PoisonPolicy, Processor, SourceKind,
+    Takes,
 };
 use lambda_runtime::{Error, LambdaEvent};
 use service_runtime::config::{self, ConfigError};
@@ -84,8 +84,7 @@ pub type HistoryProcessor = Processor<OrderHistoryConsumer, DynamoConsumerStore>
 /// The order-history processor writing to `orders_table`, reading the Kinesis stream `stream`
 /// (its name or its ARN).
 pub fn processor(client: Client, orders_table: &str, stream: &str) -> HistoryProcessor {
-    let stream_name =
-        Source::kinesis_stream(stream).map_or_else(|_| stream.to_owned(), |s| s.name().to_owned());
+    let stream_name = config::source_name(SourceKind::KinesisStream, stream);
     Processor::new(
         OrderHistoryConsumer::new(orders_table),
         DynamoConsumerStore::new(client, orders_table, stream_name),
@@ -95,7 +94,7 @@ pub fn processor(client: Client, orders_table: &str, stream: &str) -> HistoryPro
 
 /// The function's processor, from its settings: the orders table and the stream.
 pub fn processor_from_env(client: Client) -> Result<HistoryProcessor, ConfigError> {
-    let orders = config::required(config::ORDERS_TABLE)?;
+    let orders = config::required_name(config::ORDERS_TABLE, SourceKind::Table)?;
     let stream = config::required_source(config::ORDER_EVENTS_STREAM, SourceKind::KinesisStream)?;
     Ok(processor(client, &orders, &stream).concurrency(config::CONSUMER_CONCURRENCY.read()?))
 }

@@ -16,7 +16,7 @@ use service_runtime::config::{self, ConfigError};
 use service_runtime::{batch, metrics};
 
 use crate::consumer::RewardsConsumer;
-use crate::service::{source_name, RewardsProcessor};
+use crate::service::RewardsProcessor;
 
 /// The rewards processor reading the Kinesis stream `stream` (its name or its ARN), writing to
 /// `rewards_table`.
@@ -26,7 +26,7 @@ pub fn processor(client: Client, rewards_table: &str, stream: &str) -> RewardsPr
         DynamoConsumerStore::new(
             client,
             rewards_table,
-            source_name(SourceKind::KinesisStream, stream),
+            config::source_name(SourceKind::KinesisStream, stream),
         ),
         stream,
     )

@@ -52,12 +52,9 @@ impl Sweeper {
                 Some(history::processor_from_env(client)?),
             )
         } else {
-            let orders = config::required_source(config::ORDERS_TABLE, SourceKind::Table)?;
+            let orders = config::required_name(config::ORDERS_TABLE, SourceKind::Table)?;
             (
-                Some(PendingEvents::new(
-                    client.clone(),
-                    service::source_name(SourceKind::Table, &orders),
-                )),
+                Some(PendingEvents::new(client.clone(), orders)),
                 service::processor_from_env(client)?,
                 None,
             )
