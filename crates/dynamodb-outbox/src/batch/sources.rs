@@ -278,7 +278,6 @@ impl<C: Consumer, S: ConsumerStore> Processor<C, S> {
                 None => id.clone(),
             },
         };
-        let entity = None;
         if !super::taken(takes, &header) {
             let what = format!(
                 "{} {} v{}",
@@ -288,14 +287,14 @@ impl<C: Consumer, S: ConsumerStore> Processor<C, S> {
                     .schema_version
                     .map_or_else(|| "?".to_owned(), |v| v.to_string())
             );
-            return Work::Skipped(what, entity);
+            return Work::Skipped(what, None);
         }
         let kept = (self.consumer.on_poison() == PoisonPolicy::Park).then(|| item.clone());
         let Some(ordering_key) = header.ordering_key.clone() else {
             let once = Once {
                 ordering_key: None,
                 event_id,
-                entity,
+                entity: None,
             };
             let reason = format!("event {} has no ordering key", once.event_id);
             return Work::Unreadable(once, reason, kept);
@@ -303,7 +302,7 @@ impl<C: Consumer, S: ConsumerStore> Processor<C, S> {
         let once = Once {
             ordering_key: Some(ordering_key),
             event_id,
-            entity,
+            entity: None,
         };
         match delivery::decode::<C::Payload>(item, &header) {
             Ok(envelope) => Work::Once(

@@ -554,10 +554,6 @@ impl<'a> Transaction<'a> {
     }
 }
 
-/// DynamoDB's limits on a partition key and a sort key, in bytes.
-const MAX_PARTITION_KEY: usize = 2048;
-const MAX_SORT_KEY: usize = 1024;
-
 /// Refuses an event whose keys DynamoDB would refuse later: at the producer, with what to
 /// shorten, instead of an event no consumer could ever record progress for.
 fn check_keys<P>(envelope: &Envelope<P>, consumers: &[String]) -> Result<(), WriteError> {
@@ -569,28 +565,28 @@ fn check_keys<P>(envelope: &Envelope<P>, consumers: &[String]) -> Result<(), Wri
         ordering_key_bytes: key.len(),
     };
     let event_pk = schema::key_pk(key).len();
-    if event_pk > MAX_PARTITION_KEY {
+    if event_pk > schema::MAX_PARTITION_KEY_BYTES {
         return Err(too_long(
             "the event's partition key".into(),
             event_pk,
-            MAX_PARTITION_KEY,
+            schema::MAX_PARTITION_KEY_BYTES,
         ));
     }
     let pending_sk = schema::pending_sk(&envelope.occurred_at, key, u64::MAX).len();
-    if pending_sk > MAX_SORT_KEY {
+    if pending_sk > schema::MAX_SORT_KEY_BYTES {
         return Err(too_long(
             "its pending index sort key (occurred_at, ordering key, sequence)".into(),
             pending_sk,
-            MAX_SORT_KEY,
+            schema::MAX_SORT_KEY_BYTES,
         ));
     }
     for consumer in consumers {
         let progress = schema::progress_pk(consumer, key).len();
-        if progress > MAX_PARTITION_KEY {
+        if progress > schema::MAX_PARTITION_KEY_BYTES {
             return Err(too_long(
                 format!("consumer {consumer:?}'s progress key"),
                 progress,
-                MAX_PARTITION_KEY,
+                schema::MAX_PARTITION_KEY_BYTES,
             ));
         }
     }
