@@ -26,7 +26,7 @@ use crate::envelope::{now_rfc3339, Envelope};
 use crate::item::ParkedEvent;
 use crate::schema;
 use crate::source::{Home, Source, SourceKind};
-use crate::store::{Committed, ConsumerStore, ItemKey, Parked, Step, StoreError};
+use crate::store::{chain, Committed, ConsumerStore, ItemKey, LastOut, Parked, Step, StoreError};
 
 mod sources;
 mod sweep;
@@ -663,7 +663,10 @@ impl<C: Consumer, S: ConsumerStore> Processor<C, S> {
             .saturating_add(self.retention_seconds);
         stream::iter(marks)
             .map(|(position, step, key)| async move {
-                let marked = self.store.complete(consumer, &key, expires_at).await;
+                let marked = self
+                    .store
+                    .leave(consumer, &key, LastOut::Expire { at: expires_at })
+                    .await;
                 marked.err().map(|err| (position, step, err))
             })
             .buffer_unordered(self.concurrency)
@@ -842,7 +845,7 @@ impl<C: Consumer, S: ConsumerStore> Processor<C, S> {
                 Outcome::Waiting
             }
             Ok(Committed::Refused(reason)) => Outcome::Refused(reason),
-            Err(StoreError::Invalid(why)) => Outcome::Refused(why),
+            Err(StoreError::Invalid(why)) => Outcome::Refused(chain(why.as_ref())),
             Err(err) => self.store_failure(id, step, &err),
         }
     }

@@ -46,6 +46,8 @@ pub mod memory;
 pub mod schema;
 mod source;
 mod store;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 pub use batch::{
     kinesis_put, AppliedEvent, BatchOutcome, KinesisPut, Processor, SettingError,
@@ -57,4 +59,4 @@ pub use delivery::Header;
 pub use envelope::{Envelope, Event, TraceContext};
 pub use item::{outbox_item, pending_marker};
 pub use source::{Home, Source, SourceError, SourceKind};
-pub use store::{Committed, ConsumerStore, Hooked, ItemKey, Parked, Step, StoreError, StoreHooks};
+pub use store::{Cause, Committed, ConsumerStore, ItemKey, LastOut, Parked, Step, StoreError};

@@ -17,7 +17,7 @@ use crate::envelope::{now_rfc3339, Envelope};
 use crate::item::ParkedEvent;
 use crate::schema;
 use crate::source::SourceKind;
-use crate::store::{Committed, ConsumerStore, ItemKey};
+use crate::store::{Committed, ConsumerStore, ItemKey, LastOut};
 
 /// Where an event without an outbox sequence sits: its ordering key (the batch keeps the
 /// source's order within it; `None` for a poison event that carries none, which then waits for
@@ -364,7 +364,11 @@ impl<C: Consumer, S: ConsumerStore> Processor<C, S> {
         let Some(entity) = once.entity.as_ref().filter(|_| done) else {
             return outcome;
         };
-        match self.store.release(self.consumer.name(), entity).await {
+        match self
+            .store
+            .leave(self.consumer.name(), entity, LastOut::Keep)
+            .await
+        {
             Ok(()) => outcome,
             // The effect is in; a redelivery finds it a duplicate and releases the item then.
             Err(err) => {
@@ -387,7 +391,9 @@ impl<C: Consumer, S: ConsumerStore> Processor<C, S> {
             Ok(Committed::Applied) => Outcome::Applied,
             Ok(Committed::Duplicate) => Outcome::Duplicate,
             Ok(Committed::Refused(reason)) => Outcome::Refused(reason),
-            Err(crate::store::StoreError::Invalid(why)) => Outcome::Refused(why),
+            Err(crate::store::StoreError::Invalid(why)) => {
+                Outcome::Refused(crate::store::chain(why.as_ref()))
+            }
             Ok(Committed::Waiting { .. }) => Outcome::Failed,
             Err(err) => {
                 tracing::warn!(
