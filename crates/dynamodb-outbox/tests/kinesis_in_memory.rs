@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use aws_lambda_events::kinesis::KinesisEventRecord;
 use dynamodb_outbox::memory::MemoryStore;
+use dynamodb_outbox::testing::Inspect;
 use dynamodb_outbox::{
     kinesis_put, schema, Consumer, Effect, Envelope, Event, HandlerError, Home, PoisonPolicy,
     Processor, Takes,
@@ -133,12 +134,14 @@ fn processor(ledger: Ledger) -> (Processor<Ledger, MemoryStore>, MemoryStore) {
     )
 }
 
-fn balance(store: &MemoryStore, account: &str) -> i64 {
-    store.number(TABLE, &format!("ACCOUNT#{account}"), "BALANCE", "cents")
+async fn balance(store: &MemoryStore, account: &str) -> i64 {
+    let pk = format!("ACCOUNT#{account}");
+    store.number(TABLE, &pk, "BALANCE", "cents").await.unwrap()
 }
 
-fn last(store: &MemoryStore, account: &str) -> i64 {
-    store.number(TABLE, &format!("ACCOUNT#{account}"), "LAST", "cents")
+async fn last(store: &MemoryStore, account: &str) -> i64 {
+    let pk = format!("ACCOUNT#{account}");
+    store.number(TABLE, &pk, "LAST", "cents").await.unwrap()
 }
 
 #[tokio::test]
@@ -159,12 +162,15 @@ async fn a_record_published_twice_is_applied_once_by_its_event_id() {
         );
         let again = processor.process_kinesis(&records).await;
         assert_eq!(again.duplicates, 3, "a redelivered batch: {again:?}");
-        assert_eq!(balance(&store, "a"), 12);
-        let done = store.item(
-            TABLE,
-            &schema::done_pk("ledger", &event.event_id),
-            schema::DONE_SK,
-        );
+        assert_eq!(balance(&store, "a").await, 12);
+        let done = store
+            .item(
+                TABLE,
+                &schema::done_pk("ledger", &event.event_id),
+                schema::DONE_SK,
+            )
+            .await
+            .unwrap();
         assert_eq!(
             done.is_some(),
             !own_record,
@@ -205,14 +211,17 @@ async fn a_failure_holds_back_its_keys_later_records_and_the_retry_keeps_stream_
         retry, outcome.failures,
         "Lambda is told the sequence numbers"
     );
-    assert_eq!((last(&store, "a"), last(&store, "b")), (1, 200));
+    assert_eq!((last(&store, "a").await, last(&store, "b").await), (1, 200));
 
     ledger.flaky.store(false, Ordering::SeqCst);
     // Lambda retries from the first failed record on.
     let outcome = processor.process_kinesis(&records[2..]).await;
     assert_eq!((outcome.applied, outcome.duplicates), (2, 1), "{outcome:?}");
-    assert_eq!(last(&store, "a"), 3, "13 then 3: the stream's order");
-    assert_eq!((balance(&store, "a"), balance(&store, "b")), (17, 300));
+    assert_eq!(last(&store, "a").await, 3, "13 then 3: the stream's order");
+    assert_eq!(
+        (balance(&store, "a").await, balance(&store, "b").await),
+        (17, 300)
+    );
 }
 
 #[tokio::test]
@@ -241,7 +250,7 @@ async fn data_that_names_no_event_is_dropped_an_unplaceable_event_waits_and_othe
         "what names an event waits (PoisonPolicy::Wait), another stream's record is refused; \
          what names none is not retried"
     );
-    assert_eq!(balance(&store, "a"), 1);
+    assert_eq!(balance(&store, "a").await, 1);
 }
 
 #[tokio::test]
@@ -268,7 +277,7 @@ async fn an_event_without_ordering_key_is_parked_under_its_event_id_once() {
     assert_eq!(parked.len(), 1, "{parked:?}");
     assert!(parked[0].reason.contains("no ordering key"), "{parked:?}");
     assert!(parked[0].record.sk.ends_with("#k-1"), "{parked:?}");
-    assert_eq!(balance(&store, "a"), 5);
+    assert_eq!(balance(&store, "a").await, 5);
 }
 
 #[tokio::test]
@@ -281,7 +290,10 @@ async fn a_poison_event_waits_or_is_parked_and_redriven_by_policy() {
         (1, 1, 1),
         "{outcome:?}"
     );
-    assert_eq!((balance(&store, "a"), balance(&store, "b")), (0, 3));
+    assert_eq!(
+        (balance(&store, "a").await, balance(&store, "b").await),
+        (0, 3)
+    );
 
     let (parking, store) = processor(Ledger {
         park: true,
@@ -296,7 +308,7 @@ async fn a_poison_event_waits_or_is_parked_and_redriven_by_policy() {
     );
     let still = parking.redrive_parked(10).await;
     assert_eq!(still.parked, 1, "{still:?}");
-    assert_eq!(balance(&store, "a"), 2);
+    assert_eq!(balance(&store, "a").await, 2);
 }
 
 #[tokio::test]
@@ -312,7 +324,7 @@ async fn an_own_record_with_other_content_is_poison_not_a_duplicate() {
         .process_kinesis(&stream(&[&first, &collision]))
         .await;
     assert_eq!((outcome.applied, outcome.poison), (1, 1), "{outcome:?}");
-    assert_eq!(balance(&store, "a"), 5);
+    assert_eq!(balance(&store, "a").await, 5);
 }
 
 #[tokio::test]
@@ -342,7 +354,7 @@ async fn a_same_named_stream_of_another_account_region_or_partition_is_never_cre
     records.push(unnamed);
     let outcome = processor.process_kinesis(&records).await;
     assert_eq!((outcome.applied, outcome.poison), (0, 8), "{outcome:?}");
-    assert_eq!(balance(&store, "a"), 0);
+    assert_eq!(balance(&store, "a").await, 0);
 
     // Configured by ARN, the stream is where its ARN says, wherever the function runs.
     let by_arn = Processor::new(Ledger::default(), store.clone(), ARN);
@@ -360,5 +372,5 @@ async fn a_stream_named_without_a_known_account_and_region_admits_nothing() {
     assert_eq!(unplaced.process_kinesis(&records).await.poison, 1);
     unplaced.invoked_as("arn:aws:lambda:eu-west-1:123456789012:function:deposits:live");
     assert_eq!(unplaced.process_kinesis(&records).await.applied, 1);
-    assert_eq!(balance(&store, "a"), 2);
+    assert_eq!(balance(&store, "a").await, 2);
 }

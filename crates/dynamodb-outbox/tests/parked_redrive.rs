@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use dynamodb_outbox::dynamodb::Routes;
 use dynamodb_outbox::memory::{MemoryOutbox, MemoryStore};
+use dynamodb_outbox::testing::{Inspect, Recording};
 use dynamodb_outbox::{
     Consumer, ConsumerStore, Effect, Envelope, Event, HandlerError, PoisonPolicy, Processor,
     StoreError, Takes,
@@ -98,27 +99,30 @@ fn deposit(account: &str, cents: i64) -> Envelope<Deposited> {
 }
 
 /// A ledger that parked the -5 of "a" between a 10 and a 20.
-async fn parked_world() -> (Processor<Ledger, MemoryStore>, MemoryStore) {
+async fn parked_world() -> (Processor<Ledger, Recording<MemoryStore>>, MemoryStore) {
     let store = MemoryStore::new(TABLE);
     let mut outbox = MemoryOutbox::new(Routes::new().route("Deposited", &[NAME]));
     let items: Vec<Item> = [10, -5, 20]
         .into_iter()
         .map(|cents| outbox.write(&deposit("a", cents), &store).unwrap())
         .collect();
-    let processor = Processor::new(Ledger::default(), store.clone(), "outbox");
+    let processor = Processor::new(Ledger::default(), Recording::new(store.clone()), "outbox");
     let outcome = processor.process_items(items).await;
     assert_eq!((outcome.applied, outcome.parked), (2, 1), "{outcome:?}");
     (processor, store)
 }
 
-fn balance(store: &MemoryStore) -> i64 {
-    store.number(TABLE, "ACCOUNT#a", "BALANCE", "cents")
+async fn balance(store: &MemoryStore) -> i64 {
+    store
+        .number(TABLE, "ACCOUNT#a", "BALANCE", "cents")
+        .await
+        .unwrap()
 }
 
 #[tokio::test]
 async fn a_fixed_parked_event_is_applied_once_and_its_record_goes() {
     let (processor, store) = parked_world().await;
-    assert_eq!(balance(&store), 30);
+    assert_eq!(balance(&store).await, 30);
 
     processor.consumer().fixed.store(true, Ordering::SeqCst);
     let redriven = processor.redrive_parked(10).await;
@@ -127,14 +131,18 @@ async fn a_fixed_parked_event_is_applied_once_and_its_record_goes() {
         (1, 0),
         "{redriven:?}"
     );
-    assert_eq!(balance(&store), 25, "applied after the key's later events");
+    assert_eq!(
+        balance(&store).await,
+        25,
+        "applied after the key's later events"
+    );
     assert!(store.parked(NAME, 10).await.unwrap().is_empty());
 
     let again = processor.redrive_parked(10).await;
     assert_eq!(again, Default::default(), "nothing left to apply");
-    assert_eq!(balance(&store), 25);
+    assert_eq!(balance(&store).await, 25);
     assert_eq!(
-        store.progress(NAME, "a"),
+        store.progress(NAME, "a").await.unwrap(),
         3,
         "the progress never moved back"
     );
@@ -161,7 +169,7 @@ async fn racing_redrives_apply_a_parked_event_once() {
         2,
         "both computed the effect; one committed"
     );
-    assert_eq!(balance(&store), 25);
+    assert_eq!(balance(&store).await, 25);
 }
 
 #[tokio::test]
@@ -175,20 +183,22 @@ async fn an_event_still_poison_stays_parked_with_its_new_reason_and_attempts() {
         (parked[0].attempts, parked[0].reason.as_str()),
         (2, "a negative deposit")
     );
-    assert_eq!(balance(&store), 30);
+    assert_eq!(balance(&store).await, 30);
 }
 
 #[tokio::test]
 async fn a_transient_failure_leaves_the_parked_event_as_it_is() {
     let (processor, store) = parked_world().await;
     processor.consumer().fixed.store(true, Ordering::SeqCst);
-    store.fail_next_commits(1, StoreError::Unavailable("throttled".into()));
+    processor
+        .store()
+        .fail_next_commits(1, || StoreError::Unavailable("throttled".into()));
     let failing = processor.redrive_parked(10).await;
     assert_eq!((failing.failed, failing.applied), (1, 0), "{failing:?}");
     let parked = store.parked(NAME, 10).await.unwrap();
     assert_eq!(parked[0].attempts, 1, "not counted as poison");
     assert_eq!(processor.redrive_parked(10).await.applied, 1);
-    assert_eq!(balance(&store), 25);
+    assert_eq!(balance(&store).await, 25);
 }
 
 #[tokio::test]
