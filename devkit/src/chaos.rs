@@ -207,8 +207,7 @@ pub async fn run(opts: ChaosOptions) -> Result<ChaosReport> {
             service::processor(client, &stack.tables.rewards, &stack.tables.orders_arn())
                 .retention_seconds(stack.retention_seconds())
                 .expect("a retention in range");
-        // A consumer process that sometimes dies right after committing an effect, before the
-        // outbox mark: the next delivery must find the effect applied and only make the mark.
+        // Dies after the effect's commit, before the mark: redelivery only makes the mark.
         let store = Crashing::seeded(
             processor.store().clone(),
             seed,
