@@ -11,7 +11,7 @@ use crate::schema;
 use crate::source::SourceKind;
 use crate::store::{ConsumerStore, ItemKey, Step};
 
-/// One record, sorted before any database work.
+/// One record, classified before any database work: what it asks for.
 pub(super) enum Work<P> {
     Ignore,
     Apply(Box<Arrived<P>>, Step, ItemKey),
