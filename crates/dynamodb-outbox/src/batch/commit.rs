@@ -13,7 +13,7 @@ use crate::store::{Committed, ConsumerStore, ItemKey, Step, StoreError};
 pub(super) type Mark = (usize, Step, ItemKey);
 
 /// What one key's group came to: each record's outcome, and the marks it leaves to the batch.
-pub(super) struct Applied {
+pub(super) struct GroupOutcome {
     outcomes: Vec<(usize, Outcome)>,
     marks: Vec<Mark>,
 }
@@ -26,7 +26,7 @@ impl<C: Consumer, S: ConsumerStore> Processor<C, S> {
         groups: Vec<Vec<(usize, Work<C::Payload>)>>,
         ids: &[String],
     ) -> (Vec<Option<Outcome>>, Vec<Mark>) {
-        let applied: Vec<Applied> = stream::iter(groups)
+        let applied: Vec<GroupOutcome> = stream::iter(groups)
             .map(|group| self.apply_group(group, ids))
             .buffer_unordered(self.concurrency)
             .collect()
@@ -42,7 +42,11 @@ impl<C: Consumer, S: ConsumerStore> Processor<C, S> {
         (by_position, marks)
     }
 
-    async fn apply_group(&self, group: Vec<(usize, Work<C::Payload>)>, ids: &[String]) -> Applied {
+    async fn apply_group(
+        &self,
+        group: Vec<(usize, Work<C::Payload>)>,
+        ids: &[String],
+    ) -> GroupOutcome {
         let mut results = Vec::with_capacity(group.len());
         let mut marks = Vec::new();
         let mut queue = KeyQueue::new(group, self.events_per_transaction);
@@ -73,7 +77,7 @@ impl<C: Consumer, S: ConsumerStore> Processor<C, S> {
                 }
             }
         }
-        Applied {
+        GroupOutcome {
             outcomes: results,
             marks,
         }
