@@ -5,6 +5,8 @@ use aws_lambda_events::streams::{
 };
 
 use super::Work;
+#[cfg(doc)]
+use crate::consumer::PoisonPolicy;
 
 /// What a batch came to: counts for logs, metrics and tests, and the records to report.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
