@@ -60,7 +60,7 @@ impl SourceKind {
         }
     }
 
-    fn what(self) -> &'static str {
+    pub(crate) fn what(self) -> &'static str {
         match self {
             SourceKind::Table => "DynamoDB table",
             SourceKind::KinesisStream => "Kinesis data stream",
@@ -92,10 +92,8 @@ pub struct Source {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{value:?} is neither the name nor the ARN of a {}", kind.what())]
 pub struct SourceError {
-    /// What was configured.
-    pub value: String,
-    /// What it had to name.
-    pub kind: SourceKind,
+    value: String,
+    kind: SourceKind,
 }
 
 impl Source {
