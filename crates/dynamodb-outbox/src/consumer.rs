@@ -74,10 +74,8 @@ pub trait Consumer: Send + Sync {
 /// An event type and the schema versions of it that a consumer applies.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Takes {
-    /// The event type.
-    pub event_type: String,
-    /// The schema versions.
-    pub versions: RangeInclusive<u32>,
+    pub(crate) event_type: String,
+    pub(crate) versions: RangeInclusive<u32>,
 }
 
 impl Takes {

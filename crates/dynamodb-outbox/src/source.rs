@@ -103,7 +103,7 @@ impl Source {
     /// # use dynamodb_outbox::Source;
     /// let by_arn = Source::table("arn:aws:dynamodb:eu-west-1:123456789012:table/orders").unwrap();
     /// assert_eq!(by_arn.name(), "orders");
-    /// assert_eq!(Source::table("orders").unwrap().home(), None);
+/// assert_eq!(Source::table("orders").unwrap().name(), "orders");
     /// assert!(Source::table("arn:aws:kinesis:eu-west-1:123456789012:stream/orders").is_err());
     /// ```
     pub fn table(value: &str) -> Result<Source, SourceError> {
@@ -153,13 +153,8 @@ impl Source {
         &self.name
     }
 
-    /// Where the source is, when it was configured by ARN.
-    pub fn home(&self) -> Option<&Home> {
-        self.home.as_ref()
-    }
-
     /// What the source is.
-    pub fn kind(&self) -> SourceKind {
+    pub(crate) fn kind(&self) -> SourceKind {
         self.kind
     }
 
@@ -367,7 +362,7 @@ mod tests {
         let stream =
             Source::kinesis_stream("arn:aws:kinesis:eu-west-1:123456789012:stream/events").unwrap();
         assert_eq!(stream.name(), "events");
-        assert_eq!(stream.home(), Some(&home("eu-west-1", "123456789012")));
+        assert_eq!(stream.home.as_ref(), Some(&home("eu-west-1", "123456789012")));
     }
 
     #[test]
