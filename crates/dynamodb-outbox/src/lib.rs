@@ -1,13 +1,4 @@
-//! The transactional outbox on Amazon DynamoDB, for services on AWS Lambda.
-//!
-//! A producer writes its own items and its events in **one** `TransactWriteItems`
-//! ([`dynamodb::Outbox`]): either both are stored or neither. DynamoDB Streams delivers each
-//! outbox item at least once; a [`Consumer`] turns an event into its effect, and the
-//! [`Processor`] commits that effect together with the consumer's progress, so it happens exactly
-//! once, in the order the events of one ordering key were written, for every consumer the event
-//! was routed to. Once every consumer is done, the outbox item gets a TTL and DynamoDB deletes it;
-//! nothing unprocessed ever expires.
-//!
+#![doc = include_str!("../README.md")]
 //! # Ordering
 //!
 //! DynamoDB Streams orders the records of one *item*, nothing more: records of different items
@@ -32,7 +23,8 @@
 //!   by sources without an outbox (a Kinesis stream, an entity table's changes), applied once by
 //!   event id ([`ConsumerStore::commit_once`]).
 //! - [`Processor::redrive_parked`]: parked events applied after a fix.
-//! - [`schema`]: every key shape and attribute name the engine writes.
+//! - [`table`]: the names an application's items share with the engine; the `testing` feature
+//!   adds every key shape and attribute name the engine writes, and an outbox item built by hand.
 
 #![warn(missing_docs)]
 
