@@ -170,13 +170,14 @@ impl<C: Consumer, S: ConsumerStore> Processor<C, S> {
                         }
                         other => other,
                     },
-                    Err(HandlerError::Poison(reason)) => {
-                        self.poison(id, reason, Some((step, key)), item).await
+                    Err(error @ HandlerError::Poison(_)) => {
+                        self.poison(id, error.reason(), Some((step, key)), item)
+                            .await
                     }
-                    Err(HandlerError::Transient(reason)) => {
+                    Err(error @ HandlerError::Transient(_)) => {
                         tracing::warn!(
                             consumer = self.consumer.name(), event_id = %envelope.event_id,
-                            sequence = step.sequence, error = %reason,
+                            sequence = step.sequence, error = %error.reason(),
                             "event not applied: reported for retry"
                         );
                         Outcome::Failed

@@ -98,13 +98,15 @@ impl<C: Consumer, S: ConsumerStore> Processor<C, S> {
         let (effect, done) = if taken(takes, &header) {
             let effect = match delivery::decode::<C::Payload>(parked.event.clone(), &header) {
                 Ok(envelope) => self.consumer.effect(&envelope).await,
-                Err(reason) => Err(HandlerError::Poison(reason)),
+                Err(reason) => Err(HandlerError::poison(reason)),
             };
             match effect {
                 Ok(effect) => (effect, Outcome::Applied),
-                Err(HandlerError::Poison(reason)) => return self.repark(parked, &reason).await,
-                Err(HandlerError::Transient(reason)) => {
-                    tracing::warn!(consumer, parked = %parked.record.sk, error = %reason, "parked event not redriven: left parked");
+                Err(error @ HandlerError::Poison(_)) => {
+                    return self.repark(parked, &error.reason()).await
+                }
+                Err(error @ HandlerError::Transient(_)) => {
+                    tracing::warn!(consumer, parked = %parked.record.sk, error = %error.reason(), "parked event not redriven: left parked");
                     return Outcome::Failed;
                 }
             }

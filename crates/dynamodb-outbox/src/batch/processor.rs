@@ -26,12 +26,9 @@ pub const MAX_RETENTION_SECONDS: i64 = 100 * 365 * 24 * 60 * 60;
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{setting} must be between {range}; got {value}")]
 pub struct SettingError {
-    /// The setting.
-    pub setting: &'static str,
-    /// The value given.
-    pub value: String,
-    /// The values it accepts.
-    pub range: String,
+    setting: &'static str,
+    value: String,
+    range: String,
 }
 
 /// One action of a transaction is the consumer's progress.
@@ -45,7 +42,9 @@ const MAX_EVENTS_PER_TRANSACTION: usize = 99;
 /// ```
 /// use dynamodb_outbox::dynamodb::Routes;
 /// use dynamodb_outbox::memory::{MemoryOutbox, MemoryStore};
-/// use dynamodb_outbox::{Consumer, Effect, Envelope, Event, HandlerError, Processor, Takes};
+/// use dynamodb_outbox::{
+///     Consumer, Counter, Effect, Envelope, Event, HandlerError, ItemKey, Processor, Source, Takes,
+/// };
 /// # use serde::{Deserialize, Serialize};
 /// # #[derive(Serialize, Deserialize)]
 /// # struct Paid { account: String, cents: i64 }
@@ -61,7 +60,12 @@ const MAX_EVENTS_PER_TRANSACTION: usize = 99;
 ///     fn name(&self) -> &str { "totals" }
 ///     fn takes(&self) -> Vec<Takes> { vec![Takes::versions("Paid", 1..=1)] }
 ///     async fn effect(&self, e: &Envelope<Paid>) -> Result<Effect, HandlerError> {
-///         Ok(Effect::new().add("totals", format!("ACCOUNT#{}", e.payload.account), "TOTAL", "cents", e.payload.cents))
+///         let total = Counter {
+///             table: "totals".into(),
+///             key: ItemKey { pk: format!("ACCOUNT#{}", e.payload.account), sk: "TOTAL".into() },
+///             attribute: "cents".into(),
+///         };
+///         Ok(Effect::new().add(total, e.payload.cents))
 ///     }
 /// }
 ///
@@ -72,7 +76,7 @@ const MAX_EVENTS_PER_TRANSACTION: usize = 99;
 ///     outbox.write(&Envelope::new(Paid { account: "a".into(), cents: 5 }), &store).unwrap(),
 ///     outbox.write(&Envelope::new(Paid { account: "a".into(), cents: 7 }), &store).unwrap(),
 /// ];
-/// let processor = Processor::new(Totals, store.clone(), "outbox");
+/// let processor = Processor::new(Totals, store.clone(), Source::table("outbox").unwrap());
 /// let outcome = processor.process_items(items.clone()).await;
 /// assert_eq!(outcome.applied, 2);
 /// assert_eq!(processor.process_items(items).await.duplicates, 2, "exactly once");
@@ -83,8 +87,8 @@ const MAX_EVENTS_PER_TRANSACTION: usize = 99;
 pub struct Processor<C, S> {
     pub(super) consumer: C,
     pub(super) store: S,
-    /// The source as configured: a name or an ARN, parsed as the kind each `process_*` reads.
-    source: String,
+    /// Where the records must come from.
+    source: Source,
     /// The function's own place, where a source configured by name is.
     home: OnceLock<Home>,
     pub(super) retention_seconds: i64,
@@ -94,21 +98,18 @@ pub struct Processor<C, S> {
 
 impl<C: Consumer, S: ConsumerStore> Processor<C, S> {
     /// A processor for `consumer` of `source`, committing through `store`. `source` is where
-    /// its records must come from, by name or by ARN (see [`Source`]): the table whose stream it
-    /// reads (the outbox, or an entity table whose changes are the events), or the Kinesis
-    /// stream for [`Processor::process_kinesis`]. A record is admitted only when its
-    /// `eventSourceARN` is that source's, partition, region and account included; a source
-    /// named without an ARN is in the function's own account and region
-    /// ([`Processor::invoked_as`], [`Processor::home`]), and while that is unknown its records
-    /// are refused. A value that is neither a valid name nor a valid ARN refuses every record
-    /// (check configuration at start-up with [`Source::table`] or [`Source::kinesis_stream`]).
-    /// Processed outbox items expire `retention_seconds` after their last consumer is done; up to
+    /// its records must come from: [`Source::table`] for the table whose stream it reads (the
+    /// outbox, or an entity table whose changes are the events), [`Source::kinesis_stream`] for
+    /// [`Processor::process_kinesis`]. A record is admitted only when its `eventSourceARN` is
+    /// that source's, partition, region and account included; a source named without an ARN is
+    /// in the function's own account and region ([`Processor::invoked_as`]), and while that is
+    /// unknown its records are refused, as are records of another kind of source. Processed outbox items expire `retention_seconds` after their last consumer is done; up to
     /// `concurrency` ordering keys are applied at a time.
-    pub fn new(consumer: C, store: S, source: impl Into<String>) -> Self {
+    pub fn new(consumer: C, store: S, source: Source) -> Self {
         Self {
             consumer,
             store,
-            source: source.into(),
+            source,
             home: OnceLock::new(),
             retention_seconds: 7 * 24 * 60 * 60,
             concurrency: DEFAULT_CONCURRENCY,
@@ -129,7 +130,8 @@ impl<C: Consumer, S: ConsumerStore> Processor<C, S> {
     /// #     async fn effect(&self, _: &dynamodb_outbox::Envelope<serde_json::Value>)
     /// #         -> Result<dynamodb_outbox::Effect, dynamodb_outbox::HandlerError> { Ok(Default::default()) }
     /// # }
-    /// let processor = Processor::new(C, MemoryStore::new("t"), "outbox");
+    /// # let outbox = dynamodb_outbox::Source::table("outbox").unwrap();
+    /// let processor = Processor::new(C, MemoryStore::new("t"), outbox);
     /// let err = processor.clone().retention_seconds(i64::MAX).unwrap_err();
     /// assert!(err.to_string().contains("retention_seconds must be between 0 and"));
     /// let processor = processor.retention_seconds(86_400).unwrap();
@@ -186,10 +188,14 @@ impl<C: Consumer, S: ConsumerStore> Processor<C, S> {
     /// Whether a record whose `eventSourceARN` is `record_arn` comes from this processor's
     /// source, read as a source of `kind`.
     pub(super) fn admit(&self, kind: SourceKind, record_arn: Option<&str>) -> Result<(), String> {
-        let source = Source::parse(kind, &self.source).map_err(|e| {
-            format!("the record cannot be checked against the configured source: {e}")
-        })?;
-        source.admits(record_arn, self.home.get())
+        if self.source.kind() != kind {
+            return Err(format!(
+                "a {} record, while the processor reads {}",
+                kind.what(),
+                self.source
+            ));
+        }
+        self.source.admits(record_arn, self.home.get())
     }
 
     /// The consumer.

@@ -326,14 +326,14 @@ impl<C: Consumer, S: ConsumerStore> Processor<C, S> {
         let Arrived { envelope, item } = arrived;
         let effect = match self.consumer.effect(&envelope).await {
             Ok(effect) => effect,
-            Err(HandlerError::Poison(reason)) => {
-                let outcome = self.poison_once(id, reason, &once, item).await;
+            Err(error @ HandlerError::Poison(_)) => {
+                let outcome = self.poison_once(id, error.reason(), &once, item).await;
                 return self.release(id, &once, outcome).await;
             }
-            Err(HandlerError::Transient(reason)) => {
+            Err(error @ HandlerError::Transient(_)) => {
                 tracing::warn!(
                     consumer = self.consumer.name(), record = %id, event_id = %once.event_id,
-                    error = %reason, "event not applied: reported for retry"
+                    error = %error.reason(), "event not applied: reported for retry"
                 );
                 return Outcome::Failed;
             }
