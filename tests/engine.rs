@@ -787,7 +787,7 @@ async fn kinesis_events_are_applied_once_by_event_id_with_the_ledgers_line_as_th
     let ledger = Processor::new(
         Ledger::new(&app.ledger),
         app.store(&app.ledger),
-        source(&arn),
+        Source::kinesis_stream(&arn).expect("a stream's ARN"),
     );
     let outcome = ledger.process_kinesis(&records).await;
     assert_eq!(
