@@ -6,8 +6,8 @@ use aws_lambda_events::dynamodb::EventRecord;
 use aws_sdk_dynamodb::types::AttributeValue;
 use devkit::stack::in_process;
 use dynamodb_outbox::dynamodb::Outbox;
-use dynamodb_outbox::testing::{CrashPoint, Crashing};
-use dynamodb_outbox::{schema, BatchOutcome, ConsumerStore, Envelope};
+use dynamodb_outbox::testing::{schema, CrashPoint, Crashing};
+use dynamodb_outbox::{BatchOutcome, ConsumerStore, Envelope};
 use order_service::domain::events::routes;
 use order_service::domain::OrderPlaced;
 use outbox_tests::*;
@@ -254,7 +254,12 @@ async fn parked(stack: &Stack) -> HashMap<String, String> {
         .await
         .unwrap()
         .into_iter()
-        .map(|p| (dynamodb_outbox::Header::peek(&p.event).name(), p.reason))
+        .map(|p| {
+            (
+                dynamodb_outbox::testing::Header::peek(&p.event).name(),
+                p.reason,
+            )
+        })
         .collect()
 }
 
@@ -584,7 +589,7 @@ async fn handle_as(
     let processor = rewards_service::service::processor(
         stack.dynamo.client.clone(),
         &stack.tables.rewards,
-        orders,
+        dynamodb_outbox::Source::table(orders).expect("a table's name or ARN"),
     );
     let mut event = aws_lambda_events::dynamodb::Event::default();
     event.records = records.to_vec();

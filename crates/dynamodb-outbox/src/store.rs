@@ -6,7 +6,7 @@ use std::future::Future;
 
 use serde_dynamo::Item;
 
-use crate::consumer::Effect;
+use crate::consumer::{BoxError, Effect};
 
 /// One event's place in its key's order, for one consumer.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,25 +36,23 @@ pub enum Committed {
     Refused(String),
 }
 
-/// The cause of a [`StoreError`]: the SDK's error (downcast it for the details), or a message.
-pub type Cause = Box<dyn std::error::Error + Send + Sync>;
-
 /// What can go wrong talking to the store, sorted by what the caller should do. Each keeps its
-/// cause as its source; the message shows the cause's chain too, so one log line tells it all.
+/// cause (the SDK's error, or a message) as its source: a log line shows the chain of sources,
+/// the SDK's error can be downcast from it.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// Throttling, 5xx, conflicts, timeouts (after the SDK's retries). Retry later: the same
     /// request may well succeed.
-    #[error("the database is temporarily unavailable (retry later): {}", chain(.0.as_ref()))]
-    Unavailable(#[source] Cause),
+    #[error("the database is temporarily unavailable: retry later")]
+    Unavailable(#[source] BoxError),
     /// The database refused the request as invalid (an item over 400 KB, a transaction over
     /// 4 MB, a key too long): sent again, it is refused again. Fix the request.
-    #[error("the database refused the request as invalid (fix the request): {}", chain(.0.as_ref()))]
-    Invalid(#[source] Cause),
+    #[error("the database refused the request as invalid: fix the request")]
+    Invalid(#[source] BoxError),
     /// Anything else the database refused (a missing table, missing permissions). Fix the
     /// configuration: retrying as it is will not help.
-    #[error("database request failed (fix the configuration): {}", chain(.0.as_ref()))]
-    Failed(#[source] Cause),
+    #[error("the database request failed: fix the configuration")]
+    Failed(#[source] BoxError),
 }
 
 impl StoreError {
@@ -66,8 +64,8 @@ impl StoreError {
     }
 }
 
-/// An error and its sources, each said once: the SDK's errors often say only "service error" at
-/// the top and the useful part in their source.
+/// An error and its sources in one line, each said once (the SDK's errors say "service error"
+/// at the top and the useful part in their source): what the engine's log lines show.
 pub(crate) fn chain(err: &(dyn std::error::Error + 'static)) -> String {
     let mut said = err.to_string();
     let mut source = err.source();
@@ -81,7 +79,7 @@ pub(crate) fn chain(err: &(dyn std::error::Error + 'static)) -> String {
     said
 }
 
-/// The key of an outbox item.
+/// The key of an item: its partition and sort key, by name.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct ItemKey {
     /// Partition key.

@@ -16,7 +16,7 @@ use crate::consumer::{Effect, Write};
 use crate::envelope::now_rfc3339;
 use crate::item::{done_record, read_parked, same_record};
 use crate::schema;
-use crate::store::{Committed, ConsumerStore, ItemKey, LastOut, Parked, Step, StoreError};
+use crate::store::{chain, Committed, ConsumerStore, ItemKey, LastOut, Parked, Step, StoreError};
 
 /// One action of a transaction is the progress update; DynamoDB allows 100.
 const MAX_EFFECT_WRITES: usize = 99;
@@ -446,7 +446,8 @@ fn effect_cancellation(
 fn refused_if_invalid(err: StoreError) -> Result<Committed, StoreError> {
     match err {
         StoreError::Invalid(why) => Ok(Committed::Refused(format!(
-            "DynamoDB refused the effect as invalid: {why}"
+            "DynamoDB refused the effect as invalid: {}",
+            chain(why.as_ref())
         ))),
         other => Err(other),
     }

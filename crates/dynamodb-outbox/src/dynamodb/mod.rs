@@ -6,7 +6,8 @@ use aws_sdk_dynamodb::config::http::HttpResponse;
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::types::{AttributeValue, CancellationReason};
 
-use crate::store::{Cause, StoreError};
+use crate::consumer::BoxError;
+use crate::store::StoreError;
 
 mod consumer_store;
 mod leave;
@@ -20,7 +21,7 @@ pub use retry::TransientCancellation;
 pub use writer::{Outbox, Routes, Transaction, WriteError, Written};
 
 /// An item as the SDK takes it.
-pub type SdkItem = HashMap<String, AttributeValue>;
+pub(crate) type SdkItem = HashMap<String, AttributeValue>;
 
 /// Error codes that mean "try again later" rather than "this request is wrong".
 const TRANSIENT_CODES: &[&str] = &[
@@ -42,7 +43,7 @@ pub fn classify<E>(err: SdkError<E, HttpResponse>) -> StoreError
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
 {
-    let sort: fn(Cause) -> StoreError = match &err {
+    let sort: fn(BoxError) -> StoreError = match &err {
         SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
             StoreError::Unavailable
         }

@@ -1,5 +1,7 @@
-//! Tools for tests of consumers and of the engine (the `testing` feature): stores that crash,
-//! fail or record on purpose, around any [`ConsumerStore`], and a look inside both stores.
+//! What tests and dev tools need beyond the API (the `testing` feature): stores that crash, fail
+//! or record on purpose, around any [`crate::ConsumerStore`]; a look inside both stores; every
+//! key shape and attribute name, the header of an outbox item, an outbox item built without a
+//! table.
 //!
 //! ```
 //! use dynamodb_outbox::memory::MemoryStore;
@@ -15,6 +17,13 @@ mod crashing;
 mod inspect;
 mod recording;
 
+pub use crate::delivery::Header;
+pub use crate::item::outbox_item;
 pub use crashing::{Crash, CrashPoint, Crashing};
 pub use inspect::{create_tables, Inspect, WaitingItem};
 pub use recording::{AppliedCommit, Fault, Recording};
+
+/// Every key shape and attribute name the engine writes.
+pub mod schema {
+    pub use crate::schema::*;
+}

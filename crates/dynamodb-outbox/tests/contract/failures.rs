@@ -3,11 +3,11 @@
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 
-use dynamodb_outbox::testing::{CrashPoint, Crashing};
-use dynamodb_outbox::{pending_marker, Header, LastOut, PoisonPolicy, Processor, StoreError};
+use dynamodb_outbox::testing::{CrashPoint, Crashing, Header};
+use dynamodb_outbox::{pending_marker, LastOut, PoisonPolicy, Processor, StoreError};
 use serde_dynamo::{AttributeValue, Item};
 
-use crate::fixture::{deposit, key_of, name_of, Ledger, StoreUnderTest, World, OUTBOX};
+use crate::fixture::{deposit, key_of, name_of, outbox, Ledger, StoreUnderTest, World};
 use crate::order::writes;
 
 pub async fn under_the_wait_policy_a_poison_event_holds_back_its_key_and_only_its_key<
@@ -141,7 +141,7 @@ pub async fn a_crash_between_the_commits_and_the_marks_is_repaired_by_redelivery
     items.push(world.write(&deposit("b", 100)).await);
     let store = Crashing::always(world.store.clone(), CrashPoint::BeforeDone);
     let crashes = store.crashes();
-    let crashing = Processor::new(Ledger::new("ledger"), store, OUTBOX);
+    let crashing = Processor::new(Ledger::new("ledger"), store, outbox());
     let outcome = crashing.process_items(items.clone()).await;
     assert_eq!(outcome.failures.len(), 4, "reported for retry: {outcome:?}");
     assert!(
@@ -190,7 +190,8 @@ pub async fn a_failed_mark_is_reported_without_holding_back_its_key_and_the_retr
     let unmarkable = key_of(&items[0]);
     let store = Crashing::always(world.recorded.clone(), CrashPoint::BeforeDone)
         .only_at(unmarkable.clone());
-    let processor = Processor::new(Ledger::new("ledger"), store, OUTBOX).events_per_transaction(1);
+    let processor =
+        Processor::new(Ledger::new("ledger"), store, outbox()).events_per_transaction(1);
     let outcome = processor.process_items(items.clone()).await;
     assert_eq!(
         (outcome.applied, outcome.unmarked, outcome.failed),

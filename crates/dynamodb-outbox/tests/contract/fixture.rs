@@ -9,10 +9,10 @@ use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region};
 use aws_smithy_http_client::tls;
 use dynamodb_outbox::dynamodb::{DynamoConsumerStore, Routes};
 use dynamodb_outbox::memory::{MemoryOutbox, MemoryStore};
-use dynamodb_outbox::testing::{create_tables, Inspect, Recording, WaitingItem};
+use dynamodb_outbox::testing::{create_tables, Header, Inspect, Recording, WaitingItem};
 use dynamodb_outbox::{
-    Consumer, Effect, Envelope, Event, HandlerError, Header, ItemKey, PoisonPolicy, Processor,
-    Takes,
+    Consumer, Counter, Effect, Envelope, Event, HandlerError, ItemKey, PoisonPolicy, Processor,
+    Source, Takes,
 };
 use serde::{Deserialize, Serialize};
 use serde_dynamo::{AttributeValue, Item};
@@ -137,10 +137,14 @@ impl Consumer for Ledger {
             ),
         ]));
         Ok(Effect::new().put_new(TABLE, entry).add_at_most(
-            TABLE,
-            pk,
-            "BALANCE",
-            "cents",
+            Counter {
+                table: TABLE.into(),
+                key: ItemKey {
+                    pk,
+                    sk: "BALANCE".into(),
+                },
+                attribute: "cents".into(),
+            },
             event.payload.cents,
             1_000_000,
         ))
@@ -186,7 +190,7 @@ impl<S: StoreUnderTest> World<S> {
     }
 
     pub fn processor(&self, ledger: Ledger) -> Processor<Ledger, Recording<S>> {
-        Processor::new(ledger, self.recorded.clone(), OUTBOX).concurrency(4)
+        Processor::new(ledger, self.recorded.clone(), outbox()).concurrency(4)
     }
 
     pub async fn balance(&self, consumer: &str, account: &str) -> i64 {
@@ -215,6 +219,11 @@ impl<S: StoreUnderTest> World<S> {
     pub async fn waiting(&self, item: &Item) -> WaitingItem {
         self.store.waiting(&key_of(item)).await.unwrap()
     }
+}
+
+/// The outbox table as the processors' source.
+pub fn outbox() -> Source {
+    Source::table(OUTBOX).unwrap()
 }
 
 pub fn key_of(item: &Item) -> ItemKey {
