@@ -1,7 +1,8 @@
 //! An in-memory [`ConsumerStore`] with DynamoDB's semantics for what the engine uses: effects and
 //! progress commit together or not at all, conditions refuse, the last consumer expires the
-//! outbox item. For fast unit tests of consumers and of the batch logic; the end-to-end suites
-//! run on a real (local) DynamoDB.
+//! outbox item. For fast unit tests of consumers and of the batch logic. The engine's contract
+//! suite runs the same tests on it and on [`crate::dynamodb::DynamoConsumerStore`], so where
+//! the two could differ, DynamoDB's behaviour is the one kept here.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -57,24 +58,10 @@ impl MemoryStore {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Registers an outbox item as the writer stored it: who has yet to process it.
-    pub fn outbox_written(&self, item: &Item) {
-        let header = Header::peek(item);
-        let key = ItemKey {
-            pk: header.pk,
-            sk: header.sk,
-        };
-        let waiting = Waiting {
-            consumers: header.after.into_keys().collect(),
-            pending: true,
-            expires_at: None,
-        };
-        self.state().waiting.insert(key, waiting);
-    }
-
-    /// Registers an entity item as its producer stored it, with the pending marker of
-    /// [`crate::pending_marker`]: who has yet to process its creation.
-    pub fn entity_written(&self, item: &Item) {
+    /// Registers an item as its producer stored it, an outbox item or an entity item with the
+    /// pending marker of [`crate::pending_marker`]: who has yet to process it, and whether it
+    /// is in the pending index.
+    pub fn written(&self, item: &Item) {
         let header = Header::peek(item);
         let consumers = match item.get(schema::WAITING_CONSUMERS) {
             Some(AttributeValue::Ss(consumers)) => consumers.iter().cloned().collect(),
@@ -379,7 +366,7 @@ impl MemoryOutbox {
             .or_default()
             .next(consumers);
         let item = outbox_item(envelope, sequence, &after)?;
-        store.outbox_written(&item);
+        store.written(&item);
         Ok(item)
     }
 }

@@ -75,7 +75,7 @@ pub trait Inspect: ConsumerStore + Clone + 'static {
 
 impl Inspect for MemoryStore {
     async fn put_waiting(&self, item: &Item) -> Result<(), StoreError> {
-        self.entity_written(item);
+        self.written(item);
         Ok(())
     }
 
