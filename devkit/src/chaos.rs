@@ -208,12 +208,8 @@ pub async fn run(opts: ChaosOptions) -> Result<ChaosReport> {
                 .retention_seconds(stack.retention_seconds())
                 .expect("a retention in range");
         // Dies after the effect's commit, before the mark: redelivery only makes the mark.
-        let store = Crashing::seeded(
-            processor.store().clone(),
-            seed,
-            opts.crash_probability,
-            CrashPoint::BeforeDone,
-        );
+        let (store, rate) = (processor.store().clone(), opts.crash_probability);
+        let store = Crashing::seeded(store, seed, rate, CrashPoint::BeforeDone);
         let crashes = store.crashes();
         (processor.with_store(store), crashes)
     };
