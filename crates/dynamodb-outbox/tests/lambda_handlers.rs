@@ -13,7 +13,7 @@ use dynamodb_outbox::lambda::{
 use dynamodb_outbox::memory::MemoryStore;
 use dynamodb_outbox::{
     kinesis_put, Consumer, Effect, Envelope, Event, HandlerError, Home, PoisonPolicy, Processor,
-    Takes, TraceContext,
+    Source, Takes, TraceContext,
 };
 use lambda_runtime::tower::{Layer, Service};
 use lambda_runtime::{Context, Error, LambdaEvent};
@@ -61,8 +61,12 @@ impl Consumer for Ledger {
 }
 
 fn processor() -> Processor<Ledger, MemoryStore> {
-    Processor::new(Ledger, MemoryStore::new("accounts"), "deposits")
-        .home(Home::of_arn(ARN).unwrap())
+    Processor::new(
+        Ledger,
+        MemoryStore::new("accounts"),
+        Source::kinesis_stream("deposits").unwrap(),
+    )
+    .home(Home::of_arn(ARN).unwrap())
 }
 
 fn batch(deposits: &[Envelope<Deposited>]) -> KinesisEvent {

@@ -16,7 +16,7 @@
 //! ```no_run
 //! use dynamodb_outbox::lambda::{self, BatchReport, OutboxStream};
 //! use dynamodb_outbox::memory::MemoryStore;
-//! use dynamodb_outbox::{Consumer, Effect, Envelope, HandlerError, Processor, Takes};
+//! use dynamodb_outbox::{Consumer, Effect, Envelope, HandlerError, Processor, Source, Takes};
 //!
 //! struct Audit;
 //! impl Consumer for Audit {
@@ -31,7 +31,7 @@
 //! #[tokio::main(flavor = "current_thread")]
 //! async fn main() -> Result<(), lambda_runtime::Error> {
 //!     lambda::init_metrics();
-//!     let processor = Processor::new(Audit, MemoryStore::new("audit"), "outbox");
+//!     let processor = Processor::new(Audit, MemoryStore::new("audit"), Source::table("outbox")?);
 //!     lambda::run(BatchReport::new("audit-consumer"), OutboxStream::new(&processor)).await
 //! }
 //! ```
@@ -41,7 +41,7 @@
 //! ```
 //! # use dynamodb_outbox::lambda::{self, BatchReport, OutboxStream};
 //! # use dynamodb_outbox::memory::MemoryStore;
-//! # use dynamodb_outbox::{Consumer, Effect, Envelope, HandlerError, Processor, Takes};
+//! # use dynamodb_outbox::{Consumer, Effect, Envelope, HandlerError, Processor, Source, Takes};
 //! # struct Audit;
 //! # impl Consumer for Audit {
 //! #     type Payload = serde_json::Value;
@@ -55,7 +55,7 @@
 //! use lambda_runtime::{Context, LambdaEvent};
 //!
 //! # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
-//! let processor = Processor::new(Audit, MemoryStore::new("audit"), "outbox");
+//! let processor = Processor::new(Audit, MemoryStore::new("audit"), Source::table("outbox").unwrap());
 //! let mut handler = BatchReport::new("audit-consumer").layer(OutboxStream::new(&processor));
 //! let event = LambdaEvent::new(Default::default(), Context::default());
 //! let (response, lines) = lambda::capture_metrics(handler.call(event)).await;

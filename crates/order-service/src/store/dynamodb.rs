@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem};
 use aws_sdk_dynamodb::Client;
 use dynamodb_outbox::dynamodb::{classify, Outbox, WriteError, Written};
-use dynamodb_outbox::schema as outbox_schema;
+use dynamodb_outbox::table as outbox_schema;
 
 use crate::domain::events::routes;
 use crate::domain::{NewOrder, Order, OrderView, StoreError};
