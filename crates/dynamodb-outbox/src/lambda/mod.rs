@@ -75,6 +75,7 @@ mod handlers;
 pub mod metrics;
 mod report;
 mod sink;
+mod sweep_report;
 mod sweeper;
 mod trace;
 
@@ -86,9 +87,8 @@ pub use emf::{
 pub use handlers::{EntityChanges, KinesisStream, OutboxStream, Processed};
 pub use report::{BatchReport, Reported, Reporting};
 pub use sink::{capture_metrics, init_metrics, init_metrics_to};
-pub use sweeper::{
-    OutboxSweep, ScheduledSweep, SweepAction, SweepJob, SweepReport, REDRIVE_PARKED,
-};
+pub use sweep_report::{SweepAction, SweepReport, REDRIVE_PARKED};
+pub use sweeper::{OutboxSweep, ScheduledSweep, SweepJob};
 pub use trace::{is_valid_traceparent, link, TraceLink, TRACEPARENT_LEN};
 
 /// Serves a consumer function: each invocation's batch goes through `handler` and is reported
@@ -104,6 +104,40 @@ where
 
 /// Serves a sweeper function: each invocation runs `job` ([`ScheduledSweep`]), its metrics
 /// under the `Function` dimension `function`.
+///
+/// ```no_run
+/// use std::time::Duration;
+///
+/// use dynamodb_outbox::dynamodb::{DynamoConsumerStore, PendingEvents};
+/// use dynamodb_outbox::lambda::{self, OutboxSweep};
+/// use dynamodb_outbox::{Consumer, Effect, Envelope, HandlerError, Processor, Source, Takes};
+/// # struct Audit;
+/// # impl Consumer for Audit {
+/// #     type Payload = serde_json::Value;
+/// #     fn name(&self) -> &str { "audit" }
+/// #     fn takes(&self) -> Vec<Takes> { vec![Takes::versions("Paid", 1..=1)] }
+/// #     async fn effect(&self, _: &Envelope<serde_json::Value>) -> Result<Effect, HandlerError> {
+/// #         Ok(Effect::new())
+/// #     }
+/// # }
+///
+/// #[tokio::main(flavor = "current_thread")]
+/// async fn main() -> Result<(), lambda_runtime::Error> {
+///     lambda::init_metrics();
+///     let config = aws_sdk_dynamodb::Config::builder().behavior_version_latest().build();
+///     let client = aws_sdk_dynamodb::Client::from_conf(config);
+///     let store = DynamoConsumerStore::new(client.clone(), "audit", "outbox");
+///     let processor = Processor::new(Audit, store, Source::table("outbox")?);
+///     let pending = PendingEvents::new(client, "outbox");
+///     let job = OutboxSweep {
+///         processor: &processor,
+///         pending: &pending,
+///         older_than: Duration::from_secs(300),
+///         limit: 500,
+///     };
+///     lambda::run_sweeper(&job, "audit-sweeper").await
+/// }
+/// ```
 pub async fn run_sweeper<J: SweepJob>(job: &J, function: &'static str) -> Result<(), Error> {
     lambda_runtime::run(ScheduledSweep::new(job, function)).await
 }
