@@ -15,13 +15,12 @@ use dynamodb_outbox::lambda::metrics::{CONSUMER_METRICS, SWEEPER_METRICS};
 use dynamodb_outbox::lambda::BatchReport;
 
 pub use dynamodb_outbox::lambda::metrics::{
-    APPLIED, BATCH_DURATION, DROPPED, DUPLICATES, HELD_BACK, MAX_LINKS_PER_LINE, OLD_PENDING_FOUND,
-    OUTBOX_LAG, PARKED, POISON, REDRIVEN, RETRIED, SKIPPED, STILL_PENDING, UNPARKED,
+    APPLIED, BATCH_DURATION, DROPPED, DUPLICATES, HELD_BACK, OLD_PENDING_FOUND, OUTBOX_LAG, PARKED,
+    POISON, REDRIVEN, RETRIED, SKIPPED, STILL_PENDING, UNPARKED,
 };
 pub use dynamodb_outbox::lambda::{
     capture_metrics as capture, init_metrics as init, init_metrics_to as init_to, Dimensions,
-    MetricSet, DEFAULT_NAMESPACE, DEFAULT_SERVICE, MAX_VALUES_PER_LINE, NAMESPACE_VARIABLE,
-    SERVICE_VARIABLE,
+    MetricSet, NAMESPACE_VARIABLE, SERVICE_VARIABLE,
 };
 
 /// The `Function` dimension of each function.

@@ -5,7 +5,7 @@ use dynamodb_outbox::TraceContext;
 
 /// How a consumer links its work to a writer's trace: the engine's, which the consumers' batch
 /// report uses.
-pub use dynamodb_outbox::lambda::{is_valid_traceparent, link, TraceLink, TRACEPARENT_LEN};
+pub use dynamodb_outbox::lambda::{is_valid_traceparent, link, TraceLink};
 /// Longest X-Ray trace header kept (`Root=1-…;Parent=…;Sampled=…` is about 80 characters; the
 /// rest is room for the `Lineage` field the runtime may add).
 pub const MAX_XRAY_TRACE_ID_LEN: usize = 256;

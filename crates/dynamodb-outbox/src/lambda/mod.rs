@@ -80,16 +80,13 @@ mod sweeper;
 mod trace;
 
 pub use applied::APPLIED_LOG_MESSAGE;
-pub use emf::{
-    Dimensions, MetricSet, DEFAULT_NAMESPACE, DEFAULT_SERVICE, MAX_VALUES_PER_LINE,
-    NAMESPACE_VARIABLE, SERVICE_VARIABLE,
-};
+pub use emf::{Dimensions, MetricSet, NAMESPACE_VARIABLE, SERVICE_VARIABLE};
 pub use handlers::{EntityChanges, KinesisStream, OutboxStream, Processed};
 pub use report::{BatchReport, Reported, Reporting};
 pub use sink::{capture_metrics, init_metrics, init_metrics_to};
 pub use sweep_report::{SweepAction, SweepReport, REDRIVE_PARKED};
 pub use sweeper::{OutboxSweep, ScheduledSweep, SweepJob};
-pub use trace::{is_valid_traceparent, link, TraceLink, TRACEPARENT_LEN};
+pub use trace::{is_valid_traceparent, link, TraceLink};
 
 /// Serves a consumer function: each invocation's batch goes through `handler` and is reported
 /// by `report`, until the runtime stops.
