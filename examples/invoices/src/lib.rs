@@ -10,12 +10,12 @@ pub mod notifications;
 
 use dynamodb_outbox::dynamodb::Routes;
 
-/// Who takes what: the one routing table the writer and the consumers agree on.
+/// Who takes what: the one routing table the writer and the consumers agree on, from the
+/// consumers' own declarations (a consumer's name and types do not depend on its table).
 pub fn routes() -> Routes {
     Routes::new()
-        .route(
-            invoices::InvoiceIssued::TYPE,
-            &[ledger::NAME, notifications::NAME],
-        )
-        .route(invoices::InvoiceVoided::TYPE, &[ledger::NAME])
+        .consumer(&ledger::Ledger::new(""))
+        .consumer(&notifications::Notifications {
+            table: String::new(),
+        })
 }
