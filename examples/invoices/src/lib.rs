@@ -3,6 +3,7 @@
 //! balance ([`ledger`]), and a notifications counter ([`notifications`]) that only cares about
 //! issued invoices. Events of one account are ordered (the account is the ordering key).
 
+pub mod api;
 pub mod entity;
 pub mod invoices;
 pub mod ledger;
