@@ -13,7 +13,7 @@ use dynamodb_outbox::dynamodb::{DynamoConsumerStore, Outbox};
 use dynamodb_outbox::{schema, Consumer, Home, Processor};
 use invoices_example::ledger::{self, Ledger};
 use invoices_example::notifications::{self, Notifications};
-use outbox_tests::{n, reply, request, s, Item};
+use outbox_tests::{invoices_template, n, reply, request, s, Item};
 use serde_json::{json, Value};
 
 /// The example's tables, named as its template names them (with a suffix of this run's own),
@@ -31,11 +31,7 @@ struct Deployed {
 
 impl Deployed {
     async fn start() -> Self {
-        let path = concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../examples/invoices/template.yaml"
-        );
-        let template = Template::load(path.as_ref()).unwrap();
+        let template = invoices_template();
         let dynamo = LocalDynamo::start().await.unwrap();
         let suffix = format!("-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
         let mut names = Vec::new();
