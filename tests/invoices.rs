@@ -64,27 +64,20 @@ impl Deployed {
         }
     }
 
-    /// One request through the producer's handler, routed as the template's HttpApi events
-    /// route it: its status.
-    async fn call(&self, route: &str, invoice_id: Option<&str>, body: Value) -> i64 {
-        let mut req = request("POST", "/", Some(&body.to_string()), &[]);
-        req.route_key = Some(route.to_owned());
-        if let Some(id) = invoice_id {
-            req.path_parameters.insert("invoice_id".into(), id.into());
-        }
-        let answer = reply(invoices_example::api::handle(&self.outbox, &req).await);
-        answer.status
+    /// `POST /invoices` with `command` through the producer's handler: its status.
+    async fn call(&self, command: Value) -> i64 {
+        let req = request("POST", "/invoices", Some(&command.to_string()), &[]);
+        reply(invoices_example::api(&self.outbox, &req).await).status
     }
 
     async fn issue(&self, invoice: &str, account: &str, cents: i64) -> i64 {
-        let body = json!({"invoice_id": invoice, "account_id": account, "amount_cents": cents});
-        self.call("POST /invoices", None, body).await
+        let invoice = json!({"invoice_id": invoice, "account_id": account, "amount_cents": cents});
+        self.call(json!({ "issue": invoice })).await
     }
 
     async fn void(&self, invoice: &str, account: &str, cents: i64) -> i64 {
-        let body = json!({"account_id": account, "amount_cents": cents});
-        self.call("POST /invoices/{invoice_id}/void", Some(invoice), body)
-            .await
+        let invoice = json!({"invoice_id": invoice, "account_id": account, "amount_cents": cents});
+        self.call(json!({ "void": invoice })).await
     }
 
     /// The consumer's handler, as its function runs it, over a processor of `consumer`.

@@ -49,6 +49,23 @@ impl Event for InvoiceVoided {
     }
 }
 
+/// What a client asks of the invoice service (the body of `POST /invoices`):
+/// `{"issue": {"invoice_id", "account_id", "amount_cents"}}` or `{"void": {...}}`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Command {
+    Issue(InvoiceIssued),
+    Void(InvoiceVoided),
+}
+
+/// Carries out a command: its items and its event, in one transaction.
+pub async fn apply(outbox: &Outbox, command: Command) -> Result<(), WriteError> {
+    match command {
+        Command::Issue(invoice) => issue(outbox, invoice).await,
+        Command::Void(voided) => void(outbox, voided).await,
+    }
+}
+
 /// Issues an invoice: the invoice item (new, never overwritten) and its event, together. A retry
 /// of an issue that was written is refused (`WriteError::Cancelled`), never issued twice.
 pub async fn issue(outbox: &Outbox, invoice: InvoiceIssued) -> Result<(), WriteError> {
