@@ -33,6 +33,8 @@
 //!   event id ([`ConsumerStore::commit_once`]).
 //! - [`Processor::redrive_parked`]: parked events applied after a fix.
 //! - [`schema`]: every key shape and attribute name the engine writes.
+//! - `lambda` (feature `lambda`): the Lambda handlers of a consumer, the report of its batches
+//!   (logs, trace links, metrics) and the sweeper function.
 
 #![warn(missing_docs)]
 
@@ -42,6 +44,8 @@ mod delivery;
 pub mod dynamodb;
 mod envelope;
 mod item;
+#[cfg(feature = "lambda")]
+pub mod lambda;
 pub mod memory;
 pub mod schema;
 mod source;
