@@ -245,9 +245,7 @@ async fn two_consumers_keep_their_own_progress_and_an_event_expires_only_after_b
 
     // The notifications consumer's table does not exist yet: every one of its commits fails.
     let notifications = Processor::new(
-        Notifications {
-            table: app.notifications.clone(),
-        },
+        Notifications::new(&app.notifications),
         app.store(&app.notifications),
         &app.invoices,
     )
@@ -490,9 +488,7 @@ async fn the_engines_requests_per_event_are_counted_at_the_proxy() {
     );
     proxy.reset_stats();
     let notifications = Processor::new(
-        Notifications {
-            table: app.notifications.clone(),
-        },
+        Notifications::new(&app.notifications),
         store(&app.notifications),
         &app.invoices,
     )

@@ -3,16 +3,20 @@
 //! handler, and each consumer's handler invoked by the local event source mapping with its
 //! function's settings and filter from the same template.
 
+use std::sync::Arc;
+
 use aws_lambda_events::dynamodb::Event;
-use aws_lambda_events::streams::DynamoDbEventResponse;
 use devkit::local::create_table;
 use devkit::template::Template;
 use devkit::trigger::{Invoke, Trigger};
 use devkit::{LocalDynamo, StreamClient};
 use dynamodb_outbox::dynamodb::{DynamoConsumerStore, Outbox};
+use dynamodb_outbox::lambda::{BatchReport, OutboxStream};
 use dynamodb_outbox::{schema, Consumer, Home, Processor};
 use invoices_example::ledger::{self, Ledger};
 use invoices_example::notifications::{self, Notifications};
+use lambda_runtime::tower::{Layer, Service};
+use lambda_runtime::{Context, LambdaEvent};
 use outbox_tests::{invoices_template, n, reply, request, s, Item};
 use serde_json::{json, Value};
 
@@ -80,21 +84,24 @@ impl Deployed {
         self.call(json!({ "void": invoice })).await
     }
 
-    /// The consumer's handler, as its function runs it, over a processor of `consumer`.
-    fn handler<C: Consumer + 'static>(&self, consumer: C, table: &str) -> impl Invoke {
+    /// The consumer's function as `src/main.rs` serves it (the engine's handler under its batch
+    /// report), over a processor of `consumer` placed where the local server's tables are.
+    fn handler<C: Consumer + 'static>(
+        &self,
+        function: &'static str,
+        consumer: C,
+        table: &str,
+    ) -> impl Invoke {
         let store = DynamoConsumerStore::new(self.dynamo.client.clone(), table, &self.invoices);
         let processor = Processor::new(consumer, store, &self.invoices)
             .home(Home::of_arn(&self.stream_arn).unwrap());
-        let processor = std::sync::Arc::new(processor);
+        let processor = Arc::new(processor);
         move |event: Event| {
             let processor = processor.clone();
             async move {
-                Ok::<DynamoDbEventResponse, String>(
-                    processor
-                        .process_stream(&event.records)
-                        .await
-                        .stream_response(),
-                )
+                let mut handler = BatchReport::new(function).layer(OutboxStream::new(&*processor));
+                let invocation = LambdaEvent::new(event, Context::default());
+                handler.call(invocation).await.map_err(|e| e.to_string())
             }
         }
     }
@@ -158,7 +165,7 @@ async fn invoices_from_the_api_reach_each_consumer_once_in_account_order_through
 
     // The void arrives alone, before the account's earlier events (as after a shard split):
     // the ledger holds it back, reported for retry, and applies nothing.
-    let ledger_handler = app.handler(Ledger::new(&app.ledger), &app.ledger);
+    let ledger_handler = app.handler(ledger::NAME, Ledger::new(&app.ledger), &app.ledger);
     let shard = &app.stream.shard_ids(&app.stream_arn).await.unwrap()[0];
     let records = app
         .stream
@@ -208,10 +215,8 @@ async fn invoices_from_the_api_reach_each_consumer_once_in_account_order_through
         );
     }
 
-    let notifications = Notifications {
-        table: app.notifications.clone(),
-    };
-    let notifications_handler = app.handler(notifications, &app.notifications);
+    let notifications = Notifications::new(&app.notifications);
+    let notifications_handler = app.handler(notifications::NAME, notifications, &app.notifications);
     let mut notifications_mapping = app.mapping("NotificationsFunction", notifications_handler);
     let stats = notifications_mapping.drain().await.unwrap().clone();
     assert_eq!(
@@ -245,7 +250,7 @@ async fn invoices_from_the_api_reach_each_consumer_once_in_account_order_through
     }
 
     // The mapping loses its checkpoint and delivers every batch again: all duplicates.
-    let again = app.handler(Ledger::new(&app.ledger), &app.ledger);
+    let again = app.handler(ledger::NAME, Ledger::new(&app.ledger), &app.ledger);
     let mut redelivery = app.mapping("LedgerFunction", again);
     let stats = redelivery.drain().await.unwrap().clone();
     assert_eq!(

@@ -19,12 +19,9 @@ use dynamodb_outbox::dynamodb::{Outbox, Routes, TransientCancellation, WriteErro
 /// Who takes what: the one routing table the writer and the consumers agree on, from the
 /// consumers' own declarations (a consumer's name and types do not depend on its table).
 pub fn routes() -> Routes {
-    let notifications = notifications::Notifications {
-        table: String::new(),
-    };
     Routes::new()
         .consumer(&ledger::Ledger::new(""))
-        .consumer(&notifications)
+        .consumer(&notifications::Notifications::new(""))
 }
 
 /// `POST /invoices` with a [`invoices::Command`]. The status says what the client should do:
