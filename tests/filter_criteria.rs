@@ -101,10 +101,10 @@ fn the_invoices_templates_filters_are_the_invoices_routes() {
     let (path, template) = template("examples/invoices/template.yaml");
     let checked = outbox_filters_follow(&template, &invoices_example::routes());
     assert_eq!(checked, Ok(()), "{}", path.display());
-    // Its one binary serves the consumer its function is named after (`FUNCTION`): the one
-    // the mapping's filter passes the events of.
+    // Its one binary serves the consumer its function names (`CONSUMER`): the one the
+    // mapping's filter passes the events of.
     for (function, patterns) in stream_filters(&template) {
-        let serves = template.function_environment(&function).unwrap()["FUNCTION"].clone();
+        let serves = template.function_environment(&function).unwrap()["CONSUMER"].clone();
         let filtered = named_consumer(&patterns[0], schema::AFTER, "M");
         assert_eq!(
             serves.as_str(),

@@ -71,7 +71,8 @@ impl Deployed {
     /// `POST /invoices` with `command` through the producer's handler: its status.
     async fn call(&self, command: Value) -> i64 {
         let req = request("POST", "/invoices", Some(&command.to_string()), &[]);
-        reply(invoices_example::api(&self.outbox, &req).await).status
+        let event = LambdaEvent::new(req, Context::default());
+        reply(invoices_example::api(&self.outbox, event).await.unwrap()).status
     }
 
     async fn issue(&self, invoice: &str, account: &str, cents: i64) -> i64 {

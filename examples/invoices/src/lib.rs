@@ -15,6 +15,7 @@ use aws_sdk_dynamodb::config::BehaviorVersion;
 use aws_sdk_dynamodb::Client;
 use aws_smithy_http_client::tls;
 use dynamodb_outbox::dynamodb::{Outbox, Routes, TransientCancellation, WriteError};
+use lambda_runtime::LambdaEvent;
 
 /// Who takes what: the one routing table the writer and the consumers agree on, from the
 /// consumers' own declarations (a consumer's name and types do not depend on its table).
@@ -26,9 +27,12 @@ pub fn routes() -> Routes {
 
 /// `POST /invoices` with a [`invoices::Command`]. The status says what the client should do:
 /// 409, it was done already (a retry); 503, retry (a retry is safe: see 409).
-pub async fn api(outbox: &Outbox, request: &ApiGatewayV2httpRequest) -> ApiGatewayV2httpResponse {
-    let mut response = ApiGatewayV2httpResponse::default();
-    let (status, message) = match serde_json::from_str(request.body.as_deref().unwrap_or("")) {
+pub async fn api(
+    outbox: &Outbox,
+    event: LambdaEvent<ApiGatewayV2httpRequest>,
+) -> Result<ApiGatewayV2httpResponse, lambda_runtime::Error> {
+    let body = event.payload.body.unwrap_or_default();
+    let (status, message) = match serde_json::from_str(&body) {
         Err(e) => (400, e.to_string()),
         Ok(command) => match invoices::apply(outbox, command).await {
             Ok(()) => (200, "done".into()),
@@ -37,9 +41,10 @@ pub async fn api(outbox: &Outbox, request: &ApiGatewayV2httpRequest) -> ApiGatew
             Err(e) => (400, e.to_string()),
         },
     };
+    let mut response = ApiGatewayV2httpResponse::default();
     response.status_code = status;
     response.body = Some(serde_json::json!({ "message": message }).to_string().into());
-    response
+    Ok(response)
 }
 
 /// A DynamoDB client from the function's environment that retries the transaction conflicts
