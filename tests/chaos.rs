@@ -10,7 +10,7 @@ use devkit::chaos::{check_invariants, run, ChaosOptions};
 use devkit::invariants::{self, EventSource, Invariant, Violation};
 use devkit::proxy::{Fault, FaultPlan};
 use devkit::stack::in_process;
-use dynamodb_outbox::schema;
+use dynamodb_outbox::testing::schema;
 use order_service::schema as okeys;
 use outbox_tests::*;
 use rewards_service::schema as rkeys;

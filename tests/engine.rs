@@ -9,8 +9,9 @@ use aws_lambda_events::dynamodb::EventRecord;
 use devkit::local::create_table;
 use devkit::{LocalDynamo, StreamClient};
 use dynamodb_outbox::dynamodb::{DynamoConsumerStore, Outbox, PendingEvents};
+use dynamodb_outbox::testing::schema;
 use dynamodb_outbox::{
-    schema, BatchOutcome, Committed, ConsumerStore, Home, Hooked, Processor, Step, StoreError,
+    BatchOutcome, Committed, ConsumerStore, Home, Hooked, Processor, Source, Step, StoreError,
     StoreHooks,
 };
 use invoices_example::invoices::{self, InvoiceIssued, InvoiceVoided};
@@ -74,7 +75,7 @@ impl Invoicing {
 
     fn ledger(&self, store: Recorded) -> Processor<Ledger, Recorded> {
         let ledger = Ledger::new(&self.ledger);
-        Processor::new(ledger, store, &self.invoices)
+        Processor::new(ledger, store, source(&self.invoices))
             .home(self.home())
             .concurrency(4)
     }
@@ -247,7 +248,7 @@ async fn two_consumers_keep_their_own_progress_and_an_event_expires_only_after_b
     let notifications = Processor::new(
         Notifications::new(&app.notifications),
         app.store(&app.notifications),
-        &app.invoices,
+        source(&app.invoices),
     )
     .home(app.home());
     let failing = notifications.process_stream(&records).await;
@@ -469,8 +470,12 @@ async fn the_engines_requests_per_event_are_counted_at_the_proxy() {
     let records = app.records().await;
     let store = |table: &str| DynamoConsumerStore::new(client.clone(), table, &app.invoices);
     proxy.reset_stats();
-    let ledger = Processor::new(Ledger::new(&app.ledger), store(&app.ledger), &app.invoices)
-        .home(app.home());
+    let ledger = Processor::new(
+        Ledger::new(&app.ledger),
+        store(&app.ledger),
+        source(&app.invoices),
+    )
+    .home(app.home());
     assert_eq!(
         ledger.process_stream(&records).await.applied,
         invoices as usize
@@ -490,7 +495,7 @@ async fn the_engines_requests_per_event_are_counted_at_the_proxy() {
     let notifications = Processor::new(
         Notifications::new(&app.notifications),
         store(&app.notifications),
-        &app.invoices,
+        source(&app.invoices),
     )
     .home(app.home());
     assert_eq!(
@@ -623,7 +628,7 @@ async fn a_parked_invoice_is_redriven_once_after_the_fix_even_with_its_outbox_it
     let parking = Processor::new(
         Ledger::new(&app.ledger),
         app.store(&app.ledger),
-        &app.invoices,
+        source(&app.invoices),
     )
     .home(app.home());
     let outcome = parking.process_stream(&records).await;
@@ -674,7 +679,7 @@ async fn a_parked_invoice_is_redriven_once_after_the_fix_even_with_its_outbox_it
                 ..Ledger::new(&app.ledger)
             },
             app.store(&app.ledger),
-            &app.invoices,
+            source(&app.invoices),
         )
         .home(app.home())
     };
@@ -735,7 +740,11 @@ async fn kinesis_events_are_applied_once_by_event_id_with_the_ledgers_line_as_th
     // A publish retried after a lost response puts the first event twice.
     let records = kinesis_records(&arn, &[&first, &second, &first, &collision]);
 
-    let ledger = Processor::new(Ledger::new(&app.ledger), app.store(&app.ledger), &arn);
+    let ledger = Processor::new(
+        Ledger::new(&app.ledger),
+        app.store(&app.ledger),
+        Source::kinesis_stream(&arn).expect("a stream's ARN"),
+    );
     let outcome = ledger.process_kinesis(&records).await;
     assert_eq!(
         (
@@ -846,7 +855,8 @@ async fn an_entity_tables_inserts_are_events_applied_once_and_the_sweeper_finds_
     .unwrap();
 
     let store = DynamoConsumerStore::new(app.dynamo.client.clone(), &app.ledger, &table);
-    let processor = Processor::new(Ledger::new(&app.ledger), store, &table).home(app.home());
+    let processor =
+        Processor::new(Ledger::new(&app.ledger), store, source(&table)).home(app.home());
     let outcome = processor.process_changes(&records, invoice_issued).await;
     assert_eq!(
         (outcome.applied, outcome.failures.len()),
@@ -968,7 +978,7 @@ async fn a_mark_cut_short_between_its_writes_is_found_by_the_sweeper_and_finishe
             store: app.store(&app.ledger),
             hooks: DiesBeforeMark,
         },
-        &app.invoices,
+        source(&app.invoices),
     )
     .home(app.home());
     assert_eq!(dying.process_stream(&records).await.failures.len(), 1);
@@ -1007,7 +1017,7 @@ async fn a_mark_cut_short_between_its_writes_is_found_by_the_sweeper_and_finishe
     let ledger = Processor::new(
         Ledger::new(&app.ledger),
         app.store(&app.ledger),
-        &app.invoices,
+        source(&app.invoices),
     )
     .home(app.home());
     let outcome = ledger.process_items(found).await;
@@ -1043,4 +1053,9 @@ async fn a_mark_cut_short_between_its_writes_is_found_by_the_sweeper_and_finishe
         .await
         .unwrap()
         .is_empty());
+}
+
+/// A table as a consumer's source (by name or ARN).
+fn source(table: &str) -> Source {
+    Source::table(table).expect("a valid table name or ARN")
 }

@@ -9,9 +9,10 @@ use std::time::Duration;
 use aws_sdk_dynamodb::types::AttributeValue as SdkValue;
 use devkit::proxy::{Fault, FaultPlan, FaultProxy};
 use dynamodb_outbox::dynamodb::{DynamoConsumerStore, Outbox, PendingEvents, Routes, WriteError};
+use dynamodb_outbox::testing::schema;
 use dynamodb_outbox::{
-    schema, Committed, Consumer, ConsumerStore, Effect, Envelope, Event, HandlerError,
-    PoisonPolicy, Processor, Step, Takes,
+    Committed, Consumer, ConsumerStore, Counter, Effect, Envelope, Event, HandlerError, ItemKey,
+    PoisonPolicy, Processor, Source, Step, Takes,
 };
 use outbox_tests::{n, s, stack, Item, Stack};
 use serde::{Deserialize, Serialize};
@@ -81,10 +82,29 @@ impl Consumer for Tally {
         }
         let pk = balance_pk(&m.account);
         let mut effect = match m.limit {
-            Some(limit) => {
-                Effect::new().add_at_most(&self.table, pk, BALANCE_SK, "cents", m.cents, limit)
-            }
-            None => Effect::new().add(&self.table, pk, BALANCE_SK, "cents", m.cents),
+            Some(limit) => Effect::new().add_at_most(
+                Counter {
+                    table: self.table.clone(),
+                    key: ItemKey {
+                        pk,
+                        sk: BALANCE_SK.into(),
+                    },
+                    attribute: "cents".into(),
+                },
+                m.cents,
+                limit,
+            ),
+            None => Effect::new().add(
+                Counter {
+                    table: self.table.clone(),
+                    key: ItemKey {
+                        pk,
+                        sk: BALANCE_SK.into(),
+                    },
+                    attribute: "cents".into(),
+                },
+                m.cents,
+            ),
         };
         if m.pad > 0 {
             let padding: serde_dynamo::Item = std::collections::HashMap::from([
@@ -135,7 +155,11 @@ impl Bench {
             table: self.stack.tables.rewards.clone(),
             policy,
         };
-        Processor::new(tally, self.store(), &self.stack.tables.orders)
+        Processor::new(
+            tally,
+            self.store(),
+            Source::table(&self.stack.tables.orders).unwrap(),
+        )
     }
 
     fn pending(&self) -> PendingEvents {

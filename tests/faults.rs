@@ -222,7 +222,7 @@ async fn the_consumer_recognises_its_own_lost_writes() {
             .unwrap();
             let client = stack.dynamo.client_via(&proxy.endpoint).await;
             let processor =
-                service::processor(client, &stack.tables.rewards, &stack.tables.orders_arn())
+                service::processor(client, &stack.tables.rewards, stack.tables.orders_source())
                     .retention_seconds(60)
                     .expect("a retention in range")
                     .concurrency(2);

@@ -4,7 +4,7 @@
 use aws_lambda_events::apigw::ApiGatewayV2httpRequest;
 use aws_lambda_events::dynamodb::EventRecord;
 use base64::Engine;
-use dynamodb_outbox::schema;
+use dynamodb_outbox::testing::schema;
 use order_service::domain::OrderRequest;
 use outbox_tests::*;
 use proptest::prelude::*;

@@ -170,7 +170,7 @@ async fn audit_stream_pattern(pattern: Pattern) {
             .await;
     }
 
-    let processor = service::processor(client.clone(), &rewards, &stack.tables.orders_arn())
+    let processor = service::processor(client.clone(), &rewards, stack.tables.orders_source())
         .retention_seconds(3_600)
         .expect("a retention in range");
     let batch = stack.stream_records().await.unwrap();
@@ -204,7 +204,7 @@ async fn audit_stream_pattern(pattern: Pattern) {
     assert_eq!(placed.unwrap().status_code, 201);
     let sweeper = Sweeper {
         pending: Some(PendingEvents::new(client.clone(), &orders)),
-        processor: service::processor(client.clone(), &rewards, &stack.tables.orders_arn()),
+        processor: service::processor(client.clone(), &rewards, stack.tables.orders_source()),
         order_history: None,
         grace_seconds: 0,
         limit: 100,
@@ -315,8 +315,11 @@ async fn every_request_of_the_self_read_functions_is_allowed_by_their_policies()
         })
         .await;
 
-    let history_processor =
-        order_service::self_read::history::processor(client.clone(), &orders, &stack.stream.arn);
+    let history_processor = order_service::self_read::history::processor(
+        client.clone(),
+        &orders,
+        stack.stream.source(),
+    );
     audit
         .as_function("OrderHistoryFunction", async {
             let mut mapping = stack
@@ -329,8 +332,11 @@ async fn every_request_of_the_self_read_functions_is_allowed_by_their_policies()
             mapping.drain().await.unwrap();
         })
         .await;
-    let rewards_processor =
-        rewards_service::handlers::kinesis::processor(client.clone(), &rewards, &stack.stream.arn);
+    let rewards_processor = rewards_service::handlers::kinesis::processor(
+        client.clone(),
+        &rewards,
+        stack.stream.source(),
+    );
     audit
         .as_function("RewardsKinesisConsumerFunction", async {
             let mut mapping = stack
@@ -346,12 +352,12 @@ async fn every_request_of_the_self_read_functions_is_allowed_by_their_policies()
         processor: rewards_service::handlers::kinesis::processor(
             client.clone(),
             &rewards,
-            &stack.stream.arn,
+            stack.stream.source(),
         ),
         order_history: Some(order_service::self_read::history::processor(
             client.clone(),
             &orders,
-            &stack.stream.arn,
+            stack.stream.source(),
         )),
         grace_seconds: 0,
         limit: 100,

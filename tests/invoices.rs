@@ -6,13 +6,14 @@
 use std::sync::Arc;
 
 use aws_lambda_events::dynamodb::Event;
-use devkit::local::create_table;
+use devkit::local::{create_table, table_arn};
 use devkit::template::Template;
 use devkit::trigger::{Invoke, Trigger};
 use devkit::{LocalDynamo, StreamClient};
 use dynamodb_outbox::dynamodb::{DynamoConsumerStore, Outbox};
 use dynamodb_outbox::lambda::{BatchReport, OutboxStream};
-use dynamodb_outbox::{schema, Consumer, Home, Processor};
+use dynamodb_outbox::testing::schema;
+use dynamodb_outbox::{Consumer, Processor, Source};
 use invoices_example::ledger::{self, Ledger};
 use invoices_example::notifications::{self, Notifications};
 use lambda_runtime::tower::{Layer, Service};
@@ -94,8 +95,10 @@ impl Deployed {
         table: &str,
     ) -> impl Invoke {
         let store = DynamoConsumerStore::new(self.dynamo.client.clone(), table, &self.invoices);
-        let processor = Processor::new(consumer, store, &self.invoices)
-            .home(Home::of_arn(&self.stream_arn).unwrap());
+        // Given by the ARN the local server puts in its records, as the local environment
+        // gives it: a function's own ARN is not where the local tables are.
+        let source = Source::table(&table_arn(&self.invoices)).unwrap();
+        let processor = Processor::new(consumer, store, source);
         let processor = Arc::new(processor);
         move |event: Event| {
             let processor = processor.clone();

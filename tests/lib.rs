@@ -7,7 +7,7 @@ use aws_lambda_events::apigw::{ApiGatewayV2httpRequest, ApiGatewayV2httpResponse
 use aws_lambda_events::encodings::Body;
 use aws_sdk_dynamodb::types::AttributeValue;
 pub use devkit::Stack;
-use dynamodb_outbox::schema;
+use dynamodb_outbox::testing::schema;
 use lambda_runtime::{Context, LambdaEvent};
 use order_service::handlers::order_api;
 use order_service::schema as orders;
@@ -207,7 +207,7 @@ pub fn outbox_event(
         rewards_service::consumer::NAME.to_owned(),
         sequence - 1,
     )]);
-    dynamodb_outbox::outbox_item(&event, sequence, &after)
+    dynamodb_outbox::testing::outbox_item(&event, sequence, &after)
         .expect("an envelope encodes")
         .into()
 }

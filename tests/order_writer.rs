@@ -1,6 +1,6 @@
 //! The order-writer against the local DynamoDB, through its real Lambda handler.
 
-use dynamodb_outbox::schema;
+use dynamodb_outbox::testing::schema;
 use order_service::domain::{OrderRequest, Timestamp};
 use order_service::store::OrderStore;
 use outbox_tests::*;

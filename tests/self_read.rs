@@ -273,7 +273,7 @@ async fn a_client_retry_with_the_same_key_is_the_same_order_and_event_and_anothe
         "self-read: the first request's order"
     );
     let parked = |table: &str, consumer: &str| {
-        let pk = dynamodb_outbox::schema::parked_pk(consumer);
+        let pk = dynamodb_outbox::testing::schema::parked_pk(consumer);
         let table = table.to_owned();
         let stack = &stack;
         async move {
@@ -502,7 +502,7 @@ async fn data_that_is_not_an_event_is_filtered_out_and_a_poison_event_is_parked_
         (10, 1),
         "self-read: the order behind the poison"
     );
-    let parked = dynamodb_outbox::schema::parked_pk("rewards");
+    let parked = dynamodb_outbox::testing::schema::parked_pk("rewards");
     let parked_in = |items: Vec<devkit::Item>| {
         items
             .iter()

@@ -6,8 +6,9 @@ use aws_lambda_events::dynamodb::EventRecord;
 use aws_sdk_dynamodb::types::AttributeValue;
 use devkit::stack::in_process;
 use dynamodb_outbox::dynamodb::Outbox;
+use dynamodb_outbox::testing::schema;
 use dynamodb_outbox::{
-    schema, BatchOutcome, ConsumerStore, Envelope, Hooked, ItemKey, StoreError, StoreHooks,
+    BatchOutcome, ConsumerStore, Envelope, Hooked, ItemKey, StoreError, StoreHooks,
 };
 use order_service::domain::events::routes;
 use order_service::domain::OrderPlaced;
@@ -268,7 +269,12 @@ async fn parked(stack: &Stack) -> HashMap<String, String> {
         .await
         .unwrap()
         .into_iter()
-        .map(|p| (dynamodb_outbox::Header::peek(&p.event).name(), p.reason))
+        .map(|p| {
+            (
+                dynamodb_outbox::testing::Header::peek(&p.event).name(),
+                p.reason,
+            )
+        })
         .collect()
 }
 
@@ -598,7 +604,7 @@ async fn handle_as(
     let processor = rewards_service::service::processor(
         stack.dynamo.client.clone(),
         &stack.tables.rewards,
-        orders,
+        dynamodb_outbox::Source::table(orders).expect("a table's name or ARN"),
     );
     let mut event = aws_lambda_events::dynamodb::Event::default();
     event.records = records.to_vec();

@@ -7,7 +7,7 @@ use aws_lambda_events::dynamodb::Event;
 use aws_lambda_events::streams::DynamoDbEventResponse;
 use devkit::stack::{in_process, CONSUMER_FUNCTION};
 use devkit::Invoke;
-use dynamodb_outbox::schema;
+use dynamodb_outbox::testing::schema;
 use outbox_tests::*;
 use serde_json::json;
 

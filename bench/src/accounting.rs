@@ -303,7 +303,7 @@ pub async fn measure(orders: usize, concurrency: usize) -> Result<Accounting> {
     };
     let client = metered(&stack.dynamo.client_via(&counter.endpoint).await, &capacity);
     let writer = DynamoOrderStore::new(client.clone(), &stack.tables.orders);
-    let service = service::processor(client, &stack.tables.rewards, &stack.tables.orders_arn())
+    let service = service::processor(client, &stack.tables.rewards, stack.tables.orders_source())
         .retention_seconds(stack.retention_seconds())
         .expect("a retention in range")
         .concurrency(concurrency);

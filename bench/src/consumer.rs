@@ -40,9 +40,10 @@ impl ConsumerLab {
         let proxy = FaultProxy::start(&stack.dynamo.endpoint, FaultPlan::none()).await?;
         // One client for the whole run, as one Lambda container keeps one for its lifetime.
         let client = stack.dynamo.client_via(&proxy.endpoint).await;
-        let service = service::processor(client, &stack.tables.rewards, &stack.tables.orders_arn())
-            .retention_seconds(stack.retention_seconds())
-            .expect("a retention in range");
+        let service =
+            service::processor(client, &stack.tables.rewards, stack.tables.orders_source())
+                .retention_seconds(stack.retention_seconds())
+                .expect("a retention in range");
         Ok(Self {
             stack,
             proxy,

@@ -137,10 +137,14 @@ impl ConsumerWorkload {
     pub async fn new(records: usize) -> Self {
         let client = crate::replay::client().await;
         Self {
-            service: service::processor(client, "bench-rewards", BENCH_ORDERS)
-                .retention_seconds(service_runtime::config::DEFAULT_RETENTION_SECONDS)
-                .expect("a retention in range")
-                .concurrency(service_runtime::config::DEFAULT_CONCURRENCY),
+            service: service::processor(
+                client,
+                "bench-rewards",
+                dynamodb_outbox::Source::table(BENCH_ORDERS).expect("a valid table name"),
+            )
+            .retention_seconds(service_runtime::config::DEFAULT_RETENTION_SECONDS)
+            .expect("a retention in range")
+            .concurrency(service_runtime::config::DEFAULT_CONCURRENCY),
             records: (0..records).map(outbox_insert).collect(),
         }
     }
@@ -177,7 +181,8 @@ pub fn outbox_insert(i: usize) -> EventRecord {
     event.event_id = format!("10000000-0000-4000-8000-{i:012}");
     event.occurred_at = "2026-11-26T05:43:12.123456Z".into();
     let after = std::collections::BTreeMap::from([(rewards_service::consumer::NAME.to_owned(), 0)]);
-    let image = dynamodb_outbox::outbox_item(&event, 1, &after).expect("an envelope encodes");
+    let image =
+        dynamodb_outbox::testing::outbox_item(&event, 1, &after).expect("an envelope encodes");
     let keys = json!({"pk": image.get("pk"), "sk": image.get("sk")});
     let record = json!({
         "awsRegion": "us-east-1",

@@ -19,8 +19,9 @@ use devkit::proxy::{FaultPlan, FaultProxy};
 use devkit::template::TableSpec;
 use devkit::{LocalDynamo, StreamClient};
 use dynamodb_outbox::dynamodb::{DynamoConsumerStore, Outbox, Routes};
+use dynamodb_outbox::testing::schema;
 use dynamodb_outbox::{
-    schema, Home, Processor, DEFAULT_CONCURRENCY, DEFAULT_EVENTS_PER_TRANSACTION,
+    Home, Processor, Source, DEFAULT_CONCURRENCY, DEFAULT_EVENTS_PER_TRANSACTION,
 };
 use invoices_example::invoices::{self, InvoiceIssued};
 use invoices_example::ledger::{self, Ledger};
@@ -159,7 +160,8 @@ impl EngineLab {
             DynamoConsumerStore::new(self.through_proxy.clone(), &self.ledger, &self.invoices);
         let ledger = Ledger::new(&self.ledger);
         let home = Home::of_arn(&self.stream_arn).expect("the server's stream ARN");
-        Processor::new(ledger, store, &self.invoices)
+        let source = Source::table(&self.invoices).expect("a valid table name");
+        Processor::new(ledger, store, source)
             .home(home)
             .concurrency(settings.concurrency)
             .events_per_transaction(settings.events_per_transaction)

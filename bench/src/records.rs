@@ -8,7 +8,7 @@ use std::collections::{HashMap, HashSet};
 use anyhow::{bail, ensure, Context, Result};
 use aws_lambda_events::dynamodb::EventRecord;
 use devkit::Stack;
-use dynamodb_outbox::schema;
+use dynamodb_outbox::testing::schema;
 use order_service::domain::order::LineItem;
 use order_service::domain::{Order, OrderRequest};
 use order_service::service::{place_order, Placed};

@@ -236,7 +236,7 @@ pub async fn run(opts: ChaosOptions) -> Result<ChaosReport> {
         let (stack, proxy, opts) = (stack_ref, proxy_ref, opts_ref);
         let client = stack.dynamo.client_via(&proxy.endpoint).await;
         let processor =
-            service::processor(client, &stack.tables.rewards, &stack.tables.orders_arn())
+            service::processor(client, &stack.tables.rewards, stack.tables.orders_source())
                 .retention_seconds(stack.retention_seconds())
                 .expect("a retention in range");
         let hooks = CrashBeforeMark::new(opts.crash_probability, seed);
@@ -277,7 +277,7 @@ pub async fn run(opts: ChaosOptions) -> Result<ChaosReport> {
     // 3. The sweeper redrives whatever is still pending (it goes through the faults too).
     let client = stack.dynamo.client_via(&proxy.endpoint).await;
     let pending = PendingEvents::new(client.clone(), &stack.tables.orders);
-    let sweeper = service::processor(client, &stack.tables.rewards, &stack.tables.orders_arn())
+    let sweeper = service::processor(client, &stack.tables.rewards, stack.tables.orders_source())
         .retention_seconds(stack.retention_seconds())
         .expect("a retention in range");
     for _ in 0..10 {

@@ -6,7 +6,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use dynamodb_outbox::schema;
+use dynamodb_outbox::testing::schema;
 use order_service::schema as okeys;
 use rewards_service::consumer::NAME as REWARDS;
 use rewards_service::schema as rkeys;

@@ -57,6 +57,14 @@ pub struct StreamDescription {
     pub shard_ids: Vec<String>,
 }
 
+impl StreamDescription {
+    /// The stream as a consumer's source, by its ARN.
+    pub fn source(&self) -> dynamodb_outbox::Source {
+        dynamodb_outbox::Source::kinesis_stream(&self.arn)
+            .expect("kinesalite names its streams by valid ARNs")
+    }
+}
+
 /// The account kinesalite puts in its streams' ARNs (its default, pinned when it starts).
 pub const LOCAL_ACCOUNT: &str = "000000000000";
 

@@ -62,6 +62,13 @@ impl Tables {
             |(table, _)| table.to_owned(),
         )
     }
+
+    /// The orders table as the consumers' source: by its ARN, so its records are checked
+    /// wherever the tool runs.
+    pub fn orders_source(&self) -> dynamodb_outbox::Source {
+        dynamodb_outbox::Source::table(&self.orders_arn())
+            .expect("the local server names its tables by valid ARNs")
+    }
 }
 
 /// The DynamoDB endpoint the environment names, with the SDK's precedence (the service-specific

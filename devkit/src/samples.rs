@@ -6,7 +6,7 @@ use std::path::Path;
 
 use anyhow::Result;
 use base64::Engine;
-use dynamodb_outbox::schema;
+use dynamodb_outbox::testing::schema;
 use order_service::domain::{NewOrder, OrderRequest, Timestamp};
 use order_service::store::dynamodb::order_item;
 use rewards_service::consumer::NAME as REWARDS;
@@ -110,7 +110,7 @@ fn event(n: u32, customer: &str, cents: i64, sequence: u64) -> Result<Item> {
 
 fn outbox_item(new: &NewOrder, sequence: u64) -> Result<Item> {
     let after = BTreeMap::from([(REWARDS.to_owned(), sequence - 1)]);
-    dynamodb_outbox::outbox_item(&new.event, sequence, &after).map_err(anyhow::Error::msg)
+    dynamodb_outbox::testing::outbox_item(&new.event, sequence, &after).map_err(anyhow::Error::msg)
 }
 
 fn image(item: Item) -> Result<Json> {

@@ -93,7 +93,7 @@ impl Stack {
         service::processor(
             self.dynamo.client.clone(),
             &self.tables.rewards,
-            &self.tables.orders_arn(),
+            self.tables.orders_source(),
         )
         .retention_seconds(retention_seconds)
         .expect("a retention in range")

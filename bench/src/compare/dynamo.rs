@@ -36,7 +36,7 @@ pub async fn run(pattern: Pattern, opts: &Options, orders: &[PlannedOrder]) -> R
     let processor = service::processor(
         consumer_client,
         &stack.tables.rewards,
-        &stack.tables.orders_arn(),
+        stack.tables.orders_source(),
     )
     .retention_seconds(stack.retention_seconds())
     .expect("a retention in range");

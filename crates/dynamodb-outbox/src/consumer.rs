@@ -8,6 +8,7 @@ use serde::de::DeserializeOwned;
 use serde_dynamo::Item;
 
 use crate::envelope::Envelope;
+use crate::store::ItemKey;
 
 /// One consumer of an outbox: given an event, its effect.
 ///
@@ -16,7 +17,7 @@ use crate::envelope::Envelope;
 /// failure, partial batch responses, and marking the outbox item once every consumer is done.
 ///
 /// ```
-/// use dynamodb_outbox::{Consumer, Effect, Envelope, Event, HandlerError, Takes};
+/// use dynamodb_outbox::{Consumer, Counter, Effect, Envelope, Event, HandlerError, ItemKey, Takes};
 /// # use serde::{Deserialize, Serialize};
 /// # #[derive(Serialize, Deserialize)]
 /// # struct InvoiceIssued { invoice_id: String, account_id: String, amount_cents: i64 }
@@ -34,13 +35,12 @@ use crate::envelope::Envelope;
 ///     fn name(&self) -> &str { "ledger" }
 ///     fn takes(&self) -> Vec<Takes> { vec![Takes::versions("InvoiceIssued", 1..=1)] }
 ///     async fn effect(&self, event: &Envelope<InvoiceIssued>) -> Result<Effect, HandlerError> {
-///         Ok(Effect::new().add(
-///             &self.table,
-///             format!("ACCOUNT#{}", event.payload.account_id),
-///             "BALANCE",
-///             "balance_cents",
-///             event.payload.amount_cents,
-///         ))
+///         let balance = Counter {
+///             table: self.table.clone(),
+///             key: ItemKey { pk: format!("ACCOUNT#{}", event.payload.account_id), sk: "BALANCE".into() },
+///             attribute: "balance_cents".into(),
+///         };
+///         Ok(Effect::new().add(balance, event.payload.amount_cents))
 ///     }
 /// }
 /// ```
@@ -74,10 +74,8 @@ pub trait Consumer: Send + Sync {
 /// An event type and the schema versions of it that a consumer applies.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Takes {
-    /// The event type.
-    pub event_type: String,
-    /// The schema versions.
-    pub versions: RangeInclusive<u32>,
+    pub(crate) event_type: String,
+    pub(crate) versions: RangeInclusive<u32>,
 }
 
 impl Takes {
@@ -102,15 +100,94 @@ pub enum PoisonPolicy {
     Park,
 }
 
-/// Why a consumer could not produce an effect.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+/// Any error, kept whole (with its own sources) inside a [`HandlerError`].
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// Why a consumer could not produce an effect, and so what the engine does with the event.
+///
+/// Any error converts into one with `?`: as [`HandlerError::Transient`], because retrying an
+/// event that could have been applied is safe and dropping one is not. Say
+/// [`HandlerError::poison`] when retrying cannot help.
+///
+/// ```
+/// use dynamodb_outbox::HandlerError;
+///
+/// fn amount(text: &str) -> Result<i64, HandlerError> {
+///     // A payload that does not parse will never parse: poison, with the parse error kept.
+///     let cents: i64 = text.parse().map_err(HandlerError::poison)?;
+///     if cents < 0 {
+///         return Err(HandlerError::poison("a negative amount"));
+///     }
+///     Ok(cents)
+/// }
+/// assert!(matches!(amount("-1"), Err(HandlerError::Poison(_))));
+/// assert!(matches!(amount("x"), Err(HandlerError::Poison(_))));
+/// ```
+#[derive(Debug)]
 pub enum HandlerError {
-    /// The event can never be applied as it is: retrying will not help.
-    #[error("poison event: {0}")]
-    Poison(String),
-    /// A transient failure (a dependency down): the event is retried.
-    #[error("transient failure: {0}")]
-    Transient(String),
+    /// The event can never be applied as it is: retrying will not help. The engine parks it
+    /// or holds its key, as the consumer's [`PoisonPolicy`] says.
+    Poison(BoxError),
+    /// A transient failure (a dependency down): the engine reports the event for retry.
+    Transient(BoxError),
+}
+
+impl HandlerError {
+    /// The event can never be applied as it is (see [`HandlerError::Poison`]).
+    pub fn poison(error: impl Into<BoxError>) -> Self {
+        HandlerError::Poison(error.into())
+    }
+
+    /// The event may apply later (see [`HandlerError::Transient`]).
+    pub fn transient(error: impl Into<BoxError>) -> Self {
+        HandlerError::Transient(error.into())
+    }
+}
+
+// Not `std::error::Error` itself, so that every error converts with `?` (the blanket `From`
+// below would otherwise overlap `From<T> for T`), as `anyhow::Error` does.
+impl<E: std::error::Error + Send + Sync + 'static> From<E> for HandlerError {
+    fn from(error: E) -> Self {
+        HandlerError::Transient(Box::new(error))
+    }
+}
+
+impl HandlerError {
+    /// The error and the chain of its sources, so a log line and a parked event's reason keep
+    /// the cause (`"the ledger entry does not encode: invalid type: ..."`).
+    pub(crate) fn reason(&self) -> String {
+        let (HandlerError::Poison(error) | HandlerError::Transient(error)) = self;
+        let mut reason = error.to_string();
+        let mut source = error.source();
+        while let Some(cause) = source {
+            reason.push_str(": ");
+            reason.push_str(&cause.to_string());
+            source = cause.source();
+        }
+        reason
+    }
+}
+
+impl std::fmt::Display for HandlerError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let what = match self {
+            HandlerError::Poison(_) => "poison event",
+            HandlerError::Transient(_) => "transient failure",
+        };
+        write!(f, "{what}: {}", self.reason())
+    }
+}
+
+/// A number attribute of one item: what [`Effect::add`] adds to. Its parts are named, so a
+/// table, a key and an attribute cannot trade places unnoticed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Counter {
+    /// The table holding the item.
+    pub table: String,
+    /// The item's key.
+    pub key: ItemKey,
+    /// The numeric attribute.
+    pub attribute: String,
 }
 
 /// The DynamoDB writes one event causes, committed atomically with the consumer's progress.
@@ -124,7 +201,7 @@ pub struct Effect {
 /// One write of an [`Effect`]. Conditions are part of the effect: when one fails, nothing is
 /// written and the event is poison, with the write named in the reason.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Write {
+pub(crate) enum Write {
     /// Puts `item` (which carries `pk` and `sk`) into `table`; with `if_absent`, only when no
     /// item has that key.
     Put {
@@ -162,7 +239,7 @@ impl Write {
 
     /// The write and the condition that refuses it, for a parked event's reason and the logs:
     /// `put of pk/sk into table (an item with that key exists)`.
-    pub fn describe(&self) -> String {
+    pub(crate) fn describe(&self) -> String {
         let key_of = |item: &Item| {
             let text = |name: &str| match item.get(name) {
                 Some(serde_dynamo::AttributeValue::S(v)) => v.clone(),
@@ -231,7 +308,7 @@ impl Effect {
     }
 
     /// The write named as the event's idempotency record, if any.
-    pub fn idempotency_record(&self) -> Option<&Write> {
+    pub(crate) fn idempotency_record(&self) -> Option<&Write> {
         self.record.and_then(|index| self.writes.get(index))
     }
 
@@ -245,52 +322,40 @@ impl Effect {
         self
     }
 
-    /// Adds `amount` to a numeric attribute.
-    pub fn add(
-        self,
-        table: &str,
-        pk: impl Into<String>,
-        sk: impl Into<String>,
-        attribute: &str,
-        amount: i64,
-    ) -> Self {
-        self.addition(table, pk.into(), sk.into(), attribute, amount, None)
+    /// Adds `amount` to the number `counter` names, creating it at 0.
+    ///
+    /// ```
+    /// use dynamodb_outbox::{Counter, Effect, ItemKey};
+    ///
+    /// let balance = Counter {
+    ///     table: "ledger".into(),
+    ///     key: ItemKey { pk: "ACCOUNT#a-1".into(), sk: "BALANCE".into() },
+    ///     attribute: "balance_cents".into(),
+    /// };
+    /// let effect = Effect::new().add(balance, 1_250);
+    /// # let _ = effect;
+    /// ```
+    pub fn add(self, counter: Counter, amount: i64) -> Self {
+        self.addition(counter, amount, None)
     }
 
-    /// Adds `amount` to a numeric attribute, refused if the result would pass `at_most`.
-    pub fn add_at_most(
-        self,
-        table: &str,
-        pk: impl Into<String>,
-        sk: impl Into<String>,
-        attribute: &str,
-        amount: i64,
-        at_most: i64,
-    ) -> Self {
-        self.addition(
+    /// Adds `amount` to the number `counter` names, refused if the result would pass
+    /// `at_most`: the event is then poison, with this write named in the reason.
+    pub fn add_at_most(self, counter: Counter, amount: i64, at_most: i64) -> Self {
+        self.addition(counter, amount, Some(at_most))
+    }
+
+    fn addition(mut self, counter: Counter, amount: i64, at_most: Option<i64>) -> Self {
+        let Counter {
             table,
-            pk.into(),
-            sk.into(),
+            key: ItemKey { pk, sk },
             attribute,
-            amount,
-            Some(at_most),
-        )
-    }
-
-    fn addition(
-        mut self,
-        table: &str,
-        pk: String,
-        sk: String,
-        attribute: &str,
-        amount: i64,
-        at_most: Option<i64>,
-    ) -> Self {
+        } = counter;
         self.writes.push(Write::Add {
-            table: table.to_owned(),
+            table,
             pk,
             sk,
-            attribute: attribute.to_owned(),
+            attribute,
             amount,
             at_most,
         });
@@ -298,7 +363,7 @@ impl Effect {
     }
 
     /// The writes, in order.
-    pub fn writes(&self) -> &[Write] {
+    pub(crate) fn writes(&self) -> &[Write] {
         &self.writes
     }
 
@@ -311,7 +376,7 @@ impl Effect {
     /// alone (the value before the run plus the additions before it), so the merged effect
     /// commits exactly when every event's own condition holds in turn. A run that one event's
     /// limit refuses is refused whole, and the engine applies its events one at a time.
-    pub fn merge(effects: &[Effect]) -> Option<Effect> {
+    pub(crate) fn merge(effects: &[Effect]) -> Option<Effect> {
         let mut merged: Vec<Write> = Vec::new();
         // For each merged addition (by its index in `merged`): the sum so far, and the largest
         // value the number may hold before the run (`None`: no limit).

@@ -1,13 +1,4 @@
-//! The transactional outbox on Amazon DynamoDB, for services on AWS Lambda.
-//!
-//! A producer writes its own items and its events in **one** `TransactWriteItems`
-//! ([`dynamodb::Outbox`]): either both are stored or neither. DynamoDB Streams delivers each
-//! outbox item at least once; a [`Consumer`] turns an event into its effect, and the
-//! [`Processor`] commits that effect together with the consumer's progress, so it happens exactly
-//! once, in the order the events of one ordering key were written, for every consumer the event
-//! was routed to. Once every consumer is done, the outbox item gets a TTL and DynamoDB deletes it;
-//! nothing unprocessed ever expires.
-//!
+#![doc = include_str!("../README.md")]
 //! # Ordering
 //!
 //! DynamoDB Streams orders the records of one *item*, nothing more: records of different items
@@ -32,7 +23,8 @@
 //!   by sources without an outbox (a Kinesis stream, an entity table's changes), applied once by
 //!   event id ([`ConsumerStore::commit_once`]).
 //! - [`Processor::redrive_parked`]: parked events applied after a fix.
-//! - [`schema`]: every key shape and attribute name the engine writes.
+//! - [`table`]: the names an application's items share with the engine; the `testing` feature
+//!   adds every key shape and attribute name the engine writes, and an outbox item built by hand.
 //! - `lambda` (feature `lambda`): the Lambda handlers of a consumer, the report of its batches
 //!   (logs, trace links, metrics) and the sweeper function.
 
@@ -47,7 +39,29 @@ mod item;
 #[cfg(feature = "lambda")]
 pub mod lambda;
 pub mod memory;
-pub mod schema;
+mod schema;
+
+/// The names an application's own items share with the engine's: the table's key attributes,
+/// the entity attribute, and what says whether an outbox item or an entity's pending marker
+/// still waits for a consumer. The engine's other names are its own (the `testing` feature
+/// shows them all, for tests that inspect a table).
+pub mod table {
+    pub use crate::schema::{
+        event_sk, key_pk, ENTITY, PK, SK, STATUS, STATUS_PENDING, WAITING_CONSUMERS,
+    };
+}
+
+/// What tests and dev tools need beyond the API: every key shape and attribute name, the
+/// header of an outbox item, an outbox item built without a table.
+#[cfg(feature = "testing")]
+pub mod testing {
+    pub use crate::delivery::Header;
+    pub use crate::item::outbox_item;
+    /// Every key shape and attribute name the engine writes.
+    pub mod schema {
+        pub use crate::schema::*;
+    }
+}
 mod source;
 mod store;
 
@@ -56,9 +70,8 @@ pub use batch::{
     DEFAULT_CONCURRENCY, DEFAULT_EVENTS_PER_TRANSACTION, DROPPED_LOG_MESSAGE,
     MAX_RETENTION_SECONDS, PARKED_LOG_MESSAGE,
 };
-pub use consumer::{Consumer, Effect, HandlerError, PoisonPolicy, Takes, Write};
-pub use delivery::Header;
+pub use consumer::{BoxError, Consumer, Counter, Effect, HandlerError, PoisonPolicy, Takes};
 pub use envelope::{Envelope, Event, TraceContext};
-pub use item::{outbox_item, pending_marker};
+pub use item::pending_marker;
 pub use source::{Home, Source, SourceError, SourceKind};
 pub use store::{Committed, ConsumerStore, Hooked, ItemKey, Parked, Step, StoreError, StoreHooks};

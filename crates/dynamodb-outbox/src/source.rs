@@ -60,7 +60,7 @@ impl SourceKind {
         }
     }
 
-    fn what(self) -> &'static str {
+    pub(crate) fn what(self) -> &'static str {
         match self {
             SourceKind::Table => "DynamoDB table",
             SourceKind::KinesisStream => "Kinesis data stream",
@@ -92,10 +92,8 @@ pub struct Source {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{value:?} is neither the name nor the ARN of a {}", kind.what())]
 pub struct SourceError {
-    /// What was configured.
-    pub value: String,
-    /// What it had to name.
-    pub kind: SourceKind,
+    value: String,
+    kind: SourceKind,
 }
 
 impl Source {
@@ -105,7 +103,7 @@ impl Source {
     /// # use dynamodb_outbox::Source;
     /// let by_arn = Source::table("arn:aws:dynamodb:eu-west-1:123456789012:table/orders").unwrap();
     /// assert_eq!(by_arn.name(), "orders");
-    /// assert_eq!(Source::table("orders").unwrap().home(), None);
+    /// assert_eq!(Source::table("orders").unwrap().name(), "orders");
     /// assert!(Source::table("arn:aws:kinesis:eu-west-1:123456789012:stream/orders").is_err());
     /// ```
     pub fn table(value: &str) -> Result<Source, SourceError> {
@@ -155,13 +153,8 @@ impl Source {
         &self.name
     }
 
-    /// Where the source is, when it was configured by ARN.
-    pub fn home(&self) -> Option<&Home> {
-        self.home.as_ref()
-    }
-
     /// What the source is.
-    pub fn kind(&self) -> SourceKind {
+    pub(crate) fn kind(&self) -> SourceKind {
         self.kind
     }
 
@@ -369,7 +362,10 @@ mod tests {
         let stream =
             Source::kinesis_stream("arn:aws:kinesis:eu-west-1:123456789012:stream/events").unwrap();
         assert_eq!(stream.name(), "events");
-        assert_eq!(stream.home(), Some(&home("eu-west-1", "123456789012")));
+        assert_eq!(
+            stream.home.as_ref(),
+            Some(&home("eu-west-1", "123456789012"))
+        );
     }
 
     #[test]

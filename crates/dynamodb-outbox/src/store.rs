@@ -52,7 +52,7 @@ pub enum StoreError {
     Failed(String),
 }
 
-/// The key of an outbox item.
+/// The key of an item: its partition and sort key, by name.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct ItemKey {
     /// Partition key.

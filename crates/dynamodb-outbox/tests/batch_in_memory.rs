@@ -8,9 +8,10 @@ use std::sync::Arc;
 
 use dynamodb_outbox::dynamodb::Routes;
 use dynamodb_outbox::memory::{MemoryOutbox, MemoryStore};
+use dynamodb_outbox::testing::Header;
 use dynamodb_outbox::{
-    BatchOutcome, Consumer, ConsumerStore, Effect, Envelope, Event, HandlerError, Header, Hooked,
-    ItemKey, PoisonPolicy, Processor, StoreError, StoreHooks, Takes,
+    BatchOutcome, Consumer, ConsumerStore, Counter, Effect, Envelope, Event, HandlerError, Hooked,
+    ItemKey, PoisonPolicy, Processor, Source, StoreError, StoreHooks, Takes,
 };
 use serde::{Deserialize, Serialize};
 use serde_dynamo::{AttributeValue, Item};
@@ -96,10 +97,14 @@ impl Consumer for Ledger {
             ),
         ]));
         Ok(Effect::new().put_new(TABLE, entry).add_at_most(
-            TABLE,
-            pk,
-            "BALANCE",
-            "cents",
+            Counter {
+                table: TABLE.into(),
+                key: ItemKey {
+                    pk,
+                    sk: "BALANCE".into(),
+                },
+                attribute: "cents".into(),
+            },
             event.payload.cents,
             1_000_000,
         ))
@@ -137,7 +142,7 @@ impl World {
     }
 
     fn processor(&self, ledger: Ledger) -> Processor<Ledger, MemoryStore> {
-        Processor::new(ledger, self.store.clone(), "outbox").concurrency(4)
+        Processor::new(ledger, self.store.clone(), Source::table("outbox").unwrap()).concurrency(4)
     }
 
     fn balance(&self, consumer: &str, account: &str) -> i64 {
@@ -457,7 +462,7 @@ async fn a_crash_between_the_commits_and_the_marks_is_repaired_by_redelivery() {
             store: world.store.clone(),
             hooks: BrokenMarks::Hang(std::sync::Mutex::new(Some(reached))),
         },
-        "outbox",
+        Source::table("outbox").unwrap(),
     );
     let batch = items.clone();
     let running = tokio::spawn(async move { crashing.process_items(batch).await });
@@ -507,7 +512,7 @@ async fn a_failed_mark_is_reported_without_holding_back_its_key_and_the_retry_ma
             store: world.store.clone(),
             hooks: BrokenMarks::Fail(unmarkable.clone()),
         },
-        "outbox",
+        Source::table("outbox").unwrap(),
     )
     .events_per_transaction(1);
     let outcome = processor.process_items(items.clone()).await;

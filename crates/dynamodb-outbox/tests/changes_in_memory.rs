@@ -9,7 +9,8 @@ use std::sync::Arc;
 use aws_lambda_events::dynamodb::EventRecord;
 use dynamodb_outbox::memory::MemoryStore;
 use dynamodb_outbox::{
-    pending_marker, Consumer, Effect, Envelope, HandlerError, Home, ItemKey, Processor, Takes,
+    pending_marker, Consumer, Counter, Effect, Envelope, HandlerError, Home, ItemKey, Processor,
+    Source, Takes,
 };
 use serde::{Deserialize, Serialize};
 use serde_dynamo::{AttributeValue, Item};
@@ -53,9 +54,17 @@ impl Consumer for Ledger {
                 AttributeValue::N(event.payload.cents.to_string()),
             ),
         ]));
-        Ok(Effect::new()
-            .put(TABLE, last)
-            .add(TABLE, pk, "BALANCE", "cents", event.payload.cents))
+        Ok(Effect::new().put(TABLE, last).add(
+            Counter {
+                table: TABLE.into(),
+                key: ItemKey {
+                    pk,
+                    sk: "BALANCE".into(),
+                },
+                attribute: "cents".into(),
+            },
+            event.payload.cents,
+        ))
     }
 }
 
@@ -116,8 +125,8 @@ fn key(id: &str) -> ItemKey {
 
 fn world(ledger: Ledger) -> (Processor<Ledger, MemoryStore>, MemoryStore) {
     let store = MemoryStore::new(TABLE);
-    let processor =
-        Processor::new(ledger, store.clone(), ENTITIES).home(Home::of_arn(ARN).unwrap());
+    let processor = Processor::new(ledger, store.clone(), Source::table(ENTITIES).unwrap())
+        .home(Home::of_arn(ARN).unwrap());
     (processor, store)
 }
 

@@ -8,9 +8,10 @@ use std::sync::Arc;
 
 use aws_lambda_events::kinesis::KinesisEventRecord;
 use dynamodb_outbox::memory::MemoryStore;
+use dynamodb_outbox::testing::schema;
 use dynamodb_outbox::{
-    kinesis_put, schema, Consumer, Effect, Envelope, Event, HandlerError, Home, PoisonPolicy,
-    Processor, Takes,
+    kinesis_put, Consumer, Counter, Effect, Envelope, Event, HandlerError, Home, ItemKey,
+    PoisonPolicy, Processor, Source, Takes,
 };
 use serde::{Deserialize, Serialize};
 use serde_dynamo::{AttributeValue, Item};
@@ -86,10 +87,14 @@ impl Consumer for Ledger {
             Effect::new().put_new(TABLE, line)
         };
         Ok(effect.put(TABLE, item("LAST".into(), cents)).add(
-            TABLE,
-            pk.clone(),
-            "BALANCE",
-            "cents",
+            Counter {
+                table: TABLE.into(),
+                key: ItemKey {
+                    pk: pk.clone(),
+                    sk: "BALANCE".into(),
+                },
+                attribute: "cents".into(),
+            },
             cents,
         ))
     }
@@ -126,9 +131,13 @@ fn record(sequence: &str, data: Vec<u8>, partition_key: &str) -> KinesisEventRec
 fn processor(ledger: Ledger) -> (Processor<Ledger, MemoryStore>, MemoryStore) {
     let store = MemoryStore::new(TABLE);
     (
-        Processor::new(ledger, store.clone(), STREAM)
-            .home(Home::of_arn(ARN).unwrap())
-            .concurrency(4),
+        Processor::new(
+            ledger,
+            store.clone(),
+            Source::kinesis_stream(STREAM).unwrap(),
+        )
+        .home(Home::of_arn(ARN).unwrap())
+        .concurrency(4),
         store,
     )
 }
@@ -345,7 +354,11 @@ async fn a_same_named_stream_of_another_account_region_or_partition_is_never_cre
     assert_eq!(balance(&store, "a"), 0);
 
     // Configured by ARN, the stream is where its ARN says, wherever the function runs.
-    let by_arn = Processor::new(Ledger::default(), store.clone(), ARN);
+    let by_arn = Processor::new(
+        Ledger::default(),
+        store.clone(),
+        Source::kinesis_stream(ARN).unwrap(),
+    );
     let outcome = by_arn.process_kinesis(&stream(&[&deposit("a", 2)])).await;
     assert_eq!(outcome.applied, 1, "{outcome:?}");
     let outcome = by_arn.process_kinesis(&records).await;
@@ -355,7 +368,11 @@ async fn a_same_named_stream_of_another_account_region_or_partition_is_never_cre
 #[tokio::test]
 async fn a_stream_named_without_a_known_account_and_region_admits_nothing() {
     let store = MemoryStore::new(TABLE);
-    let unplaced = Processor::new(Ledger::default(), store.clone(), STREAM);
+    let unplaced = Processor::new(
+        Ledger::default(),
+        store.clone(),
+        Source::kinesis_stream(STREAM).unwrap(),
+    );
     let records = stream(&[&deposit("a", 2)]);
     assert_eq!(unplaced.process_kinesis(&records).await.poison, 1);
     unplaced.invoked_as("arn:aws:lambda:eu-west-1:123456789012:function:deposits:live");

@@ -9,8 +9,8 @@ use std::sync::Arc;
 use dynamodb_outbox::dynamodb::Routes;
 use dynamodb_outbox::memory::{MemoryOutbox, MemoryStore};
 use dynamodb_outbox::{
-    Consumer, ConsumerStore, Effect, Envelope, Event, HandlerError, PoisonPolicy, Processor,
-    StoreError, Takes,
+    Consumer, ConsumerStore, Counter, Effect, Envelope, Event, HandlerError, ItemKey, PoisonPolicy,
+    Processor, Source, StoreError, Takes,
 };
 use serde::{Deserialize, Serialize};
 use serde_dynamo::{AttributeValue, Item};
@@ -81,10 +81,14 @@ impl Consumer for Ledger {
             ),
         ]));
         Ok(Effect::new().put_new(TABLE, line).add(
-            TABLE,
-            pk,
-            "BALANCE",
-            "cents",
+            Counter {
+                table: TABLE.into(),
+                key: ItemKey {
+                    pk,
+                    sk: "BALANCE".into(),
+                },
+                attribute: "cents".into(),
+            },
             event.payload.cents,
         ))
     }
@@ -105,7 +109,11 @@ async fn parked_world() -> (Processor<Ledger, MemoryStore>, MemoryStore) {
         .into_iter()
         .map(|cents| outbox.write(&deposit("a", cents), &store).unwrap())
         .collect();
-    let processor = Processor::new(Ledger::default(), store.clone(), "outbox");
+    let processor = Processor::new(
+        Ledger::default(),
+        store.clone(),
+        Source::table("outbox").unwrap(),
+    );
     let outcome = processor.process_items(items).await;
     assert_eq!((outcome.applied, outcome.parked), (2, 1), "{outcome:?}");
     (processor, store)
@@ -195,7 +203,11 @@ async fn a_transient_failure_leaves_the_parked_event_as_it_is() {
 async fn parked_events_are_listed_oldest_first_up_to_the_limit() {
     let store = MemoryStore::new(TABLE);
     let mut outbox = MemoryOutbox::new(Routes::new().route("Deposited", &[NAME]));
-    let processor = Processor::new(Ledger::default(), store.clone(), "outbox");
+    let processor = Processor::new(
+        Ledger::default(),
+        store.clone(),
+        Source::table("outbox").unwrap(),
+    );
     // Keys whose names sort against their parking order.
     for account in ["z", "m", "a"] {
         let item = outbox.write(&deposit(account, -1), &store).unwrap();

@@ -1,7 +1,7 @@
 //! How the order service lays out its items in the orders table, beside the outbox engine's
-//! (`dynamodb_outbox::schema`): key shapes and attribute names here and nowhere else.
+//! (`dynamodb_outbox::table`): key shapes and attribute names here and nowhere else.
 
-pub use dynamodb_outbox::schema::{ENTITY, PK, SK};
+pub use dynamodb_outbox::table::{ENTITY, PK, SK};
 
 /// Partition of an order.
 pub fn order_pk(order_id: &str) -> String {

@@ -2,7 +2,9 @@
 //! effect with the consumer's progress, so each order is credited exactly once, one customer's
 //! orders in the order they were placed.
 
-use dynamodb_outbox::{Consumer, Effect, Envelope, HandlerError, PoisonPolicy, Takes};
+use dynamodb_outbox::{
+    Consumer, Counter, Effect, Envelope, HandlerError, ItemKey, PoisonPolicy, Takes,
+};
 use order_service::domain::events::{ORDER_PLACED, SCHEMA_VERSION};
 use order_service::domain::OrderPlaced;
 use serde_dynamo::{AttributeValue, Item};
@@ -57,7 +59,7 @@ impl Consumer for RewardsConsumer {
     /// Three writes: the order's reward record (new: an order is rewarded once, whatever event
     /// claims it again), the ledger line, and the balance (never past [`MAX_BALANCE`]).
     async fn effect(&self, event: &Envelope<OrderPlaced>) -> Result<Effect, HandlerError> {
-        let reward = Reward::try_from(event).map_err(HandlerError::Poison)?;
+        let reward = Reward::try_from(event).map_err(HandlerError::poison)?;
         let entry = LedgerEntry {
             order_id: reward.order_id.clone(),
             points: reward.points,
@@ -67,7 +69,7 @@ impl Consumer for RewardsConsumer {
         };
         let keyed = |pk: String, sk: String| -> Result<Item, HandlerError> {
             let mut item: Item = serde_dynamo::to_item(&entry)
-                .map_err(|e| HandlerError::Poison(format!("ledger entry does not encode: {e}")))?;
+                .map_err(|e| HandlerError::poison(format!("ledger entry does not encode: {e}")))?;
             item.insert(schema::PK.into(), AttributeValue::S(pk));
             item.insert(schema::SK.into(), AttributeValue::S(sk));
             Ok(item)
@@ -84,16 +86,17 @@ impl Consumer for RewardsConsumer {
             schema::customer_pk(&reward.customer_id),
             schema::ledger_sk(&reward.occurred_at, &reward.order_id),
         )?;
+        let balance = Counter {
+            table: self.table.clone(),
+            key: ItemKey {
+                pk: schema::customer_pk(&reward.customer_id),
+                sk: schema::BALANCE_SK.to_owned(),
+            },
+            attribute: schema::POINTS.to_owned(),
+        };
         Ok(Effect::new()
             .put_new(&self.table, record)
             .put(&self.table, line)
-            .add_at_most(
-                &self.table,
-                schema::customer_pk(&reward.customer_id),
-                schema::BALANCE_SK,
-                schema::POINTS,
-                reward.points,
-                MAX_BALANCE,
-            ))
+            .add_at_most(balance, reward.points, MAX_BALANCE))
     }
 }

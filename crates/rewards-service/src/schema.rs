@@ -1,8 +1,8 @@
 //! How the rewards service lays out its items in the rewards table, beside the outbox engine's
-//! progress and parked items (`dynamodb_outbox::schema`): key shapes and attribute names here and
+//! progress and parked items (`dynamodb_outbox::table`): key shapes and attribute names here and
 //! nowhere else.
 
-pub use dynamodb_outbox::schema::{PK, SK};
+pub use dynamodb_outbox::table::{PK, SK};
 
 /// Balance attribute on a customer's balance item (updated with `ADD`).
 pub const POINTS: &str = "points";

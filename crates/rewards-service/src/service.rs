@@ -6,7 +6,7 @@ use aws_sdk_dynamodb::Client;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use dynamodb_outbox::dynamodb::{DynamoConsumerStore, PendingEvents};
-use dynamodb_outbox::{BatchOutcome, Processor, SourceKind};
+use dynamodb_outbox::{BatchOutcome, Processor, Source, SourceKind};
 use order_service::changes::order_placed_from_image;
 use serde::Serialize;
 use service_runtime::config::{self, ConfigError};
@@ -30,6 +30,7 @@ pub type RewardsProcessor = Processor<RewardsConsumer, DynamoConsumerStore>;
 pub fn processor_from_env(client: Client) -> Result<RewardsProcessor, ConfigError> {
     let rewards = config::required(config::REWARDS_TABLE)?;
     let orders = config::required_source(config::ORDERS_TABLE, SourceKind::Table)?;
+    let orders = config::source_from(config::ORDERS_TABLE, SourceKind::Table, &orders)?;
     let retention: i64 = config::OUTBOX_RETENTION_SECONDS.read()?;
     let out_of_range = |_: dynamodb_outbox::SettingError| ConfigError::OutOfRange {
         variable: config::OUTBOX_RETENTION_SECONDS.variable,
@@ -37,7 +38,7 @@ pub fn processor_from_env(client: Client) -> Result<RewardsProcessor, ConfigErro
         min: config::OUTBOX_RETENTION_SECONDS.min,
         max: config::OUTBOX_RETENTION_SECONDS.max,
     };
-    Ok(processor(client, &rewards, &orders)
+    Ok(processor(client, &rewards, orders)
         .retention_seconds(retention)
         .map_err(out_of_range)?
         .concurrency(config::CONSUMER_CONCURRENCY.read()?))
@@ -46,15 +47,11 @@ pub fn processor_from_env(client: Client) -> Result<RewardsProcessor, ConfigErro
 /// The rewards processor on `rewards_table`, for the outbox in `orders_table` (its name, or its
 /// ARN: records are admitted from that table's stream only, and the outbox items are marked on
 /// the table of that name in the function's account), with the engine's defaults.
-pub fn processor(client: Client, rewards_table: &str, orders_table: &str) -> RewardsProcessor {
+pub fn processor(client: Client, rewards_table: &str, orders: Source) -> RewardsProcessor {
     Processor::new(
         RewardsConsumer::new(rewards_table),
-        DynamoConsumerStore::new(
-            client,
-            rewards_table,
-            config::source_name(SourceKind::Table, orders_table),
-        ),
-        orders_table,
+        DynamoConsumerStore::new(client, rewards_table, orders.name()),
+        orders,
     )
 }
 

@@ -76,7 +76,7 @@ pub async fn chaos(opts: ChaosOptions) -> Result<ChaosReport> {
     for seed in [opts.seed ^ 0xA, opts.seed ^ 0xB] {
         let client = stack.dynamo.client_via(&proxy.endpoint).await;
         let processor =
-            service::processor(client, &stack.tables.rewards, &stack.tables.orders_arn())
+            service::processor(client, &stack.tables.rewards, stack.tables.orders_source())
                 .retention_seconds(stack.retention_seconds())
                 .expect("a retention in range");
         let hooks = CrashBeforeRelease::new(opts.crash_probability, seed);
@@ -115,7 +115,7 @@ pub async fn chaos(opts: ChaosOptions) -> Result<ChaosReport> {
     // 3. The sweeper redrives the orders still marked (through the faults too).
     let client = stack.dynamo.client_via(&proxy.endpoint).await;
     let pending = PendingEvents::new(client.clone(), &stack.tables.orders);
-    let sweeper = service::processor(client, &stack.tables.rewards, &stack.tables.orders_arn())
+    let sweeper = service::processor(client, &stack.tables.rewards, stack.tables.orders_source())
         .retention_seconds(stack.retention_seconds())
         .expect("a retention in range");
     for _ in 0..10 {

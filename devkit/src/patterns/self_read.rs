@@ -112,7 +112,7 @@ impl SelfReadStack {
         history_processor(
             self.dynamo.client.clone(),
             &self.orders_table,
-            &self.stream.arn,
+            self.stream.source(),
         )
     }
 
@@ -121,7 +121,7 @@ impl SelfReadStack {
         rewards_kinesis::processor(
             self.dynamo.client.clone(),
             &self.rewards_table,
-            &self.stream.arn,
+            self.stream.source(),
         )
     }
 

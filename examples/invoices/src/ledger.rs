@@ -2,7 +2,9 @@
 
 use std::collections::HashMap;
 
-use dynamodb_outbox::{Consumer, Effect, Envelope, HandlerError, PoisonPolicy, Takes};
+use dynamodb_outbox::{
+    Consumer, Counter, Effect, Envelope, HandlerError, ItemKey, PoisonPolicy, Takes,
+};
 use serde::{Deserialize, Serialize};
 use serde_dynamo::{AttributeValue, Item};
 
@@ -60,14 +62,14 @@ impl Consumer for Ledger {
             InvoiceIssued::TYPE => amount,
             InvoiceVoided::TYPE => -amount,
             other => {
-                return Err(HandlerError::Poison(format!(
+                return Err(HandlerError::poison(format!(
                     "not an invoice event: {other}"
                 )))
             }
         };
         let account = &event.payload.account_id;
         if !(0..=self.largest_cents).contains(&amount) {
-            return Err(HandlerError::Poison(format!(
+            return Err(HandlerError::poison(format!(
                 "{amount} cents is not a real invoice"
             )));
         }
@@ -85,12 +87,16 @@ impl Consumer for Ledger {
         ]));
         // The line is a function of the event: it doubles as the idempotency record where the
         // event has no outbox sequence (Kinesis), so no extra item is written there.
-        Ok(Effect::new().put_new_as_record(&self.table, line).add(
-            &self.table,
-            pk,
-            "BALANCE",
-            BALANCE,
-            change,
-        ))
+        let balance = Counter {
+            table: self.table.clone(),
+            key: ItemKey {
+                pk,
+                sk: "BALANCE".into(),
+            },
+            attribute: BALANCE.into(),
+        };
+        Ok(Effect::new()
+            .put_new_as_record(&self.table, line)
+            .add(balance, change))
     }
 }

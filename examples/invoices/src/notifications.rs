@@ -1,6 +1,6 @@
 //! A second consumer of the same outbox: counts the invoice notifications each account got.
 
-use dynamodb_outbox::{Consumer, Effect, Envelope, HandlerError, Takes};
+use dynamodb_outbox::{Consumer, Counter, Effect, Envelope, HandlerError, ItemKey, Takes};
 
 use crate::invoices::InvoiceIssued;
 
@@ -33,7 +33,14 @@ impl Consumer for Notifications {
     /// Sending an email would happen here, at least once (deduplicated by `event.event_id`
     /// downstream); the counter is written exactly once, with the consumer's progress.
     async fn effect(&self, event: &Envelope<InvoiceIssued>) -> Result<Effect, HandlerError> {
-        let pk = format!("ACCOUNT#{}", event.payload.account_id);
-        Ok(Effect::new().add(&self.table, pk, "NOTIFICATIONS", SENT, 1))
+        let sent = Counter {
+            table: self.table.clone(),
+            key: ItemKey {
+                pk: format!("ACCOUNT#{}", event.payload.account_id),
+                sk: "NOTIFICATIONS".into(),
+            },
+            attribute: SENT.into(),
+        };
+        Ok(Effect::new().add(sent, 1))
     }
 }

@@ -10,6 +10,7 @@ use aws_lambda_events::kinesis::KinesisEventRecord;
 use serde::Serialize;
 use serde_dynamo::{AttributeValue, Item};
 
+use super::intake::taken;
 use super::{Arrived, BatchOutcome, Outcome, Processor, Work};
 use crate::consumer::{Consumer, Effect, HandlerError, PoisonPolicy, Takes};
 use crate::delivery::{self, Header};
@@ -94,14 +95,14 @@ impl<C: Consumer, S: ConsumerStore> Processor<C, S> {
             .map(|record| {
                 (
                     record.kinesis.sequence_number.clone(),
-                    self.sort_kinesis(record, &takes),
+                    self.classify_kinesis(record, &takes),
                 )
             })
             .collect();
         self.process(incoming).await
     }
 
-    fn sort_kinesis(&self, record: &KinesisEventRecord, takes: &[Takes]) -> Work<C::Payload> {
+    fn classify_kinesis(&self, record: &KinesisEventRecord, takes: &[Takes]) -> Work<C::Payload> {
         let sequence = &record.kinesis.sequence_number;
         let source = record.event_source_arn.as_deref();
         if let Err(reason) = self.admit(SourceKind::KinesisStream, source) {
@@ -113,7 +114,7 @@ impl<C: Consumer, S: ConsumerStore> Processor<C, S> {
             Err(e) => return Work::Drop(format!("its data is not JSON: {e}")),
         };
         match serde_dynamo::to_item::<_, Item>(json) {
-            Ok(item) => self.sort_once(item, takes),
+            Ok(item) => self.classify_once(item, takes),
             Err(e) => Work::Drop(format!("its data does not read as an item: {e}")),
         }
     }
@@ -152,7 +153,7 @@ impl<C: Consumer, S: ConsumerStore> Processor<C, S> {
                 } else if record.event_name != "INSERT" {
                     Work::Ignore
                 } else {
-                    self.sort_entity(&record.change.new_image, &adapter, &takes)
+                    self.classify_entity(&record.change.new_image, &adapter, &takes)
                 };
                 (id, work)
             })
@@ -175,14 +176,14 @@ impl<C: Consumer, S: ConsumerStore> Processor<C, S> {
                 let header = Header::peek(item);
                 (
                     format!("{}/{}", header.pk, header.sk),
-                    self.sort_entity(item, &adapter, &takes),
+                    self.classify_entity(item, &adapter, &takes),
                 )
             })
             .collect();
         self.process(incoming).await
     }
 
-    fn sort_entity<F>(&self, image: &Item, adapter: &F, takes: &[Takes]) -> Work<C::Payload>
+    fn classify_entity<F>(&self, image: &Item, adapter: &F, takes: &[Takes]) -> Work<C::Payload>
     where
         F: Fn(&Item) -> Option<Result<Envelope<C::Payload>, String>>,
         C::Payload: Serialize,
@@ -221,7 +222,7 @@ impl<C: Consumer, S: ConsumerStore> Processor<C, S> {
             event_id: envelope.event_id.clone(),
             entity: Some(entity),
         };
-        if !super::taken(takes, &header) {
+        if !taken(takes, &header) {
             let what = format!(
                 "{} {} v{}",
                 envelope.event_id, envelope.event_type, envelope.schema_version
@@ -269,7 +270,7 @@ impl<C: Consumer, S: ConsumerStore> Processor<C, S> {
 
     /// Sorts the data of a Kinesis record (a JSON object, as an item): an event when it names
     /// one by a usable event id, dropped when it does not.
-    fn sort_once(&self, item: Item, takes: &[Takes]) -> Work<C::Payload> {
+    fn classify_once(&self, item: Item, takes: &[Takes]) -> Work<C::Payload> {
         let header = Header::peek(&item);
         let event_id = match &header.event_id {
             None => return Work::Drop("its data has no event_id string".to_owned()),
@@ -278,7 +279,7 @@ impl<C: Consumer, S: ConsumerStore> Processor<C, S> {
                 None => id.clone(),
             },
         };
-        if !super::taken(takes, &header) {
+        if !taken(takes, &header) {
             let what = format!(
                 "{} {} v{}",
                 event_id,
@@ -325,14 +326,14 @@ impl<C: Consumer, S: ConsumerStore> Processor<C, S> {
         let Arrived { envelope, item } = arrived;
         let effect = match self.consumer.effect(&envelope).await {
             Ok(effect) => effect,
-            Err(HandlerError::Poison(reason)) => {
-                let outcome = self.poison_once(id, reason, &once, item).await;
+            Err(error @ HandlerError::Poison(_)) => {
+                let outcome = self.poison_once(id, error.reason(), &once, item).await;
                 return self.release(id, &once, outcome).await;
             }
-            Err(HandlerError::Transient(reason)) => {
+            Err(error @ HandlerError::Transient(_)) => {
                 tracing::warn!(
                     consumer = self.consumer.name(), record = %id, event_id = %once.event_id,
-                    error = %reason, "event not applied: reported for retry"
+                    error = %error.reason(), "event not applied: reported for retry"
                 );
                 return Outcome::Failed;
             }

@@ -21,7 +21,7 @@ pub use routes::Routes;
 pub use writer::{Outbox, Transaction, WriteError, Written};
 
 /// An item as the SDK takes it.
-pub type SdkItem = HashMap<String, AttributeValue>;
+pub(crate) type SdkItem = HashMap<String, AttributeValue>;
 
 /// Error codes that mean "try again later" rather than "this request is wrong".
 const TRANSIENT_CODES: &[&str] = &[

@@ -3,18 +3,17 @@
 use std::collections::HashMap;
 
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
-use aws_sdk_dynamodb::types::{KeysAndAttributes, Put, TransactWriteItem, Update};
+use aws_sdk_dynamodb::types::{Put, TransactWriteItem};
 use aws_sdk_dynamodb::Client;
 use serde::Serialize;
 use serde_dynamo::Item;
 
 use super::routes::Routes;
 use super::{
-    cancellation_is_transient, cancellation_summary, classify, item_size, number, reason_code,
-    text, SdkItem,
+    cancellation_is_transient, cancellation_summary, classify, item_size, reason_code, SdkItem,
 };
 use crate::envelope::Envelope;
-use crate::item::{with_outbox_state, KeyCounter};
+use crate::item::with_outbox_state;
 use crate::schema;
 use crate::store::StoreError;
 
@@ -23,6 +22,11 @@ const MAX_ACTIONS: usize = 100;
 const MAX_BYTES: usize = 4 * 1024 * 1024;
 /// Attempts when another writer advanced the same ordering key's counter in between.
 const MAX_ATTEMPTS: usize = 5;
+
+mod counter;
+mod read_back;
+
+use counter::Counter;
 
 /// The outbox in one DynamoDB table.
 #[derive(Debug, Clone)]
@@ -65,9 +69,10 @@ pub enum WriteError {
         /// The ordering key's length.
         ordering_key_bytes: usize,
     },
-    /// An event did not encode as an item.
-    #[error("{0}")]
-    Encode(String),
+    /// An event's payload did not encode as a DynamoDB item (a map key that is not a string,
+    /// a number out of range): fix the event type's serialization.
+    #[error("the event does not encode as an item")]
+    Encode(#[source] serde_dynamo::Error),
     /// One of the caller's own items was refused (its condition failed): `reasons[i]` is the
     /// cancellation code of the caller's `i`-th item, `None` where it had none.
     #[error("the transaction was cancelled by the caller's items: {reasons:?}")]
@@ -82,8 +87,8 @@ pub enum WriteError {
     /// answer lost, its events stored), and reading them back failed: the transaction may or may
     /// not have been written. Nothing more was written. Retrying the same commit may write the
     /// events a second time unless the caller's own items carry a condition that refuses it.
-    #[error("the transaction may or may not have been written (an earlier attempt may have committed, and reading its events back failed): {0}")]
-    OutcomeUnknown(StoreError),
+    #[error("the transaction may or may not have been written (an earlier attempt may have committed, and reading its events back failed)")]
+    OutcomeUnknown(#[source] StoreError),
 }
 
 /// What a committed transaction wrote: each event's id and its sequence within its key.
@@ -146,83 +151,6 @@ impl Outbox {
             events: Vec::new(),
         }
     }
-
-    /// Reads the sequence counters of `keys`, strongly consistent.
-    async fn counters(&self, keys: &[&str]) -> Result<HashMap<String, Counter>, StoreError> {
-        let mut counters = HashMap::new();
-        for chunk in keys.chunks(100) {
-            let mut request = KeysAndAttributes::builder().consistent_read(true);
-            for key in chunk {
-                request = request.keys(HashMap::from([
-                    (schema::PK.to_owned(), text(schema::key_pk(key))),
-                    (schema::SK.to_owned(), text(schema::COUNTER_SK)),
-                ]));
-            }
-            let mut pending = HashMap::from([(
-                self.table.clone(),
-                request
-                    .build()
-                    .map_err(|e| StoreError::Failed(e.to_string()))?,
-            )]);
-            // BatchGetItem may leave keys unprocessed under load: ask again for those.
-            while !pending.is_empty() {
-                let out = self
-                    .client
-                    .batch_get_item()
-                    .set_request_items(Some(pending))
-                    .send()
-                    .await
-                    .map_err(classify)?;
-                for item in out
-                    .responses
-                    .unwrap_or_default()
-                    .remove(&self.table)
-                    .unwrap_or_default()
-                {
-                    let counter = Counter::from_item(&item);
-                    counters.insert(counter.key.clone(), counter);
-                }
-                pending = out.unprocessed_keys.unwrap_or_default();
-                pending.retain(|_, k| !k.keys().is_empty());
-            }
-        }
-        Ok(counters)
-    }
-}
-
-/// An ordering key's counter as stored: the key, and its state.
-#[derive(Debug, Clone, Default)]
-struct Counter {
-    key: String,
-    state: KeyCounter,
-}
-
-const LAST_PREFIX: &str = "last#";
-
-impl Counter {
-    fn from_item(item: &SdkItem) -> Self {
-        let pk = item
-            .get(schema::PK)
-            .and_then(|v| v.as_s().ok())
-            .map(String::as_str)
-            .unwrap_or_default();
-        let number_of = |v: &aws_sdk_dynamodb::types::AttributeValue| {
-            v.as_n().ok().and_then(|n| n.parse::<u64>().ok())
-        };
-        Self {
-            key: pk.strip_prefix("OUTBOX#").unwrap_or(pk).to_owned(),
-            state: KeyCounter {
-                sequence: item.get(schema::SEQUENCE).and_then(number_of).unwrap_or(0),
-                last: item
-                    .iter()
-                    .filter_map(|(name, v)| {
-                        let consumer = name.strip_prefix(LAST_PREFIX)?;
-                        Some((consumer.to_owned(), number_of(v)?))
-                    })
-                    .collect(),
-            },
-        }
-    }
 }
 
 impl<'a> Transaction<'a> {
@@ -257,8 +185,7 @@ impl<'a> Transaction<'a> {
             envelope,
             self.outbox.routes.consumers_of(&envelope.event_type),
         )?;
-        let item = serde_dynamo::to_item(envelope)
-            .map_err(|e| WriteError::Encode(format!("the event does not encode: {e}")))?;
+        let item = serde_dynamo::to_item(envelope).map_err(WriteError::Encode)?;
         self.events.push(StagedEvent {
             event_id: envelope.event_id.clone(),
             event_type: envelope.event_type.clone(),
@@ -362,45 +289,6 @@ impl<'a> Transaction<'a> {
         }
     }
 
-    /// The attempt among `tried` that committed, found by reading back its first event at the
-    /// sequence it was given: a transaction commits whole, so one of its events stored with its
-    /// own id means all of it is. `None` when none did.
-    async fn committed_before(&self, tried: &[Written]) -> Result<Option<Written>, WriteError> {
-        let Some(first) = self.events.first() else {
-            return Ok(None);
-        };
-        for attempt in tried.iter().rev() {
-            let Some((event_id, sequence)) = attempt.events.first() else {
-                continue;
-            };
-            let stored = self
-                .outbox
-                .client
-                .get_item()
-                .table_name(&self.outbox.table)
-                .key(schema::PK, text(schema::key_pk(&first.ordering_key)))
-                .key(schema::SK, text(schema::event_sk(*sequence)))
-                .consistent_read(true)
-                .projection_expression("#id")
-                .expression_attribute_names("#id", schema::EVENT_ID)
-                .send()
-                .await
-                .map_err(|err| WriteError::OutcomeUnknown(classify(err)))?;
-            let stored_id = stored
-                .item
-                .as_ref()
-                .and_then(|item| item.get(schema::EVENT_ID))
-                .and_then(|v| v.as_s().ok());
-            if stored_id == Some(event_id) {
-                return Ok(Some(Written {
-                    events: attempt.events.clone(),
-                    from_earlier_attempt: true,
-                }));
-            }
-        }
-        Ok(None)
-    }
-
     fn distinct_keys(&self) -> Vec<&str> {
         let mut keys: Vec<&str> = self
             .events
@@ -455,38 +343,13 @@ impl<'a> Transaction<'a> {
             written.push((event.event_id.clone(), sequence));
         }
         for key in self.distinct_keys() {
-            let counter = &counters[key];
             let previous = read.get(key).copied().unwrap_or(0);
-            let mut update = Update::builder()
-                .table_name(&self.outbox.table)
-                .key(schema::PK, text(schema::key_pk(key)))
-                .key(schema::SK, text(schema::COUNTER_SK))
-                .expression_attribute_names("#seq", schema::SEQUENCE)
-                .expression_attribute_values(":seq", number(counter.state.sequence));
-            let mut sets = vec!["#seq = :seq".to_owned()];
-            for (i, (consumer, last)) in counter.state.last.iter().enumerate() {
-                sets.push(format!("#last{i} = :last{i}"));
-                update = update
-                    .expression_attribute_names(
-                        format!("#last{i}"),
-                        format!("{LAST_PREFIX}{consumer}"),
-                    )
-                    .expression_attribute_values(format!(":last{i}"), number(last));
-            }
-            update = update.update_expression(format!("SET {}", sets.join(", ")));
-            update = if previous == 0 {
-                update
-                    .condition_expression("attribute_not_exists(#pk)")
-                    .expression_attribute_names("#pk", schema::PK)
-            } else {
-                update
-                    .condition_expression("#seq = :read")
-                    .expression_attribute_values(":read", number(previous))
-            };
-            let update = update
-                .build()
-                .map_err(|e| StoreError::Failed(e.to_string()))?;
-            items.push(TransactWriteItem::builder().update(update).build());
+            items.push(counter::advance(
+                &self.outbox.table,
+                key,
+                &counters[key],
+                previous,
+            )?);
         }
         let written = Written {
             events: written,

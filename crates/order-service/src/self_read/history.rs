@@ -17,8 +17,8 @@ use aws_lambda_events::streams::KinesisEventResponse;
 use aws_sdk_dynamodb::Client;
 use dynamodb_outbox::dynamodb::DynamoConsumerStore;
 use dynamodb_outbox::{
-    Consumer, ConsumerStore, Effect, Envelope, HandlerError, PoisonPolicy, Processor, SourceKind,
-    Takes,
+    Consumer, ConsumerStore, Effect, Envelope, HandlerError, PoisonPolicy, Processor, Source,
+    SourceKind, Takes,
 };
 use lambda_runtime::{Error, LambdaEvent};
 use service_runtime::config::{self, ConfigError};
@@ -70,10 +70,10 @@ impl Consumer for OrderHistoryConsumer {
         // The rules the rewards consumer of the same stream checks too: the two never disagree
         // on whether an event is an order.
         if let Some(why) = order_placed_violation(event, &OrderPlaced::from(order)) {
-            return Err(HandlerError::Poison(why));
+            return Err(HandlerError::poison(why));
         }
         let item = order_item(order, None)
-            .map_err(|e| HandlerError::Poison(format!("the order does not encode: {e}")))?;
+            .map_err(|e| HandlerError::poison(format!("the order does not encode: {e}")))?;
         Ok(Effect::new().put_new(&self.table, item.into()))
     }
 }
@@ -83,11 +83,10 @@ pub type HistoryProcessor = Processor<OrderHistoryConsumer, DynamoConsumerStore>
 
 /// The order-history processor writing to `orders_table`, reading the Kinesis stream `stream`
 /// (its name or its ARN).
-pub fn processor(client: Client, orders_table: &str, stream: &str) -> HistoryProcessor {
-    let stream_name = config::source_name(SourceKind::KinesisStream, stream);
+pub fn processor(client: Client, orders_table: &str, stream: Source) -> HistoryProcessor {
     Processor::new(
         OrderHistoryConsumer::new(orders_table),
-        DynamoConsumerStore::new(client, orders_table, stream_name),
+        DynamoConsumerStore::new(client, orders_table, stream.name()),
         stream,
     )
 }
@@ -96,7 +95,12 @@ pub fn processor(client: Client, orders_table: &str, stream: &str) -> HistoryPro
 pub fn processor_from_env(client: Client) -> Result<HistoryProcessor, ConfigError> {
     let orders = config::required_name(config::ORDERS_TABLE, SourceKind::Table)?;
     let stream = config::required_source(config::ORDER_EVENTS_STREAM, SourceKind::KinesisStream)?;
-    Ok(processor(client, &orders, &stream).concurrency(config::CONSUMER_CONCURRENCY.read()?))
+    let stream = config::source_from(
+        config::ORDER_EVENTS_STREAM,
+        SourceKind::KinesisStream,
+        &stream,
+    )?;
+    Ok(processor(client, &orders, stream).concurrency(config::CONSUMER_CONCURRENCY.read()?))
 }
 
 /// One Kinesis batch through the order-history consumer.

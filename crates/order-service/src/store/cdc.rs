@@ -11,7 +11,7 @@ use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_dynamodb::Client;
 use dynamodb_outbox::dynamodb::classify;
-use dynamodb_outbox::{pending_marker, schema as outbox_schema};
+use dynamodb_outbox::{pending_marker, table as outbox_schema};
 
 use super::dynamodb::{decode, order_item, read_order_item, Item};
 use crate::domain::events::{order_placed_event_id, ORDER_PLACED_CONSUMERS};
@@ -123,7 +123,9 @@ mod tests {
             item.get(outbox_schema::WAITING_CONSUMERS),
             Some(&AttributeValue::Ss(vec!["rewards".into()]))
         );
-        let pending_sk = item[outbox_schema::PENDING_SK].as_s().unwrap();
+        let pending_sk = item[dynamodb_outbox::testing::schema::PENDING_SK]
+            .as_s()
+            .unwrap();
         assert!(pending_sk.ends_with(&order_placed_event_id("o-1")));
         assert!(!item.contains_key(schema::EVENT_PK));
         assert_eq!(item[schema::ENTITY], AttributeValue::S("Order".into()));

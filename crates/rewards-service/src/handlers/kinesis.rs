@@ -10,7 +10,7 @@ use aws_lambda_events::kinesis::KinesisEvent;
 use aws_lambda_events::streams::KinesisEventResponse;
 use aws_sdk_dynamodb::Client;
 use dynamodb_outbox::dynamodb::DynamoConsumerStore;
-use dynamodb_outbox::{ConsumerStore, Processor, SourceKind};
+use dynamodb_outbox::{ConsumerStore, Processor, Source, SourceKind};
 use lambda_runtime::{Error, LambdaEvent};
 use service_runtime::config::{self, ConfigError};
 use service_runtime::{batch, metrics};
@@ -20,14 +20,10 @@ use crate::service::RewardsProcessor;
 
 /// The rewards processor reading the Kinesis stream `stream` (its name or its ARN), writing to
 /// `rewards_table`.
-pub fn processor(client: Client, rewards_table: &str, stream: &str) -> RewardsProcessor {
+pub fn processor(client: Client, rewards_table: &str, stream: Source) -> RewardsProcessor {
     Processor::new(
         RewardsConsumer::new(rewards_table),
-        DynamoConsumerStore::new(
-            client,
-            rewards_table,
-            config::source_name(SourceKind::KinesisStream, stream),
-        ),
+        DynamoConsumerStore::new(client, rewards_table, stream.name()),
         stream,
     )
 }
@@ -36,7 +32,12 @@ pub fn processor(client: Client, rewards_table: &str, stream: &str) -> RewardsPr
 pub fn processor_from_env(client: Client) -> Result<RewardsProcessor, ConfigError> {
     let rewards = config::required(config::REWARDS_TABLE)?;
     let stream = config::required_source(config::ORDER_EVENTS_STREAM, SourceKind::KinesisStream)?;
-    Ok(processor(client, &rewards, &stream).concurrency(config::CONSUMER_CONCURRENCY.read()?))
+    let stream = config::source_from(
+        config::ORDER_EVENTS_STREAM,
+        SourceKind::KinesisStream,
+        &stream,
+    )?;
+    Ok(processor(client, &rewards, stream).concurrency(config::CONSUMER_CONCURRENCY.read()?))
 }
 
 /// One Kinesis batch.

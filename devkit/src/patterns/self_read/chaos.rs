@@ -126,7 +126,8 @@ pub async fn run(opts: ChaosOptions) -> Result<ChaosReport> {
         hooks: CrashAfterCommit::new(opts.crash_probability, opts.seed ^ salt, crashes.clone()),
     };
     let history = |salt| {
-        let processor = history_processor(client.clone(), &stack.orders_table, &stack.stream.arn);
+        let processor =
+            history_processor(client.clone(), &stack.orders_table, stack.stream.source());
         let store = crashing(processor.store().clone(), salt);
         history_in_process(processor.with_store(store).concurrency(16))
     };
@@ -134,7 +135,7 @@ pub async fn run(opts: ChaosOptions) -> Result<ChaosReport> {
         let processor = rewards_service::handlers::kinesis::processor(
             client.clone(),
             &stack.rewards_table,
-            &stack.stream.arn,
+            stack.stream.source(),
         );
         let store = crashing(processor.store().clone(), salt);
         rewards_in_process(processor.with_store(store).concurrency(16))
@@ -235,16 +236,16 @@ pub fn check(
             .collect();
     let text = |item: &Item, name: &str| item.get(name).and_then(|v| v.as_s().ok()).cloned();
     let mut items_of_order: BTreeMap<String, usize> = BTreeMap::new();
-    let parked = dynamodb_outbox::schema::parked_pk(ORDER_HISTORY);
+    let parked = dynamodb_outbox::testing::schema::parked_pk(ORDER_HISTORY);
     for item in orders_table {
-        let pk = text(item, dynamodb_outbox::schema::PK).unwrap_or_default();
+        let pk = text(item, dynamodb_outbox::testing::schema::PK).unwrap_or_default();
         if pk == parked {
             violations.push(Violation {
                 invariant: Invariant::EventIsProcessed,
                 evidence: format!("order-history parked {pk} / {:?}", text(item, "sk")),
             });
         }
-        if text(item, dynamodb_outbox::schema::ENTITY).as_deref()
+        if text(item, dynamodb_outbox::testing::schema::ENTITY).as_deref()
             == Some(order_service::schema::ENTITY_ORDER)
         {
             if let Some(order_id) = text(item, "order_id") {
@@ -254,7 +255,7 @@ pub fn check(
     }
     let mut ledger_of_order: BTreeMap<String, usize> = BTreeMap::new();
     for item in rewards_table {
-        let sk = text(item, dynamodb_outbox::schema::SK).unwrap_or_default();
+        let sk = text(item, dynamodb_outbox::testing::schema::SK).unwrap_or_default();
         if sk.starts_with(rewards_service::schema::LEDGER_SK_PREFIX) {
             *ledger_of_order
                 .entry(text(item, "order_id").unwrap_or_default())

@@ -1,0 +1,254 @@
+//! Commits: each key's events applied with the consumer's progress, in runs where they can be,
+//! and the outbox items marked after all the commits.
+
+use futures::stream::{self, StreamExt};
+use time::OffsetDateTime;
+
+use super::schedule::{KeyQueue, Next};
+use super::{Arrived, Outcome, Processor, Work, DROPPED_LOG_MESSAGE};
+use crate::consumer::{Consumer, Effect, HandlerError};
+use crate::store::{Committed, ConsumerStore, ItemKey, Step, StoreError};
+
+/// An event whose progress is committed, and the outbox item to mark for it.
+pub(super) type Mark = (usize, Step, ItemKey);
+
+/// What one key's group came to: each record's outcome, and the marks it leaves to the batch.
+pub(super) struct GroupOutcome {
+    outcomes: Vec<(usize, Outcome)>,
+    marks: Vec<Mark>,
+}
+
+impl<C: Consumer, S: ConsumerStore> Processor<C, S> {
+    /// Applies the groups, `concurrency` keys at a time: each record's outcome by position, and
+    /// the outbox items to mark.
+    pub(super) async fn apply_groups(
+        &self,
+        groups: Vec<Vec<(usize, Work<C::Payload>)>>,
+        ids: &[String],
+    ) -> (Vec<Option<Outcome>>, Vec<Mark>) {
+        let applied: Vec<GroupOutcome> = stream::iter(groups)
+            .map(|group| self.apply_group(group, ids))
+            .buffer_unordered(self.concurrency)
+            .collect()
+            .await;
+        let mut by_position: Vec<Option<Outcome>> = (0..ids.len()).map(|_| None).collect();
+        let mut marks = Vec::new();
+        for group in applied {
+            for (position, result) in group.outcomes {
+                by_position[position] = Some(result);
+            }
+            marks.extend(group.marks);
+        }
+        (by_position, marks)
+    }
+
+    async fn apply_group(
+        &self,
+        group: Vec<(usize, Work<C::Payload>)>,
+        ids: &[String],
+    ) -> GroupOutcome {
+        let mut results = Vec::with_capacity(group.len());
+        let mut marks = Vec::new();
+        let mut queue = KeyQueue::new(group, self.events_per_transaction);
+        while let Some(next) = queue.next() {
+            match next {
+                Next::HeldBack(position, held) => results.push((position, held)),
+                Next::Run(run) => {
+                    let Some(outcomes) = self.apply_run(&run, ids).await else {
+                        queue.one_at_a_time(run);
+                        continue;
+                    };
+                    for ((position, outcome), (_, work)) in outcomes.iter().zip(&run) {
+                        queue.settle(outcome);
+                        if let (true, Some((step, key))) = (outcome.committed(), work.place()) {
+                            marks.push((*position, step.clone(), key.clone()));
+                        }
+                    }
+                    results.extend(outcomes);
+                }
+                Next::One(position, work) => {
+                    let place = work.place().map(|(step, key)| (step.clone(), key.clone()));
+                    let result = self.apply_one(position, work, ids).await;
+                    queue.settle(&result);
+                    if let (true, Some((step, key))) = (result.committed(), place) {
+                        marks.push((position, step, key));
+                    }
+                    results.push((position, result));
+                }
+            }
+        }
+        GroupOutcome {
+            outcomes: results,
+            marks,
+        }
+    }
+
+    /// Commits a run of one key's consecutive events in one transaction: their effects merged
+    /// (several additions to one item become one addition of their sum, as DynamoDB allows one
+    /// action per item), the progress moved from the first event's predecessor to the last
+    /// event. `None` when the run must go one event at a time: an effect failed or does not
+    /// combine, a condition refused, the database refused the transaction as a whole, or the
+    /// consumer had applied part of the run already.
+    async fn apply_run(
+        &self,
+        run: &[(usize, Work<C::Payload>)],
+        ids: &[String],
+    ) -> Option<Vec<(usize, Outcome)>> {
+        let mut effects = Vec::with_capacity(run.len());
+        let mut steps = Vec::with_capacity(run.len());
+        for (_, work) in run {
+            let Work::Apply(envelope, step, _) = work else {
+                return None;
+            };
+            effects.push(self.consumer.effect(envelope).await.ok()?);
+            steps.push(step);
+        }
+        let merged = Effect::merge(&effects)?;
+        let (first, last) = (steps[0], steps[steps.len() - 1]);
+        let span = Step {
+            ordering_key: first.ordering_key.clone(),
+            sequence: last.sequence,
+            after: first.after,
+        };
+        let consumer = self.consumer.name();
+        let all = |outcome: fn() -> Outcome| run.iter().map(|(p, _)| (*p, outcome())).collect();
+        match self.store.commit(consumer, &span, &merged).await {
+            Ok(Committed::Applied) => Some(all(|| Outcome::Applied)),
+            Ok(Committed::Duplicate) => Some(all(|| Outcome::Duplicate)),
+            Ok(Committed::Waiting { applied }) if applied < first.after => {
+                tracing::warn!(
+                    consumer, ordering_key = %span.ordering_key, from = first.sequence,
+                    to = last.sequence, applied, "events wait for an earlier event of their key"
+                );
+                Some(all(|| Outcome::Waiting))
+            }
+            Ok(_) => None,
+            // Refused whole (larger than DynamoDB's 4 MB, say): one event at a time, each says
+            // for itself whether it is the cause.
+            Err(StoreError::Failed(_) | StoreError::Invalid(_)) => None,
+            Err(err) => {
+                self.store_failure(&ids[run[0].0], &span, &err);
+                Some(all(|| Outcome::Failed))
+            }
+        }
+    }
+
+    async fn apply_one(&self, position: usize, work: Work<C::Payload>, ids: &[String]) -> Outcome {
+        let id = &ids[position];
+        match work {
+            Work::Ignore => Outcome::Ignored,
+            Work::Once(arrived, once) => self.apply_once(id, *arrived, once).await,
+            Work::Unreadable(once, reason, event) => {
+                self.poison_once(id, reason, &once, event).await
+            }
+            Work::Skipped(what, entity) => self.skip_once(id, &what, entity).await,
+            Work::Drop(reason) => {
+                tracing::error!(
+                    consumer = self.consumer.name(), record = %id, %reason,
+                    "{DROPPED_LOG_MESSAGE}"
+                );
+                Outcome::Dropped
+            }
+            Work::Poison { reason, at, event } => self.poison(id, reason, at, event).await,
+            Work::Skip(step, _, what) => {
+                tracing::info!(
+                    consumer = self.consumer.name(), record = %id, sequence = step.sequence,
+                    event = %what, "event skipped: not taken by this consumer"
+                );
+                match self.commit(id, &step, &Effect::new()).await {
+                    Outcome::Applied | Outcome::Duplicate => Outcome::Skipped,
+                    Outcome::Refused(_) => Outcome::Poison,
+                    other => other,
+                }
+            }
+            Work::Apply(arrived, step, key) => {
+                let Arrived { envelope, item } = *arrived;
+                match self.consumer.effect(&envelope).await {
+                    Ok(effect) => match self.commit(id, &step, &effect).await {
+                        Outcome::Refused(reason) => {
+                            self.poison(id, reason, Some((step, key)), item).await
+                        }
+                        other => other,
+                    },
+                    Err(error @ HandlerError::Poison(_)) => {
+                        self.poison(id, error.reason(), Some((step, key)), item)
+                            .await
+                    }
+                    Err(error @ HandlerError::Transient(_)) => {
+                        tracing::warn!(
+                            consumer = self.consumer.name(), event_id = %envelope.event_id,
+                            sequence = step.sequence, error = %error.reason(),
+                            "event not applied: reported for retry"
+                        );
+                        Outcome::Failed
+                    }
+                }
+            }
+        }
+    }
+
+    /// Commits an effect with the progress (the batch marks the outbox item afterwards).
+    pub(super) async fn commit(&self, id: &str, step: &Step, effect: &Effect) -> Outcome {
+        let consumer = self.consumer.name();
+        match self.store.commit(consumer, step, effect).await {
+            Ok(Committed::Applied) => Outcome::Applied,
+            Ok(Committed::Duplicate) => Outcome::Duplicate,
+            Ok(Committed::Waiting { applied }) => {
+                tracing::warn!(
+                    consumer, record = %id, ordering_key = %step.ordering_key,
+                    sequence = step.sequence, after = step.after, applied,
+                    "event waits for an earlier event of its key: reported for retry"
+                );
+                Outcome::Waiting
+            }
+            Ok(Committed::Refused(reason)) => Outcome::Refused(reason),
+            Err(StoreError::Invalid(why)) => Outcome::Refused(why),
+            Err(err) => self.store_failure(id, step, &err),
+        }
+    }
+
+    pub(super) fn store_failure(&self, id: &str, step: &Step, err: &StoreError) -> Outcome {
+        tracing::warn!(
+            consumer = self.consumer.name(), record = %id, ordering_key = %step.ordering_key,
+            sequence = step.sequence, error = %err, "event not applied: reported for retry"
+        );
+        Outcome::Failed
+    }
+
+    /// Marks the batch's outbox items (see [`Processor::mark`]): by position, whether a record's
+    /// mark failed, each failure logged.
+    pub(super) async fn mark_all(&self, marks: Vec<Mark>, ids: &[String]) -> Vec<bool> {
+        let mut unmarked = vec![false; ids.len()];
+        for (position, step, err) in self.mark(marks).await {
+            tracing::warn!(
+                consumer = self.consumer.name(), record = %ids[position],
+                ordering_key = %step.ordering_key, sequence = step.sequence, error = %err,
+                "event applied but its outbox item not marked: reported for retry, which marks it"
+            );
+            unmarked[position] = true;
+        }
+        unmarked
+    }
+
+    /// Marks the outbox items whose events the batch committed (or found committed before), all
+    /// after the commits, `concurrency` at a time: a mark is on no key's chain, so a key's next
+    /// run never waits for the one before it to be marked. A crash or a failure between a commit
+    /// and its mark leaves the item waiting for this consumer; its redelivery (the record is
+    /// reported, or the sweeper finds it pending) is a duplicate and marks it then. Returns the
+    /// marks that failed.
+    async fn mark(&self, marks: Vec<Mark>) -> Vec<(usize, Step, StoreError)> {
+        let consumer = self.consumer.name();
+        let expires_at = OffsetDateTime::now_utc()
+            .unix_timestamp()
+            .saturating_add(self.retention_seconds);
+        stream::iter(marks)
+            .map(|(position, step, key)| async move {
+                let marked = self.store.complete(consumer, &key, expires_at).await;
+                marked.err().map(|err| (position, step, err))
+            })
+            .buffer_unordered(self.concurrency)
+            .filter_map(|failed| async move { failed })
+            .collect()
+            .await
+    }
+}

@@ -1,0 +1,194 @@
+//! Intake: each record classified into the work it asks for, before any database work.
+
+use aws_lambda_events::dynamodb::EventRecord;
+use serde_dynamo::{AttributeValue, Item};
+
+use super::{BatchOutcome, Once, Processor};
+use crate::consumer::{Consumer, PoisonPolicy, Takes};
+use crate::delivery::{self, Header};
+use crate::envelope::Envelope;
+use crate::schema;
+use crate::source::SourceKind;
+use crate::store::{ConsumerStore, ItemKey, Step};
+
+/// One record, classified before any database work: what it asks for.
+pub(super) enum Work<P> {
+    Ignore,
+    Apply(Box<Arrived<P>>, Step, ItemKey),
+    Skip(Step, ItemKey, String),
+    Poison {
+        reason: String,
+        at: Option<(Step, ItemKey)>,
+        /// The event as it arrived, kept when the consumer parks poison.
+        event: Option<Item>,
+    },
+    /// An event without an outbox sequence: idempotent by its id, ordered by its source.
+    Once(Box<Arrived<P>>, Once),
+    /// An event without an outbox sequence whose envelope does not decode (poison), with the
+    /// event as it arrived when the consumer parks poison.
+    Unreadable(Once, String, Option<Item>),
+    /// An event without an outbox sequence that this consumer does not take (with the entity
+    /// item it came from, which stops waiting for this consumer).
+    Skipped(String, Option<ItemKey>),
+    /// A record that is not an event and names none, with why: logged, counted, not reported.
+    Drop(String),
+}
+
+/// A decoded event, with the item it came from when the consumer parks poison (a parked record
+/// carries the event, so a redrive can apply it once the outbox item has expired).
+pub(super) struct Arrived<P> {
+    pub(super) envelope: Envelope<P>,
+    pub(super) item: Option<Item>,
+}
+
+impl<P> std::ops::Deref for Arrived<P> {
+    type Target = Envelope<P>;
+
+    fn deref(&self) -> &Envelope<P> {
+        &self.envelope
+    }
+}
+
+impl<P> Work<P> {
+    /// The event's place in its key's order and its outbox item, when it has one.
+    pub(super) fn place(&self) -> Option<(&Step, &ItemKey)> {
+        match self {
+            Work::Apply(_, step, key)
+            | Work::Skip(step, key, _)
+            | Work::Poison {
+                at: Some((step, key)),
+                ..
+            } => Some((step, key)),
+            _ => None,
+        }
+    }
+}
+
+impl<C: Consumer, S: ConsumerStore> Processor<C, S> {
+    /// A batch of DynamoDB stream records as Lambda delivers them.
+    pub async fn process_stream(&self, records: &[EventRecord]) -> BatchOutcome {
+        let takes = self.consumer.takes();
+        let incoming: Vec<(String, Work<C::Payload>)> = records
+            .iter()
+            .map(|record| {
+                let id = record
+                    .change
+                    .sequence_number
+                    .clone()
+                    .unwrap_or_else(|| record.event_id.clone());
+                (id, self.classify_stream_record(record, &takes))
+            })
+            .collect();
+        self.process(incoming).await
+    }
+
+    /// Outbox items read from the table (the sweeper's redrive), each named by its key.
+    pub async fn process_items(&self, items: Vec<Item>) -> BatchOutcome {
+        let takes = self.consumer.takes();
+        let incoming = items
+            .into_iter()
+            .map(|item| {
+                let header = Header::peek(&item);
+                (
+                    format!("{}/{}", header.pk, header.sk),
+                    self.classify_item(item, &takes),
+                )
+            })
+            .collect();
+        self.process(incoming).await
+    }
+
+    fn classify_stream_record(&self, record: &EventRecord, takes: &[Takes]) -> Work<C::Payload> {
+        if let Err(reason) = self.admit(SourceKind::Table, record.event_source_arn.as_deref()) {
+            return Work::Poison {
+                reason,
+                at: None,
+                event: None,
+            };
+        }
+        if record.event_name != "INSERT" {
+            return Work::Ignore;
+        }
+        self.classify_item(record.change.new_image.clone(), takes)
+    }
+
+    pub(super) fn classify_item(&self, item: Item, takes: &[Takes]) -> Work<C::Payload> {
+        let is_outbox = matches!(
+            item.get(schema::ENTITY),
+            Some(AttributeValue::S(e)) if e == schema::ENTITY_OUTBOX_EVENT
+        );
+        if !is_outbox {
+            return Work::Ignore;
+        }
+        let header = Header::peek(&item);
+        let me = self.consumer.name();
+        let Some(&after) = header.after.get(me) else {
+            // Routed to other consumers only (or unreadable routing): not this consumer's.
+            return if header.after.is_empty() {
+                Work::Poison {
+                    reason: format!("outbox event {} carries no routing", header.name()),
+                    at: None,
+                    event: None,
+                }
+            } else {
+                Work::Ignore
+            };
+        };
+        let (Some(ordering_key), Some(sequence)) = (header.ordering_key.clone(), header.sequence)
+        else {
+            return Work::Poison {
+                reason: format!(
+                    "outbox event {} has no ordering key or sequence",
+                    header.name()
+                ),
+                at: None,
+                event: None,
+            };
+        };
+        let step = Step {
+            ordering_key,
+            sequence,
+            after,
+        };
+        let key = ItemKey {
+            pk: header.pk.clone(),
+            sk: header.sk.clone(),
+        };
+        if !taken(takes, &header) {
+            let what = format!(
+                "{} v{}",
+                header.event_type.as_deref().unwrap_or("(no type)"),
+                header
+                    .schema_version
+                    .map_or_else(|| "?".to_owned(), |v| v.to_string())
+            );
+            return Work::Skip(step, key, what);
+        }
+        let kept = (self.consumer.on_poison() == PoisonPolicy::Park).then(|| item.clone());
+        match delivery::decode::<C::Payload>(item, &header) {
+            Ok(envelope) => Work::Apply(
+                Box::new(Arrived {
+                    envelope,
+                    item: kept,
+                }),
+                step,
+                key,
+            ),
+            Err(reason) => Work::Poison {
+                reason,
+                at: Some((step, key)),
+                event: kept,
+            },
+        }
+    }
+}
+
+/// Whether the consumer takes the event's type in its schema version.
+pub(super) fn taken(takes: &[Takes], header: &Header) -> bool {
+    takes.iter().any(|t| {
+        Some(t.event_type.as_str()) == header.event_type.as_deref()
+            && header
+                .schema_version
+                .is_some_and(|v| t.versions.contains(&v))
+    })
+}
