@@ -1,6 +1,7 @@
 //! The example's binary as Lambda runs it: started as each function of `template.yaml` (with
 //! that function's environment), handed events through a local Lambda Runtime API, against the
-//! embedded DynamoDB holding the template's tables.
+//! embedded DynamoDB holding the template's tables, through a proxy that checks each request
+//! against the function's policy in the template (least privilege that works).
 
 use std::collections::BTreeMap;
 use std::io::Read;
@@ -9,7 +10,9 @@ use std::time::Duration;
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use bytes::Bytes;
+use devkit::iam;
 use devkit::local::create_table;
+use devkit::proxy::{FaultPlan, FaultProxy};
 use devkit::runtime_api::{lambda_environment, Answer, RuntimeStub};
 use devkit::{LocalDynamo, StreamClient, Template};
 use serde_json::{json, Value};
@@ -19,14 +22,29 @@ use serde_json::{json, Value};
 const HOME: &str = "us-east-1:123456789012";
 
 struct Deployed {
+    runtime: tokio::runtime::Runtime,
     dynamo: LocalDynamo,
+    /// Between the functions and the database: what each request needs of IAM.
+    proxy: FaultProxy,
     template: Template,
     /// Each table's name in the template → its name here (this run's own).
     tables: BTreeMap<String, String>,
 }
 
 impl Deployed {
-    async fn start() -> Self {
+    fn start() -> Self {
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        let (dynamo, proxy, template, tables) = runtime.block_on(Self::tables());
+        Self {
+            runtime,
+            dynamo,
+            proxy,
+            template,
+            tables,
+        }
+    }
+
+    async fn tables() -> (LocalDynamo, FaultProxy, Template, BTreeMap<String, String>) {
         let path = concat!(env!("CARGO_MANIFEST_DIR"), "/template.yaml");
         let template = Template::load(path.as_ref()).unwrap();
         let dynamo = LocalDynamo::start().await.unwrap();
@@ -37,11 +55,10 @@ impl Deployed {
             create_table(&dynamo.client, &spec, &name).await.unwrap();
             tables.insert(spec.name.clone(), name);
         }
-        Self {
-            dynamo,
-            template,
-            tables,
-        }
+        let proxy = FaultProxy::start(&dynamo.endpoint, FaultPlan::none())
+            .await
+            .unwrap();
+        (dynamo, proxy, template, tables)
     }
 
     fn table(&self, logical_id: &str) -> &str {
@@ -63,7 +80,8 @@ impl Deployed {
                 .unwrap_or_else(|| value.to_string());
             (name, self.tables.get(&value).cloned().unwrap_or(value))
         });
-        let runtime = tokio::runtime::Runtime::new().unwrap();
+        let runtime = &self.runtime;
+        self.proxy.reset_stats();
         let bytes = events.iter().map(|e| Bytes::from(e.to_string())).collect();
         let stub = runtime
             .block_on(RuntimeStub::start(bytes, events.len()))
@@ -73,7 +91,7 @@ impl Deployed {
             .envs(lambda_environment(&stub.runtime_api(), function))
             .envs(environment)
             .envs([
-                ("AWS_ENDPOINT_URL", self.dynamo.endpoint.as_str()),
+                ("AWS_ENDPOINT_URL", self.proxy.endpoint.as_str()),
                 ("AWS_REGION", "us-east-1"),
             ])
             .envs([
@@ -92,11 +110,35 @@ impl Deployed {
         let _ = child.stderr.take().unwrap().read_to_string(&mut stderr);
         let counts = answered.unwrap_or_else(|e| panic!("{function}: {e}: {stderr}"));
         assert_eq!(counts.init_errors, 0, "{function} did not start: {stderr}");
+        self.assert_allowed(function);
         let answers = stub.answers().into_iter().map(|answer| match answer {
             Answer::Response(bytes) => serde_json::from_slice(&bytes).unwrap(),
             Answer::Error(bytes) => panic!("{function}: {}", String::from_utf8_lossy(&bytes)),
         });
         answers.collect()
+    }
+
+    /// Every request the function made since it started is one its policy allows.
+    fn assert_allowed(&self, function: &str) {
+        let accesses = self.proxy.stats().accesses;
+        assert!(!accesses.is_empty(), "{function} made no request");
+        let grants = iam::grants(&self.template, function).unwrap();
+        let ids = self
+            .template
+            .tables()
+            .unwrap()
+            .into_iter()
+            .map(|t| (t.logical_id, t.name));
+        let ids: Vec<(String, String)> = ids.collect();
+        let tables = ids
+            .iter()
+            .map(|(id, name)| (id.as_str(), self.tables[name].as_str()))
+            .collect();
+        let denied = iam::denied(&grants, &tables, &accesses);
+        assert!(
+            denied.is_empty(),
+            "{function}'s policy does not allow {denied:?} (it needed {accesses:?})"
+        );
     }
 
     async fn number(&self, table: &str, pk: &str, sk: &str, attribute: &str) -> Option<i64> {
@@ -171,8 +213,8 @@ fn post(command: Value) -> Value {
 
 #[test]
 fn the_binary_serves_the_api_a_consumer_and_a_sweeper_as_the_template_configures_them() {
-    let runtime = tokio::runtime::Runtime::new().unwrap();
-    let app = runtime.block_on(Deployed::start());
+    let app = Deployed::start();
+    let runtime = &app.runtime;
     let issue = |id: &str, cents: i64| {
         post(json!({"issue": {"invoice_id": id, "account_id": "acme", "amount_cents": cents}}))
     };
@@ -226,6 +268,13 @@ fn the_binary_serves_the_api_a_consumer_and_a_sweeper_as_the_template_configures
         (swept[0]["applied"].clone(), swept[1]["found"].clone()),
         (json!(2), json!(0)),
         "{swept:?}"
+    );
+    // The ledger's sweeper finds nothing pending, and nothing parked to redrive.
+    let redrive = json!({"action": "redrive-parked"});
+    let swept = app.invoke_with("LedgerSweeperFunction", &now, &[json!({}), redrive]);
+    assert_eq!(
+        (swept[0]["found"].clone(), swept[1]["found"].clone()),
+        (json!(0), json!(0))
     );
     let notifications = app.table("NotificationsTable");
     let sent = runtime.block_on(app.number(notifications, "ACCOUNT#acme", "NOTIFICATIONS", "sent"));
