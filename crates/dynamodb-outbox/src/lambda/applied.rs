@@ -9,6 +9,7 @@ use std::sync::{Mutex, OnceLock};
 
 use tracing::callsite::{Callsite, Identifier};
 use tracing::field::{Field, FieldSet, Value};
+use tracing::level_filters::{LevelFilter, STATIC_MAX_LEVEL};
 use tracing::metadata::Kind;
 use tracing::subscriber::Interest;
 use tracing::{Event, Level, Metadata};
@@ -80,7 +81,9 @@ fn callsite(aggregate_field: &'static str) -> &'static AppliedLine {
 /// Logs `event`, applied in the invocation traced as `trace_id`, with its aggregate's id under
 /// `aggregate_field`.
 pub(super) fn log(event: &AppliedEvent, aggregate_field: &'static str, trace_id: &str) {
-    if !tracing::enabled!(Level::INFO) {
+    // The level checks a macro makes first, without a callsite of their own whose cached
+    // interest could disagree with this one's.
+    if Level::INFO > STATIC_MAX_LEVEL || Level::INFO > LevelFilter::current() {
         return;
     }
     let line = callsite(aggregate_field);

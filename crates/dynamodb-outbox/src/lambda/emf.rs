@@ -12,12 +12,12 @@ pub const NAMESPACE_VARIABLE: &str = "METRICS_NAMESPACE";
 /// The environment variable naming the `Service` dimension (the deployment).
 pub const SERVICE_VARIABLE: &str = "METRICS_SERVICE";
 /// The namespace when [`NAMESPACE_VARIABLE`] is unset or blank.
-pub const DEFAULT_NAMESPACE: &str = "Outbox";
+const DEFAULT_NAMESPACE: &str = "Outbox";
 /// The `Service` dimension when [`SERVICE_VARIABLE`] is unset or blank.
-pub const DEFAULT_SERVICE: &str = "outbox-local";
+const DEFAULT_SERVICE: &str = "outbox-local";
 /// CloudWatch takes at most 100 values of one metric per line: longer distributions continue
 /// on further lines.
-pub const MAX_VALUES_PER_LINE: usize = 100;
+const MAX_VALUES_PER_LINE: usize = 100;
 
 /// The metrics of one invocation, written with [`MetricSet::emit`].
 #[derive(Debug, Clone, PartialEq)]
@@ -73,7 +73,7 @@ impl MetricSet {
         self
     }
 
-    /// The EMF lines: the counts, the properties and the first [`MAX_VALUES_PER_LINE`] values of
+    /// The EMF lines: the counts, the properties and the first 100 values of
     /// each distribution on the first line; further values on lines of their own.
     pub fn to_lines(&self, dimensions: &Dimensions, timestamp_millis: u64) -> Vec<String> {
         let dimensions = self.dimensions.as_ref().unwrap_or(dimensions);
@@ -139,7 +139,8 @@ pub struct Dimensions {
 }
 
 impl Dimensions {
-    /// From [`NAMESPACE_VARIABLE`] and [`SERVICE_VARIABLE`], with their defaults.
+    /// From [`NAMESPACE_VARIABLE`] (default `Outbox`) and [`SERVICE_VARIABLE`] (default
+    /// `outbox-local`), where set and not blank.
     pub fn from_env() -> Self {
         let read = |name: &str, default: &str| {
             std::env::var(name)

@@ -69,7 +69,7 @@ pub const SWEEPER_METRICS: &[&str] = &[
 ];
 
 /// Trace links carried on one line: a default-sized batch's worth, so the line stays small.
-pub const MAX_LINKS_PER_LINE: usize = 100;
+const MAX_LINKS_PER_LINE: usize = 100;
 
 /// A consumer function's metrics for one batch, with its own trace and the writers' traces it
 /// served as properties of the line (never dimensions). An event's outbox lag runs from its
@@ -108,7 +108,7 @@ pub fn batch(
 }
 
 /// Each applied event's outbox lag, now; an `occurred_at` the engine did not write is left out.
-pub fn lag_millis(outcome: &BatchOutcome) -> Vec<f64> {
+pub(super) fn lag_millis(outcome: &BatchOutcome) -> Vec<f64> {
     let now = OffsetDateTime::now_utc();
     outcome
         .applied_events

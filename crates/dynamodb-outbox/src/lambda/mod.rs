@@ -16,7 +16,7 @@
 //! ```no_run
 //! use dynamodb_outbox::lambda::{self, BatchReport, OutboxStream};
 //! use dynamodb_outbox::memory::MemoryStore;
-//! use dynamodb_outbox::{Consumer, Effect, Envelope, HandlerError, Processor, Takes};
+//! use dynamodb_outbox::{Consumer, Effect, Envelope, HandlerError, Processor, Source, Takes};
 //!
 //! struct Audit;
 //! impl Consumer for Audit {
@@ -31,7 +31,7 @@
 //! #[tokio::main(flavor = "current_thread")]
 //! async fn main() -> Result<(), lambda_runtime::Error> {
 //!     lambda::init_metrics();
-//!     let processor = Processor::new(Audit, MemoryStore::new("audit"), "outbox");
+//!     let processor = Processor::new(Audit, MemoryStore::new("audit"), Source::table("outbox")?);
 //!     lambda::run(BatchReport::new("audit-consumer"), OutboxStream::new(&processor)).await
 //! }
 //! ```
@@ -41,7 +41,7 @@
 //! ```
 //! # use dynamodb_outbox::lambda::{self, BatchReport, OutboxStream};
 //! # use dynamodb_outbox::memory::MemoryStore;
-//! # use dynamodb_outbox::{Consumer, Effect, Envelope, HandlerError, Processor, Takes};
+//! # use dynamodb_outbox::{Consumer, Effect, Envelope, HandlerError, Processor, Source, Takes};
 //! # struct Audit;
 //! # impl Consumer for Audit {
 //! #     type Payload = serde_json::Value;
@@ -55,7 +55,7 @@
 //! use lambda_runtime::{Context, LambdaEvent};
 //!
 //! # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
-//! let processor = Processor::new(Audit, MemoryStore::new("audit"), "outbox");
+//! let processor = Processor::new(Audit, MemoryStore::new("audit"), Source::table("outbox").unwrap());
 //! let mut handler = BatchReport::new("audit-consumer").layer(OutboxStream::new(&processor));
 //! let event = LambdaEvent::new(Default::default(), Context::default());
 //! let (response, lines) = lambda::capture_metrics(handler.call(event)).await;
@@ -75,21 +75,18 @@ mod handlers;
 pub mod metrics;
 mod report;
 mod sink;
+mod sweep_report;
 mod sweeper;
 mod trace;
 
 pub use applied::APPLIED_LOG_MESSAGE;
-pub use emf::{
-    Dimensions, MetricSet, DEFAULT_NAMESPACE, DEFAULT_SERVICE, MAX_VALUES_PER_LINE,
-    NAMESPACE_VARIABLE, SERVICE_VARIABLE,
-};
+pub use emf::{Dimensions, MetricSet, NAMESPACE_VARIABLE, SERVICE_VARIABLE};
 pub use handlers::{EntityChanges, KinesisStream, OutboxStream, Processed};
 pub use report::{BatchReport, Reported, Reporting};
 pub use sink::{capture_metrics, init_metrics, init_metrics_to};
-pub use sweeper::{
-    OutboxSweep, ScheduledSweep, SweepAction, SweepJob, SweepReport, REDRIVE_PARKED,
-};
-pub use trace::{is_valid_traceparent, link, TraceLink, TRACEPARENT_LEN};
+pub use sweep_report::{SweepAction, SweepReport, REDRIVE_PARKED};
+pub use sweeper::{OutboxSweep, ScheduledSweep, SweepJob};
+pub use trace::{is_valid_traceparent, link, TraceLink};
 
 /// Serves a consumer function: each invocation's batch goes through `handler` and is reported
 /// by `report`, until the runtime stops.
@@ -104,6 +101,40 @@ where
 
 /// Serves a sweeper function: each invocation runs `job` ([`ScheduledSweep`]), its metrics
 /// under the `Function` dimension `function`.
+///
+/// ```no_run
+/// use std::time::Duration;
+///
+/// use dynamodb_outbox::dynamodb::{DynamoConsumerStore, PendingEvents};
+/// use dynamodb_outbox::lambda::{self, OutboxSweep};
+/// use dynamodb_outbox::{Consumer, Effect, Envelope, HandlerError, Processor, Source, Takes};
+/// # struct Audit;
+/// # impl Consumer for Audit {
+/// #     type Payload = serde_json::Value;
+/// #     fn name(&self) -> &str { "audit" }
+/// #     fn takes(&self) -> Vec<Takes> { vec![Takes::versions("Paid", 1..=1)] }
+/// #     async fn effect(&self, _: &Envelope<serde_json::Value>) -> Result<Effect, HandlerError> {
+/// #         Ok(Effect::new())
+/// #     }
+/// # }
+///
+/// #[tokio::main(flavor = "current_thread")]
+/// async fn main() -> Result<(), lambda_runtime::Error> {
+///     lambda::init_metrics();
+///     let config = aws_sdk_dynamodb::Config::builder().behavior_version_latest().build();
+///     let client = aws_sdk_dynamodb::Client::from_conf(config);
+///     let store = DynamoConsumerStore::new(client.clone(), "audit", "outbox");
+///     let processor = Processor::new(Audit, store, Source::table("outbox")?);
+///     let pending = PendingEvents::new(client, "outbox");
+///     let job = OutboxSweep {
+///         processor: &processor,
+///         pending: &pending,
+///         older_than: Duration::from_secs(300),
+///         limit: 500,
+///     };
+///     lambda::run_sweeper(&job, "audit-sweeper").await
+/// }
+/// ```
 pub async fn run_sweeper<J: SweepJob>(job: &J, function: &'static str) -> Result<(), Error> {
     lambda_runtime::run(ScheduledSweep::new(job, function)).await
 }

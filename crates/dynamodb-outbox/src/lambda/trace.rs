@@ -7,7 +7,7 @@
 use crate::TraceContext;
 
 /// Length of a W3C `traceparent` (`00-<32 hex>-<16 hex>-<2 hex>`).
-pub const TRACEPARENT_LEN: usize = 55;
+const TRACEPARENT_LEN: usize = 55;
 
 /// How a consumer's work leads back to the request that wrote the event. Each id is given in
 /// both notations, so a search by either finds the consumer's work.
