@@ -14,7 +14,7 @@ ORDERS ?= 10000
 # Which of the article's patterns demo and chaos run: outbox (default), cdc, self-read.
 PATTERN ?= outbox
 
-.PHONY: help setup tools kinesalite kinesis build deploy demo local ddb watch trigger test test-local-paths smoke-arm64 test-external lint fmt events chaos bench bench-consumer compare clean public-items
+.PHONY: help setup tools kinesalite kinesis build deploy demo local ddb watch trigger test test-local-paths smoke-arm64 test-external lint fmt templates events chaos bench bench-consumer compare clean public-items
 
 help: ## This list
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-17s %s\n", $$1, $$2}'
@@ -97,6 +97,9 @@ public-items: ## Count the engine's public items (rustdoc JSON; needs a nightly 
 
 fmt: ## Format the code
 	cargo fmt --all
+
+templates: ## Rewrite the pattern templates' parts copied from template.yaml (each one's header names them)
+	$(DEVKIT) templates
 
 events: ## Regenerate the sample events in events/ from the code
 	$(DEVKIT) events
