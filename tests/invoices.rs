@@ -270,3 +270,39 @@ async fn invoices_from_the_api_reach_each_consumer_once_in_account_order_through
         .filter(|i| s(i, "sk").is_some_and(|sk| sk.starts_with("LINE#")));
     assert_eq!(lines.count(), 4, "one ledger line per event");
 }
+
+#[tokio::test]
+async fn a_mistaken_invoice_is_parked_through_the_mapping_and_the_account_goes_on() {
+    let app = Deployed::start().await;
+    assert_eq!(app.issue("ok-1", "acme", 100).await, 200);
+    // Over the ledger's limit: taken for a mistake, poison (an order no retry changes).
+    assert_eq!(app.issue("huge", "acme", 500_000_000).await, 200);
+    assert_eq!(app.issue("ok-2", "acme", 20).await, 200);
+
+    let handler = app.handler(ledger::NAME, Ledger::new(&app.ledger), &app.ledger);
+    let mut mapping = app.mapping("LedgerFunction", handler);
+    let stats = mapping.drain().await.unwrap().clone();
+    assert_eq!(
+        (stats.partial_failures, stats.batches_to_on_failure),
+        (0, 0),
+        "{stats:?}"
+    );
+    assert_eq!(
+        app.balance("acme").await,
+        Some(120),
+        "the later invoice was not held back"
+    );
+    let parked: Vec<Item> = app
+        .scan(&app.ledger)
+        .await
+        .into_iter()
+        .filter(|i| s(i, "pk") == Some(schema::parked_pk(ledger::NAME).as_str()))
+        .collect();
+    assert_eq!(
+        parked.len(),
+        1,
+        "the mistaken invoice waits for an operator: {parked:?}"
+    );
+    let reason = s(&parked[0], schema::PARKED_REASON).unwrap_or_default();
+    assert!(reason.contains("500000000 cents"), "{reason}");
+}
