@@ -21,7 +21,7 @@
 //!   [`memory::MemoryStore`] implement it.
 //! - [`Processor::process_kinesis`] and [`Processor::process_changes`]: the same consumers fed
 //!   by sources without an outbox (a Kinesis stream, an entity table's changes), applied once by
-//!   event id ([`ConsumerStore::commit_once`]).
+//!   event id.
 //! - [`Processor::redrive_parked`]: parked events applied after a fix.
 //! - [`table`]: the names an application's items share with the engine; the `testing` feature
 //!   adds every key shape and attribute name the engine writes, and an outbox item built by hand.
@@ -51,19 +51,10 @@ pub mod table {
     };
 }
 
-/// What tests and dev tools need beyond the API: every key shape and attribute name, the
-/// header of an outbox item, an outbox item built without a table.
-#[cfg(feature = "testing")]
-pub mod testing {
-    pub use crate::delivery::Header;
-    pub use crate::item::outbox_item;
-    /// Every key shape and attribute name the engine writes.
-    pub mod schema {
-        pub use crate::schema::*;
-    }
-}
 mod source;
 mod store;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 pub use batch::{
     kinesis_put, AppliedEvent, BatchOutcome, KinesisPut, Processor, SettingError,
@@ -74,4 +65,4 @@ pub use consumer::{BoxError, Consumer, Counter, Effect, HandlerError, PoisonPoli
 pub use envelope::{Envelope, Event, TraceContext};
 pub use item::pending_marker;
 pub use source::{Home, Source, SourceError, SourceKind};
-pub use store::{Committed, ConsumerStore, Hooked, ItemKey, Parked, Step, StoreError, StoreHooks};
+pub use store::{ConsumerStore, ItemKey, StoreError};
