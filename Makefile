@@ -76,7 +76,7 @@ test-external: kinesalite ## All tests on AWS_ENDPOINT_URL's server, except thos
 	cargo test --workspace -- --exact $(addprefix --skip ,$(EMBEDDED_ONLY_TESTS))
 	@echo "test-external: all tests passed on $${AWS_ENDPOINT_URL_DYNAMODB:-$$AWS_ENDPOINT_URL} except $(words $(EMBEDDED_ONLY_TESTS)) SKIPPED, not run: $(EMBEDDED_ONLY_TESTS)"
 
-lint: tools ## cargo fmt --check, clippy -D warnings, the engine's rustdoc (missing_docs) and package, sam validate (with and without --lint), sam validate --lint of each pattern's template
+lint: tools ## cargo fmt --check, clippy -D warnings, the engine's rustdoc (missing_docs) and package, sam validate (with and without --lint), sam validate --lint of each pattern's template and the invoices example's
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -- -D warnings
 	@# The engine as its users get it: every public item documented, doctests aside (make test
@@ -87,7 +87,7 @@ lint: tools ## cargo fmt --check, clippy -D warnings, the engine's rustdoc (miss
 	sam validate
 	@# The pattern templates: --lint (cfn-lint and SAM's transform). Plain `sam validate` refuses
 	@# their HttpApi's conditional Auth (an `!If` it does not resolve), which the root passes.
-	@for template in patterns/*/template.yaml; do \
+	@for template in patterns/*/template.yaml examples/invoices/template.yaml; do \
 		echo "sam validate --lint -t $$template"; sam validate --lint -t $$template || exit 1; \
 	done
 

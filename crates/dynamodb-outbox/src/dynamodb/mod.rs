@@ -13,12 +13,14 @@ mod consumer_store;
 mod leave;
 mod pending;
 mod retry;
+mod routes;
 mod writer;
 
 pub use consumer_store::DynamoConsumerStore;
 pub use pending::PendingEvents;
 pub use retry::TransientCancellation;
-pub use writer::{Outbox, Routes, Transaction, WriteError, Written};
+pub use routes::Routes;
+pub use writer::{Outbox, Transaction, WriteError, Written};
 
 /// An item as the SDK takes it.
 pub(crate) type SdkItem = HashMap<String, AttributeValue>;
