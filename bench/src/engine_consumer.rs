@@ -27,6 +27,8 @@ use invoices_example::invoices::{self, InvoiceIssued};
 use invoices_example::ledger::{self, Ledger};
 use serde_json::json;
 
+use crate::regions;
+
 /// A batch: `keys` accounts with `per_key` invoices each, interleaved in the stream
 /// (k0, k1, …, k0, k1, …) as concurrent customers' events would be.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -375,11 +377,8 @@ pub async fn measure(repeats: usize) -> Result<ShapesReport> {
     })
 }
 
-/// Where the section starts and ends in `docs/benchmarks.md`, so `make bench-consumer` can
-/// rewrite it alone.
-pub const BEGIN: &str =
-    "<!-- engine batch shapes: written by make bench and make bench-consumer -->";
-pub const END: &str = "<!-- end of engine batch shapes -->";
+/// The section's region in `docs/benchmarks.md`, so `make bench-consumer` can rewrite it alone.
+pub const REGION: &str = "engine-batch-shapes";
 
 impl ShapesReport {
     /// (goals met, goals): each shape's ratio at 25 ms, and exactly once in every batch.
@@ -412,13 +411,13 @@ impl ShapesReport {
         )
     }
 
-    /// The section, markers included.
+    /// The section, in its region's markers.
     pub fn markdown(&self, written: &str) -> String {
         let defaults = Settings::DEFAULT;
         let ms = crate::report::ms;
         let (met, goals) = self.goals_met();
         let mut out = format!(
-            "{BEGIN}\n## Consumer batch shapes on the engine (issue 12, item 2)\n\n\
+            "## Consumer batch shapes on the engine (issue 12, item 2)\n\n\
              {written}; {met} of {goals} goals met; medians of {} repeats. The consumer is \
              `dynamodb-outbox`'s `Processor` running the invoice example's `Ledger` (one new line \
              per event and one `ADD` to the account's balance, the rewards consumer's shape; the \
@@ -485,23 +484,24 @@ impl ShapesReport {
              commit and a mark: 200 round trips for any shape. At 0 ms the proxy adds nothing: what is left is this machine's own work (the \
              SDK's CPU and the embedded server, which runs in the same process on the same two \
              cores); it does not shrink with latency and is why a measured ratio stays under the \
-             ratio of the floors.{}\n{END}\n",
+             ratio of the floors.{}\n",
             defaults.events_per_transaction,
             self.own_work()
         ));
-        out
+        regions::wrap(REGION, &out) + "\n"
     }
 }
 
-/// `doc` with its section replaced by `section`, or with `section` added before `## Machine`
-/// (or at the end) when it has none.
+/// `doc` with its section replaced by `section` (from `markdown`), or with `section` added before
+/// `## Machine` (or at the end) when it has none.
 pub fn splice(doc: &str, section: &str) -> String {
-    if let (Some(start), Some(end)) = (doc.find(BEGIN), doc.find(END)) {
-        if start < end {
-            let after = &doc[end + END.len()..];
-            let after = after.strip_prefix('\n').unwrap_or(after);
-            return format!("{}{section}{after}", &doc[..start]);
-        }
+    let inner = section
+        .trim_end()
+        .strip_prefix(&regions::begin(REGION))
+        .and_then(|s| s.strip_suffix(&regions::end(REGION)))
+        .unwrap_or(section);
+    if let Ok(spliced) = regions::replace(doc, REGION, inner.trim()) {
+        return spliced;
     }
     match doc.find("## Machine") {
         Some(at) => format!("{}{section}\n{}", &doc[..at], &doc[at..]),
@@ -582,8 +582,8 @@ mod tests {
 
     #[test]
     fn the_section_is_replaced_in_place_or_added_before_the_machine() {
-        let section = format!("{BEGIN}\nnew\n{END}\n");
-        let old = format!("# B\n\n{BEGIN}\nold\n{END}\n## Machine\n");
+        let section = regions::wrap(REGION, "new") + "\n";
+        let old = format!("# B\n\n{}\n## Machine\n", regions::wrap(REGION, "old"));
         assert_eq!(
             splice(&old, &section),
             format!("# B\n\n{section}## Machine\n")

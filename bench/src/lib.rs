@@ -16,7 +16,8 @@
 //! - [`throughput`]: orders placed and rewarded end to end through the local stream trigger.
 //! - [`compare`]: the article's three patterns side by side (`make compare`,
 //!   `docs/patterns.md`).
-//! - [`report`], [`chart`], [`machine`]: the table, the chart and the machine they came from.
+//! - [`report`], [`chart`], [`machine`]: the table, the chart and the machine they came from;
+//!   [`regions`]: the marked regions of a hand-written document that the tools rewrite.
 
 pub mod accounting;
 pub mod chart;
@@ -28,6 +29,7 @@ pub mod engine_consumer;
 pub mod functions;
 pub mod machine;
 pub mod records;
+pub mod regions;
 pub mod replay;
 pub mod report;
 pub mod size;
