@@ -2,14 +2,14 @@
 //! and the commands to `docs/benchmarks.md`, and the consumer chart to
 //! `docs/consumer-latency.svg`. `make bench` builds everything it needs first (see the Makefile).
 //!
-//! Usage: `outbox-bench [--quick] [--no-write] [--consumer-only]` (`BENCH_QUICK=1` is
-//! `--quick`; `--consumer-only` measures the engine's batch shapes alone and rewrites only their
-//! section of `docs/benchmarks.md`: `make bench-consumer`).
+//! `--help` lists the flags; `make bench-consumer` is `--consumer-only`.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
+use clap::builder::FalseyValueParser;
+use clap::Parser;
 use devkit::{LocalDynamo, Stack};
 use outbox_bench::accounting::{self, Accounting};
 use outbox_bench::chart::{self, LatencyChart, Points};
@@ -61,42 +61,57 @@ The functions are built on their own, never in one `cargo` invocation with `outb
 the bench's dependencies (the embedded DynamoDB, an HTTP server, criterion) would otherwise
 unify features into the Lambda binaries and change what is measured.";
 
+/// Runs the benchmark suite, prints one table, and writes `docs/benchmarks.md` and
+/// `docs/consumer-latency.svg`.
+///
+/// The consumer's concurrency is `CONSUMER_CONCURRENCY`, read as the function reads it, so
+/// another setting can be measured without a rebuild.
+#[derive(Debug, Parser)]
+#[command(name = "outbox-bench")]
+struct Args {
+    /// One repeat instead of three, fewer cold starts, fewer orders end to end.
+    #[arg(long, env = "BENCH_QUICK", value_parser = FalseyValueParser::new())]
+    quick: bool,
+    /// Print the table; write nothing.
+    #[arg(long)]
+    no_write: bool,
+    /// Only the engine's batch shapes: their section of `docs/benchmarks.md` is rewritten, the
+    /// rest kept (`make bench-consumer`).
+    #[arg(long)]
+    consumer_only: bool,
+    /// Only the function binaries' cold start, memory and size, printed, not written: the
+    /// before/after figures of a change to the functions.
+    #[arg(long)]
+    functions_only: bool,
+}
+
 struct Options {
     quick: bool,
     write: bool,
-    /// The consumer's concurrency, read as the function reads it (`CONSUMER_CONCURRENCY`, else
-    /// the default), so another setting can be measured without a rebuild.
     concurrency: usize,
     /// Repeats of every consumer measurement (the median is reported).
     repeats: usize,
     cold_starts: usize,
     rss_invocations: usize,
     throughput_orders: usize,
-    /// Only the function binaries' cold start, memory and size, printed, not written
-    /// (`--functions-only`): the before/after figures of a change to the functions.
     functions_only: bool,
-    /// Only the engine's batch shapes (`--consumer-only`): their section of the document is
-    /// rewritten, the rest kept.
     consumer_only: bool,
 }
 
 impl Options {
     fn parse() -> Result<Self> {
-        let args: Vec<String> = std::env::args().skip(1).collect();
-        let quick = args.iter().any(|a| a == "--quick")
-            || std::env::var("BENCH_QUICK").is_ok_and(|v| !v.is_empty() && v != "0");
+        let args = Args::parse();
+        let quick = args.quick;
         Ok(Self {
             quick,
-            write: !args
-                .iter()
-                .any(|a| a == "--no-write" || a == "--functions-only"),
+            write: !(args.no_write || args.functions_only),
             concurrency: config::CONSUMER_CONCURRENCY.read()?,
             repeats: if quick { 1 } else { 3 },
             cold_starts: if quick { 5 } else { 20 },
             rss_invocations: 1000,
             throughput_orders: if quick { 500 } else { 1000 },
-            functions_only: args.iter().any(|a| a == "--functions-only"),
-            consumer_only: args.iter().any(|a| a == "--consumer-only"),
+            functions_only: args.functions_only,
+            consumer_only: args.consumer_only,
         })
     }
 }
@@ -819,4 +834,25 @@ async fn end_to_end(opts: &Options, machine: &Machine, notes: &mut Vec<String>) 
             ),
         )],
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // One test owns BENCH_QUICK in this binary's tests: the cases run in turn.
+    #[test]
+    fn bench_quick_in_the_environment_or_the_flag_makes_a_quick_run() {
+        for (value, quick) in [("1", true), ("yes", true), ("0", false), ("", false)] {
+            std::env::set_var("BENCH_QUICK", value);
+            let args = Args::try_parse_from(["outbox-bench"]).unwrap();
+            assert_eq!(args.quick, quick, "BENCH_QUICK={value:?}");
+        }
+        std::env::remove_var("BENCH_QUICK");
+        assert!(!Args::try_parse_from(["outbox-bench"]).unwrap().quick);
+        // What `make bench` and `make bench-consumer` pass.
+        let args = Args::try_parse_from(["outbox-bench", "--consumer-only", "--quick"]).unwrap();
+        assert!(args.quick && args.consumer_only && !args.no_write && !args.functions_only);
+        assert!(Args::try_parse_from(["outbox-bench", "--fast"]).is_err());
+    }
 }
