@@ -8,7 +8,7 @@
 //! - [`capacity`]: `ConsumedCapacity` per side; requests are counted by the proxies.
 //! - [`watch`]: end-to-end latency and the read-your-writes gap, seen from outside.
 //! - [`storage`], [`prices`]: bytes one day later, and what a month of it costs.
-//! - [`doc`], [`chart`]: the document and its chart.
+//! - [`doc`], [`chart`]: the figures written into the document, and its chart.
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
