@@ -17,10 +17,10 @@ use order_service::store::dynamodb::DynamoOrderStore;
 use order_service::store::OrderStore;
 use rewards_service::service;
 
-use super::capacity::CapacityMeter;
 use super::watch::Watch;
 use super::workload::PlannedOrder;
 use super::{arrival, scan, storage, Options, PatternRun, Side};
+use crate::capacity::CapacityMeter;
 
 pub async fn run(pattern: Pattern, opts: &Options, orders: &[PlannedOrder]) -> Result<PatternRun> {
     let dynamo = LocalDynamo::embedded("127.0.0.1:0".parse()?).await?;

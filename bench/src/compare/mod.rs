@@ -5,7 +5,7 @@
 //! - [`workload`]: the orders (Zipf-skewed customers), the same for every pattern.
 //! - [`dynamo`] (outbox, CDC) and [`self_read`]: each pattern's real handlers behind its local
 //!   event source mappings, orders placed at a fixed rate while the mappings poll.
-//! - [`capacity`]: `ConsumedCapacity` per side; requests are counted by the proxies.
+//! - `crate::capacity`: `ConsumedCapacity` per side; requests are counted by the proxies.
 //! - [`watch`]: end-to-end latency and the read-your-writes gap, seen from outside.
 //! - [`storage`], [`prices`]: bytes one day later, and what a month of it costs.
 //! - [`doc`], [`chart`]: the figures written into the document, and its chart.
@@ -17,7 +17,6 @@ use anyhow::{Context, Result};
 use aws_sdk_dynamodb::types::AttributeValue;
 use devkit::{Pattern, TriggerStats};
 
-pub mod capacity;
 pub mod chart;
 pub mod doc;
 pub mod dynamo;
@@ -27,7 +26,7 @@ pub mod storage;
 pub mod watch;
 pub mod workload;
 
-use capacity::Units;
+use crate::capacity::Units;
 use storage::Storage;
 use watch::Seen;
 

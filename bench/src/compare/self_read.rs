@@ -22,11 +22,11 @@ use order_service::self_read::kinesis::KinesisPublisher;
 use order_service::store::OrderStore;
 use rewards_service::handlers::kinesis as rewards_kinesis;
 
-use super::capacity::CapacityMeter;
 use super::prices::KINESIS_PUT_UNIT_BYTES;
 use super::watch::Watch;
 use super::workload::PlannedOrder;
 use super::{arrival, scan, storage, KinesisPuts, Options, PatternRun, Side};
+use crate::capacity::CapacityMeter;
 
 pub async fn run(opts: &Options, orders: &[PlannedOrder]) -> Result<PatternRun> {
     let kinesis = LocalKinesis::start().await.map_err(|e| anyhow!("{e}"))?;
