@@ -14,7 +14,7 @@ ORDERS ?= 10000
 # Which of the article's patterns demo and chaos run: outbox (default), cdc, self-read.
 PATTERN ?= outbox
 
-.PHONY: help setup tools kinesalite kinesis build deploy demo local ddb watch trigger test test-local-paths smoke-arm64 test-external lint fmt events chaos bench bench-consumer compare clean
+.PHONY: help setup tools kinesalite kinesis build deploy demo local ddb watch trigger test test-local-paths smoke-arm64 test-external lint fmt templates events chaos bench bench-consumer compare clean public-items
 
 help: ## This list
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-17s %s\n", $$1, $$2}'
@@ -91,8 +91,15 @@ lint: tools ## cargo fmt --check, clippy -D warnings, the engine's rustdoc (miss
 		echo "sam validate --lint -t $$template"; sam validate --lint -t $$template || exit 1; \
 	done
 
+public-items: ## Count the engine's public items (rustdoc JSON; needs a nightly toolchain: rustup toolchain install nightly)
+	cargo +nightly rustdoc -p dynamodb-outbox --lib -- -Z unstable-options --output-format json
+	python3 scripts/public-items.py target/doc/dynamodb_outbox.json
+
 fmt: ## Format the code
 	cargo fmt --all
+
+templates: ## Rewrite the pattern templates' parts copied from template.yaml (each one's header names them)
+	$(DEVKIT) templates
 
 events: ## Regenerate the sample events in events/ from the code
 	$(DEVKIT) events

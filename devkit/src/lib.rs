@@ -25,6 +25,7 @@ pub mod smoke;
 pub mod stack;
 pub mod stream;
 pub mod template;
+pub mod template_copies;
 pub mod trigger;
 
 /// An item as the SDK reads it.

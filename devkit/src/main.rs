@@ -96,6 +96,12 @@ enum Command {
     },
     /// Regenerate the sample events in events/ from the code.
     Events,
+    /// Rewrite the pattern templates' entries copied from template.yaml (their headers name them).
+    Templates {
+        /// Only check: fail, naming them, when a pattern template's copies differ.
+        #[arg(long)]
+        check: bool,
+    },
     /// Run the bootstraps `sam build` made (under an emulator for arm64) against the embedded
     /// DynamoDB with the sample events, checking their answers (`make smoke-arm64`).
     Smoke {
@@ -198,6 +204,20 @@ async fn run(cli: Cli) -> Result<()> {
             };
             for line in devkit::smoke::run(options).await? {
                 println!("{line}");
+            }
+            Ok(())
+        }
+        Command::Templates { check: true } => {
+            let stale = devkit::template_copies::stale()?;
+            for path in &stale {
+                println!("{}: copies differ from template.yaml", path.display());
+            }
+            anyhow::ensure!(stale.is_empty(), "run `make templates`");
+            Ok(())
+        }
+        Command::Templates { check: false } => {
+            for path in devkit::template_copies::write_all()? {
+                println!("wrote {}", path.display());
             }
             Ok(())
         }

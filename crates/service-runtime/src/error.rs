@@ -21,6 +21,19 @@ impl ValidationError {
     }
 }
 
+/// An error and the chain of its sources in one line (`a: b: c`): what a log line and an
+/// error's text keep of an engine error whose cause is its source.
+pub fn with_causes(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
 /// What can go wrong talking to the database, already sorted by what the caller should do.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {

@@ -107,9 +107,10 @@ pub enum WriteError {
         /// The ordering key's length.
         ordering_key_bytes: usize,
     },
-    /// An event did not encode as an item.
-    #[error("{0}")]
-    Encode(String),
+    /// An event's payload did not encode as a DynamoDB item (a map key that is not a string,
+    /// a number out of range): fix the event type's serialization.
+    #[error("the event does not encode as an item")]
+    Encode(#[source] serde_dynamo::Error),
     /// One of the caller's own items was refused (its condition failed): `reasons[i]` is the
     /// cancellation code of the caller's `i`-th item, `None` where it had none.
     #[error("the transaction was cancelled by the caller's items: {reasons:?}")]
@@ -124,8 +125,8 @@ pub enum WriteError {
     /// answer lost, its events stored), and reading them back failed: the transaction may or may
     /// not have been written. Nothing more was written. Retrying the same commit may write the
     /// events a second time unless the caller's own items carry a condition that refuses it.
-    #[error("the transaction may or may not have been written (an earlier attempt may have committed, and reading its events back failed): {0}")]
-    OutcomeUnknown(StoreError),
+    #[error("the transaction may or may not have been written (an earlier attempt may have committed, and reading its events back failed)")]
+    OutcomeUnknown(#[source] StoreError),
 }
 
 /// What a committed transaction wrote: each event's id and its sequence within its key.
@@ -222,8 +223,7 @@ impl<'a> Transaction<'a> {
             envelope,
             self.outbox.routes.consumers_of(&envelope.event_type),
         )?;
-        let item = serde_dynamo::to_item(envelope)
-            .map_err(|e| WriteError::Encode(format!("the event does not encode: {e}")))?;
+        let item = serde_dynamo::to_item(envelope).map_err(WriteError::Encode)?;
         self.events.push(StagedEvent {
             event_id: envelope.event_id.clone(),
             event_type: envelope.event_type.clone(),

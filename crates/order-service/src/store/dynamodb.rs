@@ -7,6 +7,7 @@ use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem};
 use aws_sdk_dynamodb::Client;
 use dynamodb_outbox::dynamodb::{classify, Outbox, WriteError, Written};
 use dynamodb_outbox::table as outbox_schema;
+use service_runtime::error::with_causes;
 
 use crate::domain::events::routes;
 use crate::domain::{NewOrder, Order, OrderView, StoreError};
@@ -163,8 +164,8 @@ fn write_error(err: WriteError) -> StoreError {
     match err {
         WriteError::Store(store) => store.into(),
         // The client is told the order may exist, and to resend with its key.
-        unknown @ WriteError::OutcomeUnknown(_) => StoreError::Unavailable(unknown.to_string()),
-        other => StoreError::Failed(other.to_string()),
+        unknown @ WriteError::OutcomeUnknown(_) => StoreError::Unavailable(with_causes(&unknown)),
+        other => StoreError::Failed(with_causes(&other)),
     }
 }
 
