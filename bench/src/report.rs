@@ -24,13 +24,22 @@ pub struct Row {
 }
 
 impl Row {
-    pub fn info(figure: impl Into<String>, measured: impl Into<String>) -> Self {
+    fn new(
+        figure: impl Into<String>,
+        measured: impl Into<String>,
+        goal: impl Into<String>,
+        verdict: Verdict,
+    ) -> Self {
         Self {
             figure: figure.into(),
             measured: measured.into(),
-            goal: "informative".into(),
-            verdict: Verdict::Info,
+            goal: goal.into(),
+            verdict,
         }
+    }
+
+    pub fn info(figure: impl Into<String>, measured: impl Into<String>) -> Self {
+        Self::new(figure, measured, "informative", Verdict::Info)
     }
 
     /// A figure whose goal is an upper bound (`value ≤ limit`), in the figure's own unit.
@@ -55,12 +64,8 @@ impl Row {
                 (value / limit - 1.0) * 100.0
             ))
         };
-        Self {
-            figure: figure.into(),
-            measured: measured.into(),
-            goal: format!("≤ {} {unit}", trim(limit)).trim_end().to_owned(),
-            verdict,
-        }
+        let goal = format!("≤ {} {unit}", trim(limit)).trim_end().to_owned();
+        Self::new(figure, measured, goal, verdict)
     }
 
     /// A figure whose goal is a lower bound (`value ≥ limit`).
@@ -76,12 +81,12 @@ impl Row {
         } else {
             Verdict::Missed(format!("by {}{unit}", trim(limit - value)))
         };
-        Self {
-            figure: figure.into(),
-            measured: measured.into(),
-            goal: format!("≥ {}{unit}", trim(limit)),
+        Self::new(
+            figure,
+            measured,
+            format!("≥ {}{unit}", trim(limit)),
             verdict,
-        }
+        )
     }
 
     /// A yes/no goal.
@@ -92,26 +97,23 @@ impl Row {
         ok: bool,
         otherwise: impl Into<String>,
     ) -> Self {
-        Self {
-            figure: figure.into(),
-            measured: measured.into(),
-            goal: goal.into(),
-            verdict: if ok {
-                Verdict::Met
-            } else {
-                Verdict::Missed(otherwise.into())
-            },
-        }
+        let verdict = if ok {
+            Verdict::Met
+        } else {
+            Verdict::Missed(otherwise.into())
+        };
+        Self::new(figure, measured, goal, verdict)
     }
 
     /// A figure that could not be measured in this run: its goal counts as missed.
     pub fn not_measured(figure: impl Into<String>, goal: impl Into<String>, why: String) -> Self {
-        Self {
-            figure: figure.into(),
-            measured: format!("not measured: {why}"),
-            goal: goal.into(),
-            verdict: Verdict::Missed("not measured".into()),
-        }
+        let measured = format!("not measured: {why}");
+        Self::new(
+            figure,
+            measured,
+            goal,
+            Verdict::Missed("not measured".into()),
+        )
     }
 
     fn met_cell(&self) -> String {

@@ -6,6 +6,7 @@ use anyhow::{anyhow, Result};
 use plotters::prelude::*;
 
 use super::doc::{pattern_title, Figures};
+use crate::chart::legend;
 
 /// One layer of a cost bar: a pattern's figures and the shard count to its dollars.
 type CostPart = fn(&Figures, usize) -> f64;
@@ -60,13 +61,7 @@ pub fn draw(path: &Path, figures: &[Figures], shards: usize) -> Result<()> {
                 .map(|(i, f)| name_above(f, i, f.p99, max_ms)),
         )
         .map_err(|e| err(&e))?;
-    latency
-        .configure_series_labels()
-        .position(SeriesLabelPosition::UpperLeft)
-        .border_style(BLACK)
-        .background_style(WHITE.mix(0.9))
-        .draw()
-        .map_err(|e| err(&e))?;
+    legend(&mut latency).map_err(|e| err(&e))?;
 
     let max_cost = figures
         .iter()
@@ -120,12 +115,7 @@ pub fn draw(path: &Path, figures: &[Figures], shards: usize) -> Result<()> {
             .map(|(i, f)| name_above(f, i, f.month_total(shards), max_cost)),
     )
     .map_err(|e| err(&e))?;
-    cost.configure_series_labels()
-        .position(SeriesLabelPosition::UpperLeft)
-        .border_style(BLACK)
-        .background_style(WHITE.mix(0.9))
-        .draw()
-        .map_err(|e| err(&e))?;
+    legend(&mut cost).map_err(|e| err(&e))?;
     root.present().map_err(|e| err(&e))?;
     Ok(())
 }
