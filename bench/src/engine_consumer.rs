@@ -27,8 +27,6 @@ use invoices_example::invoices::{self, InvoiceIssued};
 use invoices_example::ledger::{self, Ledger};
 use serde_json::json;
 
-use crate::regions;
-
 /// A batch: `keys` accounts with `per_key` invoices each, interleaved in the stream
 /// (k0, k1, …, k0, k1, …) as concurrent customers' events would be.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -411,7 +409,7 @@ impl ShapesReport {
         )
     }
 
-    /// The section, in its region's markers.
+    /// The section, for its region of the document.
     pub fn markdown(&self, written: &str) -> String {
         let defaults = Settings::DEFAULT;
         let ms = crate::report::ms;
@@ -488,24 +486,7 @@ impl ShapesReport {
             defaults.events_per_transaction,
             self.own_work()
         ));
-        regions::wrap(REGION, &out) + "\n"
-    }
-}
-
-/// `doc` with its section replaced by `section` (from `markdown`), or with `section` added before
-/// `## Machine` (or at the end) when it has none.
-pub fn splice(doc: &str, section: &str) -> String {
-    let inner = section
-        .trim_end()
-        .strip_prefix(&regions::begin(REGION))
-        .and_then(|s| s.strip_suffix(&regions::end(REGION)))
-        .unwrap_or(section);
-    if let Ok(spliced) = regions::replace(doc, REGION, inner.trim()) {
-        return spliced;
-    }
-    match doc.find("## Machine") {
-        Some(at) => format!("{}{section}\n{}", &doc[..at], &doc[at..]),
-        None => format!("{doc}\n{section}"),
+        out
     }
 }
 
@@ -578,21 +559,5 @@ mod tests {
             events_per_transaction: 25,
         };
         assert_eq!(round_trips(distinct, narrow), 4 + 4);
-    }
-
-    #[test]
-    fn the_section_is_replaced_in_place_or_added_before_the_machine() {
-        let section = regions::wrap(REGION, "new") + "\n";
-        let old = format!("# B\n\n{}\n## Machine\n", regions::wrap(REGION, "old"));
-        assert_eq!(
-            splice(&old, &section),
-            format!("# B\n\n{section}## Machine\n")
-        );
-        let without = "# B\n\n## Machine\n";
-        assert_eq!(
-            splice(without, &section),
-            format!("# B\n\n{section}\n## Machine\n")
-        );
-        assert_eq!(splice("# B\n", &section), format!("# B\n\n{section}"));
     }
 }

@@ -1,6 +1,6 @@
-//! `outbox-bench`: runs the benchmark suite, prints one table, and writes it with the machine
-//! and the commands to `docs/benchmarks.md`, and the consumer chart to
-//! `docs/consumer-latency.svg`. `make bench` builds everything it needs first (see the Makefile).
+//! `outbox-bench`: runs the benchmark suite, prints one table, and writes it, its notes and the
+//! machine into the marked regions of `docs/benchmarks.md` (the prose there is written by hand),
+//! and the consumer chart to `docs/consumer-latency.svg`. `make bench` builds everything it needs first (see the Makefile).
 //!
 //! `--help` lists the flags; `make bench-consumer` is `--consumer-only`.
 
@@ -14,12 +14,12 @@ use devkit::{LocalDynamo, Stack};
 use outbox_bench::accounting::{self, Accounting};
 use outbox_bench::chart::{self, LatencyChart, Points};
 use outbox_bench::consumer::{floor, ConsumerLab};
-use outbox_bench::engine_consumer;
+use outbox_bench::engine_consumer::{self, REGION as ENGINE_SHAPES};
 use outbox_bench::functions::{self, FUNCTIONS};
 use outbox_bench::machine::Machine;
 use outbox_bench::records::Shape;
 use outbox_bench::report::{median, ms, thousands, us, Report, Row, Section};
-use outbox_bench::{criterion_results, size, throughput, workspace_root};
+use outbox_bench::{criterion_results, regions, size, throughput, workspace_root};
 use service_runtime::config;
 
 /// Goals of issue 5, in one place.
@@ -39,30 +39,8 @@ mod goals {
 /// goal (issue 12: the SDK's request pipeline is most of it).
 const INFORMATIVE_CPU_US: f64 = 50.0;
 
-/// The exact commands `make bench` runs (also written to the report).
-const COMMANDS: &str = "```sh
-make bench                           # builds what it needs, then measures (the run time is above)
-BENCH_QUICK=1 make bench             # one repeat instead of three, shorter criterion runs
-make bench-consumer                  # only the engine's batch shapes; rewrites only their section
-CONSUMER_CONCURRENCY=64 make bench   # the consumer at another concurrency, as the function reads it
-```
-
-`make bench` runs, from the workspace root:
-
-```sh
-cargo build --release -p order-writer -p stream-consumer -p rewards-api -p outbox-sweeper -p order-publisher -p order-history -p rewards-kinesis-consumer
-bash scripts/install-tools.sh        # cargo-lambda and zig into .tools/ (skipped when installed)
-cargo lambda build --release --arm64 -p order-writer -p stream-consumer -p rewards-api -p outbox-sweeper -p order-publisher -p order-history -p rewards-kinesis-consumer
-cargo bench -p outbox-bench --bench handlers      # criterion: handler CPU; estimates in target/criterion/
-cargo run --release -p outbox-bench --bin outbox-bench   # everything else; prints the table, writes docs/
-```
-
-The functions are built on their own, never in one `cargo` invocation with `outbox-bench`:
-the bench's dependencies (the embedded DynamoDB, an HTTP server, criterion) would otherwise
-unify features into the Lambda binaries and change what is measured.";
-
-/// Runs the benchmark suite, prints one table, and writes `docs/benchmarks.md` and
-/// `docs/consumer-latency.svg`.
+/// Runs the benchmark suite, prints one table, and writes its figures into `docs/benchmarks.md`
+/// and `docs/consumer-latency.svg`.
 ///
 /// The consumer's concurrency is `CONSUMER_CONCURRENCY`, read as the function reads it, so
 /// another setting can be measured without a rebuild.
@@ -129,9 +107,21 @@ async fn main() -> Result<()> {
     let mut notes = Vec::new();
     let mut sections = Vec::new();
 
-    if opts.write {
-        std::fs::create_dir_all(workspace_root().join("docs"))?;
-    }
+    // The document is read first: a missing region fails now, not after minutes of measuring.
+    let path = workspace_root().join("docs").join("benchmarks.md");
+    let doc = if opts.write {
+        let doc = std::fs::read_to_string(&path)
+            .with_context(|| format!("reading {}", path.display()))?;
+        let regions: Vec<_> = Report::REGIONS
+            .iter()
+            .map(|r| (*r, String::new()))
+            .collect();
+        regions::replace_all(&doc, &regions)
+            .with_context(|| format!("{} cannot take the figures", path.display()))?;
+        Some(doc)
+    } else {
+        None
+    };
     if opts.functions_only {
         progress("cold start and peak RSS of the function binaries");
         let functions = functions_section(&opts, &mut notes).await?;
@@ -155,10 +145,8 @@ async fn main() -> Result<()> {
             machine.load_at_start,
         ));
         println!("{section}");
-        if opts.write {
-            let path = workspace_root().join("docs").join("benchmarks.md");
-            let doc = std::fs::read_to_string(&path).unwrap_or_default();
-            std::fs::write(&path, engine_consumer::splice(&doc, &section))?;
+        if let Some(doc) = doc {
+            std::fs::write(&path, regions::replace(&doc, ENGINE_SHAPES, &section)?)?;
             progress("rewrote the engine batch shapes in docs/benchmarks.md");
         }
         return Ok(());
@@ -189,17 +177,16 @@ async fn main() -> Result<()> {
     progress("end-to-end throughput");
     sections.push(end_to_end(&opts, &machine, &mut notes).await?);
 
-    let blocks = vec![shapes.markdown(&format!(
+    let shapes = shapes.markdown(&format!(
         "Written by `make bench` ({}) on {}, in {:.0} s of the run",
         mode(&opts),
         rfc3339(started),
         shapes_written.as_secs_f64()
-    ))];
+    ));
     let report = Report {
         sections,
         notes,
         chart_data,
-        blocks,
         machine,
         mode: mode(&opts).into(),
         started: rfc3339(started),
@@ -207,10 +194,11 @@ async fn main() -> Result<()> {
     };
     println!("{}", report.table());
     println!("{}", report.summary());
-    if opts.write {
-        let docs = workspace_root().join("docs");
-        std::fs::write(docs.join("benchmarks.md"), report.document(COMMANDS))?;
-        progress("wrote docs/benchmarks.md and docs/consumer-latency.svg");
+    if let Some(doc) = doc {
+        let mut figures = report.regions();
+        figures.push((ENGINE_SHAPES, shapes));
+        std::fs::write(&path, regions::replace_all(&doc, &figures)?)?;
+        progress("wrote the figures into docs/benchmarks.md, and docs/consumer-latency.svg");
     }
     Ok(())
 }
