@@ -236,7 +236,9 @@ pub async fn measure(orders: usize, concurrency: usize) -> Result<Accounting> {
     let (writer_replay, _) = meters.since(&mark, 1);
 
     // The consumer: the writer's events, then a batch of fresh ones, then that batch again.
-    let first = cursor.outbox_inserts(&stack).await?;
+    let first = cursor
+        .outbox_inserts(&stack.stream, &stack.tables.orders_stream_arn)
+        .await?;
     let mark = meters.mark();
     let outcome = service.process_stream(&first).await;
     ensure!(outcome.applied == first.len(), "first batch: {outcome:?}");

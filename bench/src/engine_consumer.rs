@@ -11,7 +11,6 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Context, Result};
-use aws_lambda_events::dynamodb::EventRecord;
 use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_dynamodb::Client;
 use devkit::local::create_table;
@@ -26,6 +25,8 @@ use dynamodb_outbox::{
 use invoices_example::invoices::{self, InvoiceIssued};
 use invoices_example::ledger::{self, Ledger};
 use serde_json::json;
+
+use crate::records::StreamCursor;
 
 /// A batch: `keys` accounts with `per_key` invoices each, interleaved in the stream
 /// (k0, k1, …, k0, k1, …) as concurrent customers' events would be.
@@ -96,8 +97,7 @@ pub struct EngineLab {
     outbox: Outbox,
     stream: StreamClient,
     stream_arn: String,
-    shard: String,
-    read_up_to: Option<String>,
+    cursor: StreamCursor,
     through_proxy: Client,
     invoices: String,
     ledger: String,
@@ -128,12 +128,6 @@ impl EngineLab {
             .and_then(|t| t.latest_stream_arn)
             .context("the outbox table has no stream")?;
         let stream = StreamClient::new(&dynamo.endpoint, &dynamo.sdk_config)?;
-        let shard = stream
-            .shard_ids(&stream_arn)
-            .await?
-            .into_iter()
-            .next()
-            .context("the stream has no shard")?;
         let proxy = FaultProxy::start(&dynamo.endpoint, FaultPlan::none()).await?;
         // One client for the whole run, as one Lambda container keeps one for its lifetime.
         let through_proxy = dynamo.client_via(&proxy.endpoint).await;
@@ -146,8 +140,7 @@ impl EngineLab {
             outbox,
             stream,
             stream_arn,
-            shard,
-            read_up_to: None,
+            cursor: StreamCursor::default(),
             through_proxy,
             invoices,
             ledger,
@@ -191,7 +184,10 @@ impl EngineLab {
                 invoices::issue(&self.outbox, invoice).await?;
             }
         }
-        let records = self.new_records().await?;
+        let records = self
+            .cursor
+            .outbox_inserts(&self.stream, &self.stream_arn)
+            .await?;
         ensure!(
             records.len() == shape.records(),
             "batch {batch}: {} records on the stream for {} invoices",
@@ -213,33 +209,6 @@ impl EngineLab {
             elapsed,
             exactly_once: self.exactly_once(&totals, shape.per_key).await?,
         })
-    }
-
-    /// The outbox records written since the last call, in stream order.
-    async fn new_records(&mut self) -> Result<Vec<EventRecord>> {
-        let mut records = Vec::new();
-        loop {
-            let page = self
-                .stream
-                .read(
-                    &self.stream_arn,
-                    &self.shard,
-                    self.read_up_to.as_deref(),
-                    1000,
-                )
-                .await?;
-            let Some(last) = page.last() else { break };
-            self.read_up_to = Some(last.sequence_number.clone());
-            for raw in &page {
-                let record = raw.to_event_record()?;
-                let is_event = matches!(record.change.new_image.get(schema::ENTITY),
-                    Some(serde_dynamo::AttributeValue::S(e)) if e == schema::ENTITY_OUTBOX_EVENT);
-                if record.event_name == "INSERT" && is_event {
-                    records.push(record);
-                }
-            }
-        }
-        Ok(records)
     }
 
     /// Every account's balance is the sum of its invoices, its progress is at its last event,

@@ -7,7 +7,7 @@ use std::collections::{HashMap, HashSet};
 
 use anyhow::{bail, ensure, Context, Result};
 use aws_lambda_events::dynamodb::EventRecord;
-use devkit::Stack;
+use devkit::{Stack, StreamClient};
 use dynamodb_outbox::testing::schema;
 use order_service::domain::order::LineItem;
 use order_service::domain::{Order, OrderRequest};
@@ -101,15 +101,18 @@ pub struct StreamCursor {
 }
 
 impl StreamCursor {
-    /// The outbox INSERT records written since the last call, in stream order: what the
-    /// template's `FilterCriteria` lets through to the consumer.
-    pub async fn outbox_inserts(&mut self, stack: &Stack) -> Result<Vec<EventRecord>> {
-        let arn = &stack.tables.orders_stream_arn;
+    /// The outbox INSERT records of stream `arn` written since the last call, in stream order:
+    /// what the template's `FilterCriteria` lets through to the consumer.
+    pub async fn outbox_inserts(
+        &mut self,
+        stream: &StreamClient,
+        arn: &str,
+    ) -> Result<Vec<EventRecord>> {
         let mut records = Vec::new();
-        for shard in stack.stream.shard_ids(arn).await? {
+        for shard in stream.shard_ids(arn).await? {
             loop {
                 let after = self.after.get(&shard).map(String::as_str);
-                let page = stack.stream.read(arn, &shard, after, 1000).await?;
+                let page = stream.read(arn, &shard, after, 1000).await?;
                 let Some(last) = page.last() else { break };
                 self.after
                     .insert(shard.clone(), last.sequence_number.clone());
@@ -134,7 +137,7 @@ impl StreamCursor {
     ) -> Result<Vec<EventRecord>> {
         let wanted: HashSet<&str> = orders.iter().map(|o| o.order_id.as_str()).collect();
         let records: Vec<EventRecord> = self
-            .outbox_inserts(stack)
+            .outbox_inserts(&stack.stream, &stack.tables.orders_stream_arn)
             .await?
             .into_iter()
             .filter(|r| {
