@@ -8,7 +8,7 @@
 //! a time, one event per transaction, one mark at a time.
 
 use std::collections::HashMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{ensure, Context, Result};
 use aws_sdk_dynamodb::types::AttributeValue;
@@ -26,7 +26,7 @@ use invoices_example::invoices::{self, InvoiceIssued};
 use invoices_example::ledger::{self, Ledger};
 use serde_json::json;
 
-use crate::records::StreamCursor;
+use crate::records::{timed_batch, StreamCursor};
 
 /// A batch: `keys` accounts with `per_key` invoices each, interleaved in the stream
 /// (k0, k1, …, k0, k1, …) as concurrent customers' events would be.
@@ -196,15 +196,8 @@ impl EngineLab {
         );
 
         let processor = self.processor(settings);
-        self.proxy.set_plan(FaultPlan::latency(latency));
-        let start = Instant::now();
-        let outcome = processor.process_stream(&records).await;
-        let elapsed = start.elapsed();
-        self.proxy.set_plan(FaultPlan::none());
-        ensure!(
-            outcome.applied == records.len() && outcome.failures.is_empty(),
-            "batch {batch} was not applied in full: {outcome:?}"
-        );
+        let name = batch.to_string();
+        let elapsed = timed_batch(&self.proxy, latency, &processor, &records, &name).await?;
         Ok(BatchRun {
             elapsed,
             exactly_once: self.exactly_once(&totals, shape.per_key).await?,
@@ -528,5 +521,17 @@ mod tests {
             events_per_transaction: 25,
         };
         assert_eq!(round_trips(distinct, narrow), 4 + 4);
+    }
+
+    #[tokio::test]
+    async fn every_batch_read_from_the_stream_is_applied_exactly_once() {
+        let mut lab = EngineLab::start().await.unwrap();
+        for settings in [Settings::DEFAULT, Settings::ONE_AT_A_TIME] {
+            let run = lab
+                .run(Duration::from_millis(1), settings, BatchShape::new(3, 2))
+                .await
+                .unwrap();
+            assert!(run.exactly_once, "{settings:?}");
+        }
     }
 }

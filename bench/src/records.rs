@@ -4,11 +4,14 @@
 //! duplicate the ledger refuses), so each measured batch is made of orders placed just before it.
 
 use std::collections::{HashMap, HashSet};
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context, Result};
 use aws_lambda_events::dynamodb::EventRecord;
+use devkit::proxy::{FaultPlan, FaultProxy};
 use devkit::{Stack, StreamClient};
 use dynamodb_outbox::testing::schema;
+use dynamodb_outbox::{Consumer, ConsumerStore, Processor};
 use order_service::domain::order::LineItem;
 use order_service::domain::{Order, OrderRequest};
 use order_service::service::{place_order, Placed};
@@ -153,6 +156,31 @@ impl StreamCursor {
         );
         Ok(records)
     }
+}
+
+/// How long `processor` takes on `records` with `latency` added to every request through
+/// `proxy`; an error unless every record was applied.
+pub async fn timed_batch<C, S>(
+    proxy: &FaultProxy,
+    latency: Duration,
+    processor: &Processor<C, S>,
+    records: &[EventRecord],
+    batch: &str,
+) -> Result<Duration>
+where
+    C: Consumer,
+    S: ConsumerStore,
+{
+    proxy.set_plan(FaultPlan::latency(latency));
+    let start = Instant::now();
+    let outcome = processor.process_stream(records).await;
+    let elapsed = start.elapsed();
+    proxy.set_plan(FaultPlan::none());
+    ensure!(
+        outcome.applied == records.len() && outcome.failures.is_empty(),
+        "batch {batch} was not applied in full: {outcome:?}"
+    );
+    Ok(elapsed)
 }
 
 /// True when every customer's ledger has the customer's orders applied in the order the stream
