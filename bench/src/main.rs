@@ -175,7 +175,7 @@ async fn main() -> Result<()> {
     sections.push(sizes(&mut notes));
 
     progress("end-to-end throughput");
-    sections.push(end_to_end(&opts, &machine, &mut notes).await?);
+    sections.push(end_to_end(&opts, &machine).await?);
 
     let shapes = shapes.markdown(&format!(
         "Written by `make bench` ({}) on {}, in {:.0} s of the run",
@@ -543,15 +543,6 @@ fn cpu(notes: &mut Vec<String>) -> Section {
             format!("not measured: {e}"),
         )),
     }
-    notes.push(
-        "CPU: criterion medians (`benches/handlers.rs`) of the thread's CPU time \
-         (`CLOCK_THREAD_CPUTIME_ID`, so other builds on this machine do not inflate it) on a \
-         current-thread runtime, with the \
-         functions' own DynamoDB client whose HTTP client answers in process (`src/replay.rs`), so \
-         parsing, validation, the idempotency fingerprint, item encoding, the SDK's serialization \
-         and SigV4 signing, response parsing and the JSON log line are all in, the network is not."
-            .into(),
-    );
     Section {
         title: "Handler CPU (criterion)".into(),
         rows,
@@ -666,19 +657,6 @@ async fn functions_section(opts: &Options, notes: &mut Vec<String>) -> Result<Se
         "cold start, order-writer, by where the TLS trust roots come from",
         by_roots.join("; "),
     ));
-    notes.push(
-        "Most of a cold start used to be rustls-native-certs loading the system's trust roots: \
-         the bundle file and then every file of the certificate directory (each root parsed \
-         again; on Amazon Linux 2023 the directory holds the bundle a second time). The \
-         functions now read the bundle file only (`service_runtime::config::https_client`), and \
-         parse it once, when the first request builds the connector: the SDK's start-up \
-         warm-up, which parsed it and threw the result away, is skipped. So the roots are out \
-         of the spawn-to-first-poll time whatever their source, and the row above shows no \
-         difference between sources any more; they are in the first invocation, once. \
-         `SSL_CERT_FILE` still names another bundle; `SSL_CERT_DIR` brings back the system \
-         default (\"bundle and directory\")."
-            .into(),
-    );
     notes.push(format!(
         "Cold start and RSS run this machine's release binaries (`target/release/<function>`) \
          against a local stub of the Lambda Runtime API (`devkit/src/runtime_api.rs`) with the template's \
@@ -776,35 +754,13 @@ fn sizes(notes: &mut Vec<String>) -> Section {
             host.join(", "),
         ));
     }
-    notes.push(
-        "Size: the release profile is `opt-level = \"z\"`, fat LTO, one codegen unit, stripped, \
-         `panic = \"unwind\"` (explicit, as cargo-lambda would otherwise default it to abort; the \
-         unwind tables it needs are in the size row). What brought the arm64 order-writer from \
-         6.79 MB (cargo-lambda's defaults, which had made panics abort) to its size now, each step \
-         measured while tuning: one TLS stack, rustls on ring instead of the SDK's default aws-lc, \
-         no `env-filter` regex engine, the functions' client read from the environment instead of \
-         aws-config's provider chains, `opt-level = \"z\"`, and unwinding kept: 5.25 MB; fat LTO \
-         and a current-thread runtime: 4.16 MB; the `idna` stub back end (no ICU tables; DynamoDB \
-         host names are ASCII) and one SHA-256 crate: 4.03 MB; debug and trace events compiled \
-         out of release builds (`tracing/release_max_level_info`): the size above. Still in: h2, \
-         which the SDK's HTTP client always links though DynamoDB speaks HTTP/1.1."
-            .into(),
-    );
     Section {
         title: "Binary size".into(),
         rows,
     }
 }
 
-async fn end_to_end(opts: &Options, machine: &Machine, notes: &mut Vec<String>) -> Result<Section> {
-    notes.push(
-        "End to end: one embedded DynamoDB, the order-writer's handler and the consumer in one \
-         process on this machine, with no network latency. It measures the local stack more than \
-         the code: the embedded server's cost per request grows with the items its tables hold \
-         (which is also why each consumer measurement above gets a fresh server), so the rate \
-         falls as the order count rises."
-            .into(),
-    );
+async fn end_to_end(opts: &Options, machine: &Machine) -> Result<Section> {
     let t = throughput::measure(opts.throughput_orders, 16, opts.concurrency).await?;
     Ok(Section {
         title: "End to end".into(),
