@@ -258,7 +258,7 @@ impl EngineLab {
     }
 }
 
-/// The shapes of issue 12 item 2, each with its goal (defaults against one at a time, at 25 ms).
+/// The batch shapes measured, each with its goal (defaults against one at a time, at 25 ms).
 pub const SHAPES: [(BatchShape, f64); 3] = [
     (BatchShape::new(100, 1), 30.0),
     (BatchShape::new(10, 10), 30.0),
@@ -377,7 +377,7 @@ impl ShapesReport {
         let ms = crate::report::ms;
         let (met, goals) = self.goals_met();
         let mut out = format!(
-            "## Consumer batch shapes on the engine (issue 12, item 2)\n\n\
+            "## Consumer batch shapes on the engine\n\n\
              {written}; {met} of {goals} goals met; medians of {} repeats. The consumer is \
              `dynamodb-outbox`'s `Processor` running the invoice example's `Ledger` (one new line \
              per event and one `ADD` to the account's balance, the rewards consumer's shape; the \

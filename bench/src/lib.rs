@@ -15,7 +15,7 @@
 //! - [`functions`]: cold start and peak RSS of the real Lambda binaries against a local stub of
 //!   the Lambda Runtime API (`devkit::runtime_api`); [`size`]: their stripped sizes.
 //! - [`throughput`]: orders placed and rewarded end to end through the local stream trigger.
-//! - [`compare`]: the article's three patterns side by side (`make compare`,
+//! - [`compare`]: the three patterns side by side (`make compare`,
 //!   `docs/patterns.md`).
 //! - [`report`], [`chart`], [`machine`]: the table, the chart and the machine they came from;
 //!   [`regions`]: the marked regions of a hand-written document that the tools rewrite.

@@ -22,12 +22,12 @@ use outbox_bench::report::{median, ms, thousands, us, Report, Row, Section};
 use outbox_bench::{criterion_results, regions, size, throughput, workspace_root};
 use service_runtime::config;
 
-/// Goals of issue 5, in one place.
+/// The bench's goals, in one place.
 mod goals {
     pub const SPEEDUP_AT_25MS: f64 = 15.0;
     /// One strongly consistent read of the customer's sequence counter and one transaction: the
-    /// counter is what keeps a customer's events in order across shards (the engine's design,
-    /// chosen in issue 10; before it the writer made the transaction alone).
+    /// counter is what keeps a customer's events in order across shards (the engine's design;
+    /// before it the writer made the transaction alone).
     pub const WRITER_REQUESTS: f64 = 2.0;
     pub const CONSUMER_REQUESTS: f64 = 2.0;
     pub const COLD_START_MS: f64 = 4.0;
@@ -36,7 +36,7 @@ mod goals {
 }
 
 /// The order-writer's handler CPU that was once a goal: reported beside the figure, no longer a
-/// goal (issue 12: the SDK's request pipeline is most of it).
+/// goal (the SDK's request pipeline is most of it).
 const INFORMATIVE_CPU_US: f64 = 50.0;
 
 /// Runs the benchmark suite, prints one table, and writes its figures into `docs/benchmarks.md`
@@ -487,8 +487,8 @@ fn cpu(notes: &mut Vec<String>) -> Section {
             let handler_us = handler.as_secs_f64() * 1e6;
             if handler_us > INFORMATIVE_CPU_US {
                 notes.push(format!(
-                    "Handler CPU is {:.0} µs above the 50 µs once set as a goal (issue 12 dropped \
-                     it: meeting it would mean hand-rolling the SDK), and the split says why: the \
+                    "Handler CPU is {:.0} µs above the 50 µs once set as a goal (dropped: meeting \
+                     it would mean hand-rolling the SDK), and the split says why: the \
                      store's write, encoding the two items and the SDK's `TransactWriteItems` \
                      (answered in process), is {:.0} % of the handler ({} µs). Its profile (perf) \
                      is mostly the SDK's request pipeline and it is flat: allocation, hashing \

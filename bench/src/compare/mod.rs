@@ -1,4 +1,4 @@
-//! `make compare`: the article's three patterns on one workload, with the same latency added to
+//! `make compare`: the three patterns on one workload, with the same latency added to
 //! every request to every AWS-compatible server through the fault proxy, measured in one run and
 //! written to `docs/patterns.md` and `docs/patterns.svg`.
 //!
