@@ -156,15 +156,21 @@ where
             tokio::time::sleep_until(start + arrival(i, opts.rate_per_second)).await;
             tasks.push(tokio::spawn(place(order.clone())));
         }
-        let mut failed = 0;
+        let (mut failed, mut first) = (0, None);
         for task in tasks {
-            if !matches!(task.await, Ok(Ok(()))) {
-                failed += 1;
-            }
+            let error = match task.await {
+                Ok(Ok(())) => continue,
+                Ok(Err(e)) => e,
+                Err(e) => e.into(),
+            };
+            failed += 1;
+            first.get_or_insert(error);
         }
         let _ = placed_all.send(true);
-        ensure!(failed == 0, "{failed} orders were not placed");
-        Ok(())
+        match first {
+            None => Ok(()),
+            Some(e) => Err(e.context(format!("{failed} orders were not placed; the first"))),
+        }
     };
     let watching = watch.run(rewards, readable, &placing_done, opts.settle_timeout);
     let (placed, watched) = tokio::join!(placing, watching);

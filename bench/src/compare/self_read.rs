@@ -51,7 +51,7 @@ pub async fn run(opts: &Options, orders: &[PlannedOrder]) -> Result<PatternRun> 
         history_in_process(history_processor(
             history_client,
             &stack.orders_table,
-            kinesis_source(&stream_name),
+            stack.stream.source(),
         )),
     )
     .await?;
@@ -60,12 +60,8 @@ pub async fn run(opts: &Options, orders: &[PlannedOrder]) -> Result<PatternRun> 
         client_for(&read_proxy.endpoint).await,
         &stream_name,
         rewards_in_process(
-            rewards_kinesis::processor(
-                rewards_client,
-                &stack.rewards_table,
-                kinesis_source(&stream_name),
-            )
-            .concurrency(opts.consumer_concurrency),
+            rewards_kinesis::processor(rewards_client, &stack.rewards_table, stack.stream.source())
+                .concurrency(opts.consumer_concurrency),
         ),
     )
     .await?;
@@ -198,9 +194,4 @@ async fn published(stack: &SelfReadStack) -> Result<KinesisPuts> {
         }
     }
     Ok(puts)
-}
-
-/// The stream as the consumers' source.
-fn kinesis_source(stream: &str) -> dynamodb_outbox::Source {
-    dynamodb_outbox::Source::kinesis_stream(stream).expect("the bench names a valid stream")
 }
