@@ -33,9 +33,9 @@ use devkit::stack::{in_process, in_process_changes, Service, CONSUMER_FUNCTION};
 use devkit::trigger::Invoke;
 use devkit::{Item, Pattern, Stack, TriggerStats};
 use dynamodb_outbox::dynamodb::{DynamoConsumerStore, PendingEvents};
+use dynamodb_outbox::testing::{CrashPoint, Crashing};
 use dynamodb_outbox::{
-    Committed, ConsumerStore, Effect, Hooked, ItemKey, Parked, Processor, Step, StoreError,
-    StoreHooks,
+    Committed, ConsumerStore, Effect, ItemKey, LastOut, Parked, Processor, Step, StoreError,
 };
 use lambda_runtime::{Context, LambdaEvent};
 use order_service::handlers::order_api;
@@ -571,37 +571,6 @@ async fn exactly_once_with_racing_consumers<H: Harness>(h: H) {
     assert_nothing_pending(&h, "after two consumers raced").await;
 }
 
-/// The rewards consumer's store in a process that crashes right after the effect's transaction
-/// committed, before anything else: before the outbox item's mark (pattern 1), before the order
-/// item's release from its pending marker (pattern 2), before the answer to the mapping
-/// (pattern 3, whose one transaction holds the effect and the done record).
-#[derive(Clone)]
-struct CrashAfterCommit;
-
-fn crashed() -> StoreError {
-    StoreError::Unavailable("process crashed after the effect committed".into())
-}
-
-impl StoreHooks for CrashAfterCommit {
-    async fn before_complete(&self, _: &str, _: &ItemKey) -> Result<(), StoreError> {
-        Err(crashed())
-    }
-    async fn before_release(&self, _: &str, _: &ItemKey) -> Result<(), StoreError> {
-        Err(crashed())
-    }
-    fn after_commit_once(
-        &self,
-        _: &str,
-        _: &str,
-        result: Result<Committed, StoreError>,
-    ) -> Result<Committed, StoreError> {
-        match result? {
-            Committed::Applied => Err(crashed()),
-            other => Ok(other),
-        }
-    }
-}
-
 /// The rewards consumer's store while DynamoDB is unreachable: every write fails.
 #[derive(Clone)]
 struct Down(DynamoConsumerStore);
@@ -617,7 +586,7 @@ impl ConsumerStore for Down {
     async fn commit(&self, _: &str, _: &Step, _: &Effect) -> Result<Committed, StoreError> {
         Err(down())
     }
-    async fn complete(&self, _: &str, _: &ItemKey, _: i64) -> Result<(), StoreError> {
+    async fn leave(&self, _: &str, _: &ItemKey, _: LastOut) -> Result<(), StoreError> {
         Err(down())
     }
     async fn parked(&self, _: &str, _: usize) -> Result<Vec<Parked>, StoreError> {
@@ -632,19 +601,17 @@ impl ConsumerStore for Down {
     async fn commit_once(&self, _: &str, _: &str, _: &Effect) -> Result<Committed, StoreError> {
         Err(down())
     }
-    async fn release(&self, _: &str, _: &ItemKey) -> Result<(), StoreError> {
-        Err(down())
-    }
 }
 
 async fn a_crash_between_the_consumers_writes_is_repaired_by_redelivery<H: Harness>(h: H) {
     let name = H::PATTERN;
     place_all(&h).await;
     let processor = h.processor();
-    let store = Hooked {
-        store: processor.store().clone(),
-        hooks: CrashAfterCommit,
-    };
+    // The rewards consumer's store in a process that crashes right after the effect's
+    // transaction committed, before anything else: before the outbox item's mark (pattern 1),
+    // before the order item's release from its pending marker (pattern 2), before the answer
+    // to the mapping (pattern 3, whose one transaction holds the effect and the done record).
+    let store = Crashing::always(processor.store().clone(), CrashPoint::AfterCommit);
     let everything: Vec<usize> = (0..h.mapped_count().await).collect();
     let reported = h
         .invoke_by_hand(processor.with_store(store), &[everything])

@@ -6,10 +6,8 @@ use aws_lambda_events::dynamodb::EventRecord;
 use aws_sdk_dynamodb::types::AttributeValue;
 use devkit::stack::in_process;
 use dynamodb_outbox::dynamodb::Outbox;
-use dynamodb_outbox::testing::schema;
-use dynamodb_outbox::{
-    BatchOutcome, ConsumerStore, Envelope, Hooked, ItemKey, StoreError, StoreHooks,
-};
+use dynamodb_outbox::testing::{schema, CrashPoint, Crashing};
+use dynamodb_outbox::{BatchOutcome, ConsumerStore, Envelope};
 use order_service::domain::events::routes;
 use order_service::domain::OrderPlaced;
 use outbox_tests::*;
@@ -162,27 +160,14 @@ async fn two_consumers_racing_on_one_batch_apply_it_once() {
     assert_balances(&stack, &expected, &count(ORDERS)).await;
 }
 
-/// A process that crashes right after its transaction committed, before the outbox mark.
-struct CrashBeforeMark;
-
-impl StoreHooks for CrashBeforeMark {
-    async fn before_complete(&self, _: &str, _: &ItemKey) -> Result<(), StoreError> {
-        Err(StoreError::Unavailable(
-            "process crashed before marking the event".into(),
-        ))
-    }
-}
-
 #[tokio::test]
 async fn a_crash_between_the_reward_and_the_mark_is_repaired_by_redelivery() {
     let stack = stack().await;
     place_orders(&stack, &[("c-1", 4_200)]).await;
     let batch = outbox_inserts(&stack.stream_records().await.unwrap());
     let service = stack.service();
-    let store = Hooked {
-        store: service.store().clone(),
-        hooks: CrashBeforeMark,
-    };
+    // A process that crashes right after its transaction committed, before the outbox mark.
+    let store = Crashing::always(service.store().clone(), CrashPoint::BeforeDone);
     let crashing = service.with_store(store);
 
     let first = crashing.process_stream(&batch).await;

@@ -10,7 +10,7 @@ use anyhow::{bail, Result};
 use aws_lambda_events::dynamodb::Event;
 use aws_lambda_events::encodings::Body;
 use dynamodb_outbox::dynamodb::PendingEvents;
-use dynamodb_outbox::{Hooked, ItemKey, StoreError, StoreHooks};
+use dynamodb_outbox::testing::{CrashPoint, Crashing};
 use futures::stream::{self, StreamExt};
 use order_service::handlers::order_api;
 use order_service::store::dynamodb::DynamoOrderStore;
@@ -139,38 +139,6 @@ fn no_faults_sentence(proxy: &ProxyStats) -> String {
     }
 }
 
-/// A consumer process that sometimes dies right after committing an effect, before the outbox
-/// mark: the next delivery must find the effect applied and only complete the mark.
-#[derive(Clone)]
-pub struct CrashBeforeMark {
-    rng: Arc<Mutex<SmallRng>>,
-    probability: f64,
-    pub crashes: Arc<AtomicU64>,
-}
-
-impl CrashBeforeMark {
-    pub fn new(probability: f64, seed: u64) -> Self {
-        Self {
-            rng: Arc::new(Mutex::new(SmallRng::seed_from_u64(seed))),
-            probability,
-            crashes: Arc::default(),
-        }
-    }
-}
-
-impl StoreHooks for CrashBeforeMark {
-    async fn before_complete(&self, _: &str, _: &ItemKey) -> Result<(), StoreError> {
-        let crash = self.rng.lock().expect("rng").random_bool(self.probability);
-        if crash {
-            self.crashes.fetch_add(1, Ordering::Relaxed);
-            return Err(StoreError::Unavailable(
-                "injected crash before the outbox mark".into(),
-            ));
-        }
-        Ok(())
-    }
-}
-
 /// Delivers some records of each batch twice, as an at-least-once source may.
 pub(crate) fn duplicating<I: Invoke + 'static>(
     inner: I,
@@ -239,12 +207,10 @@ pub async fn run(opts: ChaosOptions) -> Result<ChaosReport> {
             service::processor(client, &stack.tables.rewards, stack.tables.orders_source())
                 .retention_seconds(stack.retention_seconds())
                 .expect("a retention in range");
-        let hooks = CrashBeforeMark::new(opts.crash_probability, seed);
-        let crashes = hooks.crashes.clone();
-        let store = Hooked {
-            store: processor.store().clone(),
-            hooks,
-        };
+        // Dies after the effect's commit, before the mark: redelivery only makes the mark.
+        let (store, rate) = (processor.store().clone(), opts.crash_probability);
+        let store = Crashing::seeded(store, seed, rate, CrashPoint::BeforeDone);
+        let crashes = store.crashes();
         (processor.with_store(store), crashes)
     };
     let ((service_a, crashes_a), (service_b, crashes_b)) = (

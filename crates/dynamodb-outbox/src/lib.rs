@@ -47,19 +47,10 @@ pub mod table {
     };
 }
 
-/// What tests and dev tools need beyond the API: every key shape and attribute name, the
-/// header of an outbox item, an outbox item built without a table.
-#[cfg(feature = "testing")]
-pub mod testing {
-    pub use crate::delivery::Header;
-    pub use crate::item::outbox_item;
-    /// Every key shape and attribute name the engine writes.
-    pub mod schema {
-        pub use crate::schema::*;
-    }
-}
 mod source;
 mod store;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 pub use batch::{
     kinesis_put, AppliedEvent, BatchOutcome, KinesisPut, Processor, SettingError,
@@ -70,4 +61,4 @@ pub use consumer::{BoxError, Consumer, Counter, Effect, HandlerError, PoisonPoli
 pub use envelope::{Envelope, Event, TraceContext};
 pub use item::pending_marker;
 pub use source::{Home, Source, SourceError, SourceKind};
-pub use store::{Committed, ConsumerStore, Hooked, ItemKey, Parked, Step, StoreError, StoreHooks};
+pub use store::{Committed, ConsumerStore, ItemKey, LastOut, Parked, Step, StoreError};

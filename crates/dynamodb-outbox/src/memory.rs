@@ -1,9 +1,10 @@
 //! An in-memory [`ConsumerStore`] with DynamoDB's semantics for what the engine uses: effects and
 //! progress commit together or not at all, conditions refuse, the last consumer expires the
-//! outbox item. For fast unit tests of consumers and of the batch logic; the end-to-end suites
-//! run on a real (local) DynamoDB.
+//! outbox item. For fast unit tests of consumers and of the batch logic. The engine's contract
+//! suite runs the same tests on it and on [`crate::dynamodb::DynamoConsumerStore`], so where
+//! the two could differ, DynamoDB's behaviour is the one kept here.
 
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use serde_dynamo::{AttributeValue, Item};
@@ -17,7 +18,7 @@ use crate::envelope::now_rfc3339;
 use crate::envelope::Envelope;
 use crate::item::{done_record, outbox_item, read_parked, same_record, KeyCounter};
 use crate::schema;
-use crate::store::{Committed, ConsumerStore, ItemKey, Parked, Step, StoreError};
+use crate::store::{Committed, ConsumerStore, ItemKey, LastOut, Parked, Step, StoreError};
 
 /// The in-memory store; clones share the same state.
 #[derive(Debug, Clone)]
@@ -30,10 +31,16 @@ pub struct MemoryStore {
 struct State {
     progress: HashMap<(String, String), u64>,
     items: HashMap<(String, String, String), Item>,
-    waiting: HashMap<ItemKey, BTreeSet<String>>,
-    expires: HashMap<ItemKey, i64>,
-    commit_faults: VecDeque<StoreError>,
-    commits: Vec<(String, String, u64, u64)>,
+    waiting: HashMap<ItemKey, Waiting>,
+}
+
+/// An item that waits for its consumers, as DynamoDB keeps it: the waiting set, whether it is in
+/// the pending index, and (for an outbox event its last consumer finished) its TTL.
+#[derive(Debug, Default)]
+struct Waiting {
+    consumers: BTreeSet<String>,
+    pending: bool,
+    expires_at: Option<i64>,
 }
 
 impl MemoryStore {
@@ -51,23 +58,12 @@ impl MemoryStore {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Registers an outbox item as the writer stored it: who has yet to process it.
-    pub fn outbox_written(&self, item: &Item) {
+    /// Registers an item as its producer stored it, an outbox item or an entity item with the
+    /// pending marker of [`crate::pending_marker`]: who has yet to process it, and whether it
+    /// is in the pending index.
+    pub fn written(&self, item: &Item) {
         let header = Header::peek(item);
-        let key = ItemKey {
-            pk: header.pk,
-            sk: header.sk,
-        };
-        self.state()
-            .waiting
-            .insert(key, header.after.into_keys().collect());
-    }
-
-    /// Registers an entity item as its producer stored it, with the pending marker of
-    /// [`crate::pending_marker`]: who has yet to process its creation.
-    pub fn entity_written(&self, item: &Item) {
-        let header = Header::peek(item);
-        let waiting = match item.get(schema::WAITING_CONSUMERS) {
+        let consumers = match item.get(schema::WAITING_CONSUMERS) {
             Some(AttributeValue::Ss(consumers)) => consumers.iter().cloned().collect(),
             _ => BTreeSet::new(),
         };
@@ -75,19 +71,17 @@ impl MemoryStore {
             pk: header.pk,
             sk: header.sk,
         };
+        let waiting = Waiting {
+            consumers,
+            pending: item.contains_key(schema::PENDING_PK),
+            expires_at: None,
+        };
         self.state().waiting.insert(key, waiting);
     }
 
-    /// The next `count` commits fail with `error`, as a throttled or unreachable database would.
-    pub fn fail_next_commits(&self, count: usize, error: StoreError) {
-        let mut state = self.state();
-        for _ in 0..count {
-            state.commit_faults.push_back(error.clone());
-        }
-    }
-
     /// The last sequence `consumer` applied on `ordering_key` (0: none).
-    pub fn progress(&self, consumer: &str, ordering_key: &str) -> u64 {
+    #[cfg(feature = "testing")]
+    pub(crate) fn progress_of(&self, consumer: &str, ordering_key: &str) -> u64 {
         self.state()
             .progress
             .get(&(consumer.to_owned(), ordering_key.to_owned()))
@@ -95,35 +89,22 @@ impl MemoryStore {
             .unwrap_or(0)
     }
 
-    /// Every commit that applied, in order: (consumer, ordering key, progress before, progress
-    /// after). A commit of several consecutive events moves the progress over all of them.
-    pub fn commits(&self) -> Vec<(String, String, u64, u64)> {
-        self.state().commits.clone()
-    }
-
     /// An item an effect wrote.
-    pub fn item(&self, table: &str, pk: &str, sk: &str) -> Option<Item> {
+    #[cfg(feature = "testing")]
+    pub(crate) fn item_at(&self, table: &str, pk: &str, sk: &str) -> Option<Item> {
         self.state()
             .items
             .get(&(table.to_owned(), pk.to_owned(), sk.to_owned()))
             .cloned()
     }
 
-    /// A numeric attribute an effect wrote (0 when absent).
-    pub fn number(&self, table: &str, pk: &str, sk: &str, attribute: &str) -> i64 {
-        self.item(table, pk, sk)
-            .and_then(|item| number_of(&item, attribute))
-            .unwrap_or(0)
-    }
-
-    /// When the outbox item expires, once its last consumer is done.
-    pub fn expires_at(&self, item: &ItemKey) -> Option<i64> {
-        self.state().expires.get(item).copied()
-    }
-
-    /// The consumers still waiting on an outbox item.
-    pub fn waiting(&self, item: &ItemKey) -> BTreeSet<String> {
-        self.state().waiting.get(item).cloned().unwrap_or_default()
+    /// An item's waiting set, whether it is in the pending index, and its TTL.
+    #[cfg(feature = "testing")]
+    pub(crate) fn waiting_of(&self, item: &ItemKey) -> (BTreeSet<String>, bool, Option<i64>) {
+        self.state().waiting.get(item).map_or_else(
+            || (BTreeSet::new(), false, None),
+            |w| (w.consumers.clone(), w.pending, w.expires_at),
+        )
     }
 }
 
@@ -205,9 +186,6 @@ impl ConsumerStore for MemoryStore {
         effect: &Effect,
     ) -> Result<Committed, StoreError> {
         let mut state = self.state();
-        if let Some(fault) = state.commit_faults.pop_front() {
-            return Err(fault);
-        }
         let progress_key = (consumer.to_owned(), step.ordering_key.clone());
         let applied = state.progress.get(&progress_key).copied().unwrap_or(0);
         if applied >= step.sequence {
@@ -230,27 +208,22 @@ impl ConsumerStore for MemoryStore {
             state.items.insert(key, item);
         }
         state.progress.insert(progress_key, step.sequence);
-        state.commits.push((
-            consumer.to_owned(),
-            step.ordering_key.clone(),
-            step.after,
-            step.sequence,
-        ));
         Ok(Committed::Applied)
     }
 
-    async fn complete(
-        &self,
-        consumer: &str,
-        item: &ItemKey,
-        expires_at: i64,
-    ) -> Result<(), StoreError> {
+    async fn leave(&self, consumer: &str, item: &ItemKey, last: LastOut) -> Result<(), StoreError> {
         let mut state = self.state();
         let Some(waiting) = state.waiting.get_mut(item) else {
             return Ok(());
         };
-        if waiting.remove(consumer) && waiting.is_empty() {
-            state.expires.insert(item.clone(), expires_at);
+        waiting.consumers.remove(consumer);
+        // As on DynamoDB, the last one out finishes the item, and so does any later departure
+        // that finds the set empty and the item still pending.
+        if waiting.consumers.is_empty() && waiting.pending {
+            waiting.pending = false;
+            if let LastOut::Expire { at } = last {
+                waiting.expires_at = Some(at);
+            }
         }
         Ok(())
     }
@@ -278,9 +251,6 @@ impl ConsumerStore for MemoryStore {
         effect: &Effect,
     ) -> Result<Committed, StoreError> {
         let mut state = self.state();
-        if let Some(fault) = state.commit_faults.pop_front() {
-            return Err(fault);
-        }
         let record = (self.table.clone(), parked.pk.clone(), parked.sk.clone());
         if !state.items.contains_key(&record) {
             return Ok(Committed::Duplicate);
@@ -310,9 +280,6 @@ impl ConsumerStore for MemoryStore {
         effect: &Effect,
     ) -> Result<Committed, StoreError> {
         let mut state = self.state();
-        if let Some(fault) = state.commit_faults.pop_front() {
-            return Err(fault);
-        }
         let done = match effect.idempotency_record() {
             Some(Write::Put { table, item, .. }) => {
                 if let Some(existing) = state.items.get(&key_of(table, item)) {
@@ -345,13 +312,6 @@ impl ConsumerStore for MemoryStore {
             state.items.insert(key_of(&self.table, &done), done);
         }
         Ok(Committed::Applied)
-    }
-
-    async fn release(&self, consumer: &str, entity: &ItemKey) -> Result<(), StoreError> {
-        if let Some(waiting) = self.state().waiting.get_mut(entity) {
-            waiting.remove(consumer);
-        }
-        Ok(())
     }
 
     async fn repark(&self, parked: &ItemKey, reason: &str) -> Result<(), StoreError> {
@@ -406,7 +366,7 @@ impl MemoryOutbox {
             .or_default()
             .next(consumers);
         let item = outbox_item(envelope, sequence, &after)?;
-        store.outbox_written(&item);
+        store.written(&item);
         Ok(item)
     }
 }

@@ -6,7 +6,7 @@ use std::future::Future;
 
 use serde_dynamo::Item;
 
-use crate::consumer::Effect;
+use crate::consumer::{BoxError, Effect};
 
 /// One event's place in its key's order, for one consumer.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,20 +36,47 @@ pub enum Committed {
     Refused(String),
 }
 
-/// What can go wrong talking to the store, sorted by what the caller should do.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+/// What can go wrong talking to the store, sorted by what the caller should do. Each keeps its
+/// cause (the SDK's error, or a message) as its source: a log line shows the chain of sources,
+/// the SDK's error can be downcast from it.
+#[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    /// Throttling, 5xx, conflicts, timeouts (after the SDK's retries): try again later.
-    #[error("the database is temporarily unavailable: {0}")]
-    Unavailable(String),
+    /// Throttling, 5xx, conflicts, timeouts (after the SDK's retries). Retry later: the same
+    /// request may well succeed.
+    #[error("the database is temporarily unavailable: retry later")]
+    Unavailable(#[source] BoxError),
     /// The database refused the request as invalid (an item over 400 KB, a transaction over
     /// 4 MB, a key too long): sent again, it is refused again. Fix the request.
-    #[error("the database refused the request as invalid: {0}")]
-    Invalid(String),
-    /// Anything else the database refused (a missing table, missing permissions): fix the
-    /// configuration; retrying as it is will not help.
-    #[error("database request failed: {0}")]
-    Failed(String),
+    #[error("the database refused the request as invalid: fix the request")]
+    Invalid(#[source] BoxError),
+    /// Anything else the database refused (a missing table, missing permissions). Fix the
+    /// configuration: retrying as it is will not help.
+    #[error("the database request failed: fix the configuration")]
+    Failed(#[source] BoxError),
+}
+
+impl StoreError {
+    /// The cause, whichever the variant.
+    pub fn cause(&self) -> &(dyn std::error::Error + Send + Sync + 'static) {
+        match self {
+            Self::Unavailable(cause) | Self::Invalid(cause) | Self::Failed(cause) => cause.as_ref(),
+        }
+    }
+}
+
+/// An error and its sources in one line, each said once (the SDK's errors say "service error"
+/// at the top and the useful part in their source): what the engine's log lines show.
+pub(crate) fn chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut said = err.to_string();
+    let mut source = err.source();
+    while let Some(next) = source {
+        let text = next.to_string();
+        if !said.contains(&text) {
+            said = format!("{said}: {text}");
+        }
+        source = next.source();
+    }
+    said
 }
 
 /// The key of an item: its partition and sort key, by name.
@@ -76,6 +103,19 @@ pub struct Parked {
     pub parked_at: String,
 }
 
+/// What the last consumer to leave an item does to it, besides taking it out of the pending
+/// index.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LastOut {
+    /// An outbox event: marked processed, it expires at `at` (epoch seconds) by the table's TTL.
+    Expire {
+        /// The TTL, epoch seconds.
+        at: i64,
+    },
+    /// An entity item: it is the application's data, so it stays as it is, without a TTL.
+    Keep,
+}
+
 /// Where a consumer's progress lives, and how its effects commit.
 pub trait ConsumerStore: Send + Sync {
     /// The consumer's own table: progress items and parked events.
@@ -90,14 +130,16 @@ pub trait ConsumerStore: Send + Sync {
         effect: &Effect,
     ) -> impl Future<Output = Result<Committed, StoreError>> + Send;
 
-    /// Records that `consumer` is done with the outbox item. When it was the last consumer
-    /// waiting, the item leaves the pending index and gets its TTL (`expires_at`, epoch
-    /// seconds). An item already done, or gone, is left as it is.
-    fn complete(
+    /// Records that `consumer` is done with an item that waits for its consumers (an outbox
+    /// event, or an entity item whose creation was the event): `consumer` leaves the item's
+    /// waiting set, and the last one out takes the item out of the pending index and does what
+    /// `last` says. An item `consumer` already left, or gone, is left as it is; a departure cut
+    /// short (the set left, the index not) is finished by the next call of any consumer.
+    fn leave(
         &self,
         consumer: &str,
         item: &ItemKey,
-        expires_at: i64,
+        last: LastOut,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
     /// Up to `limit` of `consumer`'s parked events, oldest first.
@@ -137,136 +179,4 @@ pub trait ConsumerStore: Send + Sync {
         event_id: &str,
         effect: &Effect,
     ) -> impl Future<Output = Result<Committed, StoreError>> + Send;
-
-    /// Records that `consumer` is done with an entity item whose creation was the event (an
-    /// entity table's changes): it leaves the item's waiting set, and the last consumer takes
-    /// the item out of the pending index. The entity item never gets a TTL: it is the
-    /// application's data. An item already released, or without a marker, is left as it is.
-    fn release(
-        &self,
-        consumer: &str,
-        entity: &ItemKey,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send;
-}
-
-/// Hooks around a store's calls, to inject faults or observe commits (chaos runs, tests of a
-/// crash between a commit and its mark) without writing a whole store. Every hook lets the call
-/// through unchanged unless overridden.
-pub trait StoreHooks: Send + Sync {
-    /// Runs before `complete`; an error here is the call's result, and the mark is not made (as
-    /// if the process died between the commit and the mark).
-    fn before_complete(
-        &self,
-        _consumer: &str,
-        _item: &ItemKey,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send {
-        async { Ok(()) }
-    }
-
-    /// Sees what `commit` came to.
-    fn after_commit(&self, _consumer: &str, _step: &Step, _result: &Result<Committed, StoreError>) {
-    }
-
-    /// Runs before `release`; an error here is the call's result, and the entity keeps its
-    /// pending marker (as if the process died between the effect and the release).
-    fn before_release(
-        &self,
-        _consumer: &str,
-        _entity: &ItemKey,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send {
-        async { Ok(()) }
-    }
-
-    /// Sees what `commit_once` came to and may replace it: an error after an applied commit is
-    /// a process that died before it could answer.
-    fn after_commit_once(
-        &self,
-        _consumer: &str,
-        _event_id: &str,
-        result: Result<Committed, StoreError>,
-    ) -> Result<Committed, StoreError> {
-        result
-    }
-}
-
-/// A store whose calls go through [`StoreHooks`].
-///
-/// ```
-/// use dynamodb_outbox::memory::MemoryStore;
-/// use dynamodb_outbox::{Hooked, ItemKey, StoreError, StoreHooks};
-///
-/// /// Dies before every mark.
-/// struct CrashBeforeMark;
-/// impl StoreHooks for CrashBeforeMark {
-///     async fn before_complete(&self, _: &str, _: &ItemKey) -> Result<(), StoreError> {
-///         Err(StoreError::Unavailable("crashed before the mark".into()))
-///     }
-/// }
-/// let store = Hooked { store: MemoryStore::new("ledger"), hooks: CrashBeforeMark };
-/// # let _ = store;
-/// ```
-#[derive(Debug, Clone)]
-pub struct Hooked<S, H> {
-    /// The store the calls reach.
-    pub store: S,
-    /// What runs around them.
-    pub hooks: H,
-}
-
-impl<S: ConsumerStore, H: StoreHooks> ConsumerStore for Hooked<S, H> {
-    fn table(&self) -> &str {
-        self.store.table()
-    }
-
-    async fn commit(
-        &self,
-        consumer: &str,
-        step: &Step,
-        effect: &Effect,
-    ) -> Result<Committed, StoreError> {
-        let result = self.store.commit(consumer, step, effect).await;
-        self.hooks.after_commit(consumer, step, &result);
-        result
-    }
-
-    async fn complete(
-        &self,
-        consumer: &str,
-        item: &ItemKey,
-        expires_at: i64,
-    ) -> Result<(), StoreError> {
-        self.hooks.before_complete(consumer, item).await?;
-        self.store.complete(consumer, item, expires_at).await
-    }
-
-    async fn parked(&self, consumer: &str, limit: usize) -> Result<Vec<Parked>, StoreError> {
-        self.store.parked(consumer, limit).await
-    }
-
-    async fn commit_parked(
-        &self,
-        parked: &ItemKey,
-        effect: &Effect,
-    ) -> Result<Committed, StoreError> {
-        self.store.commit_parked(parked, effect).await
-    }
-
-    async fn repark(&self, parked: &ItemKey, reason: &str) -> Result<(), StoreError> {
-        self.store.repark(parked, reason).await
-    }
-
-    async fn commit_once(
-        &self,
-        consumer: &str,
-        event_id: &str,
-        effect: &Effect,
-    ) -> Result<Committed, StoreError> {
-        let result = self.store.commit_once(consumer, event_id, effect).await;
-        self.hooks.after_commit_once(consumer, event_id, result)
-    }
-
-    async fn release(&self, consumer: &str, entity: &ItemKey) -> Result<(), StoreError> {
-        self.hooks.before_release(consumer, entity).await?;
-        self.store.release(consumer, entity).await
-    }
 }

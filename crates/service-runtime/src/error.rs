@@ -50,10 +50,13 @@ pub enum StoreError {
 
 impl From<dynamodb_outbox::StoreError> for StoreError {
     fn from(err: dynamodb_outbox::StoreError) -> Self {
+        // The cause with its whole chain: the SDK's error says "service error" at the top.
+        let why = aws_sdk_dynamodb::error::DisplayErrorContext(err.cause()).to_string();
         match err {
-            dynamodb_outbox::StoreError::Unavailable(why) => Self::Unavailable(why),
-            dynamodb_outbox::StoreError::Failed(why)
-            | dynamodb_outbox::StoreError::Invalid(why) => Self::Failed(why),
+            dynamodb_outbox::StoreError::Unavailable(_) => Self::Unavailable(why),
+            dynamodb_outbox::StoreError::Failed(_) | dynamodb_outbox::StoreError::Invalid(_) => {
+                Self::Failed(why)
+            }
         }
     }
 }

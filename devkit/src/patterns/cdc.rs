@@ -6,11 +6,11 @@
 //! outbox's invariants where they apply, with the order item in the outbox event's place.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use anyhow::Result;
 use dynamodb_outbox::dynamodb::PendingEvents;
-use dynamodb_outbox::{Hooked, ItemKey, StoreError, StoreHooks};
+use dynamodb_outbox::testing::{CrashPoint, Crashing};
 use order_service::store::cdc::CdcOrderStore;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
@@ -21,39 +21,6 @@ use crate::invariants::{self, EventSource};
 use crate::pattern::Pattern;
 use crate::proxy::FaultProxy;
 use crate::stack::{in_process_changes, Stack};
-
-/// A consumer process that sometimes dies right after the reward's transaction committed,
-/// before it releases the order from its pending marker: the next delivery (or the sweeper)
-/// must find the reward applied by the event id and only release the order.
-#[derive(Clone)]
-pub struct CrashBeforeRelease {
-    rng: Arc<Mutex<SmallRng>>,
-    probability: f64,
-    pub crashes: Arc<AtomicU64>,
-}
-
-impl CrashBeforeRelease {
-    pub fn new(probability: f64, seed: u64) -> Self {
-        Self {
-            rng: Arc::new(Mutex::new(SmallRng::seed_from_u64(seed))),
-            probability,
-            crashes: Arc::default(),
-        }
-    }
-}
-
-impl StoreHooks for CrashBeforeRelease {
-    async fn before_release(&self, _: &str, _: &ItemKey) -> Result<(), StoreError> {
-        let crash = self.rng.lock().expect("rng").random_bool(self.probability);
-        if crash {
-            self.crashes.fetch_add(1, Ordering::Relaxed);
-            return Err(StoreError::Unavailable(
-                "injected crash before the order's release".into(),
-            ));
-        }
-        Ok(())
-    }
-}
 
 pub async fn chaos(opts: ChaosOptions) -> Result<ChaosReport> {
     let stack = Stack::start_pattern(Pattern::Cdc).await?;
@@ -79,12 +46,16 @@ pub async fn chaos(opts: ChaosOptions) -> Result<ChaosReport> {
             service::processor(client, &stack.tables.rewards, stack.tables.orders_source())
                 .retention_seconds(stack.retention_seconds())
                 .expect("a retention in range");
-        let hooks = CrashBeforeRelease::new(opts.crash_probability, seed);
-        crash_counters.push(hooks.crashes.clone());
-        let store = Hooked {
-            store: processor.store().clone(),
-            hooks,
-        };
+        // A consumer process that sometimes dies right after the reward's transaction committed,
+        // before it releases the order from its pending marker: the next delivery (or the
+        // sweeper) must find the reward applied by the event id and only release the order.
+        let store = Crashing::seeded(
+            processor.store().clone(),
+            seed,
+            opts.crash_probability,
+            CrashPoint::BeforeDone,
+        );
+        crash_counters.push(store.crashes());
         consumers.push(processor.with_store(store));
     }
     let (service_b, service_a) = (consumers.pop(), consumers.pop());

@@ -7,7 +7,7 @@ use time::OffsetDateTime;
 use super::schedule::{KeyQueue, Next};
 use super::{Arrived, Outcome, Processor, Work, DROPPED_LOG_MESSAGE};
 use crate::consumer::{Consumer, Effect, HandlerError};
-use crate::store::{Committed, ConsumerStore, ItemKey, Step, StoreError};
+use crate::store::{chain, Committed, ConsumerStore, ItemKey, LastOut, Step, StoreError};
 
 /// An event whose progress is committed, and the outbox item to mark for it.
 pub(super) type Mark = (usize, Step, ItemKey);
@@ -202,7 +202,7 @@ impl<C: Consumer, S: ConsumerStore> Processor<C, S> {
                 Outcome::Waiting
             }
             Ok(Committed::Refused(reason)) => Outcome::Refused(reason),
-            Err(StoreError::Invalid(why)) => Outcome::Refused(why),
+            Err(StoreError::Invalid(why)) => Outcome::Refused(chain(why.as_ref())),
             Err(err) => self.store_failure(id, step, &err),
         }
     }
@@ -210,7 +210,7 @@ impl<C: Consumer, S: ConsumerStore> Processor<C, S> {
     pub(super) fn store_failure(&self, id: &str, step: &Step, err: &StoreError) -> Outcome {
         tracing::warn!(
             consumer = self.consumer.name(), record = %id, ordering_key = %step.ordering_key,
-            sequence = step.sequence, error = %err, "event not applied: reported for retry"
+            sequence = step.sequence, error = %chain(err), "event not applied: reported for retry"
         );
         Outcome::Failed
     }
@@ -222,7 +222,7 @@ impl<C: Consumer, S: ConsumerStore> Processor<C, S> {
         for (position, step, err) in self.mark(marks).await {
             tracing::warn!(
                 consumer = self.consumer.name(), record = %ids[position],
-                ordering_key = %step.ordering_key, sequence = step.sequence, error = %err,
+                ordering_key = %step.ordering_key, sequence = step.sequence, error = %chain(&err),
                 "event applied but its outbox item not marked: reported for retry, which marks it"
             );
             unmarked[position] = true;
@@ -243,7 +243,10 @@ impl<C: Consumer, S: ConsumerStore> Processor<C, S> {
             .saturating_add(self.retention_seconds);
         stream::iter(marks)
             .map(|(position, step, key)| async move {
-                let marked = self.store.complete(consumer, &key, expires_at).await;
+                let marked = self
+                    .store
+                    .leave(consumer, &key, LastOut::Expire { at: expires_at })
+                    .await;
                 marked.err().map(|err| (position, step, err))
             })
             .buffer_unordered(self.concurrency)

@@ -67,7 +67,7 @@ impl<C: Consumer, S: ConsumerStore> Processor<C, S> {
         let parked = match self.store.parked(consumer, limit).await {
             Ok(parked) => parked,
             Err(err) => {
-                tracing::warn!(consumer, error = %err, "parked events not read: nothing redriven");
+                tracing::warn!(consumer, error = %crate::store::chain(&err), "parked events not read: nothing redriven");
                 outcome.failed = 1;
                 outcome.failures.push(schema::parked_pk(consumer));
                 return outcome;
@@ -122,7 +122,7 @@ impl<C: Consumer, S: ConsumerStore> Processor<C, S> {
             Ok(Committed::Refused(reason)) => self.repark(parked, &reason).await,
             Ok(Committed::Waiting { .. }) => Outcome::Failed,
             Err(err) => {
-                tracing::warn!(consumer, parked = %parked.record.sk, error = %err, "parked event not redriven: left parked");
+                tracing::warn!(consumer, parked = %parked.record.sk, error = %crate::store::chain(&err), "parked event not redriven: left parked");
                 Outcome::Failed
             }
         }
@@ -136,7 +136,7 @@ impl<C: Consumer, S: ConsumerStore> Processor<C, S> {
                 Outcome::Parked
             }
             Err(err) => {
-                tracing::warn!(consumer, parked = %parked.record.sk, error = %err, "parked event's new reason not recorded");
+                tracing::warn!(consumer, parked = %parked.record.sk, error = %crate::store::chain(&err), "parked event's new reason not recorded");
                 Outcome::Failed
             }
         }

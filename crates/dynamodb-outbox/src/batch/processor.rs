@@ -80,7 +80,9 @@ const MAX_EVENTS_PER_TRANSACTION: usize = 99;
 /// let outcome = processor.process_items(items.clone()).await;
 /// assert_eq!(outcome.applied, 2);
 /// assert_eq!(processor.process_items(items).await.duplicates, 2, "exactly once");
-/// assert_eq!(store.number("totals", "ACCOUNT#a", "TOTAL", "cents"), 12);
+/// // A look inside the store: the `testing` feature's `Inspect`.
+/// use dynamodb_outbox::testing::Inspect;
+/// assert_eq!(store.number("totals", "ACCOUNT#a", "TOTAL", "cents").await.unwrap(), 12);
 /// # });
 /// ```
 #[derive(Debug, Clone)]

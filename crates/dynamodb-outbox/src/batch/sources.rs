@@ -18,7 +18,7 @@ use crate::envelope::{now_rfc3339, Envelope};
 use crate::item::ParkedEvent;
 use crate::schema;
 use crate::source::SourceKind;
-use crate::store::{Committed, ConsumerStore, ItemKey};
+use crate::store::{Committed, ConsumerStore, ItemKey, LastOut};
 
 /// Where an event without an outbox sequence sits: its ordering key (the batch keeps the
 /// source's order within it; `None` for a poison event that carries none, which then waits for
@@ -365,13 +365,17 @@ impl<C: Consumer, S: ConsumerStore> Processor<C, S> {
         let Some(entity) = once.entity.as_ref().filter(|_| done) else {
             return outcome;
         };
-        match self.store.release(self.consumer.name(), entity).await {
+        match self
+            .store
+            .leave(self.consumer.name(), entity, LastOut::Keep)
+            .await
+        {
             Ok(()) => outcome,
             // The effect is in; a redelivery finds it a duplicate and releases the item then.
             Err(err) => {
                 tracing::warn!(
                     consumer = self.consumer.name(), record = %id, event_id = %once.event_id,
-                    error = %err, "entity item not released: reported for retry"
+                    error = %crate::store::chain(&err), "entity item not released: reported for retry"
                 );
                 Outcome::Failed
             }
@@ -388,11 +392,13 @@ impl<C: Consumer, S: ConsumerStore> Processor<C, S> {
             Ok(Committed::Applied) => Outcome::Applied,
             Ok(Committed::Duplicate) => Outcome::Duplicate,
             Ok(Committed::Refused(reason)) => Outcome::Refused(reason),
-            Err(crate::store::StoreError::Invalid(why)) => Outcome::Refused(why),
+            Err(crate::store::StoreError::Invalid(why)) => {
+                Outcome::Refused(crate::store::chain(why.as_ref()))
+            }
             Ok(Committed::Waiting { .. }) => Outcome::Failed,
             Err(err) => {
                 tracing::warn!(
-                    consumer, record = %id, event_id = %once.event_id, error = %err,
+                    consumer, record = %id, event_id = %once.event_id, error = %crate::store::chain(&err),
                     "event not applied: reported for retry"
                 );
                 Outcome::Failed

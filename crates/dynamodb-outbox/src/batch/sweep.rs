@@ -126,7 +126,7 @@ impl<C: Consumer, S: ConsumerStore> Processor<C, S> {
         if let Err(err) = pending.requeue(&stuck, &now_rfc3339()).await {
             // They stay where they are: the next run reads them first again, no event is lost.
             tracing::warn!(
-                consumer = self.consumer.name(), error = %err,
+                consumer = self.consumer.name(), error = %crate::store::chain(&err),
                 "events not applied by the sweep not moved to the back of their shard"
             );
         }

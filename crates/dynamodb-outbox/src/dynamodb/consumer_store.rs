@@ -2,14 +2,13 @@
 //! completion once every consumer is done.
 
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
-use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{
-    CancellationReason, Delete, Put, ReturnValue, ReturnValuesOnConditionCheckFailure,
-    TransactWriteItem, Update,
+    CancellationReason, Delete, Put, ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update,
 };
 use aws_sdk_dynamodb::Client;
 use serde_dynamo::Item;
 
+use super::leave::is_failed_condition;
 use super::{
     cancellation_is_transient, cancellation_summary, classify, number, reason_code, text, SdkItem,
 };
@@ -17,7 +16,7 @@ use crate::consumer::{Effect, Write};
 use crate::envelope::now_rfc3339;
 use crate::item::{done_record, read_parked, same_record};
 use crate::schema;
-use crate::store::{Committed, ConsumerStore, ItemKey, Parked, Step, StoreError};
+use crate::store::{chain, Committed, ConsumerStore, ItemKey, LastOut, Parked, Step, StoreError};
 
 /// One action of a transaction is the progress update; DynamoDB allows 100.
 const MAX_EFFECT_WRITES: usize = 99;
@@ -25,9 +24,9 @@ const MAX_EFFECT_WRITES: usize = 99;
 /// A consumer's progress in its own table, and the outbox it marks.
 #[derive(Debug, Clone)]
 pub struct DynamoConsumerStore {
-    client: Client,
+    pub(super) client: Client,
     table: String,
-    outbox_table: String,
+    pub(super) outbox_table: String,
 }
 
 impl DynamoConsumerStore {
@@ -38,6 +37,18 @@ impl DynamoConsumerStore {
             table: table.into(),
             outbox_table: outbox_table.into(),
         }
+    }
+
+    /// The client it talks through.
+    #[cfg(feature = "testing")]
+    pub(crate) fn client(&self) -> &Client {
+        &self.client
+    }
+
+    /// The outbox table it marks.
+    #[cfg(feature = "testing")]
+    pub(crate) fn outbox_table(&self) -> &str {
+        &self.outbox_table
     }
 
     /// One write as a transaction action; `is_record`: the effect's idempotency record, whose
@@ -120,9 +131,7 @@ impl DynamoConsumerStore {
                 .condition_expression("#seq = :after")
                 .expression_attribute_values(":after", number(step.after))
         };
-        let update = update
-            .build()
-            .map_err(|e| StoreError::Failed(e.to_string()))?;
+        let update = update.build().map_err(|e| StoreError::Failed(e.into()))?;
         Ok(TransactWriteItem::builder().update(update).build())
     }
 
@@ -225,125 +234,8 @@ impl ConsumerStore for DynamoConsumerStore {
         effect_cancellation(effect, reasons)
     }
 
-    async fn complete(
-        &self,
-        consumer: &str,
-        item: &ItemKey,
-        expires_at: i64,
-    ) -> Result<(), StoreError> {
-        // The usual case, one consumer per event: leaving the waiting set and finishing the event
-        // are one write, on the condition that this consumer is the only one left.
-        let sole = self
-            .client
-            .update_item()
-            .table_name(&self.outbox_table)
-            .key(schema::PK, text(&item.pk))
-            .key(schema::SK, text(&item.sk))
-            .update_expression(
-                "SET #status = :processed, #expires = :expires REMOVE #waiting, #ppk, #psk",
-            )
-            // `size` only after `attribute_exists`: once the event is done the set is gone, and
-            // `size` of a missing attribute is false on DynamoDB but an error on some servers
-            // (moto answers 500), which must not turn a duplicate into a retry.
-            .condition_expression(
-                "attribute_exists(#pk) AND attribute_exists(#waiting) AND size(#waiting) = :one AND contains(#waiting, :name)",
-            )
-            .expression_attribute_names("#pk", schema::PK)
-            .expression_attribute_names("#waiting", schema::WAITING_CONSUMERS)
-            .expression_attribute_names("#status", schema::STATUS)
-            .expression_attribute_names("#expires", schema::EXPIRES_AT)
-            .expression_attribute_names("#ppk", schema::PENDING_PK)
-            .expression_attribute_names("#psk", schema::PENDING_SK)
-            .expression_attribute_values(":processed", text(schema::STATUS_PROCESSED))
-            .expression_attribute_values(":expires", number(expires_at))
-            .expression_attribute_values(":one", number(1))
-            .expression_attribute_values(":name", text(consumer))
-            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
-            .send()
-            .await;
-        let old = match sole {
-            Ok(_) => return Ok(()),
-            Err(err) if is_failed_condition(&err) => match err.into_service_error() {
-                UpdateItemError::ConditionalCheckFailedException(failed) => failed.item,
-                _ => None,
-            },
-            Err(err) => return Err(classify(err)),
-        };
-        // The item as it was, when the database said: a redelivered duplicate usually finds it
-        // processed, and then this was the only request.
-        if let Some(old) = &old {
-            let pending = old
-                .get(schema::STATUS)
-                .and_then(|v| v.as_s().ok())
-                .is_some_and(|status| status == schema::STATUS_PENDING);
-            if !pending {
-                return Ok(());
-            }
-        }
-        // Others wait too (or this consumer left and the event was not finished): leave the
-        // set, and the last one out finishes the event.
-        let removed = self
-            .client
-            .update_item()
-            .table_name(&self.outbox_table)
-            .key(schema::PK, text(&item.pk))
-            .key(schema::SK, text(&item.sk))
-            .update_expression("DELETE #waiting :me")
-            .condition_expression("contains(#waiting, :name)")
-            .expression_attribute_names("#waiting", schema::WAITING_CONSUMERS)
-            .expression_attribute_values(
-                ":me",
-                aws_sdk_dynamodb::types::AttributeValue::Ss(vec![consumer.to_owned()]),
-            )
-            .expression_attribute_values(":name", text(consumer))
-            .return_values(ReturnValue::AllNew)
-            .send()
-            .await;
-        match removed {
-            Ok(out) => {
-                let still_waiting = out
-                    .attributes
-                    .unwrap_or_default()
-                    .get(schema::WAITING_CONSUMERS)
-                    .and_then(|v| v.as_ss().ok())
-                    .is_some_and(|set| !set.is_empty());
-                if still_waiting {
-                    return Ok(());
-                }
-            }
-            // Not waiting for this consumer any more: done before, or the item is gone. The
-            // second step may not have happened (a crash or a lost answer in between), so it is
-            // tried again; its condition makes it a no-op when there is nothing to finish.
-            Err(err) if is_failed_condition(&err) => {}
-            Err(err) => return Err(classify(err)),
-        }
-        // The last consumer: the event leaves the pending index and may now expire.
-        let finished = self
-            .client
-            .update_item()
-            .table_name(&self.outbox_table)
-            .key(schema::PK, text(&item.pk))
-            .key(schema::SK, text(&item.sk))
-            .update_expression("SET #status = :processed, #expires = :expires REMOVE #ppk, #psk")
-            .condition_expression(
-                "attribute_exists(#pk) AND attribute_not_exists(#waiting) AND #status = :pending",
-            )
-            .expression_attribute_names("#pk", schema::PK)
-            .expression_attribute_names("#waiting", schema::WAITING_CONSUMERS)
-            .expression_attribute_names("#status", schema::STATUS)
-            .expression_attribute_names("#expires", schema::EXPIRES_AT)
-            .expression_attribute_names("#ppk", schema::PENDING_PK)
-            .expression_attribute_names("#psk", schema::PENDING_SK)
-            .expression_attribute_values(":processed", text(schema::STATUS_PROCESSED))
-            .expression_attribute_values(":pending", text(schema::STATUS_PENDING))
-            .expression_attribute_values(":expires", number(expires_at))
-            .send()
-            .await;
-        match finished {
-            Ok(_) => Ok(()),
-            Err(err) if is_failed_condition(&err) => Ok(()),
-            Err(err) => Err(classify(err)),
-        }
+    async fn leave(&self, consumer: &str, item: &ItemKey, last: LastOut) -> Result<(), StoreError> {
+        self.leave_item(consumer, item, last).await
     }
 
     async fn parked(&self, consumer: &str, limit: usize) -> Result<Vec<Parked>, StoreError> {
@@ -394,7 +286,7 @@ impl ConsumerStore for DynamoConsumerStore {
             .condition_expression("attribute_exists(#pk)")
             .expression_attribute_names("#pk", schema::PK)
             .build()
-            .map_err(|e| StoreError::Failed(e.to_string()))?;
+            .map_err(|e| StoreError::Failed(e.into()))?;
         actions.push(TransactWriteItem::builder().delete(delete).build());
         let result = self
             .client
@@ -455,7 +347,7 @@ impl ConsumerStore for DynamoConsumerStore {
                     .condition_expression("attribute_not_exists(#pk)")
                     .expression_attribute_names("#pk", schema::PK)
                     .build()
-                    .map_err(|e| StoreError::Failed(e.to_string()))?;
+                    .map_err(|e| StoreError::Failed(e.into()))?;
                 actions.push(TransactWriteItem::builder().put(put).build());
                 (actions.len() - 1, None)
             }
@@ -496,99 +388,6 @@ impl ConsumerStore for DynamoConsumerStore {
         effect_cancellation(effect, reasons)
     }
 
-    async fn release(&self, consumer: &str, entity: &ItemKey) -> Result<(), StoreError> {
-        // The usual case, one consumer: leave the waiting set and the pending index in one write.
-        let sole = self
-            .client
-            .update_item()
-            .table_name(&self.outbox_table)
-            .key(schema::PK, text(&entity.pk))
-            .key(schema::SK, text(&entity.sk))
-            .update_expression("REMOVE #waiting, #ppk, #psk")
-            .condition_expression(
-                "attribute_exists(#pk) AND attribute_exists(#waiting) AND size(#waiting) = :one AND contains(#waiting, :name)",
-            )
-            .expression_attribute_names("#pk", schema::PK)
-            .expression_attribute_names("#waiting", schema::WAITING_CONSUMERS)
-            .expression_attribute_names("#ppk", schema::PENDING_PK)
-            .expression_attribute_names("#psk", schema::PENDING_SK)
-            .expression_attribute_values(":one", number(1))
-            .expression_attribute_values(":name", text(consumer))
-            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
-            .send()
-            .await;
-        let old = match sole {
-            Ok(_) => return Ok(()),
-            Err(err) if is_failed_condition(&err) => match err.into_service_error() {
-                UpdateItemError::ConditionalCheckFailedException(failed) => failed.item,
-                _ => None,
-            },
-            Err(err) => return Err(classify(err)),
-        };
-        // Released before (no marker left): a redelivered duplicate, done in one request.
-        if let Some(old) = &old {
-            if !old.contains_key(schema::PENDING_PK) {
-                return Ok(());
-            }
-        }
-        // Others wait too, or this consumer left and the marker was not taken off (a crash or a
-        // lost answer in between): leave the set, and the last one out takes the item out of
-        // the pending index.
-        let removed = self
-            .client
-            .update_item()
-            .table_name(&self.outbox_table)
-            .key(schema::PK, text(&entity.pk))
-            .key(schema::SK, text(&entity.sk))
-            .update_expression("DELETE #waiting :me")
-            .condition_expression("contains(#waiting, :name)")
-            .expression_attribute_names("#waiting", schema::WAITING_CONSUMERS)
-            .expression_attribute_values(
-                ":me",
-                aws_sdk_dynamodb::types::AttributeValue::Ss(vec![consumer.to_owned()]),
-            )
-            .expression_attribute_values(":name", text(consumer))
-            .return_values(ReturnValue::AllNew)
-            .send()
-            .await;
-        match removed {
-            Ok(out) => {
-                if out
-                    .attributes
-                    .unwrap_or_default()
-                    .contains_key(schema::WAITING_CONSUMERS)
-                {
-                    return Ok(());
-                }
-            }
-            // Not in the set any more: the second write may not have happened; its condition
-            // makes it a no-op when there is nothing to finish.
-            Err(err) if is_failed_condition(&err) => {}
-            Err(err) => return Err(classify(err)),
-        }
-        let finished = self
-            .client
-            .update_item()
-            .table_name(&self.outbox_table)
-            .key(schema::PK, text(&entity.pk))
-            .key(schema::SK, text(&entity.sk))
-            .update_expression("REMOVE #ppk, #psk")
-            .condition_expression(
-                "attribute_exists(#pk) AND attribute_not_exists(#waiting) AND attribute_exists(#ppk)",
-            )
-            .expression_attribute_names("#pk", schema::PK)
-            .expression_attribute_names("#waiting", schema::WAITING_CONSUMERS)
-            .expression_attribute_names("#ppk", schema::PENDING_PK)
-            .expression_attribute_names("#psk", schema::PENDING_SK)
-            .send()
-            .await;
-        match finished {
-            Ok(_) => Ok(()),
-            Err(err) if is_failed_condition(&err) => Ok(()),
-            Err(err) => Err(classify(err)),
-        }
-    }
-
     async fn repark(&self, parked: &ItemKey, reason: &str) -> Result<(), StoreError> {
         let updated = self
             .client
@@ -613,16 +412,6 @@ impl ConsumerStore for DynamoConsumerStore {
     }
 }
 
-fn is_failed_condition(
-    err: &aws_sdk_dynamodb::error::SdkError<
-        UpdateItemError,
-        aws_sdk_dynamodb::config::http::HttpResponse,
-    >,
-) -> bool {
-    err.as_service_error()
-        .is_some_and(UpdateItemError::is_conditional_check_failed_exception)
-}
-
 /// A cancelled transaction that its progress or idempotency record did not explain (the callers
 /// look at those first): one of the effect's own writes refused it (the transaction's actions
 /// start with the effect's writes, in order), which no retry changes, or it was transient, or it
@@ -644,9 +433,11 @@ fn effect_cancellation(
         )));
     }
     if cancellation_is_transient(reasons) {
-        return Err(StoreError::Unavailable(cancellation_summary(reasons)));
+        return Err(StoreError::Unavailable(
+            cancellation_summary(reasons).into(),
+        ));
     }
-    Err(StoreError::Failed(cancellation_summary(reasons)))
+    Err(StoreError::Failed(cancellation_summary(reasons).into()))
 }
 
 /// A request DynamoDB refused as invalid (an item over 400 KB, a transaction over 4 MB, a key
@@ -655,7 +446,8 @@ fn effect_cancellation(
 fn refused_if_invalid(err: StoreError) -> Result<Committed, StoreError> {
     match err {
         StoreError::Invalid(why) => Ok(Committed::Refused(format!(
-            "DynamoDB refused the effect as invalid: {why}"
+            "DynamoDB refused the effect as invalid: {}",
+            chain(why.as_ref())
         ))),
         other => Err(other),
     }

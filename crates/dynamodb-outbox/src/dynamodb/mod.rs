@@ -6,9 +6,11 @@ use aws_sdk_dynamodb::config::http::HttpResponse;
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::types::{AttributeValue, CancellationReason};
 
+use crate::consumer::BoxError;
 use crate::store::StoreError;
 
 mod consumer_store;
+mod leave;
 mod pending;
 mod retry;
 mod writer;
@@ -35,35 +37,29 @@ const TRANSIENT_CODES: &[&str] = &[
 ];
 
 /// Sorts an SDK error (after the SDK's own retries) into what the caller should do: the same
-/// reading for the engine's requests and for a service's own reads and writes.
+/// reading for the engine's requests and for a service's own reads and writes. The SDK's error
+/// is the result's source.
 pub fn classify<E>(err: SdkError<E, HttpResponse>) -> StoreError
 where
-    E: ProvideErrorMetadata + std::error::Error + 'static,
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
 {
-    let describe = |err: &SdkError<E, HttpResponse>| match err {
-        SdkError::ServiceError(s) => format!(
-            "{}: {}",
-            s.err().code().unwrap_or("unknown error"),
-            s.err().message().unwrap_or_default()
-        ),
-        other => aws_sdk_dynamodb::error::DisplayErrorContext(other).to_string(),
-    };
-    match &err {
+    let sort: fn(BoxError) -> StoreError = match &err {
         SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
-            StoreError::Unavailable(describe(&err))
+            StoreError::Unavailable
         }
         SdkError::ServiceError(service) => {
             let code = service.err().code().unwrap_or_default();
             if TRANSIENT_CODES.contains(&code) || service.raw().status().is_server_error() {
-                StoreError::Unavailable(describe(&err))
+                StoreError::Unavailable
             } else if code == "ValidationException" {
-                StoreError::Invalid(describe(&err))
+                StoreError::Invalid
             } else {
-                StoreError::Failed(describe(&err))
+                StoreError::Failed
             }
         }
-        _ => StoreError::Failed(describe(&err)),
-    }
+        _ => StoreError::Failed,
+    };
+    sort(Box::new(err))
 }
 
 /// The cancellation code of one action of a cancelled transaction.

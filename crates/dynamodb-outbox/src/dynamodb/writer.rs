@@ -75,7 +75,7 @@ pub struct Outbox {
 }
 
 /// Why a transaction with events was not written. In every case nothing was written.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, thiserror::Error)]
 pub enum WriteError {
     /// The transaction would exceed DynamoDB's 100 actions (the caller's items, one per event,
     /// one per ordering key's counter).
@@ -320,9 +320,9 @@ impl<'a> Transaction<'a> {
             }
             let summary = cancellation_summary(reasons);
             return Err(if raced || cancellation_is_transient(reasons) {
-                StoreError::Unavailable(summary).into()
+                StoreError::Unavailable(summary.into()).into()
             } else {
-                StoreError::Failed(summary).into()
+                StoreError::Failed(summary.into()).into()
             });
         }
     }
@@ -376,7 +376,7 @@ impl<'a> Transaction<'a> {
                 .condition_expression("attribute_not_exists(#pk)")
                 .expression_attribute_names("#pk", schema::PK)
                 .build()
-                .map_err(|e| StoreError::Failed(e.to_string()))?;
+                .map_err(|e| StoreError::Failed(e.into()))?;
             items.push(TransactWriteItem::builder().put(put).build());
             written.push((event.event_id.clone(), sequence));
         }

@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 
 use anyhow::{bail, Result};
 use aws_lambda_events::kinesis::KinesisEvent;
-use dynamodb_outbox::{Committed, Hooked, StoreError, StoreHooks};
+use dynamodb_outbox::testing::{CrashPoint, Crashing};
 use futures::stream::{self, StreamExt};
 use order_service::self_read::history::NAME as ORDER_HISTORY;
 use order_service::self_read::kinesis::KinesisPublisher;
@@ -119,11 +119,22 @@ pub async fn run(opts: ChaosOptions) -> Result<ChaosReport> {
     // 2. Each consumer: two racing mappings, A duplicating records in its batches, both
     //    crashing now and then right after a commit (before answering), writes via the proxy.
     let copies = Arc::new(AtomicU64::new(0));
-    let crashes = Arc::new(AtomicU64::new(0));
+    let crash_counters = Mutex::new(Vec::new());
     let client = stack.dynamo.client_via(&dynamo_proxy.endpoint).await;
-    let crashing = |store, salt: u64| Hooked {
-        store,
-        hooks: CrashAfterCommit::new(opts.crash_probability, opts.seed ^ salt, crashes.clone()),
+    // A consumer process that sometimes dies right after its commit, before answering: the next
+    // delivery must find the event a duplicate by its id.
+    let crashing = |store, salt: u64| {
+        let store = Crashing::seeded(
+            store,
+            opts.seed ^ salt,
+            opts.crash_probability,
+            CrashPoint::AfterCommit,
+        );
+        crash_counters
+            .lock()
+            .expect("counters")
+            .push(store.crashes());
+        store
     };
     let history = |salt| {
         let processor =
@@ -193,7 +204,12 @@ pub async fn run(opts: ChaosOptions) -> Result<ChaosReport> {
     .map(|s| s.records_delivered)
     .sum::<usize>()
         + report.duplicated_in_batch as usize;
-    report.crashes = crashes.load(Ordering::Relaxed);
+    report.crashes = crash_counters
+        .lock()
+        .expect("counters")
+        .iter()
+        .map(|c| c.load(Ordering::Relaxed))
+        .sum();
     report.on_failure_batches = history_a.on_failure.len()
         + history_b.on_failure.len()
         + rewards_a.on_failure.len()
@@ -319,44 +335,6 @@ pub async fn print_run(opts: ChaosOptions) -> Result<()> {
         );
     }
     report.verdict()
-}
-
-/// A consumer process that sometimes dies right after its commit, before answering: the next
-/// delivery must find the event a duplicate by its id.
-#[derive(Clone)]
-pub struct CrashAfterCommit {
-    rng: Arc<Mutex<SmallRng>>,
-    probability: f64,
-    crashes: Arc<AtomicU64>,
-}
-
-impl CrashAfterCommit {
-    pub fn new(probability: f64, seed: u64, crashes: Arc<AtomicU64>) -> Self {
-        Self {
-            rng: Arc::new(Mutex::new(SmallRng::seed_from_u64(seed))),
-            probability,
-            crashes,
-        }
-    }
-}
-
-impl StoreHooks for CrashAfterCommit {
-    fn after_commit_once(
-        &self,
-        _: &str,
-        _: &str,
-        result: Result<Committed, StoreError>,
-    ) -> Result<Committed, StoreError> {
-        let committed = result?;
-        let crash = self.rng.lock().expect("rng").random_bool(self.probability);
-        if crash && committed == Committed::Applied {
-            self.crashes.fetch_add(1, Ordering::Relaxed);
-            return Err(StoreError::Unavailable(
-                "injected crash after the commit".into(),
-            ));
-        }
-        Ok(committed)
-    }
 }
 
 /// Delivers some records of each batch twice, as an at-least-once source may.

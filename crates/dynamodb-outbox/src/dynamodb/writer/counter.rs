@@ -28,9 +28,7 @@ impl Outbox {
             }
             let mut pending = HashMap::from([(
                 self.table.clone(),
-                request
-                    .build()
-                    .map_err(|e| StoreError::Failed(e.to_string()))?,
+                request.build().map_err(|e| StoreError::Failed(e.into()))?,
             )]);
             // BatchGetItem may leave keys unprocessed under load: ask again for those.
             while !pending.is_empty() {
@@ -124,8 +122,6 @@ pub(super) fn advance(
             .condition_expression("#seq = :read")
             .expression_attribute_values(":read", number(previous))
     };
-    let update = update
-        .build()
-        .map_err(|e| StoreError::Failed(e.to_string()))?;
+    let update = update.build().map_err(|e| StoreError::Failed(e.into()))?;
     Ok(TransactWriteItem::builder().update(update).build())
 }

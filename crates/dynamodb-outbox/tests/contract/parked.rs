@@ -1,6 +1,6 @@
-//! Redriving parked events without a server: a fixed event is applied once and its record goes,
-//! racing redrives apply it once, a still-poison event stays parked with its new reason, a
-//! transient failure leaves it as it is.
+//! Redriving parked events: a fixed event is applied once and its record goes, racing redrives
+//! apply it once, a still-poison event stays parked with its new reason, a transient failure
+//! leaves it as it is.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
@@ -8,13 +8,16 @@ use std::sync::Arc;
 
 use dynamodb_outbox::dynamodb::Routes;
 use dynamodb_outbox::memory::{MemoryOutbox, MemoryStore};
+use dynamodb_outbox::testing::Recording;
 use dynamodb_outbox::{
-    Consumer, ConsumerStore, Counter, Effect, Envelope, Event, HandlerError, ItemKey, PoisonPolicy,
-    Processor, Source, StoreError, Takes,
+    Consumer, Counter, Effect, Envelope, Event, HandlerError, ItemKey, PoisonPolicy, Processor,
+    StoreError, Takes,
 };
 use serde::{Deserialize, Serialize};
 use serde_dynamo::{AttributeValue, Item};
 use tokio::sync::Barrier;
+
+use crate::fixture::{outbox, StoreUnderTest, TABLE};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct Deposited {
@@ -31,7 +34,6 @@ impl Event for Deposited {
     }
 }
 
-const TABLE: &str = "accounts";
 const NAME: &str = "ledger";
 
 /// Parks negative deposits until it is `fixed` (then takes them as withdrawals); counts the
@@ -101,32 +103,39 @@ fn deposit(account: &str, cents: i64) -> Envelope<Deposited> {
     })
 }
 
-/// A ledger that parked the -5 of "a" between a 10 and a 20.
-async fn parked_world() -> (Processor<Ledger, MemoryStore>, MemoryStore) {
-    let store = MemoryStore::new(TABLE);
+/// Items of `deposits` on their accounts, written and stored where `store` marks them.
+async fn written<S: StoreUnderTest>(store: &S, deposits: &[(&str, i64)]) -> Vec<Item> {
+    let scratch = MemoryStore::new(TABLE);
     let mut outbox = MemoryOutbox::new(Routes::new().route("Deposited", &[NAME]));
-    let items: Vec<Item> = [10, -5, 20]
-        .into_iter()
-        .map(|cents| outbox.write(&deposit("a", cents), &store).unwrap())
-        .collect();
-    let processor = Processor::new(
-        Ledger::default(),
-        store.clone(),
-        Source::table("outbox").unwrap(),
-    );
+    let mut items = Vec::new();
+    for (account, cents) in deposits {
+        let item = outbox.write(&deposit(account, *cents), &scratch).unwrap();
+        store.put_waiting(&item).await.unwrap();
+        items.push(item);
+    }
+    items
+}
+
+/// A ledger that parked the -5 of "a" between a 10 and a 20.
+async fn parked_world<S: StoreUnderTest>() -> (Processor<Ledger, Recording<S>>, S) {
+    let store = S::start().await;
+    let items = written(&store, &[("a", 10), ("a", -5), ("a", 20)]).await;
+    let processor = Processor::new(Ledger::default(), Recording::new(store.clone()), outbox());
     let outcome = processor.process_items(items).await;
     assert_eq!((outcome.applied, outcome.parked), (2, 1), "{outcome:?}");
     (processor, store)
 }
 
-fn balance(store: &MemoryStore) -> i64 {
-    store.number(TABLE, "ACCOUNT#a", "BALANCE", "cents")
+async fn balance<S: StoreUnderTest>(store: &S) -> i64 {
+    store
+        .number(TABLE, "ACCOUNT#a", "BALANCE", "cents")
+        .await
+        .unwrap()
 }
 
-#[tokio::test]
-async fn a_fixed_parked_event_is_applied_once_and_its_record_goes() {
-    let (processor, store) = parked_world().await;
-    assert_eq!(balance(&store), 30);
+pub async fn a_fixed_parked_event_is_applied_once_and_its_record_goes<S: StoreUnderTest>() {
+    let (processor, store) = parked_world::<S>().await;
+    assert_eq!(balance(&store).await, 30);
 
     processor.consumer().fixed.store(true, Ordering::SeqCst);
     let redriven = processor.redrive_parked(10).await;
@@ -135,22 +144,25 @@ async fn a_fixed_parked_event_is_applied_once_and_its_record_goes() {
         (1, 0),
         "{redriven:?}"
     );
-    assert_eq!(balance(&store), 25, "applied after the key's later events");
+    assert_eq!(
+        balance(&store).await,
+        25,
+        "applied after the key's later events"
+    );
     assert!(store.parked(NAME, 10).await.unwrap().is_empty());
 
     let again = processor.redrive_parked(10).await;
     assert_eq!(again, Default::default(), "nothing left to apply");
-    assert_eq!(balance(&store), 25);
+    assert_eq!(balance(&store).await, 25);
     assert_eq!(
-        store.progress(NAME, "a"),
+        store.progress(NAME, "a").await.unwrap(),
         3,
         "the progress never moved back"
     );
 }
 
-#[tokio::test]
-async fn racing_redrives_apply_a_parked_event_once() {
-    let (processor, store) = parked_world().await;
+pub async fn racing_redrives_apply_a_parked_event_once<S: StoreUnderTest>() {
+    let (processor, store) = parked_world::<S>().await;
     processor.consumer().fixed.store(true, Ordering::SeqCst);
     // Both have read the parked record and computed its effect before either commits.
     *processor.consumer().gate.lock().unwrap() = Some(Arc::new(Barrier::new(2)));
@@ -169,12 +181,13 @@ async fn racing_redrives_apply_a_parked_event_once() {
         2,
         "both computed the effect; one committed"
     );
-    assert_eq!(balance(&store), 25);
+    assert_eq!(balance(&store).await, 25);
 }
 
-#[tokio::test]
-async fn an_event_still_poison_stays_parked_with_its_new_reason_and_attempts() {
-    let (processor, store) = parked_world().await;
+pub async fn an_event_still_poison_stays_parked_with_its_new_reason_and_attempts<
+    S: StoreUnderTest,
+>() {
+    let (processor, store) = parked_world::<S>().await;
     let redriven = processor.redrive_parked(10).await;
     assert_eq!((redriven.parked, redriven.applied), (1, 0), "{redriven:?}");
     let parked = store.parked(NAME, 10).await.unwrap();
@@ -183,35 +196,30 @@ async fn an_event_still_poison_stays_parked_with_its_new_reason_and_attempts() {
         (parked[0].attempts, parked[0].reason.as_str()),
         (2, "a negative deposit")
     );
-    assert_eq!(balance(&store), 30);
+    assert_eq!(balance(&store).await, 30);
 }
 
-#[tokio::test]
-async fn a_transient_failure_leaves_the_parked_event_as_it_is() {
-    let (processor, store) = parked_world().await;
+pub async fn a_transient_failure_leaves_the_parked_event_as_it_is<S: StoreUnderTest>() {
+    let (processor, store) = parked_world::<S>().await;
     processor.consumer().fixed.store(true, Ordering::SeqCst);
-    store.fail_next_commits(1, StoreError::Unavailable("throttled".into()));
+    processor
+        .store()
+        .fail_next_commits(1, || StoreError::Unavailable("throttled".into()));
     let failing = processor.redrive_parked(10).await;
     assert_eq!((failing.failed, failing.applied), (1, 0), "{failing:?}");
     let parked = store.parked(NAME, 10).await.unwrap();
     assert_eq!(parked[0].attempts, 1, "not counted as poison");
     assert_eq!(processor.redrive_parked(10).await.applied, 1);
-    assert_eq!(balance(&store), 25);
+    assert_eq!(balance(&store).await, 25);
 }
 
-#[tokio::test]
-async fn parked_events_are_listed_oldest_first_up_to_the_limit() {
-    let store = MemoryStore::new(TABLE);
-    let mut outbox = MemoryOutbox::new(Routes::new().route("Deposited", &[NAME]));
-    let processor = Processor::new(
-        Ledger::default(),
-        store.clone(),
-        Source::table("outbox").unwrap(),
-    );
+pub async fn parked_events_are_listed_oldest_first_up_to_the_limit<S: StoreUnderTest>() {
+    let store = S::start().await;
+    let processor = Processor::new(Ledger::default(), store.clone(), outbox());
     // Keys whose names sort against their parking order.
     for account in ["z", "m", "a"] {
-        let item = outbox.write(&deposit(account, -1), &store).unwrap();
-        assert_eq!(processor.process_items(vec![item]).await.parked, 1);
+        let item = written(&store, &[(account, -1)]).await;
+        assert_eq!(processor.process_items(item).await.parked, 1);
         // Parked records are ordered by the time they were parked, at RFC 3339's resolution.
         tokio::time::sleep(std::time::Duration::from_millis(5)).await;
     }

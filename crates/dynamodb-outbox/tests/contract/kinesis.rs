@@ -1,4 +1,4 @@
-//! Events from a Kinesis stream without a server: applied once by event id, in stream order
+//! Events from a Kinesis stream: applied once by event id, in stream order
 //! within a key, held back after a failure, poison named by sequence number, and a consumer's
 //! own put as the idempotency record.
 
@@ -7,7 +7,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use aws_lambda_events::kinesis::KinesisEventRecord;
-use dynamodb_outbox::memory::MemoryStore;
 use dynamodb_outbox::testing::schema;
 use dynamodb_outbox::{
     kinesis_put, Consumer, Counter, Effect, Envelope, Event, HandlerError, Home, ItemKey,
@@ -15,6 +14,8 @@ use dynamodb_outbox::{
 };
 use serde::{Deserialize, Serialize};
 use serde_dynamo::{AttributeValue, Item};
+
+use crate::fixture::{StoreUnderTest, TABLE};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct Deposited {
@@ -31,7 +32,6 @@ impl Event for Deposited {
     }
 }
 
-const TABLE: &str = "accounts";
 const STREAM: &str = "deposits";
 const ARN: &str = "arn:aws:kinesis:eu-west-1:123456789012:stream/deposits";
 
@@ -128,8 +128,8 @@ fn record(sequence: &str, data: Vec<u8>, partition_key: &str) -> KinesisEventRec
     record
 }
 
-fn processor(ledger: Ledger) -> (Processor<Ledger, MemoryStore>, MemoryStore) {
-    let store = MemoryStore::new(TABLE);
+async fn processor<S: StoreUnderTest>(ledger: Ledger) -> (Processor<Ledger, S>, S) {
+    let store = S::start().await;
     (
         Processor::new(
             ledger,
@@ -142,21 +142,23 @@ fn processor(ledger: Ledger) -> (Processor<Ledger, MemoryStore>, MemoryStore) {
     )
 }
 
-fn balance(store: &MemoryStore, account: &str) -> i64 {
-    store.number(TABLE, &format!("ACCOUNT#{account}"), "BALANCE", "cents")
+async fn balance<S: StoreUnderTest>(store: &S, account: &str) -> i64 {
+    let pk = format!("ACCOUNT#{account}");
+    store.number(TABLE, &pk, "BALANCE", "cents").await.unwrap()
 }
 
-fn last(store: &MemoryStore, account: &str) -> i64 {
-    store.number(TABLE, &format!("ACCOUNT#{account}"), "LAST", "cents")
+async fn last<S: StoreUnderTest>(store: &S, account: &str) -> i64 {
+    let pk = format!("ACCOUNT#{account}");
+    store.number(TABLE, &pk, "LAST", "cents").await.unwrap()
 }
 
-#[tokio::test]
-async fn a_record_published_twice_is_applied_once_by_its_event_id() {
+pub async fn a_record_published_twice_is_applied_once_by_its_event_id<S: StoreUnderTest>() {
     for own_record in [false, true] {
-        let (processor, store) = processor(Ledger {
+        let (processor, store) = processor::<S>(Ledger {
             own_record,
             ..Ledger::default()
-        });
+        })
+        .await;
         let event = deposit("a", 5);
         // A retried PutRecord whose first response was lost: the same event twice.
         let records = stream(&[&event, &deposit("a", 7), &event]);
@@ -168,12 +170,15 @@ async fn a_record_published_twice_is_applied_once_by_its_event_id() {
         );
         let again = processor.process_kinesis(&records).await;
         assert_eq!(again.duplicates, 3, "a redelivered batch: {again:?}");
-        assert_eq!(balance(&store, "a"), 12);
-        let done = store.item(
-            TABLE,
-            &schema::done_pk("ledger", &event.event_id),
-            schema::DONE_SK,
-        );
+        assert_eq!(balance(&store, "a").await, 12);
+        let done = store
+            .item(
+                TABLE,
+                &schema::done_pk("ledger", &event.event_id),
+                schema::DONE_SK,
+            )
+            .await
+            .unwrap();
         assert_eq!(
             done.is_some(),
             !own_record,
@@ -182,11 +187,12 @@ async fn a_record_published_twice_is_applied_once_by_its_event_id() {
     }
 }
 
-#[tokio::test]
-async fn a_failure_holds_back_its_keys_later_records_and_the_retry_keeps_stream_order() {
+pub async fn a_failure_holds_back_its_keys_later_records_and_the_retry_keeps_stream_order<
+    S: StoreUnderTest,
+>() {
     let ledger = Ledger::default();
     ledger.flaky.store(true, Ordering::SeqCst);
-    let (processor, store) = processor(ledger.clone());
+    let (processor, store) = processor::<S>(ledger.clone()).await;
     let records = stream(&[
         &deposit("a", 1),
         &deposit("b", 100),
@@ -214,20 +220,23 @@ async fn a_failure_holds_back_its_keys_later_records_and_the_retry_keeps_stream_
         retry, outcome.failures,
         "Lambda is told the sequence numbers"
     );
-    assert_eq!((last(&store, "a"), last(&store, "b")), (1, 200));
+    assert_eq!((last(&store, "a").await, last(&store, "b").await), (1, 200));
 
     ledger.flaky.store(false, Ordering::SeqCst);
     // Lambda retries from the first failed record on.
     let outcome = processor.process_kinesis(&records[2..]).await;
     assert_eq!((outcome.applied, outcome.duplicates), (2, 1), "{outcome:?}");
-    assert_eq!(last(&store, "a"), 3, "13 then 3: the stream's order");
-    assert_eq!((balance(&store, "a"), balance(&store, "b")), (17, 300));
+    assert_eq!(last(&store, "a").await, 3, "13 then 3: the stream's order");
+    assert_eq!(
+        (balance(&store, "a").await, balance(&store, "b").await),
+        (17, 300)
+    );
 }
 
-#[tokio::test]
-async fn data_that_names_no_event_is_dropped_an_unplaceable_event_waits_and_other_streams_are_refused(
-) {
-    let (processor, store) = processor(Ledger::default());
+pub async fn data_that_names_no_event_is_dropped_an_unplaceable_event_waits_and_other_streams_are_refused<
+    S: StoreUnderTest,
+>() {
+    let (processor, store) = processor::<S>(Ledger::default()).await;
     let mut records = stream(&[&deposit("a", 1)]);
     records.push(record("00002", b"not json".to_vec(), "a"));
     records.push(record("00003", br#"[{"event_id": "x"}]"#.to_vec(), "a"));
@@ -250,15 +259,15 @@ async fn data_that_names_no_event_is_dropped_an_unplaceable_event_waits_and_othe
         "what names an event waits (PoisonPolicy::Wait), another stream's record is refused; \
          what names none is not retried"
     );
-    assert_eq!(balance(&store, "a"), 1);
+    assert_eq!(balance(&store, "a").await, 1);
 }
 
-#[tokio::test]
-async fn an_event_without_ordering_key_is_parked_under_its_event_id_once() {
-    let (processor, store) = processor(Ledger {
+pub async fn an_event_without_ordering_key_is_parked_under_its_event_id_once<S: StoreUnderTest>() {
+    let (processor, store) = processor::<S>(Ledger {
         park: true,
         ..Ledger::default()
-    });
+    })
+    .await;
     let keyless = br#"{"event_id": "k-1", "event_type": "Deposited", "schema_version": 1}"#;
     let mut records = vec![record("00001", keyless.to_vec(), "a")];
     records.extend(stream(&[&deposit("a", 5)]).into_iter().map(|mut r| {
@@ -277,12 +286,11 @@ async fn an_event_without_ordering_key_is_parked_under_its_event_id_once() {
     assert_eq!(parked.len(), 1, "{parked:?}");
     assert!(parked[0].reason.contains("no ordering key"), "{parked:?}");
     assert!(parked[0].record.sk.ends_with("#k-1"), "{parked:?}");
-    assert_eq!(balance(&store, "a"), 5);
+    assert_eq!(balance(&store, "a").await, 5);
 }
 
-#[tokio::test]
-async fn a_poison_event_waits_or_is_parked_and_redriven_by_policy() {
-    let (waiting, store) = processor(Ledger::default());
+pub async fn a_poison_event_waits_or_is_parked_and_redriven_by_policy<S: StoreUnderTest>() {
+    let (waiting, store) = processor::<S>(Ledger::default()).await;
     let records = stream(&[&deposit("a", -1), &deposit("a", 2), &deposit("b", 3)]);
     let outcome = waiting.process_kinesis(&records).await;
     assert_eq!(
@@ -290,12 +298,16 @@ async fn a_poison_event_waits_or_is_parked_and_redriven_by_policy() {
         (1, 1, 1),
         "{outcome:?}"
     );
-    assert_eq!((balance(&store, "a"), balance(&store, "b")), (0, 3));
+    assert_eq!(
+        (balance(&store, "a").await, balance(&store, "b").await),
+        (0, 3)
+    );
 
-    let (parking, store) = processor(Ledger {
+    let (parking, store) = processor::<S>(Ledger {
         park: true,
         ..Ledger::default()
-    });
+    })
+    .await;
     let outcome = parking.process_kinesis(&records).await;
     assert_eq!((outcome.parked, outcome.applied), (1, 2), "{outcome:?}");
     let again = parking.process_kinesis(&records).await;
@@ -305,15 +317,15 @@ async fn a_poison_event_waits_or_is_parked_and_redriven_by_policy() {
     );
     let still = parking.redrive_parked(10).await;
     assert_eq!(still.parked, 1, "{still:?}");
-    assert_eq!(balance(&store, "a"), 2);
+    assert_eq!(balance(&store, "a").await, 2);
 }
 
-#[tokio::test]
-async fn an_own_record_with_other_content_is_poison_not_a_duplicate() {
-    let (processor, store) = processor(Ledger {
+pub async fn an_own_record_with_other_content_is_poison_not_a_duplicate<S: StoreUnderTest>() {
+    let (processor, store) = processor::<S>(Ledger {
         own_record: true,
         ..Ledger::default()
-    });
+    })
+    .await;
     let first = deposit("a", 5);
     let mut collision = deposit("a", 6);
     collision.event_id = first.event_id.clone();
@@ -321,12 +333,13 @@ async fn an_own_record_with_other_content_is_poison_not_a_duplicate() {
         .process_kinesis(&stream(&[&first, &collision]))
         .await;
     assert_eq!((outcome.applied, outcome.poison), (1, 1), "{outcome:?}");
-    assert_eq!(balance(&store, "a"), 5);
+    assert_eq!(balance(&store, "a").await, 5);
 }
 
-#[tokio::test]
-async fn a_same_named_stream_of_another_account_region_or_partition_is_never_credited() {
-    let (processor, store) = processor(Ledger::default());
+pub async fn a_same_named_stream_of_another_account_region_or_partition_is_never_credited<
+    S: StoreUnderTest,
+>() {
+    let (processor, store) = processor::<S>(Ledger::default()).await;
     let mut records = Vec::new();
     for (i, arn) in [
         "arn:aws:kinesis:eu-west-1:210987654321:stream/deposits",
@@ -351,7 +364,7 @@ async fn a_same_named_stream_of_another_account_region_or_partition_is_never_cre
     records.push(unnamed);
     let outcome = processor.process_kinesis(&records).await;
     assert_eq!((outcome.applied, outcome.poison), (0, 8), "{outcome:?}");
-    assert_eq!(balance(&store, "a"), 0);
+    assert_eq!(balance(&store, "a").await, 0);
 
     // Configured by ARN, the stream is where its ARN says, wherever the function runs.
     let by_arn = Processor::new(
@@ -365,9 +378,8 @@ async fn a_same_named_stream_of_another_account_region_or_partition_is_never_cre
     assert_eq!(outcome.applied, 0, "{outcome:?}");
 }
 
-#[tokio::test]
-async fn a_stream_named_without_a_known_account_and_region_admits_nothing() {
-    let store = MemoryStore::new(TABLE);
+pub async fn a_stream_named_without_a_known_account_and_region_admits_nothing<S: StoreUnderTest>() {
+    let store = S::start().await;
     let unplaced = Processor::new(
         Ledger::default(),
         store.clone(),
@@ -377,5 +389,5 @@ async fn a_stream_named_without_a_known_account_and_region_admits_nothing() {
     assert_eq!(unplaced.process_kinesis(&records).await.poison, 1);
     unplaced.invoked_as("arn:aws:lambda:eu-west-1:123456789012:function:deposits:live");
     assert_eq!(unplaced.process_kinesis(&records).await.applied, 1);
-    assert_eq!(balance(&store, "a"), 2);
+    assert_eq!(balance(&store, "a").await, 2);
 }

@@ -1,13 +1,12 @@
-//! An entity table's changes as events, without a server: INSERTs only, the adapter decides
+//! An entity table's changes as events: INSERTs only, the adapter decides
 //! what is an event, applied once by event id, held back after a failure within a key, and the
 //! entity item released (never expired) once its consumers are done.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use aws_lambda_events::dynamodb::EventRecord;
-use dynamodb_outbox::memory::MemoryStore;
 use dynamodb_outbox::{
     pending_marker, Consumer, Counter, Effect, Envelope, HandlerError, Home, ItemKey, Processor,
     Source, Takes,
@@ -15,7 +14,8 @@ use dynamodb_outbox::{
 use serde::{Deserialize, Serialize};
 use serde_dynamo::{AttributeValue, Item};
 
-const TABLE: &str = "accounts";
+use crate::fixture::{StoreUnderTest, TABLE};
+
 const ENTITIES: &str = "deposits";
 const ARN: &str = "arn:aws:dynamodb:eu-west-1:123456789012:table/deposits/stream/2026-11-30";
 
@@ -97,13 +97,14 @@ fn adapter(item: &Item) -> Option<Result<Envelope<Deposit>, String>> {
     }))
 }
 
-fn deposit(store: &MemoryStore, id: &str, account: &str, cents: i64) -> Item {
+/// A deposit item with its pending marker, stored where `store` releases it.
+async fn deposit<S: StoreUnderTest>(store: &S, id: &str, account: &str, cents: i64) -> Item {
     let mut item = pending_marker(account, "2026-11-30T00:00:00Z", id, &["ledger"]);
     item.insert("pk".into(), AttributeValue::S(format!("DEPOSIT#{id}")));
     item.insert("sk".into(), AttributeValue::S("DEPOSIT".into()));
     item.insert("account".into(), AttributeValue::S(account.into()));
     item.insert("cents".into(), AttributeValue::N(cents.to_string()));
-    store.entity_written(&item);
+    store.put_waiting(&item).await.unwrap();
     item
 }
 
@@ -123,19 +124,18 @@ fn key(id: &str) -> ItemKey {
     }
 }
 
-fn world(ledger: Ledger) -> (Processor<Ledger, MemoryStore>, MemoryStore) {
-    let store = MemoryStore::new(TABLE);
+async fn world<S: StoreUnderTest>(ledger: Ledger) -> (Processor<Ledger, S>, S) {
+    let store = S::start().await;
     let processor = Processor::new(ledger, store.clone(), Source::table(ENTITIES).unwrap())
         .home(Home::of_arn(ARN).unwrap());
     (processor, store)
 }
 
-#[tokio::test]
-async fn inserts_are_applied_once_and_release_their_entity_item() {
-    let (processor, store) = world(Ledger::default());
+pub async fn inserts_are_applied_once_and_release_their_entity_item<S: StoreUnderTest>() {
+    let (processor, store) = world::<S>(Ledger::default()).await;
     let mut records = vec![
-        insert("1", deposit(&store, "d1", "a", 5)),
-        insert("2", deposit(&store, "d2", "a", 7)),
+        insert("1", deposit(&store, "d1", "a", 5).await),
+        insert("2", deposit(&store, "d2", "a", 7).await),
     ];
     let mut modify = records[0].clone();
     modify.event_name = "MODIFY".into();
@@ -150,22 +150,31 @@ async fn inserts_are_applied_once_and_release_their_entity_item() {
         (2, 2, 0),
         "{outcome:?}"
     );
-    assert_eq!(store.waiting(&key("d1")), BTreeSet::new(), "released");
-    assert_eq!(store.expires_at(&key("d1")), None, "never expires");
+    let released = store.waiting(&key("d1")).await.unwrap();
+    assert!(
+        released.consumers.is_empty() && !released.pending,
+        "released: {released:?}"
+    );
+    assert_eq!(released.expires_at, None, "never expires");
     let again = processor.process_changes(&records, adapter).await;
     assert_eq!(again.duplicates, 2, "{again:?}");
-    assert_eq!(store.number(TABLE, "ACCOUNT#a", "BALANCE", "cents"), 12);
+    assert_eq!(
+        store
+            .number(TABLE, "ACCOUNT#a", "BALANCE", "cents")
+            .await
+            .unwrap(),
+        12
+    );
 }
 
-#[tokio::test]
-async fn a_failure_holds_back_the_keys_later_inserts_and_other_keys_go_on() {
+pub async fn a_failure_holds_back_the_keys_later_inserts_and_other_keys_go_on<S: StoreUnderTest>() {
     let ledger = Ledger::default();
     ledger.down.store(true, Ordering::SeqCst);
-    let (processor, store) = world(ledger.clone());
+    let (processor, store) = world::<S>(ledger.clone()).await;
     let records = vec![
-        insert("1", deposit(&store, "d1", "a", 13)),
-        insert("2", deposit(&store, "d2", "b", 2)),
-        insert("3", deposit(&store, "d3", "a", 3)),
+        insert("1", deposit(&store, "d1", "a", 13).await),
+        insert("2", deposit(&store, "d2", "b", 2).await),
+        insert("3", deposit(&store, "d3", "a", 3).await),
     ];
     let outcome = processor.process_changes(&records, adapter).await;
     assert_eq!(
@@ -175,34 +184,46 @@ async fn a_failure_holds_back_the_keys_later_inserts_and_other_keys_go_on() {
     );
     assert_eq!(outcome.failures, vec!["1", "3"]);
     assert_eq!(
-        store.waiting(&key("d3")).len(),
+        store.waiting(&key("d3")).await.unwrap().consumers.len(),
         1,
         "still waiting for the ledger"
     );
     ledger.down.store(false, Ordering::SeqCst);
     processor.process_changes(&records, adapter).await;
-    assert_eq!(store.number(TABLE, "ACCOUNT#a", "LAST", "cents"), 3);
-    assert_eq!(store.number(TABLE, "ACCOUNT#a", "BALANCE", "cents"), 16);
+    assert_eq!(
+        store
+            .number(TABLE, "ACCOUNT#a", "LAST", "cents")
+            .await
+            .unwrap(),
+        3
+    );
+    assert_eq!(
+        store
+            .number(TABLE, "ACCOUNT#a", "BALANCE", "cents")
+            .await
+            .unwrap(),
+        16
+    );
 }
 
-#[tokio::test]
-async fn unreadable_entities_and_other_tables_even_same_named_elsewhere_are_poison_and_untaken_events_are_skipped(
-) {
-    let (processor, store) = world(Ledger::default());
-    let mut unreadable = deposit(&store, "d1", "a", 1);
+pub async fn unreadable_entities_and_other_tables_even_same_named_elsewhere_are_poison_and_untaken_events_are_skipped<
+    S: StoreUnderTest,
+>() {
+    let (processor, store) = world::<S>(Ledger::default()).await;
+    let mut unreadable = deposit(&store, "d1", "a", 1).await;
     unreadable.remove("cents");
-    let mut elsewhere = insert("3", deposit(&store, "d3", "a", 4));
+    let mut elsewhere = insert("3", deposit(&store, "d3", "a", 4).await);
     elsewhere.event_source_arn =
         Some("arn:aws:dynamodb:eu-west-1:123456789012:table/other/stream/x".into());
-    let mut other_account = insert("4", deposit(&store, "d4", "a", 4));
+    let mut other_account = insert("4", deposit(&store, "d4", "a", 4).await);
     other_account.event_source_arn =
         Some("arn:aws:dynamodb:eu-west-1:210987654321:table/deposits/stream/x".into());
-    let mut other_region = insert("5", deposit(&store, "d5", "a", 4));
+    let mut other_region = insert("5", deposit(&store, "d5", "a", 4).await);
     other_region.event_source_arn =
         Some("arn:aws:dynamodb:us-east-1:123456789012:table/deposits/stream/x".into());
     let records = vec![
         insert("1", unreadable),
-        insert("2", deposit(&store, "d2", "a", -4)),
+        insert("2", deposit(&store, "d2", "a", -4).await),
         elsewhere,
         other_account,
         other_region,
@@ -211,7 +232,12 @@ async fn unreadable_entities_and_other_tables_even_same_named_elsewhere_are_pois
     assert_eq!((outcome.poison, outcome.skipped), (4, 1), "{outcome:?}");
     assert_eq!(outcome.failures, vec!["1", "3", "4", "5"]);
     assert!(
-        store.waiting(&key("d2")).is_empty(),
+        store
+            .waiting(&key("d2"))
+            .await
+            .unwrap()
+            .consumers
+            .is_empty(),
         "a skipped event releases its item too"
     );
 }

@@ -1,0 +1,264 @@
+//! Poison, transient failures, crashes before the marks, and consumers leaving items.
+
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+
+use dynamodb_outbox::testing::{CrashPoint, Crashing, Header};
+use dynamodb_outbox::{pending_marker, LastOut, PoisonPolicy, Processor, StoreError};
+use serde_dynamo::{AttributeValue, Item};
+
+use crate::fixture::{deposit, key_of, name_of, outbox, Ledger, StoreUnderTest, World};
+use crate::order::writes;
+
+pub async fn under_the_wait_policy_a_poison_event_holds_back_its_key_and_only_its_key<
+    S: StoreUnderTest,
+>() {
+    let mut world = World::<S>::new().await;
+    let a1 = world.write(&deposit("a", 5)).await;
+    let a2 = world.write(&deposit("a", -1)).await;
+    let a3 = world.write(&deposit("a", 7)).await;
+    let b1 = world.write(&deposit("b", 9)).await;
+    let outcome = world
+        .processor(Ledger::new("ledger"))
+        .process_items(vec![a1, a2.clone(), a3.clone(), b1])
+        .await;
+    assert_eq!(
+        (outcome.applied, outcome.poison, outcome.held_back),
+        (2, 1, 1),
+        "{outcome:?}"
+    );
+    assert_eq!(outcome.failures, vec![name_of(&a2), name_of(&a3)]);
+    assert_eq!(world.balance("ledger", "a").await, 5);
+    assert_eq!(world.balance("ledger", "b").await, 9);
+}
+
+pub async fn under_the_park_policy_a_poison_event_is_parked_and_its_key_goes_on<
+    S: StoreUnderTest,
+>() {
+    let mut world = World::<S>::new().await;
+    let items = vec![
+        world.write(&deposit("a", 5)).await,
+        world.write(&deposit("a", -1)).await,
+        world.write(&deposit("a", 7)).await,
+    ];
+    let ledger = Ledger {
+        policy: PoisonPolicy::Park,
+        ..Ledger::new("ledger")
+    };
+    let outcome = world.processor(ledger).process_items(items).await;
+    assert_eq!(
+        (outcome.applied, outcome.parked, outcome.failures.len()),
+        (2, 1, 0),
+        "{outcome:?}"
+    );
+    assert_eq!(world.balance("ledger", "a").await, 12);
+    let parked = world.store.parked("ledger", 10).await.unwrap();
+    assert_eq!(parked.len(), 1, "the parked event is recorded: {parked:?}");
+    assert_eq!(parked[0].reason, "a negative deposit");
+    assert_eq!(
+        Header::peek(&parked[0].event).sequence,
+        Some(2),
+        "the record carries the event itself"
+    );
+}
+
+pub async fn a_transient_failure_holds_back_the_key_and_the_retry_applies_once<
+    S: StoreUnderTest,
+>() {
+    let mut world = World::<S>::new().await;
+    let mut batch = writes(&mut world, "a", 3).await;
+    batch.push(world.write(&deposit("b", 100)).await);
+    let processor = world.processor(Ledger::new("ledger"));
+    world
+        .recorded
+        .fail_next_commits(1, || StoreError::Unavailable("throttled".into()));
+    let outcome = processor.process_items(batch.clone()).await;
+    assert_eq!(outcome.failed + outcome.held_back, 3, "{outcome:?}");
+    let retry = processor.process_items(batch).await;
+    assert_eq!(world.balance("ledger", "a").await, 6, "{retry:?}");
+    assert_eq!(world.balance("ledger", "b").await, 100);
+    assert_eq!(world.applied_order("ledger", "a"), vec![1, 2, 3]);
+}
+
+pub async fn an_effect_whose_condition_fails_is_poison_and_writes_nothing<S: StoreUnderTest>() {
+    let mut world = World::<S>::new().await;
+    let items = vec![
+        world.write(&deposit("a", 999_999)).await,
+        world.write(&deposit("a", 2)).await,
+    ];
+    let outcome = world
+        .processor(Ledger::new("ledger"))
+        .process_items(items)
+        .await;
+    assert_eq!((outcome.applied, outcome.poison), (1, 1), "{outcome:?}");
+    assert_eq!(
+        world.balance("ledger", "a").await,
+        999_999,
+        "the limit held"
+    );
+    assert_eq!(world.store.progress("ledger", "a").await.unwrap(), 1);
+}
+
+pub async fn an_event_expires_only_after_every_consumer_routed_to_it_is_done<S: StoreUnderTest>() {
+    let mut world = World::<S>::new().await;
+    let item = world.write(&deposit("a", 5)).await;
+    let audit = Ledger::new("audit");
+    audit.down.store(true, Ordering::SeqCst);
+
+    let first = world
+        .processor(Ledger::new("ledger"))
+        .process_items(vec![item.clone()])
+        .await;
+    let failing = world
+        .processor(audit.clone())
+        .process_items(vec![item.clone()])
+        .await;
+    assert_eq!((first.applied, failing.failed), (1, 1));
+    let waiting = world.waiting(&item).await;
+    assert_eq!(waiting.expires_at, None, "audit has yet to apply it");
+    assert!(waiting.pending, "still in the pending index");
+    assert_eq!(
+        waiting.consumers.into_iter().collect::<Vec<_>>(),
+        vec!["audit"]
+    );
+
+    audit.down.store(false, Ordering::SeqCst);
+    world
+        .processor(audit)
+        .process_items(vec![item.clone()])
+        .await;
+    let done = world.waiting(&item).await;
+    assert!(done.expires_at.is_some() && !done.pending, "{done:?}");
+    assert_eq!(world.balance("audit", "a").await, 5);
+    assert_eq!(world.balance("ledger", "a").await, 5);
+}
+
+pub async fn a_crash_between_the_commits_and_the_marks_is_repaired_by_redelivery<
+    S: StoreUnderTest,
+>() {
+    let mut world = World::<S>::new().await;
+    let mut items = writes(&mut world, "a", 3).await;
+    items.push(world.write(&deposit("b", 100)).await);
+    let store = Crashing::always(world.store.clone(), CrashPoint::BeforeDone);
+    let crashes = store.crashes();
+    let crashing = Processor::new(Ledger::new("ledger"), store, outbox());
+    let outcome = crashing.process_items(items.clone()).await;
+    assert_eq!(outcome.failures.len(), 4, "reported for retry: {outcome:?}");
+    assert!(
+        crashes.load(Ordering::Relaxed) >= 2,
+        "one crash per key at least"
+    );
+
+    assert_eq!(world.balance("ledger", "a").await, 6, "the effects are in");
+    assert_eq!(world.balance("ledger", "b").await, 100);
+    for item in &items {
+        let waiting = world.waiting(item).await;
+        assert!(
+            waiting.consumers.contains("ledger") && waiting.pending,
+            "{} is not marked yet",
+            name_of(item)
+        );
+    }
+
+    let redelivered = world
+        .processor(Ledger::new("ledger"))
+        .process_items(items.clone())
+        .await;
+    assert_eq!(
+        (redelivered.duplicates, redelivered.applied),
+        (4, 0),
+        "{redelivered:?}"
+    );
+    assert!(redelivered.failures.is_empty());
+    assert_eq!(world.balance("ledger", "a").await, 6, "applied once");
+    assert_eq!(world.balance("ledger", "b").await, 100);
+    for item in &items {
+        let waiting = world.waiting(item).await;
+        assert!(
+            !waiting.consumers.contains("ledger"),
+            "{} is marked by the redelivery",
+            name_of(item)
+        );
+    }
+}
+
+pub async fn a_failed_mark_is_reported_without_holding_back_its_key_and_the_retry_marks_it<
+    S: StoreUnderTest,
+>() {
+    let mut world = World::<S>::new().await;
+    let items = writes(&mut world, "a", 3).await;
+    let unmarkable = key_of(&items[0]);
+    let store = Crashing::always(world.recorded.clone(), CrashPoint::BeforeDone)
+        .only_at(unmarkable.clone());
+    let processor =
+        Processor::new(Ledger::new("ledger"), store, outbox()).events_per_transaction(1);
+    let outcome = processor.process_items(items.clone()).await;
+    assert_eq!(
+        (outcome.applied, outcome.unmarked, outcome.failed),
+        (3, 1, 0),
+        "all three applied, one of them not marked: {outcome:?}"
+    );
+    assert_eq!(outcome.failures, vec![name_of(&items[0])]);
+    assert_eq!(world.applied_order("ledger", "a"), vec![1, 2, 3]);
+    assert!(world.waiting(&items[0]).await.consumers.contains("ledger"));
+
+    let retry = world
+        .processor(Ledger::new("ledger"))
+        .process_items(items.clone())
+        .await;
+    assert_eq!(retry.duplicates, 3, "{retry:?}");
+    assert!(!world.waiting(&items[0]).await.consumers.contains("ledger"));
+    assert_eq!(world.balance("ledger", "a").await, 6);
+}
+
+pub async fn a_run_the_database_refuses_whole_goes_one_event_at_a_time<S: StoreUnderTest>() {
+    let mut world = World::<S>::new().await;
+    let items = writes(&mut world, "a", 3).await;
+    world.recorded.fail_next_commits(1, || {
+        StoreError::Failed("Transaction request cannot be larger than 4 MB".into())
+    });
+    let outcome = world
+        .processor(Ledger::new("ledger"))
+        .process_items(items)
+        .await;
+    assert_eq!(outcome.applied, 3, "{outcome:?}");
+    assert!(outcome.failures.is_empty());
+    assert_eq!(world.commits("ledger", "a"), vec![(0, 1), (1, 2), (2, 3)]);
+    assert_eq!(world.balance("ledger", "a").await, 6);
+}
+
+/// The protocol both kinds of items share: each consumer leaves the waiting set once, the last
+/// one takes the item out of the pending index, and only an outbox event gets a TTL.
+pub async fn the_last_consumer_out_takes_an_entity_out_of_the_pending_index_without_a_ttl<
+    S: StoreUnderTest,
+>() {
+    let world = World::<S>::new().await;
+    let marker = pending_marker("a", "2026-01-01T00:00:00Z", "d1", &["ledger", "audit"]);
+    let mut entity: HashMap<String, AttributeValue> = marker.into();
+    entity.insert("pk".into(), AttributeValue::S("ACCOUNT#a".into()));
+    entity.insert("sk".into(), AttributeValue::S("DEPOSIT#d1".into()));
+    let entity = Item::from(entity);
+    world.store.put_waiting(&entity).await.unwrap();
+    let key = key_of(&entity);
+    let store = &world.store;
+
+    store.leave("ledger", &key, LastOut::Keep).await.unwrap();
+    store.leave("ledger", &key, LastOut::Keep).await.unwrap();
+    let half = store.waiting(&key).await.unwrap();
+    assert_eq!(half.consumers.iter().collect::<Vec<_>>(), vec!["audit"]);
+    assert!(half.pending, "audit still waits: {half:?}");
+
+    store.leave("audit", &key, LastOut::Keep).await.unwrap();
+    let done = store.waiting(&key).await.unwrap();
+    assert!(done.consumers.is_empty() && !done.pending, "{done:?}");
+    assert_eq!(done.expires_at, None, "an entity item never expires");
+    store
+        .leave("audit", &key, LastOut::Expire { at: 1 })
+        .await
+        .unwrap();
+    assert_eq!(
+        store.waiting(&key).await.unwrap(),
+        done,
+        "a duplicate changes nothing"
+    );
+}

@@ -1,0 +1,240 @@
+//! The two stores under test, and the world the contract's bodies run in: an outbox written in
+//! memory, its items stored where the store under test marks them, and a ledger consumer.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region};
+use aws_smithy_http_client::tls;
+use dynamodb_outbox::dynamodb::{DynamoConsumerStore, Routes};
+use dynamodb_outbox::memory::{MemoryOutbox, MemoryStore};
+use dynamodb_outbox::testing::{create_tables, Header, Inspect, Recording, WaitingItem};
+use dynamodb_outbox::{
+    Consumer, Counter, Effect, Envelope, Event, HandlerError, ItemKey, PoisonPolicy, Processor,
+    Source, Takes,
+};
+use serde::{Deserialize, Serialize};
+use serde_dynamo::{AttributeValue, Item};
+
+/// The consumers' table (progress, parked events, and the ledger's own items).
+pub const TABLE: &str = "accounts";
+/// The outbox table the consumers mark.
+pub const OUTBOX: &str = "outbox";
+
+/// A store the contract runs on, started empty.
+pub trait StoreUnderTest: Inspect {
+    async fn start() -> Self;
+}
+
+impl StoreUnderTest for MemoryStore {
+    async fn start() -> Self {
+        MemoryStore::new(TABLE)
+    }
+}
+
+impl StoreUnderTest for DynamoConsumerStore {
+    /// An in-memory dynoxide of its own, served on a free port, with the engine's tables.
+    async fn start() -> Self {
+        let db = dynoxide::Database::memory().expect("an in-memory dynoxide");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let endpoint = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(dynoxide::server::serve_on(listener, db));
+        let http = aws_smithy_http_client::Builder::new()
+            .tls_provider(tls::Provider::rustls(
+                tls::rustls_provider::CryptoMode::Ring,
+            ))
+            .build_https();
+        let config = aws_sdk_dynamodb::Config::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new("us-east-1"))
+            .credentials_provider(Credentials::new("local", "local", None, None, "tests"))
+            .endpoint_url(endpoint)
+            .http_client(http)
+            .build();
+        let client = aws_sdk_dynamodb::Client::from_conf(config);
+        create_tables(&client, TABLE, OUTBOX).await.unwrap();
+        DynamoConsumerStore::new(client, TABLE, OUTBOX)
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Deposited {
+    pub account: String,
+    pub cents: i64,
+}
+
+impl Event for Deposited {
+    const EVENT_TYPE: &'static str = "Deposited";
+    const SCHEMA_VERSION: u32 = 1;
+    const AGGREGATE_TYPE: &'static str = "Account";
+    fn aggregate_id(&self) -> String {
+        self.account.clone()
+    }
+}
+
+/// A newer event type the consumers were never taught.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Frozen {
+    pub account: String,
+}
+
+impl Event for Frozen {
+    const EVENT_TYPE: &'static str = "Frozen";
+    const SCHEMA_VERSION: u32 = 1;
+    const AGGREGATE_TYPE: &'static str = "Account";
+    fn aggregate_id(&self) -> String {
+        self.account.clone()
+    }
+}
+
+/// Keeps a balance and a journal entry per event per account; a negative deposit is poison.
+#[derive(Clone)]
+pub struct Ledger {
+    pub name: &'static str,
+    pub policy: PoisonPolicy,
+    pub down: Arc<AtomicBool>,
+}
+
+impl Ledger {
+    pub fn new(name: &'static str) -> Self {
+        Self {
+            name,
+            policy: PoisonPolicy::Wait,
+            down: Arc::default(),
+        }
+    }
+}
+
+impl Consumer for Ledger {
+    type Payload = Deposited;
+
+    fn name(&self) -> &str {
+        self.name
+    }
+
+    fn takes(&self) -> Vec<Takes> {
+        vec![Takes::versions("Deposited", 1..=1)]
+    }
+
+    fn on_poison(&self) -> PoisonPolicy {
+        self.policy
+    }
+
+    async fn effect(&self, event: &Envelope<Deposited>) -> Result<Effect, HandlerError> {
+        if self.down.load(Ordering::SeqCst) {
+            return Err(HandlerError::Transient("the ledger is down".into()));
+        }
+        if event.payload.cents < 0 {
+            return Err(HandlerError::Poison("a negative deposit".into()));
+        }
+        let pk = format!("{}#{}", self.name, event.payload.account);
+        let entry = Item::from(HashMap::from([
+            ("pk".to_owned(), AttributeValue::S(pk.clone())),
+            (
+                "sk".to_owned(),
+                AttributeValue::S(format!("ENTRY#{}", event.event_id)),
+            ),
+        ]));
+        Ok(Effect::new().put_new(TABLE, entry).add_at_most(
+            Counter {
+                table: TABLE.into(),
+                key: ItemKey {
+                    pk,
+                    sk: "BALANCE".into(),
+                },
+                attribute: "cents".into(),
+            },
+            event.payload.cents,
+            1_000_000,
+        ))
+    }
+}
+
+pub fn deposit(account: &str, cents: i64) -> Envelope<Deposited> {
+    Envelope::new(Deposited {
+        account: account.into(),
+        cents,
+    })
+}
+
+pub struct World<S> {
+    outbox: MemoryOutbox,
+    /// Where `outbox` registers its items; the store under test gets them stored instead.
+    scratch: MemoryStore,
+    pub store: S,
+    /// The store under test, recording its commits (and failing some when told).
+    pub recorded: Recording<S>,
+}
+
+impl<S: StoreUnderTest> World<S> {
+    pub async fn new() -> Self {
+        let store = S::start().await;
+        Self {
+            outbox: MemoryOutbox::new(
+                Routes::new()
+                    .route("Deposited", &["ledger", "audit"])
+                    .route("Frozen", &["ledger"]),
+            ),
+            scratch: MemoryStore::new(TABLE),
+            recorded: Recording::new(store.clone()),
+            store,
+        }
+    }
+
+    /// Writes the event's outbox item, as the producer's transaction would.
+    pub async fn write<P: Serialize>(&mut self, event: &Envelope<P>) -> Item {
+        let item = self.outbox.write(event, &self.scratch).unwrap();
+        self.store.put_waiting(&item).await.unwrap();
+        item
+    }
+
+    pub fn processor(&self, ledger: Ledger) -> Processor<Ledger, Recording<S>> {
+        Processor::new(ledger, self.recorded.clone(), outbox()).concurrency(4)
+    }
+
+    pub async fn balance(&self, consumer: &str, account: &str) -> i64 {
+        let pk = format!("{consumer}#{account}");
+        self.store
+            .number(TABLE, &pk, "BALANCE", "cents")
+            .await
+            .unwrap()
+    }
+
+    /// The sequences the consumer applied on the key, in the order its commits happened (every
+    /// event of these tests reaches every consumer, so a commit from progress `a` to `b` applied
+    /// `a+1..=b`).
+    pub fn applied_order(&self, consumer: &str, key: &str) -> Vec<u64> {
+        self.commits(consumer, key)
+            .into_iter()
+            .flat_map(|(from, to)| from + 1..=to)
+            .collect()
+    }
+
+    /// The consumer's commits on the key: (progress before, progress after).
+    pub fn commits(&self, consumer: &str, key: &str) -> Vec<(u64, u64)> {
+        self.recorded.spans(consumer, key)
+    }
+
+    pub async fn waiting(&self, item: &Item) -> WaitingItem {
+        self.store.waiting(&key_of(item)).await.unwrap()
+    }
+}
+
+/// The outbox table as the processors' source.
+pub fn outbox() -> Source {
+    Source::table(OUTBOX).unwrap()
+}
+
+pub fn key_of(item: &Item) -> ItemKey {
+    let header = Header::peek(item);
+    ItemKey {
+        pk: header.pk,
+        sk: header.sk,
+    }
+}
+
+pub fn name_of(item: &Item) -> String {
+    let key = key_of(item);
+    format!("{}/{}", key.pk, key.sk)
+}

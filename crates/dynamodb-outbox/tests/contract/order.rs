@@ -1,0 +1,173 @@
+//! Per-key order, duplicates, and how a key's events are grouped into transactions.
+
+use dynamodb_outbox::Envelope;
+use serde_dynamo::Item;
+
+use crate::fixture::{deposit, name_of, Frozen, Ledger, StoreUnderTest, World};
+
+pub async fn each_key_is_applied_in_write_order_however_the_batch_is_shuffled<S: StoreUnderTest>() {
+    let mut world = World::<S>::new().await;
+    let mut items = Vec::new();
+    for i in 1..=5 {
+        items.push(world.write(&deposit("a", i * 10)).await);
+    }
+    for i in 1..=3 {
+        items.push(world.write(&deposit("b", i)).await);
+    }
+    // Interleaved and reversed, as shards and retries can make it.
+    items.reverse();
+    items.swap(0, 6);
+    let outcome = world
+        .processor(Ledger::new("ledger"))
+        .process_items(items)
+        .await;
+    assert_eq!(
+        (outcome.applied, outcome.failures.len()),
+        (8, 0),
+        "{outcome:?}"
+    );
+    assert_eq!(world.applied_order("ledger", "a"), vec![1, 2, 3, 4, 5]);
+    assert_eq!(world.applied_order("ledger", "b"), vec![1, 2, 3]);
+    assert_eq!(world.balance("ledger", "a").await, 150);
+    assert_eq!(world.balance("ledger", "b").await, 6);
+}
+
+pub async fn an_event_that_arrives_before_its_predecessor_waits_across_batches<
+    S: StoreUnderTest,
+>() {
+    let mut world = World::<S>::new().await;
+    let first = world.write(&deposit("a", 1)).await;
+    let second = world.write(&deposit("a", 2)).await;
+    let processor = world.processor(Ledger::new("ledger"));
+
+    let early = processor.process_items(vec![second.clone()]).await;
+    assert_eq!((early.waiting, early.applied), (1, 0), "{early:?}");
+    assert_eq!(early.failures, vec![name_of(&second)], "reported for retry");
+    assert_eq!(
+        world.balance("ledger", "a").await,
+        0,
+        "nothing applied out of order"
+    );
+
+    processor.process_items(vec![first]).await;
+    let retry = processor.process_items(vec![second]).await;
+    assert_eq!(retry.applied, 1, "{retry:?}");
+    assert_eq!(world.applied_order("ledger", "a"), vec![1, 2]);
+}
+
+pub async fn a_redelivered_batch_is_all_duplicates<S: StoreUnderTest>() {
+    let mut world = World::<S>::new().await;
+    let items = writes(&mut world, "a", 4).await;
+    let processor = world.processor(Ledger::new("ledger"));
+    processor.process_items(items.clone()).await;
+    let again = processor.process_items(items).await;
+    assert_eq!((again.duplicates, again.applied), (4, 0), "{again:?}");
+    assert_eq!(world.balance("ledger", "a").await, 10);
+}
+
+pub async fn a_keys_consecutive_events_commit_in_one_transaction<S: StoreUnderTest>() {
+    let mut world = World::<S>::new().await;
+    let mut items = writes(&mut world, "a", 5).await;
+    items.push(world.write(&deposit("b", 100)).await);
+    let outcome = world
+        .processor(Ledger::new("ledger"))
+        .process_items(items)
+        .await;
+    assert_eq!(outcome.applied, 6, "{outcome:?}");
+    assert_eq!(
+        world.commits("ledger", "a"),
+        vec![(0, 5)],
+        "five events, one round trip"
+    );
+    assert_eq!(
+        world.balance("ledger", "a").await,
+        15,
+        "one addition of their sum"
+    );
+    assert_eq!(world.balance("ledger", "b").await, 100);
+}
+
+pub async fn a_run_the_consumer_partly_applied_before_applies_only_the_rest<S: StoreUnderTest>() {
+    let mut world = World::<S>::new().await;
+    let items = writes(&mut world, "a", 5).await;
+    let processor = world.processor(Ledger::new("ledger"));
+    processor.process_items(items[..2].to_vec()).await;
+    let outcome = processor.process_items(items).await;
+    assert_eq!((outcome.duplicates, outcome.applied), (2, 3), "{outcome:?}");
+    assert_eq!(world.balance("ledger", "a").await, 15);
+    assert_eq!(world.applied_order("ledger", "a"), vec![1, 2, 3, 4, 5]);
+}
+
+pub async fn one_event_per_transaction_commits_each_event_on_its_own_in_order<S: StoreUnderTest>() {
+    let mut world = World::<S>::new().await;
+    let items = writes(&mut world, "a", 5).await;
+    let outcome = world
+        .processor(Ledger::new("ledger"))
+        .concurrency(1)
+        .events_per_transaction(1)
+        .process_items(items)
+        .await;
+    assert_eq!(outcome.applied, 5, "{outcome:?}");
+    assert_eq!(
+        world.commits("ledger", "a"),
+        vec![(0, 1), (1, 2), (2, 3), (3, 4), (4, 5)]
+    );
+    assert_eq!(world.balance("ledger", "a").await, 15);
+}
+
+pub async fn a_hot_keys_run_is_cut_at_the_events_per_transaction<S: StoreUnderTest>() {
+    let mut world = World::<S>::new().await;
+    let items = writes(&mut world, "a", 7).await;
+    let outcome = world
+        .processor(Ledger::new("ledger"))
+        .events_per_transaction(3)
+        .process_items(items)
+        .await;
+    assert_eq!(outcome.applied, 7, "{outcome:?}");
+    assert_eq!(world.commits("ledger", "a"), vec![(0, 3), (3, 6), (6, 7)]);
+}
+
+pub async fn an_event_type_a_consumer_does_not_take_is_skipped_and_its_key_goes_on<
+    S: StoreUnderTest,
+>() {
+    let mut world = World::<S>::new().await;
+    let items = vec![
+        world.write(&deposit("a", 5)).await,
+        world
+            .write(&Envelope::new(Frozen {
+                account: "a".into(),
+            }))
+            .await,
+        world.write(&deposit("a", 7)).await,
+    ];
+    let outcome = world
+        .processor(Ledger::new("ledger"))
+        .process_items(items.clone())
+        .await;
+    assert_eq!(
+        (outcome.applied, outcome.skipped, outcome.poison),
+        (2, 1, 0),
+        "{outcome:?}"
+    );
+    assert_eq!(world.balance("ledger", "a").await, 12);
+
+    // The audit consumer was never routed the Frozen event: it ignores it, and its chain skips it.
+    let audit = world
+        .processor(Ledger::new("audit"))
+        .process_items(items)
+        .await;
+    assert_eq!((audit.applied, audit.ignored), (2, 1), "{audit:?}");
+}
+
+/// `count` deposits of 1, 2, ... cents on `account`, written in order.
+pub async fn writes<S: StoreUnderTest>(
+    world: &mut World<S>,
+    account: &str,
+    count: i64,
+) -> Vec<Item> {
+    let mut items = Vec::new();
+    for cents in 1..=count {
+        items.push(world.write(&deposit(account, cents)).await);
+    }
+    items
+}
