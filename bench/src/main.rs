@@ -112,11 +112,9 @@ async fn main() -> Result<()> {
     let doc = if opts.write {
         let doc = std::fs::read_to_string(&path)
             .with_context(|| format!("reading {}", path.display()))?;
-        let regions: Vec<_> = Report::REGIONS
-            .iter()
-            .map(|r| (*r, String::new()))
-            .collect();
-        regions::replace_all(&doc, &regions)
+        let mut names = Report::REGIONS.to_vec();
+        names.push(ENGINE_SHAPES);
+        regions::check(&doc, &names)
             .with_context(|| format!("{} cannot take the figures", path.display()))?;
         Some(doc)
     } else {

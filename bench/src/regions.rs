@@ -48,6 +48,13 @@ pub fn replace_all(doc: &str, regions: &[(&str, String)]) -> Result<String> {
         })
 }
 
+/// Whether `doc` has every region of `names`, before a run spends minutes on figures it could
+/// not write.
+pub fn check(doc: &str, names: &[&str]) -> Result<()> {
+    let empty: Vec<(&str, String)> = names.iter().map(|n| (*n, String::new())).collect();
+    replace_all(doc, &empty).map(drop)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -88,6 +95,9 @@ mod tests {
         assert!(err.contains("<!-- end: table -->"), "{err}");
         // One bad region in a list stops the whole write.
         assert!(replace_all(DOC, &[("table", "x".into()), ("gone", "y".into())]).is_err());
+        assert!(check(DOC, &["table", "chart"]).is_ok());
+        let err = check(DOC, &["table", "gone"]).unwrap_err().to_string();
+        assert!(err.contains("<!-- begin: gone -->"), "{err}");
     }
 
     #[test]
