@@ -81,7 +81,7 @@ lint: tools ## cargo fmt --check, clippy -D warnings, the engine's rustdoc (miss
 	cargo clippy --workspace --all-targets -- -D warnings
 	@# The engine as its users get it: every public item documented, doctests aside (make test
 	@# runs them), and a crate `cargo package` accepts and builds from its own files.
-	RUSTDOCFLAGS="-D warnings" cargo doc -p dynamodb-outbox --no-deps
+	RUSTDOCFLAGS="-D warnings" cargo doc -p dynamodb-outbox --all-features --no-deps
 	cargo package -p dynamodb-outbox --allow-dirty --quiet
 	sam validate --lint
 	sam validate

@@ -8,7 +8,7 @@ use devkit::stack::in_process_changes;
 use devkit::trigger::Invoke;
 use devkit::{Pattern, Stack};
 use dynamodb_outbox::dynamodb::PendingEvents;
-use dynamodb_outbox::ConsumerStore;
+use dynamodb_outbox::testing::StoreOps;
 use lambda_runtime::{Context, LambdaEvent};
 use order_service::changes::order_placed_from_image;
 use order_service::handlers::order_api;

@@ -10,9 +10,10 @@ use aws_sdk_dynamodb::types::AttributeValue as SdkValue;
 use devkit::proxy::{Fault, FaultPlan, FaultProxy};
 use dynamodb_outbox::dynamodb::{DynamoConsumerStore, Outbox, PendingEvents, Routes, WriteError};
 use dynamodb_outbox::testing::schema;
+use dynamodb_outbox::testing::{Committed, Step, StoreOps};
 use dynamodb_outbox::{
-    Committed, Consumer, ConsumerStore, Counter, Effect, Envelope, Event, HandlerError, ItemKey,
-    PoisonPolicy, Processor, Source, Step, Takes,
+    Consumer, Counter, Effect, Envelope, Event, HandlerError, ItemKey, PoisonPolicy, Processor,
+    Source, Takes,
 };
 use outbox_tests::{n, s, stack, Item, Stack};
 use serde::{Deserialize, Serialize};

@@ -33,10 +33,9 @@ use devkit::stack::{in_process, in_process_changes, Service, CONSUMER_FUNCTION};
 use devkit::trigger::Invoke;
 use devkit::{Item, Pattern, Stack, TriggerStats};
 use dynamodb_outbox::dynamodb::{DynamoConsumerStore, PendingEvents};
+use dynamodb_outbox::testing::{Committed, LastOut, Parked, Step, StoreOps};
 use dynamodb_outbox::testing::{CrashPoint, Crashing};
-use dynamodb_outbox::{
-    Committed, ConsumerStore, Effect, ItemKey, LastOut, Parked, Processor, Step, StoreError,
-};
+use dynamodb_outbox::{ConsumerStore, Effect, ItemKey, Processor, StoreError};
 use lambda_runtime::{Context, LambdaEvent};
 use order_service::handlers::order_api;
 use order_service::store::OrderStore;
@@ -579,7 +578,7 @@ fn down() -> StoreError {
     StoreError::Unavailable("DynamoDB unreachable".into())
 }
 
-impl ConsumerStore for Down {
+impl StoreOps for Down {
     fn table(&self) -> &str {
         self.0.table()
     }

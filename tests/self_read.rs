@@ -573,7 +573,7 @@ fn kinesis_record(
 
 #[tokio::test]
 async fn both_consumers_of_the_stream_refuse_the_same_malformed_events_for_the_same_reason() {
-    use dynamodb_outbox::ConsumerStore;
+    use dynamodb_outbox::testing::StoreOps;
     use order_service::domain::order::LineItem;
     use order_service::domain::{OrderRequest, Timestamp};
     let Some(stack) = stack("self_read: one rule book for both consumers").await else {
@@ -657,7 +657,7 @@ async fn both_consumers_of_the_stream_refuse_the_same_malformed_events_for_the_s
     .unwrap();
     assert!(answer.batch_item_failures.is_empty(), "parked, not retried");
 
-    let parked = |store_parked: Vec<dynamodb_outbox::Parked>| -> BTreeMap<String, String> {
+    let parked = |store_parked: Vec<dynamodb_outbox::testing::Parked>| -> BTreeMap<String, String> {
         store_parked
             .into_iter()
             .map(|p| {
@@ -735,7 +735,7 @@ fn raw_kinesis_record(
 #[tokio::test]
 async fn data_that_names_no_event_is_dropped_and_counted_and_an_event_without_ordering_key_is_parked_never_holding_the_shard(
 ) {
-    use dynamodb_outbox::ConsumerStore;
+    use dynamodb_outbox::testing::StoreOps;
     let Some(stack) = stack("self-read: data that is not an event").await else {
         return;
     };

@@ -5,8 +5,8 @@ use std::collections::HashMap;
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use devkit::stack::in_process;
+use dynamodb_outbox::testing::StoreOps;
 use dynamodb_outbox::testing::{schema, Header};
-use dynamodb_outbox::ConsumerStore;
 use lambda_runtime::{Context, LambdaEvent};
 use outbox_tests::*;
 use rewards_service::consumer::NAME as REWARDS;

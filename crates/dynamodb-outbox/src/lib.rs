@@ -21,10 +21,12 @@
 //!   [`memory::MemoryStore`] implement it.
 //! - [`Processor::process_kinesis`] and [`Processor::process_changes`]: the same consumers fed
 //!   by sources without an outbox (a Kinesis stream, an entity table's changes), applied once by
-//!   event id ([`ConsumerStore::commit_once`]).
+//!   event id.
 //! - [`Processor::redrive_parked`]: parked events applied after a fix.
 //! - [`table`]: the names an application's items share with the engine; the `testing` feature
 //!   adds every key shape and attribute name the engine writes, and an outbox item built by hand.
+//! - `lambda` (feature `lambda`): the Lambda handlers of a consumer, the report of its batches
+//!   (logs, trace links, metrics) and the sweeper function.
 
 #![warn(missing_docs)]
 
@@ -34,6 +36,8 @@ mod delivery;
 pub mod dynamodb;
 mod envelope;
 mod item;
+#[cfg(feature = "lambda")]
+pub mod lambda;
 pub mod memory;
 mod schema;
 
@@ -61,4 +65,4 @@ pub use consumer::{BoxError, Consumer, Counter, Effect, HandlerError, PoisonPoli
 pub use envelope::{Envelope, Event, TraceContext};
 pub use item::pending_marker;
 pub use source::{Home, Source, SourceError, SourceKind};
-pub use store::{Committed, ConsumerStore, ItemKey, LastOut, Parked, Step, StoreError};
+pub use store::{ConsumerStore, ItemKey, StoreError};

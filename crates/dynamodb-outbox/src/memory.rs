@@ -1,4 +1,4 @@
-//! An in-memory [`ConsumerStore`] with DynamoDB's semantics for what the engine uses: effects and
+//! An in-memory [`crate::ConsumerStore`] with DynamoDB's semantics for what the engine uses: effects and
 //! progress commit together or not at all, conditions refuse, the last consumer expires the
 //! outbox item. For fast unit tests of consumers and of the batch logic. The engine's contract
 //! suite runs the same tests on it and on [`crate::dynamodb::DynamoConsumerStore`], so where
@@ -18,7 +18,7 @@ use crate::envelope::now_rfc3339;
 use crate::envelope::Envelope;
 use crate::item::{done_record, outbox_item, read_parked, same_record, KeyCounter};
 use crate::schema;
-use crate::store::{Committed, ConsumerStore, ItemKey, LastOut, Parked, Step, StoreError};
+use crate::store::{Committed, ItemKey, LastOut, Parked, Step, StoreError, StoreOps};
 
 /// The in-memory store; clones share the same state.
 #[derive(Debug, Clone)]
@@ -174,7 +174,7 @@ fn stage(state: &State, effect: &Effect) -> Result<Vec<(TableKey, Item)>, Commit
     Ok(staged)
 }
 
-impl ConsumerStore for MemoryStore {
+impl StoreOps for MemoryStore {
     fn table(&self) -> &str {
         &self.table
     }

@@ -116,8 +116,18 @@ pub enum LastOut {
     Keep,
 }
 
-/// Where a consumer's progress lives, and how its effects commit.
-pub trait ConsumerStore: Send + Sync {
+/// Where a consumer's progress lives, and how its effects commit:
+/// [`crate::dynamodb::DynamoConsumerStore`], or [`crate::memory::MemoryStore`] in a unit test.
+///
+/// Sealed: its operations (`StoreOps`) are the engine's protocol, not an extension point, so
+/// they can change without breaking a caller. The `testing` feature opens them, for tests that
+/// drive a store directly or wrap one to inject faults.
+pub trait ConsumerStore: StoreOps {}
+
+impl<T: StoreOps> ConsumerStore for T {}
+
+/// The operations of a [`ConsumerStore`].
+pub trait StoreOps: Send + Sync {
     /// The consumer's own table: progress items and parked events.
     fn table(&self) -> &str;
 

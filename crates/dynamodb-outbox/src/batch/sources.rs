@@ -73,7 +73,7 @@ impl<C: Consumer, S: ConsumerStore> Processor<C, S> {
     /// stream's name), each record's data an [`Envelope`] as JSON ([`kinesis_put`]); return
     /// its [`BatchOutcome::kinesis_response`].
     ///
-    /// Each event is applied once by its event id (see [`crate::ConsumerStore::commit_once`]):
+    /// Each event is applied once by its event id (see `StoreOps::commit_once`):
     /// a record published twice (a retried `PutRecord`) is a duplicate. Within an ordering key
     /// the records keep their stream order and a failure holds back the key's later records in
     /// the batch; Kinesis orders one partition key within a shard, so publish with the ordering

@@ -16,7 +16,7 @@ use crate::consumer::{Effect, Write};
 use crate::envelope::now_rfc3339;
 use crate::item::{done_record, read_parked, same_record};
 use crate::schema;
-use crate::store::{chain, Committed, ConsumerStore, ItemKey, LastOut, Parked, Step, StoreError};
+use crate::store::{chain, Committed, ItemKey, LastOut, Parked, Step, StoreError, StoreOps};
 
 /// One action of a transaction is the progress update; DynamoDB allows 100.
 const MAX_EFFECT_WRITES: usize = 99;
@@ -180,7 +180,7 @@ fn progress_of(item: &SdkItem) -> u64 {
         .unwrap_or(0)
 }
 
-impl ConsumerStore for DynamoConsumerStore {
+impl StoreOps for DynamoConsumerStore {
     fn table(&self) -> &str {
         &self.table
     }

@@ -4,7 +4,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use crate::consumer::Effect;
-use crate::store::{Committed, ConsumerStore, ItemKey, LastOut, Parked, Step, StoreError};
+use crate::store::{
+    Committed, ConsumerStore, ItemKey, LastOut, Parked, Step, StoreError, StoreOps,
+};
 
 /// Where the process dies.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -101,7 +103,7 @@ impl<S: ConsumerStore> Crashing<S> {
     }
 }
 
-impl<S: ConsumerStore> ConsumerStore for Crashing<S> {
+impl<S: ConsumerStore> StoreOps for Crashing<S> {
     fn table(&self) -> &str {
         self.store.table()
     }

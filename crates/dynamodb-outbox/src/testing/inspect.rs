@@ -13,7 +13,7 @@ use serde_dynamo::{AttributeValue, Item};
 use crate::dynamodb::{classify, DynamoConsumerStore, SdkItem};
 use crate::memory::MemoryStore;
 use crate::schema;
-use crate::store::{ConsumerStore, ItemKey, StoreError};
+use crate::store::{ConsumerStore, ItemKey, StoreError, StoreOps};
 
 /// An item that waits for its consumers, as the store keeps it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -4,7 +4,9 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::consumer::Effect;
-use crate::store::{Committed, ConsumerStore, ItemKey, LastOut, Parked, Step, StoreError};
+use crate::store::{
+    Committed, ConsumerStore, ItemKey, LastOut, Parked, Step, StoreError, StoreOps,
+};
 
 /// A commit that applied: `consumer`'s progress on `ordering_key` moved from `after` to
 /// `sequence` (over every event in between, when a run committed together).
@@ -82,7 +84,7 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-impl<S: ConsumerStore> ConsumerStore for Recording<S> {
+impl<S: ConsumerStore> StoreOps for Recording<S> {
     fn table(&self) -> &str {
         self.store.table()
     }

@@ -3,8 +3,9 @@
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 
+use dynamodb_outbox::testing::LastOut;
 use dynamodb_outbox::testing::{CrashPoint, Crashing, Header};
-use dynamodb_outbox::{pending_marker, LastOut, PoisonPolicy, Processor, StoreError};
+use dynamodb_outbox::{pending_marker, PoisonPolicy, Processor, StoreError};
 use serde_dynamo::{AttributeValue, Item};
 
 use crate::fixture::{deposit, key_of, name_of, outbox, Ledger, StoreUnderTest, World};

@@ -280,7 +280,7 @@ pub async fn an_event_without_ordering_key_is_parked_under_its_event_id_once<S: 
         assert_eq!(outcome.parked, usize::from(round == 0), "{outcome:?}");
         assert_eq!(outcome.duplicates, if round == 0 { 0 } else { 2 });
     }
-    let parked = dynamodb_outbox::ConsumerStore::parked(processor.store(), "ledger", 10)
+    let parked = dynamodb_outbox::testing::StoreOps::parked(processor.store(), "ledger", 10)
         .await
         .unwrap();
     assert_eq!(parked.len(), 1, "{parked:?}");
