@@ -39,14 +39,9 @@ impl Invoicing {
         create_table(&dynamo.client, &invoices_table("LedgerTable"), &ledger)
             .await
             .unwrap();
-        let described = dynamo
-            .client
-            .describe_table()
-            .table_name(&invoices)
-            .send()
+        let stream_arn = devkit::local::stream_arn(&dynamo.client, &invoices)
             .await
             .unwrap();
-        let stream_arn = described.table.unwrap().latest_stream_arn.unwrap();
         let stream = StreamClient::new(&dynamo.endpoint, &dynamo.sdk_config).unwrap();
         let outbox = Outbox::new(dynamo.client.clone(), &invoices, invoices_example::routes());
         Self {
@@ -123,17 +118,9 @@ impl Invoicing {
     }
 
     async fn outbox_events(&self) -> Vec<Item> {
-        let out = self
-            .dynamo
-            .client
-            .scan()
-            .table_name(&self.invoices)
-            .consistent_read(true)
-            .send()
+        devkit::local::scan_all(&self.dynamo.client, &self.invoices)
             .await
-            .unwrap();
-        out.items
-            .unwrap_or_default()
+            .unwrap()
             .into_iter()
             .filter(|i| s(i, schema::ENTITY) == Some(schema::ENTITY_OUTBOX_EVENT))
             .collect()
@@ -366,16 +353,9 @@ async fn per_key_order_holds_across_parallel_batches_retries_and_the_sweeper() {
         .unwrap()
         .is_empty());
 
-    let parked = app
-        .dynamo
-        .client
-        .scan()
-        .table_name(&app.ledger)
-        .send()
+    let parked = devkit::local::scan_all(&app.dynamo.client, &app.ledger)
         .await
         .unwrap()
-        .items
-        .unwrap_or_default()
         .into_iter()
         .filter(|i| s(i, "pk") == Some(schema::parked_pk(ledger::NAME).as_str()))
         .count();
@@ -777,17 +757,8 @@ async fn an_entity_tables_inserts_are_events_applied_once_and_the_sweeper_finds_
     create_table(&app.dynamo.client, &invoices_table("InvoicesTable"), &table)
         .await
         .unwrap();
-    let arn = app
-        .dynamo
-        .client
-        .describe_table()
-        .table_name(&table)
-        .send()
+    let arn = devkit::local::stream_arn(&app.dynamo.client, &table)
         .await
-        .unwrap()
-        .table
-        .unwrap()
-        .latest_stream_arn
         .unwrap();
     let at = "2026-11-30T00:00:00Z";
     for (id, account, cents) in [

@@ -15,7 +15,7 @@ use dynamodb_outbox::{
     Consumer, Counter, Effect, Envelope, Event, HandlerError, ItemKey, PoisonPolicy, Processor,
     Source, Takes,
 };
-use outbox_tests::{n, s, stack, Item, Stack};
+use outbox_tests::{n, s, scan, stack, Item, Stack};
 use serde::{Deserialize, Serialize};
 use serde_dynamo::AttributeValue;
 
@@ -180,18 +180,7 @@ impl Bench {
 
     /// Every outbox event item, by sequence within key.
     async fn events(&self) -> Vec<Item> {
-        let mut items = self
-            .stack
-            .dynamo
-            .client
-            .scan()
-            .table_name(&self.stack.tables.orders)
-            .consistent_read(true)
-            .send()
-            .await
-            .unwrap()
-            .items
-            .unwrap_or_default();
+        let mut items = scan(&self.stack, &self.stack.tables.orders).await;
         items.retain(|i| s(i, schema::ENTITY) == Some(schema::ENTITY_OUTBOX_EVENT));
         items.sort_by_key(|i| (s(i, "pk").map(str::to_owned), s(i, "sk").map(str::to_owned)));
         items

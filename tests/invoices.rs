@@ -47,14 +47,9 @@ impl Deployed {
             names.push(name);
         }
         let [invoices, ledger, notifications] = <[String; 3]>::try_from(names).unwrap();
-        let described = dynamo
-            .client
-            .describe_table()
-            .table_name(&invoices)
-            .send()
+        let stream_arn = devkit::local::stream_arn(&dynamo.client, &invoices)
             .await
             .unwrap();
-        let stream_arn = described.table.and_then(|t| t.latest_stream_arn).unwrap();
         let stream = StreamClient::new(&dynamo.endpoint, &dynamo.sdk_config).unwrap();
         let outbox = Outbox::new(dynamo.client.clone(), &invoices, invoices_example::routes());
         Self {
@@ -137,15 +132,9 @@ impl Deployed {
     }
 
     async fn scan(&self, table: &str) -> Vec<Item> {
-        let out = self
-            .dynamo
-            .client
-            .scan()
-            .table_name(table)
-            .consistent_read(true)
-            .send()
-            .await;
-        out.unwrap().items.unwrap_or_default()
+        devkit::local::scan_all(&self.dynamo.client, table)
+            .await
+            .unwrap()
     }
 
     async fn outbox_events(&self) -> Vec<Item> {

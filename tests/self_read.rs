@@ -103,17 +103,9 @@ async fn stream_records(stack: &SelfReadStack) -> Vec<Json> {
 }
 
 async fn scan(stack: &SelfReadStack, table: &str) -> Vec<devkit::Item> {
-    stack
-        .dynamo
-        .client
-        .scan()
-        .table_name(table)
-        .consistent_read(true)
-        .send()
+    devkit::local::scan_all(&stack.dynamo.client, table)
         .await
         .unwrap()
-        .items
-        .unwrap_or_default()
 }
 
 async fn balance(stack: &SelfReadStack, customer: &str) -> (i64, usize) {

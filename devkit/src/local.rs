@@ -200,17 +200,7 @@ impl LocalDynamo {
         let rewards_name = format!("{}{suffix}", rewards.name);
         create_table(&self.client, &orders, &orders_name).await?;
         create_table(&self.client, &rewards, &rewards_name).await?;
-        let described = self
-            .client
-            .describe_table()
-            .table_name(&orders_name)
-            .send()
-            .await
-            .context("DescribeTable")?;
-        let orders_stream_arn = described
-            .table
-            .and_then(|t| t.latest_stream_arn)
-            .ok_or_else(|| anyhow!("{orders_name} has no stream"))?;
+        let orders_stream_arn = stream_arn(&self.client, &orders_name).await?;
         Ok(Tables {
             orders: orders_name,
             rewards: rewards_name,
@@ -223,6 +213,42 @@ impl Drop for LocalDynamo {
     fn drop(&mut self) {
         if let Some(server) = self.server.take() {
             server.abort();
+        }
+    }
+}
+
+/// The ARN of `table`'s stream.
+pub async fn stream_arn(client: &Client, table: &str) -> Result<String> {
+    let described = client
+        .describe_table()
+        .table_name(table)
+        .send()
+        .await
+        .with_context(|| format!("DescribeTable {table}"))?;
+    described
+        .table
+        .and_then(|t| t.latest_stream_arn)
+        .ok_or_else(|| anyhow!("{table} has no stream"))
+}
+
+/// Every item of a table, read consistently page by page (for checks and tests, not for hot
+/// paths).
+pub async fn scan_all(client: &Client, table: &str) -> Result<Vec<crate::Item>> {
+    let mut items = Vec::new();
+    let mut start = None;
+    loop {
+        let out = client
+            .scan()
+            .table_name(table)
+            .consistent_read(true)
+            .set_exclusive_start_key(start)
+            .send()
+            .await
+            .with_context(|| format!("scanning {table}"))?;
+        items.extend(out.items.unwrap_or_default());
+        start = out.last_evaluated_key;
+        if start.is_none() {
+            return Ok(items);
         }
     }
 }

@@ -89,30 +89,6 @@ pub struct PatternRun {
     pub elapsed: Duration,
 }
 
-/// Every item of `table`, read consistently on the direct client.
-async fn scan(
-    client: &aws_sdk_dynamodb::Client,
-    table: &str,
-) -> Result<Vec<HashMap<String, AttributeValue>>> {
-    let mut items = Vec::new();
-    let mut start = None;
-    loop {
-        let out = client
-            .scan()
-            .table_name(table)
-            .consistent_read(true)
-            .set_exclusive_start_key(start)
-            .send()
-            .await
-            .with_context(|| format!("scanning {table}"))?;
-        items.extend(out.items.unwrap_or_default());
-        start = out.last_evaluated_key;
-        if start.is_none() {
-            return Ok(items);
-        }
-    }
-}
-
 /// What the pattern's orders and rewards tables hold after the run.
 pub async fn stored(
     client: &aws_sdk_dynamodb::Client,
@@ -121,7 +97,11 @@ pub async fn stored(
 ) -> Result<Storage> {
     let mut stored = Storage::new();
     for (role, table) in [("orders", orders), ("rewards", rewards)] {
-        storage::add_table(&mut stored, role, &scan(client, table).await?);
+        storage::add_table(
+            &mut stored,
+            role,
+            &devkit::local::scan_all(client, table).await?,
+        );
     }
     Ok(stored)
 }
