@@ -12,9 +12,8 @@ use dynamodb_outbox::testing::StoreOps;
 use lambda_runtime::{Context, LambdaEvent};
 use order_service::changes::order_placed_from_image;
 use order_service::handlers::order_api;
-use outbox_tests::{balance, order_body, post_order, reply, request, Reply};
+use outbox_tests::{balance, order_body, post_order, reply, request, sweep_with, Reply};
 use rewards_service::consumer::NAME as REWARDS;
-use rewards_service::handlers::sweeper;
 use serde_dynamo::Item;
 use serde_json::json;
 
@@ -133,12 +132,7 @@ async fn an_attribute_renamed_in_the_order_item_is_reported_not_parked_until_the
 
     // The order item still carries its pending marker: the sweeper finds it on every run and
     // reports it by its key, while the adapter cannot read it.
-    let report = sweeper::handle(
-        &stack.sweeper(0, 100),
-        LambdaEvent::new(json!({}), Context::default()),
-    )
-    .await
-    .unwrap();
+    let report = sweep_with(&stack, json!({})).await;
     assert_eq!(
         (report.found, report.failed, report.applied),
         (1, 1, 0),
@@ -235,12 +229,7 @@ async fn an_order_item_marked_for_rewards_that_the_adapter_does_not_recognise_is
         "the recognised order only"
     );
 
-    let report = sweeper::handle(
-        &stack.sweeper(0, 100),
-        LambdaEvent::new(json!({}), Context::default()),
-    )
-    .await
-    .unwrap();
+    let report = sweep_with(&stack, json!({})).await;
     assert_eq!(
         (report.found, report.failed, report.applied),
         (3, 3, 0),

@@ -39,7 +39,7 @@ use dynamodb_outbox::{ConsumerStore, Effect, ItemKey, Processor, StoreError};
 use lambda_runtime::{Context, LambdaEvent};
 use order_service::handlers::order_api;
 use order_service::store::OrderStore;
-use outbox_tests::{order_body, post_order, reply, s};
+use outbox_tests::{order_body, post_order, reply, s, sweep_with};
 use rewards_service::consumer::{RewardsConsumer, NAME as REWARDS};
 use rewards_service::domain::MAX_BALANCE;
 use rewards_service::handlers::sweeper::{self, REDRIVE_PARKED};
@@ -438,12 +438,7 @@ async fn stream_pending(stack: &Stack) -> usize {
 }
 
 async fn sweep(stack: &Stack) -> Redriven {
-    let report = sweeper::handle(
-        &stack.sweeper(0, 100),
-        LambdaEvent::new(json!({"source": "aws.scheduler"}), Context::default()),
-    )
-    .await
-    .unwrap();
+    let report = sweep_with(stack, json!({"source": "aws.scheduler"})).await;
     Redriven {
         found: report.found,
         settled: report.applied + report.already_applied,
@@ -452,23 +447,7 @@ async fn sweep(stack: &Stack) -> Redriven {
 
 async fn rewards_items<H: Harness>(h: &H) -> Vec<Item> {
     let (client, table) = h.rewards_table();
-    let mut items = Vec::new();
-    let mut start = None;
-    loop {
-        let page = client
-            .scan()
-            .table_name(table)
-            .consistent_read(true)
-            .set_exclusive_start_key(start)
-            .send()
-            .await
-            .unwrap();
-        items.extend(page.items.unwrap_or_default());
-        start = page.last_evaluated_key;
-        if start.is_none() {
-            return items;
-        }
-    }
+    devkit::local::scan_all(client, table).await.unwrap()
 }
 
 /// A customer's balance and the number of their ledger lines.

@@ -134,6 +134,27 @@ pub async fn place(stack: &Stack, customer: &str, items: &[(&str, i64, i64)]) ->
     r
 }
 
+/// Runs the rewards consumer, in process, over everything the orders table's stream holds.
+pub async fn drain_to_rewards(stack: &Stack) {
+    stack
+        .trigger(devkit::stack::in_process(stack.service(), 4))
+        .expect("a mapping over the orders table's stream")
+        .drain()
+        .await
+        .expect("the mapping drains the stream");
+}
+
+/// One run of the rewards sweeper function on `payload` (a schedule's event or an operator's
+/// request), with no grace and up to 100 events.
+pub async fn sweep_with(stack: &Stack, payload: Value) -> rewards_service::service::SweepReport {
+    rewards_service::handlers::sweeper::handle(
+        &stack.sweeper(0, 100),
+        LambdaEvent::new(payload, Context::default()),
+    )
+    .await
+    .expect("the sweeper answers")
+}
+
 /// Every item of a table.
 pub async fn scan(stack: &Stack, table: &str) -> Vec<Item> {
     stack.scan(table).await.expect("scan")
@@ -297,4 +318,23 @@ pub fn invoices_template() -> devkit::template::Template {
         "/../examples/invoices/template.yaml"
     );
     devkit::template::Template::load(path.as_ref()).expect("the invoices example's template")
+}
+
+/// A stream record's image as a map a test can change.
+pub type Image = HashMap<String, serde_dynamo::AttributeValue>;
+
+/// Changes a stream record's new image in place, as a forged or corrupted delivery would carry it.
+pub fn edit_image(
+    record: &mut aws_lambda_events::dynamodb::EventRecord,
+    change: impl FnOnce(&mut Image),
+) {
+    let mut image: Image = record
+        .change
+        .new_image
+        .clone()
+        .into_inner()
+        .into_iter()
+        .collect();
+    change(&mut image);
+    record.change.new_image = serde_dynamo::Item::from(image);
 }

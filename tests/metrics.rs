@@ -2,8 +2,6 @@
 //! DynamoDB (parsed as CloudWatch would, never recomputed), and the trace link from an order's
 //! writer to the consumer's work for it.
 
-use std::collections::HashMap;
-
 use aws_lambda_events::dynamodb::{Event, EventRecord};
 use devkit::metrics::MetricsSummary;
 use lambda_runtime::{Context, LambdaEvent};
@@ -77,19 +75,12 @@ async fn a_poison_event_is_counted_parked_and_its_customers_next_event_applied()
     let mut batch = outbox_inserts(&stack.stream_records().await.unwrap());
     // The first event of c-1 claims points its total does not give: poison. The rewards
     // consumer parks it, so the second event of c-1 goes on.
-    let image: HashMap<String, AttributeValue> = batch[0]
-        .change
-        .new_image
-        .clone()
-        .into_inner()
-        .into_iter()
-        .collect();
-    let mut image = image;
-    let Some(AttributeValue::M(payload)) = image.get_mut("payload") else {
-        panic!("an outbox image has a payload map")
-    };
-    payload.insert("points".into(), AttributeValue::N("999".into()));
-    batch[0].change.new_image = image.into();
+    edit_image(&mut batch[0], |image| {
+        let Some(AttributeValue::M(payload)) = image.get_mut("payload") else {
+            panic!("an outbox image has a payload map")
+        };
+        payload.insert("points".into(), AttributeValue::N("999".into()));
+    });
 
     let run = consume(&stack, batch).await;
     let consumer = m::STREAM_CONSUMER;
@@ -313,15 +304,9 @@ async fn a_poison_record_without_an_event_id_is_logged_by_its_item_key() {
             other => panic!("a record carries its keys: {other:?}"),
         })
         .collect();
-    let mut image: std::collections::HashMap<String, serde_dynamo::AttributeValue> = batch[0]
-        .change
-        .new_image
-        .clone()
-        .into_inner()
-        .into_iter()
-        .collect();
-    image.remove("event_id");
-    batch[0].change.new_image = serde_dynamo::Item::from(image);
+    edit_image(&mut batch[0], |image| {
+        image.remove("event_id");
+    });
     let ((), logs) = logs_of(async {
         let mut event = Event::default();
         event.records = batch;

@@ -45,6 +45,18 @@ fn functions() -> Vec<FunctionSpec> {
     Template::load_default().unwrap().functions().unwrap()
 }
 
+/// The distinct words at `position` of `lines`, sorted: which function each command names.
+fn named(lines: &[Vec<String>], position: usize) -> Vec<&str> {
+    let mut named: Vec<&str> = lines
+        .iter()
+        .filter_map(|w| w.get(position))
+        .map(String::as_str)
+        .collect();
+    named.sort();
+    named.dedup();
+    named
+}
+
 /// What a `sam local invoke` line names that does not fit the template, one problem a line.
 fn sam_local_invoke_problems(words: &[String], template: &Template) -> Vec<String> {
     let line = words.join(" ");
@@ -98,13 +110,7 @@ fn sam_local_invoke_problems(words: &[String], template: &Template) -> Vec<Strin
 fn every_sam_local_invoke_line_fits_the_template() {
     let template = Template::load_default().unwrap();
     let lines = commands(&readme(), "sam local invoke ");
-    let mut invoked: Vec<&str> = lines
-        .iter()
-        .filter_map(|w| w.get(3))
-        .map(String::as_str)
-        .collect();
-    invoked.sort();
-    invoked.dedup();
+    let invoked = named(&lines, 3);
     let mut every: Vec<String> = functions().into_iter().map(|f| f.logical_id).collect();
     every.sort();
     assert_eq!(
@@ -142,13 +148,7 @@ fn a_sam_local_invoke_line_that_does_not_fit_the_template_is_caught() {
 fn every_cargo_lambda_invoke_line_names_a_function_binary_and_its_sample() {
     let lines = commands(&readme(), "cargo lambda invoke ");
     let binaries: Vec<String> = functions().into_iter().map(|f| f.binary).collect();
-    let mut invoked: Vec<&str> = lines
-        .iter()
-        .filter_map(|w| w.get(3))
-        .map(String::as_str)
-        .collect();
-    invoked.sort();
-    invoked.dedup();
+    let invoked = named(&lines, 3);
     let mut every: Vec<&str> = binaries.iter().map(String::as_str).collect();
     every.sort();
     assert_eq!(

@@ -1,18 +1,12 @@
 //! The rewards read API, on a ledger written by the real consumer.
 
-use devkit::stack::in_process;
 use outbox_tests::*;
 
 async fn rewarded(stack: &Stack, orders: &[(&str, i64)]) {
     for (customer, cents) in orders {
         place(stack, customer, &[("SKU", 1, *cents)]).await;
     }
-    stack
-        .trigger(in_process(stack.service(), 4))
-        .unwrap()
-        .drain()
-        .await
-        .unwrap();
+    drain_to_rewards(stack).await;
 }
 
 fn get(path: &str) -> aws_lambda_events::apigw::ApiGatewayV2httpRequest {

@@ -122,24 +122,14 @@ async fn every_sample_event_deserializes_and_is_handled() {
     }
 
     let scheduled: serde_json::Value = read(OTHER[0]);
-    let report = sweeper::handle(
-        &stack.sweeper(0, 100),
-        LambdaEvent::new(scheduled, Context::default()),
-    )
-    .await
-    .unwrap();
+    let report = sweep_with(&stack, scheduled).await;
     assert_eq!(
         report.failed, 0,
         "the orders placed above are swept without failure: {report:?}"
     );
     let (redrive_file, found, applied, parked) = REDRIVE;
     let redrive: serde_json::Value = read(redrive_file);
-    let report = sweeper::handle(
-        &stack.sweeper(0, 100),
-        LambdaEvent::new(redrive, Context::default()),
-    )
-    .await
-    .unwrap();
+    let report = sweep_with(&stack, redrive).await;
     assert_eq!(
         (report.found, report.applied, report.parked),
         (found, applied, parked),

@@ -2,7 +2,6 @@
 //! another customer.
 
 use aws_lambda_events::apigw::ApiGatewayV2httpRequest;
-use devkit::stack::in_process;
 use outbox_tests::*;
 use serde_json::{json, Value};
 
@@ -139,12 +138,7 @@ async fn with_an_authorizer_the_customer_is_the_first_non_empty_claim_and_anythi
     // c-1 and c-2 each have an order and a reward to find.
     let own = place(&stack, "c-1", &[("A", 1, 500)]).await;
     let others = place(&stack, "c-2", &[("A", 1, 700)]).await;
-    stack
-        .trigger(in_process(stack.service(), 4))
-        .unwrap()
-        .drain()
-        .await
-        .unwrap();
+    drain_to_rewards(&stack).await;
     let id_of = |r: &Reply| r.json["order_id"].as_str().unwrap().to_owned();
     let (own_id, others_id) = (id_of(&own), id_of(&others));
 
@@ -158,38 +152,11 @@ async fn with_an_authorizer_the_customer_is_the_first_non_empty_claim_and_anythi
             with_claims(post_order(&anonymous_body, &[]), claims.clone()),
         )
         .await;
-        let get_own = call_orders(
-            &stack,
-            with_claims(
-                request("GET", &format!("/orders/{own_id}"), None, &[]),
-                claims.clone(),
-            ),
-        )
-        .await;
-        let get_other = call_orders(
-            &stack,
-            with_claims(
-                request("GET", &format!("/orders/{others_id}"), None, &[]),
-                claims.clone(),
-            ),
-        )
-        .await;
-        let rewards_own = call_rewards(
-            &stack,
-            with_claims(
-                request("GET", "/customers/c-1/rewards", None, &[]),
-                claims.clone(),
-            ),
-        )
-        .await;
-        let rewards_other = call_rewards(
-            &stack,
-            with_claims(
-                request("GET", "/customers/c-2/rewards", None, &[]),
-                claims.clone(),
-            ),
-        )
-        .await;
+        let get = |path: &str| with_claims(request("GET", path, None, &[]), claims.clone());
+        let get_own = call_orders(&stack, get(&format!("/orders/{own_id}"))).await;
+        let get_other = call_orders(&stack, get(&format!("/orders/{others_id}"))).await;
+        let rewards_own = call_rewards(&stack, get("/customers/c-1/rewards")).await;
+        let rewards_other = call_rewards(&stack, get("/customers/c-2/rewards")).await;
         match expected {
             Ok(customer) => {
                 assert_eq!(customer, "c-1", "the cases are written for c-1");

@@ -406,34 +406,18 @@ async fn modify_and_remove_records_are_ignored_including_real_ttl_deletions() {
 }
 
 /// A copy of an outbox record with its image changed, as a forged or corrupted delivery.
-fn altered(
-    record: &EventRecord,
-    sequence: &str,
-    change: impl FnOnce(&mut HashMap<String, serde_dynamo::AttributeValue>),
-) -> EventRecord {
+fn altered(record: &EventRecord, sequence: &str, change: impl FnOnce(&mut Image)) -> EventRecord {
     let mut copy = record.clone();
     copy.change.sequence_number = Some(sequence.to_owned());
-    let mut image: HashMap<String, serde_dynamo::AttributeValue> = copy
-        .change
-        .new_image
-        .clone()
-        .into_inner()
-        .into_iter()
-        .collect();
-    change(&mut image);
-    copy.change.new_image = serde_dynamo::Item::from(image);
+    edit_image(&mut copy, change);
     copy
 }
 
-fn set_s(image: &mut HashMap<String, serde_dynamo::AttributeValue>, name: &str, value: &str) {
+fn set_s(image: &mut Image, name: &str, value: &str) {
     image.insert(name.into(), serde_dynamo::AttributeValue::S(value.into()));
 }
 
-fn set_payload(
-    image: &mut HashMap<String, serde_dynamo::AttributeValue>,
-    name: &str,
-    value: serde_dynamo::AttributeValue,
-) {
+fn set_payload(image: &mut Image, name: &str, value: serde_dynamo::AttributeValue) {
     let Some(serde_dynamo::AttributeValue::M(payload)) = image.get_mut("payload") else {
         unreachable!("an outbox image has a payload map")
     };

@@ -25,10 +25,7 @@ async fn sweep(stack: &Stack, grace_seconds: i64, limit: usize) -> SweepReport {
 
 /// The operator's redrive of what was parked.
 async fn redrive(stack: &Stack) -> SweepReport {
-    let request = LambdaEvent::new(json!({"action": "redrive-parked"}), Context::default());
-    sweeper::handle(&stack.sweeper(0, 100), request)
-        .await
-        .unwrap()
+    sweep_with(stack, json!({"action": "redrive-parked"})).await
 }
 
 /// The rewards consumer's parked events: event id (or item key) → reason.
