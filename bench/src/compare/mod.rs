@@ -10,13 +10,12 @@
 //! - [`storage`], [`prices`]: bytes one day later, and what a month of it costs.
 //! - [`doc`], [`chart`]: the figures written into the document, and its chart.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::time::{Duration, Instant};
 
-use anyhow::{anyhow, ensure, Context, Result};
+use anyhow::{anyhow, ensure, Result};
 use aws_lambda_events::apigw::ApiGatewayV2httpResponse;
-use aws_sdk_dynamodb::types::AttributeValue;
 use devkit::chaos::order_id_of;
 use devkit::{Pattern, TriggerStats};
 use rewards_service::store::dynamodb::DynamoRewardsStore;
