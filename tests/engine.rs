@@ -8,9 +8,10 @@ use aws_lambda_events::dynamodb::EventRecord;
 use devkit::local::create_table;
 use devkit::{LocalDynamo, StreamClient};
 use dynamodb_outbox::dynamodb::{DynamoConsumerStore, Outbox, PendingEvents};
+use dynamodb_outbox::testing::Parked;
 use dynamodb_outbox::testing::StoreOps;
 use dynamodb_outbox::testing::{schema, CrashPoint, Crashing, Recording};
-use dynamodb_outbox::{BatchOutcome, Home, Processor, Source};
+use dynamodb_outbox::{BatchOutcome, Consumer, ConsumerStore, Home, Processor, Source};
 use invoices_example::invoices::{self, InvoiceIssued, InvoiceVoided};
 use invoices_example::ledger::{self, Ledger};
 use invoices_example::notifications::{self, Notifications};
@@ -66,10 +67,74 @@ impl Invoicing {
     }
 
     fn ledger(&self, store: Recorded) -> Processor<Ledger, Recorded> {
-        let ledger = Ledger::new(&self.ledger);
-        Processor::new(ledger, store, source(&self.invoices))
-            .home(self.home())
+        self.consumer(Ledger::new(&self.ledger), store)
             .concurrency(4)
+    }
+
+    /// `consumer` of the invoices table's stream, committing through `store`.
+    fn consumer<C: Consumer, S: ConsumerStore>(&self, consumer: C, store: S) -> Processor<C, S> {
+        Processor::new(consumer, store, source(&self.invoices)).home(self.home())
+    }
+
+    async fn issue(&self, invoice: &str, account: &str, cents: i64) {
+        invoices::issue(&self.outbox, issued(invoice, account, cents))
+            .await
+            .unwrap();
+    }
+
+    async fn void(&self, invoice: &str, account: &str, cents: i64) {
+        let voided = InvoiceVoided {
+            invoice_id: invoice.into(),
+            account_id: account.into(),
+            amount_cents: cents,
+        };
+        invoices::void(&self.outbox, voided).await.unwrap();
+    }
+
+    /// An account's balance in the ledger.
+    async fn balance(&self, account: &str) -> Option<i64> {
+        self.item(&self.ledger, &format!("ACCOUNT#{account}"), "BALANCE")
+            .await
+            .and_then(|i| n(&i, ledger::BALANCE))
+    }
+
+    /// What the ledger consumer parked.
+    async fn parked_by_ledger(&self) -> Vec<Parked> {
+        self.store(&self.ledger)
+            .parked(ledger::NAME, 10)
+            .await
+            .unwrap()
+    }
+
+    /// The requests `consumer`, its store behind `proxy`, sends to apply every one of `records`.
+    async fn requests_for<C: Consumer>(
+        &self,
+        proxy: &devkit::proxy::FaultProxy,
+        consumer: C,
+        table: &str,
+        records: &[EventRecord],
+    ) -> std::collections::BTreeMap<String, u64> {
+        let client = self.dynamo.client_via(&proxy.endpoint).await;
+        let store = DynamoConsumerStore::new(client, table, &self.invoices);
+        proxy.reset_stats();
+        let processor = self.consumer(consumer, store);
+        assert_eq!(
+            processor.process_stream(records).await.applied,
+            records.len(),
+            "{} applies every event",
+            std::any::type_name::<C>()
+        );
+        proxy.stats().requests
+    }
+
+    async fn create_notifications_table(&self) {
+        create_table(
+            &self.dynamo.client,
+            &invoices_table("NotificationsTable"),
+            &self.notifications,
+        )
+        .await
+        .unwrap();
     }
 
     /// The outbox INSERT records of the stream so far, in stream order: what a mapping with
@@ -169,25 +234,10 @@ fn issued(invoice: &str, account: &str, cents: i64) -> InvoiceIssued {
 #[tokio::test]
 async fn two_consumers_keep_their_own_progress_and_an_event_expires_only_after_both() {
     let app = Invoicing::start().await;
-    invoices::issue(&app.outbox, issued("i-1", "acme", 1_000))
-        .await
-        .unwrap();
-    invoices::issue(&app.outbox, issued("i-2", "acme", 250))
-        .await
-        .unwrap();
-    invoices::void(
-        &app.outbox,
-        InvoiceVoided {
-            invoice_id: "i-1".into(),
-            account_id: "acme".into(),
-            amount_cents: 1_000,
-        },
-    )
-    .await
-    .unwrap();
-    invoices::issue(&app.outbox, issued("i-3", "globex", 40))
-        .await
-        .unwrap();
+    app.issue("i-1", "acme", 1_000).await;
+    app.issue("i-2", "acme", 250).await;
+    app.void("i-1", "acme", 1_000).await;
+    app.issue("i-3", "globex", 40).await;
     let records = app.records().await;
 
     let ledger = app.ledger(Recording::new(app.store(&app.ledger)));
@@ -199,12 +249,10 @@ async fn two_consumers_keep_their_own_progress_and_an_event_expires_only_after_b
     );
 
     // The notifications consumer's table does not exist yet: every one of its commits fails.
-    let notifications = Processor::new(
+    let notifications = app.consumer(
         Notifications::new(&app.notifications),
         app.store(&app.notifications),
-        source(&app.invoices),
-    )
-    .home(app.home());
+    );
     let failing = notifications.process_stream(&records).await;
     assert_eq!(failing.applied, 0, "{failing:?}");
     assert!(
@@ -212,16 +260,8 @@ async fn two_consumers_keep_their_own_progress_and_an_event_expires_only_after_b
         "{failing:?}"
     );
 
-    let balance = |account: &'static str| {
-        let app = &app;
-        async move {
-            app.item(&app.ledger, &format!("ACCOUNT#{account}"), "BALANCE")
-                .await
-                .and_then(|i| n(&i, ledger::BALANCE))
-        }
-    };
-    assert_eq!(balance("acme").await, Some(250), "the ledger went on");
-    assert_eq!(balance("globex").await, Some(40));
+    assert_eq!(app.balance("acme").await, Some(250), "the ledger went on");
+    assert_eq!(app.balance("globex").await, Some(40));
     for event in app.outbox_events().await {
         let waiting = event
             .get(schema::WAITING_CONSUMERS)
@@ -247,13 +287,7 @@ async fn two_consumers_keep_their_own_progress_and_an_event_expires_only_after_b
         }
     }
 
-    create_table(
-        &app.dynamo.client,
-        &invoices_table("NotificationsTable"),
-        &app.notifications,
-    )
-    .await
-    .unwrap();
+    app.create_notifications_table().await;
     let retried = notifications.process_stream(&records).await;
     assert_eq!(
         (retried.applied, retried.ignored, retried.failures.len()),
@@ -288,9 +322,7 @@ async fn per_key_order_holds_across_parallel_batches_retries_and_the_sweeper() {
     for i in 0..24 {
         let account = accounts[i % 3];
         let cents = 10 + i as i64;
-        invoices::issue(&app.outbox, issued(&format!("inv-{i}"), account, cents))
-            .await
-            .unwrap();
+        app.issue(&format!("inv-{i}"), account, cents).await;
         *expected.entry(account).or_default() += cents;
     }
     let records = app.records().await;
@@ -366,11 +398,7 @@ async fn per_key_order_holds_across_parallel_batches_retries_and_the_sweeper() {
             (1..=8).collect::<Vec<u64>>(),
             "{account}'s events applied once each, in write order"
         );
-        let balance = app
-            .item(&app.ledger, &format!("ACCOUNT#{account}"), "BALANCE")
-            .await
-            .and_then(|i| n(&i, ledger::BALANCE));
-        assert_eq!(balance, Some(expected[account]));
+        assert_eq!(app.balance(account).await, Some(expected[account]));
     }
 }
 
@@ -380,13 +408,7 @@ async fn per_key_order_holds_across_parallel_batches_retries_and_the_sweeper() {
 async fn the_engines_requests_per_event_are_counted_at_the_proxy() {
     use devkit::proxy::{FaultPlan, FaultProxy};
     let app = Invoicing::start().await;
-    create_table(
-        &app.dynamo.client,
-        &invoices_table("NotificationsTable"),
-        &app.notifications,
-    )
-    .await
-    .unwrap();
+    app.create_notifications_table().await;
     let proxy = FaultProxy::start(&app.dynamo.endpoint, FaultPlan::none())
         .await
         .unwrap();
@@ -415,47 +437,39 @@ async fn the_engines_requests_per_event_are_counted_at_the_proxy() {
     assert_eq!(producer.values().sum::<u64>(), 2 * invoices);
 
     let records = app.records().await;
-    let store = |table: &str| DynamoConsumerStore::new(client.clone(), table, &app.invoices);
-    proxy.reset_stats();
-    let ledger = Processor::new(
-        Ledger::new(&app.ledger),
-        store(&app.ledger),
-        source(&app.invoices),
-    )
-    .home(app.home());
-    assert_eq!(
-        ledger.process_stream(&records).await.applied,
-        invoices as usize
-    );
-    let first = proxy.stats().requests;
-    assert_eq!(
-        first.get("TransactWriteItems"),
-        Some(&invoices),
-        "effect + progress, one transaction"
-    );
-    assert_eq!(
-        first.get("UpdateItem"),
-        Some(&(2 * invoices)),
-        "a try at finishing the event alone, refused (the other consumer waits), then leaving the waiting set"
-    );
-    proxy.reset_stats();
-    let notifications = Processor::new(
-        Notifications::new(&app.notifications),
-        store(&app.notifications),
-        source(&app.invoices),
-    )
-    .home(app.home());
-    assert_eq!(
-        notifications.process_stream(&records).await.applied,
-        invoices as usize
-    );
-    let last = proxy.stats().requests;
-    assert_eq!(last.get("TransactWriteItems"), Some(&invoices));
-    assert_eq!(
-        last.get("UpdateItem"),
-        Some(&invoices),
-        "the last consumer leaves the waiting set, takes the item out of the pending index and sets its TTL in one write"
-    );
+    assert_eq!(records.len(), invoices as usize);
+    let first = app
+        .requests_for(&proxy, Ledger::new(&app.ledger), &app.ledger, &records)
+        .await;
+    let last = app
+        .requests_for(
+            &proxy,
+            Notifications::new(&app.notifications),
+            &app.notifications,
+            &records,
+        )
+        .await;
+    for (consumer, requests, updates, why) in [
+        (
+            "first consumer",
+            &first,
+            2 * invoices,
+            "a try at finishing the event alone, refused (the other consumer waits), then leaving the waiting set",
+        ),
+        (
+            "last consumer",
+            &last,
+            invoices,
+            "the last consumer leaves the waiting set, takes the item out of the pending index and sets its TTL in one write",
+        ),
+    ] {
+        assert_eq!(
+            requests.get("TransactWriteItems"),
+            Some(&invoices),
+            "{consumer}: effect + progress, one transaction"
+        );
+        assert_eq!(requests.get("UpdateItem"), Some(&updates), "{consumer}: {why}");
+    }
     println!(
         "engine cost per event: producer {producer:?} / {invoices}; first consumer {first:?} / {invoices}; last consumer {last:?} / {invoices}"
     );
@@ -559,44 +573,24 @@ async fn concurrent_producers_on_one_key_get_distinct_consecutive_sequences() {
 #[tokio::test]
 async fn a_parked_invoice_is_redriven_once_after_the_fix_even_with_its_outbox_item_gone() {
     let app = Invoicing::start().await;
-    invoices::issue(&app.outbox, issued("small", "acme", 100))
-        .await
-        .unwrap();
-    invoices::issue(&app.outbox, issued("huge", "acme", 500_000_000))
-        .await
-        .unwrap();
-    invoices::issue(&app.outbox, issued("later", "acme", 50))
-        .await
-        .unwrap();
+    app.issue("small", "acme", 100).await;
+    app.issue("huge", "acme", 500_000_000).await;
+    app.issue("later", "acme", 50).await;
     let records = app.records().await;
-    let parking = Processor::new(
-        Ledger::new(&app.ledger),
-        app.store(&app.ledger),
-        source(&app.invoices),
-    )
-    .home(app.home());
+    let parking = app.consumer(Ledger::new(&app.ledger), app.store(&app.ledger));
     let outcome = parking.process_stream(&records).await;
     assert_eq!(
         (outcome.applied, outcome.parked, outcome.failures.len()),
         (2, 1, 0),
         "the huge invoice is parked and the account goes on: {outcome:?}"
     );
-    let balance = || async {
-        app.item(&app.ledger, "ACCOUNT#acme", "BALANCE")
-            .await
-            .and_then(|i| n(&i, ledger::BALANCE))
-    };
-    assert_eq!(balance().await, Some(150));
+    assert_eq!(app.balance("acme").await, Some(150));
     assert_eq!(
         parking.redrive_parked(10).await.parked,
         1,
         "still poison before the fix"
     );
-    let parked = app
-        .store(&app.ledger)
-        .parked(ledger::NAME, 10)
-        .await
-        .unwrap();
+    let parked = app.parked_by_ledger().await;
     assert_eq!(parked.len(), 1, "{parked:?}");
     assert_eq!(parked[0].attempts, 2);
     assert!(parked[0].reason.contains("500000000 cents"), "{parked:?}");
@@ -617,15 +611,11 @@ async fn a_parked_invoice_is_redriven_once_after_the_fix_even_with_its_outbox_it
 
     // The fix: a release that takes larger invoices. Two redrives race over the parked record.
     let fixed = || {
-        Processor::new(
-            Ledger {
-                largest_cents: 1_000_000_000,
-                ..Ledger::new(&app.ledger)
-            },
-            app.store(&app.ledger),
-            source(&app.invoices),
-        )
-        .home(app.home())
+        let ledger = Ledger {
+            largest_cents: 1_000_000_000,
+            ..Ledger::new(&app.ledger)
+        };
+        app.consumer(ledger, app.store(&app.ledger))
     };
     let (one, other) = (fixed(), fixed());
     let (first, second) = tokio::join!(one.redrive_parked(10), other.redrive_parked(10));
@@ -637,16 +627,15 @@ async fn a_parked_invoice_is_redriven_once_after_the_fix_even_with_its_outbox_it
         (1, 0),
         "{first:?} {second:?}"
     );
-    assert_eq!(balance().await, Some(500_000_150), "applied exactly once");
+    assert_eq!(
+        app.balance("acme").await,
+        Some(500_000_150),
+        "applied exactly once"
+    );
     let again = fixed().redrive_parked(10).await;
     assert_eq!(again, BatchOutcome::default(), "nothing parked any more");
-    assert_eq!(balance().await, Some(500_000_150));
-    assert!(app
-        .store(&app.ledger)
-        .parked(ledger::NAME, 10)
-        .await
-        .unwrap()
-        .is_empty());
+    assert_eq!(app.balance("acme").await, Some(500_000_150));
+    assert!(app.parked_by_ledger().await.is_empty());
 }
 
 /// The Kinesis records a stream holds after these publishes, as Lambda delivers them: each the
@@ -700,17 +689,8 @@ async fn kinesis_events_are_applied_once_by_event_id_with_the_ledgers_line_as_th
         (2, 1, 1, 0),
         "{outcome:?}"
     );
-    let balance = || async {
-        app.item(&app.ledger, "ACCOUNT#acme", "BALANCE")
-            .await
-            .and_then(|i| n(&i, ledger::BALANCE))
-    };
-    assert_eq!(balance().await, Some(150));
-    let parked = app
-        .store(&app.ledger)
-        .parked(ledger::NAME, 10)
-        .await
-        .unwrap();
+    assert_eq!(app.balance("acme").await, Some(150));
+    let parked = app.parked_by_ledger().await;
     assert_eq!(parked.len(), 1, "{parked:?}");
     assert!(parked[0].reason.contains("other content"), "{parked:?}");
     let done = app
@@ -731,7 +711,7 @@ async fn kinesis_events_are_applied_once_by_event_id_with_the_ledgers_line_as_th
         (4, 0, 0),
         "a redelivered batch, the parked collision included: {again:?}"
     );
-    assert_eq!(balance().await, Some(150));
+    assert_eq!(app.balance("acme").await, Some(150));
     assert!(again.kinesis_response().batch_item_failures.is_empty());
 
     let elsewhere = kinesis_records(
@@ -839,16 +819,8 @@ async fn an_entity_tables_inserts_are_events_applied_once_and_the_sweeper_finds_
         .await
         .unwrap()
         .is_empty());
-    let balance = |account: &'static str| {
-        let app = &app;
-        async move {
-            app.item(&app.ledger, &format!("ACCOUNT#{account}"), "BALANCE")
-                .await
-                .and_then(|i| n(&i, ledger::BALANCE))
-        }
-    };
-    assert_eq!(balance("acme").await, Some(157));
-    assert_eq!(balance("globex").await, Some(40));
+    assert_eq!(app.balance("acme").await, Some(157));
+    assert_eq!(app.balance("globex").await, Some(40));
 
     // Records from another table's stream are refused; an invoice item whose amount attribute
     // was renamed is poison for this consumer (it is coupled to the item's shape).
@@ -883,24 +855,11 @@ fn as_if_from(record: &EventRecord, other_stream_arn: &str) -> Vec<EventRecord> 
 async fn a_mark_cut_short_between_its_writes_is_found_by_the_sweeper_and_finished() {
     let app = Invoicing::start().await;
     // A void goes to the ledger alone.
-    invoices::void(
-        &app.outbox,
-        InvoiceVoided {
-            invoice_id: "i-1".into(),
-            account_id: "acme".into(),
-            amount_cents: 100,
-        },
-    )
-    .await
-    .unwrap();
+    app.void("i-1", "acme", 100).await;
     let records = app.records().await;
-    let dying = Processor::new(
-        Ledger::new(&app.ledger),
-        // A process that dies after the effect's commit, before the outbox mark.
-        Crashing::always(app.store(&app.ledger), CrashPoint::BeforeDone),
-        source(&app.invoices),
-    )
-    .home(app.home());
+    // A process that dies after the effect's commit, before the outbox mark.
+    let crashing = Crashing::always(app.store(&app.ledger), CrashPoint::BeforeDone);
+    let dying = app.consumer(Ledger::new(&app.ledger), crashing);
     assert_eq!(dying.process_stream(&records).await.failures.len(), 1);
     // The state a mark in two writes left when it was cut between them: nobody waits any more,
     // yet the event is still pending, in the index, without a TTL.
@@ -934,12 +893,7 @@ async fn a_mark_cut_short_between_its_writes_is_found_by_the_sweeper_and_finishe
         .await
         .unwrap();
     assert_eq!(found.len(), 1, "the sweeper finds what nobody finished");
-    let ledger = Processor::new(
-        Ledger::new(&app.ledger),
-        app.store(&app.ledger),
-        source(&app.invoices),
-    )
-    .home(app.home());
+    let ledger = app.consumer(Ledger::new(&app.ledger), app.store(&app.ledger));
     let outcome = ledger.process_items(found).await;
     assert_eq!(
         (outcome.duplicates, outcome.failures.len()),
@@ -947,23 +901,8 @@ async fn a_mark_cut_short_between_its_writes_is_found_by_the_sweeper_and_finishe
         "{outcome:?}"
     );
     let item = app
-        .dynamo
-        .client
-        .get_item()
-        .table_name(&app.invoices)
-        .key(
-            schema::PK,
-            aws_sdk_dynamodb::types::AttributeValue::S(text(schema::PK)),
-        )
-        .key(
-            schema::SK,
-            aws_sdk_dynamodb::types::AttributeValue::S(text(schema::SK)),
-        )
-        .consistent_read(true)
-        .send()
+        .item(&app.invoices, &text(schema::PK), &text(schema::SK))
         .await
-        .unwrap()
-        .item
         .unwrap();
     assert_eq!(s(&item, schema::STATUS), Some(schema::STATUS_PROCESSED));
     assert!(n(&item, schema::EXPIRES_AT).is_some(), "{item:?}");

@@ -8,12 +8,14 @@ use std::time::Duration;
 
 use aws_sdk_dynamodb::types::AttributeValue as SdkValue;
 use devkit::proxy::{Fault, FaultPlan, FaultProxy};
-use dynamodb_outbox::dynamodb::{DynamoConsumerStore, Outbox, PendingEvents, Routes, WriteError};
+use dynamodb_outbox::dynamodb::{
+    DynamoConsumerStore, Outbox, PendingEvents, Routes, WriteError, Written,
+};
 use dynamodb_outbox::testing::schema;
 use dynamodb_outbox::testing::{Committed, Step, StoreOps};
 use dynamodb_outbox::{
-    Consumer, Counter, Effect, Envelope, Event, HandlerError, ItemKey, PoisonPolicy, Processor,
-    Source, Takes,
+    BatchOutcome, Consumer, Counter, Effect, Envelope, Event, HandlerError, ItemKey, PoisonPolicy,
+    Processor, Source, Takes,
 };
 use outbox_tests::{n, s, scan, stack, Item, Stack};
 use serde::{Deserialize, Serialize};
@@ -81,31 +83,17 @@ impl Consumer for Tally {
         if m.poison {
             return Err(HandlerError::Poison("marked poison by the test".into()));
         }
-        let pk = balance_pk(&m.account);
+        let balance = Counter {
+            table: self.table.clone(),
+            key: ItemKey {
+                pk: balance_pk(&m.account),
+                sk: BALANCE_SK.into(),
+            },
+            attribute: "cents".into(),
+        };
         let mut effect = match m.limit {
-            Some(limit) => Effect::new().add_at_most(
-                Counter {
-                    table: self.table.clone(),
-                    key: ItemKey {
-                        pk,
-                        sk: BALANCE_SK.into(),
-                    },
-                    attribute: "cents".into(),
-                },
-                m.cents,
-                limit,
-            ),
-            None => Effect::new().add(
-                Counter {
-                    table: self.table.clone(),
-                    key: ItemKey {
-                        pk,
-                        sk: BALANCE_SK.into(),
-                    },
-                    attribute: "cents".into(),
-                },
-                m.cents,
-            ),
+            Some(limit) => Effect::new().add_at_most(balance, m.cents, limit),
+            None => Effect::new().add(balance, m.cents),
         };
         if m.pad > 0 {
             let padding: serde_dynamo::Item = std::collections::HashMap::from([
@@ -168,14 +156,14 @@ impl Bench {
     }
 
     async fn write(&self, outbox: &Outbox, envelope: &Envelope<Moved>) -> u64 {
-        let written = outbox
-            .transaction()
-            .event(envelope)
-            .unwrap()
-            .commit()
+        commit(outbox, envelope).await.unwrap().events[0].1
+    }
+
+    /// The tally consumer named "tally" over every outbox item, as the sweeper would hand them.
+    async fn sweep_tally(&self, policy: PoisonPolicy) -> BatchOutcome {
+        self.tally("tally", policy)
+            .process_items(self.event_items().await)
             .await
-            .unwrap();
-        written.events[0].1
     }
 
     /// Every outbox event item, by sequence within key.
@@ -225,13 +213,23 @@ impl Bench {
     }
 }
 
+/// One event in one transaction.
+async fn commit(outbox: &Outbox, envelope: &Envelope<Moved>) -> Result<Written, WriteError> {
+    outbox.transaction().event(envelope).unwrap().commit().await
+}
+
 fn tally_routes() -> Routes {
     Routes::new().route("Moved", &["tally"])
 }
 
-/// An outbox whose requests go through a proxy that loses the answers of `operations` (up to
-/// `losses` of them), with the request token stripped as other servers ignore it.
-async fn outbox_losing(bench: &Bench, losses: u64, operations: &[&str]) -> (Outbox, FaultProxy) {
+/// A `Moved` event of key "a" committed by an outbox whose requests go through a proxy that
+/// loses the answers of `operations` (up to `losses` of them), with the request token stripped as
+/// other servers ignore it: the event, the writer's answer and the proxy that counted.
+async fn commit_losing(
+    bench: &Bench,
+    losses: u64,
+    operations: &[&str],
+) -> (Envelope<Moved>, Result<Written, WriteError>, FaultProxy) {
     let plan = FaultPlan {
         lose_response: 1.0,
         operations: operations.iter().map(|o| (*o).to_owned()).collect(),
@@ -244,7 +242,9 @@ async fn outbox_losing(bench: &Bench, losses: u64, operations: &[&str]) -> (Outb
         .unwrap();
     let client = bench.stack.dynamo.client_via(&proxy.endpoint).await;
     let outbox = Outbox::new(client, &bench.stack.tables.orders, tally_routes());
-    (outbox, proxy)
+    let envelope = Envelope::new(moved("a", 5));
+    let written = commit(&outbox, &envelope).await;
+    (envelope, written, proxy)
 }
 
 // A producer's lost answer.
@@ -252,16 +252,8 @@ async fn outbox_losing(bench: &Bench, losses: u64, operations: &[&str]) -> (Outb
 #[tokio::test]
 async fn a_producers_retry_after_a_lost_answer_stores_the_event_once_and_says_so() {
     let bench = Bench::start().await;
-    let (outbox, proxy) = outbox_losing(&bench, 1, &["TransactWriteItems"]).await;
-    let envelope = Envelope::new(moved("a", 5));
-
-    let written = outbox
-        .transaction()
-        .event(&envelope)
-        .unwrap()
-        .commit()
-        .await
-        .expect("the transaction committed once");
+    let (envelope, written, proxy) = commit_losing(&bench, 1, &["TransactWriteItems"]).await;
+    let written = written.expect("the transaction committed once");
 
     assert_eq!(
         proxy.stats().requests["TransactWriteItems"],
@@ -277,10 +269,7 @@ async fn a_producers_retry_after_a_lost_answer_stores_the_event_once_and_says_so
     assert_eq!(events.len(), 1, "one event stored: {events:?}");
     assert_eq!(s(&events[0], "event_id"), Some(envelope.event_id.as_str()));
 
-    let outcome = bench
-        .tally("tally", PoisonPolicy::Park)
-        .process_items(bench.event_items().await)
-        .await;
+    let outcome = bench.sweep_tally(PoisonPolicy::Park).await;
     assert_eq!(outcome.applied, 1);
     assert_eq!(bench.balance("a").await, Some(5), "applied once");
 }
@@ -288,15 +277,8 @@ async fn a_producers_retry_after_a_lost_answer_stores_the_event_once_and_says_so
 #[tokio::test]
 async fn a_producer_whose_every_answer_was_lost_finds_its_event_instead_of_failing() {
     let bench = Bench::start().await;
-    let (outbox, proxy) = outbox_losing(&bench, 100, &["TransactWriteItems"]).await;
-    let envelope = Envelope::new(moved("a", 5));
-    let written = outbox
-        .transaction()
-        .event(&envelope)
-        .unwrap()
-        .commit()
-        .await
-        .expect("the read-back found the committed event");
+    let (_, written, proxy) = commit_losing(&bench, 100, &["TransactWriteItems"]).await;
+    let written = written.expect("the read-back found the committed event");
     assert!(
         proxy.stats().fault(Fault::LostResponse) >= 2,
         "the SDK gave up"
@@ -308,15 +290,8 @@ async fn a_producer_whose_every_answer_was_lost_finds_its_event_instead_of_faili
 #[tokio::test]
 async fn a_producer_that_cannot_tell_whether_it_committed_says_the_outcome_is_unknown() {
     let bench = Bench::start().await;
-    let (outbox, proxy) = outbox_losing(&bench, 100, &["TransactWriteItems", "GetItem"]).await;
-    let envelope = Envelope::new(moved("a", 5));
-    let err = outbox
-        .transaction()
-        .event(&envelope)
-        .unwrap()
-        .commit()
-        .await
-        .expect_err("nothing tells whether it committed");
+    let (_, err, proxy) = commit_losing(&bench, 100, &["TransactWriteItems", "GetItem"]).await;
+    let err = err.expect_err("nothing tells whether it committed");
     assert!(matches!(err, WriteError::OutcomeUnknown(_)), "{err:?}");
     let lost = proxy.stats().requests;
     assert!(
@@ -386,10 +361,7 @@ async fn a_consumer_named_twice_in_a_route_is_routed_once_and_its_key_goes_on() 
             .write(&outbox, &Envelope::new(moved("a", cents)))
             .await;
     }
-    let outcome = bench
-        .tally("tally", PoisonPolicy::Wait)
-        .process_items(bench.event_items().await)
-        .await;
+    let outcome = bench.sweep_tally(PoisonPolicy::Wait).await;
     assert_eq!((outcome.applied, outcome.waiting), (3, 0), "{outcome:?}");
     assert_eq!(bench.balance("a").await, Some(6));
 }
@@ -400,10 +372,7 @@ async fn an_ordering_key_dynamodb_could_not_key_is_refused_by_the_producer_and_a
     let outbox = bench.outbox(tally_routes());
     let long = "k".repeat(900);
     bench.write(&outbox, &Envelope::new(moved(&long, 4))).await;
-    let outcome = bench
-        .tally("tally", PoisonPolicy::Wait)
-        .process_items(bench.event_items().await)
-        .await;
+    let outcome = bench.sweep_tally(PoisonPolicy::Wait).await;
     assert_eq!(outcome.applied, 1, "{outcome:?}");
     assert_eq!(bench.balance(&long).await, Some(4));
 
@@ -455,10 +424,7 @@ async fn merged_additions_never_apply_an_event_its_own_limit_refuses() {
     for cents in [3, 4] {
         bench.write(&outbox, &Envelope::new(b(cents))).await;
     }
-    let outcome = bench
-        .tally("tally", PoisonPolicy::Park)
-        .process_items(bench.event_items().await)
-        .await;
+    let outcome = bench.sweep_tally(PoisonPolicy::Park).await;
     assert_eq!(outcome.parked, 1, "{outcome:?}");
     assert_eq!(outcome.applied, 5, "{outcome:?}");
     assert_eq!(bench.balance("b").await, Some(7));
@@ -482,10 +448,7 @@ async fn an_addition_past_its_limit_is_refused_on_a_number_that_does_not_exist_y
         ..moved("fresh", 10)
     };
     bench.write(&outbox, &Envelope::new(over)).await;
-    let outcome = bench
-        .tally("tally", PoisonPolicy::Park)
-        .process_items(bench.event_items().await)
-        .await;
+    let outcome = bench.sweep_tally(PoisonPolicy::Park).await;
     assert_eq!((outcome.parked, outcome.applied), (1, 0), "{outcome:?}");
     assert_eq!(bench.balance("fresh").await, None);
 }
