@@ -128,31 +128,26 @@ trait DynamoStreamPattern {
 struct Outbox(Stack);
 struct Cdc(Stack);
 
-impl DynamoStreamPattern for Outbox {
-    const PATTERN: Pattern = Pattern::Outbox;
-    fn stack(&self) -> &Stack {
-        &self.0
-    }
-    fn consumer<S: ConsumerStore + Clone + 'static>(
-        &self,
-        processor: Processor<RewardsConsumer, S>,
-    ) -> impl Invoke {
-        in_process(processor, 100)
-    }
+/// A pattern on the embedded DynamoDB's stream, its consumer handler `$handler`.
+macro_rules! dynamo_stream_pattern {
+    ($pattern:ident, $handler:ident) => {
+        impl DynamoStreamPattern for $pattern {
+            const PATTERN: Pattern = Pattern::$pattern;
+            fn stack(&self) -> &Stack {
+                &self.0
+            }
+            fn consumer<S: ConsumerStore + Clone + 'static>(
+                &self,
+                processor: Processor<RewardsConsumer, S>,
+            ) -> impl Invoke {
+                $handler(processor, 100)
+            }
+        }
+    };
 }
 
-impl DynamoStreamPattern for Cdc {
-    const PATTERN: Pattern = Pattern::Cdc;
-    fn stack(&self) -> &Stack {
-        &self.0
-    }
-    fn consumer<S: ConsumerStore + Clone + 'static>(
-        &self,
-        processor: Processor<RewardsConsumer, S>,
-    ) -> impl Invoke {
-        in_process_changes(processor, 100)
-    }
-}
+dynamo_stream_pattern!(Outbox, in_process);
+dynamo_stream_pattern!(Cdc, in_process_changes);
 
 /// The harness methods the outbox and CDC share (they differ in their order store and their
 /// consumer handler only).
@@ -753,59 +748,34 @@ async fn one_customers_orders_are_applied_in_the_promised_order<H: Harness>(h: H
     }
 }
 
+/// The shared guarantees as tests of one pattern, each named as its function above.
 macro_rules! guarantees {
     ($module:ident, $harness:ident) => {
         mod $module {
             use super::*;
 
-            async fn start(test: &str) -> Option<$harness> {
-                <$harness as Harness>::start(&format!("{}: {test}", stringify!($module))).await
-            }
-
-            #[tokio::test]
-            async fn exactly_once_under_duplicates() {
-                let Some(h) = start("exactly_once_under_duplicates").await else {
-                    return;
-                };
-                super::exactly_once_under_duplicates(h).await;
-            }
-            #[tokio::test]
-            async fn exactly_once_with_racing_consumers() {
-                let Some(h) = start("exactly_once_with_racing_consumers").await else {
-                    return;
-                };
-                super::exactly_once_with_racing_consumers(h).await;
-            }
-            #[tokio::test]
-            async fn a_crash_between_the_consumers_writes_is_repaired_by_redelivery() {
-                let Some(h) = start("a_crash_between_the_consumers_writes").await else {
-                    return;
-                };
-                super::a_crash_between_the_consumers_writes_is_repaired_by_redelivery(h).await;
-            }
-            #[tokio::test]
-            async fn poison_is_parked_the_customer_goes_on_and_the_operator_redrives_it() {
-                let Some(h) = start("poison_is_parked").await else {
-                    return;
-                };
-                super::poison_is_parked_the_customer_goes_on_and_the_operator_redrives_it(h).await;
-            }
-            #[tokio::test]
-            async fn what_the_source_dropped_is_redriven_once() {
-                let Some(h) = start("what_the_source_dropped_is_redriven_once").await else {
-                    return;
-                };
-                super::what_the_source_dropped_is_redriven_once(h).await;
-            }
-            #[tokio::test]
-            async fn one_customers_orders_are_applied_in_the_promised_order() {
-                let Some(h) = start("one_customers_orders_are_applied_in_the_promised_order").await
-                else {
-                    return;
-                };
-                super::one_customers_orders_are_applied_in_the_promised_order(h).await;
-            }
+            guarantees!(
+                @tests $module, $harness:
+                exactly_once_under_duplicates,
+                exactly_once_with_racing_consumers,
+                a_crash_between_the_consumers_writes_is_repaired_by_redelivery,
+                poison_is_parked_the_customer_goes_on_and_the_operator_redrives_it,
+                what_the_source_dropped_is_redriven_once,
+                one_customers_orders_are_applied_in_the_promised_order
+            );
         }
+    };
+    (@tests $module:ident, $harness:ident: $($test:ident),*) => {
+        $(
+            #[tokio::test]
+            async fn $test() {
+                let name = concat!(stringify!($module), ": ", stringify!($test));
+                let Some(h) = <$harness as Harness>::start(name).await else {
+                    return;
+                };
+                super::$test(h).await;
+            }
+        )*
     };
 }
 
