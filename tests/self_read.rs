@@ -20,6 +20,7 @@ use aws_sdk_kinesis::types::ShardIteratorType;
 use devkit::demo::api_request;
 use devkit::kinesis::client_for;
 use devkit::kinesis_replay::replay_message;
+use devkit::kinesis_trigger::{InvokeKinesis, KinesisTrigger};
 use devkit::patterns::self_read::chaos::check;
 use devkit::patterns::self_read::{
     history_in_process, rewards_in_process, SelfReadStack, ORDER_HISTORY_FUNCTION, REWARDS_FUNCTION,
@@ -49,6 +50,52 @@ fn body_json(response: &ApiGatewayV2httpResponse) -> Json {
     }
 }
 
+/// The order id an accepted order's answer names.
+fn order_id(response: &ApiGatewayV2httpResponse) -> String {
+    body_json(response)["order_id"]
+        .as_str()
+        .expect("an accepted order's answer names it")
+        .to_owned()
+}
+
+/// `data` put on the stream under customer c-1's partition key, as any producer could.
+async fn put_data(stack: &SelfReadStack, data: Vec<u8>) {
+    stack
+        .kinesis
+        .client
+        .put_record()
+        .stream_name(&stack.stream.name)
+        .partition_key("c-1")
+        .data(Blob::new(data))
+        .send()
+        .await
+        .unwrap();
+}
+
+/// The rewards consumer's local mapping, its settings from the template.
+async fn rewards_mapping(stack: &SelfReadStack) -> KinesisTrigger<impl InvokeKinesis> {
+    let consumer = rewards_in_process(stack.rewards_processor());
+    stack.trigger(REWARDS_FUNCTION, consumer).await.unwrap()
+}
+
+/// The order-history consumer's local mapping, its settings from the template.
+async fn history_mapping(stack: &SelfReadStack) -> KinesisTrigger<impl InvokeKinesis> {
+    let consumer = history_in_process(stack.history_processor());
+    stack
+        .trigger(ORDER_HISTORY_FUNCTION, consumer)
+        .await
+        .unwrap()
+}
+
+/// How many of `items` are `consumer`'s parked records.
+fn parked_count(items: &[devkit::Item], consumer: &str) -> usize {
+    let pk = dynamodb_outbox::testing::schema::parked_pk(consumer);
+    items
+        .iter()
+        .filter(|item| item.get("pk").and_then(|v| v.as_s().ok()) == Some(&pk))
+        .count()
+}
+
 async fn place(
     stack: &SelfReadStack,
     publisher: &KinesisPublisher,
@@ -60,6 +107,18 @@ async fn place(
         .unwrap_or_default();
     let request = api_request("POST", "/orders", Some(body.to_owned()), &headers).unwrap();
     stack.call(publisher, request).await
+}
+
+/// The order API's publisher, its requests to Kinesis going through a proxy that injects `plan`.
+async fn publisher_through(
+    stack: &SelfReadStack,
+    plan: FaultPlan,
+) -> (KinesisPublisher, FaultProxy) {
+    let proxy = FaultProxy::start(&stack.kinesis.endpoint, plan)
+        .await
+        .unwrap();
+    let publisher = KinesisPublisher::new(client_for(&proxy.endpoint).await, &stack.stream.name);
+    (publisher, proxy)
 }
 
 async fn get(stack: &SelfReadStack, order_id: &str) -> ApiGatewayV2httpResponse {
@@ -163,16 +222,11 @@ async fn a_publish_kinesis_refuses_answers_503_and_nothing_is_written_anywhere()
     let Some(stack) = stack("self-read: refused publish").await else {
         return;
     };
-    let proxy = FaultProxy::start(
-        &stack.kinesis.endpoint,
-        FaultPlan {
-            server_error: 1.0,
-            ..FaultPlan::none()
-        },
-    )
-    .await
-    .unwrap();
-    let publisher = KinesisPublisher::new(client_for(&proxy.endpoint).await, &stack.stream.name);
+    let plan = FaultPlan {
+        server_error: 1.0,
+        ..FaultPlan::none()
+    };
+    let (publisher, proxy) = publisher_through(&stack, plan).await;
     let response = place(&stack, &publisher, &order_body("c-1", 1), Some("k-1")).await;
     assert_eq!(response.status_code, 503, "self-read: {:?}", response.body);
     assert!(body_json(&response)["error"]["message"]
@@ -195,17 +249,12 @@ async fn a_publish_whose_response_was_lost_is_retried_and_its_duplicate_absorbed
     let Some(stack) = stack("self-read: lost publish response").await else {
         return;
     };
-    let proxy = FaultProxy::start(
-        &stack.kinesis.endpoint,
-        FaultPlan {
-            lose_response: 1.0,
-            max_faults: Some(1),
-            ..FaultPlan::none()
-        },
-    )
-    .await
-    .unwrap();
-    let publisher = KinesisPublisher::new(client_for(&proxy.endpoint).await, &stack.stream.name);
+    let plan = FaultPlan {
+        lose_response: 1.0,
+        max_faults: Some(1),
+        ..FaultPlan::none()
+    };
+    let (publisher, _proxy) = publisher_through(&stack, plan).await;
     let response = place(&stack, &publisher, &order_body("c-1", 2), None).await;
     assert_eq!(
         response.status_code, 202,
@@ -221,10 +270,7 @@ async fn a_publish_whose_response_was_lost_is_retried_and_its_duplicate_absorbed
 
     stack.deliver_all().await.unwrap();
     assert_eq!(balance(&stack, "c-1").await, (20, 1));
-    let order_id = body_json(&response)["order_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let order_id = order_id(&response);
     assert_eq!(get(&stack, &order_id).await.status_code, 200);
     assert_invariants(&stack, &[order_id]).await;
 }
@@ -239,9 +285,12 @@ async fn a_client_retry_with_the_same_key_is_the_same_order_and_event_and_anothe
     let first = place(&stack, &publisher, &order_body("c-1", 1), Some("key-1")).await;
     let retry = place(&stack, &publisher, &order_body("c-1", 1), Some("key-1")).await;
     let other = place(&stack, &publisher, &order_body("c-1", 5), Some("key-1")).await;
-    let id = |r: &ApiGatewayV2httpResponse| body_json(r)["order_id"].as_str().unwrap().to_owned();
-    assert_eq!(id(&first), id(&retry));
-    assert_eq!(id(&first), id(&other), "self-read: the key names the order");
+    assert_eq!(order_id(&first), order_id(&retry));
+    assert_eq!(
+        order_id(&first),
+        order_id(&other),
+        "self-read: the key names the order"
+    );
     let records = stream_records(&stack).await;
     assert_eq!(records.len(), 3);
     assert_eq!(
@@ -259,25 +308,15 @@ async fn a_client_retry_with_the_same_key_is_the_same_order_and_event_and_anothe
         (10, 1),
         "self-read: the first request's points, once"
     );
-    let order = body_json(&get(&stack, &id(&first)).await);
+    let order = body_json(&get(&stack, &order_id(&first)).await);
     assert_eq!(
         order["items"][0]["quantity"], 1,
         "self-read: the first request's order"
     );
-    let parked = |table: &str, consumer: &str| {
-        let pk = dynamodb_outbox::testing::schema::parked_pk(consumer);
-        let table = table.to_owned();
-        let stack = &stack;
-        async move {
-            scan(stack, &table)
-                .await
-                .iter()
-                .filter(|item| item.get("pk").and_then(|v| v.as_s().ok()) == Some(&pk))
-                .count()
-        }
-    };
-    assert_eq!(parked(&stack.orders_table, "order-history").await, 1);
-    assert_eq!(parked(&stack.rewards_table, "rewards").await, 1);
+    let orders = scan(&stack, &stack.orders_table).await;
+    assert_eq!(parked_count(&orders, "order-history"), 1);
+    let rewards = scan(&stack, &stack.rewards_table).await;
+    assert_eq!(parked_count(&rewards, "rewards"), 1);
 }
 
 #[tokio::test]
@@ -343,16 +382,7 @@ async fn a_range_the_mapping_gave_up_on_is_replayed_once_by_the_operators_tool()
         let response = place(&stack, &publisher, &order_body(customer, 2), None).await;
         assert_eq!(response.status_code, 202);
     }
-    stack
-        .kinesis
-        .client
-        .put_record()
-        .stream_name(&stack.stream.name)
-        .partition_key("c-1")
-        .data(Blob::new(b"not an event".to_vec()))
-        .send()
-        .await
-        .unwrap();
+    put_data(&stack, b"not an event".to_vec()).await;
     // The rewards mapping gave up on everything: nothing was applied, the queue holds ranges.
     let messages = on_failure_messages(&stack).await;
     assert!(!messages.is_empty());
@@ -404,28 +434,11 @@ async fn two_racing_order_history_mappings_and_a_redelivery_write_each_accepted_
         let customer = format!("c-{}", i % 4);
         let response = place(&stack, &publisher, &order_body(&customer, 1 + i % 3), None).await;
         assert_eq!(response.status_code, 202);
-        accepted.push(
-            body_json(&response)["order_id"]
-                .as_str()
-                .unwrap()
-                .to_owned(),
-        );
+        accepted.push(order_id(&response));
         *expected.entry(customer).or_default() += 10 * (1 + i % 3);
     }
-    let mut history_a = stack
-        .trigger(
-            ORDER_HISTORY_FUNCTION,
-            history_in_process(stack.history_processor()),
-        )
-        .await
-        .unwrap();
-    let mut history_b = stack
-        .trigger(
-            ORDER_HISTORY_FUNCTION,
-            history_in_process(stack.history_processor()),
-        )
-        .await
-        .unwrap();
+    let mut history_a = history_mapping(&stack).await;
+    let mut history_b = history_mapping(&stack).await;
     let (a, b) = tokio::join!(history_a.drain(), history_b.drain());
     a.unwrap();
     b.unwrap();
@@ -443,34 +456,15 @@ async fn data_that_is_not_an_event_is_filtered_out_and_a_poison_event_is_parked_
     let Some(stack) = stack("self-read: poison record").await else {
         return;
     };
-    let put = |data: Json| {
-        stack
-            .kinesis
-            .client
-            .put_record()
-            .stream_name(&stack.stream.name)
-            .partition_key("c-1")
-            .data(Blob::new(data.to_string().into_bytes()))
-            .send()
-    };
-    put(json!({"not": "an event"})).await.unwrap();
+    put_data(&stack, br#"{"not":"an event"}"#.to_vec()).await;
     let poison = json!({"event_id": "poison-1", "event_type": "OrderPlaced", "schema_version": 1,
         "aggregate_type": "Order", "aggregate_id": "o-1", "ordering_key": "c-1",
         "occurred_at": "2026-11-30T00:00:00.000000Z", "payload": {"order_id": 7}});
-    put(poison).await.unwrap();
+    put_data(&stack, poison.to_string().into_bytes()).await;
     let publisher = stack.publisher();
     let response = place(&stack, &publisher, &order_body("c-1", 1), None).await;
-    let order_id = body_json(&response)["order_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let mut rewards = stack
-        .trigger(
-            REWARDS_FUNCTION,
-            rewards_in_process(stack.rewards_processor()),
-        )
-        .await
-        .unwrap();
+    let order_id = order_id(&response);
+    let mut rewards = rewards_mapping(&stack).await;
     rewards.drain().await.unwrap();
     assert_eq!(
         rewards.stats.filtered_out, 1,
@@ -481,46 +475,31 @@ async fn data_that_is_not_an_event_is_filtered_out_and_a_poison_event_is_parked_
         "self-read: {:?}",
         rewards.on_failure
     );
-    let mut history = stack
-        .trigger(
-            ORDER_HISTORY_FUNCTION,
-            history_in_process(stack.history_processor()),
-        )
-        .await
-        .unwrap();
+    let mut history = history_mapping(&stack).await;
     history.drain().await.unwrap();
     assert_eq!(
         balance(&stack, "c-1").await,
         (10, 1),
         "self-read: the order behind the poison"
     );
-    let parked = dynamodb_outbox::testing::schema::parked_pk("rewards");
-    let parked_in = |items: Vec<devkit::Item>| {
-        items
-            .iter()
-            .filter(|item| item.get("pk").and_then(|v| v.as_s().ok()) == Some(&parked))
-            .count()
-    };
-    assert_eq!(parked_in(scan(&stack, &stack.rewards_table).await), 1);
+    let rewards = scan(&stack, &stack.rewards_table).await;
+    assert_eq!(parked_count(&rewards, "rewards"), 1);
     assert_eq!(get(&stack, &order_id).await.status_code, 200);
+}
+
+/// `cargo tree` of `package`'s normal dependencies, one crate a line.
+fn cargo_tree(package: &str) -> std::process::Output {
+    std::process::Command::new(env!("CARGO"))
+        .args(["tree", "--offline", "-e", "normal", "-p", package])
+        .args(["--prefix", "none"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("cargo tree")
 }
 
 #[test]
 fn the_outbox_order_writer_does_not_link_the_kinesis_sdk() {
-    let output = std::process::Command::new(env!("CARGO"))
-        .args([
-            "tree",
-            "--offline",
-            "-e",
-            "normal",
-            "-p",
-            "order-writer",
-            "--prefix",
-            "none",
-        ])
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .expect("cargo tree");
+    let output = cargo_tree("order-writer");
     let tree = String::from_utf8_lossy(&output.stdout);
     assert!(
         output.status.success(),
@@ -532,20 +511,7 @@ fn the_outbox_order_writer_does_not_link_the_kinesis_sdk() {
         !tree.contains("aws-sdk-kinesis"),
         "self-read: order-writer links aws-sdk-kinesis"
     );
-    let publisher = std::process::Command::new(env!("CARGO"))
-        .args([
-            "tree",
-            "--offline",
-            "-e",
-            "normal",
-            "-p",
-            "order-publisher",
-            "--prefix",
-            "none",
-        ])
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .expect("cargo tree");
+    let publisher = cargo_tree("order-publisher");
     assert!(String::from_utf8_lossy(&publisher.stdout).contains("aws-sdk-kinesis"));
 }
 
@@ -566,29 +532,11 @@ fn kinesis_record(
 #[tokio::test]
 async fn both_consumers_of_the_stream_refuse_the_same_malformed_events_for_the_same_reason() {
     use dynamodb_outbox::testing::StoreOps;
-    use order_service::domain::order::LineItem;
-    use order_service::domain::{OrderRequest, Timestamp};
     let Some(stack) = stack("self_read: one rule book for both consumers").await else {
         return;
     };
     // A well-formed event as the order API publishes it, for a fresh order of c-1.
-    let event = || {
-        let request = OrderRequest {
-            customer_id: "c-1".into(),
-            currency: "EUR".into(),
-            items: vec![LineItem {
-                sku: "SKU-1".into(),
-                quantity: 2,
-                unit_price_cents: 1000,
-            }],
-        };
-        let placed = request
-            .into_new_order(uuid::Uuid::new_v4().to_string(), Timestamp::now(), None)
-            .unwrap();
-        let mut envelope = serde_json::to_value(&placed.event).unwrap();
-        envelope["payload"] = serde_json::to_value(&placed.order).unwrap();
-        envelope
-    };
+    let event = || order_placed("c-1", 2);
     type Break = fn(&mut Json);
     let malformed: [(&str, Break); 8] = [
         ("aggregate_id is another order", |e| {
@@ -691,9 +639,9 @@ async fn both_consumers_of_the_stream_refuse_the_same_malformed_events_for_the_s
     );
 }
 
-/// A well-formed `OrderPlaced` envelope of a fresh order of `customer`, as the order API
-/// publishes it.
-fn order_placed(customer: &str) -> Json {
+/// A well-formed `OrderPlaced` envelope of a fresh order of `customer` for `quantity` of one
+/// item, as the order API publishes it.
+fn order_placed(customer: &str, quantity: i64) -> Json {
     use order_service::domain::order::LineItem;
     use order_service::domain::{OrderRequest, Timestamp};
     let request = OrderRequest {
@@ -701,7 +649,7 @@ fn order_placed(customer: &str) -> Json {
         currency: "EUR".into(),
         items: vec![LineItem {
             sku: "SKU-1".into(),
-            quantity: 1,
+            quantity,
             unit_price_cents: 1000,
         }],
     };
@@ -711,6 +659,24 @@ fn order_placed(customer: &str) -> Json {
     let mut envelope = serde_json::to_value(&placed.event).unwrap();
     envelope["payload"] = serde_json::to_value(&placed.order).unwrap();
     envelope
+}
+
+/// The metrics a consumer's handler emitted for a batch, which it answered without holding the
+/// shard.
+async fn metrics_of<E: std::fmt::Debug>(
+    who: &str,
+    handled: impl std::future::Future<
+        Output = Result<aws_lambda_events::streams::KinesisEventResponse, E>,
+    >,
+) -> devkit::metrics::MetricsSummary {
+    let (answer, lines) = service_runtime::metrics::capture(handled).await;
+    let answer = answer.unwrap();
+    assert!(
+        answer.batch_item_failures.is_empty(),
+        "{who} holds the shard on {:?}",
+        answer.batch_item_failures
+    );
+    devkit::metrics::MetricsSummary::from_lines(lines.iter().map(String::as_str)).unwrap()
 }
 
 /// A Kinesis record of the stream carrying these raw bytes.
@@ -731,16 +697,16 @@ async fn data_that_names_no_event_is_dropped_and_counted_and_an_event_without_or
     let Some(stack) = stack("self-read: data that is not an event").await else {
         return;
     };
-    let mut keyless = order_placed("c-1");
+    let mut keyless = order_placed("c-1", 1);
     keyless.as_object_mut().unwrap().remove("ordering_key");
     let keyless_id = keyless["event_id"].as_str().unwrap().to_owned();
-    let mut long_id = order_placed("c-1");
+    let mut long_id = order_placed("c-1", 1);
     long_id["event_id"] = json!("x".repeat(5_000));
-    let mut numeric_id = order_placed("c-1");
+    let mut numeric_id = order_placed("c-1", 1);
     numeric_id["event_id"] = json!(42);
-    let mut empty_id = order_placed("c-1");
+    let mut empty_id = order_placed("c-1", 1);
     empty_id["event_id"] = json!("");
-    let good = order_placed("c-1");
+    let good = order_placed("c-1", 1);
     let not_events: Vec<Vec<u8>> = vec![
         b"not an event".to_vec(),
         b"[1, 2, 3]".to_vec(),
@@ -763,20 +729,9 @@ async fn data_that_names_no_event_is_dropped_and_counted_and_an_event_without_or
     let history = stack.history_processor();
     let rewards = stack.rewards_processor();
     for round in 0..2 {
-        let (answer, lines) =
-            service_runtime::metrics::capture(order_service::self_read::history::handle(
-                &history,
-                LambdaEvent::new(batch.clone(), Context::default()),
-            ))
-            .await;
-        let answer = answer.unwrap();
-        assert!(
-            answer.batch_item_failures.is_empty(),
-            "round {round}: order-history holds the shard on {:?}",
-            answer.batch_item_failures
-        );
-        let metrics =
-            devkit::metrics::MetricsSummary::from_lines(lines.iter().map(String::as_str)).unwrap();
+        let invocation = || LambdaEvent::new(batch.clone(), Context::default());
+        let handled = order_service::self_read::history::handle(&history, invocation());
+        let metrics = metrics_of(&format!("round {round}: order-history"), handled).await;
         let history_fn = service_runtime::metrics::ORDER_HISTORY;
         assert_eq!(
             metrics.count(history_fn, service_runtime::metrics::DROPPED),
@@ -788,20 +743,8 @@ async fn data_that_names_no_event_is_dropped_and_counted_and_an_event_without_or
             0.0
         );
 
-        let (answer, lines) =
-            service_runtime::metrics::capture(rewards_service::handlers::kinesis::handle(
-                &rewards,
-                LambdaEvent::new(batch.clone(), Context::default()),
-            ))
-            .await;
-        let answer = answer.unwrap();
-        assert!(
-            answer.batch_item_failures.is_empty(),
-            "round {round}: rewards holds the shard on {:?}",
-            answer.batch_item_failures
-        );
-        let metrics =
-            devkit::metrics::MetricsSummary::from_lines(lines.iter().map(String::as_str)).unwrap();
+        let handled = rewards_service::handlers::kinesis::handle(&rewards, invocation());
+        let metrics = metrics_of(&format!("round {round}: rewards"), handled).await;
         let rewards_fn = service_runtime::metrics::STREAM_CONSUMER;
         assert_eq!(
             metrics.count(rewards_fn, service_runtime::metrics::DROPPED),
@@ -861,23 +804,13 @@ async fn the_templates_filter_discards_what_is_not_an_envelope_before_either_con
     let Some(stack) = stack("self-read: the mapping's filter").await else {
         return;
     };
-    let put = |data: Vec<u8>| {
-        stack
-            .kinesis
-            .client
-            .put_record()
-            .stream_name(&stack.stream.name)
-            .partition_key("c-1")
-            .data(Blob::new(data))
-            .send()
-    };
     let without = |field: &str| {
-        let mut e = order_placed("c-1");
+        let mut e = order_placed("c-1", 1);
         e.as_object_mut().unwrap().remove(field);
         serde_json::to_vec(&e).unwrap()
     };
     let with = |field: &str, value: Json| {
-        let mut e = order_placed("c-1");
+        let mut e = order_placed("c-1", 1);
         e[field] = value;
         serde_json::to_vec(&e).unwrap()
     };
@@ -891,28 +824,16 @@ async fn the_templates_filter_discards_what_is_not_an_envelope_before_either_con
         with("event_type", json!("OrderCancelled")),
     ];
     for data in &not_envelopes {
-        put(data.clone()).await.unwrap();
+        put_data(&stack, data.clone()).await;
     }
-    let good = order_placed("c-1");
-    put(serde_json::to_vec(&good).unwrap()).await.unwrap();
+    let good = order_placed("c-1", 1);
+    put_data(&stack, serde_json::to_vec(&good).unwrap()).await;
 
-    let mut rewards = stack
-        .trigger(
-            REWARDS_FUNCTION,
-            rewards_in_process(stack.rewards_processor()),
-        )
-        .await
-        .unwrap();
+    let mut rewards = rewards_mapping(&stack).await;
     rewards.drain().await.unwrap();
     assert_eq!(rewards.stats.filtered_out, not_envelopes.len());
     assert!(rewards.on_failure.is_empty(), "{:?}", rewards.on_failure);
-    let mut history = stack
-        .trigger(
-            ORDER_HISTORY_FUNCTION,
-            history_in_process(stack.history_processor()),
-        )
-        .await
-        .unwrap();
+    let mut history = history_mapping(&stack).await;
     history.drain().await.unwrap();
     assert_eq!(history.stats.filtered_out, not_envelopes.len());
     assert!(history.on_failure.is_empty(), "{:?}", history.on_failure);
