@@ -18,6 +18,7 @@ use lambda_runtime::{Context, LambdaEvent};
 use order_service::self_read::history;
 use outbox_tests::*;
 use rewards_service::handlers::{kinesis as rewards_kinesis, stream, sweeper};
+use service_runtime::metrics::capture;
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
@@ -113,13 +114,7 @@ async fn every_sample_event_deserializes_and_is_handled() {
             .unwrap();
         assert_eq!(response.batch_item_failures.len(), 0, "{path}");
     }
-    for (customer, points, ledger) in STREAM_BALANCES {
-        assert_eq!(
-            balance(&stack, customer).await,
-            (*points, *ledger),
-            "{customer}"
-        );
-    }
+    assert_balances(&stack, STREAM_BALANCES).await;
 
     let scheduled: serde_json::Value = read(OTHER[0]);
     let report = sweep_with(&stack, scheduled).await;
@@ -135,6 +130,17 @@ async fn every_sample_event_deserializes_and_is_handled() {
         (found, applied, parked),
         "c-14's poison sample, parked by the consumer above, is read back and still poison: {report:?}"
     );
+}
+
+/// Each customer's points and ledger lines as the samples' expectations say.
+async fn assert_balances(stack: &Stack, expected: &[(&str, i64, usize)]) {
+    for (customer, points, ledger) in expected {
+        assert_eq!(
+            balance(stack, customer).await,
+            (*points, *ledger),
+            "{customer}"
+        );
+    }
 }
 
 #[tokio::test]
@@ -164,13 +170,7 @@ async fn the_cdc_sample_batch_is_handled_by_the_pattern_2_consumer() {
             .await
             .unwrap();
     assert_eq!(response.batch_item_failures.len(), 0, "{path}");
-    for (customer, points, ledger) in CDC_BALANCES {
-        assert_eq!(
-            balance(&stack, customer).await,
-            (*points, *ledger),
-            "{customer}"
-        );
-    }
+    assert_balances(&stack, CDC_BALANCES).await;
 }
 
 #[tokio::test]
@@ -211,25 +211,24 @@ async fn the_self_read_samples_are_answered_by_the_order_publisher_and_handled_b
             }
             record.event_source_arn = Some(stack.stream.arn.clone());
         }
+        let records = event.records.clone();
+        let invocation = LambdaEvent::new(event, Context::default());
         let (outcome, (response, lines)) = if function == ORDER_HISTORY_FUNCTION {
             let processor = stack.history_processor();
-            let outcome = processor.process_kinesis(&event.records).await;
-            let (response, lines) = service_runtime::metrics::capture(history::handle(
-                &processor,
-                LambdaEvent::new(event, Context::default()),
-            ))
-            .await;
-            (outcome, (response.unwrap(), lines))
+            let outcome = processor.process_kinesis(&records).await;
+            (
+                outcome,
+                capture(history::handle(&processor, invocation)).await,
+            )
         } else {
             let processor = stack.rewards_processor();
-            let outcome = processor.process_kinesis(&event.records).await;
-            let (response, lines) = service_runtime::metrics::capture(rewards_kinesis::handle(
-                &processor,
-                LambdaEvent::new(event, Context::default()),
-            ))
-            .await;
-            (outcome, (response.unwrap(), lines))
+            let outcome = processor.process_kinesis(&records).await;
+            (
+                outcome,
+                capture(rewards_kinesis::handle(&processor, invocation)).await,
+            )
         };
+        let response = response.unwrap();
         assert_eq!(
             (outcome.applied, outcome.duplicates, outcome.failures.len()),
             (*applied, *duplicates, 0),
