@@ -114,10 +114,34 @@ pub fn reply(response: ApiGatewayV2httpResponse) -> Reply {
 
 /// Through the order-writer's real Lambda handler.
 pub async fn call_orders(stack: &Stack, req: ApiGatewayV2httpRequest) -> Reply {
-    let response = order_api::handle(&stack.orders, LambdaEvent::new(req, Context::default()))
+    call_order_api(&stack.orders, req).await
+}
+
+/// Through the order API's real Lambda handler, on `store`.
+pub async fn call_order_api<S: order_service::store::OrderStore>(
+    store: &S,
+    req: ApiGatewayV2httpRequest,
+) -> Reply {
+    let response = order_api::handle(store, LambdaEvent::new(req, Context::default()))
         .await
         .expect("the handler answers every request");
     reply(response)
+}
+
+/// Puts a bare item at the key of `ordering_key`'s first outbox event, so an event's put there
+/// fails its condition.
+pub async fn occupy_first_event_key(stack: &Stack, ordering_key: &str) {
+    let item = Item::from([
+        (
+            schema::PK.to_owned(),
+            AttributeValue::S(schema::key_pk(ordering_key)),
+        ),
+        (
+            schema::SK.to_owned(),
+            AttributeValue::S(schema::event_sk(1)),
+        ),
+    ]);
+    put_items(stack, &stack.tables.orders, vec![item]).await;
 }
 
 /// Through the rewards-api's real Lambda handler.

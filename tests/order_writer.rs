@@ -6,6 +6,24 @@ use order_service::store::OrderStore;
 use outbox_tests::*;
 use serde_json::json;
 
+/// An order id no order has.
+const UNKNOWN_ORDER: &str = "/orders/6f1c1c8e-2b0f-4b8e-9d0b-1a2b3c4d5e6f";
+
+/// `POST /orders` of `customer`'s order of `items`, with `headers`.
+async fn post(
+    stack: &Stack,
+    customer: &str,
+    items: &[(&str, i64, i64)],
+    headers: &[(&str, &str)],
+) -> Reply {
+    call_orders(stack, post_order(&order_body(customer, items), headers)).await
+}
+
+/// `method path` without a body.
+async fn call(stack: &Stack, method: &str, path: &str) -> Reply {
+    call_orders(stack, request(method, path, None, &[])).await
+}
+
 #[tokio::test]
 async fn a_valid_order_writes_one_order_and_one_pending_outbox_event() {
     let stack = stack().await;
@@ -106,22 +124,7 @@ async fn a_failing_outbox_put_leaves_no_order_behind() {
         .unwrap();
     // Something already sits at the key of the customer's first outbox event, so the event's
     // put fails its condition.
-    stack
-        .dynamo
-        .client
-        .put_item()
-        .table_name(&stack.tables.orders)
-        .item(
-            schema::PK,
-            aws_sdk_dynamodb::types::AttributeValue::S(schema::key_pk(&new.event.ordering_key)),
-        )
-        .item(
-            schema::SK,
-            aws_sdk_dynamodb::types::AttributeValue::S(schema::event_sk(1)),
-        )
-        .send()
-        .await
-        .unwrap();
+    occupy_first_event_key(&stack, &new.event.ordering_key).await;
 
     let err = stack.orders.put_order(&new).await.unwrap_err();
     assert!(err.to_string().contains("ConditionalCheckFailed"), "{err}");
@@ -165,16 +168,8 @@ async fn an_idempotency_key_replays_the_original_order() {
 async fn an_idempotency_key_reused_with_another_body_is_a_conflict() {
     let stack = stack().await;
     let key = [("idempotency-key", "checkout-1")];
-    let first = call_orders(
-        &stack,
-        post_order(&order_body("c-1", &[("A-1", 1, 1000)]), &key),
-    )
-    .await;
-    let other = call_orders(
-        &stack,
-        post_order(&order_body("c-1", &[("A-1", 2, 1000)]), &key),
-    )
-    .await;
+    let first = post(&stack, "c-1", &[("A-1", 1, 1000)], &key).await;
+    let other = post(&stack, "c-1", &[("A-1", 2, 1000)], &key).await;
     assert_eq!(first.status, 201);
     assert_eq!(other.status, 409);
     assert_eq!(other.error_code(), "idempotency_conflict");
@@ -186,16 +181,8 @@ async fn an_idempotency_key_reused_with_another_body_is_a_conflict() {
 async fn the_same_key_from_two_customers_makes_two_orders() {
     let stack = stack().await;
     let key = [("idempotency-key", "k-1")];
-    let a = call_orders(
-        &stack,
-        post_order(&order_body("c-1", &[("A", 1, 100)]), &key),
-    )
-    .await;
-    let b = call_orders(
-        &stack,
-        post_order(&order_body("c-2", &[("A", 1, 100)]), &key),
-    )
-    .await;
+    let a = post(&stack, "c-1", &[("A", 1, 100)], &key).await;
+    let b = post(&stack, "c-2", &[("A", 1, 100)], &key).await;
     assert_eq!((a.status, b.status), (201, 201));
     assert_ne!(a.json["order_id"], b.json["order_id"]);
 }
@@ -267,114 +254,84 @@ async fn every_validation_rule_answers_400_with_the_field_and_writes_nothing() {
         b
     };
     let many_items: Vec<_> = (0..101).map(|_| item.clone()).collect();
-    let cases = vec![
-        (with("customer_id", json!("")), "invalid_id", "customer_id"),
+    let total_too_large = json!([
+        {"sku": "A", "quantity": 1_000_000, "unit_price_cents": 9_007_199_254_740_i64},
+        {"sku": "B", "quantity": 1_000_000, "unit_price_cents": 9_007_199_254_740_i64}
+    ]);
+    let price = "items.0.unit_price_cents";
+    // (where the body changes, the values each make a case, the code, the field it names)
+    let cases: Vec<(&str, Vec<serde_json::Value>, &str, &str)> = vec![
         (
-            with("customer_id", json!("x".repeat(65))),
+            "customer_id",
+            vec![
+                json!(""),
+                json!("x".repeat(65)),
+                json!("c 1"),
+                json!("c/1"),
+                json!("ｃ-1"),
+            ],
             "invalid_id",
             "customer_id",
         ),
         (
-            with("customer_id", json!("c 1")),
-            "invalid_id",
-            "customer_id",
-        ),
-        (
-            with("customer_id", json!("c/1")),
-            "invalid_id",
-            "customer_id",
-        ),
-        (
-            with("customer_id", json!("ｃ-1")),
-            "invalid_id",
-            "customer_id",
-        ),
-        (
-            with("currency", json!("usd")),
+            "currency",
+            vec![json!("usd"), json!("US"), json!("USDT")],
             "invalid_currency",
             "currency",
         ),
         (
-            with("currency", json!("US")),
-            "invalid_currency",
-            "currency",
-        ),
-        (
-            with("currency", json!("USDT")),
-            "invalid_currency",
-            "currency",
-        ),
-        (with("items", json!([])), "invalid_items", "items"),
-        (with("items", json!(many_items)), "invalid_items", "items"),
-        (with("items.0.sku", json!("")), "invalid_id", "items[0].sku"),
-        (
-            with("items.0.quantity", json!(0)),
-            "invalid_quantity",
-            "items[0].quantity",
-        ),
-        (
-            with("items.0.quantity", json!(-3)),
-            "invalid_quantity",
-            "items[0].quantity",
-        ),
-        (
-            with("items.0.quantity", json!(1_000_001)),
-            "invalid_quantity",
-            "items[0].quantity",
-        ),
-        (
-            with("items.0.unit_price_cents", json!(-1)),
-            "invalid_price",
-            "items[0].unit_price_cents",
-        ),
-        (
-            with("items.0.unit_price_cents", json!(9_007_199_254_740_992_i64)),
-            "invalid_price",
-            "items[0].unit_price_cents",
-        ),
-        (
-            with(
-                "items",
-                json!([
-                    {"sku": "A", "quantity": 1_000_000, "unit_price_cents": 9_007_199_254_740_i64},
-                    {"sku": "B", "quantity": 1_000_000, "unit_price_cents": 9_007_199_254_740_i64}
-                ]),
-            ),
-            "total_too_large",
+            "items",
+            vec![json!([]), json!(many_items)],
+            "invalid_items",
             "items",
         ),
+        ("items.0.sku", vec![json!("")], "invalid_id", "items[0].sku"),
         (
-            with("items.0.quantity", json!("1")),
+            "items.0.quantity",
+            vec![json!(0), json!(-3), json!(1_000_001)],
+            "invalid_quantity",
+            "items[0].quantity",
+        ),
+        (
+            price,
+            vec![json!(-1), json!(9_007_199_254_740_992_i64)],
+            "invalid_price",
+            "items[0].unit_price_cents",
+        ),
+        ("items", vec![total_too_large], "total_too_large", "items"),
+        (
+            "items.0.quantity",
+            vec![json!("1"), json!(1.5)],
             "invalid_field",
             "items[0].quantity",
         ),
         (
-            with("items.0.quantity", json!(1.5)),
-            "invalid_field",
-            "items[0].quantity",
-        ),
-        (
-            with("items.0.unit_price_cents", json!(1e30)),
+            price,
+            vec![json!(1e30)],
             "invalid_field",
             "items[0].unit_price_cents",
         ),
         (
-            with("customer_id", json!(7)),
+            "customer_id",
+            vec![json!(7)],
             "invalid_field",
             "customer_id",
         ),
-        (with("extra", json!(1)), "invalid_field", "."),
+        ("extra", vec![json!(1)], "invalid_field", "."),
     ];
-    for (body, code, field) in cases {
-        let r = call_orders(&stack, post_order(&body.to_string(), &[])).await;
-        assert_eq!(r.status, 400, "{body}: {:?}", r.json);
-        assert_eq!(r.error_code(), code, "{body}: {:?}", r.json);
-        if field != "." {
-            assert_eq!(r.json["error"]["field"], field, "{body}");
+    for (path, values, code, field) in cases {
+        for value in values {
+            let body = with(path, value);
+            let r = call_orders(&stack, post_order(&body.to_string(), &[])).await;
+            assert_eq!(r.status, 400, "{body}: {:?}", r.json);
+            assert_eq!(r.error_code(), code, "{body}: {:?}", r.json);
+            if field != "." {
+                assert_eq!(r.json["error"]["field"], field, "{body}");
+            }
+            assert!(r.json["error"]["message"]
+                .as_str()
+                .is_some_and(|m| !m.is_empty()));
         }
-        assert!(r.json["error"]["message"]
-            .as_str()
-            .is_some_and(|m| !m.is_empty()));
     }
     let (orders, events) = orders_and_events(&stack).await;
     assert_eq!((orders.len(), events.len()), (0, 0));
@@ -457,21 +414,12 @@ async fn a_base64_body_is_decoded() {
 #[tokio::test]
 async fn unknown_routes_and_methods() {
     let stack = stack().await;
-    let r = call_orders(&stack, request("GET", "/nope", None, &[])).await;
+    let r = call(&stack, "GET", "/nope").await;
     assert_eq!(r.status, 404);
-    let r = call_orders(&stack, request("DELETE", "/orders", None, &[])).await;
+    let r = call(&stack, "DELETE", "/orders").await;
     assert_eq!(r.status, 405);
     assert_eq!(r.header("allow"), Some("POST"));
-    let r = call_orders(
-        &stack,
-        request(
-            "PUT",
-            "/orders/6f1c1c8e-2b0f-4b8e-9d0b-1a2b3c4d5e6f",
-            None,
-            &[],
-        ),
-    )
-    .await;
+    let r = call(&stack, "PUT", UNKNOWN_ORDER).await;
     assert_eq!(r.status, 405);
 }
 
@@ -481,25 +429,16 @@ async fn get_order_shows_the_order_and_its_pending_event() {
     let placed = place(&stack, "c-1", &[("A-1", 2, 1250)]).await;
     let id = placed.json["order_id"].as_str().unwrap();
 
-    let r = call_orders(&stack, request("GET", &format!("/orders/{id}"), None, &[])).await;
+    let r = call(&stack, "GET", &format!("/orders/{id}")).await;
     assert_eq!(r.status, 200);
     assert_eq!(r.json["order_id"], id);
     assert_eq!(r.json["total_cents"], 2500);
     assert_eq!(r.json["items"][0]["sku"], "A-1");
     assert_eq!(r.json["outbox_pending"], true);
 
-    let unknown = call_orders(
-        &stack,
-        request(
-            "GET",
-            "/orders/6f1c1c8e-2b0f-4b8e-9d0b-1a2b3c4d5e6f",
-            None,
-            &[],
-        ),
-    )
-    .await;
+    let unknown = call(&stack, "GET", UNKNOWN_ORDER).await;
     assert_eq!(unknown.status, 404);
-    let bad = call_orders(&stack, request("GET", "/orders/not-a-uuid", None, &[])).await;
+    let bad = call(&stack, "GET", "/orders/not-a-uuid").await;
     assert_eq!(bad.status, 400);
 }
 
@@ -525,13 +464,7 @@ async fn an_unreachable_database_is_a_503_with_a_reason() {
         &stack.tables.orders,
     );
     let req = post_order(&order_body("c-1", &[("A", 1, 100)]), &[]);
-    let response = order_service::handlers::order_api::handle(
-        &store,
-        lambda_runtime::LambdaEvent::new(req, lambda_runtime::Context::default()),
-    )
-    .await
-    .unwrap();
-    let r = reply(response);
+    let r = call_order_api(&store, req).await;
     assert_eq!(r.status, 503, "{:?}", r.json);
     assert_eq!(r.error_code(), "unavailable");
 }
