@@ -37,9 +37,8 @@ use dynamodb_outbox::testing::{Committed, LastOut, Parked, Step, StoreOps};
 use dynamodb_outbox::testing::{CrashPoint, Crashing};
 use dynamodb_outbox::{ConsumerStore, Effect, ItemKey, Processor, StoreError};
 use lambda_runtime::{Context, LambdaEvent};
-use order_service::handlers::order_api;
 use order_service::store::OrderStore;
-use outbox_tests::{order_body, post_order, reply, s, sweep_with};
+use outbox_tests::{call_order_api, order_body, post_order, reply, s, sweep_with};
 use rewards_service::consumer::{RewardsConsumer, NAME as REWARDS};
 use rewards_service::domain::MAX_BALANCE;
 use rewards_service::handlers::sweeper::{self, REDRIVE_PARKED};
@@ -373,10 +372,7 @@ impl SelfRead {
 
 async fn place_through<S: OrderStore>(store: &S, customer: &str, cents: i64) -> String {
     let request = post_order(&order_body(customer, &[("A-1", 1, cents)]), &[]);
-    let response = order_api::handle(store, LambdaEvent::new(request, Context::default()))
-        .await
-        .expect("the handler answers");
-    let reply = reply(response);
+    let reply = call_order_api(store, request).await;
     assert_eq!(reply.status, 201, "{:?}", reply.json);
     reply.json["order_id"].as_str().unwrap().to_owned()
 }
