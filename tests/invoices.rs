@@ -8,7 +8,7 @@ use std::sync::Arc;
 use aws_lambda_events::dynamodb::Event;
 use devkit::local::{create_table, table_arn};
 use devkit::template::Template;
-use devkit::trigger::{Invoke, Trigger};
+use devkit::trigger::{Invoke, Trigger, TriggerStats};
 use devkit::{LocalDynamo, StreamClient};
 use dynamodb_outbox::dynamodb::{DynamoConsumerStore, Outbox};
 use dynamodb_outbox::lambda::{BatchReport, OutboxStream};
@@ -112,6 +112,17 @@ impl Deployed {
         Trigger::new(source, self.stream.clone(), &self.stream_arn, handler)
     }
 
+    /// The ledger's function as `src/main.rs` serves it.
+    fn ledger_handler(&self) -> impl Invoke {
+        self.handler(ledger::NAME, Ledger::new(&self.ledger), &self.ledger)
+    }
+
+    /// `function`'s mapping, draining the stream from its start through `handler`: its counts.
+    async fn drain<I: Invoke>(&self, function: &str, handler: I) -> TriggerStats {
+        let mut mapping = self.mapping(function, handler);
+        mapping.drain().await.unwrap().clone()
+    }
+
     async fn item(&self, table: &str, pk: &str, sk: &str) -> Option<Item> {
         let key = |v: &str| aws_sdk_dynamodb::types::AttributeValue::S(v.into());
         let got = self
@@ -158,7 +169,7 @@ async fn invoices_from_the_api_reach_each_consumer_once_in_account_order_through
 
     // The void arrives alone, before the account's earlier events (as after a shard split):
     // the ledger holds it back, reported for retry, and applies nothing.
-    let ledger_handler = app.handler(ledger::NAME, Ledger::new(&app.ledger), &app.ledger);
+    let ledger_handler = app.ledger_handler();
     let shard = &app.stream.shard_ids(&app.stream_arn).await.unwrap()[0];
     let records = app
         .stream
@@ -179,8 +190,7 @@ async fn invoices_from_the_api_reach_each_consumer_once_in_account_order_through
     );
     assert_eq!(app.balance("acme").await, None);
 
-    let mut ledger_mapping = app.mapping("LedgerFunction", ledger_handler);
-    let stats = ledger_mapping.drain().await.unwrap().clone();
+    let stats = app.drain("LedgerFunction", ledger_handler).await;
     assert_eq!(
         (stats.records_delivered, stats.partial_failures),
         (4, 0),
@@ -210,8 +220,9 @@ async fn invoices_from_the_api_reach_each_consumer_once_in_account_order_through
 
     let notifications = Notifications::new(&app.notifications);
     let notifications_handler = app.handler(notifications::NAME, notifications, &app.notifications);
-    let mut notifications_mapping = app.mapping("NotificationsFunction", notifications_handler);
-    let stats = notifications_mapping.drain().await.unwrap().clone();
+    let stats = app
+        .drain("NotificationsFunction", notifications_handler)
+        .await;
     assert_eq!(
         stats.records_delivered, 3,
         "its filter passes the issues only: {stats:?}"
@@ -243,14 +254,9 @@ async fn invoices_from_the_api_reach_each_consumer_once_in_account_order_through
     }
 
     // The mapping loses its checkpoint and delivers every batch again: all duplicates.
-    let again = app.handler(ledger::NAME, Ledger::new(&app.ledger), &app.ledger);
-    let mut redelivery = app.mapping("LedgerFunction", again);
-    let stats = redelivery.drain().await.unwrap().clone();
-    assert_eq!(
-        (stats.records_delivered, stats.partial_failures),
-        (4, 0),
-        "{stats:?}"
-    );
+    let stats = app.drain("LedgerFunction", app.ledger_handler()).await;
+    assert_eq!(stats.records_delivered, 4, "{stats:?}");
+    assert_eq!(stats.partial_failures, 0, "{stats:?}");
     assert_eq!(app.balance("acme").await, Some(250), "applied once");
     assert_eq!(app.balance("globex").await, Some(40));
     let lines = app.scan(&app.ledger).await;
@@ -268,9 +274,7 @@ async fn a_mistaken_invoice_is_parked_through_the_mapping_and_the_account_goes_o
     assert_eq!(app.issue("huge", "acme", 500_000_000).await, 200);
     assert_eq!(app.issue("ok-2", "acme", 20).await, 200);
 
-    let handler = app.handler(ledger::NAME, Ledger::new(&app.ledger), &app.ledger);
-    let mut mapping = app.mapping("LedgerFunction", handler);
-    let stats = mapping.drain().await.unwrap().clone();
+    let stats = app.drain("LedgerFunction", app.ledger_handler()).await;
     assert_eq!(
         (stats.partial_failures, stats.batches_to_on_failure),
         (0, 0),
