@@ -131,12 +131,7 @@ async fn a_503_without_an_idempotency_key_says_the_order_may_exist_and_why_to_se
         .unwrap();
     let store = store_via(&stack, &proxy).await;
     let r = post(&store, &order_body("c-1", &[("A", 1, 100)]), None).await;
-    assert_eq!(
-        (r.status, r.error_code()),
-        (503, "unavailable"),
-        "{:?}",
-        r.json
-    );
+    assert_unavailable(&r, "");
     let message = r.json["error"]["message"].as_str().unwrap();
     assert!(
         message.contains("may or may not have been written")
@@ -186,12 +181,7 @@ async fn transient_errors_are_retried_and_persistent_ones_are_a_503_with_nothing
 
         proxy.set_plan(failing(kind, 1_000));
         let r = post(&store, &order_body("c-2", &[("A", 1, 100)]), None).await;
-        assert_eq!(
-            (r.status, r.error_code()),
-            (503, "unavailable"),
-            "{kind}: {:?}",
-            r.json
-        );
+        assert_unavailable(&r, &format!("{kind}: "));
         assert_eq!(
             orders_and_events(&stack).await.0.len(),
             1,
@@ -287,5 +277,15 @@ async fn the_fault_suites_go_through_the_proxy_when_aws_endpoint_url_names_anoth
         tables.table_names().len() >= 8,
         "each of the child's stacks created its two tables here: {:?}",
         tables.table_names()
+    );
+}
+
+/// The answer to a request the database did not answer: 503 `unavailable`.
+fn assert_unavailable(r: &Reply, case: &str) {
+    assert_eq!(
+        (r.status, r.error_code()),
+        (503, "unavailable"),
+        "{case}{:?}",
+        r.json
     );
 }

@@ -320,31 +320,18 @@ async fn every_request_of_the_self_read_functions_is_allowed_by_their_policies()
         &orders,
         stack.stream.source(),
     );
-    audit
-        .as_function("OrderHistoryFunction", async {
-            let mut mapping = stack
-                .trigger(
-                    ORDER_HISTORY_FUNCTION,
-                    history_in_process(history_processor),
-                )
-                .await
-                .unwrap();
-            mapping.drain().await.unwrap();
-        })
-        .await;
+    let history_consumer = history_in_process(history_processor);
+    let drained = drain_mapping(&stack, ORDER_HISTORY_FUNCTION, history_consumer);
+    audit.as_function("OrderHistoryFunction", drained).await;
     let rewards_processor = rewards_service::handlers::kinesis::processor(
         client.clone(),
         &rewards,
         stack.stream.source(),
     );
+    let rewards_consumer = rewards_in_process(rewards_processor);
+    let drained = drain_mapping(&stack, REWARDS_FUNCTION, rewards_consumer);
     audit
-        .as_function("RewardsKinesisConsumerFunction", async {
-            let mut mapping = stack
-                .trigger(REWARDS_FUNCTION, rewards_in_process(rewards_processor))
-                .await
-                .unwrap();
-            mapping.drain().await.unwrap();
-        })
+        .as_function("RewardsKinesisConsumerFunction", drained)
         .await;
 
     let sweeper = Sweeper {
@@ -372,4 +359,14 @@ async fn every_request_of_the_self_read_functions_is_allowed_by_their_policies()
     assert_eq!(report.found, 2, "one parked event per consumer: {report:?}");
 
     audit_rewards_api(&audit, client, &rewards).await;
+}
+
+/// Drains `function`'s local Kinesis mapping through `consumer`.
+async fn drain_mapping<I: devkit::kinesis_trigger::InvokeKinesis>(
+    stack: &SelfReadStack,
+    function: &str,
+    consumer: I,
+) {
+    let mut mapping = stack.trigger(function, consumer).await.unwrap();
+    mapping.drain().await.unwrap();
 }
