@@ -312,6 +312,16 @@ pub async fn put_items(stack: &Stack, table: &str, items: Vec<Item>) {
     }
 }
 
+/// The orders table's stream so far, as the template's filter passes it to the consumer.
+pub async fn outbox_batch(stack: &Stack) -> Vec<aws_lambda_events::dynamodb::EventRecord> {
+    outbox_inserts(
+        &stack
+            .stream_records()
+            .await
+            .expect("the orders table's stream"),
+    )
+}
+
 /// Outbox INSERT records only, as the template's filter would pass them.
 pub fn outbox_inserts(
     records: &[aws_lambda_events::dynamodb::EventRecord],

@@ -33,7 +33,7 @@ async fn a_replayed_batch_of_three_reports_duplicates_3_and_no_new_lag() {
     for customer in ["c-1", "c-2", "c-3"] {
         place(&stack, customer, &[("A", 1, 1_000)]).await;
     }
-    let batch = outbox_inserts(&stack.stream_records().await.unwrap());
+    let batch = outbox_batch(&stack).await;
     assert_eq!(batch.len(), 3);
 
     let first = consume(&stack, batch.clone()).await;
@@ -72,7 +72,7 @@ async fn a_poison_event_is_counted_parked_and_its_customers_next_event_applied()
     let stack = stack().await;
     place(&stack, "c-1", &[("A", 1, 2_000)]).await;
     place(&stack, "c-1", &[("A", 1, 3_000)]).await;
-    let mut batch = outbox_inserts(&stack.stream_records().await.unwrap());
+    let mut batch = outbox_batch(&stack).await;
     // The first event of c-1 claims points its total does not give: poison. The rewards
     // consumer parks it, so the second event of c-1 goes on.
     edit_image(&mut batch[0], |image| {
@@ -251,7 +251,7 @@ async fn the_consumers_work_for_an_order_is_found_from_the_writers_trace_id() {
         .to_owned();
     assert_eq!(trace_id, "4bf92f3577b34da6a3ce929d0e0e4736");
 
-    let batch = outbox_inserts(&stack.stream_records().await.unwrap());
+    let batch = outbox_batch(&stack).await;
     let ((), consumer_logs) = logs_of(async {
         let mut event = Event::default();
         event.records = batch;
@@ -296,7 +296,7 @@ async fn the_consumers_work_for_an_order_is_found_from_the_writers_trace_id() {
 async fn a_poison_record_without_an_event_id_is_logged_by_its_item_key() {
     let stack = stack().await;
     place(&stack, "c-1", &[("A", 1, 1_000)]).await;
-    let mut batch = outbox_inserts(&stack.stream_records().await.unwrap());
+    let mut batch = outbox_batch(&stack).await;
     let keys: Vec<String> = ["pk", "sk"]
         .iter()
         .map(|k| match batch[0].change.keys.get(*k) {

@@ -119,7 +119,7 @@ async fn orders_placed_end_up_as_exactly_the_expected_balances() {
 async fn a_batch_delivered_two_and_three_times_applies_once() {
     let stack = stack().await;
     let expected = place_orders(&stack, ORDERS).await;
-    let batch = outbox_inserts(&stack.stream_records().await.unwrap());
+    let batch = outbox_batch(&stack).await;
     let first = process(&stack, &batch).await;
     assert_eq!(
         (first.applied, first.duplicates, first.failures.len()),
@@ -146,7 +146,7 @@ async fn a_batch_delivered_two_and_three_times_applies_once() {
 async fn two_consumers_racing_on_one_batch_apply_it_once() {
     let stack = stack().await;
     let expected = place_orders(&stack, ORDERS).await;
-    let batch = outbox_inserts(&stack.stream_records().await.unwrap());
+    let batch = outbox_batch(&stack).await;
     let (x, y) = tokio::join!(process(&stack, &batch), process(&stack, &batch));
     assert!(
         x.failures.is_empty() && y.failures.is_empty(),
@@ -165,7 +165,7 @@ async fn two_consumers_racing_on_one_batch_apply_it_once() {
 async fn a_crash_between_the_reward_and_the_mark_is_repaired_by_redelivery() {
     let stack = stack().await;
     place_orders(&stack, &[("c-1", 4_200)]).await;
-    let batch = outbox_inserts(&stack.stream_records().await.unwrap());
+    let batch = outbox_batch(&stack).await;
     let service = stack.service();
     // A process that crashes right after its transaction committed, before the outbox mark.
     let store = Crashing::always(service.store().clone(), CrashPoint::BeforeDone);
@@ -280,7 +280,7 @@ async fn a_poison_event_is_parked_with_its_reason_and_its_customer_goes_on() {
         e.payload.customer_id = "not a customer id!".into();
     })
     .await;
-    let batch = outbox_inserts(&stack.stream_records().await.unwrap());
+    let batch = outbox_batch(&stack).await;
     assert_eq!(batch.len(), 6);
 
     let outcome = process(&stack, &batch).await;
@@ -325,7 +325,7 @@ async fn an_event_of_a_newer_schema_version_is_skipped_and_counted_never_poison(
     let stack = stack().await;
     publish(&stack, "c-1", "from-the-future", |e| e.schema_version = 2).await;
     place(&stack, "c-1", &[("A", 1, 1_000)]).await;
-    let batch = outbox_inserts(&stack.stream_records().await.unwrap());
+    let batch = outbox_batch(&stack).await;
     let outcome = process(&stack, &batch).await;
     assert_eq!(
         (
@@ -428,7 +428,7 @@ fn set_payload(image: &mut Image, name: &str, value: serde_dynamo::AttributeValu
 async fn an_order_is_rewarded_once_whatever_else_its_events_say() {
     let stack = stack().await;
     place(&stack, "c-1", &[("A", 1, 2_000)]).await;
-    let batch = outbox_inserts(&stack.stream_records().await.unwrap());
+    let batch = outbox_batch(&stack).await;
     let original = &batch[0];
     let copies = vec![
         original.clone(),
@@ -469,7 +469,7 @@ async fn an_order_is_rewarded_once_whatever_else_its_events_say() {
         e.payload.points = 20;
     })
     .await;
-    let batch = outbox_inserts(&stack.stream_records().await.unwrap());
+    let batch = outbox_batch(&stack).await;
     let outcome = process(&stack, &batch).await;
     assert_eq!((outcome.parked, outcome.applied), (1, 0), "{outcome:?}");
     assert_eq!(balance(&stack, "c-1").await, (20, 1));
@@ -484,7 +484,7 @@ async fn an_order_is_rewarded_once_whatever_else_its_events_say() {
 async fn points_that_do_not_follow_from_the_total_are_poison() {
     let stack = stack().await;
     place(&stack, "c-1", &[("A", 1, 2_000)]).await;
-    let batch = outbox_inserts(&stack.stream_records().await.unwrap());
+    let batch = outbox_batch(&stack).await;
     let forged: Vec<EventRecord> = (0..2)
         .map(|i| {
             altered(&batch[0], &format!("90000000000000000001{i}"), |image| {
@@ -523,7 +523,7 @@ async fn a_reward_that_would_pass_the_balance_limit_is_poison_and_the_customer_s
     for _ in 0..=fit {
         place(&stack, "c-1", &[("A", 1, MAX_MONEY_CENTS)]).await;
     }
-    let batch = outbox_inserts(&stack.stream_records().await.unwrap());
+    let batch = outbox_batch(&stack).await;
     let outcome = process(&stack, &batch).await;
     assert_eq!(
         (outcome.applied, outcome.parked),
@@ -540,7 +540,7 @@ async fn a_reward_that_would_pass_the_balance_limit_is_poison_and_the_customer_s
 async fn records_from_another_tables_stream_are_poison_and_credit_nothing() {
     let stack = stack().await;
     place(&stack, "c-1", &[("A", 1, 2_000)]).await;
-    let batch = outbox_inserts(&stack.stream_records().await.unwrap());
+    let batch = outbox_batch(&stack).await;
     let mut elsewhere = batch[0].clone();
     elsewhere.event_source_arn = Some(
         "arn:aws:dynamodb:us-east-1:123456789012:table/someone-elses-table/stream/2026-01-01T00:00:00.000"
@@ -606,33 +606,23 @@ fn from_elsewhere(record: &EventRecord, from: &str, to: &str, sequence: &str) ->
 async fn a_same_named_table_of_another_account_region_or_partition_is_never_credited() {
     let stack = stack().await;
     place(&stack, "c-1", &[("A", 1, 2_000)]).await;
-    let batch = outbox_inserts(&stack.stream_records().await.unwrap());
+    let batch = outbox_batch(&stack).await;
     let local = dynamodb_outbox::Home::of_arn(&stack.tables.orders_stream_arn).unwrap();
     let own = format!("{}:{}", local.region, local.account);
     let function = format!(
         "arn:{}:lambda:{}:{}:function:stream-consumer",
         local.partition, local.region, local.account
     );
-    let foreign = vec![
-        from_elsewhere(
-            &batch[0],
-            &own,
-            &format!("{}:210987654321", local.region),
-            "900000000000000000041",
-        ),
-        from_elsewhere(
-            &batch[0],
-            &own,
-            &format!("eu-west-1:{}", local.account),
-            "900000000000000000042",
-        ),
-        from_elsewhere(
-            &batch[0],
-            "arn:aws:",
-            "arn:aws-cn:",
-            "900000000000000000043",
-        ),
+    // (what of the ARN changes, to what, the record's sequence number)
+    let elsewhere = [
+        (own.clone(), format!("{}:210987654321", local.region), 41),
+        (own.clone(), format!("eu-west-1:{}", local.account), 42),
+        ("arn:aws:".to_owned(), "arn:aws-cn:".to_owned(), 43),
     ];
+    let foreign: Vec<EventRecord> = elsewhere
+        .iter()
+        .map(|(from, to, n)| from_elsewhere(&batch[0], from, to, &format!("9{n:020}")))
+        .collect();
     for orders in [stack.tables.orders.clone(), stack.tables.orders_arn()] {
         let failures = handle_as(&stack, &orders, &function, &foreign).await;
         assert_eq!(
@@ -662,7 +652,7 @@ async fn a_same_named_table_of_another_account_region_or_partition_is_never_cred
 async fn the_orders_table_given_as_its_arn_admits_its_own_stream_from_any_invocation() {
     let stack = stack().await;
     place(&stack, "c-1", &[("A", 1, 2_000)]).await;
-    let batch = outbox_inserts(&stack.stream_records().await.unwrap());
+    let batch = outbox_batch(&stack).await;
     let arn = stack.tables.orders_arn();
     assert!(arn.starts_with("arn:"), "{arn}");
     let failures = handle_as(&stack, &arn, "", &batch).await;
