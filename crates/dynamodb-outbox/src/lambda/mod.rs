@@ -70,22 +70,30 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 mod applied;
+mod client;
+mod consumer_function;
 mod emf;
+mod env;
 mod handlers;
 pub mod metrics;
 mod report;
 mod sink;
 mod sweep_report;
 mod sweeper;
+mod tls;
 mod trace;
 
 pub use applied::APPLIED_LOG_MESSAGE;
+pub use client::{dynamodb_client, endpoint_url, retry_config, timeout_config};
+pub use consumer_function::{run_consumer, ConsumerFunction, OutboxConsumer};
 pub use emf::{Dimensions, MetricSet, NAMESPACE_VARIABLE, SERVICE_VARIABLE};
+pub use env::{env_var, EnvError};
 pub use handlers::{EntityChanges, KinesisStream, OutboxStream, Processed};
 pub use report::{BatchReport, Reported, Reporting};
 pub use sink::{capture_metrics, init_metrics, init_metrics_to};
 pub use sweep_report::{SweepAction, SweepReport, REDRIVE_PARKED};
 pub use sweeper::{OutboxSweep, ScheduledSweep, SweepJob};
+pub use tls::{https_client, CA_BUNDLE_FILES};
 pub use trace::{is_valid_traceparent, link, TraceLink};
 
 /// Serves a consumer function: each invocation's batch goes through `handler` and is reported

@@ -35,6 +35,11 @@ impl BatchReport {
         }
     }
 
+    /// The `Function` dimension of its metrics.
+    pub fn function(&self) -> &'static str {
+        self.function
+    }
+
     /// Logs each applied event's aggregate id under `field` (`aggregate_id` unless set): the
     /// name an operator's log queries use.
     pub fn aggregate_field(mut self, field: &'static str) -> Self {
