@@ -15,7 +15,7 @@ use crate::dynamodb::{DynamoConsumerStore, PendingEvents};
 use crate::lambda::OutboxSweep;
 use crate::{Consumer, ConsumerStore, Processor, Source};
 
-/// Events a sweep reads per run in [`run_consumer`].
+/// Events a sweep reads per run.
 const SWEEP_LIMIT: usize = 1000;
 
 /// The grace period of [`OutboxConsumer`] unless set: a stream delivers within seconds, so
@@ -23,7 +23,8 @@ const SWEEP_LIMIT: usize = 1000;
 const SWEEP_AFTER: Duration = Duration::from_secs(900);
 
 /// A consumer function of an outbox table, its progress in a DynamoDB table of its own: the
-/// [`Processor`] over a [`DynamoConsumerStore`], served by [`run_consumer`].
+/// [`Processor`] over a [`DynamoConsumerStore`], served as a [`ConsumerFunction`] whose sweep
+/// reads the outbox's pending index (up to 1000 events a run).
 ///
 /// ```no_run
 /// use dynamodb_outbox::{lambda, Source};
@@ -73,7 +74,7 @@ impl OutboxConsumer {
         self
     }
 
-    /// Serves `consumer` until the runtime stops ([`run_consumer`]).
+    /// Serves `consumer` until the runtime stops: its batches, its sweeps, its redrives.
     pub async fn run<C: Consumer>(self, consumer: C) -> Result<(), Error> {
         let outbox = self.outbox.name().to_owned();
         let store = DynamoConsumerStore::new(self.client.clone(), self.table, &outbox);
@@ -139,34 +140,7 @@ where
 /// and a schedule that applies its events still pending after `older_than` (up to 1000 a run;
 /// `{"action": "redrive-parked"}` redrives its parked events instead). Its metrics carry the
 /// consumer's name as their `Function` dimension.
-///
-/// ```no_run
-/// use std::time::Duration;
-///
-/// use dynamodb_outbox::dynamodb::{DynamoConsumerStore, PendingEvents};
-/// use dynamodb_outbox::{lambda, Processor, Source};
-/// # use dynamodb_outbox::{Consumer, Effect, Envelope, HandlerError, Takes};
-/// # struct Audit;
-/// # impl Consumer for Audit {
-/// #     type Payload = serde_json::Value;
-/// #     fn name(&self) -> &str { "audit" }
-/// #     fn takes(&self) -> Vec<Takes> { vec![Takes::versions("Paid", 1..=1)] }
-/// #     async fn effect(&self, _: &Envelope<serde_json::Value>) -> Result<Effect, HandlerError> {
-/// #         Ok(Effect::new())
-/// #     }
-/// # }
-///
-/// #[tokio::main(flavor = "current_thread")]
-/// async fn main() -> Result<(), lambda_runtime::Error> {
-///     lambda::init_metrics();
-///     let client = lambda::dynamodb_client().await;
-///     let store = DynamoConsumerStore::new(client.clone(), "audit", "outbox");
-///     let processor = Processor::new(Audit, store, Source::table("outbox")?);
-///     let pending = PendingEvents::new(client, "outbox");
-///     lambda::run_consumer(&processor, &pending, Duration::from_secs(900)).await
-/// }
-/// ```
-pub async fn run_consumer<C: Consumer, S: ConsumerStore>(
+pub(crate) async fn run_consumer<C: Consumer, S: ConsumerStore>(
     processor: &Processor<C, S>,
     pending: &PendingEvents,
     older_than: Duration,

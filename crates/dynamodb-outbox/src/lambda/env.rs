@@ -3,31 +3,22 @@
 use std::str::FromStr;
 
 /// A setting the environment lacks or holds in a shape its reader refuses: a function that
-/// cannot start, its variable named.
+/// cannot start, its variable named, with why its value does not parse as its source.
 #[derive(Debug, thiserror::Error)]
-pub enum EnvError {
-    /// The variable is unset, empty or not Unicode: the template sets it.
-    #[error("environment variable {0} is not set")]
-    Missing(String),
-    /// The variable's value does not parse as the setting.
-    #[error("environment variable {name} is {value:?}: {source}")]
-    Invalid {
-        /// The variable.
-        name: String,
-        /// What it holds.
-        value: String,
-        /// Why it does not parse.
-        #[source]
-        source: Box<dyn std::error::Error + Send + Sync>,
-    },
+#[error("environment variable {name} {problem}")]
+pub struct EnvError {
+    name: String,
+    problem: String,
+    #[source]
+    source: Option<Box<dyn std::error::Error + Send + Sync>>,
 }
 
 /// The environment variable `name`, parsed as `T` (a `String`, a number of seconds, ...).
 ///
 /// ```
-/// # use dynamodb_outbox::lambda::{env_var, EnvError};
-/// let missing = env_var::<u64>("OUTBOX_DOCTEST_UNSET_VARIABLE");
-/// assert!(matches!(missing, Err(EnvError::Missing(name)) if name == "OUTBOX_DOCTEST_UNSET_VARIABLE"));
+/// # use dynamodb_outbox::lambda::env_var;
+/// let missing = env_var::<u64>("OUTBOX_DOCTEST_UNSET").unwrap_err();
+/// assert_eq!(missing.to_string(), "environment variable OUTBOX_DOCTEST_UNSET is not set");
 /// ```
 pub fn env_var<T>(name: &str) -> Result<T, EnvError>
 where
@@ -44,11 +35,18 @@ where
 {
     let value = value
         .filter(|v| !v.trim().is_empty())
-        .ok_or_else(|| EnvError::Missing(name.to_owned()))?;
-    value.parse().map_err(|e: T::Err| EnvError::Invalid {
-        name: name.to_owned(),
-        value,
-        source: e.into(),
+        .ok_or_else(|| EnvError {
+            name: name.to_owned(),
+            problem: "is not set".into(),
+            source: None,
+        })?;
+    value.parse().map_err(|e: T::Err| {
+        let source = e.into();
+        EnvError {
+            name: name.to_owned(),
+            problem: format!("is {value:?}: {source}"),
+            source: Some(source),
+        }
     })
 }
 
@@ -60,8 +58,10 @@ mod tests {
     fn an_unset_blank_or_unparsable_variable_is_an_error_naming_it() {
         let seconds = |value: Option<&str>| parse::<u64>("GRACE", value.map(str::to_owned));
         assert_eq!(seconds(Some("900")).unwrap(), 900);
-        assert!(matches!(seconds(None), Err(EnvError::Missing(n)) if n == "GRACE"));
-        assert!(matches!(seconds(Some(" ")), Err(EnvError::Missing(n)) if n == "GRACE"));
+        for unset in [None, Some(" ")] {
+            let missing = seconds(unset).unwrap_err().to_string();
+            assert_eq!(missing, "environment variable GRACE is not set");
+        }
         let invalid = seconds(Some("15m")).unwrap_err();
         assert_eq!(
             invalid.to_string(),

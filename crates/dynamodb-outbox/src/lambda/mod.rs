@@ -10,6 +10,10 @@
 //!   ([`metrics`], [`MetricSet`]).
 //! - [`ScheduledSweep`] runs a [`SweepJob`] (usually [`OutboxSweep`]) per scheduled invocation,
 //!   or redrives parked events when an operator asks ([`REDRIVE_PARKED`]).
+//! - [`OutboxConsumer`] serves a consumer of an outbox table as one function with two triggers,
+//!   its stream mapping and its schedule ([`ConsumerFunction`] tells their payloads apart).
+//! - [`dynamodb_client`] is the function's DynamoDB client, built from its environment;
+//!   [`env_var`] reads a setting, its error naming the variable.
 //!
 //! A consumer function's `main`:
 //!
@@ -85,11 +89,12 @@ mod trace;
 
 pub use applied::APPLIED_LOG_MESSAGE;
 pub use client::{dynamodb_client, endpoint_url, retry_config, timeout_config};
-pub use consumer_function::{run_consumer, ConsumerFunction, OutboxConsumer};
-pub use emf::{Dimensions, MetricSet, NAMESPACE_VARIABLE, SERVICE_VARIABLE};
+pub use consumer_function::{ConsumerFunction, OutboxConsumer};
+pub use emf::MetricSet;
 pub use env::{env_var, EnvError};
 pub use handlers::{EntityChanges, KinesisStream, OutboxStream, Processed};
-pub use report::{BatchReport, Reported, Reporting};
+pub use report::BatchReport;
+use report::Reported;
 pub use sink::{capture_metrics, init_metrics, init_metrics_to};
 pub use sweep_report::{SweepAction, SweepReport, REDRIVE_PARKED};
 pub use sweeper::{OutboxSweep, ScheduledSweep, SweepJob};
