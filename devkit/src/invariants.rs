@@ -384,3 +384,94 @@ fn check_balances(found: &mut Findings) {
         found.broken(Invariant::BalanceIsTheSumOfItsLedger, evidence);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use aws_sdk_dynamodb::types::AttributeValue;
+
+    use super::*;
+
+    fn item(attributes: &[(&str, &str)]) -> Item {
+        attributes
+            .iter()
+            .map(|(name, value)| {
+                let value = match *name {
+                    rkeys::POINTS => AttributeValue::N((*value).to_owned()),
+                    _ => AttributeValue::S((*value).to_owned()),
+                };
+                ((*name).to_owned(), value)
+            })
+            .collect()
+    }
+
+    fn order(pk: &str, order_id: &str) -> Item {
+        item(&[
+            (schema::PK, pk),
+            (schema::SK, okeys::ORDER_SK),
+            (schema::ENTITY, okeys::ENTITY_ORDER),
+            ("order_id", order_id),
+            ("customer_id", "c-1"),
+            (rkeys::POINTS, "12"),
+        ])
+    }
+
+    fn ledger_and_balance(order_id: &str) -> Vec<Item> {
+        let customer = rkeys::customer_pk("c-1");
+        vec![
+            item(&[
+                (schema::PK, &customer),
+                (
+                    schema::SK,
+                    &rkeys::ledger_sk("2026-12-02T00:00:00Z", order_id),
+                ),
+                ("order_id", order_id),
+                (rkeys::POINTS, "12"),
+            ]),
+            item(&[
+                (schema::PK, &customer),
+                (schema::SK, rkeys::BALANCE_SK),
+                (rkeys::POINTS, "12"),
+            ]),
+        ]
+    }
+
+    #[test]
+    fn under_self_read_an_order_written_twice_or_without_its_ledger_entry_and_a_parked_event_are_reported(
+    ) {
+        let acknowledged = BTreeSet::from(["o-1".to_owned()]);
+        let rewards = ledger_and_balance("o-1");
+        let one_order = [order(&okeys::order_pk("o-1"), "o-1")];
+        let stream = |orders: &[Item]| {
+            let violations = check_source(orders, &rewards, &acknowledged, EventSource::Stream);
+            violations.iter().map(|v| v.invariant).collect::<Vec<_>>()
+        };
+        assert_eq!(stream(&one_order), []);
+        // The same tables break the outbox's promise: no outbox event beside the order.
+        let outbox = check_source(
+            &one_order,
+            &rewards,
+            &acknowledged,
+            EventSource::OutboxItems,
+        );
+        assert_eq!(outbox.len(), 1, "{outbox:?}");
+
+        let parked = item(&[
+            (schema::PK, &schema::parked_pk(ORDER_HISTORY)),
+            (schema::SK, "2026-12-02T00:00:00Z#o-3"),
+        ]);
+        let broken = [
+            order(&okeys::order_pk("o-1"), "o-1"),
+            order("ORDER#o-1-again", "o-1"),
+            order(&okeys::order_pk("o-2"), "o-2"),
+            parked,
+        ];
+        assert_eq!(
+            stream(&broken),
+            [
+                Invariant::EventIsProcessed,
+                Invariant::OrderExistsOnceWithOneLedgerEntry,
+                Invariant::OrderExistsOnceWithOneLedgerEntry,
+            ]
+        );
+    }
+}
