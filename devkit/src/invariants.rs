@@ -391,87 +391,63 @@ mod tests {
 
     use super::*;
 
+    /// An item of `(name, value)` pairs; points are numbers, the rest text.
     fn item(attributes: &[(&str, &str)]) -> Item {
+        let value = |name: &str, v: &str| match name {
+            rkeys::POINTS => AttributeValue::N(v.to_owned()),
+            _ => AttributeValue::S(v.to_owned()),
+        };
         attributes
             .iter()
-            .map(|(name, value)| {
-                let value = match *name {
-                    rkeys::POINTS => AttributeValue::N((*value).to_owned()),
-                    _ => AttributeValue::S((*value).to_owned()),
-                };
-                ((*name).to_owned(), value)
-            })
+            .map(|(name, v)| ((*name).to_owned(), value(name, v)))
             .collect()
     }
 
     fn order(pk: &str, order_id: &str) -> Item {
-        item(&[
-            (schema::PK, pk),
-            (schema::SK, okeys::ORDER_SK),
-            (schema::ENTITY, okeys::ENTITY_ORDER),
+        let (sk, entity) = (okeys::ORDER_SK, okeys::ENTITY_ORDER);
+        let attributes = [
             ("order_id", order_id),
             ("customer_id", "c-1"),
             (rkeys::POINTS, "12"),
-        ])
-    }
-
-    fn ledger_and_balance(order_id: &str) -> Vec<Item> {
-        let customer = rkeys::customer_pk("c-1");
-        vec![
-            item(&[
-                (schema::PK, &customer),
-                (
-                    schema::SK,
-                    &rkeys::ledger_sk("2026-12-02T00:00:00Z", order_id),
-                ),
-                ("order_id", order_id),
-                (rkeys::POINTS, "12"),
-            ]),
-            item(&[
-                (schema::PK, &customer),
-                (schema::SK, rkeys::BALANCE_SK),
-                (rkeys::POINTS, "12"),
-            ]),
-        ]
+        ];
+        let mut order = item(&[(schema::PK, pk), (schema::SK, sk), (schema::ENTITY, entity)]);
+        order.extend(item(&attributes));
+        order
     }
 
     #[test]
     fn under_self_read_an_order_written_twice_or_without_its_ledger_entry_and_a_parked_event_are_reported(
     ) {
-        let acknowledged = BTreeSet::from(["o-1".to_owned()]);
-        let rewards = ledger_and_balance("o-1");
-        let one_order = [order(&okeys::order_pk("o-1"), "o-1")];
-        let stream = |orders: &[Item]| {
-            let violations = check_source(orders, &rewards, &acknowledged, EventSource::Stream);
+        let (customer, ledger_sk) = (rkeys::customer_pk("c-1"), rkeys::ledger_sk("t", "o-1"));
+        let ledger = [(schema::PK, customer.as_str()), (schema::SK, &ledger_sk)];
+        let mut entry = item(&ledger);
+        entry.extend(item(&[("order_id", "o-1"), (rkeys::POINTS, "12")]));
+        let balance = [
+            (schema::PK, customer.as_str()),
+            (schema::SK, rkeys::BALANCE_SK),
+        ];
+        let mut balance = item(&balance);
+        balance.extend(item(&[(rkeys::POINTS, "12")]));
+        let (rewards, acknowledged) = ([entry, balance], BTreeSet::from(["o-1".to_owned()]));
+        let check = |orders: &[Item], source| {
+            let violations = check_source(orders, &rewards, &acknowledged, source);
             violations.iter().map(|v| v.invariant).collect::<Vec<_>>()
         };
-        assert_eq!(stream(&one_order), []);
-        // The same tables break the outbox's promise: no outbox event beside the order.
-        let outbox = check_source(
-            &one_order,
-            &rewards,
-            &acknowledged,
-            EventSource::OutboxItems,
-        );
-        assert_eq!(outbox.len(), 1, "{outbox:?}");
+        let one_order = [order(&okeys::order_pk("o-1"), "o-1")];
+        assert_eq!(check(&one_order, EventSource::Stream), []);
+        // The outbox's promise is broken by the same tables: no outbox event beside the order.
+        let outbox = check(&one_order, EventSource::OutboxItems);
+        assert_eq!(outbox, [Invariant::OrderHasOneEventAndOneLedgerEntry]);
 
-        let parked = item(&[
-            (schema::PK, &schema::parked_pk(ORDER_HISTORY)),
-            (schema::SK, "2026-12-02T00:00:00Z#o-3"),
-        ]);
+        let parked_pk = schema::parked_pk(ORDER_HISTORY);
         let broken = [
             order(&okeys::order_pk("o-1"), "o-1"),
             order("ORDER#o-1-again", "o-1"),
             order(&okeys::order_pk("o-2"), "o-2"),
-            parked,
+            item(&[(schema::PK, &parked_pk), (schema::SK, "t#o-3")]),
         ];
-        assert_eq!(
-            stream(&broken),
-            [
-                Invariant::EventIsProcessed,
-                Invariant::OrderExistsOnceWithOneLedgerEntry,
-                Invariant::OrderExistsOnceWithOneLedgerEntry,
-            ]
-        );
+        let once = Invariant::OrderExistsOnceWithOneLedgerEntry;
+        let expected = [Invariant::EventIsProcessed, once, once];
+        assert_eq!(check(&broken, EventSource::Stream), expected);
     }
 }

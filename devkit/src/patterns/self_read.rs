@@ -306,27 +306,22 @@ impl Harness for SelfReadStack {
         let client = self.dynamo.client_via(&faults.dynamo.endpoint).await;
         let (mut history, mut rewards) = (Vec::new(), Vec::new());
         for (salt, duplicates) in [(0xA, true), (0xB, false)] {
-            let processor =
-                history_processor(client.clone(), &self.orders_table, self.stream.source());
-            let store = chaos.crashing(processor.store().clone(), salt ^ 0x10);
+            let (history_salt, rewards_salt) = (salt ^ 0x10, salt ^ 0x20);
+            let source = self.stream.source();
+            let processor = history_processor(client.clone(), &self.orders_table, source.clone());
+            let store = chaos.crashing(processor.store().clone(), history_salt);
             let invoker = history_in_process(processor.with_store(store).concurrency(16));
-            let invoker = duplicating(invoker, chaos.copies(salt ^ 0x10, duplicates));
-            history.push(self.trigger(ORDER_HISTORY_FUNCTION, invoker).await?);
-            let processor = rewards_kinesis::processor(
-                client.clone(),
-                &self.rewards_table,
-                self.stream.source(),
-            );
-            let store = chaos.crashing(processor.store().clone(), salt ^ 0x20);
+            let invoker = duplicating(invoker, chaos.copies(history_salt, duplicates));
+            let mut mapping = self.trigger(ORDER_HISTORY_FUNCTION, invoker).await?;
+            mapping.source.batch_size = chaos.batch_size(history_salt);
+            history.push(mapping);
+            let processor = rewards_kinesis::processor(client.clone(), &self.rewards_table, source);
+            let store = chaos.crashing(processor.store().clone(), rewards_salt);
             let invoker = rewards_in_process(processor.with_store(store).concurrency(16));
-            let invoker = duplicating(invoker, chaos.copies(salt ^ 0x20, duplicates));
-            rewards.push(self.trigger(REWARDS_FUNCTION, invoker).await?);
-        }
-        for batch_size in history.iter_mut().map(|m| &mut m.source.batch_size) {
-            *batch_size = chaos.batch_size();
-        }
-        for batch_size in rewards.iter_mut().map(|m| &mut m.source.batch_size) {
-            *batch_size = chaos.batch_size();
+            let invoker = duplicating(invoker, chaos.copies(rewards_salt, duplicates));
+            let mut mapping = self.trigger(REWARDS_FUNCTION, invoker).await?;
+            mapping.source.batch_size = chaos.batch_size(rewards_salt);
+            rewards.push(mapping);
         }
         let (h, r) = tokio::join!(
             drain_all(history.iter_mut().map(|m| m.drain())),

@@ -72,7 +72,7 @@ impl Stack {
             let store = chaos.crashing(processor.store().clone(), salt);
             let invoker = consumer(processor.with_store(store), 16);
             let mut mapping = self.trigger(duplicating(invoker, chaos.copies(salt, duplicates)))?;
-            mapping.source.batch_size = chaos.batch_size();
+            mapping.source.batch_size = chaos.batch_size(salt);
             mappings.push(mapping);
         }
         drain_all(mappings.iter_mut().map(|m| m.drain())).await
