@@ -197,9 +197,7 @@ impl Faults {
 /// The consumers' side of the faults: stores that crash and mappings that duplicate records,
 /// each seeded from the run's seed and a salt of its own, and counted.
 pub(crate) struct ConsumerChaos {
-    seed: u64,
-    crash_probability: f64,
-    duplicate_probability: f64,
+    opts: ChaosOptions,
     point: CrashPoint,
     crashes: Mutex<Vec<Arc<AtomicU64>>>,
     copies: Arc<AtomicU64>,
@@ -208,9 +206,7 @@ pub(crate) struct ConsumerChaos {
 impl ConsumerChaos {
     fn new(opts: &ChaosOptions, point: CrashPoint) -> Self {
         Self {
-            seed: opts.seed,
-            crash_probability: opts.crash_probability,
-            duplicate_probability: opts.duplicate_probability,
+            opts: opts.clone(),
             point,
             crashes: Mutex::default(),
             copies: Arc::default(),
@@ -219,8 +215,8 @@ impl ConsumerChaos {
 
     /// `store` in a consumer process that dies now and then at the pattern's crash point.
     pub fn crashing<S: ConsumerStore>(&self, store: S, salt: u64) -> Crashing<S> {
-        let rate = self.crash_probability;
-        let store = Crashing::seeded(store, self.seed ^ salt, rate, self.point);
+        let (seed, rate) = (self.opts.seed ^ salt, self.opts.crash_probability);
+        let store = Crashing::seeded(store, seed, rate, self.point);
         let mut counters = self.crashes.lock().unwrap_or_else(|p| p.into_inner());
         counters.push(store.crashes());
         store
@@ -229,9 +225,9 @@ impl ConsumerChaos {
     /// The copies a mapping adds to its batches: none unless `duplicates`.
     pub fn copies(&self, salt: u64, duplicates: bool) -> Copies {
         Copies {
-            rng: Arc::new(Mutex::new(SmallRng::seed_from_u64(self.seed ^ salt))),
+            rng: Arc::new(Mutex::new(SmallRng::seed_from_u64(self.opts.seed ^ salt))),
             probability: if duplicates {
-                self.duplicate_probability
+                self.opts.duplicate_probability
             } else {
                 0.0
             },
@@ -241,7 +237,7 @@ impl ConsumerChaos {
 
     /// A mapping's batch size, between 10 and 100.
     pub fn batch_size(&self, salt: u64) -> usize {
-        SmallRng::seed_from_u64(self.seed ^ salt ^ 0xBA7C).random_range(10..=100)
+        SmallRng::seed_from_u64(self.opts.seed ^ salt ^ 0xBA7C).random_range(10..=100)
     }
 
     fn crashes(&self) -> u64 {

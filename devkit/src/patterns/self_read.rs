@@ -176,24 +176,15 @@ impl SelfReadStack {
         }
     }
 
-    /// Both consumers' mappings drained once, side by side.
-    pub async fn deliver_all(&self) -> Result<()> {
-        let mut history = self
-            .trigger(
-                ORDER_HISTORY_FUNCTION,
-                history_in_process(self.history_processor()),
-            )
-            .await?;
-        let mut rewards = self
-            .trigger(
-                REWARDS_FUNCTION,
-                rewards_in_process(self.rewards_processor()),
-            )
-            .await?;
+    /// Both consumers' mappings drained once from the start, side by side: order-history's
+    /// counts and the rewards consumer's.
+    pub async fn deliver_all(&self) -> Result<(TriggerStats, TriggerStats)> {
+        let history = history_in_process(self.history_processor());
+        let mut history = self.trigger(ORDER_HISTORY_FUNCTION, history).await?;
+        let rewards = rewards_in_process(self.rewards_processor());
+        let mut rewards = self.trigger(REWARDS_FUNCTION, rewards).await?;
         let (h, r) = tokio::join!(history.drain(), rewards.drain());
-        h?;
-        r?;
-        Ok(())
+        Ok((h?.clone(), r?.clone()))
     }
 }
 
@@ -378,12 +369,7 @@ impl Harness for SelfReadStack {
     }
 
     async fn demo_deliver(&self, api: &Publisher, orders: &DemoOrders, _: usize) -> Result<usize> {
-        let history = history_in_process(self.history_processor());
-        let mut history = self.trigger(ORDER_HISTORY_FUNCTION, history).await?;
-        let rewards = rewards_in_process(self.rewards_processor());
-        let mut rewards = self.trigger(REWARDS_FUNCTION, rewards).await?;
-        let (h, r) = tokio::join!(history.drain(), rewards.drain());
-        let (h, r) = (h?, r?);
+        let (h, r) = self.deliver_all().await?;
         println!(
             "stream → order-history: {} records in {} invocations | stream → rewards: {} records in {} invocations",
             h.records_delivered, h.invocations, r.records_delivered, r.invocations
