@@ -18,9 +18,9 @@ use aws_lambda_events::kinesis::KinesisEvent;
 use aws_sdk_kinesis::primitives::Blob;
 use aws_sdk_kinesis::types::ShardIteratorType;
 use devkit::demo::api_request;
+use devkit::invariants::{check_source, EventSource};
 use devkit::kinesis::client_for;
 use devkit::kinesis_replay::replay_message;
-use devkit::patterns::self_read::chaos::check;
 use devkit::patterns::self_read::{
     history_in_process, rewards_in_process, SelfReadStack, ORDER_HISTORY_FUNCTION, REWARDS_FUNCTION,
 };
@@ -127,7 +127,8 @@ async fn balance(stack: &SelfReadStack, customer: &str) -> (i64, usize) {
 async fn assert_invariants(stack: &SelfReadStack, accepted: &[String]) {
     let orders = scan(stack, &stack.orders_table).await;
     let rewards = scan(stack, &stack.rewards_table).await;
-    let violations = check(&orders, &rewards, &accepted.iter().cloned().collect());
+    let accepted = accepted.iter().cloned().collect();
+    let violations = check_source(&orders, &rewards, &accepted, EventSource::Stream);
     assert!(violations.is_empty(), "self-read: {violations:?}");
 }
 

@@ -180,6 +180,28 @@ impl LocalDynamo {
         isolated(client_at(&self.sdk_config, endpoint))
     }
 
+    /// Every item of a table, read consistently (for checks and tests, not for hot paths).
+    pub async fn scan(&self, table: &str) -> Result<Vec<crate::Item>> {
+        let mut items = Vec::new();
+        let mut start = None;
+        loop {
+            let out = self
+                .client
+                .scan()
+                .table_name(table)
+                .consistent_read(true)
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .with_context(|| format!("scanning {table}"))?;
+            items.extend(out.items.unwrap_or_default());
+            start = out.last_evaluated_key;
+            if start.is_none() {
+                return Ok(items);
+            }
+        }
+    }
+
     /// Runs dynoxide's TTL sweep now: deletes expired items and emits their REMOVE records with
     /// the TTL service identity, as DynamoDB does some time after expiry.
     pub async fn sweep_ttl(&self) -> Result<usize> {

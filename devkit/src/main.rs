@@ -90,7 +90,7 @@ enum Command {
         /// Write to an endpoint that is not on this machine without asking first.
         #[arg(long)]
         yes: bool,
-        /// Which of the article's patterns: outbox, cdc or self-read.
+        /// Which of the patterns: outbox, cdc or self-read.
         #[arg(long, default_value = "outbox")]
         pattern: devkit::Pattern,
     },
@@ -153,10 +153,7 @@ async fn run(cli: Cli) -> Result<()> {
                 seed,
                 concurrency,
             };
-            match pattern {
-                devkit::Pattern::SelfRead => devkit::patterns::self_read::demo::run(options).await,
-                devkit::Pattern::Outbox | devkit::Pattern::Cdc => devkit::demo::run(options).await,
-            }
+            devkit::demo::run(options).await
         }
         Command::Ddb {
             listen,
@@ -180,15 +177,6 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Chaos {
             orders,
             seed,
-            yes: _,
-            pattern: devkit::Pattern::SelfRead,
-        } => {
-            let options = devkit::chaos::ChaosOptions::new(orders, seed);
-            devkit::patterns::self_read::chaos::print_run(options).await
-        }
-        Command::Chaos {
-            orders,
-            seed,
             yes,
             pattern,
         } => chaos(pattern, orders, seed, yes).await,
@@ -207,20 +195,7 @@ async fn run(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
-        Command::Templates { check: true } => {
-            let stale = devkit::template_copies::stale()?;
-            for path in &stale {
-                println!("{}: copies differ from template.yaml", path.display());
-            }
-            anyhow::ensure!(stale.is_empty(), "run `make templates`");
-            Ok(())
-        }
-        Command::Templates { check: false } => {
-            for path in devkit::template_copies::write_all()? {
-                println!("wrote {}", path.display());
-            }
-            Ok(())
-        }
+        Command::Templates { check } => templates(check),
         Command::Events => {
             let root = devkit::template::default_path()
                 .parent()
@@ -234,34 +209,32 @@ async fn run(cli: Cli) -> Result<()> {
     }
 }
 
-/// The chaos run of pattern 1 or 2 (pattern 3's has its own, on kinesalite).
+/// Rewrites the pattern templates' copies of template.yaml's entries, or with `check` only
+/// names those that differ.
+fn templates(check: bool) -> Result<()> {
+    if !check {
+        for path in devkit::template_copies::write_all()? {
+            println!("wrote {}", path.display());
+        }
+        return Ok(());
+    }
+    let stale = devkit::template_copies::stale()?;
+    for path in &stale {
+        println!("{}: copies differ from template.yaml", path.display());
+    }
+    anyhow::ensure!(stale.is_empty(), "run `make templates`");
+    Ok(())
+}
+
+/// The chaos run of `pattern`, after asking before it writes to a server elsewhere.
 async fn chaos(pattern: devkit::Pattern, orders: usize, seed: u64, yes: bool) -> Result<()> {
     if let Some(endpoint) = devkit::local::external_endpoint() {
         if !devkit::local::is_local_endpoint(&endpoint) && !yes {
             confirm_remote_writes(&endpoint, orders)?;
         }
     }
-    let started = std::time::Instant::now();
-    // The functions' own metrics, read back from the EMF lines they wrote during the run.
-    let metrics = devkit::metrics::Collector::install();
     let options = devkit::chaos::ChaosOptions::new(orders, seed);
-    let report = match pattern {
-        devkit::Pattern::Cdc => devkit::patterns::cdc::chaos(options).await?,
-        _ => devkit::chaos::run(options).await?,
-    };
-    for line in report.broken_invariants() {
-        println!("{line}");
-    }
-    println!("{}", metrics.summary()?.render());
-    println!("{}", report.summary());
-    println!(
-        "(pattern {pattern}, {orders} orders, seed {seed}, {:.1} s, on {}: tables {} and {})",
-        started.elapsed().as_secs_f64(),
-        report.endpoint,
-        report.tables.orders,
-        report.tables.rewards
-    );
-    report.verdict()
+    devkit::chaos::print_run(pattern, options).await
 }
 
 /// A chaos run creates two tables and writes thousands of items, billed on a real account: it

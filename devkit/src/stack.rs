@@ -143,25 +143,7 @@ impl Stack {
 
     /// Every item of a table, read consistently (for checks and tests, not for hot paths).
     pub async fn scan(&self, table: &str) -> Result<Vec<crate::Item>> {
-        let mut items = Vec::new();
-        let mut start = None;
-        loop {
-            let out = self
-                .dynamo
-                .client
-                .scan()
-                .table_name(table)
-                .consistent_read(true)
-                .set_exclusive_start_key(start)
-                .send()
-                .await
-                .with_context(|| format!("scanning {table}"))?;
-            items.extend(out.items.unwrap_or_default());
-            start = out.last_evaluated_key;
-            if start.is_none() {
-                return Ok(items);
-            }
-        }
+        self.dynamo.scan(table).await
     }
 
     /// Every record in the orders table's stream so far, unfiltered, in stream order.
