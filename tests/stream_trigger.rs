@@ -5,6 +5,7 @@ use std::sync::{Arc, Mutex};
 
 use aws_lambda_events::dynamodb::Event;
 use aws_lambda_events::streams::DynamoDbEventResponse;
+use devkit::mapping::Function as _;
 use devkit::stack::{in_process, CONSUMER_FUNCTION};
 use devkit::Invoke;
 use dynamodb_outbox::testing::schema;
@@ -53,7 +54,7 @@ fn the_template_and_the_code_agree_on_keys_and_filters() {
     assert_eq!(key_names(&rewards), [schema::PK, schema::SK]);
 
     let source = template.stream_source(CONSUMER_FUNCTION).unwrap();
-    assert_eq!(source.table_logical_id, "OrdersTable");
+    assert_eq!(source.logical_id, "OrdersTable");
     assert!(source.report_batch_item_failures && source.bisect_on_function_error);
     assert!(source.maximum_retry_attempts >= 0, "retries must be finite");
     assert_eq!(

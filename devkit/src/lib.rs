@@ -15,6 +15,7 @@ pub mod kinesis;
 pub mod kinesis_replay;
 pub mod kinesis_trigger;
 pub mod local;
+pub mod mapping;
 pub mod metrics;
 pub mod pattern;
 pub mod patterns;

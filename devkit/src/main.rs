@@ -385,12 +385,12 @@ async fn ddb(
         if pattern == devkit::Pattern::Cdc {
             let consumer = devkit::stack::in_process_changes(stack.service(), concurrency);
             let mut trigger = stack.trigger(consumer)?.with_on_failure_file(failures);
-            trigger.follow(Duration::from_millis(500), stop).await?;
+            trigger.follow(stop).await?;
         } else {
             let mut trigger = stack
                 .trigger(in_process(stack.service(), concurrency))?
                 .with_on_failure_file(failures);
-            trigger.follow(Duration::from_millis(500), stop).await?;
+            trigger.follow(stop).await?;
         }
     } else {
         stop.await;
@@ -435,10 +435,7 @@ async fn drive<I: devkit::Invoke>(
     stop: impl std::future::Future<Output = ()>,
 ) -> Result<()> {
     if follow {
-        trigger
-            .follow(Duration::from_millis(500), stop)
-            .await
-            .context("stream trigger")?;
+        trigger.follow(stop).await.context("stream trigger")?;
     } else {
         trigger.drain().await?;
     }

@@ -21,6 +21,9 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use serde_json::{json, Value as Json};
 
+use crate::mapping::Position;
+use crate::template::StartingPosition;
+
 type Https = hyper_rustls::HttpsConnector<HttpConnector>;
 
 #[derive(Clone)]
@@ -152,10 +155,6 @@ impl StreamClient {
     }
 
     /// Up to `limit` records after `after` (from the start of the shard when `None`).
-    ///
-    /// The iterator is opened afresh on every call: a held iterator that reached the end of a
-    /// shard does not see later records on every server, and Lambda's poller also resumes from
-    /// its checkpoint.
     pub async fn read(
         &self,
         stream_arn: &str,
@@ -163,13 +162,35 @@ impl StreamClient {
         after: Option<&str>,
         limit: usize,
     ) -> Result<Vec<RawRecord>> {
+        let from = after.map_or(
+            Position::Start(StartingPosition::TrimHorizon),
+            Position::After,
+        );
+        self.read_from(stream_arn, shard_id, from, limit).await
+    }
+
+    /// Up to `limit` records of a shard from `from`.
+    ///
+    /// The iterator is opened afresh on every call: a held iterator that reached the end of a
+    /// shard does not see later records on every server, and Lambda's poller also resumes from
+    /// its checkpoint.
+    pub async fn read_from(
+        &self,
+        stream_arn: &str,
+        shard_id: &str,
+        from: Position<'_>,
+        limit: usize,
+    ) -> Result<Vec<RawRecord>> {
         let mut body = json!({ "StreamArn": stream_arn, "ShardId": shard_id });
-        match after {
-            Some(seq) => {
-                body["ShardIteratorType"] = json!("AFTER_SEQUENCE_NUMBER");
-                body["SequenceNumber"] = json!(seq);
-            }
-            None => body["ShardIteratorType"] = json!("TRIM_HORIZON"),
+        let (kind, sequence) = match from {
+            Position::After(sequence) => ("AFTER_SEQUENCE_NUMBER", Some(sequence)),
+            Position::At(sequence) => ("AT_SEQUENCE_NUMBER", Some(sequence)),
+            Position::Start(StartingPosition::TrimHorizon) => ("TRIM_HORIZON", None),
+            Position::Start(StartingPosition::Latest) => ("LATEST", None),
+        };
+        body["ShardIteratorType"] = json!(kind);
+        if let Some(sequence) = sequence {
+            body["SequenceNumber"] = json!(sequence);
         }
         let iterator = self.call("GetShardIterator", body).await?;
         let Some(iterator) = iterator["ShardIterator"].as_str() else {
