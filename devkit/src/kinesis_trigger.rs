@@ -12,8 +12,9 @@ use aws_sdk_kinesis::operation::get_records::GetRecordsOutput;
 use aws_sdk_kinesis::primitives::{DateTime, DateTimeFormat};
 use aws_sdk_kinesis::types::{Record as KinesisRecord, ShardIteratorType};
 use aws_sdk_kinesis::Client;
-use base64::Engine as _;
 use serde_json::{json, Value as Json};
+
+use outboxctl::kinesis::lambda_record;
 
 use crate::kinesis::{describe_stream, parse_stream_arn, StreamDescription};
 use crate::mapping::{Function, Mapping, Page, Position, Record, Source};
@@ -188,51 +189,6 @@ impl KinesisStream {
             filterable: Some(filterable),
         })
     }
-}
-
-/// A GetRecords record in Lambda's Kinesis event shape, and what a mapping's filter sees of it
-/// (the metadata and, when it is JSON, the data itself, as Lambda's filters do).
-pub(crate) fn lambda_record(
-    record: &KinesisRecord,
-    shard: &str,
-    stream_arn: &str,
-    region: &str,
-    invoke_identity_arn: Option<&str>,
-) -> Result<(Json, Json)> {
-    let arrival = record
-        .approximate_arrival_timestamp
-        .ok_or_else(|| anyhow!("record {} has no arrival time", record.sequence_number))?;
-    let data = record.data.as_ref();
-    let mut kinesis = json!({
-        "kinesisSchemaVersion": "1.0",
-        "partitionKey": record.partition_key,
-        "sequenceNumber": record.sequence_number,
-        "data": base64::engine::general_purpose::STANDARD.encode(data),
-        "approximateArrivalTimestamp": millisecond_seconds(&arrival),
-    });
-    if let Some(encryption) = &record.encryption_type {
-        kinesis["encryptionType"] = json!(encryption.as_str());
-    }
-    let mut filterable = kinesis.clone();
-    filterable["data"] = serde_json::from_slice(data).unwrap_or(Json::Null);
-    let mut lambda_shape = json!({
-        "kinesis": kinesis,
-        "eventSource": "aws:kinesis",
-        "eventVersion": "1.0",
-        "eventID": format!("{shard}:{}", record.sequence_number),
-        "eventName": "aws:kinesis:record",
-        "awsRegion": region,
-        "eventSourceARN": stream_arn,
-    });
-    if let Some(arn) = invoke_identity_arn {
-        lambda_shape["invokeIdentityArn"] = json!(arn);
-    }
-    Ok((lambda_shape, filterable))
-}
-
-/// Seconds since the epoch with milliseconds, as Lambda writes `approximateArrivalTimestamp`.
-fn millisecond_seconds(time: &DateTime) -> f64 {
-    (time.to_millis().unwrap_or(0) as f64) / 1000.0
 }
 
 fn sdk_error<

@@ -7,12 +7,10 @@
 pub mod chaos;
 pub mod demo;
 pub mod expected;
-pub mod filter;
 pub mod iam;
 pub mod invariants;
 pub mod invoke;
 pub mod kinesis;
-pub mod kinesis_replay;
 pub mod kinesis_trigger;
 pub mod local;
 pub mod mapping;
@@ -33,6 +31,7 @@ pub mod trigger;
 pub type Item = std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue>;
 
 pub use local::{LocalDynamo, Tables};
+pub use outboxctl::filter;
 pub use pattern::Pattern;
 pub use stack::Stack;
 pub use stream::StreamClient;
