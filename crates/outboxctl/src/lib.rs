@@ -5,12 +5,14 @@
 //!   the stream and shaped as the event the function receives.
 //! - [`kinesis`]: a Kinesis record in Lambda's event shape; stream ARNs.
 //! - [`filter`]: Lambda's event filtering (`FilterCriteria`), as a mapping applies it.
-//! - [`invoke`]: the Lambda Invoke API, signed with the usual credential chain.
+//! - [`invoke`]: the Lambda Invoke API, and [`signed`]: AWS JSON APIs signed with SigV4 from the
+//!   usual credential chain.
 
 pub mod filter;
 pub mod invoke;
 pub mod kinesis;
 pub mod replay;
+pub mod signed;
 
 /// Whether `endpoint` is on this machine (localhost, 127.0.0.0/8, ::1): a server a tool may
 /// write to without asking, unlike a real account's.
