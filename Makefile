@@ -76,18 +76,18 @@ test-external: kinesalite ## All tests on AWS_ENDPOINT_URL's server, except thos
 	cargo test --workspace -- --exact $(addprefix --skip ,$(EMBEDDED_ONLY_TESTS))
 	@echo "test-external: all tests passed on $${AWS_ENDPOINT_URL_DYNAMODB:-$$AWS_ENDPOINT_URL} except $(words $(EMBEDDED_ONLY_TESTS)) SKIPPED, not run: $(EMBEDDED_ONLY_TESTS)"
 
-lint: tools ## cargo fmt --check, clippy -D warnings, the engine's rustdoc (missing_docs) and package, sam validate (with and without --lint), sam validate --lint of each pattern's template
+lint: tools ## cargo fmt --check, clippy -D warnings, the engine's rustdoc (missing_docs) and package, sam validate (with and without --lint), sam validate --lint of each pattern's template and the invoices example's
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -- -D warnings
 	@# The engine as its users get it: every public item documented, doctests aside (make test
 	@# runs them), and a crate `cargo package` accepts and builds from its own files.
-	RUSTDOCFLAGS="-D warnings" cargo doc -p dynamodb-outbox --no-deps
+	RUSTDOCFLAGS="-D warnings" cargo doc -p dynamodb-outbox --all-features --no-deps
 	cargo package -p dynamodb-outbox --allow-dirty --quiet
 	sam validate --lint
 	sam validate
 	@# The pattern templates: --lint (cfn-lint and SAM's transform). Plain `sam validate` refuses
 	@# their HttpApi's conditional Auth (an `!If` it does not resolve), which the root passes.
-	@for template in patterns/*/template.yaml; do \
+	@for template in patterns/*/template.yaml examples/invoices/template.yaml; do \
 		echo "sam validate --lint -t $$template"; sam validate --lint -t $$template || exit 1; \
 	done
 

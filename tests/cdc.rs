@@ -4,8 +4,8 @@
 
 use aws_lambda_events::dynamodb::Event;
 use aws_sdk_dynamodb::types::AttributeValue;
-use devkit::mapping::Function as _;
 use devkit::stack::in_process_changes;
+use devkit::trigger::Invoke;
 use devkit::{Pattern, Stack};
 use dynamodb_outbox::dynamodb::PendingEvents;
 use dynamodb_outbox::testing::StoreOps;

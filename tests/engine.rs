@@ -6,7 +6,6 @@ use std::collections::HashMap;
 
 use aws_lambda_events::dynamodb::EventRecord;
 use devkit::local::create_table;
-use devkit::template::TableSpec;
 use devkit::{LocalDynamo, StreamClient};
 use dynamodb_outbox::dynamodb::{DynamoConsumerStore, Outbox, PendingEvents};
 use dynamodb_outbox::testing::StoreOps;
@@ -15,8 +14,7 @@ use dynamodb_outbox::{BatchOutcome, Home, Processor, Source};
 use invoices_example::invoices::{self, InvoiceIssued, InvoiceVoided};
 use invoices_example::ledger::{self, Ledger};
 use invoices_example::notifications::{self, Notifications};
-use outbox_tests::{n, s, Item};
-use serde_json::json;
+use outbox_tests::{invoices_table, n, s, Item};
 
 struct Invoicing {
     dynamo: LocalDynamo,
@@ -28,44 +26,6 @@ struct Invoicing {
     notifications: String,
 }
 
-fn keyed_table(name: &str) -> TableSpec {
-    TableSpec {
-        logical_id: name.to_owned(),
-        name: name.to_owned(),
-        properties: json!({
-            "AttributeDefinitions": [
-                {"AttributeName": "pk", "AttributeType": "S"},
-                {"AttributeName": "sk", "AttributeType": "S"}
-            ],
-            "KeySchema": [
-                {"AttributeName": "pk", "KeyType": "HASH"},
-                {"AttributeName": "sk", "KeyType": "RANGE"}
-            ]
-        }),
-    }
-}
-
-/// The outbox table the engine's README asks for: keys, stream, TTL, sparse pending index.
-fn outbox_table(name: &str) -> TableSpec {
-    let mut spec = keyed_table(name);
-    let p = &mut spec.properties;
-    p["AttributeDefinitions"].as_array_mut().unwrap().extend([
-        json!({"AttributeName": schema::PENDING_PK, "AttributeType": "S"}),
-        json!({"AttributeName": schema::PENDING_SK, "AttributeType": "S"}),
-    ]);
-    p["GlobalSecondaryIndexes"] = json!([{
-        "IndexName": schema::PENDING_INDEX,
-        "KeySchema": [
-            {"AttributeName": schema::PENDING_PK, "KeyType": "HASH"},
-            {"AttributeName": schema::PENDING_SK, "KeyType": "RANGE"}
-        ],
-        "Projection": {"ProjectionType": "ALL"}
-    }]);
-    p["StreamSpecification"] = json!({"StreamViewType": "NEW_IMAGE"});
-    p["TimeToLiveSpecification"] = json!({"AttributeName": schema::EXPIRES_AT, "Enabled": true});
-    spec
-}
-
 impl Invoicing {
     async fn start() -> Self {
         let dynamo = LocalDynamo::start().await.unwrap();
@@ -73,10 +33,10 @@ impl Invoicing {
         let invoices = format!("invoices-{suffix}");
         let ledger = format!("ledger-{suffix}");
         let notifications = format!("notifications-{suffix}");
-        create_table(&dynamo.client, &outbox_table(&invoices), &invoices)
+        create_table(&dynamo.client, &invoices_table("InvoicesTable"), &invoices)
             .await
             .unwrap();
-        create_table(&dynamo.client, &keyed_table(&ledger), &ledger)
+        create_table(&dynamo.client, &invoices_table("LedgerTable"), &ledger)
             .await
             .unwrap();
         let described = dynamo
@@ -253,9 +213,7 @@ async fn two_consumers_keep_their_own_progress_and_an_event_expires_only_after_b
 
     // The notifications consumer's table does not exist yet: every one of its commits fails.
     let notifications = Processor::new(
-        Notifications {
-            table: app.notifications.clone(),
-        },
+        Notifications::new(&app.notifications),
         app.store(&app.notifications),
         source(&app.invoices),
     )
@@ -304,7 +262,7 @@ async fn two_consumers_keep_their_own_progress_and_an_event_expires_only_after_b
 
     create_table(
         &app.dynamo.client,
-        &keyed_table(&app.notifications),
+        &invoices_table("NotificationsTable"),
         &app.notifications,
     )
     .await
@@ -444,7 +402,7 @@ async fn the_engines_requests_per_event_are_counted_at_the_proxy() {
     let app = Invoicing::start().await;
     create_table(
         &app.dynamo.client,
-        &keyed_table(&app.notifications),
+        &invoices_table("NotificationsTable"),
         &app.notifications,
     )
     .await
@@ -502,9 +460,7 @@ async fn the_engines_requests_per_event_are_counted_at_the_proxy() {
     );
     proxy.reset_stats();
     let notifications = Processor::new(
-        Notifications {
-            table: app.notifications.clone(),
-        },
+        Notifications::new(&app.notifications),
         store(&app.notifications),
         source(&app.invoices),
     )
@@ -818,7 +774,7 @@ async fn an_entity_tables_inserts_are_events_applied_once_and_the_sweeper_finds_
     let app = Invoicing::start().await;
     // The invoice table of pattern 2: no outbox, the invoice item is the event.
     let table = format!("{}-entities", app.invoices);
-    create_table(&app.dynamo.client, &outbox_table(&table), &table)
+    create_table(&app.dynamo.client, &invoices_table("InvoicesTable"), &table)
         .await
         .unwrap();
     let arn = app

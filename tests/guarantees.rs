@@ -26,7 +26,6 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use devkit::demo::api_request;
 use devkit::filter;
 use devkit::kinesis_trigger::InvokeKinesis;
-use devkit::mapping::Function as _;
 use devkit::patterns::self_read::{
     history_in_process, rewards_in_process, SelfReadStack, ORDER_HISTORY_FUNCTION, REWARDS_FUNCTION,
 };

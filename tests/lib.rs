@@ -281,3 +281,20 @@ pub fn outbox_inserts(
         .cloned()
         .collect()
 }
+
+/// A table of the invoices example as its template declares it (`InvoicesTable`, `LedgerTable`,
+/// `NotificationsTable`): the tests create the tables the example deploys.
+pub fn invoices_table(logical_id: &str) -> devkit::template::TableSpec {
+    invoices_template()
+        .table(logical_id)
+        .expect("the invoices example's template declares its tables")
+}
+
+/// `examples/invoices/template.yaml`.
+pub fn invoices_template() -> devkit::template::Template {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../examples/invoices/template.yaml"
+    );
+    devkit::template::Template::load(path.as_ref()).expect("the invoices example's template")
+}

@@ -5,7 +5,6 @@ use std::sync::{Arc, Mutex};
 
 use aws_lambda_events::dynamodb::Event;
 use aws_lambda_events::streams::DynamoDbEventResponse;
-use devkit::mapping::Function as _;
 use devkit::stack::{in_process, CONSUMER_FUNCTION};
 use devkit::Invoke;
 use dynamodb_outbox::testing::schema;

@@ -7,22 +7,10 @@
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use anyhow::{ensure, Context, Result};
 use aws_lambda_events::apigw::ApiGatewayV2httpRequest;
-use aws_sdk_dynamodb::config::interceptors::{
-    AfterDeserializationInterceptorContextRef, BeforeSerializationInterceptorContextMut,
-};
-use aws_sdk_dynamodb::config::{ConfigBag, Intercept, RuntimeComponents};
-use aws_sdk_dynamodb::operation::put_item::{PutItemInput, PutItemOutput};
-use aws_sdk_dynamodb::operation::transact_write_items::{
-    TransactWriteItemsInput, TransactWriteItemsOutput,
-};
-use aws_sdk_dynamodb::operation::update_item::{UpdateItemInput, UpdateItemOutput};
-use aws_sdk_dynamodb::types::{ConsumedCapacity, ReturnConsumedCapacity};
-use aws_sdk_dynamodb::Client;
-use aws_smithy_runtime_api::box_error::BoxError;
 use devkit::proxy::{FaultPlan, FaultProxy};
 use devkit::{LocalDynamo, Stack};
 use order_service::handlers::order_api;
@@ -31,6 +19,7 @@ use rewards_service::service;
 use serde_json::json;
 use tokio::net::{TcpListener, TcpStream};
 
+use crate::capacity::{CapacityMeter, Units};
 use crate::records::{place_shape, Shape, StreamCursor};
 
 /// Operations that read; none may appear on the hot paths.
@@ -91,85 +80,6 @@ pub struct Accounting {
     pub connections: [u64; 4],
 }
 
-/// Adds `ReturnConsumedCapacity: TOTAL` to the writes the project makes and sums what comes back.
-#[derive(Debug, Clone, Default)]
-pub struct CapacityMeter(Arc<Mutex<Capacity>>);
-
-#[derive(Debug, Clone, Copy, Default)]
-struct Capacity {
-    write_units: f64,
-    reports: u64,
-}
-
-impl CapacityMeter {
-    fn snapshot(&self) -> Capacity {
-        *self.0.lock().expect("capacity meter")
-    }
-
-    fn add(&self, consumed: &[&ConsumedCapacity]) {
-        let mut c = self.0.lock().expect("capacity meter");
-        for cc in consumed {
-            if let Some(units) = cc.write_capacity_units().or(cc.capacity_units()) {
-                c.write_units += units;
-                c.reports += 1;
-            }
-        }
-    }
-}
-
-impl Intercept for CapacityMeter {
-    fn name(&self) -> &'static str {
-        "CapacityMeter"
-    }
-
-    fn modify_before_serialization(
-        &self,
-        context: &mut BeforeSerializationInterceptorContextMut<'_>,
-        _components: &RuntimeComponents,
-        _cfg: &mut ConfigBag,
-    ) -> Result<(), BoxError> {
-        let input = context.input_mut();
-        let total = Some(ReturnConsumedCapacity::Total);
-        if let Some(i) = input.downcast_mut::<TransactWriteItemsInput>() {
-            i.return_consumed_capacity = total;
-        } else if let Some(i) = input.downcast_mut::<UpdateItemInput>() {
-            i.return_consumed_capacity = total;
-        } else if let Some(i) = input.downcast_mut::<PutItemInput>() {
-            i.return_consumed_capacity = total;
-        }
-        Ok(())
-    }
-
-    fn read_after_deserialization(
-        &self,
-        context: &AfterDeserializationInterceptorContextRef<'_>,
-        _components: &RuntimeComponents,
-        _cfg: &mut ConfigBag,
-    ) -> Result<(), BoxError> {
-        let Ok(output) = context.output_or_error() else {
-            return Ok(());
-        };
-        if let Some(o) = output.downcast_ref::<TransactWriteItemsOutput>() {
-            self.add(&o.consumed_capacity().iter().collect::<Vec<_>>());
-        } else if let Some(o) = output.downcast_ref::<UpdateItemOutput>() {
-            self.add(&o.consumed_capacity().into_iter().collect::<Vec<_>>());
-        } else if let Some(o) = output.downcast_ref::<PutItemOutput>() {
-            self.add(&o.consumed_capacity().into_iter().collect::<Vec<_>>());
-        }
-        Ok(())
-    }
-}
-
-/// The same client with the meter added.
-pub fn metered(client: &Client, meter: &CapacityMeter) -> Client {
-    let config = client
-        .config()
-        .to_builder()
-        .interceptor(meter.clone())
-        .build();
-    Client::from_conf(config)
-}
-
 /// A TCP forwarder that counts the connections it accepts.
 pub struct ConnectionCounter {
     pub endpoint: String,
@@ -222,7 +132,7 @@ impl Drop for ConnectionCounter {
 /// Counters before a step, to take the step's own share afterwards.
 struct Mark {
     requests: BTreeMap<String, u64>,
-    capacity: Capacity,
+    capacity: Units,
     connections: u64,
 }
 
@@ -236,7 +146,7 @@ impl Meters<'_> {
     fn mark(&self) -> Mark {
         Mark {
             requests: self.proxy.stats().requests,
-            capacity: self.capacity.snapshot(),
+            capacity: self.capacity.units(),
             connections: self.connections.accepted(),
         }
     }
@@ -254,8 +164,7 @@ impl Meters<'_> {
             })
             .collect();
         let reported = now.capacity.reports > mark.capacity.reports;
-        let write_units =
-            reported.then(|| per(now.capacity.write_units - mark.capacity.write_units));
+        let write_units = reported.then(|| per(now.capacity.write - mark.capacity.write));
         (
             Cost {
                 requests,
@@ -301,7 +210,7 @@ pub async fn measure(orders: usize, concurrency: usize) -> Result<Accounting> {
         capacity: &capacity,
         connections: &counter,
     };
-    let client = metered(&stack.dynamo.client_via(&counter.endpoint).await, &capacity);
+    let client = capacity.on(&stack.dynamo.client_via(&counter.endpoint).await);
     let writer = DynamoOrderStore::new(client.clone(), &stack.tables.orders);
     let service = service::processor(client, &stack.tables.rewards, stack.tables.orders_source())
         .retention_seconds(stack.retention_seconds())
@@ -327,7 +236,9 @@ pub async fn measure(orders: usize, concurrency: usize) -> Result<Accounting> {
     let (writer_replay, _) = meters.since(&mark, 1);
 
     // The consumer: the writer's events, then a batch of fresh ones, then that batch again.
-    let first = cursor.outbox_inserts(&stack).await?;
+    let first = cursor
+        .outbox_inserts(&stack.stream, &stack.tables.orders_stream_arn)
+        .await?;
     let mark = meters.mark();
     let outcome = service.process_stream(&first).await;
     ensure!(outcome.applied == first.len(), "first batch: {outcome:?}");

@@ -69,12 +69,18 @@ pub fn draw(path: &Path, chart: &LatencyChart<'_>) -> Result<()> {
         plot.draw_series(points.iter().map(|&p| Circle::new(p, 4, color.filled())))
             .map_err(|e| err(&e))?;
     }
+    legend(&mut plot).map_err(|e| err(&e))?;
+    root.present().map_err(|e| err(&e))?;
+    Ok(())
+}
+
+/// The series' legend in the upper left corner, as every chart of the bench draws it.
+pub fn legend<'a, DB: DrawingBackend + 'a, CT: CoordTranslate>(
+    plot: &mut ChartContext<'a, DB, CT>,
+) -> Result<(), DrawingAreaErrorKind<DB::ErrorType>> {
     plot.configure_series_labels()
         .position(SeriesLabelPosition::UpperLeft)
         .border_style(BLACK)
         .background_style(WHITE.mix(0.9))
         .draw()
-        .map_err(|e| err(&e))?;
-    root.present().map_err(|e| err(&e))?;
-    Ok(())
 }

@@ -1,14 +1,12 @@
 //! `patterns-compare` (`make compare`): the three patterns on one workload with the same added
-//! latency; prints the headline table and writes `docs/patterns.md` and `docs/patterns.svg`.
-//!
-//! Usage: `patterns-compare [--orders N] [--customers N] [--latency-ms N] [--rate N] [--seed N]
-//! [--chaos-dir DIR --chaos-orders N] [--no-write]`. `--chaos-dir` holds `chaos-<pattern>.log`
-//! from `make chaos` runs (the Makefile's `compare` target makes them first).
+//! latency; prints the headline table and writes the figures into `docs/patterns.md` (between its
+//! region markers: the prose around them is written by hand) and `docs/patterns.svg`.
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
+use clap::Parser;
 use devkit::Pattern;
 use outbox_bench::compare::doc::{self, Figures};
 use outbox_bench::compare::workload::{hottest_customer_orders, zipf_orders};
@@ -16,46 +14,43 @@ use outbox_bench::compare::{chart, dynamo, self_read, Options};
 use outbox_bench::machine::Machine;
 use outbox_bench::workspace_root;
 
+/// The three patterns side by side on one workload, with the same latency added to every request.
+///
+/// The consumers' concurrency is `CONSUMER_CONCURRENCY`, read as the functions read it.
+#[derive(Debug, Parser)]
+#[command(name = "patterns-compare")]
 struct Args {
-    opts: Options,
+    /// Orders placed, the same ones for every pattern.
+    #[arg(long, default_value_t = 2000, value_parser = at_least_one)]
+    orders: usize,
+    /// Customers the orders are drawn over (Zipf-skewed).
+    #[arg(long, default_value_t = 200, value_parser = at_least_one)]
+    customers: usize,
+    /// Milliseconds added to every request to DynamoDB, DynamoDB Streams and Kinesis.
+    #[arg(long, default_value_t = 10)]
+    latency_ms: u64,
+    /// Orders placed per second (open loop).
+    #[arg(long, default_value_t = 50.0)]
+    rate: f64,
+    /// Seed of the workload.
+    #[arg(long, default_value_t = 7)]
+    seed: u64,
+    /// Holds `chaos-<pattern>.log` from `make chaos` runs (`make compare` makes them first).
+    #[arg(long)]
     chaos_dir: Option<PathBuf>,
+    /// Orders each of those chaos runs placed.
+    #[arg(long)]
     chaos_orders: Option<usize>,
-    write: bool,
+    /// Print the headline table only; write nothing.
+    #[arg(long)]
+    no_write: bool,
 }
 
-fn parse() -> Result<Args> {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let value = |name: &str| -> Option<&str> {
-        args.iter()
-            .position(|a| a == name)
-            .and_then(|i| args.get(i + 1))
-            .map(String::as_str)
-    };
-    let number = |name: &str, default: f64| -> Result<f64> {
-        value(name).map_or(Ok(default), |v| {
-            v.parse::<f64>()
-                .with_context(|| format!("{name} takes a number, not {v:?}"))
-        })
-    };
-    let orders = number("--orders", 2000.0)? as usize;
-    let customers = number("--customers", 200.0)? as usize;
-    if orders == 0 || customers == 0 {
-        bail!("--orders and --customers must be at least 1");
+fn at_least_one(value: &str) -> Result<usize, String> {
+    match value.parse::<usize>() {
+        Ok(n) if n >= 1 => Ok(n),
+        _ => Err(format!("takes a whole number of at least 1, not {value:?}")),
     }
-    Ok(Args {
-        opts: Options {
-            orders,
-            customers,
-            seed: number("--seed", 7.0)? as u64,
-            latency: Duration::from_millis(number("--latency-ms", 10.0)? as u64),
-            rate_per_second: number("--rate", 50.0)?,
-            consumer_concurrency: service_runtime::config::CONSUMER_CONCURRENCY.read()?,
-            settle_timeout: Duration::from_secs(120),
-        },
-        chaos_dir: value("--chaos-dir").map(PathBuf::from),
-        chaos_orders: value("--chaos-orders").and_then(|v| v.parse().ok()),
-        write: !args.iter().any(|a| a == "--no-write"),
-    })
 }
 
 /// The summary of a chaos run: its verdict lines, and the consumer metrics that say what was
@@ -79,8 +74,26 @@ fn chaos_summary(dir: &std::path::Path, pattern: Pattern) -> Vec<String> {
 
 #[tokio::main]
 async fn main() -> Result<()> {
-    let args = parse()?;
-    let opts = &args.opts;
+    let args = Args::parse();
+    let opts = &Options {
+        orders: args.orders,
+        customers: args.customers,
+        seed: args.seed,
+        latency: Duration::from_millis(args.latency_ms),
+        rate_per_second: args.rate,
+        consumer_concurrency: service_runtime::config::CONSUMER_CONCURRENCY.read()?,
+        settle_timeout: Duration::from_secs(120),
+    };
+    let docs = workspace_root().join("docs");
+    let path = docs.join("patterns.md");
+    let doc = if args.no_write {
+        None
+    } else {
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("reading {}", path.display()))?;
+        doc::check(&text).with_context(|| format!("{} cannot take the figures", path.display()))?;
+        Some(text)
+    };
     let machine = Machine::describe();
     let date = time::OffsetDateTime::now_utc();
     let clock = Instant::now();
@@ -124,19 +137,43 @@ async fn main() -> Result<()> {
         chaos,
         chaos_orders: args.chaos_orders,
     };
-    let text = doc::render(&runs, &ctx);
-    println!("{}", text.split("\n## ").next().unwrap_or_default());
-    if args.write {
-        let docs = workspace_root().join("docs");
-        std::fs::create_dir_all(&docs)?;
-        let figures: Vec<Figures> = runs.iter().map(Figures::of).collect();
-        let shards = runs
-            .iter()
-            .find_map(|r| r.kinesis.as_ref().map(|k| k.shards))
-            .unwrap_or(0);
+    let figures: Vec<Figures> = runs.iter().map(Figures::of).collect();
+    let shards = doc::kinesis_shards(&runs);
+    println!("{}", doc::headline(&figures, shards));
+    if let Some(text) = doc {
+        let text = doc::write_into(&text, &runs, &ctx)
+            .with_context(|| format!("writing the figures into {}", path.display()))?;
         chart::draw(&docs.join("patterns.svg"), &figures, shards)?;
-        std::fs::write(docs.join("patterns.md"), text)?;
-        eprintln!("compare: wrote docs/patterns.md and docs/patterns.svg");
+        std::fs::write(&path, text)?;
+        eprintln!("compare: wrote the figures into docs/patterns.md, and docs/patterns.svg");
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_makefile_command_line_parses_and_zero_orders_is_refused() {
+        let args = Args::try_parse_from(
+            "patterns-compare --orders 2000 --customers 200 --latency-ms 10 --rate 50 \
+             --chaos-dir .local/compare --chaos-orders 1000"
+                .split_whitespace(),
+        )
+        .unwrap();
+        assert_eq!(
+            (args.orders, args.customers, args.latency_ms),
+            (2000, 200, 10)
+        );
+        assert_eq!(
+            (args.rate, args.seed, args.chaos_orders),
+            (50.0, 7, Some(1000))
+        );
+        assert_eq!(args.chaos_dir, Some(PathBuf::from(".local/compare")));
+        assert!(!args.no_write);
+        let err = Args::try_parse_from(["patterns-compare", "--orders", "0"]).unwrap_err();
+        assert!(err.to_string().contains("--orders"), "{err}");
+        assert!(Args::try_parse_from(["patterns-compare", "--customers", "x"]).is_err());
+    }
 }

@@ -7,15 +7,15 @@
 //! placed orders; the baseline is the same processor one request at a time (one customer at a
 //! time, one event per transaction), measured in the same run.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use anyhow::{ensure, Result};
+use anyhow::Result;
 use devkit::proxy::{FaultPlan, FaultProxy};
 use devkit::{LocalDynamo, Stack};
 use dynamodb_outbox::DEFAULT_EVENTS_PER_TRANSACTION;
 use rewards_service::service::{self, RewardsProcessor};
 
-use crate::records::{order_kept, place_shape, Shape, StreamCursor};
+use crate::records::{order_kept, place_shape, timed_batch, Shape, StreamCursor};
 
 /// What one batch took, and whether every customer's records were applied in stream order.
 #[derive(Debug, Clone, Copy)]
@@ -66,8 +66,6 @@ impl ConsumerLab {
         let orders = place_shape(&self.stack.orders, &prefix, shape).await?;
         let records = self.cursor.records_of(&self.stack, &orders).await?;
 
-        self.proxy.set_plan(FaultPlan::latency(latency));
-        let start = Instant::now();
         let processor = self.service.clone().concurrency(concurrency);
         // Concurrency 1 is the baseline: every request after the one before it.
         let processor = if concurrency == 1 {
@@ -75,14 +73,7 @@ impl ConsumerLab {
         } else {
             processor
         };
-        let outcome = processor.process_stream(&records).await;
-        let elapsed = start.elapsed();
-        self.proxy.set_plan(FaultPlan::none());
-
-        ensure!(
-            outcome.applied == records.len() && outcome.failures.is_empty(),
-            "batch {prefix} was not applied in full: {outcome:?}"
-        );
+        let elapsed = timed_batch(&self.proxy, latency, &processor, &records, &prefix).await?;
         Ok(BatchRun {
             elapsed,
             order_kept: order_kept(&self.stack, &orders).await?,
@@ -120,5 +111,18 @@ mod tests {
         // Sequential: every record after the other.
         assert_eq!(floor(Shape::distinct(100), 1, ms(25)), ms(5000));
         assert_eq!(floor(Shape::skewed(10, 10), 1, ms(25)), ms(5000));
+    }
+
+    #[tokio::test]
+    async fn a_timed_batch_is_applied_in_full_and_in_each_customers_order() {
+        let mut lab = ConsumerLab::start().await.unwrap();
+        for concurrency in [8, 1] {
+            let run = lab
+                .run(Duration::from_millis(1), concurrency, Shape::skewed(3, 2))
+                .await
+                .unwrap();
+            assert!(run.order_kept, "concurrency {concurrency}");
+            assert!(run.elapsed >= Duration::from_millis(1));
+        }
     }
 }

@@ -140,7 +140,9 @@ impl ConsumerWorkload {
             service: service::processor(
                 client,
                 "bench-rewards",
-                dynamodb_outbox::Source::table(BENCH_ORDERS).expect("a valid table name"),
+                // By ARN: a source by name would need the function's account and region, which a
+                // benchmark has none of, and every record would be refused.
+                dynamodb_outbox::Source::table(&bench_orders_arn()).expect("a table's ARN"),
             )
             .retention_seconds(service_runtime::config::DEFAULT_RETENTION_SECONDS)
             .expect("a retention in range")
@@ -167,6 +169,10 @@ impl ConsumerWorkload {
 /// The orders table the consumer workload's records come from.
 const BENCH_ORDERS: &str = "bench-orders";
 
+fn bench_orders_arn() -> String {
+    format!("arn:aws:dynamodb:us-east-1:123456789012:table/{BENCH_ORDERS}")
+}
+
 /// An outbox INSERT record as the stream delivers it (the shape of the sample events): the first
 /// event of its own customer, routed to the rewards consumer.
 pub fn outbox_insert(i: usize) -> EventRecord {
@@ -189,7 +195,7 @@ pub fn outbox_insert(i: usize) -> EventRecord {
         "eventID": format!("bench-{i}"),
         "eventName": "INSERT",
         "eventSource": "aws:dynamodb",
-        "eventSourceARN": format!("arn:aws:dynamodb:us-east-1:123456789012:table/{BENCH_ORDERS}/stream/2026-11-26T00:00:00.000"),
+        "eventSourceARN": format!("{}/stream/2026-11-26T00:00:00.000", bench_orders_arn()),
         "eventVersion": "1.1",
         "dynamodb": {
             "ApproximateCreationDateTime": 1_790_000_001,
@@ -201,4 +207,22 @@ pub fn outbox_insert(i: usize) -> EventRecord {
         }
     });
     serde_json::from_value(record).expect("a valid stream record")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn the_consumer_workload_applies_every_record_it_times() {
+        let workload = ConsumerWorkload::new(3).await;
+        let outcome = workload.service.process_stream(&workload.records).await;
+        assert_eq!(outcome.applied, 3, "{outcome:?}");
+    }
+
+    #[tokio::test]
+    async fn the_writer_workload_places_the_order_it_times() {
+        let workload = WriterWorkload::new().await;
+        assert_eq!(workload.handler().await.status_code, 201);
+    }
 }

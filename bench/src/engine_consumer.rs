@@ -8,10 +8,9 @@
 //! a time, one event per transaction, one mark at a time.
 
 use std::collections::HashMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{ensure, Context, Result};
-use aws_lambda_events::dynamodb::EventRecord;
 use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_dynamodb::Client;
 use devkit::local::create_table;
@@ -26,6 +25,8 @@ use dynamodb_outbox::{
 use invoices_example::invoices::{self, InvoiceIssued};
 use invoices_example::ledger::{self, Ledger};
 use serde_json::json;
+
+use crate::records::{timed_batch, StreamCursor};
 
 /// A batch: `keys` accounts with `per_key` invoices each, interleaved in the stream
 /// (k0, k1, …, k0, k1, …) as concurrent customers' events would be.
@@ -96,8 +97,7 @@ pub struct EngineLab {
     outbox: Outbox,
     stream: StreamClient,
     stream_arn: String,
-    shard: String,
-    read_up_to: Option<String>,
+    cursor: StreamCursor,
     through_proxy: Client,
     invoices: String,
     ledger: String,
@@ -128,12 +128,6 @@ impl EngineLab {
             .and_then(|t| t.latest_stream_arn)
             .context("the outbox table has no stream")?;
         let stream = StreamClient::new(&dynamo.endpoint, &dynamo.sdk_config)?;
-        let shard = stream
-            .shard_ids(&stream_arn)
-            .await?
-            .into_iter()
-            .next()
-            .context("the stream has no shard")?;
         let proxy = FaultProxy::start(&dynamo.endpoint, FaultPlan::none()).await?;
         // One client for the whole run, as one Lambda container keeps one for its lifetime.
         let through_proxy = dynamo.client_via(&proxy.endpoint).await;
@@ -146,8 +140,7 @@ impl EngineLab {
             outbox,
             stream,
             stream_arn,
-            shard,
-            read_up_to: None,
+            cursor: StreamCursor::default(),
             through_proxy,
             invoices,
             ledger,
@@ -191,7 +184,10 @@ impl EngineLab {
                 invoices::issue(&self.outbox, invoice).await?;
             }
         }
-        let records = self.new_records().await?;
+        let records = self
+            .cursor
+            .outbox_inserts(&self.stream, &self.stream_arn)
+            .await?;
         ensure!(
             records.len() == shape.records(),
             "batch {batch}: {} records on the stream for {} invoices",
@@ -200,46 +196,12 @@ impl EngineLab {
         );
 
         let processor = self.processor(settings);
-        self.proxy.set_plan(FaultPlan::latency(latency));
-        let start = Instant::now();
-        let outcome = processor.process_stream(&records).await;
-        let elapsed = start.elapsed();
-        self.proxy.set_plan(FaultPlan::none());
-        ensure!(
-            outcome.applied == records.len() && outcome.failures.is_empty(),
-            "batch {batch} was not applied in full: {outcome:?}"
-        );
+        let name = batch.to_string();
+        let elapsed = timed_batch(&self.proxy, latency, &processor, &records, &name).await?;
         Ok(BatchRun {
             elapsed,
             exactly_once: self.exactly_once(&totals, shape.per_key).await?,
         })
-    }
-
-    /// The outbox records written since the last call, in stream order.
-    async fn new_records(&mut self) -> Result<Vec<EventRecord>> {
-        let mut records = Vec::new();
-        loop {
-            let page = self
-                .stream
-                .read(
-                    &self.stream_arn,
-                    &self.shard,
-                    self.read_up_to.as_deref(),
-                    1000,
-                )
-                .await?;
-            let Some(last) = page.last() else { break };
-            self.read_up_to = Some(last.sequence_number.clone());
-            for raw in &page {
-                let record = raw.to_event_record()?;
-                let is_event = matches!(record.change.new_image.get(schema::ENTITY),
-                    Some(serde_dynamo::AttributeValue::S(e)) if e == schema::ENTITY_OUTBOX_EVENT);
-                if record.event_name == "INSERT" && is_event {
-                    records.push(record);
-                }
-            }
-        }
-        Ok(records)
     }
 
     /// Every account's balance is the sum of its invoices, its progress is at its last event,
@@ -296,7 +258,7 @@ impl EngineLab {
     }
 }
 
-/// The shapes of issue 12 item 2, each with its goal (defaults against one at a time, at 25 ms).
+/// The batch shapes measured, each with its goal (defaults against one at a time, at 25 ms).
 pub const SHAPES: [(BatchShape, f64); 3] = [
     (BatchShape::new(100, 1), 30.0),
     (BatchShape::new(10, 10), 30.0),
@@ -375,11 +337,8 @@ pub async fn measure(repeats: usize) -> Result<ShapesReport> {
     })
 }
 
-/// Where the section starts and ends in `docs/benchmarks.md`, so `make bench-consumer` can
-/// rewrite it alone.
-pub const BEGIN: &str =
-    "<!-- engine batch shapes: written by make bench and make bench-consumer -->";
-pub const END: &str = "<!-- end of engine batch shapes -->";
+/// The section's region in `docs/benchmarks.md`, so `make bench-consumer` can rewrite it alone.
+pub const REGION: &str = "engine-batch-shapes";
 
 impl ShapesReport {
     /// (goals met, goals): each shape's ratio at 25 ms, and exactly once in every batch.
@@ -412,13 +371,13 @@ impl ShapesReport {
         )
     }
 
-    /// The section, markers included.
+    /// The section, for its region of the document.
     pub fn markdown(&self, written: &str) -> String {
         let defaults = Settings::DEFAULT;
         let ms = crate::report::ms;
         let (met, goals) = self.goals_met();
         let mut out = format!(
-            "{BEGIN}\n## Consumer batch shapes on the engine (issue 12, item 2)\n\n\
+            "## Consumer batch shapes on the engine\n\n\
              {written}; {met} of {goals} goals met; medians of {} repeats. The consumer is \
              `dynamodb-outbox`'s `Processor` running the invoice example's `Ledger` (one new line \
              per event and one `ADD` to the account's balance, the rewards consumer's shape; the \
@@ -485,27 +444,11 @@ impl ShapesReport {
              commit and a mark: 200 round trips for any shape. At 0 ms the proxy adds nothing: what is left is this machine's own work (the \
              SDK's CPU and the embedded server, which runs in the same process on the same two \
              cores); it does not shrink with latency and is why a measured ratio stays under the \
-             ratio of the floors.{}\n{END}\n",
+             ratio of the floors.{}\n",
             defaults.events_per_transaction,
             self.own_work()
         ));
         out
-    }
-}
-
-/// `doc` with its section replaced by `section`, or with `section` added before `## Machine`
-/// (or at the end) when it has none.
-pub fn splice(doc: &str, section: &str) -> String {
-    if let (Some(start), Some(end)) = (doc.find(BEGIN), doc.find(END)) {
-        if start < end {
-            let after = &doc[end + END.len()..];
-            let after = after.strip_prefix('\n').unwrap_or(after);
-            return format!("{}{section}{after}", &doc[..start]);
-        }
-    }
-    match doc.find("## Machine") {
-        Some(at) => format!("{}{section}\n{}", &doc[..at], &doc[at..]),
-        None => format!("{doc}\n{section}"),
     }
 }
 
@@ -580,19 +523,15 @@ mod tests {
         assert_eq!(round_trips(distinct, narrow), 4 + 4);
     }
 
-    #[test]
-    fn the_section_is_replaced_in_place_or_added_before_the_machine() {
-        let section = format!("{BEGIN}\nnew\n{END}\n");
-        let old = format!("# B\n\n{BEGIN}\nold\n{END}\n## Machine\n");
-        assert_eq!(
-            splice(&old, &section),
-            format!("# B\n\n{section}## Machine\n")
-        );
-        let without = "# B\n\n## Machine\n";
-        assert_eq!(
-            splice(without, &section),
-            format!("# B\n\n{section}\n## Machine\n")
-        );
-        assert_eq!(splice("# B\n", &section), format!("# B\n\n{section}"));
+    #[tokio::test]
+    async fn every_batch_read_from_the_stream_is_applied_exactly_once() {
+        let mut lab = EngineLab::start().await.unwrap();
+        for settings in [Settings::DEFAULT, Settings::ONE_AT_A_TIME] {
+            let run = lab
+                .run(Duration::from_millis(1), settings, BatchShape::new(3, 2))
+                .await
+                .unwrap();
+            assert!(run.exactly_once, "{settings:?}");
+        }
     }
 }

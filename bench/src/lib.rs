@@ -9,16 +9,19 @@
 //!   against the same code path with concurrency 1 (the `outbox` crate's pipeline).
 //! - [`engine_consumer`]: the engine's `Processor` on three batch shapes (distinct keys, spread,
 //!   one hot key) through the same proxy, its defaults against one request at a time.
-//! - [`accounting`]: DynamoDB requests, write capacity and TCP connections per order.
+//! - [`accounting`]: DynamoDB requests, write capacity and TCP connections per order;
+//!   [`capacity`]: the capacity meter it and `compare` share.
 //! - [`cpu`]: the workloads criterion times, on an HTTP client that never leaves the process.
 //! - [`functions`]: cold start and peak RSS of the real Lambda binaries against a local stub of
 //!   the Lambda Runtime API (`devkit::runtime_api`); [`size`]: their stripped sizes.
 //! - [`throughput`]: orders placed and rewarded end to end through the local stream trigger.
-//! - [`compare`]: the article's three patterns side by side (`make compare`,
+//! - [`compare`]: the three patterns side by side (`make compare`,
 //!   `docs/patterns.md`).
-//! - [`report`], [`chart`], [`machine`]: the table, the chart and the machine they came from.
+//! - [`report`], [`chart`], [`machine`]: the table, the chart and the machine they came from;
+//!   [`regions`]: the marked regions of a hand-written document that the tools rewrite.
 
 pub mod accounting;
+pub mod capacity;
 pub mod chart;
 pub mod compare;
 pub mod consumer;
@@ -28,6 +31,7 @@ pub mod engine_consumer;
 pub mod functions;
 pub mod machine;
 pub mod records;
+pub mod regions;
 pub mod replay;
 pub mod report;
 pub mod size;

@@ -1,33 +1,33 @@
-//! `outbox-bench`: runs the benchmark suite, prints one table, and writes it with the machine
-//! and the commands to `docs/benchmarks.md`, and the consumer chart to
-//! `docs/consumer-latency.svg`. `make bench` builds everything it needs first (see the Makefile).
+//! `outbox-bench`: runs the benchmark suite, prints one table, and writes it, its notes and the
+//! machine into the marked regions of `docs/benchmarks.md` (the prose there is written by hand),
+//! and the consumer chart to `docs/consumer-latency.svg`. `make bench` builds everything it needs first (see the Makefile).
 //!
-//! Usage: `outbox-bench [--quick] [--no-write] [--consumer-only]` (`BENCH_QUICK=1` is
-//! `--quick`; `--consumer-only` measures the engine's batch shapes alone and rewrites only their
-//! section of `docs/benchmarks.md`: `make bench-consumer`).
+//! `--help` lists the flags; `make bench-consumer` is `--consumer-only`.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
+use clap::builder::FalseyValueParser;
+use clap::Parser;
 use devkit::{LocalDynamo, Stack};
 use outbox_bench::accounting::{self, Accounting};
 use outbox_bench::chart::{self, LatencyChart, Points};
 use outbox_bench::consumer::{floor, ConsumerLab};
-use outbox_bench::engine_consumer;
+use outbox_bench::engine_consumer::{self, REGION as ENGINE_SHAPES};
 use outbox_bench::functions::{self, FUNCTIONS};
 use outbox_bench::machine::Machine;
 use outbox_bench::records::Shape;
 use outbox_bench::report::{median, ms, thousands, us, Report, Row, Section};
-use outbox_bench::{criterion_results, size, throughput, workspace_root};
+use outbox_bench::{criterion_results, regions, size, throughput, workspace_root};
 use service_runtime::config;
 
-/// Goals of issue 5, in one place.
+/// The bench's goals, in one place.
 mod goals {
     pub const SPEEDUP_AT_25MS: f64 = 15.0;
     /// One strongly consistent read of the customer's sequence counter and one transaction: the
-    /// counter is what keeps a customer's events in order across shards (the engine's design,
-    /// chosen in issue 10; before it the writer made the transaction alone).
+    /// counter is what keeps a customer's events in order across shards (the engine's design;
+    /// before it the writer made the transaction alone).
     pub const WRITER_REQUESTS: f64 = 2.0;
     pub const CONSUMER_REQUESTS: f64 = 2.0;
     pub const COLD_START_MS: f64 = 4.0;
@@ -36,67 +36,60 @@ mod goals {
 }
 
 /// The order-writer's handler CPU that was once a goal: reported beside the figure, no longer a
-/// goal (issue 12: the SDK's request pipeline is most of it).
+/// goal (the SDK's request pipeline is most of it).
 const INFORMATIVE_CPU_US: f64 = 50.0;
 
-/// The exact commands `make bench` runs (also written to the report).
-const COMMANDS: &str = "```sh
-make bench                           # builds what it needs, then measures (the run time is above)
-BENCH_QUICK=1 make bench             # one repeat instead of three, shorter criterion runs
-make bench-consumer                  # only the engine's batch shapes; rewrites only their section
-CONSUMER_CONCURRENCY=64 make bench   # the consumer at another concurrency, as the function reads it
-```
-
-`make bench` runs, from the workspace root:
-
-```sh
-cargo build --release -p order-writer -p stream-consumer -p rewards-api -p outbox-sweeper -p order-publisher -p order-history -p rewards-kinesis-consumer
-bash scripts/install-tools.sh        # cargo-lambda and zig into .tools/ (skipped when installed)
-cargo lambda build --release --arm64 -p order-writer -p stream-consumer -p rewards-api -p outbox-sweeper -p order-publisher -p order-history -p rewards-kinesis-consumer
-cargo bench -p outbox-bench --bench handlers      # criterion: handler CPU; estimates in target/criterion/
-cargo run --release -p outbox-bench --bin outbox-bench   # everything else; prints the table, writes docs/
-```
-
-The functions are built on their own, never in one `cargo` invocation with `outbox-bench`:
-the bench's dependencies (the embedded DynamoDB, an HTTP server, criterion) would otherwise
-unify features into the Lambda binaries and change what is measured.";
+/// Runs the benchmark suite, prints one table, and writes its figures into `docs/benchmarks.md`
+/// and `docs/consumer-latency.svg`.
+///
+/// The consumer's concurrency is `CONSUMER_CONCURRENCY`, read as the function reads it, so
+/// another setting can be measured without a rebuild.
+#[derive(Debug, Parser)]
+#[command(name = "outbox-bench")]
+struct Args {
+    /// One repeat instead of three, fewer cold starts, fewer orders end to end.
+    #[arg(long, env = "BENCH_QUICK", value_parser = FalseyValueParser::new())]
+    quick: bool,
+    /// Print the table; write nothing.
+    #[arg(long)]
+    no_write: bool,
+    /// Only the engine's batch shapes: their section of `docs/benchmarks.md` is rewritten, the
+    /// rest kept (`make bench-consumer`).
+    #[arg(long)]
+    consumer_only: bool,
+    /// Only the function binaries' cold start, memory and size, printed, not written: the
+    /// before/after figures of a change to the functions.
+    #[arg(long)]
+    functions_only: bool,
+}
 
 struct Options {
     quick: bool,
     write: bool,
-    /// The consumer's concurrency, read as the function reads it (`CONSUMER_CONCURRENCY`, else
-    /// the default), so another setting can be measured without a rebuild.
     concurrency: usize,
     /// Repeats of every consumer measurement (the median is reported).
     repeats: usize,
     cold_starts: usize,
     rss_invocations: usize,
     throughput_orders: usize,
-    /// Only the function binaries' cold start, memory and size, printed, not written
-    /// (`--functions-only`): the before/after figures of a change to the functions.
     functions_only: bool,
-    /// Only the engine's batch shapes (`--consumer-only`): their section of the document is
-    /// rewritten, the rest kept.
     consumer_only: bool,
 }
 
 impl Options {
     fn parse() -> Result<Self> {
-        let args: Vec<String> = std::env::args().skip(1).collect();
-        let quick = args.iter().any(|a| a == "--quick")
-            || std::env::var("BENCH_QUICK").is_ok_and(|v| !v.is_empty() && v != "0");
+        let args = Args::parse();
+        let quick = args.quick;
         Ok(Self {
             quick,
-            write: !args
-                .iter()
-                .any(|a| a == "--no-write" || a == "--functions-only"),
+            write: !(args.no_write || args.functions_only),
             concurrency: config::CONSUMER_CONCURRENCY.read()?,
             repeats: if quick { 1 } else { 3 },
             cold_starts: if quick { 5 } else { 20 },
             rss_invocations: 1000,
             throughput_orders: if quick { 500 } else { 1000 },
-            functions_only: args.iter().any(|a| a == "--functions-only"),
-            consumer_only: args.iter().any(|a| a == "--consumer-only"),
+            functions_only: args.functions_only,
+            consumer_only: args.consumer_only,
         })
     }
 }
@@ -114,9 +107,19 @@ async fn main() -> Result<()> {
     let mut notes = Vec::new();
     let mut sections = Vec::new();
 
-    if opts.write {
-        std::fs::create_dir_all(workspace_root().join("docs"))?;
-    }
+    // The document is read first: a missing region fails now, not after minutes of measuring.
+    let path = workspace_root().join("docs").join("benchmarks.md");
+    let doc = if opts.write {
+        let doc = std::fs::read_to_string(&path)
+            .with_context(|| format!("reading {}", path.display()))?;
+        let mut names = Report::REGIONS.to_vec();
+        names.push(ENGINE_SHAPES);
+        regions::check(&doc, &names)
+            .with_context(|| format!("{} cannot take the figures", path.display()))?;
+        Some(doc)
+    } else {
+        None
+    };
     if opts.functions_only {
         progress("cold start and peak RSS of the function binaries");
         let functions = functions_section(&opts, &mut notes).await?;
@@ -140,10 +143,8 @@ async fn main() -> Result<()> {
             machine.load_at_start,
         ));
         println!("{section}");
-        if opts.write {
-            let path = workspace_root().join("docs").join("benchmarks.md");
-            let doc = std::fs::read_to_string(&path).unwrap_or_default();
-            std::fs::write(&path, engine_consumer::splice(&doc, &section))?;
+        if let Some(doc) = doc {
+            std::fs::write(&path, regions::replace(&doc, ENGINE_SHAPES, &section)?)?;
             progress("rewrote the engine batch shapes in docs/benchmarks.md");
         }
         return Ok(());
@@ -172,19 +173,18 @@ async fn main() -> Result<()> {
     sections.push(sizes(&mut notes));
 
     progress("end-to-end throughput");
-    sections.push(end_to_end(&opts, &machine, &mut notes).await?);
+    sections.push(end_to_end(&opts, &machine).await?);
 
-    let blocks = vec![shapes.markdown(&format!(
+    let shapes = shapes.markdown(&format!(
         "Written by `make bench` ({}) on {}, in {:.0} s of the run",
         mode(&opts),
         rfc3339(started),
         shapes_written.as_secs_f64()
-    ))];
+    ));
     let report = Report {
         sections,
         notes,
         chart_data,
-        blocks,
         machine,
         mode: mode(&opts).into(),
         started: rfc3339(started),
@@ -192,10 +192,11 @@ async fn main() -> Result<()> {
     };
     println!("{}", report.table());
     println!("{}", report.summary());
-    if opts.write {
-        let docs = workspace_root().join("docs");
-        std::fs::write(docs.join("benchmarks.md"), report.document(COMMANDS))?;
-        progress("wrote docs/benchmarks.md and docs/consumer-latency.svg");
+    if let Some(doc) = doc {
+        let mut figures = report.regions();
+        figures.push((ENGINE_SHAPES, shapes));
+        std::fs::write(&path, regions::replace_all(&doc, &figures)?)?;
+        progress("wrote the figures into docs/benchmarks.md, and docs/consumer-latency.svg");
     }
     Ok(())
 }
@@ -484,8 +485,8 @@ fn cpu(notes: &mut Vec<String>) -> Section {
             let handler_us = handler.as_secs_f64() * 1e6;
             if handler_us > INFORMATIVE_CPU_US {
                 notes.push(format!(
-                    "Handler CPU is {:.0} µs above the 50 µs once set as a goal (issue 12 dropped \
-                     it: meeting it would mean hand-rolling the SDK), and the split says why: the \
+                    "Handler CPU is {:.0} µs above the 50 µs once set as a goal (dropped: meeting \
+                     it would mean hand-rolling the SDK), and the split says why: the \
                      store's write, encoding the two items and the SDK's `TransactWriteItems` \
                      (answered in process), is {:.0} % of the handler ({} µs). Its profile (perf) \
                      is mostly the SDK's request pipeline and it is flat: allocation, hashing \
@@ -540,15 +541,6 @@ fn cpu(notes: &mut Vec<String>) -> Section {
             format!("not measured: {e}"),
         )),
     }
-    notes.push(
-        "CPU: criterion medians (`benches/handlers.rs`) of the thread's CPU time \
-         (`CLOCK_THREAD_CPUTIME_ID`, so other builds on this machine do not inflate it) on a \
-         current-thread runtime, with the \
-         functions' own DynamoDB client whose HTTP client answers in process (`src/replay.rs`), so \
-         parsing, validation, the idempotency fingerprint, item encoding, the SDK's serialization \
-         and SigV4 signing, response parsing and the JSON log line are all in, the network is not."
-            .into(),
-    );
     Section {
         title: "Handler CPU (criterion)".into(),
         rows,
@@ -663,19 +655,6 @@ async fn functions_section(opts: &Options, notes: &mut Vec<String>) -> Result<Se
         "cold start, order-writer, by where the TLS trust roots come from",
         by_roots.join("; "),
     ));
-    notes.push(
-        "Most of a cold start used to be rustls-native-certs loading the system's trust roots: \
-         the bundle file and then every file of the certificate directory (each root parsed \
-         again; on Amazon Linux 2023 the directory holds the bundle a second time). The \
-         functions now read the bundle file only (`service_runtime::config::https_client`), and \
-         parse it once, when the first request builds the connector: the SDK's start-up \
-         warm-up, which parsed it and threw the result away, is skipped. So the roots are out \
-         of the spawn-to-first-poll time whatever their source, and the row above shows no \
-         difference between sources any more; they are in the first invocation, once. \
-         `SSL_CERT_FILE` still names another bundle; `SSL_CERT_DIR` brings back the system \
-         default (\"bundle and directory\")."
-            .into(),
-    );
     notes.push(format!(
         "Cold start and RSS run this machine's release binaries (`target/release/<function>`) \
          against a local stub of the Lambda Runtime API (`devkit/src/runtime_api.rs`) with the template's \
@@ -773,35 +752,13 @@ fn sizes(notes: &mut Vec<String>) -> Section {
             host.join(", "),
         ));
     }
-    notes.push(
-        "Size: the release profile is `opt-level = \"z\"`, fat LTO, one codegen unit, stripped, \
-         `panic = \"unwind\"` (explicit, as cargo-lambda would otherwise default it to abort; the \
-         unwind tables it needs are in the size row). What brought the arm64 order-writer from \
-         6.79 MB (cargo-lambda's defaults, which had made panics abort) to its size now, each step \
-         measured while tuning: one TLS stack, rustls on ring instead of the SDK's default aws-lc, \
-         no `env-filter` regex engine, the functions' client read from the environment instead of \
-         aws-config's provider chains, `opt-level = \"z\"`, and unwinding kept: 5.25 MB; fat LTO \
-         and a current-thread runtime: 4.16 MB; the `idna` stub back end (no ICU tables; DynamoDB \
-         host names are ASCII) and one SHA-256 crate: 4.03 MB; debug and trace events compiled \
-         out of release builds (`tracing/release_max_level_info`): the size above. Still in: h2, \
-         which the SDK's HTTP client always links though DynamoDB speaks HTTP/1.1."
-            .into(),
-    );
     Section {
         title: "Binary size".into(),
         rows,
     }
 }
 
-async fn end_to_end(opts: &Options, machine: &Machine, notes: &mut Vec<String>) -> Result<Section> {
-    notes.push(
-        "End to end: one embedded DynamoDB, the order-writer's handler and the consumer in one \
-         process on this machine, with no network latency. It measures the local stack more than \
-         the code: the embedded server's cost per request grows with the items its tables hold \
-         (which is also why each consumer measurement above gets a fresh server), so the rate \
-         falls as the order count rises."
-            .into(),
-    );
+async fn end_to_end(opts: &Options, machine: &Machine) -> Result<Section> {
     let t = throughput::measure(opts.throughput_orders, 16, opts.concurrency).await?;
     Ok(Section {
         title: "End to end".into(),
@@ -819,4 +776,25 @@ async fn end_to_end(opts: &Options, machine: &Machine, notes: &mut Vec<String>) 
             ),
         )],
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // One test owns BENCH_QUICK in this binary's tests: the cases run in turn.
+    #[test]
+    fn bench_quick_in_the_environment_or_the_flag_makes_a_quick_run() {
+        for (value, quick) in [("1", true), ("yes", true), ("0", false), ("", false)] {
+            std::env::set_var("BENCH_QUICK", value);
+            let args = Args::try_parse_from(["outbox-bench"]).unwrap();
+            assert_eq!(args.quick, quick, "BENCH_QUICK={value:?}");
+        }
+        std::env::remove_var("BENCH_QUICK");
+        assert!(!Args::try_parse_from(["outbox-bench"]).unwrap().quick);
+        // What `make bench` and `make bench-consumer` pass.
+        let args = Args::try_parse_from(["outbox-bench", "--consumer-only", "--quick"]).unwrap();
+        assert!(args.quick && args.consumer_only && !args.no_write && !args.functions_only);
+        assert!(Args::try_parse_from(["outbox-bench", "--fast"]).is_err());
+    }
 }

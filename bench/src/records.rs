@@ -4,11 +4,14 @@
 //! duplicate the ledger refuses), so each measured batch is made of orders placed just before it.
 
 use std::collections::{HashMap, HashSet};
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context, Result};
 use aws_lambda_events::dynamodb::EventRecord;
-use devkit::Stack;
+use devkit::proxy::{FaultPlan, FaultProxy};
+use devkit::{Stack, StreamClient};
 use dynamodb_outbox::testing::schema;
+use dynamodb_outbox::{Consumer, ConsumerStore, Processor};
 use order_service::domain::order::LineItem;
 use order_service::domain::{Order, OrderRequest};
 use order_service::service::{place_order, Placed};
@@ -101,15 +104,18 @@ pub struct StreamCursor {
 }
 
 impl StreamCursor {
-    /// The outbox INSERT records written since the last call, in stream order: what the
-    /// template's `FilterCriteria` lets through to the consumer.
-    pub async fn outbox_inserts(&mut self, stack: &Stack) -> Result<Vec<EventRecord>> {
-        let arn = &stack.tables.orders_stream_arn;
+    /// The outbox INSERT records of stream `arn` written since the last call, in stream order:
+    /// what the template's `FilterCriteria` lets through to the consumer.
+    pub async fn outbox_inserts(
+        &mut self,
+        stream: &StreamClient,
+        arn: &str,
+    ) -> Result<Vec<EventRecord>> {
         let mut records = Vec::new();
-        for shard in stack.stream.shard_ids(arn).await? {
+        for shard in stream.shard_ids(arn).await? {
             loop {
                 let after = self.after.get(&shard).map(String::as_str);
-                let page = stack.stream.read(arn, &shard, after, 1000).await?;
+                let page = stream.read(arn, &shard, after, 1000).await?;
                 let Some(last) = page.last() else { break };
                 self.after
                     .insert(shard.clone(), last.sequence_number.clone());
@@ -134,7 +140,7 @@ impl StreamCursor {
     ) -> Result<Vec<EventRecord>> {
         let wanted: HashSet<&str> = orders.iter().map(|o| o.order_id.as_str()).collect();
         let records: Vec<EventRecord> = self
-            .outbox_inserts(stack)
+            .outbox_inserts(&stack.stream, &stack.tables.orders_stream_arn)
             .await?
             .into_iter()
             .filter(|r| {
@@ -150,6 +156,31 @@ impl StreamCursor {
         );
         Ok(records)
     }
+}
+
+/// How long `processor` takes on `records` with `latency` added to every request through
+/// `proxy`; an error unless every record was applied.
+pub async fn timed_batch<C, S>(
+    proxy: &FaultProxy,
+    latency: Duration,
+    processor: &Processor<C, S>,
+    records: &[EventRecord],
+    batch: &str,
+) -> Result<Duration>
+where
+    C: Consumer,
+    S: ConsumerStore,
+{
+    proxy.set_plan(FaultPlan::latency(latency));
+    let start = Instant::now();
+    let outcome = processor.process_stream(records).await;
+    let elapsed = start.elapsed();
+    proxy.set_plan(FaultPlan::none());
+    ensure!(
+        outcome.applied == records.len() && outcome.failures.is_empty(),
+        "batch {batch} was not applied in full: {outcome:?}"
+    );
+    Ok(elapsed)
 }
 
 /// True when every customer's ledger has the customer's orders applied in the order the stream

@@ -1,4 +1,4 @@
-//! The one table `make bench` prints, and `docs/benchmarks.md` around it.
+//! The one table `make bench` prints, and the figures it writes into `docs/benchmarks.md`.
 
 use std::fmt::Write as _;
 use std::time::Duration;
@@ -24,13 +24,22 @@ pub struct Row {
 }
 
 impl Row {
-    pub fn info(figure: impl Into<String>, measured: impl Into<String>) -> Self {
+    fn new(
+        figure: impl Into<String>,
+        measured: impl Into<String>,
+        goal: impl Into<String>,
+        verdict: Verdict,
+    ) -> Self {
         Self {
             figure: figure.into(),
             measured: measured.into(),
-            goal: "informative".into(),
-            verdict: Verdict::Info,
+            goal: goal.into(),
+            verdict,
         }
+    }
+
+    pub fn info(figure: impl Into<String>, measured: impl Into<String>) -> Self {
+        Self::new(figure, measured, "informative", Verdict::Info)
     }
 
     /// A figure whose goal is an upper bound (`value ≤ limit`), in the figure's own unit.
@@ -55,12 +64,8 @@ impl Row {
                 (value / limit - 1.0) * 100.0
             ))
         };
-        Self {
-            figure: figure.into(),
-            measured: measured.into(),
-            goal: format!("≤ {} {unit}", trim(limit)).trim_end().to_owned(),
-            verdict,
-        }
+        let goal = format!("≤ {} {unit}", trim(limit)).trim_end().to_owned();
+        Self::new(figure, measured, goal, verdict)
     }
 
     /// A figure whose goal is a lower bound (`value ≥ limit`).
@@ -76,12 +81,12 @@ impl Row {
         } else {
             Verdict::Missed(format!("by {}{unit}", trim(limit - value)))
         };
-        Self {
-            figure: figure.into(),
-            measured: measured.into(),
-            goal: format!("≥ {}{unit}", trim(limit)),
+        Self::new(
+            figure,
+            measured,
+            format!("≥ {}{unit}", trim(limit)),
             verdict,
-        }
+        )
     }
 
     /// A yes/no goal.
@@ -92,26 +97,23 @@ impl Row {
         ok: bool,
         otherwise: impl Into<String>,
     ) -> Self {
-        Self {
-            figure: figure.into(),
-            measured: measured.into(),
-            goal: goal.into(),
-            verdict: if ok {
-                Verdict::Met
-            } else {
-                Verdict::Missed(otherwise.into())
-            },
-        }
+        let verdict = if ok {
+            Verdict::Met
+        } else {
+            Verdict::Missed(otherwise.into())
+        };
+        Self::new(figure, measured, goal, verdict)
     }
 
     /// A figure that could not be measured in this run: its goal counts as missed.
     pub fn not_measured(figure: impl Into<String>, goal: impl Into<String>, why: String) -> Self {
-        Self {
-            figure: figure.into(),
-            measured: format!("not measured: {why}"),
-            goal: goal.into(),
-            verdict: Verdict::Missed("not measured".into()),
-        }
+        let measured = format!("not measured: {why}");
+        Self::new(
+            figure,
+            measured,
+            goal,
+            Verdict::Missed("not measured".into()),
+        )
     }
 
     fn met_cell(&self) -> String {
@@ -176,8 +178,6 @@ pub struct Report {
     /// Said under the table: how a figure was taken, why a goal is missed.
     pub notes: Vec<String>,
     pub chart_data: String,
-    /// Sections written whole by their own code (each with its own table), after the notes.
-    pub blocks: Vec<String>,
     pub machine: Machine,
     pub mode: String,
     pub started: String,
@@ -214,39 +214,28 @@ impl Report {
         format!("{met} of {goals} goals met")
     }
 
-    pub fn document(&self, commands: &str) -> String {
-        let mut doc = String::new();
-        let _ = writeln!(
-            doc,
-            "# Benchmarks\n\n\
-             Written by `make bench` ({}) on {}, in {:.0} s; {}. Rerun it rather than editing this \
-             file. Absolute times on a shared machine are noisy, so every comparison is a ratio of \
-             two figures measured in the same run, and each time is the median of its repeats.\n",
+    /// The regions of `docs/benchmarks.md` the report writes (the engine's batch shapes are
+    /// written apart, by `make bench-consumer` too).
+    pub const REGIONS: [&str; 4] = ["summary", "notes", "consumer-chart", "machine"];
+
+    /// Each region's figures, as `crate::regions` writes them into the document.
+    pub fn regions(&self) -> Vec<(&'static str, String)> {
+        let summary = format!(
+            "Written by `make bench` ({}) on {}, in {:.0} s; {}.\n\n{}",
             self.mode,
             self.started,
             self.duration.as_secs_f64(),
-            self.summary()
+            self.summary(),
+            self.table()
         );
-        let _ = writeln!(doc, "{}", self.table());
-        if !self.notes.is_empty() {
-            let _ = writeln!(doc, "## Notes\n");
-            for n in &self.notes {
-                let _ = writeln!(doc, "- {n}");
-            }
-            doc.push('\n');
-        }
-        for block in &self.blocks {
-            let _ = writeln!(doc, "{block}");
-        }
-        let _ = writeln!(
-            doc,
-            "## Consumer batch latency against batch size\n\n\
-             ![consumer batch latency, concurrent against sequential](consumer-latency.svg)\n\n{}",
-            self.chart_data
-        );
-        let _ = writeln!(doc, "## Machine\n\n{}", self.machine.markdown());
-        let _ = writeln!(doc, "## Reproduce\n\n{commands}");
-        doc
+        let notes: Vec<String> = self.notes.iter().map(|n| format!("- {n}")).collect();
+        let [s, n, c, m] = Self::REGIONS;
+        vec![
+            (s, summary),
+            (n, notes.join("\n")),
+            (c, self.chart_data.clone()),
+            (m, self.machine.markdown()),
+        ]
     }
 }
 
@@ -285,5 +274,14 @@ mod tests {
             median(&mut [4, 1, 2, 3].map(Duration::from_millis)),
             Duration::from_micros(2500)
         );
+    }
+
+    #[test]
+    fn the_benchmarks_document_has_every_region_the_bench_writes() {
+        let path = crate::workspace_root().join("docs").join("benchmarks.md");
+        let doc = std::fs::read_to_string(path).unwrap();
+        let mut names = Report::REGIONS.to_vec();
+        names.push(crate::engine_consumer::REGION);
+        crate::regions::check(&doc, &names).unwrap();
     }
 }

@@ -29,7 +29,7 @@ impl LambdaInvokeApi {
         })
     }
 
-    async fn call<E: Serialize, R: DeserializeOwned>(&self, event: E) -> Result<R, String> {
+    async fn post<E: Serialize, R: DeserializeOwned>(&self, event: E) -> Result<R, String> {
         let body = serde_json::to_vec(&event).map_err(|e| e.to_string())?;
         let request = http::Request::post(&self.url)
             .header("content-type", "application/json")
@@ -57,14 +57,14 @@ impl LambdaInvokeApi {
 
 impl Function<Event> for LambdaInvokeApi {
     type Response = DynamoDbEventResponse;
-    async fn invoke(&self, event: Event) -> Result<DynamoDbEventResponse, String> {
-        self.call(event).await
+    async fn call(&self, event: Event) -> Result<DynamoDbEventResponse, String> {
+        self.post(event).await
     }
 }
 
 impl Function<KinesisEvent> for LambdaInvokeApi {
     type Response = KinesisEventResponse;
-    async fn invoke(&self, event: KinesisEvent) -> Result<KinesisEventResponse, String> {
-        self.call(event).await
+    async fn call(&self, event: KinesisEvent) -> Result<KinesisEventResponse, String> {
+        self.post(event).await
     }
 }

@@ -25,7 +25,15 @@ pub type KinesisTrigger<I> = Mapping<KinesisStream, I>;
 
 /// Something that can be invoked with a Kinesis batch: a handler in process, a function behind
 /// `cargo lambda watch`, or a test's handler that fails on purpose.
-pub trait InvokeKinesis: Function<KinesisEvent, Response = KinesisEventResponse> {}
+pub trait InvokeKinesis: Function<KinesisEvent, Response = KinesisEventResponse> {
+    /// `Err` is a function error (the invocation failed as a whole).
+    fn invoke(
+        &self,
+        event: KinesisEvent,
+    ) -> impl std::future::Future<Output = Result<KinesisEventResponse, String>> + Send {
+        self.call(event)
+    }
+}
 
 impl<F: Function<KinesisEvent, Response = KinesisEventResponse>> InvokeKinesis for F {}
 

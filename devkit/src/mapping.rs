@@ -26,11 +26,12 @@ mod poller;
 use poller::{Poller, Shared};
 
 /// A function the mapping invokes with a batch of `E`: a handler in process, a function behind
-/// `cargo lambda watch`, or a test's handler that fails on purpose.
+/// `cargo lambda watch`, or a test's handler that fails on purpose. Callers name it by its event
+/// ([`crate::Invoke`], [`crate::kinesis_trigger::InvokeKinesis`]) and call `invoke`.
 pub trait Function<E>: Send + Sync {
     type Response;
     /// `Err` is a function error (the invocation failed as a whole).
-    fn invoke(&self, event: E) -> impl Future<Output = Result<Self::Response, String>> + Send;
+    fn call(&self, event: E) -> impl Future<Output = Result<Self::Response, String>> + Send;
 }
 
 impl<E, R, F, Fut> Function<E> for F
@@ -39,7 +40,7 @@ where
     Fut: Future<Output = Result<R, String>> + Send,
 {
     type Response = R;
-    fn invoke(&self, event: E) -> impl Future<Output = Result<R, String>> + Send {
+    fn call(&self, event: E) -> impl Future<Output = Result<R, String>> + Send {
         self(event)
     }
 }

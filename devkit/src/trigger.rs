@@ -16,7 +16,15 @@ pub type Trigger<I> = Mapping<DynamoStream, I>;
 
 /// Something that can be invoked with a stream batch: the handler in process, a function behind
 /// `cargo lambda watch`, or a test double that fails on purpose.
-pub trait Invoke: Function<Event, Response = DynamoDbEventResponse> {}
+pub trait Invoke: Function<Event, Response = DynamoDbEventResponse> {
+    /// `Err` is a function error (the invocation failed as a whole).
+    fn invoke(
+        &self,
+        event: Event,
+    ) -> impl std::future::Future<Output = Result<DynamoDbEventResponse, String>> + Send {
+        self.call(event)
+    }
+}
 
 impl<F: Function<Event, Response = DynamoDbEventResponse>> Invoke for F {}
 

@@ -3,9 +3,12 @@
 use std::path::Path;
 
 use anyhow::{anyhow, Result};
+use plotters::coord::types::RangedCoordf64;
+use plotters::coord::Shift;
 use plotters::prelude::*;
 
 use super::doc::{pattern_title, Figures};
+use crate::chart::legend;
 
 /// One layer of a cost bar: a pattern's figures and the shard count to its dollars.
 type CostPart = fn(&Figures, usize) -> f64;
@@ -18,23 +21,8 @@ pub fn draw(path: &Path, figures: &[Figures], shards: usize) -> Result<()> {
     let n = figures.len() as f64;
 
     let max_ms = figures.iter().map(|f| f.p99).fold(1.0, f64::max) * 1.15;
-    let mut latency = ChartBuilder::on(&left)
-        .caption(
-            "end to end: API answer → reward visible (ms)",
-            ("sans-serif", 18),
-        )
-        .margin(14)
-        .x_label_area_size(36)
-        .y_label_area_size(56)
-        .build_cartesian_2d(0.0..n, 0.0..max_ms)
-        .map_err(|e| err(&e))?;
-    latency
-        .configure_mesh()
-        .disable_x_mesh()
-        .disable_x_axis()
-        .y_desc("ms")
-        .draw()
-        .map_err(|e| err(&e))?;
+    let caption = "end to end: API answer → reward visible (ms)";
+    let mut latency = bars(&left, caption, n, max_ms, "ms").map_err(|e| err(&e))?;
     let series = [
         ("p50", RGBColor(70, 130, 180)),
         ("p95", RGBColor(240, 160, 60)),
@@ -60,32 +48,15 @@ pub fn draw(path: &Path, figures: &[Figures], shards: usize) -> Result<()> {
                 .map(|(i, f)| name_above(f, i, f.p99, max_ms)),
         )
         .map_err(|e| err(&e))?;
-    latency
-        .configure_series_labels()
-        .position(SeriesLabelPosition::UpperLeft)
-        .border_style(BLACK)
-        .background_style(WHITE.mix(0.9))
-        .draw()
-        .map_err(|e| err(&e))?;
+    legend(&mut latency).map_err(|e| err(&e))?;
 
     let max_cost = figures
         .iter()
         .map(|f| f.month_total(shards))
         .fold(1.0, f64::max)
         * 1.15;
-    let mut cost = ChartBuilder::on(&right)
-        .caption("a month at 1M orders a day (USD)", ("sans-serif", 18))
-        .margin(14)
-        .x_label_area_size(36)
-        .y_label_area_size(56)
-        .build_cartesian_2d(0.0..n, 0.0..max_cost)
-        .map_err(|e| err(&e))?;
-    cost.configure_mesh()
-        .disable_x_mesh()
-        .disable_x_axis()
-        .y_desc("USD")
-        .draw()
-        .map_err(|e| err(&e))?;
+    let caption = "a month at 1M orders a day (USD)";
+    let mut cost = bars(&right, caption, n, max_cost, "USD").map_err(|e| err(&e))?;
     let parts: [(&str, RGBColor, CostPart); 3] = [
         ("DynamoDB requests", RGBColor(70, 130, 180), |f, _| {
             f.month_dynamodb_requests()
@@ -120,14 +91,34 @@ pub fn draw(path: &Path, figures: &[Figures], shards: usize) -> Result<()> {
             .map(|(i, f)| name_above(f, i, f.month_total(shards), max_cost)),
     )
     .map_err(|e| err(&e))?;
-    cost.configure_series_labels()
-        .position(SeriesLabelPosition::UpperLeft)
-        .border_style(BLACK)
-        .background_style(WHITE.mix(0.9))
-        .draw()
-        .map_err(|e| err(&e))?;
+    legend(&mut cost).map_err(|e| err(&e))?;
     root.present().map_err(|e| err(&e))?;
     Ok(())
+}
+
+type Bars<'a, 'b> = ChartContext<'a, SVGBackend<'b>, Cartesian2d<RangedCoordf64, RangedCoordf64>>;
+
+/// A chart of `n` groups of bars up to `max`, its y axis in `unit` (the x axis has no numbers).
+fn bars<'a, 'b>(
+    area: &'a DrawingArea<SVGBackend<'b>, Shift>,
+    caption: &str,
+    n: f64,
+    max: f64,
+    unit: &str,
+) -> Result<Bars<'a, 'b>, DrawingAreaErrorKind<std::io::Error>> {
+    let mut chart = ChartBuilder::on(area)
+        .caption(caption, ("sans-serif", 18))
+        .margin(14)
+        .x_label_area_size(36)
+        .y_label_area_size(56)
+        .build_cartesian_2d(0.0..n, 0.0..max)?;
+    chart
+        .configure_mesh()
+        .disable_x_mesh()
+        .disable_x_axis()
+        .y_desc(unit)
+        .draw()?;
+    Ok(chart)
 }
 
 /// The pattern's name above its group of bars (the x axis has no numbers to show).

@@ -1,4 +1,6 @@
-//! `docs/patterns.md`: the figures of one run, how they were taken, and what they cannot show.
+//! `docs/patterns.md`'s figures: the tables of one run, written into the document's marked
+//! regions (`crate::regions`). The prose around them, how the figures were taken, what they mean
+//! and what they cannot show, is written by hand in the document.
 
 use std::fmt::Write as _;
 
@@ -7,6 +9,7 @@ use devkit::Pattern;
 use super::prices::*;
 use super::watch::{percentile, WATCH_INTERVAL};
 use super::{Options, PatternRun};
+use crate::regions;
 
 /// A million orders a day.
 const ORDERS_PER_DAY: f64 = 1_000_000.0;
@@ -129,7 +132,7 @@ impl Figures {
     }
 }
 
-/// Everything the document needs besides the runs.
+/// Everything the document's figures need besides the runs.
 pub struct Context<'a> {
     pub opts: &'a Options,
     pub date: String,
@@ -137,7 +140,7 @@ pub struct Context<'a> {
     pub machine: String,
     pub hottest_customer_orders: usize,
     pub elapsed_seconds: f64,
-    /// (pattern, chaos summary lines, orders) per pattern, when the chaos runs were given.
+    /// Each pattern's chaos summary lines, when the chaos runs were given.
     pub chaos: Vec<(Pattern, Vec<String>)>,
     pub chaos_orders: Option<usize>,
 }
@@ -150,168 +153,218 @@ fn money(x: f64) -> String {
     }
 }
 
-pub fn render(runs: &[PatternRun], ctx: &Context<'_>) -> String {
-    let figures: Vec<Figures> = runs.iter().map(Figures::of).collect();
-    let shards = runs
-        .iter()
-        .find_map(|r| r.kinesis.as_ref().map(|k| k.shards))
-        .unwrap_or(0);
-    let opts = ctx.opts;
-    let mut d = String::new();
-    let cols = figures
-        .iter()
-        .map(|f| pattern_title(f.pattern))
-        .collect::<Vec<_>>()
-        .join(" | ");
-    let rule = figures
-        .iter()
-        .map(|_| "---:")
-        .collect::<Vec<_>>()
-        .join(" | ");
-    let row = |d: &mut String, label: &str, cell: &dyn Fn(&Figures) -> String| {
-        let cells = figures.iter().map(cell).collect::<Vec<_>>().join(" | ");
-        let _ = writeln!(d, "| {label} | {cells} |");
-    };
-
-    let _ = writeln!(d, "# The three patterns, measured side by side\n");
-    let _ = writeln!(
-        d,
-        "Written by `make compare` from one run on {} (commit `{}`, {:.0} s). Every figure below \
-         is from that run unless it says otherwise; the machine is at the end. The same workload \
-         and the same added latency went to every pattern.\n",
-        ctx.date, ctx.commit, ctx.elapsed_seconds
-    );
-    let _ = writeln!(
-        d,
-        "![end-to-end latency and monthly cost per pattern](patterns.svg)\n"
-    );
-    let _ = writeln!(d, "| per order, unless said | {cols} |\n| --- | {rule} |");
-    row(&mut d, "requests, writer side (API)", &|f| {
-        format!("{:.2}", f.writer_requests)
-    });
-    row(&mut d, "requests, consumer side (DynamoDB)", &|f| {
-        format!("{:.2}", f.consumer_requests)
-    });
-    row(&mut d, "WRU writer + consumers", &|f| {
-        format!(
-            "{:.2} + {:.2} = {:.2}",
-            f.writer_wru,
-            f.consumer_wru,
-            f.wru()
-        )
-    });
-    row(&mut d, "RRU writer + consumers", &|f| {
-        format!(
-            "{:.2} + {:.2} = {:.2}",
-            f.writer_rru,
-            f.consumer_rru,
-            f.rru()
-        )
-    });
-    row(&mut d, "Kinesis PUT payload units", &|f| {
-        format!("{:.2}", f.put_units)
-    });
-    row(&mut d, "end-to-end p50 / p95 / p99, ms", &|f| {
-        format!("{:.0} / {:.0} / {:.0}", f.p50, f.p95, f.p99)
-    });
-    row(
-        &mut d,
-        "`GET /orders/{id}` finds the order right after the answer",
-        &|f| format!("{:.1} %", f.readable_at_once * 100.0),
-    );
-    row(
-        &mut d,
-        "read-your-writes gap p50 / p95 / p99, ms",
-        &|f| match f.read_gap {
-            Some((a, b, c)) => format!("{a:.0} / {b:.0} / {c:.0}"),
-            None => "0 (none missed)".into(),
-        },
-    );
-    row(
-        &mut d,
-        "bytes stored one day later: kept / expiring later",
-        &|f| format!("{:.0} / {:.0}", f.kept_bytes, f.expiring_bytes),
-    );
-    row(&mut d, "**a month at 1,000,000 orders a day**", &|f| {
-        format!("**{}**", money(f.month_total(shards)))
-    });
-    row(&mut d, "… of which DynamoDB requests", &|f| {
-        money(f.month_dynamodb_requests())
-    });
-    row(&mut d, "… of which Kinesis (provisioned)", &|f| {
-        money(f.month_kinesis(shards))
-    });
-    row(
-        &mut d,
-        "… of which DynamoDB storage (first month)",
-        &|f| money(f.month_storage()),
-    );
-    let _ = writeln!(d);
-
-    // Workload and method.
-    let _ = writeln!(d, "## Workload and method\n");
-    let _ = writeln!(
-        d,
-        "- **Orders**: {} orders over {} customers, customer *k* drawn with weight 1/*k* (Zipf, \
-         exponent 1; the busiest customer placed {} orders), seed {}, one item of 1-3 units each. \
-         The same orders, in the same order, at the same arrival times for every pattern: {} \
-         orders a second, open loop (an order does not wait for the previous answer).",
-        opts.orders, opts.customers, ctx.hottest_customer_orders, opts.seed, opts.rate_per_second
-    );
-    let _ = writeln!(
-        d,
-        "- **Latency**: {} ms added to every request to every AWS-compatible server, by the \
-         project's fault proxy (`devkit/src/proxy.rs`, `FaultPlan::latency`, no faults): one \
-         proxy per function and per stream reader, so each side's requests are counted apart. \
-         DynamoDB is the embedded dynoxide, Kinesis is kinesalite 3.3.3.",
-        opts.latency.as_millis()
-    );
-    let _ = writeln!(
-        d,
-        "- **Handlers**: each pattern's real handlers, in process: the order API \
-         (`order_api::respond` on the pattern's order store, or the self-read API publishing to \
-         Kinesis), the consumers behind the local event source mappings (`devkit::Trigger`, \
-         `devkit::kinesis_trigger`) with the settings of the pattern's SAM template, consumer \
-         concurrency {}.",
-        opts.consumer_concurrency
-    );
-    for run in runs {
-        let _ = writeln!(d, "  - {}: {}.", pattern_title(run.pattern), run.polling);
+/// A Markdown table: `head` is its header and rule lines, each row its cells.
+fn table(head: &str, rows: impl IntoIterator<Item = Vec<String>>) -> String {
+    let mut out = format!("{head}\n");
+    for cells in rows {
+        let _ = writeln!(out, "| {} |", cells.join(" | "));
     }
-    let _ = writeln!(
-        d,
-        "- **Capacity**: every DynamoDB request of the functions asks for `ReturnConsumedCapacity: \
-         TOTAL` (an SDK interceptor) and the answers are summed per side: WRU and RRU are what the \
-         server reports, as on-demand bills them.{}",
-        if figures.iter().all(|f| f.capacity_reported) {
-            ""
-        } else {
-            " **Some sides got no capacity figure from the local server; their units read 0.**"
-        }
-    );
-    let _ = writeln!(
-        d,
-        "- **Kinesis PUT payload units**: computed from the records in the stream after the run \
-         (data plus partition key, in 25 KB units, at least one per record), as Kinesis bills a put."
-    );
-    let _ = writeln!(
-        d,
-        "- **End to end**: from the moment the API's answer returned to the moment a watcher saw \
-         the order's entry in the rewards API (`rewards_of`, the `GET /customers/{{id}}/rewards` \
-         handler's read), polling every {} ms on a direct client (not through the proxies, so \
-         neither delayed nor counted): the resolution of every latency here is that interval.",
-        WATCH_INTERVAL.as_millis()
-    );
-    let _ = writeln!(
-        d,
-        "- **Read-your-writes**: right after each answer one `GET /orders/{{id}}` read (the \
-         pattern's `OrderStore::get_order`, strongly consistent); the orders it missed were \
-         watched until found.\n"
-    );
+    out
+}
 
-    // Requests and capacity per side.
-    let _ = writeln!(d, "## Requests and capacity per order, by side\n");
-    let _ = writeln!(d, "| pattern | side | requests per order (by operation) | WRU | RRU |\n| --- | --- | --- | ---: | ---: |");
+/// A row of a table by pattern: its label, and its cell from a pattern's figures.
+type PatternRow<'a> = (&'a str, &'a dyn Fn(&Figures) -> String);
+
+/// A table with one column a pattern, one row a figure.
+fn by_pattern(corner: &str, figures: &[Figures], rows: &[PatternRow<'_>]) -> String {
+    let cols: Vec<&str> = figures.iter().map(|f| pattern_title(f.pattern)).collect();
+    let rule = vec!["---:"; figures.len()].join(" | ");
+    let corner = if corner.is_empty() {
+        " ".to_owned()
+    } else {
+        format!(" {corner} ")
+    };
+    let head = format!("|{corner}| {} |\n| --- | {rule} |", cols.join(" | "));
+    table(
+        &head,
+        rows.iter().map(|(label, cell)| {
+            std::iter::once(label.to_string())
+                .chain(figures.iter().map(cell))
+                .collect()
+        }),
+    )
+}
+
+/// The regions of `docs/patterns.md` the tool writes, in the document's order.
+pub const REGIONS: [&str; 9] = [
+    "headline", "run", "requests", "latency", "storage", "cost", "prices", "chaos", "machine",
+];
+
+/// The document's regions, each with its figures from these runs.
+pub fn regions(runs: &[PatternRun], ctx: &Context<'_>) -> Vec<(&'static str, String)> {
+    let figures: Vec<Figures> = runs.iter().map(Figures::of).collect();
+    let shards = kinesis_shards(runs);
+    let [headline_, run_, requests_, latency_, storage_, cost_, prices, chaos_, machine] = REGIONS;
+    vec![
+        (headline_, headline(&figures, shards)),
+        (run_, run(runs, &figures, ctx)),
+        (requests_, requests(runs)),
+        (latency_, latency(runs, &figures)),
+        (storage_, storage(runs)),
+        (cost_, cost(&figures, shards)),
+        (prices, SOURCES.to_owned()),
+        (chaos_, chaos(ctx)),
+        (machine, ctx.machine.clone()),
+    ]
+}
+
+/// Whether `doc` has every region the tool writes.
+pub fn check(doc: &str) -> anyhow::Result<()> {
+    regions::check(doc, &REGIONS)
+}
+
+/// The shards of the Kinesis stream the runs published to (0: none did).
+pub fn kinesis_shards(runs: &[PatternRun]) -> usize {
+    runs.iter()
+        .find_map(|r| r.kinesis.as_ref().map(|k| k.shards))
+        .unwrap_or(0)
+}
+
+/// `doc` (the hand-written `docs/patterns.md`) with every region's figures from these runs.
+pub fn write_into(doc: &str, runs: &[PatternRun], ctx: &Context<'_>) -> anyhow::Result<String> {
+    regions::replace_all(doc, &regions(runs, ctx))
+}
+
+pub fn headline(figures: &[Figures], shards: usize) -> String {
+    by_pattern(
+        "per order, unless said",
+        figures,
+        &[
+            ("requests, writer side (API)", &|f| {
+                format!("{:.2}", f.writer_requests)
+            }),
+            ("requests, consumer side (DynamoDB)", &|f| {
+                format!("{:.2}", f.consumer_requests)
+            }),
+            ("WRU writer + consumers", &|f| {
+                format!(
+                    "{:.2} + {:.2} = {:.2}",
+                    f.writer_wru,
+                    f.consumer_wru,
+                    f.wru()
+                )
+            }),
+            ("RRU writer + consumers", &|f| {
+                format!(
+                    "{:.2} + {:.2} = {:.2}",
+                    f.writer_rru,
+                    f.consumer_rru,
+                    f.rru()
+                )
+            }),
+            ("Kinesis PUT payload units", &|f| {
+                format!("{:.2}", f.put_units)
+            }),
+            ("end-to-end p50 / p95 / p99, ms", &|f| {
+                format!("{:.0} / {:.0} / {:.0}", f.p50, f.p95, f.p99)
+            }),
+            (
+                "`GET /orders/{id}` finds the order right after the answer",
+                &|f| format!("{:.1} %", f.readable_at_once * 100.0),
+            ),
+            (
+                "read-your-writes gap p50 / p95 / p99, ms",
+                &|f| match f.read_gap {
+                    Some((a, b, c)) => format!("{a:.0} / {b:.0} / {c:.0}"),
+                    None => "0 (none missed)".into(),
+                },
+            ),
+            ("bytes stored one day later: kept / expiring later", &|f| {
+                format!("{:.0} / {:.0}", f.kept_bytes, f.expiring_bytes)
+            }),
+            ("**a month at 1,000,000 orders a day**", &|f| {
+                format!("**{}**", money(f.month_total(shards)))
+            }),
+            ("… of which DynamoDB requests", &|f| {
+                money(f.month_dynamodb_requests())
+            }),
+            ("… of which Kinesis (provisioned)", &|f| {
+                money(f.month_kinesis(shards))
+            }),
+            ("… of which DynamoDB storage (first month)", &|f| {
+                money(f.month_storage())
+            }),
+        ],
+    )
+}
+
+/// When, where and with what settings the figures were taken.
+fn run(runs: &[PatternRun], figures: &[Figures], ctx: &Context<'_>) -> String {
+    let opts = ctx.opts;
+    let mut rows = vec![
+        (
+            "date, commit, duration".to_owned(),
+            format!(
+                "{}, `{}`, {:.0} s",
+                ctx.date, ctx.commit, ctx.elapsed_seconds
+            ),
+        ),
+        (
+            "orders".into(),
+            format!(
+                "{} over {} customers (the busiest placed {}), seed {}",
+                opts.orders, opts.customers, ctx.hottest_customer_orders, opts.seed
+            ),
+        ),
+        (
+            "arrival rate".into(),
+            format!("{} orders a second", opts.rate_per_second),
+        ),
+        (
+            "latency added to every request".into(),
+            format!("{} ms", opts.latency.as_millis()),
+        ),
+        (
+            "consumer concurrency".into(),
+            opts.consumer_concurrency.to_string(),
+        ),
+        (
+            "watcher's polling interval".into(),
+            format!("{} ms", WATCH_INTERVAL.as_millis()),
+        ),
+    ];
+    rows.extend(runs.iter().map(|run| {
+        (
+            format!("{}: polling", pattern_title(run.pattern)),
+            run.polling.clone(),
+        )
+    }));
+    rows.push((
+        "capacity figures".into(),
+        if figures.iter().all(|f| f.capacity_reported) {
+            "reported for every side".into()
+        } else {
+            "**some sides got no capacity figure from the local server; their units read 0**".into()
+        },
+    ));
+    rows.push((
+        "chaos runs".into(),
+        match (ctx.chaos.is_empty(), ctx.chaos_orders) {
+            (true, _) => "none given (`--chaos-dir`)".into(),
+            (false, Some(n)) => format!("{n} orders a pattern"),
+            (false, None) => "given, order count not said (`--chaos-orders`)".into(),
+        },
+    ));
+    rows.push((
+        "command line".into(),
+        format!(
+            "`patterns-compare --orders {} --customers {} --latency-ms {} --rate {} --seed {}`",
+            opts.orders,
+            opts.customers,
+            opts.latency.as_millis(),
+            opts.rate_per_second,
+            opts.seed
+        ),
+    ));
+    table(
+        "| this run | |\n| --- | --- |",
+        rows.into_iter().map(|(a, b)| vec![a, b]),
+    )
+}
+
+/// Requests and capacity per order by side, and what pattern 3 published.
+fn requests(runs: &[PatternRun]) -> String {
+    let mut rows = Vec::new();
     for run in runs {
         let orders = run.seen.answered.max(1) as f64;
         for side in std::iter::once(&run.writer).chain(&run.consumers) {
@@ -321,20 +374,21 @@ pub fn render(runs: &[PatternRun], ctx: &Context<'_>) -> String {
                 .map(|(op, n)| format!("{op} {:.2}", *n as f64 / orders))
                 .collect::<Vec<_>>()
                 .join(" + ");
-            let _ = writeln!(
-                d,
-                "| {} | {} | {:.2}: {} | {:.2} | {:.2} |",
-                pattern_title(run.pattern),
-                side.name,
-                side.total_requests() as f64 / orders,
-                if breakdown.is_empty() {
-                    "none".into()
-                } else {
-                    breakdown
-                },
-                side.units.write / orders,
-                side.units.read / orders
-            );
+            rows.push(vec![
+                pattern_title(run.pattern).to_owned(),
+                side.name.clone(),
+                format!(
+                    "{:.2}: {}",
+                    side.total_requests() as f64 / orders,
+                    if breakdown.is_empty() {
+                        "none".into()
+                    } else {
+                        breakdown
+                    }
+                ),
+                format!("{:.2}", side.units.write / orders),
+                format!("{:.2}", side.units.read / orders),
+            ]);
         }
         let reads = run
             .stream_reads
@@ -342,80 +396,69 @@ pub fn render(runs: &[PatternRun], ctx: &Context<'_>) -> String {
             .map(|(op, n)| format!("{op} {n}"))
             .collect::<Vec<_>>()
             .join(", ");
-        let _ = writeln!(
-            d,
-            "| {} | stream reads by the mappings, whole run (not per order: polling) | {} | - | - |",
-            pattern_title(run.pattern),
-            reads
-        );
+        rows.push(vec![
+            pattern_title(run.pattern).to_owned(),
+            "stream reads by the mappings, whole run (not per order: polling)".into(),
+            reads,
+            "-".into(),
+            "-".into(),
+        ]);
     }
-    let _ = writeln!(d);
-    for run in runs {
-        if let Some(k) = &run.kinesis {
-            let _ = writeln!(
-                d,
-                "{}: {} records published for {} orders, {} bytes ({:.0} bytes a record), {} PUT payload units, {} shards.\n",
-                pattern_title(run.pattern),
-                k.records,
-                run.seen.answered,
-                k.bytes,
-                k.bytes as f64 / k.records.max(1) as f64,
-                k.payload_units,
-                k.shards
-            );
-        }
-    }
-    let _ = writeln!(
-        d,
-        "Stream reads are not billed per request: Lambda's reads of a DynamoDB stream are free, \
-         and a provisioned Kinesis stream's reads are within its shard-hours (with two \
-         consumers, pattern 3 reads every record twice; five reads a second per shard is the \
-         shared limit).\n"
+    let mut out = table(
+        "| pattern | side | requests per order (by operation) | WRU | RRU |\n| --- | --- | --- | ---: | ---: |",
+        rows,
     );
+    let published: Vec<Vec<String>> = runs
+        .iter()
+        .filter_map(|run| {
+            let k = run.kinesis.as_ref()?;
+            Some(vec![
+                pattern_title(run.pattern).to_owned(),
+                k.records.to_string(),
+                run.seen.answered.to_string(),
+                k.bytes.to_string(),
+                format!("{:.0}", k.bytes as f64 / k.records.max(1) as f64),
+                k.payload_units.to_string(),
+                k.shards.to_string(),
+            ])
+        })
+        .collect();
+    if !published.is_empty() {
+        out.push('\n');
+        out.push_str(&table(
+            "| pattern | records published | orders | bytes | bytes a record | PUT payload units | shards |\n| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+            published,
+        ));
+    }
+    out
+}
 
-    // Latency.
-    let _ = writeln!(d, "## End-to-end latency\n");
-    let _ = writeln!(d, "| pattern | orders watched | p50 ms | p95 ms | p99 ms | max ms | mapping invocations (records) |\n| --- | ---: | ---: | ---: | ---: | ---: | --- |");
-    for (run, f) in runs.iter().zip(&figures) {
-        let max = run.seen.end_to_end_ms.iter().copied().fold(0.0, f64::max);
-        let invocations = run
-            .mappings
-            .iter()
-            .map(|(name, s)| format!("{name}: {} ({})", s.invocations, s.records_delivered))
-            .collect::<Vec<_>>()
-            .join("; ");
-        let _ = writeln!(
-            d,
-            "| {} | {} | {:.0} | {:.0} | {:.0} | {:.0} | {} |",
-            pattern_title(run.pattern),
-            run.seen.end_to_end_ms.len(),
-            f.p50,
-            f.p95,
-            f.p99,
-            max,
-            invocations
-        );
-    }
-    let _ = writeln!(
-        d,
-        "\nThe polling interval is most of it: a record waits on average half an interval for \
-         the next poll (a mapping that has caught up sleeps one interval between polls), then \
-         the consumer's round trips. On AWS, Lambda's own pollers add their own delay, which \
-         these local mappings do not reproduce.\n"
-    );
+fn latency(runs: &[PatternRun], figures: &[Figures]) -> String {
+    table(
+        "| pattern | orders watched | p50 ms | p95 ms | p99 ms | max ms | mapping invocations (records) |\n| --- | ---: | ---: | ---: | ---: | ---: | --- |",
+        runs.iter().zip(figures).map(|(run, f)| {
+            let max = run.seen.end_to_end_ms.iter().copied().fold(0.0, f64::max);
+            let invocations = run
+                .mappings
+                .iter()
+                .map(|(name, s)| format!("{name}: {} ({})", s.invocations, s.records_delivered))
+                .collect::<Vec<_>>()
+                .join("; ");
+            vec![
+                pattern_title(run.pattern).to_owned(),
+                run.seen.end_to_end_ms.len().to_string(),
+                format!("{:.0}", f.p50),
+                format!("{:.0}", f.p95),
+                format!("{:.0}", f.p99),
+                format!("{max:.0}"),
+                invocations,
+            ]
+        }),
+    )
+}
 
-    // Storage.
-    let _ = writeln!(d, "## Stored bytes per order one day later\n");
-    let _ = writeln!(
-        d,
-        "Every item of the pattern's tables after the run, sized by DynamoDB's rules (attribute \
-         names plus values) plus the 100 bytes of overhead DynamoDB bills per item, grouped by \
-         key shape; an item whose `expires_at` falls within the day is counted as deleted by \
-         TTL (the \"day later\" is simulated by that test, not waited for; DynamoDB's TTL \
-         deletes usually within a few days of expiry, so real storage may lag). Kinesis keeps \
-         every record 24 hours (the template's `RetentionPeriodHours`) within its shard-hours.\n"
-    );
-    let _ = writeln!(d, "| pattern | table | key shape (pk / sk) | items per order | bytes per order | TTL |\n| --- | --- | --- | ---: | ---: | --- |");
+fn storage(runs: &[PatternRun]) -> String {
+    let mut rows = Vec::new();
     for run in runs {
         let orders = run.seen.answered.max(1) as f64;
         for ((table, shape), kind) in &run.storage {
@@ -426,204 +469,70 @@ pub fn render(runs: &[PatternRun], ctx: &Context<'_>) -> String {
                 }
                 Some(days) => format!("expires in {days:.1} days"),
             };
-            let _ = writeln!(
-                d,
-                "| {} | {table} | `{shape}` | {:.2} | {:.0} | {ttl}{} |",
-                pattern_title(run.pattern),
-                kind.items as f64 / orders,
-                (kind.bytes - kind.expiring_bytes) as f64 / orders,
-                if kind.in_pending_index > 0 {
-                    format!("; {} still in the pending index", kind.in_pending_index)
-                } else {
-                    String::new()
-                }
-            );
+            let pending = if kind.in_pending_index > 0 {
+                format!("; {} still in the pending index", kind.in_pending_index)
+            } else {
+                String::new()
+            };
+            rows.push(vec![
+                pattern_title(run.pattern).to_owned(),
+                table.clone(),
+                format!("`{shape}`"),
+                format!("{:.2}", kind.items as f64 / orders),
+                format!("{:.0}", (kind.bytes - kind.expiring_bytes) as f64 / orders),
+                format!("{ttl}{pending}"),
+            ]);
         }
     }
-    let _ = writeln!(d);
-
-    // Cost.
-    let _ = writeln!(d, "## A month at 1,000,000 orders a day\n");
-    let _ = writeln!(
-        d,
-        "Per-order units from this run × 1,000,000 × {DAYS_PER_MONTH:.2} days, at on-demand \
-         DynamoDB prices; pattern 3's Kinesis stream as its template deploys it (provisioned, \
-         {shards} shards: 11.6 orders a second need one shard's 1,000 records a second, the \
-         template asks for {shards}). Storage: what TTL keeps at steady state, plus half a month \
-         of what is kept for good (the ledger and reward records grow by the figure below every \
-         month and cost it again every month after). Not counted, the same or close in all three: \
-         Lambda invocations and duration, API Gateway, CloudWatch; pattern 3 runs one more \
-         consumer function.\n"
-    );
-    let _ = writeln!(d, "| | {cols} |\n| --- | {rule} |");
-    row(&mut d, "DynamoDB write request units", &|f| {
-        money(f.wru() * ORDERS_PER_DAY * DAYS_PER_MONTH * DYNAMODB_WRU_PER_MILLION / 1e6)
-    });
-    row(&mut d, "DynamoDB read request units", &|f| {
-        money(f.rru() * ORDERS_PER_DAY * DAYS_PER_MONTH * DYNAMODB_RRU_PER_MILLION / 1e6)
-    });
-    row(&mut d, "Kinesis shard-hours + PUT payload units", &|f| {
-        money(f.month_kinesis(shards))
-    });
-    row(&mut d, "DynamoDB storage, first month", &|f| {
-        money(f.month_storage())
-    });
-    row(&mut d, "**total**", &|f| {
-        format!("**{}**", money(f.month_total(shards)))
-    });
-    row(&mut d, "storage added for good each month", &|f| {
-        format!("{:.1} GB", f.kept_gb_per_month())
-    });
-    let _ = writeln!(d, "\nPrices used, with their sources:\n\n{SOURCES}\n");
-
-    // Faults.
-    let _ = writeln!(d, "## Under the same faults\n");
-    match ctx.chaos_orders {
-        Some(n) => {
-            let _ = writeln!(
-                d,
-                "`make chaos PATTERN=<p> ORDERS={n} YES=1` for each pattern, in the same `make \
-                 compare` (the chaos tool's own seed and fault probabilities per request: 5xx, \
-                 throttling, lost responses, transaction conflicts, racing mappings, crashes \
-                 between writes, applied to the requests each pattern makes; pattern 3's writer \
-                 faults are on `PutRecord`). No added latency here. Its summary lines (`OutboxLag` \
-                 is the time from the write to the apply):\n"
-            );
-            for (pattern, lines) in &ctx.chaos {
-                let _ = writeln!(
-                    d,
-                    "**{}**\n\n```text\n{}\n```\n",
-                    pattern_title(*pattern),
-                    lines.join("\n")
-                );
-            }
-        }
-        None => {
-            let _ = writeln!(d, "No chaos runs were given to this run (`--chaos-dir`).\n");
-        }
-    }
-    let _ = writeln!(d, "{FAULTS}\n");
-    let _ = writeln!(
-        d,
-        "## Which pattern when\n\n{}\n",
-        which_when(&figures, shards)
-    );
-    let _ = writeln!(d, "{LIMITS}\n");
-    let _ = writeln!(d, "## Machine\n\n{}", ctx.machine);
-    let _ = writeln!(
-        d,
-        "Reproduce: `make compare` (COMPARE_ORDERS, COMPARE_CUSTOMERS, COMPARE_LATENCY_MS, \
-         COMPARE_RATE, CHAOS_ORDERS); this run: `--orders {} --customers {} --latency-ms {} --rate {} --seed {}`.",
-        opts.orders,
-        opts.customers,
-        opts.latency.as_millis(),
-        opts.rate_per_second,
-        opts.seed
-    );
-    d
+    table(
+        "| pattern | table | key shape (pk / sk) | items per order | bytes per order | TTL |\n| --- | --- | --- | ---: | ---: | --- |",
+        rows,
+    )
 }
 
-/// What each pattern does when something fails, from its code and tests (the chaos runs above
-/// show it holding under load).
-const FAULTS: &str = "What is delayed, and what needs the sweeper, by pattern:
+fn cost(figures: &[Figures], shards: usize) -> String {
+    by_pattern(
+        "",
+        figures,
+        &[
+            ("DynamoDB write request units", &|f| {
+                money(f.wru() * ORDERS_PER_DAY * DAYS_PER_MONTH * DYNAMODB_WRU_PER_MILLION / 1e6)
+            }),
+            ("DynamoDB read request units", &|f| {
+                money(f.rru() * ORDERS_PER_DAY * DAYS_PER_MONTH * DYNAMODB_RRU_PER_MILLION / 1e6)
+            }),
+            ("Kinesis shard-hours + PUT payload units", &|f| {
+                money(f.month_kinesis(shards))
+            }),
+            ("DynamoDB storage, first month", &|f| {
+                money(f.month_storage())
+            }),
+            ("**total**", &|f| {
+                format!("**{}**", money(f.month_total(shards)))
+            }),
+            ("storage added for good each month", &|f| {
+                format!("{:.1} GB", f.kept_gb_per_month())
+            }),
+        ],
+    )
+}
 
-- **1 outbox.** A failed or throttled write answers the client with an error and writes nothing
-  (the order and its event are one transaction). A delivery the stream consumer cannot finish is
-  retried by the mapping; a customer's later events wait for the earlier ones (per-customer
-  sequence), so one customer's stuck event delays that customer only. An event the stream never
-  delivers (a batch past the retry cap) stays in the sparse `PendingOutbox` index, and the
-  **sweeper** applies it after the grace period: the sweeper is the redrive.
-- **2 CDC.** The same as the outbox for the consumer side (the order item carries the pending
-  marker, the **sweeper** reads the same index), with one write fewer on the writer side. No
-  order across a customer's orders: a redelivered early order is applied late, nothing waits
-  (`tests/guarantees.rs` `cdc::one_customers_orders_are_applied_in_the_promised_order`).
-- **3 self-read.** A publish Kinesis refuses answers 503 and nothing is written; a lost response
-  is the client's to retry (with an Idempotency-Key, safe). There is **no sweeper**: a batch a
-  mapping gives up on goes to the on-failure queue as a shard and sequence range and stays
-  readable in the stream for 24 hours; an operator replays it. Both consumers, order-history and
-  rewards, are delayed together when a shard stalls, and `GET /orders/{id}` answers 404 until
-  order-history catches up (the read-your-writes gap above).
-
-**A schema change of the order item** (pattern 2, `tests/cdc.rs`): an attribute the order item
-gains changes nothing for the rewards consumer
-(`an_attribute_the_order_item_gains_changes_nothing_for_the_rewards_consumer`); one renamed is
-*reported*, not parked: the adapter cannot build the event, the order stays marked pending, the
-stream retries it to the retry cap, every sweep reports its key, and once the adapter learns the
-new name the next sweep applies it once
-(`an_attribute_renamed_in_the_order_item_is_reported_not_parked_until_the_adapter_learns_it`).
-Patterns 1 and 3 publish a versioned event, so the order item's shape is the order service's
-own business.";
-
-/// What this run cannot show.
-const LIMITS: &str = "## What the local servers cannot show
-
-- **Absolute latency on AWS.** The added latency is a constant per request; AWS's varies, and
-  Lambda's pollers, cold starts and the batching of a real event source mapping add their own
-  time. The ranking by polling interval and round trips carries over; the milliseconds do not.
-- **Capacity and throttling.** dynoxide reports `ConsumedCapacity` by DynamoDB's rules but never
-  throttles; kinesalite does not enforce the shard limits (1,000 records or 1 MB a second in,
-  five reads a second per shard, shared by pattern 3's two consumers).
-- **TTL timing.** The day is simulated: items expiring within it are counted as deleted;
-  DynamoDB deletes expired items usually within a few days.
-- **Streams.** dynoxide has one stream shard; DynamoDB splits a busy table's stream into many,
-  which changes batch sizes and parallelism. Kinesis resharding is not exercised.
-- **Prices.** Stated with their sources above, not fetched from AWS at run time.";
-
-/// Which pattern when, from the figures of this run: each sentence names the figure it rests on.
-fn which_when(figures: &[Figures], shards: usize) -> String {
-    let by = |key: &dyn Fn(&Figures) -> f64| -> Option<&Figures> {
-        figures.iter().min_by(|a, b| key(a).total_cmp(&key(b)))
-    };
-    let mut out = Vec::new();
-    if let Some(cheapest) = by(&|f| f.month_total(shards)) {
-        let dearest = figures
-            .iter()
-            .map(|f| f.month_total(shards))
-            .fold(0.0, f64::max);
-        out.push(format!(
-            "**Cost first:** {} is the cheapest here ({} a month at a million orders a day against up to {}), because it makes the fewest write units per order ({:.2} WRU).",
-            pattern_title(cheapest.pattern),
-            money(cheapest.month_total(shards)),
-            money(dearest),
-            cheapest.wru()
-        ));
+/// Each chaos run's summary lines, or that none were given.
+fn chaos(ctx: &Context<'_>) -> String {
+    if ctx.chaos.is_empty() {
+        return "No chaos runs were given to this run (`--chaos-dir`).".into();
     }
-    if let Some(fastest) = by(&|f| f.p99) {
-        out.push(format!(
-            "**Latency first:** {} shows the reward soonest (p99 {:.0} ms); the rest of the differences are mostly each mapping's polling interval, a setting, not the pattern.",
-            pattern_title(fastest.pattern),
-            fastest.p99
-        ));
-    }
-    let gaps: Vec<&Figures> = figures.iter().filter(|f| f.read_gap.is_some()).collect();
-    for f in gaps {
-        if let Some((_, _, p99)) = f.read_gap {
-            out.push(format!(
-                "**Read-your-writes:** {} is the only pattern whose API answers before the order can be read ({:.1} % found right after the answer; p99 {:.0} ms until readable); a client that reads its order back right away needs pattern 1 or 2, or must honour `Retry-After`.",
-                pattern_title(f.pattern),
-                f.readable_at_once * 100.0,
-                p99
-            ));
-        }
-    }
-    if let Some(least_stored) = by(&|f| f.kept_bytes + f.expiring_bytes) {
-        out.push(format!(
-            "**Storage:** {} keeps the least a day later ({:.0} bytes an order, what is kept for good and what TTL deletes later together).",
-            pattern_title(least_stored.pattern),
-            least_stored.kept_bytes + least_stored.expiring_bytes
-        ));
-    }
-    out.push(
-        "**Coupling and order:** pattern 2's savings come with its consumer reading the order \
-         item's own attributes (a rename is a coordinated change, above) and with no order across \
-         one customer's orders; pattern 1 is the one that keeps a per-customer sequence and a \
-         versioned event. Choose 2 when the consumers are few, owned by the same team, and do not \
-         need per-customer order (rewards add up in any order); choose 1 when they need either; \
-         choose 3 when the API may answer before the write is readable and a stream of events is \
-         wanted anyway (several consumers, replay for 24 hours)."
-            .to_owned(),
-    );
-    out.join("\n\n")
+    ctx.chaos
+        .iter()
+        .map(|(pattern, lines)| {
+            format!(
+                "**{}**\n\n```text\n{}\n```\n",
+                pattern_title(*pattern),
+                lines.join("\n")
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 pub fn pattern_title(pattern: Pattern) -> &'static str {
@@ -631,5 +540,127 @@ pub fn pattern_title(pattern: Pattern) -> &'static str {
         Pattern::Outbox => "1 outbox",
         Pattern::Cdc => "2 CDC",
         Pattern::SelfRead => "3 self-read",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::time::Duration;
+
+    use super::super::storage::Kind;
+    use super::super::watch::Seen;
+    use super::super::{KinesisPuts, Side};
+    use super::*;
+
+    fn run(pattern: Pattern, kinesis: Option<KinesisPuts>) -> PatternRun {
+        let orders = 4;
+        PatternRun {
+            pattern,
+            writer: Side {
+                name: "writer".into(),
+                requests: BTreeMap::from([("PutItem".into(), 4)]),
+                units: Default::default(),
+            },
+            consumers: vec![],
+            stream_reads: BTreeMap::from([("GetRecords".into(), 9)]),
+            kinesis,
+            seen: Seen {
+                answered: orders,
+                end_to_end_ms: vec![100.0, 200.0, 300.0, 400.0],
+                readable_at_once: orders,
+                read_gap_ms: vec![],
+            },
+            storage: BTreeMap::from([(
+                ("orders".into(), "ORDER#… / ORDER".into()),
+                Kind {
+                    items: 4,
+                    bytes: 2000,
+                    ..Default::default()
+                },
+            )]),
+            mappings: vec![],
+            polling: "every second".into(),
+            elapsed: Duration::from_secs(1),
+        }
+    }
+
+    fn context(opts: &Options) -> Context<'_> {
+        Context {
+            opts,
+            date: "2026-01-01T00:00:00Z".into(),
+            commit: "abc1234".into(),
+            machine: "- CPU: test\n".into(),
+            hottest_customer_orders: 2,
+            elapsed_seconds: 3.0,
+            chaos: vec![],
+            chaos_orders: None,
+        }
+    }
+
+    fn options() -> Options {
+        Options {
+            orders: 4,
+            customers: 2,
+            seed: 7,
+            latency: Duration::from_millis(10),
+            rate_per_second: 50.0,
+            consumer_concurrency: 100,
+            settle_timeout: Duration::from_secs(1),
+        }
+    }
+
+    #[test]
+    fn the_document_has_every_region_the_tool_writes() {
+        let path = crate::workspace_root().join("docs").join("patterns.md");
+        let doc = std::fs::read_to_string(&path).unwrap();
+        check(&doc).unwrap();
+    }
+
+    #[test]
+    fn a_run_rewrites_the_figures_and_keeps_the_prose() {
+        let path = crate::workspace_root().join("docs").join("patterns.md");
+        let doc = std::fs::read_to_string(&path).unwrap();
+        let puts = KinesisPuts {
+            records: 4,
+            payload_units: 4,
+            bytes: 2400,
+            shards: 2,
+        };
+        let runs = [
+            run(Pattern::Outbox, None),
+            run(Pattern::SelfRead, Some(puts)),
+        ];
+        let opts = options();
+        let written = write_into(&doc, &runs, &context(&opts)).unwrap();
+        let outside = |text: &str| {
+            let mut inside = false;
+            text.lines()
+                .filter(|line| {
+                    if line.starts_with("<!-- begin: ") {
+                        inside = true;
+                    } else if line.starts_with("<!-- end: ") {
+                        inside = false;
+                        return false;
+                    }
+                    !inside
+                })
+                .map(str::to_owned)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(outside(&written), outside(&doc));
+        assert!(written.contains("| 1 outbox | writer | 1.00: PutItem 1.00 | 0.00 | 0.00 |"));
+        assert!(written
+            .contains("| end-to-end p50 / p95 / p99, ms | 200 / 400 / 400 | 200 / 400 / 400 |"));
+        assert!(written.contains("| 3 self-read | 4 | 4 | 2400 | 600 | 4 | 2 |"));
+        assert!(written.contains("No chaos runs were given to this run (`--chaos-dir`)."));
+        assert!(written.contains(
+            "`patterns-compare --orders 4 --customers 2 --latency-ms 10 --rate 50 --seed 7`"
+        ));
+        // Written again from the same runs, the document does not change.
+        assert_eq!(
+            write_into(&written, &runs, &context(&opts)).unwrap(),
+            written
+        );
     }
 }

@@ -5,8 +5,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use anyhow::{anyhow, bail, ensure, Context, Result};
-use devkit::chaos::order_id_of;
+use anyhow::{bail, Context, Result};
 use devkit::demo::api_request;
 use devkit::proxy::{FaultPlan, FaultProxy};
 use devkit::stack::{in_process, in_process_changes, CONSUMER_FUNCTION};
@@ -18,10 +17,10 @@ use order_service::store::dynamodb::DynamoOrderStore;
 use order_service::store::OrderStore;
 use rewards_service::service;
 
-use super::capacity::CapacityMeter;
 use super::watch::Watch;
 use super::workload::PlannedOrder;
-use super::{arrival, scan, storage, Options, PatternRun, Side};
+use super::{answered, place_and_watch, stored, Options, PatternRun, Side};
+use crate::capacity::CapacityMeter;
 
 pub async fn run(pattern: Pattern, opts: &Options, orders: &[PlannedOrder]) -> Result<PatternRun> {
     let dynamo = LocalDynamo::embedded("127.0.0.1:0".parse()?).await?;
@@ -71,17 +70,12 @@ pub async fn run(pattern: Pattern, opts: &Options, orders: &[PlannedOrder]) -> R
         Pattern::SelfRead => bail!("pattern 3 runs in compare::self_read"),
     };
     let elapsed = started.elapsed();
-    let mut stored = storage::Storage::new();
-    storage::add_table(
-        &mut stored,
-        "orders",
-        &scan(&stack.dynamo.client, &stack.tables.orders).await?,
-    );
-    storage::add_table(
-        &mut stored,
-        "rewards",
-        &scan(&stack.dynamo.client, &stack.tables.rewards).await?,
-    );
+    let stored = stored(
+        &stack.dynamo.client,
+        &stack.tables.orders,
+        &stack.tables.rewards,
+    )
+    .await?;
     Ok(PatternRun {
         pattern,
         writer: Side {
@@ -134,65 +128,27 @@ where
         result.map(|()| trigger.stats.clone())
     });
     let watch = Arc::new(Watch::default());
-    let (placed_all, placing_done) = tokio::sync::watch::channel(false);
-    let placing = {
-        let watch = watch.clone();
-        let reader = reader.clone();
-        let orders = orders.to_vec();
-        let rate = opts.rate_per_second;
+    let place = |order: PlannedOrder| {
+        let (writer, reader, watch) = (writer.clone(), reader.clone(), watch.clone());
         async move {
-            let start = tokio::time::Instant::now();
-            let mut tasks = Vec::with_capacity(orders.len());
-            for (i, order) in orders.into_iter().enumerate() {
-                tokio::time::sleep_until(start + arrival(i, rate)).await;
-                let (writer, reader, watch) = (writer.clone(), reader.clone(), watch.clone());
-                tasks.push(tokio::spawn(async move {
-                    place(&*writer, &*reader, &watch, &order).await
-                }));
-            }
-            let mut failed = 0;
-            for task in tasks {
-                if !matches!(task.await, Ok(Ok(()))) {
-                    failed += 1;
-                }
-            }
-            let _ = placed_all.send(true);
-            ensure!(failed == 0, "{failed} orders were not placed");
-            Ok(())
+            let request = api_request("POST", "/orders", Some(order.body()), &[])?;
+            let response = order_api::respond(&*writer, &request, None)
+                .await
+                .unwrap_or_else(|e| e.into_response());
+            answered(&watch, &order, response, 201, |id| readable(&*reader, id)).await
         }
     };
-    let readable = |order_id: String| {
-        let reader = reader.clone();
-        async move { matches!(reader.get_order(&order_id).await, Ok(Some(_))) }
-    };
-    let watching = watch.run(&stack.rewards, readable, &placing_done, opts.settle_timeout);
-    let (placed, watched) = tokio::join!(placing, watching);
+    let placed = place_and_watch(&watch, &stack.rewards, orders, opts, place, |id| {
+        readable(&*reader, id)
+    })
+    .await;
     let _ = stop.send(());
     let stats = mapping.await.context("the mapping's task")??;
     placed?;
-    watched?;
     Ok((watch.seen(), stats))
 }
 
-async fn place<O: OrderStore>(
-    writer: &O,
-    reader: &O,
-    watch: &Watch,
-    order: &PlannedOrder,
-) -> Result<()> {
-    let request = api_request("POST", "/orders", Some(order.body()), &[])?;
-    let response = order_api::respond(writer, &request, None)
-        .await
-        .unwrap_or_else(|e| e.into_response());
-    let answered = Instant::now();
-    ensure!(
-        response.status_code == 201,
-        "POST /orders answered {}",
-        response.status_code
-    );
-    let order_id =
-        order_id_of(response.body.as_ref()).ok_or_else(|| anyhow!("no order id in the answer"))?;
-    let readable = matches!(reader.get_order(&order_id).await, Ok(Some(_)));
-    watch.answered(order_id, order.customer.clone(), answered, readable);
-    Ok(())
+/// Whether `GET /orders/{id}`'s read finds the order.
+async fn readable<O: OrderStore>(reader: &O, order_id: String) -> bool {
+    matches!(reader.get_order(&order_id).await, Ok(Some(_)))
 }

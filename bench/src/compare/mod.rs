@@ -1,23 +1,26 @@
-//! `make compare`: the article's three patterns on one workload, with the same latency added to
+//! `make compare`: the three patterns on one workload, with the same latency added to
 //! every request to every AWS-compatible server through the fault proxy, measured in one run and
 //! written to `docs/patterns.md` and `docs/patterns.svg`.
 //!
 //! - [`workload`]: the orders (Zipf-skewed customers), the same for every pattern.
 //! - [`dynamo`] (outbox, CDC) and [`self_read`]: each pattern's real handlers behind its local
 //!   event source mappings, orders placed at a fixed rate while the mappings poll.
-//! - [`capacity`]: `ConsumedCapacity` per side; requests are counted by the proxies.
+//! - `crate::capacity`: `ConsumedCapacity` per side; requests are counted by the proxies.
 //! - [`watch`]: end-to-end latency and the read-your-writes gap, seen from outside.
 //! - [`storage`], [`prices`]: bytes one day later, and what a month of it costs.
-//! - [`doc`], [`chart`]: the document and its chart.
+//! - [`doc`], [`chart`]: the figures written into the document, and its chart.
 
 use std::collections::{BTreeMap, HashMap};
-use std::time::Duration;
+use std::future::Future;
+use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result};
+use anyhow::{anyhow, ensure, Context, Result};
+use aws_lambda_events::apigw::ApiGatewayV2httpResponse;
 use aws_sdk_dynamodb::types::AttributeValue;
+use devkit::chaos::order_id_of;
 use devkit::{Pattern, TriggerStats};
+use rewards_service::store::dynamodb::DynamoRewardsStore;
 
-pub mod capacity;
 pub mod chart;
 pub mod doc;
 pub mod dynamo;
@@ -27,9 +30,10 @@ pub mod storage;
 pub mod watch;
 pub mod workload;
 
-use capacity::Units;
+use crate::capacity::Units;
 use storage::Storage;
-use watch::Seen;
+use watch::{Seen, Watch};
+use workload::PlannedOrder;
 
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -86,7 +90,7 @@ pub struct PatternRun {
 }
 
 /// Every item of `table`, read consistently on the direct client.
-pub async fn scan(
+async fn scan(
     client: &aws_sdk_dynamodb::Client,
     table: &str,
 ) -> Result<Vec<HashMap<String, AttributeValue>>> {
@@ -109,7 +113,88 @@ pub async fn scan(
     }
 }
 
+/// What the pattern's orders and rewards tables hold after the run.
+pub async fn stored(
+    client: &aws_sdk_dynamodb::Client,
+    orders: &str,
+    rewards: &str,
+) -> Result<Storage> {
+    let mut stored = Storage::new();
+    for (role, table) in [("orders", orders), ("rewards", rewards)] {
+        storage::add_table(&mut stored, role, &scan(client, table).await?);
+    }
+    Ok(stored)
+}
+
 /// When order `index` arrives, from the start of placing.
 pub fn arrival(index: usize, rate_per_second: f64) -> Duration {
     Duration::from_secs_f64(index as f64 / rate_per_second.max(0.001))
+}
+
+/// Places every order at its arrival time (open loop: a task each) with `place`, while `watch`
+/// looks for the rewards in `rewards` and for each order with `readable`; an order not placed,
+/// or not visible in time, is an error.
+pub async fn place_and_watch<P, PF, R, RF>(
+    watch: &Watch,
+    rewards: &DynamoRewardsStore,
+    orders: &[PlannedOrder],
+    opts: &Options,
+    place: P,
+    readable: R,
+) -> Result<()>
+where
+    P: Fn(PlannedOrder) -> PF,
+    PF: Future<Output = Result<()>> + Send + 'static,
+    R: Fn(String) -> RF,
+    RF: Future<Output = bool>,
+{
+    let (placed_all, placing_done) = tokio::sync::watch::channel(false);
+    let placing = async {
+        let start = tokio::time::Instant::now();
+        let mut tasks = Vec::with_capacity(orders.len());
+        for (i, order) in orders.iter().enumerate() {
+            tokio::time::sleep_until(start + arrival(i, opts.rate_per_second)).await;
+            tasks.push(tokio::spawn(place(order.clone())));
+        }
+        let (mut failed, mut first) = (0, None);
+        for task in tasks {
+            let error = match task.await {
+                Ok(Ok(())) => continue,
+                Ok(Err(e)) => e,
+                Err(e) => e.into(),
+            };
+            failed += 1;
+            first.get_or_insert(error);
+        }
+        let _ = placed_all.send(true);
+        match first {
+            None => Ok(()),
+            Some(e) => Err(e.context(format!("{failed} orders were not placed; the first"))),
+        }
+    };
+    let watching = watch.run(rewards, readable, &placing_done, opts.settle_timeout);
+    let (placed, watched) = tokio::join!(placing, watching);
+    placed.and(watched)
+}
+
+/// Tells `watch` when the API answered `order` with `response` (which must have `status`) and
+/// whether `readable` finds the order right after.
+pub async fn answered<F: Future<Output = bool>>(
+    watch: &Watch,
+    order: &PlannedOrder,
+    response: ApiGatewayV2httpResponse,
+    status: i64,
+    readable: impl FnOnce(String) -> F,
+) -> Result<()> {
+    let answered = Instant::now();
+    ensure!(
+        response.status_code == status,
+        "POST /orders answered {}",
+        response.status_code
+    );
+    let order_id =
+        order_id_of(response.body.as_ref()).ok_or_else(|| anyhow!("no order id in the answer"))?;
+    let readable = readable(order_id.clone()).await;
+    watch.answered(order_id, order.customer.clone(), answered, readable);
+    Ok(())
 }

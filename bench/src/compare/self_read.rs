@@ -5,9 +5,8 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use anyhow::{anyhow, ensure, Context, Result};
+use anyhow::{anyhow, Context, Result};
 use aws_sdk_kinesis::types::ShardIteratorType;
-use devkit::chaos::order_id_of;
 use devkit::demo::api_request;
 use devkit::kinesis::{client_for, LocalKinesis};
 use devkit::kinesis_trigger::{InvokeKinesis, KinesisTrigger};
@@ -22,11 +21,11 @@ use order_service::self_read::kinesis::KinesisPublisher;
 use order_service::store::OrderStore;
 use rewards_service::handlers::kinesis as rewards_kinesis;
 
-use super::capacity::CapacityMeter;
 use super::prices::KINESIS_PUT_UNIT_BYTES;
 use super::watch::Watch;
 use super::workload::PlannedOrder;
-use super::{arrival, scan, storage, KinesisPuts, Options, PatternRun, Side};
+use super::{answered, place_and_watch, stored, KinesisPuts, Options, PatternRun, Side};
+use crate::capacity::CapacityMeter;
 
 pub async fn run(opts: &Options, orders: &[PlannedOrder]) -> Result<PatternRun> {
     let kinesis = LocalKinesis::start().await.map_err(|e| anyhow!("{e}"))?;
@@ -52,7 +51,7 @@ pub async fn run(opts: &Options, orders: &[PlannedOrder]) -> Result<PatternRun> 
         history_in_process(history_processor(
             history_client,
             &stack.orders_table,
-            kinesis_source(&stream_name),
+            stack.stream.source(),
         )),
     )
     .await?;
@@ -61,12 +60,8 @@ pub async fn run(opts: &Options, orders: &[PlannedOrder]) -> Result<PatternRun> 
         client_for(&read_proxy.endpoint).await,
         &stream_name,
         rewards_in_process(
-            rewards_kinesis::processor(
-                rewards_client,
-                &stack.rewards_table,
-                kinesis_source(&stream_name),
-            )
-            .concurrency(opts.consumer_concurrency),
+            rewards_kinesis::processor(rewards_client, &stack.rewards_table, stack.stream.source())
+                .concurrency(opts.consumer_concurrency),
         ),
     )
     .await?;
@@ -80,57 +75,32 @@ pub async fn run(opts: &Options, orders: &[PlannedOrder]) -> Result<PatternRun> 
 
     let watch = Arc::new(Watch::default());
     let history = Arc::new(stack.history.clone());
-    let (placed_all, placing_done) = tokio::sync::watch::channel(false);
-    let placing = {
-        let (watch, history) = (watch.clone(), history.clone());
-        let orders = orders.to_vec();
-        let rate = opts.rate_per_second;
+    let place = |order: PlannedOrder| {
+        let (publisher, history, watch) = (publisher.clone(), history.clone(), watch.clone());
         async move {
-            let start = tokio::time::Instant::now();
-            let mut tasks = Vec::with_capacity(orders.len());
-            for (i, order) in orders.into_iter().enumerate() {
-                tokio::time::sleep_until(start + arrival(i, rate)).await;
-                let (publisher, history, watch) =
-                    (publisher.clone(), history.clone(), watch.clone());
-                tasks.push(tokio::spawn(async move {
-                    place(&publisher, &*history, &watch, &order).await
-                }));
-            }
-            let mut failed = 0;
-            for task in tasks {
-                if !matches!(task.await, Ok(Ok(()))) {
-                    failed += 1;
-                }
-            }
-            let _ = placed_all.send(true);
-            ensure!(failed == 0, "{failed} orders were not accepted");
-            Ok(())
+            let request = api_request("POST", "/orders", Some(order.body()), &[])?;
+            let response = api::respond(&*publisher, &*history, &request, None)
+                .await
+                .unwrap_or_else(|e| e.into_response());
+            answered(&watch, &order, response, 202, |id| readable(&*history, id)).await
         }
     };
-    let readable = |order_id: String| {
-        let history = history.clone();
-        async move { matches!(history.get_order(&order_id).await, Ok(Some(_))) }
-    };
-    let watching = watch.run(&stack.rewards, readable, &placing_done, opts.settle_timeout);
-    let (placed, watched) = tokio::join!(placing, watching);
+    let placed = place_and_watch(&watch, &stack.rewards, orders, opts, place, |id| {
+        readable(&*history, id)
+    })
+    .await;
     let _ = stop.send(true);
     let history_stats = history_task.await.context("order-history's mapping")??;
     let rewards_stats = rewards_task.await.context("the rewards mapping")??;
     placed?;
-    watched?;
     let elapsed = started.elapsed();
 
-    let mut stored = storage::Storage::new();
-    storage::add_table(
-        &mut stored,
-        "orders",
-        &scan(&stack.dynamo.client, &stack.orders_table).await?,
-    );
-    storage::add_table(
-        &mut stored,
-        "rewards",
-        &scan(&stack.dynamo.client, &stack.rewards_table).await?,
-    );
+    let stored = stored(
+        &stack.dynamo.client,
+        &stack.orders_table,
+        &stack.rewards_table,
+    )
+    .await?;
     let puts = published(&stack).await?;
     Ok(PatternRun {
         pattern: Pattern::SelfRead,
@@ -181,27 +151,9 @@ fn follow<I: InvokeKinesis + 'static>(
     })
 }
 
-async fn place<H: OrderStore>(
-    publisher: &KinesisPublisher,
-    history: &H,
-    watch: &Watch,
-    order: &PlannedOrder,
-) -> Result<()> {
-    let request = api_request("POST", "/orders", Some(order.body()), &[])?;
-    let response = api::respond(publisher, history, &request, None)
-        .await
-        .unwrap_or_else(|e| e.into_response());
-    let answered = Instant::now();
-    ensure!(
-        response.status_code == 202,
-        "POST /orders answered {}",
-        response.status_code
-    );
-    let order_id =
-        order_id_of(response.body.as_ref()).ok_or_else(|| anyhow!("no order id in the answer"))?;
-    let readable = matches!(history.get_order(&order_id).await, Ok(Some(_)));
-    watch.answered(order_id, order.customer.clone(), answered, readable);
-    Ok(())
+/// Whether `GET /orders/{id}`'s read finds the order.
+async fn readable<H: OrderStore>(history: &H, order_id: String) -> bool {
+    matches!(history.get_order(&order_id).await, Ok(Some(_)))
 }
 
 /// Every record in the stream, sized as Kinesis bills a put: data plus partition key, in
@@ -242,9 +194,4 @@ async fn published(stack: &SelfReadStack) -> Result<KinesisPuts> {
         }
     }
     Ok(puts)
-}
-
-/// The stream as the consumers' source.
-fn kinesis_source(stream: &str) -> dynamodb_outbox::Source {
-    dynamodb_outbox::Source::kinesis_stream(stream).expect("the bench names a valid stream")
 }

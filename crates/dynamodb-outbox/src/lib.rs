@@ -25,6 +25,8 @@
 //! - [`Processor::redrive_parked`]: parked events applied after a fix.
 //! - [`table`]: the names an application's items share with the engine; the `testing` feature
 //!   adds every key shape and attribute name the engine writes, and an outbox item built by hand.
+//! - `lambda` (feature `lambda`): the Lambda handlers of a consumer, the report of its batches
+//!   (logs, trace links, metrics) and the sweeper function.
 
 #![warn(missing_docs)]
 
@@ -34,6 +36,8 @@ mod delivery;
 pub mod dynamodb;
 mod envelope;
 mod item;
+#[cfg(feature = "lambda")]
+pub mod lambda;
 pub mod memory;
 mod schema;
 

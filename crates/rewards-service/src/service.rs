@@ -8,7 +8,6 @@ use base64::Engine;
 use dynamodb_outbox::dynamodb::{DynamoConsumerStore, PendingEvents};
 use dynamodb_outbox::{BatchOutcome, Processor, Source, SourceKind};
 use order_service::changes::order_placed_from_image;
-use serde::Serialize;
 use service_runtime::config::{self, ConfigError};
 use service_runtime::validate_id;
 
@@ -55,61 +54,8 @@ pub fn processor(client: Client, rewards_table: &str, orders: Source) -> Rewards
     )
 }
 
-/// What one run of the sweeper found and did.
-#[derive(Debug, Default, Clone, Serialize, PartialEq)]
-pub struct SweepReport {
-    /// Events read: pending past the grace period, or parked (a redrive).
-    pub found: usize,
-    /// Events applied now.
-    pub applied: usize,
-    /// Events the consumer had applied before.
-    pub already_applied: usize,
-    /// Events that can never be applied as they are: parked with their reason, out of the
-    /// way of the events behind them.
-    pub parked: usize,
-    /// Events not applied now for a reason that may pass (or that wait for an earlier event of
-    /// their customer): still pending, retried by the next run.
-    pub failed: usize,
-    /// The events not applied, by item key (the engine logs each with its reason).
-    pub problems: Vec<String>,
-    /// The outbox lag of every event applied now, for the metrics (not part of the result).
-    #[serde(skip)]
-    pub lag_millis: Vec<f64>,
-}
-
-impl From<&BatchOutcome> for SweepReport {
-    /// Each event read lands in exactly one of the outcome's counts.
-    fn from(outcome: &BatchOutcome) -> Self {
-        let not_applied = outcome.poison + outcome.waiting + outcome.failed + outcome.held_back;
-        Self {
-            found: outcome.applied
-                + outcome.duplicates
-                + outcome.skipped
-                + outcome.ignored
-                + outcome.parked
-                + not_applied,
-            applied: outcome.applied,
-            already_applied: outcome.duplicates + outcome.skipped,
-            parked: outcome.parked,
-            failed: not_applied,
-            problems: outcome.failures.clone(),
-            lag_millis: service_runtime::metrics::lag_millis(outcome),
-        }
-    }
-}
-
-impl SweepReport {
-    /// Adds another consumer's run to this one.
-    pub fn add(&mut self, other: SweepReport) {
-        self.found += other.found;
-        self.applied += other.applied;
-        self.already_applied += other.already_applied;
-        self.parked += other.parked;
-        self.failed += other.failed;
-        self.problems.extend(other.problems);
-        self.lag_millis.extend(other.lag_millis);
-    }
-}
+/// What one run of the sweeper found and did: the engine's report of a sweep.
+pub use dynamodb_outbox::lambda::SweepReport;
 
 /// Applies events still pending for the rewards consumer `grace` after they occurred: the ones
 /// the stream never delivered, or gave up on. Safe at any time, concurrently with the stream

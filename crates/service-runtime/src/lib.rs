@@ -1,14 +1,12 @@
 //! What every function of the reference application shares, so that each service crate holds
 //! only its own domain, store and handlers:
 //!
-//! - [`batch`]: the logs and metrics of a consumer's batch;
 //! - [`config`]: settings read once per cold start, the DynamoDB client, the JSON logs;
-//! - [`metrics`]: CloudWatch metrics as EMF log lines;
+//! - [`metrics`]: the functions' metric names, as EMF log lines through the engine's writer;
 //! - [`http`]: API Gateway HTTP API plumbing (routing, bodies, the caller's identity, errors);
 //! - [`trace`]: carrying a request's trace into an event and linking a consumer's work to it;
 //! - [`error`] and [`time`]: the errors and the timestamps both services use.
 
-pub mod batch;
 pub mod config;
 pub mod error;
 pub mod http;

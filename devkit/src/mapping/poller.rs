@@ -235,7 +235,7 @@ impl<C: Default + Send> Poller<C> {
             .context("building the Lambda event")?;
             self.stats.invocations += 1;
             self.stats.records_delivered += records.len();
-            let retry_from = match shared.invoker.invoke(event).await {
+            let retry_from = match shared.invoker.call(event).await {
                 Ok(_) if !source.report_batch_item_failures => None,
                 Ok(response) => self.lowest_failed(&records, &serde_json::to_value(response)?),
                 Err(error) => {

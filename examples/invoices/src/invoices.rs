@@ -49,47 +49,79 @@ impl Event for InvoiceVoided {
     }
 }
 
-/// Issues an invoice: the invoice item (new, never overwritten) and its event, together.
+/// What a client asks of the invoice service (the body of `POST /invoices`):
+/// `{"issue": {"invoice_id", "account_id", "amount_cents"}}` or `{"void": {...}}`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Command {
+    Issue(InvoiceIssued),
+    Void(InvoiceVoided),
+}
+
+/// Carries out a command: its items and its event, in one transaction.
+pub async fn apply(outbox: &Outbox, command: Command) -> Result<(), WriteError> {
+    match command {
+        Command::Issue(invoice) => issue(outbox, invoice).await,
+        Command::Void(voided) => void(outbox, voided).await,
+    }
+}
+
+/// Issues an invoice: the invoice item (new, never overwritten) and its event, together. A retry
+/// of an issue that was written is refused (`WriteError::Cancelled`), never issued twice.
 pub async fn issue(outbox: &Outbox, invoice: InvoiceIssued) -> Result<(), WriteError> {
-    let item = HashMap::from([
+    let item = [
+        ("account_id", AttributeValue::S(invoice.account_id.clone())),
         (
-            "pk".to_owned(),
-            AttributeValue::S(format!("INVOICE#{}", invoice.invoice_id)),
-        ),
-        ("sk".to_owned(), AttributeValue::S("INVOICE".into())),
-        (
-            "account_id".to_owned(),
-            AttributeValue::S(invoice.account_id.clone()),
-        ),
-        (
-            "amount_cents".to_owned(),
+            "amount_cents",
             AttributeValue::N(invoice.amount_cents.to_string()),
         ),
-    ]);
-    let put = Put::builder()
-        .table_name(outbox.table())
-        .set_item(Some(item))
-        .condition_expression("attribute_not_exists(pk)")
-        .build()
-        .expect("table, item and condition are set");
+    ];
+    let put = new_item(outbox, &invoice.invoice_id, "INVOICE", item);
     // The account orders the events: a void never overtakes its issue.
     let event = Envelope::new(invoice.clone()).with_ordering_key(&invoice.account_id);
     outbox
         .transaction()
-        .write(TransactWriteItem::builder().put(put).build())
+        .write(put)
         .event(&event)?
         .commit()
         .await
         .map(|_| ())
 }
 
-/// Voids an invoice (here without a state change of its own, to keep the example short).
+/// Voids an invoice: a void record (new, never overwritten, so an invoice is voided once
+/// whatever the client's retries) and its event, together.
 pub async fn void(outbox: &Outbox, voided: InvoiceVoided) -> Result<(), WriteError> {
+    let put = new_item(outbox, &voided.invoice_id, "VOID", []);
     let event = Envelope::new(voided.clone()).with_ordering_key(&voided.account_id);
     outbox
         .transaction()
+        .write(put)
         .event(&event)?
         .commit()
         .await
         .map(|_| ())
+}
+
+/// A put of an invoice's item `sk` that fails if the item exists.
+fn new_item<const N: usize>(
+    outbox: &Outbox,
+    invoice_id: &str,
+    sk: &str,
+    attributes: [(&str, AttributeValue); N],
+) -> TransactWriteItem {
+    let mut item = HashMap::from([
+        (
+            "pk".to_owned(),
+            AttributeValue::S(format!("INVOICE#{invoice_id}")),
+        ),
+        ("sk".to_owned(), AttributeValue::S(sk.to_owned())),
+    ]);
+    item.extend(attributes.map(|(name, value)| (name.to_owned(), value)));
+    let put = Put::builder()
+        .table_name(outbox.table())
+        .set_item(Some(item))
+        .condition_expression("attribute_not_exists(pk)")
+        .build()
+        .expect("table, item and condition are set");
+    TransactWriteItem::builder().put(put).build()
 }

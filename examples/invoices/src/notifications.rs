@@ -11,6 +11,14 @@ pub struct Notifications {
     pub table: String,
 }
 
+impl Notifications {
+    pub fn new(table: impl Into<String>) -> Self {
+        Self {
+            table: table.into(),
+        }
+    }
+}
+
 impl Consumer for Notifications {
     type Payload = InvoiceIssued;
 

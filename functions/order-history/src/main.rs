@@ -1,7 +1,8 @@
 //! order-history (pattern 3, self-read): writes each order published to the Kinesis stream into
 //! the orders table, once.
 
-use lambda_runtime::{run, service_fn, Error};
+use dynamodb_outbox::lambda::{self, KinesisStream};
+use lambda_runtime::Error;
 use order_service::self_read::history;
 use service_runtime::config;
 
@@ -11,5 +12,5 @@ async fn main() -> Result<(), Error> {
     config::init_tracing();
     service_runtime::metrics::init();
     let processor = history::processor_from_env(config::dynamodb_client().await)?;
-    run(service_fn(|event| history::handle(&processor, event))).await
+    lambda::run(history::report(), KinesisStream::new(&processor)).await
 }

@@ -1,9 +1,10 @@
 //! outbox-sweeper: on a schedule, applies the rewards consumer's outbox events still pending
 //! after a grace period; on request, redrives the events it parked.
 
-use lambda_runtime::{run, service_fn, Error};
-use rewards_service::handlers::sweeper::{self, Sweeper};
-use service_runtime::config;
+use dynamodb_outbox::lambda;
+use lambda_runtime::Error;
+use rewards_service::handlers::sweeper::Sweeper;
+use service_runtime::{config, metrics};
 
 // One thread: a 128 MB function has a fraction of one vCPU, and the handler only waits on I/O.
 #[tokio::main(flavor = "current_thread")]
@@ -11,5 +12,5 @@ async fn main() -> Result<(), Error> {
     config::init_tracing();
     service_runtime::metrics::init();
     let sweeper = Sweeper::from_env(config::dynamodb_client().await)?;
-    run(service_fn(|event| sweeper::handle(&sweeper, event))).await
+    lambda::run_sweeper(&sweeper, metrics::OUTBOX_SWEEPER).await
 }

@@ -2,7 +2,9 @@
 //! ledger, through the outbox engine: outbox items under pattern 1, the order items' own
 //! creation under pattern 2 (`OUTBOX_PATTERN=cdc`).
 
-use lambda_runtime::{run, service_fn, Error};
+use dynamodb_outbox::lambda::{self, EntityChanges, OutboxStream};
+use lambda_runtime::Error;
+use order_service::changes::order_placed_from_image;
 use rewards_service::handlers::stream;
 use rewards_service::service;
 use service_runtime::config::{self, OutboxPattern};
@@ -19,11 +21,9 @@ async fn main() -> Result<(), Error> {
     )?;
     let processor = service::processor_from_env(config::dynamodb_client().await)?;
     if pattern == OutboxPattern::Cdc {
-        run(service_fn(|event| {
-            stream::handle_order_changes(&processor, event)
-        }))
-        .await
+        let changes = EntityChanges::new(&processor, order_placed_from_image);
+        lambda::run(stream::report(), changes).await
     } else {
-        run(service_fn(|event| stream::handle(&processor, event))).await
+        lambda::run(stream::report(), OutboxStream::new(&processor)).await
     }
 }

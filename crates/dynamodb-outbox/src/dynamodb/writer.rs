@@ -1,6 +1,6 @@
 //! The producer's side: events join the caller's own `TransactWriteItems`.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{Put, TransactWriteItem};
@@ -8,6 +8,7 @@ use aws_sdk_dynamodb::Client;
 use serde::Serialize;
 use serde_dynamo::Item;
 
+use super::routes::Routes;
 use super::{
     cancellation_is_transient, cancellation_summary, classify, item_size, reason_code, SdkItem,
 };
@@ -26,45 +27,6 @@ mod counter;
 mod read_back;
 
 use counter::Counter;
-
-/// Which consumers take each event type: the routing of an outbox, in one place. The writer
-/// records it on each event, so an event waits for exactly these consumers, and each consumer
-/// knows which earlier event of the key it must have applied first.
-///
-/// ```
-/// use dynamodb_outbox::dynamodb::Routes;
-/// let routes = Routes::new()
-///     .route("InvoiceIssued", &["ledger", "notifications"])
-///     .route("InvoiceVoided", &["ledger"]);
-/// assert_eq!(routes.consumers_of("InvoiceIssued").len(), 2);
-/// ```
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Routes(BTreeMap<String, Vec<String>>);
-
-impl Routes {
-    /// No routes yet.
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// Routes `event_type` to `consumers`. A consumer named more than once is routed once: an
-    /// event that listed it twice would be its own predecessor and wait forever.
-    pub fn route(mut self, event_type: &str, consumers: &[&str]) -> Self {
-        let mut distinct: Vec<String> = Vec::with_capacity(consumers.len());
-        for consumer in consumers {
-            if !distinct.iter().any(|c| c == consumer) {
-                distinct.push((*consumer).to_owned());
-            }
-        }
-        self.0.insert(event_type.to_owned(), distinct);
-        self
-    }
-
-    /// The consumers of `event_type` (empty when it has no route).
-    pub fn consumers_of(&self, event_type: &str) -> &[String] {
-        self.0.get(event_type).map_or(&[], Vec::as_slice)
-    }
-}
 
 /// The outbox in one DynamoDB table.
 #[derive(Debug, Clone)]

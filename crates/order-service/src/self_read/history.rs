@@ -10,19 +10,19 @@
 //! same order id under another event id (an Idempotency-Key reused with another request) fails
 //! it and is parked.
 
-use std::time::Instant;
-
 use aws_lambda_events::kinesis::KinesisEvent;
 use aws_lambda_events::streams::KinesisEventResponse;
 use aws_sdk_dynamodb::Client;
 use dynamodb_outbox::dynamodb::DynamoConsumerStore;
+use dynamodb_outbox::lambda::{BatchReport, KinesisStream};
 use dynamodb_outbox::{
     Consumer, ConsumerStore, Effect, Envelope, HandlerError, PoisonPolicy, Processor, Source,
     SourceKind, Takes,
 };
+use lambda_runtime::tower::{Layer, Service};
 use lambda_runtime::{Error, LambdaEvent};
 use service_runtime::config::{self, ConfigError};
-use service_runtime::{batch, metrics};
+use service_runtime::metrics;
 
 use crate::domain::events::{order_placed_violation, OrderPlaced, ORDER_PLACED, SCHEMA_VERSION};
 use crate::domain::Order;
@@ -103,22 +103,18 @@ pub fn processor_from_env(client: Client) -> Result<HistoryProcessor, ConfigErro
     Ok(processor(client, &orders, stream).concurrency(config::CONSUMER_CONCURRENCY.read()?))
 }
 
-/// One Kinesis batch through the order-history consumer.
+/// The report of the function's batches: its logs and its `order-history` metrics.
+pub fn report() -> BatchReport {
+    metrics::batch_report(metrics::ORDER_HISTORY)
+}
+
+/// One Kinesis batch through the order-history consumer, as the function serves it.
 pub async fn handle<S: ConsumerStore>(
     processor: &Processor<OrderHistoryConsumer, S>,
     event: LambdaEvent<KinesisEvent>,
 ) -> Result<KinesisEventResponse, Error> {
-    let started = Instant::now();
-    let trace_id = event.context.xray_trace_id.as_deref();
-    let records = &event.payload.records;
-    processor.invoked_as(&event.context.invoked_function_arn);
-    let outcome = processor.process_kinesis(records).await;
-    batch::report(
-        metrics::ORDER_HISTORY,
-        &outcome,
-        records.len(),
-        started,
-        trace_id,
-    );
-    Ok(outcome.kinesis_response())
+    report()
+        .layer(KinesisStream::new(processor))
+        .call(event)
+        .await
 }

@@ -4,16 +4,15 @@
 //! not a function of the event alone and cannot be named as the record; it stays a `put_new`,
 //! which parks a second event claiming an order already rewarded.
 
-use std::time::Instant;
-
 use aws_lambda_events::kinesis::KinesisEvent;
 use aws_lambda_events::streams::KinesisEventResponse;
 use aws_sdk_dynamodb::Client;
 use dynamodb_outbox::dynamodb::DynamoConsumerStore;
+use dynamodb_outbox::lambda::KinesisStream;
 use dynamodb_outbox::{ConsumerStore, Processor, Source, SourceKind};
+use lambda_runtime::tower::{Layer, Service};
 use lambda_runtime::{Error, LambdaEvent};
 use service_runtime::config::{self, ConfigError};
-use service_runtime::{batch, metrics};
 
 use crate::consumer::RewardsConsumer;
 use crate::service::RewardsProcessor;
@@ -40,22 +39,14 @@ pub fn processor_from_env(client: Client) -> Result<RewardsProcessor, ConfigErro
     Ok(processor(client, &rewards, stream).concurrency(config::CONSUMER_CONCURRENCY.read()?))
 }
 
-/// One Kinesis batch.
+/// One Kinesis batch, as the function serves it: reported as the stream consumer's, so one set
+/// of alarms serves every pattern.
 pub async fn handle<S: ConsumerStore>(
     processor: &Processor<RewardsConsumer, S>,
     event: LambdaEvent<KinesisEvent>,
 ) -> Result<KinesisEventResponse, Error> {
-    let started = Instant::now();
-    let trace_id = event.context.xray_trace_id.as_deref();
-    let records = &event.payload.records;
-    processor.invoked_as(&event.context.invoked_function_arn);
-    let outcome = processor.process_kinesis(records).await;
-    batch::report(
-        metrics::STREAM_CONSUMER,
-        &outcome,
-        records.len(),
-        started,
-        trace_id,
-    );
-    Ok(outcome.kinesis_response())
+    super::stream::report()
+        .layer(KinesisStream::new(processor))
+        .call(event)
+        .await
 }

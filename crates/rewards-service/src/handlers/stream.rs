@@ -1,29 +1,33 @@
 //! The DynamoDB Streams consumer: outbox records in (pattern 1), or the order table's own changes
 //! (pattern 2, [`handle_order_changes`]), partial batch failures out. The engine does the work
-//! (order, exactly once, hold-back, parking); this handler adds the logs and metrics of the batch.
-
-use std::time::Instant;
+//! (order, exactly once, hold-back, parking) and reports the batch; this module only picks the
+//! consumer, the adapter and the function's metrics.
 
 use aws_lambda_events::dynamodb::Event;
 use aws_lambda_events::streams::DynamoDbEventResponse;
-use dynamodb_outbox::{BatchOutcome, ConsumerStore, Processor};
+use dynamodb_outbox::lambda::{BatchReport, EntityChanges, OutboxStream};
+use dynamodb_outbox::{ConsumerStore, Processor};
+use lambda_runtime::tower::{Layer, Service};
 use lambda_runtime::{Error, LambdaEvent};
 use order_service::changes::order_placed_from_image;
-use service_runtime::{batch, metrics};
+use service_runtime::metrics;
 
 use crate::consumer::RewardsConsumer;
 
-/// One stream batch.
+/// The report of the function's batches: its logs and its `stream-consumer` metrics.
+pub fn report() -> BatchReport {
+    metrics::batch_report(metrics::STREAM_CONSUMER)
+}
+
+/// One stream batch of outbox records, as the function serves it.
 pub async fn handle<S: ConsumerStore>(
     processor: &Processor<RewardsConsumer, S>,
     event: LambdaEvent<Event>,
 ) -> Result<DynamoDbEventResponse, Error> {
-    let started = Instant::now();
-    let trace_id = event.context.xray_trace_id.as_deref();
-    let records = &event.payload.records;
-    processor.invoked_as(&event.context.invoked_function_arn);
-    let outcome = processor.process_stream(records).await;
-    Ok(report(&outcome, records.len(), started, trace_id))
+    report()
+        .layer(OutboxStream::new(processor))
+        .call(event)
+        .await
 }
 
 /// One batch of the orders table's stream under pattern 2: each order item's INSERT is read as
@@ -33,29 +37,6 @@ pub async fn handle_order_changes<S: ConsumerStore>(
     processor: &Processor<RewardsConsumer, S>,
     event: LambdaEvent<Event>,
 ) -> Result<DynamoDbEventResponse, Error> {
-    let started = Instant::now();
-    let trace_id = event.context.xray_trace_id.as_deref();
-    let records = &event.payload.records;
-    processor.invoked_as(&event.context.invoked_function_arn);
-    let outcome = processor
-        .process_changes(records, order_placed_from_image)
-        .await;
-    Ok(report(&outcome, records.len(), started, trace_id))
-}
-
-/// Logs and metrics of a batch, and the answer Lambda reads.
-fn report(
-    outcome: &BatchOutcome,
-    records: usize,
-    started: Instant,
-    trace_id: Option<&str>,
-) -> DynamoDbEventResponse {
-    batch::report(
-        metrics::STREAM_CONSUMER,
-        outcome,
-        records,
-        started,
-        trace_id,
-    );
-    outcome.stream_response()
+    let changes = EntityChanges::new(processor, order_placed_from_image);
+    report().layer(changes).call(event).await
 }

@@ -1,24 +1,26 @@
 //! The scheduled sweeper: redrives events the stream never delivered or gave up on, and, when an
 //! operator asks, the events the consumers parked. Under pattern 3 (self-read) it only does the
-//! latter, as the template's `ParkedRedriveFunction`.
+//! latter, as the template's `ParkedRedriveFunction`. The engine runs and reports it
+//! ([`ScheduledSweep`]); this module holds the choices: which pending items, which consumers.
 
-use std::time::Instant;
+use std::time::Duration;
 
 use aws_sdk_dynamodb::Client;
 use dynamodb_outbox::dynamodb::PendingEvents;
+use dynamodb_outbox::lambda::{OutboxSweep, ScheduledSweep, SweepAction, SweepJob};
 use dynamodb_outbox::SourceKind;
-use lambda_runtime::{Error, LambdaEvent};
+use lambda_runtime::{Error, LambdaEvent, Service};
 use order_service::self_read::history::{self, HistoryProcessor};
 use serde_json::Value;
 use service_runtime::config::{self, ConfigError, OutboxPattern};
-use service_runtime::metrics::{self, MetricSet};
+use service_runtime::metrics;
 
 use super::kinesis;
 use crate::service::{self, RewardsProcessor, SweepReport};
 
 /// The payload an operator sends to redrive parked events after a fix:
 /// `aws lambda invoke --function-name <sweeper> --payload '{"action":"redrive-parked"}' out.json`.
-pub const REDRIVE_PARKED: &str = "redrive-parked";
+pub use dynamodb_outbox::lambda::REDRIVE_PARKED;
 
 /// What one sweeper function needs.
 pub struct Sweeper {
@@ -70,72 +72,53 @@ impl Sweeper {
     }
 }
 
-/// A scheduled event (or any other payload) runs one sweep; `{"action": "redrive-parked"}` puts
-/// the parked events back through the consumer. The report is the function's result. Under
-/// pattern 3 a sweep is an error that says so: only the redrive has work there.
-pub async fn handle(sweeper: &Sweeper, event: LambdaEvent<Value>) -> Result<SweepReport, Error> {
-    let started = Instant::now();
-    let redrive = event.payload.get("action").and_then(Value::as_str) == Some(REDRIVE_PARKED);
-    let report = if redrive {
-        let mut report = SweepReport::from(&sweeper.processor.redrive_parked(sweeper.limit).await);
-        if let Some(order_history) = &sweeper.order_history {
-            report.add(SweepReport::from(
-                &order_history.redrive_parked(sweeper.limit).await,
-            ));
+impl SweepJob for Sweeper {
+    /// Under pattern 3 a sweep is an error that says so: only the redrive has work there.
+    async fn run(&self, action: SweepAction) -> Result<SweepReport, Error> {
+        let limit = self.limit;
+        // The setting is range-checked at start-up; a negative value set in code means no grace.
+        let older_than = Duration::from_secs(u64::try_from(self.grace_seconds).unwrap_or(0));
+        match (action, &self.pending) {
+            (SweepAction::RedriveParked, _) => {
+                let mut report = SweepReport::from(&self.processor.redrive_parked(limit).await);
+                if let Some(order_history) = &self.order_history {
+                    report.add(SweepReport::from(
+                        &order_history.redrive_parked(limit).await,
+                    ));
+                }
+                Ok(report)
+            }
+            (SweepAction::Sweep, Some(pending)) if self.pattern == OutboxPattern::Cdc => {
+                let outcome =
+                    service::sweep_order_changes(pending, &self.processor, older_than, limit)
+                        .await?;
+                Ok(SweepReport::from(&outcome))
+            }
+            (SweepAction::Sweep, Some(pending)) => {
+                let processor = &self.processor;
+                let sweep = OutboxSweep {
+                    processor,
+                    pending,
+                    older_than,
+                    limit,
+                };
+                sweep.run(action).await
+            }
+            (SweepAction::Sweep, None) => Err(format!(
+                "OUTBOX_PATTERN is self-read: nothing is pending to sweep (the on-failure \
+                 destination names what the Kinesis mappings gave up); invoke with \
+                 {{\"action\":\"{REDRIVE_PARKED}\"}} to redrive parked events"
+            )
+            .into()),
         }
-        report
-    } else if let Some(pending) = &sweeper.pending {
-        SweepReport::from(&sweep(sweeper, pending).await?)
-    } else {
-        return Err(format!(
-            "OUTBOX_PATTERN is self-read: nothing is pending to sweep (the on-failure destination \
-             names what the Kinesis mappings gave up); invoke with {{\"action\":\"{REDRIVE_PARKED}\"}} \
-             to redrive parked events"
-        )
-        .into());
-    };
-    tracing::info!(
-        action = if redrive { REDRIVE_PARKED } else { "sweep" },
-        found = report.found,
-        applied = report.applied,
-        already_applied = report.already_applied,
-        parked = report.parked,
-        failed = report.failed,
-        "sweep done"
-    );
-    run_metrics(&report, redrive, started.elapsed().as_secs_f64() * 1000.0).emit();
-    Ok(report)
+    }
 }
 
-/// One sweep of the pending events older than the grace period, where the pattern keeps them.
-async fn sweep(
-    sweeper: &Sweeper,
-    pending: &PendingEvents,
-) -> Result<dynamodb_outbox::BatchOutcome, Error> {
-    let (processor, limit) = (&sweeper.processor, sweeper.limit);
-    // The setting is range-checked at start-up; a negative value set in code means no grace.
-    let grace = std::time::Duration::from_secs(u64::try_from(sweeper.grace_seconds).unwrap_or(0));
-    Ok(if sweeper.pattern == OutboxPattern::Cdc {
-        service::sweep_order_changes(pending, processor, grace, limit).await?
-    } else {
-        service::sweep(pending, processor, grace, limit).await?
-    })
-}
-
-/// A sweep counts the old pending events it found (the stream did not deliver them within the
-/// grace period: alarmed); a redrive counts the parked events it took back instead.
-pub fn run_metrics(report: &SweepReport, redrive: bool, duration_millis: f64) -> MetricSet {
-    let found = if redrive {
-        metrics::UNPARKED
-    } else {
-        metrics::OLD_PENDING_FOUND
-    };
-    MetricSet::new(metrics::OUTBOX_SWEEPER)
-        .count(found, report.found)
-        .count(metrics::REDRIVEN, report.applied)
-        .count(metrics::DUPLICATES, report.already_applied)
-        .count(metrics::PARKED, report.parked)
-        .count(metrics::STILL_PENDING, report.failed)
-        .milliseconds(metrics::BATCH_DURATION, vec![duration_millis])
-        .milliseconds(metrics::OUTBOX_LAG, report.lag_millis.clone())
+/// A scheduled event (or any other payload) runs one sweep; `{"action": "redrive-parked"}` puts
+/// the parked events back through the consumers. The report is the function's result; the run is
+/// logged and measured as the `outbox-sweeper` function's.
+pub async fn handle(sweeper: &Sweeper, event: LambdaEvent<Value>) -> Result<SweepReport, Error> {
+    ScheduledSweep::new(sweeper, metrics::OUTBOX_SWEEPER)
+        .call(event)
+        .await
 }

@@ -35,14 +35,14 @@ impl CapacityMeter {
     fn add(&self, consumed: &[ConsumedCapacity], is_read: bool) {
         let mut units = self.0.lock().expect("capacity meter");
         for cc in consumed {
-            let Some(total) = cc.capacity_units() else {
-                continue;
-            };
-            units.reports += 1;
-            if is_read {
-                units.read += cc.read_capacity_units().unwrap_or(total);
+            let (side, total) = if is_read {
+                (cc.read_capacity_units(), &mut units.read)
             } else {
-                units.write += cc.write_capacity_units().unwrap_or(total);
+                (cc.write_capacity_units(), &mut units.write)
+            };
+            if let Some(n) = side.or(cc.capacity_units()) {
+                *total += n;
+                units.reports += 1;
             }
         }
     }
@@ -70,7 +70,7 @@ macro_rules! ask_for_capacity {
 
 impl Intercept for CapacityMeter {
     fn name(&self) -> &'static str {
-        "CompareCapacityMeter"
+        "CapacityMeter"
     }
 
     fn modify_before_serialization(

@@ -1,0 +1,150 @@
+//! The batch handlers: one Lambda invocation's records through a [`Processor`], the partial
+//! batch response out. Each is a `tower::Service` over the event Lambda sends; the report of the
+//! batch is a layer on top ([`BatchReport`](super::BatchReport)).
+
+use std::task::{Context, Poll};
+
+use aws_lambda_events::dynamodb::Event;
+use aws_lambda_events::kinesis::KinesisEvent;
+use aws_lambda_events::streams::{DynamoDbEventResponse, KinesisEventResponse};
+use futures::future::BoxFuture;
+use lambda_runtime::{Error, LambdaEvent, Service};
+use serde::{Serialize, Serializer};
+use serde_dynamo::Item;
+
+use crate::{BatchOutcome, Consumer, ConsumerStore, Envelope, Processor};
+
+/// What a batch handler answers: Lambda's partial batch response, with what the batch came to
+/// for the report. Serializes as the response alone, so a handler also runs without the report.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Processed<R> {
+    /// The records to retry, in the shape the event source mapping reads.
+    pub response: R,
+    /// What the engine did with the batch.
+    pub outcome: BatchOutcome,
+    /// Records in the batch.
+    pub records: usize,
+}
+
+impl<R: Serialize> Serialize for Processed<R> {
+    fn serialize<Z: Serializer>(&self, serializer: Z) -> Result<Z::Ok, Z::Error> {
+        self.response.serialize(serializer)
+    }
+}
+
+/// Outbox items from a DynamoDB stream ([`Processor::process_stream`]).
+#[derive(Debug)]
+pub struct OutboxStream<'a, C, S>(&'a Processor<C, S>);
+
+impl<'a, C, S> OutboxStream<'a, C, S> {
+    /// The handler of `processor`'s batches.
+    pub fn new(processor: &'a Processor<C, S>) -> Self {
+        Self(processor)
+    }
+}
+
+impl<'a, C: Consumer, S: ConsumerStore> Service<LambdaEvent<Event>> for OutboxStream<'a, C, S> {
+    type Response = Processed<DynamoDbEventResponse>;
+    type Error = Error;
+    type Future = BoxFuture<'a, Result<Self::Response, Error>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, event: LambdaEvent<Event>) -> Self::Future {
+        let processor = self.0;
+        Box::pin(async move {
+            processor.invoked_as(&event.context.invoked_function_arn);
+            let records = &event.payload.records;
+            let outcome = processor.process_stream(records).await;
+            Ok(Processed {
+                response: outcome.stream_response(),
+                records: records.len(),
+                outcome,
+            })
+        })
+    }
+}
+
+/// An entity table's own changes from its DynamoDB stream, read as events by `adapter`
+/// ([`Processor::process_changes`]: the same adapter as the sweep's).
+#[derive(Debug)]
+pub struct EntityChanges<'a, C, S, F> {
+    processor: &'a Processor<C, S>,
+    adapter: F,
+}
+
+impl<'a, C, S, F> EntityChanges<'a, C, S, F> {
+    /// The handler of `processor`'s batches, reading each item image with `adapter`.
+    pub fn new(processor: &'a Processor<C, S>, adapter: F) -> Self {
+        Self { processor, adapter }
+    }
+}
+
+impl<'a, C, S, F> Service<LambdaEvent<Event>> for EntityChanges<'a, C, S, F>
+where
+    C: Consumer,
+    C::Payload: Serialize,
+    S: ConsumerStore,
+    F: Fn(&Item) -> Option<Result<Envelope<C::Payload>, String>> + Clone + Send + 'a,
+{
+    type Response = Processed<DynamoDbEventResponse>;
+    type Error = Error;
+    type Future = BoxFuture<'a, Result<Self::Response, Error>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, event: LambdaEvent<Event>) -> Self::Future {
+        let (processor, adapter) = (self.processor, self.adapter.clone());
+        Box::pin(async move {
+            processor.invoked_as(&event.context.invoked_function_arn);
+            let records = &event.payload.records;
+            let outcome = processor.process_changes(records, adapter).await;
+            Ok(Processed {
+                response: outcome.stream_response(),
+                records: records.len(),
+                outcome,
+            })
+        })
+    }
+}
+
+/// Events from a Kinesis data stream ([`Processor::process_kinesis`]).
+#[derive(Debug)]
+pub struct KinesisStream<'a, C, S>(&'a Processor<C, S>);
+
+impl<'a, C, S> KinesisStream<'a, C, S> {
+    /// The handler of `processor`'s batches.
+    pub fn new(processor: &'a Processor<C, S>) -> Self {
+        Self(processor)
+    }
+}
+
+impl<'a, C: Consumer, S: ConsumerStore> Service<LambdaEvent<KinesisEvent>>
+    for KinesisStream<'a, C, S>
+{
+    type Response = Processed<KinesisEventResponse>;
+    type Error = Error;
+    type Future = BoxFuture<'a, Result<Self::Response, Error>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, event: LambdaEvent<KinesisEvent>) -> Self::Future {
+        let processor = self.0;
+        Box::pin(async move {
+            processor.invoked_as(&event.context.invoked_function_arn);
+            let records = &event.payload.records;
+            let outcome = processor.process_kinesis(records).await;
+            Ok(Processed {
+                response: outcome.kinesis_response(),
+                records: records.len(),
+                outcome,
+            })
+        })
+    }
+}
