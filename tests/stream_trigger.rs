@@ -195,8 +195,7 @@ async fn a_partial_failure_is_retried_from_the_lowest_reported_record() {
 }
 
 #[tokio::test]
-async fn a_record_that_always_fails_goes_to_the_on_failure_destination_after_the_retry_cap_and_fails_again_when_redriven(
-) {
+async fn an_always_failing_record_goes_on_failure_after_the_retry_cap_and_again_when_redriven() {
     let stack = stack().await;
     place(&stack, "c-1", &[("A", 1, 100)]).await;
     // An outbox event this consumer cannot place: it fails on every delivery.
