@@ -97,8 +97,9 @@ pub trait Source: Send + Sync {
     type Cursor: Default + Send;
     /// The key of the on-failure message's batch description (`DDBStreamBatchInfo`).
     const BATCH_INFO: &'static str;
-    /// Whether shards are polled at the same time (Kinesis), or one after the other in the
-    /// order described, so a parent shard is done before its children (DynamoDB).
+    /// Whether [`Mapping::drain`] polls the shards at the same time (Kinesis), or one after the
+    /// other in the order described, so a parent shard is drained before its children
+    /// (DynamoDB). [`Mapping::follow`] polls every shard on its own either way.
     const PARALLEL_SHARDS: bool;
 
     fn arn(&self) -> &str;
