@@ -1,8 +1,8 @@
 //! Local development kit: everything that runs the project on one machine and never ships in a
 //! Lambda binary. The embedded DynamoDB ([`local`]), the tables and stream settings read from
-//! `template.yaml` ([`template`]), the stream reader ([`stream`]) and the local event source
-//! mapping ([`trigger`]) that `sam local` lacks; for pattern 3, the local Kinesis (kinesalite,
-//! [`kinesis`]) and its event source mapping ([`kinesis_trigger`]).
+//! `template.yaml` ([`template`]), and the local event source mapping `sam local` lacks
+//! ([`mapping`]), over a table's stream ([`stream`], [`trigger`]) or, for pattern 3, a Kinesis
+//! stream on the local Kinesis (kinesalite, [`kinesis`], [`kinesis_trigger`]).
 
 pub mod chaos;
 pub mod demo;
