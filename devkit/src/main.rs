@@ -54,19 +54,6 @@ enum Command {
         #[arg(long, default_value_t = devkit::kinesis::KINESIS_DEFAULT_PORT)]
         port: u16,
     },
-    /// Pattern 3's replay of a range a Kinesis mapping gave up on: reads the range the
-    /// on-failure message names back from the stream (AWS_ENDPOINT_URL_KINESIS, then
-    /// AWS_ENDPOINT_URL, else AWS with the standard credentials: environment, profile) and prints
-    /// the Kinesis event to invoke the function with.
-    KinesisReplay {
-        /// A file holding the on-failure message (the SQS message's body).
-        #[arg(long)]
-        message: PathBuf,
-        /// The function's logical id in patterns/self-read/template.yaml, whose FilterCriteria
-        /// the replay applies (RewardsKinesisConsumerFunction or OrderHistoryFunction).
-        #[arg(long)]
-        function: String,
-    },
     /// The local event source mapping, against `make ddb` (or the server in AWS_ENDPOINT_URL).
     Trigger {
         /// Keep polling instead of draining once.
@@ -168,7 +155,6 @@ async fn run(cli: Cli) -> Result<()> {
             pattern,
         } => ddb(listen, ttl_every, trigger, pattern).await,
         Command::Kinesis { port } => kinesis(port).await,
-        Command::KinesisReplay { message, function } => kinesis_replay(&message, &function).await,
         Command::Trigger {
             follow,
             invoke_url,
@@ -358,12 +344,12 @@ async fn ddb(
         if pattern == devkit::Pattern::Cdc {
             let consumer = devkit::stack::in_process_changes(stack.service(), concurrency);
             let mut trigger = stack.trigger(consumer)?.with_on_failure_file(failures);
-            trigger.follow(Duration::from_millis(500), stop).await?;
+            trigger.follow(stop).await?;
         } else {
             let mut trigger = stack
                 .trigger(in_process(stack.service(), concurrency))?
                 .with_on_failure_file(failures);
-            trigger.follow(Duration::from_millis(500), stop).await?;
+            trigger.follow(stop).await?;
         }
     } else {
         stop.await;
@@ -408,40 +394,10 @@ async fn drive<I: devkit::Invoke>(
     stop: impl std::future::Future<Output = ()>,
 ) -> Result<()> {
     if follow {
-        trigger
-            .follow(Duration::from_millis(500), stop)
-            .await
-            .context("stream trigger")?;
+        trigger.follow(stop).await.context("stream trigger")?;
     } else {
         trigger.drain().await?;
     }
     println!("{:?}", trigger.stats);
-    Ok(())
-}
-
-async fn kinesis_replay(message: &std::path::Path, function: &str) -> Result<()> {
-    let text = std::fs::read_to_string(message)
-        .with_context(|| format!("reading {}", message.display()))?;
-    let message: serde_json::Value =
-        serde_json::from_str(&text).context("the message is not JSON")?;
-    let range = devkit::kinesis_replay::Range::from_message(&message)?;
-    let client = match service_runtime::config::endpoint_url(service_runtime::config::KINESIS) {
-        Some(endpoint) => devkit::kinesis::client_for(&endpoint).await,
-        None => {
-            let (region, _, _) = devkit::kinesis::parse_stream_arn(&range.stream_arn)?;
-            let config = service_runtime::config::sdk_defaults()
-                .region(aws_config::Region::new(region.to_owned()))
-                .load()
-                .await;
-            aws_sdk_kinesis::Client::new(&config)
-        }
-    };
-    let event = devkit::kinesis_replay::replay_message(&client, &message, function).await?;
-    let records = event["Records"].as_array().map_or(0, Vec::len);
-    eprintln!(
-        "kinesis-replay: {records} records of {} from {} to {} pass {function}'s filter",
-        range.shard, range.first, range.last
-    );
-    println!("{}", serde_json::to_string_pretty(&event)?);
     Ok(())
 }

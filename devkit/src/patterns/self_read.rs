@@ -154,7 +154,7 @@ impl SelfReadStack {
             .template
             .kinesis_source(function)
             .with_context(|| format!("reading {function}'s Kinesis event source"))?;
-        KinesisTrigger::new(
+        KinesisTrigger::open(
             source,
             self.kinesis.client.clone(),
             &self.stream.name,
