@@ -1,68 +1,69 @@
 //! A seeded, smaller chaos run (`make chaos` runs 10,000 orders): faults, duplicates, racing
 //! consumers and crashes, then every invariant of the outbox checked on the tables; the same for
-//! pattern 2 (`make chaos PATTERN=cdc`). And the checker itself, run over tables in which one
+//! patterns 2 and 3 (`make chaos PATTERN=cdc|self-read`), one test body for the three. And the checker itself, run over tables in which one
 //! promise is broken on purpose.
 
 use std::collections::BTreeSet;
 
 use aws_sdk_dynamodb::types::AttributeValue;
-use devkit::chaos::{check_invariants, run, ChaosOptions};
+use devkit::chaos::{run, ChaosOptions};
 use devkit::invariants::{self, EventSource, Invariant, Violation};
+use devkit::kinesis::LocalKinesis;
 use devkit::proxy::{Fault, FaultPlan};
 use devkit::stack::in_process;
+use devkit::Pattern;
 use dynamodb_outbox::testing::schema;
 use order_service::schema as okeys;
 use outbox_tests::*;
 use rewards_service::schema as rkeys;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn nothing_is_lost_and_nothing_is_applied_twice_under_chaos() {
-    let report = run(ChaosOptions::new(250, 42)).await.unwrap();
+/// A seeded run of `pattern`: every invariant holds, and the faults, crashes and duplicates it
+/// claims really happened.
+async fn chaos_holds(pattern: Pattern) {
+    let report = run(pattern, ChaosOptions::new(250, 42)).await.unwrap();
     println!("{}", report.summary());
-    assert!(report.violations.is_empty(), "{:#?}", report.violations);
+    assert!(
+        report.violations.is_empty(),
+        "{pattern}: {:#?}",
+        report.violations
+    );
     assert!(
         report.orders_ok > 200,
-        "most orders get through: {}",
+        "{pattern}: most orders get through: {}",
         report.summary()
     );
     // The run proves something only if the faults really happened, at the proxy.
     assert!(
-        report.proxy.fault(Fault::LostResponse) > 0 && report.proxy.total_faults() > 0,
-        "{}",
-        report.summary()
-    );
-    assert!(
-        report.crashes > 0 && report.duplicated_in_batch > 0,
-        "{}",
+        report.proxy.fault(Fault::LostResponse) > 0
+            && report.crashes > 0
+            && report.duplicated_in_batch > 0,
+        "{pattern}: {}",
         report.summary()
     );
     assert!(
         report.deliveries >= 2 * report.orders_ok,
-        "two mappings deliver every record"
+        "{pattern}: two mappings deliver every record"
     );
     report.verdict().unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn nothing_is_lost_and_nothing_is_applied_twice_under_chaos() {
+    chaos_holds(Pattern::Outbox).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn under_cdc_nothing_is_lost_nothing_is_applied_twice_and_every_order_is_released() {
-    let report = devkit::patterns::cdc::chaos(ChaosOptions::new(250, 42))
-        .await
-        .unwrap();
-    println!("{}", report.summary());
-    assert!(report.violations.is_empty(), "{:#?}", report.violations);
-    assert!(report.orders_ok > 200, "{}", report.summary());
-    assert!(
-        report.proxy.fault(Fault::LostResponse) > 0
-            && report.crashes > 0
-            && report.duplicated_in_batch > 0,
-        "{}",
-        report.summary()
-    );
-    assert!(
-        report.deliveries >= 2 * report.orders_ok,
-        "two mappings deliver every record"
-    );
-    report.verdict().unwrap();
+    chaos_holds(Pattern::Cdc).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn under_self_read_every_accepted_order_exists_once_with_one_ledger_entry() {
+    let test = "chaos: self-read";
+    if LocalKinesis::start_or_skip(test).await.unwrap().is_none() {
+        return;
+    }
+    chaos_holds(Pattern::SelfRead).await;
 }
 
 /// Pattern 2's checker on orders the CDC order-writer placed and no consumer read: each order
@@ -121,7 +122,7 @@ async fn a_chaos_run_that_injected_no_faults_is_not_a_pass() {
         seed: 7,
         ..FaultPlan::none()
     };
-    let report = run(options).await.unwrap();
+    let report = run(Pattern::Outbox, options).await.unwrap();
     assert!(report.violations.is_empty(), "{:#?}", report.violations);
     assert!(report.proxy.total_requests() > 0);
     let verdict = report.verdict().unwrap_err().to_string();
@@ -129,6 +130,13 @@ async fn a_chaos_run_that_injected_no_faults_is_not_a_pass() {
         verdict.contains("injected no faults") && verdict.contains("not a pass"),
         "{verdict}"
     );
+}
+
+/// The outbox's promises, checked on the tables.
+async fn check_invariants(stack: &Stack, acknowledged: &BTreeSet<String>) -> Vec<Violation> {
+    let orders = scan(stack, &stack.tables.orders).await;
+    let rewards = scan(stack, &stack.tables.rewards).await;
+    invariants::check(&orders, &rewards, acknowledged)
 }
 
 /// Orders placed through the handler and consumed: tables on which every invariant holds.
@@ -187,7 +195,7 @@ async fn the_checker_passes_consistent_tables_and_ignores_items_it_does_not_know
         ],
     )
     .await;
-    let violations = check_invariants(&stack, &acknowledged).await.unwrap();
+    let violations = check_invariants(&stack, &acknowledged).await;
     assert!(violations.is_empty(), "{violations:#?}");
 }
 
@@ -195,7 +203,7 @@ async fn the_checker_passes_consistent_tables_and_ignores_items_it_does_not_know
 async fn the_checker_reports_an_acknowledged_order_that_was_never_stored() {
     let (stack, mut acknowledged) = consistent_tables(&["c-1"]).await;
     acknowledged.insert("acknowledged-but-lost".into());
-    let violations = check_invariants(&stack, &acknowledged).await.unwrap();
+    let violations = check_invariants(&stack, &acknowledged).await;
     assert_eq!(
         invariants_broken(&violations),
         BTreeSet::from([Invariant::AcknowledgedOrderIsStored]),
@@ -224,7 +232,7 @@ async fn the_checker_reports_a_balance_that_has_no_ledger() {
         ],
     )
     .await;
-    let violations = check_invariants(&stack, &acknowledged).await.unwrap();
+    let violations = check_invariants(&stack, &acknowledged).await;
     assert_eq!(
         invariants_broken(&violations),
         BTreeSet::from([Invariant::BalanceIsTheSumOfItsLedger]),
@@ -263,7 +271,7 @@ async fn the_checker_reports_a_parked_event_as_unprocessed() {
         .send()
         .await
         .unwrap();
-    let violations = check_invariants(&stack, &acknowledged).await.unwrap();
+    let violations = check_invariants(&stack, &acknowledged).await;
     assert_eq!(
         invariants_broken(&violations),
         BTreeSet::from([Invariant::EventIsProcessed]),

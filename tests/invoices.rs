@@ -8,7 +8,7 @@ use std::sync::Arc;
 use aws_lambda_events::dynamodb::Event;
 use devkit::local::{create_table, table_arn};
 use devkit::template::Template;
-use devkit::trigger::{Invoke, Trigger, TriggerStats};
+use devkit::trigger::{DynamoStream, Invoke, Trigger, TriggerStats};
 use devkit::{LocalDynamo, StreamClient};
 use dynamodb_outbox::dynamodb::{DynamoConsumerStore, Outbox};
 use dynamodb_outbox::lambda::{BatchReport, OutboxStream};
@@ -109,7 +109,11 @@ impl Deployed {
     /// reading the stream from its start.
     fn mapping<I: Invoke>(&self, function: &str, handler: I) -> Trigger<I> {
         let source = self.template.stream_source(function).unwrap();
-        Trigger::new(source, self.stream.clone(), &self.stream_arn, handler)
+        let stream = DynamoStream {
+            client: self.stream.clone(),
+            arn: self.stream_arn.clone(),
+        };
+        Trigger::new(source, stream, handler)
     }
 
     /// The ledger's function as `src/main.rs` serves it.

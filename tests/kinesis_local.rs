@@ -15,7 +15,7 @@ use aws_sdk_kinesis::types::ShardIteratorType;
 use base64::Engine as _;
 use devkit::kinesis::{LocalKinesis, StreamDescription};
 use devkit::kinesis_trigger::{InvokeKinesis, KinesisTrigger};
-use devkit::template::{KinesisSource, StartingPosition};
+use devkit::template::{EventSource, StartingPosition};
 use devkit::Template;
 use serde_json::json;
 
@@ -65,7 +65,7 @@ async fn kinesis(test: &str) -> Option<LocalKinesis> {
 async fn stream_and_source(
     kinesis: &LocalKinesis,
     shards: i32,
-) -> (StreamDescription, KinesisSource) {
+) -> (StreamDescription, EventSource) {
     let template = Template::parse(TEMPLATE).unwrap();
     let spec = template.kinesis_streams().unwrap().remove(0);
     let stream = kinesis.create_stream(&spec.name, shards).await.unwrap();
@@ -129,7 +129,7 @@ fn data_of(record: &aws_lambda_events::kinesis::KinesisEventRecord) -> String {
 fn the_kinesis_mapping_reads_sams_property_names_and_lambdas_defaults() {
     let template = Template::parse(TEMPLATE).unwrap();
     let source = template.kinesis_source(CONSUMER).unwrap();
-    assert_eq!(source.stream_logical_id, "OrderEvents");
+    assert_eq!(source.logical_id, "OrderEvents");
     assert_eq!(source.starting_position, StartingPosition::TrimHorizon);
     assert_eq!(source.batch_size, 10, "BatchSize through a !Ref parameter");
     assert_eq!(source.maximum_retry_attempts, 2);
@@ -304,7 +304,7 @@ async fn the_trigger_delivers_every_record_in_lambdas_kinesis_shape() {
         }
     }
     let (handler, log) = recording(|_, _| Ok(KinesisEventResponse::default()));
-    let mut trigger = KinesisTrigger::new(source, kinesis.client.clone(), &stream.name, handler)
+    let mut trigger = KinesisTrigger::open(source, kinesis.client.clone(), &stream.name, handler)
         .await
         .unwrap();
     trigger.drain().await.unwrap();
@@ -402,7 +402,7 @@ async fn a_reported_failure_is_retried_from_the_lowest_reported_record() {
             _ => KinesisEventResponse::default(),
         })
     });
-    let mut trigger = KinesisTrigger::new(source, kinesis.client.clone(), &stream.name, handler)
+    let mut trigger = KinesisTrigger::open(source, kinesis.client.clone(), &stream.name, handler)
         .await
         .unwrap();
     trigger.drain().await.unwrap();
@@ -433,7 +433,7 @@ async fn an_unknown_failure_identifier_retries_the_whole_batch() {
             _ => KinesisEventResponse::default(),
         })
     });
-    let mut trigger = KinesisTrigger::new(source, kinesis.client.clone(), &stream.name, handler)
+    let mut trigger = KinesisTrigger::open(source, kinesis.client.clone(), &stream.name, handler)
         .await
         .unwrap();
     trigger.drain().await.unwrap();
@@ -455,7 +455,7 @@ async fn the_retry_cap_sends_the_rest_of_the_batch_to_the_on_failure_destination
     }
     let stuck = sequences[2].clone();
     let (handler, log) = recording(move |_, _| Ok(failing(&[&stuck])));
-    let mut trigger = KinesisTrigger::new(source, kinesis.client.clone(), &stream.name, handler)
+    let mut trigger = KinesisTrigger::open(source, kinesis.client.clone(), &stream.name, handler)
         .await
         .unwrap();
     trigger.drain().await.unwrap();
@@ -513,7 +513,7 @@ async fn a_function_error_bisects_the_batch_down_to_the_poison_record() {
             Ok(KinesisEventResponse::default())
         }
     });
-    let mut trigger = KinesisTrigger::new(source, kinesis.client.clone(), &stream.name, handler)
+    let mut trigger = KinesisTrigger::open(source, kinesis.client.clone(), &stream.name, handler)
         .await
         .unwrap();
     trigger.drain().await.unwrap();
@@ -562,7 +562,7 @@ async fn the_shards_are_polled_in_parallel() {
             Ok(KinesisEventResponse::default())
         }
     };
-    let mut trigger = KinesisTrigger::new(source, kinesis.client.clone(), &stream.name, handler)
+    let mut trigger = KinesisTrigger::open(source, kinesis.client.clone(), &stream.name, handler)
         .await
         .unwrap();
     let drained = tokio::time::timeout(std::time::Duration::from_secs(60), trigger.drain()).await;
@@ -605,7 +605,7 @@ async fn filter_criteria_see_the_records_json_data_and_the_checkpoint_passes_wha
         }
     }
     let (handler, log) = recording(|_, _| Ok(KinesisEventResponse::default()));
-    let mut trigger = KinesisTrigger::new(source, kinesis.client.clone(), "filtered", handler)
+    let mut trigger = KinesisTrigger::open(source, kinesis.client.clone(), "filtered", handler)
         .await
         .unwrap();
     trigger.drain().await.unwrap();
@@ -649,7 +649,7 @@ async fn following_a_stream_delivers_records_written_after_it_started_then_stops
             async { Ok(KinesisEventResponse::default()) }
         }
     };
-    let mut trigger = KinesisTrigger::new(source, kinesis.client.clone(), &stream.name, handler)
+    let mut trigger = KinesisTrigger::open(source, kinesis.client.clone(), &stream.name, handler)
         .await
         .unwrap();
     let writer = async {

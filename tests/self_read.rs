@@ -18,16 +18,16 @@ use aws_lambda_events::kinesis::KinesisEvent;
 use aws_sdk_kinesis::primitives::Blob;
 use aws_sdk_kinesis::types::ShardIteratorType;
 use devkit::demo::api_request;
+use devkit::invariants::{check_source, EventSource};
 use devkit::kinesis::client_for;
-use devkit::kinesis_replay::replay_message;
 use devkit::kinesis_trigger::{InvokeKinesis, KinesisTrigger};
-use devkit::patterns::self_read::chaos::check;
 use devkit::patterns::self_read::{
     history_in_process, rewards_in_process, SelfReadStack, ORDER_HISTORY_FUNCTION, REWARDS_FUNCTION,
 };
 use devkit::proxy::{FaultPlan, FaultProxy};
 use lambda_runtime::{Context, LambdaEvent};
 use order_service::self_read::kinesis::KinesisPublisher;
+use outboxctl::replay::{filter_patterns, replay_event, Range};
 use rewards_service::handlers::sweeper::REDRIVE_PARKED;
 use serde_json::{json, Value as Json};
 
@@ -178,7 +178,8 @@ async fn balance(stack: &SelfReadStack, customer: &str) -> (i64, usize) {
 async fn assert_invariants(stack: &SelfReadStack, accepted: &[String]) {
     let orders = scan(stack, &stack.orders_table).await;
     let rewards = scan(stack, &stack.rewards_table).await;
-    let violations = check(&orders, &rewards, &accepted.iter().cloned().collect());
+    let accepted = accepted.iter().cloned().collect();
+    let violations = check_source(&orders, &rewards, &accepted, EventSource::Stream);
     assert!(violations.is_empty(), "self-read: {violations:?}");
 }
 
@@ -386,11 +387,23 @@ async fn a_range_the_mapping_gave_up_on_is_replayed_once_by_the_operators_tool()
     // The rewards mapping gave up on everything: nothing was applied, the queue holds ranges.
     let messages = on_failure_messages(&stack).await;
     assert!(!messages.is_empty());
+    let template = devkit::Pattern::SelfRead.template_path();
+    let filter = filter_patterns(&template, REWARDS_FUNCTION).unwrap();
+    assert_eq!(
+        filter,
+        stack
+            .template
+            .kinesis_source(REWARDS_FUNCTION)
+            .unwrap()
+            .filter_patterns,
+        "the operator's replay filters as the deployed mapping does"
+    );
     let processor = stack.rewards_processor();
     let mut replayed = 0;
     for round in 0..2 {
         for message in &messages {
-            let event = replay_message(&stack.kinesis.client, message, REWARDS_FUNCTION)
+            let range = Range::from_message(message).unwrap();
+            let event = replay_event(&stack.kinesis.client, &range, &filter)
                 .await
                 .unwrap();
             let event: KinesisEvent = serde_json::from_value(event).unwrap();

@@ -53,7 +53,7 @@ fn the_template_and_the_code_agree_on_keys_and_filters() {
     assert_eq!(key_names(&rewards), [schema::PK, schema::SK]);
 
     let source = template.stream_source(CONSUMER_FUNCTION).unwrap();
-    assert_eq!(source.table_logical_id, "OrdersTable");
+    assert_eq!(source.logical_id, "OrdersTable");
     assert!(source.report_batch_item_failures && source.bisect_on_function_error);
     assert!(source.maximum_retry_attempts >= 0, "retries must be finite");
     assert_eq!(
@@ -195,7 +195,7 @@ async fn a_partial_failure_is_retried_from_the_lowest_reported_record() {
 }
 
 #[tokio::test]
-async fn a_record_that_always_fails_goes_to_the_on_failure_destination_after_the_retry_cap() {
+async fn an_always_failing_record_goes_on_failure_after_the_retry_cap_and_again_when_redriven() {
     let stack = stack().await;
     place(&stack, "c-1", &[("A", 1, 100)]).await;
     // An outbox event this consumer cannot place: it fails on every delivery.
@@ -290,6 +290,27 @@ async fn a_record_that_always_fails_goes_to_the_on_failure_destination_after_the
     trigger.drain().await.unwrap();
     assert_eq!(balance(&stack, "c-3").await, (3, 1));
     assert_eq!(trigger.on_failure.len(), 1);
+
+    // Redriven from its message, the range is read again from the stream and delivered with the
+    // same rules: the bad record fails again the same way, and nothing is applied twice.
+    let message = trigger.on_failure[0].clone();
+    let delivered = trigger.stats.records_delivered;
+    trigger.redrive(&message).await.unwrap();
+    assert!(
+        trigger.stats.records_delivered > delivered,
+        "{:?}",
+        trigger.stats
+    );
+    assert_eq!(trigger.on_failure.len(), 2);
+    let again = &trigger.on_failure[1]["DDBStreamBatchInfo"];
+    assert_eq!(again["startSequenceNumber"], bad_seq);
+    assert_eq!(
+        again["endSequenceNumber"],
+        message["DDBStreamBatchInfo"]["endSequenceNumber"]
+    );
+    assert_eq!(balance(&stack, "c-1").await, (1, 1));
+    assert_eq!(balance(&stack, "c-2").await, (2, 1));
+    assert_eq!(balance(&stack, "c-3").await, (3, 1));
 }
 
 #[tokio::test]

@@ -1,24 +1,24 @@
-//! The main local job: orders in, rewards out, on the local DynamoDB, with the numbers printed.
+//! The main local job, for any pattern: orders in through the pattern's API, its consumers
+//! through the local mappings, the whole source delivered again, and the balances printed.
 
 use std::collections::BTreeMap;
 
-use anyhow::{anyhow, bail, Result};
+use anyhow::{ensure, Context as _, Result};
 use aws_lambda_events::apigw::ApiGatewayV2httpRequest;
-use dynamodb_outbox::dynamodb::PendingEvents;
-use lambda_runtime::{Context, LambdaEvent};
-use order_service::handlers::order_api;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
+use rewards_service::store::dynamodb::DynamoRewardsStore;
 use serde_json::json;
 
+use crate::chaos::order_id_of;
 use crate::metrics::Collector;
 use crate::pattern::Pattern;
-use crate::stack::{in_process, in_process_changes, Service, Stack};
-use crate::trigger::Invoke;
-use order_service::store::OrderStore;
+use crate::patterns::self_read::SelfReadStack;
+use crate::patterns::{Harness, OrderApi};
+use crate::stack::Stack;
 
 pub struct DemoOptions {
-    /// Which of the article's patterns runs (its template, its order store, its consumer).
+    /// Which of the patterns runs (its template, its order API, its consumers).
     pub pattern: Pattern,
     pub orders: usize,
     pub customers: usize,
@@ -27,9 +27,21 @@ pub struct DemoOptions {
 }
 
 #[derive(Default)]
-struct Customer {
+pub(crate) struct Customer {
     orders: usize,
     expected_points: i64,
+}
+
+/// What the demo's clients sent and were answered.
+#[derive(Default)]
+pub(crate) struct DemoOrders {
+    pub customers: BTreeMap<String, Customer>,
+    /// The id of each order taken, in the order sent.
+    pub accepted: Vec<String>,
+    /// Requests sent, client retries included.
+    pub sent: usize,
+    /// Retries answered from the original order.
+    pub replayed: usize,
 }
 
 pub fn api_request(
@@ -53,50 +65,36 @@ pub fn api_request(
 pub async fn run(opts: DemoOptions) -> Result<()> {
     // The handlers' EMF lines, as the functions write them to their log stream on AWS.
     let metrics = Collector::install();
-    let stack = Stack::start_pattern(opts.pattern).await?;
     match opts.pattern {
-        Pattern::Outbox => run_on(opts, metrics, &stack, &stack.orders, in_process).await,
-        Pattern::Cdc => {
-            let orders = stack.cdc_orders();
-            run_on(opts, metrics, &stack, &orders, in_process_changes).await
-        }
-        Pattern::SelfRead => bail!("the self-read demo is not built in this branch"),
+        Pattern::SelfRead => run_on(SelfReadStack::start().await?, opts, metrics).await,
+        pattern => run_on(Stack::start_pattern(pattern).await?, opts, metrics).await,
     }
 }
 
-/// The demo on one pattern: its order store behind the order-writer's handler, its consumer
-/// handler behind the local mapping.
-async fn run_on<O, I>(
-    opts: DemoOptions,
-    metrics: Collector,
-    stack: &Stack,
-    orders: &O,
-    consumer: fn(Service, usize) -> I,
-) -> Result<()>
-where
-    O: OrderStore,
-    I: Invoke,
-{
-    println!("pattern: {}", opts.pattern);
-    println!(
-        "local DynamoDB: {} ({})",
-        stack.dynamo.endpoint,
-        if stack.dynamo.is_embedded() {
-            "embedded dynoxide"
-        } else {
-            "from AWS_ENDPOINT_URL"
-        }
-    );
-    println!(
-        "tables from template.yaml: {} (stream {}), {}\n",
-        stack.tables.orders, stack.tables.orders_stream_arn, stack.tables.rewards
-    );
+async fn run_on<H: Harness>(stack: H, opts: DemoOptions, metrics: Collector) -> Result<()> {
+    for line in stack.describe() {
+        println!("{line}");
+    }
+    let api = stack.order_api(None).await?;
+    let orders = place(&api, H::ACCEPTED, &opts).await?;
+    stack.demo_placed(&api, &orders).await?;
+    let redelivered = stack.demo_deliver(&api, &orders, opts.concurrency).await?;
+    println!();
+    let balanced = print_balances(stack.rewards(), &orders).await?;
+    println!("\n{}", metrics.summary()?.render());
+    let lead = stack
+        .demo_check(&api, &orders, &metrics, redelivered)
+        .await?;
+    ensure!(balanced, "balances do not match the orders placed");
+    println!("\n{lead}every balance equals the points of the orders placed; duplicates applied: 0");
+    Ok(())
+}
 
-    // 1. The order service: POST /orders through the order-writer's handler. Every third order
-    //    is sent twice with the same Idempotency-Key, as a client retrying after a timeout would.
+/// The clients: `opts.orders` orders of `opts.customers` customers, every third sent twice
+/// with the same Idempotency-Key, as a client retrying after a timeout would.
+async fn place<A: OrderApi>(api: &A, accepted: i64, opts: &DemoOptions) -> Result<DemoOrders> {
     let mut rng = SmallRng::seed_from_u64(opts.seed);
-    let mut customers: BTreeMap<String, Customer> = BTreeMap::new();
-    let (mut created, mut replayed) = (0, 0);
+    let mut orders = DemoOrders::default();
     for i in 0..opts.orders {
         let customer = format!("customer-{}", rng.random_range(1..=opts.customers));
         let quantity: i64 = rng.random_range(1..=3);
@@ -106,68 +104,43 @@ where
         .to_string();
         let key = format!("demo-{}-{i}", opts.seed);
         let sends = if i % 3 == 0 { 2 } else { 1 };
-        for _ in 0..sends {
-            let req = api_request(
-                "POST",
-                "/orders",
-                Some(body.clone()),
-                &[("idempotency-key", &key)],
-            )?;
-            let invocation = LambdaEvent::new(req, Context::default());
-            let response = order_api::handle(orders, invocation).await;
-            let response = response.map_err(|e| anyhow!("order {i}: {e}"))?;
-            let replay = response.headers.contains_key("idempotent-replayed");
-            if response.status_code != 201 {
-                bail!("order {i} answered {}", response.status_code);
-            }
-            if replay {
-                replayed += 1;
-            } else {
-                created += 1;
-                let c = customers.entry(customer.clone()).or_default();
+        for send in 0..sends {
+            let headers = [("idempotency-key", key.as_str())];
+            let request = api_request("POST", "/orders", Some(body.clone()), &headers)?;
+            let response = api
+                .handle(request)
+                .await
+                .with_context(|| format!("order {i}"))?;
+            ensure!(
+                response.status_code == accepted,
+                "order {i} answered {}",
+                response.status_code
+            );
+            orders.sent += 1;
+            orders.replayed += usize::from(response.headers.contains_key("idempotent-replayed"));
+            if send == 0 {
+                orders
+                    .accepted
+                    .push(order_id_of(response.body.as_ref()).unwrap_or_default());
+                let c = orders.customers.entry(customer.clone()).or_default();
                 c.orders += 1;
                 c.expected_points += quantity * price / 100;
             }
         }
     }
-    // One order a client gets wrong: refused with a reason code, which the metrics count.
-    let wrong_currency = json!({"customer_id": "customer-1", "currency": "usd",
-        "items": [{"sku": "SKU-1", "quantity": 1, "unit_price_cents": 100}]});
-    let req = api_request("POST", "/orders", Some(wrong_currency.to_string()), &[])?;
-    let refused = order_api::handle(orders, LambdaEvent::new(req, Context::default()))
-        .await
-        .map_err(|e| anyhow!("refused order: {e}"))?;
-    let pending_before = count_pending(stack).await?;
-    let written = match opts.pattern {
-        Pattern::Cdc => "order item alone, with its pending marker, in one PutItem",
-        _ => "order + outbox event in one transaction",
-    };
-    println!("order service: {created} orders written ({written}), {replayed} client retries answered from the original order, 1 refused ({})", refused.status_code);
-    println!("pending for rewards: {pending_before} events\n");
+    Ok(orders)
+}
 
-    // 2. The stream: the local event source mapping delivers outbox INSERTs to the consumer.
-    let mut trigger = stack.trigger(consumer(stack.service_with_retention(0), opts.concurrency))?;
-    let stats = trigger.drain().await?.clone();
-    println!(
-        "stream → stream-consumer: {} records read, {} filtered out by FilterCriteria, {} delivered in {} invocations",
-        stats.records_read, stats.filtered_out, stats.records_delivered, stats.invocations
-    );
-
-    // 3. At-least-once delivery: replay the whole stream into the consumer a second time.
-    let mut replay = stack.trigger(consumer(stack.service_with_retention(0), opts.concurrency))?;
-    let replay_stats = replay.drain().await?.clone();
-    let duplicates = replay_stats.records_delivered;
-    println!("redelivery of the whole stream: {duplicates} events delivered again, all recognised as duplicates by the ledger\n");
-
-    // 4. Balances, as the rewards API returns them.
+/// Each customer's balance, as the rewards API returns it, against the orders placed; whether
+/// all match.
+async fn print_balances(rewards: &DynamoRewardsStore, orders: &DemoOrders) -> Result<bool> {
     println!(
         "{:<14} {:>6} {:>10} {:>10} {:>8}  check",
         "customer", "orders", "expected", "balance", "ledger"
     );
     let mut all_ok = true;
-    for (id, c) in &customers {
-        let page =
-            rewards_service::service::rewards_of(&stack.rewards, id, Some(100), None).await?;
+    for (id, c) in &orders.customers {
+        let page = rewards_service::service::rewards_of(rewards, id, Some(100), None).await?;
         let ok = page.points == c.expected_points && page.entries.len() == c.orders;
         all_ok &= ok;
         println!(
@@ -180,61 +153,5 @@ where
             if ok { "ok" } else { "MISMATCH" }
         );
     }
-    let pending_after = count_pending(stack).await?;
-    println!("\npending for rewards: {pending_after} events after the consumer");
-
-    // 5. Cleanup: processed events carry expires_at; a TTL sweep deletes them (their REMOVE
-    //    records never reach the consumer).
-    if opts.pattern == Pattern::Cdc {
-        println!("nothing to clean up: no outbox item was written, no TTL to wait for");
-    } else if stack.dynamo.is_embedded() {
-        tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
-        let expired = stack.dynamo.sweep_ttl().await?;
-        let before = trigger.stats.records_delivered;
-        trigger.drain().await?;
-        println!(
-            "TTL: {expired} processed outbox events expired and deleted (demo retention 0 s; deployed default 7 days); {} of their REMOVE records reached the consumer",
-            trigger.stats.records_delivered - before
-        );
-    }
-    // 6. The metrics, read back from the EMF lines the handlers wrote (not recomputed).
-    let summary = metrics.summary()?;
-    println!("\n{}", summary.render());
-    if let Some(line) = metrics
-        .lines()
-        .iter()
-        .find(|l| l.contains("\"stream-consumer\""))
-    {
-        println!("one of those lines, as CloudWatch receives it:\n{line}");
-    }
-    let consumer = service_runtime::metrics::STREAM_CONSUMER;
-    let read_back = (
-        summary.count(
-            service_runtime::metrics::ORDER_WRITER,
-            service_runtime::metrics::ORDERS_PLACED,
-        ),
-        summary.count(consumer, service_runtime::metrics::APPLIED),
-        summary.count(consumer, service_runtime::metrics::DUPLICATES),
-    );
-    let expected = (created as f64, created as f64, duplicates as f64);
-    if read_back != expected {
-        bail!("the metrics say (placed, applied, duplicates) = {read_back:?}, the run did {expected:?}");
-    }
-    if !all_ok || pending_after != 0 {
-        bail!("balances do not match the orders placed");
-    }
-    println!("\nevery balance equals the points of the orders placed; duplicates applied: 0");
-    Ok(())
-}
-
-/// Outbox events the rewards consumer has yet to process, from the sweeper's pending index.
-async fn count_pending(stack: &Stack) -> Result<usize> {
-    let far_future = service_runtime::Timestamp::now()
-        .plus_seconds(3600)
-        .to_string();
-    let pending = PendingEvents::new(stack.dynamo.client.clone(), &stack.tables.orders);
-    Ok(pending
-        .waiting_for(rewards_service::consumer::NAME, &far_future, usize::MAX)
-        .await?
-        .len())
+    Ok(all_ok)
 }

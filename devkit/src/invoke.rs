@@ -2,14 +2,18 @@
 
 use anyhow::{Context, Result};
 use aws_lambda_events::dynamodb::Event;
-use aws_lambda_events::streams::DynamoDbEventResponse;
+use aws_lambda_events::kinesis::KinesisEvent;
+use aws_lambda_events::streams::{DynamoDbEventResponse, KinesisEventResponse};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 
-use crate::trigger::Invoke;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::mapping::Function;
 
 pub struct LambdaInvokeApi {
     url: String,
@@ -25,7 +29,7 @@ impl LambdaInvokeApi {
         })
     }
 
-    async fn call(&self, event: Event) -> Result<DynamoDbEventResponse, String> {
+    async fn post<E: Serialize, R: DeserializeOwned>(&self, event: E) -> Result<R, String> {
         let body = serde_json::to_vec(&event).map_err(|e| e.to_string())?;
         let request = http::Request::post(&self.url)
             .header("content-type", "application/json")
@@ -51,8 +55,16 @@ impl LambdaInvokeApi {
     }
 }
 
-impl Invoke for LambdaInvokeApi {
-    async fn invoke(&self, event: Event) -> Result<DynamoDbEventResponse, String> {
-        self.call(event).await
+impl Function<Event> for LambdaInvokeApi {
+    type Response = DynamoDbEventResponse;
+    async fn call(&self, event: Event) -> Result<DynamoDbEventResponse, String> {
+        self.post(event).await
+    }
+}
+
+impl Function<KinesisEvent> for LambdaInvokeApi {
+    type Response = KinesisEventResponse;
+    async fn call(&self, event: KinesisEvent) -> Result<KinesisEventResponse, String> {
+        self.post(event).await
     }
 }

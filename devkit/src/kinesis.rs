@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{anyhow, bail, Result};
 use aws_config::{Region, SdkConfig};
 use aws_sdk_kinesis::config::Credentials;
 use aws_sdk_kinesis::types::StreamStatus;
@@ -22,6 +22,8 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
 use tokio::process::{Child, Command};
 
 use crate::local::LOCAL_REGION;
+
+pub use outboxctl::kinesis::parse_stream_arn;
 
 /// The version `make kinesalite` installs and the one this module was checked against.
 pub const KINESALITE_VERSION: &str = "3.3.3";
@@ -326,38 +328,4 @@ async fn spawn(
     Err(KinesisUnavailable(format!(
         "kinesalite did not start (it said {said:?}): {error}"
     )))
-}
-
-/// The region, account and stream name of a stream ARN (events carry the first two).
-pub fn parse_stream_arn(arn: &str) -> Result<(&str, &str, &str)> {
-    let mut parts = arn.splitn(6, ':');
-    let (Some("arn"), Some(_partition), Some("kinesis"), Some(region), Some(account), Some(rest)) = (
-        parts.next(),
-        parts.next(),
-        parts.next(),
-        parts.next(),
-        parts.next(),
-        parts.next(),
-    ) else {
-        bail!("{arn} is not a Kinesis stream ARN");
-    };
-    let name = rest
-        .strip_prefix("stream/")
-        .with_context(|| format!("{arn} is not a Kinesis stream ARN"))?;
-    Ok((region, account, name))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_stream_arn_reads_into_region_account_and_name() {
-        assert_eq!(
-            parse_stream_arn("arn:aws:kinesis:eu-west-1:123456789012:stream/orders").unwrap(),
-            ("eu-west-1", "123456789012", "orders")
-        );
-        assert!(parse_stream_arn("arn:aws:dynamodb:us-east-1:1:table/t").is_err());
-        assert!(parse_stream_arn("orders").is_err());
-    }
 }

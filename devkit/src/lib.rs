@@ -1,20 +1,19 @@
 //! Local development kit: everything that runs the project on one machine and never ships in a
 //! Lambda binary. The embedded DynamoDB ([`local`]), the tables and stream settings read from
-//! `template.yaml` ([`template`]), the stream reader ([`stream`]) and the local event source
-//! mapping ([`trigger`]) that `sam local` lacks; for pattern 3, the local Kinesis (kinesalite,
-//! [`kinesis`]) and its event source mapping ([`kinesis_trigger`]).
+//! `template.yaml` ([`template`]), and the local event source mapping `sam local` lacks
+//! ([`mapping`]), over a table's stream ([`stream`], [`trigger`]) or, for pattern 3, a Kinesis
+//! stream on the local Kinesis (kinesalite, [`kinesis`], [`kinesis_trigger`]).
 
 pub mod chaos;
 pub mod demo;
 pub mod expected;
-pub mod filter;
 pub mod iam;
 pub mod invariants;
 pub mod invoke;
 pub mod kinesis;
-pub mod kinesis_replay;
 pub mod kinesis_trigger;
 pub mod local;
+pub mod mapping;
 pub mod metrics;
 pub mod pattern;
 pub mod patterns;
@@ -32,6 +31,7 @@ pub mod trigger;
 pub type Item = std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue>;
 
 pub use local::{LocalDynamo, Tables};
+pub use outboxctl::filter;
 pub use pattern::Pattern;
 pub use stack::Stack;
 pub use stream::StreamClient;

@@ -77,21 +77,7 @@ pub fn external_endpoint() -> Option<String> {
     service_runtime::config::endpoint_url(service_runtime::config::DYNAMODB)
 }
 
-/// Whether `endpoint` is on this machine (localhost, 127.0.0.0/8, ::1): a server whose tables a
-/// tool may fill without asking, unlike a real account's.
-pub fn is_local_endpoint(endpoint: &str) -> bool {
-    let Ok(uri) = endpoint.parse::<http::Uri>() else {
-        return false;
-    };
-    let Some(host) = uri.host() else {
-        return false;
-    };
-    let host = host.trim_start_matches('[').trim_end_matches(']');
-    host.eq_ignore_ascii_case("localhost")
-        || host
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback())
-}
+pub use outboxctl::is_local_endpoint;
 
 impl LocalDynamo {
     /// The server named by `AWS_ENDPOINT_URL` if set, else an embedded dynoxide.
@@ -178,6 +164,11 @@ impl LocalDynamo {
     /// function injects must not use up another's retries.
     pub async fn client_via(&self, endpoint: &str) -> Client {
         isolated(client_at(&self.sdk_config, endpoint))
+    }
+
+    /// Every item of a table, read consistently (for checks and tests, not for hot paths).
+    pub async fn scan(&self, table: &str) -> Result<Vec<crate::Item>> {
+        scan_all(&self.client, table).await
     }
 
     /// Runs dynoxide's TTL sweep now: deletes expired items and emits their REMOVE records with

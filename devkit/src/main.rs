@@ -54,19 +54,6 @@ enum Command {
         #[arg(long, default_value_t = devkit::kinesis::KINESIS_DEFAULT_PORT)]
         port: u16,
     },
-    /// Pattern 3's replay of a range a Kinesis mapping gave up on: reads the range the
-    /// on-failure message names back from the stream (AWS_ENDPOINT_URL_KINESIS, then
-    /// AWS_ENDPOINT_URL, else AWS with the standard credentials: environment, profile) and prints
-    /// the Kinesis event to invoke the function with.
-    KinesisReplay {
-        /// A file holding the on-failure message (the SQS message's body).
-        #[arg(long)]
-        message: PathBuf,
-        /// The function's logical id in patterns/self-read/template.yaml, whose FilterCriteria
-        /// the replay applies (RewardsKinesisConsumerFunction or OrderHistoryFunction).
-        #[arg(long)]
-        function: String,
-    },
     /// The local event source mapping, against `make ddb` (or the server in AWS_ENDPOINT_URL).
     Trigger {
         /// Keep polling instead of draining once.
@@ -90,7 +77,7 @@ enum Command {
         /// Write to an endpoint that is not on this machine without asking first.
         #[arg(long)]
         yes: bool,
-        /// Which of the article's patterns: outbox, cdc or self-read.
+        /// Which of the patterns: outbox, cdc or self-read.
         #[arg(long, default_value = "outbox")]
         pattern: devkit::Pattern,
     },
@@ -153,10 +140,7 @@ async fn run(cli: Cli) -> Result<()> {
                 seed,
                 concurrency,
             };
-            match pattern {
-                devkit::Pattern::SelfRead => devkit::patterns::self_read::demo::run(options).await,
-                devkit::Pattern::Outbox | devkit::Pattern::Cdc => devkit::demo::run(options).await,
-            }
+            devkit::demo::run(options).await
         }
         Command::Ddb {
             listen,
@@ -171,21 +155,11 @@ async fn run(cli: Cli) -> Result<()> {
             pattern,
         } => ddb(listen, ttl_every, trigger, pattern).await,
         Command::Kinesis { port } => kinesis(port).await,
-        Command::KinesisReplay { message, function } => kinesis_replay(&message, &function).await,
         Command::Trigger {
             follow,
             invoke_url,
             on_failure_file,
         } => run_trigger(follow, invoke_url, on_failure_file).await,
-        Command::Chaos {
-            orders,
-            seed,
-            yes: _,
-            pattern: devkit::Pattern::SelfRead,
-        } => {
-            let options = devkit::chaos::ChaosOptions::new(orders, seed);
-            devkit::patterns::self_read::chaos::print_run(options).await
-        }
         Command::Chaos {
             orders,
             seed,
@@ -207,20 +181,7 @@ async fn run(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
-        Command::Templates { check: true } => {
-            let stale = devkit::template_copies::stale()?;
-            for path in &stale {
-                println!("{}: copies differ from template.yaml", path.display());
-            }
-            anyhow::ensure!(stale.is_empty(), "run `make templates`");
-            Ok(())
-        }
-        Command::Templates { check: false } => {
-            for path in devkit::template_copies::write_all()? {
-                println!("wrote {}", path.display());
-            }
-            Ok(())
-        }
+        Command::Templates { check } => templates(check),
         Command::Events => {
             let root = devkit::template::default_path()
                 .parent()
@@ -234,34 +195,32 @@ async fn run(cli: Cli) -> Result<()> {
     }
 }
 
-/// The chaos run of pattern 1 or 2 (pattern 3's has its own, on kinesalite).
+/// Rewrites the pattern templates' copies of template.yaml's entries, or with `check` only
+/// names those that differ.
+fn templates(check: bool) -> Result<()> {
+    if !check {
+        for path in devkit::template_copies::write_all()? {
+            println!("wrote {}", path.display());
+        }
+        return Ok(());
+    }
+    let stale = devkit::template_copies::stale()?;
+    for path in &stale {
+        println!("{}: copies differ from template.yaml", path.display());
+    }
+    anyhow::ensure!(stale.is_empty(), "run `make templates`");
+    Ok(())
+}
+
+/// The chaos run of `pattern`, after asking before it writes to a server elsewhere.
 async fn chaos(pattern: devkit::Pattern, orders: usize, seed: u64, yes: bool) -> Result<()> {
     if let Some(endpoint) = devkit::local::external_endpoint() {
         if !devkit::local::is_local_endpoint(&endpoint) && !yes {
             confirm_remote_writes(&endpoint, orders)?;
         }
     }
-    let started = std::time::Instant::now();
-    // The functions' own metrics, read back from the EMF lines they wrote during the run.
-    let metrics = devkit::metrics::Collector::install();
     let options = devkit::chaos::ChaosOptions::new(orders, seed);
-    let report = match pattern {
-        devkit::Pattern::Cdc => devkit::patterns::cdc::chaos(options).await?,
-        _ => devkit::chaos::run(options).await?,
-    };
-    for line in report.broken_invariants() {
-        println!("{line}");
-    }
-    println!("{}", metrics.summary()?.render());
-    println!("{}", report.summary());
-    println!(
-        "(pattern {pattern}, {orders} orders, seed {seed}, {:.1} s, on {}: tables {} and {})",
-        started.elapsed().as_secs_f64(),
-        report.endpoint,
-        report.tables.orders,
-        report.tables.rewards
-    );
-    report.verdict()
+    devkit::chaos::print_run(pattern, options).await
 }
 
 /// A chaos run creates two tables and writes thousands of items, billed on a real account: it
@@ -385,12 +344,12 @@ async fn ddb(
         if pattern == devkit::Pattern::Cdc {
             let consumer = devkit::stack::in_process_changes(stack.service(), concurrency);
             let mut trigger = stack.trigger(consumer)?.with_on_failure_file(failures);
-            trigger.follow(Duration::from_millis(500), stop).await?;
+            trigger.follow(stop).await?;
         } else {
             let mut trigger = stack
                 .trigger(in_process(stack.service(), concurrency))?
                 .with_on_failure_file(failures);
-            trigger.follow(Duration::from_millis(500), stop).await?;
+            trigger.follow(stop).await?;
         }
     } else {
         stop.await;
@@ -435,40 +394,10 @@ async fn drive<I: devkit::Invoke>(
     stop: impl std::future::Future<Output = ()>,
 ) -> Result<()> {
     if follow {
-        trigger
-            .follow(Duration::from_millis(500), stop)
-            .await
-            .context("stream trigger")?;
+        trigger.follow(stop).await.context("stream trigger")?;
     } else {
         trigger.drain().await?;
     }
     println!("{:?}", trigger.stats);
-    Ok(())
-}
-
-async fn kinesis_replay(message: &std::path::Path, function: &str) -> Result<()> {
-    let text = std::fs::read_to_string(message)
-        .with_context(|| format!("reading {}", message.display()))?;
-    let message: serde_json::Value =
-        serde_json::from_str(&text).context("the message is not JSON")?;
-    let range = devkit::kinesis_replay::Range::from_message(&message)?;
-    let client = match service_runtime::config::endpoint_url(service_runtime::config::KINESIS) {
-        Some(endpoint) => devkit::kinesis::client_for(&endpoint).await,
-        None => {
-            let (region, _, _) = devkit::kinesis::parse_stream_arn(&range.stream_arn)?;
-            let config = service_runtime::config::sdk_defaults()
-                .region(aws_config::Region::new(region.to_owned()))
-                .load()
-                .await;
-            aws_sdk_kinesis::Client::new(&config)
-        }
-    };
-    let event = devkit::kinesis_replay::replay_message(&client, &message, function).await?;
-    let records = event["Records"].as_array().map_or(0, Vec::len);
-    eprintln!(
-        "kinesis-replay: {records} records of {} from {} to {} pass {function}'s filter",
-        range.shard, range.first, range.last
-    );
-    println!("{}", serde_json::to_string_pretty(&event)?);
     Ok(())
 }

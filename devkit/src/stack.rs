@@ -18,7 +18,7 @@ use crate::local::{LocalDynamo, Tables};
 use crate::pattern::Pattern;
 use crate::stream::StreamClient;
 use crate::template::Template;
-use crate::trigger::{Invoke, Trigger};
+use crate::trigger::{DynamoStream, Invoke, Trigger};
 
 pub const CONSUMER_FUNCTION: &str = "StreamConsumerFunction";
 
@@ -133,17 +133,16 @@ impl Stack {
             .template
             .stream_source(CONSUMER_FUNCTION)
             .context("reading the consumer's event source from template.yaml")?;
-        Ok(Trigger::new(
-            source,
-            self.stream.clone(),
-            &self.tables.orders_stream_arn,
-            invoker,
-        ))
+        let stream = DynamoStream {
+            client: self.stream.clone(),
+            arn: self.tables.orders_stream_arn.clone(),
+        };
+        Ok(Trigger::new(source, stream, invoker))
     }
 
     /// Every item of a table, read consistently (for checks and tests, not for hot paths).
     pub async fn scan(&self, table: &str) -> Result<Vec<crate::Item>> {
-        crate::local::scan_all(&self.dynamo.client, table).await
+        self.dynamo.scan(table).await
     }
 
     /// Every record in the orders table's stream so far, unfiltered, in stream order.

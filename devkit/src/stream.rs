@@ -6,28 +6,19 @@
 //! passing them through keeps every field (the SDK's types would drop what they do not model, and
 //! read dynoxide's `userIdentity` as empty).
 
-use std::time::SystemTime;
-
 use anyhow::{anyhow, bail, Context, Result};
 use aws_config::SdkConfig;
-use aws_credential_types::provider::ProvideCredentials;
 use aws_lambda_events::dynamodb::EventRecord;
-use aws_sigv4::http_request::{sign, SignableBody, SignableRequest, SigningSettings};
-use aws_sigv4::sign::v4;
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
+use outboxctl::signed::SignedHttp;
 use serde_json::{json, Value as Json};
 
-type Https = hyper_rustls::HttpsConnector<HttpConnector>;
+use crate::mapping::Position;
+use crate::template::StartingPosition;
 
 #[derive(Clone)]
 pub struct StreamClient {
-    http: Client<Https, Full<Bytes>>,
-    endpoint: String,
-    config: SdkConfig,
+    http: SignedHttp,
 }
 
 /// One record as read from the stream: its sequence number and its Lambda-shaped JSON.
@@ -52,81 +43,34 @@ impl RawRecord {
 
 impl StreamClient {
     pub fn new(endpoint: &str, config: &SdkConfig) -> Result<Self> {
-        let https = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_native_roots()
-            .context("loading TLS roots")?
-            .https_or_http()
-            .enable_http1()
-            .build();
+        let region = config
+            .region()
+            .map_or("us-east-1".into(), |r| r.to_string());
         Ok(Self {
-            http: Client::builder(TokioExecutor::new()).build(https),
-            endpoint: streams_endpoint(endpoint),
-            config: config.clone(),
+            http: SignedHttp::new(&streams_endpoint(endpoint), "dynamodb", &region, config)?,
         })
     }
 
     async fn call(&self, operation: &str, body: Json) -> Result<Json> {
+        let target = format!("DynamoDBStreams_20120810.{operation}");
+        let headers = [
+            ("content-type", "application/x-amz-json-1.0"),
+            ("x-amz-target", target.as_str()),
+        ];
         let body = Bytes::from(serde_json::to_vec(&body)?);
-        let mut request = http::Request::post(format!("{}/", self.endpoint))
-            .header("content-type", "application/x-amz-json-1.0")
-            .header(
-                "x-amz-target",
-                format!("DynamoDBStreams_20120810.{operation}"),
-            )
-            .header("host", authority(&self.endpoint)?)
-            .body(Full::new(body.clone()))?;
-        self.sign(&mut request, &body).await?;
         let response = self
             .http
-            .request(request)
+            .post("/", &headers, body)
             .await
             .context(operation.to_owned())?;
-        let status = response.status();
-        let bytes = response.into_body().collect().await?.to_bytes();
-        if !status.is_success() {
-            bail!("{operation}: {status}: {}", String::from_utf8_lossy(&bytes));
+        if !response.status().is_success() {
+            bail!(
+                "{operation}: {}: {}",
+                response.status(),
+                String::from_utf8_lossy(response.body())
+            );
         }
-        Ok(serde_json::from_slice(&bytes)?)
-    }
-
-    async fn sign(&self, request: &mut http::Request<Full<Bytes>>, body: &[u8]) -> Result<()> {
-        let provider = self
-            .config
-            .credentials_provider()
-            .ok_or_else(|| anyhow!("no AWS credentials configured"))?;
-        let identity = provider.provide_credentials().await?.into();
-        let region = self
-            .config
-            .region()
-            .map(|r| r.to_string())
-            .unwrap_or_else(|| "us-east-1".into());
-        let params = v4::SigningParams::builder()
-            .identity(&identity)
-            .region(&region)
-            .name("dynamodb")
-            .time(SystemTime::now())
-            .settings(SigningSettings::default())
-            .build()?
-            .into();
-        let headers: Vec<(String, String)> = request
-            .headers()
-            .iter()
-            .map(|(k, v)| {
-                (
-                    k.as_str().to_owned(),
-                    v.to_str().unwrap_or_default().to_owned(),
-                )
-            })
-            .collect();
-        let signable = SignableRequest::new(
-            "POST",
-            request.uri().to_string(),
-            headers.iter().map(|(k, v)| (k.as_str(), v.as_str())),
-            SignableBody::Bytes(body),
-        )?;
-        let (instructions, _) = sign(signable, &params)?.into_parts();
-        instructions.apply_to_request_http1x(request);
-        Ok(())
+        Ok(serde_json::from_slice(response.body())?)
     }
 
     pub async fn shard_ids(&self, stream_arn: &str) -> Result<Vec<String>> {
@@ -152,10 +96,6 @@ impl StreamClient {
     }
 
     /// Up to `limit` records after `after` (from the start of the shard when `None`).
-    ///
-    /// The iterator is opened afresh on every call: a held iterator that reached the end of a
-    /// shard does not see later records on every server, and Lambda's poller also resumes from
-    /// its checkpoint.
     pub async fn read(
         &self,
         stream_arn: &str,
@@ -163,13 +103,35 @@ impl StreamClient {
         after: Option<&str>,
         limit: usize,
     ) -> Result<Vec<RawRecord>> {
+        let from = after.map_or(
+            Position::Start(StartingPosition::TrimHorizon),
+            Position::After,
+        );
+        self.read_from(stream_arn, shard_id, from, limit).await
+    }
+
+    /// Up to `limit` records of a shard from `from`.
+    ///
+    /// The iterator is opened afresh on every call: a held iterator that reached the end of a
+    /// shard does not see later records on every server, and Lambda's poller also resumes from
+    /// its checkpoint.
+    pub async fn read_from(
+        &self,
+        stream_arn: &str,
+        shard_id: &str,
+        from: Position<'_>,
+        limit: usize,
+    ) -> Result<Vec<RawRecord>> {
         let mut body = json!({ "StreamArn": stream_arn, "ShardId": shard_id });
-        match after {
-            Some(seq) => {
-                body["ShardIteratorType"] = json!("AFTER_SEQUENCE_NUMBER");
-                body["SequenceNumber"] = json!(seq);
-            }
-            None => body["ShardIteratorType"] = json!("TRIM_HORIZON"),
+        let (kind, sequence) = match from {
+            Position::After(sequence) => ("AFTER_SEQUENCE_NUMBER", Some(sequence)),
+            Position::At(sequence) => ("AT_SEQUENCE_NUMBER", Some(sequence)),
+            Position::Start(StartingPosition::TrimHorizon) => ("TRIM_HORIZON", None),
+            Position::Start(StartingPosition::Latest) => ("LATEST", None),
+        };
+        body["ShardIteratorType"] = json!(kind);
+        if let Some(sequence) = sequence {
+            body["SequenceNumber"] = json!(sequence);
         }
         let iterator = self.call("GetShardIterator", body).await?;
         let Some(iterator) = iterator["ShardIterator"].as_str() else {
@@ -227,11 +189,4 @@ fn streams_endpoint(endpoint: &str) -> String {
         }
         _ => endpoint.to_owned(),
     }
-}
-
-fn authority(endpoint: &str) -> Result<String> {
-    let uri: http::Uri = endpoint.parse()?;
-    uri.authority()
-        .map(|a| a.to_string())
-        .ok_or_else(|| anyhow!("endpoint {endpoint} has no host"))
 }

@@ -25,29 +25,19 @@ pub struct TableSpec {
     pub properties: Json,
 }
 
-/// The stream consumer's event source mapping settings.
-#[derive(Debug, Clone, PartialEq)]
-pub struct StreamSource {
-    pub table_logical_id: String,
-    pub batch_size: usize,
-    pub maximum_retry_attempts: i64,
-    pub bisect_on_function_error: bool,
-    pub maximum_record_age_seconds: i64,
-    pub filter_patterns: Vec<Json>,
-    pub report_batch_item_failures: bool,
-}
-
-/// How a Kinesis event source mapping starts reading a shard it has no checkpoint for.
+/// How a mapping starts reading a shard it has no checkpoint for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StartingPosition {
     TrimHorizon,
     Latest,
 }
 
-/// A function's Kinesis event source mapping settings.
+/// A function's event source mapping settings (a DynamoDB stream's or a Kinesis stream's: SAM
+/// names them alike).
 #[derive(Debug, Clone, PartialEq)]
-pub struct KinesisSource {
-    pub stream_logical_id: String,
+pub struct EventSource {
+    /// The table (DynamoDB) or stream (Kinesis) the mapping reads.
+    pub logical_id: String,
     pub starting_position: StartingPosition,
     pub batch_size: usize,
     pub maximum_retry_attempts: i64,
@@ -55,7 +45,8 @@ pub struct KinesisSource {
     pub maximum_record_age_seconds: i64,
     pub filter_patterns: Vec<Json>,
     pub report_batch_item_failures: bool,
-    /// How long a shard's poller waits after finding nothing new.
+    /// How long a shard's poller waits after finding nothing new: the batching window, or the
+    /// source's own polling pace when there is none.
     pub polling_interval: Duration,
 }
 
@@ -257,25 +248,31 @@ impl Template {
             .ok_or_else(|| anyhow!("template.yaml has no table {logical_id}"))
     }
 
-    /// The DynamoDB event source of a function (the first one it has).
-    pub fn stream_source(&self, function: &str) -> Result<StreamSource> {
-        let (table_logical_id, props) = self.event_source(function, "DynamoDB", "StreamArn")?;
-        let settings = MappingSettings::read(function, &props)?;
-        Ok(StreamSource {
-            table_logical_id,
-            batch_size: settings.batch_size,
-            maximum_retry_attempts: settings.maximum_retry_attempts,
-            bisect_on_function_error: settings.bisect_on_function_error,
-            maximum_record_age_seconds: settings.maximum_record_age_seconds,
-            filter_patterns: settings.filter_patterns,
-            report_batch_item_failures: settings.report_batch_item_failures,
-        })
+    /// The DynamoDB event source of a function (the first one it has). Lambda polls a
+    /// DynamoDB stream's shards four times a second.
+    pub fn stream_source(&self, function: &str) -> Result<EventSource> {
+        self.mapping(
+            function,
+            "DynamoDB",
+            "StreamArn",
+            Duration::from_millis(250),
+        )
     }
 
     /// The Kinesis event source of a function (the first one it has), with the property names of
-    /// SAM's `Type: Kinesis` event.
-    pub fn kinesis_source(&self, function: &str) -> Result<KinesisSource> {
-        let (stream_logical_id, props) = self.event_source(function, "Kinesis", "Arn")?;
+    /// SAM's `Type: Kinesis` event. Lambda polls each Kinesis shard about once a second.
+    pub fn kinesis_source(&self, function: &str) -> Result<EventSource> {
+        self.mapping(function, "Kinesis", "Arn", Duration::from_secs(1))
+    }
+
+    fn mapping(
+        &self,
+        function: &str,
+        kind: &str,
+        attribute: &str,
+        polling: Duration,
+    ) -> Result<EventSource> {
+        let (logical_id, props) = self.event_source(function, kind, attribute)?;
         let settings = MappingSettings::read(function, &props)?;
         let starting_position = match props.get("StartingPosition").and_then(Json::as_str) {
             Some("TRIM_HORIZON") => StartingPosition::TrimHorizon,
@@ -284,9 +281,9 @@ impl Template {
                 "{function}: StartingPosition {other:?} is not supported locally (TRIM_HORIZON or LATEST)"
             ),
         };
-        let batching_window_seconds = settings.number("MaximumBatchingWindowInSeconds", 0)?;
-        Ok(KinesisSource {
-            stream_logical_id,
+        let window = u64::try_from(settings.number("MaximumBatchingWindowInSeconds", 0)?)?;
+        Ok(EventSource {
+            logical_id,
             starting_position,
             batch_size: settings.batch_size,
             maximum_retry_attempts: settings.maximum_retry_attempts,
@@ -294,8 +291,7 @@ impl Template {
             maximum_record_age_seconds: settings.maximum_record_age_seconds,
             filter_patterns: settings.filter_patterns,
             report_batch_item_failures: settings.report_batch_item_failures,
-            // Lambda polls each shard about once a second, or once per batching window.
-            polling_interval: Duration::from_secs(u64::try_from(batching_window_seconds.max(1))?),
+            polling_interval: Duration::from_secs(window).max(polling),
         })
     }
 

@@ -9,6 +9,7 @@ use anyhow::{bail, Context, Result};
 use devkit::demo::api_request;
 use devkit::proxy::{FaultPlan, FaultProxy};
 use devkit::stack::{in_process, in_process_changes, CONSUMER_FUNCTION};
+use devkit::trigger::DynamoStream;
 use devkit::{Invoke, LocalDynamo, Pattern, Stack, StreamClient, Trigger};
 use order_service::handlers::order_api;
 use order_service::store::cdc::CdcOrderStore;
@@ -40,8 +41,10 @@ pub async fn run(pattern: Pattern, opts: &Options, orders: &[PlannedOrder]) -> R
     .retention_seconds(stack.retention_seconds())
     .expect("a retention in range");
     let source = stack.template.stream_source(CONSUMER_FUNCTION)?;
-    let stream = StreamClient::new(&stream_proxy.endpoint, &stack.dynamo.sdk_config)?;
-    let arn = stack.tables.orders_stream_arn.clone();
+    let stream = DynamoStream {
+        client: StreamClient::new(&stream_proxy.endpoint, &stack.dynamo.sdk_config)?,
+        arn: stack.tables.orders_stream_arn.clone(),
+    };
     let concurrency = opts.consumer_concurrency;
     // The mapping gathers for the template's batching window, as Lambda does, then invokes.
     let window_seconds: u64 = stack
@@ -55,18 +58,13 @@ pub async fn run(pattern: Pattern, opts: &Options, orders: &[PlannedOrder]) -> R
         Pattern::Outbox => {
             let writer = Arc::new(DynamoOrderStore::new(writer_client, &stack.tables.orders));
             let reader = Arc::new(stack.orders.clone());
-            let trigger = Trigger::new(source, stream, &arn, in_process(processor, concurrency));
+            let trigger = Trigger::new(source, stream, in_process(processor, concurrency));
             drive(&stack, writer, reader, trigger, orders, opts, polling).await?
         }
         Pattern::Cdc => {
             let writer = Arc::new(CdcOrderStore::new(writer_client, &stack.tables.orders));
             let reader = Arc::new(stack.cdc_orders());
-            let trigger = Trigger::new(
-                source,
-                stream,
-                &arn,
-                in_process_changes(processor, concurrency),
-            );
+            let trigger = Trigger::new(source, stream, in_process_changes(processor, concurrency));
             drive(&stack, writer, reader, trigger, orders, opts, polling).await?
         }
         Pattern::SelfRead => bail!("pattern 3 runs in compare::self_read"),
@@ -121,8 +119,9 @@ where
 {
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let mapping = tokio::spawn(async move {
+        trigger.source.polling_interval = polling;
         let result = trigger
-            .follow(polling, async {
+            .follow(async {
                 let _ = stopped.await;
             })
             .await;

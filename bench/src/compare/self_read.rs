@@ -44,7 +44,7 @@ pub async fn run(opts: &Options, orders: &[PlannedOrder]) -> Result<PatternRun> 
         client_for(&put_proxy.endpoint).await,
         &stream_name,
     ));
-    let history_mapping = KinesisTrigger::new(
+    let history_mapping = KinesisTrigger::open(
         stack.template.kinesis_source(ORDER_HISTORY_FUNCTION)?,
         client_for(&read_proxy.endpoint).await,
         &stream_name,
@@ -55,7 +55,7 @@ pub async fn run(opts: &Options, orders: &[PlannedOrder]) -> Result<PatternRun> 
         )),
     )
     .await?;
-    let rewards_mapping = KinesisTrigger::new(
+    let rewards_mapping = KinesisTrigger::open(
         stack.template.kinesis_source(REWARDS_FUNCTION)?,
         client_for(&read_proxy.endpoint).await,
         &stream_name,

@@ -1,11 +1,11 @@
 //! Pattern 3, self-read, on one machine: the embedded DynamoDB with the pattern's tables,
 //! kinesalite with its stream, both read from `patterns/self-read/template.yaml`, the order API
 //! publishing to it, and the two consumers behind local Kinesis mappings with the template's
-//! settings.
+//! settings; and the pattern on the harness the chaos run and the demo drive.
 
 use std::sync::Arc;
 
-use anyhow::{anyhow, Context as _, Result};
+use anyhow::{anyhow, ensure, Context as _, Result};
 use aws_lambda_events::apigw::{ApiGatewayV2httpRequest, ApiGatewayV2httpResponse};
 use aws_lambda_events::kinesis::KinesisEvent;
 use dynamodb_outbox::{ConsumerStore, Processor};
@@ -20,14 +20,19 @@ use rewards_service::handlers::sweeper::Sweeper;
 use rewards_service::service::RewardsProcessor;
 use rewards_service::store::dynamodb::DynamoRewardsStore;
 
-use crate::kinesis::{LocalKinesis, StreamDescription};
+use dynamodb_outbox::testing::CrashPoint;
+
+use super::{Harness, OrderApi};
+use crate::chaos::{drain_all, ConsumerChaos, Copies, Faults};
+use crate::demo::{api_request, DemoOrders};
+use crate::invariants::EventSource;
+use crate::kinesis::{client_for, LocalKinesis, StreamDescription};
 use crate::kinesis_trigger::{InvokeKinesis, KinesisTrigger};
-use crate::local::{create_table, LocalDynamo, ORDERS_TABLE_ID, REWARDS_TABLE_ID};
+use crate::local::{create_table, LocalDynamo, Tables, ORDERS_TABLE_ID, REWARDS_TABLE_ID};
+use crate::metrics::Collector;
 use crate::pattern::Pattern;
 use crate::template::Template;
-
-pub mod chaos;
-pub mod demo;
+use crate::trigger::TriggerStats;
 
 /// The order-history consumer's function in the template.
 pub const ORDER_HISTORY_FUNCTION: &str = "OrderHistoryFunction";
@@ -149,7 +154,7 @@ impl SelfReadStack {
             .template
             .kinesis_source(function)
             .with_context(|| format!("reading {function}'s Kinesis event source"))?;
-        KinesisTrigger::new(
+        KinesisTrigger::open(
             source,
             self.kinesis.client.clone(),
             &self.stream.name,
@@ -171,24 +176,15 @@ impl SelfReadStack {
         }
     }
 
-    /// Both consumers' mappings drained once, side by side.
-    pub async fn deliver_all(&self) -> Result<()> {
-        let mut history = self
-            .trigger(
-                ORDER_HISTORY_FUNCTION,
-                history_in_process(self.history_processor()),
-            )
-            .await?;
-        let mut rewards = self
-            .trigger(
-                REWARDS_FUNCTION,
-                rewards_in_process(self.rewards_processor()),
-            )
-            .await?;
+    /// Both consumers' mappings drained once from the start, side by side: order-history's
+    /// counts and the rewards consumer's.
+    pub async fn deliver_all(&self) -> Result<(TriggerStats, TriggerStats)> {
+        let history = history_in_process(self.history_processor());
+        let mut history = self.trigger(ORDER_HISTORY_FUNCTION, history).await?;
+        let rewards = rewards_in_process(self.rewards_processor());
+        let mut rewards = self.trigger(REWARDS_FUNCTION, rewards).await?;
         let (h, r) = tokio::join!(history.drain(), rewards.drain());
-        h?;
-        r?;
-        Ok(())
+        Ok((h?.clone(), r?.clone()))
     }
 }
 
@@ -223,5 +219,185 @@ where
                 .await
                 .map_err(|e| e.to_string())
         }
+    }
+}
+
+/// The order API (the order-publisher function's handler) with its publisher.
+pub(crate) struct Publisher {
+    publisher: KinesisPublisher,
+    history: DynamoOrderStore,
+}
+
+impl OrderApi for Publisher {
+    async fn handle(&self, request: ApiGatewayV2httpRequest) -> Result<ApiGatewayV2httpResponse> {
+        let event = LambdaEvent::new(request, Context::default());
+        api::handle(&self.publisher, &self.history, event)
+            .await
+            .map_err(|never| anyhow!("the order API answers every request: {never}"))
+    }
+}
+
+/// `inner`, with `copies` added to its batches.
+fn duplicating<I: InvokeKinesis + 'static>(inner: I, copies: Copies) -> impl InvokeKinesis {
+    let inner = Arc::new(inner);
+    move |mut event: KinesisEvent| {
+        copies.add(&mut event.records);
+        let inner = inner.clone();
+        async move { inner.invoke(event).await }
+    }
+}
+
+async fn get(api: &Publisher, order_id: &str) -> Result<ApiGatewayV2httpResponse> {
+    api.handle(api_request(
+        "GET",
+        &format!("/orders/{order_id}"),
+        None,
+        &[],
+    )?)
+    .await
+}
+
+impl Harness for SelfReadStack {
+    const ACCEPTED: i64 = 202;
+    const CRASH_POINT: CrashPoint = CrashPoint::AfterCommit;
+    type Api = Publisher;
+
+    fn dynamo(&self) -> &LocalDynamo {
+        &self.dynamo
+    }
+    fn kinesis_endpoint(&self) -> Option<&str> {
+        Some(&self.kinesis.endpoint)
+    }
+    fn tables(&self) -> Tables {
+        Tables {
+            orders: self.orders_table.clone(),
+            rewards: self.rewards_table.clone(),
+            orders_stream_arn: String::new(),
+        }
+    }
+    fn rewards(&self) -> &DynamoRewardsStore {
+        &self.rewards
+    }
+    fn events(&self) -> EventSource {
+        EventSource::Stream
+    }
+
+    async fn order_api(&self, faults: Option<&Faults>) -> Result<Publisher> {
+        let client = match faults.and_then(|f| f.kinesis.as_ref()) {
+            Some(proxy) => client_for(&proxy.endpoint).await,
+            None => self.kinesis.client.clone(),
+        };
+        Ok(Publisher {
+            publisher: KinesisPublisher::new(client, &self.stream.name),
+            history: self.history.clone(),
+        })
+    }
+
+    async fn consume_racing(&self, chaos: &ConsumerChaos, faults: &Faults) -> Result<TriggerStats> {
+        let client = self.dynamo.client_via(&faults.dynamo.endpoint).await;
+        let (mut history, mut rewards) = (Vec::new(), Vec::new());
+        for (salt, duplicates) in [(0xA, true), (0xB, false)] {
+            let (history_salt, rewards_salt) = (salt ^ 0x10, salt ^ 0x20);
+            let source = self.stream.source();
+            let processor = history_processor(client.clone(), &self.orders_table, source.clone());
+            let store = chaos.crashing(processor.store().clone(), history_salt);
+            let invoker = history_in_process(processor.with_store(store).concurrency(16));
+            let invoker = duplicating(invoker, chaos.copies(history_salt, duplicates));
+            let mut mapping = self.trigger(ORDER_HISTORY_FUNCTION, invoker).await?;
+            mapping.source.batch_size = chaos.batch_size(history_salt);
+            history.push(mapping);
+            let processor = rewards_kinesis::processor(client.clone(), &self.rewards_table, source);
+            let store = chaos.crashing(processor.store().clone(), rewards_salt);
+            let invoker = rewards_in_process(processor.with_store(store).concurrency(16));
+            let invoker = duplicating(invoker, chaos.copies(rewards_salt, duplicates));
+            let mut mapping = self.trigger(REWARDS_FUNCTION, invoker).await?;
+            mapping.source.batch_size = chaos.batch_size(rewards_salt);
+            rewards.push(mapping);
+        }
+        let (h, r) = tokio::join!(
+            drain_all(history.iter_mut().map(|m| m.drain())),
+            drain_all(rewards.iter_mut().map(|m| m.drain()))
+        );
+        let mut stats = h?;
+        stats.add(&r?);
+        Ok(stats)
+    }
+
+    /// Nothing to sweep: the stream is the only copy of an event no consumer processed.
+    async fn sweep(&self, _: &Faults) -> Result<Option<usize>> {
+        Ok(None)
+    }
+
+    fn describe(&self) -> Vec<String> {
+        vec![
+            format!(
+                "local DynamoDB: {} | local Kinesis (kinesalite): {}",
+                self.dynamo.endpoint, self.kinesis.endpoint
+            ),
+            format!(
+                "from patterns/self-read/template.yaml: stream {} ({} shards), tables {} and {}\n",
+                self.stream.name,
+                self.stream.shard_ids.len(),
+                self.orders_table,
+                self.rewards_table
+            ),
+        ]
+    }
+
+    /// The read-your-writes gap: before order-history ran, the first order is not there yet.
+    async fn demo_placed(&self, api: &Publisher, orders: &DemoOrders) -> Result<()> {
+        println!(
+            "order API: {} orders accepted (202), {} records published (client retries publish again; nothing written to DynamoDB)",
+            orders.accepted.len(), orders.sent
+        );
+        let first = orders.accepted.first().cloned().unwrap_or_default();
+        let before = get(api, &first).await?;
+        let retry_after = before
+            .headers
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok());
+        println!(
+            "GET /orders/{first} before order-history: {} (Retry-After: {})",
+            before.status_code,
+            retry_after.unwrap_or("none")
+        );
+        ensure!(
+            before.status_code == 404,
+            "order {first} was readable before order-history ran"
+        );
+        Ok(())
+    }
+
+    async fn demo_deliver(&self, api: &Publisher, orders: &DemoOrders, _: usize) -> Result<usize> {
+        let (h, r) = self.deliver_all().await?;
+        println!(
+            "stream → order-history: {} records in {} invocations | stream → rewards: {} records in {} invocations",
+            h.records_delivered, h.invocations, r.records_delivered, r.invocations
+        );
+        let first = orders.accepted.first().cloned().unwrap_or_default();
+        let after = get(api, &first).await?.status_code;
+        println!("GET /orders/{first} after order-history: {after}");
+        ensure!(
+            after == 200,
+            "order {first} unreadable after order-history ran"
+        );
+        self.deliver_all().await?;
+        println!("redelivery of the whole stream to both consumers: every record a duplicate by event id");
+        Ok(0)
+    }
+
+    async fn demo_check(
+        &self,
+        api: &Publisher,
+        orders: &DemoOrders,
+        _: &Collector,
+        _: usize,
+    ) -> Result<&'static str> {
+        let mut unreadable = 0;
+        for order_id in &orders.accepted {
+            unreadable += usize::from(get(api, order_id).await?.status_code != 200);
+        }
+        ensure!(unreadable == 0, "{unreadable} accepted orders not readable");
+        Ok("every accepted order is readable; ")
     }
 }

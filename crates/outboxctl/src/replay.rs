@@ -3,9 +3,11 @@
 //! and last sequence number), never the records, and nothing applies them by itself. This reads
 //! the range back from the stream while it is retained (24 hours by default), keeps the records
 //! the function's mapping would deliver (its `FilterCriteria`), and builds the Kinesis event the
-//! function receives. The operator invokes the function with it (`devkit kinesis-replay`, the
+//! function receives. The operator invokes the function with it (`outboxctl replay`, the
 //! runbook's `DeadLetterQueueAlarm`); the consumers apply each event once by its id, so records
 //! that were applied before are duplicates.
+
+use std::path::Path;
 
 use anyhow::{anyhow, bail, Context, Result};
 use aws_sdk_kinesis::types::ShardIteratorType;
@@ -13,10 +15,7 @@ use aws_sdk_kinesis::Client;
 use serde_json::{json, Value as Json};
 
 use crate::filter;
-use crate::kinesis::parse_stream_arn;
-use crate::kinesis_trigger::lambda_record;
-use crate::pattern::Pattern;
-use crate::template::Template;
+use crate::kinesis::{lambda_record, parse_stream_arn};
 
 /// The coordinates an on-failure message gives of the batch the mapping gave up on.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -45,14 +44,36 @@ impl Range {
     }
 }
 
-/// The event to invoke `function` (its logical id in `patterns/self-read/template.yaml`) with,
-/// for the on-failure `message` it caused: the range read back and filtered as its mapping
-/// filters. What `devkit kinesis-replay` prints.
-pub async fn replay_message(client: &Client, message: &Json, function: &str) -> Result<Json> {
-    let range = Range::from_message(message)?;
-    let template = Template::load(&Pattern::SelfRead.template_path())?;
-    let filter = template.kinesis_source(function)?.filter_patterns;
-    replay_event(client, &range, &filter).await
+/// The `FilterCriteria` patterns of `function`'s event source mappings in the SAM template at
+/// `template` (every event's, as a deployed function has one mapping per event): what the replay
+/// keeps, as the mapping would have. None: the function filters nothing.
+pub fn filter_patterns(template: &Path, function: &str) -> Result<Vec<Json>> {
+    let text = std::fs::read_to_string(template)
+        .with_context(|| format!("reading {}", template.display()))?;
+    let root: serde_yaml::Value = serde_yaml::from_str(&text)
+        .with_context(|| format!("{} is not YAML", template.display()))?;
+    let resource = &root["Resources"][function];
+    if resource.is_null() {
+        bail!("{} has no resource {function}", template.display());
+    }
+    let mut patterns = Vec::new();
+    let events = resource["Properties"]["Events"]
+        .as_mapping()
+        .into_iter()
+        .flatten();
+    for (_, event) in events {
+        let filters = event["Properties"]["FilterCriteria"]["Filters"].as_sequence();
+        for filter in filters.into_iter().flatten() {
+            let text = filter["Pattern"]
+                .as_str()
+                .ok_or_else(|| anyhow!("{function}: a filter without a Pattern string"))?;
+            patterns.push(
+                serde_json::from_str(text)
+                    .with_context(|| format!("{function}: FilterCriteria pattern {text}"))?,
+            );
+        }
+    }
+    Ok(patterns)
 }
 
 /// Whether sequence number `a` comes at or before `b` in a shard: they are decimal strings past

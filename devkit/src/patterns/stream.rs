@@ -1,0 +1,283 @@
+//! Patterns 1 and 2 on the harness: the order-writer's store (the outbox's transaction, or the
+//! order item alone with its pending marker under CDC), the rewards consumer behind the orders
+//! table's stream, and the sweeper over the pending index. They differ in the order store, the
+//! consumer's handler, the sweep and where the invariants find the events; the rest is shared.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, ensure, Result};
+use aws_lambda_events::apigw::{ApiGatewayV2httpRequest, ApiGatewayV2httpResponse};
+use aws_lambda_events::dynamodb::Event;
+use dynamodb_outbox::dynamodb::{DynamoConsumerStore, PendingEvents};
+use dynamodb_outbox::testing::{CrashPoint, Crashing};
+use dynamodb_outbox::Processor;
+use lambda_runtime::{Context, LambdaEvent};
+use order_service::handlers::order_api;
+use order_service::store::cdc::CdcOrderStore;
+use order_service::store::dynamodb::DynamoOrderStore;
+use rewards_service::consumer::RewardsConsumer;
+use rewards_service::service::{self, RewardsProcessor};
+use rewards_service::store::dynamodb::DynamoRewardsStore;
+use service_runtime::metrics as names;
+
+use super::{Harness, OrderApi};
+use crate::chaos::{drain_all, ConsumerChaos, Copies, Faults};
+use crate::demo::{api_request, DemoOrders};
+use crate::invariants::EventSource;
+use crate::local::{LocalDynamo, Tables};
+use crate::metrics::Collector;
+use crate::pattern::Pattern;
+use crate::stack::{in_process, in_process_changes, Stack};
+use crate::trigger::{Invoke, TriggerStats};
+
+/// The order-writer with the pattern's order store.
+pub(crate) enum OrderWriter {
+    Outbox(DynamoOrderStore),
+    Cdc(CdcOrderStore),
+}
+
+impl OrderApi for OrderWriter {
+    async fn handle(&self, request: ApiGatewayV2httpRequest) -> Result<ApiGatewayV2httpResponse> {
+        let event = LambdaEvent::new(request, Context::default());
+        let response = match self {
+            Self::Outbox(store) => order_api::handle(store, event).await,
+            Self::Cdc(store) => order_api::handle(store, event).await,
+        };
+        response.map_err(|e| anyhow!("the order-writer failed: {e}"))
+    }
+}
+
+/// The consumer's handler in process, over a store that crashes.
+type Consumer<I> = fn(Processor<RewardsConsumer, Crashing<DynamoConsumerStore>>, usize) -> I;
+
+impl Stack {
+    /// The rewards consumer as its function builds it, its client through `faults`.
+    async fn processor_via(&self, faults: &Faults) -> Result<RewardsProcessor> {
+        let client = self.dynamo.client_via(&faults.dynamo.endpoint).await;
+        let source = self.tables.orders_source();
+        Ok(service::processor(client, &self.tables.rewards, source)
+            .retention_seconds(self.retention_seconds())?)
+    }
+
+    async fn race<I: Invoke + 'static>(
+        &self,
+        chaos: &ConsumerChaos,
+        faults: &Faults,
+        consumer: Consumer<I>,
+    ) -> Result<TriggerStats> {
+        let mut mappings = Vec::new();
+        for (salt, duplicates) in [(0xA, true), (0xB, false)] {
+            let processor = self.processor_via(faults).await?;
+            let store = chaos.crashing(processor.store().clone(), salt);
+            let invoker = consumer(processor.with_store(store), 16);
+            let mut mapping = self.trigger(duplicating(invoker, chaos.copies(salt, duplicates)))?;
+            mapping.source.batch_size = chaos.batch_size(salt);
+            mappings.push(mapping);
+        }
+        drain_all(mappings.iter_mut().map(|m| m.drain())).await
+    }
+
+    /// Outbox events the rewards consumer has yet to process, from the sweeper's pending index.
+    async fn count_pending(&self) -> Result<usize> {
+        let far_future = service_runtime::Timestamp::now()
+            .plus_seconds(3600)
+            .to_string();
+        let pending = PendingEvents::new(self.dynamo.client.clone(), &self.tables.orders);
+        Ok(pending
+            .waiting_for(rewards_service::consumer::NAME, &far_future, usize::MAX)
+            .await?
+            .len())
+    }
+}
+
+/// `inner`, with `copies` added to its batches.
+fn duplicating<I: Invoke + 'static>(inner: I, copies: Copies) -> impl Invoke {
+    let inner = Arc::new(inner);
+    move |mut event: Event| {
+        copies.add(&mut event.records);
+        let inner = inner.clone();
+        async move { inner.invoke(event).await }
+    }
+}
+
+impl Harness for Stack {
+    const ACCEPTED: i64 = 201;
+    const CRASH_POINT: CrashPoint = CrashPoint::BeforeDone;
+    type Api = OrderWriter;
+
+    fn dynamo(&self) -> &LocalDynamo {
+        &self.dynamo
+    }
+    fn kinesis_endpoint(&self) -> Option<&str> {
+        None
+    }
+    fn tables(&self) -> Tables {
+        self.tables.clone()
+    }
+    fn rewards(&self) -> &DynamoRewardsStore {
+        &self.rewards
+    }
+    fn events(&self) -> EventSource {
+        match self.pattern {
+            Pattern::Cdc => EventSource::OrderItems,
+            _ => EventSource::OutboxItems,
+        }
+    }
+
+    async fn order_api(&self, faults: Option<&Faults>) -> Result<OrderWriter> {
+        let client = match faults {
+            Some(faults) => self.dynamo.client_via(&faults.dynamo.endpoint).await,
+            None => self.dynamo.client.clone(),
+        };
+        let table = &self.tables.orders;
+        Ok(match self.pattern {
+            Pattern::Cdc => OrderWriter::Cdc(CdcOrderStore::new(client, table)),
+            _ => OrderWriter::Outbox(DynamoOrderStore::new(client, table)),
+        })
+    }
+
+    async fn consume_racing(&self, chaos: &ConsumerChaos, faults: &Faults) -> Result<TriggerStats> {
+        match self.pattern {
+            Pattern::Cdc => self.race(chaos, faults, in_process_changes).await,
+            _ => self.race(chaos, faults, in_process).await,
+        }
+    }
+
+    async fn sweep(&self, faults: &Faults) -> Result<Option<usize>> {
+        let sweeper = self.processor_via(faults).await?;
+        let client = self.dynamo.client_via(&faults.dynamo.endpoint).await;
+        let pending = PendingEvents::new(client, &self.tables.orders);
+        let mut swept = 0;
+        for _ in 0..10 {
+            let run = match self.pattern {
+                Pattern::Cdc => {
+                    service::sweep_order_changes(&pending, &sweeper, Duration::ZERO, 10_000).await
+                }
+                _ => service::sweep(&pending, &sweeper, Duration::ZERO, 10_000).await,
+            };
+            match run {
+                Ok(r) if r == Default::default() => break,
+                Ok(r) => swept += r.applied + r.duplicates,
+                Err(_) => continue,
+            }
+        }
+        Ok(Some(swept))
+    }
+
+    fn describe(&self) -> Vec<String> {
+        let server = if self.dynamo.is_embedded() {
+            "embedded dynoxide"
+        } else {
+            "from AWS_ENDPOINT_URL"
+        };
+        vec![
+            format!("pattern: {}", self.pattern),
+            format!("local DynamoDB: {} ({server})", self.dynamo.endpoint),
+            format!(
+                "tables from template.yaml: {} (stream {}), {}\n",
+                self.tables.orders, self.tables.orders_stream_arn, self.tables.rewards
+            ),
+        ]
+    }
+
+    async fn demo_placed(&self, api: &OrderWriter, orders: &DemoOrders) -> Result<()> {
+        let created = orders.accepted.len();
+        ensure!(
+            orders.replayed == orders.sent - created,
+            "{} client retries, {} answered from the original order",
+            orders.sent - created,
+            orders.replayed
+        );
+        // One order a client gets wrong: refused with a reason code, which the metrics count.
+        let wrong_currency = serde_json::json!({"customer_id": "customer-1", "currency": "usd",
+            "items": [{"sku": "SKU-1", "quantity": 1, "unit_price_cents": 100}]});
+        let request = api_request("POST", "/orders", Some(wrong_currency.to_string()), &[])?;
+        let refused = api.handle(request).await?;
+        let written = match self.pattern {
+            Pattern::Cdc => "order item alone, with its pending marker, in one PutItem",
+            _ => "order + outbox event in one transaction",
+        };
+        println!("order service: {created} orders written ({written}), {} client retries answered from the original order, 1 refused ({})", orders.replayed, refused.status_code);
+        println!(
+            "pending for rewards: {} events\n",
+            self.count_pending().await?
+        );
+        Ok(())
+    }
+
+    async fn demo_deliver(&self, _: &OrderWriter, _: &DemoOrders, n: usize) -> Result<usize> {
+        match self.pattern {
+            Pattern::Cdc => {
+                demo_deliver(self, || {
+                    in_process_changes(self.service_with_retention(0), n)
+                })
+                .await
+            }
+            _ => demo_deliver(self, || in_process(self.service_with_retention(0), n)).await,
+        }
+    }
+
+    async fn demo_check(
+        &self,
+        _: &OrderWriter,
+        orders: &DemoOrders,
+        metrics: &Collector,
+        redelivered: usize,
+    ) -> Result<&'static str> {
+        if let Some(line) = metrics
+            .lines()
+            .iter()
+            .find(|l| l.contains("\"stream-consumer\""))
+        {
+            println!("one of those lines, as CloudWatch receives it:\n{line}");
+        }
+        let pending_after = self.count_pending().await?;
+        println!("\npending for rewards: {pending_after} events after the consumer");
+        let summary = metrics.summary()?;
+        let read_back = (
+            summary.count(names::ORDER_WRITER, names::ORDERS_PLACED),
+            summary.count(names::STREAM_CONSUMER, names::APPLIED),
+            summary.count(names::STREAM_CONSUMER, names::DUPLICATES),
+        );
+        let created = orders.accepted.len() as f64;
+        let expected = (created, created, redelivered as f64);
+        if read_back != expected {
+            bail!("the metrics say (placed, applied, duplicates) = {read_back:?}, the run did {expected:?}");
+        }
+        ensure!(
+            pending_after == 0,
+            "{pending_after} events still pending for rewards"
+        );
+        Ok("")
+    }
+}
+
+/// The stream into `consumer`, then all of it again; then, under the outbox, the processed
+/// events' expiry. How many events the second delivery brought again.
+async fn demo_deliver<I: Invoke>(stack: &Stack, consumer: impl Fn() -> I) -> Result<usize> {
+    let mut trigger = stack.trigger(consumer())?;
+    let stats = trigger.drain().await?.clone();
+    println!(
+        "stream → stream-consumer: {} records read, {} filtered out by FilterCriteria, {} delivered in {} invocations",
+        stats.records_read, stats.filtered_out, stats.records_delivered, stats.invocations
+    );
+    let mut replay = stack.trigger(consumer())?;
+    let duplicates = replay.drain().await?.records_delivered;
+    println!("redelivery of the whole stream: {duplicates} events delivered again, all recognised as duplicates by the ledger");
+    // Processed events carry expires_at; a TTL sweep deletes them (their REMOVE records never
+    // reach the consumer).
+    if stack.pattern == Pattern::Cdc {
+        println!("nothing to clean up: no outbox item was written, no TTL to wait for");
+    } else if stack.dynamo.is_embedded() {
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+        let expired = stack.dynamo.sweep_ttl().await?;
+        let before = trigger.stats.records_delivered;
+        trigger.drain().await?;
+        println!(
+            "TTL: {expired} processed outbox events expired and deleted (demo retention 0 s; deployed default 7 days); {} of their REMOVE records reached the consumer",
+            trigger.stats.records_delivered - before
+        );
+    }
+    Ok(duplicates)
+}
