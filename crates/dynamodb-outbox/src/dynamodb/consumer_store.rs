@@ -76,19 +76,16 @@ impl DynamoConsumerStore {
                 Ok(TransactWriteItem::builder().put(put).build())
             }
             Write::Add {
-                table,
-                pk,
-                sk,
-                attribute,
+                counter,
                 amount,
                 at_most,
             } => {
                 let mut update = Update::builder()
-                    .table_name(table)
-                    .key(schema::PK, text(pk))
-                    .key(schema::SK, text(sk))
+                    .table_name(&counter.table)
+                    .key(schema::PK, text(&counter.key.pk))
+                    .key(schema::SK, text(&counter.key.sk))
                     .update_expression("ADD #value :amount")
-                    .expression_attribute_names("#value", attribute)
+                    .expression_attribute_names("#value", &counter.attribute)
                     .expression_attribute_values(":amount", number(amount));
                 if let Some(max) = at_most {
                     let room = max
