@@ -5,6 +5,7 @@ use http::{Method, StatusCode};
 use lambda_runtime::{Error, LambdaEvent};
 use serde::Serialize;
 
+use dynamodb_outbox::TraceContext;
 use service_runtime::http::{
     body_bytes, caller, header, json, parse_json, route, with_header, ApiError, Caller,
 };
@@ -19,9 +20,20 @@ pub async fn handle<S: OrderStore>(
     store: &S,
     event: LambdaEvent<ApiGatewayV2httpRequest>,
 ) -> Result<ApiGatewayV2httpResponse, Error> {
+    counted(event, async |req, trace| respond(store, req, trace).await).await
+}
+
+/// The answer `respond` gives the request, with a `POST /orders`'s placement metrics emitted.
+pub(crate) async fn counted(
+    event: LambdaEvent<ApiGatewayV2httpRequest>,
+    respond: impl AsyncFnOnce(
+        &ApiGatewayV2httpRequest,
+        Option<String>,
+    ) -> Result<ApiGatewayV2httpResponse, ApiError>,
+) -> Result<ApiGatewayV2httpResponse, Error> {
     let trace = event.context.xray_trace_id.clone();
     let placing = matches!(route(&event.payload), (Method::POST, path) if path == ["orders"]);
-    let result = respond(store, &event.payload, trace).await;
+    let result = respond(&event.payload, trace).await;
     if placing {
         placement_metrics(&result).emit();
     }
@@ -94,25 +106,49 @@ impl<'a> From<&'a Order> for Created<'a> {
     }
 }
 
+/// A `POST /orders` as both patterns read it.
+pub(crate) struct Posted<'r> {
+    pub request: OrderRequest,
+    pub key: Option<&'r str>,
+    pub trace: Option<TraceContext>,
+}
+
+impl<'r> Posted<'r> {
+    pub fn read(
+        req: &'r ApiGatewayV2httpRequest,
+        xray_trace_id: Option<String>,
+    ) -> Result<Self, ApiError> {
+        let caller = caller(req)?;
+        let bytes = body_bytes(req)?;
+        let mut request: OrderRequest = parse_json(&req.headers, &bytes)?;
+        // With an authorizer, the customer is the token's: the body may omit it, not contradict it.
+        if let Caller::Customer(customer) = caller {
+            if request.customer_id.is_empty() {
+                request.customer_id = customer.to_owned();
+            } else if request.customer_id != customer {
+                return Err(ApiError::forbidden());
+            }
+        }
+        let key = header(&req.headers, "idempotency-key")?;
+        let traceparent = header(&req.headers, "traceparent")?.map(str::to_owned);
+        Ok(Self {
+            request,
+            key,
+            trace: trace::checked(traceparent, xray_trace_id),
+        })
+    }
+}
+
 async fn post_order<S: OrderStore>(
     store: &S,
     req: &ApiGatewayV2httpRequest,
     xray_trace_id: Option<String>,
 ) -> Result<ApiGatewayV2httpResponse, ApiError> {
-    let caller = caller(req)?;
-    let bytes = body_bytes(req)?;
-    let mut request: OrderRequest = parse_json(&req.headers, &bytes)?;
-    // With an authorizer, the customer is the token's: the body may omit it, not contradict it.
-    if let Caller::Customer(customer) = caller {
-        if request.customer_id.is_empty() {
-            request.customer_id = customer.to_owned();
-        } else if request.customer_id != customer {
-            return Err(ApiError::forbidden());
-        }
-    }
-    let key = header(&req.headers, "idempotency-key")?;
-    let traceparent = header(&req.headers, "traceparent")?.map(str::to_owned);
-    let trace = trace::checked(traceparent, xray_trace_id);
+    let Posted {
+        request,
+        key,
+        trace,
+    } = Posted::read(req, xray_trace_id)?;
     let link = trace.as_ref().and_then(trace::link);
     let placed = match service::place_order(store, request, key, trace).await {
         Ok(placed) => placed,
@@ -144,20 +180,31 @@ async fn post_order<S: OrderStore>(
 /// came back (a lost response looks exactly like a failure), so the body must not say that
 /// nothing was written. What is safe depends on whether the client sent an Idempotency-Key.
 pub fn write_outcome_unknown(err: StoreError, idempotency_key: Option<&str>) -> ApiError {
+    outcome_unknown(
+        err,
+        idempotency_key,
+        "the database is busy or unreachable, and the order may or may not have been written",
+        "it returns the order if it was written and writes it once if not",
+    )
+}
+
+/// An unavailable store's error, its message saying the order's fate is unknown (`doubt`) and
+/// whether a retry is safe (with a key: `retry` says why).
+pub(crate) fn outcome_unknown(
+    err: StoreError,
+    idempotency_key: Option<&str>,
+    doubt: &str,
+    retry: &str,
+) -> ApiError {
     let unavailable = matches!(err, StoreError::Unavailable(_));
     let mut api = ApiError::from(err);
     if unavailable {
         api.message = match idempotency_key {
-            Some(_) => {
-                "the database is busy or unreachable, and the order may or may not have been \
-                 written. Retrying with the same Idempotency-Key is safe: it returns the order if \
-                 it was written and writes it once if not"
-                    .to_owned()
-            }
-            None => "the database is busy or unreachable, and the order may or may not have been \
-                 written. This request had no Idempotency-Key, so a retry may place a second \
+            Some(_) => format!("{doubt}. Retrying with the same Idempotency-Key is safe: {retry}"),
+            None => format!(
+                "{doubt}. This request had no Idempotency-Key, so a retry may place a second \
                  order: send an Idempotency-Key with every order to make retries safe"
-                .to_owned(),
+            ),
         };
     }
     api
