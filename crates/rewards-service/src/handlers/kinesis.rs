@@ -30,12 +30,7 @@ pub fn processor(client: Client, rewards_table: &str, stream: Source) -> Rewards
 /// The function's processor, from its settings: the rewards table and the stream.
 pub fn processor_from_env(client: Client) -> Result<RewardsProcessor, ConfigError> {
     let rewards = config::required(config::REWARDS_TABLE)?;
-    let stream = config::required_source(config::ORDER_EVENTS_STREAM, SourceKind::KinesisStream)?;
-    let stream = config::source_from(
-        config::ORDER_EVENTS_STREAM,
-        SourceKind::KinesisStream,
-        &stream,
-    )?;
+    let stream = config::source(config::ORDER_EVENTS_STREAM, SourceKind::KinesisStream)?;
     Ok(processor(client, &rewards, stream).concurrency(config::CONSUMER_CONCURRENCY.read()?))
 }
 

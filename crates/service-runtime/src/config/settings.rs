@@ -204,6 +204,12 @@ pub fn required_source(name: &'static str, kind: SourceKind) -> Result<String, C
     Ok(value)
 }
 
+/// The table or Kinesis stream in the variable `name` (its name or its ARN, checked as
+/// [`required_source`] checks it), as the source a consumer reads.
+pub fn source(name: &'static str, kind: SourceKind) -> Result<Source, ConfigError> {
+    source_from(name, kind, &required_source(name, kind)?)
+}
+
 /// The name of the table (`kind` [`SourceKind::Table`]) or Kinesis stream in the variable
 /// `name`, which holds its name or its ARN (checked at start-up as [`required_source`] checks
 /// it): what a function addresses it by in its DynamoDB or Kinesis calls, so one value serves
