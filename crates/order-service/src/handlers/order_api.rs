@@ -32,7 +32,7 @@ pub(crate) async fn counted(
     ) -> Result<ApiGatewayV2httpResponse, ApiError>,
 ) -> Result<ApiGatewayV2httpResponse, Error> {
     let trace = event.context.xray_trace_id.clone();
-    let placing = matches!(route(&event.payload), (Method::POST, path) if path == ["orders"]);
+    let placing = matches!(order_route(&event.payload), Ok(OrderRoute::Place));
     let result = respond(&event.payload, trace).await;
     if placing {
         placement_metrics(&result).emit();
@@ -61,12 +61,11 @@ pub async fn respond<S: OrderStore>(
     req: &ApiGatewayV2httpRequest,
     xray_trace_id: Option<String>,
 ) -> Result<ApiGatewayV2httpResponse, ApiError> {
-    match route(req) {
-        (Method::POST, path) if path == ["orders"] => post_order(store, req, xray_trace_id).await,
-        (_, path) if path == ["orders"] => Err(ApiError::method_not_allowed("POST")),
-        (Method::GET, path) if path.len() == 2 && path[0] == "orders" => {
+    match order_route(req)? {
+        OrderRoute::Place => post_order(store, req, xray_trace_id).await,
+        OrderRoute::Get(order_id) => {
             let caller = caller(req)?;
-            let view = service::get_order(store, path[1])
+            let view = service::get_order(store, order_id)
                 .await
                 .map_err(api_error)?;
             // Another customer's order does not exist, as far as this caller can tell.
@@ -74,6 +73,25 @@ pub async fn respond<S: OrderStore>(
                 return Err(api_error(OrderError::NotFound));
             }
             Ok(json(StatusCode::OK, &view))
+        }
+    }
+}
+
+/// The order API's two routes, as both patterns serve them.
+pub(crate) enum OrderRoute<'r> {
+    /// `POST /orders`.
+    Place,
+    /// `GET /orders/{order_id}`.
+    Get(&'r str),
+}
+
+/// The route a request takes; another method on a route, or another path, is its error.
+pub(crate) fn order_route(req: &ApiGatewayV2httpRequest) -> Result<OrderRoute<'_>, ApiError> {
+    match route(req) {
+        (Method::POST, path) if path == ["orders"] => Ok(OrderRoute::Place),
+        (_, path) if path == ["orders"] => Err(ApiError::method_not_allowed("POST")),
+        (Method::GET, path) if path.len() == 2 && path[0] == "orders" => {
+            Ok(OrderRoute::Get(path[1]))
         }
         (_, path) if path.len() == 2 && path[0] == "orders" => {
             Err(ApiError::method_not_allowed("GET"))

@@ -3,18 +3,18 @@
 
 use aws_lambda_events::apigw::{ApiGatewayV2httpRequest, ApiGatewayV2httpResponse};
 use dynamodb_outbox::kinesis_put;
-use http::{Method, StatusCode};
+use http::StatusCode;
 use lambda_runtime::{Error, LambdaEvent};
 use serde::Serialize;
 use uuid::Uuid;
 
-use service_runtime::http::{caller, json, route, with_header, ApiError};
+use service_runtime::http::{caller, json, with_header, ApiError};
 
 use super::order_placed;
 use super::publish::EventPublisher;
 use crate::domain::order::validate_idempotency_key;
 use crate::domain::{Order, OrderError, StoreError, Timestamp};
-use crate::handlers::order_api::{counted, outcome_unknown, Posted};
+use crate::handlers::order_api::{counted, order_route, outcome_unknown, OrderRoute, Posted};
 use crate::service::{self, idempotent_order_id};
 use crate::store::OrderStore;
 
@@ -41,18 +41,9 @@ pub async fn respond<P: EventPublisher, H: OrderStore>(
     req: &ApiGatewayV2httpRequest,
     xray_trace_id: Option<String>,
 ) -> Result<ApiGatewayV2httpResponse, ApiError> {
-    match route(req) {
-        (Method::POST, path) if path == ["orders"] => {
-            post_order(publisher, req, xray_trace_id).await
-        }
-        (_, path) if path == ["orders"] => Err(ApiError::method_not_allowed("POST")),
-        (Method::GET, path) if path.len() == 2 && path[0] == "orders" => {
-            get_order(history, req, path[1]).await
-        }
-        (_, path) if path.len() == 2 && path[0] == "orders" => {
-            Err(ApiError::method_not_allowed("GET"))
-        }
-        _ => Err(ApiError::not_found()),
+    match order_route(req)? {
+        OrderRoute::Place => post_order(publisher, req, xray_trace_id).await,
+        OrderRoute::Get(order_id) => get_order(history, req, order_id).await,
     }
 }
 
