@@ -1,5 +1,6 @@
 //! The engine on DynamoDB: the producer's [`Outbox`] and the consumer's [`DynamoConsumerStore`].
 
+use aws_runtime::retries::classifiers::{THROTTLING_ERRORS, TRANSIENT_ERRORS};
 use std::collections::HashMap;
 
 use aws_sdk_dynamodb::config::http::HttpResponse;
@@ -25,18 +26,22 @@ pub use writer::{Outbox, Transaction, WriteError, Written};
 /// An item as the SDK takes it.
 pub(crate) type SdkItem = HashMap<String, AttributeValue>;
 
-/// Error codes that mean "try again later" rather than "this request is wrong".
-const TRANSIENT_CODES: &[&str] = &[
-    "ThrottlingException",
-    "ProvisionedThroughputExceededException",
-    "RequestLimitExceeded",
-    "InternalServerError",
-    "ServiceUnavailable",
-    "TransactionInProgressException",
+/// The reasons DynamoDB gives for cancelling a transaction that a later attempt may not meet: its
+/// own vocabulary for `TransactionCanceledException`'s reasons (the TransactWriteItems API
+/// reference), which the SDK's retry classifiers do not read. Every other error code is read by
+/// the SDK's own lists ([`is_transient_code`]).
+const TRANSIENT_CANCELLATIONS: &[&str] = &[
     "TransactionConflict",
+    "ProvisionedThroughputExceeded",
     "ThrottlingError",
-    "LimitExceededException",
 ];
+
+/// An error code that means "try again later" rather than "this request is wrong": the codes the
+/// SDK itself retries as throttling or transient (`aws_runtime`'s lists, kept up to date with the
+/// SDK), so the engine and the SDK never disagree on what may pass.
+pub(crate) fn is_transient_code(code: &str) -> bool {
+    THROTTLING_ERRORS.contains(&code) || TRANSIENT_ERRORS.contains(&code)
+}
 
 /// Sorts an SDK error (after the SDK's own retries) into what the caller should do: the same
 /// reading for the engine's requests and for a service's own reads and writes. The SDK's error
@@ -51,7 +56,7 @@ where
         }
         SdkError::ServiceError(service) => {
             let code = service.err().code().unwrap_or_default();
-            if TRANSIENT_CODES.contains(&code) || service.raw().status().is_server_error() {
+            if is_transient_code(code) || service.raw().status().is_server_error() {
                 StoreError::Unavailable
             } else if code == "ValidationException" {
                 StoreError::Invalid
@@ -72,8 +77,8 @@ pub(crate) fn reason_code(reasons: &[CancellationReason], index: usize) -> &str 
 /// A cancelled transaction whose reasons are all transient (conflict, throttling).
 pub(crate) fn cancellation_is_transient(reasons: &[CancellationReason]) -> bool {
     let codes = || reasons.iter().map(|r| r.code().unwrap_or("None"));
-    codes().any(|c| TRANSIENT_CODES.contains(&c))
-        && codes().all(|c| c == "None" || TRANSIENT_CODES.contains(&c))
+    codes().any(|c| TRANSIENT_CANCELLATIONS.contains(&c))
+        && codes().all(|c| c == "None" || TRANSIENT_CANCELLATIONS.contains(&c))
 }
 
 pub(crate) fn cancellation_summary(reasons: &[CancellationReason]) -> String {
@@ -111,5 +116,61 @@ fn value_size(value: &AttributeValue) -> usize {
                 .sum::<usize>()
         }
         _ => 1,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use aws_sdk_dynamodb::types::CancellationReason;
+
+    use super::*;
+
+    fn reasons(codes: &[&str]) -> Vec<CancellationReason> {
+        codes
+            .iter()
+            .map(|code| CancellationReason::builder().code(*code).build())
+            .collect()
+    }
+
+    #[test]
+    fn a_transaction_cancelled_only_by_capacity_or_a_conflict_may_pass_later() {
+        for code in TRANSIENT_CANCELLATIONS {
+            assert!(
+                cancellation_is_transient(&reasons(&["None", code])),
+                "{code}"
+            );
+        }
+        assert!(!cancellation_is_transient(&reasons(&["None", "None"])));
+        for mixed in [
+            ["ConditionalCheckFailed", "TransactionConflict"],
+            ["ValidationError", "ThrottlingError"],
+            [
+                "ItemCollectionSizeLimitExceeded",
+                "ProvisionedThroughputExceeded",
+            ],
+        ] {
+            assert!(!cancellation_is_transient(&reasons(&mixed)), "{mixed:?}");
+        }
+    }
+
+    #[test]
+    fn the_sdks_throttling_and_transient_codes_may_pass_later_and_others_do_not() {
+        for code in [
+            "ThrottlingException",
+            "ProvisionedThroughputExceededException",
+            "RequestLimitExceeded",
+            "TransactionInProgressException",
+            "LimitExceededException",
+            "RequestTimeout",
+        ] {
+            assert!(is_transient_code(code), "{code}");
+        }
+        for code in [
+            "ValidationException",
+            "ResourceNotFoundException",
+            "AccessDeniedException",
+        ] {
+            assert!(!is_transient_code(code), "{code}");
+        }
     }
 }

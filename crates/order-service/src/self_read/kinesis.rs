@@ -1,6 +1,7 @@
 //! [`EventPublisher`] on a Kinesis data stream: `PutRecord` with the ordering key as partition
 //! key. Only the pattern-3 API links this (feature `kinesis`); the outbox order-writer does not.
 
+use aws_runtime::retries::classifiers::{THROTTLING_ERRORS, TRANSIENT_ERRORS};
 use aws_sdk_kinesis::config::http::HttpResponse;
 use aws_sdk_kinesis::config::Region;
 use aws_sdk_kinesis::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
@@ -55,16 +56,12 @@ where
     let transient = match &err {
         SdkError::ServiceError(service) => {
             let code = service.err().code().unwrap_or_default();
+            // The SDK's own throttling and transient codes, and Kinesis's throttling by KMS
+            // (a put to an encrypted stream), which the SDK's lists do not name.
             service.raw().status().is_server_error()
-                || matches!(
-                    code,
-                    "ProvisionedThroughputExceededException"
-                        | "LimitExceededException"
-                        | "KMSThrottlingException"
-                        | "InternalFailure"
-                        | "ServiceUnavailable"
-                        | "ThrottlingException"
-                )
+                || THROTTLING_ERRORS.contains(&code)
+                || TRANSIENT_ERRORS.contains(&code)
+                || code == "KMSThrottlingException"
                 || code.is_empty()
         }
         SdkError::ConstructionFailure(_) => false,
