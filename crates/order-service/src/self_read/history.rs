@@ -81,9 +81,10 @@ pub type HistoryProcessor = Processor<OrderHistoryConsumer, DynamoConsumerStore>
 /// The order-history processor writing to `orders_table`, reading the Kinesis stream `stream`
 /// (its name or its ARN).
 pub fn processor(client: Client, orders_table: &str, stream: Source) -> HistoryProcessor {
-    Processor::new(
+    super::stream_processor(
         OrderHistoryConsumer::new(orders_table),
-        DynamoConsumerStore::new(client, orders_table, stream.name()),
+        client,
+        orders_table,
         stream,
     )
 }
