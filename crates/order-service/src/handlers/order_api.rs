@@ -62,7 +62,7 @@ pub async fn respond<S: OrderStore>(
     xray_trace_id: Option<String>,
 ) -> Result<ApiGatewayV2httpResponse, ApiError> {
     match order_route(req)? {
-        OrderRoute::Place => post_order(store, req, xray_trace_id).await,
+        OrderRoute::Place => post_order(store, Posted::read(req, xray_trace_id)?).await,
         OrderRoute::Get(order_id) => {
             let caller = caller(req)?;
             let view = service::get_order(store, order_id)
@@ -159,16 +159,11 @@ impl<'r> Posted<'r> {
 
 async fn post_order<S: OrderStore>(
     store: &S,
-    req: &ApiGatewayV2httpRequest,
-    xray_trace_id: Option<String>,
+    posted: Posted<'_>,
 ) -> Result<ApiGatewayV2httpResponse, ApiError> {
-    let Posted {
-        request,
-        key,
-        trace,
-    } = Posted::read(req, xray_trace_id)?;
+    let (key, trace) = (posted.key, posted.trace);
     let link = trace.as_ref().and_then(trace::link);
-    let placed = match service::place_order(store, request, key, trace).await {
+    let placed = match service::place_order(store, posted.request, key, trace).await {
         Ok(placed) => placed,
         Err(OrderError::Store(err)) => return Err(write_outcome_unknown(err, key)),
         Err(err) => return Err(api_error(err)),

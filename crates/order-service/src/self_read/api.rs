@@ -42,7 +42,7 @@ pub async fn respond<P: EventPublisher, H: OrderStore>(
     xray_trace_id: Option<String>,
 ) -> Result<ApiGatewayV2httpResponse, ApiError> {
     match order_route(req)? {
-        OrderRoute::Place => post_order(publisher, req, xray_trace_id).await,
+        OrderRoute::Place => post_order(publisher, Posted::read(req, xray_trace_id)?).await,
         OrderRoute::Get(order_id) => get_order(history, req, order_id).await,
     }
 }
@@ -61,14 +61,12 @@ struct Accepted<'a> {
 
 async fn post_order<P: EventPublisher>(
     publisher: &P,
-    req: &ApiGatewayV2httpRequest,
-    xray_trace_id: Option<String>,
-) -> Result<ApiGatewayV2httpResponse, ApiError> {
-    let Posted {
+    Posted {
         request,
         key,
         trace,
-    } = Posted::read(req, xray_trace_id)?;
+    }: Posted<'_>,
+) -> Result<ApiGatewayV2httpResponse, ApiError> {
     let order_id = match key {
         Some(key) => {
             validate_idempotency_key(key).map_err(ApiError::from)?;
