@@ -76,9 +76,11 @@ test-external: kinesalite ## All tests on AWS_ENDPOINT_URL's server, except thos
 	cargo test --workspace -- --exact $(addprefix --skip ,$(EMBEDDED_ONLY_TESTS))
 	@echo "test-external: all tests passed on $${AWS_ENDPOINT_URL_DYNAMODB:-$$AWS_ENDPOINT_URL} except $(words $(EMBEDDED_ONLY_TESTS)) SKIPPED, not run: $(EMBEDDED_ONLY_TESTS)"
 
-lint: tools ## cargo fmt --check, clippy -D warnings, the engine's rustdoc (missing_docs) and package, sam validate (with and without --lint), sam validate --lint of each pattern's template and the invoices example's
+lint: tools ## cargo fmt --check, clippy -D warnings, the size limits (500 lines a file, 80 a function, in crates/ functions/ examples/), the engine's rustdoc (missing_docs) and package, sam validate (with and without --lint), sam validate --lint of each pattern's template and the invoices example's
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -- -D warnings
+	@# The product code: no file over 500 lines, no function over 80.
+	python3 scripts/size-limits.py crates functions examples
 	@# The engine as its users get it: every public item documented, doctests aside (make test
 	@# runs them), and a crate `cargo package` accepts and builds from its own files.
 	RUSTDOCFLAGS="-D warnings" cargo doc -p dynamodb-outbox --all-features --no-deps

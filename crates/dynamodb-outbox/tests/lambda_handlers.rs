@@ -1,14 +1,15 @@
 //! The Lambda side (feature `lambda`): a batch handler under the report layer answers Lambda's
 //! partial batch response, logs the batch and each applied event with the link to its writer's
 //! trace, and emits the batch's metrics; the sweeper function runs what the payload asks and
-//! reports it.
+//! reports it; a consumer's one function tells its stream batches from its sweeps.
 
 use std::collections::HashMap;
 use std::sync::{Mutex, OnceLock};
 
 use aws_lambda_events::kinesis::{KinesisEvent, KinesisEventRecord};
 use dynamodb_outbox::lambda::{
-    self, BatchReport, KinesisStream, ScheduledSweep, SweepAction, SweepJob, SweepReport,
+    self, BatchReport, ConsumerFunction, KinesisStream, ScheduledSweep, SweepAction, SweepJob,
+    SweepReport,
 };
 use dynamodb_outbox::memory::MemoryStore;
 use dynamodb_outbox::{
@@ -264,4 +265,48 @@ async fn a_failed_sweep_is_the_invocations_error_and_emits_nothing() {
     let error = report.unwrap_err();
     assert!(error.to_string().contains("unreachable"), "{error}");
     assert!(metrics.is_empty());
+}
+
+#[tokio::test]
+async fn a_consumers_function_runs_a_stream_batch_through_the_report_and_anything_else_as_a_sweep()
+{
+    let processor = Processor::new(
+        Ledger,
+        MemoryStore::new("accounts"),
+        Source::table("deposits").unwrap(),
+    );
+    let job = Job::default();
+    let mut function = ConsumerFunction::new(BatchReport::new("ledger"), &processor, &job);
+
+    let batch = invocation(json!({"Records": []}), "Root=1-b");
+    let (answer, metrics) = lambda::capture_metrics(function.call(batch)).await;
+    assert_eq!(answer.unwrap(), json!({"batchItemFailures": []}));
+    assert!(job.asked.lock().unwrap().is_empty(), "a batch is no sweep");
+    let line: Value = serde_json::from_str(&metrics[0]).unwrap();
+    assert_eq!(line["Function"], "ledger");
+    assert!(line.get("OldPendingFound").is_none(), "{line}");
+
+    let scheduled = invocation(json!({"source": "aws.scheduler"}), "Root=1-s");
+    let (answer, metrics) = lambda::capture_metrics(function.call(scheduled)).await;
+    assert_eq!(answer.unwrap()["applied"], 2);
+    let redrive = invocation(json!({"action": lambda::REDRIVE_PARKED}), "Root=1-r");
+    function.call(redrive).await.unwrap();
+    assert_eq!(
+        *job.asked.lock().unwrap(),
+        [SweepAction::Sweep, SweepAction::RedriveParked]
+    );
+    let line: Value = serde_json::from_str(&metrics[0]).unwrap();
+    assert_eq!(
+        (line["Function"].as_str(), line["OldPendingFound"].as_u64()),
+        (Some("ledger"), Some(3)),
+        "a sweep's metrics, under the consumer's dimension"
+    );
+
+    let malformed = invocation(json!({"Records": "none"}), "Root=1-m");
+    assert!(function.call(malformed).await.is_err());
+    assert_eq!(
+        job.asked.lock().unwrap().len(),
+        2,
+        "nor is a malformed batch"
+    );
 }

@@ -4,11 +4,10 @@
 mod client;
 mod logging;
 mod settings;
-mod tls;
 
 pub use client::{
-    client_from, dynamodb_client, endpoint_url, endpoint_url_from, retry_config, sdk_defaults,
-    timeout_config, DYNAMODB, KINESIS,
+    client_from, dynamodb_client, endpoint_url, https_client, retry_config, sdk_defaults,
+    timeout_config, CA_BUNDLE_FILES, DYNAMODB, KINESIS,
 };
 pub use logging::{init_tracing, init_tracing_to, json_logs_to};
 pub use settings::{
@@ -18,4 +17,3 @@ pub use settings::{
     ORDER_EVENTS_STREAM, OUTBOX_PATTERN, OUTBOX_RETENTION_SECONDS, REWARDS_TABLE,
     SWEEPER_BATCH_LIMIT, SWEEPER_GRACE_SECONDS,
 };
-pub use tls::{https_client, CA_BUNDLE_FILES};

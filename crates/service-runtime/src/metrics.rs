@@ -19,8 +19,7 @@ pub use dynamodb_outbox::lambda::metrics::{
     POISON, REDRIVEN, RETRIED, SKIPPED, STILL_PENDING, UNPARKED,
 };
 pub use dynamodb_outbox::lambda::{
-    capture_metrics as capture, init_metrics as init, init_metrics_to as init_to, Dimensions,
-    MetricSet, NAMESPACE_VARIABLE, SERVICE_VARIABLE,
+    capture_metrics as capture, init_metrics as init, init_metrics_to as init_to, MetricSet,
 };
 
 /// The `Function` dimension of each function.

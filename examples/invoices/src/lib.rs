@@ -3,7 +3,7 @@
 //! balance ([`ledger`]), and a notifications counter ([`notifications`]) that only cares about
 //! issued invoices. Events of one account are ordered (the account is the ordering key).
 //!
-//! The rest of this file and `src/main.rs` are the glue to Lambda: the HTTP API, the client.
+//! The rest of this file and `src/main.rs` are the glue to Lambda: the routes, the HTTP API.
 
 pub mod entity;
 pub mod invoices;
@@ -11,10 +11,7 @@ pub mod ledger;
 pub mod notifications;
 
 use aws_lambda_events::apigw::{ApiGatewayV2httpRequest, ApiGatewayV2httpResponse};
-use aws_sdk_dynamodb::config::BehaviorVersion;
-use aws_sdk_dynamodb::Client;
-use aws_smithy_http_client::tls;
-use dynamodb_outbox::dynamodb::{Outbox, Routes, TransientCancellation, WriteError};
+use dynamodb_outbox::dynamodb::{Outbox, Routes, WriteError};
 use lambda_runtime::LambdaEvent;
 
 /// Who takes what: the one routing table the writer and the consumers agree on, from the
@@ -45,20 +42,4 @@ pub async fn api(
     response.status_code = status;
     response.body = Some(serde_json::json!({ "message": message }).to_string().into());
     Ok(response)
-}
-
-/// A DynamoDB client from the function's environment that retries the transaction conflicts
-/// the engine meets, over rustls.
-pub async fn dynamodb_client() -> Client {
-    let https = aws_smithy_http_client::Builder::new()
-        .tls_provider(tls::Provider::Rustls(
-            tls::rustls_provider::CryptoMode::Ring,
-        ))
-        .build_https();
-    let shared = aws_config::defaults(BehaviorVersion::latest())
-        .http_client(https)
-        .load()
-        .await;
-    let config = aws_sdk_dynamodb::config::Builder::from(&shared);
-    Client::from_conf(config.retry_classifier(TransientCancellation).build())
 }

@@ -1,13 +1,12 @@
-//! The example's Lambda functions in one binary: `FUNCTION` (set by template.yaml) says which
-//! one this is: the HTTP API, a consumer's stream function or a consumer's sweeper (`CONSUMER`
-//! names the consumer, `CONSUMER_TABLE` its table).
+//! The example's Lambda functions in one binary: the HTTP API, or (with `CONSUMER` set, naming
+//! the consumer, and `CONSUMER_TABLE` its table) a consumer's function, which serves both its
+//! stream mapping and its schedule (template.yaml).
 
 use std::time::Duration;
 
-use aws_sdk_dynamodb::Client;
-use dynamodb_outbox::dynamodb::{DynamoConsumerStore, Outbox, PendingEvents};
-use dynamodb_outbox::lambda::{self, BatchReport, OutboxStream, OutboxSweep};
-use dynamodb_outbox::{Consumer, Processor, Source};
+use dynamodb_outbox::dynamodb::Outbox;
+use dynamodb_outbox::lambda::{self, env_var, OutboxConsumer};
+use dynamodb_outbox::Source;
 use invoices_example::ledger::{self, Ledger};
 use invoices_example::notifications::{self, Notifications};
 use lambda_runtime::{service_fn, Error};
@@ -16,42 +15,19 @@ use lambda_runtime::{service_fn, Error};
 async fn main() -> Result<(), Error> {
     tracing_subscriber::fmt().json().init();
     lambda::init_metrics();
-    let client = invoices_example::dynamodb_client().await;
+    let client = lambda::dynamodb_client().await;
     // By name, or by ARN (a consumer then admits only that table's records, wherever it runs).
-    let invoices = Source::table(&var("INVOICES_TABLE")?)?;
-    if var("FUNCTION")? == "api" {
+    let invoices = Source::table(&env_var::<String>("INVOICES_TABLE")?)?;
+    let Ok(consumer) = env_var::<String>("CONSUMER") else {
         let outbox = &Outbox::new(client, invoices.name(), invoices_example::routes());
         return lambda_runtime::run(service_fn(|event| invoices_example::api(outbox, event))).await;
-    }
-    let table = var("CONSUMER_TABLE")?;
-    match var("CONSUMER")?.as_str() {
-        ledger::NAME => serve(Ledger::new(&table), client, invoices).await,
-        notifications::NAME => serve(Notifications::new(&table), client, invoices).await,
+    };
+    let table: String = env_var("CONSUMER_TABLE")?;
+    let grace = Duration::from_secs(env_var("SWEEPER_GRACE_SECONDS")?);
+    let function = OutboxConsumer::new(client, &table, invoices).sweep_after(grace);
+    match consumer.as_str() {
+        ledger::NAME => function.run(Ledger::new(&table)).await,
+        notifications::NAME => function.run(Notifications::new(&table)).await,
         other => Err(format!("CONSUMER={other}: ledger or notifications").into()),
     }
-}
-
-/// A consumer's stream function, or its sweeper (`FUNCTION=sweeper`).
-async fn serve<C: Consumer>(consumer: C, client: Client, invoices: Source) -> Result<(), Error> {
-    // Its name for the metrics' `Function` dimension, for the life of the process.
-    let name: &'static str = consumer.name().to_owned().leak();
-    let table = var("CONSUMER_TABLE")?;
-    let pending = &PendingEvents::new(client.clone(), invoices.name());
-    let store = DynamoConsumerStore::new(client, table, invoices.name());
-    let processor = Processor::new(consumer, store, invoices);
-    if var("FUNCTION")? != "sweeper" {
-        return lambda::run(BatchReport::new(name), OutboxStream::new(&processor)).await;
-    }
-    let older_than = Duration::from_secs(var("SWEEPER_GRACE_SECONDS")?.parse()?);
-    let sweep = OutboxSweep {
-        processor: &processor,
-        pending,
-        older_than,
-        limit: 1000,
-    };
-    lambda::run_sweeper(&sweep, name).await
-}
-
-fn var(name: &str) -> Result<String, String> {
-    std::env::var(name).map_err(|e| format!("{name}: {e}"))
 }

@@ -212,7 +212,8 @@ fn post(command: Value) -> Value {
 }
 
 #[test]
-fn the_binary_serves_the_api_a_consumer_and_a_sweeper_as_the_template_configures_them() {
+fn the_binary_serves_the_api_and_each_consumers_batches_and_sweeps_as_the_template_configures_them()
+{
     let app = Deployed::start();
     let runtime = &app.runtime;
     let issue = |id: &str, cents: i64| {
@@ -256,22 +257,18 @@ fn the_binary_serves_the_api_a_consumer_and_a_sweeper_as_the_template_configures
     let balance = runtime.block_on(app.number(ledger, "ACCOUNT#acme", "BALANCE", "balance_cents"));
     assert_eq!(balance, Some(50), "700 + 50 - 700, once");
 
-    // The notifications function never ran: its sweeper (with no grace period) finds both
-    // issues pending and applies them, through the same path.
+    // The notifications function never had a batch: scheduled (with no grace period), it
+    // finds both issues pending and applies them, through the same path.
     let now = [("SWEEPER_GRACE_SECONDS", "0")];
-    let swept = app.invoke_with(
-        "NotificationsSweeperFunction",
-        &now,
-        &[json!({}), json!({})],
-    );
+    let swept = app.invoke_with("NotificationsFunction", &now, &[json!({}), json!({})]);
     assert_eq!(
         (swept[0]["applied"].clone(), swept[1]["found"].clone()),
         (json!(2), json!(0)),
         "{swept:?}"
     );
-    // The ledger's sweeper finds nothing pending, and nothing parked to redrive.
+    // The ledger's function, scheduled, finds nothing pending, and nothing parked to redrive.
     let redrive = json!({"action": "redrive-parked"});
-    let swept = app.invoke_with("LedgerSweeperFunction", &now, &[json!({}), redrive]);
+    let swept = app.invoke_with("LedgerFunction", &now, &[json!({}), redrive]);
     assert_eq!(
         (swept[0]["found"].clone(), swept[1]["found"].clone()),
         (json!(0), json!(0))

@@ -8,9 +8,9 @@
 use serde_json::{json, Map, Value};
 
 /// The environment variable naming the metric namespace.
-pub const NAMESPACE_VARIABLE: &str = "METRICS_NAMESPACE";
+pub(crate) const NAMESPACE_VARIABLE: &str = "METRICS_NAMESPACE";
 /// The environment variable naming the `Service` dimension (the deployment).
-pub const SERVICE_VARIABLE: &str = "METRICS_SERVICE";
+pub(crate) const SERVICE_VARIABLE: &str = "METRICS_SERVICE";
 /// The namespace when [`NAMESPACE_VARIABLE`] is unset or blank.
 const DEFAULT_NAMESPACE: &str = "Outbox";
 /// The `Service` dimension when [`SERVICE_VARIABLE`] is unset or blank.
@@ -27,7 +27,6 @@ pub struct MetricSet {
     milliseconds: Vec<(&'static str, Vec<f64>)>,
     reason: Option<&'static str>,
     properties: Map<String, Value>,
-    pub(super) dimensions: Option<Dimensions>,
 }
 
 impl MetricSet {
@@ -39,7 +38,6 @@ impl MetricSet {
             milliseconds: Vec::new(),
             reason: None,
             properties: Map::new(),
-            dimensions: None,
         }
     }
 
@@ -62,21 +60,14 @@ impl MetricSet {
     }
 
     /// A value kept on the line for log queries (a trace id), not turned into a metric.
-    pub fn property(mut self, key: &str, value: impl Into<Value>) -> Self {
+    pub(crate) fn property(mut self, key: &str, value: impl Into<Value>) -> Self {
         self.properties.insert(key.to_owned(), value.into());
-        self
-    }
-
-    /// Publishes under these dimensions instead of the process's (read from the environment).
-    pub fn dimensions(mut self, dimensions: Dimensions) -> Self {
-        self.dimensions = Some(dimensions);
         self
     }
 
     /// The EMF lines: the counts, the properties and the first 100 values of
     /// each distribution on the first line; further values on lines of their own.
-    pub fn to_lines(&self, dimensions: &Dimensions, timestamp_millis: u64) -> Vec<String> {
-        let dimensions = self.dimensions.as_ref().unwrap_or(dimensions);
+    pub(crate) fn to_lines(&self, dimensions: &Dimensions, timestamp_millis: u64) -> Vec<String> {
         let chunks = self
             .milliseconds
             .iter()
@@ -131,7 +122,7 @@ impl MetricSet {
 
 /// The namespace and the `Service` dimension of a function's metrics.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Dimensions {
+pub(crate) struct Dimensions {
     /// The CloudWatch namespace.
     pub namespace: String,
     /// The `Service` dimension: which deployment emitted the metric.
@@ -141,7 +132,7 @@ pub struct Dimensions {
 impl Dimensions {
     /// From [`NAMESPACE_VARIABLE`] (default `Outbox`) and [`SERVICE_VARIABLE`] (default
     /// `outbox-local`), where set and not blank.
-    pub fn from_env() -> Self {
+    pub(crate) fn from_env() -> Self {
         let read = |name: &str, default: &str| {
             std::env::var(name)
                 .ok()
@@ -230,20 +221,5 @@ mod tests {
             json!([["Service", "Function"], ["Service", "Function", "Reason"]])
         );
         assert_eq!(line["Reason"], "invalid_currency");
-    }
-
-    #[test]
-    fn a_set_given_its_own_dimensions_publishes_under_them() {
-        let own = Dimensions {
-            namespace: "Billing".into(),
-            service: "billing-prod".into(),
-        };
-        let lines = MetricSet::new("writer")
-            .count("Placed", 1)
-            .dimensions(own)
-            .to_lines(&dimensions(), 0);
-        let line: Value = serde_json::from_str(&lines[0]).unwrap();
-        assert_eq!(line["_aws"]["CloudWatchMetrics"][0]["Namespace"], "Billing");
-        assert_eq!(line["Service"], "billing-prod");
     }
 }

@@ -42,7 +42,7 @@ pub const BATCH_DURATION: &str = "BatchDuration";
 /// milliseconds.
 pub const OUTBOX_LAG: &str = "OutboxLag";
 
-/// Every metric a consumer function emits per batch ([`batch`]).
+/// Every metric a consumer function emits per batch ([`BatchReport`](super::BatchReport)).
 pub const CONSUMER_METRICS: &[&str] = &[
     APPLIED,
     DUPLICATES,
@@ -74,7 +74,7 @@ const MAX_LINKS_PER_LINE: usize = 100;
 /// A consumer function's metrics for one batch, with its own trace and the writers' traces it
 /// served as properties of the line (never dimensions). An event's outbox lag runs from its
 /// `occurred_at` to the end of the batch that applied it.
-pub fn batch(
+pub(crate) fn batch(
     function: &'static str,
     outcome: &BatchOutcome,
     duration_millis: f64,
@@ -153,7 +153,7 @@ mod tests {
             ],
             ..BatchOutcome::default()
         };
-        let dimensions = super::super::Dimensions::from_env();
+        let dimensions = crate::lambda::emf::Dimensions::from_env();
         let lines = batch("consumer", &outcome, 5.0, Some("Root=1-x")).to_lines(&dimensions, 0);
         let line: serde_json::Value = serde_json::from_str(&lines[0]).unwrap();
         assert_eq!(

@@ -10,6 +10,10 @@
 //!   ([`metrics`], [`MetricSet`]).
 //! - [`ScheduledSweep`] runs a [`SweepJob`] (usually [`OutboxSweep`]) per scheduled invocation,
 //!   or redrives parked events when an operator asks ([`REDRIVE_PARKED`]).
+//! - [`OutboxConsumer`] serves a consumer of an outbox table as one function with two triggers,
+//!   its stream mapping and its schedule ([`ConsumerFunction`] tells their payloads apart).
+//! - [`dynamodb_client`] is the function's DynamoDB client, built from its environment;
+//!   [`env_var`] reads a setting, its error naming the variable.
 //!
 //! A consumer function's `main`:
 //!
@@ -70,22 +74,31 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 mod applied;
+mod client;
+mod consumer_function;
 mod emf;
+mod env;
 mod handlers;
 pub mod metrics;
 mod report;
 mod sink;
 mod sweep_report;
 mod sweeper;
+mod tls;
 mod trace;
 
 pub use applied::APPLIED_LOG_MESSAGE;
-pub use emf::{Dimensions, MetricSet, NAMESPACE_VARIABLE, SERVICE_VARIABLE};
+pub use client::{dynamodb_client, endpoint_url, retry_config, timeout_config};
+pub use consumer_function::{ConsumerFunction, OutboxConsumer};
+pub use emf::MetricSet;
+pub use env::{env_var, EnvError};
 pub use handlers::{EntityChanges, KinesisStream, OutboxStream, Processed};
-pub use report::{BatchReport, Reported, Reporting};
+pub use report::BatchReport;
+use report::Reported;
 pub use sink::{capture_metrics, init_metrics, init_metrics_to};
 pub use sweep_report::{SweepAction, SweepReport, REDRIVE_PARKED};
 pub use sweeper::{OutboxSweep, ScheduledSweep, SweepJob};
+pub use tls::{https_client, CA_BUNDLE_FILES};
 pub use trace::{is_valid_traceparent, link, TraceLink};
 
 /// Serves a consumer function: each invocation's batch goes through `handler` and is reported

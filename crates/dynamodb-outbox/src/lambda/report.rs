@@ -12,7 +12,7 @@ use lambda_runtime::tower::Layer;
 use lambda_runtime::{LambdaEvent, Service};
 
 use super::handlers::Processed;
-use super::{applied, metrics, Dimensions};
+use super::{applied, metrics};
 use crate::BatchOutcome;
 
 /// How a consumer function reports its batches: its `Function` metric dimension, and the log
@@ -21,18 +21,22 @@ use crate::BatchOutcome;
 pub struct BatchReport {
     function: &'static str,
     aggregate_field: &'static str,
-    dimensions: Option<Dimensions>,
 }
 
 impl BatchReport {
     /// The report of the function whose metrics carry `function` as their `Function`
-    /// dimension, under the process's namespace and `Service` ([`Dimensions::from_env`]).
+    /// dimension, under the namespace and `Service` of the process's environment
+    /// (`METRICS_NAMESPACE`, `METRICS_SERVICE`).
     pub fn new(function: &'static str) -> Self {
         Self {
             function,
             aggregate_field: "aggregate_id",
-            dimensions: None,
         }
+    }
+
+    /// The `Function` dimension of its metrics.
+    pub(crate) fn function(&self) -> &'static str {
+        self.function
     }
 
     /// Logs each applied event's aggregate id under `field` (`aggregate_id` unless set): the
@@ -42,15 +46,9 @@ impl BatchReport {
         self
     }
 
-    /// Publishes the metrics under this namespace and `Service` instead of the environment's.
-    pub fn dimensions(mut self, dimensions: Dimensions) -> Self {
-        self.dimensions = Some(dimensions);
-        self
-    }
-
     /// Logs and emits the metrics of a batch of `records` records started at `started`, in the
     /// invocation traced as `trace_id`.
-    pub fn report(
+    pub(crate) fn report(
         &self,
         outcome: &BatchOutcome,
         records: usize,
@@ -79,11 +77,7 @@ impl BatchReport {
             applied::log(event, self.aggregate_field, trace_id);
         }
         let millis = started.elapsed().as_secs_f64() * 1000.0;
-        let mut set = metrics::batch(self.function, outcome, millis, traced);
-        if let Some(dimensions) = &self.dimensions {
-            set = set.dimensions(dimensions.clone());
-        }
-        set.emit();
+        metrics::batch(self.function, outcome, millis, traced).emit();
     }
 }
 

@@ -47,7 +47,8 @@ impl MetricSet {
 }
 
 /// A function's metrics: EMF lines on stdout, beside its JSON logs, in the same log stream, under
-/// the [`Dimensions`] of its environment.
+/// the namespace and `Service` of its environment (`METRICS_NAMESPACE`, default `Outbox`;
+/// `METRICS_SERVICE`).
 pub fn init_metrics() {
     init_metrics_to(|line| {
         // A lost metric line must not fail the invocation that produced it.

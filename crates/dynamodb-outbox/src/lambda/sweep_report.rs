@@ -24,7 +24,7 @@ pub enum SweepAction {
 
 impl SweepAction {
     /// The action `payload` asks for.
-    pub fn of(payload: &Value) -> Self {
+    pub(crate) fn of(payload: &Value) -> Self {
         match payload.get("action").and_then(Value::as_str) {
             Some(REDRIVE_PARKED) => Self::RedriveParked,
             _ => Self::Sweep,
@@ -32,7 +32,7 @@ impl SweepAction {
     }
 
     /// Its name in the `sweep done` log line.
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Self::Sweep => "sweep",
             Self::RedriveParked => REDRIVE_PARKED,
@@ -98,7 +98,12 @@ impl SweepReport {
     /// The run's metrics: a sweep counts the old pending events it found (the stream did not
     /// deliver them within the grace period: alarmed); a redrive counts the parked events it
     /// took back instead.
-    pub fn metrics(&self, function: &'static str, action: SweepAction, millis: f64) -> MetricSet {
+    pub(crate) fn metrics(
+        &self,
+        function: &'static str,
+        action: SweepAction,
+        millis: f64,
+    ) -> MetricSet {
         let found = match action {
             SweepAction::Sweep => metrics::OLD_PENDING_FOUND,
             SweepAction::RedriveParked => metrics::UNPARKED,

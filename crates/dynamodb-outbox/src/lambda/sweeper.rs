@@ -50,7 +50,8 @@ impl<C: Consumer, S: ConsumerStore> SweepJob for OutboxSweep<'_, C, S> {
 }
 
 /// The sweeper function over a [`SweepJob`]: reads the action, runs it, logs `sweep done` and
-/// emits the run's metrics under `function` ([`SweepReport::metrics`]).
+/// emits the run's metrics under `function`: a sweep counts the old pending events it found, a
+/// redrive the parked events it took back.
 #[derive(Debug)]
 pub struct ScheduledSweep<'a, J> {
     job: &'a J,

@@ -12,7 +12,7 @@ use aws_smithy_types::config_bag::ConfigBag;
 
 /// The SDK's HTTP client (hyper, pooled connections, HTTP/1.1 to DynamoDB) with rustls on ring:
 /// one TLS stack, and the smaller one (aws-lc, the SDK's default, adds about 0.7 MB). What ring
-/// lacks, a FIPS mode and post-quantum key exchange, this project does not require; a deployment
+/// lacks, a FIPS mode and post-quantum key exchange, the engine does not require; a deployment
 /// that must have them switches to `CryptoMode::AwsLc` with the `rustls-aws-lc` feature.
 pub fn https_client() -> SharedHttpClient {
     https_client_trusting(trust_store(|name| std::env::var_os(name)))
@@ -37,7 +37,7 @@ fn https_client_trusting(roots: tls::TrustStore) -> SharedHttpClient {
 /// a connector and drops it, so that the system's roots (which it caches) load during init; roots
 /// given as PEM are not cached, so the warm-up parsed the whole bundle for nothing and the first
 /// request parsed it again (about 1 ms of CPU of the 2.8 ms before the first poll here,
-/// docs/benchmarks.md). Skipping it parses the bundle once, when the first request builds the
+/// the repository's docs/benchmarks.md). Skipping it parses the bundle once, when the first request builds the
 /// connector it keeps; every request is served exactly as before.
 #[derive(Debug)]
 struct RootsParsedOnce(SharedHttpClient);
@@ -74,7 +74,7 @@ pub const CA_BUNDLE_FILES: &[&str] = &[
 
 /// The roots the functions trust: the one bundle file, not the system default. The default
 /// (rustls-native-certs) reads the bundle *and* every file of the certificate directory, the
-/// same certificates again one file at a time: most of a cold start (docs/benchmarks.md). The
+/// same certificates again one file at a time: most of a cold start (the repository's docs/benchmarks.md). The
 /// bundle holds every root the system trusts, so nothing is lost; AWS endpoints chain to the
 /// Amazon Trust Services roots (and Starfield's, cross-signing them), which it contains.
 /// `SSL_CERT_FILE` still names another bundle; with `SSL_CERT_DIR`, or no bundle file at all,
