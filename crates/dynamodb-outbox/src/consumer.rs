@@ -212,17 +212,11 @@ pub(crate) enum Write {
         /// Refuse the effect if the item exists.
         if_absent: bool,
     },
-    /// Adds `amount` to the number `attribute` of the item (`pk`, `sk`), creating it at 0; with
+    /// Adds `amount` to the number `counter` names, creating the item at 0; with
     /// `at_most`, only when the result stays at or below it.
     Add {
-        /// The table.
-        table: String,
-        /// The item's partition key.
-        pk: String,
-        /// The item's sort key.
-        sk: String,
-        /// The numeric attribute.
-        attribute: String,
+        /// The table, the item's key and the numeric attribute.
+        counter: Counter,
         /// What to add (may be negative).
         amount: i64,
         /// The largest value the attribute may reach.
@@ -261,13 +255,15 @@ impl Write {
                 format!("put of {} into {table}{condition}", key_of(item))
             }
             Write::Add {
-                table,
-                pk,
-                sk,
-                attribute,
+                counter,
                 amount,
                 at_most,
             } => {
+                let Counter {
+                    table,
+                    key: ItemKey { pk, sk },
+                    attribute,
+                } = counter;
                 let condition = at_most
                     .map(|max| format!(" (the result would pass {max})"))
                     .unwrap_or_default();
@@ -346,16 +342,8 @@ impl Effect {
     }
 
     fn addition(mut self, counter: Counter, amount: i64, at_most: Option<i64>) -> Self {
-        let Counter {
-            table,
-            key: ItemKey { pk, sk },
-            attribute,
-        } = counter;
         self.writes.push(Write::Add {
-            table,
-            pk,
-            sk,
-            attribute,
+            counter,
             amount,
             at_most,
         });
@@ -384,18 +372,14 @@ impl Effect {
         let mut touched: HashSet<(String, String, String)> = HashSet::new();
         for write in effects.iter().flat_map(|e| e.writes.iter()) {
             if let Write::Add {
-                table,
-                pk,
-                sk,
-                attribute,
+                counter,
                 amount,
                 at_most,
             } = write
             {
-                let same = merged.iter().position(|w| {
-                    matches!(w, Write::Add { table: t, pk: p, sk: s, attribute: a, .. }
-                        if t == table && p == pk && s == sk && a == attribute)
-                });
+                let same = merged
+                    .iter()
+                    .position(|w| matches!(w, Write::Add { counter: c, .. } if c == counter));
                 let (index, prefix_before) = match same {
                     Some(index) => (index, sums[&index].0),
                     None => {
@@ -457,7 +441,11 @@ impl Write {
                     text(crate::schema::SK),
                 )
             }
-            Write::Add { table, pk, sk, .. } => (table.clone(), pk.clone(), sk.clone()),
+            Write::Add { counter, .. } => (
+                counter.table.clone(),
+                counter.key.pk.clone(),
+                counter.key.sk.clone(),
+            ),
         }
     }
 }

@@ -11,7 +11,7 @@ use serde_dynamo::{AttributeValue, Item};
 
 use serde::Serialize;
 
-use crate::consumer::{Effect, Write};
+use crate::consumer::{Counter, Effect, Write};
 use crate::delivery::Header;
 use crate::dynamodb::Routes;
 use crate::envelope::now_rfc3339;
@@ -144,10 +144,12 @@ fn stage(state: &State, effect: &Effect) -> Result<Vec<(TableKey, Item)>, Commit
                 staged.push((key, item.clone()));
             }
             Write::Add {
-                table,
-                pk,
-                sk,
-                attribute,
+                counter:
+                    Counter {
+                        table,
+                        key: ItemKey { pk, sk },
+                        attribute,
+                    },
                 amount,
                 at_most,
             } => {

@@ -13,28 +13,17 @@ use dynamodb_outbox::lambda::{
 };
 use dynamodb_outbox::memory::MemoryStore;
 use dynamodb_outbox::{
-    kinesis_put, Consumer, Effect, Envelope, Event, HandlerError, Home, PoisonPolicy, Processor,
-    Source, Takes, TraceContext,
+    kinesis_put, Consumer, Effect, Envelope, HandlerError, Home, PoisonPolicy, Processor, Source,
+    Takes, TraceContext,
 };
 use lambda_runtime::tower::{Layer, Service};
 use lambda_runtime::{Context, Error, LambdaEvent};
-use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct Deposited {
-    account: String,
-    cents: i64,
-}
+#[path = "common/accounts.rs"]
+mod accounts;
 
-impl Event for Deposited {
-    const EVENT_TYPE: &'static str = "Deposited";
-    const SCHEMA_VERSION: u32 = 1;
-    const AGGREGATE_TYPE: &'static str = "Account";
-    fn aggregate_id(&self) -> String {
-        self.account.clone()
-    }
-}
+use accounts::{deposit, Deposited};
 
 const ARN: &str = "arn:aws:kinesis:eu-west-1:123456789012:stream/deposits";
 const TRACEPARENT: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
@@ -82,13 +71,6 @@ fn batch(deposits: &[Envelope<Deposited>]) -> KinesisEvent {
         event.records.push(record);
     }
     event
-}
-
-fn deposit(account: &str, cents: i64) -> Envelope<Deposited> {
-    Envelope::new(Deposited {
-        account: account.into(),
-        cents,
-    })
 }
 
 fn invocation<T>(payload: T, trace_id: &str) -> LambdaEvent<T> {

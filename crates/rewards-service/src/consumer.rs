@@ -5,7 +5,7 @@
 use dynamodb_outbox::{
     Consumer, Counter, Effect, Envelope, HandlerError, ItemKey, PoisonPolicy, Takes,
 };
-use order_service::domain::events::{ORDER_PLACED, SCHEMA_VERSION};
+use order_service::domain::events::takes_order_placed;
 use order_service::domain::OrderPlaced;
 use serde_dynamo::{AttributeValue, Item};
 use service_runtime::Timestamp;
@@ -44,10 +44,7 @@ impl Consumer for RewardsConsumer {
     }
 
     fn takes(&self) -> Vec<Takes> {
-        vec![Takes::versions(
-            ORDER_PLACED,
-            SCHEMA_VERSION..=SCHEMA_VERSION,
-        )]
+        takes_order_placed()
     }
 
     /// Rewards add up in any order: one bad event must not hold back a customer's later

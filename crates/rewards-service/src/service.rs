@@ -28,8 +28,7 @@ pub type RewardsProcessor = Processor<RewardsConsumer, DynamoConsumerStore>;
 /// rewards table (effects and progress), the orders table (the outbox), retention, concurrency.
 pub fn processor_from_env(client: Client) -> Result<RewardsProcessor, ConfigError> {
     let rewards = config::required(config::REWARDS_TABLE)?;
-    let orders = config::required_source(config::ORDERS_TABLE, SourceKind::Table)?;
-    let orders = config::source_from(config::ORDERS_TABLE, SourceKind::Table, &orders)?;
+    let orders = config::source(config::ORDERS_TABLE, SourceKind::Table)?;
     let retention: i64 = config::OUTBOX_RETENTION_SECONDS.read()?;
     let out_of_range = |_: dynamodb_outbox::SettingError| ConfigError::OutOfRange {
         variable: config::OUTBOX_RETENTION_SECONDS.variable,

@@ -11,7 +11,7 @@ pub use client::{
 };
 pub use logging::{init_tracing, init_tracing_to, json_logs_to};
 pub use settings::{
-    required, required_name, required_source, required_stream, source_from, source_name,
+    required, required_name, required_source, required_stream, source, source_from, source_name,
     ConfigError, OutboxPattern, Setting, SourceKind, CONSUMER_CONCURRENCY, DEFAULT_CONCURRENCY,
     DEFAULT_GRACE_SECONDS, DEFAULT_RETENTION_SECONDS, DEFAULT_SWEEP_LIMIT, ORDERS_TABLE,
     ORDER_EVENTS_STREAM, OUTBOX_PATTERN, OUTBOX_RETENTION_SECONDS, REWARDS_TABLE,

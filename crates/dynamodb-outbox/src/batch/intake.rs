@@ -71,12 +71,10 @@ impl<C: Consumer, S: ConsumerStore> Processor<C, S> {
         let incoming: Vec<(String, Work<C::Payload>)> = records
             .iter()
             .map(|record| {
-                let id = record
-                    .change
-                    .sequence_number
-                    .clone()
-                    .unwrap_or_else(|| record.event_id.clone());
-                (id, self.classify_stream_record(record, &takes))
+                (
+                    record_id(record),
+                    self.classify_stream_record(record, &takes),
+                )
             })
             .collect();
         self.process(incoming).await
@@ -87,29 +85,28 @@ impl<C: Consumer, S: ConsumerStore> Processor<C, S> {
         let takes = self.consumer.takes();
         let incoming = items
             .into_iter()
-            .map(|item| {
-                let header = Header::peek(&item);
-                (
-                    format!("{}/{}", header.pk, header.sk),
-                    self.classify_item(item, &takes),
-                )
-            })
+            .map(|item| (key_name(&item), self.classify_item(item, &takes)))
             .collect();
         self.process(incoming).await
     }
 
     fn classify_stream_record(&self, record: &EventRecord, takes: &[Takes]) -> Work<C::Payload> {
-        if let Err(reason) = self.admit(SourceKind::Table, record.event_source_arn.as_deref()) {
-            return Work::Poison {
+        match self.inserted(record) {
+            Err(reason) => Work::Poison {
                 reason,
                 at: None,
                 event: None,
-            };
+            },
+            Ok(None) => Work::Ignore,
+            Ok(Some(image)) => self.classify_item(image.clone(), takes),
         }
-        if record.event_name != "INSERT" {
-            return Work::Ignore;
-        }
-        self.classify_item(record.change.new_image.clone(), takes)
+    }
+
+    /// The item a table stream's record inserted: `None` for another change (only INSERTs are
+    /// events), `Err` for a record from a stream this processor does not read.
+    pub(super) fn inserted<'r>(&self, record: &'r EventRecord) -> Result<Option<&'r Item>, String> {
+        self.admit(SourceKind::Table, record.event_source_arn.as_deref())?;
+        Ok((record.event_name == "INSERT").then_some(&record.change.new_image))
     }
 
     pub(super) fn classify_item(&self, item: Item, takes: &[Takes]) -> Work<C::Payload> {
@@ -191,4 +188,19 @@ pub(super) fn taken(takes: &[Takes], header: &Header) -> bool {
                 .schema_version
                 .is_some_and(|v| t.versions.contains(&v))
     })
+}
+
+/// What a table stream's record is named by in the batch's outcome: its sequence number.
+pub(super) fn record_id(record: &EventRecord) -> String {
+    record
+        .change
+        .sequence_number
+        .clone()
+        .unwrap_or_else(|| record.event_id.clone())
+}
+
+/// What an item read from a table is named by in the batch's outcome: its key.
+pub(super) fn key_name(item: &Item) -> String {
+    let header = Header::peek(item);
+    format!("{}/{}", header.pk, header.sk)
 }

@@ -10,7 +10,7 @@ use aws_lambda_events::kinesis::KinesisEventRecord;
 use serde::Serialize;
 use serde_dynamo::{AttributeValue, Item};
 
-use super::intake::taken;
+use super::intake::{key_name, record_id, taken};
 use super::{Arrived, BatchOutcome, Outcome, Processor, Work};
 use crate::consumer::{Consumer, Effect, HandlerError, PoisonPolicy, Takes};
 use crate::delivery::{self, Header};
@@ -142,18 +142,11 @@ impl<C: Consumer, S: ConsumerStore> Processor<C, S> {
         let incoming = records
             .iter()
             .map(|record| {
-                let id = record
-                    .change
-                    .sequence_number
-                    .clone()
-                    .unwrap_or_else(|| record.event_id.clone());
-                let source = record.event_source_arn.as_deref();
-                let work = if let Err(reason) = self.admit(SourceKind::Table, source) {
-                    unreadable(format!("record {id}: {reason}"))
-                } else if record.event_name != "INSERT" {
-                    Work::Ignore
-                } else {
-                    self.classify_entity(&record.change.new_image, &adapter, &takes)
+                let id = record_id(record);
+                let work = match self.inserted(record) {
+                    Err(reason) => unreadable(format!("record {id}: {reason}")),
+                    Ok(None) => Work::Ignore,
+                    Ok(Some(image)) => self.classify_entity(image, &adapter, &takes),
                 };
                 (id, work)
             })
@@ -172,13 +165,7 @@ impl<C: Consumer, S: ConsumerStore> Processor<C, S> {
         let takes = self.consumer.takes();
         let incoming = items
             .iter()
-            .map(|item| {
-                let header = Header::peek(item);
-                (
-                    format!("{}/{}", header.pk, header.sk),
-                    self.classify_entity(item, &adapter, &takes),
-                )
-            })
+            .map(|item| (key_name(item), self.classify_entity(item, &adapter, &takes)))
             .collect();
         self.process(incoming).await
     }

@@ -76,19 +76,16 @@ impl DynamoConsumerStore {
                 Ok(TransactWriteItem::builder().put(put).build())
             }
             Write::Add {
-                table,
-                pk,
-                sk,
-                attribute,
+                counter,
                 amount,
                 at_most,
             } => {
                 let mut update = Update::builder()
-                    .table_name(table)
-                    .key(schema::PK, text(pk))
-                    .key(schema::SK, text(sk))
+                    .table_name(&counter.table)
+                    .key(schema::PK, text(&counter.key.pk))
+                    .key(schema::SK, text(&counter.key.sk))
                     .update_expression("ADD #value :amount")
-                    .expression_attribute_names("#value", attribute)
+                    .expression_attribute_names("#value", &counter.attribute)
                     .expression_attribute_values(":amount", number(amount));
                 if let Some(max) = at_most {
                     let room = max
@@ -180,6 +177,37 @@ fn progress_of(item: &SdkItem) -> u64 {
         .unwrap_or(0)
 }
 
+/// How a transaction ended.
+enum Sent {
+    /// Nothing left to explain: it applied, or DynamoDB refused it as invalid.
+    Settled(Committed),
+    /// A condition cancelled it; the reasons, one per action, say which.
+    Cancelled(Vec<CancellationReason>),
+}
+
+impl DynamoConsumerStore {
+    /// Sends the actions as one transaction; a cancellation comes back for the caller, who
+    /// knows which of its actions are the progress or the idempotency record.
+    async fn transact(&self, actions: Vec<TransactWriteItem>) -> Result<Sent, StoreError> {
+        let result = self
+            .client
+            .transact_write_items()
+            .set_transact_items(Some(actions))
+            .send()
+            .await;
+        let err = match result {
+            Ok(_) => return Ok(Sent::Settled(Committed::Applied)),
+            Err(err) => err,
+        };
+        let Some(TransactWriteItemsError::TransactionCanceledException(cancelled)) =
+            err.as_service_error()
+        else {
+            return refused_if_invalid(classify(err)).map(Sent::Settled);
+        };
+        Ok(Sent::Cancelled(cancelled.cancellation_reasons().to_vec()))
+    }
+}
+
 impl StoreOps for DynamoConsumerStore {
     fn table(&self) -> &str {
         &self.table
@@ -197,23 +225,11 @@ impl StoreOps for DynamoConsumerStore {
         };
         let progress_at = actions.len();
         actions.push(self.progress(consumer, step)?);
-        let result = self
-            .client
-            .transact_write_items()
-            .set_transact_items(Some(actions))
-            .send()
-            .await;
-        let err = match result {
-            Ok(_) => return Ok(Committed::Applied),
-            Err(err) => err,
+        let reasons = match self.transact(actions).await? {
+            Sent::Settled(outcome) => return Ok(outcome),
+            Sent::Cancelled(reasons) => reasons,
         };
-        let Some(TransactWriteItemsError::TransactionCanceledException(cancelled)) =
-            err.as_service_error()
-        else {
-            return refused_if_invalid(classify(err));
-        };
-        let reasons = cancelled.cancellation_reasons();
-        if reason_code(reasons, progress_at) == "ConditionalCheckFailed" {
+        if reason_code(&reasons, progress_at) == "ConditionalCheckFailed" {
             let applied = match reasons.get(progress_at).and_then(|r| r.item.as_ref()) {
                 Some(item) => progress_of(item),
                 None => self.read_progress(consumer, &step.ordering_key).await?,
@@ -231,7 +247,7 @@ impl StoreOps for DynamoConsumerStore {
                 ))
             });
         }
-        effect_cancellation(effect, reasons)
+        effect_cancellation(effect, &reasons)
     }
 
     async fn leave(&self, consumer: &str, item: &ItemKey, last: LastOut) -> Result<(), StoreError> {
@@ -288,30 +304,18 @@ impl StoreOps for DynamoConsumerStore {
             .build()
             .map_err(|e| StoreError::Failed(e.into()))?;
         actions.push(TransactWriteItem::builder().delete(delete).build());
-        let result = self
-            .client
-            .transact_write_items()
-            .set_transact_items(Some(actions))
-            .send()
-            .await;
-        let err = match result {
-            Ok(_) => return Ok(Committed::Applied),
-            Err(err) => err,
+        let reasons = match self.transact(actions).await? {
+            Sent::Settled(outcome) => return Ok(outcome),
+            Sent::Cancelled(reasons) => reasons,
         };
-        let Some(TransactWriteItemsError::TransactionCanceledException(cancelled)) =
-            err.as_service_error()
-        else {
-            return refused_if_invalid(classify(err));
-        };
-        let reasons = cancelled.cancellation_reasons();
         // Gone means another redrive applied it: whatever the effect's conditions say now is
         // about that redrive's writes.
-        if reason_code(reasons, record_at) == "ConditionalCheckFailed" {
+        if reason_code(&reasons, record_at) == "ConditionalCheckFailed" {
             return Ok(Committed::Duplicate);
         }
         if effect
             .record
-            .is_some_and(|index| reason_code(reasons, index) == "ConditionalCheckFailed")
+            .is_some_and(|index| reason_code(&reasons, index) == "ConditionalCheckFailed")
         {
             // A redelivery applied the event after its fix: the parked record is stale.
             self.client
@@ -324,7 +328,7 @@ impl StoreOps for DynamoConsumerStore {
                 .map_err(classify)?;
             return Ok(Committed::Duplicate);
         }
-        effect_cancellation(effect, reasons)
+        effect_cancellation(effect, &reasons)
     }
 
     async fn commit_once(
@@ -352,23 +356,11 @@ impl StoreOps for DynamoConsumerStore {
                 (actions.len() - 1, None)
             }
         };
-        let result = self
-            .client
-            .transact_write_items()
-            .set_transact_items(Some(actions))
-            .send()
-            .await;
-        let err = match result {
-            Ok(_) => return Ok(Committed::Applied),
-            Err(err) => err,
+        let reasons = match self.transact(actions).await? {
+            Sent::Settled(outcome) => return Ok(outcome),
+            Sent::Cancelled(reasons) => reasons,
         };
-        let Some(TransactWriteItemsError::TransactionCanceledException(cancelled)) =
-            err.as_service_error()
-        else {
-            return refused_if_invalid(classify(err));
-        };
-        let reasons = cancelled.cancellation_reasons();
-        if reason_code(reasons, record_at) == "ConditionalCheckFailed" {
+        if reason_code(&reasons, record_at) == "ConditionalCheckFailed" {
             let Some(record) = named else {
                 return Ok(Committed::Duplicate);
             };
@@ -385,7 +377,7 @@ impl StoreOps for DynamoConsumerStore {
                 ))
             });
         }
-        effect_cancellation(effect, reasons)
+        effect_cancellation(effect, &reasons)
     }
 
     async fn repark(&self, parked: &ItemKey, reason: &str) -> Result<(), StoreError> {

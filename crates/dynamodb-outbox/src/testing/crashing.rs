@@ -3,10 +3,8 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use crate::consumer::Effect;
-use crate::store::{
-    Committed, ConsumerStore, ItemKey, LastOut, Parked, Step, StoreError, StoreOps,
-};
+use super::around::Around;
+use crate::store::{Committed, ConsumerStore, ItemKey, StoreError};
 
 /// Where the process dies.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -92,6 +90,14 @@ impl<S: ConsumerStore> Crashing<S> {
         }
         Ok(())
     }
+}
+
+impl<S: ConsumerStore> Around for Crashing<S> {
+    type Inner = S;
+
+    fn inner(&self) -> &S {
+        &self.store
+    }
 
     fn after_commit(&self, result: Result<Committed, StoreError>) -> Result<Committed, StoreError> {
         match result? {
@@ -101,51 +107,11 @@ impl<S: ConsumerStore> Crashing<S> {
             other => Ok(other),
         }
     }
-}
 
-impl<S: ConsumerStore> StoreOps for Crashing<S> {
-    fn table(&self) -> &str {
-        self.store.table()
-    }
-
-    async fn commit(
-        &self,
-        consumer: &str,
-        step: &Step,
-        effect: &Effect,
-    ) -> Result<Committed, StoreError> {
-        self.after_commit(self.store.commit(consumer, step, effect).await)
-    }
-
-    async fn leave(&self, consumer: &str, item: &ItemKey, last: LastOut) -> Result<(), StoreError> {
+    fn before_leave(&self, item: &ItemKey) -> Result<(), StoreError> {
         if self.only.as_ref().is_none_or(|only| only == item) {
             self.crash(CrashPoint::BeforeDone)?;
         }
-        self.store.leave(consumer, item, last).await
-    }
-
-    async fn parked(&self, consumer: &str, limit: usize) -> Result<Vec<Parked>, StoreError> {
-        self.store.parked(consumer, limit).await
-    }
-
-    async fn commit_parked(
-        &self,
-        parked: &ItemKey,
-        effect: &Effect,
-    ) -> Result<Committed, StoreError> {
-        self.after_commit(self.store.commit_parked(parked, effect).await)
-    }
-
-    async fn repark(&self, parked: &ItemKey, reason: &str) -> Result<(), StoreError> {
-        self.store.repark(parked, reason).await
-    }
-
-    async fn commit_once(
-        &self,
-        consumer: &str,
-        event_id: &str,
-        effect: &Effect,
-    ) -> Result<Committed, StoreError> {
-        self.after_commit(self.store.commit_once(consumer, event_id, effect).await)
+        Ok(())
     }
 }

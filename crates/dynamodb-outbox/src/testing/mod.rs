@@ -13,6 +13,7 @@
 //! # let _ = store;
 //! ```
 
+mod around;
 mod crashing;
 mod inspect;
 mod recording;

@@ -3,10 +3,8 @@
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use crate::consumer::Effect;
-use crate::store::{
-    Committed, ConsumerStore, ItemKey, LastOut, Parked, Step, StoreError, StoreOps,
-};
+use super::around::Around;
+use crate::store::{ConsumerStore, Step, StoreError};
 
 /// A commit that applied: `consumer`'s progress on `ordering_key` moved from `after` to
 /// `sequence` (over every event in between, when a run committed together).
@@ -69,13 +67,6 @@ impl<S: ConsumerStore> Recording<S> {
     pub fn fail_next_commits(&self, count: usize, fault: Fault) {
         lock(&self.faults).extend(std::iter::repeat_n(fault, count));
     }
-
-    fn fault(&self) -> Result<(), StoreError> {
-        match lock(&self.faults).pop_front() {
-            Some(fault) => Err(fault()),
-            None => Ok(()),
-        }
-    }
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -84,58 +75,26 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-impl<S: ConsumerStore> StoreOps for Recording<S> {
-    fn table(&self) -> &str {
-        self.store.table()
+impl<S: ConsumerStore> Around for Recording<S> {
+    type Inner = S;
+
+    fn inner(&self) -> &S {
+        &self.store
     }
 
-    async fn commit(
-        &self,
-        consumer: &str,
-        step: &Step,
-        effect: &Effect,
-    ) -> Result<Committed, StoreError> {
-        self.fault()?;
-        let result = self.store.commit(consumer, step, effect).await;
-        if let Ok(Committed::Applied) = &result {
-            lock(&self.applied).push(AppliedCommit {
-                consumer: consumer.to_owned(),
-                ordering_key: step.ordering_key.clone(),
-                after: step.after,
-                sequence: step.sequence,
-            });
+    fn before_commit(&self) -> Result<(), StoreError> {
+        match lock(&self.faults).pop_front() {
+            Some(fault) => Err(fault()),
+            None => Ok(()),
         }
-        result
     }
 
-    async fn leave(&self, consumer: &str, item: &ItemKey, last: LastOut) -> Result<(), StoreError> {
-        self.store.leave(consumer, item, last).await
-    }
-
-    async fn parked(&self, consumer: &str, limit: usize) -> Result<Vec<Parked>, StoreError> {
-        self.store.parked(consumer, limit).await
-    }
-
-    async fn commit_parked(
-        &self,
-        parked: &ItemKey,
-        effect: &Effect,
-    ) -> Result<Committed, StoreError> {
-        self.fault()?;
-        self.store.commit_parked(parked, effect).await
-    }
-
-    async fn repark(&self, parked: &ItemKey, reason: &str) -> Result<(), StoreError> {
-        self.store.repark(parked, reason).await
-    }
-
-    async fn commit_once(
-        &self,
-        consumer: &str,
-        event_id: &str,
-        effect: &Effect,
-    ) -> Result<Committed, StoreError> {
-        self.fault()?;
-        self.store.commit_once(consumer, event_id, effect).await
+    fn applied(&self, consumer: &str, step: &Step) {
+        lock(&self.applied).push(AppliedCommit {
+            consumer: consumer.to_owned(),
+            ordering_key: step.ordering_key.clone(),
+            after: step.after,
+            sequence: step.sequence,
+        });
     }
 }

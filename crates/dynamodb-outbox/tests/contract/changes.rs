@@ -8,13 +8,13 @@ use std::sync::Arc;
 
 use aws_lambda_events::dynamodb::EventRecord;
 use dynamodb_outbox::{
-    pending_marker, Consumer, Counter, Effect, Envelope, HandlerError, Home, ItemKey, Processor,
-    Source, Takes,
+    pending_marker, Consumer, Effect, Envelope, HandlerError, Home, ItemKey, Processor, Source,
+    Takes,
 };
 use serde::{Deserialize, Serialize};
 use serde_dynamo::{AttributeValue, Item};
 
-use crate::fixture::{StoreUnderTest, TABLE};
+use crate::fixture::{balance_of, StoreUnderTest, TABLE};
 
 const ENTITIES: &str = "deposits";
 const ARN: &str = "arn:aws:dynamodb:eu-west-1:123456789012:table/deposits/stream/2026-11-30";
@@ -54,17 +54,9 @@ impl Consumer for Ledger {
                 AttributeValue::N(event.payload.cents.to_string()),
             ),
         ]));
-        Ok(Effect::new().put(TABLE, last).add(
-            Counter {
-                table: TABLE.into(),
-                key: ItemKey {
-                    pk,
-                    sk: "BALANCE".into(),
-                },
-                attribute: "cents".into(),
-            },
-            event.payload.cents,
-        ))
+        Ok(Effect::new()
+            .put(TABLE, last)
+            .add(balance_of(pk), event.payload.cents))
     }
 }
 

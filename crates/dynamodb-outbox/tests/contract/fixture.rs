@@ -11,11 +11,13 @@ use dynamodb_outbox::dynamodb::{DynamoConsumerStore, Routes};
 use dynamodb_outbox::memory::{MemoryOutbox, MemoryStore};
 use dynamodb_outbox::testing::{create_tables, Header, Inspect, Recording, WaitingItem};
 use dynamodb_outbox::{
-    Consumer, Counter, Effect, Envelope, Event, HandlerError, ItemKey, PoisonPolicy, Processor,
-    Source, Takes,
+    Consumer, Counter, Effect, Envelope, HandlerError, ItemKey, PoisonPolicy, Processor, Source,
+    Takes,
 };
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_dynamo::{AttributeValue, Item};
+
+pub use crate::accounts::{deposit, Deposited, Frozen};
 
 /// The consumers' table (progress, parked events, and the ledger's own items).
 pub const TABLE: &str = "accounts";
@@ -55,36 +57,6 @@ impl StoreUnderTest for DynamoConsumerStore {
         let client = aws_sdk_dynamodb::Client::from_conf(config);
         create_tables(&client, TABLE, OUTBOX).await.unwrap();
         DynamoConsumerStore::new(client, TABLE, OUTBOX)
-    }
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Deposited {
-    pub account: String,
-    pub cents: i64,
-}
-
-impl Event for Deposited {
-    const EVENT_TYPE: &'static str = "Deposited";
-    const SCHEMA_VERSION: u32 = 1;
-    const AGGREGATE_TYPE: &'static str = "Account";
-    fn aggregate_id(&self) -> String {
-        self.account.clone()
-    }
-}
-
-/// A newer event type the consumers were never taught.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Frozen {
-    pub account: String,
-}
-
-impl Event for Frozen {
-    const EVENT_TYPE: &'static str = "Frozen";
-    const SCHEMA_VERSION: u32 = 1;
-    const AGGREGATE_TYPE: &'static str = "Account";
-    fn aggregate_id(&self) -> String {
-        self.account.clone()
     }
 }
 
@@ -137,25 +109,11 @@ impl Consumer for Ledger {
             ),
         ]));
         Ok(Effect::new().put_new(TABLE, entry).add_at_most(
-            Counter {
-                table: TABLE.into(),
-                key: ItemKey {
-                    pk,
-                    sk: "BALANCE".into(),
-                },
-                attribute: "cents".into(),
-            },
+            balance_of(pk),
             event.payload.cents,
             1_000_000,
         ))
     }
-}
-
-pub fn deposit(account: &str, cents: i64) -> Envelope<Deposited> {
-    Envelope::new(Deposited {
-        account: account.into(),
-        cents,
-    })
 }
 
 pub struct World<S> {
@@ -218,6 +176,18 @@ impl<S: StoreUnderTest> World<S> {
 
     pub async fn waiting(&self, item: &Item) -> WaitingItem {
         self.store.waiting(&key_of(item)).await.unwrap()
+    }
+}
+
+/// The `cents` of an account's balance item, keyed `pk`, in the consumers' table.
+pub fn balance_of(pk: String) -> Counter {
+    Counter {
+        table: TABLE.into(),
+        key: ItemKey {
+            pk,
+            sk: "BALANCE".into(),
+        },
+        attribute: "cents".into(),
     }
 }
 

@@ -9,28 +9,12 @@ use std::sync::Arc;
 use aws_lambda_events::kinesis::KinesisEventRecord;
 use dynamodb_outbox::testing::schema;
 use dynamodb_outbox::{
-    kinesis_put, Consumer, Counter, Effect, Envelope, Event, HandlerError, Home, ItemKey,
-    PoisonPolicy, Processor, Source, Takes,
+    kinesis_put, Consumer, Effect, Envelope, HandlerError, Home, PoisonPolicy, Processor, Source,
+    Takes,
 };
-use serde::{Deserialize, Serialize};
 use serde_dynamo::{AttributeValue, Item};
 
-use crate::fixture::{StoreUnderTest, TABLE};
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct Deposited {
-    account: String,
-    cents: i64,
-}
-
-impl Event for Deposited {
-    const EVENT_TYPE: &'static str = "Deposited";
-    const SCHEMA_VERSION: u32 = 1;
-    const AGGREGATE_TYPE: &'static str = "Account";
-    fn aggregate_id(&self) -> String {
-        self.account.clone()
-    }
-}
+use crate::fixture::{balance_of, deposit, Deposited, StoreUnderTest, TABLE};
 
 const STREAM: &str = "deposits";
 const ARN: &str = "arn:aws:kinesis:eu-west-1:123456789012:stream/deposits";
@@ -86,25 +70,10 @@ impl Consumer for Ledger {
         } else {
             Effect::new().put_new(TABLE, line)
         };
-        Ok(effect.put(TABLE, item("LAST".into(), cents)).add(
-            Counter {
-                table: TABLE.into(),
-                key: ItemKey {
-                    pk: pk.clone(),
-                    sk: "BALANCE".into(),
-                },
-                attribute: "cents".into(),
-            },
-            cents,
-        ))
+        Ok(effect
+            .put(TABLE, item("LAST".into(), cents))
+            .add(balance_of(pk.clone()), cents))
     }
-}
-
-fn deposit(account: &str, cents: i64) -> Envelope<Deposited> {
-    Envelope::new(Deposited {
-        account: account.into(),
-        cents,
-    })
 }
 
 /// The records a stream holds after these puts, numbered in put order.

@@ -7,6 +7,8 @@
 //! [`MemoryStore`]: dynamodb_outbox::memory::MemoryStore
 //! [`DynamoConsumerStore`]: dynamodb_outbox::dynamodb::DynamoConsumerStore
 
+#[path = "../common/accounts.rs"]
+mod accounts;
 mod changes;
 mod failures;
 mod fixture;

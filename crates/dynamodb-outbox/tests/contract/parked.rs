@@ -10,29 +10,12 @@ use dynamodb_outbox::dynamodb::Routes;
 use dynamodb_outbox::memory::{MemoryOutbox, MemoryStore};
 use dynamodb_outbox::testing::Recording;
 use dynamodb_outbox::{
-    Consumer, Counter, Effect, Envelope, Event, HandlerError, ItemKey, PoisonPolicy, Processor,
-    StoreError, Takes,
+    Consumer, Effect, Envelope, HandlerError, PoisonPolicy, Processor, StoreError, Takes,
 };
-use serde::{Deserialize, Serialize};
 use serde_dynamo::{AttributeValue, Item};
 use tokio::sync::Barrier;
 
-use crate::fixture::{outbox, StoreUnderTest, TABLE};
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct Deposited {
-    account: String,
-    cents: i64,
-}
-
-impl Event for Deposited {
-    const EVENT_TYPE: &'static str = "Deposited";
-    const SCHEMA_VERSION: u32 = 1;
-    const AGGREGATE_TYPE: &'static str = "Account";
-    fn aggregate_id(&self) -> String {
-        self.account.clone()
-    }
-}
+use crate::fixture::{balance_of, deposit, outbox, Deposited, StoreUnderTest, TABLE};
 
 const NAME: &str = "ledger";
 
@@ -82,25 +65,10 @@ impl Consumer for Ledger {
                 AttributeValue::S(format!("LINE#{}", event.event_id)),
             ),
         ]));
-        Ok(Effect::new().put_new(TABLE, line).add(
-            Counter {
-                table: TABLE.into(),
-                key: ItemKey {
-                    pk,
-                    sk: "BALANCE".into(),
-                },
-                attribute: "cents".into(),
-            },
-            event.payload.cents,
-        ))
+        Ok(Effect::new()
+            .put_new(TABLE, line)
+            .add(balance_of(pk), event.payload.cents))
     }
-}
-
-fn deposit(account: &str, cents: i64) -> Envelope<Deposited> {
-    Envelope::new(Deposited {
-        account: account.into(),
-        cents,
-    })
 }
 
 /// Items of `deposits` on their accounts, written and stored where `store` marks them.

@@ -1,7 +1,7 @@
 //! The events the order service publishes: its contract with every consumer.
 
 use dynamodb_outbox::dynamodb::Routes;
-use dynamodb_outbox::{Envelope, Event, TraceContext};
+use dynamodb_outbox::{Envelope, Event, Takes, TraceContext};
 use serde::{Deserialize, Serialize};
 use service_runtime::Timestamp;
 use uuid::Uuid;
@@ -16,6 +16,15 @@ pub const AGGREGATE_ORDER: &str = "Order";
 pub const SCHEMA_VERSION: u32 = 1;
 /// The consumers of [`OrderPlaced`]: the rewards service.
 pub const ORDER_PLACED_CONSUMERS: &[&str] = &["rewards"];
+
+/// What a consumer of [`OrderPlaced`] takes: the version this code reads, which is the one it
+/// writes.
+pub fn takes_order_placed() -> Vec<Takes> {
+    vec![Takes::versions(
+        ORDER_PLACED,
+        SCHEMA_VERSION..=SCHEMA_VERSION,
+    )]
+}
 
 /// An order was placed: what the rewards service credits.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]

@@ -5,6 +5,7 @@ use http::{Method, StatusCode};
 use lambda_runtime::{Error, LambdaEvent};
 use serde::Serialize;
 
+use dynamodb_outbox::TraceContext;
 use service_runtime::http::{
     body_bytes, caller, header, json, parse_json, route, with_header, ApiError, Caller,
 };
@@ -19,9 +20,20 @@ pub async fn handle<S: OrderStore>(
     store: &S,
     event: LambdaEvent<ApiGatewayV2httpRequest>,
 ) -> Result<ApiGatewayV2httpResponse, Error> {
+    counted(event, async |req, trace| respond(store, req, trace).await).await
+}
+
+/// The answer `respond` gives the request, with a `POST /orders`'s placement metrics emitted.
+pub(crate) async fn counted(
+    event: LambdaEvent<ApiGatewayV2httpRequest>,
+    respond: impl AsyncFnOnce(
+        &ApiGatewayV2httpRequest,
+        Option<String>,
+    ) -> Result<ApiGatewayV2httpResponse, ApiError>,
+) -> Result<ApiGatewayV2httpResponse, Error> {
     let trace = event.context.xray_trace_id.clone();
-    let placing = matches!(route(&event.payload), (Method::POST, path) if path == ["orders"]);
-    let result = respond(store, &event.payload, trace).await;
+    let placing = matches!(order_route(&event.payload), Ok(OrderRoute::Place));
+    let result = respond(&event.payload, trace).await;
     if placing {
         placement_metrics(&result).emit();
     }
@@ -49,12 +61,11 @@ pub async fn respond<S: OrderStore>(
     req: &ApiGatewayV2httpRequest,
     xray_trace_id: Option<String>,
 ) -> Result<ApiGatewayV2httpResponse, ApiError> {
-    match route(req) {
-        (Method::POST, path) if path == ["orders"] => post_order(store, req, xray_trace_id).await,
-        (_, path) if path == ["orders"] => Err(ApiError::method_not_allowed("POST")),
-        (Method::GET, path) if path.len() == 2 && path[0] == "orders" => {
+    match order_route(req)? {
+        OrderRoute::Place => post_order(store, Posted::read(req, xray_trace_id)?).await,
+        OrderRoute::Get(order_id) => {
             let caller = caller(req)?;
-            let view = service::get_order(store, path[1])
+            let view = service::get_order(store, order_id)
                 .await
                 .map_err(api_error)?;
             // Another customer's order does not exist, as far as this caller can tell.
@@ -62,6 +73,25 @@ pub async fn respond<S: OrderStore>(
                 return Err(api_error(OrderError::NotFound));
             }
             Ok(json(StatusCode::OK, &view))
+        }
+    }
+}
+
+/// The order API's two routes, as both patterns serve them.
+pub(crate) enum OrderRoute<'r> {
+    /// `POST /orders`.
+    Place,
+    /// `GET /orders/{order_id}`.
+    Get(&'r str),
+}
+
+/// The route a request takes; another method on a route, or another path, is its error.
+pub(crate) fn order_route(req: &ApiGatewayV2httpRequest) -> Result<OrderRoute<'_>, ApiError> {
+    match route(req) {
+        (Method::POST, path) if path == ["orders"] => Ok(OrderRoute::Place),
+        (_, path) if path == ["orders"] => Err(ApiError::method_not_allowed("POST")),
+        (Method::GET, path) if path.len() == 2 && path[0] == "orders" => {
+            Ok(OrderRoute::Get(path[1]))
         }
         (_, path) if path.len() == 2 && path[0] == "orders" => {
             Err(ApiError::method_not_allowed("GET"))
@@ -94,27 +124,46 @@ impl<'a> From<&'a Order> for Created<'a> {
     }
 }
 
+/// A `POST /orders` as both patterns read it.
+pub(crate) struct Posted<'r> {
+    pub request: OrderRequest,
+    pub key: Option<&'r str>,
+    pub trace: Option<TraceContext>,
+}
+
+impl<'r> Posted<'r> {
+    pub fn read(
+        req: &'r ApiGatewayV2httpRequest,
+        xray_trace_id: Option<String>,
+    ) -> Result<Self, ApiError> {
+        let caller = caller(req)?;
+        let bytes = body_bytes(req)?;
+        let mut request: OrderRequest = parse_json(&req.headers, &bytes)?;
+        // With an authorizer, the customer is the token's: the body may omit it, not contradict it.
+        if let Caller::Customer(customer) = caller {
+            if request.customer_id.is_empty() {
+                request.customer_id = customer.to_owned();
+            } else if request.customer_id != customer {
+                return Err(ApiError::forbidden());
+            }
+        }
+        let key = header(&req.headers, "idempotency-key")?;
+        let traceparent = header(&req.headers, "traceparent")?.map(str::to_owned);
+        Ok(Self {
+            request,
+            key,
+            trace: trace::checked(traceparent, xray_trace_id),
+        })
+    }
+}
+
 async fn post_order<S: OrderStore>(
     store: &S,
-    req: &ApiGatewayV2httpRequest,
-    xray_trace_id: Option<String>,
+    posted: Posted<'_>,
 ) -> Result<ApiGatewayV2httpResponse, ApiError> {
-    let caller = caller(req)?;
-    let bytes = body_bytes(req)?;
-    let mut request: OrderRequest = parse_json(&req.headers, &bytes)?;
-    // With an authorizer, the customer is the token's: the body may omit it, not contradict it.
-    if let Caller::Customer(customer) = caller {
-        if request.customer_id.is_empty() {
-            request.customer_id = customer.to_owned();
-        } else if request.customer_id != customer {
-            return Err(ApiError::forbidden());
-        }
-    }
-    let key = header(&req.headers, "idempotency-key")?;
-    let traceparent = header(&req.headers, "traceparent")?.map(str::to_owned);
-    let trace = trace::checked(traceparent, xray_trace_id);
+    let (key, trace) = (posted.key, posted.trace);
     let link = trace.as_ref().and_then(trace::link);
-    let placed = match service::place_order(store, request, key, trace).await {
+    let placed = match service::place_order(store, posted.request, key, trace).await {
         Ok(placed) => placed,
         Err(OrderError::Store(err)) => return Err(write_outcome_unknown(err, key)),
         Err(err) => return Err(api_error(err)),
@@ -144,20 +193,31 @@ async fn post_order<S: OrderStore>(
 /// came back (a lost response looks exactly like a failure), so the body must not say that
 /// nothing was written. What is safe depends on whether the client sent an Idempotency-Key.
 pub fn write_outcome_unknown(err: StoreError, idempotency_key: Option<&str>) -> ApiError {
+    outcome_unknown(
+        err,
+        idempotency_key,
+        "the database is busy or unreachable, and the order may or may not have been written",
+        "it returns the order if it was written and writes it once if not",
+    )
+}
+
+/// An unavailable store's error, its message saying the order's fate is unknown (`doubt`) and
+/// whether a retry is safe (with a key: `retry` says why).
+pub(crate) fn outcome_unknown(
+    err: StoreError,
+    idempotency_key: Option<&str>,
+    doubt: &str,
+    retry: &str,
+) -> ApiError {
     let unavailable = matches!(err, StoreError::Unavailable(_));
     let mut api = ApiError::from(err);
     if unavailable {
         api.message = match idempotency_key {
-            Some(_) => {
-                "the database is busy or unreachable, and the order may or may not have been \
-                 written. Retrying with the same Idempotency-Key is safe: it returns the order if \
-                 it was written and writes it once if not"
-                    .to_owned()
-            }
-            None => "the database is busy or unreachable, and the order may or may not have been \
-                 written. This request had no Idempotency-Key, so a retry may place a second \
+            Some(_) => format!("{doubt}. Retrying with the same Idempotency-Key is safe: {retry}"),
+            None => format!(
+                "{doubt}. This request had no Idempotency-Key, so a retry may place a second \
                  order: send an Idempotency-Key with every order to make retries safe"
-                .to_owned(),
+            ),
         };
     }
     api

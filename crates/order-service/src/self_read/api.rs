@@ -3,21 +3,18 @@
 
 use aws_lambda_events::apigw::{ApiGatewayV2httpRequest, ApiGatewayV2httpResponse};
 use dynamodb_outbox::kinesis_put;
-use http::{Method, StatusCode};
+use http::StatusCode;
 use lambda_runtime::{Error, LambdaEvent};
 use serde::Serialize;
 use uuid::Uuid;
 
-use service_runtime::http::{
-    body_bytes, caller, header, json, parse_json, route, with_header, ApiError, Caller,
-};
-use service_runtime::trace;
+use service_runtime::http::{caller, json, with_header, ApiError};
 
 use super::order_placed;
 use super::publish::EventPublisher;
 use crate::domain::order::validate_idempotency_key;
-use crate::domain::{Order, OrderError, OrderRequest, StoreError, Timestamp};
-use crate::handlers::order_api::placement_metrics;
+use crate::domain::{Order, OrderError, StoreError, Timestamp};
+use crate::handlers::order_api::{counted, order_route, outcome_unknown, OrderRoute, Posted};
 use crate::service::{self, idempotent_order_id};
 use crate::store::OrderStore;
 
@@ -31,13 +28,10 @@ pub async fn handle<P: EventPublisher, H: OrderStore>(
     history: &H,
     event: LambdaEvent<ApiGatewayV2httpRequest>,
 ) -> Result<ApiGatewayV2httpResponse, Error> {
-    let trace = event.context.xray_trace_id.clone();
-    let placing = matches!(route(&event.payload), (Method::POST, path) if path == ["orders"]);
-    let result = respond(publisher, history, &event.payload, trace).await;
-    if placing {
-        placement_metrics(&result).emit();
-    }
-    Ok(result.unwrap_or_else(ApiError::into_response))
+    counted(event, async |req, trace| {
+        respond(publisher, history, req, trace).await
+    })
+    .await
 }
 
 /// The whole API without the Lambda context: what tests and local tools call.
@@ -47,18 +41,9 @@ pub async fn respond<P: EventPublisher, H: OrderStore>(
     req: &ApiGatewayV2httpRequest,
     xray_trace_id: Option<String>,
 ) -> Result<ApiGatewayV2httpResponse, ApiError> {
-    match route(req) {
-        (Method::POST, path) if path == ["orders"] => {
-            post_order(publisher, req, xray_trace_id).await
-        }
-        (_, path) if path == ["orders"] => Err(ApiError::method_not_allowed("POST")),
-        (Method::GET, path) if path.len() == 2 && path[0] == "orders" => {
-            get_order(history, req, path[1]).await
-        }
-        (_, path) if path.len() == 2 && path[0] == "orders" => {
-            Err(ApiError::method_not_allowed("GET"))
-        }
-        _ => Err(ApiError::not_found()),
+    match order_route(req)? {
+        OrderRoute::Place => post_order(publisher, Posted::read(req, xray_trace_id)?).await,
+        OrderRoute::Get(order_id) => get_order(history, req, order_id).await,
     }
 }
 
@@ -76,22 +61,12 @@ struct Accepted<'a> {
 
 async fn post_order<P: EventPublisher>(
     publisher: &P,
-    req: &ApiGatewayV2httpRequest,
-    xray_trace_id: Option<String>,
+    Posted {
+        request,
+        key,
+        trace,
+    }: Posted<'_>,
 ) -> Result<ApiGatewayV2httpResponse, ApiError> {
-    let caller = caller(req)?;
-    let bytes = body_bytes(req)?;
-    let mut request: OrderRequest = parse_json(&req.headers, &bytes)?;
-    if let Caller::Customer(customer) = caller {
-        if request.customer_id.is_empty() {
-            request.customer_id = customer.to_owned();
-        } else if request.customer_id != customer {
-            return Err(ApiError::forbidden());
-        }
-    }
-    let key = header(&req.headers, "idempotency-key")?;
-    let traceparent = header(&req.headers, "traceparent")?.map(str::to_owned);
-    let trace = trace::checked(traceparent, xray_trace_id);
     let order_id = match key {
         Some(key) => {
             validate_idempotency_key(key).map_err(ApiError::from)?;
@@ -133,23 +108,12 @@ fn accepted(order: &Order) -> ApiGatewayV2httpResponse {
 /// lost (the record may be on the stream). The client cannot tell which, so the message says
 /// what a retry does.
 pub fn publish_outcome_unknown(err: StoreError, idempotency_key: Option<&str>) -> ApiError {
-    let unavailable = matches!(err, StoreError::Unavailable(_));
-    let mut api = ApiError::from(err);
-    if unavailable {
-        api.message = match idempotency_key {
-            Some(_) => {
-                "the event stream is busy or unreachable, and the order may or may not have \
-                been accepted. Retrying with the same Idempotency-Key is safe: the order is \
-                recorded once either way"
-                    .to_owned()
-            }
-            None => "the event stream is busy or unreachable, and the order may or may not have \
-                been accepted. This request had no Idempotency-Key, so a retry may place a second \
-                order: send an Idempotency-Key with every order to make retries safe"
-                .to_owned(),
-        };
-    }
-    api
+    outcome_unknown(
+        err,
+        idempotency_key,
+        "the event stream is busy or unreachable, and the order may or may not have been accepted",
+        "the order is recorded once either way",
+    )
 }
 
 async fn get_order<H: OrderStore>(

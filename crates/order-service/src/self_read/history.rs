@@ -24,7 +24,7 @@ use lambda_runtime::{Error, LambdaEvent};
 use service_runtime::config::{self, ConfigError};
 use service_runtime::metrics;
 
-use crate::domain::events::{order_placed_violation, OrderPlaced, ORDER_PLACED, SCHEMA_VERSION};
+use crate::domain::events::{order_placed_violation, takes_order_placed, OrderPlaced};
 use crate::domain::Order;
 use crate::store::dynamodb::order_item;
 
@@ -53,10 +53,7 @@ impl Consumer for OrderHistoryConsumer {
     }
 
     fn takes(&self) -> Vec<Takes> {
-        vec![Takes::versions(
-            ORDER_PLACED,
-            SCHEMA_VERSION..=SCHEMA_VERSION,
-        )]
+        takes_order_placed()
     }
 
     /// An order that cannot be written (it does not encode, or its id is taken by another
@@ -84,9 +81,10 @@ pub type HistoryProcessor = Processor<OrderHistoryConsumer, DynamoConsumerStore>
 /// The order-history processor writing to `orders_table`, reading the Kinesis stream `stream`
 /// (its name or its ARN).
 pub fn processor(client: Client, orders_table: &str, stream: Source) -> HistoryProcessor {
-    Processor::new(
+    super::stream_processor(
         OrderHistoryConsumer::new(orders_table),
-        DynamoConsumerStore::new(client, orders_table, stream.name()),
+        client,
+        orders_table,
         stream,
     )
 }
@@ -94,12 +92,7 @@ pub fn processor(client: Client, orders_table: &str, stream: Source) -> HistoryP
 /// The function's processor, from its settings: the orders table and the stream.
 pub fn processor_from_env(client: Client) -> Result<HistoryProcessor, ConfigError> {
     let orders = config::required_name(config::ORDERS_TABLE, SourceKind::Table)?;
-    let stream = config::required_source(config::ORDER_EVENTS_STREAM, SourceKind::KinesisStream)?;
-    let stream = config::source_from(
-        config::ORDER_EVENTS_STREAM,
-        SourceKind::KinesisStream,
-        &stream,
-    )?;
+    let stream = config::source(config::ORDER_EVENTS_STREAM, SourceKind::KinesisStream)?;
     Ok(processor(client, &orders, stream).concurrency(config::CONSUMER_CONCURRENCY.read()?))
 }
 

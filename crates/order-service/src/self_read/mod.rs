@@ -24,7 +24,9 @@ pub mod history;
 pub mod kinesis;
 pub mod publish;
 
-use dynamodb_outbox::{Envelope, TraceContext};
+use aws_sdk_dynamodb::Client;
+use dynamodb_outbox::dynamodb::DynamoConsumerStore;
+use dynamodb_outbox::{Consumer, Envelope, Processor, Source, TraceContext};
 use uuid::Uuid;
 
 use crate::domain::events::{AGGREGATE_ORDER, ORDER_PLACED, SCHEMA_VERSION};
@@ -32,6 +34,18 @@ use crate::domain::Order;
 
 /// Namespace of the event ids of pattern 3 (UUID v5).
 const SELF_READ_EVENT_NS: Uuid = Uuid::from_u128(0x6f75_7462_6f78_4f72_8465_7273_0000_0003);
+
+/// `consumer` reading the Kinesis stream `stream`, its done records and parked events in its own
+/// table `table`: how both consumers of the order events run.
+pub fn stream_processor<C: Consumer>(
+    consumer: C,
+    client: Client,
+    table: &str,
+    stream: Source,
+) -> Processor<C, DynamoConsumerStore> {
+    let store = DynamoConsumerStore::new(client, table, stream.name());
+    Processor::new(consumer, store, stream)
+}
 
 /// The id of the event announcing `order`: the same for every publish of the same request.
 pub fn event_id(order: &Order) -> String {

@@ -7,11 +7,11 @@
 use aws_lambda_events::kinesis::KinesisEvent;
 use aws_lambda_events::streams::KinesisEventResponse;
 use aws_sdk_dynamodb::Client;
-use dynamodb_outbox::dynamodb::DynamoConsumerStore;
 use dynamodb_outbox::lambda::KinesisStream;
 use dynamodb_outbox::{ConsumerStore, Processor, Source, SourceKind};
 use lambda_runtime::tower::{Layer, Service};
 use lambda_runtime::{Error, LambdaEvent};
+use order_service::self_read::stream_processor;
 use service_runtime::config::{self, ConfigError};
 
 use crate::consumer::RewardsConsumer;
@@ -20,9 +20,10 @@ use crate::service::RewardsProcessor;
 /// The rewards processor reading the Kinesis stream `stream` (its name or its ARN), writing to
 /// `rewards_table`.
 pub fn processor(client: Client, rewards_table: &str, stream: Source) -> RewardsProcessor {
-    Processor::new(
+    stream_processor(
         RewardsConsumer::new(rewards_table),
-        DynamoConsumerStore::new(client, rewards_table, stream.name()),
+        client,
+        rewards_table,
         stream,
     )
 }
@@ -30,12 +31,7 @@ pub fn processor(client: Client, rewards_table: &str, stream: Source) -> Rewards
 /// The function's processor, from its settings: the rewards table and the stream.
 pub fn processor_from_env(client: Client) -> Result<RewardsProcessor, ConfigError> {
     let rewards = config::required(config::REWARDS_TABLE)?;
-    let stream = config::required_source(config::ORDER_EVENTS_STREAM, SourceKind::KinesisStream)?;
-    let stream = config::source_from(
-        config::ORDER_EVENTS_STREAM,
-        SourceKind::KinesisStream,
-        &stream,
-    )?;
+    let stream = config::source(config::ORDER_EVENTS_STREAM, SourceKind::KinesisStream)?;
     Ok(processor(client, &rewards, stream).concurrency(config::CONSUMER_CONCURRENCY.read()?))
 }
 

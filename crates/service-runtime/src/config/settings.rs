@@ -1,6 +1,8 @@
 //! The settings a function reads from its environment at start-up: which tables and streams,
 //! which pattern, the numeric settings, and the sentence an operator reads when one is wrong.
 
+use std::ops::RangeInclusive;
+
 use dynamodb_outbox::Source;
 /// What a source variable names, for [`required_source`] and [`required_name`].
 pub use dynamodb_outbox::SourceKind;
@@ -26,36 +28,21 @@ pub struct Setting {
 }
 
 /// How long a processed outbox event is kept before DynamoDB's TTL may delete it: up to a year.
-pub const OUTBOX_RETENTION_SECONDS: Setting = Setting {
-    variable: "OUTBOX_RETENTION_SECONDS",
-    default: 7 * 24 * 60 * 60,
-    min: 0,
-    max: 365 * 24 * 60 * 60,
-};
+pub const OUTBOX_RETENTION_SECONDS: Setting = Setting::new(
+    "OUTBOX_RETENTION_SECONDS",
+    7 * 24 * 60 * 60,
+    0..=365 * 24 * 60 * 60,
+);
 /// Customers applied at a time in one stream batch (and outbox items marked at once): a
 /// 100-record batch of distinct customers goes in one wave of round trips
 /// (docs/benchmarks.md), and the connections and CPU of a 128 MB function stay bounded.
-pub const CONSUMER_CONCURRENCY: Setting = Setting {
-    variable: "CONSUMER_CONCURRENCY",
-    default: 100,
-    min: 1,
-    max: 256,
-};
+pub const CONSUMER_CONCURRENCY: Setting = Setting::new("CONSUMER_CONCURRENCY", 100, 1..=256);
 /// Age after which the sweeper redrives a pending event: up to 7 days (the stream keeps records
 /// for 24 hours, so a longer grace only delays the redrive of what it dropped).
-pub const SWEEPER_GRACE_SECONDS: Setting = Setting {
-    variable: "SWEEPER_GRACE_SECONDS",
-    default: 15 * 60,
-    min: 0,
-    max: 7 * 24 * 60 * 60,
-};
+pub const SWEEPER_GRACE_SECONDS: Setting =
+    Setting::new("SWEEPER_GRACE_SECONDS", 15 * 60, 0..=7 * 24 * 60 * 60);
 /// Pending events one sweeper run reads, spread evenly over the pending index's shards.
-pub const SWEEPER_BATCH_LIMIT: Setting = Setting {
-    variable: "SWEEPER_BATCH_LIMIT",
-    default: 1000,
-    min: 1,
-    max: 10_000,
-};
+pub const SWEEPER_BATCH_LIMIT: Setting = Setting::new("SWEEPER_BATCH_LIMIT", 1000, 1..=10_000);
 
 /// The variable choosing which of the article's patterns a function of the reference application
 /// runs: the same binary serves the outbox, CDC on the order table, and self-read.
@@ -204,6 +191,12 @@ pub fn required_source(name: &'static str, kind: SourceKind) -> Result<String, C
     Ok(value)
 }
 
+/// The table or Kinesis stream in the variable `name` (its name or its ARN, checked as
+/// [`required_source`] checks it), as the source a consumer reads.
+pub fn source(name: &'static str, kind: SourceKind) -> Result<Source, ConfigError> {
+    source_from(name, kind, &required_source(name, kind)?)
+}
+
 /// The name of the table (`kind` [`SourceKind::Table`]) or Kinesis stream in the variable
 /// `name`, which holds its name or its ARN (checked at start-up as [`required_source`] checks
 /// it): what a function addresses it by in its DynamoDB or Kinesis calls, so one value serves
@@ -239,6 +232,16 @@ pub fn source_from(
 }
 
 impl Setting {
+    /// `variable`, `default` when unset, any value in `range` when set.
+    const fn new(variable: &'static str, default: i64, range: RangeInclusive<i64>) -> Self {
+        Self {
+            variable,
+            default,
+            min: *range.start(),
+            max: *range.end(),
+        }
+    }
+
     /// The setting's value from the environment, its default when unset.
     pub fn read<T: TryFrom<i64>>(&self) -> Result<T, ConfigError> {
         self.read_from(|name| std::env::var(name).ok())

@@ -1,0 +1,85 @@
+//! The test stores' shared shape: every call reaches the wrapped store, with a say before the
+//! commits and the leave and over the commits' answers.
+
+use crate::consumer::Effect;
+use crate::store::{
+    Committed, ConsumerStore, ItemKey, LastOut, Parked, Step, StoreError, StoreOps,
+};
+
+/// What a test store adds around the store it wraps.
+pub(crate) trait Around: Send + Sync {
+    /// The store the calls reach.
+    type Inner: ConsumerStore;
+
+    fn inner(&self) -> &Self::Inner;
+
+    /// Before a commit of any kind reaches the wrapped store: an error stops it there.
+    fn before_commit(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    /// The wrapped store's answer to a commit of any kind, as the caller hears it.
+    fn after_commit(&self, result: Result<Committed, StoreError>) -> Result<Committed, StoreError> {
+        result
+    }
+
+    /// A progress commit (`commit`) that applied.
+    fn applied(&self, _consumer: &str, _step: &Step) {}
+
+    /// Before `leave` reaches the wrapped store: an error stops it there.
+    fn before_leave(&self, _item: &ItemKey) -> Result<(), StoreError> {
+        Ok(())
+    }
+}
+
+impl<A: Around> StoreOps for A {
+    fn table(&self) -> &str {
+        self.inner().table()
+    }
+
+    async fn commit(
+        &self,
+        consumer: &str,
+        step: &Step,
+        effect: &Effect,
+    ) -> Result<Committed, StoreError> {
+        self.before_commit()?;
+        let result = self.inner().commit(consumer, step, effect).await;
+        if let Ok(Committed::Applied) = &result {
+            self.applied(consumer, step);
+        }
+        self.after_commit(result)
+    }
+
+    async fn leave(&self, consumer: &str, item: &ItemKey, last: LastOut) -> Result<(), StoreError> {
+        self.before_leave(item)?;
+        self.inner().leave(consumer, item, last).await
+    }
+
+    async fn parked(&self, consumer: &str, limit: usize) -> Result<Vec<Parked>, StoreError> {
+        self.inner().parked(consumer, limit).await
+    }
+
+    async fn commit_parked(
+        &self,
+        parked: &ItemKey,
+        effect: &Effect,
+    ) -> Result<Committed, StoreError> {
+        self.before_commit()?;
+        self.after_commit(self.inner().commit_parked(parked, effect).await)
+    }
+
+    async fn repark(&self, parked: &ItemKey, reason: &str) -> Result<(), StoreError> {
+        self.inner().repark(parked, reason).await
+    }
+
+    async fn commit_once(
+        &self,
+        consumer: &str,
+        event_id: &str,
+        effect: &Effect,
+    ) -> Result<Committed, StoreError> {
+        self.before_commit()?;
+        self.after_commit(self.inner().commit_once(consumer, event_id, effect).await)
+    }
+}
