@@ -122,9 +122,13 @@ pub async fn call_order_api<S: order_service::store::OrderStore>(
     store: &S,
     req: ApiGatewayV2httpRequest,
 ) -> Reply {
-    let response = order_api::handle(store, LambdaEvent::new(req, Context::default()))
-        .await
-        .expect("the handler answers every request");
+    // Boxed: the handler's future nested in a caller's overflows the compiler's layout depth.
+    let response = Box::pin(order_api::handle(
+        store,
+        LambdaEvent::new(req, Context::default()),
+    ))
+    .await
+    .expect("the handler answers every request");
     reply(response)
 }
 
@@ -160,9 +164,10 @@ pub async fn place(stack: &Stack, customer: &str, items: &[(&str, i64, i64)]) ->
 
 /// Runs the rewards consumer, in process, over everything the orders table's stream holds.
 pub async fn drain_to_rewards(stack: &Stack) {
-    stack
+    let mut mapping = stack
         .trigger(devkit::stack::in_process(stack.service(), 4))
-        .expect("a mapping over the orders table's stream")
+        .expect("a mapping over the orders table's stream");
+    mapping
         .drain()
         .await
         .expect("the mapping drains the stream");
