@@ -30,21 +30,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn only_well_formed_trace_headers_are_carried() {
+    fn only_well_formed_trace_headers_of_a_bounded_size_are_carried() {
+        // Which traceparents are well formed is the engine's test (`lambda::trace`); here, what
+        // `checked` keeps of a request's headers.
         let valid = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
-        assert!(is_valid_traceparent(valid));
-        for invalid in [
-            "",
-            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-1",
-            "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
-            "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
-            "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",
-            "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",
-            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-extra",
-            "00_4bf92f3577b34da6a3ce929d0e0e4736_00f067aa0ba902b7_01",
-        ] {
-            assert!(!is_valid_traceparent(invalid), "{invalid}");
-        }
+        assert_eq!(checked(Some("00_malformed".into()), None), None);
         let huge = "a".repeat(9 * 1024);
         assert_eq!(checked(Some(huge.clone()), None), None);
         assert_eq!(
