@@ -37,6 +37,9 @@ enum Link {
     },
 }
 
+/// One broker call: each message with its key's plan and its link there.
+type Call = Vec<(usize, usize, Message)>;
+
 /// A record's position in the batch and its event's place in its key's order.
 struct Place {
     position: usize,
@@ -183,7 +186,7 @@ impl<C: Consumer, S: ConsumerStore> Processor<C, S> {
             if wave.is_empty() {
                 return;
             }
-            let mut calls: Vec<Vec<(usize, usize, Message)>> = Vec::new();
+            let mut calls: Vec<Call> = Vec::new();
             let mut bytes = 0;
             for (plan, index) in wave {
                 let Link::Send { message, size, .. } = &plans[plan].links[index] else {
@@ -199,7 +202,7 @@ impl<C: Consumer, S: ConsumerStore> Processor<C, S> {
                 bytes += size;
                 calls.last_mut().into_iter().for_each(|call| call.push((plan, index, message.clone())));
             }
-            let answers: Vec<(Vec<(usize, usize, Message)>, Vec<Sent>)> = stream::iter(calls)
+            let answers: Vec<(Call, Vec<Sent>)> = stream::iter(calls)
                 .map(|call| async move {
                     let messages: Vec<Message> = call.iter().map(|(_, _, m)| m.clone()).collect();
                     let sent = answered(call.len(), publisher.send(&messages).await);
