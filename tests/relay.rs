@@ -34,11 +34,18 @@ async fn sqs_fifo_gets_each_keys_events_in_order_grouped_by_key_and_deduplicated
     for message in &received {
         let envelope = envelope(&message.body);
         assert_eq!(message.group.as_deref(), envelope["ordering_key"].as_str());
-        assert_eq!(message.deduplication.as_deref(), envelope["event_id"].as_str());
+        assert_eq!(
+            message.deduplication.as_deref(),
+            envelope["event_id"].as_str()
+        );
         assert_eq!(message.event_type.as_deref(), Some("Happened"));
     }
     let ids: Vec<String> = events.iter().map(|e| e.event_id.clone()).collect();
-    assert_eq!(rig.done().await, ids.into_iter().collect(), "every item done");
+    assert_eq!(
+        rig.done().await,
+        ids.into_iter().collect(),
+        "every item done"
+    );
 
     // A redelivery of the whole batch is a duplicate: nothing is published again.
     let again = relay.process_items(rig.outbox_items().await).await;
@@ -52,7 +59,9 @@ async fn sqs_standard_gets_the_envelope_as_body_and_each_keys_events_in_publicat
         return;
     };
     let url = rig.queue("orders").await;
-    let keys = ["k1", "k2", "k3", "k4", "k5", "k6", "k7", "k8", "k9", "k10", "k11", "k12"];
+    let keys = [
+        "k1", "k2", "k3", "k4", "k5", "k6", "k7", "k8", "k9", "k10", "k11", "k12",
+    ];
     let events = rig.write_many(&keys, 3).await;
     let relay = rig.processor(SqsTarget::new(rig.moto.sqs().await, &url));
 
@@ -68,8 +77,14 @@ async fn sqs_standard_gets_the_envelope_as_body_and_each_keys_events_in_publicat
         .iter()
         .find(|e| e.event_id == first["event_id"].as_str().unwrap_or_default())
         .expect("a written event");
-    assert_eq!(first, serde_json::to_value(written).expect("json"), "the envelope itself");
-    assert!(received.iter().all(|m| m.deduplication.is_none() && m.group.is_none()));
+    assert_eq!(
+        first,
+        serde_json::to_value(written).expect("json"),
+        "the envelope itself"
+    );
+    assert!(received
+        .iter()
+        .all(|m| m.deduplication.is_none() && m.group.is_none()));
 }
 
 #[tokio::test]
@@ -86,7 +101,12 @@ async fn sns_standard_and_fifo_reach_an_sqs_subscription_with_each_keys_events_i
         if name.ends_with(".fifo") {
             topic = topic.attributes("FifoTopic", "true");
         }
-        let topic = topic.send().await.expect("a topic").topic_arn.expect("an ARN");
+        let topic = topic
+            .send()
+            .await
+            .expect("a topic")
+            .topic_arn
+            .expect("an ARN");
         sns.subscribe()
             .topic_arn(&topic)
             .protocol("sqs")
@@ -150,7 +170,10 @@ async fn eventbridge_puts_the_envelope_as_detail_and_a_rule_delivers_it_to_sqs_i
     let event: serde_json::Value = serde_json::from_str(&received[0].body).expect("json");
     assert_eq!(event["source"], "orders");
     assert_eq!(event["detail-type"], "Happened");
-    assert!(event["detail"]["event_id"].is_string(), "the dedupe id is in the detail");
+    assert!(
+        event["detail"]["event_id"].is_string(),
+        "the dedupe id is in the detail"
+    );
 }
 
 #[tokio::test]

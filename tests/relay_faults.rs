@@ -31,7 +31,12 @@ async fn a_failed_entry_holds_back_its_keys_later_events_while_other_keys_go_on(
     };
     let url = rig.queue("rewards").await;
     let sns = rig.moto.sns().await;
-    let topic = sns.create_topic().name("orders").send().await.expect("topic");
+    let topic = sns
+        .create_topic()
+        .name("orders")
+        .send()
+        .await
+        .expect("topic");
     let topic = topic.topic_arn.expect("an ARN");
     sns.subscribe()
         .topic_arn(&topic)
@@ -59,7 +64,10 @@ async fn a_failed_entry_holds_back_its_keys_later_events_while_other_keys_go_on(
     let waiting = rig.waiting().await;
     for event in [&a2, &a3] {
         let state = &waiting[&event.event_id];
-        assert!(state.pending && state.consumers.contains(RELAY), "{state:?}");
+        assert!(
+            state.pending && state.consumers.contains(RELAY),
+            "{state:?}"
+        );
     }
     assert!(!waiting[&a1.event_id].pending);
 
@@ -80,7 +88,11 @@ async fn a_failed_entry_holds_back_its_keys_later_events_while_other_keys_go_on(
         "{}",
         parked[0].reason
     );
-    assert_eq!(rig.done().await.len(), 6, "every item done: published or parked");
+    assert_eq!(
+        rig.done().await.len(),
+        6,
+        "every item done: published or parked"
+    );
 }
 
 #[tokio::test]
@@ -99,7 +111,10 @@ async fn an_event_over_eventbridges_limit_is_parked_with_its_reason_and_its_key_
     let parked = rig.store.parked(RELAY, 10).await.expect("parked events");
     assert_eq!(parked.len(), 1);
     let reason = &parked[0].reason;
-    assert!(reason.contains("over the 262144 bytes EventBridge bus default takes"), "{reason}");
+    assert!(
+        reason.contains("over the 262144 bytes EventBridge bus default takes"),
+        "{reason}"
+    );
     assert_eq!(
         rig::text(&parked[0].event, "event_id"),
         Some(big.event_id.as_str()),
@@ -139,19 +154,30 @@ async fn throttled_calls_leave_every_event_pending_and_a_later_batch_publishes_t
         throttling: 1.0,
         ..FaultPlan::none()
     });
-    let proxy = FaultProxy::start(&rig.moto.endpoint, throttled).await.expect("proxy");
+    let proxy = FaultProxy::start(&rig.moto.endpoint, throttled)
+        .await
+        .expect("proxy");
     let relay = rig.processor(through(&rig, &proxy, &url).await);
 
     let outcome = relay.process_items(rig.outbox_items().await).await;
-    assert_eq!((outcome.applied, outcome.failed, outcome.held_back), (0, 3, 9));
-    assert!(proxy.stats().fault(Fault::Throttling) >= 2, "the SDK retried");
+    assert_eq!(
+        (outcome.applied, outcome.failed, outcome.held_back),
+        (0, 3, 9)
+    );
+    assert!(
+        proxy.stats().fault(Fault::Throttling) >= 2,
+        "the SDK retried"
+    );
     assert!(drain(&rig.moto, &url).await.is_empty());
     assert!(rig.waiting().await.values().all(|w| w.pending));
 
     proxy.set_plan(FaultPlan::none());
     let later = relay.process_items(rig.outbox_items().await).await;
     assert_eq!(later.applied, 12, "{later:?}");
-    assert_eq!(numbers_by_key(&drain(&rig.moto, &url).await), in_order(&keys, 4));
+    assert_eq!(
+        numbers_by_key(&drain(&rig.moto, &url).await),
+        in_order(&keys, 4)
+    );
     assert_eq!(rig.done().await.len(), 12);
 }
 
@@ -169,7 +195,9 @@ async fn a_lost_publish_response_publishes_again_under_the_same_event_id_and_los
             max_faults: Some(2),
             ..FaultPlan::none()
         });
-        let proxy = FaultProxy::start(&rig.moto.endpoint, lose).await.expect("proxy");
+        let proxy = FaultProxy::start(&rig.moto.endpoint, lose)
+            .await
+            .expect("proxy");
         let name = format!("relay-{}", queue.replace('.', "-"));
         let relay = rig.processor_named(&name, through(&rig, &proxy, &url).await);
         let items = rig.outbox_items().await;
@@ -185,13 +213,27 @@ async fn a_lost_publish_response_publishes_again_under_the_same_event_id_and_los
         let received = drain(&rig.moto, &url).await;
         let ids = event_ids(&received);
         let all: BTreeSet<String> = written.iter().map(|e| e.event_id.clone()).collect();
-        assert_eq!(ids.keys().cloned().collect::<BTreeSet<_>>(), all, "{queue}: nothing lost");
+        assert_eq!(
+            ids.keys().cloned().collect::<BTreeSet<_>>(),
+            all,
+            "{queue}: nothing lost"
+        );
         if queue.ends_with(".fifo") {
-            assert!(ids.values().all(|n| *n == 1), "{queue}: the FIFO queue dropped repeats");
+            assert!(
+                ids.values().all(|n| *n == 1),
+                "{queue}: the FIFO queue dropped repeats"
+            );
             assert_eq!(numbers_by_key(&received), in_order(&keys, 5), "{queue}");
         } else {
-            assert!(ids.values().any(|n| *n > 1), "{queue}: a lost response repeats");
-            assert_eq!(first_seen(&received), in_order(&keys, 5), "{queue}: order kept");
+            assert!(
+                ids.values().any(|n| *n > 1),
+                "{queue}: a lost response repeats"
+            );
+            assert_eq!(
+                first_seen(&received),
+                in_order(&keys, 5),
+                "{queue}: order kept"
+            );
         }
     }
 }
@@ -200,7 +242,10 @@ async fn a_lost_publish_response_publishes_again_under_the_same_event_id_and_los
 fn event_ids(received: &[Received]) -> BTreeMap<String, usize> {
     let mut ids = BTreeMap::new();
     for message in received {
-        let id = envelope(&message.body)["event_id"].as_str().unwrap_or_default().to_owned();
+        let id = envelope(&message.body)["event_id"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
         *ids.entry(id).or_default() += 1;
     }
     ids

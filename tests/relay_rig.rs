@@ -47,7 +47,9 @@ impl Rig {
     /// moto and an outbox whose events are routed to `routed` (`None`: moto is missing and the
     /// environment said to skip).
     pub async fn start(test: &str, routed: &[&str]) -> Option<Rig> {
-        let moto = LocalMoto::start_or_skip(test).await.expect("moto's server")?;
+        let moto = LocalMoto::start_or_skip(test)
+            .await
+            .expect("moto's server")?;
         let dynamo = LocalDynamo::start().await.expect("the local DynamoDB");
         create_tables(&dynamo.client, PROGRESS, OUTBOX)
             .await
@@ -195,7 +197,9 @@ pub async fn drain(moto: &LocalMoto, url: &str) -> Vec<Received> {
             let system = message.attributes.clone().unwrap_or_default();
             received.push(Received {
                 body: message.body.clone().unwrap_or_default(),
-                group: system.get(&MessageSystemAttributeName::MessageGroupId).cloned(),
+                group: system
+                    .get(&MessageSystemAttributeName::MessageGroupId)
+                    .cloned(),
                 deduplication: system
                     .get(&MessageSystemAttributeName::MessageDeduplicationId)
                     .cloned(),

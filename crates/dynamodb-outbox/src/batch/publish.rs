@@ -200,7 +200,10 @@ impl<C: Consumer, S: ConsumerStore> Processor<C, S> {
                     bytes = 0;
                 }
                 bytes += size;
-                calls.last_mut().into_iter().for_each(|call| call.push((plan, index, message.clone())));
+                calls
+                    .last_mut()
+                    .into_iter()
+                    .for_each(|call| call.push((plan, index, message.clone())));
             }
             let answers: Vec<(Call, Vec<Sent>)> = stream::iter(calls)
                 .map(|call| async move {
@@ -235,7 +238,8 @@ impl<C: Consumer, S: ConsumerStore> Processor<C, S> {
         let mut stopped = false;
         for link in links {
             if stopped {
-                out.outcomes.push((link.place().position, Outcome::HeldBack));
+                out.outcomes
+                    .push((link.place().position, Outcome::HeldBack));
                 continue;
             }
             let (at, parked) = match link {
@@ -243,11 +247,20 @@ impl<C: Consumer, S: ConsumerStore> Processor<C, S> {
                     run.push((at, Outcome::Skipped));
                     continue;
                 }
-                Link::Send { at, sent: Some(Sent::Published), .. } => {
+                Link::Send {
+                    at,
+                    sent: Some(Sent::Published),
+                    ..
+                } => {
                     run.push((at, Outcome::Applied));
                     continue;
                 }
-                Link::Send { at, sent: Some(Sent::Refused(reason)), event, .. }
+                Link::Send {
+                    at,
+                    sent: Some(Sent::Refused(reason)),
+                    event,
+                    ..
+                }
                 | Link::Park { at, reason, event } => (at, Some((reason, event))),
                 Link::Send { at, sent, .. } => {
                     let reason = match sent {

@@ -105,10 +105,7 @@ impl Target for EventBridgeTarget {
             .map(|entry| match entry.error_code() {
                 None => Sent::Published,
                 Some(code) => {
-                    let why = format!(
-                        "{code}: {}",
-                        entry.error_message().unwrap_or("no message")
-                    );
+                    let why = format!("{code}: {}", entry.error_message().unwrap_or("no message"));
                     if REFUSED.contains(&code) {
                         Sent::Refused(why)
                     } else {

@@ -226,7 +226,9 @@ impl<T: Target> Consumer for Relay<T> {
             Some(Sent::Published) => Ok(Effect::new()),
             Some(Sent::Refused(why)) => Err(HandlerError::poison(why)),
             Some(Sent::Failed(why)) => Err(HandlerError::transient(why)),
-            None => Err(HandlerError::transient("the broker answered for no message")),
+            None => Err(HandlerError::transient(
+                "the broker answered for no message",
+            )),
         }
     }
 
@@ -249,7 +251,10 @@ pub(crate) mod hook {
         /// The message of an event and its size, or why it is poison.
         fn message(&self, event: &Envelope<P>) -> Result<(Message, usize), String>;
         /// One call.
-        fn send<'a>(&'a self, messages: &'a [Message]) -> BoxFuture<'a, Result<Vec<Sent>, BoxError>>;
+        fn send<'a>(
+            &'a self,
+            messages: &'a [Message],
+        ) -> BoxFuture<'a, Result<Vec<Sent>, BoxError>>;
     }
 
     impl<T: Target> Publish<Value> for Relay<T> {
@@ -265,7 +270,10 @@ pub(crate) mod hook {
             Relay::message(self, event)
         }
 
-        fn send<'a>(&'a self, messages: &'a [Message]) -> BoxFuture<'a, Result<Vec<Sent>, BoxError>> {
+        fn send<'a>(
+            &'a self,
+            messages: &'a [Message],
+        ) -> BoxFuture<'a, Result<Vec<Sent>, BoxError>> {
             Box::pin(self.target.send(messages))
         }
     }
@@ -310,7 +318,14 @@ pub(crate) fn answers_by_id<'a>(
         answer(id, Sent::Published);
     }
     for (id, why, refused) in failed {
-        answer(id, if refused { Sent::Refused(why) } else { Sent::Failed(why) });
+        answer(
+            id,
+            if refused {
+                Sent::Refused(why)
+            } else {
+                Sent::Failed(why)
+            },
+        );
     }
     sent
 }

@@ -54,7 +54,11 @@ impl SqsTarget {
         self
     }
 
-    fn entry(&self, index: usize, message: &Message) -> Result<SendMessageBatchRequestEntry, BoxError> {
+    fn entry(
+        &self,
+        index: usize,
+        message: &Message,
+    ) -> Result<SendMessageBatchRequestEntry, BoxError> {
         let event_type = MessageAttributeValue::builder()
             .data_type("String")
             .string_value(&message.event_type)
