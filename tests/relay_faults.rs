@@ -183,7 +183,8 @@ async fn throttled_calls_leave_every_event_pending_and_a_later_batch_publishes_t
 
 #[tokio::test]
 async fn a_lost_publish_response_publishes_again_under_the_same_event_id_and_loses_nothing() {
-    let Some(rig) = Rig::start("lost_response", &[RELAY]).await else {
+    let Some(rig) = Rig::start("lost_response", &["relay-standard", "relay-ordered-fifo"]).await
+    else {
         return;
     };
     let keys = ["a", "b", "c"];
@@ -224,6 +225,15 @@ async fn a_lost_publish_response_publishes_again_under_the_same_event_id_and_los
                 "{queue}: the FIFO queue dropped repeats"
             );
             assert_eq!(numbers_by_key(&received), in_order(&keys, 5), "{queue}");
+            for message in &received {
+                let envelope = envelope(&message.body);
+                assert_eq!(
+                    message.deduplication.as_deref(),
+                    envelope["event_id"].as_str()
+                );
+                assert_eq!(message.group.as_deref(), envelope["ordering_key"].as_str());
+                assert_eq!(message.event_type.as_deref(), Some("Happened"));
+            }
         } else {
             assert!(
                 ids.values().any(|n| *n > 1),

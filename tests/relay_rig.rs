@@ -99,6 +99,7 @@ impl Rig {
             .await
             .expect("scan")
             .into_iter()
+            .map(Item::from)
             .filter(|item| text(item, schema::ENTITY) == Some(schema::ENTITY_OUTBOX_EVENT))
             .collect();
         items.sort_by_key(|item| std::cmp::Reverse(text(item, schema::SK).map(str::to_owned)));
