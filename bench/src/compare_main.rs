@@ -6,9 +6,11 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
+use clap::builder::RangedU64ValueParser;
 use clap::Parser;
 use devkit::Pattern;
-use outbox_bench::compare::doc::{self, Figures};
+use outbox_bench::compare::doc;
+use outbox_bench::compare::figures::Figures;
 use outbox_bench::compare::workload::{hottest_customer_orders, zipf_orders};
 use outbox_bench::compare::{chart, dynamo, self_read, Options};
 use outbox_bench::machine::Machine;
@@ -21,10 +23,10 @@ use outbox_bench::workspace_root;
 #[command(name = "patterns-compare")]
 struct Args {
     /// Orders placed, the same ones for every pattern.
-    #[arg(long, default_value_t = 2000, value_parser = at_least_one)]
+    #[arg(long, default_value_t = 2000, value_parser = RangedU64ValueParser::<usize>::new().range(1..))]
     orders: usize,
     /// Customers the orders are drawn over (Zipf-skewed).
-    #[arg(long, default_value_t = 200, value_parser = at_least_one)]
+    #[arg(long, default_value_t = 200, value_parser = RangedU64ValueParser::<usize>::new().range(1..))]
     customers: usize,
     /// Milliseconds added to every request to DynamoDB, DynamoDB Streams and Kinesis.
     #[arg(long, default_value_t = 10)]
@@ -44,13 +46,6 @@ struct Args {
     /// Print the headline table only; write nothing.
     #[arg(long)]
     no_write: bool,
-}
-
-fn at_least_one(value: &str) -> Result<usize, String> {
-    match value.parse::<usize>() {
-        Ok(n) if n >= 1 => Ok(n),
-        _ => Err(format!("takes a whole number of at least 1, not {value:?}")),
-    }
 }
 
 /// The summary of a chaos run: its verdict lines, and the consumer metrics that say what was
