@@ -14,7 +14,7 @@ use outbox_bench::compare::figures::Figures;
 use outbox_bench::compare::workload::{hottest_customer_orders, zipf_orders};
 use outbox_bench::compare::{chart, dynamo, self_read, Options};
 use outbox_bench::machine::Machine;
-use outbox_bench::workspace_root;
+use outbox_bench::{regions, workspace_root};
 
 /// The three patterns side by side on one workload, with the same latency added to every request.
 ///
@@ -81,16 +81,11 @@ async fn main() -> Result<()> {
     };
     let docs = workspace_root().join("docs");
     let path = docs.join("patterns.md");
-    let doc = if args.no_write {
-        None
-    } else {
-        let text = std::fs::read_to_string(&path)
-            .with_context(|| format!("reading {}", path.display()))?;
-        doc::check(&text).with_context(|| format!("{} cannot take the figures", path.display()))?;
-        Some(text)
-    };
+    let doc = (!args.no_write)
+        .then(|| regions::read(&path, &doc::REGIONS))
+        .transpose()?;
     let machine = Machine::describe();
-    let date = time::OffsetDateTime::now_utc();
+    let date = outbox_bench::machine::now();
     let clock = Instant::now();
     let orders = zipf_orders(opts.orders, opts.customers, opts.seed);
     let mut runs = Vec::new();
@@ -122,9 +117,7 @@ async fn main() -> Result<()> {
         .unwrap_or_default();
     let ctx = doc::Context {
         opts,
-        date: date
-            .format(&time::format_description::well_known::Rfc3339)
-            .unwrap_or_default(),
+        date,
         commit,
         machine: machine.markdown(),
         hottest_customer_orders: hottest_customer_orders(&orders),

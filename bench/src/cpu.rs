@@ -178,7 +178,7 @@ fn bench_orders_arn() -> String {
 
 /// An outbox INSERT record as the stream delivers it (the shape of the sample events): the first
 /// event of its own customer, routed to the rewards consumer.
-pub fn outbox_insert(i: usize) -> EventRecord {
+fn outbox_insert(i: usize) -> EventRecord {
     let mut event = dynamodb_outbox::Envelope::new(order_service::domain::OrderPlaced {
         order_id: format!("00000000-0000-4000-8000-{i:012}"),
         customer_id: format!("customer-{i}"),
@@ -243,7 +243,7 @@ impl HttpClient for Replay {
 /// The functions' own client (the project's retry, timeout and classifier settings), with the
 /// replaying HTTP client in place of the network. Region and credentials are fixed so nothing is
 /// looked up; the endpoint is DynamoDB's real one, so endpoint resolution is timed too.
-pub async fn client() -> aws_sdk_dynamodb::Client {
+async fn client() -> aws_sdk_dynamodb::Client {
     let config = service_runtime::config::sdk_defaults()
         .region(Region::new("us-east-1"))
         .credentials_provider(Credentials::new("bench", "bench", None, None, "bench"))

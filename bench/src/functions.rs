@@ -251,7 +251,6 @@ fn vm_hwm(status: &str) -> Option<u64> {
     )
 }
 
-
 impl Local {
     /// The embedded DynamoDB with the template's tables, and kinesalite with pattern 3's stream
     /// when installed (`make kinesalite`): its functions read the stream's name at start-up, and

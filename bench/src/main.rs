@@ -78,16 +78,10 @@ async fn main() -> Result<()> {
         return Ok(());
     }
     let path = workspace_root().join("docs").join("benchmarks.md");
-    let doc = if args.no_write {
-        None
-    } else {
-        let doc = std::fs::read_to_string(&path)
-            .with_context(|| format!("reading {}", path.display()))?;
-        let names = [&Report::REGIONS[..], &[ledger::REGION]].concat();
-        regions::check(&doc, &names)
-            .with_context(|| format!("{} cannot take the figures", path.display()))?;
-        Some(doc)
-    };
+    let names = [&Report::REGIONS[..], &[ledger::REGION]].concat();
+    let doc = (!args.no_write)
+        .then(|| regions::read(&path, &names))
+        .transpose()?;
     let run = Run {
         concurrency: config::CONSUMER_CONCURRENCY.read()?,
         repeats,
@@ -99,9 +93,7 @@ async fn main() -> Result<()> {
             "full run"
         },
         machine: Machine::describe(),
-        started: time::OffsetDateTime::now_utc()
-            .format(&time::format_description::well_known::Rfc3339)
-            .unwrap_or_default(),
+        started: outbox_bench::machine::now(),
         clock: Instant::now(),
         path,
         doc,

@@ -79,11 +79,6 @@ pub fn regions(runs: &[PatternRun], ctx: &Context<'_>) -> Vec<(&'static str, Str
     ]
 }
 
-/// Whether `doc` has every region the tool writes.
-pub fn check(doc: &str) -> anyhow::Result<()> {
-    regions::check(doc, &REGIONS)
-}
-
 /// The shards of the Kinesis stream the runs published to (0: none did).
 pub fn kinesis_shards(runs: &[PatternRun]) -> usize {
     runs.iter()

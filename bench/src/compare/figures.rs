@@ -14,7 +14,6 @@ pub const ORDERS_PER_DAY: f64 = 1_000_000.0;
 #[derive(Debug, Clone)]
 pub struct Figures {
     pub pattern: Pattern,
-    pub orders: f64,
     pub writer_requests: f64,
     pub consumer_requests: f64,
     pub writer_wru: f64,
@@ -55,7 +54,6 @@ impl Figures {
         let gap = &run.seen.read_gap_ms;
         Self {
             pattern: run.pattern,
-            orders,
             writer_requests: per(run.writer.total_requests() as f64),
             consumer_requests: per(consumers(&|s| s.total_requests() as f64)),
             writer_wru: per(run.writer.units.write),
