@@ -22,37 +22,29 @@ use tokio::process::{Child, Command};
 use crate::report::{median, ms, thousands, Row, Section};
 
 /// The functions of the three patterns' templates (the outbox's four, then pattern 3's, which
-/// read their Kinesis stream's name), each with its sample events from `events/<name>/`.
-/// Pattern 2 runs the outbox's binaries.
-pub const FUNCTIONS: [(&str, &[&str]); 7] = [
+/// read their Kinesis stream's name), each with its sample events (`events/<name>/<event>.json`,
+/// the names apart by spaces). Pattern 2 runs the outbox's binaries.
+pub const FUNCTIONS: [Function; 7] = [
     (
         "order-writer",
-        &[
-            "place-order",
-            "place-order-base64",
-            "idempotent-replay",
-            "get-order",
-            "invalid-order",
-        ],
+        "place-order place-order-base64 idempotent-replay get-order invalid-order",
     ),
     (
         "stream-consumer",
-        &["outbox-insert-batch", "mixed-batch", "duplicate-batch"],
+        "outbox-insert-batch mixed-batch duplicate-batch",
     ),
-    ("rewards-api", &["get-rewards"]),
-    ("outbox-sweeper", &["scheduled"]),
+    ("rewards-api", "get-rewards"),
+    ("outbox-sweeper", "scheduled"),
     (
         "order-publisher",
-        &[
-            "place-order",
-            "place-order-keyed",
-            "get-order",
-            "invalid-order",
-        ],
+        "place-order place-order-keyed get-order invalid-order",
     ),
-    ("order-history", &["order-events"]),
-    ("rewards-kinesis-consumer", &["order-events"]),
+    ("order-history", "order-events"),
+    ("rewards-kinesis-consumer", "order-events"),
 ];
+
+/// A function's name and its sample events.
+pub type Function = (&'static str, &'static str);
 
 /// Pattern 3's functions: they need the Kinesis stream's name (and the publisher a server).
 fn reads_stream(name: &str) -> bool {
@@ -64,15 +56,15 @@ pub fn binary(name: &str) -> PathBuf {
     crate::target_dir().join("release").join(name)
 }
 
-fn load_events(name: &str, events: &[&str]) -> Result<Vec<Bytes>> {
+fn load_events((name, events): Function) -> Result<Vec<Bytes>> {
     let dir = crate::workspace_root().join("events").join(name);
-    let read = |e: &&str| {
+    let read = |e: &str| {
         let path = dir.join(format!("{e}.json"));
         std::fs::read(&path)
             .map(Bytes::from)
             .with_context(|| format!("reading {}", path.display()))
     };
-    events.iter().map(read).collect()
+    events.split_whitespace().map(read).collect()
 }
 
 /// The local DynamoDB the functions talk to, with the template's tables, and the environment
@@ -128,13 +120,13 @@ impl Local {
     /// Spawn-to-first-`next` times of `samples` fresh processes.
     async fn cold_starts(
         &self,
-        (name, events): (&str, &[&str]),
+        f @ (name, _): Function,
         samples: usize,
         extra: &[(String, String)],
     ) -> Result<Vec<Duration>> {
         let mut times = Vec::with_capacity(samples);
         for _ in 0..samples {
-            let stub = RuntimeStub::start(load_events(name, events)?, 0).await?;
+            let stub = RuntimeStub::start(load_events(f)?, 0).await?;
             let spawned = Instant::now();
             let child = self.spawn(name, &stub.runtime_api(), extra)?;
             let first = stub.first_next(Duration::from_secs(10)).await;
@@ -152,10 +144,10 @@ impl Local {
     /// the most resident memory it ever had) in bytes, and the mean invocation.
     async fn peak_rss(
         &self,
-        (name, events): (&str, &[&str]),
+        f @ (name, _): Function,
         invocations: usize,
     ) -> Result<(StubCounts, u64, Duration)> {
-        let stub = RuntimeStub::start(load_events(name, events)?, invocations).await?;
+        let stub = RuntimeStub::start(load_events(f)?, invocations).await?;
         let child = self.spawn(name, &stub.runtime_api(), &[])?;
         let pid = child.id().context("the function exited at once")?;
         let answered = stub.all_answered(Duration::from_secs(120)).await;
@@ -380,12 +372,9 @@ mod tests {
             "Name:\tbootstrap\nVmPeak:\t  100 kB\nVmHWM:\t   12345 kB\nVmRSS:\t 12000 kB\n";
         assert_eq!(vm_hwm(status), Some(12345 * 1024));
         assert_eq!(vm_hwm("Name:\tx\n"), None);
-        for (name, events) in FUNCTIONS {
-            assert_eq!(
-                load_events(name, events).unwrap().len(),
-                events.len(),
-                "{name}"
-            );
+        for f @ (name, events) in FUNCTIONS {
+            let count = events.split_whitespace().count();
+            assert_eq!(load_events(f).unwrap().len(), count, "{name}");
         }
     }
 }

@@ -6,7 +6,7 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use clap::builder::FalseyValueParser;
 use clap::Parser;
 use outbox_bench::consumer::{ledger, rewards};
