@@ -2,10 +2,9 @@
 //! services the functions use, and the stream wiring between them.
 
 use anyhow::{Context as _, Result};
-use aws_lambda_events::dynamodb::{Event, EventRecord};
+use aws_lambda_events::dynamodb::EventRecord;
 use dynamodb_outbox::dynamodb::PendingEvents;
 use dynamodb_outbox::{ConsumerStore, Processor};
-use lambda_runtime::{Context, LambdaEvent};
 use order_service::store::cdc::CdcOrderStore;
 use order_service::store::dynamodb::DynamoOrderStore;
 use rewards_service::consumer::RewardsConsumer;
@@ -15,6 +14,7 @@ use rewards_service::service::{self, RewardsProcessor};
 use rewards_service::store::dynamodb::DynamoRewardsStore;
 
 use crate::local::{LocalDynamo, Tables};
+use crate::mapping::handler;
 use crate::pattern::Pattern;
 use crate::stream::StreamClient;
 use crate::template::Template;
@@ -55,11 +55,7 @@ impl Stack {
 
     /// Fresh tables of `pattern`'s template on `dynamo`.
     pub async fn on_pattern(dynamo: LocalDynamo, pattern: Pattern) -> Result<Self> {
-        let suffix = if dynamo.is_embedded() {
-            String::new()
-        } else {
-            format!("-{}", &uuid::Uuid::new_v4().simple().to_string()[..8])
-        };
+        let suffix = dynamo.run_suffix();
         Self::with_suffix(dynamo, &suffix, pattern).await
     }
 
@@ -179,18 +175,12 @@ impl Stack {
 /// itself, so its logs and metrics are the deployed function's.
 pub fn in_process<S>(processor: Processor<RewardsConsumer, S>, concurrency: usize) -> impl Invoke
 where
-    S: ConsumerStore + Clone + 'static,
+    S: ConsumerStore + 'static,
 {
     let processor = processor.concurrency(concurrency);
-    move |event: Event| {
-        let processor = processor.clone();
-        async move {
-            let invocation = LambdaEvent::new(event, Context::default());
-            stream::handle(&processor, invocation)
-                .await
-                .map_err(|e| e.to_string())
-        }
-    }
+    handler(processor, |p, event| async move {
+        stream::handle(&p, event).await
+    })
 }
 
 /// The stream consumer's handler under pattern 2 (the order table's own changes), invoked in
@@ -200,16 +190,10 @@ pub fn in_process_changes<S>(
     concurrency: usize,
 ) -> impl Invoke
 where
-    S: ConsumerStore + Clone + 'static,
+    S: ConsumerStore + 'static,
 {
     let processor = processor.concurrency(concurrency);
-    move |event: Event| {
-        let processor = processor.clone();
-        async move {
-            let invocation = LambdaEvent::new(event, Context::default());
-            stream::handle_order_changes(&processor, invocation)
-                .await
-                .map_err(|e| e.to_string())
-        }
-    }
+    handler(processor, |p, event| async move {
+        stream::handle_order_changes(&p, event).await
+    })
 }
