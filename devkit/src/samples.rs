@@ -153,31 +153,23 @@ pub fn samples(template: &Template) -> Result<Vec<Sample>> {
     let mut malformed = http("POST", "/orders", "POST /orders", None, None);
     malformed["body"] = json!("{\"customer_id\": \"c-1\", ");
     let replay_id = order_service::service::idempotent_order_id("c-1", SAMPLE_IDEMPOTENCY_KEY);
-    let rewards = "GET /customers/{customer_id}/rewards";
+    let replay = order("c-1", &[("A-1", 1, 2000)]);
+    let replay = post(replay, Some(SAMPLE_IDEMPOTENCY_KEY));
+    let unknown = http("DELETE", "/orders", "$default", None, None);
+    let route = "GET /customers/{customer_id}/rewards";
+    let rewards = http("GET", "/customers/c-1/rewards", route, None, None);
     for (path, json) in [
         ("events/order-writer/place-order.json", place),
         ("events/order-writer/place-order-base64.json", base64),
-        (
-            "events/order-writer/idempotent-replay.json",
-            post(
-                order("c-1", &[("A-1", 1, 2000)]),
-                Some(SAMPLE_IDEMPOTENCY_KEY),
-            ),
-        ),
+        ("events/order-writer/idempotent-replay.json", replay),
         (
             "events/order-writer/invalid-order.json",
             post(invalid, None),
         ),
         ("events/order-writer/malformed-json.json", malformed),
         ("events/order-writer/get-order.json", get_order(&replay_id)),
-        (
-            "events/order-writer/unknown-route.json",
-            http("DELETE", "/orders", "$default", None, None),
-        ),
-        (
-            "events/rewards-api/get-rewards.json",
-            http("GET", "/customers/c-1/rewards", rewards, None, None),
-        ),
+        ("events/order-writer/unknown-route.json", unknown),
+        ("events/rewards-api/get-rewards.json", rewards),
     ] {
         add(path, json);
     }
