@@ -114,11 +114,6 @@ impl ChaosReport {
         )
     }
 
-    /// Each broken invariant with how often it broke and the keys of a few items that show it.
-    pub fn broken_invariants(&self) -> Vec<String> {
-        invariants::describe(&self.violations, 3)
-    }
-
     /// A pass only if faults were injected, nothing was given up with no sweeper behind it and
     /// every invariant held: a run in which nothing failed proves nothing about failures.
     pub fn verdict(&self) -> Result<()> {
@@ -348,7 +343,8 @@ pub async fn print_run(pattern: Pattern, opts: ChaosOptions) -> Result<()> {
     let metrics = Collector::install();
     let (orders, seed) = (opts.orders, opts.seed);
     let report = run(pattern, opts).await?;
-    for line in report.broken_invariants() {
+    // Each broken invariant with how often it broke and the keys of a few items that show it.
+    for line in invariants::describe(&report.violations, 3) {
         println!("{line}");
     }
     println!("{}", metrics.summary()?.render());

@@ -8,6 +8,7 @@
 //! the environment opts out by name ([`SKIP_VARIABLE`]), so a skip is never a silent pass.
 
 use std::ffi::OsStr;
+use std::fmt::Display;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -142,20 +143,7 @@ impl LocalKinesis {
     pub async fn start_or_skip(test: &str) -> Result<Option<Self>> {
         match Self::start().await {
             Ok(kinesis) => Ok(Some(kinesis)),
-            Err(unavailable) => match std::env::var(SKIP_VARIABLE) {
-                Ok(why) if !why.trim().is_empty() => {
-                    // Straight to the process's stderr: the test harness captures `eprintln!`
-                    // of passing tests, and a skip must be seen.
-                    let _ = writeln!(
-                        std::io::stderr(),
-                        "SKIPPED {test}: {unavailable} ({SKIP_VARIABLE}={why})"
-                    );
-                    Ok(None)
-                }
-                _ => Err(anyhow!(
-                    "{unavailable}; to skip the Kinesis tests on purpose, set {SKIP_VARIABLE}=<reason>"
-                )),
-            },
+            Err(unavailable) => skip_or_fail(test, unavailable, SKIP_VARIABLE),
         }
     }
 
@@ -178,6 +166,26 @@ impl LocalKinesis {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         bail!("stream {name} did not become ACTIVE")
+    }
+}
+
+/// For tests of a local server that could not start: `Ok(None)` after saying on the terminal
+/// that `test` was skipped and why, when the environment gives a reason in `variable`; without
+/// one, the error, so the test fails instead of passing unseen.
+pub fn skip_or_fail<T>(test: &str, unavailable: impl Display, variable: &str) -> Result<Option<T>> {
+    match std::env::var(variable) {
+        Ok(why) if !why.trim().is_empty() => {
+            // Straight to the process's stderr: the test harness captures `eprintln!` of passing
+            // tests, and a skip must be seen.
+            let _ = writeln!(
+                std::io::stderr(),
+                "SKIPPED {test}: {unavailable} ({variable}={why})"
+            );
+            Ok(None)
+        }
+        _ => Err(anyhow!(
+            "{unavailable}; to skip these tests on purpose, set {variable}=<reason>"
+        )),
     }
 }
 

@@ -146,16 +146,6 @@ impl MetricsSummary {
         self.get(function, metric).map_or(0.0, Series::sum)
     }
 
-    pub fn count_for_reason(&self, function: &str, metric: &str, reason: &str) -> f64 {
-        self.series
-            .get(&SeriesKey {
-                function: function.to_owned(),
-                metric: metric.to_owned(),
-                reason: Some(reason.to_owned()),
-            })
-            .map_or(0.0, Series::sum)
-    }
-
     /// A table: counts summed, distributions as p50 / p99 / max.
     pub fn render(&self) -> String {
         let mut out = format!(
@@ -239,10 +229,6 @@ mod tests {
         assert_eq!(lag.percentile(50.0), Some(20.0));
         assert_eq!(lag.percentile(99.0), Some(30.0));
         assert_eq!(summary.count("order-writer", "OrdersRejected"), 1.0);
-        assert_eq!(
-            summary.count_for_reason("order-writer", "OrdersRejected", "invalid_currency"),
-            1.0
-        );
         assert!(summary
             .render()
             .contains("OrdersRejected (Reason=invalid_currency)"));

@@ -2,7 +2,8 @@
 //! services the functions use, and the stream wiring between them.
 
 use anyhow::{Context as _, Result};
-use aws_lambda_events::dynamodb::EventRecord;
+use aws_lambda_events::dynamodb::{Event, EventRecord};
+use aws_lambda_events::streams::DynamoDbEventResponse;
 use dynamodb_outbox::dynamodb::PendingEvents;
 use dynamodb_outbox::{ConsumerStore, Processor};
 use order_service::store::cdc::CdcOrderStore;
@@ -143,31 +144,10 @@ impl Stack {
 
     /// Every record in the orders table's stream so far, unfiltered, in stream order.
     pub async fn stream_records(&self) -> Result<Vec<EventRecord>> {
-        let mut all = Vec::new();
-        for shard in self
-            .stream
-            .shard_ids(&self.tables.orders_stream_arn)
-            .await?
-        {
-            let mut after: Option<String> = None;
-            loop {
-                let page = self
-                    .stream
-                    .read(
-                        &self.tables.orders_stream_arn,
-                        &shard,
-                        after.as_deref(),
-                        1000,
-                    )
-                    .await?;
-                let Some(last) = page.last() else { break };
-                after = Some(last.sequence_number.clone());
-                for record in &page {
-                    all.push(record.to_event_record()?);
-                }
-            }
-        }
-        Ok(all)
+        let nothing = |_: Event| async { Ok::<_, String>(DynamoDbEventResponse::default()) };
+        let mut reader = self.trigger(nothing)?;
+        reader.source.filter_patterns.clear();
+        reader.mapped_records().await
     }
 }
 

@@ -275,50 +275,32 @@ impl Template {
 
     /// The first event of `event_type` of a function: the logical id its `source_property`
     /// (`Stream: !GetAtt <Id>.<attribute>`) points at, and its properties resolved.
-    fn event_source(
-        &self,
-        function: &str,
-        event_type: &str,
-        attribute: &str,
-    ) -> Result<(String, Json)> {
-        let events = self
-            .resource(function)?
-            .get("Properties")
-            .and_then(|p| p.get("Events"))
-            .and_then(Value::as_mapping)
-            .ok_or_else(|| anyhow!("{function} has no Events"))?;
-        let source = events
-            .values()
-            .find(|e| e.get("Type").and_then(Value::as_str) == Some(event_type))
-            .ok_or_else(|| anyhow!("{function} has no {event_type} event source"))?;
-        let raw = source.get("Properties").cloned().unwrap_or(Value::Null);
-        let logical_id = match raw.get("Stream") {
-            Some(Value::Tagged(t)) if t.tag == "GetAtt" => t
-                .value
-                .as_str()
-                .and_then(|s| s.split_once('.'))
-                .filter(|(_, attr)| *attr == attribute)
-                .map(|(id, _)| id.to_owned()),
+    fn event_source(&self, function: &str, kind: &str, attribute: &str) -> Result<(String, Json)> {
+        let events = self.resource(function)?["Properties"]["Events"].as_mapping();
+        let events = events.ok_or_else(|| anyhow!("{function} has no Events"))?;
+        let source = events.values().find(|e| e["Type"].as_str() == Some(kind));
+        let source = source.ok_or_else(|| anyhow!("{function} has no {kind} event source"))?;
+        let raw = &source["Properties"];
+        let target = match &raw["Stream"] {
+            Value::Tagged(t) if t.tag == "GetAtt" => {
+                t.value.as_str().and_then(|s| s.split_once('.'))
+            }
             _ => None,
-        }
-        .ok_or_else(|| anyhow!("{function}: Stream must be !GetAtt <resource>.{attribute}"))?;
-        Ok((logical_id, self.resolve(&raw)?))
+        };
+        let logical_id = match target {
+            Some((id, attr)) if attr == attribute => id.to_owned(),
+            _ => bail!("{function}: Stream must be !GetAtt <resource>.{attribute}"),
+        };
+        Ok((logical_id, self.resolve(raw)?))
     }
 
     /// A function's environment variables, resolved; for local runs of the functions.
     pub fn function_environment(&self, function: &str) -> Result<BTreeMap<String, Json>> {
-        let vars = self
-            .resource(function)?
-            .get("Properties")
-            .and_then(|p| p.get("Environment"))
-            .and_then(|e| e.get("Variables"))
-            .map(|v| self.resolve(v))
-            .transpose()?
-            .unwrap_or(Json::Null);
-        Ok(vars
-            .as_object()
-            .map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
-            .unwrap_or_default())
+        let vars = &self.resource(function)?["Properties"]["Environment"]["Variables"];
+        match self.resolve(vars)? {
+            Json::Object(vars) => Ok(vars.into_iter().collect()),
+            _ => Ok(BTreeMap::new()),
+        }
     }
 
     /// YAML with CloudFormation short-form tags → JSON: `!Ref` of a parameter becomes its
