@@ -3,11 +3,10 @@
 //! the pattern's sweeper; then the invariants, checked on what the tables hold.
 
 use std::collections::BTreeSet;
-use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use anyhow::{bail, Result};
+use anyhow::{bail, ensure, Result};
 use aws_lambda_events::encodings::Body;
 use dynamodb_outbox::testing::{CrashPoint, Crashing};
 use dynamodb_outbox::ConsumerStore;
@@ -19,13 +18,13 @@ use serde_json::{json, Value as Json};
 use crate::demo::api_request;
 use crate::invariants::{self, Invariant, Violation};
 use crate::local::Tables;
+use crate::mapping::{Function, Mapping, Source, TriggerStats};
 use crate::metrics::Collector;
 use crate::pattern::Pattern;
 use crate::patterns::self_read::SelfReadStack;
 use crate::patterns::{Harness, OrderApi};
 use crate::proxy::{FaultPlan, FaultProxy, ProxyStats};
 use crate::stack::Stack;
-use crate::trigger::TriggerStats;
 
 #[derive(Debug, Clone)]
 pub struct ChaosOptions {
@@ -115,51 +114,41 @@ impl ChaosReport {
         )
     }
 
-    /// Each broken invariant with how often it broke and the keys of a few items that show it.
-    pub fn broken_invariants(&self) -> Vec<String> {
-        invariants::describe(&self.violations, 3)
-    }
-
     /// A pass only if faults were injected, nothing was given up with no sweeper behind it and
     /// every invariant held: a run in which nothing failed proves nothing about failures.
     pub fn verdict(&self) -> Result<()> {
-        if self.proxy.total_faults() == 0 {
-            bail!("{}", no_faults_sentence(&self.proxy));
-        }
-        if !self.sweeper && self.on_failure_batches > 0 {
-            bail!(
-                "{} batches went to the on-failure destination: their orders may be missing",
-                self.on_failure_batches
-            );
-        }
-        if !self.violations.is_empty() {
-            let broken: BTreeSet<_> = self.violations.iter().map(|v| v.invariant).collect();
-            bail!(
-                "the chaos run broke {} of the outbox's invariants ({} violations): {}",
-                broken.len(),
-                self.violations.len(),
-                broken
-                    .iter()
-                    .map(|i| i.statement())
-                    .collect::<Vec<_>>()
-                    .join("; ")
-            );
-        }
+        ensure!(
+            self.proxy.total_faults() > 0,
+            "{}",
+            no_faults_sentence(&self.proxy)
+        );
+        let (given_up, sweeper) = (self.on_failure_batches, self.sweeper);
+        ensure!(
+            sweeper || given_up == 0,
+            "{given_up} batches went to the on-failure destination: their orders may be missing"
+        );
+        let broken: BTreeSet<_> = self
+            .violations
+            .iter()
+            .map(|v| v.invariant.statement())
+            .collect();
+        ensure!(
+            broken.is_empty(),
+            "the chaos run broke {} of the outbox's invariants ({} violations): {}",
+            broken.len(),
+            self.violations.len(),
+            broken.into_iter().collect::<Vec<_>>().join("; ")
+        );
         Ok(())
     }
 }
 
 fn no_faults_sentence(proxy: &ProxyStats) -> String {
-    if proxy.total_requests() == 0 {
-        "the chaos run injected no faults: no request reached the fault proxy, so the clients talked to \
-         the database some other way; the run proves nothing and is not a pass"
-            .to_owned()
-    } else {
-        format!(
-            "the chaos run injected no faults ({}); the run proves nothing and is not a pass",
-            proxy.summary()
-        )
-    }
+    let why = match proxy.total_requests() {
+        0 => "no request reached the fault proxy, so the clients talked to the database some other way".to_owned(),
+        _ => proxy.summary(),
+    };
+    format!("the chaos run injected no faults ({why}); the run proves nothing and is not a pass")
 }
 
 /// The proxies a run puts in front of the pattern's servers.
@@ -182,13 +171,7 @@ impl Faults {
     fn stats(&self) -> ProxyStats {
         let mut all = self.dynamo.stats();
         for kinesis in self.kinesis.iter().map(FaultProxy::stats) {
-            for (operation, count) in kinesis.requests {
-                *all.requests.entry(operation).or_default() += count;
-            }
-            for (fault, count) in kinesis.faults {
-                *all.faults.entry(fault).or_default() += count;
-            }
-            all.tokens_stripped += kinesis.tokens_stripped;
+            all.add(kinesis);
         }
         all
     }
@@ -235,9 +218,11 @@ impl ConsumerChaos {
         }
     }
 
-    /// A mapping's batch size, between 10 and 100.
-    pub fn batch_size(&self, salt: u64) -> usize {
-        SmallRng::seed_from_u64(self.opts.seed ^ salt ^ 0xBA7C).random_range(10..=100)
+    /// `mapping` with a batch size of its own, between 10 and 100.
+    pub fn sized<S: Source, I>(&self, mut mapping: Mapping<S, I>, salt: u64) -> Mapping<S, I> {
+        let mut rng = SmallRng::seed_from_u64(self.opts.seed ^ salt ^ 0xBA7C);
+        mapping.source.batch_size = rng.random_range(10..=100);
+        mapping
     }
 
     fn crashes(&self) -> u64 {
@@ -269,13 +254,33 @@ impl Copies {
     }
 }
 
-/// Mappings drained side by side; their counts summed.
-pub(crate) async fn drain_all<'a, F>(drains: impl IntoIterator<Item = F>) -> Result<TriggerStats>
+/// `inner`, with `copies` added to the batch `records` finds in each event.
+pub(crate) fn duplicating<E, R, I>(
+    inner: I,
+    copies: Copies,
+    records: fn(&mut E) -> &mut Vec<R>,
+) -> impl Function<E, Response = I::Response>
 where
-    F: Future<Output = Result<&'a TriggerStats>>,
+    E: Send + 'static,
+    R: Clone,
+    I: Function<E> + 'static,
+{
+    let inner = Arc::new(inner);
+    move |mut event: E| {
+        copies.add(records(&mut event));
+        let inner = inner.clone();
+        async move { inner.call(event).await }
+    }
+}
+
+/// Mappings drained side by side; their counts summed.
+pub(crate) async fn drain_all<S, I>(mappings: &mut [Mapping<S, I>]) -> Result<TriggerStats>
+where
+    S: Source,
+    I: Function<S::Event, Response = S::Response>,
 {
     let mut total = TriggerStats::default();
-    for stats in futures::future::join_all(drains).await {
+    for stats in futures::future::join_all(mappings.iter_mut().map(Mapping::drain)).await {
         total.add(stats?);
     }
     Ok(total)
@@ -338,7 +343,8 @@ pub async fn print_run(pattern: Pattern, opts: ChaosOptions) -> Result<()> {
     let metrics = Collector::install();
     let (orders, seed) = (opts.orders, opts.seed);
     let report = run(pattern, opts).await?;
-    for line in report.broken_invariants() {
+    // Each broken invariant with how often it broke and the keys of a few items that show it.
+    for line in invariants::describe(&report.violations, 3) {
         println!("{line}");
     }
     println!("{}", metrics.summary()?.render());
@@ -396,26 +402,20 @@ async fn send_order<A: OrderApi>(
     key: Option<String>,
     retries: &AtomicU64,
 ) -> Outcome {
-    let headers: Vec<(&str, &str)> = key
-        .as_deref()
-        .map(|k| vec![("idempotency-key", k)])
-        .unwrap_or_default();
-    let attempts = if key.is_some() { 4 } else { 1 };
-    for attempt in 0..attempts {
-        if attempt > 0 {
-            retries.fetch_add(1, Ordering::Relaxed);
-        }
+    let headers: Vec<_> = key
+        .iter()
+        .map(|k| ("idempotency-key", k.as_str()))
+        .collect();
+    for attempt in 0..if key.is_some() { 4 } else { 1 } {
+        retries.fetch_add(u64::from(attempt > 0), Ordering::Relaxed);
         let Ok(request) = api_request("POST", "/orders", Some(body.clone()), &headers) else {
             return Outcome::Failed;
         };
-        let Ok(response) = api.handle(request).await else {
-            return Outcome::Failed;
-        };
-        match response.status_code {
-            status if status == accepted => {
-                return Outcome::Acknowledged(order_id_of(response.body.as_ref()))
+        match api.handle(request).await {
+            Ok(ok) if ok.status_code == accepted => {
+                return Outcome::Acknowledged(order_id_of(ok.body.as_ref()))
             }
-            500..=599 => continue,
+            Ok(failed) if (500..600).contains(&failed.status_code) => continue,
             _ => return Outcome::Failed,
         }
     }

@@ -17,12 +17,19 @@ use crate::patterns::self_read::SelfReadStack;
 use crate::patterns::{Harness, OrderApi};
 use crate::stack::Stack;
 
+/// What the demo runs: which pattern, and how many orders of how many customers.
+#[derive(clap::Args)]
 pub struct DemoOptions {
-    /// Which of the patterns runs (its template, its order API, its consumers).
+    /// outbox, cdc or self-read: the pattern whose template and functions run.
+    #[arg(long, default_value_t = Pattern::Outbox)]
     pub pattern: Pattern,
+    #[arg(long, default_value_t = 30)]
     pub orders: usize,
+    #[arg(long, default_value_t = 5)]
     pub customers: usize,
+    #[arg(long, default_value_t = 7)]
     pub seed: u64,
+    #[arg(long, default_value_t = service_runtime::config::DEFAULT_CONCURRENCY)]
     pub concurrency: usize,
 }
 

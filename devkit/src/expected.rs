@@ -3,6 +3,8 @@
 //! process, `tests/sample_events.rs`) and `make smoke-arm64` (the arm64 bootstraps,
 //! [`crate::smoke`]) both check, so the two cannot expect different things again.
 
+use crate::patterns::self_read::{ORDER_HISTORY_FUNCTION, REWARDS_FUNCTION};
+
 /// The order-writer's and rewards-api's requests: (file, expected status), in the order a user
 /// would try them.
 pub const HTTP: &[(&str, i64)] = &[
@@ -19,15 +21,9 @@ pub const HTTP: &[(&str, i64)] = &[
 
 /// The stream consumer's batches, handled in this order: (file, applied, duplicates, ignored,
 /// parked, records reported for retry). A poison event is parked, not reported.
+#[rustfmt::skip]
 pub const STREAM: &[(&str, usize, usize, usize, usize, usize)] = &[
-    (
-        "events/stream-consumer/outbox-insert-batch.json",
-        3,
-        0,
-        0,
-        0,
-        0,
-    ),
+    ("events/stream-consumer/outbox-insert-batch.json", 3, 0, 0, 0, 0),
     ("events/stream-consumer/duplicate-batch.json", 0, 4, 0, 0, 0),
     ("events/stream-consumer/ttl-remove.json", 0, 0, 1, 0, 0),
     ("events/stream-consumer/mixed-batch.json", 1, 0, 3, 0, 0),
@@ -74,19 +70,10 @@ pub const SELF_READ_GET: (&str, i64, &str) = ("events/order-publisher/get-order.
 
 /// Pattern 3's Kinesis batch, one file per consumer function: (function id, file, applied,
 /// duplicates); no record is reported for retry.
+#[rustfmt::skip]
 pub const SELF_READ_KINESIS: &[(&str, &str, usize, usize)] = &[
-    (
-        crate::patterns::self_read::ORDER_HISTORY_FUNCTION,
-        "events/order-history/order-events.json",
-        2,
-        1,
-    ),
-    (
-        crate::patterns::self_read::REWARDS_FUNCTION,
-        "events/rewards-kinesis-consumer/order-events.json",
-        2,
-        1,
-    ),
+    (ORDER_HISTORY_FUNCTION, "events/order-history/order-events.json", 2, 1),
+    (REWARDS_FUNCTION, "events/rewards-kinesis-consumer/order-events.json", 2, 1),
 ];
 
 /// The balances [`SELF_READ_KINESIS`] leaves: (customer, points, ledger entries). c-21's keyed

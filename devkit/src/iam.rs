@@ -96,39 +96,29 @@ pub struct Grant {
 /// resources of the template (`!GetAtt T.Arn`: a table, a stream) or a table's index
 /// (`!Sub "${T.Arn}/index/I"`).
 pub fn grants(template: &Template, function: &str) -> Result<Vec<Grant>> {
-    let policies = template
-        .resource(function)?
-        .get("Properties")
-        .and_then(|p| p.get("Policies"))
-        .and_then(Value::as_sequence)
-        .ok_or_else(|| anyhow!("{function} has no Policies"))?;
-    let mut grants = Vec::new();
-    for statement in policies
+    let policies = template.resource(function)?["Properties"]["Policies"].as_sequence();
+    let policies = policies.ok_or_else(|| anyhow!("{function} has no Policies"))?;
+    let statements = policies
         .iter()
-        .filter_map(|p| p.get("Statement").and_then(Value::as_sequence))
-        .flatten()
-    {
-        if statement.get("Effect").and_then(Value::as_str) != Some("Allow") {
-            continue;
-        }
-        let list = |v: Option<&Value>| -> Vec<Value> {
-            match v {
-                Some(Value::Sequence(s)) => s.clone(),
-                Some(other) => vec![other.clone()],
-                None => Vec::new(),
-            }
-        };
-        let actions = list(statement.get("Action"))
+        .filter_map(|p| p["Statement"].as_sequence())
+        .flatten();
+    let list = |v: &Value| match v {
+        Value::Sequence(s) => s.clone(),
+        Value::Null => Vec::new(),
+        other => vec![other.clone()],
+    };
+    let allowed = statements.filter(|statement| statement["Effect"].as_str() == Some("Allow"));
+    let grants = allowed.map(|statement| Grant {
+        actions: list(&statement["Action"])
             .iter()
             .filter_map(|a| a.as_str().map(str::to_owned))
-            .collect();
-        let tables = list(statement.get("Resource"))
+            .collect(),
+        tables: list(&statement["Resource"])
             .iter()
             .filter_map(table_of)
-            .collect();
-        grants.push(Grant { actions, tables });
-    }
-    Ok(grants)
+            .collect(),
+    });
+    Ok(grants.collect())
 }
 
 fn table_of(resource: &Value) -> Option<(String, Option<String>)> {
@@ -155,27 +145,25 @@ pub fn denied<'a>(
     tables: &BTreeMap<&str, &str>,
     accesses: impl IntoIterator<Item = &'a Access>,
 ) -> Vec<Access> {
-    accesses
-        .into_iter()
-        .filter(|access| {
-            !grants.iter().any(|grant| {
-                grant
-                    .actions
-                    .iter()
-                    .any(|a| *a == access.action || a == "dynamodb:*")
-                    && grant.tables.iter().any(|(id, index)| {
-                        tables.get(id.as_str()) == Some(&access.table.as_str())
-                            && match (index.as_deref(), access.index.as_deref()) {
-                                (None, None) => true,
-                                (Some("*"), Some(_)) => true,
-                                (Some(granted), Some(used)) => granted == used,
-                                _ => false,
-                            }
-                    })
+    let allows = |grant: &Grant, access: &Access| {
+        let action = grant
+            .actions
+            .iter()
+            .any(|a| *a == access.action || a == "dynamodb:*");
+        action
+            && grant.tables.iter().any(|(id, index)| {
+                let table = tables.get(id.as_str()) == Some(&access.table.as_str());
+                table
+                    && match (index.as_deref(), access.index.as_deref()) {
+                        (None, None) | (Some("*"), Some(_)) => true,
+                        (Some(granted), Some(used)) => granted == used,
+                        _ => false,
+                    }
             })
-        })
-        .cloned()
-        .collect()
+    };
+    let accesses = accesses.into_iter();
+    let denied = accesses.filter(|access| !grants.iter().any(|grant| allows(grant, access)));
+    denied.cloned().collect()
 }
 
 #[cfg(test)]

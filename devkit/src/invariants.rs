@@ -307,11 +307,8 @@ fn read_rewards_item(found: &mut Findings, item: &Item) {
 /// items) and its one ledger entry, every event with its order.
 fn check_orders(found: &mut Findings, acknowledged: &BTreeSet<String>, source: EventSource) {
     let missing = |order_id: &str| {
-        format!(
-            "no {ORDERS_TABLE_ID} {} / {}",
-            okeys::order_pk(order_id),
-            okeys::ORDER_SK
-        )
+        let order_pk = okeys::order_pk(order_id);
+        format!("no {ORDERS_TABLE_ID} {order_pk} / {}", okeys::ORDER_SK)
     };
     let mut broken = Vec::new();
     for order_id in acknowledged
@@ -325,28 +322,23 @@ fn check_orders(found: &mut Findings, acknowledged: &BTreeSet<String>, source: E
     for (order_id, order) in &found.orders {
         let events = found.events_of.get(order_id).unwrap_or(&no_keys);
         let ledger = found.ledger_of_order.get(order_id).unwrap_or(&no_keys);
-        let (e, l) = (events.len(), ledger.len());
-        let case = match source {
-            EventSource::OrderItems if l != 1 => Some((
+        let (e, l, items) = (events.len(), ledger.len(), order.items);
+        let (invariant, evidence) = match source {
+            EventSource::OrderItems if l != 1 => (
                 Invariant::OrderHasOneLedgerEntry,
-                format!("order {order_id}: {l} ledger entries {ledger:?}"),
-            )),
-            EventSource::Stream if order.items != 1 || l != 1 => Some((
+                format!("{l} ledger entries {ledger:?}"),
+            ),
+            EventSource::Stream if items != 1 || l != 1 => (
                 Invariant::OrderExistsOnceWithOneLedgerEntry,
-                format!(
-                    "order {order_id}: {} order items, {l} ledger entries",
-                    order.items
-                ),
-            )),
-            EventSource::OutboxItems if e != 1 || l != 1 => Some((
+                format!("{items} order items, {l} ledger entries"),
+            ),
+            EventSource::OutboxItems if e != 1 || l != 1 => (
                 Invariant::OrderHasOneEventAndOneLedgerEntry,
-                format!(
-                    "order {order_id}: {e} outbox events {events:?}, {l} ledger entries {ledger:?}"
-                ),
-            )),
-            _ => None,
+                format!("{e} outbox events {events:?}, {l} ledger entries {ledger:?}"),
+            ),
+            _ => continue,
         };
-        broken.extend(case);
+        broken.push((invariant, format!("order {order_id}: {evidence}")));
     }
     for (order_id, events) in &found.events_of {
         if !found.orders.contains_key(order_id) {

@@ -8,12 +8,13 @@
 //! the environment opts out by name ([`SKIP_VARIABLE`]), so a skip is never a silent pass.
 
 use std::ffi::OsStr;
+use std::fmt::Display;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
-use anyhow::{anyhow, bail, Result};
+use anyhow::{anyhow, bail, Context, Result};
 use aws_config::{Region, SdkConfig};
 use aws_sdk_kinesis::config::Credentials;
 use aws_sdk_kinesis::types::StreamStatus;
@@ -21,7 +22,7 @@ use aws_sdk_kinesis::Client;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
 use tokio::process::{Child, Command};
 
-use crate::local::LOCAL_REGION;
+use crate::local::{sdk_error, LOCAL_REGION};
 
 pub use outboxctl::kinesis::parse_stream_arn;
 
@@ -142,45 +143,49 @@ impl LocalKinesis {
     pub async fn start_or_skip(test: &str) -> Result<Option<Self>> {
         match Self::start().await {
             Ok(kinesis) => Ok(Some(kinesis)),
-            Err(unavailable) => match std::env::var(SKIP_VARIABLE) {
-                Ok(why) if !why.trim().is_empty() => {
-                    // Straight to the process's stderr: the test harness captures `eprintln!`
-                    // of passing tests, and a skip must be seen.
-                    let _ = writeln!(
-                        std::io::stderr(),
-                        "SKIPPED {test}: {unavailable} ({SKIP_VARIABLE}={why})"
-                    );
-                    Ok(None)
-                }
-                _ => Err(anyhow!(
-                    "{unavailable}; to skip the Kinesis tests on purpose, set {SKIP_VARIABLE}=<reason>"
-                )),
-            },
+            Err(unavailable) => skip_or_fail(test, unavailable, SKIP_VARIABLE),
         }
     }
 
     /// Creates a stream with `shards` shards and waits until it is ACTIVE.
     pub async fn create_stream(&self, name: &str, shards: i32) -> Result<StreamDescription> {
-        self.client
+        let request = self
+            .client
             .create_stream()
             .stream_name(name)
-            .shard_count(shards)
+            .shard_count(shards);
+        request
             .send()
             .await
-            .map_err(|e| {
-                anyhow!(
-                    "CreateStream {name}: {}",
-                    aws_sdk_kinesis::error::DisplayErrorContext(e)
-                )
-            })?;
+            .map_err(|e| sdk_error(format!("CreateStream {name}"), e))?;
         for _ in 0..600 {
-            let description = describe_stream(&self.client, name).await?;
-            if description.0 == StreamStatus::Active {
-                return Ok(description.1);
+            let (status, description) = describe_stream(&self.client, name).await?;
+            if status == StreamStatus::Active {
+                return Ok(description);
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         bail!("stream {name} did not become ACTIVE")
+    }
+}
+
+/// For tests of a local server that could not start: `Ok(None)` after saying on the terminal
+/// that `test` was skipped and why, when the environment gives a reason in `variable`; without
+/// one, the error, so the test fails instead of passing unseen.
+pub fn skip_or_fail<T>(test: &str, unavailable: impl Display, variable: &str) -> Result<Option<T>> {
+    match std::env::var(variable) {
+        Ok(why) if !why.trim().is_empty() => {
+            // Straight to the process's stderr: the test harness captures `eprintln!` of passing
+            // tests, and a skip must be seen.
+            let _ = writeln!(
+                std::io::stderr(),
+                "SKIPPED {test}: {unavailable} ({variable}={why})"
+            );
+            Ok(None)
+        }
+        _ => Err(anyhow!(
+            "{unavailable}; to skip these tests on purpose, set {variable}=<reason>"
+        )),
     }
 }
 
@@ -190,35 +195,28 @@ pub async fn describe_stream(
     name: &str,
 ) -> Result<(StreamStatus, StreamDescription)> {
     let mut shard_ids = Vec::new();
-    let mut exclusive_start: Option<String> = None;
     loop {
-        let out = client
-            .describe_stream()
-            .stream_name(name)
-            .set_exclusive_start_shard_id(exclusive_start.clone())
+        let request = client.describe_stream().stream_name(name);
+        let request = request.set_exclusive_start_shard_id(shard_ids.last().cloned());
+        let out = request
             .send()
             .await
-            .map_err(|e| {
-                anyhow!(
-                    "DescribeStream {name}: {}",
-                    aws_sdk_kinesis::error::DisplayErrorContext(e)
-                )
-            })?;
+            .map_err(|e| sdk_error(format!("DescribeStream {name}"), e))?;
         let description = out
             .stream_description
-            .ok_or_else(|| anyhow!("DescribeStream {name}: no description"))?;
+            .with_context(|| format!("DescribeStream {name}: no description"))?;
         shard_ids.extend(description.shards.iter().map(|s| s.shard_id.clone()));
         if !description.has_more_shards || shard_ids.is_empty() {
+            let (name, arn) = (description.stream_name, description.stream_arn);
             return Ok((
                 description.stream_status,
                 StreamDescription {
-                    name: description.stream_name,
-                    arn: description.stream_arn,
+                    name,
+                    arn,
                     shard_ids,
                 },
             ));
         }
-        exclusive_start = shard_ids.last().cloned();
     }
 }
 

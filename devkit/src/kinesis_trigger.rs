@@ -8,7 +8,6 @@
 use anyhow::{anyhow, Result};
 use aws_lambda_events::kinesis::{KinesisEvent, KinesisEventRecord};
 use aws_lambda_events::streams::KinesisEventResponse;
-use aws_sdk_kinesis::operation::get_records::GetRecordsOutput;
 use aws_sdk_kinesis::primitives::{DateTime, DateTimeFormat};
 use aws_sdk_kinesis::types::{Record as KinesisRecord, ShardIteratorType};
 use aws_sdk_kinesis::Client;
@@ -17,6 +16,7 @@ use serde_json::{json, Value as Json};
 use outboxctl::kinesis::lambda_record;
 
 use crate::kinesis::{describe_stream, parse_stream_arn, StreamDescription};
+use crate::local::sdk_error;
 use crate::mapping::{Function, Mapping, Page, Position, Record, Source};
 use crate::template::{EventSource, StartingPosition};
 
@@ -81,10 +81,8 @@ impl Source for KinesisStream {
     }
 
     async fn shard_ids(&self) -> Result<Vec<String>> {
-        Ok(describe_stream(&self.client, &self.stream.name)
-            .await?
-            .1
-            .shard_ids)
+        let (_, stream) = describe_stream(&self.client, &self.stream.name).await?;
+        Ok(stream.shard_ids)
     }
 
     async fn read(
@@ -99,27 +97,29 @@ impl Source for KinesisStream {
             Some(held) => held,
             None => self.open_iterator(shard, from).await?,
         };
-        let out = match self.get_records(&iterator, limit).await {
+        let get = |iterator: String| {
+            self.client
+                .get_records()
+                .shard_iterator(iterator)
+                .limit(limit)
+                .send()
+        };
+        let out = match get(iterator).await {
+            // Iterators last five minutes; a poller that waited longer starts again from its
+            // checkpoint.
             Err(e)
                 if e.as_service_error()
                     .is_some_and(|e| e.is_expired_iterator_exception()) =>
             {
-                // Iterators last five minutes; a poller that waited longer starts again from
-                // its checkpoint.
-                let fresh = self.open_iterator(shard, from).await?;
-                self.get_records(&fresh, limit).await
+                get(self.open_iterator(shard, from).await?).await
             }
             other => other,
-        }
-        .map_err(|e| anyhow!("GetRecords {shard}: {}", sdk_error(e)))?;
-        let records = out
-            .records
-            .iter()
-            .map(|record| self.record(record, shard))
-            .collect::<Result<Vec<_>>>()?;
+        };
+        let out = out.map_err(|e| sdk_error(format!("GetRecords {shard}"), e))?;
+        let records = out.records.iter().map(|record| self.record(record, shard));
         *cursor = out.next_shard_iterator.clone();
         Ok(Page {
-            records,
+            records: records.collect::<Result<_>>()?,
             behind: out.millis_behind_latest.is_some_and(|ms| ms > 0),
             closed: out.next_shard_iterator.is_none(),
         })
@@ -127,67 +127,39 @@ impl Source for KinesisStream {
 
     /// An ISO 8601 time, as Lambda writes a Kinesis batch's arrival times.
     fn arrival_json(seconds: f64) -> Json {
-        let millis = (seconds * 1000.0).round() as i64;
-        json!(DateTime::from_millis(millis)
-            .fmt(DateTimeFormat::DateTime)
-            .unwrap_or_default())
+        let time = DateTime::from_millis((seconds * 1000.0).round() as i64);
+        json!(time.fmt(DateTimeFormat::DateTime).unwrap_or_default())
     }
 }
 
 impl KinesisStream {
-    async fn get_records(
-        &self,
-        iterator: &str,
-        limit: i32,
-    ) -> Result<
-        GetRecordsOutput,
-        aws_sdk_kinesis::error::SdkError<aws_sdk_kinesis::operation::get_records::GetRecordsError>,
-    > {
-        self.client
-            .get_records()
-            .shard_iterator(iterator)
-            .limit(limit)
-            .send()
-            .await
-    }
-
     async fn open_iterator(&self, shard: &str, from: Position<'_>) -> Result<String> {
+        let (kind, sequence) = match from {
+            Position::After(sequence) => (ShardIteratorType::AfterSequenceNumber, Some(sequence)),
+            Position::At(sequence) => (ShardIteratorType::AtSequenceNumber, Some(sequence)),
+            Position::Start(StartingPosition::TrimHorizon) => {
+                (ShardIteratorType::TrimHorizon, None)
+            }
+            Position::Start(StartingPosition::Latest) => (ShardIteratorType::Latest, None),
+        };
         let request = self
             .client
             .get_shard_iterator()
             .stream_name(&self.stream.name)
             .shard_id(shard);
-        let request = match from {
-            Position::After(sequence) => request
-                .shard_iterator_type(ShardIteratorType::AfterSequenceNumber)
-                .starting_sequence_number(sequence),
-            Position::At(sequence) => request
-                .shard_iterator_type(ShardIteratorType::AtSequenceNumber)
-                .starting_sequence_number(sequence),
-            Position::Start(StartingPosition::TrimHorizon) => {
-                request.shard_iterator_type(ShardIteratorType::TrimHorizon)
-            }
-            Position::Start(StartingPosition::Latest) => {
-                request.shard_iterator_type(ShardIteratorType::Latest)
-            }
-        };
-        request
-            .send()
-            .await
-            .map_err(|e| anyhow!("GetShardIterator {shard}: {}", sdk_error(e)))?
-            .shard_iterator
-            .ok_or_else(|| anyhow!("GetShardIterator {shard}: no iterator"))
+        let request = request
+            .shard_iterator_type(kind)
+            .set_starting_sequence_number(sequence.map(str::to_owned));
+        let what = format!("GetShardIterator {shard}");
+        let out = request.send().await.map_err(|e| sdk_error(&what, e))?;
+        out.shard_iterator
+            .ok_or_else(|| anyhow!("{what}: no iterator"))
     }
 
     /// A GetRecords record as Lambda delivers it in a Kinesis event's `Records[]`.
     fn record(&self, record: &KinesisRecord, shard: &str) -> Result<Record> {
-        let (lambda_shape, filterable) = lambda_record(
-            record,
-            shard,
-            &self.stream.arn,
-            &self.region,
-            Some(&self.invoke_identity_arn),
-        )?;
+        let (arn, identity) = (&self.stream.arn, Some(self.invoke_identity_arn.as_str()));
+        let (lambda_shape, filterable) = lambda_record(record, shard, arn, &self.region, identity)?;
         Ok(Record {
             sequence_number: record.sequence_number.clone(),
             arrival: lambda_shape["kinesis"]["approximateArrivalTimestamp"]
@@ -197,13 +169,4 @@ impl KinesisStream {
             filterable: Some(filterable),
         })
     }
-}
-
-fn sdk_error<
-    E: std::error::Error + Send + Sync + 'static,
-    R: std::fmt::Debug + Send + Sync + 'static,
->(
-    error: aws_sdk_kinesis::error::SdkError<E, R>,
-) -> String {
-    aws_sdk_kinesis::error::DisplayErrorContext(error).to_string()
 }

@@ -7,7 +7,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use aws_config::{Region, SdkConfig};
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection,
-    ProjectionType, ScalarAttributeType, StreamSpecification, StreamViewType, TableStatus,
+    ProjectionType, ScalarAttributeType, StreamSpecification, TableDescription, TableStatus,
     TimeToLiveSpecification,
 };
 use std::time::Duration;
@@ -88,23 +88,12 @@ impl LocalDynamo {
         }
     }
 
-    /// The server named by `AWS_ENDPOINT_URL` if set, else the one `make ddb` serves by default
-    /// (with the local credentials it accepts): for tools that join a running local stack.
+    /// The server named by `AWS_ENDPOINT_URL` if set, else the one `make ddb` serves by default:
+    /// for tools that join a running local stack.
     pub async fn running() -> Result<Self> {
-        match external_endpoint() {
-            Some(endpoint) => Self::external(endpoint).await,
-            None => {
-                let endpoint = format!("http://{DDB_DEFAULT_LISTEN}");
-                let sdk_config = local_sdk_config(&endpoint).await;
-                Ok(Self {
-                    client: service_runtime::config::client_from(&sdk_config),
-                    endpoint,
-                    sdk_config,
-                    db: None,
-                    server: None,
-                })
-            }
-        }
+        let endpoint =
+            external_endpoint().unwrap_or_else(|| format!("http://{DDB_DEFAULT_LISTEN}"));
+        Self::external(endpoint).await
     }
 
     /// An in-memory dynoxide served on `addr` (port 0: a free port).
@@ -115,7 +104,12 @@ impl LocalDynamo {
             .with_context(|| format!("binding {addr}"))?;
         let endpoint = format!("http://{}", listener.local_addr()?);
         let server = tokio::spawn(dynoxide::server::serve_on(listener, db.clone()));
-        let sdk_config = local_sdk_config(&endpoint).await;
+        let sdk_config = service_runtime::config::sdk_defaults()
+            .region(Region::new(LOCAL_REGION))
+            .credentials_provider(local_credentials())
+            .endpoint_url(&endpoint)
+            .load()
+            .await;
         Ok(Self {
             client: isolated(client_at(&sdk_config, &endpoint)),
             endpoint,
@@ -128,16 +122,15 @@ impl LocalDynamo {
     async fn external(endpoint: String) -> Result<Self> {
         // Region and credentials come from the usual AWS sources. A server on this machine checks
         // that requests are signed, not by whom, so it works without any being configured.
+        let local = is_local_endpoint(&endpoint);
         let mut loader = service_runtime::config::sdk_defaults();
-        if is_local_endpoint(&endpoint) && std::env::var_os("AWS_ACCESS_KEY_ID").is_none() {
+        if local && std::env::var_os("AWS_ACCESS_KEY_ID").is_none() {
             loader = loader.credentials_provider(local_credentials());
         }
         let mut sdk_config = loader.load().await;
-        if sdk_config.region().is_none() && is_local_endpoint(&endpoint) {
-            sdk_config = sdk_config
-                .to_builder()
-                .region(Region::new(LOCAL_REGION))
-                .build();
+        if sdk_config.region().is_none() && local {
+            let region = Region::new(LOCAL_REGION);
+            sdk_config = sdk_config.to_builder().region(region).build();
         }
         Ok(Self {
             client: client_at(&sdk_config, &endpoint),
@@ -182,19 +175,35 @@ impl LocalDynamo {
             .map_err(|e| anyhow!("sweep_ttl: {e}"))
     }
 
-    /// Creates the template's tables. With `suffix`, names get it appended, so runs that share
-    /// one server (AWS_ENDPOINT_URL) do not see each other's items.
+    /// A suffix for a run's table names: none on the embedded server, a random one on a shared
+    /// server (AWS_ENDPOINT_URL), so runs there do not see each other's items.
+    pub fn run_suffix(&self) -> String {
+        match self.is_embedded() {
+            true => String::new(),
+            false => format!("-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]),
+        }
+    }
+
+    /// Creates the template's two tables, their names with `suffix` appended; the orders
+    /// table's stream, if the template gives it one.
     pub async fn create_tables(&self, template: &Template, suffix: &str) -> Result<Tables> {
-        let orders = template.table(ORDERS_TABLE_ID)?;
-        let rewards = template.table(REWARDS_TABLE_ID)?;
-        let orders_name = format!("{}{suffix}", orders.name);
-        let rewards_name = format!("{}{suffix}", rewards.name);
-        create_table(&self.client, &orders, &orders_name).await?;
-        create_table(&self.client, &rewards, &rewards_name).await?;
-        let orders_stream_arn = stream_arn(&self.client, &orders_name).await?;
+        let mut names = Vec::new();
+        for logical_id in [ORDERS_TABLE_ID, REWARDS_TABLE_ID] {
+            let spec = template.table(logical_id)?;
+            let name = format!("{}{suffix}", spec.name);
+            create_table(&self.client, &spec, &name).await?;
+            names.push(name);
+        }
+        let [orders, rewards] = <[String; 2]>::try_from(names).expect("two tables");
+        let has_stream =
+            template.table(ORDERS_TABLE_ID)?.properties["StreamSpecification"].is_object();
+        let orders_stream_arn = match has_stream {
+            true => stream_arn(&self.client, &orders).await?,
+            false => String::new(),
+        };
         Ok(Tables {
-            orders: orders_name,
-            rewards: rewards_name,
+            orders,
+            rewards,
             orders_stream_arn,
         })
     }
@@ -210,16 +219,28 @@ impl Drop for LocalDynamo {
 
 /// The ARN of `table`'s stream.
 pub async fn stream_arn(client: &Client, table: &str) -> Result<String> {
-    let described = client
-        .describe_table()
-        .table_name(table)
-        .send()
-        .await
-        .with_context(|| format!("DescribeTable {table}"))?;
-    described
-        .table
+    describe(client, table)
+        .await?
         .and_then(|t| t.latest_stream_arn)
         .ok_or_else(|| anyhow!("{table} has no stream"))
+}
+
+async fn describe(client: &Client, table: &str) -> Result<Option<TableDescription>> {
+    let described = client.describe_table().table_name(table).send().await;
+    Ok(described
+        .map_err(|e| sdk_error(format!("DescribeTable {table}"), e))?
+        .table)
+}
+
+/// An SDK error with everything it carries (the service's code and message), after `what`.
+pub(crate) fn sdk_error(
+    what: impl std::fmt::Display,
+    error: impl std::error::Error,
+) -> anyhow::Error {
+    anyhow!(
+        "{what}: {}",
+        aws_sdk_dynamodb::error::DisplayErrorContext(error)
+    )
 }
 
 /// Every item of a table, read consistently page by page (for checks and tests, not for hot
@@ -282,17 +303,6 @@ fn local_credentials() -> aws_sdk_dynamodb::config::Credentials {
     aws_sdk_dynamodb::config::Credentials::new("local", "local", None, None, "devkit")
 }
 
-/// Static credentials and a fixed region: the embedded server checks that requests are signed,
-/// not by whom.
-async fn local_sdk_config(endpoint: &str) -> SdkConfig {
-    service_runtime::config::sdk_defaults()
-        .region(Region::new(LOCAL_REGION))
-        .credentials_provider(local_credentials())
-        .endpoint_url(endpoint)
-        .load()
-        .await
-}
-
 /// CreateTable (and UpdateTimeToLive) from the template's table properties. An existing table of
 /// the same name is left as it is.
 pub async fn create_table(client: &Client, spec: &TableSpec, name: &str) -> Result<()> {
@@ -300,84 +310,56 @@ pub async fn create_table(client: &Client, spec: &TableSpec, name: &str) -> Resu
     let mut request = client
         .create_table()
         .table_name(name)
-        .billing_mode(BillingMode::PayPerRequest);
+        .billing_mode(BillingMode::PayPerRequest)
+        .set_key_schema(Some(key_schema(p)?));
     for def in array(p, "AttributeDefinitions") {
-        request = request.attribute_definitions(
-            AttributeDefinition::builder()
-                .attribute_name(text(def, "AttributeName")?)
-                .attribute_type(ScalarAttributeType::from(text(def, "AttributeType")?))
-                .build()?,
-        );
+        let definition = AttributeDefinition::builder()
+            .attribute_name(text(def, "AttributeName")?)
+            .attribute_type(ScalarAttributeType::from(text(def, "AttributeType")?));
+        request = request.attribute_definitions(definition.build()?);
     }
-    request = request.set_key_schema(Some(key_schema(p)?));
     for gsi in array(p, "GlobalSecondaryIndexes") {
-        let projection = gsi.get("Projection");
-        let projection_type = projection
-            .and_then(|pr| pr.get("ProjectionType"))
-            .and_then(Json::as_str)
-            .unwrap_or("ALL");
-        let mut pb = Projection::builder().projection_type(ProjectionType::from(projection_type));
-        for attr in projection
-            .map(|pr| array(pr, "NonKeyAttributes"))
-            .unwrap_or_default()
-        {
-            pb = pb.non_key_attributes(attr.as_str().unwrap_or_default());
-        }
-        request = request.global_secondary_indexes(
-            GlobalSecondaryIndex::builder()
-                .index_name(text(gsi, "IndexName")?)
-                .set_key_schema(Some(key_schema(gsi)?))
-                .projection(pb.build())
-                .build()?,
-        );
+        let projection = &gsi["Projection"];
+        let kind = projection["ProjectionType"].as_str().unwrap_or("ALL");
+        let non_key: Vec<String> = array(projection, "NonKeyAttributes")
+            .iter()
+            .filter_map(|a| a.as_str().map(str::to_owned))
+            .collect();
+        let projection = Projection::builder()
+            .projection_type(ProjectionType::from(kind))
+            .set_non_key_attributes((!non_key.is_empty()).then_some(non_key));
+        let index = GlobalSecondaryIndex::builder()
+            .index_name(text(gsi, "IndexName")?)
+            .set_key_schema(Some(key_schema(gsi)?))
+            .projection(projection.build());
+        request = request.global_secondary_indexes(index.build()?);
     }
-    if let Some(view) = p
-        .get("StreamSpecification")
-        .and_then(|s| s.get("StreamViewType"))
-        .and_then(Json::as_str)
-    {
-        request = request.stream_specification(
-            StreamSpecification::builder()
-                .stream_enabled(true)
-                .stream_view_type(StreamViewType::from(view))
-                .build()?,
-        );
+    if let Some(view) = p["StreamSpecification"]["StreamViewType"].as_str() {
+        let stream = StreamSpecification::builder().stream_enabled(true);
+        request = request.stream_specification(stream.stream_view_type(view.into()).build()?);
     }
     match request.send().await {
-        Ok(_) => wait_until_active(client, name).await?,
         Err(e)
             if e.as_service_error()
                 .is_some_and(|e| e.is_resource_in_use_exception()) =>
         {
-            return Ok(());
+            return Ok(())
         }
-        Err(e) => {
-            return Err(anyhow!(
-                "CreateTable {name}: {}",
-                aws_sdk_dynamodb::error::DisplayErrorContext(e)
-            ))
-        }
+        sent => _ = sent.map_err(|e| sdk_error(format!("CreateTable {name}"), e))?,
     }
-    if let Some(ttl) = p.get("TimeToLiveSpecification") {
-        if ttl.get("Enabled").and_then(Json::as_bool) == Some(true) {
-            client
-                .update_time_to_live()
-                .table_name(name)
-                .time_to_live_specification(
-                    TimeToLiveSpecification::builder()
-                        .attribute_name(text(ttl, "AttributeName")?)
-                        .enabled(true)
-                        .build()?,
-                )
-                .send()
-                .await
-                .map_err(|e| {
-                    anyhow!(
-                        "UpdateTimeToLive {name}: {}",
-                        aws_sdk_dynamodb::error::DisplayErrorContext(e)
-                    )
-                })?;
-        }
+    wait_until_active(client, name).await?;
+    let ttl = &p["TimeToLiveSpecification"];
+    if ttl["Enabled"] == true {
+        let attribute = text(ttl, "AttributeName")?;
+        let ttl = TimeToLiveSpecification::builder()
+            .attribute_name(attribute)
+            .enabled(true);
+        let request = client.update_time_to_live().table_name(name);
+        let sent = request
+            .time_to_live_specification(ttl.build()?)
+            .send()
+            .await;
+        sent.map_err(|e| sdk_error(format!("UpdateTimeToLive {name}"), e))?;
     }
     Ok(())
 }
@@ -386,22 +368,8 @@ pub async fn create_table(client: &Client, spec: &TableSpec, name: &str) -> Resu
 /// TTL cannot be set and writes fail.
 async fn wait_until_active(client: &Client, name: &str) -> Result<()> {
     for _ in 0..120 {
-        let described = client
-            .describe_table()
-            .table_name(name)
-            .send()
-            .await
-            .map_err(|e| {
-                anyhow!(
-                    "DescribeTable {name}: {}",
-                    aws_sdk_dynamodb::error::DisplayErrorContext(e)
-                )
-            })?;
-        if described
-            .table
-            .and_then(|t| t.table_status)
-            .is_some_and(|s| s == TableStatus::Active)
-        {
+        let table = describe(client, name).await?;
+        if table.and_then(|t| t.table_status) == Some(TableStatus::Active) {
             return Ok(());
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
@@ -422,15 +390,15 @@ fn key_schema(p: &Json) -> Result<Vec<KeySchemaElement>> {
 }
 
 fn array<'a>(v: &'a Json, key: &str) -> Vec<&'a Json> {
-    v.get(key)
-        .and_then(Json::as_array)
+    v[key]
+        .as_array()
         .map(|a| a.iter().collect())
         .unwrap_or_default()
 }
 
 fn text<'a>(v: &'a Json, key: &str) -> Result<&'a str> {
-    v.get(key)
-        .and_then(Json::as_str)
+    v[key]
+        .as_str()
         .ok_or_else(|| anyhow!("template table property {key} is missing"))
 }
 

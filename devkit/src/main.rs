@@ -6,8 +6,10 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
-use devkit::stack::{in_process, Stack};
-use devkit::{samples, LocalDynamo, Template};
+use devkit::invoke::LambdaInvokeApi;
+use devkit::stack::{in_process, in_process_changes, Stack};
+use devkit::{samples, Invoke, LocalDynamo, Pattern, Template, Trigger};
+use service_runtime::config::DEFAULT_CONCURRENCY;
 
 #[derive(Parser)]
 #[command(
@@ -21,19 +23,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Place orders, run the stream into the consumer, print balances (the README's main job).
-    Demo {
-        /// outbox, cdc or self-read: the pattern whose template and functions run.
-        #[arg(long, default_value_t = devkit::Pattern::Outbox)]
-        pattern: devkit::Pattern,
-        #[arg(long, default_value_t = 30)]
-        orders: usize,
-        #[arg(long, default_value_t = 5)]
-        customers: usize,
-        #[arg(long, default_value_t = 7)]
-        seed: u64,
-        #[arg(long, default_value_t = service_runtime::config::DEFAULT_CONCURRENCY)]
-        concurrency: usize,
-    },
+    Demo(devkit::demo::DemoOptions),
     /// Serve the embedded DynamoDB with the template's tables, for `sam local invoke`, the AWS
     /// CLI and any SDK; optionally with real-time TTL sweeps and the stream trigger running.
     Ddb {
@@ -46,8 +36,8 @@ enum Command {
         #[arg(long)]
         trigger: bool,
         /// outbox, cdc or self-read: whose template's tables to serve.
-        #[arg(long, default_value_t = devkit::Pattern::Outbox)]
-        pattern: devkit::Pattern,
+        #[arg(long, default_value_t = Pattern::Outbox)]
+        pattern: Pattern,
     },
     /// Serve kinesalite (the local Kinesis of pattern 3) with the template's Kinesis streams.
     Kinesis {
@@ -64,7 +54,7 @@ enum Command {
         #[arg(long)]
         invoke_url: Option<String>,
         /// Append on-failure destination messages to this file.
-        #[arg(long, default_value = ".local/stream-failures.jsonl")]
+        #[arg(long, default_value = FAILURES)]
         on_failure_file: PathBuf,
     },
     /// Orders under injected faults, duplicates, races and crashes; then the invariants. On the
@@ -79,7 +69,7 @@ enum Command {
         yes: bool,
         /// Which of the patterns: outbox, cdc or self-read.
         #[arg(long, default_value = "outbox")]
-        pattern: devkit::Pattern,
+        pattern: Pattern,
     },
     /// Regenerate the sample events in events/ from the code.
     Events,
@@ -91,18 +81,11 @@ enum Command {
     },
     /// Run the bootstraps `sam build` made (under an emulator for arm64) against the embedded
     /// DynamoDB with the sample events, checking their answers (`make smoke-arm64`).
-    Smoke {
-        #[arg(long, default_value = ".aws-sam/build")]
-        build_dir: PathBuf,
-        /// Where `make build` put pattern 3's template's build.
-        #[arg(long, default_value = ".aws-sam/build-self-read")]
-        self_read_build_dir: PathBuf,
-        /// The emulator command line the bootstraps run under, split at spaces, e.g.
-        /// "qemu-aarch64 -L /usr/aarch64-linux-gnu"; empty runs them directly.
-        #[arg(long, default_value = "")]
-        runner: String,
-    },
+    Smoke(devkit::smoke::SmokeOptions),
 }
+
+/// Where `make trigger` and `make ddb TRIGGER=1` write the on-failure destination's messages.
+const FAILURES: &str = ".local/stream-failures.jsonl";
 
 fn main() -> Result<()> {
     let cli = Cli::parse();
@@ -126,28 +109,7 @@ fn main() -> Result<()> {
 
 async fn run(cli: Cli) -> Result<()> {
     match cli.command {
-        Command::Demo {
-            pattern,
-            orders,
-            customers,
-            seed,
-            concurrency,
-        } => {
-            let options = devkit::demo::DemoOptions {
-                pattern,
-                orders,
-                customers,
-                seed,
-                concurrency,
-            };
-            devkit::demo::run(options).await
-        }
-        Command::Ddb {
-            listen,
-            trigger,
-            pattern: devkit::Pattern::SelfRead,
-            ..
-        } => self_read_ddb(listen, trigger).await,
+        Command::Demo(options) => devkit::demo::run(options).await,
         Command::Ddb {
             listen,
             ttl_every,
@@ -159,68 +121,66 @@ async fn run(cli: Cli) -> Result<()> {
             follow,
             invoke_url,
             on_failure_file,
-        } => run_trigger(follow, invoke_url, on_failure_file).await,
+        } => {
+            let dynamo = LocalDynamo::running().await?;
+            let stack = Stack::on_existing(dynamo)
+                .await
+                .context("is `make ddb` running (or AWS_ENDPOINT_URL set to another DynamoDB)?")?;
+            let file = on_failure_file;
+            match invoke_url {
+                Some(url) => {
+                    let function = LambdaInvokeApi::new(&url, &stack.dynamo.sdk_config)?;
+                    drive(stack.trigger(function)?, follow, file).await
+                }
+                None => {
+                    let consumer = in_process(stack.service(), DEFAULT_CONCURRENCY);
+                    drive(stack.trigger(consumer)?, follow, file).await
+                }
+            }
+        }
         Command::Chaos {
             orders,
             seed,
             yes,
             pattern,
-        } => chaos(pattern, orders, seed, yes).await,
-        Command::Smoke {
-            build_dir,
-            self_read_build_dir,
-            runner,
         } => {
-            let options = devkit::smoke::SmokeOptions {
-                build_dir,
-                self_read_build_dir,
-                runner: runner.split_whitespace().map(str::to_owned).collect(),
-            };
+            let remote = devkit::local::external_endpoint()
+                .filter(|endpoint| !devkit::local::is_local_endpoint(endpoint));
+            if let Some(endpoint) = remote.filter(|_| !yes) {
+                confirm_remote_writes(&endpoint, orders)?;
+            }
+            let options = devkit::chaos::ChaosOptions::new(orders, seed);
+            devkit::chaos::print_run(pattern, options).await
+        }
+        Command::Smoke(options) => {
             for line in devkit::smoke::run(options).await? {
                 println!("{line}");
             }
             Ok(())
         }
-        Command::Templates { check } => templates(check),
+        Command::Templates { check: false } => {
+            for path in devkit::template_copies::write_all()? {
+                println!("wrote {}", path.display());
+            }
+            Ok(())
+        }
+        Command::Templates { check: true } => {
+            let stale = devkit::template_copies::stale()?;
+            for path in &stale {
+                println!("{}: copies differ from template.yaml", path.display());
+            }
+            anyhow::ensure!(stale.is_empty(), "run `make templates`");
+            Ok(())
+        }
         Command::Events => {
-            let root = devkit::template::default_path()
-                .parent()
-                .map(PathBuf::from)
-                .unwrap_or_default();
-            for path in samples::write_all(&root, &Template::load_default()?)? {
+            let template = devkit::template::default_path();
+            let root = template.parent().map(PathBuf::from).unwrap_or_default();
+            for path in samples::write_all(&root, &Template::load(&template)?)? {
                 println!("wrote {path}");
             }
             Ok(())
         }
     }
-}
-
-/// Rewrites the pattern templates' copies of template.yaml's entries, or with `check` only
-/// names those that differ.
-fn templates(check: bool) -> Result<()> {
-    if !check {
-        for path in devkit::template_copies::write_all()? {
-            println!("wrote {}", path.display());
-        }
-        return Ok(());
-    }
-    let stale = devkit::template_copies::stale()?;
-    for path in &stale {
-        println!("{}: copies differ from template.yaml", path.display());
-    }
-    anyhow::ensure!(stale.is_empty(), "run `make templates`");
-    Ok(())
-}
-
-/// The chaos run of `pattern`, after asking before it writes to a server elsewhere.
-async fn chaos(pattern: devkit::Pattern, orders: usize, seed: u64, yes: bool) -> Result<()> {
-    if let Some(endpoint) = devkit::local::external_endpoint() {
-        if !devkit::local::is_local_endpoint(&endpoint) && !yes {
-            confirm_remote_writes(&endpoint, orders)?;
-        }
-    }
-    let options = devkit::chaos::ChaosOptions::new(orders, seed);
-    devkit::chaos::print_run(pattern, options).await
 }
 
 /// A chaos run creates two tables and writes thousands of items, billed on a real account: it
@@ -250,13 +210,11 @@ fn confirm_remote_writes(endpoint: &str, orders: usize) -> Result<()> {
 async fn kinesis(port: u16) -> Result<()> {
     let kinesis = devkit::kinesis::LocalKinesis::serve_on(port).await?;
     println!("Kinesis (kinesalite) listening on {}", kinesis.endpoint);
-    let template_path = devkit::Pattern::SelfRead.template_path();
+    let template_path = Pattern::SelfRead.template_path();
     let streams = Template::load(&template_path)?.kinesis_streams()?;
     if streams.is_empty() {
-        println!(
-            "{} declares no AWS::Kinesis::Stream: no streams created",
-            template_path.display()
-        );
+        let path = template_path.display();
+        println!("{path} declares no AWS::Kinesis::Stream: no streams created");
     }
     for spec in streams {
         let stream = kinesis.create_stream(&spec.name, spec.shard_count).await?;
@@ -267,133 +225,74 @@ async fn kinesis(port: u16) -> Result<()> {
     Ok(())
 }
 
-/// `make ddb PATTERN=self-read`: the pattern's two tables, without a stream or TTL (its
-/// consumers read Kinesis: `make kinesis`).
-async fn self_read_ddb(listen: SocketAddr, with_trigger: bool) -> Result<()> {
-    if with_trigger {
-        println!(
-            "no stream trigger: pattern 3's consumers read the Kinesis stream of make kinesis"
-        );
-    }
-    let dynamo = LocalDynamo::embedded(listen).await?;
-    let template = Template::load(&devkit::Pattern::SelfRead.template_path())?;
-    println!(
-        "DynamoDB (embedded dynoxide) listening on {}",
-        dynamo.endpoint
-    );
-    for logical_id in [
-        devkit::local::ORDERS_TABLE_ID,
-        devkit::local::REWARDS_TABLE_ID,
-    ] {
-        let spec = template.table(logical_id)?;
-        devkit::local::create_table(&dynamo.client, &spec, &spec.name).await?;
-        println!("table: {}", spec.name);
-    }
-    println!("from sam local (Docker): sam local invoke -t patterns/self-read/template.yaml <Function> -e events/... --env-vars events/patterns/self-read/env.json (with make kinesis)");
-    let _ = tokio::signal::ctrl_c().await;
-    Ok(())
-}
-
+/// `make ddb`: the pattern's tables on the embedded DynamoDB, TTL swept every `ttl_every`
+/// seconds, and with `with_trigger` the stream consumer fed in process (pattern 3's consumers
+/// read the Kinesis stream of `make kinesis` instead).
 async fn ddb(
     listen: SocketAddr,
     ttl_every: u64,
     with_trigger: bool,
-    pattern: devkit::Pattern,
+    pattern: Pattern,
 ) -> Result<()> {
-    let dynamo = LocalDynamo::embedded(listen).await?;
-    let stack = Stack::on_pattern(dynamo, pattern).await?;
-    println!(
-        "DynamoDB (embedded dynoxide) listening on {}",
-        stack.dynamo.endpoint
-    );
-    println!(
-        "tables: {} (stream {}), {}",
-        stack.tables.orders, stack.tables.orders_stream_arn, stack.tables.rewards
-    );
-    println!("use it with: AWS_ENDPOINT_URL={} AWS_REGION=us-east-1 AWS_ACCESS_KEY_ID=local AWS_SECRET_ACCESS_KEY=local", stack.dynamo.endpoint);
-    let (env_json, _) = devkit::samples::env_paths(pattern);
+    let stack = Stack::on_pattern(LocalDynamo::embedded(listen).await?, pattern).await?;
+    let (endpoint, tables) = (&stack.dynamo.endpoint, &stack.tables);
+    println!("DynamoDB (embedded dynoxide) listening on {endpoint}");
+    match tables.orders_stream_arn.as_str() {
+        "" => println!("tables: {}, {}", tables.orders, tables.rewards),
+        arn => println!(
+            "tables: {} (stream {arn}), {}",
+            tables.orders, tables.rewards
+        ),
+    }
+    println!("use it with: AWS_ENDPOINT_URL={endpoint} AWS_REGION=us-east-1 AWS_ACCESS_KEY_ID=local AWS_SECRET_ACCESS_KEY=local");
+    let (env_json, _) = samples::env_paths(pattern);
     let template_flag = match pattern {
-        devkit::Pattern::Outbox => String::new(),
+        Pattern::Outbox => String::new(),
         other => format!("-t patterns/{other}/template.yaml "),
     };
     println!("from sam local (Docker): sam local invoke {template_flag}<Function> -e events/... --env-vars {env_json}");
-    if ttl_every > 0 {
-        let db = stack.dynamo.database();
+    if let Some(db) = stack.dynamo.database().filter(|_| ttl_every > 0) {
         tokio::spawn(async move {
             let mut every = tokio::time::interval(Duration::from_secs(ttl_every));
             loop {
                 every.tick().await;
-                if let Some(db) = &db {
-                    let db = db.clone();
-                    match tokio::task::spawn_blocking(move || db.sweep_ttl()).await {
-                        Ok(Ok(n)) if n > 0 => tracing::info!(deleted = n, "TTL sweep"),
-                        Ok(Err(e)) => tracing::warn!(error = %e, "TTL sweep failed"),
-                        _ => {}
-                    }
+                let db = db.clone();
+                match tokio::task::spawn_blocking(move || db.sweep_ttl()).await {
+                    Ok(Ok(n)) if n > 0 => tracing::info!(deleted = n, "TTL sweep"),
+                    Ok(Err(e)) => tracing::warn!(error = %e, "TTL sweep failed"),
+                    _ => {}
                 }
             }
         });
     }
-    let stop = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    if with_trigger {
-        println!("stream trigger: delivering outbox events to the stream consumer in process");
-        let concurrency = service_runtime::config::DEFAULT_CONCURRENCY;
-        let failures: PathBuf = ".local/stream-failures.jsonl".into();
-        if pattern == devkit::Pattern::Cdc {
-            let consumer = devkit::stack::in_process_changes(stack.service(), concurrency);
-            let mut trigger = stack.trigger(consumer)?.with_on_failure_file(failures);
-            trigger.follow(stop).await?;
-        } else {
-            let mut trigger = stack
-                .trigger(in_process(stack.service(), concurrency))?
-                .with_on_failure_file(failures);
-            trigger.follow(stop).await?;
+    match (with_trigger, pattern) {
+        (true, Pattern::SelfRead) => {
+            println!(
+                "no stream trigger: pattern 3's consumers read the Kinesis stream of make kinesis"
+            )
         }
-    } else {
-        stop.await;
+        (true, Pattern::Cdc) => {
+            let consumer = in_process_changes(stack.service(), DEFAULT_CONCURRENCY);
+            return drive(stack.trigger(consumer)?, true, FAILURES.into()).await;
+        }
+        (true, Pattern::Outbox) => {
+            let consumer = in_process(stack.service(), DEFAULT_CONCURRENCY);
+            return drive(stack.trigger(consumer)?, true, FAILURES.into()).await;
+        }
+        (false, _) => {}
     }
+    let _ = tokio::signal::ctrl_c().await;
     Ok(())
 }
 
-async fn run_trigger(
-    follow: bool,
-    invoke_url: Option<String>,
-    on_failure_file: PathBuf,
-) -> Result<()> {
-    let dynamo = LocalDynamo::running().await?;
-    let stack = Stack::on_existing(dynamo)
-        .await
-        .context("is `make ddb` running (or AWS_ENDPOINT_URL set to another DynamoDB)?")?;
-    let stop = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    match invoke_url {
-        Some(url) => {
-            let mut trigger = stack
-                .trigger(devkit::invoke::LambdaInvokeApi::new(&url)?)?
-                .with_on_failure_file(on_failure_file);
-            drive(&mut trigger, follow, stop).await
-        }
-        None => {
-            let mut trigger = stack
-                .trigger(in_process(
-                    stack.service(),
-                    service_runtime::config::DEFAULT_CONCURRENCY,
-                ))?
-                .with_on_failure_file(on_failure_file);
-            drive(&mut trigger, follow, stop).await
-        }
-    }
-}
-
-async fn drive<I: devkit::Invoke>(
-    trigger: &mut devkit::Trigger<I>,
-    follow: bool,
-    stop: impl std::future::Future<Output = ()>,
-) -> Result<()> {
+/// Runs `trigger` once through the stream, or with `follow` until Ctrl-C; prints its counts.
+async fn drive<I: Invoke>(trigger: Trigger<I>, follow: bool, failures: PathBuf) -> Result<()> {
+    let mut trigger = trigger.with_on_failure_file(failures);
     if follow {
+        println!("stream trigger: delivering outbox events to the stream consumer");
+        let stop = async {
+            let _ = tokio::signal::ctrl_c().await;
+        };
         trigger.follow(stop).await.context("stream trigger")?;
     } else {
         trigger.drain().await?;

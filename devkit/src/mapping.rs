@@ -12,8 +12,10 @@
 
 use std::future::Future;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use anyhow::{anyhow, Result};
+use lambda_runtime::{Context, LambdaEvent};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::Value as Json;
@@ -42,6 +44,28 @@ where
     type Response = R;
     fn call(&self, event: E) -> impl Future<Output = Result<R, String>> + Send {
         self(event)
+    }
+}
+
+/// A function's handler invoked in process with `processor`, as the Lambda runtime calls it:
+/// `handle` is the function's own entry point, so its logs and metrics are the deployed
+/// function's.
+pub fn handler<E, P, R, Er, Fut>(
+    processor: P,
+    handle: impl Fn(Arc<P>, LambdaEvent<E>) -> Fut + Send + Sync,
+) -> impl Function<E, Response = R>
+where
+    P: Send + Sync,
+    Er: std::fmt::Display,
+    Fut: Future<Output = Result<R, Er>> + Send,
+{
+    let processor = Arc::new(processor);
+    move |event: E| {
+        let answer = handle(
+            processor.clone(),
+            LambdaEvent::new(event, Context::default()),
+        );
+        async move { answer.await.map_err(|e| e.to_string()) }
     }
 }
 

@@ -7,6 +7,7 @@ use std::fmt::Write as _;
 use std::sync::{Arc, Mutex};
 
 use anyhow::{bail, Context, Result};
+use serde::Deserialize;
 use serde_json::Value;
 
 /// One metric of one function, as CloudWatch would aggregate it over the run.
@@ -48,6 +49,31 @@ pub struct MetricsSummary {
     pub lines: usize,
 }
 
+/// The `_aws` member of an EMF line: what CloudWatch reads to find the metrics.
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct Aws {
+    /// Required: CloudWatch drops a line without it.
+    #[serde(rename = "Timestamp")]
+    _timestamp: u64,
+    cloud_watch_metrics: Vec<Directive>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct Directive {
+    namespace: String,
+    dimensions: Vec<Vec<String>>,
+    metrics: Vec<Metric>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct Metric {
+    name: String,
+    unit: Option<String>,
+}
+
 impl MetricsSummary {
     /// Reads the EMF lines among `lines` (log lines without `_aws` are skipped). A line that
     /// claims to be EMF but does not follow the format is an error naming it: CloudWatch would
@@ -69,67 +95,37 @@ impl MetricsSummary {
     }
 
     fn read_line(&mut self, fields: &serde_json::Map<String, Value>, aws: &Value) -> Result<()> {
-        if aws.get("Timestamp").and_then(Value::as_u64).is_none() {
-            bail!("no Timestamp in milliseconds");
-        }
-        let directives = aws
-            .get("CloudWatchMetrics")
-            .and_then(Value::as_array)
-            .context("no CloudWatchMetrics array")?;
+        let aws = Aws::deserialize(aws)?;
         let text = |name: &str| fields.get(name).and_then(Value::as_str).map(str::to_owned);
         self.lines += 1;
-        for directive in directives {
-            let namespace = directive
-                .get("Namespace")
-                .and_then(Value::as_str)
-                .context("a directive without Namespace")?;
-            if !self.namespaces.iter().any(|n| n == namespace) {
-                self.namespaces.push(namespace.to_owned());
+        for directive in aws.cloud_watch_metrics {
+            if !self.namespaces.contains(&directive.namespace) {
+                self.namespaces.push(directive.namespace);
             }
-            let dimension_sets = directive
-                .get("Dimensions")
-                .and_then(Value::as_array)
-                .context("a directive without Dimensions")?;
             let mut reasons = vec![None];
-            for set in dimension_sets {
-                let names = set
-                    .as_array()
-                    .context("a dimension set that is not a list")?;
-                for name in names {
-                    let name = name.as_str().context("a dimension name that is not text")?;
-                    let value = text(name)
-                        .with_context(|| format!("dimension {name} has no text value"))?;
-                    if name == "Reason" && !reasons.contains(&Some(value.clone())) {
-                        reasons.push(Some(value));
-                    }
+            for name in directive.dimensions.iter().flatten() {
+                let value =
+                    text(name).with_context(|| format!("dimension {name} has no text value"))?;
+                if name == "Reason" && !reasons.contains(&Some(value.clone())) {
+                    reasons.push(Some(value));
                 }
             }
             let function = text("Function").context("no Function dimension")?;
-            let metrics = directive
-                .get("Metrics")
-                .and_then(Value::as_array)
-                .context("a directive without Metrics")?;
-            for metric in metrics {
-                let name = metric
-                    .get("Name")
-                    .and_then(Value::as_str)
-                    .context("a metric without Name")?;
-                let unit = metric.get("Unit").and_then(Value::as_str).unwrap_or("None");
-                let values: Vec<f64> = match fields.get(name) {
+            for metric in directive.metrics {
+                let name = metric.name;
+                let values: Vec<f64> = match fields.get(&name) {
                     Some(Value::Number(n)) => n.as_f64().into_iter().collect(),
                     Some(Value::Array(items)) => items.iter().filter_map(Value::as_f64).collect(),
                     _ => bail!("metric {name} is declared but has no number or list of numbers"),
                 };
                 for reason in &reasons {
-                    let series = self
-                        .series
-                        .entry(SeriesKey {
-                            function: function.clone(),
-                            metric: name.to_owned(),
-                            reason: reason.clone(),
-                        })
-                        .or_default();
-                    series.unit = unit.to_owned();
+                    let key = SeriesKey {
+                        function: function.clone(),
+                        metric: name.clone(),
+                        reason: reason.clone(),
+                    };
+                    let series = self.series.entry(key).or_default();
+                    series.unit = metric.unit.clone().unwrap_or_else(|| "None".to_owned());
                     series.values.extend(&values);
                 }
             }
@@ -148,16 +144,6 @@ impl MetricsSummary {
     /// The sum of a count over the run; 0 when it was never emitted.
     pub fn count(&self, function: &str, metric: &str) -> f64 {
         self.get(function, metric).map_or(0.0, Series::sum)
-    }
-
-    pub fn count_for_reason(&self, function: &str, metric: &str, reason: &str) -> f64 {
-        self.series
-            .get(&SeriesKey {
-                function: function.to_owned(),
-                metric: metric.to_owned(),
-                reason: Some(reason.to_owned()),
-            })
-            .map_or(0.0, Series::sum)
     }
 
     /// A table: counts summed, distributions as p50 / p99 / max.
@@ -243,10 +229,6 @@ mod tests {
         assert_eq!(lag.percentile(50.0), Some(20.0));
         assert_eq!(lag.percentile(99.0), Some(30.0));
         assert_eq!(summary.count("order-writer", "OrdersRejected"), 1.0);
-        assert_eq!(
-            summary.count_for_reason("order-writer", "OrdersRejected", "invalid_currency"),
-            1.0
-        );
         assert!(summary
             .render()
             .contains("OrdersRejected (Reason=invalid_currency)"));

@@ -84,18 +84,33 @@ impl ProxyStats {
     pub fn total_faults(&self) -> u64 {
         self.faults.values().sum()
     }
+    /// Adds another proxy's counts to these.
+    pub fn add(&mut self, other: ProxyStats) {
+        for (operation, count) in other.requests {
+            *self.requests.entry(operation).or_default() += count;
+        }
+        for (fault, count) in other.faults {
+            *self.faults.entry(fault).or_default() += count;
+        }
+        self.tokens_stripped += other.tokens_stripped;
+        self.accesses.extend(other.accesses);
+    }
     pub fn fault(&self, f: Fault) -> u64 {
         self.faults.get(&f).copied().unwrap_or(0)
     }
     pub fn summary(&self) -> String {
+        let faults = [
+            (Fault::ServerError, "5xx"),
+            (Fault::Throttling, "throttling"),
+            (Fault::ProvisionedThroughput, "provisioned-throughput"),
+            (Fault::TransactionConflict, "transaction conflicts"),
+            (Fault::LostResponse, "lost responses"),
+        ];
+        let counts = faults.map(|(fault, name)| format!("{} {name}", self.fault(fault)));
         format!(
-            "{} requests; faults injected: {} 5xx, {} throttling, {} provisioned-throughput, {} transaction conflicts, {} lost responses",
+            "{} requests; faults injected: {}",
             self.total_requests(),
-            self.fault(Fault::ServerError),
-            self.fault(Fault::Throttling),
-            self.fault(Fault::ProvisionedThroughput),
-            self.fault(Fault::TransactionConflict),
-            self.fault(Fault::LostResponse),
+            counts.join(", ")
         )
     }
 }
@@ -184,6 +199,53 @@ enum Decision {
     Fail(Fault),
 }
 
+impl State {
+    /// Counts the request and rolls what happens to it: a fault, or forwarded (and whether its
+    /// response is lost).
+    fn decide(&mut self, target: &str, operation: &str, body: &[u8]) -> Decision {
+        *self.stats.requests.entry(operation.to_owned()).or_default() += 1;
+        self.stats
+            .accesses
+            .extend(crate::iam::accesses(target, body));
+        let injected_so_far = self.stats.total_faults();
+        let Self { plan, rng, .. } = self;
+        let applies = (plan.operations.is_empty()
+            || plan.operations.iter().any(|o| o == operation))
+            && plan.max_faults.is_none_or(|max| injected_so_far < max);
+        let mut roll = |p: f64| applies && p > 0.0 && rng.random_bool(p.min(1.0));
+        let transaction = operation == "TransactWriteItems";
+        let fault = [
+            (Fault::ServerError, plan.server_error),
+            (Fault::Throttling, plan.throttling),
+            (Fault::ProvisionedThroughput, plan.provisioned_throughput),
+            (
+                Fault::TransactionConflict,
+                if transaction {
+                    plan.transaction_conflict
+                } else {
+                    0.0
+                },
+            ),
+        ]
+        .into_iter()
+        .find(|(_, p)| roll(*p));
+        let decision = match fault {
+            Some((fault, _)) => Decision::Fail(fault),
+            None => Decision::Forward {
+                lose_response: roll(plan.lose_response),
+            },
+        };
+        let counted = match decision {
+            Decision::Fail(fault) => Some(fault),
+            Decision::Forward { lose_response } => lose_response.then_some(Fault::LostResponse),
+        };
+        if let Some(fault) = counted {
+            *self.stats.faults.entry(fault).or_default() += 1;
+        }
+        decision
+    }
+}
+
 async fn forward(
     req: Request<Incoming>,
     state: Arc<Mutex<State>>,
@@ -195,43 +257,12 @@ async fn forward(
     let target = parts
         .headers
         .get("x-amz-target")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_owned();
+        .and_then(|v| v.to_str().ok());
+    let target = target.unwrap_or_default().to_owned();
     let operation = target.split('.').nth(1).unwrap_or("unknown").to_owned();
-
     let (decision, latency, strip) = {
         let mut s = state.lock().expect("proxy state");
-        *s.stats.requests.entry(operation.clone()).or_default() += 1;
-        s.stats
-            .accesses
-            .extend(crate::iam::accesses(&target, &body));
-        let injected_so_far = s.stats.total_faults();
-        let State { plan, rng, .. } = &mut *s;
-        let applies = (plan.operations.is_empty()
-            || plan.operations.iter().any(|o| o == &operation))
-            && plan.max_faults.is_none_or(|max| injected_so_far < max);
-        let mut roll = |p: f64| applies && p > 0.0 && rng.random_bool(p.min(1.0));
-        let decision = if roll(plan.server_error) {
-            Decision::Fail(Fault::ServerError)
-        } else if roll(plan.throttling) {
-            Decision::Fail(Fault::Throttling)
-        } else if roll(plan.provisioned_throughput) {
-            Decision::Fail(Fault::ProvisionedThroughput)
-        } else if operation == "TransactWriteItems" && roll(plan.transaction_conflict) {
-            Decision::Fail(Fault::TransactionConflict)
-        } else {
-            Decision::Forward {
-                lose_response: roll(plan.lose_response),
-            }
-        };
-        match &decision {
-            Decision::Fail(f) => *s.stats.faults.entry(*f).or_default() += 1,
-            Decision::Forward {
-                lose_response: true,
-            } => *s.stats.faults.entry(Fault::LostResponse).or_default() += 1,
-            _ => {}
-        }
+        let decision = s.decide(&target, &operation, &body);
         let strip = s.plan.strip_client_request_token && operation == "TransactWriteItems";
         (decision, s.plan.latency, strip)
     };
@@ -242,42 +273,26 @@ async fn forward(
         Decision::Fail(fault) => return Ok(injected(fault, &body)),
         Decision::Forward { lose_response } => lose_response,
     };
-    if strip {
-        if let Ok(mut value) = serde_json::from_slice::<Json>(&body) {
-            if value
-                .as_object_mut()
-                .and_then(|o| o.remove("ClientRequestToken"))
-                .is_some()
-            {
-                body = Bytes::from(serde_json::to_vec(&value).map_err(|_| DropConnection)?);
-                parts
-                    .headers
-                    .insert(http::header::CONTENT_LENGTH, body.len().into());
-                state.lock().expect("proxy state").stats.tokens_stripped += 1;
-            }
-        }
+    if let Some(stripped) = strip.then(|| without_token(&body)).flatten() {
+        body = stripped;
+        let length = body.len().into();
+        parts.headers.insert(http::header::CONTENT_LENGTH, length);
+        state.lock().expect("proxy state").stats.tokens_stripped += 1;
     }
-    let mut uri = http::Uri::builder()
-        .scheme(
-            upstream
-                .scheme()
-                .cloned()
-                .unwrap_or(http::uri::Scheme::HTTP),
-        )
-        .authority(upstream.authority().cloned().ok_or(DropConnection)?);
-    uri = uri.path_and_query(
-        parts
-            .uri
-            .path_and_query()
-            .map(|p| p.as_str())
-            .unwrap_or("/"),
-    );
+    let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+    let scheme = upstream
+        .scheme()
+        .cloned()
+        .unwrap_or(http::uri::Scheme::HTTP);
+    let authority = upstream.authority().cloned().ok_or(DropConnection)?;
+    let uri = http::Uri::builder()
+        .scheme(scheme)
+        .authority(authority)
+        .path_and_query(path);
     parts.uri = uri.build().map_err(|_| DropConnection)?;
     parts.headers.remove(http::header::HOST);
-    let response = client
-        .request(Request::from_parts(parts, Full::new(body)))
-        .await
-        .map_err(|_| DropConnection)?;
+    let request = Request::from_parts(parts, Full::new(body));
+    let response = client.request(request).await.map_err(|_| DropConnection)?;
     let (parts, body) = response.into_parts();
     let body = body.collect().await.map_err(|_| DropConnection)?.to_bytes();
     if lose_response {
@@ -286,45 +301,40 @@ async fn forward(
     Ok(Response::from_parts(parts, Full::new(body)))
 }
 
+/// The request without its `ClientRequestToken`, if it had one.
+fn without_token(body: &[u8]) -> Option<Bytes> {
+    let mut value = serde_json::from_slice::<Json>(body).ok()?;
+    value.as_object_mut()?.remove("ClientRequestToken")?;
+    Some(Bytes::from(serde_json::to_vec(&value).ok()?))
+}
+
 /// The error DynamoDB itself would return for the fault.
 fn injected(fault: Fault, request: &[u8]) -> Response<Full<Bytes>> {
-    let prefix = "com.amazonaws.dynamodb.v20120810#";
-    let (status, body) = match fault {
-        Fault::ServerError => (
-            500,
-            json!({"__type": format!("{prefix}InternalServerError"), "message": "injected internal server error"}),
-        ),
-        Fault::Throttling => (
-            400,
-            json!({"__type": format!("{prefix}ThrottlingException"), "message": "injected throttling"}),
-        ),
+    let (status, kind, message) = match fault {
+        Fault::ServerError => (500, "InternalServerError", "injected internal server error"),
+        Fault::Throttling => (400, "ThrottlingException", "injected throttling"),
         Fault::ProvisionedThroughput => (
             400,
-            json!({"__type": format!("{prefix}ProvisionedThroughputExceededException"), "message": "injected: throughput exceeded"}),
+            "ProvisionedThroughputExceededException",
+            "injected: throughput exceeded",
         ),
-        Fault::TransactionConflict => {
-            let items = serde_json::from_slice::<Json>(request)
-                .ok()
-                .and_then(|v| v["TransactItems"].as_array().map(Vec::len))
-                .unwrap_or(1);
-            let reasons: Vec<Json> = (0..items)
-                .map(|i| if i == 0 {
-                    json!({"Code": "TransactionConflict", "Message": "Transaction is ongoing for the item"})
-                } else {
-                    json!({"Code": "None"})
-                })
-                .collect();
-            (
-                400,
-                json!({
-                    "__type": format!("{prefix}TransactionCanceledException"),
-                    "message": "Transaction cancelled, please refer cancellation reasons for specific reasons [TransactionConflict]",
-                    "CancellationReasons": reasons
-                }),
-            )
-        }
+        Fault::TransactionConflict => (
+            400,
+            "TransactionCanceledException",
+            "Transaction cancelled, please refer cancellation reasons for specific reasons [TransactionConflict]",
+        ),
         Fault::LostResponse => unreachable!("a lost response is forwarded first"),
     };
+    let mut body =
+        json!({"__type": format!("com.amazonaws.dynamodb.v20120810#{kind}"), "message": message});
+    if fault == Fault::TransactionConflict {
+        let items = serde_json::from_slice::<Json>(request).ok();
+        let items = items.and_then(|v| v["TransactItems"].as_array().map(Vec::len));
+        let conflict = json!({"Code": "TransactionConflict", "Message": "Transaction is ongoing for the item"});
+        let mut reasons = vec![json!({"Code": "None"}); items.unwrap_or(1)];
+        reasons[0] = conflict;
+        body["CancellationReasons"] = json!(reasons);
+    }
     Response::builder()
         .status(status)
         .header("content-type", "application/x-amz-json-1.0")

@@ -185,6 +185,50 @@ impl Drop for RuntimeStub {
     }
 }
 
+impl State {
+    /// The next event to hand out, with its request id; `None` once all have been.
+    fn next(&mut self) -> Option<(String, Bytes)> {
+        self.first_next.get_or_insert_with(Instant::now);
+        let n = self.counts.handed_out;
+        if n >= self.invocations {
+            return None;
+        }
+        self.counts.handed_out += 1;
+        let id = format!("invocation-{n:06}");
+        self.started.push_back((id.clone(), Instant::now()));
+        Some((id, self.events[n % self.events.len()].clone()))
+    }
+
+    /// Counts and keeps what the runtime posted to `path` (a response, an error).
+    fn answer(&mut self, path: &str, body: Bytes) {
+        let rest = path.strip_prefix("/2018-06-01/runtime/invocation/");
+        let id = rest
+            .and_then(|rest| rest.split('/').next())
+            .map(str::to_owned);
+        let answer = if path.ends_with("/response") {
+            self.counts.responses += 1;
+            self.counts.item_failures += usize::from(reports_item_failures(&body));
+            Some(Answer::Response(body))
+        } else if path.ends_with("/init/error") {
+            self.counts.init_errors += 1;
+            None
+        } else if path.ends_with("/error") {
+            self.counts.errors += 1;
+            Some(Answer::Error(body))
+        } else {
+            None
+        };
+        let Some(id) = id else { return };
+        if let Some(answer) = answer {
+            self.answers.insert(id.clone(), answer);
+        }
+        if let Some(pos) = self.started.iter().position(|(i, _)| *i == id) {
+            let (_, at) = self.started.remove(pos).expect("position is in range");
+            self.busy += at.elapsed();
+        }
+    }
+}
+
 async fn handle(
     req: Request<Incoming>,
     state: Arc<Mutex<State>>,
@@ -192,29 +236,17 @@ async fn handle(
 ) -> Result<Response<Full<Bytes>>, Infallible> {
     let path = req.uri().path().to_owned();
     if path == NEXT {
-        let next = {
-            let mut s = state.lock().expect("stub state");
-            s.first_next.get_or_insert_with(Instant::now);
-            if s.counts.handed_out < s.invocations {
-                let n = s.counts.handed_out;
-                s.counts.handed_out += 1;
-                let id = format!("invocation-{n:06}");
-                s.started.push_back((id.clone(), Instant::now()));
-                Some((id, s.events[n % s.events.len()].clone()))
-            } else {
-                None
-            }
-        };
+        let next = state.lock().expect("stub state").next();
         changed.notify_waiters();
         let Some((id, event)) = next else {
             // Nothing to deliver: hold the poll open until the stub goes away.
-            std::future::pending::<()>().await;
-            unreachable!("a pending future never completes");
+            return std::future::pending().await;
         };
         let deadline = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .unwrap_or_default()
             + Duration::from_secs(30);
+        let trace = "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=0";
         let response = Response::builder()
             .header("lambda-runtime-aws-request-id", &id)
             .header(
@@ -225,69 +257,30 @@ async fn handle(
                 "lambda-runtime-invoked-function-arn",
                 "arn:aws:lambda:us-east-1:123456789012:function:local",
             )
-            .header(
-                "lambda-runtime-trace-id",
-                "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=0",
-            )
+            .header("lambda-runtime-trace-id", trace)
             .header("content-type", "application/json")
             .body(Full::new(event))
             .expect("a valid response");
         return Ok(response);
     }
-
     // Read the body before counting, as the runtime's request is only complete then.
-    let body = req
-        .into_body()
-        .collect()
-        .await
-        .map(|b| b.to_bytes())
-        .unwrap_or_default();
-    {
-        let mut s = state.lock().expect("stub state");
-        let id = path
-            .strip_prefix("/2018-06-01/runtime/invocation/")
-            .and_then(|rest| rest.split('/').next())
-            .map(str::to_owned);
-        let answer = if path.ends_with("/response") {
-            s.counts.responses += 1;
-            if reports_item_failures(&body) {
-                s.counts.item_failures += 1;
-            }
-            Some(Answer::Response(body))
-        } else if path.ends_with("/init/error") {
-            s.counts.init_errors += 1;
-            None
-        } else if path.ends_with("/error") {
-            s.counts.errors += 1;
-            Some(Answer::Error(body))
-        } else {
-            None
-        };
-        if let (Some(id), Some(answer)) = (&id, answer) {
-            s.answers.insert(id.clone(), answer);
-        }
-        if let Some(id) = id {
-            if let Some(pos) = s.started.iter().position(|(i, _)| *i == id) {
-                let (_, at) = s.started.remove(pos).expect("position is in range");
-                s.busy += at.elapsed();
-            }
-        }
-    }
+    let body = req.into_body().collect().await.map(|b| b.to_bytes());
+    state
+        .lock()
+        .expect("stub state")
+        .answer(&path, body.unwrap_or_default());
     changed.notify_waiters();
+    let ok = Full::new(Bytes::from_static(b"{\"status\":\"OK\"}"));
     Ok(Response::builder()
         .status(202)
-        .body(Full::new(Bytes::from_static(b"{\"status\":\"OK\"}")))
+        .body(ok)
         .expect("a valid response"))
 }
 
 /// Whether a batch function's response names failed records.
 fn reports_item_failures(body: &[u8]) -> bool {
-    serde_json::from_slice::<serde_json::Value>(body)
-        .ok()
-        .and_then(|v| {
-            v.get("batchItemFailures")?
-                .as_array()
-                .map(|a| !a.is_empty())
-        })
-        .unwrap_or(false)
+    let response = serde_json::from_slice::<serde_json::Value>(body).unwrap_or_default();
+    response["batchItemFailures"]
+        .as_array()
+        .is_some_and(|a| !a.is_empty())
 }

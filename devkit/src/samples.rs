@@ -4,7 +4,8 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
+use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use dynamodb_outbox::testing::schema;
 use order_service::domain::{NewOrder, OrderRequest, Timestamp};
@@ -43,46 +44,39 @@ pub struct Sample {
     pub json: Json,
 }
 
-fn http(
-    method: &str,
-    path: &str,
-    route: &str,
-    body: Option<Json>,
-    headers: Json,
-    base64: bool,
-) -> Json {
-    let mut headers = headers;
-    headers["content-type"] = json!("application/json");
-    headers["user-agent"] = json!("curl/8.5.0");
+/// An HTTP API request as API Gateway hands it to a function, with an `Idempotency-Key` when
+/// `key` is given and the body base64-encoded when `base64`.
+fn http(method: &str, path: &str, route: &str, body: Option<Json>, key: Option<&str>) -> Json {
+    let mut headers = json!({"content-type": "application/json", "user-agent": "curl/8.5.0"});
+    if let Some(key) = key {
+        headers["idempotency-key"] = json!(key);
+    }
     let mut event = json!({
-        "version": "2.0",
-        "routeKey": route,
-        "rawPath": path,
-        "rawQueryString": "",
-        "headers": headers,
+        "version": "2.0", "routeKey": route, "rawPath": path, "rawQueryString": "", "headers": headers,
         "requestContext": {
-            "accountId": "123456789012",
-            "apiId": "sample",
-            "domainName": "sample.execute-api.us-east-1.amazonaws.com",
-            "domainPrefix": "sample",
-            "requestId": "sample-request",
-            "routeKey": route,
-            "stage": "$default",
-            "time": "26/Nov/2026:00:00:00 +0000",
-            "timeEpoch": WHEN * 1000,
+            "accountId": "123456789012", "apiId": "sample",
+            "domainName": "sample.execute-api.us-east-1.amazonaws.com", "domainPrefix": "sample",
+            "requestId": "sample-request", "routeKey": route, "stage": "$default",
+            "time": "26/Nov/2026:00:00:00 +0000", "timeEpoch": WHEN * 1000,
             "http": { "method": method, "path": path, "protocol": "HTTP/1.1", "sourceIp": "203.0.113.7", "userAgent": "curl/8.5.0" }
         },
-        "isBase64Encoded": base64
+        "isBase64Encoded": false
     });
     if let Some(body) = body {
-        let text = body.to_string();
-        event["body"] = if base64 {
-            json!(base64::engine::general_purpose::STANDARD.encode(text))
-        } else {
-            json!(text)
-        };
+        event["body"] = json!(body.to_string());
     }
     event
+}
+
+/// `POST /orders` with `body`.
+fn post(body: Json, key: Option<&str>) -> Json {
+    http("POST", "/orders", "POST /orders", Some(body), key)
+}
+
+/// `GET /orders/{id}` of `order_id`.
+fn get_order(order_id: &str) -> Json {
+    let path = format!("/orders/{order_id}");
+    http("GET", &path, "GET /orders/{order_id}", None, None)
 }
 
 fn order(customer: &str, items: &[(&str, i64, i64)]) -> Json {
@@ -104,8 +98,7 @@ fn placed(n: u32, customer: &str, items: &[(&str, i64, i64)]) -> Result<NewOrder
 
 /// The outbox item of a one-item order: the `sequence`-th event of its customer.
 fn event(n: u32, customer: &str, cents: i64, sequence: u64) -> Result<Item> {
-    let new = placed(n, customer, &[("SKU-1", 1, cents)])?;
-    outbox_item(&new, sequence)
+    outbox_item(&placed(n, customer, &[("SKU-1", 1, cents)])?, sequence)
 }
 
 fn outbox_item(new: &NewOrder, sequence: u64) -> Result<Item> {
@@ -113,10 +106,7 @@ fn outbox_item(new: &NewOrder, sequence: u64) -> Result<Item> {
     dynamodb_outbox::testing::outbox_item(&new.event, sequence, &after).map_err(anyhow::Error::msg)
 }
 
-fn image(item: Item) -> Result<Json> {
-    Ok(serde_json::to_value(item)?)
-}
-
+/// A stream record of the item with `keys`; a REMOVE by the TTL service when `ttl`.
 fn record(seq: u64, name: &str, keys: Json, new_image: Option<Json>, ttl: bool) -> Json {
     let mut dynamodb = json!({
         "ApproximateCreationDateTime": WHEN + seq as i64,
@@ -129,12 +119,8 @@ fn record(seq: u64, name: &str, keys: Json, new_image: Option<Json>, ttl: bool) 
         dynamodb["NewImage"] = image;
     }
     let mut r = json!({
-        "eventID": format!("sample-{seq}"),
-        "eventName": name,
-        "eventVersion": "1.1",
-        "eventSource": "aws:dynamodb",
-        "awsRegion": "us-east-1",
-        "dynamodb": dynamodb,
+        "eventID": format!("sample-{seq}"), "eventName": name, "eventVersion": "1.1",
+        "eventSource": "aws:dynamodb", "awsRegion": "us-east-1", "dynamodb": dynamodb,
         "eventSourceARN": STREAM_ARN
     });
     if ttl {
@@ -148,168 +134,46 @@ fn keys_of(image: &Json) -> Json {
 }
 
 fn insert(seq: u64, item: Item) -> Result<Json> {
-    let image = image(item)?;
+    let image = serde_json::to_value(item)?;
     Ok(record(seq, "INSERT", keys_of(&image), Some(image), false))
+}
+
+fn batch(records: Vec<Json>) -> Json {
+    json!({ "Records": records })
 }
 
 pub fn samples(template: &Template) -> Result<Vec<Sample>> {
     let mut out = Vec::new();
     let mut add = |path, json| out.push(Sample { path, json });
-
-    let place = order("c-1", &[("A-1", 2, 1250), ("B-7", 1, 499)]);
-    add(
-        "events/order-writer/place-order.json",
-        http(
-            "POST",
-            "/orders",
-            "POST /orders",
-            Some(place.clone()),
-            json!({}),
-            false,
-        ),
-    );
-    add(
-        "events/order-writer/place-order-base64.json",
-        http(
-            "POST",
-            "/orders",
-            "POST /orders",
-            Some(place.clone()),
-            json!({}),
-            true,
-        ),
-    );
-    add(
-        "events/order-writer/idempotent-replay.json",
-        http(
-            "POST",
-            "/orders",
-            "POST /orders",
-            Some(order("c-1", &[("A-1", 1, 2000)])),
-            json!({"idempotency-key": SAMPLE_IDEMPOTENCY_KEY}),
-            false,
-        ),
-    );
-    add(
-        "events/order-writer/invalid-order.json",
-        http(
-            "POST",
-            "/orders",
-            "POST /orders",
-            Some(
-                json!({"customer_id": "c-1", "currency": "usd", "items": [{"sku": "A-1", "quantity": 0, "unit_price_cents": 100}]}),
-            ),
-            json!({}),
-            false,
-        ),
-    );
-    add("events/order-writer/malformed-json.json", {
-        let mut e = http("POST", "/orders", "POST /orders", None, json!({}), false);
-        e["body"] = json!("{\"customer_id\": \"c-1\", ");
-        e
-    });
+    let place = post(order("c-1", &[("A-1", 2, 1250), ("B-7", 1, 499)]), None);
+    let mut base64 = place.clone();
+    base64["isBase64Encoded"] = json!(true);
+    base64["body"] = json!(STANDARD.encode(place["body"].as_str().unwrap_or_default()));
+    let invalid = json!({"customer_id": "c-1", "currency": "usd", "items": [{"sku": "A-1", "quantity": 0, "unit_price_cents": 100}]});
+    let mut malformed = http("POST", "/orders", "POST /orders", None, None);
+    malformed["body"] = json!("{\"customer_id\": \"c-1\", ");
     let replay_id = order_service::service::idempotent_order_id("c-1", SAMPLE_IDEMPOTENCY_KEY);
-    add(
-        "events/order-writer/get-order.json",
-        http(
-            "GET",
-            &format!("/orders/{replay_id}"),
-            "GET /orders/{order_id}",
-            None,
-            json!({}),
-            false,
+    let replay = order("c-1", &[("A-1", 1, 2000)]);
+    let replay = post(replay, Some(SAMPLE_IDEMPOTENCY_KEY));
+    let unknown = http("DELETE", "/orders", "$default", None, None);
+    let route = "GET /customers/{customer_id}/rewards";
+    let rewards = http("GET", "/customers/c-1/rewards", route, None, None);
+    for (path, json) in [
+        ("events/order-writer/place-order.json", place),
+        ("events/order-writer/place-order-base64.json", base64),
+        ("events/order-writer/idempotent-replay.json", replay),
+        (
+            "events/order-writer/invalid-order.json",
+            post(invalid, None),
         ),
-    );
-    add(
-        "events/order-writer/unknown-route.json",
-        http("DELETE", "/orders", "$default", None, json!({}), false),
-    );
-    add(
-        "events/rewards-api/get-rewards.json",
-        http(
-            "GET",
-            "/customers/c-1/rewards",
-            "GET /customers/{customer_id}/rewards",
-            None,
-            json!({}),
-            false,
-        ),
-    );
-
-    // Customers of their own (c-11 ...): a customer's outbox events are numbered, so samples of
-    // the HTTP API's customer c-1 would collide with the events its orders wrote.
-    let e1 = event(1, "c-11", 2999, 1)?;
-    let e2 = event(2, "c-12", 10_000, 1)?;
-    let e3 = event(3, "c-11", 150, 2)?;
-    add(
-        "events/stream-consumer/outbox-insert-batch.json",
-        json!({"Records": [insert(1, e1.clone())?, insert(2, e2.clone())?, insert(3, e3.clone())?]}),
-    );
-    add(
-        "events/stream-consumer/duplicate-batch.json",
-        json!({"Records": [insert(1, e1.clone())?, insert(1, e1.clone())?, insert(2, e2.clone())?, insert(2, e2.clone())?]}),
-    );
-    let processed = {
-        let mut item = e3.clone();
-        item.insert(
-            schema::STATUS.into(),
-            AttributeValue::S(schema::STATUS_PROCESSED.into()),
-        );
-        item.remove(schema::PENDING_PK);
-        item.remove(schema::PENDING_SK);
-        item.remove(schema::WAITING_CONSUMERS);
-        item.insert(
-            schema::EXPIRES_AT.into(),
-            AttributeValue::N((WHEN + 604_800).to_string()),
-        );
-        image(item)?
-    };
-    let removed_keys = keys_of(&processed);
-    add(
-        "events/stream-consumer/ttl-remove.json",
-        json!({"Records": [record(10, "REMOVE", removed_keys.clone(), None, true)]}),
-    );
-    // An order and its event written together: the consumer acts on the event only.
-    let new4 = placed(4, "c-13", &[("SKU-9", 3, 700)])?;
-    let e4 = outbox_item(&new4, 1)?;
-    let event_key = Some((
-        schema::key_pk(&new4.event.ordering_key),
-        schema::event_sk(1),
-    ));
-    let o4: Item = order_item(&new4.order, event_key)?.into();
-    add(
-        "events/stream-consumer/mixed-batch.json",
-        json!({"Records": [
-            insert(4, o4)?,
-            insert(5, e4)?,
-            record(6, "MODIFY", keys_of(&processed), Some(processed.clone()), false),
-            record(7, "REMOVE", removed_keys, None, true),
-        ]}),
-    );
-    // Points that do not follow from the total: no order the order service wrote. Parked, and
-    // the next record goes on.
-    let poison = {
-        let mut new = placed(8, "c-14", &[("SKU-1", 1, 500)])?;
-        new.event.payload.points = 5_000;
-        outbox_item(&new, 1)?
-    };
-    let e9 = event(9, "c-15", 800, 1)?;
-    add(
-        "events/stream-consumer/poison-record.json",
-        json!({"Records": [insert(8, poison)?, insert(9, e9)?]}),
-    );
-    // Pattern 2 (OUTBOX_PATTERN=cdc): the order items' own INSERTs, each with its pending
-    // marker, the first delivered twice.
-    let cdc_order = |n: u32, customer: &str, cents: i64| -> Result<Item> {
-        let new = placed(n, customer, &[("SKU-1", 1, cents)])?;
-        Ok(Item::from(order_service::store::cdc::cdc_order_item(&new)?))
-    };
-    let o1 = cdc_order(10, "c-16", 4_200)?;
-    let o2 = cdc_order(11, "c-17", 1_999)?;
-    add(
-        "events/stream-consumer/cdc-order-insert-batch.json",
-        json!({"Records": [insert(10, o1.clone())?, insert(11, o2)?, insert(10, o1)?]}),
-    );
+        ("events/order-writer/malformed-json.json", malformed),
+        ("events/order-writer/get-order.json", get_order(&replay_id)),
+        ("events/order-writer/unknown-route.json", unknown),
+        ("events/rewards-api/get-rewards.json", rewards),
+    ] {
+        add(path, json);
+    }
+    stream_samples(&mut add)?;
     self_read_samples(&mut add)?;
     add(
         "events/outbox-sweeper/scheduled.json",
@@ -328,56 +192,111 @@ pub fn samples(template: &Template) -> Result<Vec<Sample>> {
     Ok(out)
 }
 
+/// The stream consumer's batches. Customers of their own (c-11 ...): a customer's outbox events
+/// are numbered, so samples of the HTTP API's customer c-1 would collide with the events its
+/// orders wrote.
+fn stream_samples(add: &mut impl FnMut(&'static str, Json)) -> Result<()> {
+    let e1 = event(1, "c-11", 2999, 1)?;
+    let e2 = event(2, "c-12", 10_000, 1)?;
+    let e3 = event(3, "c-11", 150, 2)?;
+    let (i1, i2) = (insert(1, e1)?, insert(2, e2)?);
+    let inserts = vec![i1.clone(), i2.clone(), insert(3, e3.clone())?];
+    add(
+        "events/stream-consumer/outbox-insert-batch.json",
+        batch(inserts),
+    );
+    let duplicates = vec![i1.clone(), i1, i2.clone(), i2];
+    add(
+        "events/stream-consumer/duplicate-batch.json",
+        batch(duplicates),
+    );
+    let mut processed = e3;
+    for name in [
+        schema::PENDING_PK,
+        schema::PENDING_SK,
+        schema::WAITING_CONSUMERS,
+    ] {
+        processed.remove(name);
+    }
+    let status = AttributeValue::S(schema::STATUS_PROCESSED.into());
+    processed.insert(schema::STATUS.into(), status);
+    let expires = AttributeValue::N((WHEN + 604_800).to_string());
+    processed.insert(schema::EXPIRES_AT.into(), expires);
+    let processed = serde_json::to_value(processed)?;
+    let removed = keys_of(&processed);
+    let ttl_remove = record(10, "REMOVE", removed.clone(), None, true);
+    add(
+        "events/stream-consumer/ttl-remove.json",
+        batch(vec![ttl_remove]),
+    );
+    // An order and its event written together: the consumer acts on the event only.
+    let new4 = placed(4, "c-13", &[("SKU-9", 3, 700)])?;
+    let event_key = (
+        schema::key_pk(&new4.event.ordering_key),
+        schema::event_sk(1),
+    );
+    let o4: Item = order_item(&new4.order, Some(event_key))?.into();
+    let mixed = vec![
+        insert(4, o4)?,
+        insert(5, outbox_item(&new4, 1)?)?,
+        record(6, "MODIFY", removed.clone(), Some(processed), false),
+        record(7, "REMOVE", removed, None, true),
+    ];
+    add("events/stream-consumer/mixed-batch.json", batch(mixed));
+    // Points that do not follow from the total: no order the order service wrote. Parked, and
+    // the next record goes on.
+    let mut poison = placed(8, "c-14", &[("SKU-1", 1, 500)])?;
+    poison.event.payload.points = 5_000;
+    let poison = vec![
+        insert(8, outbox_item(&poison, 1)?)?,
+        insert(9, event(9, "c-15", 800, 1)?)?,
+    ];
+    add("events/stream-consumer/poison-record.json", batch(poison));
+    // Pattern 2 (OUTBOX_PATTERN=cdc): the order items' own INSERTs, each with its pending
+    // marker, the first delivered twice.
+    let cdc_order = |n: u32, customer: &str, cents: i64| -> Result<Json> {
+        let new = placed(n, customer, &[("SKU-1", 1, cents)])?;
+        insert(
+            u64::from(n),
+            order_service::store::cdc::cdc_order_item(&new)?.into(),
+        )
+    };
+    let first = cdc_order(10, "c-16", 4_200)?;
+    let cdc = vec![first.clone(), cdc_order(11, "c-17", 1_999)?, first];
+    add(
+        "events/stream-consumer/cdc-order-insert-batch.json",
+        batch(cdc),
+    );
+    Ok(())
+}
+
 /// Pattern 3 (self-read): the order-publisher's requests, and the Kinesis batch both consumers
 /// read (the keyed order's event, another customer's, the first again: a publish retried after
 /// its response was lost).
 fn self_read_samples(add: &mut impl FnMut(&'static str, Json)) -> Result<()> {
     let keyed = order("c-21", &[("SKU-3", 2, 1_500)]);
-    add(
-        "events/order-publisher/place-order.json",
-        http(
-            "POST",
-            "/orders",
-            "POST /orders",
-            Some(order("c-22", &[("SKU-1", 1, 999)])),
-            json!({}),
-            false,
-        ),
-    );
-    add(
-        "events/order-publisher/place-order-keyed.json",
-        http(
-            "POST",
-            "/orders",
-            "POST /orders",
-            Some(keyed.clone()),
-            json!({"idempotency-key": SELF_READ_IDEMPOTENCY_KEY}),
-            false,
-        ),
-    );
-    add(
-        "events/order-publisher/invalid-order.json",
-        http(
-            "POST",
-            "/orders",
-            "POST /orders",
-            Some(json!({"customer_id": "c-21", "currency": "EUR", "items": []})),
-            json!({}),
-            false,
-        ),
-    );
     let keyed_id = order_service::service::idempotent_order_id("c-21", SELF_READ_IDEMPOTENCY_KEY);
-    add(
-        "events/order-publisher/get-order.json",
-        http(
-            "GET",
-            &format!("/orders/{keyed_id}"),
-            "GET /orders/{order_id}",
-            None,
-            json!({}),
-            false,
+    let invalid = json!({"customer_id": "c-21", "currency": "EUR", "items": []});
+    for (path, json) in [
+        (
+            "events/order-publisher/place-order.json",
+            post(order("c-22", &[("SKU-1", 1, 999)]), None),
         ),
-    );
+        (
+            "events/order-publisher/place-order-keyed.json",
+            post(keyed.clone(), Some(SELF_READ_IDEMPOTENCY_KEY)),
+        ),
+        (
+            "events/order-publisher/invalid-order.json",
+            post(invalid, None),
+        ),
+        (
+            "events/order-publisher/get-order.json",
+            get_order(&keyed_id),
+        ),
+    ] {
+        add(path, json);
+    }
     let published = |n: u32, order_id: String, request: Json| -> Result<Json> {
         let request: OrderRequest = serde_json::from_value(request)?;
         let when = Timestamp::from_unix_seconds(WHEN + i64::from(n)).expect("a valid time");
@@ -388,17 +307,14 @@ fn self_read_samples(add: &mut impl FnMut(&'static str, Json)) -> Result<()> {
         Ok(kinesis_record(n, &put.partition_key, &put.data))
     };
     let first = published(21, keyed_id, keyed)?;
-    let second = published(
-        22,
-        "00000000-0000-4000-8000-000000000022".into(),
-        order("c-23", &[("SKU-4", 4, 250)]),
-    )?;
+    let other_id = "00000000-0000-4000-8000-000000000022".into();
+    let second = published(22, other_id, order("c-23", &[("SKU-4", 4, 250)]))?;
     let mut retried = first.clone();
     retried["kinesis"]["sequenceNumber"] = json!(kinesis_sequence(23));
     retried["eventID"] = json!(format!("shardId-000000000000:{}", kinesis_sequence(23)));
-    let batch = json!({"Records": [first, second, retried]});
-    add("events/order-history/order-events.json", batch.clone());
-    add("events/rewards-kinesis-consumer/order-events.json", batch);
+    let records = batch(vec![first, second, retried]);
+    add("events/order-history/order-events.json", records.clone());
+    add("events/rewards-kinesis-consumer/order-events.json", records);
     Ok(())
 }
 
@@ -414,7 +330,7 @@ fn kinesis_record(n: u32, partition_key: &str, data: &[u8]) -> Json {
             "kinesisSchemaVersion": "1.0",
             "partitionKey": partition_key,
             "sequenceNumber": sequence,
-            "data": base64::engine::general_purpose::STANDARD.encode(data),
+            "data": STANDARD.encode(data),
             "approximateArrivalTimestamp": (WHEN + i64::from(n)) as f64,
         },
         "eventSource": "aws:kinesis",
@@ -452,34 +368,23 @@ pub const WATCH_ENV_PATH: &str = "events/local.env";
 /// Each function's environment for a local run, by logical id: the template's variables (table
 /// names and settings resolved from the parameter defaults, the sources by their local ARNs:
 /// [`local_source`]) plus what points the SDK at the DynamoDB of `make ddb`, reached at
-/// `endpoint`. `events/env.json` and `events/local.env` are
-/// both derived from this, so the two local paths cannot disagree.
+/// `endpoint`, and the functions that read or write the order events stream (pattern 3) at the
+/// Kinesis of `make kinesis`, at `kinesis_endpoint`. `events/env.json` and `events/local.env`
+/// are both derived from this, so the two local paths cannot disagree.
 pub fn local_environment(
-    template: &Template,
-    endpoint: &str,
-) -> Result<BTreeMap<String, BTreeMap<String, String>>> {
-    let kinesis = format!("http://127.0.0.1:{}", crate::kinesis::KINESIS_DEFAULT_PORT);
-    local_environment_with(template, endpoint, &kinesis)
-}
-
-/// [`local_environment`], with the Kinesis endpoint (`make kinesis`'s) for the functions that
-/// read or write the order events stream (pattern 3).
-pub fn local_environment_with(
     template: &Template,
     endpoint: &str,
     kinesis_endpoint: &str,
 ) -> Result<BTreeMap<String, BTreeMap<String, String>>> {
     let mut functions = BTreeMap::new();
     for function in template.functions()? {
-        let mut vars: BTreeMap<String, String> = template
-            .function_environment(&function.logical_id)?
-            .into_iter()
-            .map(|(name, value)| {
-                let text = value.as_str().map(str::to_owned);
-                let local = local_source(&name, &text.unwrap_or_else(|| value.to_string()));
-                (name, local)
-            })
-            .collect();
+        let mut vars = BTreeMap::new();
+        for (name, value) in template.function_environment(&function.logical_id)? {
+            let text = value
+                .as_str()
+                .map_or_else(|| value.to_string(), str::to_owned);
+            vars.insert(name.clone(), local_source(&name, &text));
+        }
         for (name, value) in [
             ("AWS_ENDPOINT_URL", endpoint),
             ("AWS_ACCESS_KEY_ID", "local"),
@@ -512,27 +417,23 @@ pub fn local_source(name: &str, value: &str) -> String {
     }
 }
 
-/// `make ddb`'s default endpoint as seen from this machine and from inside SAM's Docker
-/// container (`host.docker.internal`, which Linux needs `--add-host` for).
-fn ddb_endpoints() -> Result<(String, String)> {
-    let listen: std::net::SocketAddr = crate::local::DDB_DEFAULT_LISTEN.parse()?;
+/// `make ddb`'s and `make kinesis`'s endpoints as reached from `host`: this machine
+/// (`127.0.0.1`), or SAM's Docker container (`host.docker.internal`, which Linux needs
+/// `--add-host` for).
+fn endpoints(host: &str) -> Result<(String, String)> {
+    let ddb: std::net::SocketAddr = crate::local::DDB_DEFAULT_LISTEN.parse()?;
+    let kinesis = crate::kinesis::KINESIS_DEFAULT_PORT;
     Ok((
-        format!("http://{listen}"),
-        format!("http://host.docker.internal:{}", listen.port()),
+        format!("http://{host}:{}", ddb.port()),
+        format!("http://{host}:{kinesis}"),
     ))
 }
 
 /// `sam local invoke --env-vars events/env.json`: keyed by the template's function ids.
 pub fn env_vars(template: &Template) -> Result<Json> {
-    let (_, from_docker) = ddb_endpoints()?;
-    let kinesis = format!(
-        "http://host.docker.internal:{}",
-        crate::kinesis::KINESIS_DEFAULT_PORT
-    );
-    Ok(serde_json::to_value(local_environment_with(
-        template,
-        &from_docker,
-        &kinesis,
+    let (ddb, kinesis) = endpoints("host.docker.internal")?;
+    Ok(serde_json::to_value(local_environment(
+        template, &ddb, &kinesis,
     )?)?)
 }
 
@@ -540,9 +441,9 @@ pub fn env_vars(template: &Template) -> Result<Json> {
 /// is the union of the functions' variables; a variable two functions set differently could not
 /// be served that way and is an error.
 pub fn watch_env(template: &Template) -> Result<String> {
-    let (from_host, _) = ddb_endpoints()?;
+    let (ddb, kinesis) = endpoints("127.0.0.1")?;
     let mut union: BTreeMap<String, (String, String)> = BTreeMap::new();
-    for (function, vars) in local_environment(template, &from_host)? {
+    for (function, vars) in local_environment(template, &ddb, &kinesis)? {
         for (name, value) in vars {
             if let Some((other, seen)) = union.get(&name) {
                 anyhow::ensure!(
@@ -550,9 +451,8 @@ pub fn watch_env(template: &Template) -> Result<String> {
                     "{name} is {seen:?} for {other} but {value:?} for {function}: \
                      `cargo lambda watch` cannot give the functions different values"
                 );
-            } else {
-                union.insert(name, (function.clone(), value));
             }
+            union.insert(name, (function.clone(), value));
         }
     }
     let mut text = String::from(
@@ -566,32 +466,29 @@ pub fn watch_env(template: &Template) -> Result<String> {
     Ok(text)
 }
 
-/// Writes every sample under `root`.
+/// Writes every sample under `root`, and each pattern's environment files.
 pub fn write_all(root: &Path, template: &Template) -> Result<Vec<String>> {
-    let mut written = Vec::new();
+    let mut files = Vec::new();
     for sample in samples(template)? {
-        let path = root.join(sample.path);
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir)?;
-        }
-        std::fs::write(&path, serde_json::to_string_pretty(&sample.json)? + "\n")?;
-        written.push(sample.path.to_owned());
+        files.push((
+            sample.path,
+            serde_json::to_string_pretty(&sample.json)? + "\n",
+        ));
     }
-    std::fs::write(root.join(WATCH_ENV_PATH), watch_env(template)?)?;
-    written.push(WATCH_ENV_PATH.to_owned());
+    files.push((WATCH_ENV_PATH, watch_env(template)?));
     for pattern in [Pattern::Cdc, Pattern::SelfRead] {
         let template = Template::load(&pattern.template_path())?;
         let (env_json, local_env) = env_paths(pattern);
-        let env_json_path = root.join(env_json);
-        if let Some(dir) = env_json_path.parent() {
-            std::fs::create_dir_all(dir)?;
-        }
-        std::fs::write(
-            env_json_path,
+        files.push((
+            env_json,
             serde_json::to_string_pretty(&env_vars(&template)?)? + "\n",
-        )?;
-        std::fs::write(root.join(local_env), watch_env(&template)?)?;
-        written.extend([env_json.to_owned(), local_env.to_owned()]);
+        ));
+        files.push((local_env, watch_env(&template)?));
     }
-    Ok(written)
+    for (path, text) in &files {
+        let path = root.join(path);
+        std::fs::create_dir_all(path.parent().unwrap_or(root))?;
+        std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(files.into_iter().map(|(path, _)| path.to_owned()).collect())
 }

@@ -21,7 +21,7 @@ use crate::expected;
 use crate::kinesis::LocalKinesis;
 use crate::patterns::self_read::SelfReadStack;
 use crate::runtime_api::{lambda_environment, Answer, RuntimeStub};
-use crate::samples::{local_environment, local_environment_with};
+use crate::samples::local_environment;
 use crate::stack::{Stack, CONSUMER_FUNCTION};
 use crate::{filter, LocalDynamo};
 
@@ -33,15 +33,20 @@ const ORDER_PUBLISHER_FUNCTION: &str = "OrderPublisherFunction";
 /// Pattern 3's sweeper binary, which there only redrives parked events.
 const PARKED_REDRIVE_FUNCTION: &str = "ParkedRedriveFunction";
 
+/// Where the builds are, and what runs them.
+#[derive(clap::Args)]
 pub struct SmokeOptions {
     /// `.aws-sam/build`: one folder per function logical id of `template.yaml`, each with its
     /// `bootstrap`.
+    #[arg(long, default_value = ".aws-sam/build")]
     pub build_dir: PathBuf,
     /// `.aws-sam/build-self-read`: the same for `patterns/self-read/template.yaml`.
+    #[arg(long, default_value = ".aws-sam/build-self-read")]
     pub self_read_build_dir: PathBuf,
-    /// The emulator and its arguments, e.g. `qemu-aarch64 -L /usr/aarch64-linux-gnu`; empty
-    /// runs the bootstraps directly.
-    pub runner: Vec<String>,
+    /// The emulator command line the bootstraps run under, split at spaces, e.g.
+    /// "qemu-aarch64 -L /usr/aarch64-linux-gnu"; empty runs them directly.
+    #[arg(long, default_value = "")]
+    pub runner: String,
 }
 
 type Environments = BTreeMap<String, BTreeMap<String, String>>;
@@ -119,40 +124,55 @@ fn http_samples(prefix: &str) -> Result<Vec<Check>> {
 fn redrive(expected: (&str, usize, usize, usize)) -> Result<Check> {
     let (path, found, applied, parked) = expected;
     Check::sample(path, move |a| {
-        (
-            a["found"].as_u64(),
-            a["applied"].as_u64(),
-            a["parked"].as_u64(),
-        ) == (
-            Some(found as u64),
-            Some(applied as u64),
-            Some(parked as u64),
-        )
+        let count = |name: &str| a[name].as_u64().map(|n| n as usize);
+        (count("found"), count("applied"), count("parked"))
+            == (Some(found), Some(applied), Some(parked))
     })
 }
 
 /// Runs every function of every template; returns one line per function, or the first failure.
 pub async fn run(options: SmokeOptions) -> Result<Vec<String>> {
-    let mut report = root_template(&options).await?;
-    report.push(cdc_template(&options).await?);
-    report.extend(self_read_template(&options).await?);
+    let mut report = Vec::new();
+    root_template(&options, &mut report).await?;
+    cdc_template(&options, &mut report).await?;
+    self_read_template(&options, &mut report).await?;
     Ok(report)
 }
 
+/// The functions of one template's build, each started with its template's environment.
+struct Build<'a> {
+    options: &'a SmokeOptions,
+    dir: &'a Path,
+    environments: Environments,
+    report: &'a mut Vec<String>,
+}
+
+impl Build<'_> {
+    /// Runs `function` on `checks`; its answers. Its line goes to the report.
+    async fn run(&mut self, function: &str, checks: Vec<Check>) -> Result<Vec<Json>> {
+        let (line, answers) =
+            run_function(self.options, self.dir, &self.environments, function, checks).await?;
+        self.report.push(line);
+        Ok(answers)
+    }
+}
+
 /// `template.yaml`'s four functions (pattern 2's template runs the same four binaries).
-async fn root_template(options: &SmokeOptions) -> Result<Vec<String>> {
+async fn root_template(options: &SmokeOptions, report: &mut Vec<String>) -> Result<()> {
     let stack = Stack::on(LocalDynamo::embedded("127.0.0.1:0".parse()?).await?).await?;
     // The stub invokes every function as one in us-east-1, and the embedded server's stream is
     // elsewhere: the local environment names the table by the server's ARN for it, so the
     // consumer admits its records.
-    let environments = local_environment(&stack.template, &stack.dynamo.endpoint)?;
+    let environments = local_environment(&stack.template, &stack.dynamo.endpoint, "")?;
     let dir = &options.build_dir;
-    let mut report = Vec::new();
-
+    let mut build = Build {
+        options,
+        dir,
+        environments,
+        report,
+    };
     let writer = http_samples("events/order-writer/")?;
-    let (line, answers) =
-        run_function(options, dir, &environments, "OrderWriterFunction", writer).await?;
-    report.push(line);
+    let answers = build.run("OrderWriterFunction", writer).await?;
     // The orders the samples placed, by id (a replay answers with the original order).
     let mut placed: BTreeMap<String, (String, i64)> = BTreeMap::new();
     for answer in answers.iter().filter(|a| status(a) == 201) {
@@ -171,10 +191,10 @@ async fn root_template(options: &SmokeOptions) -> Result<Vec<String>> {
     // event source mapping would, then a replay of it, then the sample batches.
     let outbox_inserts = outbox_records(&stack).await?;
     let delivered = outbox_inserts.len();
+    let orders = placed.len();
     ensure!(
-        delivered == placed.len(),
-        "the stream should hold the {} orders' outbox events, not {delivered}",
-        placed.len()
+        delivered == orders,
+        "the stream should hold the {orders} orders' outbox events, not {delivered}"
     );
     let stream_batch = json!({ "Records": outbox_inserts });
     let no_failures = |a: &Json| *a == json!({"batchItemFailures": []});
@@ -193,144 +213,105 @@ async fn root_template(options: &SmokeOptions) -> Result<Vec<String>> {
             *failures,
         )?);
     }
-    report.push(
-        run_function(options, dir, &environments, CONSUMER_FUNCTION, consumer)
-            .await?
-            .0,
-    );
+    build.run(CONSUMER_FUNCTION, consumer).await?;
     check_balances(&stack.rewards, expected::STREAM_BALANCES).await?;
 
     // Each placed order's points, applied once, as the rewards API shows them.
-    let (line, answers) = run_function(
-        options,
-        dir,
-        &environments,
-        "RewardsApiFunction",
-        http_samples("events/rewards-api/")?,
-    )
-    .await?;
-    report.push(line);
-    for answer in &answers {
-        let rewards = body(answer);
+    let rewards = http_samples("events/rewards-api/")?;
+    for answer in build.run("RewardsApiFunction", rewards).await? {
+        let rewards = body(&answer);
         let customer = rewards["customer_id"].as_str().unwrap_or_default();
-        let orders: Vec<i64> = placed
+        let points = placed
             .values()
             .filter(|(c, _)| c == customer)
-            .map(|(_, points)| *points)
-            .collect();
+            .map(|(_, points)| *points);
+        let (count, sum) = points.fold((0, 0), |(n, sum), p| (n + 1, sum + p));
         ensure!(
-            rewards["points"].as_i64() == Some(orders.iter().sum())
-                && rewards["ledger"].as_array().map(Vec::len) == Some(orders.len()),
-            "RewardsApiFunction: {customer} should have the points of its {} orders placed above, once: {answer}",
-            orders.len()
+            rewards["points"].as_i64() == Some(sum) && rewards["ledger"].as_array().map(Vec::len) == Some(count),
+            "RewardsApiFunction: {customer} should have the points of its {count} orders placed above, once: {answer}"
         );
     }
-
     let sweeper = vec![
         Check::sample(expected::SWEEP, |a| a["failed"] == 0)?,
         redrive(expected::REDRIVE)?,
     ];
-    report.push(
-        run_function(
-            options,
-            dir,
-            &environments,
-            "OutboxSweeperFunction",
-            sweeper,
-        )
-        .await?
-        .0,
-    );
-    Ok(report)
+    build.run("OutboxSweeperFunction", sweeper).await?;
+    Ok(())
 }
 
 /// Pattern 2's template runs the root's binaries with `OUTBOX_PATTERN=cdc`: its consumer reads
 /// the order items' own INSERTs, so it gets pattern 2's sample batch.
-async fn cdc_template(options: &SmokeOptions) -> Result<String> {
+async fn cdc_template(options: &SmokeOptions, report: &mut Vec<String>) -> Result<()> {
     let dynamo = LocalDynamo::embedded("127.0.0.1:0".parse()?).await?;
     let stack = Stack::on_pattern(dynamo, crate::Pattern::Cdc).await?;
-    let environments = local_environment(&stack.template, &stack.dynamo.endpoint)?;
-    let (path, _, _) = expected::CDC_STREAM;
-    let consumer = vec![Check::batch(path, &stack.tables.orders_stream_arn, 0)?];
+    let environments = local_environment(&stack.template, &stack.dynamo.endpoint, "")?;
+    let consumer = vec![Check::batch(
+        expected::CDC_STREAM.0,
+        &stack.tables.orders_stream_arn,
+        0,
+    )?];
+    let mut lines = Vec::new();
     let dir = &options.build_dir;
-    let (line, _) = run_function(options, dir, &environments, CONSUMER_FUNCTION, consumer).await?;
+    Build {
+        options,
+        dir,
+        environments,
+        report: &mut lines,
+    }
+    .run(CONSUMER_FUNCTION, consumer)
+    .await?;
     check_balances(&stack.rewards, expected::CDC_BALANCES).await?;
-    Ok(format!("pattern 2 (cdc): {line}"))
+    report.extend(
+        lines
+            .into_iter()
+            .map(|line| format!("pattern 2 (cdc): {line}")),
+    );
+    Ok(())
 }
 
 /// Pattern 3's template: the order-publisher, both Kinesis consumers, its rewards API and its
 /// redrive, on kinesalite and the embedded DynamoDB.
-async fn self_read_template(options: &SmokeOptions) -> Result<Vec<String>> {
+async fn self_read_template(options: &SmokeOptions, report: &mut Vec<String>) -> Result<()> {
     let kinesis = LocalKinesis::start().await.map_err(|e| anyhow!("{e}"))?;
-    let stack = SelfReadStack::on(
-        LocalDynamo::embedded("127.0.0.1:0".parse()?).await?,
-        kinesis,
-    )
-    .await?;
-    let environments = local_environment_with(
-        &stack.template,
-        &stack.dynamo.endpoint,
-        &stack.kinesis.endpoint,
-    )?;
+    let dynamo = LocalDynamo::embedded("127.0.0.1:0".parse()?).await?;
+    let stack = SelfReadStack::on(dynamo, kinesis).await?;
+    let (template, endpoint) = (&stack.template, &stack.dynamo.endpoint);
+    let environments = local_environment(template, endpoint, &stack.kinesis.endpoint)?;
     let dir = &options.self_read_build_dir;
-    let mut report = Vec::new();
-
+    let mut build = Build {
+        options,
+        dir,
+        environments,
+        report,
+    };
     let publisher = expected::SELF_READ_HTTP
         .iter()
-        .map(|(path, code)| Check::status(path, *code))
-        .collect::<Result<Vec<_>>>()?;
-    report.push(
-        run_function(
-            options,
-            dir,
-            &environments,
-            ORDER_PUBLISHER_FUNCTION,
-            publisher,
-        )
-        .await?
-        .0,
-    );
-
+        .map(|(path, code)| Check::status(path, *code));
+    build
+        .run(ORDER_PUBLISHER_FUNCTION, publisher.collect::<Result<_>>()?)
+        .await?;
     for (function, path, _, _) in expected::SELF_READ_KINESIS {
-        let batch = vec![Check::batch(path, &stack.stream.arn, 0)?];
-        report.push(
-            run_function(options, dir, &environments, function, batch)
-                .await?
-                .0,
-        );
+        build
+            .run(function, vec![Check::batch(path, &stack.stream.arn, 0)?])
+            .await?;
     }
     check_balances(&stack.rewards, expected::SELF_READ_BALANCES).await?;
-
     // The order order-history wrote is what the order API reads now.
     let (path, code, customer) = expected::SELF_READ_GET;
-    let get = vec![Check::sample(path, move |a| {
+    let get = Check::sample(path, move |a| {
         status(a) == code && body(a)["customer_id"] == customer
-    })?];
-    report.push(
-        run_function(options, dir, &environments, ORDER_PUBLISHER_FUNCTION, get)
-            .await?
-            .0,
-    );
-
-    let rewards = http_samples("events/rewards-api/")?;
-    report.push(
-        run_function(options, dir, &environments, "RewardsApiFunction", rewards)
-            .await?
-            .0,
-    );
-    let redrive = vec![redrive(expected::SELF_READ_REDRIVE)?];
-    report.push(
-        run_function(
-            options,
-            dir,
-            &environments,
+    })?;
+    build.run(ORDER_PUBLISHER_FUNCTION, vec![get]).await?;
+    build
+        .run("RewardsApiFunction", http_samples("events/rewards-api/")?)
+        .await?;
+    build
+        .run(
             PARKED_REDRIVE_FUNCTION,
-            redrive,
+            vec![redrive(expected::SELF_READ_REDRIVE)?],
         )
-        .await?
-        .0,
-    );
-    Ok(report)
+        .await?;
+    Ok(())
 }
 
 /// Each customer's balance and number of ledger entries, read from the rewards table.
@@ -366,14 +347,6 @@ async fn outbox_records(stack: &Stack) -> Result<Vec<Json>> {
     Ok(records)
 }
 
-fn bootstrap(build_dir: &Path, function: &str) -> Result<PathBuf> {
-    let path = build_dir.join(function).join("bootstrap");
-    if !path.is_file() {
-        bail!("{} is missing: run `make build` first", path.display());
-    }
-    Ok(path)
-}
-
 /// Starts the function's bootstrap with the template's environment, serves it the checks'
 /// events one after another through the Runtime API, and checks each answer.
 /// Returns its line of the report and the answers.
@@ -384,23 +357,26 @@ async fn run_function(
     function: &str,
     checks: Vec<Check>,
 ) -> Result<(String, Vec<Json>)> {
-    let binary = bootstrap(build_dir, function)?;
+    let binary = build_dir.join(function).join("bootstrap");
+    ensure!(
+        binary.is_file(),
+        "{} is missing: run `make build` first",
+        binary.display()
+    );
     let environment = environments
         .get(function)
         .with_context(|| format!("the template has no function {function}"))?;
-    let stub = RuntimeStub::start(
-        checks.iter().map(|c| c.event.clone()).collect(),
-        checks.len(),
-    )
-    .await?;
-    let (program, args) = match options.runner.split_first() {
-        Some((runner, runner_args)) => (PathBuf::from(runner), runner_args.to_vec()),
-        None => (binary.clone(), Vec::new()),
+    let events = checks.iter().map(|c| c.event.clone()).collect();
+    let stub = RuntimeStub::start(events, checks.len()).await?;
+    let runner: Vec<&str> = options.runner.split_whitespace().collect();
+    let mut command = match runner.split_first() {
+        Some((program, args)) => {
+            let mut command = Command::new(program);
+            command.args(args).arg(&binary);
+            command
+        }
+        None => Command::new(&binary),
     };
-    let mut command = Command::new(&program);
-    if !options.runner.is_empty() {
-        command.args(args).arg(&binary);
-    }
     let mut child = command
         .env_clear()
         .envs(lambda_environment(&stub.runtime_api(), function))
@@ -411,7 +387,7 @@ async fn run_function(
         .stderr(Stdio::piped())
         .kill_on_drop(true)
         .spawn()
-        .with_context(|| format!("starting {}", program.display()))?;
+        .with_context(|| format!("starting {}", binary.display()))?;
     let answered = stub.all_answered(FUNCTION_DEADLINE).await;
     let _ = child.start_kill();
     let _ = child.wait().await;

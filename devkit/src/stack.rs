@@ -3,9 +3,9 @@
 
 use anyhow::{Context as _, Result};
 use aws_lambda_events::dynamodb::{Event, EventRecord};
+use aws_lambda_events::streams::DynamoDbEventResponse;
 use dynamodb_outbox::dynamodb::PendingEvents;
 use dynamodb_outbox::{ConsumerStore, Processor};
-use lambda_runtime::{Context, LambdaEvent};
 use order_service::store::cdc::CdcOrderStore;
 use order_service::store::dynamodb::DynamoOrderStore;
 use rewards_service::consumer::RewardsConsumer;
@@ -15,6 +15,7 @@ use rewards_service::service::{self, RewardsProcessor};
 use rewards_service::store::dynamodb::DynamoRewardsStore;
 
 use crate::local::{LocalDynamo, Tables};
+use crate::mapping::handler;
 use crate::pattern::Pattern;
 use crate::stream::StreamClient;
 use crate::template::Template;
@@ -55,11 +56,7 @@ impl Stack {
 
     /// Fresh tables of `pattern`'s template on `dynamo`.
     pub async fn on_pattern(dynamo: LocalDynamo, pattern: Pattern) -> Result<Self> {
-        let suffix = if dynamo.is_embedded() {
-            String::new()
-        } else {
-            format!("-{}", &uuid::Uuid::new_v4().simple().to_string()[..8])
-        };
+        let suffix = dynamo.run_suffix();
         Self::with_suffix(dynamo, &suffix, pattern).await
     }
 
@@ -147,31 +144,10 @@ impl Stack {
 
     /// Every record in the orders table's stream so far, unfiltered, in stream order.
     pub async fn stream_records(&self) -> Result<Vec<EventRecord>> {
-        let mut all = Vec::new();
-        for shard in self
-            .stream
-            .shard_ids(&self.tables.orders_stream_arn)
-            .await?
-        {
-            let mut after: Option<String> = None;
-            loop {
-                let page = self
-                    .stream
-                    .read(
-                        &self.tables.orders_stream_arn,
-                        &shard,
-                        after.as_deref(),
-                        1000,
-                    )
-                    .await?;
-                let Some(last) = page.last() else { break };
-                after = Some(last.sequence_number.clone());
-                for record in &page {
-                    all.push(record.to_event_record()?);
-                }
-            }
-        }
-        Ok(all)
+        let nothing = |_: Event| async { Ok::<_, String>(DynamoDbEventResponse::default()) };
+        let mut reader = self.trigger(nothing)?;
+        reader.source.filter_patterns.clear();
+        reader.mapped_records().await
     }
 }
 
@@ -179,18 +155,12 @@ impl Stack {
 /// itself, so its logs and metrics are the deployed function's.
 pub fn in_process<S>(processor: Processor<RewardsConsumer, S>, concurrency: usize) -> impl Invoke
 where
-    S: ConsumerStore + Clone + 'static,
+    S: ConsumerStore + 'static,
 {
     let processor = processor.concurrency(concurrency);
-    move |event: Event| {
-        let processor = processor.clone();
-        async move {
-            let invocation = LambdaEvent::new(event, Context::default());
-            stream::handle(&processor, invocation)
-                .await
-                .map_err(|e| e.to_string())
-        }
-    }
+    handler(processor, |p, event| async move {
+        stream::handle(&p, event).await
+    })
 }
 
 /// The stream consumer's handler under pattern 2 (the order table's own changes), invoked in
@@ -200,16 +170,10 @@ pub fn in_process_changes<S>(
     concurrency: usize,
 ) -> impl Invoke
 where
-    S: ConsumerStore + Clone + 'static,
+    S: ConsumerStore + 'static,
 {
     let processor = processor.concurrency(concurrency);
-    move |event: Event| {
-        let processor = processor.clone();
-        async move {
-            let invocation = LambdaEvent::new(event, Context::default());
-            stream::handle_order_changes(&processor, invocation)
-                .await
-                .map_err(|e| e.to_string())
-        }
-    }
+    handler(processor, |p, event| async move {
+        stream::handle_order_changes(&p, event).await
+    })
 }

@@ -63,34 +63,26 @@ impl StreamClient {
             .post("/", &headers, body)
             .await
             .context(operation.to_owned())?;
-        if !response.status().is_success() {
-            bail!(
-                "{operation}: {}: {}",
-                response.status(),
-                String::from_utf8_lossy(response.body())
-            );
+        let (status, body) = (response.status(), response.body());
+        if !status.is_success() {
+            bail!("{operation}: {status}: {}", String::from_utf8_lossy(body));
         }
-        Ok(serde_json::from_slice(response.body())?)
+        Ok(serde_json::from_slice(body)?)
     }
 
     pub async fn shard_ids(&self, stream_arn: &str) -> Result<Vec<String>> {
         let mut shards = Vec::new();
-        let mut start: Option<String> = None;
         loop {
             let mut body = json!({ "StreamArn": stream_arn });
-            if let Some(s) = &start {
-                body["ExclusiveStartShardId"] = json!(s);
+            if let Some(last) = shards.last() {
+                body["ExclusiveStartShardId"] = json!(last);
             }
             let out = self.call("DescribeStream", body).await?;
             let description = &out["StreamDescription"];
-            for shard in description["Shards"].as_array().into_iter().flatten() {
-                if let Some(id) = shard["ShardId"].as_str() {
-                    shards.push(id.to_owned());
-                }
-            }
-            match description["LastEvaluatedShardId"].as_str() {
-                Some(last) => start = Some(last.to_owned()),
-                None => return Ok(shards),
+            let listed = description["Shards"].as_array().into_iter().flatten();
+            shards.extend(listed.filter_map(|shard| shard["ShardId"].as_str().map(str::to_owned)));
+            if description["LastEvaluatedShardId"].is_null() {
+                return Ok(shards);
             }
         }
     }
@@ -122,14 +114,14 @@ impl StreamClient {
         from: Position<'_>,
         limit: usize,
     ) -> Result<Vec<RawRecord>> {
-        let mut body = json!({ "StreamArn": stream_arn, "ShardId": shard_id });
         let (kind, sequence) = match from {
             Position::After(sequence) => ("AFTER_SEQUENCE_NUMBER", Some(sequence)),
             Position::At(sequence) => ("AT_SEQUENCE_NUMBER", Some(sequence)),
             Position::Start(StartingPosition::TrimHorizon) => ("TRIM_HORIZON", None),
             Position::Start(StartingPosition::Latest) => ("LATEST", None),
         };
-        body["ShardIteratorType"] = json!(kind);
+        let mut body =
+            json!({ "StreamArn": stream_arn, "ShardId": shard_id, "ShardIteratorType": kind });
         if let Some(sequence) = sequence {
             body["SequenceNumber"] = json!(sequence);
         }
@@ -137,18 +129,10 @@ impl StreamClient {
         let Some(iterator) = iterator["ShardIterator"].as_str() else {
             return Ok(Vec::new());
         };
-        let out = self
-            .call(
-                "GetRecords",
-                json!({ "ShardIterator": iterator, "Limit": limit.clamp(1, 1000) }),
-            )
-            .await?;
-        out["Records"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .map(|r| lambda_shape(r, stream_arn))
-            .collect()
+        let body = json!({ "ShardIterator": iterator, "Limit": limit.clamp(1, 1000) });
+        let out = self.call("GetRecords", body).await?;
+        let records = out["Records"].as_array().into_iter().flatten();
+        records.map(|r| lambda_shape(r, stream_arn)).collect()
     }
 }
 

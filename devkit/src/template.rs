@@ -58,67 +58,6 @@ pub struct KinesisStreamSpec {
     pub shard_count: i32,
 }
 
-/// The settings DynamoDB and Kinesis mappings share, read the same way for both.
-struct MappingSettings<'a> {
-    function: &'a str,
-    props: &'a Json,
-    batch_size: usize,
-    maximum_retry_attempts: i64,
-    bisect_on_function_error: bool,
-    maximum_record_age_seconds: i64,
-    filter_patterns: Vec<Json>,
-    report_batch_item_failures: bool,
-}
-
-impl<'a> MappingSettings<'a> {
-    fn read(function: &'a str, props: &'a Json) -> Result<Self> {
-        let mut settings = Self {
-            function,
-            props,
-            batch_size: 0,
-            maximum_retry_attempts: 0,
-            bisect_on_function_error: props
-                .get("BisectBatchOnFunctionError")
-                .and_then(Json::as_bool)
-                .unwrap_or(false),
-            maximum_record_age_seconds: 0,
-            filter_patterns: props
-                .get("FilterCriteria")
-                .and_then(|f| f.get("Filters"))
-                .and_then(Json::as_array)
-                .map(|filters| {
-                    filters
-                        .iter()
-                        .map(|f| {
-                            let text = f.get("Pattern").and_then(Json::as_str).unwrap_or("{}");
-                            serde_json::from_str(text).context("FilterCriteria pattern is not JSON")
-                        })
-                        .collect::<Result<Vec<_>>>()
-                })
-                .transpose()?
-                .unwrap_or_default(),
-            report_batch_item_failures: props
-                .get("FunctionResponseTypes")
-                .and_then(Json::as_array)
-                .is_some_and(|t| t.iter().any(|v| v == "ReportBatchItemFailures")),
-        };
-        settings.batch_size = usize::try_from(settings.number("BatchSize", 100)?)?;
-        // Lambda's default for streams is "retry until the record expires".
-        settings.maximum_retry_attempts = settings.number("MaximumRetryAttempts", -1)?;
-        settings.maximum_record_age_seconds = settings.number("MaximumRecordAgeInSeconds", -1)?;
-        Ok(settings)
-    }
-
-    fn number(&self, key: &str, default: i64) -> Result<i64> {
-        match self.props.get(key) {
-            None => Ok(default),
-            Some(v) => {
-                json_i64(v).ok_or_else(|| anyhow!("{}: {key} is not a number", self.function))
-            }
-        }
-    }
-}
-
 /// A Lambda function of the template: its logical id (what `sam local invoke` and
 /// `.aws-sam/build/<id>/` are named by) and the cargo binary `sam build` compiles for it.
 #[derive(Debug, Clone, PartialEq)]
@@ -175,14 +114,22 @@ impl Template {
 
     /// Every resource of one type (`AWS::CloudWatch::Alarm`), by logical id, as written.
     pub fn resources_of_type(&self, resource_type: &str) -> Vec<(String, Json)> {
-        let Some(Value::Mapping(resources)) = self.root.get("Resources") else {
-            return Vec::new();
-        };
-        resources
-            .iter()
-            .filter(|(_, r)| r.get("Type").and_then(Value::as_str) == Some(resource_type))
-            .filter_map(|(id, r)| Some((id.as_str()?.to_owned(), serde_json::to_value(r).ok()?)))
-            .collect()
+        let resources = self.resources(resource_type);
+        let json = resources.filter_map(|(id, r)| Some((id, serde_json::to_value(r).ok()?)));
+        json.collect()
+    }
+
+    /// The resources of one type, by logical id, in template order.
+    fn resources<'a>(&'a self, kind: &'a str) -> impl Iterator<Item = (String, &'a Value)> + 'a {
+        let resources = self
+            .root
+            .get("Resources")
+            .and_then(Value::as_mapping)
+            .into_iter();
+        let of_kind = resources
+            .flatten()
+            .filter(move |(_, r)| r["Type"].as_str() == Some(kind));
+        of_kind.map(|(id, r)| (id.as_str().unwrap_or_default().to_owned(), r))
     }
 
     pub(crate) fn resource(&self, logical_id: &str) -> Result<&Value> {
@@ -192,53 +139,44 @@ impl Template {
             .ok_or_else(|| anyhow!("template.yaml has no resource {logical_id}"))
     }
 
+    /// A resource's properties, with `!Ref` and `!Sub` resolved; and its `name_property` (its
+    /// logical id when it has none).
+    fn properties(&self, logical_id: &str, resource: &Value, name: &str) -> Result<(String, Json)> {
+        let properties = self.resolve(resource.get("Properties").unwrap_or(&Value::Null))?;
+        let name = properties[name].as_str().unwrap_or(logical_id).to_owned();
+        Ok((name, properties))
+    }
+
     /// Every `AWS::Serverless::Function`, in template order.
     pub fn functions(&self) -> Result<Vec<FunctionSpec>> {
-        let Some(Value::Mapping(resources)) = self.root.get("Resources") else {
-            bail!("template.yaml has no Resources");
-        };
-        let mut functions = Vec::new();
-        for (id, resource) in resources {
-            if resource.get("Type").and_then(Value::as_str) != Some("AWS::Serverless::Function") {
-                continue;
-            }
-            let logical_id = id.as_str().unwrap_or_default().to_owned();
-            let binary = resource
-                .get("Metadata")
-                .and_then(|m| m.get("BuildProperties"))
-                .and_then(|b| b.get("Binary"))
-                .and_then(Value::as_str)
-                .with_context(|| format!("{logical_id} has no Metadata.BuildProperties.Binary"))?
-                .to_owned();
-            functions.push(FunctionSpec { logical_id, binary });
-        }
-        Ok(functions)
+        let functions =
+            self.resources("AWS::Serverless::Function")
+                .map(|(logical_id, resource)| {
+                    let binary = resource["Metadata"]["BuildProperties"]["Binary"].as_str();
+                    let binary = binary.with_context(|| {
+                        format!("{logical_id} has no Metadata.BuildProperties.Binary")
+                    })?;
+                    Ok(FunctionSpec {
+                        binary: binary.to_owned(),
+                        logical_id,
+                    })
+                });
+        functions.collect()
     }
 
     /// Every `AWS::DynamoDB::Table`, as `CreateTable`-shaped JSON.
     pub fn tables(&self) -> Result<Vec<TableSpec>> {
-        let Some(Value::Mapping(resources)) = self.root.get("Resources") else {
-            bail!("template.yaml has no Resources");
-        };
-        let mut tables = Vec::new();
-        for (id, resource) in resources {
-            if resource.get("Type").and_then(Value::as_str) != Some("AWS::DynamoDB::Table") {
-                continue;
-            }
-            let logical_id = id.as_str().unwrap_or_default().to_owned();
-            let properties = self.resolve(resource.get("Properties").unwrap_or(&Value::Null))?;
-            let name = properties
-                .get("TableName")
-                .and_then(Json::as_str)
-                .unwrap_or(&logical_id)
-                .to_owned();
-            tables.push(TableSpec {
-                logical_id,
-                name,
-                properties,
+        let tables = self
+            .resources("AWS::DynamoDB::Table")
+            .map(|(logical_id, resource)| {
+                let (name, properties) = self.properties(&logical_id, resource, "TableName")?;
+                Ok(TableSpec {
+                    logical_id,
+                    name,
+                    properties,
+                })
             });
-        }
-        Ok(tables)
+        tables.collect()
     }
 
     pub fn table(&self, logical_id: &str) -> Result<TableSpec> {
@@ -273,104 +211,96 @@ impl Template {
         polling: Duration,
     ) -> Result<EventSource> {
         let (logical_id, props) = self.event_source(function, kind, attribute)?;
-        let settings = MappingSettings::read(function, &props)?;
-        let starting_position = match props.get("StartingPosition").and_then(Json::as_str) {
+        let number = |key: &str, default: i64| match props.get(key) {
+            None => Ok(default),
+            Some(v) => json_i64(v).ok_or_else(|| anyhow!("{function}: {key} is not a number")),
+        };
+        let starting_position = match props["StartingPosition"].as_str() {
             Some("TRIM_HORIZON") => StartingPosition::TrimHorizon,
             Some("LATEST") => StartingPosition::Latest,
             other => bail!(
                 "{function}: StartingPosition {other:?} is not supported locally (TRIM_HORIZON or LATEST)"
             ),
         };
-        let window = u64::try_from(settings.number("MaximumBatchingWindowInSeconds", 0)?)?;
+        let filters = props["FilterCriteria"]["Filters"]
+            .as_array()
+            .into_iter()
+            .flatten();
+        let filter_patterns = filters.map(|f| {
+            let text = f["Pattern"].as_str().unwrap_or("{}");
+            serde_json::from_str(text).context("FilterCriteria pattern is not JSON")
+        });
+        let response_types = props["FunctionResponseTypes"]
+            .as_array()
+            .into_iter()
+            .flatten();
+        let window = u64::try_from(number("MaximumBatchingWindowInSeconds", 0)?)?;
         Ok(EventSource {
             logical_id,
             starting_position,
-            batch_size: settings.batch_size,
-            maximum_retry_attempts: settings.maximum_retry_attempts,
-            bisect_on_function_error: settings.bisect_on_function_error,
-            maximum_record_age_seconds: settings.maximum_record_age_seconds,
-            filter_patterns: settings.filter_patterns,
-            report_batch_item_failures: settings.report_batch_item_failures,
+            batch_size: usize::try_from(number("BatchSize", 100)?)?,
+            // Lambda's default for streams is "retry until the record expires".
+            maximum_retry_attempts: number("MaximumRetryAttempts", -1)?,
+            bisect_on_function_error: props["BisectBatchOnFunctionError"] == true,
+            maximum_record_age_seconds: number("MaximumRecordAgeInSeconds", -1)?,
+            filter_patterns: filter_patterns.collect::<Result<_>>()?,
+            report_batch_item_failures: response_types
+                .into_iter()
+                .any(|t| t == "ReportBatchItemFailures"),
             polling_interval: Duration::from_secs(window).max(polling),
         })
     }
 
     /// Every `AWS::Kinesis::Stream`: its name (`Name`, else the logical id) and shard count.
     pub fn kinesis_streams(&self) -> Result<Vec<KinesisStreamSpec>> {
-        let mut streams = Vec::new();
-        for (logical_id, _) in self.resources_of_type("AWS::Kinesis::Stream") {
-            let properties = self.resolve(
-                self.resource(&logical_id)?
-                    .get("Properties")
-                    .unwrap_or(&Value::Null),
-            )?;
-            let name = properties
-                .get("Name")
-                .and_then(Json::as_str)
-                .unwrap_or(&logical_id)
-                .to_owned();
-            let on_demand = properties["StreamModeDetails"]["StreamMode"] == "ON_DEMAND";
-            let shard_count = match properties.get("ShardCount").and_then(json_i64) {
-                Some(count) => i32::try_from(count)?,
-                // On-demand streams start with four shards.
-                None if on_demand => 4,
-                None => bail!("{logical_id}: ShardCount is missing"),
-            };
-            streams.push(KinesisStreamSpec {
-                logical_id,
-                name,
-                shard_count,
+        let streams = self
+            .resources("AWS::Kinesis::Stream")
+            .map(|(logical_id, resource)| {
+                let (name, properties) = self.properties(&logical_id, resource, "Name")?;
+                let on_demand = properties["StreamModeDetails"]["StreamMode"] == "ON_DEMAND";
+                let shard_count = match properties.get("ShardCount").and_then(json_i64) {
+                    Some(count) => i32::try_from(count)?,
+                    // On-demand streams start with four shards.
+                    None if on_demand => 4,
+                    None => bail!("{logical_id}: ShardCount is missing"),
+                };
+                Ok(KinesisStreamSpec {
+                    logical_id,
+                    name,
+                    shard_count,
+                })
             });
-        }
-        Ok(streams)
+        streams.collect()
     }
 
     /// The first event of `event_type` of a function: the logical id its `source_property`
     /// (`Stream: !GetAtt <Id>.<attribute>`) points at, and its properties resolved.
-    fn event_source(
-        &self,
-        function: &str,
-        event_type: &str,
-        attribute: &str,
-    ) -> Result<(String, Json)> {
-        let events = self
-            .resource(function)?
-            .get("Properties")
-            .and_then(|p| p.get("Events"))
-            .and_then(Value::as_mapping)
-            .ok_or_else(|| anyhow!("{function} has no Events"))?;
-        let source = events
-            .values()
-            .find(|e| e.get("Type").and_then(Value::as_str) == Some(event_type))
-            .ok_or_else(|| anyhow!("{function} has no {event_type} event source"))?;
-        let raw = source.get("Properties").cloned().unwrap_or(Value::Null);
-        let logical_id = match raw.get("Stream") {
-            Some(Value::Tagged(t)) if t.tag == "GetAtt" => t
-                .value
-                .as_str()
-                .and_then(|s| s.split_once('.'))
-                .filter(|(_, attr)| *attr == attribute)
-                .map(|(id, _)| id.to_owned()),
+    fn event_source(&self, function: &str, kind: &str, attribute: &str) -> Result<(String, Json)> {
+        let events = self.resource(function)?["Properties"]["Events"].as_mapping();
+        let events = events.ok_or_else(|| anyhow!("{function} has no Events"))?;
+        let source = events.values().find(|e| e["Type"].as_str() == Some(kind));
+        let source = source.ok_or_else(|| anyhow!("{function} has no {kind} event source"))?;
+        let raw = &source["Properties"];
+        let target = match &raw["Stream"] {
+            Value::Tagged(t) if t.tag == "GetAtt" => {
+                t.value.as_str().and_then(|s| s.split_once('.'))
+            }
             _ => None,
-        }
-        .ok_or_else(|| anyhow!("{function}: Stream must be !GetAtt <resource>.{attribute}"))?;
-        Ok((logical_id, self.resolve(&raw)?))
+        };
+        let logical_id = match target {
+            Some((id, attr)) if attr == attribute => id.to_owned(),
+            _ => bail!("{function}: Stream must be !GetAtt <resource>.{attribute}"),
+        };
+        Ok((logical_id, self.resolve(raw)?))
     }
 
     /// A function's environment variables, resolved; for local runs of the functions.
     pub fn function_environment(&self, function: &str) -> Result<BTreeMap<String, Json>> {
-        let vars = self
-            .resource(function)?
-            .get("Properties")
-            .and_then(|p| p.get("Environment"))
-            .and_then(|e| e.get("Variables"))
-            .map(|v| self.resolve(v))
-            .transpose()?
-            .unwrap_or(Json::Null);
-        Ok(vars
-            .as_object()
-            .map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
-            .unwrap_or_default())
+        let vars = &self.resource(function)?["Properties"]["Environment"]["Variables"];
+        match self.resolve(vars)? {
+            Json::Object(vars) => Ok(vars.into_iter().collect()),
+            _ => Ok(BTreeMap::new()),
+        }
     }
 
     /// YAML with CloudFormation short-form tags → JSON: `!Ref` of a parameter becomes its

@@ -59,16 +59,14 @@ impl Source for DynamoStream {
         limit: usize,
     ) -> Result<Page> {
         let records = self.client.read_from(&self.arn, shard, from, limit).await?;
+        let records = records.into_iter().map(|raw| Record {
+            arrival: raw.created_at(),
+            sequence_number: raw.sequence_number,
+            lambda_shape: raw.json,
+            filterable: None,
+        });
         Ok(Page {
-            records: records
-                .into_iter()
-                .map(|raw| Record {
-                    arrival: raw.created_at(),
-                    sequence_number: raw.sequence_number,
-                    lambda_shape: raw.json,
-                    filterable: None,
-                })
-                .collect(),
+            records: records.collect(),
             behind: false,
             closed: false,
         })

@@ -3,8 +3,6 @@
 //! publishing to it, and the two consumers behind local Kinesis mappings with the template's
 //! settings; and the pattern on the harness the chaos run and the demo drive.
 
-use std::sync::Arc;
-
 use anyhow::{anyhow, ensure, Context as _, Result};
 use aws_lambda_events::apigw::{ApiGatewayV2httpRequest, ApiGatewayV2httpResponse};
 use aws_lambda_events::kinesis::KinesisEvent;
@@ -23,12 +21,13 @@ use rewards_service::store::dynamodb::DynamoRewardsStore;
 use dynamodb_outbox::testing::CrashPoint;
 
 use super::{Harness, OrderApi};
-use crate::chaos::{drain_all, ConsumerChaos, Copies, Faults};
+use crate::chaos::{drain_all, duplicating, ConsumerChaos, Faults};
 use crate::demo::{api_request, DemoOrders};
 use crate::invariants::EventSource;
 use crate::kinesis::{client_for, LocalKinesis, StreamDescription};
 use crate::kinesis_trigger::{InvokeKinesis, KinesisTrigger};
-use crate::local::{create_table, LocalDynamo, Tables, ORDERS_TABLE_ID, REWARDS_TABLE_ID};
+use crate::local::{LocalDynamo, Tables};
+use crate::mapping::handler;
 use crate::metrics::Collector;
 use crate::pattern::Pattern;
 use crate::template::Template;
@@ -75,34 +74,20 @@ impl SelfReadStack {
     /// `kinesis`.
     pub async fn on(dynamo: LocalDynamo, kinesis: LocalKinesis) -> Result<Self> {
         let template = Template::load(&Pattern::SelfRead.template_path())?;
-        let suffix = if dynamo.is_embedded() {
-            String::new()
-        } else {
-            format!("-{}", &uuid::Uuid::new_v4().simple().to_string()[..8])
-        };
-        let mut names = Vec::new();
-        for logical_id in [ORDERS_TABLE_ID, REWARDS_TABLE_ID] {
-            let spec = template.table(logical_id)?;
-            let name = format!("{}{suffix}", spec.name);
-            create_table(&dynamo.client, &spec, &name).await?;
-            names.push(name);
-        }
-        let spec = template
-            .kinesis_streams()?
-            .into_iter()
-            .next()
-            .context("patterns/self-read/template.yaml has no Kinesis stream")?;
+        let tables = dynamo
+            .create_tables(&template, &dynamo.run_suffix())
+            .await?;
+        let spec = template.kinesis_streams()?.into_iter().next();
+        let spec = spec.context("patterns/self-read/template.yaml has no Kinesis stream")?;
         let stream = kinesis.create_stream(&spec.name, spec.shard_count).await?;
-        let rewards_table = names.pop().expect("two tables");
-        let orders_table = names.pop().expect("two tables");
         Ok(Self {
-            history: DynamoOrderStore::new(dynamo.client.clone(), &orders_table),
-            rewards: DynamoRewardsStore::new(dynamo.client.clone(), &rewards_table),
+            history: DynamoOrderStore::new(dynamo.client.clone(), &tables.orders),
+            rewards: DynamoRewardsStore::new(dynamo.client.clone(), &tables.rewards),
             dynamo,
             kinesis,
             template,
-            orders_table,
-            rewards_table,
+            orders_table: tables.orders,
+            rewards_table: tables.rewards,
             stream,
         })
     }
@@ -195,15 +180,9 @@ pub fn history_in_process<S>(processor: Processor<OrderHistoryConsumer, S>) -> i
 where
     S: ConsumerStore + 'static,
 {
-    let processor = Arc::new(processor);
-    move |event: KinesisEvent| {
-        let processor = processor.clone();
-        async move {
-            history::handle(&processor, LambdaEvent::new(event, Context::default()))
-                .await
-                .map_err(|e| e.to_string())
-        }
-    }
+    handler(processor, |p, event| async move {
+        history::handle(&p, event).await
+    })
 }
 
 /// The rewards Kinesis function's handler, invoked in process.
@@ -211,15 +190,9 @@ pub fn rewards_in_process<S>(processor: Processor<RewardsConsumer, S>) -> impl I
 where
     S: ConsumerStore + 'static,
 {
-    let processor = Arc::new(processor);
-    move |event: KinesisEvent| {
-        let processor = processor.clone();
-        async move {
-            rewards_kinesis::handle(&processor, LambdaEvent::new(event, Context::default()))
-                .await
-                .map_err(|e| e.to_string())
-        }
-    }
+    handler(processor, |p, event| async move {
+        rewards_kinesis::handle(&p, event).await
+    })
 }
 
 /// The order API (the order-publisher function's handler) with its publisher.
@@ -234,16 +207,6 @@ impl OrderApi for Publisher {
         api::handle(&self.publisher, &self.history, event)
             .await
             .map_err(|never| anyhow!("the order API answers every request: {never}"))
-    }
-}
-
-/// `inner`, with `copies` added to its batches.
-fn duplicating<I: InvokeKinesis + 'static>(inner: I, copies: Copies) -> impl InvokeKinesis {
-    let inner = Arc::new(inner);
-    move |mut event: KinesisEvent| {
-        copies.add(&mut event.records);
-        let inner = inner.clone();
-        async move { inner.invoke(event).await }
     }
 }
 
@@ -295,29 +258,25 @@ impl Harness for SelfReadStack {
 
     async fn consume_racing(&self, chaos: &ConsumerChaos, faults: &Faults) -> Result<TriggerStats> {
         let client = self.dynamo.client_via(&faults.dynamo.endpoint).await;
+        let source = self.stream.source();
         let (mut history, mut rewards) = (Vec::new(), Vec::new());
         for (salt, duplicates) in [(0xA, true), (0xB, false)] {
-            let (history_salt, rewards_salt) = (salt ^ 0x10, salt ^ 0x20);
-            let source = self.stream.source();
+            let (h, r) = (salt ^ 0x10, salt ^ 0x20);
             let processor = history_processor(client.clone(), &self.orders_table, source.clone());
-            let store = chaos.crashing(processor.store().clone(), history_salt);
+            let store = chaos.crashing(processor.store().clone(), h);
             let invoker = history_in_process(processor.with_store(store).concurrency(16));
-            let invoker = duplicating(invoker, chaos.copies(history_salt, duplicates));
-            let mut mapping = self.trigger(ORDER_HISTORY_FUNCTION, invoker).await?;
-            mapping.source.batch_size = chaos.batch_size(history_salt);
-            history.push(mapping);
-            let processor = rewards_kinesis::processor(client.clone(), &self.rewards_table, source);
-            let store = chaos.crashing(processor.store().clone(), rewards_salt);
+            let invoker = duplicating(invoker, chaos.copies(h, duplicates), records);
+            let mapping = self.trigger(ORDER_HISTORY_FUNCTION, invoker).await?;
+            history.push(chaos.sized(mapping, h));
+            let processor =
+                rewards_kinesis::processor(client.clone(), &self.rewards_table, source.clone());
+            let store = chaos.crashing(processor.store().clone(), r);
             let invoker = rewards_in_process(processor.with_store(store).concurrency(16));
-            let invoker = duplicating(invoker, chaos.copies(rewards_salt, duplicates));
-            let mut mapping = self.trigger(REWARDS_FUNCTION, invoker).await?;
-            mapping.source.batch_size = chaos.batch_size(rewards_salt);
-            rewards.push(mapping);
+            let invoker = duplicating(invoker, chaos.copies(r, duplicates), records);
+            let mapping = self.trigger(REWARDS_FUNCTION, invoker).await?;
+            rewards.push(chaos.sized(mapping, r));
         }
-        let (h, r) = tokio::join!(
-            drain_all(history.iter_mut().map(|m| m.drain())),
-            drain_all(rewards.iter_mut().map(|m| m.drain()))
-        );
+        let (h, r) = tokio::join!(drain_all(&mut history), drain_all(&mut rewards));
         let mut stats = h?;
         stats.add(&r?);
         Ok(stats)
@@ -400,4 +359,8 @@ impl Harness for SelfReadStack {
         ensure!(unreadable == 0, "{unreadable} accepted orders not readable");
         Ok("every accepted order is readable; ")
     }
+}
+
+fn records(event: &mut KinesisEvent) -> &mut Vec<aws_lambda_events::kinesis::KinesisEventRecord> {
+    &mut event.records
 }

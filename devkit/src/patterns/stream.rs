@@ -3,12 +3,11 @@
 //! table's stream, and the sweeper over the pending index. They differ in the order store, the
 //! consumer's handler, the sweep and where the invariants find the events; the rest is shared.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, ensure, Result};
 use aws_lambda_events::apigw::{ApiGatewayV2httpRequest, ApiGatewayV2httpResponse};
-use aws_lambda_events::dynamodb::Event;
+use aws_lambda_events::dynamodb::{Event, EventRecord};
 use dynamodb_outbox::dynamodb::{DynamoConsumerStore, PendingEvents};
 use dynamodb_outbox::testing::{CrashPoint, Crashing};
 use dynamodb_outbox::Processor;
@@ -22,7 +21,7 @@ use rewards_service::store::dynamodb::DynamoRewardsStore;
 use service_runtime::metrics as names;
 
 use super::{Harness, OrderApi};
-use crate::chaos::{drain_all, ConsumerChaos, Copies, Faults};
+use crate::chaos::{drain_all, duplicating, ConsumerChaos, Faults};
 use crate::demo::{api_request, DemoOrders};
 use crate::invariants::EventSource;
 use crate::local::{LocalDynamo, Tables};
@@ -71,11 +70,10 @@ impl Stack {
             let processor = self.processor_via(faults).await?;
             let store = chaos.crashing(processor.store().clone(), salt);
             let invoker = consumer(processor.with_store(store), 16);
-            let mut mapping = self.trigger(duplicating(invoker, chaos.copies(salt, duplicates)))?;
-            mapping.source.batch_size = chaos.batch_size(salt);
-            mappings.push(mapping);
+            let invoker = duplicating(invoker, chaos.copies(salt, duplicates), records);
+            mappings.push(chaos.sized(self.trigger(invoker)?, salt));
         }
-        drain_all(mappings.iter_mut().map(|m| m.drain())).await
+        drain_all(&mut mappings).await
     }
 
     /// Outbox events the rewards consumer has yet to process, from the sweeper's pending index.
@@ -91,14 +89,8 @@ impl Stack {
     }
 }
 
-/// `inner`, with `copies` added to its batches.
-fn duplicating<I: Invoke + 'static>(inner: I, copies: Copies) -> impl Invoke {
-    let inner = Arc::new(inner);
-    move |mut event: Event| {
-        copies.add(&mut event.records);
-        let inner = inner.clone();
-        async move { inner.invoke(event).await }
-    }
+fn records(event: &mut Event) -> &mut Vec<EventRecord> {
+    &mut event.records
 }
 
 impl Harness for Stack {
