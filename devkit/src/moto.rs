@@ -10,13 +10,12 @@
 //! [`LocalMoto::start_or_skip`] turns that into a test failure unless the environment opts out
 //! by name ([`SKIP_VARIABLE`]), so a skip is never a silent pass.
 
-use std::io::Write;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
-use anyhow::{anyhow, Result};
+use anyhow::Result;
 use aws_config::{Region, SdkConfig};
 use aws_sdk_sqs::config::Credentials;
 use tokio::process::{Child, Command};
@@ -105,18 +104,7 @@ impl LocalMoto {
     pub async fn start_or_skip(test: &str) -> Result<Option<Self>> {
         match Self::start().await {
             Ok(moto) => Ok(Some(moto)),
-            Err(unavailable) => match std::env::var(SKIP_VARIABLE) {
-                Ok(why) if !why.trim().is_empty() => {
-                    let _ = writeln!(
-                        std::io::stderr(),
-                        "SKIPPED {test}: {unavailable} ({SKIP_VARIABLE}={why})"
-                    );
-                    Ok(None)
-                }
-                _ => Err(anyhow!(
-                    "{unavailable}; to skip the broker tests on purpose, set {SKIP_VARIABLE}=<reason>"
-                )),
-            },
+            Err(unavailable) => crate::kinesis::skip_or_fail(test, unavailable, SKIP_VARIABLE),
         }
     }
 
