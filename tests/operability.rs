@@ -168,11 +168,13 @@ fn every_dashboard_metric_on_our_namespace_is_one_its_function_emits() {
             let end = rest[start..].find('}').unwrap() + start;
             let name = &rest[start + 2..end];
             // The alarm thresholds drawn as lines are numbers.
-            json_text.push_str(if name.ends_with("AlarmMilliseconds") || name.ends_with("AlarmSeconds") {
-                "0"
-            } else {
-                name
-            });
+            json_text.push_str(
+                if name.ends_with("AlarmMilliseconds") || name.ends_with("AlarmSeconds") {
+                    "0"
+                } else {
+                    name
+                },
+            );
             rest = &rest[end + 1..];
         }
         json_text.push_str(rest);
