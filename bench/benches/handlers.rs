@@ -1,5 +1,5 @@
 //! Handler CPU per request, without network: the order-writer's `POST /orders` and the stream
-//! consumer's batch, on an HTTP client that answers in process (`outbox_bench::replay`).
+//! consumer's batch, on an HTTP client that answers in process (`outbox_bench::cpu::Replay`).
 //!
 //! A current-thread runtime, as in the functions, and the thread's CPU time as the measure
 //! (`ThreadCpuTime`): other work on a shared machine does not inflate it. `make bench` reads the
@@ -36,7 +36,7 @@ fn stream_consumer(c: &mut Criterion<ThreadCpuTime>) {
     let rt = runtime();
     let consumer = rt.block_on(ConsumerWorkload::new(100));
     let mut group = c.benchmark_group("stream_consumer");
-    group.throughput(Throughput::Elements(consumer.len() as u64));
+    group.throughput(Throughput::Elements(100));
     group.bench_function("batch_100", |b| b.to_async(&rt).iter(|| consumer.batch()));
     group.finish();
 }

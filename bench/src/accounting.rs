@@ -10,20 +10,20 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use anyhow::{ensure, Context, Result};
-use aws_lambda_events::apigw::ApiGatewayV2httpRequest;
 use devkit::proxy::{FaultPlan, FaultProxy};
 use devkit::{LocalDynamo, Stack};
 use order_service::handlers::order_api;
 use order_service::store::dynamodb::DynamoOrderStore;
 use rewards_service::service;
-use serde_json::json;
 use tokio::net::{TcpListener, TcpStream};
 
-use crate::capacity::{CapacityMeter, Units};
-use crate::records::{place_shape, Shape, StreamCursor};
+use crate::capacity::CapacityMeter;
+use crate::consumer::rewards::{place_shape, records_of};
+use crate::consumer::{Shape, StreamCursor};
+use crate::report::{Row, Section};
 
-/// Operations that read; none may appear on the hot paths.
-pub const READS: &[&str] = &[
+/// Operations that read; none may appear on the consumer's path.
+const READS: &[&str] = &[
     "GetItem",
     "BatchGetItem",
     "Query",
@@ -33,62 +33,51 @@ pub const READS: &[&str] = &[
 
 /// Requests per operation and write capacity, per order (or per record).
 #[derive(Debug, Clone, Default)]
-pub struct Cost {
-    pub requests: BTreeMap<String, f64>,
+struct Cost {
+    requests: BTreeMap<String, f64>,
     /// `None` when the server reported no capacity for these requests.
-    pub write_units: Option<f64>,
+    write_units: Option<f64>,
 }
 
 impl Cost {
-    pub fn total_requests(&self) -> f64 {
+    fn total(&self) -> f64 {
         // A fold from +0.0: `sum()` of nothing is -0.0, which prints as "-0.00".
         self.requests.values().fold(0.0, |a, n| a + n)
     }
 
-    pub fn reads(&self) -> f64 {
-        self.requests
+    fn reads(&self) -> f64 {
+        let reads = self
+            .requests
             .iter()
-            .filter(|(op, _)| READS.contains(&op.as_str()))
-            .fold(0.0, |a, (_, n)| a + n)
+            .filter(|(op, _)| READS.contains(&op.as_str()));
+        reads.fold(0.0, |a, (_, n)| a + n)
     }
 
-    /// `TransactWriteItems 1.00 + UpdateItem 1.00`.
-    pub fn breakdown(&self) -> String {
-        self.requests
+    /// `2.00 (TransactWriteItems 1.00 + UpdateItem 1.00)`.
+    fn breakdown(&self) -> String {
+        let ops: Vec<String> = self
+            .requests
             .iter()
             .map(|(op, n)| format!("{op} {n:.2}"))
-            .collect::<Vec<_>>()
-            .join(" + ")
+            .collect();
+        format!("{:.2} ({})", self.total(), ops.join(" + "))
     }
-}
 
-/// The whole accounting pass.
-#[derive(Debug, Clone)]
-pub struct Accounting {
-    pub orders: usize,
-    pub concurrency: usize,
-    /// `POST /orders` through the order-writer's handler, per order.
-    pub writer: Cost,
-    /// The same `Idempotency-Key` and body again: the replay, per request.
-    pub writer_replay: Cost,
-    /// A batch of new outbox events through the consumer, per record.
-    pub consumer: Cost,
-    /// The same batch delivered again (every record a duplicate), per record.
-    pub redelivery: Cost,
-    /// TCP connections opened by the writer's requests, the consumer's first batch, its second
-    /// batch, and the redelivery (the client and its pool live through all four).
-    pub connections: [u64; 4],
+    fn wcu(&self) -> String {
+        self.write_units
+            .map_or_else(|| "not reported".to_owned(), |u| format!("{u:.1} WCU"))
+    }
 }
 
 /// A TCP forwarder that counts the connections it accepts.
-pub struct ConnectionCounter {
-    pub endpoint: String,
+struct ConnectionCounter {
+    endpoint: String,
     accepted: Arc<AtomicU64>,
     task: tokio::task::JoinHandle<()>,
 }
 
 impl ConnectionCounter {
-    pub async fn start(upstream_endpoint: &str) -> Result<Self> {
+    async fn start(upstream_endpoint: &str) -> Result<Self> {
         let upstream: http::Uri = upstream_endpoint.parse()?;
         let upstream = upstream
             .authority()
@@ -117,10 +106,6 @@ impl ConnectionCounter {
             task,
         })
     }
-
-    pub fn accepted(&self) -> u64 {
-        self.accepted.load(Ordering::Relaxed)
-    }
 }
 
 impl Drop for ConnectionCounter {
@@ -129,66 +114,54 @@ impl Drop for ConnectionCounter {
     }
 }
 
-/// Counters before a step, to take the step's own share afterwards.
-struct Mark {
-    requests: BTreeMap<String, u64>,
-    capacity: Units,
-    connections: u64,
+/// The counters, read before a step to take the step's own share afterwards.
+struct Meters {
+    proxy: FaultProxy,
+    capacity: CapacityMeter,
+    connections: ConnectionCounter,
 }
 
-struct Meters<'a> {
-    proxy: &'a FaultProxy,
-    capacity: &'a CapacityMeter,
-    connections: &'a ConnectionCounter,
-}
+type Mark = (BTreeMap<String, u64>, crate::capacity::Units, u64);
 
-impl Meters<'_> {
+impl Meters {
     fn mark(&self) -> Mark {
-        Mark {
-            requests: self.proxy.stats().requests,
-            capacity: self.capacity.units(),
-            connections: self.connections.accepted(),
-        }
+        let connections = self.connections.accepted.load(Ordering::Relaxed);
+        (
+            self.proxy.stats().requests,
+            self.capacity.units(),
+            connections,
+        )
     }
 
     /// Per-unit cost since `mark`, and the connections opened since.
-    fn since(&self, mark: &Mark, units: usize) -> (Cost, u64) {
+    fn since(&self, (requests, capacity, connections): &Mark, units: usize) -> (Cost, u64) {
         let now = self.mark();
         let per = |n: f64| n / units.max(1) as f64;
-        let requests = now
-            .requests
-            .iter()
+        let requests = (now.0.iter())
             .filter_map(|(op, n)| {
-                let d = n - mark.requests.get(op).copied().unwrap_or(0);
+                let d = n - requests.get(op).copied().unwrap_or(0);
                 (d > 0).then(|| (op.clone(), per(d as f64)))
             })
             .collect();
-        let reported = now.capacity.reports > mark.capacity.reports;
-        let write_units = reported.then(|| per(now.capacity.write - mark.capacity.write));
+        let write_units =
+            (now.1.reports > capacity.reports).then(|| per(now.1.write - capacity.write));
         (
             Cost {
                 requests,
                 write_units,
             },
-            now.connections - mark.connections,
+            now.2 - connections,
         )
     }
 }
 
-/// `POST /orders` as API Gateway delivers it.
-fn post_order(customer: &str, cents: i64, key: Option<&str>) -> Result<ApiGatewayV2httpRequest> {
-    let body = json!({"customer_id": customer, "currency": "USD",
-        "items": [{"sku": "SKU-1", "quantity": 1, "unit_price_cents": cents}]})
-    .to_string();
+/// `POST /orders` through the order-writer's handler, as API Gateway delivers it; whether it
+/// was answered as a replay.
+async fn post_order(store: &DynamoOrderStore, customer: &str, key: Option<&str>) -> Result<bool> {
+    let body = crate::order_body(customer, 1, 1000);
     let headers: Vec<(&str, &str)> = key.map(|k| ("idempotency-key", k)).into_iter().collect();
-    devkit::demo::api_request("POST", "/orders", Some(body), &headers)
-}
-
-async fn expect_created(
-    store: &DynamoOrderStore,
-    request: &ApiGatewayV2httpRequest,
-) -> Result<bool> {
-    let response = order_api::respond(store, request, None)
+    let request = devkit::demo::api_request("POST", "/orders", Some(body), &headers)?;
+    let response = order_api::respond(store, &request, None)
         .await
         .unwrap_or_else(|e| e.into_response());
     ensure!(
@@ -199,43 +172,51 @@ async fn expect_created(
     Ok(response.headers.contains_key("idempotent-replayed"))
 }
 
-/// Runs the accounting pass on `orders` orders, with the consumer at `concurrency`.
-pub async fn measure(orders: usize, concurrency: usize) -> Result<Accounting> {
+/// What the pass measured: per order (or record) of the order-writer, a client's retry of an
+/// order, the consumer, and a redelivered batch; and the connections opened by the writer, the
+/// consumer's first batch, its second, and the redelivery.
+struct Costs {
+    writer: Cost,
+    replay: Cost,
+    consumer: Cost,
+    redelivery: Cost,
+    connections: [u64; 4],
+}
+
+/// Runs the accounting pass on `orders` orders, with the consumer at `concurrency`: the
+/// order-writer, a client's retry, the consumer on the writer's events, on a fresh batch, and on
+/// that batch again. One client (one pool) serves them all, as one Lambda container keeps its
+/// client across invocations.
+async fn measure(orders: usize, concurrency: usize) -> Result<Costs> {
     let stack = Stack::on(LocalDynamo::embedded("127.0.0.1:0".parse()?).await?).await?;
     let proxy = FaultProxy::start(&stack.dynamo.endpoint, FaultPlan::none()).await?;
-    let counter = ConnectionCounter::start(&proxy.endpoint).await?;
+    let connections = ConnectionCounter::start(&proxy.endpoint).await?;
     let capacity = CapacityMeter::default();
+    let client = capacity.on(&stack.dynamo.client_via(&connections.endpoint).await);
     let meters = Meters {
-        proxy: &proxy,
-        capacity: &capacity,
-        connections: &counter,
+        proxy,
+        capacity,
+        connections,
     };
-    let client = capacity.on(&stack.dynamo.client_via(&counter.endpoint).await);
-    let writer = DynamoOrderStore::new(client.clone(), &stack.tables.orders);
+    let store = DynamoOrderStore::new(client.clone(), &stack.tables.orders);
     let service = service::processor(client, &stack.tables.rewards, stack.tables.orders_source())
-        .retention_seconds(stack.retention_seconds())
-        .expect("a retention in range")
+        .retention_seconds(stack.retention_seconds())?
         .concurrency(concurrency);
     let mut cursor = StreamCursor::default();
 
-    // The order-writer: every order through its handler.
     let mark = meters.mark();
     for i in 0..orders {
-        expect_created(&writer, &post_order(&format!("acct-c{i}"), 1000, None)?).await?;
+        post_order(&store, &format!("acct-c{i}"), None).await?;
     }
-    let (writer_cost, writer_connections) = meters.since(&mark, orders);
+    let (writer, writer_connections) = meters.since(&mark, orders);
 
     // A client retry with the same key: answered from the transaction's cancellation.
-    let retry = post_order("acct-retry", 1000, Some("acct-key-1"))?;
-    expect_created(&writer, &retry).await?;
+    post_order(&store, "acct-retry", Some("acct-key-1")).await?;
     let mark = meters.mark();
-    ensure!(
-        expect_created(&writer, &retry).await?,
-        "the retry was not answered as a replay"
-    );
-    let (writer_replay, _) = meters.since(&mark, 1);
+    let replayed = post_order(&store, "acct-retry", Some("acct-key-1")).await?;
+    ensure!(replayed, "the retry was not answered as a replay");
+    let (replay, _) = meters.since(&mark, 1);
 
-    // The consumer: the writer's events, then a batch of fresh ones, then that batch again.
     let first = cursor
         .outbox_inserts(&stack.stream, &stack.tables.orders_stream_arn)
         .await?;
@@ -245,7 +226,7 @@ pub async fn measure(orders: usize, concurrency: usize) -> Result<Accounting> {
     let (consumer, first_connections) = meters.since(&mark, first.len());
 
     let placed = place_shape(&stack.orders, "acct2", Shape::distinct(orders)).await?;
-    let second = cursor.records_of(&stack, &placed).await?;
+    let second = records_of(&mut cursor, &stack, &placed).await?;
     let mark = meters.mark();
     let outcome = service.process_stream(&second).await;
     ensure!(outcome.applied == second.len(), "second batch: {outcome:?}");
@@ -257,20 +238,99 @@ pub async fn measure(orders: usize, concurrency: usize) -> Result<Accounting> {
         outcome.duplicates == second.len(),
         "redelivery: {outcome:?}"
     );
-    let (redelivery, redelivery_connections) = meters.since(&mark, second.len());
-
-    Ok(Accounting {
-        orders,
-        concurrency,
-        writer: writer_cost,
-        writer_replay,
+    let (redelivery, again) = meters.since(&mark, second.len());
+    let connections = [
+        writer_connections,
+        first_connections,
+        second_connections,
+        again,
+    ];
+    Ok(Costs {
+        writer,
+        replay,
         consumer,
         redelivery,
-        connections: [
-            writer_connections,
-            first_connections,
-            second_connections,
-            redelivery_connections,
-        ],
+        connections,
     })
+}
+
+/// The table's rows of the accounting pass over `orders` orders, the consumer at `concurrency`.
+pub async fn section(orders: usize, concurrency: usize) -> Result<Section> {
+    let Costs {
+        writer,
+        replay,
+        consumer,
+        redelivery,
+        connections,
+    } = measure(orders, concurrency).await?;
+    let [writer_connections, first, second, again] = connections;
+    let mut section =
+        Section::new("DynamoDB requests and capacity per order (counted at the proxy)");
+    section.rows = vec![
+        Row::at_most(
+            "order-writer: DynamoDB requests per order",
+            format!("{}; a client retry with the same key: {}", writer.breakdown(), replay.breakdown()),
+            writer.total(),
+            // One strongly consistent read of the customer's sequence counter and one
+            // transaction: the counter keeps a customer's events in order across shards.
+            2.0,
+            "",
+        ),
+        Row::at_most(
+            "stream-consumer: DynamoDB requests per record",
+            format!("{}; a redelivered duplicate: {}", consumer.breakdown(), redelivery.breakdown()),
+            consumer.total(),
+            2.0,
+            "",
+        ),
+        // The writer's one read is the customer's sequence counter (the price of per-key
+        // order); anything more, or any read on the consumer's path, would be a regression.
+        Row::holds(
+            "reads before writes on the hot paths",
+            format!("{:.2} reads per order", writer.reads() + consumer.reads() + redelivery.reads()),
+            "the writer's counter read only (1 per order); none on the consumer's path",
+            writer.reads() <= 1.0 && consumer.reads() == 0.0 && redelivery.reads() == 0.0,
+            format!(
+                "writer {:.2}, consumer {:.2}, redelivery {:.2} per order",
+                writer.reads(),
+                consumer.reads(),
+                redelivery.reads()
+            ),
+        ),
+        Row::info(
+            "write capacity per order (`ConsumedCapacity`, as the local server reports it)",
+            format!("order-writer {}, stream-consumer {}", writer.wcu(), consumer.wcu()),
+        ),
+        Row::holds(
+            "TCP connections opened (one client per process, pooled)",
+            format!(
+                "{writer_connections} for {orders} sequential orders; consumer batch 1: {first}, batch 2: {second}, redelivery: {again}"
+            ),
+            "opened once (about the concurrency), then reused",
+            // A few more than the concurrency may open in the first batch: a request that
+            // starts while another's connection is still on its way back to the pool gets a new one.
+            first <= 2 * concurrency as u64 && second == 0 && again == 0,
+            if second + again > 0 {
+                format!("{} new connections after the first batch", second + again)
+            } else {
+                format!("{first} connections for a concurrency of {concurrency}")
+            },
+        ),
+    ];
+    section.notes.push(format!(
+        "Requests are counted per operation at the proxy over {orders} orders; capacity comes from \
+         `ConsumedCapacity` (a metering interceptor asks for it, in this pass only). A transaction \
+         cancelled by its condition (replay, duplicate) returns no capacity. Connections are counted \
+         by a TCP forwarder in front of the proxy; one client (one pool) serves the writer and then \
+         three consumer batches, as one Lambda container keeps its client across invocations; the \
+         first batch may open a few more connections than its concurrency, when a request starts \
+         while another's connection is still on its way back to the pool. \
+         Capacity follows DynamoDB's rules: a transactional write costs twice a standard one (and \
+         a global secondary index entry is one more write): the writer's transaction is the order, \
+         the outbox event (with its pending-index entry) and the customer's sequence counter, after \
+         one strongly consistent read of that counter; the consumer's transaction is the reward \
+         record, the ledger line, the balance and its progress, then one write marks the event \
+         (and removes its index entry)."
+    ));
+    Ok(section)
 }

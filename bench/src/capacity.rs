@@ -14,6 +14,7 @@ use aws_sdk_dynamodb::operation::{
 use aws_sdk_dynamodb::types::{ConsumedCapacity, ReturnConsumedCapacity};
 use aws_sdk_dynamodb::Client;
 use aws_smithy_runtime_api::box_error::BoxError;
+use aws_smithy_runtime_api::client::interceptors::context::{Input, Output};
 
 /// Units summed over a run.
 #[derive(Debug, Clone, Copy, Default)]
@@ -58,14 +59,45 @@ impl CapacityMeter {
     }
 }
 
-/// Sets `return_consumed_capacity` on whichever input type this is.
-macro_rules! ask_for_capacity {
-    ($input:expr, $($module:ident :: $ty:ident),+) => {
-        $(if let Some(i) = $input.downcast_mut::<$module::$ty>() {
-            i.return_consumed_capacity = Some(ReturnConsumedCapacity::Total);
-            return Ok(());
-        })+
+/// An output's capacity figures: an `Option` on single-item operations, a list on the others.
+macro_rules! capacities {
+    (one, $o:expr) => {
+        $o.consumed_capacity().cloned().into_iter().collect()
     };
+    (many, $o:expr) => {
+        $o.consumed_capacity().to_vec()
+    };
+}
+
+/// For every operation the project makes: asking for `TOTAL` on its input, and reading its
+/// output's figures (and whether they are reads).
+macro_rules! operations {
+    ($($module:ident :: $input:ident => $output:ident, $read:expr, $kind:ident;)+) => {
+        fn ask_for_capacity(input: &mut Input) {
+            $(if let Some(i) = input.downcast_mut::<$module::$input>() {
+                i.return_consumed_capacity = Some(ReturnConsumedCapacity::Total);
+            })+
+        }
+
+        fn consumed(output: &Output) -> Option<(Vec<ConsumedCapacity>, bool)> {
+            $(if let Some(o) = output.downcast_ref::<$module::$output>() {
+                return Some((capacities!($kind, o), $read));
+            })+
+            None
+        }
+    };
+}
+
+operations! {
+    put_item::PutItemInput => PutItemOutput, false, one;
+    update_item::UpdateItemInput => UpdateItemOutput, false, one;
+    delete_item::DeleteItemInput => DeleteItemOutput, false, one;
+    get_item::GetItemInput => GetItemOutput, true, one;
+    query::QueryInput => QueryOutput, true, one;
+    transact_write_items::TransactWriteItemsInput => TransactWriteItemsOutput, false, many;
+    transact_get_items::TransactGetItemsInput => TransactGetItemsOutput, true, many;
+    batch_get_item::BatchGetItemInput => BatchGetItemOutput, true, many;
+    batch_write_item::BatchWriteItemInput => BatchWriteItemOutput, false, many;
 }
 
 impl Intercept for CapacityMeter {
@@ -79,19 +111,7 @@ impl Intercept for CapacityMeter {
         _components: &RuntimeComponents,
         _cfg: &mut ConfigBag,
     ) -> Result<(), BoxError> {
-        let input = context.input_mut();
-        ask_for_capacity!(
-            input,
-            put_item::PutItemInput,
-            update_item::UpdateItemInput,
-            delete_item::DeleteItemInput,
-            get_item::GetItemInput,
-            query::QueryInput,
-            transact_write_items::TransactWriteItemsInput,
-            transact_get_items::TransactGetItemsInput,
-            batch_get_item::BatchGetItemInput,
-            batch_write_item::BatchWriteItemInput
-        );
+        ask_for_capacity(context.input_mut());
         Ok(())
     }
 
@@ -101,31 +121,8 @@ impl Intercept for CapacityMeter {
         _components: &RuntimeComponents,
         _cfg: &mut ConfigBag,
     ) -> Result<(), BoxError> {
-        let Ok(output) = context.output_or_error() else {
-            return Ok(());
-        };
-        let one = |c: Option<&ConsumedCapacity>| c.cloned().into_iter().collect::<Vec<_>>();
-        if let Some(o) = output.downcast_ref::<put_item::PutItemOutput>() {
-            self.add(&one(o.consumed_capacity()), false);
-        } else if let Some(o) = output.downcast_ref::<update_item::UpdateItemOutput>() {
-            self.add(&one(o.consumed_capacity()), false);
-        } else if let Some(o) = output.downcast_ref::<delete_item::DeleteItemOutput>() {
-            self.add(&one(o.consumed_capacity()), false);
-        } else if let Some(o) = output.downcast_ref::<get_item::GetItemOutput>() {
-            self.add(&one(o.consumed_capacity()), true);
-        } else if let Some(o) = output.downcast_ref::<query::QueryOutput>() {
-            self.add(&one(o.consumed_capacity()), true);
-        } else if let Some(o) =
-            output.downcast_ref::<transact_write_items::TransactWriteItemsOutput>()
-        {
-            self.add(o.consumed_capacity(), false);
-        } else if let Some(o) = output.downcast_ref::<transact_get_items::TransactGetItemsOutput>()
-        {
-            self.add(o.consumed_capacity(), true);
-        } else if let Some(o) = output.downcast_ref::<batch_get_item::BatchGetItemOutput>() {
-            self.add(o.consumed_capacity(), true);
-        } else if let Some(o) = output.downcast_ref::<batch_write_item::BatchWriteItemOutput>() {
-            self.add(o.consumed_capacity(), false);
+        if let Some((consumed, is_read)) = context.output_or_error().ok().and_then(consumed) {
+            self.add(&consumed, is_read);
         }
         Ok(())
     }

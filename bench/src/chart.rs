@@ -9,23 +9,10 @@ use plotters::prelude::*;
 /// One series: (records in the batch, milliseconds).
 pub type Points = Vec<(usize, f64)>;
 
-pub struct LatencyChart<'a> {
-    pub title: &'a str,
-    pub concurrent_label: &'a str,
-    pub concurrent: &'a Points,
-    pub sequential: &'a Points,
-    pub floor: &'a Points,
-}
-
-pub fn draw(path: &Path, chart: &LatencyChart<'_>) -> Result<()> {
+/// Draws `[concurrent, sequential, floor]` into `path`.
+pub fn draw(path: &Path, title: &str, concurrent_label: &str, series: &[Points; 3]) -> Result<()> {
     let err = |e: &dyn std::fmt::Display| anyhow!("drawing {}: {e}", path.display());
-    let all = || {
-        chart
-            .concurrent
-            .iter()
-            .chain(chart.sequential)
-            .chain(chart.floor)
-    };
+    let all = || series.iter().flatten();
     let max_x = all().map(|p| p.0).max().unwrap_or(100);
     let max_y = all().map(|p| p.1).fold(1.0, f64::max);
     let min_y = all().map(|p| p.1).fold(max_y, f64::min).max(0.1);
@@ -33,7 +20,7 @@ pub fn draw(path: &Path, chart: &LatencyChart<'_>) -> Result<()> {
     let root = SVGBackend::new(path, (900, 540)).into_drawing_area();
     root.fill(&WHITE).map_err(|e| err(&e))?;
     let mut plot = ChartBuilder::on(&root)
-        .caption(chart.title, ("sans-serif", 20))
+        .caption(title, ("sans-serif", 20))
         .margin(16)
         .x_label_area_size(48)
         .y_label_area_size(72)
@@ -49,11 +36,12 @@ pub fn draw(path: &Path, chart: &LatencyChart<'_>) -> Result<()> {
         .draw()
         .map_err(|e| err(&e))?;
 
+    let [concurrent, sequential, floor] = series;
     let series: [(&Points, &str, RGBColor); 3] = [
-        (chart.sequential, "sequential (concurrency 1)", RED),
-        (chart.concurrent, chart.concurrent_label, BLUE),
+        (sequential, "sequential (concurrency 1)", RED),
+        (concurrent, concurrent_label, BLUE),
         (
-            chart.floor,
+            floor,
             "floor: 2 round trips × waves of customers",
             RGBColor(140, 140, 140),
         ),

@@ -6,13 +6,15 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
+use clap::builder::RangedU64ValueParser;
 use clap::Parser;
 use devkit::Pattern;
-use outbox_bench::compare::doc::{self, Figures};
+use outbox_bench::compare::doc;
+use outbox_bench::compare::figures::Figures;
 use outbox_bench::compare::workload::{hottest_customer_orders, zipf_orders};
 use outbox_bench::compare::{chart, dynamo, self_read, Options};
 use outbox_bench::machine::Machine;
-use outbox_bench::workspace_root;
+use outbox_bench::{regions, workspace_root};
 
 /// The three patterns side by side on one workload, with the same latency added to every request.
 ///
@@ -21,10 +23,10 @@ use outbox_bench::workspace_root;
 #[command(name = "patterns-compare")]
 struct Args {
     /// Orders placed, the same ones for every pattern.
-    #[arg(long, default_value_t = 2000, value_parser = at_least_one)]
+    #[arg(long, default_value_t = 2000, value_parser = RangedU64ValueParser::<usize>::new().range(1..))]
     orders: usize,
     /// Customers the orders are drawn over (Zipf-skewed).
-    #[arg(long, default_value_t = 200, value_parser = at_least_one)]
+    #[arg(long, default_value_t = 200, value_parser = RangedU64ValueParser::<usize>::new().range(1..))]
     customers: usize,
     /// Milliseconds added to every request to DynamoDB, DynamoDB Streams and Kinesis.
     #[arg(long, default_value_t = 10)]
@@ -44,13 +46,6 @@ struct Args {
     /// Print the headline table only; write nothing.
     #[arg(long)]
     no_write: bool,
-}
-
-fn at_least_one(value: &str) -> Result<usize, String> {
-    match value.parse::<usize>() {
-        Ok(n) if n >= 1 => Ok(n),
-        _ => Err(format!("takes a whole number of at least 1, not {value:?}")),
-    }
 }
 
 /// The summary of a chaos run: its verdict lines, and the consumer metrics that say what was
@@ -86,16 +81,11 @@ async fn main() -> Result<()> {
     };
     let docs = workspace_root().join("docs");
     let path = docs.join("patterns.md");
-    let doc = if args.no_write {
-        None
-    } else {
-        let text = std::fs::read_to_string(&path)
-            .with_context(|| format!("reading {}", path.display()))?;
-        doc::check(&text).with_context(|| format!("{} cannot take the figures", path.display()))?;
-        Some(text)
-    };
+    let doc = (!args.no_write)
+        .then(|| regions::read(&path, &doc::REGIONS))
+        .transpose()?;
     let machine = Machine::describe();
-    let date = time::OffsetDateTime::now_utc();
+    let date = outbox_bench::machine::now();
     let clock = Instant::now();
     let orders = zipf_orders(opts.orders, opts.customers, opts.seed);
     let mut runs = Vec::new();
@@ -127,9 +117,7 @@ async fn main() -> Result<()> {
         .unwrap_or_default();
     let ctx = doc::Context {
         opts,
-        date: date
-            .format(&time::format_description::well_known::Rfc3339)
-            .unwrap_or_default(),
+        date,
         commit,
         machine: machine.markdown(),
         hottest_customer_orders: hottest_customer_orders(&orders),

@@ -48,6 +48,14 @@ impl Machine {
     }
 }
 
+/// Now, as RFC 3339: when a run started.
+pub fn now() -> String {
+    let format = time::format_description::well_known::Rfc3339;
+    time::OffsetDateTime::now_utc()
+        .format(&format)
+        .unwrap_or_default()
+}
+
 fn field(text: &str, name: &str) -> Option<String> {
     text.lines()
         .find(|l| l.starts_with(name))

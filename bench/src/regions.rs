@@ -55,6 +55,16 @@ pub fn check(doc: &str, names: &[&str]) -> Result<()> {
     replace_all(doc, &empty).map(drop)
 }
 
+/// The document at `path`, read before a run spends minutes on figures it could not write: an
+/// error unless it has every region of `names`.
+pub fn read(path: &std::path::Path, names: &[&str]) -> Result<String> {
+    use anyhow::Context as _;
+    let doc =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    check(&doc, names).with_context(|| format!("{} cannot take the figures", path.display()))?;
+    Ok(doc)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

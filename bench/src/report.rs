@@ -24,68 +24,52 @@ pub struct Row {
 }
 
 impl Row {
-    fn new(
-        figure: impl Into<String>,
-        measured: impl Into<String>,
-        goal: impl Into<String>,
-        verdict: Verdict,
-    ) -> Self {
-        Self {
-            figure: figure.into(),
-            measured: measured.into(),
-            goal: goal.into(),
-            verdict,
-        }
-    }
-
     pub fn info(figure: impl Into<String>, measured: impl Into<String>) -> Self {
-        Self::new(figure, measured, "informative", Verdict::Info)
+        Self::holds(figure, measured, "informative", true, "").with(Verdict::Info)
     }
 
     /// A figure whose goal is an upper bound (`value ≤ limit`), in the figure's own unit.
     pub fn at_most(
         figure: impl Into<String>,
-        measured: impl Into<String>,
+        measured: String,
         value: f64,
         limit: f64,
         unit: &str,
     ) -> Self {
-        let verdict = if value <= limit {
-            Verdict::Met
+        let unit = if unit.is_empty() {
+            String::new()
         } else {
-            let unit = if unit.is_empty() {
-                String::new()
-            } else {
-                format!(" {unit}")
-            };
-            Verdict::Missed(format!(
-                "by {}{unit} ({:.0} %)",
-                trim(value - limit),
-                (value / limit - 1.0) * 100.0
-            ))
+            format!(" {unit}")
         };
-        let goal = format!("≤ {} {unit}", trim(limit)).trim_end().to_owned();
-        Self::new(figure, measured, goal, verdict)
+        let by = format!(
+            "by {}{unit} ({:.0} %)",
+            trim(value - limit),
+            (value / limit - 1.0) * 100.0
+        );
+        Self::holds(
+            figure,
+            measured,
+            format!("≤ {}{unit}", trim(limit)),
+            value <= limit,
+            by,
+        )
     }
 
     /// A figure whose goal is a lower bound (`value ≥ limit`).
     pub fn at_least(
         figure: impl Into<String>,
-        measured: impl Into<String>,
+        measured: String,
         value: f64,
         limit: f64,
         unit: &str,
     ) -> Self {
-        let verdict = if value >= limit {
-            Verdict::Met
-        } else {
-            Verdict::Missed(format!("by {}{unit}", trim(limit - value)))
-        };
-        Self::new(
+        let by = format!("by {}{unit}", trim(limit - value));
+        Self::holds(
             figure,
             measured,
             format!("≥ {}{unit}", trim(limit)),
-            verdict,
+            value >= limit,
+            by,
         )
     }
 
@@ -102,18 +86,32 @@ impl Row {
         } else {
             Verdict::Missed(otherwise.into())
         };
-        Self::new(figure, measured, goal, verdict)
-    }
-
-    /// A figure that could not be measured in this run: its goal counts as missed.
-    pub fn not_measured(figure: impl Into<String>, goal: impl Into<String>, why: String) -> Self {
-        let measured = format!("not measured: {why}");
-        Self::new(
+        let (figure, measured, goal) = (figure.into(), measured.into(), goal.into());
+        Self {
             figure,
             measured,
             goal,
-            Verdict::Missed("not measured".into()),
+            verdict,
+        }
+    }
+
+    /// A figure that could not be measured in this run: its goal counts as missed.
+    pub fn not_measured(
+        figure: impl Into<String>,
+        goal: impl Into<String>,
+        why: impl std::fmt::Display,
+    ) -> Self {
+        Self::holds(
+            figure,
+            format!("not measured: {why}"),
+            goal,
+            false,
+            "not measured",
         )
+    }
+
+    fn with(self, verdict: Verdict) -> Self {
+        Self { verdict, ..self }
     }
 
     fn met_cell(&self) -> String {
@@ -133,12 +131,10 @@ fn trim(v: f64) -> String {
 
 pub fn ms(d: Duration) -> String {
     let v = d.as_secs_f64() * 1000.0;
-    if v >= 100.0 {
-        thousands(v.round() as u64)
-    } else if v >= 10.0 {
-        format!("{v:.1}")
-    } else {
-        format!("{v:.2}")
+    match v {
+        v if v >= 100.0 => thousands(v.round() as u64),
+        v if v >= 10.0 => format!("{v:.1}"),
+        v => format!("{v:.2}"),
     }
 }
 
@@ -167,16 +163,26 @@ pub fn median(values: &mut [Duration]) -> Duration {
     }
 }
 
-/// A titled group of rows: the table keeps one header, the groups become bold separator rows.
+/// A titled group of rows (the table keeps one header, the groups become bold separator rows),
+/// and the notes said under the table about them: how a figure was taken, why a goal is missed.
+#[derive(Default)]
 pub struct Section {
     pub title: String,
     pub rows: Vec<Row>,
+    pub notes: Vec<String>,
+}
+
+impl Section {
+    pub fn new(title: &str) -> Self {
+        Self {
+            title: title.into(),
+            ..Self::default()
+        }
+    }
 }
 
 pub struct Report {
     pub sections: Vec<Section>,
-    /// Said under the table: how a figure was taken, why a goal is missed.
-    pub notes: Vec<String>,
     pub chart_data: String,
     pub machine: Machine,
     pub mode: String,
@@ -185,7 +191,7 @@ pub struct Report {
 }
 
 impl Report {
-    pub fn rows(&self) -> impl Iterator<Item = &Row> {
+    fn rows(&self) -> impl Iterator<Item = &Row> {
         self.sections.iter().flat_map(|s| &s.rows)
     }
 
@@ -228,7 +234,12 @@ impl Report {
             self.summary(),
             self.table()
         );
-        let notes: Vec<String> = self.notes.iter().map(|n| format!("- {n}")).collect();
+        let notes: Vec<String> = self
+            .sections
+            .iter()
+            .flat_map(|s| &s.notes)
+            .map(|n| format!("- {n}"))
+            .collect();
         let [s, n, c, m] = Self::REGIONS;
         vec![
             (s, summary),
@@ -245,19 +256,28 @@ mod tests {
 
     #[test]
     fn verdicts_say_by_how_much_a_goal_is_missed() {
-        assert_eq!(Row::at_most("f", "m", 4.0, 4.0, "MB").verdict, Verdict::Met);
+        let m = || String::from("m");
+        assert_eq!(Row::at_most("f", m(), 4.0, 4.0, "MB").verdict, Verdict::Met);
+        assert_eq!(Row::at_most("f", m(), 4.0, 4.0, "MB").goal, "≤ 4 MB");
+        assert_eq!(Row::at_most("f", m(), 2.5, 2.0, "").goal, "≤ 2");
+        let missed = |s: &str| Verdict::Missed(s.into());
         assert_eq!(
-            Row::at_most("f", "m", 5.0, 4.0, "MB").verdict,
-            Verdict::Missed("by 1 MB (25 %)".into())
+            Row::at_most("f", m(), 5.0, 4.0, "MB").verdict,
+            missed("by 1 MB (25 %)")
         );
         assert_eq!(
-            Row::at_least("f", "m", 16.0, 15.0, "×").verdict,
+            Row::at_least("f", m(), 16.0, 15.0, "×").verdict,
             Verdict::Met
         );
         assert_eq!(
-            Row::at_least("f", "m", 12.5, 15.0, "×").verdict,
-            Verdict::Missed("by 2.5×".into())
+            Row::at_least("f", m(), 12.5, 15.0, "×").verdict,
+            missed("by 2.5×")
         );
+        assert_eq!(
+            Row::not_measured("f", "≤ 4 MB", "gone").met_cell(),
+            "**no**, not measured"
+        );
+        assert_eq!(Row::info("f", "m").met_cell(), "—");
     }
 
     #[test]
@@ -266,6 +286,7 @@ mod tests {
         assert_eq!(thousands(999), "999");
         assert_eq!(ms(Duration::from_micros(5_103_400)), "5,103");
         assert_eq!(ms(Duration::from_micros(31_260)), "31.3");
+        assert_eq!(ms(Duration::from_micros(2_750)), "2.75");
         assert_eq!(
             median(&mut [3, 1, 2].map(Duration::from_millis)),
             Duration::from_millis(2)
@@ -277,11 +298,30 @@ mod tests {
     }
 
     #[test]
-    fn the_benchmarks_document_has_every_region_the_bench_writes() {
+    fn a_report_fills_every_region_of_the_benchmarks_document() {
+        let mut section = Section::new("Binary size");
+        section
+            .rows
+            .push(Row::at_most("size", "3.9 MB".into(), 3.9, 4.0, "MB"));
+        section.rows.push(Row::info("others", "x"));
+        section.notes.push("a note".into());
+        let report = Report {
+            sections: vec![section],
+            chart_data: "| records |".into(),
+            machine: Machine::describe(),
+            mode: "full run".into(),
+            started: "2026-01-01T00:00:00Z".into(),
+            duration: Duration::from_secs(3),
+        };
         let path = crate::workspace_root().join("docs").join("benchmarks.md");
         let doc = std::fs::read_to_string(path).unwrap();
-        let mut names = Report::REGIONS.to_vec();
-        names.push(crate::engine_consumer::REGION);
-        crate::regions::check(&doc, &names).unwrap();
+        let mut regions = report.regions();
+        regions.push((crate::consumer::ledger::REGION, String::new()));
+        let written = crate::regions::replace_all(&doc, &regions).unwrap();
+        assert!(
+            written.contains("in 3 s; 1 of 1 goals met.\n\n| figure | measured | goal | met? |")
+        );
+        assert!(written.contains("| **Binary size** | | | |\n| size | 3.9 MB | ≤ 4 MB | yes |\n"));
+        assert!(written.contains("<!-- begin: notes -->\n- a note\n<!-- end: notes -->"));
     }
 }

@@ -5,10 +5,12 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 
+use crate::functions::{binary, FUNCTIONS};
+use crate::report::{thousands, Row, Section};
+
 /// One ELF file's facts that matter here.
 #[derive(Debug, Clone)]
 pub struct Binary {
-    pub path: PathBuf,
     pub bytes: u64,
     pub arch: &'static str,
     /// False when a `.symtab` section is still in the file.
@@ -33,7 +35,6 @@ pub fn inspect(path: &Path) -> Result<Binary> {
     let facts = elf_facts(&data)
         .with_context(|| format!("{} is not a 64-bit little-endian ELF", path.display()))?;
     Ok(Binary {
-        path: path.to_path_buf(),
         bytes: data.len() as u64,
         arch: facts.arch,
         stripped: !facts.has_symtab,
@@ -89,6 +90,72 @@ fn elf_facts(data: &[u8]) -> Option<ElfFacts> {
 
 pub fn mb(bytes: u64) -> f64 {
     bytes as f64 / 1_000_000.0
+}
+
+/// The order-writer's size, the goal.
+const ORDER_WRITER_MB: f64 = 4.0;
+
+/// The arm64 `bootstrap`s (the order-writer's against its goal; this machine's release binary
+/// stands in, and says so, when none was built), and this machine's release binaries.
+pub fn section() -> Section {
+    let mut section = Section::new("Binary size");
+    let describe = |b: &Binary| {
+        let stripped = if b.stripped {
+            "stripped"
+        } else {
+            "NOT stripped"
+        };
+        let (mb_, bytes, unwind) = (mb(b.bytes), thousands(b.bytes), mb(b.unwind_bytes));
+        format!(
+            "{mb_:.2} MB ({bytes} bytes, {}, {stripped}; unwind tables {unwind:.2} MB of it)",
+            b.arch
+        )
+    };
+    let arm: Vec<(&str, Option<Binary>)> = (FUNCTIONS.iter())
+        .map(|(name, _)| (*name, lambda_bootstrap(name).and_then(|p| inspect(&p).ok())))
+        .collect();
+    let arm64 = arm[0].1.clone().filter(|b| b.arch == "arm64");
+    let figure = match arm64 {
+        Some(_) => "order-writer `bootstrap`, arm64 (cargo lambda build --release --arm64)",
+        None => "order-writer release binary (host stand-in: no arm64 `bootstrap` was built)",
+    };
+    let stand_in = arm64.is_none();
+    section.rows.push(match arm64.map_or_else(|| inspect(&binary(FUNCTIONS[0].0)), Ok) {
+        Ok(b) => {
+            if stand_in {
+                section.notes.push("No `target/lambda/order-writer/bootstrap` was built (no cargo-lambda in .tools/, or no aarch64 Rust target), so the size row is this machine's release binary instead.".into());
+            }
+            Row::at_most(figure, describe(&b), mb(b.bytes), ORDER_WRITER_MB, "MB")
+        }
+        Err(e) => Row::not_measured("order-writer binary", "≤ 4 MB", e),
+    });
+    let sizes = |binaries: Vec<(&str, Option<Binary>)>| -> Vec<String> {
+        let known = binaries
+            .into_iter()
+            .filter_map(|(name, b)| Some((name, b?)));
+        known
+            .map(|(name, b)| format!("{name} {:.2} MB", mb(b.bytes)))
+            .collect()
+    };
+    let others = sizes(arm.into_iter().skip(1).collect());
+    if !others.is_empty() {
+        section
+            .rows
+            .push(Row::info("other `bootstrap`s, arm64", others.join(", ")));
+    }
+    let host = sizes(
+        FUNCTIONS
+            .iter()
+            .map(|(name, _)| (*name, inspect(&binary(name)).ok()))
+            .collect(),
+    );
+    if !host.is_empty() {
+        section.rows.push(Row::info(
+            "release binaries on this machine (x86_64)",
+            host.join(", "),
+        ));
+    }
+    section
 }
 
 #[cfg(test)]

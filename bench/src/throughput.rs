@@ -3,41 +3,32 @@
 //! until every reward is applied. Informative: it measures this machine and the local server as
 //! much as the code.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use anyhow::{ensure, Result};
 use devkit::stack::in_process;
 use devkit::{LocalDynamo, Stack};
 use futures::stream::{self, StreamExt, TryStreamExt};
 use order_service::handlers::order_api;
-use serde_json::json;
 
-#[derive(Debug, Clone, Copy)]
-pub struct Throughput {
-    pub orders: usize,
-    pub place: Duration,
-    pub reward: Duration,
-    pub invocations: usize,
-}
-
-impl Throughput {
-    pub fn per_second(&self) -> f64 {
-        self.orders as f64 / (self.place + self.reward).as_secs_f64()
-    }
-}
+use crate::machine::Machine;
+use crate::report::{ms, thousands, Row, Section};
 
 /// Places `orders` orders, `clients` at a time, then drains the stream into the consumer.
-pub async fn measure(orders: usize, clients: usize, concurrency: usize) -> Result<Throughput> {
+pub async fn section(
+    orders: usize,
+    clients: usize,
+    concurrency: usize,
+    machine: &Machine,
+) -> Result<Section> {
     let stack = Stack::on(LocalDynamo::embedded("127.0.0.1:0".parse()?).await?).await?;
     let start = Instant::now();
     stream::iter(0..orders)
         .map(|i| {
             let stack = &stack;
             async move {
-                let body = json!({"customer_id": format!("tp-c{}", i % 100), "currency": "USD",
-                    "items": [{"sku": "SKU-1", "quantity": 1, "unit_price_cents": 1000}]});
-                let req =
-                    devkit::demo::api_request("POST", "/orders", Some(body.to_string()), &[])?;
+                let body = crate::order_body(&format!("tp-c{}", i % 100), 1, 1000);
+                let req = devkit::demo::api_request("POST", "/orders", Some(body), &[])?;
                 let response = order_api::respond(&stack.orders, &req, None)
                     .await
                     .unwrap_or_else(|e| e.into_response());
@@ -63,10 +54,18 @@ pub async fn measure(orders: usize, clients: usize, concurrency: usize) -> Resul
         "the trigger delivered {} of {orders} events: {stats:?}",
         stats.records_delivered
     );
-    Ok(Throughput {
-        orders,
-        place,
-        reward,
-        invocations: stats.invocations,
-    })
+    let per_second = orders as f64 / (place + reward).as_secs_f64();
+    let measured = format!(
+        "**{per_second:.0} orders/s**: {} orders placed in {} ms ({clients} at a time), rewarded in {} ms ({} invocations); {} × {}",
+        thousands(orders as u64),
+        ms(place),
+        ms(reward),
+        stats.invocations,
+        machine.cpus,
+        machine.cpu_model
+    );
+    let mut section = Section::new("End to end");
+    let figure = "orders placed and rewarded through the local stream trigger";
+    section.rows.push(Row::info(figure, measured));
+    Ok(section)
 }

@@ -7,7 +7,6 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use devkit::demo::api_request;
-use devkit::proxy::{FaultPlan, FaultProxy};
 use devkit::stack::{in_process, in_process_changes, CONSUMER_FUNCTION};
 use devkit::trigger::DynamoStream;
 use devkit::{Invoke, LocalDynamo, Pattern, Stack, StreamClient, Trigger};
@@ -19,20 +18,20 @@ use rewards_service::service;
 
 use super::watch::Watch;
 use super::workload::PlannedOrder;
-use super::{answered, place_and_watch, stored, Options, PatternRun, Side};
-use crate::capacity::CapacityMeter;
+use super::{answered, place_and_watch, readable, stored, Metered, Options, PatternRun};
 
 pub async fn run(pattern: Pattern, opts: &Options, orders: &[PlannedOrder]) -> Result<PatternRun> {
     let dynamo = LocalDynamo::embedded("127.0.0.1:0".parse()?).await?;
     let stack = Stack::on_pattern(dynamo, pattern).await?;
-    let plan = FaultPlan::latency(opts.latency);
-    let writer_proxy = FaultProxy::start(&stack.dynamo.endpoint, plan.clone()).await?;
-    let consumer_proxy = FaultProxy::start(&stack.dynamo.endpoint, plan.clone()).await?;
-    let stream_proxy = FaultProxy::start(&stack.dynamo.endpoint, plan).await?;
-    let (writer_meter, consumer_meter) = (CapacityMeter::default(), CapacityMeter::default());
-    let writer_client = writer_meter.on(&stack.dynamo.client_via(&writer_proxy.endpoint).await);
-    let consumer_client =
-        consumer_meter.on(&stack.dynamo.client_via(&consumer_proxy.endpoint).await);
+    let (writer, consumer) = (
+        Metered::start(&stack.dynamo.endpoint, opts).await?,
+        Metered::start(&stack.dynamo.endpoint, opts).await?,
+    );
+    let stream_proxy = Metered::start(&stack.dynamo.endpoint, opts).await?.proxy;
+    let (writer_client, consumer_client) = (
+        writer.client(&stack.dynamo).await,
+        consumer.client(&stack.dynamo).await,
+    );
     let processor = service::processor(
         consumer_client,
         &stack.tables.rewards,
@@ -56,16 +55,16 @@ pub async fn run(pattern: Pattern, opts: &Options, orders: &[PlannedOrder]) -> R
     let started = Instant::now();
     let (seen, stats) = match pattern {
         Pattern::Outbox => {
-            let writer = Arc::new(DynamoOrderStore::new(writer_client, &stack.tables.orders));
+            let store = Arc::new(DynamoOrderStore::new(writer_client, &stack.tables.orders));
             let reader = Arc::new(stack.orders.clone());
             let trigger = Trigger::new(source, stream, in_process(processor, concurrency));
-            drive(&stack, writer, reader, trigger, orders, opts, polling).await?
+            drive(&stack, store, reader, trigger, orders, opts, polling).await?
         }
         Pattern::Cdc => {
-            let writer = Arc::new(CdcOrderStore::new(writer_client, &stack.tables.orders));
+            let store = Arc::new(CdcOrderStore::new(writer_client, &stack.tables.orders));
             let reader = Arc::new(stack.cdc_orders());
             let trigger = Trigger::new(source, stream, in_process_changes(processor, concurrency));
-            drive(&stack, writer, reader, trigger, orders, opts, polling).await?
+            drive(&stack, store, reader, trigger, orders, opts, polling).await?
         }
         Pattern::SelfRead => bail!("pattern 3 runs in compare::self_read"),
         Pattern::Broker => bail!("the broker deployment is not measured by make compare"),
@@ -79,16 +78,8 @@ pub async fn run(pattern: Pattern, opts: &Options, orders: &[PlannedOrder]) -> R
     .await?;
     Ok(PatternRun {
         pattern,
-        writer: Side {
-            name: "order-writer".into(),
-            requests: writer_proxy.stats().requests,
-            units: writer_meter.units(),
-        },
-        consumers: vec![Side {
-            name: "stream-consumer (rewards)".into(),
-            requests: consumer_proxy.stats().requests,
-            units: consumer_meter.units(),
-        }],
+        writer: writer.side("order-writer"),
+        consumers: vec![consumer.side("stream-consumer (rewards)")],
         stream_reads: stream_proxy.stats().requests,
         kinesis: None,
         seen,
@@ -147,9 +138,4 @@ where
     let stats = mapping.await.context("the mapping's task")??;
     placed?;
     Ok((watch.seen(), stats))
-}
-
-/// Whether `GET /orders/{id}`'s read finds the order.
-async fn readable<O: OrderStore>(reader: &O, order_id: String) -> bool {
-    matches!(reader.get_order(&order_id).await, Ok(Some(_)))
 }

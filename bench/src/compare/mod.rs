@@ -23,6 +23,7 @@ use rewards_service::store::dynamodb::DynamoRewardsStore;
 pub mod chart;
 pub mod doc;
 pub mod dynamo;
+pub mod figures;
 pub mod prices;
 pub mod self_read;
 pub mod storage;
@@ -154,6 +155,44 @@ where
     let watching = watch.run(rewards, readable, &placing_done, opts.settle_timeout);
     let (placed, watched) = tokio::join!(placing, watching);
     placed.and(watched)
+}
+
+/// Whether `GET /orders/{id}`'s read finds the order.
+pub async fn readable<O: order_service::store::OrderStore>(reader: &O, order_id: String) -> bool {
+    matches!(reader.get_order(&order_id).await, Ok(Some(_)))
+}
+
+/// A side's latency proxy in front of `endpoint`, and the capacity meter on its DynamoDB client.
+pub struct Metered {
+    pub proxy: devkit::proxy::FaultProxy,
+    meter: crate::capacity::CapacityMeter,
+}
+
+impl Metered {
+    pub async fn start(endpoint: &str, opts: &Options) -> Result<Self> {
+        let plan = devkit::proxy::FaultPlan::latency(opts.latency);
+        let proxy = devkit::proxy::FaultProxy::start(endpoint, plan).await?;
+        Ok(Self {
+            proxy,
+            meter: Default::default(),
+        })
+    }
+
+    /// `dynamo`'s client through the proxy, metered.
+    pub async fn client(&self, dynamo: &devkit::LocalDynamo) -> aws_sdk_dynamodb::Client {
+        self.meter
+            .on(&dynamo.client_via(&self.proxy.endpoint).await)
+    }
+
+    /// What the side asked for over the run, as `name`.
+    pub fn side(&self, name: &str) -> Side {
+        let (requests, units) = (self.proxy.stats().requests, self.meter.units());
+        Side {
+            name: name.into(),
+            requests,
+            units,
+        }
+    }
 }
 
 /// Tells `watch` when the API answered `order` with `response` (which must have `status`) and

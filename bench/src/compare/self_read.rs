@@ -14,34 +14,33 @@ use devkit::patterns::self_read::{
     history_in_process, history_processor, rewards_in_process, SelfReadStack,
     ORDER_HISTORY_FUNCTION, REWARDS_FUNCTION,
 };
-use devkit::proxy::{FaultPlan, FaultProxy};
 use devkit::{LocalDynamo, Pattern, TriggerStats};
 use order_service::self_read::api;
 use order_service::self_read::kinesis::KinesisPublisher;
-use order_service::store::OrderStore;
 use rewards_service::handlers::kinesis as rewards_kinesis;
 
 use super::prices::KINESIS_PUT_UNIT_BYTES;
 use super::watch::Watch;
 use super::workload::PlannedOrder;
-use super::{answered, place_and_watch, stored, KinesisPuts, Options, PatternRun, Side};
-use crate::capacity::CapacityMeter;
+use super::{
+    answered, place_and_watch, readable, stored, KinesisPuts, Metered, Options, PatternRun,
+};
 
 pub async fn run(opts: &Options, orders: &[PlannedOrder]) -> Result<PatternRun> {
     let kinesis = LocalKinesis::start().await.map_err(|e| anyhow!("{e}"))?;
     let dynamo = LocalDynamo::embedded("127.0.0.1:0".parse()?).await?;
     let stack = SelfReadStack::on(dynamo, kinesis).await?;
-    let plan = FaultPlan::latency(opts.latency);
-    let put_proxy = FaultProxy::start(&stack.kinesis.endpoint, plan.clone()).await?;
-    let read_proxy = FaultProxy::start(&stack.kinesis.endpoint, plan.clone()).await?;
-    let history_proxy = FaultProxy::start(&stack.dynamo.endpoint, plan.clone()).await?;
-    let rewards_proxy = FaultProxy::start(&stack.dynamo.endpoint, plan).await?;
-    let (history_meter, rewards_meter) = (CapacityMeter::default(), CapacityMeter::default());
-    let history_client = history_meter.on(&stack.dynamo.client_via(&history_proxy.endpoint).await);
-    let rewards_client = rewards_meter.on(&stack.dynamo.client_via(&rewards_proxy.endpoint).await);
+    let put = Metered::start(&stack.kinesis.endpoint, opts).await?;
+    let read_proxy = Metered::start(&stack.kinesis.endpoint, opts).await?.proxy;
+    let history = Metered::start(&stack.dynamo.endpoint, opts).await?;
+    let rewards = Metered::start(&stack.dynamo.endpoint, opts).await?;
+    let (history_client, rewards_client) = (
+        history.client(&stack.dynamo).await,
+        rewards.client(&stack.dynamo).await,
+    );
     let stream_name = stack.stream.name.clone();
     let publisher = Arc::new(KinesisPublisher::new(
-        client_for(&put_proxy.endpoint).await,
+        client_for(&put.proxy.endpoint).await,
         &stream_name,
     ));
     let history_mapping = KinesisTrigger::open(
@@ -74,21 +73,7 @@ pub async fn run(opts: &Options, orders: &[PlannedOrder]) -> Result<PatternRun> 
     let rewards_task = follow(rewards_mapping, stopped);
 
     let watch = Arc::new(Watch::default());
-    let history = Arc::new(stack.history.clone());
-    let place = |order: PlannedOrder| {
-        let (publisher, history, watch) = (publisher.clone(), history.clone(), watch.clone());
-        async move {
-            let request = api_request("POST", "/orders", Some(order.body()), &[])?;
-            let response = api::respond(&*publisher, &*history, &request, None)
-                .await
-                .unwrap_or_else(|e| e.into_response());
-            answered(&watch, &order, response, 202, |id| readable(&*history, id)).await
-        }
-    };
-    let placed = place_and_watch(&watch, &stack.rewards, orders, opts, place, |id| {
-        readable(&*history, id)
-    })
-    .await;
+    let placed = place(&stack, publisher, &watch, orders, opts).await;
     let _ = stop.send(true);
     let history_stats = history_task.await.context("order-history's mapping")??;
     let rewards_stats = rewards_task.await.context("the rewards mapping")??;
@@ -104,23 +89,8 @@ pub async fn run(opts: &Options, orders: &[PlannedOrder]) -> Result<PatternRun> 
     let puts = published(&stack).await?;
     Ok(PatternRun {
         pattern: Pattern::SelfRead,
-        writer: Side {
-            name: "order-publisher".into(),
-            requests: put_proxy.stats().requests,
-            units: Default::default(),
-        },
-        consumers: vec![
-            Side {
-                name: "order-history".into(),
-                requests: history_proxy.stats().requests,
-                units: history_meter.units(),
-            },
-            Side {
-                name: "rewards-kinesis-consumer".into(),
-                requests: rewards_proxy.stats().requests,
-                units: rewards_meter.units(),
-            },
-        ],
+        writer: put.side("order-publisher"),
+        consumers: vec![history.side("order-history"), rewards.side("rewards-kinesis-consumer")],
         stream_reads: read_proxy.stats().requests,
         kinesis: Some(puts),
         seen: watch.seen(),
@@ -137,6 +107,31 @@ pub async fn run(opts: &Options, orders: &[PlannedOrder]) -> Result<PatternRun> 
     })
 }
 
+/// Places every order through the order API (publishing to Kinesis) while `watch` looks.
+async fn place(
+    stack: &SelfReadStack,
+    publisher: Arc<KinesisPublisher>,
+    watch: &Arc<Watch>,
+    orders: &[PlannedOrder],
+    opts: &Options,
+) -> Result<()> {
+    let reader = Arc::new(stack.history.clone());
+    let place = |order: PlannedOrder| {
+        let (publisher, history, watch) = (publisher.clone(), reader.clone(), watch.clone());
+        async move {
+            let request = api_request("POST", "/orders", Some(order.body()), &[])?;
+            let response = api::respond(&*publisher, &*history, &request, None)
+                .await
+                .unwrap_or_else(|e| e.into_response());
+            answered(&watch, &order, response, 202, |id| readable(&*history, id)).await
+        }
+    };
+    place_and_watch(watch, &stack.rewards, orders, opts, place, |id| {
+        readable(&*reader, id)
+    })
+    .await
+}
+
 fn follow<I: InvokeKinesis + 'static>(
     mut mapping: KinesisTrigger<I>,
     mut stopped: tokio::sync::watch::Receiver<bool>,
@@ -149,11 +144,6 @@ fn follow<I: InvokeKinesis + 'static>(
             .await?;
         Ok(mapping.stats.clone())
     })
-}
-
-/// Whether `GET /orders/{id}`'s read finds the order.
-async fn readable<H: OrderStore>(history: &H, order_id: String) -> bool {
-    matches!(history.get_order(&order_id).await, Ok(Some(_)))
 }
 
 /// Every record in the stream, sized as Kinesis bills a put: data plus partition key, in

@@ -20,10 +20,7 @@ struct State {
     rewards_pending: HashMap<String, HashMap<String, Instant>>,
     /// Orders the first `GET` right after the answer did not find.
     unreadable: HashMap<String, Instant>,
-    answered: usize,
-    readable_at_once: usize,
-    end_to_end_ms: Vec<f64>,
-    read_gap_ms: Vec<f64>,
+    seen: Seen,
 }
 
 #[derive(Default)]
@@ -44,9 +41,9 @@ impl Watch {
     /// An order the API answered at `answered`; `readable` is what a `GET` right after found.
     pub fn answered(&self, order_id: String, customer: String, answered: Instant, readable: bool) {
         let mut s = self.0.lock().expect("watch");
-        s.answered += 1;
+        s.seen.answered += 1;
         if readable {
-            s.readable_at_once += 1;
+            s.seen.readable_at_once += 1;
         } else {
             s.unreadable.insert(order_id.clone(), answered);
         }
@@ -62,13 +59,7 @@ impl Watch {
     }
 
     pub fn seen(&self) -> Seen {
-        let s = self.0.lock().expect("watch");
-        Seen {
-            answered: s.answered,
-            end_to_end_ms: s.end_to_end_ms.clone(),
-            readable_at_once: s.readable_at_once,
-            read_gap_ms: s.read_gap_ms.clone(),
-        }
+        self.0.lock().expect("watch").seen.clone()
     }
 
     /// Polls until every answered order is readable and rewarded, `placing_done` has resolved,
@@ -121,7 +112,7 @@ impl Watch {
                 let now = Instant::now();
                 let mut s = self.0.lock().expect("watch");
                 if let Some(answered) = s.unreadable.remove(&order_id) {
-                    s.read_gap_ms.push(ms_between(answered, now));
+                    s.seen.read_gap_ms.push(ms_between(answered, now));
                 }
             }
         }
@@ -147,7 +138,7 @@ impl Watch {
                         }
                     }
                 }
-                s.end_to_end_ms.extend(found);
+                s.seen.end_to_end_ms.extend(found);
                 let still = s.rewards_pending.get(&customer).map_or(0, HashMap::len);
                 drop(s);
                 next = page.next;

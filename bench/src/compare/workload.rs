@@ -13,9 +13,7 @@ pub struct PlannedOrder {
 
 impl PlannedOrder {
     pub fn body(&self) -> String {
-        serde_json::json!({"customer_id": self.customer, "currency": "USD",
-            "items": [{"sku": "SKU-1", "quantity": self.quantity, "unit_price_cents": self.unit_price_cents}]})
-        .to_string()
+        crate::order_body(&self.customer, self.quantity, self.unit_price_cents)
     }
 }
 
