@@ -1,6 +1,7 @@
-//! The IAM actions a function's DynamoDB and Kinesis requests need, read off the wire by the
-//! proxy, and the grants its template gives it: a test runs each function's work through the proxy and checks
-//! the one against the other, so a policy missing an action fails here and not in production.
+//! The IAM actions a function's DynamoDB, Kinesis, EventBridge and SQS requests need, read off
+//! the wire by the proxy, and the grants its template gives it: a test runs each function's work
+//! through the proxy and checks the one against the other, so a policy missing an action fails
+//! here and not in production.
 //!
 //! The mapping follows DynamoDB's authorization reference: a transaction needs the action of
 //! each of its items (`TransactWriteItems` with a `Delete` needs `dynamodb:DeleteItem` on that
@@ -40,6 +41,9 @@ pub fn accesses(target: &str, body: &[u8]) -> Vec<Access> {
         return Vec::new();
     };
     let (service, operation) = target.split_once('.').unwrap_or(("", target));
+    if let Some(accesses) = broker_accesses(service, operation, &body) {
+        return accesses;
+    }
     if service.starts_with("Kinesis_") {
         let stream = body["StreamName"].as_str().map(str::to_owned).or_else(|| {
             let arn = body["StreamARN"].as_str()?;
@@ -81,6 +85,37 @@ pub fn accesses(target: &str, body: &[u8]) -> Vec<Access> {
             .map(|(table, _)| access(operation, &Json::String(table.clone()), None))
             .collect(),
         _ => vec![access(operation, &body["TableName"], body.get("IndexName"))],
+    }
+}
+
+/// What an EventBridge or SQS request (JSON protocol) needs, by bus or queue name: each
+/// `PutEvents` entry its bus (the account's `default` when it names none), an SQS call the
+/// queue of its URL. IAM authorizes a batch call by the single action (`DeleteMessageBatch`
+/// needs `sqs:DeleteMessage`).
+fn broker_accesses(service: &str, operation: &str, body: &Json) -> Option<Vec<Access>> {
+    let named = |action: String, resource: &str| Access {
+        action,
+        table: resource.rsplit('/').next().unwrap_or(resource).to_owned(),
+        index: None,
+    };
+    match service {
+        "AWSEvents" => Some(
+            body["Entries"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|entry| {
+                    let bus = entry["EventBusName"].as_str().unwrap_or("default");
+                    named(format!("events:{operation}"), bus)
+                })
+                .collect(),
+        ),
+        "AmazonSQS" => {
+            let queue = body["QueueUrl"].as_str().unwrap_or_default();
+            let action = operation.strip_suffix("Batch").unwrap_or(operation);
+            Some(vec![named(format!("sqs:{action}"), queue)])
+        }
+        _ => None,
     }
 }
 
@@ -199,6 +234,20 @@ mod tests {
         assert_eq!(
             accesses("Kinesis_20131202.PutRecord", put)[0].to_string(),
             "kinesis:PutRecord on events"
+        );
+        let publish = br#"{"Entries":[{"EventBusName":"arn:aws:events:us-east-1:1:event-bus/bus-x"},{"Source":"s"}]}"#;
+        let found: Vec<String> = accesses("AWSEvents.PutEvents", publish)
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(
+            found,
+            ["events:PutEvents on bus-x", "events:PutEvents on default"]
+        );
+        let delete = br#"{"QueueUrl":"http://127.0.0.1:5000/123456789012/inbox","Entries":[]}"#;
+        assert_eq!(
+            accesses("AmazonSQS.DeleteMessageBatch", delete)[0].to_string(),
+            "sqs:DeleteMessage on inbox"
         );
     }
 

@@ -1,7 +1,9 @@
 //! The article's three patterns, each with its own SAM template: the outbox in the root
 //! `template.yaml` (pattern 1), CDC on the order table in `patterns/cdc/` (pattern 2), self-read
-//! through Kinesis in `patterns/self-read/` (pattern 3). The dev tools load a pattern's tables,
-//! mappings and settings from its template, as `sam deploy` would.
+//! through Kinesis in `patterns/self-read/` (pattern 3); and a fourth deployment, pattern 1's
+//! outbox relayed through an EventBridge bus to the rewards service's SQS queue, in
+//! `patterns/broker/`. The dev tools load a pattern's tables, mappings and settings from its
+//! template, as `sam deploy` would.
 
 use std::fmt;
 use std::path::PathBuf;
@@ -9,7 +11,7 @@ use std::str::FromStr;
 
 use service_runtime::config::OutboxPattern;
 
-/// Which pattern a tool runs (`--pattern outbox|cdc|self-read`).
+/// Which pattern a tool runs (`--pattern outbox|cdc|self-read|broker`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Pattern {
     /// Pattern 1: the transactional outbox.
@@ -19,11 +21,20 @@ pub enum Pattern {
     Cdc,
     /// Pattern 3: self-read through a Kinesis stream.
     SelfRead,
+    /// Pattern 1 relayed to a broker: EventBridge, then an SQS queue read by the rewards inbox.
+    Broker,
 }
 
 impl Pattern {
-    /// Every pattern, in the article's order.
+    /// The article's three patterns, in its order (what `make compare` measures).
     pub const ALL: [Pattern; 3] = [Pattern::Outbox, Pattern::Cdc, Pattern::SelfRead];
+    /// Every deployment: the article's patterns and the outbox relayed to a broker.
+    pub const DEPLOYMENTS: [Pattern; 4] = [
+        Pattern::Outbox,
+        Pattern::Cdc,
+        Pattern::SelfRead,
+        Pattern::Broker,
+    ];
 
     /// The name `--pattern`, `PATTERN=` and `OUTBOX_PATTERN` use.
     pub fn name(self) -> &'static str {
@@ -36,6 +47,7 @@ impl Pattern {
             Pattern::Outbox => OutboxPattern::Outbox,
             Pattern::Cdc => OutboxPattern::Cdc,
             Pattern::SelfRead => OutboxPattern::SelfRead,
+            Pattern::Broker => OutboxPattern::Broker,
         }
     }
 
@@ -46,6 +58,7 @@ impl Pattern {
             Pattern::Outbox => "template.yaml",
             Pattern::Cdc => "patterns/cdc/template.yaml",
             Pattern::SelfRead => "patterns/self-read/template.yaml",
+            Pattern::Broker => "patterns/broker/template.yaml",
         };
         let from_crate = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
             .join("..")
@@ -68,10 +81,12 @@ impl FromStr for Pattern {
     type Err = String;
 
     fn from_str(value: &str) -> Result<Self, Self::Err> {
-        Pattern::ALL
+        Pattern::DEPLOYMENTS
             .into_iter()
             .find(|pattern| pattern.name() == value)
-            .ok_or_else(|| format!("unknown pattern {value:?}: use outbox, cdc or self-read"))
+            .ok_or_else(|| {
+                format!("unknown pattern {value:?}: use outbox, cdc, self-read or broker")
+            })
     }
 }
 
@@ -81,13 +96,13 @@ mod tests {
 
     #[test]
     fn every_pattern_reads_back_from_its_name_and_others_are_refused() {
-        for pattern in Pattern::ALL {
+        for pattern in Pattern::DEPLOYMENTS {
             assert_eq!(pattern.name().parse::<Pattern>(), Ok(pattern));
+            assert!(pattern.template_path().exists(), "{pattern}");
         }
         assert!("CDC"
             .parse::<Pattern>()
             .unwrap_err()
-            .contains("outbox, cdc or self-read"));
-        assert!(Pattern::Cdc.template_path().exists());
+            .contains("outbox, cdc, self-read or broker"));
     }
 }

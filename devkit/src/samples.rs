@@ -358,6 +358,10 @@ pub fn env_paths(pattern: Pattern) -> (&'static str, &'static str) {
             "events/patterns/self-read/env.json",
             "events/patterns/self-read/local.env",
         ),
+        Pattern::Broker => (
+            "events/patterns/broker/env.json",
+            "events/patterns/broker/local.env",
+        ),
     }
 }
 

@@ -132,6 +132,16 @@ impl Template {
         of_kind.map(|(id, r)| (id.as_str().unwrap_or_default().to_owned(), r))
     }
 
+    /// A resource's `Properties` with `!Ref` and `!Sub` resolved as for the tables (other
+    /// intrinsics, `!GetAtt X.Arn`, are left as the text `!GetAtt X.Arn`).
+    pub fn properties(&self, logical_id: &str) -> Result<Json> {
+        self.resolve(
+            self.resource(logical_id)?
+                .get("Properties")
+                .unwrap_or(&Value::Null),
+        )
+    }
+
     pub(crate) fn resource(&self, logical_id: &str) -> Result<&Value> {
         self.root
             .get("Resources")

@@ -27,7 +27,7 @@ use crate::Pattern;
 pub const HEADER: &str = "# Copied from template.yaml by `make templates`";
 
 /// The patterns whose templates copy from `template.yaml` (pattern 1's own).
-pub const COPYING: [Pattern; 2] = [Pattern::Cdc, Pattern::SelfRead];
+pub const COPYING: [Pattern; 3] = [Pattern::Cdc, Pattern::SelfRead, Pattern::Broker];
 
 /// `text` (a pattern's template) with every entry its header names replaced by `template.yaml`'s
 /// (`root`), renamed for `pattern`.

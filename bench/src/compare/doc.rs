@@ -372,6 +372,7 @@ pub fn pattern_title(pattern: Pattern) -> &'static str {
         Pattern::Outbox => "1 outbox",
         Pattern::Cdc => "2 CDC",
         Pattern::SelfRead => "3 self-read",
+        Pattern::Broker => "outbox via EventBridge",
     }
 }
 

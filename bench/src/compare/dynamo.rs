@@ -67,6 +67,7 @@ pub async fn run(pattern: Pattern, opts: &Options, orders: &[PlannedOrder]) -> R
             drive(&stack, store, reader, trigger, orders, opts, polling).await?
         }
         Pattern::SelfRead => bail!("pattern 3 runs in compare::self_read"),
+        Pattern::Broker => bail!("the broker deployment is not measured by make compare"),
     };
     let elapsed = started.elapsed();
     let stored = stored(

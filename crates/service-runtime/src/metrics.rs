@@ -29,6 +29,10 @@ pub const OUTBOX_SWEEPER: &str = "outbox-sweeper";
 /// Pattern 3's order-history consumer (the rewards consumer is [`STREAM_CONSUMER`] whatever its
 /// source, so one set of alarms serves every pattern).
 pub const ORDER_HISTORY: &str = "order-history";
+/// The broker deployment's relay of the outbox to the event bus, and its sweeper (the rewards
+/// inbox is [`STREAM_CONSUMER`], its redrive [`OUTBOX_SWEEPER`]).
+pub const ORDER_RELAY: &str = "order-relay";
+pub const RELAY_SWEEPER: &str = "relay-sweeper";
 
 /// order-writer: orders written now; requests answered with an order written before (same
 /// `Idempotency-Key`); requests that placed nothing, with the error code as `Reason`.
@@ -47,6 +51,8 @@ pub const EMITTED: &[(&str, &[&str])] = &[
     (STREAM_CONSUMER, CONSUMER_METRICS),
     (ORDER_HISTORY, CONSUMER_METRICS),
     (OUTBOX_SWEEPER, SWEEPER_METRICS),
+    (ORDER_RELAY, CONSUMER_METRICS),
+    (RELAY_SWEEPER, SWEEPER_METRICS),
 ];
 
 /// How a consumer function of the application reports its batches, its metrics under

@@ -16,6 +16,7 @@ use crate::local::{LocalDynamo, Tables};
 use crate::metrics::Collector;
 use crate::trigger::TriggerStats;
 
+pub mod broker;
 pub mod self_read;
 pub mod stream;
 

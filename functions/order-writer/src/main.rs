@@ -1,6 +1,7 @@
 //! order-writer: `POST /orders` and `GET /orders/{order_id}` behind an API Gateway HTTP API.
 //! Under pattern 1 (default) each order is written with its outbox event; under pattern 2
-//! (`OUTBOX_PATTERN=cdc`) the order item alone, carrying its pending marker.
+//! (`OUTBOX_PATTERN=cdc`) the order item alone, carrying its pending marker; under the broker
+//! deployment (`OUTBOX_PATTERN=broker`) as under pattern 1, the event routed to the relay.
 
 // The handler's future nests the SDK's and the outbox engine's: deeper than rustc's default
 // layout query limit.
@@ -21,13 +22,21 @@ async fn main() -> Result<(), Error> {
     // own functions in patterns/self-read/template.yaml.
     let pattern = OutboxPattern::read_served_by(
         "order-writer",
-        &[OutboxPattern::Outbox, OutboxPattern::Cdc],
+        &[
+            OutboxPattern::Outbox,
+            OutboxPattern::Cdc,
+            OutboxPattern::Broker,
+        ],
     )?;
     let table = config::required_name(config::ORDERS_TABLE, config::SourceKind::Table)?;
     let client = config::dynamodb_client().await;
     match pattern {
         OutboxPattern::Outbox => {
             let store = DynamoOrderStore::new(client, table);
+            run(service_fn(|event| order_api::handle(&store, event))).await
+        }
+        OutboxPattern::Broker => {
+            let store = DynamoOrderStore::relayed(client, table);
             run(service_fn(|event| order_api::handle(&store, event))).await
         }
         // Cdc: read_served_by refused the rest.

@@ -16,6 +16,9 @@ pub const AGGREGATE_ORDER: &str = "Order";
 pub const SCHEMA_VERSION: u32 = 1;
 /// The consumers of [`OrderPlaced`]: the rewards service.
 pub const ORDER_PLACED_CONSUMERS: &[&str] = &["rewards"];
+/// The outbox's one consumer when the order service publishes to an event bus (the broker
+/// deployment): the relay, which knows the bus and none of its subscribers.
+pub const ORDER_RELAY: &str = "order-relay";
 
 /// What a consumer of [`OrderPlaced`] takes: the version this code reads, which is the one it
 /// writes.
@@ -133,6 +136,12 @@ pub fn order_placed_event_id(order_id: &str) -> String {
 /// Who takes which of the order service's events: the routing its outbox writes on each event.
 pub fn routes() -> Routes {
     Routes::new().route(ORDER_PLACED, ORDER_PLACED_CONSUMERS)
+}
+
+/// The routing when the events go to an event bus: every event to the relay ([`ORDER_RELAY`]),
+/// and the subscribers' rules take it from there.
+pub fn relayed_routes() -> Routes {
+    Routes::new().route(ORDER_PLACED, &[ORDER_RELAY])
 }
 
 /// The event announcing `order`. Its ordering key is the customer: one customer's rewards are

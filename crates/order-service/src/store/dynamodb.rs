@@ -9,7 +9,7 @@ use dynamodb_outbox::dynamodb::{classify, Outbox, WriteError, Written};
 use dynamodb_outbox::table as outbox_schema;
 use service_runtime::error::with_causes;
 
-use crate::domain::events::routes;
+use crate::domain::events::{relayed_routes, routes};
 use crate::domain::{NewOrder, Order, OrderView, StoreError};
 use crate::schema;
 use crate::store::{OrderStore, PutOutcome};
@@ -27,6 +27,13 @@ impl DynamoOrderStore {
     /// The orders (and their outbox) in `table`.
     pub fn new(client: Client, table: impl Into<String>) -> Self {
         let outbox = Outbox::new(client.clone(), table, routes());
+        Self { client, outbox }
+    }
+
+    /// The orders in `table`, their events routed to the relay to the event bus (the broker
+    /// deployment) instead of to the rewards consumer.
+    pub fn relayed(client: Client, table: impl Into<String>) -> Self {
+        let outbox = Outbox::new(client.clone(), table, relayed_routes());
         Self { client, outbox }
     }
 

@@ -59,14 +59,18 @@ pub enum OutboxPattern {
     Cdc,
     /// Pattern 3: the event published to a Kinesis stream, which the order service reads too.
     SelfRead,
+    /// The outbox relayed to a broker: pattern 1's transaction, a relay publishing the event to
+    /// an EventBridge bus, a rule delivering it to the rewards service's SQS queue (its inbox).
+    Broker,
 }
 
 impl OutboxPattern {
     /// Every pattern with the value that names it.
-    pub const ALL: [(OutboxPattern, &'static str); 3] = [
+    pub const ALL: [(OutboxPattern, &'static str); 4] = [
         (OutboxPattern::Outbox, "outbox"),
         (OutboxPattern::Cdc, "cdc"),
         (OutboxPattern::SelfRead, "self-read"),
+        (OutboxPattern::Broker, "broker"),
     ];
 
     /// The value of [`OUTBOX_PATTERN`] naming this pattern.
@@ -147,7 +151,7 @@ pub enum ConfigError {
         what: &'static str,
     },
     #[error(
-        "environment variable OUTBOX_PATTERN is {value:?}: it must be outbox (the default), cdc or self-read"
+        "environment variable OUTBOX_PATTERN is {value:?}: it must be outbox (the default), cdc, self-read or broker"
     )]
     UnknownPattern { value: String },
     #[error("environment variable OUTBOX_PATTERN is {pattern}: {function} serves {served} only")]
@@ -286,7 +290,7 @@ mod tests {
         let err = OutboxPattern::read_from(|_| Some("CDC2".to_owned())).unwrap_err();
         assert_eq!(
             err.to_string(),
-            "environment variable OUTBOX_PATTERN is \"CDC2\": it must be outbox (the default), cdc or self-read"
+            "environment variable OUTBOX_PATTERN is \"CDC2\": it must be outbox (the default), cdc, self-read or broker"
         );
     }
 

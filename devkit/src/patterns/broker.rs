@@ -1,0 +1,239 @@
+//! The broker deployment's own resources on moto's server ([`crate::moto::LocalMoto`]): the
+//! order events bus, the rule delivering `OrderPlaced` to the rewards inbox's queue, the queue
+//! and its dead-letter queue, created from `patterns/broker/template.yaml` as CloudFormation
+//! would create them (names, the rule's event pattern, the queue's visibility timeout and
+//! redrive policy, the target's dead-letter queue). The relay publishes to this bus and the
+//! inbox reads this queue, so what runs locally is what the template deploys.
+
+use anyhow::{anyhow, bail, Context, Result};
+use aws_sdk_eventbridge::types::{DeadLetterConfig, Target};
+use aws_sdk_sqs::types::QueueAttributeName;
+use serde_json::{json, Value as Json};
+
+use crate::moto::LocalMoto;
+use crate::template::Template;
+
+/// The template's logical ids of the broker's resources.
+pub const BUS: &str = "OrderEventsBus";
+pub const RULE: &str = "OrderPlacedRule";
+pub const QUEUE: &str = "RewardsInboxQueue";
+pub const DEAD_LETTER_QUEUE: &str = "RewardsInboxDeadLetterQueue";
+
+/// A queue as created.
+#[derive(Debug, Clone)]
+pub struct Queue {
+    pub name: String,
+    pub url: String,
+    pub arn: String,
+}
+
+/// The bus, the rule and the two queues, created on one moto server.
+pub struct LocalBroker {
+    /// The bus's name (what the relay's `PutEvents` entries name).
+    pub bus: String,
+    pub rule: String,
+    pub queue: Queue,
+    pub dead_letter_queue: Queue,
+    /// Receives after which the queue moves a message to the dead-letter queue.
+    pub max_receive_count: i64,
+    pub events: aws_sdk_eventbridge::Client,
+    pub sqs: aws_sdk_sqs::Client,
+}
+
+impl LocalBroker {
+    /// Creates the broker's resources of `template` on `moto`.
+    pub async fn create(moto: &LocalMoto, template: &Template) -> Result<Self> {
+        let sqs = moto.sqs().await;
+        let events = moto.eventbridge().await;
+        let dead_letter_queue =
+            create_queue(&sqs, &template.properties(DEAD_LETTER_QUEUE)?, None).await?;
+        let properties = template.properties(QUEUE)?;
+        let max_receive_count = number(&properties["RedrivePolicy"]["maxReceiveCount"])
+            .ok_or_else(|| anyhow!("{QUEUE} has no RedrivePolicy.maxReceiveCount"))?;
+        let redrive = json!({
+            "deadLetterTargetArn": dead_letter_queue.arn,
+            "maxReceiveCount": max_receive_count.to_string(),
+        });
+        let queue = create_queue(&sqs, &properties, Some(redrive.to_string())).await?;
+
+        let bus = text(&template.properties(BUS)?, "Name")?;
+        events
+            .create_event_bus()
+            .name(&bus)
+            .send()
+            .await
+            .context("creating the event bus on moto")?;
+        let rule_properties = template.properties(RULE)?;
+        let rule = text(&rule_properties, "Name")?;
+        events
+            .put_rule()
+            .name(&rule)
+            .event_bus_name(&bus)
+            .event_pattern(rule_properties["EventPattern"].to_string())
+            .send()
+            .await
+            .context("creating the rule on moto")?;
+        for target in rule_properties["Targets"].as_array().into_iter().flatten() {
+            if target["Arn"] != format!("!GetAtt {QUEUE}.Arn") {
+                bail!("{RULE} has a target other than {QUEUE}: {target}");
+            }
+            let dead_letters = DeadLetterConfig::builder()
+                .arn(&dead_letter_queue.arn)
+                .build();
+            let target = Target::builder()
+                .id(text(target, "Id")?)
+                .arn(&queue.arn)
+                .dead_letter_config(dead_letters)
+                .build()?;
+            events
+                .put_targets()
+                .rule(&rule)
+                .event_bus_name(&bus)
+                .targets(target)
+                .send()
+                .await
+                .context("adding the rule's target on moto")?;
+        }
+        Ok(Self {
+            bus,
+            rule,
+            queue,
+            dead_letter_queue,
+            max_receive_count,
+            events,
+            sqs,
+        })
+    }
+}
+
+/// The queue `properties` describe, with `redrive` as its redrive policy.
+async fn create_queue(
+    sqs: &aws_sdk_sqs::Client,
+    properties: &Json,
+    redrive: Option<String>,
+) -> Result<Queue> {
+    let name = text(properties, "QueueName")?;
+    let mut request = sqs.create_queue().queue_name(&name);
+    for (key, attribute) in [
+        ("VisibilityTimeout", QueueAttributeName::VisibilityTimeout),
+        (
+            "MessageRetentionPeriod",
+            QueueAttributeName::MessageRetentionPeriod,
+        ),
+    ] {
+        if let Some(value) = number(&properties[key]) {
+            request = request.attributes(attribute, value.to_string());
+        }
+    }
+    if let Some(policy) = redrive {
+        request = request.attributes(QueueAttributeName::RedrivePolicy, policy);
+    }
+    let url = request
+        .send()
+        .await
+        .with_context(|| format!("creating the queue {name} on moto"))?
+        .queue_url
+        .ok_or_else(|| anyhow!("moto created {name} without a URL"))?;
+    let arn = sqs
+        .get_queue_attributes()
+        .queue_url(&url)
+        .attribute_names(QueueAttributeName::QueueArn)
+        .send()
+        .await?
+        .attributes
+        .and_then(|a| a.get(&QueueAttributeName::QueueArn).cloned())
+        .ok_or_else(|| anyhow!("moto gave {name} no ARN"))?;
+    Ok(Queue { name, url, arn })
+}
+
+fn text(properties: &Json, key: &str) -> Result<String> {
+    properties[key]
+        .as_str()
+        .map(str::to_owned)
+        .ok_or_else(|| anyhow!("no {key} in {properties}"))
+}
+
+/// A number the template writes as a number, or as a parameter's value.
+fn number(value: &Json) -> Option<i64> {
+    value
+        .as_i64()
+        .or_else(|| value.as_str().and_then(|s| s.parse().ok()))
+}
+
+#[cfg(test)]
+mod tests {
+    use aws_sdk_eventbridge::types::PutEventsRequestEntry;
+    use aws_sdk_sqs::types::Message;
+
+    use super::*;
+    use crate::Pattern;
+
+    async fn receive(broker: &LocalBroker, queue: &Queue) -> Vec<Message> {
+        broker
+            .sqs
+            .receive_message()
+            .queue_url(&queue.url)
+            .max_number_of_messages(10)
+            .visibility_timeout(0)
+            .wait_time_seconds(1)
+            .send()
+            .await
+            .unwrap()
+            .messages
+            .unwrap_or_default()
+    }
+
+    #[tokio::test]
+    async fn the_rule_delivers_only_order_placed_to_the_inbox_and_what_it_keeps_failing_goes_to_the_dead_letters(
+    ) {
+        let Some(moto) = LocalMoto::start_or_skip("broker: the template's bus, rule and queues")
+            .await
+            .unwrap()
+        else {
+            return;
+        };
+        let template = Template::load(&Pattern::Broker.template_path()).unwrap();
+        let broker = LocalBroker::create(&moto, &template).await.unwrap();
+        let envelope = json!({"event_id": "e-1", "event_type": "OrderPlaced", "payload": {}});
+        for (source, detail_type) in [
+            ("orders", "OrderPlaced"),
+            ("orders", "OrderCancelled"),
+            ("someone-else", "OrderPlaced"),
+        ] {
+            let entry = PutEventsRequestEntry::builder()
+                .event_bus_name(&broker.bus)
+                .source(source)
+                .detail_type(detail_type)
+                .detail(envelope.to_string())
+                .build();
+            let put = broker.events.put_events().entries(entry).send().await;
+            assert_eq!(put.unwrap().failed_entry_count, 0);
+        }
+
+        let mut receives = 0;
+        loop {
+            let messages = receive(&broker, &broker.queue).await;
+            if messages.is_empty() {
+                break;
+            }
+            receives += 1;
+            assert_eq!(
+                messages.len(),
+                1,
+                "only the orders' OrderPlaced: {messages:?}"
+            );
+            let body: Json = serde_json::from_str(messages[0].body().unwrap()).unwrap();
+            assert_eq!(
+                (&body["source"], &body["detail-type"], &body["detail"]),
+                (&json!("orders"), &json!("OrderPlaced"), &envelope)
+            );
+            assert!(receives <= broker.max_receive_count, "never moved");
+        }
+        assert_eq!(
+            receives, broker.max_receive_count,
+            "received, never deleted"
+        );
+        let dead = receive(&broker, &broker.dead_letter_queue).await;
+        assert_eq!(dead.len(), 1, "moved to the dead-letter queue: {dead:?}");
+    }
+}
