@@ -19,6 +19,7 @@ mod park;
 mod processor;
 mod schedule;
 mod sources;
+mod sqs;
 mod sweep;
 
 use intake::{Arrived, Work};
