@@ -56,7 +56,7 @@ watch: tools ## cargo lambda watch: the four functions on 127.0.0.1:9000, enviro
 trigger: ## The local stream trigger on make ddb's stream, or AWS_ENDPOINT_URL's (drain once; FOLLOW=1 to keep polling)
 	$(DEVKIT) trigger $(if $(FOLLOW),--follow) $(if $(INVOKE_URL),--invoke-url $(INVOKE_URL))
 
-test: kinesalite ## All tests, on the embedded DynamoDB (or on AWS_ENDPOINT_URL's server when set) and a local kinesalite
+test: kinesalite tools ## All tests, on the embedded DynamoDB (or on AWS_ENDPOINT_URL's server when set), a local kinesalite and moto's server (SQS, SNS, EventBridge)
 	cargo test --workspace
 	@$(if $(OUTBOX_SKIP_KINESIS),echo "make test: OUTBOX_SKIP_KINESIS is set: the Kinesis tests that found no kinesalite printed SKIPPED above and did not run")
 
@@ -70,7 +70,7 @@ smoke-arm64: kinesalite ## The arm64 bootstraps of make build (all seven functio
 EMBEDDED_ONLY_TESTS := modify_and_remove_records_are_ignored_including_real_ttl_deletions
 EMBEDDED_ONLY_WHY := it forces a TTL sweep, which only the embedded dynoxide can do on demand
 
-test-external: kinesalite ## All tests on AWS_ENDPOINT_URL's server, except those named as skipped
+test-external: kinesalite tools ## All tests on AWS_ENDPOINT_URL's server, except those named as skipped
 	@test -n "$$AWS_ENDPOINT_URL$$AWS_ENDPOINT_URL_DYNAMODB" || { echo "set AWS_ENDPOINT_URL to the DynamoDB to test against"; exit 2; }
 	@echo "test-external: SKIPPED $(EMBEDDED_ONLY_TESTS) ($(EMBEDDED_ONLY_WHY))"
 	cargo test --workspace -- --exact $(addprefix --skip ,$(EMBEDDED_ONLY_TESTS))

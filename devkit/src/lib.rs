@@ -15,6 +15,7 @@ pub mod kinesis_trigger;
 pub mod local;
 pub mod mapping;
 pub mod metrics;
+pub mod moto;
 pub mod pattern;
 pub mod patterns;
 pub mod proxy;
