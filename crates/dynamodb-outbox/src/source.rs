@@ -85,9 +85,9 @@ impl SourceKind {
         };
         (min..=max).contains(&name.len())
             && !stem.is_empty()
-            && stem
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-') || (dot && b == b'.'))
+            && stem.bytes().all(|b| {
+                b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-') || (dot && b == b'.')
+            })
     }
 }
 
@@ -409,7 +409,10 @@ mod tests {
             "arn:aws:kinesis:us-east-1:123456789012:stream/rewards.fifo",
             "arn:aws:sqs:us-east-1:123456789012:.fifo",
         ] {
-            assert!(inbox.admits(Some(foreign), Some(&own)).is_err(), "{foreign}");
+            assert!(
+                inbox.admits(Some(foreign), Some(&own)).is_err(),
+                "{foreign}"
+            );
         }
         for bad in ["", "a.b", "a/b", ".fifo", &"q".repeat(81)] {
             assert!(Source::sqs_queue(bad).is_err(), "{bad:?}");

@@ -118,7 +118,12 @@ pub async fn on_a_fifo_queue_a_failure_holds_back_its_groups_later_messages_and_
         message(FIFO, "m1", body(&deposit("a", 1), Via::Direct), Some("g1")),
         message(FIFO, "m2", body(&deposit("a", 13), Via::Sns), Some("g1")),
         message(FIFO, "m3", body(&deposit("b", 3), Via::Direct), Some("g1")),
-        message(FIFO, "m4", body(&deposit("c", 4), Via::EventBridge), Some("g2")),
+        message(
+            FIFO,
+            "m4",
+            body(&deposit("c", 4), Via::EventBridge),
+            Some("g2"),
+        ),
         message(FIFO, "m5", body(&deposit("a", 6), Via::Direct), Some("g1")),
     ];
     let outcome = processor.process_sqs(&messages).await;
@@ -133,7 +138,11 @@ pub async fn on_a_fifo_queue_a_failure_holds_back_its_groups_later_messages_and_
         .into_iter()
         .map(|f| f.item_identifier)
         .collect();
-    assert_eq!(kept, ["m2", "m3", "m5"], "the failed message and its group's later ones");
+    assert_eq!(
+        kept,
+        ["m2", "m3", "m5"],
+        "the failed message and its group's later ones"
+    );
     assert_eq!(
         (balance(&store, "b").await, balance(&store, "c").await),
         (0, 4)
@@ -147,7 +156,11 @@ pub async fn on_a_fifo_queue_a_failure_holds_back_its_groups_later_messages_and_
         .cloned()
         .collect();
     let outcome = processor.process_sqs(&retry).await;
-    assert_eq!((outcome.applied, outcome.failures.len()), (3, 0), "{outcome:?}");
+    assert_eq!(
+        (outcome.applied, outcome.failures.len()),
+        (3, 0),
+        "{outcome:?}"
+    );
     assert_eq!(last(&store, "a").await, 6, "13 then 6: the group's order");
     assert_eq!(
         (balance(&store, "a").await, balance(&store, "b").await),
@@ -181,8 +194,18 @@ pub async fn poison_is_parked_and_a_body_that_names_no_event_is_dropped<S: Store
         message(FIFO, "m2", body(&deposit("a", 2), Via::Direct), Some("g")),
         message(FIFO, "m3", "not json".into(), Some("g")),
         message(FIFO, "m4", unnamed_sns.to_string(), Some("g")),
-        message(FIFO, "m5", json!({"detail-type": "x", "detail": {}}).to_string(), Some("g")),
-        message(FIFO, "m6", body(&deposit("a", 3), Via::EventBridge), Some("g")),
+        message(
+            FIFO,
+            "m5",
+            json!({"detail-type": "x", "detail": {}}).to_string(),
+            Some("g"),
+        ),
+        message(
+            FIFO,
+            "m6",
+            body(&deposit("a", 3), Via::EventBridge),
+            Some("g"),
+        ),
     ];
     let outcome = processor.process_sqs(&messages).await;
     assert_eq!(
@@ -190,7 +213,10 @@ pub async fn poison_is_parked_and_a_body_that_names_no_event_is_dropped<S: Store
         (1, 2, 3),
         "{outcome:?}"
     );
-    assert!(outcome.failures.is_empty(), "nothing blocks the group: {outcome:?}");
+    assert!(
+        outcome.failures.is_empty(),
+        "nothing blocks the group: {outcome:?}"
+    );
     let again = processor.process_sqs(&messages).await;
     assert_eq!(again.duplicates, 3, "a parked event is done: {again:?}");
     let parked = dynamodb_outbox::testing::StoreOps::parked(processor.store(), "ledger", 10)
@@ -238,7 +264,12 @@ pub async fn another_queues_messages_are_refused_and_never_credited<S: StoreUnde
         Source::kinesis_stream("deposits").unwrap(),
     )
     .home(Home::of_arn(QUEUE).unwrap());
-    let mine = [message(QUEUE, "m", body(&deposit("a", 1), Via::Direct), None)];
+    let mine = [message(
+        QUEUE,
+        "m",
+        body(&deposit("a", 1), Via::Direct),
+        None,
+    )];
     assert_eq!(stream.process_sqs(&mine).await.poison, 1);
     assert_eq!(processor.process_sqs(&mine).await.applied, 1);
 }
