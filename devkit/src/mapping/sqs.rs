@@ -310,16 +310,19 @@ impl<I: InvokeSqs> SqsMapping<I> {
 fn attribute(value: &MessageAttributeValue) -> SqsMessageAttribute {
     let mut attribute = SqsMessageAttribute::default();
     attribute.string_value = value.string_value.clone();
-    attribute.binary_value = value
-        .binary_value
-        .as_ref()
-        .map(|b| Base64Data(b.as_ref().to_vec()));
+    attribute.binary_value = value.binary_value.as_ref().map(|b| base64_data(b.as_ref()));
     attribute.string_list_values = value.string_list_values().to_vec();
     attribute.binary_list_values = value
         .binary_list_values()
         .iter()
-        .map(|b| Base64Data(b.as_ref().to_vec()))
+        .map(|b| base64_data(b.as_ref()))
         .collect();
     attribute.data_type = Some(value.data_type().to_owned());
     attribute
+}
+
+fn base64_data(bytes: &[u8]) -> Base64Data {
+    let mut data = Base64Data::default();
+    *data = bytes.to_vec();
+    data
 }
