@@ -555,6 +555,9 @@ impl StoreOps for Down {
     async fn commit(&self, _: &str, _: &Step, _: &Effect) -> Result<Committed, StoreError> {
         Err(down())
     }
+    async fn progress_on(&self, _: &str, _: &str) -> Result<u64, StoreError> {
+        Err(down())
+    }
     async fn leave(&self, _: &str, _: &ItemKey, _: LastOut) -> Result<(), StoreError> {
         Err(down())
     }

@@ -17,6 +17,8 @@ mod intake;
 mod outcome;
 mod park;
 mod processor;
+#[cfg(feature = "relay")]
+mod publish;
 mod schedule;
 mod sources;
 mod sqs;
@@ -39,6 +41,12 @@ impl<C: Consumer, S: ConsumerStore> Processor<C, S> {
         let (ids, works): (Vec<String>, Vec<Work<C::Payload>>) = incoming.into_iter().unzip();
         let events: Vec<Option<AppliedEvent>> = works.iter().map(outcome::applied_event).collect();
         let groups = schedule::group_by_key(works);
+        #[cfg(feature = "relay")]
+        let (outcomes, marks) = match self.consumer.publisher() {
+            Some(publisher) => self.publish_groups(publisher, groups, &ids).await,
+            None => self.apply_groups(groups, &ids).await,
+        };
+        #[cfg(not(feature = "relay"))]
         let (outcomes, marks) = self.apply_groups(groups, &ids).await;
         let unmarked = self.mark_all(marks, &ids).await;
         outcome::tally(outcomes, &events, &unmarked, &ids)

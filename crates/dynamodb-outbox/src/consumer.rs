@@ -69,6 +69,15 @@ pub trait Consumer: Send + Sync {
         &self,
         event: &Envelope<Self::Payload>,
     ) -> impl Future<Output = Result<Effect, HandlerError>> + Send;
+
+    /// How the processor publishes this consumer's outbox batches when its effect is a
+    /// publication: the engine's relays say it (`relay::Relay`); every other consumer keeps
+    /// `None`, and its effects go through `effect`.
+    #[cfg(feature = "relay")]
+    #[doc(hidden)]
+    fn publisher(&self) -> Option<&dyn crate::relay::hook::Publish<Self::Payload>> {
+        None
+    }
 }
 
 /// An event type and the schema versions of it that a consumer applies.

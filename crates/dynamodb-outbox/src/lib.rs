@@ -29,6 +29,8 @@
 //!   adds every key shape and attribute name the engine writes, and an outbox item built by hand.
 //! - `lambda` (feature `lambda`): the Lambda handlers of a consumer, the report of its batches
 //!   (logs, trace links, metrics) and the sweeper function.
+//! - `relay` (features `relay-eventbridge`, `relay-sns`, `relay-sqs`): consumers that publish
+//!   the outbox to a broker, in per-key order, at least once.
 
 #![warn(missing_docs)]
 
@@ -41,6 +43,8 @@ mod item;
 #[cfg(feature = "lambda")]
 pub mod lambda;
 pub mod memory;
+#[cfg(feature = "relay")]
+pub mod relay;
 mod schema;
 
 /// The names an application's own items share with the engine's: the table's key attributes,

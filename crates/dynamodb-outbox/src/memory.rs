@@ -80,7 +80,6 @@ impl MemoryStore {
     }
 
     /// The last sequence `consumer` applied on `ordering_key` (0: none).
-    #[cfg(feature = "testing")]
     pub(crate) fn progress_of(&self, consumer: &str, ordering_key: &str) -> u64 {
         self.state()
             .progress
@@ -211,6 +210,10 @@ impl StoreOps for MemoryStore {
         }
         state.progress.insert(progress_key, step.sequence);
         Ok(Committed::Applied)
+    }
+
+    async fn progress_on(&self, consumer: &str, ordering_key: &str) -> Result<u64, StoreError> {
+        Ok(self.progress_of(consumer, ordering_key))
     }
 
     async fn leave(&self, consumer: &str, item: &ItemKey, last: LastOut) -> Result<(), StoreError> {

@@ -140,6 +140,15 @@ pub trait StoreOps: Send + Sync {
         effect: &Effect,
     ) -> impl Future<Output = Result<Committed, StoreError>> + Send;
 
+    /// The last sequence `consumer` applied on `ordering_key` (0: none), read consistently:
+    /// what a relay reads before it publishes a key's events, so that it never publishes one
+    /// whose predecessor it has not published, nor one it published before.
+    fn progress_on(
+        &self,
+        consumer: &str,
+        ordering_key: &str,
+    ) -> impl Future<Output = Result<u64, StoreError>> + Send;
+
     /// Records that `consumer` is done with an item that waits for its consumers (an outbox
     /// event, or an entity item whose creation was the event): `consumer` leaves the item's
     /// waiting set, and the last one out takes the item out of the pending index and does what

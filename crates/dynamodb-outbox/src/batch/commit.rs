@@ -13,9 +13,26 @@ use crate::store::{chain, Committed, ConsumerStore, ItemKey, LastOut, Step, Stor
 pub(super) type Mark = (usize, Step, ItemKey);
 
 /// What one key's group came to: each record's outcome, and the marks it leaves to the batch.
+#[derive(Default)]
 pub(super) struct GroupOutcome {
-    outcomes: Vec<(usize, Outcome)>,
-    marks: Vec<Mark>,
+    pub(super) outcomes: Vec<(usize, Outcome)>,
+    pub(super) marks: Vec<Mark>,
+}
+
+/// The groups' outcomes by record position, and all their marks.
+pub(super) fn gather(
+    groups: Vec<GroupOutcome>,
+    records: usize,
+) -> (Vec<Option<Outcome>>, Vec<Mark>) {
+    let mut by_position: Vec<Option<Outcome>> = (0..records).map(|_| None).collect();
+    let mut marks = Vec::new();
+    for group in groups {
+        for (position, result) in group.outcomes {
+            by_position[position] = Some(result);
+        }
+        marks.extend(group.marks);
+    }
+    (by_position, marks)
 }
 
 impl<C: Consumer, S: ConsumerStore> Processor<C, S> {
@@ -31,18 +48,10 @@ impl<C: Consumer, S: ConsumerStore> Processor<C, S> {
             .buffer_unordered(self.concurrency)
             .collect()
             .await;
-        let mut by_position: Vec<Option<Outcome>> = (0..ids.len()).map(|_| None).collect();
-        let mut marks = Vec::new();
-        for group in applied {
-            for (position, result) in group.outcomes {
-                by_position[position] = Some(result);
-            }
-            marks.extend(group.marks);
-        }
-        (by_position, marks)
+        gather(applied, ids.len())
     }
 
-    async fn apply_group(
+    pub(super) async fn apply_group(
         &self,
         group: Vec<(usize, Work<C::Payload>)>,
         ids: &[String],

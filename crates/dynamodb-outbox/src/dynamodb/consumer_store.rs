@@ -250,6 +250,10 @@ impl StoreOps for DynamoConsumerStore {
         effect_cancellation(effect, &reasons)
     }
 
+    async fn progress_on(&self, consumer: &str, ordering_key: &str) -> Result<u64, StoreError> {
+        self.read_progress(consumer, ordering_key).await
+    }
+
     async fn leave(&self, consumer: &str, item: &ItemKey, last: LastOut) -> Result<(), StoreError> {
         self.leave_item(consumer, item, last).await
     }

@@ -51,6 +51,10 @@ impl<A: Around> StoreOps for A {
         self.after_commit(result)
     }
 
+    async fn progress_on(&self, consumer: &str, ordering_key: &str) -> Result<u64, StoreError> {
+        self.inner().progress_on(consumer, ordering_key).await
+    }
+
     async fn leave(&self, consumer: &str, item: &ItemKey, last: LastOut) -> Result<(), StoreError> {
         self.before_leave(item)?;
         self.inner().leave(consumer, item, last).await
