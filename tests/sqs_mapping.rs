@@ -330,9 +330,8 @@ async fn a_fifo_group_is_held_while_its_message_is_in_flight() {
 
     tokio::time::sleep(Duration::from_secs(4)).await;
     mapping.drain().await.unwrap();
-    // All of group a comes back. In what order is moto's: 5.2.5 hands a FIFO message that
-    // became visible again after its group's later ones (SQS hands it first), so the order of
-    // a redelivered group is the engine's contract suite's to check, not this one's.
+    // All of group a comes back; moto 5.2.5 hands a message visible again after its group's
+    // later ones (SQS hands it first), so the order is the engine's contract suite's to check.
     let mut again = bodies(&log)[2..].concat();
     again.sort();
     assert_eq!(again, ["a1", "a2", "a3"]);
