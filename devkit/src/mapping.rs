@@ -24,6 +24,8 @@ use crate::filter;
 use crate::template::{EventSource, StartingPosition};
 
 mod poller;
+/// An SQS queue's mapping: no shards or checkpoints, the queue keeps what is not deleted.
+pub mod sqs;
 
 use poller::{Poller, Shared};
 

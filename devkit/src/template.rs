@@ -315,7 +315,7 @@ impl Template {
 
     /// YAML with CloudFormation short-form tags → JSON: `!Ref` of a parameter becomes its
     /// default, `!Ref` of a table its table name, `!Sub` is substituted, other tags stay tags.
-    fn resolve(&self, value: &Value) -> Result<Json> {
+    pub(crate) fn resolve(&self, value: &Value) -> Result<Json> {
         Ok(match value {
             Value::Null => Json::Null,
             Value::Bool(b) => Json::Bool(*b),

@@ -21,6 +21,7 @@ mod processor;
 mod publish;
 mod schedule;
 mod sources;
+mod sqs;
 mod sweep;
 
 use intake::{Arrived, Work};

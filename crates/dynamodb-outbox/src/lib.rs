@@ -22,6 +22,8 @@
 //! - [`Processor::process_kinesis`] and [`Processor::process_changes`]: the same consumers fed
 //!   by sources without an outbox (a Kinesis stream, an entity table's changes), applied once by
 //!   event id.
+//! - [`Processor::process_sqs`]: the inbox, the same consumers fed by an SQS queue (the envelope
+//!   sent directly, through an SNS topic or an EventBridge rule), applied once by event id.
 //! - [`Processor::redrive_parked`]: parked events applied after a fix.
 //! - [`table`]: the names an application's items share with the engine; the `testing` feature
 //!   adds every key shape and attribute name the engine writes, and an outbox item built by hand.

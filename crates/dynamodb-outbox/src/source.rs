@@ -50,6 +50,8 @@ pub enum SourceKind {
     Table,
     /// A Kinesis data stream.
     KinesisStream,
+    /// An SQS queue (standard or FIFO), read by [`crate::Processor::process_sqs`].
+    SqsQueue,
 }
 
 impl SourceKind {
@@ -57,6 +59,7 @@ impl SourceKind {
         match self {
             SourceKind::Table => "dynamodb",
             SourceKind::KinesisStream => "kinesis",
+            SourceKind::SqsQueue => "sqs",
         }
     }
 
@@ -64,23 +67,32 @@ impl SourceKind {
         match self {
             SourceKind::Table => "DynamoDB table",
             SourceKind::KinesisStream => "Kinesis data stream",
+            SourceKind::SqsQueue => "SQS queue",
         }
     }
 
-    /// DynamoDB: 3 to 255 of `a-z A-Z 0-9 _ - .`; Kinesis: 1 to 128 of the same.
+    /// DynamoDB: 3 to 255 of `a-z A-Z 0-9 _ - .`; Kinesis: 1 to 128 of the same; SQS: 1 to 80
+    /// of `a-z A-Z 0-9 _ -`, a FIFO queue's ending in `.fifo` (counted in the 80).
     fn valid_name(self, name: &str) -> bool {
-        let (min, max) = match self {
-            SourceKind::Table => (3, 255),
-            SourceKind::KinesisStream => (1, 128),
+        let (min, max, dot) = match self {
+            SourceKind::Table => (3, 255, true),
+            SourceKind::KinesisStream => (1, 128, true),
+            SourceKind::SqsQueue => (1, 80, false),
+        };
+        let stem = match self {
+            SourceKind::SqsQueue => name.strip_suffix(".fifo").unwrap_or(name),
+            _ => name,
         };
         (min..=max).contains(&name.len())
-            && name
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
+            && !stem.is_empty()
+            && stem.bytes().all(|b| {
+                b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-') || (dot && b == b'.')
+            })
     }
 }
 
-/// A configured source: a table (whose stream is read) or a Kinesis stream, by name or by ARN.
+/// A configured source: a table (whose stream is read), a Kinesis stream or an SQS queue, by
+/// name or by ARN.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Source {
     kind: SourceKind,
@@ -116,6 +128,19 @@ impl Source {
         Self::parse(SourceKind::KinesisStream, value)
     }
 
+    /// An SQS queue: its name, or its ARN (`arn:<partition>:sqs:<region>:<account>:<name>`,
+    /// what a queue's records carry as `eventSourceARN`). A FIFO queue's name ends in `.fifo`.
+    ///
+    /// ```
+    /// # use dynamodb_outbox::Source;
+    /// let inbox = Source::sqs_queue("arn:aws:sqs:eu-west-1:123456789012:rewards.fifo").unwrap();
+    /// assert_eq!(inbox.name(), "rewards.fifo");
+    /// assert!(Source::sqs_queue("arn:aws:sqs:eu-west-1:123456789012:a/b").is_err());
+    /// ```
+    pub fn sqs_queue(value: &str) -> Result<Source, SourceError> {
+        Self::parse(SourceKind::SqsQueue, value)
+    }
+
     /// A source of `kind` from its name or ARN.
     pub fn parse(kind: SourceKind, value: &str) -> Result<Source, SourceError> {
         let refused = || SourceError {
@@ -136,6 +161,7 @@ impl Source {
         let prefix = match kind {
             SourceKind::Table => "table/",
             SourceKind::KinesisStream => "stream/",
+            SourceKind::SqsQueue => "",
         };
         let name = arn.resource.strip_prefix(prefix).ok_or_else(refused)?;
         if arn.service != kind.service() || !kind.valid_name(name) {
@@ -191,7 +217,8 @@ impl Source {
     }
 
     /// The place and name of a record's source ARN of this kind: a table's stream
-    /// (`...:table/<name>/stream/<label>`) or a Kinesis stream (`...:stream/<name>`).
+    /// (`...:table/<name>/stream/<label>`), a Kinesis stream (`...:stream/<name>`) or a queue
+    /// (`...:<name>`).
     fn record_source(&self, record_arn: &str) -> Option<(Home, String)> {
         let arn = Arn::parse(record_arn)?;
         if arn.service != self.kind.service() {
@@ -206,6 +233,8 @@ impl Source {
                 (!label.is_empty()).then_some(table)?
             }
             SourceKind::KinesisStream => arn.resource.strip_prefix("stream/")?,
+            // A queue's records name the queue itself.
+            SourceKind::SqsQueue => arn.resource,
         };
         self.kind
             .valid_name(name)
@@ -366,6 +395,30 @@ mod tests {
             stream.home.as_ref(),
             Some(&home("eu-west-1", "123456789012"))
         );
+    }
+
+    #[test]
+    fn a_queue_admits_only_records_of_its_own_arn() {
+        let own = home("us-east-1", "123456789012");
+        let inbox = Source::sqs_queue("rewards.fifo").unwrap();
+        let arn = "arn:aws:sqs:us-east-1:123456789012:rewards.fifo";
+        assert_eq!(inbox.admits(Some(arn), Some(&own)), Ok(()));
+        for foreign in [
+            "arn:aws:sqs:us-east-1:123456789012:rewards",
+            "arn:aws:sqs:us-east-1:210987654321:rewards.fifo",
+            "arn:aws:kinesis:us-east-1:123456789012:stream/rewards.fifo",
+            "arn:aws:sqs:us-east-1:123456789012:.fifo",
+        ] {
+            assert!(
+                inbox.admits(Some(foreign), Some(&own)).is_err(),
+                "{foreign}"
+            );
+        }
+        for bad in ["", "a.b", "a/b", ".fifo", &"q".repeat(81)] {
+            assert!(Source::sqs_queue(bad).is_err(), "{bad:?}");
+        }
+        let by_arn = Source::sqs_queue(arn).unwrap();
+        assert_eq!(by_arn.admits(Some(arn), None), Ok(()));
     }
 
     #[test]

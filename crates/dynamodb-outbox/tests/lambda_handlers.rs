@@ -1,15 +1,17 @@
 //! The Lambda side (feature `lambda`): a batch handler under the report layer answers Lambda's
 //! partial batch response, logs the batch and each applied event with the link to its writer's
 //! trace, and emits the batch's metrics; the sweeper function runs what the payload asks and
-//! reports it; a consumer's one function tells its stream batches from its sweeps.
+//! reports it; a consumer's one function tells its stream batches from its sweeps; the inbox's
+//! handler answers the message ids to keep.
 
 use std::collections::HashMap;
 use std::sync::{Mutex, OnceLock};
 
 use aws_lambda_events::kinesis::{KinesisEvent, KinesisEventRecord};
+use aws_lambda_events::sqs::{SqsEvent, SqsMessage};
 use dynamodb_outbox::lambda::{
-    self, BatchReport, ConsumerFunction, KinesisStream, ScheduledSweep, SweepAction, SweepJob,
-    SweepReport,
+    self, BatchReport, ConsumerFunction, KinesisStream, ScheduledSweep, SqsQueue, SweepAction,
+    SweepJob, SweepReport,
 };
 use dynamodb_outbox::memory::MemoryStore;
 use dynamodb_outbox::{
@@ -309,4 +311,41 @@ async fn a_consumers_function_runs_a_stream_batch_through_the_report_and_anythin
         2,
         "nor is a malformed batch"
     );
+}
+
+#[tokio::test]
+async fn the_inbox_handler_answers_the_message_ids_to_keep_under_the_report() {
+    logs();
+    let queue = "arn:aws:sqs:eu-west-1:123456789012:deposits";
+    let processor = Processor::new(
+        Ledger,
+        MemoryStore::new("accounts"),
+        Source::sqs_queue(queue).unwrap(),
+    );
+    let mut event = SqsEvent::default();
+    for (id, deposit) in [("m1", deposit("a", 5)), ("m2", deposit("b", -1))] {
+        let mut message = SqsMessage::default();
+        message.message_id = Some(id.into());
+        message.event_source_arn = Some(queue.into());
+        message.body = Some(serde_json::to_string(&deposit).unwrap());
+        event.records.push(message);
+    }
+    let trace_id = "Root=1-6759e988-00000000000000000000000a";
+    let mut handler = BatchReport::new("ledger-inbox").layer(SqsQueue::new(&processor));
+    let (response, metrics) =
+        lambda::capture_metrics(handler.call(invocation(event, trace_id))).await;
+    let answer = serde_json::to_value(response.unwrap()).unwrap();
+    assert_eq!(
+        answer,
+        json!({"batchItemFailures": [{"itemIdentifier": "m2"}]}),
+        "the poison deposit stays in the queue"
+    );
+    let logs = lines_of(trace_id);
+    let done = logs.iter().find(|l| l["message"] == "batch done").unwrap();
+    assert_eq!(
+        (done["records"].as_str(), done["applied"].as_str()),
+        ("2", "1")
+    );
+    let line: Value = serde_json::from_str(&metrics[0]).unwrap();
+    assert_eq!(line["Function"], "ledger-inbox");
 }

@@ -25,7 +25,7 @@ pub(super) fn group_by_key<P>(works: Vec<Work<P>>) -> Vec<Vec<(usize, Work<P>)>>
                 at: Some((step, _)),
                 ..
             } => Lane::Key(step.ordering_key.clone()),
-            Work::Once(_, once) | Work::Unreadable(once, ..) => match &once.ordering_key {
+            Work::Once(_, once) | Work::Unreadable(once, ..) => match once.lane() {
                 Some(key) => Lane::Key(key.clone()),
                 // Without an ordering key it is no key's event: it waits for none.
                 None => Lane::Record(position),
@@ -203,6 +203,7 @@ mod tests {
             ordering_key: key.map(str::to_owned),
             event_id: event_id.into(),
             entity: None,
+            group: None,
         };
         Work::Unreadable(once, "not an envelope".into(), None)
     }

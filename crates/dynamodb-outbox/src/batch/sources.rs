@@ -1,5 +1,5 @@
 //! Sources without an outbox sequence (the article's patterns 2 and 3): events published to a
-//! Kinesis stream, and the changes of an entity table. No outbox item, no counter: a consumer
+//! Kinesis stream, and the changes of an entity table (an SQS queue, in `sqs`, goes the same way). No outbox item, no counter: a consumer
 //! applies each event once by its **event id** (a done record, or one of its own puts named as
 //! the record, committed in the effect's transaction), in the order the source gives within an
 //! ordering key: Kinesis orders the records of one partition key within a shard, a DynamoDB
@@ -22,12 +22,22 @@ use crate::store::{Committed, ConsumerStore, ItemKey, LastOut};
 
 /// Where an event without an outbox sequence sits: its ordering key (the batch keeps the
 /// source's order within it; `None` for a poison event that carries none, which then waits for
-/// nothing and holds nothing back), its id (its idempotency), and the entity item it came from,
-/// for an entity table's changes.
+/// nothing and holds nothing back), its id (its idempotency), the entity item it came from, for
+/// an entity table's changes, and the FIFO message group it came in, for a FIFO queue's
+/// messages.
 pub(crate) struct Once {
     pub(crate) ordering_key: Option<String>,
     pub(crate) event_id: String,
     pub(crate) entity: Option<ItemKey>,
+    pub(crate) group: Option<String>,
+}
+
+impl Once {
+    /// What orders the event in the batch: its FIFO message group when it came in one (the
+    /// queue's order is per group, whatever key the event names), else its ordering key.
+    pub(crate) fn lane(&self) -> Option<&String> {
+        self.group.as_ref().or(self.ordering_key.as_ref())
+    }
 }
 
 /// What a publisher puts on a Kinesis stream for an event: `PutRecord` with this partition key
@@ -208,6 +218,7 @@ impl<C: Consumer, S: ConsumerStore> Processor<C, S> {
             ordering_key: Some(envelope.ordering_key.clone()),
             event_id: envelope.event_id.clone(),
             entity: Some(entity),
+            group: None,
         };
         if !taken(takes, &header) {
             let what = format!(
@@ -255,9 +266,9 @@ impl<C: Consumer, S: ConsumerStore> Processor<C, S> {
         }
     }
 
-    /// Sorts the data of a Kinesis record (a JSON object, as an item): an event when it names
-    /// one by a usable event id, dropped when it does not.
-    fn classify_once(&self, item: Item, takes: &[Takes]) -> Work<C::Payload> {
+    /// Sorts the data of a Kinesis record or the envelope of an SQS message (a JSON object, as
+    /// an item): an event when it names one by a usable event id, dropped when it does not.
+    pub(super) fn classify_once(&self, item: Item, takes: &[Takes]) -> Work<C::Payload> {
         let header = Header::peek(&item);
         let event_id = match &header.event_id {
             None => return Work::Drop("its data has no event_id string".to_owned()),
@@ -283,6 +294,7 @@ impl<C: Consumer, S: ConsumerStore> Processor<C, S> {
                 ordering_key: None,
                 event_id,
                 entity: None,
+                group: None,
             };
             let reason = format!("event {} has no ordering key", once.event_id);
             return Work::Unreadable(once, reason, kept);
@@ -291,6 +303,7 @@ impl<C: Consumer, S: ConsumerStore> Processor<C, S> {
             ordering_key: Some(ordering_key),
             event_id,
             entity: None,
+            group: None,
         };
         match delivery::decode::<C::Payload>(item, &header) {
             Ok(envelope) => Work::Once(
@@ -338,6 +351,7 @@ impl<C: Consumer, S: ConsumerStore> Processor<C, S> {
             ordering_key: None,
             event_id: what.to_owned(),
             entity,
+            group: None,
         };
         self.release(id, &once, Outcome::Skipped).await
     }
@@ -430,7 +444,7 @@ impl<C: Consumer, S: ConsumerStore> Processor<C, S> {
     }
 }
 
-fn unreadable<P>(reason: String) -> Work<P> {
+pub(super) fn unreadable<P>(reason: String) -> Work<P> {
     Work::Poison {
         reason,
         at: None,

@@ -6,6 +6,7 @@ use std::task::{Context, Poll};
 
 use aws_lambda_events::dynamodb::Event;
 use aws_lambda_events::kinesis::KinesisEvent;
+use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
 use aws_lambda_events::streams::{DynamoDbEventResponse, KinesisEventResponse};
 use futures::future::BoxFuture;
 use lambda_runtime::{Error, LambdaEvent, Service};
@@ -142,6 +143,42 @@ impl<'a, C: Consumer, S: ConsumerStore> Service<LambdaEvent<KinesisEvent>>
             let outcome = processor.process_kinesis(records).await;
             Ok(Processed {
                 response: outcome.kinesis_response(),
+                records: records.len(),
+                outcome,
+            })
+        })
+    }
+}
+
+/// Messages from an SQS queue, the inbox ([`Processor::process_sqs`]): the envelope sent
+/// directly, through an SNS topic or through an EventBridge rule.
+#[derive(Debug)]
+pub struct SqsQueue<'a, C, S>(&'a Processor<C, S>);
+
+impl<'a, C, S> SqsQueue<'a, C, S> {
+    /// The handler of `processor`'s batches.
+    pub fn new(processor: &'a Processor<C, S>) -> Self {
+        Self(processor)
+    }
+}
+
+impl<'a, C: Consumer, S: ConsumerStore> Service<LambdaEvent<SqsEvent>> for SqsQueue<'a, C, S> {
+    type Response = Processed<SqsBatchResponse>;
+    type Error = Error;
+    type Future = BoxFuture<'a, Result<Self::Response, Error>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, event: LambdaEvent<SqsEvent>) -> Self::Future {
+        let processor = self.0;
+        Box::pin(async move {
+            processor.invoked_as(&event.context.invoked_function_arn);
+            let records = &event.payload.records;
+            let outcome = processor.process_sqs(records).await;
+            Ok(Processed {
+                response: outcome.sqs_response(),
                 records: records.len(),
                 outcome,
             })

@@ -2,8 +2,9 @@
 //! `tower::Service`s over the events Lambda sends, the report of a batch as one layer, and a
 //! sweeper function.
 //!
-//! - [`OutboxStream`], [`EntityChanges`] and [`KinesisStream`] run a [`Processor`](crate::Processor) over one
-//!   invocation's records and answer the partial batch response ([`Processed`]).
+//! - [`OutboxStream`], [`EntityChanges`], [`KinesisStream`] and [`SqsQueue`] run a
+//!   [`Processor`](crate::Processor) over one invocation's records and answer the partial batch
+//!   response ([`Processed`]).
 //! - [`BatchReport`] is the layer that says what a batch came to: one `batch done` log line, one
 //!   [`APPLIED_LOG_MESSAGE`] line per event applied with the link to the trace that wrote it
 //!   ([`TraceLink`]), and the batch's metrics in CloudWatch's Embedded Metric Format
@@ -11,7 +12,8 @@
 //! - [`ScheduledSweep`] runs a [`SweepJob`] (usually [`OutboxSweep`]) per scheduled invocation,
 //!   or redrives parked events when an operator asks ([`REDRIVE_PARKED`]).
 //! - [`OutboxConsumer`] serves a consumer of an outbox table as one function with two triggers,
-//!   its stream mapping and its schedule ([`ConsumerFunction`] tells their payloads apart).
+//!   its stream mapping and its schedule ([`ConsumerFunction`] tells their payloads apart);
+//!   [`InboxConsumer`] serves a consumer of an SQS queue, and its operator's redrives.
 //! - [`dynamodb_client`] is the function's DynamoDB client, built from its environment;
 //!   [`env_var`] reads a setting, its error naming the variable.
 //!
@@ -79,6 +81,7 @@ mod consumer_function;
 mod emf;
 mod env;
 mod handlers;
+mod inbox;
 pub mod metrics;
 mod report;
 mod sink;
@@ -92,7 +95,8 @@ pub use client::{dynamodb_client, endpoint_url, retry_config, timeout_config};
 pub use consumer_function::{ConsumerFunction, OutboxConsumer};
 pub use emf::MetricSet;
 pub use env::{env_var, EnvError};
-pub use handlers::{EntityChanges, KinesisStream, OutboxStream, Processed};
+pub use handlers::{EntityChanges, KinesisStream, OutboxStream, Processed, SqsQueue};
+pub use inbox::InboxConsumer;
 pub use report::BatchReport;
 use report::Reported;
 pub use sink::{capture_metrics, init_metrics, init_metrics_to};

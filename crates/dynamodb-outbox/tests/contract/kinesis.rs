@@ -1,6 +1,6 @@
 //! Events from a Kinesis stream: applied once by event id, in stream order
 //! within a key, held back after a failure, poison named by sequence number, and a consumer's
-//! own put as the idempotency record.
+//! own put as the idempotency record. Its ledger serves the SQS source's bodies too.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -23,10 +23,10 @@ const ARN: &str = "arn:aws:kinesis:eu-west-1:123456789012:stream/deposits";
 /// of 13 cents fails while `flaky`. With `own_record`, the journal line is the idempotency
 /// record.
 #[derive(Clone, Default)]
-struct Ledger {
-    own_record: bool,
-    park: bool,
-    flaky: Arc<AtomicBool>,
+pub(crate) struct Ledger {
+    pub(crate) own_record: bool,
+    pub(crate) park: bool,
+    pub(crate) flaky: Arc<AtomicBool>,
 }
 
 impl Consumer for Ledger {
@@ -111,12 +111,12 @@ async fn processor<S: StoreUnderTest>(ledger: Ledger) -> (Processor<Ledger, S>, 
     )
 }
 
-async fn balance<S: StoreUnderTest>(store: &S, account: &str) -> i64 {
+pub(crate) async fn balance<S: StoreUnderTest>(store: &S, account: &str) -> i64 {
     let pk = format!("ACCOUNT#{account}");
     store.number(TABLE, &pk, "BALANCE", "cents").await.unwrap()
 }
 
-async fn last<S: StoreUnderTest>(store: &S, account: &str) -> i64 {
+pub(crate) async fn last<S: StoreUnderTest>(store: &S, account: &str) -> i64 {
     let pk = format!("ACCOUNT#{account}");
     store.number(TABLE, &pk, "LAST", "cents").await.unwrap()
 }

@@ -2,7 +2,8 @@
 //! and what consumers' own unit tests use) and on [`DynamoConsumerStore`] over an in-process
 //! dynoxide, which is the truth `MemoryStore` must agree with. Grouping, per-key order,
 //! hold-back, partial failures, skip versus poison, several consumers, crashes before the marks,
-//! parking and redriving, an entity table's changes and a Kinesis stream's records as events.
+//! parking and redriving, an entity table's changes, a Kinesis stream's records and an SQS
+//! queue's messages as events.
 //!
 //! [`MemoryStore`]: dynamodb_outbox::memory::MemoryStore
 //! [`DynamoConsumerStore`]: dynamodb_outbox::dynamodb::DynamoConsumerStore
@@ -15,6 +16,7 @@ mod fixture;
 mod kinesis;
 mod order;
 mod parked;
+mod sqs;
 
 /// Instantiates each body (`module::test`, generic over the store) once per store, as
 /// `memory::test` and `dynamodb::test`.
@@ -73,4 +75,8 @@ contract!(
     parked::an_event_still_poison_stays_parked_with_its_new_reason_and_attempts,
     parked::a_transient_failure_leaves_the_parked_event_as_it_is,
     parked::parked_events_are_listed_oldest_first_up_to_the_limit,
+    sqs::an_event_sent_directly_through_sns_or_through_eventbridge_is_applied_once,
+    sqs::on_a_fifo_queue_a_failure_holds_back_its_groups_later_messages_and_the_retry_keeps_their_order,
+    sqs::poison_is_parked_and_a_body_that_names_no_event_is_dropped,
+    sqs::another_queues_messages_are_refused_and_never_credited,
 );

@@ -188,7 +188,7 @@ pub fn required_stream(name: &'static str) -> Result<String, ConfigError> {
 /// source with it ([`dynamodb_outbox::Processor::new`]).
 pub fn required_source(name: &'static str, kind: SourceKind) -> Result<String, ConfigError> {
     let value = match kind {
-        SourceKind::Table => required(name)?,
+        SourceKind::Table | SourceKind::SqsQueue => required(name)?,
         SourceKind::KinesisStream => required_stream(name)?,
     };
     source_from(name, kind, &value)?;
@@ -231,6 +231,7 @@ pub fn source_from(
         what: match kind {
             SourceKind::Table => "a DynamoDB table",
             SourceKind::KinesisStream => "a Kinesis data stream",
+            SourceKind::SqsQueue => "an SQS queue",
         },
     })
 }
