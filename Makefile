@@ -32,10 +32,12 @@ kinesalite: ## The local Kinesis of pattern 3 (kinesalite 3.3.3 from npm) into .
 # Pattern 3's template has functions of its own; it is built into a directory of its own, so the
 # root template's build (which `make deploy` deploys) stays as it is.
 SELF_READ_BUILD_DIR := .aws-sam/build-self-read
+BROKER_BUILD_DIR := .aws-sam/build-broker
 
-build: setup ## sam build of template.yaml (.aws-sam/build) and of pattern 3's template (.aws-sam/build-self-read): the arm64 bootstraps of all seven functions
+build: setup ## sam build of template.yaml (.aws-sam/build), pattern 3's template (.aws-sam/build-self-read) and the broker deployment's (.aws-sam/build-broker): the arm64 bootstraps of all nine functions
 	sam build
 	sam build -t patterns/self-read/template.yaml --build-dir $(SELF_READ_BUILD_DIR)
+	sam build -t patterns/broker/template.yaml --build-dir $(BROKER_BUILD_DIR)
 
 deploy: build ## sam deploy with samconfig.toml's defaults (GUIDED=1 for sam deploy --guided)
 	sam deploy $(if $(GUIDED),--guided)

@@ -275,6 +275,9 @@ async fn ddb(
             let consumer = in_process_changes(stack.service(), DEFAULT_CONCURRENCY);
             return drive(stack.trigger(consumer)?, true, FAILURES.into()).await;
         }
+        (true, Pattern::Broker) => {
+            println!("no stream trigger: the broker deployment's local run is not wired yet")
+        }
         (true, Pattern::Outbox) => {
             let consumer = in_process(stack.service(), DEFAULT_CONCURRENCY);
             return drive(stack.trigger(consumer)?, true, FAILURES.into()).await;

@@ -151,7 +151,12 @@ impl Template {
 
     /// A resource's properties, with `!Ref` and `!Sub` resolved; and its `name_property` (its
     /// logical id when it has none).
-    fn properties(&self, logical_id: &str, resource: &Value, name: &str) -> Result<(String, Json)> {
+    fn named_properties(
+        &self,
+        logical_id: &str,
+        resource: &Value,
+        name: &str,
+    ) -> Result<(String, Json)> {
         let properties = self.resolve(resource.get("Properties").unwrap_or(&Value::Null))?;
         let name = properties[name].as_str().unwrap_or(logical_id).to_owned();
         Ok((name, properties))
@@ -179,7 +184,8 @@ impl Template {
         let tables = self
             .resources("AWS::DynamoDB::Table")
             .map(|(logical_id, resource)| {
-                let (name, properties) = self.properties(&logical_id, resource, "TableName")?;
+                let (name, properties) =
+                    self.named_properties(&logical_id, resource, "TableName")?;
                 Ok(TableSpec {
                     logical_id,
                     name,
@@ -266,7 +272,7 @@ impl Template {
         let streams = self
             .resources("AWS::Kinesis::Stream")
             .map(|(logical_id, resource)| {
-                let (name, properties) = self.properties(&logical_id, resource, "Name")?;
+                let (name, properties) = self.named_properties(&logical_id, resource, "Name")?;
                 let on_demand = properties["StreamModeDetails"]["StreamMode"] == "ON_DEMAND";
                 let shard_count = match properties.get("ShardCount").and_then(json_i64) {
                     Some(count) => i32::try_from(count)?,

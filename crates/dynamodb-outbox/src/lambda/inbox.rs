@@ -50,6 +50,7 @@ pub struct InboxConsumer {
     client: aws_sdk_dynamodb::Client,
     table: String,
     queue: Source,
+    names: Option<(&'static str, &'static str)>,
 }
 
 impl InboxConsumer {
@@ -60,7 +61,17 @@ impl InboxConsumer {
             client,
             table: table.into(),
             queue,
+            names: None,
         }
+    }
+
+    /// Reports the queue's batches under the `Function` dimension `batches` and the redrives
+    /// under `redrives` (default: the consumer's name for both), so an application whose
+    /// alarms read a consumer's metrics by one function name keeps them when the same consumer
+    /// reads a queue.
+    pub fn reporting_as(mut self, batches: &'static str, redrives: &'static str) -> Self {
+        self.names = Some((batches, redrives));
+        self
     }
 
     /// Serves `consumer` until the runtime stops: its batches and its redrives.
@@ -69,12 +80,15 @@ impl InboxConsumer {
         let store = DynamoConsumerStore::new(self.client, &self.table, &self.table);
         let processor = Processor::new(consumer, store, self.queue);
         // The report wants its dimension for the life of the process: one name, leaked once.
-        let function: &'static str = processor.consumer().name().to_owned().leak();
+        let (batches, redrives) = self.names.unwrap_or_else(|| {
+            let name: &'static str = processor.consumer().name().to_owned().leak();
+            (name, name)
+        });
         let redrive = Redrive(&processor);
-        let report = BatchReport::new(function);
+        let report = BatchReport::new(batches);
         lambda_runtime::run(InboxFunction {
             queue: report.layer(SqsQueue::new(&processor)),
-            redrive: ScheduledSweep::new(&redrive, function),
+            redrive: ScheduledSweep::new(&redrive, redrives),
         })
         .await
     }
