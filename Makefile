@@ -11,8 +11,8 @@ export SAM_CLI_TELEMETRY := 0
 
 DEVKIT := cargo run --quiet -p devkit --
 ORDERS ?= 10000
-# Which of the article's patterns demo and chaos run: outbox (default), cdc, self-read. (broker,
-# the outbox relayed through EventBridge, is named but its local run is not wired yet.)
+# Which of the article's patterns demo and chaos run: outbox (default), cdc, self-read; and broker,
+# the outbox relayed through EventBridge to an SQS queue (demo only: its chaos run is not wired yet).
 PATTERN ?= outbox
 
 .PHONY: help setup tools kinesalite kinesis build deploy demo local ddb watch trigger test test-local-paths smoke-arm64 test-external lint fmt templates events chaos bench bench-consumer compare clean public-items

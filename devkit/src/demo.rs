@@ -13,6 +13,7 @@ use serde_json::json;
 use crate::chaos::order_id_of;
 use crate::metrics::Collector;
 use crate::pattern::Pattern;
+use crate::patterns::broker::BrokerStack;
 use crate::patterns::self_read::SelfReadStack;
 use crate::patterns::{Harness, OrderApi};
 use crate::stack::Stack;
@@ -20,7 +21,7 @@ use crate::stack::Stack;
 /// What the demo runs: which pattern, and how many orders of how many customers.
 #[derive(clap::Args)]
 pub struct DemoOptions {
-    /// outbox, cdc or self-read: the pattern whose template and functions run.
+    /// outbox, cdc, self-read or broker: the pattern whose template and functions run.
     #[arg(long, default_value_t = Pattern::Outbox)]
     pub pattern: Pattern,
     #[arg(long, default_value_t = 30)]
@@ -74,13 +75,14 @@ pub async fn run(opts: DemoOptions) -> Result<()> {
     let metrics = Collector::install();
     match opts.pattern {
         Pattern::SelfRead => run_on(SelfReadStack::start().await?, opts, metrics).await,
-        Pattern::Broker => anyhow::bail!(
-            "PATTERN=broker: the demo of the broker deployment is not wired yet (it needs the \
-             relay and the inbox on moto's server); devkit::patterns::broker creates its bus, \
-             rule and queues"
-        ),
+        Pattern::Broker => run_on(BrokerStack::start().await?, opts, metrics).await,
         pattern => run_on(Stack::start_pattern(pattern).await?, opts, metrics).await,
     }
+}
+
+/// The broker demo on a stack already started (a test's, which may skip without moto).
+pub async fn run_broker_on(stack: BrokerStack, opts: DemoOptions) -> Result<()> {
+    run_on(stack, opts, Collector::install()).await
 }
 
 async fn run_on<H: Harness>(stack: H, opts: DemoOptions, metrics: Collector) -> Result<()> {

@@ -13,6 +13,9 @@ use serde_json::{json, Value as Json};
 use crate::moto::LocalMoto;
 use crate::template::Template;
 
+mod stack;
+pub use stack::{BrokerStack, EVENT_SOURCE, INBOX_MAPPING, RELAY_FUNCTION};
+
 /// The template's logical ids of the broker's resources.
 pub const BUS: &str = "OrderEventsBus";
 pub const RULE: &str = "OrderPlacedRule";

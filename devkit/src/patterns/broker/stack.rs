@@ -1,0 +1,350 @@
+//! The broker deployment on the harness ([`crate::patterns::Harness`]): the order-writer's
+//! relayed store on the local DynamoDB, the relay behind the orders table's stream mapping
+//! publishing to the bus on moto, the rule delivering to the queue, and the rewards inbox behind
+//! the local SQS mapping. What the demo runs under `--pattern broker`.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use anyhow::{anyhow, bail, ensure, Result};
+use aws_lambda_events::sqs::SqsEvent;
+use aws_sdk_sqs::types::QueueAttributeName;
+use dynamodb_outbox::dynamodb::{DynamoConsumerStore, PendingEvents};
+use dynamodb_outbox::lambda::{OutboxStream, SqsQueue};
+use dynamodb_outbox::relay::{EventBridgeTarget, Relay};
+use dynamodb_outbox::testing::CrashPoint;
+use dynamodb_outbox::{BatchOutcome, Processor, Source};
+use lambda_runtime::tower::Service as _;
+use lambda_runtime::LambdaEvent;
+use order_service::domain::events::{takes_order_placed, ORDER_RELAY};
+use order_service::store::dynamodb::DynamoOrderStore;
+use rewards_service::consumer::RewardsConsumer;
+use rewards_service::store::dynamodb::DynamoRewardsStore;
+
+use super::{LocalBroker, Queue};
+use crate::chaos::{ConsumerChaos, Faults};
+use crate::demo::DemoOrders;
+use crate::invariants::EventSource;
+use crate::local::{LocalDynamo, Tables};
+use crate::mapping::handler;
+use crate::mapping::sqs::{InvokeSqs, SqsMapping, SqsSettings};
+use crate::metrics::Collector;
+use crate::moto::LocalMoto;
+use crate::pattern::Pattern;
+use crate::patterns::stream::OrderWriter;
+use crate::patterns::Harness;
+use crate::stack::Stack;
+use crate::template::Template;
+use crate::trigger::{DynamoStream, Invoke, Trigger, TriggerStats};
+
+/// The broker's relay function in the template (its DynamoDB stream event).
+pub const RELAY_FUNCTION: &str = "OrderRelayFunction";
+/// The rewards inbox's event source mapping in the template (a resource of its own).
+pub const INBOX_MAPPING: &str = "RewardsInboxMapping";
+/// The `source` the relay's events carry on the bus (what the rule matches).
+pub const EVENT_SOURCE: &str = "orders";
+
+type RelayProcessor = Processor<Relay<EventBridgeTarget>, DynamoConsumerStore>;
+type InboxProcessor = Processor<RewardsConsumer, DynamoConsumerStore>;
+
+/// What a consumer's in-process handler did, over all its invocations.
+#[derive(Default)]
+struct Counts {
+    applied: AtomicUsize,
+    duplicates: AtomicUsize,
+}
+
+impl Counts {
+    fn add(&self, outcome: &BatchOutcome) {
+        self.applied.fetch_add(outcome.applied, Ordering::Relaxed);
+        self.duplicates
+            .fetch_add(outcome.duplicates, Ordering::Relaxed);
+    }
+    fn get(&self) -> (usize, usize) {
+        (
+            self.applied.load(Ordering::Relaxed),
+            self.duplicates.load(Ordering::Relaxed),
+        )
+    }
+}
+
+/// The broker deployment on one machine: the order-writer's tables on the local DynamoDB (from
+/// `patterns/broker/template.yaml`), and moto's server with the bus, the rule and the queues.
+pub struct BrokerStack {
+    pub stack: Stack,
+    pub broker: LocalBroker,
+    pub moto: LocalMoto,
+    relayed: Arc<Counts>,
+    inboxed: Arc<Counts>,
+}
+
+impl BrokerStack {
+    /// The embedded DynamoDB (or `AWS_ENDPOINT_URL`'s) and a fresh moto server.
+    pub async fn start() -> Result<Self> {
+        let moto = LocalMoto::start().await.map_err(|e| anyhow!("{}", e.0))?;
+        Self::on(moto).await
+    }
+
+    /// For tests: the stack, or `None` after printing why it was skipped
+    /// ([`LocalMoto::start_or_skip`]).
+    pub async fn start_or_skip(test: &str) -> Result<Option<Self>> {
+        match LocalMoto::start_or_skip(test).await? {
+            Some(moto) => Ok(Some(Self::on(moto).await?)),
+            None => Ok(None),
+        }
+    }
+
+    async fn on(moto: LocalMoto) -> Result<Self> {
+        let stack = Stack::start_pattern(Pattern::Broker).await?;
+        let broker = LocalBroker::create(&moto, &stack.template).await?;
+        Ok(Self {
+            stack,
+            broker,
+            moto,
+            relayed: Arc::default(),
+            inboxed: Arc::default(),
+        })
+    }
+
+    /// The relay as its function builds it, publishing to the bus on moto.
+    fn relay(&self) -> Result<RelayProcessor> {
+        let orders = &self.stack.tables.orders;
+        let target =
+            EventBridgeTarget::new(self.broker.events.clone(), &self.broker.bus, EVENT_SOURCE);
+        let relay = Relay::new(ORDER_RELAY, takes_order_placed(), target);
+        let store = DynamoConsumerStore::new(self.stack.dynamo.client.clone(), orders, orders);
+        Ok(
+            Processor::new(relay, store, self.stack.tables.orders_source())
+                .retention_seconds(self.stack.retention_seconds())?,
+        )
+    }
+
+    /// The rewards inbox as its function builds it, reading the queue on moto.
+    fn inbox(&self) -> Result<InboxProcessor> {
+        let rewards = &self.stack.tables.rewards;
+        let store = DynamoConsumerStore::new(self.stack.dynamo.client.clone(), rewards, rewards);
+        let queue = Source::sqs_queue(&self.broker.queue.arn)?;
+        Ok(Processor::new(
+            RewardsConsumer::new(rewards.clone()),
+            store,
+            queue,
+        ))
+    }
+
+    /// The local stream mapping of the relay function, with the template's settings.
+    fn relay_trigger(&self) -> Result<Trigger<impl Invoke>> {
+        let source = self.stack.template.stream_source(RELAY_FUNCTION)?;
+        let stream = DynamoStream {
+            client: self.stack.stream.clone(),
+            arn: self.stack.tables.orders_stream_arn.clone(),
+        };
+        let counts = self.relayed.clone();
+        let invoker = handler(self.relay()?, move |p, event| {
+            let counts = counts.clone();
+            async move {
+                let processed = OutboxStream::new(&*p).call(event).await?;
+                counts.add(&processed.outcome);
+                Ok::<_, lambda_runtime::Error>(processed.response)
+            }
+        });
+        Ok(Trigger::new(source, stream, invoker))
+    }
+
+    /// The local SQS mapping of the inbox function: each batch handled, then handled again
+    /// (the broker's at-least-once delivery, the copy arriving before the original is deleted).
+    async fn inbox_mapping(&self) -> Result<SqsMapping<impl InvokeSqs>> {
+        let settings = inbox_settings(&self.stack.template)?;
+        let counts = self.inboxed.clone();
+        let invoker = handler(self.inbox()?, move |p, event: LambdaEvent<SqsEvent>| {
+            let counts = counts.clone();
+            async move {
+                let copy = LambdaEvent::new(event.payload.clone(), event.context.clone());
+                let first = SqsQueue::new(&*p).call(event).await?;
+                counts.add(&first.outcome);
+                let again = SqsQueue::new(&*p).call(copy).await?;
+                counts.add(&again.outcome);
+                Ok::<_, lambda_runtime::Error>(first.response)
+            }
+        });
+        let sqs = self.broker.sqs.clone();
+        SqsMapping::open(settings, sqs, &self.broker.queue.url, invoker).await
+    }
+
+    /// Outbox events the relay has yet to publish, from the sweeper's pending index.
+    async fn pending_for_relay(&self) -> Result<usize> {
+        let far_future = service_runtime::Timestamp::now()
+            .plus_seconds(3600)
+            .to_string();
+        let pending =
+            PendingEvents::new(self.stack.dynamo.client.clone(), &self.stack.tables.orders);
+        Ok(pending
+            .waiting_for(ORDER_RELAY, &far_future, usize::MAX)
+            .await?
+            .len())
+    }
+
+    /// Messages in `queue`, visible or in flight.
+    async fn depth(&self, queue: &Queue) -> Result<usize> {
+        let out = self.broker.sqs.get_queue_attributes().queue_url(&queue.url);
+        let out = out.attribute_names(QueueAttributeName::All).send().await?;
+        let attributes = out.attributes.unwrap_or_default();
+        let mut depth = 0;
+        for name in [
+            QueueAttributeName::ApproximateNumberOfMessages,
+            QueueAttributeName::ApproximateNumberOfMessagesNotVisible,
+        ] {
+            depth += attributes
+                .get(&name)
+                .map_or(Ok(0), |n| n.parse::<usize>())?;
+        }
+        Ok(depth)
+    }
+}
+
+/// The inbox mapping's settings, from the template's `AWS::Lambda::EventSourceMapping`.
+fn inbox_settings(template: &Template) -> Result<SqsSettings> {
+    let properties = template.properties(INBOX_MAPPING)?;
+    let number = |key: &str| {
+        let value = &properties[key];
+        value
+            .as_u64()
+            .or_else(|| value.as_str().and_then(|s| s.parse().ok()))
+    };
+    let defaults = SqsSettings::default();
+    let report = properties["FunctionResponseTypes"]
+        .as_array()
+        .is_some_and(|t| t.iter().any(|v| v == "ReportBatchItemFailures"));
+    Ok(SqsSettings {
+        batch_size: number("BatchSize").map_or(defaults.batch_size, |n| n as usize),
+        batching_window: number("MaximumBatchingWindowInSeconds")
+            .map_or(defaults.batching_window, std::time::Duration::from_secs),
+        report_batch_item_failures: report,
+    })
+}
+
+impl Harness for BrokerStack {
+    const ACCEPTED: i64 = 201;
+    const CRASH_POINT: CrashPoint = CrashPoint::BeforeDone;
+    type Api = OrderWriter;
+
+    fn dynamo(&self) -> &LocalDynamo {
+        &self.stack.dynamo
+    }
+    fn kinesis_endpoint(&self) -> Option<&str> {
+        None
+    }
+    fn tables(&self) -> Tables {
+        self.stack.tables.clone()
+    }
+    fn rewards(&self) -> &DynamoRewardsStore {
+        &self.stack.rewards
+    }
+    fn events(&self) -> EventSource {
+        EventSource::OutboxItems
+    }
+
+    async fn order_api(&self, faults: Option<&Faults>) -> Result<OrderWriter> {
+        let client = match faults {
+            Some(faults) => self.stack.dynamo.client_via(&faults.dynamo.endpoint).await,
+            None => self.stack.dynamo.client.clone(),
+        };
+        let store = DynamoOrderStore::relayed(client, &self.stack.tables.orders);
+        Ok(OrderWriter::Outbox(store))
+    }
+
+    async fn consume_racing(&self, _: &ConsumerChaos, _: &Faults) -> Result<TriggerStats> {
+        bail!("PATTERN=broker: the chaos run's racing consumers are not wired yet")
+    }
+
+    async fn sweep(&self, _: &Faults) -> Result<Option<usize>> {
+        bail!("PATTERN=broker: the chaos run's sweep is not wired yet")
+    }
+
+    fn describe(&self) -> Vec<String> {
+        let mut lines = self.stack.describe();
+        lines.insert(
+            2,
+            format!(
+                "moto: bus {}, rule {} → queue {} (dead letters {})",
+                self.broker.bus,
+                self.broker.rule,
+                self.broker.queue.name,
+                self.broker.dead_letter_queue.name
+            ),
+        );
+        lines
+    }
+
+    async fn demo_placed(&self, _: &OrderWriter, orders: &DemoOrders) -> Result<()> {
+        let created = orders.accepted.len();
+        ensure!(
+            orders.replayed == orders.sent - created,
+            "{} client retries, {} answered from the original order",
+            orders.sent - created,
+            orders.replayed
+        );
+        println!("order service: {created} orders written (order + outbox event for the relay in one transaction), {} client retries answered from the original order", orders.replayed);
+        println!(
+            "pending for the relay: {} events\n",
+            self.pending_for_relay().await?
+        );
+        Ok(())
+    }
+
+    async fn demo_deliver(&self, _: &OrderWriter, _: &DemoOrders, _: usize) -> Result<usize> {
+        let mut relay = self.relay_trigger()?;
+        let stats = relay.drain().await?.clone();
+        let (published, _) = self.relayed.get();
+        println!(
+            "stream → order-relay: {} records read, {} filtered out, {} delivered; {published} published to {}",
+            stats.records_read, stats.filtered_out, stats.records_delivered, self.broker.bus
+        );
+        let mut replay = self.relay_trigger()?;
+        let again = replay.drain().await?.records_delivered;
+        let (_, relay_duplicates) = self.relayed.get();
+        println!("redelivery of the whole stream: {again} records delivered again, {relay_duplicates} recognised as published, nothing published twice");
+        println!(
+            "queue {}: {} messages delivered by the rule",
+            self.broker.queue.name,
+            self.depth(&self.broker.queue).await?
+        );
+        let mut inbox = self.inbox_mapping().await?;
+        let stats = inbox.drain().await?.clone();
+        let (applied, duplicates) = self.inboxed.get();
+        println!(
+            "queue → rewards-inbox: {} messages in {} invocations, {} deleted; each batch delivered twice: {applied} applied, {duplicates} duplicates",
+            stats.messages_delivered, stats.invocations, stats.messages_deleted
+        );
+        Ok(duplicates)
+    }
+
+    async fn demo_check(
+        &self,
+        _: &OrderWriter,
+        orders: &DemoOrders,
+        _: &Collector,
+        redelivered: usize,
+    ) -> Result<&'static str> {
+        let created = orders.accepted.len();
+        let pending = self.pending_for_relay().await?;
+        let queued = self.depth(&self.broker.queue).await?;
+        let dead = self.depth(&self.broker.dead_letter_queue).await?;
+        println!(
+            "\npending for the relay: {pending}; queue: {queued} messages; dead letters: {dead}"
+        );
+        let (published, relay_duplicates) = self.relayed.get();
+        let (applied, duplicates) = self.inboxed.get();
+        let read_back = (published, relay_duplicates, applied, duplicates);
+        let expected = (created, created, created, redelivered);
+        ensure!(
+            read_back == expected && redelivered == created,
+            "(published, republished seen, applied, inbox duplicates) = {read_back:?}, the run placed {created} orders"
+        );
+        ensure!(pending == 0, "{pending} events still pending for the relay");
+        ensure!(
+            queued == 0 && dead == 0,
+            "{queued} messages left in the queue, {dead} dead letters"
+        );
+        Ok("every order published once, applied once through the queue; ")
+    }
+}
