@@ -42,7 +42,7 @@ build: setup ## sam build of template.yaml (.aws-sam/build), pattern 3's templat
 deploy: build ## sam deploy with samconfig.toml's defaults (GUIDED=1 for sam deploy --guided)
 	sam deploy $(if $(GUIDED),--guided)
 
-demo: ## The main job, locally: embedded DynamoDB, orders in, stream out, balances printed (PATTERN=outbox|cdc|self-read)
+demo: $(if $(filter broker,$(PATTERN)),tools) ## The main job, locally: embedded DynamoDB, orders in, stream out, balances printed (PATTERN=outbox|cdc|self-read|broker; broker runs on moto from make tools)
 	$(DEVKIT) demo --pattern $(PATTERN)
 
 local: demo ## Same as demo
