@@ -133,8 +133,8 @@ impl Source {
     ///
     /// ```
     /// # use dynamodb_outbox::Source;
-    /// let inbox = Source::sqs_queue("arn:aws:sqs:eu-west-1:123456789012:rewards.fifo").unwrap();
-    /// assert_eq!(inbox.name(), "rewards.fifo");
+    /// let inbox = Source::sqs_queue("arn:aws:sqs:eu-west-1:123456789012:ledger.fifo").unwrap();
+    /// assert_eq!(inbox.name(), "ledger.fifo");
     /// assert!(Source::sqs_queue("arn:aws:sqs:eu-west-1:123456789012:a/b").is_err());
     /// ```
     pub fn sqs_queue(value: &str) -> Result<Source, SourceError> {
@@ -400,13 +400,13 @@ mod tests {
     #[test]
     fn a_queue_admits_only_records_of_its_own_arn() {
         let own = home("us-east-1", "123456789012");
-        let inbox = Source::sqs_queue("rewards.fifo").unwrap();
-        let arn = "arn:aws:sqs:us-east-1:123456789012:rewards.fifo";
+        let inbox = Source::sqs_queue("ledger.fifo").unwrap();
+        let arn = "arn:aws:sqs:us-east-1:123456789012:ledger.fifo";
         assert_eq!(inbox.admits(Some(arn), Some(&own)), Ok(()));
         for foreign in [
-            "arn:aws:sqs:us-east-1:123456789012:rewards",
-            "arn:aws:sqs:us-east-1:210987654321:rewards.fifo",
-            "arn:aws:kinesis:us-east-1:123456789012:stream/rewards.fifo",
+            "arn:aws:sqs:us-east-1:123456789012:ledger",
+            "arn:aws:sqs:us-east-1:210987654321:ledger.fifo",
+            "arn:aws:kinesis:us-east-1:123456789012:stream/ledger.fifo",
             "arn:aws:sqs:us-east-1:123456789012:.fifo",
         ] {
             assert!(

@@ -51,12 +51,12 @@
 //! let queue = "https://sqs.us-east-1.amazonaws.com/123456789012/orders.fifo";
 //! let relay = Relay::new(
 //!     "order-relay",
-//!     vec![Takes::versions("OrderPlaced", 1..=1)],
+//!     vec![Takes::versions("InvoiceIssued", 1..=1)],
 //!     SqsTarget::new(sqs, queue),
 //! );
 //! // The producer routes the events to the relay as to any consumer...
 //! let routes = Routes::new().consumer(&relay);
-//! assert_eq!(routes.consumers_of("OrderPlaced"), ["order-relay"]);
+//! assert_eq!(routes.consumers_of("InvoiceIssued"), ["order-relay"]);
 //! // ...and the relay runs as any consumer: its progress and parked events in a table of its
 //! // own (or the outbox table), on the outbox's stream (on Lambda: `lambda::OutboxConsumer`).
 //! let store = DynamoConsumerStore::new(dynamodb, "relay-progress", "orders");
@@ -367,7 +367,7 @@ mod tests {
 
     #[test]
     fn a_fifo_id_is_the_text_when_it_fits_and_a_stable_uuid_otherwise() {
-        assert_eq!(fifo_id("customer-7"), "customer-7");
+        assert_eq!(fifo_id("account-7"), "account-7");
         let long = "k".repeat(129);
         assert_eq!(fifo_id(&long), fifo_id(&long), "the same text, the same id");
         assert_eq!(fifo_id(&long).len(), 36);
