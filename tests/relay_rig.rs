@@ -41,6 +41,8 @@ pub struct Rig {
     pub dynamo: LocalDynamo,
     pub outbox: Outbox,
     pub store: DynamoConsumerStore,
+    /// The outbox table's name: [`OUTBOX`], with a suffix of its own on a shared server.
+    pub outbox_table: String,
 }
 
 impl Rig {
@@ -51,17 +53,22 @@ impl Rig {
             .await
             .expect("moto's server")?;
         let dynamo = LocalDynamo::start().await.expect("the local DynamoDB");
-        create_tables(&dynamo.client, PROGRESS, OUTBOX)
+        // The tests of a binary run at once: on a shared server (`make test-external`) each
+        // takes tables of its own.
+        let suffix = dynamo.run_suffix();
+        let (progress, outbox_table) = (format!("{PROGRESS}{suffix}"), format!("{OUTBOX}{suffix}"));
+        create_tables(&dynamo.client, &progress, &outbox_table)
             .await
             .expect("tables");
         let routes = Routes::new().route(Happened::EVENT_TYPE, routed);
-        let outbox = Outbox::new(dynamo.client.clone(), OUTBOX, routes);
-        let store = DynamoConsumerStore::new(dynamo.client.clone(), PROGRESS, OUTBOX);
+        let outbox = Outbox::new(dynamo.client.clone(), &outbox_table, routes);
+        let store = DynamoConsumerStore::new(dynamo.client.clone(), &progress, &outbox_table);
         Some(Rig {
             moto,
             dynamo,
             outbox,
             store,
+            outbox_table,
         })
     }
 
@@ -95,7 +102,7 @@ impl Rig {
 
     /// The outbox's events, newest first, so that any order seen downstream is the relay's.
     pub async fn outbox_items(&self) -> Vec<Item> {
-        let mut items: Vec<Item> = scan_all(&self.dynamo.client, OUTBOX)
+        let mut items: Vec<Item> = scan_all(&self.dynamo.client, &self.outbox_table)
             .await
             .expect("scan")
             .into_iter()
@@ -145,7 +152,7 @@ impl Rig {
         Processor::new(
             Relay::new(name, takes, target),
             self.store.clone(),
-            Source::table(OUTBOX).expect("a table name"),
+            Source::table(&self.outbox_table).expect("a table name"),
         )
     }
 
