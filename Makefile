@@ -12,7 +12,7 @@ export SAM_CLI_TELEMETRY := 0
 DEVKIT := cargo run --quiet -p devkit --
 ORDERS ?= 10000
 # Which of the article's patterns demo and chaos run: outbox (default), cdc, self-read; and broker,
-# the outbox relayed through EventBridge to an SQS queue (demo only: its chaos run is not wired yet).
+# the outbox relayed through EventBridge to an SQS queue (on moto's server, from make tools).
 PATTERN ?= outbox
 
 .PHONY: help setup tools kinesalite kinesis build deploy demo local ddb watch trigger test test-local-paths smoke-arm64 test-external lint fmt templates events chaos bench bench-consumer compare clean public-items
@@ -113,7 +113,7 @@ clean: ## Remove build output
 	cargo clean
 	rm -rf .aws-sam .local
 
-chaos: ## 10,000 orders (ORDERS=N) under faults, races, crashes; invariants checked (on AWS_ENDPOINT_URL if set; YES=1 skips the question)
+chaos: $(if $(filter broker,$(PATTERN)),tools) ## 10,000 orders (ORDERS=N) under faults, races, crashes; invariants checked (on AWS_ENDPOINT_URL if set; YES=1 skips the question)
 	cargo run --quiet --profile tools -p devkit -- chaos --pattern $(PATTERN) --orders $(ORDERS) $(if $(SEED),--seed $(SEED)) $(if $(YES),--yes)
 
 FUNCTIONS := -p order-writer -p stream-consumer -p rewards-api -p outbox-sweeper -p order-publisher -p order-history -p rewards-kinesis-consumer

@@ -1,14 +1,16 @@
 //! A seeded, smaller chaos run (`make chaos` runs 10,000 orders): faults, duplicates, racing
 //! consumers and crashes, then every invariant of the outbox checked on the tables; the same for
-//! patterns 2 and 3 (`make chaos PATTERN=cdc|self-read`), one test body for the three. And the checker itself, run over tables in which one
+//! patterns 2 and 3 and the broker deployment (`make chaos PATTERN=cdc|self-read|broker`), one
+//! test body for the four. And the checker itself, run over tables in which one
 //! promise is broken on purpose.
 
 use std::collections::BTreeSet;
 
 use aws_sdk_dynamodb::types::AttributeValue;
-use devkit::chaos::{run, ChaosOptions};
+use devkit::chaos::{run, ChaosOptions, ChaosReport};
 use devkit::invariants::{self, EventSource, Invariant, Violation};
 use devkit::kinesis::LocalKinesis;
+use devkit::moto::LocalMoto;
 use devkit::proxy::{Fault, FaultPlan};
 use devkit::stack::in_process;
 use devkit::Pattern;
@@ -21,6 +23,10 @@ use rewards_service::schema as rkeys;
 /// claims really happened.
 async fn chaos_holds(pattern: Pattern) {
     let report = run(pattern, ChaosOptions::new(250, 42)).await.unwrap();
+    chaos_report_holds(pattern, report);
+}
+
+fn chaos_report_holds(pattern: Pattern, report: ChaosReport) {
     println!("{}", report.summary());
     assert!(
         report.violations.is_empty(),
@@ -64,6 +70,34 @@ async fn under_self_read_every_accepted_order_exists_once_with_one_ledger_entry(
         return;
     }
     chaos_holds(Pattern::SelfRead).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn through_the_broker_every_order_is_published_and_applied_once_and_no_queue_keeps_a_message()
+{
+    let test = "chaos: broker";
+    if LocalMoto::start_or_skip(test).await.unwrap().is_none() {
+        return;
+    }
+    let report = run(Pattern::Broker, ChaosOptions::new(250, 42))
+        .await
+        .unwrap();
+    // The broker's own faults happened: calls failed, answers lost, entries of a call failed.
+    let broker = report
+        .broker_proxy
+        .clone()
+        .expect("a proxy in front of moto");
+    for fault in [
+        Fault::ServerError,
+        Fault::LostResponse,
+        Fault::PartialFailure,
+    ] {
+        assert!(broker.fault(fault) > 0, "{fault:?}: {}", broker.summary());
+    }
+    assert!(
+        broker.requests.contains_key("PutEvents") && broker.requests.contains_key("ReceiveMessage")
+    );
+    chaos_report_holds(Pattern::Broker, report);
 }
 
 /// Pattern 2's checker on orders the CDC order-writer placed and no consumer read: each order

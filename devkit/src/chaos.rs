@@ -21,6 +21,7 @@ use crate::local::Tables;
 use crate::mapping::{Function, Mapping, Source, TriggerStats};
 use crate::metrics::Collector;
 use crate::pattern::Pattern;
+use crate::patterns::broker::BrokerStack;
 use crate::patterns::self_read::SelfReadStack;
 use crate::patterns::{Harness, OrderApi};
 use crate::proxy::{FaultPlan, FaultProxy, ProxyStats};
@@ -62,6 +63,20 @@ impl ChaosOptions {
         }
     }
 
+    /// What the proxy in front of the broker (moto's EventBridge and SQS) injects: failed and
+    /// throttled calls, answers lost after the broker acted, and single entries of a
+    /// `PutEvents` failed.
+    fn broker_faults(&self) -> FaultPlan {
+        FaultPlan {
+            seed: self.seed ^ 0xb0,
+            server_error: 0.02,
+            throttling: 0.02,
+            lose_response: 0.02,
+            partial_failure: 0.05,
+            ..FaultPlan::none()
+        }
+    }
+
     /// What the proxy in front of Kinesis injects: no transactions there, so no conflicts.
     fn kinesis_faults(&self) -> FaultPlan {
         FaultPlan {
@@ -87,10 +102,13 @@ pub struct ChaosReport {
     pub swept: usize,
     /// Whether a sweeper redrives what the mappings gave up (otherwise those batches are lost).
     pub sweeper: bool,
-    /// What went through the fault proxies, and what they injected (Kinesis's included).
+    /// What went through the fault proxies, and what they injected (Kinesis's and the
+    /// broker's included).
     pub proxy: ProxyStats,
     /// What went through the proxy in front of Kinesis, for the pattern that publishes there.
     pub kinesis_proxy: Option<ProxyStats>,
+    /// What went through the proxy in front of the broker, for the deployment that relays.
+    pub broker_proxy: Option<ProxyStats>,
     pub violations: Vec<Violation>,
     /// Where the run wrote: the servers' endpoints and the run's two tables.
     pub endpoint: String,
@@ -155,6 +173,7 @@ fn no_faults_sentence(proxy: &ProxyStats) -> String {
 pub(crate) struct Faults {
     pub dynamo: FaultProxy,
     pub kinesis: Option<FaultProxy>,
+    pub broker: Option<FaultProxy>,
 }
 
 impl Faults {
@@ -164,14 +183,37 @@ impl Faults {
             Some(endpoint) => Some(FaultProxy::start(endpoint, opts.kinesis_faults()).await?),
             None => None,
         };
-        Ok(Self { dynamo, kinesis })
+        let broker = match stack.broker_endpoint() {
+            Some(endpoint) => Some(FaultProxy::start(endpoint, opts.broker_faults()).await?),
+            None => None,
+        };
+        Ok(Self {
+            dynamo,
+            kinesis,
+            broker,
+        })
     }
 
-    /// Both proxies' counts in one.
+    /// The proxy in front of the broker, or the DynamoDB one for a pattern without a broker
+    /// (whose clients never call it).
+    pub fn broker_endpoint(&self) -> &str {
+        self.broker
+            .as_ref()
+            .unwrap_or(&self.dynamo)
+            .endpoint
+            .as_str()
+    }
+
+    /// Every proxy's counts in one.
     fn stats(&self) -> ProxyStats {
         let mut all = self.dynamo.stats();
-        for kinesis in self.kinesis.iter().map(FaultProxy::stats) {
-            all.add(kinesis);
+        for other in self
+            .kinesis
+            .iter()
+            .chain(&self.broker)
+            .map(FaultProxy::stats)
+        {
+            all.add(other);
         }
         all
     }
@@ -198,8 +240,18 @@ impl ConsumerChaos {
 
     /// `store` in a consumer process that dies now and then at the pattern's crash point.
     pub fn crashing<S: ConsumerStore>(&self, store: S, salt: u64) -> Crashing<S> {
+        self.crashing_at(store, salt, self.point)
+    }
+
+    /// `store` in a consumer process that dies now and then at `point`.
+    pub fn crashing_at<S: ConsumerStore>(
+        &self,
+        store: S,
+        salt: u64,
+        point: CrashPoint,
+    ) -> Crashing<S> {
         let (seed, rate) = (self.opts.seed ^ salt, self.opts.crash_probability);
-        let store = Crashing::seeded(store, seed, rate, self.point);
+        let store = Crashing::seeded(store, seed, rate, point);
         let mut counters = self.crashes.lock().unwrap_or_else(|p| p.into_inner());
         counters.push(store.crashes());
         store
@@ -302,11 +354,7 @@ pub fn order_id_of(body: Option<&Body>) -> Option<String> {
 pub async fn run(pattern: Pattern, opts: ChaosOptions) -> Result<ChaosReport> {
     match pattern {
         Pattern::SelfRead => run_on(SelfReadStack::start().await?, opts).await,
-        Pattern::Broker => bail!(
-            "PATTERN=broker: the chaos run of the broker deployment is not wired yet (it needs the \
-             relay and the inbox on moto's server); devkit::patterns::broker creates its bus, \
-             rule and queues"
-        ),
+        Pattern::Broker => run_on(BrokerStack::start().await?, opts).await,
         pattern => run_on(Stack::start_pattern(pattern).await?, opts).await,
     }
 }
@@ -323,20 +371,29 @@ async fn run_on<H: Harness>(stack: H, opts: ChaosOptions) -> Result<ChaosReport>
     report.deliveries = stats.records_delivered + report.duplicated_in_batch as usize;
     report.crashes = chaos.crashes();
     report.on_failure_batches = stats.batches_to_on_failure;
-    let swept = stack.sweep(&faults).await?;
+    let swept = stack.sweep(&chaos, &faults).await?;
     (report.sweeper, report.swept) = (swept.is_some(), swept.unwrap_or(0));
+    // Crashes and copies of the sweep's own drain of a queue count too.
+    report.crashes = chaos.crashes();
+    report.duplicated_in_batch = chaos.copies.load(Ordering::Relaxed);
 
     report.proxy = faults.stats();
     report.kinesis_proxy = faults.kinesis.as_ref().map(FaultProxy::stats);
+    report.broker_proxy = faults.broker.as_ref().map(FaultProxy::stats);
     let tables = stack.tables();
     let orders = stack.dynamo().scan(&tables.orders).await?;
     let rewards = stack.dynamo().scan(&tables.rewards).await?;
     let violations = invariants::check_source(&orders, &rewards, &acknowledged, stack.events());
     report.violations.extend(violations);
-    report.endpoint = match stack.kinesis_endpoint() {
-        Some(kinesis) => format!("{} and {kinesis}", stack.dynamo().endpoint),
-        None => stack.dynamo().endpoint.clone(),
-    };
+    report.violations.extend(stack.leftovers().await?);
+    let others = stack
+        .kinesis_endpoint()
+        .into_iter()
+        .chain(stack.broker_endpoint());
+    report.endpoint = std::iter::once(stack.dynamo().endpoint.as_str())
+        .chain(others)
+        .collect::<Vec<_>>()
+        .join(" and ");
     report.tables = tables;
     Ok(report)
 }
@@ -356,6 +413,12 @@ pub async fn print_run(pattern: Pattern, opts: ChaosOptions) -> Result<()> {
     if let Some(kinesis) = &report.kinesis_proxy {
         println!("Kinesis proxy (PutRecord): {}", kinesis.summary());
     }
+    if let Some(broker) = &report.broker_proxy {
+        println!(
+            "broker proxy (PutEvents, ReceiveMessage, DeleteMessageBatch): {}",
+            broker.summary()
+        );
+    }
     println!("{}", report.summary());
     println!(
         "(pattern {pattern}, {orders} orders, seed {seed}, {:.1} s, on {}: tables {} and {}{})",
@@ -363,10 +426,12 @@ pub async fn print_run(pattern: Pattern, opts: ChaosOptions) -> Result<()> {
         report.endpoint,
         report.tables.orders,
         report.tables.rewards,
-        if report.kinesis_proxy.is_some() {
-            "; faults on PutRecord at the Kinesis proxy and on the consumers' DynamoDB writes"
-        } else {
-            ""
+        match (&report.kinesis_proxy, &report.broker_proxy) {
+            (Some(_), _) => {
+                "; faults on PutRecord at the Kinesis proxy and on the consumers' DynamoDB writes"
+            }
+            (_, Some(_)) => "; faults on the relay's PutEvents and the inbox mappings' ReceiveMessage and DeleteMessageBatch at the broker proxy, and on every DynamoDB write",
+            _ => "",
         }
     );
     report.verdict()

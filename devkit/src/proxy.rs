@@ -1,12 +1,13 @@
-//! A fault-injecting HTTP proxy between the functions and the local DynamoDB.
+//! A fault-injecting HTTP proxy between the functions and a local server: DynamoDB, Kinesis, or
+//! moto's SQS, SNS and EventBridge (their JSON protocols).
 //!
 //! Local servers never throttle, conflict or lose a response; this proxy makes them, by seed, so
 //! a run can be repeated: it fails requests before forwarding them (5xx, throttling, transaction
 //! conflicts), forwards a request and then drops the connection instead of answering (the write
-//! committed, the caller saw a failure), delays requests, and can strip the `ClientRequestToken`
-//! that lets AWS and dynoxide deduplicate a retried transaction (other emulators ignore it). It
-//! also counts requests per operation, which the benchmarks read, and records the IAM actions
-//! they need ([`crate::iam`]).
+//! committed, the caller saw a failure), fails one entry of a broker's batch call as the broker
+//! reports it, delays requests, and can strip the `ClientRequestToken` that lets AWS and dynoxide
+//! deduplicate a retried transaction (other emulators ignore it). It also counts requests per
+//! operation, which the benchmarks read, and records the IAM actions they need ([`crate::iam`]).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
@@ -37,6 +38,10 @@ pub struct FaultPlan {
     pub transaction_conflict: f64,
     /// Forward, let the write commit, then close the connection without the response.
     pub lose_response: f64,
+    /// Only a broker's batch calls (`PutEvents`, `SendMessageBatch`): one entry, chosen at
+    /// random, is held back and answered as failed, the others forwarded and answered as the
+    /// broker answered them: the partial failure a broker reports entry by entry.
+    pub partial_failure: f64,
     pub latency: Duration,
     pub strip_client_request_token: bool,
     /// Operations the faults apply to (all when empty); latency and counting apply to all.
@@ -66,6 +71,7 @@ pub enum Fault {
     ProvisionedThroughput,
     TransactionConflict,
     LostResponse,
+    PartialFailure,
 }
 
 #[derive(Debug, Default, Clone)]
@@ -105,6 +111,7 @@ impl ProxyStats {
             (Fault::ProvisionedThroughput, "provisioned-throughput"),
             (Fault::TransactionConflict, "transaction conflicts"),
             (Fault::LostResponse, "lost responses"),
+            (Fault::PartialFailure, "partial failures"),
         ];
         let counts = faults.map(|(fault, name)| format!("{} {name}", self.fault(fault)));
         format!(
@@ -195,8 +202,22 @@ impl std::fmt::Display for DropConnection {
 impl std::error::Error for DropConnection {}
 
 enum Decision {
-    Forward { lose_response: bool },
+    Forward {
+        lose_response: bool,
+    },
     Fail(Fault),
+    /// Forward all but the entry at this position, which is answered as failed.
+    FailEntry(usize),
+}
+
+/// The broker calls that take a batch of entries and answer entry by entry, and where their
+/// entries are.
+fn batch_entries(operation: &str) -> Option<&'static str> {
+    match operation {
+        "PutEvents" => Some("Entries"),
+        "SendMessageBatch" => Some("Entries"),
+        _ => None,
+    }
 }
 
 impl State {
@@ -229,14 +250,25 @@ impl State {
         ]
         .into_iter()
         .find(|(_, p)| roll(*p));
+        let entries = batch_entries(operation)
+            .and_then(|field| {
+                serde_json::from_slice::<Json>(body).ok()?[field]
+                    .as_array()
+                    .map(Vec::len)
+            })
+            .unwrap_or(0);
         let decision = match fault {
             Some((fault, _)) => Decision::Fail(fault),
+            None if entries > 1 && roll(plan.partial_failure) => {
+                Decision::FailEntry(rng.random_range(0..entries))
+            }
             None => Decision::Forward {
                 lose_response: roll(plan.lose_response),
             },
         };
         let counted = match decision {
             Decision::Fail(fault) => Some(fault),
+            Decision::FailEntry(_) => Some(Fault::PartialFailure),
             Decision::Forward { lose_response } => lose_response.then_some(Fault::LostResponse),
         };
         if let Some(fault) = counted {
@@ -269,9 +301,17 @@ async fn forward(
     if !latency.is_zero() {
         tokio::time::sleep(latency).await;
     }
-    let lose_response = match decision {
+    let (lose_response, failed_entry) = match decision {
         Decision::Fail(fault) => return Ok(injected(fault, &body)),
-        Decision::Forward { lose_response } => lose_response,
+        Decision::FailEntry(position) => {
+            let (rest, entry) = without_entry(&operation, &body, position).ok_or(DropConnection)?;
+            body = rest;
+            parts
+                .headers
+                .insert(http::header::CONTENT_LENGTH, body.len().into());
+            (false, Some((position, entry)))
+        }
+        Decision::Forward { lose_response } => (lose_response, None),
     };
     if let Some(stripped) = strip.then(|| without_token(&body)).flatten() {
         body = stripped;
@@ -298,7 +338,46 @@ async fn forward(
     if lose_response {
         return Err(DropConnection);
     }
-    Ok(Response::from_parts(parts, Full::new(body)))
+    let body = match failed_entry {
+        Some((position, entry)) if parts.status.is_success() => {
+            with_failed_entry(&operation, &body, position, &entry).ok_or(DropConnection)?
+        }
+        _ => body,
+    };
+    let mut response = Response::from_parts(parts, Full::new(body));
+    response.headers_mut().remove(http::header::CONTENT_LENGTH);
+    Ok(response)
+}
+
+/// The batch request without its entry at `position`, and that entry.
+fn without_entry(operation: &str, body: &[u8], position: usize) -> Option<(Bytes, Json)> {
+    let mut request = serde_json::from_slice::<Json>(body).ok()?;
+    let entries = request[batch_entries(operation)?].as_array_mut()?;
+    let entry = entries.remove(position);
+    Some((Bytes::from(serde_json::to_vec(&request).ok()?), entry))
+}
+
+/// The broker's answer to the rest of the batch, with `entry` (held back at `position`) in it
+/// as failed, as the broker itself reports an entry it could not take.
+fn with_failed_entry(operation: &str, body: &[u8], position: usize, entry: &Json) -> Option<Bytes> {
+    let mut response = serde_json::from_slice::<Json>(body).ok()?;
+    match operation {
+        "PutEvents" => {
+            let failed =
+                json!({"ErrorCode": "InternalFailure", "ErrorMessage": "injected: entry failed"});
+            let entries = response["Entries"].as_array_mut()?;
+            entries.insert(position.min(entries.len()), failed);
+            let count = response["FailedEntryCount"].as_u64().unwrap_or(0) + 1;
+            response["FailedEntryCount"] = json!(count);
+        }
+        _ => {
+            let failed = json!({"Id": entry["Id"], "SenderFault": false, "Code": "InternalError", "Message": "injected: entry failed"});
+            let object = response.as_object_mut()?;
+            let list = object.entry("Failed").or_insert_with(|| json!([]));
+            list.as_array_mut()?.push(failed);
+        }
+    }
+    Some(Bytes::from(serde_json::to_vec(&response).ok()?))
 }
 
 /// The request without its `ClientRequestToken`, if it had one.
@@ -323,7 +402,9 @@ fn injected(fault: Fault, request: &[u8]) -> Response<Full<Bytes>> {
             "TransactionCanceledException",
             "Transaction cancelled, please refer cancellation reasons for specific reasons [TransactionConflict]",
         ),
-        Fault::LostResponse => unreachable!("a lost response is forwarded first"),
+        Fault::LostResponse | Fault::PartialFailure => {
+            unreachable!("a lost response or a partial failure is forwarded first")
+        }
     };
     let mut body =
         json!({"__type": format!("com.amazonaws.dynamodb.v20120810#{kind}"), "message": message});

@@ -13,6 +13,7 @@ use serde_json::{json, Value as Json};
 use crate::moto::LocalMoto;
 use crate::template::Template;
 
+mod race;
 mod stack;
 pub use stack::{BrokerStack, EVENT_SOURCE, INBOX_MAPPING, RELAY_FUNCTION};
 

@@ -11,7 +11,7 @@ use rewards_service::store::dynamodb::DynamoRewardsStore;
 
 use crate::chaos::{ConsumerChaos, Faults};
 use crate::demo::DemoOrders;
-use crate::invariants::EventSource;
+use crate::invariants::{EventSource, Violation};
 use crate::local::{LocalDynamo, Tables};
 use crate::metrics::Collector;
 use crate::trigger::TriggerStats;
@@ -37,6 +37,10 @@ pub(crate) trait Harness {
     fn dynamo(&self) -> &LocalDynamo;
     /// The Kinesis server, for the pattern that publishes to one.
     fn kinesis_endpoint(&self) -> Option<&str>;
+    /// The broker's server (moto), for the deployment that relays to one.
+    fn broker_endpoint(&self) -> Option<&str> {
+        None
+    }
     fn tables(&self) -> Tables;
     fn rewards(&self) -> &DynamoRewardsStore;
     /// Where the events the invariants speak of live.
@@ -48,9 +52,15 @@ pub(crate) trait Harness {
     /// first mapping duplicating records, both crashing as `chaos` says, writing through
     /// `faults`; the mappings' counts summed.
     async fn consume_racing(&self, chaos: &ConsumerChaos, faults: &Faults) -> Result<TriggerStats>;
-    /// The sweeper's redrive of the events still pending, through `faults`: how many it
-    /// redrove, or `None` when the pattern keeps no pending events.
-    async fn sweep(&self, faults: &Faults) -> Result<Option<usize>>;
+    /// The sweeper's redrive of the events still pending, through `faults` (and what else the
+    /// pattern's runbook redrives, consumed as `chaos` says): how many it redrove, or `None`
+    /// when the pattern keeps no pending events.
+    async fn sweep(&self, chaos: &ConsumerChaos, faults: &Faults) -> Result<Option<usize>>;
+    /// What the run left undone that the tables do not show (messages left in a queue), as
+    /// broken invariants.
+    async fn leftovers(&self) -> Result<Vec<Violation>> {
+        Ok(Vec::new())
+    }
 
     /// The demo's opening lines: where the stack runs.
     fn describe(&self) -> Vec<String>;

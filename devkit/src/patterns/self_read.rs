@@ -283,7 +283,7 @@ impl Harness for SelfReadStack {
     }
 
     /// Nothing to sweep: the stream is the only copy of an event no consumer processed.
-    async fn sweep(&self, _: &Faults) -> Result<Option<usize>> {
+    async fn sweep(&self, _: &ConsumerChaos, _: &Faults) -> Result<Option<usize>> {
         Ok(None)
     }
 

@@ -136,7 +136,7 @@ impl Harness for Stack {
         }
     }
 
-    async fn sweep(&self, faults: &Faults) -> Result<Option<usize>> {
+    async fn sweep(&self, _: &ConsumerChaos, faults: &Faults) -> Result<Option<usize>> {
         let sweeper = self.processor_via(faults).await?;
         let client = self.dynamo.client_via(&faults.dynamo.endpoint).await;
         let pending = PendingEvents::new(client, &self.tables.orders);

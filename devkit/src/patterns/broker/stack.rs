@@ -6,7 +6,7 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use anyhow::{anyhow, bail, ensure, Result};
+use anyhow::{anyhow, ensure, Result};
 use aws_lambda_events::sqs::SqsEvent;
 use aws_sdk_sqs::types::QueueAttributeName;
 use dynamodb_outbox::dynamodb::{DynamoConsumerStore, PendingEvents};
@@ -24,7 +24,7 @@ use rewards_service::store::dynamodb::DynamoRewardsStore;
 use super::{LocalBroker, Queue};
 use crate::chaos::{ConsumerChaos, Faults};
 use crate::demo::DemoOrders;
-use crate::invariants::EventSource;
+use crate::invariants::{EventSource, Violation};
 use crate::local::{LocalDynamo, Tables};
 use crate::mapping::handler;
 use crate::mapping::sqs::{InvokeSqs, SqsMapping, SqsSettings};
@@ -106,23 +106,27 @@ impl BrokerStack {
         })
     }
 
-    /// The relay as its function builds it, publishing to the bus on moto.
-    fn relay(&self) -> Result<RelayProcessor> {
+    /// The relay as its function builds it, its progress written with `dynamo`, publishing to
+    /// the bus with `events`.
+    pub(super) fn relay_on(
+        &self,
+        dynamo: aws_sdk_dynamodb::Client,
+        events: aws_sdk_eventbridge::Client,
+    ) -> Result<RelayProcessor> {
         let orders = &self.stack.tables.orders;
-        let target =
-            EventBridgeTarget::new(self.broker.events.clone(), &self.broker.bus, EVENT_SOURCE);
+        let target = EventBridgeTarget::new(events, &self.broker.bus, EVENT_SOURCE);
         let relay = Relay::new(ORDER_RELAY, takes_order_placed(), target);
-        let store = DynamoConsumerStore::new(self.stack.dynamo.client.clone(), orders, orders);
+        let store = DynamoConsumerStore::new(dynamo, orders, orders);
         Ok(
             Processor::new(relay, store, self.stack.tables.orders_source())
                 .retention_seconds(self.stack.retention_seconds())?,
         )
     }
 
-    /// The rewards inbox as its function builds it, reading the queue on moto.
-    fn inbox(&self) -> Result<InboxProcessor> {
+    /// The rewards inbox as its function builds it, writing with `dynamo`, reading the queue.
+    pub(super) fn inbox_on(&self, dynamo: aws_sdk_dynamodb::Client) -> Result<InboxProcessor> {
         let rewards = &self.stack.tables.rewards;
-        let store = DynamoConsumerStore::new(self.stack.dynamo.client.clone(), rewards, rewards);
+        let store = DynamoConsumerStore::new(dynamo, rewards, rewards);
         let queue = Source::sqs_queue(&self.broker.queue.arn)?;
         Ok(Processor::new(
             RewardsConsumer::new(rewards.clone()),
@@ -131,31 +135,62 @@ impl BrokerStack {
         ))
     }
 
-    /// The local stream mapping of the relay function, with the template's settings.
-    fn relay_trigger(&self) -> Result<Trigger<impl Invoke>> {
+    /// An EventBridge client whose calls go through the run's proxy in front of moto.
+    pub(super) async fn events_via(&self, faults: &Faults) -> aws_sdk_eventbridge::Client {
+        let config = aws_sdk_eventbridge::config::Builder::from(&self.moto.sdk_config().await);
+        aws_sdk_eventbridge::Client::from_conf(
+            config.endpoint_url(faults.broker_endpoint()).build(),
+        )
+    }
+
+    /// An SQS client whose calls go through the run's proxy in front of moto.
+    pub(super) async fn sqs_via(&self, faults: &Faults) -> aws_sdk_sqs::Client {
+        let config = aws_sdk_sqs::config::Builder::from(&self.moto.sdk_config().await);
+        aws_sdk_sqs::Client::from_conf(config.endpoint_url(faults.broker_endpoint()).build())
+    }
+
+    /// The local stream mapping of the relay function to `invoker`, with the template's
+    /// settings.
+    pub(super) fn relay_trigger<I: Invoke>(&self, invoker: I) -> Result<Trigger<I>> {
         let source = self.stack.template.stream_source(RELAY_FUNCTION)?;
         let stream = DynamoStream {
             client: self.stack.stream.clone(),
             arn: self.stack.tables.orders_stream_arn.clone(),
         };
+        Ok(Trigger::new(source, stream, invoker))
+    }
+
+    /// The relay function in process, its outcomes counted for the demo.
+    fn counted_relay(&self) -> Result<impl Invoke> {
         let counts = self.relayed.clone();
-        let invoker = handler(self.relay()?, move |p, event| {
+        let relay = self.relay_on(self.stack.dynamo.client.clone(), self.broker.events.clone())?;
+        Ok(handler(relay, move |p, event| {
             let counts = counts.clone();
             async move {
                 let processed = OutboxStream::new(&*p).call(event).await?;
                 counts.add(&processed.outcome);
                 Ok::<_, lambda_runtime::Error>(processed.response)
             }
-        });
-        Ok(Trigger::new(source, stream, invoker))
+        }))
     }
 
-    /// The local SQS mapping of the inbox function: each batch handled, then handled again
-    /// (the broker's at-least-once delivery, the copy arriving before the original is deleted).
-    async fn inbox_mapping(&self) -> Result<SqsMapping<impl InvokeSqs>> {
+    /// The local SQS mapping of the inbox function to `invoker`, receiving and deleting with
+    /// `sqs`, with the template's settings.
+    pub(super) async fn inbox_mapping<I: InvokeSqs>(
+        &self,
+        sqs: aws_sdk_sqs::Client,
+        invoker: I,
+    ) -> Result<SqsMapping<I>> {
         let settings = inbox_settings(&self.stack.template)?;
+        SqsMapping::open(settings, sqs, &self.broker.queue.url, invoker).await
+    }
+
+    /// The inbox function in process for the demo: each batch handled, then handled again (the
+    /// broker's at-least-once delivery, the copy arriving before the original is deleted).
+    fn twice_inbox(&self) -> Result<impl InvokeSqs> {
         let counts = self.inboxed.clone();
-        let invoker = handler(self.inbox()?, move |p, event: LambdaEvent<SqsEvent>| {
+        let inbox = self.inbox_on(self.stack.dynamo.client.clone())?;
+        Ok(handler(inbox, move |p, event: LambdaEvent<SqsEvent>| {
             let counts = counts.clone();
             async move {
                 let copy = LambdaEvent::new(event.payload.clone(), event.context.clone());
@@ -165,13 +200,11 @@ impl BrokerStack {
                 counts.add(&again.outcome);
                 Ok::<_, lambda_runtime::Error>(first.response)
             }
-        });
-        let sqs = self.broker.sqs.clone();
-        SqsMapping::open(settings, sqs, &self.broker.queue.url, invoker).await
+        }))
     }
 
     /// Outbox events the relay has yet to publish, from the sweeper's pending index.
-    async fn pending_for_relay(&self) -> Result<usize> {
+    pub(super) async fn pending_for_relay(&self) -> Result<usize> {
         let far_future = service_runtime::Timestamp::now()
             .plus_seconds(3600)
             .to_string();
@@ -184,7 +217,7 @@ impl BrokerStack {
     }
 
     /// Messages in `queue`, visible or in flight.
-    async fn depth(&self, queue: &Queue) -> Result<usize> {
+    pub(super) async fn depth(&self, queue: &Queue) -> Result<usize> {
         let out = self.broker.sqs.get_queue_attributes().queue_url(&queue.url);
         let out = out.attribute_names(QueueAttributeName::All).send().await?;
         let attributes = out.attributes.unwrap_or_default();
@@ -252,12 +285,20 @@ impl Harness for BrokerStack {
         Ok(OrderWriter::Outbox(store))
     }
 
-    async fn consume_racing(&self, _: &ConsumerChaos, _: &Faults) -> Result<TriggerStats> {
-        bail!("PATTERN=broker: the chaos run's racing consumers are not wired yet")
+    fn broker_endpoint(&self) -> Option<&str> {
+        Some(&self.moto.endpoint)
     }
 
-    async fn sweep(&self, _: &Faults) -> Result<Option<usize>> {
-        bail!("PATTERN=broker: the chaos run's sweep is not wired yet")
+    async fn consume_racing(&self, chaos: &ConsumerChaos, faults: &Faults) -> Result<TriggerStats> {
+        self.race(chaos, faults).await
+    }
+
+    async fn sweep(&self, chaos: &ConsumerChaos, faults: &Faults) -> Result<Option<usize>> {
+        self.sweep_all(chaos, faults).await.map(Some)
+    }
+
+    async fn leftovers(&self) -> Result<Vec<Violation>> {
+        self.left_behind().await
     }
 
     fn describe(&self) -> Vec<String> {
@@ -292,14 +333,14 @@ impl Harness for BrokerStack {
     }
 
     async fn demo_deliver(&self, _: &OrderWriter, _: &DemoOrders, _: usize) -> Result<usize> {
-        let mut relay = self.relay_trigger()?;
+        let mut relay = self.relay_trigger(self.counted_relay()?)?;
         let stats = relay.drain().await?.clone();
         let (published, _) = self.relayed.get();
         println!(
             "stream → order-relay: {} records read, {} filtered out, {} delivered; {published} published to {}",
             stats.records_read, stats.filtered_out, stats.records_delivered, self.broker.bus
         );
-        let mut replay = self.relay_trigger()?;
+        let mut replay = self.relay_trigger(self.counted_relay()?)?;
         let again = replay.drain().await?.records_delivered;
         let (_, relay_duplicates) = self.relayed.get();
         println!("redelivery of the whole stream: {again} records delivered again, {relay_duplicates} recognised as published, nothing published twice");
@@ -308,7 +349,8 @@ impl Harness for BrokerStack {
             self.broker.queue.name,
             self.depth(&self.broker.queue).await?
         );
-        let mut inbox = self.inbox_mapping().await?;
+        let sqs = self.broker.sqs.clone();
+        let mut inbox = self.inbox_mapping(sqs, self.twice_inbox()?).await?;
         let stats = inbox.drain().await?.clone();
         let (applied, duplicates) = self.inboxed.get();
         println!(

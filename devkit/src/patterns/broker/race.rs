@@ -1,0 +1,217 @@
+//! The broker deployment's chaos run. The relay is read by two racing stream mappings that
+//! duplicate records and crash before marking an item done; it publishes through a fault proxy
+//! in front of moto, which fails `PutEvents` calls (5xx, throttling), loses their answers after
+//! the bus took the events, and fails single entries of a call. The rewards inbox is read by two
+//! racing SQS mappings through the same proxy, so their receives and deletes fail or lose their
+//! answers; the mappings duplicate messages, and the inbox crashes right after its commit. Then
+//! the relay's sweeper publishes what the stream left pending, the dead-letter queue is moved
+//! back to the inbox queue as the runbook does, and the queue is drained again.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{ensure, Result};
+use aws_lambda_events::dynamodb::{Event, EventRecord};
+use aws_lambda_events::sqs::{SqsEvent, SqsMessage};
+use aws_sdk_sqs::types::QueueAttributeName;
+use dynamodb_outbox::dynamodb::PendingEvents;
+use dynamodb_outbox::lambda::{OutboxStream, SqsQueue};
+use dynamodb_outbox::testing::CrashPoint;
+use lambda_runtime::tower::Service as _;
+use order_service::domain::events::ORDER_RELAY;
+
+use super::{BrokerStack, Queue};
+use crate::chaos::{drain_all, duplicating, ConsumerChaos, Faults};
+use crate::invariants::{Invariant, Violation};
+use crate::mapping::handler;
+use crate::mapping::sqs::{InvokeSqs, SqsMapping};
+use crate::trigger::TriggerStats;
+
+/// The inbox queue's visibility timeout during a chaos run: a message the inbox kept comes back
+/// within the run, where the template's 360 s (six times the function's timeout) would only
+/// make the run longer. A message whose invocation outlasts it is delivered to the other
+/// mapping meanwhile, one more duplicate.
+const CHAOS_VISIBILITY: Duration = Duration::from_secs(5);
+
+/// How long the inbox mappings may take to empty the queue before the run fails.
+const PATIENCE: Duration = Duration::from_secs(600);
+
+impl BrokerStack {
+    /// The relay read by two racing mappings until the stream is drained, then the inbox by two
+    /// racing mappings until the queue is empty; both mappings' counts summed.
+    pub(super) async fn race(
+        &self,
+        chaos: &ConsumerChaos,
+        faults: &Faults,
+    ) -> Result<TriggerStats> {
+        let mut relays = Vec::new();
+        for (salt, duplicates) in [(0xA, true), (0xB, false)] {
+            let processor = self.relay_on(
+                self.stack.dynamo.client_via(&faults.dynamo.endpoint).await,
+                self.events_via(faults).await,
+            )?;
+            let store = chaos.crashing(processor.store().clone(), salt);
+            let invoker = handler(processor.with_store(store), |p, event| async move {
+                let processed = OutboxStream::new(&*p).call(event).await?;
+                Ok::<_, lambda_runtime::Error>(processed.response)
+            });
+            let invoker = duplicating(invoker, chaos.copies(salt, duplicates), records);
+            relays.push(chaos.sized(self.relay_trigger(invoker)?, salt));
+        }
+        let mut stats = drain_all(&mut relays).await?;
+        stats.records_delivered += self.race_inbox(chaos, faults).await?;
+        Ok(stats)
+    }
+
+    /// Two inbox mappings on the queue at once, each through the proxy, the first duplicating
+    /// messages in its batches, until the queue holds nothing; the messages they delivered.
+    async fn race_inbox(&self, chaos: &ConsumerChaos, faults: &Faults) -> Result<usize> {
+        let queue = &self.broker.queue;
+        self.broker
+            .sqs
+            .set_queue_attributes()
+            .queue_url(&queue.url)
+            .attributes(
+                QueueAttributeName::VisibilityTimeout,
+                CHAOS_VISIBILITY.as_secs().to_string(),
+            )
+            .send()
+            .await?;
+        let mut mappings = Vec::new();
+        for (salt, duplicates) in [(0xC, true), (0xD, false)] {
+            let processor =
+                self.inbox_on(self.stack.dynamo.client_via(&faults.dynamo.endpoint).await)?;
+            let store = chaos.crashing_at(processor.store().clone(), salt, CrashPoint::AfterCommit);
+            let invoker = handler(processor.with_store(store), |p, event| async move {
+                let processed = SqsQueue::new(&*p).call(event).await?;
+                Ok::<_, lambda_runtime::Error>(processed.response)
+            });
+            let invoker = duplicating(invoker, chaos.copies(salt, duplicates), messages);
+            mappings.push(
+                self.inbox_mapping(self.sqs_via(faults).await, invoker)
+                    .await?,
+            );
+        }
+        let settled = futures::future::join_all(mappings.iter_mut().map(|m| self.settle(m))).await;
+        let mut delivered = 0;
+        for (mapping, outcome) in mappings.iter().zip(settled) {
+            outcome?;
+            delivered += mapping.stats.messages_delivered;
+        }
+        Ok(delivered)
+    }
+
+    /// Polls until the queue holds no message, visible or in flight. A failed receive or delete
+    /// is polled again, as Lambda's pollers do: a message not deleted comes back after the
+    /// visibility timeout.
+    async fn settle<I: InvokeSqs>(&self, mapping: &mut SqsMapping<I>) -> Result<()> {
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            match mapping.poll(Duration::from_secs(1)).await {
+                Ok(0) | Err(_) => {}
+                Ok(_) => continue,
+            }
+            let left = self.depth(&self.broker.queue).await?;
+            if left == 0 {
+                return Ok(());
+            }
+            ensure!(
+                Instant::now() < deadline,
+                "the inbox mappings left {left} messages in {} after {PATIENCE:?}",
+                self.broker.queue.name
+            );
+        }
+    }
+
+    /// What a chaos run leaves for the operator's tools: the relay's sweeper (as `RelaySweeper`
+    /// runs on its schedule), the dead-letter queue moved back to the inbox queue (as the
+    /// runbook does), and the queue drained by the inbox, until nothing is left; how many events
+    /// the sweeper published and messages came back from the dead letters.
+    pub(super) async fn sweep_all(&self, chaos: &ConsumerChaos, faults: &Faults) -> Result<usize> {
+        let relay = self.relay_on(
+            self.stack.dynamo.client_via(&faults.dynamo.endpoint).await,
+            self.events_via(faults).await,
+        )?;
+        let client = self.stack.dynamo.client_via(&faults.dynamo.endpoint).await;
+        let pending = PendingEvents::new(client, &self.stack.tables.orders);
+        let mut swept = 0;
+        for _ in 0..10 {
+            match relay.sweep(&pending, Duration::ZERO, 10_000).await {
+                Ok(run) if run.applied + run.duplicates + run.failed + run.held_back == 0 => break,
+                Ok(run) => swept += run.applied,
+                Err(_) => continue,
+            }
+        }
+        for _ in 0..5 {
+            let moved = self.move_dead_letters().await?;
+            swept += moved;
+            self.race_inbox(chaos, faults).await?;
+            if moved == 0 && self.depth(&self.broker.dead_letter_queue).await? == 0 {
+                break;
+            }
+        }
+        Ok(swept)
+    }
+
+    /// The dead-letter queue's messages sent back to the inbox queue, each deleted from the
+    /// dead letters once sent: what SQS's message move task (the runbook's
+    /// `start-message-move-task`, which moto does not serve) does.
+    async fn move_dead_letters(&self) -> Result<usize> {
+        let (sqs, dead) = (&self.broker.sqs, &self.broker.dead_letter_queue);
+        let mut moved = 0;
+        loop {
+            let received = sqs.receive_message().queue_url(&dead.url);
+            let received = received.max_number_of_messages(10).send().await?;
+            let messages = received.messages.unwrap_or_default();
+            if messages.is_empty() {
+                return Ok(moved);
+            }
+            for message in messages {
+                let send = sqs.send_message().queue_url(&self.broker.queue.url);
+                send.message_body(message.body().unwrap_or_default())
+                    .send()
+                    .await?;
+                let delete = sqs.delete_message().queue_url(&dead.url);
+                delete
+                    .receipt_handle(message.receipt_handle().unwrap_or_default())
+                    .send()
+                    .await?;
+                moved += 1;
+            }
+        }
+    }
+
+    /// What the run left behind: events the relay has yet to publish, messages in the inbox
+    /// queue or its dead letters.
+    pub(super) async fn left_behind(&self) -> Result<Vec<Violation>> {
+        let mut found = Vec::new();
+        let pending = self.pending_for_relay().await?;
+        if pending > 0 {
+            found.push(Violation {
+                invariant: Invariant::EventIsProcessed,
+                evidence: format!("{pending} outbox events still pending for {ORDER_RELAY}"),
+            });
+        }
+        for queue in [&self.broker.queue, &self.broker.dead_letter_queue] {
+            let left = self.depth(queue).await?;
+            if left > 0 {
+                found.push(left_in(queue, left));
+            }
+        }
+        Ok(found)
+    }
+}
+
+fn left_in(queue: &Queue, messages: usize) -> Violation {
+    Violation {
+        invariant: Invariant::EventIsProcessed,
+        evidence: format!("{messages} messages left in {}", queue.name),
+    }
+}
+
+fn messages(event: &mut SqsEvent) -> &mut Vec<SqsMessage> {
+    &mut event.records
+}
+
+fn records(event: &mut Event) -> &mut Vec<EventRecord> {
+    &mut event.records
+}
