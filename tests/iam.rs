@@ -11,9 +11,7 @@
 use std::collections::BTreeMap;
 use std::future::Future;
 
-use aws_lambda_events::apigw::ApiGatewayV2httpRequest;
 use aws_lambda_events::dynamodb::Event;
-use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_dynamodb::Client;
 use devkit::iam;
 use devkit::pattern::Pattern;
