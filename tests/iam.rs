@@ -4,15 +4,14 @@
 //! an `AccessDenied` in production. Every path that reaches a table is walked: orders placed and
 //! replayed, a batch applied, replayed and partly parked, a sweep, a redrive before and after
 //! the fix, a balance read. The publisher's Kinesis requests go through a proxy too and are
-//! checked the same way; the SQS grants (Lambda's mappings send to the on-failure queue with the
-//! function's role) are not exercised locally.
+//! checked the same way. The on-failure queues of these patterns' stream mappings (Lambda sends
+//! to them with the function's role) are not exercised locally; the broker deployment's
+//! EventBridge and SQS grants, its inbox queue's included, are, in tests/iam_broker.rs.
 
 use std::collections::BTreeMap;
 use std::future::Future;
 
-use aws_lambda_events::apigw::ApiGatewayV2httpRequest;
 use aws_lambda_events::dynamodb::Event;
-use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_dynamodb::Client;
 use devkit::iam;
 use devkit::pattern::Pattern;
@@ -99,42 +98,6 @@ impl<'a> Audit<'a> {
         );
         output
     }
-}
-
-fn sample_requests(folder: &str) -> Vec<ApiGatewayV2httpRequest> {
-    let dir = devkit::template::default_path()
-        .parent()
-        .unwrap()
-        .join("events")
-        .join(folder);
-    let mut requests = Vec::new();
-    for entry in std::fs::read_dir(&dir).unwrap() {
-        let text = std::fs::read_to_string(entry.unwrap().path()).unwrap();
-        requests.push(serde_json::from_str(&text).unwrap());
-    }
-    assert!(!requests.is_empty(), "{}", dir.display());
-    requests
-}
-
-async fn set_balance(client: &Client, table: &str, customer: &str, points: i64) {
-    client
-        .put_item()
-        .table_name(table)
-        .item(
-            "pk",
-            AttributeValue::S(rewards_service::schema::customer_pk(customer)),
-        )
-        .item(
-            "sk",
-            AttributeValue::S(rewards_service::schema::BALANCE_SK.into()),
-        )
-        .item(
-            rewards_service::schema::POINTS,
-            AttributeValue::N(points.to_string()),
-        )
-        .send()
-        .await
-        .unwrap();
 }
 
 async fn invoke_sweeper(sweeper: &Sweeper, payload: serde_json::Value) -> SweepReport {

@@ -377,3 +377,40 @@ pub fn edit_image(
     change(&mut image);
     record.change.new_image = serde_dynamo::Item::from(image);
 }
+
+/// The sample requests of `events/<folder>` (what `sam local invoke` is given), parsed.
+pub fn sample_requests(folder: &str) -> Vec<ApiGatewayV2httpRequest> {
+    let dir = devkit::template::default_path()
+        .parent()
+        .unwrap()
+        .join("events")
+        .join(folder);
+    let mut requests = Vec::new();
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let text = std::fs::read_to_string(entry.unwrap().path()).unwrap();
+        requests.push(serde_json::from_str(&text).unwrap());
+    }
+    assert!(!requests.is_empty(), "{}", dir.display());
+    requests
+}
+
+/// Sets `customer`'s balance in the rewards table `table` to `points`.
+pub async fn set_balance(
+    client: &aws_sdk_dynamodb::Client,
+    table: &str,
+    customer: &str,
+    points: i64,
+) {
+    client
+        .put_item()
+        .table_name(table)
+        .item(
+            schema::PK,
+            AttributeValue::S(rewards::customer_pk(customer)),
+        )
+        .item(schema::SK, AttributeValue::S(rewards::BALANCE_SK.into()))
+        .item(rewards::POINTS, AttributeValue::N(points.to_string()))
+        .send()
+        .await
+        .unwrap();
+}

@@ -9,18 +9,23 @@
 
 use std::collections::BTreeMap;
 
-use anyhow::{anyhow, Result};
+use anyhow::Result;
 use serde_json::Value as Json;
-use serde_yaml::Value;
 
 use crate::template::Template;
 
-/// One action on one table (or one of its indexes) or stream, as IAM evaluates it.
+mod policy;
+
+pub use policy::{grants, Grant};
+
+/// One action on one table (or one of its indexes), stream, event bus or queue, as IAM
+/// evaluates it.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Access {
     /// `dynamodb:GetItem`, `kinesis:PutRecord`.
     pub action: String,
-    /// The table's or stream's name as the request gave it.
+    /// The name of the table, stream, bus or queue, as the request gave it (the name an ARN or
+    /// a queue URL ends with).
     pub table: String,
     /// The index queried, if any.
     pub index: Option<String>,
@@ -111,7 +116,8 @@ fn broker_accesses(service: &str, operation: &str, body: &Json) -> Option<Vec<Ac
                 .collect(),
         ),
         "AmazonSQS" => {
-            let queue = body["QueueUrl"].as_str().unwrap_or_default();
+            let queue = body["QueueUrl"].as_str().or(body["QueueName"].as_str());
+            let queue = queue.unwrap_or_default();
             let action = operation.strip_suffix("Batch").unwrap_or(operation);
             Some(vec![named(format!("sqs:{action}"), queue)])
         }
@@ -119,76 +125,22 @@ fn broker_accesses(service: &str, operation: &str, body: &Json) -> Option<Vec<Ac
     }
 }
 
-/// One `Allow` statement of a function's policy: its actions on tables and streams.
-#[derive(Debug, Clone)]
-pub struct Grant {
-    pub actions: Vec<String>,
-    /// The table's logical id in the template, and the index when the resource is one.
-    pub tables: Vec<(String, Option<String>)>,
-}
-
-/// The grants of `function`'s inline policy statements in `template` whose resources are
-/// resources of the template (`!GetAtt T.Arn`: a table, a stream) or a table's index
-/// (`!Sub "${T.Arn}/index/I"`).
-pub fn grants(template: &Template, function: &str) -> Result<Vec<Grant>> {
-    let policies = template.resource(function)?["Properties"]["Policies"].as_sequence();
-    let policies = policies.ok_or_else(|| anyhow!("{function} has no Policies"))?;
-    let statements = policies
-        .iter()
-        .filter_map(|p| p["Statement"].as_sequence())
-        .flatten();
-    let list = |v: &Value| match v {
-        Value::Sequence(s) => s.clone(),
-        Value::Null => Vec::new(),
-        other => vec![other.clone()],
-    };
-    let allowed = statements.filter(|statement| statement["Effect"].as_str() == Some("Allow"));
-    let grants = allowed.map(|statement| Grant {
-        actions: list(&statement["Action"])
-            .iter()
-            .filter_map(|a| a.as_str().map(str::to_owned))
-            .collect(),
-        tables: list(&statement["Resource"])
-            .iter()
-            .filter_map(table_of)
-            .collect(),
-    });
-    Ok(grants.collect())
-}
-
-fn table_of(resource: &Value) -> Option<(String, Option<String>)> {
-    let Value::Tagged(tagged) = resource else {
-        return None;
-    };
-    let arg = tagged.value.as_str()?;
-    match tagged.tag.to_string().as_str() {
-        "!GetAtt" => arg
-            .strip_suffix(".Arn")
-            .map(|table| (table.to_owned(), None)),
-        "!Sub" => {
-            let (table, index) = arg.strip_prefix("${")?.split_once(".Arn}/index/")?;
-            Some((table.to_owned(), Some(index.to_owned())))
-        }
-        _ => None,
-    }
-}
-
-/// The accesses no grant allows. `tables` names each logical id's table or stream as created
-/// locally.
+/// The accesses no grant allows. `tables` names each logical id's table, stream, bus or queue
+/// as created locally.
 pub fn denied<'a>(
     grants: &[Grant],
     tables: &BTreeMap<&str, &str>,
     accesses: impl IntoIterator<Item = &'a Access>,
 ) -> Vec<Access> {
     let allows = |grant: &Grant, access: &Access| {
-        let action = grant
-            .actions
-            .iter()
-            .any(|a| *a == access.action || a == "dynamodb:*");
+        let action = grant.actions.iter().any(|a| matches(a, &access.action));
         action
             && grant.tables.iter().any(|(id, index)| {
-                let table = tables.get(id.as_str()) == Some(&access.table.as_str());
-                table
+                let name = tables.get(id.as_str()).copied().unwrap_or(id);
+                if name == "*" {
+                    return true;
+                }
+                name == access.table
                     && match (index.as_deref(), access.index.as_deref()) {
                         (None, None) | (Some("*"), Some(_)) => true,
                         (Some(granted), Some(used)) => granted == used,
@@ -199,6 +151,39 @@ pub fn denied<'a>(
     let accesses = accesses.into_iter();
     let denied = accesses.filter(|access| !grants.iter().any(|grant| allows(grant, access)));
     denied.cloned().collect()
+}
+
+/// Whether the statement's action `granted` (`sqs:SendMessage*`, `dynamodb:*`) covers `action`.
+fn matches(granted: &str, action: &str) -> bool {
+    match granted.strip_suffix('*') {
+        Some(prefix) => action.starts_with(prefix),
+        None => granted == action,
+    }
+}
+
+/// Each of `accesses` that `function`'s policies in `template` do not allow, as a sentence
+/// naming the function, the action and the resource; `names` as for [`denied`].
+pub fn refusals<'a>(
+    template: &Template,
+    function: &str,
+    names: &BTreeMap<&str, &str>,
+    accesses: impl IntoIterator<Item = &'a Access>,
+) -> Result<Vec<String>> {
+    let grants = grants(template, function)?;
+    let denied = denied(&grants, names, accesses);
+    let sentence = |access: &Access| {
+        let resource = match &access.index {
+            Some(index) => format!("{}/index/{index}", access.table),
+            None => access.table.clone(),
+        };
+        let id = names.iter().find(|(_, name)| **name == access.table);
+        let id = id.map(|(id, _)| format!(" ({id})")).unwrap_or_default();
+        format!(
+            "{function}'s policy does not allow {} on {resource}{id}: add it to {function}'s Policies",
+            access.action
+        )
+    };
+    Ok(denied.iter().map(sentence).collect())
 }
 
 #[cfg(test)]
@@ -296,5 +281,79 @@ Resources:
                 "dynamodb:DeleteItem on orders-x"
             ]
         );
+    }
+
+    const BROKER: &str = r#"
+Parameters:
+  StageName:
+    Type: String
+    Default: dev
+Resources:
+  Bus:
+    Type: AWS::Events::EventBus
+    Properties:
+      Name: !Sub "bus-${StageName}"
+  Queue:
+    Type: AWS::SQS::Queue
+    Properties:
+      QueueName: !Sub "inbox-${StageName}"
+  NoPublish:
+    Type: AWS::Serverless::Function
+    Properties:
+      Policies:
+        - Statement:
+            - Effect: Allow
+              Action: [dynamodb:PutItem, events:PutEvents]
+              Resource: !GetAtt Orders.Arn
+  Templates:
+    Type: AWS::Serverless::Function
+    Properties:
+      Policies:
+        - EventBridgePutEventsPolicy:
+            EventBusName: !Ref Bus
+        - SQSPollerPolicy:
+            QueueName: !GetAtt Queue.QueueName
+  SpelledOut:
+    Type: AWS::Serverless::Function
+    Properties:
+      Policies:
+        - Statement:
+            - Effect: Allow
+              Action: sqs:ReceiveMessage
+              Resource: !Sub "arn:${AWS::Partition}:sqs:${AWS::Region}:${AWS::AccountId}:inbox-${StageName}"
+"#;
+
+    #[test]
+    fn a_publish_or_a_poll_is_denied_unless_a_policy_grants_it_on_that_bus_or_queue() {
+        let template = Template::parse(BROKER).unwrap();
+        let names = BTreeMap::from([("Bus", "bus-local"), ("Queue", "inbox-local")]);
+        let publish = br#"{"Entries":[{"EventBusName":"bus-local","Source":"orders"}]}"#;
+        let publish = accesses("AWSEvents.PutEvents", publish);
+        let queue = r#"{"QueueUrl":"http://127.0.0.1:5000/123456789012/inbox-local"}"#;
+        let poll: Vec<Access> = ["ReceiveMessage", "DeleteMessageBatch", "GetQueueAttributes"]
+            .iter()
+            .flat_map(|op| accesses(&format!("AmazonSQS.{op}"), queue.as_bytes()))
+            .collect();
+        let refused = |function: &str, asked: &[Access]| {
+            refusals(&template, function, &names, asked).unwrap()
+        };
+
+        assert_eq!(
+            refused("NoPublish", &publish),
+            ["NoPublish's policy does not allow events:PutEvents on bus-local (Bus): add it to NoPublish's Policies"]
+        );
+        assert_eq!(refused("Templates", &publish), Vec::<String>::new());
+        assert_eq!(refused("Templates", &poll), Vec::<String>::new());
+        let elsewhere = br#"{"Entries":[{"Source":"orders"}]}"#;
+        let default_bus = accesses("AWSEvents.PutEvents", elsewhere);
+        assert_eq!(
+            refused("Templates", &default_bus),
+            ["Templates's policy does not allow events:PutEvents on default: add it to Templates's Policies"]
+        );
+        // The ARN written out names the queue the template creates: only its action is allowed.
+        let refused_poll: Vec<String> = refused("SpelledOut", &poll);
+        assert_eq!(refused_poll.len(), 2, "{refused_poll:?}");
+        assert!(refused_poll[0].contains("sqs:DeleteMessage on inbox-local (Queue)"));
+        assert!(refused_poll[1].contains("sqs:GetQueueAttributes on inbox-local (Queue)"));
     }
 }

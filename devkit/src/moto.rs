@@ -112,10 +112,16 @@ impl LocalMoto {
     /// endpoint set on the shared config, so every client built from it (SQS, SNS, EventBridge)
     /// talks to moto.
     pub async fn sdk_config(&self) -> SdkConfig {
+        self.sdk_config_via(&self.endpoint).await
+    }
+
+    /// As [`Self::sdk_config`], its requests sent to `endpoint` instead: a proxy in front of this
+    /// server (`devkit::proxy::FaultProxy`), which records or fails them.
+    pub async fn sdk_config_via(&self, endpoint: &str) -> SdkConfig {
         service_runtime::config::sdk_defaults()
             .region(Region::new(LOCAL_REGION))
             .credentials_provider(Credentials::new("local", "local", None, None, "devkit"))
-            .endpoint_url(&self.endpoint)
+            .endpoint_url(endpoint)
             .load()
             .await
     }
@@ -123,6 +129,11 @@ impl LocalMoto {
     /// An SQS client for this server.
     pub async fn sqs(&self) -> aws_sdk_sqs::Client {
         aws_sdk_sqs::Client::new(&self.sdk_config().await)
+    }
+
+    /// An SQS client for this server through the proxy at `endpoint`.
+    pub async fn sqs_via(&self, endpoint: &str) -> aws_sdk_sqs::Client {
+        aws_sdk_sqs::Client::new(&self.sdk_config_via(endpoint).await)
     }
 
     /// An SNS client for this server.
@@ -133,6 +144,11 @@ impl LocalMoto {
     /// An EventBridge client for this server.
     pub async fn eventbridge(&self) -> aws_sdk_eventbridge::Client {
         aws_sdk_eventbridge::Client::new(&self.sdk_config().await)
+    }
+
+    /// An EventBridge client for this server through the proxy at `endpoint`.
+    pub async fn eventbridge_via(&self, endpoint: &str) -> aws_sdk_eventbridge::Client {
+        aws_sdk_eventbridge::Client::new(&self.sdk_config_via(endpoint).await)
     }
 }
 

@@ -119,6 +119,16 @@ impl Template {
         json.collect()
     }
 
+    /// Every resource's logical id, in template order.
+    pub(crate) fn logical_ids(&self) -> Vec<String> {
+        let resources = self.root.get("Resources").and_then(Value::as_mapping);
+        let ids = resources
+            .into_iter()
+            .flatten()
+            .filter_map(|(id, _)| id.as_str());
+        ids.map(str::to_owned).collect()
+    }
+
     /// The resources of one type, by logical id, in template order.
     fn resources<'a>(&'a self, kind: &'a str) -> impl Iterator<Item = (String, &'a Value)> + 'a {
         let resources = self
