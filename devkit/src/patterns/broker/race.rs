@@ -47,7 +47,7 @@ impl BrokerStack {
         for (salt, duplicates) in [(0xA, true), (0xB, false)] {
             let processor = self.relay_on(
                 self.stack.dynamo.client_via(&faults.dynamo.endpoint).await,
-                self.events_via(faults).await,
+                self.moto.eventbridge_via(faults.broker_endpoint()).await,
             )?;
             let store = chaos.crashing(processor.store().clone(), salt);
             let invoker = handler(processor.with_store(store), |p, event| async move {
@@ -87,7 +87,7 @@ impl BrokerStack {
             });
             let invoker = duplicating(invoker, chaos.copies(salt, duplicates), messages);
             mappings.push(
-                self.inbox_mapping(self.sqs_via(faults).await, invoker)
+                self.inbox_mapping(self.moto.sqs_via(faults.broker_endpoint()).await, invoker)
                     .await?,
             );
         }
@@ -129,7 +129,7 @@ impl BrokerStack {
     pub(super) async fn sweep_all(&self, chaos: &ConsumerChaos, faults: &Faults) -> Result<usize> {
         let relay = self.relay_on(
             self.stack.dynamo.client_via(&faults.dynamo.endpoint).await,
-            self.events_via(faults).await,
+            self.moto.eventbridge_via(faults.broker_endpoint()).await,
         )?;
         let client = self.stack.dynamo.client_via(&faults.dynamo.endpoint).await;
         let pending = PendingEvents::new(client, &self.stack.tables.orders);

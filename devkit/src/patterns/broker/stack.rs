@@ -135,20 +135,6 @@ impl BrokerStack {
         ))
     }
 
-    /// An EventBridge client whose calls go through the run's proxy in front of moto.
-    pub(super) async fn events_via(&self, faults: &Faults) -> aws_sdk_eventbridge::Client {
-        let config = aws_sdk_eventbridge::config::Builder::from(&self.moto.sdk_config().await);
-        aws_sdk_eventbridge::Client::from_conf(
-            config.endpoint_url(faults.broker_endpoint()).build(),
-        )
-    }
-
-    /// An SQS client whose calls go through the run's proxy in front of moto.
-    pub(super) async fn sqs_via(&self, faults: &Faults) -> aws_sdk_sqs::Client {
-        let config = aws_sdk_sqs::config::Builder::from(&self.moto.sdk_config().await);
-        aws_sdk_sqs::Client::from_conf(config.endpoint_url(faults.broker_endpoint()).build())
-    }
-
     /// The local stream mapping of the relay function to `invoker`, with the template's
     /// settings.
     pub(super) fn relay_trigger<I: Invoke>(&self, invoker: I) -> Result<Trigger<I>> {
