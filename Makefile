@@ -141,13 +141,13 @@ COMPARE_RATE ?= 50
 CHAOS_ORDERS ?= 1000
 COMPARE_BIN = $${CARGO_TARGET_DIR:-target}/tools
 
-compare: kinesalite ## The three patterns side by side on one workload: short chaos runs, then docs/patterns.md and docs/patterns.svg
+compare: kinesalite tools ## The three patterns and the broker deployment side by side on one workload: short chaos runs, then docs/patterns.md and docs/patterns.svg
 	@# The tools profile (optimised, no LTO): a release build of the bench takes minutes more and
 	@# measures the same round trips. Both binaries come from this one build and run from
 	@# target/ (a `cargo run -p devkit` alone resolves other features and builds again).
 	cargo build --profile tools -p devkit -p outbox-bench
 	@mkdir -p .local/compare
-	@for p in outbox cdc self-read; do \
+	@for p in outbox cdc self-read broker; do \
 		echo "compare: make chaos PATTERN=$$p ORDERS=$(CHAOS_ORDERS)"; \
 		$(COMPARE_BIN)/devkit chaos --pattern $$p --orders $(CHAOS_ORDERS) --yes > .local/compare/chaos-$$p.log 2>&1 \
 			|| { tail -n 30 .local/compare/chaos-$$p.log; exit 1; }; \

@@ -12,7 +12,7 @@ use devkit::Pattern;
 use outbox_bench::compare::doc;
 use outbox_bench::compare::figures::Figures;
 use outbox_bench::compare::workload::{hottest_customer_orders, zipf_orders};
-use outbox_bench::compare::{chart, dynamo, self_read, Options};
+use outbox_bench::compare::{broker, chart, dynamo, self_read, Options};
 use outbox_bench::machine::Machine;
 use outbox_bench::{regions, workspace_root};
 
@@ -61,6 +61,7 @@ fn chaos_summary(dir: &std::path::Path, pattern: Pattern) -> Vec<String> {
             l.starts_with("chaos:")
                 || l.starts_with('(')
                 || l.starts_with("Kinesis proxy")
+                || l.starts_with("broker proxy")
                 || KEPT.iter().any(|k| l.contains(k))
         })
         .map(str::to_owned)
@@ -89,10 +90,11 @@ async fn main() -> Result<()> {
     let clock = Instant::now();
     let orders = zipf_orders(opts.orders, opts.customers, opts.seed);
     let mut runs = Vec::new();
-    for pattern in Pattern::ALL {
+    for pattern in Pattern::DEPLOYMENTS {
         eprintln!("compare: {} orders through pattern {pattern}", opts.orders);
         let run = match pattern {
             Pattern::SelfRead => self_read::run(opts, &orders).await,
+            Pattern::Broker => broker::run(opts, &orders).await,
             _ => dynamo::run(pattern, opts, &orders).await,
         }
         .with_context(|| format!("pattern {pattern}"))?;
@@ -103,7 +105,7 @@ async fn main() -> Result<()> {
         runs.push(run);
     }
     let chaos = match &args.chaos_dir {
-        Some(dir) => Pattern::ALL
+        Some(dir) => Pattern::DEPLOYMENTS
             .iter()
             .map(|p| (*p, chaos_summary(dir, *p)))
             .collect(),

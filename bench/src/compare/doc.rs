@@ -126,6 +126,10 @@ pub fn headline(figures: &[Figures], shards: usize) -> String {
             ),
             ("Kinesis PUT payload units", format!("{:.2}", f.put_units)),
             (
+                "EventBridge events + SQS requests",
+                format!("{:.2} + {:.2}", f.broker_events, f.sqs_requests),
+            ),
+            (
                 "end-to-end p50 / p95 / p99, ms",
                 format!("{:.0} / {:.0} / {:.0}", f.p50, f.p95, f.p99),
             ),
@@ -150,6 +154,7 @@ pub fn headline(figures: &[Figures], shards: usize) -> String {
                 "… of which Kinesis (provisioned)",
                 money(f.month_kinesis(shards)),
             ),
+            ("… of which EventBridge and SQS", money(f.month_broker())),
             (
                 "… of which DynamoDB storage (first month)",
                 money(f.month_storage()),
@@ -221,7 +226,11 @@ fn requests(runs: &[PatternRun]) -> String {
     );
     for run in runs {
         let (title, orders) = (pattern_title(run.pattern), run.seen.answered.max(1) as f64);
-        for side in std::iter::once(&run.writer).chain(&run.consumers) {
+        let broker = run.broker.as_ref().map(super::broker::side);
+        for side in std::iter::once(&run.writer)
+            .chain(&run.consumers)
+            .chain(&broker)
+        {
             let per = |n: f64| format!("{:.2}", n / orders);
             let ops = joined(
                 side.requests.iter().map(|(op, n)| (op, per(*n as f64))),
@@ -339,6 +348,7 @@ fn cost(figures: &[Figures], shards: usize) -> String {
                 "Kinesis shard-hours + PUT payload units",
                 money(f.month_kinesis(shards)),
             ),
+            ("EventBridge events + SQS requests", money(f.month_broker())),
             ("DynamoDB storage, first month", money(f.month_storage())),
             ("**total**", format!("**{}**", money(f.month_total(shards)))),
             (

@@ -20,6 +20,7 @@ fn run(pattern: Pattern, kinesis: Option<KinesisPuts>) -> PatternRun {
         consumers: vec![],
         stream_reads: BTreeMap::from([("GetRecords".into(), 9)]),
         kinesis,
+        broker: None,
         seen: Seen {
             answered: orders,
             end_to_end_ms: vec![100.0, 200.0, 300.0, 400.0],

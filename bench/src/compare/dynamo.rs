@@ -67,7 +67,7 @@ pub async fn run(pattern: Pattern, opts: &Options, orders: &[PlannedOrder]) -> R
             drive(&stack, store, reader, trigger, orders, opts, polling).await?
         }
         Pattern::SelfRead => bail!("pattern 3 runs in compare::self_read"),
-        Pattern::Broker => bail!("the broker deployment is not measured by make compare"),
+        Pattern::Broker => bail!("the broker deployment runs in compare::broker"),
     };
     let elapsed = started.elapsed();
     let stored = stored(
@@ -82,6 +82,7 @@ pub async fn run(pattern: Pattern, opts: &Options, orders: &[PlannedOrder]) -> R
         consumers: vec![consumer.side("stream-consumer (rewards)")],
         stream_reads: stream_proxy.stats().requests,
         kinesis: None,
+        broker: None,
         seen,
         storage: stored,
         mappings: vec![("stream-consumer".into(), stats)],

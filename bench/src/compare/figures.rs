@@ -21,6 +21,9 @@ pub struct Figures {
     pub consumer_wru: f64,
     pub consumer_rru: f64,
     pub put_units: f64,
+    /// EventBridge events and SQS requests per order (the broker deployment; 0 otherwise).
+    pub broker_events: f64,
+    pub sqs_requests: f64,
     pub p50: f64,
     pub p95: f64,
     pub p99: f64,
@@ -64,6 +67,11 @@ impl Figures {
                 .kinesis
                 .as_ref()
                 .map_or(0.0, |k| per(k.payload_units as f64)),
+            broker_events: run.broker.as_ref().map_or(0.0, |b| per(b.events as f64)),
+            sqs_requests: run
+                .broker
+                .as_ref()
+                .map_or(0.0, |b| per(b.sqs_requests() as f64)),
             p50: percentile(e2e, 50.0),
             p95: percentile(e2e, 95.0),
             p99: percentile(e2e, 99.0),
@@ -107,6 +115,13 @@ impl Figures {
             + self.put_units * ORDERS_PER_DAY * DAYS_PER_MONTH * KINESIS_PUT_UNITS_PER_MILLION / 1e6
     }
 
+    /// EventBridge events and SQS requests of a month at a million orders a day.
+    pub fn month_broker(&self) -> f64 {
+        let per_order = self.broker_events * EVENTBRIDGE_EVENTS_PER_MILLION / 1e6
+            + self.sqs_requests * SQS_REQUESTS_PER_MILLION / 1e6;
+        per_order * ORDERS_PER_DAY * DAYS_PER_MONTH
+    }
+
     /// Storage of the first month: what TTL keeps for `expiring_days` at steady state, plus
     /// half a month of what is kept for good (it grows through the month).
     pub fn month_storage(&self) -> f64 {
@@ -122,6 +137,9 @@ impl Figures {
     }
 
     pub fn month_total(&self, shards: usize) -> f64 {
-        self.month_dynamodb_requests() + self.month_kinesis(shards) + self.month_storage()
+        self.month_dynamodb_requests()
+            + self.month_kinesis(shards)
+            + self.month_broker()
+            + self.month_storage()
     }
 }

@@ -1,10 +1,10 @@
-//! `make compare`: the three patterns on one workload, with the same latency added to
+//! `make compare`: the three patterns and the broker deployment on one workload, with the same latency added to
 //! every request to every AWS-compatible server through the fault proxy, measured in one run and
 //! written to `docs/patterns.md` and `docs/patterns.svg`.
 //!
 //! - [`workload`]: the orders (Zipf-skewed customers), the same for every pattern.
-//! - [`dynamo`] (outbox, CDC) and [`self_read`]: each pattern's real handlers behind its local
-//!   event source mappings, orders placed at a fixed rate while the mappings poll.
+//! - [`dynamo`] (outbox, CDC), [`self_read`] and [`broker`]: each pattern's real handlers behind
+//!   its local event source mappings, orders placed at a fixed rate while the mappings poll.
 //! - `crate::capacity`: `ConsumedCapacity` per side; requests are counted by the proxies.
 //! - [`watch`]: end-to-end latency and the read-your-writes gap, seen from outside.
 //! - [`storage`], [`prices`]: bytes one day later, and what a month of it costs.
@@ -20,6 +20,7 @@ use devkit::chaos::order_id_of;
 use devkit::{Pattern, TriggerStats};
 use rewards_service::store::dynamodb::DynamoRewardsStore;
 
+pub mod broker;
 pub mod chart;
 pub mod doc;
 pub mod dynamo;
@@ -72,6 +73,28 @@ pub struct KinesisPuts {
     pub shards: usize,
 }
 
+/// What the broker deployment asked of EventBridge and SQS.
+#[derive(Debug, Clone, Default)]
+pub struct BrokerCalls {
+    /// Events on the bus, counted as the messages its rule delivered to the queue (each one an
+    /// EventBridge event and an SQS request, billed to the queue's owner).
+    pub events: u64,
+    /// The relay's and the inbox mapping's calls by operation (`PutEvents`, `ReceiveMessage`,
+    /// `DeleteMessageBatch`, ...).
+    pub requests: BTreeMap<String, u64>,
+}
+
+impl BrokerCalls {
+    /// SQS requests: the rule's deliveries and every call of the inbox's mapping.
+    pub fn sqs_requests(&self) -> u64 {
+        let mapping: u64 = (self.requests.iter())
+            .filter(|(operation, _)| operation.as_str() != "PutEvents")
+            .map(|(_, n)| n)
+            .sum();
+        self.events + mapping
+    }
+}
+
 /// One pattern's run.
 #[derive(Debug, Clone)]
 pub struct PatternRun {
@@ -81,6 +104,8 @@ pub struct PatternRun {
     /// Stream reads by the mappings (polling: the count follows the clock, not the orders).
     pub stream_reads: BTreeMap<String, u64>,
     pub kinesis: Option<KinesisPuts>,
+    /// The broker deployment's EventBridge and SQS calls.
+    pub broker: Option<BrokerCalls>,
     pub seen: Seen,
     pub storage: Storage,
     pub mappings: Vec<(String, TriggerStats)>,

@@ -93,6 +93,7 @@ pub async fn run(opts: &Options, orders: &[PlannedOrder]) -> Result<PatternRun> 
         consumers: vec![history.side("order-history"), rewards.side("rewards-kinesis-consumer")],
         stream_reads: read_proxy.stats().requests,
         kinesis: Some(puts),
+        broker: None,
         seen: watch.seen(),
         storage: stored,
         mappings: vec![

@@ -15,7 +15,10 @@ use crate::template::Template;
 
 mod race;
 mod stack;
-pub use stack::{BrokerStack, EVENT_SOURCE, INBOX_MAPPING, RELAY_FUNCTION};
+pub use stack::{
+    inbox_in_process, relay_in_process, BrokerStack, InboxProcessor, RelayProcessor, EVENT_SOURCE,
+    INBOX_MAPPING, RELAY_FUNCTION,
+};
 
 /// The template's logical ids of the broker's resources.
 pub const BUS: &str = "OrderEventsBus";

@@ -14,15 +14,13 @@ use aws_lambda_events::dynamodb::{Event, EventRecord};
 use aws_lambda_events::sqs::{SqsEvent, SqsMessage};
 use aws_sdk_sqs::types::QueueAttributeName;
 use dynamodb_outbox::dynamodb::PendingEvents;
-use dynamodb_outbox::lambda::{OutboxStream, SqsQueue};
 use dynamodb_outbox::testing::CrashPoint;
-use lambda_runtime::tower::Service as _;
 use order_service::domain::events::ORDER_RELAY;
 
+use super::stack::{inbox_in_process, relay_in_process};
 use super::{BrokerStack, Queue};
 use crate::chaos::{drain_all, duplicating, ConsumerChaos, Faults};
 use crate::invariants::{Invariant, Violation};
-use crate::mapping::handler;
 use crate::mapping::sqs::{InvokeSqs, SqsMapping};
 use crate::trigger::TriggerStats;
 
@@ -50,10 +48,7 @@ impl BrokerStack {
                 self.moto.eventbridge_via(faults.broker_endpoint()).await,
             )?;
             let store = chaos.crashing(processor.store().clone(), salt);
-            let invoker = handler(processor.with_store(store), |p, event| async move {
-                let processed = OutboxStream::new(&*p).call(event).await?;
-                Ok::<_, lambda_runtime::Error>(processed.response)
-            });
+            let invoker = relay_in_process(processor.with_store(store));
             let invoker = duplicating(invoker, chaos.copies(salt, duplicates), records);
             relays.push(chaos.sized(self.relay_trigger(invoker)?, salt));
         }
@@ -81,10 +76,7 @@ impl BrokerStack {
             let processor =
                 self.inbox_on(self.stack.dynamo.client_via(&faults.dynamo.endpoint).await)?;
             let store = chaos.crashing_at(processor.store().clone(), salt, CrashPoint::AfterCommit);
-            let invoker = handler(processor.with_store(store), |p, event| async move {
-                let processed = SqsQueue::new(&*p).call(event).await?;
-                Ok::<_, lambda_runtime::Error>(processed.response)
-            });
+            let invoker = inbox_in_process(processor.with_store(store));
             let invoker = duplicating(invoker, chaos.copies(salt, duplicates), messages);
             mappings.push(
                 self.inbox_mapping(self.moto.sqs_via(faults.broker_endpoint()).await, invoker)

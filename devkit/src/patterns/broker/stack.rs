@@ -13,7 +13,7 @@ use dynamodb_outbox::dynamodb::{DynamoConsumerStore, PendingEvents};
 use dynamodb_outbox::lambda::{OutboxStream, SqsQueue};
 use dynamodb_outbox::relay::{EventBridgeTarget, Relay};
 use dynamodb_outbox::testing::CrashPoint;
-use dynamodb_outbox::{BatchOutcome, Processor, Source};
+use dynamodb_outbox::{BatchOutcome, ConsumerStore, Processor, Source};
 use lambda_runtime::tower::Service as _;
 use lambda_runtime::LambdaEvent;
 use order_service::domain::events::{takes_order_placed, ORDER_RELAY};
@@ -44,8 +44,8 @@ pub const INBOX_MAPPING: &str = "RewardsInboxMapping";
 /// The `source` the relay's events carry on the bus (what the rule matches).
 pub const EVENT_SOURCE: &str = "orders";
 
-type RelayProcessor = Processor<Relay<EventBridgeTarget>, DynamoConsumerStore>;
-type InboxProcessor = Processor<RewardsConsumer, DynamoConsumerStore>;
+pub type RelayProcessor = Processor<Relay<EventBridgeTarget>, DynamoConsumerStore>;
+pub type InboxProcessor = Processor<RewardsConsumer, DynamoConsumerStore>;
 
 /// What a consumer's in-process handler did, over all its invocations.
 #[derive(Default)]
@@ -95,7 +95,12 @@ impl BrokerStack {
     }
 
     async fn on(moto: LocalMoto) -> Result<Self> {
-        let stack = Stack::start_pattern(Pattern::Broker).await?;
+        Self::on_dynamo(LocalDynamo::start().await?, moto).await
+    }
+
+    /// The template's tables on `dynamo`, and the bus, rule and queues on `moto`.
+    pub async fn on_dynamo(dynamo: LocalDynamo, moto: LocalMoto) -> Result<Self> {
+        let stack = Stack::on_pattern(dynamo, Pattern::Broker).await?;
         let broker = LocalBroker::create(&moto, &stack.template).await?;
         Ok(Self {
             stack,
@@ -108,7 +113,7 @@ impl BrokerStack {
 
     /// The relay as its function builds it, its progress written with `dynamo`, publishing to
     /// the bus with `events`.
-    pub(super) fn relay_on(
+    pub fn relay_on(
         &self,
         dynamo: aws_sdk_dynamodb::Client,
         events: aws_sdk_eventbridge::Client,
@@ -124,7 +129,7 @@ impl BrokerStack {
     }
 
     /// The rewards inbox as its function builds it, writing with `dynamo`, reading the queue.
-    pub(super) fn inbox_on(&self, dynamo: aws_sdk_dynamodb::Client) -> Result<InboxProcessor> {
+    pub fn inbox_on(&self, dynamo: aws_sdk_dynamodb::Client) -> Result<InboxProcessor> {
         let rewards = &self.stack.tables.rewards;
         let store = DynamoConsumerStore::new(dynamo, rewards, rewards);
         let queue = Source::sqs_queue(&self.broker.queue.arn)?;
@@ -137,7 +142,7 @@ impl BrokerStack {
 
     /// The local stream mapping of the relay function to `invoker`, with the template's
     /// settings.
-    pub(super) fn relay_trigger<I: Invoke>(&self, invoker: I) -> Result<Trigger<I>> {
+    pub fn relay_trigger<I: Invoke>(&self, invoker: I) -> Result<Trigger<I>> {
         let source = self.stack.template.stream_source(RELAY_FUNCTION)?;
         let stream = DynamoStream {
             client: self.stack.stream.clone(),
@@ -162,7 +167,7 @@ impl BrokerStack {
 
     /// The local SQS mapping of the inbox function to `invoker`, receiving and deleting with
     /// `sqs`, with the template's settings.
-    pub(super) async fn inbox_mapping<I: InvokeSqs>(
+    pub async fn inbox_mapping<I: InvokeSqs>(
         &self,
         sqs: aws_sdk_sqs::Client,
         invoker: I,
@@ -218,6 +223,26 @@ impl BrokerStack {
         }
         Ok(depth)
     }
+}
+
+/// The relay function's handler, invoked in process with a stream batch.
+pub fn relay_in_process<S: ConsumerStore + 'static>(
+    processor: Processor<Relay<EventBridgeTarget>, S>,
+) -> impl Invoke {
+    handler(processor, |p, event| async move {
+        let processed = OutboxStream::new(&*p).call(event).await?;
+        Ok::<_, lambda_runtime::Error>(processed.response)
+    })
+}
+
+/// The rewards inbox function's handler, invoked in process with a batch of queue messages.
+pub fn inbox_in_process<S: ConsumerStore + 'static>(
+    processor: Processor<RewardsConsumer, S>,
+) -> impl InvokeSqs {
+    handler(processor, |p, event| async move {
+        let processed = SqsQueue::new(&*p).call(event).await?;
+        Ok::<_, lambda_runtime::Error>(processed.response)
+    })
 }
 
 /// The inbox mapping's settings, from the template's `AWS::Lambda::EventSourceMapping`.
