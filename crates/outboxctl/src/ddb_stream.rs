@@ -83,7 +83,11 @@ impl StreamsApi {
             ("x-amz-target", target.as_str()),
         ];
         let body = Bytes::from(serde_json::to_vec(&body)?);
-        let response = self.http.post("/", &headers, body).await.context(operation.to_owned())?;
+        let response = self
+            .http
+            .post("/", &headers, body)
+            .await
+            .context(operation.to_owned())?;
         let (status, body) = (response.status(), response.body());
         if !status.is_success() {
             bail!("{operation}: {status}: {}", String::from_utf8_lossy(body));
@@ -106,7 +110,10 @@ pub async fn replay_event(
     let (mut records, mut reached_last, mut empty_pages) = (Vec::new(), false, 0);
     while let Some(current) = iterator.take() {
         let page = api
-            .call("GetRecords", json!({"ShardIterator": current, "Limit": 1000}))
+            .call(
+                "GetRecords",
+                json!({"ShardIterator": current, "Limit": 1000}),
+            )
             .await?;
         let read = page["Records"].as_array().cloned().unwrap_or_default();
         empty_pages = if read.is_empty() { empty_pages + 1 } else { 0 };
@@ -194,6 +201,9 @@ mod tests {
             streams_endpoint("https://dynamodb.eu-west-1.amazonaws.com/"),
             "https://streams.dynamodb.eu-west-1.amazonaws.com"
         );
-        assert_eq!(streams_endpoint("http://127.0.0.1:8000"), "http://127.0.0.1:8000");
+        assert_eq!(
+            streams_endpoint("http://127.0.0.1:8000"),
+            "http://127.0.0.1:8000"
+        );
     }
 }

@@ -197,7 +197,9 @@ async fn run_inspect(args: Inspect, json_output: bool) -> Result<()> {
     let found = show::inspect(&view, &tables, &args.target, &args.outbox.consumers).await?;
     print(json_output, &found, show::inspect_text)?;
     let none = found["events"].as_array().is_none_or(Vec::is_empty)
-        && found["parked_elsewhere"].as_array().is_none_or(Vec::is_empty);
+        && found["parked_elsewhere"]
+            .as_array()
+            .is_none_or(Vec::is_empty);
     if none {
         bail!("{} names no event", args.target);
     }
@@ -234,7 +236,9 @@ async fn run_redrive(args: Redrive, json_output: bool) -> Result<()> {
             text
         });
     }
-    let function = args.function.context("--function names the redrive function")?;
+    let function = args
+        .function
+        .context("--function names the redrive function")?;
     let lambda = LambdaClient::new(&config)?;
     aws::confirm_write(&format!("invoke {function}"), lambda.endpoint(), args.yes)?;
     let before = match readable {
@@ -260,9 +264,15 @@ async fn run_redrive(args: Redrive, json_output: bool) -> Result<()> {
 async fn run_sweep(args: Sweep, json_output: bool) -> Result<()> {
     let config = aws::config(None).await;
     let lambda = LambdaClient::new(&config)?;
-    aws::confirm_write(&format!("invoke {}", args.function), lambda.endpoint(), args.yes)?;
+    aws::confirm_write(
+        &format!("invoke {}", args.function),
+        lambda.endpoint(),
+        args.yes,
+    )?;
     let report = lambda
         .invoke(&args.function, &redrive::sweep_payload())
         .await?;
-    print(json_output, &report, |r| redrive::report_text(&args.function, r))
+    print(json_output, &report, |r| {
+        redrive::report_text(&args.function, r)
+    })
 }

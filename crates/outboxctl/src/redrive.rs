@@ -108,7 +108,10 @@ pub fn report_text(function: &str, report: &Json) -> String {
     }
     out.push('\n');
     for problem in report["problems"].as_array().into_iter().flatten() {
-        out.push_str(&format!("  not applied: {}\n", problem.as_str().unwrap_or_default()));
+        out.push_str(&format!(
+            "  not applied: {}\n",
+            problem.as_str().unwrap_or_default()
+        ));
     }
     out
 }

@@ -9,11 +9,11 @@ use anyhow::{bail, Context, Result};
 use serde_json::{json, Value as Json};
 use service_runtime::config::{endpoint_url, DYNAMODB};
 
+use crate::aws;
 use crate::ddb_stream::{self, StreamRange, StreamsApi};
 use crate::invoke::LambdaClient;
 use crate::kinesis::parse_stream_arn;
 use crate::replay::{filter_patterns, replay_event, Range};
-use crate::aws;
 
 /// The replay's arguments, as the command line gives them.
 pub struct Replay {
@@ -45,7 +45,9 @@ pub async fn run(args: Replay, json_output: bool) -> Result<()> {
     let dynamodb = StreamRange::from_message(&message)?;
     let region = match &dynamodb {
         Some(range) => range.region()?.to_owned(),
-        None => parse_stream_arn(&Range::from_message(&message)?.stream_arn)?.0.to_owned(),
+        None => parse_stream_arn(&Range::from_message(&message)?.stream_arn)?
+            .0
+            .to_owned(),
     };
     let config = aws::config(Some(&region)).await;
     let lambda = match &args.invoke {
@@ -60,7 +62,10 @@ pub async fn run(args: Replay, json_output: bool) -> Result<()> {
         Some(_) => "template.yaml",
         None => "patterns/self-read/template.yaml",
     };
-    let template = args.template.clone().unwrap_or_else(|| default_template.into());
+    let template = args
+        .template
+        .clone()
+        .unwrap_or_else(|| default_template.into());
     let filter = filter_patterns(&template, &args.function)?;
     let read = match dynamodb {
         Some(range) => {

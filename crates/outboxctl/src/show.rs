@@ -31,15 +31,22 @@ pub async fn status(view: &OutboxView, tables: &Tables<'_>, consumers: &[String]
         .await
         .context("reading the pending index")?;
     let consumers: BTreeSet<String> = if consumers.is_empty() {
-        pending.iter().flat_map(|e| e.routed.iter().cloned()).collect()
+        pending
+            .iter()
+            .flat_map(|e| e.routed.iter().cloned())
+            .collect()
     } else {
         consumers.iter().cloned().collect()
     };
     let now = OffsetDateTime::now_utc();
     let mut rows = Vec::new();
     for consumer in consumers {
-        let waiting: Vec<&StoredEvent> = pending.iter().filter(|e| e.waits_for(&consumer)).collect();
-        let oldest = waiting.iter().filter_map(|e| e.occurred_at.as_deref()).min();
+        let waiting: Vec<&StoredEvent> =
+            pending.iter().filter(|e| e.waits_for(&consumer)).collect();
+        let oldest = waiting
+            .iter()
+            .filter_map(|e| e.occurred_at.as_deref())
+            .min();
         let parked = view
             .parked(tables.consumers, &consumer, READ_CAP)
             .await
@@ -107,7 +114,11 @@ pub async fn inspect(
         .await
         .context("reading the ordering key's events")?;
     let by = if events.is_empty() {
-        events.extend(view.event_by_id(target).await.context("finding the event")?);
+        events.extend(
+            view.event_by_id(target)
+                .await
+                .context("finding the event")?,
+        );
         "event_id"
     } else {
         "ordering_key"
@@ -120,7 +131,10 @@ pub async fn inspect(
     let mut parked_only = Vec::new();
     if events.is_empty() {
         for consumer in consumers {
-            if let Some(p) = view.parked_event(tables.consumers, consumer, target).await? {
+            if let Some(p) = view
+                .parked_event(tables.consumers, consumer, target)
+                .await?
+            {
                 parked_only.push(parked_json(&p));
             }
         }
@@ -170,7 +184,10 @@ pub fn parked_json(parked: &ParkedRecord) -> Json {
 /// `inspect`'s answer for people.
 pub fn inspect_text(found: &Json) -> String {
     let events = found["events"].as_array().cloned().unwrap_or_default();
-    let elsewhere = found["parked_elsewhere"].as_array().cloned().unwrap_or_default();
+    let elsewhere = found["parked_elsewhere"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
     let target = found["target"].as_str().unwrap_or_default();
     if events.is_empty() && elsewhere.is_empty() {
         return format!("no event with id or ordering key {target} in the outbox (processed events expire; name --consumer to look among parked events)\n");
