@@ -274,3 +274,62 @@ async fn writing_verbs_refuse_a_remote_function_without_yes_and_change_nothing()
         .await;
     assert!(run.ok, "{run:?}");
 }
+
+#[tokio::test]
+async fn a_dynamodb_stream_range_the_mapping_gave_up_on_is_replayed_and_applied_once() {
+    let rig = Rig::start().await;
+    for customer in ["c-r1", "c-r2"] {
+        outbox_tests::place(&rig.stack, customer, &[("A", 1, 400)]).await;
+    }
+    // What Lambda's on-failure destination receives: the range, never the records.
+    let stack = &rig.stack;
+    let arn = &stack.tables.orders_stream_arn;
+    let shards = stack.stream.shard_ids(arn).await.unwrap();
+    let records = stack
+        .stream
+        .read(arn, &shards[0], None, 1000)
+        .await
+        .unwrap();
+    let message = serde_json::json!({"DDBStreamBatchInfo": {
+        "shardId": shards[0], "streamArn": arn, "batchSize": records.len(),
+        "startSequenceNumber": records.first().unwrap().sequence_number,
+        "endSequenceNumber": records.last().unwrap().sequence_number}});
+    let path = std::env::temp_dir().join(format!("outboxctl-ddb-{}.json", std::process::id()));
+    std::fs::write(&path, message.to_string()).unwrap();
+    let template = concat!(env!("CARGO_MANIFEST_DIR"), "/../../template.yaml");
+    let replay = [
+        "replay",
+        "--message",
+        path.to_str().unwrap(),
+        "--function",
+        "StreamConsumerFunction",
+        "--template",
+        template,
+    ];
+
+    let run = rig.outboxctl(&[&["--json"], &replay[..]].concat()).await;
+    assert!(run.ok, "{run:?}");
+    let event = run.json();
+    let kept = event["Records"].as_array().unwrap();
+    assert_eq!(
+        kept.len(),
+        2,
+        "the outbox inserts only, as the mapping's filter: {event}"
+    );
+    assert!(kept.iter().all(|r| r["eventSourceARN"] == arn.as_str()));
+
+    let invoke = [&replay[..], &["--invoke", rig::STREAM_CONSUMER]].concat();
+    for _ in 0..2 {
+        let run = rig.outboxctl(&invoke).await;
+        assert!(run.ok, "{run:?}");
+        assert!(run.stdout.contains("applied them all"), "{}", run.stdout);
+    }
+    for customer in ["c-r1", "c-r2"] {
+        assert_eq!(
+            outbox_tests::balance(stack, customer).await,
+            (4, 1),
+            "replayed twice, applied once"
+        );
+    }
+    std::fs::remove_file(path).ok();
+}
