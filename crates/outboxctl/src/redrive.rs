@@ -107,7 +107,9 @@ pub fn report_text(function: &str, report: &Json) -> String {
         out.push_str(&format!(" (in {runs} run(s))"));
     }
     out.push('\n');
-    for problem in report["problems"].as_array().into_iter().flatten() {
+    // Named by the parked records' keys; a redrive that read them shows each event instead.
+    let problems = report["problems"].as_array().into_iter().flatten();
+    for problem in problems.filter(|_| report["events"].is_null()) {
         out.push_str(&format!(
             "  not applied: {}\n",
             problem.as_str().unwrap_or_default()

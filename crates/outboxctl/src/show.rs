@@ -91,9 +91,9 @@ pub fn status_text(status: &Json) -> String {
         out.push_str(&format!(
             "{:<24} {:>8} {:>12} {:>8} {:>12} {:>10}\n",
             row["consumer"].as_str().unwrap_or_default(),
-            row["pending"]["count"],
+            text(&row["pending"]["count"]),
             duration(&row["pending"]["oldest_age_seconds"]),
-            row["parked"]["count"],
+            text(&row["parked"]["count"]),
             duration(&row["parked"]["oldest_age_seconds"]),
             duration(&row["lag_seconds"]),
         ));

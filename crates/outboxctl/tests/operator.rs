@@ -281,19 +281,9 @@ async fn a_dynamodb_stream_range_the_mapping_gave_up_on_is_replayed_and_applied_
     for customer in ["c-r1", "c-r2"] {
         outbox_tests::place(&rig.stack, customer, &[("A", 1, 400)]).await;
     }
-    // What Lambda's on-failure destination receives: the range, never the records.
+    let message = rig::stream_failure_message(&rig).await;
     let stack = &rig.stack;
     let arn = &stack.tables.orders_stream_arn;
-    let shards = stack.stream.shard_ids(arn).await.unwrap();
-    let records = stack
-        .stream
-        .read(arn, &shards[0], None, 1000)
-        .await
-        .unwrap();
-    let message = serde_json::json!({"DDBStreamBatchInfo": {
-        "shardId": shards[0], "streamArn": arn, "batchSize": records.len(),
-        "startSequenceNumber": records.first().unwrap().sequence_number,
-        "endSequenceNumber": records.last().unwrap().sequence_number}});
     let path = std::env::temp_dir().join(format!("outboxctl-ddb-{}.json", std::process::id()));
     std::fs::write(&path, message.to_string()).unwrap();
     let template = concat!(env!("CARGO_MANIFEST_DIR"), "/../../template.yaml");

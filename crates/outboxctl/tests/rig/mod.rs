@@ -80,9 +80,21 @@ impl Rig {
         self.outboxctl_with(args, &[]).await
     }
 
+    /// `outboxctl args...` against this stack, run in `dir` (where it finds `template.yaml`).
+    pub async fn outboxctl_in(&self, dir: &std::path::Path, args: &[&str]) -> Run {
+        self.run(args, &[], Some(dir)).await
+    }
+
     /// `outboxctl args...` against this stack, with `env` on top.
     pub async fn outboxctl_with(&self, args: &[&str], env: &[(&str, &str)]) -> Run {
+        self.run(args, env, None).await
+    }
+
+    async fn run(&self, args: &[&str], env: &[(&str, &str)], dir: Option<&std::path::Path>) -> Run {
         let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_outboxctl"));
+        if let Some(dir) = dir {
+            command.current_dir(dir);
+        }
         command
             .args(args)
             .env_remove("AWS_ENDPOINT_URL")
@@ -206,4 +218,25 @@ pub async fn parked_and_pending(rig: &Rig) -> Vec<String> {
     );
     outbox_tests::place(stack, "c-late", &[("A", 1, 900)]).await;
     parked.map(str::to_owned).to_vec()
+}
+
+/// What Lambda's on-failure destination receives when the stream consumer's mapping gives up on
+/// everything the orders table's stream holds so far: the range, never the records.
+pub async fn stream_failure_message(rig: &Rig) -> Json {
+    let stack = &rig.stack;
+    let arn = &stack.tables.orders_stream_arn;
+    let shards = stack
+        .stream
+        .shard_ids(arn)
+        .await
+        .expect("the stream's shards");
+    let records = stack
+        .stream
+        .read(arn, &shards[0], None, 1000)
+        .await
+        .expect("the stream's records");
+    serde_json::json!({"DDBStreamBatchInfo": {
+        "shardId": shards[0], "streamArn": arn, "batchSize": records.len(),
+        "startSequenceNumber": records.first().expect("a record").sequence_number,
+        "endSequenceNumber": records.last().expect("a record").sequence_number}})
 }
