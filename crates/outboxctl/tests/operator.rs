@@ -3,6 +3,7 @@
 
 mod rig;
 
+use aws_sdk_dynamodb::types::AttributeValue;
 use rig::{parked_and_pending, Rig, CONSUMER, SWEEPER};
 use serde_json::Value as Json;
 
@@ -113,6 +114,27 @@ async fn inspect_shows_an_event_its_consumers_and_why_it_was_parked() {
         run.stdout
     );
 
+    // Once the outbox item has expired, the parked record still answers for it.
+    let t = &rig.stack.tables;
+    rig.stack
+        .dynamo
+        .client
+        .delete_item()
+        .table_name(&t.orders)
+        .key("pk", AttributeValue::S("OUTBOX#c-park-1".into()))
+        .key("sk", AttributeValue::S("EVENT#00000000000000000001".into()))
+        .send()
+        .await
+        .unwrap();
+    let run = rig.outboxctl(&args(&["inspect", &event_id], &tables)).await;
+    assert!(run.ok, "{run:?}");
+    assert!(
+        run.stdout
+            .contains(&format!("no longer in the outbox; parked by {CONSUMER}")),
+        "{}",
+        run.stdout
+    );
+
     let run = rig
         .outboxctl(&args(&["inspect", "no-such-thing"], &tables))
         .await;
@@ -146,6 +168,18 @@ async fn a_dry_run_redrive_lists_the_parked_events_and_changes_nothing() {
         run.stdout.contains("2 parked events would be redriven"),
         "{run:?}"
     );
+    let run = rig
+        .outboxctl(&args(
+            &["--json", "redrive", "--dry-run", "--limit", "1"],
+            &tables,
+        ))
+        .await;
+    let listed = run.json()["would_redrive"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert_eq!(listed[0]["ordering_key"], parked[0].as_str(), "the oldest");
 
     assert_eq!(rig.snapshot().await, before, "a dry run changes nothing");
 }
