@@ -12,6 +12,7 @@ pub mod invariants;
 pub mod invoke;
 pub mod kinesis;
 pub mod kinesis_trigger;
+pub mod lambda_api;
 pub mod local;
 pub mod mapping;
 pub mod metrics;

@@ -10,6 +10,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use aws_config::SdkConfig;
 use aws_lambda_events::dynamodb::EventRecord;
 use bytes::Bytes;
+use outboxctl::ddb_stream::streams_endpoint;
 use outboxctl::signed::SignedHttp;
 use serde_json::{json, Value as Json};
 
@@ -136,24 +137,9 @@ impl StreamClient {
     }
 }
 
-/// A GetRecords record as Lambda delivers it: plus `eventSourceARN`, and `userIdentity` with
-/// Lambda's lower-case keys (AWS's GetRecords capitalises them).
+/// A GetRecords record as Lambda delivers it (the operator's replay shapes them alike).
 fn lambda_shape(record: &Json, stream_arn: &str) -> Result<RawRecord> {
-    let mut json = record.clone();
-    json["eventSourceARN"] = json!(stream_arn);
-    if let Some(identity) = record.get("userIdentity").and_then(Json::as_object) {
-        let field = |lower: &str, upper: &str| {
-            identity
-                .get(lower)
-                .or_else(|| identity.get(upper))
-                .cloned()
-                .unwrap_or(Json::Null)
-        };
-        json["userIdentity"] = json!({
-            "type": field("type", "Type"),
-            "principalId": field("principalId", "PrincipalId"),
-        });
-    }
+    let json = outboxctl::ddb_stream::lambda_shape(record, stream_arn);
     let sequence_number = json["dynamodb"]["SequenceNumber"]
         .as_str()
         .ok_or_else(|| anyhow!("stream record without a sequence number"))?
@@ -162,15 +148,4 @@ fn lambda_shape(record: &Json, stream_arn: &str) -> Result<RawRecord> {
         sequence_number,
         json,
     })
-}
-
-/// On AWS the Streams API has its own host; emulators serve both APIs on one endpoint.
-fn streams_endpoint(endpoint: &str) -> String {
-    let endpoint = endpoint.trim_end_matches('/');
-    match endpoint.strip_prefix("https://dynamodb.") {
-        Some(rest) if rest.ends_with(".amazonaws.com") => {
-            format!("https://streams.dynamodb.{rest}")
-        }
-        _ => endpoint.to_owned(),
-    }
 }

@@ -15,12 +15,14 @@ mod leave;
 mod pending;
 mod retry;
 mod routes;
+mod view;
 mod writer;
 
 pub use consumer_store::DynamoConsumerStore;
 pub use pending::PendingEvents;
 pub use retry::TransientCancellation;
 pub use routes::Routes;
+pub use view::{OutboxView, ParkedRecord, StoredEvent};
 pub use writer::{Outbox, Transaction, WriteError, Written};
 
 /// An item as the SDK takes it.
