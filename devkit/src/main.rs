@@ -276,7 +276,7 @@ async fn ddb(
             return drive(stack.trigger(consumer)?, true, FAILURES.into()).await;
         }
         (true, Pattern::Broker) => {
-            println!("no stream trigger: the broker deployment's local run is not wired yet")
+            println!("no stream trigger: the broker deployment's relay and inbox run locally, on moto, under make demo PATTERN=broker and make chaos PATTERN=broker")
         }
         (true, Pattern::Outbox) => {
             let consumer = in_process(stack.service(), DEFAULT_CONCURRENCY);
