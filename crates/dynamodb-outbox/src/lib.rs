@@ -61,6 +61,7 @@ mod source;
 mod store;
 #[cfg(feature = "testing")]
 pub mod testing;
+mod upcast;
 
 pub use batch::{
     kinesis_put, AppliedEvent, BatchOutcome, KinesisPut, Processor, SettingError,
