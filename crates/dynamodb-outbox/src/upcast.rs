@@ -197,7 +197,7 @@ impl Takes {
     /// The same versions, taken as they are: for a consumer that passes events on unread (a
     /// relay publishes an event as it was written).
     #[cfg(any(feature = "relay", test))]
-    pub(crate) fn as_written(self) -> Self {
+    pub(crate) fn into_as_written(self) -> Self {
         Self {
             versions: self.lowest()..=*self.versions.end(),
             event_type: self.event_type,
@@ -355,7 +355,10 @@ mod tests {
 
     #[test]
     fn taken_as_written_keeps_the_versions_and_drops_the_upcasters() {
-        let takes = invoices(3..=3).upcast(2, same).upcast(1, same).as_written();
+        let takes = invoices(3..=3)
+            .upcast(2, same)
+            .upcast(1, same)
+            .into_as_written();
         assert_eq!(takes, invoices(1..=3));
         assert!(takes.upcasters.is_empty());
     }

@@ -166,7 +166,7 @@ impl<T: Target> Relay<T> {
     pub fn new(name: &str, takes: Vec<Takes>, target: T) -> Self {
         Self {
             name: name.to_owned(),
-            takes: takes.into_iter().map(Takes::as_written).collect(),
+            takes: takes.into_iter().map(Takes::into_as_written).collect(),
             target,
         }
     }

@@ -188,3 +188,26 @@ pub fn order_placed(
     event.occurred_at = now.to_string();
     event
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn a_v1_payload_reads_as_v2_with_its_total_and_the_api_channel() {
+        let v1 = json!({"order_id": "o-1", "customer_id": "c-1", "currency": "USD",
+                        "total_cents": 2_599, "points": 25});
+        let v2: OrderPlaced = serde_json::from_value(order_placed_v1_to_v2(v1).unwrap()).unwrap();
+        assert_eq!((v2.amount_cents, v2.points), (2_599, 25));
+        assert_eq!(v2.channel, CHANNEL_API);
+    }
+
+    #[test]
+    fn a_v1_payload_without_its_total_or_not_an_object_is_refused() {
+        let without = json!({"order_id": "o-1", "amount_cents": 5});
+        let why = order_placed_v1_to_v2(without).unwrap_err().to_string();
+        assert!(why.contains("carries total_cents"), "{why}");
+        assert!(order_placed_v1_to_v2(json!([1])).is_err());
+    }
+}
