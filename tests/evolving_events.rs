@@ -2,13 +2,18 @@
 //! version 1 events written before the change (`total_cents`) are still in the outbox. The
 //! rewards consumer upcasts them: each is credited once, with the points its own data say,
 //! whether the stream delivers it (twice), the sweeper finds it pending, or an operator redrives
-//! it after it was parked. On the embedded DynamoDB, and on the engine's in-memory store.
+//! it after it was parked. On the embedded DynamoDB, and on the engine's in-memory store. The
+//! relay publishes it as it was written.
 
 use dynamodb_outbox::dynamodb::Outbox;
 use dynamodb_outbox::memory::{MemoryOutbox, MemoryStore};
+use dynamodb_outbox::relay::{Limits, Message, Relay, Sent, Target};
 use dynamodb_outbox::testing::{schema, Header, Inspect, StoreOps};
-use dynamodb_outbox::{Envelope, Event, Processor, Source};
-use order_service::domain::events::{routes, AGGREGATE_ORDER, ORDER_PLACED, SCHEMA_VERSION_V1};
+use dynamodb_outbox::{BoxError, Envelope, Event, Processor, Source};
+use order_service::domain::events::{
+    relayed_routes, routes, takes_order_placed, AGGREGATE_ORDER, ORDER_PLACED, ORDER_RELAY,
+    SCHEMA_VERSION_V1,
+};
 use order_service::domain::order::points_for;
 use outbox_tests::*;
 use rewards_service::consumer::{RewardsConsumer, NAME as REWARDS};
@@ -221,4 +226,47 @@ async fn a_v1_event_without_its_total_is_parked_with_the_upcasters_reason() {
 
 fn attr_s(value: &str) -> aws_sdk_dynamodb::types::AttributeValue {
     aws_sdk_dynamodb::types::AttributeValue::S(value.to_owned())
+}
+
+/// A broker that keeps what it is sent.
+#[derive(Clone, Default)]
+struct Kept(std::sync::Arc<std::sync::Mutex<Vec<String>>>);
+
+impl Target for Kept {
+    fn destination(&self) -> String {
+        "a test bus".to_owned()
+    }
+    fn limits(&self) -> Limits {
+        Limits {
+            entries_per_call: 10,
+            bytes_per_message: 262_144,
+            bytes_per_call: 262_144,
+        }
+    }
+    fn size(&self, message: &Message) -> usize {
+        message.body.len()
+    }
+    async fn send(&self, messages: &[Message]) -> Result<Vec<Sent>, BoxError> {
+        let mut kept = self.0.lock().unwrap();
+        kept.extend(messages.iter().map(|m| m.body.clone()));
+        Ok(vec![Sent::Published; messages.len()])
+    }
+}
+
+#[tokio::test]
+async fn the_relay_publishes_a_v1_event_as_it_was_written() {
+    let store = MemoryStore::new("orders");
+    let mut outbox = MemoryOutbox::new(relayed_routes());
+    let old = outbox.write(&v1("c-1", "order-v1", 990), &store).unwrap();
+    let kept = Kept::default();
+    let relay = Relay::new(ORDER_RELAY, takes_order_placed(), kept.clone());
+    let processor = Processor::new(relay, store, Source::table("orders").unwrap());
+    let outcome = processor.process_items(vec![old]).await;
+    assert_eq!(outcome.applied, 1, "{outcome:?}");
+    let bodies = kept.0.lock().unwrap().clone();
+    assert_eq!(bodies.len(), 1);
+    let published: serde_json::Value = serde_json::from_str(&bodies[0]).unwrap();
+    assert_eq!(published["schema_version"], 1, "{published}");
+    assert_eq!(published["payload"]["total_cents"], 990, "{published}");
+    assert!(published["payload"].get("amount_cents").is_none());
 }

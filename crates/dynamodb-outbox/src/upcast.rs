@@ -242,10 +242,11 @@ pub(crate) fn decode<P: DeserializeOwned>(
     takes: &[Takes],
 ) -> Result<Envelope<P>, String> {
     let (event_type, version) = (header.event_type.as_deref(), header.schema_version);
+    // A version some `Takes` handles as it is is never lifted by another.
+    let handled = takes.iter().any(|t| t.handles(event_type, version));
     let lifting = takes
         .iter()
-        .filter(|t| !t.handles(event_type, version))
-        .find(|t| t.reaches(event_type, version));
+        .find(|t| !handled && t.reaches(event_type, version));
     if let (Some(takes), Some(version)) = (lifting, version) {
         let name = header.name();
         let payload = match item.remove(schema::PAYLOAD) {
