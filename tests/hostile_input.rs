@@ -504,6 +504,8 @@ proptest! {
     ) {
         runtime().block_on(async {
             let stack = stack().await;
+            // Version 2's payload renamed total_cents and added channel; version 1's is upcast.
+            let v2 = version == json!({"N": "2"});
             let mut image = json!({
                 schema::PK: {"S": "OUTBOX#c"}, schema::SK: {"S": "EVENT#00000000000000000001"}, schema::ENTITY: {"S": schema::ENTITY_OUTBOX_EVENT},
                 "event_type": {"S": "OrderPlaced"}, "schema_version": version, "aggregate_type": {"S": "Order"},
@@ -512,6 +514,12 @@ proptest! {
                 "payload": {"M": {"order_id": {"S": "o-1"}, "customer_id": {"S": customer}, "currency": {"S": "USD"},
                                   "total_cents": {"N": "2500"}, "points": {"N": points}}}
             });
+            if v2 {
+                let payload = image["payload"]["M"].as_object_mut().unwrap();
+                let total = payload.remove("total_cents").unwrap();
+                payload.insert("amount_cents".into(), total);
+                payload.insert("channel".into(), json!({"S": "api"}));
+            }
             if let Some(id) = &event_id { image["event_id"] = json!({"S": id}); }
             if drop_payload { image.as_object_mut().unwrap().remove("payload"); }
             let record: EventRecord = serde_json::from_value(json!({

@@ -247,8 +247,9 @@ pub fn outbox_event(
         order_id,
         customer_id: customer.to_owned(),
         currency: "USD".to_owned(),
-        total_cents: 1_000,
+        amount_cents: 1_000,
         points: 10,
+        channel: order_service::domain::events::CHANNEL_API.to_owned(),
     })
     .with_ordering_key(customer);
     event.event_id = event_id.to_owned();

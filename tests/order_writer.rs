@@ -43,7 +43,7 @@ async fn a_valid_order_writes_one_order_and_one_pending_outbox_event() {
     assert_eq!((orders.len(), events.len()), (1, 1));
     let event = &events[0];
     assert_eq!(s(event, "event_type"), Some("OrderPlaced"));
-    assert_eq!(n(event, "schema_version"), Some(1));
+    assert_eq!(n(event, "schema_version"), Some(2));
     assert_eq!(s(event, "aggregate_type"), Some("Order"));
     assert_eq!(s(event, "aggregate_id"), Some(order_id));
     assert_eq!(s(event, schema::STATUS), Some(schema::STATUS_PENDING));
@@ -58,7 +58,8 @@ async fn a_valid_order_writes_one_order_and_one_pending_outbox_event() {
     let payload = event["payload"].as_m().unwrap();
     assert_eq!(payload["order_id"].as_s().unwrap(), order_id);
     assert_eq!(payload["customer_id"].as_s().unwrap(), "c-1");
-    assert_eq!(payload["total_cents"].as_n().unwrap(), "2599");
+    assert_eq!(payload["amount_cents"].as_n().unwrap(), "2599");
+    assert_eq!(payload["channel"].as_s().unwrap(), "api");
     assert_eq!(payload["points"].as_n().unwrap(), "25");
 }
 

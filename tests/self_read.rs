@@ -669,9 +669,7 @@ fn order_placed(customer: &str, quantity: i64) -> Json {
     let placed = request
         .into_new_order(uuid::Uuid::new_v4().to_string(), Timestamp::now(), None)
         .unwrap();
-    let mut envelope = serde_json::to_value(&placed.event).unwrap();
-    envelope["payload"] = serde_json::to_value(&placed.order).unwrap();
-    envelope
+    serde_json::to_value(order_service::self_read::order_placed(&placed.order, None)).unwrap()
 }
 
 /// The metrics a consumer's handler emitted for a batch, which it answered without holding the

@@ -223,8 +223,9 @@ async fn publish(
         order_id: uuid::Uuid::new_v4().to_string(),
         customer_id: customer.to_owned(),
         currency: "USD".into(),
-        total_cents: 100,
+        amount_cents: 100,
         points: 1,
+        channel: order_service::domain::events::CHANNEL_API.into(),
     })
     .with_ordering_key(customer);
     event.event_id = event_id.to_owned();
@@ -273,7 +274,7 @@ async fn a_poison_event_is_parked_with_its_reason_and_its_customer_goes_on() {
     place(&stack, "c-2", &[("C", 1, 3_000)]).await;
     publish(&stack, "c-3", "poison-negative", |e| {
         e.payload.points = -5;
-        e.payload.total_cents = -500;
+        e.payload.amount_cents = -500;
     })
     .await;
     publish(&stack, "c-4", "poison-customer", |e| {
@@ -323,7 +324,10 @@ async fn a_poison_event_is_parked_with_its_reason_and_its_customer_goes_on() {
 #[tokio::test]
 async fn an_event_of_a_newer_schema_version_is_skipped_and_counted_never_poison() {
     let stack = stack().await;
-    publish(&stack, "c-1", "from-the-future", |e| e.schema_version = 2).await;
+    publish(&stack, "c-1", "from-the-future", |e| {
+        e.schema_version = order_service::domain::events::SCHEMA_VERSION + 1
+    })
+    .await;
     place(&stack, "c-1", &[("A", 1, 1_000)]).await;
     let batch = outbox_batch(&stack).await;
     let outcome = process(&stack, &batch).await;
@@ -465,7 +469,7 @@ async fn an_order_is_rewarded_once_whatever_else_its_events_say() {
     publish(&stack, "c-1", "second-event-same-order", |e| {
         e.aggregate_id = order_id.clone();
         e.payload.order_id = order_id.clone();
-        e.payload.total_cents = 2_000;
+        e.payload.amount_cents = 2_000;
         e.payload.points = 20;
     })
     .await;

@@ -183,8 +183,9 @@ fn outbox_insert(i: usize) -> EventRecord {
         order_id: format!("00000000-0000-4000-8000-{i:012}"),
         customer_id: format!("customer-{i}"),
         currency: "USD".into(),
-        total_cents: 2999,
+        amount_cents: 2999,
         points: 29,
+        channel: order_service::domain::events::CHANNEL_API.into(),
     })
     .with_ordering_key(format!("customer-{i}"));
     event.event_id = format!("10000000-0000-4000-8000-{i:012}");

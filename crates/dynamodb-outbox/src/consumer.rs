@@ -51,9 +51,10 @@ pub trait Consumer: Send + Sync {
     /// The consumer's name: its progress, its place in an event's routing, its logs.
     fn name(&self) -> &str;
 
-    /// The event types and schema versions this consumer applies. Events routed to it that it
-    /// does not take (a newer version, a type it dropped) are skipped and counted, never poison,
-    /// so a newer producer cannot block an older consumer.
+    /// The event types and schema versions this consumer applies, older versions brought up to
+    /// the one it handles by upcasters ([`Takes::upcast`]). Events routed to it that it does not
+    /// take (a newer version, a type it dropped) are skipped and counted, never poison, so a
+    /// newer producer cannot block an older consumer.
     fn takes(&self) -> Vec<Takes>;
 
     /// What to do with the later events of a key after one of its events proved poison.
@@ -80,19 +81,26 @@ pub trait Consumer: Send + Sync {
     }
 }
 
-/// An event type and the schema versions of it that a consumer applies.
+/// An event type and the schema versions of it that a consumer applies: the versions it
+/// handles as they are, and older ones it brings up to those ([`Takes::upcast`]).
+///
+/// Two are equal when they take the same versions of the same type through upcasters from the
+/// same versions (the upcasters' functions are not compared).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Takes {
     pub(crate) event_type: String,
     pub(crate) versions: RangeInclusive<u32>,
+    pub(crate) upcasters: Vec<crate::upcast::Upcaster>,
 }
 
 impl Takes {
-    /// `event_type` in the given schema versions.
+    /// `event_type` in the given schema versions, which the consumer's payload decodes as they
+    /// are.
     pub fn versions(event_type: &str, versions: RangeInclusive<u32>) -> Self {
         Self {
             event_type: event_type.to_owned(),
             versions,
+            upcasters: Vec::new(),
         }
     }
 }

@@ -54,9 +54,9 @@ impl Header {
         Self {
             pk: text(schema::PK).unwrap_or_default(),
             sk: text(schema::SK).unwrap_or_default(),
-            event_id: text("event_id"),
+            event_id: text(schema::EVENT_ID),
             event_type: text("event_type"),
-            schema_version: number("schema_version").and_then(|v| u32::try_from(v).ok()),
+            schema_version: number(schema::SCHEMA_VERSION).and_then(|v| u32::try_from(v).ok()),
             ordering_key: text("ordering_key"),
             sequence: number(schema::SEQUENCE),
             after,

@@ -17,6 +17,8 @@
 //! - [`Envelope`] and [`Event`]: the event as consumers see it.
 //! - [`dynamodb::Outbox`]: the producer's side, joining the caller's transaction.
 //! - [`Consumer`], [`Effect`]: the consumer's side; [`Processor`] runs a consumer over a batch.
+//! - [`Takes::upcast`]: older schema versions of an event brought up to the one a consumer
+//!   handles.
 //! - [`ConsumerStore`]: where progress lives; [`dynamodb::DynamoConsumerStore`] and
 //!   [`memory::MemoryStore`] implement it.
 //! - [`Processor::process_kinesis`] and [`Processor::process_changes`]: the same consumers fed
@@ -61,6 +63,7 @@ mod source;
 mod store;
 #[cfg(feature = "testing")]
 pub mod testing;
+mod upcast;
 
 pub use batch::{
     kinesis_put, AppliedEvent, BatchOutcome, KinesisPut, Processor, SettingError,

@@ -11,6 +11,10 @@ pub const PK: &str = "pk";
 pub const SK: &str = "sk";
 /// The envelope's event id, at the top level of an outbox item.
 pub const EVENT_ID: &str = "event_id";
+/// The envelope's schema version, at the top level of an outbox item.
+pub const SCHEMA_VERSION: &str = "schema_version";
+/// The envelope's payload, at the top level of an outbox item: what an upcaster rewrites.
+pub const PAYLOAD: &str = "payload";
 /// Marks outbox event items, so a stream filter can select them without decoding.
 pub const ENTITY: &str = "entity";
 /// Value of [`ENTITY`] on outbox event items.

@@ -17,7 +17,7 @@ use dynamodb_outbox::{Envelope, TraceContext};
 use serde::Deserialize;
 use serde_dynamo::{AttributeValue, Item};
 
-use crate::domain::events::order_placed_event_id;
+use crate::domain::events::{order_placed_event_id, CHANNEL_API};
 use crate::domain::OrderPlaced;
 use crate::schema;
 
@@ -73,8 +73,9 @@ fn envelope_of(image: OrderImage) -> Envelope<OrderPlaced> {
         order_id: image.order_id,
         customer_id: image.customer_id,
         currency: image.currency,
-        total_cents: image.total_cents,
+        amount_cents: image.total_cents,
         points: image.points,
+        channel: CHANNEL_API.to_owned(),
     })
     .with_ordering_key(customer_id)
     .with_trace(image.trace_context);

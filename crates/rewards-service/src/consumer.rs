@@ -43,6 +43,8 @@ impl Consumer for RewardsConsumer {
         NAME
     }
 
+    /// `OrderPlaced` v2, and v1 events (written before v2, or published by pattern 3) upcast
+    /// to it.
     fn takes(&self) -> Vec<Takes> {
         takes_order_placed()
     }

@@ -5,11 +5,12 @@ use serde_dynamo::{AttributeValue, Item};
 
 use super::{BatchOutcome, Once, Processor};
 use crate::consumer::{Consumer, PoisonPolicy, Takes};
-use crate::delivery::{self, Header};
+use crate::delivery::Header;
 use crate::envelope::Envelope;
 use crate::schema;
 use crate::source::SourceKind;
 use crate::store::{ConsumerStore, ItemKey, Step};
+use crate::upcast::{self, taken};
 
 /// One record, classified before any database work: what it asks for.
 pub(super) enum Work<P> {
@@ -162,7 +163,7 @@ impl<C: Consumer, S: ConsumerStore> Processor<C, S> {
             return Work::Skip(step, key, what);
         }
         let kept = (self.consumer.on_poison() == PoisonPolicy::Park).then(|| item.clone());
-        match delivery::decode::<C::Payload>(item, &header) {
+        match upcast::decode::<C::Payload>(item, &header, takes) {
             Ok(envelope) => Work::Apply(
                 Box::new(Arrived {
                     envelope,
@@ -178,16 +179,6 @@ impl<C: Consumer, S: ConsumerStore> Processor<C, S> {
             },
         }
     }
-}
-
-/// Whether the consumer takes the event's type in its schema version.
-pub(super) fn taken(takes: &[Takes], header: &Header) -> bool {
-    takes.iter().any(|t| {
-        Some(t.event_type.as_str()) == header.event_type.as_deref()
-            && header
-                .schema_version
-                .is_some_and(|v| t.versions.contains(&v))
-    })
 }
 
 /// What a table stream's record is named by in the batch's outcome: its sequence number.

@@ -2,14 +2,14 @@
 
 use serde_dynamo::Item;
 
-use super::intake::taken;
 use super::{BatchOutcome, Outcome, Processor, PARKED_LOG_MESSAGE};
 use crate::consumer::{Consumer, Effect, HandlerError, PoisonPolicy, Takes};
-use crate::delivery::{self, Header};
+use crate::delivery::Header;
 use crate::envelope::now_rfc3339;
 use crate::item::ParkedEvent;
 use crate::schema;
 use crate::store::{Committed, ConsumerStore, ItemKey, Parked, Step};
+use crate::upcast::{self, taken};
 
 impl<C: Consumer, S: ConsumerStore> Processor<C, S> {
     /// A poison event: reported (the key waits), or parked (the key goes on), by policy.
@@ -96,7 +96,7 @@ impl<C: Consumer, S: ConsumerStore> Processor<C, S> {
         let consumer = self.consumer.name();
         let header = Header::peek(&parked.event);
         let (effect, done) = if taken(takes, &header) {
-            let effect = match delivery::decode::<C::Payload>(parked.event.clone(), &header) {
+            let effect = match upcast::decode::<C::Payload>(parked.event.clone(), &header, takes) {
                 Ok(envelope) => self.consumer.effect(&envelope).await,
                 Err(reason) => Err(HandlerError::poison(reason)),
             };

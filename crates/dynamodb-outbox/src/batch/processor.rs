@@ -107,7 +107,19 @@ impl<C: Consumer, S: ConsumerStore> Processor<C, S> {
     /// in the function's own account and region ([`Processor::invoked_as`]), and while that is
     /// unknown its records are refused, as are records of another kind of source. Processed outbox items expire `retention_seconds` after their last consumer is done; up to
     /// `concurrency` ordering keys are applied at a time.
+    ///
+    /// # Panics
+    ///
+    /// When the consumer's upcasters cannot be chained ([`crate::Takes::upcast`]): a gap, two
+    /// from one version, or one from a version it handles as it is. The message names the
+    /// consumer, the event type and the version to add; nothing is processed with a chain that
+    /// would skip the versions it was meant to lift.
     pub fn new(consumer: C, store: S, source: Source) -> Self {
+        for takes in consumer.takes() {
+            if let Err(why) = takes.check() {
+                panic!("consumer {:?} cannot be built: {why}", consumer.name());
+            }
+        }
         Self {
             consumer,
             store,

@@ -10,15 +10,16 @@ use aws_lambda_events::kinesis::KinesisEventRecord;
 use serde::Serialize;
 use serde_dynamo::{AttributeValue, Item};
 
-use super::intake::{key_name, record_id, taken};
+use super::intake::{key_name, record_id};
 use super::{Arrived, BatchOutcome, Outcome, Processor, Work};
 use crate::consumer::{Consumer, Effect, HandlerError, PoisonPolicy, Takes};
-use crate::delivery::{self, Header};
+use crate::delivery::Header;
 use crate::envelope::{now_rfc3339, Envelope};
 use crate::item::ParkedEvent;
 use crate::schema;
 use crate::source::SourceKind;
 use crate::store::{Committed, ConsumerStore, ItemKey, LastOut};
+use crate::upcast::{self, taken};
 
 /// Where an event without an outbox sequence sits: its ordering key (the batch keeps the
 /// source's order within it; `None` for a poison event that carries none, which then waits for
@@ -220,7 +221,12 @@ impl<C: Consumer, S: ConsumerStore> Processor<C, S> {
             entity: Some(entity),
             group: None,
         };
-        if !taken(takes, &header) {
+        // The adapter built the payload the consumer handles: nothing to upcast, so only the
+        // versions handled as they are are taken (a parked one is redriven as it is).
+        let handled = takes
+            .iter()
+            .any(|t| t.handles(header.event_type.as_deref(), header.schema_version));
+        if !handled {
             let what = format!(
                 "{} {} v{}",
                 envelope.event_id, envelope.event_type, envelope.schema_version
@@ -305,7 +311,7 @@ impl<C: Consumer, S: ConsumerStore> Processor<C, S> {
             entity: None,
             group: None,
         };
-        match delivery::decode::<C::Payload>(item, &header) {
+        match upcast::decode::<C::Payload>(item, &header, takes) {
             Ok(envelope) => Work::Once(
                 Box::new(Arrived {
                     envelope,

@@ -160,11 +160,13 @@ pub struct Relay<T> {
 
 impl<T: Target> Relay<T> {
     /// A relay named `name` (its routes, its progress, its logs) publishing the events it
-    /// `takes` to `target`.
+    /// `takes` to `target`. It publishes each event as it was written: upcasters in `takes`
+    /// ([`Takes::upcast`]) only widen the versions it takes, they are not run, so every
+    /// subscriber upcasts for itself.
     pub fn new(name: &str, takes: Vec<Takes>, target: T) -> Self {
         Self {
             name: name.to_owned(),
-            takes,
+            takes: takes.into_iter().map(Takes::into_as_written).collect(),
             target,
         }
     }

@@ -3,7 +3,7 @@
 //! dynoxide, which is the truth `MemoryStore` must agree with. Grouping, per-key order,
 //! hold-back, partial failures, skip versus poison, several consumers, crashes before the marks,
 //! parking and redriving, an entity table's changes, a Kinesis stream's records and an SQS
-//! queue's messages as events.
+//! queue's messages as events, older schema versions upcast.
 //!
 //! [`MemoryStore`]: dynamodb_outbox::memory::MemoryStore
 //! [`DynamoConsumerStore`]: dynamodb_outbox::dynamodb::DynamoConsumerStore
@@ -17,6 +17,7 @@ mod kinesis;
 mod order;
 mod parked;
 mod sqs;
+mod upcast;
 
 /// Instantiates each body (`module::test`, generic over the store) once per store, as
 /// `memory::test` and `dynamodb::test`.
@@ -79,4 +80,7 @@ contract!(
     sqs::on_a_fifo_queue_a_failure_holds_back_its_groups_later_messages_and_the_retry_keeps_their_order,
     sqs::poison_is_parked_and_a_body_that_names_no_event_is_dropped,
     sqs::another_queues_messages_are_refused_and_never_credited,
+    upcast::older_versions_are_upcast_through_the_chain_and_applied_once_newer_ones_skipped,
+    upcast::an_event_whose_upcast_fails_is_poison_waited_on_or_parked_and_redriven_once,
+    upcast::a_kinesis_record_in_an_older_version_is_upcast_and_applied_once,
 );

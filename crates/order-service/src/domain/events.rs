@@ -1,8 +1,9 @@
 //! The events the order service publishes: its contract with every consumer.
 
 use dynamodb_outbox::dynamodb::Routes;
-use dynamodb_outbox::{Envelope, Event, Takes, TraceContext};
+use dynamodb_outbox::{BoxError, Envelope, Event, Takes, TraceContext};
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 use service_runtime::Timestamp;
 use uuid::Uuid;
 
@@ -12,31 +13,59 @@ use super::Order;
 pub const ORDER_PLACED: &str = "OrderPlaced";
 /// The aggregate the order service's events are about.
 pub const AGGREGATE_ORDER: &str = "Order";
-/// The version of [`OrderPlaced`] this code writes.
-pub const SCHEMA_VERSION: u32 = 1;
+/// The version of [`OrderPlaced`] this code writes. Version 2 renamed `total_cents` to
+/// `amount_cents` and added `channel`; version 1 events, written before, are upcast by their
+/// consumers ([`order_placed_v1_to_v2`]).
+pub const SCHEMA_VERSION: u32 = 2;
+/// The version before [`SCHEMA_VERSION`]: `total_cents`, no `channel`.
+pub const SCHEMA_VERSION_V1: u32 = 1;
+/// The channel of an order placed through the order API: every order so far, and so every
+/// order a version 1 event announced.
+pub const CHANNEL_API: &str = "api";
 /// The consumers of [`OrderPlaced`]: the rewards service.
 pub const ORDER_PLACED_CONSUMERS: &[&str] = &["rewards"];
 /// The outbox's one consumer when the order service publishes to an event bus (the broker
 /// deployment): the relay, which knows the bus and none of its subscribers.
 pub const ORDER_RELAY: &str = "order-relay";
 
-/// What a consumer of [`OrderPlaced`] takes: the version this code reads, which is the one it
-/// writes.
+/// What a consumer of [`OrderPlaced`] takes: the version this code writes, and version 1
+/// brought up to it ([`order_placed_v1_to_v2`]). A relay given these publishes both versions as
+/// they were written.
 pub fn takes_order_placed() -> Vec<Takes> {
-    vec![Takes::versions(
-        ORDER_PLACED,
-        SCHEMA_VERSION..=SCHEMA_VERSION,
-    )]
+    vec![
+        Takes::versions(ORDER_PLACED, SCHEMA_VERSION..=SCHEMA_VERSION)
+            .upcast(SCHEMA_VERSION_V1, order_placed_v1_to_v2),
+    ]
 }
 
-/// An order was placed: what the rewards service credits.
+/// An `OrderPlaced` v1 payload as v2: `total_cents` renamed `amount_cents`, and the channel every
+/// v1 order came through ([`CHANNEL_API`]). Other fields pass unchanged (pattern 3's payload is
+/// the whole order). A payload without `total_cents` is refused: poison, with this reason.
+pub fn order_placed_v1_to_v2(mut payload: Value) -> Result<Value, BoxError> {
+    let fields = payload
+        .as_object_mut()
+        .ok_or("an OrderPlaced v1 payload is a JSON object")?;
+    let total = fields
+        .remove("total_cents")
+        .ok_or("an OrderPlaced v1 payload carries total_cents, and this one has none")?;
+    fields.insert("amount_cents".to_owned(), total);
+    fields
+        .entry("channel")
+        .or_insert_with(|| Value::from(CHANNEL_API));
+    Ok(payload)
+}
+
+/// An order was placed: what the rewards service credits (version [`SCHEMA_VERSION`]).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct OrderPlaced {
     pub order_id: String,
     pub customer_id: String,
     pub currency: String,
-    pub total_cents: i64,
+    /// The order's total, in minor units (`total_cents` in version 1).
+    pub amount_cents: i64,
     pub points: i64,
+    /// Where the order was placed ([`CHANNEL_API`]).
+    pub channel: String,
 }
 
 impl Event for OrderPlaced {
@@ -54,8 +83,9 @@ impl From<&Order> for OrderPlaced {
             order_id: order.order_id.clone(),
             customer_id: order.customer_id.clone(),
             currency: order.currency.clone(),
-            total_cents: order.total_cents,
+            amount_cents: order.total_cents,
             points: order.points,
+            channel: CHANNEL_API.to_owned(),
         }
     }
 }
@@ -103,21 +133,21 @@ pub fn order_placed_violation<P>(event: &Envelope<P>, placed: &OrderPlaced) -> O
             placed.currency
         ));
     }
-    if placed.points < 0 || placed.total_cents < 0 {
+    if placed.points < 0 || placed.amount_cents < 0 {
         return Some(format!("negative amount: {} points", placed.points));
     }
-    if placed.total_cents > MAX_MONEY_CENTS {
+    if placed.amount_cents > MAX_MONEY_CENTS {
         return Some(format!(
             "total of {} minor units exceeds the order limit {MAX_MONEY_CENTS}",
-            placed.total_cents
+            placed.amount_cents
         ));
     }
-    if placed.points != points_for(placed.total_cents) {
+    if placed.points != points_for(placed.amount_cents) {
         return Some(format!(
             "{} points do not match a total of {} minor units ({} points)",
             placed.points,
-            placed.total_cents,
-            points_for(placed.total_cents)
+            placed.amount_cents,
+            points_for(placed.amount_cents)
         ));
     }
     None
@@ -152,15 +182,32 @@ pub fn order_placed(
     now: Timestamp,
     trace: Option<TraceContext>,
 ) -> Envelope<OrderPlaced> {
-    let mut event = Envelope::new(OrderPlaced {
-        order_id: order.order_id.clone(),
-        customer_id: order.customer_id.clone(),
-        currency: order.currency.clone(),
-        total_cents: order.total_cents,
-        points: order.points,
-    })
-    .with_ordering_key(&order.customer_id)
-    .with_trace(trace);
+    let mut event = Envelope::new(OrderPlaced::from(order))
+        .with_ordering_key(&order.customer_id)
+        .with_trace(trace);
     event.occurred_at = now.to_string();
     event
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn a_v1_payload_reads_as_v2_with_its_total_and_the_api_channel() {
+        let v1 = json!({"order_id": "o-1", "customer_id": "c-1", "currency": "USD",
+                        "total_cents": 2_599, "points": 25});
+        let v2: OrderPlaced = serde_json::from_value(order_placed_v1_to_v2(v1).unwrap()).unwrap();
+        assert_eq!((v2.amount_cents, v2.points), (2_599, 25));
+        assert_eq!(v2.channel, CHANNEL_API);
+    }
+
+    #[test]
+    fn a_v1_payload_without_its_total_or_not_an_object_is_refused() {
+        let without = json!({"order_id": "o-1", "amount_cents": 5});
+        let why = order_placed_v1_to_v2(without).unwrap_err().to_string();
+        assert!(why.contains("carries total_cents"), "{why}");
+        assert!(order_placed_v1_to_v2(json!([1])).is_err());
+    }
 }

@@ -24,7 +24,7 @@ use lambda_runtime::{Error, LambdaEvent};
 use service_runtime::config::{self, ConfigError};
 use service_runtime::metrics;
 
-use crate::domain::events::{order_placed_violation, takes_order_placed, OrderPlaced};
+use crate::domain::events::{order_placed_violation, OrderPlaced, ORDER_PLACED, SCHEMA_VERSION_V1};
 use crate::domain::Order;
 use crate::store::dynamodb::order_item;
 
@@ -52,8 +52,12 @@ impl Consumer for OrderHistoryConsumer {
         NAME
     }
 
+    /// The order itself, which pattern 3 publishes as `OrderPlaced` v1 (see [`super`]).
     fn takes(&self) -> Vec<Takes> {
-        takes_order_placed()
+        vec![Takes::versions(
+            ORDER_PLACED,
+            SCHEMA_VERSION_V1..=SCHEMA_VERSION_V1,
+        )]
     }
 
     /// An order that cannot be written (it does not encode, or its id is taken by another

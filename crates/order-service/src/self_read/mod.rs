@@ -5,9 +5,10 @@
 //! same `RewardsConsumer` as the other patterns).
 //!
 //! The event's payload is the whole [`Order`] (line items included): it is the only record of
-//! the order until order-history writes it. Its fields are a superset of
-//! [`OrderPlaced`](crate::domain::OrderPlaced)'s, so a consumer decoding `OrderPlaced` v1 reads
-//! it unchanged.
+//! the order until order-history writes it. Its fields are a superset of `OrderPlaced` v1's
+//! (`total_cents`), so it is published as version 1 ([`SCHEMA_VERSION_V1`]): order-history reads
+//! it as the order it is, and rewards, which handles [`OrderPlaced`](crate::domain::OrderPlaced)
+//! v2, upcasts it as it does every v1 event.
 //!
 //! **Event ids.** A publish whose response was lost is retried (by the SDK, or by the client
 //! with the same Idempotency-Key), and the stream then holds the event twice. Both consumers
@@ -29,7 +30,7 @@ use dynamodb_outbox::dynamodb::DynamoConsumerStore;
 use dynamodb_outbox::{Consumer, Envelope, Processor, Source, TraceContext};
 use uuid::Uuid;
 
-use crate::domain::events::{AGGREGATE_ORDER, ORDER_PLACED, SCHEMA_VERSION};
+use crate::domain::events::{AGGREGATE_ORDER, ORDER_PLACED, SCHEMA_VERSION_V1};
 use crate::domain::Order;
 
 /// Namespace of the event ids of pattern 3 (UUID v5).
@@ -59,7 +60,7 @@ pub fn order_placed(order: &Order, trace: Option<TraceContext>) -> Envelope<Orde
     Envelope {
         event_id: event_id(order),
         event_type: ORDER_PLACED.to_owned(),
-        schema_version: SCHEMA_VERSION,
+        schema_version: SCHEMA_VERSION_V1,
         aggregate_type: AGGREGATE_ORDER.to_owned(),
         aggregate_id: order.order_id.clone(),
         ordering_key: order.customer_id.clone(),
