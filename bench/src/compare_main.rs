@@ -1,5 +1,5 @@
-//! `patterns-compare` (`make compare`): the three patterns on one workload with the same added
-//! latency; prints the headline table and writes the figures into `docs/patterns.md` (between its
+//! `patterns-compare` (`make compare`): the three patterns and the broker deployment on one
+//! workload with the same added latency; prints the headline table and writes the figures into `docs/patterns.md` (between its
 //! region markers: the prose around them is written by hand) and `docs/patterns.svg`.
 
 use std::path::PathBuf;
@@ -16,7 +16,7 @@ use outbox_bench::compare::{broker, chart, dynamo, self_read, Options};
 use outbox_bench::machine::Machine;
 use outbox_bench::{regions, workspace_root};
 
-/// The three patterns side by side on one workload, with the same latency added to every request.
+/// The three patterns and the broker deployment side by side on one workload, with the same latency added to every request.
 ///
 /// The consumers' concurrency is `CONSUMER_CONCURRENCY`, read as the functions read it.
 #[derive(Debug, Parser)]

@@ -26,7 +26,7 @@ pub enum Pattern {
 }
 
 impl Pattern {
-    /// The article's three patterns, in its order (what `make compare` measures).
+    /// The article's three patterns, in its order.
     pub const ALL: [Pattern; 3] = [Pattern::Outbox, Pattern::Cdc, Pattern::SelfRead];
     /// Every deployment: the article's patterns and the outbox relayed to a broker.
     pub const DEPLOYMENTS: [Pattern; 4] = [

@@ -1,6 +1,6 @@
-//! `make compare`: the three patterns and the broker deployment on one workload, with the same latency added to
-//! every request to every AWS-compatible server through the fault proxy, measured in one run and
-//! written to `docs/patterns.md` and `docs/patterns.svg`.
+//! `make compare`: the three patterns and the broker deployment on one workload, with the same
+//! latency added to every request to every AWS-compatible server through the fault proxy,
+//! measured in one run and written to `docs/patterns.md` and `docs/patterns.svg`.
 //!
 //! - [`workload`]: the orders (Zipf-skewed customers), the same for every pattern.
 //! - [`dynamo`] (outbox, CDC), [`self_read`] and [`broker`]: each pattern's real handlers behind

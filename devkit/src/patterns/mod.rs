@@ -1,8 +1,9 @@
-//! The three patterns behind one harness, which the chaos run ([`crate::chaos`]) and the demo
-//! ([`crate::demo`]) drive: how a pattern's order API takes an order, how its consumers read
-//! their source (racing and crashing, for the chaos run), what redrives what they leave, and
-//! where its events live for the invariants. Patterns 1 and 2 share the DynamoDB stream's stack
-//! ([`stream`]); pattern 3 has kinesalite's ([`self_read`]).
+//! The three patterns and the broker deployment behind one harness, which the chaos run
+//! ([`crate::chaos`]) and the demo ([`crate::demo`]) drive: how a pattern's order API takes an
+//! order, how its consumers read their source (racing and crashing, for the chaos run), what
+//! redrives what they leave, and where its events live for the invariants. Patterns 1 and 2
+//! share the DynamoDB stream's stack ([`stream`]); pattern 3 has kinesalite's ([`self_read`]);
+//! the broker deployment adds moto's bus and queues ([`broker`]).
 
 use anyhow::Result;
 use aws_lambda_events::apigw::{ApiGatewayV2httpRequest, ApiGatewayV2httpResponse};
