@@ -33,6 +33,36 @@ impl<R: Serialize> Serialize for Processed<R> {
     }
 }
 
+/// One invocation's `records` through `processor`, which first learns the function it runs as
+/// (`function_arn`): `process` applies them, `respond` says which to retry.
+fn batch<'a, C, S, T, R>(
+    processor: &'a Processor<C, S>,
+    function_arn: String,
+    records: Vec<T>,
+    // The processor behind a borrow of its own: `'b` is then shorter than `'a`, so `process`
+    // may hold what lives for `'a` (an adapter).
+    process: impl for<'b> FnOnce(&'b &'a Processor<C, S>, &'b [T]) -> BoxFuture<'b, BatchOutcome>
+        + Send
+        + 'a,
+    respond: fn(&BatchOutcome) -> R,
+) -> BoxFuture<'a, Result<Processed<R>, Error>>
+where
+    C: Consumer,
+    S: ConsumerStore,
+    T: Send + Sync + 'a,
+    R: 'a,
+{
+    Box::pin(async move {
+        processor.invoked_as(&function_arn);
+        let outcome = process(&processor, &records).await;
+        Ok(Processed {
+            response: respond(&outcome),
+            records: records.len(),
+            outcome,
+        })
+    })
+}
+
 /// Outbox items from a DynamoDB stream ([`Processor::process_stream`]).
 #[derive(Debug)]
 pub struct OutboxStream<'a, C, S>(&'a Processor<C, S>);
@@ -54,17 +84,13 @@ impl<'a, C: Consumer, S: ConsumerStore> Service<LambdaEvent<Event>> for OutboxSt
     }
 
     fn call(&mut self, event: LambdaEvent<Event>) -> Self::Future {
-        let processor = self.0;
-        Box::pin(async move {
-            processor.invoked_as(&event.context.invoked_function_arn);
-            let records = &event.payload.records;
-            let outcome = processor.process_stream(records).await;
-            Ok(Processed {
-                response: outcome.stream_response(),
-                records: records.len(),
-                outcome,
-            })
-        })
+        batch(
+            self.0,
+            event.context.invoked_function_arn,
+            event.payload.records,
+            |p, r| Box::pin(p.process_stream(r)),
+            BatchOutcome::stream_response,
+        )
     }
 }
 
@@ -99,17 +125,14 @@ where
     }
 
     fn call(&mut self, event: LambdaEvent<Event>) -> Self::Future {
-        let (processor, adapter) = (self.processor, self.adapter.clone());
-        Box::pin(async move {
-            processor.invoked_as(&event.context.invoked_function_arn);
-            let records = &event.payload.records;
-            let outcome = processor.process_changes(records, adapter).await;
-            Ok(Processed {
-                response: outcome.stream_response(),
-                records: records.len(),
-                outcome,
-            })
-        })
+        let adapter = self.adapter.clone();
+        batch(
+            self.processor,
+            event.context.invoked_function_arn,
+            event.payload.records,
+            move |p, r| Box::pin(p.process_changes(r, adapter)),
+            BatchOutcome::stream_response,
+        )
     }
 }
 
@@ -136,17 +159,13 @@ impl<'a, C: Consumer, S: ConsumerStore> Service<LambdaEvent<KinesisEvent>>
     }
 
     fn call(&mut self, event: LambdaEvent<KinesisEvent>) -> Self::Future {
-        let processor = self.0;
-        Box::pin(async move {
-            processor.invoked_as(&event.context.invoked_function_arn);
-            let records = &event.payload.records;
-            let outcome = processor.process_kinesis(records).await;
-            Ok(Processed {
-                response: outcome.kinesis_response(),
-                records: records.len(),
-                outcome,
-            })
-        })
+        batch(
+            self.0,
+            event.context.invoked_function_arn,
+            event.payload.records,
+            |p, r| Box::pin(p.process_kinesis(r)),
+            BatchOutcome::kinesis_response,
+        )
     }
 }
 
@@ -172,16 +191,12 @@ impl<'a, C: Consumer, S: ConsumerStore> Service<LambdaEvent<SqsEvent>> for SqsQu
     }
 
     fn call(&mut self, event: LambdaEvent<SqsEvent>) -> Self::Future {
-        let processor = self.0;
-        Box::pin(async move {
-            processor.invoked_as(&event.context.invoked_function_arn);
-            let records = &event.payload.records;
-            let outcome = processor.process_sqs(records).await;
-            Ok(Processed {
-                response: outcome.sqs_response(),
-                records: records.len(),
-                outcome,
-            })
-        })
+        batch(
+            self.0,
+            event.context.invoked_function_arn,
+            event.payload.records,
+            |p, r| Box::pin(p.process_sqs(r)),
+            BatchOutcome::sqs_response,
+        )
     }
 }
