@@ -5,6 +5,7 @@ use std::collections::HashMap;
 
 use aws_sdk_dynamodb::config::http::HttpResponse;
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder;
 use aws_sdk_dynamodb::types::{AttributeValue, CancellationReason};
 
 use crate::consumer::BoxError;
@@ -86,6 +87,37 @@ pub(crate) fn cancellation_is_transient(reasons: &[CancellationReason]) -> bool 
 pub(crate) fn cancellation_summary(reasons: &[CancellationReason]) -> String {
     let codes: Vec<&str> = reasons.iter().map(|r| r.code().unwrap_or("None")).collect();
     format!("transaction cancelled: [{}]", codes.join(", "))
+}
+
+/// Up to `limit` of what `read` makes of `query`'s items, page after page from the first: each
+/// page asks for what is still missing (at most 1000 items), until `limit` or the last page.
+pub(crate) async fn query_up_to<T>(
+    query: QueryFluentBuilder,
+    limit: usize,
+    mut read: impl FnMut(SdkItem) -> Option<T>,
+) -> Result<Vec<T>, StoreError> {
+    let mut found = Vec::new();
+    let mut start = None;
+    while found.len() < limit {
+        let out = query
+            .clone()
+            .set_exclusive_start_key(start)
+            .limit(i32::try_from(limit - found.len()).unwrap_or(1000).min(1000))
+            .send()
+            .await
+            .map_err(classify)?;
+        found.extend(
+            out.items
+                .unwrap_or_default()
+                .into_iter()
+                .filter_map(&mut read),
+        );
+        start = out.last_evaluated_key;
+        if start.is_none() {
+            break;
+        }
+    }
+    Ok(found)
 }
 
 pub(crate) fn text(value: impl Into<String>) -> AttributeValue {

@@ -6,7 +6,7 @@ use aws_sdk_dynamodb::error::ProvideErrorMetadata;
 use aws_sdk_dynamodb::Client;
 use serde_dynamo::{AttributeValue, Item};
 
-use super::{classify, text};
+use super::{classify, query_up_to, text};
 use crate::delivery::Header;
 use crate::schema;
 use crate::store::StoreError;
@@ -39,39 +39,24 @@ impl PendingEvents {
     ) -> Result<Vec<Item>, StoreError> {
         let mut found = Vec::new();
         for shard in 0..schema::PENDING_SHARDS {
-            let mut start = None;
-            let mut taken = 0;
-            while taken < per_shard {
-                let out = self
-                    .client
-                    .query()
-                    .table_name(&self.table)
-                    .index_name(schema::PENDING_INDEX)
-                    .key_condition_expression("#ppk = :ppk AND #psk < :before")
-                    // An event no consumer waits for any more but still pending was left between the two
-                    // steps of its last consumer's mark: whichever consumer finds it finishes it.
-                    .filter_expression(
-                        "contains(#waiting, :consumer) OR attribute_not_exists(#waiting)",
-                    )
-                    .expression_attribute_names("#ppk", schema::PENDING_PK)
-                    .expression_attribute_names("#psk", schema::PENDING_SK)
-                    .expression_attribute_names("#waiting", schema::WAITING_CONSUMERS)
-                    .expression_attribute_values(":ppk", text(schema::pending_pk_for_shard(shard)))
-                    .expression_attribute_values(":before", text(before))
-                    .expression_attribute_values(":consumer", text(consumer))
-                    .set_exclusive_start_key(start)
-                    .limit(i32::try_from(per_shard - taken).unwrap_or(1000).min(1000))
-                    .send()
-                    .await
-                    .map_err(classify)?;
-                let items = out.items.unwrap_or_default();
-                taken += items.len();
-                found.extend(items.into_iter().map(Item::from));
-                start = out.last_evaluated_key;
-                if start.is_none() {
-                    break;
-                }
-            }
+            let query = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .index_name(schema::PENDING_INDEX)
+                .key_condition_expression("#ppk = :ppk AND #psk < :before")
+                // An event no consumer waits for any more but still pending was left between the two
+                // steps of its last consumer's mark: whichever consumer finds it finishes it.
+                .filter_expression(
+                    "contains(#waiting, :consumer) OR attribute_not_exists(#waiting)",
+                )
+                .expression_attribute_names("#ppk", schema::PENDING_PK)
+                .expression_attribute_names("#psk", schema::PENDING_SK)
+                .expression_attribute_names("#waiting", schema::WAITING_CONSUMERS)
+                .expression_attribute_values(":ppk", text(schema::pending_pk_for_shard(shard)))
+                .expression_attribute_values(":before", text(before))
+                .expression_attribute_values(":consumer", text(consumer));
+            found.extend(query_up_to(query, per_shard, |item| Some(Item::from(item))).await?);
         }
         Ok(found)
     }
