@@ -7,6 +7,7 @@ use aws_sdk_dynamodb::config::http::HttpResponse;
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder;
 use aws_sdk_dynamodb::types::{AttributeValue, CancellationReason};
+use aws_sdk_dynamodb::Client;
 
 use crate::consumer::BoxError;
 use crate::store::StoreError;
@@ -87,6 +88,26 @@ pub(crate) fn cancellation_is_transient(reasons: &[CancellationReason]) -> bool 
 pub(crate) fn cancellation_summary(reasons: &[CancellationReason]) -> String {
     let codes: Vec<&str> = reasons.iter().map(|r| r.code().unwrap_or("None")).collect();
     format!("transaction cancelled: [{}]", codes.join(", "))
+}
+
+/// The query of `ordering_key`'s outbox events in `table`, sequences 1 to `last`, read
+/// consistently (lowest first unless the caller turns it around).
+pub(crate) fn key_events(
+    client: &Client,
+    table: &str,
+    ordering_key: &str,
+    last: u64,
+) -> QueryFluentBuilder {
+    client
+        .query()
+        .table_name(table)
+        .key_condition_expression("#pk = :pk AND #sk BETWEEN :first AND :last")
+        .expression_attribute_names("#pk", crate::schema::PK)
+        .expression_attribute_names("#sk", crate::schema::SK)
+        .expression_attribute_values(":pk", text(crate::schema::key_pk(ordering_key)))
+        .expression_attribute_values(":first", text(crate::schema::event_sk(1)))
+        .expression_attribute_values(":last", text(crate::schema::event_sk(last)))
+        .consistent_read(true)
 }
 
 /// Up to `limit` of what `read` makes of `query`'s items, page after page from the first: each

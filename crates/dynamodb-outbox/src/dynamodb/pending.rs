@@ -6,7 +6,7 @@ use aws_sdk_dynamodb::error::ProvideErrorMetadata;
 use aws_sdk_dynamodb::Client;
 use serde_dynamo::{AttributeValue, Item};
 
-use super::{classify, query_up_to, text};
+use super::{classify, key_events, query_up_to, text};
 use crate::delivery::Header;
 use crate::schema;
 use crate::store::StoreError;
@@ -77,18 +77,8 @@ impl PendingEvents {
         let mut lowest: std::collections::VecDeque<Item> = std::collections::VecDeque::new();
         let mut start = None;
         'pages: loop {
-            let out = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .key_condition_expression("#pk = :pk AND #sk BETWEEN :first AND :last")
-                .expression_attribute_names("#pk", schema::PK)
-                .expression_attribute_names("#sk", schema::SK)
-                .expression_attribute_values(":pk", text(schema::key_pk(ordering_key)))
-                .expression_attribute_values(":first", text(schema::event_sk(1)))
-                .expression_attribute_values(":last", text(schema::event_sk(sequence)))
+            let out = key_events(&self.client, &self.table, ordering_key, sequence)
                 .scan_index_forward(false)
-                .consistent_read(true)
                 .set_exclusive_start_key(start)
                 .send()
                 .await

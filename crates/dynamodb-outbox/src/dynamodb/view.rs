@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 use aws_sdk_dynamodb::Client;
 use serde_dynamo::{AttributeValue, Item};
 
-use super::{classify, query_up_to, text, DynamoConsumerStore, SdkItem};
+use super::{classify, key_events, query_up_to, text, DynamoConsumerStore, SdkItem};
 use crate::delivery::Header;
 use crate::item::read_parked;
 use crate::schema;
@@ -136,17 +136,7 @@ impl OutboxView {
         ordering_key: &str,
         limit: usize,
     ) -> Result<Vec<StoredEvent>, StoreError> {
-        let query = self
-            .client
-            .query()
-            .table_name(&self.table)
-            .key_condition_expression("#pk = :pk AND #sk BETWEEN :first AND :last")
-            .expression_attribute_names("#pk", schema::PK)
-            .expression_attribute_names("#sk", schema::SK)
-            .expression_attribute_values(":pk", text(schema::key_pk(ordering_key)))
-            .expression_attribute_values(":first", text(schema::event_sk(1)))
-            .expression_attribute_values(":last", text(schema::event_sk(u64::MAX)))
-            .consistent_read(true);
+        let query = key_events(&self.client, &self.table, ordering_key, u64::MAX);
         query_up_to(query, limit, |item| {
             Some(StoredEvent::from_item(item.into()))
         })
