@@ -141,6 +141,31 @@ pub(crate) async fn query_up_to<T>(
     Ok(found)
 }
 
+/// Up to `per_shard` of what `read` makes of each shard of `table`'s pending index, oldest
+/// first, a shard's query under `key_condition` (on `#ppk = :ppk`, the shard, and what `narrow`
+/// adds to the query: its other names and values, a filter).
+pub(crate) async fn pending_shards<T>(
+    client: &Client,
+    table: &str,
+    per_shard: usize,
+    key_condition: &str,
+    narrow: impl Fn(QueryFluentBuilder) -> QueryFluentBuilder,
+    mut read: impl FnMut(SdkItem) -> Option<T>,
+) -> Result<Vec<T>, StoreError> {
+    let mut found = Vec::new();
+    for shard in 0..crate::schema::PENDING_SHARDS {
+        let query = client
+            .query()
+            .table_name(table)
+            .index_name(crate::schema::PENDING_INDEX)
+            .key_condition_expression(key_condition)
+            .expression_attribute_names("#ppk", crate::schema::PENDING_PK)
+            .expression_attribute_values(":ppk", text(crate::schema::pending_pk_for_shard(shard)));
+        found.extend(query_up_to(narrow(query), per_shard, &mut read).await?);
+    }
+    Ok(found)
+}
+
 pub(crate) fn text(value: impl Into<String>) -> AttributeValue {
     AttributeValue::S(value.into())
 }

@@ -7,7 +7,9 @@ use std::collections::BTreeSet;
 use aws_sdk_dynamodb::Client;
 use serde_dynamo::{AttributeValue, Item};
 
-use super::{classify, key_events, query_up_to, text, DynamoConsumerStore, SdkItem};
+use super::{
+    classify, key_events, pending_shards, query_up_to, text, DynamoConsumerStore, SdkItem,
+};
 use crate::delivery::Header;
 use crate::item::read_parked;
 use crate::schema;
@@ -174,20 +176,9 @@ impl OutboxView {
     /// Every pending event in the pending index, whichever consumer it waits for: the oldest
     /// `per_shard` of each shard.
     pub async fn pending(&self, per_shard: usize) -> Result<Vec<StoredEvent>, StoreError> {
-        let mut found = Vec::new();
-        for shard in 0..schema::PENDING_SHARDS {
-            let query = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .index_name(schema::PENDING_INDEX)
-                .key_condition_expression("#ppk = :ppk")
-                .expression_attribute_names("#ppk", schema::PENDING_PK)
-                .expression_attribute_values(":ppk", text(schema::pending_pk_for_shard(shard)));
-            let read = |item: SdkItem| Some(StoredEvent::from_item(item.into()));
-            found.extend(query_up_to(query, per_shard, read).await?);
-        }
-        Ok(found)
+        let read = |item: SdkItem| Some(StoredEvent::from_item(item.into()));
+        let (client, table) = (&self.client, &self.table);
+        pending_shards(client, table, per_shard, "#ppk = :ppk", |q| q, read).await
     }
 
     /// `consumer`'s parked events in its own table `consumer_table`, oldest first, at most
