@@ -8,7 +8,7 @@ use serde_dynamo::{AttributeValue, Item};
 
 use crate::envelope::Envelope;
 use crate::schema;
-use crate::store::{ItemKey, Parked};
+use crate::store::{Committed, ItemKey, Parked};
 
 /// The outbox item of `envelope`, the `sequence`-th event of its ordering key, routed to the
 /// consumers in `after` (each with the sequence it must have applied first). No `expires_at`:
@@ -189,6 +189,19 @@ pub(crate) fn same_record(existing: &Item, record: &Item) -> bool {
             .get(name)
             .is_some_and(|stored| same_value(stored, value))
     })
+}
+
+/// What an existing idempotency record means for event `event_id`, whose effect would write
+/// `record`: a duplicate when it is the same record ([`same_record`]), otherwise a collision the
+/// event is refused for.
+pub(crate) fn record_found(existing: &Item, record: &Item, event_id: &str) -> Committed {
+    if same_record(existing, record) {
+        Committed::Duplicate
+    } else {
+        Committed::Refused(format!(
+            "the idempotency record of event {event_id} exists with other content"
+        ))
+    }
 }
 
 /// DynamoDB's equality of two attribute values.

@@ -16,7 +16,7 @@ use crate::delivery::Header;
 use crate::dynamodb::Routes;
 use crate::envelope::now_rfc3339;
 use crate::envelope::Envelope;
-use crate::item::{done_record, outbox_item, read_parked, same_record, KeyCounter};
+use crate::item::{done_record, outbox_item, read_parked, record_found, KeyCounter};
 use crate::schema;
 use crate::store::{Committed, ItemKey, LastOut, Parked, Step, StoreError, StoreOps};
 
@@ -125,6 +125,14 @@ fn key_of(table: &str, item: &Item) -> TableKey {
     (table.to_owned(), text(schema::PK), text(schema::SK))
 }
 
+/// Writes the effect's items, all or none: none, and why, when one is refused ([`stage`]).
+fn write_all(state: &mut State, effect: &Effect) -> Result<(), Committed> {
+    for (key, item) in stage(state, effect)? {
+        state.items.insert(key, item);
+    }
+    Ok(())
+}
+
 /// The items an effect would write, every condition checked before anything is written (all or
 /// nothing), or why it is refused.
 fn stage(state: &State, effect: &Effect) -> Result<Vec<(TableKey, Item)>, Committed> {
@@ -189,24 +197,11 @@ impl StoreOps for MemoryStore {
         let mut state = self.state();
         let progress_key = (consumer.to_owned(), step.ordering_key.clone());
         let applied = state.progress.get(&progress_key).copied().unwrap_or(0);
-        if applied >= step.sequence {
-            return Ok(Committed::Duplicate);
+        if let Some(blocked) = step.blocked(applied) {
+            return Ok(blocked);
         }
-        if applied < step.after {
-            return Ok(Committed::Waiting { applied });
-        }
-        if applied != step.after {
-            return Ok(Committed::Refused(format!(
-                "progress {applied} is past this event's predecessor {}: its routing changed",
-                step.after
-            )));
-        }
-        let staged = match stage(&state, effect) {
-            Ok(staged) => staged,
-            Err(refused) => return Ok(refused),
-        };
-        for (key, item) in staged {
-            state.items.insert(key, item);
+        if let Err(refused) = write_all(&mut state, effect) {
+            return Ok(refused);
         }
         state.progress.insert(progress_key, step.sequence);
         Ok(Committed::Applied)
@@ -267,12 +262,8 @@ impl StoreOps for MemoryStore {
                 return Ok(Committed::Duplicate);
             }
         }
-        let staged = match stage(&state, effect) {
-            Ok(staged) => staged,
-            Err(refused) => return Ok(refused),
-        };
-        for (key, item) in staged {
-            state.items.insert(key, item);
+        if let Err(refused) = write_all(&mut state, effect) {
+            return Ok(refused);
         }
         state.items.remove(&record);
         Ok(Committed::Applied)
@@ -288,13 +279,7 @@ impl StoreOps for MemoryStore {
         let done = match effect.idempotency_record() {
             Some(Write::Put { table, item, .. }) => {
                 if let Some(existing) = state.items.get(&key_of(table, item)) {
-                    return Ok(if same_record(existing, item) {
-                        Committed::Duplicate
-                    } else {
-                        Committed::Refused(format!(
-                            "the idempotency record of event {event_id} exists with other content"
-                        ))
-                    });
+                    return Ok(record_found(existing, item, event_id));
                 }
                 None
             }
@@ -306,12 +291,8 @@ impl StoreOps for MemoryStore {
                 Some(done)
             }
         };
-        let staged = match stage(&state, effect) {
-            Ok(staged) => staged,
-            Err(refused) => return Ok(refused),
-        };
-        for (key, item) in staged {
-            state.items.insert(key, item);
+        if let Err(refused) = write_all(&mut state, effect) {
+            return Ok(refused);
         }
         if let Some(done) = done {
             state.items.insert(key_of(&self.table, &done), done);

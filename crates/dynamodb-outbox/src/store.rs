@@ -19,6 +19,26 @@ pub struct Step {
     pub after: u64,
 }
 
+impl Step {
+    /// What the consumer's progress `applied` on the key says of committing this step: nothing
+    /// when it is the predecessor (the step may commit), otherwise why not: applied before,
+    /// waiting for an earlier event, or past the predecessor (its routing changed).
+    pub(crate) fn blocked(&self, applied: u64) -> Option<Committed> {
+        if applied >= self.sequence {
+            Some(Committed::Duplicate)
+        } else if applied < self.after {
+            Some(Committed::Waiting { applied })
+        } else if applied > self.after {
+            Some(Committed::Refused(format!(
+                "progress {applied} is past this event's predecessor {}: its routing changed",
+                self.after
+            )))
+        } else {
+            None
+        }
+    }
+}
+
 /// What committing an effect found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Committed {

@@ -52,13 +52,14 @@ impl Consumer for Ledger {
     }
 }
 
+/// The ledger over a memory store, reading `source`.
+fn processor_of(source: Source) -> Processor<Ledger, MemoryStore> {
+    Processor::new(Ledger, MemoryStore::new("accounts"), source)
+}
+
+/// The ledger reading the Kinesis stream of [`batch`].
 fn processor() -> Processor<Ledger, MemoryStore> {
-    Processor::new(
-        Ledger,
-        MemoryStore::new("accounts"),
-        Source::kinesis_stream("deposits").unwrap(),
-    )
-    .home(Home::of_arn(ARN).unwrap())
+    processor_of(Source::kinesis_stream("deposits").unwrap()).home(Home::of_arn(ARN).unwrap())
 }
 
 fn batch(deposits: &[Envelope<Deposited>]) -> KinesisEvent {
@@ -127,6 +128,11 @@ fn lines_of(trace_id: &str) -> Vec<Line> {
     logs.iter().filter(of).cloned().collect()
 }
 
+/// The `batch done` line among `logs`.
+fn batch_done(logs: &[Line]) -> &Line {
+    logs.iter().find(|l| l["message"] == "batch done").unwrap()
+}
+
 #[tokio::test]
 async fn a_reported_batch_answers_its_failures_logs_each_applied_event_and_emits_its_metrics() {
     logs();
@@ -150,11 +156,8 @@ async fn a_reported_batch_answers_its_failures_logs_each_applied_event_and_emits
     );
 
     let logs = lines_of(trace_id);
-    let done = logs.iter().find(|l| l["message"] == "batch done").unwrap();
-    assert_eq!(
-        (done["records"].as_str(), done["applied"].as_str()),
-        ("2", "1")
-    );
+    let done = batch_done(&logs);
+    assert_eq!((&done["records"][..], &done["applied"][..]), ("2", "1"));
     assert_eq!(done["function"], "ledger-consumer");
     let applied: Vec<&Line> = logs
         .iter()
@@ -272,11 +275,7 @@ async fn a_failed_sweep_is_the_invocations_error_and_emits_nothing() {
 #[tokio::test]
 async fn a_consumers_function_runs_a_stream_batch_through_the_report_and_anything_else_as_a_sweep()
 {
-    let processor = Processor::new(
-        Ledger,
-        MemoryStore::new("accounts"),
-        Source::table("deposits").unwrap(),
-    );
+    let processor = processor_of(Source::table("deposits").unwrap());
     let job = Job::default();
     let mut function = ConsumerFunction::new(BatchReport::new("ledger"), &processor, &job);
 
@@ -317,11 +316,7 @@ async fn a_consumers_function_runs_a_stream_batch_through_the_report_and_anythin
 async fn the_inbox_handler_answers_the_message_ids_to_keep_under_the_report() {
     logs();
     let queue = "arn:aws:sqs:eu-west-1:123456789012:deposits";
-    let processor = Processor::new(
-        Ledger,
-        MemoryStore::new("accounts"),
-        Source::sqs_queue(queue).unwrap(),
-    );
+    let processor = processor_of(Source::sqs_queue(queue).unwrap());
     let mut event = SqsEvent::default();
     for (id, deposit) in [("m1", deposit("a", 5)), ("m2", deposit("b", -1))] {
         let mut message = SqsMessage::default();
@@ -341,11 +336,8 @@ async fn the_inbox_handler_answers_the_message_ids_to_keep_under_the_report() {
         "the poison deposit stays in the queue"
     );
     let logs = lines_of(trace_id);
-    let done = logs.iter().find(|l| l["message"] == "batch done").unwrap();
-    assert_eq!(
-        (done["records"].as_str(), done["applied"].as_str()),
-        ("2", "1")
-    );
+    let done = batch_done(&logs);
+    assert_eq!((&done["records"][..], &done["applied"][..]), ("2", "1"));
     let line: Value = serde_json::from_str(&metrics[0]).unwrap();
     assert_eq!(line["Function"], "ledger-inbox");
 }

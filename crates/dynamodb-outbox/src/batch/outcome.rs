@@ -315,20 +315,25 @@ mod tests {
             failures: vec!["3".into(), "1".into()],
             ..BatchOutcome::default()
         };
-        let kinesis: Vec<_> = outcome
-            .kinesis_response()
-            .batch_item_failures
-            .into_iter()
-            .map(|f| f.item_identifier)
-            .collect();
-        let stream: Vec<_> = outcome
-            .stream_response()
-            .batch_item_failures
-            .into_iter()
-            .map(|f| f.item_identifier)
-            .collect();
+        let kinesis = outcome.kinesis_response().batch_item_failures;
+        let stream = outcome.stream_response().batch_item_failures;
+        let sqs = outcome.sqs_response().batch_item_failures;
         let expected = vec![Some("3".to_owned()), Some("1".to_owned())];
-        assert_eq!(kinesis, expected);
-        assert_eq!(stream, expected);
+        assert_eq!(
+            kinesis
+                .into_iter()
+                .map(|f| f.item_identifier)
+                .collect::<Vec<_>>(),
+            expected
+        );
+        assert_eq!(
+            stream
+                .into_iter()
+                .map(|f| f.item_identifier)
+                .collect::<Vec<_>>(),
+            expected
+        );
+        let sqs: Vec<_> = sqs.into_iter().map(|f| Some(f.item_identifier)).collect();
+        assert_eq!(sqs, expected);
     }
 }

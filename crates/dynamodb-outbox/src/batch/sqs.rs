@@ -197,19 +197,4 @@ mod tests {
             assert!(err.contains(expected), "{body:?}: {err}");
         }
     }
-
-    #[test]
-    fn the_response_names_the_messages_to_keep_in_order() {
-        let outcome = BatchOutcome {
-            failures: vec!["m3".into(), "m1".into()],
-            ..BatchOutcome::default()
-        };
-        let kept: Vec<_> = outcome
-            .sqs_response()
-            .batch_item_failures
-            .into_iter()
-            .map(|f| f.item_identifier)
-            .collect();
-        assert_eq!(kept, ["m3", "m1"]);
-    }
 }

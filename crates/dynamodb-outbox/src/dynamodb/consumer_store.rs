@@ -10,11 +10,12 @@ use serde_dynamo::Item;
 
 use super::leave::is_failed_condition;
 use super::{
-    cancellation_is_transient, cancellation_summary, classify, number, reason_code, text, SdkItem,
+    cancellation_is_transient, cancellation_summary, classify, number, query_up_to, reason_code,
+    text, SdkItem,
 };
 use crate::consumer::{Effect, Write};
 use crate::envelope::now_rfc3339;
-use crate::item::{done_record, read_parked, same_record};
+use crate::item::{done_record, read_parked, record_found};
 use crate::schema;
 use crate::store::{chain, Committed, ItemKey, LastOut, Parked, Step, StoreError, StoreOps};
 
@@ -186,9 +187,20 @@ enum Sent {
 }
 
 impl DynamoConsumerStore {
-    /// Sends the actions as one transaction; a cancellation comes back for the caller, who
+    /// Sends the effect's writes and then `last` (the progress, a parked record's deletion, a
+    /// done record) as one transaction. What settles it comes back settled (applied, or the
+    /// effect refused before or by DynamoDB); a cancellation comes back for the caller, who
     /// knows which of its actions are the progress or the idempotency record.
-    async fn transact(&self, actions: Vec<TransactWriteItem>) -> Result<Sent, StoreError> {
+    async fn transact(
+        &self,
+        effect: &Effect,
+        last: Option<TransactWriteItem>,
+    ) -> Result<Sent, StoreError> {
+        let mut actions = match Self::effect_actions(effect) {
+            Ok(actions) => actions,
+            Err(refused) => return Ok(Sent::Settled(refused)),
+        };
+        actions.extend(last);
         let result = self
             .client
             .transact_write_items()
@@ -219,13 +231,9 @@ impl StoreOps for DynamoConsumerStore {
         step: &Step,
         effect: &Effect,
     ) -> Result<Committed, StoreError> {
-        let mut actions = match Self::effect_actions(effect) {
-            Ok(actions) => actions,
-            Err(refused) => return Ok(refused),
-        };
-        let progress_at = actions.len();
-        actions.push(self.progress(consumer, step)?);
-        let reasons = match self.transact(actions).await? {
+        let progress_at = effect.writes().len();
+        let progress = self.progress(consumer, step)?;
+        let reasons = match self.transact(effect, Some(progress)).await? {
             Sent::Settled(outcome) => return Ok(outcome),
             Sent::Cancelled(reasons) => reasons,
         };
@@ -236,16 +244,9 @@ impl StoreOps for DynamoConsumerStore {
             };
             // `applied == after` can only be seen on a re-read: the predecessor committed
             // between the condition and the read, so the event can go now, on a retry.
-            return Ok(if applied >= step.sequence {
-                Committed::Duplicate
-            } else if applied <= step.after {
-                Committed::Waiting { applied }
-            } else {
-                Committed::Refused(format!(
-                    "progress {applied} is past this event's predecessor {}: its routing changed",
-                    step.after
-                ))
-            });
+            return Ok(step
+                .blocked(applied)
+                .unwrap_or(Committed::Waiting { applied }));
         }
         effect_cancellation(effect, &reasons)
     }
@@ -259,34 +260,15 @@ impl StoreOps for DynamoConsumerStore {
     }
 
     async fn parked(&self, consumer: &str, limit: usize) -> Result<Vec<Parked>, StoreError> {
-        let mut found = Vec::new();
-        let mut start = None;
-        while found.len() < limit {
-            let out = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .key_condition_expression("#pk = :pk")
-                .expression_attribute_names("#pk", schema::PK)
-                .expression_attribute_values(":pk", text(schema::parked_pk(consumer)))
-                .consistent_read(true)
-                .set_exclusive_start_key(start)
-                .limit(i32::try_from(limit - found.len()).unwrap_or(1000).min(1000))
-                .send()
-                .await
-                .map_err(classify)?;
-            found.extend(
-                out.items
-                    .unwrap_or_default()
-                    .into_iter()
-                    .filter_map(|item| read_parked(item.into())),
-            );
-            start = out.last_evaluated_key;
-            if start.is_none() {
-                break;
-            }
-        }
-        Ok(found)
+        let query = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("#pk = :pk")
+            .expression_attribute_names("#pk", schema::PK)
+            .expression_attribute_values(":pk", text(schema::parked_pk(consumer)))
+            .consistent_read(true);
+        query_up_to(query, limit, |item| read_parked(item.into())).await
     }
 
     async fn commit_parked(
@@ -294,11 +276,7 @@ impl StoreOps for DynamoConsumerStore {
         parked: &ItemKey,
         effect: &Effect,
     ) -> Result<Committed, StoreError> {
-        let mut actions = match Self::effect_actions(effect) {
-            Ok(actions) => actions,
-            Err(refused) => return Ok(refused),
-        };
-        let record_at = actions.len();
+        let record_at = effect.writes().len();
         let delete = Delete::builder()
             .table_name(&self.table)
             .key(schema::PK, text(&parked.pk))
@@ -307,8 +285,8 @@ impl StoreOps for DynamoConsumerStore {
             .expression_attribute_names("#pk", schema::PK)
             .build()
             .map_err(|e| StoreError::Failed(e.into()))?;
-        actions.push(TransactWriteItem::builder().delete(delete).build());
-        let reasons = match self.transact(actions).await? {
+        let delete = TransactWriteItem::builder().delete(delete).build();
+        let reasons = match self.transact(effect, Some(delete)).await? {
             Sent::Settled(outcome) => return Ok(outcome),
             Sent::Cancelled(reasons) => reasons,
         };
@@ -341,12 +319,8 @@ impl StoreOps for DynamoConsumerStore {
         event_id: &str,
         effect: &Effect,
     ) -> Result<Committed, StoreError> {
-        let mut actions = match Self::effect_actions(effect) {
-            Ok(actions) => actions,
-            Err(refused) => return Ok(refused),
-        };
-        let (record_at, named) = match effect.idempotency_record() {
-            Some(Write::Put { item, .. }) => (effect.record.unwrap_or_default(), Some(item)),
+        let (record_at, named, done) = match effect.idempotency_record() {
+            Some(Write::Put { item, .. }) => (effect.record.unwrap_or_default(), Some(item), None),
             _ => {
                 let done: SdkItem = done_record(consumer, event_id, &now_rfc3339()).into();
                 let put = Put::builder()
@@ -356,11 +330,11 @@ impl StoreOps for DynamoConsumerStore {
                     .expression_attribute_names("#pk", schema::PK)
                     .build()
                     .map_err(|e| StoreError::Failed(e.into()))?;
-                actions.push(TransactWriteItem::builder().put(put).build());
-                (actions.len() - 1, None)
+                let put = TransactWriteItem::builder().put(put).build();
+                (effect.writes().len(), None, Some(put))
             }
         };
-        let reasons = match self.transact(actions).await? {
+        let reasons = match self.transact(effect, done).await? {
             Sent::Settled(outcome) => return Ok(outcome),
             Sent::Cancelled(reasons) => reasons,
         };
@@ -373,13 +347,7 @@ impl StoreOps for DynamoConsumerStore {
                 .and_then(|r| r.item.clone())
                 .unwrap_or_default()
                 .into();
-            return Ok(if same_record(&existing, record) {
-                Committed::Duplicate
-            } else {
-                Committed::Refused(format!(
-                    "the idempotency record of event {event_id} exists with other content"
-                ))
-            });
+            return Ok(record_found(&existing, record, event_id));
         }
         effect_cancellation(effect, &reasons)
     }

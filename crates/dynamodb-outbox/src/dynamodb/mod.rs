@@ -5,7 +5,9 @@ use std::collections::HashMap;
 
 use aws_sdk_dynamodb::config::http::HttpResponse;
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder;
 use aws_sdk_dynamodb::types::{AttributeValue, CancellationReason};
+use aws_sdk_dynamodb::Client;
 
 use crate::consumer::BoxError;
 use crate::store::StoreError;
@@ -86,6 +88,82 @@ pub(crate) fn cancellation_is_transient(reasons: &[CancellationReason]) -> bool 
 pub(crate) fn cancellation_summary(reasons: &[CancellationReason]) -> String {
     let codes: Vec<&str> = reasons.iter().map(|r| r.code().unwrap_or("None")).collect();
     format!("transaction cancelled: [{}]", codes.join(", "))
+}
+
+/// The query of `ordering_key`'s outbox events in `table`, sequences 1 to `last`, read
+/// consistently (lowest first unless the caller turns it around).
+pub(crate) fn key_events(
+    client: &Client,
+    table: &str,
+    ordering_key: &str,
+    last: u64,
+) -> QueryFluentBuilder {
+    client
+        .query()
+        .table_name(table)
+        .key_condition_expression("#pk = :pk AND #sk BETWEEN :first AND :last")
+        .expression_attribute_names("#pk", crate::schema::PK)
+        .expression_attribute_names("#sk", crate::schema::SK)
+        .expression_attribute_values(":pk", text(crate::schema::key_pk(ordering_key)))
+        .expression_attribute_values(":first", text(crate::schema::event_sk(1)))
+        .expression_attribute_values(":last", text(crate::schema::event_sk(last)))
+        .consistent_read(true)
+}
+
+/// Up to `limit` of what `read` makes of `query`'s items, page after page from the first: each
+/// page asks for what is still missing (at most 1000 items), until `limit` or the last page.
+pub(crate) async fn query_up_to<T>(
+    query: QueryFluentBuilder,
+    limit: usize,
+    mut read: impl FnMut(SdkItem) -> Option<T>,
+) -> Result<Vec<T>, StoreError> {
+    let mut found = Vec::new();
+    let mut start = None;
+    while found.len() < limit {
+        let out = query
+            .clone()
+            .set_exclusive_start_key(start)
+            .limit(i32::try_from(limit - found.len()).unwrap_or(1000).min(1000))
+            .send()
+            .await
+            .map_err(classify)?;
+        found.extend(
+            out.items
+                .unwrap_or_default()
+                .into_iter()
+                .filter_map(&mut read),
+        );
+        start = out.last_evaluated_key;
+        if start.is_none() {
+            break;
+        }
+    }
+    Ok(found)
+}
+
+/// Up to `per_shard` of what `read` makes of each shard of `table`'s pending index, oldest
+/// first, a shard's query under `key_condition` (on `#ppk = :ppk`, the shard, and what `narrow`
+/// adds to the query: its other names and values, a filter).
+pub(crate) async fn pending_shards<T>(
+    client: &Client,
+    table: &str,
+    per_shard: usize,
+    key_condition: &str,
+    narrow: impl Fn(QueryFluentBuilder) -> QueryFluentBuilder,
+    mut read: impl FnMut(SdkItem) -> Option<T>,
+) -> Result<Vec<T>, StoreError> {
+    let mut found = Vec::new();
+    for shard in 0..crate::schema::PENDING_SHARDS {
+        let query = client
+            .query()
+            .table_name(table)
+            .index_name(crate::schema::PENDING_INDEX)
+            .key_condition_expression(key_condition)
+            .expression_attribute_names("#ppk", crate::schema::PENDING_PK)
+            .expression_attribute_values(":ppk", text(crate::schema::pending_pk_for_shard(shard)));
+        found.extend(query_up_to(narrow(query), per_shard, &mut read).await?);
+    }
+    Ok(found)
 }
 
 pub(crate) fn text(value: impl Into<String>) -> AttributeValue {

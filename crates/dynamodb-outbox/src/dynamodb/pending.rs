@@ -2,11 +2,12 @@
 //! sparse pending index. Feed them to [`crate::Processor::process_items`]: the same path as the
 //! stream, so a redrive keeps per-key order and applies nothing twice.
 
-use aws_sdk_dynamodb::error::ProvideErrorMetadata;
+use aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder;
 use aws_sdk_dynamodb::Client;
 use serde_dynamo::{AttributeValue, Item};
 
-use super::{classify, text};
+use super::leave::is_failed_condition;
+use super::{classify, key_events, pending_shards, text, SdkItem};
 use crate::delivery::Header;
 use crate::schema;
 use crate::store::StoreError;
@@ -37,43 +38,29 @@ impl PendingEvents {
         before: &str,
         per_shard: usize,
     ) -> Result<Vec<Item>, StoreError> {
-        let mut found = Vec::new();
-        for shard in 0..schema::PENDING_SHARDS {
-            let mut start = None;
-            let mut taken = 0;
-            while taken < per_shard {
-                let out = self
-                    .client
-                    .query()
-                    .table_name(&self.table)
-                    .index_name(schema::PENDING_INDEX)
-                    .key_condition_expression("#ppk = :ppk AND #psk < :before")
-                    // An event no consumer waits for any more but still pending was left between the two
-                    // steps of its last consumer's mark: whichever consumer finds it finishes it.
-                    .filter_expression(
-                        "contains(#waiting, :consumer) OR attribute_not_exists(#waiting)",
-                    )
-                    .expression_attribute_names("#ppk", schema::PENDING_PK)
-                    .expression_attribute_names("#psk", schema::PENDING_SK)
-                    .expression_attribute_names("#waiting", schema::WAITING_CONSUMERS)
-                    .expression_attribute_values(":ppk", text(schema::pending_pk_for_shard(shard)))
-                    .expression_attribute_values(":before", text(before))
-                    .expression_attribute_values(":consumer", text(consumer))
-                    .set_exclusive_start_key(start)
-                    .limit(i32::try_from(per_shard - taken).unwrap_or(1000).min(1000))
-                    .send()
-                    .await
-                    .map_err(classify)?;
-                let items = out.items.unwrap_or_default();
-                taken += items.len();
-                found.extend(items.into_iter().map(Item::from));
-                start = out.last_evaluated_key;
-                if start.is_none() {
-                    break;
-                }
-            }
-        }
-        Ok(found)
+        let narrow = |query: QueryFluentBuilder| {
+            query
+                // An event no consumer waits for any more but still pending was left between the
+                // two steps of its last consumer's mark: whichever consumer finds it finishes it.
+                .filter_expression(
+                    "contains(#waiting, :consumer) OR attribute_not_exists(#waiting)",
+                )
+                .expression_attribute_names("#psk", schema::PENDING_SK)
+                .expression_attribute_names("#waiting", schema::WAITING_CONSUMERS)
+                .expression_attribute_values(":before", text(before))
+                .expression_attribute_values(":consumer", text(consumer))
+        };
+        let condition = "#ppk = :ppk AND #psk < :before";
+        let read = |item: SdkItem| Some(Item::from(item));
+        pending_shards(
+            &self.client,
+            &self.table,
+            per_shard,
+            condition,
+            narrow,
+            read,
+        )
+        .await
     }
 
     /// The pending events of `ordering_key` up to `sequence` that `consumer` has yet to apply,
@@ -92,18 +79,8 @@ impl PendingEvents {
         let mut lowest: std::collections::VecDeque<Item> = std::collections::VecDeque::new();
         let mut start = None;
         'pages: loop {
-            let out = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .key_condition_expression("#pk = :pk AND #sk BETWEEN :first AND :last")
-                .expression_attribute_names("#pk", schema::PK)
-                .expression_attribute_names("#sk", schema::SK)
-                .expression_attribute_values(":pk", text(schema::key_pk(ordering_key)))
-                .expression_attribute_values(":first", text(schema::event_sk(1)))
-                .expression_attribute_values(":last", text(schema::event_sk(sequence)))
+            let out = key_events(&self.client, &self.table, ordering_key, sequence)
                 .scan_index_forward(false)
-                .consistent_read(true)
                 .set_exclusive_start_key(start)
                 .send()
                 .await
@@ -161,9 +138,7 @@ impl PendingEvents {
                 .await;
             match updated {
                 Ok(_) => {}
-                Err(err)
-                    if err.as_service_error().and_then(|e| e.code())
-                        == Some("ConditionalCheckFailedException") => {}
+                Err(err) if is_failed_condition(&err) => {}
                 Err(err) => return Err(classify(err)),
             }
         }

@@ -7,7 +7,9 @@ use std::collections::BTreeSet;
 use aws_sdk_dynamodb::Client;
 use serde_dynamo::{AttributeValue, Item};
 
-use super::{classify, text, DynamoConsumerStore};
+use super::{
+    classify, key_events, pending_shards, query_up_to, text, DynamoConsumerStore, SdkItem,
+};
 use crate::delivery::Header;
 use crate::item::read_parked;
 use crate::schema;
@@ -136,33 +138,11 @@ impl OutboxView {
         ordering_key: &str,
         limit: usize,
     ) -> Result<Vec<StoredEvent>, StoreError> {
-        let mut found = Vec::new();
-        let mut start = None;
-        while found.len() < limit {
-            let out = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .key_condition_expression("#pk = :pk AND #sk BETWEEN :first AND :last")
-                .expression_attribute_names("#pk", schema::PK)
-                .expression_attribute_names("#sk", schema::SK)
-                .expression_attribute_values(":pk", text(schema::key_pk(ordering_key)))
-                .expression_attribute_values(":first", text(schema::event_sk(1)))
-                .expression_attribute_values(":last", text(schema::event_sk(u64::MAX)))
-                .consistent_read(true)
-                .set_exclusive_start_key(start)
-                .send()
-                .await
-                .map_err(classify)?;
-            let items = out.items.unwrap_or_default().into_iter();
-            found.extend(items.map(|i| StoredEvent::from_item(i.into())));
-            start = out.last_evaluated_key;
-            if start.is_none() {
-                break;
-            }
-        }
-        found.truncate(limit);
-        Ok(found)
+        let query = key_events(&self.client, &self.table, ordering_key, u64::MAX);
+        query_up_to(query, limit, |item| {
+            Some(StoredEvent::from_item(item.into()))
+        })
+        .await
     }
 
     /// The outbox event whose event id is `event_id`, if the table still holds it. The table is
@@ -196,34 +176,9 @@ impl OutboxView {
     /// Every pending event in the pending index, whichever consumer it waits for: the oldest
     /// `per_shard` of each shard.
     pub async fn pending(&self, per_shard: usize) -> Result<Vec<StoredEvent>, StoreError> {
-        let mut found = Vec::new();
-        for shard in 0..schema::PENDING_SHARDS {
-            let mut start = None;
-            let mut taken = 0;
-            while taken < per_shard {
-                let out = self
-                    .client
-                    .query()
-                    .table_name(&self.table)
-                    .index_name(schema::PENDING_INDEX)
-                    .key_condition_expression("#ppk = :ppk")
-                    .expression_attribute_names("#ppk", schema::PENDING_PK)
-                    .expression_attribute_values(":ppk", text(schema::pending_pk_for_shard(shard)))
-                    .set_exclusive_start_key(start)
-                    .limit(i32::try_from(per_shard - taken).unwrap_or(1000).min(1000))
-                    .send()
-                    .await
-                    .map_err(classify)?;
-                let items = out.items.unwrap_or_default();
-                taken += items.len();
-                found.extend(items.into_iter().map(|i| StoredEvent::from_item(i.into())));
-                start = out.last_evaluated_key;
-                if start.is_none() {
-                    break;
-                }
-            }
-        }
-        Ok(found)
+        let read = |item: SdkItem| Some(StoredEvent::from_item(item.into()));
+        let (client, table) = (&self.client, &self.table);
+        pending_shards(client, table, per_shard, "#ppk = :ppk", |q| q, read).await
     }
 
     /// `consumer`'s parked events in its own table `consumer_table`, oldest first, at most

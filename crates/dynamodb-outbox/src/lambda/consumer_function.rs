@@ -10,6 +10,7 @@ use lambda_runtime::tower::Layer;
 use lambda_runtime::{Error, LambdaEvent, Service};
 use serde_json::Value;
 
+use super::batch_or_action::BatchOrAction;
 use super::{BatchReport, OutboxStream, Reported, ScheduledSweep, SweepJob};
 use crate::dynamodb::{DynamoConsumerStore, PendingEvents};
 use crate::lambda::OutboxSweep;
@@ -89,20 +90,19 @@ impl OutboxConsumer {
 /// partial batch response; any other payload is a sweep or a redrive ([`ScheduledSweep`]) and
 /// answers its [`SweepReport`](super::SweepReport).
 #[derive(Debug)]
-pub struct ConsumerFunction<'a, C, S, J> {
-    stream: Reported<OutboxStream<'a, C, S>>,
-    sweep: ScheduledSweep<'a, J>,
-}
+pub struct ConsumerFunction<'a, C, S, J>(
+    BatchOrAction<'a, Event, Reported<OutboxStream<'a, C, S>>, ScheduledSweep<'a, J>>,
+);
 
 impl<'a, C, S, J> ConsumerFunction<'a, C, S, J> {
     /// The function of `processor`, its batches reported by `report`, its sweeps run by `job`
     /// under the same `Function` metric dimension.
     pub fn new(report: BatchReport, processor: &'a Processor<C, S>, job: &'a J) -> Self {
         let function = report.function();
-        Self {
-            stream: report.layer(OutboxStream::new(processor)),
-            sweep: ScheduledSweep::new(job, function),
-        }
+        Self(BatchOrAction::new(
+            report.layer(OutboxStream::new(processor)),
+            ScheduledSweep::new(job, function),
+        ))
     }
 }
 
@@ -116,23 +116,12 @@ where
     type Error = Error;
     type Future = BoxFuture<'a, Result<Value, Error>>;
 
-    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Error>> {
-        Poll::Ready(Ok(()))
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        self.0.poll_ready(cx)
     }
 
     fn call(&mut self, event: LambdaEvent<Value>) -> Self::Future {
-        let LambdaEvent { payload, context } = event;
-        if payload.get("Records").is_none() {
-            let swept = self.sweep.call(LambdaEvent::new(payload, context));
-            return Box::pin(async move { Ok(serde_json::to_value(swept.await?)?) });
-        }
-        match serde_json::from_value::<Event>(payload) {
-            Ok(batch) => {
-                let answered = self.stream.call(LambdaEvent::new(batch, context));
-                Box::pin(async move { Ok(serde_json::to_value(answered.await?)?) })
-            }
-            Err(e) => Box::pin(async move { Err(e.into()) }),
-        }
+        self.0.call(event)
     }
 }
 

@@ -33,40 +33,85 @@ impl<R: Serialize> Serialize for Processed<R> {
     }
 }
 
-/// Outbox items from a DynamoDB stream ([`Processor::process_stream`]).
-#[derive(Debug)]
-pub struct OutboxStream<'a, C, S>(&'a Processor<C, S>);
+/// A batch handler of one kind of event: its struct, constructor and `Service`, which differ
+/// between the kinds by the event, the response, the processor's method and the outcome's
+/// answer alone.
+macro_rules! batch_handler {
+    (
+        $(#[$doc:meta])*
+        $name:ident($event:ty) -> $response:ty,
+        $process:ident,
+        $respond:ident
+    ) => {
+        $(#[$doc])*
+        #[derive(Debug)]
+        pub struct $name<'a, C, S>(&'a Processor<C, S>);
 
-impl<'a, C, S> OutboxStream<'a, C, S> {
-    /// The handler of `processor`'s batches.
-    pub fn new(processor: &'a Processor<C, S>) -> Self {
-        Self(processor)
-    }
+        impl<'a, C, S> $name<'a, C, S> {
+            /// The handler of `processor`'s batches.
+            pub fn new(processor: &'a Processor<C, S>) -> Self {
+                Self(processor)
+            }
+        }
+
+        impl<'a, C: Consumer, S: ConsumerStore> Service<LambdaEvent<$event>> for $name<'a, C, S> {
+            type Response = Processed<$response>;
+            type Error = Error;
+            type Future = BoxFuture<'a, Result<Self::Response, Error>>;
+
+            fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Error>> {
+                Poll::Ready(Ok(()))
+            }
+
+            fn call(&mut self, event: LambdaEvent<$event>) -> Self::Future {
+                batch(
+                    self.0,
+                    event.context.invoked_function_arn,
+                    event.payload.records,
+                    |p, r| Box::pin(p.$process(r)),
+                    BatchOutcome::$respond,
+                )
+            }
+        }
+    };
 }
 
-impl<'a, C: Consumer, S: ConsumerStore> Service<LambdaEvent<Event>> for OutboxStream<'a, C, S> {
-    type Response = Processed<DynamoDbEventResponse>;
-    type Error = Error;
-    type Future = BoxFuture<'a, Result<Self::Response, Error>>;
-
-    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Error>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, event: LambdaEvent<Event>) -> Self::Future {
-        let processor = self.0;
-        Box::pin(async move {
-            processor.invoked_as(&event.context.invoked_function_arn);
-            let records = &event.payload.records;
-            let outcome = processor.process_stream(records).await;
-            Ok(Processed {
-                response: outcome.stream_response(),
-                records: records.len(),
-                outcome,
-            })
+/// One invocation's `records` through `processor`, which first learns the function it runs as
+/// (`function_arn`): `process` applies them, `respond` says which to retry.
+fn batch<'a, C, S, T, R>(
+    processor: &'a Processor<C, S>,
+    function_arn: String,
+    records: Vec<T>,
+    // The processor behind a borrow of its own: `'b` is then shorter than `'a`, so `process`
+    // may hold what lives for `'a` (an adapter).
+    process: impl for<'b> FnOnce(&'b &'a Processor<C, S>, &'b [T]) -> BoxFuture<'b, BatchOutcome>
+        + Send
+        + 'a,
+    respond: fn(&BatchOutcome) -> R,
+) -> BoxFuture<'a, Result<Processed<R>, Error>>
+where
+    C: Consumer,
+    S: ConsumerStore,
+    T: Send + Sync + 'a,
+    R: 'a,
+{
+    Box::pin(async move {
+        processor.invoked_as(&function_arn);
+        let outcome = process(&processor, &records).await;
+        Ok(Processed {
+            response: respond(&outcome),
+            records: records.len(),
+            outcome,
         })
-    }
+    })
 }
+
+batch_handler!(
+    /// Outbox items from a DynamoDB stream ([`Processor::process_stream`]).
+    OutboxStream(Event) -> DynamoDbEventResponse,
+    process_stream,
+    stream_response
+);
 
 /// An entity table's own changes from its DynamoDB stream, read as events by `adapter`
 /// ([`Processor::process_changes`]: the same adapter as the sweep's).
@@ -99,89 +144,28 @@ where
     }
 
     fn call(&mut self, event: LambdaEvent<Event>) -> Self::Future {
-        let (processor, adapter) = (self.processor, self.adapter.clone());
-        Box::pin(async move {
-            processor.invoked_as(&event.context.invoked_function_arn);
-            let records = &event.payload.records;
-            let outcome = processor.process_changes(records, adapter).await;
-            Ok(Processed {
-                response: outcome.stream_response(),
-                records: records.len(),
-                outcome,
-            })
-        })
+        let adapter = self.adapter.clone();
+        batch(
+            self.processor,
+            event.context.invoked_function_arn,
+            event.payload.records,
+            move |p, r| Box::pin(p.process_changes(r, adapter)),
+            BatchOutcome::stream_response,
+        )
     }
 }
 
-/// Events from a Kinesis data stream ([`Processor::process_kinesis`]).
-#[derive(Debug)]
-pub struct KinesisStream<'a, C, S>(&'a Processor<C, S>);
+batch_handler!(
+    /// Events from a Kinesis data stream ([`Processor::process_kinesis`]).
+    KinesisStream(KinesisEvent) -> KinesisEventResponse,
+    process_kinesis,
+    kinesis_response
+);
 
-impl<'a, C, S> KinesisStream<'a, C, S> {
-    /// The handler of `processor`'s batches.
-    pub fn new(processor: &'a Processor<C, S>) -> Self {
-        Self(processor)
-    }
-}
-
-impl<'a, C: Consumer, S: ConsumerStore> Service<LambdaEvent<KinesisEvent>>
-    for KinesisStream<'a, C, S>
-{
-    type Response = Processed<KinesisEventResponse>;
-    type Error = Error;
-    type Future = BoxFuture<'a, Result<Self::Response, Error>>;
-
-    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Error>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, event: LambdaEvent<KinesisEvent>) -> Self::Future {
-        let processor = self.0;
-        Box::pin(async move {
-            processor.invoked_as(&event.context.invoked_function_arn);
-            let records = &event.payload.records;
-            let outcome = processor.process_kinesis(records).await;
-            Ok(Processed {
-                response: outcome.kinesis_response(),
-                records: records.len(),
-                outcome,
-            })
-        })
-    }
-}
-
-/// Messages from an SQS queue, the inbox ([`Processor::process_sqs`]): the envelope sent
-/// directly, through an SNS topic or through an EventBridge rule.
-#[derive(Debug)]
-pub struct SqsQueue<'a, C, S>(&'a Processor<C, S>);
-
-impl<'a, C, S> SqsQueue<'a, C, S> {
-    /// The handler of `processor`'s batches.
-    pub fn new(processor: &'a Processor<C, S>) -> Self {
-        Self(processor)
-    }
-}
-
-impl<'a, C: Consumer, S: ConsumerStore> Service<LambdaEvent<SqsEvent>> for SqsQueue<'a, C, S> {
-    type Response = Processed<SqsBatchResponse>;
-    type Error = Error;
-    type Future = BoxFuture<'a, Result<Self::Response, Error>>;
-
-    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Error>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, event: LambdaEvent<SqsEvent>) -> Self::Future {
-        let processor = self.0;
-        Box::pin(async move {
-            processor.invoked_as(&event.context.invoked_function_arn);
-            let records = &event.payload.records;
-            let outcome = processor.process_sqs(records).await;
-            Ok(Processed {
-                response: outcome.sqs_response(),
-                records: records.len(),
-                outcome,
-            })
-        })
-    }
-}
+batch_handler!(
+    /// Messages from an SQS queue, the inbox ([`Processor::process_sqs`]): the envelope sent
+    /// directly, through an SNS topic or through an EventBridge rule.
+    SqsQueue(SqsEvent) -> SqsBatchResponse,
+    process_sqs,
+    sqs_response
+);

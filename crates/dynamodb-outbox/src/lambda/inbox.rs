@@ -3,15 +3,12 @@
 //! did not finish stays in the queue, which delivers it again (or moves it to its dead-letter
 //! queue), so no schedule is needed.
 
-use std::task::{Context, Poll};
-
 use aws_lambda_events::sqs::SqsEvent;
-use futures::future::BoxFuture;
 use lambda_runtime::tower::Layer;
-use lambda_runtime::{Error, LambdaEvent, Service};
-use serde_json::Value;
+use lambda_runtime::Error;
 
-use super::{BatchReport, Reported, ScheduledSweep, SqsQueue, SweepAction, SweepJob, SweepReport};
+use super::batch_or_action::BatchOrAction;
+use super::{BatchReport, ScheduledSweep, SqsQueue, SweepAction, SweepJob, SweepReport};
 use crate::dynamodb::DynamoConsumerStore;
 use crate::{Consumer, ConsumerStore, Processor, Source};
 
@@ -86,10 +83,10 @@ impl InboxConsumer {
         });
         let redrive = Redrive(&processor);
         let report = BatchReport::new(batches);
-        lambda_runtime::run(InboxFunction {
-            queue: report.layer(SqsQueue::new(&processor)),
-            redrive: ScheduledSweep::new(&redrive, redrives),
-        })
+        lambda_runtime::run(BatchOrAction::<SqsEvent, _, _>::new(
+            report.layer(SqsQueue::new(&processor)),
+            ScheduledSweep::new(&redrive, redrives),
+        ))
         .await
     }
 }
@@ -108,37 +105,6 @@ impl<C: Consumer, S: ConsumerStore> SweepJob for Redrive<'_, C, S> {
                  there is nothing to sweep (the queue keeps what was not applied)"
                     .into(),
             ),
-        }
-    }
-}
-
-/// The function's two kinds of payload told apart: a batch has `Records`.
-struct InboxFunction<'a, C, S> {
-    queue: Reported<SqsQueue<'a, C, S>>,
-    redrive: ScheduledSweep<'a, Redrive<'a, C, S>>,
-}
-
-impl<'a, C: Consumer, S: ConsumerStore> Service<LambdaEvent<Value>> for InboxFunction<'a, C, S> {
-    type Response = Value;
-    type Error = Error;
-    type Future = BoxFuture<'a, Result<Value, Error>>;
-
-    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Error>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, event: LambdaEvent<Value>) -> Self::Future {
-        let LambdaEvent { payload, context } = event;
-        if payload.get("Records").is_none() {
-            let redriven = self.redrive.call(LambdaEvent::new(payload, context));
-            return Box::pin(async move { Ok(serde_json::to_value(redriven.await?)?) });
-        }
-        match serde_json::from_value::<SqsEvent>(payload) {
-            Ok(batch) => {
-                let answered = self.queue.call(LambdaEvent::new(batch, context));
-                Box::pin(async move { Ok(serde_json::to_value(answered.await?)?) })
-            }
-            Err(e) => Box::pin(async move { Err(e.into()) }),
         }
     }
 }

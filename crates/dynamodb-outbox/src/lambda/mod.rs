@@ -76,6 +76,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 mod applied;
+mod batch_or_action;
 mod client;
 mod consumer_function;
 mod emf;

@@ -3,7 +3,7 @@
 use aws_sdk_eventbridge::types::PutEventsRequestEntry;
 use aws_sdk_eventbridge::Client;
 
-use super::{Limits, Message, Sent, Target, DEFAULT_MAX_MESSAGE_BYTES};
+use super::{batch, Limits, Message, Sent, Target, DEFAULT_MAX_MESSAGE_BYTES};
 use crate::consumer::BoxError;
 
 /// The entry failure codes that refuse an entry for its content: retrying cannot help, so the
@@ -66,11 +66,7 @@ impl Target for EventBridgeTarget {
     }
 
     fn limits(&self) -> Limits {
-        Limits {
-            entries_per_call: 10,
-            bytes_per_message: self.max_message_bytes,
-            bytes_per_call: self.max_message_bytes,
-        }
+        batch::limits(self.max_message_bytes)
     }
 
     /// As EventBridge counts an entry: its source, detail type and detail (no time, no
@@ -104,14 +100,7 @@ impl Target for EventBridgeTarget {
             .iter()
             .map(|entry| match entry.error_code() {
                 None => Sent::Published,
-                Some(code) => {
-                    let why = format!("{code}: {}", entry.error_message().unwrap_or("no message"));
-                    if REFUSED.contains(&code) {
-                        Sent::Refused(why)
-                    } else {
-                        Sent::Failed(why)
-                    }
-                }
+                Some(code) => batch::failed(code, entry.error_message(), REFUSED),
             })
             .collect();
         if out.failed_entry_count() > 0 && !sent.iter().any(|s| s != &Sent::Published) {

@@ -75,6 +75,12 @@ use serde_json::Value;
 use crate::consumer::{BoxError, Consumer, Effect, HandlerError, PoisonPolicy, Takes};
 use crate::envelope::Envelope;
 
+#[cfg(any(
+    feature = "relay-eventbridge",
+    feature = "relay-sns",
+    feature = "relay-sqs"
+))]
+mod batch;
 #[cfg(feature = "relay-eventbridge")]
 mod eventbridge;
 #[cfg(feature = "relay-sns")]
@@ -281,57 +287,6 @@ pub(crate) mod hook {
     }
 }
 
-/// A FIFO message group or deduplication id for `text`: itself when SQS and SNS take it (1 to
-/// 128 printable ASCII characters), otherwise a name-based UUID of it (the same text, the same
-/// id), so any ordering key and event id can be a group and a deduplication id.
-#[cfg(any(feature = "relay-sns", feature = "relay-sqs"))]
-pub(crate) fn fifo_id(text: &str) -> String {
-    let fits = (1..=128).contains(&text.len()) && text.bytes().all(|b| b.is_ascii_graphic());
-    if fits {
-        text.to_owned()
-    } else {
-        uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_OID, text.as_bytes()).to_string()
-    }
-}
-
-/// The `event_type` message attribute's share of an SQS or SNS message's size: its name, its
-/// data type and its value.
-#[cfg(any(feature = "relay-sns", feature = "relay-sqs"))]
-pub(crate) fn attribute_bytes(message: &Message) -> usize {
-    EVENT_TYPE_ATTRIBUTE.len() + "String".len() + message.event_type.len()
-}
-
-/// The answers of a batch call whose entries are named by their index (`"0"`, `"1"`, ...):
-/// published, failed (`refused`: for its content), or, for an entry the broker named in
-/// neither list, not known to be published.
-#[cfg(any(feature = "relay-sns", feature = "relay-sqs"))]
-pub(crate) fn answers_by_id<'a>(
-    messages: usize,
-    published: impl Iterator<Item = &'a str>,
-    failed: impl Iterator<Item = (&'a str, String, bool)>,
-) -> Vec<Sent> {
-    let mut sent = vec![Sent::Failed("the broker answered nothing for it".to_owned()); messages];
-    let mut answer = |id: &str, what: Sent| {
-        if let Some(slot) = id.parse::<usize>().ok().and_then(|i| sent.get_mut(i)) {
-            *slot = what;
-        }
-    };
-    for id in published {
-        answer(id, Sent::Published);
-    }
-    for (id, why, refused) in failed {
-        answer(
-            id,
-            if refused {
-                Sent::Refused(why)
-            } else {
-                Sent::Failed(why)
-            },
-        );
-    }
-    sent
-}
-
 /// The message attribute that carries the event's type on SQS and SNS (for filter policies).
 pub const EVENT_TYPE_ATTRIBUTE: &str = "event_type";
 
@@ -362,18 +317,3 @@ macro_rules! client_from_env {
 }
 #[cfg(feature = "lambda")]
 pub(crate) use client_from_env;
-
-#[cfg(all(test, any(feature = "relay-sns", feature = "relay-sqs")))]
-mod tests {
-    use super::fifo_id;
-
-    #[test]
-    fn a_fifo_id_is_the_text_when_it_fits_and_a_stable_uuid_otherwise() {
-        assert_eq!(fifo_id("account-7"), "account-7");
-        let long = "k".repeat(129);
-        assert_eq!(fifo_id(&long), fifo_id(&long), "the same text, the same id");
-        assert_eq!(fifo_id(&long).len(), 36);
-        assert_ne!(fifo_id("a b"), "a b", "a space is not taken");
-        assert_ne!(fifo_id("é"), fifo_id("è"));
-    }
-}

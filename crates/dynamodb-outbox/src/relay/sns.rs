@@ -1,12 +1,8 @@
 //! SNS: `PublishBatch`, up to 10 messages a call.
 
-use aws_sdk_sns::types::{MessageAttributeValue, PublishBatchRequestEntry};
 use aws_sdk_sns::Client;
 
-use super::{
-    answers_by_id, attribute_bytes, fifo_id, Limits, Message, Sent, Target,
-    DEFAULT_MAX_MESSAGE_BYTES, EVENT_TYPE_ATTRIBUTE,
-};
+use super::{batch, Limits, Message, Sent, Target, DEFAULT_MAX_MESSAGE_BYTES};
 use crate::consumer::BoxError;
 
 /// An SNS topic: each message is the envelope as JSON, its `event_type` attribute the event's
@@ -51,23 +47,6 @@ impl SnsTarget {
         self.max_message_bytes = bytes;
         self
     }
-
-    fn entry(&self, index: usize, message: &Message) -> Result<PublishBatchRequestEntry, BoxError> {
-        let event_type = MessageAttributeValue::builder()
-            .data_type("String")
-            .string_value(&message.event_type)
-            .build()?;
-        let mut entry = PublishBatchRequestEntry::builder()
-            .id(index.to_string())
-            .message(&message.body)
-            .message_attributes(EVENT_TYPE_ATTRIBUTE, event_type);
-        if self.fifo {
-            entry = entry
-                .message_group_id(fifo_id(&message.ordering_key))
-                .message_deduplication_id(fifo_id(&message.event_id));
-        }
-        Ok(entry.build()?)
-    }
 }
 
 impl Target for SnsTarget {
@@ -76,23 +55,20 @@ impl Target for SnsTarget {
     }
 
     fn limits(&self) -> Limits {
-        Limits {
-            entries_per_call: 10,
-            bytes_per_message: self.max_message_bytes,
-            bytes_per_call: self.max_message_bytes,
-        }
+        batch::limits(self.max_message_bytes)
     }
 
     fn size(&self, message: &Message) -> usize {
-        message.body.len() + attribute_bytes(message)
+        batch::attributed_size(message)
     }
 
     async fn send(&self, messages: &[Message]) -> Result<Vec<Sent>, BoxError> {
-        let entries = messages
-            .iter()
-            .enumerate()
-            .map(|(index, message)| self.entry(index, message))
-            .collect::<Result<Vec<_>, _>>()?;
+        let entries = batch::attributed_entries!(
+            aws_sdk_sns::PublishBatchRequestEntry,
+            message,
+            self.fifo,
+            messages
+        )?;
         let out = self
             .client
             .publish_batch()
@@ -101,14 +77,15 @@ impl Target for SnsTarget {
             .send()
             .await?;
         let published = out.successful().iter().filter_map(|ok| ok.id());
-        let failed = out.failed().iter().map(|failed| {
-            let why = format!(
-                "{}: {}",
-                failed.code(),
-                failed.message().unwrap_or("no message")
-            );
-            (failed.id(), why, false)
-        });
-        Ok(answers_by_id(messages.len(), published, failed))
+        let failures = out
+            .failed()
+            .iter()
+            .map(|failed| (failed.id(), failed.code(), failed.message()));
+        Ok(batch::answers_by_id(
+            messages.len(),
+            published,
+            failures,
+            &[],
+        ))
     }
 }

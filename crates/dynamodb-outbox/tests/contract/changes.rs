@@ -8,13 +8,12 @@ use std::sync::Arc;
 
 use aws_lambda_events::dynamodb::EventRecord;
 use dynamodb_outbox::{
-    pending_marker, Consumer, Effect, Envelope, HandlerError, Home, ItemKey, Processor, Source,
-    Takes,
+    pending_marker, Consumer, Effect, Envelope, HandlerError, ItemKey, Processor, Source, Takes,
 };
 use serde::{Deserialize, Serialize};
 use serde_dynamo::{AttributeValue, Item};
 
-use crate::fixture::{balance_of, StoreUnderTest, TABLE};
+use crate::fixture::{balance, balance_of, last, processor_at, StoreUnderTest, TABLE};
 
 const ENTITIES: &str = "deposits";
 const ARN: &str = "arn:aws:dynamodb:eu-west-1:123456789012:table/deposits/stream/2026-11-30";
@@ -117,10 +116,7 @@ fn key(id: &str) -> ItemKey {
 }
 
 async fn world<S: StoreUnderTest>(ledger: Ledger) -> (Processor<Ledger, S>, S) {
-    let store = S::start().await;
-    let processor = Processor::new(ledger, store.clone(), Source::table(ENTITIES).unwrap())
-        .home(Home::of_arn(ARN).unwrap());
-    (processor, store)
+    processor_at(ledger, Source::table(ENTITIES).unwrap(), ARN).await
 }
 
 pub async fn inserts_are_applied_once_and_release_their_entity_item<S: StoreUnderTest>() {
@@ -150,13 +146,7 @@ pub async fn inserts_are_applied_once_and_release_their_entity_item<S: StoreUnde
     assert_eq!(released.expires_at, None, "never expires");
     let again = processor.process_changes(&records, adapter).await;
     assert_eq!(again.duplicates, 2, "{again:?}");
-    assert_eq!(
-        store
-            .number(TABLE, "ACCOUNT#a", "BALANCE", "cents")
-            .await
-            .unwrap(),
-        12
-    );
+    assert_eq!(balance(&store, "a").await, 12);
 }
 
 pub async fn a_failure_holds_back_the_keys_later_inserts_and_other_keys_go_on<S: StoreUnderTest>() {
@@ -182,20 +172,8 @@ pub async fn a_failure_holds_back_the_keys_later_inserts_and_other_keys_go_on<S:
     );
     ledger.down.store(false, Ordering::SeqCst);
     processor.process_changes(&records, adapter).await;
-    assert_eq!(
-        store
-            .number(TABLE, "ACCOUNT#a", "LAST", "cents")
-            .await
-            .unwrap(),
-        3
-    );
-    assert_eq!(
-        store
-            .number(TABLE, "ACCOUNT#a", "BALANCE", "cents")
-            .await
-            .unwrap(),
-        16
-    );
+    assert_eq!(last(&store, "a").await, 3);
+    assert_eq!(balance(&store, "a").await, 16);
 }
 
 pub async fn unreadable_entities_and_other_tables_even_same_named_elsewhere_are_poison_and_untaken_events_are_skipped<

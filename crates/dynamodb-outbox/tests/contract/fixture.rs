@@ -9,10 +9,12 @@ use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region};
 use aws_smithy_http_client::tls;
 use dynamodb_outbox::dynamodb::{DynamoConsumerStore, Routes};
 use dynamodb_outbox::memory::{MemoryOutbox, MemoryStore};
-use dynamodb_outbox::testing::{create_tables, Header, Inspect, Recording, WaitingItem};
+use dynamodb_outbox::testing::{
+    create_tables, Header, Inspect, Parked, Recording, StoreOps, WaitingItem,
+};
 use dynamodb_outbox::{
-    Consumer, Counter, Effect, Envelope, HandlerError, ItemKey, PoisonPolicy, Processor, Source,
-    Takes,
+    Consumer, Counter, Effect, Envelope, HandlerError, Home, ItemKey, PoisonPolicy, Processor,
+    Source, Takes,
 };
 use serde::Serialize;
 use serde_dynamo::{AttributeValue, Item};
@@ -189,6 +191,38 @@ pub fn balance_of(pk: String) -> Counter {
         },
         attribute: "cents".into(),
     }
+}
+
+/// The `cents` of `account`'s balance, as the ledgers of the sources' tests keep it.
+pub async fn balance<S: StoreUnderTest>(store: &S, account: &str) -> i64 {
+    let pk = format!("ACCOUNT#{account}");
+    store.number(TABLE, &pk, "BALANCE", "cents").await.unwrap()
+}
+
+/// The `cents` of the last deposit on `account` those ledgers applied.
+pub async fn last<S: StoreUnderTest>(store: &S, account: &str) -> i64 {
+    let pk = format!("ACCOUNT#{account}");
+    store.number(TABLE, &pk, "LAST", "cents").await.unwrap()
+}
+
+/// A store under test, started empty, and a processor of `consumer` over it, reading `source`
+/// in the account and region of `arn`.
+pub async fn processor_at<S: StoreUnderTest, C: Consumer>(
+    consumer: C,
+    source: Source,
+    arn: &str,
+) -> (Processor<C, S>, S) {
+    let store = S::start().await;
+    let processor =
+        Processor::new(consumer, store.clone(), source).home(Home::of_arn(arn).unwrap());
+    (processor, store)
+}
+
+/// Up to 10 of the `ledger`'s parked events in the store `processor` runs on.
+pub async fn parked_of<C: Consumer, S: StoreUnderTest>(processor: &Processor<C, S>) -> Vec<Parked> {
+    StoreOps::parked(processor.store(), "ledger", 10)
+        .await
+        .unwrap()
 }
 
 /// The outbox table as the processors' source.

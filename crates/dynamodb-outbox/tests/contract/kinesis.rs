@@ -9,12 +9,13 @@ use std::sync::Arc;
 use aws_lambda_events::kinesis::KinesisEventRecord;
 use dynamodb_outbox::testing::schema;
 use dynamodb_outbox::{
-    kinesis_put, Consumer, Effect, Envelope, HandlerError, Home, PoisonPolicy, Processor, Source,
-    Takes,
+    kinesis_put, Consumer, Effect, Envelope, HandlerError, PoisonPolicy, Processor, Source, Takes,
 };
 use serde_dynamo::{AttributeValue, Item};
 
-use crate::fixture::{balance_of, deposit, Deposited, StoreUnderTest, TABLE};
+use crate::fixture::{
+    balance, balance_of, deposit, last, parked_of, processor_at, Deposited, StoreUnderTest, TABLE,
+};
 
 const STREAM: &str = "deposits";
 const ARN: &str = "arn:aws:kinesis:eu-west-1:123456789012:stream/deposits";
@@ -27,6 +28,16 @@ pub(crate) struct Ledger {
     pub(crate) own_record: bool,
     pub(crate) park: bool,
     pub(crate) flaky: Arc<AtomicBool>,
+}
+
+impl Ledger {
+    /// A ledger that parks its poison.
+    pub(crate) fn parking() -> Self {
+        Self {
+            park: true,
+            ..Self::default()
+        }
+    }
 }
 
 impl Consumer for Ledger {
@@ -98,27 +109,9 @@ fn record(sequence: &str, data: Vec<u8>, partition_key: &str) -> KinesisEventRec
 }
 
 async fn processor<S: StoreUnderTest>(ledger: Ledger) -> (Processor<Ledger, S>, S) {
-    let store = S::start().await;
-    (
-        Processor::new(
-            ledger,
-            store.clone(),
-            Source::kinesis_stream(STREAM).unwrap(),
-        )
-        .home(Home::of_arn(ARN).unwrap())
-        .concurrency(4),
-        store,
-    )
-}
-
-pub(crate) async fn balance<S: StoreUnderTest>(store: &S, account: &str) -> i64 {
-    let pk = format!("ACCOUNT#{account}");
-    store.number(TABLE, &pk, "BALANCE", "cents").await.unwrap()
-}
-
-pub(crate) async fn last<S: StoreUnderTest>(store: &S, account: &str) -> i64 {
-    let pk = format!("ACCOUNT#{account}");
-    store.number(TABLE, &pk, "LAST", "cents").await.unwrap()
+    let source = Source::kinesis_stream(STREAM).unwrap();
+    let (processor, store) = processor_at(ledger, source, ARN).await;
+    (processor.concurrency(4), store)
 }
 
 pub async fn a_record_published_twice_is_applied_once_by_its_event_id<S: StoreUnderTest>() {
@@ -232,11 +225,7 @@ pub async fn data_that_names_no_event_is_dropped_an_unplaceable_event_waits_and_
 }
 
 pub async fn an_event_without_ordering_key_is_parked_under_its_event_id_once<S: StoreUnderTest>() {
-    let (processor, store) = processor::<S>(Ledger {
-        park: true,
-        ..Ledger::default()
-    })
-    .await;
+    let (processor, store) = processor::<S>(Ledger::parking()).await;
     let keyless = br#"{"event_id": "k-1", "event_type": "Deposited", "schema_version": 1}"#;
     let mut records = vec![record("00001", keyless.to_vec(), "a")];
     records.extend(stream(&[&deposit("a", 5)]).into_iter().map(|mut r| {
@@ -249,9 +238,7 @@ pub async fn an_event_without_ordering_key_is_parked_under_its_event_id_once<S: 
         assert_eq!(outcome.parked, usize::from(round == 0), "{outcome:?}");
         assert_eq!(outcome.duplicates, if round == 0 { 0 } else { 2 });
     }
-    let parked = dynamodb_outbox::testing::StoreOps::parked(processor.store(), "ledger", 10)
-        .await
-        .unwrap();
+    let parked = parked_of(&processor).await;
     assert_eq!(parked.len(), 1, "{parked:?}");
     assert!(parked[0].reason.contains("no ordering key"), "{parked:?}");
     assert!(parked[0].record.sk.ends_with("#k-1"), "{parked:?}");
@@ -272,11 +259,7 @@ pub async fn a_poison_event_waits_or_is_parked_and_redriven_by_policy<S: StoreUn
         (0, 3)
     );
 
-    let (parking, store) = processor::<S>(Ledger {
-        park: true,
-        ..Ledger::default()
-    })
-    .await;
+    let (parking, store) = processor::<S>(Ledger::parking()).await;
     let outcome = parking.process_kinesis(&records).await;
     assert_eq!((outcome.parked, outcome.applied), (1, 2), "{outcome:?}");
     let again = parking.process_kinesis(&records).await;

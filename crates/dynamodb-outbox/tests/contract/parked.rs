@@ -15,7 +15,7 @@ use dynamodb_outbox::{
 use serde_dynamo::{AttributeValue, Item};
 use tokio::sync::Barrier;
 
-use crate::fixture::{balance_of, deposit, outbox, Deposited, StoreUnderTest, TABLE};
+use crate::fixture::{balance, balance_of, deposit, outbox, Deposited, StoreUnderTest, TABLE};
 
 const NAME: &str = "ledger";
 
@@ -94,16 +94,9 @@ async fn parked_world<S: StoreUnderTest>() -> (Processor<Ledger, Recording<S>>, 
     (processor, store)
 }
 
-async fn balance<S: StoreUnderTest>(store: &S) -> i64 {
-    store
-        .number(TABLE, "ACCOUNT#a", "BALANCE", "cents")
-        .await
-        .unwrap()
-}
-
 pub async fn a_fixed_parked_event_is_applied_once_and_its_record_goes<S: StoreUnderTest>() {
     let (processor, store) = parked_world::<S>().await;
-    assert_eq!(balance(&store).await, 30);
+    assert_eq!(balance(&store, "a").await, 30);
 
     processor.consumer().fixed.store(true, Ordering::SeqCst);
     let redriven = processor.redrive_parked(10).await;
@@ -113,7 +106,7 @@ pub async fn a_fixed_parked_event_is_applied_once_and_its_record_goes<S: StoreUn
         "{redriven:?}"
     );
     assert_eq!(
-        balance(&store).await,
+        balance(&store, "a").await,
         25,
         "applied after the key's later events"
     );
@@ -121,7 +114,7 @@ pub async fn a_fixed_parked_event_is_applied_once_and_its_record_goes<S: StoreUn
 
     let again = processor.redrive_parked(10).await;
     assert_eq!(again, Default::default(), "nothing left to apply");
-    assert_eq!(balance(&store).await, 25);
+    assert_eq!(balance(&store, "a").await, 25);
     assert_eq!(
         store.progress(NAME, "a").await.unwrap(),
         3,
@@ -149,7 +142,7 @@ pub async fn racing_redrives_apply_a_parked_event_once<S: StoreUnderTest>() {
         2,
         "both computed the effect; one committed"
     );
-    assert_eq!(balance(&store).await, 25);
+    assert_eq!(balance(&store, "a").await, 25);
 }
 
 pub async fn an_event_still_poison_stays_parked_with_its_new_reason_and_attempts<
@@ -164,7 +157,7 @@ pub async fn an_event_still_poison_stays_parked_with_its_new_reason_and_attempts
         (parked[0].attempts, parked[0].reason.as_str()),
         (2, "a negative deposit")
     );
-    assert_eq!(balance(&store).await, 30);
+    assert_eq!(balance(&store, "a").await, 30);
 }
 
 pub async fn a_transient_failure_leaves_the_parked_event_as_it_is<S: StoreUnderTest>() {
@@ -178,7 +171,7 @@ pub async fn a_transient_failure_leaves_the_parked_event_as_it_is<S: StoreUnderT
     let parked = store.parked(NAME, 10).await.unwrap();
     assert_eq!(parked[0].attempts, 1, "not counted as poison");
     assert_eq!(processor.redrive_parked(10).await.applied, 1);
-    assert_eq!(balance(&store).await, 25);
+    assert_eq!(balance(&store, "a").await, 25);
 }
 
 pub async fn parked_events_are_listed_oldest_first_up_to_the_limit<S: StoreUnderTest>() {

@@ -8,8 +8,8 @@ use aws_lambda_events::sqs::SqsMessage;
 use dynamodb_outbox::{Envelope, Home, Processor, Source};
 use serde_json::json;
 
-use crate::fixture::{deposit, Deposited, StoreUnderTest};
-use crate::kinesis::{balance, last, Ledger};
+use crate::fixture::{balance, deposit, last, parked_of, processor_at, Deposited, StoreUnderTest};
+use crate::kinesis::Ledger;
 
 const QUEUE: &str = "arn:aws:sqs:eu-west-1:123456789012:deposits";
 const FIFO: &str = "arn:aws:sqs:eu-west-1:123456789012:deposits.fifo";
@@ -67,12 +67,9 @@ fn message(queue: &str, id: &str, body: String, group: Option<&str>) -> SqsMessa
 }
 
 async fn inbox<S: StoreUnderTest>(ledger: Ledger, queue: &str) -> (Processor<Ledger, S>, S) {
-    let store = S::start().await;
     let name = queue.rsplit(':').next().unwrap();
-    let processor = Processor::new(ledger, store.clone(), Source::sqs_queue(name).unwrap())
-        .home(Home::of_arn(queue).unwrap())
-        .concurrency(4);
-    (processor, store)
+    let (processor, store) = processor_at(ledger, Source::sqs_queue(name).unwrap(), queue).await;
+    (processor.concurrency(4), store)
 }
 
 fn ids(failures: &[String]) -> Vec<&str> {
@@ -183,11 +180,7 @@ pub async fn on_a_fifo_queue_a_failure_holds_back_its_groups_later_messages_and_
 }
 
 pub async fn poison_is_parked_and_a_body_that_names_no_event_is_dropped<S: StoreUnderTest>() {
-    let park = Ledger {
-        park: true,
-        ..Ledger::default()
-    };
-    let (processor, store) = inbox::<S>(park, FIFO).await;
+    let (processor, store) = inbox::<S>(Ledger::parking(), FIFO).await;
     let unnamed_sns = json!({"Type": "Notification", "TopicArn": "t", "Message": "hello"});
     let messages = vec![
         message(FIFO, "m1", body(&deposit("a", -1), Via::Sns), Some("g")),
@@ -219,9 +212,7 @@ pub async fn poison_is_parked_and_a_body_that_names_no_event_is_dropped<S: Store
     );
     let again = processor.process_sqs(&messages).await;
     assert_eq!(again.duplicates, 3, "a parked event is done: {again:?}");
-    let parked = dynamodb_outbox::testing::StoreOps::parked(processor.store(), "ledger", 10)
-        .await
-        .unwrap();
+    let parked = parked_of(&processor).await;
     assert_eq!(parked.len(), 1, "{parked:?}");
     assert!(parked[0].reason.contains("negative"), "{parked:?}");
     assert_eq!(balance(&store, "a").await, 5);
