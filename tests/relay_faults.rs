@@ -1,8 +1,8 @@
 //! Relays when the broker fails: an entry moto's SNS refuses in the middle of a batch call, an
-//! event over the size limit, throttled calls and a lost publish response injected by the fault
-//! proxy in front of moto's SQS. Whatever happens: nothing is lost, each key's order is kept,
-//! a message appears twice only with the same event id, and the outbox item waits for the
-//! relay until it is done.
+//! event over the size limit, throttled calls, an entry failed alone and a lost publish response
+//! injected by the fault proxy in front of moto's SQS. Whatever happens: nothing is lost, each
+//! key's order is kept, a message appears twice only with the same event id, and the outbox item
+//! waits for the relay until it is done.
 //!
 //! Without moto's server (`make tools`) every test here fails and says which; with
 //! `OUTBOX_SKIP_MOTO=<reason>` they print `SKIPPED` with the reason instead.
@@ -179,6 +179,39 @@ async fn throttled_calls_leave_every_event_pending_and_a_later_batch_publishes_t
         in_order(&keys, 4)
     );
     assert_eq!(rig.done().await.len(), 12);
+}
+
+#[tokio::test]
+async fn an_entry_the_broker_failed_alone_is_sent_again_in_the_same_batch_before_its_keys_next() {
+    let Some(rig) = Rig::start("entry_failed_alone", &[RELAY]).await else {
+        return;
+    };
+    let url = rig.queue("entries.fifo").await;
+    let keys = ["a", "b", "c"];
+    rig.write_many(&keys, 3).await;
+    let one_entry_twice = faults(FaultPlan {
+        partial_failure: 1.0,
+        max_faults: Some(2),
+        ..FaultPlan::none()
+    });
+    let proxy = FaultProxy::start(&rig.moto.endpoint, one_entry_twice)
+        .await
+        .expect("proxy");
+    let relay = rig.processor(through(&rig, &proxy, &url).await);
+
+    let outcome = relay.process_items(rig.outbox_items().await).await;
+    assert_eq!(proxy.stats().fault(Fault::PartialFailure), 2);
+    assert_eq!(
+        (outcome.applied, outcome.failed, outcome.held_back),
+        (9, 0, 0),
+        "{outcome:?}"
+    );
+    assert_eq!(
+        numbers_by_key(&drain(&rig.moto, &url).await),
+        in_order(&keys, 3),
+        "each key in order, each event once"
+    );
+    assert_eq!(rig.done().await.len(), 9);
 }
 
 #[tokio::test]

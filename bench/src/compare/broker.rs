@@ -5,87 +5,155 @@
 //! inbox mapping's SQS calls theirs.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Context, Result};
 use devkit::demo::api_request;
+use devkit::mapping::sqs::{InvokeSqs, SqsMapping, SqsStats};
 use devkit::moto::LocalMoto;
 use devkit::patterns::broker::{inbox_in_process, relay_in_process, BrokerStack, RELAY_FUNCTION};
+use devkit::proxy::FaultProxy;
 use devkit::trigger::DynamoStream;
-use devkit::{LocalDynamo, Pattern, StreamClient, Trigger, TriggerStats};
+use devkit::{Invoke, LocalDynamo, Pattern, StreamClient, Trigger, TriggerStats};
 use order_service::handlers::order_api;
 use order_service::store::dynamodb::DynamoOrderStore;
 
-use super::watch::Watch;
+use super::watch::{Seen, Watch};
 use super::workload::PlannedOrder;
 use super::{answered, place_and_watch, readable, stored, BrokerCalls, Metered, Options};
 use super::{PatternRun, Side};
+
+/// Each side's proxy: the three functions' DynamoDB clients, the relay mapping's stream reads,
+/// the relay's `PutEvents` and the inbox mapping's SQS calls.
+struct Proxies {
+    writer: Metered,
+    relay: Metered,
+    inbox: Metered,
+    stream: FaultProxy,
+    publish: FaultProxy,
+    poll: FaultProxy,
+}
+
+impl Proxies {
+    async fn start(broker: &BrokerStack, opts: &Options) -> Result<Self> {
+        let (dynamo, moto) = (&broker.stack.dynamo.endpoint, &broker.moto.endpoint);
+        Ok(Self {
+            writer: Metered::start(dynamo, opts).await?,
+            relay: Metered::start(dynamo, opts).await?,
+            inbox: Metered::start(dynamo, opts).await?,
+            stream: Metered::start(dynamo, opts).await?.proxy,
+            publish: Metered::start(moto, opts).await?.proxy,
+            poll: Metered::start(moto, opts).await?.proxy,
+        })
+    }
+}
 
 pub async fn run(opts: &Options, orders: &[PlannedOrder]) -> Result<PatternRun> {
     let moto = LocalMoto::start().await.map_err(|e| anyhow!("{}", e.0))?;
     let dynamo = LocalDynamo::embedded("127.0.0.1:0".parse()?).await?;
     let broker = BrokerStack::on_dynamo(dynamo, moto).await?;
-    let (stack, moto) = (&broker.stack, &broker.moto);
-    let [writer, relay, inbox] = [
-        Metered::start(&stack.dynamo.endpoint, opts).await?,
-        Metered::start(&stack.dynamo.endpoint, opts).await?,
-        Metered::start(&stack.dynamo.endpoint, opts).await?,
-    ];
-    let stream_proxy = Metered::start(&stack.dynamo.endpoint, opts).await?.proxy;
-    let publish = Metered::start(&moto.endpoint, opts).await?.proxy;
-    let poll = Metered::start(&moto.endpoint, opts).await?.proxy;
-
-    let relay_processor = broker.relay_on(
-        relay.client(&stack.dynamo).await,
-        moto.eventbridge_via(&publish.endpoint).await,
+    let stack = &broker.stack;
+    let proxies = Proxies::start(&broker, opts).await?;
+    let concurrency = opts.consumer_concurrency;
+    let relay = broker.relay_on(
+        proxies.relay.client(&stack.dynamo).await,
+        broker.moto.eventbridge_via(&proxies.publish.endpoint).await,
     )?;
     let source = stack.template.stream_source(RELAY_FUNCTION)?;
     let batch_size = source.batch_size;
     let stream = DynamoStream {
-        client: StreamClient::new(&stream_proxy.endpoint, &stack.dynamo.sdk_config)?,
+        client: StreamClient::new(&proxies.stream.endpoint, &stack.dynamo.sdk_config)?,
         arn: stack.tables.orders_stream_arn.clone(),
     };
-    let concurrency = opts.consumer_concurrency;
     let mut trigger = Trigger::new(
         source,
         stream,
-        relay_in_process(relay_processor.concurrency(concurrency)),
+        relay_in_process(relay.concurrency(concurrency)),
     );
-    let window_seconds: u64 = stack
-        .template
-        .parameter("StreamBatchingWindowSeconds")
+    let window_seconds: u64 = (stack.template.parameter("StreamBatchingWindowSeconds"))
         .and_then(|v| v.parse().ok())
         .unwrap_or(0);
-    trigger.source.polling_interval = std::time::Duration::from_secs(window_seconds.max(1));
-    let inbox_processor = broker.inbox_on(inbox.client(&stack.dynamo).await)?;
-    let mut mapping = broker
-        .inbox_mapping(
-            moto.sqs_via(&poll.endpoint).await,
-            inbox_in_process(inbox_processor.concurrency(concurrency)),
-        )
-        .await?;
+    trigger.source.polling_interval = Duration::from_secs(window_seconds.max(1));
+    let inbox = broker.inbox_on(proxies.inbox.client(&stack.dynamo).await)?;
+    let sqs = broker.moto.sqs_via(&proxies.poll.endpoint).await;
+    let mapping =
+        (broker.inbox_mapping(sqs, inbox_in_process(inbox.concurrency(concurrency)))).await?;
     let settings = mapping.settings.clone();
 
     let started = Instant::now();
-    let (stop, stopped) = tokio::sync::watch::channel(false);
-    let mut relay_stopped = stopped.clone();
-    let relay_task = tokio::spawn(async move {
-        let stop = async move {
-            let _ = relay_stopped.wait_for(|s| *s).await;
-        };
-        trigger.follow(stop).await.map(|()| trigger.stats.clone())
-    });
-    let mut inbox_stopped = stopped;
-    let inbox_task = tokio::spawn(async move {
-        let stop = async move {
-            let _ = inbox_stopped.wait_for(|s| *s).await;
-        };
-        mapping.follow(stop).await.map(|()| mapping.stats.clone())
-    });
+    let (seen, relay_stats, inbox_stats) =
+        drive(&broker, &proxies, trigger, mapping, orders, opts).await?;
+    let elapsed = started.elapsed();
+    let mut requests = proxies.publish.stats().requests;
+    for (operation, count) in proxies.poll.stats().requests {
+        *requests.entry(operation).or_default() += count;
+    }
+    let inbox_invocations = TriggerStats {
+        invocations: inbox_stats.invocations,
+        records_delivered: inbox_stats.messages_delivered,
+        ..TriggerStats::default()
+    };
+    Ok(PatternRun {
+        pattern: Pattern::Broker,
+        writer: proxies.writer.side("order-writer"),
+        consumers: vec![
+            proxies.relay.side("order-relay (its progress)"),
+            proxies.inbox.side("rewards-inbox"),
+        ],
+        stream_reads: proxies.stream.stats().requests,
+        kinesis: None,
+        broker: Some(BrokerCalls {
+            events: inbox_stats.messages_delivered as u64,
+            requests,
+        }),
+        seen,
+        storage: stored(&stack.dynamo.client, &stack.tables.orders, &stack.tables.rewards).await?,
+        mappings: vec![
+            ("order-relay".into(), relay_stats),
+            ("rewards-inbox".into(), inbox_invocations),
+        ],
+        polling: format!(
+            "the relay's DynamoDB stream mapping as patterns 1 and 2's (waits {} s after a batch smaller than BatchSize {batch_size}); the inbox's SQS mapping long-polls the queue 1 s at a time and gathers up to {} messages for at most {} s (the template's InboxBatchSize and InboxBatchingWindowSeconds); moto's bus, rule and queue",
+            window_seconds.max(1),
+            settings.batch_size,
+            settings.batching_window.as_secs()
+        ),
+        elapsed,
+    })
+}
 
+/// Places every order at its arrival time through the relayed order store while both mappings
+/// follow their sources and the watcher looks; what the watcher saw and the mappings' counts.
+async fn drive<R: Invoke + 'static, Q: InvokeSqs + 'static>(
+    broker: &BrokerStack,
+    proxies: &Proxies,
+    mut trigger: Trigger<R>,
+    mut mapping: SqsMapping<Q>,
+    orders: &[PlannedOrder],
+    opts: &Options,
+) -> Result<(Seen, TriggerStats, SqsStats)> {
+    let stack = &broker.stack;
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let until_stopped = |mut stopped: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = stopped.wait_for(|s| *s).await;
+    };
+    let relay_stop = until_stopped(stopped.clone());
+    let relay_task = tokio::spawn(async move {
+        trigger
+            .follow(relay_stop)
+            .await
+            .map(|()| trigger.stats.clone())
+    });
+    let inbox_stop = until_stopped(stopped);
+    let inbox_task = tokio::spawn(async move {
+        mapping
+            .follow(inbox_stop)
+            .await
+            .map(|()| mapping.stats.clone())
+    });
     let watch = Arc::new(Watch::default());
     let store = Arc::new(DynamoOrderStore::relayed(
-        writer.client(&stack.dynamo).await,
+        proxies.writer.client(&stack.dynamo).await,
         &stack.tables.orders,
     ));
     let reader = Arc::new(stack.orders.clone());
@@ -107,44 +175,7 @@ pub async fn run(opts: &Options, orders: &[PlannedOrder]) -> Result<PatternRun> 
     let relay_stats = relay_task.await.context("the relay's mapping")??;
     let inbox_stats = inbox_task.await.context("the inbox's mapping")??;
     placed?;
-    let elapsed = started.elapsed();
-
-    let mut requests = publish.stats().requests;
-    for (operation, count) in poll.stats().requests {
-        *requests.entry(operation).or_default() += count;
-    }
-    let inbox_invocations = TriggerStats {
-        invocations: inbox_stats.invocations,
-        records_delivered: inbox_stats.messages_delivered,
-        ..TriggerStats::default()
-    };
-    Ok(PatternRun {
-        pattern: Pattern::Broker,
-        writer: writer.side("order-writer"),
-        consumers: vec![
-            relay.side("order-relay (its progress)"),
-            inbox.side("rewards-inbox"),
-        ],
-        stream_reads: stream_proxy.stats().requests,
-        kinesis: None,
-        broker: Some(BrokerCalls {
-            events: inbox_stats.messages_delivered as u64,
-            requests,
-        }),
-        seen: watch.seen(),
-        storage: stored(&stack.dynamo.client, &stack.tables.orders, &stack.tables.rewards).await?,
-        mappings: vec![
-            ("order-relay".into(), relay_stats),
-            ("rewards-inbox".into(), inbox_invocations),
-        ],
-        polling: format!(
-            "the relay's DynamoDB stream mapping as patterns 1 and 2's (waits {} s after a batch smaller than BatchSize {batch_size}); the inbox's SQS mapping long-polls the queue 1 s at a time and gathers up to {} messages for at most {} s (the template's InboxBatchSize and InboxBatchingWindowSeconds); moto's bus, rule and queue",
-            window_seconds.max(1),
-            settings.batch_size,
-            settings.batching_window.as_secs()
-        ),
-        elapsed,
-    })
+    Ok((watch.seen(), relay_stats, inbox_stats))
 }
 
 /// The broker's calls as a side of the requests table.

@@ -6,6 +6,7 @@
 //! events (`plan_key`); waves of calls publish each key's next event (`send_waves`); every key
 //! commits what was published and parks what cannot be (`settle_key`).
 
+use aws_smithy_async::rt::sleep::AsyncSleep as _;
 use futures::stream::{self, StreamExt};
 use serde_dynamo::Item;
 
@@ -26,6 +27,8 @@ enum Link {
         size: usize,
         event: Option<Item>,
         sent: Option<Sent>,
+        /// Calls that carried it so far.
+        attempts: u32,
     },
     /// Routed to the relay in a type or version it does not take: nothing to publish.
     Skip { at: Place },
@@ -36,6 +39,14 @@ enum Link {
         event: Option<Item>,
     },
 }
+
+/// Calls that may carry one event in an invocation. A broker answers a throttled or failed
+/// entry alone (EventBridge's `FailedEntryCount`, SQS's and SNS's `Failed`) and its SDK does not
+/// retry it; sent again in a later wave, after a short pause, it rarely fails the batch.
+const SEND_ATTEMPTS: u32 = 3;
+
+/// The pause before a wave that sends failed entries again, times the attempt.
+const RESEND_PAUSE: std::time::Duration = std::time::Duration::from_millis(50);
 
 /// One broker call: each message with its key's plan and its link there.
 type Call = Vec<(usize, usize, Message)>;
@@ -71,8 +82,9 @@ impl KeyPlan {
                 Link::Send { sent: None, .. } => return Some(index),
                 Link::Send {
                     sent: Some(Sent::Failed(_)),
+                    attempts,
                     ..
-                } => return None,
+                } => return (*attempts < SEND_ATTEMPTS).then_some(index),
                 _ => {}
             }
         }
@@ -186,6 +198,19 @@ impl<C: Consumer, S: ConsumerStore> Processor<C, S> {
             if wave.is_empty() {
                 return;
             }
+            let resent = wave
+                .iter()
+                .filter_map(|(plan, index)| match &plans[*plan].links[*index] {
+                    Link::Send { attempts, .. } => Some(*attempts),
+                    _ => None,
+                })
+                .max()
+                .unwrap_or(0);
+            // The SDK's timer, so the engine sleeps on whatever runtime the clients run on.
+            let sleep = aws_smithy_async::rt::sleep::default_async_sleep();
+            if let Some(sleep) = sleep.filter(|_| resent > 0) {
+                sleep.sleep(RESEND_PAUSE * resent).await;
+            }
             let mut calls: Vec<Call> = Vec::new();
             let mut bytes = 0;
             for (plan, index) in wave {
@@ -216,8 +241,9 @@ impl<C: Consumer, S: ConsumerStore> Processor<C, S> {
                 .await;
             for (call, sent) in answers {
                 for ((plan, index, _), result) in call.into_iter().zip(sent) {
-                    if let Link::Send { sent, .. } = &mut plans[plan].links[index] {
+                    if let Link::Send { sent, attempts, .. } = &mut plans[plan].links[index] {
                         *sent = Some(result);
+                        *attempts += 1;
                     }
                 }
             }
@@ -358,6 +384,7 @@ fn link<P>(publisher: &dyn Publish<P>, at: Place, work: Work<P>) -> Link {
                     size,
                     event,
                     sent: None,
+                    attempts: 0,
                 },
                 Err(reason) => Link::Park { at, reason, event },
             }

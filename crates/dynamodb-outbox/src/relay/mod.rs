@@ -24,8 +24,9 @@
 //! (the effect commits with its idempotency record). A later event is never published before an
 //! earlier one was accepted; a repeated earlier one may arrive after a later one.
 //!
-//! **Failures.** A failed entry (`FailedEntryCount`, `Failed`) is reported for retry with its
-//! key's later events held back; the batch's other keys go on. A whole call that fails (throttling
+//! **Failures.** A failed entry (`FailedEntryCount`, `Failed`) is sent again in a later call of
+//! the same invocation, after a short pause, up to three calls in all; one that still fails is
+//! reported for retry with its key's later events held back; the batch's other keys go on. A whole call that fails (throttling
 //! and 5xx after the SDK's retries, a lost response) fails its entries the same way. An event
 //! over the target's size limit, or whose content the broker refuses as such (EventBridge's
 //! `MalformedDetail`, SQS's `InvalidMessageContents`), is parked with the reason (a relay parks
