@@ -5,15 +5,13 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
-use aws_sdk_dynamodb::types::{CancellationReason, Put, TransactWriteItem};
+use aws_sdk_dynamodb::types::{Put, TransactWriteItem};
 use aws_sdk_dynamodb::Client;
 use serde::Serialize;
 use serde_dynamo::Item;
 
 use super::routes::Routes;
-use super::{
-    cancellation_is_transient, cancellation_summary, classify, item_size, reason_code, SdkItem,
-};
+use super::{cancellation_is_transient, cancellation_summary, classify, item_size, SdkItem};
 use crate::envelope::Envelope;
 use crate::item::with_outbox_state;
 use crate::schema;
@@ -29,6 +27,7 @@ pub const DEFAULT_CONTENTION_BUDGET: Duration = Duration::from_secs(10);
 mod attempt;
 mod counter;
 mod read_back;
+mod refusal;
 
 use attempt::Backoff;
 use counter::{Counter, KnownCounters};
@@ -119,6 +118,14 @@ struct StagedEvent {
     ordering_key: String,
     occurred_at: String,
     item: Item,
+}
+
+/// One attempt's transaction: its actions, where it puts the events, and the counters as it
+/// leaves them.
+struct Built {
+    items: Vec<TransactWriteItem>,
+    written: Written,
+    advanced: HashMap<String, Counter>,
 }
 
 /// One of the caller's writes: given, or built once the events' sequences are known.
@@ -231,8 +238,16 @@ impl<'a> Transaction<'a> {
     /// racing on one key retry, spread by a short random pause, for as long as
     /// [`Outbox::contention_budget`] allows (transactions cancelled by a conflict with another
     /// transaction too, after the SDK's own retries); only past it does the commit answer
-    /// [`StoreError::Unavailable`]. A refused transaction is billed: DynamoDB consumes the write
-    /// capacity of a transaction's items even when it is cancelled (2 WCU per KB per item).
+    /// [`StoreError::Unavailable`].
+    ///
+    /// **Cost.** An event adds two transactional writes to the caller's transaction (the outbox
+    /// item and the counter: 2 WCU, or write request units on demand, per KB each) and no read:
+    /// the counter a refusal returns is not billed as a read. A refused transaction is billed
+    /// all the same: DynamoDB consumes the write capacity of every item of a cancelled
+    /// transaction, as if it had committed (the Developer Guide, "DynamoDB read and write
+    /// operations": the capacity "is consumed even when the transaction is canceled"). So an
+    /// event of a key another process wrote last costs its transaction twice, the caller's
+    /// items included, and each race lost on a hot key once more.
     ///
     /// **Stored once, whatever the retries.** A transaction can commit and its answer be lost;
     /// the SDK's retry of it (without the request token that would have hidden it) is then
@@ -253,7 +268,11 @@ impl<'a> Transaction<'a> {
         // Attempts the SDK sent more than once: one of those requests may have committed unseen.
         let mut uncertain: Vec<Written> = Vec::new();
         loop {
-            let (items, written, advanced) = self.build(&counters)?;
+            let Built {
+                items,
+                written,
+                advanced,
+            } = self.build(&counters)?;
             let sent = self.outbox.send(items).await;
             let err = match sent.result {
                 Ok(_) => {
@@ -317,82 +336,6 @@ impl<'a> Transaction<'a> {
         }
     }
 
-    /// Where the counters' reasons start: after the caller's items and the events' puts.
-    fn counters_at(&self) -> usize {
-        self.items.len() + self.events.len()
-    }
-
-    /// Whether the refusal says the first event's key's counter was not what this attempt
-    /// expected.
-    fn first_counter_refused(&self, reasons: &[CancellationReason]) -> bool {
-        let Some(first) = self.events.first() else {
-            return false;
-        };
-        let keys = self.distinct_keys();
-        keys.iter()
-            .position(|key| *key == first.ordering_key)
-            .is_some_and(|i| {
-                reason_code(reasons, self.counters_at() + i) == "ConditionalCheckFailed"
-            })
-    }
-
-    /// Takes the counters a refusal returned as what the next attempt expects; reads those it did
-    /// not return. Whether any key's counter was refused (a race lost).
-    async fn learn(
-        &self,
-        reasons: &[CancellationReason],
-        counters: &mut HashMap<String, Counter>,
-    ) -> Result<bool, WriteError> {
-        let mut raced = false;
-        let mut returned = Vec::new();
-        let mut unreturned = Vec::new();
-        for (i, key) in self.distinct_keys().into_iter().enumerate() {
-            let Some(reason) = reasons.get(self.counters_at() + i) else {
-                continue;
-            };
-            if reason.code() != Some("ConditionalCheckFailed") {
-                continue;
-            }
-            raced = true;
-            match reason.item() {
-                Some(item) => returned.push(Counter {
-                    key: key.to_owned(),
-                    ..Counter::from_item(item)
-                }),
-                None => unreturned.push(key),
-            }
-        }
-        self.outbox.remember(&returned);
-        counters.extend(returned.into_iter().map(|c| (c.key.clone(), c)));
-        if !unreturned.is_empty() {
-            self.outbox.forget(&unreturned);
-            let read = self.outbox.counters(&unreturned).await?;
-            for key in unreturned {
-                let counter = read.get(key).cloned().unwrap_or_else(|| Counter {
-                    key: key.to_owned(),
-                    ..Counter::default()
-                });
-                counters.insert(key.to_owned(), counter);
-            }
-        }
-        Ok(raced)
-    }
-
-    /// The refusal of one of the caller's own items, as the caller reads it.
-    fn callers_refused(&self, reasons: &[CancellationReason]) -> Option<WriteError> {
-        let callers = self.items.len();
-        (0..callers)
-            .any(|i| reason_code(reasons, i) == "ConditionalCheckFailed")
-            .then(|| WriteError::Cancelled {
-                reasons: (0..callers)
-                    .map(|i| {
-                        let code = reason_code(reasons, i);
-                        (code != "None").then(|| code.to_owned())
-                    })
-                    .collect(),
-            })
-    }
-
     fn distinct_keys(&self) -> Vec<&str> {
         let mut keys: Vec<&str> = self
             .events
@@ -406,11 +349,7 @@ impl<'a> Transaction<'a> {
 
     /// The transaction's actions for the counters it expects: the caller's items, the events' puts, one
     /// counter update per key (DynamoDB forbids two actions on one item in a transaction).
-    /// Also the counters as the transaction leaves them, for the writer to remember.
-    fn build(
-        &self,
-        expected: &HashMap<String, Counter>,
-    ) -> Result<(Vec<TransactWriteItem>, Written, HashMap<String, Counter>), WriteError> {
+    fn build(&self, expected: &HashMap<String, Counter>) -> Result<Built, WriteError> {
         let mut counters = expected.clone();
         let mut items = Vec::with_capacity(self.items.len() + 2 * self.events.len());
         let mut written = Vec::with_capacity(self.events.len());
@@ -477,7 +416,11 @@ impl<'a> Transaction<'a> {
         }
         // The caller's writes first: cancellation reasons name them by their position.
         let items = callers.into_iter().chain(items).collect();
-        Ok((items, written, counters))
+        Ok(Built {
+            items,
+            written,
+            advanced: counters,
+        })
     }
 }
 
