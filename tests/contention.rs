@@ -275,3 +275,25 @@ async fn contention_past_the_budget_is_unavailable_and_writes_nothing() {
         "nothing more written"
     );
 }
+
+#[tokio::test]
+async fn transaction_conflicts_past_the_sdks_own_retries_are_absorbed_within_the_budget() {
+    let stack = stack().await;
+    let plan = FaultPlan {
+        transaction_conflict: 1.0,
+        max_faults: Some(8),
+        ..FaultPlan::none()
+    };
+    let proxy = FaultProxy::start(&stack.dynamo.endpoint, plan)
+        .await
+        .unwrap();
+    let writer = outbox(stack.dynamo.client_via(&proxy.endpoint).await, &stack);
+    let (_, written) = commit(&writer, "acct-0")
+        .await
+        .expect("eight conflicts in a row are contention, not an outage");
+    assert_eq!(written.events[0].1, 1);
+    let stats = proxy.stats();
+    assert_eq!(stats.fault(devkit::proxy::Fault::TransactionConflict), 8);
+    assert_eq!(stats.requests["TransactWriteItems"], 9);
+    assert_eq!(stored(&stack, "acct-0").await.len(), 1);
+}

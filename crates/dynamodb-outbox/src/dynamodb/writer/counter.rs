@@ -210,3 +210,40 @@ pub(super) fn advance(
     let update = update.build().map_err(|e| StoreError::Failed(e.into()))?;
     Ok(TransactWriteItem::builder().update(update).build())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(sequence: u64) -> KeyCounter {
+        KeyCounter {
+            sequence,
+            ..KeyCounter::default()
+        }
+    }
+
+    #[test]
+    fn the_known_counters_keep_the_latest_of_a_key_and_forget_the_oldest_keys_first() {
+        let mut known = KnownCounters::default();
+        known.remember("a", &at(3));
+        known.remember("a", &at(2));
+        assert_eq!(
+            known.counters["a"],
+            at(3),
+            "a refusal seen late never moves it back"
+        );
+        known.remember("a", &at(4));
+        assert_eq!(known.counters["a"], at(4));
+
+        for i in 0..KNOWN_KEYS {
+            known.remember(&format!("k{i}"), &at(1));
+        }
+        assert_eq!(known.counters.len(), KNOWN_KEYS, "bounded");
+        assert!(
+            !known.counters.contains_key("a"),
+            "the oldest key forgotten"
+        );
+        assert!(known.counters.contains_key("k0"));
+        assert_eq!(known.order.len(), KNOWN_KEYS);
+    }
+}
