@@ -25,7 +25,7 @@ pub use pending::PendingEvents;
 pub use retry::TransientCancellation;
 pub use routes::Routes;
 pub use view::{OutboxView, ParkedRecord, StoredEvent};
-pub use writer::{Outbox, Transaction, WriteError, Written};
+pub use writer::{Outbox, Transaction, WriteError, Written, DEFAULT_CONTENTION_BUDGET};
 
 /// An item as the SDK takes it.
 pub(crate) type SdkItem = HashMap<String, AttributeValue>;

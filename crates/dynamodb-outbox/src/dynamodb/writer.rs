@@ -1,6 +1,8 @@
 //! The producer's side: events join the caller's own `TransactWriteItems`.
 
 use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{Put, TransactWriteItem};
@@ -9,9 +11,7 @@ use serde::Serialize;
 use serde_dynamo::Item;
 
 use super::routes::Routes;
-use super::{
-    cancellation_is_transient, cancellation_summary, classify, item_size, reason_code, SdkItem,
-};
+use super::{cancellation_is_transient, cancellation_summary, classify, item_size, SdkItem};
 use crate::envelope::Envelope;
 use crate::item::with_outbox_state;
 use crate::schema;
@@ -20,20 +20,30 @@ use crate::store::StoreError;
 /// DynamoDB's limits on one `TransactWriteItems`.
 const MAX_ACTIONS: usize = 100;
 const MAX_BYTES: usize = 4 * 1024 * 1024;
-/// Attempts when another writer advanced the same ordering key's counter in between.
-const MAX_ATTEMPTS: usize = 5;
+/// How long a commit keeps retrying when other writers take its keys' sequences first (or its
+/// transaction conflicts with theirs), unless [`Outbox::contention_budget`] says otherwise.
+pub const DEFAULT_CONTENTION_BUDGET: Duration = Duration::from_secs(10);
 
+mod attempt;
 mod counter;
 mod read_back;
+mod refusal;
 
-use counter::Counter;
+use attempt::Backoff;
+use counter::{Counter, KnownCounters};
 
 /// The outbox in one DynamoDB table.
+///
+/// Clones share what the writer knows of the keys' counters (the last it wrote of each, for a
+/// few thousand keys): build one at a function's cold start and clone it, rather than one per
+/// request.
 #[derive(Debug, Clone)]
 pub struct Outbox {
     client: Client,
     table: String,
     routes: Routes,
+    known: Arc<Mutex<KnownCounters>>,
+    contention_budget: Duration,
 }
 
 /// Why a transaction with events was not written. In every case nothing was written.
@@ -110,6 +120,14 @@ struct StagedEvent {
     item: Item,
 }
 
+/// One attempt's transaction: its actions, where it puts the events, and the counters as it
+/// leaves them.
+struct Built {
+    items: Vec<TransactWriteItem>,
+    written: Written,
+    advanced: HashMap<String, Counter>,
+}
+
 /// One of the caller's writes: given, or built once the events' sequences are known.
 enum CallerWrite<'a> {
     Given(Box<TransactWriteItem>),
@@ -130,7 +148,18 @@ impl Outbox {
             client,
             table: table.into(),
             routes,
+            known: Arc::default(),
+            contention_budget: DEFAULT_CONTENTION_BUDGET,
         }
+    }
+
+    /// How long one commit keeps retrying when other writers take its keys' sequences first or
+    /// its transaction conflicts with theirs ([`DEFAULT_CONTENTION_BUDGET`] unless set): within
+    /// it, contention is absorbed; past it, the commit answers [`StoreError::Unavailable`]. Keep
+    /// it well under the function's timeout.
+    pub fn contention_budget(mut self, budget: Duration) -> Self {
+        self.contention_budget = budget;
+        self
     }
 
     /// The outbox table's name.
@@ -198,48 +227,73 @@ impl<'a> Transaction<'a> {
 
     /// Writes the caller's items and the events in one `TransactWriteItems`, or nothing.
     ///
-    /// Each event gets the next sequence of its ordering key: the key's counter is read, then
-    /// advanced in the same transaction on the condition that nobody advanced it in between;
-    /// when somebody did, the whole transaction is built again from a fresh read (a few times).
+    /// **Sequences.** Each event gets the next sequence of its ordering key, and the key's
+    /// counter advances in the same transaction on the condition that it still holds the value
+    /// the writer expects: the one this process last wrote for the key, or no counter at all for
+    /// a key it has not written. When another writer advanced it in between, the refusal returns
+    /// the counter as stored (`ReturnValuesOnConditionCheckFailure` on the counter's update, no
+    /// read capacity), and the transaction is built again after it. So a key's first event, and
+    /// an event of a key this process wrote last, cost **one request**; an event of a key another
+    /// process wrote last costs two (the refused transaction, then the one that commits). Writers
+    /// racing on one key retry, spread by a short random pause, for as long as
+    /// [`Outbox::contention_budget`] allows (transactions cancelled by a conflict with another
+    /// transaction too, after the SDK's own retries); only past it does the commit answer
+    /// [`StoreError::Unavailable`].
+    ///
+    /// **Cost.** An event adds two transactional writes to the caller's transaction (the outbox
+    /// item and the counter: 2 WCU, or write request units on demand, per KB each) and no read:
+    /// the counter a refusal returns is not billed as a read. A refused transaction is billed
+    /// all the same: DynamoDB consumes the write capacity of every item of a cancelled
+    /// transaction, as if it had committed (the Developer Guide, "DynamoDB read and write
+    /// operations": the capacity "is consumed even when the transaction is canceled"). So an
+    /// event of a key another process wrote last costs its transaction twice, the caller's
+    /// items included, and each race lost on a hot key once more.
     ///
     /// **Stored once, whatever the retries.** A transaction can commit and its answer be lost;
-    /// the SDK's retry of it (without the request token that would have hidden it) then finds
-    /// the counter advanced, as after a race. Before building the transaction again at new
-    /// sequences, the writer reads back the events of its earlier attempts by key and sequence:
-    /// when one is stored with its own event id, that attempt committed, and the commit answers
-    /// `Ok` with [`Written::from_earlier_attempt`] set, nothing written twice. When that read
-    /// fails, the outcome is unknown and the error says so ([`WriteError::OutcomeUnknown`]).
+    /// the SDK's retry of it (without the request token that would have hidden it) is then
+    /// refused, as after a race. The writer counts the SDK's transmissions of each attempt: when
+    /// one was sent more than once (or the SDK gave up on a timeout or a 5xx), it reads back the
+    /// first event of that attempt by key and sequence before building the transaction again at
+    /// new sequences or answering an error. Stored with its own event id, that attempt
+    /// committed, and the commit answers `Ok` with [`Written::from_earlier_attempt`] set, nothing
+    /// written twice. When that read fails, the outcome is unknown and the error says so
+    /// ([`WriteError::OutcomeUnknown`]).
     pub async fn commit(self) -> Result<Written, WriteError> {
         let actions = self.items.len() + self.events.len() + self.distinct_keys().len();
         if actions > MAX_ACTIONS {
             return Err(WriteError::TooManyActions { actions });
         }
-        let mut attempt = 0;
-        // Where each attempt put the events: one of them may have committed unseen.
-        let mut tried: Vec<Written> = Vec::new();
+        let mut counters = self.outbox.expected(&self.distinct_keys());
+        let mut backoff = Backoff::new(self.outbox.contention_budget);
+        // Attempts the SDK sent more than once: one of those requests may have committed unseen.
+        let mut uncertain: Vec<Written> = Vec::new();
         loop {
-            attempt += 1;
-            let counters = self.outbox.counters(&self.distinct_keys()).await?;
-            let (items, written) = self.build(counters)?;
-            let result = self
-                .outbox
-                .client
-                .transact_write_items()
-                .set_transact_items(Some(items))
-                .send()
-                .await;
-            let err = match result {
-                Ok(_) => return Ok(written),
+            let Built {
+                items,
+                written,
+                advanced,
+            } = self.build(&counters)?;
+            let sent = self.outbox.send(items).await;
+            let err = match sent.result {
+                Ok(_) => {
+                    self.outbox.remember(advanced.values());
+                    return Ok(written);
+                }
                 Err(err) => err,
             };
-            tried.push(written);
+            if sent.resent {
+                uncertain.push(written.clone());
+            }
             let Some(TransactWriteItemsError::TransactionCanceledException(cancelled)) =
                 err.as_service_error()
             else {
                 let err = classify(err);
-                // A timeout or a 5xx after the SDK's retries: any attempt may have committed.
+                // A timeout or a 5xx after the SDK's retries: this attempt may have committed.
                 if let StoreError::Unavailable(_) = err {
-                    if let Some(written) = self.committed_before(&tried).await? {
+                    if !sent.resent {
+                        uncertain.push(written);
+                    }
+                    if let Some(written) = self.committed_before(&uncertain).await? {
                         tracing::warn!(
                             table = %self.outbox.table, events = ?written.events,
                             "the transaction committed although its answer was lost"
@@ -250,12 +304,8 @@ impl<'a> Transaction<'a> {
                 return Err(err.into());
             };
             let reasons = cancelled.cancellation_reasons();
-            let callers = self.items.len();
-            let conditions_failed = reasons
-                .iter()
-                .any(|r| r.code() == Some("ConditionalCheckFailed"));
-            if conditions_failed {
-                if let Some(written) = self.committed_before(&tried).await? {
+            if !uncertain.is_empty() {
+                if let Some(written) = self.committed_before(&uncertain).await? {
                     tracing::warn!(
                         table = %self.outbox.table, events = ?written.events,
                         "an earlier attempt of this transaction committed and its answer was lost: \
@@ -263,25 +313,22 @@ impl<'a> Transaction<'a> {
                     );
                     return Ok(written);
                 }
+                if self.first_counter_refused(reasons) {
+                    // Its counter moved past what every attempt so far expected: none of them
+                    // can commit any more.
+                    uncertain.clear();
+                }
             }
-            if (0..callers).any(|i| reason_code(reasons, i) == "ConditionalCheckFailed") {
-                return Err(WriteError::Cancelled {
-                    reasons: (0..callers)
-                        .map(|i| {
-                            let code = reason_code(reasons, i);
-                            (code != "None").then(|| code.to_owned())
-                        })
-                        .collect(),
-                });
+            let raced = self.learn(reasons, &mut counters).await?;
+            if let Some(refused) = self.callers_refused(reasons) {
+                return Err(refused);
             }
-            let counters_at = callers + self.events.len();
-            let raced = (counters_at..reasons.len())
-                .any(|i| reason_code(reasons, i) == "ConditionalCheckFailed");
-            if raced && attempt < MAX_ATTEMPTS {
+            let contended = raced || cancellation_is_transient(reasons);
+            if contended && backoff.pause(self.outbox).await {
                 continue;
             }
             let summary = cancellation_summary(reasons);
-            return Err(if raced || cancellation_is_transient(reasons) {
+            return Err(if contended {
                 StoreError::Unavailable(summary.into()).into()
             } else {
                 StoreError::Failed(summary.into()).into()
@@ -300,16 +347,10 @@ impl<'a> Transaction<'a> {
         keys
     }
 
-    /// The transaction's actions for these counters: the caller's items, the events' puts, one
+    /// The transaction's actions for the counters it expects: the caller's items, the events' puts, one
     /// counter update per key (DynamoDB forbids two actions on one item in a transaction).
-    fn build(
-        &self,
-        mut counters: HashMap<String, Counter>,
-    ) -> Result<(Vec<TransactWriteItem>, Written), WriteError> {
-        let read: HashMap<String, u64> = counters
-            .iter()
-            .map(|(k, c)| (k.clone(), c.state.sequence))
-            .collect();
+    fn build(&self, expected: &HashMap<String, Counter>) -> Result<Built, WriteError> {
+        let mut counters = expected.clone();
         let mut items = Vec::with_capacity(self.items.len() + 2 * self.events.len());
         let mut written = Vec::with_capacity(self.events.len());
         let mut bytes = 0;
@@ -343,7 +384,7 @@ impl<'a> Transaction<'a> {
             written.push((event.event_id.clone(), sequence));
         }
         for key in self.distinct_keys() {
-            let previous = read.get(key).copied().unwrap_or(0);
+            let previous = expected.get(key).map_or(0, |c| c.state.sequence);
             items.push(counter::advance(
                 &self.outbox.table,
                 key,
@@ -375,7 +416,11 @@ impl<'a> Transaction<'a> {
         }
         // The caller's writes first: cancellation reasons name them by their position.
         let items = callers.into_iter().chain(items).collect();
-        Ok((items, written))
+        Ok(Built {
+            items,
+            written,
+            advanced: counters,
+        })
     }
 }
 
