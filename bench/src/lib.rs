@@ -12,6 +12,7 @@ pub mod consumer;
 pub mod cpu;
 pub mod functions;
 pub mod machine;
+pub mod producer;
 pub mod regions;
 pub mod report;
 pub mod size;

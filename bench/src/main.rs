@@ -12,7 +12,9 @@ use clap::Parser;
 use outbox_bench::consumer::{ledger, rewards};
 use outbox_bench::machine::Machine;
 use outbox_bench::report::Report;
-use outbox_bench::{accounting, cpu, functions, regions, size, throughput, workspace_root};
+use outbox_bench::{
+    accounting, cpu, functions, producer, regions, size, throughput, workspace_root,
+};
 use service_runtime::config;
 
 /// Runs the benchmark suite, prints one table, and writes its figures into `docs/benchmarks.md`
@@ -147,6 +149,8 @@ async fn full(run: Run, shapes: ledger::Shapes) -> Result<()> {
         rewards::section(run.concurrency, run.repeats, chart.as_deref()).await?;
     progress("requests, capacity and connections per order");
     let costs = accounting::section(100, run.concurrency).await?;
+    progress("the producer on the compare workload, one customer at once, a hot key");
+    let producer = producer::section(run.repeats == 1).await?;
     progress("handler CPU (criterion estimates)");
     let cpu = cpu::section();
     progress("cold start and peak RSS of the function binaries");
@@ -156,7 +160,7 @@ async fn full(run: Run, shapes: ledger::Shapes) -> Result<()> {
     progress("end-to-end throughput");
     let end_to_end = throughput::section(run.orders, 16, run.concurrency, &run.machine).await?;
     let report = Report {
-        sections: vec![consumer, costs, cpu, functions, sizes, end_to_end],
+        sections: vec![consumer, costs, producer, cpu, functions, sizes, end_to_end],
         chart_data,
         machine: run.machine,
         mode: mode.into(),
