@@ -7,6 +7,7 @@
 //! the relay's sweeper publishes what the stream left pending, the dead-letter queue is moved
 //! back to the inbox queue as the runbook does, and the queue is drained again.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Result};
@@ -30,12 +31,16 @@ use crate::trigger::TriggerStats;
 /// mapping meanwhile, one more duplicate.
 const CHAOS_VISIBILITY: Duration = Duration::from_secs(5);
 
-/// How long the inbox mappings may take to empty the queue before the run fails.
+/// How long the inbox mappings may take to empty the queue, once the relays are done, before
+/// the run fails.
 const PATIENCE: Duration = Duration::from_secs(600);
 
 impl BrokerStack {
-    /// The relay read by two racing mappings until the stream is drained, then the inbox by two
-    /// racing mappings until the queue is empty; both mappings' counts summed.
+    /// The relay read by two racing mappings until the stream is drained and, meanwhile, the
+    /// inbox by two racing mappings until the queue is empty once the relays are done; both
+    /// sides' counts summed. The two sides run at once, as deployed: a queue that filled with
+    /// every event before the inbox started would make moto's server slower with each message
+    /// (it reads every message of a queue on each send).
     pub(super) async fn race(
         &self,
         chaos: &ConsumerChaos,
@@ -52,14 +57,28 @@ impl BrokerStack {
             let invoker = duplicating(invoker, chaos.copies(salt, duplicates), records);
             relays.push(chaos.sized(self.relay_trigger(invoker)?, salt));
         }
-        let mut stats = drain_all(&mut relays).await?;
-        stats.records_delivered += self.race_inbox(chaos, faults).await?;
+        let publishing = AtomicBool::new(true);
+        let relayed = async {
+            let stats = drain_all(&mut relays).await;
+            publishing.store(false, Ordering::Release);
+            stats
+        };
+        let inboxed = self.race_inbox(chaos, faults, &publishing);
+        let (stats, delivered) = futures::join!(relayed, inboxed);
+        let mut stats = stats?;
+        stats.records_delivered += delivered?;
         Ok(stats)
     }
 
     /// Two inbox mappings on the queue at once, each through the proxy, the first duplicating
-    /// messages in its batches, until the queue holds nothing; the messages they delivered.
-    async fn race_inbox(&self, chaos: &ConsumerChaos, faults: &Faults) -> Result<usize> {
+    /// messages in its batches, until the queue holds nothing and nothing is `publishing` to it;
+    /// the messages they delivered.
+    async fn race_inbox(
+        &self,
+        chaos: &ConsumerChaos,
+        faults: &Faults,
+        publishing: &AtomicBool,
+    ) -> Result<usize> {
         let queue = &self.broker.queue;
         self.broker
             .sqs
@@ -83,7 +102,9 @@ impl BrokerStack {
                     .await?,
             );
         }
-        let settled = futures::future::join_all(mappings.iter_mut().map(|m| self.settle(m))).await;
+        let settled =
+            futures::future::join_all(mappings.iter_mut().map(|m| self.settle(m, publishing)))
+                .await;
         let mut delivered = 0;
         for (mapping, outcome) in mappings.iter().zip(settled) {
             outcome?;
@@ -92,20 +113,28 @@ impl BrokerStack {
         Ok(delivered)
     }
 
-    /// Polls until the queue holds no message, visible or in flight. A failed receive or delete
-    /// is polled again, as Lambda's pollers do: a message not deleted comes back after the
-    /// visibility timeout.
-    async fn settle<I: InvokeSqs>(&self, mapping: &mut SqsMapping<I>) -> Result<()> {
-        let deadline = Instant::now() + PATIENCE;
+    /// Polls until the queue holds no message, visible or in flight, and nothing is
+    /// `publishing` to it. A failed receive or delete is polled again, as Lambda's pollers do: a
+    /// message not deleted comes back after the visibility timeout.
+    async fn settle<I: InvokeSqs>(
+        &self,
+        mapping: &mut SqsMapping<I>,
+        publishing: &AtomicBool,
+    ) -> Result<()> {
+        let mut deadline = None;
         loop {
             match mapping.poll(Duration::from_secs(1)).await {
                 Ok(0) | Err(_) => {}
                 Ok(_) => continue,
             }
+            if publishing.load(Ordering::Acquire) {
+                continue;
+            }
             let left = self.depth(&self.broker.queue).await?;
             if left == 0 {
                 return Ok(());
             }
+            let deadline = *deadline.get_or_insert_with(|| Instant::now() + PATIENCE);
             ensure!(
                 Instant::now() < deadline,
                 "the inbox mappings left {left} messages in {} after {PATIENCE:?}",
@@ -136,7 +165,8 @@ impl BrokerStack {
         for _ in 0..5 {
             let moved = self.move_dead_letters().await?;
             swept += moved;
-            self.race_inbox(chaos, faults).await?;
+            self.race_inbox(chaos, faults, &AtomicBool::new(false))
+                .await?;
             if moved == 0 && self.depth(&self.broker.dead_letter_queue).await? == 0 {
                 break;
             }
