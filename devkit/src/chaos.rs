@@ -118,7 +118,7 @@ pub struct ChaosReport {
 impl ChaosReport {
     pub fn summary(&self) -> String {
         format!(
-            "chaos: {} orders acknowledged, {} failed after {} client retries | {} record deliveries ({} extra copies in batch, 2 racing mappings), {} crashes between the consumer's writes, {} batches to the on-failure destination, {} events redriven by the sweeper | proxy: {} | invariants: {}",
+            "chaos: {} orders acknowledged, {} failed after {} client retries | {} record deliveries ({} extra copies in batch, 2 racing mappings), {} consumer crashes (at its pattern's crash point), {} batches to the on-failure destination, {} events redriven by the sweeper | proxy: {} | invariants: {}",
             self.orders_ok,
             self.orders_failed,
             self.client_retries,
@@ -246,7 +246,7 @@ async fn run_on<H: Harness>(stack: H, opts: ChaosOptions) -> Result<ChaosReport>
     let api = stack.order_api(Some(&faults)).await?;
     let acknowledged = place_orders(&api, H::ACCEPTED, &opts, &faults, &mut report).await?;
 
-    let chaos = ConsumerChaos::new(&opts, H::CRASH_POINT);
+    let chaos = ConsumerChaos::new(&opts, stack.crash_point());
     let stats = stack.consume_racing(&chaos, &faults).await?;
     report.duplicated_in_batch = chaos.copied();
     report.deliveries = stats.records_delivered + report.duplicated_in_batch as usize;

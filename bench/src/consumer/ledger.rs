@@ -259,10 +259,10 @@ impl Shapes {
              last event, no item left pending | | | | | | held | {exactly_once}, in {held} of {batches} batches |\n\n\
              The floor counts requests that must follow one another: a key's runs of up to {} \
              events commit one after the other (the next run's condition is on the progress the \
-             last one wrote), keys beyond the concurrency wait for a slot, and the marks (one \
-             write for the only consumer: out of the waiting set and the pending index, TTL set) \
-             come after all the commits, off every key's chain. One at a time, each record is a \
-             commit and a mark: 200 round trips for any shape. At 0 ms the proxy adds nothing: what is left is this machine's own work (the \
+             last one wrote), keys beyond the concurrency wait for a slot. There are no marks \
+             after them: the only consumer leaves each event (out of the waiting set and the \
+             pending index, TTL set) in its commit's transaction. One at a time, each record is \
+             one commit: 100 round trips for any shape. At 0 ms the proxy adds nothing: what is left is this machine's own work (the \
              SDK's CPU and the embedded server, which runs in the same process on the same two \
              cores); it does not shrink with latency and is why a measured ratio stays under the \
              ratio of the floors. Measured here, for {}: one at a time at 0 ms, its {requests} requests took {} ms \

@@ -75,14 +75,14 @@ impl Settings {
 }
 
 /// The round trips on the longest chain of a batch, its floor: the commits of the longest key
-/// (its runs, in as many waves as the keys need at this concurrency), then the marks (one write
-/// for the only consumer, after all commits, in waves of the concurrency).
+/// (its runs, in as many waves as the keys need at this concurrency). Both workloads' consumer
+/// is its events' only consumer, so each commit also finishes its events: no marks after them.
 pub fn round_trips(shape: Shape, settings: Settings) -> usize {
     let waves = |n: usize| n.div_ceil(settings.concurrency.max(1));
     let runs = shape
         .per_key
         .div_ceil(settings.events_per_transaction.max(1));
-    waves(shape.keys) * runs + waves(shape.records())
+    waves(shape.keys) * runs
 }
 
 /// One kind of batch: how it is placed, which processor takes it, and what it must leave.
@@ -207,20 +207,20 @@ mod tests {
     use super::*;
 
     #[test]
-    fn round_trips_count_waves_of_keys_runs_of_records_and_marks() {
+    fn round_trips_count_waves_of_keys_and_runs_of_records() {
         let (distinct, spread, hot) =
             (Shape::distinct(100), Shape::new(10, 10), Shape::new(1, 100));
-        // One request at a time: a commit and a mark per record.
+        // One request at a time: a commit per record, which finishes its event too.
         for shape in [distinct, spread, hot] {
-            assert_eq!(round_trips(shape, Settings::ONE_AT_A_TIME), 200);
+            assert_eq!(round_trips(shape, Settings::ONE_AT_A_TIME), 100);
         }
         let wide = Settings::concurrent(100);
-        assert_eq!(round_trips(distinct, wide), 1 + 1);
-        assert_eq!(round_trips(spread, wide), 1 + 1);
-        // One key's 100 records: 4 transactions of 25 in a row, then the marks.
-        assert_eq!(round_trips(hot, wide), 4 + 1);
-        // 100 keys, 16 at a time: 7 waves of one commit, then 7 rounds of marks.
-        assert_eq!(round_trips(distinct, Settings::concurrent(16)), 7 + 7);
+        assert_eq!(round_trips(distinct, wide), 1);
+        assert_eq!(round_trips(spread, wide), 1);
+        // One key's 100 records: 4 transactions of 25 in a row.
+        assert_eq!(round_trips(hot, wide), 4);
+        // 100 keys, 16 at a time: 7 waves of one commit.
+        assert_eq!(round_trips(distinct, Settings::concurrent(16)), 7);
         assert_eq!(Settings::concurrent(1), Settings::ONE_AT_A_TIME);
     }
 

@@ -256,7 +256,7 @@ impl Figures {
              a different workload) read from the local stream, and one `process_stream` call of the \
              rewards consumer through `FaultProxy` with the stated latency added to every request; \
              concurrent is the deployed default (`CONSUMER_CONCURRENCY` = {} customers at a time, a \
-             customer's consecutive records in one transaction, the marks after the commits), \
+             customer's consecutive records in one transaction, which also finishes their events), \
              sequential is the same processor one request at a time (concurrency 1, one event per \
              transaction). The floor is the longest chain of round trips (`bench/src/consumer/mod.rs`, \
              `round_trips`).",

@@ -207,6 +207,46 @@ impl StoreOps for MemoryStore {
         Ok(Committed::Applied)
     }
 
+    async fn commit_leaving(
+        &self,
+        consumer: &str,
+        step: &Step,
+        effect: &Effect,
+        items: &[ItemKey],
+        last: LastOut,
+    ) -> Result<Option<Committed>, StoreError> {
+        let mut state = self.state();
+        let progress_key = (consumer.to_owned(), step.ordering_key.clone());
+        let applied = state.progress.get(&progress_key).copied().unwrap_or(0);
+        if let Some(blocked) = step.blocked(applied) {
+            return Ok(Some(blocked));
+        }
+        let alone = |item: &ItemKey| {
+            state.waiting.get(item).is_some_and(|waiting| {
+                waiting.pending
+                    && waiting.consumers.len() == 1
+                    && waiting.consumers.contains(consumer)
+            })
+        };
+        if !items.iter().all(alone) {
+            return Ok(None);
+        }
+        if let Err(refused) = write_all(&mut state, effect) {
+            return Ok(Some(refused));
+        }
+        state.progress.insert(progress_key, step.sequence);
+        for item in items {
+            if let Some(waiting) = state.waiting.get_mut(item) {
+                waiting.consumers.clear();
+                waiting.pending = false;
+                if let LastOut::Expire { at } = last {
+                    waiting.expires_at = Some(at);
+                }
+            }
+        }
+        Ok(Some(Committed::Applied))
+    }
+
     async fn progress_on(&self, consumer: &str, ordering_key: &str) -> Result<u64, StoreError> {
         Ok(self.progress_of(consumer, ordering_key))
     }

@@ -160,6 +160,23 @@ pub trait StoreOps: Send + Sync {
         effect: &Effect,
     ) -> impl Future<Output = Result<Committed, StoreError>> + Send;
 
+    /// [`StoreOps::commit`] and, in the same transaction, [`StoreOps::leave`] of each of `items`
+    /// that waits for `consumer` alone: one round trip where the two take two. `Ok(None)` when
+    /// they cannot go together (an item waits for another consumer too, was left before, is
+    /// gone, or the store does not join them): nothing was written, and the caller commits and
+    /// leaves separately. Any other answer is `commit`'s, and when it is
+    /// [`Committed::Applied`] every item was left as well.
+    fn commit_leaving(
+        &self,
+        _consumer: &str,
+        _step: &Step,
+        _effect: &Effect,
+        _items: &[ItemKey],
+        _last: LastOut,
+    ) -> impl Future<Output = Result<Option<Committed>, StoreError>> + Send {
+        async { Ok(None) }
+    }
+
     /// The last sequence `consumer` applied on `ordering_key` (0: none), read consistently:
     /// what a relay reads before it publishes a key's events, so that it never publishes one
     /// whose predecessor it has not published, nor one it published before.

@@ -32,7 +32,7 @@ pub(crate) trait Harness {
     const ACCEPTED: i64;
     /// Where a crashing consumer dies: before its second write (the mark or the release) when it
     /// makes two, right after its one commit otherwise.
-    const CRASH_POINT: CrashPoint;
+    fn crash_point(&self) -> CrashPoint;
     type Api: OrderApi;
 
     fn dynamo(&self) -> &LocalDynamo;

@@ -222,8 +222,11 @@ async fn get(api: &Publisher, order_id: &str) -> Result<ApiGatewayV2httpResponse
 
 impl Harness for SelfReadStack {
     const ACCEPTED: i64 = 202;
-    const CRASH_POINT: CrashPoint = CrashPoint::AfterCommit;
     type Api = Publisher;
+
+    fn crash_point(&self) -> CrashPoint {
+        CrashPoint::AfterCommit
+    }
 
     fn dynamo(&self) -> &LocalDynamo {
         &self.dynamo

@@ -1,5 +1,6 @@
-//! Commits: each key's events applied with the consumer's progress, in runs where they can be,
-//! and the outbox items marked after all the commits.
+//! Commits: each key's events applied with the consumer's progress, in runs where they can be;
+//! an outbox item that waits for this consumer alone left in the same transaction, the others
+//! marked after all the commits.
 
 use futures::stream::{self, StreamExt};
 use time::OffsetDateTime;
@@ -63,13 +64,15 @@ impl<C: Consumer, S: ConsumerStore> Processor<C, S> {
             match next {
                 Next::HeldBack(position, held) => results.push((position, held)),
                 Next::Run(run) => {
-                    let Some(outcomes) = self.apply_run(&run, ids).await else {
+                    let Some((outcomes, left)) = self.apply_run(&run, ids).await else {
                         queue.one_at_a_time(run);
                         continue;
                     };
                     for ((position, outcome), (_, work)) in outcomes.iter().zip(&run) {
                         queue.settle(outcome);
-                        if let (true, Some((step, key))) = (outcome.committed(), work.place()) {
+                        if let (true, false, Some((step, key))) =
+                            (outcome.committed(), left, work.place())
+                        {
                             marks.push((*position, step.clone(), key.clone()));
                         }
                     }
@@ -77,9 +80,9 @@ impl<C: Consumer, S: ConsumerStore> Processor<C, S> {
                 }
                 Next::One(position, work) => {
                     let place = work.place().map(|(step, key)| (step.clone(), key.clone()));
-                    let result = self.apply_one(position, work, ids).await;
+                    let (result, left) = self.apply_one(position, work, ids).await;
                     queue.settle(&result);
-                    if let (true, Some((step, key))) = (result.committed(), place) {
+                    if let (true, false, Some((step, key))) = (result.committed(), left, place) {
                         marks.push((position, step, key));
                     }
                     results.push((position, result));
@@ -95,22 +98,30 @@ impl<C: Consumer, S: ConsumerStore> Processor<C, S> {
     /// Commits a run of one key's consecutive events in one transaction: their effects merged
     /// (several additions to one item become one addition of their sum, as DynamoDB allows one
     /// action per item), the progress moved from the first event's predecessor to the last
-    /// event. `None` when the run must go one event at a time: an effect failed or does not
+    /// event, and the outbox items left too when each waits for this consumer alone (the
+    /// `bool`). `None` when the run must go one event at a time: an effect failed or does not
     /// combine, a condition refused, the database refused the transaction as a whole, or the
     /// consumer had applied part of the run already.
     async fn apply_run(
         &self,
         run: &[(usize, Work<C::Payload>)],
         ids: &[String],
-    ) -> Option<Vec<(usize, Outcome)>> {
+    ) -> Option<(Vec<(usize, Outcome)>, bool)> {
         let mut effects = Vec::with_capacity(run.len());
         let mut steps = Vec::with_capacity(run.len());
+        let mut items = Vec::with_capacity(run.len());
         for (_, work) in run {
-            let Work::Apply(envelope, step, _) = work else {
+            let Work::Apply(arrived, step, key) = work else {
                 return None;
             };
-            effects.push(self.consumer.effect(envelope).await.ok()?);
+            effects.push(self.consumer.effect(arrived).await.ok()?);
             steps.push(step);
+            if arrived.alone {
+                items.push(key.clone());
+            }
+        }
+        if items.len() < run.len() {
+            items.clear();
         }
         let merged = Effect::merge(&effects)?;
         let (first, last) = (steps[0], steps[steps.len() - 1]);
@@ -121,30 +132,77 @@ impl<C: Consumer, S: ConsumerStore> Processor<C, S> {
         };
         let consumer = self.consumer.name();
         let all = |outcome: fn() -> Outcome| run.iter().map(|(p, _)| (*p, outcome())).collect();
-        match self.store.commit(consumer, &span, &merged).await {
-            Ok(Committed::Applied) => Some(all(|| Outcome::Applied)),
-            Ok(Committed::Duplicate) => Some(all(|| Outcome::Duplicate)),
+        let (committed, left) = self.commit_leaving(&span, &merged, &items).await;
+        let outcomes = match committed {
+            Ok(Committed::Applied) => all(|| Outcome::Applied),
+            Ok(Committed::Duplicate) => all(|| Outcome::Duplicate),
             Ok(Committed::Waiting { applied }) if applied < first.after => {
                 tracing::warn!(
                     consumer, ordering_key = %span.ordering_key, from = first.sequence,
                     to = last.sequence, applied, "events wait for an earlier event of their key"
                 );
-                Some(all(|| Outcome::Waiting))
+                all(|| Outcome::Waiting)
             }
-            Ok(_) => None,
+            Ok(_) => return None,
             // Refused whole (larger than DynamoDB's 4 MB, say): one event at a time, each says
             // for itself whether it is the cause.
-            Err(StoreError::Failed(_) | StoreError::Invalid(_)) => None,
+            Err(StoreError::Failed(_) | StoreError::Invalid(_)) => return None,
             Err(err) => {
                 self.store_failure(&ids[run[0].0], &span, &err);
-                Some(all(|| Outcome::Failed))
+                all(|| Outcome::Failed)
             }
+        };
+        Some((outcomes, left))
+    }
+
+    /// Commits `effect` at `step`, leaving `items` in the same transaction when the store can
+    /// (each waits for this consumer alone): the store's answer, and whether they were left.
+    async fn commit_leaving(
+        &self,
+        step: &Step,
+        effect: &Effect,
+        items: &[ItemKey],
+    ) -> (Result<Committed, StoreError>, bool) {
+        let consumer = self.consumer.name();
+        if !items.is_empty() {
+            let last = self.last_out();
+            match self
+                .store
+                .commit_leaving(consumer, step, effect, items, last)
+                .await
+            {
+                Ok(Some(committed)) => {
+                    let left = committed == Committed::Applied;
+                    return (Ok(committed), left);
+                }
+                Ok(None) => {}
+                Err(err) => return (Err(err), false),
+            }
+        }
+        (self.store.commit(consumer, step, effect).await, false)
+    }
+
+    /// What the last consumer out does to an outbox event: it expires after the retention.
+    fn last_out(&self) -> LastOut {
+        LastOut::Expire {
+            at: OffsetDateTime::now_utc()
+                .unix_timestamp()
+                .saturating_add(self.retention_seconds),
         }
     }
 
-    async fn apply_one(&self, position: usize, work: Work<C::Payload>, ids: &[String]) -> Outcome {
+    /// One record's outcome, and whether its outbox item was left with its commit.
+    async fn apply_one(
+        &self,
+        position: usize,
+        work: Work<C::Payload>,
+        ids: &[String],
+    ) -> (Outcome, bool) {
         let id = &ids[position];
-        match work {
+        let outcome = match work {
+            Work::Apply(arrived, step, key) => {
+                return self.apply_arrived(id, *arrived, step, key).await;
+            }
             Work::Ignore => Outcome::Ignored,
             Work::Once(arrived, once) => self.apply_once(id, *arrived, once).await,
             Work::Unreadable(once, reason, event) => {
@@ -170,36 +228,66 @@ impl<C: Consumer, S: ConsumerStore> Processor<C, S> {
                     other => other,
                 }
             }
-            Work::Apply(arrived, step, key) => {
-                let Arrived { envelope, item } = *arrived;
-                match self.consumer.effect(&envelope).await {
-                    Ok(effect) => match self.commit(id, &step, &effect).await {
-                        Outcome::Refused(reason) => {
-                            self.poison(id, reason, Some((step, key)), item).await
-                        }
-                        other => other,
-                    },
-                    Err(error @ HandlerError::Poison(_)) => {
-                        self.poison(id, error.reason(), Some((step, key)), item)
-                            .await
-                    }
-                    Err(error @ HandlerError::Transient(_)) => {
-                        tracing::warn!(
-                            consumer = self.consumer.name(), event_id = %envelope.event_id,
-                            sequence = step.sequence, error = %error.reason(),
-                            "event not applied: reported for retry"
-                        );
-                        Outcome::Failed
-                    }
+        };
+        (outcome, false)
+    }
+
+    async fn apply_arrived(
+        &self,
+        id: &str,
+        arrived: Arrived<C::Payload>,
+        step: Step,
+        key: ItemKey,
+    ) -> (Outcome, bool) {
+        let Arrived {
+            envelope,
+            item,
+            alone,
+        } = arrived;
+        match self.consumer.effect(&envelope).await {
+            Ok(effect) => {
+                let items = if alone { vec![key.clone()] } else { Vec::new() };
+                match self.commit_with(id, &step, &effect, &items).await {
+                    (Outcome::Refused(reason), _) => (
+                        self.poison(id, reason, Some((step, key)), item).await,
+                        false,
+                    ),
+                    other => other,
                 }
+            }
+            Err(error @ HandlerError::Poison(_)) => (
+                self.poison(id, error.reason(), Some((step, key)), item)
+                    .await,
+                false,
+            ),
+            Err(error @ HandlerError::Transient(_)) => {
+                tracing::warn!(
+                    consumer = self.consumer.name(), event_id = %envelope.event_id,
+                    sequence = step.sequence, error = %error.reason(),
+                    "event not applied: reported for retry"
+                );
+                (Outcome::Failed, false)
             }
         }
     }
 
     /// Commits an effect with the progress (the batch marks the outbox item afterwards).
     pub(super) async fn commit(&self, id: &str, step: &Step, effect: &Effect) -> Outcome {
+        self.commit_with(id, step, effect, &[]).await.0
+    }
+
+    /// Commits an effect with the progress, leaving `items` in the same transaction when it
+    /// can: the outcome, and whether they were left.
+    async fn commit_with(
+        &self,
+        id: &str,
+        step: &Step,
+        effect: &Effect,
+        items: &[ItemKey],
+    ) -> (Outcome, bool) {
         let consumer = self.consumer.name();
-        match self.store.commit(consumer, step, effect).await {
+        let (committed, left) = self.commit_leaving(step, effect, items).await;
+        let outcome = match committed {
             Ok(Committed::Applied) => Outcome::Applied,
             Ok(Committed::Duplicate) => Outcome::Duplicate,
             Ok(Committed::Waiting { applied }) => {
@@ -213,7 +301,8 @@ impl<C: Consumer, S: ConsumerStore> Processor<C, S> {
             Ok(Committed::Refused(reason)) => Outcome::Refused(reason),
             Err(StoreError::Invalid(why)) => Outcome::Refused(chain(why.as_ref())),
             Err(err) => self.store_failure(id, step, &err),
-        }
+        };
+        (outcome, left)
     }
 
     pub(super) fn store_failure(&self, id: &str, step: &Step, err: &StoreError) -> Outcome {
@@ -247,15 +336,10 @@ impl<C: Consumer, S: ConsumerStore> Processor<C, S> {
     /// marks that failed.
     async fn mark(&self, marks: Vec<Mark>) -> Vec<(usize, Step, StoreError)> {
         let consumer = self.consumer.name();
-        let expires_at = OffsetDateTime::now_utc()
-            .unix_timestamp()
-            .saturating_add(self.retention_seconds);
+        let last = self.last_out();
         stream::iter(marks)
             .map(|(position, step, key)| async move {
-                let marked = self
-                    .store
-                    .leave(consumer, &key, LastOut::Expire { at: expires_at })
-                    .await;
+                let marked = self.store.leave(consumer, &key, last).await;
                 marked.err().map(|err| (position, step, err))
             })
             .buffer_unordered(self.concurrency)

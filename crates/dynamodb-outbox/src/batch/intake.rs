@@ -40,6 +40,9 @@ pub(super) enum Work<P> {
 pub(super) struct Arrived<P> {
     pub(super) envelope: Envelope<P>,
     pub(super) item: Option<Item>,
+    /// The outbox item was written waiting for this consumer alone: its commit can leave it in
+    /// the same transaction.
+    pub(super) alone: bool,
 }
 
 impl<P> std::ops::Deref for Arrived<P> {
@@ -163,11 +166,13 @@ impl<C: Consumer, S: ConsumerStore> Processor<C, S> {
             return Work::Skip(step, key, what);
         }
         let kept = (self.consumer.on_poison() == PoisonPolicy::Park).then(|| item.clone());
+        let alone = header.after.len() == 1;
         match upcast::decode::<C::Payload>(item, &header, takes) {
             Ok(envelope) => Work::Apply(
                 Box::new(Arrived {
                     envelope,
                     item: kept,
+                    alone,
                 }),
                 step,
                 key,

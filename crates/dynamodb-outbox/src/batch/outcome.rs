@@ -297,6 +297,7 @@ mod tests {
         let arrived = Box::new(Arrived {
             envelope,
             item: None,
+            alone: true,
         });
         assert_eq!(
             applied_event(&Work::Apply(arrived, step.clone(), key.clone())),

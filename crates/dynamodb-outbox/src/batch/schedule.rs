@@ -180,6 +180,7 @@ mod tests {
         let arrived = Arrived {
             envelope: envelope(key),
             item: None,
+            alone: true,
         };
         Work::Apply(
             Box::new(arrived),

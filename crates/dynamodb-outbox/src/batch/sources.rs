@@ -238,6 +238,7 @@ impl<C: Consumer, S: ConsumerStore> Processor<C, S> {
             Box::new(Arrived {
                 envelope,
                 item: kept,
+                alone: false,
             }),
             once,
         )
@@ -316,6 +317,7 @@ impl<C: Consumer, S: ConsumerStore> Processor<C, S> {
                 Box::new(Arrived {
                     envelope,
                     item: kept,
+                    alone: false,
                 }),
                 once,
             ),
@@ -329,7 +331,7 @@ impl<C: Consumer, S: ConsumerStore> Processor<C, S> {
         arrived: Arrived<C::Payload>,
         once: Once,
     ) -> Outcome {
-        let Arrived { envelope, item } = arrived;
+        let Arrived { envelope, item, .. } = arrived;
         let effect = match self.consumer.effect(&envelope).await {
             Ok(effect) => effect,
             Err(error @ HandlerError::Poison(_)) => {

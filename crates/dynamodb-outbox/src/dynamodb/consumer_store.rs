@@ -19,8 +19,11 @@ use crate::item::{done_record, read_parked, record_found};
 use crate::schema;
 use crate::store::{chain, Committed, ItemKey, LastOut, Parked, Step, StoreError, StoreOps};
 
-/// One action of a transaction is the progress update; DynamoDB allows 100.
-const MAX_EFFECT_WRITES: usize = 99;
+/// DynamoDB's limit on the actions of one transaction.
+const MAX_ACTIONS: usize = 100;
+
+/// One action of a transaction is the progress update.
+const MAX_EFFECT_WRITES: usize = MAX_ACTIONS - 1;
 
 /// A consumer's progress in its own table, and the outbox it marks.
 #[derive(Debug, Clone)]
@@ -178,6 +181,34 @@ fn progress_of(item: &SdkItem) -> u64 {
         .unwrap_or(0)
 }
 
+impl DynamoConsumerStore {
+    /// What a cancelled commit's progress says, when its condition is what cancelled it: the
+    /// event applied before, or waiting for an earlier one (the progress comes back with the
+    /// cancellation; read again only when it does not).
+    async fn blocked(
+        &self,
+        consumer: &str,
+        step: &Step,
+        effect: &Effect,
+        reasons: &[CancellationReason],
+    ) -> Result<Option<Committed>, StoreError> {
+        let progress_at = effect.writes().len();
+        if reason_code(reasons, progress_at) != "ConditionalCheckFailed" {
+            return Ok(None);
+        }
+        let applied = match reasons.get(progress_at).and_then(|r| r.item.as_ref()) {
+            Some(item) => progress_of(item),
+            None => self.read_progress(consumer, &step.ordering_key).await?,
+        };
+        // `applied == after` can only be seen on a re-read: the predecessor committed between
+        // the condition and the read, so the event can go now, on a retry.
+        Ok(Some(
+            step.blocked(applied)
+                .unwrap_or(Committed::Waiting { applied }),
+        ))
+    }
+}
+
 /// How a transaction ended.
 enum Sent {
     /// Nothing left to explain: it applied, or DynamoDB refused it as invalid.
@@ -194,7 +225,7 @@ impl DynamoConsumerStore {
     async fn transact(
         &self,
         effect: &Effect,
-        last: Option<TransactWriteItem>,
+        last: impl IntoIterator<Item = TransactWriteItem>,
     ) -> Result<Sent, StoreError> {
         let mut actions = match Self::effect_actions(effect) {
             Ok(actions) => actions,
@@ -231,24 +262,50 @@ impl StoreOps for DynamoConsumerStore {
         step: &Step,
         effect: &Effect,
     ) -> Result<Committed, StoreError> {
-        let progress_at = effect.writes().len();
         let progress = self.progress(consumer, step)?;
         let reasons = match self.transact(effect, Some(progress)).await? {
             Sent::Settled(outcome) => return Ok(outcome),
             Sent::Cancelled(reasons) => reasons,
         };
-        if reason_code(&reasons, progress_at) == "ConditionalCheckFailed" {
-            let applied = match reasons.get(progress_at).and_then(|r| r.item.as_ref()) {
-                Some(item) => progress_of(item),
-                None => self.read_progress(consumer, &step.ordering_key).await?,
-            };
-            // `applied == after` can only be seen on a re-read: the predecessor committed
-            // between the condition and the read, so the event can go now, on a retry.
-            return Ok(step
-                .blocked(applied)
-                .unwrap_or(Committed::Waiting { applied }));
+        if let Some(blocked) = self.blocked(consumer, step, effect, &reasons).await? {
+            return Ok(blocked);
         }
         effect_cancellation(effect, &reasons)
+    }
+
+    async fn commit_leaving(
+        &self,
+        consumer: &str,
+        step: &Step,
+        effect: &Effect,
+        items: &[ItemKey],
+        last: LastOut,
+    ) -> Result<Option<Committed>, StoreError> {
+        if effect.writes().len() + 1 + items.len() > MAX_ACTIONS {
+            return Ok(None);
+        }
+        let mut actions = vec![self.progress(consumer, step)?];
+        for item in items {
+            actions.push(self.leave_alone_action(consumer, item, last)?);
+        }
+        let reasons = match self.transact(effect, actions).await? {
+            // Refused as a whole, the joined transaction says nothing of the effect alone (an
+            // effect that writes an outbox item it leaves, say): the plain commit decides.
+            Sent::Settled(Committed::Refused(_)) => return Ok(None),
+            Sent::Settled(outcome) => return Ok(Some(outcome)),
+            Sent::Cancelled(reasons) => reasons,
+        };
+        if let Some(blocked) = self.blocked(consumer, step, effect, &reasons).await? {
+            return Ok(Some(blocked));
+        }
+        let leaves = effect.writes().len() + 1..effect.writes().len() + 1 + items.len();
+        if leaves
+            .into_iter()
+            .any(|at| reason_code(&reasons, at) == "ConditionalCheckFailed")
+        {
+            return Ok(None);
+        }
+        effect_cancellation(effect, &reasons).map(Some)
     }
 
     async fn progress_on(&self, consumer: &str, ordering_key: &str) -> Result<u64, StoreError> {

@@ -3,7 +3,9 @@
 
 use aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
-use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, ReturnValuesOnConditionCheckFailure};
+use aws_sdk_dynamodb::types::{
+    AttributeValue, ReturnValue, ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update,
+};
 
 use super::{classify, number, text, SdkItem};
 use crate::schema;
@@ -49,25 +51,65 @@ impl LastOut {
 
     /// The names and values `set_clause` (and `pending_condition`, when `checks_pending`) use:
     /// DynamoDB refuses an expression given any it does not use.
+    fn bindings(self, checks_pending: bool) -> Bindings {
+        let LastOut::Expire { at } = self else {
+            return (Vec::new(), Vec::new());
+        };
+        let names = vec![
+            ("#status", schema::STATUS),
+            ("#expires", schema::EXPIRES_AT),
+        ];
+        let mut values = vec![
+            (":processed", text(schema::STATUS_PROCESSED)),
+            (":expires", number(at)),
+        ];
+        if checks_pending {
+            values.push((":pending", text(schema::STATUS_PENDING)));
+        }
+        (names, values)
+    }
+
     fn bind(
         self,
-        update: UpdateItemFluentBuilder,
+        mut update: UpdateItemFluentBuilder,
         checks_pending: bool,
     ) -> UpdateItemFluentBuilder {
-        let LastOut::Expire { at } = self else {
-            return update;
-        };
-        let update = update
-            .expression_attribute_names("#status", schema::STATUS)
-            .expression_attribute_names("#expires", schema::EXPIRES_AT)
-            .expression_attribute_values(":processed", text(schema::STATUS_PROCESSED))
-            .expression_attribute_values(":expires", number(at));
-        if checks_pending {
-            update.expression_attribute_values(":pending", text(schema::STATUS_PENDING))
-        } else {
-            update
+        let (names, values) = self.bindings(checks_pending);
+        for (name, attribute) in names {
+            update = update.expression_attribute_names(name, attribute);
         }
+        for (name, value) in values {
+            update = update.expression_attribute_values(name, value);
+        }
+        update
     }
+}
+
+type Bindings = (
+    Vec<(&'static str, &'static str)>,
+    Vec<(&'static str, AttributeValue)>,
+);
+
+/// Leaving an item as its only waiting consumer, finishing it: the update and its condition.
+/// `size` only after `attribute_exists`: once the item is finished the set is gone, and `size`
+/// of a missing attribute is false on DynamoDB but an error on some servers (moto answers 500),
+/// which must not turn a duplicate into a retry.
+const LEAVE_ALONE_CONDITION: &str = "attribute_exists(#pk) AND attribute_exists(#waiting) AND size(#waiting) = :one AND contains(#waiting, :name)";
+
+fn leave_alone_update(last: LastOut) -> String {
+    format!("{}REMOVE #waiting, #ppk, #psk", last.set_clause())
+}
+
+fn leave_alone_bindings(consumer: &str, last: LastOut) -> Bindings {
+    let (mut names, mut values) = last.bindings(false);
+    names.extend([
+        ("#pk", schema::PK),
+        ("#waiting", schema::WAITING_CONSUMERS),
+        ("#ppk", schema::PENDING_PK),
+        ("#psk", schema::PENDING_SK),
+    ]);
+    values.extend([(":one", number(1)), (":name", text(consumer))]);
+    (names, values)
 }
 
 impl DynamoConsumerStore {
@@ -130,26 +172,48 @@ impl DynamoConsumerStore {
     /// The usual case, one consumer per item: leaving the waiting set and finishing the item are
     /// one write, on the condition that this consumer is the only one left.
     async fn leave_alone(&self, consumer: &str, item: &ItemKey, last: LastOut) -> UpdateResult {
-        let update = self
+        let mut update = self
             .update(item)
-            .update_expression(format!(
-                "{}REMOVE #waiting, #ppk, #psk",
-                last.set_clause()
-            ))
-            // `size` only after `attribute_exists`: once the item is finished the set is gone,
-            // and `size` of a missing attribute is false on DynamoDB but an error on some
-            // servers (moto answers 500), which must not turn a duplicate into a retry.
-            .condition_expression(
-                "attribute_exists(#pk) AND attribute_exists(#waiting) AND size(#waiting) = :one AND contains(#waiting, :name)",
-            )
-            .expression_attribute_names("#pk", schema::PK)
-            .expression_attribute_names("#waiting", schema::WAITING_CONSUMERS)
-            .expression_attribute_names("#ppk", schema::PENDING_PK)
-            .expression_attribute_names("#psk", schema::PENDING_SK)
-            .expression_attribute_values(":one", number(1))
-            .expression_attribute_values(":name", text(consumer))
+            .update_expression(leave_alone_update(last))
+            .condition_expression(LEAVE_ALONE_CONDITION)
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
-        last.bind(update, false).send().await
+        let (names, values) = leave_alone_bindings(consumer, last);
+        for (name, attribute) in names {
+            update = update.expression_attribute_names(name, attribute);
+        }
+        for (name, value) in values {
+            update = update.expression_attribute_values(name, value);
+        }
+        update.send().await
+    }
+
+    /// [`Self::leave_alone`] as an action of a transaction (the effect's commit), which the
+    /// transaction's cancellation reports when its condition fails.
+    pub(super) fn leave_alone_action(
+        &self,
+        consumer: &str,
+        item: &ItemKey,
+        last: LastOut,
+    ) -> Result<TransactWriteItem, StoreError> {
+        let (names, values) = leave_alone_bindings(consumer, last);
+        let update = Update::builder()
+            .table_name(&self.outbox_table)
+            .key(schema::PK, text(&item.pk))
+            .key(schema::SK, text(&item.sk))
+            .update_expression(leave_alone_update(last))
+            .condition_expression(LEAVE_ALONE_CONDITION)
+            .set_expression_attribute_names(Some(
+                names
+                    .into_iter()
+                    .map(|(n, a)| (n.to_owned(), a.to_owned()))
+                    .collect(),
+            ))
+            .set_expression_attribute_values(Some(
+                values.into_iter().map(|(n, v)| (n.to_owned(), v)).collect(),
+            ))
+            .build()
+            .map_err(|e| StoreError::Failed(e.into()))?;
+        Ok(TransactWriteItem::builder().update(update).build())
     }
 
     /// The last consumer out: the item leaves the pending index (and an event may now expire).

@@ -30,6 +30,12 @@ pub(crate) trait Around: Send + Sync {
     fn before_leave(&self, _item: &ItemKey) -> Result<(), StoreError> {
         Ok(())
     }
+
+    /// Whether a commit may leave its items in the same transaction: not for a store that must
+    /// stop between the two.
+    fn joins(&self) -> bool {
+        true
+    }
 }
 
 impl<A: Around> StoreOps for A {
@@ -49,6 +55,34 @@ impl<A: Around> StoreOps for A {
             self.applied(consumer, step);
         }
         self.after_commit(result)
+    }
+
+    async fn commit_leaving(
+        &self,
+        consumer: &str,
+        step: &Step,
+        effect: &Effect,
+        items: &[ItemKey],
+        last: LastOut,
+    ) -> Result<Option<Committed>, StoreError> {
+        if !self.joins() {
+            return Ok(None);
+        }
+        self.before_commit()?;
+        let result = self
+            .inner()
+            .commit_leaving(consumer, step, effect, items, last)
+            .await;
+        match result {
+            Ok(Some(committed)) => {
+                if committed == Committed::Applied {
+                    self.applied(consumer, step);
+                }
+                self.after_commit(Ok(committed)).map(Some)
+            }
+            Ok(None) => Ok(None),
+            Err(err) => self.after_commit(Err(err)).map(Some),
+        }
     }
 
     async fn progress_on(&self, consumer: &str, ordering_key: &str) -> Result<u64, StoreError> {

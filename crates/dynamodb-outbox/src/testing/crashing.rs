@@ -108,6 +108,10 @@ impl<S: ConsumerStore> Around for Crashing<S> {
         }
     }
 
+    fn joins(&self) -> bool {
+        self.point != CrashPoint::BeforeDone
+    }
+
     fn before_leave(&self, item: &ItemKey) -> Result<(), StoreError> {
         if self.only.as_ref().is_none_or(|only| only == item) {
             self.crash(CrashPoint::BeforeDone)?;

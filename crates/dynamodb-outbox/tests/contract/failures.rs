@@ -3,12 +3,11 @@
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 
-use dynamodb_outbox::testing::LastOut;
-use dynamodb_outbox::testing::{CrashPoint, Crashing, Header};
-use dynamodb_outbox::{pending_marker, PoisonPolicy, Processor, StoreError};
+use dynamodb_outbox::testing::{CrashPoint, Crashing, Header, LastOut, Step};
+use dynamodb_outbox::{pending_marker, Effect, PoisonPolicy, Processor, StoreError};
 use serde_dynamo::{AttributeValue, Item};
 
-use crate::fixture::{deposit, key_of, name_of, outbox, Ledger, StoreUnderTest, World};
+use crate::fixture::{balance_of, deposit, key_of, name_of, outbox, Ledger, StoreUnderTest, World};
 use crate::order::writes;
 
 pub async fn under_the_wait_policy_a_poison_event_holds_back_its_key_and_only_its_key<
@@ -181,6 +180,86 @@ pub async fn a_crash_between_the_commits_and_the_marks_is_repaired_by_redelivery
             name_of(item)
         );
     }
+}
+
+/// An item that waits for its consumer alone is left by the commit's own transaction: finished
+/// with its TTL when the effect is in, so a crash after the commit leaves nothing to repair.
+pub async fn an_item_waiting_for_its_consumer_alone_is_finished_with_the_commit<
+    S: StoreUnderTest,
+>() {
+    let mut world = World::<S>::alone().await;
+    let mut items = writes(&mut world, "a", 3).await;
+    items.push(world.write(&deposit("b", 100)).await);
+    let store = Crashing::always(world.store.clone(), CrashPoint::AfterCommit);
+    let crashing = Processor::new(Ledger::new("ledger"), store, outbox());
+    let outcome = crashing.process_items(items.clone()).await;
+    assert_eq!(outcome.failures.len(), 4, "reported for retry: {outcome:?}");
+    assert_eq!(world.balance("ledger", "a").await, 6, "the effects are in");
+    for item in &items {
+        let waiting = world.waiting(item).await;
+        assert!(
+            waiting.consumers.is_empty() && !waiting.pending && waiting.expires_at.is_some(),
+            "{} is finished with its commit: {waiting:?}",
+            name_of(item)
+        );
+    }
+
+    let redelivered = world
+        .processor(Ledger::new("ledger"))
+        .process_items(items.clone())
+        .await;
+    assert_eq!(
+        (
+            redelivered.duplicates,
+            redelivered.applied,
+            redelivered.unmarked
+        ),
+        (4, 0, 0),
+        "{redelivered:?}"
+    );
+    assert!(redelivered.failures.is_empty());
+    assert_eq!(world.balance("ledger", "a").await, 6, "applied once");
+    assert_eq!(world.balance("ledger", "b").await, 100);
+}
+
+/// A commit cannot leave an item that waits for another consumer too: nothing is written, and
+/// the caller commits and leaves separately.
+pub async fn a_commit_leaves_no_item_another_consumer_waits_for<S: StoreUnderTest>() {
+    let mut world = World::<S>::new().await;
+    let item = world.write(&deposit("a", 5)).await;
+    let step = Step {
+        ordering_key: "a".into(),
+        sequence: 1,
+        after: 0,
+    };
+    let effect = Effect::new().add_at_most(balance_of("ledger#a".into()), 5, 1_000_000);
+    let at = LastOut::Expire { at: 4_000_000_000 };
+    let joined = world
+        .store
+        .commit_leaving("ledger", &step, &effect, &[key_of(&item)], at)
+        .await
+        .unwrap();
+    assert_eq!(joined, None, "the audit waits too");
+    assert_eq!(world.balance("ledger", "a").await, 0, "nothing written");
+    assert_eq!(world.store.progress("ledger", "a").await.unwrap(), 0);
+    let waiting = world.waiting(&item).await;
+    assert!(
+        waiting.pending && waiting.consumers.len() == 2,
+        "{waiting:?}"
+    );
+
+    let processed = world
+        .processor(Ledger::new("ledger"))
+        .process_items(vec![item.clone()])
+        .await;
+    assert_eq!((processed.applied, processed.unmarked), (1, 0));
+    let waiting = world.waiting(&item).await;
+    assert_eq!(
+        waiting.consumers.into_iter().collect::<Vec<_>>(),
+        vec!["audit"],
+        "the ledger left it after its commit"
+    );
+    assert!(waiting.pending && waiting.expires_at.is_none());
 }
 
 pub async fn a_failed_mark_is_reported_without_holding_back_its_key_and_the_retry_marks_it<

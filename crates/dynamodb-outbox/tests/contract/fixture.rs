@@ -128,12 +128,22 @@ pub struct World<S> {
 }
 
 impl<S: StoreUnderTest> World<S> {
+    /// Deposits routed to two consumers, the ledger and an audit.
     pub async fn new() -> Self {
+        Self::routed(&["ledger", "audit"]).await
+    }
+
+    /// Deposits routed to the ledger alone.
+    pub async fn alone() -> Self {
+        Self::routed(&["ledger"]).await
+    }
+
+    async fn routed(deposits_to: &[&str]) -> Self {
         let store = S::start().await;
         Self {
             outbox: MemoryOutbox::new(
                 Routes::new()
-                    .route("Deposited", &["ledger", "audit"])
+                    .route("Deposited", deposits_to)
                     .route("Frozen", &["ledger"]),
             ),
             scratch: MemoryStore::new(TABLE),

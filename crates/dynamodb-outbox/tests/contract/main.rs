@@ -68,6 +68,8 @@ contract!(
     failures::an_effect_whose_condition_fails_is_poison_and_writes_nothing,
     failures::an_event_expires_only_after_every_consumer_routed_to_it_is_done,
     failures::a_crash_between_the_commits_and_the_marks_is_repaired_by_redelivery,
+    failures::an_item_waiting_for_its_consumer_alone_is_finished_with_the_commit,
+    failures::a_commit_leaves_no_item_another_consumer_waits_for,
     failures::a_failed_mark_is_reported_without_holding_back_its_key_and_the_retry_marks_it,
     failures::a_run_the_database_refuses_whole_goes_one_event_at_a_time,
     failures::the_last_consumer_out_takes_an_entity_out_of_the_pending_index_without_a_ttl,

@@ -268,8 +268,11 @@ fn inbox_settings(template: &Template) -> Result<SqsSettings> {
 
 impl Harness for BrokerStack {
     const ACCEPTED: i64 = 201;
-    const CRASH_POINT: CrashPoint = CrashPoint::BeforeDone;
     type Api = OrderWriter;
+
+    fn crash_point(&self) -> CrashPoint {
+        CrashPoint::BeforeDone
+    }
 
     fn dynamo(&self) -> &LocalDynamo {
         &self.stack.dynamo
