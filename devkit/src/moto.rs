@@ -16,6 +16,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use anyhow::Result;
+use aws_config::timeout::TimeoutConfig;
 use aws_config::{Region, SdkConfig};
 use aws_sdk_sqs::config::Credentials;
 use tokio::process::{Child, Command};
@@ -110,9 +111,22 @@ impl LocalMoto {
 
     /// The SDK configuration for this server: the local region, static credentials and the
     /// endpoint set on the shared config, so every client built from it (SQS, SNS, EventBridge)
-    /// talks to moto.
+    /// talks to moto. Its clients wait longer than the functions' (3 s an attempt): they observe
+    /// and set up runs, and moto's server, one Python process, answers slowly while it serves a
+    /// chaos run's pollers and relays (it reads every message of a queue on each send and
+    /// receive).
     pub async fn sdk_config(&self) -> SdkConfig {
-        self.sdk_config_via(&self.endpoint).await
+        let config = self.sdk_config_via(&self.endpoint).await;
+        config
+            .into_builder()
+            .timeout_config(
+                TimeoutConfig::builder()
+                    .connect_timeout(Duration::from_secs(5))
+                    .operation_attempt_timeout(Duration::from_secs(60))
+                    .operation_timeout(Duration::from_secs(300))
+                    .build(),
+            )
+            .build()
     }
 
     /// As [`Self::sdk_config`], its requests sent to `endpoint` instead: a proxy in front of this
