@@ -474,6 +474,51 @@ async fn the_engines_requests_per_event_are_counted_at_the_proxy() {
     );
 }
 
+/// An event's only consumer makes one request per event, counted at the proxy: its transaction
+/// holds the effect, the progress and the outbox item's finish (TTL set, out of the pending
+/// index), so nothing follows it.
+#[tokio::test]
+async fn an_events_only_consumer_makes_one_request_per_event() {
+    use devkit::proxy::{FaultPlan, FaultProxy};
+    use dynamodb_outbox::dynamodb::Routes;
+    let app = Invoicing::start().await;
+    let proxy = FaultProxy::start(&app.dynamo.endpoint, FaultPlan::none())
+        .await
+        .unwrap();
+    let routes = Routes::new().consumer(&Ledger::new(""));
+    let outbox = Outbox::new(app.dynamo.client.clone(), &app.invoices, routes);
+    let invoices = 20;
+    for i in 0..invoices {
+        invoices::issue(
+            &outbox,
+            issued(&format!("inv-{i}"), &format!("acct-{i}"), 100),
+        )
+        .await
+        .unwrap();
+    }
+    let records = app.records().await;
+    assert_eq!(records.len(), invoices as usize);
+    let first = app
+        .requests_for(&proxy, Ledger::new(&app.ledger), &app.ledger, &records)
+        .await;
+    assert_eq!(
+        first,
+        [("TransactWriteItems".to_owned(), invoices)].into(),
+        "one transaction per event, nothing after it"
+    );
+    for record in &records {
+        let header = dynamodb_outbox::testing::Header::peek(&record.change.new_image);
+        let item = app
+            .item(&app.invoices, &header.pk, &header.sk)
+            .await
+            .unwrap();
+        assert!(
+            item.contains_key(schema::EXPIRES_AT) && !item.contains_key(schema::PENDING_PK),
+            "finished in the consumer's transaction: {item:?}"
+        );
+    }
+}
+
 #[tokio::test]
 async fn the_writer_refuses_what_cannot_commit_and_names_the_callers_failed_item() {
     use aws_sdk_dynamodb::types::{AttributeValue, ConditionCheck, TransactWriteItem};
