@@ -280,8 +280,7 @@ pub async fn section(orders: usize, concurrency: usize) -> Result<Section> {
             "stream-consumer: DynamoDB requests per record",
             format!("{}; a redelivered duplicate: {}", consumer.breakdown(), redelivery.breakdown()),
             consumer.total(),
-            // The commit and the outbox item's finish in one transaction, for an event whose
-            // only consumer it is; a duplicate's finish (a second request) is the margin.
+            // One transaction per record (effect, progress, finish); the margin is duplicates'.
             1.2,
             "",
         ),

@@ -367,6 +367,13 @@ pub fn section() -> Section {
         CONSUMER_CPU_GOAL_US,
         "µs",
     ));
+    section.notes.push(at_128_mb(batch));
+    section
+}
+
+/// What the consumer's CPU for a 100-record batch would take on a 128 MB function, against the
+/// floor of its round trips at the deployed concurrency.
+fn at_128_mb(batch: Duration) -> String {
     // Lambda gives a function CPU in proportion to its memory: one vCPU at 1,769 MB.
     let at_128_mb = batch.as_secs_f64() * 1769.0 / 128.0 * 1000.0;
     let settings = Settings::concurrent(service_runtime::config::DEFAULT_CONCURRENCY);
@@ -378,15 +385,14 @@ pub fn section() -> Section {
     } else {
         "under the floor: there the batch is bound by its round trips, not by its CPU"
     };
-    section.notes.push(format!(
+    format!(
         "On a 128 MB function (128/1,769 of a vCPU) the consumer's own CPU for a \
          100-record batch, {:.1} ms here, would take about {at_128_mb:.0} ms, against a floor \
          of {floor_ms} ms for the deployed concurrency ({} keys at a time: {trips} round trip(s) \
          of 25 ms on the longest chain): {bound}.",
         batch.as_secs_f64() * 1000.0,
         settings.concurrency,
-    ));
-    section
+    )
 }
 
 #[cfg(test)]
