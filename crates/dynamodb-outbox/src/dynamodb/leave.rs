@@ -71,17 +71,10 @@ impl LastOut {
 
     fn bind(
         self,
-        mut update: UpdateItemFluentBuilder,
+        update: UpdateItemFluentBuilder,
         checks_pending: bool,
     ) -> UpdateItemFluentBuilder {
-        let (names, values) = self.bindings(checks_pending);
-        for (name, attribute) in names {
-            update = update.expression_attribute_names(name, attribute);
-        }
-        for (name, value) in values {
-            update = update.expression_attribute_values(name, value);
-        }
-        update
+        with_bindings(update, self.bindings(checks_pending))
     }
 }
 
@@ -95,6 +88,19 @@ type Bindings = (
 /// of a missing attribute is false on DynamoDB but an error on some servers (moto answers 500),
 /// which must not turn a duplicate into a retry.
 const LEAVE_ALONE_CONDITION: &str = "attribute_exists(#pk) AND attribute_exists(#waiting) AND size(#waiting) = :one AND contains(#waiting, :name)";
+
+fn with_bindings(
+    mut update: UpdateItemFluentBuilder,
+    (names, values): Bindings,
+) -> UpdateItemFluentBuilder {
+    for (name, attribute) in names {
+        update = update.expression_attribute_names(name, attribute);
+    }
+    for (name, value) in values {
+        update = update.expression_attribute_values(name, value);
+    }
+    update
+}
 
 fn leave_alone_update(last: LastOut) -> String {
     format!("{}REMOVE #waiting, #ppk, #psk", last.set_clause())
@@ -172,19 +178,14 @@ impl DynamoConsumerStore {
     /// The usual case, one consumer per item: leaving the waiting set and finishing the item are
     /// one write, on the condition that this consumer is the only one left.
     async fn leave_alone(&self, consumer: &str, item: &ItemKey, last: LastOut) -> UpdateResult {
-        let mut update = self
+        let update = self
             .update(item)
             .update_expression(leave_alone_update(last))
             .condition_expression(LEAVE_ALONE_CONDITION)
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
-        let (names, values) = leave_alone_bindings(consumer, last);
-        for (name, attribute) in names {
-            update = update.expression_attribute_names(name, attribute);
-        }
-        for (name, value) in values {
-            update = update.expression_attribute_values(name, value);
-        }
-        update.send().await
+        with_bindings(update, leave_alone_bindings(consumer, last))
+            .send()
+            .await
     }
 
     /// [`Self::leave_alone`] as an action of a transaction (the effect's commit), which the
