@@ -8,6 +8,7 @@
 //! back to the inbox queue as the runbook does, and the queue is drained again.
 
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Result};
@@ -18,18 +19,25 @@ use dynamodb_outbox::dynamodb::PendingEvents;
 use dynamodb_outbox::testing::CrashPoint;
 use order_service::domain::events::ORDER_RELAY;
 
-use super::stack::{inbox_in_process, relay_in_process};
+use super::stack::{inbox_in_process, queue_depth, relay_in_process};
 use super::{BrokerStack, Queue};
 use crate::chaos::{drain_all, duplicating, ConsumerChaos, Faults};
 use crate::invariants::{Invariant, Violation};
 use crate::mapping::sqs::{InvokeSqs, SqsMapping};
-use crate::trigger::TriggerStats;
+use crate::trigger::{Invoke, TriggerStats};
 
 /// The inbox queue's visibility timeout during a chaos run: a message the inbox kept comes back
 /// within the run, where the template's 360 s (six times the function's timeout) would only
 /// make the run longer. A message whose invocation outlasts it is delivered to the other
 /// mapping meanwhile, one more duplicate.
 const CHAOS_VISIBILITY: Duration = Duration::from_secs(5);
+
+/// The most messages the inbox queue holds before the relays wait for the inbox to catch up.
+/// moto's server reads every message of a queue on each send, receive and delete, so a queue
+/// the relays fill faster than the inbox empties it makes each call slower until the clients
+/// time out and the server stops answering. SQS has no such cost, and Lambda would scale the
+/// inbox's pollers out instead.
+const QUEUE_BOUND: usize = 100;
 
 /// How long the inbox mappings may take to empty the queue, once the relays are done, before
 /// the run fails.
@@ -55,6 +63,7 @@ impl BrokerStack {
             let store = chaos.crashing(processor.store().clone(), salt);
             let invoker = relay_in_process(processor.with_store(store));
             let invoker = duplicating(invoker, chaos.copies(salt, duplicates), records);
+            let invoker = paced(self.broker.sqs.clone(), &self.broker.queue.url, invoker);
             relays.push(chaos.sized(self.relay_trigger(invoker)?, salt));
         }
         let publishing = AtomicBool::new(true);
@@ -130,7 +139,10 @@ impl BrokerStack {
             if publishing.load(Ordering::Acquire) {
                 continue;
             }
-            let left = self.depth(&self.broker.queue).await?;
+            // A depth moto did not answer is asked again at the next poll.
+            let Ok(left) = self.depth(&self.broker.queue).await else {
+                continue;
+            };
             if left == 0 {
                 return Ok(());
             }
@@ -220,6 +232,21 @@ impl BrokerStack {
             }
         }
         Ok(found)
+    }
+}
+
+/// `inner` invoked once the inbox queue holds at most [`QUEUE_BOUND`] messages (or its depth
+/// could not be read: the invocation then goes on, and the bound with the next one).
+fn paced<I: Invoke + 'static>(sqs: aws_sdk_sqs::Client, url: &str, inner: I) -> impl Invoke {
+    let (inner, url) = (Arc::new(inner), Arc::<str>::from(url));
+    move |event: Event| {
+        let (sqs, url, inner) = (sqs.clone(), url.clone(), inner.clone());
+        async move {
+            while matches!(queue_depth(&sqs, &url).await, Ok(depth) if depth > QUEUE_BOUND) {
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+            inner.call(event).await
+        }
     }
 }
 

@@ -209,20 +209,25 @@ impl BrokerStack {
 
     /// Messages in `queue`, visible or in flight.
     pub(super) async fn depth(&self, queue: &Queue) -> Result<usize> {
-        let out = self.broker.sqs.get_queue_attributes().queue_url(&queue.url);
-        let out = out.attribute_names(QueueAttributeName::All).send().await?;
-        let attributes = out.attributes.unwrap_or_default();
-        let mut depth = 0;
-        for name in [
-            QueueAttributeName::ApproximateNumberOfMessages,
-            QueueAttributeName::ApproximateNumberOfMessagesNotVisible,
-        ] {
-            depth += attributes
-                .get(&name)
-                .map_or(Ok(0), |n| n.parse::<usize>())?;
-        }
-        Ok(depth)
+        queue_depth(&self.broker.sqs, &queue.url).await
     }
+}
+
+/// Messages in the queue at `url`, visible or in flight.
+pub(super) async fn queue_depth(sqs: &aws_sdk_sqs::Client, url: &str) -> Result<usize> {
+    let out = sqs.get_queue_attributes().queue_url(url);
+    let out = out.attribute_names(QueueAttributeName::All).send().await?;
+    let attributes = out.attributes.unwrap_or_default();
+    let mut depth = 0;
+    for name in [
+        QueueAttributeName::ApproximateNumberOfMessages,
+        QueueAttributeName::ApproximateNumberOfMessagesNotVisible,
+    ] {
+        depth += attributes
+            .get(&name)
+            .map_or(Ok(0), |n| n.parse::<usize>())?;
+    }
+    Ok(depth)
 }
 
 /// The relay function's handler, invoked in process with a stream batch.
