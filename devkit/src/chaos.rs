@@ -14,7 +14,7 @@ use serde_json::{json, Value as Json};
 
 mod consumers;
 
-pub(crate) use consumers::{drain_all, duplicating, ConsumerChaos};
+pub(crate) use consumers::{drain_all, duplicating, replay_given_up, ConsumerChaos};
 
 use crate::demo::api_request;
 use crate::invariants::{self, Invariant, Violation};

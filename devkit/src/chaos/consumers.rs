@@ -137,3 +137,32 @@ where
     }
     Ok(total)
 }
+
+/// The operator's replay (`outboxctl replay`) of what `mappings` gave up on: each range their
+/// on-failure messages name read back from the stream and delivered again by the mapping that
+/// gave it up, with its own rules and faults, until no range is given up again (at most
+/// `rounds` times); the records delivered again.
+pub(crate) async fn replay_given_up<S, I>(
+    mappings: &mut [Mapping<S, I>],
+    rounds: usize,
+) -> Result<usize>
+where
+    S: Source,
+    I: Function<S::Event, Response = S::Response>,
+{
+    let mut replayed = 0;
+    for mapping in mappings {
+        for _ in 0..rounds {
+            let given_up = std::mem::take(&mut mapping.on_failure);
+            if given_up.is_empty() {
+                break;
+            }
+            for message in &given_up {
+                let before = mapping.stats.records_delivered;
+                mapping.redrive(message).await?;
+                replayed += mapping.stats.records_delivered - before;
+            }
+        }
+    }
+    Ok(replayed)
+}

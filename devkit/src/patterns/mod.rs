@@ -54,8 +54,9 @@ pub(crate) trait Harness {
     /// `faults`; the mappings' counts summed.
     async fn consume_racing(&self, chaos: &ConsumerChaos, faults: &Faults) -> Result<TriggerStats>;
     /// The sweeper's redrive of the events still pending, through `faults` (and what else the
-    /// pattern's runbook redrives, consumed as `chaos` says): how many it redrove, or `None`
-    /// when the pattern keeps no pending events.
+    /// pattern's runbook redrives, consumed as `chaos` says): how many it redrove (a pattern
+    /// without pending events: what its runbook's replay delivered again), or `None` when
+    /// nothing takes back what the mappings give up.
     async fn sweep(&self, chaos: &ConsumerChaos, faults: &Faults) -> Result<Option<usize>>;
     /// What the run left undone that the tables do not show (messages left in a queue), as
     /// broken invariants.

@@ -3,6 +3,8 @@
 //! publishing to it, and the two consumers behind local Kinesis mappings with the template's
 //! settings; and the pattern on the harness the chaos run and the demo drive.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+
 use anyhow::{anyhow, ensure, Context as _, Result};
 use aws_lambda_events::apigw::{ApiGatewayV2httpRequest, ApiGatewayV2httpResponse};
 use aws_lambda_events::kinesis::KinesisEvent;
@@ -21,7 +23,7 @@ use rewards_service::store::dynamodb::DynamoRewardsStore;
 use dynamodb_outbox::testing::CrashPoint;
 
 use super::{Harness, OrderApi};
-use crate::chaos::{drain_all, duplicating, ConsumerChaos, Faults};
+use crate::chaos::{drain_all, duplicating, replay_given_up, ConsumerChaos, Faults};
 use crate::demo::{api_request, DemoOrders};
 use crate::invariants::EventSource;
 use crate::kinesis::{client_for, LocalKinesis, StreamDescription};
@@ -40,6 +42,9 @@ pub const REWARDS_FUNCTION: &str = "RewardsKinesisConsumerFunction";
 
 pub use history::HistoryProcessor;
 
+/// How many times the chaos run's replay takes back ranges that were given up again.
+const REPLAY_ROUNDS: usize = 5;
+
 pub struct SelfReadStack {
     pub dynamo: LocalDynamo,
     pub kinesis: LocalKinesis,
@@ -52,6 +57,8 @@ pub struct SelfReadStack {
     /// What `GET /orders/{id}` reads: the order-history table.
     pub history: DynamoOrderStore,
     pub rewards: DynamoRewardsStore,
+    /// Records the chaos run's replay of given-up ranges delivered again.
+    replayed: AtomicUsize,
 }
 
 impl SelfReadStack {
@@ -89,6 +96,7 @@ impl SelfReadStack {
             orders_table: tables.orders,
             rewards_table: tables.rewards,
             stream,
+            replayed: AtomicUsize::new(0),
         })
     }
 
@@ -282,12 +290,20 @@ impl Harness for SelfReadStack {
         let (h, r) = tokio::join!(drain_all(&mut history), drain_all(&mut rewards));
         let mut stats = h?;
         stats.add(&r?);
+        // No sweeper holds a copy: the runbook replays what the mappings gave up on from the
+        // stream, while it still holds the records.
+        let (h, r) = tokio::join!(
+            replay_given_up(&mut history, REPLAY_ROUNDS),
+            replay_given_up(&mut rewards, REPLAY_ROUNDS)
+        );
+        self.replayed.store(h? + r?, Ordering::Relaxed);
         Ok(stats)
     }
 
-    /// Nothing to sweep: the stream is the only copy of an event no consumer processed.
+    /// No pending events to sweep (the stream is the only copy of an event no consumer
+    /// processed): what the operator's replay delivered again in the race.
     async fn sweep(&self, _: &ConsumerChaos, _: &Faults) -> Result<Option<usize>> {
-        Ok(None)
+        Ok(Some(self.replayed.load(Ordering::Relaxed)))
     }
 
     fn describe(&self) -> Vec<String> {
