@@ -72,7 +72,9 @@ impl ChaosOptions {
             server_error: 0.02,
             throttling: 0.02,
             lose_response: 0.02,
-            partial_failure: 0.05,
+            // Per `PutEvents` call, of which a run makes about one per ten orders: at 5 % the
+            // 250-order run of `tests/chaos.rs` failed no entry in about a third of its runs.
+            partial_failure: 0.25,
             ..FaultPlan::none()
         }
     }
