@@ -37,8 +37,8 @@ pub use sources::{kinesis_put, KinesisPut};
 impl<C: Consumer, S: ConsumerStore> Processor<C, S> {
     /// Where every `process_*` ends: the records grouped by ordering key, the groups applied,
     /// the outbox items marked, the outcomes counted.
-    async fn process(&self, incoming: Vec<(String, Work<C::Payload>)>) -> BatchOutcome {
-        let (ids, works): (Vec<String>, Vec<Work<C::Payload>>) = incoming.into_iter().unzip();
+    async fn process(&self, incoming: Vec<(String, Work<'_, C::Payload>)>) -> BatchOutcome {
+        let (ids, works): (Vec<String>, Vec<Work<'_, C::Payload>>) = incoming.into_iter().unzip();
         let events: Vec<Option<AppliedEvent>> = works.iter().map(outcome::applied_event).collect();
         let groups = schedule::group_by_key(works);
         #[cfg(feature = "relay")]

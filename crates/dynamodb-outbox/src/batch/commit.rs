@@ -41,11 +41,16 @@ impl<C: Consumer, S: ConsumerStore> Processor<C, S> {
     /// the outbox items to mark.
     pub(super) async fn apply_groups(
         &self,
-        groups: Vec<Vec<(usize, Work<C::Payload>)>>,
+        groups: Vec<Vec<(usize, Work<'_, C::Payload>)>>,
         ids: &[String],
     ) -> (Vec<Option<Outcome>>, Vec<Mark>) {
-        let applied: Vec<GroupOutcome> = stream::iter(groups)
+        // The futures made before they are streamed: a closure over a borrowing `Work` kept in this
+        // future's state trips the compiler's proof that the future is `Send`.
+        let applying: Vec<_> = groups
+            .into_iter()
             .map(|group| self.apply_group(group, ids))
+            .collect();
+        let applied: Vec<GroupOutcome> = stream::iter(applying)
             .buffer_unordered(self.concurrency)
             .collect()
             .await;
@@ -54,7 +59,7 @@ impl<C: Consumer, S: ConsumerStore> Processor<C, S> {
 
     pub(super) async fn apply_group(
         &self,
-        group: Vec<(usize, Work<C::Payload>)>,
+        group: Vec<(usize, Work<'_, C::Payload>)>,
         ids: &[String],
     ) -> GroupOutcome {
         let mut results = Vec::with_capacity(group.len());
@@ -104,7 +109,7 @@ impl<C: Consumer, S: ConsumerStore> Processor<C, S> {
     /// consumer had applied part of the run already.
     async fn apply_run(
         &self,
-        run: &[(usize, Work<C::Payload>)],
+        run: &[(usize, Work<'_, C::Payload>)],
         ids: &[String],
     ) -> Option<(Vec<(usize, Outcome)>, bool)> {
         let mut effects = Vec::with_capacity(run.len());
@@ -195,7 +200,7 @@ impl<C: Consumer, S: ConsumerStore> Processor<C, S> {
     async fn apply_one(
         &self,
         position: usize,
-        work: Work<C::Payload>,
+        work: Work<'_, C::Payload>,
         ids: &[String],
     ) -> (Outcome, bool) {
         let id = &ids[position];
@@ -235,7 +240,7 @@ impl<C: Consumer, S: ConsumerStore> Processor<C, S> {
     async fn apply_arrived(
         &self,
         id: &str,
-        arrived: Arrived<C::Payload>,
+        arrived: Arrived<'_, C::Payload>,
         step: Step,
         key: ItemKey,
     ) -> (Outcome, bool) {

@@ -1,5 +1,7 @@
 //! Intake: each record classified into the work it asks for, before any database work.
 
+use std::borrow::Cow;
+
 use aws_lambda_events::dynamodb::EventRecord;
 use serde_dynamo::{AttributeValue, Item};
 
@@ -13,21 +15,21 @@ use crate::store::{ConsumerStore, ItemKey, Step};
 use crate::upcast::{self, taken};
 
 /// One record, classified before any database work: what it asks for.
-pub(super) enum Work<P> {
+pub(super) enum Work<'r, P> {
     Ignore,
-    Apply(Box<Arrived<P>>, Step, ItemKey),
+    Apply(Box<Arrived<'r, P>>, Step, ItemKey),
     Skip(Step, ItemKey, String),
     Poison {
         reason: String,
         at: Option<(Step, ItemKey)>,
         /// The event as it arrived, kept when the consumer parks poison.
-        event: Option<Item>,
+        event: Option<Cow<'r, Item>>,
     },
     /// An event without an outbox sequence: idempotent by its id, ordered by its source.
-    Once(Box<Arrived<P>>, Once),
+    Once(Box<Arrived<'r, P>>, Once),
     /// An event without an outbox sequence whose envelope does not decode (poison), with the
     /// event as it arrived when the consumer parks poison.
-    Unreadable(Once, String, Option<Item>),
+    Unreadable(Once, String, Option<Cow<'r, Item>>),
     /// An event without an outbox sequence that this consumer does not take (with the entity
     /// item it came from, which stops waiting for this consumer).
     Skipped(String, Option<ItemKey>),
@@ -37,15 +39,18 @@ pub(super) enum Work<P> {
 
 /// A decoded event, with the item it came from when the consumer parks poison (a parked record
 /// carries the event, so a redrive can apply it once the outbox item has expired).
-pub(super) struct Arrived<P> {
+///
+/// The item is borrowed from the batch when the batch holds it (a stream record's image): a
+/// copy for every event would cost more CPU than its decoding, for the rare event that parks.
+pub(super) struct Arrived<'r, P> {
     pub(super) envelope: Envelope<P>,
-    pub(super) item: Option<Item>,
+    pub(super) item: Option<Cow<'r, Item>>,
     /// The outbox item was written waiting for this consumer alone: its commit can leave it in
     /// the same transaction.
     pub(super) alone: bool,
 }
 
-impl<P> std::ops::Deref for Arrived<P> {
+impl<P> std::ops::Deref for Arrived<'_, P> {
     type Target = Envelope<P>;
 
     fn deref(&self) -> &Envelope<P> {
@@ -53,7 +58,7 @@ impl<P> std::ops::Deref for Arrived<P> {
     }
 }
 
-impl<P> Work<P> {
+impl<P> Work<'_, P> {
     /// The event's place in its key's order and its outbox item, when it has one.
     pub(super) fn place(&self) -> Option<(&Step, &ItemKey)> {
         match self {
@@ -72,7 +77,7 @@ impl<C: Consumer, S: ConsumerStore> Processor<C, S> {
     /// A batch of DynamoDB stream records as Lambda delivers them.
     pub async fn process_stream(&self, records: &[EventRecord]) -> BatchOutcome {
         let takes = self.consumer.takes();
-        let incoming: Vec<(String, Work<C::Payload>)> = records
+        let incoming: Vec<(String, Work<'_, C::Payload>)> = records
             .iter()
             .map(|record| {
                 (
@@ -89,12 +94,21 @@ impl<C: Consumer, S: ConsumerStore> Processor<C, S> {
         let takes = self.consumer.takes();
         let incoming = items
             .into_iter()
-            .map(|item| (key_name(&item), self.classify_item(item, &takes)))
+            .map(|item| {
+                (
+                    key_name(&item),
+                    self.classify_item(Cow::Owned(item), &takes),
+                )
+            })
             .collect();
         self.process(incoming).await
     }
 
-    fn classify_stream_record(&self, record: &EventRecord, takes: &[Takes]) -> Work<C::Payload> {
+    fn classify_stream_record<'r>(
+        &self,
+        record: &'r EventRecord,
+        takes: &[Takes],
+    ) -> Work<'r, C::Payload> {
         match self.inserted(record) {
             Err(reason) => Work::Poison {
                 reason,
@@ -102,7 +116,7 @@ impl<C: Consumer, S: ConsumerStore> Processor<C, S> {
                 event: None,
             },
             Ok(None) => Work::Ignore,
-            Ok(Some(image)) => self.classify_item(image.clone(), takes),
+            Ok(Some(image)) => self.classify_item(Cow::Borrowed(image), takes),
         }
     }
 
@@ -113,7 +127,13 @@ impl<C: Consumer, S: ConsumerStore> Processor<C, S> {
         Ok((record.event_name == "INSERT").then_some(&record.change.new_image))
     }
 
-    pub(super) fn classify_item(&self, item: Item, takes: &[Takes]) -> Work<C::Payload> {
+    /// An outbox item, borrowed or owned: decoding takes a copy of a borrowed one, and a copy
+    /// of an owned one is kept when the consumer parks poison.
+    pub(super) fn classify_item<'r>(
+        &self,
+        item: Cow<'r, Item>,
+        takes: &[Takes],
+    ) -> Work<'r, C::Payload> {
         let is_outbox = matches!(
             item.get(schema::ENTITY),
             Some(AttributeValue::S(e)) if e == schema::ENTITY_OUTBOX_EVENT
@@ -165,9 +185,14 @@ impl<C: Consumer, S: ConsumerStore> Processor<C, S> {
             );
             return Work::Skip(step, key, what);
         }
-        let kept = (self.consumer.on_poison() == PoisonPolicy::Park).then(|| item.clone());
+        let park = self.consumer.on_poison() == PoisonPolicy::Park;
+        let (decoded, kept) = match item {
+            Cow::Borrowed(image) => (image.clone(), park.then_some(Cow::Borrowed(image))),
+            Cow::Owned(item) if park => (item.clone(), Some(Cow::Owned(item))),
+            Cow::Owned(item) => (item, None),
+        };
         let alone = header.after.len() == 1;
-        match upcast::decode::<C::Payload>(item, &header, takes) {
+        match upcast::decode::<C::Payload>(decoded, &header, takes) {
             Ok(envelope) => Work::Apply(
                 Box::new(Arrived {
                     envelope,

@@ -1,5 +1,7 @@
 //! Parking and redrive: a poison event set aside so its key goes on, and applied again later.
 
+use std::borrow::Cow;
+
 use serde_dynamo::Item;
 
 use super::{BatchOutcome, Outcome, Processor, PARKED_LOG_MESSAGE};
@@ -18,7 +20,7 @@ impl<C: Consumer, S: ConsumerStore> Processor<C, S> {
         id: &str,
         reason: String,
         at: Option<(Step, ItemKey)>,
-        event: Option<Item>,
+        event: Option<Cow<'_, Item>>,
     ) -> Outcome {
         let consumer = self.consumer.name();
         let parkable = self.consumer.on_poison() == PoisonPolicy::Park;
@@ -35,7 +37,7 @@ impl<C: Consumer, S: ConsumerStore> Processor<C, S> {
             reason: &reason,
             parked_at: &parked_at,
             source: Some(&key),
-            event,
+            event: event.into_owned(),
         }
         .record();
         let effect = Effect::new().put(self.store.table(), record);

@@ -6,6 +6,8 @@
 //! events (`plan_key`); waves of calls publish each key's next event (`send_waves`); every key
 //! commits what was published and parks what cannot be (`settle_key`).
 
+use std::borrow::Cow;
+
 use aws_smithy_async::rt::sleep::AsyncSleep as _;
 use futures::stream::{self, StreamExt};
 use serde_dynamo::Item;
@@ -98,19 +100,26 @@ impl<C: Consumer, S: ConsumerStore> Processor<C, S> {
     pub(super) async fn publish_groups(
         &self,
         publisher: &dyn Publish<C::Payload>,
-        groups: Vec<Vec<(usize, Work<C::Payload>)>>,
+        groups: Vec<Vec<(usize, Work<'_, C::Payload>)>>,
         ids: &[String],
     ) -> (Vec<Option<Outcome>>, Vec<Mark>) {
         let (keyed, others): (Vec<_>, Vec<_>) = groups
             .into_iter()
             .partition(|group| group.iter().all(|(_, work)| work.place().is_some()));
-        let mut done: Vec<GroupOutcome> = stream::iter(others)
+        // The futures made before they are streamed, as in `apply_groups`.
+        let applying: Vec<_> = others
+            .into_iter()
             .map(|group| self.apply_group(group, ids))
+            .collect();
+        let mut done: Vec<GroupOutcome> = stream::iter(applying)
             .buffer_unordered(self.concurrency)
             .collect()
             .await;
-        let mut plans: Vec<KeyPlan> = stream::iter(keyed)
+        let planning: Vec<_> = keyed
+            .into_iter()
             .map(|group| self.plan_key(publisher, group, ids))
+            .collect();
+        let mut plans: Vec<KeyPlan> = stream::iter(planning)
             .buffer_unordered(self.concurrency)
             .collect()
             .await;
@@ -130,7 +139,7 @@ impl<C: Consumer, S: ConsumerStore> Processor<C, S> {
     async fn plan_key(
         &self,
         publisher: &dyn Publish<C::Payload>,
-        group: Vec<(usize, Work<C::Payload>)>,
+        group: Vec<(usize, Work<'_, C::Payload>)>,
         ids: &[String],
     ) -> KeyPlan {
         let consumer = self.consumer.name();
@@ -306,7 +315,8 @@ impl<C: Consumer, S: ConsumerStore> Processor<C, S> {
                 _ if stopped => Outcome::HeldBack,
                 Some((reason, event)) => {
                     let place = Some((at.step.clone(), at.key.clone()));
-                    self.poison(&ids[at.position], reason, place, event).await
+                    self.poison(&ids[at.position], reason, place, event.map(Cow::Owned))
+                        .await
                 }
                 None => Outcome::Failed,
             };
@@ -376,7 +386,7 @@ impl<C: Consumer, S: ConsumerStore> Processor<C, S> {
 fn link<P>(publisher: &dyn Publish<P>, at: Place, work: Work<P>) -> Link {
     match work {
         Work::Apply(arrived, ..) => {
-            let event = arrived.item;
+            let event = arrived.item.map(Cow::into_owned);
             match publisher.message(&arrived.envelope) {
                 Ok((message, size)) => Link::Send {
                     at,
@@ -389,7 +399,11 @@ fn link<P>(publisher: &dyn Publish<P>, at: Place, work: Work<P>) -> Link {
                 Err(reason) => Link::Park { at, reason, event },
             }
         }
-        Work::Poison { reason, event, .. } => Link::Park { at, reason, event },
+        Work::Poison { reason, event, .. } => Link::Park {
+            at,
+            reason,
+            event: event.map(Cow::into_owned),
+        },
         _ => Link::Skip { at },
     }
 }

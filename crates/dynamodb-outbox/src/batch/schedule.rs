@@ -14,8 +14,8 @@ enum Lane {
 
 /// Groups records by ordering key, each group in sequence order (stable for equal ones), groups
 /// in the order their first record arrived. A record is named by its position in `works`.
-pub(super) fn group_by_key<P>(works: Vec<Work<P>>) -> Vec<Vec<(usize, Work<P>)>> {
-    let mut groups: Vec<Vec<(usize, Work<P>)>> = Vec::new();
+pub(super) fn group_by_key<P>(works: Vec<Work<'_, P>>) -> Vec<Vec<(usize, Work<'_, P>)>> {
+    let mut groups: Vec<Vec<(usize, Work<'_, P>)>> = Vec::new();
     let mut group_of: HashMap<Lane, usize> = HashMap::new();
     for (position, work) in works.into_iter().enumerate() {
         let lane = match &work {
@@ -45,18 +45,18 @@ pub(super) fn group_by_key<P>(works: Vec<Work<P>>) -> Vec<Vec<(usize, Work<P>)>>
 }
 
 /// What a key does next.
-pub(super) enum Next<P> {
+pub(super) enum Next<'r, P> {
     /// Not tried, as an earlier event of the key blocked it: its outcome.
     HeldBack(usize, Outcome),
     /// Consecutive events to commit in one transaction.
-    Run(Vec<(usize, Work<P>)>),
+    Run(Vec<(usize, Work<'r, P>)>),
     /// One record to apply by itself.
-    One(usize, Work<P>),
+    One(usize, Work<'r, P>),
 }
 
 /// One key's events in sequence order, handed out one step at a time.
-pub(super) struct KeyQueue<P> {
-    pending: VecDeque<(usize, Work<P>)>,
+pub(super) struct KeyQueue<'r, P> {
+    pending: VecDeque<(usize, Work<'r, P>)>,
     /// An outcome blocked the key: the rest is held back.
     blocked: bool,
     /// Events to apply one at a time before trying to combine again: those of a run that did
@@ -65,9 +65,9 @@ pub(super) struct KeyQueue<P> {
     events_per_transaction: usize,
 }
 
-impl<P> KeyQueue<P> {
+impl<'r, P> KeyQueue<'r, P> {
     /// A key's group (in sequence order), whose runs take up to `events_per_transaction` events.
-    pub(super) fn new(group: Vec<(usize, Work<P>)>, events_per_transaction: usize) -> Self {
+    pub(super) fn new(group: Vec<(usize, Work<'r, P>)>, events_per_transaction: usize) -> Self {
         Self {
             pending: group.into(),
             blocked: false,
@@ -77,7 +77,7 @@ impl<P> KeyQueue<P> {
     }
 
     /// The key's next step, `None` once every record has had one.
-    pub(super) fn next(&mut self) -> Option<Next<P>> {
+    pub(super) fn next(&mut self) -> Option<Next<'r, P>> {
         let (position, work) = self.pending.pop_front()?;
         if self.blocked {
             let held = match work {
@@ -104,7 +104,7 @@ impl<P> KeyQueue<P> {
 
     /// A run that did not commit as one: its events go one at a time, each saying for itself
     /// what it comes to.
-    pub(super) fn one_at_a_time(&mut self, run: Vec<(usize, Work<P>)>) {
+    pub(super) fn one_at_a_time(&mut self, run: Vec<(usize, Work<'r, P>)>) {
         self.singles = run.len();
         for item in run.into_iter().rev() {
             self.pending.push_front(item);
@@ -119,11 +119,11 @@ impl<P> KeyQueue<P> {
 
 /// The events at the front of a key's group that form a chain after `first` (each one's
 /// predecessor is the one before it), up to `limit`: what one transaction may commit.
-fn take_run<P>(
-    first: (usize, Work<P>),
-    pending: &mut VecDeque<(usize, Work<P>)>,
+fn take_run<'r, P>(
+    first: (usize, Work<'r, P>),
+    pending: &mut VecDeque<(usize, Work<'r, P>)>,
     limit: usize,
-) -> Vec<(usize, Work<P>)> {
+) -> Vec<(usize, Work<'r, P>)> {
     let Work::Apply(_, step, _) = &first.1 else {
         return vec![first];
     };
@@ -176,7 +176,7 @@ mod tests {
     }
 
     /// An event of `key` to apply, at `sequence`, whose predecessor is `after`.
-    fn apply(key: &str, sequence: u64, after: u64) -> Work<()> {
+    fn apply(key: &str, sequence: u64, after: u64) -> Work<'static, ()> {
         let arrived = Arrived {
             envelope: envelope(key),
             item: None,
@@ -190,7 +190,7 @@ mod tests {
     }
 
     /// An event of `key` the consumer does not take.
-    fn skip(key: &str, sequence: u64, after: u64) -> Work<()> {
+    fn skip(key: &str, sequence: u64, after: u64) -> Work<'static, ()> {
         Work::Skip(
             step(key, sequence, after),
             item(key, sequence),
@@ -199,7 +199,7 @@ mod tests {
     }
 
     /// An unreadable event without an outbox sequence.
-    fn unreadable(key: Option<&str>, event_id: &str) -> Work<()> {
+    fn unreadable(key: Option<&str>, event_id: &str) -> Work<'static, ()> {
         let once = Once {
             ordering_key: key.map(str::to_owned),
             event_id: event_id.into(),
@@ -209,7 +209,7 @@ mod tests {
         Work::Unreadable(once, "not an envelope".into(), None)
     }
 
-    fn positions(groups: &[Vec<(usize, Work<()>)>]) -> Vec<Vec<usize>> {
+    fn positions(groups: &[Vec<(usize, Work<'static, ()>)>]) -> Vec<Vec<usize>> {
         groups
             .iter()
             .map(|group| group.iter().map(|(position, _)| *position).collect())
@@ -240,7 +240,7 @@ mod tests {
         seen
     }
 
-    fn chain(key: &str, events: u64) -> Vec<(usize, Work<()>)> {
+    fn chain(key: &str, events: u64) -> Vec<(usize, Work<'static, ()>)> {
         (1..=events)
             .map(|sequence| (sequence as usize - 1, apply(key, sequence, sequence - 1)))
             .collect()

@@ -5,6 +5,8 @@
 //! ordering key: Kinesis orders the records of one partition key within a shard, a DynamoDB
 //! stream the changes of one item.
 
+use std::borrow::Cow;
+
 use aws_lambda_events::dynamodb::EventRecord;
 use aws_lambda_events::kinesis::KinesisEventRecord;
 use serde::Serialize;
@@ -113,7 +115,11 @@ impl<C: Consumer, S: ConsumerStore> Processor<C, S> {
         self.process(incoming).await
     }
 
-    fn classify_kinesis(&self, record: &KinesisEventRecord, takes: &[Takes]) -> Work<C::Payload> {
+    fn classify_kinesis(
+        &self,
+        record: &KinesisEventRecord,
+        takes: &[Takes],
+    ) -> Work<'static, C::Payload> {
         let sequence = &record.kinesis.sequence_number;
         let source = record.event_source_arn.as_deref();
         if let Err(reason) = self.admit(SourceKind::KinesisStream, source) {
@@ -181,7 +187,12 @@ impl<C: Consumer, S: ConsumerStore> Processor<C, S> {
         self.process(incoming).await
     }
 
-    fn classify_entity<F>(&self, image: &Item, adapter: &F, takes: &[Takes]) -> Work<C::Payload>
+    fn classify_entity<F>(
+        &self,
+        image: &Item,
+        adapter: &F,
+        takes: &[Takes],
+    ) -> Work<'static, C::Payload>
     where
         F: Fn(&Item) -> Option<Result<Envelope<C::Payload>, String>>,
         C::Payload: Serialize,
@@ -233,7 +244,7 @@ impl<C: Consumer, S: ConsumerStore> Processor<C, S> {
             );
             return Work::Skipped(what, once.entity);
         }
-        let kept = (self.consumer.on_poison() == PoisonPolicy::Park).then_some(item);
+        let kept = (self.consumer.on_poison() == PoisonPolicy::Park).then_some(Cow::Owned(item));
         Work::Once(
             Box::new(Arrived {
                 envelope,
@@ -275,7 +286,7 @@ impl<C: Consumer, S: ConsumerStore> Processor<C, S> {
 
     /// Sorts the data of a Kinesis record or the envelope of an SQS message (a JSON object, as
     /// an item): an event when it names one by a usable event id, dropped when it does not.
-    pub(super) fn classify_once(&self, item: Item, takes: &[Takes]) -> Work<C::Payload> {
+    pub(super) fn classify_once(&self, item: Item, takes: &[Takes]) -> Work<'static, C::Payload> {
         let header = Header::peek(&item);
         let event_id = match &header.event_id {
             None => return Work::Drop("its data has no event_id string".to_owned()),
@@ -295,7 +306,8 @@ impl<C: Consumer, S: ConsumerStore> Processor<C, S> {
             );
             return Work::Skipped(what, None);
         }
-        let kept = (self.consumer.on_poison() == PoisonPolicy::Park).then(|| item.clone());
+        let kept =
+            (self.consumer.on_poison() == PoisonPolicy::Park).then(|| Cow::Owned(item.clone()));
         let Some(ordering_key) = header.ordering_key.clone() else {
             let once = Once {
                 ordering_key: None,
@@ -328,7 +340,7 @@ impl<C: Consumer, S: ConsumerStore> Processor<C, S> {
     pub(super) async fn apply_once(
         &self,
         id: &str,
-        arrived: Arrived<C::Payload>,
+        arrived: Arrived<'_, C::Payload>,
         once: Once,
     ) -> Outcome {
         let Arrived { envelope, item, .. } = arrived;
@@ -422,7 +434,7 @@ impl<C: Consumer, S: ConsumerStore> Processor<C, S> {
         id: &str,
         reason: String,
         once: &Once,
-        event: Option<Item>,
+        event: Option<Cow<'_, Item>>,
     ) -> Outcome {
         let consumer = self.consumer.name();
         let Some(event) = event.filter(|_| self.consumer.on_poison() == PoisonPolicy::Park) else {
@@ -437,7 +449,7 @@ impl<C: Consumer, S: ConsumerStore> Processor<C, S> {
             reason: &reason,
             parked_at: &parked_at,
             source: once.entity.as_ref(),
-            event,
+            event: event.into_owned(),
         }
         .record();
         let effect = Effect::new().put(self.store.table(), record);
@@ -452,7 +464,7 @@ impl<C: Consumer, S: ConsumerStore> Processor<C, S> {
     }
 }
 
-pub(super) fn unreadable<P>(reason: String) -> Work<P> {
+pub(super) fn unreadable<P>(reason: String) -> Work<'static, P> {
     Work::Poison {
         reason,
         at: None,

@@ -62,7 +62,12 @@ impl<C: Consumer, S: ConsumerStore> Processor<C, S> {
         self.process(incoming).await
     }
 
-    fn classify_sqs(&self, id: &str, message: &SqsMessage, takes: &[Takes]) -> Work<C::Payload> {
+    fn classify_sqs(
+        &self,
+        id: &str,
+        message: &SqsMessage,
+        takes: &[Takes],
+    ) -> Work<'static, C::Payload> {
         let queue = message.event_source_arn.as_deref();
         if let Err(reason) = self.admit(SourceKind::SqsQueue, queue) {
             return unreadable(format!("message {id}: {reason}"));
