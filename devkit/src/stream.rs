@@ -6,20 +6,19 @@
 //! passing them through keeps every field (the SDK's types would drop what they do not model, and
 //! read dynoxide's `userIdentity` as empty).
 
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{anyhow, Context, Result};
 use aws_config::SdkConfig;
 use aws_lambda_events::dynamodb::EventRecord;
-use bytes::Bytes;
-use outboxctl::ddb_stream::streams_endpoint;
-use outboxctl::signed::SignedHttp;
+use outboxctl::ddb_stream::StreamsApi;
 use serde_json::{json, Value as Json};
 
 use crate::mapping::Position;
 use crate::template::StartingPosition;
 
+/// The operator's client of the Streams API (`outboxctl replay` reads with it too).
 #[derive(Clone)]
 pub struct StreamClient {
-    http: SignedHttp,
+    api: StreamsApi,
 }
 
 /// One record as read from the stream: its sequence number and its Lambda-shaped JSON.
@@ -48,27 +47,12 @@ impl StreamClient {
             .region()
             .map_or("us-east-1".into(), |r| r.to_string());
         Ok(Self {
-            http: SignedHttp::new(&streams_endpoint(endpoint), "dynamodb", &region, config)?,
+            api: StreamsApi::new(endpoint, &region, config)?,
         })
     }
 
     async fn call(&self, operation: &str, body: Json) -> Result<Json> {
-        let target = format!("DynamoDBStreams_20120810.{operation}");
-        let headers = [
-            ("content-type", "application/x-amz-json-1.0"),
-            ("x-amz-target", target.as_str()),
-        ];
-        let body = Bytes::from(serde_json::to_vec(&body)?);
-        let response = self
-            .http
-            .post("/", &headers, body)
-            .await
-            .context(operation.to_owned())?;
-        let (status, body) = (response.status(), response.body());
-        if !status.is_success() {
-            bail!("{operation}: {status}: {}", String::from_utf8_lossy(body));
-        }
-        Ok(serde_json::from_slice(body)?)
+        self.api.call(operation, body).await
     }
 
     pub async fn shard_ids(&self, stream_arn: &str) -> Result<Vec<String>> {

@@ -7,9 +7,9 @@
 
 use anyhow::{anyhow, bail, Context, Result};
 use aws_sdk_eventbridge::types::{DeadLetterConfig, Target};
-use aws_sdk_sqs::types::QueueAttributeName;
-use serde_json::{json, Value as Json};
+use serde_json::Value as Json;
 
+use crate::mapping::sqs::{create_queues, queues};
 use crate::moto::LocalMoto;
 use crate::template::Template;
 
@@ -52,16 +52,25 @@ impl LocalBroker {
     pub async fn create(moto: &LocalMoto, template: &Template) -> Result<Self> {
         let sqs = moto.sqs().await;
         let events = moto.eventbridge().await;
-        let dead_letter_queue =
-            create_queue(&sqs, &template.properties(DEAD_LETTER_QUEUE)?, None).await?;
-        let properties = template.properties(QUEUE)?;
-        let max_receive_count = number(&properties["RedrivePolicy"]["maxReceiveCount"])
-            .ok_or_else(|| anyhow!("{QUEUE} has no RedrivePolicy.maxReceiveCount"))?;
-        let redrive = json!({
-            "deadLetterTargetArn": dead_letter_queue.arn,
-            "maxReceiveCount": max_receive_count.to_string(),
-        });
-        let queue = create_queue(&sqs, &properties, Some(redrive.to_string())).await?;
+        // Every queue of the template, as the mapping emulator creates them (the relay's
+        // on-failure queue too): the inbox's and its dead-letter queue are picked by id.
+        let specs = queues(template)?;
+        let mut created = create_queues(template, &sqs).await?;
+        let mut take = |id: &str| -> Result<Queue> {
+            let spec = specs.iter().find(|spec| spec.logical_id == id);
+            let (Some(spec), Some(local)) = (spec, created.remove(id)) else {
+                bail!("{id} is not a queue of the template");
+            };
+            let (name, url, arn) = (spec.name.clone(), local.url, local.arn);
+            Ok(Queue { name, url, arn })
+        };
+        let (queue, dead_letter_queue) = (take(QUEUE)?, take(DEAD_LETTER_QUEUE)?);
+        let max_receive_count = specs
+            .iter()
+            .find(|spec| spec.logical_id == QUEUE)
+            .and_then(|spec| spec.dead_letter.as_ref())
+            .map(|(_, count)| *count)
+            .ok_or_else(|| anyhow!("{QUEUE} has no RedrivePolicy"))?;
 
         let bus = text(&template.properties(BUS)?, "Name")?;
         events
@@ -113,46 +122,6 @@ impl LocalBroker {
     }
 }
 
-/// The queue `properties` describe, with `redrive` as its redrive policy.
-async fn create_queue(
-    sqs: &aws_sdk_sqs::Client,
-    properties: &Json,
-    redrive: Option<String>,
-) -> Result<Queue> {
-    let name = text(properties, "QueueName")?;
-    let mut request = sqs.create_queue().queue_name(&name);
-    for (key, attribute) in [
-        ("VisibilityTimeout", QueueAttributeName::VisibilityTimeout),
-        (
-            "MessageRetentionPeriod",
-            QueueAttributeName::MessageRetentionPeriod,
-        ),
-    ] {
-        if let Some(value) = number(&properties[key]) {
-            request = request.attributes(attribute, value.to_string());
-        }
-    }
-    if let Some(policy) = redrive {
-        request = request.attributes(QueueAttributeName::RedrivePolicy, policy);
-    }
-    let url = request
-        .send()
-        .await
-        .with_context(|| format!("creating the queue {name} on moto"))?
-        .queue_url
-        .ok_or_else(|| anyhow!("moto created {name} without a URL"))?;
-    let arn = sqs
-        .get_queue_attributes()
-        .queue_url(&url)
-        .attribute_names(QueueAttributeName::QueueArn)
-        .send()
-        .await?
-        .attributes
-        .and_then(|a| a.get(&QueueAttributeName::QueueArn).cloned())
-        .ok_or_else(|| anyhow!("moto gave {name} no ARN"))?;
-    Ok(Queue { name, url, arn })
-}
-
 fn text(properties: &Json, key: &str) -> Result<String> {
     properties[key]
         .as_str()
@@ -160,17 +129,12 @@ fn text(properties: &Json, key: &str) -> Result<String> {
         .ok_or_else(|| anyhow!("no {key} in {properties}"))
 }
 
-/// A number the template writes as a number, or as a parameter's value.
-fn number(value: &Json) -> Option<i64> {
-    value
-        .as_i64()
-        .or_else(|| value.as_str().and_then(|s| s.parse().ok()))
-}
-
 #[cfg(test)]
 mod tests {
     use aws_sdk_eventbridge::types::PutEventsRequestEntry;
     use aws_sdk_sqs::types::Message;
+
+    use serde_json::json;
 
     use super::*;
     use crate::Pattern;
