@@ -52,6 +52,20 @@ pub(crate) struct DemoOrders {
     pub replayed: usize,
 }
 
+impl DemoOrders {
+    /// The orders written, once every client retry was answered from its original order.
+    pub fn written(&self) -> anyhow::Result<usize> {
+        let created = self.accepted.len();
+        anyhow::ensure!(
+            self.replayed == self.sent - created,
+            "{} client retries, {} answered from the original order",
+            self.sent - created,
+            self.replayed
+        );
+        Ok(created)
+    }
+}
+
 pub fn api_request(
     method: &str,
     path: &str,
