@@ -8,19 +8,17 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Context, Result};
-use devkit::demo::api_request;
 use devkit::mapping::sqs::{InvokeSqs, SqsMapping, SqsStats};
 use devkit::moto::LocalMoto;
 use devkit::patterns::broker::{inbox_in_process, relay_in_process, BrokerStack, RELAY_FUNCTION};
 use devkit::proxy::FaultProxy;
 use devkit::trigger::DynamoStream;
 use devkit::{Invoke, LocalDynamo, Pattern, StreamClient, Trigger, TriggerStats};
-use order_service::handlers::order_api;
 use order_service::store::dynamodb::DynamoOrderStore;
 
 use super::watch::{Seen, Watch};
 use super::workload::PlannedOrder;
-use super::{answered, place_and_watch, readable, stored, BrokerCalls, Metered, Options};
+use super::{place_through_api, stored, BrokerCalls, Metered, Options};
 use super::{PatternRun, Side};
 
 /// Each side's proxy: the three functions' DynamoDB clients, the relay mapping's stream reads,
@@ -157,20 +155,7 @@ async fn drive<R: Invoke + 'static, Q: InvokeSqs + 'static>(
         &stack.tables.orders,
     ));
     let reader = Arc::new(stack.orders.clone());
-    let place = |order: PlannedOrder| {
-        let (store, reader, watch) = (store.clone(), reader.clone(), watch.clone());
-        async move {
-            let request = api_request("POST", "/orders", Some(order.body()), &[])?;
-            let response = order_api::respond(&*store, &request, None)
-                .await
-                .unwrap_or_else(|e| e.into_response());
-            answered(&watch, &order, response, 201, |id| readable(&*reader, id)).await
-        }
-    };
-    let placed = place_and_watch(&watch, &stack.rewards, orders, opts, place, |id| {
-        readable(&*reader, id)
-    })
-    .await;
+    let placed = place_through_api(&watch, &stack.rewards, orders, opts, store, reader).await;
     let _ = stop.send(true);
     let relay_stats = relay_task.await.context("the relay's mapping")??;
     let inbox_stats = inbox_task.await.context("the inbox's mapping")??;

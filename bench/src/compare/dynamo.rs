@@ -6,11 +6,9 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
-use devkit::demo::api_request;
 use devkit::stack::{in_process, in_process_changes, CONSUMER_FUNCTION};
 use devkit::trigger::DynamoStream;
 use devkit::{Invoke, LocalDynamo, Pattern, Stack, StreamClient, Trigger};
-use order_service::handlers::order_api;
 use order_service::store::cdc::CdcOrderStore;
 use order_service::store::dynamodb::DynamoOrderStore;
 use order_service::store::OrderStore;
@@ -18,7 +16,7 @@ use rewards_service::service;
 
 use super::watch::Watch;
 use super::workload::PlannedOrder;
-use super::{answered, place_and_watch, readable, stored, Metered, Options, PatternRun};
+use super::{place_through_api, stored, Metered, Options, PatternRun};
 
 pub async fn run(pattern: Pattern, opts: &Options, orders: &[PlannedOrder]) -> Result<PatternRun> {
     let dynamo = LocalDynamo::embedded("127.0.0.1:0".parse()?).await?;
@@ -121,20 +119,7 @@ where
         result.map(|()| trigger.stats.clone())
     });
     let watch = Arc::new(Watch::default());
-    let place = |order: PlannedOrder| {
-        let (writer, reader, watch) = (writer.clone(), reader.clone(), watch.clone());
-        async move {
-            let request = api_request("POST", "/orders", Some(order.body()), &[])?;
-            let response = order_api::respond(&*writer, &request, None)
-                .await
-                .unwrap_or_else(|e| e.into_response());
-            answered(&watch, &order, response, 201, |id| readable(&*reader, id)).await
-        }
-    };
-    let placed = place_and_watch(&watch, &stack.rewards, orders, opts, place, |id| {
-        readable(&*reader, id)
-    })
-    .await;
+    let placed = place_through_api(&watch, &stack.rewards, orders, opts, writer, reader).await;
     let _ = stop.send(());
     let stats = mapping.await.context("the mapping's task")??;
     placed?;

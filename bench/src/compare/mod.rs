@@ -12,12 +12,16 @@
 
 use std::collections::BTreeMap;
 use std::future::Future;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, ensure, Result};
 use aws_lambda_events::apigw::ApiGatewayV2httpResponse;
 use devkit::chaos::order_id_of;
+use devkit::demo::api_request;
 use devkit::{Pattern, TriggerStats};
+use order_service::handlers::order_api;
+use order_service::store::OrderStore;
 use rewards_service::store::dynamodb::DynamoRewardsStore;
 
 pub mod broker;
@@ -180,6 +184,32 @@ where
     let watching = watch.run(rewards, readable, &placing_done, opts.settle_timeout);
     let (placed, watched) = tokio::join!(placing, watching);
     placed.and(watched)
+}
+
+/// Places every order through the order-writer's handler on `writer` ([`place_and_watch`]),
+/// each looked for with `reader`.
+pub async fn place_through_api<W: OrderStore + 'static, R: OrderStore + 'static>(
+    watch: &Arc<Watch>,
+    rewards: &DynamoRewardsStore,
+    orders: &[PlannedOrder],
+    opts: &Options,
+    writer: Arc<W>,
+    reader: Arc<R>,
+) -> Result<()> {
+    let place = |order: PlannedOrder| {
+        let (writer, reader, watch) = (writer.clone(), reader.clone(), watch.clone());
+        async move {
+            let request = api_request("POST", "/orders", Some(order.body()), &[])?;
+            let response = order_api::respond(&*writer, &request, None)
+                .await
+                .unwrap_or_else(|e| e.into_response());
+            answered(&watch, &order, response, 201, |id| readable(&*reader, id)).await
+        }
+    };
+    place_and_watch(watch, rewards, orders, opts, place, |id| {
+        readable(&*reader, id)
+    })
+    .await
 }
 
 /// Whether `GET /orders/{id}`'s read finds the order.
