@@ -86,6 +86,45 @@ async fn put(kinesis: &LocalKinesis, stream: &str, key: &str, data: &str) -> (St
     (out.shard_id, out.sequence_number)
 }
 
+/// Puts each of `data` under `key`, in order: their sequence numbers.
+async fn put_all<'a>(
+    kinesis: &LocalKinesis,
+    stream: &str,
+    key: &str,
+    data: impl IntoIterator<Item = &'a str>,
+) -> Vec<String> {
+    let mut sequences = Vec::new();
+    for data in data {
+        sequences.push(put(kinesis, stream, key, data).await.1);
+    }
+    sequences
+}
+
+/// `n` records under one key (`r0`, `r1`, ...): their sequence numbers.
+async fn put_n(kinesis: &LocalKinesis, stream: &str, key: &str, n: usize) -> Vec<String> {
+    let data: Vec<String> = (0..n).map(|i| format!("r{i}")).collect();
+    put_all(kinesis, stream, key, data.iter().map(String::as_str)).await
+}
+
+/// The mapping of `source` from `stream` to `handler`, after it delivered all there is.
+async fn drained<I: InvokeKinesis>(
+    kinesis: &LocalKinesis,
+    source: EventSource,
+    stream: &str,
+    handler: I,
+) -> KinesisTrigger<I> {
+    let mut trigger = KinesisTrigger::open(source, kinesis.client.clone(), stream, handler)
+        .await
+        .unwrap();
+    trigger.drain().await.unwrap();
+    trigger
+}
+
+/// Each invocation's sequence numbers, in order.
+fn batches(log: &Mutex<Vec<KinesisEvent>>) -> Vec<Vec<String>> {
+    log.lock().unwrap().iter().map(sequence_numbers).collect()
+}
+
 /// A handler that keeps every event it gets and answers with `answer(invocation, event)`.
 fn recording<F>(answer: F) -> (impl InvokeKinesis, Arc<Mutex<Vec<KinesisEvent>>>)
 where
@@ -304,10 +343,7 @@ async fn the_trigger_delivers_every_record_in_lambdas_kinesis_shape() {
         }
     }
     let (handler, log) = recording(|_, _| Ok(KinesisEventResponse::default()));
-    let mut trigger = KinesisTrigger::open(source, kinesis.client.clone(), &stream.name, handler)
-        .await
-        .unwrap();
-    trigger.drain().await.unwrap();
+    let mut trigger = drained(&kinesis, source, &stream.name, handler).await;
 
     let events = log.lock().unwrap().clone();
     let mut delivered: BTreeMap<String, Vec<String>> = BTreeMap::new();
@@ -387,14 +423,7 @@ async fn a_reported_failure_is_retried_from_the_lowest_reported_record() {
         return;
     };
     let (stream, source) = stream_and_source(&kinesis, 1).await;
-    let mut sequences = Vec::new();
-    for i in 0..6 {
-        sequences.push(
-            put(&kinesis, &stream.name, "one-key", &format!("r{i}"))
-                .await
-                .1,
-        );
-    }
+    let sequences = put_n(&kinesis, &stream.name, "one-key", 6).await;
     let (third, fifth) = (sequences[3].clone(), sequences[5].clone());
     let (handler, log) = recording(move |invocation, _| {
         Ok(match invocation {
@@ -402,11 +431,8 @@ async fn a_reported_failure_is_retried_from_the_lowest_reported_record() {
             _ => KinesisEventResponse::default(),
         })
     });
-    let mut trigger = KinesisTrigger::open(source, kinesis.client.clone(), &stream.name, handler)
-        .await
-        .unwrap();
-    trigger.drain().await.unwrap();
-    let batches: Vec<Vec<String>> = log.lock().unwrap().iter().map(sequence_numbers).collect();
+    let trigger = drained(&kinesis, source, &stream.name, handler).await;
+    let batches = batches(&log);
     assert_eq!(batches, vec![sequences.clone(), sequences[3..].to_vec()]);
     assert_eq!(trigger.stats.partial_failures, 1);
     assert!(trigger.on_failure.is_empty());
@@ -423,21 +449,15 @@ async fn an_unknown_failure_identifier_retries_the_whole_batch() {
         return;
     };
     let (stream, source) = stream_and_source(&kinesis, 1).await;
-    let mut sequences = Vec::new();
-    for i in 0..3 {
-        sequences.push(put(&kinesis, &stream.name, "k", &format!("r{i}")).await.1);
-    }
+    let sequences = put_n(&kinesis, &stream.name, "k", 3).await;
     let (handler, log) = recording(|invocation, _| {
         Ok(match invocation {
             0 => failing(&["not-a-sequence-number"]),
             _ => KinesisEventResponse::default(),
         })
     });
-    let mut trigger = KinesisTrigger::open(source, kinesis.client.clone(), &stream.name, handler)
-        .await
-        .unwrap();
-    trigger.drain().await.unwrap();
-    let batches: Vec<Vec<String>> = log.lock().unwrap().iter().map(sequence_numbers).collect();
+    drained(&kinesis, source, &stream.name, handler).await;
+    let batches = batches(&log);
     assert_eq!(batches, vec![sequences.clone(), sequences]);
 }
 
@@ -449,18 +469,12 @@ async fn the_retry_cap_sends_the_rest_of_the_batch_to_the_on_failure_destination
         return;
     };
     let (stream, source) = stream_and_source(&kinesis, 1).await;
-    let mut sequences = Vec::new();
-    for i in 0..5 {
-        sequences.push(put(&kinesis, &stream.name, "k", &format!("r{i}")).await.1);
-    }
+    let sequences = put_n(&kinesis, &stream.name, "k", 5).await;
     let stuck = sequences[2].clone();
     let (handler, log) = recording(move |_, _| Ok(failing(&[&stuck])));
-    let mut trigger = KinesisTrigger::open(source, kinesis.client.clone(), &stream.name, handler)
-        .await
-        .unwrap();
-    trigger.drain().await.unwrap();
+    let mut trigger = drained(&kinesis, source, &stream.name, handler).await;
 
-    let batches: Vec<Vec<String>> = log.lock().unwrap().iter().map(sequence_numbers).collect();
+    let batches = batches(&log);
     let rest = sequences[2..].to_vec();
     assert_eq!(
         batches,
@@ -502,10 +516,13 @@ async fn a_function_error_bisects_the_batch_down_to_the_poison_record() {
         return;
     };
     let (stream, source) = stream_and_source(&kinesis, 1).await;
-    let mut sequences = Vec::new();
-    for data in ["ok-0", "ok-1", "ok-2", "poison"] {
-        sequences.push(put(&kinesis, &stream.name, "k", data).await.1);
-    }
+    let sequences = put_all(
+        &kinesis,
+        &stream.name,
+        "k",
+        ["ok-0", "ok-1", "ok-2", "poison"],
+    )
+    .await;
     let (handler, log) = recording(|_, event| {
         if event.records.iter().any(|r| data_of(r) == "poison") {
             Err("cannot handle poison".to_owned())
@@ -513,11 +530,8 @@ async fn a_function_error_bisects_the_batch_down_to_the_poison_record() {
             Ok(KinesisEventResponse::default())
         }
     });
-    let mut trigger = KinesisTrigger::open(source, kinesis.client.clone(), &stream.name, handler)
-        .await
-        .unwrap();
-    trigger.drain().await.unwrap();
-    let batches: Vec<Vec<String>> = log.lock().unwrap().iter().map(sequence_numbers).collect();
+    let trigger = drained(&kinesis, source, &stream.name, handler).await;
+    let batches = batches(&log);
     let records = |range: std::ops::Range<usize>| sequences[range].to_vec();
     assert_eq!(
         batches,
@@ -605,10 +619,7 @@ async fn filter_criteria_see_the_records_json_data_and_the_checkpoint_passes_wha
         }
     }
     let (handler, log) = recording(|_, _| Ok(KinesisEventResponse::default()));
-    let mut trigger = KinesisTrigger::open(source, kinesis.client.clone(), "filtered", handler)
-        .await
-        .unwrap();
-    trigger.drain().await.unwrap();
+    let trigger = drained(&kinesis, source, "filtered", handler).await;
     let delivered: Vec<String> = log
         .lock()
         .unwrap()
