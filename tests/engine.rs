@@ -27,6 +27,14 @@ struct Invoicing {
     notifications: String,
 }
 
+/// `n` invoices of 100 cents through `outbox`, each on an account of its own.
+async fn issue_on_distinct_accounts(outbox: &Outbox, n: u64) {
+    for i in 0..n {
+        let invoice = issued(&format!("inv-{i}"), &format!("acct-{i}"), 100);
+        invoices::issue(outbox, invoice).await.unwrap();
+    }
+}
+
 impl Invoicing {
     async fn start() -> Self {
         let dynamo = LocalDynamo::start().await.unwrap();
@@ -414,15 +422,8 @@ async fn the_engines_requests_per_event_are_counted_at_the_proxy() {
         .unwrap();
     let client = app.dynamo.client_via(&proxy.endpoint).await;
     let outbox = Outbox::new(client.clone(), &app.invoices, invoices_example::routes());
-    let invoices = 20;
-    for i in 0..invoices {
-        invoices::issue(
-            &outbox,
-            issued(&format!("inv-{i}"), &format!("acct-{i}"), 100),
-        )
-        .await
-        .unwrap();
-    }
+    let invoices: u64 = 20;
+    issue_on_distinct_accounts(&outbox, invoices).await;
     let producer = proxy.stats().requests;
     assert_eq!(
         producer.get("TransactWriteItems"),
@@ -487,15 +488,8 @@ async fn an_events_only_consumer_makes_one_request_per_event() {
         .unwrap();
     let routes = Routes::new().consumer(&Ledger::new(""));
     let outbox = Outbox::new(app.dynamo.client.clone(), &app.invoices, routes);
-    let invoices = 20;
-    for i in 0..invoices {
-        invoices::issue(
-            &outbox,
-            issued(&format!("inv-{i}"), &format!("acct-{i}"), 100),
-        )
-        .await
-        .unwrap();
-    }
+    let invoices: u64 = 20;
+    issue_on_distinct_accounts(&outbox, invoices).await;
     let records = app.records().await;
     assert_eq!(records.len(), invoices as usize);
     let first = app
