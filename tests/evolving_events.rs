@@ -131,23 +131,14 @@ async fn a_v1_event_parked_and_redriven_after_the_change_is_credited_once() {
     let stack = stack().await;
     // The customer's balance sits just under the limit (a data error elsewhere): the reward
     // would pass it, so the consumer parks the event.
-    let set_balance = |points: i64| {
-        stack
-            .dynamo
-            .client
-            .put_item()
-            .table_name(&stack.tables.rewards)
-            .item(schema::PK, attr_s(&rewards::customer_pk("c-1")))
-            .item(schema::SK, attr_s(rewards::BALANCE_SK))
-            .item(
-                rewards::POINTS,
-                aws_sdk_dynamodb::types::AttributeValue::N(points.to_string()),
-            )
-            .send()
-    };
-    set_balance(rewards_service::domain::MAX_BALANCE - 3)
-        .await
-        .unwrap();
+    let (client, table) = (&stack.dynamo.client, &stack.tables.rewards);
+    set_balance(
+        client,
+        table,
+        "c-1",
+        rewards_service::domain::MAX_BALANCE - 3,
+    )
+    .await;
     write_v1(&stack, &v1("c-1", "order-v1", 700)).await;
     let batch = outbox_batch(&stack).await;
     let service = stack.service();
@@ -161,7 +152,7 @@ async fn a_v1_event_parked_and_redriven_after_the_change_is_credited_once() {
     );
 
     // The operator fixes the balance and redrives.
-    set_balance(0).await.unwrap();
+    set_balance(client, table, "c-1", 0).await;
     let redriven = sweep_with(&stack, json!({"action": "redrive-parked"})).await;
     assert_eq!(redriven.applied, 1, "{redriven:?}");
     assert_eq!(balance(&stack, "c-1").await, (7, 1));
@@ -222,10 +213,6 @@ async fn a_v1_event_without_its_total_is_parked_with_the_upcasters_reason() {
         "{}",
         parked[0].reason
     );
-}
-
-fn attr_s(value: &str) -> aws_sdk_dynamodb::types::AttributeValue {
-    aws_sdk_dynamodb::types::AttributeValue::S(value.to_owned())
 }
 
 /// A broker that keeps what it is sent.

@@ -22,7 +22,6 @@ use std::sync::Mutex;
 use aws_lambda_events::dynamodb::{Event, EventRecord};
 use aws_lambda_events::kinesis::{KinesisEvent, KinesisEventRecord};
 use aws_lambda_events::streams::DynamoDbEventResponse;
-use aws_sdk_dynamodb::types::AttributeValue;
 use devkit::demo::api_request;
 use devkit::filter;
 use devkit::kinesis_trigger::InvokeKinesis;
@@ -470,18 +469,7 @@ async fn applied_order<H: Harness>(h: &H, customer: &str) -> Vec<String> {
 
 async fn set_balance<H: Harness>(h: &H, customer: &str, points: i64) {
     let (client, table) = h.rewards_table();
-    client
-        .put_item()
-        .table_name(table)
-        .item(
-            rewards::PK,
-            AttributeValue::S(rewards::customer_pk(customer)),
-        )
-        .item(rewards::SK, AttributeValue::S(rewards::BALANCE_SK.into()))
-        .item(rewards::POINTS, AttributeValue::N(points.to_string()))
-        .send()
-        .await
-        .unwrap();
+    outbox_tests::set_balance(client, table, customer, points).await;
 }
 
 async fn parked<H: Harness>(h: &H) -> Vec<Parked> {

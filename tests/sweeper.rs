@@ -205,29 +205,14 @@ async fn a_parked_event_is_redriven_by_the_operator_after_the_fix() {
     place(&stack, "c-1", &[("A", 1, 500)]).await;
     // c-2's balance sits just under the limit (a data error elsewhere): its next reward would
     // pass it, so the consumer parks the event instead of applying it.
-    let set_balance = |points: i64| {
-        stack
-            .dynamo
-            .client
-            .put_item()
-            .table_name(&stack.tables.rewards)
-            .item(
-                schema::PK,
-                AttributeValue::S(rewards_service::schema::customer_pk("c-2")),
-            )
-            .item(
-                schema::SK,
-                AttributeValue::S(rewards_service::schema::BALANCE_SK.into()),
-            )
-            .item(
-                rewards_service::schema::POINTS,
-                AttributeValue::N(points.to_string()),
-            )
-            .send()
-    };
-    set_balance(rewards_service::domain::MAX_BALANCE - 3)
-        .await
-        .unwrap();
+    let (client, table) = (&stack.dynamo.client, &stack.tables.rewards);
+    set_balance(
+        client,
+        table,
+        "c-2",
+        rewards_service::domain::MAX_BALANCE - 3,
+    )
+    .await;
     place(&stack, "c-2", &[("A", 1, 700)]).await;
 
     let report = sweep(&stack, 0, 100).await;
@@ -266,7 +251,7 @@ async fn a_parked_event_is_redriven_by_the_operator_after_the_fix() {
     );
 
     // The fix lands (the balance is corrected), and the operator redrives what was parked.
-    set_balance(0).await.unwrap();
+    set_balance(client, table, "c-2", 0).await;
     let fixed = redrive(&stack).await;
     assert_eq!(
         (fixed.found, fixed.applied, fixed.parked),
