@@ -129,16 +129,8 @@ async fn a_v1_event_left_pending_is_swept_after_the_change_once() {
 #[tokio::test]
 async fn a_v1_event_parked_and_redriven_after_the_change_is_credited_once() {
     let stack = stack().await;
-    // The customer's balance sits just under the limit (a data error elsewhere): the reward
-    // would pass it, so the consumer parks the event.
     let (client, table) = (&stack.dynamo.client, &stack.tables.rewards);
-    set_balance(
-        client,
-        table,
-        "c-1",
-        rewards_service::domain::MAX_BALANCE - 3,
-    )
-    .await;
+    balance_near_limit(client, table, "c-1").await;
     write_v1(&stack, &v1("c-1", "order-v1", 700)).await;
     let batch = outbox_batch(&stack).await;
     let service = stack.service();

@@ -112,14 +112,7 @@ async fn audit_stream_pattern(pattern: Pattern) {
     let (orders, rewards) = (stack.tables.orders.clone(), stack.tables.rewards.clone());
     let audit = Audit::start(&stack.dynamo.endpoint, &stack.template, &orders, &rewards).await;
     let client = stack.dynamo.client_via(&audit.proxy.endpoint).await;
-    // iam-2's balance sits just under the limit: its reward is parked until it is corrected.
-    set_balance(
-        &stack.dynamo.client,
-        &rewards,
-        "iam-2",
-        rewards_service::domain::MAX_BALANCE - 3,
-    )
-    .await;
+    balance_near_limit(&stack.dynamo.client, &rewards, "iam-2").await;
 
     if pattern == Pattern::Cdc {
         let store = CdcOrderStore::new(client.clone(), &orders);

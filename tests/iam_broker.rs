@@ -176,14 +176,7 @@ async fn every_request_of_the_broker_functions_is_allowed_by_their_policies() {
     let client = stack.dynamo.client_via(&audit.dynamo.endpoint).await;
     let events = moto.eventbridge_via(&audit.moto.endpoint).await;
     let target = EventBridgeTarget::new(events, &broker.bus, EVENT_SOURCE);
-    // iam-2's balance sits just under the limit: the inbox parks its reward until it is fixed.
-    set_balance(
-        &stack.dynamo.client,
-        &rewards,
-        "iam-2",
-        rewards_service::domain::MAX_BALANCE - 3,
-    )
-    .await;
+    balance_near_limit(&stack.dynamo.client, &rewards, "iam-2").await;
 
     let writer = DynamoOrderStore::relayed(client.clone(), &orders);
     let writing = write_orders(&writer, &["iam-1", "iam-2"]);

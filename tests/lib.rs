@@ -395,6 +395,13 @@ pub fn sample_requests(folder: &str) -> Vec<ApiGatewayV2httpRequest> {
     requests
 }
 
+/// Sets `customer`'s balance just under the limit (a data error elsewhere): any reward would
+/// pass it, so the consumer parks the customer's events until the balance is corrected.
+pub async fn balance_near_limit(client: &aws_sdk_dynamodb::Client, table: &str, customer: &str) {
+    let points = rewards_service::domain::MAX_BALANCE - 3;
+    set_balance(client, table, customer, points).await;
+}
+
 /// Sets `customer`'s balance in the rewards table `table` to `points`.
 pub async fn set_balance(
     client: &aws_sdk_dynamodb::Client,

@@ -203,16 +203,8 @@ async fn every_run_makes_progress_on_every_shard() {
 async fn a_parked_event_is_redriven_by_the_operator_after_the_fix() {
     let stack = stack().await;
     place(&stack, "c-1", &[("A", 1, 500)]).await;
-    // c-2's balance sits just under the limit (a data error elsewhere): its next reward would
-    // pass it, so the consumer parks the event instead of applying it.
     let (client, table) = (&stack.dynamo.client, &stack.tables.rewards);
-    set_balance(
-        client,
-        table,
-        "c-2",
-        rewards_service::domain::MAX_BALANCE - 3,
-    )
-    .await;
+    balance_near_limit(client, table, "c-2").await;
     place(&stack, "c-2", &[("A", 1, 700)]).await;
 
     let report = sweep(&stack, 0, 100).await;
