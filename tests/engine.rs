@@ -6,7 +6,6 @@ use std::collections::HashMap;
 
 use aws_lambda_events::dynamodb::EventRecord;
 use devkit::local::create_table;
-use devkit::{LocalDynamo, StreamClient};
 use dynamodb_outbox::dynamodb::{DynamoConsumerStore, Outbox, PendingEvents};
 use dynamodb_outbox::testing::Parked;
 use dynamodb_outbox::testing::StoreOps;
@@ -15,16 +14,17 @@ use dynamodb_outbox::{BatchOutcome, Consumer, ConsumerStore, Home, Processor, So
 use invoices_example::invoices::{self, InvoiceIssued, InvoiceVoided};
 use invoices_example::ledger::{self, Ledger};
 use invoices_example::notifications::{self, Notifications};
-use outbox_tests::{invoices_table, n, s, Item};
+use outbox_tests::{invoices_table, n, s, InvoiceTables, Item};
 
-struct Invoicing {
-    dynamo: LocalDynamo,
-    outbox: Outbox,
-    stream: StreamClient,
-    stream_arn: String,
-    invoices: String,
-    ledger: String,
-    notifications: String,
+/// The invoices example's tables without the notifications table (a test creates it when it
+/// needs it).
+struct Invoicing(InvoiceTables);
+
+impl std::ops::Deref for Invoicing {
+    type Target = InvoiceTables;
+    fn deref(&self) -> &InvoiceTables {
+        &self.0
+    }
 }
 
 /// `n` invoices of 100 cents through `outbox`, each on an account of its own.
@@ -37,31 +37,7 @@ async fn issue_on_distinct_accounts(outbox: &Outbox, n: u64) {
 
 impl Invoicing {
     async fn start() -> Self {
-        let dynamo = LocalDynamo::start().await.unwrap();
-        let suffix = uuid::Uuid::new_v4().simple().to_string()[..8].to_owned();
-        let invoices = format!("invoices-{suffix}");
-        let ledger = format!("ledger-{suffix}");
-        let notifications = format!("notifications-{suffix}");
-        create_table(&dynamo.client, &invoices_table("InvoicesTable"), &invoices)
-            .await
-            .unwrap();
-        create_table(&dynamo.client, &invoices_table("LedgerTable"), &ledger)
-            .await
-            .unwrap();
-        let stream_arn = devkit::local::stream_arn(&dynamo.client, &invoices)
-            .await
-            .unwrap();
-        let stream = StreamClient::new(&dynamo.endpoint, &dynamo.sdk_config).unwrap();
-        let outbox = Outbox::new(dynamo.client.clone(), &invoices, invoices_example::routes());
-        Self {
-            dynamo,
-            outbox,
-            stream,
-            stream_arn,
-            invoices,
-            ledger,
-            notifications,
-        }
+        Self(InvoiceTables::start(false).await)
     }
 
     /// Where the local server says its tables are: what a consumer configured by a table's
@@ -133,16 +109,6 @@ impl Invoicing {
             std::any::type_name::<C>()
         );
         proxy.stats().requests
-    }
-
-    async fn create_notifications_table(&self) {
-        create_table(
-            &self.dynamo.client,
-            &invoices_table("NotificationsTable"),
-            &self.notifications,
-        )
-        .await
-        .unwrap();
     }
 
     /// The outbox INSERT records of the stream so far, in stream order: what a mapping with

@@ -6,11 +6,10 @@
 use std::sync::Arc;
 
 use aws_lambda_events::dynamodb::Event;
-use devkit::local::{create_table, table_arn};
+use devkit::local::table_arn;
 use devkit::template::Template;
 use devkit::trigger::{DynamoStream, Invoke, Trigger, TriggerStats};
-use devkit::{LocalDynamo, StreamClient};
-use dynamodb_outbox::dynamodb::{DynamoConsumerStore, Outbox};
+use dynamodb_outbox::dynamodb::DynamoConsumerStore;
 use dynamodb_outbox::lambda::{BatchReport, OutboxStream};
 use dynamodb_outbox::testing::schema;
 use dynamodb_outbox::{Consumer, Processor, Source};
@@ -18,49 +17,28 @@ use invoices_example::ledger::{self, Ledger};
 use invoices_example::notifications::{self, Notifications};
 use lambda_runtime::tower::{Layer, Service};
 use lambda_runtime::{Context, LambdaEvent};
-use outbox_tests::{invoices_template, n, reply, request, s, Item};
+use outbox_tests::{invoices_template, n, reply, request, s, InvoiceTables, Item};
 use serde_json::{json, Value};
 
-/// The example's tables, named as its template names them (with a suffix of this run's own),
-/// and the producer as its function builds it.
+/// The example's tables as its template declares them, and its template.
 struct Deployed {
-    dynamo: LocalDynamo,
+    tables: InvoiceTables,
     template: Template,
-    stream: StreamClient,
-    stream_arn: String,
-    invoices: String,
-    ledger: String,
-    notifications: String,
-    outbox: Outbox,
+}
+
+impl std::ops::Deref for Deployed {
+    type Target = InvoiceTables;
+    fn deref(&self) -> &InvoiceTables {
+        &self.tables
+    }
 }
 
 impl Deployed {
     async fn start() -> Self {
-        let template = invoices_template();
-        let dynamo = LocalDynamo::start().await.unwrap();
-        let suffix = format!("-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
-        let mut names = Vec::new();
-        for id in ["InvoicesTable", "LedgerTable", "NotificationsTable"] {
-            let spec = template.table(id).unwrap();
-            let name = format!("{}{suffix}", spec.name);
-            create_table(&dynamo.client, &spec, &name).await.unwrap();
-            names.push(name);
-        }
-        let [invoices, ledger, notifications] = <[String; 3]>::try_from(names).unwrap();
-        let stream_arn = devkit::local::stream_arn(&dynamo.client, &invoices)
-            .await
-            .unwrap();
-        let stream = StreamClient::new(&dynamo.endpoint, &dynamo.sdk_config).unwrap();
-        let outbox = Outbox::new(dynamo.client.clone(), &invoices, invoices_example::routes());
+        let tables = InvoiceTables::start(true).await;
         Self {
-            dynamo,
-            template,
-            stream,
-            stream_arn,
-            invoices,
-            ledger,
-            notifications,
-            outbox,
+            tables,
+            template: invoices_template(),
         }
     }
 

@@ -351,6 +351,63 @@ pub fn invoices_table(logical_id: &str) -> devkit::template::TableSpec {
         .expect("the invoices example's template declares its tables")
 }
 
+/// The invoices example on the embedded DynamoDB: its tables named as its template names them
+/// (with a suffix of this run's own), the invoices table's stream, and the producer as its
+/// function builds it.
+pub struct InvoiceTables {
+    pub dynamo: devkit::LocalDynamo,
+    pub stream: devkit::StreamClient,
+    pub stream_arn: String,
+    pub invoices: String,
+    pub ledger: String,
+    pub notifications: String,
+    pub outbox: dynamodb_outbox::dynamodb::Outbox,
+}
+
+impl InvoiceTables {
+    /// Creates the invoices and ledger tables, and the notifications table when `notifications`
+    /// (a test can create it later with [`InvoiceTables::create_notifications_table`]).
+    pub async fn start(notifications: bool) -> Self {
+        let dynamo = devkit::LocalDynamo::start().await.unwrap();
+        let suffix = format!("-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+        let name = |id: &str| format!("{}{suffix}", invoices_table(id).name);
+        let (invoices, ledger) = (name("InvoicesTable"), name("LedgerTable"));
+        let tables = [("InvoicesTable", &invoices), ("LedgerTable", &ledger)];
+        for (id, name) in tables {
+            devkit::local::create_table(&dynamo.client, &invoices_table(id), name)
+                .await
+                .unwrap();
+        }
+        let stream_arn = devkit::local::stream_arn(&dynamo.client, &invoices)
+            .await
+            .unwrap();
+        let stream = devkit::StreamClient::new(&dynamo.endpoint, &dynamo.sdk_config).unwrap();
+        let client = dynamo.client.clone();
+        let outbox =
+            dynamodb_outbox::dynamodb::Outbox::new(client, &invoices, invoices_example::routes());
+        let tables = Self {
+            dynamo,
+            stream,
+            stream_arn,
+            invoices,
+            ledger,
+            notifications: name("NotificationsTable"),
+            outbox,
+        };
+        if notifications {
+            tables.create_notifications_table().await;
+        }
+        tables
+    }
+
+    pub async fn create_notifications_table(&self) {
+        let spec = invoices_table("NotificationsTable");
+        devkit::local::create_table(&self.dynamo.client, &spec, &self.notifications)
+            .await
+            .unwrap();
+    }
+}
+
 /// `examples/invoices/template.yaml`.
 pub fn invoices_template() -> devkit::template::Template {
     let path = concat!(
