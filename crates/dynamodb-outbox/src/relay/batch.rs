@@ -37,6 +37,31 @@ pub(crate) fn fifo_id(text: &str) -> String {
     }
 }
 
+/// Where an SQS or SNS target sends: the queue's URL or the topic's ARN, whether it is FIFO (the
+/// address ends in `.fifo`), and the largest message to send (the most bytes in one call too).
+#[cfg(any(feature = "relay-sns", feature = "relay-sqs"))]
+#[derive(Debug, Clone)]
+pub(crate) struct Address {
+    pub(crate) to: String,
+    pub(crate) fifo: bool,
+    pub(crate) max_message_bytes: usize,
+}
+
+#[cfg(any(feature = "relay-sns", feature = "relay-sqs"))]
+impl Address {
+    pub(crate) fn new(to: String) -> Self {
+        Self {
+            fifo: to.ends_with(".fifo"),
+            to,
+            max_message_bytes: super::DEFAULT_MAX_MESSAGE_BYTES,
+        }
+    }
+
+    pub(crate) fn limits(&self) -> Limits {
+        limits(self.max_message_bytes)
+    }
+}
+
 /// An SQS or SNS message's size as the relay counts it: its body and its `event_type` message
 /// attribute (the attribute's name, its data type and its value).
 #[cfg(any(feature = "relay-sns", feature = "relay-sqs"))]

@@ -2,7 +2,7 @@
 
 use aws_sdk_sns::Client;
 
-use super::{batch, Limits, Message, Sent, Target, DEFAULT_MAX_MESSAGE_BYTES};
+use super::{batch, Limits, Message, Sent, Target};
 use crate::consumer::BoxError;
 
 /// An SNS topic: each message is the envelope as JSON, its `event_type` attribute the event's
@@ -17,20 +17,15 @@ use crate::consumer::BoxError;
 #[derive(Debug, Clone)]
 pub struct SnsTarget {
     client: Client,
-    topic_arn: String,
-    fifo: bool,
-    max_message_bytes: usize,
+    topic: batch::Address,
 }
 
 impl SnsTarget {
     /// The topic `topic_arn`, through `client`.
     pub fn new(client: Client, topic_arn: impl Into<String>) -> Self {
-        let topic_arn = topic_arn.into();
         Self {
             client,
-            fifo: topic_arn.ends_with(".fifo"),
-            topic_arn,
-            max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
+            topic: batch::Address::new(topic_arn.into()),
         }
     }
 
@@ -44,18 +39,18 @@ impl SnsTarget {
     /// The largest message (body and attribute) to publish, and the most bytes in one call:
     /// SNS's 256 KiB unless set otherwise. Larger events are parked.
     pub fn max_message_bytes(mut self, bytes: usize) -> Self {
-        self.max_message_bytes = bytes;
+        self.topic.max_message_bytes = bytes;
         self
     }
 }
 
 impl Target for SnsTarget {
     fn destination(&self) -> String {
-        format!("SNS topic {}", self.topic_arn)
+        format!("SNS topic {}", self.topic.to)
     }
 
     fn limits(&self) -> Limits {
-        batch::limits(self.max_message_bytes)
+        self.topic.limits()
     }
 
     fn size(&self, message: &Message) -> usize {
@@ -66,13 +61,13 @@ impl Target for SnsTarget {
         let entries = batch::attributed_entries!(
             aws_sdk_sns::PublishBatchRequestEntry,
             message,
-            self.fifo,
+            self.topic.fifo,
             messages
         )?;
         let out = self
             .client
             .publish_batch()
-            .topic_arn(&self.topic_arn)
+            .topic_arn(&self.topic.to)
             .set_publish_batch_request_entries(Some(entries))
             .send()
             .await?;

@@ -2,7 +2,7 @@
 
 use aws_sdk_sqs::Client;
 
-use super::{batch, Limits, Message, Sent, Target, DEFAULT_MAX_MESSAGE_BYTES};
+use super::{batch, Limits, Message, Sent, Target};
 use crate::consumer::BoxError;
 
 /// The failure codes that refuse a message for its content: retrying cannot help, so the event
@@ -19,20 +19,15 @@ const REFUSED: &[&str] = &["InvalidMessageContents", "MessageTooLong"];
 #[derive(Debug, Clone)]
 pub struct SqsTarget {
     client: Client,
-    queue_url: String,
-    fifo: bool,
-    max_message_bytes: usize,
+    queue: batch::Address,
 }
 
 impl SqsTarget {
     /// The queue at `queue_url`, through `client`.
     pub fn new(client: Client, queue_url: impl Into<String>) -> Self {
-        let queue_url = queue_url.into();
         Self {
             client,
-            fifo: queue_url.ends_with(".fifo"),
-            queue_url,
-            max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
+            queue: batch::Address::new(queue_url.into()),
         }
     }
 
@@ -46,18 +41,18 @@ impl SqsTarget {
     /// The largest message (body and attribute) to send, and the most bytes in one call:
     /// 256 KiB unless raised (SQS takes up to 1 MiB since 2025). Larger events are parked.
     pub fn max_message_bytes(mut self, bytes: usize) -> Self {
-        self.max_message_bytes = bytes;
+        self.queue.max_message_bytes = bytes;
         self
     }
 }
 
 impl Target for SqsTarget {
     fn destination(&self) -> String {
-        format!("SQS queue {}", self.queue_url)
+        format!("SQS queue {}", self.queue.to)
     }
 
     fn limits(&self) -> Limits {
-        batch::limits(self.max_message_bytes)
+        self.queue.limits()
     }
 
     fn size(&self, message: &Message) -> usize {
@@ -68,13 +63,13 @@ impl Target for SqsTarget {
         let entries = batch::attributed_entries!(
             aws_sdk_sqs::SendMessageBatchRequestEntry,
             message_body,
-            self.fifo,
+            self.queue.fifo,
             messages
         )?;
         let out = self
             .client
             .send_message_batch()
-            .queue_url(&self.queue_url)
+            .queue_url(&self.queue.to)
             .set_entries(Some(entries))
             .send()
             .await?;
