@@ -125,21 +125,9 @@ impl Invoicing {
 
     /// Every record of a table's stream so far, in stream order.
     async fn stream_records(&self, stream_arn: &str) -> Vec<EventRecord> {
-        let mut all = Vec::new();
-        for shard in self.stream.shard_ids(stream_arn).await.unwrap() {
-            let mut after: Option<String> = None;
-            loop {
-                let page = self
-                    .stream
-                    .read(stream_arn, &shard, after.as_deref(), 1000)
-                    .await
-                    .unwrap();
-                let Some(last) = page.last() else { break };
-                after = Some(last.sequence_number.clone());
-                all.extend(page.iter().map(|r| r.to_event_record().unwrap()));
-            }
-        }
-        all
+        let from_start = &mut HashMap::new();
+        let all = self.stream.read_all(stream_arn, from_start).await.unwrap();
+        all.iter().map(|r| r.to_event_record().unwrap()).collect()
     }
 
     async fn item(&self, table: &str, pk: &str, sk: &str) -> Option<Item> {

@@ -6,6 +6,8 @@
 //! passing them through keeps every field (the SDK's types would drop what they do not model, and
 //! read dynoxide's `userIdentity` as empty).
 
+use std::collections::HashMap;
+
 use anyhow::{anyhow, Context, Result};
 use aws_config::SdkConfig;
 use aws_lambda_events::dynamodb::EventRecord;
@@ -70,6 +72,27 @@ impl StreamClient {
                 return Ok(shards);
             }
         }
+    }
+
+    /// Every record of stream `arn` past `after` (each shard's last record read, by shard id),
+    /// shard by shard in stream order; `after` moves past them. An empty `after` reads the
+    /// stream from its start.
+    pub async fn read_all(
+        &self,
+        arn: &str,
+        after: &mut HashMap<String, String>,
+    ) -> Result<Vec<RawRecord>> {
+        let mut records = Vec::new();
+        for shard in self.shard_ids(arn).await? {
+            loop {
+                let from = after.get(&shard).map(String::as_str);
+                let page = self.read(arn, &shard, from, 1000).await?;
+                let Some(last) = page.last() else { break };
+                after.insert(shard.clone(), last.sequence_number.clone());
+                records.extend(page);
+            }
+        }
+        Ok(records)
     }
 
     /// Up to `limit` records after `after` (from the start of the shard when `None`).

@@ -182,20 +182,11 @@ impl StreamCursor {
         arn: &str,
     ) -> Result<Vec<EventRecord>> {
         let mut records = Vec::new();
-        for shard in stream.shard_ids(arn).await? {
-            loop {
-                let after = self.after.get(&shard).map(String::as_str);
-                let page = stream.read(arn, &shard, after, 1000).await?;
-                let Some(last) = page.last() else { break };
-                self.after
-                    .insert(shard.clone(), last.sequence_number.clone());
-                for raw in &page {
-                    let insert = raw.json["eventName"] == "INSERT";
-                    let entity = &raw.json["dynamodb"]["NewImage"][schema::ENTITY]["S"];
-                    if insert && entity == schema::ENTITY_OUTBOX_EVENT {
-                        records.push(raw.to_event_record()?);
-                    }
-                }
+        for raw in stream.read_all(arn, &mut self.after).await? {
+            let insert = raw.json["eventName"] == "INSERT";
+            let entity = &raw.json["dynamodb"]["NewImage"][schema::ENTITY]["S"];
+            if insert && entity == schema::ENTITY_OUTBOX_EVENT {
+                records.push(raw.to_event_record()?);
             }
         }
         Ok(records)

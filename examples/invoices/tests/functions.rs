@@ -174,15 +174,14 @@ impl Deployed {
             .unwrap()
             .filter_patterns;
         let mut records = Vec::new();
-        for shard in stream.shard_ids(&stream_arn).await.unwrap() {
-            for record in stream.read(&stream_arn, &shard, None, 1000).await.unwrap() {
-                if devkit::filter::passes(&filters, &record.json) {
-                    let mut json = record.json;
-                    json["eventSourceARN"] = json!(format!(
-                        "arn:aws:dynamodb:{HOME}:table/{invoices}/stream/local"
-                    ));
-                    records.push(json);
-                }
+        let from_start = &mut Default::default();
+        for record in stream.read_all(&stream_arn, from_start).await.unwrap() {
+            if devkit::filter::passes(&filters, &record.json) {
+                let mut json = record.json;
+                json["eventSourceARN"] = json!(format!(
+                    "arn:aws:dynamodb:{HOME}:table/{invoices}/stream/local"
+                ));
+                records.push(json);
             }
         }
         json!({ "Records": records })
