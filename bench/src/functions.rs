@@ -16,6 +16,7 @@ use bytes::Bytes;
 use devkit::kinesis::LocalKinesis;
 use devkit::runtime_api::{lambda_environment, RuntimeStub, StubCounts};
 use devkit::{LocalDynamo, Stack, Tables};
+use service_runtime::config::ORDERS_TABLE;
 use tokio::io::AsyncReadExt;
 use tokio::process::{Child, Command};
 
@@ -88,6 +89,10 @@ impl Local {
                 all.join(" -p ")
             );
         }
+        // The sources by the ARNs the local servers give them, as `make watch` and `sam local`
+        // get them (`devkit::samples::local_source`): the sample events' records name those
+        // streams, and a consumer admits records of its own source only.
+        let orders = devkit::samples::local_source(ORDERS_TABLE, &self.tables.orders);
         let fixed = [
             ("AWS_REGION", "us-east-1"),
             ("AWS_DEFAULT_REGION", "us-east-1"),
@@ -96,7 +101,7 @@ impl Local {
             ("AWS_SESSION_TOKEN", "local"),
             ("AWS_ENDPOINT_URL", self.dynamo.as_str()),
             ("RUST_LOG", "info"),
-            ("ORDERS_TABLE", self.tables.orders.as_str()),
+            (ORDERS_TABLE, orders.as_str()),
             ("REWARDS_TABLE", self.tables.rewards.as_str()),
         ];
         let stream_env = if reads_stream(name) {
@@ -256,7 +261,9 @@ impl Local {
             .into_iter()
             .next()
             .context("patterns/self-read/template.yaml has no Kinesis stream")?;
-        let mut stream_env = vec![("ORDER_EVENTS_STREAM".to_owned(), stream.name.clone())];
+        let variable = service_runtime::config::ORDER_EVENTS_STREAM;
+        let stream_arn = devkit::samples::local_source(variable, &stream.name);
+        let mut stream_env = vec![(variable.to_owned(), stream_arn)];
         let kinesis = match LocalKinesis::start().await {
             Ok(local) => {
                 local
