@@ -130,7 +130,7 @@ bench: ## Benchmarks in release: prints one table, writes docs/benchmarks.md and
 		echo "bench: no cargo-lambda or no aarch64 target: sizes fall back to this machine's binaries"; \
 		rm -f $${CARGO_TARGET_DIR:-target}/lambda/*/bootstrap; \
 	fi
-	cargo bench -p outbox-bench --bench handlers $(if $(BENCH_QUICK),-- --warm-up-time 1 --measurement-time 2)
+	cargo bench -p outbox-bench --bench handlers --bench consumer $(if $(BENCH_QUICK),-- --warm-up-time 1 --measurement-time 2)
 	cargo run --release --quiet -p outbox-bench --bin outbox-bench -- $(if $(BENCH_QUICK),--quick)
 
 # make compare: the workload, the latency added per request, and the chaos runs' size.

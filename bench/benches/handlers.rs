@@ -1,19 +1,13 @@
-//! Handler CPU per request, without network: the order-writer's `POST /orders` and the stream
-//! consumer's batch, on an HTTP client that answers in process (`outbox_bench::cpu::Replay`).
+//! Handler CPU per request, without network: the order-writer's `POST /orders` on an HTTP client
+//! that answers in process (`outbox_bench::cpu::Replay`). The stream consumer's batch is
+//! `benches/consumer.rs`, built with that function's allocator.
 //!
 //! A current-thread runtime, as in the functions, and the thread's CPU time as the measure
 //! (`ThreadCpuTime`): other work on a shared machine does not inflate it. `make bench` reads the
 //! medians back from `target/criterion/` into its table.
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use outbox_bench::cpu::{init_sink_tracing, ConsumerWorkload, ThreadCpuTime, WriterWorkload};
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("a tokio runtime")
-}
+use outbox_bench::cpu::{init_sink_tracing, runtime, ThreadCpuTime, WriterWorkload};
 
 fn order_writer(c: &mut Criterion<ThreadCpuTime>) {
     init_sink_tracing();
@@ -31,19 +25,9 @@ fn order_writer(c: &mut Criterion<ThreadCpuTime>) {
     group.finish();
 }
 
-fn stream_consumer(c: &mut Criterion<ThreadCpuTime>) {
-    init_sink_tracing();
-    let rt = runtime();
-    let consumer = rt.block_on(ConsumerWorkload::new(100));
-    let mut group = c.benchmark_group("stream_consumer");
-    group.throughput(Throughput::Elements(100));
-    group.bench_function("batch_100", |b| b.to_async(&rt).iter(|| consumer.batch()));
-    group.finish();
-}
-
 criterion_group! {
     name = benches;
     config = Criterion::default().with_measurement(ThreadCpuTime);
-    targets = order_writer, stream_consumer
+    targets = order_writer
 }
 criterion_main!(benches);

@@ -1,4 +1,4 @@
-//! Handler CPU: the workloads criterion times (`benches/handlers.rs`), the order-writer's
+//! Handler CPU: the workloads criterion times (`benches/handlers.rs`, `benches/consumer.rs`), the order-writer's
 //! handler and the stream consumer's batch, on an HTTP client that never leaves the process
 //! ([`Replay`]), so the figure is the CPU of one request (parsing, validation, serialization,
 //! SigV4 signing, the SDK's orchestrator, logging) with no network or server time in it; and
@@ -85,6 +85,15 @@ pub const PLACE_ORDER_EVENT: &[u8] = include_bytes!("../../events/order-writer/p
 /// line is part of a request's CPU, printing it to the terminal is not.
 pub fn init_sink_tracing() {
     service_runtime::config::init_tracing_to(std::io::sink);
+}
+
+/// A current-thread runtime, as in the functions: all a request's work runs on the thread whose
+/// CPU time is measured.
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a tokio runtime")
 }
 
 /// One `POST /orders`, as the order-writer handles it.

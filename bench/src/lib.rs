@@ -1,7 +1,7 @@
 //! `make bench`: measured speed and cost of the outbox, with every comparison a ratio taken in the
 //! same run (absolute times on a shared machine are noisy). The harness binary (`src/main.rs`)
 //! builds one table from the sections of the modules below and writes `docs/benchmarks.md` and
-//! `docs/consumer-latency.svg`; the criterion benches (`benches/handlers.rs`) measure handler
+//! `docs/consumer-latency.svg`; the criterion benches (`benches/handlers.rs`, `benches/consumer.rs`) measure handler
 //! CPU ([`cpu`]). `make compare` is [`compare`], writing `docs/patterns.md`.
 
 pub mod accounting;

@@ -9,6 +9,15 @@ use rewards_service::handlers::stream;
 use rewards_service::service;
 use service_runtime::config::{self, OutboxPattern};
 
+// Allocation is about a fifth of a batch's CPU (perf, most of it in the SDK's request pipeline),
+// and a 128 MB function's CPU is what bounds its batch: with mimalloc the bench's 100-record
+// batch took about 7 % less CPU than with the system allocator (3 pairs of criterion runs side by
+// side, 8.4 to 9.4 ms against 9.3 to 9.8 ms). What it costs, measured by `make bench`: peak RSS
+// 16 MB against 7 MB (of 128), and about 130 KB of the arm64 binary. The bench of this batch
+// (`benches/consumer.rs`) uses the same allocator.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 // One thread: a 128 MB function has a fraction of one vCPU, and the handler only waits on I/O.
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
