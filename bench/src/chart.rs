@@ -42,7 +42,7 @@ pub fn draw(path: &Path, title: &str, concurrent_label: &str, series: &[Points; 
         (concurrent, concurrent_label, BLUE),
         (
             floor,
-            "floor: 2 round trips × waves of customers",
+            "floor: the longest chain of round trips",
             RGBColor(140, 140, 140),
         ),
     ];
