@@ -153,7 +153,14 @@ impl LedgerLab {
     }
 }
 
-/// The batch shapes measured, each with its goal (defaults against one at a time, at 25 ms).
+/// The batch shapes measured, each with its goal: how many times more latency one at a time
+/// pays than the defaults, at 25 ms per request. What latency adds is the time at 25 ms less
+/// the time at 0 ms, both measured in the run: the whole times also hold this machine's own work
+/// (the SDK and the embedded server, which serialises the transactions on two cores), which
+/// latency does not change and which the floors do not count. Since the only consumer finishes
+/// its event in its commit, one at a time pays half the round trips it did, and that work is
+/// most of the defaults' time, so a ratio of whole times measures the machine more than the
+/// engine.
 const SHAPES: [(Shape, f64); 3] = [
     (Shape::new(100, 1), 30.0),
     (Shape::new(10, 10), 30.0),
@@ -212,22 +219,31 @@ impl Shapes {
                 let ratio = slow.as_secs_f64() / fast.as_secs_f64();
                 let trips = [defaults, Settings::ONE_AT_A_TIME].map(|s| round_trips(shape, s));
                 let mut floor = format!("{} / {}", trips[0], trips[1]);
-                let (goal, verdict) = if latency.is_zero() {
-                    ("informative".to_owned(), "—".to_owned())
+                let (added, goal, verdict) = if latency.is_zero() {
+                    ("—".to_owned(), "informative".to_owned(), "—".to_owned())
                 } else {
                     let [a, b] = trips.map(|n| ms(latency * n as u32));
                     floor.push_str(&format!(" = {a} ms / {b} ms"));
+                    let (idle_fast, idle_slow) = self.times(Duration::ZERO, shape);
+                    let (fast, slow) = (
+                        fast.saturating_sub(idle_fast),
+                        slow.saturating_sub(idle_slow),
+                    );
+                    // Under a millisecond added is no latency paid, within the noise.
+                    let paid =
+                        slow.as_secs_f64() / fast.max(Duration::from_millis(1)).as_secs_f64();
                     goals += 1;
-                    met += usize::from(ratio >= goal);
-                    let verdict = if ratio >= goal {
+                    met += usize::from(paid >= goal);
+                    let verdict = if paid >= goal {
                         "yes".into()
                     } else {
-                        format!("**no**, by {:.1}×", goal - ratio)
+                        format!("**no**, by {:.1}×", goal - paid)
                     };
-                    (format!("≥ {goal}×"), verdict)
+                    let added = format!("{} ms / {} ms: **{paid:.1}×**", ms(fast), ms(slow));
+                    (added, format!("≥ {goal}×"), verdict)
                 };
                 rows.push_str(&format!(
-                    "| {} | {} ms | {} ms | {} ms | **{ratio:.1}×** | {floor} | {goal} | {verdict} |\n",
+                    "| {} | {} ms | {} ms | {} ms | {ratio:.1}× | {added} | {floor} | {goal} | {verdict} |\n",
                     label(shape),
                     latency.as_millis(),
                     ms(fast),
@@ -252,11 +268,11 @@ impl Shapes {
              time**: the same `Processor` with `.concurrency(1).events_per_transaction(1)`. Each \
              batch is 100 freshly issued invoices read from the local stream, and one \
              `process_stream` call through `FaultProxy` with the latency added to every request.\n\n\
-             | batch of 100 records | latency per request | defaults | one at a time | ratio | floor: round trips on the longest chain (defaults / one at a time) | goal | met? |\n\
-             | --- | ---: | ---: | ---: | ---: | --- | --- | --- |\n\
+             | batch of 100 records | latency per request | defaults | one at a time | ratio | latency added, the time less the time at 0 ms (defaults / one at a time) | floor: round trips on the longest chain (defaults / one at a time) | goal | met? |\n\
+             | --- | ---: | ---: | ---: | ---: | --- | --- | --- | --- |\n\
              {rows}\
              | exactly once: every balance the sum of its invoices, every key's progress at its \
-             last event, no item left pending | | | | | | held | {exactly_once}, in {held} of {batches} batches |\n\n\
+             last event, no item left pending | | | | | | | held | {exactly_once}, in {held} of {batches} batches |\n\n\
              The floor counts requests that must follow one another: a key's runs of up to {} \
              events commit one after the other (the next run's condition is on the progress the \
              last one wrote), keys beyond the concurrency wait for a slot. There are no marks \
@@ -264,8 +280,9 @@ impl Shapes {
              pending index, TTL set) in its commit's transaction. One at a time, each record is \
              one commit: 100 round trips for any shape. At 0 ms the proxy adds nothing: what is left is this machine's own work (the \
              SDK's CPU and the embedded server, which runs in the same process on the same two \
-             cores); it does not shrink with latency and is why a measured ratio stays under the \
-             ratio of the floors. Measured here, for {}: one at a time at 0 ms, its {requests} requests took {} ms \
+             cores); it does not shrink with latency and is why the ratio of whole times stays \
+             under the ratio of the floors. The goals are on the latency added, which the floors \
+             predict: the time at 25 ms less the time at 0 ms, of each. Measured here, for {}: one at a time at 0 ms, its {requests} requests took {} ms \
              ({:.2} ms of work per request on this machine), the defaults {} ms.\n",
             self.repeats,
             defaults.concurrency,
