@@ -3,7 +3,6 @@
 //! reported until the adapter learns it; `GET /orders/{id}` says whether rewards still waits.
 
 use aws_lambda_events::dynamodb::Event;
-use aws_sdk_dynamodb::types::AttributeValue;
 use devkit::stack::in_process_changes;
 use devkit::trigger::Invoke;
 use devkit::{Pattern, Stack};
@@ -35,18 +34,11 @@ async fn place(stack: &Stack, customer: &str, cents: i64) -> String {
 
 /// Rewrites the stored order item as a later order service would write it.
 async fn rewrite_order(stack: &Stack, order_id: &str, change: impl Fn(&mut Item)) {
-    let key = |v: String| AttributeValue::S(v);
+    let pk = order_service::schema::order_pk(order_id);
     let got = stack
         .dynamo
-        .client
-        .get_item()
-        .table_name(&stack.tables.orders)
-        .key("pk", key(order_service::schema::order_pk(order_id)))
-        .key("sk", key(order_service::schema::ORDER_SK.into()))
-        .send()
-        .await
-        .unwrap();
-    let mut item = Item::from(got.item.unwrap());
+        .item(&stack.tables.orders, &pk, order_service::schema::ORDER_SK);
+    let mut item = Item::from(got.await.unwrap().unwrap());
     change(&mut item);
     // A new order id: the rewritten item is a new order, inserted as the later service would.
     let new_id = uuid::Uuid::new_v4().to_string();

@@ -130,20 +130,6 @@ impl Invoicing {
         all.iter().map(|r| r.to_event_record().unwrap()).collect()
     }
 
-    async fn item(&self, table: &str, pk: &str, sk: &str) -> Option<Item> {
-        self.dynamo
-            .client
-            .get_item()
-            .table_name(table)
-            .key("pk", aws_sdk_dynamodb::types::AttributeValue::S(pk.into()))
-            .key("sk", aws_sdk_dynamodb::types::AttributeValue::S(sk.into()))
-            .consistent_read(true)
-            .send()
-            .await
-            .unwrap()
-            .item
-    }
-
     async fn outbox_events(&self) -> Vec<Item> {
         devkit::local::scan_all(&self.dynamo.client, &self.invoices)
             .await

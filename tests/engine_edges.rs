@@ -180,19 +180,9 @@ impl Bench {
     }
 
     async fn balance(&self, account: &str) -> Option<i64> {
-        let item = self
-            .stack
-            .dynamo
-            .client
-            .get_item()
-            .table_name(&self.stack.tables.rewards)
-            .key("pk", SdkValue::S(balance_pk(account)))
-            .key("sk", SdkValue::S(BALANCE_SK.into()))
-            .consistent_read(true)
-            .send()
-            .await
-            .unwrap()
-            .item?;
+        let (rewards, pk) = (&self.stack.tables.rewards, balance_pk(account));
+        let item = self.stack.dynamo.item(rewards, &pk, BALANCE_SK).await;
+        let item = item.unwrap()?;
         n(&item, "cents")
     }
 

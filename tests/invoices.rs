@@ -105,18 +105,6 @@ impl Deployed {
         mapping.drain().await.unwrap().clone()
     }
 
-    async fn item(&self, table: &str, pk: &str, sk: &str) -> Option<Item> {
-        let key = |v: &str| aws_sdk_dynamodb::types::AttributeValue::S(v.into());
-        let got = self
-            .dynamo
-            .client
-            .get_item()
-            .table_name(table)
-            .key("pk", key(pk))
-            .key("sk", key(sk));
-        got.consistent_read(true).send().await.unwrap().item
-    }
-
     async fn balance(&self, account: &str) -> Option<i64> {
         let item = self
             .item(&self.ledger, &format!("ACCOUNT#{account}"), "BALANCE")

@@ -365,6 +365,11 @@ pub struct InvoiceTables {
 }
 
 impl InvoiceTables {
+    /// The item of `table` at `pk`, `sk`, read consistently.
+    pub async fn item(&self, table: &str, pk: &str, sk: &str) -> Option<Item> {
+        self.dynamo.item(table, pk, sk).await.unwrap()
+    }
+
     /// Creates the invoices and ledger tables, and the notifications table when `notifications`
     /// (a test can create it later with [`InvoiceTables::create_notifications_table`]).
     pub async fn start(notifications: bool) -> Self {

@@ -16,6 +16,8 @@ use aws_sdk_dynamodb::config::retry::{RetryConfig, RetryPartition};
 use aws_sdk_dynamodb::Client;
 use serde_json::Value as Json;
 
+use dynamodb_outbox::testing::schema;
+
 use crate::template::{TableSpec, Template};
 
 pub const ORDERS_TABLE_ID: &str = "OrdersTable";
@@ -86,6 +88,20 @@ impl LocalDynamo {
             Some(endpoint) => Self::external(endpoint).await,
             None => Self::embedded("127.0.0.1:0".parse()?).await,
         }
+    }
+
+    /// The item of `table` under the key `pk`, `sk` (the names every table of the project keys
+    /// by), read consistently: for checks and tests.
+    pub async fn item(&self, table: &str, pk: &str, sk: &str) -> Result<Option<crate::Item>> {
+        let key = |v: &str| aws_sdk_dynamodb::types::AttributeValue::S(v.to_owned());
+        let out = (self.client.get_item().table_name(table))
+            .key(schema::PK, key(pk))
+            .key(schema::SK, key(sk))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| sdk_error(format!("reading {pk} {sk} of {table}"), e))?;
+        Ok(out.item)
     }
 
     /// The server named by `AWS_ENDPOINT_URL` if set, else the one `make ddb` serves by default:

@@ -8,7 +8,6 @@ use std::time::Duration;
 
 use anyhow::{ensure, Result};
 use aws_lambda_events::dynamodb::EventRecord;
-use aws_sdk_dynamodb::types::AttributeValue;
 use devkit::local::{create_table, stream_arn};
 use devkit::proxy::{FaultPlan, FaultProxy};
 use devkit::{LocalDynamo, StreamClient, Template};
@@ -139,15 +138,7 @@ impl Workload for LedgerLab {
 
 impl LedgerLab {
     async fn number(&self, pk: &str, sk: &str, attribute: &str) -> Result<i64> {
-        let key = |v: &str| AttributeValue::S(v.to_owned());
-        let item = (self.dynamo.client.get_item().table_name(LEDGER))
-            .key(schema::PK, key(pk))
-            .key(schema::SK, key(sk))
-            .consistent_read(true)
-            .send()
-            .await?
-            .item
-            .unwrap_or_default();
+        let item = self.dynamo.item(LEDGER, pk, sk).await?.unwrap_or_default();
         let number = item.get(attribute).and_then(|v| v.as_n().ok());
         Ok(number.and_then(|n| n.parse().ok()).unwrap_or(0))
     }

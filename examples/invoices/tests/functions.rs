@@ -8,7 +8,6 @@ use std::io::Read;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use aws_sdk_dynamodb::types::AttributeValue;
 use bytes::Bytes;
 use devkit::iam;
 use devkit::local::create_table;
@@ -142,15 +141,7 @@ impl Deployed {
     }
 
     async fn number(&self, table: &str, pk: &str, sk: &str, attribute: &str) -> Option<i64> {
-        let key = |v: &str| AttributeValue::S(v.to_owned());
-        let read = self
-            .dynamo
-            .client
-            .get_item()
-            .table_name(table)
-            .key("pk", key(pk))
-            .key("sk", key(sk));
-        let item = read.consistent_read(true).send().await.unwrap().item?;
+        let item = self.dynamo.item(table, pk, sk).await.unwrap()?;
         item.get(attribute)?.as_n().ok()?.parse().ok()
     }
 
