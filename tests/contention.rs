@@ -9,26 +9,9 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use devkit::proxy::{FaultPlan, FaultProxy};
 use dynamodb_outbox::dynamodb::{Outbox, Routes, WriteError, Written, DEFAULT_CONTENTION_BUDGET};
 use dynamodb_outbox::testing::schema;
-use dynamodb_outbox::{Envelope, Event, StoreError};
+use dynamodb_outbox::{Envelope, StoreError};
 use futures::future::join_all;
 use outbox_tests::*;
-use serde::{Deserialize, Serialize};
-
-/// An amount moved on an account.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct Moved {
-    account: String,
-    cents: i64,
-}
-
-impl Event for Moved {
-    const EVENT_TYPE: &'static str = "Moved";
-    const SCHEMA_VERSION: u32 = 1;
-    const AGGREGATE_TYPE: &'static str = "Account";
-    fn aggregate_id(&self) -> String {
-        self.account.clone()
-    }
-}
 
 const CONSUMER: &str = "tally";
 /// The reference application's consumer of orders.

@@ -8,14 +8,33 @@ use aws_lambda_events::encodings::Body;
 use aws_sdk_dynamodb::types::AttributeValue;
 pub use devkit::Stack;
 use dynamodb_outbox::testing::schema;
+use dynamodb_outbox::Event;
 use lambda_runtime::{Context, LambdaEvent};
 use order_service::handlers::order_api;
 use order_service::schema as orders;
 use rewards_service::handlers::rewards_api;
 use rewards_service::schema as rewards;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 pub type Item = HashMap<String, AttributeValue>;
+
+/// The suites' own event for the engine alone, outside the reference application's domain: an
+/// amount moved on an account.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Moved {
+    pub account: String,
+    pub cents: i64,
+}
+
+impl Event for Moved {
+    const EVENT_TYPE: &'static str = "Moved";
+    const SCHEMA_VERSION: u32 = 1;
+    const AGGREGATE_TYPE: &'static str = "Account";
+    fn aggregate_id(&self) -> String {
+        self.account.clone()
+    }
+}
 
 pub async fn stack() -> Stack {
     Stack::start()

@@ -391,45 +391,30 @@ mod inbox {
     use dynamodb_outbox::lambda::SqsQueue;
     use dynamodb_outbox::testing::{create_tables, Inspect};
     use dynamodb_outbox::{
-        Consumer, Counter, Effect, Envelope, Event, HandlerError, ItemKey, Processor, Source, Takes,
+        Consumer, Counter, Effect, Envelope, HandlerError, ItemKey, Processor, Source, Takes,
     };
     use lambda_runtime::tower::Service;
     use lambda_runtime::{Context, LambdaEvent};
-    use serde::{Deserialize, Serialize};
+    use outbox_tests::Moved;
     use serde_json::json;
 
     const TABLE: &str = "inbox-ledger";
 
-    #[derive(Debug, Clone, Serialize, Deserialize)]
-    struct Paid {
-        account: String,
-        cents: i64,
-    }
-
-    impl Event for Paid {
-        const EVENT_TYPE: &'static str = "Paid";
-        const SCHEMA_VERSION: u32 = 1;
-        const AGGREGATE_TYPE: &'static str = "Account";
-        fn aggregate_id(&self) -> String {
-            self.account.clone()
-        }
-    }
-
-    /// Adds each payment to its account's total.
+    /// Adds each amount moved to its account's total.
     struct Totals;
 
     impl Consumer for Totals {
-        type Payload = Paid;
+        type Payload = Moved;
 
         fn name(&self) -> &str {
             "totals"
         }
 
         fn takes(&self) -> Vec<Takes> {
-            vec![Takes::versions("Paid", 1..=1)]
+            vec![Takes::versions("Moved", 1..=1)]
         }
 
-        async fn effect(&self, event: &Envelope<Paid>) -> Result<Effect, HandlerError> {
+        async fn effect(&self, event: &Envelope<Moved>) -> Result<Effect, HandlerError> {
             Ok(Effect::new().add(total(&event.payload.account), event.payload.cents))
         }
     }
@@ -459,11 +444,11 @@ mod inbox {
         let queue = Source::sqs_queue(&local.queues["Inbox"].arn).unwrap();
         let processor = Processor::new(Totals, store.clone(), queue);
 
-        let paid = Envelope::new(Paid {
+        let moved = Envelope::new(Moved {
             account: "a".into(),
             cents: 250,
         });
-        let body = serde_json::to_string(&paid).unwrap();
+        let body = serde_json::to_string(&moved).unwrap();
         // A relay that crashed after publishing publishes again; SNS wraps its copy.
         let through_sns = json!({
             "Type": "Notification",
