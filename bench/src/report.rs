@@ -41,18 +41,10 @@ impl Row {
         } else {
             format!(" {unit}")
         };
-        let by = format!(
-            "by {}{unit} ({:.0} %)",
-            trim(value - limit),
-            (value / limit - 1.0) * 100.0
-        );
-        Self::holds(
-            figure,
-            measured,
-            format!("≤ {}{unit}", trim(limit)),
-            value <= limit,
-            by,
-        )
+        let over = (value / limit - 1.0) * 100.0;
+        let by = format!("by {}{unit} ({over:.0} %)", trim(value - limit));
+        let goal = format!("≤ {}{unit}", trim(limit));
+        Self::holds(figure, measured, goal, value <= limit, by)
     }
 
     /// A figure whose goal is a lower bound (`value ≥ limit`).
@@ -64,13 +56,8 @@ impl Row {
         unit: &str,
     ) -> Self {
         let by = format!("by {}{unit}", trim(limit - value));
-        Self::holds(
-            figure,
-            measured,
-            format!("≥ {}{unit}", trim(limit)),
-            value >= limit,
-            by,
-        )
+        let goal = format!("≥ {}{unit}", trim(limit));
+        Self::holds(figure, measured, goal, value >= limit, by)
     }
 
     /// A yes/no goal.
