@@ -26,10 +26,7 @@ fn outbox(client: aws_sdk_dynamodb::Client, stack: &Stack) -> Outbox {
 }
 
 async fn commit(outbox: &Outbox, account: &str) -> Result<(String, Written), WriteError> {
-    let envelope = Envelope::new(Moved {
-        account: account.into(),
-        cents: 1,
-    });
+    let envelope = Envelope::new(moved(account, 1));
     let written = outbox.transaction().event(&envelope)?.commit().await?;
     Ok((envelope.event_id, written))
 }

@@ -14,44 +14,11 @@ use dynamodb_outbox::dynamodb::{
 use dynamodb_outbox::testing::schema;
 use dynamodb_outbox::testing::{Committed, Step, StoreOps};
 use dynamodb_outbox::{
-    BatchOutcome, Consumer, Counter, Effect, Envelope, Event, HandlerError, ItemKey, PoisonPolicy,
+    BatchOutcome, Consumer, Counter, Effect, Envelope, HandlerError, ItemKey, PoisonPolicy,
     Processor, Source, Takes,
 };
-use outbox_tests::{n, s, scan, stack, Item, Stack};
-use serde::{Deserialize, Serialize};
+use outbox_tests::{moved, n, s, scan, stack, Item, Moved, Stack};
 use serde_dynamo::AttributeValue;
-
-/// An amount moved on an account, with what its consumer should make of it.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct Moved {
-    account: String,
-    cents: i64,
-    /// The balance the move may not pass.
-    limit: Option<i64>,
-    /// The consumer refuses it as poison.
-    poison: bool,
-    /// Bytes of padding in an extra item the effect puts (DynamoDB takes 400 KB an item).
-    pad: usize,
-}
-
-impl Event for Moved {
-    const EVENT_TYPE: &'static str = "Moved";
-    const SCHEMA_VERSION: u32 = 1;
-    const AGGREGATE_TYPE: &'static str = "Account";
-    fn aggregate_id(&self) -> String {
-        self.account.clone()
-    }
-}
-
-fn moved(account: &str, cents: i64) -> Moved {
-    Moved {
-        account: account.into(),
-        cents,
-        limit: None,
-        poison: false,
-        pad: 0,
-    }
-}
 
 /// Sums the moves of each account in its table.
 #[derive(Debug)]

@@ -20,11 +20,31 @@ use serde_json::{json, Value};
 pub type Item = HashMap<String, AttributeValue>;
 
 /// The suites' own event for the engine alone, outside the reference application's domain: an
-/// amount moved on an account.
+/// amount moved on an account, with what a test's consumer should make of it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Moved {
     pub account: String,
     pub cents: i64,
+    /// The balance the move may not pass.
+    #[serde(default)]
+    pub limit: Option<i64>,
+    /// The consumer refuses it as poison.
+    #[serde(default)]
+    pub poison: bool,
+    /// Bytes of padding in an extra item the effect puts (DynamoDB takes 400 KB an item).
+    #[serde(default)]
+    pub pad: usize,
+}
+
+/// `cents` moved on `account`, with nothing asked of its consumer.
+pub fn moved(account: &str, cents: i64) -> Moved {
+    Moved {
+        account: account.into(),
+        cents,
+        limit: None,
+        poison: false,
+        pad: 0,
+    }
 }
 
 impl Event for Moved {

@@ -395,7 +395,7 @@ mod inbox {
     };
     use lambda_runtime::tower::Service;
     use lambda_runtime::{Context, LambdaEvent};
-    use outbox_tests::Moved;
+    use outbox_tests::{moved, Moved};
     use serde_json::json;
 
     const TABLE: &str = "inbox-ledger";
@@ -444,11 +444,7 @@ mod inbox {
         let queue = Source::sqs_queue(&local.queues["Inbox"].arn).unwrap();
         let processor = Processor::new(Totals, store.clone(), queue);
 
-        let moved = Envelope::new(Moved {
-            account: "a".into(),
-            cents: 250,
-        });
-        let body = serde_json::to_string(&moved).unwrap();
+        let body = serde_json::to_string(&Envelope::new(moved("a", 250))).unwrap();
         // A relay that crashed after publishing publishes again; SNS wraps its copy.
         let through_sns = json!({
             "Type": "Notification",
