@@ -84,12 +84,21 @@ pub const KINESIS_DEFAULT_PORT: u16 = 4567;
 
 /// The kinesalite package `make kinesalite` installs, or [`PACKAGE_VARIABLE`]'s folder.
 pub fn package_path() -> PathBuf {
-    if let Some(path) = std::env::var_os(PACKAGE_VARIABLE).filter(|p| !p.is_empty()) {
-        return PathBuf::from(path);
+    tool_path(
+        PACKAGE_VARIABLE,
+        ".tools/kinesalite/node_modules/kinesalite",
+    )
+}
+
+/// A local server's program: `variable`'s path when set, else `installed` below the checkout
+/// (where the Makefile's install targets put it).
+pub fn tool_path(variable: &str, installed: &str) -> PathBuf {
+    match std::env::var_os(variable).filter(|p| !p.is_empty()) {
+        Some(path) => PathBuf::from(path),
+        None => Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("..")
+            .join(installed),
     }
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("..")
-        .join(".tools/kinesalite/node_modules/kinesalite")
 }
 
 /// Runs kinesalite's library entry rather than its `cli.js`, which listens on every interface

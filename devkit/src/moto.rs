@@ -54,12 +54,7 @@ pub struct LocalMoto {
 
 /// The `moto_server` that `make tools` installs, or [`SERVER_VARIABLE`]'s.
 pub fn server_path() -> PathBuf {
-    if let Some(path) = std::env::var_os(SERVER_VARIABLE).filter(|p| !p.is_empty()) {
-        return PathBuf::from(path);
-    }
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("..")
-        .join(".tools/venv/bin/moto_server")
+    crate::kinesis::tool_path(SERVER_VARIABLE, ".tools/venv/bin/moto_server")
 }
 
 /// The ARN moto gives the queue `name`.
