@@ -16,13 +16,11 @@ use bytes::Bytes;
 use futures::future::BoxFuture;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
 use hyper::{Request, Response};
-use hyper_util::rt::TokioIo;
 use serde_json::{json, Value as Json};
 use tokio::net::TcpListener;
-use tokio::task::JoinSet;
+
+use crate::serve::{serve, Serving};
 
 /// A function's handler: the invocation's payload in, its result or its error out.
 pub type Handler = Arc<dyn Fn(Json) -> BoxFuture<'static, Result<Json, String>> + Send + Sync>;
@@ -40,7 +38,7 @@ where
 pub struct LocalLambda {
     /// `http://127.0.0.1:<port>`, as `AWS_ENDPOINT_URL_LAMBDA` takes it.
     pub endpoint: String,
-    tasks: JoinSet<()>,
+    _server: Serving,
 }
 
 impl LocalLambda {
@@ -49,26 +47,11 @@ impl LocalLambda {
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let endpoint = format!("http://{}", listener.local_addr()?);
         let functions = Arc::new(functions);
-        let mut tasks = JoinSet::new();
-        tasks.spawn(async move {
-            let mut connections = JoinSet::new();
-            while let Ok((stream, _)) = listener.accept().await {
-                let functions = functions.clone();
-                connections.spawn(async move {
-                    let service = service_fn(move |req| invoke(req, functions.clone()));
-                    let _ = http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), service)
-                        .await;
-                });
-            }
-        });
-        Ok(Self { endpoint, tasks })
-    }
-}
-
-impl Drop for LocalLambda {
-    fn drop(&mut self) {
-        self.tasks.abort_all();
+        let server = serve(listener, move |req| invoke(req, functions.clone()));
+        Ok(Self {
+            endpoint,
+            _server: server,
+        })
     }
 }
 

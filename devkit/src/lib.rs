@@ -22,6 +22,7 @@ pub mod patterns;
 pub mod proxy;
 pub mod runtime_api;
 pub mod samples;
+pub mod serve;
 pub mod smoke;
 pub mod stack;
 pub mod stream;

@@ -17,15 +17,15 @@ use anyhow::{Context, Result};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
 use hyper::{Request, Response};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::TokioExecutor;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use serde_json::{json, Value as Json};
+
+use crate::serve::{serve, Serving};
 
 /// What to inject, as probabilities per request (0.0 to 1.0).
 #[derive(Debug, Clone, Default)]
@@ -132,7 +132,7 @@ struct State {
 pub struct FaultProxy {
     pub endpoint: String,
     state: Arc<Mutex<State>>,
-    task: tokio::task::JoinHandle<()>,
+    _server: Serving,
 }
 
 impl FaultProxy {
@@ -148,26 +148,13 @@ impl FaultProxy {
         let client: Client<HttpConnector, Full<Bytes>> =
             Client::builder(TokioExecutor::new()).build_http();
         let shared = state.clone();
-        let task = tokio::spawn(async move {
-            loop {
-                let Ok((stream, _)) = listener.accept().await else {
-                    continue;
-                };
-                let (state, client, upstream) = (shared.clone(), client.clone(), upstream.clone());
-                tokio::spawn(async move {
-                    let service = service_fn(move |req| {
-                        forward(req, state.clone(), client.clone(), upstream.clone())
-                    });
-                    let _ = http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), service)
-                        .await;
-                });
-            }
+        let server = serve(listener, move |req| {
+            forward(req, shared.clone(), client.clone(), upstream.clone())
         });
         Ok(Self {
             endpoint,
             state,
-            task,
+            _server: server,
         })
     }
 
@@ -182,12 +169,6 @@ impl FaultProxy {
 
     pub fn reset_stats(&self) {
         self.state.lock().expect("proxy state").stats = ProxyStats::default();
-    }
-}
-
-impl Drop for FaultProxy {
-    fn drop(&mut self) {
-        self.task.abort();
     }
 }
 

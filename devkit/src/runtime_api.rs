@@ -17,13 +17,11 @@ use anyhow::{anyhow, Result};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
 use hyper::{Request, Response};
-use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
-use tokio::task::JoinSet;
+
+use crate::serve::{serve, Serving};
 
 const NEXT: &str = "/2018-06-01/runtime/invocation/next";
 
@@ -81,7 +79,8 @@ pub struct RuntimeStub {
     pub addr: SocketAddr,
     state: Arc<Mutex<State>>,
     changed: Arc<Notify>,
-    tasks: JoinSet<()>,
+    /// Dropped, it also ends the `next` requests held open.
+    _server: Serving,
 }
 
 impl RuntimeStub {
@@ -99,25 +98,13 @@ impl RuntimeStub {
             answers: BTreeMap::new(),
         }));
         let changed = Arc::new(Notify::new());
-        let mut tasks = JoinSet::new();
         let (s, n) = (state.clone(), changed.clone());
-        tasks.spawn(async move {
-            let mut connections = JoinSet::new();
-            while let Ok((stream, _)) = listener.accept().await {
-                let (s, n) = (s.clone(), n.clone());
-                connections.spawn(async move {
-                    let service = service_fn(move |req| handle(req, s.clone(), n.clone()));
-                    let _ = http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), service)
-                        .await;
-                });
-            }
-        });
+        let server = serve(listener, move |req| handle(req, s.clone(), n.clone()));
         Ok(Self {
             addr,
             state,
             changed,
-            tasks,
+            _server: server,
         })
     }
 
@@ -175,13 +162,6 @@ impl RuntimeStub {
                 return Err(self.counts());
             }
         }
-    }
-}
-
-impl Drop for RuntimeStub {
-    fn drop(&mut self) {
-        // Also ends the `next` requests held open.
-        self.tasks.abort_all();
     }
 }
 
