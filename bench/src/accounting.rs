@@ -12,7 +12,6 @@ use std::sync::Arc;
 use anyhow::{ensure, Context, Result};
 use devkit::proxy::{FaultPlan, FaultProxy};
 use devkit::{LocalDynamo, Stack};
-use order_service::handlers::order_api;
 use order_service::store::dynamodb::DynamoOrderStore;
 use rewards_service::service;
 use tokio::net::{TcpListener, TcpStream};
@@ -158,12 +157,7 @@ impl Meters {
 /// `POST /orders` through the order-writer's handler, as API Gateway delivers it; whether it
 /// was answered as a replay.
 async fn post_order(store: &DynamoOrderStore, customer: &str, key: Option<&str>) -> Result<bool> {
-    let body = crate::order_body(customer, 1, 1000);
-    let headers: Vec<(&str, &str)> = key.map(|k| ("idempotency-key", k)).into_iter().collect();
-    let request = devkit::demo::api_request("POST", "/orders", Some(body), &headers)?;
-    let response = order_api::respond(store, &request, None)
-        .await
-        .unwrap_or_else(|e| e.into_response());
+    let response = crate::post_order(store, crate::order_body(customer, 1, 1000), key).await?;
     ensure!(
         response.status_code == 201,
         "POST /orders answered {}",

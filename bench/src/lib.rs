@@ -33,6 +33,20 @@ pub fn target_dir() -> std::path::PathBuf {
     set.unwrap_or_else(|| workspace_root().join("target"))
 }
 
+/// `POST /orders` with `body` (and an `Idempotency-Key` when `key`) through the order-writer's
+/// handler on `store`, as API Gateway delivers it: the answer, an error answered as the function
+/// answers it.
+pub async fn post_order<S: order_service::store::OrderStore>(
+    store: &S,
+    body: String,
+    key: Option<&str>,
+) -> anyhow::Result<aws_lambda_events::apigw::ApiGatewayV2httpResponse> {
+    let headers: Vec<(&str, &str)> = key.map(|k| ("idempotency-key", k)).into_iter().collect();
+    let request = devkit::demo::api_request("POST", "/orders", Some(body), &headers)?;
+    let response = order_service::handlers::order_api::respond(store, &request, None).await;
+    Ok(response.unwrap_or_else(|e| e.into_response()))
+}
+
 /// The body of a `POST /orders` of one line item.
 pub fn order_body(customer: &str, quantity: i64, unit_price_cents: i64) -> String {
     let item = serde_json::json!({"sku": "SKU-1", "quantity": quantity, "unit_price_cents": unit_price_cents});

@@ -11,7 +11,6 @@ use anyhow::Result;
 use devkit::proxy::{FaultPlan, FaultProxy};
 use devkit::{LocalDynamo, Stack};
 use futures::future::join_all;
-use order_service::handlers::order_api;
 use order_service::store::dynamodb::DynamoOrderStore;
 
 use crate::compare::workload::zipf_orders;
@@ -91,11 +90,8 @@ impl Bench {
 
 /// One `POST /orders` as API Gateway delivers it: its status and how long the answer took.
 async fn post(store: DynamoOrderStore, body: String) -> Result<(i64, Duration)> {
-    let request = devkit::demo::api_request("POST", "/orders", Some(body), &[])?;
     let started = Instant::now();
-    let response = order_api::respond(&store, &request, None)
-        .await
-        .unwrap_or_else(|e| e.into_response());
+    let response = crate::post_order(&store, body, None).await?;
     Ok((response.status_code, started.elapsed()))
 }
 

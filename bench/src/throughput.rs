@@ -9,7 +9,6 @@ use anyhow::{ensure, Result};
 use devkit::stack::in_process;
 use devkit::{LocalDynamo, Stack};
 use futures::stream::{self, StreamExt, TryStreamExt};
-use order_service::handlers::order_api;
 
 use crate::machine::Machine;
 use crate::report::{ms, thousands, Row, Section};
@@ -28,10 +27,7 @@ pub async fn section(
             let stack = &stack;
             async move {
                 let body = crate::order_body(&format!("tp-c{}", i % 100), 1, 1000);
-                let req = devkit::demo::api_request("POST", "/orders", Some(body), &[])?;
-                let response = order_api::respond(&stack.orders, &req, None)
-                    .await
-                    .unwrap_or_else(|e| e.into_response());
+                let response = crate::post_order(&stack.orders, body, None).await?;
                 ensure!(
                     response.status_code == 201,
                     "order {i}: {}",

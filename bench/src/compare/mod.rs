@@ -18,9 +18,7 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, ensure, Result};
 use aws_lambda_events::apigw::ApiGatewayV2httpResponse;
 use devkit::chaos::order_id_of;
-use devkit::demo::api_request;
 use devkit::{Pattern, TriggerStats};
-use order_service::handlers::order_api;
 use order_service::store::OrderStore;
 use rewards_service::store::dynamodb::DynamoRewardsStore;
 
@@ -199,10 +197,7 @@ pub async fn place_through_api<W: OrderStore + 'static, R: OrderStore + 'static>
     let place = |order: PlannedOrder| {
         let (writer, reader, watch) = (writer.clone(), reader.clone(), watch.clone());
         async move {
-            let request = api_request("POST", "/orders", Some(order.body()), &[])?;
-            let response = order_api::respond(&*writer, &request, None)
-                .await
-                .unwrap_or_else(|e| e.into_response());
+            let response = crate::post_order(&*writer, order.body(), None).await?;
             answered(&watch, &order, response, 201, |id| readable(&*reader, id)).await
         }
     };
