@@ -8,13 +8,11 @@
 //! the environment opts out by name ([`SKIP_VARIABLE`]), so a skip is never a silent pass.
 
 use std::ffi::OsStr;
-use std::fmt::Display;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{bail, Context, Result};
 use aws_config::{Region, SdkConfig};
 use aws_sdk_kinesis::config::Credentials;
 use aws_sdk_kinesis::types::StreamStatus;
@@ -84,21 +82,10 @@ pub const KINESIS_DEFAULT_PORT: u16 = 4567;
 
 /// The kinesalite package `make kinesalite` installs, or [`PACKAGE_VARIABLE`]'s folder.
 pub fn package_path() -> PathBuf {
-    tool_path(
+    crate::child_server::tool_path(
         PACKAGE_VARIABLE,
         ".tools/kinesalite/node_modules/kinesalite",
     )
-}
-
-/// A local server's program: `variable`'s path when set, else `installed` below the checkout
-/// (where the Makefile's install targets put it).
-pub fn tool_path(variable: &str, installed: &str) -> PathBuf {
-    match std::env::var_os(variable).filter(|p| !p.is_empty()) {
-        Some(path) => PathBuf::from(path),
-        None => Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("..")
-            .join(installed),
-    }
 }
 
 /// Runs kinesalite's library entry rather than its `cli.js`, which listens on every interface
@@ -152,7 +139,7 @@ impl LocalKinesis {
     pub async fn start_or_skip(test: &str) -> Result<Option<Self>> {
         match Self::start().await {
             Ok(kinesis) => Ok(Some(kinesis)),
-            Err(unavailable) => skip_or_fail(test, unavailable, SKIP_VARIABLE),
+            Err(unavailable) => crate::child_server::skip_or_fail(test, unavailable, SKIP_VARIABLE),
         }
     }
 
@@ -175,26 +162,6 @@ impl LocalKinesis {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         bail!("stream {name} did not become ACTIVE")
-    }
-}
-
-/// For tests of a local server that could not start: `Ok(None)` after saying on the terminal
-/// that `test` was skipped and why, when the environment gives a reason in `variable`; without
-/// one, the error, so the test fails instead of passing unseen.
-pub fn skip_or_fail<T>(test: &str, unavailable: impl Display, variable: &str) -> Result<Option<T>> {
-    match std::env::var(variable) {
-        Ok(why) if !why.trim().is_empty() => {
-            // Straight to the process's stderr: the test harness captures `eprintln!` of passing
-            // tests, and a skip must be seen.
-            let _ = writeln!(
-                std::io::stderr(),
-                "SKIPPED {test}: {unavailable} ({variable}={why})"
-            );
-            Ok(None)
-        }
-        _ => Err(anyhow!(
-            "{unavailable}; to skip these tests on purpose, set {variable}=<reason>"
-        )),
     }
 }
 

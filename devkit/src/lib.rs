@@ -5,6 +5,7 @@
 //! stream on the local Kinesis (kinesalite, [`kinesis`], [`kinesis_trigger`]).
 
 pub mod chaos;
+pub mod child_server;
 pub mod demo;
 pub mod expected;
 pub mod iam;

@@ -54,7 +54,7 @@ pub struct LocalMoto {
 
 /// The `moto_server` that `make tools` installs, or [`SERVER_VARIABLE`]'s.
 pub fn server_path() -> PathBuf {
-    crate::kinesis::tool_path(SERVER_VARIABLE, ".tools/venv/bin/moto_server")
+    crate::child_server::tool_path(SERVER_VARIABLE, ".tools/venv/bin/moto_server")
 }
 
 /// The ARN moto gives the queue `name`.
@@ -100,7 +100,7 @@ impl LocalMoto {
     pub async fn start_or_skip(test: &str) -> Result<Option<Self>> {
         match Self::start().await {
             Ok(moto) => Ok(Some(moto)),
-            Err(unavailable) => crate::kinesis::skip_or_fail(test, unavailable, SKIP_VARIABLE),
+            Err(unavailable) => crate::child_server::skip_or_fail(test, unavailable, SKIP_VARIABLE),
         }
     }
 
