@@ -7,54 +7,36 @@
 use std::collections::HashMap;
 use std::sync::{Mutex, OnceLock};
 
-use aws_lambda_events::kinesis::{KinesisEvent, KinesisEventRecord};
-use aws_lambda_events::sqs::{SqsEvent, SqsMessage};
+use aws_lambda_events::kinesis::KinesisEvent;
+use aws_lambda_events::sqs::SqsEvent;
 use dynamodb_outbox::lambda::{
     self, BatchReport, ConsumerFunction, KinesisStream, ScheduledSweep, SqsQueue, SweepAction,
     SweepJob, SweepReport,
 };
 use dynamodb_outbox::memory::MemoryStore;
-use dynamodb_outbox::{
-    kinesis_put, Consumer, Effect, Envelope, HandlerError, Home, PoisonPolicy, Processor, Source,
-    Takes, TraceContext,
-};
+use dynamodb_outbox::{Envelope, Home, Processor, Source, TraceContext};
 use lambda_runtime::tower::{Layer, Service};
 use lambda_runtime::{Context, Error, LambdaEvent};
 use serde_json::{json, Value};
 
 #[path = "common/accounts.rs"]
 mod accounts;
+#[path = "common/ledger.rs"]
+mod ledger;
+#[path = "common/records.rs"]
+mod records;
 
 use accounts::{deposit, Deposited};
+use ledger::{Ledger, TABLE};
+use records::{message, stream};
 
 const ARN: &str = "arn:aws:kinesis:eu-west-1:123456789012:stream/deposits";
 const TRACEPARENT: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
 
-/// Applies every deposit; a negative one is poison and waits, reported for retry.
-struct Ledger;
-
-impl Consumer for Ledger {
-    type Payload = Deposited;
-    fn name(&self) -> &str {
-        "ledger"
-    }
-    fn takes(&self) -> Vec<Takes> {
-        vec![Takes::versions("Deposited", 1..=1)]
-    }
-    fn on_poison(&self) -> PoisonPolicy {
-        PoisonPolicy::Wait
-    }
-    async fn effect(&self, event: &Envelope<Deposited>) -> Result<Effect, HandlerError> {
-        if event.payload.cents < 0 {
-            return Err(HandlerError::Poison("a negative deposit".into()));
-        }
-        Ok(Effect::new())
-    }
-}
-
-/// The ledger over a memory store, reading `source`.
+/// The ledger over a memory store, reading `source`: a negative deposit is poison and waits,
+/// reported for retry.
 fn processor_of(source: Source) -> Processor<Ledger, MemoryStore> {
-    Processor::new(Ledger, MemoryStore::new("accounts"), source)
+    Processor::new(Ledger::default(), MemoryStore::new(TABLE), source)
 }
 
 /// The ledger reading the Kinesis stream of [`batch`].
@@ -62,17 +44,9 @@ fn processor() -> Processor<Ledger, MemoryStore> {
     processor_of(Source::kinesis_stream("deposits").unwrap()).home(Home::of_arn(ARN).unwrap())
 }
 
-fn batch(deposits: &[Envelope<Deposited>]) -> KinesisEvent {
+fn batch(deposits: &[&Envelope<Deposited>]) -> KinesisEvent {
     let mut event = KinesisEvent::default();
-    for (i, deposit) in deposits.iter().enumerate() {
-        let put = kinesis_put(deposit).unwrap();
-        let mut record = KinesisEventRecord::default();
-        record.event_source_arn = Some(ARN.into());
-        record.kinesis.sequence_number = format!("{:05}", i + 1);
-        record.kinesis.partition_key = put.partition_key;
-        *record.kinesis.data = put.data;
-        event.records.push(record);
-    }
+    event.records = stream(ARN, deposits);
     event
 }
 
@@ -141,7 +115,7 @@ async fn a_reported_batch_answers_its_failures_logs_each_applied_event_and_emits
         traceparent: Some(TRACEPARENT.into()),
         xray_trace_id: None,
     }));
-    let event = invocation(batch(&[traced.clone(), deposit("b", -1)]), trace_id);
+    let event = invocation(batch(&[&traced, &deposit("b", -1)]), trace_id);
     let processor = processor();
     let report = BatchReport::new("ledger-consumer").aggregate_field("account_id");
     let mut handler = report.layer(KinesisStream::new(&processor));
@@ -190,7 +164,7 @@ async fn a_reported_batch_answers_its_failures_logs_each_applied_event_and_emits
 #[tokio::test]
 async fn a_handler_without_the_report_answers_the_same_response_and_emits_nothing() {
     let processor = processor();
-    let event = invocation(batch(&[deposit("a", -1), deposit("a", 2)]), "Root=1-x");
+    let event = invocation(batch(&[&deposit("a", -1), &deposit("a", 2)]), "Root=1-x");
     let (processed, metrics) =
         lambda::capture_metrics(KinesisStream::new(&processor).call(event)).await;
     let processed = processed.unwrap();
@@ -317,14 +291,12 @@ async fn the_inbox_handler_answers_the_message_ids_to_keep_under_the_report() {
     logs();
     let queue = "arn:aws:sqs:eu-west-1:123456789012:deposits";
     let processor = processor_of(Source::sqs_queue(queue).unwrap());
+    let body = |event: Envelope<Deposited>| serde_json::to_string(&event).unwrap();
     let mut event = SqsEvent::default();
-    for (id, deposit) in [("m1", deposit("a", 5)), ("m2", deposit("b", -1))] {
-        let mut message = SqsMessage::default();
-        message.message_id = Some(id.into());
-        message.event_source_arn = Some(queue.into());
-        message.body = Some(serde_json::to_string(&deposit).unwrap());
-        event.records.push(message);
-    }
+    event.records = vec![
+        message(queue, "m1", body(deposit("a", 5)), None),
+        message(queue, "m2", body(deposit("b", -1)), None),
+    ];
     let trace_id = "Root=1-6759e988-00000000000000000000000a";
     let mut handler = BatchReport::new("ledger-inbox").layer(SqsQueue::new(&processor));
     let (response, metrics) =

@@ -3,65 +3,21 @@
 //! entity item released (never expired) once its consumers are done.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use aws_lambda_events::dynamodb::EventRecord;
-use dynamodb_outbox::{
-    pending_marker, Consumer, Effect, Envelope, HandlerError, ItemKey, Processor, Source, Takes,
-};
-use serde::{Deserialize, Serialize};
+use dynamodb_outbox::{pending_marker, Envelope, ItemKey, Processor, Source};
 use serde_dynamo::{AttributeValue, Item};
 
-use crate::fixture::{balance, balance_of, last, processor_at, StoreUnderTest, TABLE};
+use crate::fixture::{balance, last, processor_at, Deposited, StoreUnderTest};
+use crate::ledger::Ledger;
 
 const ENTITIES: &str = "deposits";
 const ARN: &str = "arn:aws:dynamodb:eu-west-1:123456789012:table/deposits/stream/2026-11-30";
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct Deposit {
-    account: String,
-    cents: i64,
-}
-
-#[derive(Clone, Default)]
-struct Ledger {
-    down: Arc<AtomicBool>,
-}
-
-impl Consumer for Ledger {
-    type Payload = Deposit;
-
-    fn name(&self) -> &str {
-        "ledger"
-    }
-
-    fn takes(&self) -> Vec<Takes> {
-        vec![Takes::versions("Deposited", 1..=1)]
-    }
-
-    async fn effect(&self, event: &Envelope<Deposit>) -> Result<Effect, HandlerError> {
-        if self.down.load(Ordering::SeqCst) && event.payload.cents == 13 {
-            return Err(HandlerError::Transient("the ledger is down".into()));
-        }
-        let pk = format!("ACCOUNT#{}", event.payload.account);
-        let last = Item::from(HashMap::from([
-            ("pk".to_owned(), AttributeValue::S(pk.clone())),
-            ("sk".to_owned(), AttributeValue::S("LAST".into())),
-            (
-                "cents".to_owned(),
-                AttributeValue::N(event.payload.cents.to_string()),
-            ),
-        ]));
-        Ok(Effect::new()
-            .put(TABLE, last)
-            .add(balance_of(pk), event.payload.cents))
-    }
-}
-
 /// Deposit items are events ("Deposited", or "Refunded" for negative ones, which the ledger does
 /// not take); other items are not; a deposit without an amount cannot be read.
-fn adapter(item: &Item) -> Option<Result<Envelope<Deposit>, String>> {
+fn adapter(item: &Item) -> Option<Result<Envelope<Deposited>, String>> {
     let text = |name: &str| match item.get(name) {
         Some(AttributeValue::S(s)) => Some(s.clone()),
         _ => None,
@@ -84,7 +40,7 @@ fn adapter(item: &Item) -> Option<Result<Envelope<Deposit>, String>> {
         ordering_key: account.clone(),
         occurred_at: "2026-11-30T00:00:00Z".into(),
         trace_context: None,
-        payload: Deposit { account, cents },
+        payload: Deposited { account, cents },
     }))
 }
 
@@ -151,7 +107,7 @@ pub async fn inserts_are_applied_once_and_release_their_entity_item<S: StoreUnde
 
 pub async fn a_failure_holds_back_the_keys_later_inserts_and_other_keys_go_on<S: StoreUnderTest>() {
     let ledger = Ledger::default();
-    ledger.down.store(true, Ordering::SeqCst);
+    ledger.flaky.store(true, Ordering::SeqCst);
     let (processor, store) = world::<S>(ledger.clone()).await;
     let records = vec![
         insert("1", deposit(&store, "d1", "a", 13).await),
@@ -170,7 +126,7 @@ pub async fn a_failure_holds_back_the_keys_later_inserts_and_other_keys_go_on<S:
         1,
         "still waiting for the ledger"
     );
-    ledger.down.store(false, Ordering::SeqCst);
+    ledger.flaky.store(false, Ordering::SeqCst);
     processor.process_changes(&records, adapter).await;
     assert_eq!(last(&store, "a").await, 3);
     assert_eq!(balance(&store, "a").await, 16);

@@ -13,16 +13,13 @@ use dynamodb_outbox::testing::{
     create_tables, Header, Inspect, Parked, Recording, StoreOps, WaitingItem,
 };
 use dynamodb_outbox::{
-    Consumer, Counter, Effect, Envelope, HandlerError, Home, ItemKey, PoisonPolicy, Processor,
-    Source, Takes,
+    Consumer, Effect, Envelope, HandlerError, Home, ItemKey, PoisonPolicy, Processor, Source, Takes,
 };
 use serde::Serialize;
 use serde_dynamo::{AttributeValue, Item};
 
 pub use crate::accounts::{deposit, Deposited, Frozen};
-
-/// The consumers' table (progress, parked events, and the ledger's own items).
-pub const TABLE: &str = "accounts";
+pub use crate::ledger::{balance_of, TABLE};
 /// The outbox table the consumers mark.
 pub const OUTBOX: &str = "outbox";
 
@@ -188,18 +185,6 @@ impl<S: StoreUnderTest> World<S> {
 
     pub async fn waiting(&self, item: &Item) -> WaitingItem {
         self.store.waiting(&key_of(item)).await.unwrap()
-    }
-}
-
-/// The `cents` of an account's balance item, keyed `pk`, in the consumers' table.
-pub fn balance_of(pk: String) -> Counter {
-    Counter {
-        table: TABLE.into(),
-        key: ItemKey {
-            pk,
-            sk: "BALANCE".into(),
-        },
-        attribute: "cents".into(),
     }
 }
 

@@ -1,111 +1,25 @@
 //! Events from a Kinesis stream: applied once by event id, in stream order
 //! within a key, held back after a failure, poison named by sequence number, and a consumer's
-//! own put as the idempotency record. Its ledger serves the SQS source's bodies too.
+//! own put as the idempotency record.
 
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use aws_lambda_events::kinesis::KinesisEventRecord;
 use dynamodb_outbox::testing::schema;
-use dynamodb_outbox::{
-    kinesis_put, Consumer, Effect, Envelope, HandlerError, PoisonPolicy, Processor, Source, Takes,
-};
-use serde_dynamo::{AttributeValue, Item};
+use dynamodb_outbox::{Envelope, Processor, Source};
 
 use crate::fixture::{
-    balance, balance_of, deposit, last, parked_of, processor_at, Deposited, StoreUnderTest, TABLE,
+    balance, deposit, last, parked_of, processor_at, Deposited, StoreUnderTest, TABLE,
 };
+use crate::ledger::Ledger;
+use crate::records::{put_at, record};
 
 const STREAM: &str = "deposits";
 const ARN: &str = "arn:aws:kinesis:eu-west-1:123456789012:stream/deposits";
 
-/// A balance and the last deposit applied per account; a negative deposit is poison, a deposit
-/// of 13 cents fails while `flaky`. With `own_record`, the journal line is the idempotency
-/// record.
-#[derive(Clone, Default)]
-pub(crate) struct Ledger {
-    pub(crate) own_record: bool,
-    pub(crate) park: bool,
-    pub(crate) flaky: Arc<AtomicBool>,
-}
-
-impl Ledger {
-    /// A ledger that parks its poison.
-    pub(crate) fn parking() -> Self {
-        Self {
-            park: true,
-            ..Self::default()
-        }
-    }
-}
-
-impl Consumer for Ledger {
-    type Payload = Deposited;
-
-    fn name(&self) -> &str {
-        "ledger"
-    }
-
-    fn takes(&self) -> Vec<Takes> {
-        vec![Takes::versions("Deposited", 1..=1)]
-    }
-
-    fn on_poison(&self) -> PoisonPolicy {
-        if self.park {
-            PoisonPolicy::Park
-        } else {
-            PoisonPolicy::Wait
-        }
-    }
-
-    async fn effect(&self, event: &Envelope<Deposited>) -> Result<Effect, HandlerError> {
-        let cents = event.payload.cents;
-        if cents < 0 {
-            return Err(HandlerError::Poison("a negative deposit".into()));
-        }
-        if cents == 13 && self.flaky.load(Ordering::SeqCst) {
-            return Err(HandlerError::Transient("the ledger is down".into()));
-        }
-        let pk = format!("ACCOUNT#{}", event.payload.account);
-        let item = |sk: String, cents: i64| {
-            Item::from(HashMap::from([
-                ("pk".to_owned(), AttributeValue::S(pk.clone())),
-                ("sk".to_owned(), AttributeValue::S(sk)),
-                ("cents".to_owned(), AttributeValue::N(cents.to_string())),
-            ]))
-        };
-        let line = item(format!("LINE#{}", event.event_id), cents);
-        let effect = if self.own_record {
-            Effect::new().put_new_as_record(TABLE, line)
-        } else {
-            Effect::new().put_new(TABLE, line)
-        };
-        Ok(effect
-            .put(TABLE, item("LAST".into(), cents))
-            .add(balance_of(pk.clone()), cents))
-    }
-}
-
-/// The records a stream holds after these puts, numbered in put order.
+/// The records the stream holds after these puts, numbered in put order.
 fn stream(events: &[&Envelope<Deposited>]) -> Vec<KinesisEventRecord> {
-    events
-        .iter()
-        .enumerate()
-        .map(|(i, event)| {
-            let put = kinesis_put(*event).unwrap();
-            record(&format!("{:05}", i + 1), put.data, &put.partition_key)
-        })
-        .collect()
-}
-
-fn record(sequence: &str, data: Vec<u8>, partition_key: &str) -> KinesisEventRecord {
-    let mut record = KinesisEventRecord::default();
-    record.event_source_arn = Some(ARN.into());
-    record.kinesis.sequence_number = sequence.into();
-    record.kinesis.partition_key = partition_key.into();
-    *record.kinesis.data = data;
-    record
+    crate::records::stream(ARN, events)
 }
 
 async fn processor<S: StoreUnderTest>(ledger: Ledger) -> (Processor<Ledger, S>, S) {
@@ -200,15 +114,18 @@ pub async fn data_that_names_no_event_is_dropped_an_unplaceable_event_waits_and_
 >() {
     let (processor, store) = processor::<S>(Ledger::default()).await;
     let mut records = stream(&[&deposit("a", 1)]);
-    records.push(record("00002", b"not json".to_vec(), "a"));
-    records.push(record("00003", br#"[{"event_id": "x"}]"#.to_vec(), "a"));
-    records.push(record("00004", br#"{"event_id": 7}"#.to_vec(), "a"));
+    records.push(record(ARN, "00002", b"not json".to_vec(), "a"));
+    records.push(record(
+        ARN,
+        "00003",
+        br#"[{"event_id": "x"}]"#.to_vec(),
+        "a",
+    ));
+    records.push(record(ARN, "00004", br#"{"event_id": 7}"#.to_vec(), "a"));
     let keyless = br#"{"event_id": "k", "event_type": "Deposited", "schema_version": 1}"#;
-    records.push(record("00005", keyless.to_vec(), "a"));
-    let mut elsewhere = stream(&[&deposit("a", 9)]).remove(0);
-    elsewhere.kinesis.sequence_number = "00006".into();
-    elsewhere.event_source_arn = Some("arn:aws:kinesis:eu-west-1:123456789012:stream/other".into());
-    records.push(elsewhere);
+    records.push(record(ARN, "00005", keyless.to_vec(), "a"));
+    let other = "arn:aws:kinesis:eu-west-1:123456789012:stream/other";
+    records.push(put_at(other, "00006", &deposit("a", 9)));
     let outcome = processor.process_kinesis(&records).await;
     assert_eq!(
         (outcome.applied, outcome.dropped, outcome.poison),
@@ -227,11 +144,10 @@ pub async fn data_that_names_no_event_is_dropped_an_unplaceable_event_waits_and_
 pub async fn an_event_without_ordering_key_is_parked_under_its_event_id_once<S: StoreUnderTest>() {
     let (processor, store) = processor::<S>(Ledger::parking()).await;
     let keyless = br#"{"event_id": "k-1", "event_type": "Deposited", "schema_version": 1}"#;
-    let mut records = vec![record("00001", keyless.to_vec(), "a")];
-    records.extend(stream(&[&deposit("a", 5)]).into_iter().map(|mut r| {
-        r.kinesis.sequence_number = "00002".into();
-        r
-    }));
+    let records = vec![
+        record(ARN, "00001", keyless.to_vec(), "a"),
+        put_at(ARN, "00002", &deposit("a", 5)),
+    ];
     for round in 0..2 {
         let outcome = processor.process_kinesis(&records).await;
         assert!(outcome.failures.is_empty(), "round {round}: {outcome:?}");
@@ -292,8 +208,7 @@ pub async fn a_same_named_stream_of_another_account_region_or_partition_is_never
     S: StoreUnderTest,
 >() {
     let (processor, store) = processor::<S>(Ledger::default()).await;
-    let mut records = Vec::new();
-    for (i, arn) in [
+    let foreign = [
         "arn:aws:kinesis:eu-west-1:210987654321:stream/deposits",
         "arn:aws:kinesis:us-east-1:123456789012:stream/deposits",
         "arn:aws-cn:kinesis:eu-west-1:123456789012:stream/deposits",
@@ -301,17 +216,13 @@ pub async fn a_same_named_stream_of_another_account_region_or_partition_is_never
         "arn:aws:dynamodb:eu-west-1:123456789012:table/deposits/stream/x",
         "deposits",
         "",
-    ]
-    .into_iter()
-    .enumerate()
-    {
-        let mut foreign = stream(&[&deposit("a", 9)]).remove(0);
-        foreign.kinesis.sequence_number = format!("{:05}", i + 1);
-        foreign.event_source_arn = Some(arn.into());
-        records.push(foreign);
-    }
-    let mut unnamed = stream(&[&deposit("a", 9)]).remove(0);
-    unnamed.kinesis.sequence_number = "00008".into();
+    ];
+    let mut records: Vec<_> = foreign
+        .iter()
+        .enumerate()
+        .map(|(i, arn)| put_at(arn, &format!("{:05}", i + 1), &deposit("a", 9)))
+        .collect();
+    let mut unnamed = put_at(ARN, "00008", &deposit("a", 9));
     unnamed.event_source_arn = None;
     records.push(unnamed);
     let outcome = processor.process_kinesis(&records).await;

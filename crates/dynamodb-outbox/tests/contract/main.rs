@@ -14,8 +14,12 @@ mod changes;
 mod failures;
 mod fixture;
 mod kinesis;
+#[path = "../common/ledger.rs"]
+mod ledger;
 mod order;
 mod parked;
+#[path = "../common/records.rs"]
+mod records;
 mod sqs;
 mod upcast;
 

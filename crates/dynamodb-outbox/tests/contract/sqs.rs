@@ -4,12 +4,12 @@
 
 use std::sync::atomic::Ordering;
 
-use aws_lambda_events::sqs::SqsMessage;
 use dynamodb_outbox::{Envelope, Home, Processor, Source};
 use serde_json::json;
 
 use crate::fixture::{balance, deposit, last, parked_of, processor_at, Deposited, StoreUnderTest};
-use crate::kinesis::Ledger;
+use crate::ledger::Ledger;
+use crate::records::message;
 
 const QUEUE: &str = "arn:aws:sqs:eu-west-1:123456789012:deposits";
 const FIFO: &str = "arn:aws:sqs:eu-west-1:123456789012:deposits.fifo";
@@ -48,22 +48,6 @@ fn body(event: &Envelope<Deposited>, via: Via) -> String {
         })
         .to_string(),
     }
-}
-
-/// A message of `queue` named `id`, in FIFO group `group` when there is one.
-fn message(queue: &str, id: &str, body: String, group: Option<&str>) -> SqsMessage {
-    let mut message = SqsMessage::default();
-    message.message_id = Some(id.into());
-    message.receipt_handle = Some(format!("handle-{id}"));
-    message.body = Some(body);
-    message.event_source_arn = Some(queue.into());
-    message.event_source = Some("aws:sqs".into());
-    if let Some(group) = group {
-        message
-            .attributes
-            .insert("MessageGroupId".into(), group.into());
-    }
-    message
 }
 
 async fn inbox<S: StoreUnderTest>(ledger: Ledger, queue: &str) -> (Processor<Ledger, S>, S) {

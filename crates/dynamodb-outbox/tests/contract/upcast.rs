@@ -8,18 +8,18 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use aws_lambda_events::kinesis::KinesisEventRecord;
 use dynamodb_outbox::dynamodb::Routes;
 use dynamodb_outbox::memory::{MemoryOutbox, MemoryStore};
 use dynamodb_outbox::{
-    kinesis_put, BoxError, Consumer, Effect, Envelope, Event, HandlerError, Home, PoisonPolicy,
-    Processor, Source, Takes,
+    BoxError, Consumer, Effect, Envelope, Event, HandlerError, Home, PoisonPolicy, Processor,
+    Source, Takes,
 };
 use serde::{Deserialize, Serialize};
 use serde_dynamo::{AttributeValue, Item};
 use serde_json::Value;
 
 use crate::fixture::{balance_of, outbox, StoreUnderTest, TABLE};
+use crate::records::stream;
 
 const NAME: &str = "ledger";
 const ACCOUNT: &str = "a";
@@ -341,18 +341,8 @@ pub async fn a_kinesis_record_in_an_older_version_is_upcast_and_applied_once<S: 
         Source::kinesis_stream("invoices").unwrap(),
     )
     .home(Home::of_arn(ARN).unwrap());
-    let put = kinesis_put(&v1("i-1", 400)).unwrap();
-    let records: Vec<KinesisEventRecord> = ["00001", "00002"]
-        .into_iter()
-        .map(|sequence| {
-            let mut record = KinesisEventRecord::default();
-            record.event_source_arn = Some(ARN.into());
-            record.kinesis.sequence_number = sequence.into();
-            record.kinesis.partition_key = put.partition_key.clone();
-            *record.kinesis.data = put.data.clone();
-            record
-        })
-        .collect();
+    let event = v1("i-1", 400);
+    let records = stream(ARN, &[&event, &event]);
     let outcome = processor.process_kinesis(&records).await;
     assert_eq!(
         (outcome.applied, outcome.duplicates),
