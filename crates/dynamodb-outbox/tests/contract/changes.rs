@@ -89,11 +89,7 @@ pub async fn inserts_are_applied_once_and_release_their_entity_item<S: StoreUnde
     records.push(insert("4", other));
 
     let outcome = processor.process_changes(&records, adapter).await;
-    assert_eq!(
-        (outcome.applied, outcome.ignored, outcome.failures.len()),
-        (2, 2, 0),
-        "{outcome:?}"
-    );
+    assert_counts!(outcome, applied: 2, ignored: 2, failures.len(): 0);
     let released = store.waiting(&key("d1")).await.unwrap();
     assert!(
         released.consumers.is_empty() && !released.pending,
@@ -115,11 +111,7 @@ pub async fn a_failure_holds_back_the_keys_later_inserts_and_other_keys_go_on<S:
         insert("3", deposit(&store, "d3", "a", 3).await),
     ];
     let outcome = processor.process_changes(&records, adapter).await;
-    assert_eq!(
-        (outcome.failed, outcome.held_back, outcome.applied),
-        (1, 1, 1),
-        "{outcome:?}"
-    );
+    assert_counts!(outcome, failed: 1, held_back: 1, applied: 1);
     assert_eq!(outcome.failures, vec!["1", "3"]);
     assert_eq!(
         store.waiting(&key("d3")).await.unwrap().consumers.len(),
@@ -155,7 +147,7 @@ pub async fn unreadable_entities_and_other_tables_even_same_named_elsewhere_are_
         other_region,
     ];
     let outcome = processor.process_changes(&records, adapter).await;
-    assert_eq!((outcome.poison, outcome.skipped), (4, 1), "{outcome:?}");
+    assert_counts!(outcome, poison: 4, skipped: 1);
     assert_eq!(outcome.failures, vec!["1", "3", "4", "5"]);
     assert!(
         store

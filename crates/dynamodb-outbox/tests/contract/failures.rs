@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 
-use dynamodb_outbox::testing::{CrashPoint, Crashing, Header, LastOut, Step};
+use dynamodb_outbox::testing::{CrashPoint, Crashing, Header, LastOut, Step, WaitingItem};
 use dynamodb_outbox::{pending_marker, Effect, PoisonPolicy, Processor, StoreError};
 use serde_dynamo::{AttributeValue, Item};
 
@@ -19,14 +19,10 @@ pub async fn under_the_wait_policy_a_poison_event_holds_back_its_key_and_only_it
     let a3 = world.write(&deposit("a", 7)).await;
     let b1 = world.write(&deposit("b", 9)).await;
     let outcome = world
-        .processor(Ledger::new("ledger"))
+        .ledger()
         .process_items(vec![a1, a2.clone(), a3.clone(), b1])
         .await;
-    assert_eq!(
-        (outcome.applied, outcome.poison, outcome.held_back),
-        (2, 1, 1),
-        "{outcome:?}"
-    );
+    assert_counts!(outcome, applied: 2, poison: 1, held_back: 1);
     assert_eq!(outcome.failures, vec![name_of(&a2), name_of(&a3)]);
     assert_eq!(world.balance("ledger", "a").await, 5);
     assert_eq!(world.balance("ledger", "b").await, 9);
@@ -46,11 +42,7 @@ pub async fn under_the_park_policy_a_poison_event_is_parked_and_its_key_goes_on<
         ..Ledger::new("ledger")
     };
     let outcome = world.processor(ledger).process_items(items).await;
-    assert_eq!(
-        (outcome.applied, outcome.parked, outcome.failures.len()),
-        (2, 1, 0),
-        "{outcome:?}"
-    );
+    assert_counts!(outcome, applied: 2, parked: 1, failures.len(): 0);
     assert_eq!(world.balance("ledger", "a").await, 12);
     let parked = world.store.parked("ledger", 10).await.unwrap();
     assert_eq!(parked.len(), 1, "the parked event is recorded: {parked:?}");
@@ -68,7 +60,7 @@ pub async fn a_transient_failure_holds_back_the_key_and_the_retry_applies_once<
     let mut world = World::<S>::new().await;
     let mut batch = writes(&mut world, "a", 3).await;
     batch.push(world.write(&deposit("b", 100)).await);
-    let processor = world.processor(Ledger::new("ledger"));
+    let processor = world.ledger();
     world
         .recorded
         .fail_next_commits(1, || StoreError::Unavailable("throttled".into()));
@@ -86,11 +78,8 @@ pub async fn an_effect_whose_condition_fails_is_poison_and_writes_nothing<S: Sto
         world.write(&deposit("a", 999_999)).await,
         world.write(&deposit("a", 2)).await,
     ];
-    let outcome = world
-        .processor(Ledger::new("ledger"))
-        .process_items(items)
-        .await;
-    assert_eq!((outcome.applied, outcome.poison), (1, 1), "{outcome:?}");
+    let outcome = world.ledger().process_items(items).await;
+    assert_counts!(outcome, applied: 1, poison: 1);
     assert_eq!(
         world.balance("ledger", "a").await,
         999_999,
@@ -105,10 +94,7 @@ pub async fn an_event_expires_only_after_every_consumer_routed_to_it_is_done<S: 
     let audit = Ledger::new("audit");
     audit.down.store(true, Ordering::SeqCst);
 
-    let first = world
-        .processor(Ledger::new("ledger"))
-        .process_items(vec![item.clone()])
-        .await;
+    let first = world.ledger().process_items(vec![item.clone()]).await;
     let failing = world
         .processor(audit.clone())
         .process_items(vec![item.clone()])
@@ -137,49 +123,14 @@ pub async fn a_crash_between_the_commits_and_the_marks_is_repaired_by_redelivery
     S: StoreUnderTest,
 >() {
     let mut world = World::<S>::new().await;
-    let mut items = writes(&mut world, "a", 3).await;
-    items.push(world.write(&deposit("b", 100)).await);
-    let store = Crashing::always(world.store.clone(), CrashPoint::BeforeDone);
-    let crashes = store.crashes();
-    let crashing = Processor::new(Ledger::new("ledger"), store, outbox());
-    let outcome = crashing.process_items(items.clone()).await;
-    assert_eq!(outcome.failures.len(), 4, "reported for retry: {outcome:?}");
-    assert!(
-        crashes.load(Ordering::Relaxed) >= 2,
-        "one crash per key at least"
-    );
+    let (items, crashes) = crashed(&mut world, CrashPoint::BeforeDone).await;
+    assert!(crashes >= 2, "one crash per key at least");
+    let unmarked = |w: &WaitingItem| w.consumers.contains("ledger") && w.pending;
+    each_waiting(&world, &items, unmarked, "is not marked yet").await;
 
-    assert_eq!(world.balance("ledger", "a").await, 6, "the effects are in");
-    assert_eq!(world.balance("ledger", "b").await, 100);
-    for item in &items {
-        let waiting = world.waiting(item).await;
-        assert!(
-            waiting.consumers.contains("ledger") && waiting.pending,
-            "{} is not marked yet",
-            name_of(item)
-        );
-    }
-
-    let redelivered = world
-        .processor(Ledger::new("ledger"))
-        .process_items(items.clone())
-        .await;
-    assert_eq!(
-        (redelivered.duplicates, redelivered.applied),
-        (4, 0),
-        "{redelivered:?}"
-    );
-    assert!(redelivered.failures.is_empty());
-    assert_eq!(world.balance("ledger", "a").await, 6, "applied once");
-    assert_eq!(world.balance("ledger", "b").await, 100);
-    for item in &items {
-        let waiting = world.waiting(item).await;
-        assert!(
-            !waiting.consumers.contains("ledger"),
-            "{} is marked by the redelivery",
-            name_of(item)
-        );
-    }
+    redelivered(&world, &items).await;
+    let marked = |w: &WaitingItem| !w.consumers.contains("ledger");
+    each_waiting(&world, &items, marked, "is marked by the redelivery").await;
 }
 
 /// An item that waits for its consumer alone is left by the commit's own transaction: finished
@@ -188,38 +139,47 @@ pub async fn an_item_waiting_for_its_consumer_alone_is_finished_with_the_commit<
     S: StoreUnderTest,
 >() {
     let mut world = World::<S>::alone().await;
-    let mut items = writes(&mut world, "a", 3).await;
+    let (items, _) = crashed(&mut world, CrashPoint::AfterCommit).await;
+    let finished = |w: &WaitingItem| w.consumers.is_empty() && !w.pending && w.expires_at.is_some();
+    each_waiting(&world, &items, finished, "is finished with its commit").await;
+    redelivered(&world, &items).await;
+}
+
+/// Three deposits on "a" and one on "b", processed by the ledger on a store that crashes at
+/// `point` of every commit: the effects are in, and all four are reported for retry. With the
+/// items, how many crashes there were.
+async fn crashed<S: StoreUnderTest>(world: &mut World<S>, point: CrashPoint) -> (Vec<Item>, u64) {
+    let mut items = writes(world, "a", 3).await;
     items.push(world.write(&deposit("b", 100)).await);
-    let store = Crashing::always(world.store.clone(), CrashPoint::AfterCommit);
+    let store = Crashing::always(world.store.clone(), point);
+    let crashes = store.crashes();
     let crashing = Processor::new(Ledger::new("ledger"), store, outbox());
     let outcome = crashing.process_items(items.clone()).await;
     assert_eq!(outcome.failures.len(), 4, "reported for retry: {outcome:?}");
     assert_eq!(world.balance("ledger", "a").await, 6, "the effects are in");
-    for item in &items {
-        let waiting = world.waiting(item).await;
-        assert!(
-            waiting.consumers.is_empty() && !waiting.pending && waiting.expires_at.is_some(),
-            "{} is finished with its commit: {waiting:?}",
-            name_of(item)
-        );
-    }
+    assert_eq!(world.balance("ledger", "b").await, 100);
+    (items, crashes.load(Ordering::Relaxed))
+}
 
-    let redelivered = world
-        .processor(Ledger::new("ledger"))
-        .process_items(items.clone())
-        .await;
-    assert_eq!(
-        (
-            redelivered.duplicates,
-            redelivered.applied,
-            redelivered.unmarked
-        ),
-        (4, 0, 0),
-        "{redelivered:?}"
-    );
-    assert!(redelivered.failures.is_empty());
+/// Redelivers the crashed `items` to the ledger: all duplicates, marked, and applied once.
+async fn redelivered<S: StoreUnderTest>(world: &World<S>, items: &[Item]) {
+    let redelivered = world.ledger().process_items(items.to_vec()).await;
+    assert_counts!(redelivered, duplicates: 4, applied: 0, unmarked: 0, failures.len(): 0);
     assert_eq!(world.balance("ledger", "a").await, 6, "applied once");
     assert_eq!(world.balance("ledger", "b").await, 100);
+}
+
+/// Asserts `holds` of each of `items` as it waits in the store, naming the item it does not.
+async fn each_waiting<S: StoreUnderTest>(
+    world: &World<S>,
+    items: &[Item],
+    holds: impl Fn(&WaitingItem) -> bool,
+    what: &str,
+) {
+    for item in items {
+        let waiting = world.waiting(item).await;
+        assert!(holds(&waiting), "{} {what}: {waiting:?}", name_of(item));
+    }
 }
 
 /// A commit cannot leave an item that waits for another consumer too: nothing is written, and
@@ -248,10 +208,7 @@ pub async fn a_commit_leaves_no_item_another_consumer_waits_for<S: StoreUnderTes
         "{waiting:?}"
     );
 
-    let processed = world
-        .processor(Ledger::new("ledger"))
-        .process_items(vec![item.clone()])
-        .await;
+    let processed = world.ledger().process_items(vec![item.clone()]).await;
     assert_eq!((processed.applied, processed.unmarked), (1, 0));
     let waiting = world.waiting(&item).await;
     assert_eq!(
@@ -273,19 +230,15 @@ pub async fn a_failed_mark_is_reported_without_holding_back_its_key_and_the_retr
     let processor =
         Processor::new(Ledger::new("ledger"), store, outbox()).events_per_transaction(1);
     let outcome = processor.process_items(items.clone()).await;
-    assert_eq!(
-        (outcome.applied, outcome.unmarked, outcome.failed),
-        (3, 1, 0),
+    assert_counts!(
+        outcome, applied: 3, unmarked: 1, failed: 0;
         "all three applied, one of them not marked: {outcome:?}"
     );
     assert_eq!(outcome.failures, vec![name_of(&items[0])]);
     assert_eq!(world.applied_order("ledger", "a"), vec![1, 2, 3]);
     assert!(world.waiting(&items[0]).await.consumers.contains("ledger"));
 
-    let retry = world
-        .processor(Ledger::new("ledger"))
-        .process_items(items.clone())
-        .await;
+    let retry = world.ledger().process_items(items.clone()).await;
     assert_eq!(retry.duplicates, 3, "{retry:?}");
     assert!(!world.waiting(&items[0]).await.consumers.contains("ledger"));
     assert_eq!(world.balance("ledger", "a").await, 6);
@@ -297,10 +250,7 @@ pub async fn a_run_the_database_refuses_whole_goes_one_event_at_a_time<S: StoreU
     world.recorded.fail_next_commits(1, || {
         StoreError::Failed("Transaction request cannot be larger than 4 MB".into())
     });
-    let outcome = world
-        .processor(Ledger::new("ledger"))
-        .process_items(items)
-        .await;
+    let outcome = world.ledger().process_items(items).await;
     assert_eq!(outcome.applied, 3, "{outcome:?}");
     assert!(outcome.failures.is_empty());
     assert_eq!(world.commits("ledger", "a"), vec![(0, 1), (1, 2), (2, 3)]);

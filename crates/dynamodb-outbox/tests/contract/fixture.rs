@@ -115,10 +115,34 @@ impl Consumer for Ledger {
     }
 }
 
-pub struct World<S> {
+/// Writes events into an outbox as a producer's transactions would, each item stored where the
+/// store under test marks it.
+pub struct Producer<S> {
     outbox: MemoryOutbox,
     /// Where `outbox` registers its items; the store under test gets them stored instead.
     scratch: MemoryStore,
+    store: S,
+}
+
+impl<S: StoreUnderTest> Producer<S> {
+    pub fn new(store: &S, routes: Routes) -> Self {
+        Self {
+            outbox: MemoryOutbox::new(routes),
+            scratch: MemoryStore::new(TABLE),
+            store: store.clone(),
+        }
+    }
+
+    /// Writes the event's outbox item, as the producer's transaction would.
+    pub async fn write<P: Serialize>(&mut self, event: &Envelope<P>) -> Item {
+        let item = self.outbox.write(event, &self.scratch).unwrap();
+        self.store.put_waiting(&item).await.unwrap();
+        item
+    }
+}
+
+pub struct World<S> {
+    producer: Producer<S>,
     pub store: S,
     /// The store under test, recording its commits (and failing some when told).
     pub recorded: Recording<S>,
@@ -137,13 +161,11 @@ impl<S: StoreUnderTest> World<S> {
 
     async fn routed(deposits_to: &[&str]) -> Self {
         let store = S::start().await;
+        let routes = Routes::new()
+            .route("Deposited", deposits_to)
+            .route("Frozen", &["ledger"]);
         Self {
-            outbox: MemoryOutbox::new(
-                Routes::new()
-                    .route("Deposited", deposits_to)
-                    .route("Frozen", &["ledger"]),
-            ),
-            scratch: MemoryStore::new(TABLE),
+            producer: Producer::new(&store, routes),
             recorded: Recording::new(store.clone()),
             store,
         }
@@ -151,13 +173,16 @@ impl<S: StoreUnderTest> World<S> {
 
     /// Writes the event's outbox item, as the producer's transaction would.
     pub async fn write<P: Serialize>(&mut self, event: &Envelope<P>) -> Item {
-        let item = self.outbox.write(event, &self.scratch).unwrap();
-        self.store.put_waiting(&item).await.unwrap();
-        item
+        self.producer.write(event).await
     }
 
     pub fn processor(&self, ledger: Ledger) -> Processor<Ledger, Recording<S>> {
         Processor::new(ledger, self.recorded.clone(), outbox()).concurrency(4)
+    }
+
+    /// The processor of the consumer named `ledger`.
+    pub fn ledger(&self) -> Processor<Ledger, Recording<S>> {
+        self.processor(Ledger::new("ledger"))
     }
 
     pub async fn balance(&self, consumer: &str, account: &str) -> i64 {

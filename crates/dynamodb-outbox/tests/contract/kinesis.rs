@@ -39,9 +39,8 @@ pub async fn a_record_published_twice_is_applied_once_by_its_event_id<S: StoreUn
         // A retried PutRecord whose first response was lost: the same event twice.
         let records = stream(&[&event, &deposit("a", 7), &event]);
         let outcome = processor.process_kinesis(&records).await;
-        assert_eq!(
-            (outcome.applied, outcome.duplicates, outcome.failures.len()),
-            (2, 1, 0),
+        assert_counts!(
+            outcome, applied: 2, duplicates: 1, failures.len(): 0;
             "own record {own_record}: {outcome:?}"
         );
         let again = processor.process_kinesis(&records).await;
@@ -77,11 +76,7 @@ pub async fn a_failure_holds_back_its_keys_later_records_and_the_retry_keeps_str
         &deposit("b", 200),
     ]);
     let outcome = processor.process_kinesis(&records).await;
-    assert_eq!(
-        (outcome.applied, outcome.failed, outcome.held_back),
-        (3, 1, 1),
-        "{outcome:?}"
-    );
+    assert_counts!(outcome, applied: 3, failed: 1, held_back: 1);
     assert_eq!(
         outcome.failures,
         vec!["00003".to_owned(), "00004".to_owned()]
@@ -101,7 +96,7 @@ pub async fn a_failure_holds_back_its_keys_later_records_and_the_retry_keeps_str
     ledger.flaky.store(false, Ordering::SeqCst);
     // Lambda retries from the first failed record on.
     let outcome = processor.process_kinesis(&records[2..]).await;
-    assert_eq!((outcome.applied, outcome.duplicates), (2, 1), "{outcome:?}");
+    assert_counts!(outcome, applied: 2, duplicates: 1);
     assert_eq!(last(&store, "a").await, 3, "13 then 3: the stream's order");
     assert_eq!(
         (balance(&store, "a").await, balance(&store, "b").await),
@@ -127,11 +122,7 @@ pub async fn data_that_names_no_event_is_dropped_an_unplaceable_event_waits_and_
     let other = "arn:aws:kinesis:eu-west-1:123456789012:stream/other";
     records.push(put_at(other, "00006", &deposit("a", 9)));
     let outcome = processor.process_kinesis(&records).await;
-    assert_eq!(
-        (outcome.applied, outcome.dropped, outcome.poison),
-        (1, 3, 2),
-        "{outcome:?}"
-    );
+    assert_counts!(outcome, applied: 1, dropped: 3, poison: 2);
     assert_eq!(
         outcome.failures,
         vec!["00005", "00006"],
@@ -165,11 +156,7 @@ pub async fn a_poison_event_waits_or_is_parked_and_redriven_by_policy<S: StoreUn
     let (waiting, store) = processor::<S>(Ledger::default()).await;
     let records = stream(&[&deposit("a", -1), &deposit("a", 2), &deposit("b", 3)]);
     let outcome = waiting.process_kinesis(&records).await;
-    assert_eq!(
-        (outcome.poison, outcome.held_back, outcome.applied),
-        (1, 1, 1),
-        "{outcome:?}"
-    );
+    assert_counts!(outcome, poison: 1, held_back: 1, applied: 1);
     assert_eq!(
         (balance(&store, "a").await, balance(&store, "b").await),
         (0, 3)
@@ -177,7 +164,7 @@ pub async fn a_poison_event_waits_or_is_parked_and_redriven_by_policy<S: StoreUn
 
     let (parking, store) = processor::<S>(Ledger::parking()).await;
     let outcome = parking.process_kinesis(&records).await;
-    assert_eq!((outcome.parked, outcome.applied), (1, 2), "{outcome:?}");
+    assert_counts!(outcome, parked: 1, applied: 2);
     let again = parking.process_kinesis(&records).await;
     assert_eq!(
         again.duplicates, 3,
@@ -200,7 +187,7 @@ pub async fn an_own_record_with_other_content_is_poison_not_a_duplicate<S: Store
     let outcome = processor
         .process_kinesis(&stream(&[&first, &collision]))
         .await;
-    assert_eq!((outcome.applied, outcome.poison), (1, 1), "{outcome:?}");
+    assert_counts!(outcome, applied: 1, poison: 1);
     assert_eq!(balance(&store, "a").await, 5);
 }
 
@@ -226,7 +213,7 @@ pub async fn a_same_named_stream_of_another_account_region_or_partition_is_never
     unnamed.event_source_arn = None;
     records.push(unnamed);
     let outcome = processor.process_kinesis(&records).await;
-    assert_eq!((outcome.applied, outcome.poison), (0, 8), "{outcome:?}");
+    assert_counts!(outcome, applied: 0, poison: 8);
     assert_eq!(balance(&store, "a").await, 0);
 
     // Configured by ARN, the stream is where its ARN says, wherever the function runs.

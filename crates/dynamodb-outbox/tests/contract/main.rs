@@ -8,6 +8,19 @@
 //! [`MemoryStore`]: dynamodb_outbox::memory::MemoryStore
 //! [`DynamoConsumerStore`]: dynamodb_outbox::dynamodb::DynamoConsumerStore
 
+/// Asserts counts of a batch's outcome, each by its name, showing the whole outcome (or the
+/// message given after a `;`) when one is off: `assert_counts!(outcome, applied: 2, parked: 1)`,
+/// with `failures.len(): n` for the number of records reported for retry.
+macro_rules! assert_counts {
+    ($outcome:expr, $($count:ident $(.$len:ident())?: $value:expr),+) => {{
+        let outcome = &$outcome;
+        assert_eq!(($(outcome.$count $(.$len())?,)+), ($($value,)+), "{outcome:?}");
+    }};
+    ($outcome:expr, $($count:ident $(.$len:ident())?: $value:expr),+; $($message:tt)+) => {
+        assert_eq!(($($outcome.$count $(.$len())?,)+), ($($value,)+), $($message)+)
+    };
+}
+
 #[path = "../common/accounts.rs"]
 mod accounts;
 mod changes;

@@ -17,15 +17,8 @@ pub async fn each_key_is_applied_in_write_order_however_the_batch_is_shuffled<S:
     // Interleaved and reversed, as shards and retries can make it.
     items.reverse();
     items.swap(0, 6);
-    let outcome = world
-        .processor(Ledger::new("ledger"))
-        .process_items(items)
-        .await;
-    assert_eq!(
-        (outcome.applied, outcome.failures.len()),
-        (8, 0),
-        "{outcome:?}"
-    );
+    let outcome = world.ledger().process_items(items).await;
+    assert_counts!(outcome, applied: 8, failures.len(): 0);
     assert_eq!(world.applied_order("ledger", "a"), vec![1, 2, 3, 4, 5]);
     assert_eq!(world.applied_order("ledger", "b"), vec![1, 2, 3]);
     assert_eq!(world.balance("ledger", "a").await, 150);
@@ -38,10 +31,10 @@ pub async fn an_event_that_arrives_before_its_predecessor_waits_across_batches<
     let mut world = World::<S>::new().await;
     let first = world.write(&deposit("a", 1)).await;
     let second = world.write(&deposit("a", 2)).await;
-    let processor = world.processor(Ledger::new("ledger"));
+    let processor = world.ledger();
 
     let early = processor.process_items(vec![second.clone()]).await;
-    assert_eq!((early.waiting, early.applied), (1, 0), "{early:?}");
+    assert_counts!(early, waiting: 1, applied: 0);
     assert_eq!(early.failures, vec![name_of(&second)], "reported for retry");
     assert_eq!(
         world.balance("ledger", "a").await,
@@ -58,10 +51,10 @@ pub async fn an_event_that_arrives_before_its_predecessor_waits_across_batches<
 pub async fn a_redelivered_batch_is_all_duplicates<S: StoreUnderTest>() {
     let mut world = World::<S>::new().await;
     let items = writes(&mut world, "a", 4).await;
-    let processor = world.processor(Ledger::new("ledger"));
+    let processor = world.ledger();
     processor.process_items(items.clone()).await;
     let again = processor.process_items(items).await;
-    assert_eq!((again.duplicates, again.applied), (4, 0), "{again:?}");
+    assert_counts!(again, duplicates: 4, applied: 0);
     assert_eq!(world.balance("ledger", "a").await, 10);
 }
 
@@ -69,10 +62,7 @@ pub async fn a_keys_consecutive_events_commit_in_one_transaction<S: StoreUnderTe
     let mut world = World::<S>::new().await;
     let mut items = writes(&mut world, "a", 5).await;
     items.push(world.write(&deposit("b", 100)).await);
-    let outcome = world
-        .processor(Ledger::new("ledger"))
-        .process_items(items)
-        .await;
+    let outcome = world.ledger().process_items(items).await;
     assert_eq!(outcome.applied, 6, "{outcome:?}");
     assert_eq!(
         world.commits("ledger", "a"),
@@ -90,10 +80,10 @@ pub async fn a_keys_consecutive_events_commit_in_one_transaction<S: StoreUnderTe
 pub async fn a_run_the_consumer_partly_applied_before_applies_only_the_rest<S: StoreUnderTest>() {
     let mut world = World::<S>::new().await;
     let items = writes(&mut world, "a", 5).await;
-    let processor = world.processor(Ledger::new("ledger"));
+    let processor = world.ledger();
     processor.process_items(items[..2].to_vec()).await;
     let outcome = processor.process_items(items).await;
-    assert_eq!((outcome.duplicates, outcome.applied), (2, 3), "{outcome:?}");
+    assert_counts!(outcome, duplicates: 2, applied: 3);
     assert_eq!(world.balance("ledger", "a").await, 15);
     assert_eq!(world.applied_order("ledger", "a"), vec![1, 2, 3, 4, 5]);
 }
@@ -102,7 +92,7 @@ pub async fn one_event_per_transaction_commits_each_event_on_its_own_in_order<S:
     let mut world = World::<S>::new().await;
     let items = writes(&mut world, "a", 5).await;
     let outcome = world
-        .processor(Ledger::new("ledger"))
+        .ledger()
         .concurrency(1)
         .events_per_transaction(1)
         .process_items(items)
@@ -119,7 +109,7 @@ pub async fn a_hot_keys_run_is_cut_at_the_events_per_transaction<S: StoreUnderTe
     let mut world = World::<S>::new().await;
     let items = writes(&mut world, "a", 7).await;
     let outcome = world
-        .processor(Ledger::new("ledger"))
+        .ledger()
         .events_per_transaction(3)
         .process_items(items)
         .await;
@@ -140,15 +130,8 @@ pub async fn an_event_type_a_consumer_does_not_take_is_skipped_and_its_key_goes_
             .await,
         world.write(&deposit("a", 7)).await,
     ];
-    let outcome = world
-        .processor(Ledger::new("ledger"))
-        .process_items(items.clone())
-        .await;
-    assert_eq!(
-        (outcome.applied, outcome.skipped, outcome.poison),
-        (2, 1, 0),
-        "{outcome:?}"
-    );
+    let outcome = world.ledger().process_items(items.clone()).await;
+    assert_counts!(outcome, applied: 2, skipped: 1, poison: 0);
     assert_eq!(world.balance("ledger", "a").await, 12);
 
     // The audit consumer was never routed the Frozen event: it ignores it, and its chain skips it.
@@ -156,7 +139,7 @@ pub async fn an_event_type_a_consumer_does_not_take_is_skipped_and_its_key_goes_
         .processor(Ledger::new("audit"))
         .process_items(items)
         .await;
-    assert_eq!((audit.applied, audit.ignored), (2, 1), "{audit:?}");
+    assert_counts!(audit, applied: 2, ignored: 1);
 }
 
 /// `count` deposits of 1, 2, ... cents on `account`, written in order.

@@ -7,7 +7,6 @@ use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
 
 use dynamodb_outbox::dynamodb::Routes;
-use dynamodb_outbox::memory::{MemoryOutbox, MemoryStore};
 use dynamodb_outbox::testing::Recording;
 use dynamodb_outbox::{
     Consumer, Effect, Envelope, HandlerError, PoisonPolicy, Processor, StoreError, Takes,
@@ -15,7 +14,9 @@ use dynamodb_outbox::{
 use serde_dynamo::{AttributeValue, Item};
 use tokio::sync::Barrier;
 
-use crate::fixture::{balance, balance_of, deposit, outbox, Deposited, StoreUnderTest, TABLE};
+use crate::fixture::{
+    balance, balance_of, deposit, outbox, Deposited, Producer, StoreUnderTest, TABLE,
+};
 
 const NAME: &str = "ledger";
 
@@ -73,13 +74,10 @@ impl Consumer for Ledger {
 
 /// Items of `deposits` on their accounts, written and stored where `store` marks them.
 async fn written<S: StoreUnderTest>(store: &S, deposits: &[(&str, i64)]) -> Vec<Item> {
-    let scratch = MemoryStore::new(TABLE);
-    let mut outbox = MemoryOutbox::new(Routes::new().route("Deposited", &[NAME]));
+    let mut producer = Producer::new(store, Routes::new().route("Deposited", &[NAME]));
     let mut items = Vec::new();
     for (account, cents) in deposits {
-        let item = outbox.write(&deposit(account, *cents), &scratch).unwrap();
-        store.put_waiting(&item).await.unwrap();
-        items.push(item);
+        items.push(producer.write(&deposit(account, *cents)).await);
     }
     items
 }
@@ -90,7 +88,7 @@ async fn parked_world<S: StoreUnderTest>() -> (Processor<Ledger, Recording<S>>, 
     let items = written(&store, &[("a", 10), ("a", -5), ("a", 20)]).await;
     let processor = Processor::new(Ledger::default(), Recording::new(store.clone()), outbox());
     let outcome = processor.process_items(items).await;
-    assert_eq!((outcome.applied, outcome.parked), (2, 1), "{outcome:?}");
+    assert_counts!(outcome, applied: 2, parked: 1);
     (processor, store)
 }
 
@@ -100,11 +98,7 @@ pub async fn a_fixed_parked_event_is_applied_once_and_its_record_goes<S: StoreUn
 
     processor.consumer().fixed.store(true, Ordering::SeqCst);
     let redriven = processor.redrive_parked(10).await;
-    assert_eq!(
-        (redriven.applied, redriven.failures.len()),
-        (1, 0),
-        "{redriven:?}"
-    );
+    assert_counts!(redriven, applied: 1, failures.len(): 0);
     assert_eq!(
         balance(&store, "a").await,
         25,
@@ -150,7 +144,7 @@ pub async fn an_event_still_poison_stays_parked_with_its_new_reason_and_attempts
 >() {
     let (processor, store) = parked_world::<S>().await;
     let redriven = processor.redrive_parked(10).await;
-    assert_eq!((redriven.parked, redriven.applied), (1, 0), "{redriven:?}");
+    assert_counts!(redriven, parked: 1, applied: 0);
     let parked = store.parked(NAME, 10).await.unwrap();
     assert_eq!(redriven.failures, vec![parked[0].record.sk.clone()]);
     assert_eq!(
@@ -167,7 +161,7 @@ pub async fn a_transient_failure_leaves_the_parked_event_as_it_is<S: StoreUnderT
         .store()
         .fail_next_commits(1, || StoreError::Unavailable("throttled".into()));
     let failing = processor.redrive_parked(10).await;
-    assert_eq!((failing.failed, failing.applied), (1, 0), "{failing:?}");
+    assert_counts!(failing, failed: 1, applied: 0);
     let parked = store.parked(NAME, 10).await.unwrap();
     assert_eq!(parked[0].attempts, 1, "not counted as poison");
     assert_eq!(processor.redrive_parked(10).await.applied, 1);

@@ -74,11 +74,7 @@ pub async fn an_event_sent_directly_through_sns_or_through_eventbridge_is_applie
         message(QUEUE, "m5", body(&deposit("b", 2), Via::EventBridge), None),
     ];
     let outcome = processor.process_sqs(&messages).await;
-    assert_eq!(
-        (outcome.applied, outcome.duplicates, outcome.failures.len()),
-        (3, 2, 0),
-        "{outcome:?}"
-    );
+    assert_counts!(outcome, applied: 3, duplicates: 2, failures.len(): 0);
     assert!(outcome.sqs_response().batch_item_failures.is_empty());
     let again = processor.process_sqs(&messages).await;
     assert_eq!(again.duplicates, 5, "a redelivered batch: {again:?}");
@@ -108,11 +104,7 @@ pub async fn on_a_fifo_queue_a_failure_holds_back_its_groups_later_messages_and_
         message(FIFO, "m5", body(&deposit("a", 6), Via::Direct), Some("g1")),
     ];
     let outcome = processor.process_sqs(&messages).await;
-    assert_eq!(
-        (outcome.applied, outcome.failed, outcome.held_back),
-        (2, 1, 2),
-        "{outcome:?}"
-    );
+    assert_counts!(outcome, applied: 2, failed: 1, held_back: 2);
     let kept: Vec<_> = outcome
         .sqs_response()
         .batch_item_failures
@@ -137,11 +129,7 @@ pub async fn on_a_fifo_queue_a_failure_holds_back_its_groups_later_messages_and_
         .cloned()
         .collect();
     let outcome = processor.process_sqs(&retry).await;
-    assert_eq!(
-        (outcome.applied, outcome.failures.len()),
-        (3, 0),
-        "{outcome:?}"
-    );
+    assert_counts!(outcome, applied: 3, failures.len(): 0);
     assert_eq!(last(&store, "a").await, 6, "13 then 6: the group's order");
     assert_eq!(
         (balance(&store, "a").await, balance(&store, "b").await),
@@ -185,11 +173,7 @@ pub async fn poison_is_parked_and_a_body_that_names_no_event_is_dropped<S: Store
         ),
     ];
     let outcome = processor.process_sqs(&messages).await;
-    assert_eq!(
-        (outcome.parked, outcome.applied, outcome.dropped),
-        (1, 2, 3),
-        "{outcome:?}"
-    );
+    assert_counts!(outcome, parked: 1, applied: 2, dropped: 3);
     assert!(
         outcome.failures.is_empty(),
         "nothing blocks the group: {outcome:?}"
@@ -228,7 +212,7 @@ pub async fn another_queues_messages_are_refused_and_never_credited<S: StoreUnde
         })
         .collect();
     let outcome = processor.process_sqs(&messages).await;
-    assert_eq!((outcome.applied, outcome.poison), (0, 7), "{outcome:?}");
+    assert_counts!(outcome, applied: 0, poison: 7);
     assert_eq!(outcome.failures.len(), 7);
     assert_eq!(balance(&store, "a").await, 0);
 

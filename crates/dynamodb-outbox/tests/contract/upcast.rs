@@ -9,7 +9,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use dynamodb_outbox::dynamodb::Routes;
-use dynamodb_outbox::memory::{MemoryOutbox, MemoryStore};
 use dynamodb_outbox::{
     BoxError, Consumer, Effect, Envelope, Event, HandlerError, Home, PoisonPolicy, Processor,
     Source, Takes,
@@ -18,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use serde_dynamo::{AttributeValue, Item};
 use serde_json::Value;
 
-use crate::fixture::{balance_of, outbox, StoreUnderTest, TABLE};
+use crate::fixture::{balance, balance_of, outbox, Producer, StoreUnderTest, TABLE};
 use crate::records::stream;
 
 const NAME: &str = "ledger";
@@ -186,32 +185,20 @@ fn misnamed(invoice: &str, total: i64) -> Envelope<MisnamedV1> {
     })
 }
 
-/// Writes events into an outbox as a producer would, each stored where `store` marks it.
-struct Producer<'s, S> {
-    outbox: MemoryOutbox,
-    scratch: MemoryStore,
-    store: &'s S,
+/// A producer of invoices to the ledger, its items stored where `store` marks them.
+fn producer<S: StoreUnderTest>(store: &S) -> Producer<S> {
+    Producer::new(store, Routes::new().route("InvoiceIssued", &[NAME]))
 }
 
-impl<'s, S: StoreUnderTest> Producer<'s, S> {
-    fn new(store: &'s S) -> Self {
-        Self {
-            outbox: MemoryOutbox::new(Routes::new().route("InvoiceIssued", &[NAME])),
-            scratch: MemoryStore::new(TABLE),
-            store,
-        }
-    }
-
-    async fn write<P: Serialize>(&mut self, event: &Envelope<P>) -> Item {
-        let item = self.outbox.write(event, &self.scratch).unwrap();
-        self.store.put_waiting(&item).await.unwrap();
-        item
-    }
-}
-
-async fn balance<S: StoreUnderTest>(store: &S) -> i64 {
-    let pk = format!("ACCOUNT#{ACCOUNT}");
-    store.number(TABLE, &pk, "BALANCE", "cents").await.unwrap()
+/// A store of its own holding a misnamed v1 of 700 cents and, after it on its key, a v3 of 30.
+async fn misnamed_then_v3<S: StoreUnderTest>() -> (S, Vec<Item>) {
+    let store = S::start().await;
+    let mut producer = producer(&store);
+    let items = vec![
+        producer.write(&misnamed("i-1", 700)).await,
+        producer.write(&v3("i-2", 30)).await,
+    ];
+    (store, items)
 }
 
 /// The line of `invoice`: its currency and the schema version its effect saw.
@@ -234,7 +221,7 @@ pub async fn older_versions_are_upcast_through_the_chain_and_applied_once_newer_
     S: StoreUnderTest,
 >() {
     let store = S::start().await;
-    let mut producer = Producer::new(&store);
+    let mut producer = producer(&store);
     let items = vec![
         producer.write(&v1("i-1", 900)).await,
         producer
@@ -255,12 +242,11 @@ pub async fn older_versions_are_upcast_through_the_chain_and_applied_once_newer_
     ];
     let processor = Processor::new(Ledger::default(), store.clone(), outbox());
     let outcome = processor.process_items(items.clone()).await;
-    assert_eq!(
-        (outcome.applied, outcome.skipped, outcome.failures.len()),
-        (4, 1, 0),
+    assert_counts!(
+        outcome, applied: 4, skipped: 1, failures.len(): 0;
         "v1, v2, v3 applied, v4 skipped and its key goes on: {outcome:?}"
     );
-    assert_eq!(balance(&store).await, 900 + 250 + 100 + 5);
+    assert_eq!(balance(&store, ACCOUNT).await, 900 + 250 + 100 + 5);
     assert_eq!(line(&store, "i-1").await, ("EUR".to_owned(), 3));
     assert_eq!(line(&store, "i-2").await, ("EUR".to_owned(), 3));
     assert_eq!(line(&store, "i-3").await, ("USD".to_owned(), 3));
@@ -268,43 +254,32 @@ pub async fn older_versions_are_upcast_through_the_chain_and_applied_once_newer_
 
     let again = processor.process_items(items).await;
     assert_eq!(again.applied, 0, "a redelivery applies nothing: {again:?}");
-    assert_eq!(balance(&store).await, 1_255);
+    assert_eq!(balance(&store, ACCOUNT).await, 1_255);
 }
 
 pub async fn an_event_whose_upcast_fails_is_poison_waited_on_or_parked_and_redriven_once<
     S: StoreUnderTest,
 >() {
     // Waited on: the key holds.
-    let store = S::start().await;
-    let mut producer = Producer::new(&store);
-    let items = vec![
-        producer.write(&misnamed("i-1", 700)).await,
-        producer.write(&v3("i-2", 30)).await,
-    ];
+    let (store, items) = misnamed_then_v3::<S>().await;
     let waiting = Processor::new(Ledger::default(), store.clone(), outbox());
     let outcome = waiting.process_items(items).await;
-    assert_eq!(
-        (outcome.poison, outcome.applied, outcome.failures.len()),
-        (1, 0, 2),
+    assert_counts!(
+        outcome, poison: 1, applied: 0, failures.len(): 2;
         "the poison and the key's later event reported: {outcome:?}"
     );
-    assert_eq!(balance(&store).await, 0);
+    assert_eq!(balance(&store, ACCOUNT).await, 0);
 
     // Parked: the key goes on, the reason names the step.
-    let store = S::start().await;
-    let mut producer = Producer::new(&store);
-    let items = vec![
-        producer.write(&misnamed("i-1", 700)).await,
-        producer.write(&v3("i-2", 30)).await,
-    ];
+    let (store, items) = misnamed_then_v3::<S>().await;
     let ledger = Ledger {
         park: true,
         ..Ledger::default()
     };
     let parking = Processor::new(ledger, store.clone(), outbox());
     let outcome = parking.process_items(items.clone()).await;
-    assert_eq!((outcome.parked, outcome.applied), (1, 1), "{outcome:?}");
-    assert_eq!(balance(&store).await, 30);
+    assert_counts!(outcome, parked: 1, applied: 1);
+    assert_eq!(balance(&store, ACCOUNT).await, 30);
     let parked = store.parked(NAME, 10).await.unwrap();
     assert_eq!(parked.len(), 1);
     assert!(
@@ -324,12 +299,12 @@ pub async fn an_event_whose_upcast_fails_is_poison_waited_on_or_parked_and_redri
     assert_eq!(parking.redrive_parked(10).await.parked, 1);
     parking.consumer().fixed.store(true, Ordering::SeqCst);
     let redriven = parking.redrive_parked(10).await;
-    assert_eq!((redriven.applied, redriven.parked), (1, 0), "{redriven:?}");
-    assert_eq!(balance(&store).await, 730);
+    assert_counts!(redriven, applied: 1, parked: 0);
+    assert_eq!(balance(&store, ACCOUNT).await, 730);
     assert_eq!(line(&store, "i-1").await, ("EUR".to_owned(), 3));
     assert_eq!(parking.redrive_parked(10).await, Default::default());
     assert_eq!(parking.process_items(items).await.applied, 0);
-    assert_eq!(balance(&store).await, 730, "applied once");
+    assert_eq!(balance(&store, ACCOUNT).await, 730, "applied once");
 }
 
 pub async fn a_kinesis_record_in_an_older_version_is_upcast_and_applied_once<S: StoreUnderTest>() {
@@ -344,11 +319,10 @@ pub async fn a_kinesis_record_in_an_older_version_is_upcast_and_applied_once<S: 
     let event = v1("i-1", 400);
     let records = stream(ARN, &[&event, &event]);
     let outcome = processor.process_kinesis(&records).await;
-    assert_eq!(
-        (outcome.applied, outcome.duplicates),
-        (1, 1),
+    assert_counts!(
+        outcome, applied: 1, duplicates: 1;
         "published twice, applied once: {outcome:?}"
     );
-    assert_eq!(balance(&store).await, 400);
+    assert_eq!(balance(&store, ACCOUNT).await, 400);
     assert_eq!(line(&store, "i-1").await, ("EUR".to_owned(), 3));
 }
