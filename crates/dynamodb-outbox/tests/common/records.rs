@@ -16,16 +16,16 @@ pub fn stream<P: Serialize>(arn: &str, events: &[&Envelope<P>]) -> Vec<KinesisEv
 /// `event`'s record at `sequence` in the stream `arn`, as its producer would have put it.
 pub fn put_at<P: Serialize>(arn: &str, sequence: &str, event: &Envelope<P>) -> KinesisEventRecord {
     let put = kinesis_put(event).unwrap();
-    record(arn, sequence, put.data, &put.partition_key)
+    record(arn, sequence, &put.data, &put.partition_key)
 }
 
 /// A record of the stream `arn` carrying `data`, whatever it is.
-pub fn record(arn: &str, sequence: &str, data: Vec<u8>, partition_key: &str) -> KinesisEventRecord {
+pub fn record(arn: &str, sequence: &str, data: &[u8], partition_key: &str) -> KinesisEventRecord {
     let mut record = KinesisEventRecord::default();
     record.event_source_arn = Some(arn.into());
     record.kinesis.sequence_number = sequence.into();
     record.kinesis.partition_key = partition_key.into();
-    *record.kinesis.data = data;
+    *record.kinesis.data = data.to_vec();
     record
 }
 

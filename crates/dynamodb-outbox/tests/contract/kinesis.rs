@@ -109,16 +109,11 @@ pub async fn data_that_names_no_event_is_dropped_an_unplaceable_event_waits_and_
 >() {
     let (processor, store) = processor::<S>(Ledger::default()).await;
     let mut records = stream(&[&deposit("a", 1)]);
-    records.push(record(ARN, "00002", b"not json".to_vec(), "a"));
-    records.push(record(
-        ARN,
-        "00003",
-        br#"[{"event_id": "x"}]"#.to_vec(),
-        "a",
-    ));
-    records.push(record(ARN, "00004", br#"{"event_id": 7}"#.to_vec(), "a"));
+    records.push(record(ARN, "00002", b"not json", "a"));
+    records.push(record(ARN, "00003", br#"[{"event_id": "x"}]"#, "a"));
+    records.push(record(ARN, "00004", br#"{"event_id": 7}"#, "a"));
     let keyless = br#"{"event_id": "k", "event_type": "Deposited", "schema_version": 1}"#;
-    records.push(record(ARN, "00005", keyless.to_vec(), "a"));
+    records.push(record(ARN, "00005", keyless, "a"));
     let other = "arn:aws:kinesis:eu-west-1:123456789012:stream/other";
     records.push(put_at(other, "00006", &deposit("a", 9)));
     let outcome = processor.process_kinesis(&records).await;
@@ -136,7 +131,7 @@ pub async fn an_event_without_ordering_key_is_parked_under_its_event_id_once<S: 
     let (processor, store) = processor::<S>(Ledger::parking()).await;
     let keyless = br#"{"event_id": "k-1", "event_type": "Deposited", "schema_version": 1}"#;
     let records = vec![
-        record(ARN, "00001", keyless.to_vec(), "a"),
+        record(ARN, "00001", keyless, "a"),
         put_at(ARN, "00002", &deposit("a", 5)),
     ];
     for round in 0..2 {
