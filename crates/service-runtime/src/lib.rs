@@ -5,7 +5,8 @@
 //! - [`metrics`]: the functions' metric names, as EMF log lines through the engine's writer;
 //! - [`http`]: API Gateway HTTP API plumbing (routing, bodies, the caller's identity, errors);
 //! - [`trace`]: carrying a request's trace into an event and linking a consumer's work to it;
-//! - [`error`] and [`time`]: the errors and the timestamps both services use.
+//! - [`error`] and [`time`]: the errors and the timestamps both services use;
+//! - [`start`]: what every function's `main` does first.
 
 pub mod config;
 pub mod error;
@@ -16,3 +17,12 @@ pub mod trace;
 
 pub use error::{validate_id, StoreError, ValidationError};
 pub use time::Timestamp;
+
+/// A function's cold start: its JSON logs ([`config::init_tracing`]), its EMF metrics
+/// ([`metrics::init`]) and its DynamoDB client ([`config::dynamodb_client`]). A `main` reads its
+/// settings before, so a function deployed with a wrong one fails before building anything.
+pub async fn start() -> aws_sdk_dynamodb::Client {
+    config::init_tracing();
+    metrics::init();
+    config::dynamodb_client().await
+}

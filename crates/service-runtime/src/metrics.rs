@@ -12,7 +12,9 @@
 //! event ids never become dimensions; trace ids travel as plain properties of the line.
 
 use dynamodb_outbox::lambda::metrics::{CONSUMER_METRICS, SWEEPER_METRICS};
-use dynamodb_outbox::lambda::BatchReport;
+use dynamodb_outbox::lambda::{BatchReport, Processed};
+use lambda_runtime::tower::{Layer, Service};
+use lambda_runtime::{Error, LambdaEvent};
 
 pub use dynamodb_outbox::lambda::metrics::{
     APPLIED, BATCH_DURATION, DROPPED, DUPLICATES, HELD_BACK, OLD_PENDING_FOUND, OUTBOX_LAG, PARKED,
@@ -60,4 +62,18 @@ pub const EMITTED: &[(&str, &[&str])] = &[
 /// operations guide's log queries filter on).
 pub fn batch_report(function: &'static str) -> BatchReport {
     BatchReport::new(function).aggregate_field("order_id")
+}
+
+/// One invocation's batch through `handler` (the engine's adapter of the event source over a
+/// processor), reported as [`batch_report`] reports `function`'s: what a consumer function
+/// serves, and what its tests call.
+pub async fn report_batch<E, R, H>(
+    function: &'static str,
+    handler: H,
+    event: LambdaEvent<E>,
+) -> Result<R, Error>
+where
+    H: Service<LambdaEvent<E>, Response = Processed<R>, Error = Error>,
+{
+    batch_report(function).layer(handler).call(event).await
 }

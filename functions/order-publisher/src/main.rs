@@ -12,14 +12,13 @@ use service_runtime::config;
 // One thread: a 128 MB function has a fraction of one vCPU, and the handler only waits on I/O.
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
-    config::init_tracing();
-    service_runtime::metrics::init();
     let stream = config::required_name(
         config::ORDER_EVENTS_STREAM,
         config::SourceKind::KinesisStream,
     )?;
     let table = config::required_name(config::ORDERS_TABLE, config::SourceKind::Table)?;
+    let client = service_runtime::start().await;
     let publisher = KinesisPublisher::new(kinesis_client(), stream);
-    let history = DynamoOrderStore::new(config::dynamodb_client().await, table);
+    let history = DynamoOrderStore::new(client, table);
     run(service_fn(|event| api::handle(&publisher, &history, event))).await
 }

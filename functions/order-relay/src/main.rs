@@ -20,11 +20,10 @@ const EVENT_SOURCE: &str = "orders";
 // One thread: a 128 MB function has a fraction of one vCPU, and the handler only waits on I/O.
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
-    config::init_tracing();
-    metrics::init();
-    let client = config::dynamodb_client().await;
     let orders = config::source(config::ORDERS_TABLE, SourceKind::Table)?;
-    let target = EventBridgeTarget::from_env(config::required("EVENT_BUS_NAME")?, EVENT_SOURCE);
+    let bus = config::required("EVENT_BUS_NAME")?;
+    let client = service_runtime::start().await;
+    let target = EventBridgeTarget::from_env(bus, EVENT_SOURCE);
     let relay = Relay::new(ORDER_RELAY, takes_order_placed(), target);
     // The relay's progress and parked events live beside the outbox, in the orders table.
     let store = DynamoConsumerStore::new(client.clone(), orders.name(), orders.name());

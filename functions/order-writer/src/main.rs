@@ -11,13 +11,12 @@ use lambda_runtime::{run, service_fn, Error};
 use order_service::handlers::order_api;
 use order_service::store::cdc::CdcOrderStore;
 use order_service::store::dynamodb::DynamoOrderStore;
+use order_service::store::OrderStore;
 use service_runtime::config::{self, OutboxPattern};
 
 // One thread: a 128 MB function has a fraction of one vCPU, and the handler only waits on I/O.
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
-    config::init_tracing();
-    service_runtime::metrics::init();
     // Pattern 3's order service publishes to Kinesis, which this binary does not link: it has its
     // own functions in patterns/self-read/template.yaml.
     let pattern = OutboxPattern::read_served_by(
@@ -29,20 +28,16 @@ async fn main() -> Result<(), Error> {
         ],
     )?;
     let table = config::required_name(config::ORDERS_TABLE, config::SourceKind::Table)?;
-    let client = config::dynamodb_client().await;
+    let client = service_runtime::start().await;
     match pattern {
-        OutboxPattern::Outbox => {
-            let store = DynamoOrderStore::new(client, table);
-            run(service_fn(|event| order_api::handle(&store, event))).await
-        }
-        OutboxPattern::Broker => {
-            let store = DynamoOrderStore::relayed(client, table);
-            run(service_fn(|event| order_api::handle(&store, event))).await
-        }
+        OutboxPattern::Outbox => serve(DynamoOrderStore::new(client, table)).await,
+        OutboxPattern::Broker => serve(DynamoOrderStore::relayed(client, table)).await,
         // Cdc: read_served_by refused the rest.
-        _ => {
-            let store = CdcOrderStore::new(client, table);
-            run(service_fn(|event| order_api::handle(&store, event))).await
-        }
+        _ => serve(CdcOrderStore::new(client, table)).await,
     }
+}
+
+/// Serves the order API over `store` until the runtime stops.
+async fn serve<S: OrderStore>(store: S) -> Result<(), Error> {
+    run(service_fn(|event| order_api::handle(&store, event))).await
 }

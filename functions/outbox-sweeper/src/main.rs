@@ -4,13 +4,11 @@
 use dynamodb_outbox::lambda;
 use lambda_runtime::Error;
 use rewards_service::handlers::sweeper::Sweeper;
-use service_runtime::{config, metrics};
+use service_runtime::metrics;
 
 // One thread: a 128 MB function has a fraction of one vCPU, and the handler only waits on I/O.
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
-    config::init_tracing();
-    service_runtime::metrics::init();
-    let sweeper = Sweeper::from_env(config::dynamodb_client().await)?;
+    let sweeper = Sweeper::from_env(service_runtime::start().await)?;
     lambda::run_sweeper(&sweeper, metrics::OUTBOX_SWEEPER).await
 }

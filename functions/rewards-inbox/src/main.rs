@@ -4,7 +4,7 @@
 //! the events it parked back through the consumer. It reports as `stream-consumer` and
 //! `outbox-sweeper`, so the rewards alarms read the same metrics in every deployment.
 
-use dynamodb_outbox::lambda::{self, InboxConsumer};
+use dynamodb_outbox::lambda::InboxConsumer;
 use dynamodb_outbox::SourceKind;
 use lambda_runtime::Error;
 use rewards_service::consumer::RewardsConsumer;
@@ -16,11 +16,9 @@ const INBOX_QUEUE: &str = "REWARDS_INBOX_QUEUE";
 // One thread: a 128 MB function has a fraction of one vCPU, and the handler only waits on I/O.
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
-    config::init_tracing();
-    metrics::init();
     let rewards = config::required(config::REWARDS_TABLE)?;
     let queue = config::source(INBOX_QUEUE, SourceKind::SqsQueue)?;
-    InboxConsumer::new(lambda::dynamodb_client().await, &rewards, queue)
+    InboxConsumer::new(service_runtime::start().await, &rewards, queue)
         .reporting_as(metrics::STREAM_CONSUMER, metrics::OUTBOX_SWEEPER)
         .run(RewardsConsumer::new(rewards))
         .await

@@ -2,12 +2,10 @@
 //! ledger, through the outbox engine: outbox items under pattern 1, the order items' own
 //! creation under pattern 2 (`OUTBOX_PATTERN=cdc`).
 
-use dynamodb_outbox::lambda::{self, EntityChanges, OutboxStream};
-use lambda_runtime::Error;
-use order_service::changes::order_placed_from_image;
+use lambda_runtime::{run, service_fn, Error};
 use rewards_service::handlers::stream;
 use rewards_service::service;
-use service_runtime::config::{self, OutboxPattern};
+use service_runtime::config::OutboxPattern;
 
 // Allocation is about a fifth of a batch's CPU (perf, most of it in the SDK's request pipeline),
 // and a 128 MB function's CPU is what bounds its batch: with mimalloc the bench's 100-record
@@ -21,18 +19,18 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 // One thread: a 128 MB function has a fraction of one vCPU, and the handler only waits on I/O.
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
-    config::init_tracing();
-    service_runtime::metrics::init();
     // Pattern 3's events are on Kinesis: rewards-kinesis-consumer reads them.
     let pattern = OutboxPattern::read_served_by(
         "stream-consumer",
         &[OutboxPattern::Outbox, OutboxPattern::Cdc],
     )?;
-    let processor = service::processor_from_env(config::dynamodb_client().await)?;
+    let processor = service::processor_from_env(service_runtime::start().await)?;
     if pattern == OutboxPattern::Cdc {
-        let changes = EntityChanges::new(&processor, order_placed_from_image);
-        lambda::run(stream::report(), changes).await
+        run(service_fn(|event| {
+            stream::handle_order_changes(&processor, event)
+        }))
+        .await
     } else {
-        lambda::run(stream::report(), OutboxStream::new(&processor)).await
+        run(service_fn(|event| stream::handle(&processor, event))).await
     }
 }

@@ -14,12 +14,11 @@ use aws_lambda_events::kinesis::KinesisEvent;
 use aws_lambda_events::streams::KinesisEventResponse;
 use aws_sdk_dynamodb::Client;
 use dynamodb_outbox::dynamodb::DynamoConsumerStore;
-use dynamodb_outbox::lambda::{BatchReport, KinesisStream};
+use dynamodb_outbox::lambda::KinesisStream;
 use dynamodb_outbox::{
     Consumer, ConsumerStore, Effect, Envelope, HandlerError, PoisonPolicy, Processor, Source,
     SourceKind, Takes,
 };
-use lambda_runtime::tower::{Layer, Service};
 use lambda_runtime::{Error, LambdaEvent};
 use service_runtime::config::{self, ConfigError};
 use service_runtime::metrics;
@@ -100,18 +99,11 @@ pub fn processor_from_env(client: Client) -> Result<HistoryProcessor, ConfigErro
     Ok(processor(client, &orders, stream).concurrency(config::CONSUMER_CONCURRENCY.read()?))
 }
 
-/// The report of the function's batches: its logs and its `order-history` metrics.
-pub fn report() -> BatchReport {
-    metrics::batch_report(metrics::ORDER_HISTORY)
-}
-
-/// One Kinesis batch through the order-history consumer, as the function serves it.
+/// One Kinesis batch through the order-history consumer, as the function serves it: its logs
+/// and its `order-history` metrics.
 pub async fn handle<S: ConsumerStore>(
     processor: &Processor<OrderHistoryConsumer, S>,
     event: LambdaEvent<KinesisEvent>,
 ) -> Result<KinesisEventResponse, Error> {
-    report()
-        .layer(KinesisStream::new(processor))
-        .call(event)
-        .await
+    metrics::report_batch(metrics::ORDER_HISTORY, KinesisStream::new(processor), event).await
 }

@@ -9,10 +9,10 @@ use aws_lambda_events::streams::KinesisEventResponse;
 use aws_sdk_dynamodb::Client;
 use dynamodb_outbox::lambda::KinesisStream;
 use dynamodb_outbox::{ConsumerStore, Processor, Source, SourceKind};
-use lambda_runtime::tower::{Layer, Service};
 use lambda_runtime::{Error, LambdaEvent};
 use order_service::self_read::stream_processor;
 use service_runtime::config::{self, ConfigError};
+use service_runtime::metrics;
 
 use crate::consumer::RewardsConsumer;
 use crate::service::RewardsProcessor;
@@ -41,8 +41,10 @@ pub async fn handle<S: ConsumerStore>(
     processor: &Processor<RewardsConsumer, S>,
     event: LambdaEvent<KinesisEvent>,
 ) -> Result<KinesisEventResponse, Error> {
-    super::stream::report()
-        .layer(KinesisStream::new(processor))
-        .call(event)
-        .await
+    metrics::report_batch(
+        metrics::STREAM_CONSUMER,
+        KinesisStream::new(processor),
+        event,
+    )
+    .await
 }

@@ -5,29 +5,26 @@
 
 use aws_lambda_events::dynamodb::Event;
 use aws_lambda_events::streams::DynamoDbEventResponse;
-use dynamodb_outbox::lambda::{BatchReport, EntityChanges, OutboxStream};
+use dynamodb_outbox::lambda::{EntityChanges, OutboxStream};
 use dynamodb_outbox::{ConsumerStore, Processor};
-use lambda_runtime::tower::{Layer, Service};
 use lambda_runtime::{Error, LambdaEvent};
 use order_service::changes::order_placed_from_image;
 use service_runtime::metrics;
 
 use crate::consumer::RewardsConsumer;
 
-/// The report of the function's batches: its logs and its `stream-consumer` metrics.
-pub fn report() -> BatchReport {
-    metrics::batch_report(metrics::STREAM_CONSUMER)
-}
-
-/// One stream batch of outbox records, as the function serves it.
+/// One stream batch of outbox records, as the function serves it: its logs and its
+/// `stream-consumer` metrics.
 pub async fn handle<S: ConsumerStore>(
     processor: &Processor<RewardsConsumer, S>,
     event: LambdaEvent<Event>,
 ) -> Result<DynamoDbEventResponse, Error> {
-    report()
-        .layer(OutboxStream::new(processor))
-        .call(event)
-        .await
+    metrics::report_batch(
+        metrics::STREAM_CONSUMER,
+        OutboxStream::new(processor),
+        event,
+    )
+    .await
 }
 
 /// One batch of the orders table's stream under pattern 2: each order item's INSERT is read as
@@ -38,5 +35,5 @@ pub async fn handle_order_changes<S: ConsumerStore>(
     event: LambdaEvent<Event>,
 ) -> Result<DynamoDbEventResponse, Error> {
     let changes = EntityChanges::new(processor, order_placed_from_image);
-    report().layer(changes).call(event).await
+    metrics::report_batch(metrics::STREAM_CONSUMER, changes, event).await
 }
