@@ -7,57 +7,25 @@
 //! records that are Lambda's `Records[]` entries but for `eventSourceARN`, so passing them
 //! through keeps every field the function reads.
 
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{bail, Context, Result};
 use aws_config::SdkConfig;
 use bytes::Bytes;
 use serde_json::{json, Value as Json};
 
-use crate::filter;
-use crate::replay::at_or_before;
+use crate::replay::{Cut, Range};
 use crate::signed::SignedHttp;
 
-/// The coordinates an on-failure message gives of the DynamoDB stream batch the mapping gave up
-/// on.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StreamRange {
-    /// The stream's ARN (`arn:aws:dynamodb:<region>:<account>:table/<t>/stream/<label>`).
-    pub stream_arn: String,
-    /// The shard.
-    pub shard: String,
-    /// The first record's sequence number.
-    pub first: String,
-    /// The last record's sequence number.
-    pub last: String,
-}
+/// Where an on-failure message names the range of a DynamoDB stream's batch: its stream, shard,
+/// first and last sequence number ([`Range::from_info`]).
+pub const BATCH_INFO: &str = "DDBStreamBatchInfo";
 
-impl StreamRange {
-    /// From the on-failure message (the SQS message's or SNS notification's body), when it is
-    /// a DynamoDB stream's (`DDBStreamBatchInfo`); None for another source's.
-    pub fn from_message(message: &Json) -> Result<Option<Self>> {
-        let info = &message["DDBStreamBatchInfo"];
-        if info.is_null() {
-            return Ok(None);
-        }
-        let field = |name: &str| {
-            info[name].as_str().map(str::to_owned).ok_or_else(|| {
-                anyhow!("the on-failure message has no DDBStreamBatchInfo.{name}: {message}")
-            })
-        };
-        Ok(Some(Self {
-            stream_arn: field("streamArn")?,
-            shard: field("shardId")?,
-            first: field("startSequenceNumber")?,
-            last: field("endSequenceNumber")?,
-        }))
-    }
-
-    /// The stream's region, from its ARN.
-    pub fn region(&self) -> Result<&str> {
-        let mut parts = self.stream_arn.split(':');
-        match (parts.next(), parts.nth(1), parts.next()) {
-            (Some("arn"), Some("dynamodb"), Some(region)) => Ok(region),
-            _ => bail!("{} is not a DynamoDB stream ARN", self.stream_arn),
-        }
+/// The region of the DynamoDB stream `stream_arn`
+/// (`arn:aws:dynamodb:<region>:<account>:table/<t>/stream/<label>`).
+pub fn region(stream_arn: &str) -> Result<&str> {
+    let mut parts = stream_arn.split(':');
+    match (parts.next(), parts.nth(1), parts.next()) {
+        (Some("arn"), Some("dynamodb"), Some(region)) => Ok(region),
+        _ => bail!("{stream_arn} is not a DynamoDB stream ARN"),
     }
 }
 
@@ -100,14 +68,14 @@ impl StreamsApi {
 /// `filter_patterns` (none: every record). Fails when the shard no longer holds the whole range.
 pub async fn replay_event(
     api: &StreamsApi,
-    range: &StreamRange,
+    range: &Range,
     filter_patterns: &[Json],
 ) -> Result<Json> {
     let body = json!({"StreamArn": range.stream_arn, "ShardId": range.shard,
         "ShardIteratorType": "AT_SEQUENCE_NUMBER", "SequenceNumber": range.first});
     let opened = api.call("GetShardIterator", body).await?;
     let mut iterator = opened["ShardIterator"].as_str().map(str::to_owned);
-    let (mut records, mut reached_last, mut empty_pages) = (Vec::new(), false, 0);
+    let (mut cut, mut empty_pages) = (Cut::new(range, filter_patterns), 0);
     while let Some(current) = iterator.take() {
         let page = api
             .call(
@@ -118,31 +86,19 @@ pub async fn replay_event(
         let read = page["Records"].as_array().cloned().unwrap_or_default();
         empty_pages = if read.is_empty() { empty_pages + 1 } else { 0 };
         for record in &read {
-            let sequence = record["dynamodb"]["SequenceNumber"].as_str().unwrap_or("");
-            if !at_or_before(sequence, &range.last) {
-                reached_last = true;
+            if !cut.admits(record["dynamodb"]["SequenceNumber"].as_str().unwrap_or("")) {
                 break;
             }
-            reached_last = sequence == range.last;
             let record = lambda_shape(record, &range.stream_arn);
-            if filter::passes(filter_patterns, &record) {
-                records.push(record);
-            }
+            cut.keep(record.clone(), &record);
         }
         // An open shard answers empty pages at its end, with a next iterator, for ever.
-        if reached_last || empty_pages >= 3 {
+        if cut.reached_last() || empty_pages >= 3 {
             break;
         }
         iterator = page["NextShardIterator"].as_str().map(str::to_owned);
     }
-    if !reached_last {
-        bail!(
-            "shard {} ends before {}: the range's records left the stream (past its 24 hours?)",
-            range.shard,
-            range.last
-        );
-    }
-    Ok(json!({ "Records": records }))
+    cut.event("past its 24 hours?")
 }
 
 /// A GetRecords record as Lambda delivers it: plus `eventSourceARN`, and `userIdentity` with
@@ -186,13 +142,13 @@ mod tests {
         let message = json!({"DDBStreamBatchInfo": {"shardId": "shardId-1",
             "startSequenceNumber": "100", "endSequenceNumber": "200", "batchSize": 2,
             "streamArn": "arn:aws:dynamodb:eu-west-1:1:table/t/stream/2026-01-01T00:00:00.000"}});
-        let range = StreamRange::from_message(&message).unwrap().unwrap();
+        let range = Range::from_info(&message, BATCH_INFO).unwrap().unwrap();
         assert_eq!((range.first.as_str(), range.last.as_str()), ("100", "200"));
-        assert_eq!(range.region().unwrap(), "eu-west-1");
+        assert_eq!(region(&range.stream_arn).unwrap(), "eu-west-1");
         let kinesis = json!({"KinesisBatchInfo": {"shardId": "s"}});
-        assert_eq!(StreamRange::from_message(&kinesis).unwrap(), None);
+        assert_eq!(Range::from_info(&kinesis, BATCH_INFO).unwrap(), None);
         let partial = json!({"DDBStreamBatchInfo": {"shardId": "s"}});
-        assert!(StreamRange::from_message(&partial).is_err());
+        assert!(Range::from_info(&partial, BATCH_INFO).is_err());
     }
 
     #[test]

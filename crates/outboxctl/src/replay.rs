@@ -17,30 +17,105 @@ use serde_json::{json, Value as Json};
 use crate::filter;
 use crate::kinesis::{lambda_record, parse_stream_arn};
 
-/// The coordinates an on-failure message gives of the batch the mapping gave up on.
+/// Where an on-failure message names the range of a Kinesis stream's batch.
+pub const BATCH_INFO: &str = "KinesisBatchInfo";
+
+/// The coordinates an on-failure message gives of the batch the mapping gave up on: a Kinesis
+/// stream's ([`BATCH_INFO`]) or a DynamoDB stream's ([`crate::ddb_stream::BATCH_INFO`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Range {
+    /// The stream's ARN.
     pub stream_arn: String,
+    /// The shard.
     pub shard: String,
+    /// The first record's sequence number.
     pub first: String,
+    /// The last record's sequence number.
     pub last: String,
 }
 
 impl Range {
-    /// From the on-failure message (the SQS message's body) Lambda sent.
+    /// From the on-failure message (the SQS message's body) Lambda sent for a Kinesis stream.
     pub fn from_message(message: &Json) -> Result<Self> {
-        let info = &message["KinesisBatchInfo"];
+        Self::from_info(message, BATCH_INFO)?
+            .ok_or_else(|| anyhow!("the on-failure message has no {BATCH_INFO}: {message}"))
+    }
+
+    /// From the on-failure message's `info` (its kind of stream's `...BatchInfo`); None when the
+    /// message has none, being another kind of stream's.
+    pub fn from_info(message: &Json, info: &str) -> Result<Option<Self>> {
+        let batch = &message[info];
+        if batch.is_null() {
+            return Ok(None);
+        }
         let field = |name: &str| {
-            info[name].as_str().map(str::to_owned).ok_or_else(|| {
-                anyhow!("the on-failure message has no KinesisBatchInfo.{name}: {message}")
-            })
+            batch[name]
+                .as_str()
+                .map(str::to_owned)
+                .ok_or_else(|| anyhow!("the on-failure message has no {info}.{name}: {message}"))
         };
-        Ok(Self {
+        Ok(Some(Self {
             stream_arn: field("streamArn")?,
             shard: field("shardId")?,
             first: field("startSequenceNumber")?,
             last: field("endSequenceNumber")?,
-        })
+        }))
+    }
+}
+
+/// What a replay keeps of the records it reads from a range's shard, page by page: those up to
+/// the range's last that pass the mapping's filter, and whether the last was reached (a shard
+/// that ends before it no longer holds the whole range).
+pub(crate) struct Cut<'a> {
+    range: &'a Range,
+    filter_patterns: &'a [Json],
+    records: Vec<Json>,
+    reached_last: bool,
+}
+
+impl<'a> Cut<'a> {
+    pub(crate) fn new(range: &'a Range, filter_patterns: &'a [Json]) -> Self {
+        Self {
+            range,
+            filter_patterns,
+            records: Vec::new(),
+            reached_last: false,
+        }
+    }
+
+    /// Whether the record at `sequence` is in the range: false once past its last, where the
+    /// reading stops.
+    pub(crate) fn admits(&mut self, sequence: &str) -> bool {
+        if !at_or_before(sequence, &self.range.last) {
+            self.reached_last = true;
+            return false;
+        }
+        self.reached_last = sequence == self.range.last;
+        true
+    }
+
+    /// Keeps an admitted record in Lambda's shape when its filter passes what it sees of it.
+    pub(crate) fn keep(&mut self, lambda_shape: Json, filterable: &Json) {
+        if filter::passes(self.filter_patterns, filterable) {
+            self.records.push(lambda_shape);
+        }
+    }
+
+    pub(crate) fn reached_last(&self) -> bool {
+        self.reached_last
+    }
+
+    /// The event of the records kept; an error when the shard ended before the range's last
+    /// (`lost`: why the records may have left the stream).
+    pub(crate) fn event(self, lost: &str) -> Result<Json> {
+        if !self.reached_last {
+            bail!(
+                "shard {} ends before {}: the range's records left the stream ({lost})",
+                self.range.shard,
+                self.range.last
+            );
+        }
+        Ok(json!({ "Records": self.records }))
     }
 }
 
@@ -101,8 +176,7 @@ pub async fn replay_event(
         .await
         .with_context(|| format!("GetShardIterator {} at {}", range.shard, range.first))?
         .shard_iterator;
-    let mut records = Vec::new();
-    let mut reached_last = false;
+    let mut cut = Cut::new(range, filter_patterns);
     while let Some(current) = iterator.take() {
         let page = client
             .get_records()
@@ -112,31 +186,20 @@ pub async fn replay_event(
             .await
             .with_context(|| format!("GetRecords {}", range.shard))?;
         for record in page.records() {
-            if !at_or_before(&record.sequence_number, &range.last) {
-                reached_last = true;
+            if !cut.admits(&record.sequence_number) {
                 break;
             }
-            reached_last = record.sequence_number == range.last;
             let (lambda_shape, filterable) =
                 lambda_record(record, &range.shard, &range.stream_arn, region, None)?;
-            if filter::passes(filter_patterns, &filterable) {
-                records.push(lambda_shape);
-            }
+            cut.keep(lambda_shape, &filterable);
         }
         let caught_up = page.millis_behind_latest.is_none_or(|ms| ms == 0);
-        if reached_last || (page.records().is_empty() && caught_up) {
+        if cut.reached_last() || (page.records().is_empty() && caught_up) {
             break;
         }
         iterator = page.next_shard_iterator;
     }
-    if !reached_last {
-        bail!(
-            "shard {} ends before {}: the range's records left the stream (past its retention?)",
-            range.shard,
-            range.last
-        );
-    }
-    Ok(json!({ "Records": records }))
+    cut.event("past its retention?")
 }
 
 #[cfg(test)]

@@ -10,7 +10,7 @@ use serde_json::{json, Value as Json};
 use service_runtime::config::{endpoint_url, DYNAMODB};
 
 use crate::aws;
-use crate::ddb_stream::{self, StreamRange, StreamsApi};
+use crate::ddb_stream::{self, StreamsApi};
 use crate::invoke::LambdaClient;
 use crate::kinesis::parse_stream_arn;
 use crate::replay::{filter_patterns, replay_event, Range};
@@ -29,26 +29,21 @@ pub struct Replay {
     pub yes: bool,
 }
 
-/// Where the range's records were read from, and the event they make.
-struct Read {
-    event: Json,
-    shard: String,
-    first: String,
-    last: String,
-}
-
 /// Reads the message's range back and prints its event, or invokes `invoke` with it.
 pub async fn run(args: Replay, json_output: bool) -> Result<()> {
     let text = std::fs::read_to_string(&args.message)
         .with_context(|| format!("reading {}", args.message.display()))?;
     let message: Json = serde_json::from_str(&text).context("the message is not JSON")?;
-    let dynamodb = StreamRange::from_message(&message)?;
-    let region = match &dynamodb {
-        Some(range) => range.region()?.to_owned(),
-        None => parse_stream_arn(&Range::from_message(&message)?.stream_arn)?
-            .0
-            .to_owned(),
+    let (range, dynamodb) = match Range::from_info(&message, ddb_stream::BATCH_INFO)? {
+        Some(range) => (range, true),
+        None => (Range::from_message(&message)?, false),
     };
+    let region = if dynamodb {
+        ddb_stream::region(&range.stream_arn)?
+    } else {
+        parse_stream_arn(&range.stream_arn)?.0
+    }
+    .to_owned();
     let config = aws::config(Some(&region)).await;
     let lambda = match &args.invoke {
         Some(function) => {
@@ -58,61 +53,50 @@ pub async fn run(args: Replay, json_output: bool) -> Result<()> {
         }
         None => None,
     };
-    let default_template = match dynamodb {
-        Some(_) => "template.yaml",
-        None => "patterns/self-read/template.yaml",
+    let default_template = if dynamodb {
+        "template.yaml"
+    } else {
+        "patterns/self-read/template.yaml"
     };
     let template = args
         .template
         .clone()
         .unwrap_or_else(|| default_template.into());
     let filter = filter_patterns(&template, &args.function)?;
-    let read = match dynamodb {
-        Some(range) => {
-            let endpoint = endpoint_url("DYNAMODB_STREAMS")
-                .or_else(|| endpoint_url(DYNAMODB))
-                .unwrap_or_else(|| format!("https://dynamodb.{region}.amazonaws.com"));
-            let api = StreamsApi::new(&endpoint, &region, &config)?;
-            Read {
-                event: ddb_stream::replay_event(&api, &range, &filter).await?,
-                shard: range.shard,
-                first: range.first,
-                last: range.last,
-            }
-        }
-        None => {
-            let range = Range::from_message(&message)?;
-            Read {
-                event: replay_event(&aws::kinesis(&config), &range, &filter).await?,
-                shard: range.shard,
-                first: range.first,
-                last: range.last,
-            }
-        }
+    let event = if dynamodb {
+        let endpoint = endpoint_url("DYNAMODB_STREAMS")
+            .or_else(|| endpoint_url(DYNAMODB))
+            .unwrap_or_else(|| format!("https://dynamodb.{region}.amazonaws.com"));
+        let api = StreamsApi::new(&endpoint, &region, &config)?;
+        ddb_stream::replay_event(&api, &range, &filter).await?
+    } else {
+        replay_event(&aws::kinesis(&config), &range, &filter).await?
     };
-    finish(&args, read, lambda, json_output).await
+    finish(&args, &range, event, lambda, json_output).await
 }
 
+/// Prints what the range's records (`event`) came to, or invokes the function with them.
 async fn finish(
     args: &Replay,
-    read: Read,
+    range: &Range,
+    event: Json,
     lambda: Option<LambdaClient>,
     json_output: bool,
 ) -> Result<()> {
-    let records = read.event["Records"].as_array().map_or(0, Vec::len);
+    let records = event["Records"].as_array().map_or(0, Vec::len);
     let summary = format!(
         "{records} records of {} from {} to {} pass {}'s filter",
-        read.shard, read.first, read.last, args.function
+        range.shard, range.first, range.last, args.function
     );
     let (Some(lambda), Some(function)) = (lambda, &args.invoke) else {
         if json_output {
-            println!("{}", serde_json::to_string_pretty(&read.event)?);
+            println!("{}", serde_json::to_string_pretty(&event)?);
         } else {
             println!("{summary}; to apply them: --invoke <function name>, or --json for the event");
         }
         return Ok(());
     };
-    let response = lambda.invoke(function, &read.event).await?;
+    let response = lambda.invoke(function, &event).await?;
     let failures = response["batchItemFailures"].as_array().map_or(0, Vec::len);
     if json_output {
         let out = json!({"records": records, "function": function, "response": response});
