@@ -79,13 +79,7 @@ async fn inspect_shows_an_event_its_consumers_and_why_it_was_parked() {
     assert!(event["envelope"]["payload"].is_object(), "{event}");
 
     // By event id: a parked event, with the consumer's reason.
-    let parked_key = rig
-        .outboxctl(&args(&["--json", "inspect", "c-park-1"], &tables))
-        .await;
-    let event_id = parked_key.json()["events"][0]["event_id"]
-        .as_str()
-        .expect("an event id")
-        .to_owned();
+    let event_id = rig.event_id_of("c-park-1").await;
     let run = rig
         .outboxctl(&args(&["--json", "inspect", &event_id], &tables))
         .await;
@@ -125,13 +119,7 @@ async fn inspect_finds_a_parked_event_whose_outbox_item_expired() {
     let rig = Rig::start().await;
     parked_and_pending(&rig).await;
     let tables = rig.tables();
-    let found = rig
-        .outboxctl(&args(&["--json", "inspect", "c-park-1"], &tables))
-        .await;
-    let event_id = found.json()["events"][0]["event_id"]
-        .as_str()
-        .expect("an event id")
-        .to_owned();
+    let event_id = rig.event_id_of("c-park-1").await;
     // The outbox item expires (TTL); the parked record still answers for the event.
     let t = &rig.stack.tables;
     rig.stack

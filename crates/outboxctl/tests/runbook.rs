@@ -66,19 +66,7 @@ async fn every_outboxctl_command_of_the_runbook_runs_against_the_local_stack() {
 
     let rig = Rig::start().await;
     let parked = parked_and_pending(&rig).await;
-    let inspected = rig
-        .outboxctl(&[
-            "--json",
-            "inspect",
-            "--table",
-            &rig.stack.tables.orders,
-            &parked[0],
-        ])
-        .await;
-    let event_id = inspected.json()["events"][0]["event_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let event_id = rig.event_id_of(&parked[0]).await;
     // The fix has landed: the redrive applies the parked events.
     for customer in &parked {
         rig.set_balance(customer, 0).await;

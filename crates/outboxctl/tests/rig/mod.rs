@@ -132,6 +132,19 @@ impl Rig {
         .to_vec()
     }
 
+    /// The id of ordering key `key`'s first outbox event, as `outboxctl inspect` finds it.
+    pub async fn event_id_of(&self, key: &str) -> String {
+        let orders = &self.stack.tables.orders;
+        let run = self
+            .outboxctl(&["--json", "inspect", "--table", orders, key])
+            .await;
+        let found = run.json();
+        found["events"][0]["event_id"]
+            .as_str()
+            .unwrap_or_else(|| panic!("an event of {key}: {found}"))
+            .to_owned()
+    }
+
     /// Every item of both tables, sorted by key: what must not change.
     pub async fn snapshot(&self) -> Vec<String> {
         let mut all = Vec::new();
