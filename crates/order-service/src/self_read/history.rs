@@ -95,8 +95,7 @@ pub fn processor(client: Client, orders_table: &str, stream: Source) -> HistoryP
 /// The function's processor, from its settings: the orders table and the stream.
 pub fn processor_from_env(client: Client) -> Result<HistoryProcessor, ConfigError> {
     let orders = config::required_name(config::ORDERS_TABLE, SourceKind::Table)?;
-    let stream = config::source(config::ORDER_EVENTS_STREAM, SourceKind::KinesisStream)?;
-    Ok(processor(client, &orders, stream).concurrency(config::CONSUMER_CONCURRENCY.read()?))
+    super::stream_processor_from_env(OrderHistoryConsumer::new(&orders), client, &orders)
 }
 
 /// One Kinesis batch through the order-history consumer, as the function serves it: its logs

@@ -27,7 +27,8 @@ pub mod publish;
 
 use aws_sdk_dynamodb::Client;
 use dynamodb_outbox::dynamodb::DynamoConsumerStore;
-use dynamodb_outbox::{Consumer, Envelope, Processor, Source, TraceContext};
+use dynamodb_outbox::{Consumer, Envelope, Processor, Source, SourceKind, TraceContext};
+use service_runtime::config::{self, ConfigError};
 use uuid::Uuid;
 
 use crate::domain::events::{AGGREGATE_ORDER, ORDER_PLACED, SCHEMA_VERSION_V1};
@@ -46,6 +47,18 @@ pub fn stream_processor<C: Consumer>(
 ) -> Processor<C, DynamoConsumerStore> {
     let store = DynamoConsumerStore::new(client, table, stream.name());
     Processor::new(consumer, store, stream)
+}
+
+/// [`stream_processor`] from a function's settings, read at start-up: the stream in
+/// [`config::ORDER_EVENTS_STREAM`] (its name or its ARN), [`config::CONSUMER_CONCURRENCY`].
+pub fn stream_processor_from_env<C: Consumer>(
+    consumer: C,
+    client: Client,
+    table: &str,
+) -> Result<Processor<C, DynamoConsumerStore>, ConfigError> {
+    let stream = config::source(config::ORDER_EVENTS_STREAM, SourceKind::KinesisStream)?;
+    let processor = stream_processor(consumer, client, table, stream);
+    Ok(processor.concurrency(config::CONSUMER_CONCURRENCY.read()?))
 }
 
 /// The id of the event announcing `order`: the same for every publish of the same request.

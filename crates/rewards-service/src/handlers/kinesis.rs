@@ -8,9 +8,9 @@ use aws_lambda_events::kinesis::KinesisEvent;
 use aws_lambda_events::streams::KinesisEventResponse;
 use aws_sdk_dynamodb::Client;
 use dynamodb_outbox::lambda::KinesisStream;
-use dynamodb_outbox::{ConsumerStore, Processor, Source, SourceKind};
+use dynamodb_outbox::{ConsumerStore, Processor, Source};
 use lambda_runtime::{Error, LambdaEvent};
-use order_service::self_read::stream_processor;
+use order_service::self_read::{stream_processor, stream_processor_from_env};
 use service_runtime::config::{self, ConfigError};
 use service_runtime::metrics;
 
@@ -31,8 +31,7 @@ pub fn processor(client: Client, rewards_table: &str, stream: Source) -> Rewards
 /// The function's processor, from its settings: the rewards table and the stream.
 pub fn processor_from_env(client: Client) -> Result<RewardsProcessor, ConfigError> {
     let rewards = config::required(config::REWARDS_TABLE)?;
-    let stream = config::source(config::ORDER_EVENTS_STREAM, SourceKind::KinesisStream)?;
-    Ok(processor(client, &rewards, stream).concurrency(config::CONSUMER_CONCURRENCY.read()?))
+    stream_processor_from_env(RewardsConsumer::new(&rewards), client, &rewards)
 }
 
 /// One Kinesis batch, as the function serves it: reported as the stream consumer's, so one set
