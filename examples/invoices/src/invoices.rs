@@ -79,13 +79,7 @@ pub async fn issue(outbox: &Outbox, invoice: InvoiceIssued) -> Result<(), WriteE
     let put = new_item(outbox, &invoice.invoice_id, "INVOICE", item);
     // The account orders the events: a void never overtakes its issue.
     let event = Envelope::new(invoice.clone()).with_ordering_key(&invoice.account_id);
-    outbox
-        .transaction()
-        .write(put)
-        .event(&event)?
-        .commit()
-        .await
-        .map(|_| ())
+    commit(outbox, put, &event).await
 }
 
 /// Voids an invoice: a void record (new, never overwritten, so an invoice is voided once
@@ -93,10 +87,19 @@ pub async fn issue(outbox: &Outbox, invoice: InvoiceIssued) -> Result<(), WriteE
 pub async fn void(outbox: &Outbox, voided: InvoiceVoided) -> Result<(), WriteError> {
     let put = new_item(outbox, &voided.invoice_id, "VOID", []);
     let event = Envelope::new(voided.clone()).with_ordering_key(&voided.account_id);
+    commit(outbox, put, &event).await
+}
+
+/// A command's item and its event, in one transaction: both written, or neither.
+async fn commit<P: Serialize>(
+    outbox: &Outbox,
+    put: TransactWriteItem,
+    event: &Envelope<P>,
+) -> Result<(), WriteError> {
     outbox
         .transaction()
         .write(put)
-        .event(&event)?
+        .event(event)?
         .commit()
         .await
         .map(|_| ())
