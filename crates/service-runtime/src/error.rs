@@ -24,14 +24,11 @@ impl ValidationError {
 /// An error and the chain of its sources in one line (`a: b: c`): what a log line and an
 /// error's text keep of an engine error whose cause is its source.
 pub fn with_causes(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
+    let chain = std::iter::successors(Some(error), |error| error.source());
+    chain
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(": ")
 }
 
 /// What can go wrong talking to the database, already sorted by what the caller should do.
@@ -79,5 +76,28 @@ pub fn validate_id(field: &str, value: &str) -> Result<(), ValidationError> {
             field,
             format!("must be 1 to {MAX_ID_LEN} characters of A-Z, a-z, 0-9, '-', '_', '.', ':'"),
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("the order was not written")]
+    struct Outer(#[source] Middle);
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("the database is unavailable")]
+    struct Middle(#[source] std::io::Error);
+
+    #[test]
+    fn an_error_reads_with_each_of_its_causes_in_order() {
+        let error = Outer(Middle(std::io::Error::other("connection reset")));
+        assert_eq!(
+            with_causes(&error),
+            "the order was not written: the database is unavailable: connection reset"
+        );
+        assert_eq!(with_causes(&error.0 .0), "connection reset");
     }
 }
