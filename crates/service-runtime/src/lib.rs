@@ -19,8 +19,9 @@ pub use error::{validate_id, StoreError, ValidationError};
 pub use time::Timestamp;
 
 /// A function's cold start: its JSON logs ([`config::init_tracing`]), its EMF metrics
-/// ([`metrics::init`]) and its DynamoDB client ([`config::dynamodb_client`]). A `main` reads its
-/// settings before, so a function deployed with a wrong one fails before building anything.
+/// ([`metrics::init`]) and its DynamoDB client ([`config::dynamodb_client`]). A `main` whose
+/// settings need no client reads them first: deployed with a wrong one, it fails before
+/// building anything.
 pub async fn start() -> aws_sdk_dynamodb::Client {
     config::init_tracing();
     metrics::init();
