@@ -76,6 +76,8 @@ use serde_json::Value;
 use crate::consumer::{BoxError, Consumer, Effect, HandlerError, PoisonPolicy, Takes};
 use crate::envelope::Envelope;
 
+#[cfg(any(feature = "relay-sns", feature = "relay-sqs"))]
+mod attributed;
 #[cfg(any(
     feature = "relay-eventbridge",
     feature = "relay-sns",
