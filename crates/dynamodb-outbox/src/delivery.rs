@@ -8,6 +8,7 @@ use serde_dynamo::{AttributeValue, Item};
 
 use crate::envelope::Envelope;
 use crate::schema;
+use crate::store::ItemKey;
 
 /// What the engine needs of an outbox item before decoding its payload.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -68,6 +69,14 @@ impl Header {
         self.event_id
             .clone()
             .unwrap_or_else(|| format!("item {}/{}", self.pk, self.sk))
+    }
+
+    /// The item's key.
+    pub(crate) fn key(&self) -> ItemKey {
+        ItemKey {
+            pk: self.pk.clone(),
+            sk: self.sk.clone(),
+        }
     }
 }
 

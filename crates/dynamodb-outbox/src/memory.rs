@@ -67,16 +67,12 @@ impl MemoryStore {
             Some(AttributeValue::Ss(consumers)) => consumers.iter().cloned().collect(),
             _ => BTreeSet::new(),
         };
-        let key = ItemKey {
-            pk: header.pk,
-            sk: header.sk,
-        };
         let waiting = Waiting {
             consumers,
             pending: item.contains_key(schema::PENDING_PK),
             expires_at: None,
         };
-        self.state().waiting.insert(key, waiting);
+        self.state().waiting.insert(header.key(), waiting);
     }
 
     /// The last sequence `consumer` applied on `ordering_key` (0: none).

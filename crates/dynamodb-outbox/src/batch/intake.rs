@@ -172,10 +172,7 @@ impl<C: Consumer, S: ConsumerStore> Processor<C, S> {
             sequence,
             after,
         };
-        let key = ItemKey {
-            pk: header.pk.clone(),
-            sk: header.sk.clone(),
-        };
+        let key = header.key();
         if !taken(takes, &header) {
             let what = format!(
                 "{} v{}",

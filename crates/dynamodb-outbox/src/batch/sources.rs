@@ -198,10 +198,7 @@ impl<C: Consumer, S: ConsumerStore> Processor<C, S> {
         C::Payload: Serialize,
     {
         let header = Header::peek(image);
-        let entity = ItemKey {
-            pk: header.pk,
-            sk: header.sk,
-        };
+        let entity = header.key();
         let envelope = match adapter(image) {
             None => match self.waits_for_me(image) {
                 // Someone marked the item as an event for this consumer: not recognising it

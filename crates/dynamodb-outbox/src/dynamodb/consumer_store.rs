@@ -8,10 +8,9 @@ use aws_sdk_dynamodb::types::{
 use aws_sdk_dynamodb::Client;
 use serde_dynamo::Item;
 
-use super::leave::is_failed_condition;
 use super::{
-    cancellation_is_transient, cancellation_summary, classify, number, query_up_to, reason_code,
-    text, SdkItem,
+    cancellation_is_transient, cancellation_summary, classify, number, parked_records, query_up_to,
+    reason_code, text, update_at, update_unless_moved_on, SdkItem,
 };
 use crate::consumer::{Effect, Write};
 use crate::envelope::now_rfc3339;
@@ -317,14 +316,7 @@ impl StoreOps for DynamoConsumerStore {
     }
 
     async fn parked(&self, consumer: &str, limit: usize) -> Result<Vec<Parked>, StoreError> {
-        let query = self
-            .client
-            .query()
-            .table_name(&self.table)
-            .key_condition_expression("#pk = :pk")
-            .expression_attribute_names("#pk", schema::PK)
-            .expression_attribute_values(":pk", text(schema::parked_pk(consumer)))
-            .consistent_read(true);
+        let query = parked_records(&self.client, &self.table, consumer);
         query_up_to(query, limit, |item| read_parked(item.into())).await
     }
 
@@ -410,26 +402,15 @@ impl StoreOps for DynamoConsumerStore {
     }
 
     async fn repark(&self, parked: &ItemKey, reason: &str) -> Result<(), StoreError> {
-        let updated = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .key(schema::PK, text(&parked.pk))
-            .key(schema::SK, text(&parked.sk))
+        let update = update_at(&self.client, &self.table, parked)
             .update_expression("SET #reason = :reason ADD #attempts :one")
             .condition_expression("attribute_exists(#pk)")
             .expression_attribute_names("#pk", schema::PK)
             .expression_attribute_names("#reason", schema::PARKED_REASON)
             .expression_attribute_names("#attempts", schema::PARKED_ATTEMPTS)
             .expression_attribute_values(":reason", text(reason))
-            .expression_attribute_values(":one", number(1))
-            .send()
-            .await;
-        match updated {
-            Ok(_) => Ok(()),
-            Err(err) if is_failed_condition(&err) => Ok(()),
-            Err(err) => Err(classify(err)),
-        }
+            .expression_attribute_values(":one", number(1));
+        update_unless_moved_on(update).await
     }
 }
 

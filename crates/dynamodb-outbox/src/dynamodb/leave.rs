@@ -7,7 +7,7 @@ use aws_sdk_dynamodb::types::{
     AttributeValue, ReturnValue, ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update,
 };
 
-use super::{classify, number, text, SdkItem};
+use super::{classify, number, text, update_at, update_unless_moved_on, SdkItem};
 use crate::schema;
 use crate::store::{ItemKey, LastOut, StoreError};
 
@@ -168,11 +168,7 @@ impl DynamoConsumerStore {
             Err(err) if is_failed_condition(&err) => {}
             Err(err) => return Err(classify(err)),
         }
-        match self.finish(item, last).await {
-            Ok(_) => Ok(()),
-            Err(err) if is_failed_condition(&err) => Ok(()),
-            Err(err) => Err(classify(err)),
-        }
+        self.finish(item, last).await
     }
 
     /// The usual case, one consumer per item: leaving the waiting set and finishing the item are
@@ -218,7 +214,8 @@ impl DynamoConsumerStore {
     }
 
     /// The last consumer out: the item leaves the pending index (and an event may now expire).
-    async fn finish(&self, item: &ItemKey, last: LastOut) -> UpdateResult {
+    /// Nothing to finish (finished before, or gone) is no error.
+    async fn finish(&self, item: &ItemKey, last: LastOut) -> Result<(), StoreError> {
         let update = self
             .update(item)
             .update_expression(format!("{}REMOVE #ppk, #psk", last.set_clause()))
@@ -230,15 +227,11 @@ impl DynamoConsumerStore {
             .expression_attribute_names("#waiting", schema::WAITING_CONSUMERS)
             .expression_attribute_names("#ppk", schema::PENDING_PK)
             .expression_attribute_names("#psk", schema::PENDING_SK);
-        last.bind(update, true).send().await
+        update_unless_moved_on(last.bind(update, true)).await
     }
 
     fn update(&self, item: &ItemKey) -> UpdateItemFluentBuilder {
-        self.client
-            .update_item()
-            .table_name(&self.outbox_table)
-            .key(schema::PK, text(&item.pk))
-            .key(schema::SK, text(&item.sk))
+        update_at(&self.client, &self.outbox_table, item)
     }
 }
 

@@ -6,11 +6,13 @@ use std::collections::HashMap;
 use aws_sdk_dynamodb::config::http::HttpResponse;
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder;
+use aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder;
 use aws_sdk_dynamodb::types::{AttributeValue, CancellationReason};
 use aws_sdk_dynamodb::Client;
 
 use crate::consumer::BoxError;
-use crate::store::StoreError;
+use crate::schema;
+use crate::store::{ItemKey, StoreError};
 
 mod consumer_store;
 mod leave;
@@ -102,11 +104,23 @@ pub(crate) fn key_events(
         .query()
         .table_name(table)
         .key_condition_expression("#pk = :pk AND #sk BETWEEN :first AND :last")
-        .expression_attribute_names("#pk", crate::schema::PK)
-        .expression_attribute_names("#sk", crate::schema::SK)
-        .expression_attribute_values(":pk", text(crate::schema::key_pk(ordering_key)))
-        .expression_attribute_values(":first", text(crate::schema::event_sk(1)))
-        .expression_attribute_values(":last", text(crate::schema::event_sk(last)))
+        .expression_attribute_names("#pk", schema::PK)
+        .expression_attribute_names("#sk", schema::SK)
+        .expression_attribute_values(":pk", text(schema::key_pk(ordering_key)))
+        .expression_attribute_values(":first", text(schema::event_sk(1)))
+        .expression_attribute_values(":last", text(schema::event_sk(last)))
+        .consistent_read(true)
+}
+
+/// The query of `consumer`'s parked records in its table `table`, read consistently, oldest
+/// first (their sort key starts with when they were parked).
+pub(crate) fn parked_records(client: &Client, table: &str, consumer: &str) -> QueryFluentBuilder {
+    client
+        .query()
+        .table_name(table)
+        .key_condition_expression("#pk = :pk")
+        .expression_attribute_names("#pk", schema::PK)
+        .expression_attribute_values(":pk", text(schema::parked_pk(consumer)))
         .consistent_read(true)
 }
 
@@ -153,17 +167,39 @@ pub(crate) async fn pending_shards<T>(
     mut read: impl FnMut(SdkItem) -> Option<T>,
 ) -> Result<Vec<T>, StoreError> {
     let mut found = Vec::new();
-    for shard in 0..crate::schema::PENDING_SHARDS {
+    for shard in 0..schema::PENDING_SHARDS {
         let query = client
             .query()
             .table_name(table)
-            .index_name(crate::schema::PENDING_INDEX)
+            .index_name(schema::PENDING_INDEX)
             .key_condition_expression(key_condition)
-            .expression_attribute_names("#ppk", crate::schema::PENDING_PK)
-            .expression_attribute_values(":ppk", text(crate::schema::pending_pk_for_shard(shard)));
+            .expression_attribute_names("#ppk", schema::PENDING_PK)
+            .expression_attribute_values(":ppk", text(schema::pending_pk_for_shard(shard)));
         found.extend(query_up_to(narrow(query), per_shard, &mut read).await?);
     }
     Ok(found)
+}
+
+/// The update of the item at `key` in `table`, for the caller's expressions.
+pub(crate) fn update_at(client: &Client, table: &str, key: &ItemKey) -> UpdateItemFluentBuilder {
+    client
+        .update_item()
+        .table_name(table)
+        .key(schema::PK, text(&key.pk))
+        .key(schema::SK, text(&key.sk))
+}
+
+/// Sends `update`, whose condition is that the item is still as the caller found it: when it is
+/// not (gone, or moved on meanwhile), there is nothing left to update, and the item is left as
+/// it is. Any other failure is the caller's error.
+pub(crate) async fn update_unless_moved_on(
+    update: UpdateItemFluentBuilder,
+) -> Result<(), StoreError> {
+    match update.send().await {
+        Ok(_) => Ok(()),
+        Err(err) if leave::is_failed_condition(&err) => Ok(()),
+        Err(err) => Err(classify(err)),
+    }
 }
 
 pub(crate) fn text(value: impl Into<String>) -> AttributeValue {

@@ -6,8 +6,9 @@ use aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder;
 use aws_sdk_dynamodb::Client;
 use serde_dynamo::{AttributeValue, Item};
 
-use super::leave::is_failed_condition;
-use super::{classify, key_events, pending_shards, text, SdkItem};
+use super::{
+    classify, key_events, pending_shards, text, update_at, update_unless_moved_on, SdkItem,
+};
 use crate::delivery::Header;
 use crate::schema;
 use crate::store::StoreError;
@@ -118,29 +119,17 @@ impl PendingEvents {
     /// behind them. An item that left the index meanwhile is left as it is.
     pub(crate) async fn requeue(&self, items: &[&Item], now: &str) -> Result<(), StoreError> {
         for item in items {
-            let header = Header::peek(item);
             let Some(AttributeValue::S(old)) = item.get(schema::PENDING_SK) else {
                 continue;
             };
             let rest = old.split_once('#').map_or(old.as_str(), |(_, rest)| rest);
-            let updated = self
-                .client
-                .update_item()
-                .table_name(&self.table)
-                .key(schema::PK, text(&header.pk))
-                .key(schema::SK, text(&header.sk))
+            let update = update_at(&self.client, &self.table, &Header::peek(item).key())
                 .update_expression("SET #psk = :psk")
                 .condition_expression("attribute_exists(#ppk)")
                 .expression_attribute_names("#psk", schema::PENDING_SK)
                 .expression_attribute_names("#ppk", schema::PENDING_PK)
-                .expression_attribute_values(":psk", text(format!("{now}#{rest}")))
-                .send()
-                .await;
-            match updated {
-                Ok(_) => {}
-                Err(err) if is_failed_condition(&err) => {}
-                Err(err) => return Err(classify(err)),
-            }
+                .expression_attribute_values(":psk", text(format!("{now}#{rest}")));
+            update_unless_moved_on(update).await?;
         }
         Ok(())
     }

@@ -8,7 +8,8 @@ use aws_sdk_dynamodb::Client;
 use serde_dynamo::{AttributeValue, Item};
 
 use super::{
-    classify, key_events, pending_shards, query_up_to, text, DynamoConsumerStore, SdkItem,
+    classify, key_events, parked_records, pending_shards, query_up_to, text, DynamoConsumerStore,
+    SdkItem,
 };
 use crate::delivery::Header;
 use crate::item::read_parked;
@@ -53,10 +54,7 @@ impl StoredEvent {
             _ => None,
         };
         Self {
-            key: ItemKey {
-                pk: header.pk,
-                sk: header.sk,
-            },
+            key: header.key(),
             event_id: header.event_id,
             ordering_key: header.ordering_key,
             sequence: header.sequence,
@@ -204,20 +202,15 @@ impl OutboxView {
         consumer: &str,
         event_id: &str,
     ) -> Result<Option<ParkedRecord>, StoreError> {
+        let query = parked_records(&self.client, consumer_table, consumer)
+            .filter_expression("#event.#id = :id")
+            .expression_attribute_names("#event", schema::PARKED_EVENT)
+            .expression_attribute_names("#id", schema::EVENT_ID)
+            .expression_attribute_values(":id", text(event_id));
         let mut start = None;
         loop {
-            let out = self
-                .client
-                .query()
-                .table_name(consumer_table)
-                .key_condition_expression("#pk = :pk")
-                .filter_expression("#event.#id = :id")
-                .expression_attribute_names("#pk", schema::PK)
-                .expression_attribute_names("#event", schema::PARKED_EVENT)
-                .expression_attribute_names("#id", schema::EVENT_ID)
-                .expression_attribute_values(":pk", text(schema::parked_pk(consumer)))
-                .expression_attribute_values(":id", text(event_id))
-                .consistent_read(true)
+            let out = query
+                .clone()
                 .set_exclusive_start_key(start)
                 .send()
                 .await
