@@ -43,6 +43,36 @@ struct Waiting {
     expires_at: Option<i64>,
 }
 
+impl Waiting {
+    /// The last consumer out: the item leaves the pending index, and expires if `last` says so.
+    fn finish(&mut self, last: LastOut) {
+        self.pending = false;
+        if let LastOut::Expire { at } = last {
+            self.expires_at = Some(at);
+        }
+    }
+}
+
+impl State {
+    /// Where `consumer`'s progress on `step`'s key is kept, when `step` is the next to commit;
+    /// otherwise what keeps it from committing.
+    fn next(&self, consumer: &str, step: &Step) -> Result<(String, String), Committed> {
+        let progress = (consumer.to_owned(), step.ordering_key.clone());
+        let applied = self.progress.get(&progress).copied().unwrap_or(0);
+        step.blocked(applied).map_or(Ok(progress), Err)
+    }
+
+    /// Writes `effect` and advances the `progress` to `step`, all or nothing, as one DynamoDB
+    /// transaction would.
+    fn apply(&mut self, progress: (String, String), step: &Step, effect: &Effect) -> Committed {
+        if let Err(refused) = write_all(self, effect) {
+            return refused;
+        }
+        self.progress.insert(progress, step.sequence);
+        Committed::Applied
+    }
+}
+
 impl MemoryStore {
     /// A store whose consumer table is named `table`.
     pub fn new(table: &str) -> Self {
@@ -191,16 +221,10 @@ impl StoreOps for MemoryStore {
         effect: &Effect,
     ) -> Result<Committed, StoreError> {
         let mut state = self.state();
-        let progress_key = (consumer.to_owned(), step.ordering_key.clone());
-        let applied = state.progress.get(&progress_key).copied().unwrap_or(0);
-        if let Some(blocked) = step.blocked(applied) {
-            return Ok(blocked);
-        }
-        if let Err(refused) = write_all(&mut state, effect) {
-            return Ok(refused);
-        }
-        state.progress.insert(progress_key, step.sequence);
-        Ok(Committed::Applied)
+        Ok(match state.next(consumer, step) {
+            Ok(progress) => state.apply(progress, step, effect),
+            Err(blocked) => blocked,
+        })
     }
 
     async fn commit_leaving(
@@ -212,11 +236,10 @@ impl StoreOps for MemoryStore {
         last: LastOut,
     ) -> Result<Option<Committed>, StoreError> {
         let mut state = self.state();
-        let progress_key = (consumer.to_owned(), step.ordering_key.clone());
-        let applied = state.progress.get(&progress_key).copied().unwrap_or(0);
-        if let Some(blocked) = step.blocked(applied) {
-            return Ok(Some(blocked));
-        }
+        let progress = match state.next(consumer, step) {
+            Ok(progress) => progress,
+            Err(blocked) => return Ok(Some(blocked)),
+        };
         let alone = |item: &ItemKey| {
             state.waiting.get(item).is_some_and(|waiting| {
                 waiting.pending
@@ -227,20 +250,16 @@ impl StoreOps for MemoryStore {
         if !items.iter().all(alone) {
             return Ok(None);
         }
-        if let Err(refused) = write_all(&mut state, effect) {
-            return Ok(Some(refused));
-        }
-        state.progress.insert(progress_key, step.sequence);
-        for item in items {
-            if let Some(waiting) = state.waiting.get_mut(item) {
-                waiting.consumers.clear();
-                waiting.pending = false;
-                if let LastOut::Expire { at } = last {
-                    waiting.expires_at = Some(at);
+        let committed = state.apply(progress, step, effect);
+        if committed == Committed::Applied {
+            for item in items {
+                if let Some(waiting) = state.waiting.get_mut(item) {
+                    waiting.consumers.clear();
+                    waiting.finish(last);
                 }
             }
         }
-        Ok(Some(Committed::Applied))
+        Ok(Some(committed))
     }
 
     async fn progress_on(&self, consumer: &str, ordering_key: &str) -> Result<u64, StoreError> {
@@ -256,10 +275,7 @@ impl StoreOps for MemoryStore {
         // As on DynamoDB, the last one out finishes the item, and so does any later departure
         // that finds the set empty and the item still pending.
         if waiting.consumers.is_empty() && waiting.pending {
-            waiting.pending = false;
-            if let LastOut::Expire { at } = last {
-                waiting.expires_at = Some(at);
-            }
+            waiting.finish(last);
         }
         Ok(())
     }

@@ -51,10 +51,7 @@ impl<A: Around> StoreOps for A {
     ) -> Result<Committed, StoreError> {
         self.before_commit()?;
         let result = self.inner().commit(consumer, step, effect).await;
-        if let Ok(Committed::Applied) = &result {
-            self.applied(consumer, step);
-        }
-        self.after_commit(result)
+        answered(self, consumer, step, result)
     }
 
     async fn commit_leaving(
@@ -73,15 +70,10 @@ impl<A: Around> StoreOps for A {
             .inner()
             .commit_leaving(consumer, step, effect, items, last)
             .await;
-        match result {
-            Ok(Some(committed)) => {
-                if committed == Committed::Applied {
-                    self.applied(consumer, step);
-                }
-                self.after_commit(Ok(committed)).map(Some)
-            }
-            Ok(None) => Ok(None),
-            Err(err) => self.after_commit(Err(err)).map(Some),
+        // `None` is no commit: nothing to say of it.
+        match result.transpose() {
+            Some(result) => answered(self, consumer, step, result).map(Some),
+            None => Ok(None),
         }
     }
 
@@ -120,4 +112,18 @@ impl<A: Around> StoreOps for A {
         self.before_commit()?;
         self.after_commit(self.inner().commit_once(consumer, event_id, effect).await)
     }
+}
+
+/// A progress commit's answer (`commit`, or a `commit_leaving` that went), as the caller hears
+/// it: [`Around::applied`] told first when it applied.
+fn answered<A: Around>(
+    around: &A,
+    consumer: &str,
+    step: &Step,
+    result: Result<Committed, StoreError>,
+) -> Result<Committed, StoreError> {
+    if let Ok(Committed::Applied) = &result {
+        around.applied(consumer, step);
+    }
+    around.after_commit(result)
 }
