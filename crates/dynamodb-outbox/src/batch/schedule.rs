@@ -293,55 +293,46 @@ mod tests {
     }
 
     #[test]
-    fn a_keys_consecutive_events_go_as_one_run() {
-        let queue = KeyQueue::new(chain("a", 3), 25);
-        assert_eq!(steps(queue, |_| Outcome::Applied), ["run 0,1,2"]);
-    }
-
-    #[test]
-    fn a_run_stops_at_a_gap_in_the_sequence() {
-        let group = vec![
+    fn a_keys_consecutive_events_go_as_one_run_up_to_a_gap_a_skip_or_the_limit() {
+        let gap = vec![
             (0, apply("a", 1, 0)),
             (1, apply("a", 2, 1)),
             (2, apply("a", 4, 3)),
             (3, apply("a", 5, 4)),
         ];
-        let queue = KeyQueue::new(group, 25);
-        assert_eq!(steps(queue, |_| Outcome::Applied), ["run 0,1", "run 2,3"]);
-    }
-
-    #[test]
-    fn a_run_stops_at_the_events_per_transaction_limit() {
-        let queue = KeyQueue::new(chain("a", 5), 2);
-        assert_eq!(
-            steps(queue, |_| Outcome::Applied),
-            ["run 0,1", "run 2,3", "one 4"]
-        );
-    }
-
-    #[test]
-    fn with_one_event_per_transaction_every_event_goes_alone() {
-        let queue = KeyQueue::new(chain("a", 3), 1);
-        assert_eq!(
-            steps(queue, |_| Outcome::Applied),
-            ["one 0", "one 1", "one 2"]
-        );
-    }
-
-    #[test]
-    fn a_run_stops_at_an_event_that_is_not_applied() {
-        let group = vec![
+        let skipped = vec![
             (0, apply("a", 1, 0)),
             (1, apply("a", 2, 1)),
             (2, skip("a", 3, 2)),
             (3, apply("a", 4, 3)),
             (4, apply("a", 5, 4)),
         ];
-        let queue = KeyQueue::new(group, 25);
-        assert_eq!(
-            steps(queue, |_| Outcome::Applied),
-            ["run 0,1", "one 2", "run 3,4"]
-        );
+        let cases: [(&str, _, usize, &[&str]); 5] = [
+            ("consecutive", chain("a", 3), 25, &["run 0,1,2"]),
+            ("a gap in the sequence", gap, 25, &["run 0,1", "run 2,3"]),
+            (
+                "the events per transaction limit",
+                chain("a", 5),
+                2,
+                &["run 0,1", "run 2,3", "one 4"],
+            ),
+            (
+                "one event per transaction",
+                chain("a", 3),
+                1,
+                &["one 0", "one 1", "one 2"],
+            ),
+            (
+                "an event that is not applied",
+                skipped,
+                25,
+                &["run 0,1", "one 2", "run 3,4"],
+            ),
+        ];
+        for (case, group, limit, expected) in cases {
+            let queue = KeyQueue::new(group, limit);
+            assert_eq!(steps(queue, |_| Outcome::Applied), expected, "{case}");
+        }
     }
 
     #[test]
@@ -379,37 +370,30 @@ mod tests {
 
     #[test]
     fn only_refused_poison_waiting_and_failed_outcomes_block_a_key() {
-        let blocking = [
-            Outcome::Refused("too large".into()),
-            Outcome::Poison,
-            Outcome::Waiting,
-            Outcome::Failed,
+        let outcomes = [
+            (Outcome::Refused("too large".into()), true),
+            (Outcome::Poison, true),
+            (Outcome::Waiting, true),
+            (Outcome::Failed, true),
+            (Outcome::Applied, false),
+            (Outcome::Duplicate, false),
+            (Outcome::Skipped, false),
+            (Outcome::Ignored, false),
+            (Outcome::Parked, false),
+            (Outcome::Dropped, false),
         ];
-        for outcome in blocking {
+        for (outcome, blocks) in outcomes {
             let mut queue = KeyQueue::new(vec![(0, skip("a", 1, 0)), (1, skip("a", 2, 1))], 25);
             assert!(matches!(queue.next(), Some(Next::One(0, _))));
             queue.settle(&outcome);
-            assert!(
-                matches!(queue.next(), Some(Next::HeldBack(1, Outcome::HeldBack))),
-                "{outcome:?} blocks"
-            );
-        }
-        let passing = [
-            Outcome::Applied,
-            Outcome::Duplicate,
-            Outcome::Skipped,
-            Outcome::Ignored,
-            Outcome::Parked,
-            Outcome::Dropped,
-        ];
-        for outcome in passing {
-            let mut queue = KeyQueue::new(vec![(0, skip("a", 1, 0)), (1, skip("a", 2, 1))], 25);
-            assert!(matches!(queue.next(), Some(Next::One(0, _))));
-            queue.settle(&outcome);
-            assert!(
-                matches!(queue.next(), Some(Next::One(1, _))),
-                "{outcome:?} lets the key go on"
-            );
+            let next = queue.next();
+            if blocks {
+                let held = matches!(next, Some(Next::HeldBack(1, Outcome::HeldBack)));
+                assert!(held, "{outcome:?} blocks");
+            } else {
+                let next_goes = matches!(next, Some(Next::One(1, _)));
+                assert!(next_goes, "{outcome:?} lets the key go on");
+            }
         }
     }
 }
