@@ -1,27 +1,21 @@
 //! The SQS and SNS targets, one target over two SDKs: their batch calls (`SendMessageBatch`,
 //! `PublishBatch`) take the same entries (a body, an `event_type` attribute, FIFO ids) and give
 //! the same answers (successes and failures named by the entries' ids), in types of two SDKs.
-//! What differs, the call itself, is a [`BatchClient`]; the rest is [`BatchTarget`], once.
+//! What differs, the call itself, is a [`BatchClient`]; the rest is [`BatchTarget`], once;
+//! [`batch_target!`] writes both for an SDK, and its public target type.
 
 use std::future::Future;
 
 use super::{batch, Limits, Message, Sent, Target};
 use crate::consumer::BoxError;
 
-/// An SQS or SNS client: one batch call of up to 10 messages, each answered apart. Public only
-/// to be named in [`BatchTarget`]'s bounds: this module is private, so nothing outside the
-/// crate implements or calls it.
-pub trait BatchClient: Send + Sync {
+/// An SQS or SNS client: one batch call of up to 10 messages, each answered apart.
+pub(crate) trait BatchClient: Send + Sync {
     /// What the client sends to, for logs and a parked event's reason (`SQS queue`).
     const KIND: &'static str;
 
-    /// The client as `lambda::dynamodb_client` builds DynamoDB's.
-    #[cfg(feature = "lambda")]
-    fn from_env() -> Self;
-
     /// Sends `messages` to `to` (a queue's URL, a topic's ARN) in one call, with FIFO ids when
-    /// `fifo`: what became of each message, in order, or the error of the whole call. Written
-    /// once, for both SDKs, by [`batch_client!`].
+    /// `fifo`: what became of each message, in order, or the error of the whole call.
     fn send_batch(
         &self,
         to: &str,
@@ -30,11 +24,10 @@ pub trait BatchClient: Send + Sync {
     ) -> impl Future<Output = Result<Vec<Sent>, BoxError>> + Send;
 }
 
-/// An SQS queue or SNS topic (`SqsTarget`, `SnsTarget`): its client, its URL or ARN, whether it
-/// is FIFO (the address ends in `.fifo`), and the largest message to send (the most bytes in one
-/// call too).
+/// An SQS queue or SNS topic: its client, its URL or ARN, whether it is FIFO (the address ends
+/// in `.fifo`), and the largest message to send (the most bytes in one call too).
 #[derive(Debug, Clone)]
-pub struct BatchTarget<C> {
+pub(crate) struct BatchTarget<C> {
     client: C,
     to: String,
     fifo: bool,
@@ -42,9 +35,7 @@ pub struct BatchTarget<C> {
 }
 
 impl<C: BatchClient> BatchTarget<C> {
-    /// The queue at the URL `to`, or the topic of the ARN `to`, through `client`.
-    pub fn new(client: C, to: impl Into<String>) -> Self {
-        let to = to.into();
+    pub(crate) fn new(client: C, to: String) -> Self {
         Self {
             client,
             fifo: to.ends_with(".fifo"),
@@ -53,18 +44,7 @@ impl<C: BatchClient> BatchTarget<C> {
         }
     }
 
-    /// The queue or topic `to`, through a client built from the function's environment (as
-    /// `lambda::dynamodb_client` builds DynamoDB's; `AWS_ENDPOINT_URL_SQS` or
-    /// `AWS_ENDPOINT_URL_SNS` for a local server).
-    #[cfg(feature = "lambda")]
-    pub fn from_env(to: impl Into<String>) -> Self {
-        Self::new(C::from_env(), to)
-    }
-
-    /// The largest message (body and attribute) to send, and the most bytes in one call:
-    /// 256 KiB unless set otherwise (SQS takes up to 1 MiB since 2025, SNS 256 KiB). Larger
-    /// events are parked.
-    pub fn max_message_bytes(mut self, bytes: usize) -> Self {
+    pub(crate) fn max_message_bytes(mut self, bytes: usize) -> Self {
         self.max_message_bytes = bytes;
         self
     }
@@ -105,32 +85,82 @@ pub(crate) fn fifo_id(text: &str) -> String {
     }
 }
 
-/// [`BatchClient`] for `$sdk::Client`, whose batch call is `$call`, its queue or topic set by
-/// `$to` and its entries by `$entries`, each a `$sdk::types::$entry` whose body is set by
-/// `$body`; `$kind` and `$env` are what [`BatchClient::KIND`] says and the service's name in
-/// `AWS_ENDPOINT_URL_<SERVICE>`. Each entry is named by its index (as [`answers_by_id`] reads
-/// the answers), its `event_type` attribute the event's type and, on a FIFO queue or topic, its
-/// message group and deduplication id the [`fifo_id`]s of its ordering key and event id; a
-/// failure whose code is one of `$refused` is refused (parked). The two SDKs' calls, entries
-/// and answers are alike but not of one type, hence a macro.
-macro_rules! batch_client {
-    ($sdk:ident {
-        kind: $kind:literal,
-        env: $env:literal,
-        call: $call:ident,
-        to: $to:ident,
-        entries: $entries:ident,
-        entry: $entry:ident,
-        body: $body:ident,
-        refused: $refused:expr $(,)?
-    }) => {
+/// The public target `$target` (with its docs) of an SDK's client, `$sdk::Client`: a
+/// [`BatchTarget`] and the client's [`BatchClient`], whose batch call is `$call`, its queue or
+/// topic (`$to`, also the name of `new`'s argument) set by `$to` and its entries by `$entries`,
+/// each a `$sdk::types::$entry` whose body is set by `$body`. `$kind` is what
+/// [`BatchClient::KIND`] says, `$env` the service's name in `AWS_ENDPOINT_URL_<SERVICE>`. Each
+/// entry is named by its index (as [`answers_by_id`] reads the answers), its `event_type`
+/// attribute the event's type and, on a FIFO queue or topic, its message group and deduplication
+/// id the [`fifo_id`]s of its ordering key and event id; a failure whose code is one of
+/// `$refused` is refused (parked). The two SDKs' calls, entries and answers are alike but not of
+/// one type, hence a macro; and the target is a type of its own, not an alias of
+/// `BatchTarget`, so that its methods are documented and `BatchTarget` stays private.
+macro_rules! batch_target {
+    (
+        $(#[$doc:meta])*
+        pub struct $target:ident($sdk:ident) {
+            kind: $kind:literal,
+            env: $env:literal,
+            call: $call:ident,
+            to: $to:ident,
+            entries: $entries:ident,
+            entry: $entry:ident,
+            body: $body:ident,
+            refused: $refused:expr $(,)?
+        }
+    ) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone)]
+        pub struct $target($crate::relay::attributed::BatchTarget<$sdk::Client>);
+
+        impl $target {
+            #[doc = concat!("The ", $kind, " `", stringify!($to), "`, through `client`.")]
+            pub fn new(client: $sdk::Client, $to: impl Into<String>) -> Self {
+                Self($crate::relay::attributed::BatchTarget::new(client, $to.into()))
+            }
+
+            #[doc = concat!(
+                "The ", $kind, " `", stringify!($to), "`, through a client built from the ",
+                "function's environment (as `lambda::dynamodb_client` builds DynamoDB's; ",
+                "`AWS_ENDPOINT_URL_", $env, "` for a local server)."
+            )]
+            #[cfg(feature = "lambda")]
+            pub fn from_env($to: impl Into<String>) -> Self {
+                Self::new($crate::relay::client_from_env!($sdk, $env), $to)
+            }
+
+            /// The largest message (body and attribute) to send, and the most bytes in one
+            /// call: 256 KiB unless set otherwise (SQS takes up to 1 MiB since 2025, SNS
+            /// 256 KiB). Larger events are parked.
+            pub fn max_message_bytes(self, bytes: usize) -> Self {
+                Self(self.0.max_message_bytes(bytes))
+            }
+        }
+
+        impl $crate::relay::Target for $target {
+            fn destination(&self) -> String {
+                self.0.destination()
+            }
+
+            fn limits(&self) -> $crate::relay::Limits {
+                self.0.limits()
+            }
+
+            fn size(&self, message: &$crate::relay::Message) -> usize {
+                self.0.size(message)
+            }
+
+            async fn send(
+                &self,
+                messages: &[$crate::relay::Message],
+            ) -> Result<Vec<$crate::relay::Sent>, $crate::consumer::BoxError> {
+                self.0.send(messages).await
+            }
+        }
+
         impl $crate::relay::attributed::BatchClient for $sdk::Client {
             const KIND: &'static str = $kind;
-
-            #[cfg(feature = "lambda")]
-            fn from_env() -> Self {
-                $crate::relay::client_from_env!($sdk, $env)
-            }
 
             async fn send_batch(
                 &self,
@@ -171,11 +201,11 @@ macro_rules! batch_client {
         }
     };
 }
-pub(crate) use batch_client;
+pub(crate) use batch_target;
 
 /// The answers of a batch call whose entries are named by their index (`"0"`, `"1"`, ...):
-/// published, failed (as [`batch::failed`] tells, by its code, message and the `refused` codes), or,
-/// for an entry the broker named in neither list, not known to be published.
+/// published, failed (as [`batch::failed`] tells, by its code, message and the `refused`
+/// codes), or, for an entry the broker named in neither list, not known to be published.
 pub(crate) fn answers_by_id<'a>(
     messages: usize,
     published: impl Iterator<Item = &'a str>,
