@@ -13,8 +13,6 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
-use aws_config::{Region, SdkConfig};
-use aws_sdk_kinesis::config::Credentials;
 use aws_sdk_kinesis::types::StreamStatus;
 use aws_sdk_kinesis::Client;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
@@ -199,11 +197,7 @@ pub async fn describe_stream(
 /// A Kinesis client for `endpoint` with static credentials and the local region. The endpoint is
 /// set on the service config, so `AWS_ENDPOINT_URL` (which may name a DynamoDB) does not win.
 pub async fn client_for(endpoint: &str) -> Client {
-    let shared: SdkConfig = service_runtime::config::sdk_defaults()
-        .region(Region::new(LOCAL_REGION))
-        .credentials_provider(Credentials::new("local", "local", None, None, "devkit"))
-        .load()
-        .await;
+    let shared = crate::local::local_sdk_config(endpoint).await;
     let config = aws_sdk_kinesis::config::Builder::from(&shared)
         .endpoint_url(endpoint)
         .build();

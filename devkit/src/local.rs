@@ -120,12 +120,7 @@ impl LocalDynamo {
             .with_context(|| format!("binding {addr}"))?;
         let endpoint = format!("http://{}", listener.local_addr()?);
         let server = tokio::spawn(dynoxide::server::serve_on(listener, db.clone()));
-        let sdk_config = service_runtime::config::sdk_defaults()
-            .region(Region::new(LOCAL_REGION))
-            .credentials_provider(local_credentials())
-            .endpoint_url(&endpoint)
-            .load()
-            .await;
+        let sdk_config = local_sdk_config(&endpoint).await;
         Ok(Self {
             client: isolated(client_at(&sdk_config, &endpoint)),
             endpoint,
@@ -313,6 +308,18 @@ pub fn isolated(client: Client) -> Client {
 pub fn client_at(config: &SdkConfig, endpoint: &str) -> Client {
     let client = service_runtime::config::client_from(config);
     Client::from_conf(client.config().to_builder().endpoint_url(endpoint).build())
+}
+
+/// The SDK configuration for a server this module, `kinesis` or `moto` started: the local
+/// region, static credentials (such a server checks that requests are signed, not by whom) and
+/// `endpoint` set on the shared config.
+pub(crate) async fn local_sdk_config(endpoint: &str) -> SdkConfig {
+    service_runtime::config::sdk_defaults()
+        .region(Region::new(LOCAL_REGION))
+        .credentials_provider(local_credentials())
+        .endpoint_url(endpoint)
+        .load()
+        .await
 }
 
 fn local_credentials() -> aws_sdk_dynamodb::config::Credentials {

@@ -17,8 +17,7 @@ use std::time::Duration;
 
 use anyhow::Result;
 use aws_config::timeout::TimeoutConfig;
-use aws_config::{Region, SdkConfig};
-use aws_sdk_sqs::config::Credentials;
+use aws_config::SdkConfig;
 use tokio::process::{Child, Command};
 
 use crate::local::LOCAL_REGION;
@@ -127,12 +126,7 @@ impl LocalMoto {
     /// As [`Self::sdk_config`], its requests sent to `endpoint` instead: a proxy in front of this
     /// server (`devkit::proxy::FaultProxy`), which records or fails them.
     pub async fn sdk_config_via(&self, endpoint: &str) -> SdkConfig {
-        service_runtime::config::sdk_defaults()
-            .region(Region::new(LOCAL_REGION))
-            .credentials_provider(Credentials::new("local", "local", None, None, "devkit"))
-            .endpoint_url(endpoint)
-            .load()
-            .await
+        crate::local::local_sdk_config(endpoint).await
     }
 
     /// An SQS client for this server.
