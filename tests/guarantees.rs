@@ -24,7 +24,6 @@ use aws_lambda_events::kinesis::{KinesisEvent, KinesisEventRecord};
 use aws_lambda_events::streams::DynamoDbEventResponse;
 use devkit::demo::api_request;
 use devkit::filter;
-use devkit::kinesis_trigger::InvokeKinesis;
 use devkit::patterns::self_read::{
     history_in_process, rewards_in_process, SelfReadStack, ORDER_HISTORY_FUNCTION, REWARDS_FUNCTION,
 };
@@ -353,7 +352,7 @@ impl SelfRead {
     async fn rewards_mapping<S: ConsumerStore + Clone + 'static>(
         &self,
         processor: Processor<RewardsConsumer, S>,
-    ) -> devkit::kinesis_trigger::KinesisTrigger<impl InvokeKinesis> {
+    ) -> devkit::kinesis_trigger::KinesisTrigger<impl Invoke<KinesisEvent>> {
         self.stack
             .trigger(REWARDS_FUNCTION, rewards_in_process(processor))
             .await

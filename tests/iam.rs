@@ -318,7 +318,7 @@ async fn every_request_of_the_self_read_functions_is_allowed_by_their_policies()
 }
 
 /// Drains `function`'s local Kinesis mapping through `consumer`.
-async fn drain_mapping<I: devkit::kinesis_trigger::InvokeKinesis>(
+async fn drain_mapping<I: devkit::Invoke<aws_lambda_events::kinesis::KinesisEvent>>(
     stack: &SelfReadStack,
     function: &str,
     consumer: I,

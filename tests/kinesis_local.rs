@@ -14,8 +14,9 @@ use aws_sdk_kinesis::primitives::Blob;
 use aws_sdk_kinesis::types::ShardIteratorType;
 use base64::Engine as _;
 use devkit::kinesis::{LocalKinesis, StreamDescription};
-use devkit::kinesis_trigger::{InvokeKinesis, KinesisTrigger};
+use devkit::kinesis_trigger::KinesisTrigger;
 use devkit::template::{EventSource, StartingPosition};
+use devkit::Invoke;
 use devkit::Template;
 use serde_json::json;
 
@@ -107,7 +108,7 @@ async fn put_n(kinesis: &LocalKinesis, stream: &str, key: &str, n: usize) -> Vec
 }
 
 /// The mapping of `source` from `stream` to `handler`, after it delivered all there is.
-async fn drained<I: InvokeKinesis>(
+async fn drained<I: Invoke<KinesisEvent>>(
     kinesis: &LocalKinesis,
     source: EventSource,
     stream: &str,
@@ -126,7 +127,7 @@ fn batches(log: &Mutex<Vec<KinesisEvent>>) -> Vec<Vec<String>> {
 }
 
 /// A handler that keeps every event it gets and answers with `answer(invocation, event)`.
-fn recording<F>(answer: F) -> (impl InvokeKinesis, Arc<Mutex<Vec<KinesisEvent>>>)
+fn recording<F>(answer: F) -> (impl Invoke<KinesisEvent>, Arc<Mutex<Vec<KinesisEvent>>>)
 where
     F: Fn(usize, &KinesisEvent) -> Result<KinesisEventResponse, String> + Send + Sync,
 {

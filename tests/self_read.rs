@@ -20,11 +20,12 @@ use aws_sdk_kinesis::types::ShardIteratorType;
 use devkit::demo::api_request;
 use devkit::invariants::{check_source, EventSource};
 use devkit::kinesis::client_for;
-use devkit::kinesis_trigger::{InvokeKinesis, KinesisTrigger};
+use devkit::kinesis_trigger::KinesisTrigger;
 use devkit::patterns::self_read::{
     history_in_process, rewards_in_process, SelfReadStack, ORDER_HISTORY_FUNCTION, REWARDS_FUNCTION,
 };
 use devkit::proxy::{FaultPlan, FaultProxy};
+use devkit::Invoke;
 use lambda_runtime::{Context, LambdaEvent};
 use order_service::self_read::kinesis::KinesisPublisher;
 use outboxctl::replay::{filter_patterns, replay_event, Range};
@@ -73,13 +74,13 @@ async fn put_data(stack: &SelfReadStack, data: Vec<u8>) {
 }
 
 /// The rewards consumer's local mapping, its settings from the template.
-async fn rewards_mapping(stack: &SelfReadStack) -> KinesisTrigger<impl InvokeKinesis> {
+async fn rewards_mapping(stack: &SelfReadStack) -> KinesisTrigger<impl Invoke<KinesisEvent>> {
     let consumer = rewards_in_process(stack.rewards_processor());
     stack.trigger(REWARDS_FUNCTION, consumer).await.unwrap()
 }
 
 /// The order-history consumer's local mapping, its settings from the template.
-async fn history_mapping(stack: &SelfReadStack) -> KinesisTrigger<impl InvokeKinesis> {
+async fn history_mapping(stack: &SelfReadStack) -> KinesisTrigger<impl Invoke<KinesisEvent>> {
     let consumer = history_in_process(stack.history_processor());
     stack
         .trigger(ORDER_HISTORY_FUNCTION, consumer)

@@ -14,8 +14,9 @@ use std::time::Duration;
 use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
 use aws_sdk_sqs::types::{MessageAttributeValue, QueueAttributeName};
 use aws_sdk_sqs::Client;
-use devkit::mapping::sqs::{self, InvokeSqs, LocalQueue, SqsMapping};
+use devkit::mapping::sqs::{self, LocalQueue, SqsMapping};
 use devkit::moto::LocalMoto;
+use devkit::Invoke;
 use devkit::Template;
 
 /// A queue with its dead-letter queue, a FIFO queue, and a function reading each, as SAM
@@ -100,7 +101,7 @@ impl Queues {
     }
 
     /// The mapping of `function` as the template sets it, to `invoker`.
-    async fn mapping<I: InvokeSqs>(&self, function: &str, invoker: I) -> SqsMapping<I> {
+    async fn mapping<I: Invoke<SqsEvent>>(&self, function: &str, invoker: I) -> SqsMapping<I> {
         let source = sqs::sqs_source(&self.template, function).unwrap();
         let url = self.url(&source.queue_logical_id).to_owned();
         SqsMapping::open(source.settings, self.client.clone(), &url, invoker)
@@ -153,7 +154,7 @@ async fn after_visibility_timeout() {
 type Log = Arc<Mutex<Vec<SqsEvent>>>;
 
 /// A function that keeps every event it gets and answers with `answer(event)`.
-fn recording<F>(answer: F) -> (impl InvokeSqs, Log)
+fn recording<F>(answer: F) -> (impl Invoke<SqsEvent>, Log)
 where
     F: Fn(&SqsEvent) -> Result<SqsBatchResponse, String> + Send + Sync,
 {
@@ -168,7 +169,7 @@ where
 }
 
 /// A function that reports the messages whose body `fails` on their first delivery.
-fn failing_first_time(fails: fn(&str) -> bool) -> (impl InvokeSqs, Log) {
+fn failing_first_time(fails: fn(&str) -> bool) -> (impl Invoke<SqsEvent>, Log) {
     recording(move |event| {
         let mut response = SqsBatchResponse::default();
         for record in &event.records {

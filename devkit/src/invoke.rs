@@ -9,7 +9,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::local::LOCAL_REGION;
-use crate::mapping::Function;
+use crate::mapping::Invoke;
 
 /// A function behind its Invoke API URL, called signed with a local stack's credentials.
 pub struct LambdaInvokeApi {
@@ -38,9 +38,8 @@ impl LambdaInvokeApi {
     }
 }
 
-impl Function<Event> for LambdaInvokeApi {
-    type Response = DynamoDbEventResponse;
-    async fn call(&self, event: Event) -> Result<DynamoDbEventResponse, String> {
+impl Invoke<Event> for LambdaInvokeApi {
+    async fn invoke(&self, event: Event) -> Result<DynamoDbEventResponse, String> {
         self.post(event).await
     }
 }

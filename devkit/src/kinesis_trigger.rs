@@ -7,7 +7,6 @@
 
 use anyhow::{anyhow, Result};
 use aws_lambda_events::kinesis::{KinesisEvent, KinesisEventRecord};
-use aws_lambda_events::streams::KinesisEventResponse;
 use aws_sdk_kinesis::primitives::{DateTime, DateTimeFormat};
 use aws_sdk_kinesis::types::{Record as KinesisRecord, ShardIteratorType};
 use aws_sdk_kinesis::Client;
@@ -17,25 +16,11 @@ use outboxctl::kinesis::lambda_record;
 
 use crate::kinesis::{describe_stream, parse_stream_arn, StreamDescription};
 use crate::local::sdk_error;
-use crate::mapping::{Function, Mapping, Page, Position, Record, Source};
-use crate::template::{EventSource, StartingPosition};
+use crate::mapping::{Invoke, Mapping, Page, Position, Record, Source};
+use crate::template::EventSource;
 
 /// A mapping from a Kinesis data stream to a function.
 pub type KinesisTrigger<I> = Mapping<KinesisStream, I>;
-
-/// Something that can be invoked with a Kinesis batch: a handler in process, a function behind
-/// `cargo lambda watch`, or a test's handler that fails on purpose.
-pub trait InvokeKinesis: Function<KinesisEvent, Response = KinesisEventResponse> {
-    /// `Err` is a function error (the invocation failed as a whole).
-    fn invoke(
-        &self,
-        event: KinesisEvent,
-    ) -> impl std::future::Future<Output = Result<KinesisEventResponse, String>> + Send {
-        self.call(event)
-    }
-}
-
-impl<F: Function<KinesisEvent, Response = KinesisEventResponse>> InvokeKinesis for F {}
 
 /// A Kinesis data stream, read with the Kinesis API.
 pub struct KinesisStream {
@@ -46,7 +31,7 @@ pub struct KinesisStream {
     region: String,
 }
 
-impl<I: InvokeKinesis> KinesisTrigger<I> {
+impl<I: Invoke<KinesisEvent>> KinesisTrigger<I> {
     /// A mapping from `stream_name` to `invoker` with `source`'s settings (from
     /// [`crate::Template::kinesis_source`]).
     pub async fn open(
@@ -69,7 +54,6 @@ impl<I: InvokeKinesis> KinesisTrigger<I> {
 
 impl Source for KinesisStream {
     type Event = KinesisEvent;
-    type Response = KinesisEventResponse;
     type Record = KinesisEventRecord;
     /// The shard iterator the poller holds.
     type Cursor = Option<String>;
@@ -134,21 +118,14 @@ impl Source for KinesisStream {
 
 impl KinesisStream {
     async fn open_iterator(&self, shard: &str, from: Position<'_>) -> Result<String> {
-        let (kind, sequence) = match from {
-            Position::After(sequence) => (ShardIteratorType::AfterSequenceNumber, Some(sequence)),
-            Position::At(sequence) => (ShardIteratorType::AtSequenceNumber, Some(sequence)),
-            Position::Start(StartingPosition::TrimHorizon) => {
-                (ShardIteratorType::TrimHorizon, None)
-            }
-            Position::Start(StartingPosition::Latest) => (ShardIteratorType::Latest, None),
-        };
+        let (kind, sequence) = from.iterator();
         let request = self
             .client
             .get_shard_iterator()
             .stream_name(&self.stream.name)
             .shard_id(shard);
         let request = request
-            .shard_iterator_type(kind)
+            .shard_iterator_type(ShardIteratorType::from(kind))
             .set_starting_sequence_number(sequence.map(str::to_owned));
         let what = format!("GetShardIterator {shard}");
         let out = request.send().await.map_err(|e| sdk_error(&what, e))?;

@@ -15,6 +15,10 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::{anyhow, Result};
+use aws_lambda_events::dynamodb::Event;
+use aws_lambda_events::kinesis::KinesisEvent;
+use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
+use aws_lambda_events::streams::{DynamoDbEventResponse, KinesisEventResponse};
 use lambda_runtime::{Context, LambdaEvent};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -29,22 +33,38 @@ pub mod sqs;
 
 use poller::{Poller, Shared};
 
-/// A function the mapping invokes with a batch of `E`: a handler in process, a function behind
-/// `cargo lambda watch`, or a test's handler that fails on purpose. Callers name it by its event
-/// ([`crate::Invoke`], [`crate::kinesis_trigger::InvokeKinesis`]) and call `invoke`.
-pub trait Function<E>: Send + Sync {
-    type Response;
-    /// `Err` is a function error (the invocation failed as a whole).
-    fn call(&self, event: E) -> impl Future<Output = Result<Self::Response, String>> + Send;
+/// An event a mapping invokes a function with, and the answer it reads back from the function
+/// (`batchItemFailures`): the pairing Lambda makes for each kind of source.
+pub trait Batch: Send + 'static {
+    type Response: Serialize + Send;
 }
 
-impl<E, R, F, Fut> Function<E> for F
+impl Batch for Event {
+    type Response = DynamoDbEventResponse;
+}
+
+impl Batch for KinesisEvent {
+    type Response = KinesisEventResponse;
+}
+
+impl Batch for SqsEvent {
+    type Response = SqsBatchResponse;
+}
+
+/// A function a mapping invokes with a batch of `E` (a table's stream unless named): a handler
+/// in process, a function behind `cargo lambda watch`, or a test's handler that fails on purpose.
+pub trait Invoke<E: Batch = Event>: Send + Sync {
+    /// `Err` is a function error (the invocation failed as a whole).
+    fn invoke(&self, event: E) -> impl Future<Output = Result<E::Response, String>> + Send;
+}
+
+impl<E, F, Fut> Invoke<E> for F
 where
+    E: Batch,
     F: Fn(E) -> Fut + Send + Sync,
-    Fut: Future<Output = Result<R, String>> + Send,
+    Fut: Future<Output = Result<E::Response, String>> + Send,
 {
-    type Response = R;
-    fn call(&self, event: E) -> impl Future<Output = Result<R, String>> + Send {
+    fn invoke(&self, event: E) -> impl Future<Output = Result<E::Response, String>> + Send {
         self(event)
     }
 }
@@ -52,14 +72,15 @@ where
 /// A function's handler invoked in process with `processor`, as the Lambda runtime calls it:
 /// `handle` is the function's own entry point, so its logs and metrics are the deployed
 /// function's.
-pub fn handler<E, P, R, Er, Fut>(
+pub fn handler<E, P, Er, Fut>(
     processor: P,
     handle: impl Fn(Arc<P>, LambdaEvent<E>) -> Fut + Send + Sync,
-) -> impl Function<E, Response = R>
+) -> impl Invoke<E>
 where
+    E: Batch,
     P: Send + Sync,
     Er: std::fmt::Display,
-    Fut: Future<Output = Result<R, Er>> + Send,
+    Fut: Future<Output = Result<E::Response, Er>> + Send,
 {
     let processor = Arc::new(processor);
     move |event: E| {
@@ -78,6 +99,19 @@ pub enum Position<'a> {
     Start(StartingPosition),
     After(&'a str),
     At(&'a str),
+}
+
+impl<'a> Position<'a> {
+    /// The `ShardIteratorType` that opens an iterator here, and its sequence number: the
+    /// DynamoDB Streams and Kinesis APIs name them alike.
+    pub fn iterator(self) -> (&'static str, Option<&'a str>) {
+        match self {
+            Position::After(sequence) => ("AFTER_SEQUENCE_NUMBER", Some(sequence)),
+            Position::At(sequence) => ("AT_SEQUENCE_NUMBER", Some(sequence)),
+            Position::Start(StartingPosition::TrimHorizon) => ("TRIM_HORIZON", None),
+            Position::Start(StartingPosition::Latest) => ("LATEST", None),
+        }
+    }
 }
 
 /// One record as read from a shard.
@@ -114,9 +148,8 @@ pub struct Page {
 /// A stream a mapping reads: its shards, their records from a position, and the shape of what
 /// Lambda sends for it (event, response, on-failure message).
 pub trait Source: Send + Sync {
-    /// The event a function receives, and its answer (read for `batchItemFailures`).
-    type Event: DeserializeOwned + Send;
-    type Response: Serialize + Send;
+    /// The event a function receives.
+    type Event: Batch + DeserializeOwned;
     /// One record of [`Self::Event`], for [`Mapping::mapped_records`].
     type Record: DeserializeOwned;
     /// What a poller keeps of its shard between reads (an open iterator, or nothing).
@@ -193,7 +226,7 @@ pub struct Mapping<S: Source, I> {
 impl<S, I> Mapping<S, I>
 where
     S: Source,
-    I: Function<S::Event, Response = S::Response>,
+    I: Invoke<S::Event>,
 {
     pub fn new(source: EventSource, stream: S, invoker: I) -> Self {
         Self {

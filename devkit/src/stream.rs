@@ -53,10 +53,6 @@ impl StreamClient {
         })
     }
 
-    async fn call(&self, operation: &str, body: Json) -> Result<Json> {
-        self.api.call(operation, body).await
-    }
-
     pub async fn shard_ids(&self, stream_arn: &str) -> Result<Vec<String>> {
         let mut shards = Vec::new();
         loop {
@@ -64,7 +60,7 @@ impl StreamClient {
             if let Some(last) = shards.last() {
                 body["ExclusiveStartShardId"] = json!(last);
             }
-            let out = self.call("DescribeStream", body).await?;
+            let out = self.api.call("DescribeStream", body).await?;
             let description = &out["StreamDescription"];
             let listed = description["Shards"].as_array().into_iter().flatten();
             shards.extend(listed.filter_map(|shard| shard["ShardId"].as_str().map(str::to_owned)));
@@ -122,23 +118,18 @@ impl StreamClient {
         from: Position<'_>,
         limit: usize,
     ) -> Result<Vec<RawRecord>> {
-        let (kind, sequence) = match from {
-            Position::After(sequence) => ("AFTER_SEQUENCE_NUMBER", Some(sequence)),
-            Position::At(sequence) => ("AT_SEQUENCE_NUMBER", Some(sequence)),
-            Position::Start(StartingPosition::TrimHorizon) => ("TRIM_HORIZON", None),
-            Position::Start(StartingPosition::Latest) => ("LATEST", None),
-        };
+        let (kind, sequence) = from.iterator();
         let mut body =
             json!({ "StreamArn": stream_arn, "ShardId": shard_id, "ShardIteratorType": kind });
         if let Some(sequence) = sequence {
             body["SequenceNumber"] = json!(sequence);
         }
-        let iterator = self.call("GetShardIterator", body).await?;
+        let iterator = self.api.call("GetShardIterator", body).await?;
         let Some(iterator) = iterator["ShardIterator"].as_str() else {
             return Ok(Vec::new());
         };
         let body = json!({ "ShardIterator": iterator, "Limit": limit.clamp(1, 1000) });
-        let out = self.call("GetRecords", body).await?;
+        let out = self.api.call("GetRecords", body).await?;
         let records = out["Records"].as_array().into_iter().flatten();
         records.map(|r| lambda_shape(r, stream_arn)).collect()
     }

@@ -3,30 +3,15 @@
 
 use anyhow::Result;
 use aws_lambda_events::dynamodb::{Event, EventRecord};
-use aws_lambda_events::streams::DynamoDbEventResponse;
 use serde_json::{json, Value as Json};
 
-use crate::mapping::{Function, Mapping, Page, Position, Record, Source};
+use crate::mapping::{Mapping, Page, Position, Record, Source};
 use crate::stream::StreamClient;
 
-pub use crate::mapping::TriggerStats;
+pub use crate::mapping::{Invoke, TriggerStats};
 
 /// A mapping from a table's stream to a function.
 pub type Trigger<I> = Mapping<DynamoStream, I>;
-
-/// Something that can be invoked with a stream batch: the handler in process, a function behind
-/// `cargo lambda watch`, or a test double that fails on purpose.
-pub trait Invoke: Function<Event, Response = DynamoDbEventResponse> {
-    /// `Err` is a function error (the invocation failed as a whole).
-    fn invoke(
-        &self,
-        event: Event,
-    ) -> impl std::future::Future<Output = Result<DynamoDbEventResponse, String>> + Send {
-        self.call(event)
-    }
-}
-
-impl<F: Function<Event, Response = DynamoDbEventResponse>> Invoke for F {}
 
 /// A table's stream, read with the DynamoDB Streams API.
 pub struct DynamoStream {
@@ -36,9 +21,8 @@ pub struct DynamoStream {
 
 impl Source for DynamoStream {
     type Event = Event;
-    type Response = DynamoDbEventResponse;
     type Record = EventRecord;
-    /// Every read opens its iterator afresh from the position asked for ([`StreamClient::read`]).
+    /// Every read opens its iterator afresh from the position asked for ([`StreamClient::read_from`]).
     type Cursor = ();
     const BATCH_INFO: &'static str = "DDBStreamBatchInfo";
     const PARALLEL_SHARDS: bool = false;

@@ -8,7 +8,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Context, Result};
-use devkit::mapping::sqs::{InvokeSqs, SqsMapping, SqsStats};
+use aws_lambda_events::sqs::SqsEvent;
+use devkit::mapping::sqs::{SqsMapping, SqsStats};
 use devkit::moto::LocalMoto;
 use devkit::patterns::broker::{inbox_in_process, relay_in_process, BrokerStack, RELAY_FUNCTION};
 use devkit::proxy::FaultProxy;
@@ -122,7 +123,7 @@ pub async fn run(opts: &Options, orders: &[PlannedOrder]) -> Result<PatternRun> 
 
 /// Places every order at its arrival time through the relayed order store while both mappings
 /// follow their sources and the watcher looks; what the watcher saw and the mappings' counts.
-async fn drive<R: Invoke + 'static, Q: InvokeSqs + 'static>(
+async fn drive<R: Invoke + 'static, Q: Invoke<SqsEvent> + 'static>(
     broker: &BrokerStack,
     proxies: &Proxies,
     mut trigger: Trigger<R>,

@@ -6,15 +6,16 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{anyhow, Context, Result};
+use aws_lambda_events::kinesis::KinesisEvent;
 use aws_sdk_kinesis::types::ShardIteratorType;
 use devkit::demo::api_request;
 use devkit::kinesis::{client_for, LocalKinesis};
-use devkit::kinesis_trigger::{InvokeKinesis, KinesisTrigger};
+use devkit::kinesis_trigger::KinesisTrigger;
 use devkit::patterns::self_read::{
     history_in_process, history_processor, rewards_in_process, SelfReadStack,
     ORDER_HISTORY_FUNCTION, REWARDS_FUNCTION,
 };
-use devkit::{LocalDynamo, Pattern, TriggerStats};
+use devkit::{Invoke, LocalDynamo, Pattern, TriggerStats};
 use order_service::self_read::api;
 use order_service::self_read::kinesis::KinesisPublisher;
 use rewards_service::handlers::kinesis as rewards_kinesis;
@@ -133,7 +134,7 @@ async fn place(
     .await
 }
 
-fn follow<I: InvokeKinesis + 'static>(
+fn follow<I: Invoke<KinesisEvent> + 'static>(
     mut mapping: KinesisTrigger<I>,
     mut stopped: tokio::sync::watch::Receiver<bool>,
 ) -> tokio::task::JoinHandle<Result<TriggerStats>> {

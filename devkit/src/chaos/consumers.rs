@@ -12,7 +12,7 @@ use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
 use super::ChaosOptions;
-use crate::mapping::{Function, Mapping, Source, TriggerStats};
+use crate::mapping::{Batch, Invoke, Mapping, Source, TriggerStats};
 
 /// The consumers' side of the faults: stores that crash and mappings that duplicate records,
 /// each seeded from the run's seed and a salt of its own, and counted.
@@ -111,17 +111,17 @@ pub(crate) fn duplicating<E, R, I>(
     inner: I,
     copies: Copies,
     records: fn(&mut E) -> &mut Vec<R>,
-) -> impl Function<E, Response = I::Response>
+) -> impl Invoke<E>
 where
-    E: Send + 'static,
+    E: Batch,
     R: Clone,
-    I: Function<E> + 'static,
+    I: Invoke<E> + 'static,
 {
     let inner = Arc::new(inner);
     move |mut event: E| {
         copies.add(records(&mut event));
         let inner = inner.clone();
-        async move { inner.call(event).await }
+        async move { inner.invoke(event).await }
     }
 }
 
@@ -129,7 +129,7 @@ where
 pub(crate) async fn drain_all<S, I>(mappings: &mut [Mapping<S, I>]) -> Result<TriggerStats>
 where
     S: Source,
-    I: Function<S::Event, Response = S::Response>,
+    I: Invoke<S::Event>,
 {
     let mut total = TriggerStats::default();
     for stats in futures::future::join_all(mappings.iter_mut().map(Mapping::drain)).await {
@@ -148,7 +148,7 @@ pub(crate) async fn replay_given_up<S, I>(
 ) -> Result<usize>
 where
     S: Source,
-    I: Function<S::Event, Response = S::Response>,
+    I: Invoke<S::Event>,
 {
     let mut replayed = 0;
     for mapping in mappings {

@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use anyhow::{Context, Result};
 use serde_json::{json, Value as Json};
 
-use super::{Function, Page, Position, Record, Source, TriggerStats};
+use super::{Invoke, Page, Position, Record, Source, TriggerStats};
 use crate::template::EventSource;
 
 /// What every shard's poller reads and calls, borrowed from the mapping while they run.
@@ -40,7 +40,7 @@ impl<C: Default + Send> Poller<C> {
     pub async fn drain<S, I>(&mut self, shard: &str, shared: &Shared<'_, S, I>) -> Result<()>
     where
         S: Source<Cursor = C>,
-        I: Function<S::Event, Response = S::Response>,
+        I: Invoke<S::Event>,
     {
         while self.poll(shard, shared).await? {}
         Ok(())
@@ -54,7 +54,7 @@ impl<C: Default + Send> Poller<C> {
     ) -> Result<()>
     where
         S: Source<Cursor = C>,
-        I: Function<S::Event, Response = S::Response>,
+        I: Invoke<S::Event>,
     {
         loop {
             self.poll(shard, shared).await?;
@@ -74,7 +74,7 @@ impl<C: Default + Send> Poller<C> {
     async fn poll<S, I>(&mut self, shard: &str, shared: &Shared<'_, S, I>) -> Result<bool>
     where
         S: Source<Cursor = C>,
-        I: Function<S::Event, Response = S::Response>,
+        I: Invoke<S::Event>,
     {
         if self.closed {
             return Ok(false);
@@ -90,7 +90,7 @@ impl<C: Default + Send> Poller<C> {
     async fn poll_once<S, I>(&mut self, shard: &str, shared: &Shared<'_, S, I>) -> Result<bool>
     where
         S: Source<Cursor = C>,
-        I: Function<S::Event, Response = S::Response>,
+        I: Invoke<S::Event>,
     {
         let source = shared.source;
         let (mut batch, mut expired, mut examined) = (Vec::new(), Vec::new(), None::<String>);
@@ -174,7 +174,7 @@ impl<C: Default + Send> Poller<C> {
     ) -> Result<bool>
     where
         S: Source<Cursor = C>,
-        I: Function<S::Event, Response = S::Response>,
+        I: Invoke<S::Event>,
     {
         let limit = shared.source.batch_size;
         loop {
@@ -221,7 +221,7 @@ impl<C: Default + Send> Poller<C> {
     ) -> Result<()>
     where
         S: Source<Cursor = C>,
-        I: Function<S::Event, Response = S::Response>,
+        I: Invoke<S::Event>,
     {
         let source = shared.source;
         let may_retry = |attempts: i64| {
@@ -235,7 +235,7 @@ impl<C: Default + Send> Poller<C> {
             .context("building the Lambda event")?;
             self.stats.invocations += 1;
             self.stats.records_delivered += records.len();
-            let retry_from = match shared.invoker.call(event).await {
+            let retry_from = match shared.invoker.invoke(event).await {
                 Ok(_) if !source.report_batch_item_failures => None,
                 Ok(response) => self.lowest_failed(&records, &serde_json::to_value(response)?),
                 Err(error) => {

@@ -27,7 +27,7 @@ use aws_sdk_sqs::types::{
 use aws_sdk_sqs::Client;
 use futures::FutureExt as _;
 
-use crate::mapping::Function;
+use crate::mapping::Invoke;
 
 mod template;
 
@@ -74,12 +74,6 @@ pub struct SqsStats {
     pub function_errors: usize,
 }
 
-/// What a function answers for an SQS batch: `Err` is a function error (the invocation failed
-/// as a whole).
-pub trait InvokeSqs: Function<SqsEvent, Response = SqsBatchResponse> {}
-
-impl<F: Function<SqsEvent, Response = SqsBatchResponse>> InvokeSqs for F {}
-
 /// A mapping from an SQS queue to a function.
 pub struct SqsMapping<I> {
     /// The template's settings; a test may change them before it polls.
@@ -92,7 +86,7 @@ pub struct SqsMapping<I> {
     pub stats: SqsStats,
 }
 
-impl<I: InvokeSqs> SqsMapping<I> {
+impl<I: Invoke<SqsEvent>> SqsMapping<I> {
     /// A mapping from the queue at `queue_url` to `invoker`, with `settings`.
     pub async fn open(
         settings: SqsSettings,
@@ -100,18 +94,7 @@ impl<I: InvokeSqs> SqsMapping<I> {
         queue_url: &str,
         invoker: I,
     ) -> Result<Self> {
-        let attributes = client
-            .get_queue_attributes()
-            .queue_url(queue_url)
-            .attribute_names(QueueAttributeName::QueueArn)
-            .send()
-            .await
-            .with_context(|| format!("GetQueueAttributes {queue_url}: is the queue there?"))?;
-        let queue_arn = attributes
-            .attributes()
-            .and_then(|a| a.get(&QueueAttributeName::QueueArn))
-            .cloned()
-            .ok_or_else(|| anyhow!("{queue_url} has no QueueArn"))?;
+        let queue_arn = queue_arn(&client, queue_url).await?;
         let region = queue_arn.split(':').nth(3).unwrap_or_default().to_owned();
         Ok(Self {
             settings,
@@ -139,7 +122,7 @@ impl<I: InvokeSqs> SqsMapping<I> {
         let event = self.event(&batch);
         self.stats.invocations += 1;
         self.stats.messages_delivered += delivered;
-        let answer = self.invoker.call(event).await;
+        let answer = self.invoker.invoke(event).await;
         let keep = self.kept(&batch, answer);
         let done: Vec<&Message> = batch
             .iter()
@@ -304,6 +287,20 @@ impl<I: InvokeSqs> SqsMapping<I> {
         record.aws_region = Some(self.region.clone());
         record
     }
+}
+
+/// The ARN of the queue at `url`.
+async fn queue_arn(client: &Client, url: &str) -> Result<String> {
+    client
+        .get_queue_attributes()
+        .queue_url(url)
+        .attribute_names(QueueAttributeName::QueueArn)
+        .send()
+        .await
+        .with_context(|| format!("GetQueueAttributes {url}: is the queue there?"))?
+        .attributes
+        .and_then(|mut a| a.remove(&QueueAttributeName::QueueArn))
+        .ok_or_else(|| anyhow!("{url} has no QueueArn"))
 }
 
 /// A message attribute as Lambda's event carries it.

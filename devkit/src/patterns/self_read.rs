@@ -27,9 +27,10 @@ use crate::chaos::{drain_all, duplicating, replay_given_up, ConsumerChaos, Fault
 use crate::demo::{api_request, DemoOrders};
 use crate::invariants::EventSource;
 use crate::kinesis::{client_for, LocalKinesis, StreamDescription};
-use crate::kinesis_trigger::{InvokeKinesis, KinesisTrigger};
+use crate::kinesis_trigger::KinesisTrigger;
 use crate::local::{LocalDynamo, Tables};
 use crate::mapping::handler;
+use crate::mapping::Invoke;
 use crate::metrics::Collector;
 use crate::pattern::Pattern;
 use crate::template::Template;
@@ -138,7 +139,7 @@ impl SelfReadStack {
 
     /// A local Kinesis mapping for `function` (one of the two consumers), with its settings
     /// from the template.
-    pub async fn trigger<I: InvokeKinesis>(
+    pub async fn trigger<I: Invoke<KinesisEvent>>(
         &self,
         function: &str,
         invoker: I,
@@ -184,7 +185,9 @@ impl SelfReadStack {
 pub use history::processor as history_processor;
 
 /// The order-history function's handler, invoked in process.
-pub fn history_in_process<S>(processor: Processor<OrderHistoryConsumer, S>) -> impl InvokeKinesis
+pub fn history_in_process<S>(
+    processor: Processor<OrderHistoryConsumer, S>,
+) -> impl Invoke<KinesisEvent>
 where
     S: ConsumerStore + 'static,
 {
@@ -194,7 +197,7 @@ where
 }
 
 /// The rewards Kinesis function's handler, invoked in process.
-pub fn rewards_in_process<S>(processor: Processor<RewardsConsumer, S>) -> impl InvokeKinesis
+pub fn rewards_in_process<S>(processor: Processor<RewardsConsumer, S>) -> impl Invoke<KinesisEvent>
 where
     S: ConsumerStore + 'static,
 {

@@ -175,15 +175,7 @@ async fn create(
         .with_context(|| format!("CreateQueue {}", spec.name))?
         .queue_url
         .ok_or_else(|| anyhow!("CreateQueue {} returned no url", spec.name))?;
-    let arn = client
-        .get_queue_attributes()
-        .queue_url(&url)
-        .attribute_names(QueueAttributeName::QueueArn)
-        .send()
-        .await?
-        .attributes
-        .and_then(|mut a| a.remove(&QueueAttributeName::QueueArn))
-        .ok_or_else(|| anyhow!("{url} has no QueueArn"))?;
+    let arn = super::queue_arn(client, &url).await?;
     Ok(LocalQueue { url, arn })
 }
 

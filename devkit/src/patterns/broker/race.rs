@@ -23,7 +23,7 @@ use super::stack::{inbox_in_process, queue_depth, relay_in_process};
 use super::{BrokerStack, Queue};
 use crate::chaos::{drain_all, duplicating, ConsumerChaos, Faults};
 use crate::invariants::{Invariant, Violation};
-use crate::mapping::sqs::{InvokeSqs, SqsMapping};
+use crate::mapping::sqs::SqsMapping;
 use crate::trigger::{Invoke, TriggerStats};
 
 /// The inbox queue's visibility timeout during a chaos run: a message the inbox kept comes back
@@ -125,7 +125,7 @@ impl BrokerStack {
     /// Polls until the queue holds no message, visible or in flight, and nothing is
     /// `publishing` to it. A failed receive or delete is polled again, as Lambda's pollers do: a
     /// message not deleted comes back after the visibility timeout.
-    async fn settle<I: InvokeSqs>(
+    async fn settle<I: Invoke<SqsEvent>>(
         &self,
         mapping: &mut SqsMapping<I>,
         publishing: &AtomicBool,
@@ -245,7 +245,7 @@ fn paced<I: Invoke + 'static>(sqs: aws_sdk_sqs::Client, url: &str, inner: I) -> 
             while matches!(queue_depth(&sqs, &url).await, Ok(depth) if depth > QUEUE_BOUND) {
                 tokio::time::sleep(Duration::from_millis(250)).await;
             }
-            inner.call(event).await
+            inner.invoke(event).await
         }
     }
 }

@@ -27,7 +27,7 @@ use crate::demo::DemoOrders;
 use crate::invariants::{EventSource, Violation};
 use crate::local::{LocalDynamo, Tables};
 use crate::mapping::handler;
-use crate::mapping::sqs::{InvokeSqs, SqsMapping, SqsSettings};
+use crate::mapping::sqs::{SqsMapping, SqsSettings};
 use crate::metrics::Collector;
 use crate::moto::LocalMoto;
 use crate::pattern::Pattern;
@@ -167,7 +167,7 @@ impl BrokerStack {
 
     /// The local SQS mapping of the inbox function to `invoker`, receiving and deleting with
     /// `sqs`, with the template's settings.
-    pub async fn inbox_mapping<I: InvokeSqs>(
+    pub async fn inbox_mapping<I: Invoke<SqsEvent>>(
         &self,
         sqs: aws_sdk_sqs::Client,
         invoker: I,
@@ -178,7 +178,7 @@ impl BrokerStack {
 
     /// The inbox function in process for the demo: each batch handled, then handled again (the
     /// broker's at-least-once delivery, the copy arriving before the original is deleted).
-    fn twice_inbox(&self) -> Result<impl InvokeSqs> {
+    fn twice_inbox(&self) -> Result<impl Invoke<SqsEvent>> {
         let counts = self.inboxed.clone();
         let inbox = self.inbox_on(self.stack.dynamo.client.clone())?;
         Ok(handler(inbox, move |p, event: LambdaEvent<SqsEvent>| {
@@ -243,7 +243,7 @@ pub fn relay_in_process<S: ConsumerStore + 'static>(
 /// The rewards inbox function's handler, invoked in process with a batch of queue messages.
 pub fn inbox_in_process<S: ConsumerStore + 'static>(
     processor: Processor<RewardsConsumer, S>,
-) -> impl InvokeSqs {
+) -> impl Invoke<SqsEvent> {
     handler(processor, |p, event| async move {
         let processed = SqsQueue::new(&*p).call(event).await?;
         Ok::<_, lambda_runtime::Error>(processed.response)
