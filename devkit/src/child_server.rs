@@ -18,10 +18,18 @@ pub fn tool_path(variable: &str, installed: &str) -> PathBuf {
     }
 }
 
-/// For tests of a local server that could not start: `Ok(None)` after saying on the terminal
-/// that `test` was skipped and why, when the environment gives a reason in `variable`; without
-/// one, the error, so the test fails instead of passing unseen.
-pub fn skip_or_fail<T>(test: &str, unavailable: impl Display, variable: &str) -> Result<Option<T>> {
+/// For tests of a local server: the server `started`, else `Ok(None)` after saying on the
+/// terminal that `test` was skipped and why, when the environment gives a reason in `variable`;
+/// without one, why it could not start, so the test fails instead of passing unseen.
+pub fn skip_or_fail<T>(
+    test: &str,
+    started: Result<T, impl Display>,
+    variable: &str,
+) -> Result<Option<T>> {
+    let unavailable = match started {
+        Ok(server) => return Ok(Some(server)),
+        Err(unavailable) => unavailable,
+    };
     match std::env::var(variable) {
         Ok(why) if !why.trim().is_empty() => {
             // Straight to the process's stderr: the test harness captures `eprintln!` of passing

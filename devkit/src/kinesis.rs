@@ -135,10 +135,7 @@ impl LocalKinesis {
     /// and why, when [`SKIP_VARIABLE`] is set. Without it a missing server is an error that
     /// names the cause, so the test fails instead of passing unseen.
     pub async fn start_or_skip(test: &str) -> Result<Option<Self>> {
-        match Self::start().await {
-            Ok(kinesis) => Ok(Some(kinesis)),
-            Err(unavailable) => crate::child_server::skip_or_fail(test, unavailable, SKIP_VARIABLE),
-        }
+        crate::child_server::skip_or_fail(test, Self::start().await, SKIP_VARIABLE)
     }
 
     /// Creates a stream with `shards` shards and waits until it is ACTIVE.

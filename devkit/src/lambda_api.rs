@@ -18,7 +18,6 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::{Request, Response};
 use serde_json::{json, Value as Json};
-use tokio::net::TcpListener;
 
 use crate::serve::{serve, Serving};
 
@@ -44,12 +43,10 @@ pub struct LocalLambda {
 impl LocalLambda {
     /// Serves `functions` (name → handler) on a free port.
     pub async fn serve(functions: HashMap<String, Handler>) -> Result<Self> {
-        let listener = TcpListener::bind("127.0.0.1:0").await?;
-        let endpoint = format!("http://{}", listener.local_addr()?);
         let functions = Arc::new(functions);
-        let server = serve(listener, move |req| invoke(req, functions.clone()));
+        let (address, server) = serve(move |req| invoke(req, functions.clone())).await?;
         Ok(Self {
-            endpoint,
+            endpoint: format!("http://{address}"),
             _server: server,
         })
     }

@@ -97,10 +97,7 @@ impl LocalMoto {
     /// and why, when [`SKIP_VARIABLE`] is set. Without it a missing server is an error that names
     /// the cause, so the test fails instead of passing unseen.
     pub async fn start_or_skip(test: &str) -> Result<Option<Self>> {
-        match Self::start().await {
-            Ok(moto) => Ok(Some(moto)),
-            Err(unavailable) => crate::child_server::skip_or_fail(test, unavailable, SKIP_VARIABLE),
-        }
+        crate::child_server::skip_or_fail(test, Self::start().await, SKIP_VARIABLE)
     }
 
     /// The SDK configuration for this server: the local region, static credentials and the

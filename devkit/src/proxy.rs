@@ -137,8 +137,6 @@ pub struct FaultProxy {
 
 impl FaultProxy {
     pub async fn start(upstream: &str, plan: FaultPlan) -> Result<Self> {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-        let endpoint = format!("http://{}", listener.local_addr()?);
         let state = Arc::new(Mutex::new(State {
             rng: SmallRng::seed_from_u64(plan.seed),
             plan,
@@ -148,11 +146,11 @@ impl FaultProxy {
         let client: Client<HttpConnector, Full<Bytes>> =
             Client::builder(TokioExecutor::new()).build_http();
         let shared = state.clone();
-        let server = serve(listener, move |req| {
-            forward(req, shared.clone(), client.clone(), upstream.clone())
-        });
+        let (address, server) =
+            serve(move |req| forward(req, shared.clone(), client.clone(), upstream.clone()))
+                .await?;
         Ok(Self {
-            endpoint,
+            endpoint: format!("http://{address}"),
             state,
             _server: server,
         })

@@ -18,7 +18,6 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::{Request, Response};
-use tokio::net::TcpListener;
 use tokio::sync::Notify;
 
 use crate::serve::{serve, Serving};
@@ -86,8 +85,6 @@ pub struct RuntimeStub {
 impl RuntimeStub {
     /// Serves `invocations` events, cycling through `events`.
     pub async fn start(events: Vec<Bytes>, invocations: usize) -> Result<Self> {
-        let listener = TcpListener::bind("127.0.0.1:0").await?;
-        let addr = listener.local_addr()?;
         let state = Arc::new(Mutex::new(State {
             events,
             invocations,
@@ -99,7 +96,7 @@ impl RuntimeStub {
         }));
         let changed = Arc::new(Notify::new());
         let (s, n) = (state.clone(), changed.clone());
-        let server = serve(listener, move |req| handle(req, s.clone(), n.clone()));
+        let (addr, server) = serve(move |req| handle(req, s.clone(), n.clone())).await?;
         Ok(Self {
             addr,
             state,

@@ -2,6 +2,7 @@
 //! proxy): HTTP/1 connections on a listener, each request answered by one async function.
 
 use std::future::Future;
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -24,16 +25,18 @@ impl Drop for Serving {
     }
 }
 
-/// Serves `listener` until the returned [`Serving`] is dropped, every request of every
-/// connection answered by `answer`. An error from `answer` closes its connection (how the fault
-/// proxy loses one).
-pub fn serve<A, F, E>(listener: TcpListener, answer: A) -> Serving
+/// Serves a free loopback port until the returned [`Serving`] is dropped, every request of
+/// every connection answered by `answer`; the port's address. An error from `answer` closes its
+/// connection (how the fault proxy loses one).
+pub async fn serve<A, F, E>(answer: A) -> std::io::Result<(SocketAddr, Serving)>
 where
     A: Fn(Request<Incoming>) -> F + Clone + Send + 'static,
     F: Future<Output = Result<Response<Full<Bytes>>, E>> + Send + 'static,
     E: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    Serving(tokio::spawn(async move {
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let address = listener.local_addr()?;
+    let serving = Serving(tokio::spawn(async move {
         // Aborted with this task, it aborts the connections.
         let mut connections = JoinSet::new();
         loop {
@@ -52,5 +55,6 @@ where
                     .await;
             });
         }
-    }))
+    }));
+    Ok((address, serving))
 }
