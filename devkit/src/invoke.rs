@@ -5,8 +5,6 @@ use aws_config::SdkConfig;
 use aws_lambda_events::dynamodb::Event;
 use aws_lambda_events::streams::DynamoDbEventResponse;
 use outboxctl::signed::SignedHttp;
-use serde::de::DeserializeOwned;
-use serde::Serialize;
 
 use crate::local::LOCAL_REGION;
 use crate::mapping::Invoke;
@@ -24,8 +22,10 @@ impl LambdaInvokeApi {
         let http = SignedHttp::new(url, "lambda", LOCAL_REGION, config)?;
         Ok(Self { http })
     }
+}
 
-    async fn post<E: Serialize, R: DeserializeOwned>(&self, event: E) -> Result<R, String> {
+impl Invoke<Event> for LambdaInvokeApi {
+    async fn invoke(&self, event: Event) -> Result<DynamoDbEventResponse, String> {
         let body = serde_json::to_vec(&event).map_err(|e| e.to_string())?;
         let headers = [("content-type", "application/json")];
         let sent = self.http.post("", &headers, body.into()).await;
@@ -35,11 +35,5 @@ impl LambdaInvokeApi {
             return Err(format!("{status}: {}", String::from_utf8_lossy(bytes)));
         }
         serde_json::from_slice(bytes).map_err(|e| format!("unexpected response: {e}"))
-    }
-}
-
-impl Invoke<Event> for LambdaInvokeApi {
-    async fn invoke(&self, event: Event) -> Result<DynamoDbEventResponse, String> {
-        self.post(event).await
     }
 }

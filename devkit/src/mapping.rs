@@ -312,11 +312,15 @@ where
         self.refresh_shards().await?;
         let mut mapped = Vec::new();
         for (shard, _) in &self.shards {
-            let mut reader = Poller::<S::Cursor>::default();
+            let (mut cursor, mut after) = (S::Cursor::default(), None);
             loop {
-                let page = reader.read_on(shard, &self.stream, &self.source).await?;
+                let start = Position::Start(self.source.starting_position);
+                let from = after.as_deref().map_or(start, Position::After);
+                let limit = self.source.batch_size;
+                let page = self.stream.read(shard, &mut cursor, from, limit).await?;
                 let read_any = !page.records.is_empty();
                 for record in page.records {
+                    after = Some(record.sequence_number.clone());
                     if record.passes(&self.source.filter_patterns) {
                         mapped.push(serde_json::from_value(record.lambda_shape)?);
                     }

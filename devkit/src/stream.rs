@@ -34,13 +34,6 @@ impl RawRecord {
     pub fn to_event_record(&self) -> Result<EventRecord> {
         serde_json::from_value(self.json.clone()).context("stream record is not a Lambda record")
     }
-
-    /// Seconds since the epoch at which DynamoDB wrote the record.
-    pub fn created_at(&self) -> f64 {
-        self.json["dynamodb"]["ApproximateCreationDateTime"]
-            .as_f64()
-            .unwrap_or(0.0)
-    }
 }
 
 impl StreamClient {

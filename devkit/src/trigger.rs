@@ -44,15 +44,17 @@ impl Source for DynamoStream {
     ) -> Result<Page> {
         let records = self.client.read_from(&self.arn, shard, from, limit).await?;
         let records = records.into_iter().map(|raw| Record {
-            arrival: raw.created_at(),
+            // Seconds since the epoch at which DynamoDB wrote the record.
+            arrival: raw.json["dynamodb"]["ApproximateCreationDateTime"]
+                .as_f64()
+                .unwrap_or(0.0),
             sequence_number: raw.sequence_number,
             lambda_shape: raw.json,
             filterable: None,
         });
         Ok(Page {
             records: records.collect(),
-            behind: false,
-            closed: false,
+            ..Page::default()
         })
     }
 

@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use anyhow::{Context, Result};
 use serde_json::{json, Value as Json};
 
-use super::{Invoke, Page, Position, Record, Source, TriggerStats};
+use super::{Invoke, Position, Record, Source, TriggerStats};
 use crate::template::EventSource;
 
 /// What every shard's poller reads and calls, borrowed from the mapping while they run.
@@ -137,30 +137,6 @@ impl<C: Default + Send> Poller<C> {
         }
         self.checkpoint = Some(last);
         Ok(true)
-    }
-
-    /// Reads on from the checkpoint (the starting position without one) and moves it past what
-    /// was read: for a reader that delivers nothing.
-    pub async fn read_on<S>(
-        &mut self,
-        shard: &str,
-        stream: &S,
-        source: &EventSource,
-    ) -> Result<Page>
-    where
-        S: Source<Cursor = C>,
-    {
-        let from = self
-            .checkpoint
-            .as_deref()
-            .map_or(Position::Start(source.starting_position), Position::After);
-        let page = stream
-            .read(shard, &mut self.cursor, from, source.batch_size)
-            .await?;
-        if let Some(last) = page.records.last() {
-            self.checkpoint = Some(last.sequence_number.clone());
-        }
-        Ok(page)
     }
 
     /// Delivers the records from `start` to `end` with the mapping's rules; false when the shard

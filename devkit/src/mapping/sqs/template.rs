@@ -93,12 +93,7 @@ pub fn sqs_source(template: &Template, function: &str) -> Result<SqsEventSource>
 pub fn queues(template: &Template) -> Result<Vec<QueueSpec>> {
     let mut queues = Vec::new();
     for (logical_id, _) in template.resources_of_type("AWS::SQS::Queue") {
-        let props = template.resolve(
-            template
-                .resource(&logical_id)?
-                .get("Properties")
-                .unwrap_or(&Value::Null),
-        )?;
+        let props = template.properties(&logical_id)?;
         let fifo = props.get("FifoQueue").is_some_and(|v| text(v) == "true");
         let name = match props.get("QueueName").and_then(Json::as_str) {
             Some(name) => name.to_owned(),
