@@ -345,7 +345,6 @@ pub async fn create_table(client: &Client, spec: &TableSpec, name: &str) -> Resu
         let projection = &gsi["Projection"];
         let kind = projection["ProjectionType"].as_str().unwrap_or("ALL");
         let non_key: Vec<String> = array(projection, "NonKeyAttributes")
-            .iter()
             .filter_map(|a| a.as_str().map(str::to_owned))
             .collect();
         let projection = Projection::builder()
@@ -402,7 +401,6 @@ async fn wait_until_active(client: &Client, name: &str) -> Result<()> {
 
 fn key_schema(p: &Json) -> Result<Vec<KeySchemaElement>> {
     array(p, "KeySchema")
-        .into_iter()
         .map(|k| {
             Ok(KeySchemaElement::builder()
                 .attribute_name(text(k, "AttributeName")?)
@@ -412,11 +410,8 @@ fn key_schema(p: &Json) -> Result<Vec<KeySchemaElement>> {
         .collect()
 }
 
-fn array<'a>(v: &'a Json, key: &str) -> Vec<&'a Json> {
-    v[key]
-        .as_array()
-        .map(|a| a.iter().collect())
-        .unwrap_or_default()
+fn array<'a>(v: &'a Json, key: &str) -> impl Iterator<Item = &'a Json> {
+    v[key].as_array().into_iter().flatten()
 }
 
 fn text<'a>(v: &'a Json, key: &str) -> Result<&'a str> {

@@ -171,14 +171,9 @@ impl FaultProxy {
 }
 
 /// Why the connection is dropped: hyper closes it without a response when the service fails.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
+#[error("response dropped by the fault proxy")]
 struct DropConnection;
-impl std::fmt::Display for DropConnection {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("response dropped by the fault proxy")
-    }
-}
-impl std::error::Error for DropConnection {}
 
 enum Decision {
     Forward {
@@ -193,8 +188,7 @@ enum Decision {
 /// entries are.
 fn batch_entries(operation: &str) -> Option<&'static str> {
     match operation {
-        "PutEvents" => Some("Entries"),
-        "SendMessageBatch" => Some("Entries"),
+        "PutEvents" | "SendMessageBatch" => Some("Entries"),
         _ => None,
     }
 }
