@@ -105,7 +105,7 @@ impl LocalKinesis {
     /// Starts kinesalite on a free port and waits until it listens: `node` (or `$NODE`) running
     /// the package at [`package_path`].
     pub async fn start() -> Result<Self, KinesisUnavailable> {
-        Self::start_with(&node(), &package_path(), 0).await
+        Self::serve_on(0).await
     }
 
     /// Starts kinesalite on `port` (for `make kinesis`, whose port the functions' environment

@@ -51,8 +51,10 @@ impl Batch for SqsEvent {
     type Response = SqsBatchResponse;
 }
 
-/// A function a mapping invokes with a batch of `E` (a table's stream unless named): a handler
-/// in process, a function behind `cargo lambda watch`, or a test's handler that fails on purpose.
+/// A function a mapping invokes with a batch of `E`: a handler in process, a function behind
+/// `cargo lambda watch`, or a test's handler that fails on purpose. `E` is a table stream's event
+/// unless named (`Invoke<KinesisEvent>`, `Invoke<SqsEvent>`), so `impl Invoke` is a stream
+/// consumer.
 pub trait Invoke<E: Batch = Event>: Send + Sync {
     /// `Err` is a function error (the invocation failed as a whole).
     fn invoke(&self, event: E) -> impl Future<Output = Result<E::Response, String>> + Send;
