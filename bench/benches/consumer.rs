@@ -4,26 +4,15 @@
 //! with the same global allocator. `make bench` reads the median back from
 //! `target/criterion/`.
 
-use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use outbox_bench::cpu::{init_sink_tracing, runtime, ConsumerWorkload, ThreadCpuTime};
+use outbox_bench::cpu::{bench_main, ConsumerWorkload};
 
 /// As `functions/stream-consumer/src/main.rs`.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-fn stream_consumer(c: &mut Criterion<ThreadCpuTime>) {
-    init_sink_tracing();
-    let rt = runtime();
-    let consumer = rt.block_on(ConsumerWorkload::new(100));
-    let mut group = c.benchmark_group("stream_consumer");
-    group.throughput(Throughput::Elements(100));
-    group.bench_function("batch_100", |b| b.to_async(&rt).iter(|| consumer.batch()));
-    group.finish();
+fn main() {
+    bench_main("stream_consumer", 100, |group, rt| {
+        let consumer = rt.block_on(ConsumerWorkload::new(100));
+        group.bench_function("batch_100", |b| b.to_async(rt).iter(|| consumer.batch()));
+    });
 }
-
-criterion_group! {
-    name = benches;
-    config = Criterion::default().with_measurement(ThreadCpuTime);
-    targets = stream_consumer
-}
-criterion_main!(benches);

@@ -6,28 +6,17 @@
 //! (`ThreadCpuTime`): other work on a shared machine does not inflate it. `make bench` reads the
 //! medians back from `target/criterion/` into its table.
 
-use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use outbox_bench::cpu::{init_sink_tracing, runtime, ThreadCpuTime, WriterWorkload};
+use outbox_bench::cpu::{bench_main, WriterWorkload};
 
-fn order_writer(c: &mut Criterion<ThreadCpuTime>) {
-    init_sink_tracing();
-    let rt = runtime();
-    let writer = rt.block_on(WriterWorkload::new());
-    let mut group = c.benchmark_group("order_writer");
-    group.throughput(Throughput::Elements(1));
-    group.bench_function("handler", |b| b.to_async(&rt).iter(|| writer.handler()));
-    group.bench_function("invocation", |b| {
-        b.to_async(&rt).iter(|| writer.invocation())
+fn main() {
+    bench_main("order_writer", 1, |group, rt| {
+        let writer = rt.block_on(WriterWorkload::new());
+        group.bench_function("handler", |b| b.to_async(rt).iter(|| writer.handler()));
+        group.bench_function("invocation", |b| {
+            b.to_async(rt).iter(|| writer.invocation())
+        });
+        group.bench_function("store_write", |b| {
+            b.to_async(rt).iter(|| writer.store_write())
+        });
     });
-    group.bench_function("store_write", |b| {
-        b.to_async(&rt).iter(|| writer.store_write())
-    });
-    group.finish();
 }
-
-criterion_group! {
-    name = benches;
-    config = Criterion::default().with_measurement(ThreadCpuTime);
-    targets = order_writer
-}
-criterion_main!(benches);

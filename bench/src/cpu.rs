@@ -16,6 +16,7 @@ use aws_smithy_runtime_api::client::http::{
 use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
 use aws_smithy_types::body::SdkBody;
 use criterion::measurement::{Measurement, ValueFormatter, WallTime};
+use criterion::{BenchmarkGroup, Criterion, Throughput};
 use dynamodb_outbox::BatchOutcome;
 use lambda_runtime::{Context, LambdaEvent};
 use order_service::domain::{NewOrder, OrderRequest, Timestamp};
@@ -81,19 +82,30 @@ impl Measurement for ThreadCpuTime {
 /// The sample `POST /orders` event (`make events` writes it from the code).
 pub const PLACE_ORDER_EVENT: &[u8] = include_bytes!("../../events/order-writer/place-order.json");
 
-/// Logs as the functions log (JSON, `info`, the SDK quietened), into a sink: formatting a log
-/// line is part of a request's CPU, printing it to the terminal is not.
-pub fn init_sink_tracing() {
+/// A criterion bench's `main` for one group of this module's workloads, `elements` a timed
+/// iteration: the functions' logging (JSON, `info`, the SDK quietened) into a sink, since
+/// formatting a log line is part of a request's CPU and printing it to the terminal is not; a
+/// current-thread runtime, as in the functions, so all a request's work runs on the thread whose
+/// CPU time is measured; and that time ([`ThreadCpuTime`]) as the measure. `bench` builds its
+/// workload on the runtime and times its functions in the group.
+pub fn bench_main(
+    group: &str,
+    elements: u64,
+    bench: impl FnOnce(&mut BenchmarkGroup<'_, ThreadCpuTime>, &tokio::runtime::Runtime),
+) {
     service_runtime::config::init_tracing_to(std::io::sink);
-}
-
-/// A current-thread runtime, as in the functions: all a request's work runs on the thread whose
-/// CPU time is measured.
-pub fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
+    let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .expect("a tokio runtime")
+        .expect("a tokio runtime");
+    let mut criterion = Criterion::default()
+        .with_measurement(ThreadCpuTime)
+        .configure_from_args();
+    let mut timed = criterion.benchmark_group(group);
+    timed.throughput(Throughput::Elements(elements));
+    bench(&mut timed, &runtime);
+    timed.finish();
+    criterion.final_summary();
 }
 
 /// One `POST /orders`, as the order-writer handles it.
