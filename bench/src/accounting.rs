@@ -19,7 +19,7 @@ use tokio::net::{TcpListener, TcpStream};
 use crate::capacity::CapacityMeter;
 use crate::consumer::rewards::{place_shape, records_of};
 use crate::consumer::{Shape, StreamCursor};
-use crate::report::{Row, Section};
+use crate::report::{Limit::AtMost, Row, Section};
 
 /// Operations that read; none may appear on the consumer's path.
 const READS: &[&str] = &[
@@ -261,21 +261,21 @@ pub async fn section(orders: usize, concurrency: usize) -> Result<Section> {
     let mut section =
         Section::new("DynamoDB requests and capacity per order (counted at the proxy)");
     section.rows = vec![
-        Row::at_most(
+        Row::bounded(
             "order-writer: DynamoDB requests per order",
             format!("{}; a client retry with the same key: {}", writer.breakdown(), replay.breakdown()),
             writer.total(),
             // One transaction, no read: the writer expects the counter it last wrote for a key
             // (here, each order's customer is new: none yet), and a refusal would carry it.
-            1.0,
+            AtMost(1.0),
             "",
         ),
-        Row::at_most(
+        Row::bounded(
             "stream-consumer: DynamoDB requests per record",
             format!("{}; a redelivered duplicate: {}", consumer.breakdown(), redelivery.breakdown()),
             consumer.total(),
             // One transaction per record (effect, progress, finish); the margin is duplicates'.
-            1.2,
+            AtMost(1.2),
             "",
         ),
         // A read on either path would be a regression: the writer learns a counter it did not

@@ -27,7 +27,7 @@ use rewards_service::service::{self, RewardsProcessor};
 use serde_json::json;
 
 use crate::consumer::{round_trips, Settings, Shape};
-use crate::report::{us, Row, Section};
+use crate::report::{us, Limit::AtMost, Row, Section};
 
 /// The consumer's CPU per record at which a 128 MB function's batch of 100 stays near its floor
 /// of round trips instead of being bound by its own CPU.
@@ -398,11 +398,11 @@ pub fn section() -> Section {
     let (per_record, per_batch) = (us(batch / 100), us(batch));
     let measured =
         format!("{per_record} µs ({per_batch} µs per 100-record batch; one SDK call per record)");
-    section.rows.push(Row::at_most(
+    section.rows.push(Row::bounded(
         figure,
         measured,
         batch.as_secs_f64() * 1e6 / 100.0,
-        CONSUMER_CPU_GOAL_US,
+        AtMost(CONSUMER_CPU_GOAL_US),
         "µs",
     ));
     section.notes.push(at_128_mb(batch));

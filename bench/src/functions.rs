@@ -20,7 +20,7 @@ use service_runtime::config::ORDERS_TABLE;
 use tokio::io::AsyncReadExt;
 use tokio::process::{Child, Command};
 
-use crate::report::{median, ms, thousands, Row, Section};
+use crate::report::{median, ms, thousands, Limit::AtMost, Row, Section};
 
 /// The functions of the three patterns' templates (the outbox's four, then pattern 3's, which
 /// read their Kinesis stream's name), each with its sample events (`events/<name>/<event>.json`,
@@ -316,11 +316,11 @@ pub async fn section(cold_starts: usize, invocations: usize) -> Result<Section> 
                         times.len()
                     );
                     let figure = format!("cold start, {name} (spawn → first `next` poll)");
-                    Row::at_most(
+                    Row::bounded(
                         figure,
                         measured,
                         mid.as_secs_f64() * 1000.0,
-                        COLD_START_MS,
+                        AtMost(COLD_START_MS),
                         "ms",
                     )
                 }
@@ -349,7 +349,7 @@ pub async fn section(cold_starts: usize, invocations: usize) -> Result<Section> 
                 let figure = format!("peak RSS, {name} ({} invocations)", thousands(invocations as u64));
                 let (responses, errors, mean) = (counts.responses, counts.errors, ms(mean));
                 let measured = format!("{mb:.1} MB ({responses} responses, {errors} function errors, {mean} ms per invocation)");
-                Row::at_most(figure, measured, mb, PEAK_RSS_MB, "MB")
+                Row::bounded(figure, measured, mb, AtMost(PEAK_RSS_MB), "MB")
             }
             Err(e) => not_measured(format!("{e:#}")),
         });

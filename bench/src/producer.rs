@@ -14,7 +14,7 @@ use futures::future::join_all;
 use order_service::store::dynamodb::DynamoOrderStore;
 
 use crate::compare::workload::zipf_orders;
-use crate::report::{Row, Section};
+use crate::report::{Limit::AtMost, Row, Section};
 
 /// Added to every request, as `make compare` adds it.
 const LATENCY: Duration = Duration::from_millis(10);
@@ -175,7 +175,7 @@ pub async fn section(quick: bool) -> Result<Section> {
         LATENCY.as_millis()
     ));
     section.rows = vec![
-        Row::at_most(
+        Row::bounded(
             format!("order-writer: requests per order, `make compare`'s workload ({count} orders, {CUSTOMERS} customers, Zipf, {RATE} a second, one instance)"),
             format!(
                 "{:.3} ({} requests for {} orders; {} refused answers); latency p50 {:.1} ms, p99 {:.1} ms",
@@ -183,7 +183,7 @@ pub async fn section(quick: bool) -> Result<Section> {
                 workload.ms(0.5), workload.ms(0.99)
             ),
             workload.per_order(),
-            1.1,
+            AtMost(1.1),
             "",
         ),
         Row::holds(

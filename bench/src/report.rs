@@ -15,6 +15,13 @@ pub enum Verdict {
     Info,
 }
 
+/// The goal of a bounded figure.
+#[derive(Debug, Clone, Copy)]
+pub enum Limit {
+    AtMost(f64),
+    AtLeast(f64),
+}
+
 #[derive(Debug, Clone)]
 pub struct Row {
     pub figure: String,
@@ -28,36 +35,32 @@ impl Row {
         Self::holds(figure, measured, "informative", true, "").with(Verdict::Info)
     }
 
-    /// A figure whose goal is an upper bound (`value ≤ limit`), in the figure's own unit.
-    pub fn at_most(
+    /// A figure whose goal bounds its `value`, in the figure's own unit: `MB` stands apart from
+    /// the number, `×` (a ratio) next to it. A missed upper bound also says by what share.
+    pub fn bounded(
         figure: impl Into<String>,
         measured: String,
         value: f64,
-        limit: f64,
+        limit: Limit,
         unit: &str,
     ) -> Self {
-        let unit = if unit.is_empty() {
-            String::new()
-        } else {
-            format!(" {unit}")
+        let unit = match unit {
+            "" | "×" => unit.to_owned(),
+            unit => format!(" {unit}"),
         };
-        let over = (value / limit - 1.0) * 100.0;
-        let by = format!("by {}{unit} ({over:.0} %)", trim(value - limit));
-        let goal = format!("≤ {}{unit}", trim(limit));
-        Self::holds(figure, measured, goal, value <= limit, by)
-    }
-
-    /// A figure whose goal is a lower bound (`value ≥ limit`).
-    pub fn at_least(
-        figure: impl Into<String>,
-        measured: String,
-        value: f64,
-        limit: f64,
-        unit: &str,
-    ) -> Self {
-        let by = format!("by {}{unit}", trim(limit - value));
-        let goal = format!("≥ {}{unit}", trim(limit));
-        Self::holds(figure, measured, goal, value >= limit, by)
+        let (ok, sign, limit, by) = match limit {
+            Limit::AtMost(limit) => {
+                let over = (value / limit - 1.0) * 100.0;
+                let by = format!("by {}{unit} ({over:.0} %)", trim(value - limit));
+                (value <= limit, "≤", limit, by)
+            }
+            Limit::AtLeast(limit) => {
+                let by = format!("by {}{unit}", trim(limit - value));
+                (value >= limit, "≥", limit, by)
+            }
+        };
+        let goal = format!("{sign} {}{unit}", trim(limit));
+        Self::holds(figure, measured, goal, ok, by)
     }
 
     /// A yes/no goal.
@@ -239,25 +242,32 @@ impl Report {
 
 #[cfg(test)]
 mod tests {
+    use super::Limit::*;
     use super::*;
 
     #[test]
     fn verdicts_say_by_how_much_a_goal_is_missed() {
         let m = || String::from("m");
-        assert_eq!(Row::at_most("f", m(), 4.0, 4.0, "MB").verdict, Verdict::Met);
-        assert_eq!(Row::at_most("f", m(), 4.0, 4.0, "MB").goal, "≤ 4 MB");
-        assert_eq!(Row::at_most("f", m(), 2.5, 2.0, "").goal, "≤ 2");
-        let missed = |s: &str| Verdict::Missed(s.into());
         assert_eq!(
-            Row::at_most("f", m(), 5.0, 4.0, "MB").verdict,
-            missed("by 1 MB (25 %)")
-        );
-        assert_eq!(
-            Row::at_least("f", m(), 16.0, 15.0, "×").verdict,
+            Row::bounded("f", m(), 4.0, AtMost(4.0), "MB").verdict,
             Verdict::Met
         );
         assert_eq!(
-            Row::at_least("f", m(), 12.5, 15.0, "×").verdict,
+            Row::bounded("f", m(), 4.0, AtMost(4.0), "MB").goal,
+            "≤ 4 MB"
+        );
+        assert_eq!(Row::bounded("f", m(), 2.5, AtMost(2.0), "").goal, "≤ 2");
+        let missed = |s: &str| Verdict::Missed(s.into());
+        assert_eq!(
+            Row::bounded("f", m(), 5.0, AtMost(4.0), "MB").verdict,
+            missed("by 1 MB (25 %)")
+        );
+        assert_eq!(
+            Row::bounded("f", m(), 16.0, AtLeast(15.0), "×").verdict,
+            Verdict::Met
+        );
+        assert_eq!(
+            Row::bounded("f", m(), 12.5, AtLeast(15.0), "×").verdict,
             missed("by 2.5×")
         );
         assert_eq!(
@@ -287,9 +297,13 @@ mod tests {
     #[test]
     fn a_report_fills_every_region_of_the_benchmarks_document() {
         let mut section = Section::new("Binary size");
-        section
-            .rows
-            .push(Row::at_most("size", "3.9 MB".into(), 3.9, 4.0, "MB"));
+        section.rows.push(Row::bounded(
+            "size",
+            "3.9 MB".into(),
+            3.9,
+            AtMost(4.0),
+            "MB",
+        ));
         section.rows.push(Row::info("others", "x"));
         section.notes.push("a note".into());
         let report = Report {

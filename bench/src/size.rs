@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 
 use crate::functions::{binary, FUNCTIONS};
-use crate::report::{thousands, Row, Section};
+use crate::report::{thousands, Limit::AtMost, Row, Section};
 
 /// One ELF file's facts that matter here.
 #[derive(Debug, Clone)]
@@ -125,7 +125,7 @@ pub fn section() -> Section {
             if stand_in {
                 section.notes.push("No `target/lambda/order-writer/bootstrap` was built (no cargo-lambda in .tools/, or no aarch64 Rust target), so the size row is this machine's release binary instead.".into());
             }
-            Row::at_most(figure, describe(&b), mb(b.bytes), ORDER_WRITER_MB, "MB")
+            Row::bounded(figure, describe(&b), mb(b.bytes), AtMost(ORDER_WRITER_MB), "MB")
         }
         Err(e) => Row::not_measured("order-writer binary", "≤ 4 MB", e),
     });

@@ -20,7 +20,7 @@ use rewards_service::service::{self, RewardsProcessor};
 
 use super::{round_trips, Settings, Shape, StreamCursor, Timings, Workload};
 use crate::chart::{self, Points};
-use crate::report::{ms, Row, Section};
+use crate::report::{ms, Limit::AtLeast, Row, Section};
 
 /// A local DynamoDB, a proxy in front of it, and the rewards processor going through the proxy.
 pub struct RewardsLab {
@@ -237,7 +237,7 @@ impl Figures {
                 section
                     .rows
                     .push(if latency == LATENCIES[0] && shape.per_key == 1 {
-                        Row::at_least(figure, measured, speedup, SPEEDUP_AT_25MS, "×")
+                        Row::bounded(figure, measured, speedup, AtLeast(SPEEDUP_AT_25MS), "×")
                     } else {
                         Row::info(figure, measured)
                     });
