@@ -19,7 +19,7 @@ use order_service::store::dynamodb::DynamoOrderStore;
 
 use super::watch::{Seen, Watch};
 use super::workload::PlannedOrder;
-use super::{place_through_api, stored, BrokerCalls, Metered, Options};
+use super::{follow_until, place_through_api, stored, BrokerCalls, Metered, Options};
 use super::{PatternRun, Side};
 
 /// Each side's proxy: the three functions' DynamoDB clients, the relay mapping's stream reads,
@@ -58,21 +58,17 @@ pub async fn run(opts: &Options, orders: &[PlannedOrder]) -> Result<PatternRun> 
         proxies.relay.client(&stack.dynamo).await,
         broker.moto.eventbridge_via(&proxies.publish.endpoint).await,
     )?;
-    let source = stack.template.stream_source(RELAY_FUNCTION)?;
+    let mut source = stack.template.stream_source(RELAY_FUNCTION)?;
     let batch_size = source.batch_size;
+    // As patterns 1 and 2's mapping: the template's batching window, at least a second.
+    source.polling_interval = source.polling_interval.max(Duration::from_secs(1));
+    let polling = source.polling_interval.as_secs();
     let stream = DynamoStream {
         client: StreamClient::new(&proxies.stream.endpoint, &stack.dynamo.sdk_config)?,
         arn: stack.tables.orders_stream_arn.clone(),
     };
-    let mut trigger = Trigger::new(
-        source,
-        stream,
-        relay_in_process(relay.concurrency(concurrency)),
-    );
-    let window_seconds: u64 = (stack.template.parameter("StreamBatchingWindowSeconds"))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0);
-    trigger.source.polling_interval = Duration::from_secs(window_seconds.max(1));
+    let relay = relay_in_process(relay.concurrency(concurrency));
+    let trigger = Trigger::new(source, stream, relay);
     let inbox = broker.inbox_on(proxies.inbox.client(&stack.dynamo).await)?;
     let sqs = broker.moto.sqs_via(&proxies.poll.endpoint).await;
     let mapping =
@@ -113,7 +109,7 @@ pub async fn run(opts: &Options, orders: &[PlannedOrder]) -> Result<PatternRun> 
         ],
         polling: format!(
             "the relay's DynamoDB stream mapping as patterns 1 and 2's (waits {} s after a batch smaller than BatchSize {batch_size}); the inbox's SQS mapping long-polls the queue 1 s at a time and gathers up to {} messages for at most {} s (the template's InboxBatchSize and InboxBatchingWindowSeconds); moto's bus, rule and queue",
-            window_seconds.max(1),
+            polling,
             settings.batch_size,
             settings.batching_window.as_secs()
         ),
@@ -133,22 +129,11 @@ async fn drive<R: Invoke + 'static, Q: Invoke<SqsEvent> + 'static>(
 ) -> Result<(Seen, TriggerStats, SqsStats)> {
     let stack = &broker.stack;
     let (stop, stopped) = tokio::sync::watch::channel(false);
-    let until_stopped = |mut stopped: tokio::sync::watch::Receiver<bool>| async move {
-        let _ = stopped.wait_for(|s| *s).await;
-    };
-    let relay_stop = until_stopped(stopped.clone());
-    let relay_task = tokio::spawn(async move {
-        trigger
-            .follow(relay_stop)
-            .await
-            .map(|()| trigger.stats.clone())
+    let relay_task = follow_until(&stopped, move |until| async move {
+        trigger.follow(until).await.map(|()| trigger.stats.clone())
     });
-    let inbox_stop = until_stopped(stopped);
-    let inbox_task = tokio::spawn(async move {
-        mapping
-            .follow(inbox_stop)
-            .await
-            .map(|()| mapping.stats.clone())
+    let inbox_task = follow_until(&stopped, move |until| async move {
+        mapping.follow(until).await.map(|()| mapping.stats.clone())
     });
     let watch = Arc::new(Watch::default());
     let store = Arc::new(DynamoOrderStore::relayed(

@@ -3,7 +3,7 @@
 //! with the template's settings, each on its own latency proxy and capacity meter.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use devkit::stack::{in_process, in_process_changes, CONSUMER_FUNCTION};
@@ -16,7 +16,7 @@ use rewards_service::service;
 
 use super::watch::Watch;
 use super::workload::PlannedOrder;
-use super::{place_through_api, stored, Metered, Options, PatternRun};
+use super::{follow_until, place_through_api, stored, Metered, Options, PatternRun};
 
 pub async fn run(pattern: Pattern, opts: &Options, orders: &[PlannedOrder]) -> Result<PatternRun> {
     let dynamo = LocalDynamo::embedded("127.0.0.1:0".parse()?).await?;
@@ -37,32 +37,31 @@ pub async fn run(pattern: Pattern, opts: &Options, orders: &[PlannedOrder]) -> R
     )
     .retention_seconds(stack.retention_seconds())
     .expect("a retention in range");
-    let source = stack.template.stream_source(CONSUMER_FUNCTION)?;
+    let mut source = stack.template.stream_source(CONSUMER_FUNCTION)?;
+    let batch_size = source.batch_size;
+    // The mapping gathers for the template's batching window, as Lambda does, then invokes (at
+    // least a second apart: the window is in whole seconds, 0 when the template sets none).
+    let window_seconds = source.polling_interval.as_secs();
+    source.polling_interval = source.polling_interval.max(Duration::from_secs(1));
+    let polling = source.polling_interval;
     let stream = DynamoStream {
         client: StreamClient::new(&stream_proxy.endpoint, &stack.dynamo.sdk_config)?,
         arn: stack.tables.orders_stream_arn.clone(),
     };
     let concurrency = opts.consumer_concurrency;
-    // The mapping gathers for the template's batching window, as Lambda does, then invokes.
-    let window_seconds: u64 = stack
-        .template
-        .parameter("StreamBatchingWindowSeconds")
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0);
-    let polling = std::time::Duration::from_secs(window_seconds.max(1));
     let started = Instant::now();
     let (seen, stats) = match pattern {
         Pattern::Outbox => {
             let store = Arc::new(DynamoOrderStore::new(writer_client, &stack.tables.orders));
             let reader = Arc::new(stack.orders.clone());
             let trigger = Trigger::new(source, stream, in_process(processor, concurrency));
-            drive(&stack, store, reader, trigger, orders, opts, polling).await?
+            drive(&stack, store, reader, trigger, orders, opts).await?
         }
         Pattern::Cdc => {
             let store = Arc::new(CdcOrderStore::new(writer_client, &stack.tables.orders));
             let reader = Arc::new(stack.cdc_orders());
             let trigger = Trigger::new(source, stream, in_process_changes(processor, concurrency));
-            drive(&stack, store, reader, trigger, orders, opts, polling).await?
+            drive(&stack, store, reader, trigger, orders, opts).await?
         }
         Pattern::SelfRead => bail!("pattern 3 runs in compare::self_read"),
         Pattern::Broker => bail!("the broker deployment runs in compare::broker"),
@@ -87,7 +86,7 @@ pub async fn run(pattern: Pattern, opts: &Options, orders: &[PlannedOrder]) -> R
         polling: format!(
             "the DynamoDB stream mapping reads to the end of the shard and invokes; after a batch smaller than BatchSize it waits {} s before the next read (the template's MaximumBatchingWindowInSeconds {window_seconds}: Lambda gathers up to that long); BatchSize {}; one stream shard (dynoxide)",
             polling.as_secs(),
-            stack.template.stream_source(CONSUMER_FUNCTION)?.batch_size
+            batch_size
         ),
         elapsed,
     })
@@ -102,25 +101,18 @@ async fn drive<O, I>(
     mut trigger: Trigger<I>,
     orders: &[PlannedOrder],
     opts: &Options,
-    polling: std::time::Duration,
 ) -> Result<(super::watch::Seen, devkit::TriggerStats)>
 where
     O: OrderStore + Send + Sync + 'static,
     I: Invoke + 'static,
 {
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let mapping = tokio::spawn(async move {
-        trigger.source.polling_interval = polling;
-        let result = trigger
-            .follow(async {
-                let _ = stopped.await;
-            })
-            .await;
-        result.map(|()| trigger.stats.clone())
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let mapping = follow_until(&stopped, move |until| async move {
+        trigger.follow(until).await.map(|()| trigger.stats.clone())
     });
     let watch = Arc::new(Watch::default());
     let placed = place_through_api(&watch, &stack.rewards, orders, opts, writer, reader).await;
-    let _ = stop.send(());
+    let _ = stop.send(true);
     let stats = mapping.await.context("the mapping's task")??;
     placed?;
     Ok((watch.seen(), stats))

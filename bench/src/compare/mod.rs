@@ -19,6 +19,7 @@ use anyhow::{anyhow, ensure, Result};
 use aws_lambda_events::apigw::ApiGatewayV2httpResponse;
 use devkit::chaos::order_id_of;
 use devkit::{Pattern, TriggerStats};
+use futures::future::BoxFuture;
 use order_service::store::OrderStore;
 use rewards_service::store::dynamodb::DynamoRewardsStore;
 
@@ -131,6 +132,22 @@ pub async fn stored(
         );
     }
     Ok(stored)
+}
+
+/// Runs a local mapping on a task of its own until `true` is sent on `stopped`'s channel:
+/// `follow` is the mapping's follow loop, given that stop as a future, and returns its counts.
+pub fn follow_until<T, F>(
+    stopped: &tokio::sync::watch::Receiver<bool>,
+    follow: impl FnOnce(BoxFuture<'static, ()>) -> F,
+) -> tokio::task::JoinHandle<Result<T>>
+where
+    F: Future<Output = Result<T>> + Send + 'static,
+    T: Send + 'static,
+{
+    let mut stopped = stopped.clone();
+    tokio::spawn(follow(Box::pin(async move {
+        let _ = stopped.wait_for(|s| *s).await;
+    })))
 }
 
 /// When order `index` arrives, from the start of placing.

@@ -24,7 +24,8 @@ use super::prices::KINESIS_PUT_UNIT_BYTES;
 use super::watch::Watch;
 use super::workload::PlannedOrder;
 use super::{
-    answered, place_and_watch, readable, stored, KinesisPuts, Metered, Options, PatternRun,
+    answered, follow_until, place_and_watch, readable, stored, KinesisPuts, Metered, Options,
+    PatternRun,
 };
 
 pub async fn run(opts: &Options, orders: &[PlannedOrder]) -> Result<PatternRun> {
@@ -70,8 +71,8 @@ pub async fn run(opts: &Options, orders: &[PlannedOrder]) -> Result<PatternRun> 
 
     let started = Instant::now();
     let (stop, stopped) = tokio::sync::watch::channel(false);
-    let history_task = follow(history_mapping, stopped.clone());
-    let rewards_task = follow(rewards_mapping, stopped);
+    let history_task = follow(history_mapping, &stopped);
+    let rewards_task = follow(rewards_mapping, &stopped);
 
     let watch = Arc::new(Watch::default());
     let placed = place(&stack, publisher, &watch, orders, opts).await;
@@ -136,15 +137,10 @@ async fn place(
 
 fn follow<I: Invoke<KinesisEvent> + 'static>(
     mut mapping: KinesisTrigger<I>,
-    mut stopped: tokio::sync::watch::Receiver<bool>,
+    stopped: &tokio::sync::watch::Receiver<bool>,
 ) -> tokio::task::JoinHandle<Result<TriggerStats>> {
-    tokio::spawn(async move {
-        mapping
-            .follow(async move {
-                let _ = stopped.wait_for(|s| *s).await;
-            })
-            .await?;
-        Ok(mapping.stats.clone())
+    follow_until(stopped, move |until| async move {
+        mapping.follow(until).await.map(|()| mapping.stats.clone())
     })
 }
 
