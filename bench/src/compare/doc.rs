@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 
 use devkit::Pattern;
 
-use super::figures::{Figures, ORDERS_PER_DAY};
+use super::figures::{month_of, Figures};
 use super::prices::*;
 use super::watch::WATCH_INTERVAL;
 use super::{Options, PatternRun};
@@ -92,56 +92,38 @@ pub fn write_into(doc: &str, runs: &[PatternRun], ctx: &Context<'_>) -> anyhow::
 }
 
 pub fn headline(figures: &[Figures], shards: usize) -> String {
+    let two = |x: f64| format!("{x:.2}");
+    // The writer's share, the consumers', and both.
+    let sides = |w: f64, c: f64| format!("{w:.2} + {c:.2} = {:.2}", w + c);
+    let ms = |(a, b, c): (f64, f64, f64)| format!("{a:.0} / {b:.0} / {c:.0}");
     by_pattern("per order, unless said", figures, |f| {
-        let read_gap = match f.read_gap {
-            Some((a, b, c)) => format!("{a:.0} / {b:.0} / {c:.0}"),
-            None => "0 (none missed)".into(),
-        };
+        let read_gap = f.read_gap.map_or_else(|| "0 (none missed)".into(), ms);
+        let broker = format!("{} + {}", two(f.broker_events), two(f.sqs_requests));
+        let readable = format!("{:.1} %", f.readable_at_once * 100.0);
+        let stored = format!("{:.0} / {:.0}", f.kept_bytes, f.expiring_bytes);
         vec![
-            (
-                "requests, writer side (API)",
-                format!("{:.2}", f.writer_requests),
-            ),
+            ("requests, writer side (API)", two(f.writer_requests)),
             (
                 "requests, consumer side (DynamoDB)",
-                format!("{:.2}", f.consumer_requests),
+                two(f.consumer_requests),
             ),
             (
                 "WRU writer + consumers",
-                format!(
-                    "{:.2} + {:.2} = {:.2}",
-                    f.writer_wru,
-                    f.consumer_wru,
-                    f.wru()
-                ),
+                sides(f.writer_wru, f.consumer_wru),
             ),
             (
                 "RRU writer + consumers",
-                format!(
-                    "{:.2} + {:.2} = {:.2}",
-                    f.writer_rru,
-                    f.consumer_rru,
-                    f.rru()
-                ),
+                sides(f.writer_rru, f.consumer_rru),
             ),
-            ("Kinesis PUT payload units", format!("{:.2}", f.put_units)),
-            (
-                "EventBridge events + SQS requests",
-                format!("{:.2} + {:.2}", f.broker_events, f.sqs_requests),
-            ),
-            (
-                "end-to-end p50 / p95 / p99, ms",
-                format!("{:.0} / {:.0} / {:.0}", f.p50, f.p95, f.p99),
-            ),
+            ("Kinesis PUT payload units", two(f.put_units)),
+            ("EventBridge events + SQS requests", broker),
+            ("end-to-end p50 / p95 / p99, ms", ms((f.p50, f.p95, f.p99))),
             (
                 "`GET /orders/{id}` finds the order right after the answer",
-                format!("{:.1} %", f.readable_at_once * 100.0),
+                readable,
             ),
             ("read-your-writes gap p50 / p95 / p99, ms", read_gap),
-            (
-                "bytes stored one day later: kept / expiring later",
-                format!("{:.0} / {:.0}", f.kept_bytes, f.expiring_bytes),
-            ),
+            ("bytes stored one day later: kept / expiring later", stored),
             (
                 "**a month at 1,000,000 orders a day**",
                 format!("**{}**", money(f.month_total(shards))),
@@ -332,8 +314,7 @@ fn storage(runs: &[PatternRun]) -> String {
 }
 
 fn cost(figures: &[Figures], shards: usize) -> String {
-    let month =
-        |units: f64, price: f64| money(units * ORDERS_PER_DAY * DAYS_PER_MONTH * price / 1e6);
+    let month = |units: f64, price: f64| money(month_of(units, price));
     by_pattern("", figures, |f| {
         vec![
             (

@@ -10,6 +10,11 @@ use super::PatternRun;
 /// A million orders a day.
 pub const ORDERS_PER_DAY: f64 = 1_000_000.0;
 
+/// The price of a month at [`ORDERS_PER_DAY`] of `per_order` units priced `per_million`.
+pub fn month_of(per_order: f64, per_million: f64) -> f64 {
+    per_order * ORDERS_PER_DAY * DAYS_PER_MONTH * per_million / 1e6
+}
+
 /// The per-order and per-month figures of one pattern, derived from its run.
 #[derive(Debug, Clone)]
 pub struct Figures {
@@ -101,9 +106,8 @@ impl Figures {
 
     /// DynamoDB request units of a month at a million orders a day.
     pub fn month_dynamodb_requests(&self) -> f64 {
-        let per_order = self.wru() * DYNAMODB_WRU_PER_MILLION / 1e6
-            + self.rru() * DYNAMODB_RRU_PER_MILLION / 1e6;
-        per_order * ORDERS_PER_DAY * DAYS_PER_MONTH
+        month_of(self.wru(), DYNAMODB_WRU_PER_MILLION)
+            + month_of(self.rru(), DYNAMODB_RRU_PER_MILLION)
     }
 
     /// Kinesis of a month: the template's shards around the clock, and the PUT payload units.
@@ -112,14 +116,13 @@ impl Figures {
             return 0.0;
         }
         shards as f64 * HOURS_PER_MONTH * KINESIS_SHARD_HOUR
-            + self.put_units * ORDERS_PER_DAY * DAYS_PER_MONTH * KINESIS_PUT_UNITS_PER_MILLION / 1e6
+            + month_of(self.put_units, KINESIS_PUT_UNITS_PER_MILLION)
     }
 
     /// EventBridge events and SQS requests of a month at a million orders a day.
     pub fn month_broker(&self) -> f64 {
-        let per_order = self.broker_events * EVENTBRIDGE_EVENTS_PER_MILLION / 1e6
-            + self.sqs_requests * SQS_REQUESTS_PER_MILLION / 1e6;
-        per_order * ORDERS_PER_DAY * DAYS_PER_MONTH
+        month_of(self.broker_events, EVENTBRIDGE_EVENTS_PER_MILLION)
+            + month_of(self.sqs_requests, SQS_REQUESTS_PER_MILLION)
     }
 
     /// Storage of the first month: what TTL keeps for `expiring_days` at steady state, plus
