@@ -131,7 +131,7 @@ async fn main() -> Result<()> {
     let shards = doc::kinesis_shards(&runs);
     println!("{}", doc::headline(&figures, shards));
     if let Some(text) = doc {
-        let text = doc::write_into(&text, &runs, &ctx)
+        let text = regions::replace_all(&text, &doc::regions(&runs, &ctx))
             .with_context(|| format!("writing the figures into {}", path.display()))?;
         chart::draw(&docs.join("patterns.svg"), &figures, shards)?;
         std::fs::write(&path, text)?;

@@ -4,24 +4,14 @@
 
 use anyhow::{bail, Result};
 
-pub fn begin(name: &str) -> String {
-    format!("<!-- begin: {name} -->")
-}
-
-pub fn end(name: &str) -> String {
-    format!("<!-- end: {name} -->")
-}
-
-/// `content` between the markers of region `name`, as `replace` writes it.
-pub fn wrap(name: &str, content: &str) -> String {
-    format!("{}\n{}\n{}", begin(name), content.trim_end(), end(name))
-}
-
 /// `doc` with the lines between the markers of region `name` replaced by `content`; an error
 /// names the marker that is missing or out of place, so a renamed region fails loudly rather
 /// than leaving stale figures behind.
 pub fn replace(doc: &str, name: &str, content: &str) -> Result<String> {
-    let (begin, end) = (begin(name), end(name));
+    let (begin, end) = (
+        format!("<!-- begin: {name} -->"),
+        format!("<!-- end: {name} -->"),
+    );
     let Some(start) = doc.find(&begin) else {
         bail!("no `{begin}` marker");
     };
@@ -31,11 +21,10 @@ pub fn replace(doc: &str, name: &str, content: &str) -> Result<String> {
     if doc[stop + end.len()..].contains(&begin) {
         bail!("`{begin}` stands twice");
     }
+    let (before, after) = (&doc[..start], &doc[stop + end.len()..]);
     Ok(format!(
-        "{}{}{}",
-        &doc[..start],
-        wrap(name, content),
-        &doc[stop + end.len()..]
+        "{before}{begin}\n{}\n{end}{after}",
+        content.trim_end()
     ))
 }
 

@@ -10,7 +10,6 @@ use super::figures::{month_of, Figures};
 use super::prices::*;
 use super::watch::WATCH_INTERVAL;
 use super::{Options, PatternRun};
-use crate::regions;
 
 /// Everything the document's figures need besides the runs.
 pub struct Context<'a> {
@@ -84,11 +83,6 @@ pub fn kinesis_shards(runs: &[PatternRun]) -> usize {
     runs.iter()
         .find_map(|r| r.kinesis.as_ref().map(|k| k.shards))
         .unwrap_or(0)
-}
-
-/// `doc` (the hand-written `docs/patterns.md`) with every region's figures from these runs.
-pub fn write_into(doc: &str, runs: &[PatternRun], ctx: &Context<'_>) -> anyhow::Result<String> {
-    regions::replace_all(doc, &regions(runs, ctx))
 }
 
 pub fn headline(figures: &[Figures], shards: usize) -> String {
