@@ -79,8 +79,12 @@ impl Measurement for ThreadCpuTime {
     }
 }
 
-/// The sample `POST /orders` event (`make events` writes it from the code).
-pub const PLACE_ORDER_EVENT: &[u8] = include_bytes!("../../events/order-writer/place-order.json");
+/// The sample `POST /orders` event (`make events` writes it from the code), parsed as the
+/// runtime parses an invocation's.
+fn place_order_request() -> ApiGatewayV2httpRequest {
+    let event = include_bytes!("../../events/order-writer/place-order.json");
+    serde_json::from_slice(event).expect("the sample event parses")
+}
 
 /// A criterion bench's `main` for one group of this module's workloads, `elements` a timed
 /// iteration: the functions' logging (JSON, `info`, the SDK quietened) into a sink, since
@@ -118,8 +122,7 @@ pub struct WriterWorkload {
 
 impl WriterWorkload {
     pub async fn new() -> Self {
-        let request: ApiGatewayV2httpRequest =
-            serde_json::from_slice(PLACE_ORDER_EVENT).expect("the sample event parses");
+        let request = place_order_request();
         let body: OrderRequest = serde_json::from_str(request.body.as_deref().unwrap_or("{}"))
             .expect("the sample body is an order");
         let new_order = body
@@ -154,9 +157,7 @@ impl WriterWorkload {
     /// What the runtime adds around it for one invocation: the event's JSON parsed, the
     /// response serialized (the HTTP exchange with the Runtime API is not included).
     pub async fn invocation(&self) -> Vec<u8> {
-        let request: ApiGatewayV2httpRequest =
-            serde_json::from_slice(PLACE_ORDER_EVENT).expect("the sample event parses");
-        let event = LambdaEvent::new(request, Context::default());
+        let event = LambdaEvent::new(place_order_request(), Context::default());
         let response = order_api::handle(&self.store, event)
             .await
             .expect("the handler answers");
