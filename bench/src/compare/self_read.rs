@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use anyhow::{anyhow, Context, Result};
 use aws_lambda_events::kinesis::KinesisEvent;
-use aws_sdk_kinesis::types::ShardIteratorType;
+use aws_lambda_events::streams::KinesisEventResponse;
 use devkit::demo::api_request;
 use devkit::kinesis::{client_for, LocalKinesis};
 use devkit::kinesis_trigger::KinesisTrigger;
@@ -15,6 +15,7 @@ use devkit::patterns::self_read::{
     history_in_process, history_processor, rewards_in_process, SelfReadStack,
     ORDER_HISTORY_FUNCTION, REWARDS_FUNCTION,
 };
+use devkit::template::StartingPosition;
 use devkit::{Invoke, LocalDynamo, Pattern, TriggerStats};
 use order_service::self_read::api;
 use order_service::self_read::kinesis::KinesisPublisher;
@@ -144,42 +145,54 @@ fn follow<I: Invoke<KinesisEvent> + 'static>(
     })
 }
 
-/// Every record in the stream, sized as Kinesis bills a put: data plus partition key, in
-/// 25 KB payload units.
+/// Every record in the stream, read on the direct client (not counted as a mapping's read) from
+/// its start with no filter, sized as Kinesis bills a put: data plus partition key, in 25 KB
+/// payload units.
 async fn published(stack: &SelfReadStack) -> Result<KinesisPuts> {
-    let client = &stack.kinesis.client;
+    let mut source = stack.template.kinesis_source(ORDER_HISTORY_FUNCTION)?;
+    source.starting_position = StartingPosition::TrimHorizon;
+    source.filter_patterns.clear();
+    let nothing = |_: KinesisEvent| async { Ok::<_, String>(KinesisEventResponse::default()) };
+    let client = stack.kinesis.client.clone();
+    let mut all = KinesisTrigger::open(source, client, &stack.stream.name, nothing).await?;
     let mut puts = KinesisPuts {
         shards: stack.stream.shard_ids.len(),
         ..Default::default()
     };
-    for shard in &stack.stream.shard_ids {
-        let mut iterator = client
-            .get_shard_iterator()
-            .stream_name(&stack.stream.name)
-            .shard_id(shard)
-            .shard_iterator_type(ShardIteratorType::TrimHorizon)
-            .send()
-            .await?
-            .shard_iterator;
-        while let Some(it) = iterator {
-            let out = client
-                .get_records()
-                .shard_iterator(it)
-                .limit(1000)
-                .send()
-                .await?;
-            if out.records.is_empty() {
-                break;
-            }
-            for record in &out.records {
-                let size = (record.data().as_ref().len()
-                    + record.partition_key().map_or(0, str::len)) as u64;
-                puts.records += 1;
-                puts.bytes += size;
-                puts.payload_units += size.div_ceil(KINESIS_PUT_UNIT_BYTES).max(1);
-            }
-            iterator = out.next_shard_iterator;
-        }
+    for record in all.mapped_records().await? {
+        let size = (record.kinesis.data.len() + record.kinesis.partition_key.len()) as u64;
+        puts.records += 1;
+        puts.bytes += size;
+        puts.payload_units += size.div_ceil(KINESIS_PUT_UNIT_BYTES).max(1);
     }
     Ok(puts)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn every_published_record_is_counted_and_sized_as_kinesis_bills_it() {
+        let Some(kinesis) = LocalKinesis::start_or_skip("published").await.unwrap() else {
+            return;
+        };
+        let dynamo = LocalDynamo::embedded("127.0.0.1:0".parse().unwrap())
+            .await
+            .unwrap();
+        let stack = SelfReadStack::on(dynamo, kinesis).await.unwrap();
+        let big = vec![b'x'; KINESIS_PUT_UNIT_BYTES as usize];
+        for (key, data) in [("k1", b"abc".to_vec()), ("k2", big)] {
+            let put = stack
+                .kinesis
+                .client
+                .put_record()
+                .stream_name(&stack.stream.name);
+            let data = aws_sdk_kinesis::primitives::Blob::new(data);
+            put.partition_key(key).data(data).send().await.unwrap();
+        }
+        let puts = published(&stack).await.unwrap();
+        assert_eq!((puts.records, puts.payload_units), (2, 3));
+        assert_eq!(puts.bytes, 5 + 2 + KINESIS_PUT_UNIT_BYTES);
+    }
 }
