@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, ensure, Context, Result};
+use anyhow::{anyhow, bail, ensure, Context, Result};
 use bytes::Bytes;
 use devkit::kinesis::LocalKinesis;
 use devkit::runtime_api::{lambda_environment, RuntimeStub, StubCounts};
@@ -303,56 +303,38 @@ pub async fn section(cold_starts: usize, invocations: usize) -> Result<Section> 
     let (local, _stack, kinesis) = Local::start(&mut section.notes).await?;
     let mut rss = Vec::new();
     for f @ (name, _) in FUNCTIONS {
+        let started = local
+            .cold_starts(f, cold_starts, &[])
+            .await
+            .map(|mut times| {
+                let max = times.iter().copied().max().unwrap_or_default();
+                let (mid, starts) = (median(&mut times), times.len());
+                let measured = format!(
+                    "{} ms median, {} ms max of {starts} starts",
+                    ms(mid),
+                    ms(max)
+                );
+                (measured, mid.as_secs_f64() * 1000.0)
+            });
+        let figure = format!("cold start, {name} (spawn → first `next` poll)");
+        let limit = AtMost(COLD_START_MS);
         section
             .rows
-            .push(match local.cold_starts(f, cold_starts, &[]).await {
-                Ok(mut times) => {
-                    let max = times.iter().copied().max().unwrap_or_default();
-                    let mid = median(&mut times);
-                    let measured = format!(
-                        "{} ms median, {} ms max of {} starts",
-                        ms(mid),
-                        ms(max),
-                        times.len()
-                    );
-                    let figure = format!("cold start, {name} (spawn → first `next` poll)");
-                    Row::bounded(
-                        figure,
-                        measured,
-                        mid.as_secs_f64() * 1000.0,
-                        AtMost(COLD_START_MS),
-                        "ms",
-                    )
-                }
-                Err(e) => Row::not_measured(
-                    format!("cold start, {name}"),
-                    format!("≤ {COLD_START_MS} ms"),
-                    format!("{e:#}"),
-                ),
-            });
-        let not_measured = |why: String| {
-            Row::not_measured(
-                format!("peak RSS, {name}"),
-                format!("≤ {PEAK_RSS_MB} MB"),
-                why,
-            )
+            .push(Row::measured(figure, started, limit, "ms"));
+        let figure = format!(
+            "peak RSS, {name} ({} invocations)",
+            thousands(invocations as u64)
+        );
+        let peak = if name == "order-publisher" && kinesis.is_none() {
+            Err(anyhow!("no local Kinesis to publish to (make kinesalite)"))
+        } else {
+            local.peak_rss(f, invocations).await.map(|(counts, peak, mean)| {
+                let (mb, responses, errors) = (crate::size::mb(peak), counts.responses, counts.errors);
+                let mean = ms(mean);
+                (format!("{mb:.1} MB ({responses} responses, {errors} function errors, {mean} ms per invocation)"), mb)
+            })
         };
-        if name == "order-publisher" && kinesis.is_none() {
-            rss.push(not_measured(
-                "no local Kinesis to publish to (make kinesalite)".to_owned(),
-            ));
-            continue;
-        }
-        rss.push(match local.peak_rss(f, invocations).await {
-            Ok((counts, peak, mean)) => {
-                let mb = crate::size::mb(peak);
-                let figure = format!("peak RSS, {name} ({} invocations)", thousands(invocations as u64));
-                let (responses, errors, mean) = (counts.responses, counts.errors, ms(mean));
-                let measured = format!("{mb:.1} MB ({responses} responses, {errors} function errors, {mean} ms per invocation)");
-                Row::bounded(figure, measured, mb, AtMost(PEAK_RSS_MB), "MB")
-            }
-            Err(e) => not_measured(format!("{e:#}")),
-        });
+        rss.push(Row::measured(figure, peak, AtMost(PEAK_RSS_MB), "MB"));
     }
     section.rows.push(local.by_roots(cold_starts).await?);
     section.notes.push(format!(

@@ -22,6 +22,25 @@ pub enum Limit {
     AtLeast(f64),
 }
 
+impl Limit {
+    /// `≤ 4 MB`, `≥ 15×`.
+    fn goal(self, unit: &str) -> String {
+        let (sign, limit) = match self {
+            Limit::AtMost(limit) => ("≤", limit),
+            Limit::AtLeast(limit) => ("≥", limit),
+        };
+        format!("{sign} {}{}", trim(limit), spaced(unit))
+    }
+}
+
+/// `unit` as it follows a number: `MB` stands apart from it, `×` (a ratio) next to it.
+fn spaced(unit: &str) -> String {
+    match unit {
+        "" | "×" => unit.to_owned(),
+        unit => format!(" {unit}"),
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Row {
     pub figure: String,
@@ -35,8 +54,8 @@ impl Row {
         Self::holds(figure, measured, "informative", true, "").with(Verdict::Info)
     }
 
-    /// A figure whose goal bounds its `value`, in the figure's own unit: `MB` stands apart from
-    /// the number, `×` (a ratio) next to it. A missed upper bound also says by what share.
+    /// A figure whose goal bounds its `value`, in the figure's own unit. A missed upper bound
+    /// also says by what share.
     pub fn bounded(
         figure: impl Into<String>,
         measured: String,
@@ -44,23 +63,32 @@ impl Row {
         limit: Limit,
         unit: &str,
     ) -> Self {
-        let unit = match unit {
-            "" | "×" => unit.to_owned(),
-            unit => format!(" {unit}"),
-        };
-        let (ok, sign, limit, by) = match limit {
+        let (ok, by) = match limit {
             Limit::AtMost(limit) => {
                 let over = (value / limit - 1.0) * 100.0;
-                let by = format!("by {}{unit} ({over:.0} %)", trim(value - limit));
-                (value <= limit, "≤", limit, by)
+                let by = format!("by {}{} ({over:.0} %)", trim(value - limit), spaced(unit));
+                (value <= limit, by)
             }
-            Limit::AtLeast(limit) => {
-                let by = format!("by {}{unit}", trim(limit - value));
-                (value >= limit, "≥", limit, by)
-            }
+            Limit::AtLeast(limit) => (
+                value >= limit,
+                format!("by {}{}", trim(limit - value), spaced(unit)),
+            ),
         };
-        let goal = format!("{sign} {}{unit}", trim(limit));
-        Self::holds(figure, measured, goal, ok, by)
+        Self::holds(figure, measured, limit.goal(unit), ok, by)
+    }
+
+    /// [`Row::bounded`] of a measurement's words and value; a measurement that failed is
+    /// [not measured](Row::not_measured), against the same goal.
+    pub fn measured(
+        figure: impl Into<String>,
+        measurement: anyhow::Result<(String, f64)>,
+        limit: Limit,
+        unit: &str,
+    ) -> Self {
+        match measurement {
+            Ok((measured, value)) => Self::bounded(figure, measured, value, limit, unit),
+            Err(e) => Self::not_measured(figure, limit.goal(unit), format!("{e:#}")),
+        }
     }
 
     /// A yes/no goal.
@@ -275,6 +303,13 @@ mod tests {
             "**no**, not measured"
         );
         assert_eq!(Row::info("f", "m").met_cell(), "—");
+        let failed = Row::measured("f", Err(anyhow::anyhow!("gone")), AtMost(4.0), "MB");
+        assert_eq!(
+            (failed.measured, failed.goal),
+            ("not measured: gone".into(), "≤ 4 MB".into())
+        );
+        let ok = Row::measured("f", Ok((m(), 5.0)), AtMost(4.0), "MB");
+        assert_eq!(ok.verdict, missed("by 1 MB (25 %)"));
     }
 
     #[test]

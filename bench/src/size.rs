@@ -114,21 +114,24 @@ pub fn section() -> Section {
     let arm: Vec<(&str, Option<Binary>)> = (FUNCTIONS.iter())
         .map(|(name, _)| (*name, lambda_bootstrap(name).and_then(|p| inspect(&p).ok())))
         .collect();
-    let arm64 = arm[0].1.clone().filter(|b| b.arch == "arm64");
-    let figure = match arm64 {
-        Some(_) => "order-writer `bootstrap`, arm64 (cargo lambda build --release --arm64)",
-        None => "order-writer release binary (host stand-in: no arm64 `bootstrap` was built)",
-    };
-    let stand_in = arm64.is_none();
-    section.rows.push(match arm64.map_or_else(|| inspect(&binary(FUNCTIONS[0].0)), Ok) {
-        Ok(b) => {
-            if stand_in {
+    let (figure, size) = match arm[0].1.clone().filter(|b| b.arch == "arm64") {
+        Some(b) => (
+            "order-writer `bootstrap`, arm64 (cargo lambda build --release --arm64)",
+            Ok(b),
+        ),
+        None => {
+            let host = inspect(&binary(FUNCTIONS[0].0));
+            if host.is_ok() {
                 section.notes.push("No `target/lambda/order-writer/bootstrap` was built (no cargo-lambda in .tools/, or no aarch64 Rust target), so the size row is this machine's release binary instead.".into());
             }
-            Row::bounded(figure, describe(&b), mb(b.bytes), AtMost(ORDER_WRITER_MB), "MB")
+            let figure =
+                "order-writer release binary (host stand-in: no arm64 `bootstrap` was built)";
+            (figure, host)
         }
-        Err(e) => Row::not_measured("order-writer binary", "≤ 4 MB", e),
-    });
+    };
+    let size = size.map(|b| (describe(&b), mb(b.bytes)));
+    let limit = AtMost(ORDER_WRITER_MB);
+    section.rows.push(Row::measured(figure, size, limit, "MB"));
     let sizes = |binaries: Vec<(&str, Option<Binary>)>| -> Vec<String> {
         let known = binaries
             .into_iter()
