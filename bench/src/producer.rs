@@ -13,6 +13,7 @@ use devkit::{LocalDynamo, Stack};
 use futures::future::join_all;
 use order_service::store::dynamodb::DynamoOrderStore;
 
+use crate::compare::arrival;
 use crate::compare::workload::zipf_orders;
 use crate::report::{Limit::AtMost, Row, Section};
 
@@ -104,7 +105,7 @@ async fn zipf(bench: &Bench, count: usize) -> Result<Orders> {
         .enumerate()
         .map(|(i, order)| {
             let store = store.clone();
-            let at = start + Duration::from_secs_f64(i as f64 / RATE);
+            let at = start + arrival(i, RATE);
             tokio::spawn(async move {
                 tokio::time::sleep_until(at).await;
                 post(store, order.body()).await

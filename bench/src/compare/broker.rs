@@ -102,7 +102,7 @@ pub async fn run(opts: &Options, orders: &[PlannedOrder]) -> Result<PatternRun> 
             requests,
         }),
         seen,
-        storage: stored(&stack.dynamo.client, &stack.tables.orders, &stack.tables.rewards).await?,
+        storage: stored(&stack.dynamo, &stack.tables.orders, &stack.tables.rewards).await?,
         mappings: vec![
             ("order-relay".into(), relay_stats),
             ("rewards-inbox".into(), inbox_invocations),

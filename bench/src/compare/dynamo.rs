@@ -67,12 +67,6 @@ pub async fn run(pattern: Pattern, opts: &Options, orders: &[PlannedOrder]) -> R
         Pattern::Broker => bail!("the broker deployment runs in compare::broker"),
     };
     let elapsed = started.elapsed();
-    let stored = stored(
-        &stack.dynamo.client,
-        &stack.tables.orders,
-        &stack.tables.rewards,
-    )
-    .await?;
     Ok(PatternRun {
         pattern,
         writer: writer.side("order-writer"),
@@ -81,7 +75,7 @@ pub async fn run(pattern: Pattern, opts: &Options, orders: &[PlannedOrder]) -> R
         kinesis: None,
         broker: None,
         seen,
-        storage: stored,
+        storage: stored(&stack.dynamo, &stack.tables.orders, &stack.tables.rewards).await?,
         mappings: vec![("stream-consumer".into(), stats)],
         polling: format!(
             "the DynamoDB stream mapping reads to the end of the shard and invokes; after a batch smaller than BatchSize it waits {} s before the next read (the template's MaximumBatchingWindowInSeconds {window_seconds}: Lambda gathers up to that long); BatchSize {}; one stream shard (dynoxide)",

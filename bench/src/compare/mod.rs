@@ -118,18 +118,10 @@ pub struct PatternRun {
 }
 
 /// What the pattern's orders and rewards tables hold after the run.
-pub async fn stored(
-    client: &aws_sdk_dynamodb::Client,
-    orders: &str,
-    rewards: &str,
-) -> Result<Storage> {
+pub async fn stored(dynamo: &devkit::LocalDynamo, orders: &str, rewards: &str) -> Result<Storage> {
     let mut stored = Storage::new();
     for (role, table) in [("orders", orders), ("rewards", rewards)] {
-        storage::add_table(
-            &mut stored,
-            role,
-            &devkit::local::scan_all(client, table).await?,
-        );
+        storage::add_table(&mut stored, role, &dynamo.scan(table).await?);
     }
     Ok(stored)
 }

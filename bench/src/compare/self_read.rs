@@ -83,12 +83,6 @@ pub async fn run(opts: &Options, orders: &[PlannedOrder]) -> Result<PatternRun> 
     placed?;
     let elapsed = started.elapsed();
 
-    let stored = stored(
-        &stack.dynamo.client,
-        &stack.orders_table,
-        &stack.rewards_table,
-    )
-    .await?;
     let puts = published(&stack).await?;
     Ok(PatternRun {
         pattern: Pattern::SelfRead,
@@ -98,7 +92,7 @@ pub async fn run(opts: &Options, orders: &[PlannedOrder]) -> Result<PatternRun> 
         kinesis: Some(puts),
         broker: None,
         seen: watch.seen(),
-        storage: stored,
+        storage: stored(&stack.dynamo, &stack.orders_table, &stack.rewards_table).await?,
         mappings: vec![
             ("order-history".into(), history_stats),
             ("rewards-kinesis-consumer".into(), rewards_stats),
