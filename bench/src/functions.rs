@@ -77,6 +77,49 @@ struct Local {
 }
 
 impl Local {
+    /// The embedded DynamoDB with the template's tables, and kinesalite with pattern 3's stream
+    /// when installed (`make kinesalite`): its functions read the stream's name at start-up, and
+    /// the publisher puts to it. The stream is the self-read template's, which the sample Kinesis
+    /// events come from: a consumer refuses records of another stream. Says in `notes` when
+    /// there is no Kinesis.
+    async fn start(notes: &mut Vec<String>) -> Result<(Self, Stack, Option<LocalKinesis>)> {
+        let stack = Stack::on(LocalDynamo::embedded("127.0.0.1:0".parse()?).await?).await?;
+        let stream = devkit::Template::load(&devkit::Pattern::SelfRead.template_path())?
+            .kinesis_streams()?
+            .into_iter()
+            .next()
+            .context("patterns/self-read/template.yaml has no Kinesis stream")?;
+        let variable = service_runtime::config::ORDER_EVENTS_STREAM;
+        let stream_arn = devkit::samples::local_source(variable, &stream.name);
+        let mut stream_env = vec![(variable.to_owned(), stream_arn)];
+        let kinesis = match LocalKinesis::start().await {
+            Ok(local) => {
+                local
+                    .create_stream(&stream.name, stream.shard_count)
+                    .await?;
+                stream_env.push((
+                    "AWS_ENDPOINT_URL_KINESIS".to_owned(),
+                    local.endpoint.clone(),
+                ));
+                Some(local)
+            }
+            Err(why) => {
+                notes.push(format!("No local Kinesis ({why}): order-publisher's publishes fail, so its peak RSS is not measured."));
+                None
+            }
+        };
+        let (dynamo, tables) = (stack.dynamo.endpoint.clone(), stack.tables.clone());
+        Ok((
+            Self {
+                dynamo,
+                tables,
+                stream_env,
+            },
+            stack,
+            kinesis,
+        ))
+    }
+
     /// Starts function `name`: the environment Lambda gives it (the template's variables, the
     /// runtime's own), pointed at the local DynamoDB, and `extra`. Nothing is inherited.
     fn spawn(&self, name: &str, runtime_api: &str, extra: &[(String, String)]) -> Result<Child> {
@@ -174,9 +217,7 @@ impl Local {
             .context("no VmHWM in /proc/<pid>/status")?;
         Ok((counts, peak, stub.mean_invocation()))
     }
-}
 
-impl Local {
     /// What the cold start is made of: most of it was loading the TLS trust roots.
     async fn by_roots(&self, cold_starts: usize) -> Result<Row> {
         let empty = crate::target_dir().join("bench-empty-cert-dir");
@@ -238,59 +279,8 @@ fn root_variants(empty_dir: &Path) -> Vec<(&'static str, Vec<(String, String)>)>
 /// `VmHWM:   12345 kB` in bytes.
 fn vm_hwm(status: &str) -> Option<u64> {
     let kib = status.lines().find_map(|l| l.strip_prefix("VmHWM:"))?;
-    Some(
-        kib.trim()
-            .trim_end_matches("kB")
-            .trim()
-            .parse::<u64>()
-            .ok()?
-            * 1024,
-    )
-}
-
-impl Local {
-    /// The embedded DynamoDB with the template's tables, and kinesalite with pattern 3's stream
-    /// when installed (`make kinesalite`): its functions read the stream's name at start-up, and
-    /// the publisher puts to it. The stream is the self-read template's, which the sample Kinesis
-    /// events come from: a consumer refuses records of another stream. Says in `notes` when
-    /// there is no Kinesis.
-    async fn start(notes: &mut Vec<String>) -> Result<(Self, Stack, Option<LocalKinesis>)> {
-        let stack = Stack::on(LocalDynamo::embedded("127.0.0.1:0".parse()?).await?).await?;
-        let stream = devkit::Template::load(&devkit::Pattern::SelfRead.template_path())?
-            .kinesis_streams()?
-            .into_iter()
-            .next()
-            .context("patterns/self-read/template.yaml has no Kinesis stream")?;
-        let variable = service_runtime::config::ORDER_EVENTS_STREAM;
-        let stream_arn = devkit::samples::local_source(variable, &stream.name);
-        let mut stream_env = vec![(variable.to_owned(), stream_arn)];
-        let kinesis = match LocalKinesis::start().await {
-            Ok(local) => {
-                local
-                    .create_stream(&stream.name, stream.shard_count)
-                    .await?;
-                stream_env.push((
-                    "AWS_ENDPOINT_URL_KINESIS".to_owned(),
-                    local.endpoint.clone(),
-                ));
-                Some(local)
-            }
-            Err(why) => {
-                notes.push(format!("No local Kinesis ({why}): order-publisher's publishes fail, so its peak RSS is not measured."));
-                None
-            }
-        };
-        let (dynamo, tables) = (stack.dynamo.endpoint.clone(), stack.tables.clone());
-        Ok((
-            Self {
-                dynamo,
-                tables,
-                stream_env,
-            },
-            stack,
-            kinesis,
-        ))
-    }
+    let kib: u64 = kib.trim().trim_end_matches("kB").trim().parse().ok()?;
+    Some(kib * 1024)
 }
 
 const COLD_START_MS: f64 = 4.0;
