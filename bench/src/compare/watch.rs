@@ -38,9 +38,13 @@ pub struct Seen {
 }
 
 impl Watch {
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.0.lock().expect("watch")
+    }
+
     /// An order the API answered at `answered`; `readable` is what a `GET` right after found.
     pub fn answered(&self, order_id: String, customer: String, answered: Instant, readable: bool) {
-        let mut s = self.0.lock().expect("watch");
+        let mut s = self.state();
         s.seen.answered += 1;
         if readable {
             s.seen.readable_at_once += 1;
@@ -54,12 +58,12 @@ impl Watch {
     }
 
     fn outstanding(&self) -> usize {
-        let s = self.0.lock().expect("watch");
+        let s = self.state();
         s.unreadable.len() + s.rewards_pending.values().map(HashMap::len).sum::<usize>()
     }
 
     pub fn seen(&self) -> Seen {
-        self.0.lock().expect("watch").seen.clone()
+        self.state().seen.clone()
     }
 
     /// Polls until every answered order is readable and rewarded, `placing_done` has resolved,
@@ -99,25 +103,18 @@ impl Watch {
         R: Fn(String) -> Fut,
         Fut: Future<Output = bool>,
     {
-        let unread: Vec<String> = self
-            .0
-            .lock()
-            .expect("watch")
-            .unreadable
-            .keys()
-            .cloned()
-            .collect();
+        let unread: Vec<String> = self.state().unreadable.keys().cloned().collect();
         for order_id in unread {
             if readable(order_id.clone()).await {
                 let now = Instant::now();
-                let mut s = self.0.lock().expect("watch");
+                let mut s = self.state();
                 if let Some(answered) = s.unreadable.remove(&order_id) {
                     s.seen.read_gap_ms.push(ms_between(answered, now));
                 }
             }
         }
         let customers: Vec<String> = {
-            let s = self.0.lock().expect("watch");
+            let s = self.state();
             s.rewards_pending
                 .iter()
                 .filter(|(_, orders)| !orders.is_empty())
@@ -129,7 +126,7 @@ impl Watch {
             loop {
                 let page = rewards_of(rewards, &customer, Some(100), next.as_deref()).await?;
                 let now = Instant::now();
-                let mut s = self.0.lock().expect("watch");
+                let mut s = self.state();
                 let mut found = Vec::new();
                 if let Some(pending) = s.rewards_pending.get_mut(&customer) {
                     for entry in &page.entries {
