@@ -151,17 +151,10 @@ pub async fn records_of(
 }
 
 fn label(shape: Shape) -> String {
+    let (records, keys) = (shape.records(), shape.keys);
     match shape.per_key {
-        1 => format!(
-            "{} records, {} distinct customers",
-            shape.records(),
-            shape.keys
-        ),
-        n => format!(
-            "{} records, {} customers × {n}",
-            shape.records(),
-            shape.keys
-        ),
+        1 => format!("{records} records, {keys} distinct customers"),
+        n => format!("{records} records, {keys} customers × {n}"),
     }
 }
 
