@@ -310,26 +310,21 @@ fn storage(runs: &[PatternRun]) -> String {
 fn cost(figures: &[Figures], shards: usize) -> String {
     let month = |units: f64, price: f64| money(month_of(units, price));
     by_pattern("", figures, |f| {
+        let wru = month(f.wru(), DYNAMODB_WRU_PER_MILLION);
+        let rru = month(f.rru(), DYNAMODB_RRU_PER_MILLION);
+        let total = format!("**{}**", money(f.month_total(shards)));
+        let kept = format!("{:.1} GB", f.kept_gb_per_month());
         vec![
-            (
-                "DynamoDB write request units",
-                month(f.wru(), DYNAMODB_WRU_PER_MILLION),
-            ),
-            (
-                "DynamoDB read request units",
-                month(f.rru(), DYNAMODB_RRU_PER_MILLION),
-            ),
+            ("DynamoDB write request units", wru),
+            ("DynamoDB read request units", rru),
             (
                 "Kinesis shard-hours + PUT payload units",
                 money(f.month_kinesis(shards)),
             ),
             ("EventBridge events + SQS requests", money(f.month_broker())),
             ("DynamoDB storage, first month", money(f.month_storage())),
-            ("**total**", format!("**{}**", money(f.month_total(shards)))),
-            (
-                "storage added for good each month",
-                format!("{:.1} GB", f.kept_gb_per_month()),
-            ),
+            ("**total**", total),
+            ("storage added for good each month", kept),
         ]
     })
 }

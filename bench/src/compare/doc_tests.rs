@@ -94,6 +94,7 @@ fn a_run_rewrites_the_figures_and_keeps_the_prose() {
         written.contains("| end-to-end p50 / p95 / p99, ms | 200 / 400 / 400 | 200 / 400 / 400 |")
     );
     assert!(written.contains("| 3 self-read | 4 | 4 | 2400 | 600 | 4 | 2 |"));
+    assert!(written.contains("| DynamoDB write request units | $0.00 | $0.00 |"));
     assert!(written.contains("No chaos runs were given to this run (`--chaos-dir`)."));
     assert!(written.contains(
         "`patterns-compare --orders 4 --customers 2 --latency-ms 10 --rate 50 --seed 7`"
