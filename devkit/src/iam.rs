@@ -46,19 +46,8 @@ pub fn accesses(target: &str, body: &[u8]) -> Vec<Access> {
         return Vec::new();
     };
     let (service, operation) = target.split_once('.').unwrap_or(("", target));
-    if let Some(accesses) = broker_accesses(service, operation, &body) {
+    if let Some(accesses) = named_accesses(service, operation, &body) {
         return accesses;
-    }
-    if service.starts_with("Kinesis_") {
-        let stream = body["StreamName"].as_str().map(str::to_owned).or_else(|| {
-            let arn = body["StreamARN"].as_str()?;
-            Some(arn.rsplit_once('/')?.1.to_owned())
-        });
-        return vec![Access {
-            action: format!("kinesis:{operation}"),
-            table: stream.unwrap_or_default(),
-            index: None,
-        }];
     }
     let access = |action: &str, table: &Json, index: Option<&Json>| Access {
         action: format!("dynamodb:{action}"),
@@ -93,17 +82,23 @@ pub fn accesses(target: &str, body: &[u8]) -> Vec<Access> {
     }
 }
 
-/// What an EventBridge or SQS request (JSON protocol) needs, by bus or queue name: each
-/// `PutEvents` entry its bus (the account's `default` when it names none), an SQS call the
-/// queue of its URL. IAM authorizes a batch call by the single action (`DeleteMessageBatch`
-/// needs `sqs:DeleteMessage`).
-fn broker_accesses(service: &str, operation: &str, body: &Json) -> Option<Vec<Access>> {
+/// What a Kinesis, EventBridge or SQS request (JSON protocol) needs, by stream, bus or queue
+/// name: a Kinesis call its stream, each `PutEvents` entry its bus (the account's `default`
+/// when it names none), an SQS call the queue of its URL. IAM authorizes a batch call by the
+/// single action (`DeleteMessageBatch` needs `sqs:DeleteMessage`).
+fn named_accesses(service: &str, operation: &str, body: &Json) -> Option<Vec<Access>> {
+    // A name, or the ARN or queue URL it ends.
     let named = |action: String, resource: &str| Access {
         action,
         table: resource.rsplit('/').next().unwrap_or(resource).to_owned(),
         index: None,
     };
     match service {
+        kinesis if kinesis.starts_with("Kinesis_") => {
+            let stream = body["StreamName"].as_str().or(body["StreamARN"].as_str());
+            let action = format!("kinesis:{operation}");
+            Some(vec![named(action, stream.unwrap_or_default())])
+        }
         "AWSEvents" => Some(
             body["Entries"]
                 .as_array()
@@ -190,6 +185,11 @@ pub fn refusals<'a>(
 mod tests {
     use super::*;
 
+    /// Each access as a line, in order.
+    fn shown(accesses: &[Access]) -> Vec<String> {
+        accesses.iter().map(ToString::to_string).collect()
+    }
+
     #[test]
     fn a_transaction_needs_the_action_of_each_item_on_its_table() {
         let body = br#"{"TransactItems":[
@@ -197,12 +197,8 @@ mod tests {
             {"Delete":{"TableName":"r","Key":{}}},
             {"ConditionCheck":{"TableName":"o","Key":{}}},
             {"Update":{"TableName":"o","Key":{}}}]}"#;
-        let found: Vec<String> = accesses("DynamoDB_20120810.TransactWriteItems", body)
-            .iter()
-            .map(ToString::to_string)
-            .collect();
         assert_eq!(
-            found,
+            shown(&accesses("DynamoDB_20120810.TransactWriteItems", body)),
             [
                 "dynamodb:PutItem on r",
                 "dynamodb:DeleteItem on r",
@@ -221,12 +217,8 @@ mod tests {
             "kinesis:PutRecord on events"
         );
         let publish = br#"{"Entries":[{"EventBusName":"arn:aws:events:us-east-1:1:event-bus/bus-x"},{"Source":"s"}]}"#;
-        let found: Vec<String> = accesses("AWSEvents.PutEvents", publish)
-            .iter()
-            .map(ToString::to_string)
-            .collect();
         assert_eq!(
-            found,
+            shown(&accesses("AWSEvents.PutEvents", publish)),
             ["events:PutEvents on bus-x", "events:PutEvents on default"]
         );
         let delete = br#"{"QueueUrl":"http://127.0.0.1:5000/123456789012/inbox","Entries":[]}"#;
@@ -269,12 +261,8 @@ Resources:
             access("GetItem", Some("Pending")),
             access("DeleteItem", None),
         ];
-        let refused: Vec<String> = denied(&grants, &tables, &asked)
-            .iter()
-            .map(ToString::to_string)
-            .collect();
         assert_eq!(
-            refused,
+            shown(&denied(&grants, &tables, &asked)),
             [
                 "dynamodb:Query on orders-x",
                 "dynamodb:GetItem on orders-x/index/Pending",
