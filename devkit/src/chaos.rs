@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use anyhow::{bail, ensure, Result};
 use aws_lambda_events::encodings::Body;
+use futures::future::OptionFuture;
 use futures::stream::{self, StreamExt};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
@@ -50,45 +51,45 @@ impl ChaosOptions {
             crash_probability: 0.05,
             duplicate_probability: 0.25,
             faults: FaultPlan {
-                seed,
-                server_error: 0.02,
-                throttling: 0.02,
                 provisioned_throughput: 0.01,
                 transaction_conflict: 0.02,
-                lose_response: 0.02,
                 // Without the token, a retried transaction is recognised by the code alone.
                 strip_client_request_token: true,
-                ..FaultPlan::none()
+                ..any_server(seed)
             },
         }
     }
 
-    /// What the proxy in front of the broker (moto's EventBridge and SQS) injects: failed and
-    /// throttled calls, answers lost after the broker acted, and single entries of a
-    /// `PutEvents` failed.
+    /// What the proxy in front of the broker (moto's EventBridge and SQS) injects: besides
+    /// [`any_server`]'s, single entries of a `PutEvents` failed.
     fn broker_faults(&self) -> FaultPlan {
         FaultPlan {
-            seed: self.seed ^ 0xb0,
-            server_error: 0.02,
-            throttling: 0.02,
-            lose_response: 0.02,
             // Per `PutEvents` call, of which a run makes about one per ten orders: at 5 % the
             // 250-order run of `tests/chaos.rs` failed no entry in about a third of its runs.
             partial_failure: 0.25,
-            ..FaultPlan::none()
+            ..any_server(self.seed ^ 0xb0)
         }
     }
 
     /// What the proxy in front of Kinesis injects: no transactions there, so no conflicts.
     fn kinesis_faults(&self) -> FaultPlan {
         FaultPlan {
-            seed: self.seed ^ 0x4b,
-            server_error: 0.02,
-            throttling: 0.02,
             provisioned_throughput: 0.02,
             lose_response: 0.03,
-            ..FaultPlan::none()
+            ..any_server(self.seed ^ 0x4b)
         }
+    }
+}
+
+/// What every fault proxy of a run injects, whatever the server behind it: failed and
+/// throttled calls, and answers lost after the server acted.
+fn any_server(seed: u64) -> FaultPlan {
+    FaultPlan {
+        seed,
+        server_error: 0.02,
+        throttling: 0.02,
+        lose_response: 0.02,
+        ..FaultPlan::none()
     }
 }
 
@@ -181,14 +182,14 @@ pub(crate) struct Faults {
 impl Faults {
     async fn start<H: Harness>(stack: &H, opts: &ChaosOptions) -> Result<Self> {
         let dynamo = FaultProxy::start(&stack.dynamo().endpoint, opts.faults.clone()).await?;
-        let kinesis = match stack.kinesis_endpoint() {
-            Some(endpoint) => Some(FaultProxy::start(endpoint, opts.kinesis_faults()).await?),
-            None => None,
-        };
-        let broker = match stack.broker_endpoint() {
-            Some(endpoint) => Some(FaultProxy::start(endpoint, opts.broker_faults()).await?),
-            None => None,
-        };
+        let kinesis = stack
+            .kinesis_endpoint()
+            .map(|to| FaultProxy::start(to, opts.kinesis_faults()));
+        let kinesis = OptionFuture::from(kinesis).await.transpose()?;
+        let broker = stack
+            .broker_endpoint()
+            .map(|to| FaultProxy::start(to, opts.broker_faults()));
+        let broker = OptionFuture::from(broker).await.transpose()?;
         Ok(Self {
             dynamo,
             kinesis,
