@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use devkit::invoke::LambdaInvokeApi;
-use devkit::stack::{in_process, in_process_changes, Stack};
+use devkit::stack::Stack;
 use devkit::{samples, Invoke, LocalDynamo, Pattern, Template, Trigger};
 use service_runtime::config::DEFAULT_CONCURRENCY;
 
@@ -133,7 +133,7 @@ async fn run(cli: Cli) -> Result<()> {
                     drive(stack.trigger(function)?, follow, file).await
                 }
                 None => {
-                    let consumer = in_process(stack.service(), DEFAULT_CONCURRENCY);
+                    let consumer = stack.consumer(stack.service(), DEFAULT_CONCURRENCY);
                     drive(stack.trigger(consumer)?, follow, file).await
                 }
             }
@@ -265,24 +265,20 @@ async fn ddb(
             }
         });
     }
-    match (with_trigger, pattern) {
-        (true, Pattern::SelfRead) => {
+    match pattern {
+        _ if !with_trigger => {}
+        Pattern::SelfRead => {
             println!(
                 "no stream trigger: pattern 3's consumers read the Kinesis stream of make kinesis"
             )
         }
-        (true, Pattern::Cdc) => {
-            let consumer = in_process_changes(stack.service(), DEFAULT_CONCURRENCY);
-            return drive(stack.trigger(consumer)?, true, FAILURES.into()).await;
-        }
-        (true, Pattern::Broker) => {
+        Pattern::Broker => {
             println!("no stream trigger: the broker deployment's relay and inbox run locally, on moto, under make demo PATTERN=broker and make chaos PATTERN=broker")
         }
-        (true, Pattern::Outbox) => {
-            let consumer = in_process(stack.service(), DEFAULT_CONCURRENCY);
+        Pattern::Outbox | Pattern::Cdc => {
+            let consumer = stack.consumer(stack.service(), DEFAULT_CONCURRENCY);
             return drive(stack.trigger(consumer)?, true, FAILURES.into()).await;
         }
-        (false, _) => {}
     }
     let _ = tokio::signal::ctrl_c().await;
     Ok(())

@@ -137,6 +137,25 @@ impl Stack {
         Ok(Trigger::new(source, stream, invoker))
     }
 
+    /// The stream consumer's handler of the stack's pattern, in process: [`in_process_changes`]
+    /// under pattern 2, [`in_process`] otherwise.
+    pub fn consumer<S>(&self, processor: Processor<RewardsConsumer, S>, n: usize) -> impl Invoke
+    where
+        S: ConsumerStore + 'static,
+    {
+        consumer_in_process(self.pattern == Pattern::Cdc, processor, n)
+    }
+
+    /// Outbox events `consumer` has yet to process, from the sweeper's pending index.
+    pub async fn pending_for(&self, consumer: &str) -> Result<usize> {
+        let far_future = service_runtime::Timestamp::now()
+            .plus_seconds(3600)
+            .to_string();
+        let pending = PendingEvents::new(self.dynamo.client.clone(), &self.tables.orders);
+        let waiting = pending.waiting_for(consumer, &far_future, usize::MAX);
+        Ok(waiting.await?.len())
+    }
+
     /// Every item of a table, read consistently (for checks and tests, not for hot paths).
     pub async fn scan(&self, table: &str) -> Result<Vec<crate::Item>> {
         self.dynamo.scan(table).await
@@ -157,10 +176,7 @@ pub fn in_process<S>(processor: Processor<RewardsConsumer, S>, concurrency: usiz
 where
     S: ConsumerStore + 'static,
 {
-    let processor = processor.concurrency(concurrency);
-    handler(processor, |p, event| async move {
-        stream::handle(&p, event).await
-    })
+    consumer_in_process(false, processor, concurrency)
 }
 
 /// The stream consumer's handler under pattern 2 (the order table's own changes), invoked in
@@ -172,8 +188,22 @@ pub fn in_process_changes<S>(
 where
     S: ConsumerStore + 'static,
 {
+    consumer_in_process(true, processor, concurrency)
+}
+
+fn consumer_in_process<S>(
+    changes: bool,
+    processor: Processor<RewardsConsumer, S>,
+    concurrency: usize,
+) -> impl Invoke
+where
+    S: ConsumerStore + 'static,
+{
     let processor = processor.concurrency(concurrency);
-    handler(processor, |p, event| async move {
-        stream::handle_order_changes(&p, event).await
+    handler(processor, move |p, event| async move {
+        match changes {
+            true => stream::handle_order_changes(&p, event).await,
+            false => stream::handle(&p, event).await,
+        }
     })
 }

@@ -37,7 +37,9 @@ pub(crate) trait Harness {
 
     fn dynamo(&self) -> &LocalDynamo;
     /// The Kinesis server, for the pattern that publishes to one.
-    fn kinesis_endpoint(&self) -> Option<&str>;
+    fn kinesis_endpoint(&self) -> Option<&str> {
+        None
+    }
     /// The broker's server (moto), for the deployment that relays to one.
     fn broker_endpoint(&self) -> Option<&str> {
         None

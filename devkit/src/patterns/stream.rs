@@ -8,14 +8,13 @@ use std::time::Duration;
 use anyhow::{anyhow, bail, ensure, Result};
 use aws_lambda_events::apigw::{ApiGatewayV2httpRequest, ApiGatewayV2httpResponse};
 use aws_lambda_events::dynamodb::{Event, EventRecord};
-use dynamodb_outbox::dynamodb::{DynamoConsumerStore, PendingEvents};
-use dynamodb_outbox::testing::{CrashPoint, Crashing};
-use dynamodb_outbox::Processor;
+use dynamodb_outbox::dynamodb::PendingEvents;
+use dynamodb_outbox::testing::CrashPoint;
 use lambda_runtime::{Context, LambdaEvent};
 use order_service::handlers::order_api;
 use order_service::store::cdc::CdcOrderStore;
 use order_service::store::dynamodb::DynamoOrderStore;
-use rewards_service::consumer::RewardsConsumer;
+use rewards_service::consumer::NAME as REWARDS;
 use rewards_service::service::{self, RewardsProcessor};
 use rewards_service::store::dynamodb::DynamoRewardsStore;
 use service_runtime::metrics as names;
@@ -27,8 +26,8 @@ use crate::invariants::EventSource;
 use crate::local::{LocalDynamo, Tables};
 use crate::metrics::Collector;
 use crate::pattern::Pattern;
-use crate::stack::{in_process, in_process_changes, Stack};
-use crate::trigger::{Invoke, TriggerStats};
+use crate::stack::Stack;
+use crate::trigger::TriggerStats;
 
 /// The order-writer with the pattern's order store.
 pub(crate) enum OrderWriter {
@@ -47,9 +46,6 @@ impl OrderApi for OrderWriter {
     }
 }
 
-/// The consumer's handler in process, over a store that crashes.
-type Consumer<I> = fn(Processor<RewardsConsumer, Crashing<DynamoConsumerStore>>, usize) -> I;
-
 impl Stack {
     /// The rewards consumer as its function builds it, its client through `faults`.
     async fn processor_via(&self, faults: &Faults) -> Result<RewardsProcessor> {
@@ -57,35 +53,6 @@ impl Stack {
         let source = self.tables.orders_source();
         Ok(service::processor(client, &self.tables.rewards, source)
             .retention_seconds(self.retention_seconds())?)
-    }
-
-    async fn race<I: Invoke + 'static>(
-        &self,
-        chaos: &ConsumerChaos,
-        faults: &Faults,
-        consumer: Consumer<I>,
-    ) -> Result<TriggerStats> {
-        let mut mappings = Vec::new();
-        for (salt, duplicates) in [(0xA, true), (0xB, false)] {
-            let processor = self.processor_via(faults).await?;
-            let store = chaos.crashing(processor.store().clone(), salt);
-            let invoker = consumer(processor.with_store(store), 16);
-            let invoker = duplicating(invoker, chaos.copies(salt, duplicates), records);
-            mappings.push(chaos.sized(self.trigger(invoker)?, salt));
-        }
-        drain_all(&mut mappings).await
-    }
-
-    /// Outbox events the rewards consumer has yet to process, from the sweeper's pending index.
-    async fn count_pending(&self) -> Result<usize> {
-        let far_future = service_runtime::Timestamp::now()
-            .plus_seconds(3600)
-            .to_string();
-        let pending = PendingEvents::new(self.dynamo.client.clone(), &self.tables.orders);
-        Ok(pending
-            .waiting_for(rewards_service::consumer::NAME, &far_future, usize::MAX)
-            .await?
-            .len())
     }
 }
 
@@ -108,9 +75,6 @@ impl Harness for Stack {
 
     fn dynamo(&self) -> &LocalDynamo {
         &self.dynamo
-    }
-    fn kinesis_endpoint(&self) -> Option<&str> {
-        None
     }
     fn tables(&self) -> Tables {
         self.tables.clone()
@@ -138,10 +102,15 @@ impl Harness for Stack {
     }
 
     async fn consume_racing(&self, chaos: &ConsumerChaos, faults: &Faults) -> Result<TriggerStats> {
-        match self.pattern {
-            Pattern::Cdc => self.race(chaos, faults, in_process_changes).await,
-            _ => self.race(chaos, faults, in_process).await,
+        let mut mappings = Vec::new();
+        for (salt, duplicates) in [(0xA, true), (0xB, false)] {
+            let processor = self.processor_via(faults).await?;
+            let store = chaos.crashing(processor.store().clone(), salt);
+            let invoker = self.consumer(processor.with_store(store), 16);
+            let invoker = duplicating(invoker, chaos.copies(salt, duplicates), records);
+            mappings.push(chaos.sized(self.trigger(invoker)?, salt));
         }
+        drain_all(&mut mappings).await
     }
 
     async fn sweep(&self, _: &ConsumerChaos, faults: &Faults) -> Result<Option<usize>> {
@@ -195,21 +164,39 @@ impl Harness for Stack {
         println!("order service: {created} orders written ({written}), {} client retries answered from the original order, 1 refused ({})", orders.replayed, refused.status_code);
         println!(
             "pending for rewards: {} events\n",
-            self.count_pending().await?
+            self.pending_for(REWARDS).await?
         );
         Ok(())
     }
 
+    /// The stream into the consumer, then all of it again; then, under the outbox, the
+    /// processed events' expiry. How many events the second delivery brought again.
     async fn demo_deliver(&self, _: &OrderWriter, _: &DemoOrders, n: usize) -> Result<usize> {
-        match self.pattern {
-            Pattern::Cdc => {
-                demo_deliver(self, || {
-                    in_process_changes(self.service_with_retention(0), n)
-                })
-                .await
-            }
-            _ => demo_deliver(self, || in_process(self.service_with_retention(0), n)).await,
+        let consumer = || self.consumer(self.service_with_retention(0), n);
+        let mut trigger = self.trigger(consumer())?;
+        let stats = trigger.drain().await?.clone();
+        println!(
+            "stream → stream-consumer: {} records read, {} filtered out by FilterCriteria, {} delivered in {} invocations",
+            stats.records_read, stats.filtered_out, stats.records_delivered, stats.invocations
+        );
+        let mut replay = self.trigger(consumer())?;
+        let duplicates = replay.drain().await?.records_delivered;
+        println!("redelivery of the whole stream: {duplicates} events delivered again, all recognised as duplicates by the ledger");
+        // Processed events carry expires_at; a TTL sweep deletes them (their REMOVE records never
+        // reach the consumer).
+        if self.pattern == Pattern::Cdc {
+            println!("nothing to clean up: no outbox item was written, no TTL to wait for");
+        } else if self.dynamo.is_embedded() {
+            tokio::time::sleep(Duration::from_millis(1100)).await;
+            let expired = self.dynamo.sweep_ttl().await?;
+            let before = trigger.stats.records_delivered;
+            trigger.drain().await?;
+            println!(
+                "TTL: {expired} processed outbox events expired and deleted (demo retention 0 s; deployed default 7 days); {} of their REMOVE records reached the consumer",
+                trigger.stats.records_delivered - before
+            );
         }
+        Ok(duplicates)
     }
 
     async fn demo_check(
@@ -226,7 +213,7 @@ impl Harness for Stack {
         {
             println!("one of those lines, as CloudWatch receives it:\n{line}");
         }
-        let pending_after = self.count_pending().await?;
+        let pending_after = self.pending_for(REWARDS).await?;
         println!("\npending for rewards: {pending_after} events after the consumer");
         let summary = metrics.summary()?;
         let read_back = (
@@ -245,33 +232,4 @@ impl Harness for Stack {
         );
         Ok("")
     }
-}
-
-/// The stream into `consumer`, then all of it again; then, under the outbox, the processed
-/// events' expiry. How many events the second delivery brought again.
-async fn demo_deliver<I: Invoke>(stack: &Stack, consumer: impl Fn() -> I) -> Result<usize> {
-    let mut trigger = stack.trigger(consumer())?;
-    let stats = trigger.drain().await?.clone();
-    println!(
-        "stream → stream-consumer: {} records read, {} filtered out by FilterCriteria, {} delivered in {} invocations",
-        stats.records_read, stats.filtered_out, stats.records_delivered, stats.invocations
-    );
-    let mut replay = stack.trigger(consumer())?;
-    let duplicates = replay.drain().await?.records_delivered;
-    println!("redelivery of the whole stream: {duplicates} events delivered again, all recognised as duplicates by the ledger");
-    // Processed events carry expires_at; a TTL sweep deletes them (their REMOVE records never
-    // reach the consumer).
-    if stack.pattern == Pattern::Cdc {
-        println!("nothing to clean up: no outbox item was written, no TTL to wait for");
-    } else if stack.dynamo.is_embedded() {
-        tokio::time::sleep(Duration::from_millis(1100)).await;
-        let expired = stack.dynamo.sweep_ttl().await?;
-        let before = trigger.stats.records_delivered;
-        trigger.drain().await?;
-        println!(
-            "TTL: {expired} processed outbox events expired and deleted (demo retention 0 s; deployed default 7 days); {} of their REMOVE records reached the consumer",
-            trigger.stats.records_delivered - before
-        );
-    }
-    Ok(duplicates)
 }

@@ -218,7 +218,7 @@ impl BrokerStack {
     /// queue or its dead letters.
     pub(super) async fn left_behind(&self) -> Result<Vec<Violation>> {
         let mut found = Vec::new();
-        let pending = self.pending_for_relay().await?;
+        let pending = self.stack.pending_for(ORDER_RELAY).await?;
         if pending > 0 {
             found.push(Violation {
                 invariant: Invariant::EventIsProcessed,

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use anyhow::{anyhow, ensure, Result};
 use aws_lambda_events::sqs::SqsEvent;
 use aws_sdk_sqs::types::QueueAttributeName;
-use dynamodb_outbox::dynamodb::{DynamoConsumerStore, PendingEvents};
+use dynamodb_outbox::dynamodb::DynamoConsumerStore;
 use dynamodb_outbox::lambda::{OutboxStream, SqsQueue};
 use dynamodb_outbox::relay::{EventBridgeTarget, Relay};
 use dynamodb_outbox::testing::CrashPoint;
@@ -194,19 +194,6 @@ impl BrokerStack {
         }))
     }
 
-    /// Outbox events the relay has yet to publish, from the sweeper's pending index.
-    pub(super) async fn pending_for_relay(&self) -> Result<usize> {
-        let far_future = service_runtime::Timestamp::now()
-            .plus_seconds(3600)
-            .to_string();
-        let pending =
-            PendingEvents::new(self.stack.dynamo.client.clone(), &self.stack.tables.orders);
-        Ok(pending
-            .waiting_for(ORDER_RELAY, &far_future, usize::MAX)
-            .await?
-            .len())
-    }
-
     /// Messages in `queue`, visible or in flight.
     pub(super) async fn depth(&self, queue: &Queue) -> Result<usize> {
         queue_depth(&self.broker.sqs, &queue.url).await
@@ -282,9 +269,6 @@ impl Harness for BrokerStack {
     fn dynamo(&self) -> &LocalDynamo {
         &self.stack.dynamo
     }
-    fn kinesis_endpoint(&self) -> Option<&str> {
-        None
-    }
     fn tables(&self) -> Tables {
         self.stack.tables.clone()
     }
@@ -340,7 +324,7 @@ impl Harness for BrokerStack {
         println!("order service: {created} orders written (order + outbox event for the relay in one transaction), {} client retries answered from the original order", orders.replayed);
         println!(
             "pending for the relay: {} events\n",
-            self.pending_for_relay().await?
+            self.stack.pending_for(ORDER_RELAY).await?
         );
         Ok(())
     }
@@ -381,7 +365,7 @@ impl Harness for BrokerStack {
         redelivered: usize,
     ) -> Result<&'static str> {
         let created = orders.accepted.len();
-        let pending = self.pending_for_relay().await?;
+        let pending = self.stack.pending_for(ORDER_RELAY).await?;
         let queued = self.depth(&self.broker.queue).await?;
         let dead = self.depth(&self.broker.dead_letter_queue).await?;
         println!(
