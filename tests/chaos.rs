@@ -170,7 +170,8 @@ async fn a_chaos_run_that_injected_no_faults_is_not_a_pass() {
 async fn check_invariants(stack: &Stack, acknowledged: &BTreeSet<String>) -> Vec<Violation> {
     let orders = scan(stack, &stack.tables.orders).await;
     let rewards = scan(stack, &stack.tables.rewards).await;
-    invariants::check(&orders, &rewards, acknowledged)
+    let outbox = EventSource::OutboxItems;
+    invariants::check_source(&orders, &rewards, acknowledged, outbox)
 }
 
 /// Orders placed through the handler and consumed: tables on which every invariant holds.

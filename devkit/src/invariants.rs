@@ -173,22 +173,8 @@ impl Findings {
     }
 }
 
-/// Checks the invariants on the items of the two tables; `acknowledged` holds the ids of every
-/// order whose request was answered 201.
-pub fn check(
-    orders_table: &[Item],
-    rewards_table: &[Item],
-    acknowledged: &BTreeSet<String>,
-) -> Vec<Violation> {
-    check_source(
-        orders_table,
-        rewards_table,
-        acknowledged,
-        EventSource::OutboxItems,
-    )
-}
-
-/// [`check`] for the pattern whose events live in `source`.
+/// Checks the invariants on the items of the two tables, of the pattern whose events live in
+/// `source`; `acknowledged` holds the ids of every order whose request was answered as taken.
 pub fn check_source(
     orders_table: &[Item],
     rewards_table: &[Item],
