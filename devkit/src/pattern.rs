@@ -51,22 +51,11 @@ impl Pattern {
         }
     }
 
-    /// The pattern's SAM template, found from the crate at build time or from the current
-    /// folder (the repository root).
+    /// The pattern's SAM template ([`crate::template::repo_path`]).
     pub fn template_path(self) -> PathBuf {
-        let relative = match self {
-            Pattern::Outbox => "template.yaml",
-            Pattern::Cdc => "patterns/cdc/template.yaml",
-            Pattern::SelfRead => "patterns/self-read/template.yaml",
-            Pattern::Broker => "patterns/broker/template.yaml",
-        };
-        let from_crate = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-            .join("..")
-            .join(relative);
-        if from_crate.exists() {
-            from_crate
-        } else {
-            PathBuf::from(relative)
+        match self {
+            Pattern::Outbox => crate::template::default_path(),
+            other => crate::template::repo_path(&format!("patterns/{other}/template.yaml")),
         }
     }
 }

@@ -94,10 +94,7 @@ impl Check {
 }
 
 fn read_sample(path: &str) -> Result<Json> {
-    let file = crate::template::default_path()
-        .parent()
-        .map(|root| root.join(path))
-        .unwrap_or_else(|| PathBuf::from(path));
+    let file = crate::template::repo_path(path);
     let text = std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
     serde_json::from_slice(&text).with_context(|| format!("{} is not JSON", file.display()))
 }
@@ -139,22 +136,14 @@ pub async fn run(options: SmokeOptions) -> Result<Vec<String>> {
     Ok(report)
 }
 
-/// The functions of one template's build, each started with its template's environment.
+/// The functions of one template's build, each started with its template's environment; their
+/// lines of the report start with `label`.
 struct Build<'a> {
     options: &'a SmokeOptions,
     dir: &'a Path,
     environments: Environments,
+    label: &'static str,
     report: &'a mut Vec<String>,
-}
-
-impl Build<'_> {
-    /// Runs `function` on `checks`; its answers. Its line goes to the report.
-    async fn run(&mut self, function: &str, checks: Vec<Check>) -> Result<Vec<Json>> {
-        let (line, answers) =
-            run_function(self.options, self.dir, &self.environments, function, checks).await?;
-        self.report.push(line);
-        Ok(answers)
-    }
 }
 
 /// `template.yaml`'s four functions (pattern 2's template runs the same four binaries).
@@ -164,11 +153,11 @@ async fn root_template(options: &SmokeOptions, report: &mut Vec<String>) -> Resu
     // elsewhere: the local environment names the table by the server's ARN for it, so the
     // consumer admits its records.
     let environments = local_environment(&stack.template, &stack.dynamo.endpoint, "")?;
-    let dir = &options.build_dir;
     let mut build = Build {
         options,
-        dir,
+        dir: &options.build_dir,
         environments,
+        label: "",
         report,
     };
     let writer = http_samples("events/order-writer/")?;
@@ -250,23 +239,15 @@ async fn cdc_template(options: &SmokeOptions, report: &mut Vec<String>) -> Resul
         &stack.tables.orders_stream_arn,
         0,
     )?];
-    let mut lines = Vec::new();
-    let dir = &options.build_dir;
-    Build {
+    let mut build = Build {
         options,
-        dir,
+        dir: &options.build_dir,
         environments,
-        report: &mut lines,
-    }
-    .run(CONSUMER_FUNCTION, consumer)
-    .await?;
-    check_balances(&stack.rewards, expected::CDC_BALANCES).await?;
-    report.extend(
-        lines
-            .into_iter()
-            .map(|line| format!("pattern 2 (cdc): {line}")),
-    );
-    Ok(())
+        label: "pattern 2 (cdc): ",
+        report,
+    };
+    build.run(CONSUMER_FUNCTION, consumer).await?;
+    check_balances(&stack.rewards, expected::CDC_BALANCES).await
 }
 
 /// Pattern 3's template: the order-publisher, both Kinesis consumers, its rewards API and its
@@ -277,11 +258,11 @@ async fn self_read_template(options: &SmokeOptions, report: &mut Vec<String>) ->
     let stack = SelfReadStack::on(dynamo, kinesis).await?;
     let (template, endpoint) = (&stack.template, &stack.dynamo.endpoint);
     let environments = local_environment(template, endpoint, &stack.kinesis.endpoint)?;
-    let dir = &options.self_read_build_dir;
     let mut build = Build {
         options,
-        dir,
+        dir: &options.self_read_build_dir,
         environments,
+        label: "",
         report,
     };
     let publisher = expected::SELF_READ_HTTP
@@ -347,77 +328,75 @@ async fn outbox_records(stack: &Stack) -> Result<Vec<Json>> {
     Ok(records)
 }
 
-/// Starts the function's bootstrap with the template's environment, serves it the checks'
-/// events one after another through the Runtime API, and checks each answer.
-/// Returns its line of the report and the answers.
-async fn run_function(
-    options: &SmokeOptions,
-    build_dir: &Path,
-    environments: &Environments,
-    function: &str,
-    checks: Vec<Check>,
-) -> Result<(String, Vec<Json>)> {
-    let binary = build_dir.join(function).join("bootstrap");
-    ensure!(
-        binary.is_file(),
-        "{} is missing: run `make build` first",
-        binary.display()
-    );
-    let environment = environments
-        .get(function)
-        .with_context(|| format!("the template has no function {function}"))?;
-    let events = checks.iter().map(|c| c.event.clone()).collect();
-    let stub = RuntimeStub::start(events, checks.len()).await?;
-    let runner: Vec<&str> = options.runner.split_whitespace().collect();
-    let mut command = match runner.split_first() {
-        Some((program, args)) => {
-            let mut command = Command::new(program);
-            command.args(args).arg(&binary);
-            command
-        }
-        None => Command::new(&binary),
-    };
-    let mut child = command
-        .env_clear()
-        .envs(lambda_environment(&stub.runtime_api(), function))
-        .envs(environment.iter())
-        .env("RUST_LOG", "warn")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .with_context(|| format!("starting {}", binary.display()))?;
-    let answered = stub.all_answered(FUNCTION_DEADLINE).await;
-    let _ = child.start_kill();
-    let _ = child.wait().await;
-    let mut stderr = String::new();
-    if let Some(mut pipe) = child.stderr.take() {
-        let _ = pipe.read_to_string(&mut stderr).await;
-    }
-    let counts = answered.with_context(|| format!("{function}: {stderr}"))?;
-    ensure!(
-        counts.init_errors == 0,
-        "{function} failed to start: {stderr}"
-    );
-    let mut answers = Vec::new();
-    for (check, answer) in checks.iter().zip(stub.answers()) {
-        let Answer::Response(bytes) = answer else {
-            bail!("{function}: {} answered an error: {answer:?}", check.what);
-        };
-        let json: Json = serde_json::from_slice(&bytes)
-            .with_context(|| format!("{function}: {} answered no JSON", check.what))?;
+impl Build<'_> {
+    /// Starts the function's bootstrap with the template's environment, serves it the checks'
+    /// events one after another through the Runtime API, and checks each answer; its answers.
+    /// Its line goes to the report.
+    async fn run(&mut self, function: &str, checks: Vec<Check>) -> Result<Vec<Json>> {
+        let binary = self.dir.join(function).join("bootstrap");
         ensure!(
-            (check.expect)(&json),
-            "{function}: {} answered {json}",
-            check.what
+            binary.is_file(),
+            "{} is missing: run `make build` first",
+            binary.display()
         );
-        answers.push(json);
+        let environment = self
+            .environments
+            .get(function)
+            .with_context(|| format!("the template has no function {function}"))?;
+        let events = checks.iter().map(|c| c.event.clone()).collect();
+        let stub = RuntimeStub::start(events, checks.len()).await?;
+        let runner: Vec<&str> = self.options.runner.split_whitespace().collect();
+        let mut command = match runner.split_first() {
+            Some((program, args)) => {
+                let mut command = Command::new(program);
+                command.args(args).arg(&binary);
+                command
+            }
+            None => Command::new(&binary),
+        };
+        let mut child = command
+            .env_clear()
+            .envs(lambda_environment(&stub.runtime_api(), function))
+            .envs(environment.iter())
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .with_context(|| format!("starting {}", binary.display()))?;
+        let answered = stub.all_answered(FUNCTION_DEADLINE).await;
+        let _ = child.start_kill();
+        let _ = child.wait().await;
+        let mut stderr = String::new();
+        if let Some(mut pipe) = child.stderr.take() {
+            let _ = pipe.read_to_string(&mut stderr).await;
+        }
+        let counts = answered.with_context(|| format!("{function}: {stderr}"))?;
+        ensure!(
+            counts.init_errors == 0,
+            "{function} failed to start: {stderr}"
+        );
+        let mut answers = Vec::new();
+        for (check, answer) in checks.iter().zip(stub.answers()) {
+            let Answer::Response(bytes) = answer else {
+                bail!("{function}: {} answered an error: {answer:?}", check.what);
+            };
+            let json: Json = serde_json::from_slice(&bytes)
+                .with_context(|| format!("{function}: {} answered no JSON", check.what))?;
+            ensure!(
+                (check.expect)(&json),
+                "{function}: {} answered {json}",
+                check.what
+            );
+            answers.push(json);
+        }
+        self.report.push(format!(
+            "{}{function}: {} invocations answered as expected ({})",
+            self.label,
+            checks.len(),
+            binary.display()
+        ));
+        Ok(answers)
     }
-    let line = format!(
-        "{function}: {} invocations answered as expected ({})",
-        checks.len(),
-        binary.display()
-    );
-    Ok((line, answers))
 }

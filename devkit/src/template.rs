@@ -66,13 +66,21 @@ pub struct FunctionSpec {
     pub binary: String,
 }
 
-/// The project's `template.yaml`, found from the crate at build time or from the current folder.
+/// The project's `template.yaml`.
 pub fn default_path() -> PathBuf {
-    let from_crate = Path::new(env!("CARGO_MANIFEST_DIR")).join("../template.yaml");
+    repo_path("template.yaml")
+}
+
+/// A file of the repository (a template, a sample event), found from the crate at build time or
+/// from the current folder (the repository root).
+pub fn repo_path(relative: &str) -> PathBuf {
+    let from_crate = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join(relative);
     if from_crate.exists() {
         from_crate
     } else {
-        PathBuf::from("template.yaml")
+        PathBuf::from(relative)
     }
 }
 
