@@ -56,21 +56,18 @@ impl LocalBroker {
         // on-failure queue too): the inbox's and its dead-letter queue are picked by id.
         let specs = queues(template)?;
         let mut created = create_queues(template, &sqs).await?;
-        let mut take = |id: &str| -> Result<Queue> {
+        // Each with its RedrivePolicy's maxReceiveCount, if it has one.
+        let mut take = |id: &str| -> Result<(Queue, Option<i64>)> {
             let spec = specs.iter().find(|spec| spec.logical_id == id);
             let (Some(spec), Some(local)) = (spec, created.remove(id)) else {
                 bail!("{id} is not a queue of the template");
             };
             let (name, url, arn) = (spec.name.clone(), local.url, local.arn);
-            Ok(Queue { name, url, arn })
+            let max_receive_count = spec.dead_letter.as_ref().map(|(_, count)| *count);
+            Ok((Queue { name, url, arn }, max_receive_count))
         };
-        let (queue, dead_letter_queue) = (take(QUEUE)?, take(DEAD_LETTER_QUEUE)?);
-        let max_receive_count = specs
-            .iter()
-            .find(|spec| spec.logical_id == QUEUE)
-            .and_then(|spec| spec.dead_letter.as_ref())
-            .map(|(_, count)| *count)
-            .ok_or_else(|| anyhow!("{QUEUE} has no RedrivePolicy"))?;
+        let ((queue, redrive), (dead_letter_queue, _)) = (take(QUEUE)?, take(DEAD_LETTER_QUEUE)?);
+        let max_receive_count = redrive.ok_or_else(|| anyhow!("{QUEUE} has no RedrivePolicy"))?;
 
         let bus = text(&template.properties(BUS)?, "Name")?;
         events

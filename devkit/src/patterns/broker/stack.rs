@@ -82,20 +82,18 @@ impl BrokerStack {
     /// The embedded DynamoDB (or `AWS_ENDPOINT_URL`'s) and a fresh moto server.
     pub async fn start() -> Result<Self> {
         let moto = LocalMoto::start().await.map_err(|e| anyhow!("{}", e.0))?;
-        Self::on(moto).await
+        Self::on_dynamo(LocalDynamo::start().await?, moto).await
     }
 
     /// For tests: the stack, or `None` after printing why it was skipped
     /// ([`LocalMoto::start_or_skip`]).
     pub async fn start_or_skip(test: &str) -> Result<Option<Self>> {
-        match LocalMoto::start_or_skip(test).await? {
-            Some(moto) => Ok(Some(Self::on(moto).await?)),
-            None => Ok(None),
-        }
-    }
-
-    async fn on(moto: LocalMoto) -> Result<Self> {
-        Self::on_dynamo(LocalDynamo::start().await?, moto).await
+        let Some(moto) = LocalMoto::start_or_skip(test).await? else {
+            return Ok(None);
+        };
+        Ok(Some(
+            Self::on_dynamo(LocalDynamo::start().await?, moto).await?,
+        ))
     }
 
     /// The template's tables on `dynamo`, and the bus, rule and queues on `moto`.
