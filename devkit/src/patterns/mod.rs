@@ -28,11 +28,13 @@ pub(crate) trait OrderApi {
 
 /// One pattern's local stack, as the chaos run and the demo drive it.
 pub(crate) trait Harness {
-    /// What the order API answers an order it took: 201 (stored) or 202 (published).
-    const ACCEPTED: i64;
+    /// What the order API answers an order it took: 201 (stored), or 202 (published).
+    const ACCEPTED: i64 = 201;
     /// Where a crashing consumer dies: before its second write (the mark or the release) when it
     /// makes two, right after its one commit otherwise.
-    fn crash_point(&self) -> CrashPoint;
+    fn crash_point(&self) -> CrashPoint {
+        CrashPoint::AfterCommit
+    }
     type Api: OrderApi;
 
     fn dynamo(&self) -> &LocalDynamo;
@@ -46,8 +48,10 @@ pub(crate) trait Harness {
     }
     fn tables(&self) -> Tables;
     fn rewards(&self) -> &DynamoRewardsStore;
-    /// Where the events the invariants speak of live.
-    fn events(&self) -> EventSource;
+    /// Where the events the invariants speak of live: outbox items, unless the pattern has none.
+    fn events(&self) -> EventSource {
+        EventSource::OutboxItems
+    }
 
     /// The order API, its clients through `faults` when given.
     async fn order_api(&self, faults: Option<&Faults>) -> Result<Self::Api>;

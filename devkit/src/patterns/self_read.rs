@@ -20,8 +20,6 @@ use rewards_service::handlers::sweeper::Sweeper;
 use rewards_service::service::RewardsProcessor;
 use rewards_service::store::dynamodb::DynamoRewardsStore;
 
-use dynamodb_outbox::testing::CrashPoint;
-
 use super::{Harness, OrderApi};
 use crate::chaos::{drain_all, duplicating, replay_given_up, ConsumerChaos, Faults};
 use crate::demo::{api_request, DemoOrders};
@@ -234,10 +232,6 @@ async fn get(api: &Publisher, order_id: &str) -> Result<ApiGatewayV2httpResponse
 impl Harness for SelfReadStack {
     const ACCEPTED: i64 = 202;
     type Api = Publisher;
-
-    fn crash_point(&self) -> CrashPoint {
-        CrashPoint::AfterCommit
-    }
 
     fn dynamo(&self) -> &LocalDynamo {
         &self.dynamo

@@ -61,7 +61,6 @@ fn records(event: &mut Event) -> &mut Vec<EventRecord> {
 }
 
 impl Harness for Stack {
-    const ACCEPTED: i64 = 201;
     type Api = OrderWriter;
 
     /// The outbox's consumer finishes an event in its commit's transaction (it is the event's

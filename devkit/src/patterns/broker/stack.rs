@@ -24,7 +24,7 @@ use rewards_service::store::dynamodb::DynamoRewardsStore;
 use super::{LocalBroker, Queue};
 use crate::chaos::{ConsumerChaos, Faults};
 use crate::demo::DemoOrders;
-use crate::invariants::{EventSource, Violation};
+use crate::invariants::Violation;
 use crate::local::{LocalDynamo, Tables};
 use crate::mapping::handler;
 use crate::mapping::sqs::{SqsMapping, SqsSettings};
@@ -257,9 +257,9 @@ fn inbox_settings(template: &Template) -> Result<SqsSettings> {
 }
 
 impl Harness for BrokerStack {
-    const ACCEPTED: i64 = 201;
     type Api = OrderWriter;
 
+    /// The relay marks the outbox item after it published.
     fn crash_point(&self) -> CrashPoint {
         CrashPoint::BeforeDone
     }
@@ -272,9 +272,6 @@ impl Harness for BrokerStack {
     }
     fn rewards(&self) -> &DynamoRewardsStore {
         &self.stack.rewards
-    }
-    fn events(&self) -> EventSource {
-        EventSource::OutboxItems
     }
 
     async fn order_api(&self, faults: Option<&Faults>) -> Result<OrderWriter> {
