@@ -186,7 +186,11 @@ async fn the_self_read_samples_are_answered_by_the_order_publisher_and_handled_b
         let r = reply(stack.call(&publisher, read(path)).await);
         assert_eq!(r.status, *status, "{path}: {:?}", r.json);
     }
-    let env: serde_json::Value = read(devkit::samples::env_paths(devkit::Pattern::SelfRead).0);
+    let env: serde_json::Value = read(
+        devkit::samples::env_paths(devkit::Pattern::SelfRead)
+            .unwrap()
+            .0,
+    );
     for (function, path, applied, duplicates) in SELF_READ_KINESIS {
         let function = *function;
         let mut event: KinesisEvent = read(path);
@@ -310,7 +314,7 @@ fn the_env_vars_file_covers_every_function_variable_of_the_template() {
 #[test]
 fn each_patterns_env_files_cover_every_function_variable_of_its_template() {
     for pattern in PATTERNS {
-        let (env_json, local_env) = devkit::samples::env_paths(pattern);
+        let (env_json, local_env) = devkit::samples::env_paths(pattern).unwrap();
         let env: serde_json::Value = read(env_json);
         let template = devkit::Template::load(&pattern.template_path()).unwrap();
         let functions = template.functions().unwrap();
@@ -384,7 +388,7 @@ fn every_file_in_events_is_covered_and_matches_what_make_events_generates() {
         .chain(OTHER.iter().copied())
         .chain([REDRIVE.0])
         .chain(PATTERNS.iter().flat_map(|p| {
-            let (env_json, local_env) = devkit::samples::env_paths(*p);
+            let (env_json, local_env) = devkit::samples::env_paths(*p).unwrap();
             [env_json, local_env]
         }))
         .collect();

@@ -245,12 +245,14 @@ async fn ddb(
         ),
     }
     println!("use it with: AWS_ENDPOINT_URL={endpoint} AWS_REGION=us-east-1 AWS_ACCESS_KEY_ID=local AWS_SECRET_ACCESS_KEY=local");
-    let (env_json, _) = samples::env_paths(pattern);
     let template_flag = match pattern {
         Pattern::Outbox => String::new(),
         other => format!("-t patterns/{other}/template.yaml "),
     };
-    println!("from sam local (Docker): sam local invoke {template_flag}<Function> -e events/... --env-vars {env_json}");
+    match samples::env_paths(pattern) {
+        Some((env_json, _)) => println!("from sam local (Docker): sam local invoke {template_flag}<Function> -e events/... --env-vars {env_json}"),
+        None => println!("the {pattern} deployment's functions also call EventBridge and SQS, which this server does not serve: `make demo PATTERN={pattern}` runs it whole, on moto"),
+    }
     if let Some(db) = stack.dynamo.database().filter(|_| ttl_every > 0) {
         tokio::spawn(async move {
             let mut every = tokio::time::interval(Duration::from_secs(ttl_every));

@@ -347,21 +347,21 @@ fn kinesis_record(n: u32, partition_key: &str, data: &[u8]) -> Json {
 /// watch --env-file`). Each pattern has its own: the pattern templates reuse function ids of the
 /// root template (`RewardsApiFunction`, `OrderWriterFunction`) with other tables, and
 /// `cargo lambda watch` gives all functions one environment, which holds one `ORDERS_TABLE`.
-pub fn env_paths(pattern: Pattern) -> (&'static str, &'static str) {
+///
+/// `None` for the broker deployment: its functions also call EventBridge and SQS, which
+/// `make ddb` does not serve; `make demo PATTERN=broker` runs it whole, on moto.
+pub fn env_paths(pattern: Pattern) -> Option<(&'static str, &'static str)> {
     match pattern {
-        Pattern::Outbox => ("events/env.json", WATCH_ENV_PATH),
-        Pattern::Cdc => (
+        Pattern::Outbox => Some(("events/env.json", WATCH_ENV_PATH)),
+        Pattern::Cdc => Some((
             "events/patterns/cdc/env.json",
             "events/patterns/cdc/local.env",
-        ),
-        Pattern::SelfRead => (
+        )),
+        Pattern::SelfRead => Some((
             "events/patterns/self-read/env.json",
             "events/patterns/self-read/local.env",
-        ),
-        Pattern::Broker => (
-            "events/patterns/broker/env.json",
-            "events/patterns/broker/local.env",
-        ),
+        )),
+        Pattern::Broker => None,
     }
 }
 
@@ -480,9 +480,12 @@ pub fn write_all(root: &Path, template: &Template) -> Result<Vec<String>> {
         ));
     }
     files.push((WATCH_ENV_PATH, watch_env(template)?));
-    for pattern in [Pattern::Cdc, Pattern::SelfRead] {
+    // The root template's are written above; the broker deployment has none.
+    let patterns = Pattern::DEPLOYMENTS
+        .into_iter()
+        .filter(|p| *p != Pattern::Outbox);
+    for (pattern, (env_json, local_env)) in patterns.filter_map(|p| Some((p, env_paths(p)?))) {
         let template = Template::load(&pattern.template_path())?;
-        let (env_json, local_env) = env_paths(pattern);
         files.push((
             env_json,
             serde_json::to_string_pretty(&env_vars(&template)?)? + "\n",
