@@ -28,11 +28,15 @@ pub fn draw(path: &Path, figures: &[Figures], shards: usize) -> Result<()> {
     ];
     let caption = "end to end: API answer → reward visible (ms)";
     pane(&left, caption, "ms", figures, shards, &percentiles, false).map_err(|e| err(&e))?;
-    let parts: [Series; 3] = [
+    // Every term of `Figures::month_total`, so each bar is as high as the headline's total.
+    let parts: [Series; 4] = [
         ("DynamoDB requests", BLUE_, |f, _| {
             f.month_dynamodb_requests()
         }),
         ("Kinesis", RGBColor(120, 180, 90), |f, s| f.month_kinesis(s)),
+        ("EventBridge + SQS", RGBColor(150, 110, 190), |f, _| {
+            f.month_broker()
+        }),
         ("storage", RGBColor(160, 160, 160), |f, _| f.month_storage()),
     ];
     let caption = "a month at 1M orders a day (USD)";
