@@ -61,16 +61,63 @@ async fn kinesis(test: &str) -> Option<LocalKinesis> {
         .expect("the local Kinesis (kinesalite)")
 }
 
-/// The template's stream created on `kinesis` with `shards` shards (the template says 2), and
-/// the consumer's mapping settings.
+/// Kinesalite with the template's stream created on it with `shards` shards (the template says
+/// 2), and the consumer's mapping settings; `None` when the test is skipped.
 async fn stream_and_source(
-    kinesis: &LocalKinesis,
+    test: &str,
     shards: i32,
-) -> (StreamDescription, EventSource) {
+) -> Option<(LocalKinesis, StreamDescription, EventSource)> {
+    let kinesis = kinesis(test).await?;
     let template = Template::parse(TEMPLATE).unwrap();
     let spec = template.kinesis_streams().unwrap().remove(0);
     let stream = kinesis.create_stream(&spec.name, shards).await.unwrap();
-    (stream, template.kinesis_source(CONSUMER).unwrap())
+    Some((kinesis, stream, template.kinesis_source(CONSUMER).unwrap()))
+}
+
+/// The consumer's mapping over a one-shard stream, drained once: what a test of its retries
+/// looks at.
+struct OneShard<I> {
+    kinesis: LocalKinesis,
+    stream: StreamDescription,
+    /// The records put before the mapping started, in put order.
+    sequences: Vec<String>,
+    trigger: KinesisTrigger<I>,
+    log: Arc<Mutex<Vec<KinesisEvent>>>,
+}
+
+/// Puts each of `data` under one key on a one-shard stream, then drains the mapping to a
+/// [`recording`] handler that answers as `answer_for(the records' sequence numbers)` says.
+async fn one_shard<F>(
+    test: &str,
+    data: &[impl AsRef<str>],
+    answer_for: impl FnOnce(&[String]) -> F,
+) -> Option<OneShard<impl Invoke<KinesisEvent>>>
+where
+    F: Fn(usize, &KinesisEvent) -> Result<KinesisEventResponse, String> + Send + Sync,
+{
+    let (kinesis, stream, source) = stream_and_source(test, 1).await?;
+    let sequences = put_all(&kinesis, &stream.name, "k", data.iter().map(AsRef::as_ref)).await;
+    let (handler, log) = recording(answer_for(&sequences));
+    let trigger = drained(&kinesis, source, &stream.name, handler).await;
+    Some(OneShard {
+        kinesis,
+        stream,
+        sequences,
+        trigger,
+        log,
+    })
+}
+
+impl<I> OneShard<I> {
+    /// Each invocation's sequence numbers, in order.
+    fn batches(&self) -> Vec<Vec<String>> {
+        self.log
+            .lock()
+            .unwrap()
+            .iter()
+            .map(sequence_numbers)
+            .collect()
+    }
 }
 
 /// Puts `data` under `key` and returns the record's shard and sequence number.
@@ -101,10 +148,9 @@ async fn put_all<'a>(
     sequences
 }
 
-/// `n` records under one key (`r0`, `r1`, ...): their sequence numbers.
-async fn put_n(kinesis: &LocalKinesis, stream: &str, key: &str, n: usize) -> Vec<String> {
-    let data: Vec<String> = (0..n).map(|i| format!("r{i}")).collect();
-    put_all(kinesis, stream, key, data.iter().map(String::as_str)).await
+/// `n` records' data: `r0`, `r1`, ...
+fn numbered(n: usize) -> Vec<String> {
+    (0..n).map(|i| format!("r{i}")).collect()
 }
 
 /// The mapping of `source` from `stream` to `handler`, after it delivered all there is.
@@ -119,11 +165,6 @@ async fn drained<I: Invoke<KinesisEvent>>(
         .unwrap();
     trigger.drain().await.unwrap();
     trigger
-}
-
-/// Each invocation's sequence numbers, in order.
-fn batches(log: &Mutex<Vec<KinesisEvent>>) -> Vec<Vec<String>> {
-    log.lock().unwrap().iter().map(sequence_numbers).collect()
 }
 
 /// A handler that keeps every event it gets and answers with `answer(invocation, event)`.
@@ -153,12 +194,23 @@ fn sequence_numbers(event: &KinesisEvent) -> Vec<String> {
         .collect()
 }
 
-fn failing(sequence_numbers: &[&str]) -> KinesisEventResponse {
+fn failing(sequence_numbers: &[impl AsRef<str>]) -> KinesisEventResponse {
     let mut response = KinesisEventResponse::default();
     for sequence in sequence_numbers {
-        response.add_failure(*sequence);
+        response.add_failure(sequence.as_ref());
     }
     response
+}
+
+/// An answer that reports `sequence_numbers` as failed on the first invocation, and no failure
+/// after it.
+fn failing_first_time(
+    sequence_numbers: Vec<String>,
+) -> impl Fn(usize, &KinesisEvent) -> Result<KinesisEventResponse, String> + Send + Sync {
+    move |invocation, _| match invocation {
+        0 => Ok(failing(&sequence_numbers)),
+        _ => Ok(KinesisEventResponse::default()),
+    }
 }
 
 fn data_of(record: &aws_lambda_events::kinesis::KinesisEventRecord) -> String {
@@ -328,11 +380,14 @@ async fn kinesalite_puts_each_keys_records_in_order_on_one_of_two_shards() {
 
 #[tokio::test]
 async fn the_trigger_delivers_every_record_in_lambdas_kinesis_shape() {
-    let Some(kinesis) = kinesis("the_trigger_delivers_every_record_in_lambdas_kinesis_shape").await
+    let Some((kinesis, stream, source)) = stream_and_source(
+        "the_trigger_delivers_every_record_in_lambdas_kinesis_shape",
+        2,
+    )
+    .await
     else {
         return;
     };
-    let (stream, source) = stream_and_source(&kinesis, 2).await;
     let mut put_records = HashMap::new();
     let mut put_order: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for round in 0..5 {
@@ -418,72 +473,60 @@ async fn the_trigger_delivers_every_record_in_lambdas_kinesis_shape() {
 
 #[tokio::test]
 async fn a_reported_failure_is_retried_from_the_lowest_reported_record() {
-    let Some(kinesis) =
-        kinesis("a_reported_failure_is_retried_from_the_lowest_reported_record").await
+    let test = "a_reported_failure_is_retried_from_the_lowest_reported_record";
+    let Some(run) = one_shard(test, &numbered(6), |sequences| {
+        failing_first_time(vec![sequences[5].clone(), sequences[3].clone()])
+    })
+    .await
     else {
         return;
     };
-    let (stream, source) = stream_and_source(&kinesis, 1).await;
-    let sequences = put_n(&kinesis, &stream.name, "one-key", 6).await;
-    let (third, fifth) = (sequences[3].clone(), sequences[5].clone());
-    let (handler, log) = recording(move |invocation, _| {
-        Ok(match invocation {
-            0 => failing(&[&fifth, &third]),
-            _ => KinesisEventResponse::default(),
-        })
-    });
-    let trigger = drained(&kinesis, source, &stream.name, handler).await;
-    let batches = batches(&log);
-    assert_eq!(batches, vec![sequences.clone(), sequences[3..].to_vec()]);
-    assert_eq!(trigger.stats.partial_failures, 1);
-    assert!(trigger.on_failure.is_empty());
+    let sequences = &run.sequences;
     assert_eq!(
-        trigger.checkpoint(&stream.shard_ids[0]),
+        run.batches(),
+        vec![sequences.clone(), sequences[3..].to_vec()]
+    );
+    assert_eq!(run.trigger.stats.partial_failures, 1);
+    assert!(run.trigger.on_failure.is_empty());
+    assert_eq!(
+        run.trigger.checkpoint(&run.stream.shard_ids[0]),
         Some(sequences[5].as_str())
     );
 }
 
 #[tokio::test]
 async fn an_unknown_failure_identifier_retries_the_whole_batch() {
-    let Some(kinesis) = kinesis("an_unknown_failure_identifier_retries_the_whole_batch").await
-    else {
+    let test = "an_unknown_failure_identifier_retries_the_whole_batch";
+    let unknown = || failing_first_time(vec!["not-a-sequence-number".to_owned()]);
+    let Some(run) = one_shard(test, &numbered(3), |_| unknown()).await else {
         return;
     };
-    let (stream, source) = stream_and_source(&kinesis, 1).await;
-    let sequences = put_n(&kinesis, &stream.name, "k", 3).await;
-    let (handler, log) = recording(|invocation, _| {
-        Ok(match invocation {
-            0 => failing(&["not-a-sequence-number"]),
-            _ => KinesisEventResponse::default(),
-        })
-    });
-    drained(&kinesis, source, &stream.name, handler).await;
-    let batches = batches(&log);
-    assert_eq!(batches, vec![sequences.clone(), sequences]);
+    assert_eq!(
+        run.batches(),
+        vec![run.sequences.clone(), run.sequences.clone()]
+    );
 }
 
 #[tokio::test]
 async fn the_retry_cap_sends_the_rest_of_the_batch_to_the_on_failure_destination() {
-    let Some(kinesis) =
-        kinesis("the_retry_cap_sends_the_rest_of_the_batch_to_the_on_failure_destination").await
+    let test = "the_retry_cap_sends_the_rest_of_the_batch_to_the_on_failure_destination";
+    let Some(mut run) = one_shard(test, &numbered(5), |sequences| {
+        let stuck = sequences[2].clone();
+        move |_, _| Ok(failing(&[&stuck]))
+    })
+    .await
     else {
         return;
     };
-    let (stream, source) = stream_and_source(&kinesis, 1).await;
-    let sequences = put_n(&kinesis, &stream.name, "k", 5).await;
-    let stuck = sequences[2].clone();
-    let (handler, log) = recording(move |_, _| Ok(failing(&[&stuck])));
-    let mut trigger = drained(&kinesis, source, &stream.name, handler).await;
-
-    let batches = batches(&log);
+    let (sequences, stream) = (run.sequences.clone(), &run.stream);
     let rest = sequences[2..].to_vec();
     assert_eq!(
-        batches,
+        run.batches(),
         vec![sequences.clone(), rest.clone(), rest],
         "one invocation and MaximumRetryAttempts (2) retries from the failed record"
     );
-    assert_eq!(trigger.on_failure.len(), 1);
-    let message = &trigger.on_failure[0];
+    assert_eq!(run.trigger.on_failure.len(), 1);
+    let message = &run.trigger.on_failure[0];
     assert_eq!(
         message["requestContext"]["condition"],
         "RetryAttemptsExhausted"
@@ -496,46 +539,39 @@ async fn the_retry_cap_sends_the_rest_of_the_batch_to_the_on_failure_destination
     assert_eq!(info["batchSize"], 3);
     assert_eq!(info["streamArn"], stream.arn);
     assert_eq!(
-        trigger.checkpoint(&stream.shard_ids[0]),
+        run.trigger.checkpoint(&stream.shard_ids[0]),
         Some(sequences[4].as_str()),
         "the mapping moves past what it gave up on"
     );
 
-    let next = put(&kinesis, &stream.name, "k", "next").await.1;
-    trigger.drain().await.unwrap();
+    let next = put(&run.kinesis, &stream.name, "k", "next").await.1;
+    run.trigger.drain().await.unwrap();
     assert_eq!(
-        log.lock().unwrap().last().map(sequence_numbers),
+        run.log.lock().unwrap().last().map(sequence_numbers),
         Some(vec![next])
     );
 }
 
 #[tokio::test]
 async fn a_function_error_bisects_the_batch_down_to_the_poison_record() {
-    let Some(kinesis) =
-        kinesis("a_function_error_bisects_the_batch_down_to_the_poison_record").await
+    let test = "a_function_error_bisects_the_batch_down_to_the_poison_record";
+    let data = ["ok-0", "ok-1", "ok-2", "poison"];
+    let Some(run) = one_shard(test, &data, |_| {
+        |_, event: &KinesisEvent| {
+            if event.records.iter().any(|r| data_of(r) == "poison") {
+                Err("cannot handle poison".to_owned())
+            } else {
+                Ok(KinesisEventResponse::default())
+            }
+        }
+    })
+    .await
     else {
         return;
     };
-    let (stream, source) = stream_and_source(&kinesis, 1).await;
-    let sequences = put_all(
-        &kinesis,
-        &stream.name,
-        "k",
-        ["ok-0", "ok-1", "ok-2", "poison"],
-    )
-    .await;
-    let (handler, log) = recording(|_, event| {
-        if event.records.iter().any(|r| data_of(r) == "poison") {
-            Err("cannot handle poison".to_owned())
-        } else {
-            Ok(KinesisEventResponse::default())
-        }
-    });
-    let trigger = drained(&kinesis, source, &stream.name, handler).await;
-    let batches = batches(&log);
-    let records = |range: std::ops::Range<usize>| sequences[range].to_vec();
+    let records = |range: std::ops::Range<usize>| run.sequences[range].to_vec();
     assert_eq!(
-        batches,
+        run.batches(),
         vec![
             records(0..4),
             records(0..2),
@@ -545,20 +581,21 @@ async fn a_function_error_bisects_the_batch_down_to_the_poison_record() {
         ],
         "halved on each function error while retries last"
     );
-    assert_eq!(trigger.on_failure.len(), 1);
-    let info = &trigger.on_failure[0]["KinesisBatchInfo"];
+    assert_eq!(run.trigger.on_failure.len(), 1);
+    let info = &run.trigger.on_failure[0]["KinesisBatchInfo"];
     assert_eq!(
         (&info["startSequenceNumber"], &info["batchSize"]),
-        (&json!(sequences[3]), &json!(1))
+        (&json!(run.sequences[3]), &json!(1))
     );
 }
 
 #[tokio::test]
 async fn the_shards_are_polled_in_parallel() {
-    let Some(kinesis) = kinesis("the_shards_are_polled_in_parallel").await else {
+    let Some((kinesis, stream, source)) =
+        stream_and_source("the_shards_are_polled_in_parallel", 2).await
+    else {
         return;
     };
-    let (stream, source) = stream_and_source(&kinesis, 2).await;
     let mut shards_with_a_record = BTreeSet::new();
     for key in (0..64).map(|k| format!("key-{k}")) {
         if shards_with_a_record.len() == 2 {
@@ -637,12 +674,14 @@ async fn filter_criteria_see_the_records_json_data_and_the_checkpoint_passes_wha
 
 #[tokio::test]
 async fn following_a_stream_delivers_records_written_after_it_started_then_stops() {
-    let Some(kinesis) =
-        kinesis("following_a_stream_delivers_records_written_after_it_started_then_stops").await
+    let Some((kinesis, stream, mut source)) = stream_and_source(
+        "following_a_stream_delivers_records_written_after_it_started_then_stops",
+        2,
+    )
+    .await
     else {
         return;
     };
-    let (stream, mut source) = stream_and_source(&kinesis, 2).await;
     source.polling_interval = std::time::Duration::from_millis(20);
     let mut written = BTreeSet::new();
     for key in ["a", "b"] {
