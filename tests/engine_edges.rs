@@ -13,70 +13,9 @@ use dynamodb_outbox::dynamodb::{
 };
 use dynamodb_outbox::testing::schema;
 use dynamodb_outbox::testing::{Committed, Step, StoreOps};
-use dynamodb_outbox::{
-    BatchOutcome, Consumer, Counter, Effect, Envelope, HandlerError, ItemKey, PoisonPolicy,
-    Processor, Source, Takes,
-};
-use outbox_tests::{moved, n, s, scan, stack, Item, Moved, Stack};
+use dynamodb_outbox::{BatchOutcome, Effect, Envelope, PoisonPolicy, Processor, Source};
+use outbox_tests::{balance_pk, moved, n, s, scan, stack, Item, Moved, Stack, Tally, BALANCE_SK};
 use serde_dynamo::AttributeValue;
-
-/// Sums the moves of each account in its table.
-#[derive(Debug)]
-struct Tally {
-    name: String,
-    table: String,
-    policy: PoisonPolicy,
-}
-
-const BALANCE_SK: &str = "BALANCE";
-
-fn balance_pk(account: &str) -> String {
-    format!("ACCOUNT#{account}")
-}
-
-impl Consumer for Tally {
-    type Payload = Moved;
-    fn name(&self) -> &str {
-        &self.name
-    }
-    fn takes(&self) -> Vec<Takes> {
-        vec![Takes::versions("Moved", 1..=1)]
-    }
-    fn on_poison(&self) -> PoisonPolicy {
-        self.policy
-    }
-    async fn effect(&self, event: &Envelope<Moved>) -> Result<Effect, HandlerError> {
-        let m = &event.payload;
-        if m.poison {
-            return Err(HandlerError::Poison("marked poison by the test".into()));
-        }
-        let balance = Counter {
-            table: self.table.clone(),
-            key: ItemKey {
-                pk: balance_pk(&m.account),
-                sk: BALANCE_SK.into(),
-            },
-            attribute: "cents".into(),
-        };
-        let mut effect = match m.limit {
-            Some(limit) => Effect::new().add_at_most(balance, m.cents, limit),
-            None => Effect::new().add(balance, m.cents),
-        };
-        if m.pad > 0 {
-            let padding: serde_dynamo::Item = std::collections::HashMap::from([
-                (
-                    "pk".to_owned(),
-                    AttributeValue::S(format!("PAD#{}", event.event_id)),
-                ),
-                ("sk".to_owned(), AttributeValue::S("PAD".into())),
-                ("blob".to_owned(), AttributeValue::S("x".repeat(m.pad))),
-            ])
-            .into();
-            effect = effect.put(&self.table, padding);
-        }
-        Ok(effect)
-    }
-}
 
 struct Bench {
     stack: Stack,
@@ -106,11 +45,7 @@ impl Bench {
     }
 
     fn tally(&self, name: &str, policy: PoisonPolicy) -> Processor<Tally, DynamoConsumerStore> {
-        let tally = Tally {
-            name: name.into(),
-            table: self.stack.tables.rewards.clone(),
-            policy,
-        };
+        let tally = Tally::new(name, &self.stack.tables.rewards, policy);
         Processor::new(
             tally,
             self.store(),

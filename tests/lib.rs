@@ -8,7 +8,9 @@ use aws_lambda_events::encodings::Body;
 use aws_sdk_dynamodb::types::AttributeValue;
 pub use devkit::Stack;
 use dynamodb_outbox::testing::schema;
-use dynamodb_outbox::Event;
+use dynamodb_outbox::{
+    Consumer, Counter, Effect, Envelope, Event, HandlerError, ItemKey, PoisonPolicy, Takes,
+};
 use lambda_runtime::{Context, LambdaEvent};
 use order_service::handlers::order_api;
 use order_service::schema as orders;
@@ -53,6 +55,83 @@ impl Event for Moved {
     const AGGREGATE_TYPE: &'static str = "Account";
     fn aggregate_id(&self) -> String {
         self.account.clone()
+    }
+}
+
+/// The suites' consumer of [`Moved`]: sums the moves of each account in its table, at the
+/// account's [`balance_pk`] and [`BALANCE_SK`], as far as the move's limit allows; a move marked
+/// poison is refused as poison, and one with padding also puts an item that large.
+#[derive(Debug)]
+pub struct Tally {
+    name: String,
+    table: String,
+    policy: PoisonPolicy,
+}
+
+pub const BALANCE_SK: &str = "BALANCE";
+
+pub fn balance_pk(account: &str) -> String {
+    format!("ACCOUNT#{account}")
+}
+
+impl Tally {
+    /// The consumer `name`, writing balances to `table`, treating poison as `policy` says.
+    pub fn new(name: &str, table: &str, policy: PoisonPolicy) -> Self {
+        Self {
+            name: name.to_owned(),
+            table: table.to_owned(),
+            policy,
+        }
+    }
+}
+
+impl Consumer for Tally {
+    type Payload = Moved;
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn takes(&self) -> Vec<Takes> {
+        vec![Takes::versions(Moved::EVENT_TYPE, 1..=1)]
+    }
+    fn on_poison(&self) -> PoisonPolicy {
+        self.policy
+    }
+    async fn effect(&self, event: &Envelope<Moved>) -> Result<Effect, HandlerError> {
+        let m = &event.payload;
+        if m.poison {
+            return Err(HandlerError::Poison("marked poison by the test".into()));
+        }
+        let balance = Counter {
+            table: self.table.clone(),
+            key: ItemKey {
+                pk: balance_pk(&m.account),
+                sk: BALANCE_SK.into(),
+            },
+            attribute: "cents".into(),
+        };
+        let mut effect = match m.limit {
+            Some(limit) => Effect::new().add_at_most(balance, m.cents, limit),
+            None => Effect::new().add(balance, m.cents),
+        };
+        if m.pad > 0 {
+            let padding: serde_dynamo::Item = HashMap::from([
+                (
+                    "pk".to_owned(),
+                    serde_dynamo::AttributeValue::S(format!("PAD#{}", event.event_id)),
+                ),
+                (
+                    "sk".to_owned(),
+                    serde_dynamo::AttributeValue::S("PAD".into()),
+                ),
+                (
+                    "blob".to_owned(),
+                    serde_dynamo::AttributeValue::S("x".repeat(m.pad)),
+                ),
+            ])
+            .into();
+            effect = effect.put(&self.table, padding);
+        }
+        Ok(effect)
     }
 }
 
