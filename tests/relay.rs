@@ -97,23 +97,7 @@ async fn sns_standard_and_fifo_reach_an_sqs_subscription_with_each_keys_events_i
     let sns = rig.moto.sns().await;
     for name in ["orders", "orders.fifo"] {
         let url = rig.queue(&format!("rewards-{name}")).await;
-        let mut topic = sns.create_topic().name(name);
-        if name.ends_with(".fifo") {
-            topic = topic.attributes("FifoTopic", "true");
-        }
-        let topic = topic
-            .send()
-            .await
-            .expect("a topic")
-            .topic_arn
-            .expect("an ARN");
-        sns.subscribe()
-            .topic_arn(&topic)
-            .protocol("sqs")
-            .endpoint(queue_arn(&format!("rewards-{name}")))
-            .send()
-            .await
-            .expect("subscribed");
+        let topic = rig.topic_into(name, &format!("rewards-{name}")).await;
         // Each topic its own relay, with its own route and progress.
         let relay = rig.processor_named(&relay_of(name), SnsTarget::new(sns.clone(), &topic));
 

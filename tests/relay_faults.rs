@@ -14,10 +14,12 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use aws_sdk_sqs::config::retry::RetryConfig;
-use devkit::moto::queue_arn;
 use devkit::proxy::{Fault, FaultPlan, FaultProxy};
+use dynamodb_outbox::dynamodb::DynamoConsumerStore;
+use dynamodb_outbox::relay::Relay;
 use dynamodb_outbox::relay::{EventBridgeTarget, SnsTarget, SqsTarget};
 use dynamodb_outbox::testing::StoreOps;
+use dynamodb_outbox::Processor;
 use rig::{drain, envelope, in_order, numbers_by_key, Received, Rig, RELAY};
 
 /// A message moto's SNS refuses (it takes 256 KiB) but the relay lets through when its limit
@@ -31,20 +33,7 @@ async fn a_failed_entry_holds_back_its_keys_later_events_while_other_keys_go_on(
     };
     let url = rig.queue("rewards").await;
     let sns = rig.moto.sns().await;
-    let topic = sns
-        .create_topic()
-        .name("orders")
-        .send()
-        .await
-        .expect("topic");
-    let topic = topic.topic_arn.expect("an ARN");
-    sns.subscribe()
-        .topic_arn(&topic)
-        .protocol("sqs")
-        .endpoint(queue_arn("rewards"))
-        .send()
-        .await
-        .expect("subscribed");
+    let topic = rig.topic_into("orders", "rewards").await;
     let a1 = rig.write("a", 1, 16).await;
     rig.write("b", 1, 16).await;
     let a2 = rig.write("a", 2, OVER_256_KIB).await;
@@ -123,8 +112,21 @@ async fn an_event_over_eventbridges_limit_is_parked_with_its_reason_and_its_key_
     assert_eq!(rig.done().await.len(), 3);
 }
 
-/// A relay to `url` whose SQS calls go through `proxy`, retried once after a few milliseconds.
-async fn through(rig: &Rig, proxy: &FaultProxy, url: &str) -> SqsTarget {
+/// A relay named `name` to the queue `url`, whose SendMessageBatch calls go through a fault
+/// proxy injecting `plan`, each retried once after a few milliseconds; and the proxy.
+async fn through_faults(
+    rig: &Rig,
+    name: &str,
+    url: &str,
+    plan: FaultPlan,
+) -> (FaultProxy, Processor<Relay<SqsTarget>, DynamoConsumerStore>) {
+    let plan = FaultPlan {
+        operations: vec!["SendMessageBatch".to_owned()],
+        ..plan
+    };
+    let proxy = FaultProxy::start(&rig.moto.endpoint, plan)
+        .await
+        .expect("proxy");
     let retries = RetryConfig::standard()
         .with_max_attempts(2)
         .with_initial_backoff(Duration::from_millis(5));
@@ -132,14 +134,8 @@ async fn through(rig: &Rig, proxy: &FaultProxy, url: &str) -> SqsTarget {
         .endpoint_url(&proxy.endpoint)
         .retry_config(retries)
         .build();
-    SqsTarget::new(aws_sdk_sqs::Client::from_conf(config), url)
-}
-
-fn faults(plan: FaultPlan) -> FaultPlan {
-    FaultPlan {
-        operations: vec!["SendMessageBatch".to_owned()],
-        ..plan
-    }
+    let target = SqsTarget::new(aws_sdk_sqs::Client::from_conf(config), url);
+    (proxy, rig.processor_named(name, target))
 }
 
 #[tokio::test]
@@ -150,14 +146,11 @@ async fn throttled_calls_leave_every_event_pending_and_a_later_batch_publishes_t
     let url = rig.queue("orders.fifo").await;
     let keys = ["a", "b", "c"];
     rig.write_many(&keys, 4).await;
-    let throttled = faults(FaultPlan {
+    let throttled = FaultPlan {
         throttling: 1.0,
         ..FaultPlan::none()
-    });
-    let proxy = FaultProxy::start(&rig.moto.endpoint, throttled)
-        .await
-        .expect("proxy");
-    let relay = rig.processor(through(&rig, &proxy, &url).await);
+    };
+    let (proxy, relay) = through_faults(&rig, RELAY, &url, throttled).await;
 
     let outcome = relay.process_items(rig.outbox_items().await).await;
     assert_eq!(
@@ -189,15 +182,12 @@ async fn an_entry_the_broker_failed_alone_is_sent_again_in_the_same_batch_before
     let url = rig.queue("entries.fifo").await;
     let keys = ["a", "b", "c"];
     rig.write_many(&keys, 3).await;
-    let one_entry_twice = faults(FaultPlan {
+    let one_entry_twice = FaultPlan {
         partial_failure: 1.0,
         max_faults: Some(2),
         ..FaultPlan::none()
-    });
-    let proxy = FaultProxy::start(&rig.moto.endpoint, one_entry_twice)
-        .await
-        .expect("proxy");
-    let relay = rig.processor(through(&rig, &proxy, &url).await);
+    };
+    let (proxy, relay) = through_faults(&rig, RELAY, &url, one_entry_twice).await;
 
     let outcome = relay.process_items(rig.outbox_items().await).await;
     assert_eq!(proxy.stats().fault(Fault::PartialFailure), 2);
@@ -224,16 +214,13 @@ async fn a_lost_publish_response_publishes_again_under_the_same_event_id_and_los
     let written = rig.write_many(&keys, 5).await;
     for queue in ["standard", "ordered.fifo"] {
         let url = rig.queue(queue).await;
-        let lose = faults(FaultPlan {
+        let lose = FaultPlan {
             lose_response: 1.0,
             max_faults: Some(2),
             ..FaultPlan::none()
-        });
-        let proxy = FaultProxy::start(&rig.moto.endpoint, lose)
-            .await
-            .expect("proxy");
+        };
         let name = format!("relay-{}", queue.replace('.', "-"));
-        let relay = rig.processor_named(&name, through(&rig, &proxy, &url).await);
+        let (proxy, relay) = through_faults(&rig, &name, &url, lose).await;
         let items = rig.outbox_items().await;
         let mut rounds = 0;
         while rounds < 5 {

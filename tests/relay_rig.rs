@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use aws_sdk_sqs::types::{MessageSystemAttributeName, QueueAttributeName};
 use devkit::local::{scan_all, LocalDynamo};
-use devkit::moto::LocalMoto;
+use devkit::moto::{queue_arn, LocalMoto};
 use dynamodb_outbox::dynamodb::{DynamoConsumerStore, Outbox, Routes};
 use dynamodb_outbox::relay::{Relay, Target};
 use dynamodb_outbox::testing::schema;
@@ -154,6 +154,26 @@ impl Rig {
             self.store.clone(),
             Source::table(&self.outbox_table).expect("a table name"),
         )
+    }
+
+    /// An SNS topic (FIFO when `name` ends in `.fifo`) to which the queue `queue` subscribes:
+    /// the topic's ARN.
+    pub async fn topic_into(&self, name: &str, queue: &str) -> String {
+        let sns = self.moto.sns().await;
+        let mut topic = sns.create_topic().name(name);
+        if name.ends_with(".fifo") {
+            topic = topic.attributes("FifoTopic", "true");
+        }
+        let topic = topic.send().await.expect("a topic");
+        let topic = topic.topic_arn.expect("an ARN");
+        sns.subscribe()
+            .topic_arn(&topic)
+            .protocol("sqs")
+            .endpoint(queue_arn(queue))
+            .send()
+            .await
+            .expect("subscribed");
+        topic
     }
 
     /// A queue (FIFO when `name` ends in `.fifo`): its URL.
