@@ -111,13 +111,7 @@ async fn the_cdc_checker_reports_orders_still_marked_and_without_their_ledger_en
     let mut acknowledged = BTreeSet::new();
     for customer in ["c-1", "c-2"] {
         let request = post_order(&order_body(customer, &[("A", 1, 1_200)]), &[]);
-        let response = order_service::handlers::order_api::handle(
-            &store,
-            lambda_runtime::LambdaEvent::new(request, lambda_runtime::Context::default()),
-        )
-        .await
-        .unwrap();
-        let reply = reply(response);
+        let reply = call_order_api(&store, request).await;
         assert_eq!(reply.status, 201, "{:?}", reply.json);
         acknowledged.insert(reply.json["order_id"].as_str().unwrap().to_owned());
     }
@@ -203,6 +197,28 @@ fn invariants_broken(violations: &[Violation]) -> BTreeSet<Invariant> {
     violations.iter().map(|v| v.invariant).collect()
 }
 
+/// The checker's findings on `stack`, after asserting that they break `invariant` and no other,
+/// and that the first one's evidence names `evidence`.
+async fn only_broken(
+    stack: &Stack,
+    acknowledged: &BTreeSet<String>,
+    invariant: Invariant,
+    evidence: &str,
+) -> Vec<Violation> {
+    let violations = check_invariants(stack, acknowledged).await;
+    assert_eq!(
+        invariants_broken(&violations),
+        BTreeSet::from([invariant]),
+        "{violations:#?}"
+    );
+    assert!(
+        violations[0].evidence.contains(evidence),
+        "the evidence names {evidence}: {}",
+        violations[0]
+    );
+    violations
+}
+
 #[tokio::test]
 async fn the_checker_passes_consistent_tables_and_ignores_items_it_does_not_know() {
     let (stack, acknowledged) = consistent_tables(&["c-1", "c-2"]).await;
@@ -238,20 +254,10 @@ async fn the_checker_passes_consistent_tables_and_ignores_items_it_does_not_know
 async fn the_checker_reports_an_acknowledged_order_that_was_never_stored() {
     let (stack, mut acknowledged) = consistent_tables(&["c-1"]).await;
     acknowledged.insert("acknowledged-but-lost".into());
-    let violations = check_invariants(&stack, &acknowledged).await;
-    assert_eq!(
-        invariants_broken(&violations),
-        BTreeSet::from([Invariant::AcknowledgedOrderIsStored]),
-        "{violations:#?}"
-    );
+    let missing = okeys::order_pk("acknowledged-but-lost");
+    let lost = Invariant::AcknowledgedOrderIsStored;
+    let violations = only_broken(&stack, &acknowledged, lost, &missing).await;
     assert_eq!(violations.len(), 1);
-    assert!(
-        violations[0]
-            .evidence
-            .contains(&okeys::order_pk("acknowledged-but-lost")),
-        "the evidence names the missing item's key: {}",
-        violations[0]
-    );
 }
 
 #[tokio::test]
@@ -267,54 +273,30 @@ async fn the_checker_reports_a_balance_that_has_no_ledger() {
         ],
     )
     .await;
-    let violations = check_invariants(&stack, &acknowledged).await;
-    assert_eq!(
-        invariants_broken(&violations),
-        BTreeSet::from([Invariant::BalanceIsTheSumOfItsLedger]),
-        "{violations:#?}"
-    );
-    assert!(
-        violations[0]
-            .evidence
-            .contains(&rkeys::customer_pk("ghost")),
-        "{}",
-        violations[0]
-    );
+    let no_ledger = Invariant::BalanceIsTheSumOfItsLedger;
+    only_broken(
+        &stack,
+        &acknowledged,
+        no_ledger,
+        &rkeys::customer_pk("ghost"),
+    )
+    .await;
 }
 
 #[tokio::test]
 async fn the_checker_reports_a_parked_event_as_unprocessed() {
     let (stack, acknowledged) = consistent_tables(&["c-1"]).await;
     // What the rewards consumer writes when it parks an event.
-    let parked = Item::from([
-        (
-            schema::PK.to_owned(),
-            text(&schema::parked_pk(rewards_service::consumer::NAME)),
-        ),
-        (
-            schema::SK.to_owned(),
-            text("2026-11-30T00:00:00.000000Z#c-1#1"),
-        ),
-        ("reason".to_owned(), text("poison")),
-    ]);
-    stack
-        .dynamo
-        .client
-        .put_item()
-        .table_name(&stack.tables.rewards)
-        .set_item(Some(parked))
-        .send()
-        .await
-        .unwrap();
-    let violations = check_invariants(&stack, &acknowledged).await;
-    assert_eq!(
-        invariants_broken(&violations),
-        BTreeSet::from([Invariant::EventIsProcessed]),
-        "{violations:#?}"
-    );
-    assert!(
-        violations[0].evidence.contains("parked"),
-        "{}",
-        violations[0]
-    );
+    let parked_pk = schema::parked_pk(rewards_service::consumer::NAME);
+    put(
+        &stack,
+        &stack.tables.rewards,
+        &[
+            (schema::PK, text(&parked_pk)),
+            (schema::SK, text("2026-11-30T00:00:00.000000Z#c-1#1")),
+            ("reason", text("poison")),
+        ],
+    )
+    .await;
+    only_broken(&stack, &acknowledged, Invariant::EventIsProcessed, "parked").await;
 }
