@@ -409,6 +409,15 @@ async fn modify_and_remove_records_are_ignored_including_real_ttl_deletions() {
     assert_eq!(stats.records_delivered, before);
 }
 
+/// A stack with one order of c-1's placed (20 points), and its outbox event as the stream
+/// delivers it.
+async fn one_order() -> (Stack, Vec<EventRecord>) {
+    let stack = stack().await;
+    place(&stack, "c-1", &[("A", 1, 2_000)]).await;
+    let batch = outbox_batch(&stack).await;
+    (stack, batch)
+}
+
 /// A copy of an outbox record with its image changed, as a forged or corrupted delivery.
 fn altered(record: &EventRecord, sequence: &str, change: impl FnOnce(&mut Image)) -> EventRecord {
     let mut copy = record.clone();
@@ -430,9 +439,7 @@ fn set_payload(image: &mut Image, name: &str, value: serde_dynamo::AttributeValu
 
 #[tokio::test]
 async fn an_order_is_rewarded_once_whatever_else_its_events_say() {
-    let stack = stack().await;
-    place(&stack, "c-1", &[("A", 1, 2_000)]).await;
-    let batch = outbox_batch(&stack).await;
+    let (stack, batch) = one_order().await;
     let original = &batch[0];
     let copies = vec![
         original.clone(),
@@ -486,9 +493,7 @@ async fn an_order_is_rewarded_once_whatever_else_its_events_say() {
 
 #[tokio::test]
 async fn points_that_do_not_follow_from_the_total_are_poison() {
-    let stack = stack().await;
-    place(&stack, "c-1", &[("A", 1, 2_000)]).await;
-    let batch = outbox_batch(&stack).await;
+    let (stack, batch) = one_order().await;
     let forged: Vec<EventRecord> = (0..2)
         .map(|i| {
             altered(&batch[0], &format!("90000000000000000001{i}"), |image| {
@@ -542,9 +547,7 @@ async fn a_reward_that_would_pass_the_balance_limit_is_poison_and_the_customer_s
 
 #[tokio::test]
 async fn records_from_another_tables_stream_are_poison_and_credit_nothing() {
-    let stack = stack().await;
-    place(&stack, "c-1", &[("A", 1, 2_000)]).await;
-    let batch = outbox_batch(&stack).await;
+    let (stack, batch) = one_order().await;
     let mut elsewhere = batch[0].clone();
     elsewhere.event_source_arn = Some(
         "arn:aws:dynamodb:us-east-1:123456789012:table/someone-elses-table/stream/2026-01-01T00:00:00.000"
@@ -608,9 +611,7 @@ fn from_elsewhere(record: &EventRecord, from: &str, to: &str, sequence: &str) ->
 
 #[tokio::test]
 async fn a_same_named_table_of_another_account_region_or_partition_is_never_credited() {
-    let stack = stack().await;
-    place(&stack, "c-1", &[("A", 1, 2_000)]).await;
-    let batch = outbox_batch(&stack).await;
+    let (stack, batch) = one_order().await;
     let local = dynamodb_outbox::Home::of_arn(&stack.tables.orders_stream_arn).unwrap();
     let own = format!("{}:{}", local.region, local.account);
     let function = format!(
@@ -654,9 +655,7 @@ async fn a_same_named_table_of_another_account_region_or_partition_is_never_cred
 
 #[tokio::test]
 async fn the_orders_table_given_as_its_arn_admits_its_own_stream_from_any_invocation() {
-    let stack = stack().await;
-    place(&stack, "c-1", &[("A", 1, 2_000)]).await;
-    let batch = outbox_batch(&stack).await;
+    let (stack, batch) = one_order().await;
     let arn = stack.tables.orders_arn();
     assert!(arn.starts_with("arn:"), "{arn}");
     let failures = handle_as(&stack, &arn, "", &batch).await;
