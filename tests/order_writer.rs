@@ -19,6 +19,19 @@ async fn post(
     call_orders(stack, post_order(&order_body(customer, items), headers)).await
 }
 
+/// An order of `items` each, under one idempotency key `key`, from `customers`, one after the
+/// other: the answers to the first and to the second.
+async fn twice_under_key(
+    stack: &Stack,
+    key: &str,
+    customers: [&str; 2],
+    items: [&[(&str, i64, i64)]; 2],
+) -> (Reply, Reply) {
+    let key = [("idempotency-key", key)];
+    let first = post(stack, customers[0], items[0], &key).await;
+    (first, post(stack, customers[1], items[1], &key).await)
+}
+
 /// `method path` without a body.
 async fn call(stack: &Stack, method: &str, path: &str) -> Reply {
     call_orders(stack, request(method, path, None, &[])).await
@@ -145,10 +158,9 @@ async fn a_failing_outbox_put_leaves_no_order_behind() {
 #[tokio::test]
 async fn an_idempotency_key_replays_the_original_order() {
     let stack = stack().await;
-    let body = order_body("c-1", &[("A-1", 3, 1000)]);
-    let key = [("idempotency-key", "checkout-7f3a")];
-    let first = call_orders(&stack, post_order(&body, &key)).await;
-    let second = call_orders(&stack, post_order(&body, &key)).await;
+    let items: &[_] = &[("A-1", 3, 1000)];
+    let customers = ["c-1", "c-1"];
+    let (first, second) = twice_under_key(&stack, "checkout-7f3a", customers, [items; 2]).await;
 
     assert_eq!((first.status, second.status), (201, 201));
     assert_eq!(
@@ -168,9 +180,8 @@ async fn an_idempotency_key_replays_the_original_order() {
 #[tokio::test]
 async fn an_idempotency_key_reused_with_another_body_is_a_conflict() {
     let stack = stack().await;
-    let key = [("idempotency-key", "checkout-1")];
-    let first = post(&stack, "c-1", &[("A-1", 1, 1000)], &key).await;
-    let other = post(&stack, "c-1", &[("A-1", 2, 1000)], &key).await;
+    let items: [&[_]; 2] = [&[("A-1", 1, 1000)], &[("A-1", 2, 1000)]];
+    let (first, other) = twice_under_key(&stack, "checkout-1", ["c-1", "c-1"], items).await;
     assert_eq!(first.status, 201);
     assert_eq!(other.status, 409);
     assert_eq!(other.error_code(), "idempotency_conflict");
@@ -181,9 +192,8 @@ async fn an_idempotency_key_reused_with_another_body_is_a_conflict() {
 #[tokio::test]
 async fn the_same_key_from_two_customers_makes_two_orders() {
     let stack = stack().await;
-    let key = [("idempotency-key", "k-1")];
-    let a = post(&stack, "c-1", &[("A", 1, 100)], &key).await;
-    let b = post(&stack, "c-2", &[("A", 1, 100)], &key).await;
+    let items: &[_] = &[("A", 1, 100)];
+    let (a, b) = twice_under_key(&stack, "k-1", ["c-1", "c-2"], [items; 2]).await;
     assert_eq!((a.status, b.status), (201, 201));
     assert_ne!(a.json["order_id"], b.json["order_id"]);
 }
