@@ -25,6 +25,17 @@ fn outbox(client: aws_sdk_dynamodb::Client, stack: &Stack) -> Outbox {
     )
 }
 
+/// The suite's tables, a fault proxy injecting `plan` in front of them, and an outbox writing
+/// through it.
+async fn through_proxy(plan: FaultPlan) -> (Stack, FaultProxy, Outbox) {
+    let stack = stack().await;
+    let proxy = FaultProxy::start(&stack.dynamo.endpoint, plan)
+        .await
+        .unwrap();
+    let writer = outbox(stack.dynamo.client_via(&proxy.endpoint).await, &stack);
+    (stack, proxy, writer)
+}
+
 async fn commit(outbox: &Outbox, account: &str) -> Result<(String, Written), WriteError> {
     let envelope = Envelope::new(moved(account, 1));
     let written = outbox.transaction().event(&envelope)?.commit().await?;
@@ -152,11 +163,7 @@ async fn ten_orders_of_one_customer_at_once_are_all_created_and_applied_in_order
 
 #[tokio::test]
 async fn a_writer_takes_a_sequence_in_one_request_and_learns_another_writers_from_the_refusal() {
-    let stack = stack().await;
-    let proxy = FaultProxy::start(&stack.dynamo.endpoint, FaultPlan::none())
-        .await
-        .unwrap();
-    let writer = outbox(stack.dynamo.client_via(&proxy.endpoint).await, &stack);
+    let (stack, proxy, writer) = through_proxy(FaultPlan::none()).await;
     let requests = || proxy.stats().requests;
 
     for i in 0..20 {
@@ -198,11 +205,7 @@ async fn a_writer_takes_a_sequence_in_one_request_and_learns_another_writers_fro
 
 #[tokio::test]
 async fn a_counter_gone_under_a_running_writer_is_read_again_and_the_key_starts_over() {
-    let stack = stack().await;
-    let proxy = FaultProxy::start(&stack.dynamo.endpoint, FaultPlan::none())
-        .await
-        .unwrap();
-    let writer = outbox(stack.dynamo.client_via(&proxy.endpoint).await, &stack);
+    let (stack, proxy, writer) = through_proxy(FaultPlan::none()).await;
     commit(&writer, "acct-0").await.unwrap();
     commit(&writer, "acct-0").await.unwrap();
     // The key's items deleted under the writer (a test's reset, a restore): the refusal of its
@@ -261,16 +264,12 @@ async fn contention_past_the_budget_is_unavailable_and_writes_nothing() {
 
 #[tokio::test]
 async fn transaction_conflicts_past_the_sdks_own_retries_are_absorbed_within_the_budget() {
-    let stack = stack().await;
     let plan = FaultPlan {
         transaction_conflict: 1.0,
         max_faults: Some(8),
         ..FaultPlan::none()
     };
-    let proxy = FaultProxy::start(&stack.dynamo.endpoint, plan)
-        .await
-        .unwrap();
-    let writer = outbox(stack.dynamo.client_via(&proxy.endpoint).await, &stack);
+    let (stack, proxy, writer) = through_proxy(plan).await;
     let (_, written) = commit(&writer, "acct-0")
         .await
         .expect("eight conflicts in a row are contention, not an outage");
