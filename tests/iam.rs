@@ -277,18 +277,14 @@ async fn every_request_of_the_self_read_functions_is_allowed_by_their_policies()
         stack.stream.source(),
     );
     let history_consumer = history_in_process(history_processor);
-    let drained = drain_mapping(&stack, ORDER_HISTORY_FUNCTION, history_consumer);
-    audit.as_function("OrderHistoryFunction", drained).await;
+    audit_mapping(&audit, &stack, ORDER_HISTORY_FUNCTION, history_consumer).await;
     let rewards_processor = rewards_service::handlers::kinesis::processor(
         client.clone(),
         &rewards,
         stack.stream.source(),
     );
     let rewards_consumer = rewards_in_process(rewards_processor);
-    let drained = drain_mapping(&stack, REWARDS_FUNCTION, rewards_consumer);
-    audit
-        .as_function("RewardsKinesisConsumerFunction", drained)
-        .await;
+    audit_mapping(&audit, &stack, REWARDS_FUNCTION, rewards_consumer).await;
 
     let sweeper = Sweeper {
         pending: None,
@@ -317,12 +313,16 @@ async fn every_request_of_the_self_read_functions_is_allowed_by_their_policies()
     audit_rewards_api(&audit, client, &rewards).await;
 }
 
-/// Drains `function`'s local Kinesis mapping through `consumer`.
-async fn drain_mapping<I: devkit::Invoke<aws_lambda_events::kinesis::KinesisEvent>>(
+/// Drains `function`'s local Kinesis mapping through `consumer`, audited as `function`.
+async fn audit_mapping<I: devkit::Invoke<aws_lambda_events::kinesis::KinesisEvent>>(
+    audit: &Audit<'_>,
     stack: &SelfReadStack,
     function: &str,
     consumer: I,
 ) {
-    let mut mapping = stack.trigger(function, consumer).await.unwrap();
-    mapping.drain().await.unwrap();
+    let drained = async {
+        let mut mapping = stack.trigger(function, consumer).await.unwrap();
+        mapping.drain().await.unwrap();
+    };
+    audit.as_function(function, drained).await;
 }
