@@ -9,7 +9,9 @@ use devkit::{Pattern, Stack};
 use dynamodb_outbox::dynamodb::PendingEvents;
 use dynamodb_outbox::testing::StoreOps;
 use order_service::changes::order_placed_from_image;
-use outbox_tests::{balance, call_order_api, order_body, post_order, request, sweep_with, Reply};
+use outbox_tests::{
+    assert_counts, balance, call_order_api, order_body, post_order, request, sweep_with, Reply,
+};
 use rewards_service::consumer::NAME as REWARDS;
 use serde_dynamo::Item;
 use serde_json::json;
@@ -111,11 +113,7 @@ async fn an_attribute_renamed_in_the_order_item_is_reported_not_parked_until_the
     // The order item still carries its pending marker: the sweeper finds it on every run and
     // reports it by its key, while the adapter cannot read it.
     let report = sweep_with(&stack, json!({})).await;
-    assert_eq!(
-        (report.found, report.failed, report.applied),
-        (1, 1, 0),
-        "{report:?}"
-    );
+    assert_counts!(report, [found = 1, failed = 1, applied = 0]);
     assert!(report.problems[0].contains("ORDER#"), "{report:?}");
 
     // An adapter that learned the new name applies it on the next sweep, once.
@@ -198,11 +196,7 @@ async fn an_order_item_marked_for_rewards_that_the_adapter_does_not_recognise_is
     );
 
     let report = sweep_with(&stack, json!({})).await;
-    assert_eq!(
-        (report.found, report.failed, report.applied),
-        (3, 3, 0),
-        "{report:?}"
-    );
+    assert_counts!(report, [found = 3, failed = 3, applied = 0]);
     assert_eq!(report.problems.len(), 3, "{report:?}");
     assert!(
         report.problems.iter().all(|p| p.starts_with("ORDER#")),

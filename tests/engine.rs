@@ -14,7 +14,7 @@ use dynamodb_outbox::{BatchOutcome, Consumer, ConsumerStore, Home, Processor, So
 use invoices_example::invoices::{self, InvoiceIssued, InvoiceVoided};
 use invoices_example::ledger::{self, Ledger};
 use invoices_example::notifications::{self, Notifications};
-use outbox_tests::{invoices_table, n, s, InvoiceTables, Item};
+use outbox_tests::{assert_counts, invoices_table, n, s, InvoiceTables, Item};
 
 /// The invoices example's tables without the notifications table (a test creates it when it
 /// needs it).
@@ -190,11 +190,7 @@ async fn two_consumers_keep_their_own_progress_and_an_event_expires_only_after_b
 
     let ledger = app.ledger(Recording::new(app.store(&app.ledger)));
     let applied = ledger.process_stream(&records).await;
-    assert_eq!(
-        (applied.applied, applied.failures.len()),
-        (4, 0),
-        "{applied:?}"
-    );
+    assert_counts!(applied, [applied = 4, failures = 0]);
 
     // The notifications consumer's table does not exist yet: every one of its commits fails.
     let notifications = app.consumer(
@@ -237,10 +233,10 @@ async fn two_consumers_keep_their_own_progress_and_an_event_expires_only_after_b
 
     app.create_notifications_table().await;
     let retried = notifications.process_stream(&records).await;
-    assert_eq!(
-        (retried.applied, retried.ignored, retried.failures.len()),
-        (3, 1, 0),
-        "the void was never routed to notifications: {retried:?}"
+    assert_counts!(
+        retried,
+        [applied = 3, ignored = 1, failures = 0],
+        "the void was never routed to notifications"
     );
     let sent = app
         .item(&app.notifications, "ACCOUNT#acme", "NOTIFICATIONS")
@@ -557,10 +553,10 @@ async fn a_parked_invoice_is_redriven_once_after_the_fix_even_with_its_outbox_it
     let records = app.records().await;
     let parking = app.consumer(Ledger::new(&app.ledger), app.store(&app.ledger));
     let outcome = parking.process_stream(&records).await;
-    assert_eq!(
-        (outcome.applied, outcome.parked, outcome.failures.len()),
-        (2, 1, 0),
-        "the huge invoice is parked and the account goes on: {outcome:?}"
+    assert_counts!(
+        outcome,
+        [applied = 2, parked = 1, failures = 0],
+        "the huge invoice is parked and the account goes on"
     );
     assert_eq!(app.balance("acme").await, Some(150));
     assert_eq!(
@@ -657,15 +653,9 @@ async fn kinesis_events_are_applied_once_by_event_id_with_the_ledgers_line_as_th
         Source::kinesis_stream(&arn).expect("a stream's ARN"),
     );
     let outcome = ledger.process_kinesis(&records).await;
-    assert_eq!(
-        (
-            outcome.applied,
-            outcome.duplicates,
-            outcome.parked,
-            outcome.failures.len()
-        ),
-        (2, 1, 1, 0),
-        "{outcome:?}"
+    assert_counts!(
+        outcome,
+        [applied = 2, duplicates = 1, parked = 1, failures = 0]
     );
     assert_eq!(app.balance("acme").await, Some(150));
     let parked = app.parked_by_ledger().await;
@@ -684,10 +674,10 @@ async fn kinesis_events_are_applied_once_by_event_id_with_the_ledgers_line_as_th
     );
 
     let again = ledger.process_kinesis(&records).await;
-    assert_eq!(
-        (again.duplicates, again.applied, again.failures.len()),
-        (4, 0, 0),
-        "a redelivered batch, the parked collision included: {again:?}"
+    assert_counts!(
+        again,
+        [duplicates = 4, applied = 0, failures = 0],
+        "a redelivered batch, the parked collision included"
     );
     assert_eq!(app.balance("acme").await, Some(150));
     assert!(again.kinesis_response().batch_item_failures.is_empty());
@@ -751,11 +741,7 @@ async fn an_entity_tables_inserts_are_events_applied_once_and_the_sweeper_finds_
     let processor =
         Processor::new(Ledger::new(&app.ledger), store, source(&table)).home(app.home());
     let outcome = processor.process_changes(&records, invoice_issued).await;
-    assert_eq!(
-        (outcome.applied, outcome.failures.len()),
-        (3, 0),
-        "{outcome:?}"
-    );
+    assert_counts!(outcome, [applied = 3, failures = 0]);
     let again = processor.process_changes(&records, invoice_issued).await;
     assert_eq!(
         again.duplicates, 3,
@@ -778,11 +764,7 @@ async fn an_entity_tables_inserts_are_events_applied_once_and_the_sweeper_finds_
     // The MODIFY records of the releases are no events.
     let all = app.stream_records(&arn).await;
     let modifies = processor.process_changes(&all[4..], invoice_issued).await;
-    assert_eq!(
-        (modifies.ignored, modifies.applied),
-        (all.len() - 4, 0),
-        "{modifies:?}"
-    );
+    assert_counts!(modifies, [ignored = all.len() - 4, applied = 0]);
 
     let pending = PendingEvents::new(app.dynamo.client.clone(), &table);
     let waiting = pending
@@ -873,11 +855,7 @@ async fn a_mark_cut_short_between_its_writes_is_found_by_the_sweeper_and_finishe
     assert_eq!(found.len(), 1, "the sweeper finds what nobody finished");
     let ledger = app.consumer(Ledger::new(&app.ledger), app.store(&app.ledger));
     let outcome = ledger.process_items(found).await;
-    assert_eq!(
-        (outcome.duplicates, outcome.failures.len()),
-        (1, 0),
-        "{outcome:?}"
-    );
+    assert_counts!(outcome, [duplicates = 1, failures = 0]);
     let item = app
         .item(&app.invoices, &text(schema::PK), &text(schema::SK))
         .await

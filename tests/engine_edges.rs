@@ -14,7 +14,9 @@ use dynamodb_outbox::dynamodb::{
 use dynamodb_outbox::testing::schema;
 use dynamodb_outbox::testing::{Committed, Step, StoreOps};
 use dynamodb_outbox::{BatchOutcome, Effect, Envelope, PoisonPolicy, Processor, Source};
-use outbox_tests::{balance_pk, moved, n, s, scan, stack, Item, Moved, Stack, Tally, BALANCE_SK};
+use outbox_tests::{
+    assert_counts, balance_pk, moved, n, s, scan, stack, Item, Moved, Stack, Tally, BALANCE_SK,
+};
 use serde_dynamo::AttributeValue;
 
 struct Bench {
@@ -254,7 +256,7 @@ async fn a_consumer_named_twice_in_a_route_is_routed_once_and_its_key_goes_on() 
             .await;
     }
     let outcome = bench.sweep_tally(PoisonPolicy::Wait).await;
-    assert_eq!((outcome.applied, outcome.waiting), (3, 0), "{outcome:?}");
+    assert_counts!(outcome, [applied = 3, waiting = 0]);
     assert_eq!(bench.balance("a").await, Some(6));
 }
 
@@ -341,7 +343,7 @@ async fn an_addition_past_its_limit_is_refused_on_a_number_that_does_not_exist_y
     };
     bench.write(&outbox, &Envelope::new(over)).await;
     let outcome = bench.sweep_tally(PoisonPolicy::Park).await;
-    assert_eq!((outcome.parked, outcome.applied), (1, 0), "{outcome:?}");
+    assert_counts!(outcome, [parked = 1, applied = 0]);
     assert_eq!(bench.balance("fresh").await, None);
 }
 
@@ -357,11 +359,7 @@ async fn an_effect_dynamodb_refuses_as_invalid_is_parked_with_its_reason_and_the
     bench.write(&outbox, &Envelope::new(moved("a", 2))).await;
     let processor = bench.tally("tally", PoisonPolicy::Park);
     let outcome = processor.process_items(bench.event_items().await).await;
-    assert_eq!(
-        (outcome.parked, outcome.applied, outcome.failed),
-        (1, 1, 0),
-        "{outcome:?}"
-    );
+    assert_counts!(outcome, [parked = 1, applied = 1, failed = 0]);
     assert!(outcome.failures.is_empty(), "nothing reported for retry");
     assert_eq!(bench.balance("a").await, Some(2));
     let parked = bench.parked("tally").await;
@@ -373,7 +371,7 @@ async fn an_effect_dynamodb_refuses_as_invalid_is_parked_with_its_reason_and_the
         .sweep(&bench.pending(), Duration::ZERO, 100)
         .await
         .unwrap();
-    assert_eq!((sweep.failed, sweep.poison), (0, 0), "{sweep:?}");
+    assert_counts!(sweep, [failed = 0, poison = 0]);
 }
 
 // The sweeper's redrive.
@@ -408,7 +406,7 @@ async fn a_redrive_reaches_a_keys_lowest_pending_sequence_whatever_the_clocks_sa
         .sweep(&bench.pending(), Duration::ZERO, 1)
         .await
         .unwrap();
-    assert_eq!((outcome.applied, outcome.waiting), (2, 0), "{outcome:?}");
+    assert_counts!(outcome, [applied = 2, waiting = 0]);
     assert_eq!(bench.balance("a").await, Some(3));
 }
 

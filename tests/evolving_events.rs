@@ -92,18 +92,14 @@ async fn a_v1_event_delivered_twice_after_the_change_is_credited_once_as_its_dat
     let batch = outbox_batch(&stack).await;
     let service = stack.service();
     let first = service.process_stream(&batch).await;
-    assert_eq!(
-        (first.applied, first.skipped, first.failures.len()),
-        (2, 0, 0),
-        "{first:?}"
-    );
+    assert_counts!(first, [applied = 2, skipped = 0, failures = 0]);
     assert_eq!(balance(&stack, "c-1").await, (12 + 5, 2));
     assert_eq!(ledger_points(&stack, "c-1", "order-v1").await, Some(12));
     let order_id = placed.json["order_id"].as_str().unwrap();
     assert_eq!(ledger_points(&stack, "c-1", order_id).await, Some(5));
 
     let again = service.process_stream(&batch).await;
-    assert_eq!((again.applied, again.duplicates), (0, 2), "{again:?}");
+    assert_counts!(again, [applied = 0, duplicates = 2]);
     assert_eq!(balance(&stack, "c-1").await, (17, 2), "credited once");
 }
 
@@ -113,7 +109,7 @@ async fn a_v1_event_left_pending_is_swept_after_the_change_once() {
     write_v1(&stack, &v1("c-1", "order-v1", 4_200)).await;
     // The stream's records expired before any consumer ran: only the sweeper finds it.
     let swept = sweep_with(&stack, json!({"source": "aws.scheduler"})).await;
-    assert_eq!((swept.found, swept.applied), (1, 1), "{swept:?}");
+    assert_counts!(swept, [found = 1, applied = 1]);
     assert_eq!(balance(&stack, "c-1").await, (42, 1));
     assert_eq!(ledger_points(&stack, "c-1", "order-v1").await, Some(42));
 
@@ -122,7 +118,7 @@ async fn a_v1_event_left_pending_is_swept_after_the_change_once() {
         .service()
         .process_stream(&outbox_batch(&stack).await)
         .await;
-    assert_eq!((late.applied, late.duplicates), (0, 1), "{late:?}");
+    assert_counts!(late, [applied = 0, duplicates = 1]);
     assert_eq!(balance(&stack, "c-1").await, (42, 1));
 }
 
@@ -176,7 +172,7 @@ async fn in_memory_a_v1_event_is_credited_once_as_its_data_say() {
     let points = || store.number(table, &pk, rewards::BALANCE_SK, rewards::POINTS);
     assert_eq!(points().await.unwrap(), 9);
     let again = processor.process_items(vec![old]).await;
-    assert_eq!((again.applied, again.duplicates), (0, 1), "{again:?}");
+    assert_counts!(again, [applied = 0, duplicates = 1]);
     assert_eq!(points().await.unwrap(), 9, "credited once");
 }
 

@@ -36,7 +36,7 @@ use dynamodb_outbox::testing::{CrashPoint, Crashing};
 use dynamodb_outbox::{ConsumerStore, Effect, ItemKey, Processor, StoreError};
 use lambda_runtime::{Context, LambdaEvent};
 use order_service::store::OrderStore;
-use outbox_tests::{call_order_api, order_body, post_order, reply, s, sweep_with};
+use outbox_tests::{assert_counts, call_order_api, order_body, post_order, reply, s, sweep_with};
 use rewards_service::consumer::{RewardsConsumer, NAME as REWARDS};
 use rewards_service::domain::MAX_BALANCE;
 use rewards_service::handlers::sweeper::{self, REDRIVE_PARKED};
@@ -647,11 +647,7 @@ async fn poison_is_parked_the_customer_goes_on_and_the_operator_redrives_it<H: H
     // The fix lands (the balance is corrected) and the operator redrives what was parked.
     set_balance(&h, "c-9", 0).await;
     let redriven = h.redrive_parked().await;
-    assert_eq!(
-        (redriven.found, redriven.applied, redriven.parked),
-        (1, 1, 0),
-        "{name}: {redriven:?}"
-    );
+    assert_counts!(redriven, [found = 1, applied = 1, parked = 0], "{name}");
     assert_eq!(balance(&h, "c-9").await, (20, 2), "{name}");
     assert_eq!(
         applied_order(&h, "c-9").await,
@@ -659,11 +655,7 @@ async fn poison_is_parked_the_customer_goes_on_and_the_operator_redrives_it<H: H
         "{name}"
     );
     let again = h.redrive_parked().await;
-    assert_eq!(
-        (again.found, again.applied),
-        (0, 0),
-        "{name}: applied once: {again:?}"
-    );
+    assert_counts!(again, [found = 0, applied = 0], "{name}: applied once");
 }
 
 async fn what_the_source_dropped_is_redriven_once<H: Harness>(h: H) {

@@ -17,7 +17,7 @@ use invoices_example::ledger::{self, Ledger};
 use invoices_example::notifications::{self, Notifications};
 use lambda_runtime::tower::{Layer, Service};
 use lambda_runtime::{Context, LambdaEvent};
-use outbox_tests::{invoices_template, n, reply, request, s, InvoiceTables, Item};
+use outbox_tests::{assert_counts, invoices_template, n, reply, request, s, InvoiceTables, Item};
 use serde_json::{json, Value};
 
 /// The example's tables as its template declares them, and its template.
@@ -161,11 +161,7 @@ async fn invoices_from_the_api_reach_each_consumer_once_in_account_order_through
     assert_eq!(app.balance("acme").await, None);
 
     let stats = app.drain("LedgerFunction", ledger_handler).await;
-    assert_eq!(
-        (stats.records_delivered, stats.partial_failures),
-        (4, 0),
-        "{stats:?}"
-    );
+    assert_counts!(stats, [records_delivered = 4, partial_failures = 0]);
     assert!(
         stats.filtered_out >= 4,
         "the invoice items' INSERTs never reach the ledger: {stats:?}"
@@ -245,11 +241,7 @@ async fn a_mistaken_invoice_is_parked_through_the_mapping_and_the_account_goes_o
     assert_eq!(app.issue("ok-2", "acme", 20).await, 200);
 
     let stats = app.drain("LedgerFunction", app.ledger_handler()).await;
-    assert_eq!(
-        (stats.partial_failures, stats.batches_to_on_failure),
-        (0, 0),
-        "{stats:?}"
-    );
+    assert_counts!(stats, [partial_failures = 0, batches_to_on_failure = 0]);
     assert_eq!(
         app.balance("acme").await,
         Some(120),

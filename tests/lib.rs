@@ -135,6 +135,38 @@ impl Consumer for Tally {
     }
 }
 
+/// Asserts counters of an outcome, a report or a mapping's stats at once, each by its name:
+/// `assert_counts!(outcome, [applied = 2, parked = 1, failures = 0], "why")`, where `failures`
+/// counts the records reported for retry. A failure shows the whole value after the message.
+#[macro_export]
+macro_rules! assert_counts {
+    ($value:expr, [$($field:ident = $expected:expr),+ $(,)?] $(,)?) => {
+        $crate::assert_counts!($value, [$($field = $expected),+], "unexpected counts")
+    };
+    ($value:expr, [$($field:ident = $expected:expr),+ $(,)?], $($message:tt)+) => {{
+        let value = &$value;
+        assert_eq!(
+            ($($crate::__count_of!(value, $field),)+),
+            ($($expected,)+),
+            "{}: {:?}",
+            format_args!($($message)+),
+            value
+        );
+    }};
+}
+
+/// One counter for [`assert_counts!`]: a field, or the length of `failures`.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __count_of {
+    ($value:ident, failures) => {
+        $value.failures.len()
+    };
+    ($value:ident, $field:ident) => {
+        $value.$field
+    };
+}
+
 pub async fn stack() -> Stack {
     Stack::start()
         .await

@@ -12,6 +12,7 @@ mod rig;
 use aws_sdk_eventbridge::types::Target as RuleTarget;
 use devkit::moto::queue_arn;
 use dynamodb_outbox::relay::{EventBridgeTarget, SnsTarget, SqsTarget};
+use outbox_tests::assert_counts;
 use rig::{drain, envelope, in_order, numbers_by_key, Rig, RELAY};
 
 const KEYS: [&str; 3] = ["alpha", "beta", "gamma"];
@@ -49,7 +50,7 @@ async fn sqs_fifo_gets_each_keys_events_in_order_grouped_by_key_and_deduplicated
 
     // A redelivery of the whole batch is a duplicate: nothing is published again.
     let again = relay.process_items(rig.outbox_items().await).await;
-    assert_eq!((again.applied, again.duplicates), (0, 36), "{again:?}");
+    assert_counts!(again, [applied = 0, duplicates = 36]);
     assert!(drain(&rig.moto, &url).await.is_empty());
 }
 

@@ -20,6 +20,7 @@ use dynamodb_outbox::relay::Relay;
 use dynamodb_outbox::relay::{EventBridgeTarget, SnsTarget, SqsTarget};
 use dynamodb_outbox::testing::StoreOps;
 use dynamodb_outbox::Processor;
+use outbox_tests::assert_counts;
 use rig::{drain, envelope, in_order, numbers_by_key, Received, Rig, RELAY};
 
 /// A message moto's SNS refuses (it takes 256 KiB) but the relay lets through when its limit
@@ -62,13 +63,13 @@ async fn a_failed_entry_holds_back_its_keys_later_events_while_other_keys_go_on(
 
     // Retried as it is, the entry fails again and nothing published is published again.
     let again = relay.process_items(rig.outbox_items().await).await;
-    assert_eq!((again.duplicates, again.failed, again.held_back), (4, 1, 1));
+    assert_counts!(again, [duplicates = 4, failed = 1, held_back = 1]);
     assert!(drain(&rig.moto, &url).await.is_empty());
 
     // With SNS's own limit the event is parked with the reason, and its key goes on.
     let relay = rig.processor(SnsTarget::new(sns, &topic));
     let fixed = relay.process_items(rig.outbox_items().await).await;
-    assert_eq!((fixed.parked, fixed.applied), (1, 1), "{fixed:?}");
+    assert_counts!(fixed, [parked = 1, applied = 1]);
     assert_eq!(numbers_by_key(&drain(&rig.moto, &url).await)["a"], [3]);
     let parked = rig.store.parked(RELAY, 10).await.expect("parked events");
     assert_eq!(parked.len(), 1);
@@ -96,7 +97,7 @@ async fn an_event_over_eventbridges_limit_is_parked_with_its_reason_and_its_key_
     let relay = rig.processor(EventBridgeTarget::new(events, "default", "orders"));
 
     let outcome = relay.process_items(rig.outbox_items().await).await;
-    assert_eq!((outcome.applied, outcome.parked), (2, 1), "{outcome:?}");
+    assert_counts!(outcome, [applied = 2, parked = 1]);
     let parked = rig.store.parked(RELAY, 10).await.expect("parked events");
     assert_eq!(parked.len(), 1);
     let reason = &parked[0].reason;
@@ -153,10 +154,7 @@ async fn throttled_calls_leave_every_event_pending_and_a_later_batch_publishes_t
     let (proxy, relay) = through_faults(&rig, RELAY, &url, throttled).await;
 
     let outcome = relay.process_items(rig.outbox_items().await).await;
-    assert_eq!(
-        (outcome.applied, outcome.failed, outcome.held_back),
-        (0, 3, 9)
-    );
+    assert_counts!(outcome, [applied = 0, failed = 3, held_back = 9]);
     assert!(
         proxy.stats().fault(Fault::Throttling) >= 2,
         "the SDK retried"
@@ -191,11 +189,7 @@ async fn an_entry_the_broker_failed_alone_is_sent_again_in_the_same_batch_before
 
     let outcome = relay.process_items(rig.outbox_items().await).await;
     assert_eq!(proxy.stats().fault(Fault::PartialFailure), 2);
-    assert_eq!(
-        (outcome.applied, outcome.failed, outcome.held_back),
-        (9, 0, 0),
-        "{outcome:?}"
-    );
+    assert_counts!(outcome, [applied = 9, failed = 0, held_back = 0]);
     assert_eq!(
         numbers_by_key(&drain(&rig.moto, &url).await),
         in_order(&keys, 3),

@@ -97,15 +97,15 @@ async fn every_sample_event_deserializes_and_is_handled() {
             record.event_source_arn = Some(stack.tables.orders_stream_arn.clone());
         }
         let outcome = service.process_stream(&event.records).await;
-        assert_eq!(
-            (
-                outcome.applied,
-                outcome.duplicates,
-                outcome.ignored,
-                outcome.parked,
-                outcome.failures.len()
-            ),
-            (*applied, *duplicates, *ignored, *parked, *failures),
+        assert_counts!(
+            outcome,
+            [
+                applied = *applied,
+                duplicates = *duplicates,
+                ignored = *ignored,
+                parked = *parked,
+                failures = *failures
+            ],
             "{path}"
         );
         // The function's entry point with the same batch (a redelivery): nothing fails.
@@ -125,10 +125,10 @@ async fn every_sample_event_deserializes_and_is_handled() {
     let (redrive_file, found, applied, parked) = REDRIVE;
     let redrive: serde_json::Value = read(redrive_file);
     let report = sweep_with(&stack, redrive).await;
-    assert_eq!(
-        (report.found, report.applied, report.parked),
-        (found, applied, parked),
-        "c-14's poison sample, parked by the consumer above, is read back and still poison: {report:?}"
+    assert_counts!(
+        report,
+        [found = found, applied = applied, parked = parked],
+        "c-14's poison sample, parked by the consumer above, is read back and still poison"
     );
 }
 
@@ -160,9 +160,9 @@ async fn the_cdc_sample_batch_is_handled_by_the_pattern_2_consumer() {
             order_service::changes::order_placed_from_image,
         )
         .await;
-    assert_eq!(
-        (outcome.applied, outcome.duplicates, outcome.failures.len()),
-        (applied, duplicates, 0),
+    assert_counts!(
+        outcome,
+        [applied = applied, duplicates = duplicates, failures = 0],
         "{path}"
     );
     let response =
@@ -233,9 +233,9 @@ async fn the_self_read_samples_are_answered_by_the_order_publisher_and_handled_b
             )
         };
         let response = response.unwrap();
-        assert_eq!(
-            (outcome.applied, outcome.duplicates, outcome.failures.len()),
-            (*applied, *duplicates, 0),
+        assert_counts!(
+            outcome,
+            [applied = *applied, duplicates = *duplicates, failures = 0],
             "{path}"
         );
         // The function's entry point with the same batch (a redelivery): nothing fails, and
@@ -279,10 +279,10 @@ async fn the_self_read_samples_are_answered_by_the_order_publisher_and_handled_b
     )
     .await
     .unwrap();
-    assert_eq!(
-        (report.found, report.applied, report.parked),
-        (found, applied, parked),
-        "pattern 3's redrive after the samples: {report:?}"
+    assert_counts!(
+        report,
+        [found = found, applied = applied, parked = parked],
+        "pattern 3's redrive after the samples"
     );
 }
 

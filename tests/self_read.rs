@@ -28,6 +28,7 @@ use devkit::proxy::{FaultPlan, FaultProxy};
 use devkit::Invoke;
 use lambda_runtime::{Context, LambdaEvent};
 use order_service::self_read::kinesis::KinesisPublisher;
+use outbox_tests::assert_counts;
 use outboxctl::replay::{filter_patterns, replay_event, Range};
 use rewards_service::handlers::sweeper::REDRIVE_PARKED;
 use serde_json::{json, Value as Json};
@@ -339,11 +340,11 @@ async fn the_redrive_function_takes_back_both_consumers_parked_events_and_refuse
     };
 
     let report = invoke(json!({"action": REDRIVE_PARKED})).await.unwrap();
-    assert_eq!(
-        (report.found, report.applied, report.parked),
-        (2, 0, 2),
+    assert_counts!(
+        report,
+        [found = 2, applied = 0, parked = 2],
         "self-read: the second request under key-1, parked by order-history and by rewards, \
-         read back by the one function and still refused: {report:?}"
+         read back by the one function and still refused"
     );
     assert_eq!(balance(&stack, "c-1").await, (10, 1));
 

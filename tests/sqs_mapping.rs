@@ -18,6 +18,7 @@ use devkit::mapping::sqs::{self, LocalQueue, SqsMapping, SqsStats};
 use devkit::moto::LocalMoto;
 use devkit::Invoke;
 use devkit::Template;
+use outbox_tests::assert_counts;
 
 /// A queue with its dead-letter queue, a FIFO queue, and a function reading each, as SAM
 /// declares them. Short visibility timeouts keep the tests short; the FIFO queue's is long
@@ -286,11 +287,7 @@ async fn a_partial_failure_keeps_only_the_failed_message_until_the_visibility_ti
     });
     let mut confused = local.mapping("InboxFunction", confused).await;
     let stats = confused.drain().await.unwrap();
-    assert_eq!(
-        (stats.function_errors, stats.messages_kept),
-        (1, 1),
-        "{stats:?}"
-    );
+    assert_counts!(stats, [function_errors = 1, messages_kept = 1]);
 }
 
 #[tokio::test]
@@ -394,7 +391,7 @@ mod inbox {
     use dynamodb_outbox::{Envelope, PoisonPolicy, Processor, Source};
     use lambda_runtime::tower::Service;
     use lambda_runtime::{Context, LambdaEvent};
-    use outbox_tests::{balance_pk, moved, Tally, BALANCE_SK};
+    use outbox_tests::{assert_counts, balance_pk, moved, Tally, BALANCE_SK};
     use serde_json::json;
 
     const TABLE: &str = "inbox-ledger";
@@ -436,11 +433,7 @@ mod inbox {
         };
         let mut mapping = local.mapping("InboxFunction", function).await;
         let stats = mapping.drain().await.unwrap().clone();
-        assert_eq!(
-            (stats.messages_deleted, stats.messages_kept),
-            (3, 0),
-            "{stats:?}"
-        );
+        assert_counts!(stats, [messages_deleted = 3, messages_kept = 0]);
         let cents = store
             .number(TABLE, &balance_pk("a"), BALANCE_SK, "cents")
             .await

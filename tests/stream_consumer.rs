@@ -121,9 +121,9 @@ async fn a_batch_delivered_two_and_three_times_applies_once() {
     let expected = place_orders(&stack, ORDERS).await;
     let batch = outbox_batch(&stack).await;
     let first = process(&stack, &batch).await;
-    assert_eq!(
-        (first.applied, first.duplicates, first.failures.len()),
-        (ORDERS.len(), 0, 0)
+    assert_counts!(
+        first,
+        [applied = ORDERS.len(), duplicates = 0, failures = 0]
     );
     // Every event is done: its waiting set is gone, which the mark of a redelivered record
     // must read as "already completed", not as an error to retry.
@@ -134,9 +134,9 @@ async fn a_batch_delivered_two_and_three_times_applies_once() {
     }));
     for _ in 0..2 {
         let again = process(&stack, &batch).await;
-        assert_eq!(
-            (again.applied, again.duplicates, again.failures.len()),
-            (0, ORDERS.len(), 0)
+        assert_counts!(
+            again,
+            [applied = 0, duplicates = ORDERS.len(), failures = 0]
         );
     }
     assert_balances(&stack, &expected, &count(ORDERS)).await;
@@ -190,14 +190,7 @@ async fn a_crash_between_the_reward_and_the_mark_is_repaired_by_redelivery() {
     );
 
     let redelivery = process(&stack, &batch).await;
-    assert_eq!(
-        (
-            redelivery.applied,
-            redelivery.duplicates,
-            redelivery.failures.len()
-        ),
-        (0, 1, 0)
-    );
+    assert_counts!(redelivery, [applied = 0, duplicates = 1, failures = 0]);
     assert_eq!(
         balance(&stack, "c-1").await,
         (42, 1),
@@ -285,11 +278,7 @@ async fn a_poison_event_is_parked_with_its_reason_and_its_customer_goes_on() {
     assert_eq!(batch.len(), 6);
 
     let outcome = process(&stack, &batch).await;
-    assert_eq!(
-        (outcome.applied, outcome.parked, outcome.failures.len()),
-        (3, 3, 0),
-        "{outcome:?}"
-    );
+    assert_counts!(outcome, [applied = 3, parked = 3, failures = 0]);
     assert_eq!(
         balance(&stack, "c-1").await,
         (30, 2),
@@ -312,11 +301,7 @@ async fn a_poison_event_is_parked_with_its_reason_and_its_customer_goes_on() {
 
     // A redelivery (Lambda retries, a second mapping) applies and parks nothing again.
     let again = process(&stack, &batch).await;
-    assert_eq!(
-        (again.applied, again.parked, again.duplicates),
-        (0, 0, 6),
-        "{again:?}"
-    );
+    assert_counts!(again, [applied = 0, parked = 0, duplicates = 6]);
     assert_eq!(balance(&stack, "c-1").await, (30, 2));
     let _ = sequence_of(&batch, "poison-points");
 }
@@ -331,15 +316,9 @@ async fn an_event_of_a_newer_schema_version_is_skipped_and_counted_never_poison(
     place(&stack, "c-1", &[("A", 1, 1_000)]).await;
     let batch = outbox_batch(&stack).await;
     let outcome = process(&stack, &batch).await;
-    assert_eq!(
-        (
-            outcome.skipped,
-            outcome.applied,
-            outcome.parked,
-            outcome.failures.len()
-        ),
-        (1, 1, 0, 0),
-        "{outcome:?}"
+    assert_counts!(
+        outcome,
+        [skipped = 1, applied = 1, parked = 0, failures = 0]
     );
     assert_eq!(balance(&stack, "c-1").await, (10, 1));
 }
@@ -397,10 +376,7 @@ async fn modify_and_remove_records_are_ignored_including_real_ttl_deletions() {
     // Even delivered without the filter, they change nothing.
     let unfiltered: Vec<_> = removes.iter().chain(&modifies).cloned().collect();
     let outcome = service.process_stream(&unfiltered).await;
-    assert_eq!(
-        (outcome.ignored, outcome.applied, outcome.failures.len()),
-        (4, 0, 0)
-    );
+    assert_counts!(outcome, [ignored = 4, applied = 0, failures = 0]);
     assert_balances(&stack, &expected, &count(&[("c-1", 0), ("c-2", 0)])).await;
 
     // And the template's filter keeps them from the function altogether.
@@ -451,7 +427,7 @@ async fn an_order_is_rewarded_once_whatever_else_its_events_say() {
         }),
     ];
     let outcome = process(&stack, &copies).await;
-    assert_eq!((outcome.applied, outcome.duplicates), (1, 2), "{outcome:?}");
+    assert_counts!(outcome, [applied = 1, duplicates = 2]);
     assert_eq!(balance(&stack, "c-1").await, (20, 1));
 
     // A copy naming another customer sits at the same place in the key's order: a duplicate,
@@ -464,7 +440,7 @@ async fn an_order_is_rewarded_once_whatever_else_its_events_say() {
         )
     });
     let outcome = process(&stack, &[stolen]).await;
-    assert_eq!((outcome.duplicates, outcome.applied), (1, 0), "{outcome:?}");
+    assert_counts!(outcome, [duplicates = 1, applied = 0]);
     assert_eq!(balance(&stack, "c-2").await, (0, 0));
     assert_eq!(balance(&stack, "c-1").await, (20, 1));
 
@@ -482,7 +458,7 @@ async fn an_order_is_rewarded_once_whatever_else_its_events_say() {
     .await;
     let batch = outbox_batch(&stack).await;
     let outcome = process(&stack, &batch).await;
-    assert_eq!((outcome.parked, outcome.applied), (1, 0), "{outcome:?}");
+    assert_counts!(outcome, [parked = 1, applied = 0]);
     assert_eq!(balance(&stack, "c-1").await, (20, 1));
     let reason = &parked(&stack).await["second-event-same-order"];
     assert!(
@@ -512,9 +488,9 @@ async fn points_that_do_not_follow_from_the_total_are_poison() {
         })
         .collect();
     let outcome = process(&stack, &forged).await;
-    assert_eq!(
-        (outcome.parked, outcome.duplicates, outcome.applied),
-        (1, 1, 0),
+    assert_counts!(
+        outcome,
+        [parked = 1, duplicates = 1, applied = 0],
         "the first forgery is parked; the second sits at the same place in the key's order"
     );
     assert_eq!(balance(&stack, "c-1").await, (0, 0));
@@ -534,9 +510,9 @@ async fn a_reward_that_would_pass_the_balance_limit_is_poison_and_the_customer_s
     }
     let batch = outbox_batch(&stack).await;
     let outcome = process(&stack, &batch).await;
-    assert_eq!(
-        (outcome.applied, outcome.parked),
-        (fit as usize, 1),
+    assert_counts!(
+        outcome,
+        [applied = fit as usize, parked = 1],
         "the largest orders fill the balance up to the limit, and the next one is refused"
     );
     let rewards = call_rewards(&stack, request("GET", "/customers/c-1/rewards", None, &[])).await;
@@ -557,11 +533,7 @@ async fn records_from_another_tables_stream_are_poison_and_credit_nothing() {
     unnamed.event_source_arn = None;
     unnamed.change.sequence_number = Some("900000000000000000031".into());
     let outcome = process(&stack, &[elsewhere, unnamed]).await;
-    assert_eq!(
-        (outcome.poison, outcome.failures.len(), outcome.applied),
-        (2, 2, 0),
-        "{outcome:?}"
-    );
+    assert_counts!(outcome, [poison = 2, failures = 2, applied = 0]);
     assert_eq!(balance(&stack, "c-1").await, (0, 0));
     let outcome = process(&stack, &batch).await;
     assert_eq!(

@@ -55,11 +55,7 @@ async fn events_the_stream_never_delivered_are_applied_by_the_sweeper() {
     );
 
     let report = sweep(&stack, 0, 100).await;
-    assert_eq!(
-        (report.found, report.applied, report.failed),
-        (3, 3, 0),
-        "{report:?}"
-    );
+    assert_counts!(report, [found = 3, applied = 3, failed = 0]);
     assert_eq!(balance(&stack, "c-1").await, (13, 2));
     assert_eq!(balance(&stack, "c-2").await, (25, 1));
     let (_, events) = orders_and_events(&stack).await;
@@ -208,11 +204,7 @@ async fn a_parked_event_is_redriven_by_the_operator_after_the_fix() {
     place(&stack, "c-2", &[("A", 1, 700)]).await;
 
     let report = sweep(&stack, 0, 100).await;
-    assert_eq!(
-        (report.found, report.applied, report.parked, report.failed),
-        (2, 1, 1, 0),
-        "{report:?}"
-    );
+    assert_counts!(report, [found = 2, applied = 1, parked = 1, failed = 0]);
     let parked_now = parked(&stack).await;
     assert_eq!(
         parked_now.len(),
@@ -236,28 +228,16 @@ async fn a_parked_event_is_redriven_by_the_operator_after_the_fix() {
 
     // A redrive before the fix parks it again, with one more attempt.
     let early = redrive(&stack).await;
-    assert_eq!(
-        (early.found, early.applied, early.parked),
-        (1, 0, 1),
-        "{early:?}"
-    );
+    assert_counts!(early, [found = 1, applied = 0, parked = 1]);
 
     // The fix lands (the balance is corrected), and the operator redrives what was parked.
     set_balance(client, table, "c-2", 0).await;
     let fixed = redrive(&stack).await;
-    assert_eq!(
-        (fixed.found, fixed.applied, fixed.parked),
-        (1, 1, 0),
-        "{fixed:?}"
-    );
+    assert_counts!(fixed, [found = 1, applied = 1, parked = 0]);
     assert_eq!(balance(&stack, "c-2").await, (7, 1));
     assert!(parked(&stack).await.is_empty());
     let again = redrive(&stack).await;
-    assert_eq!(
-        (again.found, again.applied),
-        (0, 0),
-        "applied once: {again:?}"
-    );
+    assert_counts!(again, [found = 0, applied = 0], "applied once");
     assert_eq!(balance(&stack, "c-2").await, (7, 1));
     let (_, events) = orders_and_events(&stack).await;
     let done = events
@@ -286,7 +266,7 @@ async fn an_undecodable_pending_event_is_parked_and_named_by_its_id_or_its_key()
     put_items(&stack, &stack.tables.orders, vec![garbled, anonymous]).await;
 
     let report = sweep(&stack, 0, 100).await;
-    assert_eq!((report.found, report.parked), (2, 2), "{report:?}");
+    assert_counts!(report, [found = 2, parked = 2]);
     let parked = parked(&stack).await;
     assert!(
         parked["garbled-1"].contains("undecodable envelope garbled-1"),
