@@ -113,6 +113,18 @@ async fn an_event_over_eventbridges_limit_is_parked_with_its_reason_and_its_key_
     assert_eq!(rig.done().await.len(), 3);
 }
 
+/// The keys of the fault tests' events.
+const KEYS: [&str; 3] = ["a", "b", "c"];
+
+/// moto and an outbox holding `count` events of each of [`KEYS`] for the relay [`RELAY`], and the
+/// FIFO queue `queue` it publishes to: the rig and the queue's URL (`None`: skipped).
+async fn backlog(test: &str, queue: &str, count: u32) -> Option<(Rig, String)> {
+    let rig = Rig::start(test, &[RELAY]).await?;
+    let url = rig.queue(queue).await;
+    rig.write_many(&KEYS, count).await;
+    Some((rig, url))
+}
+
 /// A relay named `name` to the queue `url`, whose SendMessageBatch calls go through a fault
 /// proxy injecting `plan`, each retried once after a few milliseconds; and the proxy.
 async fn through_faults(
@@ -141,12 +153,9 @@ async fn through_faults(
 
 #[tokio::test]
 async fn throttled_calls_leave_every_event_pending_and_a_later_batch_publishes_them_in_order() {
-    let Some(rig) = Rig::start("throttling", &[RELAY]).await else {
+    let Some((rig, url)) = backlog("throttling", "orders.fifo", 4).await else {
         return;
     };
-    let url = rig.queue("orders.fifo").await;
-    let keys = ["a", "b", "c"];
-    rig.write_many(&keys, 4).await;
     let throttled = FaultPlan {
         throttling: 1.0,
         ..FaultPlan::none()
@@ -167,19 +176,16 @@ async fn throttled_calls_leave_every_event_pending_and_a_later_batch_publishes_t
     assert_eq!(later.applied, 12, "{later:?}");
     assert_eq!(
         numbers_by_key(&drain(&rig.moto, &url).await),
-        in_order(&keys, 4)
+        in_order(&KEYS, 4)
     );
     assert_eq!(rig.done().await.len(), 12);
 }
 
 #[tokio::test]
 async fn an_entry_the_broker_failed_alone_is_sent_again_in_the_same_batch_before_its_keys_next() {
-    let Some(rig) = Rig::start("entry_failed_alone", &[RELAY]).await else {
+    let Some((rig, url)) = backlog("entry_failed_alone", "entries.fifo", 3).await else {
         return;
     };
-    let url = rig.queue("entries.fifo").await;
-    let keys = ["a", "b", "c"];
-    rig.write_many(&keys, 3).await;
     let one_entry_twice = FaultPlan {
         partial_failure: 1.0,
         max_faults: Some(2),
@@ -192,7 +198,7 @@ async fn an_entry_the_broker_failed_alone_is_sent_again_in_the_same_batch_before
     assert_counts!(outcome, [applied = 9, failed = 0, held_back = 0]);
     assert_eq!(
         numbers_by_key(&drain(&rig.moto, &url).await),
-        in_order(&keys, 3),
+        in_order(&KEYS, 3),
         "each key in order, each event once"
     );
     assert_eq!(rig.done().await.len(), 9);
@@ -204,8 +210,7 @@ async fn a_lost_publish_response_publishes_again_under_the_same_event_id_and_los
     else {
         return;
     };
-    let keys = ["a", "b", "c"];
-    let written = rig.write_many(&keys, 5).await;
+    let written = rig.write_many(&KEYS, 5).await;
     for queue in ["standard", "ordered.fifo"] {
         let url = rig.queue(queue).await;
         let lose = FaultPlan {
@@ -238,7 +243,7 @@ async fn a_lost_publish_response_publishes_again_under_the_same_event_id_and_los
                 ids.values().all(|n| *n == 1),
                 "{queue}: the FIFO queue dropped repeats"
             );
-            assert_eq!(numbers_by_key(&received), in_order(&keys, 5), "{queue}");
+            assert_eq!(numbers_by_key(&received), in_order(&KEYS, 5), "{queue}");
             for message in &received {
                 let envelope = envelope(&message.body);
                 assert_eq!(
@@ -255,7 +260,7 @@ async fn a_lost_publish_response_publishes_again_under_the_same_event_id_and_los
             );
             assert_eq!(
                 first_seen(&received),
-                in_order(&keys, 5),
+                in_order(&KEYS, 5),
                 "{queue}: order kept"
             );
         }
