@@ -23,55 +23,7 @@ use outbox_tests::assert_counts;
 /// A queue with its dead-letter queue, a FIFO queue, and a function reading each, as SAM
 /// declares them. Short visibility timeouts keep the tests short; the FIFO queue's is long
 /// enough that its kept messages stay in flight while the test sends and drains again.
-const TEMPLATE: &str = r#"
-Parameters:
-  Stage:
-    Type: String
-    Default: test
-Resources:
-  InboxDeadLetters:
-    Type: AWS::SQS::Queue
-    Properties:
-      QueueName: !Sub inbox-dlq-${Stage}
-  Inbox:
-    Type: AWS::SQS::Queue
-    Properties:
-      QueueName: !Sub inbox-${Stage}
-      VisibilityTimeout: 1
-      RedrivePolicy:
-        deadLetterTargetArn: !GetAtt InboxDeadLetters.Arn
-        maxReceiveCount: 2
-  OrderedInbox:
-    Type: AWS::SQS::Queue
-    Properties:
-      QueueName: !Sub ordered-inbox-${Stage}.fifo
-      FifoQueue: true
-      ContentBasedDeduplication: true
-      VisibilityTimeout: 4
-  InboxFunction:
-    Type: AWS::Serverless::Function
-    Properties:
-      Events:
-        Inbox:
-          Type: SQS
-          Properties:
-            Queue: !GetAtt Inbox.Arn
-            BatchSize: 5
-            FunctionResponseTypes:
-              - ReportBatchItemFailures
-  OrderedInboxFunction:
-    Type: AWS::Serverless::Function
-    Properties:
-      Events:
-        Inbox:
-          Type: SQS
-          Properties:
-            Queue: !GetAtt OrderedInbox.Arn
-            BatchSize: 10
-            MaximumBatchingWindowInSeconds: 1
-            FunctionResponseTypes:
-              - ReportBatchItemFailures
-"#;
+const TEMPLATE: &str = include_str!("fixtures/sqs-mapping.yaml");
 
 /// The local SQS with the template's queues, by logical id.
 struct Queues {
