@@ -19,10 +19,9 @@ const KEYS: [&str; 3] = ["alpha", "beta", "gamma"];
 
 #[tokio::test]
 async fn sqs_fifo_gets_each_keys_events_in_order_grouped_by_key_and_deduplicated_by_event_id() {
-    let Some(rig) = Rig::start("sqs_fifo", &[RELAY]).await else {
+    let Some((rig, url)) = Rig::with_queue("sqs_fifo", "orders.fifo").await else {
         return;
     };
-    let url = rig.queue("orders.fifo").await;
     let events = rig.write_many(&KEYS, 12).await;
     let relay = rig.processor(SqsTarget::new(rig.moto.sqs().await, &url));
 
@@ -56,10 +55,9 @@ async fn sqs_fifo_gets_each_keys_events_in_order_grouped_by_key_and_deduplicated
 
 #[tokio::test]
 async fn sqs_standard_gets_the_envelope_as_body_and_each_keys_events_in_publication_order() {
-    let Some(rig) = Rig::start("sqs_standard", &[RELAY]).await else {
+    let Some((rig, url)) = Rig::with_queue("sqs_standard", "orders").await else {
         return;
     };
-    let url = rig.queue("orders").await;
     let keys = [
         "k1", "k2", "k3", "k4", "k5", "k6", "k7", "k8", "k9", "k10", "k11", "k12",
     ];
@@ -112,10 +110,9 @@ async fn sns_standard_and_fifo_reach_an_sqs_subscription_with_each_keys_events_i
 
 #[tokio::test]
 async fn eventbridge_puts_the_envelope_as_detail_and_a_rule_delivers_it_to_sqs_in_order() {
-    let Some(rig) = Rig::start("eventbridge", &[RELAY]).await else {
+    let Some((rig, url)) = Rig::with_queue("eventbridge", "rewards").await else {
         return;
     };
-    let url = rig.queue("rewards").await;
     let events = rig.moto.eventbridge().await;
     events
         .create_event_bus()

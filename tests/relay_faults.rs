@@ -29,10 +29,9 @@ const OVER_256_KIB: usize = 300_000;
 
 #[tokio::test]
 async fn a_failed_entry_holds_back_its_keys_later_events_while_other_keys_go_on() {
-    let Some(rig) = Rig::start("partial_failure", &[RELAY]).await else {
+    let Some((rig, url)) = Rig::with_queue("partial_failure", "rewards").await else {
         return;
     };
-    let url = rig.queue("rewards").await;
     let sns = rig.moto.sns().await;
     let topic = rig.topic_into("orders", "rewards").await;
     let a1 = rig.write("a", 1, 16).await;
@@ -119,8 +118,7 @@ const KEYS: [&str; 3] = ["a", "b", "c"];
 /// moto and an outbox holding `count` events of each of [`KEYS`] for the relay [`RELAY`], and the
 /// FIFO queue `queue` it publishes to: the rig and the queue's URL (`None`: skipped).
 async fn backlog(test: &str, queue: &str, count: u32) -> Option<(Rig, String)> {
-    let rig = Rig::start(test, &[RELAY]).await?;
-    let url = rig.queue(queue).await;
+    let (rig, url) = Rig::with_queue(test, queue).await?;
     rig.write_many(&KEYS, count).await;
     Some((rig, url))
 }

@@ -72,6 +72,15 @@ impl Rig {
         })
     }
 
+    /// The set-up most relay tests start from: moto, an outbox whose events are routed to
+    /// [`RELAY`] alone, and the queue `queue` (FIFO when its name ends in `.fifo`) to read what
+    /// arrives: the rig and the queue's URL (`None` as for [`Rig::start`]).
+    pub async fn with_queue(test: &str, queue: &str) -> Option<(Rig, String)> {
+        let rig = Rig::start(test, &[RELAY]).await?;
+        let url = rig.queue(queue).await;
+        Some((rig, url))
+    }
+
     /// One event of `key`, its payload padded with `pad` bytes, in a transaction of its own.
     pub async fn write(&self, key: &str, n: u32, pad: usize) -> Envelope<Happened> {
         let event = Envelope::new(Happened {
