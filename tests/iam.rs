@@ -8,97 +8,26 @@
 //! to them with the function's role) are not exercised locally; the broker deployment's
 //! EventBridge and SQS grants, its inbox queue's included, are, in tests/iam_broker.rs.
 
-use std::collections::BTreeMap;
-use std::future::Future;
+#[path = "iam_audit.rs"]
+mod audit;
 
+use audit::{audit_rewards_api, write_orders, Audit};
 use aws_lambda_events::dynamodb::Event;
-use aws_sdk_dynamodb::Client;
-use devkit::iam;
 use devkit::pattern::Pattern;
 use devkit::patterns::self_read::{
     history_in_process, rewards_in_process, SelfReadStack, ORDER_HISTORY_FUNCTION, REWARDS_FUNCTION,
 };
-use devkit::proxy::{FaultPlan, FaultProxy};
-use devkit::Template;
 use dynamodb_outbox::dynamodb::PendingEvents;
 use lambda_runtime::{Context, LambdaEvent};
 use order_service::handlers::order_api;
 use order_service::self_read::kinesis::KinesisPublisher;
 use order_service::store::cdc::CdcOrderStore;
 use order_service::store::dynamodb::DynamoOrderStore;
-use order_service::store::OrderStore;
 use outbox_tests::*;
+use rewards_service::handlers::stream;
 use rewards_service::handlers::sweeper::{self, Sweeper, REDRIVE_PARKED};
-use rewards_service::handlers::{rewards_api, stream};
 use rewards_service::service::{self, SweepReport};
-use rewards_service::store::dynamodb::DynamoRewardsStore;
 use serde_json::json;
-
-/// The proxy every audited request goes through (and pattern 3's in front of its Kinesis), and
-/// what the template grants.
-struct Audit<'a> {
-    proxy: FaultProxy,
-    kinesis_proxy: Option<FaultProxy>,
-    template: &'a Template,
-    tables: BTreeMap<&'static str, String>,
-}
-
-impl<'a> Audit<'a> {
-    async fn start(upstream: &str, template: &'a Template, orders: &str, rewards: &str) -> Self {
-        Self {
-            proxy: FaultProxy::start(upstream, FaultPlan::none())
-                .await
-                .unwrap(),
-            kinesis_proxy: None,
-            template,
-            tables: BTreeMap::from([
-                ("OrdersTable", orders.to_owned()),
-                ("RewardsTable", rewards.to_owned()),
-            ]),
-        }
-    }
-
-    /// Puts a proxy in front of the Kinesis at `upstream`, whose stream is the template's
-    /// `logical_id` named `name` here.
-    async fn with_kinesis(mut self, upstream: &str, logical_id: &'static str, name: &str) -> Self {
-        self.kinesis_proxy = Some(
-            FaultProxy::start(upstream, FaultPlan::none())
-                .await
-                .unwrap(),
-        );
-        self.tables.insert(logical_id, name.to_owned());
-        self
-    }
-
-    fn proxies(&self) -> impl Iterator<Item = &FaultProxy> {
-        std::iter::once(&self.proxy).chain(self.kinesis_proxy.as_ref())
-    }
-
-    /// Runs `work` as `function` (its requests through the proxies) and fails on any action its
-    /// policy does not grant.
-    async fn as_function<T>(&self, function: &str, work: impl Future<Output = T>) -> T {
-        self.proxies().for_each(FaultProxy::reset_stats);
-        let output = work.await;
-        let accesses: std::collections::BTreeSet<iam::Access> =
-            self.proxies().flat_map(|p| p.stats().accesses).collect();
-        assert!(!accesses.is_empty(), "{function} made no request");
-        let grants = iam::grants(self.template, function).unwrap();
-        let tables = self
-            .tables
-            .iter()
-            .map(|(id, name)| (*id, name.as_str()))
-            .collect();
-        let denied: Vec<String> = iam::denied(&grants, &tables, &accesses)
-            .iter()
-            .map(ToString::to_string)
-            .collect();
-        assert!(
-            denied.is_empty(),
-            "{function}'s policy does not allow: {denied:?} (it needed {accesses:?})"
-        );
-        output
-    }
-}
 
 async fn invoke_sweeper(sweeper: &Sweeper, payload: serde_json::Value) -> SweepReport {
     sweeper::handle(sweeper, LambdaEvent::new(payload, Context::default()))
@@ -110,20 +39,20 @@ async fn invoke_sweeper(sweeper: &Sweeper, payload: serde_json::Value) -> SweepR
 async fn audit_stream_pattern(pattern: Pattern) {
     let stack = Stack::start_pattern(pattern).await.unwrap();
     let (orders, rewards) = (stack.tables.orders.clone(), stack.tables.rewards.clone());
-    let audit = Audit::start(&stack.dynamo.endpoint, &stack.template, &orders, &rewards).await;
-    let client = stack.dynamo.client_via(&audit.proxy.endpoint).await;
+    let dynamo = stack.dynamo.endpoint.as_str();
+    let audit = Audit::start(&stack.template, &[dynamo], &orders, &rewards).await;
+    let client = stack.dynamo.client_via(audit.via(dynamo)).await;
     balance_near_limit(&stack.dynamo.client, &rewards, "iam-2").await;
 
+    let customers = ["iam-1", "iam-2"];
     if pattern == Pattern::Cdc {
         let store = CdcOrderStore::new(client.clone(), &orders);
-        audit
-            .as_function("OrderWriterFunction", write_orders(&store))
-            .await;
+        let writing = write_orders(&store, &customers);
+        audit.as_function("OrderWriterFunction", writing).await;
     } else {
         let store = DynamoOrderStore::new(client.clone(), &orders);
-        audit
-            .as_function("OrderWriterFunction", write_orders(&store))
-            .await;
+        let writing = write_orders(&store, &customers);
+        audit.as_function("OrderWriterFunction", writing).await;
     }
 
     let processor = service::processor(client.clone(), &rewards, stack.tables.orders_source())
@@ -184,33 +113,6 @@ async fn audit_stream_pattern(pattern: Pattern) {
     audit_rewards_api(&audit, client, &rewards).await;
 }
 
-/// The rewards API's sample requests, as the same function in every pattern.
-async fn audit_rewards_api(audit: &Audit<'_>, client: Client, rewards: &str) {
-    let store = DynamoRewardsStore::new(client, rewards);
-    audit
-        .as_function("RewardsApiFunction", async {
-            for request in sample_requests("rewards-api") {
-                rewards_api::handle(&store, LambdaEvent::new(request, Context::default()))
-                    .await
-                    .unwrap();
-            }
-        })
-        .await;
-}
-
-/// The order-writer's sample events, and an order each for iam-1 and iam-2.
-async fn write_orders<S: OrderStore>(store: &S) {
-    let mut requests = sample_requests("order-writer");
-    for customer in ["iam-1", "iam-2"] {
-        requests.push(post_order(&order_body(customer, &[("A", 1, 700)]), &[]));
-    }
-    for request in requests {
-        order_api::handle(store, LambdaEvent::new(request, Context::default()))
-            .await
-            .unwrap();
-    }
-}
-
 #[tokio::test]
 async fn every_request_of_the_outbox_functions_is_allowed_by_their_policies() {
     audit_stream_pattern(Pattern::Outbox).await;
@@ -230,18 +132,16 @@ async fn every_request_of_the_self_read_functions_is_allowed_by_their_policies()
         return;
     };
     let (orders, rewards) = (stack.orders_table.clone(), stack.rewards_table.clone());
-    let audit = Audit::start(&stack.dynamo.endpoint, &stack.template, &orders, &rewards)
+    let (dynamo, kinesis) = (
+        stack.dynamo.endpoint.as_str(),
+        stack.kinesis.endpoint.as_str(),
+    );
+    let audit = Audit::start(&stack.template, &[dynamo, kinesis], &orders, &rewards)
         .await
-        .with_kinesis(
-            &stack.kinesis.endpoint,
-            "OrderEventsStream",
-            &stack.stream.name,
-        )
-        .await;
-    let client = stack.dynamo.client_via(&audit.proxy.endpoint).await;
-    let kinesis_endpoint = &audit.kinesis_proxy.as_ref().unwrap().endpoint;
+        .name("OrderEventsStream", &stack.stream.name);
+    let client = stack.dynamo.client_via(audit.via(dynamo)).await;
     let publisher = KinesisPublisher::new(
-        devkit::kinesis::client_for(kinesis_endpoint).await,
+        devkit::kinesis::client_for(audit.via(kinesis)).await,
         &stack.stream.name,
     );
     let history = DynamoOrderStore::new(client.clone(), &orders);
@@ -271,33 +171,26 @@ async fn every_request_of_the_self_read_functions_is_allowed_by_their_policies()
         })
         .await;
 
-    let history_processor = order_service::self_read::history::processor(
-        client.clone(),
-        &orders,
-        stack.stream.source(),
-    );
-    let history_consumer = history_in_process(history_processor);
+    // Each consumer of the stream, for its mapping and again for the sweeper.
+    let history_processor = || {
+        order_service::self_read::history::processor(client.clone(), &orders, stack.stream.source())
+    };
+    let rewards_processor = || {
+        rewards_service::handlers::kinesis::processor(
+            client.clone(),
+            &rewards,
+            stack.stream.source(),
+        )
+    };
+    let history_consumer = history_in_process(history_processor());
     audit_mapping(&audit, &stack, ORDER_HISTORY_FUNCTION, history_consumer).await;
-    let rewards_processor = rewards_service::handlers::kinesis::processor(
-        client.clone(),
-        &rewards,
-        stack.stream.source(),
-    );
-    let rewards_consumer = rewards_in_process(rewards_processor);
+    let rewards_consumer = rewards_in_process(rewards_processor());
     audit_mapping(&audit, &stack, REWARDS_FUNCTION, rewards_consumer).await;
 
     let sweeper = Sweeper {
         pending: None,
-        processor: rewards_service::handlers::kinesis::processor(
-            client.clone(),
-            &rewards,
-            stack.stream.source(),
-        ),
-        order_history: Some(order_service::self_read::history::processor(
-            client.clone(),
-            &orders,
-            stack.stream.source(),
-        )),
+        processor: rewards_processor(),
+        order_history: Some(history_processor()),
         grace_seconds: 0,
         limit: 100,
         pattern: service_runtime::config::OutboxPattern::SelfRead,

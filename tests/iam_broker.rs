@@ -7,20 +7,22 @@
 //! locally: the relay's stream mapping sending a dropped batch's metadata to its on-failure
 //! queue.
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::future::Future;
+#[path = "iam_audit.rs"]
+mod audit;
+
+use std::collections::BTreeSet;
 use std::time::Duration;
 
+use audit::{audit_rewards_api, write_orders, Audit};
 use aws_lambda_events::dynamodb::Event;
 use aws_lambda_events::sqs::SqsEvent;
 use aws_lambda_events::streams::DynamoDbEventResponse;
-use devkit::iam::{self, Access};
+use devkit::iam::Access;
 use devkit::mapping::sqs::{SqsMapping, SqsSettings};
 use devkit::moto::LocalMoto;
 use devkit::patterns::broker::{
     LocalBroker, BUS, DEAD_LETTER_QUEUE, EVENT_SOURCE, QUEUE, RELAY_FUNCTION,
 };
-use devkit::proxy::{FaultPlan, FaultProxy};
 use devkit::trigger::DynamoStream;
 use devkit::Pattern;
 use dynamodb_outbox::dynamodb::{DynamoConsumerStore, PendingEvents};
@@ -29,52 +31,10 @@ use dynamodb_outbox::relay::{EventBridgeTarget, Relay};
 use dynamodb_outbox::{BatchOutcome, Processor, Source};
 use lambda_runtime::{Context, LambdaEvent, Service as _};
 use order_service::domain::events::{takes_order_placed, ORDER_RELAY};
-use order_service::handlers::order_api;
 use order_service::store::dynamodb::DynamoOrderStore;
 use outbox_tests::*;
 use rewards_service::consumer::RewardsConsumer;
-use rewards_service::handlers::rewards_api;
-use rewards_service::store::dynamodb::DynamoRewardsStore;
 use serde_json::json;
-
-/// The proxies every audited request goes through, and the names of the template's resources
-/// as created here.
-struct Audit<'a> {
-    dynamo: FaultProxy,
-    moto: FaultProxy,
-    stack: &'a Stack,
-    names: BTreeMap<&'static str, String>,
-}
-
-impl Audit<'_> {
-    /// Runs `work` as `function` (its requests through the proxies) and fails, naming the
-    /// function, the action and the resource, on any request its policies do not allow.
-    /// Returns the output and what the function needed.
-    async fn as_function<T>(
-        &self,
-        function: &str,
-        work: impl Future<Output = T>,
-    ) -> (T, BTreeSet<Access>) {
-        self.dynamo.reset_stats();
-        self.moto.reset_stats();
-        let output = work.await;
-        let mut accesses = self.dynamo.stats().accesses;
-        accesses.extend(self.moto.stats().accesses);
-        assert!(!accesses.is_empty(), "{function} made no request");
-        let names = self
-            .names
-            .iter()
-            .map(|(id, name)| (*id, name.as_str()))
-            .collect();
-        let refused = iam::refusals(&self.stack.template, function, &names, &accesses).unwrap();
-        assert!(
-            refused.is_empty(),
-            "{} (it needed {accesses:?})",
-            refused.join("; ")
-        );
-        (output, accesses)
-    }
-}
 
 /// What `accesses` hold of `service` (`events`, `sqs`), as `action on resource`.
 fn of_service(accesses: &BTreeSet<Access>, service: &str) -> BTreeSet<String> {
@@ -134,18 +94,6 @@ async fn relay_sweeper(
     sweeper.call(event).await.unwrap()
 }
 
-/// The order-writer's sample events (an order and its reads), and an order for each customer.
-async fn write_orders(store: &DynamoOrderStore, customers: &[&str]) {
-    let mut requests = sample_requests("order-writer");
-    for customer in customers {
-        requests.push(post_order(&order_body(customer, &[("A", 1, 700)]), &[]));
-    }
-    for request in requests {
-        let event = LambdaEvent::new(request, Context::default());
-        order_api::handle(store, event).await.unwrap();
-    }
-}
-
 #[tokio::test]
 async fn every_request_of_the_broker_functions_is_allowed_by_their_policies() {
     let Some(moto) = LocalMoto::start_or_skip("iam: broker functions")
@@ -157,24 +105,14 @@ async fn every_request_of_the_broker_functions_is_allowed_by_their_policies() {
     let stack = Stack::start_pattern(Pattern::Broker).await.unwrap();
     let broker = LocalBroker::create(&moto, &stack.template).await.unwrap();
     let (orders, rewards) = (stack.tables.orders.clone(), stack.tables.rewards.clone());
-    let audit = Audit {
-        dynamo: FaultProxy::start(&stack.dynamo.endpoint, FaultPlan::none())
-            .await
-            .unwrap(),
-        moto: FaultProxy::start(&moto.endpoint, FaultPlan::none())
-            .await
-            .unwrap(),
-        stack: &stack,
-        names: BTreeMap::from([
-            ("OrdersTable", orders.clone()),
-            ("RewardsTable", rewards.clone()),
-            (BUS, broker.bus.clone()),
-            (QUEUE, broker.queue.name.clone()),
-            (DEAD_LETTER_QUEUE, broker.dead_letter_queue.name.clone()),
-        ]),
-    };
-    let client = stack.dynamo.client_via(&audit.dynamo.endpoint).await;
-    let events = moto.eventbridge_via(&audit.moto.endpoint).await;
+    let (dynamo, brokers) = (stack.dynamo.endpoint.as_str(), moto.endpoint.as_str());
+    let audit = Audit::start(&stack.template, &[dynamo, brokers], &orders, &rewards)
+        .await
+        .name(BUS, &broker.bus)
+        .name(QUEUE, &broker.queue.name)
+        .name(DEAD_LETTER_QUEUE, &broker.dead_letter_queue.name);
+    let client = stack.dynamo.client_via(audit.via(dynamo)).await;
+    let events = moto.eventbridge_via(audit.via(brokers)).await;
     let target = EventBridgeTarget::new(events, &broker.bus, EVENT_SOURCE);
     balance_near_limit(&stack.dynamo.client, &rewards, "iam-2").await;
 
@@ -185,7 +123,7 @@ async fn every_request_of_the_broker_functions_is_allowed_by_their_policies() {
     // The relay publishes the stream's events, then takes the same batch again (duplicates).
     let publisher = relay(&stack, &client, target.clone());
     let ((first, again), needed) = audit
-        .as_function("OrderRelayFunction", async {
+        .needs("OrderRelayFunction", async {
             let first = relay_stream(&stack, &publisher).await;
             (first, relay_stream(&stack, &publisher).await)
         })
@@ -204,7 +142,7 @@ async fn every_request_of_the_broker_functions_is_allowed_by_their_policies() {
     let parking = relay(&stack, &client, target.clone().max_message_bytes(64));
     let late = DynamoOrderStore::relayed(stack.dynamo.client.clone(), &orders);
     write_orders(&late, &["iam-3"]).await;
-    let (parked, _) = audit
+    let parked = audit
         .as_function("OrderRelayFunction", relay_stream(&stack, &parking))
         .await;
     assert!(parked.parked >= 1, "{parked:?}");
@@ -214,7 +152,7 @@ async fn every_request_of_the_broker_functions_is_allowed_by_their_policies() {
     write_orders(&late, &["iam-4"]).await;
     let pending = PendingEvents::new(client.clone(), &orders);
     let ((swept, redriven), needed) = audit
-        .as_function("RelaySweeperFunction", async {
+        .needs("RelaySweeperFunction", async {
             let swept = relay_sweeper(&publisher, &pending, json!({"source": "aws.scheduler"}));
             let swept = swept.await;
             let redrive = json!({"action": dynamodb_outbox::lambda::REDRIVE_PARKED});
@@ -227,7 +165,7 @@ async fn every_request_of_the_broker_functions_is_allowed_by_their_policies() {
     );
     assert_eq!(of_service(&needed, "events:"), BTreeSet::from([bus]));
 
-    audit_inbox(&audit, &moto, &broker, &client).await;
+    audit_inbox(&audit, &stack, &moto, &broker, &client).await;
     audit_rewards_api(&audit, client, &rewards).await;
 }
 
@@ -235,17 +173,18 @@ async fn every_request_of_the_broker_functions_is_allowed_by_their_policies() {
 /// redrive of what it parked, before and after the fix.
 async fn audit_inbox(
     audit: &Audit<'_>,
+    stack: &Stack,
     moto: &LocalMoto,
     broker: &LocalBroker,
     client: &aws_sdk_dynamodb::Client,
 ) {
-    let rewards = &audit.stack.tables.rewards;
+    let rewards = &stack.tables.rewards;
     let inbox = || -> InboxProcessor {
         let store = DynamoConsumerStore::new(client.clone(), rewards, rewards);
         let queue = Source::sqs_queue(&broker.queue.arn).unwrap();
         Processor::new(RewardsConsumer::new(rewards.clone()), store, queue)
     };
-    let sqs = moto.sqs_via(&audit.moto.endpoint).await;
+    let sqs = moto.sqs_via(audit.via(&moto.endpoint)).await;
     let settings = SqsSettings {
         report_batch_item_failures: true,
         ..SqsSettings::default()
@@ -257,7 +196,7 @@ async fn audit_inbox(
         Ok::<_, lambda_runtime::Error>(SqsQueue::new(&*p).call(event).await?.response)
     });
     let ((), needed) = audit
-        .as_function("RewardsInboxFunction", async {
+        .needs("RewardsInboxFunction", async {
             let url = &broker.queue.url;
             let mut mapping = SqsMapping::open(settings, sqs, url, invoker).await.unwrap();
             let stats = mapping.drain().await.unwrap();
@@ -270,25 +209,12 @@ async fn audit_inbox(
     assert_eq!(of_service(&needed, "sqs:"), BTreeSet::from(polled));
 
     let redrive = inbox();
-    let (fixed, _) = audit
+    let fixed = audit
         .as_function("ParkedRedriveFunction", async {
             let early = redrive.redrive_parked(1000).await;
-            set_balance(&audit.stack.dynamo.client, rewards, "iam-2", 0).await;
+            set_balance(&stack.dynamo.client, rewards, "iam-2", 0).await;
             (early.parked, redrive.redrive_parked(1000).await.applied)
         })
         .await;
     assert_eq!(fixed, (1, 1), "parked again before the fix, applied after");
-}
-
-/// The rewards API's sample requests.
-async fn audit_rewards_api(audit: &Audit<'_>, client: aws_sdk_dynamodb::Client, rewards: &str) {
-    let store = DynamoRewardsStore::new(client, rewards);
-    audit
-        .as_function("RewardsApiFunction", async {
-            for request in sample_requests("rewards-api") {
-                let event = LambdaEvent::new(request, Context::default());
-                rewards_api::handle(&store, event).await.unwrap();
-            }
-        })
-        .await;
 }
