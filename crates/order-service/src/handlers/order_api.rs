@@ -12,7 +12,7 @@ use service_runtime::http::{
 use service_runtime::metrics::{self, MetricSet};
 use service_runtime::trace;
 
-use crate::domain::{Order, OrderError, OrderRequest, StoreError};
+use crate::domain::{Order, OrderError, OrderRequest, OrderView, StoreError};
 use crate::service::{self, Placed};
 use crate::store::OrderStore;
 
@@ -64,17 +64,26 @@ pub async fn respond<S: OrderStore>(
     match order_route(req)? {
         OrderRoute::Place => post_order(store, Posted::read(req, xray_trace_id)?).await,
         OrderRoute::Get(order_id) => {
-            let caller = caller(req)?;
-            let view = service::get_order(store, order_id)
+            let view = visible_order(store, caller(req)?, order_id)
                 .await
                 .map_err(api_error)?;
-            // Another customer's order does not exist, as far as this caller can tell.
-            if !caller.may_access(&view.order.customer_id) {
-                return Err(api_error(OrderError::NotFound));
-            }
             Ok(json(StatusCode::OK, &view))
         }
     }
+}
+
+/// The order `order_id` as `caller` may see it, as both patterns answer a `GET`: another
+/// customer's order is [`OrderError::NotFound`], so a caller cannot tell it exists.
+pub(crate) async fn visible_order<S: OrderStore>(
+    store: &S,
+    caller: Caller<'_>,
+    order_id: &str,
+) -> Result<OrderView, OrderError> {
+    let view = service::get_order(store, order_id).await?;
+    if !caller.may_access(&view.order.customer_id) {
+        return Err(OrderError::NotFound);
+    }
+    Ok(view)
 }
 
 /// The order API's two routes, as both patterns serve them.

@@ -14,8 +14,10 @@ use super::order_placed;
 use super::publish::EventPublisher;
 use crate::domain::order::validate_idempotency_key;
 use crate::domain::{Order, OrderError, StoreError, Timestamp};
-use crate::handlers::order_api::{counted, order_route, outcome_unknown, OrderRoute, Posted};
-use crate::service::{self, idempotent_order_id};
+use crate::handlers::order_api::{
+    counted, order_route, outcome_unknown, visible_order, OrderRoute, Posted,
+};
+use crate::service::idempotent_order_id;
 use crate::store::OrderStore;
 
 /// Seconds a client waits before asking again for an order order-history has not written yet:
@@ -121,13 +123,9 @@ async fn get_order<H: OrderStore>(
     req: &ApiGatewayV2httpRequest,
     order_id: &str,
 ) -> Result<ApiGatewayV2httpResponse, ApiError> {
-    let caller = caller(req)?;
-    match service::get_order(history, order_id).await {
-        Ok(view) if caller.may_access(&view.order.customer_id) => {
-            Ok(json(StatusCode::OK, &view.order))
-        }
-        // Another customer's order does not exist, as far as this caller can tell.
-        Ok(_) | Err(OrderError::NotFound) => Ok(with_header(
+    match visible_order(history, caller(req)?, order_id).await {
+        Ok(view) => Ok(json(StatusCode::OK, &view.order)),
+        Err(OrderError::NotFound) => Ok(with_header(
             not_yet(order_id).into_response(),
             "retry-after",
             RETRY_AFTER_SECONDS,
