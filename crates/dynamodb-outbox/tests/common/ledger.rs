@@ -49,11 +49,7 @@ impl Consumer for Ledger {
     }
 
     fn on_poison(&self) -> PoisonPolicy {
-        if self.park {
-            PoisonPolicy::Park
-        } else {
-            PoisonPolicy::Wait
-        }
+        poison_policy(self.park)
     }
 
     async fn effect(&self, event: &Envelope<Deposited>) -> Result<Effect, HandlerError> {
@@ -81,6 +77,15 @@ impl Consumer for Ledger {
         Ok(effect
             .put(TABLE, item("LAST".into(), cents))
             .add(balance_of(pk.clone()), cents))
+    }
+}
+
+/// What a test ledger does with poison: parks it when told to `park`, else holds its key back.
+pub fn poison_policy(park: bool) -> PoisonPolicy {
+    if park {
+        PoisonPolicy::Park
+    } else {
+        PoisonPolicy::Wait
     }
 }
 

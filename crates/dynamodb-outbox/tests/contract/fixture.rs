@@ -193,6 +193,16 @@ impl<S: StoreUnderTest> World<S> {
             .unwrap()
     }
 
+    /// The consumer's balances of `accounts`, in their order: one assertion over them shows them
+    /// all when one is off.
+    pub async fn balances(&self, consumer: &str, accounts: &[&str]) -> Vec<i64> {
+        let mut balances = Vec::new();
+        for account in accounts {
+            balances.push(self.balance(consumer, account).await);
+        }
+        balances
+    }
+
     /// The sequences the consumer applied on the key, in the order its commits happened (every
     /// event of these tests reaches every consumer, so a commit from progress `a` to `b` applied
     /// `a+1..=b`).

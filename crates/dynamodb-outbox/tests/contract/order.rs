@@ -21,8 +21,7 @@ pub async fn each_key_is_applied_in_write_order_however_the_batch_is_shuffled<S:
     assert_counts!(outcome, applied: 8, failures.len(): 0);
     assert_eq!(world.applied_order("ledger", "a"), vec![1, 2, 3, 4, 5]);
     assert_eq!(world.applied_order("ledger", "b"), vec![1, 2, 3]);
-    assert_eq!(world.balance("ledger", "a").await, 150);
-    assert_eq!(world.balance("ledger", "b").await, 6);
+    assert_eq!(world.balances("ledger", &["a", "b"]).await, [150, 6]);
 }
 
 pub async fn an_event_that_arrives_before_its_predecessor_waits_across_batches<
@@ -89,32 +88,41 @@ pub async fn a_run_the_consumer_partly_applied_before_applies_only_the_rest<S: S
 }
 
 pub async fn one_event_per_transaction_commits_each_event_on_its_own_in_order<S: StoreUnderTest>() {
-    let mut world = World::<S>::new().await;
-    let items = writes(&mut world, "a", 5).await;
-    let outcome = world
-        .ledger()
-        .concurrency(1)
-        .events_per_transaction(1)
-        .process_items(items)
-        .await;
-    assert_eq!(outcome.applied, 5, "{outcome:?}");
     assert_eq!(
-        world.commits("ledger", "a"),
+        run_in_transactions_of::<S>(5, 1, 1).await,
         vec![(0, 1), (1, 2), (2, 3), (3, 4), (4, 5)]
     );
-    assert_eq!(world.balance("ledger", "a").await, 15);
 }
 
 pub async fn a_hot_keys_run_is_cut_at_the_events_per_transaction<S: StoreUnderTest>() {
+    assert_eq!(
+        run_in_transactions_of::<S>(7, 3, 4).await,
+        vec![(0, 3), (3, 6), (6, 7)]
+    );
+}
+
+/// Applies a run of `events` deposits on key `a` (1, 2, ... cents), `concurrency` keys at a
+/// time and at most `per_transaction` events to a transaction, checks that each is applied
+/// once, and returns the ledger's commits on the key.
+async fn run_in_transactions_of<S: StoreUnderTest>(
+    events: i64,
+    per_transaction: usize,
+    concurrency: usize,
+) -> Vec<(u64, u64)> {
     let mut world = World::<S>::new().await;
-    let items = writes(&mut world, "a", 7).await;
+    let items = writes(&mut world, "a", events).await;
     let outcome = world
         .ledger()
-        .events_per_transaction(3)
+        .concurrency(concurrency)
+        .events_per_transaction(per_transaction)
         .process_items(items)
         .await;
-    assert_eq!(outcome.applied, 7, "{outcome:?}");
-    assert_eq!(world.commits("ledger", "a"), vec![(0, 3), (3, 6), (6, 7)]);
+    assert_counts!(outcome, applied: events as usize);
+    assert_eq!(
+        world.balance("ledger", "a").await,
+        events * (events + 1) / 2
+    );
+    world.commits("ledger", "a")
 }
 
 pub async fn an_event_type_a_consumer_does_not_take_is_skipped_and_its_key_goes_on<

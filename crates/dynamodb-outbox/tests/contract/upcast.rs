@@ -18,6 +18,7 @@ use serde_dynamo::{AttributeValue, Item};
 use serde_json::Value;
 
 use crate::fixture::{balance, balance_of, outbox, Producer, StoreUnderTest, TABLE};
+use crate::ledger::poison_policy;
 use crate::records::stream;
 
 const NAME: &str = "ledger";
@@ -126,11 +127,7 @@ impl Consumer for Ledger {
     }
 
     fn on_poison(&self) -> PoisonPolicy {
-        if self.park {
-            PoisonPolicy::Park
-        } else {
-            PoisonPolicy::Wait
-        }
+        poison_policy(self.park)
     }
 
     async fn effect(&self, event: &Envelope<InvoiceIssued>) -> Result<Effect, HandlerError> {
