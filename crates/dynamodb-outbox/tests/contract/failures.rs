@@ -31,11 +31,7 @@ pub async fn under_the_park_policy_a_poison_event_is_parked_and_its_key_goes_on<
     S: StoreUnderTest,
 >() {
     let mut world = World::<S>::new().await;
-    let items = vec![
-        world.write(&deposit("a", 5)).await,
-        world.write(&deposit("a", -1)).await,
-        world.write(&deposit("a", 7)).await,
-    ];
+    let items = world.deposits("a", &[5, -1, 7]).await;
     let ledger = Ledger {
         policy: PoisonPolicy::Park,
         ..Ledger::new("ledger")
@@ -76,10 +72,7 @@ pub async fn a_transient_failure_holds_back_the_key_and_the_retry_applies_once<
 
 pub async fn an_effect_whose_condition_fails_is_poison_and_writes_nothing<S: StoreUnderTest>() {
     let mut world = World::<S>::new().await;
-    let items = vec![
-        world.write(&deposit("a", 999_999)).await,
-        world.write(&deposit("a", 2)).await,
-    ];
+    let items = world.deposits("a", &[999_999, 2]).await;
     let outcome = world.ledger().process_items(items).await;
     assert_counts!(outcome, applied: 1, poison: 1);
     assert_eq!(

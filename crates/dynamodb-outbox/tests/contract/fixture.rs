@@ -176,6 +176,15 @@ impl<S: StoreUnderTest> World<S> {
         self.producer.write(event).await
     }
 
+    /// Writes a deposit on `account` of each amount in `cents`, in order.
+    pub async fn deposits(&mut self, account: &str, cents: &[i64]) -> Vec<Item> {
+        let mut items = Vec::new();
+        for &cents in cents {
+            items.push(self.write(&deposit(account, cents)).await);
+        }
+        items
+    }
+
     pub fn processor(&self, ledger: Ledger) -> Processor<Ledger, Recording<S>> {
         Processor::new(ledger, self.recorded.clone(), outbox()).concurrency(4)
     }

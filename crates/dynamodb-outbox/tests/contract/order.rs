@@ -7,13 +7,8 @@ use crate::fixture::{deposit, name_of, Frozen, Ledger, StoreUnderTest, World};
 
 pub async fn each_key_is_applied_in_write_order_however_the_batch_is_shuffled<S: StoreUnderTest>() {
     let mut world = World::<S>::new().await;
-    let mut items = Vec::new();
-    for i in 1..=5 {
-        items.push(world.write(&deposit("a", i * 10)).await);
-    }
-    for i in 1..=3 {
-        items.push(world.write(&deposit("b", i)).await);
-    }
+    let mut items = world.deposits("a", &[10, 20, 30, 40, 50]).await;
+    items.extend(world.deposits("b", &[1, 2, 3]).await);
     // Interleaved and reversed, as shards and retries can make it.
     items.reverse();
     items.swap(0, 6);
@@ -156,9 +151,6 @@ pub async fn writes<S: StoreUnderTest>(
     account: &str,
     count: i64,
 ) -> Vec<Item> {
-    let mut items = Vec::new();
-    for cents in 1..=count {
-        items.push(world.write(&deposit(account, cents)).await);
-    }
-    items
+    let cents: Vec<i64> = (1..=count).collect();
+    world.deposits(account, &cents).await
 }
