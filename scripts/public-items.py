@@ -10,6 +10,21 @@ import json
 import sys
 from collections import Counter
 
+# The shapes (rustdoc's `kind` of a struct or a variant) whose fields are counted: a struct's
+# named fields and tuple positions, a variant's named fields (not a tuple variant's positions).
+FIELD_SHAPES = {"struct": ("plain", "tuple"), "variant": ("struct",)}
+
+
+def fields(shape, counted):
+    """The field ids of a struct's or a variant's `shape` if it is one of the `counted` shapes: a
+    unit shape is a bare string, a tuple a list with None for each hidden position, and a shape
+    with named fields holds them under `fields`."""
+    for key in counted:
+        if isinstance(shape, dict) and key in shape:
+            found = shape[key]
+            return [f for f in found if f is not None] if key == "tuple" else found["fields"]
+    return []
+
 
 def main() -> None:
     doc = json.load(open(sys.argv[1]))
@@ -40,23 +55,12 @@ def main() -> None:
         counts[kind] += 1
         names.append(f"{name} ({kind})")
         children = []
-        if kind == "module":
+        if kind in ("module", "trait"):
             children = inner["items"]
-        elif kind == "struct":
-            shape = inner["kind"]
-            if isinstance(shape, dict) and "plain" in shape:
-                children = shape["plain"]["fields"]
-            elif isinstance(shape, dict) and "tuple" in shape:
-                children = [f for f in shape["tuple"] if f is not None]
-            children = children + inner["impls"]
         elif kind == "enum":
             children = inner["variants"] + inner["impls"]
-        elif kind == "trait":
-            children = inner["items"]
-        elif kind == "variant":
-            shape = inner["kind"]
-            if isinstance(shape, dict) and "struct" in shape:
-                children = shape["struct"]["fields"]
+        elif kind in FIELD_SHAPES:
+            children = fields(inner["kind"], FIELD_SHAPES[kind]) + inner.get("impls", [])
         for child in children:
             walk(child, name)
 
