@@ -12,7 +12,7 @@ use dynamodb_outbox::dynamodb::{
     DynamoConsumerStore, Outbox, PendingEvents, Routes, WriteError, Written,
 };
 use dynamodb_outbox::testing::schema;
-use dynamodb_outbox::testing::{Committed, Step, StoreOps};
+use dynamodb_outbox::testing::{Commit, Committed, Step, StoreOps};
 use dynamodb_outbox::{BatchOutcome, Effect, Envelope, PoisonPolicy, Processor, Source};
 use outbox_tests::{
     assert_counts, balance_pk, moved, n, s, scan, stack, Item, Moved, Stack, Tally, BALANCE_SK,
@@ -221,8 +221,13 @@ async fn consumer_names_and_keys_that_share_a_separator_never_share_a_progress_o
                 ordering_key: key.into(),
                 ..first.clone()
             };
+            let commit = Commit {
+                consumer,
+                step: &step,
+                effect: &Effect::new(),
+            };
             assert_eq!(
-                store.commit(consumer, &step, &Effect::new()).await.unwrap(),
+                store.commit(commit).await.unwrap(),
                 Committed::Applied,
                 "{consumer} on {key} keeps its own progress"
             );

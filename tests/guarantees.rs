@@ -31,7 +31,7 @@ use devkit::stack::{in_process, in_process_changes, Service, CONSUMER_FUNCTION};
 use devkit::trigger::Invoke;
 use devkit::{Item, Pattern, Stack, TriggerStats};
 use dynamodb_outbox::dynamodb::{DynamoConsumerStore, PendingEvents};
-use dynamodb_outbox::testing::{Committed, LastOut, Parked, Step, StoreOps};
+use dynamodb_outbox::testing::{Commit, Committed, LastOut, Parked, StoreOps};
 use dynamodb_outbox::testing::{CrashPoint, Crashing};
 use dynamodb_outbox::{ConsumerStore, Effect, ItemKey, Processor, StoreError};
 use lambda_runtime::{Context, LambdaEvent};
@@ -539,7 +539,7 @@ impl StoreOps for Down {
     fn table(&self) -> &str {
         self.0.table()
     }
-    async fn commit(&self, _: &str, _: &Step, _: &Effect) -> Result<Committed, StoreError> {
+    async fn commit(&self, _: Commit<'_>) -> Result<Committed, StoreError> {
         Err(down())
     }
     async fn progress_on(&self, _: &str, _: &str) -> Result<u64, StoreError> {

@@ -18,7 +18,7 @@ use crate::envelope::now_rfc3339;
 use crate::envelope::Envelope;
 use crate::item::{done_record, outbox_item, read_parked, record_found, KeyCounter};
 use crate::schema;
-use crate::store::{Committed, ItemKey, LastOut, Parked, Step, StoreError, StoreOps};
+use crate::store::{Commit, Committed, ItemKey, LastOut, Leaving, Parked, StoreError, StoreOps};
 
 /// The in-memory store; clones share the same state.
 #[derive(Debug, Clone)]
@@ -54,21 +54,21 @@ impl Waiting {
 }
 
 impl State {
-    /// Where `consumer`'s progress on `step`'s key is kept, when `step` is the next to commit;
-    /// otherwise what keeps it from committing.
-    fn next(&self, consumer: &str, step: &Step) -> Result<(String, String), Committed> {
-        let progress = (consumer.to_owned(), step.ordering_key.clone());
+    /// Where the consumer's progress on the step's key is kept, when the step is the next to
+    /// commit; otherwise what keeps it from committing.
+    fn next(&self, commit: Commit<'_>) -> Result<(String, String), Committed> {
+        let progress = (commit.consumer.to_owned(), commit.step.ordering_key.clone());
         let applied = self.progress.get(&progress).copied().unwrap_or(0);
-        step.blocked(applied).map_or(Ok(progress), Err)
+        commit.step.blocked(applied).map_or(Ok(progress), Err)
     }
 
-    /// Writes `effect` and advances the `progress` to `step`, all or nothing, as one DynamoDB
-    /// transaction would.
-    fn apply(&mut self, progress: (String, String), step: &Step, effect: &Effect) -> Committed {
-        if let Err(refused) = write_all(self, effect) {
+    /// Writes the effect and advances the `progress` to the step, all or nothing, as one
+    /// DynamoDB transaction would.
+    fn apply(&mut self, progress: (String, String), commit: Commit<'_>) -> Committed {
+        if let Err(refused) = write_all(self, commit.effect) {
             return refused;
         }
-        self.progress.insert(progress, step.sequence);
+        self.progress.insert(progress, commit.step.sequence);
         Committed::Applied
     }
 }
@@ -214,29 +214,22 @@ impl StoreOps for MemoryStore {
         &self.table
     }
 
-    async fn commit(
-        &self,
-        consumer: &str,
-        step: &Step,
-        effect: &Effect,
-    ) -> Result<Committed, StoreError> {
+    async fn commit(&self, commit: Commit<'_>) -> Result<Committed, StoreError> {
         let mut state = self.state();
-        Ok(match state.next(consumer, step) {
-            Ok(progress) => state.apply(progress, step, effect),
+        Ok(match state.next(commit) {
+            Ok(progress) => state.apply(progress, commit),
             Err(blocked) => blocked,
         })
     }
 
     async fn commit_leaving(
         &self,
-        consumer: &str,
-        step: &Step,
-        effect: &Effect,
-        items: &[ItemKey],
-        last: LastOut,
+        commit: Commit<'_>,
+        leaving: Leaving<'_>,
     ) -> Result<Option<Committed>, StoreError> {
+        let Leaving { items, last } = leaving;
         let mut state = self.state();
-        let progress = match state.next(consumer, step) {
+        let progress = match state.next(commit) {
             Ok(progress) => progress,
             Err(blocked) => return Ok(Some(blocked)),
         };
@@ -244,13 +237,13 @@ impl StoreOps for MemoryStore {
             state.waiting.get(item).is_some_and(|waiting| {
                 waiting.pending
                     && waiting.consumers.len() == 1
-                    && waiting.consumers.contains(consumer)
+                    && waiting.consumers.contains(commit.consumer)
             })
         };
         if !items.iter().all(alone) {
             return Ok(None);
         }
-        let committed = state.apply(progress, step, effect);
+        let committed = state.apply(progress, commit);
         if committed == Committed::Applied {
             for item in items {
                 if let Some(waiting) = state.waiting.get_mut(item) {

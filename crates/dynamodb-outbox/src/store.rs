@@ -39,6 +39,29 @@ impl Step {
     }
 }
 
+/// An effect to commit with a consumer's progress: the consumer, the step its progress takes,
+/// and the effect. What [`StoreOps::commit`] and [`StoreOps::commit_leaving`] take, so each
+/// store and each wrapper names the three once.
+#[derive(Debug, Clone, Copy)]
+pub struct Commit<'a> {
+    /// The consumer whose progress advances.
+    pub consumer: &'a str,
+    /// Where the progress goes: from `step.after` to `step.sequence` on `step.ordering_key`.
+    pub step: &'a Step,
+    /// What commits with it.
+    pub effect: &'a Effect,
+}
+
+/// What [`StoreOps::commit_leaving`] leaves in its commit's transaction: the items, each
+/// waiting for the committing consumer alone, and what the last one out does to them.
+#[derive(Debug, Clone, Copy)]
+pub struct Leaving<'a> {
+    /// The items the consumer leaves.
+    pub items: &'a [ItemKey],
+    /// What is done to each, as the last consumer out of it.
+    pub last: LastOut,
+}
+
 /// What committing an effect found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Committed {
@@ -151,28 +174,23 @@ pub trait StoreOps: Send + Sync {
     /// The consumer's own table: progress items and parked events.
     fn table(&self) -> &str;
 
-    /// Commits `effect` and advances `consumer`'s progress on `step.ordering_key` from
-    /// `step.after` to `step.sequence`, atomically, or writes nothing and says why.
+    /// Commits `commit.effect` and advances `commit.consumer`'s progress on the step's ordering
+    /// key from `step.after` to `step.sequence`, atomically, or writes nothing and says why.
     fn commit(
         &self,
-        consumer: &str,
-        step: &Step,
-        effect: &Effect,
+        commit: Commit<'_>,
     ) -> impl Future<Output = Result<Committed, StoreError>> + Send;
 
-    /// [`StoreOps::commit`] and, in the same transaction, [`StoreOps::leave`] of each of `items`
-    /// that waits for `consumer` alone: one round trip where the two take two. `Ok(None)` when
-    /// they cannot go together (an item waits for another consumer too, was left before, is
-    /// gone, or the store does not join them): nothing was written, and the caller commits and
-    /// leaves separately. Any other answer is `commit`'s, and when it is
+    /// [`StoreOps::commit`] and, in the same transaction, [`StoreOps::leave`] of each of
+    /// `leaving.items` that waits for the consumer alone: one round trip where the two take two.
+    /// `Ok(None)` when they cannot go together (an item waits for another consumer too, was left
+    /// before, is gone, or the store does not join them): nothing was written, and the caller
+    /// commits and leaves separately. Any other answer is `commit`'s, and when it is
     /// [`Committed::Applied`] every item was left as well.
     fn commit_leaving(
         &self,
-        _consumer: &str,
-        _step: &Step,
-        _effect: &Effect,
-        _items: &[ItemKey],
-        _last: LastOut,
+        _commit: Commit<'_>,
+        _leaving: Leaving<'_>,
     ) -> impl Future<Output = Result<Option<Committed>, StoreError>> + Send {
         async { Ok(None) }
     }

@@ -8,7 +8,9 @@ use time::OffsetDateTime;
 use super::schedule::{KeyQueue, Next};
 use super::{Arrived, Outcome, Processor, Work, DROPPED_LOG_MESSAGE};
 use crate::consumer::{Consumer, Effect, HandlerError};
-use crate::store::{chain, Committed, ConsumerStore, ItemKey, LastOut, Step, StoreError};
+use crate::store::{
+    chain, Commit, Committed, ConsumerStore, ItemKey, LastOut, Leaving, Step, StoreError,
+};
 
 /// An event whose progress is committed, and the outbox item to mark for it.
 pub(super) type Mark = (usize, Step, ItemKey);
@@ -168,14 +170,17 @@ impl<C: Consumer, S: ConsumerStore> Processor<C, S> {
         effect: &Effect,
         items: &[ItemKey],
     ) -> (Result<Committed, StoreError>, bool) {
-        let consumer = self.consumer.name();
+        let commit = Commit {
+            consumer: self.consumer.name(),
+            step,
+            effect,
+        };
         if !items.is_empty() {
-            let last = self.last_out();
-            match self
-                .store
-                .commit_leaving(consumer, step, effect, items, last)
-                .await
-            {
+            let leaving = Leaving {
+                items,
+                last: self.last_out(),
+            };
+            match self.store.commit_leaving(commit, leaving).await {
                 Ok(Some(committed)) => {
                     let left = committed == Committed::Applied;
                     return (Ok(committed), left);
@@ -184,7 +189,7 @@ impl<C: Consumer, S: ConsumerStore> Processor<C, S> {
                 Err(err) => return (Err(err), false),
             }
         }
-        (self.store.commit(consumer, step, effect).await, false)
+        (self.store.commit(commit).await, false)
     }
 
     /// What the last consumer out does to an outbox event: it expires after the retention.

@@ -17,7 +17,7 @@ use super::{Outcome, Processor, Work};
 use crate::consumer::{Consumer, Effect};
 use crate::relay::hook::Publish;
 use crate::relay::{Message, Sent};
-use crate::store::{chain, Committed, ConsumerStore, ItemKey, Step};
+use crate::store::{chain, Commit, Committed, ConsumerStore, ItemKey, Step};
 
 /// What becomes of one of a key's events, in the key's order.
 enum Link {
@@ -352,7 +352,12 @@ impl<C: Consumer, S: ConsumerStore> Processor<C, S> {
             after: *applied,
         };
         let consumer = self.consumer.name();
-        let committed = match self.store.commit(consumer, &span, &Effect::new()).await {
+        let commit = Commit {
+            consumer,
+            step: &span,
+            effect: &Effect::new(),
+        };
+        let committed = match self.store.commit(commit).await {
             Ok(Committed::Applied) => Some(None),
             Ok(Committed::Duplicate) => Some(Some(Outcome::Duplicate)),
             Ok(other) => {

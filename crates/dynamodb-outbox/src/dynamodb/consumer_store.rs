@@ -16,7 +16,9 @@ use crate::consumer::{Effect, Write};
 use crate::envelope::now_rfc3339;
 use crate::item::{done_record, read_parked, record_found};
 use crate::schema;
-use crate::store::{chain, Committed, ItemKey, LastOut, Parked, Step, StoreError, StoreOps};
+use crate::store::{
+    chain, Commit, Committed, ItemKey, LastOut, Leaving, Parked, StoreError, StoreOps,
+};
 
 /// DynamoDB's limit on the actions of one transaction.
 const MAX_ACTIONS: usize = 100;
@@ -110,7 +112,10 @@ impl DynamoConsumerStore {
         }
     }
 
-    fn progress(&self, consumer: &str, step: &Step) -> Result<TransactWriteItem, StoreError> {
+    /// The commit's progress update, on the condition that the progress is the step's
+    /// predecessor.
+    fn progress(&self, commit: Commit<'_>) -> Result<TransactWriteItem, StoreError> {
+        let Commit { consumer, step, .. } = commit;
         let mut update = Update::builder()
             .table_name(&self.table)
             .key(
@@ -186,11 +191,14 @@ impl DynamoConsumerStore {
     /// cancellation; read again only when it does not).
     async fn blocked(
         &self,
-        consumer: &str,
-        step: &Step,
-        effect: &Effect,
+        commit: Commit<'_>,
         reasons: &[CancellationReason],
     ) -> Result<Option<Committed>, StoreError> {
+        let Commit {
+            consumer,
+            step,
+            effect,
+        } = commit;
         let progress_at = effect.writes().len();
         if reason_code(reasons, progress_at) != "ConditionalCheckFailed" {
             return Ok(None);
@@ -255,37 +263,31 @@ impl StoreOps for DynamoConsumerStore {
         &self.table
     }
 
-    async fn commit(
-        &self,
-        consumer: &str,
-        step: &Step,
-        effect: &Effect,
-    ) -> Result<Committed, StoreError> {
-        let progress = self.progress(consumer, step)?;
-        let reasons = match self.transact(effect, Some(progress)).await? {
+    async fn commit(&self, commit: Commit<'_>) -> Result<Committed, StoreError> {
+        let progress = self.progress(commit)?;
+        let reasons = match self.transact(commit.effect, Some(progress)).await? {
             Sent::Settled(outcome) => return Ok(outcome),
             Sent::Cancelled(reasons) => reasons,
         };
-        if let Some(blocked) = self.blocked(consumer, step, effect, &reasons).await? {
+        if let Some(blocked) = self.blocked(commit, &reasons).await? {
             return Ok(blocked);
         }
-        effect_cancellation(effect, &reasons)
+        effect_cancellation(commit.effect, &reasons)
     }
 
     async fn commit_leaving(
         &self,
-        consumer: &str,
-        step: &Step,
-        effect: &Effect,
-        items: &[ItemKey],
-        last: LastOut,
+        commit: Commit<'_>,
+        leaving: Leaving<'_>,
     ) -> Result<Option<Committed>, StoreError> {
+        let Leaving { items, last } = leaving;
+        let effect = commit.effect;
         if effect.writes().len() + 1 + items.len() > MAX_ACTIONS {
             return Ok(None);
         }
-        let mut actions = vec![self.progress(consumer, step)?];
+        let mut actions = vec![self.progress(commit)?];
         for item in items {
-            actions.push(self.leave_alone_action(consumer, item, last)?);
+            actions.push(self.leave_alone_action(commit.consumer, item, last)?);
         }
         let reasons = match self.transact(effect, actions).await? {
             // Refused as a whole, the joined transaction says nothing of the effect alone (an
@@ -294,7 +296,7 @@ impl StoreOps for DynamoConsumerStore {
             Sent::Settled(outcome) => return Ok(Some(outcome)),
             Sent::Cancelled(reasons) => reasons,
         };
-        if let Some(blocked) = self.blocked(consumer, step, effect, &reasons).await? {
+        if let Some(blocked) = self.blocked(commit, &reasons).await? {
             return Ok(Some(blocked));
         }
         let leaves = effect.writes().len() + 1..effect.writes().len() + 1 + items.len();

@@ -3,7 +3,7 @@
 
 use crate::consumer::Effect;
 use crate::store::{
-    Committed, ConsumerStore, ItemKey, LastOut, Parked, Step, StoreError, StoreOps,
+    Commit, Committed, ConsumerStore, ItemKey, LastOut, Leaving, Parked, StoreError, StoreOps,
 };
 
 /// What a test store adds around the store it wraps.
@@ -24,7 +24,7 @@ pub(crate) trait Around: Send + Sync {
     }
 
     /// A progress commit (`commit`) that applied.
-    fn applied(&self, _consumer: &str, _step: &Step) {}
+    fn applied(&self, _commit: Commit<'_>) {}
 
     /// Before `leave` reaches the wrapped store: an error stops it there.
     fn before_leave(&self, _item: &ItemKey) -> Result<(), StoreError> {
@@ -43,36 +43,25 @@ impl<A: Around> StoreOps for A {
         self.inner().table()
     }
 
-    async fn commit(
-        &self,
-        consumer: &str,
-        step: &Step,
-        effect: &Effect,
-    ) -> Result<Committed, StoreError> {
+    async fn commit(&self, commit: Commit<'_>) -> Result<Committed, StoreError> {
         self.before_commit()?;
-        let result = self.inner().commit(consumer, step, effect).await;
-        answered(self, consumer, step, result)
+        let result = self.inner().commit(commit).await;
+        answered(self, commit, result)
     }
 
     async fn commit_leaving(
         &self,
-        consumer: &str,
-        step: &Step,
-        effect: &Effect,
-        items: &[ItemKey],
-        last: LastOut,
+        commit: Commit<'_>,
+        leaving: Leaving<'_>,
     ) -> Result<Option<Committed>, StoreError> {
         if !self.joins() {
             return Ok(None);
         }
         self.before_commit()?;
-        let result = self
-            .inner()
-            .commit_leaving(consumer, step, effect, items, last)
-            .await;
+        let result = self.inner().commit_leaving(commit, leaving).await;
         // `None` is no commit: nothing to say of it.
         match result.transpose() {
-            Some(result) => answered(self, consumer, step, result).map(Some),
+            Some(result) => answered(self, commit, result).map(Some),
             None => Ok(None),
         }
     }
@@ -118,12 +107,11 @@ impl<A: Around> StoreOps for A {
 /// it: [`Around::applied`] told first when it applied.
 fn answered<A: Around>(
     around: &A,
-    consumer: &str,
-    step: &Step,
+    commit: Commit<'_>,
     result: Result<Committed, StoreError>,
 ) -> Result<Committed, StoreError> {
     if let Ok(Committed::Applied) = &result {
-        around.applied(consumer, step);
+        around.applied(commit);
     }
     around.after_commit(result)
 }

@@ -4,7 +4,7 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use super::around::Around;
-use crate::store::{ConsumerStore, Step, StoreError};
+use crate::store::{Commit, ConsumerStore, StoreError};
 
 /// A commit that applied: `consumer`'s progress on `ordering_key` moved from `after` to
 /// `sequence` (over every event in between, when a run committed together).
@@ -89,7 +89,8 @@ impl<S: ConsumerStore> Around for Recording<S> {
         }
     }
 
-    fn applied(&self, consumer: &str, step: &Step) {
+    fn applied(&self, commit: Commit<'_>) {
+        let Commit { consumer, step, .. } = commit;
         lock(&self.applied).push(AppliedCommit {
             consumer: consumer.to_owned(),
             ordering_key: step.ordering_key.clone(),

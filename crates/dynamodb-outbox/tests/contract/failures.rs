@@ -3,7 +3,9 @@
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 
-use dynamodb_outbox::testing::{CrashPoint, Crashing, Header, LastOut, Step, WaitingItem};
+use dynamodb_outbox::testing::{
+    Commit, CrashPoint, Crashing, Header, LastOut, Leaving, Step, WaitingItem,
+};
 use dynamodb_outbox::{pending_marker, Effect, PoisonPolicy, Processor, StoreError};
 use serde_dynamo::{AttributeValue, Item};
 
@@ -192,13 +194,16 @@ pub async fn a_commit_leaves_no_item_another_consumer_waits_for<S: StoreUnderTes
         sequence: 1,
         after: 0,
     };
-    let effect = Effect::new().add_at_most(balance_of("ledger#a".into()), 5, 1_000_000);
-    let at = LastOut::Expire { at: 4_000_000_000 };
-    let joined = world
-        .store
-        .commit_leaving("ledger", &step, &effect, &[key_of(&item)], at)
-        .await
-        .unwrap();
+    let commit = Commit {
+        consumer: "ledger",
+        step: &step,
+        effect: &Effect::new().add_at_most(balance_of("ledger#a".into()), 5, 1_000_000),
+    };
+    let leaving = Leaving {
+        items: &[key_of(&item)],
+        last: LastOut::Expire { at: 4_000_000_000 },
+    };
+    let joined = world.store.commit_leaving(commit, leaving).await.unwrap();
     assert_eq!(joined, None, "the audit waits too");
     assert_eq!(world.balance("ledger", "a").await, 0, "nothing written");
     assert_eq!(world.store.progress("ledger", "a").await.unwrap(), 0);
