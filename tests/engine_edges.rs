@@ -12,7 +12,7 @@ use dynamodb_outbox::dynamodb::{
     DynamoConsumerStore, Outbox, PendingEvents, Routes, WriteError, Written,
 };
 use dynamodb_outbox::testing::schema;
-use dynamodb_outbox::testing::{Commit, Committed, Step, StoreOps};
+use dynamodb_outbox::testing::{Commit, CommitOnce, Committed, Step, StoreOps};
 use dynamodb_outbox::{BatchOutcome, Effect, Envelope, PoisonPolicy, Processor, Source};
 use outbox_tests::{
     assert_counts, balance_pk, moved, n, s, scan, stack, Item, Moved, Stack, Tally, BALANCE_SK,
@@ -233,11 +233,13 @@ async fn consumer_names_and_keys_that_share_a_separator_never_share_a_progress_o
             );
         }
         for (consumer, event_id) in [a, b] {
+            let once = CommitOnce {
+                consumer,
+                event_id,
+                effect: &Effect::new(),
+            };
             assert_eq!(
-                store
-                    .commit_once(consumer, event_id, &Effect::new())
-                    .await
-                    .unwrap(),
+                store.commit_once(once).await.unwrap(),
                 Committed::Applied,
                 "{consumer}'s record of {event_id} is its own"
             );
@@ -504,16 +506,17 @@ async fn a_redelivered_record_whose_numbers_and_sets_dynamodb_normalised_is_a_du
         ),
     ])
     .into();
-    let effect = Effect::new().put_new_as_record(&bench.stack.tables.rewards, record);
+    let once = CommitOnce {
+        consumer: "ledger",
+        event_id: "e-1",
+        effect: &Effect::new().put_new_as_record(&bench.stack.tables.rewards, record),
+    };
     for expected in [
         Committed::Applied,
         Committed::Duplicate,
         Committed::Duplicate,
     ] {
-        assert_eq!(
-            store.commit_once("ledger", "e-1", &effect).await.unwrap(),
-            expected
-        );
+        assert_eq!(store.commit_once(once).await.unwrap(), expected);
     }
 }
 

@@ -31,7 +31,7 @@ use devkit::stack::{in_process, in_process_changes, Service, CONSUMER_FUNCTION};
 use devkit::trigger::Invoke;
 use devkit::{Item, Pattern, Stack, TriggerStats};
 use dynamodb_outbox::dynamodb::{DynamoConsumerStore, PendingEvents};
-use dynamodb_outbox::testing::{Commit, Committed, LastOut, Parked, StoreOps};
+use dynamodb_outbox::testing::{Commit, CommitOnce, Committed, LastOut, Parked, StoreOps};
 use dynamodb_outbox::testing::{CrashPoint, Crashing};
 use dynamodb_outbox::{ConsumerStore, Effect, ItemKey, Processor, StoreError};
 use lambda_runtime::{Context, LambdaEvent};
@@ -557,7 +557,7 @@ impl StoreOps for Down {
     async fn repark(&self, _: &ItemKey, _: &str) -> Result<(), StoreError> {
         Err(down())
     }
-    async fn commit_once(&self, _: &str, _: &str, _: &Effect) -> Result<Committed, StoreError> {
+    async fn commit_once(&self, _: CommitOnce<'_>) -> Result<Committed, StoreError> {
         Err(down())
     }
 }

@@ -18,7 +18,9 @@ use crate::envelope::now_rfc3339;
 use crate::envelope::Envelope;
 use crate::item::{done_record, outbox_item, read_parked, record_found, KeyCounter};
 use crate::schema;
-use crate::store::{Commit, Committed, ItemKey, LastOut, Leaving, Parked, StoreError, StoreOps};
+use crate::store::{
+    Commit, CommitOnce, Committed, ItemKey, LastOut, Leaving, Parked, StoreError, StoreOps,
+};
 
 /// The in-memory store; clones share the same state.
 #[derive(Debug, Clone)]
@@ -314,12 +316,12 @@ impl StoreOps for MemoryStore {
         Ok(Committed::Applied)
     }
 
-    async fn commit_once(
-        &self,
-        consumer: &str,
-        event_id: &str,
-        effect: &Effect,
-    ) -> Result<Committed, StoreError> {
+    async fn commit_once(&self, once: CommitOnce<'_>) -> Result<Committed, StoreError> {
+        let CommitOnce {
+            consumer,
+            event_id,
+            effect,
+        } = once;
         let mut state = self.state();
         let done = match effect.idempotency_record() {
             Some(Write::Put { table, item, .. }) => {

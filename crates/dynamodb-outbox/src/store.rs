@@ -52,6 +52,18 @@ pub struct Commit<'a> {
     pub effect: &'a Effect,
 }
 
+/// An effect to commit once, for an event without an outbox sequence whose idempotency is its
+/// event id: what [`StoreOps::commit_once`] takes.
+#[derive(Debug, Clone, Copy)]
+pub struct CommitOnce<'a> {
+    /// The consumer that applies the event.
+    pub consumer: &'a str,
+    /// The event's id: the consumer applies it at most once.
+    pub event_id: &'a str,
+    /// What commits with the record of it.
+    pub effect: &'a Effect,
+}
+
 /// What [`StoreOps::commit_leaving`] leaves in its commit's transaction: the items, each
 /// waiting for the committing consumer alone, and what the last one out does to them.
 #[derive(Debug, Clone, Copy)]
@@ -242,15 +254,13 @@ pub trait StoreOps: Send + Sync {
         reason: &str,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
-    /// Commits `effect` for an event without an outbox sequence, whose idempotency is its
+    /// Commits `once.effect` for an event without an outbox sequence, whose idempotency is its
     /// `event_id`: together with a done record (`OUTBOX#DONE#<consumer>#<event_id>`, put if
     /// absent) or, when the effect names one ([`Effect::put_new_as_record`]), with that put as
     /// the record. [`Committed::Duplicate`] when the record exists (for a named record: with the
     /// same content; other content is [`Committed::Refused`]); nothing is written then.
     fn commit_once(
         &self,
-        consumer: &str,
-        event_id: &str,
-        effect: &Effect,
+        once: CommitOnce<'_>,
     ) -> impl Future<Output = Result<Committed, StoreError>> + Send;
 }

@@ -20,7 +20,7 @@ use crate::envelope::{now_rfc3339, Envelope};
 use crate::item::ParkedEvent;
 use crate::schema;
 use crate::source::SourceKind;
-use crate::store::{Committed, ConsumerStore, ItemKey, LastOut};
+use crate::store::{CommitOnce, Committed, ConsumerStore, ItemKey, LastOut};
 use crate::upcast::{self, taken};
 
 /// Where an event without an outbox sequence sits: its ordering key (the batch keeps the
@@ -402,11 +402,12 @@ impl<C: Consumer, S: ConsumerStore> Processor<C, S> {
 
     async fn commit_once(&self, id: &str, once: &Once, effect: &Effect) -> Outcome {
         let consumer = self.consumer.name();
-        match self
-            .store
-            .commit_once(consumer, &once.event_id, effect)
-            .await
-        {
+        let commit = CommitOnce {
+            consumer,
+            event_id: &once.event_id,
+            effect,
+        };
+        match self.store.commit_once(commit).await {
             Ok(Committed::Applied) => Outcome::Applied,
             Ok(Committed::Duplicate) => Outcome::Duplicate,
             Ok(Committed::Refused(reason)) => Outcome::Refused(reason),

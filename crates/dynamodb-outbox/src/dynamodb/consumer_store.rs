@@ -17,7 +17,7 @@ use crate::envelope::now_rfc3339;
 use crate::item::{done_record, read_parked, record_found};
 use crate::schema;
 use crate::store::{
-    chain, Commit, Committed, ItemKey, LastOut, Leaving, Parked, StoreError, StoreOps,
+    chain, Commit, CommitOnce, Committed, ItemKey, LastOut, Leaving, Parked, StoreError, StoreOps,
 };
 
 /// DynamoDB's limit on the actions of one transaction.
@@ -364,12 +364,12 @@ impl StoreOps for DynamoConsumerStore {
         effect_cancellation(effect, &reasons)
     }
 
-    async fn commit_once(
-        &self,
-        consumer: &str,
-        event_id: &str,
-        effect: &Effect,
-    ) -> Result<Committed, StoreError> {
+    async fn commit_once(&self, once: CommitOnce<'_>) -> Result<Committed, StoreError> {
+        let CommitOnce {
+            consumer,
+            event_id,
+            effect,
+        } = once;
         let (record_at, named, done) = match effect.idempotency_record() {
             Some(Write::Put { item, .. }) => (effect.record.unwrap_or_default(), Some(item), None),
             _ => {

@@ -3,7 +3,8 @@
 
 use crate::consumer::Effect;
 use crate::store::{
-    Commit, Committed, ConsumerStore, ItemKey, LastOut, Leaving, Parked, StoreError, StoreOps,
+    Commit, CommitOnce, Committed, ConsumerStore, ItemKey, LastOut, Leaving, Parked, StoreError,
+    StoreOps,
 };
 
 /// What a test store adds around the store it wraps.
@@ -92,14 +93,9 @@ impl<A: Around> StoreOps for A {
         self.inner().repark(parked, reason).await
     }
 
-    async fn commit_once(
-        &self,
-        consumer: &str,
-        event_id: &str,
-        effect: &Effect,
-    ) -> Result<Committed, StoreError> {
+    async fn commit_once(&self, once: CommitOnce<'_>) -> Result<Committed, StoreError> {
         self.before_commit()?;
-        self.after_commit(self.inner().commit_once(consumer, event_id, effect).await)
+        self.after_commit(self.inner().commit_once(once).await)
     }
 }
 

@@ -20,7 +20,7 @@ mod recording;
 
 pub use crate::delivery::Header;
 pub use crate::item::outbox_item;
-pub use crate::store::{Commit, Committed, LastOut, Leaving, Parked, Step, StoreOps};
+pub use crate::store::{Commit, CommitOnce, Committed, LastOut, Leaving, Parked, Step, StoreOps};
 pub use crashing::{Crash, CrashPoint, Crashing};
 pub use inspect::{create_tables, Inspect, WaitingItem};
 pub use recording::{AppliedCommit, Fault, Recording};
