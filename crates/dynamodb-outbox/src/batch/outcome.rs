@@ -192,10 +192,20 @@ mod tests {
     use crate::envelope::Envelope;
     use crate::store::{ItemKey, Step};
 
-    fn ids(count: usize) -> Vec<String> {
-        (0..count)
+    /// The tally of a batch given one record a row: what came of it, the event it applied, and
+    /// whether its outbox item was left unmarked. Record ids are `record-<position>`.
+    fn tally_rows(rows: Vec<(Option<Outcome>, Option<AppliedEvent>, bool)>) -> BatchOutcome {
+        let ids: Vec<String> = (0..rows.len())
             .map(|position| format!("record-{position}"))
-            .collect()
+            .collect();
+        let mut outcomes = Vec::new();
+        let (mut events, mut unmarked) = (Vec::new(), Vec::new());
+        for (outcome, event, left_unmarked) in rows {
+            outcomes.push(outcome);
+            events.push(event);
+            unmarked.push(left_unmarked);
+        }
+        tally(outcomes, &events, &unmarked, &ids)
     }
 
     fn event(id: &str) -> AppliedEvent {
@@ -223,13 +233,7 @@ mod tests {
             Some(Outcome::Dropped),
             None,
         ];
-        let count = outcomes.len();
-        let tallied = tally(
-            outcomes,
-            &vec![None; count],
-            &vec![false; count],
-            &ids(count),
-        );
+        let tallied = tally_rows(outcomes.into_iter().map(|o| (o, None, false)).collect());
         let expected = BatchOutcome {
             applied: 1,
             duplicates: 1,
@@ -252,8 +256,10 @@ mod tests {
 
     #[test]
     fn an_event_whose_outbox_item_was_not_marked_counts_for_what_it_came_to_and_is_reported() {
-        let outcomes = vec![Some(Outcome::Applied), Some(Outcome::Duplicate)];
-        let tallied = tally(outcomes, &[None, None], &[false, true], &ids(2));
+        let tallied = tally_rows(vec![
+            (Some(Outcome::Applied), None, false),
+            (Some(Outcome::Duplicate), None, true),
+        ]);
         assert_eq!((tallied.applied, tallied.duplicates), (1, 1));
         assert_eq!(tallied.unmarked, 1);
         assert_eq!(tallied.failures, ["record-1"]);
@@ -261,13 +267,11 @@ mod tests {
 
     #[test]
     fn only_events_applied_now_are_listed_as_applied_events() {
-        let outcomes = vec![
-            Some(Outcome::Duplicate),
-            Some(Outcome::Applied),
-            Some(Outcome::Applied),
-        ];
-        let events = [Some(event("e0")), Some(event("e1")), None];
-        let tallied = tally(outcomes, &events, &[false; 3], &ids(3));
+        let tallied = tally_rows(vec![
+            (Some(Outcome::Duplicate), Some(event("e0")), false),
+            (Some(Outcome::Applied), Some(event("e1")), false),
+            (Some(Outcome::Applied), None, false),
+        ]);
         assert_eq!(tallied.applied, 2);
         assert_eq!(tallied.applied_events, [event("e1")]);
     }
@@ -316,25 +320,16 @@ mod tests {
             failures: vec!["3".into(), "1".into()],
             ..BatchOutcome::default()
         };
-        let kinesis = outcome.kinesis_response().batch_item_failures;
-        let stream = outcome.stream_response().batch_item_failures;
-        let sqs = outcome.sqs_response().batch_item_failures;
-        let expected = vec![Some("3".to_owned()), Some("1".to_owned())];
-        assert_eq!(
-            kinesis
-                .into_iter()
-                .map(|f| f.item_identifier)
-                .collect::<Vec<_>>(),
-            expected
-        );
-        assert_eq!(
-            stream
-                .into_iter()
-                .map(|f| f.item_identifier)
-                .collect::<Vec<_>>(),
-            expected
-        );
-        let sqs: Vec<_> = sqs.into_iter().map(|f| Some(f.item_identifier)).collect();
-        assert_eq!(sqs, expected);
+        // As Lambda reads them: the three responses are three types with one wire form.
+        let expected = serde_json::json!({
+            "batchItemFailures": [{ "itemIdentifier": "3" }, { "itemIdentifier": "1" }]
+        });
+        for (source, response) in [
+            ("kinesis", serde_json::to_value(outcome.kinesis_response())),
+            ("stream", serde_json::to_value(outcome.stream_response())),
+            ("sqs", serde_json::to_value(outcome.sqs_response())),
+        ] {
+            assert_eq!(response.unwrap(), expected, "{source}");
+        }
     }
 }
