@@ -14,9 +14,8 @@ use serde::Serialize;
 use crate::consumer::{Counter, Effect, Write};
 use crate::delivery::Header;
 use crate::dynamodb::Routes;
-use crate::envelope::now_rfc3339;
 use crate::envelope::Envelope;
-use crate::item::{done_record, outbox_item, read_parked, record_found, KeyCounter};
+use crate::item::{outbox_item, read_parked, record_found, KeyCounter};
 use crate::schema;
 use crate::store::{
     Commit, CommitOnce, Committed, ItemKey, LastOut, Leaving, Parked, StoreError, StoreOps,
@@ -317,21 +316,17 @@ impl StoreOps for MemoryStore {
     }
 
     async fn commit_once(&self, once: CommitOnce<'_>) -> Result<Committed, StoreError> {
-        let CommitOnce {
-            consumer,
-            event_id,
-            effect,
-        } = once;
+        let effect = once.effect;
         let mut state = self.state();
         let done = match effect.idempotency_record() {
             Some(Write::Put { table, item, .. }) => {
                 if let Some(existing) = state.items.get(&key_of(table, item)) {
-                    return Ok(record_found(existing, item, event_id));
+                    return Ok(record_found(existing, item, once.event_id));
                 }
                 None
             }
             _ => {
-                let done = done_record(consumer, event_id, &now_rfc3339());
+                let done = once.done_record();
                 if state.items.contains_key(&key_of(&self.table, &done)) {
                     return Ok(Committed::Duplicate);
                 }

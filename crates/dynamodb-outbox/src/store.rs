@@ -64,6 +64,18 @@ pub struct CommitOnce<'a> {
     pub effect: &'a Effect,
 }
 
+impl CommitOnce<'_> {
+    /// The record that the consumer applied the event, stamped now: what commits with the
+    /// effect when the effect names no record of its own.
+    pub(crate) fn done_record(&self) -> Item {
+        crate::item::done_record(
+            self.consumer,
+            self.event_id,
+            &crate::envelope::now_rfc3339(),
+        )
+    }
+}
+
 /// What [`StoreOps::commit_leaving`] leaves in its commit's transaction: the items, each
 /// waiting for the committing consumer alone, and what the last one out does to them.
 #[derive(Debug, Clone, Copy)]

@@ -13,8 +13,7 @@ use super::{
     reason_code, text, update_at, update_unless_moved_on, SdkItem,
 };
 use crate::consumer::{Effect, Write};
-use crate::envelope::now_rfc3339;
-use crate::item::{done_record, read_parked, record_found};
+use crate::item::{read_parked, record_found};
 use crate::schema;
 use crate::store::{
     chain, Commit, CommitOnce, Committed, ItemKey, LastOut, Leaving, Parked, StoreError, StoreOps,
@@ -365,15 +364,11 @@ impl StoreOps for DynamoConsumerStore {
     }
 
     async fn commit_once(&self, once: CommitOnce<'_>) -> Result<Committed, StoreError> {
-        let CommitOnce {
-            consumer,
-            event_id,
-            effect,
-        } = once;
+        let effect = once.effect;
         let (record_at, named, done) = match effect.idempotency_record() {
             Some(Write::Put { item, .. }) => (effect.record.unwrap_or_default(), Some(item), None),
             _ => {
-                let done: SdkItem = done_record(consumer, event_id, &now_rfc3339()).into();
+                let done: SdkItem = once.done_record().into();
                 let put = Put::builder()
                     .table_name(&self.table)
                     .set_item(Some(done))
@@ -398,7 +393,7 @@ impl StoreOps for DynamoConsumerStore {
                 .and_then(|r| r.item.clone())
                 .unwrap_or_default()
                 .into();
-            return Ok(record_found(&existing, record, event_id));
+            return Ok(record_found(&existing, record, once.event_id));
         }
         effect_cancellation(effect, &reasons)
     }
