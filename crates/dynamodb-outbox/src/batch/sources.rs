@@ -155,20 +155,8 @@ impl<C: Consumer, S: ConsumerStore> Processor<C, S> {
         F: Fn(&Item) -> Option<Result<Envelope<C::Payload>, String>>,
         C::Payload: Serialize,
     {
-        let takes = self.consumer.takes();
-        let incoming = records
-            .iter()
-            .map(|record| {
-                let id = record_id(record);
-                let work = match self.inserted(record) {
-                    Err(reason) => unreadable(format!("record {id}: {reason}")),
-                    Ok(None) => Work::Ignore,
-                    Ok(Some(image)) => self.classify_entity(image, &adapter, &takes),
-                };
-                (id, work)
-            })
-            .collect();
-        self.process(incoming).await
+        let read = records.iter().map(|r| (record_id(r), self.inserted(r)));
+        self.process(self.entity_work(read, &adapter)).await
     }
 
     /// Entity items read from the table (the sweeper's redrive of what the stream dropped:
@@ -179,12 +167,32 @@ impl<C: Consumer, S: ConsumerStore> Processor<C, S> {
         F: Fn(&Item) -> Option<Result<Envelope<C::Payload>, String>>,
         C::Payload: Serialize,
     {
+        let read = items.iter().map(|item| (key_name(item), Ok(Some(item))));
+        self.process(self.entity_work(read, &adapter)).await
+    }
+
+    /// The work of each entity item read, named: a stream record's new image, or an item read
+    /// from the table (`Ok(None)`: a record that is no event, such as a MODIFY; `Err`: a record
+    /// that cannot be read).
+    fn entity_work<'i, F>(
+        &self,
+        read: impl Iterator<Item = (String, Result<Option<&'i Item>, String>)>,
+        adapter: &F,
+    ) -> Vec<(String, Work<'static, C::Payload>)>
+    where
+        F: Fn(&Item) -> Option<Result<Envelope<C::Payload>, String>>,
+        C::Payload: Serialize,
+    {
         let takes = self.consumer.takes();
-        let incoming = items
-            .iter()
-            .map(|item| (key_name(item), self.classify_entity(item, &adapter, &takes)))
-            .collect();
-        self.process(incoming).await
+        read.map(|(id, image)| {
+            let work = match image {
+                Err(reason) => unreadable(format!("record {id}: {reason}")),
+                Ok(None) => Work::Ignore,
+                Ok(Some(image)) => self.classify_entity(image, adapter, &takes),
+            };
+            (id, work)
+        })
+        .collect()
     }
 
     fn classify_entity<F>(
